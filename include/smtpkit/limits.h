@@ -1,0 +1,56 @@
+/* Every limit SMTPKit enforces, with where its value comes from. */
+#ifndef SMTPKIT_LIMITS_H
+#define SMTPKIT_LIMITS_H
+
+/* RFC 5321 4.5.3.1.4: a command line is at most 512 octets with CRLF;
+ * extensions may add to it (RFC 1870 SIZE, RFC 3461 DSN, RFC 4954 AUTH=),
+ * and we never accept more than a text line of RFC 5321 4.5.3.1.6. */
+#define SK_SMTP_COMMAND_LINE_MAX_OCTETS 512
+#define SK_SMTP_LINE_MAX_OCTETS         1000
+/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with CRLF. We
+ * accept longer ones from peers (many servers exceed it) up to a text line. */
+#define SK_SMTP_REPLY_LINE_MAX_OCTETS 1000
+/* A multi-line reply (EHLO lists, banners) as a whole. */
+#define SK_SMTP_REPLY_MAX_OCTETS 16384
+#define SK_SMTP_REPLY_MAX_LINES  100
+/* Text of one reply kept for callers and logs (lines joined by '\n'). */
+#define SK_REPLY_TEXT_MAX_OCTETS 1024
+/* RFC 5321 4.5.3.1.1-3: local part 64, domain 255, path 256 octets. */
+#define SK_SMTP_LOCAL_PART_MAX_OCTETS 64
+#define SK_SMTP_DOMAIN_MAX_OCTETS     255
+#define SK_SMTP_PATH_MAX_OCTETS       256
+/* RFC 5321 4.5.3.1.8 requires at least 100 recipients per message. */
+#define SK_SMTP_RECIPIENTS_DEFAULT 100
+/* RFC 5322 2.1.1: lines MUST be at most 998 octets, SHOULD be at most 78. */
+#define SK_MIME_LINE_MAX_OCTETS  998
+#define SK_MIME_LINE_SOFT_OCTETS 78
+/* RFC 2045 6.8: base64 lines at most 76 characters. */
+#define SK_MIME_BASE64_LINE_OCTETS 76
+/* RFC 2045 6.7 (5): quoted-printable lines at most 76 characters. */
+#define SK_MIME_QP_LINE_OCTETS 76
+/* RFC 2047 2: an encoded word is at most 75 characters. */
+#define SK_MIME_ENCODED_WORD_MAX_OCTETS 75
+
+/* RFC 5321 4.5.3.2 timeouts (client side, and the server's defaults). */
+#define SK_TIMEOUT_CONNECT_MS    (30 * 1000)
+#define SK_TIMEOUT_GREETING_MS   (5 * 60 * 1000)
+#define SK_TIMEOUT_MAIL_MS       (5 * 60 * 1000)
+#define SK_TIMEOUT_RCPT_MS       (5 * 60 * 1000)
+#define SK_TIMEOUT_DATA_INIT_MS  (2 * 60 * 1000)
+#define SK_TIMEOUT_DATA_BLOCK_MS (3 * 60 * 1000)
+#define SK_TIMEOUT_DATA_END_MS   (10 * 60 * 1000)
+/* RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for a command. */
+#define SK_TIMEOUT_SERVER_COMMAND_MS (5 * 60 * 1000)
+
+/* Server defaults (settings; these are the values when unset). */
+#define SK_SERVER_MAX_MESSAGE_OCTETS_DEFAULT     (35u * 1024 * 1024)
+#define SK_SERVER_MAX_CONNECTIONS_DEFAULT        10000
+#define SK_SERVER_MAX_CONNECTIONS_PER_IP_DEFAULT 50
+/* Commands that make no progress (errors, NOOP, RSET, VRFY, HELP) before
+ * the session is closed with 421. */
+#define SK_SERVER_MAX_IDLE_COMMANDS_DEFAULT 20
+/* Failed AUTH attempts per client address before AUTH is refused. */
+#define SK_SERVER_AUTH_FAILURES_MAX 5
+#define SK_SERVER_AUTH_THROTTLE_MS  (60 * 1000)
+
+#endif

@@ -1,0 +1,9 @@
+/* SMTPKit: compose and send email, and build SMTP servers. */
+#ifndef SMTPKIT_H
+#define SMTPKIT_H
+
+#include "limits.h"
+#include "util.h"
+#include "reply.h"
+
+#endif

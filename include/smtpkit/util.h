@@ -1,0 +1,164 @@
+/* Building blocks shared by every module: errors, the bounded growable
+ * buffer, logging, allocation and base64. */
+#ifndef SMTPKIT_UTIL_H
+#define SMTPKIT_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limits.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SK_NODISCARD    __attribute__((warn_unused_result))
+#define SK_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* One error enum for the whole library; SK_OK is 0. */
+typedef enum sk_err {
+    SK_OK = 0,
+    SK_ERR_NOMEM,       /* allocation failed */
+    SK_ERR_INVAL,       /* bad argument (includes CR/LF in a header value) */
+    SK_ERR_TOO_LONG,    /* a limit was exceeded */
+    SK_ERR_SYNTAX,      /* malformed input */
+    SK_ERR_IO,          /* read/write/fsync failed */
+    SK_ERR_NOSPACE,     /* disk full or quota */
+    SK_ERR_NOT_FOUND,   /* no such file, message, user */
+    SK_ERR_DNS,         /* name did not resolve */
+    SK_ERR_CONNECT,     /* connection refused or unreachable */
+    SK_ERR_TIMEOUT,     /* peer did not answer in time */
+    SK_ERR_CLOSED,      /* peer closed the connection */
+    SK_ERR_PROTOCOL,    /* peer's answers cannot be used (not SMTP) */
+    SK_ERR_TLS,         /* TLS handshake or I/O failed */
+    SK_ERR_TLS_VERIFY,  /* certificate not trusted, or for another name */
+    SK_ERR_UNSUPPORTED, /* the peer does not offer what is needed */
+    SK_ERR_AUTH,        /* authentication failed */
+    SK_ERR_TEMPFAIL,    /* the peer answered 4xx */
+    SK_ERR_PERMFAIL,    /* the peer answered 5xx */
+    SK_ERR_CONFIG,      /* configuration error */
+    SK_ERR_STATE,       /* call not valid in the current state */
+    SK_ERR__COUNT
+} sk_err;
+
+/* The step of an SMTP exchange an error happened at. */
+typedef enum sk_step {
+    SK_STEP_NONE = 0,
+    SK_STEP_COMPOSE,
+    SK_STEP_DNS,
+    SK_STEP_CONNECT,
+    SK_STEP_GREETING,
+    SK_STEP_EHLO,
+    SK_STEP_TLS,
+    SK_STEP_AUTH,
+    SK_STEP_MAIL,
+    SK_STEP_RCPT,
+    SK_STEP_DATA,
+    SK_STEP_RSET,
+    SK_STEP_QUIT,
+    SK_STEP__COUNT
+} sk_step;
+
+/* Detail for an error: filled by functions that take an sk_error *. */
+typedef struct sk_error {
+    sk_err err;
+    sk_step step;
+    int code;                            /* SMTP reply code, 0 when there was none */
+    char enhanced[16];                   /* RFC 3463 status ("5.1.1"), "" when none */
+    int transient;                       /* 1: trying again later may work */
+    char text[SK_REPLY_TEXT_MAX_OCTETS]; /* server text or our description */
+    const char *hint;                    /* one line for people; static storage, may be NULL */
+} sk_error;
+
+const char *sk_strerror(sk_err e);
+const char *sk_step_name(sk_step s);
+
+/* Clear e (if non-NULL). */
+void sk_error_clear(sk_error *e);
+/* Set e (if non-NULL) to err at step with a formatted description; returns
+ * err so callers can write `return sk_error_set(...)`. */
+sk_err sk_error_set(sk_error *e, sk_err err, sk_step step, const char *fmt, ...) SK_PRINTF(4, 5);
+
+/* Allocation. The allocator is process-wide, like curl_global_init_mem:
+ * set it once before any other call (tests use it to fail allocations). */
+typedef struct sk_allocator {
+    void *(*malloc_fn)(size_t);
+    void *(*realloc_fn)(void *, size_t);
+    void (*free_fn)(void *);
+} sk_allocator;
+void sk_set_allocator(const sk_allocator *a); /* NULL restores libc's */
+void *sk_malloc(size_t n);
+void *sk_calloc(size_t n, size_t size);
+void *sk_realloc(void *p, size_t n);
+void sk_free(void *p);
+char *sk_strdup(const char *s);
+char *sk_strndup(const char *s, size_t n);
+
+/* The one growable buffer type. A maximum is required: growing past it
+ * fails with SK_ERR_TOO_LONG, never truncates. data is always
+ * NUL-terminated after a successful append (the NUL is not counted). */
+typedef struct sk_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max;
+} sk_buf;
+
+#define SK_BUF_INIT(maxlen)                                                                        \
+    {                                                                                              \
+        NULL, 0, 0, (maxlen)                                                                       \
+    }
+void sk_buf_init(sk_buf *b, size_t max);
+void sk_buf_free(sk_buf *b);  /* releases storage; b can be reused after init */
+void sk_buf_reset(sk_buf *b); /* len = 0, keeps storage */
+SK_NODISCARD sk_err sk_buf_reserve(sk_buf *b, size_t extra);
+SK_NODISCARD sk_err sk_buf_append(sk_buf *b, const void *p, size_t n);
+SK_NODISCARD sk_err sk_buf_puts(sk_buf *b, const char *s);
+SK_NODISCARD sk_err sk_buf_putc(sk_buf *b, char c);
+SK_NODISCARD sk_err sk_buf_printf(sk_buf *b, const char *fmt, ...) SK_PRINTF(2, 3);
+SK_NODISCARD sk_err sk_buf_vprintf(sk_buf *b, const char *fmt, va_list ap);
+/* Drop the first n bytes. */
+void sk_buf_consume(sk_buf *b, size_t n);
+/* Hand the storage to the caller (free with sk_free); b is left empty. */
+char *sk_buf_detach(sk_buf *b, size_t *len);
+/* Always a valid C string, "" when empty. */
+const char *sk_buf_cstr(const sk_buf *b);
+
+/* Logging: the library never prints; it calls the logger it is given. One
+ * line per event: "<id> <module> <event> key=value ...". */
+typedef enum sk_log_level { SK_LOG_ERR, SK_LOG_WARN, SK_LOG_INFO, SK_LOG_DEBUG } sk_log_level;
+typedef void (*sk_log_fn)(void *ctx, sk_log_level level, const char *line);
+typedef struct sk_logger {
+    sk_log_fn fn; /* NULL: logging off */
+    void *ctx;
+    sk_log_level max_level; /* events above this level are not formatted */
+} sk_logger;
+void sk_log(const sk_logger *l, sk_log_level level, const char *fmt, ...) SK_PRINTF(3, 4);
+/* Append s (n octets, from a peer) to b with control and non-ASCII octets
+ * escaped as \xHH and '"' and '\\' backslash-escaped. */
+SK_NODISCARD sk_err sk_log_escape(sk_buf *b, const char *s, size_t n);
+
+/* Base64 (RFC 4648 section 4), no line breaks. */
+SK_NODISCARD sk_err sk_base64_encode(sk_buf *out, const void *in, size_t n);
+/* Decoding rejects characters outside the alphabet and bad padding
+ * (SK_ERR_SYNTAX). */
+SK_NODISCARD sk_err sk_base64_decode(sk_buf *out, const char *in, size_t n);
+
+/* Monotonic milliseconds, and wall-clock time as RFC 3339 / RFC 5322. */
+uint64_t sk_now_ms(void);
+void sk_time_rfc3339(int64_t unix_seconds, char out[32]);
+void sk_time_rfc5322(int64_t unix_seconds, char out[40]);
+
+/* Strings. */
+int sk_strcaseprefix(const char *s, const char *prefix); /* 1 if s starts with prefix */
+/* Parse a decimal size or duration, e.g. "10M", "5d", "250ms". */
+SK_NODISCARD sk_err sk_parse_size(const char *s, uint64_t *out);
+SK_NODISCARD sk_err sk_parse_duration_ms(const char *s, uint64_t *out);
+/* Random bytes from the OS (getrandom). */
+SK_NODISCARD sk_err sk_random(void *out, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

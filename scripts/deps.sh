@@ -1,0 +1,47 @@
+#!/bin/sh
+# Install every Debian package that SMTPKit's build, tests and benchmarks use.
+# Idempotent: when everything is present it prints nothing and exits 0.
+set -eu
+
+PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev \
+libssl-dev libevent-dev libc-ares-dev libsqlite3-dev libcrypt-dev libcmocka-dev \
+libinih-dev \
+python3 python3-aiosmtpd python3-dnslib swaks libnet-ssleay-perl \
+libio-socket-ssl-perl msmtp curl postfix openssl dnsutils valgrind hyperfine \
+iproute2 procps"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=sudo
+    else
+        echo "deps.sh: missing packages:$missing (run as root to install)" >&2
+        exit 1
+    fi
+else
+    SUDO=
+fi
+
+echo "deps.sh: installing:$missing" >&2
+# Postfix is installed only for its test tools (smtp-source, smtp-sink) and
+# the benchmark: no system mail service is configured or started.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+policy_rc=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy_rc" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy_rc" >/dev/null
+    $SUDO chmod 755 "$policy_rc"
+    created_policy=1
+fi
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ "$created_policy" = 1 ]; then
+    $SUDO rm -f "$policy_rc"
+fi

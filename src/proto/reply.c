@@ -1,0 +1,56 @@
+/* sk_reply construction and classification. */
+#include <smtpkit/reply.h>
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+sk_reply_class sk_reply_class_of(int code)
+{
+    if (code < 200 || code > 599) return SK_REPLY_INVALID;
+    switch (code / 100) {
+    case 2:
+        return SK_REPLY_SUCCESS;
+    case 3:
+        return SK_REPLY_INTERMEDIATE;
+    case 4:
+        return SK_REPLY_TRANSIENT;
+    default:
+        return SK_REPLY_PERMANENT;
+    }
+}
+
+sk_reply sk_reply_make(int code, const char *enhanced, const char *fmt, ...)
+{
+    sk_reply r;
+    memset(&r, 0, sizeof r);
+    r.code = code;
+    if (enhanced) snprintf(r.enhanced, sizeof r.enhanced, "%s", enhanced);
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r.text, sizeof r.text, fmt, ap);
+        va_end(ap);
+    }
+    return r;
+}
+
+/* RFC 3463 2: class "." subject "." detail; subject and detail 1-3 digits
+ * without leading zeros beyond a single 0. */
+static const char *digits(const char *p, int max)
+{
+    int n = 0;
+    if (*p == '0' && isdigit((unsigned char)p[1])) return NULL;
+    while (isdigit((unsigned char)*p) && n < max + 1) p++, n++;
+    return n >= 1 && n <= max ? p : NULL;
+}
+
+int sk_enhanced_valid(const char *s, int code)
+{
+    if (!s || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.') return 0;
+    if (code && code / 100 != s[0] - '0') return 0;
+    const char *p = digits(s + 2, 3);
+    if (!p || *p != '.') return 0;
+    p = digits(p + 1, 3);
+    return p && *p == '\0';
+}

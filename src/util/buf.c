@@ -1,0 +1,112 @@
+/* sk_buf: the one growable, bounded byte buffer. */
+#include <smtpkit/util.h>
+
+#include <stdio.h>
+#include <string.h>
+
+void sk_buf_init(sk_buf *b, size_t max)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+void sk_buf_free(sk_buf *b)
+{
+    sk_free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void sk_buf_reset(sk_buf *b)
+{
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
+
+sk_err sk_buf_reserve(sk_buf *b, size_t extra)
+{
+    if (extra > b->max || b->len > b->max - extra) return SK_ERR_TOO_LONG;
+    size_t need = b->len + extra + 1; /* room for the NUL */
+    if (need <= b->cap) return SK_OK;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (cap > b->max + 1) cap = b->max + 1;
+    char *p = sk_realloc(b->data, cap);
+    if (!p) return SK_ERR_NOMEM;
+    b->data = p;
+    b->cap = cap;
+    return SK_OK;
+}
+
+sk_err sk_buf_append(sk_buf *b, const void *p, size_t n)
+{
+    sk_err e = sk_buf_reserve(b, n);
+    if (e) return e;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return SK_OK;
+}
+
+sk_err sk_buf_puts(sk_buf *b, const char *s)
+{
+    return sk_buf_append(b, s, strlen(s));
+}
+
+sk_err sk_buf_putc(sk_buf *b, char c)
+{
+    return sk_buf_append(b, &c, 1);
+}
+
+sk_err sk_buf_vprintf(sk_buf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0) return SK_ERR_INVAL;
+    sk_err e = sk_buf_reserve(b, (size_t)n);
+    if (e) return e;
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return SK_OK;
+}
+
+sk_err sk_buf_printf(sk_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sk_err e = sk_buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    return e;
+}
+
+void sk_buf_consume(sk_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        sk_buf_reset(b);
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
+}
+
+char *sk_buf_detach(sk_buf *b, size_t *len)
+{
+    char *p = b->data;
+    if (len) *len = b->len;
+    if (!p) p = sk_strdup("");
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    return p;
+}
+
+const char *sk_buf_cstr(const sk_buf *b)
+{
+    return b->data ? b->data : "";
+}

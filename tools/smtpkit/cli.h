@@ -1,0 +1,35 @@
+/* Shared declarations of the smtpkit CLI: subcommands and small helpers. */
+#ifndef SMTPKIT_CLI_H
+#define SMTPKIT_CLI_H
+
+#include <smtpkit/smtpkit.h>
+#include <stdio.h>
+#include <sysexits.h>
+
+/* Each subcommand lives in its own file: argv[0] is the subcommand name. */
+int cmd_send(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_queue(int argc, char **argv);
+int cmd_track(int argc, char **argv);
+int cmd_passwd(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
+
+/* Print "smtpkit CMD: message" to stderr and return EX_USAGE (64). */
+int cli_usage_error(const char *cmd, const char *fmt, ...) SK_PRINTF(2, 3);
+/* Print "smtpkit CMD: message" to stderr. */
+void cli_warn(const char *cmd, const char *fmt, ...) SK_PRINTF(2, 3);
+
+/* Map a library error to a sysexits.h exit code (DESIGN.md contract). */
+int cli_exit_code(const sk_error *e);
+
+/* Read the first line of a file (without its line end), e.g. a password
+ * file. Returns a string to free with sk_free, or NULL (errno set). */
+char *cli_read_first_line(const char *path);
+/* Read a whole file (or "-" for stdin); NULL on error. */
+char *cli_read_file(const char *path, size_t *len);
+
+/* Minimal JSON output: strings escaped per RFC 8259. */
+void json_string(FILE *f, const char *s);
+void json_string_n(FILE *f, const char *s, size_t n);
+
+#endif

@@ -1,0 +1,136 @@
+/* Helpers shared by the subcommands: errors, exit codes, files, JSON. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "smtpkit %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see 'smtpkit %s --help')\n", cmd);
+    return EX_USAGE;
+}
+
+void cli_warn(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "smtpkit %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_exit_code(const sk_error *e)
+{
+    switch (e->err) {
+    case SK_OK:
+        return EX_OK;
+    case SK_ERR_INVAL:
+    case SK_ERR_SYNTAX:
+    case SK_ERR_TOO_LONG:
+    case SK_ERR_NOT_FOUND:
+        return EX_DATAERR;
+    case SK_ERR_PERMFAIL:
+        return EX_UNAVAILABLE;
+    case SK_ERR_TEMPFAIL:
+    case SK_ERR_CONNECT:
+    case SK_ERR_TIMEOUT:
+    case SK_ERR_CLOSED:
+    case SK_ERR_DNS:
+        return EX_TEMPFAIL;
+    case SK_ERR_PROTOCOL:
+    case SK_ERR_TLS:
+    case SK_ERR_TLS_VERIFY:
+    case SK_ERR_UNSUPPORTED:
+        return EX_PROTOCOL;
+    case SK_ERR_AUTH:
+        return EX_NOPERM;
+    case SK_ERR_CONFIG:
+        return EX_CONFIG;
+    case SK_ERR_IO:
+    case SK_ERR_NOSPACE:
+        return EX_IOERR;
+    default:
+        return EX_SOFTWARE;
+    }
+}
+
+char *cli_read_file(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) return NULL;
+    sk_buf b = SK_BUF_INIT((size_t)1 << 31);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (sk_buf_append(&b, chunk, n)) {
+            sk_buf_free(&b);
+            if (f != stdin) fclose(f);
+            errno = EFBIG;
+            return NULL;
+        }
+    }
+    int failed = ferror(f);
+    if (f != stdin) fclose(f);
+    if (failed) {
+        sk_buf_free(&b);
+        errno = EIO;
+        return NULL;
+    }
+    return sk_buf_detach(&b, len);
+}
+
+char *cli_read_first_line(const char *path)
+{
+    size_t len;
+    char *s = cli_read_file(path, &len);
+    if (!s) return NULL;
+    s[strcspn(s, "\r\n")] = '\0';
+    return s;
+}
+
+void json_string_n(FILE *f, const char *s, size_t n)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (c < 0x20)
+                fprintf(f, "\\u%04x", c);
+            else
+                fputc(c, f);
+        }
+    }
+    fputc('"', f);
+}
+
+void json_string(FILE *f, const char *s)
+{
+    if (!s)
+        fputs("null", f);
+    else
+        json_string_n(f, s, strlen(s));
+}

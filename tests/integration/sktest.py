@@ -1,0 +1,296 @@
+"""Shared helpers for SMTPKit's integration tests.
+
+Everything here talks to loopback only, starts processes that the caller
+stops by PID (Proc.stop, or the `started` context manager), and bounds every
+wait with a timeout.
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SMTPKIT = os.environ.get("SMTPKIT", "smtpkit")
+SOURCE_DIR = os.environ.get(
+    "SK_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+)
+BUILD_DIR = os.environ.get("SK_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
+PYTHON = "/usr/bin/python3"
+
+
+def fail(msg):
+    """Print a failure and exit non-zero (for plain-script tests)."""
+    print("FAIL:", msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port that was free on host a moment ago."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
+    """Wait until something accepts connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s before listening on %d" % (proc.returncode, port))
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("nothing listening on %s:%d after %.1fs" % (host, port, timeout))
+
+
+def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
+    """Poll pred() until it returns a true value; return that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
+
+
+class TempDir:
+    """A temporary directory removed at exit unless SK_KEEP_TMP is set."""
+
+    def __init__(self, prefix="sktest-"):
+        self.path = tempfile.mkdtemp(prefix=prefix)
+
+    def join(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    def cleanup(self):
+        if not os.environ.get("SK_KEEP_TMP"):
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+class Proc:
+    """A child process in its own process group, stopped by PID."""
+
+    def __init__(self, argv, stdout=None, stderr=None, env=None, stdin=None, cwd=None):
+        self.argv = [str(a) for a in argv]
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        self.p = subprocess.Popen(
+            self.argv,
+            stdout=stdout,
+            stderr=stderr,
+            stdin=stdin,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        self.pid = self.p.pid
+
+    def poll(self):
+        return self.p.poll()
+
+    @property
+    def returncode(self):
+        return self.p.returncode
+
+    def send_signal(self, sig):
+        if self.p.poll() is None:
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout=10.0):
+        return self.p.wait(timeout=timeout)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Send sig to the process; SIGKILL its group if it does not exit in time."""
+        if self.p.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.p.returncode
+
+    def kill(self):
+        """SIGKILL the process (and its process group, which only it created)."""
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.p.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def started(argv, port=None, host="127.0.0.1", timeout=10.0, **kw):
+    """Start argv, wait for port if given, and stop it on exit."""
+    proc = Proc(argv, **kw)
+    try:
+        if port is not None:
+            wait_port(port, host=host, timeout=timeout, proc=proc)
+        yield proc
+    finally:
+        proc.stop()
+
+
+def run(argv, timeout=60, input=None, env=None, check_rc=None):
+    """Run a command to completion; returns CompletedProcess (text mode)."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    r = subprocess.run(
+        [str(a) for a in argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        env=full_env,
+    )
+    if check_rc is not None and r.returncode != check_rc:
+        fail(
+            "%s exited %d, expected %d\nstdout: %s\nstderr: %s"
+            % (" ".join(map(str, argv)), r.returncode, check_rc, r.stdout, r.stderr)
+        )
+    return r
+
+
+def smtpkit(*args, **kw):
+    """Run the built smtpkit binary."""
+    return run([SMTPKIT] + list(args), **kw)
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+class TestCA:
+    """A throw-away CA and certificates made with the openssl command.
+
+    ca.cert is the CA certificate (PEM); issue() makes a server certificate
+    signed by it; self_signed() makes one that no CA vouches for.
+    """
+
+    def __init__(self, directory, name="SMTPKit Test CA"):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.key = os.path.join(directory, "ca.key")
+        self.cert = os.path.join(directory, "ca.pem")
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-keyout", self.key, "-out", self.cert, "-days", "30",
+                 "-subj", "/CN=" + name,
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
+        self._serial = 1
+
+    def issue(self, name, sans=None, days=30, expired=False):
+        """Issue a certificate for name (and sans: DNS names or IPs).
+
+        Returns (cert_path, key_path). expired=True makes one whose validity
+        ended yesterday.
+        """
+        sans = sans or [name]
+        base = os.path.join(self.dir, "%s-%d" % (name.replace("*", "star"), self._serial))
+        self._serial += 1
+        key, csr, cert, ext = base + ".key", base + ".csr", base + ".pem", base + ".ext"
+        alt = ",".join(("IP:" if _is_ip(s) else "DNS:") + s for s in sans)
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth\n" % alt)
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", key, "-out", csr, "-subj", "/CN=" + name, cwd=self.dir)
+        args = ["x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
+                "-set_serial", str(1000 + self._serial), "-out", cert, "-extfile", ext]
+        if expired:
+            return self._issue_expired(name, sans, key, csr, cert, ext)
+        args += ["-days", str(days)]
+        _openssl(*args, cwd=self.dir)
+        return cert, key
+
+    def _issue_expired(self, name, sans, key, csr, cert, ext):
+        # `openssl ca` takes explicit validity dates; give it a window that
+        # ended long ago.
+        cadir = os.path.join(self.dir, "ca-db")
+        os.makedirs(cadir, exist_ok=True)
+        index = os.path.join(cadir, "index.txt")
+        open(index, "a").close()
+        serial = os.path.join(cadir, "serial")
+        with open(serial, "w") as f:
+            f.write("%04X\n" % (5000 + self._serial))
+        conf = os.path.join(cadir, "ca.cnf")
+        with open(conf, "w") as f:
+            f.write(
+                "[ca]\ndefault_ca=test\n[test]\ndatabase=%s\nserial=%s\nnew_certs_dir=%s\n"
+                "default_md=sha256\npolicy=any\nunique_subject=no\ncopy_extensions=none\n"
+                "[any]\ncommonName=supplied\n" % (index, serial, cadir)
+            )
+        _openssl("ca", "-batch", "-config", conf, "-cert", self.cert, "-keyfile", self.key,
+                 "-in", csr, "-out", cert, "-startdate", "20200101000000Z",
+                 "-enddate", "20200102000000Z", "-extfile", ext, "-notext", cwd=self.dir)
+        return cert, key
+
+    @staticmethod
+    def self_signed(directory, name, sans=None):
+        """A self-signed certificate for name; returns (cert_path, key_path)."""
+        sans = sans or [name]
+        key = os.path.join(directory, name + "-self.key")
+        cert = os.path.join(directory, name + "-self.pem")
+        alt = ",".join(("IP:" if _is_ip(s) else "DNS:") + s for s in sans)
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=" + name,
+                 "-addext", "subjectAltName=" + alt, cwd=directory)
+        return cert, key
+
+
+def _is_ip(s):
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(fam, s)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def maildir_messages(data_dir, domain, local):
+    """Paths of the messages in DATA-DIR/mailboxes/DOMAIN/LOCAL/new, sorted."""
+    d = os.path.join(data_dir, "mailboxes", domain, local, "new")
+    if not os.path.isdir(d):
+        return []
+    return sorted(os.path.join(d, f) for f in os.listdir(d))
+
+
+def strip_trace_headers(data):
+    """Remove the Return-Path and Received headers a server added at the top."""
+    lines = data.split(b"\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.lower().startswith(b"return-path:") or line.lower().startswith(b"received:"):
+            i += 1
+            while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+                i += 1
+            continue
+        break
+    return b"\n".join(lines[i:])

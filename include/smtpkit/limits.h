@@ -30,6 +30,12 @@
 #define SK_MIME_QP_LINE_OCTETS 76
 /* RFC 2047 2: an encoded word is at most 75 characters. */
 #define SK_MIME_ENCODED_WORD_MAX_OCTETS 75
+/* A file attached by the composer: larger than what submission servers
+ * take (35 MiB is our server's default SIZE), so base64 (4/3) still fits. */
+#define SK_MIME_ATTACHMENT_MAX_OCTETS (64u * 1024 * 1024)
+/* An unfolded header field read from a prepared message (RFC 5322 2.2.3
+ * sets no limit; this bounds parsing). */
+#define SK_MIME_HEADER_FIELD_MAX_OCTETS (64u * 1024)
 
 /* RFC 5321 4.5.3.2 timeouts (client side, and the server's defaults). */
 #define SK_TIMEOUT_CONNECT_MS    (30 * 1000)

@@ -5,5 +5,6 @@
 #include "limits.h"
 #include "util.h"
 #include "reply.h"
+#include "message.h"
 
 #endif

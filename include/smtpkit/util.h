@@ -117,7 +117,7 @@ SK_NODISCARD sk_err sk_buf_append(sk_buf *b, const void *p, size_t n);
 SK_NODISCARD sk_err sk_buf_puts(sk_buf *b, const char *s);
 SK_NODISCARD sk_err sk_buf_putc(sk_buf *b, char c);
 SK_NODISCARD sk_err sk_buf_printf(sk_buf *b, const char *fmt, ...) SK_PRINTF(2, 3);
-SK_NODISCARD sk_err sk_buf_vprintf(sk_buf *b, const char *fmt, va_list ap);
+SK_NODISCARD sk_err sk_buf_vprintf(sk_buf *b, const char *fmt, va_list ap) SK_PRINTF(2, 0);
 /* Drop the first n bytes. */
 void sk_buf_consume(sk_buf *b, size_t n);
 /* Hand the storage to the caller (free with sk_free); b is left empty. */

@@ -5,6 +5,9 @@
 #include "limits.h"
 #include "util.h"
 #include "reply.h"
+#include "proto.h"
+#include "server.h"
+#include "auth.h"
 #include "message.h"
 
 #endif

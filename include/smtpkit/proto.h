@@ -1,0 +1,132 @@
+/* SMTP grammar, server side: command verbs, paths (RFC 5321 4.1.2 with
+ * RFC 6531 SMTPUTF8) and the ESMTP parameters of MAIL and RCPT. */
+#ifndef SMTPKIT_PROTO_H
+#define SMTPKIT_PROTO_H
+
+#include "reply.h"
+#include "util.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Commands the server knows (RFC 5321 4.1.1, RFC 3207, RFC 4954, RFC 3030). */
+typedef enum sk_cmd_verb {
+    SK_CMD_UNKNOWN = 0,
+    SK_CMD_EHLO,
+    SK_CMD_HELO,
+    SK_CMD_MAIL,
+    SK_CMD_RCPT,
+    SK_CMD_DATA,
+    SK_CMD_BDAT,
+    SK_CMD_RSET,
+    SK_CMD_NOOP,
+    SK_CMD_QUIT,
+    SK_CMD_VRFY,
+    SK_CMD_EXPN,
+    SK_CMD_HELP,
+    SK_CMD_STARTTLS,
+    SK_CMD_AUTH,
+    SK_CMD__COUNT
+} sk_cmd_verb;
+
+/* The verb's name ("MAIL"), "" for SK_CMD_UNKNOWN. */
+const char *sk_cmd_name(sk_cmd_verb v);
+
+/* Split a command line (without CRLF) into its verb and arguments. Verbs
+ * are case-insensitive (RFC 5321 2.4). *args points past the single space
+ * after the verb, or at "" when there is none. MAIL and RCPT are recognised
+ * by their "FROM:" / "TO:" (so *args starts at the path, after optional
+ * spaces that many clients send). An unknown verb gives SK_CMD_UNKNOWN. */
+sk_cmd_verb sk_cmd_parse(const char *line, const char **args);
+
+/* A forward or reverse path. Source routes (RFC 5321 4.1.2 A-d-l) are
+ * accepted and dropped, as RFC 5321 C allows. */
+typedef struct sk_path {
+    /* "local@domain" as received (a quoted local part keeps its quotes);
+     * "" is the null reverse path <>; "postmaster" (no domain) is only
+     * valid as a recipient (RFC 5321 4.5.1). */
+    char mailbox[SK_SMTP_PATH_MAX_OCTETS + 1];
+    char local[SK_SMTP_LOCAL_PART_MAX_OCTETS + 1];
+    char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1]; /* address literals keep brackets */
+    int utf8;                                   /* contains octets >= 0x80 */
+} sk_path;
+
+/* Parse "<path>" at the start of s into out; *end points after '>'.
+ * flags: SK_PATH_NULL_OK accepts "<>", SK_PATH_POSTMASTER_OK accepts
+ * "<postmaster>", SK_PATH_UTF8_OK accepts UTF-8 (RFC 6531 3.3). Returns
+ * SK_ERR_SYNTAX for bad syntax, SK_ERR_TOO_LONG past the RFC 5321 4.5.3.1
+ * limits, SK_ERR_UNSUPPORTED for UTF-8 without SK_PATH_UTF8_OK. */
+#define SK_PATH_NULL_OK       1u
+#define SK_PATH_POSTMASTER_OK 2u
+#define SK_PATH_UTF8_OK       4u
+SK_NODISCARD sk_err sk_path_parse(const char *s, unsigned flags, sk_path *out, const char **end);
+
+typedef enum sk_body_type {
+    SK_BODY_UNSPECIFIED = 0,
+    SK_BODY_7BIT,
+    SK_BODY_8BITMIME /* RFC 6152 */
+} sk_body_type;
+
+typedef enum sk_dsn_ret { SK_DSN_RET_UNSPECIFIED = 0, SK_DSN_RET_FULL, SK_DSN_RET_HDRS } sk_dsn_ret;
+
+/* RFC 3461 4.4: ENVID at most 100 characters; RFC 3461 4.2: ORCPT at most
+ * 500. Values are kept in their xtext form as received. */
+#define SK_DSN_ENVID_MAX_OCTETS 100
+#define SK_DSN_ORCPT_MAX_OCTETS 500
+
+/* MAIL FROM parameters (RFC 1870, 6152, 6531, 3461, 6710, 4954). */
+typedef struct sk_mail_params {
+    int has_size;
+    uint64_t size; /* SIZE= the client's estimate, octets */
+    sk_body_type body;
+    int smtputf8; /* SMTPUTF8 given */
+    sk_dsn_ret ret;
+    char envid[SK_DSN_ENVID_MAX_OCTETS + 1];
+    int has_priority;
+    int priority;                           /* MT-PRIORITY -9..9 (RFC 6710 2) */
+    char auth[SK_SMTP_PATH_MAX_OCTETS + 3]; /* AUTH= as received (xtext), "" when absent */
+} sk_mail_params;
+
+/* RFC 3461 4.1 NOTIFY values, a set; 0 when NOTIFY was not given. */
+#define SK_DSN_NOTIFY_NEVER   1u
+#define SK_DSN_NOTIFY_SUCCESS 2u
+#define SK_DSN_NOTIFY_FAILURE 4u
+#define SK_DSN_NOTIFY_DELAY   8u
+
+typedef struct sk_rcpt_params {
+    unsigned notify;
+    char orcpt[SK_DSN_ORCPT_MAX_OCTETS + 1]; /* "rfc822;xtext-address", "" when absent */
+} sk_rcpt_params;
+
+/* What the session has announced, so the parsers accept only parameters of
+ * offered extensions (RFC 5321 4.1.1.11: 555 otherwise). */
+#define SK_EXT_SIZE        0x01u
+#define SK_EXT_8BITMIME    0x02u
+#define SK_EXT_SMTPUTF8    0x04u
+#define SK_EXT_DSN         0x08u
+#define SK_EXT_MT_PRIORITY 0x10u
+#define SK_EXT_AUTH        0x20u
+
+/* Parse the arguments of MAIL (from sk_cmd_parse: "<path> [params]"). On
+ * error returns non-SK_OK and fills *why with the reply to send:
+ * 501 5.5.4 bad syntax, 553 5.1.7 bad sender address, 555 5.5.4 unknown
+ * parameter, 553 5.6.7 UTF-8 address without SMTPUTF8 (RFC 6531 3.5). */
+SK_NODISCARD sk_err sk_proto_parse_mail(const char *args, unsigned ext, sk_path *from,
+                                        sk_mail_params *p, sk_reply *why);
+/* Parse the arguments of RCPT. smtputf8: the transaction said SMTPUTF8.
+ * Errors as for MAIL, with 553 5.1.3 for a bad recipient address. */
+SK_NODISCARD sk_err sk_proto_parse_rcpt(const char *args, unsigned ext, int smtputf8, sk_path *to,
+                                        sk_rcpt_params *p, sk_reply *why);
+
+/* Is s valid xtext (RFC 3461 4)? */
+int sk_xtext_valid(const char *s, size_t n);
+
+/* EHLO/HELO argument: a domain or address literal (RFC 5321 4.1.1.1);
+ * UTF-8 U-labels allowed (RFC 6531 3.7.1). 1 when acceptable. */
+int sk_proto_helo_valid(const char *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

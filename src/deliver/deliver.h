@@ -1,0 +1,94 @@
+/* The transport interface the queue runner delivers through (Maildir, SMTP
+ * relay or MX), and the Maildir transport. Private to the library. */
+#ifndef SK_DELIVER_H
+#define SK_DELIVER_H
+
+#include <smtpkit/reply.h>
+#include <smtpkit/spool.h>
+
+struct event_base;
+
+typedef enum sk_delivery_status {
+    SK_DELIVERY_OK = 0,    /* delivered (2xx) */
+    SK_DELIVERY_TRANSIENT, /* try again later (4xx, connection trouble) */
+    SK_DELIVERY_PERMANENT, /* give up (5xx); a DSN may be due */
+} sk_delivery_status;
+
+/* One recipient of a job. */
+typedef struct sk_delivery_rcpt {
+    const char *addr;  /* forward path without <> */
+    const char *orcpt; /* RFC 3461 ORCPT, NULL when none */
+    unsigned notify;   /* SK_DSN_NOTIFY_* */
+    size_t index;      /* position in env->rcpts (stable; used in Maildir names) */
+} sk_delivery_rcpt;
+
+/* A delivery job: one message to recipients that share a destination (all
+ * local recipients, or one remote domain). Valid until done is called. */
+typedef struct sk_delivery {
+    const char *queue_id;
+    const sk_spool_envelope *env; /* sender, session details, MAIL parameters */
+    const char *body_path;        /* the message file: CRLF line ends, as received */
+    const char *domain;           /* destination domain, lower case */
+    const sk_delivery_rcpt *rcpts;
+    size_t nrcpts;
+    /* 1 when an earlier attempt may have delivered without the spool
+     * recording it (the message was recovered after a crash): the
+     * transport must check before delivering again, if it can. */
+    int maybe_delivered;
+} sk_delivery;
+
+typedef struct sk_delivery_rcpt_result {
+    sk_delivery_status status;
+    sk_reply reply; /* what the peer (or we) answered; shown in queue/track */
+} sk_delivery_rcpt_result;
+
+/* Results, one per job recipient and in the same order. Valid during the
+ * done callback only. */
+typedef struct sk_delivery_result {
+    const sk_delivery_rcpt_result *rcpts;
+    size_t nrcpts;
+    const char *remote_host; /* for tracking; NULL when local */
+} sk_delivery_result;
+
+typedef void (*sk_delivery_done_fn)(void *ctx, const sk_delivery_result *res);
+
+/* A transport. deliver() must not block the loop for network I/O (run
+ * blocking work in a worker thread) and calls done exactly once, on the
+ * loop thread of the queue's event_base; it may call done before it
+ * returns. cancel() stops jobs in flight: done is not called for them
+ * afterwards (used at shutdown, before the queue is freed). free releases
+ * the transport. cancel and free may be NULL. */
+typedef struct sk_transport sk_transport;
+struct sk_transport {
+    const char *name; /* "maildir", "smtp" */
+    void (*deliver)(sk_transport *t, const sk_delivery *job, sk_delivery_done_fn done, void *ctx);
+    void (*cancel)(sk_transport *t);
+    void (*free)(sk_transport *t);
+};
+
+static inline void sk_transport_free(sk_transport *t)
+{
+    if (t && t->free) t->free(t);
+}
+
+/* Maildir delivery to mailboxes_dir/DOMAIN/LOCALPART/{tmp,new,cur}, with
+ * Return-Path: and Received: added and CRLF turned into LF
+ * (docs/queue.md). hostname is ours, for Received: and file names.
+ * Synchronous: done is called before deliver returns. */
+sk_transport *sk_maildir_transport_new(const char *mailboxes_dir, const char *hostname,
+                                       const sk_logger *log, sk_error *err);
+
+/* Pieces of the Maildir transport, exposed for unit tests. */
+/* Directory name for a local part: lower-cased, '/' and NUL refused, a
+ * leading '.' refused (SK_ERR_INVAL). */
+sk_err sk_maildir_folder_name(const char *local_part, sk_buf *out);
+/* The deterministic file name of recipient index of message queue_id:
+ * "ARRIVAL.MQUEUEIDRINDEX.HOSTNAME" (hostname with '/' and ':' escaped as
+ * in the Maildir convention). */
+sk_err sk_maildir_file_name(const sk_spool_envelope *env, size_t index, const char *hostname,
+                            sk_buf *out);
+/* The trace headers put at the top: Return-Path: and Received:. */
+sk_err sk_maildir_trace_headers(const sk_spool_envelope *env, const char *rcpt,
+                                const char *hostname, int64_t now, sk_buf *out);
+
+#endif

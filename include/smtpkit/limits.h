@@ -37,6 +37,13 @@
  * sets no limit; this bounds parsing). */
 #define SK_MIME_HEADER_FIELD_MAX_OCTETS (64u * 1024)
 
+/* Peer certificates kept for diagnosis (sk_tls_info); chains are rarely
+ * longer than 4, and RFC 8446 4.4.2 sets no bound, so we keep a few. */
+#define SK_TLS_CHAIN_MAX_CERTS 8
+/* RFC 4954 4: an AUTH line may exceed 512 octets; we bound a SASL
+ * exchange's decoded client response and server challenge at this. */
+#define SK_SASL_MAX_OCTETS 12288
+
 /* RFC 5321 4.5.3.2 timeouts (client side, and the server's defaults). */
 #define SK_TIMEOUT_CONNECT_MS    (30 * 1000)
 #define SK_TIMEOUT_GREETING_MS   (5 * 60 * 1000)

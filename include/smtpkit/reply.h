@@ -49,6 +49,40 @@ const char *sk_reply_explain(int code, const char *enhanced, const char *text);
  * mailbox"), from RFC 3463 and the IANA registry; NULL when unknown. */
 const char *sk_enhanced_describe(const char *enhanced);
 
+/* ---- client-side reply parser (src/proto/reply_parse.c) ----
+ * Incremental and sans I/O: feed it the bytes read from a server and it
+ * yields complete replies (RFC 5321 4.2: "250-" lines continue, "250 " or
+ * "250" ends), with the enhanced status (RFC 2034/3463) split off when
+ * the first line carries one. Bytes after a complete reply are left to
+ * the caller (pipelined replies, RFC 2920). LF alone is accepted as a line
+ * end; a CR before it is removed. */
+typedef struct sk_reply_parser {
+    sk_buf line;  /* the partial line being read */
+    sk_buf lines; /* text of the reply so far, lines joined by '\n' */
+    int code;     /* code of the reply being read; 0 before its first line */
+    int nlines;
+    sk_reply reply; /* the reply being built */
+} sk_reply_parser;
+
+void sk_reply_parser_init(sk_reply_parser *p);
+/* Forget any partial reply (after an error, or a new connection). */
+void sk_reply_parser_reset(sk_reply_parser *p);
+void sk_reply_parser_free(sk_reply_parser *p);
+/* Consume bytes from data[0..len). On SK_OK: *used says how many were
+ * consumed, and *done is 1 when a reply is complete (then *out holds it,
+ * its text truncated to fit sk_reply; sk_reply_parser_text has all of it)
+ * or 0 when all of data was consumed and more is needed. Errors:
+ * SK_ERR_SYNTAX for a malformed line (bad code, codes that differ within a
+ * reply, no space or hyphen after the code), SK_ERR_TOO_LONG for a line
+ * over SK_SMTP_REPLY_LINE_MAX_OCTETS or a reply over
+ * SK_SMTP_REPLY_MAX_LINES lines / SK_SMTP_REPLY_MAX_OCTETS. After an error
+ * the parser must be reset. */
+SK_NODISCARD sk_err sk_reply_parser_feed(sk_reply_parser *p, const char *data, size_t len,
+                                         size_t *used, sk_reply *out, int *done);
+/* The complete text of the last reply (all lines, untruncated, enhanced
+ * status removed, joined by '\n'); valid until the next feed. */
+const char *sk_reply_parser_text(const sk_reply_parser *p);
+
 #ifdef __cplusplus
 }
 #endif

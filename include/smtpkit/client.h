@@ -1,0 +1,209 @@
+/* The SMTP client: a blocking session with timeouts that connects (TCP,
+ * TLS, EHLO, STARTTLS, AUTH) and sends messages, one call at a time or in
+ * steps for diagnosis. */
+#ifndef SMTPKIT_CLIENT_H
+#define SMTPKIT_CLIENT_H
+
+#include <stdint.h>
+
+#include "reply.h"
+#include "sasl.h"
+#include "tls.h"
+#include "util.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sk_client sk_client;
+/* The composed message (include/smtpkit/message.h). */
+typedef struct sk_message sk_message;
+
+/* A line of the SMTP conversation as it happens: dir 'C' client to server,
+ * 'S' server to client, '*' information (connected to, TLS established).
+ * line has no CRLF and is not NUL-terminated. AUTH data is masked, and
+ * message content (after DATA) is not reported. */
+typedef void (*sk_transcript_fn)(void *ctx, char dir, const char *line, size_t len);
+
+typedef struct sk_client_opts {
+    const char *host; /* name or address of the server; required */
+    /* 0: 465 with SK_TLS_IMPLICIT, 587 otherwise (RFC 6409 submission). */
+    unsigned short port;
+    sk_tls_mode tls;
+    const char *ca_file;  /* PEM trust anchors; NULL = the system store */
+    int insecure;         /* 1: do not verify the certificate (still encrypts) */
+    const char *tls_name; /* name to verify and send as SNI; NULL = host */
+    /* Numeric IPv4/IPv6 address to connect to instead of resolving host;
+     * the certificate is still verified against tls_name/host. */
+    const char *connect_address;
+    const char *helo_name; /* NULL = this machine's FQDN (or host name) */
+
+    const char *user; /* NULL: no AUTH */
+    const char *password;
+    const char *oauth_token; /* XOAUTH2 bearer token (with user) */
+    const char *auth_mech;   /* NULL = strongest offered (see sk_sasl_choose) */
+    /* 1: allow AUTH over a connection without TLS. By default credentials
+     * are never sent in the clear (RFC 4954 4, RFC 8314 3). */
+    int allow_plaintext_auth;
+
+    /* Timeouts in milliseconds; 0 = the RFC 5321 4.5.3.2 values of
+     * include/smtpkit/limits.h. command_timeout_ms covers EHLO, STARTTLS,
+     * AUTH, RSET, NOOP and QUIT. */
+    unsigned connect_timeout_ms;
+    unsigned greeting_timeout_ms;
+    unsigned command_timeout_ms;
+    unsigned mail_timeout_ms;
+    unsigned rcpt_timeout_ms;
+    unsigned data_init_timeout_ms;
+    unsigned data_block_timeout_ms;
+    unsigned data_end_timeout_ms;
+
+    sk_transcript_fn transcript; /* NULL: none */
+    void *transcript_ctx;
+    sk_logger log; /* fn NULL: logging off */
+} sk_client_opts;
+
+/* ESMTP extensions the server announced (RFC 5321 4.1.1.1), parsed. */
+enum {
+    SK_EXT_SIZE = 1u << 0,                /* RFC 1870 */
+    SK_EXT_PIPELINING = 1u << 1,          /* RFC 2920 */
+    SK_EXT_8BITMIME = 1u << 2,            /* RFC 6152 */
+    SK_EXT_SMTPUTF8 = 1u << 3,            /* RFC 6531 */
+    SK_EXT_ENHANCEDSTATUSCODES = 1u << 4, /* RFC 2034 */
+    SK_EXT_DSN = 1u << 5,                 /* RFC 3461 */
+    SK_EXT_CHUNKING = 1u << 6,            /* RFC 3030 */
+    SK_EXT_STARTTLS = 1u << 7,            /* RFC 3207 */
+    SK_EXT_MT_PRIORITY = 1u << 8,         /* RFC 6710 */
+    SK_EXT_AUTH = 1u << 9,                /* RFC 4954 */
+    SK_EXT_BINARYMIME = 1u << 10,         /* RFC 3030 */
+};
+
+typedef struct sk_ehlo_info {
+    int esmtp;         /* 1: EHLO accepted; 0: fell back to HELO */
+    unsigned ext;      /* SK_EXT_* bits */
+    uint64_t size_max; /* SIZE parameter; 0 = none announced or no limit */
+    char auth[256];    /* AUTH mechanisms, space-separated as announced */
+    char domain[256];  /* the server's name from the first EHLO line */
+} sk_ehlo_info;
+
+/* A new, unconnected client; NULL on allocation failure or missing host.
+ * The options' strings are copied. */
+sk_client *sk_client_new(const sk_client_opts *opts);
+/* Closes the connection (without QUIT) and releases everything; NULL ok. */
+void sk_client_free(sk_client *c);
+
+/* Everything up to ready-to-send: resolve; try each A/AAAA address in turn;
+ * TCP; implicit TLS; greeting; EHLO (HELO fallback); STARTTLS and EHLO
+ * again; AUTH when a user is set. On failure the connection is closed and
+ * err says at which step and why. */
+SK_NODISCARD sk_err sk_client_connect(sk_client *c, sk_error *err);
+
+/* The same in steps, for diagnosis (smtpkit probe). Each step needs the
+ * previous one; calling out of order is SK_ERR_STATE. */
+/* Resolve, TCP (every address in turn), implicit TLS, read the greeting. */
+SK_NODISCARD sk_err sk_client_open(sk_client *c, sk_error *err);
+/* EHLO, or HELO when EHLO gets 5xx (RFC 5321 3.2). */
+SK_NODISCARD sk_err sk_client_ehlo(sk_client *c, sk_error *err);
+/* STARTTLS, handshake, verification, then EHLO again (RFC 3207 4.2: what
+ * was learned before TLS is discarded). */
+SK_NODISCARD sk_err sk_client_starttls(sk_client *c, sk_error *err);
+/* AUTH with opts.user and opts.password/oauth_token. */
+SK_NODISCARD sk_err sk_client_authenticate(sk_client *c, sk_error *err);
+/* MAIL FROM:<from> [params]; RCPT TO:<rcpt> [params]. from may be "" (the
+ * null reverse-path). reply (optional) receives the server's answer. A
+ * 4xx/5xx answer is SK_ERR_TEMPFAIL/SK_ERR_PERMFAIL with err filled. */
+SK_NODISCARD sk_err sk_client_mail(sk_client *c, const char *from, const char *params,
+                                   sk_reply *reply, sk_error *err);
+SK_NODISCARD sk_err sk_client_rcpt(sk_client *c, const char *rcpt, const char *params,
+                                   sk_reply *reply, sk_error *err);
+/* DATA, the message (CRLF lines; dot-stuffed here, RFC 5321 4.5.2), and
+ * the final CRLF.CRLF. reply receives the final answer. */
+SK_NODISCARD sk_err sk_client_data(sk_client *c, const char *data, size_t len, sk_reply *reply,
+                                   sk_error *err);
+SK_NODISCARD sk_err sk_client_rset(sk_client *c, sk_error *err);
+SK_NODISCARD sk_err sk_client_noop(sk_client *c, sk_error *err);
+/* QUIT, read the answer, close. The client can be opened again. */
+sk_err sk_client_quit(sk_client *c, sk_error *err);
+/* Close without QUIT. */
+void sk_client_close(sk_client *c);
+
+/* What the session learned; valid until the next step or sk_client_free.
+ * NULL when not reached yet. */
+const sk_reply *sk_client_greeting(const sk_client *c);
+const sk_reply *sk_client_ehlo_reply(const sk_client *c);
+/* The EHLO reply's lines, untruncated, joined by '\n' (the raw extension
+ * list, first line = the server's name). "" before EHLO. */
+const char *sk_client_ehlo_lines(const sk_client *c);
+const sk_ehlo_info *sk_client_extensions(const sk_client *c);
+/* The parameters of an announced extension ("" when it has none), or NULL
+ * when not announced. Keyword is case-insensitive ("SIZE", "AUTH"). */
+const char *sk_client_ext_param(const sk_client *c, const char *keyword);
+/* Numeric address connected to ("192.0.2.1", "2001:db8::1"); "" when not
+ * connected. */
+const char *sk_client_remote_address(const sk_client *c);
+unsigned short sk_client_remote_port(const sk_client *c);
+/* TLS details; NULL when no handshake was attempted. Filled even when
+ * verification failed (verified == 0). */
+const sk_tls_info *sk_client_tls_info(const sk_client *c);
+int sk_client_is_tls(const sk_client *c);
+/* The mechanism AUTH succeeded with, SK_SASL_NONE when not authenticated. */
+sk_sasl_mech sk_client_auth_mech(const sk_client *c);
+
+/* Per-transaction choices (all optional; a zeroed struct or NULL = none). */
+typedef struct sk_send_opts {
+    /* RFC 3461 DSN, used when the server announces DSN, else skipped and
+     * reported on the transcript. */
+    const char *dsn_ret;    /* "FULL" or "HDRS" */
+    const char *dsn_envid;  /* envelope id (xtext-encoded here) */
+    const char *dsn_notify; /* "NEVER" or a list of SUCCESS,FAILURE,DELAY */
+    int dsn_orcpt;          /* 1: ORCPT=rfc822;<recipient> on each RCPT */
+    /* RFC 6710 MT-PRIORITY -9..9, used when has_priority and announced. */
+    int has_priority;
+    int priority;
+} sk_send_opts;
+
+typedef struct sk_rcpt_result {
+    char *address;
+    sk_reply reply;
+    int accepted; /* 1: 2xx to RCPT */
+} sk_rcpt_result;
+
+typedef struct sk_send_result {
+    sk_reply mail;         /* answer to MAIL */
+    sk_rcpt_result *rcpts; /* one per recipient, in order */
+    size_t nrcpt;
+    size_t naccepted;
+    sk_reply data;     /* the final answer after the message ("queued as") */
+    int sent;          /* 1: the server took the message (data.code 250) */
+    char queue_id[64]; /* from "queued as ID" in data.text, "" when absent */
+} sk_send_result;
+
+/* Send one message on a connected client. data is an RFC 5322 message
+ * with CRLF line ends; the client dot-stuffs it and ends it with
+ * CRLF.CRLF. Uses PIPELINING when announced (RFC 2920); refuses before
+ * sending when SIZE is exceeded (RFC 1870, SK_ERR_TOO_LONG); adds
+ * BODY=8BITMIME for 8-bit data (RFC 6152) and SMTPUTF8 for non-ASCII
+ * addresses (RFC 6531), SK_ERR_UNSUPPORTED before sending anything when
+ * the server does not announce what is needed. When some recipients are
+ * refused the message goes to the others and res says which failed;
+ * SK_OK then. When all are refused the transaction is reset and the error
+ * is the last refusal. res (optional) is filled as far as the transaction
+ * got; free it with sk_send_result_free. Call again for the next message
+ * on the same connection. */
+SK_NODISCARD sk_err sk_client_send(sk_client *c, const char *from, const char *const *rcpts,
+                                   size_t nrcpt, const char *data, size_t len,
+                                   const sk_send_opts *opts, sk_send_result *res, sk_error *err);
+/* The same with a composed message: envelope from its From/Sender and
+ * To/Cc/Bcc, content from sk_message_render (Bcc not rendered). */
+SK_NODISCARD sk_err sk_client_send_message(sk_client *c, const sk_message *m,
+                                           const sk_send_opts *opts, sk_send_result *res,
+                                           sk_error *err);
+void sk_send_result_free(sk_send_result *res);
+
+/* One shot: connect, send m, QUIT. */
+SK_NODISCARD sk_err sk_send(const sk_client_opts *opts, const sk_message *m, sk_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

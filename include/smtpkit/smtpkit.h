@@ -5,6 +5,8 @@
 #include "limits.h"
 #include "util.h"
 #include "reply.h"
+#include "spool.h"
+#include "queue.h"
 #include "client.h"
 #include "tls.h"
 #include "sasl.h"

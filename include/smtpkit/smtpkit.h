@@ -14,5 +14,6 @@
 #include "server.h"
 #include "auth.h"
 #include "message.h"
+#include "daemon.h"
 
 #endif

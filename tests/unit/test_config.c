@@ -1,0 +1,321 @@
+/* Unit tests for src/daemon/config.c: option values, the config file with
+ * its error lines, flags over the file, defaults, networks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <smtpkit/daemon.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Write text to a new temporary file; returns its path (static storage). */
+static const char *write_temp(const char *text)
+{
+    static char path[64];
+    strcpy(path, "/tmp/sk_test_config_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t n = strlen(text);
+    assert_int_equal(write(fd, text, n), (ssize_t)n);
+    close(fd);
+    return path;
+}
+
+static const struct {
+    const char *key, *value;
+    sk_err err;
+    const char *why; /* part of the error text */
+} set_cases[] = {
+    {"listen", "127.0.0.1:2525", SK_OK, NULL},
+    {"listen", "[::1]:25", SK_OK, NULL},
+    {"listen", "::1:25", SK_ERR_CONFIG, "HOST:PORT"},
+    {"listen", "127.0.0.1", SK_ERR_CONFIG, "HOST:PORT"},
+    {"listen", "127.0.0.1:0", SK_ERR_CONFIG, "HOST:PORT"},
+    {"listen", "127.0.0.1:65536", SK_ERR_CONFIG, "HOST:PORT"},
+    {"relay-host", "mail.example.net:587", SK_OK, NULL},
+    {"relay-host", "mail.example.net:x", SK_ERR_CONFIG, "HOST:PORT"},
+    {"max-message-size", "10M", SK_OK, NULL},
+    {"max-message-size", "0", SK_ERR_CONFIG, "not a size"},
+    {"max-message-size", "ten", SK_ERR_CONFIG, "not a size"},
+    {"hold", "yes", SK_OK, NULL},
+    {"hold", "maybe", SK_ERR_CONFIG, "yes or no"},
+    {"hold", NULL, SK_OK, NULL},
+    {"command-timeout", "30s", SK_OK, NULL},
+    {"command-timeout", "30x", SK_ERR_CONFIG, "duration"},
+    {"max-recipients", "50", SK_OK, NULL},
+    {"max-recipients", "-5", SK_ERR_CONFIG, "number"},
+    {"max-recipients", "5k", SK_ERR_CONFIG, "number"},
+    {"mx-port", "2525", SK_OK, NULL},
+    {"mx-port", "70000", SK_ERR_CONFIG, "1 to 65535"},
+    {"log", "syslog", SK_OK, NULL},
+    {"log", "file", SK_ERR_CONFIG, "stderr nor syslog"},
+    {"local-domain", "Example.ORG", SK_OK, NULL},
+    {"local-domain", "bad domain", SK_ERR_CONFIG, "domain"},
+    {"relay-net", "10.0.0.0/8", SK_OK, NULL},
+    {"relay-net", "10.0.0.1/8", SK_ERR_CONFIG, "network"},
+    {"relay-net", "2001:db8::/32", SK_OK, NULL},
+    {"relay-net", "10.0.0.0/33", SK_ERR_CONFIG, "network"},
+    {"relay-net", "none", SK_OK, NULL},
+    {"retry-schedule", "1m,5m,1h", SK_OK, NULL},
+    {"retry-schedule", "1m,,x", SK_ERR_CONFIG, "durations"},
+    {"rate-limit", "example.com=100/m", SK_OK, NULL},
+    {"rate-limit", "example.com=100/week", SK_ERR_CONFIG, "DEST=N/UNIT"},
+    {"rate-limit", "=100/m", SK_ERR_CONFIG, "DEST=N/UNIT"},
+    {"tls-cert", "", SK_ERR_CONFIG, "empty"},
+    {"tls-cert", NULL, SK_ERR_CONFIG, "needs a value"},
+    {"no-such-option", "1", SK_ERR_CONFIG, "unknown option"},
+    {"config", "x.conf", SK_ERR_CONFIG, "command line"},
+};
+
+static void test_set_values(void **state)
+{
+    for (size_t i = 0; i < sizeof set_cases / sizeof set_cases[0]; i++) {
+        sk_daemon_config *c = sk_daemon_config_new();
+        assert_non_null(c);
+        sk_error err;
+        sk_error_clear(&err);
+        sk_err e = sk_daemon_config_set(c, set_cases[i].key, set_cases[i].value, &err);
+        if (e != set_cases[i].err)
+            fail_msg("case %zu (%s=%s): got %d (%s)", i, set_cases[i].key,
+                     set_cases[i].value ? set_cases[i].value : "(null)", e, err.text);
+        if (set_cases[i].why && !strstr(err.text, set_cases[i].why))
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.text, set_cases[i].why);
+        if (set_cases[i].why) assert_non_null(strstr(err.text, set_cases[i].key));
+        sk_daemon_config_free(c);
+    }
+}
+
+static void test_values_stored(void **state)
+{
+    sk_daemon_config *c = sk_daemon_config_new();
+    sk_error err;
+    assert_int_equal(sk_daemon_config_set(c, "max-message-size", "10M", &err), SK_OK);
+    assert_int_equal(c->max_message_size, 10u * 1024 * 1024);
+    assert_int_equal(sk_daemon_config_set(c, "data-timeout", "2m", &err), SK_OK);
+    assert_int_equal(c->data_timeout_ms, 120000);
+    assert_int_equal(sk_daemon_config_set(c, "local-domain", "Example.ORG.", &err), SK_OK);
+    assert_int_equal(sk_daemon_config_set(c, "local-domain", "b.example", &err), SK_OK);
+    assert_int_equal(c->local_domain.n, 2);
+    assert_string_equal(c->local_domain.v[0], "example.org");
+    assert_int_equal(sk_daemon_config_set(c, "hold", "no", &err), SK_OK);
+    assert_false(c->hold);
+    assert_int_equal(sk_daemon_config_set(c, "hold", NULL, &err), SK_OK);
+    assert_true(c->hold);
+    sk_daemon_config_free(c);
+}
+
+static void test_defaults(void **state)
+{
+    sk_daemon_config *c = NULL;
+    sk_error err;
+    assert_int_equal(sk_daemon_config_build(NULL, NULL, 0, &c, &err), SK_OK);
+    assert_int_equal(c->listen.n, 1);
+    assert_string_equal(c->listen.v[0], "127.0.0.1:2525");
+    assert_int_equal(c->submission.n, 0);
+    assert_string_equal(c->data_dir, "./var");
+    assert_int_equal(c->local_domain.n, 1);
+    assert_string_equal(c->local_domain.v[0], "localhost");
+    assert_int_equal(c->n_relay_net, 2);
+    assert_string_equal(c->log, "stderr");
+    assert_false(c->hold);
+    assert_null(c->relay_host);
+    sk_daemon_config_free(c);
+}
+
+/* Files and the first error reported with its line. */
+static const struct {
+    const char *text;
+    sk_err err;
+    const char *where; /* ":LINE: reason" fragment */
+} file_cases[] = {
+    {"# comment\n; also\n\nlisten = 127.0.0.1:2526\nhold = yes\n", SK_OK, NULL},
+    {"listen = 127.0.0.1:2526\nmax-message-size = lots\n", SK_ERR_CONFIG,
+     ":2: max-message-size: \"lots\" is not a size"},
+    {"hold = yes\n\n\nbogus = 1\nalso-bogus = 2\n", SK_ERR_CONFIG, ":4: bogus: unknown option"},
+    {"hold = yes\njust words\n", SK_ERR_CONFIG, ":2: expected \"key = value\""},
+    {"[server]\nhold = yes\n", SK_ERR_CONFIG, ":2: sections are not used"},
+    {"config = other.conf\n", SK_ERR_CONFIG, ":1: config: only valid on the command line"},
+    {"   local-domain = a.example\n  relay-net = 10.0.0.0/8\n", SK_OK, NULL},
+    {"tls-cert = /x/cert.pem\n", SK_ERR_CONFIG, "tls-cert and tls-key go together"},
+    {"smtps = 127.0.0.1:4650\n", SK_ERR_CONFIG, "smtps needs a certificate"},
+    {"submission = 127.0.0.1:5870\n", SK_ERR_CONFIG, "submission requires AUTH"},
+};
+
+static void test_files(void **state)
+{
+    for (size_t i = 0; i < sizeof file_cases / sizeof file_cases[0]; i++) {
+        const char *path = write_temp(file_cases[i].text);
+        sk_daemon_config *c = NULL;
+        sk_error err;
+        sk_error_clear(&err);
+        sk_err e = sk_daemon_config_build(path, NULL, 0, &c, &err);
+        if (e != file_cases[i].err) fail_msg("case %zu: got %d (%s)", i, e, err.text);
+        if (file_cases[i].where) {
+            if (!strstr(err.text, file_cases[i].where))
+                fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.text, file_cases[i].where);
+            if (file_cases[i].where[0] == ':') assert_memory_equal(err.text, path, strlen(path));
+        } else {
+            assert_non_null(c);
+        }
+        sk_daemon_config_free(c);
+        unlink(path);
+    }
+}
+
+static void test_long_line_and_missing_file(void **state)
+{
+    char text[600];
+    memset(text, 'x', sizeof text);
+    memcpy(text, "hostname = ", 11);
+    text[sizeof text - 2] = '\n';
+    text[sizeof text - 1] = '\0';
+    char body[700];
+    snprintf(body, sizeof body, "hold = yes\n%s", text);
+    const char *path = write_temp(body);
+    sk_daemon_config *c = NULL;
+    sk_error err;
+    assert_int_equal(sk_daemon_config_build(path, NULL, 0, &c, &err), SK_ERR_CONFIG);
+    assert_non_null(strstr(err.text, ":2: line too long"));
+    unlink(path);
+    assert_int_equal(sk_daemon_config_build("/nonexistent/smtpkit.conf", NULL, 0, &c, &err),
+                     SK_ERR_CONFIG);
+    assert_non_null(strstr(err.text, "cannot open"));
+}
+
+static void test_flags_override_file(void **state)
+{
+    const char *path = write_temp("listen = 127.0.0.1:2526\n"
+                                  "listen = 127.0.0.1:2527\n"
+                                  "local-domain = file.example\n"
+                                  "max-recipients = 10\n"
+                                  "relay-net = 10.0.0.0/8\n");
+    static const sk_daemon_setting flags[] = {
+        {"listen", "127.0.0.1:3000"},
+        {"listen", "127.0.0.1:3001"},
+        {"max-recipients", "20"},
+        {"hold", NULL},
+    };
+    sk_daemon_config *c = NULL;
+    sk_error err;
+    assert_int_equal(sk_daemon_config_build(path, flags, 4, &c, &err), SK_OK);
+    /* The flags' list replaced the file's; others from the file stay. */
+    assert_int_equal(c->listen.n, 2);
+    assert_string_equal(c->listen.v[0], "127.0.0.1:3000");
+    assert_string_equal(c->listen.v[1], "127.0.0.1:3001");
+    assert_int_equal(c->local_domain.n, 1);
+    assert_string_equal(c->local_domain.v[0], "file.example");
+    assert_int_equal(c->max_recipients, 20);
+    assert_true(c->hold);
+    /* relay-net from the file replaces the default networks. */
+    assert_int_equal(c->n_relay_net, 1);
+    sk_daemon_config_free(c);
+
+    static const sk_daemon_setting badflag[] = {{"max-recipients", "many"}};
+    assert_int_equal(sk_daemon_config_build(path, badflag, 1, &c, &err), SK_ERR_CONFIG);
+    assert_non_null(strstr(err.text, "--max-recipients"));
+    unlink(path);
+}
+
+static void test_hostport(void **state)
+{
+    static const struct {
+        const char *in;
+        sk_err err;
+        const char *host;
+        unsigned port;
+    } cases[] = {
+        {"127.0.0.1:25", SK_OK, "127.0.0.1", 25},
+        {"[::1]:2525", SK_OK, "::1", 2525},
+        {"mx.example.org:587", SK_OK, "mx.example.org", 587},
+        {"[::1]2525", SK_ERR_SYNTAX, NULL, 0},
+        {":25", SK_ERR_SYNTAX, NULL, 0},
+        {"host:", SK_ERR_SYNTAX, NULL, 0},
+        {"host:25x", SK_ERR_SYNTAX, NULL, 0},
+        {"a b:25", SK_ERR_SYNTAX, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char host[64] = "";
+        unsigned port = 0;
+        assert_int_equal(sk_daemon_parse_hostport(cases[i].in, host, sizeof host, &port),
+                         cases[i].err);
+        if (cases[i].err == SK_OK) {
+            assert_string_equal(host, cases[i].host);
+            assert_int_equal(port, cases[i].port);
+        }
+    }
+}
+
+static void test_cidr_match(void **state)
+{
+    static const struct {
+        const char *net, *addr;
+        bool match;
+    } cases[] = {
+        {"127.0.0.0/8", "127.1.2.3", true},
+        {"127.0.0.0/8", "128.0.0.1", false},
+        {"10.255.255.0/24", "127.0.0.1", false},
+        {"10.255.255.0/24", "10.255.255.77", true},
+        {"192.168.1.128/25", "192.168.1.200", true},
+        {"192.168.1.128/25", "192.168.1.100", false},
+        {"::1", "::1", true},
+        {"::1", "::2", false},
+        {"2001:db8::/32", "2001:db8:1::5", true},
+        {"2001:db8::/32", "2001:db9::5", false},
+        {"127.0.0.0/8", "::ffff:127.0.0.1", true}, /* IPv4-mapped */
+        {"0.0.0.0/0", "203.0.113.9", true},
+        {"::/0", "203.0.113.9", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_cidr net;
+        assert_int_equal(sk_cidr_parse(cases[i].net, &net), SK_OK);
+        struct sockaddr_storage ss = {0};
+        if (strchr(cases[i].addr, ':')) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            s6->sin6_family = AF_INET6;
+            assert_int_equal(inet_pton(AF_INET6, cases[i].addr, &s6->sin6_addr), 1);
+        } else {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            s4->sin_family = AF_INET;
+            assert_int_equal(inet_pton(AF_INET, cases[i].addr, &s4->sin_addr), 1);
+        }
+        if (sk_cidr_match(&net, 1, (struct sockaddr *)&ss) != cases[i].match)
+            fail_msg("case %zu: %s in %s", i, cases[i].addr, cases[i].net);
+    }
+}
+
+static void test_option_table(void **state)
+{
+    /* Every option has a help line, and names are unique. */
+    const sk_daemon_option *o = sk_daemon_options();
+    size_t n = 0;
+    for (; o[n].name; n++) {
+        assert_non_null(o[n].help);
+        assert_ptr_equal(sk_daemon_option_find(o[n].name), &o[n]);
+        assert_true((o[n].kind == SK_DOPT_BOOL) == (o[n].arg == NULL));
+    }
+    assert_true(n > 25);
+    assert_null(sk_daemon_option_find("nope"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_set_values),
+        cmocka_unit_test(test_values_stored),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_long_line_and_missing_file),
+        cmocka_unit_test(test_flags_override_file),
+        cmocka_unit_test(test_hostport),
+        cmocka_unit_test(test_cidr_match),
+        cmocka_unit_test(test_option_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

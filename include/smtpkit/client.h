@@ -65,22 +65,22 @@ typedef struct sk_client_opts {
 
 /* ESMTP extensions the server announced (RFC 5321 4.1.1.1), parsed. */
 enum {
-    SK_EXT_SIZE = 1u << 0,                /* RFC 1870 */
-    SK_EXT_PIPELINING = 1u << 1,          /* RFC 2920 */
-    SK_EXT_8BITMIME = 1u << 2,            /* RFC 6152 */
-    SK_EXT_SMTPUTF8 = 1u << 3,            /* RFC 6531 */
-    SK_EXT_ENHANCEDSTATUSCODES = 1u << 4, /* RFC 2034 */
-    SK_EXT_DSN = 1u << 5,                 /* RFC 3461 */
-    SK_EXT_CHUNKING = 1u << 6,            /* RFC 3030 */
-    SK_EXT_STARTTLS = 1u << 7,            /* RFC 3207 */
-    SK_EXT_MT_PRIORITY = 1u << 8,         /* RFC 6710 */
-    SK_EXT_AUTH = 1u << 9,                /* RFC 4954 */
-    SK_EXT_BINARYMIME = 1u << 10,         /* RFC 3030 */
+    SK_CLIENT_EXT_SIZE = 1u << 0,                /* RFC 1870 */
+    SK_CLIENT_EXT_PIPELINING = 1u << 1,          /* RFC 2920 */
+    SK_CLIENT_EXT_8BITMIME = 1u << 2,            /* RFC 6152 */
+    SK_CLIENT_EXT_SMTPUTF8 = 1u << 3,            /* RFC 6531 */
+    SK_CLIENT_EXT_ENHANCEDSTATUSCODES = 1u << 4, /* RFC 2034 */
+    SK_CLIENT_EXT_DSN = 1u << 5,                 /* RFC 3461 */
+    SK_CLIENT_EXT_CHUNKING = 1u << 6,            /* RFC 3030 */
+    SK_CLIENT_EXT_STARTTLS = 1u << 7,            /* RFC 3207 */
+    SK_CLIENT_EXT_MT_PRIORITY = 1u << 8,         /* RFC 6710 */
+    SK_CLIENT_EXT_AUTH = 1u << 9,                /* RFC 4954 */
+    SK_CLIENT_EXT_BINARYMIME = 1u << 10,         /* RFC 3030 */
 };
 
 typedef struct sk_ehlo_info {
     int esmtp;         /* 1: EHLO accepted; 0: fell back to HELO */
-    unsigned ext;      /* SK_EXT_* bits */
+    unsigned ext;      /* SK_CLIENT_EXT_* bits */
     uint64_t size_max; /* SIZE parameter; 0 = none announced or no limit */
     char auth[256];    /* AUTH mechanisms, space-separated as announced */
     char domain[256];  /* the server's name from the first EHLO line */

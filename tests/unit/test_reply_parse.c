@@ -35,7 +35,7 @@ static const struct {
      DONE, 550, "5.7.1", "Rejected\nsee\nhttp://x", 0},
     {"empty continuation", "250-\r\n250 ok\r\n", SK_OK, DONE, 250, "", "\nok", 0},
     {"pipelined rest kept", "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n", SK_OK, DONE, 250, "2.1.0",
-     "Ok", 24},
+     "Ok", 22},
     {"truncated line", "250 Ok", SK_OK, MORE, 0, "", "", 0},
     {"truncated multi-line", "250-a\r\n250-b\r\n", SK_OK, MORE, 0, "", "", 0},
     {"truncated code", "25", SK_OK, MORE, 0, "", "", 0},

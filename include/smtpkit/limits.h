@@ -66,4 +66,17 @@
 #define SK_SERVER_AUTH_FAILURES_MAX 5
 #define SK_SERVER_AUTH_THROTTLE_MS  (60 * 1000)
 
+/* DNS (src/dns). RFC 1035 4.2.1: UDP first, retry; the per-try timeout and
+ * tries are the resolver's defaults (resolv.conf(5) uses 5 s and 2). */
+#define SK_DNS_TIMEOUT_MS_DEFAULT 5000
+#define SK_DNS_TRIES_DEFAULT      2
+/* MX hosts tried per domain and addresses kept per host: enough for any
+ * sane domain, and a bound against hostile answers (RFC 5321 5.1 lets a
+ * client limit the hosts it tries). */
+#define SK_DNS_MX_HOSTS_MAX       16
+#define SK_DNS_ADDRS_PER_HOST_MAX 16
+/* Records kept from one plain lookup (TXT, A, AAAA, MX). */
+#define SK_DNS_RECORDS_MAX 64
+
+
 #endif

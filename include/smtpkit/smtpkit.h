@@ -15,5 +15,6 @@
 #include "auth.h"
 #include "message.h"
 #include "daemon.h"
+#include "dns.h"
 
 #endif

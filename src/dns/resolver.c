@@ -1,0 +1,670 @@
+/* c-ares driven by a libevent loop: socket events and one timer follow what
+ * c-ares asks for (ARES_OPT_SOCK_STATE_CB); MX routing is built on it. */
+#include <smtpkit/dns.h>
+
+#include <ares.h>
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+typedef struct sock_watch {
+    ares_socket_t fd;
+    struct event *ev;
+} sock_watch;
+
+struct sk_resolver {
+    struct event_base *base;
+    ares_channel ch;
+    struct event *timer;
+    sock_watch *socks;
+    size_t nsocks, capsocks;
+    int prefer_ipv6;
+    sk_logger log;
+    int depth;        /* > 0 while c-ares may be calling us back */
+    int free_pending; /* sk_resolver_free was called inside a callback */
+};
+
+static void reschedule(sk_resolver *r);
+static void really_free(sk_resolver *r);
+
+static void enter(sk_resolver *r)
+{
+    r->depth++;
+}
+
+/* Returns 0 when r was released and must not be touched. */
+static int leave(sk_resolver *r)
+{
+    if (--r->depth == 0 && r->free_pending) {
+        really_free(r);
+        return 0;
+    }
+    return 1;
+}
+
+static void on_sock(evutil_socket_t fd, short what, void *arg)
+{
+    sk_resolver *r = arg;
+    enter(r);
+    ares_process_fd(r->ch, (what & EV_READ) ? (ares_socket_t)fd : ARES_SOCKET_BAD,
+                    (what & EV_WRITE) ? (ares_socket_t)fd : ARES_SOCKET_BAD);
+    if (leave(r)) reschedule(r);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    sk_resolver *r = arg;
+    enter(r);
+    ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    if (leave(r)) reschedule(r);
+}
+
+static void reschedule(sk_resolver *r)
+{
+    struct timeval tv;
+    if (r->free_pending) return;
+    if (ares_timeout(r->ch, NULL, &tv))
+        evtimer_add(r->timer, &tv);
+    else
+        evtimer_del(r->timer);
+}
+
+/* c-ares tells us which sockets to watch and for what. */
+static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+    sk_resolver *r = data;
+    size_t i = 0;
+    while (i < r->nsocks && r->socks[i].fd != fd) i++;
+    if (i < r->nsocks) {
+        event_free(r->socks[i].ev);
+        r->socks[i] = r->socks[--r->nsocks];
+    }
+    if (!readable && !writable) return;
+    if (r->nsocks == r->capsocks) {
+        size_t cap = r->capsocks ? r->capsocks * 2 : 4;
+        sock_watch *p = sk_realloc(r->socks, cap * sizeof *p);
+        if (!p) return; /* the query then times out: reported as TEMPFAIL */
+        r->socks = p;
+        r->capsocks = cap;
+    }
+    short flags = (short)(EV_PERSIST | (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0));
+    struct event *ev = event_new(r->base, fd, flags, on_sock, r);
+    if (!ev || event_add(ev, NULL) != 0) {
+        event_free(ev);
+        return;
+    }
+    r->socks[r->nsocks++] = (sock_watch){fd, ev};
+}
+
+sk_resolver *sk_resolver_new(struct event_base *base, const char *server, sk_error *err)
+{
+    sk_resolver_opts o = {.server = server};
+    return sk_resolver_new_opts(base, &o, err);
+}
+
+sk_resolver *sk_resolver_new_opts(struct event_base *base, const sk_resolver_opts *o, sk_error *err)
+{
+    if (!base || !o) {
+        sk_error_set(err, SK_ERR_INVAL, SK_STEP_DNS, "no event base");
+        return NULL;
+    }
+    sk_resolver *r = sk_calloc(1, sizeof *r);
+    if (!r) {
+        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_DNS, "out of memory");
+        return NULL;
+    }
+    r->base = base;
+    r->prefer_ipv6 = o->prefer_ipv6;
+    if (o->log) r->log = *o->log;
+    r->timer = evtimer_new(base, on_timer, r);
+    struct ares_options ao;
+    memset(&ao, 0, sizeof ao);
+    ao.sock_state_cb = sock_state;
+    ao.sock_state_cb_data = r;
+    ao.timeout = o->timeout_ms > 0 ? o->timeout_ms : SK_DNS_TIMEOUT_MS_DEFAULT;
+    ao.tries = o->tries > 0 ? o->tries : SK_DNS_TRIES_DEFAULT;
+    /* ARES_FLAG_NOSEARCH: we look up exact names (mail domains are
+     * absolute; RFC 5321 5.1 forbids local search-list expansion). */
+    ao.flags = ARES_FLAG_NOSEARCH;
+    int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS;
+    int st = r->timer ? ares_init_options(&r->ch, &ao, mask) : ARES_ENOMEM;
+    if (st != ARES_SUCCESS) {
+        sk_error_set(err, st == ARES_ENOMEM ? SK_ERR_NOMEM : SK_ERR_CONFIG, SK_STEP_DNS,
+                     "resolver initialisation failed: %s", ares_strerror(st));
+        if (r->timer) event_free(r->timer);
+        sk_free(r);
+        return NULL;
+    }
+    if (o->server && o->server[0]) {
+        st = ares_set_servers_ports_csv(r->ch, o->server);
+        if (st != ARES_SUCCESS || strchr(o->server, ',')) {
+            sk_error_set(err, SK_ERR_CONFIG, SK_STEP_DNS,
+                         "bad DNS server \"%.100s\" (want IP or IP:PORT)", o->server);
+            really_free(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+static void really_free(sk_resolver *r)
+{
+    r->free_pending = 1; /* callbacks from ares_destroy see it and stay silent */
+    r->depth++;
+    ares_destroy(r->ch);
+    for (size_t i = 0; i < r->nsocks; i++) event_free(r->socks[i].ev);
+    sk_free(r->socks);
+    event_free(r->timer);
+    sk_free(r);
+}
+
+void sk_resolver_free(sk_resolver *r)
+{
+    if (!r) return;
+    if (r->depth > 0) {
+        r->free_pending = 1;
+        return;
+    }
+    really_free(r);
+}
+
+/* ---- status mapping and answer parsing ---- */
+
+static sk_dns_status map_status(int st)
+{
+    switch (st) {
+    case ARES_SUCCESS:
+        return SK_DNS_OK;
+    case ARES_ENODATA:
+        return SK_DNS_NODATA;
+    case ARES_ENOTFOUND:
+    case ARES_EBADNAME: /* a name that cannot exist */
+        return SK_DNS_NXDOMAIN;
+    default: /* ESERVFAIL, EREFUSED, ETIMEOUT, ECONNREFUSED, EBADRESP, ENOMEM */
+        return SK_DNS_TEMPFAIL;
+    }
+}
+
+static int cancelled(int st)
+{
+    return st == ARES_EDESTRUCTION || st == ARES_ECANCELLED;
+}
+
+/* Parse addresses of one family into out[] (at most max). */
+static sk_dns_status parse_addrs(int family, const unsigned char *abuf, int alen, sk_dns_addr *out,
+                                 size_t max, size_t *n)
+{
+    *n = 0;
+    int cnt = (int)max, st;
+    if (family == AF_INET) {
+        struct ares_addrttl a[SK_DNS_RECORDS_MAX];
+        if (cnt > SK_DNS_RECORDS_MAX) cnt = SK_DNS_RECORDS_MAX;
+        st = ares_parse_a_reply(abuf, alen, NULL, a, &cnt);
+        if (st != ARES_SUCCESS) return map_status(st);
+        for (int i = 0; i < cnt; i++) {
+            out[*n].family = AF_INET;
+            inet_ntop(AF_INET, &a[i].ipaddr, out[*n].ip, sizeof out[*n].ip);
+            (*n)++;
+        }
+    } else {
+        struct ares_addr6ttl a[SK_DNS_RECORDS_MAX];
+        if (cnt > SK_DNS_RECORDS_MAX) cnt = SK_DNS_RECORDS_MAX;
+        st = ares_parse_aaaa_reply(abuf, alen, NULL, a, &cnt);
+        if (st != ARES_SUCCESS) return map_status(st);
+        for (int i = 0; i < cnt; i++) {
+            out[*n].family = AF_INET6;
+            inet_ntop(AF_INET6, &a[i].ip6addr, out[*n].ip, sizeof out[*n].ip);
+            (*n)++;
+        }
+    }
+    return *n ? SK_DNS_OK : SK_DNS_NODATA;
+}
+
+/* ---- plain lookups ---- */
+
+typedef struct lookup {
+    sk_resolver *r;
+    sk_dns_type type;
+    char *name;
+    sk_dns_cb cb;
+    void *ctx;
+} lookup;
+
+static sk_err push_value(sk_dns_result *res, char *v)
+{
+    if (!v) return SK_ERR_NOMEM;
+    if (res->count >= SK_DNS_RECORDS_MAX) {
+        sk_free(v);
+        return SK_OK;
+    }
+    res->values[res->count++] = v;
+    return SK_OK;
+}
+
+static void fill_result(sk_dns_result *res, const unsigned char *abuf, int alen)
+{
+    int st;
+    if (res->type == SK_DNS_A || res->type == SK_DNS_AAAA) {
+        sk_dns_addr a[SK_DNS_RECORDS_MAX];
+        size_t n;
+        res->status = parse_addrs(res->type == SK_DNS_A ? AF_INET : AF_INET6, abuf, alen, a,
+                                  SK_DNS_RECORDS_MAX, &n);
+        for (size_t i = 0; i < n; i++)
+            if (push_value(res, sk_strdup(a[i].ip))) res->status = SK_DNS_TEMPFAIL;
+    } else if (res->type == SK_DNS_MX) {
+        struct ares_mx_reply *mx = NULL;
+        st = ares_parse_mx_reply(abuf, alen, &mx);
+        res->status = map_status(st);
+        for (struct ares_mx_reply *m = mx; m; m = m->next) {
+            sk_buf b = SK_BUF_INIT(SK_SMTP_DOMAIN_MAX_OCTETS + 16);
+            if (sk_buf_printf(&b, "%u %s", m->priority, m->host[0] ? m->host : ".") ||
+                push_value(res, sk_buf_detach(&b, NULL)))
+                res->status = SK_DNS_TEMPFAIL;
+            sk_buf_free(&b);
+        }
+        if (mx) ares_free_data(mx);
+        if (res->status == SK_DNS_OK && !res->count) res->status = SK_DNS_NODATA;
+    } else {
+        struct ares_txt_ext *txt = NULL;
+        st = ares_parse_txt_reply_ext(abuf, alen, &txt);
+        res->status = map_status(st);
+        sk_buf b = SK_BUF_INIT(65535);
+        int open = 0;
+        /* RFC 7208 3.3: a record's strings are joined without separator. */
+        for (struct ares_txt_ext *t = txt; t; t = t->next) {
+            if (t->record_start && open) {
+                if (push_value(res, sk_buf_detach(&b, NULL))) res->status = SK_DNS_TEMPFAIL;
+                open = 0;
+            }
+            if (sk_buf_append(&b, t->txt, t->length)) res->status = SK_DNS_TEMPFAIL;
+            open = 1;
+        }
+        if (open && push_value(res, sk_buf_detach(&b, NULL))) res->status = SK_DNS_TEMPFAIL;
+        sk_buf_free(&b);
+        if (txt) ares_free_data(txt);
+        if (res->status == SK_DNS_OK && !res->count) res->status = SK_DNS_NODATA;
+    }
+}
+
+static void on_lookup(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    lookup *l = arg;
+    sk_resolver *r = l->r;
+    if (!cancelled(status) && !r->free_pending) {
+        char *values[SK_DNS_RECORDS_MAX];
+        sk_dns_result res = {
+            .status = map_status(status), .type = l->type, .name = l->name, .values = values};
+        if (status == ARES_SUCCESS) fill_result(&res, abuf, alen);
+        sk_log(&r->log, SK_LOG_DEBUG, "- dns lookup name=%s type=%d status=%s count=%zu", l->name,
+               (int)l->type, sk_dns_status_name(res.status), res.count);
+        /* We run inside ares_process_fd or ares_query, both bracketed by
+         * enter/leave: a sk_resolver_free from the callback is deferred. */
+        l->cb(l->ctx, &res);
+        for (size_t i = 0; i < res.count; i++) sk_free(values[i]);
+    }
+    sk_free(l->name);
+    sk_free(l);
+}
+
+sk_err sk_resolver_lookup(sk_resolver *r, const char *name, sk_dns_type type, sk_dns_cb cb,
+                          void *ctx)
+{
+    if (!r || !name || !cb || r->free_pending) return SK_ERR_INVAL;
+    if (type != SK_DNS_A && type != SK_DNS_AAAA && type != SK_DNS_TXT && type != SK_DNS_MX)
+        return SK_ERR_INVAL;
+    lookup *l = sk_calloc(1, sizeof *l);
+    if (!l) return SK_ERR_NOMEM;
+    l->name = sk_strdup(name);
+    if (!l->name) {
+        sk_free(l);
+        return SK_ERR_NOMEM;
+    }
+    l->r = r;
+    l->type = type;
+    l->cb = cb;
+    l->ctx = ctx;
+    enter(r);
+    ares_query(r->ch, name, ns_c_in, (int)type, on_lookup, l);
+    if (leave(r)) reschedule(r);
+    return SK_OK;
+}
+
+/* ---- MX routing ---- */
+
+typedef struct host_state {
+    sk_dns_addr v4[SK_DNS_ADDRS_PER_HOST_MAX], v6[SK_DNS_ADDRS_PER_HOST_MAX];
+    size_t n4, n6;
+    sk_dns_status st4, st6;
+} host_state;
+
+typedef struct mx_job {
+    sk_resolver *r;
+    sk_route_cb cb;
+    void *ctx;
+    sk_route *route;
+    host_state *hs;
+    int pending;
+    int dead; /* a query was cancelled: the resolver is going away */
+} mx_job;
+
+typedef struct addr_query {
+    mx_job *job;
+    size_t host;
+    int family;
+} addr_query;
+
+static void route_fail(sk_route *rt, sk_route_status st, const char *enhanced, const char *fmt, ...)
+    SK_PRINTF(4, 5);
+static void route_fail(sk_route *rt, sk_route_status st, const char *enhanced, const char *fmt, ...)
+{
+    rt->status = st;
+    rt->permanent = st != SK_ROUTE_TEMPFAIL && st != SK_ROUTE_OK;
+    snprintf(rt->enhanced, sizeof rt->enhanced, "%s", enhanced);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rt->text, sizeof rt->text, fmt, ap);
+    va_end(ap);
+}
+
+static void job_free(mx_job *job)
+{
+    sk_route_free(job->route);
+    sk_free(job->hs);
+    sk_free(job);
+}
+
+static void job_deliver(mx_job *job)
+{
+    sk_resolver *r = job->r;
+    sk_route *rt = job->route;
+    job->route = NULL;
+    sk_log(&r->log, SK_LOG_DEBUG, "- dns route domain=%s status=%s hosts=%zu", rt->domain,
+           sk_route_status_name(rt->status), rt->nhosts);
+    job->cb(job->ctx, rt); /* deferred-free safe: see on_lookup */
+    job_free(job);
+}
+
+static sk_dns_status combine(sk_dns_status a, sk_dns_status b)
+{
+    /* Best outcome wins: OK, then TEMPFAIL (an answer may come later),
+     * then NODATA, then NXDOMAIN. */
+    static const int rank[] = {
+        [SK_DNS_OK] = 0, [SK_DNS_TEMPFAIL] = 1, [SK_DNS_NODATA] = 2, [SK_DNS_NXDOMAIN] = 3};
+    return rank[a] <= rank[b] ? a : b;
+}
+
+/* All address lookups are in: keep hosts with addresses, decide. */
+static void job_finish(mx_job *job)
+{
+    sk_route *rt = job->route;
+    int any_temp = 0;
+    size_t kept = 0;
+    for (size_t i = 0; i < rt->nhosts; i++) {
+        host_state *h = &job->hs[i];
+        sk_mx_host *mh = &rt->hosts[i];
+        mh->status = combine(h->st4, h->st6);
+        size_t n = h->n4 + h->n6;
+        if (!n) {
+            if (mh->status == SK_DNS_TEMPFAIL) any_temp = 1;
+            sk_free(mh->name);
+            continue;
+        }
+        mh->addrs = sk_calloc(n, sizeof *mh->addrs);
+        if (!mh->addrs) {
+            any_temp = 1;
+            sk_free(mh->name);
+            continue;
+        }
+        const sk_dns_addr *first = job->r->prefer_ipv6 ? h->v6 : h->v4;
+        const sk_dns_addr *second = job->r->prefer_ipv6 ? h->v4 : h->v6;
+        size_t nfirst = job->r->prefer_ipv6 ? h->n6 : h->n4;
+        memcpy(mh->addrs, first, nfirst * sizeof *first);
+        memcpy(mh->addrs + nfirst, second, (n - nfirst) * sizeof *second);
+        mh->naddrs = n;
+        mh->status = SK_DNS_OK;
+        rt->hosts[kept++] = *mh;
+    }
+    rt->nhosts = kept;
+    if (kept) {
+        rt->status = SK_ROUTE_OK;
+    } else if (any_temp) {
+        route_fail(rt, SK_ROUTE_TEMPFAIL, "4.4.3", "temporary DNS failure looking up %s",
+                   rt->implicit_mx ? "the domain's address" : "the MX hosts' addresses");
+    } else if (rt->implicit_mx) {
+        route_fail(rt, SK_ROUTE_NO_ADDRESS, "5.1.2", "%s has no MX and no address record",
+                   rt->domain);
+    } else {
+        route_fail(rt, SK_ROUTE_NO_ADDRESS, "5.4.4", "no MX host of %s has an address", rt->domain);
+    }
+    job_deliver(job);
+}
+
+static void on_addr(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    addr_query *q = arg;
+    mx_job *job = q->job;
+    if (cancelled(status) || job->r->free_pending) job->dead = 1;
+    if (!job->dead) {
+        host_state *h = &job->hs[q->host];
+        sk_dns_status st = map_status(status);
+        if (q->family == AF_INET) {
+            if (status == ARES_SUCCESS)
+                st = parse_addrs(AF_INET, abuf, alen, h->v4, SK_DNS_ADDRS_PER_HOST_MAX, &h->n4);
+            h->st4 = st;
+        } else {
+            if (status == ARES_SUCCESS)
+                st = parse_addrs(AF_INET6, abuf, alen, h->v6, SK_DNS_ADDRS_PER_HOST_MAX, &h->n6);
+            h->st6 = st;
+        }
+    }
+    sk_free(q);
+    if (--job->pending > 0) return;
+    if (job->dead)
+        job_free(job);
+    else
+        job_finish(job);
+}
+
+/* Query A and AAAA of every host in job->route. */
+static void start_addr_queries(mx_job *job)
+{
+    sk_route *rt = job->route;
+    job->hs = sk_calloc(rt->nhosts, sizeof *job->hs);
+    if (!job->hs) {
+        route_fail(rt, SK_ROUTE_TEMPFAIL, "4.3.0", "out of memory resolving %s", rt->domain);
+        job_deliver(job);
+        return;
+    }
+    /* Count every query before sending any: c-ares may answer one at once. */
+    job->pending = (int)rt->nhosts * 2 + 1;
+    for (size_t i = 0; i < rt->nhosts; i++) {
+        for (int f = 0; f < 2; f++) {
+            addr_query *q = sk_calloc(1, sizeof *q);
+            if (!q) {
+                job->hs[i].st4 = job->hs[i].st6 = SK_DNS_TEMPFAIL;
+                job->pending--;
+                continue;
+            }
+            q->job = job;
+            q->host = i;
+            q->family = f ? AF_INET6 : AF_INET;
+            ares_query(job->r->ch, rt->hosts[i].name, ns_c_in, f ? ns_t_aaaa : ns_t_a, on_addr, q);
+        }
+    }
+    if (--job->pending == 0) {
+        if (job->dead)
+            job_free(job);
+        else
+            job_finish(job);
+    }
+}
+
+static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    mx_job *job = arg;
+    sk_route *rt = job->route;
+    if (cancelled(status) || job->r->free_pending) {
+        job_free(job);
+        return;
+    }
+    struct ares_mx_reply *mx = NULL;
+    if (status == ARES_SUCCESS) status = ares_parse_mx_reply(abuf, alen, &mx);
+    if (status == ARES_SUCCESS && !mx) status = ARES_ENODATA;
+    switch (map_status(status)) {
+    case SK_DNS_NXDOMAIN:
+        route_fail(rt, SK_ROUTE_NXDOMAIN, "5.1.2", "domain %s does not exist", rt->domain);
+        job_deliver(job);
+        return;
+    case SK_DNS_TEMPFAIL:
+        route_fail(rt, SK_ROUTE_TEMPFAIL, "4.4.3", "temporary DNS failure looking up MX of %s",
+                   rt->domain);
+        job_deliver(job);
+        return;
+    case SK_DNS_NODATA:
+        /* RFC 5321 5.1: no MX records: the domain itself is the implicit
+         * MX with preference 0. */
+        rt->implicit_mx = 1;
+        rt->hosts = sk_calloc(1, sizeof *rt->hosts);
+        if (rt->hosts) rt->hosts[0].name = sk_strdup(rt->domain);
+        if (!rt->hosts || !rt->hosts[0].name) {
+            route_fail(rt, SK_ROUTE_TEMPFAIL, "4.3.0", "out of memory resolving %s", rt->domain);
+            job_deliver(job);
+            return;
+        }
+        rt->nhosts = 1;
+        start_addr_queries(job);
+        return;
+    case SK_DNS_OK:
+    case SK_DNS__COUNT:
+        break;
+    }
+    sk_mx_record recs[SK_DNS_RECORDS_MAX];
+    size_t n = 0;
+    for (struct ares_mx_reply *m = mx; m && n < SK_DNS_RECORDS_MAX; m = m->next)
+        recs[n++] = (sk_mx_record){m->priority, m->host};
+    if (sk_mx_is_null(recs, n)) {
+        ares_free_data(mx);
+        route_fail(rt, SK_ROUTE_NULL_MX, "5.1.10", "domain %s accepts no mail (null MX)",
+                   rt->domain);
+        job_deliver(job);
+        return;
+    }
+    /* A root host next to others cannot be contacted: drop it. */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i].host[0] && strcmp(recs[i].host, ".") != 0) recs[k++] = recs[i];
+    n = k;
+    sk_mx_order(recs, n, NULL, NULL);
+    if (n > SK_DNS_MX_HOSTS_MAX) n = SK_DNS_MX_HOSTS_MAX;
+    rt->hosts = n ? sk_calloc(n, sizeof *rt->hosts) : NULL;
+    for (size_t i = 0; rt->hosts && i < n; i++) {
+        rt->hosts[i].preference = recs[i].preference;
+        rt->hosts[i].name = sk_strdup(recs[i].host);
+        rt->nhosts++;
+        if (!rt->hosts[i].name) break;
+    }
+    ares_free_data(mx);
+    if (!n) {
+        route_fail(rt, SK_ROUTE_NO_ADDRESS, "5.4.4", "no usable MX host for %s", rt->domain);
+        job_deliver(job);
+        return;
+    }
+    if (rt->nhosts < n || !rt->hosts[rt->nhosts - 1].name) {
+        route_fail(rt, SK_ROUTE_TEMPFAIL, "4.3.0", "out of memory resolving %s", rt->domain);
+        job_deliver(job);
+        return;
+    }
+    start_addr_queries(job);
+}
+
+sk_err sk_resolver_mx(sk_resolver *r, const char *domain, sk_route_cb cb, void *ctx)
+{
+    if (!r || !domain || !cb || r->free_pending) return SK_ERR_INVAL;
+    size_t len = strlen(domain);
+    if (len && domain[len - 1] == '.') len--; /* "example.org." is "example.org" */
+    if (!len || len > SK_SMTP_DOMAIN_MAX_OCTETS) return SK_ERR_INVAL;
+    mx_job *job = sk_calloc(1, sizeof *job);
+    if (!job) return SK_ERR_NOMEM;
+    job->route = sk_calloc(1, sizeof *job->route);
+    if (job->route) job->route->domain = sk_strndup(domain, len);
+    if (!job->route || !job->route->domain) {
+        job_free(job);
+        return SK_ERR_NOMEM;
+    }
+    job->r = r;
+    job->cb = cb;
+    job->ctx = ctx;
+    enter(r);
+    ares_query(r->ch, job->route->domain, ns_c_in, ns_t_mx, on_mx, job);
+    if (leave(r)) reschedule(r);
+    return SK_OK;
+}
+
+/* ---- blocking conveniences: a private loop per call ---- */
+
+typedef struct sync_state {
+    sk_route *route;
+    sk_dns_cb cb;
+    void *ctx;
+    int done;
+    struct event_base *base;
+} sync_state;
+
+static void sync_route(void *ctx, sk_route *route)
+{
+    sync_state *s = ctx;
+    s->route = route;
+    s->done = 1;
+    event_base_loopbreak(s->base);
+}
+
+static void sync_lookup(void *ctx, const sk_dns_result *res)
+{
+    sync_state *s = ctx;
+    s->cb(s->ctx, res);
+    s->done = 1;
+    event_base_loopbreak(s->base);
+}
+
+static sk_err run_sync(const sk_resolver_opts *o, const char *name, int type, sync_state *s,
+                       sk_error *err)
+{
+    sk_resolver_opts dflt = {0};
+    struct event_base *base = event_base_new();
+    if (!base) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_DNS, "no event loop");
+    s->base = base;
+    sk_resolver *r = sk_resolver_new_opts(base, o ? o : &dflt, err);
+    if (!r) {
+        event_base_free(base);
+        return err ? err->err : SK_ERR_CONFIG;
+    }
+    sk_err e = type ? sk_resolver_lookup(r, name, (sk_dns_type)type, sync_lookup, s)
+                    : sk_resolver_mx(r, name, sync_route, s);
+    if (e == SK_OK && !s->done) event_base_dispatch(base);
+    sk_resolver_free(r);
+    event_base_free(base);
+    if (e) return sk_error_set(err, e, SK_STEP_DNS, "cannot look up \"%.200s\"", name);
+    if (!s->done) return sk_error_set(err, SK_ERR_STATE, SK_STEP_DNS, "lookup did not finish");
+    return SK_OK;
+}
+
+sk_err sk_dns_route_sync(const sk_resolver_opts *o, const char *domain, sk_route **out,
+                         sk_error *err)
+{
+    sync_state s = {0};
+    *out = NULL;
+    sk_err e = run_sync(o, domain, 0, &s, err);
+    *out = s.route;
+    return e;
+}
+
+sk_err sk_dns_lookup_sync(const sk_resolver_opts *o, const char *name, sk_dns_type type,
+                          sk_dns_cb cb, void *ctx, sk_error *err)
+{
+    sync_state s = {.cb = cb, .ctx = ctx};
+    return run_sync(o, name, (int)type, &s, err);
+}

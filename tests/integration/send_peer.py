@@ -1,0 +1,264 @@
+"""Peers for the `smtpkit send` tests: a recording aiosmtpd server, raw
+scripted TCP peers (silent, closing during DATA, not SMTP), and a runner
+that reports every failed case rather than stopping at the first.
+
+Every server listens on 127.0.0.1 on a free port and is stopped by the
+test that started it; every CLI run is bounded by a timeout.
+"""
+
+import email
+import email.policy
+import json
+import os
+import socket
+import ssl
+import sys
+import threading
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sktest  # noqa: E402
+
+from aiosmtpd.controller import Controller  # noqa: E402
+from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
+
+HOST = "127.0.0.1"
+QUEUE_ID = "SKTEST42"
+
+
+class Recorder:
+    """aiosmtpd handler that records each transaction and answers as told.
+
+    rcpt_replies maps an address to the reply its RCPT gets; data_reply
+    replaces the final 250 after DATA.
+    """
+
+    def __init__(self, rcpt_replies=None, data_reply=None, mail_reply=None):
+        self.rcpt_replies = dict(rcpt_replies or {})
+        self.data_reply = data_reply
+        self.mail_reply = mail_reply
+        self.messages = []
+        self.auth_logins = []
+        self.lock = threading.Lock()
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_reply:
+            return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.rcpt_replies.get(address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append(
+                {
+                    "mail_from": envelope.mail_from,
+                    "rcpt_tos": list(envelope.rcpt_tos),
+                    "mail_options": list(envelope.mail_options),
+                    "data": bytes(envelope.original_content),
+                    "tls": session.ssl is not None,
+                    "auth": session.authenticated,
+                }
+            )
+        if self.data_reply:
+            return self.data_reply
+        return "250 2.0.0 Ok: queued as " + QUEUE_ID
+
+    def authenticator(self, users):
+        def check(server, session, envelope, mechanism, auth_data):
+            if not isinstance(auth_data, LoginPassword):
+                return AuthResult(success=False, handled=False)
+            user = auth_data.login.decode("utf-8", "replace")
+            pw = auth_data.password.decode("utf-8", "replace")
+            with self.lock:
+                self.auth_logins.append((mechanism, user))
+            return AuthResult(success=users.get(user) == pw)
+
+        return check
+
+
+class Smtpd:
+    """An aiosmtpd server on a free loopback port.
+
+    tls: None (plain), "starttls" (offered, optional) or "implicit".
+    users: {"name": "password"} enables AUTH PLAIN and LOGIN.
+    """
+
+    def __init__(self, tls=None, cert=None, users=None, auth_require_tls=True, **recorder_kw):
+        self.recorder = Recorder(**recorder_kw)
+        self.port = sktest.free_port(HOST)
+        ctx = None
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert[0], cert[1])
+        kw = dict(
+            hostname=HOST,
+            port=self.port,
+            server_hostname="mx.test",
+            enable_SMTPUTF8=True,
+            auth_require_tls=auth_require_tls,
+        )
+        if tls == "starttls":
+            kw["tls_context"] = ctx
+        elif tls == "implicit":
+            kw["ssl_context"] = ctx
+        if users is not None:
+            kw["authenticator"] = self.recorder.authenticator(users)
+        self.controller = Controller(self.recorder, **kw)
+
+    @property
+    def messages(self):
+        return self.recorder.messages
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+
+class RawPeer:
+    """A scripted TCP peer on a free loopback port, run in a thread.
+
+    mode "silent": accepts and never says anything.
+    mode "not_smtp": answers like a web server and closes.
+    mode "close_in_data": plays SMTP until DATA's 354, reads part of the
+    message and closes the connection without a final reply.
+    """
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.got_data = threading.Event()
+        self.conns = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(10)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+    def _run(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(conn)
+            try:
+                self._serve(conn)
+            except OSError:
+                pass
+
+    def _serve(self, conn):
+        conn.settimeout(10)
+        if self.mode == "silent":
+            return
+        if self.mode == "not_smtp":
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+            return
+        f = conn.makefile("rb")
+        conn.sendall(b"220 raw.test ESMTP\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                conn.sendall(b"250-raw.test\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                conn.sendall(b"354 go ahead\r\n")
+                f.readline()
+                self.got_data.set()
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+                return
+            elif verb == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                conn.close()
+                return
+            else:
+                conn.sendall(b"250 2.0.0 Ok\r\n")
+
+
+def send(*args, timeout=60, input=None, env=None):
+    """Run `smtpkit send ARGS`; returns CompletedProcess (text mode)."""
+    return sktest.run([sktest.SMTPKIT, "send"] + [str(a) for a in args], timeout=timeout,
+                      input=input, env=env)
+
+
+def parse(data):
+    """A received message as an email.message.EmailMessage."""
+    return email.message_from_bytes(data, policy=email.policy.default)
+
+
+def crlf_only(data):
+    """True when every line of data ends in CRLF (no bare CR or LF)."""
+    stripped = data.replace(b"\r\n", b"")
+    return b"\r" not in stripped and b"\n" not in stripped
+
+
+def json_out(r):
+    """The single JSON object `--json` printed on stdout."""
+    return json.loads(r.stdout)
+
+
+class Runner:
+    """Runs named cases, prints one line per case, exits 1 if any failed."""
+
+    def __init__(self):
+        self.failed = []
+
+    def case(self, fn):
+        name = fn.__name__
+        try:
+            fn()
+            print("ok   %s" % name, flush=True)
+        except Exception:  # a failed case must not stop the others
+            self.failed.append(name)
+            print("FAIL %s\n%s" % (name, traceback.format_exc()), flush=True)
+        return fn
+
+    def finish(self):
+        if self.failed:
+            print("failed: %s" % ", ".join(self.failed))
+            sys.exit(1)
+        print("all cases passed")
+
+
+def expect(cond, what, r=None):
+    """Raise with the CLI's output when cond is false."""
+    if not cond:
+        detail = ""
+        if r is not None:
+            detail = "\nexit %d\nstdout: %s\nstderr: %s" % (r.returncode, r.stdout, r.stderr)
+        raise AssertionError(what + detail)
+
+
+def expect_exit(r, code):
+    expect(r.returncode == code, "exit code %d, expected %d" % (r.returncode, code), r)
+

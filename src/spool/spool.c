@@ -1,0 +1,794 @@
+/* The spool: message files written as data arrives, made durable in groups
+ * by a committer thread, recovered on open (docs/queue.md). */
+#include "spool/spool_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Body bytes are gathered into writes of this size. */
+#define SPOOL_WRITE_CHUNK_OCTETS (64 * 1024)
+#define SPOOL_BATCH_DEFAULT      256
+#define SPOOL_LOCK_WAIT_MS       5000
+/* An envelope file: a few hundred octets per recipient. */
+#define SPOOL_ENV_MAX_OCTETS (16u * 1024 * 1024)
+
+struct sk_spool_msg {
+    sk_spool *s;
+    char id[SK_SPOOL_ID_SIZE];
+    int fd;
+    sk_buf wbuf;
+    sk_spool_envelope *env;
+    uint64_t octets;
+    sk_err err;
+    sk_buf envtext; /* serialized at commit, written by the committer */
+    sk_spool_done_fn done;
+    void *ctx;
+    sk_spool_msg *next;
+};
+
+struct sk_spool {
+    sk_spool_opts opts;
+    char *dir;    /* DATA-DIR/spool */
+    char *msgdir; /* DATA-DIR/spool/msg */
+    char *ctldir; /* DATA-DIR/spool/ctl */
+    int msgdir_fd;
+    int lock_fd;
+    struct event_base *base;
+    /* Group commit: sessions append to pending; the committer thread takes
+     * all of it, makes it durable and moves it to finished; the loop
+     * thread is woken through efd and runs the done callbacks. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    int thread_started;
+    int stopping;
+    sk_spool_msg *pending, **pending_tail;
+    sk_spool_msg *finished, **finished_tail;
+    size_t in_flight; /* committed but done not yet called */
+    int efd;
+    struct event *ev;
+    sk_spool_listener_fn listener;
+    void *listener_ctx;
+};
+
+sk_err sk_spool_errno(int e)
+{
+    return (e == ENOSPC || e == EDQUOT) ? SK_ERR_NOSPACE : SK_ERR_IO;
+}
+
+static ssize_t do_write(const sk_spool *s, int fd, const void *p, size_t n)
+{
+    if (s && s->opts.write_fn) return s->opts.write_fn(s->opts.hook_ctx, fd, p, n);
+    return write(fd, p, n);
+}
+
+static int do_sync(const sk_spool *s, int fd)
+{
+    if (s && s->opts.sync_fn) return s->opts.sync_fn(s->opts.hook_ctx, fd);
+    return fdatasync(fd);
+}
+
+static sk_err write_all(const sk_spool *s, int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = do_write(s, fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return sk_spool_errno(errno);
+        }
+        if (w == 0) return SK_ERR_IO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return SK_OK;
+}
+
+static char *path_join(const char *a, const char *b)
+{
+    sk_buf p = SK_BUF_INIT(PATH_MAX);
+    if (sk_buf_printf(&p, "%s/%s", a, b)) {
+        sk_buf_free(&p);
+        return NULL;
+    }
+    return sk_buf_detach(&p, NULL);
+}
+
+static sk_err make_dir(const char *path, sk_error *err)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST) return SK_OK;
+    return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "cannot create %s: %s", path,
+                        strerror(errno));
+}
+
+static sk_err sync_dir_fd(const sk_spool *s, int dfd)
+{
+    /* fsync, not fdatasync: a directory's entries are its data, but some
+     * file systems only honour fsync on directories. */
+    if (s && s->opts.sync_fn) return s->opts.sync_fn(s->opts.hook_ctx, dfd) ? SK_ERR_IO : SK_OK;
+    return fsync(dfd) ? sk_spool_errno(errno) : SK_OK;
+}
+
+sk_err sk_spool_write_file(int dir_fd, const char *name, const void *data, size_t n, int sync_dir)
+{
+    char tmp[NAME_MAX + 1];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s%s", name, SK_SPOOL_TMP_EXT) >= sizeof tmp)
+        return SK_ERR_INVAL;
+    int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return sk_spool_errno(errno);
+    sk_err e = write_all(NULL, fd, data, n);
+    if (!e && fdatasync(fd)) e = sk_spool_errno(errno);
+    if (close(fd) && !e) e = sk_spool_errno(errno);
+    if (!e && renameat(dir_fd, tmp, dir_fd, name)) e = sk_spool_errno(errno);
+    if (e) {
+        unlinkat(dir_fd, tmp, 0);
+        return e;
+    }
+    if (sync_dir && fsync(dir_fd)) return sk_spool_errno(errno);
+    return SK_OK;
+}
+
+int sk_spool_lock(const char *spool_dir, unsigned wait_ms, long *busy_pid, sk_error *err)
+{
+    *busy_pid = 0;
+    char *path = path_join(spool_dir, SK_SPOOL_LOCKFILE);
+    if (!path) {
+        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "cannot open %s: %s", path,
+                     strerror(errno));
+        sk_free(path);
+        return -1;
+    }
+    uint64_t deadline = sk_now_ms() + wait_ms;
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot lock %s: %s", path, strerror(errno));
+            close(fd);
+            sk_free(path);
+            return -1;
+        }
+        if (sk_now_ms() >= deadline) {
+            char pid[32] = "";
+            ssize_t r = pread(fd, pid, sizeof pid - 1, 0);
+            if (r > 0) pid[r] = '\0';
+            *busy_pid = strtol(pid, NULL, 10);
+            sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "spool %s is in use by process %ld",
+                         spool_dir, *busy_pid);
+            close(fd);
+            sk_free(path);
+            return -1;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    sk_free(path);
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) != n) {
+        /* The PID is informational only; the lock is what counts. */
+    }
+    return fd;
+}
+
+/* Remove what a crash left half done (docs/queue.md "Recovery"): envelope
+ * temporaries, and bodies with no envelope (never acknowledged). */
+static sk_err recover(sk_spool *s, sk_error *err)
+{
+    DIR *d = fdopendir(dup(s->msgdir_fd));
+    if (!d) return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
+    size_t removed = 0, kept = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *name = de->d_name;
+        if (name[0] == '.') continue;
+        size_t len = strlen(name);
+        char id[SK_SPOOL_ID_SIZE] = "";
+        if (len > SK_SPOOL_ID_LEN) memcpy(id, name, SK_SPOOL_ID_LEN);
+        const char *ext = name + (len > SK_SPOOL_ID_LEN ? SK_SPOOL_ID_LEN : len);
+        struct stat st;
+        char other[NAME_MAX + 1];
+        if (!strcmp(ext, SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT)) {
+            unlinkat(s->msgdir_fd, name, 0);
+            removed++;
+        } else if (!strcmp(ext, SK_SPOOL_BODY_EXT)) {
+            snprintf(other, sizeof other, "%s%s", id, SK_SPOOL_ENV_EXT);
+            if (fstatat(s->msgdir_fd, other, &st, 0) != 0) {
+                sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover removed=incomplete", id);
+                unlinkat(s->msgdir_fd, name, 0);
+                removed++;
+            }
+        } else if (!strcmp(ext, SK_SPOOL_ENV_EXT)) {
+            snprintf(other, sizeof other, "%s%s", id, SK_SPOOL_BODY_EXT);
+            if (fstatat(s->msgdir_fd, other, &st, 0) != 0) {
+                /* Cannot happen with our write order on a journaling file
+                 * system; the message was never acknowledged if it does. */
+                sk_log(&s->opts.log, SK_LOG_WARN, "%s spool recover removed=no-body", id);
+                unlinkat(s->msgdir_fd, name, 0);
+                removed++;
+            } else {
+                kept++;
+            }
+        }
+    }
+    closedir(d);
+    if (removed && fsync(s->msgdir_fd))
+        return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "fsync %s failed", s->msgdir);
+    sk_log(&s->opts.log, SK_LOG_INFO, "- spool recovered messages=%zu removed=%zu", kept, removed);
+    return SK_OK;
+}
+
+static void on_finished(evutil_socket_t fd, short what, void *arg);
+static void *committer_main(void *arg);
+
+sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct event_base *base,
+                        sk_error *err)
+{
+    sk_error_clear(err);
+    sk_spool *s = sk_calloc(1, sizeof *s);
+    if (!s) {
+        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+        return NULL;
+    }
+    if (opts) s->opts = *opts;
+    if (!s->opts.max_batch) s->opts.max_batch = SPOOL_BATCH_DEFAULT;
+    if (!s->opts.lock_wait_ms) s->opts.lock_wait_ms = SPOOL_LOCK_WAIT_MS;
+    s->msgdir_fd = s->lock_fd = s->efd = -1;
+    s->base = base;
+    s->pending_tail = &s->pending;
+    s->finished_tail = &s->finished;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->dir = path_join(data_dir, SK_SPOOL_SUBDIR);
+    s->msgdir = s->dir ? path_join(s->dir, SK_SPOOL_MSGDIR) : NULL;
+    s->ctldir = s->dir ? path_join(s->dir, SK_SPOOL_CTLDIR) : NULL;
+    if (!s->msgdir || !s->ctldir) {
+        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+        goto fail;
+    }
+    int owner = s->opts.mode == SK_SPOOL_OWNER;
+    if (owner && (make_dir(data_dir, err) || make_dir(s->dir, err) || make_dir(s->msgdir, err) ||
+                  make_dir(s->ctldir, err)))
+        goto fail;
+    s->msgdir_fd = open(s->msgdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->msgdir_fd < 0) {
+        sk_error_set(err, errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO, SK_STEP_NONE,
+                     "cannot open spool %s: %s", s->msgdir, strerror(errno));
+        goto fail;
+    }
+    if (!owner) return s;
+    long busy;
+    s->lock_fd = sk_spool_lock(s->dir, s->opts.lock_wait_ms, &busy, err);
+    if (s->lock_fd < 0) goto fail;
+    if (recover(s, err)) goto fail;
+    if (base) {
+        s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (s->efd < 0) {
+            sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "eventfd: %s", strerror(errno));
+            goto fail;
+        }
+        s->ev = event_new(base, s->efd, EV_READ | EV_PERSIST, on_finished, s);
+        if (!s->ev || event_add(s->ev, NULL)) {
+            sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot add event");
+            goto fail;
+        }
+        if (pthread_create(&s->thread, NULL, committer_main, s)) {
+            sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot start the committer thread");
+            goto fail;
+        }
+        s->thread_started = 1;
+    }
+    return s;
+fail:
+    sk_spool_free(s);
+    return NULL;
+}
+
+const char *sk_spool_dir(const sk_spool *s)
+{
+    return s->dir;
+}
+
+const char *sk_spool_ctl_dir(const sk_spool *s)
+{
+    return s->ctldir;
+}
+
+void sk_spool_set_listener(sk_spool *s, sk_spool_listener_fn fn, void *ctx)
+{
+    s->listener = fn;
+    s->listener_ctx = ctx;
+}
+
+static void msg_free(sk_spool_msg *m)
+{
+    if (m->fd >= 0) close(m->fd);
+    sk_buf_free(&m->wbuf);
+    sk_buf_free(&m->envtext);
+    sk_spool_envelope_free(m->env);
+    sk_free(m);
+}
+
+/* Remove a message's files (an uncommitted or failed one). */
+static void msg_unlink(sk_spool_msg *m)
+{
+    char name[NAME_MAX + 1];
+    const char *exts[] = {SK_SPOOL_ENV_EXT, SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT, SK_SPOOL_BODY_EXT};
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+        snprintf(name, sizeof name, "%s%s", m->id, exts[i]);
+        unlinkat(m->s->msgdir_fd, name, 0);
+    }
+}
+
+sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
+{
+    if (s->opts.mode != SK_SPOOL_OWNER) {
+        sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "spool opened read-only");
+        return NULL;
+    }
+    sk_spool_msg *m = sk_calloc(1, sizeof *m);
+    if (!m || !(m->env = sk_spool_envelope_dup(env))) {
+        sk_free(m);
+        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+        return NULL;
+    }
+    m->s = s;
+    m->fd = -1;
+    sk_buf_init(&m->wbuf, SPOOL_WRITE_CHUNK_OCTETS);
+    sk_buf_init(&m->envtext, SPOOL_ENV_MAX_OCTETS);
+    if (!m->env->arrival) m->env->arrival = (int64_t)time(NULL);
+    /* O_EXCL makes the ID unique even if two draws collide. */
+    for (int tries = 0; m->fd < 0 && tries < 8; tries++) {
+        sk_err e = sk_spool_id_new(m->id, 0);
+        if (e) {
+            sk_error_set(err, e, SK_STEP_NONE, "no random bytes");
+            msg_free(m);
+            return NULL;
+        }
+        char name[NAME_MAX + 1];
+        snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_BODY_EXT);
+        m->fd = openat(s->msgdir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (m->fd < 0 && errno != EEXIST) {
+            sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "cannot create %s/%s: %s",
+                         s->msgdir, name, strerror(errno));
+            msg_free(m);
+            return NULL;
+        }
+    }
+    if (m->fd < 0) {
+        sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot find a free queue ID");
+        msg_free(m);
+        return NULL;
+    }
+    memcpy(m->env->id, m->id, SK_SPOOL_ID_SIZE);
+    return m;
+}
+
+const char *sk_spool_msg_id(const sk_spool_msg *m)
+{
+    return m->id;
+}
+
+static sk_err flush_wbuf(sk_spool_msg *m)
+{
+    if (m->err || !m->wbuf.len) return m->err;
+    m->err = write_all(m->s, m->fd, m->wbuf.data, m->wbuf.len);
+    sk_buf_reset(&m->wbuf);
+    return m->err;
+}
+
+sk_err sk_spool_write(sk_spool_msg *m, const void *p, size_t n)
+{
+    if (m->err) return m->err;
+    if (m->s->opts.max_body_octets && m->octets + n > m->s->opts.max_body_octets)
+        return m->err = SK_ERR_TOO_LONG;
+    m->octets += n;
+    const char *c = p;
+    while (n) {
+        size_t room = SPOOL_WRITE_CHUNK_OCTETS - m->wbuf.len;
+        if (n >= SPOOL_WRITE_CHUNK_OCTETS && !m->wbuf.len) {
+            /* Large pieces go straight to the file. */
+            m->err = write_all(m->s, m->fd, c, n);
+            return m->err;
+        }
+        size_t k = n < room ? n : room;
+        sk_err e = sk_buf_append(&m->wbuf, c, k);
+        if (e) return m->err = e;
+        c += k;
+        n -= k;
+        if (m->wbuf.len == SPOOL_WRITE_CHUNK_OCTETS && flush_wbuf(m)) return m->err;
+    }
+    return SK_OK;
+}
+
+void sk_spool_abort(sk_spool_msg *m)
+{
+    if (!m) return;
+    msg_unlink(m);
+    msg_free(m);
+}
+
+/* Make one message durable except for the directory fsync: body synced,
+ * envelope written and synced, then renamed into place (the commit
+ * point once the directory is synced). Committer thread or caller. */
+static void commit_one(sk_spool_msg *m)
+{
+    sk_spool *s = m->s;
+    if (m->err) return;
+    if (do_sync(s, m->fd)) {
+        m->err = sk_spool_errno(errno);
+        return;
+    }
+    char tmp[NAME_MAX + 1], name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_ENV_EXT);
+    snprintf(tmp, sizeof tmp, "%s%s%s", m->id, SK_SPOOL_ENV_EXT, SK_SPOOL_TMP_EXT);
+    int fd = openat(s->msgdir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        m->err = sk_spool_errno(errno);
+        return;
+    }
+    sk_err e = write_all(s, fd, m->envtext.data, m->envtext.len);
+    if (!e && do_sync(s, fd)) e = sk_spool_errno(errno);
+    if (close(fd) && !e) e = sk_spool_errno(errno);
+    if (!e && renameat(s->msgdir_fd, tmp, s->msgdir_fd, name)) e = sk_spool_errno(errno);
+    m->err = e;
+}
+
+/* Commit a batch: each message, then ONE directory fsync for all of them
+ * (docs/queue.md "Group commit"). Failed messages are removed. */
+static void commit_batch(sk_spool *s, sk_spool_msg *batch)
+{
+    int any_ok = 0;
+    for (sk_spool_msg *m = batch; m; m = m->next) {
+        commit_one(m);
+        if (m->err)
+            msg_unlink(m);
+        else
+            any_ok = 1;
+    }
+    if (any_ok) {
+        sk_err e = sync_dir_fd(s, s->msgdir_fd);
+        if (e) {
+            /* The state of the directory is unknown: acknowledge nothing,
+             * and take the messages back out so none is delivered. */
+            for (sk_spool_msg *m = batch; m; m = m->next) {
+                if (!m->err) {
+                    m->err = e;
+                    msg_unlink(m);
+                }
+            }
+        }
+    }
+    for (sk_spool_msg *m = batch; m; m = m->next) {
+        if (m->fd >= 0) {
+            close(m->fd);
+            m->fd = -1;
+        }
+    }
+}
+
+/* Run done and the listener for one message, then free it. */
+static void finish(sk_spool_msg *m)
+{
+    sk_spool *s = m->s;
+    if (m->err)
+        sk_log(&s->opts.log, SK_LOG_ERR, "%s spool commit-failed error=\"%s\"", m->id,
+               sk_strerror(m->err));
+    else
+        sk_log(&s->opts.log, SK_LOG_INFO, "%s spool committed octets=%llu rcpts=%zu", m->id,
+               (unsigned long long)m->octets, m->env->nrcpts);
+    if (m->done) m->done(m->ctx, m->err, m->err ? NULL : m->id);
+    if (!m->err && s->listener) s->listener(s->listener_ctx, m->env);
+    msg_free(m);
+}
+
+static void *committer_main(void *arg)
+{
+    sk_spool *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->pending && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->pending && s->stopping) break;
+        /* Take everything pending now (up to max_batch). */
+        sk_spool_msg *batch = s->pending, *last = batch;
+        size_t n = 1;
+        while (last->next && n < s->opts.max_batch) {
+            last = last->next;
+            n++;
+        }
+        s->pending = last->next;
+        if (!s->pending) s->pending_tail = &s->pending;
+        last->next = NULL;
+        pthread_mutex_unlock(&s->mu);
+
+        commit_batch(s, batch);
+
+        pthread_mutex_lock(&s->mu);
+        *s->finished_tail = batch;
+        s->finished_tail = &last->next;
+        uint64_t one = 1;
+        if (write(s->efd, &one, sizeof one) < 0) {
+            /* EAGAIN: the counter is already non-zero, the loop will wake. */
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Loop thread: report finished commits. */
+static void run_finished(sk_spool *s)
+{
+    pthread_mutex_lock(&s->mu);
+    sk_spool_msg *list = s->finished;
+    s->finished = NULL;
+    s->finished_tail = &s->finished;
+    pthread_mutex_unlock(&s->mu);
+    while (list) {
+        sk_spool_msg *next = list->next;
+        s->in_flight--;
+        finish(list);
+        list = next;
+    }
+}
+
+static void on_finished(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t v;
+    if (read(fd, &v, sizeof v) < 0) {
+        /* EAGAIN: another wake-up already drained it. */
+    }
+    run_finished(arg);
+}
+
+void sk_spool_commit(sk_spool_msg *m, sk_spool_done_fn done, void *ctx)
+{
+    sk_spool *s = m->s;
+    m->done = done;
+    m->ctx = ctx;
+    m->next = NULL;
+    flush_wbuf(m);
+    if (!m->err) {
+        m->env->body_octets = m->octets;
+        m->err = sk_spool_envelope_serialize(m->env, &m->envtext);
+    }
+    if (!s->thread_started) {
+        commit_batch(s, m);
+        finish(m);
+        return;
+    }
+    s->in_flight++;
+    pthread_mutex_lock(&s->mu);
+    if (m->err) {
+        /* Already failed: straight to the loop, nothing to make durable. */
+        msg_unlink(m);
+        close(m->fd);
+        m->fd = -1;
+        *s->finished_tail = m;
+        s->finished_tail = &m->next;
+        uint64_t one = 1;
+        if (write(s->efd, &one, sizeof one) < 0) {
+            /* already signalled */
+        }
+    } else {
+        *s->pending_tail = m;
+        s->pending_tail = &m->next;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sk_spool_free(sk_spool *s)
+{
+    if (!s) return;
+    if (s->thread_started) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        run_finished(s);
+    }
+    if (s->ev) event_free(s->ev);
+    if (s->efd >= 0) close(s->efd);
+    if (s->msgdir_fd >= 0) close(s->msgdir_fd);
+    if (s->lock_fd >= 0) close(s->lock_fd); /* releases the lock */
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    sk_free(s->dir);
+    sk_free(s->msgdir);
+    sk_free(s->ctldir);
+    sk_free(s);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+sk_err sk_spool_list(sk_spool *s, char ***ids_out, size_t *n_out, sk_error *err)
+{
+    *ids_out = NULL;
+    *n_out = 0;
+    int dfd = dup(s->msgdir_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0) close(dfd);
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
+    }
+    rewinddir(d);
+    char **ids = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    sk_err e = SK_OK;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len != SK_SPOOL_ID_LEN + strlen(SK_SPOOL_ENV_EXT) ||
+            strcmp(de->d_name + SK_SPOOL_ID_LEN, SK_SPOOL_ENV_EXT))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **p = sk_realloc(ids, cap * sizeof *ids);
+            if (!p) {
+                e = SK_ERR_NOMEM;
+                break;
+            }
+            ids = p;
+        }
+        if (!(ids[n] = sk_strndup(de->d_name, SK_SPOOL_ID_LEN))) {
+            e = SK_ERR_NOMEM;
+            break;
+        }
+        if (sk_spool_id_valid(ids[n]))
+            n++;
+        else
+            sk_free(ids[n]);
+    }
+    closedir(d);
+    if (e) {
+        sk_spool_ids_free(ids, n);
+        return sk_error_set(err, e, SK_STEP_NONE, "out of memory");
+    }
+    if (n) qsort(ids, n, sizeof *ids, cmp_str);
+    *ids_out = ids;
+    *n_out = n;
+    return SK_OK;
+}
+
+void sk_spool_ids_free(char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) sk_free(ids[i]);
+    sk_free(ids);
+}
+
+static sk_err read_at(int dfd, const char *name, sk_buf *out, size_t max_read)
+{
+    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO;
+    char chunk[8192];
+    sk_err e = SK_OK;
+    size_t total = 0;
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            e = SK_ERR_IO;
+            break;
+        }
+        if (r == 0) break;
+        e = sk_buf_append(out, chunk, (size_t)r);
+        if (e) break;
+        total += (size_t)r;
+        if (max_read && total >= max_read) break;
+    }
+    close(fd);
+    return e;
+}
+
+sk_err sk_spool_load(sk_spool *s, const char *id, sk_spool_envelope **env, sk_error *err)
+{
+    *env = NULL;
+    if (!sk_spool_id_valid(id))
+        return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s", id);
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_ENV_EXT);
+    sk_buf b = SK_BUF_INIT(SPOOL_ENV_MAX_OCTETS);
+    sk_err e = read_at(s->msgdir_fd, name, &b, 0);
+    if (e == SK_ERR_NOT_FOUND)
+        return sk_error_set(err, e, SK_STEP_NONE, "no message %s in the queue", id);
+    if (!e) e = sk_spool_envelope_parse(b.data ? b.data : "", b.len, env);
+    sk_buf_free(&b);
+    if (!e && strcmp((*env)->id, id)) {
+        sk_spool_envelope_free(*env);
+        *env = NULL;
+        e = SK_ERR_SYNTAX;
+    }
+    if (e) return sk_error_set(err, e, SK_STEP_NONE, "cannot read envelope of %s", id);
+    return SK_OK;
+}
+
+sk_err sk_spool_save(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
+{
+    if (s->opts.mode != SK_SPOOL_OWNER)
+        return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "spool opened read-only");
+    if (!sk_spool_id_valid(env->id))
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "bad queue ID");
+    sk_buf b = SK_BUF_INIT(SPOOL_ENV_MAX_OCTETS);
+    sk_err e = sk_spool_envelope_serialize(env, &b);
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", env->id, SK_SPOOL_ENV_EXT);
+    if (!e) e = sk_spool_write_file(s->msgdir_fd, name, b.data, b.len, 1);
+    sk_buf_free(&b);
+    if (e)
+        return sk_error_set(err, e, SK_STEP_NONE, "cannot save envelope of %s: %s", env->id,
+                            sk_strerror(e));
+    return SK_OK;
+}
+
+sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
+{
+    if (s->opts.mode != SK_SPOOL_OWNER)
+        return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "spool opened read-only");
+    if (!sk_spool_id_valid(id))
+        return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s", id);
+    char name[NAME_MAX + 1];
+    /* Envelope first: without it the body is an incomplete message that
+     * recovery removes, so a crash in between leaves nothing deliverable. */
+    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_ENV_EXT);
+    if (unlinkat(s->msgdir_fd, name, 0)) {
+        if (errno == ENOENT)
+            return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s in the queue",
+                                id);
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot remove %s: %s", name,
+                            strerror(errno));
+    }
+    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
+    unlinkat(s->msgdir_fd, name, 0);
+    if (fsync(s->msgdir_fd))
+        return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "fsync failed");
+    return SK_OK;
+}
+
+sk_err sk_spool_body_path(const sk_spool *s, const char *id, sk_buf *out)
+{
+    if (!sk_spool_id_valid(id)) return SK_ERR_INVAL;
+    return sk_buf_printf(out, "%s/%s%s", s->msgdir, id, SK_SPOOL_BODY_EXT);
+}
+
+sk_err sk_spool_read_headers(sk_spool *s, const char *id, sk_buf *out, sk_error *err)
+{
+    if (!sk_spool_id_valid(id))
+        return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s", id);
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
+    /* The header block is near the start; read a bounded prefix. */
+    sk_buf b = SK_BUF_INIT(1024 * 1024);
+    sk_err e = read_at(s->msgdir_fd, name, &b, 256 * 1024);
+    if (e && e != SK_ERR_TOO_LONG) {
+        sk_buf_free(&b);
+        return sk_error_set(err, e, SK_STEP_NONE, "cannot read message %s", id);
+    }
+    const char *d = sk_buf_cstr(&b);
+    size_t hlen = b.len;
+    /* RFC 5322 2.1: the header ends at the first empty line. */
+    const char *blank = strstr(d, "\r\n\r\n");
+    if (d[0] == '\r' && d[1] == '\n')
+        hlen = 0;
+    else if (blank)
+        hlen = (size_t)(blank - d) + 2;
+    e = sk_buf_append(out, d, hlen);
+    sk_buf_free(&b);
+    return e ? sk_error_set(err, e, SK_STEP_NONE, "headers too long") : SK_OK;
+}

@@ -1,0 +1,32 @@
+/* Private parts of the spool shared with the queue runner: directory names,
+ * the lock, and durable small-file writes. */
+#ifndef SK_SPOOL_INT_H
+#define SK_SPOOL_INT_H
+
+#include <smtpkit/spool.h>
+
+/* Layout under DATA-DIR (docs/queue.md). */
+#define SK_SPOOL_SUBDIR   "spool"
+#define SK_SPOOL_MSGDIR   "msg"
+#define SK_SPOOL_CTLDIR   "ctl"
+#define SK_SPOOL_LOCKFILE "lock"
+#define SK_SPOOL_BODY_EXT ".msg"
+#define SK_SPOOL_ENV_EXT  ".env"
+#define SK_SPOOL_TMP_EXT  ".tmp"
+
+/* Map errno to the library's error (ENOSPC, EDQUOT -> SK_ERR_NOSPACE). */
+sk_err sk_spool_errno(int e);
+
+/* Take the spool lock under spool_dir, waiting up to wait_ms. Returns the
+ * lock's fd, or -1 with *busy_pid set (0 if unknown) when another process
+ * holds it, or -1 with an error in err. */
+int sk_spool_lock(const char *spool_dir, unsigned wait_ms, long *busy_pid, sk_error *err);
+
+/* Write data to dir_fd/name atomically: name.tmp, fdatasync, rename, and
+ * fsync of the directory when sync_dir. */
+sk_err sk_spool_write_file(int dir_fd, const char *name, const void *data, size_t n, int sync_dir);
+
+/* The control directory for requests from other processes. */
+const char *sk_spool_ctl_dir(const sk_spool *s);
+
+#endif

@@ -1,0 +1,633 @@
+/* Unit tests for src/spool: queue IDs, the envelope text form, commit,
+ * group commit, write failures, recovery and the spool lock. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <smtpkit/spool.h>
+#include "spool/spool_int.h"
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void rm_tree(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *temp_dir(void)
+{
+    char tmpl[] = "/tmp/sk-spool-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+/* Count files in DATA-DIR/spool/msg, all kinds. */
+static int count_files(const char *data_dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s/spool/msg", data_dir);
+    int n = 0;
+    DIR *d = opendir(cmd);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+/* A small envelope for tests. */
+static sk_spool_rcpt test_rcpts[] = {
+    {.addr = "bob@example.net", .notify = 6, .orcpt = "rfc822;bob@example.net"},
+    {.addr = "carol@localhost"},
+};
+static sk_spool_envelope test_env(void)
+{
+    sk_spool_envelope e = {0};
+    e.sender = "alice@example.org";
+    e.rcpts = test_rcpts;
+    e.nrcpts = 2;
+    e.helo = "client.example.org";
+    e.peer = "127.0.0.1";
+    e.esmtp = 1;
+    return e;
+}
+
+/* ---- IDs ---- */
+
+static void test_id_sorts_by_time(void **state)
+{
+    static const uint64_t times[] = {
+        1, 1000, 1700000000000ull, 1700000000001ull, 1800000000000ull, (1ull << 50) - 1};
+    char prev[SK_SPOOL_ID_SIZE] = "";
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
+        char id[SK_SPOOL_ID_SIZE];
+        assert_int_equal(sk_spool_id_new(id, times[i]), SK_OK);
+        assert_int_equal(strlen(id), SK_SPOOL_ID_LEN);
+        assert_true(sk_spool_id_valid(id));
+        if (i) assert_true(strcmp(prev, id) < 0);
+        memcpy(prev, id, sizeof id);
+    }
+    /* Same millisecond: different random part. */
+    char a[SK_SPOOL_ID_SIZE], b[SK_SPOOL_ID_SIZE];
+    assert_int_equal(sk_spool_id_new(a, 5), SK_OK);
+    assert_int_equal(sk_spool_id_new(b, 5), SK_OK);
+    assert_memory_equal(a, b, 10);
+    assert_string_not_equal(a, b);
+}
+
+static void test_id_valid(void **state)
+{
+    static const struct {
+        const char *s;
+        int ok;
+    } cases[] = {
+        {"01HF3Z4Q7M2ABCDE", 1},  {"0000000000000000", 1},
+        {"01hf3z4q7m2abcde", 0},  {"01HF3Z4Q7M2ABCD", 0},
+        {"01HF3Z4Q7M2ABCDEF", 0}, {"01HF3Z4Q7M2ABCDI", 0},
+        {"../../etc/passwd", 0},  {"", 0},
+        {"01HF3Z4Q7M2AB/DE", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(sk_spool_id_valid(cases[i].s), cases[i].ok);
+    assert_false(sk_spool_id_valid(NULL));
+}
+
+/* ---- envelope text form ---- */
+
+static void assert_str_eq_null(const char *a, const char *b)
+{
+    if (!a || !b)
+        assert_ptr_equal(a, b);
+    else
+        assert_string_equal(a, b);
+}
+
+static void assert_env_equal(const sk_spool_envelope *a, const sk_spool_envelope *b)
+{
+    assert_string_equal(a->id, b->id);
+    assert_int_equal(a->arrival, b->arrival);
+    assert_str_eq_null(a->sender, b->sender);
+    assert_int_equal(a->nrcpts, b->nrcpts);
+    for (size_t i = 0; i < a->nrcpts; i++) {
+        assert_string_equal(a->rcpts[i].addr, b->rcpts[i].addr);
+        assert_str_eq_null(a->rcpts[i].orcpt, b->rcpts[i].orcpt);
+        assert_str_eq_null(a->rcpts[i].last_reply, b->rcpts[i].last_reply);
+        assert_int_equal(a->rcpts[i].notify, b->rcpts[i].notify);
+        assert_int_equal(a->rcpts[i].state, b->rcpts[i].state);
+    }
+    assert_memory_equal(&a->mail, &b->mail, sizeof a->mail);
+    assert_str_eq_null(a->helo, b->helo);
+    assert_str_eq_null(a->peer, b->peer);
+    assert_str_eq_null(a->peer_name, b->peer_name);
+    assert_int_equal(a->esmtp, b->esmtp);
+    assert_str_eq_null(a->tls, b->tls);
+    assert_str_eq_null(a->auth_user, b->auth_user);
+    assert_int_equal(a->state, b->state);
+    assert_int_equal(a->attempts, b->attempts);
+    assert_int_equal(a->next_attempt, b->next_attempt);
+    assert_str_eq_null(a->last_reply, b->last_reply);
+    assert_int_equal(a->body_octets, b->body_octets);
+}
+
+static void test_envelope_round_trip(void **state)
+{
+    sk_spool_rcpt odd[] = {
+        {.addr = "\"sp ace\"@example.org", .state = SK_RCPT_DELIVERED, .last_reply = "250 ok"},
+        {.addr = "ü@bücher.example",
+         .state = SK_RCPT_FAILED,
+         .notify = 1,
+         .last_reply = "550 5.1.1 no\nsuch user 100%"},
+        {.addr = "-", .orcpt = "", .state = SK_RCPT_PENDING},
+    };
+    sk_spool_envelope cases[4];
+    for (size_t i = 0; i < 4; i++) cases[i] = test_env();
+    /* 0: plain. 1: null sender, every string odd. 2: all MAIL params. 3:
+     * deferred with retry state and NULL session strings. */
+    cases[1].sender = "";
+    cases[1].rcpts = odd;
+    cases[1].nrcpts = 3;
+    cases[1].helo = "[192.0.2.1]";
+    cases[1].tls = "TLSv1.3 TLS_AES_256_GCM_SHA384";
+    cases[1].auth_user = "zoë";
+    cases[1].peer_name = "%41 %";
+    cases[2].mail = (sk_mail_params){.has_size = 1,
+                                     .size = 123456789012ull,
+                                     .body = SK_BODY_8BITMIME,
+                                     .smtputf8 = 1,
+                                     .ret = SK_DSN_RET_HDRS,
+                                     .envid = "QQ+2Bxyz",
+                                     .has_priority = 1,
+                                     .priority = -9,
+                                     .auth = "<>"};
+    cases[3].state = SK_SPOOL_DEFERRED;
+    cases[3].attempts = 7;
+    cases[3].next_attempt = 1800000000;
+    cases[3].last_reply = "451 4.3.0 try later";
+    cases[3].helo = cases[3].peer = NULL;
+    cases[3].esmtp = 0;
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(sk_spool_id_new(cases[i].id, 0), SK_OK);
+        cases[i].arrival = 1700000000 + (int64_t)i;
+        cases[i].body_octets = 1000 * i;
+        sk_buf b = SK_BUF_INIT(1 << 20);
+        assert_int_equal(sk_spool_envelope_serialize(&cases[i], &b), SK_OK);
+        /* One token per value: no raw control octets except line ends. */
+        for (size_t k = 0; k < b.len; k++)
+            assert_true((unsigned char)b.data[k] >= 0x20 || b.data[k] == '\n');
+        sk_spool_envelope *back = NULL;
+        assert_int_equal(sk_spool_envelope_parse(b.data, b.len, &back), SK_OK);
+        assert_env_equal(&cases[i], back);
+        sk_spool_envelope *copy = sk_spool_envelope_dup(back);
+        assert_non_null(copy);
+        assert_env_equal(back, copy);
+        sk_spool_envelope_free(copy);
+        sk_spool_envelope_free(back);
+        /* Every cut short of the whole is refused. */
+        for (size_t cut = 0; cut < b.len; cut += 7) {
+            assert_int_not_equal(sk_spool_envelope_parse(b.data, cut, &back), SK_OK);
+            assert_null(back);
+        }
+        sk_buf_free(&b);
+    }
+}
+
+static void test_envelope_rejects(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "smtpkit-envelope 2\nid 0000000000000000\nsender =a\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nend\n", /* no sender */
+        "smtpkit-envelope 1\nid 000000000000000\nsender =a\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a\nstate lost\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a\nrcpt pending 0 =b\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a\nrcpt pending 0 - - -\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a%0\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a%00\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender a\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a\npriority 1 10\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a\nwhat 1\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a\nend\nextra\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sk_spool_envelope *env = (sk_spool_envelope *)1;
+        assert_int_not_equal(sk_spool_envelope_parse(bad[i], strlen(bad[i]), &env), SK_OK);
+        assert_null(env);
+    }
+    const char *good = "smtpkit-envelope 1\nid 0000000000000000\nsender =\n"
+                       "rcpt delivered 2 =b@c - =250%20ok\nend\n";
+    sk_spool_envelope *env = NULL;
+    assert_int_equal(sk_spool_envelope_parse(good, strlen(good), &env), SK_OK);
+    assert_string_equal(env->sender, "");
+    assert_int_equal(env->nrcpts, 1);
+    assert_string_equal(env->rcpts[0].last_reply, "250 ok");
+    assert_int_equal(env->rcpts[0].state, SK_RCPT_DELIVERED);
+    sk_spool_envelope_free(env);
+}
+
+static void test_protocol_names(void **state)
+{
+    static const struct {
+        int esmtp, tls, auth;
+        const char *name;
+    } cases[] = {
+        {0, 0, 0, "SMTP"},   {1, 0, 0, "ESMTP"},   {1, 1, 0, "ESMTPS"},
+        {1, 0, 1, "ESMTPA"}, {1, 1, 1, "ESMTPSA"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_spool_envelope e = {.esmtp = cases[i].esmtp,
+                               .tls = cases[i].tls ? "TLSv1.3" : NULL,
+                               .auth_user = cases[i].auth ? "u" : NULL};
+        assert_string_equal(sk_spool_envelope_protocol(&e), cases[i].name);
+    }
+}
+
+/* ---- commit, load, save, remove ---- */
+
+typedef struct done_rec {
+    int calls;
+    sk_err err;
+    char id[SK_SPOOL_ID_SIZE];
+} done_rec;
+
+static void on_done(void *ctx, sk_err err, const char *id)
+{
+    done_rec *r = ctx;
+    r->calls++;
+    r->err = err;
+    if (id) snprintf(r->id, sizeof r->id, "%s", id);
+}
+
+static const char body[] = "Subject: hi\r\nFrom: a@b\r\n\r\nline 1\r\n\r\n.dot\r\n";
+
+static void commit_sync(sk_spool *s, const void *data, size_t n, done_rec *r)
+{
+    sk_spool_envelope e = test_env();
+    sk_spool_msg *m = sk_spool_begin(s, &e, NULL);
+    assert_non_null(m);
+    /* Written in small pieces, as a session would. */
+    const char *p = data;
+    for (size_t off = 0; off < n; off += 5)
+        assert_int_equal(sk_spool_write(m, p + off, n - off < 5 ? n - off : 5), SK_OK);
+    sk_spool_commit(m, on_done, r);
+}
+
+static void test_commit_load_save_remove(void **state)
+{
+    char *dir = temp_dir();
+    sk_error err;
+    sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    done_rec r = {0};
+    commit_sync(s, body, strlen(body), &r);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.err, SK_OK);
+    assert_true(sk_spool_id_valid(r.id));
+
+    /* Body byte for byte. */
+    sk_buf path = SK_BUF_INIT(4096);
+    assert_int_equal(sk_spool_body_path(s, r.id, &path), SK_OK);
+    FILE *f = fopen(path.data, "rb");
+    assert_non_null(f);
+    char got[256];
+    size_t n = fread(got, 1, sizeof got, f);
+    fclose(f);
+    assert_int_equal(n, strlen(body));
+    assert_memory_equal(got, body, n);
+    sk_buf_free(&path);
+
+    sk_buf h = SK_BUF_INIT(4096);
+    assert_int_equal(sk_spool_read_headers(s, r.id, &h, NULL), SK_OK);
+    assert_string_equal(h.data, "Subject: hi\r\nFrom: a@b\r\n");
+    sk_buf_free(&h);
+
+    sk_spool_envelope *env;
+    assert_int_equal(sk_spool_load(s, r.id, &env, &err), SK_OK);
+    assert_string_equal(env->sender, "alice@example.org");
+    assert_int_equal(env->body_octets, strlen(body));
+    assert_int_equal(env->state, SK_SPOOL_ACTIVE);
+    assert_true(env->arrival > 1700000000);
+    env->state = SK_SPOOL_DEFERRED;
+    env->attempts = 3;
+    env->rcpts[0].state = SK_RCPT_DELIVERED;
+    assert_int_equal(sk_spool_save(s, env, &err), SK_OK);
+    sk_spool_envelope_free(env);
+
+    /* A read-only view sees the same. */
+    sk_spool *ro = sk_spool_open(dir, &(sk_spool_opts){.mode = SK_SPOOL_READONLY}, NULL, &err);
+    assert_non_null(ro);
+    assert_int_equal(sk_spool_load(ro, r.id, &env, &err), SK_OK);
+    assert_int_equal(env->state, SK_SPOOL_DEFERRED);
+    assert_int_equal(env->attempts, 3);
+    assert_int_equal(env->rcpts[0].state, SK_RCPT_DELIVERED);
+    assert_int_equal(sk_spool_save(ro, env, &err), SK_ERR_STATE);
+    assert_null(sk_spool_begin(ro, env, &err));
+    sk_spool_envelope_free(env);
+    sk_spool_free(ro);
+
+    static const char *const unknown[] = {"0000000000000000", "../spool/lock", "", "x"};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        assert_int_equal(sk_spool_load(s, unknown[i], &env, &err), SK_ERR_NOT_FOUND);
+        assert_int_equal(sk_spool_remove(s, unknown[i], &err), SK_ERR_NOT_FOUND);
+    }
+    assert_int_equal(sk_spool_remove(s, r.id, &err), SK_OK);
+    assert_int_equal(sk_spool_load(s, r.id, &env, &err), SK_ERR_NOT_FOUND);
+    assert_int_equal(count_files(dir), 0);
+
+    /* Abort leaves nothing. */
+    sk_spool_envelope e = test_env();
+    sk_spool_msg *m = sk_spool_begin(s, &e, NULL);
+    assert_int_equal(sk_spool_write(m, body, 10), SK_OK);
+    assert_int_equal(count_files(dir), 1);
+    sk_spool_abort(m);
+    assert_int_equal(count_files(dir), 0);
+    sk_spool_free(s);
+    rm_tree(dir);
+    free(dir);
+}
+
+static void test_lock_excludes_second_owner(void **state)
+{
+    char *dir = temp_dir();
+    sk_error err;
+    sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    sk_spool *s2 = sk_spool_open(dir, &(sk_spool_opts){.lock_wait_ms = 50}, NULL, &err);
+    assert_null(s2);
+    assert_int_equal(err.err, SK_ERR_STATE);
+    assert_non_null(strstr(err.text, "in use by process"));
+    sk_spool_free(s);
+    s2 = sk_spool_open(dir, &(sk_spool_opts){.lock_wait_ms = 50}, NULL, &err);
+    assert_non_null(s2);
+    sk_spool_free(s2);
+    rm_tree(dir);
+    free(dir);
+}
+
+/* ---- recovery ---- */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_recovery(void **state)
+{
+    char *dir = temp_dir();
+    sk_error err;
+    sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    done_rec r = {0};
+    commit_sync(s, body, strlen(body), &r);
+    assert_int_equal(r.err, SK_OK);
+    sk_spool_free(s);
+
+    /* What a crash can leave: a body still being received, an envelope
+     * half written, an envelope with no body. */
+    char p[512];
+    snprintf(p, sizeof p, "%s/spool/msg/0000000000AAAAAA.msg", dir);
+    write_file(p, "Subject: half\r\n");
+    snprintf(p, sizeof p, "%s/spool/msg/0000000000BBBBBB.msg", dir);
+    write_file(p, "Subject: other\r\n\r\n");
+    snprintf(p, sizeof p, "%s/spool/msg/0000000000BBBBBB.env.tmp", dir);
+    write_file(p, "smtpkit-envelope 1\nid 0000000000BBBBBB\n");
+    snprintf(p, sizeof p, "%s/spool/msg/0000000000CCCCCC.env", dir);
+    write_file(p, "smtpkit-envelope 1\nid 0000000000CCCCCC\nsender =\nend\n");
+    assert_int_equal(count_files(dir), 6);
+
+    /* Read-only opening recovers nothing. */
+    sk_spool *ro = sk_spool_open(dir, &(sk_spool_opts){.mode = SK_SPOOL_READONLY}, NULL, &err);
+    assert_non_null(ro);
+    sk_spool_free(ro);
+    assert_int_equal(count_files(dir), 6);
+
+    s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    assert_int_equal(count_files(dir), 2);
+    char **ids;
+    size_t n;
+    assert_int_equal(sk_spool_list(s, &ids, &n, &err), SK_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], r.id);
+    sk_spool_ids_free(ids, n);
+    sk_spool_envelope *env;
+    assert_int_equal(sk_spool_load(s, r.id, &env, &err), SK_OK);
+    assert_int_equal(env->body_octets, strlen(body));
+    sk_spool_envelope_free(env);
+    sk_spool_free(s);
+    rm_tree(dir);
+    free(dir);
+}
+
+/* ---- group commit on an event loop ---- */
+
+#define GROUP_N 64
+
+typedef struct group_ctx {
+    struct event_base *base;
+    done_rec recs[GROUP_N];
+    int done, listened;
+} group_ctx;
+
+static void group_done(void *ctx, sk_err err, const char *id)
+{
+    done_rec *r = ctx;
+    on_done(r, err, id);
+}
+
+static void group_listener(void *ctx, const sk_spool_envelope *env)
+{
+    group_ctx *g = ctx;
+    assert_true(sk_spool_id_valid(env->id));
+    if (++g->listened == GROUP_N) event_base_loopbreak(g->base);
+}
+
+/* The first sync waits until every message has been handed over, so the
+ * grouping is deterministic: the first batch and then one more at most. */
+static int sync_calls, all_handed_over;
+static int counting_sync(void *ctx, int fd)
+{
+    if (__atomic_add_fetch(&sync_calls, 1, __ATOMIC_SEQ_CST) == 1)
+        while (!__atomic_load_n(&all_handed_over, __ATOMIC_SEQ_CST)) usleep(1000);
+    return fdatasync(fd);
+}
+
+static void test_group_commit(void **state)
+{
+    char *dir = temp_dir();
+    group_ctx g = {.base = event_base_new()};
+    sk_error err;
+    sync_calls = all_handed_over = 0;
+    sk_spool *s = sk_spool_open(dir, &(sk_spool_opts){.sync_fn = counting_sync}, g.base, &err);
+    assert_non_null(s);
+    sk_spool_set_listener(s, group_listener, &g);
+    sk_spool_msg *m[GROUP_N];
+    char bodies[GROUP_N][64];
+    for (int i = 0; i < GROUP_N; i++) {
+        sk_spool_envelope e = test_env();
+        m[i] = sk_spool_begin(s, &e, &err);
+        assert_non_null(m[i]);
+        snprintf(bodies[i], sizeof bodies[i], "Subject: %d\r\n\r\nbody %d\r\n", i, i);
+        assert_int_equal(sk_spool_write(m[i], bodies[i], strlen(bodies[i])), SK_OK);
+    }
+    /* All end their DATA at once. */
+    for (int i = 0; i < GROUP_N; i++) sk_spool_commit(m[i], group_done, &g.recs[i]);
+    __atomic_store_n(&all_handed_over, 1, __ATOMIC_SEQ_CST);
+    /* No done callback before the loop runs: they come on the loop. */
+    for (int i = 0; i < GROUP_N; i++) assert_int_equal(g.recs[i].calls, 0);
+    event_base_dispatch(g.base);
+    for (int i = 0; i < GROUP_N; i++) {
+        assert_int_equal(g.recs[i].calls, 1);
+        assert_int_equal(g.recs[i].err, SK_OK);
+        for (int k = 0; k < i; k++) assert_string_not_equal(g.recs[i].id, g.recs[k].id);
+    }
+    assert_int_equal(g.listened, GROUP_N);
+    /* Two data syncs per message and one directory sync per batch: at
+     * most two batches, so the committer grouped them. */
+    assert_true(sync_calls >= 2 * GROUP_N + 1);
+    assert_true(sync_calls <= 2 * GROUP_N + 2);
+    sk_spool_free(s);
+    event_base_free(g.base);
+
+    /* All durable and intact after reopening. */
+    s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    char **ids;
+    size_t n;
+    assert_int_equal(sk_spool_list(s, &ids, &n, &err), SK_OK);
+    assert_int_equal(n, GROUP_N);
+    for (int i = 0; i < GROUP_N; i++) {
+        sk_spool_envelope *env;
+        assert_int_equal(sk_spool_load(s, g.recs[i].id, &env, &err), SK_OK);
+        assert_int_equal(env->body_octets, strlen(bodies[i]));
+        sk_spool_envelope_free(env);
+        sk_buf h = SK_BUF_INIT(4096);
+        assert_int_equal(sk_spool_read_headers(s, g.recs[i].id, &h, NULL), SK_OK);
+        char want[32];
+        snprintf(want, sizeof want, "Subject: %d\r\n", i);
+        assert_string_equal(h.data, want);
+        sk_buf_free(&h);
+    }
+    sk_spool_ids_free(ids, n);
+    sk_spool_free(s);
+    rm_tree(dir);
+    free(dir);
+}
+
+/* ---- injected failures ---- */
+
+typedef struct fault {
+    int fail_write_after; /* -1: never; else the Nth write fails */
+    int fail_sync_at;     /* -1: never; else the Nth sync (body, env, dir) fails */
+    int err;
+    int writes, syncs;
+} fault;
+
+static ssize_t fault_write(void *ctx, int fd, const void *p, size_t n)
+{
+    fault *f = ctx;
+    if (f->fail_write_after >= 0 && f->writes++ == f->fail_write_after) {
+        errno = f->err;
+        return -1;
+    }
+    return write(fd, p, n);
+}
+
+static int fault_sync(void *ctx, int fd)
+{
+    fault *f = ctx;
+    if (f->fail_sync_at >= 0 && f->syncs++ == f->fail_sync_at) {
+        errno = f->err;
+        return -1;
+    }
+    return fdatasync(fd);
+}
+
+static void test_write_failures(void **state)
+{
+    static const struct {
+        int fail_write_after, fail_sync_at, err;
+        sk_err want;
+    } cases[] = {
+        {0, -1, ENOSPC, SK_ERR_NOSPACE}, /* the body */
+        {1, -1, ENOSPC, SK_ERR_NOSPACE}, /* the envelope */
+        {0, -1, EDQUOT, SK_ERR_NOSPACE},
+        {0, -1, EIO, SK_ERR_IO},
+        {-1, 0, EIO, SK_ERR_IO},         /* body fdatasync */
+        {-1, 1, ENOSPC, SK_ERR_NOSPACE}, /* envelope fdatasync */
+        {-1, 2, EIO, SK_ERR_IO},         /* directory fsync */
+        {-1, -1, 0, SK_OK},              /* control: no fault */
+    };
+    for (int threaded = 0; threaded < 2; threaded++) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            char *dir = temp_dir();
+            fault f = {cases[i].fail_write_after, cases[i].fail_sync_at, cases[i].err, 0, 0};
+            struct event_base *base = threaded ? event_base_new() : NULL;
+            sk_spool_opts o = {.write_fn = fault_write, .sync_fn = fault_sync, .hook_ctx = &f};
+            sk_error err;
+            sk_spool *s = sk_spool_open(dir, &o, base, &err);
+            assert_non_null(s);
+            sk_spool_envelope e = test_env();
+            sk_spool_msg *m = sk_spool_begin(s, &e, &err);
+            assert_non_null(m);
+            /* The session keeps writing; the error is reported at commit. */
+            sk_spool_write(m, body, strlen(body));
+            done_rec r = {0};
+            sk_spool_commit(m, on_done, &r);
+            if (base) event_base_loop(base, EVLOOP_ONCE);
+            assert_int_equal(r.calls, 1);
+            assert_int_equal(r.err, cases[i].want);
+            sk_spool_free(s);
+            if (base) event_base_free(base);
+            /* Nothing visible after a failure, and recovery agrees. */
+            assert_int_equal(count_files(dir), cases[i].want ? 0 : 2);
+            s = sk_spool_open(dir, NULL, NULL, &err);
+            char **ids;
+            size_t n;
+            assert_int_equal(sk_spool_list(s, &ids, &n, &err), SK_OK);
+            assert_int_equal(n, cases[i].want ? 0 : 1);
+            sk_spool_ids_free(ids, n);
+            sk_spool_free(s);
+            rm_tree(dir);
+            free(dir);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_id_sorts_by_time),
+        cmocka_unit_test(test_id_valid),
+        cmocka_unit_test(test_envelope_round_trip),
+        cmocka_unit_test(test_envelope_rejects),
+        cmocka_unit_test(test_protocol_names),
+        cmocka_unit_test(test_commit_load_save_remove),
+        cmocka_unit_test(test_lock_excludes_second_owner),
+        cmocka_unit_test(test_recovery),
+        cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_write_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

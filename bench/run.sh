@@ -1,0 +1,7 @@
+#!/bin/bash
+# `make bench`: every benchmark in turn. Usage: bench/run.sh [BUILD_DIR]
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BUILD=${1:-build}
+
+"$HERE/send_bench.sh" "$BUILD"

@@ -136,6 +136,9 @@ typedef struct sk_daemon sk_daemon;
 SK_NODISCARD sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags,
                                   size_t n_flags, const sk_logger *log, sk_daemon **out,
                                   sk_error *err);
+/* The port the i-th listener is bound to (listen, then submission, then
+ * smtps, in the order given); 0 when there is no such listener. */
+int sk_daemon_port(const sk_daemon *d, size_t i);
 /* The configuration in effect. */
 const sk_daemon_config *sk_daemon_get_config(const sk_daemon *d);
 /* Run until SIGTERM or SIGINT (then: stop accepting, finish the sessions

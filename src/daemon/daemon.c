@@ -1,0 +1,720 @@
+/* `smtpkit serve`: wires the server framework, the spool, the queue runner
+ * and the transports together on one event loop; signals and reload. */
+#include "daemon_int.h"
+
+#include <smtpkit/auth.h>
+#include <smtpkit/queue.h>
+#include <smtpkit/server.h>
+#include <smtpkit/spool.h>
+
+#include "deliver/deliver.h"
+#include "deliver/smtp.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* How often a stopping daemon looks whether its sessions have finished,
+ * and how long it waits for them at most. */
+#define SK_DAEMON_DRAIN_POLL_MS 50
+#define SK_DAEMON_DRAIN_MAX_MS  (60 * 1000)
+
+struct sk_daemon {
+    /* What to build the configuration from again on SIGHUP. */
+    char *config_path;
+    sk_daemon_setting *flags;
+    size_t n_flags;
+
+    sk_daemon_config *cfg;
+    sk_users users;
+    sk_recipients recipients;
+    bool have_recipients;
+    sk_logger log;
+
+    struct event_base *base;
+    sk_server *srv;
+    sk_spool *spool;
+    sk_queue *queue;
+    sk_transport *local, *remote;
+    uint64_t *retry_ms;
+    size_t nretry;
+
+    struct daemon_msg *receiving; /* between data start and end */
+    struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
+    uint64_t stop_started_ms;
+    bool stopping;
+};
+
+/* One message being received: the spool's handle and what the log needs. */
+typedef struct daemon_msg {
+    struct daemon_msg *prev, *next; /* messages not committed yet */
+    sk_daemon *d;
+    sk_session *s;
+    sk_spool_msg *m;
+    char id[SK_SPOOL_ID_SIZE];
+    uint64_t octets;
+    size_t nrcpts;
+    char from[SK_SMTP_PATH_MAX_OCTETS + 1];
+} daemon_msg;
+
+static void log_escaped(sk_buf *b, const char *key, const char *value)
+{
+    /* Log lines are best effort: a failed append only shortens the line. */
+    if (sk_buf_printf(b, " %s=\"", key) || sk_log_escape(b, value, strlen(value)) ||
+        sk_buf_putc(b, '"'))
+        return;
+}
+
+static void msg_link(sk_daemon *d, struct daemon_msg *m)
+{
+    m->prev = NULL;
+    m->next = d->receiving;
+    if (d->receiving) d->receiving->prev = m;
+    d->receiving = m;
+}
+
+static void msg_unlink(sk_daemon *d, struct daemon_msg *m)
+{
+    if (m->prev)
+        m->prev->next = m->next;
+    else if (d->receiving == m)
+        d->receiving = m->next;
+    if (m->next) m->next->prev = m->prev;
+    m->prev = m->next = NULL;
+}
+
+/* --- hooks --------------------------------------------------------------- */
+
+static sk_reply on_auth(sk_session *s, const char *mech, const char *authzid, const char *user,
+                        const char *password, void *ctx)
+{
+    sk_daemon *d = ctx;
+    const char *hash = sk_users_hash(&d->users, user);
+    /* Acting for someone else (RFC 4616 authzid) is not offered. */
+    bool ok = hash && (authzid[0] == '\0' || strcmp(authzid, user) == 0) &&
+              sk_sasl_verify_crypt(password, hash);
+    sk_buf b = SK_BUF_INIT(1024);
+    log_escaped(&b, "user", user);
+    sk_log(&d->log, ok ? SK_LOG_INFO : SK_LOG_WARN, "%s daemon %s mech=%s%s", sk_session_id(s),
+           ok ? "auth-ok" : "auth-failed", mech, sk_buf_cstr(&b));
+    sk_buf_free(&b);
+    if (!ok) return sk_reply_make(535, "5.7.8", "authentication credentials invalid");
+    return sk_reply_make(235, "2.7.0", "authentication successful");
+}
+
+static sk_reply on_rcpt(sk_session *s, const sk_path *rcpt, const sk_rcpt_params *p, void *ctx)
+{
+    sk_daemon *d = ctx;
+    sk_rcpt_check q = {
+        .local_part = rcpt->domain[0] ? rcpt->local : rcpt->mailbox,
+        .domain = rcpt->domain,
+        .peer = sk_session_peer(s),
+        .auth_user = sk_session_auth_user(s),
+    };
+    sk_reply r = sk_daemon_rcpt_policy(d->cfg, d->have_recipients ? &d->recipients : NULL, &q);
+    if (r.code >= 400) {
+        sk_buf b = SK_BUF_INIT(1024);
+        log_escaped(&b, "to", rcpt->mailbox);
+        log_escaped(&b, "peer", q.peer);
+        sk_log(&d->log, SK_LOG_INFO, "%s daemon rcpt-refused%s reply=\"%d %s\"", sk_session_id(s),
+               sk_buf_cstr(&b), r.code, r.enhanced);
+        sk_buf_free(&b);
+    }
+    return r;
+}
+
+static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg, void *ctx)
+{
+    sk_daemon *d = ctx;
+    sk_spool_envelope se = {0};
+    sk_spool_rcpt *rcpts = sk_calloc(env->nrcpts ? env->nrcpts : 1, sizeof *rcpts);
+    char postmaster[SK_SMTP_PATH_MAX_OCTETS + 1];
+    char tls[256] = "";
+    daemon_msg *dm = sk_calloc(1, sizeof *dm);
+    if (!rcpts || !dm) {
+        sk_free(rcpts);
+        sk_free(dm);
+        return sk_reply_make(452, "4.3.1", "insufficient system resources");
+    }
+    for (size_t i = 0; i < env->nrcpts; i++) {
+        const sk_envelope_rcpt *r = &env->rcpts[i];
+        rcpts[i].addr = (char *)r->path.mailbox;
+        /* The bare <postmaster> is delivered to postmaster of the first
+         * local domain. */
+        if (r->path.domain[0] == '\0') {
+            snprintf(postmaster, sizeof postmaster, "postmaster@%s", d->cfg->local_domain.v[0]);
+            rcpts[i].addr = postmaster;
+        }
+        rcpts[i].orcpt = r->params.orcpt[0] ? (char *)r->params.orcpt : NULL;
+        rcpts[i].notify = r->params.notify;
+    }
+    se.sender = (char *)env->from.mailbox;
+    se.rcpts = rcpts;
+    se.nrcpts = env->nrcpts;
+    se.mail = env->params;
+    se.helo = (char *)env->helo;
+    char peer[64];
+    /* RFC 5321 4.1.3: IPv6 address literals carry the "IPv6:" tag. */
+    snprintf(peer, sizeof peer, "%s%s", strchr(env->peer_addr, ':') ? "IPv6:" : "", env->peer_addr);
+    se.peer = peer;
+    se.esmtp = strcmp(env->protocol, "SMTP") != 0;
+    if (env->tls) {
+        snprintf(tls, sizeof tls, "%s %s", env->tls_version, env->tls_cipher);
+        se.tls = tls;
+    }
+    se.auth_user = env->auth_user[0] ? (char *)env->auth_user : NULL;
+    se.state = d->cfg->hold ? SK_SPOOL_HOLD : SK_SPOOL_ACTIVE;
+
+    sk_error err;
+    sk_spool_msg *m = sk_spool_begin(d->spool, &se, &err);
+    sk_free(rcpts);
+    if (!m) {
+        sk_free(dm);
+        sk_log(&d->log, SK_LOG_ERR, "%s daemon spool-error step=begin error=\"%s\"",
+               sk_session_id(s), err.text);
+        return sk_reply_make(452, "4.3.1", "insufficient system storage");
+    }
+    dm->d = d;
+    dm->s = s;
+    dm->m = m;
+    dm->nrcpts = env->nrcpts;
+    snprintf(dm->id, sizeof dm->id, "%s", sk_spool_msg_id(m));
+    snprintf(dm->from, sizeof dm->from, "%s", env->from.mailbox);
+    msg_link(d, dm);
+    *msg = dm;
+    return SK_REPLY_OK;
+}
+
+static sk_err on_data_chunk(sk_session *s, void *msg, const char *bytes, size_t len, void *ctx)
+{
+    daemon_msg *dm = msg;
+    if (!dm->m) return SK_ERR_STATE; /* the daemon is shutting down */
+    dm->octets += len;
+    return sk_spool_write(dm->m, bytes, len);
+}
+
+static void on_committed(void *ctx, sk_err e, const char *queue_id)
+{
+    daemon_msg *dm = ctx;
+    sk_daemon *d = dm->d;
+    sk_reply r;
+    if (e == SK_OK) {
+        sk_buf b = SK_BUF_INIT(1024);
+        log_escaped(&b, "from", dm->from);
+        sk_log(&d->log, SK_LOG_INFO, "%s daemon queued session=%s%s nrcpt=%zu size=%llu%s",
+               queue_id, sk_session_id(dm->s), sk_buf_cstr(&b), dm->nrcpts,
+               (unsigned long long)dm->octets, d->cfg->hold ? " state=hold" : "");
+        sk_buf_free(&b);
+        r = sk_reply_make(250, "2.0.0", "Ok: queued as %s", queue_id);
+    } else {
+        sk_log(&d->log, SK_LOG_ERR, "%s daemon spool-error step=commit session=%s error=\"%s\"",
+               dm->id, sk_session_id(dm->s), sk_strerror(e));
+        r = sk_reply_make(452, "4.3.1", "insufficient system storage");
+    }
+    if (sk_session_reply(dm->s, &r) != SK_OK)
+        sk_log(&d->log, SK_LOG_WARN, "%s daemon reply-failed session=%s", dm->id,
+               sk_session_id(dm->s));
+    sk_free(dm);
+}
+
+static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
+{
+    daemon_msg *dm = msg;
+    if (!dm) return sk_reply_make(451, "4.3.0", "message not stored");
+    msg_unlink(dm->d, dm);
+    if (!ok || !dm->m) {
+        if (dm->m) sk_spool_abort(dm->m);
+        sk_free(dm);
+        return sk_reply_make(451, "4.3.0", "message not stored");
+    }
+    /* RFC 5321 4.1.1.4 / DESIGN.md: 250 only once the message is on disk;
+     * the spool's commit callback answers. */
+    sk_spool_commit(dm->m, on_committed, dm);
+    return SK_REPLY_ASYNC;
+}
+
+static void on_queue_event(void *ctx, const sk_queue_event *ev)
+{
+    static const char *const names[] = {"queued",  "delivered", "deferred",
+                                        "bounced", "expired",   "removed"};
+    sk_daemon *d = ctx;
+    if ((unsigned)ev->type >= sizeof names / sizeof names[0]) return;
+    /* "queued" is logged by the daemon when the 250 is sent. */
+    if (ev->type == SK_QUEUE_EV_QUEUED) return;
+    sk_buf b = SK_BUF_INIT(2048);
+    if (ev->recipient) log_escaped(&b, "to", ev->recipient);
+    if (ev->remote_host) log_escaped(&b, "relay", ev->remote_host);
+    if (ev->reply) log_escaped(&b, "reply", ev->reply);
+    sk_log(&d->log, ev->type == SK_QUEUE_EV_DELIVERED ? SK_LOG_INFO : SK_LOG_WARN,
+           "%s queue %s attempt=%u%s", ev->env->id, names[ev->type], ev->attempt, sk_buf_cstr(&b));
+    sk_buf_free(&b);
+}
+
+/* --- configuration ------------------------------------------------------- */
+
+static void server_opts_from(const sk_daemon *d, const sk_daemon_config *c, sk_server_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->hostname = c->hostname;
+    o->tls_cert_file = c->tls_cert;
+    o->tls_key_file = c->tls_key;
+    o->max_message_size = c->max_message_size;
+    o->max_recipients = c->max_recipients;
+    o->max_connections = c->max_connections;
+    o->max_connections_per_ip = c->max_connections_per_ip;
+    o->greeting_timeout_ms = (unsigned)c->greeting_timeout_ms;
+    o->command_timeout_ms = (unsigned)c->command_timeout_ms;
+    o->data_timeout_ms = (unsigned)c->data_timeout_ms;
+    /* Loopback cannot be sniffed without root: allow AUTH there without
+     * TLS so that `make run` and local tools work out of the box. */
+    o->auth_plaintext_loopback = 1;
+    o->logger = d->log;
+}
+
+/* Load the tables a configuration names (users, local recipients). */
+static sk_err load_tables(const sk_daemon_config *c, sk_users *users, sk_recipients *rcpts,
+                          bool *have_rcpts, sk_error *err)
+{
+    *users = (sk_users){0};
+    *rcpts = (sk_recipients){0};
+    *have_rcpts = false;
+    if (c->users) {
+        sk_err e = sk_users_load(c->users, users, err);
+        if (e) return e;
+    }
+    if (c->local_recipients) {
+        sk_err e = sk_recipients_load(c->local_recipients, rcpts, err);
+        if (e) {
+            sk_users_free(users);
+            return e;
+        }
+        *have_rcpts = true;
+    }
+    return SK_OK;
+}
+
+static sk_err parse_retry(const char *list, uint64_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!list) return SK_OK;
+    size_t count = 1;
+    for (const char *p = list; *p; p++) count += *p == ',';
+    uint64_t *v = sk_calloc(count, sizeof *v);
+    char *copy = sk_strdup(list);
+    if (!v || !copy) {
+        sk_free(v);
+        sk_free(copy);
+        return SK_ERR_NOMEM;
+    }
+    size_t i = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t && i < count; t = strtok_r(NULL, ",", &save))
+        if (sk_parse_duration_ms(t, &v[i]) == SK_OK) i++;
+    sk_free(copy);
+    *out = v;
+    *n = i;
+    return SK_OK;
+}
+
+/* Say which options are accepted but not in use yet, rather than ignore
+ * them silently. */
+static void warn_unused(const sk_daemon *d, const sk_daemon_config *c)
+{
+    if (c->dns_server)
+        sk_log(&d->log, SK_LOG_WARN,
+               "- daemon option-not-used option=dns-server reason=\"MX delivery is not "
+               "available yet; non-local mail goes to relay-host\"");
+    if (c->mx_port != 25)
+        sk_log(&d->log, SK_LOG_WARN,
+               "- daemon option-not-used option=mx-port reason=\"MX delivery is not available "
+               "yet\"");
+    if (c->rate_limit.n)
+        sk_log(&d->log, SK_LOG_WARN,
+               "- daemon option-not-used option=rate-limit reason=\"per-destination rate "
+               "limits are not available yet\"");
+}
+
+static bool same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_list(const sk_strlist *a, const sk_strlist *b)
+{
+    if (a->n != b->n) return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i], b->v[i])) return false;
+    return true;
+}
+
+/* SIGHUP: build the configuration again and apply what can change while
+ * running: certificates and server settings (for new sessions), users,
+ * local recipients, relay networks. What needs a restart is logged. */
+static void reload(sk_daemon *d)
+{
+    sk_error err;
+    sk_daemon_config *c = NULL;
+    sk_log(&d->log, SK_LOG_INFO, "- daemon reload-start");
+    if (sk_daemon_config_build(d->config_path, d->flags, d->n_flags, &c, &err)) {
+        sk_log(&d->log, SK_LOG_ERR, "- daemon reload-failed error=\"%s\"", err.text);
+        return;
+    }
+    sk_users users;
+    sk_recipients rcpts;
+    bool have_rcpts;
+    if (load_tables(c, &users, &rcpts, &have_rcpts, &err)) {
+        sk_log(&d->log, SK_LOG_ERR, "- daemon reload-failed error=\"%s\"", err.text);
+        sk_daemon_config_free(c);
+        return;
+    }
+    sk_server_opts o;
+    server_opts_from(d, c, &o);
+    if (sk_server_reload(d->srv, &o, &err)) {
+        sk_log(&d->log, SK_LOG_ERR, "- daemon reload-failed error=\"%s\"", err.text);
+        sk_users_free(&users);
+        sk_recipients_free(&rcpts);
+        sk_daemon_config_free(c);
+        return;
+    }
+    static const char *const restart_only[] = {
+        "listen/submission/smtps", "data-dir",          "user", "log", "local-domain", "relay-host",
+        "retry-schedule",          "max-queue-lifetime"};
+    const sk_daemon_config *old = d->cfg;
+    bool changed[] = {!same_list(&old->listen, &c->listen) ||
+                          !same_list(&old->submission, &c->submission) ||
+                          !same_list(&old->smtps, &c->smtps),
+                      !same(old->data_dir, c->data_dir),
+                      !same(old->user, c->user),
+                      !same(old->log, c->log),
+                      !same_list(&old->local_domain, &c->local_domain),
+                      !same(old->relay_host, c->relay_host),
+                      !same(old->retry_schedule, c->retry_schedule),
+                      old->max_queue_lifetime_ms != c->max_queue_lifetime_ms};
+    for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++)
+        if (changed[i])
+            sk_log(&d->log, SK_LOG_WARN, "- daemon reload-needs-restart option=%s",
+                   restart_only[i]);
+    /* Keep the values that did not change in place (the queue and the
+     * listeners hold pointers into them): swap them into the new config. */
+    sk_daemon_config *keep = c;
+#define KEEP_STR(f)                                                                                \
+    do {                                                                                           \
+        char *t = keep->f;                                                                         \
+        keep->f = d->cfg->f;                                                                       \
+        d->cfg->f = t;                                                                             \
+    } while (0)
+#define KEEP_LIST(f)                                                                               \
+    do {                                                                                           \
+        sk_strlist t = keep->f;                                                                    \
+        keep->f = d->cfg->f;                                                                       \
+        d->cfg->f = t;                                                                             \
+    } while (0)
+    KEEP_LIST(listen);
+    KEEP_LIST(submission);
+    KEEP_LIST(smtps);
+    KEEP_STR(data_dir);
+    KEEP_STR(user);
+    KEEP_STR(log);
+    KEEP_LIST(local_domain);
+    KEEP_STR(relay_host);
+    KEEP_STR(retry_schedule);
+    keep->max_queue_lifetime_ms = d->cfg->max_queue_lifetime_ms;
+#undef KEEP_STR
+#undef KEEP_LIST
+    sk_daemon_config_free(d->cfg);
+    d->cfg = c;
+    sk_users_free(&d->users);
+    sk_recipients_free(&d->recipients);
+    d->users = users;
+    d->recipients = rcpts;
+    d->have_recipients = have_rcpts;
+    warn_unused(d, c);
+    sk_log(&d->log, SK_LOG_INFO, "- daemon reload-done hold=%s", c->hold ? "yes" : "no");
+}
+
+/* --- signals and stopping ------------------------------------------------ */
+
+static void drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    sk_daemon *d = arg;
+    size_t open = sk_server_sessions(d->srv);
+    uint64_t waited = sk_now_ms() - d->stop_started_ms;
+    if (open == 0 || waited >= SK_DAEMON_DRAIN_MAX_MS) {
+        if (open)
+            sk_log(&d->log, SK_LOG_WARN, "- daemon stop-timeout sessions=%zu waited_ms=%llu", open,
+                   (unsigned long long)waited);
+        event_base_loopbreak(d->base);
+        return;
+    }
+    struct timeval tv = {0, SK_DAEMON_DRAIN_POLL_MS * 1000};
+    evtimer_add(d->drain_timer, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    sk_daemon *d = arg;
+    if (sig == SIGHUP) {
+        reload(d);
+        return;
+    }
+    if (d->stopping) {
+        /* A second request: stop now. */
+        sk_log(&d->log, SK_LOG_WARN, "- daemon stop-now signal=%d sessions=%zu", (int)sig,
+               sk_server_sessions(d->srv));
+        event_base_loopbreak(d->base);
+        return;
+    }
+    d->stopping = true;
+    d->stop_started_ms = sk_now_ms();
+    sk_log(&d->log, SK_LOG_INFO, "- daemon stopping signal=%d sessions=%zu", (int)sig,
+           sk_server_sessions(d->srv));
+    sk_server_stop(d->srv);
+    drain_check(-1, 0, d);
+}
+
+/* --- life cycle ---------------------------------------------------------- */
+
+static sk_err make_dir(const char *path, sk_error *err)
+{
+    if (mkdir(path, 0750) == 0 || errno == EEXIST) return SK_OK;
+    return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "cannot create %s: %s", path,
+                        strerror(errno));
+}
+
+/* Drop root for the named user once the listeners are bound. */
+static sk_err drop_privileges(sk_daemon *d, sk_error *err)
+{
+    const char *name = d->cfg->user;
+    if (!name) return SK_OK;
+    struct passwd *pw = getpwnam(name);
+    if (!pw) return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "user: no user %s", name);
+    if (geteuid() != 0) {
+        if (geteuid() == pw->pw_uid) return SK_OK;
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
+                            "user: switching to %s needs to be started as root", name);
+    }
+    /* The data directory belongs to the user we run as. */
+    if (make_dir(d->cfg->data_dir, err)) return SK_ERR_CONFIG;
+    if (chown(d->cfg->data_dir, pw->pw_uid, pw->pw_gid) != 0)
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "cannot chown %s: %s",
+                            d->cfg->data_dir, strerror(errno));
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0)
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "cannot switch to user %s: %s", name,
+                            strerror(errno));
+    /* Make sure there is no way back. */
+    if (setuid(0) == 0)
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "privileges could not be dropped");
+    sk_log(&d->log, SK_LOG_INFO, "- daemon privileges-dropped user=%s uid=%u", name,
+           (unsigned)pw->pw_uid);
+    return SK_OK;
+}
+
+static sk_err listen_all(sk_daemon *d, sk_error *err)
+{
+    const struct {
+        const sk_strlist *list;
+        sk_listen_kind kind;
+        const char *name;
+    } kinds[] = {{&d->cfg->listen, SK_LISTEN_SMTP, "smtp"},
+                 {&d->cfg->submission, SK_LISTEN_SUBMISSION, "submission"},
+                 {&d->cfg->smtps, SK_LISTEN_SMTPS, "smtps"}};
+    size_t index = 0;
+    for (size_t k = 0; k < 3; k++)
+        for (size_t i = 0; i < kinds[k].list->n; i++, index++) {
+            sk_err e = sk_server_listen(d->srv, kinds[k].list->v[i], kinds[k].kind, err);
+            if (e) return e;
+            sk_log(&d->log, SK_LOG_INFO, "- daemon listening kind=%s addr=%s port=%d",
+                   kinds[k].name, kinds[k].list->v[i], sk_server_port(d->srv, index));
+        }
+    return SK_OK;
+}
+
+static sk_err start_delivery(sk_daemon *d, sk_error *err)
+{
+    sk_daemon_config *c = d->cfg;
+    sk_buf dir = SK_BUF_INIT(4096);
+    if (sk_buf_printf(&dir, "%s/mailboxes", c->data_dir))
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data-dir: path too long");
+    sk_err e = make_dir(sk_buf_cstr(&dir), err);
+    char host[256] = "";
+    if (!c->hostname) gethostname(host, sizeof host - 1);
+    const char *hostname = c->hostname ? c->hostname : host;
+    if (!e) {
+        d->local = sk_maildir_transport_new(sk_buf_cstr(&dir), hostname, &d->log, err);
+        if (!d->local) e = err ? err->err : SK_ERR_IO;
+    }
+    sk_buf_free(&dir);
+    if (e) return e;
+    if (c->relay_host) {
+        char rhost[256];
+        unsigned port;
+        if (sk_daemon_parse_hostport(c->relay_host, rhost, sizeof rhost, &port))
+            return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "relay-host: bad HOST:PORT");
+        sk_smtp_transport_opts so = {
+            .host = rhost, .port = (unsigned short)port, .helo_name = hostname, .log = d->log};
+        d->remote = sk_smtp_transport_new(&so, d->base, err);
+        if (!d->remote) return err ? err->err : SK_ERR_IO;
+    }
+    if (parse_retry(c->retry_schedule, &d->retry_ms, &d->nretry))
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+    sk_queue_opts qo = {
+        .log = d->log,
+        .local_domains = (const char *const *)c->local_domain.v,
+        .nlocal_domains = c->local_domain.n,
+        .local_transport = d->local,
+        .remote_transport = d->remote,
+        .retry_ms = d->retry_ms,
+        .nretry = d->nretry,
+        .max_lifetime_ms = c->max_queue_lifetime_ms,
+        .on_event = on_queue_event,
+        .event_ctx = d,
+    };
+    d->queue = sk_queue_new(d->spool, &qo, d->base, err);
+    if (!d->queue) return err && err->err ? err->err : SK_ERR_IO;
+    return SK_OK;
+}
+
+sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, size_t n_flags,
+                     const sk_logger *log, sk_daemon **out, sk_error *err)
+{
+    *out = NULL;
+    sk_daemon *d = sk_calloc(1, sizeof *d);
+    if (!d) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+    if (log) d->log = *log;
+    sk_err e = SK_OK;
+    /* Keep what the configuration is built from, for SIGHUP. */
+    if (config_path && !(d->config_path = sk_strdup(config_path))) e = SK_ERR_NOMEM;
+    d->flags = sk_calloc(n_flags ? n_flags : 1, sizeof *d->flags);
+    if (!d->flags) e = SK_ERR_NOMEM;
+    for (size_t i = 0; !e && i < n_flags; i++) {
+        d->flags[i].key = sk_strdup(flags[i].key);
+        d->flags[i].value = flags[i].value ? sk_strdup(flags[i].value) : NULL;
+        d->n_flags = i + 1;
+        if (!d->flags[i].key || (flags[i].value && !d->flags[i].value)) e = SK_ERR_NOMEM;
+    }
+    if (e) {
+        sk_daemon_free(d);
+        return sk_error_set(err, e, SK_STEP_NONE, "out of memory");
+    }
+    e = sk_daemon_config_build(d->config_path, d->flags, d->n_flags, &d->cfg, err);
+    if (!e) e = load_tables(d->cfg, &d->users, &d->recipients, &d->have_recipients, err);
+    if (e) {
+        sk_daemon_free(d);
+        return e;
+    }
+    /* The relay transport completes jobs from worker threads. */
+    evthread_use_pthreads();
+    d->base = event_base_new();
+    if (!d->base) {
+        sk_daemon_free(d);
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot create the event loop");
+    }
+    sk_server_opts o;
+    server_opts_from(d, d->cfg, &o);
+    d->srv = sk_server_new(&o, d->base, err);
+    if (!d->srv) {
+        sk_daemon_free(d);
+        return err && err->err ? err->err : SK_ERR_CONFIG;
+    }
+    sk_server_on_auth(d->srv, on_auth, d);
+    sk_server_on_rcpt(d->srv, on_rcpt, d);
+    sk_server_on_data(d->srv, on_data_start, on_data_chunk, on_data_end, d);
+
+    /* Bind first (ports below 1024 need root), then drop privileges, then
+     * touch the data directory as the user we run as. */
+    e = listen_all(d, err);
+    if (!e) e = drop_privileges(d, err);
+    if (!e) e = make_dir(d->cfg->data_dir, err);
+    if (!e) {
+        sk_spool_opts so = {.mode = SK_SPOOL_OWNER, .log = d->log};
+        d->spool = sk_spool_open(d->cfg->data_dir, &so, d->base, err);
+        if (!d->spool) e = err && err->err ? err->err : SK_ERR_IO;
+    }
+    if (!e) e = start_delivery(d, err);
+    if (e) {
+        sk_daemon_free(d);
+        return e;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+    d->sig_hup = evsignal_new(d->base, SIGHUP, on_signal, d);
+    d->drain_timer = evtimer_new(d->base, drain_check, d);
+    if (!d->sig_term || !d->sig_int || !d->sig_hup || !d->drain_timer ||
+        evsignal_add(d->sig_term, NULL) || evsignal_add(d->sig_int, NULL) ||
+        evsignal_add(d->sig_hup, NULL)) {
+        sk_daemon_free(d);
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot set up signal handling");
+    }
+    warn_unused(d, d->cfg);
+    sk_log(&d->log, SK_LOG_INFO, "- daemon started data_dir=%s hold=%s relay_host=%s",
+           d->cfg->data_dir, d->cfg->hold ? "yes" : "no",
+           d->cfg->relay_host ? d->cfg->relay_host : "-");
+    *out = d;
+    return SK_OK;
+}
+
+const sk_daemon_config *sk_daemon_get_config(const sk_daemon *d)
+{
+    return d->cfg;
+}
+
+int sk_daemon_port(const sk_daemon *d, size_t i)
+{
+    return sk_server_port(d->srv, i);
+}
+
+sk_err sk_daemon_run(sk_daemon *d, sk_error *err)
+{
+    if (event_base_dispatch(d->base) < 0)
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "event loop failed");
+    sk_log(&d->log, SK_LOG_INFO, "- daemon stopped");
+    return SK_OK;
+}
+
+void sk_daemon_free(sk_daemon *d)
+{
+    if (!d) return;
+    if (d->sig_term) event_free(d->sig_term);
+    if (d->sig_int) event_free(d->sig_int);
+    if (d->sig_hup) event_free(d->sig_hup);
+    if (d->drain_timer) event_free(d->drain_timer);
+    /* The queue first (it cancels transport jobs), then the transports.
+     * Messages still being received are dropped; the spool then finishes
+     * commits in flight, whose callbacks answer sessions that are still
+     * there; the server goes last. */
+    sk_queue_free(d->queue);
+    sk_transport_free(d->remote);
+    sk_transport_free(d->local);
+    for (daemon_msg *m = d->receiving; m; m = m->next) {
+        sk_spool_abort(m->m);
+        m->m = NULL;
+    }
+    sk_spool_free(d->spool);
+    d->spool = NULL;
+    sk_server_free(d->srv);
+    if (d->base) event_base_free(d->base);
+    sk_users_free(&d->users);
+    sk_recipients_free(&d->recipients);
+    sk_daemon_config_free(d->cfg);
+    sk_free(d->retry_ms);
+    for (size_t i = 0; i < d->n_flags; i++) {
+        sk_free((char *)d->flags[i].key);
+        sk_free((char *)d->flags[i].value);
+    }
+    sk_free(d->flags);
+    sk_free(d->config_path);
+    sk_free(d);
+}

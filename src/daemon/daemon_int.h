@@ -1,0 +1,54 @@
+/* Private pieces of the daemon, exposed for unit tests: the users and
+ * local-recipients tables and the recipient policy (who may relay). */
+#ifndef SK_DAEMON_INT_H
+#define SK_DAEMON_INT_H
+
+#include <smtpkit/daemon.h>
+#include <smtpkit/reply.h>
+
+/* A sorted set of strings (lower-cased when built so). */
+typedef struct sk_strset {
+    char **v;
+    size_t n;
+} sk_strset;
+
+void sk_strset_free(sk_strset *s);
+bool sk_strset_has(const sk_strset *s, const char *key);
+
+/* "user:HASH" lines; '#' comments and blank lines are skipped. Errors are
+ * "FILE:LINE: reason" (SK_ERR_CONFIG). */
+typedef struct sk_users {
+    char **user, **hash;
+    size_t n;
+} sk_users;
+SK_NODISCARD sk_err sk_users_load(const char *path, sk_users *out, sk_error *err);
+void sk_users_free(sk_users *u);
+/* The stored hash for user, NULL when unknown. */
+const char *sk_users_hash(const sk_users *u, const char *user);
+
+/* One address a line ("local@domain"), '#' comments. The set holds the
+ * lower-cased addresses; domains holds the domains that appear. */
+typedef struct sk_recipients {
+    sk_strset addrs;
+    sk_strset domains;
+} sk_recipients;
+SK_NODISCARD sk_err sk_recipients_load(const char *path, sk_recipients *out, sk_error *err);
+void sk_recipients_free(sk_recipients *r);
+
+/* What RCPT TO gets, by policy (RFC 5321 4.5.1: postmaster is always
+ * accepted for local domains). rcpt_domain "" is the bare <postmaster>.
+ * peer is the client's numeric address; auth_user "" when none. */
+typedef struct sk_rcpt_check {
+    const char *local_part;
+    const char *domain;
+    const char *peer;
+    const char *auth_user;
+} sk_rcpt_check;
+sk_reply sk_daemon_rcpt_policy(const sk_daemon_config *c, const sk_recipients *r,
+                               const sk_rcpt_check *q);
+/* Is domain one of the local domains (case-insensitive)? */
+bool sk_daemon_is_local(const sk_daemon_config *c, const char *domain);
+/* Is the numeric address in one of the networks? */
+bool sk_cidr_match_str(const sk_cidr *nets, size_t n, const char *addr);
+
+#endif

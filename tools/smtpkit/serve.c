@@ -1,0 +1,178 @@
+/* smtpkit serve: run the mail server daemon (options from the daemon's
+ * option table, so flags and config-file keys are the same). */
+#include "cli.h"
+
+#include <smtpkit/daemon.h>
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: smtpkit serve [OPTIONS]\n\n"
+               "Receive mail over SMTP, store it durably, deliver it to Maildirs (local\n"
+               "domains) or to a relay host. Every option can also be set in the config file\n"
+               "as \"name = value\" (repeat the line for repeatable options); flags override "
+               "it.\n\n");
+    for (const sk_daemon_option *o = sk_daemon_options(); o->name; o++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        fprintf(f, "  %-28s %s%s%s\n", left, o->help,
+                o->kind == SK_DOPT_LIST || o->kind == SK_DOPT_NETS ? "; repeatable" : "",
+                o->not_yet_used ? " [accepted, not used yet]" : "");
+    }
+    fprintf(f, "  %-28s %s\n", "--help", "this text");
+    fprintf(f, "\nSignals: SIGTERM/SIGINT stop (sessions in flight finish), SIGHUP reloads\n"
+               "the configuration and certificates. Exit codes: 0 stopped cleanly, 64 bad\n"
+               "flag, 78 bad configuration, 71 could not start (address in use, ...).\n"
+               "See docs/serve.md.\n");
+}
+
+/* Log lines: to stderr with a UTC timestamp, or to syslog (mail facility). */
+static void log_stderr(void *ctx, sk_log_level level, const char *line)
+{
+    char ts[32];
+    sk_time_rfc3339((int64_t)time(NULL), ts);
+    /* One call per line so that lines from worker threads do not mix. */
+    fprintf(stderr, "%s %s\n", ts, line);
+}
+
+static void log_syslog(void *ctx, sk_log_level level, const char *line)
+{
+    static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    syslog(prio[level <= SK_LOG_DEBUG ? level : SK_LOG_DEBUG], "%s", line);
+}
+
+static void print_usage_hint(const sk_daemon *d)
+{
+    const sk_daemon_config *c = sk_daemon_get_config(d);
+    if (c->listen.n == 0) {
+        printf("smtpkit serve: listening for submission only; see docs/serve.md\n");
+        fflush(stdout);
+        return;
+    }
+    char host[256];
+    unsigned port = 0;
+    if (sk_daemon_parse_hostport(c->listen.v[0], host, sizeof host, &port)) return;
+    int bound = sk_daemon_port(d, 0);
+    if (bound > 0) port = (unsigned)bound;
+    /* A wildcard address is reached over loopback from this machine. */
+    const char *connect = !strcmp(host, "0.0.0.0") ? "127.0.0.1"
+                          : !strcmp(host, "::")    ? "::1"
+                                                   : host;
+    bool v6 = strchr(connect, ':') != NULL;
+    const char *dom = c->local_domain.v[0];
+    printf("smtpkit serve: SMTP on %s%s%s:%u, data in %s, local domains:", v6 ? "[" : "", host,
+           v6 ? "]" : "", port, c->data_dir);
+    for (size_t i = 0; i < c->local_domain.n; i++) printf(" %s", c->local_domain.v[i]);
+    printf("\n\nSend a test message with any of these:\n");
+    printf("  swaks --server %s --port %u --from me@%s --to someone@%s\n", connect, port, dom, dom);
+    printf("  echo Hello | smtpkit send --server %s%s%s:%u --tls none --from me@%s --to "
+           "someone@%s --subject test --text -\n",
+           v6 ? "[" : "", connect, v6 ? "]" : "", port, dom, dom);
+    printf("  /usr/bin/python3 -c 'import smtplib; smtplib.SMTP(\"%s\", %u).sendmail(\"me@%s\", "
+           "[\"someone@%s\"], \"Subject: test\\r\\n\\r\\nHello\\r\\n\")'\n",
+           connect, port, dom, dom);
+    if (c->hold)
+        printf("\nWith --hold it stays in the queue: smtpkit queue --data-dir %s list\n",
+               c->data_dir);
+    else
+        printf("\nIt appears as a file in %s/mailboxes/%s/someone/new/\n", c->data_dir, dom);
+    printf("Stop with Ctrl-C (SIGTERM); SIGHUP reloads the configuration.\n\n");
+    fflush(stdout);
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    /* getopt_long's table from the daemon's option table. */
+    size_t nopts = 0;
+    for (const sk_daemon_option *o = sk_daemon_options(); o->name; o++) nopts++;
+    struct option *longopts = calloc(nopts + 2, sizeof *longopts);
+    sk_daemon_setting *flags = calloc((size_t)argc + 1, sizeof *flags);
+    if (!longopts || !flags) {
+        free(longopts);
+        free(flags);
+        fprintf(stderr, "smtpkit serve: out of memory\n");
+        return EX_OSERR;
+    }
+    const sk_daemon_option *table = sk_daemon_options();
+    for (size_t i = 0; i < nopts; i++)
+        longopts[i] = (struct option){
+            table[i].name, table[i].kind == SK_DOPT_BOOL ? no_argument : required_argument, NULL,
+            (int)(1000 + i)};
+    longopts[nopts] = (struct option){"help", no_argument, NULL, 'h'};
+
+    const char *config_path = NULL;
+    size_t n_flags = 0;
+    int rc = EX_OK;
+    sk_daemon_config *scratch = sk_daemon_config_new();
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while (rc == EX_OK && (ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (ch == 'h') {
+            usage(stdout);
+            rc = -1;
+            break;
+        }
+        if (ch == '?') {
+            rc = cli_usage_error("serve", "unknown option '%s'", argv[optind - 1]);
+            break;
+        }
+        if (ch == ':') {
+            rc = cli_usage_error("serve", "option '%s' needs a value", argv[optind - 1]);
+            break;
+        }
+        const sk_daemon_option *o = &table[ch - 1000];
+        if (!strcmp(o->name, "config")) {
+            config_path = optarg;
+            continue;
+        }
+        /* Check each flag on its own, so that a bad one is named as a flag
+         * (exit 64) rather than as configuration (exit 78). */
+        sk_error err;
+        if (sk_daemon_config_set(scratch, o->name, optarg, &err) != SK_OK) {
+            rc = cli_usage_error("serve", "--%s", err.text);
+            break;
+        }
+        flags[n_flags++] = (sk_daemon_setting){o->name, optarg};
+    }
+    if (rc == EX_OK && optind < argc)
+        rc = cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    sk_daemon_config_free(scratch);
+
+    sk_daemon_config *cfg = NULL;
+    sk_error err;
+    sk_error_clear(&err);
+    if (rc == EX_OK && sk_daemon_config_build(config_path, flags, n_flags, &cfg, &err)) {
+        fprintf(stderr, "smtpkit serve: %s\n", err.text);
+        rc = EX_CONFIG;
+    }
+    sk_daemon *d = NULL;
+    if (rc == EX_OK) {
+        sk_logger log = {log_stderr, NULL, SK_LOG_INFO};
+        if (!strcmp(cfg->log, "syslog")) {
+            openlog("smtpkit", LOG_PID | LOG_NDELAY, LOG_MAIL);
+            log.fn = log_syslog;
+        }
+        bool hint = cfg->print_usage;
+        sk_daemon_config_free(cfg);
+        if (sk_daemon_new(config_path, flags, n_flags, &log, &d, &err) != SK_OK) {
+            fprintf(stderr, "smtpkit serve: %s\n", err.text[0] ? err.text : sk_strerror(err.err));
+            rc = err.err == SK_ERR_CONFIG ? EX_CONFIG : EX_OSERR;
+        } else if (hint) {
+            print_usage_hint(d);
+        }
+    }
+    if (rc == EX_OK && sk_daemon_run(d, &err) != SK_OK) {
+        fprintf(stderr, "smtpkit serve: %s\n", err.text);
+        rc = EX_SOFTWARE;
+    }
+    sk_daemon_free(d);
+    free(longopts);
+    free(flags);
+    return rc < 0 ? EX_OK : rc;
+}

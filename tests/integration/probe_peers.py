@@ -1,0 +1,184 @@
+"""Peers for the `smtpkit probe` tests, all on 127.0.0.1 and free ports:
+an aiosmtpd server (plain, STARTTLS or implicit TLS, optional AUTH, a
+recipient that does not exist), a listener that never speaks, a small web
+server, and a runner for the probe that collects failures.
+
+Servers run in threads of the test process and are stopped by the `with`
+block that started them; every probe run is bounded by a timeout.
+"""
+
+import http.server
+import json
+import os
+import socket
+import ssl
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sktest  # noqa: E402
+
+from aiosmtpd.controller import Controller  # noqa: E402
+from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
+
+HOST = "127.0.0.1"
+UNKNOWN = "nobody@example.org"
+USER, PASSWORD = "alice", "correct horse battery staple"
+
+
+class Handler:
+    """Accepts every envelope except UNKNOWN, which does not exist."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address == UNKNOWN:
+            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        # The probe must never send a message.
+        self.got_data = True
+        return "554 5.5.0 the probe must not send DATA"
+
+
+def _authenticator(server, session, envelope, mechanism, auth_data):
+    if not isinstance(auth_data, LoginPassword):
+        return AuthResult(success=False, handled=False)
+    ok = auth_data.login == USER.encode() and auth_data.password == PASSWORD.encode()
+    return AuthResult(success=ok)
+
+
+class Smtpd:
+    """aiosmtpd on a free port. tls: None, "starttls" or "implicit";
+    cert: (cert_path, key_path) when tls is set."""
+
+    def __init__(self, tls=None, cert=None, auth=False):
+        self.handler = Handler()
+        self.handler.got_data = False
+        self.port = sktest.free_port(HOST)
+        kw = dict(hostname=HOST, port=self.port, server_hostname="mx.probe.test",
+                  enable_SMTPUTF8=True)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert[0], cert[1])
+            kw["tls_context" if tls == "starttls" else "ssl_context"] = ctx
+        if auth:
+            kw["authenticator"] = _authenticator
+        self.controller = Controller(self.handler, **kw)
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+
+class Silent:
+    """Accepts connections and never says anything."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.conns = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(10)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+class _QuietHandler(http.server.BaseHTTPRequestHandler):
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Web:
+    """A small HTTP server (http.server) on a free port."""
+
+    def __init__(self):
+        self.server = http.server.ThreadingHTTPServer((HOST, 0), _QuietHandler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+class Cases:
+    """Runs probes and records every failed expectation, so one run of a
+    test reports all that is wrong."""
+
+    def __init__(self):
+        self.failures = []
+
+    def probe(self, *args, env=None, timeout=60):
+        r = sktest.smtpkit("probe", *args, env=env, timeout=timeout)
+        return r
+
+    def expect(self, name, cond, r=None, what=""):
+        if cond:
+            return
+        msg = "%s: %s" % (name, what)
+        if r is not None:
+            msg += "\n  exit %d\n  stdout:\n%s\n  stderr:\n%s" % (r.returncode, r.stdout, r.stderr)
+        self.failures.append(msg)
+
+    def json(self, name, r):
+        try:
+            return json.loads(r.stdout)
+        except ValueError as e:
+            self.expect(name, False, r, "stdout is not JSON (%s)" % e)
+            return None
+
+    def step(self, name, doc, step, status=None):
+        """The last step named step in a JSON result (checking its status)."""
+        found = [s for s in (doc or {}).get("steps", []) if s.get("step") == step]
+        if not found:
+            self.failures.append("%s: no step %r in %s" % (name, step, json.dumps(doc)))
+            return {}
+        s = found[-1]
+        if status is not None and s.get("status") != status:
+            self.failures.append("%s: step %s is %r, expected %r: %s"
+                                 % (name, step, s.get("status"), status, json.dumps(s)))
+        return s
+
+    def finish(self):
+        if self.failures:
+            for f in self.failures:
+                print("FAIL:", f, file=sys.stderr)
+            sys.exit(1)
+        print("ok")

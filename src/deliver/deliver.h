@@ -42,8 +42,9 @@ typedef struct sk_delivery_rcpt_result {
     sk_reply reply; /* what the peer (or we) answered; shown in queue/track */
 } sk_delivery_rcpt_result;
 
-/* Results, one per job recipient and in the same order. Valid during the
- * done callback only. */
+/* Results, one per job recipient and in the same order (a result with
+ * nrcpts 0, e.g. out of memory, counts as a transient failure for all).
+ * Valid during the done callback only. */
 typedef struct sk_delivery_result {
     const sk_delivery_rcpt_result *rcpts;
     size_t nrcpts;

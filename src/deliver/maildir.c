@@ -1,0 +1,333 @@
+/* Local delivery into Maildir folders: trace headers added, CRLF turned into
+ * LF, file names deterministic so a retried delivery is never duplicated. */
+#include "deliver/deliver.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAILDIR_CHUNK_OCTETS (64 * 1024)
+
+typedef struct maildir_transport {
+    sk_transport base;
+    char *root; /* DATA-DIR/mailboxes */
+    char *hostname;
+    sk_logger log;
+} maildir_transport;
+
+sk_err sk_maildir_folder_name(const char *local_part, sk_buf *out)
+{
+    size_t n = strlen(local_part);
+    /* No path tricks: '/' would leave the folder, a leading '.' could be
+     * "." or ".." or a hidden Maildir++ subfolder. */
+    if (n == 0 || n > SK_SMTP_LOCAL_PART_MAX_OCTETS || local_part[0] == '.' ||
+        strchr(local_part, '/'))
+        return SK_ERR_INVAL;
+    /* RFC 5321 2.4 lets local parts be case-sensitive, but users expect
+     * Bob and bob to be one mailbox; ASCII is folded, UTF-8 kept as is. */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)local_part[i];
+        if (c < 0x20 || c == 0x7f) return SK_ERR_INVAL;
+        sk_err e = sk_buf_putc(out, (char)tolower(c));
+        if (e) return e;
+    }
+    return SK_OK;
+}
+
+sk_err sk_maildir_file_name(const sk_spool_envelope *env, size_t index, const char *hostname,
+                            sk_buf *out)
+{
+    /* Maildir convention: "time.unique.host"; the unique part is the queue
+     * ID and recipient index, the same on every attempt. '/' and ':' in the
+     * host name are written as \057 and \072. */
+    sk_err e = sk_buf_printf(out, "%lld.M%sR%zu.", (long long)env->arrival, env->id, index);
+    for (const char *h = hostname; !e && *h; h++) {
+        if (*h == '/')
+            e = sk_buf_puts(out, "\\057");
+        else if (*h == ':')
+            e = sk_buf_puts(out, "\\072");
+        else
+            e = sk_buf_putc(out, *h);
+    }
+    return e;
+}
+
+sk_err sk_maildir_trace_headers(const sk_spool_envelope *env, const char *rcpt,
+                                const char *hostname, int64_t now, sk_buf *out)
+{
+    char date[40];
+    sk_time_rfc5322(now, date);
+    /* RFC 5321 4.4: Return-Path at final delivery; Received with from
+     * (HELO and TCP-info), by, with (RFC 3848 protocol), id, for. */
+    sk_err e = sk_buf_printf(out, "Return-Path: <%s>\n", env->sender ? env->sender : "");
+    if (!e) e = sk_buf_printf(out, "Received: from %s", env->helo ? env->helo : "unknown");
+    if (!e && env->peer) {
+        const char *lit = env->peer;
+        e = sk_buf_printf(out, " (%s%s[%s])", env->peer_name ? env->peer_name : "",
+                          env->peer_name ? " " : "", lit);
+    }
+    if (!e) e = sk_buf_printf(out, "\n\tby %s with %s", hostname, sk_spool_envelope_protocol(env));
+    if (!e && env->tls) e = sk_buf_printf(out, " (%s)", env->tls);
+    if (!e) e = sk_buf_printf(out, " id %s\n\tfor <%s>; %s\n", env->id, rcpt, date);
+    return e;
+}
+
+static sk_delivery_rcpt_result make_result(sk_delivery_status st, int code, const char *enh,
+                                           const char *text)
+{
+    sk_delivery_rcpt_result r = {.status = st};
+    r.reply = sk_reply_make(code, enh, "%s", text);
+    return r;
+}
+
+static sk_err mkdir_p(sk_buf *path)
+{
+    /* Create each missing component of path (mode 0700). */
+    for (size_t i = 1; i <= path->len; i++) {
+        if (i < path->len && path->data[i] != '/') continue;
+        char save = path->data[i];
+        path->data[i] = '\0';
+        int r = mkdir(path->data, 0700);
+        int err = errno;
+        path->data[i] = save;
+        if (r && err != EEXIST) return err == ENOSPC || err == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+    }
+    return SK_OK;
+}
+
+/* Was name already delivered? In new/ (where we put it) or, if the user
+ * has read it since, in cur/ as "name:2,FLAGS". */
+static int already_there(const char *folder, const char *name, int check_cur)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/new/%s", folder, name);
+    if (stat(p, &st) == 0) return 1;
+    if (!check_cur) return 0;
+    snprintf(p, sizeof p, "%s/cur", folder);
+    DIR *d = opendir(p);
+    if (!d) return 0;
+    size_t n = strlen(name);
+    struct dirent *de;
+    int found = 0;
+    while (!found && (de = readdir(d)))
+        found = !strncmp(de->d_name, name, n) && (de->d_name[n] == ':' || !de->d_name[n]);
+    closedir(d);
+    return found;
+}
+
+/* Copy the body turning CRLF into LF; a CR not followed by LF is kept. */
+static sk_err copy_body(int in, int out, const char *head, size_t head_len)
+{
+    char ibuf[MAILDIR_CHUNK_OCTETS], obuf[MAILDIR_CHUNK_OCTETS + 1];
+    int pending_cr = 0;
+    const char *p = head;
+    size_t left = head_len;
+    for (;;) {
+        while (left) {
+            ssize_t w = write(out, p, left);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                return errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+            }
+            p += w;
+            left -= (size_t)w;
+        }
+        ssize_t r = read(in, ibuf, sizeof ibuf);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return SK_ERR_IO;
+        }
+        size_t o = 0;
+        if (r == 0) {
+            if (pending_cr) obuf[o++] = '\r';
+            pending_cr = 0;
+        }
+        for (ssize_t i = 0; i < r; i++) {
+            char c = ibuf[i];
+            if (pending_cr) {
+                if (c != '\n') obuf[o++] = '\r';
+                pending_cr = 0;
+            }
+            if (c == '\r')
+                pending_cr = 1;
+            else
+                obuf[o++] = c;
+        }
+        if (r == 0 && o == 0) return SK_OK;
+        p = obuf;
+        left = o;
+        if (r == 0) {
+            /* Write the last piece, then stop. */
+            while (left) {
+                ssize_t w = write(out, p, left);
+                if (w < 0) {
+                    if (errno == EINTR) continue;
+                    return errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+                }
+                p += w;
+                left -= (size_t)w;
+            }
+            return SK_OK;
+        }
+    }
+}
+
+/* Deliver one recipient; returns its result. */
+static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delivery *job,
+                                           const sk_delivery_rcpt *rc)
+{
+    const char *at = strrchr(rc->addr, '@');
+    if (!at || at == rc->addr)
+        return make_result(SK_DELIVERY_PERMANENT, 550, "5.1.3", "bad local recipient address");
+    sk_buf local = SK_BUF_INIT(SK_SMTP_LOCAL_PART_MAX_OCTETS * 2);
+    sk_buf folder = SK_BUF_INIT(PATH_MAX);
+    sk_buf name = SK_BUF_INIT(NAME_MAX);
+    sk_buf head = SK_BUF_INIT(8192);
+    sk_delivery_rcpt_result res;
+    char *lp = sk_strndup(rc->addr, (size_t)(at - rc->addr));
+    sk_err e = lp ? SK_OK : SK_ERR_NOMEM;
+    /* A quoted local part ("a b"@x) is stored without its quotes. */
+    if (!e && lp[0] == '"' && strlen(lp) >= 2 && lp[strlen(lp) - 1] == '"') {
+        memmove(lp, lp + 1, strlen(lp) - 2);
+        lp[strlen(lp) - 2] = '\0';
+    }
+    if (!e && (!job->domain[0] || job->domain[0] == '.' || strchr(job->domain, '/'))) {
+        res = make_result(SK_DELIVERY_PERMANENT, 550, "5.1.2", "domain not usable as a folder");
+        goto out;
+    }
+    if (!e && sk_maildir_folder_name(lp, &local)) {
+        res = make_result(SK_DELIVERY_PERMANENT, 550, "5.1.3",
+                          "local part not usable as a mailbox name");
+        goto out;
+    }
+    if (!e) e = sk_buf_printf(&folder, "%s/%s/%s", t->root, job->domain, local.data);
+    if (!e) e = sk_maildir_file_name(job->env, rc->index, t->hostname, &name);
+    if (!e)
+        e = sk_maildir_trace_headers(job->env, rc->addr, t->hostname, (int64_t)time(NULL), &head);
+    if (e) {
+        res = make_result(SK_DELIVERY_TRANSIENT, 451, "4.3.0", "local delivery: out of memory");
+        goto out;
+    }
+    if (already_there(folder.data, name.data, job->maybe_delivered)) {
+        sk_log(&t->log, SK_LOG_INFO, "%s maildir already-delivered rcpt=%s", job->queue_id,
+               rc->addr);
+        res = make_result(SK_DELIVERY_OK, 250, "2.0.0", "delivered to Maildir (earlier attempt)");
+        goto out;
+    }
+    char tmp[PATH_MAX], dst[PATH_MAX], sub[PATH_MAX];
+    for (size_t i = 0; i < 3 && !e; i++) {
+        static const char *const subs[] = {"tmp", "new", "cur"};
+        sk_buf d = SK_BUF_INIT(PATH_MAX);
+        e = sk_buf_printf(&d, "%s/%s", folder.data, subs[i]);
+        if (!e) e = mkdir_p(&d);
+        sk_buf_free(&d);
+    }
+    snprintf(tmp, sizeof tmp, "%s/tmp/%s", folder.data, name.data);
+    snprintf(dst, sizeof dst, "%s/new/%s", folder.data, name.data);
+    snprintf(sub, sizeof sub, "%s/new", folder.data);
+    int in = -1, out = -1;
+    if (!e) {
+        in = open(job->body_path, O_RDONLY | O_CLOEXEC);
+        if (in < 0) e = SK_ERR_IO;
+    }
+    if (!e) {
+        /* O_TRUNC: a file left in tmp/ by a crash is simply rewritten. */
+        out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (out < 0) e = errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+    }
+    if (!e) e = copy_body(in, out, head.data, head.len);
+    if (!e && fsync(out)) e = errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+    if (in >= 0) close(in);
+    if (out >= 0 && close(out) && !e) e = SK_ERR_IO;
+    /* link(), unlike rename(), fails if the name exists: the check above
+     * and this one together make delivery happen once. */
+    int existed = 0;
+    if (!e && link(tmp, dst)) {
+        if (errno == EEXIST)
+            existed = 1;
+        else
+            e = errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+    }
+    unlink(tmp);
+    if (!e) {
+        int dfd = open(sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || fsync(dfd)) e = SK_ERR_IO;
+        if (dfd >= 0) close(dfd);
+    }
+    if (e == SK_ERR_NOSPACE) {
+        res = make_result(SK_DELIVERY_TRANSIENT, 452, "4.2.2", "mailbox full or disk full");
+    } else if (e) {
+        res = make_result(SK_DELIVERY_TRANSIENT, 451, "4.3.0", "local delivery failed");
+    } else {
+        sk_log(&t->log, SK_LOG_INFO, "%s maildir delivered rcpt=%s file=%s%s", job->queue_id,
+               rc->addr, name.data, existed ? " existed=1" : "");
+        res = make_result(SK_DELIVERY_OK, 250, "2.0.0", "delivered to Maildir");
+    }
+out:
+    sk_free(lp);
+    sk_buf_free(&local);
+    sk_buf_free(&folder);
+    sk_buf_free(&name);
+    sk_buf_free(&head);
+    return res;
+}
+
+static void maildir_deliver(sk_transport *base, const sk_delivery *job, sk_delivery_done_fn done,
+                            void *ctx)
+{
+    maildir_transport *t = (maildir_transport *)base;
+    sk_delivery_rcpt_result *rs = sk_calloc(job->nrcpts ? job->nrcpts : 1, sizeof *rs);
+    if (!rs) {
+        /* Nothing to report with: say so for every recipient at once. */
+        sk_delivery_rcpt_result one =
+            make_result(SK_DELIVERY_TRANSIENT, 451, "4.3.0", "local delivery: out of memory");
+        for (size_t i = 0; i < job->nrcpts; i++) {
+            sk_delivery_result r = {.rcpts = &one, .nrcpts = 1};
+            (void)r;
+        }
+        sk_delivery_result all = {.rcpts = NULL, .nrcpts = 0};
+        done(ctx, &all);
+        return;
+    }
+    for (size_t i = 0; i < job->nrcpts; i++) rs[i] = deliver_one(t, job, &job->rcpts[i]);
+    sk_delivery_result res = {.rcpts = rs, .nrcpts = job->nrcpts, .remote_host = NULL};
+    done(ctx, &res);
+    sk_free(rs);
+}
+
+static void maildir_free(sk_transport *base)
+{
+    maildir_transport *t = (maildir_transport *)base;
+    sk_free(t->root);
+    sk_free(t->hostname);
+    sk_free(t);
+}
+
+sk_transport *sk_maildir_transport_new(const char *mailboxes_dir, const char *hostname,
+                                       const sk_logger *log, sk_error *err)
+{
+    maildir_transport *t = sk_calloc(1, sizeof *t);
+    if (!t) {
+        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+        return NULL;
+    }
+    t->base.name = "maildir";
+    t->base.deliver = maildir_deliver;
+    t->base.free = maildir_free;
+    t->root = sk_strdup(mailboxes_dir);
+    t->hostname = sk_strdup(hostname && *hostname ? hostname : "localhost");
+    if (log) t->log = *log;
+    if (!t->root || !t->hostname) {
+        maildir_free(&t->base);
+        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+        return NULL;
+    }
+    return &t->base;
+}

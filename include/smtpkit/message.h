@@ -134,7 +134,12 @@ typedef struct sk_message_envelope {
     char *reverse_path; /* addr-spec */
     char **recipients;  /* addr-specs, no duplicates */
     size_t recipient_count;
-    int smtputf8; /* 1 when any address is not ASCII */
+    /* 1 when an address (composed messages) or any header octet (prepared
+     * messages, RFC 6532) is not ASCII: needs SMTPUTF8 (RFC 6531). */
+    int smtputf8;
+    /* 1 when the body has octets over 127: needs 8BITMIME (RFC 6152). The
+     * composer's output never does. */
+    int eightbit;
 } sk_message_envelope;
 void sk_message_envelope_clear(sk_message_envelope *env);
 /* Copy a composed message's envelope. SK_ERR_INVAL without From. */

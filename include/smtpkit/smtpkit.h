@@ -16,5 +16,6 @@
 #include "message.h"
 #include "daemon.h"
 #include "dns.h"
+#include "classify.h"
 
 #endif

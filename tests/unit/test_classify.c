@@ -1,0 +1,259 @@
+/* Unit tests for src/deliver/classify.c: the rules format, its errors with
+ * FILE:LINE, matching, and the built-in rules against real-world replies. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <smtpkit/classify.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Replies seen from large providers, and what the built-in rules say. */
+static const struct {
+    int code;
+    const char *enhanced, *text;
+    sk_class cls;
+    sk_traffic_kind action;
+} default_cases[] = {
+    {550, "5.1.1", "The email account that you tried to reach does not exist.",
+     SK_CLASS_BAD_MAILBOX, SK_TRAFFIC_NONE},
+    {550, "", "Requested action not taken: mailbox unavailable", SK_CLASS_BAD_MAILBOX,
+     SK_TRAFFIC_NONE},
+    {550, "5.0.0", "<bob@example.net>: Recipient address rejected: User unknown",
+     SK_CLASS_BAD_MAILBOX, SK_TRAFFIC_NONE},
+    {552, "5.2.2", "The email account that you tried to reach is over quota.",
+     SK_CLASS_MAILBOX_FULL, SK_TRAFFIC_NONE},
+    {452, "4.2.2", "Mailbox full", SK_CLASS_MAILBOX_FULL, SK_TRAFFIC_NONE},
+    {552, "5.3.4", "Message size exceeds fixed limit", SK_CLASS_MESSAGE_TOO_BIG, SK_TRAFFIC_NONE},
+    {552, "", "Message too large", SK_CLASS_MESSAGE_TOO_BIG, SK_TRAFFIC_NONE},
+    {421, "4.7.0", "Try again later, closing connection.", SK_CLASS_THROTTLED, SK_TRAFFIC_SUSPEND},
+    {421, "", "Too many concurrent SMTP connections; please try again later.", SK_CLASS_THROTTLED,
+     SK_TRAFFIC_SUSPEND},
+    {450, "4.7.28", "unusual rate of unsolicited mail", SK_CLASS_THROTTLED, SK_TRAFFIC_RATE},
+    {451, "4.7.1", "Greylisted, please try again in 300 seconds", SK_CLASS_OTHER, SK_TRAFFIC_NONE},
+    {550, "5.7.1", "Service unavailable; client host blocked using Spamhaus", SK_CLASS_POLICY,
+     SK_TRAFFIC_NONE},
+    {554, "5.7.1", "Message rejected due to poor sender reputation", SK_CLASS_POLICY,
+     SK_TRAFFIC_NONE},
+    {550, "5.7.26", "Unauthenticated email is not accepted from this domain (DMARC)",
+     SK_CLASS_POLICY, SK_TRAFFIC_NONE},
+    {554, "", "Transaction failed", SK_CLASS_POLICY, SK_TRAFFIC_NONE},
+    {530, "5.7.0", "Must issue a STARTTLS command first", SK_CLASS_TLS_REQUIRED, SK_TRAFFIC_NONE},
+    {530, "5.7.0", "Authentication required", SK_CLASS_AUTH, SK_TRAFFIC_NONE},
+    {535, "5.7.8", "Username and Password not accepted", SK_CLASS_AUTH, SK_TRAFFIC_NONE},
+    {550, "5.1.10", "domain accepts no mail (null MX)", SK_CLASS_DOMAIN_NOT_FOUND, SK_TRAFFIC_NONE},
+    {550, "5.1.2", "domain x.invalid does not exist", SK_CLASS_DOMAIN_NOT_FOUND, SK_TRAFFIC_NONE},
+    {451, "4.3.0", "Temporary local problem", SK_CLASS_OTHER, SK_TRAFFIC_NONE},
+    {250, "2.0.0", "Ok", SK_CLASS_OTHER, SK_TRAFFIC_NONE},
+};
+
+static void test_default_rules(void **state)
+{
+    sk_rules *rs;
+    sk_error err;
+    assert_int_equal(sk_rules_default(&rs, &err), SK_OK);
+    assert_true(sk_rules_count(rs) > 20);
+    for (size_t i = 0; i < sizeof default_cases / sizeof default_cases[0]; i++) {
+        sk_rule_match m = sk_rules_match(rs, default_cases[i].code, default_cases[i].enhanced,
+                                         default_cases[i].text);
+        if (m.cls != default_cases[i].cls || m.action.kind != default_cases[i].action)
+            fail_msg("case %zu (%d %s %s): got %s action %d (rule line %zu)", i,
+                     default_cases[i].code, default_cases[i].enhanced, default_cases[i].text,
+                     sk_class_name(m.cls), (int)m.action.kind, m.line);
+    }
+    sk_rules_free(rs);
+}
+
+/* The compiled-in rules are the file shipped in etc/. */
+static void test_default_matches_file(void **state)
+{
+    const char *src = getenv("SK_SOURCE_DIR");
+    assert_non_null(src);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/etc/smtpkit-rules.conf", src);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char text[256 * 1024];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    assert_string_equal(text, sk_rules_default_text());
+    sk_rules *rs;
+    sk_error err;
+    assert_int_equal(sk_rules_load(path, &rs, &err), SK_OK);
+    sk_rules_free(rs);
+}
+
+static const struct {
+    const char *rules;
+    int code;
+    const char *enhanced, *text;
+    int matched;
+    sk_class cls;
+    size_t line;
+} match_cases[] = {
+    /* exact code */
+    {"class=bad-mailbox code=550\n", 550, "", "x", 1, SK_CLASS_BAD_MAILBOX, 1},
+    {"class=bad-mailbox code=550\n", 551, "", "x", 0, SK_CLASS_OTHER, 0},
+    /* wildcards */
+    {"class=policy code=5xx\n", 554, NULL, NULL, 1, SK_CLASS_POLICY, 1},
+    {"class=policy code=5xx\n", 454, NULL, NULL, 0, SK_CLASS_OTHER, 0},
+    {"class=throttled code=45x\n", 452, NULL, NULL, 1, SK_CLASS_THROTTLED, 1},
+    {"class=throttled code=45x\n", 421, NULL, NULL, 0, SK_CLASS_OTHER, 0},
+    /* status exact and prefix; a prefix does not match 5.70.x */
+    {"class=policy status=5.7.*\n", 550, "5.7.26", "", 1, SK_CLASS_POLICY, 1},
+    {"class=policy status=5.7.*\n", 550, "5.70.1", "", 0, SK_CLASS_OTHER, 0},
+    {"class=policy status=5.*\n", 550, "5.1.1", "", 1, SK_CLASS_POLICY, 1},
+    {"class=policy status=5.*\n", 450, "4.1.1", "", 0, SK_CLASS_OTHER, 0},
+    {"class=bad-mailbox status=5.1.1\n", 550, "5.1.10", "", 0, SK_CLASS_OTHER, 0},
+    {"class=bad-mailbox status=5.1.1\n", 550, NULL, "", 0, SK_CLASS_OTHER, 0},
+    /* regex: case sensitivity, spaces and slashes inside */
+    {"class=throttled text=/try again later/i\n", 421, "", "Try AGAIN later", 1, SK_CLASS_THROTTLED,
+     1},
+    {"class=throttled text=/try again later/\n", 421, "", "Try AGAIN later", 0, SK_CLASS_OTHER, 0},
+    {"class=policy text=/see http:\\/\\/x\\/y/\n", 550, "", "see http://x/y", 1, SK_CLASS_POLICY,
+     1},
+    {"class=policy text=/^550/\n", 550, "", NULL, 0, SK_CLASS_OTHER, 0},
+    /* all conditions must hold; first match wins; comments and blanks */
+    {"# c\n\nclass=auth code=535 status=5.7.8 text=/pass/i\nclass=other code=5xx\n", 535, "5.7.8",
+     "Password wrong", 1, SK_CLASS_AUTH, 3},
+    {"# c\n\nclass=auth code=535 status=5.7.8 text=/pass/i\nclass=other code=5xx\n", 535, "5.7.8",
+     "no", 1, SK_CLASS_OTHER, 4},
+    {"  class=mailbox-full   status=4.2.2  \r\n", 452, "4.2.2", "", 1, SK_CLASS_MAILBOX_FULL, 1},
+};
+
+static void test_match(void **state)
+{
+    for (size_t i = 0; i < sizeof match_cases / sizeof match_cases[0]; i++) {
+        sk_rules *rs;
+        sk_error err;
+        if (sk_rules_parse(match_cases[i].rules, strlen(match_cases[i].rules), "t", &rs, &err))
+            fail_msg("case %zu: %s", i, err.text);
+        sk_rule_match m =
+            sk_rules_match(rs, match_cases[i].code, match_cases[i].enhanced, match_cases[i].text);
+        if (m.matched != match_cases[i].matched || m.cls != match_cases[i].cls ||
+            m.line != match_cases[i].line)
+            fail_msg("case %zu: matched=%d class=%s line=%zu", i, m.matched, sk_class_name(m.cls),
+                     m.line);
+        sk_rules_free(rs);
+    }
+}
+
+static void test_actions(void **state)
+{
+    static const struct {
+        const char *rules;
+        sk_traffic_kind kind;
+        uint64_t duration_ms;
+        unsigned count;
+        uint64_t per_ms;
+    } cases[] = {
+        {"class=throttled code=421 action=suspend:10m", SK_TRAFFIC_SUSPEND, 600000, 0, 0},
+        {"class=throttled code=421 action=rate:5/m for 1h", SK_TRAFFIC_RATE, 3600000, 5, 60000},
+        {"class=throttled code=421 action=rate:100/h for 30m text=/x/", SK_TRAFFIC_RATE, 1800000,
+         100, 3600000},
+        {"class=throttled code=421", SK_TRAFFIC_NONE, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_rules *rs;
+        sk_error err;
+        if (sk_rules_parse(cases[i].rules, strlen(cases[i].rules), "t", &rs, &err))
+            fail_msg("case %zu: %s", i, err.text);
+        sk_rule_match m = sk_rules_match(rs, 421, "", "x");
+        assert_int_equal(m.matched, 1);
+        assert_int_equal(m.action.kind, cases[i].kind);
+        assert_int_equal(m.action.duration_ms, cases[i].duration_ms);
+        assert_int_equal(m.action.rate_count, cases[i].count);
+        assert_int_equal(m.action.rate_per_ms, cases[i].per_ms);
+        sk_rules_free(rs);
+    }
+}
+
+/* Bad rule lines: the error names the origin and the line. */
+static const struct {
+    const char *rules, *error;
+} bad_cases[] = {
+    {"class=bad-mailbox code=550\nclass=nonsense code=550\n", "f.conf:2: unknown class"},
+    {"code=550\n", "f.conf:1: no class="},
+    {"class=other\n", "f.conf:1: a rule needs at least one of code=, status=, text="},
+    {"# x\nclass=other code=55\n", "f.conf:2: bad code (want e.g. 550, 5xx, 45x)"},
+    {"class=other code=650\n", "f.conf:1: bad code (want e.g. 550, 5xx, 45x)"},
+    {"class=other status=5.1\n", "f.conf:1: bad status (want e.g. 5.1.1 or 5.7.*)"},
+    {"class=other status=5.1.1.*\n", "f.conf:1: bad status (want e.g. 5.1.1 or 5.7.*)"},
+    {"class=other status=3.1.1\n", "f.conf:1: bad status (want e.g. 5.1.1 or 5.7.*)"},
+    {"class=other text=/abc\n", "f.conf:1: text regex has no closing /"},
+    {"class=other text=abc\n", "f.conf:1: text must be /REGEX/ or /REGEX/i"},
+    {"class=other text=/a/x\n", "f.conf:1: unknown regex flag (only i)"},
+    {"class=other code=550 color=red\n",
+     "f.conf:1: unknown key (want class, code, status, text, action)"},
+    {"class=other code=550 junk\n", "f.conf:1: expected key=value"},
+    {"class=other code=550 code=551\n", "f.conf:1: code given twice"},
+    {"class=throttled code=421 action=suspend:soon\n",
+     "f.conf:1: bad suspend duration (want e.g. suspend:10m)"},
+    {"class=throttled code=421 action=rate:5/m\n", "f.conf:1: a rate needs \"for DURATION\""},
+    {"class=throttled code=421 action=rate:5/w for 1h\n",
+     "f.conf:1: bad rate unit (want s, m, h or d)"},
+    {"class=throttled code=421 action=slow\n",
+     "f.conf:1: unknown action (want suspend:DURATION or rate:N/UNIT for DURATION)"},
+};
+
+static void test_bad_rules(void **state)
+{
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        sk_rules *rs = (sk_rules *)1;
+        sk_error err;
+        sk_err e =
+            sk_rules_parse(bad_cases[i].rules, strlen(bad_cases[i].rules), "f.conf", &rs, &err);
+        if (e != SK_ERR_CONFIG) fail_msg("case %zu: accepted", i);
+        assert_null(rs);
+        if (strcmp(err.text, bad_cases[i].error) != 0)
+            fail_msg("case %zu: got \"%s\"", i, err.text);
+    }
+    /* A regex that does not compile reports regcomp's reason on its line. */
+    sk_rules *rs;
+    sk_error err;
+    const char *re = "class=other code=550\nclass=other text=/a(b/\n";
+    assert_int_equal(sk_rules_parse(re, strlen(re), "f.conf", &rs, &err), SK_ERR_CONFIG);
+    assert_true(strncmp(err.text, "f.conf:2: ", 10) == 0 && strlen(err.text) > 10);
+}
+
+static void test_load_errors(void **state)
+{
+    sk_rules *rs;
+    sk_error err;
+    assert_int_equal(sk_rules_load("/nonexistent/rules.conf", &rs, &err), SK_ERR_IO);
+    assert_non_null(strstr(err.text, "/nonexistent/rules.conf"));
+    char path[] = "/tmp/sk-rules-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("class=bad-mailbox code=550\n\nclass=policy status=5.7\n", f);
+    fclose(f);
+    assert_int_equal(sk_rules_load(path, &rs, &err), SK_ERR_CONFIG);
+    char want[128];
+    snprintf(want, sizeof want, "%s:3: bad status (want e.g. 5.1.1 or 5.7.*)", path);
+    assert_string_equal(err.text, want);
+    remove(path);
+}
+
+static void test_class_names(void **state)
+{
+    for (int c = 0; c < SK_CLASS__COUNT; c++)
+        assert_int_equal(sk_class_parse(sk_class_name((sk_class)c)), c);
+    assert_int_equal(sk_class_parse("Bad-Mailbox"), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default_rules), cmocka_unit_test(test_default_matches_file),
+        cmocka_unit_test(test_match),         cmocka_unit_test(test_actions),
+        cmocka_unit_test(test_bad_rules),     cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_class_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

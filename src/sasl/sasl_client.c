@@ -1,5 +1,11 @@
 /* SASL client side: mechanism names, choosing one from the server's list,
  * and each mechanism's responses as pure functions (RFC 4954, 4616, 2195). */
+/* OpenSSL's pre-1.1 names include a macro "sk_free", which is ours:
+ * hide the deprecated names (we use none). */
+#ifndef OPENSSL_NO_DEPRECATED
+#define OPENSSL_API_COMPAT    30000
+#define OPENSSL_NO_DEPRECATED 1
+#endif
 #include <smtpkit/sasl.h>
 
 #include <openssl/evp.h>

@@ -1,0 +1,97 @@
+/* Private parts of the SMTP client: the session structure, the connection
+ * layer (conn.c) and pure helpers the unit tests check directly. */
+#ifndef SK_CLIENT_INT_H
+#define SK_CLIENT_INT_H
+
+/* OpenSSL's pre-1.1 names include a macro "sk_free", which is ours:
+ * hide the deprecated names (we use none). */
+#ifndef OPENSSL_NO_DEPRECATED
+#define OPENSSL_API_COMPAT    30000
+#define OPENSSL_NO_DEPRECATED 1
+#endif
+
+#include <openssl/ssl.h>
+#include <smtpkit/client.h>
+
+#include "tls/tls_int.h"
+
+/* Session states (RFC 5321 4.1.4 command order). */
+typedef enum cl_state {
+    CL_CLOSED = 0,
+    CL_CONNECTED, /* greeting read (or TLS just established): EHLO next */
+    CL_READY,     /* EHLO done: STARTTLS, AUTH or MAIL */
+    CL_MAIL,      /* inside a transaction: RSET needed before the next */
+    CL__COUNT
+} cl_state;
+
+struct sk_client {
+    sk_client_opts o; /* strings point into owned copies below */
+    char *strings[12];
+    size_t nstrings;
+
+    cl_state state;
+    int fd;
+    sk_tls_sock sock;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int tls_tried;
+    sk_tls_info tls;
+
+    sk_reply_parser parser;
+    sk_buf in;  /* received and not yet parsed (pipelined replies) */
+    sk_buf raw; /* the raw lines of the reply being read, for the transcript */
+
+    sk_reply greeting;
+    int have_greeting;
+    sk_reply ehlo;
+    int have_ehlo;
+    sk_ehlo_info ext;
+    /* The EHLO lines, '\n'-joined for callers, and a copy split into
+     * keyword / parameter strings for sk_client_ext_param. */
+    sk_buf ehlo_lines;
+    sk_buf ext_split;
+    size_t next;
+    size_t ext_kw[SK_SMTP_REPLY_MAX_LINES];
+    size_t ext_param[SK_SMTP_REPLY_MAX_LINES];
+
+    sk_sasl_mech authed;
+    char remote[64];
+    unsigned short rport;
+};
+
+/* conn.c: the socket, TLS and reply reading. Deadlines are sk_now_ms()
+ * values. Transport failures close the connection. */
+sk_err cl_connect_tcp(sk_client *c, sk_error *err);
+sk_err cl_tls_handshake(sk_client *c, sk_error *err);
+sk_err cl_write(sk_client *c, const char *p, size_t n, unsigned timeout_ms, sk_step step,
+                sk_error *err);
+/* Write a command line (CRLF added), reported on the transcript as shown
+ * (NULL: as sent). */
+sk_err cl_send_line(sk_client *c, const char *line, const char *shown, unsigned timeout_ms,
+                    sk_step step, sk_error *err);
+sk_err cl_read_reply(sk_client *c, unsigned timeout_ms, sk_step step, sk_reply *r, sk_error *err);
+void cl_disconnect(sk_client *c);
+void cl_info(sk_client *c, const char *fmt, ...) SK_PRINTF(2, 3);
+void cl_set_state(sk_client *c, cl_state s);
+
+/* Turn a reply that is not the expected class into an error: 4xx is
+ * SK_ERR_TEMPFAIL, 5xx SK_ERR_PERMFAIL (or as given), with code, status,
+ * text and hint. Returns the error. */
+sk_err cl_reply_error(sk_error *err, sk_step step, const sk_reply *r, sk_err perm);
+
+/* Pure helpers (unit-tested). */
+/* Parse the lines of an EHLO reply ('\n'-joined text) into info. */
+void cl_parse_ehlo(const char *lines, sk_ehlo_info *info);
+/* Append data to out dot-stuffed (RFC 5321 4.5.2), lone LF made CRLF,
+ * and ended with CRLF "." CRLF (a final CRLF added when missing). *at_bol
+ * carries the line state between calls (start with 1); last = 1 for the
+ * final piece. */
+sk_err cl_stuff(sk_buf *out, const char *data, size_t len, int *at_bol, int last);
+/* RFC 3461 4: xtext-encode s (for ENVID and ORCPT). */
+sk_err cl_xtext(sk_buf *out, const char *s);
+/* Extract the queue ID from a final reply's text ("queued as ID"). */
+void cl_queue_id(const char *text, char *out, size_t size);
+/* 1 when the string has an octet over 127. */
+int cl_has_8bit(const char *s, size_t n);
+
+#endif

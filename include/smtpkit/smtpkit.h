@@ -17,5 +17,6 @@
 #include "daemon.h"
 #include "dns.h"
 #include "classify.h"
+#include "dsn.h"
 
 #endif

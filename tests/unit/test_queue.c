@@ -1,0 +1,563 @@
+/* Unit tests for src/queue: routing to transports, results recorded on
+ * disk, retry schedule, expiry, hold/release/flush/delete (in process, on
+ * the spool directly, and through a running queue), and no duplicate
+ * Maildir delivery after a restart. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <event2/event.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <smtpkit/queue.h>
+#include "deliver/deliver.h"
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static char *temp_dir(void)
+{
+    char tmpl[] = "/tmp/sk-queue-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+static void rm_tree(char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+/* A transport whose answer per recipient is scripted: status by local
+ * part prefix ("ok", "tmp", "perm"), or held until completed by the test. */
+typedef struct fake {
+    sk_transport base;
+    int calls, maybe_delivered_seen, hold_jobs;
+    sk_delivery_status force; /* used when >= 0 ... see answer() */
+    int use_force;
+    char domains[8][64];
+    /* A held job. */
+    sk_delivery_done_fn held_done;
+    void *held_ctx;
+    size_t held_n;
+} fake;
+
+static sk_delivery_status answer(const fake *f, const char *addr)
+{
+    if (f->use_force) return f->force;
+    if (!strncmp(addr, "tmp", 3)) return SK_DELIVERY_TRANSIENT;
+    if (!strncmp(addr, "perm", 4)) return SK_DELIVERY_PERMANENT;
+    return SK_DELIVERY_OK;
+}
+
+static void fake_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_done_fn done,
+                         void *ctx)
+{
+    fake *f = (fake *)t;
+    if (f->calls < 8) snprintf(f->domains[f->calls], 64, "%s", job->domain);
+    f->calls++;
+    f->maybe_delivered_seen += job->maybe_delivered;
+    if (f->hold_jobs) {
+        f->held_done = done;
+        f->held_ctx = ctx;
+        f->held_n = job->nrcpts;
+        return;
+    }
+    sk_delivery_rcpt_result rs[8];
+    for (size_t i = 0; i < job->nrcpts; i++) {
+        sk_delivery_status st = answer(f, job->rcpts[i].addr);
+        rs[i].status = st;
+        rs[i].reply = st == SK_DELIVERY_OK          ? sk_reply_make(250, "2.0.0", "ok")
+                      : st == SK_DELIVERY_TRANSIENT ? sk_reply_make(451, "4.4.1", "later")
+                                                    : sk_reply_make(550, "5.1.1", "no such user");
+    }
+    sk_delivery_result res = {.rcpts = rs, .nrcpts = job->nrcpts, .remote_host = "fake"};
+    done(ctx, &res);
+}
+
+static void fake_complete_held(fake *f)
+{
+    sk_delivery_rcpt_result rs[8];
+    for (size_t i = 0; i < f->held_n; i++) {
+        rs[i].status = SK_DELIVERY_OK;
+        rs[i].reply = sk_reply_make(250, "2.0.0", "ok");
+    }
+    sk_delivery_result res = {.rcpts = rs, .nrcpts = f->held_n};
+    sk_delivery_done_fn done = f->held_done;
+    f->held_done = NULL;
+    done(f->held_ctx, &res);
+}
+
+/* The harness: a spool and a queue on one event base, recording events. */
+typedef struct harness {
+    char *dir;
+    struct event_base *base;
+    sk_spool *spool;
+    sk_queue *q;
+    fake local, remote;
+    int ev[6];
+    int removed_target; /* break the loop once this many REMOVED events */
+    int events_target;  /* or this many events in all */
+    int events;
+    struct event *guard;
+} harness;
+
+static void on_event(void *ctx, const sk_queue_event *ev)
+{
+    harness *h = ctx;
+    h->ev[ev->type]++;
+    h->events++;
+    if ((h->removed_target && h->ev[SK_QUEUE_EV_REMOVED] >= h->removed_target) ||
+        (h->events_target && h->events >= h->events_target))
+        event_base_loopbreak(h->base);
+}
+
+static void on_guard(evutil_socket_t fd, short what, void *arg)
+{
+    /* A bound on how long a test may run, not an assertion on timing. */
+    fail_msg("the loop did not reach the expected state");
+}
+
+static const char *const local_domains[] = {"localhost", "example.test"};
+
+static void start(harness *h, const uint64_t *retry, size_t nretry, uint64_t lifetime_ms)
+{
+    if (!h->dir) h->dir = temp_dir();
+    /* Counters are per start. */
+    memset(&h->local, 0, sizeof h->local);
+    memset(&h->remote, 0, sizeof h->remote);
+    memset(h->ev, 0, sizeof h->ev);
+    h->events = 0;
+    h->base = event_base_new();
+    sk_error err;
+    h->spool = sk_spool_open(h->dir, NULL, h->base, &err);
+    assert_non_null(h->spool);
+    h->local.base = (sk_transport){.name = "fake-local", .deliver = fake_deliver};
+    h->remote.base = (sk_transport){.name = "fake-remote", .deliver = fake_deliver};
+    sk_queue_opts o = {.local_domains = local_domains,
+                       .nlocal_domains = 2,
+                       .local_transport = &h->local.base,
+                       .remote_transport = &h->remote.base,
+                       .retry_ms = retry,
+                       .nretry = nretry,
+                       .max_lifetime_ms = lifetime_ms,
+                       .control_poll_ms = 10,
+                       .on_event = on_event,
+                       .event_ctx = h};
+    h->q = sk_queue_new(h->spool, &o, h->base, &err);
+    assert_non_null(h->q);
+    h->guard = evtimer_new(h->base, on_guard, h);
+    struct timeval tv = {30, 0};
+    evtimer_add(h->guard, &tv);
+}
+
+static void stop(harness *h)
+{
+    sk_queue_free(h->q);
+    sk_spool_free(h->spool);
+    event_free(h->guard);
+    event_base_free(h->base);
+    h->q = NULL;
+    h->spool = NULL;
+    h->base = NULL;
+}
+
+static void run_until(harness *h, int removed, int events)
+{
+    h->removed_target = removed;
+    h->events_target = events;
+    event_base_dispatch(h->base);
+    h->removed_target = h->events_target = 0;
+}
+
+static void on_commit_done(void *ctx, sk_err err, const char *id)
+{
+    assert_int_equal(err, SK_OK);
+    snprintf(ctx, SK_SPOOL_ID_SIZE, "%s", id);
+}
+
+/* Commit a message to rcpts through the spool (the loop finishes it). */
+static void inject(harness *h, const char *const *rcpts, size_t n, sk_spool_state st,
+                   int64_t arrival, char id[SK_SPOOL_ID_SIZE])
+{
+    sk_spool_rcpt rs[8] = {0};
+    for (size_t i = 0; i < n; i++) rs[i].addr = (char *)rcpts[i];
+    sk_spool_envelope env = {.sender = "a@example.org",
+                             .rcpts = rs,
+                             .nrcpts = n,
+                             .state = st,
+                             .arrival = arrival,
+                             .esmtp = 1};
+    sk_error err;
+    sk_spool_msg *m = sk_spool_begin(h->spool, &env, &err);
+    assert_non_null(m);
+    const char body[] = "Subject: q\r\n\r\nhello\r\n";
+    assert_int_equal(sk_spool_write(m, body, sizeof body - 1), SK_OK);
+    id[0] = '\0';
+    sk_spool_commit(m, on_commit_done, id);
+}
+
+static sk_spool_envelope *load(harness *h, const char *id)
+{
+    sk_spool_envelope *env = NULL;
+    sk_error err;
+    sk_err e = sk_spool_load(h->spool, id, &env, &err);
+    return e ? NULL : env;
+}
+
+static void test_routing_and_results(void **state)
+{
+    harness h = {0};
+    static const uint64_t retry[] = {3600 * 1000};
+    start(&h, retry, 1, 0);
+    static const char *const rcpts[] = {"ok1@localhost",      "ok2@EXAMPLE.test",
+                                        "perm@localhost",     "tmp@remote.example",
+                                        "ok3@remote.example", "ok4@other.example"};
+    char id[SK_SPOOL_ID_SIZE];
+    int64_t before = (int64_t)time(NULL);
+    inject(&h, rcpts, 6, SK_SPOOL_ACTIVE, 0, id);
+    /* queued + 6 recipient events */
+    run_until(&h, 0, 7);
+    int64_t after = (int64_t)time(NULL);
+    assert_int_equal(h.ev[SK_QUEUE_EV_QUEUED], 1);
+    assert_int_equal(h.ev[SK_QUEUE_EV_DELIVERED], 4);
+    assert_int_equal(h.ev[SK_QUEUE_EV_BOUNCED], 1);
+    assert_int_equal(h.ev[SK_QUEUE_EV_DEFERRED], 1);
+    /* One job per destination domain: localhost, example.test locally;
+     * remote.example and other.example remotely. */
+    assert_int_equal(h.local.calls, 2);
+    assert_int_equal(h.remote.calls, 2);
+    assert_int_equal(h.local.maybe_delivered_seen + h.remote.maybe_delivered_seen, 0);
+    assert_int_equal(sk_queue_count(h.q), 1);
+    assert_int_equal(sk_queue_in_flight(h.q), 0);
+
+    /* On disk: per-recipient state, attempts, the retry time. */
+    sk_spool_envelope *env = load(&h, id);
+    assert_non_null(env);
+    assert_int_equal(env->state, SK_SPOOL_DEFERRED);
+    assert_int_equal(env->attempts, 1);
+    assert_true(env->next_attempt >= before + 3600 && env->next_attempt <= after + 3600);
+    static const sk_rcpt_state want[] = {SK_RCPT_DELIVERED, SK_RCPT_DELIVERED, SK_RCPT_FAILED,
+                                         SK_RCPT_PENDING,   SK_RCPT_DELIVERED, SK_RCPT_DELIVERED};
+    for (size_t i = 0; i < 6; i++) assert_int_equal(env->rcpts[i].state, want[i]);
+    assert_string_equal(env->rcpts[2].last_reply, "550 5.1.1 no such user");
+    assert_string_equal(env->rcpts[3].last_reply, "451 4.4.1 later");
+    assert_string_equal(env->last_reply, "451 4.4.1 later");
+    sk_spool_envelope_free(env);
+
+    /* Flush: only the pending recipient is tried again, and it succeeds. */
+    h.remote.use_force = 1;
+    h.remote.force = SK_DELIVERY_OK;
+    assert_int_equal(sk_queue_flush(h.q), SK_OK);
+    run_until(&h, 1, 0);
+    assert_int_equal(h.remote.calls, 3);
+    assert_int_equal(h.ev[SK_QUEUE_EV_DELIVERED], 5);
+    assert_int_equal(sk_queue_count(h.q), 0);
+    assert_null(load(&h, id));
+    stop(&h);
+    rm_tree(h.dir);
+}
+
+static void test_retry_schedule_and_expiry(void **state)
+{
+    harness h = {0};
+    /* Schedule 1h, 2h: the last repeats. */
+    static const uint64_t retry[] = {3600 * 1000, 7200 * 1000};
+    start(&h, retry, 2, 0);
+    static const char *const rcpts[] = {"tmp@localhost"};
+    char id[SK_SPOOL_ID_SIZE];
+    inject(&h, rcpts, 1, SK_SPOOL_ACTIVE, 0, id);
+    static const struct {
+        unsigned attempts;
+        int64_t delay_s;
+    } steps[] = {{1, 3600}, {2, 7200}, {3, 7200}};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        if (i) assert_int_equal(sk_queue_flush(h.q), SK_OK);
+        int64_t before = (int64_t)time(NULL);
+        run_until(&h, 0, h.events + (i ? 1 : 2));
+        int64_t after = (int64_t)time(NULL);
+        sk_spool_envelope *env = load(&h, id);
+        assert_non_null(env);
+        assert_int_equal(env->attempts, steps[i].attempts);
+        assert_int_equal(env->state, SK_SPOOL_DEFERRED);
+        assert_true(env->next_attempt >= before + steps[i].delay_s &&
+                    env->next_attempt <= after + steps[i].delay_s);
+        sk_spool_envelope_free(env);
+    }
+    /* Retry state survives a restart, and the message is not due. */
+    stop(&h);
+    start(&h, retry, 2, 0);
+    assert_int_equal(sk_queue_count(h.q), 1);
+    event_base_loop(h.base, EVLOOP_NONBLOCK);
+    assert_int_equal(h.local.calls, 0);
+    sk_spool_envelope *env = load(&h, id);
+    assert_int_equal(env->attempts, 3);
+    sk_spool_envelope_free(env);
+    stop(&h);
+
+    /* An old message that fails again expires instead of being deferred. */
+    start(&h, retry, 2, 60 * 1000);
+    inject(&h, rcpts, 1, SK_SPOOL_ACTIVE, (int64_t)time(NULL) - 3600, id);
+    run_until(&h, 1, 0);
+    assert_int_equal(h.ev[SK_QUEUE_EV_EXPIRED], 1);
+    assert_null(load(&h, id));
+    stop(&h);
+    rm_tree(h.dir);
+}
+
+static void test_hold_release_delete(void **state)
+{
+    harness h = {0};
+    start(&h, NULL, 0, 0);
+    static const char *const rcpts[] = {"ok@localhost"};
+    char held[SK_SPOOL_ID_SIZE], busy[SK_SPOOL_ID_SIZE];
+    inject(&h, rcpts, 1, SK_SPOOL_HOLD, 0, held);
+    run_until(&h, 0, 1); /* queued */
+    for (int i = 0; i < 5; i++) event_base_loop(h.base, EVLOOP_NONBLOCK);
+    assert_int_equal(h.local.calls, 0);
+    sk_spool_envelope *env = load(&h, held);
+    assert_int_equal(env->state, SK_SPOOL_HOLD);
+    sk_spool_envelope_free(env);
+    /* Flush does not touch held messages. */
+    assert_int_equal(sk_queue_flush(h.q), SK_OK);
+    for (int i = 0; i < 5; i++) event_base_loop(h.base, EVLOOP_NONBLOCK);
+    assert_int_equal(h.local.calls, 0);
+    assert_int_equal(sk_queue_release(h.q, "0000000000000000"), SK_ERR_NOT_FOUND);
+    assert_int_equal(sk_queue_release(h.q, held), SK_OK);
+    run_until(&h, 1, 0);
+    assert_int_equal(h.local.calls, 1);
+    assert_null(load(&h, held));
+
+    /* Deleting a message whose delivery is in flight. */
+    h.local.hold_jobs = 1;
+    inject(&h, rcpts, 1, SK_SPOOL_ACTIVE, 0, busy);
+    while (!h.local.held_done) event_base_loop(h.base, EVLOOP_ONCE);
+    assert_int_equal(sk_queue_in_flight(h.q), 1);
+    assert_int_equal(sk_queue_delete(h.q, busy), SK_OK);
+    assert_null(load(&h, busy));
+    assert_int_equal(sk_queue_delete(h.q, busy), SK_ERR_NOT_FOUND);
+    fake_complete_held(&h.local);
+    assert_int_equal(sk_queue_in_flight(h.q), 0);
+    assert_int_equal(sk_queue_count(h.q), 0);
+    assert_int_equal(h.ev[SK_QUEUE_EV_DELIVERED], 1); /* the late result is dropped */
+
+    /* A job still out at shutdown is cancelled without leaks. */
+    inject(&h, rcpts, 1, SK_SPOOL_ACTIVE, 0, busy);
+    h.local.held_done = NULL;
+    while (!h.local.held_done) event_base_loop(h.base, EVLOOP_ONCE);
+    stop(&h);
+    rm_tree(h.dir);
+}
+
+/* ---- control from another process ---- */
+
+typedef struct control_call {
+    const char *dir;
+    sk_queue_op op;
+    char id[SK_SPOOL_ID_SIZE];
+    sk_err result;
+    struct event_base *base;
+} control_call;
+
+static void *control_thread(void *arg)
+{
+    control_call *c = arg;
+    sk_error err;
+    c->result = sk_queue_control(c->dir, c->op, c->id, 10000, &err);
+    event_base_loopbreak(c->base);
+    return NULL;
+}
+
+/* Run sk_queue_control in a thread while the loop answers (as the CLI
+ * and the daemon would, in two processes). */
+static sk_err control_via_daemon(harness *h, sk_queue_op op, const char *id)
+{
+    control_call c = {.dir = h->dir, .op = op, .base = h->base};
+    snprintf(c.id, sizeof c.id, "%s", id ? id : "");
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, control_thread, &c), 0);
+    event_base_dispatch(h->base);
+    pthread_join(t, NULL);
+    return c.result;
+}
+
+static void test_control(void **state)
+{
+    harness h = {0};
+    start(&h, NULL, 0, 0);
+    static const char *const rcpts[] = {"ok@localhost"};
+    char a[SK_SPOOL_ID_SIZE], b[SK_SPOOL_ID_SIZE];
+    inject(&h, rcpts, 1, SK_SPOOL_HOLD, 0, a);
+    inject(&h, rcpts, 1, SK_SPOOL_HOLD, 0, b);
+    run_until(&h, 0, 2);
+
+    /* Through the running queue. */
+    assert_int_equal(control_via_daemon(&h, SK_QUEUE_OP_RELEASE, "0000000000000000"),
+                     SK_ERR_NOT_FOUND);
+    assert_int_equal(control_via_daemon(&h, SK_QUEUE_OP_DELETE, a), SK_OK);
+    assert_null(load(&h, a));
+    assert_int_equal(control_via_daemon(&h, SK_QUEUE_OP_FLUSH, NULL), SK_OK);
+    assert_int_equal(h.local.calls, 0);
+    assert_int_equal(control_via_daemon(&h, SK_QUEUE_OP_RELEASE, b), SK_OK);
+    if (h.ev[SK_QUEUE_EV_REMOVED] < 2) run_until(&h, 2, 0);
+    assert_int_equal(h.local.calls, 1);
+    assert_int_equal(sk_queue_count(h.q), 0);
+
+    /* Directly on the spool, with no daemon. */
+    inject(&h, rcpts, 1, SK_SPOOL_HOLD, 0, a);
+    inject(&h, rcpts, 1, SK_SPOOL_HOLD, 0, b);
+    run_until(&h, 0, h.events + 2);
+    stop(&h);
+    assert_int_equal(h.ev[SK_QUEUE_EV_QUEUED], 4);
+    sk_error err;
+    static const struct {
+        sk_queue_op op;
+        const char *id;
+        sk_err want;
+    } cases[] = {
+        {SK_QUEUE_OP_RELEASE, "0000000000000000", SK_ERR_NOT_FOUND},
+        {SK_QUEUE_OP_DELETE, "not-an-id", SK_ERR_NOT_FOUND},
+        {SK_QUEUE_OP_FLUSH, NULL, SK_OK},
+        {SK_QUEUE_OP_DELETE, NULL /* a */, SK_OK},
+        {SK_QUEUE_OP_RELEASE, NULL /* b */, SK_OK},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *id = cases[i].id;
+        if (i == 3) id = a;
+        if (i == 4) id = b;
+        assert_int_equal(sk_queue_control(h.dir, cases[i].op, id, 1000, &err), cases[i].want);
+    }
+    assert_int_equal(sk_queue_control("/nonexistent/sk", SK_QUEUE_OP_FLUSH, NULL, 1000, &err),
+                     SK_ERR_CONFIG);
+    sk_spool *ro = sk_spool_open(h.dir, &(sk_spool_opts){.mode = SK_SPOOL_READONLY}, NULL, &err);
+    sk_spool_envelope *env;
+    assert_int_equal(sk_spool_load(ro, a, &env, &err), SK_ERR_NOT_FOUND);
+    assert_int_equal(sk_spool_load(ro, b, &env, &err), SK_OK);
+    assert_int_equal(env->state, SK_SPOOL_ACTIVE);
+    sk_spool_envelope_free(env);
+    sk_spool_free(ro);
+    /* A restarted queue delivers the released one. */
+    start(&h, NULL, 0, 0);
+    run_until(&h, 1, 0);
+    assert_int_equal(h.local.calls, 1);
+    assert_int_equal(h.local.maybe_delivered_seen, 1);
+    stop(&h);
+    rm_tree(h.dir);
+}
+
+/* ---- no duplicate after a crash between delivery and its record ---- */
+
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+static void count_ok(void *ctx, const sk_delivery_result *res)
+{
+    for (size_t i = 0; i < res->nrcpts; i++) *(int *)ctx += res->rcpts[i].status == SK_DELIVERY_OK;
+}
+
+static void test_maildir_restart_idempotent(void **state)
+{
+    harness h = {0};
+    start(&h, NULL, 0, 0);
+    static const char *const rcpts[] = {"u@localhost"};
+    char id[SK_SPOOL_ID_SIZE];
+    inject(&h, rcpts, 1, SK_SPOOL_HOLD, 0, id);
+    run_until(&h, 0, 1);
+    stop(&h);
+
+    /* The "crash": the mailbox got the message, the spool never heard. */
+    char boxes[512], newdir[600], curdir[600];
+    snprintf(boxes, sizeof boxes, "%s/mailboxes", h.dir);
+    snprintf(newdir, sizeof newdir, "%s/localhost/u/new", boxes);
+    snprintf(curdir, sizeof curdir, "%s/localhost/u/cur", boxes);
+    sk_transport *md = sk_maildir_transport_new(boxes, "mx.test", NULL, NULL);
+    sk_spool *s = sk_spool_open(h.dir, NULL, NULL, NULL);
+    sk_spool_envelope *env;
+    assert_int_equal(sk_spool_load(s, id, &env, NULL), SK_OK);
+    sk_buf path = SK_BUF_INIT(4096);
+    assert_int_equal(sk_spool_body_path(s, id, &path), SK_OK);
+    sk_delivery_rcpt jr = {.addr = "u@localhost", .index = 0};
+    sk_delivery job = {.queue_id = id,
+                       .env = env,
+                       .body_path = path.data,
+                       .domain = "localhost",
+                       .rcpts = &jr,
+                       .nrcpts = 1};
+    int delivered = 0;
+    md->deliver(md, &job, count_ok, &delivered);
+    assert_int_equal(delivered, 1);
+    env->state = SK_SPOOL_ACTIVE;
+    assert_int_equal(sk_spool_save(s, env, NULL), SK_OK);
+    sk_spool_envelope_free(env);
+    sk_buf_free(&path);
+    sk_spool_free(s);
+    assert_int_equal(count_files(newdir), 1);
+    /* The user has even read it meanwhile. */
+    DIR *d = opendir(newdir);
+    struct dirent *de;
+    char name[256] = "";
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') snprintf(name, sizeof name, "%s", de->d_name);
+    closedir(d);
+    char from[900], to[900];
+    snprintf(from, sizeof from, "%s/%s", newdir, name);
+    snprintf(to, sizeof to, "%s/%s:2,S", curdir, name);
+    assert_int_equal(rename(from, to), 0);
+
+    /* Restart with the real Maildir transport: recorded as delivered,
+     * and still one copy. */
+    h.base = event_base_new();
+    h.spool = sk_spool_open(h.dir, NULL, h.base, NULL);
+    const char *const locals[] = {"localhost"};
+    sk_queue_opts o = {.local_domains = locals,
+                       .nlocal_domains = 1,
+                       .local_transport = md,
+                       .on_event = on_event,
+                       .event_ctx = &h};
+    h.q = sk_queue_new(h.spool, &o, h.base, NULL);
+    assert_non_null(h.q);
+    h.guard = evtimer_new(h.base, on_guard, &h);
+    struct timeval tv = {30, 0};
+    evtimer_add(h.guard, &tv);
+    memset(h.ev, 0, sizeof h.ev);
+    run_until(&h, 1, 0);
+    assert_int_equal(h.ev[SK_QUEUE_EV_DELIVERED], 1);
+    assert_int_equal(count_files(newdir) + count_files(curdir), 1);
+    stop(&h);
+    sk_transport_free(md);
+    rm_tree(h.dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_routing_and_results),
+        cmocka_unit_test(test_retry_schedule_and_expiry),
+        cmocka_unit_test(test_hold_release_delete),
+        cmocka_unit_test(test_control),
+        cmocka_unit_test(test_maildir_restart_idempotent),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

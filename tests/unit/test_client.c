@@ -1,0 +1,619 @@
+/* Unit tests for the SMTP client (src/client): the pure helpers as tables,
+ * and whole sessions against a scripted server on loopback that checks
+ * each command the client sends and answers from the script. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "client/client_int.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- pure helpers ---- */
+
+static const struct {
+    const char *in, *out;
+} stuff_cases[] = {
+    {"", ".\r\n"},
+    {"a\r\n", "a\r\n.\r\n"},
+    {"a", "a\r\n.\r\n"},
+    {".\r\n", "..\r\n.\r\n"},
+    {"a\r\n.b\r\n..c\r\n", "a\r\n..b\r\n...c\r\n.\r\n"},
+    {"x.y\r\n", "x.y\r\n.\r\n"},
+    {"a\nb\n", "a\r\nb\r\n.\r\n"},
+    {"a\n.b", "a\r\n..b\r\n.\r\n"},
+    {"a\r", "a\r\n.\r\n"},
+    {"Subject: \xc3\xa9\r\n\r\nbody", "Subject: \xc3\xa9\r\n\r\nbody\r\n.\r\n"},
+};
+
+static void test_stuff(void **state)
+{
+    for (size_t i = 0; i < sizeof stuff_cases / sizeof stuff_cases[0]; i++) {
+        /* At once, and one octet per call: the same octets come out. */
+        for (int bytewise = 0; bytewise < 2; bytewise++) {
+            sk_buf out = SK_BUF_INIT(1024);
+            int bol = 1;
+            size_t n = strlen(stuff_cases[i].in);
+            if (!bytewise || n == 0) {
+                assert_int_equal(cl_stuff(&out, stuff_cases[i].in, n, &bol, 1), SK_OK);
+            } else {
+                for (size_t k = 0; k < n; k++)
+                    assert_int_equal(cl_stuff(&out, stuff_cases[i].in + k, 1, &bol, k == n - 1),
+                                     SK_OK);
+            }
+            print_message("case %zu bytewise %d\n", i, bytewise);
+            assert_string_equal(sk_buf_cstr(&out), stuff_cases[i].out);
+            sk_buf_free(&out);
+        }
+    }
+}
+
+static const struct {
+    const char *lines;
+    unsigned ext;
+    uint64_t size;
+    const char *auth, *domain;
+} ehlo_cases[] = {
+    {"mx.example.org Hello", 0, 0, "", "mx.example.org"},
+    {"mx\nPIPELINING\nSIZE 10240000\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\nDSN\nCHUNKING",
+     SK_CLIENT_EXT_PIPELINING | SK_CLIENT_EXT_SIZE | SK_CLIENT_EXT_8BITMIME |
+         SK_CLIENT_EXT_SMTPUTF8 | SK_CLIENT_EXT_ENHANCEDSTATUSCODES | SK_CLIENT_EXT_DSN |
+         SK_CLIENT_EXT_CHUNKING,
+     10240000, "", "mx"},
+    {"mx\nSTARTTLS\nAUTH PLAIN LOGIN\nAUTH=CRAM-MD5\nMT-PRIORITY MIXER",
+     SK_CLIENT_EXT_STARTTLS | SK_CLIENT_EXT_AUTH | SK_CLIENT_EXT_MT_PRIORITY, 0,
+     "PLAIN LOGIN CRAM-MD5", "mx"},
+    {"mx\nsize\npipelining\nX-UNKNOWN 1\nSIZEX 5", SK_CLIENT_EXT_SIZE | SK_CLIENT_EXT_PIPELINING, 0,
+     "", "mx"},
+};
+
+static void test_parse_ehlo(void **state)
+{
+    for (size_t i = 0; i < sizeof ehlo_cases / sizeof ehlo_cases[0]; i++) {
+        sk_ehlo_info info;
+        cl_parse_ehlo(ehlo_cases[i].lines, &info);
+        print_message("case %zu\n", i);
+        assert_int_equal(info.ext, ehlo_cases[i].ext);
+        assert_int_equal(info.size_max, ehlo_cases[i].size);
+        assert_string_equal(info.auth, ehlo_cases[i].auth);
+        assert_string_equal(info.domain, ehlo_cases[i].domain);
+        assert_int_equal(info.esmtp, 1);
+    }
+}
+
+static const struct {
+    const char *text, *id;
+} qid_cases[] = {
+    {"2.0.0 Ok: queued as 4Bx7Yz0abc", "4Bx7Yz0abc"},
+    {"Ok: queued as ABC123.", "ABC123"},
+    {"OK id=1qXyZ-0001aB-Cd", "1qXyZ-0001aB-Cd"},
+    {"Ok", ""},
+    {"queued as ", ""},
+};
+
+static void test_queue_id_and_xtext(void **state)
+{
+    for (size_t i = 0; i < sizeof qid_cases / sizeof qid_cases[0]; i++) {
+        char id[64];
+        cl_queue_id(qid_cases[i].text, id, sizeof id);
+        assert_string_equal(id, qid_cases[i].id);
+    }
+    sk_buf b = SK_BUF_INIT(128);
+    assert_int_equal(cl_xtext(&b, "a+b=c d\x01"), SK_OK);
+    assert_string_equal(sk_buf_cstr(&b), "a+2Bb+3Dc+20d+01");
+    sk_buf_free(&b);
+    assert_int_equal(cl_has_8bit("abc", 3), 0);
+    assert_int_equal(cl_has_8bit("a\xc3\xa9", 3), 1);
+}
+
+/* ---- scripted server ----
+ * Script lines: "S:text" the server sends text+CRLF; "C:prefix" the next
+ * line from the client must start with prefix; "D:body" the client sends
+ * message data that, up to and without the final ".", must equal body;
+ * "R:octets" the server sends octets as they are; "W" the server reads
+ * until the client closes; "X" the server closes. */
+
+typedef struct script_server {
+    int lfd;
+    unsigned short port;
+    const char *const *script;
+    pthread_t thread;
+    char failure[512];
+    int steps_done;
+} script_server;
+
+static int read_line(int fd, char *buf, size_t size)
+{
+    size_t n = 0;
+    while (n + 1 < size) {
+        char ch;
+        ssize_t r = recv(fd, &ch, 1, 0);
+        if (r <= 0) return -1;
+        buf[n++] = ch;
+        if (ch == '\n') break;
+    }
+    buf[n] = '\0';
+    return (int)n;
+}
+
+static void *server_main(void *arg)
+{
+    script_server *s = arg;
+    struct pollfd p = {.fd = s->lfd, .events = POLLIN};
+    if (poll(&p, 1, 10000) != 1) {
+        snprintf(s->failure, sizeof s->failure, "no connection");
+        return NULL;
+    }
+    int fd = accept(s->lfd, NULL, NULL);
+    if (fd < 0) {
+        snprintf(s->failure, sizeof s->failure, "accept failed");
+        return NULL;
+    }
+    /* Bounded: a client that stops talking fails the test, never hangs it. */
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    static char line[70000];
+    for (const char *const *st = s->script; *st; st++, s->steps_done++) {
+        const char *arg = *st + 2;
+        if (**st == 'S' || **st == 'R') {
+            char out[1100];
+            int n = snprintf(out, sizeof out, **st == 'S' ? "%s\r\n" : "%s", arg);
+            if (send(fd, out, (size_t)n, MSG_NOSIGNAL) != n) break;
+        } else if (**st == 'C') {
+            if (read_line(fd, line, sizeof line) < 0) {
+                snprintf(s->failure, sizeof s->failure, "step %d: no line, wanted \"%.200s\"",
+                         s->steps_done, arg);
+                break;
+            }
+            if (strncmp(line, arg, strlen(arg))) {
+                snprintf(s->failure, sizeof s->failure,
+                         "step %d: got \"%.200s\", wanted \"%.200s\"", s->steps_done, line, arg);
+                break;
+            }
+        } else if (**st == 'D') {
+            size_t n = 0;
+            for (;;) {
+                int r = read_line(fd, line + n, sizeof line - n);
+                if (r < 0) break;
+                if (!strcmp(line + n, ".\r\n")) break;
+                n += (size_t)r;
+            }
+            line[n] = '\0';
+            if (strcmp(line, arg)) {
+                snprintf(s->failure, sizeof s->failure,
+                         "step %d: data \"%.200s\", wanted \"%.200s\"", s->steps_done, line, arg);
+                break;
+            }
+        } else if (**st == 'W') {
+            /* Wait for the client to close, so our close sends no reset. */
+            while (recv(fd, line, sizeof line, 0) > 0) continue;
+        } else if (**st == 'X') {
+            break;
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+static void server_start(script_server *s, const char *const *script)
+{
+    memset(s, 0, sizeof *s);
+    s->script = script;
+    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s->lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(s->lfd, 1), 0);
+    socklen_t sl = sizeof a;
+    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &sl), 0);
+    s->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
+}
+
+/* Wait for the server's end and check it saw the whole script. */
+static void server_finish(script_server *s)
+{
+    pthread_join(s->thread, NULL);
+    close(s->lfd);
+    if (s->failure[0]) fail_msg("server: %s", s->failure);
+    size_t n = 0;
+    while (s->script[n]) n++;
+    if ((size_t)s->steps_done != n && !(s->script[s->steps_done][0] == 'X'))
+        fail_msg("server stopped at step %d of %zu (%s)", s->steps_done, n,
+                 s->script[s->steps_done]);
+}
+
+typedef struct transcript {
+    char text[8192];
+    size_t len;
+} transcript;
+
+static void on_line(void *ctx, char dir, const char *line, size_t len)
+{
+    transcript *t = ctx;
+    int w = snprintf(t->text + t->len, sizeof t->text - t->len, "%c: %.*s\n", dir, (int)len, line);
+    if (w > 0 && (size_t)w < sizeof t->text - t->len) t->len += (size_t)w;
+}
+
+static sk_client_opts opts_for(const script_server *s, transcript *t)
+{
+    sk_client_opts o = {.host = "127.0.0.1",
+                        .port = s->port,
+                        .tls = SK_TLS_NONE,
+                        .helo_name = "client.test",
+                        .connect_timeout_ms = 10000,
+                        .greeting_timeout_ms = 10000,
+                        .command_timeout_ms = 10000,
+                        .transcript = on_line,
+                        .transcript_ctx = t};
+    return o;
+}
+
+#define EHLO_BASIC "S:250-mx.test", "S:250-8BITMIME", "S:250 SIZE 1000"
+
+/* Pipelined: one recipient refused, the message goes to the other. */
+static const char *const script_pipelined[] = {
+    "S:220 mx.test ESMTP",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250-PIPELINING",
+    "S:250-ENHANCEDSTATUSCODES",
+    "S:250-DSN",
+    "S:250 SIZE 1000",
+    "C:MAIL FROM:<a@x.test> SIZE=20 RET=HDRS ENVID=id+2B1",
+    "C:RCPT TO:<b@y.test> NOTIFY=FAILURE ORCPT=rfc822;b@y.test",
+    "C:RCPT TO:<c@y.test> NOTIFY=FAILURE ORCPT=rfc822;c@y.test",
+    "C:DATA",
+    "S:250 2.1.0 Ok",
+    "S:550 5.1.1 <b@y.test>: no such user",
+    "S:250 2.1.5 Ok",
+    "S:354 go ahead",
+    "D:Subject: t\r\n\r\n..dot\r\n",
+    "S:250 2.0.0 Ok: queued as Q1",
+    "C:QUIT",
+    "S:221 2.0.0 Bye",
+    NULL,
+};
+
+static void test_send_pipelined_partial(void **state)
+{
+    script_server s;
+    transcript t = {0};
+    server_start(&s, script_pipelined);
+    sk_client_opts o = opts_for(&s, &t);
+    sk_client *c = sk_client_new(&o);
+    assert_non_null(c);
+    sk_error err;
+    assert_int_equal(sk_client_connect(c, &err), SK_OK);
+    assert_string_equal(sk_client_remote_address(c), "127.0.0.1");
+    assert_int_equal(sk_client_extensions(c)->size_max, 1000);
+    assert_string_equal(sk_client_ext_param(c, "size"), "1000");
+    assert_string_equal(sk_client_ext_param(c, "PIPELINING"), "");
+    assert_null(sk_client_ext_param(c, "STARTTLS"));
+    const char *rcpts[] = {"b@y.test", "c@y.test"};
+    static const char msg[] = "Subject: t\r\n\r\n.dot\r\n";
+    sk_send_opts so = {
+        .dsn_ret = "HDRS", .dsn_envid = "id+1", .dsn_notify = "FAILURE", .dsn_orcpt = 1};
+    sk_send_result res;
+    assert_int_equal(sk_client_send(c, "a@x.test", rcpts, 2, msg, strlen(msg), &so, &res, &err),
+                     SK_OK);
+    assert_int_equal(res.sent, 1);
+    assert_int_equal(res.nrcpt, 2);
+    assert_int_equal(res.naccepted, 1);
+    assert_string_equal(res.rcpts[0].address, "b@y.test");
+    assert_int_equal(res.rcpts[0].accepted, 0);
+    assert_int_equal(res.rcpts[0].reply.code, 550);
+    assert_string_equal(res.rcpts[0].reply.enhanced, "5.1.1");
+    assert_int_equal(res.rcpts[1].accepted, 1);
+    assert_int_equal(res.data.code, 250);
+    assert_string_equal(res.queue_id, "Q1");
+    sk_send_result_free(&res);
+    assert_int_equal(sk_client_quit(c, &err), SK_OK);
+    sk_client_free(c);
+    server_finish(&s);
+    /* The transcript shows both sides, the message content not. */
+    assert_non_null(strstr(t.text, "C: MAIL FROM:<a@x.test>"));
+    assert_non_null(strstr(t.text, "S: 550 5.1.1 <b@y.test>: no such user"));
+    assert_null(strstr(t.text, "dot"));
+}
+
+/* Without PIPELINING, every recipient refused: RSET, error at RCPT; then
+ * a second transaction on the same connection works. */
+static const char *const script_all_refused[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    EHLO_BASIC,
+    "C:MAIL FROM:<> SIZE=4",
+    "S:250 ok",
+    "C:RCPT TO:<b@y.test>",
+    "S:450 4.2.0 mailbox busy",
+    "C:RCPT TO:<c@y.test>",
+    "S:550 5.1.1 unknown",
+    "C:RSET",
+    "S:250 ok",
+    "C:MAIL FROM:<a@x.test> SIZE=4",
+    "S:250 ok",
+    "C:RCPT TO:<d@y.test>",
+    "S:250 ok",
+    "C:DATA",
+    "S:354 go",
+    "D:hi\r\n",
+    "S:452 4.3.1 out of space",
+    "C:QUIT",
+    "S:221 bye",
+    NULL,
+};
+
+static void test_send_all_refused_then_again(void **state)
+{
+    script_server s;
+    transcript t = {0};
+    server_start(&s, script_all_refused);
+    sk_client_opts o = opts_for(&s, &t);
+    sk_client *c = sk_client_new(&o);
+    sk_error err;
+    assert_int_equal(sk_client_connect(c, &err), SK_OK);
+    const char *rcpts[] = {"b@y.test", "c@y.test"};
+    sk_send_result res;
+    assert_int_equal(sk_client_send(c, "", rcpts, 2, "hi\r\n", 4, NULL, &res, &err),
+                     SK_ERR_PERMFAIL);
+    assert_int_equal(err.step, SK_STEP_RCPT);
+    assert_int_equal(err.code, 550);
+    assert_int_equal(err.transient, 1); /* one refusal was 4xx */
+    assert_int_equal(res.naccepted, 0);
+    assert_int_equal(res.rcpts[0].reply.code, 450);
+    sk_send_result_free(&res);
+    const char *d[] = {"d@y.test"};
+    assert_int_equal(sk_client_send(c, "a@x.test", d, 1, "hi\r\n", 4, NULL, &res, &err),
+                     SK_ERR_TEMPFAIL);
+    assert_int_equal(err.step, SK_STEP_DATA);
+    assert_int_equal(err.code, 452);
+    assert_string_equal(err.enhanced, "4.3.1");
+    assert_string_equal(err.text, "out of space");
+    assert_int_equal(res.sent, 0);
+    sk_send_result_free(&res);
+    assert_int_equal(sk_client_quit(c, &err), SK_OK);
+    sk_client_free(c);
+    server_finish(&s);
+}
+
+/* Checks before sending: SIZE, SMTPUTF8, 8BITMIME; nothing goes out. */
+static const char *const script_preflight[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250 SIZE 10",
+    "C:QUIT",
+    "S:221 bye",
+    NULL,
+};
+
+static void test_send_preflight(void **state)
+{
+    script_server s;
+    transcript t = {0};
+    server_start(&s, script_preflight);
+    sk_client_opts o = opts_for(&s, &t);
+    sk_client *c = sk_client_new(&o);
+    sk_error err;
+    assert_int_equal(sk_client_connect(c, &err), SK_OK);
+    static const char *ascii[] = {"b@y.test"}, *utf8[] = {"zoë@y.test"};
+    static const struct {
+        const char *const *rcpts;
+        const char *data;
+        sk_err want;
+        sk_step step;
+    } cases[] = {
+        {ascii, "0123456789ab", SK_ERR_TOO_LONG, SK_STEP_MAIL},
+        {utf8, "x", SK_ERR_UNSUPPORTED, SK_STEP_MAIL},
+        {ascii, "\xc3\xa9", SK_ERR_UNSUPPORTED, SK_STEP_DATA},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_send_result res;
+        assert_int_equal(sk_client_send(c, "a@x.test", cases[i].rcpts, 1, cases[i].data,
+                                        strlen(cases[i].data), NULL, &res, &err),
+                         cases[i].want);
+        assert_int_equal(err.step, cases[i].step);
+        assert_int_equal(err.transient, 0);
+        sk_send_result_free(&res);
+    }
+    assert_int_equal(sk_client_quit(c, &err), SK_OK);
+    sk_client_free(c);
+    server_finish(&s);
+}
+
+/* What the server says instead of a usable greeting. */
+static const char *const script_http[] = {"R:HTTP/1.1 400 Bad Request\r\n\r\n", "X", NULL};
+static const char *const script_tls_bytes[] = {"R:\x16\x03\x01\x02\x00\x01", "X", NULL};
+static const char *const script_refused[] = {"S:554 5.7.1 go away", "C:QUIT", "S:221 bye", NULL};
+static const char *const script_plain_on_implicit[] = {"S:220 mx.test ESMTP", "W", NULL};
+static const char *const script_no_starttls[] = {"S:220 mx.test", "C:EHLO client.test", EHLO_BASIC,
+                                                 "X", NULL};
+static const char *const script_helo_fallback[] = {"S:220 old.test",    "C:EHLO client.test",
+                                                   "S:502 5.5.2 what?", "C:HELO client.test",
+                                                   "S:250 old.test",    "C:QUIT",
+                                                   "S:221 bye",         NULL};
+static const char *const script_auth_cleartext[] = {
+    "S:220 mx.test", "C:EHLO client.test", "S:250-mx.test", "S:250 AUTH PLAIN", "X", NULL};
+
+static const struct {
+    const char *name;
+    const char *const *script;
+    sk_tls_mode tls;
+    const char *user;
+    sk_err want;
+    sk_step step;
+    const char *text; /* part of err.text */
+} connect_cases[] = {
+    {"HTTP", script_http, SK_TLS_NONE, NULL, SK_ERR_PROTOCOL, SK_STEP_GREETING,
+     "not an SMTP server (HTTP)"},
+    {"TLS bytes", script_tls_bytes, SK_TLS_NONE, NULL, SK_ERR_PROTOCOL, SK_STEP_GREETING,
+     "sent TLS instead of an SMTP greeting"},
+    {"554 greeting", script_refused, SK_TLS_NONE, NULL, SK_ERR_PERMFAIL, SK_STEP_GREETING,
+     "go away"},
+    {"plain on implicit", script_plain_on_implicit, SK_TLS_IMPLICIT, NULL, SK_ERR_TLS, SK_STEP_TLS,
+     "spoke plain SMTP"},
+    {"STARTTLS missing", script_no_starttls, SK_TLS_STARTTLS, NULL, SK_ERR_UNSUPPORTED, SK_STEP_TLS,
+     "does not offer STARTTLS"},
+    {"HELO fallback", script_helo_fallback, SK_TLS_NONE, NULL, SK_OK, SK_STEP_NONE, ""},
+    {"AUTH without TLS", script_auth_cleartext, SK_TLS_NONE, "zoe", SK_ERR_CONFIG, SK_STEP_AUTH,
+     "without TLS"},
+};
+
+static void test_connect_cases(void **state)
+{
+    for (size_t i = 0; i < sizeof connect_cases / sizeof connect_cases[0]; i++) {
+        print_message("case %s\n", connect_cases[i].name);
+        script_server s;
+        transcript t = {0};
+        server_start(&s, connect_cases[i].script);
+        sk_client_opts o = opts_for(&s, &t);
+        o.tls = connect_cases[i].tls;
+        o.user = connect_cases[i].user;
+        o.password = "secret";
+        sk_client *c = sk_client_new(&o);
+        sk_error err;
+        sk_err e = sk_client_connect(c, &err);
+        assert_int_equal(e, connect_cases[i].want);
+        if (e) {
+            assert_int_equal(err.step, connect_cases[i].step);
+            assert_non_null(strstr(err.text, connect_cases[i].text));
+        } else {
+            assert_int_equal(sk_client_extensions(c)->esmtp, 0);
+            assert_int_equal(sk_client_quit(c, &err), SK_OK);
+        }
+        sk_client_free(c);
+        server_finish(&s);
+        assert_null(strstr(t.text, "secret"));
+    }
+}
+
+/* AUTH exchanges (allowed in the clear here), secrets masked on the
+ * transcript. CRAM-MD5 uses the RFC 2195 example. */
+static const char *const script_auth_plain[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250 AUTH LOGIN PLAIN",
+    "C:AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm",
+    "S:235 2.7.0 ok",
+    "X",
+    NULL,
+};
+static const char *const script_auth_cram[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250 AUTH LOGIN PLAIN CRAM-MD5",
+    "C:AUTH CRAM-MD5",
+    "S:334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+",
+    "C:dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw",
+    "S:235 ok",
+    "X",
+    NULL,
+};
+static const char *const script_auth_login_fail[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250 AUTH LOGIN",
+    "C:AUTH LOGIN",
+    "S:334 VXNlcm5hbWU6",
+    "C:dGlt",
+    "S:334 UGFzc3dvcmQ6",
+    "C:dGFuc3RhYWZ0YW5zdGFhZg==",
+    "S:535 5.7.8 Authentication credentials invalid",
+    "X",
+    NULL,
+};
+
+static const struct {
+    const char *name;
+    const char *const *script;
+    sk_err want;
+    sk_sasl_mech mech;
+} auth_cases[] = {
+    {"PLAIN", script_auth_plain, SK_OK, SK_SASL_PLAIN},
+    {"CRAM-MD5", script_auth_cram, SK_OK, SK_SASL_CRAM_MD5},
+    {"LOGIN refused", script_auth_login_fail, SK_ERR_AUTH, SK_SASL_NONE},
+};
+
+static void test_auth_cases(void **state)
+{
+    for (size_t i = 0; i < sizeof auth_cases / sizeof auth_cases[0]; i++) {
+        print_message("case %s\n", auth_cases[i].name);
+        script_server s;
+        transcript t = {0};
+        server_start(&s, auth_cases[i].script);
+        sk_client_opts o = opts_for(&s, &t);
+        o.user = "tim";
+        o.password = "tanstaaftanstaaf";
+        o.allow_plaintext_auth = 1;
+        sk_client *c = sk_client_new(&o);
+        sk_error err;
+        assert_int_equal(sk_client_connect(c, &err), auth_cases[i].want);
+        assert_int_equal(sk_client_auth_mech(c), auth_cases[i].mech);
+        if (auth_cases[i].want) {
+            assert_int_equal(err.step, SK_STEP_AUTH);
+            assert_int_equal(err.code, 535);
+            assert_string_equal(err.enhanced, "5.7.8");
+        }
+        sk_client_free(c);
+        server_finish(&s);
+        /* Neither the password nor its encodings appear on the transcript. */
+        assert_null(strstr(t.text, "AHRpbQB0"));
+        assert_null(strstr(t.text, "dGFuc3RhYWZ0"));
+        assert_null(strstr(t.text, "dGltIGI5"));
+        assert_non_null(strstr(t.text, "****"));
+    }
+}
+
+/* Steps out of order are refused; a connection refused is a connect
+ * error (the port of a listener we closed). */
+static void test_state_and_refused(void **state)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t sl = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &sl), 0);
+    close(fd);
+    sk_client_opts o = {.host = "localhost",
+                        .connect_address = "127.0.0.1",
+                        .port = ntohs(a.sin_port),
+                        .tls = SK_TLS_NONE};
+    sk_client *c = sk_client_new(&o);
+    sk_error err;
+    assert_int_equal(sk_client_ehlo(c, &err), SK_ERR_STATE);
+    assert_int_equal(sk_client_mail(c, "a@x", NULL, NULL, &err), SK_ERR_STATE);
+    assert_int_equal(sk_client_connect(c, &err), SK_ERR_CONNECT);
+    assert_int_equal(err.step, SK_STEP_CONNECT);
+    assert_int_equal(err.transient, 1);
+    sk_client_free(c);
+    assert_null(sk_client_new(&(sk_client_opts){.host = NULL}));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stuff),
+        cmocka_unit_test(test_parse_ehlo),
+        cmocka_unit_test(test_queue_id_and_xtext),
+        cmocka_unit_test(test_send_pipelined_partial),
+        cmocka_unit_test(test_send_all_refused_then_again),
+        cmocka_unit_test(test_send_preflight),
+        cmocka_unit_test(test_connect_cases),
+        cmocka_unit_test(test_auth_cases),
+        cmocka_unit_test(test_state_and_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

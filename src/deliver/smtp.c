@@ -50,7 +50,10 @@ typedef struct relay {
     int pipe_fd[2];
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    /* Idle workers wait on warm (they hold a connection) or cold; a new
+     * job wakes a warm one first so that connections are reused. */
+    pthread_cond_t warm, cold;
+    size_t warm_waiting, cold_waiting;
     relay_job *pending, *pending_tail;
     relay_job *finished;
     uint64_t generation;
@@ -81,9 +84,11 @@ static char *received_header(const relay *r, const sk_delivery *job)
     sk_time_rfc5322((int64_t)time(NULL), date);
     const char *peer = env->peer ? env->peer : "unknown";
     sk_buf b = SK_BUF_INIT(4096);
-    sk_err e = sk_buf_printf(&b, "Received: from %s ([%s])\r\n\tby %s (SMTPKit) with %s id %s",
+    sk_err e = sk_buf_printf(&b, "Received: from %s ([%s])\r\n\tby %s with %s",
                              env->helo && *env->helo ? env->helo : "unknown", peer, r->helo_name,
-                             sk_spool_envelope_protocol(env), job->queue_id);
+                             sk_spool_envelope_protocol(env));
+    if (!e && env->tls) e = sk_buf_printf(&b, " (%s)", env->tls);
+    if (!e) e = sk_buf_printf(&b, " id %s", job->queue_id);
     /* Naming the recipient is only safe when there is one (RFC 5321 7.2). */
     if (!e && job->nrcpts == 1) e = sk_buf_printf(&b, "\r\n\tfor <%s>", job->rcpts[0].addr);
     if (!e) e = sk_buf_printf(&b, ";\r\n\t%s\r\n", date);
@@ -280,7 +285,9 @@ static void *worker(void *arg)
                     until.tv_sec++;
                     until.tv_nsec -= 1000000000L;
                 }
-                int rc = pthread_cond_timedwait(&r->cv, &r->mu, &until);
+                r->warm_waiting++;
+                int rc = pthread_cond_timedwait(&r->warm, &r->mu, &until);
+                r->warm_waiting--;
                 if (rc == ETIMEDOUT && !r->pending && !r->stopping) {
                     /* Idle for long enough: say goodbye properly. */
                     pthread_mutex_unlock(&r->mu);
@@ -289,7 +296,9 @@ static void *worker(void *arg)
                     pthread_mutex_lock(&r->mu);
                 }
             } else {
-                pthread_cond_wait(&r->cv, &r->mu);
+                r->cold_waiting++;
+                pthread_cond_wait(&r->cold, &r->mu);
+                r->cold_waiting--;
             }
             continue;
         }
@@ -386,7 +395,7 @@ static void relay_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_d
     else
         r->pending = j;
     r->pending_tail = j;
-    pthread_cond_signal(&r->cv);
+    pthread_cond_signal(r->warm_waiting ? &r->warm : &r->cold);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -413,7 +422,8 @@ static void relay_free(sk_transport *t)
     relay_cancel(t);
     pthread_mutex_lock(&r->mu);
     r->stopping = true;
-    pthread_cond_broadcast(&r->cv);
+    pthread_cond_broadcast(&r->warm);
+    pthread_cond_broadcast(&r->cold);
     pthread_mutex_unlock(&r->mu);
     bool all_joined = true;
     for (size_t i = 0; i < r->nthreads; i++) {
@@ -441,7 +451,8 @@ static void relay_free(sk_transport *t)
     if (r->pipe_fd[0] >= 0) close(r->pipe_fd[0]);
     if (r->pipe_fd[1] >= 0) close(r->pipe_fd[1]);
     pthread_mutex_destroy(&r->mu);
-    pthread_cond_destroy(&r->cv);
+    pthread_cond_destroy(&r->warm);
+    pthread_cond_destroy(&r->cold);
     sk_free(r->threads);
     sk_free(r->host);
     sk_free(r->helo_name);
@@ -468,7 +479,8 @@ sk_transport *sk_smtp_transport_new(const sk_smtp_transport_opts *o, struct even
     r->log = o->log;
     r->base = base;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
+    pthread_cond_init(&r->warm, NULL);
+    pthread_cond_init(&r->cold, NULL);
     size_t n = o->workers ? o->workers : SK_RELAY_WORKERS_DEFAULT;
     r->threads = sk_calloc(n, sizeof *r->threads);
     if (!r->host || !r->helo_name || !r->threads || pipe2(r->pipe_fd, O_NONBLOCK | O_CLOEXEC)) {

@@ -81,12 +81,20 @@ class _UDP(socketserver.BaseRequestHandler):
     def handle(self):
         data, sock = self.request
         out = self.server.zone.answer(data)
-        if out is not None:
-            sock.sendto(out, self.client_address)
+        if out is None:
+            return
+        if len(out) > 512:
+            # RFC 1035 4.2.1: over UDP at most 512 octets; set TC so the
+            # client asks again over TCP (we ignore EDNS on purpose).
+            reply = DNSRecord.parse(data).reply()
+            reply.header.tc = 1
+            out = reply.pack()
+        sock.sendto(out, self.client_address)
 
 
 class _TCP(socketserver.BaseRequestHandler):
     def handle(self):
+        self.server.connections += 1
         # RFC 1035 4.2.2: each message is preceded by its two-octet length.
         self.request.settimeout(5)
         while True:
@@ -146,6 +154,7 @@ class DNSTestServer:
             raise RuntimeError("no port free for both UDP and TCP")
         self.udp, self.tcp, self.port = udp, tcp, port
         self.udp.zone = self.tcp.zone = self.zone
+        self.tcp.connections = 0
         self.threads = []
 
     @property
@@ -154,8 +163,12 @@ class DNSTestServer:
         return ("[%s]:%d" if ":" in self.host else "%s:%d") % (self.host, self.port)
 
     def queries(self):
+        """(name, type) of every query received, over UDP and TCP."""
         with self.zone.lock:
             return list(self.zone.queries)
+
+    def tcp_connections(self):
+        return self.tcp.connections
 
     def start(self):
         for srv in (self.udp, self.tcp):

@@ -1,0 +1,295 @@
+/* Unit tests for src/dns: null MX detection and MX ordering (tables, with
+ * an injected random function), and the evented resolver against a DNS
+ * server on loopback (tests/integration/dns_server.py). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <smtpkit/dns.h>
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void test_null_mx(void **state)
+{
+    static const struct {
+        sk_mx_record r[3];
+        size_t n;
+        int is_null;
+    } cases[] = {
+        {{{0, ""}}, 1, 1},
+        {{{0, "."}}, 1, 1},
+        {{{10, "."}}, 1, 0}, /* RFC 7505 3: preference 0 only */
+        {{{0, "mx.example.org"}}, 1, 0},
+        {{{0, "."}, {10, "mx.example.org"}}, 2, 0}, /* not a single record */
+        {{{0}}, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (sk_mx_is_null(cases[i].r, cases[i].n) != cases[i].is_null) fail_msg("case %zu", i);
+}
+
+/* A scripted random source that records the ranges it was asked for. */
+typedef struct script {
+    const size_t *values;
+    size_t next;
+    size_t asked[16];
+    size_t nasked;
+} script;
+
+static size_t scripted(void *ctx, size_t n)
+{
+    script *s = ctx;
+    assert_true(n > 1);
+    if (s->nasked < 16) s->asked[s->nasked++] = n;
+    return s->values[s->next++] % n;
+}
+
+static void test_mx_order(void **state)
+{
+    static const size_t zeros[16] = {0};
+    static const size_t last[16] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static const struct {
+        const char *in; /* "pref:host ..." */
+        const size_t *rnd;
+        const char *out;   /* hosts in order */
+        const char *asked; /* ranges asked of the random source */
+    } cases[] = {
+        /* Sorted by preference; the order among equals is the server's when
+         * the random picks keep it... */
+        {"20:c 10:a 30:d", zeros, "a c d", ""},
+        /* Fisher-Yates from the end: range 2 picks 0 -> swap b and a. */
+        {"10:a 10:b", zeros, "b a", "2"},
+        {"10:a 10:b", last, "a b", "2"},
+        /* Each group of equal preference is shuffled on its own. */
+        {"10:a 10:b 20:c 20:d 20:e 5:z", zeros, "z b a d e c", "2 3 2"},
+        {"10:a 20:b 30:c", zeros, "a b c", ""},
+        {"", zeros, "", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_mx_record recs[8];
+        char buf[128], names[8][8];
+        size_t n = 0;
+        snprintf(buf, sizeof buf, "%s", cases[i].in);
+        for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " ")) {
+            unsigned pref;
+            assert_int_equal(sscanf(tok, "%u:%7s", &pref, names[n]), 2);
+            recs[n] = (sk_mx_record){pref, names[n]};
+            n++;
+        }
+        script s = {.values = cases[i].rnd};
+        sk_mx_order(recs, n, scripted, &s);
+        char got[128] = "", asked[64] = "";
+        for (size_t k = 0; k < n; k++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", k ? " " : "",
+                     recs[k].host);
+        for (size_t k = 0; k < s.nasked; k++)
+            snprintf(asked + strlen(asked), sizeof asked - strlen(asked), "%s%zu", k ? " " : "",
+                     s.asked[k]);
+        if (strcmp(got, cases[i].out) != 0 || strcmp(asked, cases[i].asked) != 0)
+            fail_msg("case %zu: got \"%s\" asked \"%s\"", i, got, asked);
+    }
+}
+
+/* Preferences stay sorted whatever the random source says. */
+static void test_mx_order_default_random(void **state)
+{
+    sk_mx_record recs[6] = {{30, "f"}, {10, "a"}, {20, "c"}, {10, "b"}, {20, "d"}, {30, "e"}};
+    for (int round = 0; round < 50; round++) {
+        sk_mx_order(recs, 6, NULL, NULL);
+        for (size_t k = 1; k < 6; k++) assert_true(recs[k - 1].preference <= recs[k].preference);
+    }
+}
+
+static void test_status_names(void **state)
+{
+    assert_string_equal(sk_route_status_name(SK_ROUTE_NULL_MX), "null-mx");
+    assert_string_equal(sk_route_status_name(SK_ROUTE_TEMPFAIL), "tempfail");
+    assert_string_equal(sk_dns_status_name(SK_DNS_NXDOMAIN), "nxdomain");
+    sk_error err;
+    struct event_base *base = event_base_new();
+    static const char *const bad[] = {"not-an-ip", "1.2.3.4:x", "127.0.0.1:53,127.0.0.2:53"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_null(sk_resolver_new(base, bad[i], &err));
+        assert_int_equal(err.err, SK_ERR_CONFIG);
+    }
+    event_base_free(base);
+}
+
+/* ---- the evented resolver against dns_server.py ---- */
+
+static const char zone[] =
+    "{\"multi.test\": {\"MX\": [[20, \"mx2.multi.test\"], [10, \"mx1.multi.test\"]]},"
+    " \"mx1.multi.test\": {\"A\": [\"127.0.0.1\"], \"AAAA\": [\"::1\"]},"
+    " \"mx2.multi.test\": {\"A\": [\"127.0.0.2\"]},"
+    " \"null.test\": {\"MX\": [[0, \".\"]]},"
+    " \"txt.test\": {\"TXT\": [\"v=spf1 -all\"]},"
+    " \"dangling.test\": {\"MX\": [[10, \"nowhere.test\"]]}}";
+
+typedef struct server {
+    pid_t pid;
+    char addr[64];
+} server;
+
+static int start_server(void **state)
+{
+    static server srv;
+    const char *src = getenv("SK_SOURCE_DIR");
+    assert_non_null(src);
+    char prog[4096], zpath[] = "/tmp/sk-zone-XXXXXX";
+    snprintf(prog, sizeof prog, "%s/tests/integration/dns_server.py", src);
+    int fd = mkstemp(zpath);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, zone, strlen(zone)), (ssize_t)strlen(zone));
+    close(fd);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    srv.pid = fork();
+    assert_true(srv.pid >= 0);
+    if (srv.pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        execl("/usr/bin/python3", "python3", prog, zpath, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    /* The server prints its port once it listens (or exits on failure). */
+    char line[32] = "";
+    size_t n = 0;
+    while (n < sizeof line - 1 && read(p[0], line + n, 1) == 1 && line[n] != '\n') n++;
+    line[n] = '\0';
+    close(p[0]);
+    unlink(zpath);
+    if (atoi(line) <= 0) {
+        kill(srv.pid, SIGKILL);
+        waitpid(srv.pid, NULL, 0);
+        fail_msg("dns_server.py did not start");
+    }
+    snprintf(srv.addr, sizeof srv.addr, "127.0.0.1:%d", atoi(line));
+    *state = &srv;
+    return 0;
+}
+
+static int stop_server(void **state)
+{
+    server *srv = *state;
+    kill(srv->pid, SIGTERM);
+    waitpid(srv->pid, NULL, 0);
+    return 0;
+}
+
+typedef struct results {
+    sk_resolver *res;
+    int routes, lookups;
+    char text[2048];
+} results;
+
+static void collect_route(void *ctx, sk_route *rt)
+{
+    results *r = ctx;
+    size_t len = strlen(r->text);
+    snprintf(r->text + len, sizeof r->text - len, "%s=%s", rt->domain,
+             sk_route_status_name(rt->status));
+    for (size_t i = 0; i < rt->nhosts; i++) {
+        len = strlen(r->text);
+        snprintf(r->text + len, sizeof r->text - len, " %u:%s", rt->hosts[i].preference,
+                 rt->hosts[i].name);
+        for (size_t k = 0; k < rt->hosts[i].naddrs; k++) {
+            len = strlen(r->text);
+            snprintf(r->text + len, sizeof r->text - len, ",%s", rt->hosts[i].addrs[k].ip);
+        }
+    }
+    len = strlen(r->text);
+    snprintf(r->text + len, sizeof r->text - len, "%s;", rt->permanent ? " permanent" : "");
+    r->routes++;
+    sk_route_free(rt);
+}
+
+static void collect_lookup(void *ctx, const sk_dns_result *res)
+{
+    results *r = ctx;
+    r->lookups++;
+    assert_string_equal(res->name, "txt.test");
+    assert_int_equal(res->status, SK_DNS_OK);
+    assert_int_equal(res->count, 1);
+    assert_string_equal(res->values[0], "v=spf1 -all");
+}
+
+/* Several lookups in flight on one loop; results in completion order are
+ * sorted by the test into a fixed string. */
+static void test_resolver_concurrent(void **state)
+{
+    server *srv = *state;
+    struct event_base *base = event_base_new();
+    sk_error err;
+    results r = {0};
+    r.res = sk_resolver_new(base, srv->addr, &err);
+    assert_non_null(r.res);
+    static const char *const domains[] = {"multi.test", "null.test", "nx.test", "dangling.test"};
+    results per[4];
+    memset(per, 0, sizeof per);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(sk_resolver_mx(r.res, domains[i], collect_route, &per[i]), SK_OK);
+    assert_int_equal(sk_resolver_lookup(r.res, "txt.test", SK_DNS_TXT, collect_lookup, &r), SK_OK);
+    event_base_dispatch(base);
+    assert_string_equal(
+        per[0].text, "multi.test=ok 10:mx1.multi.test,127.0.0.1,::1 20:mx2.multi.test,127.0.0.2;");
+    assert_string_equal(per[1].text, "null.test=null-mx permanent;");
+    assert_string_equal(per[2].text, "nx.test=nxdomain permanent;");
+    assert_string_equal(per[3].text, "dangling.test=no-address permanent;");
+    assert_int_equal(r.lookups, 1);
+    sk_resolver_free(r.res);
+    event_base_free(base);
+}
+
+static void free_in_callback(void *ctx, sk_route *rt)
+{
+    results *r = ctx;
+    r->routes++;
+    sk_route_free(rt);
+    sk_resolver_free(r->res); /* deferred until the callback returns */
+}
+
+static void must_not_run(void *ctx, sk_route *rt)
+{
+    fail_msg("callback of a cancelled lookup ran");
+}
+
+/* Freeing the resolver from a callback cancels the rest without calling
+ * their callbacks; freeing with lookups pending does too. */
+static void test_resolver_free(void **state)
+{
+    server *srv = *state;
+    struct event_base *base = event_base_new();
+    results r = {0};
+    r.res = sk_resolver_new(base, srv->addr, NULL);
+    assert_non_null(r.res);
+    assert_int_equal(sk_resolver_mx(r.res, "nx.test", free_in_callback, &r), SK_OK);
+    event_base_dispatch(base);
+    assert_int_equal(r.routes, 1);
+
+    sk_resolver *res = sk_resolver_new(base, srv->addr, NULL);
+    assert_int_equal(sk_resolver_mx(res, "multi.test", must_not_run, NULL), SK_OK);
+    sk_resolver_free(res);
+    event_base_dispatch(base); /* nothing left to run */
+    event_base_free(base);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_null_mx),
+        cmocka_unit_test(test_mx_order),
+        cmocka_unit_test(test_mx_order_default_random),
+        cmocka_unit_test(test_status_names),
+        cmocka_unit_test_setup_teardown(test_resolver_concurrent, start_server, stop_server),
+        cmocka_unit_test_setup_teardown(test_resolver_free, start_server, stop_server),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -62,6 +62,16 @@
 /* Commands that make no progress (errors, NOOP, RSET, VRFY, HELP) before
  * the session is closed with 421. */
 #define SK_SERVER_MAX_IDLE_COMMANDS_DEFAULT 20
+/* Server command lines (RFC 5321 4.5.3.1.4: 512 octets with CRLF). The
+ * extensions we offer add to MAIL and RCPT: RFC 1870 6 SIZE 26, RFC 3461 4
+ * DSN 100 (MAIL) and 500 (RCPT), RFC 4954 5 AUTH= 500, RFC 6710 MT-PRIORITY
+ * 16, RFC 6152 BODY= and RFC 6531 SMTPUTF8 together 24; the sum is then
+ * capped at SK_SMTP_LINE_MAX_OCTETS. */
+#define SK_SERVER_MAIL_EXT_OCTETS (26 + 100 + 500 + 16 + 24)
+#define SK_SERVER_RCPT_EXT_OCTETS 500
+/* Early talkers: how long the server waits before its banner; a client
+ * that talks meanwhile is dropped (RFC 5321 4.3.1). 0: no wait. */
+#define SK_SERVER_GREETING_DELAY_MS_DEFAULT 0
 /* Failed AUTH attempts per client address before AUTH is refused. */
 #define SK_SERVER_AUTH_FAILURES_MAX 5
 #define SK_SERVER_AUTH_THROTTLE_MS  (60 * 1000)
@@ -89,6 +99,5 @@
 /* Classification rules file: line length and rule count. */
 #define SK_RULES_LINE_MAX_OCTETS 1024
 #define SK_RULES_MAX             1000
-
 
 #endif

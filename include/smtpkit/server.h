@@ -139,6 +139,11 @@ size_t sk_server_sessions(const sk_server *srv);
  * sessions in flight keep theirs. On error nothing changes. */
 SK_NODISCARD sk_err sk_server_reload(sk_server *srv, const sk_server_opts *o, sk_error *err);
 struct event_base *sk_server_base(const sk_server *srv);
+/* Conveniences for programs that do not use libevent themselves: call fn
+ * once after ms milliseconds, on the server's loop; and stop gracefully
+ * (sk_server_stop) when signal signum arrives. */
+SK_NODISCARD sk_err sk_server_after(sk_server *srv, unsigned ms, void (*fn)(void *ctx), void *ctx);
+SK_NODISCARD sk_err sk_server_stop_on_signal(sk_server *srv, int signum);
 
 /* Session accessors. Strings are owned by the session. */
 const char *sk_session_id(const sk_session *s);

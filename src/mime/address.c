@@ -284,7 +284,7 @@ static sk_err phrase_text(const lexer *lx, size_t from, size_t to, sk_buf *out)
         }
     }
     sk_buf_free(&run);
-    if (!e) e = sk_buf_reserve(out, 0);
+    if (!e) e = sk_buf_append(out, "", 0);
     return e;
 }
 
@@ -487,7 +487,7 @@ static sk_err parse_lenient(const char *s, size_t n, sk_mailbox *out, const char
             e = SK_ERR_SYNTAX;
         }
     }
-    if (!e) e = sk_buf_reserve(&name, 0);
+    if (!e) e = sk_buf_append(&name, "", 0);
     if (!e) {
         out->name = sk_buf_detach(&name, NULL);
         out->addr = sk_buf_detach(&addr, NULL);

@@ -342,7 +342,7 @@ sk_err sk_mime_decode_words(sk_buf *out, const char *s, size_t n)
 {
     size_t i = 0;
     bool after_word = false;
-    sk_err e = sk_buf_reserve(out, 0);
+    sk_err e = sk_buf_append(out, "", 0);
     while (!e && i < n) {
         if (s[i] == '=' && i + 1 < n && s[i + 1] == '?') {
             size_t used = 0;

@@ -608,10 +608,15 @@ static void write_param(sk_hdr_writer *w, const char *attr, const char *value)
         return;
     }
     static const char hex[] = "0123456789ABCDEF";
+    size_t encoded = 0;
+    for (size_t j = 0; j < n; j++) encoded += attr_char((unsigned char)value[j]) ? 1 : 3;
+    /* One section when it fits on a line, else numbered ones (RFC 2231 3). */
+    bool one = strlen(attr) + strlen("*=UTF-8''") + encoded + 1 <= SK_MIME_LINE_SOFT_OCTETS - 2;
     size_t i = 0;
     for (int section = 0; i < n && !w->err; section++) {
         sk_buf_reset(&tok);
-        sk_err e = sk_buf_printf(&tok, "%s*%d*=%s", attr, section, section ? "" : "UTF-8''");
+        sk_err e = one ? sk_buf_printf(&tok, "%s*=UTF-8''", attr)
+                       : sk_buf_printf(&tok, "%s*%d*=%s", attr, section, section ? "" : "UTF-8''");
         /* Whole UTF-8 sequences per section, so each decodes on its own. */
         while (!e && i < n) {
             size_t k = sk_mime_utf8_seq_len(value + i, n - i);

@@ -37,6 +37,7 @@ sk_err sk_sasl_server_login(const char *b64, size_t n, sk_buf *out)
 {
     sk_buf_reset(out);
     sk_err e = sk_base64_decode(out, b64, n);
+    if (!e) e = sk_buf_append(out, "", 0); /* NUL-terminated even when empty */
     if (e) return e;
     if (out->len && memchr(out->data, '\0', out->len)) return SK_ERR_SYNTAX;
     return SK_OK;

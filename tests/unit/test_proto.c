@@ -1,0 +1,286 @@
+/* Unit tests for src/proto server-side parsing: verbs, paths, MAIL and RCPT
+ * parameters, xtext, HELO arguments. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <smtpkit/smtpkit.h>
+#include <string.h>
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static void test_cmd_parse(void **state)
+{
+    static const struct {
+        const char *line;
+        sk_cmd_verb verb;
+        const char *args; /* NULL: MAIL/RCPT without FROM:/TO: */
+    } cases[] = {
+        {"EHLO mx.example.org", SK_CMD_EHLO, "mx.example.org"},
+        {"ehlo x", SK_CMD_EHLO, "x"},
+        {"HeLo x", SK_CMD_HELO, "x"},
+        {"MAIL FROM:<a@b.example>", SK_CMD_MAIL, "<a@b.example>"},
+        {"mail from: <a@b.example> SIZE=10", SK_CMD_MAIL, "<a@b.example> SIZE=10"},
+        {"MAIL TO:<a@b.example>", SK_CMD_MAIL, NULL},
+        {"MAIL", SK_CMD_MAIL, NULL},
+        {"RCPT TO:<postmaster>", SK_CMD_RCPT, "<postmaster>"},
+        {"RCPT FROM:<a@b>", SK_CMD_RCPT, NULL},
+        {"DATA", SK_CMD_DATA, ""},
+        {"BDAT 10 LAST", SK_CMD_BDAT, "10 LAST"},
+        {"QUIT", SK_CMD_QUIT, ""},
+        {"STARTTLS", SK_CMD_STARTTLS, ""},
+        {"AUTH PLAIN AGFiAGM=", SK_CMD_AUTH, "PLAIN AGFiAGM="},
+        {"NOOP anything", SK_CMD_NOOP, "anything"},
+        {"MAILX FROM:<a@b>", SK_CMD_UNKNOWN, ""},
+        {"GET / HTTP/1.1", SK_CMD_UNKNOWN, ""},
+        {"", SK_CMD_UNKNOWN, ""},
+        {"QUIT:", SK_CMD_UNKNOWN, ""},
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        const char *args = "unset";
+        sk_cmd_verb v = sk_cmd_parse(cases[i].line, &args);
+        assert_int_equal(v, cases[i].verb);
+        if (cases[i].args)
+            assert_string_equal(args, cases[i].args);
+        else
+            assert_null(args);
+    }
+    assert_string_equal(sk_cmd_name(SK_CMD_STARTTLS), "STARTTLS");
+    assert_string_equal(sk_cmd_name(SK_CMD_UNKNOWN), "");
+}
+
+static void test_path_parse(void **state)
+{
+    static const struct {
+        const char *in;
+        unsigned flags;
+        sk_err err;
+        const char *mailbox, *local, *domain, *rest;
+        int utf8;
+    } cases[] = {
+        {"<a@b.example>", 0, SK_OK, "a@b.example", "a", "b.example", "", 0},
+        {"<a.b+tag@sub.b-c.example> X", 0, SK_OK, "a.b+tag@sub.b-c.example", "a.b+tag",
+         "sub.b-c.example", " X", 0},
+        {"<\"john doe\"@b.example>", 0, SK_OK, "\"john doe\"@b.example", "\"john doe\"",
+         "b.example", "", 0},
+        {"<\"a\\\"b\"@x.example>", 0, SK_OK, "\"a\\\"b\"@x.example", "\"a\\\"b\"", "x.example", "",
+         0},
+        /* RFC 5321 C: source routes are accepted and dropped. */
+        {"<@relay.example,@r2.example:u@d.example>", 0, SK_OK, "u@d.example", "u", "d.example", "",
+         0},
+        {"<u@[192.0.2.1]>", 0, SK_OK, "u@[192.0.2.1]", "u", "[192.0.2.1]", "", 0},
+        {"<u@[IPv6:2001:db8::1]>", 0, SK_OK, "u@[IPv6:2001:db8::1]", "u", "[IPv6:2001:db8::1]", "",
+         0},
+        {"<>", SK_PATH_NULL_OK, SK_OK, "", "", "", "", 0},
+        {"<>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<Postmaster>", SK_PATH_POSTMASTER_OK, SK_OK, "Postmaster", "Postmaster", "", "", 0},
+        {"<postmaster>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        /* RFC 6531 3.3: UTF-8 only when SMTPUTF8 is in effect. */
+        {"<j\xc3\xb6rg@m\xc3\xbcller.example>", SK_PATH_UTF8_OK, SK_OK,
+         "j\xc3\xb6rg@m\xc3\xbcller.example", "j\xc3\xb6rg", "m\xc3\xbcller.example", "", 1},
+        {"<j\xc3\xb6rg@example.org>", 0, SK_ERR_UNSUPPORTED, NULL, NULL, NULL, NULL, 0},
+        {"<j\xc3@example.org>", SK_PATH_UTF8_OK, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<a@b", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"a@b.example", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<a@>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<@b.example>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<a..b@c.example>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<.a@c.example>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<a b@c.example>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<a@-c.example>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<a@c-.example>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<a@c..example>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<a@[300.1.1.1]>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<a@b.example\r>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<\"unterminated@b.example>", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        {"<a@b.example", 0, SK_ERR_SYNTAX, NULL, NULL, NULL, NULL, 0},
+        /* RFC 5321 4.5.3.1.1: local part at most 64 octets. */
+        {"<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.example>", 0,
+         SK_ERR_TOO_LONG, NULL, NULL, NULL, NULL, 0},
+        {"<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.example>", 0, SK_OK,
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.example",
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "b.example", "", 0},
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        sk_path p;
+        const char *end = NULL;
+        sk_err e = sk_path_parse(cases[i].in, cases[i].flags, &p, &end);
+        if (e != cases[i].err)
+            fail_msg("case %zu (%s): got %d want %d", i, cases[i].in, e, cases[i].err);
+        if (e) continue;
+        assert_string_equal(p.mailbox, cases[i].mailbox);
+        assert_string_equal(p.local, cases[i].local);
+        assert_string_equal(p.domain, cases[i].domain);
+        assert_string_equal(end, cases[i].rest);
+        assert_int_equal(p.utf8, cases[i].utf8);
+    }
+}
+
+static void test_label_too_long(void **state)
+{
+    char in[128] = "<a@";
+    memset(in + 3, 'x', 64);
+    strcpy(in + 67, ".example>");
+    sk_path p;
+    const char *end;
+    assert_int_equal(sk_path_parse(in, 0, &p, &end), SK_ERR_SYNTAX);
+    memmove(in + 3, in + 4, strlen(in + 4) + 1); /* a 63-octet label is fine */
+    assert_int_equal(sk_path_parse(in, 0, &p, &end), SK_OK);
+}
+
+#define ALL_EXT                                                                                    \
+    (SK_EXT_SIZE | SK_EXT_8BITMIME | SK_EXT_SMTPUTF8 | SK_EXT_DSN | SK_EXT_MT_PRIORITY |           \
+     SK_EXT_AUTH)
+
+static void test_parse_mail(void **state)
+{
+    static const struct {
+        const char *args;
+        unsigned ext;
+        int code; /* 0: accepted */
+        const char *enh;
+    } cases[] = {
+        {"<a@b.example>", ALL_EXT, 0, NULL},
+        {"<>", ALL_EXT, 0, NULL},
+        {"<a@b.example> SIZE=1000 BODY=8BITMIME", ALL_EXT, 0, NULL},
+        {"<a@b.example> size=1000 body=7bit", ALL_EXT, 0, NULL},
+        {"<a@b.example> RET=HDRS ENVID=QQ314159", ALL_EXT, 0, NULL},
+        {"<a@b.example> MT-PRIORITY=-3", ALL_EXT, 0, NULL},
+        {"<a@b.example> AUTH=<>", ALL_EXT, 0, NULL},
+        {"<a@b.example> AUTH=e+3Dmc2@example.com", ALL_EXT, 0, NULL},
+        {"<j\xc3\xb6rg@example.org> SMTPUTF8", ALL_EXT, 0, NULL},
+        {"<j\xc3\xb6rg@example.org>", ALL_EXT, 553, "5.6.7"},
+        {"<j\xc3\xb6rg@example.org> SMTPUTF8", ALL_EXT & ~SK_EXT_SMTPUTF8, 553, "5.6.7"},
+        {"a@b.example", ALL_EXT, 501, "5.5.4"},
+        {NULL, ALL_EXT, 501, "5.5.4"},
+        {"<a@@b.example>", ALL_EXT, 553, "5.1.7"},
+        {"<a@b.example> FOO=BAR", ALL_EXT, 555, "5.5.4"},
+        {"<a@b.example> SIZE=10", 0, 555, "5.5.4"}, /* HELO session: no extensions */
+        {"<a@b.example> SIZE=abc", ALL_EXT, 501, "5.5.4"},
+        {"<a@b.example> SIZE=1 SIZE=2", ALL_EXT, 501, "5.5.4"},
+        {"<a@b.example> BODY=BINARYMIME", ALL_EXT, 501, "5.5.4"},
+        {"<a@b.example> RET=ALL", ALL_EXT, 501, "5.5.4"},
+        {"<a@b.example> ENVID=a=b", ALL_EXT, 501, "5.5.4"},
+        {"<a@b.example> MT-PRIORITY=10", ALL_EXT, 501, "5.5.4"},
+        {"<a@b.example> MT-PRIORITY=", ALL_EXT, 501, "5.5.4"},
+        {"<a@b.example> SMTPUTF8=yes", ALL_EXT, 501, "5.5.4"},
+        {"<a@b.example>SIZE=1", ALL_EXT, 501, "5.5.4"},
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        sk_path from;
+        sk_mail_params mp;
+        sk_reply why = {0};
+        sk_err e = sk_proto_parse_mail(cases[i].args, cases[i].ext, &from, &mp, &why);
+        if (!cases[i].code) {
+            if (e != SK_OK) fail_msg("case %zu: %d %s %s", i, why.code, why.enhanced, why.text);
+            continue;
+        }
+        if (e == SK_OK) fail_msg("case %zu (%s) accepted", i, cases[i].args);
+        assert_int_equal(why.code, cases[i].code);
+        assert_string_equal(why.enhanced, cases[i].enh);
+    }
+}
+
+static void test_mail_values(void **state)
+{
+    sk_path from;
+    sk_mail_params mp;
+    sk_reply why;
+    assert_int_equal(sk_proto_parse_mail("<a@b.example> SIZE=99999999999999999999 BODY=8BITMIME "
+                                         "SMTPUTF8 RET=FULL ENVID=x+2By MT-PRIORITY=+4 AUTH=<>",
+                                         ALL_EXT, &from, &mp, &why),
+                     SK_OK);
+    assert_true(mp.has_size);
+    assert_true(mp.size == UINT64_MAX); /* overflow reads as "too big" */
+    assert_int_equal(mp.body, SK_BODY_8BITMIME);
+    assert_true(mp.smtputf8);
+    assert_int_equal(mp.ret, SK_DSN_RET_FULL);
+    assert_string_equal(mp.envid, "x+2By");
+    assert_true(mp.has_priority);
+    assert_int_equal(mp.priority, 4);
+    assert_string_equal(mp.auth, "<>");
+    assert_string_equal(from.mailbox, "a@b.example");
+}
+
+static void test_parse_rcpt(void **state)
+{
+    static const struct {
+        const char *args;
+        int smtputf8;
+        int code;
+        unsigned notify;
+        const char *orcpt;
+    } cases[] = {
+        {"<b@c.example>", 0, 0, 0, ""},
+        {"<postmaster>", 0, 0, 0, ""},
+        {"<b@c.example> NOTIFY=SUCCESS,FAILURE", 0, 0,
+         SK_DSN_NOTIFY_SUCCESS | SK_DSN_NOTIFY_FAILURE, ""},
+        {"<b@c.example> NOTIFY=never", 0, 0, SK_DSN_NOTIFY_NEVER, ""},
+        {"<b@c.example> ORCPT=rfc822;b+40c.example", 0, 0, 0, "rfc822;b+40c.example"},
+        {"<b@c.example> NOTIFY=NEVER,DELAY", 0, 501, 0, NULL},
+        {"<b@c.example> NOTIFY=SUCCESS,", 0, 501, 0, NULL},
+        {"<b@c.example> NOTIFY=SUCCESS,SUCCESS", 0, 501, 0, NULL},
+        {"<b@c.example> NOTIFY=SOMETIMES", 0, 501, 0, NULL},
+        {"<b@c.example> ORCPT=b@c.example", 0, 501, 0, NULL},
+        {"<b@c.example> ORCPT=rfc822;", 0, 501, 0, NULL},
+        {"<b@c.example> SIZE=10", 0, 555, 0, NULL},
+        {"<>", 0, 553, 0, NULL},
+        {"<b@c..example>", 0, 553, 0, NULL},
+        {"<\xc3\xa9@c.example>", 0, 553, 0, NULL},
+        {"<\xc3\xa9@c.example>", 1, 0, 0, ""},
+        {"b@c.example", 0, 501, 0, NULL},
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        sk_path to;
+        sk_rcpt_params rp;
+        sk_reply why = {0};
+        unsigned ext = SK_EXT_DSN | SK_EXT_SMTPUTF8;
+        sk_err e = sk_proto_parse_rcpt(cases[i].args, ext, cases[i].smtputf8, &to, &rp, &why);
+        if (!cases[i].code) {
+            if (e != SK_OK) fail_msg("case %zu: %d %s %s", i, why.code, why.enhanced, why.text);
+            assert_int_equal(rp.notify, cases[i].notify);
+            assert_string_equal(rp.orcpt, cases[i].orcpt);
+            continue;
+        }
+        if (e == SK_OK) fail_msg("case %zu (%s) accepted", i, cases[i].args);
+        assert_int_equal(why.code, cases[i].code);
+    }
+}
+
+static void test_xtext_and_helo(void **state)
+{
+    static const struct {
+        const char *s;
+        int ok;
+    } xt[] = {{"abc", 1}, {"a+2Bb", 1}, {"a+2b", 0}, {"a+2", 0}, {"a=b", 0}, {"a b", 0}, {"", 1}};
+    for (size_t i = 0; i < N(xt); i++)
+        assert_int_equal(sk_xtext_valid(xt[i].s, strlen(xt[i].s)), xt[i].ok);
+    static const struct {
+        const char *s;
+        int ok;
+    } helo[] = {{"mx.example.org", 1},
+                {"localhost", 1},
+                {"[192.0.2.1]", 1},
+                {"[IPv6:::1]", 1},
+                {"m\xc3\xbcller.example", 1},
+                {"bad_name.example", 0},
+                {"a b", 0},
+                {"", 0},
+                {"[1.2.3]", 0},
+                {"-x.example", 0}};
+    for (size_t i = 0; i < N(helo); i++)
+        if (sk_proto_helo_valid(helo[i].s) != helo[i].ok) fail_msg("helo case %zu", i);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cmd_parse),      cmocka_unit_test(test_path_parse),
+        cmocka_unit_test(test_label_too_long), cmocka_unit_test(test_parse_mail),
+        cmocka_unit_test(test_mail_values),    cmocka_unit_test(test_parse_rcpt),
+        cmocka_unit_test(test_xtext_and_helo),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

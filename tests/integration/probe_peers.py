@@ -45,7 +45,9 @@ def _authenticator(server, session, envelope, mechanism, auth_data):
     if not isinstance(auth_data, LoginPassword):
         return AuthResult(success=False, handled=False)
     ok = auth_data.login == USER.encode() and auth_data.password == PASSWORD.encode()
-    return AuthResult(success=ok)
+    # handled=False: aiosmtpd then sends the 535 itself (handled=True means
+    # the authenticator replied, and nothing would be sent).
+    return AuthResult(success=ok, handled=False)
 
 
 class Smtpd:

@@ -101,6 +101,13 @@ typedef struct sk_route {
     sk_mx_host *hosts; /* in the order to try: preference, random among equals */
 } sk_route;
 
+/* RFC 5321 4.1.3 address literals ("[192.0.2.1]", "[IPv6:2001:db8::1]")
+ * name a host directly: no DNS. SK_OK with a one-host route (implicit_mx
+ * 1, preference 0) when domain is one, SK_ERR_SYNTAX when it is a
+ * malformed literal, SK_ERR_INVAL when it is not a literal at all. The
+ * queue checks this before sk_resolver_mx. */
+SK_NODISCARD sk_err sk_route_from_literal(const char *domain, sk_route **out);
+
 /* The callback owns route and releases it with sk_route_free. */
 typedef void (*sk_route_cb)(void *ctx, sk_route *route);
 SK_NODISCARD sk_err sk_resolver_mx(sk_resolver *r, const char *domain, sk_route_cb cb, void *ctx);

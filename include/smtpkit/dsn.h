@@ -41,8 +41,11 @@ typedef struct sk_dsn_rcpt {
     const char *status;     /* RFC 3463 "5.1.1" (required) */
     const char *remote_mta; /* host that answered ("mx.example.net"), NULL = none */
     const char *diagnostic; /* its reply ("550 5.1.1 no such user"), NULL = none */
-    int64_t last_attempt;   /* unix seconds, 0 = not given */
-    int64_t retry_until;    /* delayed: when we give up (Will-Retry-Until), 0 = not given */
+    /* RFC 3464 2.3.6 diagnostic type: NULL = "smtp" (diagnostic is an SMTP
+     * reply); for our own text (DNS failure, expiry) e.g. "X-SMTPKit". */
+    const char *diagnostic_type;
+    int64_t last_attempt; /* unix seconds, 0 = not given */
+    int64_t retry_until;  /* delayed: when we give up (Will-Retry-Until), 0 = not given */
 } sk_dsn_rcpt;
 
 /* The message being reported on and how to report. Strings not owned. */

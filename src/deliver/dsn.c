@@ -260,7 +260,9 @@ static sk_err put_status(sk_buf *b, const sk_dsn_opts *o, const sk_dsn_rcpt *rcp
         if (!e) e = put_field(b, "Action", sk_dsn_action_name(r->action));
         if (!e) e = put_field(b, "Status", r->status);
         if (!e && r->remote_mta) e = put_fieldf(b, "Remote-MTA", "dns; %s", r->remote_mta);
-        if (!e && r->diagnostic) e = put_fieldf(b, "Diagnostic-Code", "smtp; %s", r->diagnostic);
+        if (!e && r->diagnostic)
+            e = put_fieldf(b, "Diagnostic-Code", "%s; %s",
+                           r->diagnostic_type ? r->diagnostic_type : "smtp", r->diagnostic);
         if (!e && r->last_attempt) {
             rfc5322_date(r->last_attempt, d);
             e = put_field(b, "Last-Attempt-Date", d);
@@ -289,6 +291,10 @@ sk_err sk_dsn_build(const sk_dsn_opts *o, const sk_dsn_rcpt *rcpts, size_t n, co
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_COMPOSE,
                             "a DSN needs a reporting MTA, a sender and recipients");
     for (size_t i = 0; i < n; i++) {
+        const char *dt = rcpts[i].diagnostic_type;
+        if (dt && (!text_ok(dt) || strpbrk(dt, " ;")))
+            return sk_error_set(err, SK_ERR_INVAL, SK_STEP_COMPOSE,
+                                "recipient %zu: bad diagnostic type", i);
         if (!text_ok(rcpts[i].address) || !sk_enhanced_valid(rcpts[i].status, 0) ||
             (unsigned)rcpts[i].action >= SK_DSN_ACTION__COUNT)
             return sk_error_set(err, SK_ERR_INVAL, SK_STEP_COMPOSE,
@@ -485,9 +491,11 @@ static void media_type(const char *v, char *out, size_t outsize)
     out[o] = '\0';
 }
 
-/* A Content-Type parameter (RFC 2045 5.1), quoted or not; NULL if absent. */
-static char *media_param(const char *v, const char *name)
+/* A Content-Type parameter (RFC 2045 5.1), quoted or not, into *out
+ * (NULL if absent or longer than we keep). Fails only for memory. */
+static sk_err media_param(const char *v, const char *name, char **out)
 {
+    *out = NULL;
     const char *p = v ? strchr(v, ';') : NULL;
     size_t nlen = strlen(name);
     while (p && *p == ';') {
@@ -514,11 +522,14 @@ static char *media_param(const char *v, const char *name)
             e = sk_buf_append(&val, start, (size_t)(p - start));
             while (*p && *p != ';') p++;
         }
-        if (!e && key.n == nlen && strncasecmp(key.p, name, nlen) == 0)
-            return sk_buf_detach(&val, NULL);
+        if (e == SK_ERR_NOMEM) return e;
+        if (!e && key.n == nlen && strncasecmp(key.p, name, nlen) == 0) {
+            *out = sk_buf_detach(&val, NULL);
+            return *out ? SK_OK : SK_ERR_NOMEM;
+        }
         sk_buf_free(&val);
     }
-    return NULL;
+    return SK_OK;
 }
 
 /* Split a multipart body at its boundary (RFC 2046 5.1.1); the line break
@@ -767,7 +778,8 @@ static sk_err walk(walk_state *w, const char *s, size_t len, int depth)
     const char *ct = fields_get(&h, "Content-Type");
     char type[64];
     media_type(ct, type, sizeof type);
-    char *boundary = strncmp(type, "multipart/", 10) == 0 ? media_param(ct, "boundary") : NULL;
+    char *boundary = NULL;
+    if (!e && strncmp(type, "multipart/", 10) == 0) e = media_param(ct, "boundary", &boundary);
     if (!e && boundary && boundary[0]) {
         span parts[64];
         size_t n = split_parts(s + pos, len - pos, boundary, parts, 64);

@@ -1,8 +1,11 @@
-/* The pure parts of MX routing: null MX detection (RFC 7505) and the order
- * in which MX hosts are tried (RFC 5321 5.1). No I/O here. */
+/* The pure parts of MX routing: null MX detection (RFC 7505), the order in
+ * which MX hosts are tried (RFC 5321 5.1) and address literals. No I/O. */
 #include <smtpkit/dns.h>
 
+#include <arpa/inet.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
 static int is_root(const char *host)
 {
@@ -94,4 +97,46 @@ void sk_route_free(sk_route *route)
     sk_free(route->hosts);
     sk_free(route->domain);
     sk_free(route);
+}
+
+sk_err sk_route_from_literal(const char *domain, sk_route **out)
+{
+    *out = NULL;
+    size_t n = domain ? strlen(domain) : 0;
+    if (n < 2 || domain[0] != '[' || domain[n - 1] != ']') return SK_ERR_INVAL;
+    char ip[64];
+    if (n - 2 >= sizeof ip) return SK_ERR_SYNTAX;
+    memcpy(ip, domain + 1, n - 2);
+    ip[n - 2] = '\0';
+    sk_dns_addr a = {0};
+    unsigned char bin[16];
+    /* RFC 5321 4.1.3: IPv6 literals carry the "IPv6:" tag; general
+     * address literals of other tags are not routable here. */
+    if (strncasecmp(ip, "IPv6:", 5) == 0 && inet_pton(AF_INET6, ip + 5, bin) == 1) {
+        a.family = AF_INET6;
+        inet_ntop(AF_INET6, bin, a.ip, sizeof a.ip);
+    } else if (inet_pton(AF_INET, ip, bin) == 1) {
+        a.family = AF_INET;
+        inet_ntop(AF_INET, bin, a.ip, sizeof a.ip);
+    } else {
+        return SK_ERR_SYNTAX;
+    }
+    sk_route *rt = sk_calloc(1, sizeof *rt);
+    if (!rt) return SK_ERR_NOMEM;
+    rt->domain = sk_strdup(domain);
+    rt->hosts = sk_calloc(1, sizeof *rt->hosts);
+    if (rt->hosts) {
+        rt->nhosts = 1;
+        rt->hosts[0].name = sk_strdup(domain);
+        rt->hosts[0].addrs = sk_calloc(1, sizeof a);
+    }
+    if (!rt->domain || !rt->hosts || !rt->hosts[0].name || !rt->hosts[0].addrs) {
+        sk_route_free(rt);
+        return SK_ERR_NOMEM;
+    }
+    rt->implicit_mx = 1;
+    rt->hosts[0].addrs[0] = a;
+    rt->hosts[0].naddrs = 1;
+    *out = rt;
+    return SK_OK;
 }

@@ -247,13 +247,51 @@ static void test_class_names(void **state)
     assert_int_equal(sk_class_parse("Bad-Mailbox"), -1);
 }
 
+static long alloc_budget = -1; /* allocations left before failing; -1 = never fail */
+
+static void *fail_malloc(size_t n)
+{
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    return malloc(n);
+}
+
+static void *fail_realloc(void *p, size_t n)
+{
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    return realloc(p, n);
+}
+
+/* Every allocation failure while loading is reported, and nothing leaks. */
+static void test_alloc_failures(void **state)
+{
+    static const sk_allocator failing = {fail_malloc, fail_realloc, free};
+    sk_set_allocator(&failing);
+    for (long n = 0;; n++) {
+        assert_true(n < 10000);
+        sk_rules *rs;
+        alloc_budget = n;
+        sk_err e = sk_rules_default(&rs, NULL);
+        alloc_budget = -1;
+        if (e == SK_OK) {
+            assert_int_equal(sk_rules_match(rs, 552, "5.2.2", "").cls, SK_CLASS_MAILBOX_FULL);
+            sk_rules_free(rs);
+            break;
+        }
+        assert_int_equal(e, SK_ERR_NOMEM);
+        assert_null(rs);
+    }
+    sk_set_allocator(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_rules), cmocka_unit_test(test_default_matches_file),
         cmocka_unit_test(test_match),         cmocka_unit_test(test_actions),
         cmocka_unit_test(test_bad_rules),     cmocka_unit_test(test_load_errors),
-        cmocka_unit_test(test_class_names),
+        cmocka_unit_test(test_class_names),   cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,9 @@
 #include <smtpkit/dns.h>
 
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +122,41 @@ static void test_status_names(void **state)
         assert_int_equal(err.err, SK_ERR_CONFIG);
     }
     event_base_free(base);
+}
+
+static void test_route_literal(void **state)
+{
+    static const struct {
+        const char *in;
+        sk_err e;
+        int family;
+        const char *ip;
+    } cases[] = {
+        {"[192.0.2.1]", SK_OK, AF_INET, "192.0.2.1"},
+        {"[IPv6:2001:DB8::1]", SK_OK, AF_INET6, "2001:db8::1"},
+        {"[ipv6:::1]", SK_OK, AF_INET6, "::1"},
+        {"[2001:db8::1]", SK_ERR_SYNTAX, 0, NULL}, /* RFC 5321 4.1.3 needs the tag */
+        {"[192.0.2.300]", SK_ERR_SYNTAX, 0, NULL},
+        {"[x-tag:abc]", SK_ERR_SYNTAX, 0, NULL},
+        {"example.org", SK_ERR_INVAL, 0, NULL},
+        {"[192.0.2.1", SK_ERR_INVAL, 0, NULL},
+        {"", SK_ERR_INVAL, 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_route *rt = (sk_route *)1;
+        sk_err e = sk_route_from_literal(cases[i].in, &rt);
+        if (e != cases[i].e) fail_msg("case %zu: %s", i, sk_strerror(e));
+        if (e) {
+            assert_null(rt);
+            continue;
+        }
+        assert_int_equal(rt->status, SK_ROUTE_OK);
+        assert_int_equal(rt->nhosts, 1);
+        assert_int_equal(rt->hosts[0].naddrs, 1);
+        assert_int_equal(rt->hosts[0].addrs[0].family, cases[i].family);
+        assert_string_equal(rt->hosts[0].addrs[0].ip, cases[i].ip);
+        sk_route_free(rt);
+    }
 }
 
 /* ---- the evented resolver against dns_server.py ---- */
@@ -288,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_mx_order),
         cmocka_unit_test(test_mx_order_default_random),
         cmocka_unit_test(test_status_names),
+        cmocka_unit_test(test_route_literal),
         cmocka_unit_test_setup_teardown(test_resolver_concurrent, start_server, stop_server),
         cmocka_unit_test_setup_teardown(test_resolver_free, start_server, stop_server),
     };

@@ -553,13 +553,117 @@ static void test_parse_arf_fields(void **state)
     sk_report_free(r);
 }
 
+/* ---- allocation failures: every one is reported, nothing leaks ---- */
+
+static long alloc_budget = -1; /* allocations left before failing; -1 = never fail */
+
+static void *fail_malloc(size_t n)
+{
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    return malloc(n);
+}
+
+static void *fail_realloc(void *p, size_t n)
+{
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    return realloc(p, n);
+}
+
+static void summary(const sk_report *r, char *out, size_t size)
+{
+    int n = snprintf(out, size, "%d %s %s %s %s %zu", (int)r->type,
+                     r->reporting_mta ? r->reporting_mta : "-",
+                     r->original_message_id ? r->original_message_id : "-",
+                     r->feedback_type ? r->feedback_type : "-",
+                     r->original_rcpt_to ? r->original_rcpt_to : "-", r->nrcpts);
+    for (size_t i = 0; i < r->nrcpts && n > 0 && (size_t)n < size; i++)
+        n += snprintf(out + n, size - (size_t)n, " %s/%s/%s/%d",
+                      r->rcpts[i].final_recipient ? r->rcpts[i].final_recipient : "-",
+                      r->rcpts[i].status ? r->rcpts[i].status : "-",
+                      r->rcpts[i].diagnostic ? r->rcpts[i].diagnostic : "-", r->rcpts[i].action);
+}
+
+static void test_alloc_failures(void **state)
+{
+    static const sk_allocator failing = {fail_malloc, fail_realloc, free};
+    for (size_t i = 0; i < sizeof parse_cases / sizeof parse_cases[0]; i++) {
+        if (parse_cases[i].err) continue;
+        const char *msg = parse_cases[i].msg;
+        sk_report *r;
+        char want[2048], got[2048];
+        assert_int_equal(sk_report_parse(msg, strlen(msg), &r, NULL), SK_OK);
+        summary(r, want, sizeof want);
+        sk_report_free(r);
+        sk_set_allocator(&failing);
+        for (long n = 0;; n++) {
+            assert_true(n < 100000);
+            alloc_budget = n;
+            sk_err e = sk_report_parse(msg, strlen(msg), &r, NULL);
+            alloc_budget = -1;
+            if (e == SK_OK) {
+                summary(r, got, sizeof got);
+                sk_report_free(r);
+                if (strcmp(got, want) != 0)
+                    fail_msg("%s, allocation %ld failed: got %s", parse_cases[i].name, n, got);
+                break;
+            }
+            if (e != SK_ERR_NOMEM)
+                fail_msg("%s, allocation %ld: %s", parse_cases[i].name, n, sk_strerror(e));
+            assert_null(r);
+        }
+        sk_set_allocator(NULL);
+    }
+    sk_dsn_opts o = {.reporting_mta = "mx.example.org", .sender = "alice@example.org"};
+    sk_set_allocator(&failing);
+    for (long n = 0;; n++) {
+        assert_true(n < 100000);
+        sk_buf b = SK_BUF_INIT(1 << 20);
+        alloc_budget = n;
+        sk_err e = sk_dsn_build(&o, rcpts_failed, 2, original, strlen(original), &b, NULL);
+        alloc_budget = -1;
+        if (e == SK_OK) {
+            assert_non_null(strstr(b.data, "Status: 4.4.1"));
+            sk_buf_free(&b);
+            break;
+        }
+        assert_int_equal(e, SK_ERR_NOMEM);
+        assert_int_equal(b.len, 0);
+        sk_buf_free(&b);
+    }
+    sk_set_allocator(NULL);
+}
+
+static void test_diagnostic_type(void **state)
+{
+    sk_dsn_opts o = {.reporting_mta = "mx.example.org", .sender = "alice@example.org"};
+    sk_dsn_rcpt r = {.address = "bob@null.example",
+                     .status = "5.1.10",
+                     .diagnostic = "domain null.example accepts no mail (null MX)",
+                     .diagnostic_type = "X-SMTPKit"};
+    sk_buf b = SK_BUF_INIT(1 << 16);
+    assert_int_equal(sk_dsn_build(&o, &r, 1, NULL, 0, &b, NULL), SK_OK);
+    assert_non_null(strstr(b.data, "\r\nDiagnostic-Code: X-SMTPKit; domain null.example"));
+    sk_report *rep;
+    assert_int_equal(sk_report_parse(b.data, b.len, &rep, NULL), SK_OK);
+    assert_string_equal(rep->rcpts[0].diagnostic, "domain null.example accepts no mail (null MX)");
+    assert_string_equal(rep->rcpts[0].status, "5.1.10");
+    sk_report_free(rep);
+    sk_buf_reset(&b);
+    r.diagnostic_type = "bad type";
+    assert_int_equal(sk_dsn_build(&o, &r, 1, NULL, 0, &b, NULL), SK_ERR_INVAL);
+    sk_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wanted),           cmocka_unit_test(test_xtext_and_action),
         cmocka_unit_test(test_build_python),     cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_build_rejects),    cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_parse_arf_fields),
+        cmocka_unit_test(test_parse_arf_fields), cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_diagnostic_type),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,8 +11,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -120,9 +123,12 @@ static void test_queue_id_and_xtext(void **state)
  * line from the client must start with prefix; "D:body" the client sends
  * message data that, up to and without the final ".", must equal body;
  * "R:octets" the server sends octets as they are; "W" the server reads
- * until the client closes; "X" the server closes. */
+ * until the client closes; "X" the server closes; "T" the server does a
+ * TLS handshake (implicit TLS first, or after a 220 to STARTTLS). */
 
 typedef struct script_server {
+    SSL_CTX *tls; /* for "T": the server's certificate */
+    SSL *ssl;     /* after "T" */
     int lfd;
     unsigned short port;
     const char *const *script;
@@ -131,12 +137,26 @@ typedef struct script_server {
     int steps_done;
 } script_server;
 
-static int read_line(int fd, char *buf, size_t size)
+static ssize_t srv_recv(script_server *s, int fd, void *p, size_t n)
+{
+    if (!s->ssl) return recv(fd, p, n, 0);
+    size_t got = 0;
+    return SSL_read_ex(s->ssl, p, n, &got) == 1 ? (ssize_t)got : -1;
+}
+
+static ssize_t srv_send(script_server *s, int fd, const void *p, size_t n)
+{
+    if (!s->ssl) return send(fd, p, n, MSG_NOSIGNAL);
+    size_t w = 0;
+    return SSL_write_ex(s->ssl, p, n, &w) == 1 ? (ssize_t)w : -1;
+}
+
+static int read_line(script_server *s, int fd, char *buf, size_t size)
 {
     size_t n = 0;
     while (n + 1 < size) {
         char ch;
-        ssize_t r = recv(fd, &ch, 1, 0);
+        ssize_t r = srv_recv(s, fd, &ch, 1);
         if (r <= 0) return -1;
         buf[n++] = ch;
         if (ch == '\n') break;
@@ -145,9 +165,9 @@ static int read_line(int fd, char *buf, size_t size)
     return (int)n;
 }
 
-static void *server_main(void *arg)
+static void *server_main(void *ctx)
 {
-    script_server *s = arg;
+    script_server *s = ctx;
     struct pollfd p = {.fd = s->lfd, .events = POLLIN};
     if (poll(&p, 1, 10000) != 1) {
         snprintf(s->failure, sizeof s->failure, "no connection");
@@ -167,9 +187,9 @@ static void *server_main(void *arg)
         if (**st == 'S' || **st == 'R') {
             char out[1100];
             int n = snprintf(out, sizeof out, **st == 'S' ? "%s\r\n" : "%s", arg);
-            if (send(fd, out, (size_t)n, MSG_NOSIGNAL) != n) break;
+            if (srv_send(s, fd, out, (size_t)n) != n) break;
         } else if (**st == 'C') {
-            if (read_line(fd, line, sizeof line) < 0) {
+            if (read_line(s, fd, line, sizeof line) < 0) {
                 snprintf(s->failure, sizeof s->failure, "step %d: no line, wanted \"%.200s\"",
                          s->steps_done, arg);
                 break;
@@ -182,7 +202,7 @@ static void *server_main(void *arg)
         } else if (**st == 'D') {
             size_t n = 0;
             for (;;) {
-                int r = read_line(fd, line + n, sizeof line - n);
+                int r = read_line(s, fd, line + n, sizeof line - n);
                 if (r < 0) break;
                 if (!strcmp(line + n, ".\r\n")) break;
                 n += (size_t)r;
@@ -195,18 +215,27 @@ static void *server_main(void *arg)
             }
         } else if (**st == 'W') {
             /* Wait for the client to close, so our close sends no reset. */
-            while (recv(fd, line, sizeof line, 0) > 0) continue;
+            while (srv_recv(s, fd, line, sizeof line) > 0) continue;
+        } else if (**st == 'T') {
+            s->ssl = SSL_new(s->tls);
+            SSL_set_fd(s->ssl, fd);
+            /* A client that rejects the certificate may close mid-way;
+             * what follows then fails on its own ("W" ends at once). */
+            (void)SSL_accept(s->ssl);
         } else if (**st == 'X') {
             break;
         }
     }
+    if (s->ssl) SSL_free(s->ssl);
+    s->ssl = NULL;
     close(fd);
     return NULL;
 }
 
-static void server_start(script_server *s, const char *const *script)
+static void server_start_tls(script_server *s, const char *const *script, SSL_CTX *tls)
 {
     memset(s, 0, sizeof *s);
+    s->tls = tls;
     s->script = script;
     s->lfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(s->lfd >= 0);
@@ -217,6 +246,11 @@ static void server_start(script_server *s, const char *const *script)
     assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &sl), 0);
     s->port = ntohs(a.sin_port);
     assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
+}
+
+static void server_start(script_server *s, const char *const *script)
+{
+    server_start_tls(s, script, NULL);
 }
 
 /* Wait for the server's end and check it saw the whole script. */
@@ -602,6 +636,186 @@ static void test_state_and_refused(void **state)
     assert_null(sk_client_new(&(sk_client_opts){.host = NULL}));
 }
 
+/* ---- TLS: certificates made here, verification outcomes ---- */
+
+static EVP_PKEY *ca_key, *srv_key;
+static X509 *ca_cert, *good_cert, *expired_cert;
+static char ca_path[] = "/tmp/sk-test-client-ca-XXXXXX";
+
+static void add_ext(X509 *issuer, X509 *x, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    assert_non_null(ext);
+    assert_int_equal(X509_add_ext(x, ext, -1), 1);
+    X509_EXTENSION_free(ext);
+}
+
+/* A certificate for cn, valid from `from` to `to` seconds from now,
+ * signed by the CA (or by itself when issuer is NULL: the CA). */
+static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, long from, long to,
+                       const char *san)
+{
+    static long serial = 1;
+    X509 *x = X509_new();
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+    X509_gmtime_adj(X509_getm_notBefore(x), from);
+    X509_gmtime_adj(X509_getm_notAfter(x), to);
+    X509_set_pubkey(x, key);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(issuer ? issuer : x));
+    if (!issuer) {
+        add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE");
+        add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign");
+    } else {
+        add_ext(issuer, x, NID_subject_alt_name, san);
+        add_ext(issuer, x, NID_ext_key_usage, "serverAuth");
+    }
+    assert_true(X509_sign(x, issuer ? ca_key : key, EVP_sha256()) > 0);
+    return x;
+}
+
+static int tls_setup(void **state)
+{
+    /* The scripted server's TLS writes go through write(2): a client that
+     * hung up must not kill the test with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    ca_key = EVP_EC_gen("P-256");
+    srv_key = EVP_EC_gen("P-256");
+    if (!ca_key || !srv_key) return -1;
+    ca_cert = make_cert("SMTPKit Unit CA", ca_key, NULL, -3600, 86400, NULL);
+    good_cert =
+        make_cert("localhost", srv_key, ca_cert, -3600, 86400, "DNS:localhost,IP:127.0.0.1");
+    expired_cert =
+        make_cert("localhost", srv_key, ca_cert, -2 * 86400, -86400, "DNS:localhost,IP:127.0.0.1");
+    int fd = mkstemp(ca_path);
+    if (fd < 0) return -1;
+    FILE *f = fdopen(fd, "w");
+    if (!f || !PEM_write_X509(f, ca_cert)) return -1;
+    fclose(f);
+    return 0;
+}
+
+static int tls_teardown(void **state)
+{
+    unlink(ca_path);
+    X509_free(ca_cert);
+    X509_free(good_cert);
+    X509_free(expired_cert);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(srv_key);
+    return 0;
+}
+
+static SSL_CTX *server_ctx(X509 *cert)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(ctx);
+    assert_int_equal(SSL_CTX_use_certificate(ctx, cert), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(ctx, srv_key), 1);
+    return ctx;
+}
+
+static const char *const script_starttls_ok[] = {"S:220 mx.test",
+                                                 "C:EHLO client.test",
+                                                 "S:250-mx.test",
+                                                 "S:250 STARTTLS",
+                                                 "C:STARTTLS",
+                                                 "S:220 go ahead",
+                                                 "T",
+                                                 "C:EHLO client.test",
+                                                 "S:250 mx.test",
+                                                 "C:QUIT",
+                                                 "S:221 bye",
+                                                 NULL};
+static const char *const script_starttls_rejected[] = {"S:220 mx.test",
+                                                       "C:EHLO client.test",
+                                                       "S:250-mx.test",
+                                                       "S:250 STARTTLS",
+                                                       "C:STARTTLS",
+                                                       "S:220 go ahead",
+                                                       "T",
+                                                       "W",
+                                                       NULL};
+static const char *const script_implicit_ok[] = {
+    "T", "S:220 mx.test", "C:EHLO client.test", "S:250 mx.test", "C:QUIT", "S:221 bye", NULL};
+
+static const struct {
+    const char *name;
+    int expired;
+    sk_tls_mode mode;
+    int use_ca, insecure;
+    const char *host, *tls_name, *connect_address;
+    sk_err want;
+    long verify_code;
+} tls_cases[] = {
+    {"verified", 0, SK_TLS_STARTTLS, 1, 0, "localhost", NULL, "127.0.0.1", SK_OK, X509_V_OK},
+    {"verified IP", 0, SK_TLS_STARTTLS, 1, 0, "127.0.0.1", NULL, NULL, SK_OK, X509_V_OK},
+    {"implicit", 0, SK_TLS_IMPLICIT, 1, 0, "localhost", NULL, "127.0.0.1", SK_OK, X509_V_OK},
+    {"wrong name", 0, SK_TLS_STARTTLS, 1, 0, "localhost", "mx.other.test", "127.0.0.1",
+     SK_ERR_TLS_VERIFY, X509_V_ERR_HOSTNAME_MISMATCH},
+    {"unknown issuer", 0, SK_TLS_STARTTLS, 0, 0, "localhost", NULL, "127.0.0.1", SK_ERR_TLS_VERIFY,
+     X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY},
+    {"expired", 1, SK_TLS_STARTTLS, 1, 0, "localhost", NULL, "127.0.0.1", SK_ERR_TLS_VERIFY,
+     X509_V_ERR_CERT_HAS_EXPIRED},
+    {"insecure", 1, SK_TLS_STARTTLS, 1, 1, "localhost", NULL, "127.0.0.1", SK_OK,
+     X509_V_ERR_CERT_HAS_EXPIRED},
+    {"opportunistic", 0, SK_TLS_STARTTLS_OPPORTUNISTIC, 0, 0, "localhost", NULL, "127.0.0.1", SK_OK,
+     X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY},
+};
+
+static void test_tls_cases(void **state)
+{
+    for (size_t i = 0; i < sizeof tls_cases / sizeof tls_cases[0]; i++) {
+        print_message("case %s\n", tls_cases[i].name);
+        SSL_CTX *sctx = server_ctx(tls_cases[i].expired ? expired_cert : good_cert);
+        script_server s;
+        transcript t = {0};
+        server_start_tls(&s,
+                         tls_cases[i].mode == SK_TLS_IMPLICIT ? script_implicit_ok
+                         : tls_cases[i].want                  ? script_starttls_rejected
+                                                              : script_starttls_ok,
+                         sctx);
+        sk_client_opts o = opts_for(&s, &t);
+        o.tls = tls_cases[i].mode;
+        o.host = tls_cases[i].host;
+        o.tls_name = tls_cases[i].tls_name;
+        o.connect_address = tls_cases[i].connect_address;
+        o.ca_file = tls_cases[i].use_ca ? ca_path : NULL;
+        o.insecure = tls_cases[i].insecure;
+        sk_client *c = sk_client_new(&o);
+        sk_error err;
+        sk_err e = sk_client_connect(c, &err);
+        assert_int_equal(e, tls_cases[i].want);
+        const sk_tls_info *ti = sk_client_tls_info(c);
+        assert_non_null(ti);
+        assert_int_equal(ti->active, 1);
+        assert_int_equal(ti->verify_code, tls_cases[i].verify_code);
+        assert_int_equal(ti->verified, tls_cases[i].verify_code == X509_V_OK);
+        assert_non_null(strstr(ti->version, "TLSv1."));
+        /* The chain is there even when verification failed. */
+        assert_true(ti->chain_len >= 1);
+        assert_string_equal(ti->chain[0].subject, "CN=localhost");
+        assert_string_equal(ti->chain[0].issuer, "CN=SMTPKit Unit CA");
+        assert_string_equal(ti->chain[0].san, "DNS:localhost, IP:127.0.0.1");
+        assert_true(ti->chain[0].not_after > ti->chain[0].not_before);
+        if (e) {
+            assert_int_equal(err.step, SK_STEP_TLS);
+            assert_int_equal(err.transient, 0);
+        } else {
+            assert_int_equal(sk_client_is_tls(c), 1);
+            assert_int_equal(sk_client_quit(c, &err), SK_OK);
+        }
+        sk_client_free(c);
+        server_finish(&s);
+        SSL_CTX_free(sctx);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -614,6 +828,7 @@ int main(void)
         cmocka_unit_test(test_connect_cases),
         cmocka_unit_test(test_auth_cases),
         cmocka_unit_test(test_state_and_refused),
+        cmocka_unit_test(test_tls_cases),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
 }

@@ -729,6 +729,7 @@ static int check_open(probe *p, sk_client *c)
         char a[INET6_ADDRSTRLEN];
         addr_string((const struct sockaddr *)&p->addrs[p->reachable], a, sizeof a);
         snprintf(ts->address, sizeof ts->address, "%s", a);
+        ts->elapsed_ms = elapsed;
         if (ti && ti->active) {
             if (report_tls(p, ts, ti, rc, &e) < 0) return -1;
         } else if (rc != SK_OK) {

@@ -61,7 +61,9 @@ typedef struct sk_dns_result {
     size_t count;
     char **values;
 } sk_dns_result;
-/* Called once per lookup; res is valid only during the call. */
+/* Called once per lookup; res is valid only during the call. Usually from
+ * the loop; for a name that cannot be queried at all (c-ares rejects it)
+ * it may run before sk_resolver_lookup / sk_resolver_mx return. */
 typedef void (*sk_dns_cb)(void *ctx, const sk_dns_result *res);
 SK_NODISCARD sk_err sk_resolver_lookup(sk_resolver *r, const char *name, sk_dns_type type,
                                        sk_dns_cb cb, void *ctx);

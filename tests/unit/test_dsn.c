@@ -651,6 +651,16 @@ static void test_diagnostic_type(void **state)
     assert_string_equal(rep->rcpts[0].status, "5.1.10");
     sk_report_free(rep);
     sk_buf_reset(&b);
+    /* A returned message with 8-bit octets is labelled 8bit (RFC 2046 5.2.1). */
+    static const char utf8[] = "Subject: caf\xc3\xa9\r\n\r\nna\xc3\xafve\r\n";
+    sk_buf_reset(&b);
+    assert_int_equal(sk_dsn_build(&o, &r, 1, utf8, strlen(utf8), &b, NULL), SK_OK);
+    assert_non_null(strstr(b.data, "message/rfc822\r\nContent-Description: Undelivered "
+                                   "message\r\nContent-Transfer-Encoding: 8bit\r\n"));
+    sk_buf_reset(&b);
+    assert_int_equal(sk_dsn_build(&o, &r, 1, original, strlen(original), &b, NULL), SK_OK);
+    assert_null(strstr(b.data, "Content-Transfer-Encoding"));
+    sk_buf_reset(&b);
     r.diagnostic_type = "bad type";
     assert_int_equal(sk_dsn_build(&o, &r, 1, NULL, 0, &b, NULL), SK_ERR_INVAL);
     sk_buf_free(&b);

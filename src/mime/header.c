@@ -88,8 +88,9 @@ void sk_hdr_encoded_words(sk_hdr_writer *w, const char *ws, size_t wsn, const ch
             }
             end += k;
         }
-        if (end == i)
-            end = i + sk_mime_utf8_seq_len(text + i, n - i); /* cannot happen: room >= 24 */
+        /* room is at least EW_MIN_OCTETS, so a word always takes a
+         * character; this only guards the loop. */
+        if (end == i) end = i + sk_mime_utf8_seq_len(text + i, n - i);
 
         sk_buf_reset(&word);
         sk_err e = sk_buf_puts(&word, use_q ? "=?UTF-8?Q?" : "=?UTF-8?B?");
@@ -362,16 +363,14 @@ sk_err sk_mime_decode_words(sk_buf *out, const char *s, size_t n)
             size_t j = i;
             while (j < n && is_wsp(s[j])) j++;
             size_t used = 0;
-            size_t mark = out->len;
             sk_buf probe = SK_BUF_INIT(SK_MIME_HEADER_FIELD_MAX_OCTETS);
             sk_err pe = decode_word(&probe, s + j, n - j, &used);
             sk_buf_free(&probe);
+            if (pe != SK_OK && pe != SK_ERR_SYNTAX) return pe;
             if (pe == SK_OK) {
                 i = j;
                 continue;
             }
-            if (pe != SK_ERR_SYNTAX) return pe;
-            truncate_to(out, mark);
             e = sk_buf_append(out, s + i, j - i);
             i = j;
             after_word = false;

@@ -239,7 +239,9 @@ static sk_err check_content_type(const char *t, sk_error *err)
         p++;
         while (is_token_char((unsigned char)*p)) p++, b++;
     }
-    bool ok = a && b && (*p == '\0' || *p == ';');
+    /* Long enough for any registered type with a parameter or two; a
+     * longer one could not be folded within 998 octets. */
+    bool ok = a && b && (*p == '\0' || *p == ';') && strlen(t) <= 200;
     for (; ok && *p; p++) ok = (unsigned char)*p >= ' ' && (unsigned char)*p < 0x7f;
     if (!ok)
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_COMPOSE, "malformed content type \"%s\"", t);

@@ -1,0 +1,174 @@
+"""Helpers for the SMTP server tests: run examples/server_print on a
+dynamic loopback port and talk raw SMTP to it (plain or TLS)."""
+
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sktest  # noqa: E402
+
+SERVER_PRINT = os.path.join(sktest.BUILD_DIR, "example_server_print")
+ACCEPT = ["bob@example.org", "carol@example.org", "j\u00f6rg@m\u00fcller.example", "postmaster"]
+
+
+class PrintServer:
+    """examples/server_print with the given options; stdout collected."""
+
+    def __init__(self, opts=(), accept=ACCEPT, verbose=True, listens=None):
+        argv = [SERVER_PRINT] + list(opts)
+        for kind, addr in listens or [("--listen", "127.0.0.1:0")]:
+            argv += [kind, addr]
+        if verbose:
+            argv.append("-v")
+        argv += accept
+        self.proc = sktest.Proc(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out = b""
+        self.err = b""
+        self.ports = {}
+        self._lock = threading.Lock()
+        self._t1 = threading.Thread(target=self._pump, args=(self.proc.p.stdout, "out"), daemon=True)
+        self._t2 = threading.Thread(target=self._pump, args=(self.proc.p.stderr, "err"), daemon=True)
+        self._t1.start()
+        self._t2.start()
+        n = len(listens or [1])
+        sktest.wait_for(lambda: self.stdout().count(b"LISTEN ") >= n or self.proc.poll() is not None,
+                        timeout=10, what="server_print to listen")
+        for m in re.finditer(rb"LISTEN (\S+) (\d+)", self.stdout()):
+            self.ports.setdefault(m.group(1).decode(), []).append(int(m.group(2)))
+        if not self.ports:
+            sktest.fail("server_print did not start: %r" % self.stderr())
+        self.port = (self.ports.get("listen") or list(self.ports.values())[0])[0]
+
+    def _pump(self, f, which):
+        while True:
+            b = f.read1(65536) if hasattr(f, "read1") else f.read(4096)
+            if not b:
+                return
+            with self._lock:
+                if which == "out":
+                    self.out += b
+                else:
+                    self.err += b
+
+    def stdout(self):
+        with self._lock:
+            return self.out
+
+    def stderr(self):
+        with self._lock:
+            return self.err
+
+    def stop(self):
+        rc = self.proc.stop(timeout=10)
+        self._t1.join(5)
+        self._t2.join(5)
+        return rc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Client:
+    """A raw SMTP client: send exact bytes, read replies."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, tls_context=None, greet=True):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        if tls_context is not None:
+            self.sock = tls_context.wrap_socket(self.sock, server_hostname="mx.test")
+        self.banner = self.reply() if greet else None
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def cmd(self, line):
+        self.send(line.encode() + b"\r\n" if isinstance(line, str) else line + b"\r\n")
+        return self.reply()
+
+    def readline(self):
+        while b"\n" not in self.buf:
+            b = self.sock.recv(65536)
+            if not b:
+                raise EOFError("connection closed; have %r" % self.buf)
+            self.buf += b
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+    def reply(self):
+        """(code, [lines]) of one reply; lines without the code."""
+        lines = []
+        while True:
+            line = self.readline()
+            if len(line) < 4 or not line[:3].isdigit():
+                raise ValueError("not a reply line: %r" % line)
+            lines.append(line[4:])
+            if line[3] == " ":
+                return int(line[:3]), lines
+
+    def closed(self, timeout=5.0):
+        """True when the server closes the connection within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                b = self.sock.recv(65536)
+                if not b:
+                    return True
+                self.buf += b
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+        except socket.timeout:
+            return False
+
+    def starttls(self, ctx):
+        code, _ = self.cmd("STARTTLS")
+        if code != 220:
+            raise RuntimeError("STARTTLS refused: %d" % code)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname="mx.test")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def expect(got, code, enh=None, what=""):
+    """Check a (code, lines) reply."""
+    c, lines = got
+    if c != code or (enh and not lines[-1].startswith(enh + " ")):
+        sktest.fail("%s: expected %d %s, got %d %r" % (what, code, enh or "", c, lines))
+
+
+def tls_setup(tmp):
+    """A test CA and a certificate for mx.test; returns (cert, key, client context)."""
+    ca = sktest.TestCA(tmp.join("ca"))
+    cert, key = ca.issue("mx.test", ["mx.test", "127.0.0.1"])
+    ctx = ssl.create_default_context(cafile=ca.cert)
+    return cert, key, ctx
+
+
+def log_has(server, pattern, timeout=5.0):
+    """Wait for a regular expression to appear in the server's log."""
+    try:
+        return sktest.wait_for(lambda: re.search(pattern, server.stderr().decode("utf-8", "replace")),
+                               timeout=timeout, what=pattern)
+    except TimeoutError:
+        return None
+
+
+def wait_output(server, needle, timeout=5.0):
+    try:
+        return sktest.wait_for(lambda: needle in server.stdout(), timeout=timeout, what=repr(needle))
+    except TimeoutError:
+        return False

@@ -111,6 +111,67 @@ class Silent:
         self.sock.close()
 
 
+class Scripted:
+    """A line-based SMTP peer that answers from a script: the greeting, then
+    for each command verb the reply (lines joined by CRLF); a verb not in
+    the script gets 502. Closes after QUIT, or after the greeting when
+    close_after_greeting is set."""
+
+    def __init__(self, greeting, replies=None, close_after_greeting=False):
+        self.greeting = greeting
+        self.replies = dict(replies or {})
+        self.close_after_greeting = close_after_greeting
+        self.commands = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with conn:
+                try:
+                    self._serve(conn)
+                except OSError:
+                    pass
+
+    def _serve(self, conn):
+        conn.settimeout(10)
+        conn.sendall(self.greeting.encode() + b"\r\n")
+        if self.close_after_greeting:
+            return
+        f = conn.makefile("rb")
+        while not self.stopping.is_set():
+            line = f.readline(1024)
+            if not line:
+                return
+            verb = line.split(b" ")[0].strip().upper().decode("ascii", "replace")
+            self.commands.append(verb)
+            if verb == "QUIT":
+                conn.sendall(b"221 2.0.0 Bye\r\n")
+                return
+            reply = self.replies.get(verb, "502 5.5.1 Command not implemented")
+            conn.sendall(reply.replace("\n", "\r\n").encode() + b"\r\n")
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(15)
+        self.sock.close()
+
+
 class _QuietHandler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.send_response(200)

@@ -10,7 +10,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
-from probe_peers import HOST, Cases, Silent, Smtpd, Web  # noqa: E402
+from probe_peers import HOST, Cases, Scripted, Silent, Smtpd, Web  # noqa: E402
 
 t = Cases()
 
@@ -40,6 +40,45 @@ with Silent() as srv:
              "TCP ok, greeting fails")
     t.expect("silent", "no greeting within 2000 ms" in r.stdout, r, "says no greeting in 2 s")
     t.expect("silent", took < 30, r, "took %.1f s" % took)
+
+# Greetings that refuse the session are explained.
+with Scripted("554 5.7.1 Service unavailable; client host blocked using zen.spamhaus.org",
+              close_after_greeting=True) as srv:
+    r = t.probe("%s:%d" % (HOST, srv.port), "--tls", "none", "--timeout", "2s")
+    t.expect("greeting 554", r.returncode == 69, r, "exit 69")
+    t.expect("greeting 554", "[FAIL] greeting" in r.stdout and "554 5.7.1" in r.stdout and
+             "blocklist" in r.stdout, r, "554 greeting explained as a blocklisting")
+with Scripted("421 mx.test Service not available, closing transmission channel",
+              close_after_greeting=True) as srv:
+    r = t.probe("%s:%d" % (HOST, srv.port), "--tls", "none", "--timeout", "2s", "--json")
+    doc = t.json("greeting 421", r)
+    t.expect("greeting 421", r.returncode == 75, r, "exit 75")
+    if doc:
+        g = t.step("greeting 421", doc, "greeting", "fail")
+        t.expect("greeting 421", g.get("code") == 421 and "retry later" in
+                 g.get("explanation", ""), r, "421 explained")
+
+# A server without ESMTP: EHLO refused, HELO accepted is a warning.
+with Scripted("220 old.test SMTP", {"EHLO": "500 5.5.1 Command unrecognized",
+                                    "HELO": "250 old.test"}) as srv:
+    r = t.probe("%s:%d" % (HOST, srv.port), "--tls", "none", "--timeout", "2s")
+    t.expect("helo", r.returncode == 0, r, "exit 0")
+    t.expect("helo", "[WARN] ehlo" in r.stdout and "HELO accepted" in r.stdout, r,
+             "EHLO refused is a warning")
+    t.expect("helo", srv.commands[:2] == ["EHLO", "HELO"], r,
+             "commands seen: %r" % srv.commands)
+
+# STARTTLS required (the default) by a server that does not offer it.
+with Scripted("220 plain.test ESMTP", {"EHLO": "250-plain.test\n250 8BITMIME"}) as srv:
+    r = t.probe("%s:%d" % (HOST, srv.port), "--timeout", "2s")
+    t.expect("no starttls", r.returncode == 76, r, "exit 76")
+    t.expect("no starttls", "[FAIL] tls" in r.stdout and "does not offer STARTTLS" in r.stdout,
+             r, "TLS fails: STARTTLS not offered")
+
+# An IPv6 literal with a port; nothing listens there.
+r = t.probe("[::1]:%d" % sktest.free_port(HOST), "--tls", "none", "--timeout", "2s")
+t.expect("ipv6", r.returncode == 75, r, "exit 75")
+t.expect("ipv6", "[FAIL] tcp" in r.stdout and "[::1]:" in r.stdout, r, "IPv6 address shown")
 
 # A web server: recognised as HTTP.
 with Web() as srv:

@@ -159,7 +159,7 @@ SK_NODISCARD sk_err sk_message_parse_envelope(const char *raw, size_t len, sk_me
 /* Append raw to out with every Bcc field (and its continuation lines)
  * removed and all line ends (LF, CRLF, lone CR) made CRLF; a final line
  * without a line end gets one. SK_ERR_SYNTAX when the header is
- * malformed or a line is over 998 octets. */
+ * malformed or has no field but Bcc, or a line is over 998 octets. */
 SK_NODISCARD sk_err sk_message_prepare_raw(const char *raw, size_t len, sk_buf *out, sk_error *err);
 
 /* ---- Helpers --------------------------------------------------------- */

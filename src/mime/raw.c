@@ -166,10 +166,10 @@ sk_err sk_message_prepare_raw(const char *raw, size_t len, sk_buf *out, sk_error
     if (!raw || !out) return sk_error_set(err, SK_ERR_INVAL, SK_STEP_COMPOSE, "no message");
     size_t mark = out->len;
     bool in_header = true, in_field = false, skipping = false;
-    size_t pos = 0, lineno = 0;
+    size_t pos = 0, lineno = 0, kept = 0;
     const char *line;
     size_t n;
-    sk_err e = SK_OK;
+    sk_err e = sk_buf_append(out, "", 0); /* out->data is a string even if nothing is kept */
     const char *why = NULL;
     while (!e && next_line(raw, len, &pos, &line, &n)) {
         lineno++;
@@ -181,7 +181,13 @@ sk_err sk_message_prepare_raw(const char *raw, size_t len, sk_buf *out, sk_error
         }
         if (in_header) {
             size_t colon;
-            if (n == 0) {
+            if (n == 0 && kept == 0) {
+                /* RFC 5322 3.6: From and Date at least; no header at all
+                 * is not a message. */
+                why = "no header fields (besides Bcc)";
+                e = SK_ERR_SYNTAX;
+                break;
+            } else if (n == 0) {
                 in_header = false;
             } else if (line[0] == ' ' || line[0] == '\t') {
                 if (!in_field) {
@@ -201,13 +207,14 @@ sk_err sk_message_prepare_raw(const char *raw, size_t len, sk_buf *out, sk_error
                 /* RFC 5322 3.6.3: Bcc is removed from what is sent. */
                 skipping = name_is(line, name_len, "Bcc");
                 if (skipping) continue;
+                kept++;
             }
         }
         e = sk_buf_append(out, line, n);
         if (!e) e = sk_buf_append(out, "\r\n", 2);
     }
-    if (!e && lineno == 0) {
-        why = "empty message";
+    if (!e && kept == 0) {
+        why = lineno ? "no header fields (besides Bcc)" : "empty message";
         e = SK_ERR_SYNTAX;
     }
     if (!e) return SK_OK;

@@ -242,23 +242,6 @@ static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
     return SK_REPLY_ASYNC;
 }
 
-static void on_queue_event(void *ctx, const sk_queue_event *ev)
-{
-    static const char *const names[] = {"queued",  "delivered", "deferred",
-                                        "bounced", "expired",   "removed"};
-    sk_daemon *d = ctx;
-    if ((unsigned)ev->type >= sizeof names / sizeof names[0]) return;
-    /* "queued" is logged by the daemon when the 250 is sent. */
-    if (ev->type == SK_QUEUE_EV_QUEUED) return;
-    sk_buf b = SK_BUF_INIT(2048);
-    if (ev->recipient) log_escaped(&b, "to", ev->recipient);
-    if (ev->remote_host) log_escaped(&b, "relay", ev->remote_host);
-    if (ev->reply) log_escaped(&b, "reply", ev->reply);
-    sk_log(&d->log, ev->type == SK_QUEUE_EV_DELIVERED ? SK_LOG_INFO : SK_LOG_WARN,
-           "%s queue %s attempt=%u%s", ev->env->id, names[ev->type], ev->attempt, sk_buf_cstr(&b));
-    sk_buf_free(&b);
-}
-
 /* --- configuration ------------------------------------------------------- */
 
 static void server_opts_from(const sk_daemon *d, const sk_daemon_config *c, sk_server_opts *o)
@@ -577,8 +560,6 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
         .retry_ms = d->retry_ms,
         .nretry = d->nretry,
         .max_lifetime_ms = c->max_queue_lifetime_ms,
-        .on_event = on_queue_event,
-        .event_ctx = d,
     };
     d->queue = sk_queue_new(d->spool, &qo, d->base, err);
     if (!d->queue) return err && err->err ? err->err : SK_ERR_IO;

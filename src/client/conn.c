@@ -41,7 +41,13 @@ void cl_info(sk_client *c, const char *fmt, ...)
     if (n < 0) return;
     if ((size_t)n >= sizeof line) n = sizeof line - 1;
     if (c->o.transcript) c->o.transcript(c->o.transcript_ctx, '*', line, (size_t)n);
-    sk_log(&c->o.log, SK_LOG_INFO, "- client %s", line);
+    if (!c->o.log.fn || c->o.log.max_level < SK_LOG_INFO) return;
+    /* The line may quote the peer (certificate names, addresses): escaped. */
+    sk_buf esc = SK_BUF_INIT(4 * sizeof line);
+    if (sk_log_escape(&esc, line, (size_t)n) == SK_OK)
+        sk_log(&c->o.log, SK_LOG_INFO, "- client note host=%s text=\"%s\"", c->o.host,
+               sk_buf_cstr(&esc));
+    sk_buf_free(&esc);
 }
 
 void cl_disconnect(sk_client *c)

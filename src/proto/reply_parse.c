@@ -100,7 +100,7 @@ sk_err sk_reply_parser_feed(sk_reply_parser *p, const char *data, size_t len, si
         const char *nl = memchr(data + i, '\n', len - i);
         size_t take = nl ? (size_t)(nl - (data + i)) + 1 : len - i;
         sk_err e = sk_buf_append(&p->line, data + i, take);
-        if (e) return e == SK_ERR_TOO_LONG ? SK_ERR_TOO_LONG : e;
+        if (e) return e;
         i += take;
         if (!nl) break;
         size_t n = p->line.len - 1;

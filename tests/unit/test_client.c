@@ -570,15 +570,32 @@ static const char *const script_auth_login_fail[] = {
     NULL,
 };
 
+/* XOAUTH2 refused: a 334 with the error (base64 JSON), our empty line,
+ * then the final 535. */
+static const char *const script_auth_xoauth2_fail[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250 AUTH PLAIN XOAUTH2",
+    "C:AUTH XOAUTH2 dXNlcj10aW0BYXV0aD1CZWFyZXIgdG9rAQE=",
+    "S:334 eyJzdGF0dXMiOiI0MDEifQ==",
+    "C:\r\n",
+    "S:535 5.7.8 Username and Password not accepted",
+    "X",
+    NULL,
+};
+
 static const struct {
     const char *name;
     const char *const *script;
+    const char *token;
     sk_err want;
     sk_sasl_mech mech;
 } auth_cases[] = {
-    {"PLAIN", script_auth_plain, SK_OK, SK_SASL_PLAIN},
-    {"CRAM-MD5", script_auth_cram, SK_OK, SK_SASL_CRAM_MD5},
-    {"LOGIN refused", script_auth_login_fail, SK_ERR_AUTH, SK_SASL_NONE},
+    {"PLAIN", script_auth_plain, NULL, SK_OK, SK_SASL_PLAIN},
+    {"CRAM-MD5", script_auth_cram, NULL, SK_OK, SK_SASL_CRAM_MD5},
+    {"LOGIN refused", script_auth_login_fail, NULL, SK_ERR_AUTH, SK_SASL_NONE},
+    {"XOAUTH2 refused", script_auth_xoauth2_fail, "tok", SK_ERR_AUTH, SK_SASL_NONE},
 };
 
 static void test_auth_cases(void **state)
@@ -590,7 +607,8 @@ static void test_auth_cases(void **state)
         server_start(&s, auth_cases[i].script);
         sk_client_opts o = opts_for(&s, &t);
         o.user = "tim";
-        o.password = "tanstaaftanstaaf";
+        o.password = auth_cases[i].token ? NULL : "tanstaaftanstaaf";
+        o.oauth_token = auth_cases[i].token;
         o.allow_plaintext_auth = 1;
         sk_client *c = sk_client_new(&o);
         sk_error err;
@@ -607,6 +625,7 @@ static void test_auth_cases(void **state)
         assert_null(strstr(t.text, "AHRpbQB0"));
         assert_null(strstr(t.text, "dGFuc3RhYWZ0"));
         assert_null(strstr(t.text, "dGltIGI5"));
+        assert_null(strstr(t.text, "dXNlcj10aW0B"));
         assert_non_null(strstr(t.text, "****"));
     }
 }

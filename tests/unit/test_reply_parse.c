@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <smtpkit/smtpkit.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define DONE 1
@@ -157,12 +158,51 @@ static void test_limits(void **state)
     sk_buf_free(&b);
 }
 
+/* Fail the Nth allocation for every N: each failure is reported as
+ * SK_ERR_NOMEM and nothing leaks (checked under valgrind/ASan). */
+static int fail_at, allocs;
+static void *failing_malloc(size_t n)
+{
+    return ++allocs == fail_at ? NULL : malloc(n);
+}
+static void *failing_realloc(void *p, size_t n)
+{
+    return ++allocs == fail_at ? NULL : realloc(p, n);
+}
+
+static void test_allocation_failures(void **state)
+{
+    static const char in[] = "250-mx.example.org\r\n250-PIPELINING\r\n250 2.0.0 SIZE 1\r\n";
+    const sk_allocator a = {failing_malloc, failing_realloc, free};
+    int succeeded = 0;
+    for (fail_at = 1; fail_at < 50 && !succeeded; fail_at++) {
+        allocs = 0;
+        sk_set_allocator(&a);
+        sk_reply_parser p;
+        sk_reply_parser_init(&p);
+        size_t used;
+        int done;
+        sk_reply r;
+        sk_err e = sk_reply_parser_feed(&p, in, sizeof in - 1, &used, &r, &done);
+        sk_reply_parser_free(&p);
+        sk_set_allocator(NULL);
+        if (e == SK_OK) {
+            assert_int_equal(done, 1);
+            succeeded = 1;
+        } else {
+            assert_int_equal(e, SK_ERR_NOMEM);
+        }
+    }
+    assert_true(succeeded);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),
         cmocka_unit_test(test_bytewise_and_sequence),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -359,13 +359,19 @@ const char *sk_reply_explain(int code, const char *enhanced, const char *text)
                 if (contains_nocase(text, *p)) return by_phrase[i].text;
         }
     /* An enhanced status whose class disagrees with the code is ignored:
-     * the code is what clients act on (RFC 3463 2). */
+     * the code is what clients act on (RFC 3463 2). A status with detail 0
+     * ("other or undefined", RFC 3463 3) says less than a known code
+     * (530 5.7.0 is "authentication required"), so the code goes first. */
+    const char *by_enhanced = NULL;
     if (enhanced && enhanced[0] && enhanced[0] - '0' == cls) {
-        const char *s = explain_status(enhanced);
-        if (s) return s;
+        by_enhanced = explain_status(enhanced);
+        size_t n = strlen(enhanced);
+        int undefined = n >= 2 && enhanced[n - 1] == '0' && enhanced[n - 2] == '.';
+        if (by_enhanced && !undefined) return by_enhanced;
     }
     for (size_t i = 0; i < sizeof by_code / sizeof by_code[0]; i++)
         if (by_code[i].code == code) return by_code[i].text;
+    if (by_enhanced) return by_enhanced;
     return cls == 4 ? "temporary failure: the server may accept this later; retry"
                     : "permanent failure: retrying the same thing will fail the same way; "
                       "read the server's text";

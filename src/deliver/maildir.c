@@ -179,6 +179,16 @@ static sk_err copy_body(int in, int out, const char *head, size_t head_len)
     }
 }
 
+static void log_rcpt(const maildir_transport *t, const sk_delivery *job, const char *event,
+                     const char *addr, const char *file, int existed)
+{
+    sk_buf b = SK_BUF_INIT(1024);
+    if (sk_log_escape(&b, addr, strlen(addr))) sk_buf_reset(&b);
+    sk_log(&t->log, SK_LOG_INFO, "%s maildir %s rcpt=\"%s\" file=%s%s", job->queue_id, event,
+           sk_buf_cstr(&b), file, existed ? " existed=1" : "");
+    sk_buf_free(&b);
+}
+
 /* Deliver one recipient; returns its result. */
 static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delivery *job,
                                            const sk_delivery_rcpt *rc)
@@ -216,8 +226,7 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
         goto out;
     }
     if (already_there(folder.data, name.data, job->maybe_delivered)) {
-        sk_log(&t->log, SK_LOG_INFO, "%s maildir already-delivered rcpt=%s", job->queue_id,
-               rc->addr);
+        log_rcpt(t, job, "already-delivered", rc->addr, name.data, 0);
         res = make_result(SK_DELIVERY_OK, 250, "2.0.0", "delivered to Maildir (earlier attempt)");
         goto out;
     }
@@ -266,8 +275,7 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
     } else if (e) {
         res = make_result(SK_DELIVERY_TRANSIENT, 451, "4.3.0", "local delivery failed");
     } else {
-        sk_log(&t->log, SK_LOG_INFO, "%s maildir delivered rcpt=%s file=%s%s", job->queue_id,
-               rc->addr, name.data, existed ? " existed=1" : "");
+        log_rcpt(t, job, "delivered", rc->addr, name.data, existed);
         res = make_result(SK_DELIVERY_OK, 250, "2.0.0", "delivered to Maildir");
     }
 out:

@@ -61,9 +61,23 @@ static void emit(sk_queue *q, sk_queue_event_type type, const sk_spool_envelope 
 {
     static const char *const names[] = {"queued",  "delivered", "deferred",
                                         "bounced", "expired",   "removed"};
-    sk_log(&q->opts.log, SK_LOG_INFO, "%s queue %s%s%s attempt=%u%s%s", env->id, names[type],
-           rcpt ? " rcpt=" : "", rcpt ? rcpt : "", env->attempts, reply ? " reply=" : "",
-           reply ? reply : "");
+    /* Addresses and replies come from peers: escaped and quoted. */
+    sk_buf b = SK_BUF_INIT(4096);
+    sk_err e = SK_OK;
+    if (rcpt) {
+        e = sk_buf_puts(&b, " rcpt=\"");
+        if (!e) e = sk_log_escape(&b, rcpt, strlen(rcpt));
+        if (!e) e = sk_buf_putc(&b, '"');
+    }
+    if (!e && remote) e = sk_buf_printf(&b, " remote=%s", remote);
+    if (!e && reply) {
+        e = sk_buf_puts(&b, " reply=\"");
+        if (!e) e = sk_log_escape(&b, reply, strlen(reply));
+        if (!e) e = sk_buf_putc(&b, '"');
+    }
+    sk_log(&q->opts.log, SK_LOG_INFO, "%s queue %s attempt=%u%s", env->id, names[type],
+           env->attempts, e ? " (log line too long)" : sk_buf_cstr(&b));
+    sk_buf_free(&b);
     if (!q->opts.on_event) return;
     sk_queue_event ev = {.type = type,
                          .env = env,
@@ -176,7 +190,8 @@ static void finish_attempt(sk_queue *q, qmsg *m)
         return;
     }
     int64_t now = (int64_t)time(NULL);
-    if ((uint64_t)(now - env->arrival) * 1000u >= q->opts.max_lifetime_ms) {
+    /* An arrival in the future (clock set back) never expires early. */
+    if (now > env->arrival && (uint64_t)(now - env->arrival) * 1000u >= q->opts.max_lifetime_ms) {
         /* RFC 3463 4.4.7: delivery time expired. A DSN is issue-7 work:
          * the event is what the bounce generator will hook onto. */
         for (size_t i = 0; i < env->nrcpts; i++) {

@@ -872,9 +872,8 @@ static void process(sk_session *s)
         char line[SK_SMTP_LINE_MAX_OCTETS + 1];
         evbuffer_remove(in, line, n);
         line[n] = '\0';
-        handle_line(s, line, n);
-        OPENSSL_cleanse(line, n); /* it may have carried AUTH data */
-        if (s->idle > s->cfg->max_idle_commands && s->state != SS_CLOSING) {
+        if (s->idle >= s->cfg->max_idle_commands && s->state != SS_AUTH) {
+            OPENSSL_cleanse(line, n);
             sk_log(logger(s), SK_LOG_INFO, "%s server idle-limit peer=%s commands=%u", s->id,
                    s->peer, s->idle);
             reply(s, 421, "4.7.0", "%s Too many commands without progress, closing",
@@ -883,6 +882,8 @@ static void process(sk_session *s)
             close_after_flush(s);
             return;
         }
+        handle_line(s, line, n);
+        OPENSSL_cleanse(line, n); /* it may have carried AUTH data */
     }
 }
 

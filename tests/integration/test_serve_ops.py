@@ -108,7 +108,35 @@ try:
             expect(code == 250, "DATA: %d %r" % (code, resp), srv)
         srv.wait_maildir("list.test", "bob")
         srv.wait_maildir("list.test", "carol")
+        # SIGHUP reloads the recipients list.
+        with open(rcpts, "a") as f:
+            f.write("mallory@list.test\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        sktest.wait_for(lambda: "reload-done" in srv.log(), timeout=10, what="reload")
+        with smtplib.SMTP(HOST, srv.port, timeout=30) as s:
+            s.ehlo("client.test")
+            s.mail("a@example.org")
+            code, resp = s.rcpt("mallory@list.test")
+            expect(code == 250, "recipient added by SIGHUP: %d %r" % (code, resp), srv)
     expect(srv.proc.returncode == 0, "exit 0", srv)
+
+    # --- --user: privileges dropped after binding ----------------------------
+    if os.geteuid() == 0:
+        os.chmod(tmp.path, 0o711)  # let the unprivileged user reach its data dir
+        srv = Serve(tmp, name="user", args=["--user", "nobody"])
+        with srv:
+            status = open("/proc/%d/status" % srv.proc.pid).read()
+            uids = [ln for ln in status.splitlines() if ln.startswith("Uid:")][0].split()[1:]
+            expect(uids == ["65534"] * 4, "running as nobody: %r" % uids, srv)
+            m = message("as nobody")
+            with smtplib.SMTP(HOST, srv.port, timeout=30) as s:
+                s.sendmail("alice@example.org", ["bob@localhost"], m)
+            files = expect_arrived(srv, "localhost", "bob", m)
+            expect(os.stat(files[0]).st_uid == 65534, "Maildir file owned by nobody", srv)
+        expect(srv.proc.returncode == 0, "exit 0", srv)
+    else:
+        r = serve_rc("--user", "nobody", "--listen", "127.0.0.1:%d" % sktest.free_port())
+        expect(r.returncode == 78 and "root" in r.stderr, "--user needs root: %r" % r.stderr)
 
     # --- --hold: messages stay in the queue ---------------------------------
     srv = Serve(tmp, name="hold", args=["--hold"])

@@ -100,4 +100,10 @@
 #define SK_RULES_LINE_MAX_OCTETS 1024
 #define SK_RULES_MAX             1000
 
+/* Spool: an envelope file is read whole (a few hundred octets per
+ * recipient); `smtpkit queue show` reads at most this much of a message to
+ * find its header block (RFC 5322 2.1: it ends at the first empty line). */
+#define SK_SPOOL_ENVELOPE_MAX_OCTETS (16u * 1024 * 1024)
+#define SK_SPOOL_HEADERS_MAX_OCTETS  (256u * 1024)
+
 #endif

@@ -157,7 +157,8 @@ static sk_err mail_params(sk_client *c, sk_buf *p, size_t len, int eight, int ut
     unsigned ext = c->ext.ext;
     sk_err e = SK_OK;
     if (ext & SK_CLIENT_EXT_SIZE) e = sk_buf_printf(p, " SIZE=%zu", len);
-    if (!e && eight) e = sk_buf_puts(p, " BODY=8BITMIME");
+    /* RFC 6531 3.1: SMTPUTF8 implies 8BITMIME; BODY= only when announced. */
+    if (!e && eight && (ext & SK_CLIENT_EXT_8BITMIME)) e = sk_buf_puts(p, " BODY=8BITMIME");
     if (!e && utf8) e = sk_buf_puts(p, " SMTPUTF8");
     if (!e && so && (ext & SK_CLIENT_EXT_DSN)) {
         if (so->dsn_ret) e = sk_buf_printf(p, " RET=%s", so->dsn_ret);
@@ -184,6 +185,24 @@ static sk_err rcpt_params(sk_client *c, sk_buf *p, const char *rcpt, const sk_se
     return e;
 }
 
+/* RFC 3461 4.1, 4.3: the values we put on the command line verbatim. */
+static int dsn_values_ok(const sk_send_opts *so)
+{
+    if (so->dsn_ret && strcasecmp(so->dsn_ret, "FULL") && strcasecmp(so->dsn_ret, "HDRS")) return 0;
+    if (!so->dsn_notify) return 1;
+    if (!strcasecmp(so->dsn_notify, "NEVER")) return 1;
+    const char *p = so->dsn_notify;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (!((n == 7 && !strncasecmp(p, "SUCCESS", 7)) ||
+              (n == 7 && !strncasecmp(p, "FAILURE", 7)) || (n == 5 && !strncasecmp(p, "DELAY", 5))))
+            return 0;
+        p += n;
+        if (*p == ',') p++;
+    }
+    return *so->dsn_notify != '\0';
+}
+
 /* Check what the message needs against what the server offers, before
  * anything is sent. */
 static sk_err preflight(sk_client *c, const char *from, const char *const *rcpts, size_t nrcpt,
@@ -205,7 +224,8 @@ static sk_err preflight(sk_client *c, const char *from, const char *const *rcpts
         e = sk_error_set(err, SK_ERR_UNSUPPORTED, SK_STEP_MAIL,
                          "an address is not ASCII and the server does not offer SMTPUTF8 "
                          "(RFC 6531)");
-    } else if (*eight && !(ext & (SK_CLIENT_EXT_8BITMIME | SK_CLIENT_EXT_SMTPUTF8))) {
+    } else if (*eight && !(ext & SK_CLIENT_EXT_8BITMIME) &&
+               !(*utf8 && (ext & SK_CLIENT_EXT_SMTPUTF8))) {
         e = sk_error_set(err, SK_ERR_UNSUPPORTED, SK_STEP_DATA,
                          "the message has 8-bit content and the server does not offer "
                          "8BITMIME (RFC 6152)");
@@ -214,6 +234,10 @@ static sk_err preflight(sk_client *c, const char *from, const char *const *rcpts
         e = sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_MAIL,
                          "the message (%zu octets) exceeds the server's SIZE limit of %llu", len,
                          (unsigned long long)c->ext.size_max);
+    } else if (so && !dsn_values_ok(so)) {
+        e = sk_error_set(err, SK_ERR_INVAL, SK_STEP_MAIL,
+                         "DSN options: RET is FULL or HDRS, NOTIFY is NEVER or a list of "
+                         "SUCCESS, FAILURE, DELAY");
     } else if (so && so->has_priority && (so->priority < -9 || so->priority > 9)) {
         e = sk_error_set(err, SK_ERR_INVAL, SK_STEP_MAIL, "MT-PRIORITY must be -9..9");
     } else if (so && (so->dsn_ret || so->dsn_envid || so->dsn_notify || so->dsn_orcpt) &&

@@ -441,20 +441,28 @@ static void test_send_preflight(void **state)
     sk_error err;
     assert_int_equal(sk_client_connect(c, &err), SK_OK);
     static const char *ascii[] = {"b@y.test"}, *utf8[] = {"zoë@y.test"};
+    static const sk_send_opts bad_ret = {.dsn_ret = "FULL\r\nRSET"},
+                              bad_notify = {.dsn_notify = "SUCCESS,SOMETIMES"},
+                              bad_priority = {.has_priority = 1, .priority = 10};
     static const struct {
         const char *const *rcpts;
         const char *data;
+        const sk_send_opts *opts;
         sk_err want;
         sk_step step;
     } cases[] = {
-        {ascii, "0123456789ab", SK_ERR_TOO_LONG, SK_STEP_MAIL},
-        {utf8, "x", SK_ERR_UNSUPPORTED, SK_STEP_MAIL},
-        {ascii, "\xc3\xa9", SK_ERR_UNSUPPORTED, SK_STEP_DATA},
+        {ascii, "0123456789ab", NULL, SK_ERR_TOO_LONG, SK_STEP_MAIL},
+        {utf8, "x", NULL, SK_ERR_UNSUPPORTED, SK_STEP_MAIL},
+        {ascii, "\xc3\xa9", NULL, SK_ERR_UNSUPPORTED, SK_STEP_DATA},
+        {ascii, "x", &bad_ret, SK_ERR_INVAL, SK_STEP_MAIL},
+        {ascii, "x", &bad_notify, SK_ERR_INVAL, SK_STEP_MAIL},
+        {ascii, "x", &bad_priority, SK_ERR_INVAL, SK_STEP_MAIL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sk_send_result res;
+        print_message("case %zu\n", i);
         assert_int_equal(sk_client_send(c, "a@x.test", cases[i].rcpts, 1, cases[i].data,
-                                        strlen(cases[i].data), NULL, &res, &err),
+                                        strlen(cases[i].data), cases[i].opts, &res, &err),
                          cases[i].want);
         assert_int_equal(err.step, cases[i].step);
         assert_int_equal(err.transient, 0);

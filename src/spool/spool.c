@@ -20,8 +20,6 @@
 #define SPOOL_WRITE_CHUNK_OCTETS (64 * 1024)
 #define SPOOL_BATCH_DEFAULT      256
 #define SPOOL_LOCK_WAIT_MS       5000
-/* An envelope file: a few hundred octets per recipient. */
-#define SPOOL_ENV_MAX_OCTETS (16u * 1024 * 1024)
 
 struct sk_spool_msg {
     sk_spool *s;
@@ -350,7 +348,7 @@ sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error
     m->s = s;
     m->fd = m->env_fd = -1;
     sk_buf_init(&m->wbuf, SPOOL_WRITE_CHUNK_OCTETS);
-    sk_buf_init(&m->envtext, SPOOL_ENV_MAX_OCTETS);
+    sk_buf_init(&m->envtext, SK_SPOOL_ENVELOPE_MAX_OCTETS);
     if (!m->env->arrival) m->env->arrival = (int64_t)time(NULL);
     /* O_EXCL makes the ID unique even if two draws collide. */
     for (int tries = 0; m->fd < 0 && tries < 8; tries++) {
@@ -727,7 +725,7 @@ sk_err sk_spool_load(sk_spool *s, const char *id, sk_spool_envelope **env, sk_er
         return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s", id);
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_ENV_EXT);
-    sk_buf b = SK_BUF_INIT(SPOOL_ENV_MAX_OCTETS);
+    sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
     sk_err e = read_at(s->msgdir_fd, name, &b, 0);
     if (e == SK_ERR_NOT_FOUND)
         return sk_error_set(err, e, SK_STEP_NONE, "no message %s in the queue", id);
@@ -748,7 +746,7 @@ sk_err sk_spool_save(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
         return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "spool opened read-only");
     if (!sk_spool_id_valid(env->id))
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "bad queue ID");
-    sk_buf b = SK_BUF_INIT(SPOOL_ENV_MAX_OCTETS);
+    sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
     sk_err e = sk_spool_envelope_serialize(env, &b);
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, "%s%s", env->id, SK_SPOOL_ENV_EXT);
@@ -797,8 +795,8 @@ sk_err sk_spool_read_headers(sk_spool *s, const char *id, sk_buf *out, sk_error 
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
     /* The header block is near the start; read a bounded prefix. */
-    sk_buf b = SK_BUF_INIT(1024 * 1024);
-    sk_err e = read_at(s->msgdir_fd, name, &b, 256 * 1024);
+    sk_buf b = SK_BUF_INIT(SK_SPOOL_HEADERS_MAX_OCTETS + 8192);
+    sk_err e = read_at(s->msgdir_fd, name, &b, SK_SPOOL_HEADERS_MAX_OCTETS);
     if (e && e != SK_ERR_TOO_LONG) {
         sk_buf_free(&b);
         return sk_error_set(err, e, SK_STEP_NONE, "cannot read message %s", id);

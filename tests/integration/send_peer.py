@@ -6,6 +6,7 @@ Every server listens on 127.0.0.1 on a free port and is stopped by the
 test that started it; every CLI run is bounded by a timeout.
 """
 
+import base64
 import email
 import email.policy
 import json
@@ -94,6 +95,30 @@ class Recorder:
         return check
 
 
+class OAuthRecorder(Recorder):
+    """A Recorder that also offers XOAUTH2, accepting tokens[user]."""
+
+    def __init__(self, tokens, **kw):
+        super().__init__(**kw)
+        self.tokens = tokens
+
+    async def auth_XOAUTH2(self, server, args):
+        # "user=" user ^A "auth=Bearer " token ^A ^A, base64, as the initial
+        # response or after an empty challenge.
+        blob = args[1] if len(args) > 1 else await server.challenge_auth("")
+        if isinstance(blob, str):
+            blob = blob.encode()
+        try:
+            fields = base64.b64decode(blob).decode().split("\x01")
+            kv = dict(f.split("=", 1) for f in fields if f)
+            user, token = kv["user"], kv["auth"].split(" ", 1)[1]
+        except (ValueError, KeyError, IndexError, UnicodeDecodeError):
+            return AuthResult(success=False, handled=False)
+        with self.lock:
+            self.auth_logins.append(("XOAUTH2", user))
+        return AuthResult(success=self.tokens.get(user) == token, handled=False)
+
+
 class Smtpd:
     """An aiosmtpd server on a free loopback port.
 
@@ -101,8 +126,9 @@ class Smtpd:
     users: {"name": "password"} enables AUTH PLAIN and LOGIN.
     """
 
-    def __init__(self, tls=None, cert=None, users=None, auth_require_tls=True, **recorder_kw):
-        self.recorder = Recorder(**recorder_kw)
+    def __init__(self, tls=None, cert=None, users=None, auth_require_tls=True, tokens=None,
+                 **recorder_kw):
+        self.recorder = OAuthRecorder(tokens, **recorder_kw) if tokens else Recorder(**recorder_kw)
         self.port = sktest.free_port(HOST)
         ctx = None
         if tls:
@@ -119,8 +145,8 @@ class Smtpd:
             kw["tls_context"] = ctx
         elif tls == "implicit":
             kw["ssl_context"] = ctx
-        if users is not None:
-            kw["authenticator"] = self.recorder.authenticator(users)
+        if users is not None or tokens:
+            kw["authenticator"] = self.recorder.authenticator(users or {})
         self.controller = Controller(self.recorder, **kw)
 
     @property
@@ -142,6 +168,8 @@ class RawPeer:
     mode "not_smtp": answers like a web server and closes.
     mode "close_in_data": plays SMTP until DATA's 354, reads part of the
     message and closes the connection without a final reply.
+    mode "record": announces DSN and MT-PRIORITY (which aiosmtpd does not
+    know), accepts everything and records the command lines in .lines.
     """
 
     def __init__(self, mode):
@@ -155,6 +183,7 @@ class RawPeer:
         self.stopping = threading.Event()
         self.got_data = threading.Event()
         self.conns = []
+        self.lines = []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self):
@@ -197,8 +226,15 @@ class RawPeer:
             if not line:
                 return
             verb = line[:4].upper()
+            self.lines.append(line.rstrip(b"\r\n").decode("utf-8", "replace"))
             if verb in (b"EHLO", b"HELO"):
-                conn.sendall(b"250-raw.test\r\n250 8BITMIME\r\n")
+                conn.sendall(b"250-raw.test\r\n250-PIPELINING\r\n250-DSN\r\n"
+                             b"250-MT-PRIORITY\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA" and self.mode == "record":
+                conn.sendall(b"354 go ahead\r\n")
+                while f.readline() not in (b".\r\n", b""):
+                    pass
+                conn.sendall(b"250 2.0.0 Ok: queued as RAW1\r\n")
             elif verb == b"DATA":
                 conn.sendall(b"354 go ahead\r\n")
                 f.readline()
@@ -221,8 +257,13 @@ def send(*args, timeout=60, input=None, env=None):
 
 
 def parse(data):
-    """A received message as an email.message.EmailMessage."""
-    return email.message_from_bytes(data, policy=email.policy.default)
+    """A received message as an email.message.EmailMessage. UTF-8 header
+    fields (RFC 6532, with SMTPUTF8) are decoded as UTF-8; Python's bytes
+    parser would take them for ASCII."""
+    try:
+        return email.message_from_string(data.decode("utf-8"), policy=email.policy.default)
+    except UnicodeDecodeError:
+        return email.message_from_bytes(data, policy=email.policy.default)
 
 
 def crlf_only(data):

@@ -57,6 +57,27 @@ def password_from_environment():
 
 
 @run.case
+def xoauth2_with_token_file():
+    token = "ya29.test-token"
+    tokfile = tmp.join("token")
+    with open(tokfile, "w") as f:
+        f.write(token + "\n")
+    with Smtpd(tls="starttls", cert=CERT, tokens={USER: token}) as s:
+        r = send(*base(s.port, "--user", USER, "--oauth-token-file", tokfile, "--auth", "XOAUTH2",
+                       "--verbose", "--json"))
+        expect_exit(r, 0)
+        expect(s.recorder.auth_logins == [("XOAUTH2", USER)], "XOAUTH2 %r"
+               % s.recorder.auth_logins, r)
+        expect(len(s.messages) == 1 and s.messages[0]["auth"], "sent authenticated", r)
+        expect(token not in r.stderr, "token not in the transcript", r)
+        bad = tmp.join("bad-token")
+        with open(bad, "w") as f:
+            f.write("expired\n")
+        r = send(*base(s.port, "--user", USER, "--oauth-token-file", bad, "--auth", "XOAUTH2"))
+        expect_exit(r, 77)
+
+
+@run.case
 def wrong_password_is_auth_failure():
     with Smtpd(tls="starttls", cert=CERT, users=USERS) as s:
         r = send(*base(s.port, "--user", USER, "--password-file", BADPW, "--json"))

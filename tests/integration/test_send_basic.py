@@ -7,8 +7,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
-from send_peer import (QUEUE_ID, Runner, Smtpd, crlf_only, expect, expect_exit,  # noqa: E402
-                       json_out, parse, send)
+from send_peer import (QUEUE_ID, RawPeer, Runner, Smtpd, crlf_only, expect,  # noqa: E402
+                       expect_exit, json_out, parse, send)
 
 tmp = sktest.TempDir("sk-send-basic-")
 run = Runner()
@@ -81,6 +81,61 @@ def html_alternative_and_text_from_stdin():
         expect(msg.get_content_type() == "multipart/alternative", msg.get_content_type())
         expect(msg.get_body(("plain",)).get_content().strip() == "plain part é", "plain part")
         expect("<b>Zoë</b>" in msg.get_body(("html",)).get_content(), "html part")
+
+
+@run.case
+def inline_image_in_html():
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    logo = write("logo.png", png)
+    html = write("inline.html", '<p>Logo: <img src="cid:logo@example.org"></p>\n')
+    with Smtpd() as s:
+        r = send("--server", server_arg(s), "--tls", "none", "--from", "a@example.org",
+                 "--to", "b@example.net", "--subject", "inline", "--text", TEXT, "--html", html,
+                 "--inline", "logo@example.org=" + logo)
+        expect_exit(r, 0)
+        msg = parse(s.messages[0]["data"])
+        related = [p for p in msg.walk() if p.get_content_type() == "multipart/related"]
+        expect(len(related) == 1, "one multipart/related", r)
+        parts = list(related[0].iter_parts())
+        expect(parts[0].get_content_type() == "text/html", "HTML first in related", r)
+        img = [p for p in parts if p.get_content_type() == "image/png"]
+        expect(len(img) == 1 and img[0]["Content-ID"] == "<logo@example.org>",
+               "inline part with its Content-ID", r)
+        expect(img[0].get_content() == png, "image bytes intact", r)
+
+
+@run.case
+def utf8_addresses_use_smtputf8():
+    with Smtpd() as s:
+        r = send("--server", server_arg(s), "--tls", "none", "--from", "Zoë <zoë@exämple.org>",
+                 "--to", "Jörg <jörg@exämple.de>", "--subject", "ü", "--text", TEXT)
+        expect_exit(r, 0)
+        m = s.messages[0]
+        expect(m["mail_from"] == "zoë@exämple.org", "UTF-8 reverse-path %r" % m["mail_from"], r)
+        expect(m["rcpt_tos"] == ["jörg@exämple.de"], "UTF-8 recipient %r" % m["rcpt_tos"], r)
+        expect("SMTPUTF8" in m["mail_options"], "MAIL carries SMTPUTF8 %r" % m["mail_options"])
+        msg = parse(m["data"])
+        expect(msg["To"].addresses[0].addr_spec == "jörg@exämple.de", "To %r" % msg["To"], r)
+        expect(msg["To"].addresses[0].display_name == "Jörg", "To name", r)
+
+
+@run.case
+def dsn_and_priority_parameters():
+    with RawPeer("record") as p:
+        r = send("--server", "127.0.0.1:%d" % p.port, "--tls", "none", "--from", "a@example.org",
+                 "--to", "b@example.net", "--text", TEXT, "--priority", "3",
+                 "--dsn-notify", "SUCCESS,FAILURE", "--dsn-ret", "HDRS", "--envid", "env+42",
+                 "--timeout", "10s", "--json")
+        expect_exit(r, 0)
+        mail = [x for x in p.lines if x.upper().startswith("MAIL FROM:")]
+        rcpt = [x for x in p.lines if x.upper().startswith("RCPT TO:")]
+        expect(len(mail) == 1 and len(rcpt) == 1, "one MAIL and one RCPT: %r" % p.lines, r)
+        words = mail[0].split()
+        expect("RET=HDRS" in words and "MT-PRIORITY=3" in words, "MAIL %r" % mail[0], r)
+        # RFC 3461 4: ENVID is xtext, '+' is written as +2B.
+        expect("ENVID=env+2B42" in words, "ENVID xtext-encoded: %r" % mail[0], r)
+        expect("NOTIFY=SUCCESS,FAILURE" in rcpt[0].split(), "RCPT %r" % rcpt[0], r)
+        expect(json_out(r)["queue_id"] == "RAW1", "queue id from the reply", r)
 
 
 @run.case

@@ -453,7 +453,7 @@ sk_err cl_read_reply(sk_client *c, unsigned timeout_ms, sk_step step, sk_reply *
             transcript_raw(c);
             if (e == SK_ERR_TIMEOUT && step == SK_STEP_GREETING && err)
                 err->hint = "no greeting: a server expecting implicit TLS (port 465) waits "
-                            "silently; try --tls implicit";
+                            "silently for the client; try implicit TLS";
             return e;
         }
     }

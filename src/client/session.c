@@ -307,7 +307,8 @@ sk_err sk_client_starttls(sk_client *c, sk_error *err)
                          "the server does not offer STARTTLS");
         if (err) {
             err->transient = 0;
-            err->hint = "use --tls none only on a network you trust, or a port with TLS";
+            err->hint = "the server offers no TLS here: use a port with TLS, or go without "
+                        "TLS only on a network you trust";
         }
         return e;
     }

@@ -95,8 +95,12 @@ SK_NODISCARD sk_err sk_message_add_inline_data(sk_message *m, const char *cid, c
 
 /* An extra header field. name must be RFC 5322 ftext and not one the
  * composer writes itself (From, To, Cc, Bcc, Subject, Date, Message-ID,
- * Sender, Reply-To, MIME-Version, Content-*): SK_ERR_INVAL. value is
- * unstructured UTF-8 text (encoded and folded as needed). */
+ * Sender, Reply-To, MIME-Version, Content-*): SK_ERR_INVAL. value (UTF-8)
+ * is folded at white space; ASCII words are kept as given (so structured
+ * fields such as List-Unsubscribe keep their syntax, and encoded words
+ * stay encoded words), words that are not ASCII become RFC 2047 encoded
+ * words, as fits unstructured fields. A word too long for a line of 998
+ * octets: SK_ERR_TOO_LONG. */
 SK_NODISCARD sk_err sk_message_add_header(sk_message *m, const char *name, const char *value,
                                           sk_error *err);
 /* Message-ID: "left@right", with or without angle brackets. When not set,

@@ -129,22 +129,23 @@ static bool is_wsp(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Must this word of unstructured text be encoded? */
-static bool word_needs_encoding(const char *p, size_t n)
+/* Must this word be encoded? as_given: ASCII words are kept whatever
+ * they look like (fields whose syntax the caller owns). */
+static bool word_needs_encoding(const char *p, size_t n, bool as_given)
 {
     /* A word that would not fit on a folded line even alone. */
-    if (n > SK_MIME_LINE_SOFT_OCTETS - 2) return true;
+    if (!as_given && n > SK_MIME_LINE_SOFT_OCTETS - 2) return true;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c < 0x20 || c >= 0x7f) return true;
+        if ((c < 0x20 && c != '\t') || c >= 0x7f) return true;
         /* RFC 2047 6.2: text that looks like an encoded word would be
          * decoded by readers; encoding it keeps it literal. */
-        if (c == '=' && i + 1 < n && p[i + 1] == '?') return true;
+        if (!as_given && c == '=' && i + 1 < n && p[i + 1] == '?') return true;
     }
     return false;
 }
 
-void sk_hdr_unstructured(sk_hdr_writer *w, const char *text)
+void sk_hdr_unstructured(sk_hdr_writer *w, const char *text, bool as_given)
 {
     /* Runs of white space are written as one space (a fold point). */
     const char *p = text;
@@ -152,7 +153,7 @@ void sk_hdr_unstructured(sk_hdr_writer *w, const char *text)
     while (*p && !w->err) {
         const char *word = p;
         while (*p && !is_wsp(*p)) p++;
-        if (!word_needs_encoding(word, (size_t)(p - word))) {
+        if (!word_needs_encoding(word, (size_t)(p - word), as_given)) {
             sk_hdr_token(w, " ", 1, word, (size_t)(p - word));
         } else {
             /* Extend the run over the following words that need encoding;
@@ -164,7 +165,7 @@ void sk_hdr_unstructured(sk_hdr_writer *w, const char *text)
                 if (!*q) break;
                 const char *next = q;
                 while (*q && !is_wsp(*q)) q++;
-                if (!word_needs_encoding(next, (size_t)(q - next))) break;
+                if (!word_needs_encoding(next, (size_t)(q - next), as_given)) break;
                 run_end = q;
             }
             sk_hdr_encoded_words(w, " ", 1, word, (size_t)(run_end - word));

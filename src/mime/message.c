@@ -431,6 +431,15 @@ sk_err sk_message_add_header(sk_message *m, const char *name, const char *value,
     if (reserved_field(name))
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_COMPOSE,
                             "%s is written by the composer; use its setter", name);
+    /* ASCII words are kept whole: one must fit on a line (RFC 5322 2.1.1). */
+    for (const char *p = value; *p;) {
+        size_t n = strcspn(p, " \t");
+        if (strlen(name) + 2 + n > SK_MIME_LINE_MAX_OCTETS)
+            return sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_COMPOSE,
+                                "a word of %s is too long for a line of 998 octets", name);
+        p += n;
+        p += strspn(p, " \t");
+    }
     field f = {sk_strdup(name), sk_strdup(value)};
     if (!f.name || !f.value || grow((void **)&m->fields, &m->fields_cap, m->nfields, sizeof f)) {
         sk_free(f.name);
@@ -757,7 +766,7 @@ static sk_err render_headers(const sk_message *m, sk_buf *out)
     if (!e && m->subject) {
         sk_hdr_writer w;
         sk_hdr_begin(&w, out, "Subject");
-        sk_hdr_unstructured(&w, m->subject);
+        sk_hdr_unstructured(&w, m->subject, false);
         e = sk_hdr_end(&w);
     }
     if (!e) e = sk_buf_puts(out, "Message-ID: ");
@@ -766,7 +775,7 @@ static sk_err render_headers(const sk_message *m, sk_buf *out)
     for (size_t i = 0; !e && i < m->nfields; i++) {
         sk_hdr_writer w;
         sk_hdr_begin(&w, out, m->fields[i].name);
-        sk_hdr_unstructured(&w, m->fields[i].value);
+        sk_hdr_unstructured(&w, m->fields[i].value, true);
         e = sk_hdr_end(&w);
     }
     if (!e) e = sk_buf_puts(out, "MIME-Version: 1.0\r\n");

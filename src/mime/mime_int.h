@@ -59,12 +59,14 @@ void sk_hdr_token(sk_hdr_writer *w, const char *ws, size_t wsn, const char *tok,
 /* End the field with CRLF; returns the sticky error. */
 SK_NODISCARD sk_err sk_hdr_end(sk_hdr_writer *w);
 
-/* Unstructured text (Subject, extra headers; RFC 5322 3.2.5): words that
- * are ASCII stay as they are; runs of words that are not (or that look
- * like encoded words, or are too long to fold) become RFC 2047 encoded
- * words, B or Q whichever is shorter, no word over 75 characters, no UTF-8
- * sequence split between two words. */
-void sk_hdr_unstructured(sk_hdr_writer *w, const char *text);
+/* Unstructured text (Subject, extra headers; RFC 5322 3.2.5), folded at
+ * white space: words that are ASCII stay as they are; runs of words that
+ * are not (or, unless as_given, that look like encoded words or are too
+ * long to fold) become RFC 2047 encoded words, B or Q whichever is shorter,
+ * no word over 75 characters, no UTF-8 sequence split between two words.
+ * as_given is for fields the caller wrote (List-Unsubscribe's URLs must
+ * stay as they are, and encoded words given stay encoded words). */
+void sk_hdr_unstructured(sk_hdr_writer *w, const char *text, bool as_given);
 /* A display name (RFC 5322 3.2.5 phrase): atoms as they are, other ASCII
  * as a quoted-string, anything else as encoded words (RFC 2047 5(3)). */
 void sk_hdr_phrase(sk_hdr_writer *w, const char *ws, const char *name);

@@ -180,7 +180,7 @@ static sk_buf subject_of(const char *text)
     sk_buf b = SK_BUF_INIT(BIG);
     sk_hdr_writer w;
     sk_hdr_begin(&w, &b, "Subject");
-    sk_hdr_unstructured(&w, text);
+    sk_hdr_unstructured(&w, text, false);
     assert_int_equal(sk_hdr_end(&w), SK_OK);
     return b;
 }
@@ -663,6 +663,42 @@ static void test_setter_errors(void **state)
     assert_int_equal(sk_message_render(m, &small, &err), SK_ERR_TOO_LONG);
     assert_string_equal(sk_buf_cstr(&small), "keep");
     sk_buf_free(&small);
+    sk_buf_free(&out);
+    sk_message_free(m);
+}
+
+static void test_custom_headers(void **state)
+{
+    static const struct {
+        const char *name, *value, *line;
+    } cases[] = {
+        /* Structured fields keep their syntax: a long URL is not encoded. */
+        {"List-Unsubscribe",
+         "<mailto:unsub@example.org?subject=unsubscribe>, "
+         "<https://example.org/unsubscribe/0123456789abcdef0123456789abcdef0123456789abcdef>",
+         "List-Unsubscribe: <mailto:unsub@example.org?subject=unsubscribe>,\r\n"
+         " <https://example.org/unsubscribe/0123456789abcdef0123456789abcdef0123456789abcdef>\r\n"},
+        /* Encoded words given stay encoded words. */
+        {"X-Given", "=?UTF-8?B?w6k=?=", "X-Given: =?UTF-8?B?w6k=?=\r\n"},
+        {"X-Text", "\xc3\xa9t\xc3\xa9 2024", "X-Text: =?UTF-8?B?w6l0w6k=?= 2024\r\n"},
+        {"X-Priority", "1", "X-Priority: 1\r\n"},
+    };
+    sk_message *m = basic_message();
+    for (size_t i = 0; i < N_ELEMS(cases); i++)
+        assert_int_equal(sk_message_add_header(m, cases[i].name, cases[i].value, NULL), SK_OK);
+    sk_buf out = SK_BUF_INIT(BIG);
+    assert_int_equal(sk_message_render(m, &out, NULL), SK_OK);
+    for (size_t i = 0; i < N_ELEMS(cases); i++)
+        if (!strstr(out.data, cases[i].line)) fail_msg("case %zu not in:\n%s", i, out.data);
+    /* A word that cannot fit a line of 998 octets is refused. */
+    char word[1000];
+    memset(word, 'w', sizeof word - 1);
+    word[sizeof word - 1] = '\0';
+    assert_int_equal(sk_message_add_header(m, "X-Long", word, NULL), SK_ERR_TOO_LONG);
+    assert_int_equal(sk_message_add_header(m, "X-Long", word + 10, NULL), SK_OK);
+    sk_buf_reset(&out);
+    assert_int_equal(sk_message_render(m, &out, NULL), SK_OK);
+    assert_lines(out.data, out.len, SK_MIME_LINE_MAX_OCTETS);
     sk_buf_free(&out);
     sk_message_free(m);
 }
@@ -1379,6 +1415,7 @@ int main(void)
         cmocka_unit_test(test_parser_noise),
         cmocka_unit_test(test_injection_refused),
         cmocka_unit_test(test_setter_errors),
+        cmocka_unit_test(test_custom_headers),
         cmocka_unit_test(test_bcc_and_envelope),
         cmocka_unit_test(test_message_id_and_date),
         cmocka_unit_test(test_boundaries_unique),

@@ -243,6 +243,62 @@ static void test_envelope_rejects(void **state)
     sk_spool_envelope_free(env);
 }
 
+/* Allocation-failure sweep over parse, copy and serialize: fail the Nth
+ * allocation for every N until one run succeeds; each failure must be
+ * reported (and, under the sanitizer build, leak nothing). */
+static long alloc_budget = -1;
+static void *fail_malloc(size_t n)
+{
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    return malloc(n);
+}
+static void *fail_realloc(void *p, size_t n)
+{
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    return realloc(p, n);
+}
+
+static void test_envelope_alloc_failures(void **state)
+{
+    const char *text = "smtpkit-envelope 1\nid 0000000000000000\nsender =a%20b\nhelo =h\n"
+                       "tls =t\nlast-reply =451\nrcpt pending 2 =b@c =rfc822;b@c =250\n"
+                       "rcpt failed 0 =d@e - -\nend\n";
+    sk_spool_envelope *ref = NULL;
+    assert_int_equal(sk_spool_envelope_parse(text, strlen(text), &ref), SK_OK);
+    sk_buf want = SK_BUF_INIT(4096);
+    assert_int_equal(sk_spool_envelope_serialize(ref, &want), SK_OK);
+    sk_spool_envelope_free(ref);
+    int succeeded = 0;
+    for (long n = 0; n < 200 && !succeeded; n++) {
+        sk_set_allocator(&(sk_allocator){fail_malloc, fail_realloc, free});
+        alloc_budget = n;
+        sk_spool_envelope *env = NULL, *copy = NULL;
+        sk_buf b = SK_BUF_INIT(4096);
+        sk_err e = sk_spool_envelope_parse(text, strlen(text), &env);
+        if (!e) {
+            copy = sk_spool_envelope_dup(env);
+            if (!copy) e = SK_ERR_NOMEM;
+        }
+        if (!e) e = sk_spool_envelope_serialize(copy, &b);
+        alloc_budget = -1;
+        sk_set_allocator(NULL);
+        if (e) {
+            assert_int_equal(e, SK_ERR_NOMEM);
+        } else {
+            assert_int_equal(b.len, want.len);
+            assert_memory_equal(b.data, want.data, b.len);
+            succeeded = n > 0; /* at least one failure was exercised */
+        }
+        sk_spool_envelope_free(env);
+        sk_spool_envelope_free(copy);
+        sk_buf_free(&b);
+    }
+    assert_true(succeeded);
+    sk_buf_free(&want);
+}
+
 static void test_protocol_names(void **state)
 {
     static const struct {
@@ -622,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_id_valid),
         cmocka_unit_test(test_envelope_round_trip),
         cmocka_unit_test(test_envelope_rejects),
+        cmocka_unit_test(test_envelope_alloc_failures),
         cmocka_unit_test(test_protocol_names),
         cmocka_unit_test(test_commit_load_save_remove),
         cmocka_unit_test(test_lock_excludes_second_owner),

@@ -14,6 +14,7 @@ static const char usage_text[] =
     "  --submission ADDR:PORT submission listener (AUTH required)\n"
     "  --smtps ADDR:PORT      implicit TLS submission listener\n"
     "  --tls CERT KEY         certificate and key (STARTTLS)\n"
+    "  --reload-tls CERT KEY  on SIGHUP, reload with these and hostname mx2.test\n"
     "  --user USER:PASSWORD   an account for AUTH\n"
     "  --hostname NAME  --max-size N  --max-rcpts N  --max-conn-per-ip N\n"
     "  --timeout MS  --greeting-delay MS  --max-idle N  --auth-failures N\n"
@@ -34,6 +35,8 @@ typedef struct app {
     unsigned batches;
     unsigned long msgs;
     sk_server *srv;
+    sk_server_opts opts;
+    const char *reload_cert, *reload_key;
 } app;
 
 typedef struct msg {
@@ -142,6 +145,23 @@ static void on_disconnect(sk_session *s, void *ctx)
         if (a->pending[i] == s) a->pending[i] = a->pending[--a->npending];
 }
 
+static void reload_signal(sk_server *srv, int signum, void *ctx)
+{
+    app *a = ctx;
+    sk_server_opts o = a->opts;
+    o.hostname = "mx2.test";
+    if (a->reload_cert) {
+        o.tls_cert_file = a->reload_cert;
+        o.tls_key_file = a->reload_key;
+    }
+    sk_error err;
+    if (sk_server_reload(srv, &o, &err) != SK_OK)
+        fprintf(stderr, "server_print: reload: %s\n", err.text);
+    else
+        printf("RELOADED\n");
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     app a = {0};
@@ -170,6 +190,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(arg, "--tls") && i + 1 < argc) {
             o.tls_cert_file = next;
             o.tls_key_file = argv[++i];
+        } else if (!strcmp(arg, "--reload-tls") && i + 1 < argc) {
+            a.reload_cert = next;
+            a.reload_key = argv[++i];
         } else if (!strcmp(arg, "--user")) {
             char *colon = strchr(argv[i], ':');
             if (!colon) goto usage;
@@ -208,6 +231,7 @@ int main(int argc, char **argv)
     if (verbose) o.logger = (sk_logger){.fn = log_line, .max_level = SK_LOG_DEBUG};
     signal(SIGPIPE, SIG_IGN);
 
+    a.opts = o;
     sk_error err;
     sk_server *srv = sk_server_new(&o, NULL, &err);
     if (!srv) {
@@ -237,7 +261,8 @@ int main(int argc, char **argv)
     sk_server_on_data(srv, on_data_start, on_data_chunk, on_data_end, &a);
     sk_server_on_disconnect(srv, on_disconnect, &a);
     if (sk_server_stop_on_signal(srv, SIGTERM) != SK_OK ||
-        sk_server_stop_on_signal(srv, SIGINT) != SK_OK) {
+        sk_server_stop_on_signal(srv, SIGINT) != SK_OK ||
+        sk_server_on_signal(srv, SIGHUP, reload_signal, &a) != SK_OK) {
         fprintf(stderr, "server_print: cannot handle signals\n");
         sk_server_free(srv);
         return 1;

@@ -140,9 +140,12 @@ size_t sk_server_sessions(const sk_server *srv);
 SK_NODISCARD sk_err sk_server_reload(sk_server *srv, const sk_server_opts *o, sk_error *err);
 struct event_base *sk_server_base(const sk_server *srv);
 /* Conveniences for programs that do not use libevent themselves: call fn
- * once after ms milliseconds, on the server's loop; and stop gracefully
- * (sk_server_stop) when signal signum arrives. */
+ * once after ms milliseconds, on the server's loop; call fn on the loop
+ * whenever signal signum arrives (e.g. SIGHUP: sk_server_reload); stop
+ * gracefully (sk_server_stop) when signum arrives. At most 8 signals. */
 SK_NODISCARD sk_err sk_server_after(sk_server *srv, unsigned ms, void (*fn)(void *ctx), void *ctx);
+typedef void (*sk_signal_fn)(sk_server *srv, int signum, void *ctx);
+SK_NODISCARD sk_err sk_server_on_signal(sk_server *srv, int signum, sk_signal_fn fn, void *ctx);
 SK_NODISCARD sk_err sk_server_stop_on_signal(sk_server *srv, int signum);
 
 /* Session accessors. Strings are owned by the session. */

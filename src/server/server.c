@@ -108,7 +108,7 @@ void sk_server_free(sk_server *srv)
     /* Sessions still open are ended without replies; their hooks run. */
     srv->stopping = 1;
     while (srv->sessions) sk_session_destroy(srv->sessions);
-    for (size_t i = 0; i < srv->nsignals; i++) event_free(srv->signals[i]);
+    for (size_t i = 0; i < srv->nsignals; i++) event_free(srv->signals[i].ev);
     sk_server_cfg_release(srv->cfg);
     sk_free(srv->auth_fails);
     if (srv->own_base && srv->base) event_base_free(srv->base);
@@ -235,6 +235,9 @@ void sk_server_stop(sk_server *srv)
     for (size_t i = 0; i < srv->nlisteners; i++) evconnlistener_free(srv->listeners[i].l);
     srv->nlisteners = 0;
     sk_log(&srv->cfg->logger, SK_LOG_INFO, "- server stop sessions=%zu", srv->nsessions);
+    /* Signal events would keep a loop of our own running. */
+    if (srv->own_base)
+        for (size_t i = 0; i < srv->nsignals; i++) event_del(srv->signals[i].ev);
     /* Each session decides whether it is idle; walking carefully since
      * idle ones free themselves. */
     sk_session *s = srv->sessions;
@@ -347,22 +350,34 @@ sk_err sk_server_after(sk_server *srv, unsigned ms, void (*fn)(void *ctx), void 
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-    sk_server *srv = arg;
-    sk_log(&srv->cfg->logger, SK_LOG_INFO, "- server signal number=%d", (int)sig);
+    struct sk_signal_hook *h = arg;
+    sk_log(&h->srv->cfg->logger, SK_LOG_INFO, "- server signal number=%d", (int)sig);
+    h->fn(h->srv, (int)sig, h->ctx);
+}
+
+sk_err sk_server_on_signal(sk_server *srv, int signum, sk_signal_fn fn, void *ctx)
+{
+    if (srv->nsignals == sizeof srv->signals / sizeof srv->signals[0]) return SK_ERR_TOO_LONG;
+    struct sk_signal_hook *h = &srv->signals[srv->nsignals];
+    h->srv = srv;
+    h->fn = fn;
+    h->ctx = ctx;
+    h->ev = evsignal_new(srv->base, signum, signal_cb, h);
+    if (!h->ev) return SK_ERR_NOMEM;
+    if (evsignal_add(h->ev, NULL) != 0) {
+        event_free(h->ev);
+        return SK_ERR_IO;
+    }
+    srv->nsignals++;
+    return SK_OK;
+}
+
+static void stop_signal(sk_server *srv, int signum, void *ctx)
+{
     sk_server_stop(srv);
-    /* The signal events would keep the loop running. */
-    for (size_t i = 0; i < srv->nsignals; i++) event_del(srv->signals[i]);
 }
 
 sk_err sk_server_stop_on_signal(sk_server *srv, int signum)
 {
-    if (srv->nsignals == sizeof srv->signals / sizeof srv->signals[0]) return SK_ERR_TOO_LONG;
-    struct event *ev = evsignal_new(srv->base, signum, signal_cb, srv);
-    if (!ev) return SK_ERR_NOMEM;
-    if (evsignal_add(ev, NULL) != 0) {
-        event_free(ev);
-        return SK_ERR_IO;
-    }
-    srv->signals[srv->nsignals++] = ev;
-    return SK_OK;
+    return sk_server_on_signal(srv, signum, stop_signal, NULL);
 }

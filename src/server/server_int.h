@@ -22,6 +22,9 @@
  * this we stop reading its commands until it catches up (RFC 2920 3.1
  * lets a server wait; this bounds memory). */
 #define SK_SERVER_OUTPUT_MAX_OCTETS (64 * 1024)
+/* Input read while waiting for an asynchronous reply (pipelined commands
+ * after the end of data); more waits in the socket. */
+#define SK_SERVER_WAIT_READ_OCTETS 4096
 /* Body bytes gathered before they are handed to on_data_chunk. */
 #define SK_SERVER_CHUNK_OCTETS (16 * 1024)
 /* Addresses whose AUTH failures are remembered (oldest forgotten first). */
@@ -64,7 +67,12 @@ struct sk_server {
     size_t nsessions;
     int stopping;
     uint64_t counter;
-    struct event *signals[4];
+    struct sk_signal_hook {
+        struct event *ev;
+        sk_server *srv;
+        sk_signal_fn fn;
+        void *ctx;
+    } signals[8];
     size_t nsignals;
     auth_fail *auth_fails; /* lazily allocated, SK_SERVER_AUTH_TRACK_MAX */
     size_t nauth_fails;

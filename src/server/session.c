@@ -465,7 +465,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
     }
     if (s->throttled) {
         s->throttled = 0;
-        if (s->state != SS_WAIT) bufferevent_enable(s->bev, EV_READ);
+        bufferevent_enable(s->bev, EV_READ);
         process(s);
     }
 }
@@ -492,6 +492,12 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
+        if (s->state == SS_WAIT) {
+            /* The program is still storing the message; it is not the
+             * client's silence. */
+            bufferevent_enable(s->bev, EV_READ);
+            return;
+        }
         sk_log(logger(s), SK_LOG_INFO, "%s server timeout peer=%s state=%s", s->id, s->peer,
                state_names[s->state]);
         if (s->state == SS_CLOSING || s->state == SS_TLS) {
@@ -760,8 +766,10 @@ static void msg_finish(sk_session *s)
         sk_buf_free(&s->chunk);
         r = srv->on_data_end(s, s->msg_ctx, 1, srv->on_data_ctx);
         if (r.code == 0) {
+            /* Keep reading, so that a client that leaves is noticed, but
+             * only a little: pipelined commands wait for the reply. */
             set_state(s, SS_WAIT);
-            bufferevent_disable(s->bev, EV_READ);
+            bufferevent_setwatermark(s->bev, EV_READ, 0, SK_SERVER_WAIT_READ_OCTETS);
             return;
         }
         if (sk_reply_class_of(r.code) == SK_REPLY_INVALID)
@@ -799,10 +807,8 @@ sk_err sk_session_reply(sk_session *s, const sk_reply *r)
         return SK_OK;
     }
     msg_reply_done(s, &rr);
-    if (s->state == SS_READY) {
-        bufferevent_enable(s->bev, EV_READ);
-        process(s);
-    }
+    bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
+    if (s->state == SS_READY) process(s);
     return SK_OK;
 }
 

@@ -1,0 +1,67 @@
+#!/usr/bin/python3
+"""Asynchronous final replies (group commit): on_data_end answers "later",
+the program replies for several sessions at once; pipelined commands wait
+for the reply; a client that leaves meanwhile does not break the server."""
+
+import os
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server_helper as sh  # noqa: E402
+import sktest  # noqa: E402
+
+
+def start_message(c, n):
+    c.cmd("EHLO client.example")
+    sh.expect(c.cmd("MAIL FROM:<a@example.net>"), 250, "2.1.0", "MAIL")
+    sh.expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5", "RCPT")
+    sh.expect(c.cmd("DATA"), 354, None, "DATA")
+    c.send(b"Subject: %d\r\n\r\nbody\r\n.\r\n" % n)
+
+
+def main():
+    with sh.PrintServer(["--async", "400"]) as srv:
+        # Two sessions' messages are committed as one batch.
+        a, b = sh.Client(srv.port), sh.Client(srv.port)
+        start_message(a, 1)
+        start_message(b, 2)
+        ra, rb = a.reply(), b.reply()
+        sktest.check(ra == rb == (250, ["2.0.0 Ok: queued in batch 1 of 2"]),
+                     "group commit replies %r %r" % (ra, rb))
+        # Commands pipelined after the end of data are answered after it.
+        start_message(a, 3)
+        a.send(b"NOOP\r\nMAIL FROM:<a@example.net>\r\n")
+        sh.expect(a.reply(), 250, "2.0.0", "async reply first")
+        sh.expect(a.reply(), 250, "2.0.0", "then NOOP")
+        sh.expect(a.reply(), 250, "2.1.0", "then MAIL")
+        a.close()
+        b.cmd("QUIT")
+        b.close()
+        # A client that disconnects while its reply is pending.
+        c = sh.Client(srv.port)
+        start_message(c, 4)
+        c.close()
+        sktest.check(sh.log_has(srv, r"message-reply-lost reply=250"), "lost reply not logged")
+        sktest.check(sh.log_has(srv, r"server disconnect peer=127\.0\.0\.1"), "no disconnect")
+        # Concurrency: several clients at once, all answered.
+        results = []
+
+        def one(n):
+            c = sh.Client(srv.port)
+            start_message(c, 10 + n)
+            results.append(c.reply()[0])
+            c.close()
+
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(20)
+        sktest.check(results == [250] * 6, "concurrent async replies %r" % results)
+        sktest.check(srv.proc.poll() is None, "server died")
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

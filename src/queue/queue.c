@@ -27,7 +27,9 @@ struct qmsg {
     int maybe_delivered; /* loaded at start: a crash may have hidden a delivery */
     unsigned jobs_out;   /* jobs in flight (+1 while an attempt is being started) */
     int deleted;
+    int ready; /* on the ready list */
     qmsg *prev, *next;
+    qmsg *rprev, *rnext;
 };
 
 struct qjob {
@@ -50,8 +52,13 @@ struct sk_queue {
     struct event *kick_ev;  /* coalesced "look for due work" */
     struct event *timer_ev; /* next retry time */
     struct event *ctl_ev;   /* requests from other processes */
-    qmsg *msgs;
+    qmsg *msgs, *msgs_tail; /* all messages, oldest first */
     size_t count;
+    /* Messages due now, in the order they became due: commits, releases
+     * and flushes add here directly; the timer adds deferred ones whose
+     * time has come. Only the timer scans the whole queue. */
+    qmsg *ready_head, *ready_tail;
+    int64_t timer_at; /* unix seconds the timer is set for */
     qjob *jobs;
     size_t in_flight;
 };
@@ -93,6 +100,43 @@ static void kick(sk_queue *q)
     event_active(q->kick_ev, EV_TIMEOUT, 0);
 }
 
+static void ready_add(sk_queue *q, qmsg *m)
+{
+    if (m->ready || m->deleted || m->jobs_out || m->env->state == SK_SPOOL_HOLD) return;
+    m->rprev = q->ready_tail;
+    m->rnext = NULL;
+    if (q->ready_tail)
+        q->ready_tail->rnext = m;
+    else
+        q->ready_head = m;
+    q->ready_tail = m;
+    m->ready = 1;
+}
+
+static void ready_del(sk_queue *q, qmsg *m)
+{
+    if (!m->ready) return;
+    if (m->rprev)
+        m->rprev->rnext = m->rnext;
+    else
+        q->ready_head = m->rnext;
+    if (m->rnext)
+        m->rnext->rprev = m->rprev;
+    else
+        q->ready_tail = m->rprev;
+    m->rprev = m->rnext = NULL;
+    m->ready = 0;
+}
+
+/* Make the timer fire at unix time at (or now, if that has passed). */
+static void arm(sk_queue *q, int64_t at)
+{
+    int64_t now = (int64_t)time(NULL);
+    q->timer_at = at;
+    struct timeval tv = {.tv_sec = at > now ? at - now : 0};
+    event_add(q->timer_ev, &tv);
+}
+
 static qmsg *find(sk_queue *q, const char *id)
 {
     for (qmsg *m = q->msgs; m; m = m->next)
@@ -102,11 +146,15 @@ static qmsg *find(sk_queue *q, const char *id)
 
 static void unlink_msg(sk_queue *q, qmsg *m)
 {
+    ready_del(q, m);
     if (m->prev)
         m->prev->next = m->next;
     else
         q->msgs = m->next;
-    if (m->next) m->next->prev = m->prev;
+    if (m->next)
+        m->next->prev = m->prev;
+    else
+        q->msgs_tail = m->prev;
     m->prev = m->next = NULL;
     q->count--;
 }
@@ -117,22 +165,22 @@ static void free_msg(qmsg *m)
     sk_free(m);
 }
 
-static sk_err add_msg(sk_queue *q, sk_spool_envelope *env, int maybe_delivered)
+/* Append: the list stays in arrival order, oldest first. NULL when out
+ * of memory. */
+static qmsg *add_msg(sk_queue *q, sk_spool_envelope *env, int maybe_delivered)
 {
     qmsg *m = sk_calloc(1, sizeof *m);
-    if (!m) return SK_ERR_NOMEM;
+    if (!m) return NULL;
     m->env = env;
     m->maybe_delivered = maybe_delivered;
-    /* Append: the list stays in arrival order, oldest first. */
-    qmsg **p = &q->msgs, *prev = NULL;
-    while (*p) {
-        prev = *p;
-        p = &(*p)->next;
-    }
-    m->prev = prev;
-    *p = m;
+    m->prev = q->msgs_tail;
+    if (q->msgs_tail)
+        q->msgs_tail->next = m;
+    else
+        q->msgs = m;
+    q->msgs_tail = m;
     q->count++;
-    return SK_OK;
+    return m;
 }
 
 static void save(sk_queue *q, qmsg *m)
@@ -206,6 +254,7 @@ static void finish_attempt(sk_queue *q, qmsg *m)
     env->state = SK_SPOOL_DEFERRED;
     env->next_attempt = now + (int64_t)(retry_delay_ms(q, env->attempts) + 999) / 1000;
     save(q, m);
+    if (env->next_attempt < q->timer_at) arm(q, env->next_attempt);
 }
 
 static void job_free(qjob *j)
@@ -378,44 +427,60 @@ static void start_attempt(sk_queue *q, qmsg *m)
     }
 }
 
-static void run(sk_queue *q)
+/* Start attempts for ready messages, as many as the limit allows. */
+static void run_ready(sk_queue *q)
+{
+    while (q->ready_head && q->in_flight < q->opts.max_in_flight) {
+        qmsg *m = q->ready_head;
+        ready_del(q, m);
+        start_attempt(q, m); /* may finish, and free m, before it returns */
+    }
+}
+
+/* The timer: find deferred messages that are due, then set the timer for
+ * the next one. */
+static void scan(sk_queue *q)
 {
     int64_t now = (int64_t)time(NULL);
     int64_t next = now + QUEUE_IDLE_WAKE_S;
-    qmsg *m = q->msgs;
-    while (m) {
-        qmsg *nx = m->next; /* m may leave the list during its attempt */
-        sk_spool_envelope *env = m->env;
-        if (!m->jobs_out && env->state != SK_SPOOL_HOLD) {
-            if (env->next_attempt <= now) {
-                if (q->in_flight >= q->opts.max_in_flight) break;
-                start_attempt(q, m);
-            } else if (env->next_attempt < next) {
-                next = env->next_attempt;
-            }
-        }
-        m = nx;
+    for (qmsg *m = q->msgs; m; m = m->next) {
+        if (m->jobs_out || m->ready || m->env->state == SK_SPOOL_HOLD) continue;
+        if (m->env->next_attempt <= now)
+            ready_add(q, m);
+        else if (m->env->next_attempt < next)
+            next = m->env->next_attempt;
     }
-    struct timeval tv = {.tv_sec = next > now ? next - now : 1};
-    event_add(q->timer_ev, &tv);
+    arm(q, next);
+    run_ready(q);
 }
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
 {
-    run(arg);
+    run_ready(arg);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    scan(arg);
 }
 
 static void on_commit(void *ctx, const sk_spool_envelope *env)
 {
     sk_queue *q = ctx;
     sk_spool_envelope *copy = sk_spool_envelope_dup(env);
-    if (!copy || add_msg(q, copy, 0)) {
+    qmsg *m = copy ? add_msg(q, copy, 0) : NULL;
+    if (!m) {
         /* It is safe on disk; the next start picks it up. */
         sk_spool_envelope_free(copy);
         sk_log(&q->opts.log, SK_LOG_ERR, "%s queue add-failed error=nomem", env->id);
         return;
     }
     emit(q, SK_QUEUE_EV_QUEUED, copy, NULL, NULL, NULL);
+    /* A message with a future first attempt waits for the timer. */
+    if (copy->next_attempt <= (int64_t)time(NULL))
+        ready_add(q, m);
+    else if (copy->next_attempt < q->timer_at)
+        arm(q, copy->next_attempt);
     kick(q);
 }
 
@@ -426,6 +491,7 @@ sk_err sk_queue_flush(sk_queue *q)
         m->env->state = SK_SPOOL_ACTIVE;
         m->env->next_attempt = 0;
         save(q, m);
+        ready_add(q, m);
     }
     kick(q);
     return SK_OK;
@@ -439,6 +505,7 @@ sk_err sk_queue_release(sk_queue *q, const char *id)
         m->env->state = SK_SPOOL_ACTIVE;
         m->env->next_attempt = 0;
         save(q, m);
+        ready_add(q, m);
     }
     kick(q);
     return SK_OK;
@@ -502,7 +569,7 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     if (!q->opts.max_in_flight) q->opts.max_in_flight = QUEUE_MAX_IN_FLIGHT_DEFAULT;
     if (!q->opts.control_poll_ms) q->opts.control_poll_ms = QUEUE_CONTROL_POLL_MS;
     q->kick_ev = event_new(base, -1, 0, on_kick, q);
-    q->timer_ev = event_new(base, -1, 0, on_kick, q);
+    q->timer_ev = event_new(base, -1, 0, on_timer, q);
     q->ctl_ev = event_new(base, -1, EV_PERSIST, on_control, q);
     if (!q->retry_ms || !q->kick_ev || !q->timer_ev || !q->ctl_ev) {
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
@@ -525,7 +592,7 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
             sk_log(&q->opts.log, SK_LOG_ERR, "%s queue load-failed error=\"%s\"", ids[i], e2.text);
             continue;
         }
-        if (add_msg(q, env, 1)) {
+        if (!add_msg(q, env, 1)) {
             sk_spool_envelope_free(env);
             sk_spool_ids_free(ids, n);
             sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
@@ -539,7 +606,7 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     struct timeval tv = {.tv_sec = q->opts.control_poll_ms / 1000,
                          .tv_usec = (q->opts.control_poll_ms % 1000) * 1000};
     event_add(q->ctl_ev, &tv);
-    kick(q);
+    arm(q, 0); /* the first scan finds what is due */
     return q;
 }
 

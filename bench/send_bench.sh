@@ -19,23 +19,40 @@ for tool in /usr/sbin/smtp-sink /usr/sbin/smtp-source hyperfine msmtp curl "$SMT
 done
 
 TMP=$(mktemp -d /tmp/sk-send-bench.XXXXXX)
-SINK_PID=
+SINK_PIDS=()
 cleanup() {
-    [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null
+    for pid in "${SINK_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
 SINK_USER=()
 [ "$(id -u)" = 0 ] && SINK_USER=(-u nobody)
-# -m: handle more sessions at once than hyperfine will open in a row.
-/usr/sbin/smtp-sink -4 "${SINK_USER[@]}" -m 512 "127.0.0.1:$PORT" 256 &
-SINK_PID=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.05
-done
+# start_sink PORT [OPTIONS]: -m lets it hold more sessions than hyperfine
+# opens in a row.
+start_sink() {
+    local port=$1
+    shift
+    /usr/sbin/smtp-sink -4 "${SINK_USER[@]}" -m 512 "$@" "127.0.0.1:$port" 256 &
+    SINK_PIDS+=($!)
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return
+        sleep 0.05
+    done
+    echo "send_bench: smtp-sink did not start on port $port" >&2
+    exit 69
+}
+PORT=$(free_port)
+start_sink "$PORT"
+# smtp-source cannot pipeline; a sink that does not offer PIPELINING makes
+# the library send one command at a time too, for a like-for-like row.
+NOPIPE_PORT=$(free_port)
+start_sink "$NOPIPE_PORT" -p
 
 # The same small message for every client.
 {
@@ -53,11 +70,14 @@ stddev() { field "$1" "$2" stddev; }
 
 echo "== Bulk: $N messages of $SIZE octets over one connection, $RUNS runs"
 BULK_CMD="$BULK 127.0.0.1 $PORT $N $SIZE"
+BULK_NOPIPE_CMD="$BULK 127.0.0.1 $NOPIPE_PORT $N $SIZE"
 SOURCE_CMD="/usr/sbin/smtp-source -d -s 1 -m $N -l $SIZE -f sender@example.org -t rcpt@example.net 127.0.0.1:$PORT"
 hyperfine -S none --warmup 1 --runs "$RUNS" --export-json "$TMP/bulk.json" \
-    -n libsmtpkit "$BULK_CMD" -n smtp-source "$SOURCE_CMD"
+    -n libsmtpkit "$BULK_CMD" -n smtp-source "$SOURCE_CMD" \
+    -n "libsmtpkit, no PIPELINING" "$BULK_NOPIPE_CMD"
 LIB=$(mean "$TMP/bulk.json" 0)
 SRC=$(mean "$TMP/bulk.json" 1)
+NOPIPE=$(mean "$TMP/bulk.json" 2)
 
 echo "== One message per process: smtpkit send vs msmtp vs curl, $((RUNS * 10)) runs"
 SEND_CMD="$SMTPKIT send --server 127.0.0.1:$PORT --tls none --from sender@example.org --to rcpt@example.net --message $TMP/msg.eml"
@@ -76,8 +96,10 @@ echo "| bulk, $N x $SIZE B, one connection | mean | messages/s |"
 echo "| --- | --- | --- |"
 echo "| libsmtpkit (examples/bulk_send) | $(ms "$LIB") ms ± $(ms "$(stddev "$TMP/bulk.json" 0)") | $(awk -v n="$N" -v t="$LIB" 'BEGIN { printf "%.0f", n / t }') |"
 echo "| smtp-source -d -s 1 | $(ms "$SRC") ms ± $(ms "$(stddev "$TMP/bulk.json" 1)") | $(awk -v n="$N" -v t="$SRC" 'BEGIN { printf "%.0f", n / t }') |"
+echo "| libsmtpkit, sink without PIPELINING | $(ms "$NOPIPE") ms ± $(ms "$(stddev "$TMP/bulk.json" 2)") | $(awk -v n="$N" -v t="$NOPIPE" 'BEGIN { printf "%.0f", n / t }') |"
 echo
 echo "ratio smtp-source time / libsmtpkit time: $(awk -v a="$SRC" -v b="$LIB" 'BEGIN { printf "%.2f", a / b }') (above 1: the library is faster)"
+echo "ratio without PIPELINING: $(awk -v a="$SRC" -v b="$NOPIPE" 'BEGIN { printf "%.2f", a / b }')"
 echo
 echo "| one message per process | mean |"
 echo "| --- | --- |"

@@ -113,6 +113,7 @@ typedef struct harness {
     int events_target;  /* or this many events in all */
     int events;
     struct event *guard;
+    unsigned max_in_flight;
 } harness;
 
 static void on_event(void *ctx, const sk_queue_event *ev)
@@ -155,6 +156,7 @@ static void start(harness *h, const uint64_t *retry, size_t nretry, uint64_t lif
                        .nretry = nretry,
                        .max_lifetime_ms = lifetime_ms,
                        .control_poll_ms = 10,
+                       .max_in_flight = h->max_in_flight,
                        .on_event = on_event,
                        .event_ctx = h};
     h->q = sk_queue_new(h->spool, &o, h->base, &err);
@@ -362,6 +364,30 @@ static void test_hold_release_delete(void **state)
     rm_tree(h.dir);
 }
 
+static void test_in_flight_limit(void **state)
+{
+    harness h = {.max_in_flight = 1};
+    start(&h, NULL, 0, 0);
+    h.local.hold_jobs = 1;
+    static const char *const rcpts[] = {"ok@localhost"};
+    char ids[3][SK_SPOOL_ID_SIZE];
+    for (int i = 0; i < 3; i++) inject(&h, rcpts, 1, SK_SPOOL_ACTIVE, 0, ids[i]);
+    run_until(&h, 0, 3); /* three queued */
+    /* One job at a time, in arrival order. */
+    for (int i = 0; i < 3; i++) {
+        while (!h.local.held_done) event_base_loop(h.base, EVLOOP_ONCE);
+        assert_int_equal(h.local.calls, i + 1);
+        assert_int_equal(sk_queue_in_flight(h.q), 1);
+        for (int k = 0; k < 3; k++) event_base_loop(h.base, EVLOOP_NONBLOCK);
+        assert_int_equal(h.local.calls, i + 1);
+        fake_complete_held(&h.local);
+        assert_null(load(&h, ids[i]));
+    }
+    assert_int_equal(sk_queue_count(h.q), 0);
+    stop(&h);
+    rm_tree(h.dir);
+}
+
 /* ---- control from another process ---- */
 
 typedef struct control_call {
@@ -556,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_routing_and_results),
         cmocka_unit_test(test_retry_schedule_and_expiry),
         cmocka_unit_test(test_hold_release_delete),
+        cmocka_unit_test(test_in_flight_limit),
         cmocka_unit_test(test_control),
         cmocka_unit_test(test_maildir_restart_idempotent),
     };

@@ -100,6 +100,25 @@
 #define SK_RULES_LINE_MAX_OCTETS 1024
 #define SK_RULES_MAX             1000
 
+/* Tracking store (src/track). Events are batched in memory and written in
+ * one transaction: this many, or this long after the first, whichever comes
+ * first. Pending events beyond the maximum (the store cannot be written)
+ * are dropped and logged: tracking must never stop mail. */
+#define SK_TRACK_BATCH_EVENTS_DEFAULT   64
+#define SK_TRACK_BATCH_DELAY_MS_DEFAULT 200
+#define SK_TRACK_PENDING_MAX_EVENTS     10000
+/* How long a writer waits for another (sqlite3_busy_timeout). */
+#define SK_TRACK_BUSY_TIMEOUT_MS_DEFAULT 2000
+/* One field of an event: a reply text is bounded by SK_REPLY_TEXT_MAX_OCTETS;
+ * addresses by RFC 5321 4.5.3.1.3. */
+#define SK_TRACK_FIELD_MAX_OCTETS SK_REPLY_TEXT_MAX_OCTETS
+/* Events returned for one message, and domains listed by stats. */
+#define SK_TRACK_QUERY_EVENTS_MAX 10000
+#define SK_TRACK_STATS_DOMAINS_MAX 50
+/* A hard bounce suppresses its recipient this long (a mailbox that does
+ * not exist rarely comes back within a month). */
+#define SK_SUPPRESS_DURATION_S_DEFAULT (30 * 86400)
+
 /* Spool: an envelope file is read whole (a few hundred octets per
  * recipient); `smtpkit queue show` reads at most this much of a message to
  * find its header block (RFC 5322 2.1: it ends at the first empty line). */

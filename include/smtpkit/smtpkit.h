@@ -18,5 +18,7 @@
 #include "dns.h"
 #include "classify.h"
 #include "dsn.h"
+#include "track.h"
+#include "suppress.h"
 
 #endif

@@ -9,6 +9,8 @@
 
 #include "client/client_int.h"
 
+#include <smtpkit/message.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/pem.h>
@@ -122,6 +124,7 @@ static void test_queue_id_and_xtext(void **state)
  * Script lines: "S:text" the server sends text+CRLF; "C:prefix" the next
  * line from the client must start with prefix; "D:body" the client sends
  * message data that, up to and without the final ".", must equal body;
+ * "d:text" message data containing text (and no Bcc field);
  * "R:octets" the server sends octets as they are; "W" the server reads
  * until the client closes; "X" the server closes; "T" the server does a
  * TLS handshake (implicit TLS first, or after a 220 to STARTTLS). */
@@ -211,6 +214,20 @@ static void *server_main(void *ctx)
             if (strcmp(line, arg)) {
                 snprintf(s->failure, sizeof s->failure,
                          "step %d: data \"%.200s\", wanted \"%.200s\"", s->steps_done, line, arg);
+                break;
+            }
+        } else if (**st == 'd') {
+            /* Message data that contains arg, and no Bcc field. */
+            size_t n = 0;
+            for (;;) {
+                int r = read_line(s, fd, line + n, sizeof line - n);
+                if (r < 0 || !strcmp(line + n, ".\r\n")) break;
+                n += (size_t)r;
+            }
+            line[n] = '\0';
+            if (!strstr(line, arg) || strstr(line, "\nBcc:")) {
+                snprintf(s->failure, sizeof s->failure, "step %d: data \"%.200s\" lacks \"%s\"",
+                         s->steps_done, line, arg);
                 break;
             }
         } else if (**st == 'W') {
@@ -470,6 +487,49 @@ static void test_send_preflight(void **state)
     }
     assert_int_equal(sk_client_quit(c, &err), SK_OK);
     sk_client_free(c);
+    server_finish(&s);
+}
+
+/* A composed message: envelope from From, To, Cc and Bcc; one shot. */
+static const char *const script_message[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250 8BITMIME",
+    "C:MAIL FROM:<zoe@x.test>",
+    "S:250 ok",
+    "C:RCPT TO:<bob@y.test>",
+    "S:250 ok",
+    "C:RCPT TO:<carol@y.test>",
+    "S:250 ok",
+    "C:RCPT TO:<dave@y.test>",
+    "S:250 ok",
+    "C:DATA",
+    "S:354 go",
+    "d:Subject: Hi there\r\n",
+    "S:250 2.0.0 Ok: queued as Z9",
+    "C:QUIT",
+    "S:221 bye",
+    NULL,
+};
+
+static void test_send_message(void **state)
+{
+    script_server s;
+    transcript t = {0};
+    server_start(&s, script_message);
+    sk_client_opts o = opts_for(&s, &t);
+    sk_message *m = sk_message_new();
+    sk_error err;
+    assert_non_null(m);
+    assert_int_equal(sk_message_set_from(m, "Zoe <zoe@x.test>", &err), SK_OK);
+    assert_int_equal(sk_message_add_to(m, "Bob <bob@y.test>", &err), SK_OK);
+    assert_int_equal(sk_message_add_cc(m, "carol@y.test", &err), SK_OK);
+    assert_int_equal(sk_message_add_bcc(m, "dave@y.test", &err), SK_OK);
+    assert_int_equal(sk_message_set_subject(m, "Hi there", &err), SK_OK);
+    assert_int_equal(sk_message_set_text(m, "Hello\n.\n", &err), SK_OK);
+    assert_int_equal(sk_send(&o, m, &err), SK_OK);
+    sk_message_free(m);
     server_finish(&s);
 }
 
@@ -852,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_send_pipelined_partial),
         cmocka_unit_test(test_send_all_refused_then_again),
         cmocka_unit_test(test_send_preflight),
+        cmocka_unit_test(test_send_message),
         cmocka_unit_test(test_connect_cases),
         cmocka_unit_test(test_auth_cases),
         cmocka_unit_test(test_state_and_refused),

@@ -65,9 +65,17 @@ class PrintServer:
             return self.err
 
     def stop(self):
+        """Stop the server (SIGTERM); fail on a sanitizer report or a bad exit."""
+        already = self.proc.poll() is not None
         rc = self.proc.stop(timeout=10)
         self._t1.join(5)
         self._t2.join(5)
+        err = self.stderr()
+        for marker in (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer", b"runtime error:"):
+            if marker in err:
+                sktest.fail("server_print: sanitizer report:\n%s" % err.decode("utf-8", "replace")[-4000:])
+        if rc != 0 and not already:
+            sktest.fail("server_print exited %s after SIGTERM:\n%s" % (rc, err.decode("utf-8", "replace")[-2000:]))
         return rc
 
     def __enter__(self):

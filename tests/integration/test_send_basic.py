@@ -192,9 +192,10 @@ def message_file_with_explicit_recipients():
                                   "Subject: x\r\n\r\nhi\r\n")
     with Smtpd() as s:
         r = send("--server", server_arg(s), "--tls", "none", "--from", "a@example.org",
-                 "--to", "only@example.net", "--message", path)
+                 "--to", "only@example.net", "--bcc", "Only <only@example.net>", "--message", path)
         expect_exit(r, 0)
-        expect(s.messages[0]["rcpt_tos"] == ["only@example.net"], "envelope from --to only")
+        expect(s.messages[0]["rcpt_tos"] == ["only@example.net"],
+               "envelope from the flags only, once: %r" % s.messages[0]["rcpt_tos"])
         expect(s.messages[0]["data"] == open(path, "rb").read(), "bytes unchanged")
 
 

@@ -803,8 +803,14 @@ static int flag_envelope(outcome *o, const send_args *a, prepared *p)
             sk_error_clear(&e);
             if (sk_mailbox_parse(lists[l]->v[i], &mb, &e) != SK_OK)
                 return compose_error(o, a, names[l], lists[l]->v[i], &e);
-            p->env.recipients[p->env.recipient_count++] = mb.addr;
-            mb.addr = NULL;
+            /* One RCPT per address, as the composer does for its own. */
+            int dup = 0;
+            for (size_t k = 0; k < p->env.recipient_count && !dup; k++)
+                dup = !strcmp(p->env.recipients[k], mb.addr);
+            if (!dup) {
+                p->env.recipients[p->env.recipient_count++] = mb.addr;
+                mb.addr = NULL;
+            }
             sk_mailbox_clear(&mb);
         }
     return -1;

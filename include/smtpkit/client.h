@@ -36,7 +36,9 @@ typedef struct sk_client_opts {
     /* Numeric IPv4/IPv6 address to connect to instead of resolving host;
      * the certificate is still verified against tls_name/host. */
     const char *connect_address;
-    const char *helo_name; /* NULL = this machine's FQDN (or host name) */
+    /* NULL = this machine's FQDN; an address literal ("[192.0.2.1]") when
+     * the host name has no domain (RFC 5321 4.1.4). */
+    const char *helo_name;
 
     const char *user; /* NULL: no AUTH */
     const char *password;

@@ -127,15 +127,15 @@ class Smtpd:
     """
 
     def __init__(self, tls=None, cert=None, users=None, auth_require_tls=True, tokens=None,
-                 **recorder_kw):
+                 host=HOST, **recorder_kw):
         self.recorder = OAuthRecorder(tokens, **recorder_kw) if tokens else Recorder(**recorder_kw)
-        self.port = sktest.free_port(HOST)
+        self.port = sktest.free_port(host)
         ctx = None
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(cert[0], cert[1])
         kw = dict(
-            hostname=HOST,
+            hostname=host,
             port=self.port,
             server_hostname="mx.test",
             enable_SMTPUTF8=True,
@@ -248,6 +248,15 @@ class RawPeer:
                 return
             else:
                 conn.sendall(b"250 2.0.0 Ok\r\n")
+
+
+def have_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def send(*args, timeout=60, input=None, env=None):

@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
 from send_peer import (QUEUE_ID, RawPeer, Runner, Smtpd, crlf_only, expect,  # noqa: E402
-                       expect_exit, json_out, parse, send)
+                       expect_exit, have_ipv6_loopback, json_out, parse, send)
 
 tmp = sktest.TempDir("sk-send-basic-")
 run = Runner()
@@ -197,6 +197,25 @@ def message_file_with_explicit_recipients():
         expect(s.messages[0]["rcpt_tos"] == ["only@example.net"],
                "envelope from the flags only, once: %r" % s.messages[0]["rcpt_tos"])
         expect(s.messages[0]["data"] == open(path, "rb").read(), "bytes unchanged")
+
+
+@run.case
+def ipv6_literal_server():
+    if not have_ipv6_loopback():
+        print("skip ipv6_literal_server: this machine has no ::1")
+        return
+    with Smtpd(host="::1") as s:
+        r = send("--server", "[::1]:%d" % s.port, "--tls", "none", "--from", "a@example.org",
+                 "--to", "b@example.net", "--text", TEXT, "--json")
+        expect_exit(r, 0)
+        j = json_out(r)
+        expect(j["server"] == "[::1]:%d" % s.port and j["remote_address"] == "::1",
+               "server %r, address %r" % (j["server"], j["remote_address"]), r)
+        expect(len(s.messages) == 1, "received over IPv6", r)
+    r = send("--server", "[::1", "--from", "a@example.org", "--to", "b@example.net",
+             "--text", TEXT)
+    expect_exit(r, 64)
+    expect("--server" in r.stderr, "malformed --server named", r)
 
 
 @run.case

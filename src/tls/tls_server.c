@@ -27,6 +27,8 @@ SSL_CTX *sk_tls_server_ctx_new(const char *cert_file, const char *key_file, sk_e
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* Idle sessions should not keep 2 x 16 KiB record buffers each. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
         openssl_errors(why, sizeof why);
         sk_error_set(err, SK_ERR_CONFIG, SK_STEP_TLS, "certificate %s: %s", cert_file, why);

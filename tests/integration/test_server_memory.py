@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Idle sessions are small: the server's resident memory grows by less than
-32 KiB per idle connection (after EHLO, and after a message)."""
+32 KiB per idle connection (after EHLO, after a message, and over TLS)."""
 
 import os
 import sys
@@ -21,7 +21,32 @@ def rss(pid):
     raise RuntimeError("no VmRSS")
 
 
+def idle_tls(tmp):
+    cert, key, ctx = sh.tls_setup(tmp)
+    n = 100
+    with sh.PrintServer(["--tls", cert, key, "--max-conn-per-ip", str(n + 10)], verbose=False) as srv:
+        w = sh.Client(srv.port)
+        w.cmd("EHLO client.example")
+        w.starttls(ctx)
+        w.cmd("EHLO client.example")
+        before = rss(srv.proc.pid)
+        clients = []
+        for i in range(n):
+            c = sh.Client(srv.port)
+            c.cmd("EHLO client.example")
+            c.starttls(ctx)
+            sh.expect(c.cmd("EHLO client.example"), 250, None, "EHLO over TLS")
+            clients.append(c)
+        per = (rss(srv.proc.pid) - before) / n
+        print("RSS per idle TLS connection: %.0f octets" % per)
+        sktest.check(per < LIMIT, "%.0f octets per idle TLS connection" % per)
+        for c in clients + [w]:
+            c.close()
+
+
 def main():
+    with sktest.TempDir() as tmp:
+        idle_tls(tmp)
     with sh.PrintServer(["--max-conn-per-ip", str(N + 10)], verbose=False) as srv:
         # Warm up allocator and code pages with one full session.
         w = sh.Client(srv.port)

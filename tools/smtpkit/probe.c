@@ -819,6 +819,18 @@ static void explain_extension(probe_step *s, const char *line, size_t n, int tls
     json_raw(s, "}");
 }
 
+/* Does a space-separated AUTH list hold a mechanism that sends the password
+ * itself (RFC 4616 PLAIN, LOGIN)? */
+static int offers_cleartext_auth(const char *mechs)
+{
+    char buf[sizeof((sk_ehlo_info *)0)->auth];
+    snprintf(buf, sizeof buf, "%s", mechs);
+    char *save = NULL;
+    for (char *m = strtok_r(buf, " ", &save); m; m = strtok_r(NULL, " ", &save))
+        if (!strcasecmp(m, "PLAIN") || !strcasecmp(m, "LOGIN")) return 1;
+    return 0;
+}
+
 static int check_ehlo(probe *p, sk_client *c, const char *name, int after_tls, sk_err rc,
                       const sk_error *e)
 {
@@ -858,6 +870,16 @@ static int check_ehlo(probe *p, sk_client *c, const char *name, int after_tls, s
     }
     step_detail(s, "%s offers %d extension%s%s", x && x->domain[0] ? x->domain : "the server",
                 count, count == 1 ? "" : "s", after_tls ? " after TLS" : "");
+    if (x && !sk_client_is_tls(c) && offers_cleartext_auth(x->auth)) {
+        /* RFC 4954 4: servers must be able to withhold plaintext password
+         * mechanisms until TLS protects the session. */
+        s->explanation = "AUTH with PLAIN or LOGIN is offered on a connection without TLS: a "
+                         "client that uses it sends the password in clear";
+        step_fix(s, "the server should offer these mechanisms only after STARTTLS (or on "
+                    "implicit TLS, port 465)");
+        step_end(p, s, V_WARN);
+        return 0;
+    }
     step_end(p, s, V_OK);
     return 0;
 }

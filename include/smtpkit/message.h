@@ -37,7 +37,7 @@ typedef struct sk_address_list {
 } sk_address_list;
 
 /* Parse an RFC 5322 3.4 address-list (the value of To, Cc, Bcc, From,
- * Reply-To), after unfolding: mailboxes separated by commas, groups
+ * Reply-To), folded or not: mailboxes separated by commas, groups
  * ("Team: a@x, b@y;"), comments, quoted strings, encoded words in display
  * names (RFC 2047 5(3)), UTF-8 (RFC 6532). Folding whitespace (CRLF followed
  * by a space or tab) is accepted; any other CR or LF is SK_ERR_SYNTAX, as
@@ -50,7 +50,8 @@ void sk_address_list_clear(sk_address_list *l);
 
 typedef struct sk_message sk_message;
 
-/* NULL when out of memory. */
+/* NULL when out of memory (or when the OS gives no random numbers for the
+ * Message-ID). */
 sk_message *sk_message_new(void);
 void sk_message_free(sk_message *m); /* accepts NULL */
 

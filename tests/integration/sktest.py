@@ -254,6 +254,7 @@ class TestCA:
     def self_signed(directory, name, sans=None):
         """A self-signed certificate for name; returns (cert_path, key_path)."""
         sans = sans or [name]
+        os.makedirs(directory, exist_ok=True)
         key = os.path.join(directory, name + "-self.key")
         cert = os.path.join(directory, name + "-self.pem")
         alt = ",".join(("IP:" if _is_ip(s) else "DNS:") + s for s in sans)

@@ -44,6 +44,9 @@ def starttls_required_but_not_offered():
         expect_exit(r, 76)
         expect(json_out(r)["error"]["step"] == "TLS", "error step TLS", r)
         expect(s.messages == [], "nothing sent in clear")
+        r = send(*base(s.port, "--ca-file", ca.cert))
+        expect("step:   TLS" in r.stderr and "hint:" in r.stderr and "--tls implicit" in r.stderr,
+               "error block with a hint naming the option", r)
 
 
 @run.case

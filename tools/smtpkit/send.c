@@ -225,10 +225,16 @@ static const char *default_hint(sk_err e)
 
 static const char *hint_for(const sk_error *e)
 {
-    /* The library's hint cannot know the CLI's option names. */
+    /* Where the library's hint would point at an option, name it. */
     if (e->step == SK_STEP_AUTH && e->err == SK_ERR_CONFIG)
         return "use TLS (--tls starttls or implicit), or --allow-plaintext-auth on a trusted "
                "network";
+    if (e->step == SK_STEP_TLS && e->err == SK_ERR_UNSUPPORTED)
+        return "the server does not offer STARTTLS: try its implicit-TLS port with --tls "
+               "implicit (usually 465), or --tls none only on a network you trust";
+    if (e->step == SK_STEP_GREETING && e->err == SK_ERR_TIMEOUT)
+        return "no greeting: a server expecting implicit TLS (port 465) waits silently; try "
+               "--tls implicit, or check the port";
     if (e->hint) return e->hint;
     const char *h = e->code ? sk_reply_explain(e->code, e->enhanced, e->text) : NULL;
     return h ? h : default_hint(e->err);

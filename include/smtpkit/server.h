@@ -133,6 +133,11 @@ SK_NODISCARD sk_err sk_server_run(sk_server *srv);
  * is told 421 at its next command), then end sk_server_run. Safe to call
  * from a signal event callback. */
 void sk_server_stop(sk_server *srv);
+/* fn is called once when a stop has finished: listeners closed and no
+ * session left. A program running its own event_base ends its loop there
+ * (it must not free the server inside fn). */
+typedef void (*sk_on_stopped_fn)(sk_server *srv, void *ctx);
+void sk_server_on_stopped(sk_server *srv, sk_on_stopped_fn fn, void *ctx);
 /* Number of sessions open (including those waiting for an async reply). */
 size_t sk_server_sessions(const sk_server *srv);
 /* New settings and certificates for sessions that start after this call;

@@ -106,7 +106,7 @@ void sk_server_free(sk_server *srv)
     for (size_t i = 0; i < srv->nlisteners; i++) evconnlistener_free(srv->listeners[i].l);
     srv->nlisteners = 0;
     /* Sessions still open are ended without replies; their hooks run. */
-    srv->stopping = 1;
+    srv->stopping = srv->stopped = 1; /* no on_stopped call from here */
     while (srv->sessions) sk_session_destroy(srv->sessions);
     for (size_t i = 0; i < srv->nsignals; i++) event_free(srv->signals[i].ev);
     sk_server_cfg_release(srv->cfg);
@@ -127,6 +127,7 @@ HOOK_SETTER(on_auth, sk_on_auth_fn)
 HOOK_SETTER(on_mail, sk_on_mail_fn)
 HOOK_SETTER(on_rcpt, sk_on_rcpt_fn)
 HOOK_SETTER(on_disconnect, sk_on_disconnect_fn)
+HOOK_SETTER(on_stopped, sk_on_stopped_fn)
 
 void sk_server_on_data(sk_server *srv, sk_on_data_start_fn start, sk_on_data_chunk_fn chunk,
                        sk_on_data_end_fn end, void *ctx)
@@ -246,12 +247,16 @@ void sk_server_stop(sk_server *srv)
         sk_session_stop_idle(s);
         s = next;
     }
-    if (!srv->nsessions && srv->own_base) event_base_loopbreak(srv->base);
+    sk_server_session_gone(srv);
 }
 
 void sk_server_session_gone(sk_server *srv)
 {
-    if (srv->stopping && !srv->nsessions && srv->own_base) event_base_loopbreak(srv->base);
+    if (!srv->stopping || srv->nsessions || srv->stopped) return;
+    srv->stopped = 1;
+    sk_log(&srv->cfg->logger, SK_LOG_INFO, "- server stopped");
+    if (srv->own_base) event_base_loopbreak(srv->base);
+    if (srv->on_stopped) srv->on_stopped(srv, srv->on_stopped_ctx);
 }
 
 size_t sk_server_sessions(const sk_server *srv)

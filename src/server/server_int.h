@@ -93,6 +93,9 @@ struct sk_server {
     void *on_data_ctx;
     sk_on_disconnect_fn on_disconnect;
     void *on_disconnect_ctx;
+    sk_on_stopped_fn on_stopped;
+    void *on_stopped_ctx;
+    int stopped; /* on_stopped has been called */
 };
 
 void sk_server_cfg_release(sk_server_cfg *c);

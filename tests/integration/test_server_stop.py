@@ -40,7 +40,8 @@ def main():
         sktest.check(busy.closed(), "busy session not closed")
         rc = srv.proc.wait(10)
         sktest.check(rc == 0, "exit status %s" % rc)
-        sktest.check(b"last message" in srv.stdout() and b"STOPPED" in srv.stdout(), "output")
+        sktest.check(sh.wait_output(srv, b"STOPPED"), "no STOPPED line: %r" % srv.stdout())
+        sktest.check(b"last message" in srv.stdout(), "message lost: %r" % srv.stdout())
     finally:
         srv.stop()
     print("ok")

@@ -189,9 +189,24 @@ static void step_error_reply(probe_step *s, const sk_error *e)
     step_reply(s, &r);
 }
 
+/* Print n octets of text that may come from the peer on one line: control
+ * characters (a terminal would act on escape sequences) are shown as '?'. */
+static void print_clean(const char *t, size_t n)
+{
+    for (size_t i = 0; i < n && t[i]; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c == '\n')
+            fputs(" / ", stdout); /* the lines of a multi-line reply */
+        else
+            putchar(c < 0x20 || c == 0x7f ? '?' : c);
+    }
+}
+
 static void print_indented(const char *label, const char *text)
 {
-    printf("         %-7s %s\n", label, text);
+    printf("         %-7s ", label);
+    print_clean(text, strlen(text));
+    putchar('\n');
 }
 
 static void step_end(probe *p, probe_step *s, verdict v)
@@ -199,7 +214,8 @@ static void step_end(probe *p, probe_step *s, verdict v)
     s->status = v;
     if (v == V_FAIL && !p->failed_step) p->failed_step = s->name;
     if (p->json) return;
-    printf("  %s %-9s %s", verdict_marks[v], s->name, s->detail);
+    printf("  %s %-9s ", verdict_marks[v], s->name);
+    print_clean(s->detail, strlen(s->detail));
     if (s->elapsed_ms >= 0) printf(" (%ld ms)", s->elapsed_ms);
     putchar('\n');
     if (s->overflow) {
@@ -209,7 +225,9 @@ static void step_end(probe *p, probe_step *s, verdict v)
         while (*l) {
             const char *nl = strchr(l, '\n');
             size_t n = nl ? (size_t)(nl - l) : strlen(l);
-            printf("                   %.*s\n", (int)n, l);
+            printf("                   ");
+            print_clean(l, n);
+            putchar('\n');
             l += n + (nl ? 1 : 0);
         }
     }

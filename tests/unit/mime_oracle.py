@@ -156,6 +156,32 @@ def check_case(directory, exp):
               "inline part outside multipart/related")
 
 
+def envelope_key(addr):
+    """Recipients compare as SMTPKit dedupes them: domain without case."""
+    local, _, domain = addr.rpartition("@")
+    return (local, domain.lower())
+
+
+def check_envelope(directory, exp):
+    """sk_message_parse_envelope must agree with Python's address parser."""
+    case = exp["file"]
+    with open(os.path.join(directory, case), "rb") as f:
+        raw = f.read()
+    msg = email.message_from_string(raw.decode("utf-8"), policy=email.policy.default)
+    origin = msg["Sender"] or msg["From"]
+    check_eq(exp["reverse_path"], origin.addresses[0].addr_spec, case, "reverse-path")
+    want, seen = [], set()
+    for field in ("To", "Cc", "Bcc"):
+        for h in msg.get_all(field) or []:
+            for a in h.addresses:
+                if envelope_key(a.addr_spec) not in seen:
+                    seen.add(envelope_key(a.addr_spec))
+                    want.append(a.addr_spec)
+    # SMTPKit keeps the order of the fields, Python takes all To first:
+    # compare without order.
+    check_eq(sorted(exp["recipients"]), sorted(want), case, "recipients")
+
+
 def main():
     directory = sys.argv[1]
     with open(os.path.join(directory, "expected.json"), encoding="utf-8") as f:
@@ -168,9 +194,17 @@ def main():
             check_case(directory, exp)
         except Exception as e:  # a crash in parsing is a failure of the case
             failures.append(f"{exp.get('file')}: {type(e).__name__}: {e}")
+    with open(os.path.join(directory, "envelopes.json"), encoding="utf-8") as f:
+        envelopes = json.load(f)
+    for exp in envelopes:
+        try:
+            check_envelope(directory, exp)
+        except Exception as e:
+            failures.append(f"{exp.get('file')}: {type(e).__name__}: {e}")
     for f in failures:
         print("FAIL", f, file=sys.stderr)
-    print(f"mime_oracle: {len(cases)} cases, {len(failures)} failures", file=sys.stderr)
+    print(f"mime_oracle: {len(cases)} messages, {len(envelopes)} envelopes, "
+          f"{len(failures)} failures", file=sys.stderr)
     return 1 if failures else 0
 
 

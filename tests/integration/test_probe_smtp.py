@@ -66,6 +66,14 @@ with sktest.TempDir() as tmp:
             t.expect("envelope ok", rc.get("code") == 250, r, "RCPT 250")
             t.step("envelope ok", doc, "rset", "ok")
 
+        # Credentials are never sent without TLS.
+        r = t.probe(target, "--tls", "none", "--user", USER, "--password-file", pwfile,
+                    "--timeout", "5s")
+        t.expect("auth without TLS", r.returncode == 78, r, "exit 78")
+        t.expect("auth without TLS", "[FAIL] auth" in r.stdout and "--tls starttls" in r.stdout,
+                 r, "the fix names --tls starttls")
+        t.expect("auth without TLS", PASSWORD not in r.stdout + r.stderr, r, "password printed")
+
         r = t.probe(target, "--tls", "none", "--from", "a@example.org", "--to", UNKNOWN,
                     "--timeout", "5s")
         t.expect("rcpt 550", r.returncode == 69, r, "exit 69 (permanent failure)")

@@ -967,6 +967,9 @@ static int check_auth(probe *p, sk_client *c)
     } else {
         step_detail(s, "authentication not possible: %s", e.text[0] ? e.text : sk_strerror(rc));
         s->explanation = e.hint;
+        if (!sk_client_is_tls(c))
+            step_fix(s, "probe with --tls starttls or --tls implicit: credentials are never sent "
+                        "without TLS");
     }
     int code = e.code >= 400 && e.code < 500 ? EX_TEMPFAIL
                : rc == SK_ERR_CONFIG         ? EX_CONFIG

@@ -152,7 +152,8 @@ static sk_err parse_listen_addr(const char *addr, struct sockaddr_storage *ss, i
     const char *colon = strrchr(addr, ':');
     if (!colon || colon == addr) return SK_ERR_INVAL;
     size_t hl = (size_t)(colon - addr);
-    if (addr[0] == '[') {
+    int bracketed = addr[0] == '[';
+    if (bracketed) {
         if (hl < 3 || addr[hl - 1] != ']') return SK_ERR_INVAL;
         addr++;
         hl -= 2;
@@ -160,6 +161,9 @@ static sk_err parse_listen_addr(const char *addr, struct sockaddr_storage *ss, i
     if (hl >= sizeof host) return SK_ERR_INVAL;
     memcpy(host, addr, hl);
     host[hl] = '\0';
+    /* An IPv6 address without brackets is ambiguous ("::1:25"). */
+    if (!bracketed && strchr(host, ':')) return SK_ERR_INVAL;
+    if (colon[1] < '0' || colon[1] > '9') return SK_ERR_INVAL;
     char *end;
     long port = strtol(colon + 1, &end, 10);
     if (*end || end == colon + 1 || port < 0 || port > 65535) return SK_ERR_INVAL;

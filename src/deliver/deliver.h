@@ -75,9 +75,13 @@ static inline void sk_transport_free(sk_transport *t)
 /* Maildir delivery to mailboxes_dir/DOMAIN/LOCALPART/{tmp,new,cur}, with
  * Return-Path: and Received: added and CRLF turned into LF
  * (docs/queue.md). hostname is ours, for Received: and file names.
- * Synchronous: done is called before deliver returns. */
+ * Synchronous until started: done is called before deliver returns. */
 sk_transport *sk_maildir_transport_new(const char *mailboxes_dir, const char *hostname,
                                        const sk_logger *log, sk_error *err);
+/* Deliver in a worker thread from now on, so that file writes and fsyncs
+ * do not stall the loop; done is then called on base's loop thread. Free
+ * the transport before base. */
+sk_err sk_maildir_transport_start(sk_transport *t, struct event_base *base, sk_error *err);
 
 /* Pieces of the Maildir transport, exposed for unit tests. */
 /* Directory name for a local part: lower-cased, '/' and NUL refused, a

@@ -5,20 +5,36 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAILDIR_CHUNK_OCTETS (64 * 1024)
 
+typedef struct mjob mjob;
+
 typedef struct maildir_transport {
     sk_transport base;
     char *root; /* DATA-DIR/mailboxes */
     char *hostname;
     sk_logger log;
+    /* With a worker (sk_maildir_transport_start): jobs queue in pending,
+     * the worker delivers one at a time (fsync and all) and moves it to
+     * finished, and the loop thread, woken through efd, reports it. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv, idle_cv;
+    pthread_t thread;
+    int thread_started, stopping, busy;
+    mjob *pending, **pending_tail;
+    mjob *finished, **finished_tail;
+    int efd;
+    struct event *ev;
 } maildir_transport;
 
 sk_err sk_maildir_folder_name(const char *local_part, sk_buf *out)
@@ -179,20 +195,29 @@ static sk_err copy_body(int in, int out, const char *head, size_t head_len)
     }
 }
 
-static void log_rcpt(const maildir_transport *t, const sk_delivery *job, const char *event,
-                     const char *addr, const char *file, int existed)
+/* What to log about a recipient (logging happens on the loop thread: the
+ * logger need not be thread-safe). */
+typedef enum note { NOTE_NONE, NOTE_DELIVERED, NOTE_EXISTED, NOTE_ALREADY } note;
+
+static void log_rcpt(const maildir_transport *t, const sk_delivery *job, const sk_delivery_rcpt *rc,
+                     note n)
 {
-    sk_buf b = SK_BUF_INIT(1024);
-    if (sk_log_escape(&b, addr, strlen(addr))) sk_buf_reset(&b);
-    sk_log(&t->log, SK_LOG_INFO, "%s maildir %s rcpt=\"%s\" file=%s%s", job->queue_id, event,
-           sk_buf_cstr(&b), file, existed ? " existed=1" : "");
-    sk_buf_free(&b);
+    if (n == NOTE_NONE) return;
+    sk_buf addr = SK_BUF_INIT(1024), name = SK_BUF_INIT(NAME_MAX);
+    if (sk_log_escape(&addr, rc->addr, strlen(rc->addr))) sk_buf_reset(&addr);
+    if (sk_maildir_file_name(job->env, rc->index, t->hostname, &name)) sk_buf_reset(&name);
+    sk_log(&t->log, SK_LOG_INFO, "%s maildir %s rcpt=\"%s\" file=%s%s", job->queue_id,
+           n == NOTE_ALREADY ? "already-delivered" : "delivered", sk_buf_cstr(&addr),
+           sk_buf_cstr(&name), n == NOTE_EXISTED ? " existed=1" : "");
+    sk_buf_free(&addr);
+    sk_buf_free(&name);
 }
 
 /* Deliver one recipient; returns its result. */
 static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delivery *job,
-                                           const sk_delivery_rcpt *rc)
+                                           const sk_delivery_rcpt *rc, note *out_note)
 {
+    *out_note = NOTE_NONE;
     const char *at = strrchr(rc->addr, '@');
     if (!at || at == rc->addr)
         return make_result(SK_DELIVERY_PERMANENT, 550, "5.1.3", "bad local recipient address");
@@ -226,7 +251,7 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
         goto out;
     }
     if (already_there(folder.data, name.data, job->maybe_delivered)) {
-        log_rcpt(t, job, "already-delivered", rc->addr, name.data, 0);
+        *out_note = NOTE_ALREADY;
         res = make_result(SK_DELIVERY_OK, 250, "2.0.0", "delivered to Maildir (earlier attempt)");
         goto out;
     }
@@ -275,7 +300,7 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
     } else if (e) {
         res = make_result(SK_DELIVERY_TRANSIENT, 451, "4.3.0", "local delivery failed");
     } else {
-        log_rcpt(t, job, "delivered", rc->addr, name.data, existed);
+        *out_note = existed ? NOTE_EXISTED : NOTE_DELIVERED;
         res = make_result(SK_DELIVERY_OK, 250, "2.0.0", "delivered to Maildir");
     }
 out:
@@ -287,32 +312,158 @@ out:
     return res;
 }
 
+/* A job: its results are filled by whoever delivers it (the caller, or
+ * the worker thread), then reported on the loop thread. */
+struct mjob {
+    const sk_delivery *job;
+    sk_delivery_done_fn done;
+    void *ctx;
+    sk_delivery_rcpt_result *rs;
+    note *notes;
+    mjob *next;
+};
+
+static void mjob_free(mjob *j)
+{
+    sk_free(j->rs);
+    sk_free(j->notes);
+    sk_free(j);
+}
+
+static void run_job(maildir_transport *t, mjob *j)
+{
+    for (size_t i = 0; i < j->job->nrcpts; i++)
+        j->rs[i] = deliver_one(t, j->job, &j->job->rcpts[i], &j->notes[i]);
+}
+
+static void report(maildir_transport *t, mjob *j)
+{
+    for (size_t i = 0; i < j->job->nrcpts; i++) log_rcpt(t, j->job, &j->job->rcpts[i], j->notes[i]);
+    sk_delivery_result res = {.rcpts = j->rs, .nrcpts = j->job->nrcpts, .remote_host = NULL};
+    j->done(j->ctx, &res);
+    mjob_free(j);
+}
+
+static void *worker_main(void *arg)
+{
+    maildir_transport *t = arg;
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (!t->pending && !t->stopping) pthread_cond_wait(&t->cv, &t->mu);
+        if (t->stopping) break;
+        mjob *j = t->pending;
+        t->pending = j->next;
+        if (!t->pending) t->pending_tail = &t->pending;
+        j->next = NULL;
+        t->busy = 1;
+        pthread_mutex_unlock(&t->mu);
+
+        run_job(t, j);
+
+        pthread_mutex_lock(&t->mu);
+        t->busy = 0;
+        *t->finished_tail = j;
+        t->finished_tail = &j->next;
+        uint64_t one = 1;
+        if (write(t->efd, &one, sizeof one) < 0) {
+            /* EAGAIN: already signalled */
+        }
+        pthread_cond_broadcast(&t->idle_cv);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+static void on_finished(evutil_socket_t fd, short what, void *arg)
+{
+    maildir_transport *t = arg;
+    uint64_t v;
+    if (read(fd, &v, sizeof v) < 0) {
+        /* EAGAIN: drained by an earlier wake-up */
+    }
+    pthread_mutex_lock(&t->mu);
+    mjob *list = t->finished;
+    t->finished = NULL;
+    t->finished_tail = &t->finished;
+    pthread_mutex_unlock(&t->mu);
+    while (list) {
+        mjob *next = list->next;
+        report(t, list);
+        list = next;
+    }
+}
+
 static void maildir_deliver(sk_transport *base, const sk_delivery *job, sk_delivery_done_fn done,
                             void *ctx)
 {
     maildir_transport *t = (maildir_transport *)base;
-    sk_delivery_rcpt_result *rs = sk_calloc(job->nrcpts ? job->nrcpts : 1, sizeof *rs);
-    if (!rs) {
-        /* Nothing to report with: say so for every recipient at once. */
-        sk_delivery_rcpt_result one =
-            make_result(SK_DELIVERY_TRANSIENT, 451, "4.3.0", "local delivery: out of memory");
-        for (size_t i = 0; i < job->nrcpts; i++) {
-            sk_delivery_result r = {.rcpts = &one, .nrcpts = 1};
-            (void)r;
-        }
-        sk_delivery_result all = {.rcpts = NULL, .nrcpts = 0};
-        done(ctx, &all);
+    size_t n = job->nrcpts ? job->nrcpts : 1;
+    mjob *j = sk_calloc(1, sizeof *j);
+    if (j) {
+        j->rs = sk_calloc(n, sizeof *j->rs);
+        j->notes = sk_calloc(n, sizeof *j->notes);
+    }
+    if (!j || !j->rs || !j->notes) {
+        if (j) mjob_free(j);
+        /* No results at all: the queue counts every recipient as a
+         * transient failure (deliver.h). */
+        sk_delivery_result none = {.rcpts = NULL, .nrcpts = 0};
+        done(ctx, &none);
         return;
     }
-    for (size_t i = 0; i < job->nrcpts; i++) rs[i] = deliver_one(t, job, &job->rcpts[i]);
-    sk_delivery_result res = {.rcpts = rs, .nrcpts = job->nrcpts, .remote_host = NULL};
-    done(ctx, &res);
-    sk_free(rs);
+    j->job = job;
+    j->done = done;
+    j->ctx = ctx;
+    if (!t->thread_started) {
+        run_job(t, j);
+        report(t, j);
+        return;
+    }
+    pthread_mutex_lock(&t->mu);
+    *t->pending_tail = j;
+    t->pending_tail = &j->next;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Drop queued and finished jobs and wait for the one being delivered: after
+ * this no done callback comes for them (deliver.h). */
+static void maildir_cancel(sk_transport *base)
+{
+    maildir_transport *t = (maildir_transport *)base;
+    if (!t->thread_started) return;
+    pthread_mutex_lock(&t->mu);
+    while (t->busy) pthread_cond_wait(&t->idle_cv, &t->mu);
+    mjob *lists[2] = {t->pending, t->finished};
+    t->pending = t->finished = NULL;
+    t->pending_tail = &t->pending;
+    t->finished_tail = &t->finished;
+    pthread_mutex_unlock(&t->mu);
+    for (int i = 0; i < 2; i++) {
+        while (lists[i]) {
+            mjob *next = lists[i]->next;
+            mjob_free(lists[i]);
+            lists[i] = next;
+        }
+    }
 }
 
 static void maildir_free(sk_transport *base)
 {
     maildir_transport *t = (maildir_transport *)base;
+    if (t->thread_started) {
+        maildir_cancel(base);
+        pthread_mutex_lock(&t->mu);
+        t->stopping = 1;
+        pthread_cond_signal(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+        pthread_join(t->thread, NULL);
+    }
+    if (t->ev) event_free(t->ev);
+    if (t->efd >= 0) close(t->efd);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    pthread_cond_destroy(&t->idle_cv);
     sk_free(t->root);
     sk_free(t->hostname);
     sk_free(t);
@@ -328,7 +479,14 @@ sk_transport *sk_maildir_transport_new(const char *mailboxes_dir, const char *ho
     }
     t->base.name = "maildir";
     t->base.deliver = maildir_deliver;
+    t->base.cancel = maildir_cancel;
     t->base.free = maildir_free;
+    t->efd = -1;
+    t->pending_tail = &t->pending;
+    t->finished_tail = &t->finished;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    pthread_cond_init(&t->idle_cv, NULL);
     t->root = sk_strdup(mailboxes_dir);
     t->hostname = sk_strdup(hostname && *hostname ? hostname : "localhost");
     if (log) t->log = *log;
@@ -338,4 +496,20 @@ sk_transport *sk_maildir_transport_new(const char *mailboxes_dir, const char *ho
         return NULL;
     }
     return &t->base;
+}
+
+sk_err sk_maildir_transport_start(sk_transport *base, struct event_base *evb, sk_error *err)
+{
+    maildir_transport *t = (maildir_transport *)base;
+    if (t->thread_started) return SK_OK;
+    t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (t->efd < 0)
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "eventfd: %s", strerror(errno));
+    t->ev = event_new(evb, t->efd, EV_READ | EV_PERSIST, on_finished, t);
+    if (!t->ev || event_add(t->ev, NULL))
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot add event");
+    if (pthread_create(&t->thread, NULL, worker_main, t))
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot start the Maildir worker");
+    t->thread_started = 1;
+    return SK_OK;
 }

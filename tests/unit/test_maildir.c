@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <event2/event.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,8 +171,12 @@ static int count_dir(const char *dir, char *last, size_t lastsize)
     return n;
 }
 
+/* Run the same checks with synchronous delivery and with the worker
+ * thread (state points to 0 or 1). */
 static void test_deliver_once(void **state)
 {
+    int use_worker = *(int *)*state;
+    struct event_base *evb = use_worker ? event_base_new() : NULL;
     char tmpl[] = "/tmp/sk-maildir-XXXXXX";
     char *root = mkdtemp(tmpl);
     assert_non_null(root);
@@ -201,6 +206,7 @@ static void test_deliver_once(void **state)
     snprintf(boxes, sizeof boxes, "%s/mailboxes", root);
     sk_transport *t = sk_maildir_transport_new(boxes, "mx.test", NULL, NULL);
     assert_non_null(t);
+    if (evb) assert_int_equal(sk_maildir_transport_start(t, evb, NULL), SK_OK);
     sk_spool_rcpt rc[] = {{.addr = "Bob@localhost"}, {.addr = "../x@localhost"}};
     sk_spool_envelope env = {.id = "01HF3Z4Q7M2ABCDE",
                              .arrival = 1700000000,
@@ -235,6 +241,9 @@ static void test_deliver_once(void **state)
         }
         result_rec rec = {0};
         t->deliver(t, &job, on_done, &rec);
+        /* With the worker, the result comes on the loop, never inside. */
+        if (evb) assert_int_equal(rec.calls, 0);
+        while (evb && !rec.calls) event_base_loop(evb, EVLOOP_ONCE);
         assert_int_equal(rec.calls, 1);
         assert_int_equal(rec.n, 2);
         assert_int_equal(rec.r[0].status, SK_DELIVERY_OK);
@@ -260,10 +269,52 @@ static void test_deliver_once(void **state)
         }
     }
     sk_transport_free(t);
+    if (evb) event_base_free(evb);
     free(body);
     free(want_body);
     rm_tree(root);
 }
+
+/* Cancel: jobs queued or in progress report nothing afterwards. */
+static void test_cancel(void **state)
+{
+    char tmpl[] = "/tmp/sk-maildir-XXXXXX";
+    char *root = mkdtemp(tmpl);
+    assert_non_null(root);
+    char body_path[512], boxes[512];
+    snprintf(body_path, sizeof body_path, "%s/body.msg", root);
+    snprintf(boxes, sizeof boxes, "%s/mailboxes", root);
+    FILE *f = fopen(body_path, "wb");
+    fputs("Subject: c\r\n\r\nx\r\n", f);
+    fclose(f);
+    struct event_base *evb = event_base_new();
+    sk_transport *t = sk_maildir_transport_new(boxes, "mx.test", NULL, NULL);
+    assert_int_equal(sk_maildir_transport_start(t, evb, NULL), SK_OK);
+    sk_spool_rcpt rc = {.addr = "c@localhost"};
+    sk_spool_envelope env = {
+        .id = "01HF3Z4Q7M2ABCDE", .arrival = 1700000000, .sender = "", .rcpts = &rc, .nrcpts = 1};
+    sk_delivery_rcpt jr = {.addr = "c@localhost"};
+    sk_delivery job = {.queue_id = env.id,
+                       .env = &env,
+                       .body_path = body_path,
+                       .domain = "localhost",
+                       .rcpts = &jr,
+                       .nrcpts = 1};
+    result_rec rec = {0};
+    for (int i = 0; i < 5; i++) t->deliver(t, &job, on_done, &rec);
+    t->cancel(t);
+    for (int i = 0; i < 5; i++) event_base_loop(evb, EVLOOP_NONBLOCK);
+    assert_int_equal(rec.calls, 0);
+    /* Still usable after a cancel. */
+    t->deliver(t, &job, on_done, &rec);
+    while (!rec.calls) event_base_loop(evb, EVLOOP_ONCE);
+    assert_int_equal(rec.r[0].status, SK_DELIVERY_OK);
+    sk_transport_free(t);
+    event_base_free(evb);
+    rm_tree(root);
+}
+
+static int sync_mode = 0, worker_mode = 1;
 
 int main(void)
 {
@@ -271,7 +322,9 @@ int main(void)
         cmocka_unit_test(test_folder_names),
         cmocka_unit_test(test_file_names),
         cmocka_unit_test(test_trace_headers),
-        cmocka_unit_test(test_deliver_once),
+        cmocka_unit_test_prestate(test_deliver_once, &sync_mode),
+        cmocka_unit_test_prestate(test_deliver_once, &worker_mode),
+        cmocka_unit_test(test_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

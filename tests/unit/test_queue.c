@@ -552,14 +552,16 @@ static void test_maildir_restart_idempotent(void **state)
     snprintf(to, sizeof to, "%s/%s:2,S", curdir, name);
     assert_int_equal(rename(from, to), 0);
 
-    /* Restart with the real Maildir transport: recorded as delivered,
-     * and still one copy. */
+    /* Restart with the real Maildir transport, on its worker thread as in
+     * the daemon: recorded as delivered, and still one copy. */
     h.base = event_base_new();
+    sk_transport *md2 = sk_maildir_transport_new(boxes, "mx.test", NULL, NULL);
+    assert_int_equal(sk_maildir_transport_start(md2, h.base, NULL), SK_OK);
     h.spool = sk_spool_open(h.dir, NULL, h.base, NULL);
     const char *const locals[] = {"localhost"};
     sk_queue_opts o = {.local_domains = locals,
                        .nlocal_domains = 1,
-                       .local_transport = md,
+                       .local_transport = md2,
                        .on_event = on_event,
                        .event_ctx = &h};
     h.q = sk_queue_new(h.spool, &o, h.base, NULL);
@@ -571,6 +573,10 @@ static void test_maildir_restart_idempotent(void **state)
     run_until(&h, 1, 0);
     assert_int_equal(h.ev[SK_QUEUE_EV_DELIVERED], 1);
     assert_int_equal(count_files(newdir) + count_files(curdir), 1);
+    /* The queue, then the transport, then (in stop) the event base. */
+    sk_queue_free(h.q);
+    h.q = NULL;
+    sk_transport_free(md2);
     stop(&h);
     sk_transport_free(md);
     rm_tree(h.dir);

@@ -38,6 +38,7 @@ sk_err sk_buf_reserve(sk_buf *b, size_t extra)
     if (!p) return SK_ERR_NOMEM;
     b->data = p;
     b->cap = cap;
+    b->data[b->len] = '\0'; /* sk_buf_cstr is valid right after a reserve */
     return SK_OK;
 }
 

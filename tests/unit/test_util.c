@@ -24,6 +24,10 @@ static void test_buf_bounded(void **state)
     assert_int_equal(sk_buf_printf(&b, "%d", 4), SK_ERR_TOO_LONG);
     sk_buf_free(&b);
     assert_string_equal(sk_buf_cstr(&b), "");
+    /* A reserve on an empty buffer leaves a valid empty string. */
+    assert_int_equal(sk_buf_reserve(&b, 4), SK_OK);
+    assert_string_equal(sk_buf_cstr(&b), "");
+    sk_buf_free(&b);
 }
 
 /* RFC 4648 section 10 test vectors. */

@@ -1,0 +1,492 @@
+/* Unit tests for src/track: event order, lookups by queue ID and Message-ID,
+ * stats windows on an injected clock, batching, and a reader beside a writer
+ * that holds the database lock. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <smtpkit/smtpkit.h>
+
+#include <event2/event.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NOW_MS 1790000000000LL /* 2026-09-21: the injected clock */
+
+typedef struct fixture {
+    char dir[64];
+    char path[96];
+    int64_t clock_ms;
+} fixture;
+
+static int64_t fake_clock(void *ctx)
+{
+    return ((fixture *)ctx)->clock_ms;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    strcpy(f->dir, "/tmp/sk-track-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    snprintf(f->path, sizeof f->path, "%s/track.db", f->dir);
+    f->clock_ms = NOW_MS;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* A writer on the fixture's clock; batch_events = n, no timed flush. */
+static sk_track *open_writer(fixture *f, unsigned batch, unsigned busy_ms)
+{
+    sk_error err;
+    sk_track *tr = sk_track_open(f->path, 0, &err);
+    assert_non_null(tr);
+    sk_track_opts o = {.batch_events = batch,
+                       .batch_delay_ms = 3600 * 1000,
+                       .busy_timeout_ms = busy_ms,
+                       .clock_ms = fake_clock,
+                       .clock_ctx = f};
+    assert_int_equal(sk_track_set_opts(tr, &o, NULL, &err), SK_OK);
+    return tr;
+}
+
+static void record(sk_track *tr, const sk_track_ev *ev)
+{
+    sk_error err;
+    assert_int_equal(sk_track_event(tr, ev, &err), SK_OK);
+}
+
+static void test_kind_names(void **state)
+{
+    static const struct {
+        sk_track_kind k;
+        const char *name;
+    } cases[] = {
+        {SK_TRACK_RECEIVED, "received"},     {SK_TRACK_QUEUED, "queued"},
+        {SK_TRACK_DEFERRED, "deferred"},     {SK_TRACK_DELIVERED, "delivered"},
+        {SK_TRACK_BOUNCED, "bounced"},       {SK_TRACK_EXPIRED, "expired"},
+        {SK_TRACK_SUPPRESSED, "suppressed"}, {SK_TRACK_COMPLAINED, "complained"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_string_equal(sk_track_kind_name(cases[i].k), cases[i].name);
+        assert_int_equal(sk_track_kind_parse(cases[i].name), cases[i].k);
+    }
+    assert_int_equal(sk_track_kind_parse("sent"), -1);
+    assert_int_equal(sk_track_kind_parse(NULL), -1);
+}
+
+/* Recorded out of time order; read back by time, ties in recording order. */
+static const struct {
+    int64_t t;
+    sk_track_kind k;
+    const char *rcpt;
+    unsigned attempt;
+    const char *reply;
+} order_cases[] = {
+    {5000, SK_TRACK_DELIVERED, "a@example.net", 2, "250 2.0.0 ok"},
+    {1000, SK_TRACK_RECEIVED, NULL, 0, NULL},
+    {2000, SK_TRACK_QUEUED, "a@example.net", 0, NULL},
+    {2000, SK_TRACK_QUEUED, "b@example.org", 0, NULL},
+    {3000, SK_TRACK_DEFERRED, "a@example.net", 1, "451 4.7.1 try later"},
+    {4000, SK_TRACK_BOUNCED, "b@example.org", 1, "550 5.1.1 no such user"},
+};
+static const size_t order_expected[] = {1, 2, 3, 4, 5, 0};
+
+static void test_insert_query_order(void **state)
+{
+    fixture *f = *state;
+    sk_track *tr = open_writer(f, 64, 0);
+    size_t n = sizeof order_cases / sizeof order_cases[0];
+    for (size_t i = 0; i < n; i++)
+        record(tr, &(sk_track_ev){.time_ms = NOW_MS + order_cases[i].t,
+                                  .kind = order_cases[i].k,
+                                  .queue_id = "Q1",
+                                  .message_id = i == 1 ? "<m1@example.org>" : NULL,
+                                  .recipient = order_cases[i].rcpt,
+                                  .attempt = order_cases[i].attempt,
+                                  .reply = order_cases[i].reply,
+                                  .remote_host = i == 0 ? "mx.example.net[192.0.2.1]:25" : NULL,
+                                  .tls = i == 0 ? "TLSv1.3 TLS_AES_256_GCM_SHA384" : NULL,
+                                  .cls = i == 5 ? "bad-mailbox" : NULL});
+    /* Another message, which must not show up. */
+    record(tr, &(sk_track_ev){.kind = SK_TRACK_RECEIVED, .queue_id = "Q2"});
+    assert_int_equal(sk_track_pending(tr), n + 1);
+    sk_track_free(tr); /* flushes */
+
+    sk_error err;
+    sk_track *rd = sk_track_open(f->path, 1, &err);
+    assert_non_null(rd);
+    sk_track_result *r;
+    assert_int_equal(sk_track_query(rd, "Q1", &r, &err), SK_OK);
+    assert_string_equal(r->id, "Q1");
+    assert_string_equal(r->message_id, "m1@example.org"); /* stored without <> */
+    assert_int_equal(r->nevents, n);
+    for (size_t i = 0; i < n; i++) {
+        const sk_track_ev *ev = &r->events[i];
+        size_t c = order_expected[i];
+        assert_int_equal(ev->time_ms, NOW_MS + order_cases[c].t);
+        assert_int_equal(ev->kind, order_cases[c].k);
+        assert_int_equal(ev->attempt, order_cases[c].attempt);
+        if (order_cases[c].rcpt)
+            assert_string_equal(ev->recipient, order_cases[c].rcpt);
+        else
+            assert_null(ev->recipient);
+        if (order_cases[c].reply)
+            assert_string_equal(ev->reply, order_cases[c].reply);
+        else
+            assert_null(ev->reply);
+    }
+    assert_string_equal(r->events[5].tls, "TLSv1.3 TLS_AES_256_GCM_SHA384");
+    assert_string_equal(r->events[5].remote_host, "mx.example.net[192.0.2.1]:25");
+    assert_string_equal(r->events[4].cls, "bad-mailbox");
+    assert_null(r->events[0].cls);
+    sk_track_result_free(r);
+    sk_track_free(rd);
+}
+
+static void test_message_id_lookup(void **state)
+{
+    fixture *f = *state;
+    sk_track *tr = open_writer(f, 64, 0);
+    /* m1 was submitted twice (Q1, then Q3); m2 once; a complaint knows
+     * only the Message-ID. */
+    record(tr, &(sk_track_ev){.time_ms = NOW_MS + 1,
+                              .kind = SK_TRACK_RECEIVED,
+                              .queue_id = "Q1",
+                              .message_id = "<m1@example.org>"});
+    record(tr, &(sk_track_ev){.time_ms = NOW_MS + 2,
+                              .kind = SK_TRACK_DELIVERED,
+                              .queue_id = "Q1",
+                              .recipient = "a@example.net",
+                              .attempt = 1});
+    record(tr, &(sk_track_ev){.time_ms = NOW_MS + 3,
+                              .kind = SK_TRACK_RECEIVED,
+                              .queue_id = "Q2",
+                              .message_id = "m2@example.org"});
+    record(tr, &(sk_track_ev){.time_ms = NOW_MS + 4,
+                              .kind = SK_TRACK_RECEIVED,
+                              .queue_id = "Q3",
+                              .message_id = "m1@example.org"});
+    record(tr, &(sk_track_ev){.time_ms = NOW_MS + 5,
+                              .kind = SK_TRACK_COMPLAINED,
+                              .message_id = "<m2@example.org>",
+                              .recipient = "c@example.com"});
+    record(tr, &(sk_track_ev){.time_ms = NOW_MS + 6,
+                              .kind = SK_TRACK_COMPLAINED,
+                              .message_id = "orphan@example.org"});
+    static const struct {
+        const char *key;
+        sk_err err;
+        const char *id, *mid;
+        size_t nevents, other_ids;
+    } cases[] = {
+        {"Q1", SK_OK, "Q1", "m1@example.org", 2, 0},
+        {"<Q1>", SK_OK, "Q1", "m1@example.org", 2, 0},
+        {"m1@example.org", SK_OK, "Q3", "m1@example.org", 1, 1},
+        {"<m1@example.org>", SK_OK, "Q3", "m1@example.org", 1, 1},
+        {" <m1@example.org> ", SK_OK, "Q3", "m1@example.org", 1, 1},
+        {"Q2", SK_OK, "Q2", "m2@example.org", 2, 0},
+        {"<m2@example.org>", SK_OK, "Q2", "m2@example.org", 2, 0},
+        {"orphan@example.org", SK_OK, NULL, "orphan@example.org", 1, 0},
+        {"q1", SK_ERR_NOT_FOUND, NULL, NULL, 0, 0}, /* queue IDs are exact */
+        {"M1@example.org", SK_ERR_NOT_FOUND, NULL, NULL, 0, 0},
+        {"nothing", SK_ERR_NOT_FOUND, NULL, NULL, 0, 0},
+        {"<>", SK_ERR_INVAL, NULL, NULL, 0, 0},
+        {"", SK_ERR_INVAL, NULL, NULL, 0, 0},
+    };
+    /* Through the writer (which flushes first) and through a reader. */
+    for (int pass = 0; pass < 2; pass++) {
+        sk_error err;
+        sk_track *q = tr;
+        if (pass == 1) {
+            q = sk_track_open(f->path, 1, &err);
+            assert_non_null(q);
+        }
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            sk_track_result *r = NULL;
+            sk_err e = sk_track_query(q, cases[i].key, &r, &err);
+            if (e != cases[i].err) fail_msg("case %zu '%s': %d", i, cases[i].key, e);
+            if (e) {
+                assert_null(r);
+                continue;
+            }
+            if (cases[i].id)
+                assert_string_equal(r->id, cases[i].id);
+            else
+                assert_null(r->id);
+            assert_string_equal(r->message_id, cases[i].mid);
+            assert_int_equal(r->nevents, cases[i].nevents);
+            assert_int_equal(r->other_ids, cases[i].other_ids);
+            sk_track_result_free(r);
+        }
+        if (pass == 1) sk_track_free(q);
+    }
+    sk_track_free(tr);
+}
+
+static void test_stats_windows(void **state)
+{
+    fixture *f = *state;
+    sk_track *tr = open_writer(f, 64, 0);
+    static const struct {
+        int64_t ago_s; /* before NOW_MS; negative: in the future */
+        sk_track_kind k;
+        const char *rcpt;
+    } evs[] = {
+        {10, SK_TRACK_DELIVERED, "a@example.net"},
+        {20, SK_TRACK_DELIVERED, "b@EXAMPLE.NET"}, /* same domain */
+        {30, SK_TRACK_DEFERRED, "c@example.org"},
+        {3599, SK_TRACK_BOUNCED, "d@example.org"},   /* last second of the hour */
+        {3600, SK_TRACK_DELIVERED, "e@example.com"}, /* day only */
+        {7200, SK_TRACK_EXPIRED, "f@example.org"},
+        {86399, SK_TRACK_RECEIVED, NULL},
+        {86400, SK_TRACK_DELIVERED, "g@example.net"}, /* outside the day */
+        {-5, SK_TRACK_DELIVERED, "h@example.net"},    /* after now */
+    };
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        record(tr, &(sk_track_ev){.time_ms = NOW_MS - evs[i].ago_s * 1000,
+                                  .kind = evs[i].k,
+                                  .queue_id = "Q",
+                                  .recipient = evs[i].rcpt});
+    sk_error err;
+    sk_track_stats *s;
+    assert_int_equal(sk_track_stats_query(tr, 0, &s, &err), SK_OK); /* 0: the injected clock */
+    assert_int_equal(s->now_ms, NOW_MS);
+    static const struct {
+        int day;
+        sk_track_kind k;
+        uint64_t n;
+    } kinds[] = {
+        {0, SK_TRACK_DELIVERED, 2}, {0, SK_TRACK_DEFERRED, 1}, {0, SK_TRACK_BOUNCED, 1},
+        {0, SK_TRACK_EXPIRED, 0},   {0, SK_TRACK_RECEIVED, 0}, {1, SK_TRACK_DELIVERED, 3},
+        {1, SK_TRACK_DEFERRED, 1},  {1, SK_TRACK_BOUNCED, 1},  {1, SK_TRACK_EXPIRED, 1},
+        {1, SK_TRACK_RECEIVED, 1},  {1, SK_TRACK_QUEUED, 0},
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        const sk_track_window *w = kinds[i].day ? &s->day : &s->hour;
+        if (w->by_kind[kinds[i].k] != kinds[i].n)
+            fail_msg("case %zu: %s %llu", i, sk_track_kind_name(kinds[i].k),
+                     (unsigned long long)w->by_kind[kinds[i].k]);
+    }
+    assert_int_equal(s->hour.total, 4);
+    assert_int_equal(s->day.total, 7);
+    assert_int_equal(s->hour.since_ms, NOW_MS - 3600000);
+    /* By domain, most events first; the domain is compared in lower case. */
+    static const struct {
+        int day;
+        const char *domain;
+        uint64_t total, delivered;
+    } doms[] = {
+        {0, "example.net", 2, 2}, {0, "example.org", 2, 0}, {1, "example.org", 3, 0},
+        {1, "example.net", 2, 2}, {1, "example.com", 1, 1},
+    };
+    size_t idx[2] = {0, 0};
+    for (size_t i = 0; i < sizeof doms / sizeof doms[0]; i++) {
+        const sk_track_window *w = doms[i].day ? &s->day : &s->hour;
+        size_t j = idx[doms[i].day]++;
+        assert_true(j < w->ndomains);
+        assert_string_equal(w->domains[j].domain, doms[i].domain);
+        assert_int_equal(w->domains[j].total, doms[i].total);
+        assert_int_equal(w->domains[j].by_kind[SK_TRACK_DELIVERED], doms[i].delivered);
+    }
+    assert_int_equal(s->hour.ndomains, idx[0]);
+    assert_int_equal(s->day.ndomains, idx[1]);
+    sk_track_stats_free(s);
+
+    /* An explicit time moves the windows; their end is inclusive. */
+    assert_int_equal(sk_track_stats_query(tr, NOW_MS - 3600 * 1000, &s, &err), SK_OK);
+    assert_int_equal(s->hour.total, 1); /* the one 3600 s before NOW_MS */
+    assert_int_equal(s->hour.by_kind[SK_TRACK_DELIVERED], 1);
+    sk_track_stats_free(s);
+
+    /* Pruning drops what is older than the day. */
+    assert_int_equal(sk_track_stats_query(tr, NOW_MS - 1000, &s, &err), SK_OK);
+    assert_int_equal(s->day.total, 8);
+    sk_track_stats_free(s);
+    assert_int_equal(sk_track_prune(tr, NOW_MS - 86400 * 1000 + 1, &err), SK_OK);
+    assert_int_equal(sk_track_stats_query(tr, NOW_MS - 1000, &s, &err), SK_OK);
+    assert_int_equal(s->day.total, 7);
+    sk_track_stats_free(s);
+    sk_track_free(tr);
+}
+
+static size_t count_events(fixture *f)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM events", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    size_t n = (size_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void test_batching(void **state)
+{
+    fixture *f = *state;
+    sk_track *tr = open_writer(f, 3, 0);
+    static const struct {
+        size_t written, pending;
+    } after[] = {{0, 1}, {0, 2}, {3, 0}, {3, 1}};
+    for (size_t i = 0; i < sizeof after / sizeof after[0]; i++) {
+        record(tr, &(sk_track_ev){.kind = SK_TRACK_QUEUED, .queue_id = "QB"});
+        assert_int_equal(sk_track_pending(tr), after[i].pending);
+        assert_int_equal(count_events(f), after[i].written);
+    }
+    sk_error err;
+    assert_int_equal(sk_track_flush(tr, &err), SK_OK);
+    assert_int_equal(count_events(f), 4);
+    sk_track_free(tr);
+}
+
+static void test_timer_flush(void **state)
+{
+    fixture *f = *state;
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    sk_error err;
+    sk_track *tr = sk_track_open(f->path, 0, &err);
+    assert_non_null(tr);
+    sk_track_opts o = {.batch_events = 100, .batch_delay_ms = 5};
+    assert_int_equal(sk_track_set_opts(tr, &o, base, &err), SK_OK);
+    record(tr, &(sk_track_ev){.kind = SK_TRACK_RECEIVED, .queue_id = "QT"});
+    assert_int_equal(sk_track_pending(tr), 1);
+    /* The only event on the loop is the flush timer. */
+    assert_int_not_equal(event_base_dispatch(base), -1);
+    assert_int_equal(sk_track_pending(tr), 0);
+    assert_int_equal(count_events(f), 1);
+    sk_track_free(tr);
+    event_base_free(base);
+}
+
+static void test_reader_beside_locked_writer(void **state)
+{
+    fixture *f = *state;
+    sk_track *tr = open_writer(f, 100, 20);
+    record(tr, &(sk_track_ev){.kind = SK_TRACK_RECEIVED, .queue_id = "QC"});
+    sk_error err;
+    assert_int_equal(sk_track_flush(tr, &err), SK_OK);
+
+    /* Another writer (e.g. `smtpkit suppress add`) holds the write lock
+     * with an uncommitted event. */
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other,
+                                  "BEGIN IMMEDIATE; INSERT INTO events (time_ms, event, queue_id)"
+                                  " VALUES (1, 'queued', 'QC')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+
+    /* A reader does not wait, and sees only what is committed. */
+    sk_track *rd = sk_track_open(f->path, 1, &err);
+    assert_non_null(rd);
+    sk_track_result *r;
+    assert_int_equal(sk_track_query(rd, "QC", &r, &err), SK_OK);
+    assert_int_equal(r->nevents, 1);
+    sk_track_result_free(r);
+    sk_track_stats *s;
+    assert_int_equal(sk_track_stats_query(rd, NOW_MS, &s, &err), SK_OK);
+    assert_int_equal(s->hour.by_kind[SK_TRACK_RECEIVED], 1);
+    sk_track_stats_free(s);
+
+    /* Our writer cannot flush; its events stay pending, none is lost. */
+    record(tr, &(sk_track_ev){.kind = SK_TRACK_DELIVERED, .queue_id = "QC"});
+    assert_int_not_equal(sk_track_flush(tr, &err), SK_OK);
+    assert_int_equal(sk_track_pending(tr), 1);
+
+    assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(sk_track_flush(tr, &err), SK_OK);
+    assert_int_equal(sk_track_query(rd, "QC", &r, &err), SK_OK);
+    assert_int_equal(r->nevents, 3);
+    assert_int_equal(r->events[0].kind, SK_TRACK_QUEUED); /* time 1: oldest */
+    sk_track_result_free(r);
+    sk_track_free(rd);
+    sk_track_free(tr);
+}
+
+static void test_errors(void **state)
+{
+    fixture *f = *state;
+    sk_error err;
+    /* Read-only on a missing store. */
+    assert_null(sk_track_open(f->path, 1, &err));
+    assert_int_equal(err.err, SK_ERR_NOT_FOUND);
+
+    sk_track *tr = open_writer(f, 64, 0);
+    char big[SK_TRACK_FIELD_MAX_OCTETS + 2];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    static const struct {
+        sk_track_ev ev;
+        sk_err err;
+    } cases[] = {
+        {{.kind = SK_TRACK_RECEIVED}, SK_ERR_INVAL},
+        {{.kind = SK_TRACK_RECEIVED, .queue_id = ""}, SK_ERR_INVAL},
+        {{.kind = SK_TRACK__COUNT, .queue_id = "Q"}, SK_ERR_INVAL},
+        {{.kind = SK_TRACK_RECEIVED, .message_id = "m@x"}, SK_OK},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(sk_track_event(tr, &cases[i].ev, &err), cases[i].err);
+    assert_int_equal(
+        sk_track_event(tr, &(sk_track_ev){.kind = SK_TRACK_DEFERRED, .queue_id = "Q", .reply = big},
+                       &err),
+        SK_ERR_TOO_LONG);
+    assert_int_equal(sk_track_pending(tr), 1);
+    sk_track_free(tr);
+
+    /* A reader cannot record. */
+    sk_track *rd = sk_track_open(f->path, 1, &err);
+    assert_non_null(rd);
+    assert_int_equal(
+        sk_track_event(rd, &(sk_track_ev){.kind = SK_TRACK_RECEIVED, .queue_id = "Q"}, &err),
+        SK_ERR_STATE);
+    sk_track_free(rd);
+
+    /* A schema from a newer version is refused, by writers and readers. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    for (int ro = 0; ro < 2; ro++) {
+        assert_null(sk_track_open(f->path, ro, &err));
+        assert_int_equal(err.err, SK_ERR_CONFIG);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kind_names),
+        cmocka_unit_test_setup_teardown(test_insert_query_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_message_id_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_windows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batching, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timer_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_beside_locked_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -141,7 +141,15 @@ static const struct {
     {0, 3, 4,
      "the message is larger than the server accepts (see SIZE in its EHLO): "
      "shrink it or link to large attachments"},
+    {0, 3, 2,
+     "the server is not accepting mail now (shutting down or in maintenance): "
+     "retry later"},
     {0, 4, 1, "no answer from the next host: it is down or unreachable; retry later"},
+    {0, 4, 2, "the connection to the next host broke off: retry later"},
+    {0, 4, 3,
+     "a lookup on the server's side failed (its DNS or directory server): retry "
+     "later; tell its operator if it persists"},
+    {0, 4, 5, "the mail system is congested: retry later, and send more slowly"},
     {0, 4, 4,
      "the server cannot route mail to that domain (no usable MX or A record): "
      "check the domain's DNS"},

@@ -58,6 +58,13 @@ with Scripted("421 mx.test Service not available, closing transmission channel",
         t.expect("greeting 421", g.get("code") == 421 and "retry later" in
                  g.get("explanation", ""), r, "421 explained")
 
+# A greeting line far over the limit: SMTP, but unusable.
+with Scripted("220 " + "x" * 1200) as srv:
+    r = t.probe("%s:%d" % (HOST, srv.port), "--tls", "none", "--timeout", "2s")
+    t.expect("long greeting", r.returncode == 76, r, "exit 76")
+    t.expect("long greeting", "[FAIL] greeting" in r.stdout and "cannot be used" in r.stdout, r,
+             "greeting reported unusable")
+
 # A server without ESMTP: EHLO refused, HELO accepted is a warning.
 with Scripted("220 old.test SMTP", {"EHLO": "500 5.5.1 Command unrecognized",
                                     "HELO": "250 old.test"}) as srv:

@@ -678,6 +678,13 @@ static int diagnose_no_greeting(probe *p, probe_step *s, sk_err rc, const sk_err
             step_fix(s, "use --tls starttls (usually port 587 or 25), or --tls none");
             return step_fail(p, s, EX_PROTOCOL);
         }
+        if (rc != SK_ERR_TIMEOUT) {
+            step_detail(s, "the greeting (\"%s\") cannot be used: %s", first,
+                        e->text[0] ? e->text : sk_strerror(rc));
+            step_fix(s, "the server breaks the SMTP reply syntax (RFC 5321 4.2); tell its "
+                        "operator");
+            return step_fail(p, s, EX_PROTOCOL);
+        }
         step_detail(s, "the greeting (\"%s\") came, but not within %u ms", first, p->timeout_ms);
         step_fix(s, "the server is slow (overloaded, or slow reverse DNS lookups on its side): "
                     "raise --timeout");

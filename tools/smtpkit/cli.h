@@ -11,6 +11,8 @@ int cmd_send(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_queue(int argc, char **argv);
 int cmd_track(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_suppress(int argc, char **argv);
 int cmd_passwd(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 

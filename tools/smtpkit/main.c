@@ -11,6 +11,8 @@
 #pragma weak cmd_serve
 #pragma weak cmd_queue
 #pragma weak cmd_track
+#pragma weak cmd_stats
+#pragma weak cmd_suppress
 #pragma weak cmd_probe
 #pragma weak cmd_passwd
 
@@ -23,6 +25,8 @@ static const struct {
     {"serve", cmd_serve, "run the SMTP server"},
     {"queue", cmd_queue, "list, show, flush, release or delete queued messages"},
     {"track", cmd_track, "show the delivery events of a message"},
+    {"stats", cmd_stats, "count delivery outcomes of the last hour and day"},
+    {"suppress", cmd_suppress, "list, add or remove suppressed recipients"},
     {"probe", cmd_probe, "diagnose a mail server connection step by step"},
     {"passwd", cmd_passwd, "print a crypt(3) hash of a password read from stdin"},
 };

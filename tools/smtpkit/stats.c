@@ -1,0 +1,154 @@
+/* smtpkit stats: what happened to mail in the last hour and day, by outcome
+ * and by destination domain, from DATA-DIR/track.db (docs/tracking.md). */
+#include "cli.h"
+
+#include <limits.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: smtpkit stats --data-dir DIR [--json]\n"
+            "\n"
+            "Counts the tracked events of the last hour and the last day, by outcome\n"
+            "(received, queued, deferred, delivered, bounced, expired, suppressed,\n"
+            "complained) and by recipient domain (the %d busiest).\n"
+            "\n"
+            "--data-dir DIR  the daemon's data directory (holds track.db)\n"
+            "--json          one JSON object (docs/tracking.md)\n"
+            "\n"
+            "Exit: 0 ok, 64 bad arguments, 66 no tracking store in DIR,\n"
+            "74 the store cannot be read.\n",
+            SK_TRACK_STATS_DOMAINS_MAX);
+}
+
+static void json_counts(const uint64_t *by_kind)
+{
+    putchar('{');
+    for (int k = 0; k < SK_TRACK__COUNT; k++) {
+        if (k) putchar(',');
+        json_string(stdout, sk_track_kind_name((sk_track_kind)k));
+        printf(":%llu", (unsigned long long)by_kind[k]);
+    }
+    putchar('}');
+}
+
+static void json_window(const sk_track_window *w)
+{
+    char since[32];
+    sk_time_rfc3339(w->since_ms / 1000, since);
+    printf("{\"since\":");
+    json_string(stdout, since);
+    printf(",\"total\":%llu,\"by_outcome\":", (unsigned long long)w->total);
+    json_counts(w->by_kind);
+    printf(",\"by_domain\":[");
+    for (size_t i = 0; i < w->ndomains; i++) {
+        const sk_track_domain_count *d = &w->domains[i];
+        printf("%s{\"domain\":", i ? "," : "");
+        json_string(stdout, d->domain);
+        printf(",\"total\":%llu,\"by_outcome\":", (unsigned long long)d->total);
+        json_counts(d->by_kind);
+        putchar('}');
+    }
+    printf("],\"domains_omitted\":%zu}", w->domains_omitted);
+}
+
+static void print_json(const sk_track_stats *s)
+{
+    char now[32];
+    sk_time_rfc3339(s->now_ms / 1000, now);
+    printf("{\"time\":");
+    json_string(stdout, now);
+    printf(",\"last_hour\":");
+    json_window(&s->hour);
+    printf(",\"last_day\":");
+    json_window(&s->day);
+    printf("}\n");
+}
+
+/* The outcomes of delivery, as table columns per domain. */
+static const sk_track_kind domain_columns[] = {SK_TRACK_DELIVERED,  SK_TRACK_DEFERRED,
+                                               SK_TRACK_BOUNCED,    SK_TRACK_EXPIRED,
+                                               SK_TRACK_SUPPRESSED, SK_TRACK_COMPLAINED};
+
+static void print_domains(const char *title, const sk_track_window *w)
+{
+    printf("\n%s\n%-32s %8s", title, "DOMAIN", "TOTAL");
+    for (size_t c = 0; c < sizeof domain_columns / sizeof domain_columns[0]; c++)
+        printf(" %10s", sk_track_kind_name(domain_columns[c]));
+    putchar('\n');
+    for (size_t i = 0; i < w->ndomains; i++) {
+        const sk_track_domain_count *d = &w->domains[i];
+        printf("%-32s %8llu", d->domain, (unsigned long long)d->total);
+        for (size_t c = 0; c < sizeof domain_columns / sizeof domain_columns[0]; c++)
+            printf(" %10llu", (unsigned long long)d->by_kind[domain_columns[c]]);
+        putchar('\n');
+    }
+    if (!w->ndomains) printf("(none)\n");
+    if (w->domains_omitted) printf("... and %zu more domains\n", w->domains_omitted);
+}
+
+static void print_table(const sk_track_stats *s)
+{
+    char now[32];
+    sk_time_rfc3339(s->now_ms / 1000, now);
+    printf("Events up to %s\n\n%-12s %10s %10s\n", now, "OUTCOME", "LAST HOUR", "LAST DAY");
+    for (int k = 0; k < SK_TRACK__COUNT; k++)
+        printf("%-12s %10llu %10llu\n", sk_track_kind_name((sk_track_kind)k),
+               (unsigned long long)s->hour.by_kind[k], (unsigned long long)s->day.by_kind[k]);
+    printf("%-12s %10llu %10llu\n", "total", (unsigned long long)s->hour.total,
+           (unsigned long long)s->day.total);
+    print_domains("By destination, last hour:", &s->hour);
+    print_domains("By destination, last day:", &s->day);
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    const char *data_dir = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return EX_OK;
+        } else if (!strcmp(a, "--data-dir")) {
+            if (i + 1 >= argc) return cli_usage_error("stats", "--data-dir needs a directory");
+            data_dir = argv[++i];
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (a[0] == '-') {
+            return cli_usage_error("stats", "unknown option '%s'", a);
+        } else {
+            return cli_usage_error("stats", "unexpected argument '%s'", a);
+        }
+    }
+    if (!data_dir) return cli_usage_error("stats", "--data-dir DIR is required");
+
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", data_dir, SK_TRACK_DB_NAME) >= sizeof path)
+        return cli_usage_error("stats", "--data-dir '%s' is too long", data_dir);
+    sk_error err;
+    sk_track *tr = sk_track_open(path, 1, &err);
+    if (!tr) {
+        if (err.err == SK_ERR_NOT_FOUND) {
+            cli_warn("stats", "no tracking store in %s (%s): nothing was tracked there", data_dir,
+                     err.text);
+            return EX_NOINPUT;
+        }
+        cli_warn("stats", "%s", err.text);
+        return cli_exit_code(&err);
+    }
+    sk_track_stats *s;
+    if (sk_track_stats_query(tr, 0, &s, &err)) {
+        cli_warn("stats", "%s", err.text);
+        sk_track_free(tr);
+        return cli_exit_code(&err);
+    }
+    if (json)
+        print_json(s);
+    else
+        print_table(s);
+    sk_track_stats_free(s);
+    sk_track_free(tr);
+    return EX_OK;
+}

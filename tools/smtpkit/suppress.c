@@ -1,0 +1,210 @@
+/* smtpkit suppress: list, add or remove recipients on the suppression list
+ * in DATA-DIR/track.db (docs/tracking.md). */
+#include "cli.h"
+
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: smtpkit suppress --data-dir DIR list [--json]\n"
+               "       smtpkit suppress --data-dir DIR add ADDR [--reason R] [--for DURATION] "
+               "[--json]\n"
+               "       smtpkit suppress --data-dir DIR remove ADDR [--json]\n"
+               "\n"
+               "list    the recipients mail is not sent to now, and why\n"
+               "add     suppress ADDR; for ever unless --for (e.g. 30d, 12h)\n"
+               "remove  send to ADDR again\n"
+               "\n"
+               "Addresses match with the domain in any case and the local part exactly.\n"
+               "Exit: 0 ok, 64 bad arguments, 65 ADDR is not an address, 66 no such\n"
+               "directory, 69 remove: ADDR was not suppressed, 74 store error.\n");
+}
+
+static void json_entry(const sk_suppression *s)
+{
+    char t[32];
+    printf("{\"address\":");
+    json_string(stdout, s->address);
+    printf(",\"reason\":");
+    json_string(stdout, s->reason);
+    sk_time_rfc3339(s->created_s, t);
+    printf(",\"created\":");
+    json_string(stdout, t);
+    printf(",\"until\":");
+    if (s->until_s) {
+        sk_time_rfc3339(s->until_s, t);
+        json_string(stdout, t);
+    } else {
+        printf("null");
+    }
+    putchar('}');
+}
+
+static void print_entry(const sk_suppression *s)
+{
+    char created[32], until[32];
+    sk_time_rfc3339(s->created_s, created);
+    if (s->until_s)
+        sk_time_rfc3339(s->until_s, until);
+    else
+        strcpy(until, "never");
+    printf("%-40s  %-20s  %-20s  %s\n", s->address, created, until, s->reason);
+}
+
+static int fail(const sk_error *err)
+{
+    cli_warn("suppress", "%s", err->text);
+    return cli_exit_code(err);
+}
+
+static int do_list(const char *path, int json)
+{
+    sk_error err;
+    sk_suppression *list = NULL;
+    size_t n = 0;
+    sk_track *tr = sk_track_open(path, 1, &err);
+    if (!tr && err.err != SK_ERR_NOT_FOUND) return fail(&err);
+    /* No store yet: nothing is suppressed. */
+    if (tr && sk_suppress_list(tr, 0, &list, &n, &err)) {
+        sk_track_free(tr);
+        return fail(&err);
+    }
+    if (json) {
+        putchar('[');
+        for (size_t i = 0; i < n; i++) {
+            if (i) putchar(',');
+            json_entry(&list[i]);
+        }
+        printf("]\n");
+    } else {
+        printf("%-40s  %-20s  %-20s  %s\n", "ADDRESS", "SINCE", "UNTIL", "REASON");
+        for (size_t i = 0; i < n; i++) print_entry(&list[i]);
+        printf("%zu address%s suppressed\n", n, n == 1 ? "" : "es");
+    }
+    sk_suppress_list_free(list, n);
+    sk_track_free(tr);
+    return EX_OK;
+}
+
+static int do_add(const char *path, const char *addr, const char *reason, uint64_t for_ms, int json)
+{
+    sk_error err;
+    sk_track *tr = sk_track_open(path, 0, &err);
+    if (!tr) return fail(&err);
+    int64_t now = sk_track_now_ms(tr) / 1000;
+    int64_t until = for_ms ? now + (int64_t)((for_ms + 999) / 1000) : 0;
+    sk_suppression s = {0};
+    int rc = EX_OK;
+    if (sk_suppress_add(tr, addr, reason, now, until, &err) ||
+        sk_suppress_check(tr, addr, now, &s, &err)) {
+        rc = fail(&err);
+    } else if (json) {
+        json_entry(&s);
+        putchar('\n');
+    } else {
+        char t[32];
+        if (until) sk_time_rfc3339(until, t);
+        printf("suppressed %s %s%s (%s)\n", s.address, until ? "until " : "for ever",
+               until ? t : "", s.reason);
+    }
+    sk_suppression_clear(&s);
+    sk_track_free(tr);
+    return rc;
+}
+
+static int do_remove(const char *path, const char *data_dir, const char *addr, int json)
+{
+    sk_error err;
+    sk_buf norm = SK_BUF_INIT(SK_SMTP_PATH_MAX_OCTETS);
+    if (sk_suppress_normalize(addr, &norm)) {
+        sk_buf_free(&norm);
+        cli_warn("suppress", "not an address (user@domain): '%s'", addr);
+        return EX_DATAERR;
+    }
+    sk_track *tr = sk_track_open(path, 0, &err);
+    int rc = EX_OK;
+    if (!tr) {
+        rc = fail(&err);
+    } else if (sk_suppress_remove(tr, addr, &err)) {
+        if (err.err == SK_ERR_NOT_FOUND) {
+            cli_warn("suppress", "%s is not on the suppression list in %s", sk_buf_cstr(&norm),
+                     data_dir);
+            rc = EX_UNAVAILABLE;
+        } else {
+            rc = fail(&err);
+        }
+    } else if (json) {
+        printf("{\"address\":");
+        json_string(stdout, sk_buf_cstr(&norm));
+        printf(",\"removed\":true}\n");
+    } else {
+        printf("removed %s\n", sk_buf_cstr(&norm));
+    }
+    sk_buf_free(&norm);
+    sk_track_free(tr);
+    return rc;
+}
+
+int cmd_suppress(int argc, char **argv)
+{
+    const char *data_dir = NULL, *reason = NULL, *for_arg = NULL;
+    const char *words[3] = {NULL, NULL, NULL};
+    size_t nwords = 0;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return EX_OK;
+        } else if (!strcmp(a, "--data-dir") || !strcmp(a, "--reason") || !strcmp(a, "--for")) {
+            if (i + 1 >= argc) return cli_usage_error("suppress", "%s needs a value", a);
+            const char **dst = a[2] == 'd' ? &data_dir : a[2] == 'r' ? &reason : &for_arg;
+            *dst = argv[++i];
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (a[0] == '-') {
+            return cli_usage_error("suppress", "unknown option '%s'", a);
+        } else if (nwords < 2) {
+            words[nwords++] = a;
+        } else {
+            return cli_usage_error("suppress", "unexpected argument '%s'", a);
+        }
+    }
+    if (!data_dir) return cli_usage_error("suppress", "--data-dir DIR is required");
+    if (!words[0]) return cli_usage_error("suppress", "a command is required: list, add or remove");
+    const char *cmd = words[0], *addr = words[1];
+    int is_list = !strcmp(cmd, "list"), is_add = !strcmp(cmd, "add");
+    if (!is_list && !is_add && strcmp(cmd, "remove"))
+        return cli_usage_error("suppress", "unknown command '%s' (list, add or remove)", cmd);
+    if (is_list && addr) return cli_usage_error("suppress", "unexpected argument '%s'", addr);
+    if (!is_list && !addr) return cli_usage_error("suppress", "%s needs an address", cmd);
+    if (!is_add && (reason || for_arg))
+        return cli_usage_error("suppress", "%s only goes with add", reason ? "--reason" : "--for");
+    uint64_t for_ms = 0;
+    if (for_arg && (sk_parse_duration_ms(for_arg, &for_ms) || for_ms == 0))
+        return cli_usage_error("suppress", "--for '%s' is not a duration (e.g. 30d, 12h, 90m)",
+                               for_arg);
+
+    struct stat sb;
+    if (stat(data_dir, &sb) || !S_ISDIR(sb.st_mode)) {
+        cli_warn("suppress", "--data-dir %s: no such directory", data_dir);
+        return EX_NOINPUT;
+    }
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", data_dir, SK_TRACK_DB_NAME) >= sizeof path)
+        return cli_usage_error("suppress", "--data-dir '%s' is too long", data_dir);
+    if (is_list) return do_list(path, json);
+    if (is_add) {
+        sk_buf norm = SK_BUF_INIT(SK_SMTP_PATH_MAX_OCTETS);
+        sk_err e = sk_suppress_normalize(addr, &norm);
+        sk_buf_free(&norm);
+        if (e) {
+            cli_warn("suppress", "not an address (user@domain): '%s'", addr);
+            return EX_DATAERR;
+        }
+        return do_add(path, addr, reason, for_ms, json);
+    }
+    return do_remove(path, data_dir, addr, json);
+}

@@ -1,0 +1,155 @@
+/* smtpkit track: the delivery events of one message, found by queue ID or
+ * Message-ID in DATA-DIR/track.db (docs/tracking.md). */
+#include "cli.h"
+
+#include <limits.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: smtpkit track --data-dir DIR ID [--json]\n"
+               "\n"
+               "ID is a queue ID (as in '250 2.0.0 Ok: queued as ID') or a Message-ID,\n"
+               "with or without <>. Prints the message's events in time order: received,\n"
+               "queued, deferred, delivered, bounced, expired, suppressed, complained.\n"
+               "\n"
+               "--data-dir DIR  the daemon's data directory (holds track.db)\n"
+               "--json          one JSON object (docs/tracking.md)\n"
+               "\n"
+               "Exit: 0 found, 64 bad arguments, 66 no tracking store in DIR,\n"
+               "69 no events for ID, 74 the store cannot be read.\n");
+}
+
+static void json_event(const sk_track_ev *ev)
+{
+    char when[32];
+    sk_time_rfc3339(ev->time_ms / 1000, when);
+    printf("{\"time\":");
+    json_string(stdout, when);
+    printf(",\"event\":");
+    json_string(stdout, sk_track_kind_name(ev->kind));
+    printf(",\"recipient\":");
+    json_string(stdout, ev->recipient);
+    if (ev->attempt)
+        printf(",\"attempt\":%u", ev->attempt);
+    else
+        printf(",\"attempt\":null");
+    printf(",\"remote_host\":");
+    json_string(stdout, ev->remote_host);
+    printf(",\"reply\":");
+    json_string(stdout, ev->reply);
+    printf(",\"tls\":");
+    json_string(stdout, ev->tls);
+    printf(",\"class\":");
+    json_string(stdout, ev->cls);
+    putchar('}');
+}
+
+static void print_json(const sk_track_result *r)
+{
+    printf("{\"id\":");
+    json_string(stdout, r->id);
+    printf(",\"message_id\":");
+    json_string(stdout, r->message_id);
+    printf(",\"events\":[");
+    for (size_t i = 0; i < r->nevents; i++) {
+        if (i) putchar(',');
+        json_event(&r->events[i]);
+    }
+    printf("]}\n");
+}
+
+static void print_table(const sk_track_result *r)
+{
+    printf("Queue ID:   %s\n", r->id ? r->id : "-");
+    if (r->message_id)
+        printf("Message-ID: <%s>\n", r->message_id);
+    else
+        printf("Message-ID: -\n");
+    printf("\n%-20s  %-10s  %7s  %-30s  %s\n", "TIME", "EVENT", "ATTEMPT", "RECIPIENT", "DETAIL");
+    for (size_t i = 0; i < r->nevents; i++) {
+        const sk_track_ev *ev = &r->events[i];
+        char when[32], attempt[16];
+        sk_time_rfc3339(ev->time_ms / 1000, when);
+        if (ev->attempt)
+            snprintf(attempt, sizeof attempt, "%u", ev->attempt);
+        else
+            strcpy(attempt, "-");
+        printf("%-20s  %-10s  %7s  %-30s  ", when, sk_track_kind_name(ev->kind), attempt,
+               ev->recipient ? ev->recipient : "-");
+        const char *parts[] = {ev->remote_host, ev->reply, ev->tls, ev->cls};
+        int shown = 0;
+        for (size_t j = 0; j < sizeof parts / sizeof parts[0]; j++) {
+            if (!parts[j]) continue;
+            /* A multi-line reply stays on one row. */
+            printf("%s", shown++ ? "; " : "");
+            for (const char *p = parts[j]; *p; p++) putchar(*p == '\n' || *p == '\r' ? ' ' : *p);
+        }
+        putchar('\n');
+    }
+}
+
+int cmd_track(int argc, char **argv)
+{
+    const char *data_dir = NULL, *id = NULL;
+    int json = 0, opts_done = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!opts_done && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
+            usage(stdout);
+            return EX_OK;
+        } else if (!opts_done && !strcmp(a, "--data-dir")) {
+            if (i + 1 >= argc) return cli_usage_error("track", "--data-dir needs a directory");
+            data_dir = argv[++i];
+        } else if (!opts_done && !strcmp(a, "--json")) {
+            json = 1;
+        } else if (!opts_done && !strcmp(a, "--")) {
+            opts_done = 1;
+        } else if (!opts_done && a[0] == '-' && a[1]) {
+            return cli_usage_error("track", "unknown option '%s'", a);
+        } else if (id) {
+            return cli_usage_error("track", "unexpected argument '%s' (one ID at a time)", a);
+        } else {
+            id = a;
+        }
+    }
+    if (!data_dir) return cli_usage_error("track", "--data-dir DIR is required");
+    if (!id || !*id) return cli_usage_error("track", "an ID (queue ID or Message-ID) is required");
+
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", data_dir, SK_TRACK_DB_NAME) >= sizeof path)
+        return cli_usage_error("track", "--data-dir '%s' is too long", data_dir);
+    sk_error err;
+    sk_track *tr = sk_track_open(path, 1, &err);
+    if (!tr) {
+        if (err.err == SK_ERR_NOT_FOUND) {
+            cli_warn("track", "no tracking store in %s (%s): nothing was tracked there", data_dir,
+                     err.text);
+            return EX_NOINPUT;
+        }
+        cli_warn("track", "%s", err.text);
+        return cli_exit_code(&err);
+    }
+    sk_track_result *r;
+    if (sk_track_query(tr, id, &r, &err)) {
+        sk_track_free(tr);
+        if (err.err == SK_ERR_NOT_FOUND) {
+            cli_warn("track", "no events for '%s' in %s: not a known queue ID or Message-ID", id,
+                     data_dir);
+            return EX_UNAVAILABLE;
+        }
+        if (err.err == SK_ERR_INVAL) return cli_usage_error("track", "bad ID '%s'", id);
+        cli_warn("track", "%s", err.text);
+        return cli_exit_code(&err);
+    }
+    if (r->other_ids)
+        cli_warn("track", "%zu other queue ID%s carry this Message-ID; showing the latest, %s",
+                 r->other_ids, r->other_ids == 1 ? "" : "s", r->id);
+    if (json)
+        print_json(r);
+    else
+        print_table(r);
+    sk_track_result_free(r);
+    sk_track_free(tr);
+    return EX_OK;
+}

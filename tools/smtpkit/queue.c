@@ -87,6 +87,11 @@ static void print_row(const sk_spool_envelope *env)
            env->attempts, (unsigned long long)env->body_octets, arrival, env->sender);
     for (size_t i = 0; i < env->nrcpts; i++)
         printf("%18s-> <%s> %s\n", "", env->rcpts[i].addr, sk_rcpt_state_name(env->rcpts[i].state));
+    if (env->next_attempt) {
+        char next[32];
+        sk_time_rfc3339(env->next_attempt, next);
+        printf("%18s   next attempt: %s\n", "", next);
+    }
     if (env->last_reply) printf("%18s   last reply: %s\n", "", env->last_reply);
 }
 

@@ -495,7 +495,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         if (s->state == SS_WAIT) {
             /* The program is still storing the message; it is not the
              * client's silence. */
-            bufferevent_enable(s->bev, EV_READ);
+            bufferevent_enable(s->bev, EV_READ | EV_WRITE);
             return;
         }
         sk_log(logger(s), SK_LOG_INFO, "%s server timeout peer=%s state=%s", s->id, s->peer,
@@ -639,6 +639,7 @@ static int data_consume(sk_session *s, struct evbuffer *in)
 {
     struct evbuffer_iovec v[8];
     int n = evbuffer_peek(in, -1, NULL, v, 8);
+    if (n > 8) n = 8; /* peek tells how many it would need */
     size_t used = 0;
     int done = 0;
     for (int i = 0; i < n && !done; i++) {
@@ -697,6 +698,7 @@ static int data_consume(sk_session *s, struct evbuffer *in)
     }
     evbuffer_drain(in, used);
     if (!done) {
+        if (evbuffer_get_length(in)) return 1; /* more than the iovecs held */
         chunk_flush(s);
         return 0;
     }
@@ -710,6 +712,7 @@ static int bdat_consume(sk_session *s, struct evbuffer *in)
 {
     struct evbuffer_iovec v[8];
     int n = evbuffer_peek(in, -1, NULL, v, 8);
+    if (n > 8) n = 8; /* peek tells how many it would need */
     size_t used = 0;
     for (int i = 0; i < n && s->bdat_left; i++) {
         const char *p = v[i].iov_base;
@@ -726,6 +729,7 @@ static int bdat_consume(sk_session *s, struct evbuffer *in)
     }
     evbuffer_drain(in, used);
     if (s->bdat_left) {
+        if (evbuffer_get_length(in)) return 1; /* more than the iovecs held */
         chunk_flush(s);
         return 0;
     }

@@ -60,7 +60,32 @@ def main():
             t.join(20)
         sktest.check(results == [250] * 6, "concurrent async replies %r" % results)
         sktest.check(srv.proc.poll() is None, "server died")
+    tls_fragments()
     print("ok")
+
+
+def tls_fragments():
+    """While a reply is pending, the next message arrives over TLS as many
+    tiny records: the input then spans many buffer pieces."""
+    with sktest.TempDir() as tmp:
+        cert, key, ctx = sh.tls_setup(tmp)
+        with sh.PrintServer(["--async", "300", "--tls", cert, key]) as srv:
+            c = sh.Client(srv.port)
+            c.cmd("EHLO client.example")
+            c.starttls(ctx)
+            start_message(c, 1)
+            c.send(b"MAIL FROM:<a@example.net>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+            lines = [b"line %03d\r\n" % i for i in range(300)]
+            for piece in lines:
+                c.send(piece)  # one TLS record each
+            c.send(b".\r\n")
+            for what, code in (("first", 250), ("MAIL", 250), ("RCPT", 250), ("DATA", 354),
+                               ("second", 250)):
+                got = c.reply()
+                sktest.check(got[0] == code, "%s: %r" % (what, got))
+            c.close()
+            sktest.check(sh.wait_output(srv, b"END ok=1 size=%d" % sum(map(len, lines))),
+                         "fragmented message not whole")
 
 
 if __name__ == "__main__":

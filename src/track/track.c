@@ -334,8 +334,8 @@ sk_err sk_track_event(sk_track *tr, const sk_track_ev *ev, sk_error *err)
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
                             "tracking event: needs a queue ID or a Message-ID");
     if (tr->npending >= SK_TRACK_PENDING_MAX_EVENTS) {
-        sk_error fe;
-        if (sk_track_flush(tr, &fe)) {
+        sk_error fe = {.text = "still failing"};
+        if (sk_now_ms() < tr->retry_mono_ms || sk_track_flush(tr, &fe)) {
             tr->dropped++;
             return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE,
                                 "tracking store cannot be written (%s); event dropped", fe.text);
@@ -356,8 +356,10 @@ sk_err sk_track_event(sk_track *tr, const sk_track_ev *ev, sk_error *err)
         tr->first_pending_mono_ms = sk_now_ms();
         arm_timer(tr);
     }
-    int due = tr->npending >= tr->opts.batch_events ||
-              (!tr->timer && sk_now_ms() - tr->first_pending_mono_ms >= tr->opts.batch_delay_ms);
+    uint64_t now = sk_now_ms();
+    int due = now >= tr->retry_mono_ms &&
+              (tr->npending >= tr->opts.batch_events ||
+               (!tr->timer && now - tr->first_pending_mono_ms >= tr->opts.batch_delay_ms));
     /* The event is kept either way; a failed flush is retried later. */
     if (due) flush_or_log(tr);
     return SK_OK;
@@ -416,15 +418,21 @@ static sk_err insert_pending(sk_track *tr, sqlite3_stmt *st, sk_error *err)
     return SK_OK;
 }
 
+/* Keep the events and try again after a delay: each attempt may wait for
+ * the busy timeout, which must not happen on every event. */
+static sk_err flush_failed(sk_track *tr, sk_err e)
+{
+    tr->retry_mono_ms = sk_now_ms() + tr->opts.batch_delay_ms;
+    arm_timer(tr);
+    return e;
+}
+
 sk_err sk_track_flush(sk_track *tr, sk_error *err)
 {
     sk_error_clear(err);
     if (!tr->npending) return SK_OK;
     sk_err e = sk_track_exec(tr, "BEGIN IMMEDIATE", err);
-    if (e) {
-        arm_timer(tr);
-        return e;
-    }
+    if (e) return flush_failed(tr, e);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(tr->db,
                            "INSERT INTO events (time_ms, event, queue_id, message_id, recipient,"
@@ -437,8 +445,7 @@ sk_err sk_track_flush(sk_track *tr, sk_error *err)
     if (!e) e = sk_track_exec(tr, "COMMIT", err);
     if (e) {
         sqlite3_exec(tr->db, "ROLLBACK", NULL, NULL, NULL);
-        arm_timer(tr);
-        return e;
+        return flush_failed(tr, e);
     }
     size_t n = tr->npending;
     drop_pending(tr);

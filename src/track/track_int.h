@@ -17,6 +17,7 @@ struct sk_track {
     sk_track_ev *pending;
     size_t npending, cap;
     uint64_t first_pending_mono_ms; /* when the oldest pending was recorded */
+    uint64_t retry_mono_ms;         /* after a failed flush, no automatic one before */
     uint64_t dropped;               /* events lost since the last log line */
 };
 

@@ -427,6 +427,46 @@ static void test_reader_beside_locked_writer(void **state)
     sk_track_free(tr);
 }
 
+static void count_warnings(void *ctx, sk_log_level level, const char *line)
+{
+    if (level == SK_LOG_WARN && strstr(line, "flush-failed")) (*(int *)ctx)++;
+}
+
+/* After a failed flush, recording events does not retry at once (each try
+ * may wait for the busy timeout); an explicit flush does. */
+static void test_flush_backoff(void **state)
+{
+    fixture *f = *state;
+    int warnings = 0;
+    sk_error err;
+    sk_track *tr = sk_track_open(f->path, 0, &err);
+    assert_non_null(tr);
+    sk_track_opts o = {.batch_events = 1,
+                       .batch_delay_ms = 3600 * 1000,
+                       .busy_timeout_ms = 10,
+                       .log = {.fn = count_warnings, .ctx = &warnings, .max_level = SK_LOG_DEBUG}};
+    assert_int_equal(sk_track_set_opts(tr, &o, NULL, &err), SK_OK);
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    static const struct {
+        int commit_first;
+        size_t pending;
+        int warnings;
+    } steps[] = {{0, 1, 1}, {0, 2, 1}, {1, 3, 1}};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        if (steps[i].commit_first)
+            assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        record(tr, &(sk_track_ev){.kind = SK_TRACK_QUEUED, .queue_id = "QR"});
+        assert_int_equal(sk_track_pending(tr), steps[i].pending);
+        assert_int_equal(warnings, steps[i].warnings);
+    }
+    sqlite3_close(other);
+    assert_int_equal(sk_track_flush(tr, &err), SK_OK);
+    assert_int_equal(count_events(f), 3);
+    sk_track_free(tr);
+}
+
 static void test_errors(void **state)
 {
     fixture *f = *state;
@@ -486,6 +526,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_beside_locked_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_backoff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

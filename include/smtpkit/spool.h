@@ -156,7 +156,9 @@ SK_NODISCARD sk_err sk_spool_load(sk_spool *s, const char *id, sk_spool_envelope
                                   sk_error *err);
 /* Replace the stored envelope atomically and durably (owner only). */
 SK_NODISCARD sk_err sk_spool_save(sk_spool *s, const sk_spool_envelope *env, sk_error *err);
-/* Remove a message (envelope first, so it is never half there). */
+/* Remove a message (envelope first, so it is never half there). It is gone
+ * at once; with an event base the directory fsync that makes the removal
+ * durable is left to the committer thread's next group. */
 SK_NODISCARD sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err);
 /* Path of a message's body file (CRLF line ends, as received). */
 SK_NODISCARD sk_err sk_spool_body_path(const sk_spool *s, const char *id, sk_buf *out);

@@ -307,8 +307,12 @@ static void job_done(void *ctx, const sk_delivery_result *res)
             }
         }
         /* Record results at once, so a crash does not repeat a delivery
-         * made by a transport that cannot detect one (SMTP). */
-        save(q, m);
+         * made by a transport that cannot detect one (SMTP); unless this
+         * job ends the attempt with nothing pending: then the message is
+         * simply removed. */
+        size_t pending = 0;
+        for (size_t i = 0; i < env->nrcpts; i++) pending += env->rcpts[i].state == SK_RCPT_PENDING;
+        if (m->jobs_out > 1 || pending) save(q, m);
     }
     job_free(j);
     if (--m->jobs_out == 0) {

@@ -52,6 +52,8 @@ struct sk_spool {
     pthread_t thread;
     int thread_started;
     int stopping;
+    int dir_dirty;          /* a removal waits for the next directory fsync */
+    int remove_sync_failed; /* that fsync failed: logged on the loop thread */
     sk_spool_msg *pending, **pending_tail;
     sk_spool_msg *finished, **finished_tail;
     size_t in_flight; /* committed but done not yet called */
@@ -468,7 +470,7 @@ static void rename_envelope(sk_spool_msg *m)
 /* Commit a batch in phases over all its messages, then ONE directory fsync
  * for all of them (docs/queue.md "Group commit"). Failed messages are
  * removed. */
-static void commit_batch(sk_spool *s, sk_spool_msg *batch)
+static void commit_batch(sk_spool *s, sk_spool_msg *batch, int dir_dirty)
 {
     int any_ok = 0;
     for (sk_spool_msg *m = batch; m; m = m->next) write_envelope(m);
@@ -480,8 +482,13 @@ static void commit_batch(sk_spool *s, sk_spool_msg *batch)
         else
             any_ok = 1;
     }
-    if (any_ok) {
+    if (any_ok || dir_dirty) {
         sk_err e = sync_dir_fd(s, s->msgdir_fd);
+        if (e && dir_dirty) {
+            pthread_mutex_lock(&s->mu);
+            s->remove_sync_failed = 1;
+            pthread_mutex_unlock(&s->mu);
+        }
         if (e) {
             /* The state of the directory is unknown: acknowledge nothing,
              * and take the messages back out so none is delivered. */
@@ -521,8 +528,18 @@ static void *committer_main(void *arg)
     sk_spool *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->pending && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
-        if (!s->pending && s->stopping) break;
+        while (!s->pending && !s->dir_dirty && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->pending && !s->dir_dirty && s->stopping) break;
+        int dirty = s->dir_dirty;
+        s->dir_dirty = 0;
+        if (!s->pending) {
+            /* Only removals to make durable. */
+            pthread_mutex_unlock(&s->mu);
+            sk_err e = sync_dir_fd(s, s->msgdir_fd);
+            pthread_mutex_lock(&s->mu);
+            if (e) s->remove_sync_failed = 1;
+            continue;
+        }
         /* Take everything pending now (up to max_batch). */
         sk_spool_msg *batch = s->pending, *last = batch;
         size_t n = 1;
@@ -535,7 +552,7 @@ static void *committer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        commit_batch(s, batch);
+        commit_batch(s, batch, dirty);
 
         pthread_mutex_lock(&s->mu);
         *s->finished_tail = batch;
@@ -586,7 +603,7 @@ void sk_spool_commit(sk_spool_msg *m, sk_spool_done_fn done, void *ctx)
         m->err = sk_spool_envelope_serialize(m->env, &m->envtext);
     }
     if (!s->thread_started) {
-        commit_batch(s, m);
+        commit_batch(s, m, 0);
         finish(m);
         return;
     }
@@ -777,6 +794,21 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
     }
     snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
     unlinkat(s->msgdir_fd, name, 0);
+    if (s->thread_started) {
+        /* The committer syncs the directory with its next group, so the
+         * loop thread does not wait for the disk. Losing the removal in a
+         * crash only brings back a message whose recipients are done. */
+        pthread_mutex_lock(&s->mu);
+        s->dir_dirty = 1;
+        int failed = s->remove_sync_failed;
+        s->remove_sync_failed = 0;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        if (failed)
+            sk_log(&s->opts.log, SK_LOG_ERR,
+                   "- spool remove-sync-failed (an earlier removal may come back after a crash)");
+        return SK_OK;
+    }
     if (fsync(s->msgdir_fd))
         return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "fsync failed");
     return SK_OK;

@@ -126,6 +126,28 @@ int sk_xtext_valid(const char *s, size_t n);
  * UTF-8 U-labels allowed (RFC 6531 3.7.1). 1 when acceptable. */
 int sk_proto_helo_valid(const char *s);
 
+/* The message stream of DATA (RFC 5321 4.1.1.4, 4.5.2) and BDAT (RFC
+ * 3030), sans I/O: fed the octets as they come, it finds the end marker
+ * (only CRLF "." CRLF), removes dot-stuffing, and notes bare CR and LF
+ * (RFC 5321 2.3.8), which never end a line here. BDAT mode only checks
+ * line ends. */
+#define SK_DATA_BARE_LF 1u
+#define SK_DATA_BARE_CR 2u
+typedef struct sk_data_decoder {
+    int state; /* private */
+    int bdat;
+    unsigned bad; /* SK_DATA_BARE_* seen so far */
+} sk_data_decoder;
+void sk_data_decoder_init(sk_data_decoder *d, int bdat);
+/* Decode up to n octets of in into out, which has room for n + 1 octets
+ * (a CR held back from the previous call may come out). Returns the octets
+ * consumed; *out_len the octets written; *end = 1 when the end marker was
+ * consumed (DATA only; what follows it is not consumed). */
+size_t sk_data_decode(sk_data_decoder *d, const char *in, size_t n, char *out, size_t *out_len,
+                      int *end);
+/* BDAT: the last chunk has ended; a CR held back is bare. */
+void sk_data_decoder_finish(sk_data_decoder *d, char *out, size_t *out_len);
+
 #ifdef __cplusplus
 }
 #endif

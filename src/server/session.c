@@ -41,9 +41,6 @@ typedef enum msg_state {
     MSG_REFUSED  /* on_data_start refused (BDAT: its reply is kept) */
 } msg_state;
 
-/* DATA un-stuffing state (RFC 5321 4.5.2): where we are in a line. */
-typedef enum dstate { D_BOL, D_MID, D_CR, D_DOT, D_DOTCR } dstate;
-
 struct sk_session {
     sk_session *next, *prev;
     sk_server *srv;
@@ -83,10 +80,9 @@ struct sk_session {
     sk_reply *refusal;
     uint64_t msg_size;
     sk_buf chunk;
-    dstate dst;
+    sk_data_decoder dec;
     uint64_t bdat_left;
     int bdat_last;
-    int prev_cr;
 };
 
 /* Commands: what each may do where. A new command is one row. */
@@ -482,6 +478,9 @@ static void tls_done(sk_session *s)
         send_banner(s);
     else
         set_state(s, SS_CONNECTED); /* RFC 3207 4.2: start over with EHLO */
+    /* The client's first command may have come with the end of the
+     * handshake, before this event. */
+    process(s);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -561,8 +560,7 @@ static int msg_open(sk_session *s, int bdat)
     sk_server *srv = s->srv;
     s->bdat_mode = bdat;
     s->msg_size = 0;
-    s->dst = D_BOL;
-    s->prev_cr = 0;
+    sk_data_decoder_init(&s->dec, bdat);
     sk_reply r;
     if (!srv->on_data_start || !srv->on_data_chunk || !srv->on_data_end) {
         r = sk_reply_make(554, "5.3.2", "Not accepting messages");
@@ -609,132 +607,102 @@ static void chunk_flush(sk_session *s)
     s->chunk.len = 0;
 }
 
-/* One body octet, already un-stuffed. */
-static inline void emit(sk_session *s, char c)
+/* Body octets, already decoded. */
+static void emit(sk_session *s, const char *p, size_t n)
 {
-    if (s->msg != MSG_OPEN) return;
-    if (++s->msg_size > s->cfg->max_message_size) {
+    if (s->msg != MSG_OPEN || !n) return;
+    s->msg_size += n;
+    if (s->msg_size > s->cfg->max_message_size) {
         s->msg = MSG_TOO_BIG;
         return;
     }
-    if (s->chunk.len == SK_SERVER_CHUNK_OCTETS) chunk_flush(s);
-    s->chunk.data[s->chunk.len++] = c;
+    while (n) {
+        if (s->chunk.len == SK_SERVER_CHUNK_OCTETS) chunk_flush(s);
+        if (s->msg != MSG_OPEN) return;
+        size_t room = SK_SERVER_CHUNK_OCTETS - s->chunk.len;
+        size_t k = n < room ? n : room;
+        memcpy(s->chunk.data + s->chunk.len, p, k);
+        s->chunk.len += k;
+        p += k;
+        n -= k;
+    }
 }
 
-static void bad_eol(sk_session *s, const char *what)
+static void check_eol(sk_session *s)
 {
-    if (s->msg == MSG_OPEN) {
+    if (s->dec.bad && s->msg == MSG_OPEN) {
         s->msg = MSG_BAD_EOL;
-        sk_log(logger(s), SK_LOG_INFO, "%s server bad-eol peer=%s kind=%s", s->id, s->peer, what);
+        sk_log(logger(s), SK_LOG_INFO, "%s server bad-eol peer=%s kind=%s", s->id, s->peer,
+               s->dec.bad & SK_DATA_BARE_LF ? "bare-lf" : "bare-cr");
     }
 }
 
 static void msg_finish(sk_session *s);
 
-/* DATA: consume input up to the end marker CRLF "." CRLF (RFC 5321 4.1.1.4,
- * 4.5.2). A bare CR or LF never ends a line here (RFC 5321 2.3.8); it marks
- * the message bad, and the whole message is refused at its end: so
- * "\n.\n" or "\r\n.\n" cannot end the message and smuggle commands. */
-static int data_consume(sk_session *s, struct evbuffer *in)
+/* Feed up to limit octets of input to the decoder. Returns the octets
+ * consumed; *end when DATA's end marker was among them. */
+static size_t decode_input(sk_session *s, struct evbuffer *in, size_t limit, int *end)
 {
     struct evbuffer_iovec v[8];
     int n = evbuffer_peek(in, -1, NULL, v, 8);
     if (n > 8) n = 8; /* peek tells how many it would need */
     size_t used = 0;
-    int done = 0;
-    for (int i = 0; i < n && !done; i++) {
+    char out[4096 + 1];
+    *end = 0;
+    for (int i = 0; i < n && !*end && used < limit; i++) {
         const char *p = v[i].iov_base;
-        size_t len = v[i].iov_len, k = 0;
-        for (; k < len; k++) {
-            char c = p[k];
-            switch (s->dst) {
-            case D_DOT:
-                if (c == '\r') {
-                    s->dst = D_DOTCR;
-                    continue;
-                }
-                /* A stuffed dot: drop it, the rest is the line. */
-                s->dst = D_MID;
-                /* fall through */
-            case D_BOL:
-                if (s->dst == D_BOL && c == '.') {
-                    s->dst = D_DOT;
-                    continue;
-                }
-                /* fall through */
-            case D_MID:
-            mid:
-                if (c == '\r') {
-                    s->dst = D_CR;
-                } else {
-                    if (c == '\n') bad_eol(s, "bare-lf");
-                    emit(s, c);
-                    s->dst = D_MID;
-                }
-                continue;
-            case D_CR:
-                if (c == '\n') {
-                    emit(s, '\r');
-                    emit(s, '\n');
-                    s->dst = D_BOL;
-                    continue;
-                }
-                bad_eol(s, "bare-cr");
-                emit(s, '\r');
-                goto mid;
-            case D_DOTCR:
-                if (c == '\n') {
-                    done = 1;
-                    k++;
-                    break;
-                }
-                bad_eol(s, "bare-cr");
-                emit(s, '\r');
-                goto mid;
-            }
-            if (done) break;
+        size_t len = v[i].iov_len;
+        if (len > limit - used) len = limit - used;
+        while (len && !*end) {
+            size_t olen, take = len < sizeof out - 1 ? len : sizeof out - 1;
+            size_t k = sk_data_decode(&s->dec, p, take, out, &olen, end);
+            emit(s, out, olen);
+            p += k;
+            len -= k;
+            used += k;
         }
-        used += k;
     }
     evbuffer_drain(in, used);
-    if (!done) {
-        if (evbuffer_get_length(in)) return 1; /* more than the iovecs held */
-        chunk_flush(s);
-        return 0;
+    check_eol(s);
+    return used;
+}
+
+/* DATA: consume input up to the end marker CRLF "." CRLF (RFC 5321 4.1.1.4,
+ * 4.5.2). A bare CR or LF never ends a line here (RFC 5321 2.3.8); it marks
+ * the message bad, and the whole message is refused at its end: so
+ * "\n.\n" or "\r\n.\n" cannot end the message and smuggle commands.
+ * Returns 1 when the caller should look at the input again. */
+static int data_consume(sk_session *s, struct evbuffer *in)
+{
+    int end;
+    decode_input(s, in, SIZE_MAX, &end);
+    if (end) {
+        msg_finish(s);
+        return 1;
     }
-    msg_finish(s);
-    return 1;
+    if (evbuffer_get_length(in)) return 1; /* more than the peeked extents */
+    chunk_flush(s);
+    return 0;
 }
 
 /* BDAT: exactly the announced octets (RFC 3030 2); no dot-stuffing, but
  * line ends must still be CRLF. */
 static int bdat_consume(sk_session *s, struct evbuffer *in)
 {
-    struct evbuffer_iovec v[8];
-    int n = evbuffer_peek(in, -1, NULL, v, 8);
-    if (n > 8) n = 8; /* peek tells how many it would need */
-    size_t used = 0;
-    for (int i = 0; i < n && s->bdat_left; i++) {
-        const char *p = v[i].iov_base;
-        size_t len = v[i].iov_len < s->bdat_left ? v[i].iov_len : (size_t)s->bdat_left;
-        for (size_t k = 0; k < len; k++) {
-            char c = p[k];
-            if (s->prev_cr && c != '\n') bad_eol(s, "bare-cr");
-            if (c == '\n' && !s->prev_cr) bad_eol(s, "bare-lf");
-            s->prev_cr = c == '\r';
-            emit(s, c);
-        }
-        used += len;
-        s->bdat_left -= len;
-    }
-    evbuffer_drain(in, used);
+    int end;
+    uint64_t want = s->bdat_left;
+    s->bdat_left -= decode_input(s, in, want < SIZE_MAX ? (size_t)want : SIZE_MAX, &end);
     if (s->bdat_left) {
-        if (evbuffer_get_length(in)) return 1; /* more than the iovecs held */
+        if (evbuffer_get_length(in)) return 1; /* more than the peeked extents */
         chunk_flush(s);
         return 0;
     }
     if (s->bdat_last) {
-        if (s->prev_cr) bad_eol(s, "bare-cr");
+        char out[1];
+        size_t olen;
+        sk_data_decoder_finish(&s->dec, out, &olen);
+        emit(s, out, olen);
+        check_eol(s);
         msg_finish(s);
         return 1;
     }

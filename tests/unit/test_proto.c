@@ -274,13 +274,88 @@ static void test_xtext_and_helo(void **state)
         if (sk_proto_helo_valid(helo[i].s) != helo[i].ok) fail_msg("helo case %zu", i);
 }
 
+/* Decode in, split at every position (the stream comes in pieces). */
+static void decode_split(const char *in, size_t n, int bdat, size_t split, char *out, size_t *olen,
+                         size_t *consumed, int *end, unsigned *bad)
+{
+    sk_data_decoder d;
+    sk_data_decoder_init(&d, bdat);
+    *olen = 0;
+    *consumed = 0;
+    *end = 0;
+    size_t bounds[3] = {0, split, n};
+    for (int part = 0; part < 2 && !*end; part++) {
+        size_t from = bounds[part], len = bounds[part + 1] - from, o;
+        size_t k = sk_data_decode(&d, in + from, len, out + *olen, &o, end);
+        assert_true(o <= len + 1);
+        *olen += o;
+        *consumed += k;
+        if (!*end) assert_int_equal(k, len);
+    }
+    if (bdat) {
+        size_t o;
+        sk_data_decoder_finish(&d, out + *olen, &o);
+        *olen += o;
+    }
+    *bad = d.bad;
+}
+
+static void test_data_decoder(void **state)
+{
+    static const struct {
+        const char *in;
+        int bdat;
+        const char *body; /* what comes out */
+        int end;
+        size_t consumed; /* with end: octets up to and with the marker */
+        unsigned bad;
+    } cases[] = {
+        {".\r\n", 0, "", 1, 3, 0},
+        {"a\r\n.\r\nQUIT\r\n", 0, "a\r\n", 1, 6, 0},
+        {"..x\r\n.\r\n", 0, ".x\r\n", 1, 8, 0},
+        {".x\r\n..\r\n.\r\n", 0, "x\r\n.\r\n", 1, 11, 0},
+        {"a\r\n. \r\n.\r\n", 0, "a\r\n \r\n", 1, 10, 0},
+        {"a.b\r\n.\r\n", 0, "a.b\r\n", 1, 8, 0},
+        /* Smuggling: none of these ends the data; each is a bare CR/LF,
+         * and a bare LF does not start a line (its dot stays). */
+        {"a\n.\nb", 0, "a\n.\nb", 0, 5, SK_DATA_BARE_LF},
+        {"a\r\n.\nb", 0, "a\r\n\nb", 0, 7, SK_DATA_BARE_LF},
+        {"a\n.\r\nb", 0, "a\n.\r\nb", 0, 6, SK_DATA_BARE_LF},
+        {"a\r.\rb", 0, "a\r.\rb", 0, 6, SK_DATA_BARE_CR},
+        {"a\r\n.\rb", 0, "a\r\n\rb", 0, 7, SK_DATA_BARE_CR},
+        {"a\r.\r\nb", 0, "a\r.\r\nb", 0, 7, SK_DATA_BARE_CR},
+        {"a\r\n.\r\r\n", 0, "a\r\n\r\r\n", 0, 8, SK_DATA_BARE_CR},
+        {"a\rb\r\n.\r\n", 0, "a\rb\r\n", 1, 8, SK_DATA_BARE_CR},
+        {"a\nb\r\n.\r\n", 0, "a\nb\r\n", 1, 8, SK_DATA_BARE_LF},
+        /* BDAT: no dot handling, no end marker, line ends still checked. */
+        {".\r\n..\r\n", 1, ".\r\n..\r\n", 0, 8, 0},
+        {"a\nb", 1, "a\nb", 0, 4, SK_DATA_BARE_LF},
+        {"a\r", 1, "a\r", 0, 2, SK_DATA_BARE_CR},
+        {"a\rb", 1, "a\rb", 0, 4, SK_DATA_BARE_CR},
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        size_t n = strlen(cases[i].in);
+        for (size_t split = 0; split <= n; split++) {
+            char out[64];
+            size_t olen, consumed;
+            int end;
+            unsigned bad;
+            decode_split(cases[i].in, n, cases[i].bdat, split, out, &olen, &consumed, &end, &bad);
+            if (end != cases[i].end || bad != cases[i].bad || olen != strlen(cases[i].body) ||
+                memcmp(out, cases[i].body, olen) || (cases[i].end && consumed != cases[i].consumed))
+                fail_msg("case %zu split %zu: end %d bad %u consumed %zu out \"%.*s\"", i, split,
+                         end, bad, consumed, (int)olen, out);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmd_parse),      cmocka_unit_test(test_path_parse),
         cmocka_unit_test(test_label_too_long), cmocka_unit_test(test_parse_mail),
         cmocka_unit_test(test_mail_values),    cmocka_unit_test(test_parse_rcpt),
-        cmocka_unit_test(test_xtext_and_helo),
+        cmocka_unit_test(test_xtext_and_helo), cmocka_unit_test(test_data_decoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,6 +72,22 @@
 /* Early talkers: how long the server waits before its banner; a client
  * that talks meanwhile is dropped (RFC 5321 4.3.1). 0: no wait. */
 #define SK_SERVER_GREETING_DELAY_MS_DEFAULT 0
+/* Listeners per server (a daemon has a few: smtp, submission, smtps on v4
+ * and v6). */
+#define SK_SERVER_LISTENERS_MAX 16
+/* Replies queued for a client that pipelines without reading them: past
+ * this the server stops reading its commands until it catches up (RFC 2920
+ * 3.1 lets a server wait; this bounds memory). */
+#define SK_SERVER_OUTPUT_MAX_OCTETS (64 * 1024)
+/* Body octets gathered before they are handed to the program, allocated
+ * only while a message is coming in. */
+#define SK_SERVER_CHUNK_OCTETS (16 * 1024)
+/* Input read while the program has not yet answered a message (pipelined
+ * commands after the end of data); more waits in the socket. */
+#define SK_SERVER_WAIT_READ_OCTETS 4096
+/* Client addresses whose AUTH failures are remembered (oldest forgotten
+ * first). */
+#define SK_SERVER_AUTH_TRACK_MAX 1024
 /* Failed AUTH attempts per client address before AUTH is refused. */
 #define SK_SERVER_AUTH_FAILURES_MAX 5
 #define SK_SERVER_AUTH_THROTTLE_MS  (60 * 1000)

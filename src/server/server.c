@@ -51,7 +51,7 @@ static sk_server_cfg *cfg_new(const sk_server_opts *o, sk_error *err)
     c->greeting_timeout_ms = or_default(o->greeting_timeout_ms, SK_TIMEOUT_SERVER_COMMAND_MS);
     c->command_timeout_ms = or_default(o->command_timeout_ms, SK_TIMEOUT_SERVER_COMMAND_MS);
     c->data_timeout_ms = or_default(o->data_timeout_ms, SK_TIMEOUT_DATA_BLOCK_MS);
-    c->greeting_delay_ms = o->greeting_delay_ms;
+    c->greeting_delay_ms = or_default(o->greeting_delay_ms, SK_SERVER_GREETING_DELAY_MS_DEFAULT);
     c->max_idle_commands = or_default(o->max_idle_commands, SK_SERVER_MAX_IDLE_COMMANDS_DEFAULT);
     c->auth_failures_max = or_default(o->auth_failures_max, SK_SERVER_AUTH_FAILURES_MAX);
     c->auth_throttle_ms = or_default(o->auth_throttle_ms, SK_SERVER_AUTH_THROTTLE_MS);

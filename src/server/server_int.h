@@ -17,19 +17,6 @@
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 
-#define SK_SERVER_LISTENERS_MAX 16
-/* Replies queued for a client that pipelines without reading them: past
- * this we stop reading its commands until it catches up (RFC 2920 3.1
- * lets a server wait; this bounds memory). */
-#define SK_SERVER_OUTPUT_MAX_OCTETS (64 * 1024)
-/* Input read while waiting for an asynchronous reply (pipelined commands
- * after the end of data); more waits in the socket. */
-#define SK_SERVER_WAIT_READ_OCTETS 4096
-/* Body bytes gathered before they are handed to on_data_chunk. */
-#define SK_SERVER_CHUNK_OCTETS (16 * 1024)
-/* Addresses whose AUTH failures are remembered (oldest forgotten first). */
-#define SK_SERVER_AUTH_TRACK_MAX 1024
-
 /* Settings as a session sees them: a snapshot shared by reference, so that
  * sk_server_reload changes only sessions that start afterwards. */
 typedef struct sk_server_cfg {

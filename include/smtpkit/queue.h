@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "classify.h"
 #include "spool.h"
 
 #ifdef __cplusplus
@@ -22,6 +23,11 @@ struct sk_transport; /* src/deliver/deliver.h */
     }
 /* --max-queue-lifetime default: 5 days. */
 #define SK_QUEUE_LIFETIME_DEFAULT_MS (5ull * 24 * 3600 * 1000)
+/* Per-destination defaults (docs/queue.md "Scheduling"). */
+#define SK_QUEUE_DEST_CONNS_DEFAULT          8   /* jobs in flight per destination */
+#define SK_QUEUE_MSGS_PER_CONN_DEFAULT       100 /* messages one connection carries */
+#define SK_QUEUE_ROUTE_TTL_MS_DEFAULT        (3600u * 1000)
+#define SK_QUEUE_THROTTLE_SUSPEND_MS_DEFAULT (60u * 1000) /* 421 / 4.7.x without a rule */
 
 /* What happened to a message or a recipient, for logs and tracking. */
 typedef enum sk_queue_event_type {
@@ -31,16 +37,62 @@ typedef enum sk_queue_event_type {
     SK_QUEUE_EV_BOUNCED,    /* one recipient, permanent failure */
     SK_QUEUE_EV_EXPIRED,    /* one recipient, queue lifetime over */
     SK_QUEUE_EV_REMOVED,    /* the message left the queue (done or deleted) */
+    SK_QUEUE_EV_DSN,        /* a DSN about env was spooled; dsn_id names it */
+    SK_QUEUE_EV_THROTTLED,  /* destination suspended or slowed (env is the message
+                               whose reply caused it; recipient is that recipient) */
 } sk_queue_event_type;
 
 typedef struct sk_queue_event {
     sk_queue_event_type type;
     const sk_spool_envelope *env;
-    const char *recipient; /* NULL for message events */
-    unsigned attempt;
+    const char *recipient;   /* NULL for message events */
+    unsigned attempt;        /* attempts made, counting the one reported */
     const char *remote_host; /* NULL when local or unknown */
     const char *reply;       /* "250 2.0.0 ...", NULL when none */
+    /* Failure replies (deferred, bounced, expired, throttled): their
+     * classification by the rules (SK_CLASS_OTHER when none matched). */
+    sk_class cls;
+    const char *tls;         /* "TLSv1.3 TLS_AES_256_GCM_SHA384" of the delivery, NULL = none */
+    const char *destination; /* queue key: domain or provider key; NULL for message events */
+    int priority;            /* effective priority of the message (-9..9) */
+    const char *dsn_id;      /* SK_QUEUE_EV_DSN: queue ID of the new DSN message */
+    uint64_t throttle_ms;    /* SK_QUEUE_EV_THROTTLED: for how long */
 } sk_queue_event;
+
+/* A per-destination rate: at most count messages per per_ms, as a token
+ * bucket holding up to burst tokens (0 = 1: the strictest pacing). count 0
+ * means no limit. */
+typedef struct sk_queue_rate {
+    unsigned count;
+    uint64_t per_ms;
+    unsigned burst;
+} sk_queue_rate;
+
+/* A --rate-limit value: "DOMAIN=N/UNIT" or "default=N/UNIT" with UNIT s, m
+ * or h (also "sec", "min", "hour"). domain is lower case; "" for default. */
+typedef struct sk_queue_rate_rule {
+    char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
+    sk_queue_rate rate;
+} sk_queue_rate_rule;
+/* Parse one such string. SK_ERR_SYNTAX with err text saying what is wrong. */
+SK_NODISCARD sk_err sk_queue_rate_parse(const char *s, sk_queue_rate_rule *out, sk_error *err);
+
+/* A priority setting: messages whose authenticated user (auth 1) or
+ * envelope sender (auth 0) matches get this priority, over MT-PRIORITY.
+ * For senders, match is "user@domain" (whole address) or "domain" (every
+ * sender at that domain); case-insensitive. First matching rule wins. */
+typedef struct sk_queue_priority_rule {
+    int auth;
+    char match[SK_SMTP_PATH_MAX_OCTETS + 1];
+    int priority; /* -9..9 as in RFC 6710 */
+} sk_queue_priority_rule;
+/* Parse "SENDER=PRIO" or "auth:USER=PRIO" (PRIO -9..9). */
+SK_NODISCARD sk_err sk_queue_priority_parse(const char *s, sk_queue_priority_rule *out,
+                                            sk_error *err);
+/* The effective priority of a message: first matching rule, else
+ * MT-PRIORITY when given (RFC 6710 2), else 0. */
+int sk_queue_priority_of(const sk_spool_envelope *env, const sk_queue_priority_rule *rules,
+                         size_t nrules);
 
 typedef struct sk_queue_opts {
     sk_logger log;
@@ -60,6 +112,42 @@ typedef struct sk_queue_opts {
     unsigned control_poll_ms; /* how often requests from the CLI are looked for, 0 = 200 */
     void (*on_event)(void *ctx, const sk_queue_event *ev);
     void *event_ctx;
+
+    /* ---- scheduling (docs/queue.md "Scheduling") ---- */
+    /* Destinations: 0 = provider grouping (domains whose route key, the
+     * sorted MX host set from the transport's route_key hook, is the same
+     * share one queue and one set of limits); 1 = one queue per domain. */
+    int group_by_domain;
+    uint64_t route_ttl_ms; /* how long a route key is cached, 0 = SK_QUEUE_ROUTE_TTL_MS_DEFAULT */
+    /* Per destination: delivery jobs in flight (~ connections), 0 =
+     * SK_QUEUE_DEST_CONNS_DEFAULT; messages per connection, passed to the
+     * transport in sk_delivery.max_per_conn, 0 = SK_QUEUE_MSGS_PER_CONN_DEFAULT. */
+    unsigned dest_max_conns;
+    unsigned msgs_per_conn;
+    /* Rate per destination: default (count 0 = unlimited), and overrides by
+     * recipient domain (a provider group takes the first override that
+     * names one of its domains). Copied. */
+    sk_queue_rate rate_default;
+    const sk_queue_rate_rule *rate_rules;
+    size_t nrate_rules;
+    /* Priorities by sender or authenticated user. Copied. */
+    const sk_queue_priority_rule *priority_rules;
+    size_t npriority_rules;
+    /* Classification and traffic rules for failure replies; NULL = the
+     * built-in rules (sk_rules_default). Not owned; must outlive the queue. */
+    const sk_rules *rules;
+    /* How long a destination is suspended after 421 or 4.7.x when no rule
+     * gives an action; 0 = SK_QUEUE_THROTTLE_SUSPEND_MS_DEFAULT. */
+    uint64_t throttle_suspend_ms;
+
+    /* ---- bounces (docs/queue.md "Bounces") ---- */
+    /* Our host name: Reporting-MTA and From of DSNs; NULL = "localhost". */
+    const char *hostname;
+    size_t dsn_full_max_octets; /* RET=FULL up to this size, 0 = SK_DSN_FULL_MAX_OCTETS_DEFAULT */
+
+    /* Test hook: the clock in milliseconds since the epoch; NULL = real time. */
+    int64_t (*now_ms)(void *ctx);
+    void *clock_ctx;
 } sk_queue_opts;
 
 typedef struct sk_queue sk_queue;

@@ -35,6 +35,9 @@ typedef struct sk_delivery {
      * recording it (the message was recovered after a crash): the
      * transport must check before delivering again, if it can. */
     int maybe_delivered;
+    /* Messages one connection to this destination may carry before it is
+     * closed (connection reuse); 0 = the transport's own default. */
+    unsigned max_per_conn;
 } sk_delivery;
 
 typedef struct sk_delivery_rcpt_result {
@@ -49,22 +52,35 @@ typedef struct sk_delivery_result {
     const sk_delivery_rcpt_result *rcpts;
     size_t nrcpts;
     const char *remote_host; /* for tracking; NULL when local */
+    const char *tls;         /* "TLSv1.3 TLS_AES_256_GCM_SHA384" when encrypted, else NULL */
 } sk_delivery_result;
 
 typedef void (*sk_delivery_done_fn)(void *ctx, const sk_delivery_result *res);
+
+/* Answer of route_key: the destination key of a domain (for MX delivery
+ * the sorted MX host set, e.g. "mx1.example.net,mx2.example.net"), or NULL
+ * when it could not be found (the queue then uses the domain). Called on
+ * the loop thread, possibly before route_key returns; key is only valid
+ * during the call. */
+typedef void (*sk_route_key_fn)(void *ctx, const char *domain, const char *key);
 
 /* A transport. deliver() must not block the loop for network I/O (run
  * blocking work in a worker thread) and calls done exactly once, on the
  * loop thread of the queue's event_base; it may call done before it
  * returns. cancel() stops jobs in flight: done is not called for them
- * afterwards (used at shutdown, before the queue is freed). free releases
- * the transport. cancel and free may be NULL. */
+ * afterwards (used at shutdown, before the queue is freed); it also drops
+ * pending route_key calls. free releases the transport. cancel and free
+ * may be NULL. */
 typedef struct sk_transport sk_transport;
 struct sk_transport {
     const char *name; /* "maildir", "smtp" */
     void (*deliver)(sk_transport *t, const sk_delivery *job, sk_delivery_done_fn done, void *ctx);
     void (*cancel)(sk_transport *t);
     void (*free)(sk_transport *t);
+    /* Optional (NULL: the domain is its own destination): find the key
+     * that groups domains served by the same provider, so the queue shapes
+     * them as one (docs/queue.md "Scheduling"). */
+    void (*route_key)(sk_transport *t, const char *domain, sk_route_key_fn cb, void *ctx);
 };
 
 static inline void sk_transport_free(sk_transport *t)

@@ -75,6 +75,8 @@
 /* Listeners per server (a daemon has a few: smtp, submission, smtps on v4
  * and v6). */
 #define SK_SERVER_LISTENERS_MAX 16
+/* After an accept error (out of descriptors) a listener pauses this long. */
+#define SK_SERVER_ACCEPT_PAUSE_MS 1000
 /* Replies queued for a client that pipelines without reading them: past
  * this the server stops reading its commands until it catches up (RFC 2920
  * 3.1 lets a server wait; this bounds memory). */

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+static void listener_close(sk_listener *li);
+
 static unsigned or_default(unsigned v, unsigned def)
 {
     return v ? v : def;
@@ -103,7 +105,7 @@ fail:
 void sk_server_free(sk_server *srv)
 {
     if (!srv) return;
-    for (size_t i = 0; i < srv->nlisteners; i++) evconnlistener_free(srv->listeners[i].l);
+    for (size_t i = 0; i < srv->nlisteners; i++) listener_close(&srv->listeners[i]);
     srv->nlisteners = 0;
     /* Sessions still open are ended without replies; their hooks run. */
     srv->stopping = srv->stopped = 1; /* no on_stopped call from here */
@@ -143,6 +145,34 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
     sk_listener *li = arg;
     sk_session_start(li->srv, li->kind, fd, sa, salen);
+}
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sk_listener *li = arg;
+    if (li->l) evconnlistener_enable(li->l);
+}
+
+/* Out of descriptors or memory: pause this listener for a moment rather
+ * than spin on a connection that cannot be accepted. */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    sk_listener *li = arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    sk_log(&li->srv->cfg->logger, SK_LOG_ERR, "- server accept-error port=%d error=\"%s\"",
+           li->port, evutil_socket_error_to_string(e));
+    evconnlistener_disable(l);
+    struct timeval tv = {SK_SERVER_ACCEPT_PAUSE_MS / 1000,
+                         (SK_SERVER_ACCEPT_PAUSE_MS % 1000) * 1000};
+    evtimer_add(li->retry, &tv);
+}
+
+static void listener_close(sk_listener *li)
+{
+    if (li->l) evconnlistener_free(li->l);
+    if (li->retry) event_free(li->retry);
+    li->l = NULL;
+    li->retry = NULL;
 }
 
 /* "ADDR:PORT" or "[V6]:PORT" into a socket address. */
@@ -209,6 +239,12 @@ sk_err sk_server_listen(sk_server *srv, const char *addr, sk_listen_kind kind, s
     if (!li->l)
         return sk_error_set(err, SK_ERR_CONNECT, SK_STEP_CONNECT, "cannot listen on %s: %s", addr,
                             evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    li->retry = evtimer_new(srv->base, accept_retry_cb, li);
+    if (!li->retry) {
+        listener_close(li);
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+    }
+    evconnlistener_set_error_cb(li->l, accept_error_cb);
     struct sockaddr_storage bound;
     socklen_t bl = sizeof bound;
     getsockname(evconnlistener_get_fd(li->l), (struct sockaddr *)&bound, &bl);
@@ -237,7 +273,7 @@ void sk_server_stop(sk_server *srv)
 {
     if (srv->stopping) return;
     srv->stopping = 1;
-    for (size_t i = 0; i < srv->nlisteners; i++) evconnlistener_free(srv->listeners[i].l);
+    for (size_t i = 0; i < srv->nlisteners; i++) listener_close(&srv->listeners[i]);
     srv->nlisteners = 0;
     sk_log(&srv->cfg->logger, SK_LOG_INFO, "- server stop sessions=%zu", srv->nsessions);
     /* Signal events would keep a loop of our own running. */

@@ -33,6 +33,7 @@ typedef struct sk_server_cfg {
 
 typedef struct sk_listener {
     struct evconnlistener *l;
+    struct event *retry; /* re-enables accepting after an error (EMFILE) */
     sk_server *srv;
     sk_listen_kind kind;
     int port;

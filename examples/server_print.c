@@ -20,6 +20,7 @@ static const char usage_text[] =
     "  --timeout MS  --greeting-delay MS  --max-idle N  --auth-failures N\n"
     "  --auth-loopback        allow AUTH without TLS from loopback\n"
     "  --async DELAY_MS       answer messages in batches (group commit) after DELAY_MS\n"
+    "  --async-auth DELAY_MS  answer AUTH after DELAY_MS (as if hashing off the loop)\n"
     "  --refuse-data CODE     refuse messages at DATA with CODE\n"
     "  -v                     log debug lines to stderr\n";
 
@@ -28,6 +29,7 @@ typedef struct app {
     size_t naccept;
     const char *user, *password;
     int async_ms;
+    int async_auth_ms;
     int refuse_data;
     int batch_armed;
     sk_session *pending[64];
@@ -57,11 +59,37 @@ static sk_reply on_rcpt(sk_session *s, const sk_path *rcpt, const sk_rcpt_params
     return sk_reply_make(550, "5.1.1", "No such user here");
 }
 
+typedef struct auth_later {
+    sk_session *s;
+    int ok;
+} auth_later;
+
+static void auth_answer(void *arg)
+{
+    auth_later *l = arg;
+    sk_reply r =
+        l->ok ? SK_REPLY_OK : sk_reply_make(535, "5.7.8", "Authentication credentials invalid");
+    if (sk_session_reply(l->s, &r) != SK_OK) fprintf(stderr, "server_print: auth reply failed\n");
+    free(l);
+}
+
 static sk_reply on_auth(sk_session *s, const char *mech, const char *authzid, const char *user,
                         const char *password, void *ctx)
 {
     app *a = ctx;
-    if (a->user && !strcmp(user, a->user) && !strcmp(password, a->password)) return SK_REPLY_OK;
+    int ok = a->user && !strcmp(user, a->user) && !strcmp(password, a->password);
+    if (a->async_auth_ms) {
+        auth_later *l = malloc(sizeof *l);
+        if (!l) return sk_reply_make(454, "4.7.0", "Out of memory");
+        l->s = s;
+        l->ok = ok;
+        if (sk_server_after(a->srv, (unsigned)a->async_auth_ms, auth_answer, l) != SK_OK) {
+            free(l);
+            return sk_reply_make(454, "4.7.0", "Cannot schedule the check");
+        }
+        return SK_REPLY_ASYNC;
+    }
+    if (ok) return SK_REPLY_OK;
     return sk_reply_make(535, "5.7.8", "Authentication credentials invalid");
 }
 
@@ -220,6 +248,8 @@ int main(int argc, char **argv)
             i--;
         } else if (!strcmp(arg, "--async")) {
             a.async_ms = atoi(next);
+        } else if (!strcmp(arg, "--async-auth")) {
+            a.async_auth_ms = atoi(next);
         } else if (!strcmp(arg, "--refuse-data")) {
             a.refuse_data = atoi(next);
         } else {

@@ -75,7 +75,8 @@ typedef struct sk_envelope {
 
 /* Hooks. Every hook is optional; each returns the reply to send, built with
  * sk_reply_make, or SK_REPLY_OK (250) to go on with the server's own text.
- * A 4xx/5xx reply refuses. Only on_data_end may answer SK_REPLY_ASYNC. */
+ * A 4xx/5xx reply refuses. Only on_auth and on_data_end may answer
+ * SK_REPLY_ASYNC (then call sk_session_reply once the answer is known). */
 typedef sk_reply (*sk_on_connect_fn)(sk_session *s, const struct sockaddr *peer, void *ctx);
 typedef sk_reply (*sk_on_helo_fn)(sk_session *s, const char *name, void *ctx);
 /* The program's credential check for AUTH PLAIN/LOGIN (the framework
@@ -166,9 +167,10 @@ sk_listen_kind sk_session_kind(const sk_session *s);
 sk_server *sk_session_server(const sk_session *s);
 void *sk_session_user(const sk_session *s);
 void sk_session_set_user(sk_session *s, void *user);
-/* Answer a message whose on_data_end returned SK_REPLY_ASYNC; call it from
- * the event loop's thread. The session stays valid until then, even if the
- * client has gone (on_disconnect follows this call in that case). */
+/* Answer an AUTH or a message whose on_auth or on_data_end returned
+ * SK_REPLY_ASYNC; call it from the event loop's thread. The session stays
+ * valid until then, even if the client has gone (on_disconnect follows this
+ * call in that case). For AUTH, a 2xx reply means success. */
 SK_NODISCARD sk_err sk_session_reply(sk_session *s, const sk_reply *r);
 
 #ifdef __cplusplus

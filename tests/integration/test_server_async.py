@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Asynchronous final replies (group commit): on_data_end answers "later",
 the program replies for several sessions at once; pipelined commands wait
-for the reply; a client that leaves meanwhile does not break the server."""
+for the reply; a client that leaves meanwhile does not break the server.
+on_auth may answer later too (a slow password hash off the loop)."""
 
 import os
 import sys
@@ -61,7 +62,34 @@ def main():
         sktest.check(results == [250] * 6, "concurrent async replies %r" % results)
         sktest.check(srv.proc.poll() is None, "server died")
     tls_fragments()
+    async_auth()
     print("ok")
+
+
+def async_auth():
+    ok = "AUTH PLAIN AHpvZQBwdw=="  # zoe / pw
+    bad = "AUTH PLAIN AHpvZQB4eA=="  # zoe / xx
+    listens = [("--submission", "127.0.0.1:0")]
+    with sh.PrintServer(["--user", "zoe:pw", "--auth-loopback", "--async-auth", "200"],
+                        listens=listens) as srv:
+        port = srv.ports["submission"][0]
+        c = sh.Client(port)
+        c.cmd("EHLO client.example")
+        sh.expect(c.cmd(bad), 535, "5.7.8", "async AUTH, wrong password")
+        # MAIL pipelined behind AUTH waits for it (530 if it ran first).
+        c.send((ok + "\r\nMAIL FROM:<zoe@example.org>\r\n").encode())
+        sh.expect(c.reply(), 235, "2.7.0", "async AUTH")
+        sh.expect(c.reply(), 250, "2.1.0", "MAIL after async AUTH")
+        c.close()
+        # A client that leaves while its AUTH is being checked.
+        c = sh.Client(port)
+        c.cmd("EHLO client.example")
+        c.send((ok + "\r\n").encode())
+        c.close()
+        c = sh.Client(port)
+        sh.expect(c.cmd("EHLO client.example"), 250, None, "server still serving")
+        c.close()
+        sktest.check(sh.log_has(srv, r"auth mech=PLAIN user=\"zoe\" result=ok"), "auth not logged")
 
 
 def tls_fragments():

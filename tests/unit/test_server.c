@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -204,12 +205,54 @@ static void test_async_and_stop(void **state)
     event_base_free(f.base);
 }
 
+static long alloc_left = -1;
+static void *fail_malloc(size_t n)
+{
+    if (alloc_left == 0) return NULL;
+    if (alloc_left > 0) alloc_left--;
+    return malloc(n);
+}
+static void *fail_realloc(void *p, size_t n)
+{
+    if (alloc_left == 0) return NULL;
+    if (alloc_left > 0) alloc_left--;
+    return realloc(p, n);
+}
+
+/* Fail the Nth of our allocations for every N while creating, configuring
+ * and freeing a server: every failure is reported, nothing leaks. */
+static void test_alloc_failures(void **state)
+{
+    static const sk_allocator failing = {fail_malloc, fail_realloc, free};
+    int done = 0;
+    for (long n = 0; n < 50 && !done; n++) {
+        sk_set_allocator(&failing);
+        alloc_left = n;
+        sk_error err;
+        sk_server *srv = sk_server_new(&(sk_server_opts){.hostname = "mx.test"}, NULL, &err);
+        if (!srv) {
+            assert_int_equal(err.err, SK_ERR_NOMEM);
+        } else {
+            sk_err e = sk_server_listen(srv, "127.0.0.1:0", SK_LISTEN_SMTP, &err);
+            assert_true(e == SK_OK || e == SK_ERR_NOMEM);
+            sk_err r = sk_server_reload(srv, &(sk_server_opts){.hostname = "mx2.test"}, &err);
+            assert_true(r == SK_OK || r == SK_ERR_NOMEM);
+            done = e == SK_OK && r == SK_OK;
+            sk_server_free(srv);
+        }
+        alloc_left = -1;
+        sk_set_allocator(NULL);
+    }
+    assert_true(done);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listen_addresses),
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_async_and_stop),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 
 #include "sasl/sasl_server.h"
 #include <smtpkit/smtpkit.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -102,12 +103,57 @@ static void test_crypt(void **state)
     sk_free(h2);
 }
 
+/* Allocation-failure sweep: fail the Nth allocation for every N; each call
+ * either works or says SK_ERR_NOMEM (and leaks nothing, under ASan). */
+static long alloc_left = -1;
+static void *fail_malloc(size_t n)
+{
+    if (alloc_left == 0) return NULL;
+    if (alloc_left > 0) alloc_left--;
+    return malloc(n);
+}
+static void *fail_realloc(void *p, size_t n)
+{
+    if (alloc_left == 0) return NULL;
+    if (alloc_left > 0) alloc_left--;
+    return realloc(p, n);
+}
+
+static void test_alloc_failures(void **state)
+{
+    static const sk_allocator failing = {fail_malloc, fail_realloc, free};
+    sk_set_allocator(&failing);
+    int done = 0;
+    for (long n = 0; n < 50 && !done; n++) {
+        alloc_left = n;
+        sk_buf b = SK_BUF_INIT(1000);
+        const char *z, *u, *p;
+        sk_err e1 = sk_sasl_server_plain("AHRpbQB0YW5zdGFhZg==", 20, &b, &z, &u, &p);
+        assert_true(e1 == SK_OK || e1 == SK_ERR_NOMEM);
+        if (e1 == SK_OK) assert_string_equal(p, "tanstaaf");
+        sk_buf_free(&b);
+        sk_err e2 = sk_sasl_server_login("dXNlcg==", 8, &b);
+        assert_true(e2 == SK_OK || e2 == SK_ERR_NOMEM);
+        sk_buf_free(&b);
+        char *h = NULL;
+        sk_err e3 = sk_sasl_hash_password("pw", &h);
+        assert_true(e3 == SK_OK || e3 == SK_ERR_NOMEM);
+        int v = h ? sk_sasl_verify_crypt("pw", h) : 0;
+        sk_free(h);
+        done = e1 == SK_OK && e2 == SK_OK && e3 == SK_OK && v;
+    }
+    alloc_left = -1;
+    sk_set_allocator(NULL);
+    assert_true(done); /* enough allocations let everything succeed */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain),
         cmocka_unit_test(test_login),
         cmocka_unit_test(test_crypt),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

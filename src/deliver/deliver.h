@@ -53,6 +53,8 @@ typedef struct sk_delivery_result {
     size_t nrcpts;
     const char *remote_host; /* for tracking; NULL when local */
     const char *tls;         /* "TLSv1.3 TLS_AES_256_GCM_SHA384" when encrypted, else NULL */
+    int tls_verified;        /* 1: the peer's certificate verified (chain and name) */
+    const char *destination; /* MX transport: the destination key; NULL otherwise */
 } sk_delivery_result;
 
 typedef void (*sk_delivery_done_fn)(void *ctx, const sk_delivery_result *res);

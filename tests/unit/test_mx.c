@@ -1,0 +1,406 @@
+/* Unit tests for the MX transport's pure parts (destination keys, TLS
+ * policy, failure replies); with "deliver" or "key" as first argument it is
+ * the driver that tests/integration/test_mx_*.py run against loopback
+ * peers, printing results as JSON lines. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <smtpkit/smtpkit.h>
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "deliver/mx.h"
+
+/* ---- unit tests ---- */
+
+static sk_route *route_of(sk_route_status st, const char *domain, int implicit,
+                          const char *const *hosts)
+{
+    sk_route *r = sk_calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->status = st;
+    r->domain = sk_strdup(domain);
+    r->implicit_mx = implicit;
+    size_t n = 0;
+    while (hosts && hosts[n]) n++;
+    r->hosts = sk_calloc(n ? n : 1, sizeof *r->hosts);
+    for (size_t i = 0; i < n; i++) {
+        r->hosts[i].name = sk_strdup(hosts[i]);
+        r->hosts[i].preference = (unsigned)(10 * (i + 1));
+    }
+    r->nhosts = n;
+    return r;
+}
+
+static void test_destination_key(void **state)
+{
+    (void)state;
+    static const struct {
+        sk_route_status st;
+        const char *domain;
+        int implicit;
+        const char *hosts[4];
+        const char *key;
+    } cases[] = {
+        /* Sorted, whatever the preference order. */
+        {SK_ROUTE_OK,
+         "a.test",
+         0,
+         {"mx2.prov.test", "mx1.prov.test"},
+         "mx1.prov.test,mx2.prov.test"},
+        {SK_ROUTE_OK,
+         "b.test",
+         0,
+         {"mx1.prov.test", "mx2.prov.test"},
+         "mx1.prov.test,mx2.prov.test"},
+        /* Case and a trailing root dot do not make another destination. */
+        {SK_ROUTE_OK,
+         "c.test",
+         0,
+         {"MX1.Prov.Test.", "mx2.prov.test"},
+         "mx1.prov.test,mx2.prov.test"},
+        /* A host at two preferences counts once. */
+        {SK_ROUTE_OK, "d.test", 0, {"mx.prov.test", "mx.prov.test"}, "mx.prov.test"},
+        {SK_ROUTE_OK, "e.test", 0, {"mx.e.test"}, "mx.e.test"},
+        /* No MX: the domain is its own host, hence its own destination. */
+        {SK_ROUTE_OK, "f.test", 1, {"f.test"}, "f.test"},
+        {SK_ROUTE_NULL_MX, "G.test", 0, {NULL}, "g.test"},
+        {SK_ROUTE_TEMPFAIL, "h.test", 0, {NULL}, "h.test"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_route *r = route_of(cases[i].st, cases[i].domain, cases[i].implicit, cases[i].hosts);
+        sk_buf key = SK_BUF_INIT(1024);
+        assert_int_equal(sk_mx_destination_key(r, &key), SK_OK);
+        if (strcmp(sk_buf_cstr(&key), cases[i].key) != 0)
+            fail_msg("case %zu: key \"%s\", expected \"%s\"", i, sk_buf_cstr(&key), cases[i].key);
+        sk_buf_free(&key);
+        sk_route_free(r);
+    }
+    /* A bounded buffer too small for the key is an error, not a cut key. */
+    const char *hosts[] = {"mx1.prov.test", "mx2.prov.test", NULL};
+    sk_route *r = route_of(SK_ROUTE_OK, "a.test", 0, hosts);
+    sk_buf small = SK_BUF_INIT(10);
+    assert_int_equal(sk_mx_destination_key(r, &small), SK_ERR_TOO_LONG);
+    sk_buf_free(&small);
+    sk_route_free(r);
+}
+
+static void test_destination_key_literal(void **state)
+{
+    (void)state;
+    sk_route *r = NULL;
+    assert_int_equal(sk_route_from_literal("[127.0.0.1]", &r), SK_OK);
+    sk_buf key = SK_BUF_INIT(256);
+    assert_int_equal(sk_mx_destination_key(r, &key), SK_OK);
+    assert_string_equal(sk_buf_cstr(&key), "[127.0.0.1]");
+    sk_buf_free(&key);
+    sk_route_free(r);
+}
+
+static void test_tls_required(void **state)
+{
+    (void)state;
+    const char *list[] = {"secure.test", ".bank.test", ""};
+    static const struct {
+        const char *domain;
+        int want;
+    } cases[] = {
+        {"secure.test", 1},
+        {"SECURE.test", 1},
+        {"secure.test.", 1},
+        {"a.secure.test", 0},
+        {"insecure.test", 0},
+        {"bank.test", 0},
+        {"www.bank.test", 1},
+        {"a.b.bank.test", 1},
+        {"xbank.test", 0},
+        {"other.test", 0},
+        {"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (sk_mx_tls_required(list, 3, cases[i].domain) != cases[i].want)
+            fail_msg("case %zu (%s): expected %d", i, cases[i].domain, cases[i].want);
+    assert_int_equal(sk_mx_tls_required(NULL, 0, "secure.test"), 0);
+}
+
+static void test_route_failure(void **state)
+{
+    (void)state;
+    static const struct {
+        sk_route_status st;
+        int fails;
+        int code;
+        const char *enhanced;
+    } cases[] = {
+        {SK_ROUTE_OK, 0, 0, ""},
+        {SK_ROUTE_NULL_MX, 1, 550, "5.1.10"},
+        {SK_ROUTE_NXDOMAIN, 1, 550, "5.1.2"},
+        {SK_ROUTE_NO_ADDRESS, 1, 550, "5.4.4"},
+        {SK_ROUTE_TEMPFAIL, 1, 451, "4.4.3"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_route *r = route_of(cases[i].st, "x.test", 0, NULL);
+        sk_reply rep = {.code = 0};
+        assert_int_equal(sk_mx_route_failure(r, &rep), cases[i].fails);
+        assert_int_equal(rep.code, cases[i].code);
+        assert_string_equal(rep.enhanced, cases[i].enhanced);
+        if (cases[i].fails) assert_non_null(strstr(rep.text, "x.test"));
+        sk_route_free(r);
+    }
+}
+
+static void test_tally_reply(void **state)
+{
+    (void)state;
+    static const struct {
+        unsigned hosts, hosts_5xx, hosts_tls;
+        int code;
+        const char *enhanced;
+    } cases[] = {
+        /* Every host refused with 5xx: permanent, the host's own words. */
+        {2, 2, 0, 554, "5.7.1"},
+        {1, 1, 0, 554, "5.7.1"},
+        /* One host said 5xx, another was unreachable: try again later. */
+        {2, 1, 0, 451, "4.4.1"},
+        {3, 0, 0, 451, "4.4.1"},
+        /* Every host failed the TLS requirement. */
+        {2, 0, 2, 451, "4.7.10"},
+        {2, 0, 1, 451, "4.4.1"},
+        /* Nothing to try at all. */
+        {0, 0, 0, 451, "4.4.1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_mx_tally t;
+        memset(&t, 0, sizeof t);
+        t.hosts = cases[i].hosts;
+        t.hosts_5xx = cases[i].hosts_5xx;
+        t.hosts_tls = cases[i].hosts_tls;
+        t.last_5xx = sk_reply_make(554, "5.7.1", "mx2.x.test[192.0.2.2]:25: greeting: go away");
+        snprintf(t.last_error, sizeof t.last_error, "mx2.x.test[192.0.2.2]:25: greeting: go away");
+        sk_reply rep = sk_mx_tally_reply(&t, "x.test");
+        if (rep.code != cases[i].code || strcmp(rep.enhanced, cases[i].enhanced) != 0)
+            fail_msg("case %zu: %d %s, expected %d %s", i, rep.code, rep.enhanced, cases[i].code,
+                     cases[i].enhanced);
+        if (cases[i].hosts) assert_non_null(strstr(rep.text, "go away"));
+    }
+}
+
+/* ---- the driver ---- */
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+typedef struct driver {
+    struct event_base *base;
+    sk_transport *t;
+    sk_delivery job;
+    sk_delivery_rcpt *rcpts;
+    unsigned jobs, done;
+    char queue_id[32];
+} driver;
+
+static const char *status_name(sk_delivery_status s)
+{
+    return s == SK_DELIVERY_OK ? "ok" : s == SK_DELIVERY_TRANSIENT ? "transient" : "permanent";
+}
+
+static void submit(driver *d);
+
+static void on_done(void *ctx, const sk_delivery_result *res)
+{
+    driver *d = ctx;
+    printf("{\"job\":%u,\"remote_host\":", d->done);
+    json_str(res->remote_host);
+    printf(",\"tls\":");
+    json_str(res->tls ? res->tls : "none");
+    printf(",\"tls_verified\":%s,\"destination\":", res->tls_verified ? "true" : "false");
+    json_str(res->destination);
+    printf(",\"rcpts\":[");
+    for (size_t i = 0; i < res->nrcpts; i++) {
+        const sk_delivery_rcpt_result *r = &res->rcpts[i];
+        printf("%s{\"addr\":", i ? "," : "");
+        json_str(i < d->job.nrcpts ? d->job.rcpts[i].addr : "");
+        printf(",\"status\":\"%s\",\"code\":%d,\"enhanced\":", status_name(r->status),
+               r->reply.code);
+        json_str(r->reply.enhanced);
+        printf(",\"text\":");
+        json_str(r->reply.text);
+        putchar('}');
+    }
+    printf("]}\n");
+    fflush(stdout);
+    d->done++;
+    if (d->done < d->jobs)
+        submit(d);
+    else
+        event_base_loopexit(d->base, NULL);
+}
+
+static void submit(driver *d)
+{
+    snprintf(d->queue_id, sizeof d->queue_id, "DRV%u", d->done);
+    d->job.queue_id = d->queue_id;
+    d->t->deliver(d->t, &d->job, on_done, d);
+}
+
+static void on_key(void *ctx, const char *domain, const char *key)
+{
+    int *left = ctx;
+    printf("{\"domain\":");
+    json_str(domain);
+    printf(",\"key\":");
+    if (key)
+        json_str(key);
+    else
+        printf("null");
+    printf("}\n");
+    fflush(stdout);
+    (*left)--;
+}
+
+static void on_key_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    void **pair = arg;
+    if (*(int *)pair[0] == 0) event_base_loopexit(pair[1], NULL);
+}
+
+static void log_stderr(void *ctx, sk_log_level level, const char *line)
+{
+    (void)ctx;
+    (void)level;
+    fprintf(stderr, "%s\n", line);
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: test_mx deliver --dns IP:PORT [--mx-port N] --from ADDR --rcpt ADDR... "
+                    "--message FILE [--jobs N] [--max-per-conn N] [--idle-ms N] [--workers N] "
+                    "[--tls-required DOMAIN]... [--ca-file F] [--timeout-ms N]\n"
+                    "       test_mx key --dns IP:PORT DOMAIN...\n");
+    return 64;
+}
+
+static int drive(int argc, char **argv)
+{
+    sk_mx_transport_opts o = {.helo_name = "driver.test", .log = {log_stderr, NULL, SK_LOG_INFO}};
+    const char *from = NULL, *message = NULL;
+    const char *rcpts[16], *tls_req[8], *domains[16];
+    size_t nrcpts = 0, ntls = 0, ndomains = 0;
+    unsigned jobs = 1, timeout_ms = 3000;
+    int key_mode = strcmp(argv[1], "key") == 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (a[0] != '-') {
+            if (ndomains == 16) return usage();
+            domains[ndomains++] = a;
+            continue;
+        }
+        if (!v) return usage();
+        i++;
+        if (!strcmp(a, "--dns"))
+            o.dns_server = v;
+        else if (!strcmp(a, "--mx-port"))
+            o.port = (unsigned short)atoi(v);
+        else if (!strcmp(a, "--from"))
+            from = v;
+        else if (!strcmp(a, "--rcpt") && nrcpts < 16)
+            rcpts[nrcpts++] = v;
+        else if (!strcmp(a, "--message"))
+            message = v;
+        else if (!strcmp(a, "--jobs"))
+            jobs = (unsigned)atoi(v);
+        else if (!strcmp(a, "--max-per-conn"))
+            o.max_messages_per_connection = (unsigned)atoi(v);
+        else if (!strcmp(a, "--idle-ms"))
+            o.idle_ms = (unsigned)atoi(v);
+        else if (!strcmp(a, "--workers"))
+            o.workers = (unsigned)atoi(v);
+        else if (!strcmp(a, "--tls-required") && ntls < 8)
+            tls_req[ntls++] = v;
+        else if (!strcmp(a, "--ca-file"))
+            o.ca_file = v;
+        else if (!strcmp(a, "--timeout-ms"))
+            timeout_ms = (unsigned)atoi(v);
+        else
+            return usage();
+    }
+    o.tls_required = tls_req;
+    o.ntls_required = ntls;
+    o.connect_timeout_ms = o.command_timeout_ms = timeout_ms;
+    if (!key_mode && (!from || !message || !nrcpts || !jobs)) return usage();
+    if (key_mode && !ndomains) return usage();
+
+    struct event_base *base = event_base_new();
+    sk_error err;
+    sk_error_clear(&err);
+    sk_transport *t = base ? sk_mx_transport_new(&o, base, &err) : NULL;
+    if (!t) {
+        fprintf(stderr, "test_mx: %s\n", err.text);
+        return 70;
+    }
+    if (key_mode) {
+        int left = (int)ndomains;
+        for (size_t i = 0; i < ndomains; i++) t->route_key(t, domains[i], on_key, &left);
+        void *pair[2] = {&left, base};
+        struct event *poll = event_new(base, -1, EV_PERSIST, on_key_poll, pair);
+        struct timeval tick = {0, 20000};
+        event_add(poll, &tick);
+        if (left > 0) event_base_dispatch(base);
+        event_free(poll);
+        sk_transport_free(t);
+        event_base_free(base);
+        return left == 0 ? 0 : 1;
+    }
+    sk_spool_envelope env;
+    memset(&env, 0, sizeof env);
+    env.sender = (char *)from;
+    env.helo = (char *)"client.test";
+    env.peer = (char *)"127.0.0.1";
+    env.esmtp = 1;
+    sk_delivery_rcpt dr[16];
+    for (size_t i = 0; i < nrcpts; i++) dr[i] = (sk_delivery_rcpt){.addr = rcpts[i], .index = i};
+    const char *at = strrchr(rcpts[0], '@');
+    driver d = {.base = base, .t = t, .jobs = jobs};
+    d.job = (sk_delivery){.env = &env,
+                          .body_path = message,
+                          .domain = at ? at + 1 : rcpts[0],
+                          .rcpts = dr,
+                          .nrcpts = nrcpts};
+    submit(&d);
+    if (d.done < d.jobs) event_base_dispatch(base);
+    sk_transport_free(t);
+    event_base_free(base);
+    return d.done == d.jobs ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && (!strcmp(argv[1], "deliver") || !strcmp(argv[1], "key")))
+        return drive(argc, argv);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_destination_key), cmocka_unit_test(test_destination_key_literal),
+        cmocka_unit_test(test_tls_required),    cmocka_unit_test(test_route_failure),
+        cmocka_unit_test(test_tally_reply),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

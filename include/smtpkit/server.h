@@ -70,7 +70,9 @@ typedef struct sk_envelope {
     const char *tls_cipher;  /* "" without TLS */
     const char *auth_user;   /* "" when not authenticated */
     sk_listen_kind kind;
-    int bdat; /* 1: the body came in BDAT chunks (RFC 3030) */
+    int bdat;                /* 1: the body came in BDAT chunks (RFC 3030) */
+    const char *server_name; /* the hostname this session greeted with (Received "by") */
+    int peer_port;
 } sk_envelope;
 
 /* Hooks. Every hook is optional; each returns the reply to send, built with

@@ -554,6 +554,8 @@ static void envelope_fill(const sk_session *s, sk_envelope *env)
     env->auth_user = s->auth_user ? s->auth_user : "";
     env->kind = s->kind;
     env->bdat = s->bdat_mode;
+    env->server_name = s->cfg->hostname;
+    env->peer_port = s->port;
 }
 
 /* Open the message with the program. 0 and a reply sent (or kept, for

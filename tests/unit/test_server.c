@@ -130,6 +130,12 @@ static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg,
     assert_string_equal(env->rcpts[0].path.mailbox, "b@example.org");
     assert_string_equal(env->helo, "client.example");
     assert_string_equal(env->protocol, "ESMTP");
+    assert_string_equal(env->server_name, "mx.test");
+    assert_string_equal(env->peer_addr, "127.0.0.1");
+    assert_true(env->peer_port > 0);
+    assert_int_equal(env->tls, 0);
+    assert_string_equal(env->auth_user, "");
+    assert_string_equal(env->session_id, sk_session_id(s));
     *msg = ctx;
     return SK_REPLY_OK;
 }

@@ -14,6 +14,7 @@
 #include <strings.h>
 
 typedef enum sstate {
+    SS_NEW,       /* accepted, being set up */
     SS_DELAY,     /* greeting delay: a client that talks now is an early talker */
     SS_TLS,       /* TLS handshake in progress */
     SS_CONNECTED, /* banner sent, no HELO/EHLO yet */
@@ -27,8 +28,8 @@ typedef enum sstate {
     SS__COUNT
 } sstate;
 
-static const char *const state_names[] = {"delay", "tls",  "connected", "ready", "mail",
-                                          "auth",  "data", "bdat",      "wait",  "closing"};
+static const char *const state_names[] = {"new",  "delay", "tls",  "connected", "ready",  "mail",
+                                          "auth", "data",  "bdat", "wait",      "closing"};
 _Static_assert(sizeof state_names / sizeof state_names[0] == SS__COUNT, "one name per state");
 
 /* What became of the message being received. */
@@ -350,8 +351,7 @@ void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,
     static const char *const kinds[] = {"", "smtp", "submission", "", "smtps"};
     sk_log(logger(s), SK_LOG_INFO, "%s server connect peer=%s port=%d listener=%s", s->id, s->peer,
            s->port, kinds[kind]);
-    s->state = kind == SK_LISTEN_SMTPS ? SS_TLS : SS_CONNECTED;
-    set_timeouts(s);
+    set_state(s, kind == SK_LISTEN_SMTPS ? SS_TLS : SS_CONNECTED);
     bufferevent_enable(s->bev, EV_READ);
 
     if (limit) {
@@ -373,7 +373,7 @@ void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,
     if (kind == SK_LISTEN_SMTPS) return; /* the banner follows the handshake */
     if (s->cfg->greeting_delay_ms) {
         /* Early talkers (RFC 5321 4.3.1: the client waits for the banner). */
-        s->state = SS_DELAY;
+        set_state(s, SS_DELAY);
         struct timeval tv = {(time_t)(s->cfg->greeting_delay_ms / 1000),
                              (suseconds_t)(s->cfg->greeting_delay_ms % 1000) * 1000};
         evtimer_add(s->timer, &tv);

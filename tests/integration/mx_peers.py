@@ -1,0 +1,140 @@
+"""Peers and a runner for the MX transport tests: MX hosts on loopback
+addresses that share one port (127.0.0.1, 127.0.0.2, ..., ::1), each
+counting the connections it gets, and the driver built into the test_mx
+unit test binary.
+"""
+
+import json
+import os
+import socket
+import ssl
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sktest  # noqa: E402
+from send_peer import Recorder  # noqa: E402
+
+from aiosmtpd.controller import Controller  # noqa: E402
+
+DRIVER = os.path.join(sktest.BUILD_DIR, "tests", "test_mx")
+
+
+class _CountingController(Controller):
+    """Controller whose factory (called once per connection) counts."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.connections = 0
+
+    def factory(self):
+        self.connections += 1
+        return super().factory()
+
+
+class MXHost:
+    """A recording aiosmtpd MX host on host:port, STARTTLS offered when
+    cert=(cert, key) is given."""
+
+    def __init__(self, host, port, name="mx.test", cert=None, **recorder_kw):
+        self.recorder = Recorder(**recorder_kw)
+        kw = dict(hostname=host, port=port, server_hostname=name, enable_SMTPUTF8=True)
+        if cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert[0], cert[1])
+            kw["tls_context"] = ctx
+        self.controller = _CountingController(self.recorder, **kw)
+
+    @property
+    def messages(self):
+        return self.recorder.messages
+
+    @property
+    def connections(self):
+        return self.controller.connections
+
+    def __enter__(self):
+        self.controller.start()
+        # start() connects once to see the server is up; that one is ours.
+        self.controller.connections = 0
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+
+class Greeter:
+    """A host that answers every connection with one greeting (421 busy,
+    554 go away), then QUIT's answer, and closes; counts connections."""
+
+    def __init__(self, host, port, greeting):
+        self.greeting = greeting
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.connections = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(10)
+        self.sock.close()
+
+    def _run(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                try:
+                    conn.settimeout(5)
+                    conn.sendall(self.greeting.encode() + b"\r\n")
+                    if conn.recv(512).upper().startswith(b"QUIT"):
+                        conn.sendall(b"221 bye\r\n")
+                except OSError:
+                    pass
+
+
+def write_message(path, subject="MX test"):
+    with open(path, "wb") as f:
+        f.write(b"From: a@sender.test\r\nTo: someone\r\nSubject: " + subject.encode() +
+                b"\r\n\r\nHello over MX.\r\n")
+    return path
+
+
+def deliver(dns, port, rcpts, message, *extra, sender="a@sender.test", timeout=60):
+    """Run the driver; returns (list of job results, CompletedProcess)."""
+    argv = [DRIVER, "deliver", "--dns", dns.address, "--mx-port", port, "--from", sender,
+            "--message", message, "--timeout-ms", "3000"]
+    for r in rcpts:
+        argv += ["--rcpt", r]
+    argv += list(extra)
+    r = sktest.run(argv, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError("driver exited %d\nstdout: %s\nstderr: %s"
+                             % (r.returncode, r.stdout, r.stderr))
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()], r
+
+
+def route_keys(dns, *domains):
+    r = sktest.run([DRIVER, "key", "--dns", dns.address] + list(domains), timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("driver exited %d\nstdout: %s\nstderr: %s"
+                             % (r.returncode, r.stdout, r.stderr))
+    out = {}
+    for line in r.stdout.splitlines():
+        o = json.loads(line)
+        out[o["domain"]] = o["key"]
+    return out

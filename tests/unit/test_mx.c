@@ -212,8 +212,12 @@ typedef struct driver {
     struct event_base *base;
     sk_transport *t;
     sk_delivery job;
-    sk_delivery_rcpt *rcpts;
+    /* Odd jobs go to alt (another domain) when set. */
+    sk_delivery_rcpt alt;
+    const char *alt_domain;
     unsigned jobs, done;
+    unsigned gap_ms; /* pause between jobs */
+    struct event *gap;
     char queue_id[32];
 } driver;
 
@@ -223,6 +227,13 @@ static const char *status_name(sk_delivery_status s)
 }
 
 static void submit(driver *d);
+
+static void on_gap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    submit(arg);
+}
 
 static void on_done(void *ctx, const sk_delivery_result *res)
 {
@@ -237,7 +248,7 @@ static void on_done(void *ctx, const sk_delivery_result *res)
     for (size_t i = 0; i < res->nrcpts; i++) {
         const sk_delivery_rcpt_result *r = &res->rcpts[i];
         printf("%s{\"addr\":", i ? "," : "");
-        json_str(i < d->job.nrcpts ? d->job.rcpts[i].addr : "");
+        json_str(d->alt_domain && d->done % 2 ? d->alt.addr : d->job.rcpts[i].addr);
         printf(",\"status\":\"%s\",\"code\":%d,\"enhanced\":", status_name(r->status),
                r->reply.code);
         json_str(r->reply.enhanced);
@@ -248,17 +259,26 @@ static void on_done(void *ctx, const sk_delivery_result *res)
     printf("]}\n");
     fflush(stdout);
     d->done++;
-    if (d->done < d->jobs)
+    if (d->done < d->jobs && d->gap_ms) {
+        struct timeval tv = {d->gap_ms / 1000, (d->gap_ms % 1000) * 1000};
+        evtimer_add(d->gap, &tv);
+    } else if (d->done < d->jobs) {
         submit(d);
-    else
+    } else
         event_base_loopexit(d->base, NULL);
 }
 
 static void submit(driver *d)
 {
     snprintf(d->queue_id, sizeof d->queue_id, "DRV%u", d->done);
-    d->job.queue_id = d->queue_id;
-    d->t->deliver(d->t, &d->job, on_done, d);
+    sk_delivery job = d->job;
+    job.queue_id = d->queue_id;
+    if (d->alt_domain && d->done % 2) {
+        job.rcpts = &d->alt;
+        job.nrcpts = 1;
+        job.domain = d->alt_domain;
+    }
+    d->t->deliver(d->t, &job, on_done, d);
 }
 
 static void on_key(void *ctx, const char *domain, const char *key)
@@ -294,7 +314,8 @@ static void log_stderr(void *ctx, sk_log_level level, const char *line)
 static int usage(void)
 {
     fprintf(stderr, "usage: test_mx deliver --dns IP:PORT [--mx-port N] --from ADDR --rcpt ADDR... "
-                    "--message FILE [--jobs N] [--max-per-conn N] [--idle-ms N] [--workers N] "
+                    "--message FILE [--jobs N] [--alt-rcpt ADDR] [--gap-ms N] [--max-per-conn N] "
+                    "[--idle-ms N] [--workers N] "
                     "[--tls-required DOMAIN]... [--ca-file F] [--timeout-ms N]\n"
                     "       test_mx key --dns IP:PORT DOMAIN...\n");
     return 64;
@@ -303,10 +324,10 @@ static int usage(void)
 static int drive(int argc, char **argv)
 {
     sk_mx_transport_opts o = {.helo_name = "driver.test", .log = {log_stderr, NULL, SK_LOG_INFO}};
-    const char *from = NULL, *message = NULL;
+    const char *from = NULL, *message = NULL, *alt = NULL;
     const char *rcpts[16], *tls_req[8], *domains[16];
     size_t nrcpts = 0, ntls = 0, ndomains = 0;
-    unsigned jobs = 1, timeout_ms = 3000;
+    unsigned jobs = 1, timeout_ms = 3000, gap_ms = 0;
     int key_mode = strcmp(argv[1], "key") == 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -339,6 +360,10 @@ static int drive(int argc, char **argv)
             tls_req[ntls++] = v;
         else if (!strcmp(a, "--ca-file"))
             o.ca_file = v;
+        else if (!strcmp(a, "--alt-rcpt"))
+            alt = v;
+        else if (!strcmp(a, "--gap-ms"))
+            gap_ms = (unsigned)atoi(v);
         else if (!strcmp(a, "--timeout-ms"))
             timeout_ms = (unsigned)atoi(v);
         else
@@ -380,7 +405,12 @@ static int drive(int argc, char **argv)
     sk_delivery_rcpt dr[16];
     for (size_t i = 0; i < nrcpts; i++) dr[i] = (sk_delivery_rcpt){.addr = rcpts[i], .index = i};
     const char *at = strrchr(rcpts[0], '@');
-    driver d = {.base = base, .t = t, .jobs = jobs};
+    driver d = {.base = base, .t = t, .jobs = jobs, .gap_ms = gap_ms};
+    d.gap = evtimer_new(base, on_gap, &d);
+    if (alt) {
+        d.alt = (sk_delivery_rcpt){.addr = alt};
+        d.alt_domain = strrchr(alt, '@') ? strrchr(alt, '@') + 1 : alt;
+    }
     d.job = (sk_delivery){.env = &env,
                           .body_path = message,
                           .domain = at ? at + 1 : rcpts[0],
@@ -388,6 +418,7 @@ static int drive(int argc, char **argv)
                           .nrcpts = nrcpts};
     submit(&d);
     if (d.done < d.jobs) event_base_dispatch(base);
+    event_free(d.gap);
     sk_transport_free(t);
     event_base_free(base);
     return d.done == d.jobs ? 0 : 1;

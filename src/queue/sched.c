@@ -1,0 +1,63 @@
+/* Message priorities: settings per sender or authenticated user, and
+ * MT-PRIORITY (RFC 6710) from the envelope. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "queue/queue_int.h"
+
+/* RFC 6710 2: priorities run from -9 to 9. */
+#define PRIORITY_MIN (-9)
+#define PRIORITY_MAX 9
+
+sk_err sk_queue_priority_parse(const char *s, sk_queue_priority_rule *out, sk_error *err)
+{
+    sk_error_clear(err);
+    memset(out, 0, sizeof *out);
+    const char *eq = s ? strrchr(s, '=') : NULL;
+    if (!eq)
+        return sk_error_set(err, SK_ERR_SYNTAX, SK_STEP_NONE,
+                            "priority: expected SENDER=N or auth:USER=N");
+    const char *m = s;
+    if (!strncasecmp(m, "auth:", 5)) {
+        out->auth = 1;
+        m += 5;
+    }
+    size_t n = (size_t)(eq - m);
+    if (!n || n >= sizeof out->match || memchr(m, ' ', n))
+        return sk_error_set(err, SK_ERR_SYNTAX, SK_STEP_NONE, "priority: bad match in \"%s\"", s);
+    memcpy(out->match, m, n);
+    out->match[n] = '\0';
+    errno = 0;
+    char *end;
+    long p = strtol(eq + 1, &end, 10);
+    if (errno || end == eq + 1 || *end || p < PRIORITY_MIN || p > PRIORITY_MAX)
+        return sk_error_set(err, SK_ERR_SYNTAX, SK_STEP_NONE,
+                            "priority: \"%s\": the value must be from -9 to 9", s);
+    out->priority = (int)p;
+    return SK_OK;
+}
+
+static int sender_matches(const char *match, const char *sender)
+{
+    if (!sender || !*sender) return 0;
+    if (strchr(match, '@')) return !strcasecmp(match, sender);
+    const char *at = strrchr(sender, '@');
+    return at && !strcasecmp(match, at + 1);
+}
+
+int sk_queue_priority_of(const sk_spool_envelope *env, const sk_queue_priority_rule *rules,
+                         size_t nrules)
+{
+    for (size_t i = 0; i < nrules; i++) {
+        const sk_queue_priority_rule *r = &rules[i];
+        int hit = r->auth ? env->auth_user && !strcasecmp(r->match, env->auth_user)
+                          : sender_matches(r->match, env->sender);
+        if (hit) return r->priority;
+    }
+    if (env->mail.has_priority && env->mail.priority >= PRIORITY_MIN &&
+        env->mail.priority <= PRIORITY_MAX)
+        return env->mail.priority;
+    return 0;
+}

@@ -86,25 +86,40 @@ int sk_mx_tls_required(const char *const *list, size_t n, const char *domain)
 int sk_mx_route_failure(const sk_route *route, sk_reply *out)
 {
     const char *d = route->domain ? route->domain : "";
+    /* The resolver's own status wins (e.g. 5.1.2 for a domain with
+     * neither MX nor address); these are the defaults. */
+    const char *def = "4.4.3";
+    int code = 550;
     switch (route->status) {
     case SK_ROUTE_OK:
         return 0;
     case SK_ROUTE_NULL_MX:
-        /* RFC 7505 3: the domain declares that it accepts no mail. */
-        *out = sk_reply_make(550, "5.1.10", "%s does not accept mail (null MX)", d);
-        return 1;
+        def = "5.1.10";
+        break;
     case SK_ROUTE_NXDOMAIN:
-        *out = sk_reply_make(550, "5.1.2", "domain not found: %s", d);
-        return 1;
+        def = "5.1.2";
+        break;
     case SK_ROUTE_NO_ADDRESS:
-        *out = sk_reply_make(550, "5.4.4", "no address for the mail hosts of %s", d);
-        return 1;
+        def = "5.4.4";
+        break;
     case SK_ROUTE_TEMPFAIL:
     default:
-        *out = sk_reply_make(451, "4.4.3", "DNS lookup for %s failed: %s", d,
-                             route->text[0] ? route->text : "temporary failure");
-        return 1;
+        code = 451;
+        break;
     }
+    const char *enh = route->enhanced[0] && route->enhanced[0] == def[0] ? route->enhanced : def;
+    if (route->status == SK_ROUTE_NULL_MX)
+        /* RFC 7505 3: the domain declares that it accepts no mail. */
+        *out = sk_reply_make(code, enh, "%s does not accept mail (null MX)", d);
+    else if (route->status == SK_ROUTE_NXDOMAIN)
+        *out = sk_reply_make(code, enh, "domain not found: %s", d);
+    else if (route->status == SK_ROUTE_NO_ADDRESS)
+        *out = sk_reply_make(code, enh, "no address for the mail hosts of %s%s%s", d,
+                             route->text[0] ? ": " : "", route->text);
+    else
+        *out = sk_reply_make(code, enh, "DNS lookup for %s failed%s%s", d,
+                             route->text[0] ? ": " : "", route->text);
+    return 1;
 }
 
 sk_reply sk_mx_tally_reply(const sk_mx_tally *t, const char *domain)

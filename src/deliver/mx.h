@@ -56,7 +56,8 @@ SK_NODISCARD sk_err sk_mx_destination_key(const sk_route *route, sk_buf *out);
 /* 1 when domain is in the TLS-required list (see the options). */
 int sk_mx_tls_required(const char *const *list, size_t n, const char *domain);
 
-/* The reply every recipient gets when the route itself is a failure:
+/* The reply every recipient gets when the route itself is a failure (the
+ * resolver's enhanced status when it set one of the right class):
  * null MX 550 5.1.10 (RFC 7505 3), NXDOMAIN 550 5.1.2, no address 550
  * 5.4.4, DNS failure 451 4.4.3. Returns 0 (and leaves *out) for an OK
  * route. */

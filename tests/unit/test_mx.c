@@ -135,18 +135,25 @@ static void test_route_failure(void **state)
     (void)state;
     static const struct {
         sk_route_status st;
+        const char *route_enhanced; /* what the resolver set */
         int fails;
         int code;
         const char *enhanced;
     } cases[] = {
-        {SK_ROUTE_OK, 0, 0, ""},
-        {SK_ROUTE_NULL_MX, 1, 550, "5.1.10"},
-        {SK_ROUTE_NXDOMAIN, 1, 550, "5.1.2"},
-        {SK_ROUTE_NO_ADDRESS, 1, 550, "5.4.4"},
-        {SK_ROUTE_TEMPFAIL, 1, 451, "4.4.3"},
+        {SK_ROUTE_OK, "", 0, 0, ""},
+        {SK_ROUTE_NULL_MX, "", 1, 550, "5.1.10"},
+        {SK_ROUTE_NULL_MX, "5.1.10", 1, 550, "5.1.10"},
+        {SK_ROUTE_NXDOMAIN, "", 1, 550, "5.1.2"},
+        {SK_ROUTE_NO_ADDRESS, "", 1, 550, "5.4.4"},
+        /* No MX and no address: the resolver says 5.1.2. */
+        {SK_ROUTE_NO_ADDRESS, "5.1.2", 1, 550, "5.1.2"},
+        {SK_ROUTE_TEMPFAIL, "", 1, 451, "4.4.3"},
+        /* A status of the wrong class is not taken. */
+        {SK_ROUTE_TEMPFAIL, "5.1.2", 1, 451, "4.4.3"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sk_route *r = route_of(cases[i].st, "x.test", 0, NULL);
+        snprintf(r->enhanced, sizeof r->enhanced, "%s", cases[i].route_enhanced);
         sk_reply rep = {.code = 0};
         assert_int_equal(sk_mx_route_failure(r, &rep), cases[i].fails);
         assert_int_equal(rep.code, cases[i].code);

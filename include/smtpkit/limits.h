@@ -117,6 +117,10 @@
 /* Classification rules file: line length and rule count. */
 #define SK_RULES_LINE_MAX_OCTETS 1024
 #define SK_RULES_MAX             1000
+/* A rule's regex, as copies of its parts once repetitions are unrolled
+ * (src/deliver/classify.c): far above any useful pattern, far below what
+ * makes regcomp take seconds or gigabytes. */
+#define SK_RULES_REGEX_COST_MAX 10000
 
 /* Tracking store (src/track). Events are batched in memory and written in
  * one transaction: this many, or this long after the first, whichever comes

@@ -204,6 +204,115 @@ static const char *parse_action(const char *v, const char *for_dur, sk_traffic_a
     return "unknown action (want suspend:DURATION or rate:N/UNIT for DURATION)";
 }
 
+/* glibc's regcomp copies a sub-expression for each repetition it unrolls
+ * ("a+" becomes "aa*", "a{3}" becomes "aaa"), so repetitions that nest or
+ * follow one another ("u+++++...", "((a*)+)+") grow its tree, and the
+ * time and memory to compile it, exponentially: a 200-octet rule can take
+ * gigabytes. Estimate that size first and refuse what is past
+ * SK_RULES_REGEX_COST_MAX. POSIX 9.4.6 leaves adjacent duplication
+ * symbols undefined anyway. The estimate follows the ERE grammar loosely;
+ * regcomp still reports real syntax errors. */
+typedef struct re_scan {
+    const char *p;
+    int depth;
+} re_scan;
+
+static uint64_t re_cap(uint64_t v)
+{
+    return v > SK_RULES_REGEX_COST_MAX ? SK_RULES_REGEX_COST_MAX + 1 : v;
+}
+
+static uint64_t re_alternation(re_scan *s);
+
+/* One atom: a group, a bracket expression, an escaped or plain octet. */
+static uint64_t re_atom(re_scan *s)
+{
+    if (*s->p == '(') {
+        s->p++;
+        /* Groups nest only as deep as the line is long; bound the stack. */
+        if (++s->depth > 64) return SK_RULES_REGEX_COST_MAX + 1;
+        uint64_t c = re_alternation(s);
+        s->depth--;
+        if (*s->p == ')') s->p++;
+        return c;
+    }
+    if (*s->p == '[') {
+        s->p++;
+        if (*s->p == '^') s->p++;
+        if (*s->p == ']') s->p++;
+        while (*s->p && *s->p != ']') {
+            /* "[:alpha:]", "[.x.]", "[=e=]" may hold a ']'. */
+            if (s->p[0] == '[' && s->p[1] && strchr(":.=", s->p[1])) {
+                char end = s->p[1];
+                s->p += 2;
+                while (*s->p && !(s->p[0] == end && s->p[1] == ']')) s->p++;
+                if (*s->p) s->p += 2;
+            } else {
+                s->p++;
+            }
+        }
+        if (*s->p) s->p++;
+        return 1;
+    }
+    if (*s->p == '\\' && s->p[1]) s->p++;
+    s->p++;
+    return 1;
+}
+
+/* A branch: atoms, each with any number of repetitions, which multiply. */
+static uint64_t re_branch(re_scan *s)
+{
+    uint64_t total = 0;
+    while (*s->p && *s->p != '|' && *s->p != ')') {
+        uint64_t c = re_atom(s);
+        for (;;) {
+            if (*s->p == '*' || *s->p == '+' || *s->p == '?') {
+                s->p++;
+                c = re_cap(c * 2);
+            } else if (*s->p == '{' && isdigit((unsigned char)s->p[1])) {
+                /* {m}, {m,} and {m,n}: up to max(m, n) + 1 copies. */
+                char *end;
+                unsigned long m = strtoul(s->p + 1, &end, 10), n = m;
+                if (*end == ',') {
+                    end++;
+                    if (isdigit((unsigned char)*end)) n = strtoul(end, &end, 10);
+                }
+                if (*end != '}') break;
+                s->p = end + 1;
+                unsigned long most = m > n ? m : n;
+                c = re_cap(c * (most >= SK_RULES_REGEX_COST_MAX ? SK_RULES_REGEX_COST_MAX + 1
+                                                                : (uint64_t)most + 1));
+            } else {
+                break;
+            }
+        }
+        total = re_cap(total + c);
+    }
+    return total;
+}
+
+static uint64_t re_alternation(re_scan *s)
+{
+    uint64_t total = re_branch(s);
+    while (*s->p == '|') {
+        s->p++;
+        total = re_cap(total + re_branch(s));
+    }
+    return total;
+}
+
+/* 1 when the regex is small enough to compile. */
+static int re_affordable(const char *re)
+{
+    re_scan s = {re, 0};
+    uint64_t total = 0;
+    while (*s.p) {
+        total = re_cap(total + re_alternation(&s));
+        if (*s.p == ')') s.p++; /* unbalanced: regcomp will say so */
+    }
+    return total <= SK_RULES_REGEX_COST_MAX;
+}
+
 /* One rule line into out; returns NULL or what is wrong. buf is the line
  * (modified in place). */
 static const char *parse_rule(char *p, rule *out, char *regerr, size_t regerr_size)
@@ -237,6 +346,8 @@ static const char *parse_rule(char *p, rule *out, char *regerr, size_t regerr_si
                 *w++ = *r;
             }
             *w = '\0';
+            if (!re_affordable(val + 1))
+                return "text regex too complex (nested or stacked repetition)";
             int rc = regcomp(&out->re, val + 1, flags);
             if (rc) {
                 regerror(rc, &out->re, regerr, regerr_size);

@@ -199,6 +199,16 @@ static const struct {
      "f.conf:1: bad rate unit (want s, m, h or d)"},
     {"class=throttled code=421 action=slow\n",
      "f.conf:1: unknown action (want suspend:DURATION or rate:N/UNIT for DURATION)"},
+    /* Regexes whose unrolled repetitions would make regcomp take seconds
+     * or gigabytes (found by fuzz_rules). */
+    {"class=other text=/u++++++++++++++++/\n",
+     "f.conf:1: text regex too complex (nested or stacked repetition)"},
+    {"class=other text=/((a*){100}){100}/\n",
+     "f.conf:1: text regex too complex (nested or stacked repetition)"},
+    {"class=other text=/x{99999999999999999999}/\n",
+     "f.conf:1: text regex too complex (nested or stacked repetition)"},
+    {"class=other text=/([[:alpha:]]+)+((b|c)*)+(d?)+[]+(]{9999}/\n",
+     "f.conf:1: text regex too complex (nested or stacked repetition)"},
 };
 
 static void test_bad_rules(void **state)
@@ -213,6 +223,13 @@ static void test_bad_rules(void **state)
         if (strcmp(err.text, bad_cases[i].error) != 0)
             fail_msg("case %zu: got \"%s\"", i, err.text);
     }
+    /* Repetition in moderation is fine. */
+    sk_rules *ok;
+    const char *fine = "class=policy text=/(spam|block(ed)?|listed)+ .{0,50}zen|a{1,100}/i\n";
+    assert_int_equal(sk_rules_parse(fine, strlen(fine), "f.conf", &ok, NULL), SK_OK);
+    sk_rule_match m = sk_rules_match(ok, 554, NULL, "Blocked, listed at zen.example");
+    assert_true(m.matched);
+    sk_rules_free(ok);
     /* A regex that does not compile reports regcomp's reason on its line. */
     sk_rules *rs;
     sk_error err;

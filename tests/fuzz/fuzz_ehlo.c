@@ -1,6 +1,7 @@
 /* Fuzz target: what the client reads out of server replies: the EHLO
  * extension list (RFC 5321 4.1.1.1) and the queue ID in a final reply. */
 #include "client/client_int.h"
+#include <smtpkit/sasl.h>
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -41,6 +42,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (strchr(info.auth, '\n')) abort();
     if (info.size_max && !(info.ext & SK_CLIENT_EXT_SIZE)) abort();
     if (info.auth[0] && !(info.ext & SK_CLIENT_EXT_AUTH)) abort();
+
+    /* The mechanism chosen from what the server offered is one it offered. */
+    static const char *const wanted[] = {NULL, "PLAIN", "login", "XOAUTH2", "CRAM-MD5", "BOGUS"};
+    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
+        for (int token = 0; token < 2; token++) {
+            sk_sasl_mech m = sk_sasl_choose(info.auth, wanted[i], token);
+            if ((unsigned)m >= SK_SASL__COUNT) abort();
+            if (m == SK_SASL_NONE) continue;
+            if ((m == SK_SASL_XOAUTH2) != token || !strcasestr(info.auth, sk_sasl_mech_name(m)))
+                abort();
+        }
+    }
 
     check_queue_id(text, 64);
     check_queue_id(text, 9);

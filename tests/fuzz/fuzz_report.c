@@ -1,6 +1,7 @@
 /* Fuzz target: reading delivery status notifications and ARF complaints
  * (RFC 3464, RFC 5965, RFC 6522) from whole messages. */
 #include <smtpkit/dsn.h>
+#include <smtpkit/suppress.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const sk_report_rcpt *rc = &r->rcpts[i];
         if (rc->action < -1 || rc->action >= SK_DSN_ACTION__COUNT) abort();
         check_str(rc->final_recipient);
+        /* Bounced addresses go to the suppression list in normal form. */
+        sk_buf norm = SK_BUF_INIT(SK_SMTP_PATH_MAX_OCTETS + 1);
+        if (rc->final_recipient && sk_suppress_normalize(rc->final_recipient, &norm) == SK_OK) {
+            if (norm.len > strlen(rc->final_recipient) || !memchr(norm.data, '@', norm.len))
+                abort();
+        }
+        sk_buf_free(&norm);
         check_str(rc->original_recipient);
         check_str(rc->status);
         check_str(rc->diagnostic);

@@ -1,0 +1,169 @@
+/* Unit tests for the queue's rates: token bucket arithmetic (exact
+ * intervals, burst, idle time not banked), the --rate-limit syntax, and
+ * which rate a destination gets (per-domain override, default). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "queue/queue_int.h"
+
+/* A bucket run over a sequence of (time, expected wait); a 0 wait takes. */
+typedef struct step {
+    int64_t at_ms;
+    uint64_t wait_ms;
+} step;
+
+static const struct {
+    const char *name;
+    sk_queue_rate rate;
+    step steps[8];
+    size_t n;
+} bucket_cases[] = {
+    {"10/s, burst 1: 100 ms apart",
+     {10, 1000, 0},
+     {{1000, 0}, {1000, 100}, {1050, 50}, {1100, 0}, {1150, 50}, {1200, 0}},
+     6},
+    {"3/s: 333.33 ms intervals, waits rounded up to the next ms",
+     {3, 1000, 0},
+     {{0, 0}, {1, 333}, {334, 0}, {334, 334}, {668, 0}, {668, 334}, {1001, 1}, {1002, 0}},
+     8},
+    {"100/m: 600 ms", {100, 60000, 0}, {{5000, 0}, {5000, 600}, {5599, 1}, {5600, 0}}, 4},
+    {"burst 3 lets three go at once, then paces",
+     {1, 1000, 3},
+     {{0, 0}, {0, 0}, {0, 0}, {0, 1000}, {1000, 0}, {1000, 1000}},
+     6},
+    {"idle time is not banked beyond the burst",
+     {1, 1000, 1},
+     {{0, 0}, {60000, 0}, {60000, 1000}, {60999, 1}},
+     4},
+    {"count 0: no limit", {0, 1000, 0}, {{0, 0}, {0, 0}, {0, 0}}, 3},
+    {"1/h", {1, 3600000, 0}, {{10, 0}, {3600009, 1}, {3600010, 0}}, 3},
+};
+
+static void test_bucket(void **state)
+{
+    for (size_t c = 0; c < sizeof bucket_cases / sizeof bucket_cases[0]; c++) {
+        sk_bucket b = {.rate = bucket_cases[c].rate};
+        for (size_t i = 0; i < bucket_cases[c].n; i++) {
+            const step *s = &bucket_cases[c].steps[i];
+            uint64_t w = sk_bucket_wait(&b, s->at_ms);
+            if (w != s->wait_ms)
+                fail_msg("%s: step %zu at %lld: wait %llu, want %llu", bucket_cases[c].name, i,
+                         (long long)s->at_ms, (unsigned long long)w,
+                         (unsigned long long)s->wait_ms);
+            if (!w) sk_bucket_take(&b, s->at_ms);
+        }
+    }
+}
+
+/* Over a long run at the paced speed, exactly count per period go. */
+static void test_bucket_long_run(void **state)
+{
+    static const sk_queue_rate rates[] = {{10, 1000, 0}, {7, 1000, 0}, {100, 60000, 0}};
+    for (size_t c = 0; c < sizeof rates / sizeof rates[0]; c++) {
+        sk_bucket b = {.rate = rates[c]};
+        unsigned sent = 0;
+        /* Ten periods, asking every millisecond. */
+        for (int64_t t = 0; t < (int64_t)rates[c].per_ms * 10; t++)
+            if (!sk_bucket_wait(&b, t)) {
+                sk_bucket_take(&b, t);
+                sent++;
+            }
+        assert_int_equal(sent, rates[c].count * 10);
+    }
+}
+
+static const struct {
+    const char *in;
+    sk_err want;
+    const char *domain;
+    unsigned count;
+    uint64_t per_ms;
+} parse_cases[] = {
+    {"example.com=100/m", SK_OK, "example.com", 100, 60000},
+    {"Example.COM=5/s", SK_OK, "example.com", 5, 1000},
+    {"default=10/s", SK_OK, "", 10, 1000},
+    {"20/h", SK_OK, "", 20, 3600000},
+    {"mx.example.net=3/min", SK_OK, "mx.example.net", 3, 60000},
+    {"a.b=1/hour", SK_OK, "a.b", 1, 3600000},
+    {"a.b=1/sec", SK_OK, "a.b", 1, 1000},
+    {"example.com=0/m", SK_ERR_SYNTAX, NULL, 0, 0},
+    {"example.com=100", SK_ERR_SYNTAX, NULL, 0, 0},
+    {"example.com=100/d", SK_ERR_SYNTAX, NULL, 0, 0},
+    {"example.com=-1/s", SK_ERR_SYNTAX, NULL, 0, 0},
+    {"example.com=10/s/", SK_ERR_SYNTAX, NULL, 0, 0},
+    {"=10/s", SK_ERR_SYNTAX, NULL, 0, 0},
+    {"exa mple.com=10/s", SK_ERR_SYNTAX, NULL, 0, 0},
+    {"example.com=", SK_ERR_SYNTAX, NULL, 0, 0},
+    {"example.com=99999999/s", SK_ERR_SYNTAX, NULL, 0, 0},
+    {"", SK_ERR_SYNTAX, NULL, 0, 0},
+};
+
+static void test_rate_parse(void **state)
+{
+    for (size_t c = 0; c < sizeof parse_cases / sizeof parse_cases[0]; c++) {
+        sk_queue_rate_rule r;
+        sk_error err;
+        sk_err e = sk_queue_rate_parse(parse_cases[c].in, &r, &err);
+        if (e != parse_cases[c].want) fail_msg("\"%s\": got %d", parse_cases[c].in, (int)e);
+        if (e) {
+            assert_true(err.text[0] != '\0');
+            continue;
+        }
+        assert_string_equal(r.domain, parse_cases[c].domain);
+        assert_int_equal(r.rate.count, parse_cases[c].count);
+        assert_int_equal(r.rate.per_ms, parse_cases[c].per_ms);
+    }
+    sk_error err;
+    sk_queue_rate_rule r;
+    assert_int_equal(sk_queue_rate_parse(NULL, &r, &err), SK_ERR_SYNTAX);
+}
+
+static void test_rate_for(void **state)
+{
+    sk_queue_rate_rule rules[3];
+    sk_error err;
+    assert_int_equal(sk_queue_rate_parse("big.example=100/m", &rules[0], &err), SK_OK);
+    assert_int_equal(sk_queue_rate_parse("default=10/s", &rules[1], &err), SK_OK);
+    assert_int_equal(sk_queue_rate_parse("big.example=1/h", &rules[2], &err), SK_OK);
+    sk_queue_opts o = {.rate_rules = rules, .nrate_rules = 3, .rate_default = {5, 1000, 0}};
+    static const struct {
+        const char *domain;
+        unsigned count;
+        uint64_t per_ms;
+        int overridden;
+    } cases[] = {
+        {"big.example", 100, 60000, 1}, /* the first rule naming it */
+        {"BIG.example", 100, 60000, 1},
+        {"other.example", 10, 1000, 0}, /* "default=" beats rate_default */
+        {"sub.big.example", 10, 1000, 0},
+        {NULL, 10, 1000, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int ov = -1;
+        sk_queue_rate r = sk_queue_rate_for(&o, cases[c].domain, &ov);
+        assert_int_equal(r.count, cases[c].count);
+        assert_int_equal(r.per_ms, cases[c].per_ms);
+        assert_int_equal(ov, cases[c].overridden);
+    }
+    /* Without a "default=" rule, rate_default applies. */
+    o.nrate_rules = 1;
+    sk_queue_rate r = sk_queue_rate_for(&o, "other.example", NULL);
+    assert_int_equal(r.count, 5);
+    assert_int_equal(r.per_ms, 1000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_bucket_long_run),
+        cmocka_unit_test(test_rate_parse),
+        cmocka_unit_test(test_rate_for),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

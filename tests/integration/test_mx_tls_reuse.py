@@ -6,8 +6,9 @@ test CA, DNS from dns_server.py.
 Covers opportunistic STARTTLS recorded with version and cipher (verified
 or not), TLS required for a domain (next MX, or 4.7.10 when no host gives
 it), several jobs over one connection (counted at the peer), the
-messages-per-connection limit, the idle timeout, and two domains with the
-same MX host set sharing a connection.
+messages-per-connection limit, the idle timeout, a kept connection the
+host closed, and two domains with the same MX host set sharing a
+connection.
 """
 
 import os
@@ -17,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
 from dns_server import DNSTestServer  # noqa: E402
-from mx_peers import DRIVER, MXHost, deliver, write_message  # noqa: E402
+from mx_peers import DRIVER, Closer, MXHost, deliver, write_message  # noqa: E402
 from send_peer import Runner, expect  # noqa: E402
 
 # 127.0.0.1: plain MX host; 127.0.0.7: STARTTLS with a certificate for
@@ -36,6 +37,8 @@ ZONE = {
     "b.prov.test": {"MX": [[10, "mx2.prov.test"], [20, "mx1.prov.test"]]},
     "mx1.prov.test": {"A": ["127.0.0.1"]},
     "mx2.prov.test": {"A": ["127.0.0.2"]},
+    "closer.test": {"MX": [[10, "mx.closer.test"]]},
+    "mx.closer.test": {"A": ["127.0.0.8"]},
 }
 
 TLS_DESC = re.compile(r"^TLSv1\.[23] [A-Z0-9_-]+$")
@@ -52,7 +55,8 @@ def main():
     try:
         with DNSTestServer(ZONE) as dns, \
                 MXHost("127.0.0.1", port, "plain.req.test") as plain, \
-                MXHost("127.0.0.7", port, "mx.tls.test", cert=cert) as tls:
+                MXHost("127.0.0.7", port, "mx.tls.test", cert=cert) as tls, \
+                Closer("127.0.0.8", port) as closer:
 
             def go(rcpts, *extra):
                 return deliver(dns, port, rcpts, msg, "--ca-file", ca.cert, *extra)
@@ -142,6 +146,14 @@ def main():
                 expect(all(j["rcpts"][0]["status"] == "ok" for j in res), "delivered", r)
                 expect(plain.connections == c + 2,
                        "a new connection after the idle time: %d" % (plain.connections - c), r)
+
+            @run.case
+            def reused_connection_closed_by_host():
+                # RSET finds the kept session dead: a new one, no failure.
+                res, r = go(["u@closer.test"], "--jobs", "3")
+                expect([j["rcpts"][0]["status"] for j in res] == ["ok"] * 3, "delivered", r)
+                expect(closer.messages == 3 and closer.connections == 3,
+                       "%d messages over %d connections" % (closer.messages, closer.connections))
 
             @run.case
             def same_destination_shares_connection():

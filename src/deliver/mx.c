@@ -195,7 +195,7 @@ struct mx {
     char **tls_required;
     size_t ntls_required;
     unsigned short port;
-    unsigned idle_ms, max_per_conn, connect_timeout_ms, command_timeout_ms;
+    unsigned idle_ms, max_per_conn, connect_timeout_ms, greeting_timeout_ms, command_timeout_ms;
     sk_logger log;
 
     struct event_base *base;
@@ -371,6 +371,7 @@ static mx_conn *connect_route(mx *m, const mx_job *j, sk_mx_tally *tally)
                     .connect_address = ip,
                     .helo_name = m->helo_name,
                     .connect_timeout_ms = m->connect_timeout_ms,
+                    .greeting_timeout_ms = m->greeting_timeout_ms,
                     .command_timeout_ms = m->command_timeout_ms,
                     .log = m->log,
                 };
@@ -982,6 +983,7 @@ sk_transport *sk_mx_transport_new(const sk_mx_transport_opts *o, struct event_ba
     m->max_per_conn = o->max_messages_per_connection ? o->max_messages_per_connection
                                                      : SK_MX_MSGS_PER_CONN_DEFAULT;
     m->connect_timeout_ms = o->connect_timeout_ms;
+    m->greeting_timeout_ms = o->greeting_timeout_ms;
     m->command_timeout_ms = o->command_timeout_ms;
     m->log = o->log;
     pthread_mutex_init(&m->mu, NULL);

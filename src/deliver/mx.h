@@ -33,6 +33,7 @@ typedef struct sk_mx_transport_opts {
     unsigned idle_ms;
     /* Client timeouts; 0 = the RFC 5321 4.5.3.2 defaults. */
     unsigned connect_timeout_ms;
+    unsigned greeting_timeout_ms;
     unsigned command_timeout_ms;
     /* Domains whose MX hosts must give verified TLS: "example.com" matches
      * that domain, ".example.com" its subdomains. Case-insensitive. */

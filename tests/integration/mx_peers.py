@@ -65,7 +65,8 @@ class MXHost:
 
 class Greeter:
     """A host that answers every connection with one greeting (421 busy,
-    554 go away), then QUIT's answer, and closes; counts connections."""
+    554 go away), then QUIT's answer, and closes; with greeting None it
+    says nothing at all. Counts connections."""
 
     def __init__(self, host, port, greeting):
         self.greeting = greeting
@@ -100,6 +101,11 @@ class Greeter:
             with conn:
                 try:
                     conn.settimeout(5)
+                    if self.greeting is None:
+                        # Silent: hold the connection until the client gives up.
+                        while conn.recv(512):
+                            pass
+                        continue
                     conn.sendall(self.greeting.encode() + b"\r\n")
                     if conn.recv(512).upper().startswith(b"QUIT"):
                         conn.sendall(b"221 bye\r\n")

@@ -6,8 +6,9 @@ sharing one port, with DNS from dns_server.py.
 Covers preference order, fallback to the next MX on a refused connection
 and on a 421 greeting, the implicit MX (A/AAAA) with IPv4 to IPv6
 fallback, null MX and NXDOMAIN without any connection, DNS failure,
-every host unreachable, every host refusing with 5xx, per-recipient RCPT
-results in one transaction, and shared destination keys.
+every host unreachable, every host refusing with 5xx, a silent host (next
+MX after the timeout), per-recipient RCPT results in one transaction,
+cancel, and shared destination keys.
 """
 
 import os
@@ -20,7 +21,7 @@ from mx_peers import DRIVER, Greeter, MXHost, deliver, route_keys, write_message
 from send_peer import Runner, expect, have_ipv6_loopback  # noqa: E402
 
 # 127.0.0.1, .2, .5: MX hosts; .3: nobody listens (refused); .4: greets
-# 421; .6: greets 554.
+# 421; .6: greets 554; .9: says nothing.
 ZONE = {
     "order.test": {"MX": [[20, "mx2.order.test"], [10, "mx1.order.test"]]},
     "mx1.order.test": {"A": ["127.0.0.2"]},
@@ -42,6 +43,11 @@ ZONE = {
     "a.deny.test": {"A": ["127.0.0.6"]},
     "b.deny.test": {"A": ["127.0.0.6"]},
     "halfdeny.test": {"MX": [[10, "a.deny.test"], [20, "a.dead.test"]]},
+    "slow.test": {"MX": [[10, "silent.slow.test"], [20, "mx.slow.test"]]},
+    "silent.slow.test": {"A": ["127.0.0.9"]},
+    "mx.slow.test": {"A": ["127.0.0.1"]},
+    "silentonly.test": {"MX": [[10, "silent.slow.test"]]},
+    "dropped.test": {"DROP": True},
     # Two domains at one provider, listed in different orders; one elsewhere.
     "a.prov.test": {"MX": [[10, "mx1.prov.test"], [20, "MX2.prov.test"]]},
     "b.prov.test": {"MX": [[5, "mx2.prov.test"], [5, "mx1.prov.test"]]},
@@ -64,7 +70,8 @@ def main():
                 MXHost("127.0.0.2", port, "mx1.order.test") as h2, \
                 MXHost("127.0.0.5", port, "mx.busy.test") as h5, \
                 Greeter("127.0.0.4", port, "421 4.3.2 busy.busy.test too busy") as g421, \
-                Greeter("127.0.0.6", port, "554 5.7.1 go away") as g554:
+                Greeter("127.0.0.6", port, "554 5.7.1 go away") as g554, \
+                Greeter("127.0.0.9", port, None) as silent:
             h6 = MXHost("::1", port, "v6.test") if v6 else None
             if h6:
                 h6.__enter__()
@@ -196,6 +203,27 @@ def main():
                 expect(h1.messages[-1]["rcpt_tos"] == ["good1@refused.test", "good2@refused.test"],
                        "accepted recipients in it: %s" % h1.messages[-1]["rcpt_tos"])
                 expect(len(h2.messages) == before, "nothing to 127.0.0.2")
+
+            @run.case
+            def next_mx_on_timeout():
+                c = silent.connections
+                res, r = one("slow.test", None, "--timeout-ms", "1000")
+                expect(res["rcpts"][0]["status"] == "ok", "delivered", r)
+                expect(res["remote_host"] == "mx.slow.test[127.0.0.1]:%d" % port,
+                       "second MX after the silent one: %s" % res["remote_host"], r)
+                expect(silent.connections == c + 1, "the silent host was tried")
+
+            @run.case
+            def cancel_drops_results():
+                # A job in a worker (waiting for a greeting), and one in DNS
+                # (no answer): after cancel, neither reports.
+                for dom in ("silentonly.test", "dropped.test"):
+                    r = sktest.run([DRIVER, "deliver", "--dns", dns.address, "--mx-port", port,
+                                    "--from", "a@sender.test", "--rcpt", "u@" + dom,
+                                    "--message", msg, "--timeout-ms", "1000",
+                                    "--cancel-ms", "300"], timeout=60)
+                    expect(r.returncode == 0 and r.stdout == "",
+                           "%s: no result after cancel" % dom, r)
 
             @run.case
             def destination_keys():

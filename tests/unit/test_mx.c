@@ -225,6 +225,8 @@ typedef struct driver {
     unsigned jobs, done;
     unsigned gap_ms; /* pause between jobs */
     struct event *gap;
+    int cancelled;
+    unsigned linger_ms;
     char queue_id[32];
 } driver;
 
@@ -240,6 +242,20 @@ static void on_gap(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     submit(arg);
+}
+
+/* Shutdown in the middle of a job: after cancel, done must not come. */
+static void on_cancel(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    driver *d = arg;
+    d->t->cancel(d->t);
+    d->cancelled = 1;
+    /* Keep the loop running past the job's own timeouts, so a result
+     * that was not dropped would arrive. */
+    struct timeval tv = {d->linger_ms / 1000, (d->linger_ms % 1000) * 1000};
+    event_base_loopexit(d->base, &tv);
 }
 
 static void on_done(void *ctx, const sk_delivery_result *res)
@@ -322,7 +338,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: test_mx deliver --dns IP:PORT [--mx-port N] --from ADDR --rcpt ADDR... "
                     "--message FILE [--jobs N] [--alt-rcpt ADDR] [--gap-ms N] [--max-per-conn N] "
-                    "[--idle-ms N] [--workers N] "
+                    "[--idle-ms N] [--workers N] [--cancel-ms N] "
                     "[--tls-required DOMAIN]... [--ca-file F] [--timeout-ms N]\n"
                     "       test_mx key --dns IP:PORT DOMAIN...\n");
     return 64;
@@ -334,7 +350,7 @@ static int drive(int argc, char **argv)
     const char *from = NULL, *message = NULL, *alt = NULL;
     const char *rcpts[16], *tls_req[8], *domains[16];
     size_t nrcpts = 0, ntls = 0, ndomains = 0;
-    unsigned jobs = 1, timeout_ms = 3000, gap_ms = 0;
+    unsigned jobs = 1, timeout_ms = 3000, gap_ms = 0, cancel_ms = 0;
     int key_mode = strcmp(argv[1], "key") == 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -369,6 +385,8 @@ static int drive(int argc, char **argv)
             o.ca_file = v;
         else if (!strcmp(a, "--alt-rcpt"))
             alt = v;
+        else if (!strcmp(a, "--cancel-ms"))
+            cancel_ms = (unsigned)atoi(v);
         else if (!strcmp(a, "--gap-ms"))
             gap_ms = (unsigned)atoi(v);
         else if (!strcmp(a, "--timeout-ms"))
@@ -378,7 +396,7 @@ static int drive(int argc, char **argv)
     }
     o.tls_required = tls_req;
     o.ntls_required = ntls;
-    o.connect_timeout_ms = o.command_timeout_ms = timeout_ms;
+    o.connect_timeout_ms = o.greeting_timeout_ms = o.command_timeout_ms = timeout_ms;
     if (!key_mode && (!from || !message || !nrcpts || !jobs)) return usage();
     if (key_mode && !ndomains) return usage();
 
@@ -423,11 +441,19 @@ static int drive(int argc, char **argv)
                           .domain = at ? at + 1 : rcpts[0],
                           .rcpts = dr,
                           .nrcpts = nrcpts};
+    struct event *cancel = evtimer_new(base, on_cancel, &d);
+    d.linger_ms = 2 * timeout_ms + 500;
+    if (cancel_ms) {
+        struct timeval tv = {cancel_ms / 1000, (cancel_ms % 1000) * 1000};
+        evtimer_add(cancel, &tv);
+    }
     submit(&d);
     if (d.done < d.jobs) event_base_dispatch(base);
     event_free(d.gap);
+    event_free(cancel);
     sk_transport_free(t);
     event_base_free(base);
+    if (d.cancelled) return d.done < d.jobs ? 0 : 1;
     return d.done == d.jobs ? 0 : 1;
 }
 

@@ -153,6 +153,7 @@ typedef struct mx_job {
     char *received; /* our Received: header, built on the loop thread */
     unsigned max_per_conn;
     bool tls_required;
+    sk_send_opts send_opts; /* RFC 6710 MT-PRIORITY passed on */
     sk_route *route;
     char *key;
     sk_delivery_done_fn done;
@@ -462,7 +463,7 @@ static bool transact(mx *m, mx_conn *k, mx_job *j, const sk_buf *msg, bool *retr
     sk_error err;
     sk_error_clear(&err);
     sk_err e = sk_client_send(k->c, j->sender, (const char *const *)j->rcpts, j->nrcpts, msg->data,
-                              msg->len, NULL, &res, &err);
+                              msg->len, &j->send_opts, &res, &err);
     bool alive = !connection_lost(e);
     *retry = false;
     if (!alive && k->messages > 0 && res.mail.code == 0) {
@@ -777,6 +778,8 @@ static void mx_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_done
         j->rcpts = sk_calloc(job->nrcpts ? job->nrcpts : 1, sizeof *j->rcpts);
         j->results = sk_calloc(job->nrcpts ? job->nrcpts : 1, sizeof *j->results);
         j->max_per_conn = job->max_per_conn;
+        j->send_opts.has_priority = job->env->mail.has_priority;
+        j->send_opts.priority = job->env->mail.priority;
         j->tls_required =
             sk_mx_tls_required((const char *const *)m->tls_required, m->ntls_required, job->domain);
         j->done = done;

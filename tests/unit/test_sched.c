@@ -1,0 +1,809 @@
+/* Unit tests for queue scheduling and bounces, with a scripted transport
+ * and an injected clock: priorities within a destination, per-destination
+ * connection limits, independence of destinations, throttling by 421,
+ * 4.7.x and rules, provider grouping, priority settings, DSNs on permanent
+ * failure and on expiry (NOTIFY, null sender), and retry state across a
+ * restart. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "deliver/deliver.h"
+#include "queue/queue_int.h"
+
+#define MAX_JOBS 2048
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+/* A job the fake transport was given. */
+typedef struct fjob {
+    char id[SK_SPOOL_ID_SIZE];
+    char domain[64];
+    size_t nrcpts;
+    sk_delivery_done_fn done;
+    void *ctx;
+    int finished;
+    unsigned max_per_conn;
+} fjob;
+
+/* How the fake answers a domain: held until the test finishes the job, or
+ * at once with this reply. */
+typedef struct script {
+    const char *domain;
+    int hold;
+    sk_delivery_status status;
+    int code;
+    const char *enhanced;
+    const char *text;
+} script;
+
+typedef struct harness {
+    char *dir;
+    struct event_base *base;
+    sk_spool *spool;
+    sk_queue *q;
+    sk_transport t;
+    int64_t now;
+    fjob jobs[MAX_JOBS];
+    size_t njobs;
+    const script *scripts;
+    size_t nscripts;
+    /* route_key: domain -> key pairs, NULL-terminated; none = no hook */
+    const char *const (*routes)[2];
+    int route_calls;
+    int ev[8];
+    char dsn_ids[4][SK_SPOOL_ID_SIZE];
+    int ndsn;
+    char last_dest[128];
+    uint64_t last_throttle_ms;
+    sk_class last_class;
+    sk_queue_opts opts;
+} harness;
+
+static harness *fake_h(sk_transport *t)
+{
+    return (harness *)((char *)t - offsetof(harness, t));
+}
+
+static const script *find_script(const harness *h, const char *domain)
+{
+    for (size_t i = 0; i < h->nscripts; i++)
+        if (!strcmp(h->scripts[i].domain, domain)) return &h->scripts[i];
+    return NULL;
+}
+
+static void finish(fjob *j, sk_delivery_status st, int code, const char *enh, const char *text)
+{
+    sk_delivery_rcpt_result rs[8];
+    for (size_t i = 0; i < j->nrcpts && i < 8; i++) {
+        rs[i].status = st;
+        rs[i].reply = sk_reply_make(code, enh, "%s", text);
+    }
+    sk_delivery_result res = {
+        .rcpts = rs, .nrcpts = j->nrcpts, .remote_host = "mx.fake", .tls = "TLSv1.3 FAKE"};
+    j->finished = 1;
+    j->done(j->ctx, &res);
+}
+
+static void fake_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_done_fn done,
+                         void *ctx)
+{
+    harness *h = fake_h(t);
+    assert_true(h->njobs < MAX_JOBS);
+    fjob *j = &h->jobs[h->njobs++];
+    snprintf(j->id, sizeof j->id, "%s", job->queue_id);
+    snprintf(j->domain, sizeof j->domain, "%s", job->domain);
+    j->nrcpts = job->nrcpts;
+    j->done = done;
+    j->ctx = ctx;
+    j->max_per_conn = job->max_per_conn;
+    const script *s = find_script(h, job->domain);
+    if (s && s->hold) return;
+    if (!s)
+        finish(j, SK_DELIVERY_OK, 250, "2.0.0", "ok");
+    else
+        finish(j, s->status, s->code, s->enhanced, s->text);
+}
+
+static void fake_route_key(sk_transport *t, const char *domain, sk_route_key_fn cb, void *ctx)
+{
+    harness *h = fake_h(t);
+    h->route_calls++;
+    for (size_t i = 0; h->routes[i][0]; i++)
+        if (!strcmp(h->routes[i][0], domain)) {
+            cb(ctx, domain, h->routes[i][1]);
+            return;
+        }
+    cb(ctx, domain, NULL);
+}
+
+static int64_t clock_now(void *ctx)
+{
+    return ((harness *)ctx)->now;
+}
+
+static void on_event(void *ctx, const sk_queue_event *ev)
+{
+    harness *h = ctx;
+    h->ev[ev->type]++;
+    if (ev->type == SK_QUEUE_EV_DSN && h->ndsn < 4)
+        snprintf(h->dsn_ids[h->ndsn++], SK_SPOOL_ID_SIZE, "%s", ev->dsn_id);
+    if (ev->destination) snprintf(h->last_dest, sizeof h->last_dest, "%s", ev->destination);
+    if (ev->type == SK_QUEUE_EV_THROTTLED) h->last_throttle_ms = ev->throttle_ms;
+    if (ev->type == SK_QUEUE_EV_BOUNCED || ev->type == SK_QUEUE_EV_DEFERRED) {
+        h->last_class = ev->cls;
+        assert_non_null(ev->tls);
+        assert_int_equal(ev->attempt, ev->env->attempts + 1);
+    }
+}
+
+/* Start (or restart) the queue over a synchronous spool in h->dir, with
+ * h->opts as the caller set them plus the harness hooks. */
+static void start(harness *h)
+{
+    if (!h->dir) {
+        char tmpl[] = "/tmp/sk-sched-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        h->dir = strdup(tmpl);
+        h->now = 1700000000000;
+    }
+    memset(h->ev, 0, sizeof h->ev);
+    h->base = event_base_new();
+    sk_error err;
+    h->spool = sk_spool_open(h->dir, NULL, NULL, &err);
+    assert_non_null(h->spool);
+    h->t = (sk_transport){.name = "fake", .deliver = fake_deliver};
+    if (h->routes) h->t.route_key = fake_route_key;
+    sk_queue_opts o = h->opts;
+    o.remote_transport = &h->t;
+    o.on_event = on_event;
+    o.event_ctx = h;
+    o.now_ms = clock_now;
+    o.clock_ctx = h;
+    o.hostname = "mta.test";
+    h->q = sk_queue_new(h->spool, &o, h->base, &err);
+    assert_non_null(h->q);
+}
+
+static void stop(harness *h)
+{
+    sk_queue_free(h->q);
+    sk_spool_free(h->spool);
+    event_base_free(h->base);
+    h->q = NULL;
+}
+
+static void done_all(harness *h)
+{
+    stop(h);
+    nftw(h->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(h->dir);
+    h->dir = NULL;
+}
+
+/* Run what is due at the injected time (no waiting on real timers). */
+static void pump(harness *h)
+{
+    sk_queue_poke(h->q);
+    for (int i = 0; i < 4; i++) event_base_loop(h->base, EVLOOP_NONBLOCK);
+}
+
+static void advance(harness *h, int64_t ms)
+{
+    h->now += ms;
+    pump(h);
+}
+
+static void on_commit(void *ctx, sk_err err, const char *id)
+{
+    assert_int_equal(err, SK_OK);
+    snprintf(ctx, SK_SPOOL_ID_SIZE, "%s", id);
+}
+
+typedef struct msgspec {
+    const char *sender;
+    const char *rcpts[4];
+    unsigned notify; /* for every recipient */
+    const char *orcpt;
+    const char *envid;
+    int prio; /* MT-PRIORITY when has_prio */
+    int has_prio;
+    const char *auth_user;
+} msgspec;
+
+static void inject(harness *h, const msgspec *s, char id[SK_SPOOL_ID_SIZE])
+{
+    sk_spool_rcpt rs[4] = {0};
+    size_t n = 0;
+    while (n < 4 && s->rcpts[n]) {
+        rs[n].addr = (char *)s->rcpts[n];
+        rs[n].notify = s->notify;
+        rs[n].orcpt = (char *)s->orcpt;
+        n++;
+    }
+    sk_spool_envelope env = {.sender = (char *)(s->sender ? s->sender : "a@sender.test"),
+                             .rcpts = rs,
+                             .nrcpts = n,
+                             .arrival = h->now / 1000,
+                             .auth_user = (char *)s->auth_user,
+                             .esmtp = 1};
+    env.mail.has_priority = s->has_prio;
+    env.mail.priority = s->prio;
+    if (s->envid) snprintf(env.mail.envid, sizeof env.mail.envid, "%s", s->envid);
+    sk_error err;
+    sk_spool_msg *m = sk_spool_begin(h->spool, &env, &err);
+    assert_non_null(m);
+    static const char body[] = "Subject: sched test\r\nMessage-ID: <t@sender.test>\r\n\r\nhi\r\n";
+    assert_int_equal(sk_spool_write(m, body, sizeof body - 1), SK_OK);
+    char tmp[SK_SPOOL_ID_SIZE];
+    sk_spool_commit(m, on_commit, id ? id : tmp);
+}
+
+static size_t started(const harness *h, const char *domain)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->njobs; i++) n += !strcmp(h->jobs[i].domain, domain);
+    return n;
+}
+
+/* The first job to domain not yet finished. */
+static fjob *open_job(harness *h, const char *domain)
+{
+    for (size_t i = 0; i < h->njobs; i++)
+        if (!h->jobs[i].finished && !strcmp(h->jobs[i].domain, domain)) return &h->jobs[i];
+    return NULL;
+}
+
+/* ---- priorities ---- */
+
+static void test_priority_behind_bulk(void **state)
+{
+    harness h = {0};
+    /* One connection, 1 message/s, and the destination starts throttled. */
+    h.opts.dest_max_conns = 1;
+    h.opts.rate_default = (sk_queue_rate){.count = 1, .per_ms = 1000};
+    static const script sc[] = {{"busy.test", 1, 0, 0, NULL, NULL}};
+    h.scripts = sc;
+    h.nscripts = 1;
+    start(&h);
+    for (int i = 0; i < 1000; i++) {
+        msgspec bulk = {.rcpts = {"news@busy.test"}, .has_prio = 1, .prio = -2};
+        inject(&h, &bulk, NULL);
+    }
+    pump(&h);
+    assert_int_equal(started(&h, "busy.test"), 1);
+    /* The receiver says "too many connections": suspended (rule: 10m). */
+    finish(open_job(&h, "busy.test"), SK_DELIVERY_TRANSIENT, 421, "4.7.0",
+           "too many connections, try again later");
+    assert_int_equal(h.ev[SK_QUEUE_EV_THROTTLED], 1);
+    char urgent[SK_SPOOL_ID_SIZE];
+    msgspec hi = {.rcpts = {"ceo@busy.test"}, .has_prio = 1, .prio = 5};
+    inject(&h, &hi, urgent);
+    advance(&h, 60 * 1000);
+    assert_int_equal(started(&h, "busy.test"), 1); /* still suspended */
+    advance(&h, 10 * 60 * 1000);
+    /* Resumed: the urgent message goes first although 999 bulk ones
+     * arrived before it. */
+    assert_int_equal(started(&h, "busy.test"), 2);
+    assert_string_equal(h.jobs[1].id, urgent);
+    finish(&h.jobs[1], SK_DELIVERY_OK, 250, "2.0.0", "ok");
+    advance(&h, 1000);
+    assert_int_equal(started(&h, "busy.test"), 3);
+    assert_string_not_equal(h.jobs[2].id, urgent);
+    finish(&h.jobs[2], SK_DELIVERY_OK, 250, "2.0.0", "ok");
+    done_all(&h);
+}
+
+/* Within a priority, arrival order; higher priorities first. */
+static void test_priority_order(void **state)
+{
+    harness h = {0};
+    h.opts.dest_max_conns = 1;
+    static const script sc[] = {{"one.test", 1, 0, 0, NULL, NULL}};
+    h.scripts = sc;
+    h.nscripts = 1;
+    /* auth user "bulk" is lowered; sender vip@ raised over its MT-PRIORITY. */
+    sk_queue_priority_rule pr[2];
+    sk_error err;
+    assert_int_equal(sk_queue_priority_parse("auth:bulk=-9", &pr[0], &err), SK_OK);
+    assert_int_equal(sk_queue_priority_parse("vip@sender.test=7", &pr[1], &err), SK_OK);
+    h.opts.priority_rules = pr;
+    h.opts.npriority_rules = 2;
+    start(&h);
+    /* A blocker occupies the one connection while the others queue. */
+    msgspec blocker = {.rcpts = {"x@one.test"}};
+    inject(&h, &blocker, NULL);
+    pump(&h);
+    static const struct {
+        msgspec m;
+        int order; /* expected delivery position after the blocker */
+    } cases[] = {
+        {{.rcpts = {"a@one.test"}}, 2},                                                /* 0 */
+        {{.rcpts = {"b@one.test"}, .auth_user = "bulk", .has_prio = 1, .prio = 9}, 5}, /* -9 */
+        {{.rcpts = {"c@one.test"}, .has_prio = 1, .prio = 3}, 1},                      /* 3 */
+        {{.rcpts = {"d@one.test"}}, 3}, /* 0, later */
+        {{.sender = "vip@sender.test", .rcpts = {"e@one.test"}, .has_prio = 1, .prio = -5}, 0},
+        {{.rcpts = {"f@one.test"}, .has_prio = 1, .prio = -1}, 4},
+    };
+    enum { N = sizeof cases / sizeof cases[0] };
+    char ids[N][SK_SPOOL_ID_SIZE];
+    for (size_t i = 0; i < N; i++) {
+        inject(&h, &cases[i].m, ids[i]);
+        h.now += 1; /* distinct arrivals */
+    }
+    pump(&h);
+    for (size_t k = 0; k <= N; k++) {
+        fjob *j = open_job(&h, "one.test");
+        assert_non_null(j);
+        if (k) {
+            size_t want = 0;
+            for (size_t i = 0; i < N; i++)
+                if (cases[i].order == (int)k - 1) want = i;
+            if (strcmp(j->id, ids[want])) fail_msg("position %zu: not case %zu", k - 1, want);
+        }
+        finish(j, SK_DELIVERY_OK, 250, "2.0.0", "ok");
+        pump(&h);
+    }
+    assert_int_equal(sk_queue_count(h.q), 0);
+    done_all(&h);
+}
+
+static void test_priority_parse(void **state)
+{
+    static const struct {
+        const char *in;
+        sk_err want;
+        int auth;
+        const char *match;
+        int prio;
+    } cases[] = {
+        {"alice@example.com=5", SK_OK, 0, "alice@example.com", 5},
+        {"example.com=-3", SK_OK, 0, "example.com", -3},
+        {"auth:bob=9", SK_OK, 1, "bob", 9},
+        {"AUTH:bob=-9", SK_OK, 1, "bob", -9},
+        {"example.com=10", SK_ERR_SYNTAX, 0, NULL, 0},
+        {"example.com=-10", SK_ERR_SYNTAX, 0, NULL, 0},
+        {"example.com=", SK_ERR_SYNTAX, 0, NULL, 0},
+        {"example.com=1x", SK_ERR_SYNTAX, 0, NULL, 0},
+        {"=1", SK_ERR_SYNTAX, 0, NULL, 0},
+        {"auth:=1", SK_ERR_SYNTAX, 0, NULL, 0},
+        {"example.com", SK_ERR_SYNTAX, 0, NULL, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        sk_queue_priority_rule r;
+        sk_error err;
+        sk_err e = sk_queue_priority_parse(cases[c].in, &r, &err);
+        if (e != cases[c].want) fail_msg("\"%s\": got %d", cases[c].in, (int)e);
+        if (e) continue;
+        assert_int_equal(r.auth, cases[c].auth);
+        assert_string_equal(r.match, cases[c].match);
+        assert_int_equal(r.priority, cases[c].prio);
+    }
+}
+
+/* ---- limits and independence of destinations ---- */
+
+static void test_dest_concurrency(void **state)
+{
+    harness h = {0};
+    h.opts.dest_max_conns = 2;
+    h.opts.msgs_per_conn = 7;
+    static const script sc[] = {{"a.test", 1, 0, 0, NULL, NULL}, {"b.test", 1, 0, 0, NULL, NULL}};
+    h.scripts = sc;
+    h.nscripts = 2;
+    start(&h);
+    for (int i = 0; i < 5; i++) {
+        msgspec m = {.rcpts = {"x@a.test"}};
+        inject(&h, &m, NULL);
+    }
+    msgspec mb = {.rcpts = {"y@b.test"}};
+    inject(&h, &mb, NULL);
+    pump(&h);
+    assert_int_equal(started(&h, "a.test"), 2);
+    assert_int_equal(started(&h, "b.test"), 1);
+    assert_int_equal(sk_queue_in_flight(h.q), 3);
+    assert_int_equal(h.jobs[0].max_per_conn, 7);
+    /* One a.test job reports: exactly one more starts. */
+    finish(open_job(&h, "a.test"), SK_DELIVERY_OK, 250, "2.0.0", "ok");
+    pump(&h);
+    assert_int_equal(started(&h, "a.test"), 3);
+    assert_int_equal(sk_queue_in_flight(h.q), 3);
+    fjob *j;
+    while ((j = open_job(&h, "a.test")) || (j = open_job(&h, "b.test"))) {
+        finish(j, SK_DELIVERY_OK, 250, "2.0.0", "ok");
+        pump(&h);
+    }
+    assert_int_equal(started(&h, "a.test"), 5);
+    assert_int_equal(sk_queue_count(h.q), 0);
+    done_all(&h);
+}
+
+/* A destination that hangs and one that keeps failing hold up neither
+ * each other nor a third one. */
+static void test_failing_dest_isolated(void **state)
+{
+    harness h = {0};
+    h.opts.dest_max_conns = 2;
+    h.opts.max_in_flight = 8;
+    static const script sc[] = {{"hang.test", 1, 0, 0, NULL, NULL},
+                                {"fail.test", 0, SK_DELIVERY_TRANSIENT, 451, "4.4.1", "later"}};
+    h.scripts = sc;
+    h.nscripts = 2;
+    start(&h);
+    for (int i = 0; i < 20; i++) {
+        msgspec m1 = {.rcpts = {"x@hang.test"}};
+        msgspec m2 = {.rcpts = {"x@fail.test"}};
+        inject(&h, &m1, NULL);
+        inject(&h, &m2, NULL);
+    }
+    for (int i = 0; i < 10; i++) {
+        msgspec m = {.rcpts = {"x@good.test"}};
+        inject(&h, &m, NULL);
+    }
+    pump(&h);
+    assert_int_equal(started(&h, "hang.test"), 2);
+    assert_int_equal(started(&h, "fail.test"), 20);
+    assert_int_equal(started(&h, "good.test"), 10);
+    assert_int_equal(h.ev[SK_QUEUE_EV_DELIVERED], 10);
+    assert_int_equal(h.ev[SK_QUEUE_EV_DEFERRED], 20);
+    assert_int_equal(h.ev[SK_QUEUE_EV_THROTTLED], 0);
+    done_all(&h);
+}
+
+/* A throttling reply suspends or slows its destination only, for the time
+ * the rule (or the default for 421 / 4.7.x) says. */
+static void test_throttle(void **state)
+{
+    static const struct {
+        const char *name;
+        int code;
+        const char *enh;
+        const char *text;
+        uint64_t for_ms;   /* 0: not throttled */
+        int rate;          /* a slow-down rather than a suspension */
+        uint64_t interval; /* rate: ms between messages */
+    } cases[] = {
+        {"421 rule", 421, "4.4.2", "closing channel", 2 * 60 * 1000, 0, 0},
+        {"421 text rule", 421, "", "Too many messages, slow down", 10 * 60 * 1000, 0, 0},
+        {"4.7.x default", 451, "4.7.1", "temporarily deferred", 90 * 1000, 0, 0},
+        {"rate rule", 450, "4.2.0", "Rate limit exceeded for this sender", 30 * 60 * 1000, 1, 6000},
+        {"4.7.28 rule", 451, "4.7.28", "unusual rate", 3600 * 1000, 1, 60000},
+        {"plain 4xx", 451, "4.3.0", "local problem", 0, 0, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        harness h = {0};
+        h.opts.throttle_suspend_ms = 90 * 1000;
+        /* The deferred first message stays out of the way. */
+        static const uint64_t retry[] = {2 * 3600 * 1000};
+        h.opts.retry_ms = retry;
+        h.opts.nretry = 1;
+        script sc[] = {{"slow.test", 1, 0, 0, NULL, NULL}};
+        h.scripts = sc;
+        h.nscripts = 1;
+        start(&h);
+        msgspec m = {.rcpts = {"x@slow.test"}};
+        inject(&h, &m, NULL);
+        pump(&h);
+        finish(open_job(&h, "slow.test"), SK_DELIVERY_TRANSIENT, cases[c].code, cases[c].enh,
+               cases[c].text);
+        if (h.ev[SK_QUEUE_EV_THROTTLED] != (cases[c].for_ms ? 1 : 0))
+            fail_msg("%s: throttled %d", cases[c].name, h.ev[SK_QUEUE_EV_THROTTLED]);
+        if (cases[c].for_ms) {
+            assert_int_equal(h.last_throttle_ms, cases[c].for_ms);
+            assert_string_equal(h.last_dest, "slow.test");
+        }
+        /* Three more to the same destination, one elsewhere. */
+        for (int i = 0; i < 3; i++) inject(&h, &m, NULL);
+        msgspec other = {.rcpts = {"y@other.test"}};
+        inject(&h, &other, NULL);
+        pump(&h);
+        assert_int_equal(started(&h, "other.test"), 1);
+        size_t now_started = started(&h, "slow.test");
+        if (!cases[c].for_ms) {
+            assert_int_equal(now_started, 4);
+        } else if (!cases[c].rate) {
+            if (now_started != 1) fail_msg("%s: suspended, yet %zu", cases[c].name, now_started);
+            advance(&h, (int64_t)cases[c].for_ms - 1);
+            assert_int_equal(started(&h, "slow.test"), 1);
+            advance(&h, 1);
+            assert_int_equal(started(&h, "slow.test"), 4);
+        } else {
+            /* Slowed: one now, the next after the rule's interval. */
+            if (now_started != 2) fail_msg("%s: slowed, yet %zu", cases[c].name, now_started);
+            advance(&h, (int64_t)cases[c].interval - 1);
+            assert_int_equal(started(&h, "slow.test"), 2);
+            advance(&h, 1);
+            assert_int_equal(started(&h, "slow.test"), 3);
+        }
+        fjob *j;
+        while ((j = open_job(&h, "slow.test"))) finish(j, SK_DELIVERY_OK, 250, "2.0.0", "ok");
+        done_all(&h);
+    }
+}
+
+/* A configured rate paces one destination while another goes unpaced. */
+static void test_rate_per_domain(void **state)
+{
+    harness h = {0};
+    sk_queue_rate_rule rr;
+    sk_error err;
+    assert_int_equal(sk_queue_rate_parse("paced.test=2/s", &rr, &err), SK_OK);
+    h.opts.rate_rules = &rr;
+    h.opts.nrate_rules = 1;
+    start(&h);
+    for (int i = 0; i < 6; i++) {
+        msgspec a = {.rcpts = {"x@paced.test"}};
+        msgspec b = {.rcpts = {"x@free.test"}};
+        inject(&h, &a, NULL);
+        inject(&h, &b, NULL);
+    }
+    pump(&h);
+    assert_int_equal(started(&h, "paced.test"), 1);
+    assert_int_equal(started(&h, "free.test"), 6);
+    advance(&h, 499);
+    assert_int_equal(started(&h, "paced.test"), 1);
+    advance(&h, 1);
+    assert_int_equal(started(&h, "paced.test"), 2);
+    advance(&h, 2000);
+    assert_int_equal(started(&h, "paced.test"), 3); /* idle time is not banked */
+    for (int i = 0; i < 3; i++) advance(&h, 500);
+    assert_int_equal(started(&h, "paced.test"), 6);
+    done_all(&h);
+}
+
+/* ---- provider grouping ---- */
+
+static void test_provider_grouping(void **state)
+{
+    static const char *const routes[][2] = {{"a.test", "mx1.prov.test,mx2.prov.test"},
+                                            {"b.test", "mx1.prov.test,mx2.prov.test"},
+                                            {"c.test", "mx.other.test"},
+                                            {NULL, NULL}};
+    for (int per_domain = 0; per_domain < 2; per_domain++) {
+        harness h = {0};
+        h.routes = routes;
+        h.opts.dest_max_conns = 1;
+        h.opts.group_by_domain = per_domain;
+        static const script sc[] = {{"a.test", 1, 0, 0, NULL, NULL},
+                                    {"b.test", 1, 0, 0, NULL, NULL},
+                                    {"c.test", 1, 0, 0, NULL, NULL},
+                                    {"d.test", 1, 0, 0, NULL, NULL}};
+        h.scripts = sc;
+        h.nscripts = 4;
+        start(&h);
+        static const char *const to[] = {"x@a.test", "x@b.test", "x@c.test", "x@d.test",
+                                         "y@a.test"};
+        for (size_t i = 0; i < 5; i++) {
+            msgspec m = {.rcpts = {to[i]}};
+            inject(&h, &m, NULL);
+        }
+        pump(&h);
+        if (per_domain) {
+            /* One queue per domain: a, b, c and d each get their one. */
+            assert_int_equal(h.njobs, 4);
+            assert_int_equal(h.route_calls, 0);
+        } else {
+            /* a and b share the provider's one connection; d, with no key,
+             * is its own destination. */
+            assert_int_equal(h.njobs, 3);
+            assert_int_equal(started(&h, "a.test"), 1);
+            assert_int_equal(started(&h, "b.test"), 0);
+            assert_int_equal(started(&h, "c.test"), 1);
+            assert_int_equal(started(&h, "d.test"), 1);
+            /* One lookup per domain: the key is cached. */
+            assert_int_equal(h.route_calls, 4);
+            finish(open_job(&h, "a.test"), SK_DELIVERY_OK, 250, "2.0.0", "ok");
+            assert_string_equal(h.last_dest, "mx1.prov.test,mx2.prov.test");
+            pump(&h);
+            assert_int_equal(started(&h, "b.test"), 1);
+            assert_int_equal(started(&h, "a.test"), 1);
+            /* A throttle on b's reply holds a too. */
+            finish(open_job(&h, "b.test"), SK_DELIVERY_TRANSIENT, 421, "4.7.0", "closing");
+            pump(&h);
+            assert_int_equal(started(&h, "a.test"), 1);
+            advance(&h, 2 * 60 * 1000);
+            /* Then the provider resumes: b's retry (older) goes first. */
+            assert_int_equal(started(&h, "a.test") + started(&h, "b.test"), 3);
+            assert_int_equal(started(&h, "b.test"), 2);
+            assert_int_equal(h.route_calls, 4);
+        }
+        fjob *j;
+        for (size_t i = 0; i < h.njobs; i++)
+            if (!(j = &h.jobs[i])->finished) finish(j, SK_DELIVERY_OK, 250, "2.0.0", "ok");
+        done_all(&h);
+    }
+}
+
+/* ---- bounces ---- */
+
+static char *read_msg(harness *h, const char *id)
+{
+    sk_buf p = SK_BUF_INIT(4096);
+    assert_int_equal(sk_spool_body_path(h->spool, id, &p), SK_OK);
+    FILE *f = fopen(sk_buf_cstr(&p), "rb");
+    sk_buf_free(&p);
+    assert_non_null(f);
+    char *s = calloc(1, 1 << 20);
+    size_t n = fread(s, 1, (1 << 20) - 1, f);
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+static size_t count_str(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+static void test_dsn_on_permanent_failure(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *sender;
+        unsigned notify;
+        int want_dsn;
+    } cases[] = {
+        {"no NOTIFY", "alice@sender.test", 0, 1},
+        {"NOTIFY=FAILURE", "alice@sender.test", SK_DSN_NOTIFY_FAILURE, 1},
+        {"NOTIFY=SUCCESS,DELAY", "alice@sender.test", SK_DSN_NOTIFY_SUCCESS | SK_DSN_NOTIFY_DELAY,
+         0},
+        {"NOTIFY=NEVER", "alice@sender.test", SK_DSN_NOTIFY_NEVER, 0},
+        {"null sender", "", 0, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        harness h = {0};
+        static const script sc[] = {
+            {"gone.test", 0, SK_DELIVERY_PERMANENT, 550, "5.1.1", "no such user here"},
+            {"sender.test", 1, 0, 0, NULL, NULL}};
+        h.scripts = sc;
+        h.nscripts = 2;
+        start(&h);
+        msgspec m = {.sender = cases[c].sender,
+                     .rcpts = {"bob@gone.test", "carol@ok.test"},
+                     .notify = cases[c].notify,
+                     .orcpt = "rfc822;bob@gone.test",
+                     .envid = "ENV+2B42"};
+        char id[SK_SPOOL_ID_SIZE];
+        inject(&h, &m, id);
+        pump(&h);
+        assert_int_equal(h.ev[SK_QUEUE_EV_BOUNCED], 1);
+        assert_int_equal(h.last_class, SK_CLASS_BAD_MAILBOX);
+        if (h.ev[SK_QUEUE_EV_DSN] != cases[c].want_dsn)
+            fail_msg("%s: %d DSNs", cases[c].name, h.ev[SK_QUEUE_EV_DSN]);
+        if (!cases[c].want_dsn) {
+            assert_int_equal(sk_queue_count(h.q), 0);
+            assert_int_equal(started(&h, "sender.test"), 0);
+            done_all(&h);
+            continue;
+        }
+        /* The DSN is a new message from <> to the sender, on its way. */
+        sk_spool_envelope *env = NULL;
+        sk_error err;
+        assert_int_equal(sk_spool_load(h.spool, h.dsn_ids[0], &env, &err), SK_OK);
+        assert_string_equal(env->sender, "");
+        assert_int_equal(env->nrcpts, 1);
+        assert_string_equal(env->rcpts[0].addr, "alice@sender.test");
+        sk_spool_envelope_free(env);
+        assert_int_equal(started(&h, "sender.test"), 1);
+        char *dsn = read_msg(&h, h.dsn_ids[0]);
+        assert_non_null(strstr(dsn, "report-type=delivery-status"));
+        assert_non_null(strstr(dsn, "Final-Recipient: rfc822; bob@gone.test"));
+        assert_non_null(strstr(dsn, "Original-Recipient: rfc822; bob@gone.test"));
+        assert_non_null(strstr(dsn, "Original-Envelope-Id: ENV+42"));
+        assert_non_null(strstr(dsn, "Status: 5.1.1"));
+        assert_non_null(strstr(dsn, "Remote-MTA: dns; mx.fake"));
+        assert_non_null(strstr(dsn, "smtp; 550 5.1.1 no such user here (class bad-mailbox)"));
+        assert_non_null(strstr(dsn, "Subject: sched test")); /* the original comes back */
+        assert_null(strstr(dsn, "carol@ok.test"));
+        free(dsn);
+        done_all(&h);
+    }
+}
+
+static void test_dsn_once_on_expiry(void **state)
+{
+    harness h = {0};
+    static const uint64_t retry[] = {10 * 60 * 1000};
+    h.opts.retry_ms = retry;
+    h.opts.nretry = 1;
+    h.opts.max_lifetime_ms = 3600 * 1000;
+    static const script sc[] = {
+        {"down.test", 0, SK_DELIVERY_TRANSIENT, 451, "4.4.1", "connection refused"},
+        {"also.test", 0, SK_DELIVERY_TRANSIENT, 452, "4.2.2", "mailbox full"},
+        {"sender.test", 1, 0, 0, NULL, NULL}};
+    h.scripts = sc;
+    h.nscripts = 3;
+    start(&h);
+    msgspec m = {.rcpts = {"a@down.test", "b@down.test", "c@also.test"}};
+    char id[SK_SPOOL_ID_SIZE];
+    inject(&h, &m, id);
+    pump(&h);
+    assert_int_equal(h.ev[SK_QUEUE_EV_DEFERRED], 3);
+    for (int i = 0; i < 8; i++) advance(&h, 10 * 60 * 1000 + 1000);
+    assert_int_equal(h.ev[SK_QUEUE_EV_EXPIRED], 3);
+    assert_int_equal(h.ev[SK_QUEUE_EV_DSN], 1);
+    assert_int_equal(started(&h, "sender.test"), 1);
+    sk_spool_envelope *env = NULL;
+    sk_error err;
+    assert_int_equal(sk_spool_load(h.spool, id, &env, &err), SK_ERR_NOT_FOUND);
+    char *dsn = read_msg(&h, h.dsn_ids[0]);
+    assert_int_equal(count_str(dsn, "Final-Recipient:"), 3);
+    assert_int_equal(count_str(dsn, "Status: 4.4.7"), 3);
+    assert_non_null(strstr(dsn, "smtp; 452 4.2.2 mailbox full (class mailbox-full)"));
+    free(dsn);
+    /* Later ticks add nothing. */
+    advance(&h, 3600 * 1000);
+    assert_int_equal(h.ev[SK_QUEUE_EV_DSN], 1);
+    done_all(&h);
+}
+
+/* ---- restart ---- */
+
+static void test_restart_keeps_schedule(void **state)
+{
+    harness h = {0};
+    static const uint64_t retry[] = {60 * 1000, 300 * 1000};
+    h.opts.retry_ms = retry;
+    h.opts.nretry = 2;
+    static const script sc[] = {
+        {"later.test", 0, SK_DELIVERY_TRANSIENT, 451, "4.4.1", "try later"}};
+    h.scripts = sc;
+    h.nscripts = 1;
+    start(&h);
+    msgspec m = {.rcpts = {"x@later.test"}};
+    char id[SK_SPOOL_ID_SIZE];
+    inject(&h, &m, id);
+    pump(&h);
+    advance(&h, 60 * 1000);
+    assert_int_equal(started(&h, "later.test"), 2);
+    int64_t t2 = h.now / 1000;
+    stop(&h);
+    /* A new process: attempts and the next attempt come from disk. */
+    h.now += 100 * 1000;
+    start(&h);
+    sk_spool_envelope *env = NULL;
+    sk_error err;
+    assert_int_equal(sk_spool_load(h.spool, id, &env, &err), SK_OK);
+    assert_int_equal(env->attempts, 2);
+    assert_int_equal(env->next_attempt, t2 + 300);
+    sk_spool_envelope_free(env);
+    pump(&h);
+    assert_int_equal(started(&h, "later.test"), 2); /* not due yet */
+    h.now = (t2 + 300) * 1000 - 1000;
+    pump(&h);
+    assert_int_equal(started(&h, "later.test"), 2);
+    advance(&h, 1000);
+    assert_int_equal(started(&h, "later.test"), 3);
+    assert_int_equal(sk_spool_load(h.spool, id, &env, &err), SK_OK);
+    assert_int_equal(env->attempts, 3);
+    sk_spool_envelope_free(env);
+    done_all(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_priority_parse),           cmocka_unit_test(test_priority_order),
+        cmocka_unit_test(test_priority_behind_bulk),     cmocka_unit_test(test_dest_concurrency),
+        cmocka_unit_test(test_failing_dest_isolated),    cmocka_unit_test(test_throttle),
+        cmocka_unit_test(test_rate_per_domain),          cmocka_unit_test(test_provider_grouping),
+        cmocka_unit_test(test_dsn_on_permanent_failure), cmocka_unit_test(test_dsn_once_on_expiry),
+        cmocka_unit_test(test_restart_keeps_schedule),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

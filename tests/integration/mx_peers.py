@@ -149,9 +149,12 @@ def route_keys(dns, *domains):
 class Closer:
     """A minimal SMTP host that drops the connection (no 221) right after
     answering each message, as a receiver with a short idle timeout would
-    before the next one; counts connections and messages."""
+    before the next one; counts connections and messages. broken_tls:
+    offer STARTTLS, say 220 to it, then answer the handshake with junk."""
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, broken_tls=False):
+        self.broken_tls = broken_tls
+        self.starttls = 0
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -197,7 +200,14 @@ class Closer:
                 return
             verb = line[:4].upper()
             if verb == b"EHLO":
-                conn.sendall(b"250-closer.test\r\n250 8BITMIME\r\n")
+                tls = b"250-STARTTLS\r\n" if self.broken_tls else b""
+                conn.sendall(b"250-closer.test\r\n" + tls + b"250 8BITMIME\r\n")
+            elif verb == b"STAR":
+                self.starttls += 1
+                conn.sendall(b"220 2.0.0 go ahead\r\n")
+                conn.recv(4096)  # the ClientHello
+                conn.sendall(b"this is not TLS\r\n")
+                return
             elif verb == b"DATA":
                 conn.sendall(b"354 go ahead\r\n")
                 while f.readline() not in (b".\r\n", b""):

@@ -4,7 +4,7 @@ against aiosmtpd MX hosts on loopback (one port, several addresses) with a
 test CA, DNS from dns_server.py.
 
 Covers opportunistic STARTTLS recorded with version and cipher (verified
-or not), TLS required for a domain (next MX, or 4.7.10 when no host gives
+or not), plain text after a failed opportunistic handshake, TLS required for a domain (next MX, or 4.7.10 when no host gives
 it), several jobs over one connection (counted at the peer), the
 messages-per-connection limit, the idle timeout, a kept connection the
 host closed, and two domains with the same MX host set sharing a
@@ -39,6 +39,8 @@ ZONE = {
     "mx2.prov.test": {"A": ["127.0.0.2"]},
     "closer.test": {"MX": [[10, "mx.closer.test"]]},
     "mx.closer.test": {"A": ["127.0.0.8"]},
+    "badtls.test": {"MX": [[10, "mx.badtls.test"]]},
+    "mx.badtls.test": {"A": ["127.0.0.10"]},
 }
 
 TLS_DESC = re.compile(r"^TLSv1\.[23] [A-Z0-9_-]+$")
@@ -56,7 +58,8 @@ def main():
         with DNSTestServer(ZONE) as dns, \
                 MXHost("127.0.0.1", port, "plain.req.test") as plain, \
                 MXHost("127.0.0.7", port, "mx.tls.test", cert=cert) as tls, \
-                Closer("127.0.0.8", port) as closer:
+                Closer("127.0.0.8", port) as closer, \
+                Closer("127.0.0.10", port, broken_tls=True) as badtls:
 
             def go(rcpts, *extra):
                 return deliver(dns, port, rcpts, msg, "--ca-file", ca.cert, *extra)
@@ -85,6 +88,22 @@ def main():
                 res, r = go(["u@reuse.test"])
                 expect(res[0]["tls"] == "none" and res[0]["rcpts"][0]["status"] == "ok",
                        "plain: %s" % res[0], r)
+
+            @run.case
+            def opportunistic_tls_handshake_failure_falls_back_to_plain():
+                res, r = go(["u@badtls.test"])
+                j = res[0]
+                expect(j["rcpts"][0]["status"] == "ok" and j["tls"] == "none",
+                       "delivered in plain text: %s" % j, r)
+                expect(badtls.starttls == 1 and badtls.connections == 2 and badtls.messages == 1,
+                       "STARTTLS once, then a plain connection: %d/%d/%d"
+                       % (badtls.starttls, badtls.connections, badtls.messages))
+                # When TLS is required there is no plain fallback.
+                res, r = go(["u@badtls.test"], "--tls-required", "badtls.test")
+                rc = res[0]["rcpts"][0]
+                expect(rc["status"] == "transient" and rc["enhanced"] == "4.7.10",
+                       "4.7.10: %s" % rc, r)
+                expect(badtls.messages == 1, "nothing sent")
 
             @run.case
             def tls_required_skips_plain_mx():

@@ -206,12 +206,18 @@ static const char *parse_action(const char *v, const char *for_dur, sk_traffic_a
 
 /* glibc's regcomp copies a sub-expression for each repetition it unrolls
  * ("a+" becomes "aa*", "a{3}" becomes "aaa"), so repetitions that nest or
- * follow one another ("u+++++...", "((a*)+)+") grow its tree, and the
- * time and memory to compile it, exponentially: a 200-octet rule can take
- * gigabytes. Estimate that size first and refuse what is past
- * SK_RULES_REGEX_COST_MAX. POSIX 9.4.6 leaves adjacent duplication
- * symbols undefined anyway. The estimate follows the ERE grammar loosely;
- * regcomp still reports real syntax errors. */
+ * follow one another ("u+++++...", "((a*)+)+") grow its tree
+ * exponentially; when the repeated part can match the empty string
+ * ("(()+)+"), the closures it computes over that tree grow with the
+ * square. A 50-octet rule can take seconds and gigabytes. Estimate that
+ * work first and refuse what is past SK_RULES_REGEX_COST_MAX. (POSIX
+ * 9.4.6 leaves adjacent duplication symbols undefined anyway.) The scan
+ * follows the ERE grammar loosely; regcomp still reports syntax errors. */
+typedef struct re_cost {
+    uint64_t cost; /* nodes once unrolled, capped just past the maximum */
+    int empty;     /* can match the empty string */
+} re_cost;
+
 typedef struct re_scan {
     const char *p;
     int depth;
@@ -222,21 +228,23 @@ static uint64_t re_cap(uint64_t v)
     return v > SK_RULES_REGEX_COST_MAX ? SK_RULES_REGEX_COST_MAX + 1 : v;
 }
 
-static uint64_t re_alternation(re_scan *s);
+static re_cost re_alternation(re_scan *s);
 
-/* One atom: a group, a bracket expression, an escaped or plain octet. */
-static uint64_t re_atom(re_scan *s)
+/* One atom: a group, a bracket expression, an anchor, an octet. */
+static re_cost re_atom(re_scan *s)
 {
-    if (*s->p == '(') {
+    char c = *s->p;
+    if (c == '(') {
         s->p++;
-        /* Groups nest only as deep as the line is long; bound the stack. */
-        if (++s->depth > 64) return SK_RULES_REGEX_COST_MAX + 1;
-        uint64_t c = re_alternation(s);
+        /* Bound the recursion: deeper groups are refused outright. */
+        if (++s->depth > 32) return (re_cost){SK_RULES_REGEX_COST_MAX + 1, 0};
+        re_cost g = re_alternation(s);
         s->depth--;
         if (*s->p == ')') s->p++;
-        return c;
+        g.cost = re_cap(g.cost + 1);
+        return g;
     }
-    if (*s->p == '[') {
+    if (c == '[') {
         s->p++;
         if (*s->p == '^') s->p++;
         if (*s->p == ']') s->p++;
@@ -252,62 +260,76 @@ static uint64_t re_atom(re_scan *s)
             }
         }
         if (*s->p) s->p++;
-        return 1;
+        return (re_cost){1, 0};
     }
-    if (*s->p == '\\' && s->p[1]) s->p++;
+    if (c == '\\' && s->p[1]) s->p++;
     s->p++;
-    return 1;
+    return (re_cost){1, c == '^' || c == '$'};
 }
 
-/* A branch: atoms, each with any number of repetitions, which multiply. */
-static uint64_t re_branch(re_scan *s)
+/* Copies of the atom a repetition operator at s->p makes, and whether the
+ * result can be empty; 0 when there is no operator. */
+static uint64_t re_repeat(re_scan *s, int *empty)
 {
-    uint64_t total = 0;
-    while (*s->p && *s->p != '|' && *s->p != ')') {
-        uint64_t c = re_atom(s);
-        for (;;) {
-            if (*s->p == '*' || *s->p == '+' || *s->p == '?') {
-                s->p++;
-                c = re_cap(c * 2);
-            } else if (*s->p == '{' && isdigit((unsigned char)s->p[1])) {
-                /* {m}, {m,} and {m,n}: up to max(m, n) + 1 copies. */
-                char *end;
-                unsigned long m = strtoul(s->p + 1, &end, 10), n = m;
-                if (*end == ',') {
-                    end++;
-                    if (isdigit((unsigned char)*end)) n = strtoul(end, &end, 10);
-                }
-                if (*end != '}') break;
-                s->p = end + 1;
-                unsigned long most = m > n ? m : n;
-                c = re_cap(c * (most >= SK_RULES_REGEX_COST_MAX ? SK_RULES_REGEX_COST_MAX + 1
-                                                                : (uint64_t)most + 1));
-            } else {
-                break;
-            }
-        }
-        total = re_cap(total + c);
+    char c = *s->p;
+    if (c == '*' || c == '?' || c == '+') {
+        s->p++;
+        if (c != '+') *empty = 1;
+        return 2;
     }
-    return total;
+    if (c != '{' || !isdigit((unsigned char)s->p[1])) return 0;
+    /* {m}, {m,} and {m,n}: up to max(m, n) + 1 copies. */
+    char *end;
+    unsigned long m = strtoul(s->p + 1, &end, 10), n = m;
+    if (*end == ',') {
+        end++;
+        if (isdigit((unsigned char)*end)) n = strtoul(end, &end, 10);
+    }
+    if (*end != '}') return 0;
+    s->p = end + 1;
+    if (m == 0) *empty = 1;
+    unsigned long most = m > n ? m : n;
+    return most >= SK_RULES_REGEX_COST_MAX ? SK_RULES_REGEX_COST_MAX + 1 : (uint64_t)most + 1;
 }
 
-static uint64_t re_alternation(re_scan *s)
+/* A branch: pieces (an atom and its repetitions) one after another. */
+static re_cost re_branch(re_scan *s)
 {
-    uint64_t total = re_branch(s);
+    re_cost b = {0, 1};
+    while (*s->p && *s->p != '|' && *s->p != ')') {
+        re_cost a = re_atom(s);
+        uint64_t k;
+        int empty = a.empty;
+        while ((k = re_repeat(s, &empty)) != 0) {
+            /* Repeating what can be empty costs the square (closures). */
+            a.cost = re_cap(a.cost * (a.empty ? k * k : k));
+            a.empty = empty;
+        }
+        b.cost = re_cap(b.cost + a.cost);
+        b.empty &= a.empty;
+    }
+    return b;
+}
+
+static re_cost re_alternation(re_scan *s)
+{
+    re_cost t = re_branch(s);
     while (*s->p == '|') {
         s->p++;
-        total = re_cap(total + re_branch(s));
+        re_cost b = re_branch(s);
+        t.cost = re_cap(t.cost + b.cost);
+        t.empty |= b.empty;
     }
-    return total;
+    return t;
 }
 
-/* 1 when the regex is small enough to compile. */
+/* 1 when the regex is cheap enough to compile. */
 static int re_affordable(const char *re)
 {
     re_scan s = {re, 0};
     uint64_t total = 0;
     while (*s.p) {
-        total = re_cap(total + re_alternation(&s));
+        total = re_cap(total + re_alternation(&s).cost);
         if (*s.p == ')') s.p++; /* unbalanced: regcomp will say so */
     }
     return total <= SK_RULES_REGEX_COST_MAX;

@@ -205,6 +205,8 @@ static const struct {
      "f.conf:1: text regex too complex (nested or stacked repetition)"},
     {"class=other text=/((a*){100}){100}/\n",
      "f.conf:1: text regex too complex (nested or stacked repetition)"},
+    {"class=other text=/(((((((((()+)+)+)+)+)+)+)+)+)+/\n",
+     "f.conf:1: text regex too complex (nested or stacked repetition)"},
     {"class=other text=/x{99999999999999999999}/\n",
      "f.conf:1: text regex too complex (nested or stacked repetition)"},
     {"class=other text=/([[:alpha:]]+)+((b|c)*)+(d?)+[]+(]{9999}/\n",

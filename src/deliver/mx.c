@@ -325,9 +325,13 @@ static sk_err read_message(const mx_job *j, sk_buf *out, sk_error *err)
     return SK_OK;
 }
 
+/* "mx.example.net[192.0.2.1]:25"; "[192.0.2.1]:25" for an address literal. */
 static void host_label(char *out, size_t n, const char *name, const char *ip, unsigned port)
 {
-    snprintf(out, n, "%s[%s]:%u", name, ip, port);
+    if (name[0] == '[')
+        snprintf(out, n, "[%s]:%u", ip, port);
+    else
+        snprintf(out, n, "%s[%s]:%u", name, ip, port);
 }
 
 static void record_tls(const sk_client *c, char *tls, size_t n, int *verified)

@@ -5,7 +5,8 @@ sharing one port, with DNS from dns_server.py.
 
 Covers preference order, fallback to the next MX on a refused connection
 and on a 421 greeting, the implicit MX (A/AAAA) with IPv4 to IPv6
-fallback, null MX and NXDOMAIN without any connection, DNS failure,
+fallback, an address literal without DNS, null MX and NXDOMAIN without
+any connection, DNS failure,
 every host unreachable, every host refusing with 5xx, a silent host (next
 MX after the timeout), per-recipient RCPT results in one transaction,
 cancel, and shared destination keys.
@@ -134,6 +135,15 @@ def main():
                 expect(res["remote_host"] == "nomx.test[::1]:%d" % port,
                        "IPv6 after the refused IPv4: %s" % res["remote_host"], r)
                 expect(len(h6.messages) == 1, "the IPv6 host got it")
+
+            @run.case
+            def address_literal_without_dns():
+                n = len(dns.queries())
+                res, r = one("[127.0.0.5]")
+                expect(res["rcpts"][0]["status"] == "ok", "delivered", r)
+                expect(res["remote_host"] == "[127.0.0.5]:%d" % port and
+                       res["destination"] == "[127.0.0.5]", "the literal: %s" % res, r)
+                expect(len(dns.queries()) == n, "no DNS query")
 
             @run.case
             def null_mx_no_connection():

@@ -6,10 +6,9 @@ sharing one port, with DNS from dns_server.py.
 Covers preference order, fallback to the next MX on a refused connection
 and on a 421 greeting, the implicit MX (A/AAAA) with IPv4 to IPv6
 fallback, an address literal without DNS, null MX and NXDOMAIN without
-any connection, DNS failure,
-every host unreachable, every host refusing with 5xx, a silent host (next
-MX after the timeout), per-recipient RCPT results in one transaction,
-cancel, and shared destination keys.
+any connection, DNS failure, every host unreachable, every host refusing
+with 5xx, a silent host (next MX after the timeout), per-recipient RCPT
+results in one transaction, cancel, and shared destination keys.
 """
 
 import os

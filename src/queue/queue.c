@@ -398,15 +398,29 @@ static qdest *dest_get(sk_queue *q, const char *key, const char *domain, int loc
     return d;
 }
 
-/* Put j in d's queue: after every job of higher priority, and after those
- * of its own priority that arrived earlier (queue IDs sort by arrival). */
-static void dest_enqueue(sk_queue *q, qdest *d, qjob *j)
+static int job_level(const qjob *j)
 {
     int lv = j->m->priority - PRIO_MIN;
-    if (lv < 0) lv = 0;
-    if (lv >= PRIO_LEVELS) lv = PRIO_LEVELS - 1;
-    qjob *after = d->tail[lv];
-    while (after && strcmp(after->m->env->id, j->m->env->id) > 0) after = after->prev;
+    return lv < 0 ? 0 : lv >= PRIO_LEVELS ? PRIO_LEVELS - 1 : lv;
+}
+
+/* Put j in d's queue: after every job of higher priority, and after those
+ * of its own priority that arrived earlier (queue IDs sort by arrival). New
+ * messages belong at the tail and retries of old ones near the head, so
+ * the place is looked for from both ends at once. */
+static void dest_enqueue(sk_queue *q, qdest *d, qjob *j)
+{
+    int lv = job_level(j);
+    const char *id = j->m->env->id;
+    qjob *after = d->tail[lv], *before = d->head[lv];
+    while (after && strcmp(after->m->env->id, id) > 0) {
+        if (strcmp(before->m->env->id, id) > 0) {
+            after = before->prev;
+            break;
+        }
+        after = after->prev;
+        before = before->next;
+    }
     j->prev = after;
     j->next = after ? after->next : d->head[lv];
     if (j->next)
@@ -421,12 +435,6 @@ static void dest_enqueue(sk_queue *q, qdest *d, qjob *j)
     j->state = JOB_QUEUED;
     d->queued++;
     dest_activate(q, d);
-}
-
-static int job_level(const qjob *j)
-{
-    int lv = j->m->priority - PRIO_MIN;
-    return lv < 0 ? 0 : lv >= PRIO_LEVELS ? PRIO_LEVELS - 1 : lv;
 }
 
 static void dest_unqueue(qdest *d, qjob *j)

@@ -361,6 +361,44 @@ static void test_priority_order(void **state)
     done_all(&h);
 }
 
+/* A retried message takes its arrival place again, ahead of newer ones. */
+static void test_retry_keeps_arrival_order(void **state)
+{
+    harness h = {0};
+    h.opts.dest_max_conns = 1;
+    static const uint64_t retry[] = {60 * 1000};
+    h.opts.retry_ms = retry;
+    h.opts.nretry = 1;
+    static const script sc[] = {{"one.test", 1, 0, 0, NULL, NULL}};
+    h.scripts = sc;
+    h.nscripts = 1;
+    start(&h);
+    char ids[5][SK_SPOOL_ID_SIZE];
+    msgspec m = {.rcpts = {"x@one.test"}};
+    for (int i = 0; i < 5; i++) {
+        inject(&h, &m, ids[i]);
+        h.now += 1;
+    }
+    pump(&h);
+    /* The oldest fails for now; the next one starts. */
+    finish(open_job(&h, "one.test"), SK_DELIVERY_TRANSIENT, 451, "4.3.0", "later");
+    pump(&h);
+    assert_string_equal(open_job(&h, "one.test")->id, ids[1]);
+    advance(&h, 60 * 1000);
+    static const int order[] = {0, 2, 3, 4};
+    for (size_t k = 0; k < 4; k++) {
+        finish(open_job(&h, "one.test"), SK_DELIVERY_OK, 250, "2.0.0", "ok");
+        pump(&h);
+        fjob *j = open_job(&h, "one.test");
+        assert_non_null(j);
+        assert_string_equal(j->id, ids[order[k]]);
+    }
+    finish(open_job(&h, "one.test"), SK_DELIVERY_OK, 250, "2.0.0", "ok");
+    pump(&h);
+    assert_int_equal(sk_queue_count(h.q), 0);
+    done_all(&h);
+}
+
 static void test_priority_parse(void **state)
 {
     static const struct {
@@ -798,11 +836,17 @@ static void test_restart_keeps_schedule(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_priority_parse),           cmocka_unit_test(test_priority_order),
-        cmocka_unit_test(test_priority_behind_bulk),     cmocka_unit_test(test_dest_concurrency),
-        cmocka_unit_test(test_failing_dest_isolated),    cmocka_unit_test(test_throttle),
-        cmocka_unit_test(test_rate_per_domain),          cmocka_unit_test(test_provider_grouping),
-        cmocka_unit_test(test_dsn_on_permanent_failure), cmocka_unit_test(test_dsn_once_on_expiry),
+        cmocka_unit_test(test_priority_parse),
+        cmocka_unit_test(test_priority_order),
+        cmocka_unit_test(test_priority_behind_bulk),
+        cmocka_unit_test(test_retry_keeps_arrival_order),
+        cmocka_unit_test(test_dest_concurrency),
+        cmocka_unit_test(test_failing_dest_isolated),
+        cmocka_unit_test(test_throttle),
+        cmocka_unit_test(test_rate_per_domain),
+        cmocka_unit_test(test_provider_grouping),
+        cmocka_unit_test(test_dsn_on_permanent_failure),
+        cmocka_unit_test(test_dsn_once_on_expiry),
         cmocka_unit_test(test_restart_keeps_schedule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

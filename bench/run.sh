@@ -5,3 +5,4 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=${1:-build}
 
 "$HERE/send_bench.sh" "$BUILD"
+"$HERE/serve_bench.sh" "$BUILD"

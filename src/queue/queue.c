@@ -40,6 +40,9 @@ struct qmsg {
     int deleted;
     int ready; /* on the ready list */
     int priority;
+    /* Arrival order: stored messages in ID order at start, then commits as
+     * they come (IDs alone do not order messages of the same millisecond). */
+    uint64_t seq;
     qjob *jobs; /* this attempt's jobs: waiting for a route, queued or running */
     /* This attempt: recipients that failed permanently, and who said so. */
     unsigned char *failed_now;
@@ -124,6 +127,7 @@ struct sk_queue {
     int64_t disp_at;  /* ms the dispatch timer is set for, 0 = not set */
     qjob *jobs;       /* running */
     size_t in_flight;
+    uint64_t seq; /* last arrival number given */
     qdest *dests[QUEUE_HASH_SIZE];
     qroute *routes[QUEUE_HASH_SIZE];
     qdest *active_head, *active_tail;
@@ -300,6 +304,7 @@ static qmsg *add_msg(sk_queue *q, sk_spool_envelope *env, int maybe_delivered)
     if (!m) return NULL;
     m->env = env;
     m->maybe_delivered = maybe_delivered;
+    m->seq = ++q->seq;
     m->priority = sk_queue_priority_of(env, q->opts.priority_rules, q->opts.npriority_rules);
     m->prev = q->msgs_tail;
     if (q->msgs_tail)
@@ -405,16 +410,16 @@ static int job_level(const qjob *j)
 }
 
 /* Put j in d's queue: after every job of higher priority, and after those
- * of its own priority that arrived earlier (queue IDs sort by arrival). New
+ * of its own priority that arrived earlier. New
  * messages belong at the tail and retries of old ones near the head, so
  * the place is looked for from both ends at once. */
 static void dest_enqueue(sk_queue *q, qdest *d, qjob *j)
 {
     int lv = job_level(j);
-    const char *id = j->m->env->id;
+    uint64_t seq = j->m->seq;
     qjob *after = d->tail[lv], *before = d->head[lv];
-    while (after && strcmp(after->m->env->id, id) > 0) {
-        if (strcmp(before->m->env->id, id) > 0) {
+    while (after && after->m->seq > seq) {
+        if (before->m->seq > seq) {
             after = before->prev;
             break;
         }
@@ -640,8 +645,8 @@ static sk_rule_match classify_line(const sk_queue *q, const char *line)
 /* A failure reply from destination d: suspend or slow it when the rules
  * say so, or on 421 (RFC 5321 4.2.3: the service is closing the channel)
  * and 4.7.x (RFC 3463 3.8, which large receivers use for rate limits). */
-static void throttle(sk_queue *q, qdest *d, qmsg *m, const char *rcpt, const sk_reply *r,
-                     const sk_rule_match *mt, const char *text, int64_t now)
+static int throttle(sk_queue *q, qdest *d, qmsg *m, const char *rcpt, const sk_reply *r,
+                    const sk_rule_match *mt, const char *text, int64_t now)
 {
     uint64_t ms = 0;
     if (mt->matched && mt->action.kind == SK_TRAFFIC_SUSPEND) {
@@ -657,7 +662,7 @@ static void throttle(sk_queue *q, qdest *d, qmsg *m, const char *rcpt, const sk_
         ms = q->opts.throttle_suspend_ms;
         if (now + (int64_t)ms > d->suspended_until) d->suspended_until = now + (int64_t)ms;
     } else {
-        return;
+        return 0;
     }
     sk_queue_event ev = {.type = SK_QUEUE_EV_THROTTLED,
                          .env = m->env,
@@ -669,6 +674,7 @@ static void throttle(sk_queue *q, qdest *d, qmsg *m, const char *rcpt, const sk_
                          .priority = m->priority,
                          .throttle_ms = ms};
     emit(q, &ev);
+    return 1;
 }
 
 /* ---- bounces ---- */
@@ -915,13 +921,9 @@ static void job_done(void *ctx, const sk_delivery_result *res)
                 break;
             }
             emit(q, &ev);
-            if (r->status != SK_DELIVERY_OK && !throttled) {
-                unsigned long long before =
-                    (unsigned long long)d->suspended_until ^ (unsigned long long)d->slow_until;
-                throttle(q, d, m, rc->addr, &r->reply, &mt, text, now);
-                throttled = before != ((unsigned long long)d->suspended_until ^
-                                       (unsigned long long)d->slow_until);
-            }
+            /* One throttle per job: its recipients got the same answer. */
+            if (r->status != SK_DELIVERY_OK && !throttled)
+                throttled = throttle(q, d, m, rc->addr, &r->reply, &mt, text, now);
         }
         /* Record results at once, so a crash does not repeat a delivery
          * made by a transport that cannot detect one (SMTP); unless this
@@ -1116,10 +1118,46 @@ static void run_ready(sk_queue *q)
     dispatch(q);
 }
 
+/* Forget destinations and route keys that hold nothing a fresh one would
+ * not: no jobs, no suspension or slow-down, an idle bucket, an expired key.
+ * Keeps memory bounded by the domains in use, not all ever seen. */
+static void collect(sk_queue *q)
+{
+    int64_t now = now_ms(q);
+    for (size_t h = 0; h < QUEUE_HASH_SIZE; h++) {
+        for (qdest **pd = &q->dests[h]; *pd;) {
+            qdest *d = *pd;
+            int idle =
+                !d->queued && !d->in_flight && !d->active && now >= d->suspended_until &&
+                now >= d->slow_until &&
+                (!d->bucket.rate.count || d->bucket.tat <= now * (int64_t)d->bucket.rate.count);
+            if (!idle) {
+                pd = &d->hnext;
+                continue;
+            }
+            *pd = d->hnext;
+            sk_free(d->key);
+            sk_free(d);
+        }
+        for (qroute **pr = &q->routes[h]; *pr;) {
+            qroute *r = *pr;
+            if (r->pending || r->whead || now < r->expires_ms) {
+                pr = &r->hnext;
+                continue;
+            }
+            *pr = r->hnext;
+            sk_free(r->domain);
+            sk_free(r->key);
+            sk_free(r);
+        }
+    }
+}
+
 /* The timer: find deferred messages that are due, then set the timer for
  * the next one. */
 static void scan(sk_queue *q)
 {
+    collect(q);
     int64_t now = now_s(q);
     int64_t next = now + QUEUE_IDLE_WAKE_S;
     for (qmsg *m = q->msgs; m; m = m->next) {

@@ -661,6 +661,23 @@ static void test_provider_grouping(void **state)
         fjob *j;
         for (size_t i = 0; i < h.njobs; i++)
             if (!(j = &h.jobs[i])->finished) finish(j, SK_DELIVERY_OK, 250, "2.0.0", "ok");
+        if (!per_domain) {
+            /* Keys are cached for route_ttl_ms (1 h), then looked up again. */
+            int calls = h.route_calls;
+            advance(&h, 30 * 60 * 1000);
+            msgspec again = {.rcpts = {"z@a.test"}};
+            inject(&h, &again, NULL);
+            pump(&h);
+            assert_int_equal(h.route_calls, calls);
+            for (size_t i = 0; i < h.njobs; i++)
+                if (!(j = &h.jobs[i])->finished) finish(j, SK_DELIVERY_OK, 250, "2.0.0", "ok");
+            advance(&h, 3600 * 1000);
+            inject(&h, &again, NULL);
+            pump(&h);
+            assert_int_equal(h.route_calls, calls + 1);
+            for (size_t i = 0; i < h.njobs; i++)
+                if (!(j = &h.jobs[i])->finished) finish(j, SK_DELIVERY_OK, 250, "2.0.0", "ok");
+        }
         done_all(&h);
     }
 }

@@ -486,7 +486,6 @@ static void route_unwait(qroute *r, qjob *j)
 static void job_to_dest(sk_queue *q, qjob *j, const char *key, int local)
 {
     qdest *d = dest_get(q, key, j->domain, local);
-    if (!d) d = dest_get(q, key, j->domain, local);
     if (!d) {
         /* Out of memory: let the attempt end with this job unstarted. */
         sk_log(&q->opts.log, SK_LOG_ERR, "%s queue job-failed error=nomem", j->m->env->id);

@@ -102,11 +102,7 @@ static sk_reply on_auth(sk_session *s, const char *mech, const char *authzid, co
     /* Acting for someone else (RFC 4616 authzid) is not offered. */
     bool ok = hash && (authzid[0] == '\0' || strcmp(authzid, user) == 0) &&
               sk_sasl_verify_crypt(password, hash);
-    sk_buf b = SK_BUF_INIT(1024);
-    log_escaped(&b, "user", user);
-    sk_log(&d->log, ok ? SK_LOG_INFO : SK_LOG_WARN, "%s daemon %s mech=%s%s", sk_session_id(s),
-           ok ? "auth-ok" : "auth-failed", mech, sk_buf_cstr(&b));
-    sk_buf_free(&b);
+    /* The server logs the outcome (auth / auth-failed). */
     if (!ok) return sk_reply_make(535, "5.7.8", "authentication credentials invalid");
     return sk_reply_make(235, "2.7.0", "authentication successful");
 }
@@ -120,16 +116,8 @@ static sk_reply on_rcpt(sk_session *s, const sk_path *rcpt, const sk_rcpt_params
         .peer = sk_session_peer(s),
         .auth_user = sk_session_auth_user(s),
     };
-    sk_reply r = sk_daemon_rcpt_policy(d->cfg, d->have_recipients ? &d->recipients : NULL, &q);
-    if (r.code >= 400) {
-        sk_buf b = SK_BUF_INIT(1024);
-        log_escaped(&b, "to", rcpt->mailbox);
-        log_escaped(&b, "peer", q.peer);
-        sk_log(&d->log, SK_LOG_INFO, "%s daemon rcpt-refused%s reply=\"%d %s\"", sk_session_id(s),
-               sk_buf_cstr(&b), r.code, r.enhanced);
-        sk_buf_free(&b);
-    }
-    return r;
+    /* The server logs every RCPT with its reply. */
+    return sk_daemon_rcpt_policy(d->cfg, d->have_recipients ? &d->recipients : NULL, &q);
 }
 
 static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg, void *ctx)

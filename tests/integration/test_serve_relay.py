@@ -91,7 +91,8 @@ try:
                 expect(code == 250, "a local recipient is still accepted: %d" % code, srv)
                 code, resp = s.data(message("local only"))
                 expect(code == 250, "DATA for the local recipient: %d %r" % (code, resp), srv)
-            expect("rcpt-refused" in srv.log(), "refusal logged", srv)
+            expect("rcpt addr=<victim@remote.example> reply=554" in srv.log(), "refusal logged",
+                   srv)
 
             # 5. The same client after AUTH may relay (submission, plain text
             # AUTH is allowed on loopback).

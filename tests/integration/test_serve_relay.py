@@ -106,6 +106,20 @@ try:
             expect(sink.messages[-1]["rcpt_tos"] == ["friend@remote.example"], "relayed rcpt")
         expect(len(sink.messages) == before + 1, "nothing else reached the relay host")
         expect(srv.proc.returncode == 0, "exit 0", srv)
+
+    # 6. Relay host down: the message is deferred (4.4.1) and stays queued.
+    srv = Serve(tmp, name="down",
+                args=["--relay-host", "%s:%d" % (HOST, sktest.free_port(HOST))])
+    with srv:
+        with smtplib.SMTP(HOST, srv.port, timeout=30) as s:
+            s.sendmail("alice@example.org", ["x@remote.example"],
+                       message("deferred", to="x@remote.example"))
+        sktest.wait_for(lambda: "queue deferred" in srv.log(), timeout=20, what="deferral")
+        line = [ln for ln in srv.log().splitlines() if "queue deferred" in ln][0]
+        expect("4.4.1" in line and "x@remote.example" in line, "deferral line %r" % line, srv)
+        q = srv.queue_list()
+        expect(len(q) == 1 and q[0]["state"] == "deferred", "deferred in the queue: %r" % q, srv)
+    expect(srv.proc.returncode == 0, "exit 0", srv)
     print("ok")
 finally:
     tmp.cleanup()

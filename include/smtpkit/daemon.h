@@ -47,11 +47,13 @@ typedef struct sk_daemon_config {
     char *log;  /* "stderr" or "syslog" */
     unsigned max_connections, max_connections_per_ip, max_recipients;
     bool print_usage;
-    /* Outbound (issue 7): parsed and checked, not yet used by delivery. */
-    char *dns_server;
-    unsigned mx_port;
+    /* The queue's retry schedule ("1m,5m,1h") and lifetime. */
     char *retry_schedule;
     uint64_t max_queue_lifetime_ms;
+    /* Delivery by MX and rate limits: parsed and checked, not used yet
+     * (the daemon logs option-not-used when they are set). */
+    char *dns_server;
+    unsigned mx_port;
     sk_strlist rate_limit;
     /* Was --relay-net given ("none" gives an empty list)? Otherwise the
      * default networks apply. */

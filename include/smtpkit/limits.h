@@ -43,6 +43,12 @@
 /* RFC 4954 4: an AUTH line may exceed 512 octets; we bound a SASL
  * exchange's decoded client response and server challenge at this. */
 #define SK_SASL_MAX_OCTETS 12288
+/* The AUTH helper channel (docs/SECURITY.md): one check carries a user and a
+ * password, each bounded by the SASL exchange, plus a 3-octet header. */
+#define SK_AUTHD_REQUEST_MAX_OCTETS (2 * SK_SASL_MAX_OCTETS + 3)
+/* Checks waiting for the AUTH helper; past it AUTH answers 454 4.7.0
+ * (the helper checks one hash at a time). */
+#define SK_AUTHD_PENDING_MAX 256
 
 /* RFC 5321 4.5.3.2 timeouts (client side, and the server's defaults). */
 #define SK_TIMEOUT_CONNECT_MS    (30 * 1000)

@@ -2,6 +2,8 @@
  * and the transports together on one event loop; signals and reload. */
 #include "daemon_int.h"
 
+#include "authd.h"
+
 #include <smtpkit/auth.h>
 #include <smtpkit/queue.h>
 #include <smtpkit/server.h>
@@ -36,6 +38,7 @@ struct sk_daemon {
 
     sk_daemon_config *cfg;
     sk_users users;
+    sk_authd *authd; /* holds the users file (privilege split); NULL without one */
     sk_recipients recipients;
     bool have_recipients;
     sk_logger log;
@@ -94,17 +97,31 @@ static void msg_unlink(sk_daemon *d, struct daemon_msg *m)
 
 /* --- hooks --------------------------------------------------------------- */
 
+static void on_auth_checked(void *ctx, sk_authd_result res)
+{
+    sk_session *s = ctx;
+    sk_reply r = res == SK_AUTHD_OK ? sk_reply_make(235, "2.7.0", "authentication successful")
+                 : res == SK_AUTHD_FAIL
+                     ? sk_reply_make(535, "5.7.8", "authentication credentials invalid")
+                     : sk_reply_make(454, "4.7.0", "temporary authentication failure");
+    /* It fails only for a session the server is already freeing. */
+    if (sk_session_reply(s, &r) != SK_OK) return;
+}
+
+/* The password hashes live in the AUTH helper process (authd.c): ask it,
+ * and answer when it replies. */
 static sk_reply on_auth(sk_session *s, const char *mech, const char *authzid, const char *user,
                         const char *password, void *ctx)
 {
     sk_daemon *d = ctx;
-    const char *hash = sk_users_hash(&d->users, user);
-    /* Acting for someone else (RFC 4616 authzid) is not offered. */
-    bool ok = hash && (authzid[0] == '\0' || strcmp(authzid, user) == 0) &&
-              sk_sasl_verify_crypt(password, hash);
-    /* The server logs the outcome (auth / auth-failed). */
-    if (!ok) return sk_reply_make(535, "5.7.8", "authentication credentials invalid");
-    return sk_reply_make(235, "2.7.0", "authentication successful");
+    (void)mech;
+    /* Acting for someone else (RFC 4616 authzid) is not offered. The
+     * server logs the outcome (auth / auth-failed). */
+    if (!d->authd || (authzid[0] != '\0' && strcmp(authzid, user) != 0))
+        return sk_reply_make(535, "5.7.8", "authentication credentials invalid");
+    if (sk_authd_check(d->authd, user, password, on_auth_checked, s) != SK_OK)
+        return sk_reply_make(454, "4.7.0", "temporary authentication failure");
+    return SK_REPLY_ASYNC;
 }
 
 static sk_reply on_rcpt(sk_session *s, const sk_path *rcpt, const sk_rcpt_params *p, void *ctx)
@@ -187,7 +204,11 @@ static sk_err on_data_chunk(sk_session *s, void *msg, const char *bytes, size_t 
     daemon_msg *dm = msg;
     if (!dm->m) return SK_ERR_STATE; /* the daemon is shutting down */
     dm->octets += len;
-    return sk_spool_write(dm->m, bytes, len);
+    /* A write error (disk full) is remembered by the spool and reported by
+     * the commit, which answers 452 4.3.1; failing here would make the
+     * server answer 451 instead. */
+    (void)sk_spool_write(dm->m, bytes, len);
+    return SK_OK;
 }
 
 static void on_committed(void *ctx, sk_err e, const char *queue_id)
@@ -258,10 +279,7 @@ static sk_err load_tables(const sk_daemon_config *c, sk_users *users, sk_recipie
     *users = (sk_users){0};
     *rcpts = (sk_recipients){0};
     *have_rcpts = false;
-    if (c->users) {
-        sk_err e = sk_users_load(c->users, users, err);
-        if (e) return e;
-    }
+    /* The users file is read by the AUTH helper only (authd.c). */
     if (c->local_recipients) {
         sk_err e = sk_recipients_load(c->local_recipients, rcpts, err);
         if (e) {
@@ -357,9 +375,15 @@ static void reload(sk_daemon *d)
         sk_daemon_config_free(c);
         return;
     }
-    static const char *const restart_only[] = {
-        "listen/submission/smtps", "data-dir",          "user", "log", "local-domain", "relay-host",
-        "retry-schedule",          "max-queue-lifetime"};
+    static const char *const restart_only[] = {"listen/submission/smtps",
+                                               "data-dir",
+                                               "user",
+                                               "log",
+                                               "local-domain",
+                                               "relay-host",
+                                               "retry-schedule",
+                                               "max-queue-lifetime",
+                                               "users"};
     const sk_daemon_config *old = d->cfg;
     bool changed[] = {!same_list(&old->listen, &c->listen) ||
                           !same_list(&old->submission, &c->submission) ||
@@ -370,7 +394,8 @@ static void reload(sk_daemon *d)
                       !same_list(&old->local_domain, &c->local_domain),
                       !same(old->relay_host, c->relay_host),
                       !same(old->retry_schedule, c->retry_schedule),
-                      old->max_queue_lifetime_ms != c->max_queue_lifetime_ms};
+                      old->max_queue_lifetime_ms != c->max_queue_lifetime_ms,
+                      !same(old->users, c->users)};
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++)
         if (changed[i])
             sk_log(&d->log, SK_LOG_WARN, "- daemon reload-needs-restart option=%s",
@@ -399,6 +424,7 @@ static void reload(sk_daemon *d)
     KEEP_LIST(local_domain);
     KEEP_STR(relay_host);
     KEEP_STR(retry_schedule);
+    KEEP_STR(users);
     keep->max_queue_lifetime_ms = d->cfg->max_queue_lifetime_ms;
 #undef KEEP_STR
 #undef KEEP_LIST
@@ -409,6 +435,8 @@ static void reload(sk_daemon *d)
     d->users = users;
     d->recipients = rcpts;
     d->have_recipients = have_rcpts;
+    /* The helper reads the users file again and logs how that went. */
+    sk_authd_reload(d->authd);
     warn_unused(d, c);
     sk_log(&d->log, SK_LOG_INFO, "- daemon reload-done hold=%s", c->hold ? "yes" : "no");
 }
@@ -582,6 +610,12 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         sk_daemon_free(d);
         return e;
     }
+    /* The AUTH helper is forked before any thread starts and before
+     * privileges are dropped (docs/SECURITY.md). */
+    if (d->cfg->users && !(d->authd = sk_authd_start(d->cfg->users, &d->log, err))) {
+        sk_daemon_free(d);
+        return err && err->err ? err->err : SK_ERR_CONFIG;
+    }
     /* The relay transport completes jobs from worker threads. */
     evthread_use_pthreads();
     d->base = event_base_new();
@@ -597,6 +631,10 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         return err && err->err ? err->err : SK_ERR_CONFIG;
     }
     sk_server_on_auth(d->srv, on_auth, d);
+    if (d->authd && sk_authd_attach(d->authd, d->base, err)) {
+        sk_daemon_free(d);
+        return err && err->err ? err->err : SK_ERR_IO;
+    }
     sk_server_on_rcpt(d->srv, on_rcpt, d);
     sk_server_on_data(d->srv, on_data_start, on_data_chunk, on_data_end, d);
 
@@ -673,6 +711,9 @@ void sk_daemon_free(sk_daemon *d)
     }
     sk_spool_free(d->spool);
     d->spool = NULL;
+    /* Checks still waiting for the helper are answered before the server
+     * and its sessions go. */
+    sk_authd_free(d->authd);
     sk_server_free(d->srv);
     if (d->base) event_base_free(d->base);
     sk_users_free(&d->users);

@@ -1,0 +1,145 @@
+"""Helpers for the failure-suite tests (test_fault_*.py): a line-level SMTP
+client on raw sockets (so that a test can write floods, drip bytes or reset
+the connection), and process facts read from /proc."""
+
+import base64
+import os
+import socket
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sktest  # noqa: E402
+
+HOST = "127.0.0.1"
+
+
+class Raw:
+    """One SMTP connection on a plain socket; replies are read whole."""
+
+    def __init__(self, port, timeout=10.0, host=HOST):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def reply(self):
+        """(code, text of all lines); (None, b"") when the server closed."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return None, b"".join(lines)
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line + b"\n")
+            if len(line) < 4 or line[3:4] != b"-":
+                return int(line[:3]), b"".join(lines)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def reset(self):
+        """Close with RST instead of FIN (SO_LINGER with a zero timeout)."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self):
+        self.sock.close()
+
+    def closed_by_peer(self, timeout=10.0):
+        """True when the server has closed the connection (EOF or reset)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                d = self.sock.recv(65536)
+                if not d:
+                    return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+
+def auth_plain(user, password):
+    return "AUTH PLAIN " + base64.b64encode(b"\0" + user.encode() + b"\0" +
+                                            password.encode()).decode()
+
+
+def children(pid):
+    """PIDs of pid's child processes."""
+    out = []
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def status(pid, key):
+    """A field of /proc/PID/status, e.g. "Uid" -> its first number."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return line.split()[1]
+    return None
+
+
+def rss_kb(pid):
+    return int(status(pid, "VmRSS"))
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ", 1)[1][0] not in "ZX"
+    except OSError:
+        return False
+
+
+def memory_contains(pid, needle):
+    """Does any readable memory mapping of pid hold needle? None when the
+    memory cannot be read at all (no permission)."""
+    try:
+        maps = open("/proc/%d/maps" % pid).read().splitlines()
+        mem = open("/proc/%d/mem" % pid, "rb", 0)
+    except OSError:
+        return None
+    read_any = False
+    with mem:
+        for line in maps:
+            parts = line.split()
+            if "r" not in parts[1] or (len(parts) > 5 and parts[5].startswith("[v")):
+                continue
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            read_any = True
+            if needle in data:
+                return True
+    return False if read_any else None
+
+
+def wait_gone(pid, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def log_wait(server, text, timeout=10.0):
+    return sktest.wait_for(lambda: text in server.log(), timeout=timeout,
+                           what="%r in the log\n%s" % (text, server.log()[-3000:]))

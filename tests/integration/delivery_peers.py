@@ -183,6 +183,8 @@ def submit(srv, sender, rcpts, subject="test", mail_options=(), body="Hello.\r\n
 
 def send_on(s, sender, rcpts, msg, mail_options=()):
     """One transaction on an open smtplib session; returns the queue ID."""
+    if s.helo_resp is None and s.ehlo_resp is None:
+        s.ehlo("client.test")
     code, resp = s.mail(sender, list(mail_options))
     expect(code == 250, "MAIL FROM:<%s>: %d %r" % (sender, code, resp))
     for r in rcpts:

@@ -7,7 +7,6 @@ is delivered meanwhile as usual."""
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402

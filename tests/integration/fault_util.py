@@ -28,11 +28,15 @@ class Raw:
         self.sock.sendall(data)
 
     def reply(self):
-        """(code, text of all lines); (None, b"") when the server closed."""
+        """(code, text of all lines); (None, what came) when the server
+        closed or reset the connection."""
         lines = []
         while True:
             while b"\r\n" not in self.buf:
-                chunk = self.sock.recv(65536)
+                try:
+                    chunk = self.sock.recv(65536)
+                except ConnectionResetError:
+                    chunk = b""
                 if not chunk:
                     return None, b"".join(lines)
                 self.buf += chunk

@@ -68,6 +68,12 @@
 /* Commands that make no progress (errors, NOOP, RSET, VRFY, HELP) before
  * the session is closed with 421. */
 #define SK_SERVER_MAX_IDLE_COMMANDS_DEFAULT 20
+/* Slow senders (slowloris): the idle timeouts restart with every octet, so
+ * a command line must be complete within the command timeout (RFC 5321
+ * 4.5.3.2.7 is the wait for the whole command), and a message that has been
+ * arriving for longer than the data timeout must average at least this
+ * rate, far below any real link. */
+#define SK_SERVER_DATA_MIN_OCTETS_PER_S 256
 /* Server command lines (RFC 5321 4.5.3.1.4: 512 octets with CRLF). The
  * extensions we offer add to MAIL and RCPT: RFC 1870 6 SIZE 26, RFC 3461 4
  * DSN 100 (MAIL) and 500 (RCPT), RFC 4954 5 AUTH= 500, RFC 6710 MT-PRIORITY

@@ -85,6 +85,9 @@ struct sk_session {
     sk_data_decoder dec;
     uint64_t bdat_left;
     int bdat_last;
+    /* Slow senders: when the pending command line began, when DATA began
+     * and how many octets it has brought (SK_SERVER_DATA_MIN_OCTETS_PER_S). */
+    uint64_t line_started_ms, data_started_ms, data_octets;
 };
 
 /* Commands: what each may do where. A new command is one row. */
@@ -527,6 +530,17 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     connection_gone(s);
 }
 
+/* A client trickling octets in keeps the idle timeout from firing: end it
+ * the way a timeout does. */
+static void too_slow(sk_session *s, const char *what)
+{
+    sk_log(logger(s), SK_LOG_INFO, "%s server too-slow peer=%s state=%s what=%s", s->id, s->peer,
+           state_names[s->state], what);
+    msg_abort(s);
+    reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->cfg->hostname);
+    close_after_flush(s);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     process(arg);
@@ -680,10 +694,21 @@ static size_t decode_input(sk_session *s, struct evbuffer *in, size_t limit, int
 static int data_consume(sk_session *s, struct evbuffer *in)
 {
     int end;
+    size_t before = evbuffer_get_length(in);
+    uint64_t now = sk_now_ms();
+    if (!s->data_started_ms) s->data_started_ms = now;
     decode_input(s, in, SIZE_MAX, &end);
+    s->data_octets += before - evbuffer_get_length(in);
     if (end) {
+        s->data_started_ms = s->data_octets = 0;
         msg_finish(s);
         return 1;
+    }
+    uint64_t ms = now - s->data_started_ms;
+    if (ms > s->cfg->data_timeout_ms &&
+        s->data_octets * 1000 / ms < SK_SERVER_DATA_MIN_OCTETS_PER_S) {
+        too_slow(s, "data");
+        return 0;
     }
     if (evbuffer_get_length(in)) return 1; /* more than the peeked extents */
     chunk_flush(s);
@@ -843,6 +868,14 @@ static void process(sk_session *s)
         }
         struct evbuffer_ptr pos = evbuffer_search(in, "\n", 1, NULL);
         if (pos.pos < 0) {
+            unsigned limit_ms =
+                s->state == SS_CONNECTED ? s->cfg->greeting_timeout_ms : s->cfg->command_timeout_ms;
+            if (!s->line_started_ms) {
+                s->line_started_ms = sk_now_ms();
+            } else if (sk_now_ms() - s->line_started_ms > limit_ms) {
+                too_slow(s, "command");
+                return;
+            }
             /* RFC 5321 4.5.3.1.4/4.5.3.1.6: no line is longer than 1000. */
             if (s->discarding) {
                 evbuffer_drain(in, avail);
@@ -855,6 +888,7 @@ static void process(sk_session *s)
             return;
         }
         size_t n = (size_t)pos.pos + 1;
+        s->line_started_ms = 0;
         if (s->discarding) {
             evbuffer_drain(in, n);
             s->discarding = 0;

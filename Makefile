@@ -6,7 +6,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps build run check asan bench format install fuzz clean
+.PHONY: all deps build run check asan bench format install fuzz clean valgrind
 
 all: build
 
@@ -34,6 +34,10 @@ asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# Integration tests with smtpkit under valgrind memcheck (errors and leaks).
+valgrind: build
+	./scripts/valgrind-integration.sh $(BUILD) $(VALGRIND_TESTS)
 
 bench: build
 	./bench/run.sh $(BUILD)

@@ -7,6 +7,7 @@ Every process is started here or by the test and stopped by PID; every wait
 is bounded.
 """
 
+import asyncio
 import email
 import email.policy
 import json
@@ -65,6 +66,10 @@ class Handler:
             reply = self._next(self.rcpt_script, address)
             self.rcpts.append((time.monotonic(), address, reply or "250"))
         if reply:
+            if reply.startswith("421"):
+                # RFC 5321 3.8: 421 closes the channel; close it after the
+                # reply is written (transport.close flushes first).
+                asyncio.get_running_loop().call_soon(server.transport.close)
             return reply
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Ok"

@@ -5,6 +5,7 @@ here with Python's email package) sent later to that address is matched to
 the message and recipient, classified and recorded: `smtpkit track` shows
 the recipient `bounced` with class bad-mailbox."""
 
+import email.policy
 import os
 import smtplib
 import sys
@@ -45,7 +46,7 @@ def build_dsn(to, rcpt, qid):
     report.attach(status)
     headers = MIMEText("Subject: verp me\nMessage-ID: <x@client.test>\n", "rfc822-headers")
     report.attach(headers)
-    return report.as_bytes()
+    return report.as_bytes(policy=email.policy.SMTP)  # CRLF line ends
 
 
 tmp = sktest.TempDir("sk-delivery-verp-")

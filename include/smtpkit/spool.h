@@ -76,6 +76,11 @@ typedef struct sk_spool_envelope {
     int64_t next_attempt; /* unix seconds; 0 = as soon as possible */
     char *last_reply;     /* last transient reply for the message, NULL when none */
     uint64_t body_octets; /* stored body size, set by the spool */
+    /* CRC-32C of the stored body, set by the spool; recovery compares it
+     * (docs/queue.md "Recovery"). has_body_crc32c is 0 in envelopes
+     * written before it was recorded. */
+    uint32_t body_crc32c;
+    int has_body_crc32c;
 } sk_spool_envelope;
 
 void sk_spool_envelope_free(sk_spool_envelope *env); /* accepts NULL */
@@ -99,14 +104,29 @@ typedef enum sk_spool_mode {
     SK_SPOOL_READONLY,
 } sk_spool_mode;
 
+/* How a group of commits is made durable (docs/queue.md "Durability
+ * order"). */
+typedef enum sk_spool_sync {
+    /* One syncfs(2) on the spool's file system per group, whatever its
+     * size. Also flushes unrelated dirty data on that file system. */
+    SK_SPOOL_SYNC_FS = 0,
+    /* fdatasync(2) of each body and envelope, one fsync(2) of the
+     * directory per group: for a spool on a file system shared with
+     * heavy writers, where syncfs would wait for their data too. */
+    SK_SPOOL_SYNC_FILES,
+} sk_spool_sync;
+
 typedef struct sk_spool_opts {
     sk_spool_mode mode;
     sk_logger log;
     unsigned lock_wait_ms;    /* 0 = 5000 */
     size_t max_batch;         /* messages per group commit, 0 = 256 */
     uint64_t max_body_octets; /* writes past this fail with SK_ERR_TOO_LONG; 0 = no limit */
-    /* Test hooks, NULL in production: replace write(2) and fdatasync(2)
-     * (e.g. to fail with ENOSPC). Called from the committer thread too. */
+    sk_spool_sync sync;       /* SK_SPOOL_SYNC_FS by default */
+    /* Test hooks, NULL in production: replace write(2) and the durability
+     * calls (fdatasync(2) of a file, fsync(2) of the directory, or
+     * syncfs(2) with the directory's fd), e.g. to fail with ENOSPC.
+     * Called from the committer thread too. */
     ssize_t (*write_fn)(void *ctx, int fd, const void *p, size_t n);
     int (*sync_fn)(void *ctx, int fd);
     void *hook_ctx;

@@ -217,6 +217,8 @@ sk_err sk_spool_envelope_serialize(const sk_spool_envelope *env, sk_buf *out)
         if (!e) e = put_str(out, r->last_reply);
         if (!e) e = sk_buf_putc(out, '\n');
     }
+    if (!e && env->has_body_crc32c)
+        e = sk_buf_printf(out, "body-crc32c %08" PRIx32 "\n", env->body_crc32c);
     /* The trailer tells a complete file from a cut one. */
     if (!e) e = sk_buf_puts(out, "end\n");
     return e;
@@ -383,6 +385,19 @@ static sk_err parse_line(sk_spool_envelope *env, const char *p, const char *end)
             sk_free(*strs[i].field);
             return get_str(tok[1], te[1], strs[i].field);
         }
+    }
+    if (KEY("body-crc32c")) {
+        /* Exactly 8 lower-case hex digits, as written. */
+        if (te[1] - tok[1] != 8) return SK_ERR_SYNTAX;
+        uint32_t c = 0;
+        for (const char *q = tok[1]; q < te[1]; q++) {
+            int d = hexval(*q);
+            if (d < 0 || (*q >= 'A' && *q <= 'F')) return SK_ERR_SYNTAX;
+            c = c << 4 | (uint32_t)d;
+        }
+        env->body_crc32c = c;
+        env->has_body_crc32c = 1;
+        return SK_OK;
     }
     if (KEY("envid")) return get_fixed(tok[1], te[1], m->envid, sizeof m->envid);
     if (KEY("auth-param")) return get_fixed(tok[1], te[1], m->auth, sizeof m->auth);

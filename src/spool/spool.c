@@ -29,6 +29,7 @@ struct sk_spool_msg {
     sk_buf wbuf;
     sk_spool_envelope *env;
     uint64_t octets;
+    uint32_t crc; /* CRC-32C of the body so far */
     sk_err err;
     sk_buf envtext; /* serialized at commit, written by the committer */
     sk_spool_done_fn done;
@@ -80,6 +81,16 @@ static int do_sync(const sk_spool *s, int fd)
     return fdatasync(fd);
 }
 
+/* The group barrier of SK_SPOOL_SYNC_FS: syncfs(2) writes back every dirty
+ * inode of the file system and commits its journal, so one call covers the
+ * data and directory entries of a whole group. Since Linux 5.8 it also
+ * reports writeback errors met since the fd was opened. */
+static sk_err sync_fs(const sk_spool *s, int dfd)
+{
+    int r = s->opts.sync_fn ? s->opts.sync_fn(s->opts.hook_ctx, dfd) : syncfs(dfd);
+    return r ? sk_spool_errno(errno) : SK_OK;
+}
+
 static sk_err write_all(const sk_spool *s, int fd, const char *p, size_t n)
 {
     while (n) {
@@ -116,7 +127,8 @@ static sk_err sync_dir_fd(const sk_spool *s, int dfd)
 {
     /* fsync, not fdatasync: a directory's entries are its data, but some
      * file systems only honour fsync on directories. */
-    if (s && s->opts.sync_fn) return s->opts.sync_fn(s->opts.hook_ctx, dfd) ? SK_ERR_IO : SK_OK;
+    if (s && s->opts.sync_fn)
+        return s->opts.sync_fn(s->opts.hook_ctx, dfd) ? sk_spool_errno(errno) : SK_OK;
     return fsync(dfd) ? sk_spool_errno(errno) : SK_OK;
 }
 
@@ -185,48 +197,156 @@ int sk_spool_lock(const char *spool_dir, unsigned wait_ms, long *busy_pid, sk_er
     return fd;
 }
 
-/* Remove what a crash left half done (docs/queue.md "Recovery"): envelope
- * temporaries, and bodies with no envelope (never acknowledged). */
-static sk_err recover(sk_spool *s, sk_error *err)
+static sk_err read_at(int dfd, const char *name, sk_buf *out, size_t max_read);
+
+/* Why the envelope text in b does not describe a complete message whose
+ * body is msgdir/id.msg; NULL when it does. With check_crc the whole body
+ * is read and its CRC-32C compared; otherwise only its size. */
+static const char *pair_problem(const sk_spool *s, const char *id, const sk_buf *b, int check_crc)
 {
-    DIR *d = fdopendir(dup(s->msgdir_fd));
-    if (!d) return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
-    size_t removed = 0, kept = 0;
+    sk_spool_envelope *env;
+    if (sk_spool_envelope_parse(b->data ? b->data : "", b->len, &env)) return "torn-envelope";
+    const char *why = NULL;
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
+    int fd = openat(s->msgdir_fd, name, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (strcmp(env->id, id))
+        why = "wrong-id";
+    else if (check_crc && !env->has_body_crc32c)
+        why = "no-checksum";
+    else if (fd < 0 || fstat(fd, &st))
+        why = "no-body";
+    else if ((uint64_t)st.st_size != env->body_octets)
+        why = (uint64_t)st.st_size < env->body_octets ? "body-short" : "body-long";
+    if (!why && check_crc) {
+        uint32_t crc = 0;
+        char chunk[65536];
+        ssize_t r;
+        while ((r = read(fd, chunk, sizeof chunk)) > 0)
+            crc = sk_spool_crc32c(crc, chunk, (size_t)r);
+        if (r < 0)
+            why = "body-unreadable";
+        else if (crc != env->body_crc32c)
+            why = "body-checksum";
+    }
+    if (fd >= 0) close(fd);
+    sk_spool_envelope_free(env);
+    return why;
+}
+
+/* Names in msgdir ending with ext, as IDs (the directory is read before
+ * anything is renamed, so no entry is seen twice). */
+static sk_err ids_with_ext(const sk_spool *s, const char *ext, char ***out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    int dfd = dup(s->msgdir_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0) close(dfd);
+        return SK_ERR_IO;
+    }
+    rewinddir(d);
+    char **ids = NULL;
+    size_t n = 0;
+    sk_err e = SK_OK;
     struct dirent *de;
-    while ((de = readdir(d))) {
-        const char *name = de->d_name;
-        if (name[0] == '.') continue;
-        size_t len = strlen(name);
-        char id[SK_SPOOL_ID_SIZE] = "";
-        if (len > SK_SPOOL_ID_LEN) memcpy(id, name, SK_SPOOL_ID_LEN);
-        const char *ext = name + (len > SK_SPOOL_ID_LEN ? SK_SPOOL_ID_LEN : len);
-        struct stat st;
-        char other[NAME_MAX + 1];
-        if (!strcmp(ext, SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT)) {
-            unlinkat(s->msgdir_fd, name, 0);
-            removed++;
-        } else if (!strcmp(ext, SK_SPOOL_BODY_EXT)) {
-            snprintf(other, sizeof other, "%s%s", id, SK_SPOOL_ENV_EXT);
-            if (fstatat(s->msgdir_fd, other, &st, 0) != 0) {
-                sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover removed=incomplete", id);
-                unlinkat(s->msgdir_fd, name, 0);
-                removed++;
-            }
-        } else if (!strcmp(ext, SK_SPOOL_ENV_EXT)) {
-            snprintf(other, sizeof other, "%s%s", id, SK_SPOOL_BODY_EXT);
-            if (fstatat(s->msgdir_fd, other, &st, 0) != 0) {
-                /* Cannot happen with our write order on a journaling file
-                 * system; the message was never acknowledged if it does. */
-                sk_log(&s->opts.log, SK_LOG_WARN, "%s spool recover removed=no-body", id);
-                unlinkat(s->msgdir_fd, name, 0);
-                removed++;
-            } else {
-                kept++;
-            }
+    while (!e && (de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len != SK_SPOOL_ID_LEN + strlen(ext) || strcmp(de->d_name + SK_SPOOL_ID_LEN, ext))
+            continue;
+        char **p = sk_realloc(ids, (n + 1) * sizeof *ids);
+        if (!p || !(p[n] = sk_strndup(de->d_name, SK_SPOOL_ID_LEN))) {
+            if (p) ids = p;
+            e = SK_ERR_NOMEM;
+            break;
         }
+        ids = p;
+        n++;
     }
     closedir(d);
-    if (removed && fsync(s->msgdir_fd))
+    if (e) {
+        sk_spool_ids_free(ids, n);
+        return e;
+    }
+    *out = ids;
+    *n_out = n;
+    return SK_OK;
+}
+
+/* Settle what a crash left (docs/queue.md "Recovery"). An ID.env.tmp is an
+ * envelope whose group was made durable (or not) but not yet renamed: it
+ * is kept, by renaming it, only if it is complete and its body matches the
+ * recorded size and CRC-32C; otherwise it was never acknowledged. Then
+ * bodies without an envelope are removed, and envelopes whose body is
+ * missing or of another size, with their body. */
+static sk_err recover(sk_spool *s, sk_error *err)
+{
+    size_t removed = 0, kept = 0, promoted = 0;
+    char **ids;
+    size_t n;
+    char name[NAME_MAX + 1], other[NAME_MAX + 1];
+    if (ids_with_ext(s, SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT, &ids, &n))
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%s%s%s", ids[i], SK_SPOOL_ENV_EXT, SK_SPOOL_TMP_EXT);
+        snprintf(other, sizeof other, "%s%s", ids[i], SK_SPOOL_ENV_EXT);
+        sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
+        const char *why = read_at(s->msgdir_fd, name, &b, 0) ? "unreadable" : NULL;
+        if (!why) why = pair_problem(s, ids[i], &b, 1);
+        sk_buf_free(&b);
+        if (!why && renameat(s->msgdir_fd, name, s->msgdir_fd, other) == 0) {
+            sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover kept=durable-envelope", ids[i]);
+            promoted++;
+            continue;
+        }
+        /* A commit that did not finish, or a sk_spool_save cut short (the
+         * previous ID.env then stays as it was). */
+        sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover removed=envelope-tmp reason=%s", ids[i],
+               why ? why : "rename-failed");
+        unlinkat(s->msgdir_fd, name, 0);
+        removed++;
+    }
+    sk_spool_ids_free(ids, n);
+
+    if (ids_with_ext(s, SK_SPOOL_BODY_EXT, &ids, &n))
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        snprintf(other, sizeof other, "%s%s", ids[i], SK_SPOOL_ENV_EXT);
+        if (fstatat(s->msgdir_fd, other, &st, 0) == 0) continue;
+        sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover removed=incomplete", ids[i]);
+        snprintf(name, sizeof name, "%s%s", ids[i], SK_SPOOL_BODY_EXT);
+        unlinkat(s->msgdir_fd, name, 0);
+        removed++;
+    }
+    sk_spool_ids_free(ids, n);
+
+    if (ids_with_ext(s, SK_SPOOL_ENV_EXT, &ids, &n))
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%s%s", ids[i], SK_SPOOL_ENV_EXT);
+        sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
+        const char *why = read_at(s->msgdir_fd, name, &b, 0) ? "unreadable" : NULL;
+        /* An ID.env is only ever renamed into place once durable, so the
+         * size is enough here; reading every body would slow the start. */
+        if (!why) why = pair_problem(s, ids[i], &b, 0);
+        sk_buf_free(&b);
+        if (!why) {
+            kept++;
+            continue;
+        }
+        /* Cannot happen with the write order above; never acknowledged or
+         * damaged outside the spool's control if it does. */
+        sk_log(&s->opts.log, SK_LOG_WARN, "%s spool recover removed=%s", ids[i], why);
+        unlinkat(s->msgdir_fd, name, 0);
+        snprintf(name, sizeof name, "%s%s", ids[i], SK_SPOOL_BODY_EXT);
+        unlinkat(s->msgdir_fd, name, 0);
+        removed++;
+    }
+    sk_spool_ids_free(ids, n);
+    if ((removed || promoted) && fsync(s->msgdir_fd))
         return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "fsync %s failed", s->msgdir);
     sk_log(&s->opts.log, SK_LOG_INFO, "- spool recovered messages=%zu removed=%zu", kept, removed);
     return SK_OK;
@@ -398,6 +518,7 @@ sk_err sk_spool_write(sk_spool_msg *m, const void *p, size_t n)
     if (m->s->opts.max_body_octets && m->octets + n > m->s->opts.max_body_octets)
         return m->err = SK_ERR_TOO_LONG;
     m->octets += n;
+    m->crc = sk_spool_crc32c(m->crc, p, n);
     const char *c = p;
     while (n) {
         size_t room = SPOOL_WRITE_CHUNK_OCTETS - m->wbuf.len;
@@ -423,8 +544,9 @@ void sk_spool_abort(sk_spool_msg *m)
     msg_free(m);
 }
 
-/* Phase 1: write the envelope next to the body (as NAME.env.tmp) and start
- * writeback of both without waiting. */
+/* Phase 1: write the envelope next to the body as ID.env.tmp. It records
+ * the body's size and CRC-32C and ends with "end", so recovery can tell a
+ * complete pair from a torn one without any ordering between the files. */
 static void write_envelope(sk_spool_msg *m)
 {
     sk_spool *s = m->s;
@@ -437,17 +559,22 @@ static void write_envelope(sk_spool_msg *m)
         return;
     }
     m->err = write_all(s, m->env_fd, m->envtext.data, m->envtext.len);
-    /* Only a hint to start the data writes (and ext4's block allocation)
-     * for the whole batch before the first fdatasync; errors show there. */
-    if (!m->err) {
-        sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-        sync_file_range(m->env_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (s->opts.sync == SK_SPOOL_SYNC_FILES) {
+        /* Only a hint to start the data writes (and ext4's block
+         * allocation) for the whole group before the first fdatasync. */
+        if (!m->err) {
+            sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+            sync_file_range(m->env_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        }
+        return;
     }
+    if (close(m->env_fd) && !m->err) m->err = sk_spool_errno(errno);
+    m->env_fd = -1;
 }
 
-/* Phase 2: body and envelope data durable. On ext4 the first fdatasync
- * commits the journal transaction that holds every file of the batch, so
- * the others mostly wait for data already written. */
+/* SK_SPOOL_SYNC_FILES: body and envelope data durable. On ext4 the first
+ * fdatasync commits the journal transaction that holds every file of the
+ * group, so the others mostly wait for data already written. */
 static void sync_files(sk_spool_msg *m)
 {
     sk_spool *s = m->s;
@@ -457,7 +584,10 @@ static void sync_files(sk_spool_msg *m)
     m->env_fd = -1;
 }
 
-/* Phase 3: the rename is the commit point, once the directory is synced. */
+/* Phase 3, after the barrier: the message is already durable (as ID.msg
+ * and ID.env.tmp, which recovery keeps); the rename makes it visible to
+ * sk_spool_list and readers. Its own durability comes with a later
+ * barrier, and recovery redoes it if a crash loses it. */
 static void rename_envelope(sk_spool_msg *m)
 {
     if (m->err) return;
@@ -467,40 +597,33 @@ static void rename_envelope(sk_spool_msg *m)
     if (renameat(m->s->msgdir_fd, tmp, m->s->msgdir_fd, name)) m->err = sk_spool_errno(errno);
 }
 
-/* Commit a batch in phases over all its messages, then ONE directory fsync
- * for all of them (docs/queue.md "Group commit"). Failed messages are
- * removed. */
+/* Commit a group: write every envelope, then ONE barrier for all of them
+ * (a syncfs, or with SK_SPOOL_SYNC_FILES the per-file fdatasyncs and one
+ * directory fsync), then the renames (docs/queue.md "Group commit"). If
+ * the barrier fails, no message of the group is acknowledged. Failed
+ * messages are removed. */
 static void commit_batch(sk_spool *s, sk_spool_msg *batch, int dir_dirty)
 {
     int any_ok = 0;
     for (sk_spool_msg *m = batch; m; m = m->next) write_envelope(m);
-    for (sk_spool_msg *m = batch; m; m = m->next) sync_files(m);
+    if (s->opts.sync == SK_SPOOL_SYNC_FILES)
+        for (sk_spool_msg *m = batch; m; m = m->next) sync_files(m);
+    for (sk_spool_msg *m = batch; m; m = m->next) any_ok |= !m->err;
+    sk_err barrier = SK_OK;
+    if (any_ok || dir_dirty)
+        barrier = s->opts.sync == SK_SPOOL_SYNC_FILES ? sync_dir_fd(s, s->msgdir_fd)
+                                                      : sync_fs(s, s->msgdir_fd);
+    if (barrier && dir_dirty) {
+        pthread_mutex_lock(&s->mu);
+        s->remove_sync_failed = 1;
+        pthread_mutex_unlock(&s->mu);
+    }
     for (sk_spool_msg *m = batch; m; m = m->next) {
+        /* The state on disk is unknown after a failed barrier: take every
+         * message back out so none is delivered. */
+        if (!m->err) m->err = barrier;
         rename_envelope(m);
-        if (m->err)
-            msg_unlink(m);
-        else
-            any_ok = 1;
-    }
-    if (any_ok || dir_dirty) {
-        sk_err e = sync_dir_fd(s, s->msgdir_fd);
-        if (e && dir_dirty) {
-            pthread_mutex_lock(&s->mu);
-            s->remove_sync_failed = 1;
-            pthread_mutex_unlock(&s->mu);
-        }
-        if (e) {
-            /* The state of the directory is unknown: acknowledge nothing,
-             * and take the messages back out so none is delivered. */
-            for (sk_spool_msg *m = batch; m; m = m->next) {
-                if (!m->err) {
-                    m->err = e;
-                    msg_unlink(m);
-                }
-            }
-        }
-    }
-    for (sk_spool_msg *m = batch; m; m = m->next) {
+        if (m->err) msg_unlink(m);
         if (m->fd >= 0) {
             close(m->fd);
             m->fd = -1;
@@ -600,6 +723,8 @@ void sk_spool_commit(sk_spool_msg *m, sk_spool_done_fn done, void *ctx)
     flush_wbuf(m);
     if (!m->err) {
         m->env->body_octets = m->octets;
+        m->env->body_crc32c = m->crc;
+        m->env->has_body_crc32c = 1;
         m->err = sk_spool_envelope_serialize(m->env, &m->envtext);
     }
     if (!s->thread_started) {

@@ -5,6 +5,10 @@
 
 #include <smtpkit/spool.h>
 
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
 /* Layout under DATA-DIR (docs/queue.md). */
 #define SK_SPOOL_SUBDIR   "spool"
 #define SK_SPOOL_MSGDIR   "msg"
@@ -25,6 +29,12 @@ int sk_spool_lock(const char *spool_dir, unsigned wait_ms, long *busy_pid, sk_er
 /* Write data to dir_fd/name atomically: name.tmp, fdatasync, rename, and
  * fsync of the directory when sync_dir. */
 sk_err sk_spool_write_file(int dir_fd, const char *name, const void *data, size_t n, int sync_dir);
+
+/* CRC-32C of n octets continuing from crc (0 to start), as stored in the
+ * envelope's body-crc32c line. The _soft form never uses the CPU's
+ * instruction (tests compare the two). */
+uint32_t sk_spool_crc32c(uint32_t crc, const void *p, size_t n);
+uint32_t sk_spool_crc32c_soft(uint32_t crc, const void *p, size_t n);
 
 /* The control directory for requests from other processes. */
 const char *sk_spool_ctl_dir(const sk_spool *s);

@@ -145,6 +145,8 @@ static void assert_env_equal(const sk_spool_envelope *a, const sk_spool_envelope
     assert_int_equal(a->next_attempt, b->next_attempt);
     assert_str_eq_null(a->last_reply, b->last_reply);
     assert_int_equal(a->body_octets, b->body_octets);
+    assert_int_equal(a->has_body_crc32c, b->has_body_crc32c);
+    if (a->has_body_crc32c) assert_int_equal(a->body_crc32c, b->body_crc32c);
 }
 
 static void test_envelope_round_trip(void **state)
@@ -187,6 +189,9 @@ static void test_envelope_round_trip(void **state)
         assert_int_equal(sk_spool_id_new(cases[i].id, 0), SK_OK);
         cases[i].arrival = 1700000000 + (int64_t)i;
         cases[i].body_octets = 1000 * i;
+        /* Odd cases carry a body checksum (with leading zero digits). */
+        cases[i].has_body_crc32c = (int)(i & 1);
+        cases[i].body_crc32c = i == 1 ? 0x00c0ffeeu : 0xdeadbeefu;
         sk_buf b = SK_BUF_INIT(1 << 20);
         assert_int_equal(sk_spool_envelope_serialize(&cases[i], &b), SK_OK);
         /* One token per value: no raw control octets except line ends. */
@@ -226,6 +231,10 @@ static void test_envelope_rejects(void **state)
         "smtpkit-envelope 1\nid 0000000000000000\nsender =a\npriority 1 10\nend\n",
         "smtpkit-envelope 1\nid 0000000000000000\nsender =a\nwhat 1\nend\n",
         "smtpkit-envelope 1\nid 0000000000000000\nsender =a\nend\nextra\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a\nbody-crc32c 1234567\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a\nbody-crc32c 123456789\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a\nbody-crc32c E3069283\nend\n",
+        "smtpkit-envelope 1\nid 0000000000000000\nsender =a\nbody-crc32c e306928g\nend\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sk_spool_envelope *env = (sk_spool_envelope *)1;
@@ -313,6 +322,37 @@ static void test_protocol_names(void **state)
                                .tls = cases[i].tls ? "TLSv1.3" : NULL,
                                .auth_user = cases[i].auth ? "u" : NULL};
         assert_string_equal(sk_spool_envelope_protocol(&e), cases[i].name);
+    }
+}
+
+/* ---- body checksum ---- */
+
+static void test_crc32c(void **state)
+{
+    /* Check values: RFC 3720 B.4 and the common "123456789" vector. */
+    static const struct {
+        const char *data;
+        size_t len;
+        uint32_t crc;
+    } cases[] = {
+        {"", 0, 0},
+        {"123456789", 9, 0xE3069283u},
+        {"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 32, 0x8A9136AAu},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(sk_spool_crc32c(0, cases[i].data, cases[i].len), cases[i].crc);
+        assert_int_equal(sk_spool_crc32c_soft(0, cases[i].data, cases[i].len), cases[i].crc);
+    }
+    /* Any split into pieces gives the same as one call, and the fast path
+     * agrees with the table-driven one. */
+    unsigned char buf[1000];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (unsigned char)(i * 131u + 7u);
+    uint32_t whole = sk_spool_crc32c_soft(0, buf, sizeof buf);
+    static const size_t splits[] = {0, 1, 7, 8, 9, 500, 999, 1000};
+    for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++) {
+        uint32_t c = sk_spool_crc32c(0, buf, splits[i]);
+        c = sk_spool_crc32c(c, buf + splits[i], sizeof buf - splits[i]);
+        assert_int_equal(c, whole);
     }
 }
 
@@ -496,6 +536,118 @@ static void test_recovery(void **state)
     free(dir);
 }
 
+/* Read a whole file into a malloc'd buffer. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = malloc(1 << 16);
+    assert_non_null(buf);
+    *len = fread(buf, 1, 1 << 16, f);
+    fclose(f);
+    return buf;
+}
+
+static void spit(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+/* What a crash can leave of a commit in flight: ID.msg and ID.env.tmp
+ * (written, maybe made durable, not yet renamed), in any state. Recovery
+ * keeps the message only when the envelope is complete and the body
+ * matches its recorded size and CRC-32C. */
+static void test_recovery_rules(void **state)
+{
+    enum { INTACT, TORN_ENV, NO_END, BODY_SHORT, BODY_LONG, BODY_FLIPPED, NO_CRC, CRC_WRONG };
+    static const struct {
+        int damage;
+        int committed; /* the envelope was renamed to ID.env already */
+        int kept;
+    } cases[] = {
+        {INTACT, 0, 1},    {TORN_ENV, 0, 0},     {NO_END, 0, 0},    {BODY_SHORT, 0, 0},
+        {BODY_LONG, 0, 0}, {BODY_FLIPPED, 0, 0}, {NO_CRC, 0, 0},    {CRC_WRONG, 0, 0},
+        {INTACT, 1, 1},    {BODY_SHORT, 1, 0},   {BODY_LONG, 1, 0}, {TORN_ENV, 1, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *dir = temp_dir();
+        sk_error err;
+        sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+        assert_non_null(s);
+        done_rec r = {0};
+        commit_sync(s, body, strlen(body), &r);
+        assert_int_equal(r.err, SK_OK);
+        sk_spool_free(s);
+
+        char envp[512], tmpp[512], bodyp[512];
+        snprintf(envp, sizeof envp, "%s/spool/msg/%s.env", dir, r.id);
+        snprintf(tmpp, sizeof tmpp, "%s/spool/msg/%s.env.tmp", dir, r.id);
+        snprintf(bodyp, sizeof bodyp, "%s/spool/msg/%s.msg", dir, r.id);
+        const char *target = cases[c].committed ? envp : tmpp;
+        if (!cases[c].committed) assert_int_equal(rename(envp, tmpp), 0);
+        size_t elen, blen;
+        char *env = slurp(target, &elen), *bd = slurp(bodyp, &blen);
+        char *crc = strstr(env, "body-crc32c ");
+        assert_non_null(crc);
+        switch (cases[c].damage) {
+        case TORN_ENV:
+            elen /= 2;
+            break;
+        case NO_END:
+            elen -= strlen("end\n");
+            break;
+        case BODY_SHORT:
+            blen--;
+            break;
+        case BODY_LONG:
+            bd[blen++] = 'x';
+            break;
+        case BODY_FLIPPED:
+            bd[3] ^= 0x20;
+            break;
+        case NO_CRC: {
+            char *nl = strchr(crc, '\n');
+            memmove(crc, nl + 1, elen - (size_t)(nl + 1 - env));
+            elen -= (size_t)(nl + 1 - crc);
+            break;
+        }
+        case CRC_WRONG:
+            crc[strlen("body-crc32c ")] ^= 1;
+            break;
+        default:
+            break;
+        }
+        spit(target, env, elen);
+        spit(bodyp, bd, blen);
+        free(env);
+        free(bd);
+
+        s = sk_spool_open(dir, NULL, NULL, &err);
+        assert_non_null(s);
+        char **ids;
+        size_t n;
+        assert_int_equal(sk_spool_list(s, &ids, &n, &err), SK_OK);
+        assert_int_equal(n, (size_t)cases[c].kept);
+        sk_spool_ids_free(ids, n);
+        /* Kept: committed and loadable; removed: no file of it left. */
+        assert_int_equal(count_files(dir), cases[c].kept ? 2 : 0);
+        if (cases[c].kept) {
+            sk_spool_envelope *e;
+            assert_int_equal(sk_spool_load(s, r.id, &e, &err), SK_OK);
+            assert_int_equal(e->body_octets, strlen(body));
+            assert_true(e->has_body_crc32c);
+            assert_int_equal(e->body_crc32c, sk_spool_crc32c(0, body, strlen(body)));
+            sk_spool_envelope_free(e);
+        }
+        sk_spool_free(s);
+        rm_tree(dir);
+        free(dir);
+    }
+}
+
 /* ---- group commit on an event loop ---- */
 
 #define GROUP_N 64
@@ -526,16 +678,18 @@ static int counting_sync(void *ctx, int fd)
 {
     if (__atomic_add_fetch(&sync_calls, 1, __ATOMIC_SEQ_CST) == 1)
         while (!__atomic_load_n(&all_handed_over, __ATOMIC_SEQ_CST)) usleep(1000);
-    return fdatasync(fd);
+    /* fsync covers a file, or the directory in place of syncfs. */
+    return fsync(fd);
 }
 
-static void test_group_commit(void **state)
+static void group_commit_mode(sk_spool_sync mode)
 {
     char *dir = temp_dir();
     group_ctx g = {.base = event_base_new()};
     sk_error err;
     sync_calls = all_handed_over = 0;
-    sk_spool *s = sk_spool_open(dir, &(sk_spool_opts){.sync_fn = counting_sync}, g.base, &err);
+    sk_spool *s =
+        sk_spool_open(dir, &(sk_spool_opts){.sync = mode, .sync_fn = counting_sync}, g.base, &err);
     assert_non_null(s);
     sk_spool_set_listener(s, group_listener, &g);
     sk_spool_msg *m[GROUP_N];
@@ -559,10 +713,12 @@ static void test_group_commit(void **state)
         for (int k = 0; k < i; k++) assert_string_not_equal(g.recs[i].id, g.recs[k].id);
     }
     assert_int_equal(g.listened, GROUP_N);
-    /* Two data syncs per message and one directory sync per batch: at
-     * most two batches, so the committer grouped them. */
-    assert_true(sync_calls >= 2 * GROUP_N + 1);
-    assert_true(sync_calls <= 2 * GROUP_N + 2);
+    /* At most two batches, so the committer grouped them. SYNC_FS: one
+     * barrier per batch, whatever its size. SYNC_FILES: two data syncs
+     * per message and one directory sync per batch. */
+    int per_msg = mode == SK_SPOOL_SYNC_FILES ? 2 * GROUP_N : 0;
+    assert_true(sync_calls >= per_msg + 1);
+    assert_true(sync_calls <= per_msg + 2);
     /* A removal is visible at once; the committer syncs the directory. */
     int before = __atomic_load_n(&sync_calls, __ATOMIC_SEQ_CST);
     assert_int_equal(sk_spool_remove(s, g.recs[0].id, &err), SK_OK);
@@ -597,6 +753,80 @@ static void test_group_commit(void **state)
     free(dir);
 }
 
+static void test_group_commit(void **state)
+{
+    group_commit_mode(SK_SPOOL_SYNC_FS);
+    group_commit_mode(SK_SPOOL_SYNC_FILES);
+}
+
+/* The barrier of every group fails: each sync of the directory (the syncfs,
+ * or the directory fsync of SYNC_FILES) fails; the first sync waits until
+ * every message is handed over, so the groups are large. */
+static int group_fail_errno;
+static int failing_group_sync(void *ctx, int fd)
+{
+    int n = __atomic_add_fetch(&sync_calls, 1, __ATOMIC_SEQ_CST);
+    if (n == 1)
+        while (!__atomic_load_n(&all_handed_over, __ATOMIC_SEQ_CST)) usleep(1000);
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        errno = group_fail_errno;
+        return -1;
+    }
+    return fsync(fd);
+}
+
+static void test_group_barrier_failure(void **state)
+{
+    static const struct {
+        sk_spool_sync mode;
+        int err;
+        sk_err want;
+    } cases[] = {
+        {SK_SPOOL_SYNC_FS, EIO, SK_ERR_IO},         /* the syncfs */
+        {SK_SPOOL_SYNC_FS, ENOSPC, SK_ERR_NOSPACE}, /* writeback found no space */
+        {SK_SPOOL_SYNC_FILES, EIO, SK_ERR_IO},      /* the directory fsync */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *dir = temp_dir();
+        group_ctx g = {.base = event_base_new()};
+        sk_error err;
+        sync_calls = all_handed_over = 0;
+        group_fail_errno = cases[c].err;
+        sk_spool_opts o = {.sync = cases[c].mode, .sync_fn = failing_group_sync};
+        sk_spool *s = sk_spool_open(dir, &o, g.base, &err);
+        assert_non_null(s);
+        sk_spool_set_listener(s, group_listener, &g);
+        for (int i = 0; i < GROUP_N; i++) {
+            sk_spool_envelope e = test_env();
+            sk_spool_msg *m = sk_spool_begin(s, &e, &err);
+            assert_non_null(m);
+            assert_int_equal(sk_spool_write(m, body, strlen(body)), SK_OK);
+            sk_spool_commit(m, group_done, &g.recs[i]);
+        }
+        __atomic_store_n(&all_handed_over, 1, __ATOMIC_SEQ_CST);
+        sk_spool_free(s); /* waits for the committer and runs every done */
+        event_base_free(g.base);
+        /* Every message of the group is told, none is acknowledged. */
+        for (int i = 0; i < GROUP_N; i++) {
+            assert_int_equal(g.recs[i].calls, 1);
+            assert_int_equal(g.recs[i].err, cases[c].want);
+        }
+        assert_int_equal(g.listened, 0);
+        assert_int_equal(count_files(dir), 0);
+        s = sk_spool_open(dir, NULL, NULL, &err);
+        assert_non_null(s);
+        char **ids;
+        size_t n;
+        assert_int_equal(sk_spool_list(s, &ids, &n, &err), SK_OK);
+        assert_int_equal(n, 0);
+        sk_spool_ids_free(ids, n);
+        sk_spool_free(s);
+        rm_tree(dir);
+        free(dir);
+    }
+}
+
 /* ---- injected failures ---- */
 
 typedef struct fault {
@@ -623,30 +853,39 @@ static int fault_sync(void *ctx, int fd)
         errno = f->err;
         return -1;
     }
-    return fdatasync(fd);
+    return fsync(fd);
 }
 
 static void test_write_failures(void **state)
 {
     static const struct {
+        sk_spool_sync mode;
         int fail_write_after, fail_sync_at, err;
         sk_err want;
     } cases[] = {
-        {0, -1, ENOSPC, SK_ERR_NOSPACE}, /* the body */
-        {1, -1, ENOSPC, SK_ERR_NOSPACE}, /* the envelope */
-        {0, -1, EDQUOT, SK_ERR_NOSPACE},
-        {0, -1, EIO, SK_ERR_IO},
-        {-1, 0, EIO, SK_ERR_IO},         /* body fdatasync */
-        {-1, 1, ENOSPC, SK_ERR_NOSPACE}, /* envelope fdatasync */
-        {-1, 2, EIO, SK_ERR_IO},         /* directory fsync */
-        {-1, -1, 0, SK_OK},              /* control: no fault */
+        {SK_SPOOL_SYNC_FS, 0, -1, ENOSPC, SK_ERR_NOSPACE}, /* the body */
+        {SK_SPOOL_SYNC_FS, 1, -1, ENOSPC, SK_ERR_NOSPACE}, /* the envelope */
+        {SK_SPOOL_SYNC_FS, 0, -1, EDQUOT, SK_ERR_NOSPACE},
+        {SK_SPOOL_SYNC_FS, 0, -1, EIO, SK_ERR_IO},
+        {SK_SPOOL_SYNC_FS, -1, 0, EIO, SK_ERR_IO},         /* syncfs */
+        {SK_SPOOL_SYNC_FS, -1, 0, ENOSPC, SK_ERR_NOSPACE}, /* syncfs */
+        {SK_SPOOL_SYNC_FS, -1, -1, 0, SK_OK},              /* control: no fault */
+        {SK_SPOOL_SYNC_FILES, 0, -1, ENOSPC, SK_ERR_NOSPACE},
+        {SK_SPOOL_SYNC_FILES, 1, -1, ENOSPC, SK_ERR_NOSPACE},
+        {SK_SPOOL_SYNC_FILES, -1, 0, EIO, SK_ERR_IO},         /* body fdatasync */
+        {SK_SPOOL_SYNC_FILES, -1, 1, ENOSPC, SK_ERR_NOSPACE}, /* envelope fdatasync */
+        {SK_SPOOL_SYNC_FILES, -1, 2, EIO, SK_ERR_IO},         /* directory fsync */
+        {SK_SPOOL_SYNC_FILES, -1, -1, 0, SK_OK},
     };
     for (int threaded = 0; threaded < 2; threaded++) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             char *dir = temp_dir();
             fault f = {cases[i].fail_write_after, cases[i].fail_sync_at, cases[i].err, 0, 0};
             struct event_base *base = threaded ? event_base_new() : NULL;
-            sk_spool_opts o = {.write_fn = fault_write, .sync_fn = fault_sync, .hook_ctx = &f};
+            sk_spool_opts o = {.sync = cases[i].mode,
+                               .write_fn = fault_write,
+                               .sync_fn = fault_sync,
+                               .hook_ctx = &f};
             sk_error err;
             sk_spool *s = sk_spool_open(dir, &o, base, &err);
             assert_non_null(s);
@@ -689,7 +928,10 @@ int main(void)
         cmocka_unit_test(test_commit_load_save_remove),
         cmocka_unit_test(test_lock_excludes_second_owner),
         cmocka_unit_test(test_recovery),
+        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_recovery_rules),
         cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_group_barrier_failure),
         cmocka_unit_test(test_write_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -166,6 +166,8 @@ run_source() {
 count_held_smtpkit() { ls "$TMP/sk/spool/msg" 2>/dev/null | grep -c '\.env$' || true; }
 count_held_postfix() { find "$PFX/queue/hold" -type f | wc -l; }
 
+# The machine may be shared: record its load next to the figures.
+LOAD_BEFORE=$(uptime)
 setup_postfix
 RESULTS=$TMP/results
 : >"$RESULTS"
@@ -236,5 +238,7 @@ print('| %s | %d | %d | %d | %d | %.2f | %d | %.2f | %.1f MiB | %.1f MiB | %.1f 
     size, s, msgs, sk, pf, sk / pf, sink, sk / sink, skh / 1024, pfh / 1024, pfh / skh))"
 done <"$RESULTS"
 echo
+echo "Load before: $LOAD_BEFORE"
+echo "Load after:  $(uptime)"
 echo "Idle connections: $conns to smtpkit serve; VmRSS $before kB before, $after kB after:" \
      "$per_conn KiB per connection (target < 32 KiB)."

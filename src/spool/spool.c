@@ -24,8 +24,11 @@
 struct sk_spool_msg {
     sk_spool *s;
     char id[SK_SPOOL_ID_SIZE];
-    int fd;     /* body */
+    int fd;     /* body, -1 until created */
     int env_fd; /* envelope being committed */
+    /* Which files this message made, so a failure removes only its own
+     * (never another message's after an ID collision). */
+    int body_created, env_created;
     sk_buf wbuf;
     sk_spool_envelope *env;
     uint64_t octets;
@@ -449,10 +452,27 @@ static void msg_unlink(sk_spool_msg *m)
 {
     char name[NAME_MAX + 1];
     const char *exts[] = {SK_SPOOL_ENV_EXT, SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT, SK_SPOOL_BODY_EXT};
+    int mine[] = {m->env_created, m->env_created, m->body_created};
     for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+        if (!mine[i]) continue;
         snprintf(name, sizeof name, "%s%s", m->id, exts[i]);
         unlinkat(m->s->msgdir_fd, name, 0);
     }
+}
+
+/* Create the body file. Small messages stay in wbuf until the committer
+ * thread creates it, so the event loop never waits in openat(2) for the
+ * directory while a group is being made durable (docs/queue.md). O_EXCL
+ * keeps IDs unique: a collision fails this message only. */
+static sk_err create_body(sk_spool_msg *m)
+{
+    if (m->err || m->fd >= 0) return m->err;
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_BODY_EXT);
+    m->fd = openat(m->s->msgdir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (m->fd < 0) return m->err = errno == EEXIST ? SK_ERR_IO : sk_spool_errno(errno);
+    m->body_created = 1;
+    return SK_OK;
 }
 
 sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
@@ -472,26 +492,11 @@ sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error
     sk_buf_init(&m->wbuf, SPOOL_WRITE_CHUNK_OCTETS);
     sk_buf_init(&m->envtext, SK_SPOOL_ENVELOPE_MAX_OCTETS);
     if (!m->env->arrival) m->env->arrival = (int64_t)time(NULL);
-    /* O_EXCL makes the ID unique even if two draws collide. */
-    for (int tries = 0; m->fd < 0 && tries < 8; tries++) {
-        sk_err e = sk_spool_id_new(m->id, 0);
-        if (e) {
-            sk_error_set(err, e, SK_STEP_NONE, "no random bytes");
-            msg_free(m);
-            return NULL;
-        }
-        char name[NAME_MAX + 1];
-        snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_BODY_EXT);
-        m->fd = openat(s->msgdir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (m->fd < 0 && errno != EEXIST) {
-            sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "cannot create %s/%s: %s",
-                         s->msgdir, name, strerror(errno));
-            msg_free(m);
-            return NULL;
-        }
-    }
-    if (m->fd < 0) {
-        sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot find a free queue ID");
+    /* The file is created later (create_body); 30 random bits per
+     * millisecond make a collision rare, and O_EXCL catches it then. */
+    sk_err e = sk_spool_id_new(m->id, 0);
+    if (e) {
+        sk_error_set(err, e, SK_STEP_NONE, "no random bytes");
         msg_free(m);
         return NULL;
     }
@@ -506,7 +511,7 @@ const char *sk_spool_msg_id(const sk_spool_msg *m)
 
 static sk_err flush_wbuf(sk_spool_msg *m)
 {
-    if (m->err || !m->wbuf.len) return m->err;
+    if (m->err || !m->wbuf.len || create_body(m)) return m->err;
     m->err = write_all(m->s, m->fd, m->wbuf.data, m->wbuf.len);
     sk_buf_reset(&m->wbuf);
     return m->err;
@@ -524,6 +529,7 @@ sk_err sk_spool_write(sk_spool_msg *m, const void *p, size_t n)
         size_t room = SPOOL_WRITE_CHUNK_OCTETS - m->wbuf.len;
         if (n >= SPOOL_WRITE_CHUNK_OCTETS && !m->wbuf.len) {
             /* Large pieces go straight to the file. */
+            if (create_body(m)) return m->err;
             m->err = write_all(m->s, m->fd, c, n);
             return m->err;
         }
@@ -550,7 +556,9 @@ void sk_spool_abort(sk_spool_msg *m)
 static void write_envelope(sk_spool_msg *m)
 {
     sk_spool *s = m->s;
-    if (m->err) return;
+    /* The body first (created here unless it outgrew wbuf during DATA;
+     * an empty body still gets its file). */
+    if (create_body(m) || flush_wbuf(m)) return;
     char tmp[NAME_MAX + 1];
     snprintf(tmp, sizeof tmp, "%s%s%s", m->id, SK_SPOOL_ENV_EXT, SK_SPOOL_TMP_EXT);
     m->env_fd = openat(s->msgdir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -558,6 +566,7 @@ static void write_envelope(sk_spool_msg *m)
         m->err = sk_spool_errno(errno);
         return;
     }
+    m->env_created = 1;
     m->err = write_all(s, m->env_fd, m->envtext.data, m->envtext.len);
     if (s->opts.sync == SK_SPOOL_SYNC_FILES) {
         /* Only a hint to start the data writes (and ext4's block
@@ -720,7 +729,7 @@ void sk_spool_commit(sk_spool_msg *m, sk_spool_done_fn done, void *ctx)
     m->done = done;
     m->ctx = ctx;
     m->next = NULL;
-    flush_wbuf(m);
+    /* The rest of the body is written by the committer (write_envelope). */
     if (!m->err) {
         m->env->body_octets = m->octets;
         m->env->body_crc32c = m->crc;
@@ -737,7 +746,7 @@ void sk_spool_commit(sk_spool_msg *m, sk_spool_done_fn done, void *ctx)
     if (m->err) {
         /* Already failed: straight to the loop, nothing to make durable. */
         msg_unlink(m);
-        close(m->fd);
+        if (m->fd >= 0) close(m->fd);
         m->fd = -1;
         *s->finished_tail = m;
         s->finished_tail = &m->next;

@@ -448,12 +448,39 @@ static void test_commit_load_save_remove(void **state)
     assert_int_equal(sk_spool_load(s, r.id, &env, &err), SK_ERR_NOT_FOUND);
     assert_int_equal(count_files(dir), 0);
 
-    /* Abort leaves nothing. */
-    sk_spool_envelope e = test_env();
-    sk_spool_msg *m = sk_spool_begin(s, &e, NULL);
-    assert_int_equal(sk_spool_write(m, body, 10), SK_OK);
-    assert_int_equal(count_files(dir), 1);
-    sk_spool_abort(m);
+    /* Abort leaves nothing: a small body is still in memory, a large one
+     * (past the 64 KiB write buffer) already has its file. */
+    static char big[200 * 1024];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (char)('a' + i % 26);
+    static const struct {
+        size_t len;
+        int files;
+    } aborts[] = {{10, 0}, {sizeof big, 1}};
+    for (size_t i = 0; i < sizeof aborts / sizeof aborts[0]; i++) {
+        sk_spool_envelope e = test_env();
+        sk_spool_msg *m = sk_spool_begin(s, &e, NULL);
+        assert_int_equal(sk_spool_write(m, big, aborts[i].len), SK_OK);
+        assert_int_equal(count_files(dir), aborts[i].files);
+        sk_spool_abort(m);
+        assert_int_equal(count_files(dir), 0);
+    }
+    /* A large body, in pieces that cross the buffer: size and checksum
+     * recorded, bytes intact. */
+    done_rec rb = {0};
+    commit_sync(s, big, sizeof big, &rb);
+    assert_int_equal(rb.err, SK_OK);
+    assert_int_equal(sk_spool_load(s, rb.id, &env, &err), SK_OK);
+    assert_int_equal(env->body_octets, sizeof big);
+    assert_true(env->has_body_crc32c);
+    assert_int_equal(env->body_crc32c, sk_spool_crc32c_soft(0, big, sizeof big));
+    sk_spool_envelope_free(env);
+    sk_buf bp = SK_BUF_INIT(4096);
+    assert_int_equal(sk_spool_body_path(s, rb.id, &bp), SK_OK);
+    struct stat st;
+    assert_int_equal(stat(bp.data, &st), 0);
+    assert_int_equal(st.st_size, sizeof big);
+    sk_buf_free(&bp);
+    assert_int_equal(sk_spool_remove(s, rb.id, &err), SK_OK);
     assert_int_equal(count_files(dir), 0);
     sk_spool_free(s);
     rm_tree(dir);

@@ -147,9 +147,11 @@ sk_err sk_path_parse(const char *s, unsigned flags, sk_path *out, const char **e
     /* A-d-l: "@dom,@dom:" is obsolete; RFC 5321 C says to accept and
      * ignore it. */
     if (*p == '@') {
+        /* The route is dropped, so its octets do not make the path UTF-8. */
+        int route_utf8 = 0;
         for (;;) {
-            const char *d = scan_domain(p + 1, utf8_ok, &utf8);
-            if (!d) return utf8 && !utf8_ok ? SK_ERR_UNSUPPORTED : SK_ERR_SYNTAX;
+            const char *d = scan_domain(p + 1, 1, &route_utf8);
+            if (!d) return SK_ERR_SYNTAX;
             p = d;
             if (*p == ',' && p[1] == '@') {
                 p++;

@@ -70,6 +70,8 @@ static void test_path_parse(void **state)
         /* RFC 5321 C: source routes are accepted and dropped. */
         {"<@relay.example,@r2.example:u@d.example>", 0, SK_OK, "u@d.example", "u", "d.example", "",
          0},
+        /* A UTF-8 domain in the dropped route does not make the path UTF-8. */
+        {"<@\xc2\xa4.example:S@g.example>", 0, SK_OK, "S@g.example", "S", "g.example", "", 0},
         {"<u@[192.0.2.1]>", 0, SK_OK, "u@[192.0.2.1]", "u", "[192.0.2.1]", "", 0},
         {"<u@[IPv6:2001:db8::1]>", 0, SK_OK, "u@[IPv6:2001:db8::1]", "u", "[IPv6:2001:db8::1]", "",
          0},

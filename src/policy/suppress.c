@@ -30,7 +30,9 @@ sk_err sk_suppress_normalize(const char *addr, sk_buf *out)
     const char *at = NULL;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)addr[i];
-        if (c < 0x20 || c == 0x7f) return SK_ERR_INVAL;
+        /* One pair of angle brackets was removed above; any left over is
+         * not part of an address (and normalizing twice gives the same). */
+        if (c < 0x20 || c == 0x7f || c == '<' || c == '>') return SK_ERR_INVAL;
         if (c == '@') at = addr + i;
     }
     if (!at || at == addr || at == addr + n - 1) return SK_ERR_INVAL;

@@ -72,6 +72,8 @@ static void test_normalize(void **state)
         {"@example.com", SK_ERR_INVAL, NULL},
         {"bob@", SK_ERR_INVAL, NULL},
         {"<>", SK_ERR_INVAL, NULL},
+        {"<<a@b.example>>", SK_ERR_INVAL, NULL},
+        {"a@b.example>", SK_ERR_INVAL, NULL},
         {"", SK_ERR_INVAL, NULL},
         {"a\r\n@example.com", SK_ERR_INVAL, NULL},
         {NULL, SK_ERR_INVAL, NULL},

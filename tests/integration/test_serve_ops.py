@@ -125,6 +125,9 @@ try:
         os.chmod(tmp.path, 0o711)  # let the unprivileged user reach its data dir
         srv = Serve(tmp, name="user", args=["--user", "nobody"])
         with srv:
+            # The port opens before privileges are dropped: wait for the log line.
+            sktest.wait_for(lambda: "privileges-dropped" in srv.log(), timeout=10,
+                            what="privileges-dropped in the log")
             status = open("/proc/%d/status" % srv.proc.pid).read()
             uids = [ln for ln in status.splitlines() if ln.startswith("Uid:")][0].split()[1:]
             expect(uids == ["65534"] * 4, "running as nobody: %r" % uids, srv)

@@ -50,11 +50,23 @@ typedef struct sk_daemon_config {
     /* The queue's retry schedule ("1m,5m,1h") and lifetime. */
     char *retry_schedule;
     uint64_t max_queue_lifetime_ms;
-    /* Delivery by MX and rate limits: parsed and checked, not used yet
-     * (the daemon logs option-not-used when they are set). */
+    /* Delivery by MX (when there is no relay_host): the resolver
+     * ("IP:PORT", NULL = the system's) and the port of MX hosts. */
     char *dns_server;
     unsigned mx_port;
+    /* Scheduling (docs/queue.md): "DEST=N/UNIT" and "default=N/UNIT";
+     * "auth:USER=N", "user@dom=N", "dom=N"; limits per destination. */
     sk_strlist rate_limit;
+    sk_strlist priority;
+    unsigned destination_connections, messages_per_connection; /* 0 = queue default */
+    char *group_destinations;                                  /* "provider" or "domain" */
+    sk_strlist tls_required;                                   /* domains, ".dom" subdomains */
+    char *rules;                  /* classification and traffic rules; NULL = built in */
+    uint64_t throttle_suspend_ms; /* 0 = queue default */
+    /* Bounces: VERP envelope senders for relayed mail, and how long a hard
+     * bounce suppresses its recipient (0 = SK_SUPPRESS_DURATION_S_DEFAULT). */
+    bool verp;
+    uint64_t suppress_for_ms;
     /* Was --relay-net given ("none" gives an empty list)? Otherwise the
      * default networks apply. */
     bool relay_net_given;
@@ -76,11 +88,10 @@ typedef enum sk_daemon_opt_kind {
 typedef struct sk_daemon_option {
     const char *name;
     sk_daemon_opt_kind kind;
-    const char *arg;   /* placeholder for --help, NULL for flags */
-    const char *help;  /* one line */
-    bool not_yet_used; /* accepted and checked, but nothing uses it yet */
-    bool flag_only;    /* command line only (config) */
-    size_t offset;     /* where the value lives in sk_daemon_config */
+    const char *arg;  /* placeholder for --help, NULL for flags */
+    const char *help; /* one line */
+    bool flag_only;   /* command line only (config) */
+    size_t offset;    /* where the value lives in sk_daemon_config */
 } sk_daemon_option;
 
 /* The option table, terminated by a row with name NULL. */

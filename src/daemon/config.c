@@ -1,6 +1,8 @@
 /* Configuration of `smtpkit serve`: one option table shared by the command
  * line and the key = value file (read with libinih), checks and defaults. */
 #include <smtpkit/daemon.h>
+#include <smtpkit/classify.h>
+#include <smtpkit/queue.h>
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -18,62 +20,79 @@
 #define OFF(field) offsetof(sk_daemon_config, field)
 
 static const sk_daemon_option options[] = {
-    {"config", SK_DOPT_STRING, "FILE", "read options from FILE (key = value, same names)", false,
-     true, 0},
+    {"config", SK_DOPT_STRING, "FILE", "read options from FILE (key = value, same names)", true, 0},
     {"listen", SK_DOPT_LIST, "ADDR:PORT", "SMTP; STARTTLS offered when a certificate is set", false,
-     false, OFF(listen)},
-    {"submission", SK_DOPT_LIST, "ADDR:PORT", "submission; AUTH required before MAIL", false, false,
+     OFF(listen)},
+    {"submission", SK_DOPT_LIST, "ADDR:PORT", "submission; AUTH required before MAIL", false,
      OFF(submission)},
-    {"smtps", SK_DOPT_LIST, "ADDR:PORT", "submission over implicit TLS", false, false, OFF(smtps)},
+    {"smtps", SK_DOPT_LIST, "ADDR:PORT", "submission over implicit TLS", false, OFF(smtps)},
     {"hostname", SK_DOPT_STRING, "NAME", "greeting / EHLO name (default: the host's name)", false,
-     false, OFF(hostname)},
-    {"data-dir", SK_DOPT_STRING, "DIR", "spool and mailboxes (default ./var)", false, false,
+     OFF(hostname)},
+    {"data-dir", SK_DOPT_STRING, "DIR", "spool and mailboxes (default ./var)", false,
      OFF(data_dir)},
-    {"tls-cert", SK_DOPT_STRING, "FILE", "certificate chain (PEM)", false, false, OFF(tls_cert)},
-    {"tls-key", SK_DOPT_STRING, "FILE", "private key (PEM)", false, false, OFF(tls_key)},
-    {"users", SK_DOPT_STRING, "FILE", "\"user:HASH\" lines, crypt(3) hashes (AUTH)", false, false,
+    {"tls-cert", SK_DOPT_STRING, "FILE", "certificate chain (PEM)", false, OFF(tls_cert)},
+    {"tls-key", SK_DOPT_STRING, "FILE", "private key (PEM)", false, OFF(tls_key)},
+    {"users", SK_DOPT_STRING, "FILE", "\"user:HASH\" lines, crypt(3) hashes (AUTH)", false,
      OFF(users)},
     {"local-domain", SK_DOPT_LIST, "DOMAIN",
-     "deliver to DATA-DIR/mailboxes/DOMAIN/LOCALPART/ (default localhost)", false, false,
+     "deliver to DATA-DIR/mailboxes/DOMAIN/LOCALPART/ (default localhost)", false,
      OFF(local_domain)},
     {"local-recipients", SK_DOPT_STRING, "FILE",
-     "addresses that exist in the local domains, one a line", false, false, OFF(local_recipients)},
-    {"relay-host", SK_DOPT_STRING, "HOST:PORT", "deliver all non-local mail there", false, false,
+     "addresses that exist in the local domains, one a line", false, OFF(local_recipients)},
+    {"relay-host", SK_DOPT_STRING, "HOST:PORT", "deliver all non-local mail there", false,
      OFF(relay_host)},
     {"relay-net", SK_DOPT_NETS, "CIDR",
-     "may relay without AUTH (default 127.0.0.0/8, ::1; \"none\")", false, false, OFF(relay_net)},
-    {"max-message-size", SK_DOPT_SIZE, "N", "largest message accepted (e.g. 35M)", false, false,
+     "may relay without AUTH (default 127.0.0.0/8, ::1; \"none\")", false, OFF(relay_net)},
+    {"max-message-size", SK_DOPT_SIZE, "N", "largest message accepted (e.g. 35M)", false,
      OFF(max_message_size)},
-    {"hold", SK_DOPT_BOOL, NULL, "accept and keep in the hold queue; deliver nothing", false, false,
+    {"hold", SK_DOPT_BOOL, NULL, "accept and keep in the hold queue; deliver nothing", false,
      OFF(hold)},
     {"greeting-timeout", SK_DOPT_DURATION, "D", "wait for the client's EHLO (default 5m)", false,
-     false, OFF(greeting_timeout_ms)},
-    {"command-timeout", SK_DOPT_DURATION, "D", "wait for a command (default 5m)", false, false,
+     OFF(greeting_timeout_ms)},
+    {"command-timeout", SK_DOPT_DURATION, "D", "wait for a command (default 5m)", false,
      OFF(command_timeout_ms)},
-    {"data-timeout", SK_DOPT_DURATION, "D", "wait for message data (default 3m)", false, false,
+    {"data-timeout", SK_DOPT_DURATION, "D", "wait for message data (default 3m)", false,
      OFF(data_timeout_ms)},
     {"user", SK_DOPT_STRING, "NAME", "drop privileges to NAME after binding (when root)", false,
-     false, OFF(user)},
-    {"log", SK_DOPT_STRING, "stderr|syslog", "where log lines go (default stderr)", false, false,
+     OFF(user)},
+    {"log", SK_DOPT_STRING, "stderr|syslog", "where log lines go (default stderr)", false,
      OFF(log)},
-    {"max-connections", SK_DOPT_COUNT, "N", "simultaneous sessions (default 10000)", false, false,
+    {"max-connections", SK_DOPT_COUNT, "N", "simultaneous sessions (default 10000)", false,
      OFF(max_connections)},
     {"max-connections-per-ip", SK_DOPT_COUNT, "N", "sessions per client address (default 50)",
-     false, false, OFF(max_connections_per_ip)},
-    {"max-recipients", SK_DOPT_COUNT, "N", "recipients per message (default 100)", false, false,
+     false, OFF(max_connections_per_ip)},
+    {"max-recipients", SK_DOPT_COUNT, "N", "recipients per message (default 100)", false,
      OFF(max_recipients)},
-    {"print-usage", SK_DOPT_BOOL, NULL, "print how to send a test message at start", false, false,
+    {"print-usage", SK_DOPT_BOOL, NULL, "print how to send a test message at start", false,
      OFF(print_usage)},
-    {"dns-server", SK_DOPT_STRING, "IP:PORT", "resolver for MX lookups", true, false,
-     OFF(dns_server)},
-    {"mx-port", SK_DOPT_COUNT, "PORT", "port for MX delivery (default 25)", true, false,
-     OFF(mx_port)},
+    {"dns-server", SK_DOPT_STRING, "IP:PORT", "resolver for MX lookups (default: the system's)",
+     false, OFF(dns_server)},
+    {"mx-port", SK_DOPT_COUNT, "PORT", "port for MX delivery (default 25)", false, OFF(mx_port)},
     {"retry-schedule", SK_DOPT_STRING, "LIST", "e.g. 1m,5m,15m,1h,4h (the last repeats)", false,
-     false, OFF(retry_schedule)},
-    {"max-queue-lifetime", SK_DOPT_DURATION, "D", "give up after (default 5d)", false, false,
+     OFF(retry_schedule)},
+    {"max-queue-lifetime", SK_DOPT_DURATION, "D", "give up after (default 5d)", false,
      OFF(max_queue_lifetime_ms)},
-    {"rate-limit", SK_DOPT_LIST, "DEST=N/UNIT", "per destination", true, false, OFF(rate_limit)},
-    {NULL, 0, NULL, NULL, false, false, 0},
+    {"rate-limit", SK_DOPT_LIST, "DEST=N/UNIT",
+     "per destination, UNIT s, m or h (\"default=N/UNIT\" for all others)", false, OFF(rate_limit)},
+    {"priority", SK_DOPT_LIST, "RULE", "\"auth:USER=N\", \"user@dom=N\" or \"dom=N\" (-9..9)",
+     false, OFF(priority)},
+    {"destination-connections", SK_DOPT_COUNT, "N", "connections per destination (default 8)",
+     false, OFF(destination_connections)},
+    {"messages-per-connection", SK_DOPT_COUNT, "N", "before a new connection (default 100)", false,
+     OFF(messages_per_connection)},
+    {"group-destinations", SK_DOPT_STRING, "provider|domain",
+     "one queue per MX host set (default) or per domain", false, OFF(group_destinations)},
+    {"tls-required", SK_DOPT_LIST, "DOMAIN",
+     "MX delivery there needs verified TLS (.dom: subdomains)", false, OFF(tls_required)},
+    {"rules", SK_DOPT_STRING, "FILE", "bounce classification and traffic rules (default built in)",
+     false, OFF(rules)},
+    {"throttle-suspend", SK_DOPT_DURATION, "D", "pause a destination after 421/4.7.x (default 1m)",
+     false, OFF(throttle_suspend_ms)},
+    {"verp", SK_DOPT_BOOL, NULL, "relayed mail from bounces+ID=RCPT@HOSTNAME; read what comes back",
+     false, OFF(verp)},
+    {"suppress-for", SK_DOPT_DURATION, "D", "how long a hard bounce suppresses (default 30d)",
+     false, OFF(suppress_for_ms)},
+    {NULL, 0, NULL, NULL, false, 0},
 };
 
 const sk_daemon_option *sk_daemon_options(void)
@@ -301,6 +320,14 @@ static sk_err parse_bool(const char *v, bool *out)
     return SK_ERR_SYNTAX;
 }
 
+/* The queue's parsers start their messages with "rate limit: " and the
+ * like; the option's own name says that already. */
+static const char *after_prefix(const char *text)
+{
+    const char *colon = strstr(text, ": ");
+    return colon ? colon + 2 : text;
+}
+
 /* Checks beyond the value's kind, by option. */
 static sk_err check_value(const char *key, const char *v, sk_error *err)
 {
@@ -337,15 +364,33 @@ static sk_err check_value(const char *key, const char *v, sk_error *err)
         if (e || count == 0)
             return bad(err, key, "\"%s\" is not a list of durations like 1m,5m,1h", v);
     } else if (!strcmp(key, "rate-limit")) {
-        /* DEST=N/UNIT, e.g. example.com=100/m */
-        const char *eq = strchr(v, '=');
-        const char *sl = eq ? strchr(eq, '/') : NULL;
-        char *end = NULL;
-        if (eq && sl && eq > v) strtoul(eq + 1, &end, 10);
-        if (!eq || !sl || eq == v || end != sl || sl == eq + 1 ||
-            (strcmp(sl + 1, "s") && strcmp(sl + 1, "m") && strcmp(sl + 1, "h") &&
-             strcmp(sl + 1, "d")))
-            return bad(err, key, "\"%s\" is not DEST=N/UNIT (UNIT s, m, h or d)", v);
+        sk_queue_rate_rule rule;
+        sk_error why;
+        if (sk_queue_rate_parse(v, &rule, &why)) return bad(err, key, "%s", after_prefix(why.text));
+    } else if (!strcmp(key, "priority")) {
+        sk_queue_priority_rule rule;
+        sk_error why;
+        if (sk_queue_priority_parse(v, &rule, &why))
+            return bad(err, key, "%s", after_prefix(why.text));
+    } else if (!strcmp(key, "group-destinations")) {
+        if (strcmp(v, "provider") && strcmp(v, "domain"))
+            return bad(err, key, "\"%s\" is neither provider nor domain", v);
+    } else if (!strcmp(key, "tls-required")) {
+        const char *dom = v[0] == '.' ? v + 1 : v;
+        size_t n = strlen(dom);
+        bool ok = n > 0 && n <= SK_SMTP_DOMAIN_MAX_OCTETS;
+        for (size_t i = 0; ok && i < n; i++) {
+            unsigned char ch = (unsigned char)dom[i];
+            ok = isalnum(ch) || ch == '-' || ch == '.' || ch >= 0x80;
+        }
+        if (!ok) return bad(err, key, "\"%s\" is not a domain name", v);
+    } else if (!strcmp(key, "rules")) {
+        /* Read the file now, so that a mistake in it stops the start with
+         * its line number rather than surfacing at the first bounce. */
+        sk_rules *r = NULL;
+        sk_error why;
+        if (sk_rules_load(v, &r, &why)) return bad(err, key, "%s", why.text);
+        sk_rules_free(r);
     }
     return SK_OK;
 }

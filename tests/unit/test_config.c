@@ -68,8 +68,36 @@ static const struct {
     {"retry-schedule", "1m,5m,1h", SK_OK, NULL},
     {"retry-schedule", "1m,,x", SK_ERR_CONFIG, "durations"},
     {"rate-limit", "example.com=100/m", SK_OK, NULL},
-    {"rate-limit", "example.com=100/week", SK_ERR_CONFIG, "DEST=N/UNIT"},
-    {"rate-limit", "=100/m", SK_ERR_CONFIG, "DEST=N/UNIT"},
+    {"rate-limit", "example.com=100/week", SK_ERR_CONFIG, "unit must be s, m or h"},
+    {"rate-limit", "=100/m", SK_ERR_CONFIG, "domain"},
+    {"rate-limit", "default=5/s", SK_OK, NULL},
+    {"rate-limit", "example.com=many/m", SK_ERR_CONFIG, "count"},
+    {"rate-limit", "example.com", SK_ERR_CONFIG, "count"},
+    {"priority", "auth:alice=5", SK_OK, NULL},
+    {"priority", "news@example.com=-5", SK_OK, NULL},
+    {"priority", "example.com=9", SK_OK, NULL},
+    {"priority", "example.com=10", SK_ERR_CONFIG, "-9 to 9"},
+    {"priority", "example.com", SK_ERR_CONFIG, "SENDER=N"},
+    {"priority", "=3", SK_ERR_CONFIG, "bad match"},
+    {"destination-connections", "4", SK_OK, NULL},
+    {"destination-connections", "0", SK_ERR_CONFIG, "number"},
+    {"messages-per-connection", "1", SK_OK, NULL},
+    {"messages-per-connection", "x", SK_ERR_CONFIG, "number"},
+    {"group-destinations", "provider", SK_OK, NULL},
+    {"group-destinations", "domain", SK_OK, NULL},
+    {"group-destinations", "mx", SK_ERR_CONFIG, "provider nor domain"},
+    {"tls-required", "example.com", SK_OK, NULL},
+    {"tls-required", ".example.com", SK_OK, NULL},
+    {"tls-required", "exa mple.com", SK_ERR_CONFIG, "domain"},
+    {"rules", "/nonexistent/rules.conf", SK_ERR_CONFIG, "rules.conf"},
+    {"throttle-suspend", "10m", SK_OK, NULL},
+    {"throttle-suspend", "soon", SK_ERR_CONFIG, "duration"},
+    {"suppress-for", "30d", SK_OK, NULL},
+    {"suppress-for", "0", SK_ERR_CONFIG, "duration"},
+    {"verp", NULL, SK_OK, NULL},
+    {"verp", "sometimes", SK_ERR_CONFIG, "yes or no"},
+    {"dns-server", "127.0.0.1:5353", SK_OK, NULL},
+    {"dns-server", "127.0.0.1", SK_ERR_CONFIG, "HOST:PORT"},
     {"tls-cert", "", SK_ERR_CONFIG, "empty"},
     {"tls-cert", NULL, SK_ERR_CONFIG, "needs a value"},
     {"no-such-option", "1", SK_ERR_CONFIG, "unknown option"},
@@ -409,6 +437,59 @@ static void test_option_table(void **state)
     assert_null(sk_daemon_option_find("nope"));
 }
 
+/* The delivery options land in their fields, from the file and from flags. */
+static void test_delivery_options(void **state)
+{
+    const char *path = write_temp("dns-server = 127.0.0.1:5300\n"
+                                  "mx-port = 2626\n"
+                                  "rate-limit = default=10/s\n"
+                                  "rate-limit = example.com=100/m\n"
+                                  "priority = auth:alice=5\n"
+                                  "destination-connections = 3\n"
+                                  "messages-per-connection = 7\n"
+                                  "group-destinations = domain\n"
+                                  "tls-required = .example.net\n"
+                                  "throttle-suspend = 2m\n"
+                                  "suppress-for = 1d\n"
+                                  "verp = yes\n");
+    const sk_daemon_setting flags[] = {{"rate-limit", "other.example=1/h"}};
+    sk_daemon_config *c = NULL;
+    sk_error err;
+    assert_int_equal(sk_daemon_config_build(path, flags, 1, &c, &err), SK_OK);
+    unlink(path);
+    assert_string_equal(c->dns_server, "127.0.0.1:5300");
+    assert_int_equal(c->mx_port, 2626);
+    /* A flag replaces the file's list. */
+    assert_int_equal(c->rate_limit.n, 1);
+    assert_string_equal(c->rate_limit.v[0], "other.example=1/h");
+    assert_int_equal(c->priority.n, 1);
+    assert_int_equal(c->destination_connections, 3);
+    assert_int_equal(c->messages_per_connection, 7);
+    assert_string_equal(c->group_destinations, "domain");
+    assert_string_equal(c->tls_required.v[0], ".example.net");
+    assert_int_equal(c->throttle_suspend_ms, 120000);
+    assert_int_equal(c->suppress_for_ms, 86400000);
+    assert_true(c->verp);
+    assert_null(c->rules);
+    sk_daemon_config_free(c);
+
+    /* A rules file with a mistake is reported with its own line, behind
+     * the config file's. */
+    char rules[64];
+    snprintf(rules, sizeof rules, "%s", write_temp("# rules\nthis is not a rule\n"));
+    char text[160];
+    snprintf(text, sizeof text, "hold = yes\nrules = %s\n", rules);
+    path = write_temp(text);
+    c = NULL;
+    assert_int_equal(sk_daemon_config_build(path, NULL, 0, &c, &err), SK_ERR_CONFIG);
+    assert_null(c);
+    char where[96];
+    snprintf(where, sizeof where, "%s:2: rules: %s:2:", path, rules);
+    if (!strstr(err.text, where)) fail_msg("\"%s\" lacks \"%s\"", err.text, where);
+    unlink(path);
+    unlink(rules);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_hostport),
         cmocka_unit_test(test_cidr_match),
         cmocka_unit_test(test_option_table),
+        cmocka_unit_test(test_delivery_options),
         cmocka_unit_test(test_users_file),
         cmocka_unit_test(test_rcpt_policy),
     };

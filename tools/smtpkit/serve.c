@@ -14,15 +14,14 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: smtpkit serve [OPTIONS]\n\n"
                "Receive mail over SMTP, store it durably, deliver it to Maildirs (local\n"
-               "domains) or to a relay host. Every option can also be set in the config file\n"
-               "as \"name = value\" (repeat the line for repeatable options); flags override "
-               "it.\n\n");
+               "domains), to a relay host, or to the MX hosts of each domain. Every option\n"
+               "can also be set in the config file as \"name = value\" (repeat the line for\n"
+               "repeatable options); flags override it.\n\n");
     for (const sk_daemon_option *o = sk_daemon_options(); o->name; o++) {
         char left[64];
         snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
-        fprintf(f, "  %-28s %s%s%s\n", left, o->help,
-                o->kind == SK_DOPT_LIST || o->kind == SK_DOPT_NETS ? "; repeatable" : "",
-                o->not_yet_used ? " [accepted, not used yet]" : "");
+        fprintf(f, "  %-28s %s%s\n", left, o->help,
+                o->kind == SK_DOPT_LIST || o->kind == SK_DOPT_NETS ? "; repeatable" : "");
     }
     fprintf(f, "  %-28s %s\n", "--help", "this text");
     fprintf(f, "\nSignals: SIGTERM/SIGINT stop (sessions in flight finish), SIGHUP reloads\n"

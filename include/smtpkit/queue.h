@@ -29,6 +29,9 @@ struct sk_transport; /* src/deliver/deliver.h */
 #define SK_QUEUE_ROUTE_TTL_MS_DEFAULT        (3600u * 1000)
 #define SK_QUEUE_THROTTLE_SUSPEND_MS_DEFAULT (60u * 1000) /* 421 / 4.7.x without a rule */
 
+/* The local part of VERP senders starts with this (then "ID=LOCAL=DOMAIN"). */
+#define SK_QUEUE_VERP_PREFIX "bounces+"
+
 /* What happened to a message or a recipient, for logs and tracking. */
 typedef enum sk_queue_event_type {
     SK_QUEUE_EV_QUEUED = 0, /* committed and known to the queue */
@@ -144,6 +147,10 @@ typedef struct sk_queue_opts {
     /* Our host name: Reporting-MTA and From of DSNs; NULL = "localhost". */
     const char *hostname;
     size_t dsn_full_max_octets; /* RET=FULL up to this size, 0 = SK_DSN_FULL_MAX_OCTETS_DEFAULT */
+    /* VERP: when set, remote jobs of a message with a sender carry one
+     * recipient each, from SK_QUEUE_VERP_PREFIX "ID=LOCAL=DOMAIN@" verp_host,
+     * so that a bounce names the message and recipient it is about. */
+    const char *verp_host;
 
     /* Test hook: the clock in milliseconds since the epoch; NULL = real time. */
     int64_t (*now_ms)(void *ctx);

@@ -10,6 +10,7 @@
 #include <smtpkit/spool.h>
 
 #include "deliver/deliver.h"
+#include "deliver/mx.h"
 #include "deliver/smtp.h"
 
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -29,6 +31,9 @@
  * and how long it waits for them at most. */
 #define SK_DAEMON_DRAIN_POLL_MS 50
 #define SK_DAEMON_DRAIN_MAX_MS  (60 * 1000)
+/* How much of a message's header block is read for its Message-ID (the
+ * field is near the top in practice; RFC 5322 sets no limit). */
+#define SK_DAEMON_HEADERS_MAX_OCTETS (256 * 1024)
 
 struct sk_daemon {
     /* What to build the configuration from again on SIGHUP. */
@@ -50,6 +55,13 @@ struct sk_daemon {
     sk_transport *local, *remote;
     uint64_t *retry_ms;
     size_t nretry;
+    /* Fixed at start (a reload does not change them): our name, VERP,
+     * the rules, tracking and suppression. */
+    char *hostname;
+    const char *verp_domain; /* hostname with --verp, else NULL */
+    sk_rules *rules;
+    sk_track *track; /* DATA-DIR/track.db; NULL when it could not be opened */
+    int64_t suppress_for_s;
 
     struct daemon_msg *receiving; /* between data start and end */
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
@@ -67,7 +79,37 @@ typedef struct daemon_msg {
     uint64_t octets;
     size_t nrcpts;
     char from[SK_SMTP_PATH_MAX_OCTETS + 1];
+    /* Recipients that are our VERP addresses: the message is read as a
+     * report for each, not spooled for them. */
+    char **verp;
+    size_t nverp;
+    sk_buf report;
+    bool report_truncated;
 } daemon_msg;
+
+static void msg_free(daemon_msg *dm)
+{
+    for (size_t i = 0; i < dm->nverp; i++) sk_free(dm->verp[i]);
+    sk_free(dm->verp);
+    sk_buf_free(&dm->report);
+    sk_free(dm);
+}
+
+static void track(sk_daemon *d, const sk_track_ev *ev)
+{
+    sk_error err;
+    if (d->track && sk_track_event(d->track, ev, &err))
+        sk_log(&d->log, SK_LOG_ERR, "%s daemon track-failed error=\"%s\"",
+               ev->queue_id ? ev->queue_id : "-", err.text);
+}
+
+/* Is rcpt one of our VERP addresses (bounces+...@HOSTNAME)? */
+static bool is_verp(const sk_daemon *d, const sk_path *rcpt)
+{
+    char id[SK_SPOOL_ID_SIZE], addr[SK_SMTP_PATH_MAX_OCTETS + 1];
+    return d->verp_domain && rcpt->domain[0] && strcasecmp(rcpt->domain, d->verp_domain) == 0 &&
+           sk_daemon_verp_parse(rcpt->mailbox, id, sizeof id, addr, sizeof addr) == SK_OK;
+}
 
 static void log_escaped(sk_buf *b, const char *key, const char *value)
 {
@@ -132,9 +174,43 @@ static sk_reply on_rcpt(sk_session *s, const sk_path *rcpt, const sk_rcpt_params
         .domain = rcpt->domain,
         .peer = sk_session_peer(s),
         .auth_user = sk_session_auth_user(s),
+        .verp_domain = d->verp_domain,
     };
+    (void)p;
     /* The server logs every RCPT with its reply. */
-    return sk_daemon_rcpt_policy(d->cfg, d->have_recipients ? &d->recipients : NULL, &q);
+    sk_reply r = sk_daemon_rcpt_policy(d->cfg, d->have_recipients ? &d->recipients : NULL, &q);
+    if (r.code != 250 || !d->track || !rcpt->domain[0]) return r;
+    /* Suppression (docs/tracking.md): relayed mail from our own users to
+     * an address that bounced hard is refused here, with what to do. */
+    bool trusted =
+        q.auth_user[0] != '\0' || sk_cidr_match_str(d->cfg->relay_net, d->cfg->n_relay_net, q.peer);
+    if (!trusted || sk_daemon_is_local(d->cfg, rcpt->domain)) return r;
+    sk_suppression found = {0};
+    sk_error err;
+    sk_err e = sk_suppress_check(d->track, rcpt->mailbox, 0, &found, &err);
+    if (e == SK_ERR_NOT_FOUND) return r;
+    if (e) {
+        /* The list cannot be read: do not refuse mail for that. */
+        sk_log(&d->log, SK_LOG_ERR, "%s daemon suppress-check-failed error=\"%s\"",
+               sk_session_id(s), err.text);
+        return r;
+    }
+    char date[32] = "?";
+    time_t t = (time_t)found.created_s;
+    struct tm tm;
+    if (gmtime_r(&t, &tm)) strftime(date, sizeof date, "%Y-%m-%d", &tm);
+    r = sk_reply_make(550, "5.1.1",
+                      "recipient suppressed after a hard bounce on %s: %s; smtpkit suppress "
+                      "remove %s",
+                      date, found.reason ? found.reason : "bounced", found.address);
+    /* No queue ID exists yet: the session's ID stands for it. */
+    sk_track_ev ev = {.kind = SK_TRACK_SUPPRESSED,
+                      .queue_id = sk_session_id(s),
+                      .recipient = rcpt->mailbox,
+                      .reply = found.reason};
+    track(d, &ev);
+    sk_suppression_clear(&found);
+    return r;
 }
 
 static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg, void *ctx)
@@ -150,21 +226,46 @@ static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg,
         sk_free(dm);
         return sk_reply_make(452, "4.3.1", "insufficient system resources");
     }
+    size_t nspool = 0;
+    sk_buf_init(&dm->report, d->cfg->max_message_size + 4096);
     for (size_t i = 0; i < env->nrcpts; i++) {
         const sk_envelope_rcpt *r = &env->rcpts[i];
-        rcpts[i].addr = (char *)r->path.mailbox;
+        if (is_verp(d, &r->path)) {
+            char **v = sk_realloc(dm->verp, (dm->nverp + 1) * sizeof *v);
+            char *a = v ? sk_strdup(r->path.mailbox) : NULL;
+            if (v) dm->verp = v;
+            if (!a) {
+                sk_free(rcpts);
+                msg_free(dm);
+                return sk_reply_make(452, "4.3.1", "insufficient system resources");
+            }
+            dm->verp[dm->nverp++] = a;
+            continue;
+        }
+        size_t k = nspool++;
+        rcpts[k].addr = (char *)r->path.mailbox;
         /* The bare <postmaster> is delivered to postmaster of the first
          * local domain. */
         if (r->path.domain[0] == '\0') {
             snprintf(postmaster, sizeof postmaster, "postmaster@%s", d->cfg->local_domain.v[0]);
-            rcpts[i].addr = postmaster;
+            rcpts[k].addr = postmaster;
         }
-        rcpts[i].orcpt = r->params.orcpt[0] ? (char *)r->params.orcpt : NULL;
-        rcpts[i].notify = r->params.notify;
+        rcpts[k].orcpt = r->params.orcpt[0] ? (char *)r->params.orcpt : NULL;
+        rcpts[k].notify = r->params.notify;
+    }
+    dm->d = d;
+    dm->s = s;
+    snprintf(dm->from, sizeof dm->from, "%s", env->from.mailbox);
+    if (nspool == 0) {
+        /* Only reports for us: read in memory at the end of DATA. */
+        sk_free(rcpts);
+        msg_link(d, dm);
+        *msg = dm;
+        return SK_REPLY_OK;
     }
     se.sender = (char *)env->from.mailbox;
     se.rcpts = rcpts;
-    se.nrcpts = env->nrcpts;
+    se.nrcpts = nspool;
     se.mail = env->params;
     se.helo = (char *)env->helo;
     char peer[64];
@@ -183,17 +284,14 @@ static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg,
     sk_spool_msg *m = sk_spool_begin(d->spool, &se, &err);
     sk_free(rcpts);
     if (!m) {
-        sk_free(dm);
+        msg_free(dm);
         sk_log(&d->log, SK_LOG_ERR, "%s daemon spool-error step=begin error=\"%s\"",
                sk_session_id(s), err.text);
         return sk_reply_make(452, "4.3.1", "insufficient system storage");
     }
-    dm->d = d;
-    dm->s = s;
     dm->m = m;
-    dm->nrcpts = env->nrcpts;
+    dm->nrcpts = nspool;
     snprintf(dm->id, sizeof dm->id, "%s", sk_spool_msg_id(m));
-    snprintf(dm->from, sizeof dm->from, "%s", env->from.mailbox);
     msg_link(d, dm);
     *msg = dm;
     return SK_REPLY_OK;
@@ -202,13 +300,37 @@ static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg,
 static sk_err on_data_chunk(sk_session *s, void *msg, const char *bytes, size_t len, void *ctx)
 {
     daemon_msg *dm = msg;
-    if (!dm->m) return SK_ERR_STATE; /* the daemon is shutting down */
+    if (!dm->m && !dm->nverp) return SK_ERR_STATE; /* the daemon is shutting down */
     dm->octets += len;
+    /* A report larger than we accept as a message is not one we read. */
+    if (dm->nverp && sk_buf_append(&dm->report, bytes, len)) dm->report_truncated = true;
+    if (!dm->m) return SK_OK;
     /* A write error (disk full) is remembered by the spool and reported by
      * the commit, which answers 452 4.3.1; failing here would make the
      * server answer 451 instead. */
     (void)sk_spool_write(dm->m, bytes, len);
     return SK_OK;
+}
+
+/* The message, sent to VERP addresses: a report about mail we relayed.
+ * Unmatched ones are logged and dropped (docs/serve.md). */
+static void read_reports(sk_daemon *d, daemon_msg *dm)
+{
+    sk_verp_ctx x = {
+        .track = d->track, .rules = d->rules, .suppress_for_s = d->suppress_for_s, .log = &d->log};
+    for (size_t i = 0; i < dm->nverp; i++) {
+        const char *outcome =
+            !dm->report_truncated
+                ? sk_daemon_verp_report(&x, dm->verp[i], dm->report.data ? dm->report.data : "",
+                                        dm->report.len)
+                : "too-large";
+        sk_buf b = SK_BUF_INIT(1024);
+        log_escaped(&b, "to", dm->verp[i]);
+        log_escaped(&b, "from", dm->from);
+        sk_log(&d->log, SK_LOG_INFO, "%s daemon report session=%s%s outcome=%s",
+               dm->m || dm->id[0] ? dm->id : "-", sk_session_id(dm->s), sk_buf_cstr(&b), outcome);
+        sk_buf_free(&b);
+    }
 }
 
 static void on_committed(void *ctx, sk_err e, const char *queue_id)
@@ -224,15 +346,28 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
                (unsigned long long)dm->octets, d->cfg->hold ? " state=hold" : "");
         sk_buf_free(&b);
         r = sk_reply_make(250, "2.0.0", "Ok: queued as %s", queue_id);
+        if (d->track) {
+            /* The Message-ID lets `smtpkit track` find the message by it. */
+            char mid[SK_TRACK_FIELD_MAX_OCTETS + 1] = "";
+            sk_buf h = SK_BUF_INIT(SK_DAEMON_HEADERS_MAX_OCTETS);
+            sk_error herr;
+            if (sk_spool_read_headers(d->spool, queue_id, &h, &herr) == SK_OK)
+                sk_daemon_message_id(h.data ? h.data : "", h.len, mid, sizeof mid);
+            sk_buf_free(&h);
+            sk_track_ev ev = {
+                .kind = SK_TRACK_RECEIVED, .queue_id = queue_id, .message_id = mid[0] ? mid : NULL};
+            track(d, &ev);
+        }
     } else {
         sk_log(&d->log, SK_LOG_ERR, "%s daemon spool-error step=commit session=%s error=\"%s\"",
                dm->id, sk_session_id(dm->s), sk_strerror(e));
         r = sk_reply_make(452, "4.3.1", "insufficient system storage");
     }
+    read_reports(d, dm);
     if (sk_session_reply(dm->s, &r) != SK_OK)
         sk_log(&d->log, SK_LOG_WARN, "%s daemon reply-failed session=%s", dm->id,
                sk_session_id(dm->s));
-    sk_free(dm);
+    msg_free(dm);
 }
 
 static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
@@ -240,15 +375,79 @@ static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
     daemon_msg *dm = msg;
     if (!dm) return sk_reply_make(451, "4.3.0", "message not stored");
     msg_unlink(dm->d, dm);
+    if (ok && !dm->m && dm->nverp) {
+        /* Only reports: nothing to store. */
+        read_reports(dm->d, dm);
+        msg_free(dm);
+        return sk_reply_make(250, "2.0.0", "Ok: report received");
+    }
     if (!ok || !dm->m) {
         if (dm->m) sk_spool_abort(dm->m);
-        sk_free(dm);
+        msg_free(dm);
         return sk_reply_make(451, "4.3.0", "message not stored");
     }
     /* RFC 5321 4.1.1.4 / DESIGN.md: 250 only once the message is on disk;
      * the spool's commit callback answers. */
     sk_spool_commit(dm->m, on_committed, dm);
     return SK_REPLY_ASYNC;
+}
+
+/* What the queue reports, into the tracking store (docs/tracking.md). */
+static void on_queue_event(void *ctx, const sk_queue_event *qe)
+{
+    sk_daemon *d = ctx;
+    if (!d->track) return;
+    sk_track_ev ev = {.queue_id = qe->env->id,
+                      .recipient = qe->recipient,
+                      .attempt = qe->attempt,
+                      .remote_host = qe->remote_host,
+                      .reply = qe->reply};
+    switch (qe->type) {
+    case SK_QUEUE_EV_QUEUED:
+        /* One queued event per recipient still to be delivered. */
+        ev.kind = SK_TRACK_QUEUED;
+        ev.attempt = 0;
+        for (size_t i = 0; i < qe->env->nrcpts; i++) {
+            if (qe->env->rcpts[i].state != SK_RCPT_PENDING) continue;
+            ev.recipient = qe->env->rcpts[i].addr;
+            track(d, &ev);
+        }
+        return;
+    case SK_QUEUE_EV_DELIVERED:
+        ev.kind = SK_TRACK_DELIVERED;
+        ev.tls = qe->tls;
+        break;
+    case SK_QUEUE_EV_DEFERRED:
+        ev.kind = SK_TRACK_DEFERRED;
+        ev.cls = sk_class_name(qe->cls);
+        break;
+    case SK_QUEUE_EV_BOUNCED:
+        ev.kind = SK_TRACK_BOUNCED;
+        ev.cls = sk_class_name(qe->cls);
+        break;
+    case SK_QUEUE_EV_EXPIRED:
+        ev.kind = SK_TRACK_EXPIRED;
+        ev.cls = sk_class_name(qe->cls);
+        break;
+    default:
+        return;
+    }
+    track(d, &ev);
+    if (ev.kind == SK_TRACK_BOUNCED) {
+        /* A hard bounce (bad mailbox, domain not found) suppresses. */
+        sk_error err;
+        int added = 0;
+        if (sk_suppress_after_bounce(d->track, &ev, d->suppress_for_s, &added, &err))
+            sk_log(&d->log, SK_LOG_ERR, "%s daemon suppress-failed error=\"%s\"", ev.queue_id,
+                   err.text);
+        else if (added) {
+            sk_buf b = SK_BUF_INIT(1024);
+            log_escaped(&b, "rcpt", ev.recipient ? ev.recipient : "");
+            sk_log(&d->log, SK_LOG_INFO, "%s daemon suppressed%s class=%s", ev.queue_id,
+                   sk_buf_cstr(&b), ev.cls);
+            sk_buf_free(&b);
+        }
+    }
 }
 
 /* --- configuration ------------------------------------------------------- */
@@ -313,24 +512,6 @@ static sk_err parse_retry(const char *list, uint64_t **out, size_t *n)
     *out = v;
     *n = i;
     return SK_OK;
-}
-
-/* Say which options are accepted but not in use yet, rather than ignore
- * them silently. */
-static void warn_unused(const sk_daemon *d, const sk_daemon_config *c)
-{
-    if (c->dns_server)
-        sk_log(&d->log, SK_LOG_WARN,
-               "- daemon option-not-used option=dns-server reason=\"MX delivery is not "
-               "available yet; non-local mail goes to relay-host\"");
-    if (c->mx_port != 25)
-        sk_log(&d->log, SK_LOG_WARN,
-               "- daemon option-not-used option=mx-port reason=\"MX delivery is not available "
-               "yet\"");
-    if (c->rate_limit.n)
-        sk_log(&d->log, SK_LOG_WARN,
-               "- daemon option-not-used option=rate-limit reason=\"per-destination rate "
-               "limits are not available yet\"");
 }
 
 static bool same(const char *a, const char *b)
@@ -437,7 +618,6 @@ static void reload(sk_daemon *d)
     d->have_recipients = have_rcpts;
     /* The helper reads the users file again and logs how that went. */
     sk_authd_reload(d->authd);
-    warn_unused(d, c);
     sk_log(&d->log, SK_LOG_INFO, "- daemon reload-done hold=%s", c->hold ? "yes" : "no");
 }
 
@@ -539,6 +719,54 @@ static sk_err listen_all(sk_daemon *d, sk_error *err)
     return SK_OK;
 }
 
+/* The tracking store: a daemon that cannot open it still delivers, and
+ * says so (tracking data is not the mail). */
+static void open_track(sk_daemon *d)
+{
+    sk_buf path = SK_BUF_INIT(4096);
+    sk_error err;
+    if (sk_buf_printf(&path, "%s/%s", d->cfg->data_dir, SK_TRACK_DB_NAME)) {
+        sk_buf_free(&path);
+        return;
+    }
+    d->track = sk_track_open(sk_buf_cstr(&path), 0, &err);
+    sk_track_opts to = {.log = d->log};
+    if (d->track && sk_track_set_opts(d->track, &to, d->base, &err)) {
+        sk_track_free(d->track);
+        d->track = NULL;
+    }
+    if (!d->track)
+        sk_log(&d->log, SK_LOG_ERR,
+               "- daemon track-unavailable path=%s error=\"%s\" (no tracking, no suppression)",
+               sk_buf_cstr(&path), err.text);
+    sk_buf_free(&path);
+}
+
+/* --rate-limit and --priority values, checked when the config was read. */
+static sk_err parse_rules(const sk_daemon_config *c, sk_queue_opts *qo, sk_queue_rate_rule **rates,
+                          sk_queue_priority_rule **prios, sk_error *err)
+{
+    *rates = sk_calloc(c->rate_limit.n + 1, sizeof **rates);
+    *prios = sk_calloc(c->priority.n + 1, sizeof **prios);
+    if (!*rates || !*prios) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+    size_t nr = 0;
+    for (size_t i = 0; i < c->rate_limit.n; i++) {
+        sk_queue_rate_rule r;
+        if (sk_queue_rate_parse(c->rate_limit.v[i], &r, err)) return SK_ERR_CONFIG;
+        if (r.domain[0] == '\0')
+            qo->rate_default = r.rate;
+        else
+            (*rates)[nr++] = r;
+    }
+    qo->rate_rules = *rates;
+    qo->nrate_rules = nr;
+    for (size_t i = 0; i < c->priority.n; i++)
+        if (sk_queue_priority_parse(c->priority.v[i], &(*prios)[i], err)) return SK_ERR_CONFIG;
+    qo->priority_rules = *prios;
+    qo->npriority_rules = c->priority.n;
+    return SK_OK;
+}
+
 static sk_err start_delivery(sk_daemon *d, sk_error *err)
 {
     sk_daemon_config *c = d->cfg;
@@ -548,13 +776,21 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
     sk_err e = make_dir(sk_buf_cstr(&dir), err);
     char host[256] = "";
     if (!c->hostname) gethostname(host, sizeof host - 1);
-    const char *hostname = c->hostname ? c->hostname : host;
+    d->hostname = sk_strdup(c->hostname ? c->hostname : host);
+    if (!d->hostname) e = sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+    const char *hostname = d->hostname;
     if (!e) {
         d->local = sk_maildir_transport_new(sk_buf_cstr(&dir), hostname, &d->log, err);
         if (!d->local) e = err ? err->err : SK_ERR_IO;
     }
     sk_buf_free(&dir);
     if (e) return e;
+    if (c->rules ? sk_rules_load(c->rules, &d->rules, err) : sk_rules_default(&d->rules, err))
+        return SK_ERR_CONFIG;
+    d->suppress_for_s =
+        c->suppress_for_ms ? (int64_t)(c->suppress_for_ms / 1000) : SK_SUPPRESS_DURATION_S_DEFAULT;
+    if (c->verp) d->verp_domain = d->hostname;
+    open_track(d);
     if (c->relay_host) {
         char rhost[256];
         unsigned port;
@@ -564,6 +800,19 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
             .host = rhost, .port = (unsigned short)port, .helo_name = hostname, .log = d->log};
         d->remote = sk_smtp_transport_new(&so, d->base, err);
         if (!d->remote) return err ? err->err : SK_ERR_IO;
+    } else {
+        /* No relay host: each domain's MX hosts (RFC 5321 5.1). */
+        sk_mx_transport_opts mo = {
+            .dns_server = c->dns_server,
+            .port = (unsigned short)c->mx_port,
+            .helo_name = hostname,
+            .max_messages_per_connection = c->messages_per_connection,
+            .tls_required = (const char *const *)c->tls_required.v,
+            .ntls_required = c->tls_required.n,
+            .log = d->log,
+        };
+        d->remote = sk_mx_transport_new(&mo, d->base, err);
+        if (!d->remote) return err && err->err ? err->err : SK_ERR_CONFIG;
     }
     if (parse_retry(c->retry_schedule, &d->retry_ms, &d->nretry))
         return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
@@ -576,10 +825,26 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
         .retry_ms = d->retry_ms,
         .nretry = d->nretry,
         .max_lifetime_ms = c->max_queue_lifetime_ms,
+        .on_event = on_queue_event,
+        .event_ctx = d,
+        .group_by_domain = c->group_destinations && !strcmp(c->group_destinations, "domain"),
+        .dest_max_conns = c->destination_connections,
+        .msgs_per_conn = c->messages_per_connection,
+        .rules = d->rules,
+        .throttle_suspend_ms = c->throttle_suspend_ms,
+        .hostname = d->hostname,
+        .verp_host = d->verp_domain,
     };
-    d->queue = sk_queue_new(d->spool, &qo, d->base, err);
-    if (!d->queue) return err && err->err ? err->err : SK_ERR_IO;
-    return SK_OK;
+    sk_queue_rate_rule *rates = NULL;
+    sk_queue_priority_rule *prios = NULL;
+    e = parse_rules(c, &qo, &rates, &prios, err);
+    if (!e) {
+        d->queue = sk_queue_new(d->spool, &qo, d->base, err);
+        if (!d->queue) e = err && err->err ? err->err : SK_ERR_IO;
+    }
+    sk_free(rates);
+    sk_free(prios);
+    return e;
 }
 
 sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, size_t n_flags,
@@ -665,7 +930,6 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         sk_daemon_free(d);
         return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot set up signal handling");
     }
-    warn_unused(d, d->cfg);
     sk_log(&d->log, SK_LOG_INFO, "- daemon started data_dir=%s hold=%s relay_host=%s",
            d->cfg->data_dir, d->cfg->hold ? "yes" : "no",
            d->cfg->relay_host ? d->cfg->relay_host : "-");
@@ -705,8 +969,12 @@ void sk_daemon_free(sk_daemon *d)
     sk_queue_free(d->queue);
     sk_transport_free(d->remote);
     sk_transport_free(d->local);
+    /* Events not written yet are flushed by sk_track_free. */
+    sk_track_free(d->track);
+    d->track = NULL;
+    sk_rules_free(d->rules);
     for (daemon_msg *m = d->receiving; m; m = m->next) {
-        sk_spool_abort(m->m);
+        if (m->m) sk_spool_abort(m->m);
         m->m = NULL;
     }
     sk_spool_free(d->spool);
@@ -720,6 +988,7 @@ void sk_daemon_free(sk_daemon *d)
     sk_recipients_free(&d->recipients);
     sk_daemon_config_free(d->cfg);
     sk_free(d->retry_ms);
+    sk_free(d->hostname);
     for (size_t i = 0; i < d->n_flags; i++) {
         sk_free((char *)d->flags[i].key);
         sk_free((char *)d->flags[i].value);

@@ -3,8 +3,11 @@
 #ifndef SK_DAEMON_INT_H
 #define SK_DAEMON_INT_H
 
+#include <smtpkit/classify.h>
 #include <smtpkit/daemon.h>
 #include <smtpkit/reply.h>
+#include <smtpkit/suppress.h>
+#include <smtpkit/track.h>
 
 /* A sorted set of strings (lower-cased when built so). */
 typedef struct sk_strset {
@@ -43,6 +46,9 @@ typedef struct sk_rcpt_check {
     const char *domain;
     const char *peer;
     const char *auth_user;
+    /* With --verp: our host name, whose bounces+... addresses take
+     * bounces from anyone (they are ours); NULL otherwise. */
+    const char *verp_domain;
 } sk_rcpt_check;
 sk_reply sk_daemon_rcpt_policy(const sk_daemon_config *c, const sk_recipients *r,
                                const sk_rcpt_check *q);
@@ -50,5 +56,30 @@ sk_reply sk_daemon_rcpt_policy(const sk_daemon_config *c, const sk_recipients *r
 bool sk_daemon_is_local(const sk_daemon_config *c, const char *domain);
 /* Is the numeric address in one of the networks? */
 bool sk_cidr_match_str(const sk_cidr *nets, size_t n, const char *addr);
+
+/* A VERP address (SK_QUEUE_VERP_PREFIX "ID=LOCAL=DOMAIN@HOST"): the
+ * queue ID and the recipient it stands for. SK_ERR_SYNTAX when addr is
+ * not one. */
+SK_NODISCARD sk_err sk_daemon_verp_parse(const char *addr, char *id, size_t idsize, char *rcpt,
+                                         size_t rcptsize);
+/* The Message-ID in a header block, without angle brackets; "" when it
+ * has none. */
+void sk_daemon_message_id(const char *headers, size_t len, char *out, size_t outsize);
+
+/* What reading a report needs. */
+typedef struct sk_verp_ctx {
+    sk_track *track;
+    const sk_rules *rules;
+    int64_t suppress_for_s;
+    const sk_logger *log;
+} sk_verp_ctx;
+/* A message that arrived for the VERP address addr: a DSN about the
+ * message and recipient it names is recorded (bounced with its class by
+ * the rules, which suppresses a hard bounce; deferred; delivered), a
+ * complaint (ARF) is recorded and suppresses the recipient. Returns the
+ * outcome for the log: "bounced", "deferred", "delivered", "complained",
+ * or why nothing was recorded ("unmatched-queue-id", "not-a-report", ...). */
+const char *sk_daemon_verp_report(const sk_verp_ctx *x, const char *addr, const char *msg,
+                                  size_t len);
 
 #endif

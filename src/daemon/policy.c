@@ -2,6 +2,8 @@
  * recipient policy: local domains, known users, and no open relay. */
 #include "daemon_int.h"
 
+#include <smtpkit/queue.h>
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -233,6 +235,11 @@ sk_reply sk_daemon_rcpt_policy(const sk_daemon_config *c, const sk_recipients *r
         if (strcasecmp(q->local_part, "postmaster") == 0) return SK_REPLY_OK;
         return sk_reply_make(550, "5.1.3", "recipient needs a domain");
     }
+    /* Bounces to our VERP addresses come from any MTA (usually with the
+     * null sender); they are read, not relayed (docs/serve.md). */
+    if (q->verp_domain && strcasecmp(q->domain, q->verp_domain) == 0 &&
+        strncasecmp(q->local_part, SK_QUEUE_VERP_PREFIX, strlen(SK_QUEUE_VERP_PREFIX)) == 0)
+        return SK_REPLY_OK;
     if (sk_daemon_is_local(c, q->domain)) {
         if (strcasecmp(q->local_part, "postmaster") == 0) return SK_REPLY_OK;
         if (r && sk_strset_has(&r->domains, q->domain)) {
@@ -249,9 +256,6 @@ sk_reply sk_daemon_rcpt_policy(const sk_daemon_config *c, const sk_recipients *r
     bool trusted =
         q->auth_user[0] != '\0' || sk_cidr_match_str(c->relay_net, c->n_relay_net, q->peer);
     if (!trusted) return sk_reply_make(554, "5.7.1", "relay access denied");
-    if (!c->relay_host)
-        return sk_reply_make(550, "5.7.1",
-                             "no route to non-local domains (relay-host not set; delivery by MX "
-                             "is not available yet)");
+    /* Without a relay host, mail goes to the domain's MX hosts. */
     return SK_REPLY_OK;
 }

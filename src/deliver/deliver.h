@@ -38,6 +38,8 @@ typedef struct sk_delivery {
     /* Messages one connection to this destination may carry before it is
      * closed (connection reuse); 0 = the transport's own default. */
     unsigned max_per_conn;
+    /* The envelope sender to use instead of env->sender (VERP), or NULL. */
+    const char *sender;
 } sk_delivery;
 
 typedef struct sk_delivery_rcpt_result {

@@ -776,7 +776,7 @@ static void mx_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_done
         j->generation = m->generation;
         j->queue_id = sk_strdup(job->queue_id);
         j->domain = sk_strdup(job->domain);
-        j->sender = sk_strdup(job->env->sender ? job->env->sender : "");
+        j->sender = sk_strdup(job->sender ? job->sender : job->env->sender ? job->env->sender : "");
         j->body_path = sk_strdup(job->body_path);
         j->received = received_header(m, job);
         j->rcpts = sk_calloc(job->nrcpts ? job->nrcpts : 1, sizeof *j->rcpts);

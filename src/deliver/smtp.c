@@ -362,7 +362,7 @@ static void relay_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_d
     bool ok = j != NULL;
     if (ok) {
         j->queue_id = sk_strdup(job->queue_id);
-        j->sender = sk_strdup(job->env->sender ? job->env->sender : "");
+        j->sender = sk_strdup(job->sender ? job->sender : job->env->sender ? job->env->sender : "");
         j->body_path = sk_strdup(job->body_path);
         j->received = received_header(r, job);
         j->rcpts = sk_calloc(job->nrcpts ? job->nrcpts : 1, sizeof *j->rcpts);

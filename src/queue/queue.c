@@ -65,6 +65,7 @@ struct qjob {
     sk_delivery_rcpt *rcpts;
     char *domain;
     sk_buf body_path;
+    char *sender;        /* VERP sender, NULL when the message's own is used */
     qjob *prev, *next;   /* the running list, a destination level or a route's waiters */
     qjob *mprev, *mnext; /* the message's jobs */
 };
@@ -331,6 +332,7 @@ static void job_free(qjob *j)
 {
     sk_free(j->rcpts);
     sk_free(j->domain);
+    sk_free(j->sender);
     sk_buf_free(&j->body_path);
     sk_free(j);
 }
@@ -1027,6 +1029,28 @@ static char *rcpt_domain(const sk_queue *q, const char *addr)
     return s;
 }
 
+/* Is the envelope sender of m's jobs to domain a VERP address? Not for the
+ * null sender (bounces have nowhere to go) nor for local delivery. */
+static int verp_applies(const sk_queue *q, const sk_spool_envelope *env, const char *domain)
+{
+    return q->opts.verp_host && env->sender && env->sender[0] && !is_local(q, domain);
+}
+
+/* bounces+ID=LOCAL=DOMAIN@HOST: the queue ID and recipient come back in
+ * the RCPT TO of a bounce. */
+static char *verp_sender(const sk_queue *q, const char *id, const char *rcpt)
+{
+    const char *at = strrchr(rcpt, '@');
+    sk_buf b = SK_BUF_INIT(SK_SMTP_PATH_MAX_OCTETS * 2);
+    sk_err e =
+        at ? sk_buf_printf(&b, "%s%s=%.*s=%s@%s", SK_QUEUE_VERP_PREFIX, id, (int)(at - rcpt), rcpt,
+                           at + 1, q->opts.verp_host)
+           : sk_buf_printf(&b, "%s%s=%s@%s", SK_QUEUE_VERP_PREFIX, id, rcpt, q->opts.verp_host);
+    char *s = e ? NULL : sk_strdup(sk_buf_cstr(&b));
+    sk_buf_free(&b);
+    return s;
+}
+
 /* A job for one recipient group, routed to its destination's queue.
  * Returns 0 when out of memory. */
 static int make_job(sk_queue *q, qmsg *m, const char *domain, const size_t *idx, size_t n)
@@ -1042,6 +1066,11 @@ static int make_job(sk_queue *q, qmsg *m, const char *domain, const size_t *idx,
         job_free(j);
         return 0;
     }
+    if (n == 1 && verp_applies(q, m->env, domain) &&
+        !(j->sender = verp_sender(q, m->env->id, m->env->rcpts[idx[0]].addr))) {
+        job_free(j);
+        return 0;
+    }
     for (size_t i = 0; i < n; i++) {
         const sk_spool_rcpt *r = &m->env->rcpts[idx[i]];
         j->rcpts[i] = (sk_delivery_rcpt){
@@ -1054,7 +1083,8 @@ static int make_job(sk_queue *q, qmsg *m, const char *domain, const size_t *idx,
                            .rcpts = j->rcpts,
                            .nrcpts = n,
                            .maybe_delivered = m->maybe_delivered,
-                           .max_per_conn = q->opts.msgs_per_conn};
+                           .max_per_conn = q->opts.msgs_per_conn,
+                           .sender = j->sender};
     j->t = is_local(q, domain) ? q->opts.local_transport : q->opts.remote_transport;
     j->mnext = m->jobs;
     if (m->jobs) m->jobs->mprev = j;
@@ -1084,9 +1114,12 @@ static void start_attempt(sk_queue *q, qmsg *m)
                 domains[i] = rcpt_domain(q, env->rcpts[i].addr);
         for (size_t i = 0; i < env->nrcpts; i++) {
             if (!domains[i]) continue;
+            /* With VERP, each remote recipient has its own sender, so its
+             * own transaction. */
+            int single = verp_applies(q, env, domains[i]);
             size_t n = 0;
             for (size_t k = i; k < env->nrcpts; k++) {
-                if (domains[k] && !strcmp(domains[k], domains[i])) {
+                if (domains[k] && !strcmp(domains[k], domains[i]) && (k == i || !single)) {
                     idx[n++] = k;
                     if (k != i) {
                         sk_free(domains[k]);

@@ -394,25 +394,42 @@ static void test_rcpt_policy(void **state)
         {"x", "elsewhere.example", "garbage", "", 554, "5.7.1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        sk_rcpt_check q = {cases[i].local, cases[i].domain, cases[i].peer, cases[i].auth};
+        sk_rcpt_check q = {cases[i].local, cases[i].domain, cases[i].peer, cases[i].auth, NULL};
         sk_reply rep = sk_daemon_rcpt_policy(c, &r, &q);
         if (rep.code != cases[i].code || strcmp(rep.enhanced, cases[i].enhanced))
             fail_msg("case %zu (%s@%s from %s): got %d %s", i, cases[i].local, cases[i].domain,
                      cases[i].peer, rep.code, rep.enhanced);
     }
-    /* Without a relay host, trusted clients are told there is no route;
-     * untrusted ones are still refused as a relay. */
+    /* Without a relay host, trusted clients relay by MX; untrusted ones
+     * are still refused as a relay. */
     sk_daemon_config_free(c);
     assert_int_equal(sk_daemon_config_build(NULL, NULL, 0, &c, &err), SK_OK);
-    sk_rcpt_check q1 = {"x", "elsewhere.example", "127.0.0.1", ""};
+    sk_rcpt_check q1 = {"x", "elsewhere.example", "127.0.0.1", "", NULL};
     sk_reply rep = sk_daemon_rcpt_policy(c, NULL, &q1);
-    assert_int_equal(rep.code, 550);
-    assert_non_null(strstr(rep.text, "relay-host"));
-    sk_rcpt_check q2 = {"x", "elsewhere.example", "192.0.2.1", ""};
+    assert_int_equal(rep.code, 250);
+    sk_rcpt_check q2 = {"x", "elsewhere.example", "192.0.2.1", "", NULL};
     rep = sk_daemon_rcpt_policy(c, NULL, &q2);
     assert_int_equal(rep.code, 554);
+    /* VERP addresses at our host name take bounces from anyone, only when
+     * VERP is on and only with the prefix. */
+    static const struct {
+        const char *local, *domain, *verp;
+        int code;
+    } verp_cases[] = {
+        {"bounces+ABC=bob=far.example", "relay.example", "relay.example", 250},
+        {"Bounces+ABC=bob=far.example", "RELAY.example", "relay.example", 250},
+        {"bounces+ABC=bob=far.example", "relay.example", NULL, 554},
+        {"bob", "relay.example", "relay.example", 554},
+        {"bounces+ABC=bob=far.example", "other.example", "relay.example", 554},
+    };
+    for (size_t i = 0; i < sizeof verp_cases / sizeof verp_cases[0]; i++) {
+        sk_rcpt_check q = {verp_cases[i].local, verp_cases[i].domain, "192.0.2.1", "",
+                           verp_cases[i].verp};
+        rep = sk_daemon_rcpt_policy(c, NULL, &q);
+        if (rep.code != verp_cases[i].code) fail_msg("verp case %zu: got %d", i, rep.code);
+    }
     /* The default local domain takes any local part without a list. */
-    sk_rcpt_check q3 = {"whoever", "localhost", "192.0.2.1", ""};
+    sk_rcpt_check q3 = {"whoever", "localhost", "192.0.2.1", "", NULL};
     assert_int_equal(sk_daemon_rcpt_policy(c, NULL, &q3).code, 250);
     sk_daemon_config_free(c);
     sk_recipients_free(&r);
@@ -435,6 +452,53 @@ static void test_option_table(void **state)
     }
     assert_true(n > 25);
     assert_null(sk_daemon_option_find("nope"));
+}
+
+static void test_verp_parse(void **state)
+{
+    static const struct {
+        const char *addr;
+        sk_err err;
+        const char *id, *rcpt;
+    } cases[] = {
+        {"bounces+01ABC=bob=far.example@relay.example", SK_OK, "01ABC", "bob@far.example"},
+        {"BOUNCES+01ABC=a=b=far.example@relay.example", SK_OK, "01ABC", "a=b@far.example"},
+        {"bounces+01ABC=bob@relay.example", SK_ERR_SYNTAX, NULL, NULL},
+        {"bounces+=bob=far.example@relay.example", SK_ERR_SYNTAX, NULL, NULL},
+        {"bounces+01ABC==far.example@relay.example", SK_ERR_SYNTAX, NULL, NULL},
+        {"bounces+01ABC=bob=@relay.example", SK_ERR_SYNTAX, NULL, NULL},
+        {"bob@far.example", SK_ERR_SYNTAX, NULL, NULL},
+        {"bounces+01ABC=bob=far.example", SK_ERR_SYNTAX, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char id[64], rcpt[128];
+        sk_err e = sk_daemon_verp_parse(cases[i].addr, id, sizeof id, rcpt, sizeof rcpt);
+        if (e != cases[i].err) fail_msg("case %zu (%s): got %d", i, cases[i].addr, e);
+        if (e) continue;
+        assert_string_equal(id, cases[i].id);
+        assert_string_equal(rcpt, cases[i].rcpt);
+    }
+}
+
+static void test_message_id(void **state)
+{
+    static const struct {
+        const char *headers, *want;
+    } cases[] = {
+        {"Subject: x\r\nMessage-ID: <a@b.example>\r\n", "a@b.example"},
+        {"message-id:<a@b.example>\r\n", "a@b.example"},
+        {"Message-ID:\r\n <folded@b.example>\r\nTo: y\r\n", "folded@b.example"},
+        {"X-Message-ID: <no@b.example>\r\n", ""},
+        {"Subject: Message-ID: <no@b.example>\r\n", ""},
+        {"Message-ID: <unclosed@b.example\r\n", ""},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[128];
+        sk_daemon_message_id(cases[i].headers, strlen(cases[i].headers), out, sizeof out);
+        if (strcmp(out, cases[i].want))
+            fail_msg("case %zu: got \"%s\", want \"%s\"", i, out, cases[i].want);
+    }
 }
 
 /* The delivery options land in their fields, from the file and from flags. */
@@ -503,6 +567,8 @@ int main(void)
         cmocka_unit_test(test_cidr_match),
         cmocka_unit_test(test_option_table),
         cmocka_unit_test(test_delivery_options),
+        cmocka_unit_test(test_verp_parse),
+        cmocka_unit_test(test_message_id),
         cmocka_unit_test(test_users_file),
         cmocka_unit_test(test_rcpt_policy),
     };

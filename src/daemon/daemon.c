@@ -527,6 +527,19 @@ static bool same_list(const sk_strlist *a, const sk_strlist *b)
     return true;
 }
 
+/* The options the queue and transports took at start. */
+static bool delivery_changed(const sk_daemon_config *a, const sk_daemon_config *b)
+{
+    return !same(a->dns_server, b->dns_server) || a->mx_port != b->mx_port ||
+           !same_list(&a->rate_limit, &b->rate_limit) || !same_list(&a->priority, &b->priority) ||
+           a->destination_connections != b->destination_connections ||
+           a->messages_per_connection != b->messages_per_connection ||
+           !same(a->group_destinations, b->group_destinations) ||
+           !same_list(&a->tls_required, &b->tls_required) || !same(a->rules, b->rules) ||
+           a->throttle_suspend_ms != b->throttle_suspend_ms || a->verp != b->verp ||
+           a->suppress_for_ms != b->suppress_for_ms || !same(a->hostname, b->hostname);
+}
+
 /* SIGHUP: build the configuration again and apply what can change while
  * running: certificates and server settings (for new sessions), users,
  * local recipients, relay networks. What needs a restart is logged. */
@@ -564,7 +577,8 @@ static void reload(sk_daemon *d)
                                                "relay-host",
                                                "retry-schedule",
                                                "max-queue-lifetime",
-                                               "users"};
+                                               "users",
+                                               "delivery"};
     const sk_daemon_config *old = d->cfg;
     bool changed[] = {!same_list(&old->listen, &c->listen) ||
                           !same_list(&old->submission, &c->submission) ||
@@ -576,7 +590,8 @@ static void reload(sk_daemon *d)
                       !same(old->relay_host, c->relay_host),
                       !same(old->retry_schedule, c->retry_schedule),
                       old->max_queue_lifetime_ms != c->max_queue_lifetime_ms,
-                      !same(old->users, c->users)};
+                      !same(old->users, c->users),
+                      delivery_changed(old, c)};
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++)
         if (changed[i])
             sk_log(&d->log, SK_LOG_WARN, "- daemon reload-needs-restart option=%s",

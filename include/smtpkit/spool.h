@@ -142,9 +142,11 @@ sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct 
 void sk_spool_free(sk_spool *s);
 const char *sk_spool_dir(const sk_spool *s); /* data_dir/spool */
 
-/* Start a message: assigns its queue ID (sk_spool_msg_id) and creates its
- * file. env is copied; its id and body_octets are ignored. Set env->state
- * to SK_SPOOL_HOLD to keep the message in the hold queue (--hold). */
+/* Start a message: assigns its queue ID (sk_spool_msg_id). No file is made
+ * yet: the body stays in memory up to 64 KiB and its file is created when
+ * it grows past that or by the commit. env is copied; its id, body_octets
+ * and body_crc32c are ignored. Set env->state to SK_SPOOL_HOLD to keep the
+ * message in the hold queue (--hold). */
 sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error *err);
 const char *sk_spool_msg_id(const sk_spool_msg *m);
 /* Append body bytes as received (after dot-unstuffing; CRLF line ends).

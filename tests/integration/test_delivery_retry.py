@@ -17,7 +17,7 @@ ZONE = {
     "grey.test": {"MX": [[10, "mx.grey.test"]]},
     "mx.grey.test": {"A": ["127.0.0.2"]},
 }
-GREY = "451 4.7.1 greylisted, come back later"
+GREY = "451 4.3.0 temporary local problem, come back later"
 
 tmp = sktest.TempDir("sk-delivery-retry-")
 try:

@@ -645,7 +645,9 @@ static sk_rule_match classify_line(const sk_queue *q, const char *line)
 
 /* A failure reply from destination d: suspend or slow it when the rules
  * say so, or on 421 (RFC 5321 4.2.3: the service is closing the channel)
- * and 4.7.x (RFC 3463 3.8, which large receivers use for rate limits). */
+ * and 4.7.x (RFC 3463 3.8, which large receivers use for rate limits),
+ * unless a rule classed the reply as "other" (the built-in greylisting
+ * rule: 451 4.7.1 there wants the normal retry schedule). */
 static int throttle(sk_queue *q, qdest *d, qmsg *m, const char *rcpt, const sk_reply *r,
                     const sk_rule_match *mt, const char *text, int64_t now)
 {
@@ -659,7 +661,8 @@ static int throttle(sk_queue *q, qdest *d, qmsg *m, const char *rcpt, const sk_r
         d->slow =
             (sk_bucket){.rate = {.count = mt->action.rate_count, .per_ms = mt->action.rate_per_ms}};
         d->slow_until = now + (int64_t)ms;
-    } else if (r->code == 421 || !strncmp(r->enhanced, "4.7.", 4)) {
+    } else if ((r->code == 421 || !strncmp(r->enhanced, "4.7.", 4)) &&
+               !(mt->matched && mt->cls == SK_CLASS_OTHER)) {
         ms = q->opts.throttle_suspend_ms;
         if (now + (int64_t)ms > d->suspended_until) d->suspended_until = now + (int64_t)ms;
     } else {

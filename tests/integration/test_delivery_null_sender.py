@@ -22,6 +22,7 @@ tmp = sktest.TempDir("sk-delivery-nullsender-")
 try:
     port = sktest.free_port()
     script = {"gone@fail.test": ["550 5.1.1 no such user"] * 10,
+              "gone2@fail.test": ["550 5.1.1 no such user"] * 10,
               "busy@fail.test": ["451 4.3.2 busy"] * 100}
     with DNSTestServer(ZONE) as dns, MX("127.0.0.2", port, "mx.fail.test",
                                         rcpt_script=script):
@@ -29,7 +30,8 @@ try:
         with srv:
             q_null = submit(srv, "", ["gone@fail.test"], "null sender bounce")
             q_null2 = submit(srv, "", ["busy@fail.test"], "null sender expiry")
-            q_ctl = submit(srv, "alice@local.test", ["gone@fail.test"], "control bounce")
+            # A hard bounce suppresses its address: the control uses another one.
+            q_ctl = submit(srv, "alice@local.test", ["gone2@fail.test"], "control bounce")
             wait_event(srv, q_null, "bounced")
             wait_event(srv, q_ctl, "bounced")
             wait_event(srv, q_null2, "expired", timeout=30)

@@ -21,7 +21,11 @@ PY=/usr/bin/python3
 [ -x "$SOURCE" ] && [ -x "$SINK" ] || { echo "needs postfix (smtp-source, smtp-sink)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "needs root (a private Postfix instance)" >&2; exit 1; }
 
-TMP=$(mktemp -d /tmp/sk-serve-bench-XXXXXX)
+# Where the spools and queues go (BENCH_DIR, default /tmp): a directory on
+# the same file system as the others but away from /tmp, whose files other
+# programs create and delete all the time, measures the receivers rather
+# than that churn (see set_aside below).
+TMP=$(mktemp -d "${BENCH_DIR:-/tmp}/sk-serve-bench-XXXXXX")
 chmod 755 "$TMP"
 STARTED=()
 cleanup() {

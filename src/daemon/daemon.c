@@ -945,9 +945,13 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         sk_daemon_free(d);
         return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot set up signal handling");
     }
-    sk_log(&d->log, SK_LOG_INFO, "- daemon started data_dir=%s hold=%s relay_host=%s",
+    sk_log(&d->log, SK_LOG_INFO,
+           "- daemon started data_dir=%s hold=%s relay_host=%s delivery=%s dns_server=%s "
+           "mx_port=%u verp=%s tracking=%s",
            d->cfg->data_dir, d->cfg->hold ? "yes" : "no",
-           d->cfg->relay_host ? d->cfg->relay_host : "-");
+           d->cfg->relay_host ? d->cfg->relay_host : "-", d->cfg->relay_host ? "relay" : "mx",
+           d->cfg->dns_server ? d->cfg->dns_server : "system", d->cfg->mx_port,
+           d->verp_domain ? "yes" : "no", d->track ? "yes" : "no");
     *out = d;
     return SK_OK;
 }

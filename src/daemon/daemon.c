@@ -918,11 +918,13 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
     sk_server_on_rcpt(d->srv, on_rcpt, d);
     sk_server_on_data(d->srv, on_data_start, on_data_chunk, on_data_end, d);
 
-    /* Bind first (ports below 1024 need root), then drop privileges, then
-     * touch the data directory as the user we run as. */
-    e = listen_all(d, err);
+    /* The data directory exists before the ports open, so that a tool run
+     * as soon as the port answers finds it (drop_privileges gives it to
+     * --user). Bind next (ports below 1024 need root), then drop
+     * privileges, then open the spool as the user we run as. */
+    e = make_dir(d->cfg->data_dir, err);
+    if (!e) e = listen_all(d, err);
     if (!e) e = drop_privileges(d, err);
-    if (!e) e = make_dir(d->cfg->data_dir, err);
     if (!e) {
         sk_spool_opts so = {.mode = SK_SPOOL_OWNER, .log = d->log};
         d->spool = sk_spool_open(d->cfg->data_dir, &so, d->base, err);

@@ -3,7 +3,9 @@
 relay host) sends a message for a remote domain to the MX host that the
 loopback DNS server names, over STARTTLS, and `smtpkit track ID --json`
 shows received, queued and delivered with the remote host and TLS, both
-while the server runs and after it stopped."""
+while the server runs and after it stopped. A domain named by
+--tls-required is not delivered to that peer, whose certificate does not
+verify: deferred with 4.7.10."""
 import json
 import os
 import smtplib
@@ -49,12 +51,14 @@ try:
     mx = Controller(sink, hostname="127.0.0.1", port=mx_port, tls_context=ctx,
                     require_starttls=False, server_hostname="mx.remote.test")
     zone = {"remote.test": {"MX": [[10, "mx.remote.test"]]},
+            "strict.test": {"MX": [[10, "mx.remote.test"]]},
             "mx.remote.test": {"A": ["127.0.0.1"]}}
     mx.start()
     try:
         with DNSTestServer(zone) as dns:
             srv = Serve(tmp, ["--hostname", "relay.test", "--dns-server", dns.address,
-                              "--mx-port", str(mx_port), "--retry-schedule", "1s"])
+                              "--mx-port", str(mx_port), "--retry-schedule", "1m",
+                              "--tls-required", "strict.test"])
             with srv:
                 with smtplib.SMTP(HOST, srv.port, timeout=30) as s:
                     s.ehlo("client.test")
@@ -82,6 +86,20 @@ try:
                        "Message-ID recorded: %r" % obj.get("message_id"), srv)
                 expect(track(srv.data_dir, "<smoke-1@client.test>") is not None,
                        "found by Message-ID", srv)
+                with smtplib.SMTP(HOST, srv.port, timeout=30) as s:
+                    s.ehlo("client.test")
+                    s.mail("alice@localhost")
+                    s.rcpt("carol@strict.test")
+                    code, resp = s.data(b"Subject: strict\r\n\r\nOnly over verified TLS.\r\n")
+                strict = resp.decode().rsplit(" ", 1)[-1]
+                deadline = time.monotonic() + 15
+                while "deferred" not in kinds(track(srv.data_dir, strict)) and \
+                        time.monotonic() < deadline:
+                    time.sleep(0.2)
+                ev = [e for e in track(srv.data_dir, strict)["events"] if e["event"] == "deferred"]
+                expect(ev and "4.7.10" in (ev[0].get("reply") or ""),
+                       "--tls-required defers: %r" % ev, srv)
+                expect(len(sink.messages) == 1, "the peer got nothing for strict.test", srv)
             # After the server stopped, the same story is on disk.
             obj = track(srv.data_dir, qid)
             got = kinds(obj)

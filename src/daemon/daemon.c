@@ -60,7 +60,8 @@ struct sk_daemon {
     char *hostname;
     const char *verp_domain; /* hostname with --verp, else NULL */
     sk_rules *rules;
-    sk_track *track; /* DATA-DIR/track.db; NULL when it could not be opened */
+    sk_track *track;   /* DATA-DIR/track.db; NULL when it could not be opened */
+    bool track_opened; /* tried already (before the ports opened) */
     int64_t suppress_for_s;
 
     struct daemon_msg *receiving; /* between data start and end */
@@ -805,7 +806,7 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
     d->suppress_for_s =
         c->suppress_for_ms ? (int64_t)(c->suppress_for_ms / 1000) : SK_SUPPRESS_DURATION_S_DEFAULT;
     if (c->verp) d->verp_domain = d->hostname;
-    open_track(d);
+    if (!d->track_opened) open_track(d);
     if (c->relay_host) {
         char rhost[256];
         unsigned port;
@@ -923,6 +924,13 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
      * --user). Bind next (ports below 1024 need root), then drop
      * privileges, then open the spool as the user we run as. */
     e = make_dir(d->cfg->data_dir, err);
+    /* Without a user to switch to, the tracking store is opened before the
+     * ports too: opening SQLite takes a moment, and sessions should not
+     * wait behind it. */
+    if (!e && !d->cfg->user) {
+        open_track(d);
+        d->track_opened = true;
+    }
     if (!e) e = listen_all(d, err);
     if (!e) e = drop_privileges(d, err);
     if (!e) {

@@ -63,6 +63,7 @@ try:
             wait(lambda: mx.to("live@sup.test"), 20, "the other recipient delivered", srv)
             wait(lambda: stats_suppressed(srv.data_dir) >= 1, 10, "a suppressed event", srv)
             time.sleep(1)
+            expect(stats_suppressed(srv.data_dir) == 1, "one suppressed event", srv)
             expect(not [r for r in mx.handler.rcpts[rcpts_before:] if r[1] == "gone@sup.test"],
                    "the MX never saw the suppressed address again", srv)
             # Removing it lets mail through to the MX again.

@@ -155,6 +155,10 @@ def settled(server, timeout=10.0):
     probe connection made while waiting for its port)."""
     def done():
         log = server.log()
+        # The probe's connection may not be logged yet when the port opens:
+        # wait for the daemon to be started and at least one connection seen.
+        if " daemon started " not in log or " server connect " not in log:
+            return False
         return log.count(" server disconnect ") >= log.count(" server connect ")
     sktest.wait_for(done, timeout=timeout, what="sessions ended\n" + server.log()[-2000:])
 

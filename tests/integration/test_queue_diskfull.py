@@ -15,7 +15,7 @@ from serve_peer import HOST, Serve, expect, message  # noqa: E402
 
 if os.geteuid() != 0:
     print("SKIP: mounting a tmpfs needs root")
-    sys.exit(0)
+    sys.exit(sktest.SKIP)
 
 tmp = sktest.TempDir("sk-queue-full-")
 mnt = tmp.join("small")
@@ -25,7 +25,7 @@ r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"
 if r.returncode != 0:
     tmp.cleanup()
     print("SKIP: cannot mount a tmpfs here: %s" % r.stderr.strip())
-    sys.exit(0)
+    sys.exit(sktest.SKIP)
 
 try:
     data = os.path.join(mnt, "data")

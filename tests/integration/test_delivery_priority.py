@@ -3,7 +3,7 @@
 destination held to 20 messages a second (--rate-limit); a message sent
 after them with MT-PRIORITY=5 is among the first delivered once it is
 queued (at most a few in-flight bulk messages before it), not behind the
-backlog."""
+backlog; so is one whose sender has a --priority rule."""
 
 import os
 import smtplib
@@ -28,7 +28,8 @@ tmp = sktest.TempDir("sk-delivery-priority-")
 try:
     port = sktest.free_port()
     with DNSTestServer(ZONE) as dns, MX("127.0.0.2", port, "mx.prio.test") as mx:
-        srv = serve(tmp, dns, port, "--rate-limit", "prio.test=20/s")
+        srv = serve(tmp, dns, port, "--rate-limit", "prio.test=20/s",
+                    "--priority", "ops@local.test=5")
         with srv:
             with smtplib.SMTP(HOST, srv.port, timeout=30) as s:
                 s.ehlo("client.test")
@@ -53,6 +54,17 @@ try:
             expect(d["attempt"] == 1, "urgent delivered on its first attempt: %r" % d, srv)
             print("urgent message delivered after %d of %d waiting bulk messages"
                   % (ahead, BULK - before))
+
+            # The same through a --priority rule for the sender, without
+            # MT-PRIORITY from the client.
+            before2 = len(mx.messages)
+            expect(BULK - before2 >= BULK // 4, "still a backlog (%d delivered)" % before2, srv)
+            qid2 = submit(srv, "ops@local.test", ["oncall2@prio.test"], "urgent by rule")
+            wait(lambda: mx.to("oncall2@prio.test"), 40, "the rule's message delivered", srv)
+            pos2 = [i for i, m in enumerate(mx.messages) if "oncall2@prio.test" in m["rcpt_tos"]][0]
+            expect(pos2 - before2 <= MAX_AHEAD, "%d bulk messages went before the message "
+                   "prioritised by rule" % (pos2 - before2), srv)
+            wait_event(srv, qid2, "delivered")
     print("ok")
 finally:
     tmp.cleanup()

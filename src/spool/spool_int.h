@@ -36,6 +36,11 @@ sk_err sk_spool_write_file(int dir_fd, const char *name, const void *data, size_
 uint32_t sk_spool_crc32c(uint32_t crc, const void *p, size_t n);
 uint32_t sk_spool_crc32c_soft(uint32_t crc, const void *p, size_t n);
 
+/* The spare files (docs/queue.md "Spare files"), for tests: how many are
+ * ready, how many were given a message's name, and why they are off (0:
+ * on; -1: no filler thread, as without an event base). */
+void sk_spool_spare_stats(sk_spool *s, size_t *ready, size_t *used, int *off_errno);
+
 /* The control directory for requests from other processes. */
 const char *sk_spool_ctl_dir(const sk_spool *s);
 

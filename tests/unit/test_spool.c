@@ -943,6 +943,112 @@ static void test_write_failures(void **state)
     }
 }
 
+/* Spare files: unnamed until a message takes one, so an idle spool shows
+ * no file for them (and a crash leaves none); a taken spare keeps O_EXCL's
+ * rule, failing only its own message when the name exists. */
+typedef struct spare_ctx {
+    struct event_base *base;
+    done_rec rec;
+} spare_ctx;
+
+static void spare_done(void *ctx, sk_err err, const char *id)
+{
+    spare_ctx *c = ctx;
+    on_done(&c->rec, err, id);
+    event_base_loopbreak(c->base);
+}
+
+static void wait_spares_ready(sk_spool *s)
+{
+    size_t ready = 0, used;
+    int off;
+    /* Bounded: 10 s at most, then the assertion below reports it. */
+    for (int i = 0; i < 10000; i++) {
+        sk_spool_spare_stats(s, &ready, &used, &off);
+        if (ready >= 2 || off) break;
+        usleep(1000);
+    }
+    assert_int_equal(off, 0);
+    assert_true(ready >= 2);
+}
+
+static void test_spare_files(void **state)
+{
+    static const struct {
+        const char *taken_ext; /* a file already there under the message's name, or NULL */
+        sk_err want;
+        size_t want_used; /* spares linked by this message */
+    } cases[] = {
+        {NULL, SK_OK, 2},
+        {SK_SPOOL_BODY_EXT, SK_ERR_IO, 0},
+        {SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT, SK_ERR_IO, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *dir = temp_dir();
+        spare_ctx ctx = {.base = event_base_new()};
+        sk_error err;
+        sk_spool *s = sk_spool_open(dir, NULL, ctx.base, &err);
+        assert_non_null(s);
+        wait_spares_ready(s);
+        assert_int_equal(count_files(dir), 0);
+        size_t ready, used0, used1;
+        int off;
+        sk_spool_spare_stats(s, &ready, &used0, &off);
+
+        sk_spool_envelope e = test_env();
+        sk_spool_msg *m = sk_spool_begin(s, &e, &err);
+        assert_non_null(m);
+        char other[512];
+        if (cases[c].taken_ext) {
+            snprintf(other, sizeof other, "%s/spool/msg/%s%s", dir, sk_spool_msg_id(m),
+                     cases[c].taken_ext);
+            write_file(other, "not yours");
+        }
+        assert_int_equal(sk_spool_write(m, body, strlen(body)), SK_OK);
+        sk_spool_commit(m, spare_done, &ctx);
+        event_base_dispatch(ctx.base);
+        assert_int_equal(ctx.rec.calls, 1);
+        assert_int_equal(ctx.rec.err, cases[c].want);
+        sk_spool_spare_stats(s, &ready, &used1, &off);
+        assert_int_equal(used1 - used0, cases[c].want_used);
+        assert_int_equal(off, 0);
+        if (cases[c].want == SK_OK) {
+            /* The body is the linked spare, complete. */
+            char path[512];
+            snprintf(path, sizeof path, "%s/spool/msg/%s%s", dir, ctx.rec.id, SK_SPOOL_BODY_EXT);
+            size_t len;
+            char *got = slurp(path, &len);
+            assert_int_equal(len, strlen(body));
+            assert_memory_equal(got, body, len);
+            free(got);
+            assert_int_equal(count_files(dir), 2); /* ID.msg, ID.env */
+        } else {
+            /* Only the other file is left, unchanged. */
+            size_t len;
+            char *got = slurp(other, &len);
+            assert_int_equal(len, strlen("not yours"));
+            assert_memory_equal(got, "not yours", len);
+            free(got);
+            assert_int_equal(count_files(dir), 1);
+        }
+        sk_spool_free(s);
+        event_base_free(ctx.base);
+        /* Reopening finds the committed message, and no spare left behind. */
+        s = sk_spool_open(dir, NULL, NULL, &err);
+        assert_non_null(s);
+        char **ids;
+        size_t n;
+        assert_int_equal(sk_spool_list(s, &ids, &n, &err), SK_OK);
+        assert_int_equal(n, cases[c].want == SK_OK ? 1 : 0);
+        sk_spool_ids_free(ids, n);
+        sk_spool_spare_stats(s, &ready, &used0, &off);
+        assert_int_equal(off, -1); /* no event base: no spares */
+        sk_spool_free(s);
+        rm_tree(dir);
+        free(dir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -960,6 +1066,7 @@ int main(void)
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_group_barrier_failure),
         cmocka_unit_test(test_write_failures),
+        cmocka_unit_test(test_spare_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

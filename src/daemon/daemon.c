@@ -11,7 +11,6 @@
 
 #include "deliver/deliver.h"
 #include "deliver/mx.h"
-#include "deliver/smtp.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -812,10 +811,17 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
         unsigned port;
         if (sk_daemon_parse_hostport(c->relay_host, rhost, sizeof rhost, &port))
             return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "relay-host: bad HOST:PORT");
-        sk_smtp_transport_opts so = {
-            .host = rhost, .port = (unsigned short)port, .helo_name = hostname, .log = d->log};
-        d->remote = sk_smtp_transport_new(&so, d->base, err);
-        if (!d->remote) return err ? err->err : SK_ERR_IO;
+        /* The SMTP transport with a fixed route: no MX lookup. */
+        sk_mx_transport_opts so = {
+            .relay_host = rhost,
+            .port = (unsigned short)port,
+            .helo_name = hostname,
+            .max_messages_per_connection = c->messages_per_connection,
+            .idle_ms = SK_MX_RELAY_IDLE_MS_DEFAULT,
+            .log = d->log,
+        };
+        d->remote = sk_mx_transport_new(&so, d->base, err);
+        if (!d->remote) return err && err->err ? err->err : SK_ERR_IO;
     } else {
         /* No relay host: each domain's MX hosts (RFC 5321 5.1). */
         sk_mx_transport_opts mo = {
@@ -897,7 +903,7 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         sk_daemon_free(d);
         return err && err->err ? err->err : SK_ERR_CONFIG;
     }
-    /* The relay transport completes jobs from worker threads. */
+    /* The SMTP transport completes jobs from worker threads. */
     evthread_use_pthreads();
     d->base = event_base_new();
     if (!d->base) {

@@ -1,6 +1,6 @@
-/* The MX transport: routes a remote domain through DNS on the loop, then
- * delivers in worker threads to its MX hosts in order (RFC 5321 section 5),
- * reusing connections per destination. */
+/* The SMTP transport: routes a remote domain through DNS on the loop (or
+ * takes the fixed relay route), then delivers in worker threads to its
+ * hosts in order (RFC 5321 section 5), reusing connections per destination. */
 #include "mx.h"
 
 #include <smtpkit/client.h>
@@ -193,6 +193,7 @@ struct mx {
     bool own_resolver;
     char *helo_name;
     char *ca_file;
+    char *relay_host; /* NULL: MX routing */
     char **tls_required;
     size_t ntls_required;
     unsigned short port;
@@ -356,15 +357,22 @@ static mx_conn *connect_route(mx *m, const mx_job *j, sk_mx_tally *tally)
         const sk_mx_host *host = &r->hosts[h];
         bool refused_5xx = false, tls_failed = false;
         tally->hosts++;
-        if (host->naddrs == 0) {
+        if (host->naddrs == 0 && !m->relay_host) {
             snprintf(tally->last_host, sizeof tally->last_host, "%.255s", host->name);
             snprintf(tally->last_error, sizeof tally->last_error, "%s: no address (%s)", host->name,
                      sk_dns_status_name(host->status));
         }
-        for (size_t a = 0; a < host->naddrs; a++) {
-            const char *ip = host->addrs[a].ip;
+        /* The relay host of a fixed route has no addresses: the client
+         * resolves its name (one attempt, on whichever address answers). */
+        size_t naddrs = host->naddrs ? host->naddrs : m->relay_host ? 1 : 0;
+        for (size_t a = 0; a < naddrs; a++) {
+            const char *ip = host->naddrs ? host->addrs[a].ip : NULL;
             char label[320];
-            host_label(label, sizeof label, host->name, ip, m->port);
+            if (ip)
+                host_label(label, sizeof label, host->name, ip, m->port);
+            else
+                snprintf(label, sizeof label, strchr(host->name, ':') ? "[%.255s]:%u" : "%.255s:%u",
+                         host->name, (unsigned)m->port);
             snprintf(tally->last_host, sizeof tally->last_host, "%s", label);
             sk_tls_mode mode = j->tls_required ? SK_TLS_STARTTLS : SK_TLS_STARTTLS_OPPORTUNISTIC;
             for (int pass = 0; pass < 2; pass++) {
@@ -397,10 +405,13 @@ static mx_conn *connect_route(mx *m, const mx_job *j, sk_mx_tally *tally)
                         return NULL;
                     }
                     k->c = c;
+                    if (!ip)
+                        host_label(label, sizeof label, host->name, sk_client_remote_address(c),
+                                   m->port);
                     snprintf(k->remote_host, sizeof k->remote_host, "%s", label);
                     record_tls(c, k->tls, sizeof k->tls, &k->tls_verified);
-                    sk_log(&m->log, SK_LOG_INFO, "%s mx connected host=%s tls=\"%s\" verified=%s",
-                           j->queue_id, label, k->tls[0] ? k->tls : "none",
+                    sk_log(&m->log, SK_LOG_INFO, "%s %s connected host=%s tls=\"%s\" verified=%s",
+                           j->queue_id, m->t.name, label, k->tls[0] ? k->tls : "none",
                            k->tls_verified ? "yes" : "no");
                     return k;
                 }
@@ -412,8 +423,8 @@ static mx_conn *connect_route(mx *m, const mx_job *j, sk_mx_tally *tally)
                 else
                     snprintf(tally->last_error, sizeof tally->last_error, "%s: %s: %.600s", label,
                              sk_step_name(err.step), err.text[0] ? err.text : sk_strerror(err.err));
-                sk_log(&m->log, SK_LOG_WARN, "%s mx connect-failed host=%s step=%s error=\"%s\"",
-                       j->queue_id, label, sk_step_name(err.step), err.text);
+                sk_log(&m->log, SK_LOG_WARN, "%s %s connect-failed host=%s step=%s error=\"%s\"",
+                       j->queue_id, m->t.name, label, sk_step_name(err.step), err.text);
                 /* RFC 7435: opportunistic TLS that fails in the handshake
                  * falls back to a plain session with the same host. */
                 if (mode == SK_TLS_STARTTLS_OPPORTUNISTIC && err.step == SK_STEP_TLS &&
@@ -499,8 +510,8 @@ static bool transact(mx *m, mx_conn *k, mx_job *j, const sk_buf *msg, bool *retr
             out->status = status_of(out->reply.code);
         }
     }
-    sk_log(&m->log, SK_LOG_INFO, "%s mx sent host=%s mail=%d accepted=%zu/%zu data=%d", j->queue_id,
-           k->remote_host, res.mail.code, res.naccepted, j->nrcpts, res.data.code);
+    sk_log(&m->log, SK_LOG_INFO, "%s %s sent host=%s mail=%d accepted=%zu/%zu data=%d", j->queue_id,
+           m->t.name, k->remote_host, res.mail.code, res.naccepted, j->nrcpts, res.data.code);
     sk_send_result_free(&res);
     return alive;
 }
@@ -739,8 +750,9 @@ static void on_route(void *ctx, sk_route *route)
     }
     if (sk_mx_route_failure(route, &rep)) {
         /* RFC 7505 3: no connection at all for a null MX. */
-        sk_log(&m->log, SK_LOG_INFO, "%s mx route-failed domain=%s status=%s reply=\"%d %s\"",
-               j->queue_id, j->domain, sk_route_status_name(route->status), rep.code, rep.enhanced);
+        sk_log(&m->log, SK_LOG_INFO, "%s %s route-failed domain=%s status=%s reply=\"%d %s\"",
+               j->queue_id, m->t.name, j->domain, sk_route_status_name(route->status), rep.code,
+               rep.enhanced);
         fill_all(j, &rep);
         job_finish(j);
         job_free(j);
@@ -764,6 +776,24 @@ static void fail_now(const sk_delivery *job, sk_delivery_done_fn done, void *ctx
     sk_delivery_result res = {.rcpts = rr, .nrcpts = rr ? job->nrcpts : 0};
     done(ctx, &res);
     sk_free(rr);
+}
+
+/* The relay's route: one host, its name to be resolved when connecting,
+ * implicit (so the destination key is the host name). NULL: no memory. */
+static sk_route *relay_route(const mx *m)
+{
+    sk_route *r = sk_calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->implicit_mx = 1;
+    r->domain = sk_strdup(m->relay_host);
+    r->hosts = sk_calloc(1, sizeof *r->hosts);
+    if (r->hosts) r->nhosts = 1;
+    if (r->hosts) r->hosts[0].name = sk_strdup(m->relay_host);
+    if (!r->domain || !r->hosts || !r->hosts[0].name) {
+        sk_route_free(r);
+        return NULL;
+    }
+    return r;
 }
 
 static void mx_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_done_fn done, void *ctx)
@@ -799,6 +829,11 @@ static void mx_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_done
     if (!ok) {
         job_free(j);
         fail_now(job, done, ctx, sk_reply_make(451, "4.3.0", "out of memory"));
+        return;
+    }
+    if (m->relay_host) {
+        /* on_route answers out of memory for a NULL route. */
+        on_route(j, relay_route(m));
         return;
     }
     /* RFC 5321 4.1.3: an address literal names the host, no DNS. */
@@ -967,6 +1002,7 @@ static void mx_free(sk_transport *t)
     sk_free(m->threads);
     sk_free(m->helo_name);
     sk_free(m->ca_file);
+    sk_free(m->relay_host);
     sk_free(m);
 }
 
@@ -999,9 +1035,17 @@ sk_transport *sk_mx_transport_new(const sk_mx_transport_opts *o, struct event_ba
     m->max_idle = n;
     m->helo_name = sk_strdup(o->helo_name ? o->helo_name : "localhost");
     m->ca_file = o->ca_file ? sk_strdup(o->ca_file) : NULL;
+    if (o->relay_host) {
+        m->relay_host = sk_strdup(o->relay_host);
+        for (char *p = m->relay_host; p && *p; p++)
+            if (*p >= 'A' && *p <= 'Z') *p += 'a' - 'A';
+        m->t.name = "smtp";
+        m->t.route_key = NULL;
+    }
     m->threads = sk_calloc(n, sizeof *m->threads);
     m->tls_required = sk_calloc(o->ntls_required ? o->ntls_required : 1, sizeof *m->tls_required);
-    bool ok = m->helo_name && (!o->ca_file || m->ca_file) && m->threads && m->tls_required;
+    bool ok = m->helo_name && (!o->ca_file || m->ca_file) && (!o->relay_host || m->relay_host) &&
+              m->threads && m->tls_required;
     for (size_t i = 0; ok && i < o->ntls_required; i++) {
         m->tls_required[i] = sk_strdup(o->tls_required[i]);
         m->ntls_required = i + 1;
@@ -1012,8 +1056,8 @@ sk_transport *sk_mx_transport_new(const sk_mx_transport_opts *o, struct event_ba
         mx_free(&m->t);
         return NULL;
     }
-    if (o->resolver) {
-        m->resolver = o->resolver;
+    if (o->resolver || m->relay_host) {
+        m->resolver = o->resolver; /* a fixed route needs no MX lookup */
     } else {
         m->resolver = sk_resolver_new(base, o->dns_server, err);
         if (!m->resolver) {

@@ -1,5 +1,6 @@
-/* The MX transport: mail for remote domains straight to their MX hosts
- * (RFC 5321 section 5), with connection reuse per destination. Private. */
+/* The SMTP transport: mail for remote domains straight to their MX hosts
+ * (RFC 5321 section 5), or all of it to one relay host, with connection
+ * reuse per destination. Private. */
 #ifndef SK_DELIVER_MX_H
 #define SK_DELIVER_MX_H
 
@@ -13,6 +14,8 @@
 /* "Idles briefly": long enough for the queue to hand over the next
  * message to the same destination, short of a receiver's own timeout. */
 #define SK_MX_IDLE_MS_DEFAULT 5000
+/* A relay host takes all our mail, so a session to it is kept longer. */
+#define SK_MX_RELAY_IDLE_MS_DEFAULT (30 * 1000)
 /* How long freeing the transport waits for a worker in a delivery. */
 #define SK_MX_JOIN_WAIT_MS 5000
 
@@ -40,6 +43,13 @@ typedef struct sk_mx_transport_opts {
     const char *const *tls_required;
     size_t ntls_required;
     const char *ca_file; /* trust anchors for MX certificates; NULL = system store */
+    /* A relay host (name or numeric address) that takes every job instead
+     * of the domain's MX hosts: a fixed route, no MX lookup, port is its
+     * port. The name is resolved (A and AAAA, /etc/hosts first) by the
+     * system resolver in the worker thread that connects. The transport
+     * is then named "smtp", logs as "smtp", and has no route_key: domains
+     * stay their own destinations in the queue. NULL: MX routing. */
+    const char *relay_host;
     sk_logger log;
 } sk_mx_transport_opts;
 

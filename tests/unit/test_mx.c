@@ -1,7 +1,7 @@
-/* Unit tests for the MX transport's pure parts (destination keys, TLS
- * policy, failure replies); with "deliver" or "key" as first argument it is
- * the driver that tests/integration/test_mx_*.py run against loopback
- * peers, printing results as JSON lines. */
+/* Unit tests for the SMTP transport's pure parts (destination keys, TLS
+ * policy, failure replies) and its fixed relay route; with "deliver" or "key" as first argument it
+ * is the driver that tests/integration/test_mx_*.py run against loopback peers, printing results as
+ * JSON lines. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "deliver/mx.h"
 
@@ -199,6 +201,130 @@ static void test_tally_reply(void **state)
     }
 }
 
+/* A loopback TCP port with nothing listening: bound, then closed. */
+static unsigned short closed_port(int family)
+{
+    int fd = socket(family, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_addr = in6addr_loopback;
+        len = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = sizeof *a;
+    }
+    assert_int_equal(bind(fd, (struct sockaddr *)&ss, len), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    unsigned short port = family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                             : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    close(fd);
+    return port;
+}
+
+typedef struct relay_seen {
+    int calls;
+    size_t nrcpts;
+    int code[2];
+    char enhanced[2][16];
+    char remote_host[320];
+    char destination[320];
+} relay_seen;
+
+static void on_relay_done(void *ctx, const sk_delivery_result *res)
+{
+    relay_seen *s = ctx;
+    s->calls++;
+    s->nrcpts = res->nrcpts;
+    for (size_t i = 0; i < res->nrcpts && i < 2; i++) {
+        s->code[i] = res->rcpts[i].reply.code;
+        snprintf(s->enhanced[i], sizeof s->enhanced[i], "%s", res->rcpts[i].reply.enhanced);
+    }
+    snprintf(s->remote_host, sizeof s->remote_host, "%s", res->remote_host ? res->remote_host : "");
+    snprintf(s->destination, sizeof s->destination, "%s", res->destination ? res->destination : "");
+}
+
+/* A relay host is a fixed route: no MX lookup (there is no DNS server
+ * here at all), every domain goes to it, and a relay that is down defers
+ * every recipient with 4.4.1. */
+static void test_relay_route(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *host; /* as given */
+        int family;       /* of the closed port */
+        const char *key;  /* destination key */
+        const char *domain;
+    } cases[] = {
+        {"127.0.0.1", AF_INET, "127.0.0.1", "remote.example"},
+        {"LocalHost", AF_INET, "localhost", "other.example"},
+        {"::1", AF_INET6, "::1", "[192.0.2.1]"},
+    };
+    char body[] = "/tmp/test_mx_relay_XXXXXX";
+    int fd = mkstemp(body);
+    assert_true(fd >= 0);
+    static const char msg[] = "Subject: t\r\n\r\nhello\r\n";
+    assert_int_equal(write(fd, msg, sizeof msg - 1), (ssize_t)(sizeof msg - 1));
+    close(fd);
+    sk_spool_envelope env;
+    memset(&env, 0, sizeof env);
+    env.sender = (char *)"a@example.org";
+    env.helo = (char *)"client.test";
+    env.peer = (char *)"127.0.0.1";
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct event_base *base = event_base_new();
+        assert_non_null(base);
+        unsigned short port = closed_port(cases[i].family);
+        sk_mx_transport_opts o = {
+            .relay_host = cases[i].host,
+            .port = port,
+            .helo_name = "mx.test",
+            .workers = 1,
+            .connect_timeout_ms = 5000,
+            /* Would be used for MX lookups; nothing listens there. */
+            .dns_server = "127.0.0.1:1",
+        };
+        sk_error err;
+        sk_error_clear(&err);
+        sk_transport *t = sk_mx_transport_new(&o, base, &err);
+        assert_non_null(t);
+        assert_string_equal(t->name, "smtp");
+        assert_null(t->route_key);
+        sk_delivery_rcpt dr[2] = {{.addr = "x@remote.example", .index = 0},
+                                  {.addr = "y@remote.example", .index = 1}};
+        sk_delivery job = {.queue_id = "RELAY1",
+                           .env = &env,
+                           .body_path = body,
+                           .domain = cases[i].domain,
+                           .rcpts = dr,
+                           .nrcpts = 2};
+        relay_seen seen;
+        memset(&seen, 0, sizeof seen);
+        t->deliver(t, &job, on_relay_done, &seen);
+        while (seen.calls == 0) assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
+        assert_int_equal(seen.calls, 1);
+        assert_int_equal(seen.nrcpts, 2);
+        for (int r = 0; r < 2; r++) {
+            assert_int_equal(seen.code[r], 451);
+            assert_string_equal(seen.enhanced[r], "4.4.1");
+        }
+        char want[320];
+        snprintf(want, sizeof want, strchr(cases[i].key, ':') ? "[%s]:%u" : "%s:%u", cases[i].key,
+                 (unsigned)port);
+        assert_string_equal(seen.remote_host, want);
+        assert_string_equal(seen.destination, cases[i].key);
+        sk_transport_free(t);
+        event_base_free(base);
+    }
+    unlink(body);
+}
+
 /* ---- the driver ---- */
 
 static void json_str(const char *s)
@@ -336,11 +462,12 @@ static void log_stderr(void *ctx, sk_log_level level, const char *line)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: test_mx deliver --dns IP:PORT [--mx-port N] --from ADDR --rcpt ADDR... "
-                    "--message FILE [--jobs N] [--alt-rcpt ADDR] [--gap-ms N] [--max-per-conn N] "
-                    "[--idle-ms N] [--workers N] [--cancel-ms N] "
-                    "[--tls-required DOMAIN]... [--ca-file F] [--timeout-ms N]\n"
-                    "       test_mx key --dns IP:PORT DOMAIN...\n");
+    fprintf(stderr,
+            "usage: test_mx deliver --dns IP:PORT [--mx-port N] --from ADDR --rcpt ADDR... "
+            "--message FILE [--jobs N] [--alt-rcpt ADDR] [--gap-ms N] [--max-per-conn N] "
+            "[--idle-ms N] [--workers N] [--cancel-ms N] "
+            "[--tls-required DOMAIN]... [--ca-file F] [--timeout-ms N] [--relay-host HOST]\n"
+            "       test_mx key --dns IP:PORT DOMAIN...\n");
     return 64;
 }
 
@@ -381,6 +508,8 @@ static int drive(int argc, char **argv)
             o.workers = (unsigned)atoi(v);
         else if (!strcmp(a, "--tls-required") && ntls < 8)
             tls_req[ntls++] = v;
+        else if (!strcmp(a, "--relay-host"))
+            o.relay_host = v;
         else if (!strcmp(a, "--ca-file"))
             o.ca_file = v;
         else if (!strcmp(a, "--alt-rcpt"))
@@ -464,7 +593,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_destination_key), cmocka_unit_test(test_destination_key_literal),
         cmocka_unit_test(test_tls_required),    cmocka_unit_test(test_route_failure),
-        cmocka_unit_test(test_tally_reply),
+        cmocka_unit_test(test_tally_reply),     cmocka_unit_test(test_relay_route),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

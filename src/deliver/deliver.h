@@ -1,5 +1,6 @@
-/* The transport interface the queue runner delivers through (Maildir, SMTP
- * relay or MX), and the Maildir transport. Private to the library. */
+/* The transport interface the queue runner delivers through (Maildir, or
+ * SMTP by MX or through a relay host: src/deliver/mx.h), and the Maildir
+ * transport. Private to the library. */
 #ifndef SK_DELIVER_H
 #define SK_DELIVER_H
 
@@ -56,7 +57,8 @@ typedef struct sk_delivery_result {
     const char *remote_host; /* for tracking; NULL when local */
     const char *tls;         /* "TLSv1.3 TLS_AES_256_GCM_SHA384" when encrypted, else NULL */
     int tls_verified;        /* 1: the peer's certificate verified (chain and name) */
-    const char *destination; /* MX transport: the destination key; NULL otherwise */
+    const char *destination; /* SMTP transport: the destination key (MX host set or relay host);
+                                NULL for Maildir */
 } sk_delivery_result;
 
 typedef void (*sk_delivery_done_fn)(void *ctx, const sk_delivery_result *res);

@@ -123,9 +123,9 @@
  * bounce should not double the traffic of a large message. */
 #define SK_DSN_FULL_MAX_OCTETS_DEFAULT (256u * 1024)
 /* Reports we parse (DSN, ARF): bounded input and recipients. */
-#define SK_REPORT_MAX_OCTETS      (16u * 1024 * 1024)
-#define SK_REPORT_RCPTS_MAX       1000
-#define SK_REPORT_MIME_DEPTH_MAX  5
+#define SK_REPORT_MAX_OCTETS     (16u * 1024 * 1024)
+#define SK_REPORT_RCPTS_MAX      1000
+#define SK_REPORT_MIME_DEPTH_MAX 5
 /* Classification rules file: line length and rule count. */
 #define SK_RULES_LINE_MAX_OCTETS 1024
 #define SK_RULES_MAX             1000
@@ -147,7 +147,7 @@
  * addresses by RFC 5321 4.5.3.1.3. */
 #define SK_TRACK_FIELD_MAX_OCTETS SK_REPLY_TEXT_MAX_OCTETS
 /* Events returned for one message, and domains listed by stats. */
-#define SK_TRACK_QUERY_EVENTS_MAX 10000
+#define SK_TRACK_QUERY_EVENTS_MAX  10000
 #define SK_TRACK_STATS_DOMAINS_MAX 50
 /* A hard bounce suppresses its recipient this long (a mailbox that does
  * not exist rarely comes back within a month). */

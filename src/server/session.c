@@ -1193,12 +1193,17 @@ static void cmd_bdat(sk_session *s, const char *args)
     /* RFC 3030 2: BDAT chunk-size [ SP "LAST" ]. */
     const char *p = args;
     uint64_t size = 0;
-    int digits = 0;
-    while (*p >= '0' && *p <= '9' && digits < 20)
-        size = size * 10 + (uint64_t)(*p++ - '0'), digits++;
+    int digits = 0, overflow = 0;
+    while (*p >= '0' && *p <= '9') {
+        unsigned d = (unsigned)(*p++ - '0');
+        /* A size past 64 bits would wrap to a wrong chunk length. */
+        if (size > (UINT64_MAX - d) / 10) overflow = 1;
+        size = size * 10 + d;
+        digits++;
+    }
     int last = 0;
     if (*p == ' ' && !strcasecmp(p + 1, "LAST")) last = 1, p += 5;
-    if (!digits || *p) {
+    if (!digits || overflow || *p) {
         /* The chunk's length is unknown, so its octets cannot be told
          * from commands: the session cannot go on. */
         reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]; closing");

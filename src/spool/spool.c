@@ -23,6 +23,11 @@
 /* Spare files kept ready: two per message, so a group of 32 (docs/queue.md
  * "Spare files"). */
 #define SPOOL_SPARES 64
+/* The header block kept in memory while the body streams in, so that
+ * sk_spool_read_headers right after the commit (the daemon looks for the
+ * Message-ID then) needs no openat(2) and read(2) of the message file.
+ * Longer header blocks are read from the file as before. */
+#define SPOOL_HEADER_CAPTURE_OCTETS 8192
 
 struct sk_spool_msg {
     sk_spool *s;
@@ -36,6 +41,11 @@ struct sk_spool_msg {
     sk_spool_envelope *env;
     uint64_t octets;
     uint32_t crc; /* CRC-32C of the body so far */
+    /* The start of the body, until the empty line that ends the header
+     * block (RFC 5322 2.1) or SPOOL_HEADER_CAPTURE_OCTETS. hdr_end is the
+     * header block's length once that line was seen, -1 before. */
+    sk_buf hdr;
+    long hdr_end;
     sk_err err;
     sk_buf envtext; /* serialized at commit, written by the committer */
     sk_spool_done_fn done;
@@ -80,6 +90,10 @@ struct sk_spool {
     size_t spares_used; /* linked under a message's name */
     int spare_errno;    /* why spare files were turned off (0: they are not) */
     int spare_logged;   /* spare_errno was logged (loop thread) */
+    /* The message whose done callback and listener are running (loop
+     * thread): sk_spool_read_headers serves it from its captured header
+     * block. */
+    const sk_spool_msg *finishing;
 };
 
 sk_err sk_spool_errno(int e)
@@ -546,6 +560,7 @@ static void msg_free(sk_spool_msg *m)
     if (m->fd >= 0) close(m->fd);
     if (m->env_fd >= 0) close(m->env_fd);
     sk_buf_free(&m->wbuf);
+    sk_buf_free(&m->hdr);
     sk_buf_free(&m->envtext);
     sk_spool_envelope_free(m->env);
     sk_free(m);
@@ -594,6 +609,8 @@ sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error
     m->s = s;
     m->fd = m->env_fd = -1;
     sk_buf_init(&m->wbuf, SPOOL_WRITE_CHUNK_OCTETS);
+    sk_buf_init(&m->hdr, SPOOL_HEADER_CAPTURE_OCTETS);
+    m->hdr_end = -1;
     sk_buf_init(&m->envtext, SK_SPOOL_ENVELOPE_MAX_OCTETS);
     if (!m->env->arrival) m->env->arrival = (int64_t)time(NULL);
     /* The file is created later (create_body); 30 random bits per
@@ -621,11 +638,37 @@ static sk_err flush_wbuf(sk_spool_msg *m)
     return m->err;
 }
 
+/* Keep the start of the body until the header block's end is known. */
+static void capture_headers(sk_spool_msg *m, const char *p, size_t n)
+{
+    if (m->hdr_end >= 0 || m->hdr.len >= SPOOL_HEADER_CAPTURE_OCTETS) return;
+    size_t old = m->hdr.len;
+    size_t k = SPOOL_HEADER_CAPTURE_OCTETS - old;
+    if (k > n) k = n;
+    /* The bound was set to the capture size: this append cannot fail. */
+    if (sk_buf_append(&m->hdr, p, k)) return;
+    const char *d = m->hdr.data;
+    if (m->hdr.len >= 2 && d[0] == '\r' && d[1] == '\n') {
+        m->hdr_end = 0; /* no header fields at all */
+        return;
+    }
+    /* Look again at the last 3 bytes already held: the empty line may
+     * straddle two writes. */
+    size_t from = old > 3 ? old - 3 : 0;
+    for (size_t i = from; i + 4 <= m->hdr.len; i++) {
+        if (memcmp(d + i, "\r\n\r\n", 4) == 0) {
+            m->hdr_end = (long)i + 2;
+            return;
+        }
+    }
+}
+
 sk_err sk_spool_write(sk_spool_msg *m, const void *p, size_t n)
 {
     if (m->err) return m->err;
     if (m->s->opts.max_body_octets && m->octets + n > m->s->opts.max_body_octets)
         return m->err = SK_ERR_TOO_LONG;
+    capture_headers(m, p, n);
     m->octets += n;
     m->crc = sk_spool_crc32c(m->crc, p, n);
     const char *c = p;
@@ -760,8 +803,10 @@ static void finish(sk_spool_msg *m)
     else
         sk_log(&s->opts.log, SK_LOG_INFO, "%s spool committed octets=%llu rcpts=%zu", m->id,
                (unsigned long long)m->octets, m->env->nrcpts);
+    s->finishing = m->err ? NULL : m;
     if (m->done) m->done(m->ctx, m->err, m->err ? NULL : m->id);
     if (!m->err && s->listener) s->listener(s->listener_ctx, m->env);
+    s->finishing = NULL;
     msg_free(m);
 }
 
@@ -1077,6 +1122,16 @@ sk_err sk_spool_read_headers(sk_spool *s, const char *id, sk_buf *out, sk_error 
 {
     if (!sk_spool_id_valid(id))
         return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s", id);
+    const sk_spool_msg *f = s->finishing;
+    if (f && strcmp(f->id, id) == 0) {
+        /* Just committed: the same answer as the file gives below, when
+         * the capture saw the header block's end or the whole body. */
+        size_t hlen = f->hdr_end >= 0 ? (size_t)f->hdr_end : f->hdr.len;
+        if (f->hdr_end >= 0 || f->hdr.len == f->octets) {
+            sk_err e = sk_buf_append(out, f->hdr.data ? f->hdr.data : "", hlen);
+            return e ? sk_error_set(err, e, SK_STEP_NONE, "headers too long") : SK_OK;
+        }
+    }
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
     /* The header block is near the start; read a bounded prefix. */

@@ -1049,6 +1049,113 @@ static void test_spare_files(void **state)
     }
 }
 
+/* ---- header block kept from the write path ---- */
+
+typedef struct hdr_case {
+    const char *name;
+    const char *body; /* NULL: built by make_hdr_body */
+    int build;        /* 1: 9000-octet header block; 2: 10000 octets, no empty line */
+    size_t piece;     /* write size */
+    size_t want_len;  /* expected header block length */
+    int from_memory;  /* served without the file (short enough to be captured) */
+} hdr_case;
+
+typedef struct hdr_rec {
+    sk_spool *s;
+    const hdr_case *c;
+    const char *body;
+    int calls;
+    sk_err with_file, without_file;
+    sk_buf got_with, got_without;
+} hdr_rec;
+
+static void hdr_done(void *ctx, sk_err err, const char *id)
+{
+    hdr_rec *r = ctx;
+    r->calls++;
+    assert_int_equal(err, SK_OK);
+    r->with_file = sk_spool_read_headers(r->s, id, &r->got_with, NULL);
+    /* Without the file only the captured copy can answer. */
+    sk_buf path = SK_BUF_INIT(4096);
+    assert_int_equal(sk_spool_body_path(r->s, id, &path), SK_OK);
+    assert_int_equal(unlink(path.data), 0);
+    sk_buf_free(&path);
+    r->without_file = sk_spool_read_headers(r->s, id, &r->got_without, NULL);
+}
+
+static char *make_hdr_body(int build)
+{
+    char *b = malloc(20001);
+    assert_non_null(b);
+    size_t n = 0;
+    while (n < (build == 1 ? 9000u : 10000u)) {
+        memcpy(b + n, "X-Pad: 12345678\r\n", 17);
+        n += 17;
+    }
+    b[n] = '\0';
+    if (build == 1) strcat(b, "\r\nthe body\r\n");
+    return b;
+}
+
+static void test_headers_captured(void **state)
+{
+    (void)state;
+    static const hdr_case cases[] = {
+        {"header and body", "Subject: hi\r\n\r\nbody\r\n", 0, 5, 13, 1},
+        {"no header fields", "\r\nbody only\r\n", 0, 1, 0, 1},
+        {"no empty line, short", "Subject: x\r\nno blank line\r\n", 0, 3, 27, 1},
+        {"empty line across writes", "A: b\r\n\r\nrest\r\n", 0, 7, 6, 1},
+        {"empty line byte by byte", "A: b\r\nC: d\r\n\r\nrest\r\n", 0, 1, 12, 1},
+        {"empty body", "", 0, 1, 0, 1},
+        {"header block past the capture", NULL, 1, 4096, 9010, 0},
+        {"long body without empty line", NULL, 2, 4096, 10013, 0},
+    };
+    char *dir = temp_dir();
+    sk_error err;
+    sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const hdr_case *c = &cases[i];
+        char *built = c->body ? NULL : make_hdr_body(c->build);
+        const char *b = c->body ? c->body : built;
+        size_t n = strlen(b);
+        hdr_rec r = {.s = s, .c = c, .body = b};
+        sk_buf_init(&r.got_with, 1 << 20);
+        sk_buf_init(&r.got_without, 1 << 20);
+        sk_spool_envelope e = test_env();
+        sk_spool_msg *m = sk_spool_begin(s, &e, NULL);
+        assert_non_null(m);
+        for (size_t off = 0; off < n; off += c->piece)
+            assert_int_equal(sk_spool_write(m, b + off, n - off < c->piece ? n - off : c->piece),
+                             SK_OK);
+        char id[SK_SPOOL_ID_SIZE];
+        snprintf(id, sizeof id, "%s", sk_spool_msg_id(m));
+        sk_spool_commit(m, hdr_done, &r);
+        print_message("case: %s\n", c->name);
+        assert_int_equal(r.calls, 1);
+        assert_int_equal(r.with_file, SK_OK);
+        assert_int_equal(r.got_with.len, c->want_len);
+        if (c->want_len) assert_memory_equal(r.got_with.data, b, c->want_len);
+        if (c->from_memory) {
+            assert_int_equal(r.without_file, SK_OK);
+            assert_int_equal(r.got_without.len, c->want_len);
+            if (c->want_len) assert_memory_equal(r.got_without.data, b, c->want_len);
+        } else {
+            assert_int_equal(r.without_file, SK_ERR_NOT_FOUND);
+        }
+        /* Once its commit has been reported the copy is gone. */
+        sk_buf after = SK_BUF_INIT(4096);
+        assert_int_equal(sk_spool_read_headers(s, id, &after, NULL), SK_ERR_NOT_FOUND);
+        sk_buf_free(&after);
+        sk_buf_free(&r.got_with);
+        sk_buf_free(&r.got_without);
+        free(built);
+    }
+    sk_spool_free(s);
+    rm_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1059,6 +1166,7 @@ int main(void)
         cmocka_unit_test(test_envelope_alloc_failures),
         cmocka_unit_test(test_protocol_names),
         cmocka_unit_test(test_commit_load_save_remove),
+        cmocka_unit_test(test_headers_captured),
         cmocka_unit_test(test_lock_excludes_second_owner),
         cmocka_unit_test(test_recovery),
         cmocka_unit_test(test_crc32c),

@@ -68,6 +68,9 @@
 /* Commands that make no progress (errors, NOOP, RSET, VRFY, HELP) before
  * the session is closed with 421. */
 #define SK_SERVER_MAX_IDLE_COMMANDS_DEFAULT 20
+/* RCPTs past the recipient limit get 452 and the client sends them later
+ * (RFC 5321 4.5.3.1.10): up to this many per transaction are not errors. */
+#define SK_SERVER_RCPT_OVERSHOOT_MAX 1000
 /* Slow senders (slowloris): the idle timeouts restart with every octet, so
  * a command line must be complete within the command timeout (RFC 5321
  * 4.5.3.2.7 is the wait for the whole command), and a message that has been

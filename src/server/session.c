@@ -75,6 +75,7 @@ struct sk_session {
     sk_mail_params *mp;
     sk_envelope_rcpt *rcpts;
     size_t nrcpts, cap_rcpts;
+    size_t rcpt_over; /* RCPTs past max_recipients (RFC 5321 4.5.3.1.10) */
     msg_state msg;
     void *msg_ctx;
     int msg_started; /* on_data_start accepted: on_data_end is owed */
@@ -250,7 +251,7 @@ static void tx_reset(sk_session *s)
     s->from = NULL;
     s->mp = NULL;
     s->rcpts = NULL;
-    s->nrcpts = s->cap_rcpts = 0;
+    s->nrcpts = s->cap_rcpts = s->rcpt_over = 0;
 }
 
 static int in_tx(const sk_session *s)
@@ -1134,8 +1135,11 @@ static void cmd_rcpt(sk_session *s, const char *args)
         return;
     }
     if (s->nrcpts >= s->cfg->max_recipients) {
-        /* RFC 5321 4.5.3.1.10. */
+        /* RFC 5321 4.5.3.1.10: the client sends the rest in a later
+         * transaction, so these are no errors against the idle limit. */
+        unsigned idle = s->idle;
         reply(s, 452, "4.5.3", "Too many recipients");
+        if (s->rcpt_over++ < SK_SERVER_RCPT_OVERSHOOT_MAX) s->idle = idle;
         return;
     }
     sk_envelope_rcpt rc;

@@ -117,6 +117,7 @@ static void cmd_expn(sk_session *s, const char *args);
 static void cmd_help(sk_session *s, const char *args);
 static void cmd_starttls(sk_session *s, const char *args);
 static void cmd_auth(sk_session *s, const char *args);
+static void bdat_start(sk_session *s, const char *args, const sk_reply *refuse);
 
 static const cmd_def commands[] = {
     [SK_CMD_UNKNOWN] = {CF_PRE_HELO | CF_PRE_TLS | CF_PRE_AUTH | CF_IN_TX | CF_IDLE, NULL},
@@ -754,7 +755,7 @@ static void msg_reply_done(sk_session *s, const sk_reply *r)
     if (r->code < 300) s->idle = 0;
     s->msg_started = 0;
     tx_reset(s);
-    set_state(s, SS_READY);
+    set_state(s, s->helo ? SS_READY : SS_CONNECTED); /* a BDAT refused before EHLO */
     maybe_stop(s);
 }
 
@@ -975,16 +976,20 @@ static void handle_line(sk_session *s, char *line, size_t n)
         return;
     }
     if (c->flags & CF_IDLE) s->idle++;
-    if (!(c->flags & CF_PRE_HELO) && !s->helo) {
-        reply(s, 503, "5.5.1", "Send HELO or EHLO first");
-        return;
-    }
-    if (!(c->flags & CF_PRE_TLS) && tls_required(s)) {
-        reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
-        return;
-    }
-    if (!(c->flags & CF_PRE_AUTH) && s->kind != SK_LISTEN_SMTP && !s->auth_user) {
-        reply(s, 530, "5.7.0", "Authentication required");
+    sk_reply gate = {0};
+    if (!(c->flags & CF_PRE_HELO) && !s->helo)
+        gate = sk_reply_make(503, "5.5.1", "Send HELO or EHLO first");
+    else if (!(c->flags & CF_PRE_TLS) && tls_required(s))
+        gate = sk_reply_make(530, "5.7.0", "Must issue a STARTTLS command first");
+    else if (!(c->flags & CF_PRE_AUTH) && s->kind != SK_LISTEN_SMTP && !s->auth_user)
+        gate = sk_reply_make(530, "5.7.0", "Authentication required");
+    if (gate.code) {
+        /* A refused BDAT's chunk follows all the same (RFC 3030 2): it is
+         * read, never run as commands. */
+        if (v == SK_CMD_BDAT)
+            bdat_start(s, args, &gate);
+        else
+            reply_r(s, &gate);
         return;
     }
     if (!(c->flags & CF_IN_TX) && in_tx(s)) {
@@ -1194,6 +1199,13 @@ static void cmd_data(sk_session *s, const char *args)
 
 static void cmd_bdat(sk_session *s, const char *args)
 {
+    bdat_start(s, args, NULL);
+}
+
+/* BDAT, or a BDAT refused (with refuse) before it began: either way its
+ * chunk is read. */
+static void bdat_start(sk_session *s, const char *args, const sk_reply *refuse)
+{
     /* RFC 3030 2: BDAT chunk-size [ SP "LAST" ]. */
     const char *p = args;
     uint64_t size = 0;
@@ -1220,13 +1232,14 @@ static void cmd_bdat(sk_session *s, const char *args)
     if (!s->bdat_mode) {
         /* A refused BDAT still has its octets read, so they are never taken
          * for commands. */
-        if (!in_tx(s) || !s->nrcpts) {
+        if (refuse || !in_tx(s) || !s->nrcpts) {
             s->msg = MSG_REFUSED;
             s->bdat_mode = 1;
             s->refusal = sk_malloc(sizeof *s->refusal);
             if (s->refusal)
-                *s->refusal = in_tx(s) ? sk_reply_make(554, "5.5.1", "No valid recipients")
-                                       : sk_reply_make(503, "5.5.1", "Need MAIL command");
+                *s->refusal = refuse     ? *refuse
+                              : in_tx(s) ? sk_reply_make(554, "5.5.1", "No valid recipients")
+                                         : sk_reply_make(503, "5.5.1", "Need MAIL command");
         } else if (!msg_open(s, 1)) {
             /* Out of memory; its reply is sent: read and drop the chunk. */
             s->msg = MSG_REFUSED;

@@ -9,7 +9,8 @@
 # process started here is stopped by PID.
 # Usage: bench/relay_bench.sh [BUILD_DIR]
 # Env: MSGS (default 5000), SESSIONS (default "20"), LEN (default 1024),
-#      SK_ARGS (extra `smtpkit serve` options).
+#      SK_ARGS (extra `smtpkit serve` options), PERF_OUT (perf record of
+#      the daemon per session count, to PERF_OUT.SESSIONS).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(cd "${1:-build}" && pwd)
@@ -202,7 +203,14 @@ RESULTS=$TMP/results
 for S in $SESSIONS; do
     start_sink
     start_smtpkit
+    PERF_PID=0
+    if [ -n "${PERF_OUT:-}" ]; then
+        # Profile the daemon during this run (perf report -i PERF_OUT.S).
+        perf record -q -g -p "$SERVER_PID" -o "$PERF_OUT.$S" 2>/dev/null &
+        PERF_PID=$!
+    fi
     read -r sk_rate sk_inj < <(relay_run "$S")
+    if [ "$PERF_PID" -ne 0 ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
     stop_smtpkit
     stop_sink
 

@@ -28,6 +28,12 @@
  * Message-ID then) needs no openat(2) and read(2) of the message file.
  * Longer header blocks are read from the file as before. */
 #define SPOOL_HEADER_CAPTURE_OCTETS 8192
+/* Files of removed messages kept for reuse (docs/queue.md "Reused
+ * files"): renaming one under a new message's name allocates no inode,
+ * and on a busy ext4 inode allocation and freeing are the costliest part
+ * of a relayed message's file work. */
+#define SPOOL_REUSE_MAX 512
+#define SPOOL_REUSE_EXT ".free"
 
 struct sk_spool_msg {
     sk_spool *s;
@@ -94,6 +100,11 @@ struct sk_spool {
      * thread): sk_spool_read_headers serves it from its captured header
      * block. */
     const sk_spool_msg *finishing;
+    /* Reusable files, named N.free in msgdir; guarded by mu. */
+    unsigned long reuse[SPOOL_REUSE_MAX];
+    size_t nreuse;
+    unsigned long reuse_next; /* the next N */
+    size_t reused;            /* files given a message's name */
 };
 
 sk_err sk_spool_errno(int e)
@@ -313,9 +324,32 @@ static sk_err ids_with_ext(const sk_spool *s, const char *ext, char ***out, size
  * recorded size and CRC-32C; otherwise it was never acknowledged. Then
  * bodies without an envelope are removed, and envelopes whose body is
  * missing or of another size, with their body. */
+/* Files kept for reuse by an earlier run are not tracked any more. */
+static sk_err remove_reusable(sk_spool *s)
+{
+    int dfd = dup(s->msgdir_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0) close(dfd);
+        return SK_ERR_IO;
+    }
+    rewinddir(d);
+    struct dirent *de;
+    size_t ext = strlen(SPOOL_REUSE_EXT);
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len > ext && strcmp(de->d_name + len - ext, SPOOL_REUSE_EXT) == 0)
+            unlinkat(s->msgdir_fd, de->d_name, 0);
+    }
+    closedir(d);
+    return SK_OK;
+}
+
 static sk_err recover(sk_spool *s, sk_error *err)
 {
     size_t removed = 0, kept = 0, promoted = 0;
+    if (remove_reusable(s))
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
     char **ids;
     size_t n;
     char name[NAME_MAX + 1], other[NAME_MAX + 1];
@@ -428,6 +462,35 @@ static void *filler_main(void *arg)
 static int create_file(sk_spool *s, const char *name, sk_err *err)
 {
     int fd = -1;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        int have = s->nreuse > 0;
+        unsigned long n = have ? s->reuse[--s->nreuse] : 0;
+        pthread_mutex_unlock(&s->mu);
+        if (!have) break;
+        char old[NAME_MAX + 1];
+        snprintf(old, sizeof old, "%lu%s", n, SPOOL_REUSE_EXT);
+        /* NOREPLACE keeps IDs unique as O_EXCL does below. */
+        if (renameat2(s->msgdir_fd, old, s->msgdir_fd, name, RENAME_NOREPLACE) == 0) {
+            fd = openat(s->msgdir_fd, name, O_WRONLY | O_TRUNC | O_CLOEXEC);
+            if (fd >= 0) {
+                pthread_mutex_lock(&s->mu);
+                s->reused++;
+                pthread_mutex_unlock(&s->mu);
+                return fd;
+            }
+            *err = sk_spool_errno(errno);
+            unlinkat(s->msgdir_fd, name, 0);
+            return -1;
+        }
+        int e = errno;
+        unlinkat(s->msgdir_fd, old, 0);
+        if (e == EEXIST) {
+            *err = SK_ERR_IO;
+            return -1;
+        }
+        /* Anything else: drop that file and try the next, or create. */
+    }
     if (s->filler_started) {
         pthread_mutex_lock(&s->mu);
         if (s->nspare) fd = s->spare[--s->nspare];
@@ -459,6 +522,14 @@ static int create_file(sk_spool *s, const char *name, sk_err *err)
     fd = openat(s->msgdir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) *err = errno == EEXIST ? SK_ERR_IO : sk_spool_errno(errno);
     return fd;
+}
+
+void sk_spool_reuse_stats(sk_spool *s, size_t *pool, size_t *reused)
+{
+    pthread_mutex_lock(&s->mu);
+    *pool = s->nreuse;
+    *reused = s->reused;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void sk_spool_spare_stats(sk_spool *s, size_t *ready, size_t *used, int *off_errno)
@@ -1073,6 +1144,34 @@ sk_err sk_spool_save(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
     return SK_OK;
 }
 
+/* Take a removed message's file out of its name: renamed to N.free for
+ * reuse while there is room, else unlinked. Either way the name is gone
+ * (crash semantics as for unlink). -1 with errno on failure. */
+static int drop_file(sk_spool *s, const char *name)
+{
+    pthread_mutex_lock(&s->mu);
+    int room = s->nreuse < SPOOL_REUSE_MAX;
+    unsigned long n = ++s->reuse_next; /* from 1: 0 means "given back" */
+    pthread_mutex_unlock(&s->mu);
+    if (room) {
+        char free_name[NAME_MAX + 1];
+        snprintf(free_name, sizeof free_name, "%lu%s", n, SPOOL_REUSE_EXT);
+        if (renameat2(s->msgdir_fd, name, s->msgdir_fd, free_name, RENAME_NOREPLACE) == 0) {
+            pthread_mutex_lock(&s->mu);
+            if (s->nreuse < SPOOL_REUSE_MAX) {
+                s->reuse[s->nreuse++] = n;
+                n = 0;
+            }
+            pthread_mutex_unlock(&s->mu);
+            /* The pool filled up meanwhile: do not keep it. */
+            if (n) unlinkat(s->msgdir_fd, free_name, 0);
+            return 0;
+        }
+        if (errno == ENOENT) return -1;
+    }
+    return unlinkat(s->msgdir_fd, name, 0);
+}
+
 sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
 {
     if (s->opts.mode != SK_SPOOL_OWNER)
@@ -1083,7 +1182,7 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
     /* Envelope first: without it the body is an incomplete message that
      * recovery removes, so a crash in between leaves nothing deliverable. */
     snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_ENV_EXT);
-    if (unlinkat(s->msgdir_fd, name, 0)) {
+    if (drop_file(s, name)) {
         if (errno == ENOENT)
             return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s in the queue",
                                 id);
@@ -1091,7 +1190,7 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
                             strerror(errno));
     }
     snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
-    unlinkat(s->msgdir_fd, name, 0);
+    drop_file(s, name);
     if (s->thread_started) {
         /* The committer syncs the directory with its next group, so the
          * loop thread does not wait for the disk. Losing the removal in a

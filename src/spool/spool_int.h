@@ -40,6 +40,9 @@ uint32_t sk_spool_crc32c_soft(uint32_t crc, const void *p, size_t n);
  * ready, how many were given a message's name, and why they are off (0:
  * on; -1: no filler thread, as without an event base). */
 void sk_spool_spare_stats(sk_spool *s, size_t *ready, size_t *used, int *off_errno);
+/* Files of removed messages kept for reuse (docs/queue.md "Reused
+ * files"), for tests: how many are waiting, how many were reused. */
+void sk_spool_reuse_stats(sk_spool *s, size_t *pool, size_t *reused);
 
 /* The control directory for requests from other processes. */
 const char *sk_spool_ctl_dir(const sk_spool *s);

@@ -38,8 +38,9 @@ static char *temp_dir(void)
     return strdup(d);
 }
 
-/* Count files in DATA-DIR/spool/msg, all kinds. */
-static int count_files(const char *data_dir)
+/* Count files in DATA-DIR/spool/msg: with reusable 0, every kind but
+ * files kept for reuse (N.free); with 1, only those. */
+static int count_files_kind(const char *data_dir, int reusable)
 {
     char cmd[512];
     snprintf(cmd, sizeof cmd, "%s/spool/msg", data_dir);
@@ -47,10 +48,19 @@ static int count_files(const char *data_dir)
     DIR *d = opendir(cmd);
     assert_non_null(d);
     struct dirent *de;
-    while ((de = readdir(d)))
-        if (de->d_name[0] != '.') n++;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        size_t len = strlen(de->d_name);
+        int is_free = len > 5 && strcmp(de->d_name + len - 5, ".free") == 0;
+        if (is_free == reusable) n++;
+    }
     closedir(d);
     return n;
+}
+
+static int count_files(const char *data_dir)
+{
+    return count_files_kind(data_dir, 0);
 }
 
 /* A small envelope for tests. */
@@ -1156,6 +1166,82 @@ static void test_headers_captured(void **state)
     free(dir);
 }
 
+/* Removed messages' files come back as new messages' files: no stale
+ * bytes, no stale envelope, and a restart drops what was kept. */
+static void test_reused_files(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t old_len, new_len; /* body of the removed and of the new message */
+    } cases[] = {{5000, 10}, {10, 5000}, {200 * 1024, 3}};
+    static char big[200 * 1024];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (char)('A' + i % 26);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *dir = temp_dir();
+        sk_error err;
+        sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+        assert_non_null(s);
+        done_rec old = {0};
+        commit_sync(s, big, cases[c].old_len, &old);
+        assert_int_equal(old.err, SK_OK);
+        assert_int_equal(sk_spool_remove(s, old.id, &err), SK_OK);
+        size_t pool, reused;
+        sk_spool_reuse_stats(s, &pool, &reused);
+        assert_int_equal(pool, 2);
+        assert_int_equal(reused, 0);
+        assert_int_equal(count_files(dir), 0);
+        assert_int_equal(count_files_kind(dir, 1), 2);
+        sk_spool_envelope *env;
+        assert_int_equal(sk_spool_load(s, old.id, &env, &err), SK_ERR_NOT_FOUND);
+        char **ids;
+        size_t n;
+        assert_int_equal(sk_spool_list(s, &ids, &n, &err), SK_OK);
+        assert_int_equal(n, 0);
+        sk_spool_ids_free(ids, n);
+
+        static const char fresh[] = "Subject: new\r\n\r\nnew body, different bytes\r\n";
+        char body_new[6000];
+        for (size_t i = 0; i < cases[c].new_len; i++) body_new[i] = fresh[i % (sizeof fresh - 1)];
+        done_rec nr = {0};
+        commit_sync(s, body_new, cases[c].new_len, &nr);
+        assert_int_equal(nr.err, SK_OK);
+        sk_spool_reuse_stats(s, &pool, &reused);
+        assert_int_equal(pool, 0);
+        assert_int_equal(reused, 2);
+        assert_int_equal(count_files_kind(dir, 1), 0);
+        assert_int_equal(sk_spool_load(s, nr.id, &env, &err), SK_OK);
+        assert_string_equal(env->id, nr.id);
+        assert_int_equal(env->body_octets, cases[c].new_len);
+        sk_spool_envelope_free(env);
+        sk_buf path = SK_BUF_INIT(4096);
+        assert_int_equal(sk_spool_body_path(s, nr.id, &path), SK_OK);
+        FILE *f = fopen(path.data, "rb");
+        assert_non_null(f);
+        static char got[300 * 1024];
+        size_t k = fread(got, 1, sizeof got, f);
+        fclose(f);
+        sk_buf_free(&path);
+        assert_int_equal(k, cases[c].new_len);
+        assert_memory_equal(got, body_new, k);
+
+        /* Kept files do not survive a restart; messages do. */
+        done_rec other = {0};
+        commit_sync(s, big, 100, &other);
+        assert_int_equal(sk_spool_remove(s, other.id, &err), SK_OK);
+        assert_int_equal(count_files_kind(dir, 1), 2);
+        sk_spool_free(s);
+        s = sk_spool_open(dir, NULL, NULL, &err);
+        assert_non_null(s);
+        assert_int_equal(count_files_kind(dir, 1), 0);
+        assert_int_equal(count_files(dir), 2);
+        assert_int_equal(sk_spool_load(s, nr.id, &env, &err), SK_OK);
+        sk_spool_envelope_free(env);
+        sk_spool_free(s);
+        rm_tree(dir);
+        free(dir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1167,6 +1253,7 @@ int main(void)
         cmocka_unit_test(test_protocol_names),
         cmocka_unit_test(test_commit_load_save_remove),
         cmocka_unit_test(test_headers_captured),
+        cmocka_unit_test(test_reused_files),
         cmocka_unit_test(test_lock_excludes_second_owner),
         cmocka_unit_test(test_recovery),
         cmocka_unit_test(test_crc32c),

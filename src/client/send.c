@@ -23,6 +23,16 @@ sk_err cl_stuff(sk_buf *out, const char *data, size_t len, int *at_bol, int last
     size_t start = 0;
     for (size_t i = 0; i < len && !e; i++) {
         char ch = data[i];
+        if (*at_bol == 2 && ch != '\n') {
+            /* A lone CR is sent as CRLF too (RFC 5321 2.3.8), so that no
+             * server that ends lines at a bare CR sees a line we did not
+             * stuff, such as "\r.\r\n". */
+            e = sk_buf_append(out, data + start, i - start);
+            if (!e) e = sk_buf_putc(out, '\n');
+            start = i;
+            *at_bol = 1;
+            if (e) break;
+        }
         if (*at_bol == 1 && ch == '.') {
             /* RFC 5321 4.5.2: a line starting with "." gets another one. */
             e = sk_buf_append(out, data + start, i - start);

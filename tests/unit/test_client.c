@@ -37,6 +37,10 @@ static const struct {
     {"a\nb\n", "a\r\nb\r\n.\r\n"},
     {"a\n.b", "a\r\n..b\r\n.\r\n"},
     {"a\r", "a\r\n.\r\n"},
+    /* A lone CR is a line end too (RFC 5321 2.3.8): "\r.\r\n" must not
+     * reach a server as a bare-CR end-of-data marker. */
+    {"a\r.\r\nb", "a\r\n..\r\nb\r\n.\r\n"},
+    {"a\r\rb", "a\r\n\r\nb\r\n.\r\n"},
     {"Subject: \xc3\xa9\r\n\r\nbody", "Subject: \xc3\xa9\r\n\r\nbody\r\n.\r\n"},
 };
 

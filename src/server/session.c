@@ -1331,10 +1331,13 @@ static void cmd_starttls(sk_session *s, const char *args)
     bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
     s->bev = f;
     bufferevent_setcb(f, read_cb, write_cb, event_cb, s);
-    /* RFC 3207 4.2: forget what the client said before TLS. */
+    /* RFC 3207 4.2: forget what the client said before TLS, its AUTH
+     * (clear-text loopback AUTH) too. */
     tx_reset(s);
     sk_free(s->helo);
     s->helo = NULL;
+    sk_free(s->auth_user);
+    s->auth_user = NULL;
     s->esmtp = 0;
     set_state(s, SS_TLS);
     bufferevent_enable(f, EV_READ);

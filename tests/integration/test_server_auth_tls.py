@@ -95,6 +95,18 @@ def main():
             sktest.check("AUTH" in kw, "loopback plaintext AUTH not offered when enabled")
             sh.expect(c.cmd("AUTH PLAIN AHpvZQBwdw=="), 235, "2.7.0", "loopback AUTH")
             c.close()
+
+        # RFC 3207 4.2: STARTTLS forgets what came before it, AUTH included.
+        opts = ["--tls", cert, key, "--user", "zoe:pw", "--auth-loopback"]
+        with sh.PrintServer(opts, listens=[("--submission", "127.0.0.1:0")]) as srv:
+            c = sh.Client(srv.ports["submission"][0])
+            c.cmd(EHLO)
+            sh.expect(c.cmd("AUTH PLAIN AHpvZQBwdw=="), 235, "2.7.0", "clear-text loopback AUTH")
+            c.starttls(ctx)
+            kw = ehlo_keywords(c)
+            sktest.check("AUTH" in kw, "AUTH not offered again after STARTTLS: %r" % kw)
+            sh.expect(c.cmd("MAIL FROM:<zoe@example.org>"), 530, "5.7.0", "AUTH kept across STARTTLS")
+            c.close()
     print("ok")
 
 

@@ -9,7 +9,7 @@
 #include "deliver.h"
 
 #define SK_MX_PORT_DEFAULT          25 /* RFC 5321 4.5.4 */
-#define SK_MX_WORKERS_DEFAULT       4
+#define SK_MX_WORKERS_DEFAULT       8
 #define SK_MX_MSGS_PER_CONN_DEFAULT 100
 /* "Idles briefly": long enough for the queue to hand over the next
  * message to the same destination, short of a receiver's own timeout. */

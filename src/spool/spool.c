@@ -43,6 +43,7 @@ struct sk_spool_msg {
     /* Which files this message made, so a failure removes only its own
      * (never another message's after an ID collision). */
     int body_created, env_created;
+    int body_reused; /* the body file held another message's bytes */
     sk_buf wbuf;
     sk_spool_envelope *env;
     uint64_t octets;
@@ -459,8 +460,9 @@ static void *filler_main(void *arg)
  * unique): a spare file linked under that name when one is ready, else
  * openat(2). The spare is linked through /proc/self/fd because linkat's
  * AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH. */
-static int create_file(sk_spool *s, const char *name, sk_err *err)
+static int create_file(sk_spool *s, const char *name, int keep_bytes, int *reused, sk_err *err)
 {
+    *reused = 0;
     int fd = -1;
     for (;;) {
         pthread_mutex_lock(&s->mu);
@@ -472,8 +474,14 @@ static int create_file(sk_spool *s, const char *name, sk_err *err)
         snprintf(old, sizeof old, "%lu%s", n, SPOOL_REUSE_EXT);
         /* NOREPLACE keeps IDs unique as O_EXCL does below. */
         if (renameat2(s->msgdir_fd, old, s->msgdir_fd, name, RENAME_NOREPLACE) == 0) {
-            fd = openat(s->msgdir_fd, name, O_WRONLY | O_TRUNC | O_CLOEXEC);
+            /* A body keeps the old bytes until write_envelope cuts the file
+             * to the new length: truncating to 0 makes ext4 write the file
+             * back at close (auto_da_alloc). Recovery's size and CRC-32C
+             * checks catch a crash in between. An envelope is truncated
+             * first, so a torn one is a prefix of the new text. */
+            fd = openat(s->msgdir_fd, name, O_WRONLY | O_CLOEXEC | (keep_bytes ? 0 : O_TRUNC));
             if (fd >= 0) {
+                *reused = 1;
                 pthread_mutex_lock(&s->mu);
                 s->reused++;
                 pthread_mutex_unlock(&s->mu);
@@ -659,7 +667,7 @@ static sk_err create_body(sk_spool_msg *m)
     if (m->err || m->fd >= 0) return m->err;
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_BODY_EXT);
-    m->fd = create_file(m->s, name, &m->err);
+    m->fd = create_file(m->s, name, 1, &m->body_reused, &m->err);
     if (m->fd < 0) return m->err;
     m->body_created = 1;
     return SK_OK;
@@ -777,9 +785,14 @@ static void write_envelope(sk_spool_msg *m)
     /* The body first (created here unless it outgrew wbuf during DATA;
      * an empty body still gets its file). */
     if (create_body(m) || flush_wbuf(m)) return;
+    if (m->body_reused && ftruncate(m->fd, (off_t)m->octets)) {
+        m->err = sk_spool_errno(errno);
+        return;
+    }
     char tmp[NAME_MAX + 1];
     snprintf(tmp, sizeof tmp, "%s%s%s", m->id, SK_SPOOL_ENV_EXT, SK_SPOOL_TMP_EXT);
-    m->env_fd = create_file(s, tmp, &m->err);
+    int env_reused;
+    m->env_fd = create_file(s, tmp, 0, &env_reused, &m->err);
     if (m->env_fd < 0) return;
     m->env_created = 1;
     m->err = write_all(s, m->env_fd, m->envtext.data, m->envtext.len);

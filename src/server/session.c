@@ -238,6 +238,7 @@ static void msg_abort(sk_session *s)
     s->msg_ctx = NULL;
     s->msg = MSG_NONE;
     s->bdat_mode = 0;
+    s->data_started_ms = s->data_octets = 0;
     sk_free(s->refusal);
     s->refusal = NULL;
     sk_buf_free(&s->chunk);
@@ -722,8 +723,19 @@ static int data_consume(sk_session *s, struct evbuffer *in)
 static int bdat_consume(sk_session *s, struct evbuffer *in)
 {
     int end;
-    uint64_t want = s->bdat_left;
-    s->bdat_left -= decode_input(s, in, want < SIZE_MAX ? (size_t)want : SIZE_MAX, &end);
+    uint64_t want = s->bdat_left, now = sk_now_ms();
+    /* The rate is over the whole message, from its first BDAT: one chunk
+     * trickling in and many tiny chunks are the same slowloris as DATA. */
+    if (!s->data_started_ms) s->data_started_ms = now;
+    size_t got = decode_input(s, in, want < SIZE_MAX ? (size_t)want : SIZE_MAX, &end);
+    s->bdat_left -= got;
+    s->data_octets += got;
+    uint64_t ms = now - s->data_started_ms;
+    if ((s->bdat_left || !s->bdat_last) && ms > s->cfg->data_timeout_ms &&
+        s->data_octets * 1000 / ms < SK_SERVER_DATA_MIN_OCTETS_PER_S) {
+        too_slow(s, "bdat");
+        return 0;
+    }
     if (s->bdat_left) {
         if (evbuffer_get_length(in)) return 1; /* more than the peeked extents */
         chunk_flush(s);

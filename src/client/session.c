@@ -265,6 +265,17 @@ sk_err sk_client_ehlo(sk_client *c, sk_error *err)
     if (!c) return sk_error_set(err, SK_ERR_INVAL, SK_STEP_EHLO, "no client");
     if (c->state != CL_CONNECTED && c->state != CL_READY)
         return need_state(c, CL_CONNECTED, SK_STEP_EHLO, err);
+    /* RFC 5321 4.1.1.1: one word, a domain or an address literal. Only
+     * what would break the command line is refused here (a line end would
+     * start another command); a loose host name is the server's to judge. */
+    if (c->o.helo_name) {
+        const char *h = c->o.helo_name;
+        int ok = *h && strlen(h) <= SK_SMTP_DOMAIN_MAX_OCTETS + 2;
+        for (; ok && *h; h++) ok = (unsigned char)*h > 32 && *h != 127;
+        if (!ok)
+            return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_EHLO,
+                                "the EHLO name is not one word of printable characters");
+    }
     char name[300], line[320];
     helo_name(c, name, sizeof name);
     snprintf(line, sizeof line, "EHLO %s", name);

@@ -704,6 +704,32 @@ static void test_auth_cases(void **state)
 
 /* Steps out of order are refused; a connection refused is a connect
  * error (the port of a listener we closed). */
+/* The EHLO name is one word (RFC 5321 4.1.1.1): a line end, which would
+ * start another command, or a blank is refused before anything is sent. */
+static const char *const script_greet_only[] = {"S:220 mx.test ESMTP", NULL};
+static const char *const bad_helo_names[] = {"client.test\r\nRSET", "client.test\nRSET", "bad name",
+                                             "tab\tname", ""};
+
+static void test_bad_helo_name(void **state)
+{
+    for (size_t i = 0; i < sizeof bad_helo_names / sizeof bad_helo_names[0]; i++) {
+        script_server s;
+        server_start(&s, script_greet_only);
+        transcript t = {0};
+        sk_client_opts o = opts_for(&s, &t);
+        o.helo_name = bad_helo_names[i];
+        sk_client *c = sk_client_new(&o);
+        assert_non_null(c);
+        sk_error err;
+        print_message("case %zu\n", i);
+        assert_int_equal(sk_client_connect(c, &err), SK_ERR_CONFIG); /* it greets */
+        assert_int_equal(err.step, SK_STEP_EHLO);
+        assert_null(strstr(t.text, "C: EHLO"));
+        sk_client_free(c);
+        server_finish(&s);
+    }
+}
+
 static void test_state_and_refused(void **state)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -920,6 +946,7 @@ int main(void)
         cmocka_unit_test(test_connect_cases),
         cmocka_unit_test(test_auth_cases),
         cmocka_unit_test(test_state_and_refused),
+        cmocka_unit_test(test_bad_helo_name),
         cmocka_unit_test(test_tls_cases),
     };
     return cmocka_run_group_tests(tests, tls_setup, tls_teardown);

@@ -200,7 +200,9 @@ sk_authd *sk_authd_start(const char *users_path, const sk_logger *log, sk_error 
         return NULL;
     }
     if (pid == 0) {
+        /* The helper needs none of the network side's state. */
         close(sv[0]);
+        sk_free(a);
         helper_main(sv[1], users_path, log);
     }
     close(sv[1]);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "deliver/deliver.h"
@@ -48,7 +49,7 @@ struct qmsg {
     unsigned char *failed_now;
     char **remote;
     qmsg *prev, *next;
-    qmsg *rprev, *rnext;
+    TAILQ_ENTRY(qmsg) rlink; /* in q->ready while ready */
 };
 
 typedef enum job_state { JOB_ROUTING = 0, JOB_QUEUED, JOB_RUNNING } job_state;
@@ -83,8 +84,8 @@ struct qdest {
     unsigned in_flight;
     size_t queued;
     qjob *head[PRIO_LEVELS], *tail[PRIO_LEVELS];
-    int active; /* on the list of destinations with queued jobs */
-    qdest *aprev, *anext;
+    int active;               /* on the list of destinations with queued jobs */
+    TAILQ_ENTRY(qdest) alink; /* in q->active while active */
     qdest *hnext;
 };
 
@@ -123,7 +124,7 @@ struct sk_queue {
     /* Messages due now, in the order they became due: commits, releases
      * and flushes add here directly; the timer adds deferred ones whose
      * time has come. Only the timer scans the whole queue. */
-    qmsg *ready_head, *ready_tail;
+    TAILQ_HEAD(, qmsg) ready;
     int64_t timer_at; /* unix seconds the timer is set for */
     int64_t disp_at;  /* ms the dispatch timer is set for, 0 = not set */
     qjob *jobs;       /* running */
@@ -131,7 +132,7 @@ struct sk_queue {
     uint64_t seq; /* last arrival number given */
     qdest *dests[QUEUE_HASH_SIZE];
     qroute *routes[QUEUE_HASH_SIZE];
-    qdest *active_head, *active_tail;
+    TAILQ_HEAD(, qdest) active;
     qdsn *dsns;
 };
 
@@ -213,28 +214,14 @@ static void kick(sk_queue *q)
 static void ready_add(sk_queue *q, qmsg *m)
 {
     if (m->ready || m->deleted || m->jobs_out || m->env->state == SK_SPOOL_HOLD) return;
-    m->rprev = q->ready_tail;
-    m->rnext = NULL;
-    if (q->ready_tail)
-        q->ready_tail->rnext = m;
-    else
-        q->ready_head = m;
-    q->ready_tail = m;
+    TAILQ_INSERT_TAIL(&q->ready, m, rlink);
     m->ready = 1;
 }
 
 static void ready_del(sk_queue *q, qmsg *m)
 {
     if (!m->ready) return;
-    if (m->rprev)
-        m->rprev->rnext = m->rnext;
-    else
-        q->ready_head = m->rnext;
-    if (m->rnext)
-        m->rnext->rprev = m->rprev;
-    else
-        q->ready_tail = m->rprev;
-    m->rprev = m->rnext = NULL;
+    TAILQ_REMOVE(&q->ready, m, rlink);
     m->ready = 0;
 }
 
@@ -351,27 +338,13 @@ static void dest_activate(sk_queue *q, qdest *d)
 {
     if (d->active) return;
     d->active = 1;
-    d->anext = NULL;
-    d->aprev = q->active_tail;
-    if (q->active_tail)
-        q->active_tail->anext = d;
-    else
-        q->active_head = d;
-    q->active_tail = d;
+    TAILQ_INSERT_TAIL(&q->active, d, alink);
 }
 
 static void dest_deactivate(sk_queue *q, qdest *d)
 {
     if (!d->active) return;
-    if (d->aprev)
-        d->aprev->anext = d->anext;
-    else
-        q->active_head = d->anext;
-    if (d->anext)
-        d->anext->aprev = d->aprev;
-    else
-        q->active_tail = d->aprev;
-    d->aprev = d->anext = NULL;
+    TAILQ_REMOVE(&q->active, d, alink);
     d->active = 0;
 }
 
@@ -993,8 +966,9 @@ static void dispatch(sk_queue *q)
     while (progress && q->in_flight < q->opts.max_in_flight) {
         progress = 0;
         qdest *next;
-        for (qdest *d = q->active_head; d && q->in_flight < q->opts.max_in_flight; d = next) {
-            next = d->anext;
+        for (qdest *d = TAILQ_FIRST(&q->active); d && q->in_flight < q->opts.max_in_flight;
+             d = next) {
+            next = TAILQ_NEXT(d, alink);
             int64_t w = dest_wait(q, d, now);
             if (w > 0 && now + w < wake) wake = now + w;
             if (w) continue;
@@ -1007,7 +981,7 @@ static void dispatch(sk_queue *q)
             }
             start_job(q, j); /* may report, and change the lists, before it returns */
             progress = 1;
-            next = d->active ? d->anext : q->active_head;
+            next = d->active ? TAILQ_NEXT(d, alink) : TAILQ_FIRST(&q->active);
         }
     }
     if (wake != INT64_MAX) arm_dispatch(q, wake);
@@ -1145,8 +1119,8 @@ static void start_attempt(sk_queue *q, qmsg *m)
  * of their destinations), then start what the limits allow. */
 static void run_ready(sk_queue *q)
 {
-    while (q->ready_head) {
-        qmsg *m = q->ready_head;
+    qmsg *m;
+    while ((m = TAILQ_FIRST(&q->ready))) {
         ready_del(q, m);
         start_attempt(q, m); /* may finish, and free m, before it returns */
     }
@@ -1321,6 +1295,8 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
         return NULL;
     }
+    TAILQ_INIT(&q->ready);
+    TAILQ_INIT(&q->active);
     q->spool = spool;
     q->base = base;
     if (opts) q->opts = *opts;

@@ -18,8 +18,10 @@ BUILD=${1:-build}
 case "$BUILD" in /*) ;; *) BUILD="$SRC/$BUILD" ;; esac
 TESTS=("$@")
 if [ ${#TESTS[@]} -eq 0 ]; then
+    # test_fault_cert_reload is left out: it times a certificate swap under
+    # load, which memcheck's slowdown makes fail now and then.
     TESTS=(test_serve_interop_smtplib test_serve_relay test_send_basic test_send_auth
-           test_queue_cli test_fault_reset test_fault_privsep test_fault_cert_reload)
+           test_queue_cli test_fault_reset test_fault_privsep)
 fi
 
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2; }

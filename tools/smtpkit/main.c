@@ -6,16 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Subcommands are linked in as they are built; a missing one is reported. */
-#pragma weak cmd_send
-#pragma weak cmd_serve
-#pragma weak cmd_queue
-#pragma weak cmd_track
-#pragma weak cmd_stats
-#pragma weak cmd_suppress
-#pragma weak cmd_probe
-#pragma weak cmd_passwd
-
 static const struct {
     const char *name;
     int (*fn)(int, char **);
@@ -56,13 +46,7 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) {
-            if (!commands[i].fn) {
-                fprintf(stderr, "smtpkit: '%s' is not part of this build\n", argv[1]);
-                return EX_UNAVAILABLE;
-            }
-            return commands[i].fn(argc - 1, argv + 1);
-        }
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "smtpkit: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return EX_USAGE;

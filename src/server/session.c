@@ -97,6 +97,7 @@ struct sk_session {
 #define CF_PRE_AUTH 0x04u /* on a submission listener, before AUTH */
 #define CF_IN_TX    0x08u /* inside a mail transaction */
 #define CF_IDLE     0x10u /* makes no progress (counted against max_idle_commands) */
+#define CF_ESMTP    0x20u /* an ESMTP extension: only after EHLO, never after HELO */
 
 typedef struct cmd_def {
     unsigned flags;
@@ -126,7 +127,7 @@ static const cmd_def commands[] = {
     [SK_CMD_MAIL] = {0, cmd_mail},
     [SK_CMD_RCPT] = {CF_IN_TX, cmd_rcpt},
     [SK_CMD_DATA] = {CF_IN_TX, cmd_data},
-    [SK_CMD_BDAT] = {CF_IN_TX, cmd_bdat},
+    [SK_CMD_BDAT] = {CF_IN_TX | CF_ESMTP, cmd_bdat},
     [SK_CMD_RSET] = {CF_PRE_HELO | CF_PRE_TLS | CF_PRE_AUTH | CF_IN_TX | CF_IDLE, cmd_rset},
     [SK_CMD_NOOP] = {CF_PRE_HELO | CF_PRE_TLS | CF_PRE_AUTH | CF_IN_TX | CF_IDLE, cmd_noop},
     [SK_CMD_QUIT] = {CF_PRE_HELO | CF_PRE_TLS | CF_PRE_AUTH | CF_IN_TX, cmd_quit},
@@ -991,6 +992,11 @@ static void handle_line(sk_session *s, char *line, size_t n)
     sk_reply gate = {0};
     if (!(c->flags & CF_PRE_HELO) && !s->helo)
         gate = sk_reply_make(503, "5.5.1", "Send HELO or EHLO first");
+    else if ((c->flags & CF_ESMTP) && !s->esmtp)
+        /* RFC 5321 2.2.1: after HELO no extension is in effect. The verb is
+         * known but not implemented in this session, so 502, not 500
+         * (RFC 5321 4.2.4); MAIL parameters after HELO get 555 likewise. */
+        gate = sk_reply_make(502, "5.5.1", "Command not implemented after HELO; use EHLO");
     else if (!(c->flags & CF_PRE_TLS) && tls_required(s))
         gate = sk_reply_make(530, "5.7.0", "Must issue a STARTTLS command first");
     else if (!(c->flags & CF_PRE_AUTH) && s->kind != SK_LISTEN_SMTP && !s->auth_user)

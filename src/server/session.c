@@ -134,8 +134,8 @@ static const cmd_def commands[] = {
     [SK_CMD_VRFY] = {CF_PRE_HELO | CF_IN_TX | CF_IDLE, cmd_vrfy},
     [SK_CMD_EXPN] = {CF_PRE_HELO | CF_IN_TX | CF_IDLE, cmd_expn},
     [SK_CMD_HELP] = {CF_PRE_HELO | CF_PRE_TLS | CF_PRE_AUTH | CF_IN_TX | CF_IDLE, cmd_help},
-    [SK_CMD_STARTTLS] = {CF_PRE_TLS | CF_PRE_AUTH, cmd_starttls},
-    [SK_CMD_AUTH] = {CF_PRE_TLS | CF_PRE_AUTH, cmd_auth}, /* checks TLS itself (538) */
+    [SK_CMD_STARTTLS] = {CF_PRE_TLS | CF_PRE_AUTH | CF_ESMTP, cmd_starttls},
+    [SK_CMD_AUTH] = {CF_PRE_TLS | CF_PRE_AUTH | CF_ESMTP, cmd_auth}, /* checks TLS itself (538) */
 };
 _Static_assert(sizeof commands / sizeof commands[0] == SK_CMD__COUNT, "one row per command");
 
@@ -1314,15 +1314,18 @@ static void cmd_help(sk_session *s, const char *args)
 
 static void cmd_starttls(sk_session *s, const char *args)
 {
-    if (!no_args(s, args)) return;
+    /* Not announced here (no certificate, implicit TLS, or TLS already on:
+     * RFC 3207 4.2), so a known command this session does not implement:
+     * 502 (RFC 5321 4.2.4). 454 is kept for a temporary failure. */
     if (s->tls) {
-        reply(s, 503, "5.5.1", "TLS already active");
+        reply(s, 502, "5.5.1", "TLS already active");
         return;
     }
     if (!starttls_offered(s)) {
-        reply(s, 454, "4.7.0", "TLS not available");
+        reply(s, 502, "5.5.1", "STARTTLS not available");
         return;
     }
+    if (!no_args(s, args)) return;
     SSL *ssl = SSL_new(s->cfg->ssl);
     if (!ssl) {
         reply(s, 454, "4.7.0", "TLS not available due to temporary reason");
@@ -1469,8 +1472,11 @@ static void sasl_line(sk_session *s, const char *line)
 
 static void cmd_auth(sk_session *s, const char *args)
 {
-    if (!s->srv->on_auth || !s->esmtp) {
-        reply(s, 503, "5.5.1", "AUTH not available");
+    /* No mechanisms at all: never announced, so 502 (RFC 5321 4.2.4).
+     * Mechanisms that wait for TLS get 538 instead (RFC 4954 6), and a
+     * second AUTH 503 (RFC 4954 4). */
+    if (!s->srv->on_auth) {
+        reply(s, 502, "5.5.1", "AUTH not available");
         return;
     }
     if (!auth_offered(s)) {

@@ -159,6 +159,9 @@ typedef struct sk_send_opts {
     const char *dsn_envid;  /* envelope id (xtext-encoded here) */
     const char *dsn_notify; /* "NEVER" or a list of SUCCESS,FAILURE,DELAY */
     int dsn_orcpt;          /* 1: ORCPT=rfc822;<recipient> on each RCPT */
+    /* 1: dsn_envid is already xtext (an ENVID as received, RFC 3461 4.4)
+     * and goes out exactly as it is; checked, not encoded again. */
+    int dsn_envid_xtext;
     /* RFC 6710 MT-PRIORITY -9..9, used when has_priority and announced. */
     int has_priority;
     int priority;
@@ -195,6 +198,27 @@ typedef struct sk_send_result {
 SK_NODISCARD sk_err sk_client_send(sk_client *c, const char *from, const char *const *rcpts,
                                    size_t nrcpt, const char *data, size_t len,
                                    const sk_send_opts *opts, sk_send_result *res, sk_error *err);
+/* One recipient with its own RFC 3461 parameters, as a relay passes them
+ * on (RFC 3461 5.2.1). Strings are not copied beyond the call. */
+typedef struct sk_rcpt_spec {
+    const char *address; /* forward path without <> (required) */
+    /* NOTIFY for this recipient: "NEVER" or a list of SUCCESS, FAILURE,
+     * DELAY. NULL = opts->dsn_notify. */
+    const char *notify;
+    /* ORCPT exactly as it goes out: address type, ';', xtext
+     * ("rfc822;a+2Bb@example.org", RFC 3461 4.2, at most 500 octets).
+     * NULL = ORCPT=rfc822;<address> when opts->dsn_orcpt, else none. */
+    const char *orcpt;
+} sk_rcpt_spec;
+
+/* sk_client_send with per-recipient NOTIFY and ORCPT. Like every DSN
+ * parameter they go out only when the server announces DSN; otherwise
+ * none is sent (and the transcript says so). A malformed value is
+ * SK_ERR_INVAL before anything is sent. */
+SK_NODISCARD sk_err sk_client_send_rcpts(sk_client *c, const char *from, const sk_rcpt_spec *rcpts,
+                                         size_t nrcpt, const char *data, size_t len,
+                                         const sk_send_opts *opts, sk_send_result *res,
+                                         sk_error *err);
 /* The same with a composed message: envelope from its From/Sender and
  * To/Cc/Bcc, content from sk_message_render (Bcc not rendered). */
 SK_NODISCARD sk_err sk_client_send_message(sk_client *c, const sk_message *m,

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include <smtpkit/message.h>
+#include <smtpkit/proto.h>
 
 int cl_has_8bit(const char *s, size_t n)
 {
@@ -174,7 +175,9 @@ static sk_err mail_params(sk_client *c, sk_buf *p, size_t len, int eight, int ut
         if (so->dsn_ret) e = sk_buf_printf(p, " RET=%s", so->dsn_ret);
         if (!e && so->dsn_envid) {
             e = sk_buf_puts(p, " ENVID=");
-            if (!e) e = cl_xtext(p, so->dsn_envid);
+            if (!e)
+                e = so->dsn_envid_xtext ? sk_buf_puts(p, so->dsn_envid)
+                                        : cl_xtext(p, so->dsn_envid);
         }
     }
     if (!e && so && so->has_priority && (ext & SK_CLIENT_EXT_MT_PRIORITY))
@@ -182,26 +185,29 @@ static sk_err mail_params(sk_client *c, sk_buf *p, size_t len, int eight, int ut
     return e;
 }
 
-static sk_err rcpt_params(sk_client *c, sk_buf *p, const char *rcpt, const sk_send_opts *so)
+static sk_err rcpt_params(sk_client *c, sk_buf *p, const sk_rcpt_spec *r, const sk_send_opts *so)
 {
     sk_err e = SK_OK;
-    if (!so || !(c->ext.ext & SK_CLIENT_EXT_DSN)) return SK_OK;
-    if (so->dsn_notify) e = sk_buf_printf(p, " NOTIFY=%s", so->dsn_notify);
-    /* RFC 3461 4.2: "rfc822" addresses are ASCII; RFC 6533 covers UTF-8. */
-    if (!e && so->dsn_orcpt) {
-        e = sk_buf_puts(p, non_ascii(rcpt) ? " ORCPT=utf-8;" : " ORCPT=rfc822;");
-        if (!e) e = cl_xtext(p, rcpt);
+    if (!(c->ext.ext & SK_CLIENT_EXT_DSN)) return SK_OK;
+    const char *notify = r->notify ? r->notify : so ? so->dsn_notify : NULL;
+    if (notify) e = sk_buf_printf(p, " NOTIFY=%s", notify);
+    if (!e && r->orcpt) {
+        /* RFC 3461 5.2.1: a relay passes the ORCPT it received unchanged. */
+        e = sk_buf_printf(p, " ORCPT=%s", r->orcpt);
+    } else if (!e && so && so->dsn_orcpt) {
+        /* RFC 3461 4.2: "rfc822" addresses are ASCII; RFC 6533 covers UTF-8. */
+        e = sk_buf_puts(p, non_ascii(r->address) ? " ORCPT=utf-8;" : " ORCPT=rfc822;");
+        if (!e) e = cl_xtext(p, r->address);
     }
     return e;
 }
 
-/* RFC 3461 4.1, 4.3: the values we put on the command line verbatim. */
-static int dsn_values_ok(const sk_send_opts *so)
+/* RFC 3461 4.1: "NEVER" or a list of SUCCESS, FAILURE, DELAY. */
+static int notify_ok(const char *v)
 {
-    if (so->dsn_ret && strcasecmp(so->dsn_ret, "FULL") && strcasecmp(so->dsn_ret, "HDRS")) return 0;
-    if (!so->dsn_notify) return 1;
-    if (!strcasecmp(so->dsn_notify, "NEVER")) return 1;
-    const char *p = so->dsn_notify;
+    if (!v) return 1;
+    if (!strcasecmp(v, "NEVER")) return 1;
+    const char *p = v;
     while (*p) {
         size_t n = strcspn(p, ",");
         if (!((n == 7 && !strncasecmp(p, "SUCCESS", 7)) ||
@@ -210,12 +216,49 @@ static int dsn_values_ok(const sk_send_opts *so)
         p += n;
         if (*p == ',') p++;
     }
-    return *so->dsn_notify != '\0';
+    return *v != '\0' && v[strlen(v) - 1] != ',';
+}
+
+/* RFC 3461 4.2: orcpt-parameter = "ORCPT=" addr-type ";" xtext, with
+ * addr-type an atom; at most 500 octets. */
+static int orcpt_ok(const char *v)
+{
+    size_t n = strlen(v), t = strcspn(v, ";");
+    if (n > SK_DSN_ORCPT_MAX_OCTETS || t == 0 || t == n || t + 1 == n) return 0;
+    for (size_t i = 0; i < t; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        /* RFC 5322 3.2.3 atext */
+        if (!(isalnum(ch) || strchr("!#$%&'*+-/=?^_`{|}~", ch))) return 0;
+    }
+    return sk_xtext_valid(v + t + 1, n - t - 1);
+}
+
+/* RFC 3461 4.1-4.4: the values we put on the command line verbatim. */
+static int dsn_values_ok(const sk_send_opts *so, const sk_rcpt_spec *rcpts, size_t nrcpt)
+{
+    for (size_t i = 0; i < nrcpt; i++)
+        if (!notify_ok(rcpts[i].notify) || (rcpts[i].orcpt && !orcpt_ok(rcpts[i].orcpt))) return 0;
+    if (!so) return 1;
+    if (so->dsn_ret && strcasecmp(so->dsn_ret, "FULL") && strcasecmp(so->dsn_ret, "HDRS")) return 0;
+    if (so->dsn_envid && so->dsn_envid_xtext &&
+        (strlen(so->dsn_envid) > SK_DSN_ENVID_MAX_OCTETS ||
+         !sk_xtext_valid(so->dsn_envid, strlen(so->dsn_envid))))
+        return 0;
+    return notify_ok(so->dsn_notify);
+}
+
+/* Does the transaction ask for any DSN parameter? */
+static int wants_dsn(const sk_send_opts *so, const sk_rcpt_spec *rcpts, size_t nrcpt)
+{
+    if (so && (so->dsn_ret || so->dsn_envid || so->dsn_notify || so->dsn_orcpt)) return 1;
+    for (size_t i = 0; i < nrcpt; i++)
+        if (rcpts[i].notify || rcpts[i].orcpt) return 1;
+    return 0;
 }
 
 /* Check what the message needs against what the server offers, before
  * anything is sent. */
-static sk_err preflight(sk_client *c, const char *from, const char *const *rcpts, size_t nrcpt,
+static sk_err preflight(sk_client *c, const char *from, const sk_rcpt_spec *rcpts, size_t nrcpt,
                         const char *data, size_t len, const sk_send_opts *so, int *eight, int *utf8,
                         sk_error *err)
 {
@@ -224,8 +267,9 @@ static sk_err preflight(sk_client *c, const char *from, const char *const *rcpts
     if (!data && len) return sk_error_set(err, SK_ERR_INVAL, SK_STEP_DATA, "no data");
     *utf8 = non_ascii(from);
     for (size_t i = 0; i < nrcpt; i++) {
-        if (!rcpts[i]) return sk_error_set(err, SK_ERR_INVAL, SK_STEP_RCPT, "NULL recipient");
-        *utf8 |= non_ascii(rcpts[i]);
+        if (!rcpts[i].address)
+            return sk_error_set(err, SK_ERR_INVAL, SK_STEP_RCPT, "NULL recipient");
+        *utf8 |= non_ascii(rcpts[i].address);
     }
     *eight = data ? cl_has_8bit(data, len) : 0;
     unsigned ext = c->ext.ext;
@@ -244,14 +288,14 @@ static sk_err preflight(sk_client *c, const char *from, const char *const *rcpts
         e = sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_MAIL,
                          "the message (%zu octets) exceeds the server's SIZE limit of %llu", len,
                          (unsigned long long)c->ext.size_max);
-    } else if (so && !dsn_values_ok(so)) {
+    } else if (!dsn_values_ok(so, rcpts, nrcpt)) {
         e = sk_error_set(err, SK_ERR_INVAL, SK_STEP_MAIL,
                          "DSN options: RET is FULL or HDRS, NOTIFY is NEVER or a list of "
-                         "SUCCESS, FAILURE, DELAY");
+                         "SUCCESS, FAILURE, DELAY, ORCPT is TYPE;xtext and ENVID xtext "
+                         "(RFC 3461 4)");
     } else if (so && so->has_priority && (so->priority < -9 || so->priority > 9)) {
         e = sk_error_set(err, SK_ERR_INVAL, SK_STEP_MAIL, "MT-PRIORITY must be -9..9");
-    } else if (so && (so->dsn_ret || so->dsn_envid || so->dsn_notify || so->dsn_orcpt) &&
-               !(ext & SK_CLIENT_EXT_DSN)) {
+    } else if (wants_dsn(so, rcpts, nrcpt) && !(ext & SK_CLIENT_EXT_DSN)) {
         cl_info(c, "the server does not offer DSN: DSN parameters not sent");
     }
     if (!e && so && so->has_priority && !(ext & SK_CLIENT_EXT_MT_PRIORITY))
@@ -285,9 +329,9 @@ static sk_err all_refused(sk_client *c, sk_send_result *res, sk_error *err)
     return e;
 }
 
-sk_err sk_client_send(sk_client *c, const char *from, const char *const *rcpts, size_t nrcpt,
-                      const char *data, size_t len, const sk_send_opts *opts,
-                      sk_send_result *res_out, sk_error *err)
+sk_err sk_client_send_rcpts(sk_client *c, const char *from, const sk_rcpt_spec *rcpts, size_t nrcpt,
+                            const char *data, size_t len, const sk_send_opts *opts,
+                            sk_send_result *res_out, sk_error *err)
 {
     sk_error_clear(err);
     sk_send_result local, *res = res_out ? res_out : &local;
@@ -305,7 +349,7 @@ sk_err sk_client_send(sk_client *c, const char *from, const char *const *rcpts, 
     if (!res->rcpts) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_MAIL, "out of memory");
     res->nrcpt = nrcpt;
     for (size_t i = 0; i < nrcpt; i++)
-        if (!(res->rcpts[i].address = sk_strdup(rcpts[i]))) {
+        if (!(res->rcpts[i].address = sk_strdup(rcpts[i].address))) {
             e = sk_error_set(err, SK_ERR_NOMEM, SK_STEP_MAIL, "out of memory");
             goto out;
         }
@@ -325,13 +369,13 @@ sk_err sk_client_send(sk_client *c, const char *from, const char *const *rcpts, 
         for (size_t i = 0; i < nrcpt; i++) {
             sk_buf rp = SK_BUF_INIT(SK_SMTP_LINE_MAX_OCTETS);
             sk_error one;
-            if (rcpt_params(c, &rp, rcpts[i], opts)) {
+            if (rcpt_params(c, &rp, &rcpts[i], opts)) {
                 sk_buf_free(&rp);
                 e = sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_RCPT, "RCPT parameters too long");
                 goto out;
             }
             sk_reply r = {0};
-            e = sk_client_rcpt(c, rcpts[i], sk_buf_cstr(&rp) + (rp.len ? 1 : 0), &r, &one);
+            e = sk_client_rcpt(c, rcpts[i].address, sk_buf_cstr(&rp) + (rp.len ? 1 : 0), &r, &one);
             sk_buf_free(&rp);
             if (e == SK_ERR_TEMPFAIL || e == SK_ERR_PERMFAIL) {
                 note_rcpt(res, i, &r);
@@ -367,13 +411,13 @@ sk_err sk_client_send(sk_client *c, const char *from, const char *const *rcpts, 
         e = strlen(from) > SK_SMTP_PATH_MAX_OCTETS || strpbrk(from, "\r\n<>") ? SK_ERR_INVAL
                                                                               : SK_OK;
     for (size_t i = 0; !e && i < nrcpt; i++) {
-        if (!*rcpts[i] || strlen(rcpts[i]) > SK_SMTP_PATH_MAX_OCTETS ||
-            strpbrk(rcpts[i], "\r\n<>")) {
+        const char *a = rcpts[i].address;
+        if (!*a || strlen(a) > SK_SMTP_PATH_MAX_OCTETS || strpbrk(a, "\r\n<>")) {
             e = SK_ERR_INVAL;
             break;
         }
-        e = sk_buf_printf(&batch, "RCPT TO:<%s>", rcpts[i]);
-        if (!e) e = rcpt_params(c, &batch, rcpts[i], opts);
+        e = sk_buf_printf(&batch, "RCPT TO:<%s>", a);
+        if (!e) e = rcpt_params(c, &batch, &rcpts[i], opts);
         if (!e) e = sk_buf_puts(&batch, "\r\n");
     }
     if (!e) e = sk_buf_puts(&batch, "DATA\r\n");
@@ -445,6 +489,23 @@ done:
     }
 out:
     if (res == &local) sk_send_result_free(&local);
+    return e;
+}
+
+sk_err sk_client_send(sk_client *c, const char *from, const char *const *rcpts, size_t nrcpt,
+                      const char *data, size_t len, const sk_send_opts *opts, sk_send_result *res,
+                      sk_error *err)
+{
+    /* Without recipients the checks of sk_client_send_rcpts answer. */
+    sk_rcpt_spec *spec = rcpts && nrcpt ? sk_calloc(nrcpt, sizeof *spec) : NULL;
+    if (rcpts && nrcpt && !spec) {
+        sk_error_clear(err);
+        if (res) memset(res, 0, sizeof *res);
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_MAIL, "out of memory");
+    }
+    for (size_t i = 0; spec && i < nrcpt; i++) spec[i].address = rcpts[i];
+    sk_err e = sk_client_send_rcpts(c, from, spec, spec ? nrcpt : 0, data, len, opts, res, err);
+    sk_free(spec);
     return e;
 }
 

@@ -10,6 +10,7 @@
 #include "client/client_int.h"
 
 #include <smtpkit/message.h>
+#include <smtpkit/proto.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -494,6 +495,179 @@ static void test_send_preflight(void **state)
     server_finish(&s);
 }
 
+/* Per-recipient DSN parameters (a relay passing on what it received, RFC
+ * 3461 5.2.1): each RCPT its own NOTIFY and ORCPT, ENVID as given; lines
+ * compared whole (with CRLF), pipelined and not. */
+static const char *const script_rcpts_dsn_pipelined[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250-PIPELINING",
+    "S:250 DSN",
+    "C:MAIL FROM:<a@x.test> RET=FULL ENVID=Q+2B1.x\r\n",
+    "C:RCPT TO:<b@y.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;B+2Bold@y.test\r\n",
+    "C:RCPT TO:<c@y.test> NOTIFY=NEVER\r\n",
+    "C:RCPT TO:<d@y.test> NOTIFY=DELAY ORCPT=rfc822;d@y.test\r\n",
+    "C:RCPT TO:<e@y.test>\r\n",
+    "C:DATA\r\n",
+    "S:250 ok",
+    "S:250 ok",
+    "S:250 ok",
+    "S:250 ok",
+    "S:250 ok",
+    "S:354 go",
+    "D:x\r\n",
+    "S:250 ok",
+    "C:QUIT",
+    "S:221 bye",
+    NULL,
+};
+
+static const char *const script_rcpts_dsn_plain[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250 DSN",
+    "C:MAIL FROM:<a@x.test> RET=FULL ENVID=Q+2B1.x\r\n",
+    "S:250 ok",
+    "C:RCPT TO:<b@y.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;B+2Bold@y.test\r\n",
+    "S:250 ok",
+    "C:RCPT TO:<c@y.test> NOTIFY=NEVER\r\n",
+    "S:250 ok",
+    "C:RCPT TO:<d@y.test> NOTIFY=DELAY ORCPT=rfc822;d@y.test\r\n",
+    "S:250 ok",
+    "C:RCPT TO:<e@y.test>\r\n",
+    "S:250 ok",
+    "C:DATA\r\n",
+    "S:354 go",
+    "D:x\r\n",
+    "S:250 ok",
+    "C:QUIT",
+    "S:221 bye",
+    NULL,
+};
+
+/* A server without DSN gets none of the parameters. */
+static const char *const script_rcpts_no_dsn[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250 PIPELINING",
+    "C:MAIL FROM:<a@x.test>\r\n",
+    "C:RCPT TO:<b@y.test>\r\n",
+    "C:RCPT TO:<c@y.test>\r\n",
+    "C:RCPT TO:<d@y.test>\r\n",
+    "C:RCPT TO:<e@y.test>\r\n",
+    "C:DATA\r\n",
+    "S:250 ok",
+    "S:250 ok",
+    "S:250 ok",
+    "S:250 ok",
+    "S:250 ok",
+    "S:354 go",
+    "D:x\r\n",
+    "S:250 ok",
+    "C:QUIT",
+    "S:221 bye",
+    NULL,
+};
+
+static void test_send_rcpts_dsn(void **state)
+{
+    static const sk_rcpt_spec rcpts[] = {
+        {"b@y.test", "SUCCESS,FAILURE", "rfc822;B+2Bold@y.test"},
+        {"c@y.test", "NEVER", NULL},
+        {"d@y.test", "DELAY", "rfc822;d@y.test"},
+        {"e@y.test", NULL, NULL},
+    };
+    const char *const *scripts[] = {script_rcpts_dsn_pipelined, script_rcpts_dsn_plain,
+                                    script_rcpts_no_dsn};
+    for (size_t k = 0; k < sizeof scripts / sizeof scripts[0]; k++) {
+        print_message("script %zu\n", k);
+        script_server s;
+        transcript t = {0};
+        server_start(&s, scripts[k]);
+        sk_client_opts o = opts_for(&s, &t);
+        sk_client *c = sk_client_new(&o);
+        sk_error err;
+        assert_int_equal(sk_client_connect(c, &err), SK_OK);
+        /* ENVID already in xtext goes out as it is ("+2B" not encoded again). */
+        sk_send_opts so = {.dsn_ret = "FULL", .dsn_envid = "Q+2B1.x", .dsn_envid_xtext = 1};
+        sk_send_result res;
+        assert_int_equal(sk_client_send_rcpts(c, "a@x.test", rcpts, 4, "x\r\n", 3, &so, &res, &err),
+                         SK_OK);
+        assert_int_equal(res.sent, 1);
+        assert_int_equal(res.naccepted, 4);
+        assert_string_equal(res.rcpts[1].address, "c@y.test");
+        sk_send_result_free(&res);
+        assert_int_equal(sk_client_quit(c, &err), SK_OK);
+        sk_client_free(c);
+        server_finish(&s);
+        if (k == 2)
+            assert_non_null(strstr(t.text, "does not offer DSN"));
+        else
+            assert_null(strstr(t.text, "does not offer DSN"));
+    }
+}
+
+/* Malformed per-recipient values are refused before anything is sent. */
+static void test_send_rcpts_invalid(void **state)
+{
+    script_server s;
+    transcript t = {0};
+    server_start(&s, script_preflight);
+    sk_client_opts o = opts_for(&s, &t);
+    sk_client *c = sk_client_new(&o);
+    sk_error err;
+    assert_int_equal(sk_client_connect(c, &err), SK_OK);
+    static const struct {
+        sk_rcpt_spec r;
+        const char *envid; /* as xtext */
+    } cases[] = {
+        {{"b@y.test", "SUCCESS,", NULL}, NULL},
+        {{"b@y.test", "SUCCESS\r\nRSET", NULL}, NULL},
+        {{"b@y.test", "", NULL}, NULL},
+        {{"b@y.test", NULL, "b@y.test"}, NULL},           /* no type */
+        {{"b@y.test", NULL, ";b@y.test"}, NULL},          /* empty type */
+        {{"b@y.test", NULL, "rfc822;"}, NULL},            /* empty address */
+        {{"b@y.test", NULL, "rfc822;b c@y.test"}, NULL},  /* space: not xtext */
+        {{"b@y.test", NULL, "rfc822;b+2b@y.test"}, NULL}, /* lower-case hex */
+        {{"b@y.test", NULL, "rfc 822;b@y.test"}, NULL},
+        {{"b@y.test", NULL, NULL}, "a b"},
+        {{"b@y.test", NULL, NULL}, "a+4"},
+        {{NULL, NULL, NULL}, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        print_message("case %zu\n", i);
+        sk_send_opts so = {.dsn_envid = cases[i].envid, .dsn_envid_xtext = 1};
+        sk_send_result res;
+        assert_int_equal(
+            sk_client_send_rcpts(c, "a@x.test", &cases[i].r, 1, "x\r\n", 3, &so, &res, &err),
+            SK_ERR_INVAL);
+        assert_int_equal(err.transient, 0);
+        sk_send_result_free(&res);
+    }
+    /* A long ORCPT: 500 octets pass the check (then SIZE refuses the
+     * message here), 501 do not. */
+    char big[SK_DSN_ORCPT_MAX_OCTETS + 2];
+    memcpy(big, "rfc822;", 7);
+    memset(big + 7, 'a', sizeof big - 8);
+    big[sizeof big - 1] = '\0';
+    sk_rcpt_spec r = {"b@y.test", NULL, big};
+    sk_send_result res;
+    assert_int_equal(sk_client_send_rcpts(c, "a@x.test", &r, 1, "x\r\n", 3, NULL, &res, &err),
+                     SK_ERR_INVAL);
+    sk_send_result_free(&res);
+    big[sizeof big - 2] = '\0';
+    assert_int_equal(
+        sk_client_send_rcpts(c, "a@x.test", &r, 1, "0123456789ab", 12, NULL, &res, &err),
+        SK_ERR_TOO_LONG);
+    sk_send_result_free(&res);
+    assert_int_equal(sk_client_quit(c, &err), SK_OK);
+    sk_client_free(c);
+    server_finish(&s);
+}
+
 /* A composed message: envelope from From, To, Cc and Bcc; one shot. */
 static const char *const script_message[] = {
     "S:220 mx.test",
@@ -942,6 +1116,8 @@ int main(void)
         cmocka_unit_test(test_send_pipelined_partial),
         cmocka_unit_test(test_send_all_refused_then_again),
         cmocka_unit_test(test_send_preflight),
+        cmocka_unit_test(test_send_rcpts_dsn),
+        cmocka_unit_test(test_send_rcpts_invalid),
         cmocka_unit_test(test_send_message),
         cmocka_unit_test(test_connect_cases),
         cmocka_unit_test(test_auth_cases),

@@ -50,6 +50,8 @@ typedef struct sk_daemon_config {
     /* The queue's retry schedule ("1m,5m,1h") and lifetime. */
     char *retry_schedule;
     uint64_t max_queue_lifetime_ms;
+    /* One delay DSN once a message has waited this long; 0 = none. */
+    uint64_t delay_warning_ms;
     /* Delivery by MX (when there is no relay_host): the resolver
      * ("IP:PORT", NULL = the system's) and the port of MX hosts. */
     char *dns_server;

@@ -13,6 +13,9 @@
 extern "C" {
 #endif
 
+/* Room for the longest NOTIFY value, "SUCCESS,FAILURE,DELAY". */
+#define SK_DSN_NOTIFY_TEXT_SIZE 32
+
 /* RFC 3464 2.3.3 Action values. */
 typedef enum sk_dsn_action {
     SK_DSN_FAILED = 0,
@@ -72,6 +75,14 @@ SK_NODISCARD sk_err sk_dsn_build(const sk_dsn_opts *o, const sk_dsn_rcpt *rcpts,
  * at most outsize-1 octets). Returns SK_ERR_SYNTAX for bad hex, and
  * SK_ERR_TOO_LONG when it does not fit. */
 SK_NODISCARD sk_err sk_xtext_decode(const char *in, char *out, size_t outsize);
+
+/* Encode s as RFC 3461 4 xtext ("a+b" -> "a+2Bb"), appended to out. */
+SK_NODISCARD sk_err sk_xtext_encode(const char *s, sk_buf *out);
+
+/* The NOTIFY value for a set of SK_DSN_NOTIFY_* bits, as it goes on a RCPT
+ * command ("NEVER", "SUCCESS,FAILURE,DELAY"); NULL for 0 (not given).
+ * buf holds the text. */
+const char *sk_dsn_notify_format(unsigned notify, char buf[SK_DSN_NOTIFY_TEXT_SIZE]);
 
 /* ---- reading reports ---- */
 

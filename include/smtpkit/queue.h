@@ -23,6 +23,10 @@ struct sk_transport; /* src/deliver/deliver.h */
     }
 /* --max-queue-lifetime default: 5 days. */
 #define SK_QUEUE_LIFETIME_DEFAULT_MS (5ull * 24 * 3600 * 1000)
+/* --delay-warning default: 4 hours, as Postfix's delay_warning_time when
+ * set; long enough that the usual greylisting and short outages pass
+ * without a notice (RFC 3461 5.2.5 leaves the time to the MTA). */
+#define SK_QUEUE_DELAY_WARNING_DEFAULT_MS (4ull * 3600 * 1000)
 /* Per-destination defaults (docs/queue.md "Scheduling"). */
 #define SK_QUEUE_DEST_CONNS_DEFAULT          8   /* jobs in flight per destination */
 #define SK_QUEUE_MSGS_PER_CONN_DEFAULT       100 /* messages one connection carries */
@@ -111,6 +115,10 @@ typedef struct sk_queue_opts {
     const uint64_t *retry_ms;
     size_t nretry;
     uint64_t max_lifetime_ms; /* 0 = SK_QUEUE_LIFETIME_DEFAULT_MS */
+    /* A message still deferred this long after arrival gets one delay DSN
+     * (RFC 3464 "delayed") for its recipients with NOTIFY=DELAY; 0 = none
+     * (the daemon's default is SK_QUEUE_DELAY_WARNING_DEFAULT_MS). */
+    uint64_t delay_warning_ms;
     unsigned max_in_flight;   /* delivery jobs at once, 0 = 32 */
     unsigned control_poll_ms; /* how often requests from the CLI are looked for, 0 = 200 */
     void (*on_event)(void *ctx, const sk_queue_event *ev);

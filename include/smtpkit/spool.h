@@ -75,6 +75,9 @@ typedef struct sk_spool_envelope {
     unsigned attempts;
     int64_t next_attempt; /* unix seconds; 0 = as soon as possible */
     char *last_reply;     /* last transient reply for the message, NULL when none */
+    /* 1 once the delay DSN (RFC 3464 "delayed") went out: one per message;
+     * 0 in envelopes written before it was recorded. */
+    int delay_dsn_sent;
     uint64_t body_octets; /* stored body size, set by the spool */
     /* CRC-32C of the stored body, set by the spool; recovery compares it
      * (docs/queue.md "Recovery"). has_body_crc32c is 0 in envelopes

@@ -72,6 +72,8 @@ static const sk_daemon_option options[] = {
      OFF(retry_schedule)},
     {"max-queue-lifetime", SK_DOPT_DURATION, "D", "give up after (default 5d)", false,
      OFF(max_queue_lifetime_ms)},
+    {"delay-warning", SK_DOPT_DURATION, "D",
+     "one delay DSN after (NOTIFY=DELAY; default 4h, 0 = none)", false, OFF(delay_warning_ms)},
     {"rate-limit", SK_DOPT_LIST, "DEST=N/UNIT",
      "per destination, UNIT s, m or h (\"default=N/UNIT\" for all others)", false, OFF(rate_limit)},
     {"priority", SK_DOPT_LIST, "RULE", "\"auth:USER=N\", \"user@dom=N\" or \"dom=N\" (-9..9)",
@@ -157,6 +159,7 @@ sk_daemon_config *sk_daemon_config_new(void)
     c->max_recipients = SK_SMTP_RECIPIENTS_DEFAULT;
     c->mx_port = 25;
     c->max_queue_lifetime_ms = 5ull * 86400000;
+    c->delay_warning_ms = SK_QUEUE_DELAY_WARNING_DEFAULT_MS;
     return c;
 }
 
@@ -439,7 +442,8 @@ sk_err sk_daemon_config_set(sk_daemon_config *c, const char *key, const char *va
     }
     case SK_DOPT_DURATION: {
         uint64_t ms;
-        if (sk_parse_duration_ms(value, &ms) || ms == 0)
+        /* Only for delay-warning does 0 mean something: no delay DSN. */
+        if (sk_parse_duration_ms(value, &ms) || (ms == 0 && strcmp(key, "delay-warning")))
             return bad(err, key, "\"%s\" is not a duration (e.g. 30s, 5m, 1h)", value);
         *(uint64_t *)field = ms;
         break;

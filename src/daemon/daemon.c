@@ -577,6 +577,7 @@ static void reload(sk_daemon *d)
                                                "relay-host",
                                                "retry-schedule",
                                                "max-queue-lifetime",
+                                               "delay-warning",
                                                "users",
                                                "delivery"};
     const sk_daemon_config *old = d->cfg;
@@ -590,6 +591,7 @@ static void reload(sk_daemon *d)
                       !same(old->relay_host, c->relay_host),
                       !same(old->retry_schedule, c->retry_schedule),
                       old->max_queue_lifetime_ms != c->max_queue_lifetime_ms,
+                      old->delay_warning_ms != c->delay_warning_ms,
                       !same(old->users, c->users),
                       delivery_changed(old, c)};
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++)
@@ -622,6 +624,7 @@ static void reload(sk_daemon *d)
     KEEP_STR(retry_schedule);
     KEEP_STR(users);
     keep->max_queue_lifetime_ms = d->cfg->max_queue_lifetime_ms;
+    keep->delay_warning_ms = d->cfg->delay_warning_ms;
 #undef KEEP_STR
 #undef KEEP_LIST
     sk_daemon_config_free(d->cfg);
@@ -847,6 +850,7 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
         .retry_ms = d->retry_ms,
         .nretry = d->nretry,
         .max_lifetime_ms = c->max_queue_lifetime_ms,
+        .delay_warning_ms = c->delay_warning_ms,
         .on_event = on_queue_event,
         .event_ctx = d,
         .group_by_domain = c->group_destinations && !strcmp(c->group_destinations, "domain"),

@@ -59,6 +59,11 @@ typedef struct sk_delivery_result {
     int tls_verified;        /* 1: the peer's certificate verified (chain and name) */
     const char *destination; /* SMTP transport: the destination key (MX host set or relay host);
                                 NULL for Maildir */
+    /* SMTP transport: the next hop announced DSN and was given the
+     * recipients' NOTIFY/ORCPT and the message's RET/ENVID, so any later
+     * notification is its to send (RFC 3461 5.2.1). 0: it did not, and a
+     * success is reported by us as "relayed" (RFC 3461 5.2.2). */
+    int next_hop_dsn;
 } sk_delivery_result;
 
 typedef void (*sk_delivery_done_fn)(void *ctx, const sk_delivery_result *res);

@@ -82,6 +82,37 @@ sk_err sk_xtext_decode(const char *in, char *out, size_t outsize)
     return SK_OK;
 }
 
+sk_err sk_xtext_encode(const char *s, sk_buf *out)
+{
+    /* RFC 3461 4: "+", "=" and octets outside 33..126 become "+HH". */
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        sk_err e = *p < 33 || *p > 126 || *p == '+' || *p == '=' ? sk_buf_printf(out, "+%02X", *p)
+                                                                 : sk_buf_putc(out, (char)*p);
+        if (e) return e;
+    }
+    return SK_OK;
+}
+
+const char *sk_dsn_notify_format(unsigned notify, char buf[SK_DSN_NOTIFY_TEXT_SIZE])
+{
+    if (!notify) return NULL;
+    /* RFC 3461 4.1: NEVER stands alone. */
+    if (notify & SK_DSN_NOTIFY_NEVER) return strcpy(buf, "NEVER");
+    buf[0] = '\0';
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{SK_DSN_NOTIFY_SUCCESS, "SUCCESS"},
+                 {SK_DSN_NOTIFY_FAILURE, "FAILURE"},
+                 {SK_DSN_NOTIFY_DELAY, "DELAY"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!(notify & names[i].bit)) continue;
+        if (buf[0]) strcat(buf, ",");
+        strcat(buf, names[i].name);
+    }
+    return buf[0] ? buf : NULL;
+}
+
 /* ---- building ---- */
 
 /* Append a header field, folded at spaces near 78 columns (RFC 5322
@@ -354,9 +385,8 @@ sk_err sk_dsn_build(const sk_dsn_opts *o, const sk_dsn_rcpt *rcpts, size_t n, co
         size_t plen = full ? msg_len : hlen;
         e = sk_buf_printf(out, "\r\n--%s\r\n", boundary);
         if (!e) e = put_field(out, "Content-Type", type);
-        if (!e)
-            e = put_field(out, "Content-Description",
-                          full ? "Undelivered message" : "Undelivered message headers");
+        const char *what = any_failed || any_delayed ? "Undelivered message" : "Delivered message";
+        if (!e) e = put_fieldf(out, "Content-Description", "%s%s", what, full ? "" : " headers");
         /* RFC 2046 5.2.1: message/rfc822 is 7bit, 8bit or binary only. */
         if (!e && has_8bit(msg, plen)) e = put_field(out, "Content-Transfer-Encoding", "8bit");
         if (!e) e = sk_buf_puts(out, "\r\n");

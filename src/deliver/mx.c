@@ -4,6 +4,7 @@
 #include "mx.h"
 
 #include <smtpkit/client.h>
+#include <smtpkit/dsn.h>
 
 #include <errno.h>
 #include <event2/event.h>
@@ -153,7 +154,13 @@ typedef struct mx_job {
     char *received; /* our Received: header, built on the loop thread */
     unsigned max_per_conn;
     bool tls_required;
-    sk_send_opts send_opts; /* RFC 6710 MT-PRIORITY passed on */
+    sk_send_opts send_opts; /* RFC 6710 MT-PRIORITY, RFC 3461 RET and ENVID passed on */
+    /* RFC 3461 5.2.1: per recipient the NOTIFY and ORCPT passed on. */
+    sk_rcpt_spec *specs;
+    char (*notify)[SK_DSN_NOTIFY_TEXT_SIZE];
+    char **orcpt;
+    char envid[SK_DSN_ENVID_MAX_OCTETS + 1];
+    int next_hop_dsn; /* the host announced DSN and got the parameters */
     sk_route *route;
     char *key;
     sk_delivery_done_fn done;
@@ -236,6 +243,10 @@ static void job_free(mx_job *j)
     sk_free(j->sender);
     for (size_t i = 0; j->rcpts && i < j->nrcpts; i++) sk_free(j->rcpts[i]);
     sk_free(j->rcpts);
+    for (size_t i = 0; j->orcpt && i < j->nrcpts; i++) sk_free(j->orcpt[i]);
+    sk_free(j->orcpt);
+    sk_free(j->notify);
+    sk_free(j->specs);
     sk_free(j->body_path);
     sk_free(j->received);
     sk_route_free(j->route);
@@ -268,6 +279,7 @@ static void job_finish(mx_job *j)
         .tls = j->tls[0] ? j->tls : NULL,
         .tls_verified = j->tls_verified,
         .destination = j->key,
+        .next_hop_dsn = j->next_hop_dsn,
     };
     j->done(j->ctx, &res);
 }
@@ -477,9 +489,12 @@ static bool transact(mx *m, mx_conn *k, mx_job *j, const sk_buf *msg, bool *retr
     memset(&res, 0, sizeof res);
     sk_error err;
     sk_error_clear(&err);
-    sk_err e = sk_client_send(k->c, j->sender, (const char *const *)j->rcpts, j->nrcpts, msg->data,
-                              msg->len, &j->send_opts, &res, &err);
+    sk_err e = sk_client_send_rcpts(k->c, j->sender, j->specs, j->nrcpts, msg->data, msg->len,
+                                    &j->send_opts, &res, &err);
     bool alive = !connection_lost(e);
+    /* The client sends DSN parameters only to a host that announced DSN. */
+    const sk_ehlo_info *ext = sk_client_extensions(k->c);
+    j->next_hop_dsn = ext && (ext->ext & SK_CLIENT_EXT_DSN);
     *retry = false;
     if (!alive && k->messages > 0 && res.mail.code == 0) {
         /* A reused session the host closed meanwhile, before it took
@@ -796,6 +811,52 @@ static sk_route *relay_route(const mx *m)
     return r;
 }
 
+/* RFC 3461 5.2.1: RET and ENVID go on as received (ENVID in its xtext
+ * form, unchanged). */
+static void dsn_opts(mx_job *j, const sk_spool_envelope *env)
+{
+    const sk_mail_params *mp = &env->mail;
+    j->send_opts.dsn_ret = mp->ret == SK_DSN_RET_FULL   ? "FULL"
+                           : mp->ret == SK_DSN_RET_HDRS ? "HDRS"
+                                                        : NULL;
+    snprintf(j->envid, sizeof j->envid, "%s", mp->envid);
+    j->send_opts.dsn_envid = j->envid[0] ? j->envid : NULL;
+    j->send_opts.dsn_envid_xtext = 1;
+}
+
+/* Recipient i's NOTIFY and ORCPT for the next hop. NOTIFY only when it was
+ * given (RFC 3461 5.2.1: the next hop then chooses as we would). ORCPT as
+ * received; without one, RFC 3461 4.2 lets a relay add the address it
+ * received, which we do for ASCII addresses ("rfc822" is ASCII; the
+ * RFC 6533 "utf-8" form is left out). 0 when out of memory. */
+static int rcpt_dsn(mx_job *j, size_t i, const sk_delivery_rcpt *r)
+{
+    j->specs[i].address = j->rcpts[i];
+    j->specs[i].notify = sk_dsn_notify_format(r->notify, j->notify[i]);
+    if (r->orcpt && r->orcpt[0]) {
+        j->orcpt[i] = sk_strdup(r->orcpt);
+        if (!j->orcpt[i]) return 0;
+    } else {
+        bool ascii = true;
+        for (const char *p = r->addr; *p; p++) ascii = ascii && !((unsigned char)*p & 0x80);
+        if (ascii) {
+            sk_buf b = SK_BUF_INIT(SK_DSN_ORCPT_MAX_OCTETS);
+            sk_err e = sk_buf_puts(&b, "rfc822;");
+            if (!e) e = sk_xtext_encode(r->addr, &b);
+            /* An address too long for ORCPT goes without one. */
+            if (e == SK_ERR_NOMEM) {
+                sk_buf_free(&b);
+                return 0;
+            }
+            j->orcpt[i] = e ? NULL : sk_buf_detach(&b, NULL);
+            sk_buf_free(&b);
+            if (!e && !j->orcpt[i]) return 0;
+        }
+    }
+    j->specs[i].orcpt = j->orcpt[i];
+    return 1;
+}
+
 static void mx_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_done_fn done, void *ctx)
 {
     mx *m = (mx *)t;
@@ -814,16 +875,20 @@ static void mx_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_done
         j->max_per_conn = job->max_per_conn;
         j->send_opts.has_priority = job->env->mail.has_priority;
         j->send_opts.priority = job->env->mail.priority;
+        dsn_opts(j, job->env);
+        j->specs = sk_calloc(job->nrcpts ? job->nrcpts : 1, sizeof *j->specs);
+        j->notify = sk_calloc(job->nrcpts ? job->nrcpts : 1, sizeof *j->notify);
+        j->orcpt = sk_calloc(job->nrcpts ? job->nrcpts : 1, sizeof *j->orcpt);
         j->tls_required =
             sk_mx_tls_required((const char *const *)m->tls_required, m->ntls_required, job->domain);
         j->done = done;
         j->ctx = ctx;
         ok = j->queue_id && j->domain && j->sender && j->body_path && j->received && j->rcpts &&
-             j->results;
+             j->results && j->specs && j->notify && j->orcpt;
         for (size_t i = 0; ok && i < job->nrcpts; i++) {
             j->rcpts[i] = sk_strdup(job->rcpts[i].addr);
             j->nrcpts = i + 1;
-            ok = j->rcpts[i] != NULL;
+            ok = j->rcpts[i] != NULL && rcpt_dsn(j, i, &job->rcpts[i]);
         }
     }
     if (!ok) {

@@ -1,5 +1,6 @@
-/* Bounces: the RFC 3464 report about recipients that failed permanently or
- * expired, built from the spooled message (RFC 3461 RET, ENVID, ORCPT). */
+/* DSNs: the RFC 3464 report about recipients that failed permanently or
+ * expired, were delayed, delivered or relayed, built from the spooled
+ * message (RFC 3461 RET, ENVID, ORCPT). */
 #include <ctype.h>
 #include <fcntl.h>
 #include <string.h>
@@ -67,15 +68,19 @@ sk_err sk_queue_bounce_build(sk_spool *spool, const sk_queue_opts *o, const sk_s
 {
     sk_dsn_rcpt *dr = sk_calloc(n ? n : 1, sizeof *dr);
     if (!dr) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_COMPOSE, "out of memory");
-    for (size_t i = 0; i < n; i++)
+    int any_failed = 0;
+    for (size_t i = 0; i < n; i++) {
         dr[i] = (sk_dsn_rcpt){.address = r[i].rcpt->addr,
                               .orcpt = r[i].rcpt->orcpt,
-                              .action = SK_DSN_FAILED,
+                              .action = r[i].action,
                               .status = r[i].status,
                               .remote_mta = r[i].remote,
                               .diagnostic = r[i].diagnostic,
                               .diagnostic_type = r[i].diagnostic_type,
-                              .last_attempt = now_s};
+                              .last_attempt = now_s,
+                              .retry_until = r[i].retry_until};
+        any_failed |= r[i].action == SK_DSN_FAILED;
+    }
     size_t full_max =
         o->dsn_full_max_octets ? o->dsn_full_max_octets : SK_DSN_FULL_MAX_OCTETS_DEFAULT;
     sk_dsn_opts d = {.reporting_mta = o->hostname ? o->hostname : "localhost",
@@ -86,10 +91,13 @@ sk_err sk_queue_bounce_build(sk_spool *spool, const sk_queue_opts *o, const sk_s
                      .full_max_octets = full_max,
                      .now = now_s};
     /* RFC 3461 4.3: the whole message only when RET allows and it is small
-     * enough; otherwise its header block is all the report carries. */
+     * enough; otherwise its header block is all the report carries. RET
+     * is about failures: a report of delays or deliveries only returns
+     * the headers. */
+    if (!any_failed) d.ret = SK_DSN_RET_HDRS;
     sk_buf msg = SK_BUF_INIT(full_max + (1u << 20)); /* room for a header block too */
     sk_err e = SK_ERR_TOO_LONG;
-    if (env->mail.ret != SK_DSN_RET_HDRS && env->body_octets <= full_max)
+    if (d.ret != SK_DSN_RET_HDRS && env->body_octets <= full_max)
         e = read_body(spool, env->id, full_max, &msg);
     if (e) {
         sk_buf_reset(&msg);

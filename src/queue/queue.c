@@ -48,6 +48,9 @@ struct qmsg {
     /* This attempt: recipients that failed permanently, and who said so. */
     unsigned char *failed_now;
     char **remote;
+    /* This attempt: recipients delivered (1: by us, 2: relayed to a host
+     * without DSN), for success notifications (RFC 3461 5.2.2, 5.2.3). */
+    unsigned char *success_now;
     qmsg *prev, *next;
     TAILQ_ENTRY(qmsg) rlink; /* in q->ready while ready */
 };
@@ -273,8 +276,10 @@ static void attempt_state_free(qmsg *m)
         for (size_t i = 0; i < m->env->nrcpts; i++) sk_free(m->remote[i]);
     sk_free(m->remote);
     sk_free(m->failed_now);
+    sk_free(m->success_now);
     m->remote = NULL;
     m->failed_now = NULL;
+    m->success_now = NULL;
 }
 
 static void free_msg(qmsg *m)
@@ -682,15 +687,15 @@ static void dsn_done(void *ctx, sk_err err, const char *queue_id)
     sk_free(x);
 }
 
-/* Spool a DSN about m for the recipients in r that asked for one (RFC 3461
- * NOTIFY; never to the null sender, so bounces cannot loop), from the null
- * sender to the original sender (RFC 3461 6.2). */
+/* Spool a DSN about m for the recipients in r that asked for one with
+ * their action (RFC 3461 NOTIFY; never to the null sender, so DSNs cannot
+ * loop), from the null sender to the original sender (RFC 3461 6.2). */
 static void bounce(sk_queue *q, qmsg *m, sk_bounce_rcpt *r, size_t n, int64_t now)
 {
     const sk_spool_envelope *env = m->env;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (sk_dsn_wanted(env->sender, r[i].rcpt->notify, SK_DSN_FAILED)) r[k++] = r[i];
+        if (sk_dsn_wanted(env->sender, r[i].rcpt->notify, r[i].action)) r[k++] = r[i];
     if (!k) return;
     sk_error err;
     sk_buf out =
@@ -764,6 +769,24 @@ static void describe_failure(const sk_queue *q, const char *line, int expired, c
     if (e) sk_buf_reset(diag);
 }
 
+/* Status and diagnostic for a recipient reported as delivered, relayed
+ * or delayed: the enhanced code of its last reply when it is of the
+ * right class (RFC 3464 2.3.4), else X.0.0; the reply itself as
+ * diagnostic, except for our own local delivery. */
+static void describe_other(const char *line, sk_dsn_action action, char status[16], sk_buf *diag)
+{
+    int code;
+    char enh[16];
+    const char *text;
+    sk_queue_reply_split(line, &code, enh, &text);
+    char cls = action == SK_DSN_DELAYED ? '4' : '2';
+    if (enh[0] == cls)
+        snprintf(status, 16, "%s", enh);
+    else
+        snprintf(status, 16, "%c.0.0", cls);
+    if (action != SK_DSN_DELIVERED && line && code && sk_buf_puts(diag, line)) sk_buf_reset(diag);
+}
+
 /* ---- attempts ---- */
 
 /* Every job of an attempt has reported: decide what happens next. */
@@ -778,8 +801,16 @@ static void finish_attempt(sk_queue *q, qmsg *m)
     /* An arrival in the future (clock set back) never expires early. */
     int expired = pending && now > env->arrival &&
                   (uint64_t)(now - env->arrival) * 1000u >= q->opts.max_lifetime_ms;
+    /* RFC 3461 5.2.5, RFC 3464 2.3.3 "delayed": once the message has
+     * waited delay_warning_ms, one notice per message to the recipients
+     * still pending (not per attempt: envelope's delay_dsn_sent). */
+    int delay_due = pending && !expired && q->opts.delay_warning_ms && !env->delay_dsn_sent &&
+                    now > env->arrival &&
+                    (uint64_t)(now - env->arrival) * 1000u >= q->opts.delay_warning_ms;
+    int64_t retry_until = env->arrival + (int64_t)(q->opts.max_lifetime_ms / 1000);
     /* One DSN for everything this attempt ended: recipients that failed
-     * permanently now, and on expiry every one still pending. */
+     * permanently now, and on expiry every one still pending; recipients
+     * delivered now; and the delay notice when it is due. */
     size_t nb = 0;
     sk_bounce_rcpt *br = sk_calloc(env->nrcpts ? env->nrcpts : 1, sizeof *br);
     char(*status)[16] = sk_calloc(env->nrcpts ? env->nrcpts : 1, sizeof *status);
@@ -801,17 +832,31 @@ static void finish_attempt(sk_queue *q, qmsg *m)
                                  .priority = m->priority};
             emit(q, &ev);
         }
-        if (!br || !status || !diag || (!failed_now && !expiring)) continue;
+        int succeeded = m->success_now && m->success_now[i];
+        int delayed = delay_due && r->state == SK_RCPT_PENDING;
+        if (!br || !status || !diag || (!failed_now && !expiring && !succeeded && !delayed))
+            continue;
         sk_buf_init(&diag[nb], SK_REPLY_TEXT_MAX_OCTETS + 64);
-        const char *dt;
-        describe_failure(q, r->last_reply, expiring, status[nb], &diag[nb], &dt);
+        const char *dt = NULL;
+        sk_dsn_action action = SK_DSN_FAILED;
+        if (failed_now || expiring) {
+            describe_failure(q, r->last_reply, expiring, status[nb], &diag[nb], &dt);
+        } else {
+            action = delayed                  ? SK_DSN_DELAYED
+                     : m->success_now[i] == 1 ? SK_DSN_DELIVERED
+                                              : SK_DSN_RELAYED;
+            describe_other(r->last_reply, action, status[nb], &diag[nb]);
+        }
         br[nb] = (sk_bounce_rcpt){.rcpt = r,
+                                  .action = action,
                                   .status = status[nb],
                                   .diagnostic = diag[nb].len ? sk_buf_cstr(&diag[nb]) : NULL,
                                   .diagnostic_type = dt,
-                                  .remote = m->remote ? m->remote[i] : NULL};
+                                  .remote = m->remote ? m->remote[i] : NULL,
+                                  .retry_until = action == SK_DSN_DELAYED ? retry_until : 0};
         nb++;
     }
+    if (delay_due) env->delay_dsn_sent = 1;
     if (nb) bounce(q, m, br, nb, now);
     for (size_t i = 0; diag && i < nb; i++) sk_buf_free(&diag[i]);
     sk_free(diag);
@@ -855,6 +900,7 @@ static void job_done(void *ctx, const sk_delivery_result *res)
         sk_spool_envelope *env = m->env;
         int64_t now = now_ms(q);
         int throttled = 0;
+        int local = j->t && j->t == q->opts.local_transport;
         for (size_t i = 0; i < j->job.nrcpts; i++) {
             sk_delivery_rcpt_result fallback = {.status = SK_DELIVERY_TRANSIENT};
             fallback.reply = sk_reply_make(451, "4.3.0", "%s transport gave no result",
@@ -881,6 +927,14 @@ static void job_done(void *ctx, const sk_delivery_result *res)
             case SK_DELIVERY_OK:
                 rc->state = SK_RCPT_DELIVERED;
                 ev.type = SK_QUEUE_EV_DELIVERED;
+                /* RFC 3461 5.2.1: a next hop that took the DSN parameters
+                 * reports the success itself; 5.2.2: one without DSN
+                 * leaves it to us ("relayed"); 5.2.3: local delivery
+                 * ("delivered"). */
+                if (m->success_now && (local || !(res && res->next_hop_dsn)))
+                    m->success_now[idx] = local ? 1 : 2;
+                if (m->remote && res && res->remote_host && !m->remote[idx])
+                    m->remote[idx] = sk_strdup(res->remote_host);
                 break;
             case SK_DELIVERY_PERMANENT:
                 rc->state = SK_RCPT_FAILED;
@@ -891,6 +945,8 @@ static void job_done(void *ctx, const sk_delivery_result *res)
                 break;
             default:
                 ev.type = SK_QUEUE_EV_DEFERRED;
+                if (m->remote && res && res->remote_host && !m->remote[idx])
+                    m->remote[idx] = sk_strdup(res->remote_host);
                 if (text) {
                     sk_free(env->last_reply);
                     env->last_reply = sk_strdup(text);
@@ -1083,6 +1139,7 @@ static void start_attempt(sk_queue *q, qmsg *m)
     m->priority = sk_queue_priority_of(env, q->opts.priority_rules, q->opts.npriority_rules);
     attempt_state_free(m);
     m->failed_now = sk_calloc(nr, 1);
+    m->success_now = sk_calloc(nr, 1);
     m->remote = sk_calloc(nr, sizeof *m->remote);
     m->jobs_out++; /* guard: a job may finish before we return */
     if (idx && domains) {

@@ -35,17 +35,22 @@ void sk_bucket_take(sk_bucket *b, int64_t now_ms);
  * else the default. */
 sk_queue_rate sk_queue_rate_for(const sk_queue_opts *o, const char *domain, int *overridden);
 
-/* One recipient reported in a bounce. */
+/* One recipient reported in a DSN: failed (bounce), delayed, delivered
+ * or relayed. */
 typedef struct sk_bounce_rcpt {
     const sk_spool_rcpt *rcpt;
-    const char *status;          /* "5.1.1", "4.4.7" */
-    const char *diagnostic;      /* reply, or our own text */
+    sk_dsn_action action;
+    const char *status;          /* "5.1.1", "4.4.7", "2.0.0" */
+    const char *diagnostic;      /* reply, or our own text; NULL = none */
     const char *diagnostic_type; /* NULL = smtp */
     const char *remote;
+    int64_t retry_until; /* delayed: Will-Retry-Until, unix seconds */
 } sk_bounce_rcpt;
 
 /* Build the DSN about env for these recipients into out (RET and ENVID
- * from env; the message read from the spool). */
+ * from env; the message read from the spool). The whole message is
+ * returned only when a recipient failed (RFC 3461 4.3: RET applies to
+ * failure reports; others carry the headers). */
 SK_NODISCARD sk_err sk_queue_bounce_build(sk_spool *spool, const sk_queue_opts *o,
                                           const sk_spool_envelope *env, const sk_bounce_rcpt *r,
                                           size_t n, int64_t now_s, sk_buf *out, sk_error *err);

@@ -219,6 +219,8 @@ sk_err sk_spool_envelope_serialize(const sk_spool_envelope *env, sk_buf *out)
     }
     if (!e && env->has_body_crc32c)
         e = sk_buf_printf(out, "body-crc32c %08" PRIx32 "\n", env->body_crc32c);
+    /* Written only once set, so envelopes without it stay as they were. */
+    if (!e && env->delay_dsn_sent) e = sk_buf_puts(out, "delay-dsn 1\n");
     /* The trailer tells a complete file from a cut one. */
     if (!e) e = sk_buf_puts(out, "end\n");
     return e;
@@ -418,6 +420,8 @@ static sk_err parse_line(sk_spool_envelope *env, const char *p, const char *end)
         m->ret = (sk_dsn_ret)v;
     else if (KEY("esmtp"))
         env->esmtp = v != 0;
+    else if (KEY("delay-dsn"))
+        env->delay_dsn_sent = v != 0;
     else
         return SK_ERR_SYNTAX;
     return SK_OK;

@@ -61,6 +61,38 @@ static void test_xtext_and_action(void **state)
     }
     char small[4];
     assert_int_equal(sk_xtext_decode("abcd", small, sizeof small), SK_ERR_TOO_LONG);
+    /* Encoding: what decodes back, with "+" "=" and non-printables as +HH. */
+    static const struct {
+        const char *in, *out;
+    } enc[] = {{"bob@example.net", "bob@example.net"},
+               {"a+b=c d\x01\xc3\xa9", "a+2Bb+3Dc+20d+01+C3+A9"},
+               {"", ""}};
+    for (size_t i = 0; i < sizeof enc / sizeof enc[0]; i++) {
+        sk_buf b = SK_BUF_INIT(256);
+        assert_int_equal(sk_xtext_encode(enc[i].in, &b), SK_OK);
+        assert_string_equal(sk_buf_cstr(&b), enc[i].out);
+        char back[64];
+        assert_int_equal(sk_xtext_decode(sk_buf_cstr(&b), back, sizeof back), SK_OK);
+        assert_string_equal(back, enc[i].in);
+        sk_buf_free(&b);
+    }
+    static const struct {
+        unsigned bits;
+        const char *text;
+    } nf[] = {{0, NULL},
+              {SK_DSN_NOTIFY_NEVER, "NEVER"},
+              {SK_DSN_NOTIFY_SUCCESS, "SUCCESS"},
+              {SK_DSN_NOTIFY_DELAY | SK_DSN_NOTIFY_FAILURE, "FAILURE,DELAY"},
+              {SK_DSN_NOTIFY_SUCCESS | SK_DSN_NOTIFY_FAILURE | SK_DSN_NOTIFY_DELAY,
+               "SUCCESS,FAILURE,DELAY"}};
+    for (size_t i = 0; i < sizeof nf / sizeof nf[0]; i++) {
+        char buf[SK_DSN_NOTIFY_TEXT_SIZE];
+        const char *t = sk_dsn_notify_format(nf[i].bits, buf);
+        if (nf[i].text)
+            assert_string_equal(t, nf[i].text);
+        else
+            assert_null(t);
+    }
     static const struct {
         const char *in;
         int a;

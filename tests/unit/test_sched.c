@@ -2,8 +2,8 @@
  * and an injected clock: priorities within a destination, per-destination
  * connection limits, independence of destinations, throttling by 421,
  * 4.7.x and rules, provider grouping, priority settings, DSNs on permanent
- * failure and on expiry (NOTIFY, null sender), and retry state across a
- * restart. */
+ * failure and on expiry (NOTIFY, null sender), success and delay DSNs, and
+ * retry state across a restart. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,6 +37,8 @@ typedef struct fjob {
     void *ctx;
     int finished;
     unsigned max_per_conn;
+    int next_hop_dsn; /* what the result says of the next hop */
+    int local;        /* given to the local transport: no remote host */
 } fjob;
 
 /* How the fake answers a domain: held until the test finishes the job, or
@@ -56,6 +58,8 @@ typedef struct harness {
     sk_spool *spool;
     sk_queue *q;
     sk_transport t;
+    sk_transport lt;  /* the local transport, when opts name local domains */
+    int next_hop_dsn; /* remote results say the next hop took DSN parameters */
     int64_t now;
     fjob jobs[MAX_JOBS];
     size_t njobs;
@@ -92,16 +96,18 @@ static void finish(fjob *j, sk_delivery_status st, int code, const char *enh, co
         rs[i].status = st;
         rs[i].reply = sk_reply_make(code, enh, "%s", text);
     }
-    sk_delivery_result res = {
-        .rcpts = rs, .nrcpts = j->nrcpts, .remote_host = "mx.fake", .tls = "TLSv1.3 FAKE"};
+    sk_delivery_result res = {.rcpts = rs,
+                              .nrcpts = j->nrcpts,
+                              .remote_host = j->local ? NULL : "mx.fake",
+                              .tls = "TLSv1.3 FAKE",
+                              .next_hop_dsn = j->next_hop_dsn};
     j->finished = 1;
     j->done(j->ctx, &res);
 }
 
-static void fake_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_done_fn done,
-                         void *ctx)
+static void fake_job(harness *h, int local, const sk_delivery *job, sk_delivery_done_fn done,
+                     void *ctx)
 {
-    harness *h = fake_h(t);
     assert_true(h->njobs < MAX_JOBS);
     fjob *j = &h->jobs[h->njobs++];
     snprintf(j->id, sizeof j->id, "%s", job->queue_id);
@@ -110,12 +116,26 @@ static void fake_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_do
     j->done = done;
     j->ctx = ctx;
     j->max_per_conn = job->max_per_conn;
+    j->next_hop_dsn = !local && h->next_hop_dsn;
+    j->local = local;
     const script *s = find_script(h, job->domain);
     if (s && s->hold) return;
     if (!s)
         finish(j, SK_DELIVERY_OK, 250, "2.0.0", "ok");
     else
         finish(j, s->status, s->code, s->enhanced, s->text);
+}
+
+static void fake_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_done_fn done,
+                         void *ctx)
+{
+    fake_job(fake_h(t), 0, job, done, ctx);
+}
+
+static void fake_deliver_local(sk_transport *t, const sk_delivery *job, sk_delivery_done_fn done,
+                               void *ctx)
+{
+    fake_job((harness *)((char *)t - offsetof(harness, lt)), 1, job, done, ctx);
 }
 
 static void fake_route_key(sk_transport *t, const char *domain, sk_route_key_fn cb, void *ctx)
@@ -167,8 +187,10 @@ static void start(harness *h)
     assert_non_null(h->spool);
     h->t = (sk_transport){.name = "fake", .deliver = fake_deliver};
     if (h->routes) h->t.route_key = fake_route_key;
+    h->lt = (sk_transport){.name = "fake-local", .deliver = fake_deliver_local};
     sk_queue_opts o = h->opts;
     o.remote_transport = &h->t;
+    if (o.nlocal_domains) o.local_transport = &h->lt;
     o.on_event = on_event;
     o.event_ctx = h;
     o.now_ms = clock_now;
@@ -712,13 +734,14 @@ static void test_dsn_on_permanent_failure(void **state)
         const char *sender;
         unsigned notify;
         int want_dsn;
+        int about_success; /* the DSN reports carol's success, not bob's failure */
     } cases[] = {
-        {"no NOTIFY", "alice@sender.test", 0, 1},
-        {"NOTIFY=FAILURE", "alice@sender.test", SK_DSN_NOTIFY_FAILURE, 1},
+        {"no NOTIFY", "alice@sender.test", 0, 1, 0},
+        {"NOTIFY=FAILURE", "alice@sender.test", SK_DSN_NOTIFY_FAILURE, 1, 0},
         {"NOTIFY=SUCCESS,DELAY", "alice@sender.test", SK_DSN_NOTIFY_SUCCESS | SK_DSN_NOTIFY_DELAY,
-         0},
-        {"NOTIFY=NEVER", "alice@sender.test", SK_DSN_NOTIFY_NEVER, 0},
-        {"null sender", "", 0, 0},
+         1, 1},
+        {"NOTIFY=NEVER", "alice@sender.test", SK_DSN_NOTIFY_NEVER, 0, 0},
+        {"null sender", "", 0, 0, 0},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         harness h = {0};
@@ -757,6 +780,20 @@ static void test_dsn_on_permanent_failure(void **state)
         assert_int_equal(started(&h, "sender.test"), 1);
         char *dsn = read_msg(&h, h.dsn_ids[0]);
         assert_non_null(strstr(dsn, "report-type=delivery-status"));
+        if (cases[c].about_success) {
+            /* carol's success, relayed to a host without DSN (RFC 3461
+             * 5.2.2); bob's failure is not asked for. Headers only. */
+            assert_non_null(strstr(dsn, "Final-Recipient: rfc822; carol@ok.test"));
+            assert_non_null(strstr(dsn, "Action: relayed"));
+            assert_non_null(strstr(dsn, "Status: 2.0.0"));
+            assert_non_null(strstr(dsn, "Content-Type: text/rfc822-headers"));
+            assert_null(strstr(dsn, "Final-Recipient: rfc822; bob@gone.test"));
+            assert_null(strstr(dsn, "Action: failed"));
+            assert_null(strstr(dsn, "\r\nhi\r\n"));
+            free(dsn);
+            done_all(&h);
+            continue;
+        }
         assert_non_null(strstr(dsn, "Final-Recipient: rfc822; bob@gone.test"));
         assert_non_null(strstr(dsn, "Original-Recipient: rfc822; bob@gone.test"));
         assert_non_null(strstr(dsn, "Original-Envelope-Id: ENV+42"));
@@ -805,6 +842,157 @@ static void test_dsn_once_on_expiry(void **state)
     advance(&h, 3600 * 1000);
     assert_int_equal(h.ev[SK_QUEUE_EV_DSN], 1);
     done_all(&h);
+}
+
+/* Success DSNs: "delivered" by the local transport (RFC 3461 5.2.3),
+ * "relayed" to a next hop without DSN (5.2.2), none from us when the next
+ * hop took the parameters (5.2.1), none unless NOTIFY has SUCCESS, never
+ * to the null sender. */
+static void test_dsn_on_success(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *sender;
+        const char *rcpt;
+        unsigned notify;
+        int next_hop_dsn;
+        const char *action; /* NULL: no DSN */
+    } cases[] = {
+        {"local", "alice@sender.test", "bob@here.test", SK_DSN_NOTIFY_SUCCESS, 0, "delivered"},
+        {"relayed, no DSN there", "alice@sender.test", "bob@ok.test",
+         SK_DSN_NOTIFY_SUCCESS | SK_DSN_NOTIFY_FAILURE, 0, "relayed"},
+        {"relayed, DSN there", "alice@sender.test", "bob@ok.test", SK_DSN_NOTIFY_SUCCESS, 1, NULL},
+        {"local, FAILURE only", "alice@sender.test", "bob@here.test", SK_DSN_NOTIFY_FAILURE, 0,
+         NULL},
+        {"relayed, no NOTIFY", "alice@sender.test", "bob@ok.test", 0, 0, NULL},
+        {"local, NEVER", "alice@sender.test", "bob@here.test", SK_DSN_NOTIFY_NEVER, 0, NULL},
+        {"null sender", "", "bob@here.test", SK_DSN_NOTIFY_SUCCESS, 0, NULL},
+        {"null sender relayed", "", "bob@ok.test", SK_DSN_NOTIFY_SUCCESS, 0, NULL},
+    };
+    static const char *const locals[] = {"here.test"};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        print_message("%s\n", cases[c].name);
+        harness h = {0};
+        static const script sc[] = {{"sender.test", 1, 0, 0, NULL, NULL}};
+        h.scripts = sc;
+        h.nscripts = 1;
+        h.opts.local_domains = locals;
+        h.opts.nlocal_domains = 1;
+        h.next_hop_dsn = cases[c].next_hop_dsn;
+        start(&h);
+        msgspec m = {.sender = cases[c].sender,
+                     .rcpts = {cases[c].rcpt},
+                     .notify = cases[c].notify,
+                     .envid = "ENV+2B7"};
+        char id[SK_SPOOL_ID_SIZE];
+        inject(&h, &m, id);
+        pump(&h);
+        assert_int_equal(h.ev[SK_QUEUE_EV_DELIVERED], 1);
+        if (!cases[c].action) {
+            if (h.ev[SK_QUEUE_EV_DSN]) fail_msg("%s: a DSN", cases[c].name);
+            assert_int_equal(started(&h, "sender.test"), 0);
+            done_all(&h);
+            continue;
+        }
+        assert_int_equal(h.ev[SK_QUEUE_EV_DSN], 1);
+        char *dsn = read_msg(&h, h.dsn_ids[0]);
+        char want[64];
+        snprintf(want, sizeof want, "Action: %s\r\n", cases[c].action);
+        assert_non_null(strstr(dsn, want));
+        assert_non_null(strstr(dsn, "Status: 2.0.0"));
+        assert_non_null(strstr(dsn, "Original-Envelope-Id: ENV+7"));
+        assert_non_null(strstr(dsn, "Subject: Successful Mail Delivery Report"));
+        /* RFC 3461 4.3: no failure, so the headers only. */
+        assert_non_null(strstr(dsn, "Content-Type: text/rfc822-headers"));
+        assert_non_null(strstr(dsn, "Subject: sched test"));
+        assert_null(strstr(dsn, "\r\nhi\r\n"));
+        if (!strcmp(cases[c].action, "relayed")) {
+            assert_non_null(strstr(dsn, "Remote-MTA: dns; mx.fake"));
+            assert_non_null(strstr(dsn, "Diagnostic-Code: smtp; 250 2.0.0 ok"));
+        } else {
+            assert_null(strstr(dsn, "Remote-MTA:"));
+        }
+        free(dsn);
+        done_all(&h);
+    }
+}
+
+/* One delay DSN per message once it has waited delay_warning_ms, to the
+ * recipients with NOTIFY=DELAY only; recorded in the envelope, so neither
+ * more retries nor a restart repeat it. */
+static void test_dsn_delay_once(void **state)
+{
+    static const uint64_t warn[] = {30 * 60 * 1000, 0};
+    for (size_t c = 0; c < 2; c++) {
+        harness h = {0};
+        static const uint64_t retry[] = {10 * 60 * 1000};
+        h.opts.retry_ms = retry;
+        h.opts.nretry = 1;
+        h.opts.max_lifetime_ms = 5 * 3600 * 1000;
+        h.opts.delay_warning_ms = warn[c];
+        static const script sc[] = {
+            {"down.test", 0, SK_DELIVERY_TRANSIENT, 451, "4.4.1", "connection refused"},
+            {"sender.test", 1, 0, 0, NULL, NULL}};
+        h.scripts = sc;
+        h.nscripts = 2;
+        start(&h);
+        int64_t arrival = h.now / 1000;
+        msgspec m = {.sender = "alice@sender.test",
+                     .rcpts = {"a@down.test"},
+                     .notify = SK_DSN_NOTIFY_DELAY | SK_DSN_NOTIFY_FAILURE,
+                     .orcpt = "rfc822;A+2Bx@down.test"};
+        msgspec never = {
+            .sender = "bob@sender.test", .rcpts = {"b@down.test"}, .notify = SK_DSN_NOTIFY_NEVER};
+        msgspec failure = {.sender = "carol@sender.test",
+                           .rcpts = {"c@down.test"},
+                           .notify = SK_DSN_NOTIFY_FAILURE};
+        char id[SK_SPOOL_ID_SIZE], id2[SK_SPOOL_ID_SIZE], id3[SK_SPOOL_ID_SIZE];
+        inject(&h, &m, id);
+        inject(&h, &never, id2);
+        inject(&h, &failure, id3);
+        pump(&h);
+        /* Attempts at 0, 10 and 20 minutes: not yet. */
+        advance(&h, 10 * 60 * 1000 + 1000);
+        advance(&h, 10 * 60 * 1000 + 1000);
+        assert_int_equal(h.ev[SK_QUEUE_EV_DSN], 0);
+        /* The attempt after 30 minutes sends it (when the setting is on). */
+        advance(&h, 10 * 60 * 1000 + 1000);
+        assert_int_equal(h.ev[SK_QUEUE_EV_DSN], c == 0 ? 1 : 0);
+        for (int i = 0; i < 3; i++) advance(&h, 10 * 60 * 1000 + 1000);
+        assert_int_equal(h.ev[SK_QUEUE_EV_DSN], c == 0 ? 1 : 0);
+        if (c == 1) {
+            done_all(&h);
+            continue;
+        }
+        sk_spool_envelope *env = NULL;
+        sk_error err;
+        assert_int_equal(sk_spool_load(h.spool, id, &env, &err), SK_OK);
+        assert_int_equal(env->delay_dsn_sent, 1);
+        assert_int_equal(env->state, SK_SPOOL_DEFERRED);
+        sk_spool_envelope_free(env);
+        char *dsn = read_msg(&h, h.dsn_ids[0]);
+        assert_non_null(strstr(dsn, "To: <alice@sender.test>"));
+        assert_int_equal(count_str(dsn, "Final-Recipient:"), 1);
+        assert_non_null(strstr(dsn, "Final-Recipient: rfc822; a@down.test"));
+        assert_non_null(strstr(dsn, "Original-Recipient: rfc822; A+x@down.test"));
+        assert_non_null(strstr(dsn, "Action: delayed\r\n"));
+        assert_non_null(strstr(dsn, "Status: 4.4.1"));
+        assert_non_null(strstr(dsn, "Diagnostic-Code: smtp; 451 4.4.1 connection refused"));
+        assert_non_null(strstr(dsn, "Subject: Delayed Mail (still being retried)"));
+        char until[40], line[64];
+        sk_time_rfc5322(arrival + 5 * 3600, until);
+        snprintf(line, sizeof line, "Will-Retry-Until: %s\r\n", until);
+        assert_non_null(strstr(dsn, line));
+        assert_non_null(strstr(dsn, "Content-Type: text/rfc822-headers"));
+        free(dsn);
+        /* A new process: the envelope says it was sent. */
+        stop(&h);
+        start(&h);
+        for (int i = 0; i < 3; i++) advance(&h, 10 * 60 * 1000 + 1000);
+        assert_true(h.ev[SK_QUEUE_EV_DEFERRED] >= 3);
+        assert_int_equal(h.ev[SK_QUEUE_EV_DSN], 0);
+        done_all(&h);
+    }
 }
 
 /* ---- restart ---- */
@@ -864,6 +1052,8 @@ int main(void)
         cmocka_unit_test(test_provider_grouping),
         cmocka_unit_test(test_dsn_on_permanent_failure),
         cmocka_unit_test(test_dsn_once_on_expiry),
+        cmocka_unit_test(test_dsn_on_success),
+        cmocka_unit_test(test_dsn_delay_once),
         cmocka_unit_test(test_restart_keeps_schedule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

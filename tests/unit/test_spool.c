@@ -157,6 +157,7 @@ static void assert_env_equal(const sk_spool_envelope *a, const sk_spool_envelope
     assert_int_equal(a->body_octets, b->body_octets);
     assert_int_equal(a->has_body_crc32c, b->has_body_crc32c);
     if (a->has_body_crc32c) assert_int_equal(a->body_crc32c, b->body_crc32c);
+    assert_int_equal(a->delay_dsn_sent, b->delay_dsn_sent);
 }
 
 static void test_envelope_round_trip(void **state)
@@ -195,6 +196,7 @@ static void test_envelope_round_trip(void **state)
     cases[3].last_reply = "451 4.3.0 try later";
     cases[3].helo = cases[3].peer = NULL;
     cases[3].esmtp = 0;
+    cases[3].delay_dsn_sent = 1;
     for (size_t i = 0; i < 4; i++) {
         assert_int_equal(sk_spool_id_new(cases[i].id, 0), SK_OK);
         cases[i].arrival = 1700000000 + (int64_t)i;

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <smtpkit/daemon.h>
+#include <smtpkit/queue.h>
 
 #include "daemon/daemon_int.h"
 
@@ -94,6 +95,9 @@ static const struct {
     {"throttle-suspend", "soon", SK_ERR_CONFIG, "duration"},
     {"suppress-for", "30d", SK_OK, NULL},
     {"suppress-for", "0", SK_ERR_CONFIG, "duration"},
+    {"delay-warning", "30m", SK_OK, NULL},
+    {"delay-warning", "0", SK_OK, NULL}, /* the one duration where 0 means off */
+    {"delay-warning", "later", SK_ERR_CONFIG, "duration"},
     {"verp", NULL, SK_OK, NULL},
     {"verp", "sometimes", SK_ERR_CONFIG, "yes or no"},
     {"dns-server", "127.0.0.1:5353", SK_OK, NULL},
@@ -128,6 +132,9 @@ static void test_values_stored(void **state)
     sk_error err;
     assert_int_equal(sk_daemon_config_set(c, "max-message-size", "10M", &err), SK_OK);
     assert_int_equal(c->max_message_size, 10u * 1024 * 1024);
+    assert_int_equal(c->delay_warning_ms, SK_QUEUE_DELAY_WARNING_DEFAULT_MS);
+    assert_int_equal(sk_daemon_config_set(c, "delay-warning", "90s", &err), SK_OK);
+    assert_int_equal(c->delay_warning_ms, 90000);
     assert_int_equal(sk_daemon_config_set(c, "data-timeout", "2m", &err), SK_OK);
     assert_int_equal(c->data_timeout_ms, 120000);
     assert_int_equal(sk_daemon_config_set(c, "local-domain", "Example.ORG.", &err), SK_OK);
@@ -515,6 +522,7 @@ static void test_delivery_options(void **state)
                                   "tls-required = .example.net\n"
                                   "throttle-suspend = 2m\n"
                                   "suppress-for = 1d\n"
+                                  "delay-warning = 0\n"
                                   "verp = yes\n");
     const sk_daemon_setting flags[] = {{"rate-limit", "other.example=1/h"}};
     sk_daemon_config *c = NULL;
@@ -533,6 +541,7 @@ static void test_delivery_options(void **state)
     assert_string_equal(c->tls_required.v[0], ".example.net");
     assert_int_equal(c->throttle_suspend_ms, 120000);
     assert_int_equal(c->suppress_for_ms, 86400000);
+    assert_int_equal(c->delay_warning_ms, 0);
     assert_true(c->verp);
     assert_null(c->rules);
     sk_daemon_config_free(c);

@@ -174,7 +174,7 @@ run_source() {
     $PY -c "print('%.0f' % ($2 / ($t1 - $t0)))"
 }
 
-count_held_smtpkit() { ls "$TMP/sk/spool/msg" 2>/dev/null | grep -c '\.env$' || true; }
+count_held_smtpkit() { ls "$TMP/sk/spool/msg" 2>/dev/null | grep -c '\.msg$' || true; }
 count_held_postfix() { find "$PFX/queue/hold" -type f | wc -l; }
 
 # The machine may be shared: record its load next to the figures.

@@ -28,7 +28,8 @@ typedef struct sk_delivery_rcpt {
 typedef struct sk_delivery {
     const char *queue_id;
     const sk_spool_envelope *env; /* sender, session details, MAIL parameters */
-    const char *body_path;        /* the message file: CRLF line ends, as received */
+    const char *body_path;        /* the message file; its first env->body_octets octets are the
+                                   * body (CRLF line ends, as received), the envelope follows */
     const char *domain;           /* destination domain, lower case */
     const sk_delivery_rcpt *rcpts;
     size_t nrcpts;

@@ -139,7 +139,9 @@ static int already_there(const char *folder, const char *name, int check_cur)
 }
 
 /* Copy the body turning CRLF into LF; a CR not followed by LF is kept. */
-static sk_err copy_body(int in, int out, const char *head, size_t head_len)
+/* Copy body_octets octets of in (the spool file goes on with the message's
+ * envelope after them) to out, after head. */
+static sk_err copy_body(int in, uint64_t body_octets, int out, const char *head, size_t head_len)
 {
     char ibuf[MAILDIR_CHUNK_OCTETS], obuf[MAILDIR_CHUNK_OCTETS + 1];
     int pending_cr = 0;
@@ -155,11 +157,14 @@ static sk_err copy_body(int in, int out, const char *head, size_t head_len)
             p += w;
             left -= (size_t)w;
         }
-        ssize_t r = read(in, ibuf, sizeof ibuf);
+        size_t want = body_octets < sizeof ibuf ? (size_t)body_octets : sizeof ibuf;
+        ssize_t r = want ? read(in, ibuf, want) : 0;
         if (r < 0) {
             if (errno == EINTR) continue;
             return SK_ERR_IO;
         }
+        if (r == 0 && body_octets) return SK_ERR_IO; /* shorter than recorded */
+        body_octets -= (uint64_t)r;
         size_t o = 0;
         if (r == 0) {
             if (pending_cr) obuf[o++] = '\r';
@@ -276,7 +281,7 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
         out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (out < 0) e = errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
     }
-    if (!e) e = copy_body(in, out, head.data, head.len);
+    if (!e) e = copy_body(in, job->env->body_octets, out, head.data, head.len);
     if (!e && fsync(out)) e = errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
     if (in >= 0) close(in);
     if (out >= 0 && close(out) && !e) e = SK_ERR_IO;

@@ -151,7 +151,8 @@ typedef struct mx_job {
     char **rcpts;
     size_t nrcpts;
     char *body_path;
-    char *received; /* our Received: header, built on the loop thread */
+    uint64_t body_octets; /* the body is this much of the file (docs/queue.md) */
+    char *received;       /* our Received: header, built on the loop thread */
     unsigned max_per_conn;
     bool tls_required;
     sk_send_opts send_opts; /* RFC 6710 MT-PRIORITY, RFC 3461 RET and ENVID passed on */
@@ -313,10 +314,9 @@ static sk_err read_message(const mx_job *j, sk_buf *out, sk_error *err)
     if (fd < 0)
         return sk_error_set(err, SK_ERR_IO, SK_STEP_DATA, "cannot open %s: %s", j->body_path,
                             strerror(errno));
-    struct stat st;
-    sk_err e = fstat(fd, &st) == 0 ? SK_OK : SK_ERR_IO;
+    sk_err e = j->body_octets < SIZE_MAX / 2 ? SK_OK : SK_ERR_TOO_LONG;
     size_t hl = strlen(j->received);
-    size_t total = hl + (size_t)(e ? 0 : st.st_size);
+    size_t total = hl + (size_t)(e ? 0 : j->body_octets);
     if (!e) {
         sk_buf_init(out, total);
         e = sk_buf_reserve(out, total);
@@ -325,7 +325,7 @@ static sk_err read_message(const mx_job *j, sk_buf *out, sk_error *err)
     while (!e && out->len < total) {
         ssize_t n = read(fd, out->data + out->len, total - out->len);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) e = SK_ERR_IO;
+        if (n <= 0) e = SK_ERR_IO; /* an error, or shorter than recorded */
         if (n <= 0) break;
         out->len += (size_t)n;
     }
@@ -869,6 +869,7 @@ static void mx_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_done
         j->domain = sk_strdup(job->domain);
         j->sender = sk_strdup(job->sender ? job->sender : job->env->sender ? job->env->sender : "");
         j->body_path = sk_strdup(job->body_path);
+        j->body_octets = job->env->body_octets;
         j->received = received_header(m, job);
         j->rcpts = sk_calloc(job->nrcpts ? job->nrcpts : 1, sizeof *j->rcpts);
         j->results = sk_calloc(job->nrcpts ? job->nrcpts : 1, sizeof *j->results);

@@ -34,10 +34,13 @@ void sk_queue_reply_split(const char *line, int *code, char enhanced[16], const 
     *text = p;
 }
 
-/* Up to max octets of the stored message; SK_ERR_TOO_LONG when there is
+/* The stored message, the first body_octets octets of its file (the
+ * envelope follows them), up to max octets; SK_ERR_TOO_LONG when there is
  * more (then out holds nothing useful). */
-static sk_err read_body(sk_spool *spool, const char *id, size_t max, sk_buf *out)
+static sk_err read_body(sk_spool *spool, const char *id, uint64_t body_octets, size_t max,
+                        sk_buf *out)
 {
+    if (body_octets > max) return SK_ERR_TOO_LONG;
     sk_buf path = SK_BUF_INIT(4096);
     sk_err e = sk_spool_body_path(spool, id, &path);
     int fd = e ? -1 : open(sk_buf_cstr(&path), O_RDONLY | O_CLOEXEC);
@@ -45,16 +48,13 @@ static sk_err read_body(sk_spool *spool, const char *id, size_t max, sk_buf *out
     if (fd < 0) return e ? e : SK_ERR_IO;
     char chunk[16384];
     for (;;) {
-        ssize_t r = read(fd, chunk, sizeof chunk);
-        if (r < 0) {
+        size_t left = (size_t)body_octets - out->len;
+        ssize_t r = left ? read(fd, chunk, left < sizeof chunk ? left : sizeof chunk) : 0;
+        if (r < 0 || (r == 0 && left)) {
             e = SK_ERR_IO;
             break;
         }
         if (r == 0) break;
-        if (out->len + (size_t)r > max) {
-            e = SK_ERR_TOO_LONG;
-            break;
-        }
         e = sk_buf_append(out, chunk, (size_t)r);
         if (e) break;
     }
@@ -98,7 +98,7 @@ sk_err sk_queue_bounce_build(sk_spool *spool, const sk_queue_opts *o, const sk_s
     sk_buf msg = SK_BUF_INIT(full_max + (1u << 20)); /* room for a header block too */
     sk_err e = SK_ERR_TOO_LONG;
     if (d.ret != SK_DSN_RET_HDRS && env->body_octets <= full_max)
-        e = read_body(spool, env->id, full_max, &msg);
+        e = read_body(spool, env->id, env->body_octets, full_max, &msg);
     if (e) {
         sk_buf_reset(&msg);
         d.ret = SK_DSN_RET_HDRS;

@@ -38,12 +38,11 @@
 struct sk_spool_msg {
     sk_spool *s;
     char id[SK_SPOOL_ID_SIZE];
-    int fd;     /* body, -1 until created */
-    int env_fd; /* envelope being committed */
-    /* Which files this message made, so a failure removes only its own
-     * (never another message's after an ID collision). */
-    int body_created, env_created;
-    int body_reused; /* the body file held another message's bytes */
+    int fd; /* ID.new: body, then envelope and trailer; -1 until created */
+    /* Whether this message made ID.new, so a failure removes only its own
+     * file (never another message's after an ID collision). */
+    int body_created;
+    int body_reused; /* the file held another message's bytes */
     sk_buf wbuf;
     sk_spool_envelope *env;
     uint64_t octets;
@@ -76,7 +75,13 @@ struct sk_spool {
     pthread_t thread;
     int thread_started;
     int stopping;
-    int dir_dirty;          /* a removal waits for the next directory fsync */
+    int dir_dirty; /* a removal waits for the next directory fsync */
+    /* Removed messages whose ID.env may still exist: unlinked only after
+     * the barrier that makes the removal of their ID.msg durable, so a
+     * crash never leaves the message file with only its first envelope
+     * (docs/queue.md "No duplicate deliveries"). */
+    char (*orphans)[SK_SPOOL_ID_SIZE];
+    size_t norphans, orphans_cap;
     int remove_sync_failed; /* that fsync failed: logged on the loop thread */
     sk_spool_msg *pending, **pending_tail;
     sk_spool_msg *finished, **finished_tail;
@@ -243,37 +248,112 @@ int sk_spool_lock(const char *spool_dir, unsigned wait_ms, long *busy_pid, sk_er
 
 static sk_err read_at(int dfd, const char *name, sk_buf *out, size_t max_read);
 
+static sk_err pread_all(int fd, char *p, size_t n, uint64_t at)
+{
+    while (n) {
+        ssize_t r = pread(fd, p, n, (off_t)at);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return SK_ERR_IO;
+        p += r;
+        n -= (size_t)r;
+        at += (uint64_t)r;
+    }
+    return SK_OK;
+}
+
+/* Where the envelope kept at the end of message file fd starts (which is
+ * also the body's length), from the file's trailer. SK_ERR_NOT_FOUND when
+ * the file has no trailer: a message being received, or a file written by
+ * a version that kept envelopes only in ID.env. */
+static sk_err trailer_read(int fd, uint64_t size, uint64_t *env_at)
+{
+    const size_t tag = sizeof SK_SPOOL_TRAILER_TAG - 1;
+    char t[SK_SPOOL_TRAILER_OCTETS];
+    if (size < sizeof t) return SK_ERR_NOT_FOUND;
+    if (pread_all(fd, t, sizeof t, size - sizeof t)) return SK_ERR_IO;
+    if (memcmp(t, SK_SPOOL_TRAILER_TAG, tag) || t[sizeof t - 1] != '\n') return SK_ERR_NOT_FOUND;
+    uint64_t v = 0;
+    for (size_t i = tag; i < tag + SK_SPOOL_TRAILER_DIGITS; i++) {
+        if (t[i] < '0' || t[i] > '9') return SK_ERR_NOT_FOUND;
+        v = v * 10 + (uint64_t)(t[i] - '0');
+    }
+    if (v > size - sizeof t) return SK_ERR_NOT_FOUND;
+    *env_at = v;
+    return SK_OK;
+}
+
+/* The envelope kept in message file fd (docs/queue.md "Message file"):
+ * the text between the body and the trailer. It must name id and record
+ * the body's length as where it starts. */
+static sk_err trailer_envelope(int fd, const char *id, sk_spool_envelope **out)
+{
+    *out = NULL;
+    struct stat st;
+    if (fstat(fd, &st)) return SK_ERR_IO;
+    uint64_t size = (uint64_t)st.st_size, at;
+    sk_err e = trailer_read(fd, size, &at);
+    if (e) return e;
+    uint64_t len = size - SK_SPOOL_TRAILER_OCTETS - at;
+    if (len > SK_SPOOL_ENVELOPE_MAX_OCTETS) return SK_ERR_SYNTAX;
+    char *text = sk_malloc(len + 1);
+    if (!text) return SK_ERR_NOMEM;
+    e = pread_all(fd, text, (size_t)len, at);
+    if (!e) e = sk_spool_envelope_parse(text, (size_t)len, out);
+    sk_free(text);
+    if (!e && (strcmp((*out)->id, id) || (*out)->body_octets != at)) e = SK_ERR_SYNTAX;
+    if (e) {
+        sk_spool_envelope_free(*out);
+        *out = NULL;
+    }
+    return e;
+}
+
+/* Why message file fd does not hold env's body; NULL when it does. The
+ * file is the body followed by a trailer that points at the body's end,
+ * or (written by a version that kept envelopes only in ID.env) the body
+ * alone. With check_crc the body is read and its CRC-32C compared. */
+static const char *body_problem(int fd, const sk_spool_envelope *env, int check_crc)
+{
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) return "no-body";
+    uint64_t size = (uint64_t)st.st_size, at;
+    if (!(trailer_read(fd, size, &at) == SK_OK && at == env->body_octets) &&
+        size != env->body_octets)
+        return size < env->body_octets ? "body-short" : "body-long";
+    if (!check_crc) return NULL;
+    if (!env->has_body_crc32c) return "no-checksum";
+    uint32_t crc = 0;
+    char chunk[65536];
+    for (uint64_t off = 0; off < env->body_octets;) {
+        uint64_t want = env->body_octets - off;
+        ssize_t r = pread(fd, chunk, want < sizeof chunk ? (size_t)want : sizeof chunk, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return "body-unreadable";
+        crc = sk_spool_crc32c(crc, chunk, (size_t)r);
+        off += (uint64_t)r;
+    }
+    return crc == env->body_crc32c ? NULL : "body-checksum";
+}
+
+static int open_msg_file(const sk_spool *s, const char *id, const char *ext)
+{
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", id, ext);
+    return openat(s->msgdir_fd, name, O_RDONLY | O_CLOEXEC);
+}
+
 /* Why the envelope text in b does not describe a complete message whose
- * body is msgdir/id.msg; NULL when it does. With check_crc the whole body
- * is read and its CRC-32C compared; otherwise only its size. */
+ * file is msgdir/id.msg; NULL when it does. */
 static const char *pair_problem(const sk_spool *s, const char *id, const sk_buf *b, int check_crc)
 {
     sk_spool_envelope *env;
     if (sk_spool_envelope_parse(b->data ? b->data : "", b->len, &env)) return "torn-envelope";
     const char *why = NULL;
-    char name[NAME_MAX + 1];
-    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
-    int fd = openat(s->msgdir_fd, name, O_RDONLY | O_CLOEXEC);
-    struct stat st;
+    int fd = open_msg_file(s, id, SK_SPOOL_BODY_EXT);
     if (strcmp(env->id, id))
         why = "wrong-id";
-    else if (check_crc && !env->has_body_crc32c)
-        why = "no-checksum";
-    else if (fd < 0 || fstat(fd, &st))
-        why = "no-body";
-    else if ((uint64_t)st.st_size != env->body_octets)
-        why = (uint64_t)st.st_size < env->body_octets ? "body-short" : "body-long";
-    if (!why && check_crc) {
-        uint32_t crc = 0;
-        char chunk[65536];
-        ssize_t r;
-        while ((r = read(fd, chunk, sizeof chunk)) > 0)
-            crc = sk_spool_crc32c(crc, chunk, (size_t)r);
-        if (r < 0)
-            why = "body-unreadable";
-        else if (crc != env->body_crc32c)
-            why = "body-checksum";
-    }
+    else
+        why = body_problem(fd, env, check_crc);
     if (fd >= 0) close(fd);
     sk_spool_envelope_free(env);
     return why;
@@ -319,12 +399,6 @@ static sk_err ids_with_ext(const sk_spool *s, const char *ext, char ***out, size
     return SK_OK;
 }
 
-/* Settle what a crash left (docs/queue.md "Recovery"). An ID.env.tmp is an
- * envelope whose group was made durable (or not) but not yet renamed: it
- * is kept, by renaming it, only if it is complete and its body matches the
- * recorded size and CRC-32C; otherwise it was never acknowledged. Then
- * bodies without an envelope are removed, and envelopes whose body is
- * missing or of another size, with their body. */
 /* Files kept for reuse by an earlier run are not tracked any more. */
 static sk_err remove_reusable(sk_spool *s)
 {
@@ -346,6 +420,52 @@ static sk_err remove_reusable(sk_spool *s)
     return SK_OK;
 }
 
+static int exists_at(const sk_spool *s, const char *id, const char *ext)
+{
+    char name[NAME_MAX + 1];
+    struct stat st;
+    snprintf(name, sizeof name, "%s%s", id, ext);
+    return fstatat(s->msgdir_fd, name, &st, 0) == 0;
+}
+
+static void unlink_at(const sk_spool *s, const char *id, const char *ext)
+{
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", id, ext);
+    unlinkat(s->msgdir_fd, name, 0);
+}
+
+/* Rename id+from to id+to. With noreplace it fails (EEXIST) when the
+ * target exists: a new message never takes the place of another one whose
+ * ID it happened to draw. */
+static int rename_ext(const sk_spool *s, const char *id, const char *from, const char *to,
+                      int noreplace)
+{
+    char a[NAME_MAX + 1], b[NAME_MAX + 1];
+    snprintf(a, sizeof a, "%s%s", id, from);
+    snprintf(b, sizeof b, "%s%s", id, to);
+    if (!noreplace) return renameat(s->msgdir_fd, a, s->msgdir_fd, b);
+    if (renameat2(s->msgdir_fd, a, s->msgdir_fd, b, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL) return -1;
+    /* A file system without RENAME_NOREPLACE: link(2) also refuses an
+     * existing name. */
+    if (linkat(s->msgdir_fd, a, s->msgdir_fd, b, 0)) return -1;
+    unlinkat(s->msgdir_fd, a, 0);
+    return 0;
+}
+
+/* Settle what a crash left (docs/queue.md "Recovery"). Nothing relies on
+ * an order between files: every envelope records its body's size and
+ * CRC-32C and ends with "end", and a message file ends with a trailer.
+ * 1. ID.new, a commit in flight: kept (renamed to ID.msg) only if its
+ *    envelope is complete and its body matches size and CRC-32C, since its
+ *    group may have been made durable and acknowledged; else removed.
+ * 2. ID.env.tmp, a save in flight (or a commit by an earlier version):
+ *    promoted to ID.env when complete and matching, else removed.
+ * 3. ID.env without ID.msg, a removal cut short: removed.
+ * 4. ID.msg whose envelope (ID.env, else its trailer) is unreadable or
+ *    disagrees with the file's size: cannot happen with the write order;
+ *    removed with a warning if it does. */
 static sk_err recover(sk_spool *s, sk_error *err)
 {
     size_t removed = 0, kept = 0, promoted = 0;
@@ -353,38 +473,47 @@ static sk_err recover(sk_spool *s, sk_error *err)
         return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
     char **ids;
     size_t n;
-    char name[NAME_MAX + 1], other[NAME_MAX + 1];
-    if (ids_with_ext(s, SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT, &ids, &n))
+
+    if (ids_with_ext(s, SK_SPOOL_NEW_EXT, &ids, &n))
         return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
     for (size_t i = 0; i < n; i++) {
-        snprintf(name, sizeof name, "%s%s%s", ids[i], SK_SPOOL_ENV_EXT, SK_SPOOL_TMP_EXT);
-        snprintf(other, sizeof other, "%s%s", ids[i], SK_SPOOL_ENV_EXT);
-        sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
-        const char *why = read_at(s->msgdir_fd, name, &b, 0) ? "unreadable" : NULL;
-        if (!why) why = pair_problem(s, ids[i], &b, 1);
-        sk_buf_free(&b);
-        if (!why && renameat(s->msgdir_fd, name, s->msgdir_fd, other) == 0) {
-            sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover kept=durable-envelope", ids[i]);
+        int fd = open_msg_file(s, ids[i], SK_SPOOL_NEW_EXT);
+        sk_spool_envelope *env = NULL;
+        const char *why = fd < 0 ? "unreadable" : NULL;
+        if (!why && trailer_envelope(fd, ids[i], &env)) why = "torn-envelope";
+        if (!why) why = body_problem(fd, env, 1);
+        sk_spool_envelope_free(env);
+        if (fd >= 0) close(fd);
+        if (!why && rename_ext(s, ids[i], SK_SPOOL_NEW_EXT, SK_SPOOL_BODY_EXT, 1) == 0) {
+            sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover kept=durable-message", ids[i]);
             promoted++;
             continue;
         }
-        /* A commit that did not finish, or a sk_spool_save cut short (the
-         * previous ID.env then stays as it was). */
-        sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover removed=envelope-tmp reason=%s", ids[i],
+        sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover removed=incomplete reason=%s", ids[i],
                why ? why : "rename-failed");
-        unlinkat(s->msgdir_fd, name, 0);
+        unlink_at(s, ids[i], SK_SPOOL_NEW_EXT);
         removed++;
     }
     sk_spool_ids_free(ids, n);
 
-    if (ids_with_ext(s, SK_SPOOL_BODY_EXT, &ids, &n))
+    if (ids_with_ext(s, SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT, &ids, &n))
         return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
     for (size_t i = 0; i < n; i++) {
-        struct stat st;
-        snprintf(other, sizeof other, "%s%s", ids[i], SK_SPOOL_ENV_EXT);
-        if (fstatat(s->msgdir_fd, other, &st, 0) == 0) continue;
-        sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover removed=incomplete", ids[i]);
-        snprintf(name, sizeof name, "%s%s", ids[i], SK_SPOOL_BODY_EXT);
+        char name[NAME_MAX + 1];
+        snprintf(name, sizeof name, "%s%s%s", ids[i], SK_SPOOL_ENV_EXT, SK_SPOOL_TMP_EXT);
+        sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
+        const char *why = read_at(s->msgdir_fd, name, &b, 0) ? "unreadable" : NULL;
+        if (!why) why = pair_problem(s, ids[i], &b, 1);
+        sk_buf_free(&b);
+        if (!why &&
+            rename_ext(s, ids[i], SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT, SK_SPOOL_ENV_EXT, 0) == 0) {
+            sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover kept=durable-envelope", ids[i]);
+            promoted++;
+            continue;
+        }
+        /* A save cut short: the previous envelope stays as it was. */
+        sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover removed=envelope-tmp reason=%s", ids[i],
+               why ? why : "rename-failed");
         unlinkat(s->msgdir_fd, name, 0);
         removed++;
     }
@@ -393,23 +522,36 @@ static sk_err recover(sk_spool *s, sk_error *err)
     if (ids_with_ext(s, SK_SPOOL_ENV_EXT, &ids, &n))
         return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
     for (size_t i = 0; i < n; i++) {
-        snprintf(name, sizeof name, "%s%s", ids[i], SK_SPOOL_ENV_EXT);
-        sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
-        const char *why = read_at(s->msgdir_fd, name, &b, 0) ? "unreadable" : NULL;
-        /* An ID.env is only ever renamed into place once durable, so the
+        if (exists_at(s, ids[i], SK_SPOOL_BODY_EXT)) continue;
+        sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover removed=envelope-without-message",
+               ids[i]);
+        unlink_at(s, ids[i], SK_SPOOL_ENV_EXT);
+        removed++;
+    }
+    sk_spool_ids_free(ids, n);
+
+    if (ids_with_ext(s, SK_SPOOL_BODY_EXT, &ids, &n))
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
+    for (size_t i = 0; i < n; i++) {
+        sk_spool_envelope *env = NULL;
+        const char *why = NULL;
+        /* A message is only ever renamed to ID.msg once durable, so the
          * size is enough here; reading every body would slow the start. */
-        if (!why) why = pair_problem(s, ids[i], &b, 0);
-        sk_buf_free(&b);
+        if (sk_spool_load(s, ids[i], &env, NULL)) {
+            why = "envelope-unreadable";
+        } else {
+            int fd = open_msg_file(s, ids[i], SK_SPOOL_BODY_EXT);
+            why = body_problem(fd, env, 0);
+            if (fd >= 0) close(fd);
+        }
+        sk_spool_envelope_free(env);
         if (!why) {
             kept++;
             continue;
         }
-        /* Cannot happen with the write order above; never acknowledged or
-         * damaged outside the spool's control if it does. */
         sk_log(&s->opts.log, SK_LOG_WARN, "%s spool recover removed=%s", ids[i], why);
-        unlinkat(s->msgdir_fd, name, 0);
-        snprintf(name, sizeof name, "%s%s", ids[i], SK_SPOOL_BODY_EXT);
-        unlinkat(s->msgdir_fd, name, 0);
+        unlink_at(s, ids[i], SK_SPOOL_BODY_EXT);
+        unlink_at(s, ids[i], SK_SPOOL_ENV_EXT);
         removed++;
     }
     sk_spool_ids_free(ids, n);
@@ -637,7 +779,6 @@ void sk_spool_set_listener(sk_spool *s, sk_spool_listener_fn fn, void *ctx)
 static void msg_free(sk_spool_msg *m)
 {
     if (m->fd >= 0) close(m->fd);
-    if (m->env_fd >= 0) close(m->env_fd);
     sk_buf_free(&m->wbuf);
     sk_buf_free(&m->hdr);
     sk_buf_free(&m->envtext);
@@ -645,28 +786,21 @@ static void msg_free(sk_spool_msg *m)
     sk_free(m);
 }
 
-/* Remove a message's files (an uncommitted or failed one). */
+/* Remove the file of an uncommitted or failed message. */
 static void msg_unlink(sk_spool_msg *m)
 {
-    char name[NAME_MAX + 1];
-    const char *exts[] = {SK_SPOOL_ENV_EXT, SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT, SK_SPOOL_BODY_EXT};
-    int mine[] = {m->env_created, m->env_created, m->body_created};
-    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
-        if (!mine[i]) continue;
-        snprintf(name, sizeof name, "%s%s", m->id, exts[i]);
-        unlinkat(m->s->msgdir_fd, name, 0);
-    }
+    if (m->body_created) unlink_at(m->s, m->id, SK_SPOOL_NEW_EXT);
 }
 
-/* Create the body file. Small messages stay in wbuf until the committer
- * thread creates it, so the event loop never waits in openat(2) for the
- * directory while a group is being made durable (docs/queue.md). O_EXCL
- * keeps IDs unique: a collision fails this message only. */
+/* Create the message file, ID.new. Small messages stay in wbuf until the
+ * committer thread creates it, so the event loop never waits in openat(2)
+ * for the directory while a group is being made durable (docs/queue.md).
+ * O_EXCL keeps IDs unique: a collision fails this message only. */
 static sk_err create_body(sk_spool_msg *m)
 {
     if (m->err || m->fd >= 0) return m->err;
     char name[NAME_MAX + 1];
-    snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_BODY_EXT);
+    snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_NEW_EXT);
     m->fd = create_file(m->s, name, 1, &m->body_reused, &m->err);
     if (m->fd < 0) return m->err;
     m->body_created = 1;
@@ -686,7 +820,7 @@ sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error
         return NULL;
     }
     m->s = s;
-    m->fd = m->env_fd = -1;
+    m->fd = -1;
     sk_buf_init(&m->wbuf, SPOOL_WRITE_CHUNK_OCTETS);
     sk_buf_init(&m->hdr, SPOOL_HEADER_CAPTURE_OCTETS);
     m->hdr_end = -1;
@@ -776,70 +910,65 @@ void sk_spool_abort(sk_spool_msg *m)
     msg_free(m);
 }
 
-/* Phase 1: write the envelope next to the body as ID.env.tmp. It records
- * the body's size and CRC-32C and ends with "end", so recovery can tell a
- * complete pair from a torn one without any ordering between the files. */
+/* Phase 1: complete ID.new: the rest of the body, then the envelope, then
+ * the trailer that says where the envelope starts (docs/queue.md "Message
+ * file"). The envelope records the body's size and CRC-32C and ends with
+ * "end", so recovery tells a complete file from a torn one. */
 static void write_envelope(sk_spool_msg *m)
 {
     sk_spool *s = m->s;
-    /* The body first (created here unless it outgrew wbuf during DATA;
-     * an empty body still gets its file). */
+    /* Created here unless the body outgrew wbuf during DATA; an empty body
+     * still gets its file. */
     if (create_body(m) || flush_wbuf(m)) return;
-    if (m->body_reused && ftruncate(m->fd, (off_t)m->octets)) {
-        m->err = sk_spool_errno(errno);
-        return;
-    }
-    char tmp[NAME_MAX + 1];
-    snprintf(tmp, sizeof tmp, "%s%s%s", m->id, SK_SPOOL_ENV_EXT, SK_SPOOL_TMP_EXT);
-    int env_reused;
-    m->env_fd = create_file(s, tmp, 0, &env_reused, &m->err);
-    if (m->env_fd < 0) return;
-    m->env_created = 1;
-    m->err = write_all(s, m->env_fd, m->envtext.data, m->envtext.len);
-    if (s->opts.sync == SK_SPOOL_SYNC_FILES) {
-        /* Only a hint to start the data writes (and ext4's block
-         * allocation) for the whole group before the first fdatasync. */
-        if (!m->err) {
-            sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-            sync_file_range(m->env_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-        }
-        return;
-    }
-    if (close(m->env_fd) && !m->err) m->err = sk_spool_errno(errno);
-    m->env_fd = -1;
+    char trailer[SK_SPOOL_TRAILER_OCTETS + 1];
+    snprintf(trailer, sizeof trailer, "%s%0*llu\n", SK_SPOOL_TRAILER_TAG, SK_SPOOL_TRAILER_DIGITS,
+             (unsigned long long)m->octets);
+    m->err = write_all(s, m->fd, m->envtext.data, m->envtext.len);
+    if (!m->err) m->err = write_all(s, m->fd, trailer, SK_SPOOL_TRAILER_OCTETS);
+    /* A reused file is written over, not truncated first (see create_file):
+     * cut it to the new length before the barrier. */
+    off_t total = (off_t)(m->octets + m->envtext.len + SK_SPOOL_TRAILER_OCTETS);
+    if (!m->err && m->body_reused && ftruncate(m->fd, total)) m->err = sk_spool_errno(errno);
+    /* SK_SPOOL_SYNC_FILES: only a hint to start the data writes (and
+     * ext4's block allocation) for the whole group before the first
+     * fdatasync. */
+    if (!m->err && s->opts.sync == SK_SPOOL_SYNC_FILES)
+        sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
-/* SK_SPOOL_SYNC_FILES: body and envelope data durable. On ext4 the first
- * fdatasync commits the journal transaction that holds every file of the
- * group, so the others mostly wait for data already written. */
+/* SK_SPOOL_SYNC_FILES: the file's data durable. On a journalling file
+ * system the first fdatasync commits the transaction that holds every
+ * file of the group, so the others mostly wait for data already written. */
 static void sync_files(sk_spool_msg *m)
 {
-    sk_spool *s = m->s;
-    if (!m->err && do_sync(s, m->fd)) m->err = sk_spool_errno(errno);
-    if (!m->err && do_sync(s, m->env_fd)) m->err = sk_spool_errno(errno);
-    if (m->env_fd >= 0 && close(m->env_fd) && !m->err) m->err = sk_spool_errno(errno);
-    m->env_fd = -1;
+    if (!m->err && do_sync(m->s, m->fd)) m->err = sk_spool_errno(errno);
 }
 
-/* Phase 3, after the barrier: the message is already durable (as ID.msg
- * and ID.env.tmp, which recovery keeps); the rename makes it visible to
+/* Phase 3, after the barrier: the message is already durable (as ID.new,
+ * which recovery keeps when complete); the rename makes it visible to
  * sk_spool_list and readers. Its own durability comes with a later
  * barrier, and recovery redoes it if a crash loses it. */
 static void rename_envelope(sk_spool_msg *m)
 {
     if (m->err) return;
-    char tmp[NAME_MAX + 1], name[NAME_MAX + 1];
-    snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_ENV_EXT);
-    snprintf(tmp, sizeof tmp, "%s%s%s", m->id, SK_SPOOL_ENV_EXT, SK_SPOOL_TMP_EXT);
-    if (renameat(m->s->msgdir_fd, tmp, m->s->msgdir_fd, name)) m->err = sk_spool_errno(errno);
+    if (rename_ext(m->s, m->id, SK_SPOOL_NEW_EXT, SK_SPOOL_BODY_EXT, 1))
+        m->err = errno == EEXIST ? SK_ERR_IO : sk_spool_errno(errno);
+}
+
+/* Committer thread: the removals of the orphans' message files are
+ * durable now; their saved envelopes can go. */
+static void unlink_orphans(sk_spool *s, char (*ids)[SK_SPOOL_ID_SIZE], size_t n)
+{
+    for (size_t i = 0; i < n; i++) unlink_at(s, ids[i], SK_SPOOL_ENV_EXT);
+    sk_free(ids);
 }
 
 /* Commit a group: write every envelope, then ONE barrier for all of them
  * (a syncfs, or with SK_SPOOL_SYNC_FILES the per-file fdatasyncs and one
  * directory fsync), then the renames (docs/queue.md "Group commit"). If
  * the barrier fails, no message of the group is acknowledged. Failed
- * messages are removed. */
-static void commit_batch(sk_spool *s, sk_spool_msg *batch, int dir_dirty)
+ * messages are removed. Returns the barrier's result. */
+static sk_err commit_batch(sk_spool *s, sk_spool_msg *batch, int dir_dirty)
 {
     int any_ok = 0;
     for (sk_spool_msg *m = batch; m; m = m->next) write_envelope(m);
@@ -866,6 +995,7 @@ static void commit_batch(sk_spool *s, sk_spool_msg *batch, int dir_dirty)
             m->fd = -1;
         }
     }
+    return barrier;
 }
 
 /* Run done and the listener for one message, then free it. */
@@ -903,12 +1033,22 @@ static void *committer_main(void *arg)
         if (!s->pending && !s->dir_dirty && s->stopping) break;
         int dirty = s->dir_dirty;
         s->dir_dirty = 0;
+        /* Removals before this point are covered by the barrier below. */
+        char(*orphans)[SK_SPOOL_ID_SIZE] = s->orphans;
+        size_t norphans = s->norphans;
+        s->orphans = NULL;
+        s->norphans = s->orphans_cap = 0;
         if (!s->pending) {
             /* Only removals to make durable. */
             pthread_mutex_unlock(&s->mu);
             sk_err e = sync_dir_fd(s, s->msgdir_fd);
+            if (!e) unlink_orphans(s, orphans, norphans);
             pthread_mutex_lock(&s->mu);
-            if (e) s->remove_sync_failed = 1;
+            if (e) {
+                s->remove_sync_failed = 1;
+                /* Their ID.env stay; recovery removes them. */
+                sk_free(orphans);
+            }
             continue;
         }
         /* Take everything pending now (up to max_batch). */
@@ -923,7 +1063,10 @@ static void *committer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        commit_batch(s, batch, dirty);
+        if (commit_batch(s, batch, dirty) == SK_OK)
+            unlink_orphans(s, orphans, norphans);
+        else
+            sk_free(orphans);
 
         pthread_mutex_lock(&s->mu);
         *s->finished_tail = batch;
@@ -976,7 +1119,7 @@ void sk_spool_commit(sk_spool_msg *m, sk_spool_done_fn done, void *ctx)
         m->err = sk_spool_envelope_serialize(m->env, &m->envtext);
     }
     if (!s->thread_started) {
-        commit_batch(s, m, 0);
+        (void)commit_batch(s, m, 0);
         finish(m);
         return;
     }
@@ -1020,6 +1163,7 @@ void sk_spool_free(sk_spool *s)
         pthread_join(s->filler, NULL);
     }
     for (size_t i = 0; i < s->nspare; i++) close(s->spare[i]);
+    sk_free(s->orphans); /* none left after the committer stopped, unless a sync failed */
     if (s->ev) event_free(s->ev);
     if (s->efd >= 0) close(s->efd);
     if (s->msgdir_fd >= 0) close(s->msgdir_fd);
@@ -1055,8 +1199,8 @@ sk_err sk_spool_list(sk_spool *s, char ***ids_out, size_t *n_out, sk_error *err)
     sk_err e = SK_OK;
     while ((de = readdir(d))) {
         size_t len = strlen(de->d_name);
-        if (len != SK_SPOOL_ID_LEN + strlen(SK_SPOOL_ENV_EXT) ||
-            strcmp(de->d_name + SK_SPOOL_ID_LEN, SK_SPOOL_ENV_EXT))
+        if (len != SK_SPOOL_ID_LEN + strlen(SK_SPOOL_BODY_EXT) ||
+            strcmp(de->d_name + SK_SPOOL_ID_LEN, SK_SPOOL_BODY_EXT))
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
@@ -1117,25 +1261,37 @@ static sk_err read_at(int dfd, const char *name, sk_buf *out, size_t max_read)
     return e;
 }
 
+/* The envelope of a committed message: ID.env once the queue has saved
+ * one, else the one kept in ID.msg since the commit. */
 sk_err sk_spool_load(sk_spool *s, const char *id, sk_spool_envelope **env, sk_error *err)
 {
     *env = NULL;
     if (!sk_spool_id_valid(id))
         return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s", id);
+    /* The message file decides whether the message exists: an ID.env
+     * outlives it briefly after a removal. */
+    int fd = open_msg_file(s, id, SK_SPOOL_BODY_EXT);
+    if (fd < 0 && errno == ENOENT)
+        return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s in the queue", id);
+    sk_err e = fd < 0 ? SK_ERR_IO : SK_OK;
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_ENV_EXT);
     sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
-    sk_err e = read_at(s->msgdir_fd, name, &b, 0);
-    if (e == SK_ERR_NOT_FOUND)
-        return sk_error_set(err, e, SK_STEP_NONE, "no message %s in the queue", id);
-    if (!e) e = sk_spool_envelope_parse(b.data ? b.data : "", b.len, env);
+    if (!e) e = read_at(s->msgdir_fd, name, &b, 0);
+    if (!e) {
+        e = sk_spool_envelope_parse(b.data ? b.data : "", b.len, env);
+        if (!e && strcmp((*env)->id, id)) e = SK_ERR_SYNTAX;
+    } else if (e == SK_ERR_NOT_FOUND) {
+        e = trailer_envelope(fd, id, env);
+        if (e == SK_ERR_NOT_FOUND) e = SK_ERR_SYNTAX; /* a file without its envelope */
+    }
     sk_buf_free(&b);
-    if (!e && strcmp((*env)->id, id)) {
+    if (fd >= 0) close(fd);
+    if (e) {
         sk_spool_envelope_free(*env);
         *env = NULL;
-        e = SK_ERR_SYNTAX;
+        return sk_error_set(err, e, SK_STEP_NONE, "cannot read envelope of %s", id);
     }
-    if (e) return sk_error_set(err, e, SK_STEP_NONE, "cannot read envelope of %s", id);
     return SK_OK;
 }
 
@@ -1192,9 +1348,10 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
     if (!sk_spool_id_valid(id))
         return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s", id);
     char name[NAME_MAX + 1];
-    /* Envelope first: without it the body is an incomplete message that
-     * recovery removes, so a crash in between leaves nothing deliverable. */
-    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_ENV_EXT);
+    /* The message file first: it holds an envelope of its own, while an
+     * ID.env left alone by a crash is removed by recovery, so a crash in
+     * between leaves nothing deliverable. */
+    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
     if (drop_file(s, name)) {
         if (errno == ENOENT)
             return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s in the queue",
@@ -1202,13 +1359,22 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
         return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot remove %s: %s", name,
                             strerror(errno));
     }
-    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
-    drop_file(s, name);
     if (s->thread_started) {
         /* The committer syncs the directory with its next group, so the
-         * loop thread does not wait for the disk. Losing the removal in a
-         * crash only brings back a message whose recipients are done. */
+         * loop thread does not wait for the disk, and unlinks ID.env after
+         * that. Losing the removal in a crash only brings back a message
+         * whose recipients are done (with its last saved envelope). */
         pthread_mutex_lock(&s->mu);
+        if (s->norphans == s->orphans_cap) {
+            size_t cap = s->orphans_cap ? 2 * s->orphans_cap : 64;
+            void *p = sk_realloc(s->orphans, cap * sizeof *s->orphans);
+            if (p) {
+                s->orphans = p;
+                s->orphans_cap = cap;
+            }
+        }
+        /* Out of memory: the ID.env stays until recovery removes it. */
+        if (s->norphans < s->orphans_cap) memcpy(s->orphans[s->norphans++], id, SK_SPOOL_ID_SIZE);
         s->dir_dirty = 1;
         int failed = s->remove_sync_failed;
         s->remove_sync_failed = 0;
@@ -1221,9 +1387,11 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
     }
     if (fsync(s->msgdir_fd))
         return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "fsync failed");
+    unlink_at(s, id, SK_SPOOL_ENV_EXT);
     return SK_OK;
 }
 
+/* The body is the first env->body_octets octets of this file. */
 sk_err sk_spool_body_path(const sk_spool *s, const char *id, sk_buf *out)
 {
     if (!sk_spool_id_valid(id)) return SK_ERR_INVAL;
@@ -1244,15 +1412,26 @@ sk_err sk_spool_read_headers(sk_spool *s, const char *id, sk_buf *out, sk_error 
             return e ? sk_error_set(err, e, SK_STEP_NONE, "headers too long") : SK_OK;
         }
     }
-    char name[NAME_MAX + 1];
-    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
-    /* The header block is near the start; read a bounded prefix. */
-    sk_buf b = SK_BUF_INIT(SK_SPOOL_HEADERS_MAX_OCTETS + 8192);
-    sk_err e = read_at(s->msgdir_fd, name, &b, SK_SPOOL_HEADERS_MAX_OCTETS);
-    if (e && e != SK_ERR_TOO_LONG) {
+    /* The header block is near the start: read a bounded prefix of the
+     * body, which ends where the envelope records (the file goes on with
+     * the envelope). */
+    sk_spool_envelope *env;
+    sk_err e = sk_spool_load(s, id, &env, err);
+    if (e) return e;
+    uint64_t want = env->body_octets;
+    sk_spool_envelope_free(env);
+    if (want > SK_SPOOL_HEADERS_MAX_OCTETS) want = SK_SPOOL_HEADERS_MAX_OCTETS;
+    sk_buf b = SK_BUF_INIT(SK_SPOOL_HEADERS_MAX_OCTETS + 1);
+    int fd = open_msg_file(s, id, SK_SPOOL_BODY_EXT);
+    e = fd < 0 ? (errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO) : sk_buf_reserve(&b, want);
+    if (!e) e = pread_all(fd, b.data, (size_t)want, 0);
+    if (fd >= 0) close(fd);
+    if (e) {
         sk_buf_free(&b);
         return sk_error_set(err, e, SK_STEP_NONE, "cannot read message %s", id);
     }
+    b.len = (size_t)want;
+    b.data[b.len] = '\0';
     const char *d = sk_buf_cstr(&b);
     size_t hlen = b.len;
     /* RFC 5322 2.1: the header ends at the first empty line. */

@@ -17,6 +17,15 @@
 #define SK_SPOOL_BODY_EXT ".msg"
 #define SK_SPOOL_ENV_EXT  ".env"
 #define SK_SPOOL_TMP_EXT  ".tmp"
+/* A message being received or committed: renamed to ID.msg once durable. */
+#define SK_SPOOL_NEW_EXT ".new"
+
+/* The last octets of every message file: where its envelope starts, which
+ * is also the body's length (docs/queue.md "Message file"). Fixed width, so
+ * a reader finds it with one pread(2) at size - SK_SPOOL_TRAILER_OCTETS. */
+#define SK_SPOOL_TRAILER_TAG    "smtpkit-envelope-at "
+#define SK_SPOOL_TRAILER_DIGITS 15
+#define SK_SPOOL_TRAILER_OCTETS (sizeof SK_SPOOL_TRAILER_TAG - 1 + SK_SPOOL_TRAILER_DIGITS + 1)
 
 /* Map errno to the library's error (ENOSPC, EDQUOT -> SK_ERR_NOSPACE). */
 sk_err sk_spool_errno(int e);

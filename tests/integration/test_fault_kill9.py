@@ -94,7 +94,7 @@ try:
     expect(not unknown, "messages nobody sent: %r" % unknown[:10])
     left = []
     for root, _dirs, files in os.walk(os.path.join(data_dir, "spool")):
-        left += [os.path.join(root, f) for f in files if f.endswith((".msg", ".env"))]
+        left += [os.path.join(root, f) for f in files if f.endswith((".msg", ".env", ".new"))]
     expect(not left, "spool files left after the queue drained: %r" % left[:10], after)
     print("ok: %d rounds, %d acknowledged, %d delivered, %d sent without reply" %
           (ROUNDS, len(acked), len(seen), len(attempted) - len(acked)))

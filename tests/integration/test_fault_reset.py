@@ -95,7 +95,7 @@ class FlakyRelay:
 def spool_files(data_dir):
     out = []
     for root, _dirs, files in os.walk(os.path.join(data_dir, "spool")):
-        out += [f for f in files if f.endswith((".msg", ".env"))]
+        out += [f for f in files if f.endswith((".msg", ".env", ".new"))]
     return out
 
 

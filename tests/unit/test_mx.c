@@ -16,6 +16,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "deliver/mx.h"
@@ -277,6 +278,7 @@ static void test_relay_route(void **state)
     env.sender = (char *)"a@example.org";
     env.helo = (char *)"client.test";
     env.peer = (char *)"127.0.0.1";
+    env.body_octets = sizeof msg - 1;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct event_base *base = event_base_new();
         assert_non_null(base);
@@ -556,6 +558,12 @@ static int drive(int argc, char **argv)
     env.helo = (char *)"client.test";
     env.peer = (char *)"127.0.0.1";
     env.esmtp = 1;
+    struct stat mst;
+    if (stat(message, &mst)) {
+        fprintf(stderr, "test_mx: cannot stat %s\n", message);
+        return 66;
+    }
+    env.body_octets = (uint64_t)mst.st_size; /* the whole file is the body here */
     sk_delivery_rcpt dr[16];
     for (size_t i = 0; i < nrcpts; i++) dr[i] = (sk_delivery_rcpt){.addr = rcpts[i], .index = i};
     const char *at = strrchr(rcpts[0], '@');

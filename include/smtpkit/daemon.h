@@ -45,6 +45,9 @@ typedef struct sk_daemon_config {
     uint64_t greeting_timeout_ms, command_timeout_ms, data_timeout_ms;
     char *user; /* drop privileges to this user after binding */
     char *log;  /* "stderr" or "syslog" */
+    /* "fs": one syncfs(2) per group commit; "files": fdatasync(2) of each
+     * message file and fsync(2) of the directory (docs/queue.md). */
+    char *spool_sync;
     unsigned max_connections, max_connections_per_ip, max_recipients;
     bool print_usage;
     /* The queue's retry schedule ("1m,5m,1h") and lifetime. */

@@ -570,7 +570,7 @@ static void reload(sk_daemon *d)
         return;
     }
     static const char *const restart_only[] = {"listen/submission/smtps",
-                                               "data-dir",
+                                               "data-dir/spool-sync",
                                                "user",
                                                "log",
                                                "local-domain",
@@ -584,7 +584,7 @@ static void reload(sk_daemon *d)
     bool changed[] = {!same_list(&old->listen, &c->listen) ||
                           !same_list(&old->submission, &c->submission) ||
                           !same_list(&old->smtps, &c->smtps),
-                      !same(old->data_dir, c->data_dir),
+                      !same(old->data_dir, c->data_dir) || !same(old->spool_sync, c->spool_sync),
                       !same(old->user, c->user),
                       !same(old->log, c->log),
                       !same_list(&old->local_domain, &c->local_domain),
@@ -617,6 +617,7 @@ static void reload(sk_daemon *d)
     KEEP_LIST(submission);
     KEEP_LIST(smtps);
     KEEP_STR(data_dir);
+    KEEP_STR(spool_sync);
     KEEP_STR(user);
     KEEP_STR(log);
     KEEP_LIST(local_domain);
@@ -944,7 +945,10 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
     if (!e) e = listen_all(d, err);
     if (!e) e = drop_privileges(d, err);
     if (!e) {
-        sk_spool_opts so = {.mode = SK_SPOOL_OWNER, .log = d->log};
+        sk_spool_opts so = {.mode = SK_SPOOL_OWNER,
+                            .log = d->log,
+                            .sync = strcmp(d->cfg->spool_sync, "files") ? SK_SPOOL_SYNC_FS
+                                                                        : SK_SPOOL_SYNC_FILES};
         d->spool = sk_spool_open(d->cfg->data_dir, &so, d->base, err);
         if (!d->spool) e = err && err->err ? err->err : SK_ERR_IO;
     }

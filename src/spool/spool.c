@@ -33,7 +33,13 @@
  * and on a busy ext4 inode allocation and freeing are the costliest part
  * of a relayed message's file work. */
 #define SPOOL_REUSE_MAX 512
-#define SPOOL_REUSE_EXT ".free"
+/* How long a removal may wait for its directory fsync: a group commit in
+ * that time carries it for free (its barrier covers the directory), so a
+ * steady relay pays no barrier for removals at all. A removal lost in a
+ * crash only brings back a message whose recipients are done
+ * (docs/queue.md "No duplicate deliveries"). */
+#define SPOOL_REMOVE_SYNC_DELAY_MS 100
+#define SPOOL_REUSE_EXT            ".free"
 
 struct sk_spool_msg {
     sk_spool *s;
@@ -75,7 +81,8 @@ struct sk_spool {
     pthread_t thread;
     int thread_started;
     int stopping;
-    int dir_dirty; /* a removal waits for the next directory fsync */
+    int dir_dirty;               /* a removal waits for the next directory fsync */
+    uint64_t dir_dirty_since_ms; /* sk_now_ms() of the first such removal */
     /* Removed messages whose ID.env may still exist: unlinked only after
      * the barrier that makes the removal of their ID.msg durable, so a
      * crash never leaves the message file with only its first envelope
@@ -708,7 +715,11 @@ sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct 
     s->pending_tail = &s->pending;
     s->finished_tail = &s->finished;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the clock of sk_now_ms */
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&s->filler_cv, NULL);
     s->dir = path_join(data_dir, SK_SPOOL_SUBDIR);
     s->msgdir = s->dir ? path_join(s->dir, SK_SPOOL_MSGDIR) : NULL;
@@ -1031,6 +1042,15 @@ static void *committer_main(void *arg)
     for (;;) {
         while (!s->pending && !s->dir_dirty && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
         if (!s->pending && !s->dir_dirty && s->stopping) break;
+        if (!s->pending && !s->stopping) {
+            /* Only removals: give a group the chance to carry them. */
+            uint64_t due = s->dir_dirty_since_ms + SPOOL_REMOVE_SYNC_DELAY_MS;
+            if (sk_now_ms() < due) {
+                struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
+                pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+                continue;
+            }
+        }
         int dirty = s->dir_dirty;
         s->dir_dirty = 0;
         /* Removals before this point are covered by the barrier below. */
@@ -1375,6 +1395,7 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
         }
         /* Out of memory: the ID.env stays until recovery removes it. */
         if (s->norphans < s->orphans_cap) memcpy(s->orphans[s->norphans++], id, SK_SPOOL_ID_SIZE);
+        if (!s->dir_dirty) s->dir_dirty_since_ms = sk_now_ms();
         s->dir_dirty = 1;
         int failed = s->remove_sync_failed;
         s->remove_sync_failed = 0;

@@ -61,7 +61,7 @@ typedef struct sk_envelope {
     size_t nrcpts;
     const char *session_id;
     const char *helo;      /* "" when none */
-    const char *peer_addr; /* "192.0.2.1" or "2001:db8::1" */
+    const char *peer_addr; /* "192.0.2.1" or "2001:db8::1"; never "::ffff:192.0.2.1" */
     /* RFC 3848 / RFC 6531 protocol name for Received "with": SMTP, ESMTP,
      * ESMTPS, ESMTPA, ESMTPSA, or UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA. */
     const char *protocol;
@@ -79,6 +79,7 @@ typedef struct sk_envelope {
  * sk_reply_make, or SK_REPLY_OK (250) to go on with the server's own text.
  * A 4xx/5xx reply refuses. Only on_auth and on_data_end may answer
  * SK_REPLY_ASYNC (then call sk_session_reply once the answer is known). */
+/* peer: the client's address; an IPv4-mapped IPv6 address comes as AF_INET. */
 typedef sk_reply (*sk_on_connect_fn)(sk_session *s, const struct sockaddr *peer, void *ctx);
 typedef sk_reply (*sk_on_helo_fn)(sk_session *s, const char *name, void *ctx);
 /* The program's credential check for AUTH PLAIN/LOGIN (the framework
@@ -158,7 +159,9 @@ SK_NODISCARD sk_err sk_server_stop_on_signal(sk_server *srv, int signum);
 
 /* Session accessors. Strings are owned by the session. */
 const char *sk_session_id(const sk_session *s);
-const char *sk_session_peer(const sk_session *s); /* address, no port */
+/* The client's address, no port. An IPv4 client of an IPv6 listener
+ * ([::], ::ffff:192.0.2.1) is named by its IPv4 address, 192.0.2.1. */
+const char *sk_session_peer(const sk_session *s);
 int sk_session_peer_port(const sk_session *s);
 const char *sk_session_helo(const sk_session *s); /* "" before HELO/EHLO */
 int sk_session_tls(const sk_session *s);

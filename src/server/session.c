@@ -292,6 +292,24 @@ static int addr_is_loopback(const struct sockaddr *sa)
     return 0;
 }
 
+/* An IPv4 client of a [::] listener arrives as ::ffff:a.b.c.d (RFC 4291
+ * 2.5.5.2). It becomes the IPv4 address it is, here once, so that the
+ * on_connect hook, relay networks, per-address limits, AUTH throttling, logs
+ * and Received see one address whichever listener the client used. */
+static void peer_normalize(const struct sockaddr *sa, int salen, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof *out);
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
+    if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+        struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+        v4->sin_family = AF_INET;
+        v4->sin_port = a6->sin6_port;
+        memcpy(&v4->sin_addr, &a6->sin6_addr.s6_addr[12], 4);
+        return;
+    }
+    memcpy(out, sa, salen > 0 && (size_t)salen <= sizeof *out ? (size_t)salen : sizeof *out);
+}
+
 void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,
                       const struct sockaddr *sa, int salen)
 {
@@ -310,6 +328,9 @@ void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,
     if (sk_random(rnd, sizeof rnd) != SK_OK) memset(rnd, 0, sizeof rnd);
     snprintf(s->id, sizeof s->id, "%02x%02x%02x%02x%04x", rnd[0], rnd[1], rnd[2], rnd[3],
              (unsigned)(++srv->counter & 0xffff));
+    struct sockaddr_storage peer_ss;
+    peer_normalize(sa, salen, &peer_ss);
+    sa = (const struct sockaddr *)&peer_ss;
     if (sa->sa_family == AF_INET6) {
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->peer, sizeof s->peer);
         s->port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
@@ -318,7 +339,6 @@ void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,
         s->port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
     }
     s->loopback = addr_is_loopback(sa);
-    (void)salen;
 
     /* Limits are checked before the session is linked in. */
     size_t same = 0;

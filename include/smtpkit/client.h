@@ -5,6 +5,7 @@
 #define SMTPKIT_CLIENT_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "reply.h"
 #include "sasl.h"
@@ -25,6 +26,15 @@ typedef struct sk_message sk_message;
  * message content (after DATA) is not reported. */
 typedef void (*sk_transcript_fn)(void *ctx, char dir, const char *line, size_t len);
 
+/* The addresses of host to connect to, in the order to try them (RFC 5321
+ * 5.1): fill at most max entries of addrs, each an AF_INET or AF_INET6
+ * address with its port set (normally port), and return how many; 0 when
+ * the name has no address, -1 when the answer is not known now (a
+ * temporary resolver failure). For programs with their own resolver or
+ * address cache, and for tests. */
+typedef int (*sk_client_resolve_fn)(void *ctx, const char *host, unsigned short port,
+                                    struct sockaddr_storage *addrs, size_t max);
+
 typedef struct sk_client_opts {
     const char *host; /* name or address of the server; required */
     /* 0: 465 with SK_TLS_IMPLICIT, 587 otherwise (RFC 6409 submission). */
@@ -36,6 +46,9 @@ typedef struct sk_client_opts {
     /* Numeric IPv4/IPv6 address to connect to instead of resolving host;
      * the certificate is still verified against tls_name/host. */
     const char *connect_address;
+    /* NULL: getaddrinfo(3). Not called when connect_address is set. */
+    sk_client_resolve_fn resolve;
+    void *resolve_ctx;
     /* NULL = this machine's FQDN; an address literal ("[192.0.2.1]") when
      * the host name has no domain (RFC 5321 4.1.4). */
     const char *helo_name;

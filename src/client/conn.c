@@ -113,7 +113,44 @@ static sk_err connect_one(const struct addrinfo *ai, uint64_t deadline, int *fd_
     return SK_OK;
 }
 
-sk_err cl_connect_tcp(sk_client *c, sk_error *err)
+/* The resolve hook's answer as an addrinfo list over caller storage, so
+ * that both sources are tried by the same loop. */
+static sk_err resolve_hook(sk_client *c, struct sockaddr_storage *ss, struct addrinfo *ai,
+                           size_t max, struct addrinfo **res, sk_error *err)
+{
+    int n = c->o.resolve(c->o.resolve_ctx, c->o.host, c->o.port, ss, max);
+    if (n <= 0) {
+        sk_err e = sk_error_set(err, SK_ERR_DNS, SK_STEP_DNS, "cannot resolve %s: %s", c->o.host,
+                                n ? "temporary resolver failure" : "no address");
+        if (err && !n) err->transient = 0;
+        return e;
+    }
+    if ((size_t)n > max) n = (int)max;
+    struct addrinfo *prev = NULL;
+    *res = NULL;
+    for (int i = 0; i < n; i++) {
+        int fam = ss[i].ss_family;
+        if (fam != AF_INET && fam != AF_INET6) continue;
+        ai[i] = (struct addrinfo){
+            .ai_family = fam,
+            .ai_socktype = SOCK_STREAM,
+            .ai_protocol = IPPROTO_TCP,
+            .ai_addr = (struct sockaddr *)&ss[i],
+            .ai_addrlen = fam == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6),
+        };
+        if (prev)
+            prev->ai_next = &ai[i];
+        else
+            *res = &ai[i];
+        prev = &ai[i];
+    }
+    if (!*res)
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_DNS,
+                            "the resolve hook gave no IPv4 or IPv6 address for %s", c->o.host);
+    return SK_OK;
+}
+
+static sk_err resolve_system(sk_client *c, struct addrinfo **out, sk_error *err)
 {
     char port[8];
     snprintf(port, sizeof port, "%u", c->o.port);
@@ -135,6 +172,14 @@ sk_err cl_connect_tcp(sk_client *c, sk_error *err)
         if (err && (gai == EAI_NONAME || c->o.connect_address)) err->transient = 0;
         return e;
     }
+    *out = res;
+    return SK_OK;
+}
+
+/* Every address in turn until one answers (RFC 5321 5.1); res is freed
+ * here unless it came from the resolve hook. */
+static sk_err connect_list(sk_client *c, struct addrinfo *res, int from_hook, sk_error *err)
+{
     uint64_t deadline = deadline_of(c->o.connect_timeout_ms);
     char tried[SK_REPLY_TEXT_MAX_OCTETS] = "";
     size_t used = 0;
@@ -164,7 +209,7 @@ sk_err cl_connect_tcp(sk_client *c, sk_error *err)
             snprintf(c->remote, sizeof c->remote, "%s", ip);
             c->rport = p;
             cl_info(c, "connected to %s port %u", ip, p);
-            freeaddrinfo(res);
+            if (!from_hook) freeaddrinfo(res);
             return SK_OK;
         }
         cl_info(c, "%s port %u: %s", ip, p, strerror(why));
@@ -174,9 +219,26 @@ sk_err cl_connect_tcp(sk_client *c, sk_error *err)
             if (w > 0) used += (size_t)w;
         }
     }
-    freeaddrinfo(res);
+    if (!from_hook) freeaddrinfo(res);
     return sk_error_set(err, last, SK_STEP_CONNECT, "cannot connect to %s port %u (%s)", c->o.host,
                         c->o.port, tried);
+}
+
+sk_err cl_connect_tcp(sk_client *c, sk_error *err)
+{
+    struct sockaddr_storage hook_ss[SK_DNS_ADDRS_PER_HOST_MAX];
+    struct addrinfo hook_ai[SK_DNS_ADDRS_PER_HOST_MAX];
+    struct addrinfo *res = NULL;
+    int from_hook = c->o.resolve && !c->o.connect_address;
+    if (from_hook) {
+        memset(hook_ss, 0, sizeof hook_ss);
+        sk_err e = resolve_hook(c, hook_ss, hook_ai, SK_DNS_ADDRS_PER_HOST_MAX, &res, err);
+        if (e) return e;
+    } else {
+        sk_err e = resolve_system(c, &res, err);
+        if (e) return e;
+    }
+    return connect_list(c, res, from_hook, err);
 }
 
 /* ---- TLS ---- */

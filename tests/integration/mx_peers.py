@@ -9,7 +9,6 @@ import os
 import socket
 import ssl
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
@@ -63,54 +62,25 @@ class MXHost:
         self.controller.stop()
 
 
-class Greeter:
+class Greeter(sktest.Listener):
     """A host that answers every connection with one greeting (421 busy,
     554 go away), then QUIT's answer, and closes; with greeting None it
     says nothing at all. Counts connections."""
 
     def __init__(self, host, port, greeting):
+        super().__init__(host, port, reuse_addr=True)
         self.greeting = greeting
-        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(fam, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.connections = 0
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(10)
-        self.sock.close()
-
-    def _run(self):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                try:
-                    conn.settimeout(5)
-                    if self.greeting is None:
-                        # Silent: hold the connection until the client gives up.
-                        while conn.recv(512):
-                            pass
-                        continue
-                    conn.sendall(self.greeting.encode() + b"\r\n")
-                    if conn.recv(512).upper().startswith(b"QUIT"):
-                        conn.sendall(b"221 bye\r\n")
-                except OSError:
-                    pass
+    def handle(self, conn):
+        conn.settimeout(5)
+        if self.greeting is None:
+            # Silent: hold the connection until the client gives up.
+            while conn.recv(512):
+                pass
+            return
+        conn.sendall(self.greeting.encode() + b"\r\n")
+        if conn.recv(512).upper().startswith(b"QUIT"):
+            conn.sendall(b"221 bye\r\n")
 
 
 def write_message(path, subject="MX test"):
@@ -146,51 +116,19 @@ def route_keys(dns, *domains):
     return out
 
 
-class Closer:
+class Closer(sktest.Listener):
     """A minimal SMTP host that drops the connection (no 221) right after
     answering each message, as a receiver with a short idle timeout would
     before the next one; counts connections and messages. broken_tls:
     offer STARTTLS, say 220 to it, then answer the handshake with junk."""
 
     def __init__(self, host, port, broken_tls=False):
+        super().__init__(host, port, reuse_addr=True)
         self.broken_tls = broken_tls
         self.starttls = 0
-        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(fam, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.connections = 0
         self.messages = 0
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(10)
-        self.sock.close()
-
-    def _run(self):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                try:
-                    self._serve(conn)
-                except OSError:
-                    pass
-
-    def _serve(self, conn):
+    def handle(self, conn):
         conn.settimeout(5)
         f = conn.makefile("rb")
         conn.sendall(b"220 closer.test ESMTP\r\n")

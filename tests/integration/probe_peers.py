@@ -10,7 +10,6 @@ block that started them; every probe run is bounded by a timeout.
 import http.server
 import json
 import os
-import socket
 import ssl
 import sys
 import threading
@@ -76,75 +75,32 @@ class Smtpd:
         self.controller.stop()
 
 
-class Silent:
+class Silent(sktest.Listener):
     """Accepts connections and never says anything."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
-        self.conns = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(HOST)
 
-    def _run(self):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(conn)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(10)
-        for c in self.conns:
-            c.close()
-        self.sock.close()
+    def handle(self, conn):
+        self.hold(conn)
 
 
-class Scripted:
+class Scripted(sktest.Listener):
     """A line-based SMTP peer that answers from a script: the greeting, then
     for each command verb the reply (lines joined by CRLF); a verb not in
     the script gets 502. Closes after QUIT, or after the greeting when
     close_after_greeting is set."""
 
+    join_timeout = 15.0
+
     def __init__(self, greeting, replies=None, close_after_greeting=False):
+        super().__init__(HOST)
         self.greeting = greeting
         self.replies = dict(replies or {})
         self.close_after_greeting = close_after_greeting
         self.commands = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with conn:
-                try:
-                    self._serve(conn)
-                except OSError:
-                    pass
-
-    def _serve(self, conn):
+    def handle(self, conn):
         conn.settimeout(10)
         conn.sendall(self.greeting.encode() + b"\r\n")
         if self.close_after_greeting:
@@ -161,15 +117,6 @@ class Scripted:
                 return
             reply = self.replies.get(verb, "502 5.5.1 Command not implemented")
             conn.sendall(reply.replace("\n", "\r\n").encode() + b"\r\n")
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(15)
-        self.sock.close()
 
 
 class _QuietHandler(http.server.BaseHTTPRequestHandler):

@@ -161,7 +161,7 @@ class Smtpd:
         self.controller.stop()
 
 
-class RawPeer:
+class RawPeer(sktest.Listener):
     """A scripted TCP peer on a free loopback port, run in a thread.
 
     mode "silent": accepts and never says anything.
@@ -173,43 +173,16 @@ class RawPeer:
     """
 
     def __init__(self, mode):
+        super().__init__(HOST, backlog=4, reuse_addr=True)
         self.mode = mode
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(4)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
         self.got_data = threading.Event()
-        self.conns = []
         self.lines = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(10)
-        for c in self.conns:
-            c.close()
-        self.sock.close()
-
-    def _run(self):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(conn)
-            try:
-                self._serve(conn)
-            except OSError:
-                pass
+    def handle(self, conn):
+        # Every connection stays open until the peer stops (the silent
+        # mode relies on that; the others close theirs themselves).
+        self.hold(conn)
+        self._serve(conn)
 
     def _serve(self, conn):
         conn.settimeout(10)

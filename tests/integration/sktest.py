@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 SMTPKIT = os.environ.get("SMTPKIT", "smtpkit")
@@ -67,6 +68,80 @@ def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
             return v
         time.sleep(interval)
     raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
+
+
+class Listener:
+    """A TCP listener on a loopback address, served by one thread.
+
+    The thread accepts with a short timeout (so that stop() is prompt) and
+    hands each connection in turn to handle(conn), which subclasses write;
+    an OSError from handle() (the client went away) ends that connection
+    only. The connection is closed when handle() returns, unless handle()
+    called hold(conn): held connections stay open until stop(). Use it as
+    a context manager (start on enter, stop and join on exit).
+
+    .port is the bound port (a free one when port is 0), .connections the
+    number accepted so far.
+    """
+
+    #: How long stop() waits for the thread (a handler may be mid-read).
+    join_timeout = 10.0
+
+    def __init__(self, host="127.0.0.1", port=0, backlog=8, reuse_addr=False):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        if reuse_addr:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.conns = []  # held connections, closed by stop()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    def handle(self, conn):
+        raise NotImplementedError
+
+    def hold(self, conn):
+        """Keep conn open after handle() returns, until stop()."""
+        self.conns.append(conn)
+
+    def _accept_loop(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            try:
+                self.handle(conn)
+            except OSError:
+                pass
+            finally:
+                if not any(c is conn for c in self.conns):
+                    conn.close()
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(self.join_timeout)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 class TempDir:

@@ -9,7 +9,6 @@ import os
 import socket
 import struct
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -18,38 +17,19 @@ from fault_util import Raw  # noqa: E402
 from serve_peer import HOST, Serve, expect, message  # noqa: E402
 
 
-class FlakyRelay:
+class FlakyRelay(sktest.Listener):
     """A minimal SMTP server on loopback: connection k (from 0) behaves as
     faults[k] during DATA ("reset", "close"), later ones accept."""
 
     def __init__(self, faults):
+        super().__init__(HOST)
         self.faults = list(faults)
         self.messages = []
-        self.connections = 0
-        self.lsock = socket.socket()
-        self.lsock.bind((HOST, 0))
-        self.lsock.listen(8)
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+        self.start()
 
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            k = self.connections
-            self.connections += 1
-            fault = self.faults[k] if k < len(self.faults) else None
-            try:
-                self.session(conn, fault)
-            except OSError:
-                pass
-            finally:
-                conn.close()
+    def handle(self, conn):
+        k = self.connections - 1
+        self.session(conn, self.faults[k] if k < len(self.faults) else None)
 
     def session(self, conn, fault):
         conn.settimeout(10)
@@ -87,9 +67,7 @@ class FlakyRelay:
                 conn.sendall(b"502 5.5.2 no\r\n")
 
     def close(self):
-        self.stop.set()
-        self.thread.join(timeout=5)
-        self.lsock.close()
+        self.stop()
 
 
 def spool_files(data_dir):

@@ -15,6 +15,14 @@ import sktest  # noqa: E402
 HOST = "127.0.0.1"
 
 
+def _read_text(path):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 class Serve:
     """`smtpkit serve` on free loopback ports.
 
@@ -82,18 +90,12 @@ class Serve:
         self.stop()
 
     def log(self):
-        try:
-            with open(self.log_path, "r", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        """What the server wrote to stderr so far."""
+        return _read_text(self.log_path)
 
     def out(self):
-        try:
-            with open(self.out_path, "r", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        """What the server wrote to stdout so far."""
+        return _read_text(self.out_path)
 
     def __enter__(self):
         return self.start()

@@ -57,6 +57,10 @@ class Handler:
         return None
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # When the transaction began: on a reused connection that follows
+        # the sender's decision to send with the least delay (the DATA
+        # phase adds round trips whose timing varies with the load).
+        envelope.sk_mail_time = time.monotonic()
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Ok"
@@ -80,6 +84,7 @@ class Handler:
             if reply is None:
                 self.messages.append({
                     "time": time.monotonic(),
+                    "mail_time": getattr(envelope, "sk_mail_time", None),
                     "wall": time.time(),
                     "mail_from": envelope.mail_from,
                     "rcpt_tos": list(envelope.rcpt_tos),

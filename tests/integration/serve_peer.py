@@ -15,9 +15,10 @@ import sktest  # noqa: E402
 HOST = "127.0.0.1"
 
 
-def _read_text(path):
+def _read_text(path, offset=0):
     try:
         with open(path, "r", errors="replace") as f:
+            f.seek(offset)
             return f.read()
     except OSError:
         return ""
@@ -62,6 +63,12 @@ class Serve:
         return self.ports["smtps"][0]
 
     def start(self, timeout=15.0):
+        """Start the server and wait until it has started: its ports answer
+        and it has logged "daemon started". The ports open before the spool
+        is recovered, the queue started and the signal handlers installed,
+        so a test that went on at the first answer could find the queue
+        not yet recovered, or have a SIGTERM or SIGHUP end the process."""
+        start_at = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self._log = open(self.log_path, "ab")
         self._out = open(self.out_path, "ab")
         self.proc = sktest.Proc(self.argv, stdout=self._out, stderr=self._log)
@@ -69,6 +76,11 @@ class Serve:
             for plist in self.ports.values():
                 for p in plist:
                     sktest.wait_port(p, HOST, timeout=timeout, proc=self.proc)
+            sktest.wait_for(lambda: self.proc.poll() is not None or
+                            " daemon started " in _read_text(self.log_path, start_at),
+                            timeout=timeout, what="smtpkit serve to log \"daemon started\"")
+            if self.proc.poll() is not None:
+                raise RuntimeError("exited with %s" % self.proc.returncode)
         except Exception:
             self.stop(signal.SIGKILL)
             raise RuntimeError("smtpkit serve did not start:\n" + self.log())

@@ -71,7 +71,8 @@ try:
             sktest.wait_for(drained, timeout=40, interval=0.2, what="queue drained")
         except TimeoutError as e:
             sktest.fail("%s: %r\n%s" % (e, after.queue_list()[:3], after.log()[-3000:]))
-    expect(after.proc.returncode == 0, "restarted server exits 0", after)
+    expect(after.proc.returncode == 0,
+           "restarted server exits 0, not %r" % after.proc.returncode, after)
 
     seen = {}
     for box in range(3):

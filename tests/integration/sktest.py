@@ -45,6 +45,16 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def have_ipv6_loopback():
+    """True when ::1 can be bound here (some containers have no IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
     """Wait until something accepts connections on host:port."""
     deadline = time.monotonic() + timeout

@@ -9,7 +9,6 @@ the server."""
 
 import os
 import re
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -28,15 +27,6 @@ def send(port, addresses):
 
 def notes(r):
     return [l[3:] for l in r.stderr.splitlines() if l.startswith("*: ")]
-
-
-def has_ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def main():
@@ -60,7 +50,7 @@ def main():
         sktest.check(not any("127.0.0.2" in n for n in notes(r)),
                      "127.0.0.2 tried after a success: %r" % notes(r))
 
-        if has_ipv6_loopback():
+        if sktest.have_ipv6_loopback():
             # ::1 has nothing on this port either; IPv6 then IPv4.
             r = send(p, "::1 127.0.0.1")
             sktest.check(r.returncode == 0 and "::1 port %d: Connection refused" % p in notes(r),
@@ -73,7 +63,7 @@ def main():
                                r"127\.0\.0\.3: Connection refused", r.stderr),
                      "error: %r" % r.stderr)
 
-        sktest.check(srv.stdout().count(b"ENVELOPE ") == 3 if has_ipv6_loopback()
+        sktest.check(srv.stdout().count(b"ENVELOPE ") == 3 if sktest.have_ipv6_loopback()
                      else srv.stdout().count(b"ENVELOPE ") == 2,
                      "messages received: %r" % srv.stdout())
     print("ok")

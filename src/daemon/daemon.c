@@ -922,7 +922,9 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         sk_daemon_free(d);
         return err && err->err ? err->err : SK_ERR_CONFIG;
     }
-    sk_server_on_auth(d->srv, on_auth, d);
+    /* Without accounts there is nothing to authenticate against: no hook,
+     * so AUTH is not announced and answers 502 (docs/serve.md). */
+    if (d->authd) sk_server_on_auth(d->srv, on_auth, d);
     if (d->authd && sk_authd_attach(d->authd, d->base, err)) {
         sk_daemon_free(d);
         return err && err->err ? err->err : SK_ERR_IO;

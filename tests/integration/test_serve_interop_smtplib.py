@@ -110,6 +110,21 @@ try:
 
     rc = srv.proc.returncode
     expect(rc == 0, "SIGTERM: exit 0, got %r" % rc, srv)
+
+    # Without --users there are no accounts: AUTH is not announced, even
+    # after STARTTLS, and a client that tries it anyway gets 502.
+    bare = Serve(tmp, name="no-users",
+                 args=["--hostname", "mx.test", "--tls-cert", cert, "--tls-key", key,
+                       "--local-domain", "localhost"])
+    with bare:
+        with smtplib.SMTP(HOST, bare.port, timeout=30) as s:
+            s.starttls(context=tls)
+            s.ehlo("client.test")
+            expect(not s.has_extn("auth"), "no AUTH without --users: %r" % s.esmtp_features,
+                   bare)
+            code, resp = s.docmd("AUTH", "PLAIN AHpvZQBzZWNyZXQ=")
+            expect(code == 502 and resp.startswith(b"5.5.1"),
+                   "AUTH without accounts: 502 5.5.1, got %d %r" % (code, resp), bare)
     print("ok")
 finally:
     tmp.cleanup()

@@ -1436,17 +1436,32 @@ sk_err sk_spool_read_headers(sk_spool *s, const char *id, sk_buf *out, sk_error 
     /* The header block is near the start: read a bounded prefix of the
      * body, which ends where the envelope records (the file goes on with
      * the envelope). */
+    int fd = open_msg_file(s, id, SK_SPOOL_BODY_EXT);
+    if (fd < 0)
+        return sk_error_set(err, errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO, SK_STEP_NONE,
+                            "no message %s in the queue", id);
     sk_spool_envelope *env;
     sk_err e = sk_spool_load(s, id, &env, err);
-    if (e) return e;
+    if (e) {
+        close(fd);
+        return e;
+    }
     uint64_t want = env->body_octets;
     sk_spool_envelope_free(env);
     if (want > SK_SPOOL_HEADERS_MAX_OCTETS) want = SK_SPOOL_HEADERS_MAX_OCTETS;
     sk_buf b = SK_BUF_INIT(SK_SPOOL_HEADERS_MAX_OCTETS + 1);
-    int fd = open_msg_file(s, id, SK_SPOOL_BODY_EXT);
-    e = fd < 0 ? (errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO) : sk_buf_reserve(&b, want);
+    e = sk_buf_reserve(&b, want);
     if (!e) e = pread_all(fd, b.data, (size_t)want, 0);
-    if (fd >= 0) close(fd);
+    /* A removed message's file may be reused for a new message (docs/
+     * queue.md "Reused files"), but only after its name is gone: if the
+     * name still leads to this file now, what was read is this message. */
+    struct stat a, n;
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
+    if (!e && (fstat(fd, &a) || fstatat(s->msgdir_fd, name, &n, 0) || a.st_ino != n.st_ino ||
+               a.st_dev != n.st_dev))
+        e = SK_ERR_NOT_FOUND;
+    close(fd);
     if (e) {
         sk_buf_free(&b);
         return sk_error_set(err, e, SK_STEP_NONE, "cannot read message %s", id);

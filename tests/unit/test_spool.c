@@ -1296,6 +1296,120 @@ static void test_reused_files(void **state)
     }
 }
 
+/* A removed message's file is written over only once the removal is
+ * durable (docs/queue.md "Reused files"): until the barrier that covers
+ * the rename ID.msg -> N.free, a crash can bring the name ID.msg back on
+ * the same inode, and the old message must not come back with another
+ * message's bytes in it. The write hook watches the removed file's inode
+ * and the sync hook counts directory barriers (syncfs, or the directory
+ * fsync of SYNC_FILES) completed since the removal. */
+static struct {
+    dev_t dev;
+    ino_t ino;
+    int watching;
+    int barriers;    /* directory barriers completed */
+    int at_remove;   /* barriers completed when the removal returned */
+    int early;       /* writes to the removed file before such a barrier */
+    int overwritten; /* writes to it at all */
+} reuse_watch;
+
+static ssize_t reuse_watch_write(void *ctx, int fd, const void *p, size_t n)
+{
+    (void)ctx;
+    struct stat st;
+    if (__atomic_load_n(&reuse_watch.watching, __ATOMIC_SEQ_CST) && fstat(fd, &st) == 0 &&
+        st.st_ino == reuse_watch.ino && st.st_dev == reuse_watch.dev) {
+        __atomic_add_fetch(&reuse_watch.overwritten, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&reuse_watch.barriers, __ATOMIC_SEQ_CST) ==
+            __atomic_load_n(&reuse_watch.at_remove, __ATOMIC_SEQ_CST))
+            __atomic_add_fetch(&reuse_watch.early, 1, __ATOMIC_SEQ_CST);
+    }
+    return write(fd, p, n);
+}
+
+static int reuse_watch_sync(void *ctx, int fd)
+{
+    (void)ctx;
+    struct stat st;
+    int r = fsync(fd);
+    if (r == 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+        __atomic_add_fetch(&reuse_watch.barriers, 1, __ATOMIC_SEQ_CST);
+    return r;
+}
+
+static void commit_on_loop(sk_spool *s, spare_ctx *ctx, const char *data, size_t n)
+{
+    sk_spool_envelope e = test_env();
+    sk_spool_msg *m = sk_spool_begin(s, &e, NULL);
+    assert_non_null(m);
+    assert_int_equal(sk_spool_write(m, data, n), SK_OK);
+    memset(&ctx->rec, 0, sizeof ctx->rec);
+    sk_spool_commit(m, spare_done, ctx);
+    event_base_dispatch(ctx->base);
+    assert_int_equal(ctx->rec.calls, 1);
+    assert_int_equal(ctx->rec.err, SK_OK);
+}
+
+static void test_reuse_after_removal_durable(void **state)
+{
+    (void)state;
+    static const struct {
+        sk_spool_sync sync;
+        size_t next_len; /* the next message: small (file made by the committer) or large
+                          * (made while DATA arrives, on the loop thread) */
+    } cases[] = {
+        {SK_SPOOL_SYNC_FS, 100},
+        {SK_SPOOL_SYNC_FS, 100 * 1024},
+        {SK_SPOOL_SYNC_FILES, 100},
+        {SK_SPOOL_SYNC_FILES, 100 * 1024},
+    };
+    static char big[100 * 1024];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (char)('a' + i % 26);
+    memcpy(big, "Subject: x\r\n\r\n", 14);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        print_message("case %zu\n", c);
+        char *dir = temp_dir();
+        spare_ctx ctx = {.base = event_base_new()};
+        sk_error err;
+        memset(&reuse_watch, 0, sizeof reuse_watch);
+        sk_spool_opts o = {
+            .sync = cases[c].sync, .write_fn = reuse_watch_write, .sync_fn = reuse_watch_sync};
+        sk_spool *s = sk_spool_open(dir, &o, ctx.base, &err);
+        assert_non_null(s);
+
+        commit_on_loop(s, &ctx, body, strlen(body));
+        char path[512];
+        snprintf(path, sizeof path, "%s/spool/msg/%s%s", dir, ctx.rec.id, SK_SPOOL_BODY_EXT);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        reuse_watch.dev = st.st_dev;
+        reuse_watch.ino = st.st_ino;
+        __atomic_store_n(&reuse_watch.watching, 1, __ATOMIC_SEQ_CST);
+        assert_int_equal(sk_spool_remove(s, ctx.rec.id, &err), SK_OK);
+        __atomic_store_n(&reuse_watch.at_remove,
+                         __atomic_load_n(&reuse_watch.barriers, __ATOMIC_SEQ_CST),
+                         __ATOMIC_SEQ_CST);
+
+        /* At once, as a busy relay would: never onto the removed file. */
+        commit_on_loop(s, &ctx, big, cases[c].next_len);
+        assert_int_equal(reuse_watch.early, 0);
+        /* That commit's barrier covered the removal: the file is reused
+         * by the message after it. */
+        size_t pool, reused;
+        commit_on_loop(s, &ctx, big, cases[c].next_len);
+        sk_spool_reuse_stats(s, &pool, &reused);
+        assert_int_equal(reused, 1);
+        assert_true(reuse_watch.overwritten > 0);
+        assert_int_equal(reuse_watch.early, 0);
+        snprintf(path, sizeof path, "%s/spool/msg/%s%s", dir, ctx.rec.id, SK_SPOOL_BODY_EXT);
+        check_msg_file(path, big, cases[c].next_len);
+        sk_spool_free(s);
+        event_base_free(ctx.base);
+        rm_tree(dir);
+        free(dir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1308,6 +1422,7 @@ int main(void)
         cmocka_unit_test(test_commit_load_save_remove),
         cmocka_unit_test(test_headers_captured),
         cmocka_unit_test(test_reused_files),
+        cmocka_unit_test(test_reuse_after_removal_durable),
         cmocka_unit_test(test_lock_excludes_second_owner),
         cmocka_unit_test(test_recovery),
         cmocka_unit_test(test_crc32c),

@@ -113,9 +113,15 @@ struct sk_spool {
      * thread): sk_spool_read_headers serves it from its captured header
      * block. */
     const sk_spool_msg *finishing;
-    /* Reusable files, named N.free in msgdir; guarded by mu. */
+    /* Reusable files, named N.free in msgdir; guarded by mu. A removed
+     * message's file waits in freed until a barrier has made its rename
+     * durable, and only then joins reuse: written over earlier, a crash
+     * could bring back the old name on the new bytes (docs/queue.md
+     * "Reused files"). Together at most SPOOL_REUSE_MAX. */
     unsigned long reuse[SPOOL_REUSE_MAX];
     size_t nreuse;
+    unsigned long freed[SPOOL_REUSE_MAX];
+    size_t nfreed;
     unsigned long reuse_next; /* the next N */
     size_t reused;            /* files given a message's name */
 };
@@ -123,6 +129,16 @@ struct sk_spool {
 sk_err sk_spool_errno(int e)
 {
     return (e == ENOSPC || e == EDQUOT) ? SK_ERR_NOSPACE : SK_ERR_IO;
+}
+
+/* The first k files of freed had their removal made durable by a barrier:
+ * they may be written over now. Called with mu held. */
+static void freed_to_reuse(sk_spool *s, size_t k)
+{
+    memcpy(s->reuse + s->nreuse, s->freed, k * sizeof *s->freed);
+    s->nreuse += k;
+    s->nfreed -= k;
+    memmove(s->freed, s->freed + k, s->nfreed * sizeof *s->freed);
 }
 
 static ssize_t do_write(const sk_spool *s, int fd, const void *p, size_t n)
@@ -1051,7 +1067,10 @@ static void *committer_main(void *arg)
                 continue;
             }
         }
-        int dirty = s->dir_dirty;
+        size_t freed = s->nfreed; /* made durable by the barrier below */
+        /* freed may be ahead of dir_dirty (sk_spool_remove sets it after
+         * the rename), or left by a failed barrier: it needs one too. */
+        int dirty = s->dir_dirty || freed;
         s->dir_dirty = 0;
         /* Removals before this point are covered by the barrier below. */
         char(*orphans)[SK_SPOOL_ID_SIZE] = s->orphans;
@@ -1064,6 +1083,8 @@ static void *committer_main(void *arg)
             sk_err e = sync_dir_fd(s, s->msgdir_fd);
             if (!e) unlink_orphans(s, orphans, norphans);
             pthread_mutex_lock(&s->mu);
+            /* After a failure they stay in freed until a later barrier. */
+            if (!e) freed_to_reuse(s, freed);
             if (e) {
                 s->remove_sync_failed = 1;
                 /* Their ID.env stay; recovery removes them. */
@@ -1083,12 +1104,14 @@ static void *committer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        if (commit_batch(s, batch, dirty) == SK_OK)
+        sk_err barrier = commit_batch(s, batch, dirty);
+        if (barrier == SK_OK)
             unlink_orphans(s, orphans, norphans);
         else
             sk_free(orphans);
 
         pthread_mutex_lock(&s->mu);
+        if (barrier == SK_OK) freed_to_reuse(s, freed);
         *s->finished_tail = batch;
         s->finished_tail = &last->next;
         uint64_t one = 1;
@@ -1335,11 +1358,12 @@ sk_err sk_spool_save(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
 
 /* Take a removed message's file out of its name: renamed to N.free for
  * reuse while there is room, else unlinked. Either way the name is gone
- * (crash semantics as for unlink). -1 with errno on failure. */
+ * (crash semantics as for unlink). The file waits in freed until that is
+ * durable. -1 with errno on failure. */
 static int drop_file(sk_spool *s, const char *name)
 {
     pthread_mutex_lock(&s->mu);
-    int room = s->nreuse < SPOOL_REUSE_MAX;
+    int room = s->nreuse + s->nfreed < SPOOL_REUSE_MAX;
     unsigned long n = ++s->reuse_next; /* from 1: 0 means "given back" */
     pthread_mutex_unlock(&s->mu);
     if (room) {
@@ -1347,8 +1371,8 @@ static int drop_file(sk_spool *s, const char *name)
         snprintf(free_name, sizeof free_name, "%lu%s", n, SPOOL_REUSE_EXT);
         if (renameat2(s->msgdir_fd, name, s->msgdir_fd, free_name, RENAME_NOREPLACE) == 0) {
             pthread_mutex_lock(&s->mu);
-            if (s->nreuse < SPOOL_REUSE_MAX) {
-                s->reuse[s->nreuse++] = n;
+            if (s->nreuse + s->nfreed < SPOOL_REUSE_MAX) {
+                s->freed[s->nfreed++] = n;
                 n = 0;
             }
             pthread_mutex_unlock(&s->mu);
@@ -1408,6 +1432,7 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
     }
     if (fsync(s->msgdir_fd))
         return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "fsync failed");
+    freed_to_reuse(s, s->nfreed); /* no other thread: mu not needed */
     unlink_at(s, id, SK_SPOOL_ENV_EXT);
     return SK_OK;
 }

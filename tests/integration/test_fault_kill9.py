@@ -4,7 +4,8 @@ data directory (each restart also recovers and delivers what the previous
 one left, so kills land in reception, commit, recovery and delivery alike).
 Afterwards every message that got a 250 is in its Maildir exactly once and
 readable, nothing unsent appears, and the spool is empty and consistent
-(`smtpkit queue list` reads it)."""
+(`smtpkit queue list` reads it). SK_FAULT_SPOOL_SYNC=files runs the daemon
+with --spool-sync files (fdatasync per file instead of one syncfs)."""
 
 import email
 import email.policy
@@ -24,6 +25,8 @@ CLIENTS = 6
 BOXES = 3
 
 rng = random.Random(os.environ.get("SK_FAULT_SEED") or time.time_ns())
+SPOOL_SYNC = os.environ.get("SK_FAULT_SPOOL_SYNC")
+SERVE_ARGS = ["--spool-sync", SPOOL_SYNC] if SPOOL_SYNC else []
 tmp = sktest.TempDir("sk-fault-kill9-")
 acked, attempted = set(), set()
 lock = threading.Lock()
@@ -52,7 +55,7 @@ try:
     data_dir = tmp.join("data")
     srv = None
     for rnd in range(ROUNDS):
-        srv = Serve(tmp, name="round%d" % rnd, data_dir=data_dir)
+        srv = Serve(tmp, name="round%d" % rnd, data_dir=data_dir, args=SERVE_ARGS)
         srv.start()
         stop = threading.Event()
         threads = [threading.Thread(target=client, args=(n, srv.port, rnd, stop), daemon=True)
@@ -67,7 +70,7 @@ try:
         expect(not any(t.is_alive() for t in threads), "clients finished")
     expect(len(acked) > 20, "enough messages acknowledged: %d" % len(acked), srv)
 
-    after = Serve(tmp, name="after", data_dir=data_dir)
+    after = Serve(tmp, name="after", data_dir=data_dir, args=SERVE_ARGS)
     with after:
         try:
             sktest.wait_for(lambda: len(after.queue_list()) == 0, timeout=60, interval=0.2,

@@ -133,6 +133,12 @@ typedef struct sk_logger {
     sk_log_fn fn; /* NULL: logging off */
     void *ctx;
     sk_log_level max_level; /* events above this level are not formatted */
+    /* Optional: write out the lines fn has buffered. A logger that writes
+     * each line with its own system call can instead buffer them and let
+     * the daemon call this once a burst of events has been handled (at the
+     * end of each event-loop pass), which turns many small writes into one
+     * without delaying a line past that pass (docs/serve.md "Logs"). */
+    void (*flush)(void *ctx);
 } sk_logger;
 void sk_log(const sk_logger *l, sk_log_level level, const char *fmt, ...) SK_PRINTF(3, 4);
 /* Append s (n octets, from a peer) to b with control and non-ASCII octets

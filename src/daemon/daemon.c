@@ -18,6 +18,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -45,7 +46,12 @@ struct sk_daemon {
     sk_authd *authd; /* holds the users file (privilege split); NULL without one */
     sk_recipients recipients;
     bool have_recipients;
-    sk_logger log;
+    /* The logger everything logs through: user_log itself, or, when that
+     * one can buffer (flush set), a wrapper that has it flushed once per
+     * pass of the event loop (log_flush_ev). */
+    sk_logger log, user_log;
+    struct event *log_flush_ev;
+    atomic_int log_flush_pending;
 
     struct event_base *base;
     sk_server *srv;
@@ -874,13 +880,40 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
     return e;
 }
 
+/* The buffering logger's wrapper (any thread). Without the loop's event
+ * (before it exists, after it is gone, and in the forked AUTH helper,
+ * which has a copy without it) each line is flushed at once. */
+static void log_batched(void *ctx, sk_log_level level, const char *line)
+{
+    sk_daemon *d = ctx;
+    d->user_log.fn(d->user_log.ctx, level, line);
+    struct event *ev = d->log_flush_ev;
+    if (!ev)
+        d->user_log.flush(d->user_log.ctx);
+    else if (!atomic_exchange(&d->log_flush_pending, 1))
+        event_active(ev, EV_TIMEOUT, 0);
+}
+
+/* Loop thread: the lines of this pass go out in one write. The flag is
+ * cleared first, so a line logged meanwhile schedules another flush. */
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    sk_daemon *d = arg;
+    (void)fd;
+    (void)what;
+    atomic_store(&d->log_flush_pending, 0);
+    d->user_log.flush(d->user_log.ctx);
+}
+
 sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, size_t n_flags,
                      const sk_logger *log, sk_daemon **out, sk_error *err)
 {
     *out = NULL;
     sk_daemon *d = sk_calloc(1, sizeof *d);
     if (!d) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
-    if (log) d->log = *log;
+    if (log) d->log = d->user_log = *log;
+    if (d->user_log.fn && d->user_log.flush)
+        d->log = (sk_logger){log_batched, d, d->user_log.max_level, NULL};
     sk_err e = SK_OK;
     /* Keep what the configuration is built from, for SIGHUP. */
     if (config_path && !(d->config_path = sk_strdup(config_path))) e = SK_ERR_NOMEM;
@@ -911,6 +944,11 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
     /* The SMTP transport completes jobs from worker threads. */
     evthread_use_pthreads();
     d->base = event_base_new();
+    if (d->base && d->log.fn == log_batched &&
+        !(d->log_flush_ev = event_new(d->base, -1, 0, on_log_flush, d))) {
+        event_base_free(d->base);
+        d->base = NULL;
+    }
     if (!d->base) {
         sk_daemon_free(d);
         return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot create the event loop");
@@ -997,6 +1035,7 @@ sk_err sk_daemon_run(sk_daemon *d, sk_error *err)
     if (event_base_dispatch(d->base) < 0)
         return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "event loop failed");
     sk_log(&d->log, SK_LOG_INFO, "- daemon stopped");
+    if (d->user_log.flush) d->user_log.flush(d->user_log.ctx);
     return SK_OK;
 }
 
@@ -1028,6 +1067,10 @@ void sk_daemon_free(sk_daemon *d)
      * and its sessions go. */
     sk_authd_free(d->authd);
     sk_server_free(d->srv);
+    /* From here on lines are flushed as they come (log_batched). */
+    if (d->log_flush_ev) event_free(d->log_flush_ev);
+    d->log_flush_ev = NULL;
+    if (d->user_log.flush) d->user_log.flush(d->user_log.ctx);
     if (d->base) event_base_free(d->base);
     sk_users_free(&d->users);
     sk_recipients_free(&d->recipients);

@@ -10,6 +10,10 @@
 #include <syslog.h>
 #include <time.h>
 
+/* Log lines waiting for the end of an event-loop pass; a fuller buffer is
+ * written out as it fills. */
+#define SERVE_LOG_BUFFER_OCTETS (64 * 1024)
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: smtpkit serve [OPTIONS]\n\n"
@@ -30,13 +34,23 @@ static void usage(FILE *f)
                "See docs/serve.md.\n");
 }
 
-/* Log lines: to stderr with a UTC timestamp, or to syslog (mail facility). */
+/* Log lines: to stderr with a UTC timestamp, or to syslog (mail facility).
+ * stderr is fully buffered while the daemon runs: the daemon flushes it
+ * once per pass of its event loop (sk_logger.flush), so a busy server makes
+ * one write for many lines; warnings and errors go out at once. */
 static void log_stderr(void *ctx, sk_log_level level, const char *line)
 {
     char ts[32];
     sk_time_rfc3339((int64_t)time(NULL), ts);
     /* One call per line so that lines from worker threads do not mix. */
     fprintf(stderr, "%s %s\n", ts, line);
+    if (level <= SK_LOG_WARN) fflush(stderr);
+}
+
+static void log_flush(void *ctx)
+{
+    (void)ctx;
+    fflush(stderr);
 }
 
 static void log_syslog(void *ctx, sk_log_level level, const char *line)
@@ -152,10 +166,14 @@ int cmd_serve(int argc, char **argv)
     }
     sk_daemon *d = NULL;
     if (rc == EX_OK) {
-        sk_logger log = {log_stderr, NULL, SK_LOG_INFO};
+        sk_logger log = {log_stderr, NULL, SK_LOG_INFO, log_flush};
+        static char logbuf[SERVE_LOG_BUFFER_OCTETS];
         if (!strcmp(cfg->log, "syslog")) {
             openlog("smtpkit", LOG_PID | LOG_NDELAY, LOG_MAIL);
             log.fn = log_syslog;
+            log.flush = NULL;
+        } else {
+            setvbuf(stderr, logbuf, _IOFBF, sizeof logbuf);
         }
         bool hint = cfg->print_usage;
         sk_daemon_config_free(cfg);

@@ -138,14 +138,15 @@ sk_err sk_suppress_check(sk_track *tr, const char *addr, int64_t now_s, sk_suppr
     sk_buf a = SK_BUF_INIT(SK_SMTP_PATH_MAX_OCTETS);
     sk_err e = normalized(addr, &a, err);
     if (e) return e;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(tr->db,
+    if (!tr->suppress_check &&
+        sqlite3_prepare_v3(tr->db,
                            "SELECT address, reason, created, until FROM suppression"
                            " WHERE address = ?1 AND (until IS NULL OR until > ?2)",
-                           -1, &st, NULL) != SQLITE_OK) {
+                           -1, SQLITE_PREPARE_PERSISTENT, &tr->suppress_check, NULL) != SQLITE_OK) {
         sk_buf_free(&a);
         return sk_track_db_error(tr, err, "preparing");
     }
+    sqlite3_stmt *st = tr->suppress_check;
     sqlite3_bind_text(st, 1, sk_buf_cstr(&a), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now_or_clock(tr, now_s));
     int rc = sqlite3_step(st);
@@ -165,7 +166,9 @@ sk_err sk_suppress_check(sk_track *tr, const char *addr, int64_t now_s, sk_suppr
     } else {
         e = sk_track_db_error(tr, err, "checking a suppression");
     }
-    sqlite3_finalize(st);
+    /* Ends the read transaction; the bound text is ours only until here. */
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     sk_buf_free(&a);
     return e;
 }

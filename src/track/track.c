@@ -219,6 +219,7 @@ void sk_track_free(sk_track *tr)
     drop_pending(tr);
     sk_free(tr->pending);
     if (tr->timer) event_free(tr->timer);
+    sqlite3_finalize(tr->suppress_check);
     sqlite3_close_v2(tr->db);
     sk_free(tr);
 }

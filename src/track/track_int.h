@@ -19,6 +19,9 @@ struct sk_track {
     uint64_t first_pending_mono_ms; /* when the oldest pending was recorded */
     uint64_t retry_mono_ms;         /* after a failed flush, no automatic one before */
     uint64_t dropped;               /* events lost since the last log line */
+    /* The suppression check runs for every relayed RCPT: prepared once
+     * (suppress.c), reset after each use. */
+    sqlite3_stmt *suppress_check;
 };
 
 /* Fill err from the connection's last error. */

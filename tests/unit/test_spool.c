@@ -1226,6 +1226,82 @@ static void test_headers_captured(void **state)
     free(dir);
 }
 
+/* The header block read back from the file after the commit is the one
+ * captured while it was written, whatever octets the body holds: a NUL
+ * (DATA passes it through), or an ending that looks like a message
+ * file's trailer (possible through sk_spool_write; an SMTP body ends with
+ * CRLF, which no trailer does). */
+typedef struct file_hdr_rec {
+    sk_spool *s;
+    sk_err err;
+    sk_buf got;
+} file_hdr_rec;
+
+static void file_hdr_done(void *ctx, sk_err err, const char *id)
+{
+    file_hdr_rec *r = ctx;
+    assert_int_equal(err, SK_OK);
+    r->err = sk_spool_read_headers(r->s, id, &r->got, NULL);
+}
+
+static void test_read_headers_from_file(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        const char *body;
+        size_t len, want_len;
+    } cases[] = {
+        {"NUL in a header field", "A: b\0c\r\n\r\nrest\r\n", 16, 8},
+        {"NUL in the body", "A: b\r\n\r\nx\0y\r\n", 13, 6},
+        {"NUL and no empty line", "A: b\0c\r\nD: e\r\n", 14, 14},
+        {"body ends like a trailer", "A: b\r\n\r\nsmtpkit-envelope-at 000000000000000\n", 44, 6},
+    };
+    char *dir = temp_dir();
+    sk_error err;
+    sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        print_message("case: %s\n", cases[c].name);
+        file_hdr_rec r = {.s = s};
+        sk_buf_init(&r.got, 4096);
+        sk_spool_envelope e = test_env();
+        sk_spool_msg *m = sk_spool_begin(s, &e, NULL);
+        assert_non_null(m);
+        assert_int_equal(sk_spool_write(m, cases[c].body, cases[c].len), SK_OK);
+        char id[SK_SPOOL_ID_SIZE];
+        snprintf(id, sizeof id, "%s", sk_spool_msg_id(m));
+        sk_spool_commit(m, file_hdr_done, &r);
+        /* From the copy kept while writing... */
+        assert_int_equal(r.err, SK_OK);
+        assert_int_equal(r.got.len, cases[c].want_len);
+        assert_memory_equal(r.got.data, cases[c].body, cases[c].want_len);
+        /* ...and from the file, the same. */
+        sk_buf h = SK_BUF_INIT(4096);
+        assert_int_equal(sk_spool_read_headers(s, id, &h, NULL), SK_OK);
+        assert_int_equal(h.len, cases[c].want_len);
+        assert_memory_equal(h.data, cases[c].body, cases[c].want_len);
+        sk_buf_free(&h);
+        sk_spool_envelope *env;
+        assert_int_equal(sk_spool_load(s, id, &env, &err), SK_OK);
+        assert_int_equal(env->body_octets, cases[c].len);
+        sk_spool_envelope_free(env);
+        sk_buf_free(&r.got);
+    }
+    sk_spool_free(s);
+    /* Recovery keeps them all. */
+    s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    char **ids;
+    size_t n;
+    assert_int_equal(sk_spool_list(s, &ids, &n, &err), SK_OK);
+    assert_int_equal(n, sizeof cases / sizeof cases[0]);
+    sk_spool_ids_free(ids, n);
+    sk_spool_free(s);
+    rm_tree(dir);
+    free(dir);
+}
+
 /* Removed messages' files come back as new messages' files: no stale
  * bytes, no stale envelope, and a restart drops what was kept. */
 static void test_reused_files(void **state)
@@ -1421,6 +1497,7 @@ int main(void)
         cmocka_unit_test(test_protocol_names),
         cmocka_unit_test(test_commit_load_save_remove),
         cmocka_unit_test(test_headers_captured),
+        cmocka_unit_test(test_read_headers_from_file),
         cmocka_unit_test(test_reused_files),
         cmocka_unit_test(test_reuse_after_removal_durable),
         cmocka_unit_test(test_lock_excludes_second_owner),

@@ -1495,9 +1495,11 @@ sk_err sk_spool_read_headers(sk_spool *s, const char *id, sk_buf *out, sk_error 
     b.data[b.len] = '\0';
     const char *d = sk_buf_cstr(&b);
     size_t hlen = b.len;
-    /* RFC 5322 2.1: the header ends at the first empty line. */
-    const char *blank = strstr(d, "\r\n\r\n");
-    if (d[0] == '\r' && d[1] == '\n')
+    /* RFC 5322 2.1: the header ends at the first empty line. memmem, not
+     * strstr: DATA may carry a NUL, which must not hide that line (the
+     * captured copy, capture_headers, does not stop there either). */
+    const char *blank = memmem(d, b.len, "\r\n\r\n", 4);
+    if (b.len >= 2 && d[0] == '\r' && d[1] == '\n')
         hlen = 0;
     else if (blank)
         hlen = (size_t)(blank - d) + 2;

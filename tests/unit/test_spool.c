@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <smtpkit/spool.h>
@@ -1302,6 +1303,75 @@ static void test_read_headers_from_file(void **state)
     free(dir);
 }
 
+/* sk_spool_read_headers of a message removed, and its file reused by the
+ * next message, between opening the file and reading it: what it read is
+ * not this message, so it answers "not found" (docs/queue.md "Reused
+ * files"). To land the removal exactly there, this program defines
+ * pread(2) itself: the library is linked statically, so the spool's calls
+ * come here. When armed, the first read at offset 0 (the body's start;
+ * the envelope and trailer reads that precede it are at other offsets)
+ * first runs the removal, and the commit of another message, then reads. */
+static struct {
+    int armed, fired;
+    int action; /* 0 nothing, 1 remove, 2 remove and commit a message that reuses the file */
+    sk_spool *s;
+    char id[SK_SPOOL_ID_SIZE];
+} race;
+
+
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+    if (race.armed && off == 0) {
+        race.armed = 0;
+        race.fired = 1;
+        if (race.action >= 1) assert_int_equal(sk_spool_remove(race.s, race.id, NULL), SK_OK);
+        if (race.action == 2) {
+            static const char other[] = "Subject: someone else\r\n\r\nnot yours\r\n";
+            done_rec r = {0};
+            commit_sync(race.s, other, strlen(other), &r);
+            assert_int_equal(r.err, SK_OK);
+        }
+    }
+    return syscall(SYS_pread64, fd, buf, n, off);
+}
+
+static void test_read_headers_reused_underneath(void **state)
+{
+    (void)state;
+    static const struct {
+        int action;
+        sk_err want;
+        size_t want_reused;
+    } cases[] = {{0, SK_OK, 0}, {1, SK_ERR_NOT_FOUND, 0}, {2, SK_ERR_NOT_FOUND, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        print_message("case %zu\n", c);
+        char *dir = temp_dir();
+        sk_error err;
+        sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+        assert_non_null(s);
+        done_rec r = {0};
+        commit_sync(s, body, strlen(body), &r);
+        assert_int_equal(r.err, SK_OK);
+        race.s = s;
+        race.action = cases[c].action;
+        snprintf(race.id, sizeof race.id, "%s", r.id);
+        race.fired = 0;
+        race.armed = 1;
+        sk_buf h = SK_BUF_INIT(4096);
+        assert_int_equal(sk_spool_read_headers(s, r.id, &h, NULL), cases[c].want);
+        assert_int_equal(race.fired, 1);
+        race.armed = 0;
+        if (cases[c].want == SK_OK) assert_string_equal(h.data, "Subject: hi\r\nFrom: a@b\r\n");
+        sk_buf_free(&h);
+        size_t pool, reused;
+        sk_spool_reuse_stats(s, &pool, &reused);
+        assert_int_equal(reused, cases[c].want_reused);
+        sk_spool_free(s);
+        rm_tree(dir);
+        free(dir);
+    }
+}
+
 /* Removed messages' files come back as new messages' files: no stale
  * bytes, no stale envelope, and a restart drops what was kept. */
 static void test_reused_files(void **state)
@@ -1498,6 +1568,7 @@ int main(void)
         cmocka_unit_test(test_commit_load_save_remove),
         cmocka_unit_test(test_headers_captured),
         cmocka_unit_test(test_read_headers_from_file),
+        cmocka_unit_test(test_read_headers_reused_underneath),
         cmocka_unit_test(test_reused_files),
         cmocka_unit_test(test_reuse_after_removal_durable),
         cmocka_unit_test(test_lock_excludes_second_owner),

@@ -500,20 +500,55 @@ static sk_err recover(sk_spool *s, sk_error *err)
     if (ids_with_ext(s, SK_SPOOL_NEW_EXT, &ids, &n))
         return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
     for (size_t i = 0; i < n; i++) {
+        /* Only what the file holds decides; an error of the moment (EIO,
+         * ENOMEM, ENOSPC on the rename) fails the open and keeps the file,
+         * which may hold an acknowledged message. */
+        sk_err fail = SK_OK;
+        int fail_errno = 0;
         int fd = open_msg_file(s, ids[i], SK_SPOOL_NEW_EXT);
         sk_spool_envelope *env = NULL;
-        const char *why = fd < 0 ? "unreadable" : NULL;
-        if (!why && trailer_envelope(fd, ids[i], &env)) why = "torn-envelope";
-        if (!why) why = body_problem(fd, env, 1);
+        const char *why = NULL;
+        if (fd < 0) {
+            fail_errno = errno;
+            fail = errno == ENOENT ? SK_OK : sk_spool_errno(errno);
+            why = "gone";
+        }
+        sk_err te = fd < 0 ? SK_OK : trailer_envelope(fd, ids[i], &env);
+        if (te == SK_ERR_IO || te == SK_ERR_NOMEM) {
+            fail = te;
+            fail_errno = te == SK_ERR_NOMEM ? ENOMEM : EIO;
+        } else if (te) {
+            why = "torn-envelope";
+        }
+        if (!fail && !why) why = body_problem(fd, env, 1);
+        if (why && !strcmp(why, "body-unreadable")) {
+            fail = SK_ERR_IO;
+            fail_errno = EIO;
+        }
         sk_spool_envelope_free(env);
         if (fd >= 0) close(fd);
-        if (!why && rename_ext(s, ids[i], SK_SPOOL_NEW_EXT, SK_SPOOL_BODY_EXT, 1) == 0) {
-            sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover kept=durable-message", ids[i]);
-            promoted++;
-            continue;
+        if (!fail && !why) {
+            if (rename_ext(s, ids[i], SK_SPOOL_NEW_EXT, SK_SPOOL_BODY_EXT, 1) == 0) {
+                sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover kept=durable-message", ids[i]);
+                promoted++;
+                continue;
+            }
+            /* EEXIST: another message has this ID (and this one was never
+             * acknowledged: its own commit's rename failed the same way). */
+            if (errno != EEXIST) {
+                fail_errno = errno;
+                fail = sk_spool_errno(errno);
+            }
+            why = "id-taken";
+        }
+        if (fail) {
+            sk_error_set(err, fail, SK_STEP_NONE, "cannot recover %s/%s%s (kept): %s", s->msgdir,
+                         ids[i], SK_SPOOL_NEW_EXT, strerror(fail_errno));
+            sk_spool_ids_free(ids, n);
+            return fail;
         }
         sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover removed=incomplete reason=%s", ids[i],
-               why ? why : "rename-failed");
+               why);
         unlink_at(s, ids[i], SK_SPOOL_NEW_EXT);
         removed++;
     }
@@ -560,10 +595,27 @@ static sk_err recover(sk_spool *s, sk_error *err)
         const char *why = NULL;
         /* A message is only ever renamed to ID.msg once durable, so the
          * size is enough here; reading every body would slow the start. */
-        if (sk_spool_load(s, ids[i], &env, NULL)) {
+        sk_err le = sk_spool_load(s, ids[i], &env, NULL);
+        if (le == SK_ERR_IO || le == SK_ERR_NOMEM) {
+            /* Not what the files hold: keep the message, fail the open. */
+            sk_error_set(err, le, SK_STEP_NONE, "cannot read the envelope of %s in %s (kept)",
+                         ids[i], s->msgdir);
+            sk_spool_ids_free(ids, n);
+            return le;
+        }
+        if (le) {
             why = "envelope-unreadable";
         } else {
             int fd = open_msg_file(s, ids[i], SK_SPOOL_BODY_EXT);
+            if (fd < 0 && errno != ENOENT) {
+                int e = errno;
+                sk_spool_envelope_free(env);
+                sk_err r = sk_error_set(err, sk_spool_errno(e), SK_STEP_NONE,
+                                        "cannot open %s/%s%s (kept): %s", s->msgdir, ids[i],
+                                        SK_SPOOL_BODY_EXT, strerror(e));
+                sk_spool_ids_free(ids, n);
+                return r;
+            }
             why = body_problem(fd, env, 0);
             if (fd >= 0) close(fd);
         }

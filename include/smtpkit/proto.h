@@ -96,7 +96,7 @@ typedef struct sk_mail_params {
 
 typedef struct sk_rcpt_params {
     unsigned notify;
-    char orcpt[SK_DSN_ORCPT_MAX_OCTETS + 1]; /* "rfc822;xtext-address", "" when absent */
+    char orcpt[SK_DSN_ORCPT_MAX_OCTETS + 1]; /* as received, sk_orcpt_valid; "" when absent */
 } sk_rcpt_params;
 
 /* What the session has announced, so the parsers accept only parameters of
@@ -121,6 +121,41 @@ SK_NODISCARD sk_err sk_proto_parse_rcpt(const char *args, unsigned ext, int smtp
 
 /* Is s valid xtext (RFC 3461 4)? */
 int sk_xtext_valid(const char *s, size_t n);
+
+/* ---- ORCPT (RFC 3461 4.2): "type;value", at most SK_DSN_ORCPT_MAX_OCTETS.
+ * The value is xtext, except for the "utf-8" type of RFC 6533 3, whose
+ * value is utf-8-enc-addr: printable ASCII but SP, "\", "+" and "=" as
+ * themselves, every other character as \x{HEX} (its code point), and in
+ * the unitext form non-ASCII characters as UTF-8. ---- */
+typedef enum sk_utf8_addr_form {
+    SK_UTF8_ADDR_XTEXT = 0, /* utf-8-addr-xtext: 7-bit, "j\x{F6}rg@example.org" */
+    SK_UTF8_ADDR_UNITEXT,   /* utf-8-addr-unitext: "jörg@example.org" (SMTPUTF8 only) */
+} sk_utf8_addr_form;
+
+/* Encode the UTF-8 address addr in form, appended to out. SK_ERR_SYNTAX
+ * when addr is empty, not UTF-8 or holds a control character; out is then
+ * unchanged. */
+SK_NODISCARD sk_err sk_utf8_addr_encode(const char *addr, sk_utf8_addr_form form, sk_buf *out);
+/* Decode in[0..n), a utf-8-addr-xtext (or, when allow_utf8, a
+ * utf-8-addr-unitext), to UTF-8 in out (NUL-terminated). SK_ERR_SYNTAX
+ * when malformed (bad escape, a HEXPOINT RFC 6533 3 does not allow, raw
+ * UTF-8 without allow_utf8, a control character), SK_ERR_TOO_LONG when
+ * it does not fit. */
+SK_NODISCARD sk_err sk_utf8_addr_decode(const char *in, size_t n, int allow_utf8, char *out,
+                                        size_t outsize);
+/* Is v[0..n) a valid ORCPT value? utf8: the transaction uses SMTPUTF8, so a
+ * "utf-8" value may be in unitext form. Other types need xtext. */
+int sk_orcpt_valid(const char *v, size_t n, int utf8);
+/* The ORCPT value naming addr (appended to out): "rfc822;" and xtext for
+ * an ASCII address, "utf-8;" for the rest, in unitext form when utf8 (the
+ * transaction uses SMTPUTF8) and no ASCII character needs an escape, else
+ * in xtext form (RFC 6533 3). SK_ERR_TOO_LONG over the ORCPT limit,
+ * SK_ERR_SYNTAX for an address that cannot be written; out unchanged then. */
+SK_NODISCARD sk_err sk_orcpt_format(const char *addr, int utf8, sk_buf *out);
+/* A received ORCPT value v as it goes to the next hop (RFC 3461 5.2.1),
+ * appended to out: unchanged, except that a "utf-8" value holding UTF-8
+ * goes in xtext form when !utf8. SK_ERR_SYNTAX when v is not valid. */
+SK_NODISCARD sk_err sk_orcpt_pass(const char *v, int utf8, sk_buf *out);
 
 /* EHLO/HELO argument: a domain or address literal (RFC 5321 4.1.1.1);
  * UTF-8 U-labels allowed (RFC 6531 3.7.1). 1 when acceptable. */

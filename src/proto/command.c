@@ -227,16 +227,12 @@ sk_err sk_proto_parse_rcpt(const char *args, unsigned ext, int smtputf8, sk_path
             }
             if ((rp->notify & SK_DSN_NOTIFY_NEVER) && rp->notify != SK_DSN_NOTIFY_NEVER) goto bad;
         } else if (!strcmp(pr.key, "ORCPT") && (ext & SK_EXT_DSN)) {
-            /* RFC 3461 4.2: addr-type ";" xtext. */
-            if (rp->orcpt[0] || !pr.value || pr.value_len > SK_DSN_ORCPT_MAX_OCTETS) goto bad;
-            const char *semi = memchr(pr.value, ';', pr.value_len);
-            if (!semi || semi == pr.value) goto bad;
-            for (const char *q = pr.value; q < semi; q++)
-                if (!isalnum((unsigned char)*q) && *q != '-') goto bad;
-            size_t rest = pr.value_len - (size_t)(semi + 1 - pr.value);
-            if (!rest) goto bad;
-            /* RFC 6533 3: utf-8-addr-xtext also allows raw UTF-8. */
-            if (!smtputf8 && !sk_xtext_valid(semi + 1, rest)) goto bad;
+            /* RFC 3461 4.2: addr-type ";" xtext; for the "utf-8" type the
+             * RFC 6533 3 encoding, with UTF-8 as it is (utf-8-addr-unitext)
+             * only in a transaction that uses SMTPUTF8. Kept as received,
+             * so a relay passes it on unchanged (RFC 3461 5.2.1). */
+            if (rp->orcpt[0] || !pr.value || !sk_orcpt_valid(pr.value, pr.value_len, smtputf8))
+                goto bad;
             memcpy(rp->orcpt, pr.value, pr.value_len);
         } else {
             return fail(why, 555, "5.5.4", "Unsupported parameter");

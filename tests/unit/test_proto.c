@@ -227,6 +227,17 @@ static void test_parse_rcpt(void **state)
         {"<b@c.example> NOTIFY=SOMETIMES", 0, 501, 0, NULL},
         {"<b@c.example> ORCPT=b@c.example", 0, 501, 0, NULL},
         {"<b@c.example> ORCPT=rfc822;", 0, 501, 0, NULL},
+        /* RFC 6533 3: the "utf-8" type; UTF-8 as it is only with SMTPUTF8. */
+        {"<b@c.example> ORCPT=utf-8;j\\x{F6}rg@c.example", 0, 0, 0, "utf-8;j\\x{F6}rg@c.example"},
+        {"<b@c.example> ORCPT=UTF-8;j\\x{f6}rg@c.example", 0, 0, 0, "UTF-8;j\\x{f6}rg@c.example"},
+        {"<b@c.example> ORCPT=utf-8;j\xc3\xb6rg@c.example", 1, 0, 0, "utf-8;j\xc3\xb6rg@c.example"},
+        {"<b@c.example> ORCPT=utf-8;j\xc3\xb6rg@c.example", 0, 501, 0, NULL},
+        {"<b@c.example> ORCPT=rfc822;j\xc3\xb6rg@c.example", 1, 501, 0, NULL},
+        {"<b@c.example> ORCPT=utf-8;a+2Bb@c.example", 0, 501, 0, NULL},
+        {"<b@c.example> ORCPT=utf-8;a\\x{0D}\\x{0A}b@c.example", 1, 501, 0, NULL},
+        {"<b@c.example> ORCPT=utf-8;a\\x{09}b@c.example", 1, 501, 0, NULL},
+        {"<b@c.example> ORCPT=utf-8;\\x{D800}@c.example", 1, 501, 0, NULL},
+        {"<b@c.example> ORCPT=x-foo;a+2Bb", 0, 0, 0, "x-foo;a+2Bb"},
         {"<b@c.example> SIZE=10", 0, 555, 0, NULL},
         {"<>", 0, 553, 0, NULL},
         {"<b@c..example>", 0, 553, 0, NULL},
@@ -248,6 +259,211 @@ static void test_parse_rcpt(void **state)
         }
         if (e == SK_OK) fail_msg("case %zu (%s) accepted", i, cases[i].args);
         assert_int_equal(why.code, cases[i].code);
+    }
+}
+
+/* RFC 6533 3 utf-8-addr-xtext / utf-8-addr-unitext: encode, decode back,
+ * and malformed values refused. */
+static void test_utf8_addr(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *addr, *xtext, *unitext;
+    } rt[] = {
+        {"a@b.example", "a@b.example", "a@b.example"},
+        {"j\xc3\xb6rg@b.example", "j\\x{F6}rg@b.example", "j\xc3\xb6rg@b.example"},
+        {"a+b=c\\d e@b.example", "a\\x{2B}b\\x{3D}c\\x{5C}d\\x{20}e@b.example",
+         "a\\x{2B}b\\x{3D}c\\x{5C}d\\x{20}e@b.example"},
+        {"\xc4\x80@b", "\\x{100}@b", "\xc4\x80@b"},
+        {"\xe0\xa0\x80@b", "\\x{800}@b", "\xe0\xa0\x80@b"},
+        {"\xe7\x94\xa8@b", "\\x{7528}@b", "\xe7\x94\xa8@b"},
+        {"\xf0\x9f\x98\x80@b", "\\x{1F600}@b", "\xf0\x9f\x98\x80@b"},
+        {"\xf4\x8f\xbf\xbf@b", "\\x{10FFFF}@b", "\xf4\x8f\xbf\xbf@b"},
+        {"\xc2\x85@b", "\\x{85}@b", "\xc2\x85@b"},
+    };
+    for (size_t i = 0; i < N(rt); i++) {
+        for (int form = 0; form < 2; form++) {
+            const char *want = form ? rt[i].unitext : rt[i].xtext;
+            sk_buf b = SK_BUF_INIT(1000);
+            if (sk_utf8_addr_encode(rt[i].addr, (sk_utf8_addr_form)form, &b) != SK_OK)
+                fail_msg("case %zu form %d: not encoded", i, form);
+            assert_string_equal(sk_buf_cstr(&b), want);
+            char back[200];
+            assert_int_equal(sk_utf8_addr_decode(b.data, b.len, form, back, sizeof back), SK_OK);
+            assert_string_equal(back, rt[i].addr);
+            sk_buf_free(&b);
+        }
+        /* The xtext form is 7-bit; the unitext form needs allow_utf8. */
+        char back[200];
+        sk_err e = sk_utf8_addr_decode(rt[i].unitext, strlen(rt[i].unitext), 0, back, sizeof back);
+        assert_int_equal(e, strcmp(rt[i].unitext, rt[i].xtext) &&
+                                    strchr(rt[i].addr, '\\') == NULL &&
+                                    strchr(rt[i].addr, '+') == NULL
+                                ? SK_ERR_SYNTAX
+                                : SK_OK);
+    }
+    /* Addresses no form can carry. */
+    static const char *const bad_addr[] = {"",           "a\r\nb@c",          "a\tb@c",
+                                           "a\x7f@c",    "a\xc3@c",           "\xed\xa0\x80@c",
+                                           "\xc0\xaf@c", "\xf4\x90\x80\x80@c"};
+    for (size_t i = 0; i < N(bad_addr); i++) {
+        sk_buf b = SK_BUF_INIT(1000);
+        assert_int_equal(sk_buf_puts(&b, "keep"), SK_OK);
+        if (sk_utf8_addr_encode(bad_addr[i], SK_UTF8_ADDR_XTEXT, &b) != SK_ERR_SYNTAX)
+            fail_msg("bad address %zu encoded", i);
+        assert_string_equal(sk_buf_cstr(&b), "keep"); /* out unchanged */
+        sk_buf_free(&b);
+    }
+    /* Malformed encodings (allow_utf8 on, so only the escapes are at fault). */
+    static const char *const bad[] = {
+        "",
+        "a+2Bb",
+        "a=b",
+        "a b",
+        "a\\b",
+        "a\\x{",
+        "a\\x{}",
+        "a\\x{F}",
+        "a\\X{F6}",
+        "a\\x(F6)",
+        "a\\x{F6",
+        "a\\x{41}",
+        "a\\x{7E}",
+        "a\\x{00}",
+        "a\\x{0A}",
+        "a\\x{0D}",
+        "a\\x{1F}",
+        "a\\x{09}",
+        "a\\x{7F}",
+        "a\\x{00F6}",
+        "a\\x{0100}",
+        "a\\x{0FFF}",
+        "a\\x{D800}",
+        "a\\x{DFFF}",
+        "a\\x{0FFFF}",
+        "a\\x{110000}",
+        "a\\x{1000000}",
+        "a\\x{GG}",
+        "a\xc3",
+        "a\xc3\x28",
+        "a\xe0\x80\x80",
+        "a\xed\xa0\x80",
+    };
+    for (size_t i = 0; i < N(bad); i++) {
+        char out[64];
+        if (sk_utf8_addr_decode(bad[i], strlen(bad[i]), 1, out, sizeof out) != SK_ERR_SYNTAX)
+            fail_msg("bad encoding %zu (%s) accepted", i, bad[i]);
+    }
+    /* Accepted spellings: lower-case hex (RFC 5234 2.3), all digit counts. */
+    static const struct {
+        const char *in, *out;
+    } ok[] = {{"\\x{f6}", "\xc3\xb6"},
+              {"\\x{5C}", "\\"},
+              {"\\x{2b}", "+"},
+              {"\\x{20}", " "},
+              {"\\x{3D}", "="},
+              {"\\x{FFF}", "\xe0\xbf\xbf"},
+              {"\\x{D7FF}", "\xed\x9f\xbf"},
+              {"\\x{E000}", "\xee\x80\x80"},
+              {"\\x{10000}", "\xf0\x90\x80\x80"},
+              {"\\x{100000}", "\xf4\x80\x80\x80"}};
+    for (size_t i = 0; i < N(ok); i++) {
+        char out[64];
+        if (sk_utf8_addr_decode(ok[i].in, strlen(ok[i].in), 0, out, sizeof out) != SK_OK)
+            fail_msg("good encoding %zu (%s) refused", i, ok[i].in);
+        assert_string_equal(out, ok[i].out);
+    }
+    char small[4];
+    assert_int_equal(sk_utf8_addr_decode("\\x{1F600}", 9, 0, small, sizeof small), SK_ERR_TOO_LONG);
+}
+
+/* ORCPT values: checked, written for an address, and passed on. */
+static void test_orcpt_values(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *v;
+        int utf8, ok;
+    } valid[] = {
+        {"rfc822;a+2Bb@c", 0, 1},
+        {"rfc822;a+2Bb@c", 1, 1},
+        {"utf-8;j\\x{F6}rg@c", 0, 1},
+        {"utf-8;j\xc3\xb6rg@c", 1, 1},
+        {"utf-8;j\xc3\xb6rg@c", 0, 0},
+        {"rfc822;j\xc3\xb6rg@c", 1, 0},
+        {"utf-8;a+2Bb@c", 1, 0},
+        {"x400;a+2Bb", 0, 1},
+        {"rfc 822;a", 0, 0},
+        {";a@c", 0, 0},
+        {"rfc822;", 0, 0},
+        {"rfc822", 0, 0},
+        {"utf-8;", 1, 0},
+    };
+    for (size_t i = 0; i < N(valid); i++)
+        if (sk_orcpt_valid(valid[i].v, strlen(valid[i].v), valid[i].utf8) != valid[i].ok)
+            fail_msg("valid case %zu (%s)", i, valid[i].v);
+    static const struct {
+        const char *addr;
+        int utf8;
+        const char *want; /* NULL: SK_ERR_TOO_LONG */
+    } fmt[] = {
+        {"a+b@c", 0, "rfc822;a+2Bb@c"},
+        {"j\xc3\xb6rg@c", 1, "utf-8;j\xc3\xb6rg@c"},
+        {"j\xc3\xb6rg@c", 0, "utf-8;j\\x{F6}rg@c"},
+        {"j\xc3\xb6rg+1@c", 1, "utf-8;j\\x{F6}rg\\x{2B}1@c"},
+    };
+    for (size_t i = 0; i < N(fmt); i++) {
+        sk_buf b = SK_BUF_INIT(1000);
+        assert_int_equal(sk_orcpt_format(fmt[i].addr, fmt[i].utf8, &b), SK_OK);
+        assert_string_equal(sk_buf_cstr(&b), fmt[i].want);
+        /* What we write, we accept. */
+        assert_true(sk_orcpt_valid(b.data, b.len, fmt[i].utf8));
+        sk_buf_free(&b);
+    }
+    /* Over 500 octets once encoded: refused, nothing written. 200 "ö"
+     * are 400 octets as UTF-8 but 1200 as \x{F6}. */
+    char big[512] = "";
+    for (int i = 0; i < 200; i++) strcat(big, "\xc3\xb6");
+    strcat(big, "@c");
+    sk_buf b = SK_BUF_INIT(4000);
+    assert_int_equal(sk_orcpt_format(big, 1, &b), SK_OK);
+    sk_buf_reset(&b);
+    assert_int_equal(sk_orcpt_format(big, 0, &b), SK_ERR_TOO_LONG);
+    assert_int_equal(b.len, 0);
+    char pass_big[520];
+    strcpy(pass_big, "utf-8;");
+    strcat(pass_big, big);
+    assert_int_equal(sk_orcpt_pass(pass_big, 1, &b), SK_OK);
+    assert_string_equal(sk_buf_cstr(&b), pass_big);
+    sk_buf_reset(&b);
+    assert_int_equal(sk_orcpt_pass(pass_big, 0, &b), SK_ERR_TOO_LONG);
+    assert_int_equal(b.len, 0);
+    sk_buf_free(&b);
+    static const struct {
+        const char *v;
+        int utf8;
+        const char *want; /* NULL: SK_ERR_SYNTAX */
+    } pass[] = {
+        {"rfc822;a+2Bb@c", 0, "rfc822;a+2Bb@c"},
+        {"utf-8;j\\x{F6}rg@c", 1, "utf-8;j\\x{F6}rg@c"},
+        {"UTF-8;j\\x{f6}rg@c", 0, "UTF-8;j\\x{f6}rg@c"},
+        {"utf-8;j\xc3\xb6rg@c", 1, "utf-8;j\xc3\xb6rg@c"},
+        {"utf-8;j\xc3\xb6rg@c", 0, "utf-8;j\\x{F6}rg@c"},
+        {"utf-8;j\xc3\xb6rg\\x{2b}@c", 0, "utf-8;j\\x{F6}rg\\x{2B}@c"},
+        {"utf-8;a+2Bb@c", 1, NULL},
+        {"rfc822;j\xc3\xb6rg@c", 1, NULL},
+        {"nothing", 1, NULL},
+    };
+    for (size_t i = 0; i < N(pass); i++) {
+        sk_buf p = SK_BUF_INIT(1000);
+        sk_err e = sk_orcpt_pass(pass[i].v, pass[i].utf8, &p);
+        if (!pass[i].want) {
+            assert_int_equal(e, SK_ERR_SYNTAX);
+        } else {
+            if (e) fail_msg("pass case %zu: %d", i, e);
+            assert_string_equal(sk_buf_cstr(&p), pass[i].want);
+        }
+        sk_buf_free(&p);
     }
 }
 
@@ -357,7 +573,8 @@ int main(void)
         cmocka_unit_test(test_cmd_parse),      cmocka_unit_test(test_path_parse),
         cmocka_unit_test(test_label_too_long), cmocka_unit_test(test_parse_mail),
         cmocka_unit_test(test_mail_values),    cmocka_unit_test(test_parse_rcpt),
-        cmocka_unit_test(test_xtext_and_helo), cmocka_unit_test(test_data_decoder),
+        cmocka_unit_test(test_xtext_and_helo), cmocka_unit_test(test_utf8_addr),
+        cmocka_unit_test(test_orcpt_values),   cmocka_unit_test(test_data_decoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

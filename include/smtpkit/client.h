@@ -171,7 +171,10 @@ typedef struct sk_send_opts {
     const char *dsn_ret;    /* "FULL" or "HDRS" */
     const char *dsn_envid;  /* envelope id (xtext-encoded here) */
     const char *dsn_notify; /* "NEVER" or a list of SUCCESS,FAILURE,DELAY */
-    int dsn_orcpt;          /* 1: ORCPT=rfc822;<recipient> on each RCPT */
+    /* 1: an ORCPT naming the recipient on each RCPT without one:
+     * rfc822;<xtext> for ASCII, else the RFC 6533 "utf-8" type
+     * (sk_orcpt_format). */
+    int dsn_orcpt;
     /* 1: dsn_envid is already xtext (an ENVID as received, RFC 3461 4.4)
      * and goes out exactly as it is; checked, not encoded again. */
     int dsn_envid_xtext;
@@ -218,9 +221,12 @@ typedef struct sk_rcpt_spec {
     /* NOTIFY for this recipient: "NEVER" or a list of SUCCESS, FAILURE,
      * DELAY. NULL = opts->dsn_notify. */
     const char *notify;
-    /* ORCPT exactly as it goes out: address type, ';', xtext
-     * ("rfc822;a+2Bb@example.org", RFC 3461 4.2, at most 500 octets).
-     * NULL = ORCPT=rfc822;<address> when opts->dsn_orcpt, else none. */
+    /* ORCPT as received: address type, ';', xtext ("rfc822;a+2Bb@example.org",
+     * RFC 3461 4.2, at most 500 octets), or the RFC 6533 "utf-8" type. It
+     * goes out unchanged, but for a "utf-8" value with UTF-8 in a
+     * transaction without SMTPUTF8, written in its 7-bit form
+     * (sk_orcpt_pass). NULL = one naming the address when
+     * opts->dsn_orcpt, else none. */
     const char *orcpt;
 } sk_rcpt_spec;
 

@@ -185,20 +185,36 @@ static sk_err mail_params(sk_client *c, sk_buf *p, size_t len, int eight, int ut
     return e;
 }
 
-static sk_err rcpt_params(sk_client *c, sk_buf *p, const sk_rcpt_spec *r, const sk_send_opts *so)
+/* utf8: the transaction uses SMTPUTF8 (what the ORCPT may hold depends on
+ * it, RFC 6533 3). */
+static sk_err rcpt_params(sk_client *c, sk_buf *p, const sk_rcpt_spec *r, const sk_send_opts *so,
+                          int utf8)
 {
     sk_err e = SK_OK;
     if (!(c->ext.ext & SK_CLIENT_EXT_DSN)) return SK_OK;
     const char *notify = r->notify ? r->notify : so ? so->dsn_notify : NULL;
     if (notify) e = sk_buf_printf(p, " NOTIFY=%s", notify);
-    if (!e && r->orcpt) {
-        /* RFC 3461 5.2.1: a relay passes the ORCPT it received unchanged. */
-        e = sk_buf_printf(p, " ORCPT=%s", r->orcpt);
-    } else if (!e && so && so->dsn_orcpt) {
-        /* RFC 3461 4.2: "rfc822" addresses are ASCII; RFC 6533 covers UTF-8. */
-        e = sk_buf_puts(p, non_ascii(r->address) ? " ORCPT=utf-8;" : " ORCPT=rfc822;");
-        if (!e) e = cl_xtext(p, r->address);
+    if (e || (!r->orcpt && !(so && so->dsn_orcpt))) return e;
+    sk_buf o = SK_BUF_INIT(SK_DSN_ORCPT_MAX_OCTETS);
+    if (r->orcpt) {
+        /* RFC 3461 5.2.1: a relay passes the ORCPT it received unchanged;
+         * only a "utf-8" one holding UTF-8 is rewritten, to the 7-bit form
+         * of the same address, when SMTPUTF8 is not in use (RFC 6533 3). */
+        e = sk_orcpt_pass(r->orcpt, utf8, &o);
+    } else {
+        /* RFC 3461 4.2: "rfc822" for an ASCII address, RFC 6533 3 "utf-8"
+         * for the others. */
+        e = sk_orcpt_format(r->address, utf8, &o);
     }
+    if (!e) {
+        e = sk_buf_printf(p, " ORCPT=%s", sk_buf_cstr(&o));
+    } else if (e != SK_ERR_NOMEM) {
+        /* ORCPT is optional (RFC 3461 4.2): one that cannot be written
+         * within 500 octets is left out rather than the recipient. */
+        cl_info(c, "ORCPT for <%s> left out: %s", r->address, sk_strerror(e));
+        e = SK_OK;
+    }
+    sk_buf_free(&o);
     return e;
 }
 
@@ -219,25 +235,13 @@ static int notify_ok(const char *v)
     return *v != '\0' && v[strlen(v) - 1] != ',';
 }
 
-/* RFC 3461 4.2: orcpt-parameter = "ORCPT=" addr-type ";" xtext, with
- * addr-type an atom; at most 500 octets. */
-static int orcpt_ok(const char *v)
-{
-    size_t n = strlen(v), t = strcspn(v, ";");
-    if (n > SK_DSN_ORCPT_MAX_OCTETS || t == 0 || t == n || t + 1 == n) return 0;
-    for (size_t i = 0; i < t; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        /* RFC 5322 3.2.3 atext */
-        if (!(isalnum(ch) || strchr("!#$%&'*+-/=?^_`{|}~", ch))) return 0;
-    }
-    return sk_xtext_valid(v + t + 1, n - t - 1);
-}
-
 /* RFC 3461 4.1-4.4: the values we put on the command line verbatim. */
 static int dsn_values_ok(const sk_send_opts *so, const sk_rcpt_spec *rcpts, size_t nrcpt)
 {
     for (size_t i = 0; i < nrcpt; i++)
-        if (!notify_ok(rcpts[i].notify) || (rcpts[i].orcpt && !orcpt_ok(rcpts[i].orcpt))) return 0;
+        if (!notify_ok(rcpts[i].notify) ||
+            (rcpts[i].orcpt && !sk_orcpt_valid(rcpts[i].orcpt, strlen(rcpts[i].orcpt), 1)))
+            return 0;
     if (!so) return 1;
     if (so->dsn_ret && strcasecmp(so->dsn_ret, "FULL") && strcasecmp(so->dsn_ret, "HDRS")) return 0;
     if (so->dsn_envid && so->dsn_envid_xtext &&
@@ -289,10 +293,11 @@ static sk_err preflight(sk_client *c, const char *from, const sk_rcpt_spec *rcpt
                          "the message (%zu octets) exceeds the server's SIZE limit of %llu", len,
                          (unsigned long long)c->ext.size_max);
     } else if (!dsn_values_ok(so, rcpts, nrcpt)) {
-        e = sk_error_set(err, SK_ERR_INVAL, SK_STEP_MAIL,
-                         "DSN options: RET is FULL or HDRS, NOTIFY is NEVER or a list of "
-                         "SUCCESS, FAILURE, DELAY, ORCPT is TYPE;xtext and ENVID xtext "
-                         "(RFC 3461 4)");
+        e = sk_error_set(
+            err, SK_ERR_INVAL, SK_STEP_MAIL,
+            "DSN options: RET is FULL or HDRS, NOTIFY is NEVER or a list of "
+            "SUCCESS, FAILURE, DELAY, ORCPT is TYPE;xtext (RFC 6533 for utf-8) and ENVID xtext "
+            "(RFC 3461 4)");
     } else if (so && so->has_priority && (so->priority < -9 || so->priority > 9)) {
         e = sk_error_set(err, SK_ERR_INVAL, SK_STEP_MAIL, "MT-PRIORITY must be -9..9");
     } else if (wants_dsn(so, rcpts, nrcpt) && !(ext & SK_CLIENT_EXT_DSN)) {
@@ -369,7 +374,7 @@ sk_err sk_client_send_rcpts(sk_client *c, const char *from, const sk_rcpt_spec *
         for (size_t i = 0; i < nrcpt; i++) {
             sk_buf rp = SK_BUF_INIT(SK_SMTP_LINE_MAX_OCTETS);
             sk_error one;
-            if (rcpt_params(c, &rp, &rcpts[i], opts)) {
+            if (rcpt_params(c, &rp, &rcpts[i], opts, utf8)) {
                 sk_buf_free(&rp);
                 e = sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_RCPT, "RCPT parameters too long");
                 goto out;
@@ -417,7 +422,7 @@ sk_err sk_client_send_rcpts(sk_client *c, const char *from, const sk_rcpt_spec *
             break;
         }
         e = sk_buf_printf(&batch, "RCPT TO:<%s>", a);
-        if (!e) e = rcpt_params(c, &batch, &rcpts[i], opts);
+        if (!e) e = rcpt_params(c, &batch, &rcpts[i], opts, utf8);
         if (!e) e = sk_buf_puts(&batch, "\r\n");
     }
     if (!e) e = sk_buf_puts(&batch, "DATA\r\n");

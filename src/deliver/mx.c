@@ -822,13 +822,16 @@ static void dsn_opts(mx_job *j, const sk_spool_envelope *env)
     snprintf(j->envid, sizeof j->envid, "%s", mp->envid);
     j->send_opts.dsn_envid = j->envid[0] ? j->envid : NULL;
     j->send_opts.dsn_envid_xtext = 1;
+    /* ORCPT for each recipient that came without one (rcpt_dsn). */
+    j->send_opts.dsn_orcpt = 1;
 }
 
 /* Recipient i's NOTIFY and ORCPT for the next hop. NOTIFY only when it was
  * given (RFC 3461 5.2.1: the next hop then chooses as we would). ORCPT as
  * received; without one, RFC 3461 4.2 lets a relay add the address it
- * received, which we do for ASCII addresses ("rfc822" is ASCII; the
- * RFC 6533 "utf-8" form is left out). 0 when out of memory. */
+ * received: send_opts.dsn_orcpt has the client write it once it knows
+ * whether the next hop takes SMTPUTF8 ("rfc822" for ASCII, the RFC 6533
+ * "utf-8" type for the rest). 0 when out of memory. */
 static int rcpt_dsn(mx_job *j, size_t i, const sk_delivery_rcpt *r)
 {
     j->specs[i].address = j->rcpts[i];
@@ -836,22 +839,6 @@ static int rcpt_dsn(mx_job *j, size_t i, const sk_delivery_rcpt *r)
     if (r->orcpt && r->orcpt[0]) {
         j->orcpt[i] = sk_strdup(r->orcpt);
         if (!j->orcpt[i]) return 0;
-    } else {
-        bool ascii = true;
-        for (const char *p = r->addr; *p; p++) ascii = ascii && !((unsigned char)*p & 0x80);
-        if (ascii) {
-            sk_buf b = SK_BUF_INIT(SK_DSN_ORCPT_MAX_OCTETS);
-            sk_err e = sk_buf_puts(&b, "rfc822;");
-            if (!e) e = sk_xtext_encode(r->addr, &b);
-            /* An address too long for ORCPT goes without one. */
-            if (e == SK_ERR_NOMEM) {
-                sk_buf_free(&b);
-                return 0;
-            }
-            j->orcpt[i] = e ? NULL : sk_buf_detach(&b, NULL);
-            sk_buf_free(&b);
-            if (!e && !j->orcpt[i]) return 0;
-        }
     }
     j->specs[i].orcpt = j->orcpt[i];
     return 1;

@@ -610,6 +610,111 @@ static void test_send_rcpts_dsn(void **state)
     }
 }
 
+/* ORCPT for UTF-8 addresses (RFC 6533 3): the client writes the "utf-8"
+ * type, with UTF-8 as it is (utf-8-addr-unitext) when SMTPUTF8 is in use
+ * and no ASCII character needs an escape, else in the 7-bit
+ * utf-8-addr-xtext form; a received one goes on unchanged, or in the
+ * 7-bit form where SMTPUTF8 is not in use. */
+static const char *const script_orcpt_utf8[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250-PIPELINING",
+    "S:250-SMTPUTF8",
+    "S:250 DSN",
+    "C:MAIL FROM:<a@x.test> SMTPUTF8\r\n",
+    "C:RCPT TO:<j\xc3\xb6rg@y.test> ORCPT=utf-8;j\xc3\xb6rg@y.test\r\n",
+    "C:RCPT TO:<j\xc3\xb6rg+x@y.test> ORCPT=utf-8;j\\x{F6}rg\\x{2B}x@y.test\r\n",
+    "C:RCPT TO:<\"j\xc3\xb6 rg\"@y.test> ORCPT=utf-8;\"j\\x{F6}\\x{20}rg\"@y.test\r\n",
+    "C:RCPT TO:<b@y.test> ORCPT=utf-8;j\xc3\xb6rg@old.test\r\n",
+    "C:RCPT TO:<c+1@y.test> ORCPT=rfc822;c+2B1@y.test\r\n",
+    "C:RCPT TO:<\xe7\x94\xa8@y.test> ORCPT=utf-8;\xe7\x94\xa8@y.test\r\n",
+    "C:DATA\r\n",
+    "S:250 ok",
+    "S:250 ok",
+    "S:250 ok",
+    "S:250 ok",
+    "S:250 ok",
+    "S:250 ok",
+    "S:250 ok",
+    "S:354 go",
+    "D:x\r\n",
+    "S:250 ok",
+    "C:QUIT",
+    "S:221 bye",
+    NULL,
+};
+
+/* The same ORCPTs received, to a server without SMTPUTF8 (the recipients
+ * themselves are ASCII): UTF-8 in ORCPT goes in the 7-bit form. */
+static const char *const script_orcpt_7bit[] = {
+    "S:220 mx.test",
+    "C:EHLO client.test",
+    "S:250-mx.test",
+    "S:250 DSN",
+    "C:MAIL FROM:<a@x.test>\r\n",
+    "S:250 ok",
+    "C:RCPT TO:<b@y.test> ORCPT=utf-8;j\\x{F6}rg@old.test\r\n",
+    "S:250 ok",
+    "C:RCPT TO:<c@y.test> ORCPT=utf-8;j\\x{F6}rg@old.test\r\n",
+    "S:250 ok",
+    "C:RCPT TO:<d@y.test> ORCPT=utf-8;\\x{7528}\\x{1F600}\\x{2B}@old.test\r\n",
+    "S:250 ok",
+    "C:RCPT TO:<e@y.test> ORCPT=rfc822;e@y.test\r\n",
+    "S:250 ok",
+    "C:DATA\r\n",
+    "S:354 go",
+    "D:x\r\n",
+    "S:250 ok",
+    "C:QUIT",
+    "S:221 bye",
+    NULL,
+};
+
+static void test_send_orcpt_utf8(void **state)
+{
+    static const sk_rcpt_spec utf8_rcpts[] = {
+        {"j\xc3\xb6rg@y.test", NULL, NULL},
+        {"j\xc3\xb6rg+x@y.test", NULL, NULL},
+        {"\"j\xc3\xb6 rg\"@y.test", NULL, NULL},
+        {"b@y.test", NULL, "utf-8;j\xc3\xb6rg@old.test"},
+        {"c+1@y.test", NULL, NULL},
+        {"\xe7\x94\xa8@y.test", NULL, NULL},
+    };
+    static const sk_rcpt_spec ascii_rcpts[] = {
+        {"b@y.test", NULL, "utf-8;j\xc3\xb6rg@old.test"},
+        {"c@y.test", NULL, "utf-8;j\\x{F6}rg@old.test"},
+        {"d@y.test", NULL, "utf-8;\xe7\x94\xa8\xf0\x9f\x98\x80\\x{2B}@old.test"},
+        {"e@y.test", NULL, NULL},
+    };
+    static const struct {
+        const char *const *script;
+        const sk_rcpt_spec *rcpts;
+        size_t n;
+    } cases[] = {{script_orcpt_utf8, utf8_rcpts, 6}, {script_orcpt_7bit, ascii_rcpts, 4}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        print_message("case %zu\n", k);
+        script_server s;
+        transcript t = {0};
+        server_start(&s, cases[k].script);
+        sk_client_opts o = opts_for(&s, &t);
+        sk_client *c = sk_client_new(&o);
+        sk_error err;
+        assert_int_equal(sk_client_connect(c, &err), SK_OK);
+        sk_send_opts so = {.dsn_orcpt = 1};
+        sk_send_result res;
+        assert_int_equal(sk_client_send_rcpts(c, "a@x.test", cases[k].rcpts, cases[k].n, "x\r\n", 3,
+                                              &so, &res, &err),
+                         SK_OK);
+        assert_int_equal(res.sent, 1);
+        assert_int_equal(res.naccepted, cases[k].n);
+        sk_send_result_free(&res);
+        assert_int_equal(sk_client_quit(c, &err), SK_OK);
+        sk_client_free(c);
+        server_finish(&s);
+    }
+}
+
 /* Malformed per-recipient values are refused before anything is sent. */
 static void test_send_rcpts_invalid(void **state)
 {
@@ -633,6 +738,18 @@ static void test_send_rcpts_invalid(void **state)
         {{"b@y.test", NULL, "rfc822;b c@y.test"}, NULL},  /* space: not xtext */
         {{"b@y.test", NULL, "rfc822;b+2b@y.test"}, NULL}, /* lower-case hex */
         {{"b@y.test", NULL, "rfc 822;b@y.test"}, NULL},
+        {{"b@y.test", NULL, "rfc822;j\xc3\xb6rg@y.test"}, NULL}, /* rfc822 is xtext: ASCII */
+        {{"b@y.test", NULL, "utf-8;a+2Bb@y.test"}, NULL},        /* "+" is not in RFC 6533 3 */
+        {{"b@y.test", NULL, "utf-8;a=b@y.test"}, NULL},
+        {{"b@y.test", NULL, "utf-8;a\\b@y.test"}, NULL},        /* a bare "\" */
+        {{"b@y.test", NULL, "utf-8;a\\x{0A}b@y.test"}, NULL},   /* LF has no HEXPOINT */
+        {{"b@y.test", NULL, "utf-8;a\\x{41}b@y.test"}, NULL},   /* "A" is written as itself */
+        {{"b@y.test", NULL, "utf-8;a\\x{00F6}b@y.test"}, NULL}, /* leading zero */
+        {{"b@y.test", NULL, "utf-8;a\\x{D800}b@y.test"}, NULL}, /* surrogate */
+        {{"b@y.test", NULL, "utf-8;a\\x{110000}b@y.test"}, NULL},
+        {{"b@y.test", NULL, "utf-8;a\\x{F6b@y.test"}, NULL},
+        {{"b@y.test", NULL, "utf-8;a\xc3" "b@y.test"}, NULL}, /* not UTF-8 */
+        {{"b@y.test", NULL, "utf-8;"}, NULL},
         {{"b@y.test", NULL, NULL}, "a b"},
         {{"b@y.test", NULL, NULL}, "a+4"},
         {{NULL, NULL, NULL}, NULL},
@@ -1117,6 +1234,7 @@ int main(void)
         cmocka_unit_test(test_send_all_refused_then_again),
         cmocka_unit_test(test_send_preflight),
         cmocka_unit_test(test_send_rcpts_dsn),
+        cmocka_unit_test(test_send_orcpt_utf8),
         cmocka_unit_test(test_send_rcpts_invalid),
         cmocka_unit_test(test_send_message),
         cmocka_unit_test(test_connect_cases),

@@ -39,7 +39,9 @@ int sk_dsn_wanted(const char *sender, unsigned notify, sk_dsn_action action);
 /* One recipient reported in a DSN we build. Strings are not owned. */
 typedef struct sk_dsn_rcpt {
     const char *address; /* Final-Recipient: the address we tried */
-    const char *orcpt;   /* RFC 3461 ORCPT as received ("rfc822;a+2Bb@c"), NULL = none */
+    /* RFC 3461 ORCPT as received ("rfc822;a+2Bb@c", or RFC 6533
+     * "utf-8;j\x{F6}rg@c"), NULL = none */
+    const char *orcpt;
     sk_dsn_action action;
     const char *status;     /* RFC 3463 "5.1.1" (required) */
     const char *remote_mta; /* host that answered ("mx.example.net"), NULL = none */

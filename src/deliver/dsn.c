@@ -208,17 +208,36 @@ static sk_err random_hex(char *out, size_t nbytes)
     return SK_OK;
 }
 
+/* The longest typed address we write in a field: one word, so it must
+ * stay within a line (RFC 5322 2.1.1). */
+#define DSN_ADDR_FIELD_MAX_OCTETS 900
+
 /* "rfc822;a+2Bb@c" -> "rfc822; a+b@c" (RFC 3464 2.3.1: the ORCPT value
- * with its xtext decoded). */
-static sk_err original_recipient(const char *orcpt, char *out, size_t outsize)
+ * with its xtext decoded). The "utf-8" type is not xtext (RFC 6533 3):
+ * its address goes in the 7-bit utf-8-addr-xtext form, as this
+ * message/delivery-status part is 7-bit. */
+static sk_err original_recipient(const char *orcpt, sk_buf *out)
 {
     const char *semi = strchr(orcpt, ';');
     if (!semi || semi == orcpt) return SK_ERR_SYNTAX;
-    char addr[SK_DSN_ORCPT_MAX_OCTETS + 1];
-    sk_err e = sk_xtext_decode(semi + 1, addr, sizeof addr);
-    if (e) return e;
-    int n = snprintf(out, outsize, "%.*s; %s", (int)(semi - orcpt), orcpt, addr);
-    return n < 0 || (size_t)n >= outsize ? SK_ERR_TOO_LONG : SK_OK;
+    size_t tlen = (size_t)(semi - orcpt);
+    char addr[4 * SK_DSN_ORCPT_MAX_OCTETS + 1];
+    int utf8 = tlen == 5 && !strncasecmp(orcpt, "utf-8", 5);
+    sk_err e = utf8 ? sk_utf8_addr_decode(semi + 1, strlen(semi + 1), 1, addr, sizeof addr)
+                    : sk_xtext_decode(semi + 1, addr, sizeof addr);
+    if (!e) e = sk_buf_printf(out, "%.*s; ", (int)tlen, orcpt);
+    if (!e) e = utf8 ? sk_utf8_addr_encode(addr, SK_UTF8_ADDR_XTEXT, out) : sk_buf_puts(out, addr);
+    return e;
+}
+
+/* Final-Recipient: "rfc822; a@b", or for a non-ASCII address the RFC 6533
+ * 3 "utf-8" type in its 7-bit form. */
+static sk_err final_recipient(const char *address, sk_buf *out)
+{
+    if (!has_8bit(address, strlen(address))) return sk_buf_printf(out, "rfc822; %s", address);
+    sk_err e = sk_buf_puts(out, "utf-8; ");
+    if (!e) e = sk_utf8_addr_encode(address, SK_UTF8_ADDR_XTEXT, out);
+    return e;
 }
 
 static sk_err put_human(sk_buf *b, const sk_dsn_opts *o, const sk_dsn_rcpt *rcpts, size_t n)
@@ -283,11 +302,17 @@ static sk_err put_status(sk_buf *b, const sk_dsn_opts *o, const sk_dsn_rcpt *rcp
         const sk_dsn_rcpt *r = &rcpts[i];
         e = sk_buf_puts(b, "\r\n");
         if (!e && r->orcpt && r->orcpt[0]) {
-            char orig[SK_DSN_ORCPT_MAX_OCTETS + 16];
-            e = original_recipient(r->orcpt, orig, sizeof orig);
-            if (!e) e = put_field(b, "Original-Recipient", orig);
+            sk_buf orig = SK_BUF_INIT(DSN_ADDR_FIELD_MAX_OCTETS);
+            e = original_recipient(r->orcpt, &orig);
+            if (!e) e = put_field(b, "Original-Recipient", sk_buf_cstr(&orig));
+            sk_buf_free(&orig);
         }
-        if (!e) e = put_fieldf(b, "Final-Recipient", "rfc822; %s", r->address);
+        if (!e) {
+            sk_buf fin = SK_BUF_INIT(DSN_ADDR_FIELD_MAX_OCTETS);
+            e = final_recipient(r->address, &fin);
+            if (!e) e = put_field(b, "Final-Recipient", sk_buf_cstr(&fin));
+            sk_buf_free(&fin);
+        }
         if (!e) e = put_field(b, "Action", sk_dsn_action_name(r->action));
         if (!e) e = put_field(b, "Status", r->status);
         if (!e && r->remote_mta) e = put_fieldf(b, "Remote-MTA", "dns; %s", r->remote_mta);

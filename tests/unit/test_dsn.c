@@ -698,6 +698,53 @@ static void test_diagnostic_type(void **state)
     sk_buf_free(&b);
 }
 
+/* RFC 6533 3: UTF-8 addresses in the 7-bit message/delivery-status part
+ * are of the "utf-8" type in utf-8-addr-xtext form, whichever form the
+ * ORCPT came in. */
+static void test_utf8_recipients(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *address, *orcpt;
+        const char *original, *final; /* the fields as written; original NULL: none */
+        sk_err e;
+    } cases[] = {
+        {"bob@example.net", "rfc822;Bob+2BSales@example.net",
+         "Original-Recipient: rfc822; Bob+Sales@example.net",
+         "Final-Recipient: rfc822; bob@example.net", SK_OK},
+        {"j\xc3\xb6rg@example.net", "utf-8;j\xc3\xb6rg@example.net",
+         "Original-Recipient: utf-8; j\\x{F6}rg@example.net",
+         "Final-Recipient: utf-8; j\\x{F6}rg@example.net", SK_OK},
+        {"j\xc3\xb6rg@example.net", "utf-8;J\\x{f6}rg\\x{2B}1@example.net",
+         "Original-Recipient: utf-8; J\\x{F6}rg\\x{2B}1@example.net",
+         "Final-Recipient: utf-8; j\\x{F6}rg@example.net", SK_OK},
+        {"\xe7\x94\xa8@example.net", NULL, NULL, "Final-Recipient: utf-8; \\x{7528}@example.net",
+         SK_OK},
+        {"a@example.net", "utf-8;a+2Bb@example.net", NULL, NULL, SK_ERR_SYNTAX},
+    };
+    sk_dsn_opts o = {.reporting_mta = "mx.example.org", .sender = "alice@example.org"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_dsn_rcpt r = {.address = cases[i].address, .orcpt = cases[i].orcpt, .status = "5.1.1"};
+        sk_buf b = SK_BUF_INIT(1 << 16);
+        sk_err e = sk_dsn_build(&o, &r, 1, NULL, 0, &b, NULL);
+        if (e != cases[i].e) fail_msg("case %zu: %d", i, e);
+        if (!e) {
+            const char *st = strstr(b.data, "message/delivery-status");
+            assert_non_null(st);
+            const char *end = strstr(st, "\r\n--");
+            assert_non_null(end);
+            for (const char *p = st; p < end; p++)
+                if ((unsigned char)*p >= 0x80) fail_msg("case %zu: 8-bit status part", i);
+            if (cases[i].original && !strstr(st, cases[i].original))
+                fail_msg("case %zu: no \"%s\" in\n%s", i, cases[i].original, st);
+            if (!cases[i].original) assert_null(strstr(st, "Original-Recipient"));
+            if (!strstr(st, cases[i].final))
+                fail_msg("case %zu: no \"%s\" in\n%s", i, cases[i].final, st);
+        }
+        sk_buf_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -705,7 +752,7 @@ int main(void)
         cmocka_unit_test(test_build_python),     cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_build_rejects),    cmocka_unit_test(test_parse),
         cmocka_unit_test(test_parse_arf_fields), cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_diagnostic_type),
+        cmocka_unit_test(test_diagnostic_type),  cmocka_unit_test(test_utf8_recipients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

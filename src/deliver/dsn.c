@@ -305,6 +305,10 @@ static sk_err put_status(sk_buf *b, const sk_dsn_opts *o, const sk_dsn_rcpt *rcp
             sk_buf orig = SK_BUF_INIT(DSN_ADDR_FIELD_MAX_OCTETS);
             e = original_recipient(r->orcpt, &orig);
             if (!e) e = put_field(b, "Original-Recipient", sk_buf_cstr(&orig));
+            /* An ORCPT stored before the RFC 6533 check that does not
+             * decode, or one whose 7-bit form exceeds a line: the report
+             * goes without the field rather than not at all. */
+            if (e == SK_ERR_SYNTAX || e == SK_ERR_TOO_LONG) e = SK_OK;
             sk_buf_free(&orig);
         }
         if (!e) {

@@ -720,11 +720,29 @@ static void test_utf8_recipients(void **state)
          "Final-Recipient: utf-8; j\\x{F6}rg@example.net", SK_OK},
         {"\xe7\x94\xa8@example.net", NULL, NULL, "Final-Recipient: utf-8; \\x{7528}@example.net",
          SK_OK},
-        {"a@example.net", "utf-8;a+2Bb@example.net", NULL, NULL, SK_ERR_SYNTAX},
+        /* Not the RFC 6533 encoding ("+"): reported without the field. */
+        {"a@example.net", "utf-8;a+2Bb@example.net", NULL, "Final-Recipient: rfc822; a@example.net",
+         SK_OK},
     };
+    /* 250 "ā" are 500 octets, over 1700 in the 7-bit form: one line
+     * cannot hold it. */
+    static char long_orcpt[SK_DSN_ORCPT_MAX_OCTETS + 1] = "utf-8;";
+    for (size_t n = strlen(long_orcpt); n + 2 < SK_DSN_ORCPT_MAX_OCTETS; n += 2)
+        memcpy(long_orcpt + n, "\xc4\x81", 3);
     sk_dsn_opts o = {.reporting_mta = "mx.example.org", .sender = "alice@example.org"};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        sk_dsn_rcpt r = {.address = cases[i].address, .orcpt = cases[i].orcpt, .status = "5.1.1"};
+    for (size_t i = 0; i <= sizeof cases / sizeof cases[0]; i++) {
+        int last = i == sizeof cases / sizeof cases[0];
+        sk_dsn_rcpt r = {.address = last ? "a@example.net" : cases[i].address,
+                         .orcpt = last ? long_orcpt : cases[i].orcpt,
+                         .status = "5.1.1"};
+        if (last) {
+            sk_buf b = SK_BUF_INIT(1 << 16);
+            assert_int_equal(sk_dsn_build(&o, &r, 1, NULL, 0, &b, NULL), SK_OK);
+            assert_null(strstr(b.data, "Original-Recipient"));
+            assert_non_null(strstr(b.data, "Final-Recipient: rfc822; a@example.net"));
+            sk_buf_free(&b);
+            break;
+        }
         sk_buf b = SK_BUF_INIT(1 << 16);
         sk_err e = sk_dsn_build(&o, &r, 1, NULL, 0, &b, NULL);
         if (e != cases[i].e) fail_msg("case %zu: %d", i, e);

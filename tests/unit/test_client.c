@@ -615,6 +615,11 @@ static void test_send_rcpts_dsn(void **state)
  * and no ASCII character needs an escape, else in the 7-bit
  * utf-8-addr-xtext form; a received one goes on unchanged, or in the
  * 7-bit form where SMTPUTF8 is not in use. */
+/* 120 "ö" (240 octets): with a "+" the 7-bit form takes 840, over the
+ * 500 octets of an ORCPT, which is then left out. */
+#define OE5   "\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6"
+#define OE40  OE5 OE5 OE5 OE5 OE5 OE5 OE5 OE5
+#define OE120 OE40 OE40 OE40
 static const char *const script_orcpt_utf8[] = {
     "S:220 mx.test",
     "C:EHLO client.test",
@@ -629,7 +634,9 @@ static const char *const script_orcpt_utf8[] = {
     "C:RCPT TO:<b@y.test> ORCPT=utf-8;j\xc3\xb6rg@old.test\r\n",
     "C:RCPT TO:<c+1@y.test> ORCPT=rfc822;c+2B1@y.test\r\n",
     "C:RCPT TO:<\xe7\x94\xa8@y.test> ORCPT=utf-8;\xe7\x94\xa8@y.test\r\n",
+    "C:RCPT TO:<" OE120 "+@y.test>\r\n",
     "C:DATA\r\n",
+    "S:250 ok",
     "S:250 ok",
     "S:250 ok",
     "S:250 ok",
@@ -680,6 +687,7 @@ static void test_send_orcpt_utf8(void **state)
         {"b@y.test", NULL, "utf-8;j\xc3\xb6rg@old.test"},
         {"c+1@y.test", NULL, NULL},
         {"\xe7\x94\xa8@y.test", NULL, NULL},
+        {OE120 "+@y.test", NULL, NULL},
     };
     static const sk_rcpt_spec ascii_rcpts[] = {
         {"b@y.test", NULL, "utf-8;j\xc3\xb6rg@old.test"},
@@ -691,7 +699,7 @@ static void test_send_orcpt_utf8(void **state)
         const char *const *script;
         const sk_rcpt_spec *rcpts;
         size_t n;
-    } cases[] = {{script_orcpt_utf8, utf8_rcpts, 6}, {script_orcpt_7bit, ascii_rcpts, 4}};
+    } cases[] = {{script_orcpt_utf8, utf8_rcpts, 7}, {script_orcpt_7bit, ascii_rcpts, 4}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         print_message("case %zu\n", k);
         script_server s;
@@ -712,6 +720,7 @@ static void test_send_orcpt_utf8(void **state)
         assert_int_equal(sk_client_quit(c, &err), SK_OK);
         sk_client_free(c);
         server_finish(&s);
+        if (k == 0) assert_non_null(strstr(t.text, "+@y.test> left out"));
     }
 }
 
@@ -748,7 +757,10 @@ static void test_send_rcpts_invalid(void **state)
         {{"b@y.test", NULL, "utf-8;a\\x{D800}b@y.test"}, NULL}, /* surrogate */
         {{"b@y.test", NULL, "utf-8;a\\x{110000}b@y.test"}, NULL},
         {{"b@y.test", NULL, "utf-8;a\\x{F6b@y.test"}, NULL},
-        {{"b@y.test", NULL, "utf-8;a\xc3" "b@y.test"}, NULL}, /* not UTF-8 */
+        {{"b@y.test", NULL,
+          "utf-8;a\xc3"
+          "b@y.test"},
+         NULL}, /* not UTF-8 */
         {{"b@y.test", NULL, "utf-8;"}, NULL},
         {{"b@y.test", NULL, NULL}, "a b"},
         {{"b@y.test", NULL, NULL}, "a+4"},

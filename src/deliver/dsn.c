@@ -674,9 +674,32 @@ static char *typed_value(const char *v)
     return sk_strndup(s.p, s.n);
 }
 
+/* An address field's value without its type; one of the RFC 6533 3
+ * "utf-8" type decoded to UTF-8 (either form, and raw UTF-8 as in
+ * message/global-delivery-status). One that does not decode is kept as
+ * written: reports from others are read tolerantly. */
 static char *address_value(const char *v)
 {
-    return typed_value(v);
+    char *s = typed_value(v);
+    if (!s) return NULL;
+    while (isspace((unsigned char)*v)) v++;
+    const char *q = v + 5;
+    while (*q == ' ' || *q == '\t') q++;
+    if (strncasecmp(v, "utf-8", 5) || *q != ';' || !*s) return s;
+    /* Decoding never lengthens: an escape of 6 or more octets gives at
+     * most 4. */
+    size_t n = strlen(s);
+    char *dec = sk_malloc(n + 1);
+    if (!dec) {
+        sk_free(s);
+        return NULL;
+    }
+    if (sk_utf8_addr_decode(s, n, 1, dec, n + 1) == SK_OK) {
+        sk_free(s);
+        return dec;
+    }
+    sk_free(dec);
+    return s;
 }
 
 /* "5.1.1 (bad mailbox)" -> "5.1.1". */

@@ -708,21 +708,22 @@ static void test_utf8_recipients(void **state)
         const char *address, *orcpt;
         const char *original, *final; /* the fields as written; original NULL: none */
         sk_err e;
+        const char *original_read; /* Original-Recipient as sk_report_parse gives it */
     } cases[] = {
         {"bob@example.net", "rfc822;Bob+2BSales@example.net",
          "Original-Recipient: rfc822; Bob+Sales@example.net",
-         "Final-Recipient: rfc822; bob@example.net", SK_OK},
+         "Final-Recipient: rfc822; bob@example.net", SK_OK, "Bob+Sales@example.net"},
         {"j\xc3\xb6rg@example.net", "utf-8;j\xc3\xb6rg@example.net",
          "Original-Recipient: utf-8; j\\x{F6}rg@example.net",
-         "Final-Recipient: utf-8; j\\x{F6}rg@example.net", SK_OK},
+         "Final-Recipient: utf-8; j\\x{F6}rg@example.net", SK_OK, "j\xc3\xb6rg@example.net"},
         {"j\xc3\xb6rg@example.net", "utf-8;J\\x{f6}rg\\x{2B}1@example.net",
          "Original-Recipient: utf-8; J\\x{F6}rg\\x{2B}1@example.net",
-         "Final-Recipient: utf-8; j\\x{F6}rg@example.net", SK_OK},
+         "Final-Recipient: utf-8; j\\x{F6}rg@example.net", SK_OK, "J\xc3\xb6rg+1@example.net"},
         {"\xe7\x94\xa8@example.net", NULL, NULL, "Final-Recipient: utf-8; \\x{7528}@example.net",
-         SK_OK},
+         SK_OK, NULL},
         /* Not the RFC 6533 encoding ("+"): reported without the field. */
         {"a@example.net", "utf-8;a+2Bb@example.net", NULL, "Final-Recipient: rfc822; a@example.net",
-         SK_OK},
+         SK_OK, NULL},
     };
     /* 250 "ā" are 500 octets, over 1700 in the 7-bit form: one line
      * cannot hold it. */
@@ -758,6 +759,16 @@ static void test_utf8_recipients(void **state)
             if (!cases[i].original) assert_null(strstr(st, "Original-Recipient"));
             if (!strstr(st, cases[i].final))
                 fail_msg("case %zu: no \"%s\" in\n%s", i, cases[i].final, st);
+            /* Read back: the utf-8 type decoded to the address. */
+            sk_report *rep;
+            assert_int_equal(sk_report_parse(b.data, b.len, &rep, NULL), SK_OK);
+            assert_int_equal(rep->nrcpts, 1);
+            assert_string_equal(rep->rcpts[0].final_recipient, cases[i].address);
+            if (cases[i].original_read)
+                assert_string_equal(rep->rcpts[0].original_recipient, cases[i].original_read);
+            else
+                assert_null(rep->rcpts[0].original_recipient);
+            sk_report_free(rep);
         }
         sk_buf_free(&b);
     }

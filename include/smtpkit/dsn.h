@@ -95,7 +95,8 @@ typedef enum sk_report_type {
 } sk_report_type;
 
 /* One per-recipient block of a DSN. Strings are NULL when absent; address
- * fields lose their address type ("rfc822;") and angle brackets. */
+ * fields lose their address type ("rfc822;") and angle brackets, and an
+ * RFC 6533 "utf-8" address is decoded to UTF-8. */
 typedef struct sk_report_rcpt {
     char *final_recipient;
     char *original_recipient;

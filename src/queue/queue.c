@@ -39,6 +39,10 @@ struct qmsg {
     int maybe_delivered; /* loaded at start: a crash may have hidden a delivery */
     unsigned jobs_out;   /* jobs of the attempt not yet reported (+1 while it is set up) */
     int deleted;
+    /* Deleted while jobs were out: its spool file goes when the last one
+     * reports, since a transport may still be reading it and a removed
+     * file is soon reused for another message (docs/queue.md). */
+    int remove_when_done;
     int ready; /* on the ready list */
     int priority;
     /* Arrival order: stored messages in ID order at start, then commits as
@@ -569,19 +573,32 @@ static void cancel_waiting_jobs(qmsg *m)
 }
 
 /* The message leaves the queue (all recipients done, or deleted). */
-static void remove_msg(sk_queue *q, qmsg *m)
+static void spool_remove(sk_queue *q, const char *id)
 {
     sk_error err;
-    if (sk_spool_remove(q->spool, m->env->id, &err) && err.err != SK_ERR_NOT_FOUND)
-        sk_log(&q->opts.log, SK_LOG_ERR, "%s queue remove-failed error=\"%s\"", m->env->id,
-               err.text);
+    if (sk_spool_remove(q->spool, id, &err) && err.err != SK_ERR_NOT_FOUND)
+        sk_log(&q->opts.log, SK_LOG_ERR, "%s queue remove-failed error=\"%s\"", id, err.text);
+}
+
+/* A deleted message whose last job has reported (or was cancelled). */
+static void free_deleted(sk_queue *q, qmsg *m)
+{
+    if (m->remove_when_done) spool_remove(q, m->env->id);
+    free_msg(m);
+}
+
+static void remove_msg(sk_queue *q, qmsg *m)
+{
     emit_msg(q, SK_QUEUE_EV_REMOVED, m);
     unlink_msg(q, m);
     cancel_waiting_jobs(m);
-    if (m->jobs_out)
+    if (m->jobs_out) {
         m->deleted = 1; /* freed when its last job reports */
-    else
+        m->remove_when_done = 1;
+    } else {
+        spool_remove(q, m->env->id);
         free_msg(m);
+    }
 }
 
 static char *reply_text(const sk_reply *r)
@@ -877,7 +894,7 @@ static void attempt_release(sk_queue *q, qmsg *m)
 {
     if (--m->jobs_out) return;
     if (m->deleted)
-        free_msg(m);
+        free_deleted(q, m);
     else
         finish_attempt(q, m);
 }
@@ -1448,7 +1465,7 @@ void sk_queue_free(sk_queue *q)
         q->jobs = j->next;
         /* A message deleted while this job was out is freed with its last
          * job; the others are still on the list below. */
-        if (--j->m->jobs_out == 0 && j->m->deleted) free_msg(j->m);
+        if (--j->m->jobs_out == 0 && j->m->deleted) free_deleted(q, j->m);
         job_free(j);
     }
     for (size_t h = 0; h < QUEUE_HASH_SIZE; h++) {

@@ -346,18 +346,35 @@ static void test_hold_release_delete(void **state)
     while (!h.local.held_done) event_base_loop(h.base, EVLOOP_ONCE);
     assert_int_equal(sk_queue_in_flight(h.q), 1);
     assert_int_equal(sk_queue_delete(h.q, busy), SK_OK);
-    assert_null(load(&h, busy));
     assert_int_equal(sk_queue_delete(h.q, busy), SK_ERR_NOT_FOUND);
+    /* The transport may still be reading the file: it stays until the job
+     * reports, so it cannot be reused for another message meanwhile. */
+    sk_spool_envelope *still = load(&h, busy);
+    assert_non_null(still);
+    sk_spool_envelope_free(still);
     fake_complete_held(&h.local);
+    assert_null(load(&h, busy));
     assert_int_equal(sk_queue_in_flight(h.q), 0);
     assert_int_equal(sk_queue_count(h.q), 0);
     assert_int_equal(h.ev[SK_QUEUE_EV_DELIVERED], 1); /* the late result is dropped */
 
-    /* A job still out at shutdown is cancelled without leaks. */
-    inject(&h, rcpts, 1, SK_SPOOL_ACTIVE, 0, busy);
+    /* A job still out at shutdown is cancelled without leaks; a message
+     * deleted meanwhile leaves no file. */
+    char gone[SK_SPOOL_ID_SIZE];
+    inject(&h, rcpts, 1, SK_SPOOL_ACTIVE, 0, gone);
     h.local.held_done = NULL;
     while (!h.local.held_done) event_base_loop(h.base, EVLOOP_ONCE);
+    assert_int_equal(sk_queue_delete(h.q, gone), SK_OK);
     stop(&h);
+    char msgdir[600];
+    snprintf(msgdir, sizeof msgdir, "%s/spool/msg", h.dir);
+    DIR *dd = opendir(msgdir);
+    assert_non_null(dd);
+    int left = 0;
+    for (struct dirent *de; (de = readdir(dd));)
+        left += !strncmp(de->d_name, gone, SK_SPOOL_ID_LEN);
+    closedir(dd);
+    assert_int_equal(left, 0);
     rm_tree(h.dir);
 }
 

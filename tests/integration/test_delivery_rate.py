@@ -35,8 +35,9 @@ try:
             wait(lambda: len(fast.messages) >= N, 30, "fast.test messages", srv)
             slow_at_fast_done = len(slow.messages)
             wait(lambda: len(slow.messages) >= N, 30, "slow.test messages", srv)
-            # Timed at MAIL, the start of each transaction at the MX.
-            t = [m["mail_time"] for m in slow.messages]
+            # Timed at MAIL, the start of each transaction at the MX (in
+            # that order: transactions on two connections may overlap).
+            t = sorted(m["mail_time"] for m in slow.messages)
             # Skip the first few (route lookup, connection set-up): measure
             # the steady pace over the rest (about 4.5 s).
             window = t[4:]
@@ -46,19 +47,21 @@ try:
                   % (rate, window[-1] - window[0], N, ft[-1] - ft[0]))
             expect(abs(rate - RATE) <= RATE * 0.10,
                    "slow.test rate %.2f/s, want 10/s within 10%%" % rate, srv)
-            # No bunching (no banking, no batch per second). The queue spaces
-            # its decisions 100 ms apart, but a time taken at the MX also
-            # carries when the server's delivery thread and this process's
-            # MX thread got the CPU: tens of ms on a loaded 2-core machine
-            # (one gap of 18 ms seen), so single gaps cannot show the pacing.
-            # Runs of five can: at 10/s they span 0.5 s, and through that
-            # noise still more than 0.3 s, where bunches of three or more
-            # would not.
-            spans = [y - x for x, y in zip(window, window[5:])]
-            gaps = [y - x for x, y in zip(window, window[1:])]
-            expect(min(spans) >= 0.3,
-                   "slow.test: 5 deliveries within %.3fs (gaps %s)"
-                   % (min(spans), " ".join("%.3f" % g for g in gaps)), srv)
+            # No bunching (no banking, no batches). The queue spaces its
+            # decisions 100 ms apart, but a time taken at the MX also carries
+            # when the server's delivery thread and this process's MX thread
+            # got the CPU. On a loaded 2-core machine that moves a few
+            # deliveries by tens of ms, now and then by more (seen: a 322 ms
+            # gap, then three within 6 ms, the three gaps still summing to
+            # the cadence), so no single gap can show the pacing. The lower
+            # quartile of the gaps can: noise leaves most gaps near 100 ms,
+            # while messages sent in twos or more make half the gaps near 0.
+            gaps = sorted(y - x for x, y in zip(window, window[1:]))
+            quartile = gaps[len(gaps) // 4]
+            expect(quartile >= 0.07,
+                   "slow.test: lower quartile of the gaps %.3fs (gaps %s)"
+                   % (quartile, " ".join("%.3f" % (y - x) for x, y in zip(window, window[1:]))),
+                   srv)
             expect(slow_at_fast_done <= N // 2,
                    "fast.test finished while slow.test had %d of %d" % (slow_at_fast_done, N),
                    srv)

@@ -970,6 +970,21 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
     sk_server_on_rcpt(d->srv, on_rcpt, d);
     sk_server_on_data(d->srv, on_data_start, on_data_chunk, on_data_end, d);
 
+    /* Signals are caught before the ports open: a SIGTERM or SIGHUP sent
+     * as soon as a port answers (while the spool is still being recovered)
+     * is handled by the loop once it runs, instead of killing the process. */
+    signal(SIGPIPE, SIG_IGN);
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+    d->sig_hup = evsignal_new(d->base, SIGHUP, on_signal, d);
+    d->drain_timer = evtimer_new(d->base, drain_check, d);
+    if (!d->sig_term || !d->sig_int || !d->sig_hup || !d->drain_timer ||
+        evsignal_add(d->sig_term, NULL) || evsignal_add(d->sig_int, NULL) ||
+        evsignal_add(d->sig_hup, NULL)) {
+        sk_daemon_free(d);
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot set up signal handling");
+    }
+
     /* The data directory exists before the ports open, so that a tool run
      * as soon as the port answers finds it (drop_privileges gives it to
      * --user). Bind next (ports below 1024 need root), then drop
@@ -998,17 +1013,6 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         return e;
     }
 
-    signal(SIGPIPE, SIG_IGN);
-    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
-    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
-    d->sig_hup = evsignal_new(d->base, SIGHUP, on_signal, d);
-    d->drain_timer = evtimer_new(d->base, drain_check, d);
-    if (!d->sig_term || !d->sig_int || !d->sig_hup || !d->drain_timer ||
-        evsignal_add(d->sig_term, NULL) || evsignal_add(d->sig_int, NULL) ||
-        evsignal_add(d->sig_hup, NULL)) {
-        sk_daemon_free(d);
-        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot set up signal handling");
-    }
     sk_log(&d->log, SK_LOG_INFO,
            "- daemon started data_dir=%s hold=%s relay_host=%s delivery=%s dns_server=%s "
            "mx_port=%u verp=%s tracking=%s",

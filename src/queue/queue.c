@@ -198,9 +198,12 @@ static void emit(sk_queue *q, sk_queue_event *ev)
         if (!e) e = sk_log_escape(&b, ev->reply, strlen(ev->reply));
         if (!e) e = sk_buf_putc(&b, '"');
     }
-    sk_log(&q->opts.log, SK_LOG_INFO, "%s queue %s attempt=%u prio=%d%s", ev->env->id,
-           names[ev->type], ev->attempt, ev->priority,
-           e ? " (log line too long)" : sk_buf_cstr(&b));
+    /* "queued" repeats the daemon's own queued line (or, for a DSN, the
+     * bounced line naming it), so it is a debug line; every later event
+     * of a message is logged. */
+    sk_log(&q->opts.log, ev->type == SK_QUEUE_EV_QUEUED ? SK_LOG_DEBUG : SK_LOG_INFO,
+           "%s queue %s attempt=%u prio=%d%s", ev->env->id, names[ev->type], ev->attempt,
+           ev->priority, e ? " (log line too long)" : sk_buf_cstr(&b));
     sk_buf_free(&b);
     if (q->opts.on_event) q->opts.on_event(q->opts.event_ctx, ev);
 }

@@ -1094,7 +1094,8 @@ static void finish(sk_spool_msg *m)
         sk_log(&s->opts.log, SK_LOG_ERR, "%s spool commit-failed error=\"%s\"", m->id,
                sk_strerror(m->err));
     else
-        sk_log(&s->opts.log, SK_LOG_INFO, "%s spool committed octets=%llu rcpts=%zu", m->id,
+        /* The daemon logs the message as queued right after. */
+        sk_log(&s->opts.log, SK_LOG_DEBUG, "%s spool committed octets=%llu rcpts=%zu", m->id,
                (unsigned long long)m->octets, m->env->nrcpts);
     s->finishing = m->err ? NULL : m;
     if (m->done) m->done(m->ctx, m->err, m->err ? NULL : m->id);

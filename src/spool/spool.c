@@ -382,41 +382,63 @@ static const char *pair_problem(const sk_spool *s, const char *id, const sk_buf 
     return why;
 }
 
-/* Names in msgdir ending with ext, as IDs (the directory is read before
- * anything is renamed, so no entry is seen twice). */
-static sk_err ids_with_ext(const sk_spool *s, const char *ext, char ***out, size_t *n_out)
+/* msgdir for reading, from the start (a fresh descriptor: the DIR owns it). */
+static DIR *open_msgdir(const sk_spool *s)
 {
-    *out = NULL;
-    *n_out = 0;
     int dfd = dup(s->msgdir_fd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) {
         if (dfd >= 0) close(dfd);
-        return SK_ERR_IO;
+        return NULL;
     }
     rewinddir(d);
+    return d;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names in msgdir that are a queue ID followed by ext, as sorted IDs (the
+ * directory is read before anything is renamed, so no entry is seen
+ * twice); other names are not the spool's and are left alone. */
+static sk_err ids_with_ext(const sk_spool *s, const char *ext, char ***out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    DIR *d = open_msgdir(s);
+    if (!d) return SK_ERR_IO;
     char **ids = NULL;
-    size_t n = 0;
+    size_t n = 0, cap = 0;
     sk_err e = SK_OK;
     struct dirent *de;
     while (!e && (de = readdir(d))) {
         size_t len = strlen(de->d_name);
         if (len != SK_SPOOL_ID_LEN + strlen(ext) || strcmp(de->d_name + SK_SPOOL_ID_LEN, ext))
             continue;
-        char **p = sk_realloc(ids, (n + 1) * sizeof *ids);
-        if (!p || !(p[n] = sk_strndup(de->d_name, SK_SPOOL_ID_LEN))) {
-            if (p) ids = p;
-            e = SK_ERR_NOMEM;
-            break;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **p = sk_realloc(ids, cap * sizeof *ids);
+            if (!p) {
+                e = SK_ERR_NOMEM;
+                break;
+            }
+            ids = p;
         }
-        ids = p;
-        n++;
+        if (!(ids[n] = sk_strndup(de->d_name, SK_SPOOL_ID_LEN)))
+            e = SK_ERR_NOMEM;
+        else if (sk_spool_id_valid(ids[n]))
+            n++;
+        else
+            sk_free(ids[n]);
     }
     closedir(d);
     if (e) {
         sk_spool_ids_free(ids, n);
         return e;
     }
+    if (n) qsort(ids, n, sizeof *ids, cmp_str);
     *out = ids;
     *n_out = n;
     return SK_OK;
@@ -425,13 +447,8 @@ static sk_err ids_with_ext(const sk_spool *s, const char *ext, char ***out, size
 /* Files kept for reuse by an earlier run are not tracked any more. */
 static sk_err remove_reusable(sk_spool *s)
 {
-    int dfd = dup(s->msgdir_fd);
-    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!d) {
-        if (dfd >= 0) close(dfd);
-        return SK_ERR_IO;
-    }
-    rewinddir(d);
+    DIR *d = open_msgdir(s);
+    if (!d) return SK_ERR_IO;
     struct dirent *de;
     size_t ext = strlen(SPOOL_REUSE_EXT);
     while ((de = readdir(d))) {
@@ -1273,57 +1290,11 @@ void sk_spool_free(sk_spool *s)
     sk_free(s);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 sk_err sk_spool_list(sk_spool *s, char ***ids_out, size_t *n_out, sk_error *err)
 {
-    *ids_out = NULL;
-    *n_out = 0;
-    int dfd = dup(s->msgdir_fd);
-    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!d) {
-        if (dfd >= 0) close(dfd);
-        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
-    }
-    rewinddir(d);
-    char **ids = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    sk_err e = SK_OK;
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        if (len != SK_SPOOL_ID_LEN + strlen(SK_SPOOL_BODY_EXT) ||
-            strcmp(de->d_name + SK_SPOOL_ID_LEN, SK_SPOOL_BODY_EXT))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **p = sk_realloc(ids, cap * sizeof *ids);
-            if (!p) {
-                e = SK_ERR_NOMEM;
-                break;
-            }
-            ids = p;
-        }
-        if (!(ids[n] = sk_strndup(de->d_name, SK_SPOOL_ID_LEN))) {
-            e = SK_ERR_NOMEM;
-            break;
-        }
-        if (sk_spool_id_valid(ids[n]))
-            n++;
-        else
-            sk_free(ids[n]);
-    }
-    closedir(d);
-    if (e) {
-        sk_spool_ids_free(ids, n);
-        return sk_error_set(err, e, SK_STEP_NONE, "out of memory");
-    }
-    if (n) qsort(ids, n, sizeof *ids, cmp_str);
-    *ids_out = ids;
-    *n_out = n;
+    sk_err e = ids_with_ext(s, SK_SPOOL_BODY_EXT, ids_out, n_out);
+    if (e == SK_ERR_NOMEM) return sk_error_set(err, e, SK_STEP_NONE, "out of memory");
+    if (e) return sk_error_set(err, e, SK_STEP_NONE, "cannot read %s", s->msgdir);
     return SK_OK;
 }
 

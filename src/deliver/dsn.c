@@ -683,9 +683,11 @@ static char *address_value(const char *v)
     char *s = typed_value(v);
     if (!s) return NULL;
     while (isspace((unsigned char)*v)) v++;
+    /* The type first: a shorter value ends before v + 5. */
+    if (strncasecmp(v, "utf-8", 5)) return s;
     const char *q = v + 5;
     while (*q == ' ' || *q == '\t') q++;
-    if (strncasecmp(v, "utf-8", 5) || *q != ';' || !*s) return s;
+    if (*q != ';' || !*s) return s;
     /* Decoding never lengthens: an escape of 6 or more octets gives at
      * most 4. */
     size_t n = strlen(s);

@@ -136,6 +136,11 @@
  * (src/deliver/classify.c): far above any useful pattern, far below what
  * makes regcomp take seconds or gigabytes. */
 #define SK_RULES_REGEX_COST_MAX 10000
+/* Repetitions inside repetitions: "(a*)+" is 2 deep. A third level, or an
+ * operator right after another ("a**", undefined in POSIX 9.4.6), is
+ * refused: glibc's regcomp can take minutes on a few dozen octets of that
+ * kind (an anchor before "(((a*)+)+)+" is enough; found by fuzz_rules). */
+#define SK_RULES_REGEX_REPEAT_DEPTH_MAX 2
 
 /* Tracking store (src/track). Events are batched in memory and written in
  * one transaction: this many, or this long after the first, whichever comes

@@ -216,6 +216,7 @@ static const char *parse_action(const char *v, const char *for_dur, sk_traffic_a
 typedef struct re_cost {
     uint64_t cost; /* nodes once unrolled, capped just past the maximum */
     int empty;     /* can match the empty string */
+    int depth;     /* repetitions inside repetitions (SK_RULES_REGEX_REPEAT_DEPTH_MAX) */
 } re_cost;
 
 typedef struct re_scan {
@@ -237,7 +238,7 @@ static re_cost re_atom(re_scan *s)
     if (c == '(') {
         s->p++;
         /* Bound the recursion: deeper groups are refused outright. */
-        if (++s->depth > 32) return (re_cost){SK_RULES_REGEX_COST_MAX + 1, 0};
+        if (++s->depth > 32) return (re_cost){SK_RULES_REGEX_COST_MAX + 1, 0, 0};
         re_cost g = re_alternation(s);
         s->depth--;
         if (*s->p == ')') s->p++;
@@ -260,11 +261,11 @@ static re_cost re_atom(re_scan *s)
             }
         }
         if (*s->p) s->p++;
-        return (re_cost){1, 0};
+        return (re_cost){1, 0, 0};
     }
     if (c == '\\' && s->p[1]) s->p++;
     s->p++;
-    return (re_cost){1, c == '^' || c == '$'};
+    return (re_cost){1, c == '^' || c == '$', 0};
 }
 
 /* Copies of the atom a repetition operator at s->p makes, and whether the
@@ -295,18 +296,22 @@ static uint64_t re_repeat(re_scan *s, int *empty)
 /* A branch: pieces (an atom and its repetitions) one after another. */
 static re_cost re_branch(re_scan *s)
 {
-    re_cost b = {0, 1};
+    re_cost b = {0, 1, 0};
     while (*s->p && *s->p != '|' && *s->p != ')') {
         re_cost a = re_atom(s);
         uint64_t k;
-        int empty = a.empty;
+        int empty = a.empty, ops = 0;
         while ((k = re_repeat(s, &empty)) != 0) {
             /* Repeating what can be empty costs the square (closures). */
             a.cost = re_cap(a.cost * (a.empty ? k * k : k));
             a.empty = empty;
+            /* One level per repetition; a second operator right after the
+             * first ("a**", "a+?") is refused outright. */
+            a.depth = ops++ ? SK_RULES_REGEX_REPEAT_DEPTH_MAX + 1 : a.depth + 1;
         }
         b.cost = re_cap(b.cost + a.cost);
         b.empty &= a.empty;
+        if (a.depth > b.depth) b.depth = a.depth;
     }
     return b;
 }
@@ -319,6 +324,7 @@ static re_cost re_alternation(re_scan *s)
         re_cost b = re_branch(s);
         t.cost = re_cap(t.cost + b.cost);
         t.empty |= b.empty;
+        if (b.depth > t.depth) t.depth = b.depth;
     }
     return t;
 }
@@ -328,11 +334,14 @@ static int re_affordable(const char *re)
 {
     re_scan s = {re, 0};
     uint64_t total = 0;
+    int depth = 0;
     while (*s.p) {
-        total = re_cap(total + re_alternation(&s).cost);
+        re_cost c = re_alternation(&s);
+        total = re_cap(total + c.cost);
+        if (c.depth > depth) depth = c.depth;
         if (*s.p == ')') s.p++; /* unbalanced: regcomp will say so */
     }
-    return total <= SK_RULES_REGEX_COST_MAX;
+    return total <= SK_RULES_REGEX_COST_MAX && depth <= SK_RULES_REGEX_REPEAT_DEPTH_MAX;
 }
 
 /* One rule line into out; returns NULL or what is wrong. buf is the line

@@ -211,6 +211,14 @@ static const struct {
      "f.conf:1: text regex too complex (nested or stacked repetition)"},
     {"class=other text=/([[:alpha:]]+)+((b|c)*)+(d?)+[]+(]{9999}/\n",
      "f.conf:1: text regex too complex (nested or stacked repetition)"},
+    /* An anchor before nested repetitions took glibc's regcomp minutes
+     * (found by fuzz_rules): three levels, or two operators in a row, are
+     * refused whatever the estimated cost. */
+    {"class=other text=/(a*$)((a**)+++)+))/\n",
+     "f.conf:1: text regex too complex (nested or stacked repetition)"},
+    {"class=other text=/$(((a*)+)+)+/\n",
+     "f.conf:1: text regex too complex (nested or stacked repetition)"},
+    {"class=other text=/a+?/\n", "f.conf:1: text regex too complex (nested or stacked repetition)"},
 };
 
 static void test_bad_rules(void **state)

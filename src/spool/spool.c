@@ -20,7 +20,7 @@
 #define SPOOL_WRITE_CHUNK_OCTETS (64 * 1024)
 #define SPOOL_BATCH_DEFAULT      256
 #define SPOOL_LOCK_WAIT_MS       5000
-/* Spare files kept ready: two per message, so a group of 32 (docs/queue.md
+/* Spare files kept ready: one per message, so a group of 64 (docs/queue.md
  * "Spare files"). */
 #define SPOOL_SPARES 64
 /* The header block kept in memory while the body streams in, so that
@@ -694,7 +694,7 @@ static void *filler_main(void *arg)
  * unique): a spare file linked under that name when one is ready, else
  * openat(2). The spare is linked through /proc/self/fd because linkat's
  * AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH. */
-static int create_file(sk_spool *s, const char *name, int keep_bytes, int *reused, sk_err *err)
+static int create_file(sk_spool *s, const char *name, int *reused, sk_err *err)
 {
     *reused = 0;
     int fd = -1;
@@ -708,12 +708,11 @@ static int create_file(sk_spool *s, const char *name, int keep_bytes, int *reuse
         snprintf(old, sizeof old, "%lu%s", n, SPOOL_REUSE_EXT);
         /* NOREPLACE keeps IDs unique as O_EXCL does below. */
         if (renameat2(s->msgdir_fd, old, s->msgdir_fd, name, RENAME_NOREPLACE) == 0) {
-            /* A body keeps the old bytes until write_envelope cuts the file
-             * to the new length: truncating to 0 makes ext4 write the file
-             * back at close (auto_da_alloc). Recovery's size and CRC-32C
-             * checks catch a crash in between. An envelope is truncated
-             * first, so a torn one is a prefix of the new text. */
-            fd = openat(s->msgdir_fd, name, O_WRONLY | O_CLOEXEC | (keep_bytes ? 0 : O_TRUNC));
+            /* The file keeps the old bytes until write_envelope cuts it to
+             * the new length: truncating to 0 makes ext4 write the file
+             * back at close (auto_da_alloc). Recovery's trailer, size and
+             * CRC-32C checks catch a crash in between. */
+            fd = openat(s->msgdir_fd, name, O_WRONLY | O_CLOEXEC);
             if (fd >= 0) {
                 *reused = 1;
                 pthread_mutex_lock(&s->mu);
@@ -897,7 +896,7 @@ static sk_err create_body(sk_spool_msg *m)
     if (m->err || m->fd >= 0) return m->err;
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_NEW_EXT);
-    m->fd = create_file(m->s, name, 1, &m->body_reused, &m->err);
+    m->fd = create_file(m->s, name, &m->body_reused, &m->err);
     if (m->fd < 0) return m->err;
     m->body_created = 1;
     return SK_OK;

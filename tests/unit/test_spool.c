@@ -424,6 +424,20 @@ static void commit_sync(sk_spool *s, const void *data, size_t n, done_rec *r)
     sk_spool_commit(m, on_done, r);
 }
 
+/* A new data directory holding one committed message, its spool closed:
+ * the starting point of the recovery tests. */
+static char *dir_with_message(done_rec *r)
+{
+    char *dir = temp_dir();
+    sk_error err;
+    sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    commit_sync(s, body, strlen(body), r);
+    assert_int_equal(r->err, SK_OK);
+    sk_spool_free(s);
+    return dir;
+}
+
 static void test_commit_load_save_remove(void **state)
 {
     char *dir = temp_dir();
@@ -551,14 +565,10 @@ static void write_file(const char *path, const char *text)
 
 static void test_recovery(void **state)
 {
-    char *dir = temp_dir();
-    sk_error err;
-    sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
-    assert_non_null(s);
     done_rec r = {0};
-    commit_sync(s, body, strlen(body), &r);
-    assert_int_equal(r.err, SK_OK);
-    sk_spool_free(s);
+    char *dir = dir_with_message(&r);
+    sk_error err;
+    sk_spool *s;
 
     /* What a crash can leave: a body still being received, a commit whose
      * envelope is half written, the envelope of a removal cut short, a
@@ -630,14 +640,10 @@ static void test_recovery_keeps_on_error(void **state)
     } cases[] = {{ENV_IS_DIR, SK_ERR_IO}, {RENAME_ENOSPC, SK_ERR_NOSPACE}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         print_message("case %zu\n", c);
-        char *dir = temp_dir();
-        sk_error err;
-        sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
-        assert_non_null(s);
         done_rec r = {0};
-        commit_sync(s, body, strlen(body), &r);
-        assert_int_equal(r.err, SK_OK);
-        sk_spool_free(s);
+        char *dir = dir_with_message(&r);
+        sk_error err;
+        sk_spool *s;
         char msgp[512], newp[512], envp[512], kept[512];
         snprintf(msgp, sizeof msgp, "%s/spool/msg/%s.msg", dir, r.id);
         snprintf(newp, sizeof newp, "%s/spool/msg/%s.new", dir, r.id);
@@ -714,14 +720,10 @@ static void test_recovery_rules(void **state)
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         print_message("case %zu\n", c);
-        char *dir = temp_dir();
-        sk_error err;
-        sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
-        assert_non_null(s);
         done_rec r = {0};
-        commit_sync(s, body, strlen(body), &r);
-        assert_int_equal(r.err, SK_OK);
-        sk_spool_free(s);
+        char *dir = dir_with_message(&r);
+        sk_error err;
+        sk_spool *s;
 
         /* Take the committed file apart: body, envelope (the trailer is
          * rebuilt below, pointing at the end of the body as written). */

@@ -166,5 +166,11 @@
  * find its header block (RFC 5322 2.1: it ends at the first empty line). */
 #define SK_SPOOL_ENVELOPE_MAX_OCTETS (16u * 1024 * 1024)
 #define SK_SPOOL_HEADERS_MAX_OCTETS  (256u * 1024)
+/* The spool's journal (docs/queue.md "The journal"): the records of the
+ * groups accepted since the last checkpoint. 4 MiB holds about 2,700
+ * messages of 1.5 KiB; a checkpoint (one syncfs) is made when it is full,
+ * so this bounds both the work of one checkpoint and what recovery
+ * replays. */
+#define SK_SPOOL_JOURNAL_OCTETS (4u * 1024 * 1024)
 
 #endif

@@ -110,9 +110,15 @@ typedef enum sk_spool_mode {
 /* How a group of commits is made durable (docs/queue.md "Durability
  * order"). */
 typedef enum sk_spool_sync {
+    /* The group's small messages (bodies up to 64 KiB) are appended to the
+     * spool's journal and made durable with one fdatasync(2) of it; their
+     * files are synced later, many groups at a time, by one syncfs(2) (a
+     * checkpoint). A group with a larger message gets a syncfs as in
+     * SK_SPOOL_SYNC_FS. */
+    SK_SPOOL_SYNC_LOG = 0,
     /* One syncfs(2) on the spool's file system per group, whatever its
      * size. Also flushes unrelated dirty data on that file system. */
-    SK_SPOOL_SYNC_FS = 0,
+    SK_SPOOL_SYNC_FS,
     /* fdatasync(2) of each body and envelope, one fsync(2) of the
      * directory per group: for a spool on a file system shared with
      * heavy writers, where syncfs would wait for their data too. */
@@ -125,7 +131,10 @@ typedef struct sk_spool_opts {
     unsigned lock_wait_ms;    /* 0 = 5000 */
     size_t max_batch;         /* messages per group commit, 0 = 256 */
     uint64_t max_body_octets; /* writes past this fail with SK_ERR_TOO_LONG; 0 = no limit */
-    sk_spool_sync sync;       /* SK_SPOOL_SYNC_FS by default */
+    sk_spool_sync sync;       /* SK_SPOOL_SYNC_LOG by default */
+    /* Size of the journal (SK_SPOOL_SYNC_LOG): a checkpoint is made when
+     * the next group does not fit. 0 = SK_SPOOL_JOURNAL_OCTETS. */
+    uint64_t journal_octets;
     /* Test hooks, NULL in production: replace write(2) and the durability
      * calls (fdatasync(2) of a file, fsync(2) of the directory, or
      * syncfs(2) with the directory's fd), e.g. to fail with ENOSPC.

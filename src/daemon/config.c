@@ -45,9 +45,10 @@ static const sk_daemon_option options[] = {
      "may relay without AUTH (default 127.0.0.0/8, ::1; \"none\")", false, OFF(relay_net)},
     {"max-message-size", SK_DOPT_SIZE, "N", "largest message accepted (e.g. 35M)", false,
      OFF(max_message_size)},
-    {"spool-sync", SK_DOPT_STRING, "fs|files",
-     "make a group of messages durable with one syncfs (fs, default) or per file (files)", false,
-     OFF(spool_sync)},
+    {"spool-sync", SK_DOPT_STRING, "log|fs|files",
+     "make a group of messages durable through the spool's journal (log, default), one syncfs "
+     "(fs) or per file (files)",
+     false, OFF(spool_sync)},
     {"hold", SK_DOPT_BOOL, NULL, "accept and keep in the hold queue; deliver nothing", false,
      OFF(hold)},
     {"greeting-timeout", SK_DOPT_DURATION, "D", "wait for the client's EHLO (default 5m)", false,
@@ -149,7 +150,7 @@ sk_daemon_config *sk_daemon_config_new(void)
     if (!c) return NULL;
     c->data_dir = sk_strdup("./var");
     c->log = sk_strdup("stderr");
-    c->spool_sync = sk_strdup("fs");
+    c->spool_sync = sk_strdup("log");
     if (!c->data_dir || !c->log || !c->spool_sync) {
         sk_daemon_config_free(c);
         return NULL;
@@ -348,8 +349,8 @@ static sk_err check_value(const char *key, const char *v, sk_error *err)
         if (strcmp(v, "stderr") && strcmp(v, "syslog"))
             return bad(err, key, "\"%s\" is neither stderr nor syslog", v);
     } else if (!strcmp(key, "spool-sync")) {
-        if (strcmp(v, "fs") && strcmp(v, "files"))
-            return bad(err, key, "\"%s\" is neither fs nor files", v);
+        if (strcmp(v, "log") && strcmp(v, "fs") && strcmp(v, "files"))
+            return bad(err, key, "\"%s\" is not log, fs or files", v);
     } else if (!strcmp(key, "local-domain") || !strcmp(key, "hostname")) {
         size_t n = strlen(v);
         if (n == 0 || n > SK_SMTP_DOMAIN_MAX_OCTETS)

@@ -1000,10 +1000,12 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
     if (!e) e = listen_all(d, err);
     if (!e) e = drop_privileges(d, err);
     if (!e) {
+        const char *sync = d->cfg->spool_sync;
         sk_spool_opts so = {.mode = SK_SPOOL_OWNER,
                             .log = d->log,
-                            .sync = strcmp(d->cfg->spool_sync, "files") ? SK_SPOOL_SYNC_FS
-                                                                        : SK_SPOOL_SYNC_FILES};
+                            .sync = !strcmp(sync, "files") ? SK_SPOOL_SYNC_FILES
+                                    : !strcmp(sync, "fs")  ? SK_SPOOL_SYNC_FS
+                                                           : SK_SPOOL_SYNC_LOG};
         d->spool = sk_spool_open(d->cfg->data_dir, &so, d->base, err);
         if (!d->spool) e = err && err->err ? err->err : SK_ERR_IO;
     }

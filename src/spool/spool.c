@@ -2,6 +2,8 @@
  * by a committer thread, recovered on open (docs/queue.md). */
 #include "spool/spool_int.h"
 
+#include "spool/journal.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -13,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -124,6 +127,11 @@ struct sk_spool {
     size_t nfreed;
     unsigned long reuse_next; /* the next N */
     size_t reused;            /* files given a message's name */
+    /* SK_SPOOL_SYNC_LOG (docs/queue.md "The journal"): used by the
+     * committer thread only (by the caller without an event base). jbuf
+     * holds the records of one group. */
+    sk_journal journal;
+    sk_buf jbuf;
 };
 
 sk_err sk_spool_errno(int e)
@@ -178,6 +186,37 @@ static sk_err write_all(const sk_spool *s, int fd, const char *p, size_t n)
     return SK_OK;
 }
 
+/* The pieces in order, with one writev(2) in the common case (one system
+ * call per message file instead of three); piece by piece through the
+ * test hook, so that a fault can hit each. */
+static sk_err write_parts(const sk_spool *s, int fd, struct iovec *iov, int n)
+{
+    if (s->opts.write_fn) {
+        for (int i = 0; i < n; i++) {
+            sk_err e = write_all(s, fd, iov[i].iov_base, iov[i].iov_len);
+            if (e) return e;
+        }
+        return SK_OK;
+    }
+    while (n) {
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return sk_spool_errno(errno);
+        size_t k = (size_t)w;
+        while (n && k >= iov->iov_len) {
+            k -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n) {
+            if (!w) return SK_ERR_IO;
+            iov->iov_base = (char *)iov->iov_base + k;
+            iov->iov_len -= k;
+        }
+    }
+    return SK_OK;
+}
+
 static char *path_join(const char *a, const char *b)
 {
     sk_buf p = SK_BUF_INIT(PATH_MAX);
@@ -202,6 +241,27 @@ static sk_err sync_dir_fd(const sk_spool *s, int dfd)
     if (s && s->opts.sync_fn)
         return s->opts.sync_fn(s->opts.hook_ctx, dfd) ? sk_spool_errno(errno) : SK_OK;
     return fsync(dfd) ? sk_spool_errno(errno) : SK_OK;
+}
+
+static uint64_t journal_size(const sk_spool *s)
+{
+    return s->opts.journal_octets ? s->opts.journal_octets : SK_SPOOL_JOURNAL_OCTETS;
+}
+
+/* A checkpoint (SK_SPOOL_SYNC_LOG): one syncfs makes every message file
+ * written so far durable, and removals too; then the journal starts a new
+ * generation, which retires all its records. Until the new header is on
+ * disk, recovery may still replay records of messages removed since: the
+ * removal counts as lost in the crash (docs/queue.md "The journal"). */
+static sk_err checkpoint(sk_spool *s)
+{
+    sk_err e = sync_fs(s, s->msgdir_fd);
+    if (e) {
+        s->journal.need_reset = 1;
+        return e;
+    }
+    if (s->journal.fd < 0) return SK_OK;
+    return sk_journal_new_generation(&s->journal, journal_size(s));
 }
 
 sk_err sk_spool_write_file(int dir_fd, const char *name, const void *data, size_t n, int sync_dir)
@@ -494,6 +554,108 @@ static int rename_ext(const sk_spool *s, const char *id, const char *from, const
     return 0;
 }
 
+/* Whether the file fd holds exactly the n octets at p: 1, 0, or -1 on a
+ * read error. */
+static int file_holds(int fd, const char *p, size_t n)
+{
+    struct stat st;
+    if (fstat(fd, &st)) return -1;
+    if ((uint64_t)st.st_size != n) return 0;
+    char buf[8192];
+    for (size_t off = 0; off < n;) {
+        size_t k = n - off < sizeof buf ? n - off : sizeof buf;
+        sk_err e = pread_all(fd, buf, k, off);
+        if (e) return -1;
+        if (memcmp(buf, p + off, k)) return 0;
+        off += k;
+    }
+    return 1;
+}
+
+typedef struct replay_ctx {
+    sk_spool *s;
+    size_t rewritten;
+} replay_ctx;
+
+/* One live record of the journal: an acknowledged message, whose file
+ * may have been lost or torn by a crash (it was not synced yet). Written
+ * again from the record unless ID.msg holds exactly its bytes. */
+static sk_err replay_record(void *ctx, const char *id, const char *content, size_t n)
+{
+    replay_ctx *r = ctx;
+    sk_spool *s = r->s;
+    int fd = open_msg_file(s, id, SK_SPOOL_BODY_EXT);
+    if (fd >= 0) {
+        int same = file_holds(fd, content, n);
+        close(fd);
+        if (same < 0) return SK_ERR_IO;
+        if (same) return SK_OK;
+    } else if (errno != ENOENT) {
+        return sk_spool_errno(errno);
+    }
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_NEW_EXT);
+    unlinkat(s->msgdir_fd, name, 0);
+    fd = openat(s->msgdir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return sk_spool_errno(errno);
+    sk_err e = write_all(s, fd, content, n);
+    if (close(fd) && !e) e = sk_spool_errno(errno);
+    /* The checkpoint after the replay makes it durable. */
+    if (!e && rename_ext(s, id, SK_SPOOL_NEW_EXT, SK_SPOOL_BODY_EXT, 0)) e = sk_spool_errno(errno);
+    if (e) {
+        unlinkat(s->msgdir_fd, name, 0);
+        return e;
+    }
+    sk_log(&s->opts.log, SK_LOG_INFO, "%s spool recover kept=journal-record", id);
+    r->rewritten++;
+    return SK_OK;
+}
+
+/* Before anything else in recovery: the journal's live records are
+ * messages that were acknowledged, whose files may not be durable; they
+ * are written again where needed, then a checkpoint retires them. In the
+ * other sync modes an existing journal is replayed the same way (the
+ * spool may have been run with the journal before), and then closed. */
+static sk_err replay_journal(sk_spool *s, sk_error *err)
+{
+    int log = s->opts.sync == SK_SPOOL_SYNC_LOG;
+    int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "cannot open %s: %s", s->dir,
+                            strerror(errno));
+    sk_err e = sk_journal_open(&s->journal, dfd, log ? journal_size(s) : 0);
+    close(dfd);
+    if (e == SK_ERR_NOSPACE && s->journal.fd < 0) {
+        /* No room to make one (a tiny file system): every group gets a
+         * syncfs instead, as with SK_SPOOL_SYNC_FS; the next start tries
+         * again. */
+        sk_log(&s->opts.log, SK_LOG_WARN, "- spool journal=off error=\"%s\" octets=%llu",
+               sk_strerror(e), (unsigned long long)journal_size(s));
+        return SK_OK;
+    }
+    if (e)
+        return sk_error_set(err, e, SK_STEP_NONE, "cannot open the journal %s/%s: %s", s->dir,
+                            SK_JOURNAL_FILE, sk_strerror(e));
+    if (s->journal.fd < 0) return SK_OK;
+    replay_ctx r = {s, 0};
+    size_t n;
+    e = sk_journal_replay(&s->journal, replay_record, &r, &n);
+    if (e)
+        return sk_error_set(err, e, SK_STEP_NONE, "cannot replay the journal %s/%s (kept): %s",
+                            s->dir, SK_JOURNAL_FILE, sk_strerror(e));
+    if (n || (log && s->journal.size != journal_size(s))) {
+        e = checkpoint(s);
+        if (e)
+            return sk_error_set(err, e, SK_STEP_NONE, "cannot checkpoint the journal %s/%s: %s",
+                                s->dir, SK_JOURNAL_FILE, sk_strerror(e));
+    }
+    if (n)
+        sk_log(&s->opts.log, SK_LOG_INFO, "- spool journal replayed records=%zu rewritten=%zu", n,
+               r.rewritten);
+    if (!log) sk_journal_close(&s->journal);
+    return SK_OK;
+}
+
 /* Settle what a crash left (docs/queue.md "Recovery"). Nothing relies on
  * an order between files: every envelope records its body's size and
  * CRC-32C and ends with "end", and a message file ends with a trailer.
@@ -509,6 +671,8 @@ static int rename_ext(const sk_spool *s, const char *id, const char *from, const
 static sk_err recover(sk_spool *s, sk_error *err)
 {
     size_t removed = 0, kept = 0, promoted = 0;
+    sk_err je = replay_journal(s, err);
+    if (je) return je;
     if (remove_reusable(s))
         return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
     char **ids;
@@ -794,7 +958,11 @@ sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct 
     if (opts) s->opts = *opts;
     if (!s->opts.max_batch) s->opts.max_batch = SPOOL_BATCH_DEFAULT;
     if (!s->opts.lock_wait_ms) s->opts.lock_wait_ms = SPOOL_LOCK_WAIT_MS;
-    s->msgdir_fd = s->lock_fd = s->efd = -1;
+    s->msgdir_fd = s->lock_fd = s->efd = s->journal.fd = -1;
+    s->journal.write_fn = s->opts.write_fn;
+    s->journal.sync_fn = s->opts.sync_fn;
+    s->journal.hook_ctx = s->opts.hook_ctx;
+    sk_buf_init(&s->jbuf, journal_size(s));
     s->base = base;
     s->pending_tail = &s->pending;
     s->finished_tail = &s->finished;
@@ -1009,17 +1177,25 @@ void sk_spool_abort(sk_spool_msg *m)
  * the trailer that says where the envelope starts (docs/queue.md "Message
  * file"). The envelope records the body's size and CRC-32C and ends with
  * "end", so recovery tells a complete file from a torn one. */
+static void make_trailer(const sk_spool_msg *m, char trailer[SK_SPOOL_TRAILER_OCTETS + 1])
+{
+    snprintf(trailer, SK_SPOOL_TRAILER_OCTETS + 1, "%s%0*llu\n", SK_SPOOL_TRAILER_TAG,
+             SK_SPOOL_TRAILER_DIGITS, (unsigned long long)m->octets);
+}
+
 static void write_envelope(sk_spool_msg *m)
 {
     sk_spool *s = m->s;
     /* Created here unless the body outgrew wbuf during DATA; an empty body
-     * still gets its file. */
-    if (create_body(m) || flush_wbuf(m)) return;
+     * still gets its file. wbuf is kept: the journal's record is made from
+     * it (journal_group). */
+    if (create_body(m)) return;
     char trailer[SK_SPOOL_TRAILER_OCTETS + 1];
-    snprintf(trailer, sizeof trailer, "%s%0*llu\n", SK_SPOOL_TRAILER_TAG, SK_SPOOL_TRAILER_DIGITS,
-             (unsigned long long)m->octets);
-    m->err = write_all(s, m->fd, m->envtext.data, m->envtext.len);
-    if (!m->err) m->err = write_all(s, m->fd, trailer, SK_SPOOL_TRAILER_OCTETS);
+    make_trailer(m, trailer);
+    struct iovec iov[] = {{m->wbuf.data, m->wbuf.len},
+                          {m->envtext.data, m->envtext.len},
+                          {trailer, SK_SPOOL_TRAILER_OCTETS}};
+    m->err = write_parts(s, m->fd, iov, 3);
     /* A reused file is written over, not truncated first (see create_file):
      * cut it to the new length before the barrier. */
     off_t total = (off_t)(m->octets + m->envtext.len + SK_SPOOL_TRAILER_OCTETS);
@@ -1058,11 +1234,55 @@ static void unlink_orphans(sk_spool *s, char (*ids)[SK_SPOOL_ID_SIZE], size_t n)
     sk_free(ids);
 }
 
+/* The octets the group's records take in the journal, or 0 when the group
+ * cannot go there: a body that did not stay in memory whole (over 64 KiB;
+ * its file was written during DATA), or more than the journal holds. */
+static uint64_t journal_octets(const sk_spool *s, const sk_spool_msg *batch)
+{
+    if (s->opts.sync != SK_SPOOL_SYNC_LOG || s->journal.fd < 0) return 0;
+    uint64_t total = 0;
+    for (const sk_spool_msg *m = batch; m; m = m->next) {
+        if (m->err) continue;
+        if (m->wbuf.len != m->octets) return 0;
+        total += sk_journal_record_octets(m->octets + m->envtext.len + SK_SPOOL_TRAILER_OCTETS);
+    }
+    return total <= s->journal.size - SK_JOURNAL_HEAD_OCTETS ? total : 0;
+}
+
+/* The barrier of SK_SPOOL_SYNC_LOG: every message of the group as one
+ * record (the bytes of its file) appended to the journal, then one
+ * fdatasync. A checkpoint first when the records do not fit after the
+ * tail, or an earlier append failed. */
+static sk_err journal_group(sk_spool *s, sk_spool_msg *batch, uint64_t octets)
+{
+    sk_journal *j = &s->journal;
+    if (j->need_reset || octets > j->size - j->tail) {
+        sk_err e = checkpoint(s);
+        if (e) return e;
+    }
+    sk_buf_reset(&s->jbuf);
+    for (sk_spool_msg *m = batch; m; m = m->next) {
+        if (m->err) continue;
+        char trailer[SK_SPOOL_TRAILER_OCTETS + 1];
+        make_trailer(m, trailer);
+        const void *const parts[] = {m->wbuf.data, m->envtext.data, trailer};
+        const size_t lens[] = {m->wbuf.len, m->envtext.len, SK_SPOOL_TRAILER_OCTETS};
+        sk_err e = sk_journal_record(j, m->id, parts, lens, 3, &s->jbuf);
+        if (e) return e;
+    }
+    /* A failure sets need_reset: the records may be on disk, so the next
+     * group starts a new generation first (a crash before that may bring
+     * these refused messages back, as with a failed syncfs). */
+    return sk_journal_append(j, s->jbuf.data, s->jbuf.len);
+}
+
 /* Commit a group: write every envelope, then ONE barrier for all of them
- * (a syncfs, or with SK_SPOOL_SYNC_FILES the per-file fdatasyncs and one
- * directory fsync), then the renames (docs/queue.md "Group commit"). If
- * the barrier fails, no message of the group is acknowledged. Failed
- * messages are removed. Returns the barrier's result. */
+ * (the journal's fdatasync, a syncfs, or with SK_SPOOL_SYNC_FILES the
+ * per-file fdatasyncs and one directory fsync), then the renames
+ * (docs/queue.md "Durability order"). If the barrier fails, no message of
+ * the group is acknowledged. Failed messages are removed. dir_dirty: the
+ * barrier must also cover removals (not with the journal). Returns the
+ * barrier's result. */
 static sk_err commit_batch(sk_spool *s, sk_spool_msg *batch, int dir_dirty)
 {
     int any_ok = 0;
@@ -1071,14 +1291,12 @@ static sk_err commit_batch(sk_spool *s, sk_spool_msg *batch, int dir_dirty)
         for (sk_spool_msg *m = batch; m; m = m->next) sync_files(m);
     for (sk_spool_msg *m = batch; m; m = m->next) any_ok |= !m->err;
     sk_err barrier = SK_OK;
-    if (any_ok || dir_dirty)
+    uint64_t octets = any_ok && !dir_dirty ? journal_octets(s, batch) : 0;
+    if (octets)
+        barrier = journal_group(s, batch, octets);
+    else if (any_ok || dir_dirty)
         barrier = s->opts.sync == SK_SPOOL_SYNC_FILES ? sync_dir_fd(s, s->msgdir_fd)
                                                       : sync_fs(s, s->msgdir_fd);
-    if (barrier && dir_dirty) {
-        pthread_mutex_lock(&s->mu);
-        s->remove_sync_failed = 1;
-        pthread_mutex_unlock(&s->mu);
-    }
     for (sk_spool_msg *m = batch; m; m = m->next) {
         /* The state on disk is unknown after a failed barrier: take every
          * message back out so none is delivered. */
@@ -1120,47 +1338,71 @@ static void finish(sk_spool_msg *m)
     msg_free(m);
 }
 
+/* Removals waiting for a barrier, taken by the committer (with mu held)
+ * before the barrier that covers them. */
+typedef struct removals {
+    int dirty;
+    size_t freed; /* the first freed files: reusable after the barrier */
+    char (*orphans)[SK_SPOOL_ID_SIZE];
+    size_t norphans;
+} removals;
+
+static removals take_removals(sk_spool *s)
+{
+    /* freed may be ahead of dir_dirty (sk_spool_remove sets it after the
+     * rename), or left by a failed barrier: it needs one too. */
+    removals r = {s->dir_dirty || s->nfreed, s->nfreed, s->orphans, s->norphans};
+    s->dir_dirty = 0;
+    s->orphans = NULL;
+    s->norphans = s->orphans_cap = 0;
+    return r;
+}
+
+/* After the barrier (mu not held): the saved envelopes of the removed
+ * messages go and their files become reusable; after a failure they stay
+ * in freed for a later barrier, and their ID.env for recovery. */
+static void settle_removals(sk_spool *s, removals *r, sk_err barrier)
+{
+    if (!barrier)
+        unlink_orphans(s, r->orphans, r->norphans);
+    else
+        sk_free(r->orphans);
+    pthread_mutex_lock(&s->mu);
+    if (!barrier) freed_to_reuse(s, r->freed);
+    if (barrier && r->dirty) s->remove_sync_failed = 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void *committer_main(void *arg)
 {
     sk_spool *s = arg;
+    /* With the journal a group's barrier does not cover the directory:
+     * removals get their own (a checkpoint) after at most the delay. */
+    int log = s->opts.sync == SK_SPOOL_SYNC_LOG;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->pending && !s->dir_dirty && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
         if (!s->pending && !s->dir_dirty && s->stopping) break;
-        if (!s->pending && !s->stopping) {
+        uint64_t due = s->dir_dirty_since_ms + SPOOL_REMOVE_SYNC_DELAY_MS;
+        int removals_due = s->dir_dirty && (s->stopping || sk_now_ms() >= due);
+        if (!s->pending && !removals_due) {
             /* Only removals: give a group the chance to carry them. */
-            uint64_t due = s->dir_dirty_since_ms + SPOOL_REMOVE_SYNC_DELAY_MS;
-            if (sk_now_ms() < due) {
-                struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
-                pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-                continue;
-            }
-        }
-        size_t freed = s->nfreed; /* made durable by the barrier below */
-        /* freed may be ahead of dir_dirty (sk_spool_remove sets it after
-         * the rename), or left by a failed barrier: it needs one too. */
-        int dirty = s->dir_dirty || freed;
-        s->dir_dirty = 0;
-        /* Removals before this point are covered by the barrier below. */
-        char(*orphans)[SK_SPOOL_ID_SIZE] = s->orphans;
-        size_t norphans = s->norphans;
-        s->orphans = NULL;
-        s->norphans = s->orphans_cap = 0;
-        if (!s->pending) {
-            /* Only removals to make durable. */
-            pthread_mutex_unlock(&s->mu);
-            sk_err e = sync_dir_fd(s, s->msgdir_fd);
-            if (!e) unlink_orphans(s, orphans, norphans);
-            pthread_mutex_lock(&s->mu);
-            /* After a failure they stay in freed until a later barrier. */
-            if (!e) freed_to_reuse(s, freed);
-            if (e) {
-                s->remove_sync_failed = 1;
-                /* Their ID.env stay; recovery removes them. */
-                sk_free(orphans);
-            }
+            struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
             continue;
         }
+        if (!s->pending || (log && removals_due)) {
+            /* A barrier for removals alone. */
+            removals r = take_removals(s);
+            pthread_mutex_unlock(&s->mu);
+            sk_err e = log ? checkpoint(s) : sync_dir_fd(s, s->msgdir_fd);
+            settle_removals(s, &r, e);
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        /* Removals before this point are covered by the group's barrier
+         * (not by the journal's). */
+        removals r = log ? (removals){0} : take_removals(s);
         /* Take everything pending now (up to max_batch). */
         sk_spool_msg *batch = s->pending, *last = batch;
         size_t n = 1;
@@ -1173,14 +1415,10 @@ static void *committer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        sk_err barrier = commit_batch(s, batch, dirty);
-        if (barrier == SK_OK)
-            unlink_orphans(s, orphans, norphans);
-        else
-            sk_free(orphans);
+        sk_err barrier = commit_batch(s, batch, r.dirty);
+        settle_removals(s, &r, barrier);
 
         pthread_mutex_lock(&s->mu);
-        if (barrier == SK_OK) freed_to_reuse(s, freed);
         *s->finished_tail = batch;
         s->finished_tail = &last->next;
         uint64_t one = 1;
@@ -1274,6 +1512,12 @@ void sk_spool_free(sk_spool *s)
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->filler, NULL);
     }
+    /* A clean stop leaves no record to replay at the next start. */
+    if (s->journal.fd >= 0 && (s->journal.tail > SK_JOURNAL_HEAD_OCTETS || s->journal.need_reset) &&
+        checkpoint(s))
+        sk_log(&s->opts.log, SK_LOG_WARN, "- spool checkpoint-failed at=stop");
+    sk_journal_close(&s->journal);
+    sk_buf_free(&s->jbuf);
     for (size_t i = 0; i < s->nspare; i++) close(s->spare[i]);
     sk_free(s->orphans); /* none left after the committer stopped, unless a sync failed */
     if (s->ev) event_free(s->ev);
@@ -1453,8 +1697,9 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
                    "- spool remove-sync-failed (an earlier removal may come back after a crash)");
         return SK_OK;
     }
-    if (fsync(s->msgdir_fd))
-        return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "fsync failed");
+    /* With the journal, a checkpoint: the message's record goes too. */
+    sk_err e = s->opts.sync == SK_SPOOL_SYNC_LOG ? checkpoint(s) : sync_dir_fd(s, s->msgdir_fd);
+    if (e) return sk_error_set(err, e, SK_STEP_NONE, "cannot make the removal durable");
     freed_to_reuse(s, s->nfreed); /* no other thread: mu not needed */
     unlink_at(s, id, SK_SPOOL_ENV_EXT);
     return SK_OK;

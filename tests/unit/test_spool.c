@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <smtpkit/spool.h>
+#include "spool/journal.h"
 #include "spool/spool_int.h"
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -678,23 +679,28 @@ static void test_recovery_keeps_on_error(void **state)
 }
 
 /* Read a whole file into a malloc'd buffer. */
-static char *slurp(const char *path, size_t *len)
+static char *slurp(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
-    char *buf = malloc(1 << 16);
-    assert_non_null(buf);
-    *len = fread(buf, 1, 1 << 16, f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long len = ftell(f);
+    assert_true(len >= 0);
+    rewind(f);
+    char *p = malloc((size_t)len + 1);
+    assert_non_null(p);
+    assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
     fclose(f);
-    return buf;
+    *n = (size_t)len;
+    return p;
 }
 
-static void spit(const char *path, const char *data, size_t len)
+static void spit(const char *path, const char *p, size_t n)
 {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    fclose(f);
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
 }
 
 /* What a crash can leave of a commit in flight, in any state: ID.new
@@ -852,10 +858,12 @@ static void group_commit_mode(sk_spool_sync mode)
     char *dir = temp_dir();
     group_ctx g = {.base = event_base_new()};
     sk_error err;
-    sync_calls = all_handed_over = 0;
+    /* Opening makes the journal (SYNC_LOG), with a sync of its own. */
+    all_handed_over = 1;
     sk_spool *s =
         sk_spool_open(dir, &(sk_spool_opts){.sync = mode, .sync_fn = counting_sync}, g.base, &err);
     assert_non_null(s);
+    sync_calls = all_handed_over = 0;
     sk_spool_set_listener(s, group_listener, &g);
     sk_spool_msg *m[GROUP_N];
     char bodies[GROUP_N][64];
@@ -878,13 +886,15 @@ static void group_commit_mode(sk_spool_sync mode)
         for (int k = 0; k < i; k++) assert_string_not_equal(g.recs[i].id, g.recs[k].id);
     }
     assert_int_equal(g.listened, GROUP_N);
-    /* At most two batches, so the committer grouped them. SYNC_FS: one
-     * barrier per batch, whatever its size. SYNC_FILES: one data sync per
-     * message (its one file) and one directory sync per batch. */
+    /* At most two batches, so the committer grouped them. SYNC_LOG: one
+     * fdatasync of the journal per batch; SYNC_FS: one barrier per batch,
+     * whatever its size. SYNC_FILES: one data sync per message (its one
+     * file) and one directory sync per batch. */
     int per_msg = mode == SK_SPOOL_SYNC_FILES ? GROUP_N : 0;
     assert_true(sync_calls >= per_msg + 1);
     assert_true(sync_calls <= per_msg + 2);
-    /* A removal is visible at once; the committer syncs the directory,
+    /* A removal is visible at once; the committer syncs the directory
+     * (SYNC_LOG: a checkpoint, a syncfs and the journal's new header),
      * and only then unlinks a saved envelope (ID.env) of the message. */
     sk_spool_envelope *gone;
     assert_int_equal(sk_spool_load(s, g.recs[0].id, &gone, &err), SK_OK);
@@ -896,7 +906,7 @@ static void group_commit_mode(sk_spool_sync mode)
     assert_int_equal(sk_spool_remove(s, g.recs[0].id, &err), SK_OK);
     assert_int_equal(sk_spool_load(s, g.recs[0].id, &gone, &err), SK_ERR_NOT_FOUND);
     sk_spool_free(s); /* finishes what the committer was asked */
-    assert_int_equal(sync_calls, before + 1);
+    assert_int_equal(sync_calls, before + (mode == SK_SPOOL_SYNC_LOG ? 2 : 1));
     assert_int_equal(count_files(dir), GROUP_N - 1);
     event_base_free(g.base);
 
@@ -927,21 +937,25 @@ static void group_commit_mode(sk_spool_sync mode)
 
 static void test_group_commit(void **state)
 {
+    group_commit_mode(SK_SPOOL_SYNC_LOG);
     group_commit_mode(SK_SPOOL_SYNC_FS);
     group_commit_mode(SK_SPOOL_SYNC_FILES);
 }
 
 /* The barrier of every group fails: each sync of the directory (the syncfs,
- * or the directory fsync of SYNC_FILES) fails; the first sync waits until
- * every message is handed over, so the groups are large. */
-static int group_fail_errno;
+ * or the directory fsync of SYNC_FILES), or with group_fail_files each
+ * sync of a file (the journal's fdatasync of SYNC_LOG) once the spool is
+ * open; the first sync waits until every message is handed over, so the
+ * groups are large. */
+static int group_fail_errno, group_fail_files, group_fail_armed;
 static int failing_group_sync(void *ctx, int fd)
 {
+    if (!__atomic_load_n(&group_fail_armed, __ATOMIC_SEQ_CST)) return fsync(fd);
     int n = __atomic_add_fetch(&sync_calls, 1, __ATOMIC_SEQ_CST);
     if (n == 1)
         while (!__atomic_load_n(&all_handed_over, __ATOMIC_SEQ_CST)) usleep(1000);
     struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (fstat(fd, &st) == 0 && (S_ISDIR(st.st_mode) ? 0 : 1) == group_fail_files) {
         errno = group_fail_errno;
         return -1;
     }
@@ -954,10 +968,13 @@ static void test_group_barrier_failure(void **state)
         sk_spool_sync mode;
         int err;
         sk_err want;
+        int files; /* fail the syncs of files, not of the directory */
     } cases[] = {
-        {SK_SPOOL_SYNC_FS, EIO, SK_ERR_IO},         /* the syncfs */
-        {SK_SPOOL_SYNC_FS, ENOSPC, SK_ERR_NOSPACE}, /* writeback found no space */
-        {SK_SPOOL_SYNC_FILES, EIO, SK_ERR_IO},      /* the directory fsync */
+        {SK_SPOOL_SYNC_FS, EIO, SK_ERR_IO, 0},         /* the syncfs */
+        {SK_SPOOL_SYNC_FS, ENOSPC, SK_ERR_NOSPACE, 0}, /* writeback found no space */
+        {SK_SPOOL_SYNC_FILES, EIO, SK_ERR_IO, 0},      /* the directory fsync */
+        {SK_SPOOL_SYNC_LOG, EIO, SK_ERR_IO, 1},        /* the journal's fdatasync */
+        {SK_SPOOL_SYNC_LOG, ENOSPC, SK_ERR_NOSPACE, 1},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char *dir = temp_dir();
@@ -965,9 +982,12 @@ static void test_group_barrier_failure(void **state)
         sk_error err;
         sync_calls = all_handed_over = 0;
         group_fail_errno = cases[c].err;
+        group_fail_files = cases[c].files;
+        group_fail_armed = 0;
         sk_spool_opts o = {.sync = cases[c].mode, .sync_fn = failing_group_sync};
         sk_spool *s = sk_spool_open(dir, &o, g.base, &err);
         assert_non_null(s);
+        __atomic_store_n(&group_fail_armed, 1, __ATOMIC_SEQ_CST);
         sk_spool_set_listener(s, group_listener, &g);
         for (int i = 0; i < GROUP_N; i++) {
             sk_spool_envelope e = test_env();
@@ -1049,6 +1069,17 @@ static void test_write_failures(void **state)
         {SK_SPOOL_SYNC_FILES, -1, 0, ENOSPC, SK_ERR_NOSPACE}, /* file fdatasync */
         {SK_SPOOL_SYNC_FILES, -1, 1, EIO, SK_ERR_IO},         /* directory fsync */
         {SK_SPOOL_SYNC_FILES, -1, -1, 0, SK_OK},
+        /* SYNC_LOG: write 0 and sync 0 make the journal at open; then the
+         * message file (1 body, 2 envelope, 3 trailer), then the record
+         * (write 4, sync 1). */
+        {SK_SPOOL_SYNC_LOG, 0, -1, ENOSPC, SK_OK}, /* no journal: a syncfs instead */
+        {SK_SPOOL_SYNC_LOG, 1, -1, ENOSPC, SK_ERR_NOSPACE},
+        {SK_SPOOL_SYNC_LOG, 3, -1, EIO, SK_ERR_IO},
+        {SK_SPOOL_SYNC_LOG, 4, -1, ENOSPC, SK_ERR_NOSPACE}, /* the record */
+        {SK_SPOOL_SYNC_LOG, 4, -1, EIO, SK_ERR_IO},
+        {SK_SPOOL_SYNC_LOG, -1, 1, EIO, SK_ERR_IO}, /* the journal's fdatasync */
+        {SK_SPOOL_SYNC_LOG, -1, 1, ENOSPC, SK_ERR_NOSPACE},
+        {SK_SPOOL_SYNC_LOG, -1, -1, 0, SK_OK},
     };
     for (int threaded = 0; threaded < 2; threaded++) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1578,10 +1609,9 @@ static void test_reuse_after_removal_durable(void **state)
         size_t next_len; /* the next message: small (file made by the committer) or large
                           * (made while DATA arrives, on the loop thread) */
     } cases[] = {
-        {SK_SPOOL_SYNC_FS, 100},
-        {SK_SPOOL_SYNC_FS, 100 * 1024},
-        {SK_SPOOL_SYNC_FILES, 100},
-        {SK_SPOOL_SYNC_FILES, 100 * 1024},
+        {SK_SPOOL_SYNC_LOG, 100},   {SK_SPOOL_SYNC_LOG, 100 * 1024},
+        {SK_SPOOL_SYNC_FS, 100},    {SK_SPOOL_SYNC_FS, 100 * 1024},
+        {SK_SPOOL_SYNC_FILES, 100}, {SK_SPOOL_SYNC_FILES, 100 * 1024},
     };
     static char big[100 * 1024];
     for (size_t i = 0; i < sizeof big; i++) big[i] = (char)('a' + i % 26);
@@ -1614,8 +1644,16 @@ static void test_reuse_after_removal_durable(void **state)
         commit_on_loop(s, &ctx, big, cases[c].next_len);
         assert_int_equal(reuse_watch.early, 0);
         /* That commit's barrier covered the removal: the file is reused
-         * by the message after it. */
+         * by the message after it. With the journal a group's barrier
+         * does not cover the directory: the removal gets a checkpoint of
+         * its own within SPOOL_REMOVE_SYNC_DELAY_MS (waited for here, at
+         * most 5 s). */
         size_t pool, reused;
+        for (int i = 0; cases[c].sync == SK_SPOOL_SYNC_LOG && i < 5000; i++) {
+            sk_spool_reuse_stats(s, &pool, &reused);
+            if (pool) break;
+            usleep(1000);
+        }
         commit_on_loop(s, &ctx, big, cases[c].next_len);
         sk_spool_reuse_stats(s, &pool, &reused);
         assert_int_equal(reused, 1);
@@ -1628,6 +1666,310 @@ static void test_reuse_after_removal_durable(void **state)
         rm_tree(dir);
         free(dir);
     }
+}
+
+/* ---- the journal (SK_SPOOL_SYNC_LOG) ---- */
+
+static void msg_path(char *out, size_t cap, const char *dir, const char *id)
+{
+    snprintf(out, cap, "%s/spool/msg/%s%s", dir, id, SK_SPOOL_BODY_EXT);
+}
+
+typedef struct log_lines {
+    char text[4096];
+} log_lines;
+
+static void log_collect(void *ctx, sk_log_level level, const char *line)
+{
+    log_lines *l = ctx;
+    size_t used = strlen(l->text);
+    snprintf(l->text + used, sizeof l->text - used, "%s\n", line);
+}
+
+/* Three messages committed with the journal; what a crash of the machine
+ * can leave is made by hand: the journal as it was before the clean stop
+ * (its records live), one message file lost, one torn. */
+#define JOURNAL_N 3
+typedef struct journal_case {
+    char *dir;
+    done_rec r[JOURNAL_N];
+    char *files[JOURNAL_N]; /* each message file's bytes */
+    size_t lens[JOURNAL_N];
+    char *journal; /* the journal before the stop */
+    size_t journal_len;
+    char journal_path[512];
+} journal_case;
+
+static void journal_case_make(journal_case *c)
+{
+    memset(c, 0, sizeof *c);
+    c->dir = temp_dir();
+    sk_error err;
+    sk_spool *s = sk_spool_open(c->dir, NULL, NULL, &err);
+    assert_non_null(s);
+    for (int i = 0; i < JOURNAL_N; i++) {
+        char b[128];
+        snprintf(b, sizeof b, "Subject: %d\r\n\r\nbody of message %d\r\n", i, i);
+        commit_sync(s, b, strlen(b), &c->r[i]);
+        assert_int_equal(c->r[i].err, SK_OK);
+        char path[512];
+        msg_path(path, sizeof path, c->dir, c->r[i].id);
+        c->files[i] = slurp(path, &c->lens[i]);
+    }
+    snprintf(c->journal_path, sizeof c->journal_path, "%s/spool/journal", c->dir);
+    c->journal = slurp(c->journal_path, &c->journal_len);
+    assert_int_equal(c->journal_len, SK_SPOOL_JOURNAL_OCTETS);
+    sk_spool_free(s); /* a checkpoint: the next start has nothing to replay */
+}
+
+static void journal_case_free(journal_case *c)
+{
+    for (int i = 0; i < JOURNAL_N; i++) free(c->files[i]);
+    free(c->journal);
+    rm_tree(c->dir);
+    free(c->dir);
+}
+
+/* Open with a logger; returns the spool (or NULL) and the lines logged. */
+static sk_spool *open_logged(const char *dir, log_lines *l, sk_error *err)
+{
+    memset(l, 0, sizeof *l);
+    sk_spool_opts o = {.log = {.fn = log_collect, .ctx = l, .max_level = SK_LOG_INFO}};
+    return sk_spool_open(dir, &o, NULL, err);
+}
+
+/* Whether message i is there with exactly its bytes. */
+static int journal_msg_intact(const journal_case *c, int i)
+{
+    char path[512];
+    msg_path(path, sizeof path, c->dir, c->r[i].id);
+    if (access(path, F_OK)) return 0;
+    size_t n;
+    char *p = slurp(path, &n);
+    int same = n == c->lens[i] && !memcmp(p, c->files[i], n);
+    free(p);
+    return same;
+}
+
+static void test_journal_replay(void **state)
+{
+    (void)state;
+    journal_case c;
+    journal_case_make(&c);
+    sk_error err;
+    log_lines l;
+
+    /* A clean stop leaves nothing to replay. */
+    sk_spool *s = open_logged(c.dir, &l, &err);
+    assert_non_null(s);
+    assert_null(strstr(l.text, "journal replayed"));
+    sk_spool_free(s);
+
+    /* The crash: the journal as before the stop, message 0 lost, message
+     * 1 torn (its file cut in the middle), message 2 intact. */
+    spit(c.journal_path, c.journal, c.journal_len);
+    char path[512];
+    msg_path(path, sizeof path, c.dir, c.r[0].id);
+    assert_int_equal(unlink(path), 0);
+    msg_path(path, sizeof path, c.dir, c.r[1].id);
+    assert_int_equal(truncate(path, (off_t)c.lens[1] / 2), 0);
+    s = open_logged(c.dir, &l, &err);
+    assert_non_null(s);
+    assert_non_null(strstr(l.text, "journal replayed records=3 rewritten=2"));
+    for (int i = 0; i < JOURNAL_N; i++) {
+        assert_true(journal_msg_intact(&c, i));
+        sk_spool_envelope *env;
+        assert_int_equal(sk_spool_load(s, c.r[i].id, &env, &err), SK_OK);
+        sk_spool_envelope_free(env);
+    }
+    assert_int_equal(count_files(c.dir), JOURNAL_N);
+    sk_spool_free(s);
+
+    /* The replay ended with a checkpoint: nothing to replay again. */
+    s = open_logged(c.dir, &l, &err);
+    assert_non_null(s);
+    assert_null(strstr(l.text, "journal replayed"));
+    sk_spool_free(s);
+    journal_case_free(&c);
+}
+
+/* Records are replayed up to the first one that is not whole (an append
+ * cut short by the crash): a later record is not trusted. */
+static void test_journal_torn_record(void **state)
+{
+    (void)state;
+    journal_case c;
+    journal_case_make(&c);
+    sk_error err;
+    log_lines l;
+    /* The second record: after the head and the first record (header and
+     * content, which is the message file's bytes). */
+    size_t second = SK_JOURNAL_HEAD_OCTETS + SK_JOURNAL_RECORD_OCTETS + c.lens[0];
+    c.journal[second + SK_JOURNAL_RECORD_OCTETS + 5] ^= 0x20;
+    spit(c.journal_path, c.journal, c.journal_len);
+    for (int i = 0; i < JOURNAL_N; i++) {
+        char path[512];
+        msg_path(path, sizeof path, c.dir, c.r[i].id);
+        assert_int_equal(unlink(path), 0);
+    }
+    sk_spool *s = open_logged(c.dir, &l, &err);
+    assert_non_null(s);
+    assert_non_null(strstr(l.text, "journal replayed records=1 rewritten=1"));
+    assert_true(journal_msg_intact(&c, 0));
+    assert_false(journal_msg_intact(&c, 1));
+    assert_false(journal_msg_intact(&c, 2));
+    assert_int_equal(count_files(c.dir), 1);
+    sk_spool_free(s);
+    journal_case_free(&c);
+}
+
+/* The header has two slots written in turn: damage to the one not in use
+ * (a crash while a checkpoint wrote it) leaves the other, and the records
+ * of its generation are replayed. A record of another generation (the
+ * bytes of an older one) ends the replay like a torn one. */
+static void test_journal_header_slots(void **state)
+{
+    (void)state;
+    journal_case c;
+    journal_case_make(&c);
+    sk_error err;
+    log_lines l;
+    /* Which slot is newest: the one whose sequence number (octets 8..15)
+     * is higher; garble the other. */
+    uint64_t seq[2] = {0, 0};
+    for (int k = 0; k < 2; k++)
+        for (int b = 7; b >= 0; b--)
+            seq[k] = seq[k] << 8 | (unsigned char)c.journal[k * 512 + 8 + b];
+    int older = seq[0] > seq[1] ? 1 : 0;
+    memset(c.journal + older * 512, 0x5a, 36);
+    spit(c.journal_path, c.journal, c.journal_len);
+    char path[512];
+    msg_path(path, sizeof path, c.dir, c.r[2].id);
+    assert_int_equal(unlink(path), 0);
+    sk_spool *s = open_logged(c.dir, &l, &err);
+    assert_non_null(s);
+    assert_non_null(strstr(l.text, "journal replayed records=3 rewritten=1"));
+    for (int i = 0; i < JOURNAL_N; i++) assert_true(journal_msg_intact(&c, i));
+    sk_spool_free(s);
+
+    /* Now the third record's generation is changed (and its CRC with it
+     * no longer matches): only two are replayed. */
+    size_t third = SK_JOURNAL_HEAD_OCTETS + 2 * SK_JOURNAL_RECORD_OCTETS + c.lens[0] + c.lens[1];
+    c.journal[third + 8] ^= 1;
+    spit(c.journal_path, c.journal, c.journal_len);
+    assert_int_equal(unlink(path), 0);
+    s = open_logged(c.dir, &l, &err);
+    assert_non_null(s);
+    assert_non_null(strstr(l.text, "journal replayed records=2 rewritten=0"));
+    assert_false(journal_msg_intact(&c, 2));
+    sk_spool_free(s);
+    journal_case_free(&c);
+}
+
+/* A removal is made durable by a checkpoint, which retires the journal's
+ * records: a crash after it cannot bring the message back from its
+ * record. */
+static void test_journal_removal_retires(void **state)
+{
+    (void)state;
+    char *dir = temp_dir();
+    sk_error err;
+    sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    done_rec a = {0}, b = {0};
+    commit_sync(s, body, strlen(body), &a);
+    commit_sync(s, body, strlen(body), &b);
+    assert_int_equal(sk_spool_remove(s, a.id, &err), SK_OK);
+    char jpath[512];
+    snprintf(jpath, sizeof jpath, "%s/spool/journal", dir);
+    size_t jn;
+    char *j = slurp(jpath, &jn); /* the journal right after the removal */
+    sk_spool_free(s);
+    spit(jpath, j, jn);
+    free(j);
+    log_lines l;
+    s = open_logged(dir, &l, &err);
+    assert_non_null(s);
+    assert_null(strstr(l.text, "journal replayed"));
+    sk_spool_envelope *env;
+    assert_int_equal(sk_spool_load(s, a.id, &env, &err), SK_ERR_NOT_FOUND);
+    assert_int_equal(sk_spool_load(s, b.id, &env, &err), SK_OK);
+    sk_spool_envelope_free(env);
+    sk_spool_free(s);
+    rm_tree(dir);
+    free(dir);
+}
+
+/* The journal's size is a setting: when the next group does not fit
+ * after the tail, a checkpoint (a syncfs, seen here as a sync of the
+ * directory) makes room; a group larger than the whole journal, or with a
+ * body over 64 KiB, gets a syncfs of its own instead. */
+static int dir_syncs, file_syncs;
+static int count_kind_sync(void *ctx, int fd)
+{
+    (void)ctx;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+        dir_syncs++;
+    else
+        file_syncs++;
+    return fsync(fd);
+}
+
+static void test_journal_full(void **state)
+{
+    (void)state;
+    char *dir = temp_dir();
+    sk_error err;
+    /* Room for two records of this message, not three. */
+    sk_spool *probe = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(probe);
+    done_rec r0 = {0};
+    commit_sync(probe, body, strlen(body), &r0);
+    char path[512];
+    msg_path(path, sizeof path, dir, r0.id);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(sk_spool_remove(probe, r0.id, &err), SK_OK);
+    sk_spool_free(probe);
+    uint64_t rec = SK_JOURNAL_RECORD_OCTETS + (uint64_t)st.st_size;
+    sk_spool_opts o = {.journal_octets = SK_JOURNAL_HEAD_OCTETS + 2 * rec + rec / 2,
+                       .sync_fn = count_kind_sync};
+    dir_syncs = file_syncs = 0;
+    sk_spool *s = sk_spool_open(dir, &o, NULL, &err);
+    assert_non_null(s);
+    int at_open = dir_syncs;
+    done_rec r[5];
+    for (int i = 0; i < 5; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        int before = dir_syncs;
+        commit_sync(s, body, strlen(body), &r[i]);
+        assert_int_equal(r[i].err, SK_OK);
+        /* A checkpoint before the 3rd and the 5th. */
+        assert_int_equal(dir_syncs - before, (i == 2 || i == 4) ? 1 : 0);
+    }
+    assert_int_equal(dir_syncs - at_open, 2);
+    /* Larger than the journal: no record, one syncfs for it. */
+    static char big[2 * 1024];
+    memset(big, 'y', sizeof big);
+    int before = dir_syncs, fbefore = file_syncs;
+    done_rec rb = {0};
+    commit_sync(s, big, sizeof big, &rb);
+    assert_int_equal(rb.err, SK_OK);
+    assert_int_equal(dir_syncs - before, 1);
+    assert_int_equal(file_syncs - fbefore, 0);
+    sk_spool_free(s);
+    /* All there after reopening. */
+    s = sk_spool_open(dir, &o, NULL, &err);
+    assert_non_null(s);
+    char **ids;
+    size_t n;
+    assert_int_equal(sk_spool_list(s, &ids, &n, &err), SK_OK);
+    assert_int_equal(n, 6);
+    sk_spool_ids_free(ids, n);
+    sk_spool_free(s);
+    rm_tree(dir);
+    free(dir);
 }
 
 int main(void)
@@ -1653,6 +1995,11 @@ int main(void)
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_group_barrier_failure),
         cmocka_unit_test(test_write_failures),
+        cmocka_unit_test(test_journal_replay),
+        cmocka_unit_test(test_journal_torn_record),
+        cmocka_unit_test(test_journal_header_slots),
+        cmocka_unit_test(test_journal_removal_retires),
+        cmocka_unit_test(test_journal_full),
         cmocka_unit_test(test_spare_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,6 +43,17 @@
  * (docs/queue.md "No duplicate deliveries"). */
 #define SPOOL_REMOVE_SYNC_DELAY_MS 100
 #define SPOOL_REUSE_EXT            ".free"
+/* IDs of one millisecond compared for uniqueness; past that many the
+ * time part moves on to the next millisecond. */
+#define SPOOL_RECENT_IDS 256
+/* How long a checkpoint waits for the materializer to write the files of
+ * journaled messages (a retire must not come before them). */
+#define SPOOL_CHECKPOINT_WAIT_MS 10000
+/* The materializer makes the files it wrote durable every this many
+ * (materializer_main says why). */
+#define SPOOL_MATERIALIZE_SYNC_FILES 8
+/* A failed file write of a journaled message is tried again after this. */
+#define SPOOL_MATERIALIZE_RETRY_MS 1000
 
 struct sk_spool_msg {
     sk_spool *s;
@@ -66,6 +77,11 @@ struct sk_spool_msg {
     sk_spool_done_fn done;
     void *ctx;
     sk_spool_msg *next;
+    /* Acknowledged through the journal; its file is made afterwards by
+     * the materializer thread (docs/queue.md "The journal"), which links
+     * it through mnext. */
+    int journaled;
+    sk_spool_msg *mnext;
 };
 
 struct sk_spool {
@@ -95,7 +111,6 @@ struct sk_spool {
     int remove_sync_failed; /* that fsync failed: logged on the loop thread */
     sk_spool_msg *pending, **pending_tail;
     sk_spool_msg *finished, **finished_tail;
-    size_t in_flight; /* committed but done not yet called */
     int efd;
     struct event *ev;
     sk_spool_listener_fn listener;
@@ -132,6 +147,27 @@ struct sk_spool {
      * holds the records of one group. */
     sk_journal journal;
     sk_buf jbuf;
+    /* The materializer thread (SK_SPOOL_SYNC_LOG with an event base):
+     * writes the files of journaled messages after their 250. Guarded by
+     * mu: mat_q (to write), materialized (written, for the loop thread),
+     * unmaterialized (journaled, file not written yet; a checkpoint waits
+     * for 0 on mat_done_cv). */
+    pthread_t mat;
+    int mat_started, mat_stopping, mat_stop_tries;
+    pthread_cond_t mat_cv, mat_done_cv;
+    sk_spool_msg *mat_q, **mat_tail;
+    sk_spool_msg *materialized, **materialized_tail;
+    size_t unmaterialized;
+    int mat_errno, mat_logged; /* the last failure, logged by the loop thread */
+    /* The last write failed: a checkpoint does not wait (it fails at
+     * once; a group that needs one gets 452 instead of waiting). */
+    int mat_failing;
+    /* Queue IDs: the time part never goes back and IDs drawn in the same
+     * millisecond are compared (loop thread), so two messages of this
+     * process never share one (docs/queue.md "On-disk layout"). */
+    uint64_t id_ms;
+    char recent_ids[SPOOL_RECENT_IDS][SK_SPOOL_ID_SIZE];
+    size_t nrecent_ids;
 };
 
 sk_err sk_spool_errno(int e)
@@ -255,6 +291,19 @@ static uint64_t journal_size(const sk_spool *s)
  * removal counts as lost in the crash (docs/queue.md "The journal"). */
 static sk_err checkpoint(sk_spool *s)
 {
+    if (s->mat_started) {
+        /* Every journaled message's file written first: the syncfs below
+         * must cover it before its record is retired. */
+        uint64_t until = sk_now_ms() + SPOOL_CHECKPOINT_WAIT_MS;
+        pthread_mutex_lock(&s->mu);
+        while (s->unmaterialized && !s->mat_failing && sk_now_ms() < until) {
+            struct timespec ts = {(time_t)(until / 1000), (long)(until % 1000) * 1000000L};
+            pthread_cond_timedwait(&s->mat_done_cv, &s->mu, &ts);
+        }
+        int behind = s->unmaterialized > 0;
+        pthread_mutex_unlock(&s->mu);
+        if (behind) return SK_ERR_TIMEOUT;
+    }
     sk_err e = sync_fs(s, s->msgdir_fd);
     if (e) {
         s->journal.need_reset = 1;
@@ -554,6 +603,15 @@ static int rename_ext(const sk_spool *s, const char *id, const char *from, const
     return 0;
 }
 
+/* The milliseconds of an ID's time part (its first 10 characters). */
+static uint64_t id_time_ms(const char *id)
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    uint64_t t = 0;
+    for (int i = 0; i < 10; i++) t = t << 5 | (uint64_t)(strchr(alphabet, id[i]) - alphabet);
+    return t;
+}
+
 /* Whether the file fd holds exactly the n octets at p: 1, 0, or -1 on a
  * read error. */
 static int file_holds(int fd, const char *p, size_t n)
@@ -810,6 +868,8 @@ static sk_err recover(sk_spool *s, sk_error *err)
         unlink_at(s, ids[i], SK_SPOOL_ENV_EXT);
         removed++;
     }
+    /* New IDs come after every stored one, whatever the clock says. */
+    if (n) s->id_ms = id_time_ms(ids[n - 1]) + 1;
     sk_spool_ids_free(ids, n);
     if ((removed || promoted) && fsync(s->msgdir_fd))
         return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "fsync %s failed", s->msgdir);
@@ -819,6 +879,7 @@ static sk_err recover(sk_spool *s, sk_error *err)
 
 static void on_finished(evutil_socket_t fd, short what, void *arg);
 static void *committer_main(void *arg);
+static void *materializer_main(void *arg);
 
 /* Keep the spare files topped up. The file is created outside the lock:
  * O_TMPFILE does not take the directory's lock either, so the committer's
@@ -966,11 +1027,15 @@ sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct 
     s->base = base;
     s->pending_tail = &s->pending;
     s->finished_tail = &s->finished;
+    s->mat_tail = &s->mat_q;
+    s->materialized_tail = &s->materialized;
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the clock of sk_now_ms */
     pthread_cond_init(&s->cv, &ca);
+    pthread_cond_init(&s->mat_cv, &ca);
+    pthread_cond_init(&s->mat_done_cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&s->filler_cv, NULL);
     s->dir = path_join(data_dir, SK_SPOOL_SUBDIR);
@@ -1011,6 +1076,14 @@ sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct 
             goto fail;
         }
         s->thread_started = 1;
+        if (s->opts.sync == SK_SPOOL_SYNC_LOG && s->journal.fd >= 0) {
+            /* Without it, journaled groups get their files before the
+             * barrier, as without an event base. */
+            if (pthread_create(&s->mat, NULL, materializer_main, s) == 0)
+                s->mat_started = 1;
+            else
+                sk_log(&s->opts.log, SK_LOG_WARN, "- spool materializer=off reason=no-thread");
+        }
         if (pthread_create(&s->filler, NULL, filler_main, s) == 0) {
             s->filler_started = 1;
         } else {
@@ -1070,6 +1143,34 @@ static sk_err create_body(sk_spool_msg *m)
     return SK_OK;
 }
 
+/* A new queue ID no other message of this spool has: the time part never
+ * goes back (a clock stepped back, or IDs of messages recovered at open
+ * that are ahead of it), and the random part is drawn again when it
+ * repeats one of the same millisecond. A journaled message's file is made
+ * after its 250, when a name collision could no longer fail the commit,
+ * so IDs must be unique before (O_EXCL still guards the files). */
+static sk_err unique_id(sk_spool *s, char id[SK_SPOOL_ID_SIZE])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    if (now < s->id_ms) now = s->id_ms;
+    if (now == s->id_ms && s->nrecent_ids == SPOOL_RECENT_IDS) now++;
+    if (now != s->id_ms) {
+        s->id_ms = now;
+        s->nrecent_ids = 0;
+    }
+    for (;;) {
+        sk_err e = sk_spool_id_new(id, now);
+        if (e) return e;
+        size_t i = 0;
+        while (i < s->nrecent_ids && strcmp(s->recent_ids[i], id)) i++;
+        if (i == s->nrecent_ids) break;
+    }
+    memcpy(s->recent_ids[s->nrecent_ids++], id, SK_SPOOL_ID_SIZE);
+    return SK_OK;
+}
+
 sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
 {
     if (s->opts.mode != SK_SPOOL_OWNER) {
@@ -1089,9 +1190,7 @@ sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error
     m->hdr_end = -1;
     sk_buf_init(&m->envtext, SK_SPOOL_ENVELOPE_MAX_OCTETS);
     if (!m->env->arrival) m->env->arrival = (int64_t)time(NULL);
-    /* The file is created later (create_body); 30 random bits per
-     * millisecond make a collision rare, and O_EXCL catches it then. */
-    sk_err e = sk_spool_id_new(m->id, 0);
+    sk_err e = unique_id(s, m->id);
     if (e) {
         sk_error_set(err, e, SK_STEP_NONE, "no random bytes");
         msg_free(m);
@@ -1243,7 +1342,7 @@ static uint64_t journal_octets(const sk_spool *s, const sk_spool_msg *batch)
     uint64_t total = 0;
     for (const sk_spool_msg *m = batch; m; m = m->next) {
         if (m->err) continue;
-        if (m->wbuf.len != m->octets) return 0;
+        if (m->wbuf.len != m->octets || (s->mat_started && m->fd >= 0)) return 0;
         total += sk_journal_record_octets(m->octets + m->envtext.len + SK_SPOOL_TRAILER_OCTETS);
     }
     return total <= s->journal.size - SK_JOURNAL_HEAD_OCTETS ? total : 0;
@@ -1285,6 +1384,20 @@ static sk_err journal_group(sk_spool *s, sk_spool_msg *batch, uint64_t octets)
  * barrier's result. */
 static sk_err commit_batch(sk_spool *s, sk_spool_msg *batch, int dir_dirty)
 {
+    if (s->mat_started && !dir_dirty) {
+        /* With the materializer, a group that fits the journal is made
+         * durable by its records alone; its files are written after the
+         * 250 (materialize), off the path every session waits on. */
+        uint64_t octets = journal_octets(s, batch);
+        if (octets) {
+            sk_err barrier = journal_group(s, batch, octets);
+            for (sk_spool_msg *m = batch; m; m = m->next) {
+                if (!m->err) m->err = barrier;
+                m->journaled = !m->err;
+            }
+            return barrier;
+        }
+    }
     int any_ok = 0;
     for (sk_spool_msg *m = batch; m; m = m->next) write_envelope(m);
     if (s->opts.sync == SK_SPOOL_SYNC_FILES)
@@ -1311,8 +1424,13 @@ static sk_err commit_batch(sk_spool *s, sk_spool_msg *batch, int dir_dirty)
     return barrier;
 }
 
-/* Run done and the listener for one message, then free it. */
-static void finish(sk_spool_msg *m)
+/* The steps of reporting a message on the loop thread: its done callback
+ * (the 250), then the listener (the queue), then it is freed. A journaled
+ * message gets the first when its record is durable and the rest when
+ * its file is written. */
+enum { FINISH_DONE = 1, FINISH_STORED = 2, FINISH_ALL = 3 };
+
+static void finish(sk_spool_msg *m, int steps)
 {
     sk_spool *s = m->s;
     if (s->filler_started && !s->spare_logged) {
@@ -1324,18 +1442,22 @@ static void finish(sk_spool_msg *m)
             sk_log(&s->opts.log, SK_LOG_WARN, "- spool spare-files=off error=\"%s\"", strerror(e));
         }
     }
-    if (m->err)
-        sk_log(&s->opts.log, SK_LOG_ERR, "%s spool commit-failed error=\"%s\"", m->id,
-               sk_strerror(m->err));
-    else
-        /* The daemon logs the message as queued right after. */
-        sk_log(&s->opts.log, SK_LOG_DEBUG, "%s spool committed octets=%llu rcpts=%zu", m->id,
-               (unsigned long long)m->octets, m->env->nrcpts);
     s->finishing = m->err ? NULL : m;
-    if (m->done) m->done(m->ctx, m->err, m->err ? NULL : m->id);
-    if (!m->err && s->listener) s->listener(s->listener_ctx, m->env);
+    if (steps & FINISH_DONE) {
+        if (m->err)
+            sk_log(&s->opts.log, SK_LOG_ERR, "%s spool commit-failed error=\"%s\"", m->id,
+                   sk_strerror(m->err));
+        else
+            /* The daemon logs the message as queued right after. */
+            sk_log(&s->opts.log, SK_LOG_DEBUG, "%s spool committed octets=%llu rcpts=%zu", m->id,
+                   (unsigned long long)m->octets, m->env->nrcpts);
+        if (m->done) m->done(m->ctx, m->err, m->err ? NULL : m->id);
+    }
+    if ((steps & FINISH_STORED) && !m->err && s->listener) s->listener(s->listener_ctx, m->env);
     s->finishing = NULL;
-    msg_free(m);
+    if (steps & FINISH_STORED) {
+        msg_free(m);
+    }
 }
 
 /* Removals waiting for a barrier, taken by the committer (with mu held)
@@ -1419,6 +1541,14 @@ static void *committer_main(void *arg)
         settle_removals(s, &r, barrier);
 
         pthread_mutex_lock(&s->mu);
+        for (sk_spool_msg *m = batch; m; m = m->next) {
+            if (!m->journaled) continue;
+            m->mnext = NULL;
+            *s->mat_tail = m;
+            s->mat_tail = &m->mnext;
+            s->unmaterialized++;
+            pthread_cond_signal(&s->mat_cv);
+        }
         *s->finished_tail = batch;
         s->finished_tail = &last->next;
         uint64_t one = 1;
@@ -1433,17 +1563,135 @@ static void *committer_main(void *arg)
 /* Loop thread: report finished commits. */
 static void run_finished(sk_spool *s)
 {
+    /* Both lists at once: a message's file is written only after its
+     * record, so when it is in stored its done step is in list or was
+     * run before. */
     pthread_mutex_lock(&s->mu);
-    sk_spool_msg *list = s->finished;
-    s->finished = NULL;
+    sk_spool_msg *list = s->finished, *stored = s->materialized;
+    s->finished = s->materialized = NULL;
     s->finished_tail = &s->finished;
+    s->materialized_tail = &s->materialized;
+    int mat_errno = s->mat_logged ? 0 : s->mat_errno;
+    s->mat_logged = 1;
     pthread_mutex_unlock(&s->mu);
+    if (mat_errno)
+        sk_log(&s->opts.log, SK_LOG_ERR,
+               "- spool materialize-failed error=\"%s\" (kept in the journal; trying again)",
+               strerror(mat_errno));
     while (list) {
         sk_spool_msg *next = list->next;
-        s->in_flight--;
-        finish(list);
+        finish(list, list->journaled ? FINISH_DONE : FINISH_ALL);
         list = next;
     }
+    while (stored) {
+        sk_spool_msg *next = stored->mnext;
+        finish(stored, FINISH_STORED);
+        stored = next;
+    }
+}
+
+/* Write the file of a journaled message: the same bytes as its record,
+ * straight under its final name (a crash before the next checkpoint
+ * leaves a torn or missing file, which recovery writes again from the
+ * record). */
+static sk_err materialize(sk_spool_msg *m)
+{
+    sk_spool *s = m->s;
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_BODY_EXT);
+    sk_err e = SK_OK;
+    int reused;
+    int fd = create_file(s, name, &reused, &e);
+    if (fd < 0) return e;
+    char trailer[SK_SPOOL_TRAILER_OCTETS + 1];
+    make_trailer(m, trailer);
+    struct iovec iov[] = {{m->wbuf.data, m->wbuf.len},
+                          {m->envtext.data, m->envtext.len},
+                          {trailer, SK_SPOOL_TRAILER_OCTETS}};
+    e = write_parts(s, fd, iov, 3);
+    off_t total = (off_t)(m->octets + m->envtext.len + SK_SPOOL_TRAILER_OCTETS);
+    if (!e && reused && ftruncate(fd, total)) e = sk_spool_errno(errno);
+    if (close(fd) && !e) e = sk_spool_errno(errno);
+    if (e) unlinkat(s->msgdir_fd, name, 0);
+    return e;
+}
+
+/* The materializer thread: files for journaled messages, in order. A
+ * failure (no space, EIO) keeps the message (it is durable in the
+ * journal) and tries again later; at stop it is left to recovery. */
+static void *materializer_main(void *arg)
+{
+    sk_spool *s = arg;
+    size_t mat_since_sync = 0;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->mat_q && !s->mat_stopping) pthread_cond_wait(&s->mat_cv, &s->mu);
+        if (!s->mat_q) break;
+        sk_spool_msg *list = s->mat_q;
+        s->mat_q = NULL;
+        s->mat_tail = &s->mat_q;
+        pthread_mutex_unlock(&s->mu);
+        sk_spool_msg *done = NULL, **done_tail = &done, *failed = list;
+        size_t n = 0;
+        int err = 0;
+        while (list) {
+            sk_spool_msg *m = list;
+            sk_err e = materialize(m);
+            if (e) {
+                err = e == SK_ERR_NOSPACE ? ENOSPC : EIO;
+                break;
+            }
+            list = m->mnext;
+            m->mnext = NULL;
+            *done_tail = m;
+            done_tail = &m->mnext;
+            n++;
+        }
+        failed = list;
+        /* Every few files, a syncfs (docs/queue.md "The journal"): the
+         * files' data and inodes go to disk here, off the path to the
+         * 250, so the journal's fdatasync and the next checkpoint find
+         * little else to wait for; and ext4 without a journal skips inodes
+         * freed in the last 5 minutes while their inode table block is
+         * dirty (recently_deleted()), which makes creating files costly
+         * unless those blocks are written out often. Its result does not
+         * matter: the checkpoint's own syncfs is what counts. */
+        mat_since_sync += n;
+        if (mat_since_sync >= SPOOL_MATERIALIZE_SYNC_FILES) {
+            (void)sync_fs(s, s->msgdir_fd);
+            mat_since_sync = 0;
+        }
+        pthread_mutex_lock(&s->mu);
+        s->mat_failing = failed != NULL;
+        if (done) {
+            *s->materialized_tail = done;
+            s->materialized_tail = done_tail;
+            s->unmaterialized -= n;
+            pthread_cond_broadcast(&s->mat_done_cv);
+            uint64_t one = 1;
+            if (write(s->efd, &one, sizeof one) < 0) {
+                /* EAGAIN: the loop will wake anyway. */
+            }
+        }
+        if (failed) {
+            /* Back to the front, in order, and a pause before the next
+             * try; at stop they stay for recovery to write. */
+            sk_spool_msg **t = &failed;
+            while (*t) t = &(*t)->mnext;
+            *t = s->mat_q;
+            if (!s->mat_q) s->mat_tail = t;
+            s->mat_q = failed;
+            if (s->mat_errno != err) s->mat_logged = 0;
+            s->mat_errno = err;
+            /* At stop, one more try after the pause, then recovery. */
+            if (s->mat_stopping && s->mat_stop_tries++) break;
+            uint64_t at = sk_now_ms() + SPOOL_MATERIALIZE_RETRY_MS;
+            struct timespec ts = {(time_t)(at / 1000), (long)(at % 1000) * 1000000L};
+            pthread_cond_timedwait(&s->mat_cv, &s->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 static void on_finished(evutil_socket_t fd, short what, void *arg)
@@ -1470,10 +1718,9 @@ void sk_spool_commit(sk_spool_msg *m, sk_spool_done_fn done, void *ctx)
     }
     if (!s->thread_started) {
         (void)commit_batch(s, m, 0);
-        finish(m);
+        finish(m, FINISH_ALL);
         return;
     }
-    s->in_flight++;
     pthread_mutex_lock(&s->mu);
     if (m->err) {
         /* Already failed: straight to the loop, nothing to make durable. */
@@ -1503,7 +1750,24 @@ void sk_spool_free(sk_spool *s)
         pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->thread, NULL);
-        run_finished(s);
+    }
+    int left = 0; /* journaled messages whose file could not be written */
+    if (s->mat_started) {
+        /* Writes the files still to do, then stops. */
+        pthread_mutex_lock(&s->mu);
+        s->mat_stopping = 1;
+        pthread_cond_signal(&s->mat_cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->mat, NULL);
+        s->mat_started = 0;
+    }
+    if (s->thread_started) run_finished(s);
+    while (s->mat_q) {
+        /* Acknowledged and kept in the journal for recovery to write. */
+        sk_spool_msg *m = s->mat_q;
+        s->mat_q = m->mnext;
+        msg_free(m);
+        left++;
     }
     if (s->filler_started) {
         pthread_mutex_lock(&s->mu);
@@ -1513,8 +1777,8 @@ void sk_spool_free(sk_spool *s)
         pthread_join(s->filler, NULL);
     }
     /* A clean stop leaves no record to replay at the next start. */
-    if (s->journal.fd >= 0 && (s->journal.tail > SK_JOURNAL_HEAD_OCTETS || s->journal.need_reset) &&
-        checkpoint(s))
+    if (s->journal.fd >= 0 && !left &&
+        (s->journal.tail > SK_JOURNAL_HEAD_OCTETS || s->journal.need_reset) && checkpoint(s))
         sk_log(&s->opts.log, SK_LOG_WARN, "- spool checkpoint-failed at=stop");
     sk_journal_close(&s->journal);
     sk_buf_free(&s->jbuf);
@@ -1527,6 +1791,8 @@ void sk_spool_free(sk_spool *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_cond_destroy(&s->filler_cv);
+    pthread_cond_destroy(&s->mat_cv);
+    pthread_cond_destroy(&s->mat_done_cv);
     sk_free(s->dir);
     sk_free(s->msgdir);
     sk_free(s->ctldir);
@@ -1712,11 +1978,33 @@ sk_err sk_spool_body_path(const sk_spool *s, const char *id, sk_buf *out)
     return sk_buf_printf(out, "%s/%s%s", s->msgdir, id, SK_SPOOL_BODY_EXT);
 }
 
+/* The length of the header block at the start of the n octets at d,
+ * without the empty line that ends it (RFC 5322 2.1); all of them when
+ * none is seen. memmem, not strstr: DATA may carry a NUL, which must not
+ * hide that line (the captured copy, capture_headers, does not stop there
+ * either). */
+static size_t header_block_len(const char *d, size_t n)
+{
+    if (!d) return 0;
+    if (n >= 2 && d[0] == '\r' && d[1] == '\n') return 0;
+    const char *blank = memmem(d, n, "\r\n\r\n", 4);
+    return blank ? (size_t)(blank - d) + 2 : n;
+}
+
 sk_err sk_spool_read_headers(sk_spool *s, const char *id, sk_buf *out, sk_error *err)
 {
     if (!sk_spool_id_valid(id))
         return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s", id);
     const sk_spool_msg *f = s->finishing;
+    if (f && strcmp(f->id, id) == 0 && f->wbuf.len == f->octets) {
+        /* The whole body is still in memory (a journaled message's file
+         * may not be written yet). */
+        size_t want = f->octets < SK_SPOOL_HEADERS_MAX_OCTETS ? (size_t)f->octets
+                                                              : SK_SPOOL_HEADERS_MAX_OCTETS;
+        sk_err e = sk_buf_append(out, f->wbuf.data ? f->wbuf.data : "",
+                                 header_block_len(f->wbuf.data, want));
+        return e ? sk_error_set(err, e, SK_STEP_NONE, "headers too long") : SK_OK;
+    }
     if (f && strcmp(f->id, id) == 0) {
         /* Just committed: the same answer as the file gives below, when
          * the capture saw the header block's end or the whole body. */
@@ -1762,16 +2050,7 @@ sk_err sk_spool_read_headers(sk_spool *s, const char *id, sk_buf *out, sk_error 
     b.len = (size_t)want;
     b.data[b.len] = '\0';
     const char *d = sk_buf_cstr(&b);
-    size_t hlen = b.len;
-    /* RFC 5322 2.1: the header ends at the first empty line. memmem, not
-     * strstr: DATA may carry a NUL, which must not hide that line (the
-     * captured copy, capture_headers, does not stop there either). */
-    const char *blank = memmem(d, b.len, "\r\n\r\n", 4);
-    if (b.len >= 2 && d[0] == '\r' && d[1] == '\n')
-        hlen = 0;
-    else if (blank)
-        hlen = (size_t)(blank - d) + 2;
-    e = sk_buf_append(out, d, hlen);
+    e = sk_buf_append(out, d, header_block_len(d, b.len));
     sk_buf_free(&b);
     return e ? sk_error_set(err, e, SK_STEP_NONE, "headers too long") : SK_OK;
 }

@@ -891,8 +891,11 @@ static void group_commit_mode(sk_spool_sync mode)
      * whatever its size. SYNC_FILES: one data sync per message (its one
      * file) and one directory sync per batch. */
     int per_msg = mode == SK_SPOOL_SYNC_FILES ? GROUP_N : 0;
+    /* SYNC_LOG: the materializer's syncfs every few files written comes
+     * on top (SPOOL_MATERIALIZE_SYNC_FILES, 8). */
+    int materializer = mode == SK_SPOOL_SYNC_LOG ? GROUP_N / 8 : 0;
     assert_true(sync_calls >= per_msg + 1);
-    assert_true(sync_calls <= per_msg + 2);
+    assert_true(sync_calls <= per_msg + 2 + materializer);
     /* A removal is visible at once; the committer syncs the directory
      * (SYNC_LOG: a checkpoint, a syncfs and the journal's new header),
      * and only then unlinks a saved envelope (ID.env) of the message. */
@@ -1054,35 +1057,44 @@ static void test_write_failures(void **state)
         sk_spool_sync mode;
         int fail_write_after, fail_sync_at, err;
         sk_err want;
+        int only; /* 0: with and without an event base; 1: without; 2: with */
     } cases[] = {
-        {SK_SPOOL_SYNC_FS, 0, -1, ENOSPC, SK_ERR_NOSPACE}, /* the body */
-        {SK_SPOOL_SYNC_FS, 1, -1, ENOSPC, SK_ERR_NOSPACE}, /* the envelope */
-        {SK_SPOOL_SYNC_FS, 2, -1, ENOSPC, SK_ERR_NOSPACE}, /* the trailer */
-        {SK_SPOOL_SYNC_FS, 0, -1, EDQUOT, SK_ERR_NOSPACE},
-        {SK_SPOOL_SYNC_FS, 0, -1, EIO, SK_ERR_IO},
-        {SK_SPOOL_SYNC_FS, -1, 0, EIO, SK_ERR_IO},         /* syncfs */
-        {SK_SPOOL_SYNC_FS, -1, 0, ENOSPC, SK_ERR_NOSPACE}, /* syncfs */
-        {SK_SPOOL_SYNC_FS, -1, -1, 0, SK_OK},              /* control: no fault */
-        {SK_SPOOL_SYNC_FILES, 0, -1, ENOSPC, SK_ERR_NOSPACE},
-        {SK_SPOOL_SYNC_FILES, 1, -1, ENOSPC, SK_ERR_NOSPACE},
-        {SK_SPOOL_SYNC_FILES, -1, 0, EIO, SK_ERR_IO},         /* file fdatasync */
-        {SK_SPOOL_SYNC_FILES, -1, 0, ENOSPC, SK_ERR_NOSPACE}, /* file fdatasync */
-        {SK_SPOOL_SYNC_FILES, -1, 1, EIO, SK_ERR_IO},         /* directory fsync */
-        {SK_SPOOL_SYNC_FILES, -1, -1, 0, SK_OK},
-        /* SYNC_LOG: write 0 and sync 0 make the journal at open; then the
-         * message file (1 body, 2 envelope, 3 trailer), then the record
-         * (write 4, sync 1). */
-        {SK_SPOOL_SYNC_LOG, 0, -1, ENOSPC, SK_OK}, /* no journal: a syncfs instead */
-        {SK_SPOOL_SYNC_LOG, 1, -1, ENOSPC, SK_ERR_NOSPACE},
-        {SK_SPOOL_SYNC_LOG, 3, -1, EIO, SK_ERR_IO},
-        {SK_SPOOL_SYNC_LOG, 4, -1, ENOSPC, SK_ERR_NOSPACE}, /* the record */
-        {SK_SPOOL_SYNC_LOG, 4, -1, EIO, SK_ERR_IO},
-        {SK_SPOOL_SYNC_LOG, -1, 1, EIO, SK_ERR_IO}, /* the journal's fdatasync */
-        {SK_SPOOL_SYNC_LOG, -1, 1, ENOSPC, SK_ERR_NOSPACE},
-        {SK_SPOOL_SYNC_LOG, -1, -1, 0, SK_OK},
+        {SK_SPOOL_SYNC_FS, 0, -1, ENOSPC, SK_ERR_NOSPACE, 0}, /* the body */
+        {SK_SPOOL_SYNC_FS, 1, -1, ENOSPC, SK_ERR_NOSPACE, 0}, /* the envelope */
+        {SK_SPOOL_SYNC_FS, 2, -1, ENOSPC, SK_ERR_NOSPACE, 0}, /* the trailer */
+        {SK_SPOOL_SYNC_FS, 0, -1, EDQUOT, SK_ERR_NOSPACE, 0},
+        {SK_SPOOL_SYNC_FS, 0, -1, EIO, SK_ERR_IO, 0},
+        {SK_SPOOL_SYNC_FS, -1, 0, EIO, SK_ERR_IO, 0},         /* syncfs */
+        {SK_SPOOL_SYNC_FS, -1, 0, ENOSPC, SK_ERR_NOSPACE, 0}, /* syncfs */
+        {SK_SPOOL_SYNC_FS, -1, -1, 0, SK_OK, 0},              /* control: no fault */
+        {SK_SPOOL_SYNC_FILES, 0, -1, ENOSPC, SK_ERR_NOSPACE, 0},
+        {SK_SPOOL_SYNC_FILES, 1, -1, ENOSPC, SK_ERR_NOSPACE, 0},
+        {SK_SPOOL_SYNC_FILES, -1, 0, EIO, SK_ERR_IO, 0},         /* file fdatasync */
+        {SK_SPOOL_SYNC_FILES, -1, 0, ENOSPC, SK_ERR_NOSPACE, 0}, /* file fdatasync */
+        {SK_SPOOL_SYNC_FILES, -1, 1, EIO, SK_ERR_IO, 0},         /* directory fsync */
+        {SK_SPOOL_SYNC_FILES, -1, -1, 0, SK_OK, 0},
+        /* SYNC_LOG: write 0 and sync 0 make the journal at open. Without
+         * an event base, then the message file (1 body, 2 envelope, 3
+         * trailer), then the record (write 4, sync 1). */
+        {SK_SPOOL_SYNC_LOG, 0, -1, ENOSPC, SK_OK, 0}, /* no journal: a syncfs instead */
+        {SK_SPOOL_SYNC_LOG, 1, -1, ENOSPC, SK_ERR_NOSPACE, 1},
+        {SK_SPOOL_SYNC_LOG, 3, -1, EIO, SK_ERR_IO, 1},
+        {SK_SPOOL_SYNC_LOG, 4, -1, ENOSPC, SK_ERR_NOSPACE, 1}, /* the record */
+        {SK_SPOOL_SYNC_LOG, 4, -1, EIO, SK_ERR_IO, 1},
+        /* With one, the record (write 1, sync 1) and the 250, then the
+         * file (writes 2-4) by the materializer, which tries a failed
+         * write again a second later: the message stays acknowledged. */
+        {SK_SPOOL_SYNC_LOG, 1, -1, ENOSPC, SK_ERR_NOSPACE, 2}, /* the record */
+        {SK_SPOOL_SYNC_LOG, 1, -1, EIO, SK_ERR_IO, 2},
+        {SK_SPOOL_SYNC_LOG, 2, -1, ENOSPC, SK_OK, 2},  /* the file's body */
+        {SK_SPOOL_SYNC_LOG, 4, -1, EIO, SK_OK, 2},     /* the file's trailer */
+        {SK_SPOOL_SYNC_LOG, -1, 1, EIO, SK_ERR_IO, 0}, /* the journal's fdatasync */
+        {SK_SPOOL_SYNC_LOG, -1, 1, ENOSPC, SK_ERR_NOSPACE, 0},
+        {SK_SPOOL_SYNC_LOG, -1, -1, 0, SK_OK, 0},
     };
     for (int threaded = 0; threaded < 2; threaded++) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            if (cases[i].only && cases[i].only != threaded + 1) continue;
             char *dir = temp_dir();
             fault f = {cases[i].fail_write_after, cases[i].fail_sync_at, cases[i].err, 0, 0};
             struct event_base *base = threaded ? event_base_new() : NULL;
@@ -1165,7 +1177,10 @@ static void test_spare_files(void **state)
         char *dir = temp_dir();
         spare_ctx ctx = {.base = event_base_new()};
         sk_error err;
-        sk_spool *s = sk_spool_open(dir, NULL, ctx.base, &err);
+        /* Files made before the barrier (a journaled message's file is
+         * made after its 250: test_journal_materialize). */
+        sk_spool *s =
+            sk_spool_open(dir, &(sk_spool_opts){.sync = SK_SPOOL_SYNC_FS}, ctx.base, &err);
         assert_non_null(s);
         wait_spares_ready(s);
         assert_int_equal(count_files(dir), 0);
@@ -1234,7 +1249,9 @@ typedef struct hdr_case {
     int build;        /* 1: 9000-octet header block; 2: 10000 octets, no empty line */
     size_t piece;     /* write size */
     size_t want_len;  /* expected header block length */
-    int from_memory;  /* served without the file (short enough to be captured) */
+    /* Served without the file: the whole body is still in memory (up to
+     * 64 KiB), or the captured copy holds the header block. */
+    int from_memory;
 } hdr_case;
 
 typedef struct hdr_rec {
@@ -1262,15 +1279,22 @@ static void hdr_done(void *ctx, sk_err err, const char *id)
 
 static char *make_hdr_body(int build)
 {
-    char *b = malloc(20001);
+    char *b = malloc(100001);
     assert_non_null(b);
     size_t n = 0;
-    while (n < (build == 1 ? 9000u : 10000u)) {
+    while (n < (build == 2 ? 10000u : 9000u)) {
         memcpy(b + n, "X-Pad: 12345678\r\n", 17);
         n += 17;
     }
     b[n] = '\0';
     if (build == 1) strcat(b, "\r\nthe body\r\n");
+    if (build == 3) {
+        /* A body past the 64 KiB kept in memory. */
+        strcat(b, "\r\n");
+        n += 2;
+        memset(b + n, 'b', 70000);
+        b[n + 70000] = '\0';
+    }
     return b;
 }
 
@@ -1284,8 +1308,9 @@ static void test_headers_captured(void **state)
         {"empty line across writes", "A: b\r\n\r\nrest\r\n", 0, 7, 6, 1},
         {"empty line byte by byte", "A: b\r\nC: d\r\n\r\nrest\r\n", 0, 1, 12, 1},
         {"empty body", "", 0, 1, 0, 1},
-        {"header block past the capture", NULL, 1, 4096, 9010, 0},
-        {"long body without empty line", NULL, 2, 4096, 10013, 0},
+        {"header block past the capture", NULL, 1, 4096, 9010, 1},
+        {"long body without empty line", NULL, 2, 4096, 10013, 1},
+        {"header block past the capture, large body", NULL, 3, 4096, 9010, 0},
     };
     char *dir = temp_dir();
     sk_error err;
@@ -1588,6 +1613,26 @@ static int reuse_watch_sync(void *ctx, int fd)
     return r;
 }
 
+/* A journaled message's file is written after its 250 by the
+ * materializer thread, and the listener is told once it is: wait for that
+ * (at most 5 s), running the loop. */
+static int stored_count;
+static void count_stored(void *ctx, const sk_spool_envelope *env)
+{
+    (void)ctx;
+    (void)env;
+    stored_count++;
+}
+
+static void wait_stored(spare_ctx *ctx, int n)
+{
+    for (int i = 0; i < 5000 && stored_count < n; i++) {
+        event_base_loop(ctx->base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    assert_int_equal(stored_count, n);
+}
+
 static void commit_on_loop(sk_spool *s, spare_ctx *ctx, const char *data, size_t n)
 {
     sk_spool_envelope e = test_env();
@@ -1627,7 +1672,10 @@ static void test_reuse_after_removal_durable(void **state)
         sk_spool *s = sk_spool_open(dir, &o, ctx.base, &err);
         assert_non_null(s);
 
+        stored_count = 0;
+        sk_spool_set_listener(s, count_stored, NULL);
         commit_on_loop(s, &ctx, body, strlen(body));
+        wait_stored(&ctx, 1);
         char path[512];
         snprintf(path, sizeof path, "%s/spool/msg/%s%s", dir, ctx.rec.id, SK_SPOOL_BODY_EXT);
         struct stat st;
@@ -1642,6 +1690,7 @@ static void test_reuse_after_removal_durable(void **state)
 
         /* At once, as a busy relay would: never onto the removed file. */
         commit_on_loop(s, &ctx, big, cases[c].next_len);
+        wait_stored(&ctx, 2);
         assert_int_equal(reuse_watch.early, 0);
         /* That commit's barrier covered the removal: the file is reused
          * by the message after it. With the journal a group's barrier
@@ -1655,6 +1704,7 @@ static void test_reuse_after_removal_durable(void **state)
             usleep(1000);
         }
         commit_on_loop(s, &ctx, big, cases[c].next_len);
+        wait_stored(&ctx, 3);
         sk_spool_reuse_stats(s, &pool, &reused);
         assert_int_equal(reused, 1);
         assert_true(reuse_watch.overwritten > 0);
@@ -1972,6 +2022,144 @@ static void test_journal_full(void **state)
     free(dir);
 }
 
+/* With an event base the journal's committer acknowledges a group once
+ * its records are durable; the materializer thread writes the files
+ * afterwards. Each message's done callback (the 250) comes first; the
+ * listener (the queue) only once its file is complete; the header block
+ * is answered from memory meanwhile. */
+#define MAT_N 20
+typedef struct mat_ctx {
+    struct event_base *base;
+    sk_spool *s;
+    const char *dir;
+    int done[MAT_N], listened[MAT_N], order_ok[MAT_N];
+    char ids[MAT_N][SK_SPOOL_ID_SIZE];
+    int nlistened;
+} mat_ctx;
+typedef struct mat_rec {
+    mat_ctx *c;
+    int i;
+} mat_rec;
+
+static void mat_done(void *ctx, sk_err err, const char *id)
+{
+    mat_rec *r = ctx;
+    assert_int_equal(err, SK_OK);
+    r->c->done[r->i]++;
+    snprintf(r->c->ids[r->i], SK_SPOOL_ID_SIZE, "%s", id);
+    sk_buf h = SK_BUF_INIT(4096);
+    assert_int_equal(sk_spool_read_headers(r->c->s, id, &h, NULL), SK_OK);
+    char want[32];
+    snprintf(want, sizeof want, "Subject: %d\r\n", r->i);
+    assert_string_equal(h.data, want);
+    sk_buf_free(&h);
+}
+
+static void mat_listener(void *ctx, const sk_spool_envelope *env)
+{
+    mat_ctx *c = ctx;
+    for (int i = 0; i < MAT_N; i++) {
+        if (strcmp(c->ids[i], env->id)) continue;
+        c->listened[i]++;
+        c->order_ok[i] = c->done[i] == 1;
+        char path[512], b[64];
+        msg_path(path, sizeof path, c->dir, env->id);
+        snprintf(b, sizeof b, "Subject: %d\r\n\r\nbody %d\r\n", i, i);
+        check_msg_file(path, b, strlen(b));
+    }
+    if (++c->nlistened == MAT_N) event_base_loopbreak(c->base);
+}
+
+static void test_journal_materialize(void **state)
+{
+    (void)state;
+    char *dir = temp_dir();
+    mat_ctx c = {.base = event_base_new(), .dir = dir};
+    mat_rec recs[MAT_N];
+    sk_error err;
+    c.s = sk_spool_open(dir, NULL, c.base, &err);
+    assert_non_null(c.s);
+    sk_spool_set_listener(c.s, mat_listener, &c);
+    for (int i = 0; i < MAT_N; i++) {
+        sk_spool_envelope e = test_env();
+        sk_spool_msg *m = sk_spool_begin(c.s, &e, &err);
+        assert_non_null(m);
+        char b[64];
+        snprintf(b, sizeof b, "Subject: %d\r\n\r\nbody %d\r\n", i, i);
+        assert_int_equal(sk_spool_write(m, b, strlen(b)), SK_OK);
+        recs[i] = (mat_rec){&c, i};
+        sk_spool_commit(m, mat_done, &recs[i]);
+    }
+    event_base_dispatch(c.base);
+    for (int i = 0; i < MAT_N; i++) {
+        assert_int_equal(c.done[i], 1);
+        assert_int_equal(c.listened[i], 1);
+        assert_true(c.order_ok[i]);
+    }
+    assert_int_equal(count_files(dir), MAT_N);
+    sk_spool_free(c.s);
+    event_base_free(c.base);
+    rm_tree(dir);
+    free(dir);
+}
+
+/* Queue IDs are unique within a spool by construction (a journaled
+ * message's file is made after its 250, too late to fail on a taken
+ * name): many drawn at once all differ, and after a restart new IDs come
+ * after every stored one even when that one is ahead of the clock. */
+static void test_unique_ids(void **state)
+{
+    (void)state;
+    char *dir = temp_dir();
+    sk_error err;
+    sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    enum { N = 3000 };
+    static char ids[N][SK_SPOOL_ID_SIZE];
+    for (int i = 0; i < N; i++) {
+        sk_spool_envelope e = test_env();
+        sk_spool_msg *m = sk_spool_begin(s, &e, &err);
+        assert_non_null(m);
+        memcpy(ids[i], sk_spool_msg_id(m), SK_SPOOL_ID_SIZE);
+        sk_spool_abort(m);
+    }
+    qsort(ids, N, SK_SPOOL_ID_SIZE, (int (*)(const void *, const void *))strcmp);
+    for (int i = 1; i < N; i++) assert_true(strcmp(ids[i - 1], ids[i]) < 0);
+
+    /* A stored message whose ID is an hour ahead of the clock. */
+    done_rec r = {0};
+    commit_sync(s, body, strlen(body), &r);
+    sk_spool_free(s);
+    char ahead[SK_SPOOL_ID_SIZE], from[512], to[512];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    assert_int_equal(sk_spool_id_new(ahead, now_ms + 3600 * 1000), SK_OK);
+    msg_path(from, sizeof from, dir, r.id);
+    msg_path(to, sizeof to, dir, ahead);
+    size_t n;
+    char *bytes = slurp(from, &n);
+    char *at = memmem(bytes, n, r.id, SK_SPOOL_ID_LEN); /* the envelope's id line */
+    assert_non_null(at);
+    memcpy(at, ahead, SK_SPOOL_ID_LEN);
+    spit(to, bytes, n);
+    free(bytes);
+    assert_int_equal(unlink(from), 0);
+    s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    sk_spool_envelope *env;
+    assert_int_equal(sk_spool_load(s, ahead, &env, &err), SK_OK);
+    sk_spool_envelope_free(env);
+    sk_spool_envelope e = test_env();
+    sk_spool_msg *m = sk_spool_begin(s, &e, &err);
+    assert_non_null(m);
+    assert_true(strcmp(sk_spool_msg_id(m), ahead) > 0);
+    sk_spool_abort(m);
+    sk_spool_free(s);
+    rm_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2000,6 +2188,8 @@ int main(void)
         cmocka_unit_test(test_journal_header_slots),
         cmocka_unit_test(test_journal_removal_retires),
         cmocka_unit_test(test_journal_full),
+        cmocka_unit_test(test_journal_materialize),
+        cmocka_unit_test(test_unique_ids),
         cmocka_unit_test(test_spare_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

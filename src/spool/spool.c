@@ -84,6 +84,14 @@ struct sk_spool_msg {
     sk_spool_msg *mnext;
 };
 
+/* A removed message, waiting for the barrier that makes its removal
+ * durable: then its ID.env goes, and its ID.free too unless that file
+ * joined the reuse pool. */
+typedef struct sk_spool_orphan {
+    char id[SK_SPOOL_ID_SIZE];
+    int pooled;
+} sk_spool_orphan;
+
 struct sk_spool {
     sk_spool_opts opts;
     char *dir;    /* DATA-DIR/spool */
@@ -106,7 +114,7 @@ struct sk_spool {
      * the barrier that makes the removal of their ID.msg durable, so a
      * crash never leaves the message file with only its first envelope
      * (docs/queue.md "No duplicate deliveries"). */
-    char (*orphans)[SK_SPOOL_ID_SIZE];
+    sk_spool_orphan *orphans;
     size_t norphans, orphans_cap;
     int remove_sync_failed; /* that fsync failed: logged on the loop thread */
     sk_spool_msg *pending, **pending_tail;
@@ -136,12 +144,11 @@ struct sk_spool {
      * durable, and only then joins reuse: written over earlier, a crash
      * could bring back the old name on the new bytes (docs/queue.md
      * "Reused files"). Together at most SPOOL_REUSE_MAX. */
-    unsigned long reuse[SPOOL_REUSE_MAX];
+    char reuse[SPOOL_REUSE_MAX][SK_SPOOL_ID_SIZE];
     size_t nreuse;
-    unsigned long freed[SPOOL_REUSE_MAX];
+    char freed[SPOOL_REUSE_MAX][SK_SPOOL_ID_SIZE];
     size_t nfreed;
-    unsigned long reuse_next; /* the next N */
-    size_t reused;            /* files given a message's name */
+    size_t reused; /* files given a message's name */
     /* SK_SPOOL_SYNC_LOG (docs/queue.md "The journal"): used by the
      * committer thread only (by the caller without an event base). jbuf
      * holds the records of one group. */
@@ -632,7 +639,7 @@ static int file_holds(int fd, const char *p, size_t n)
 
 typedef struct replay_ctx {
     sk_spool *s;
-    size_t rewritten;
+    size_t rewritten, removed;
 } replay_ctx;
 
 /* One live record of the journal: an acknowledged message, whose file
@@ -650,6 +657,10 @@ static sk_err replay_record(void *ctx, const char *id, const char *content, size
         if (same) return SK_OK;
     } else if (errno != ENOENT) {
         return sk_spool_errno(errno);
+    } else if (exists_at(s, id, SPOOL_REUSE_EXT)) {
+        /* Removed (drop_file) since: not brought back. */
+        r->removed++;
+        return SK_OK;
     }
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_NEW_EXT);
@@ -695,7 +706,7 @@ static sk_err replay_journal(sk_spool *s, sk_error *err)
         return sk_error_set(err, e, SK_STEP_NONE, "cannot open the journal %s/%s: %s", s->dir,
                             SK_JOURNAL_FILE, sk_strerror(e));
     if (s->journal.fd < 0) return SK_OK;
-    replay_ctx r = {s, 0};
+    replay_ctx r = {s, 0, 0};
     size_t n;
     e = sk_journal_replay(&s->journal, replay_record, &r, &n);
     if (e)
@@ -708,8 +719,9 @@ static sk_err replay_journal(sk_spool *s, sk_error *err)
                                 s->dir, SK_JOURNAL_FILE, sk_strerror(e));
     }
     if (n)
-        sk_log(&s->opts.log, SK_LOG_INFO, "- spool journal replayed records=%zu rewritten=%zu", n,
-               r.rewritten);
+        sk_log(&s->opts.log, SK_LOG_INFO,
+               "- spool journal replayed records=%zu rewritten=%zu removed=%zu", n, r.rewritten,
+               r.removed);
     if (!log) sk_journal_close(&s->journal);
     return SK_OK;
 }
@@ -926,11 +938,10 @@ static int create_file(sk_spool *s, const char *name, int *reused, sk_err *err)
     for (;;) {
         pthread_mutex_lock(&s->mu);
         int have = s->nreuse > 0;
-        unsigned long n = have ? s->reuse[--s->nreuse] : 0;
+        char old[NAME_MAX + 1];
+        if (have) snprintf(old, sizeof old, "%s%s", s->reuse[--s->nreuse], SPOOL_REUSE_EXT);
         pthread_mutex_unlock(&s->mu);
         if (!have) break;
-        char old[NAME_MAX + 1];
-        snprintf(old, sizeof old, "%lu%s", n, SPOOL_REUSE_EXT);
         /* NOREPLACE keeps IDs unique as O_EXCL does below. */
         if (renameat2(s->msgdir_fd, old, s->msgdir_fd, name, RENAME_NOREPLACE) == 0) {
             /* The file keeps the old bytes until write_envelope cuts it to
@@ -1327,10 +1338,13 @@ static void rename_envelope(sk_spool_msg *m)
 
 /* Committer thread: the removals of the orphans' message files are
  * durable now; their saved envelopes can go. */
-static void unlink_orphans(sk_spool *s, char (*ids)[SK_SPOOL_ID_SIZE], size_t n)
+static void unlink_orphans(sk_spool *s, sk_spool_orphan *o, size_t n)
 {
-    for (size_t i = 0; i < n; i++) unlink_at(s, ids[i], SK_SPOOL_ENV_EXT);
-    sk_free(ids);
+    for (size_t i = 0; i < n; i++) {
+        unlink_at(s, o[i].id, SK_SPOOL_ENV_EXT);
+        if (!o[i].pooled) unlink_at(s, o[i].id, SPOOL_REUSE_EXT);
+    }
+    sk_free(o);
 }
 
 /* The octets the group's records take in the journal, or 0 when the group
@@ -1465,7 +1479,7 @@ static void finish(sk_spool_msg *m, int steps)
 typedef struct removals {
     int dirty;
     size_t freed; /* the first freed files: reusable after the barrier */
-    char (*orphans)[SK_SPOOL_ID_SIZE];
+    sk_spool_orphan *orphans;
     size_t norphans;
 } removals;
 
@@ -1889,33 +1903,30 @@ sk_err sk_spool_save(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
     return SK_OK;
 }
 
-/* Take a removed message's file out of its name: renamed to N.free for
- * reuse while there is room, else unlinked. Either way the name is gone
- * (crash semantics as for unlink). The file waits in freed until that is
- * durable. -1 with errno on failure. */
-static int drop_file(sk_spool *s, const char *name)
+/* Take a removed message's file out of its name: renamed to ID.free,
+ * which joins the reuse pool while there is room (*pooled), else is
+ * unlinked after the barrier. The name ID.msg is gone at once (crash
+ * semantics as for unlink), and ID.free tells recovery that a record of
+ * the message still in the journal is of a removed message, not of one
+ * whose file a crash lost (replay_record). -1 with errno on failure. */
+static int drop_file(sk_spool *s, const char *id, int *pooled)
 {
-    pthread_mutex_lock(&s->mu);
-    int room = s->nreuse + s->nfreed < SPOOL_REUSE_MAX;
-    unsigned long n = ++s->reuse_next; /* from 1: 0 means "given back" */
-    pthread_mutex_unlock(&s->mu);
-    if (room) {
-        char free_name[NAME_MAX + 1];
-        snprintf(free_name, sizeof free_name, "%lu%s", n, SPOOL_REUSE_EXT);
-        if (renameat2(s->msgdir_fd, name, s->msgdir_fd, free_name, RENAME_NOREPLACE) == 0) {
-            pthread_mutex_lock(&s->mu);
-            if (s->nreuse + s->nfreed < SPOOL_REUSE_MAX) {
-                s->freed[s->nfreed++] = n;
-                n = 0;
-            }
-            pthread_mutex_unlock(&s->mu);
-            /* The pool filled up meanwhile: do not keep it. */
-            if (n) unlinkat(s->msgdir_fd, free_name, 0);
-            return 0;
-        }
+    char name[NAME_MAX + 1], free_name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
+    snprintf(free_name, sizeof free_name, "%s%s", id, SPOOL_REUSE_EXT);
+    *pooled = 0;
+    if (renameat2(s->msgdir_fd, name, s->msgdir_fd, free_name, RENAME_NOREPLACE)) {
         if (errno == ENOENT) return -1;
+        /* EEXIST cannot happen with unique IDs; anything else: unlink. */
+        return unlinkat(s->msgdir_fd, name, 0);
     }
-    return unlinkat(s->msgdir_fd, name, 0);
+    pthread_mutex_lock(&s->mu);
+    if (s->nreuse + s->nfreed < SPOOL_REUSE_MAX) {
+        memcpy(s->freed[s->nfreed++], id, SK_SPOOL_ID_SIZE);
+        *pooled = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return 0;
 }
 
 sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
@@ -1924,17 +1935,16 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
         return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "spool opened read-only");
     if (!sk_spool_id_valid(id))
         return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s", id);
-    char name[NAME_MAX + 1];
     /* The message file first: it holds an envelope of its own, while an
      * ID.env left alone by a crash is removed by recovery, so a crash in
      * between leaves nothing deliverable. */
-    snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_BODY_EXT);
-    if (drop_file(s, name)) {
+    int pooled;
+    if (drop_file(s, id, &pooled)) {
         if (errno == ENOENT)
             return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s in the queue",
                                 id);
-        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot remove %s: %s", name,
-                            strerror(errno));
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot remove %s%s: %s", id,
+                            SK_SPOOL_BODY_EXT, strerror(errno));
     }
     if (s->thread_started) {
         /* The committer syncs the directory with its next group, so the
@@ -1950,8 +1960,12 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
                 s->orphans_cap = cap;
             }
         }
-        /* Out of memory: the ID.env stays until recovery removes it. */
-        if (s->norphans < s->orphans_cap) memcpy(s->orphans[s->norphans++], id, SK_SPOOL_ID_SIZE);
+        /* Out of memory: the ID.env (and ID.free) stay until recovery
+         * removes them. */
+        if (s->norphans < s->orphans_cap) {
+            memcpy(s->orphans[s->norphans].id, id, SK_SPOOL_ID_SIZE);
+            s->orphans[s->norphans++].pooled = pooled;
+        }
         if (!s->dir_dirty) s->dir_dirty_since_ms = sk_now_ms();
         s->dir_dirty = 1;
         int failed = s->remove_sync_failed;
@@ -1968,6 +1982,7 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
     if (e) return sk_error_set(err, e, SK_STEP_NONE, "cannot make the removal durable");
     freed_to_reuse(s, s->nfreed); /* no other thread: mu not needed */
     unlink_at(s, id, SK_SPOOL_ENV_EXT);
+    if (!pooled) unlink_at(s, id, SPOOL_REUSE_EXT);
     return SK_OK;
 }
 

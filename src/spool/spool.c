@@ -928,10 +928,10 @@ static void *filler_main(void *arg)
 }
 
 /* Create msgdir/name for writing, failing if it exists (O_EXCL keeps IDs
- * unique): a spare file linked under that name when one is ready, else
- * openat(2). The spare is linked through /proc/self/fd because linkat's
- * AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH. */
-static int create_file(sk_spool *s, const char *name, int *reused, sk_err *err)
+ * unique): a reused file, else a spare file linked under that name when
+ * one is ready (and spare_ok), else openat(2). The spare is linked through /proc/self/fd because
+ * linkat's AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH. */
+static int create_file(sk_spool *s, const char *name, int spare_ok, int *reused, sk_err *err)
 {
     *reused = 0;
     int fd = -1;
@@ -968,7 +968,7 @@ static int create_file(sk_spool *s, const char *name, int *reused, sk_err *err)
         }
         /* Anything else: drop that file and try the next, or create. */
     }
-    if (s->filler_started) {
+    if (s->filler_started && spare_ok) {
         pthread_mutex_lock(&s->mu);
         if (s->nspare) fd = s->spare[--s->nspare];
         pthread_cond_signal(&s->filler_cv);
@@ -1148,7 +1148,7 @@ static sk_err create_body(sk_spool_msg *m)
     if (m->err || m->fd >= 0) return m->err;
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_NEW_EXT);
-    m->fd = create_file(m->s, name, &m->body_reused, &m->err);
+    m->fd = create_file(m->s, name, 1, &m->body_reused, &m->err);
     if (m->fd < 0) return m->err;
     m->body_created = 1;
     return SK_OK;
@@ -1615,7 +1615,11 @@ static sk_err materialize(sk_spool_msg *m)
     snprintf(name, sizeof name, "%s%s", m->id, SK_SPOOL_BODY_EXT);
     sk_err e = SK_OK;
     int reused;
-    int fd = create_file(s, name, &reused, &e);
+    /* Not a spare: this thread is off the path to the 250 and can
+     * allocate the inode itself; spares stay for the files made on that
+     * path (large bodies during DATA, groups that do not go to the
+     * journal), and the filler thread mostly sleeps. */
+    int fd = create_file(s, name, 0, &reused, &e);
     if (fd < 0) return e;
     char trailer[SK_SPOOL_TRAILER_OCTETS + 1];
     make_trailer(m, trailer);

@@ -13,6 +13,10 @@
  * create_schema. */
 #define TRACK_SCHEMA_VERSION 1
 
+static void stop_writer(sk_track *tr);
+static void hand_over(sk_track *tr);
+static void start_writer(sk_track *tr);
+
 static const char *const kind_names[] = {
     [SK_TRACK_RECEIVED] = "received",     [SK_TRACK_QUEUED] = "queued",
     [SK_TRACK_DEFERRED] = "deferred",     [SK_TRACK_DELIVERED] = "delivered",
@@ -33,14 +37,18 @@ int sk_track_kind_parse(const char *name)
     return -1;
 }
 
-sk_err sk_track_db_error(sk_track *tr, sk_error *err, const char *what)
+static sk_err db_error(sqlite3 *db, sk_error *err, const char *what)
 {
-    int code = sqlite3_extended_errcode(tr->db);
+    int code = sqlite3_extended_errcode(db);
     sk_err e = SK_ERR_IO;
     if ((code & 0xff) == SQLITE_FULL) e = SK_ERR_NOSPACE;
     if ((code & 0xff) == SQLITE_NOMEM) e = SK_ERR_NOMEM;
-    return sk_error_set(err, e, SK_STEP_NONE, "tracking store: %s: %s", what,
-                        sqlite3_errmsg(tr->db));
+    return sk_error_set(err, e, SK_STEP_NONE, "tracking store: %s: %s", what, sqlite3_errmsg(db));
+}
+
+sk_err sk_track_db_error(sk_track *tr, sk_error *err, const char *what)
+{
+    return db_error(tr->db, err, what);
 }
 
 sk_err sk_track_exec(sk_track *tr, const char *sql, sk_error *err)
@@ -149,6 +157,15 @@ sk_track *sk_track_open(const char *path, int readonly, sk_error *err)
     }
     tr->readonly = readonly;
     apply_defaults(&tr->opts);
+    pthread_mutex_init(&tr->mu, NULL);
+    pthread_cond_init(&tr->cv, NULL);
+    pthread_cond_init(&tr->idle_cv, NULL);
+    tr->path = sk_strdup(path);
+    if (!tr->path) {
+        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "tracking store: out of memory");
+        sk_track_free(tr);
+        return NULL;
+    }
     int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     if (sqlite3_open_v2(path, &tr->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         if (tr->db)
@@ -210,6 +227,7 @@ static void drop_pending(sk_track *tr)
 void sk_track_free(sk_track *tr)
 {
     if (!tr) return;
+    stop_writer(tr);
     if (tr->npending) {
         sk_error e;
         if (sk_track_flush(tr, &e))
@@ -221,6 +239,10 @@ void sk_track_free(sk_track *tr)
     if (tr->timer) event_free(tr->timer);
     sqlite3_finalize(tr->suppress_check);
     sqlite3_close_v2(tr->db);
+    pthread_mutex_destroy(&tr->mu);
+    pthread_cond_destroy(&tr->cv);
+    pthread_cond_destroy(&tr->idle_cv);
+    sk_free(tr->path);
     sk_free(tr);
 }
 
@@ -229,6 +251,10 @@ void sk_track_free(sk_track *tr)
 static void flush_or_log(sk_track *tr)
 {
     sk_error e;
+    if (tr->writer_started) {
+        hand_over(tr);
+        return;
+    }
     if (!tr->readonly && tr->npending && sk_track_flush(tr, &e))
         sk_log(&tr->opts.log, SK_LOG_WARN, "- track flush-failed pending=%zu error=\"%s\"",
                tr->npending, e.text);
@@ -264,13 +290,18 @@ sk_err sk_track_set_opts(sk_track *tr, const sk_track_opts *opts, struct event_b
         if (!tr->timer)
             return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "tracking store: no timer");
         if (tr->npending) arm_timer(tr);
+        start_writer(tr);
     }
     return SK_OK;
 }
 
 size_t sk_track_pending(const sk_track *tr)
 {
-    return tr->npending;
+    sk_track *t = (sk_track *)tr; /* the lock only */
+    pthread_mutex_lock(&t->mu);
+    size_t n = tr->npending + tr->nwq + tr->writing;
+    pthread_mutex_unlock(&t->mu);
+    return n;
 }
 
 /* Copy s into *dst; strings longer than the field bound are refused. */
@@ -334,9 +365,11 @@ sk_err sk_track_event(sk_track *tr, const sk_track_ev *ev, sk_error *err)
     if ((!ev->queue_id || !*ev->queue_id) && (!ev->message_id || !*ev->message_id))
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
                             "tracking event: needs a queue ID or a Message-ID");
+    if (tr->npending >= SK_TRACK_PENDING_MAX_EVENTS && tr->writer_started) hand_over(tr);
     if (tr->npending >= SK_TRACK_PENDING_MAX_EVENTS) {
         sk_error fe = {.text = "still failing"};
-        if (sk_now_ms() < tr->retry_mono_ms || sk_track_flush(tr, &fe)) {
+        /* With the writer, the events it holds are what is failing. */
+        if (tr->writer_started || sk_now_ms() < tr->retry_mono_ms || sk_track_flush(tr, &fe)) {
             tr->dropped++;
             return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE,
                                 "tracking store cannot be written (%s); event dropped", fe.text);
@@ -389,10 +422,11 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-static sk_err insert_pending(sk_track *tr, sqlite3_stmt *st, sk_error *err)
+static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, const sk_track_ev *evs, size_t n,
+                            sk_error *err)
 {
-    for (size_t i = 0; i < tr->npending; i++) {
-        const sk_track_ev *ev = &tr->pending[i];
+    for (size_t i = 0; i < n; i++) {
+        const sk_track_ev *ev = &evs[i];
         int oom = 0;
         char *domain = rcpt_domain(ev->recipient, &oom);
         if (oom) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "tracking: out of memory");
@@ -414,9 +448,168 @@ static sk_err insert_pending(sk_track *tr, sqlite3_stmt *st, sk_error *err)
         int rc = sqlite3_step(st);
         sqlite3_clear_bindings(st);
         sk_free(domain);
-        if (rc != SQLITE_DONE) return sk_track_db_error(tr, err, "writing an event");
+        if (rc != SQLITE_DONE) return db_error(db, err, "writing an event");
     }
     return SK_OK;
+}
+
+/* Write n events in one transaction on db; nothing is written on failure. */
+static sk_err write_events(sqlite3 *db, const sk_track_ev *evs, size_t n, sk_error *err)
+{
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_error(db, err, "BEGIN IMMEDIATE");
+    sqlite3_stmt *st = NULL;
+    sk_err e = SK_OK;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO events (time_ms, event, queue_id, message_id, recipient,"
+                           " domain, attempt, remote_host, reply, tls, class)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        e = db_error(db, err, "preparing the insert");
+    if (!e) e = insert_events(db, st, evs, n, err);
+    sqlite3_finalize(st);
+    if (!e && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        e = db_error(db, err, "COMMIT");
+    if (e) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return e;
+}
+
+/* The writer thread: writes the batches handed over, in order. A failed
+ * batch (the lock held by another writer past the busy timeout, disk
+ * full) stays first in line and is tried again after batch_delay_ms; at
+ * stop, once more, then its events are lost (logged by stop_writer). */
+static void *writer_main(void *arg)
+{
+    sk_track *tr = arg;
+    pthread_mutex_lock(&tr->mu);
+    for (;;) {
+        while (!tr->nwq && !tr->writer_stop) pthread_cond_wait(&tr->cv, &tr->mu);
+        if (!tr->nwq) break;
+        sk_track_ev *batch = tr->wq;
+        size_t n = tr->nwq, cap = tr->wq_cap;
+        tr->wq = NULL;
+        tr->nwq = tr->wq_cap = 0;
+        tr->writing = n;
+        pthread_mutex_unlock(&tr->mu);
+        sk_error err;
+        sk_err e = write_events(tr->wdb, batch, n, &err);
+        if (!e) {
+            for (size_t i = 0; i < n; i++) ev_clear(&batch[i]);
+            sk_free(batch);
+            sk_log(&tr->opts.log, SK_LOG_DEBUG, "- track flushed events=%zu", n);
+        }
+        pthread_mutex_lock(&tr->mu);
+        tr->writing = 0;
+        if (e) {
+            /* Back in front of what came meanwhile. */
+            if (tr->nwq) {
+                sk_track_ev *all = sk_realloc(batch, (n + tr->nwq) * sizeof *all);
+                if (all) {
+                    memcpy(all + n, tr->wq, tr->nwq * sizeof *all);
+                    sk_free(tr->wq);
+                    batch = all;
+                    cap = n + tr->nwq;
+                    n += tr->nwq;
+                } else {
+                    /* No memory to join them: the newer ones are lost. */
+                    for (size_t i = 0; i < tr->nwq; i++) ev_clear(&tr->wq[i]);
+                    sk_free(tr->wq);
+                }
+            }
+            tr->wq = batch;
+            tr->nwq = n;
+            tr->wq_cap = cap;
+            if (!tr->werr)
+                sk_log(&tr->opts.log, SK_LOG_WARN, "- track flush-failed pending=%zu error=\"%s\"",
+                       n, err.text);
+            tr->werr = e;
+            snprintf(tr->werr_text, sizeof tr->werr_text, "%s", err.text);
+            pthread_cond_broadcast(&tr->idle_cv);
+            if (tr->writer_stop && tr->writer_stop_tries++) break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)tr->opts.batch_delay_ms * 1000000u;
+            ts.tv_sec += (time_t)(ns / 1000000000u);
+            ts.tv_nsec = (long)(ns % 1000000000u);
+            pthread_cond_timedwait(&tr->cv, &tr->mu, &ts);
+            continue;
+        }
+        tr->werr = SK_OK;
+        pthread_cond_broadcast(&tr->idle_cv);
+    }
+    pthread_mutex_unlock(&tr->mu);
+    return NULL;
+}
+
+/* Loop thread: give the pending events to the writer (kept pending when
+ * the writer already holds SK_TRACK_PENDING_MAX_EVENTS, or on no memory). */
+static void hand_over(sk_track *tr)
+{
+    if (!tr->npending) return;
+    pthread_mutex_lock(&tr->mu);
+    int ok = tr->nwq + tr->npending <= SK_TRACK_PENDING_MAX_EVENTS;
+    if (ok && tr->nwq + tr->npending > tr->wq_cap) {
+        size_t cap = tr->nwq + tr->npending + 64;
+        sk_track_ev *p = sk_realloc(tr->wq, cap * sizeof *p);
+        if (p) {
+            tr->wq = p;
+            tr->wq_cap = cap;
+        } else {
+            ok = 0;
+        }
+    }
+    if (ok) {
+        memcpy(tr->wq + tr->nwq, tr->pending, tr->npending * sizeof *tr->pending);
+        tr->nwq += tr->npending;
+        tr->npending = 0;
+        pthread_cond_signal(&tr->cv);
+    }
+    pthread_mutex_unlock(&tr->mu);
+    if (ok && tr->timer) evtimer_del(tr->timer);
+}
+
+static void stop_writer(sk_track *tr)
+{
+    if (!tr->writer_started) return;
+    pthread_mutex_lock(&tr->mu);
+    tr->writer_stop = 1;
+    pthread_cond_signal(&tr->cv);
+    pthread_mutex_unlock(&tr->mu);
+    pthread_join(tr->writer, NULL);
+    tr->writer_started = 0;
+    if (tr->nwq)
+        sk_log(&tr->opts.log, SK_LOG_WARN, "- track lost events=%zu error=\"%s\"", tr->nwq,
+               tr->werr_text);
+    for (size_t i = 0; i < tr->nwq; i++) ev_clear(&tr->wq[i]);
+    sk_free(tr->wq);
+    tr->wq = NULL;
+    tr->nwq = tr->wq_cap = 0;
+    sqlite3_close_v2(tr->wdb);
+    tr->wdb = NULL;
+}
+
+/* With an event base: the writer's own connection and thread. Without
+ * them (no memory, no thread) the loop keeps writing as before. */
+static void start_writer(sk_track *tr)
+{
+    if (tr->writer_started) return;
+    if (sqlite3_open_v2(tr->path, &tr->wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_exec(tr->wdb, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+        sk_log(&tr->opts.log, SK_LOG_WARN, "- track writer=off error=\"%s\"",
+               tr->wdb ? sqlite3_errmsg(tr->wdb) : "out of memory");
+        sqlite3_close_v2(tr->wdb);
+        tr->wdb = NULL;
+        return;
+    }
+    sqlite3_busy_timeout(tr->wdb, (int)tr->opts.busy_timeout_ms);
+    if (pthread_create(&tr->writer, NULL, writer_main, tr)) {
+        sk_log(&tr->opts.log, SK_LOG_WARN, "- track writer=off reason=no-thread");
+        sqlite3_close_v2(tr->wdb);
+        tr->wdb = NULL;
+        return;
+    }
+    tr->writer_started = 1;
 }
 
 /* Keep the events and try again after a delay: each attempt may wait for
@@ -431,23 +624,23 @@ static sk_err flush_failed(sk_track *tr, sk_err e)
 sk_err sk_track_flush(sk_track *tr, sk_error *err)
 {
     sk_error_clear(err);
-    if (!tr->npending) return SK_OK;
-    sk_err e = sk_track_exec(tr, "BEGIN IMMEDIATE", err);
-    if (e) return flush_failed(tr, e);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(tr->db,
-                           "INSERT INTO events (time_ms, event, queue_id, message_id, recipient,"
-                           " domain, attempt, remote_host, reply, tls, class)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK)
-        e = sk_track_db_error(tr, err, "preparing the insert");
-    if (!e) e = insert_pending(tr, st, err);
-    sqlite3_finalize(st);
-    if (!e) e = sk_track_exec(tr, "COMMIT", err);
-    if (e) {
-        sqlite3_exec(tr->db, "ROLLBACK", NULL, NULL, NULL);
-        return flush_failed(tr, e);
+    if (tr->writer_started) {
+        /* Everything handed over, then wait until the writer has written
+         * it or failed. */
+        hand_over(tr);
+        pthread_mutex_lock(&tr->mu);
+        tr->werr = SK_OK;
+        while (tr->nwq && !tr->werr) pthread_cond_wait(&tr->idle_cv, &tr->mu);
+        while (tr->writing) pthread_cond_wait(&tr->idle_cv, &tr->mu);
+        sk_err e = tr->nwq ? tr->werr : SK_OK;
+        if (e) sk_error_set(err, e, SK_STEP_NONE, "%s", tr->werr_text);
+        pthread_mutex_unlock(&tr->mu);
+        if (!e && tr->npending) e = sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "tracking: backlog");
+        return e;
     }
+    if (!tr->npending) return SK_OK;
+    sk_err e = write_events(tr->db, tr->pending, tr->npending, err);
+    if (e) return flush_failed(tr, e);
     size_t n = tr->npending;
     drop_pending(tr);
     sk_log(&tr->opts.log, SK_LOG_DEBUG, "- track flushed events=%zu", n);

@@ -4,8 +4,9 @@ data directory (each restart also recovers and delivers what the previous
 one left, so kills land in reception, commit, recovery and delivery alike).
 Afterwards every message that got a 250 is in its Maildir exactly once and
 readable, nothing unsent appears, and the spool is empty and consistent
-(`smtpkit queue list` reads it). SK_FAULT_SPOOL_SYNC=files runs the daemon
-with --spool-sync files (fdatasync per file instead of one syncfs)."""
+(`smtpkit queue list` reads it). SK_FAULT_SPOOL_SYNC=fs or files runs the
+daemon with --spool-sync fs (one syncfs per group) or files (fdatasync per
+file) instead of the journal (test_fault_kill9_fs does the first)."""
 
 import email
 import email.policy

@@ -171,6 +171,23 @@ def expect_arrived(server, domain, local, sent, count=1):
     return files
 
 
+def expect_held_then_delivered(server, data_dir, sent, domain="localhost", local="bob"):
+    """Every message of sent ({key: text}) is held in the queue; released
+    one by one with `smtpkit queue release`, each arrives once for
+    local@domain, byte for byte."""
+    n = len(sent)
+    q = server.queue_list()
+    expect(len(q) == n and all(m["state"] == "hold" for m in q),
+           "%d held messages: %r" % (n, q), server)
+    for m in q:
+        r = sktest.smtpkit("queue", "--data-dir", data_dir, "release", m["id"], timeout=30)
+        expect(r.returncode == 0, "release %s: %s" % (m["id"], r.stderr), server)
+    got = server.wait_maildir(domain, local, n)
+    bodies = sorted(stored_body(p) for p in got)
+    want = sorted(as_stored(t) for t in sent.values())
+    expect(len(got) == n and bodies == want, "every message delivered once, byte for byte", server)
+
+
 def make_users(tmp, users):
     """A --users file for {"name": "password"} made with `smtpkit passwd`."""
     path = tmp.join("users")

@@ -15,7 +15,7 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
-from serve_peer import HOST, Serve, as_stored, expect, message, stored_body  # noqa: E402
+from serve_peer import HOST, Serve, expect, expect_held_then_delivered, message  # noqa: E402
 
 SESSIONS = 3
 PER_SESSION = 10
@@ -79,17 +79,7 @@ try:
             with open(os.path.join(msgdir, n), "rb") as f:
                 now[n] = f.read()
         expect(now == before, "every message file back byte for byte", srv)
-        q = srv.queue_list()
-        expect(len(q) == N and all(m["state"] == "hold" for m in q),
-               "%d held messages after the restart: %r" % (N, q), srv)
-        for m in q:
-            r = sktest.smtpkit("queue", "--data-dir", data, "release", m["id"], timeout=30)
-            expect(r.returncode == 0, "release %s: %s" % (m["id"], r.stderr), srv)
-        got = srv.wait_maildir("localhost", "bob", N)
-        bodies = sorted(stored_body(p) for p in got)
-        want = sorted(as_stored(t) for t in sent.values())
-        expect(len(got) == N and bodies == want, "every message delivered once, byte for byte",
-               srv)
+        expect_held_then_delivered(srv, data, sent)
         expect(srv.stop() == 0, "serve exits 0 on SIGTERM", srv)
     # A clean stop ends with a checkpoint: nothing to replay next time.
     srv = Serve(tmp, data_dir=data, args=args, name="third")

@@ -196,7 +196,7 @@ sk_err sk_journal_replay(sk_journal *j, sk_journal_replay_fn fn, void *ctx, size
     sk_err e = SK_OK;
     for (;;) {
         unsigned char h[SK_JOURNAL_RECORD_OCTETS];
-        if (j->size - off < sizeof h) break;
+        if (off > j->size || j->size - off < sizeof h) break;
         e = read_at(j->fd, h, sizeof h, off);
         if (e) break;
         uint64_t len = get64(h + 32);

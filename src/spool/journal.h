@@ -30,6 +30,7 @@ typedef struct sk_journal {
     /* An append failed: its records may be on disk; start a new
      * generation (after a checkpoint) before the next append. */
     int need_reset;
+    int created; /* sk_journal_open made the file (it holds no record) */
     /* Test hooks, as in sk_spool_opts; NULL in production. */
     ssize_t (*write_fn)(void *ctx, int fd, const void *p, size_t n);
     int (*sync_fn)(void *ctx, int fd);

@@ -712,7 +712,11 @@ static sk_err replay_journal(sk_spool *s, sk_error *err)
     if (e)
         return sk_error_set(err, e, SK_STEP_NONE, "cannot replay the journal %s/%s (kept): %s",
                             s->dir, SK_JOURNAL_FILE, sk_strerror(e));
-    if (n || (log && s->journal.size != journal_size(s))) {
+    /* A new generation at every start with the journal, replayed or not:
+     * a crash in the middle of an append may have left records of this
+     * generation past the first torn one (pages reach the disk in any
+     * order), which later appends must not be followed by. */
+    if (n || (log && !s->journal.created)) {
         e = checkpoint(s);
         if (e)
             return sk_error_set(err, e, SK_STEP_NONE, "cannot checkpoint the journal %s/%s: %s",

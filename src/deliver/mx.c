@@ -609,8 +609,12 @@ static void run_job(mx *m, mx_job *j)
             break;
         }
         pthread_mutex_lock(&m->mu);
+        bool was_empty = m->idle == NULL;
         mx_conn *old = pool_put(m, k);
-        pthread_cond_broadcast(&m->cond); /* the idle deadline changed */
+        /* Only a first idle session brings the earliest idle deadline
+         * forward (later ones expire after the sessions already there):
+         * one waiting worker is enough to watch it. */
+        if (was_empty) pthread_cond_signal(&m->cond);
         pthread_mutex_unlock(&m->mu);
         conn_free(old, true);
         break;
@@ -779,7 +783,7 @@ static void on_route(void *ctx, sk_route *route)
     else
         m->pending = j;
     m->pending_tail = j;
-    pthread_cond_broadcast(&m->cond);
+    pthread_cond_signal(&m->cond); /* one job, one worker */
     pthread_mutex_unlock(&m->mu);
 }
 

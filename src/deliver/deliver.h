@@ -107,9 +107,9 @@ static inline void sk_transport_free(sk_transport *t)
 sk_transport *sk_maildir_transport_new(const char *mailboxes_dir, const char *hostname,
                                        const sk_logger *log, sk_error *err);
 /* Deliver in a worker thread from now on, so that file writes and fsyncs
- * do not stall the loop; done is then called on base's loop thread. Free
+ * do not stall the loop; done is then called on evb's loop thread. Free
  * the transport before base. */
-sk_err sk_maildir_transport_start(sk_transport *t, struct event_base *base, sk_error *err);
+sk_err sk_maildir_transport_start(sk_transport *base, struct event_base *evb, sk_error *err);
 
 /* Pieces of the Maildir transport, exposed for unit tests. */
 /* Directory name for a local part: lower-cased, '/' and NUL refused, a

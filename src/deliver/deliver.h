@@ -108,7 +108,7 @@ sk_transport *sk_maildir_transport_new(const char *mailboxes_dir, const char *ho
                                        const sk_logger *log, sk_error *err);
 /* Deliver in a worker thread from now on, so that file writes and fsyncs
  * do not stall the loop; done is then called on evb's loop thread. Free
- * the transport before base. */
+ * the transport before evb. */
 sk_err sk_maildir_transport_start(sk_transport *base, struct event_base *evb, sk_error *err);
 
 /* Pieces of the Maildir transport, exposed for unit tests. */

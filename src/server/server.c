@@ -247,7 +247,13 @@ sk_err sk_server_listen(sk_server *srv, const char *addr, sk_listen_kind kind, s
     evconnlistener_set_error_cb(li->l, accept_error_cb);
     struct sockaddr_storage bound;
     socklen_t bl = sizeof bound;
-    getsockname(evconnlistener_get_fd(li->l), (struct sockaddr *)&bound, &bl);
+    if (getsockname(evconnlistener_get_fd(li->l), (struct sockaddr *)&bound, &bl)) {
+        int saved = EVUTIL_SOCKET_ERROR();
+        listener_close(li);
+        return sk_error_set(err, SK_ERR_CONNECT, SK_STEP_CONNECT,
+                            "cannot read the address of %s: %s", addr,
+                            evutil_socket_error_to_string(saved));
+    }
     li->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                  : ((struct sockaddr_in *)&bound)->sin_port);
     srv->nlisteners++;

@@ -112,6 +112,13 @@ try:
         expect(len(files) == 1, "only the whole message delivered: %r" % files, srv)
         with open(files[0], "rb") as f:
             expect(b"Subject: whole" in f.read(), "the delivered message is the whole one")
+        # The queue removes the delivered message after its Maildir file is
+        # in place: wait for that step, not for the file.
+        try:
+            sktest.wait_for(lambda: srv.queue_list() == [] and not spool_files(srv.data_dir),
+                            timeout=10, what="the delivered message out of the spool")
+        except TimeoutError:
+            pass
         expect(srv.queue_list() == [], "nothing queued from the aborted sessions", srv)
         expect(not spool_files(srv.data_dir), "no spool files left: %r" %
                spool_files(srv.data_dir), srv)

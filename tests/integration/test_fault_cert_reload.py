@@ -92,6 +92,13 @@ try:
         expect(after and all(c == new_der for c in after),
                "sessions after the reload see the new certificate (%d of %d)" %
                (sum(c == new_der for c in after), len(after)), srv)
+        # A message file is written just after its 250, by another thread:
+        # the last sessions' files may still be on their way.
+        try:
+            sktest.wait_for(lambda: len(srv.queue_list()) >= len(sessions), timeout=10,
+                            what="every message's file")
+        except TimeoutError:
+            pass
         q = srv.queue_list()
         expect(len(q) == len(sessions), "every message queued: %d of %d" %
                (len(q), len(sessions)), srv)

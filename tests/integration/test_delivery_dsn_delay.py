@@ -71,7 +71,9 @@ try:
             q_never = submit(srv, "bob@" + LOCAL, "b@slow.test", "NEVER", "never")
             q_fail = submit(srv, "carol@" + LOCAL, "c@slow.test", "FAILURE", "failure only")
             q_null = submit(srv, "", "d@slow.test", "DELAY", "null sender")
-            arrival = epoch(queue_entry(srv, q_delay)["arrival"])
+            # The message file is written just after the 250, by another thread.
+            arrival = epoch(wait(lambda: queue_entry(srv, q_delay), 10, "q_delay queued",
+                                 srv)["arrival"])
             srv.wait_maildir(LOCAL, "alice", 1, timeout=30)
             n_at_dsn = len(events(data, q_delay, "deferred"))
             # More retries: no second notice.

@@ -80,6 +80,19 @@ def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
     raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
 
 
+def settle(pred, timeout=10.0, interval=0.05):
+    """Poll pred() until it returns a true value or timeout passes; return
+    its last value. For output that lags what a test saw (a file written
+    after the 250, a line read by another thread): wait for what is about
+    to be checked, then check it as strictly as before."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
 class Listener:
     """A TCP listener on a loopback address, served by one thread.
 

@@ -94,11 +94,7 @@ try:
                (sum(c == new_der for c in after), len(after)), srv)
         # A message file is written just after its 250, by another thread:
         # the last sessions' files may still be on their way.
-        try:
-            sktest.wait_for(lambda: len(srv.queue_list()) >= len(sessions), timeout=10,
-                            what="every message's file")
-        except TimeoutError:
-            pass
+        sktest.settle(lambda: len(srv.queue_list()) >= len(sessions), timeout=10)
         q = srv.queue_list()
         expect(len(q) == len(sessions), "every message queued: %d of %d" %
                (len(q), len(sessions)), srv)

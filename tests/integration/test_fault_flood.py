@@ -78,10 +78,7 @@ def many_connections(tmp):
             with smtplib.SMTP(HOST, srv.port, timeout=30) as c:
                 c.sendmail("a@example.org", ["bob@localhost"], message("meanwhile"))
             # The message file is written just after the 250, by another thread.
-            try:
-                sktest.wait_for(lambda: srv.queue_list(), timeout=10, what="the queued message")
-            except TimeoutError:
-                pass
+            sktest.settle(lambda: srv.queue_list(), timeout=10)
             q = srv.queue_list()
             expect(len(q) == 1, "the normal client's message is queued: %r" % q, srv)
             print("%d connections open, server RSS %d KiB" % (CONCURRENT, rss))

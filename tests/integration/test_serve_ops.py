@@ -148,10 +148,7 @@ try:
         with smtplib.SMTP(HOST, srv.port, timeout=30) as s:
             s.sendmail("alice@example.org", ["bob@localhost"], m)
         # The message file is written just after the 250, by another thread.
-        try:
-            sktest.wait_for(lambda: srv.queue_list(), timeout=10, what="the held message")
-        except TimeoutError:
-            pass
+        sktest.settle(lambda: srv.queue_list(), timeout=10)
         q = srv.queue_list()
         expect(len(q) == 1, "one message in the queue: %r" % q, srv)
         expect(q[0]["state"] == "hold", "state hold: %r" % q[0], srv)

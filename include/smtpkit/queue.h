@@ -104,8 +104,8 @@ int sk_queue_priority_of(const sk_spool_envelope *env, const sk_queue_priority_r
 typedef struct sk_queue_opts {
     sk_logger log;
     /* Recipients in these domains (case-insensitive) go to local_transport;
-     * all others to remote_transport (NULL: they fail permanently with
-     * 5.7.1 "relaying not configured"). Not owned. */
+     * all others to remote_transport (NULL: they are deferred with
+     * 451 4.3.5 "no transport for DOMAIN"). Not owned. */
     const char *const *local_domains;
     size_t nlocal_domains;
     struct sk_transport *local_transport;

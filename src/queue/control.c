@@ -1,6 +1,7 @@
 /* Queue operations from another process (`smtpkit queue`): directly on the
  * spool when no daemon holds it, else as request files in spool/ctl that
- * the running queue answers (docs/queue.md "Control requests"). */
+ * the running queue answers (docs/queue.md "Control: `flush`, `release`,
+ * `delete`"). */
 #include "queue/queue_int.h"
 
 #include <dirent.h>

@@ -30,7 +30,8 @@ static void usage(FILE *f)
     fprintf(f, "  %-28s %s\n", "--help", "this text");
     fprintf(f, "\nSignals: SIGTERM/SIGINT stop (sessions in flight finish), SIGHUP reloads\n"
                "the configuration and certificates. Exit codes: 0 stopped cleanly, 64 bad\n"
-               "flag, 78 bad configuration, 71 could not start (address in use, ...).\n"
+               "flag, 78 bad configuration, 71 could not start (address in use, spool\n"
+               "locked by another daemon after a 5 s wait, ...), 70 the event loop failed.\n"
                "See docs/serve.md.\n");
 }
 

@@ -18,7 +18,7 @@ static void usage(FILE *f)
             "--json          one JSON object (docs/tracking.md)\n"
             "\n"
             "Exit: 0 ok, 64 bad arguments, 66 no tracking store in DIR,\n"
-            "74 the store cannot be read.\n",
+            "74 the store cannot be read, 78 the store is from a newer version.\n",
             SK_TRACK_STATS_DOMAINS_MAX);
 }
 

@@ -17,7 +17,8 @@ static void usage(FILE *f)
                "--json          one JSON object (docs/tracking.md)\n"
                "\n"
                "Exit: 0 found, 64 bad arguments, 66 no tracking store in DIR,\n"
-               "69 no events for ID, 74 the store cannot be read.\n");
+               "69 no events for ID, 74 the store cannot be read, 78 the store is from a\n"
+               "newer version.\n");
 }
 
 static void json_event(const sk_track_ev *ev)

@@ -57,7 +57,8 @@ def main():
             want = 2 + 1 + 1 + 40 + 1
             sktest.settle(lambda: srv.stdout().count(b"END ok=1") >= want, timeout=10)
             out = srv.stdout()
-            sktest.check(out.count(b"END ok=1") == want, "messages delivered: %d" % out.count(b"END ok=1"))
+            sktest.check(out.count(b"END ok=1") == want,
+                         "messages delivered: %d" % out.count(b"END ok=1"))
             sktest.check(b"Subject: swaks LOGIN" in out and b"via curl" in out and b".dotted" in out,
                          "message contents")
             sktest.check(out.count(b"proto=ESMTPSA tls=1 auth=zoe") == 3, "TLS+AUTH envelopes")

@@ -125,11 +125,25 @@ class Serve:
                                what="%d message(s) for %s@%s\n%s" % (count, local, domain,
                                                                       self.log()[-3000:]))
 
-    def queue_list(self):
-        r = sktest.smtpkit("queue", "--data-dir", self.data_dir, "list", "--json", timeout=30)
-        if r.returncode != 0:
-            raise AssertionError("queue list failed %d: %s" % (r.returncode, r.stderr))
-        return json.loads(r.stdout)
+    def queue_list(self, at_least=0, timeout=10.0):
+        """`smtpkit queue list --json`. With at_least, list again until it
+        holds that many messages or timeout passes: with the journal a
+        message's file is written just after its 250, by another thread.
+        The caller still checks the list it gets."""
+        def once():
+            r = sktest.smtpkit("queue", "--data-dir", self.data_dir, "list", "--json", timeout=30)
+            if r.returncode != 0:
+                raise AssertionError("queue list failed %d: %s" % (r.returncode, r.stderr))
+            return json.loads(r.stdout)
+        if not at_least:
+            return once()
+        box = []
+
+        def enough():
+            box[:] = [once()]
+            return len(box[0]) >= at_least
+        sktest.settle(enough, timeout=timeout)
+        return box[0]
 
 
 def expect(cond, msg, server=None):

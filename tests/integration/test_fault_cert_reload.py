@@ -92,10 +92,7 @@ try:
         expect(after and all(c == new_der for c in after),
                "sessions after the reload see the new certificate (%d of %d)" %
                (sum(c == new_der for c in after), len(after)), srv)
-        # A message file is written just after its 250, by another thread:
-        # the last sessions' files may still be on their way.
-        sktest.settle(lambda: len(srv.queue_list()) >= len(sessions), timeout=10)
-        q = srv.queue_list()
+        q = srv.queue_list(at_least=len(sessions))
         expect(len(q) == len(sessions), "every message queued: %d of %d" %
                (len(q), len(sessions)), srv)
         expect(srv.stop() == 0, "serve exits 0", srv)

@@ -21,6 +21,17 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) SK_PRINTF(2, 3);
 /* Print "smtpkit CMD: message" to stderr. */
 void cli_warn(const char *cmd, const char *fmt, ...) SK_PRINTF(2, 3);
 
+/* The closest of the NULL-terminated names to word (edit distance at most
+ * a third of its length, and at least 1 allowed), or NULL when none is close. */
+const char *cli_nearest(const char *word, const char *const *names);
+/* "smtpkit CMD: unknown option '--x' (did you mean '--y'?)" on stderr, for
+ * every subcommand in one format; names is NULL-terminated, without the
+ * leading "--". Returns EX_USAGE. */
+int cli_unknown_option(const char *cmd, const char *arg, const char *const *names);
+/* The same from a getopt_long table (names are the table's long options). */
+struct option;
+int cli_unknown_long_option(const char *cmd, const char *arg, const struct option *opts);
+
 /* Map a library error to a sysexits.h exit code (DESIGN.md contract). */
 int cli_exit_code(const sk_error *e);
 

@@ -51,7 +51,8 @@ int cmd_passwd(int argc, char **argv)
             usage(stdout);
             return EX_OK;
         }
-        if (argv[i][0] == '-') return cli_usage_error("passwd", "unknown option '%s'", argv[i]);
+        if (argv[i][0] == '-')
+            return cli_unknown_option("passwd", argv[i], (const char *const[]){"help", NULL});
         if (user) return cli_usage_error("passwd", "unexpected argument '%s'", argv[i]);
         user = argv[i];
     }

@@ -1135,8 +1135,9 @@ int cmd_probe(int argc, char **argv)
     int tls_set = 0;
     const char *password_file = NULL;
     int opt;
+    opterr = 0; /* our own messages, naming the argument */
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (opt) {
         case 't':
             tls_set = 1;
@@ -1185,8 +1186,10 @@ int cmd_probe(int argc, char **argv)
         case 'h':
             usage(stdout);
             return EX_OK;
+        case ':':
+            return cli_usage_error("probe", "option '%s' needs a value", argv[optind - 1]);
         default:
-            return cli_usage_error("probe", "unknown option");
+            return cli_unknown_long_option("probe", argv[optind - 1], longopts);
         }
     }
     if (optind != argc - 1) return cli_usage_error("probe", "give one HOST[:PORT]");

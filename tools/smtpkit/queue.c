@@ -207,7 +207,8 @@ int cmd_queue(int argc, char **argv)
         } else if (!strncmp(a, "--data-dir=", 11)) {
             data_dir = a + 11;
         } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error("queue", "unknown option '%s'", a);
+            return cli_unknown_option("queue", a,
+                                      (const char *const[]){"data-dir", "json", "help", NULL});
         } else if (!action) {
             action = a;
         } else if (!id) {

@@ -561,9 +561,20 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
         case ':':
             return fail_early(o, a, EX_USAGE, argv[optind - 1], SK_STEP_NONE,
                               "option '%s' needs a value", argv[optind - 1]);
-        default:
-            return fail_early(o, a, EX_USAGE, argv[optind - 1], SK_STEP_NONE, "unknown option '%s'",
-                              argv[optind - 1]);
+        default: {
+            const char *bad = argv[optind - 1];
+            const char *names[sizeof long_options / sizeof long_options[0]];
+            for (size_t i = 0; i < sizeof long_options / sizeof long_options[0]; i++)
+                names[i] = long_options[i].name;
+            char word[64];
+            snprintf(word, sizeof word, "%.*s", (int)strcspn(bad + strspn(bad, "-"), "="),
+                     bad + strspn(bad, "-"));
+            const char *near = cli_nearest(word, names);
+            if (near)
+                return fail_early(o, a, EX_USAGE, bad, SK_STEP_NONE,
+                                  "unknown option '%s' (did you mean '--%s'?)", bad, near);
+            return fail_early(o, a, EX_USAGE, bad, SK_STEP_NONE, "unknown option '%s'", bad);
+        }
         }
     }
     if (optind < argc)

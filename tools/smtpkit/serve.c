@@ -133,7 +133,7 @@ int cmd_serve(int argc, char **argv)
             break;
         }
         if (ch == '?') {
-            rc = cli_usage_error("serve", "unknown option '%s'", argv[optind - 1]);
+            rc = cli_unknown_long_option("serve", argv[optind - 1], longopts);
             break;
         }
         if (ch == ':') {

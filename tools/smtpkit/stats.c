@@ -117,7 +117,8 @@ int cmd_stats(int argc, char **argv)
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else if (a[0] == '-') {
-            return cli_usage_error("stats", "unknown option '%s'", a);
+            return cli_unknown_option("stats", a,
+                                      (const char *const[]){"data-dir", "json", "help", NULL});
         } else {
             return cli_usage_error("stats", "unexpected argument '%s'", a);
         }

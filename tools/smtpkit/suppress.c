@@ -165,7 +165,9 @@ int cmd_suppress(int argc, char **argv)
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else if (a[0] == '-') {
-            return cli_usage_error("suppress", "unknown option '%s'", a);
+            return cli_unknown_option(
+                "suppress", a,
+                (const char *const[]){"data-dir", "reason", "for", "json", "help", NULL});
         } else if (nwords < 2) {
             words[nwords++] = a;
         } else {

@@ -107,7 +107,8 @@ int cmd_track(int argc, char **argv)
         } else if (!opts_done && !strcmp(a, "--")) {
             opts_done = 1;
         } else if (!opts_done && a[0] == '-' && a[1]) {
-            return cli_usage_error("track", "unknown option '%s'", a);
+            return cli_unknown_option("track", a,
+                                      (const char *const[]){"data-dir", "json", "help", NULL});
         } else if (id) {
             return cli_usage_error("track", "unexpected argument '%s' (one ID at a time)", a);
         } else {

@@ -4,6 +4,7 @@
 
 #include <smtpkit/daemon.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,29 @@ static void log_syslog(void *ctx, sk_log_level level, const char *line)
     syslog(prio[level <= SK_LOG_DEBUG ? level : SK_LOG_DEBUG], "%s", line);
 }
 
+/* s as one shell word: as it is when it holds only characters that no
+ * shell treats specially, else in single quotes (a quote as '\''). */
+static void print_shell_word(const char *s)
+{
+    if (*s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                        "@%+:,./-_") == strlen(s)) {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('\'');
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputs("'\\''", stdout);
+        else
+            putchar(*s);
+    }
+    putchar('\'');
+}
+
+/* How to send a test message to this server (make run). The commands are
+ * printed so that they work when pasted into a shell in the directory the
+ * server was started from: smtpkit is named as it was invoked
+ * (./build/smtpkit under make run), since it need not be on the PATH. */
 static void print_usage_hint(const sk_daemon *d)
 {
     const sk_daemon_config *c = sk_daemon_get_config(d);
@@ -79,22 +103,32 @@ static void print_usage_hint(const sk_daemon *d)
                                                    : host;
     bool v6 = strchr(connect, ':') != NULL;
     const char *dom = c->local_domain.v[0];
+    /* argv[0] of the process, kept by glibc. */
+    const char *self = program_invocation_name;
     printf("smtpkit serve: SMTP on %s%s%s:%u, data in %s, local domains:", v6 ? "[" : "", host,
            v6 ? "]" : "", port, c->data_dir);
     for (size_t i = 0; i < c->local_domain.n; i++) printf(" %s", c->local_domain.v[i]);
     printf("\n\nSend a test message with any of these:\n");
-    printf("  swaks --server %s --port %u --from me@%s --to someone@%s\n", connect, port, dom, dom);
-    printf("  echo Hello | smtpkit send --server %s%s%s:%u --tls none --from me@%s --to "
-           "someone@%s --subject test --text -\n",
+    printf("  echo Hello | ");
+    print_shell_word(self);
+    printf(" send --server %s%s%s:%u --tls none --from me@%s --to someone@%s --subject test "
+           "--text -\n",
            v6 ? "[" : "", connect, v6 ? "]" : "", port, dom, dom);
+    printf("  swaks --server %s --port %u --from me@%s --to someone@%s\n", connect, port, dom, dom);
     printf("  /usr/bin/python3 -c 'import smtplib; smtplib.SMTP(\"%s\", %u).sendmail(\"me@%s\", "
            "[\"someone@%s\"], \"Subject: test\\r\\n\\r\\nHello\\r\\n\")'\n",
            connect, port, dom, dom);
-    if (c->hold)
-        printf("\nWith --hold it stays in the queue: smtpkit queue --data-dir %s list\n",
-               c->data_dir);
-    else
-        printf("\nIt appears as a file in %s/mailboxes/%s/someone/new/\n", c->data_dir, dom);
+    if (c->hold) {
+        printf("\nWith --hold it stays in the queue: ");
+        print_shell_word(self);
+        printf(" queue --data-dir ");
+        print_shell_word(c->data_dir);
+        printf(" list\n");
+    } else {
+        printf("\nIt appears as a file in ");
+        print_shell_word(c->data_dir);
+        printf("/mailboxes/%s/someone/new/\n", dom);
+    }
     printf("Stop with Ctrl-C (SIGTERM); SIGHUP reloads the configuration.\n\n");
     fflush(stdout);
 }

@@ -138,7 +138,7 @@ def main():
                 kw = ehlo(c, srv)
                 expect(kw.get("AUTH") == ["PLAIN", "LOGIN"], "%s after TLS: %r" % (what, kw), srv)
                 expect_reply(srv, c.cmd(GOOD), 235, "2.7.0", what + ": AUTH after STARTTLS")
-                m = send(srv, c, "auth after starttls on " + what.split()[1])
+                send(srv, c, "auth after starttls on " + what.split()[1])
             files = srv.wait_maildir("localhost", "bob", 2)
             expect(len(files) == 2, "both messages arrived: %r" % files, srv)
     print("ok")

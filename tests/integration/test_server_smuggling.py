@@ -118,7 +118,8 @@ def serve_nul():
                 code, lines = c.reply()
                 refused(c, code, lines, "DATA with NUL %r" % body)
                 sent += 1
-            for body in [b"Subject: nul\r\n\r\nbody" + e + b"more\r\n" for e in NUL_ENDS] + NUL_LINES:
+            chunks = [b"Subject: nul\r\n\r\nbody" + e + b"more\r\n" for e in NUL_ENDS]
+            for body in chunks + NUL_LINES:
                 c = session()
                 sh.expect(c.cmd("RCPT TO:<bob@localhost>"), 250, "2.1.5", "RCPT")
                 # The NUL in a first chunk; the message ends in a second.

@@ -21,9 +21,10 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 # Start the server on its embedded default: 127.0.0.1:2525, data under ./var,
-# local domain localhost, relaying only from loopback.
+# local domain localhost, relaying only from loopback; AUTH allowed without
+# TLS on loopback, to try it locally (RUN_ARGS="--users FILE" adds accounts).
 run: build
-	@exec ./$(BUILD)/smtpkit serve --data-dir ./var --print-usage
+	@exec ./$(BUILD)/smtpkit serve --data-dir ./var --auth-plaintext-loopback --print-usage $(RUN_ARGS)
 
 check: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)

@@ -42,6 +42,9 @@ typedef struct sk_daemon_config {
     size_t n_relay_net;
     uint64_t max_message_size; /* octets */
     bool hold;
+    /* AUTH without TLS for clients on 127.0.0.0/8 and ::1. Off by default:
+     * behind a local proxy or port forwarder every client is on loopback. */
+    bool auth_plaintext_loopback;
     uint64_t greeting_timeout_ms, command_timeout_ms, data_timeout_ms;
     char *user; /* drop privileges to this user after binding */
     char *log;  /* "stderr" or "syslog" */

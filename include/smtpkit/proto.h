@@ -164,14 +164,19 @@ int sk_proto_helo_valid(const char *s);
 /* The message stream of DATA (RFC 5321 4.1.1.4, 4.5.2) and BDAT (RFC
  * 3030), sans I/O: fed the octets as they come, it finds the end marker
  * (only CRLF "." CRLF), removes dot-stuffing, and notes bare CR and LF
- * (RFC 5321 2.3.8), which never end a line here. BDAT mode only checks
- * line ends. */
+ * (RFC 5321 2.3.8), which never end a line here, and NUL octets, which no
+ * 7bit or 8bit body may hold (RFC 2045 2.7, 2.8; RFC 6152): a receiver
+ * further on that drops NULs would find an end marker in CRLF NUL "."
+ * CRLF. BDAT mode checks the same octets but has no end marker or dot
+ * handling; BINARYMIME (RFC 3030 3), the only body type that may carry NUL
+ * or lone CR/LF, is not offered, so there is no mode without the checks. */
 #define SK_DATA_BARE_LF 1u
 #define SK_DATA_BARE_CR 2u
+#define SK_DATA_NUL     4u
 typedef struct sk_data_decoder {
     int state; /* private */
     int bdat;
-    unsigned bad; /* SK_DATA_BARE_* seen so far */
+    unsigned bad; /* SK_DATA_BARE_* and SK_DATA_NUL seen so far */
 } sk_data_decoder;
 void sk_data_decoder_init(sk_data_decoder *d, int bdat);
 /* Decode up to n octets of in into out, which has room for n + 1 octets

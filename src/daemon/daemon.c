@@ -471,9 +471,10 @@ static void server_opts_from(const sk_daemon *d, const sk_daemon_config *c, sk_s
     o->greeting_timeout_ms = (unsigned)c->greeting_timeout_ms;
     o->command_timeout_ms = (unsigned)c->command_timeout_ms;
     o->data_timeout_ms = (unsigned)c->data_timeout_ms;
-    /* Loopback cannot be sniffed without root: allow AUTH there without
-     * TLS so that `make run` and local tools work out of the box. */
-    o->auth_plaintext_loopback = 1;
+    /* AUTH without TLS on loopback only when asked (`make run` asks):
+     * behind a local proxy or port forwarder every remote client arrives
+     * from loopback, and would be offered clear-text passwords. */
+    o->auth_plaintext_loopback = c->auth_plaintext_loopback;
     o->logger = d->log;
 }
 

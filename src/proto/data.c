@@ -1,5 +1,6 @@
 /* The DATA/BDAT message stream decoder: end-of-data detection, dot
- * un-stuffing and line-end checks (RFC 5321 2.3.8, 4.1.1.4, 4.5.2). */
+ * un-stuffing, line-end and NUL checks (RFC 5321 2.3.8, 4.1.1.4, 4.5.2;
+ * RFC 2045 2.7, 2.8). */
 #include <smtpkit/proto.h>
 
 /* Where we are in a line. A CR is held back until we know whether an LF
@@ -65,6 +66,11 @@ size_t sk_data_decode(sk_data_decoder *d, const char *in, size_t n, char *out, s
             }
             /* A bare LF does not start a line: "\n.\n" cannot end DATA. */
             if (c == '\n') d->bad |= SK_DATA_BARE_LF;
+            /* Every octet that is not CR or LF passes here, wherever it is
+             * in the line: a NUL next to a dot line too ("\r\n\0.\r\n",
+             * "\r\n.\0\r\n"), which a receiver that drops NULs would
+             * read as the end of data. */
+            if (c == '\0') d->bad |= SK_DATA_NUL;
             out[o++] = c;
             continue;
         }

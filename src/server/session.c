@@ -37,6 +37,7 @@ typedef enum msg_state {
     MSG_NONE,    /* no message open */
     MSG_OPEN,    /* receiving, all well */
     MSG_BAD_EOL, /* bare CR or LF seen (RFC 5321 2.3.8) */
+    MSG_BAD_NUL, /* NUL seen (RFC 2045 2.7, 2.8; no BINARYMIME offered) */
     MSG_TOO_BIG, /* over max_message_size (RFC 1870) */
     MSG_FAILED,  /* on_data_chunk failed */
     MSG_REFUSED  /* on_data_start refused (BDAT: its reply is kept) */
@@ -671,13 +672,19 @@ static void emit(sk_session *s, const char *p, size_t n)
     }
 }
 
-static void check_eol(sk_session *s)
+/* A bare CR or LF or a NUL marks the whole message bad; it is refused at
+ * its end, and nothing more of it reaches the program. */
+static void check_octets(sk_session *s)
 {
-    if (s->dec.bad && s->msg == MSG_OPEN) {
-        s->msg = MSG_BAD_EOL;
-        sk_log(logger(s), SK_LOG_INFO, "%s server bad-eol peer=%s kind=%s", s->id, s->peer,
-               s->dec.bad & SK_DATA_BARE_LF ? "bare-lf" : "bare-cr");
+    if (!s->dec.bad || s->msg != MSG_OPEN) return;
+    if (s->dec.bad & SK_DATA_NUL) {
+        s->msg = MSG_BAD_NUL;
+        sk_log(logger(s), SK_LOG_INFO, "%s server bad-octet peer=%s kind=nul", s->id, s->peer);
+        return;
     }
+    s->msg = MSG_BAD_EOL;
+    sk_log(logger(s), SK_LOG_INFO, "%s server bad-eol peer=%s kind=%s", s->id, s->peer,
+           s->dec.bad & SK_DATA_BARE_LF ? "bare-lf" : "bare-cr");
 }
 
 static void msg_finish(sk_session *s);
@@ -706,14 +713,16 @@ static size_t decode_input(sk_session *s, struct evbuffer *in, size_t limit, int
         }
     }
     evbuffer_drain(in, used);
-    check_eol(s);
+    check_octets(s);
     return used;
 }
 
 /* DATA: consume input up to the end marker CRLF "." CRLF (RFC 5321 4.1.1.4,
  * 4.5.2). A bare CR or LF never ends a line here (RFC 5321 2.3.8); it marks
  * the message bad, and the whole message is refused at its end: so
- * "\n.\n" or "\r\n.\n" cannot end the message and smuggle commands.
+ * "\n.\n" or "\r\n.\n" cannot end the message and smuggle commands. A
+ * NUL does the same, so that "\r\n\0.\r\n" cannot end it for a receiver
+ * further on that drops NULs.
  * Returns 1 when the caller should look at the input again. */
 static int data_consume(sk_session *s, struct evbuffer *in)
 {
@@ -740,7 +749,7 @@ static int data_consume(sk_session *s, struct evbuffer *in)
 }
 
 /* BDAT: exactly the announced octets (RFC 3030 2); no dot-stuffing, but
- * line ends must still be CRLF. */
+ * line ends must still be CRLF and NUL is refused (no BINARYMIME). */
 static int bdat_consume(sk_session *s, struct evbuffer *in)
 {
     int end;
@@ -767,7 +776,7 @@ static int bdat_consume(sk_session *s, struct evbuffer *in)
         size_t olen;
         sk_data_decoder_finish(&s->dec, out, &olen);
         emit(s, out, olen);
-        check_eol(s);
+        check_octets(s);
         msg_finish(s);
         return 1;
     }
@@ -816,6 +825,9 @@ static void msg_finish(sk_session *s)
         break;
     case MSG_BAD_EOL:
         r = sk_reply_make(554, "5.6.0", "Message contains bare CR or LF (RFC 5321 2.3.8)");
+        break;
+    case MSG_BAD_NUL:
+        r = sk_reply_make(554, "5.6.0", "Message contains a NUL octet (RFC 2045 2.8)");
         break;
     case MSG_TOO_BIG:
         r = sk_reply_make(552, "5.3.4", "Message size exceeds fixed maximum message size");

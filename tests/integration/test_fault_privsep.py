@@ -21,7 +21,8 @@ from fault_util import (Raw, auth_plain, children, log_wait,  # noqa: E402
                         memory_contains, status, wait_gone)
 from serve_peer import Serve, expect, make_users  # noqa: E402
 
-ARGS = ["--local-domain", "localhost", "--hold"]
+# AUTH in clear text over loopback is what these tests talk.
+ARGS = ["--local-domain", "localhost", "--hold", "--auth-plaintext-loopback"]
 
 
 def helper_of(srv):

@@ -78,7 +78,8 @@ try:
         # 4. Outside --relay-net (loopback is not in 10.255.255.0/24).
         srv = Serve(tmp, name="untrusted", submission=1,
                     args=["--hostname", "mx.test", "--relay-net", "10.255.255.0/24",
-                          "--relay-host", "%s:%d" % (HOST, sink.port), "--users", users])
+                          "--relay-host", "%s:%d" % (HOST, sink.port), "--users", users,
+                          "--auth-plaintext-loopback"])
         before = len(sink.messages)
         with srv:
             with smtplib.SMTP(HOST, srv.port, timeout=30) as s:
@@ -95,7 +96,7 @@ try:
                    srv)
 
             # 5. The same client after AUTH may relay (submission, plain text
-            # AUTH is allowed on loopback).
+            # AUTH allowed on loopback by --auth-plaintext-loopback).
             with smtplib.SMTP(HOST, srv.submission_port, timeout=30) as s:
                 s.ehlo("client.test")
                 s.login("zoe", "relay pw")

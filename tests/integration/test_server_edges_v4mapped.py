@@ -49,7 +49,7 @@ def main():
         args = ["--listen", "[::]:%d" % p6, "--local-domain", "localhost",
                 "--relay-host", "127.0.0.1:%d" % dead,
                 "--relay-net", "127.0.0.1/32", "--max-connections-per-ip", "1",
-                "--users", users]
+                "--users", users, "--auth-plaintext-loopback"]
         with Serve(tmp, args=args) as srv:
             sktest.wait_port(p6, "127.0.0.1", proc=srv.proc)
             # The two probes of the ports count against the limit of one

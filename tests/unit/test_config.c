@@ -166,6 +166,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->n_relay_net, 2);
     assert_string_equal(c->log, "stderr");
     assert_false(c->hold);
+    assert_false(c->auth_plaintext_loopback); /* docs/SECURITY.md */
     assert_null(c->relay_host);
     sk_daemon_config_free(c);
 }

@@ -520,47 +520,73 @@ static void decode_split(const char *in, size_t n, int bdat, size_t split, char 
 
 static void test_data_decoder(void **state)
 {
+    /* Octet strings with their length: some hold a NUL. */
+#define B(lit)                                                                                     \
+    {                                                                                              \
+        lit, sizeof(lit) - 1                                                                       \
+    }
     static const struct {
-        const char *in;
+        struct {
+            const char *s;
+            size_t n;
+        } in;
         int bdat;
-        const char *body; /* what comes out */
+        struct {
+            const char *s;
+            size_t n;
+        } body; /* what comes out */
         int end;
         size_t consumed; /* with end: octets up to and with the marker */
         unsigned bad;
     } cases[] = {
-        {".\r\n", 0, "", 1, 3, 0},
-        {"a\r\n.\r\nQUIT\r\n", 0, "a\r\n", 1, 6, 0},
-        {"..x\r\n.\r\n", 0, ".x\r\n", 1, 8, 0},
-        {".x\r\n..\r\n.\r\n", 0, "x\r\n.\r\n", 1, 11, 0},
-        {"a\r\n. \r\n.\r\n", 0, "a\r\n \r\n", 1, 10, 0},
-        {"a.b\r\n.\r\n", 0, "a.b\r\n", 1, 8, 0},
+        {B(".\r\n"), 0, B(""), 1, 3, 0},
+        {B("a\r\n.\r\nQUIT\r\n"), 0, B("a\r\n"), 1, 6, 0},
+        {B("..x\r\n.\r\n"), 0, B(".x\r\n"), 1, 8, 0},
+        {B(".x\r\n..\r\n.\r\n"), 0, B("x\r\n.\r\n"), 1, 11, 0},
+        {B("a\r\n. \r\n.\r\n"), 0, B("a\r\n \r\n"), 1, 10, 0},
+        {B("a.b\r\n.\r\n"), 0, B("a.b\r\n"), 1, 8, 0},
         /* Smuggling: none of these ends the data; each is a bare CR/LF,
          * and a bare LF does not start a line (its dot stays). */
-        {"a\n.\nb", 0, "a\n.\nb", 0, 5, SK_DATA_BARE_LF},
-        {"a\r\n.\nb", 0, "a\r\n\nb", 0, 7, SK_DATA_BARE_LF},
-        {"a\n.\r\nb", 0, "a\n.\r\nb", 0, 6, SK_DATA_BARE_LF},
-        {"a\r.\rb", 0, "a\r.\rb", 0, 6, SK_DATA_BARE_CR},
-        {"a\r\n.\rb", 0, "a\r\n\rb", 0, 7, SK_DATA_BARE_CR},
-        {"a\r.\r\nb", 0, "a\r.\r\nb", 0, 7, SK_DATA_BARE_CR},
-        {"a\r\n.\r\r\n", 0, "a\r\n\r\r\n", 0, 8, SK_DATA_BARE_CR},
-        {"a\rb\r\n.\r\n", 0, "a\rb\r\n", 1, 8, SK_DATA_BARE_CR},
-        {"a\nb\r\n.\r\n", 0, "a\nb\r\n", 1, 8, SK_DATA_BARE_LF},
+        {B("a\n.\nb"), 0, B("a\n.\nb"), 0, 5, SK_DATA_BARE_LF},
+        {B("a\r\n.\nb"), 0, B("a\r\n\nb"), 0, 7, SK_DATA_BARE_LF},
+        {B("a\n.\r\nb"), 0, B("a\n.\r\nb"), 0, 6, SK_DATA_BARE_LF},
+        {B("a\r.\rb"), 0, B("a\r.\rb"), 0, 6, SK_DATA_BARE_CR},
+        {B("a\r\n.\rb"), 0, B("a\r\n\rb"), 0, 7, SK_DATA_BARE_CR},
+        {B("a\r.\r\nb"), 0, B("a\r.\r\nb"), 0, 7, SK_DATA_BARE_CR},
+        {B("a\r\n.\r\r\n"), 0, B("a\r\n\r\r\n"), 0, 8, SK_DATA_BARE_CR},
+        {B("a\rb\r\n.\r\n"), 0, B("a\rb\r\n"), 1, 8, SK_DATA_BARE_CR},
+        {B("a\nb\r\n.\r\n"), 0, B("a\nb\r\n"), 1, 8, SK_DATA_BARE_LF},
         /* BDAT: no dot handling, no end marker, line ends still checked. */
-        {".\r\n..\r\n", 1, ".\r\n..\r\n", 0, 8, 0},
-        {"a\nb", 1, "a\nb", 0, 4, SK_DATA_BARE_LF},
-        {"a\r", 1, "a\r", 0, 2, SK_DATA_BARE_CR},
-        {"a\rb", 1, "a\rb", 0, 4, SK_DATA_BARE_CR},
+        {B(".\r\n..\r\n"), 1, B(".\r\n..\r\n"), 0, 8, 0},
+        {B("a\nb"), 1, B("a\nb"), 0, 4, SK_DATA_BARE_LF},
+        {B("a\r"), 1, B("a\r"), 0, 2, SK_DATA_BARE_CR},
+        {B("a\rb"), 1, B("a\rb"), 0, 4, SK_DATA_BARE_CR},
+        /* NUL (RFC 2045 2.7, 2.8): a receiver that drops it would see an
+         * end marker in the first two. The stuffed dot is still removed. */
+        {B("a\r\n\0.\r\nb\r\n.\r\n"), 0, B("a\r\n\0.\r\nb\r\n"), 1, 13, SK_DATA_NUL},
+        {B("a\r\n.\0\r\nb\r\n.\r\n"), 0, B("a\r\n\0\r\nb\r\n"), 1, 13, SK_DATA_NUL},
+        {B("a\0b\r\n.\r\n"), 0, B("a\0b\r\n"), 1, 8, SK_DATA_NUL},
+        {B("\0\r\n.\r\n"), 0, B("\0\r\n"), 1, 6, SK_DATA_NUL},
+        {B("a\r\0\n.\r\n"), 0, B("a\r\0\n.\r\n"), 0, 0,
+         SK_DATA_NUL | SK_DATA_BARE_CR | SK_DATA_BARE_LF},
+        {B("a\0\n.\n"), 0, B("a\0\n.\n"), 0, 0, SK_DATA_NUL | SK_DATA_BARE_LF},
+        /* BDAT: no BINARYMIME (RFC 3030 3) is offered, so NUL is never allowed. */
+        {B("a\r\n\0.\r\n"), 1, B("a\r\n\0.\r\n"), 0, 0, SK_DATA_NUL},
+        {B("a\r\n.\0\r\n"), 1, B("a\r\n.\0\r\n"), 0, 0, SK_DATA_NUL},
+        {B("\0"), 1, B("\0"), 0, 0, SK_DATA_NUL},
     };
+#undef B
     for (size_t i = 0; i < N(cases); i++) {
-        size_t n = strlen(cases[i].in);
+        size_t n = cases[i].in.n;
         for (size_t split = 0; split <= n; split++) {
             char out[64];
             size_t olen, consumed;
             int end;
             unsigned bad;
-            decode_split(cases[i].in, n, cases[i].bdat, split, out, &olen, &consumed, &end, &bad);
-            if (end != cases[i].end || bad != cases[i].bad || olen != strlen(cases[i].body) ||
-                memcmp(out, cases[i].body, olen) || (cases[i].end && consumed != cases[i].consumed))
+            decode_split(cases[i].in.s, n, cases[i].bdat, split, out, &olen, &consumed, &end, &bad);
+            if (end != cases[i].end || bad != cases[i].bad || olen != cases[i].body.n ||
+                memcmp(out, cases[i].body.s, olen) ||
+                (cases[i].end && consumed != cases[i].consumed))
                 fail_msg("case %zu split %zu: end %d bad %u consumed %zu out \"%.*s\"", i, split,
                          end, bad, consumed, (int)olen, out);
         }

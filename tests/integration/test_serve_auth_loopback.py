@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""`smtpkit serve` offers AUTH only over TLS by default, loopback clients
+included: behind a local proxy or port forwarder every remote client is a
+loopback client. --auth-plaintext-loopback (also a config-file key, applied
+by SIGHUP to new sessions) allows AUTH without TLS from 127.0.0.0/8 and ::1;
+AUTH after STARTTLS works either way (RFC 4954 4, 6)."""
+
+import base64
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server_helper as sh  # noqa: E402
+import sktest  # noqa: E402
+from fault_util import log_wait  # noqa: E402
+from serve_peer import Serve, expect, expect_arrived, make_users, message  # noqa: E402
+
+PASSWORD = "loop back"
+GOOD = "AUTH PLAIN " + base64.b64encode(b"\0zoe\0" + PASSWORD.encode()).decode()
+BAD = "AUTH PLAIN " + base64.b64encode(b"\0zoe\0wrong").decode()
+
+
+def ehlo(c, srv):
+    code, lines = c.cmd("EHLO client.example")
+    expect(code == 250, "EHLO: %d %r" % (code, lines), srv)
+    return {l.split()[0]: l.split()[1:] for l in lines[1:]}
+
+
+def expect_reply(srv, got, code, enh, what):
+    c, lines = got
+    expect(c == code and lines[-1].startswith(enh + " "),
+           "%s: expected %d %s, got %d %r" % (what, code, enh, c, lines), srv)
+
+
+def no_plain_auth(srv, port, what):
+    """Loopback without TLS: AUTH not announced, and refused with 538."""
+    c = sh.Client(port)
+    kw = ehlo(c, srv)
+    expect("AUTH" not in kw, "%s: AUTH announced without TLS: %r" % (what, kw), srv)
+    expect_reply(srv, c.cmd(GOOD), 538, "5.7.11", what + ": AUTH PLAIN without TLS")
+    sh.expect(c.cmd("NOOP"), 250, "2.0.0", what + ": session goes on")
+    c.cmd("QUIT")
+    c.close()
+
+
+def plain_auth(srv, port, what):
+    """Loopback without TLS, allowed: AUTH announced and working."""
+    c = sh.Client(port)
+    kw = ehlo(c, srv)
+    expect(kw.get("AUTH") == ["PLAIN", "LOGIN"], "%s: AUTH PLAIN LOGIN: %r" % (what, kw), srv)
+    expect_reply(srv, c.cmd(BAD), 535, "5.7.8", what + ": wrong password")
+    expect_reply(srv, c.cmd(GOOD), 235, "2.7.0", what + ": AUTH PLAIN")
+    return c
+
+
+def send(srv, c, subject):
+    m = message(subject)
+    sh.expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0", subject + ": MAIL")
+    sh.expect(c.cmd("RCPT TO:<bob@localhost>"), 250, "2.1.5", subject + ": RCPT")
+    sh.expect(c.cmd("DATA"), 354, None, subject + ": DATA")
+    c.send(m.encode() + b".\r\n")
+    sh.expect(c.reply(), 250, "2.0.0", subject + ": message")
+    c.cmd("QUIT")
+    c.close()
+    return m
+
+
+def main():
+    with sktest.TempDir() as tmp:
+        users = make_users(tmp, {"zoe": PASSWORD})
+        cert, key, ctx = sh.tls_setup(tmp)
+
+        r = sktest.smtpkit("serve", "--help")
+        expect(r.returncode == 0 and "--auth-plaintext-loopback " in r.stdout,
+               "--help lists --auth-plaintext-loopback: %r" % r.stdout)
+
+        # 1. The default: no AUTH in clear text, on loopback too, on the SMTP
+        # and the submission listener (where MAIL then needs AUTH first).
+        srv = Serve(tmp, name="default", submission=1, args=["--users", users])
+        with srv:
+            no_plain_auth(srv, srv.port, "default smtp")
+            no_plain_auth(srv, srv.submission_port, "default submission")
+            c = sh.Client(srv.submission_port)
+            ehlo(c, srv)
+            expect_reply(srv, c.cmd("MAIL FROM:<zoe@example.org>"), 530, "5.7.0",
+                         "default submission: MAIL without AUTH")
+            c.close()
+            expect(" server auth " not in srv.log(), "no AUTH succeeded", srv)
+
+        # 2. --auth-plaintext-loopback: offered and working on both.
+        srv = Serve(tmp, name="flag", submission=1,
+                    args=["--users", users, "--local-domain", "localhost",
+                          "--auth-plaintext-loopback"])
+        with srv:
+            c = plain_auth(srv, srv.port, "flag smtp")
+            c.cmd("QUIT")
+            c.close()
+            c = plain_auth(srv, srv.submission_port, "flag submission")
+            m = send(srv, c, "plain auth on loopback")
+            expect_arrived(srv, "localhost", "bob", m)
+            expect(' server auth mech=PLAIN user="zoe" result=ok' in srv.log(),
+                   "AUTH logged", srv)
+
+        # 3. The config-file key; SIGHUP applies a change to new sessions.
+        conf = tmp.join("serve.conf")
+        with open(conf, "w") as f:
+            f.write("users = %s\nauth-plaintext-loopback = yes\n" % users)
+        srv = Serve(tmp, name="conf", args=["--config", conf])
+        with srv:
+            c = plain_auth(srv, srv.port, "config yes")
+            c.close()
+            with open(conf, "w") as f:
+                f.write("users = %s\nauth-plaintext-loopback = no\n" % users)
+            srv.proc.send_signal(signal.SIGHUP)
+            log_wait(srv, "daemon reload-done")
+            no_plain_auth(srv, srv.port, "config no after SIGHUP")
+        with open(conf, "w") as f:
+            f.write("auth-plaintext-loopback = maybe\n")
+        r = sktest.smtpkit("serve", "--config", conf, "--data-dir", tmp.join("bad-data"),
+                           "--listen", "127.0.0.1:%d" % sktest.free_port(), timeout=30)
+        expect(r.returncode == 78 and "%s:1: auth-plaintext-loopback" % conf in r.stderr,
+               "bad value: exit 78 naming FILE:LINE and the key: %d %r" % (r.returncode, r.stderr))
+
+        # 4. With a certificate and without the flag: STARTTLS first, then
+        # AUTH is offered and works, and a message goes through.
+        srv = Serve(tmp, name="tls", submission=1,
+                    args=["--users", users, "--local-domain", "localhost",
+                          "--tls-cert", cert, "--tls-key", key, "--hostname", "mx.test"])
+        with srv:
+            for port, what in ((srv.port, "tls smtp"), (srv.submission_port, "tls submission")):
+                c = sh.Client(port)
+                kw = ehlo(c, srv)
+                expect("STARTTLS" in kw and "AUTH" not in kw, "%s before TLS: %r" % (what, kw),
+                       srv)
+                expect_reply(srv, c.cmd(GOOD), 538, "5.7.11", what + ": AUTH before STARTTLS")
+                c.starttls(ctx)
+                kw = ehlo(c, srv)
+                expect(kw.get("AUTH") == ["PLAIN", "LOGIN"], "%s after TLS: %r" % (what, kw), srv)
+                expect_reply(srv, c.cmd(GOOD), 235, "2.7.0", what + ": AUTH after STARTTLS")
+                send(srv, c, "auth after starttls on " + what.split()[1])
+            files = srv.wait_maildir("localhost", "bob", 2)
+            expect(len(files) == 2, "both messages arrived: %r" % files, srv)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,5 @@
 /* Private to the tracking store and the suppression list that shares its
- * database (src/policy/suppress.c). */
+ * database (src/track/suppress.c). */
 #ifndef SK_TRACK_INT_H
 #define SK_TRACK_INT_H
 

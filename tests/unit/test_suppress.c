@@ -1,4 +1,4 @@
-/* Unit tests for src/policy/suppress.c: address forms, case rules, expiry,
+/* Unit tests for src/track/suppress.c: address forms, case rules, expiry,
  * removal, listing, and suppression after hard bounces. */
 #include <setjmp.h>
 #include <stdarg.h>

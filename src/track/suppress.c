@@ -3,7 +3,7 @@
 #include <smtpkit/classify.h>
 #include <smtpkit/suppress.h>
 
-#include "track/track_int.h"
+#include "track_int.h"
 
 #include <string.h>
 

@@ -38,12 +38,11 @@ sk_module(client DEPS util proto mime tls sasl PACKAGES OPENSSL PUBLIC client.h)
 sk_module(server DEPS util proto tls sasl PACKAGES OPENSSL LIBEVENT PUBLIC server.h)
 sk_module(dns DEPS util PACKAGES CARES LIBEVENT PUBLIC dns.h)
 sk_module(spool DEPS util proto PACKAGES LIBEVENT INTERNAL_API spool_int.h PUBLIC spool.h)
-sk_module(track DEPS util PACKAGES SQLITE LIBEVENT INTERNAL_API track_int.h PUBLIC track.h)
-sk_module(policy DEPS util track deliver PACKAGES SQLITE PUBLIC suppress.h)
 sk_module(deliver DEPS util proto mime tls client dns spool PACKAGES LIBEVENT
           INTERNAL_API deliver.h mx.h PUBLIC dsn.h classify.h)
+sk_module(track DEPS util deliver PACKAGES SQLITE LIBEVENT PUBLIC track.h suppress.h)
 sk_module(queue DEPS util proto spool deliver PACKAGES LIBEVENT PUBLIC queue.h)
-sk_module(daemon DEPS util proto mime tls sasl server dns spool track policy deliver queue
+sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 
 file(WRITE ${PROJECT_BINARY_DIR}/modules.txt "${SK_MODULE_MANIFEST}")

@@ -160,6 +160,15 @@
 /* A hard bounce suppresses its recipient this long (a mailbox that does
  * not exist rarely comes back within a month). */
 #define SK_SUPPRESS_DURATION_S_DEFAULT (30 * 86400)
+/* A suppression mirror (an SMTP server's copy of the list) reads the
+ * changes other processes made at least this often: `smtpkit suppress
+ * add` is in force at the next RCPT after at most this long. Reading
+ * "nothing changed" costs one indexed read (docs/tracking.md). */
+#define SK_SUPPRESS_REFRESH_MS_DEFAULT 100
+/* The store numbers every change to the suppression list and keeps the
+ * last this many numbers; a mirror further behind loads the whole list
+ * again. Fixed when the store's triggers are created. */
+#define SK_SUPPRESS_LOG_KEEP_ROWS 10000
 
 /* Spool: an envelope file is read whole (a few hundred octets per
  * recipient); `smtpkit queue show` reads at most this much of a message to

@@ -53,6 +53,56 @@ void sk_suppress_list_free(sk_suppression *list, size_t n);
 SK_NODISCARD sk_err sk_suppress_after_bounce(sk_track *tr, const sk_track_ev *ev, int64_t for_s,
                                              int *added, sk_error *err);
 
+/* An in-memory set of entries, keyed by the stored address form: lookups
+ * that must not wait for the database (an SMTP server's RCPT) use it. Fill
+ * it yourself or let a mirror (below) keep it equal to the store. One
+ * thread at a time. */
+typedef struct sk_suppress_set sk_suppress_set;
+sk_suppress_set *sk_suppress_set_new(void); /* NULL: out of memory */
+void sk_suppress_set_free(sk_suppress_set *set);
+/* Put a copy of e (its address normalized), replacing an entry for the
+ * same address. SK_ERR_INVAL when e->address is not an address. */
+SK_NODISCARD sk_err sk_suppress_set_put(sk_suppress_set *set, const sk_suppression *e);
+/* SK_ERR_NOT_FOUND when addr had no entry. */
+sk_err sk_suppress_set_remove(sk_suppress_set *set, const char *addr);
+/* The entry for addr in force at now_s (until_s 0 or later than now_s:
+ * the rule sk_suppress_check applies), NULL when there is none. Valid
+ * until the set next changes. */
+const sk_suppression *sk_suppress_set_find(const sk_suppress_set *set, const char *addr,
+                                           int64_t now_s);
+size_t sk_suppress_set_count(const sk_suppress_set *set);
+
+/* A mirror: a set kept equal to the suppression list of the store at
+ * path, whoever changes it (this process, `smtpkit suppress` in another,
+ * the sqlite3 shell). Every change to the table is numbered in the store
+ * (table "suppression_log", filled by triggers; docs/tracking.md); the
+ * mirror loads the whole list once, then reads only the changes since the
+ * last number it saw, on a connection of its own.
+ * With an event base, a thread of the mirror reads them every refresh_ms,
+ * or at once after sk_suppress_mirror_poke, and the set is updated on
+ * base's loop: the loop never waits for SQLite. Without one, the caller
+ * reads them with sk_suppress_mirror_refresh. */
+typedef struct sk_suppress_mirror sk_suppress_mirror;
+typedef struct sk_suppress_mirror_opts {
+    sk_logger log;
+    unsigned refresh_ms; /* 0: SK_SUPPRESS_REFRESH_MS_DEFAULT */
+} sk_suppress_mirror_opts;
+/* Loads the list before it returns. NULL on error (the store cannot be
+ * read, or was never opened read-write by this version: no change log). */
+sk_suppress_mirror *sk_suppress_mirror_new(const char *path, const sk_suppress_mirror_opts *o,
+                                           struct event_base *base, sk_error *err);
+/* Stops the thread; call it on the loop's thread, before freeing base. */
+void sk_suppress_mirror_free(sk_suppress_mirror *m);
+/* The set as of the last refresh applied; with an event base, read it on
+ * base's loop only. */
+const sk_suppress_set *sk_suppress_mirror_set(const sk_suppress_mirror *m);
+/* This process has just changed the list (a hard bounce, a complaint):
+ * read the changes now rather than at the next refresh. Any thread. */
+void sk_suppress_mirror_poke(sk_suppress_mirror *m);
+/* Without an event base: read the changes since the last refresh and
+ * apply them now (SK_ERR_STATE with a base: its thread does that). */
+SK_NODISCARD sk_err sk_suppress_mirror_refresh(sk_suppress_mirror *m, sk_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -65,7 +65,10 @@ struct sk_daemon {
     char *hostname;
     const char *verp_domain; /* hostname with --verp, else NULL */
     sk_rules *rules;
-    sk_track *track;   /* DATA-DIR/track.db; NULL when it could not be opened */
+    sk_track *track; /* DATA-DIR/track.db; NULL when it could not be opened */
+    /* The suppression list in memory, for RCPT (docs/tracking.md); NULL
+     * without a tracking store. */
+    sk_suppress_mirror *suppress;
     bool track_opened; /* tried already (before the ports opened) */
     int64_t suppress_for_s;
 
@@ -172,51 +175,35 @@ static sk_reply on_auth(sk_session *s, const char *mech, const char *authzid, co
     return SK_REPLY_ASYNC;
 }
 
+/* The recipient decision is rcpt_policy.c's; here only its side effect:
+ * a suppressed recipient is tracked. The server logs every RCPT with its
+ * reply. */
 static sk_reply on_rcpt(sk_session *s, const sk_path *rcpt, const sk_rcpt_params *p, void *ctx)
 {
     sk_daemon *d = ctx;
-    sk_rcpt_check q = {
-        .local_part = rcpt->domain[0] ? rcpt->local : rcpt->mailbox,
-        .domain = rcpt->domain,
+    (void)p;
+    sk_rcpt_tables t = {
+        .cfg = d->cfg,
+        .recipients = d->have_recipients ? &d->recipients : NULL,
+        .verp_domain = d->verp_domain,
+        .suppressed = sk_suppress_mirror_set(d->suppress),
+    };
+    sk_rcpt_query q = {
+        .rcpt = rcpt,
         .peer = sk_session_peer(s),
         .auth_user = sk_session_auth_user(s),
-        .verp_domain = d->verp_domain,
+        .now_s = (int64_t)time(NULL),
     };
-    (void)p;
-    /* The server logs every RCPT with its reply. */
-    sk_reply r = sk_daemon_rcpt_policy(d->cfg, d->have_recipients ? &d->recipients : NULL, &q);
-    if (r.code != 250 || !d->track || !rcpt->domain[0]) return r;
-    /* Suppression (docs/tracking.md): relayed mail from our own users to
-     * an address that bounced hard is refused here, with what to do. */
-    bool trusted =
-        q.auth_user[0] != '\0' || sk_cidr_match_str(d->cfg->relay_net, d->cfg->n_relay_net, q.peer);
-    if (!trusted || sk_daemon_is_local(d->cfg, rcpt->domain)) return r;
-    sk_suppression found = {0};
-    sk_error err;
-    sk_err e = sk_suppress_check(d->track, rcpt->mailbox, 0, &found, &err);
-    if (e == SK_ERR_NOT_FOUND) return r;
-    if (e) {
-        /* The list cannot be read: do not refuse mail for that. */
-        sk_log(&d->log, SK_LOG_ERR, "%s daemon suppress-check-failed error=\"%s\"",
-               sk_session_id(s), err.text);
-        return r;
+    sk_rcpt_decision dec = sk_rcpt_decide(&t, &q);
+    if (dec.suppressed) {
+        /* No queue ID exists yet: the session's ID stands for it. */
+        sk_track_ev ev = {.kind = SK_TRACK_SUPPRESSED,
+                          .queue_id = sk_session_id(s),
+                          .recipient = rcpt->mailbox,
+                          .reply = dec.suppressed->reason};
+        track(d, &ev);
     }
-    char date[32] = "?";
-    time_t t = (time_t)found.created_s;
-    struct tm tm;
-    if (gmtime_r(&t, &tm)) strftime(date, sizeof date, "%Y-%m-%d", &tm);
-    r = sk_reply_make(550, "5.1.1",
-                      "recipient suppressed after a hard bounce on %s: %s; smtpkit suppress "
-                      "remove %s",
-                      date, found.reason ? found.reason : "bounced", found.address);
-    /* No queue ID exists yet: the session's ID stands for it. */
-    sk_track_ev ev = {.kind = SK_TRACK_SUPPRESSED,
-                      .queue_id = sk_session_id(s),
-                      .recipient = rcpt->mailbox,
-                      .reply = found.reason};
-    track(d, &ev);
-    sk_suppression_clear(&found);
-    return r;
+    return dec.reply;
 }
 
 static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg, void *ctx)
@@ -337,6 +324,8 @@ static void read_reports(sk_daemon *d, daemon_msg *dm)
                dm->m || dm->id[0] ? dm->id : "-", sk_session_id(dm->s), sk_buf_cstr(&b), outcome);
         sk_buf_free(&b);
     }
+    /* A report may have suppressed its recipient. */
+    sk_suppress_mirror_poke(d->suppress);
 }
 
 static void on_committed(void *ctx, sk_err e, const char *queue_id)
@@ -447,6 +436,7 @@ static void on_queue_event(void *ctx, const sk_queue_event *qe)
             sk_log(&d->log, SK_LOG_ERR, "%s daemon suppress-failed error=\"%s\"", ev.queue_id,
                    err.text);
         else if (added) {
+            sk_suppress_mirror_poke(d->suppress);
             sk_buf b = SK_BUF_INIT(1024);
             log_escaped(&b, "rcpt", ev.recipient ? ev.recipient : "");
             sk_log(&d->log, SK_LOG_INFO, "%s daemon suppressed%s class=%s", ev.queue_id,
@@ -765,6 +755,11 @@ static void open_track(sk_daemon *d)
         sk_log(&d->log, SK_LOG_ERR,
                "- daemon track-unavailable path=%s error=\"%s\" (no tracking, no suppression)",
                sk_buf_cstr(&path), err.text);
+    sk_suppress_mirror_opts mo = {.log = d->log};
+    if (d->track && !(d->suppress = sk_suppress_mirror_new(sk_buf_cstr(&path), &mo, d->base, &err)))
+        sk_log(&d->log, SK_LOG_ERR,
+               "- daemon suppress-unavailable path=%s error=\"%s\" (no suppression at RCPT)",
+               sk_buf_cstr(&path), err.text);
     sk_buf_free(&path);
 }
 
@@ -1060,6 +1055,8 @@ void sk_daemon_free(sk_daemon *d)
     sk_queue_free(d->queue);
     sk_transport_free(d->remote);
     sk_transport_free(d->local);
+    sk_suppress_mirror_free(d->suppress);
+    d->suppress = NULL;
     /* Events not written yet are flushed by sk_track_free. */
     sk_track_free(d->track);
     d->track = NULL;

@@ -1,10 +1,12 @@
 /* Private pieces of the daemon, exposed for unit tests: the users and
- * local-recipients tables and the recipient policy (who may relay). */
+ * local-recipients tables (tables.c) and the recipient decision
+ * (rcpt_policy.c). */
 #ifndef SK_DAEMON_INT_H
 #define SK_DAEMON_INT_H
 
 #include <smtpkit/classify.h>
 #include <smtpkit/daemon.h>
+#include <smtpkit/proto.h>
 #include <smtpkit/reply.h>
 #include <smtpkit/suppress.h>
 #include <smtpkit/track.h>
@@ -38,20 +40,45 @@ typedef struct sk_recipients {
 SK_NODISCARD sk_err sk_recipients_load(const char *path, sk_recipients *out, sk_error *err);
 void sk_recipients_free(sk_recipients *r);
 
-/* What RCPT TO gets, by policy (RFC 5321 4.5.1: postmaster is always
- * accepted for local domains). rcpt_domain "" is the bare <postmaster>.
- * peer is the client's numeric address; auth_user "" when none. */
-typedef struct sk_rcpt_check {
-    const char *local_part;
-    const char *domain;
-    const char *peer;
-    const char *auth_user;
-    /* With --verp: our host name, whose bounces+... addresses take
-     * bounces from anyone (they are ours); NULL otherwise. */
-    const char *verp_domain;
-} sk_rcpt_check;
-sk_reply sk_daemon_rcpt_policy(const sk_daemon_config *c, const sk_recipients *r,
-                               const sk_rcpt_check *q);
+/* The one recipient decision (rcpt_policy.c): what RCPT TO gets. */
+typedef enum sk_rcpt_verdict {
+    SK_RCPT_LOCAL,   /* a local domain's address, or <postmaster>: delivered here */
+    SK_RCPT_REPORT,  /* one of our VERP addresses: read as a report, from anyone */
+    SK_RCPT_RELAY,   /* another domain, for a client that may relay */
+    SK_RCPT_REFUSED, /* the reply says why */
+} sk_rcpt_verdict;
+
+/* What it is decided by, besides the session: the configuration's tables. */
+typedef struct sk_rcpt_tables {
+    const sk_daemon_config *cfg;       /* local domains, relay networks */
+    const sk_recipients *recipients;   /* --local-recipients; NULL without */
+    const char *verp_domain;           /* with --verp our host name, else NULL */
+    const sk_suppress_set *suppressed; /* NULL: no suppression (no tracking store) */
+} sk_rcpt_tables;
+
+/* The session's facts and the recipient. */
+typedef struct sk_rcpt_query {
+    const sk_path *rcpt;   /* as parsed; domain "" for the bare <postmaster> */
+    const char *peer;      /* the client's numeric address */
+    const char *auth_user; /* "" when not authenticated */
+    int64_t now_s;         /* suppressions that ended by then do not count */
+} sk_rcpt_query;
+
+typedef struct sk_rcpt_decision {
+    sk_rcpt_verdict verdict;
+    sk_reply reply; /* SK_REPLY_OK unless refused */
+    /* The entry (in tables->suppressed) that refused the recipient, for
+     * the "suppressed" event; NULL otherwise. */
+    const sk_suppression *suppressed;
+} sk_rcpt_decision;
+
+/* RFC 5321 4.5.1: postmaster is always accepted, with no domain or at a
+ * local one. A local domain takes any local part unless the recipients
+ * table lists the domain and not the address (550 5.1.1). VERP addresses
+ * take reports from anyone. Any other domain is relayed only for a client
+ * in the relay networks or authenticated (554 5.7.1: never an open relay),
+ * and not to a suppressed address (550 5.1.1). Pure: no I/O, no clock. */
+sk_rcpt_decision sk_rcpt_decide(const sk_rcpt_tables *t, const sk_rcpt_query *q);
 /* Is domain one of the local domains (case-insensitive)? */
 bool sk_daemon_is_local(const sk_daemon_config *c, const char *domain);
 /* Is the numeric address in one of the networks? */

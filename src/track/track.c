@@ -123,6 +123,9 @@ static sk_err create_schema(sk_track *tr, sk_error *err)
         e = sk_track_exec(tr, schema_v1, err);
         if (!e) e = sk_track_exec(tr, "PRAGMA user_version = 1", err);
     }
+    /* Added to version 1 later; a program that does not know the change
+     * log still reads and writes the store (its changes are logged too). */
+    if (!e) e = sk_track_exec(tr, sk_suppress_schema, err);
     if (e) {
         sqlite3_exec(tr->db, "ROLLBACK", NULL, NULL, NULL);
         return e;

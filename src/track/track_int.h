@@ -1,5 +1,5 @@
 /* Private to the tracking store and the suppression list that shares its
- * database (src/policy/suppress.c). */
+ * database (src/track/suppress.c). */
 #ifndef SK_TRACK_INT_H
 #define SK_TRACK_INT_H
 
@@ -20,8 +20,7 @@ struct sk_track {
     uint64_t first_pending_mono_ms; /* when the oldest pending was recorded */
     uint64_t retry_mono_ms;         /* after a failed flush, no automatic one before */
     uint64_t dropped;               /* events lost since the last log line */
-    /* The suppression check runs for every relayed RCPT: prepared once
-     * (suppress.c), reset after each use. */
+    /* sk_suppress_check, prepared once (suppress.c), reset after each use. */
     sqlite3_stmt *suppress_check;
     /* With an event base, a writer thread with a connection of its own
      * (wdb) writes the batches the loop hands over in wq, so the loop
@@ -40,6 +39,11 @@ struct sk_track {
     sk_err werr; /* the last batch failed with this (0: it did not) */
     char werr_text[sizeof(((sk_error *)0)->text)];
 };
+
+/* The suppression list's change log and its triggers (suppress.c):
+ * created by every read-write open, so that version-1 stores written
+ * before it existed get it too. */
+extern const char sk_suppress_schema[];
 
 /* Fill err from the connection's last error. */
 sk_err sk_track_db_error(sk_track *tr, sk_error *err, const char *what);

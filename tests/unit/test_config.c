@@ -365,93 +365,6 @@ static void test_users_file(void **state)
     }
 }
 
-/* The recipient policy: local domains, the local-recipients list, and
- * relaying only from trusted networks or after AUTH. */
-static void test_rcpt_policy(void **state)
-{
-    const char *path = write_temp("# known users\nAlice@List.Example\nbob@list.example\n");
-    sk_recipients r;
-    sk_error err;
-    assert_int_equal(sk_recipients_load(path, &r, &err), SK_OK);
-    unlink(path);
-    static const sk_daemon_setting flags[] = {{"local-domain", "list.example"},
-                                              {"local-domain", "open.example"},
-                                              {"relay-net", "10.255.255.0/24"},
-                                              {"relay-net", "2001:db8::/32"},
-                                              {"relay-host", "127.0.0.1:2526"}};
-    sk_daemon_config *c = NULL;
-    assert_int_equal(sk_daemon_config_build(NULL, flags, 5, &c, &err), SK_OK);
-    static const struct {
-        const char *local, *domain, *peer, *auth;
-        int code;
-        const char *enhanced;
-    } cases[] = {
-        {"alice", "list.example", "192.0.2.1", "", 250, "2.0.0"},
-        {"ALICE", "LIST.example", "192.0.2.1", "", 250, "2.0.0"},
-        {"carol", "list.example", "192.0.2.1", "", 550, "5.1.1"},
-        {"carol", "list.example", "10.255.255.1", "bob", 550, "5.1.1"},
-        {"postmaster", "list.example", "192.0.2.1", "", 250, "2.0.0"},
-        {"postmaster", "", "192.0.2.1", "", 250, "2.0.0"},
-        {"anyone", "", "192.0.2.1", "", 550, "5.1.3"},
-        {"anyone", "open.example", "192.0.2.1", "", 250, "2.0.0"},
-        /* Not local: relaying. */
-        {"x", "elsewhere.example", "192.0.2.1", "", 554, "5.7.1"},
-        {"x", "elsewhere.example", "127.0.0.1", "", 554, "5.7.1"}, /* loopback not listed */
-        {"x", "elsewhere.example", "10.255.255.9", "", 250, "2.0.0"},
-        {"x", "elsewhere.example", "10.255.254.9", "", 554, "5.7.1"},
-        {"x", "elsewhere.example", "2001:db8::7", "", 250, "2.0.0"},
-        {"x", "elsewhere.example", "IPv6:2001:db8::7", "", 250, "2.0.0"},
-        {"x", "elsewhere.example", "::ffff:10.255.255.3", "", 250, "2.0.0"},
-        {"x", "elsewhere.example", "192.0.2.1", "alice", 250, "2.0.0"},
-        {"x", "elsewhere.example", "garbage", "", 554, "5.7.1"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        sk_rcpt_check q = {cases[i].local, cases[i].domain, cases[i].peer, cases[i].auth, NULL};
-        sk_reply rep = sk_daemon_rcpt_policy(c, &r, &q);
-        if (rep.code != cases[i].code || strcmp(rep.enhanced, cases[i].enhanced))
-            fail_msg("case %zu (%s@%s from %s): got %d %s", i, cases[i].local, cases[i].domain,
-                     cases[i].peer, rep.code, rep.enhanced);
-    }
-    /* Without a relay host, trusted clients relay by MX; untrusted ones
-     * are still refused as a relay. */
-    sk_daemon_config_free(c);
-    assert_int_equal(sk_daemon_config_build(NULL, NULL, 0, &c, &err), SK_OK);
-    sk_rcpt_check q1 = {"x", "elsewhere.example", "127.0.0.1", "", NULL};
-    sk_reply rep = sk_daemon_rcpt_policy(c, NULL, &q1);
-    assert_int_equal(rep.code, 250);
-    sk_rcpt_check q2 = {"x", "elsewhere.example", "192.0.2.1", "", NULL};
-    rep = sk_daemon_rcpt_policy(c, NULL, &q2);
-    assert_int_equal(rep.code, 554);
-    /* VERP addresses at our host name take bounces from anyone, only when
-     * VERP is on and only with the prefix. */
-    static const struct {
-        const char *local, *domain, *verp;
-        int code;
-    } verp_cases[] = {
-        {"bounces+ABC=bob=far.example", "relay.example", "relay.example", 250},
-        {"Bounces+ABC=bob=far.example", "RELAY.example", "relay.example", 250},
-        {"bounces+ABC=bob=far.example", "relay.example", NULL, 554},
-        {"bob", "relay.example", "relay.example", 554},
-        {"bounces+ABC=bob=far.example", "other.example", "relay.example", 554},
-    };
-    for (size_t i = 0; i < sizeof verp_cases / sizeof verp_cases[0]; i++) {
-        sk_rcpt_check q = {verp_cases[i].local, verp_cases[i].domain, "192.0.2.1", "",
-                           verp_cases[i].verp};
-        rep = sk_daemon_rcpt_policy(c, NULL, &q);
-        if (rep.code != verp_cases[i].code) fail_msg("verp case %zu: got %d", i, rep.code);
-    }
-    /* The default local domain takes any local part without a list. */
-    sk_rcpt_check q3 = {"whoever", "localhost", "192.0.2.1", "", NULL};
-    assert_int_equal(sk_daemon_rcpt_policy(c, NULL, &q3).code, 250);
-    sk_daemon_config_free(c);
-    sk_recipients_free(&r);
-
-    path = write_temp("not an address\n");
-    assert_int_equal(sk_recipients_load(path, &r, &err), SK_ERR_CONFIG);
-    assert_non_null(strstr(err.text, ":1: expected one address"));
-    unlink(path);
-}
-
 static void test_option_table(void **state)
 {
     /* Every option has a help line, and names are unique. */
@@ -584,7 +497,6 @@ int main(void)
         cmocka_unit_test(test_verp_parse),
         cmocka_unit_test(test_message_id),
         cmocka_unit_test(test_users_file),
-        cmocka_unit_test(test_rcpt_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
-/* Unit tests for src/policy/suppress.c: address forms, case rules, expiry,
- * removal, listing, and suppression after hard bounces. */
+/* Unit tests for src/track/suppress*.c: address forms, case rules, expiry,
+ * removal, listing, suppression after hard bounces; the in-memory set and
+ * the mirror that keeps one equal to the store (change log, catching up). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,8 @@
 
 #include <smtpkit/smtpkit.h>
 
+#include <event2/event.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,6 +265,279 @@ static void test_readonly(void **state)
     sk_track_free(rd);
 }
 
+/* The set: the same rules as the store (domain folded, local part exact,
+ * expiry at until_s), without a database. */
+static void test_set(void **state)
+{
+    (void)state;
+    sk_suppress_set *set = sk_suppress_set_new();
+    assert_non_null(set);
+    assert_null(sk_suppress_set_find(set, "a@x.org", NOW_S));
+    static const sk_suppression entries[] = {
+        {"Bob@Example.COM", "manual", 100, 0},
+        {"<gone@x.org>", "bad-mailbox: 550 5.1.1 no such user", 100, NOW_S + 60},
+        {"old@x.org", "bad-mailbox", 100, NOW_S},
+        {"\"q@p\"@Y.org", NULL, 100, 0},
+    };
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++)
+        assert_int_equal(sk_suppress_set_put(set, &entries[i]), SK_OK);
+    assert_int_equal(sk_suppress_set_count(set), 4);
+    sk_suppression bad = {"not-an-address", "x", 1, 0};
+    assert_int_equal(sk_suppress_set_put(set, &bad), SK_ERR_INVAL);
+    static const struct {
+        const char *addr;
+        int64_t now;
+        const char *found; /* the stored address, NULL: not suppressed */
+        const char *reason;
+    } cases[] = {
+        {"Bob@example.com", NOW_S, "Bob@example.com", "manual"},
+        {"<Bob@EXAMPLE.com>", NOW_S, "Bob@example.com", "manual"},
+        {"bob@example.com", NOW_S, NULL, NULL}, /* the local part is exact */
+        {"Bob@example.org", NOW_S, NULL, NULL},
+        {"gone@X.ORG", NOW_S + 59, "gone@x.org", "bad-mailbox: 550 5.1.1 no such user"},
+        {"gone@x.org", NOW_S + 60, NULL, NULL}, /* until_s: over */
+        {"old@x.org", NOW_S - 1, "old@x.org", "bad-mailbox"},
+        {"old@x.org", NOW_S, NULL, NULL},
+        {"\"q@p\"@y.org", NOW_S, "\"q@p\"@y.org", ""},
+        {"q@p", NOW_S, NULL, NULL},
+        {"junk", NOW_S, NULL, NULL},
+        {"", NOW_S, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const sk_suppression *e = sk_suppress_set_find(set, cases[i].addr, cases[i].now);
+        if (!cases[i].found != !e) fail_msg("case %zu '%s': found %p", i, cases[i].addr, e);
+        if (e) {
+            assert_string_equal(e->address, cases[i].found);
+            assert_string_equal(e->reason, cases[i].reason);
+            assert_int_equal(e->created_s, 100);
+        }
+    }
+    /* A put for the same address replaces the entry. */
+    sk_suppression again = {"Bob@example.COM", "complaint: abuse", 200, NOW_S + 5};
+    assert_int_equal(sk_suppress_set_put(set, &again), SK_OK);
+    assert_int_equal(sk_suppress_set_count(set), 4);
+    const sk_suppression *e = sk_suppress_set_find(set, "Bob@example.com", NOW_S);
+    assert_non_null(e);
+    assert_string_equal(e->reason, "complaint: abuse");
+    assert_int_equal(e->created_s, 200);
+    assert_null(sk_suppress_set_find(set, "Bob@example.com", NOW_S + 5));
+    /* Removal, by any form of the address. */
+    assert_int_equal(sk_suppress_set_remove(set, "<Bob@EXAMPLE.com>"), SK_OK);
+    assert_int_equal(sk_suppress_set_remove(set, "Bob@example.com"), SK_ERR_NOT_FOUND);
+    assert_int_equal(sk_suppress_set_remove(set, "junk"), SK_ERR_NOT_FOUND);
+    assert_int_equal(sk_suppress_set_count(set), 3);
+    assert_null(sk_suppress_set_find(set, "Bob@example.com", NOW_S));
+    sk_suppress_set_free(set);
+    sk_suppress_set_free(NULL);
+    assert_null(sk_suppress_set_find(NULL, "a@b.c", NOW_S));
+}
+
+/* Raw SQL on a connection of its own: a writer that is not this library
+ * (the sqlite3 shell, an older program). */
+static void sql(const char *path, const char *stmt)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *msg = NULL;
+    if (sqlite3_exec(db, stmt, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", stmt, msg);
+    sqlite3_close(db);
+}
+
+static int64_t sql_int(const char *path, const char *stmt)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, stmt, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void expect_in(const sk_suppress_mirror *m, const char *addr, const char *reason)
+{
+    const sk_suppression *e = sk_suppress_set_find(sk_suppress_mirror_set(m), addr, NOW_S);
+    if (!reason && e) fail_msg("%s still suppressed (%s)", addr, e->reason);
+    if (reason && !e) fail_msg("%s not suppressed", addr);
+    if (reason) assert_string_equal(e->reason, reason);
+}
+
+/* Without an event base the caller refreshes: every kind of change, by
+ * this library or by another writer, reaches the set at the next refresh. */
+static void test_mirror(void **state)
+{
+    fixture *f = *state;
+    sk_error err;
+    assert_int_equal(sk_suppress_add(f->tr, "before@x.org", "manual", 0, 0, &err), SK_OK);
+    assert_int_equal(sk_suppress_add(f->tr, "Temp@x.org", "bad-mailbox", 0, NOW_S + 10, &err),
+                     SK_OK);
+    sk_suppress_mirror *m = sk_suppress_mirror_new(f->path, NULL, NULL, &err);
+    assert_non_null(m);
+    /* Loaded at once. */
+    assert_int_equal(sk_suppress_set_count(sk_suppress_mirror_set(m)), 2);
+    expect_in(m, "before@X.org", "manual");
+    const sk_suppression *t =
+        sk_suppress_set_find(sk_suppress_mirror_set(m), "Temp@x.org", NOW_S + 9);
+    assert_non_null(t);
+    assert_null(sk_suppress_set_find(sk_suppress_mirror_set(m), "Temp@x.org", NOW_S + 10));
+
+    /* Nothing changed: nothing happens. */
+    const sk_suppress_set *before = sk_suppress_mirror_set(m);
+    assert_int_equal(sk_suppress_mirror_refresh(m, &err), SK_OK);
+    assert_ptr_equal(sk_suppress_mirror_set(m), before);
+
+    static const struct {
+        const char *sql;            /* a change by another writer, or NULL */
+        const char *add, *reason;   /* or sk_suppress_add */
+        const char *remove;         /* or sk_suppress_remove */
+        const char *check, *expect; /* then: check's reason, NULL: not suppressed */
+    } steps[] = {
+        {NULL, "new@x.org", "complaint: abuse", NULL, "new@x.org", "complaint: abuse"},
+        {NULL, NULL, NULL, "before@x.org", "before@x.org", NULL},
+        {NULL, "new@X.ORG", "manual", NULL, "new@x.org", "manual"}, /* replaced */
+        {"INSERT INTO suppression VALUES ('shell@x.org', 'by hand', 1, NULL)", NULL, NULL, NULL,
+         "shell@x.org", "by hand"},
+        {"UPDATE suppression SET reason = 'edited' WHERE address = 'shell@x.org'", NULL, NULL, NULL,
+         "shell@x.org", "edited"},
+        {"UPDATE suppression SET address = 'moved@x.org' WHERE address = 'shell@x.org'", NULL, NULL,
+         NULL, "shell@x.org", NULL},
+        {NULL, NULL, NULL, NULL, "moved@x.org", "edited"},
+        {"DELETE FROM suppression WHERE address = 'moved@x.org'", NULL, NULL, NULL, "moved@x.org",
+         NULL},
+        /* Removed and added again between two refreshes: in. */
+        {"DELETE FROM suppression WHERE address = 'new@x.org';"
+         "INSERT INTO suppression VALUES ('new@x.org', 'back', 1, NULL)",
+         NULL, NULL, NULL, "new@x.org", "back"},
+        /* A row that is no address is skipped. */
+        {"INSERT INTO suppression VALUES ('nonsense', 'x', 1, NULL)", NULL, NULL, NULL, "new@x.org",
+         "back"},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        if (steps[i].sql) sql(f->path, steps[i].sql);
+        if (steps[i].add)
+            assert_int_equal(sk_suppress_add(f->tr, steps[i].add, steps[i].reason, 0, 0, &err),
+                             SK_OK);
+        if (steps[i].remove)
+            assert_int_equal(sk_suppress_remove(f->tr, steps[i].remove, &err), SK_OK);
+        assert_int_equal(sk_suppress_mirror_refresh(m, &err), SK_OK);
+        expect_in(m, steps[i].check, steps[i].expect);
+    }
+    assert_int_equal(sk_suppress_set_count(sk_suppress_mirror_set(m)), 2); /* new, Temp */
+
+    /* With a base, refreshing is the thread's job. */
+    struct event_base *base = event_base_new();
+    sk_suppress_mirror *mt = sk_suppress_mirror_new(f->path, NULL, base, &err);
+    assert_non_null(mt);
+    assert_int_equal(sk_suppress_mirror_refresh(mt, &err), SK_ERR_STATE);
+    sk_suppress_mirror_free(mt);
+    event_base_free(base);
+    sk_suppress_mirror_free(m);
+
+    /* A store without a change log (never opened read-write by this
+     * version) is refused with the reason. */
+    sql(f->path, "DROP TABLE suppression_log");
+    assert_null(sk_suppress_mirror_new(f->path, NULL, NULL, &err));
+    assert_non_null(strstr(err.text, "suppression_log"));
+    assert_null(sk_suppress_mirror_new("/nonexistent/track.db", NULL, NULL, &err));
+}
+
+/* The log keeps the last SK_SUPPRESS_LOG_KEEP_ROWS changes; a mirror
+ * further behind than that, or looking at a store numbered anew, reads the
+ * whole list again and ends up equal to it. */
+static void test_mirror_catch_up(void **state)
+{
+    fixture *f = *state;
+    sk_error err;
+    assert_int_equal(sk_suppress_add(f->tr, "keep@x.org", "manual", 0, 0, &err), SK_OK);
+    assert_int_equal(sk_suppress_add(f->tr, "drop@x.org", "manual", 0, 0, &err), SK_OK);
+    sk_suppress_mirror *m = sk_suppress_mirror_new(f->path, NULL, NULL, &err);
+    assert_non_null(m);
+    assert_int_equal(sk_suppress_remove(f->tr, "drop@x.org", &err), SK_OK);
+    /* More changes than the log keeps, in one transaction. */
+    char stmt[512];
+    snprintf(stmt, sizeof stmt,
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d)"
+             " INSERT INTO suppression SELECT 'bulk' || i || '@x.org', 'bulk', 1, NULL FROM n",
+             SK_SUPPRESS_LOG_KEEP_ROWS + 5);
+    sql(f->path, stmt);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM suppression_log"),
+                     SK_SUPPRESS_LOG_KEEP_ROWS);
+    assert_int_equal(sk_suppress_mirror_refresh(m, &err), SK_OK);
+    const sk_suppress_set *set = sk_suppress_mirror_set(m);
+    assert_int_equal(sk_suppress_set_count(set), SK_SUPPRESS_LOG_KEEP_ROWS + 6);
+    assert_non_null(sk_suppress_set_find(set, "keep@x.org", NOW_S));
+    assert_non_null(sk_suppress_set_find(set, "bulk1@x.org", NOW_S));
+    assert_null(sk_suppress_set_find(set, "drop@x.org", NOW_S)); /* its change was trimmed */
+    /* The log numbered anew (all of it gone, the counter reset): read
+     * again from scratch. */
+    sql(f->path, "DELETE FROM suppression WHERE reason = 'bulk';"
+                 "DELETE FROM suppression_log; DELETE FROM sqlite_sequence;"
+                 "INSERT INTO suppression VALUES ('fresh@x.org', 'manual', 1, NULL)");
+    assert_int_equal(sk_suppress_mirror_refresh(m, &err), SK_OK);
+    set = sk_suppress_mirror_set(m);
+    assert_int_equal(sk_suppress_set_count(set), 2);
+    assert_non_null(sk_suppress_set_find(set, "fresh@x.org", NOW_S));
+    assert_null(sk_suppress_set_find(set, "bulk1@x.org", NOW_S));
+    sk_suppress_mirror_free(m);
+}
+
+typedef struct loop_wait {
+    struct event_base *base;
+    sk_suppress_mirror *m;
+    const char *addr;
+    int want; /* 1: until suppressed, 0: until not */
+} loop_wait;
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    loop_wait *w = arg;
+    (void)fd;
+    (void)what;
+    int in = sk_suppress_set_find(sk_suppress_mirror_set(w->m), w->addr, NOW_S) != NULL;
+    if (in == w->want) event_base_loopbreak(w->base);
+}
+
+/* Run the loop until the set says what we wait for (the thread applies
+ * changes through it); a stuck mirror fails the test after 30 s. */
+static void run_until(loop_wait *w)
+{
+    struct event *tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    struct timeval ms10 = {0, 10000};
+    event_add(tick, &ms10);
+    time_t give_up = time(NULL) + 30;
+    while (!event_base_got_break(w->base) && time(NULL) < give_up)
+        event_base_loop(w->base, EVLOOP_ONCE);
+    event_free(tick);
+    if (!event_base_got_break(w->base)) fail_msg("the mirror never showed %s", w->addr);
+}
+
+/* With an event base: changes are read by the mirror's thread and applied
+ * on the loop, after a poke or at the next refresh. */
+static void test_mirror_thread(void **state)
+{
+    fixture *f = *state;
+    sk_error err;
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    sk_suppress_mirror *m = sk_suppress_mirror_new(f->path, NULL, base, &err);
+    assert_non_null(m);
+    assert_int_equal(sk_suppress_set_count(sk_suppress_mirror_set(m)), 0);
+    /* Our own change, poked. */
+    assert_int_equal(sk_suppress_add(f->tr, "a@x.org", "manual", 0, 0, &err), SK_OK);
+    sk_suppress_mirror_poke(m);
+    loop_wait w = {base, m, "a@x.org", 1};
+    run_until(&w);
+    /* Another writer's: seen at a refresh. */
+    sql(f->path, "DELETE FROM suppression WHERE address = 'a@x.org'");
+    w.want = 0;
+    run_until(&w);
+    sk_suppress_mirror_free(m);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +547,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_after_bounce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
+        cmocka_unit_test(test_set),
+        cmocka_unit_test_setup_teardown(test_mirror, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_catch_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_thread, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

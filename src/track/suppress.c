@@ -3,9 +3,33 @@
 #include <smtpkit/classify.h>
 #include <smtpkit/suppress.h>
 
-#include "track/track_int.h"
+#include "track_int.h"
 
 #include <string.h>
+
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+/* Every change to the list, by any writer (this library, an older one,
+ * the sqlite3 shell), gets a number in suppression_log, so that a mirror
+ * reads only what changed since it last looked (suppress_mirror.c). The
+ * last SK_SUPPRESS_LOG_KEEP_ROWS numbers are kept. AUTOINCREMENT: numbers
+ * are never reused, so a gap below the oldest kept one shows a mirror
+ * that fell behind. INSERT OR REPLACE fires the insert trigger only
+ * (recursive triggers are off), which names the same address. */
+const char sk_suppress_schema[] =
+    "CREATE TABLE IF NOT EXISTS suppression_log ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " address TEXT NOT NULL);"
+    "CREATE TRIGGER IF NOT EXISTS suppression_log_insert AFTER INSERT ON suppression BEGIN"
+    " INSERT INTO suppression_log (address) VALUES (new.address); END;"
+    "CREATE TRIGGER IF NOT EXISTS suppression_log_update AFTER UPDATE ON suppression BEGIN"
+    " INSERT INTO suppression_log (address) VALUES (old.address);"
+    " INSERT INTO suppression_log (address) VALUES (new.address); END;"
+    "CREATE TRIGGER IF NOT EXISTS suppression_log_delete AFTER DELETE ON suppression BEGIN"
+    " INSERT INTO suppression_log (address) VALUES (old.address); END;"
+    "CREATE TRIGGER IF NOT EXISTS suppression_log_trim AFTER INSERT ON suppression_log BEGIN"
+    " DELETE FROM suppression_log WHERE seq <= new.seq - " STR(SK_SUPPRESS_LOG_KEEP_ROWS) "; END;";
 
 void sk_suppression_clear(sk_suppression *s)
 {

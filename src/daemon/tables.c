@@ -1,17 +1,12 @@
-/* The daemon's tables (users for AUTH, local recipients) and its
- * recipient policy: local domains, known users, and no open relay. */
+/* The daemon's tables, read from files: users for AUTH (`--users`) and
+ * the addresses of the local domains (`--local-recipients`). */
 #include "daemon_int.h"
 
-#include <smtpkit/queue.h>
-
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -202,60 +197,4 @@ void sk_recipients_free(sk_recipients *r)
 {
     sk_strset_free(&r->addrs);
     sk_strset_free(&r->domains);
-}
-
-bool sk_daemon_is_local(const sk_daemon_config *c, const char *domain)
-{
-    for (size_t i = 0; i < c->local_domain.n; i++)
-        if (strcasecmp(c->local_domain.v[i], domain) == 0) return true;
-    return false;
-}
-
-bool sk_cidr_match_str(const sk_cidr *nets, size_t n, const char *addr)
-{
-    struct sockaddr_storage ss = {0};
-    if (strncasecmp(addr, "IPv6:", 5) == 0) addr += 5;
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1)
-        s4->sin_family = AF_INET;
-    else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1)
-        s6->sin6_family = AF_INET6;
-    else
-        return false;
-    return sk_cidr_match(nets, n, (struct sockaddr *)&ss);
-}
-
-sk_reply sk_daemon_rcpt_policy(const sk_daemon_config *c, const sk_recipients *r,
-                               const sk_rcpt_check *q)
-{
-    /* RFC 5321 4.5.1: <postmaster> without a domain, and postmaster at
-     * every local domain, must be accepted. */
-    if (q->domain[0] == '\0') {
-        if (strcasecmp(q->local_part, "postmaster") == 0) return SK_REPLY_OK;
-        return sk_reply_make(550, "5.1.3", "recipient needs a domain");
-    }
-    /* Bounces to our VERP addresses come from any MTA (usually with the
-     * null sender); they are read, not relayed (docs/serve.md). */
-    if (q->verp_domain && strcasecmp(q->domain, q->verp_domain) == 0 &&
-        strncasecmp(q->local_part, SK_QUEUE_VERP_PREFIX, strlen(SK_QUEUE_VERP_PREFIX)) == 0)
-        return SK_REPLY_OK;
-    if (sk_daemon_is_local(c, q->domain)) {
-        if (strcasecmp(q->local_part, "postmaster") == 0) return SK_REPLY_OK;
-        if (r && sk_strset_has(&r->domains, q->domain)) {
-            char addr[SK_SMTP_PATH_MAX_OCTETS * 2 + 2];
-            snprintf(addr, sizeof addr, "%s@%s", q->local_part, q->domain);
-            for (char *p = addr; *p; p++) *p = (char)tolower((unsigned char)*p);
-            if (!sk_strset_has(&r->addrs, addr))
-                return sk_reply_make(550, "5.1.1", "no such user here");
-        }
-        return SK_REPLY_OK;
-    }
-    /* Not ours: relaying. Only for the trusted networks or after AUTH, so
-     * that the server is never an open relay. */
-    bool trusted =
-        q->auth_user[0] != '\0' || sk_cidr_match_str(c->relay_net, c->n_relay_net, q->peer);
-    if (!trusted) return sk_reply_make(554, "5.7.1", "relay access denied");
-    /* Without a relay host, mail goes to the domain's MX hosts. */
-    return SK_REPLY_OK;
 }

@@ -10,8 +10,6 @@ built program's own --help output, so that neither can drift from it.
       the bash completion: commands, each command's options (and the values
       of those that take a file, a directory or one of a few words), and
       the actions its usage lines name
-  helpdoc.py options SMTPKIT [CMD]
-      the options the completion offers for CMD (for tests and checks)
 
 Everything is read from --help: the command list of `smtpkit --help`, the
 usage lines ("usage: smtpkit CMD ..." and the lines under it that start
@@ -349,18 +347,6 @@ def cmd_completion(a):
     os.replace(tmp, a.out)
 
 
-def cmd_options(a):
-    top_text, top, cmds = gather(a.smtpkit)
-    if not a.command:
-        print("\n".join(top.options))
-        return
-    for name, _, h, _ in cmds:
-        if name == a.command:
-            print("\n".join(h.options if h else []))
-            return
-    die("no command %s in smtpkit --help" % a.command)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -374,13 +360,10 @@ def main():
     c.add_argument("smtpkit")
     c.add_argument("--template", required=True)
     c.add_argument("--out", required=True)
-    o = sub.add_parser("options")
-    o.add_argument("smtpkit")
-    o.add_argument("command", nargs="?")
     a = p.parse_args()
     if a.what == "man" and not shutil.which("help2man"):
         die("help2man is not installed (Debian package help2man)")
-    {"man": cmd_man, "completion": cmd_completion, "options": cmd_options}[a.what](a)
+    {"man": cmd_man, "completion": cmd_completion}[a.what](a)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ names of the built program's --help, and paths under the prefix."""
 
 import os
 import re
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))

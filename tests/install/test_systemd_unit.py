@@ -111,6 +111,9 @@ def main():
         os.makedirs(os.path.join(dest, "etc"), exist_ok=True)
         sysusers = os.path.join(root, "lib/sysusers.d/smtpkit.conf")
         tmpfiles = os.path.join(root, "lib/tmpfiles.d/smtpkit.conf")
+        # By name where systemd looks (docs/serve.md gives these commands).
+        if kit.PREFIX in ("/usr", "/usr/local"):
+            sysusers = tmpfiles = "smtpkit.conf"
         r = run(["systemd-sysusers", "--root=" + dest, sysusers], timeout=60)
         check(r.returncode == 0, "systemd-sysusers: %s" % r.stderr)
         with open(os.path.join(dest, "etc/passwd")) as f:

@@ -188,12 +188,19 @@ def gather(smtpkit):
 
 # --- man pages --------------------------------------------------------------
 
+# A two-column list entry at the left margin ("list     every queued ...",
+# "--json  one JSON object"): help2man reads only indented ones as entries.
+MARGIN_ENTRY_RE = re.compile(r"^(?:--?[A-Za-z0-9][\w-]*(?:[ =]\S+)?|[a-z][a-z0-9-]*)\s{2,}\S")
+
+
 def for_help2man(text):
     """The same text in the layout help2man reads: "Usage:" and "  or:"
-    lines make the SYNOPSIS, and a two-column list needs two spaces
-    between its columns ("suppress list, add" has one)."""
+    lines make the SYNOPSIS, a two-column list is indented and needs two
+    spaces between its columns ("suppress list, add" has one)."""
     out, in_commands = [], False
     for i, line in enumerate(text.splitlines()):
+        if MARGIN_ENTRY_RE.match(line):
+            line = "  " + line
         if i == 0 and USAGE_RE.match(line):
             line = USAGE_RE.sub("Usage: ", line)
         elif out and (out[-1].startswith("Usage: ") or out[-1].startswith("  or:  ")) \

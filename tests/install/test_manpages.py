@@ -3,8 +3,9 @@
 every command `smtpkit --help` lists. Each renders without a groff
 warning (groff -ww), man -l shows it, lexgrog (what mandb and apropos
 read) finds its NAME line with the command's summary, every option that
-the command's --help names appears in the rendered page, and the page
-names the other pages under SEE ALSO."""
+the command's --help names appears in the rendered page, each entry of a
+two-column list in --help (options, actions, commands) starts a line of
+it, and the page names the other pages under SEE ALSO."""
 
 import os
 import re
@@ -21,13 +22,20 @@ MAN_DIR = os.path.join(kit.BUILD_DIR, "man")
 WIDE = "-rLL=3000n"
 
 
+# A line of a two-column list in --help: an option (with its value) or a
+# word, two spaces or more, its description.
+ENTRY_RE = re.compile(r"^[ \t]*(--?[A-Za-z0-9][\w-]*|[a-z][a-z0-9-]*)(?:[ =]\S+)?"
+                      r"(?:, --?\S+(?: \S+)?)*[ \t]{2,}\S", re.M)
+
+
 def rendered(page):
+    """The page as text, one paragraph or list entry a line."""
     r = run(["groff", "-man", "-Tutf8", WIDE, "-P-c", "-P-b", "-P-u", page], timeout=60)
     check(r.returncode == 0, "groff %s exited %d: %s" % (page, r.returncode, r.stderr))
     text = r.stdout
     for dash in ("\u2010", "\u2011", "\u2212"):
         text = text.replace(dash, "-")
-    return re.sub(r"\s+", " ", text)
+    return text
 
 
 def summaries():
@@ -50,9 +58,15 @@ def check_page(name, help_text, summary, others):
     if summary:
         want = '"%s - %s"' % (name, summary)
         check(want in g.stdout, "lexgrog %s: %r, want %s" % (name, g.stdout.strip(), want))
-    text = rendered(page)
+    lines = rendered(page).splitlines()
+    text = re.sub(r"\s+", " ", " ".join(lines))
     missing = sorted(o for o in kit.mentioned_options(help_text) if o not in text)
     check(not missing, "%s.1 lacks options of its --help: %s" % (name, missing))
+    # Each entry of a list in --help starts a line of the page (help2man
+    # made it a list entry, not words run into a paragraph).
+    starts = {line.split()[0] for line in lines if line.strip()}
+    run_in = sorted(set(ENTRY_RE.findall(help_text)) - starts)
+    check(not run_in, "%s.1 runs these list entries into its text: %s" % (name, run_in))
     see = text[text.find("SEE ALSO"):]
     check(text.find("SEE ALSO") >= 0 and all("%s(1)" % o in see for o in others),
           "%s.1: SEE ALSO does not name %s" % (name, others))

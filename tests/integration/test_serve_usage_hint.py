@@ -132,7 +132,13 @@ def main():
             m = re.search(r"^With --hold it stays in the queue: (.+)$", srv.hint(), re.M)
             if not qid or not m:
                 srv.fail("a queue ID in %r and a queue command in the hint" % r.stdout)
-            r = shell(m.group(1), tmp.path)
+            # A journaled message's file is written just after its 250
+            # (docs/queue.md): list again, bounded, until it is there.
+            def listed():
+                r = shell(m.group(1), tmp.path)
+                return r if r.returncode == 0 and qid.group(1) in r.stdout else None
+
+            r = sktest.settle(listed) or shell(m.group(1), tmp.path)
             if r.returncode != 0 or qid.group(1) not in r.stdout:
                 srv.fail("printed queue command %s (exit %d) lists %s:\n%s%s" %
                          (m.group(1), r.returncode, qid.group(1), r.stdout, r.stderr))

@@ -109,8 +109,8 @@ try:
     cli("track", "--data-dir", d, "q0000000000000a1", rc=69)  # queue IDs are exact
     r = cli("track", "--data-dir", d, "Q0000000000000A1", "--bogus", rc=64)
     check("--bogus" in r.stderr, "names the bad option: %r" % r.stderr)
-    r = cli("track", "Q0000000000000A1", rc=64)
-    check("--data-dir" in r.stderr, "names the missing option: %r" % r.stderr)
+    r = cli("track", "Q0000000000000A1", "--data-dir", rc=64)
+    check("--data-dir" in r.stderr, "names the option without its value: %r" % r.stderr)
     cli("track", "--data-dir", d, rc=64)
     r = cli("track", "--data-dir", d, "A", "B", rc=64)
     check("'B'" in r.stderr, "names the extra argument: %r" % r.stderr)

@@ -424,6 +424,8 @@ static void on_queue_event(void *ctx, const sk_queue_event *qe)
     case SK_QUEUE_EV_DELIVERED:
         ev.kind = SK_TRACK_DELIVERED;
         ev.tls = qe->tls;
+        /* docs/tracking.md: a local delivery names its Maildir file. */
+        if (qe->mailbox_file) ev.remote_host = qe->mailbox_file;
         break;
     case SK_QUEUE_EV_DEFERRED:
         ev.kind = SK_TRACK_DEFERRED;
@@ -437,6 +439,15 @@ static void on_queue_event(void *ctx, const sk_queue_event *qe)
         ev.kind = SK_TRACK_EXPIRED;
         ev.cls = sk_class_name(qe->cls);
         break;
+    case SK_QUEUE_EV_DSN:
+        /* The DSN is on disk: each outcome it reports names it. */
+        for (size_t i = 0; i < qe->ndsn_rcpts; i++) {
+            sk_error err;
+            if (sk_track_dsn_sent(d->track, qe->env->id, qe->dsn_rcpts[i], qe->dsn_id, &err))
+                sk_log(&d->log, SK_LOG_WARN, "%s daemon track-failed dsn=%s error=\"%s\"",
+                       qe->env->id, qe->dsn_id, err.text);
+        }
+        return;
     default:
         return;
     }
@@ -911,6 +922,15 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
     if (sk_buf_printf(&dir, "%s/mailboxes", c->data_dir))
         return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data-dir: path too long");
     sk_err e = make_dir(sk_buf_cstr(&dir), err);
+    /* An absolute root, so that the Maildir files named in the tracking
+     * store are found from any directory. */
+    char *abs = e ? NULL : realpath(sk_buf_cstr(&dir), NULL);
+    if (abs) {
+        sk_buf_reset(&dir);
+        e = sk_buf_puts(&dir, abs);
+        free(abs);
+        if (e) e = sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data-dir: path too long");
+    }
     char host[256] = "";
     if (!c->hostname) gethostname(host, sizeof host - 1);
     d->hostname = sk_strdup(c->hostname ? c->hostname : host);

@@ -56,7 +56,18 @@ static void json_window(const sk_track_window *w)
         json_counts(d->by_kind);
         putchar('}');
     }
-    printf("],\"domains_omitted\":%zu}", w->domains_omitted);
+    printf("],\"domains_omitted\":%zu", w->domains_omitted);
+    const struct {
+        const char *key;
+        const sk_track_domain_count *c;
+    } rest[] = {{"other_domains", &w->other_domains}, {"no_recipient", &w->no_recipient}};
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
+        printf(",\"%s\":{\"total\":%llu,\"by_outcome\":", rest[i].key,
+               (unsigned long long)rest[i].c->total);
+        json_counts(rest[i].c->by_kind);
+        putchar('}');
+    }
+    putchar('}');
 }
 
 static void print_json(const sk_track_stats *s)
@@ -72,26 +83,31 @@ static void print_json(const sk_track_stats *s)
     printf("}\n");
 }
 
-/* The outcomes of delivery, as table columns per domain. */
-static const sk_track_kind domain_columns[] = {SK_TRACK_DELIVERED,  SK_TRACK_DEFERRED,
-                                               SK_TRACK_BOUNCED,    SK_TRACK_EXPIRED,
-                                               SK_TRACK_SUPPRESSED, SK_TRACK_COMPLAINED};
+/* Every outcome is a column, so that each row's columns add up to its
+ * total and the rows to the window's. */
+static void print_row(const char *name, uint64_t total, const uint64_t *by_kind)
+{
+    printf("%-28s %8llu", name, (unsigned long long)total);
+    for (int k = 0; k < SK_TRACK__COUNT; k++) printf(" %10llu", (unsigned long long)by_kind[k]);
+    putchar('\n');
+}
 
 static void print_domains(const char *title, const sk_track_window *w)
 {
-    printf("\n%s\n%-32s %8s", title, "DOMAIN", "TOTAL");
-    for (size_t c = 0; c < sizeof domain_columns / sizeof domain_columns[0]; c++)
-        printf(" %10s", sk_track_kind_name(domain_columns[c]));
+    printf("\n%s\n%-28s %8s", title, "DOMAIN", "TOTAL");
+    for (int k = 0; k < SK_TRACK__COUNT; k++) printf(" %10s", sk_track_kind_name((sk_track_kind)k));
     putchar('\n');
-    for (size_t i = 0; i < w->ndomains; i++) {
-        const sk_track_domain_count *d = &w->domains[i];
-        printf("%-32s %8llu", d->domain, (unsigned long long)d->total);
-        for (size_t c = 0; c < sizeof domain_columns / sizeof domain_columns[0]; c++)
-            printf(" %10llu", (unsigned long long)d->by_kind[domain_columns[c]]);
-        putchar('\n');
+    for (size_t i = 0; i < w->ndomains; i++)
+        print_row(w->domains[i].domain, w->domains[i].total, w->domains[i].by_kind);
+    if (w->domains_omitted) {
+        char name[64];
+        snprintf(name, sizeof name, "(%zu other domains)", w->domains_omitted);
+        print_row(name, w->other_domains.total, w->other_domains.by_kind);
     }
-    if (!w->ndomains) printf("(none)\n");
-    if (w->domains_omitted) printf("... and %zu more domains\n", w->domains_omitted);
+    /* received, and complaints without a recipient, have no domain. */
+    if (w->no_recipient.total)
+        print_row("(no recipient)", w->no_recipient.total, w->no_recipient.by_kind);
+    print_row("total", w->total, w->by_kind);
 }
 
 static void print_table(const sk_track_stats *s)

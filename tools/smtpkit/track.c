@@ -50,6 +50,8 @@ static void json_event(const sk_track_ev *ev)
     json_string(stdout, ev->tls);
     printf(",\"class\":");
     json_string(stdout, ev->cls);
+    printf(",\"dsn_id\":");
+    json_string(stdout, ev->dsn_id);
     putchar('}');
 }
 
@@ -85,12 +87,14 @@ static void print_table(const sk_track_result *r)
             strcpy(attempt, "-");
         printf("%-20s  %-10s  %7s  %-30s  ", when, sk_track_kind_name(ev->kind), attempt,
                ev->recipient ? ev->recipient : "-");
-        const char *parts[] = {ev->remote_host, ev->reply, ev->tls, ev->cls};
+        /* remote_host is the Maildir file of a local delivery. */
+        const char *parts[] = {ev->remote_host, ev->reply, ev->tls, ev->cls, ev->dsn_id};
+        const char *labels[] = {"", "", "", "", "DSN "};
         int shown = 0;
         for (size_t j = 0; j < sizeof parts / sizeof parts[0]; j++) {
             if (!parts[j]) continue;
             /* A multi-line reply stays on one row. */
-            printf("%s", shown++ ? "; " : "");
+            printf("%s%s", shown++ ? "; " : "", labels[j]);
             for (const char *p = parts[j]; *p; p++) putchar(*p == '\n' || *p == '\r' ? ' ' : *p);
         }
         putchar('\n');

@@ -120,6 +120,9 @@
 #define SK_DNS_ADDRS_PER_HOST_MAX 16
 /* Records kept from one plain lookup (TXT, A, AAAA, MX). */
 #define SK_DNS_RECORDS_MAX 64
+/* A route's one-line explanation (sk_route.text): a domain name (RFC 1035
+ * 2.3.4: 255 octets), the servers asked and the reason fit. */
+#define SK_DNS_ROUTE_TEXT_OCTETS 512
 
 /* DSN and rules (src/deliver). A bounce returns the whole message only up
  * to this size, else its headers (RFC 3461 4.3 lets the MTA cut it): a

@@ -51,9 +51,10 @@ typedef struct cli_data_dir {
     char how[512];      /* how it was chosen, for messages: "the default; set ..." */
 } cli_data_dir;
 /* Resolve the data directory from flag (--data-dir, or NULL) and
- * config_path (--config, or NULL). Returns EX_OK, or prints why not (an
- * unreadable config file, an empty SMTPKIT_DATA_DIR) and returns
- * EX_CONFIG. */
+ * config_path (--config, or NULL; read only when there is no flag).
+ * Returns EX_OK, or prints why not and returns the exit code: EX_CONFIG
+ * for a config file that cannot be read or has a mistake and for an empty
+ * SMTPKIT_DATA_DIR, EX_OSERR when out of memory. */
 int cli_data_dir_resolve(const char *cmd, const char *flag, const char *config_path,
                          cli_data_dir *out);
 void cli_data_dir_clear(cli_data_dir *d);

@@ -36,8 +36,9 @@ static void usage(FILE *f)
             CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
     fprintf(f, "\nSignals: SIGTERM/SIGINT stop (sessions in flight finish), SIGHUP reloads\n"
                "the configuration and certificates. Exit codes: 0 stopped cleanly, 64 bad\n"
-               "flag, 78 bad configuration, 71 could not start (address in use, spool\n"
-               "locked by another daemon after a 5 s wait, ...), 70 the event loop failed.\n"
+               "flag, 78 bad configuration (also a data directory that cannot be used),\n"
+               "71 could not start (address in use, spool locked by another daemon after\n"
+               "a 5 s wait, ...), 70 the event loop failed.\n"
                "See docs/serve.md.\n");
 }
 

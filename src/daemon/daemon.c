@@ -765,16 +765,22 @@ static sk_err check_writable(const char *data_dir, const char *as_user, sk_error
  * root again (nothing runs in other threads yet). */
 static sk_err check_writable_as(const char *data_dir, const struct passwd *pw, sk_error *err)
 {
-    gid_t saved[NGROUPS_MAX];
-    int nsaved = getgroups(NGROUPS_MAX, saved);
+    int nsaved = getgroups(0, NULL);
+    gid_t *saved = nsaved >= 0 ? sk_calloc((size_t)nsaved + 1, sizeof *saved) : NULL;
+    if (!saved) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+    nsaved = getgroups(nsaved, saved);
     gid_t egid = getegid();
     if (nsaved < 0 || initgroups(pw->pw_name, pw->pw_gid) != 0 || setegid(pw->pw_gid) != 0 ||
-        seteuid(pw->pw_uid) != 0)
+        seteuid(pw->pw_uid) != 0) {
+        sk_free(saved);
         return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
                             "user: cannot take the identity of %s to check %s: %s", pw->pw_name,
                             data_dir, strerror(errno));
+    }
     sk_err e = check_writable(data_dir, pw->pw_name, err);
-    if (seteuid(0) != 0 || setegid(egid) != 0 || setgroups((size_t)nsaved, saved) != 0)
+    int back = seteuid(0) == 0 && setegid(egid) == 0 && setgroups((size_t)nsaved, saved) == 0;
+    sk_free(saved);
+    if (!back)
         return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
                             "cannot become root again after checking %s: %s", data_dir,
                             strerror(errno));

@@ -47,8 +47,7 @@ typedef enum cli_data_dir_source {
 typedef struct cli_data_dir {
     char *path; /* sk_free (cli_data_dir_clear) */
     cli_data_dir_source source;
-    const char *config; /* the --config FILE it came from (not owned) */
-    char how[512];      /* how it was chosen, for messages: "the default; set ..." */
+    char how[512]; /* how it was chosen, for messages: "the default; set ..." */
 } cli_data_dir;
 /* Resolve the data directory from flag (--data-dir, or NULL) and
  * config_path (--config, or NULL; read only when there is no flag).

@@ -141,7 +141,6 @@ int cli_data_dir_resolve(const char *cmd, const char *flag, const char *config_p
     } else if (from_config) {
         path = from_config;
         out->source = CLI_DATA_DIR_CONFIG;
-        out->config = config_path;
         snprintf(out->how, sizeof out->how, "from data-dir in %s", config_path);
     } else if (env) {
         /* Set but empty is a mistake, not a request for the default. */

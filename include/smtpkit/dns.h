@@ -98,7 +98,10 @@ typedef struct sk_route {
     int implicit_mx;   /* 1: no MX records; hosts[0] is the domain itself (preference 0) */
     int permanent;     /* 1 for NULL_MX, NXDOMAIN, NO_ADDRESS */
     char enhanced[16]; /* RFC 3463 status for a failure ("5.1.10"), "" when OK */
-    char text[256];    /* one line for people and DSN diagnostics */
+    /* One line for people and DSN diagnostics; a DNS failure names the
+     * lookup, the servers asked and why ("DNS lookup of MX for
+     * example.net failed at 127.0.0.1:5353: timeout"). */
+    char text[SK_DNS_ROUTE_TEXT_OCTETS];
     size_t nhosts;
     sk_mx_host *hosts; /* in the order to try: preference, random among equals */
 } sk_route;

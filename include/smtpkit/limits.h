@@ -120,6 +120,9 @@
 #define SK_DNS_ADDRS_PER_HOST_MAX 16
 /* Records kept from one plain lookup (TXT, A, AAAA, MX). */
 #define SK_DNS_RECORDS_MAX 64
+/* A route's one-line explanation (sk_route.text): a domain name (RFC 1035
+ * 2.3.4: 255 octets), the servers asked and the reason fit. */
+#define SK_DNS_ROUTE_TEXT_OCTETS 512
 
 /* DSN and rules (src/deliver). A bounce returns the whole message only up
  * to this size, else its headers (RFC 3461 4.3 lets the MTA cut it): a
@@ -151,9 +154,10 @@
 #define SK_TRACK_PENDING_MAX_EVENTS     10000
 /* How long a writer waits for another (sqlite3_busy_timeout). */
 #define SK_TRACK_BUSY_TIMEOUT_MS_DEFAULT 2000
-/* One field of an event: a reply text is bounded by SK_REPLY_TEXT_MAX_OCTETS;
- * addresses by RFC 5321 4.5.3.1.3. */
-#define SK_TRACK_FIELD_MAX_OCTETS SK_REPLY_TEXT_MAX_OCTETS
+/* One field of an event: a reply text is bounded by SK_REPLY_TEXT_MAX_OCTETS,
+ * addresses by RFC 5321 4.5.3.1.3, and the Maildir file of a local delivery
+ * (in remote_host) by Linux's PATH_MAX, which is the larger. */
+#define SK_TRACK_FIELD_MAX_OCTETS 4096
 /* Events returned for one message, and domains listed by stats. */
 #define SK_TRACK_QUERY_EVENTS_MAX  10000
 #define SK_TRACK_STATS_DOMAINS_MAX 50

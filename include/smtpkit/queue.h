@@ -63,7 +63,14 @@ typedef struct sk_queue_event {
     const char *destination; /* queue key: domain or provider key; NULL for message events */
     int priority;            /* effective priority of the message (-9..9) */
     const char *dsn_id;      /* SK_QUEUE_EV_DSN: queue ID of the new DSN message */
-    uint64_t throttle_ms;    /* SK_QUEUE_EV_THROTTLED: for how long */
+    /* SK_QUEUE_EV_DSN: the recipients whose final outcome it reports
+     * (failed, expired, delivered or relayed; not those only delayed). */
+    const char *const *dsn_rcpts;
+    size_t ndsn_rcpts;
+    /* SK_QUEUE_EV_DELIVERED by the local transport: the Maildir file
+     * written; NULL otherwise. */
+    const char *mailbox_file;
+    uint64_t throttle_ms; /* SK_QUEUE_EV_THROTTLED: for how long */
 } sk_queue_event;
 
 /* A per-destination rate: at most count messages per per_ms, as a token

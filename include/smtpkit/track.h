@@ -47,6 +47,10 @@ typedef struct sk_track_ev {
     const char *reply;       /* the remote reply, "550 5.1.1 no such user" */
     const char *tls;         /* "TLSv1.3 TLS_AES_256_GCM_SHA384"; NULL: none */
     const char *cls;         /* bounce class (sk_class_name): "bad-mailbox" */
+    /* The queue ID of the DSN that reported this outcome to the sender
+     * (bounced, expired, delivered with NOTIFY=SUCCESS); set by
+     * sk_track_dsn_sent once the DSN is spooled, NULL when none. */
+    const char *dsn_id;
 } sk_track_ev;
 
 /* An open store: one connection. Not thread-safe; use it from one thread
@@ -81,6 +85,12 @@ SK_NODISCARD sk_err sk_track_set_opts(sk_track *tr, const sk_track_opts *opts,
  * lost if the process dies: tracking data is not the message (the spool
  * is), and losing the last moments of it in a crash is accepted. */
 SK_NODISCARD sk_err sk_track_event(sk_track *tr, const sk_track_ev *ev, sk_error *err);
+/* Record that the DSN spooled as dsn_id reports the outcome of recipient
+ * of message queue_id: its bounced, expired or delivered event (the
+ * latest such event without a DSN) gets dsn_id. Batched and written in
+ * order with the events, so the event may still be pending. */
+SK_NODISCARD sk_err sk_track_dsn_sent(sk_track *tr, const char *queue_id, const char *recipient,
+                                      const char *dsn_id, sk_error *err);
 /* Write pending events now, in one transaction. On failure (another writer
  * held the lock past the busy timeout, disk full) they stay pending. */
 SK_NODISCARD sk_err sk_track_flush(sk_track *tr, sk_error *err);
@@ -109,7 +119,7 @@ void sk_track_result_free(sk_track_result *r);
 
 /* Counts of events in a window, by event and by recipient domain. */
 typedef struct sk_track_domain_count {
-    char *domain;
+    char *domain; /* NULL in other_domains and no_recipient */
     uint64_t total;
     uint64_t by_kind[SK_TRACK__COUNT];
 } sk_track_domain_count;
@@ -120,6 +130,10 @@ typedef struct sk_track_window {
     sk_track_domain_count *domains; /* most events first */
     size_t ndomains;
     size_t domains_omitted; /* beyond SK_TRACK_STATS_DOMAINS_MAX */
+    /* The events of the omitted domains, and those without a recipient
+     * domain (received; complaints without a recipient): with the
+     * domains, they add up to total. */
+    sk_track_domain_count other_domains, no_recipient;
 } sk_track_window;
 typedef struct sk_track_stats {
     int64_t now_ms;

@@ -15,7 +15,9 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -411,6 +413,8 @@ static void on_queue_event(void *ctx, const sk_queue_event *qe)
     case SK_QUEUE_EV_DELIVERED:
         ev.kind = SK_TRACK_DELIVERED;
         ev.tls = qe->tls;
+        /* docs/tracking.md: a local delivery names its Maildir file. */
+        if (qe->mailbox_file) ev.remote_host = qe->mailbox_file;
         break;
     case SK_QUEUE_EV_DEFERRED:
         ev.kind = SK_TRACK_DEFERRED;
@@ -424,6 +428,15 @@ static void on_queue_event(void *ctx, const sk_queue_event *qe)
         ev.kind = SK_TRACK_EXPIRED;
         ev.cls = sk_class_name(qe->cls);
         break;
+    case SK_QUEUE_EV_DSN:
+        /* The DSN is on disk: each outcome it reports names it. */
+        for (size_t i = 0; i < qe->ndsn_rcpts; i++) {
+            sk_error err;
+            if (sk_track_dsn_sent(d->track, qe->env->id, qe->dsn_rcpts[i], qe->dsn_id, &err))
+                sk_log(&d->log, SK_LOG_WARN, "%s daemon track-failed dsn=%s error=\"%s\"",
+                       qe->env->id, qe->dsn_id, err.text);
+        }
+        return;
     default:
         return;
     }
@@ -686,7 +699,116 @@ static sk_err make_dir(const char *path, sk_error *err)
                         strerror(errno));
 }
 
-/* Drop root for the named user once the listeners are bound. */
+/* Can files be made in dir? An unnamed file (O_TMPFILE) leaves nothing
+ * behind; where the file system has no such files, a named one is made
+ * and removed. Returns 0 or an errno value. */
+static int probe_writable(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return errno;
+    char name[PATH_MAX];
+    if ((size_t)snprintf(name, sizeof name, "%s/.smtpkit-write-test.%ld", dir, (long)getpid()) >=
+        sizeof name)
+        return ENAMETOOLONG;
+    fd = open(name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) return errno;
+    close(fd);
+    unlink(name);
+    return 0;
+}
+
+/* The directories the daemon writes in, below the data directory; those
+ * that do not exist yet are made later, in one that was found writable. */
+static const char *const data_subdirs[] = {"", "/spool", "/spool/msg", "/spool/ctl", "/mailboxes"};
+
+static sk_err check_writable(const char *data_dir, const char *as_user, sk_error *err)
+{
+    for (size_t i = 0; i < sizeof data_subdirs / sizeof data_subdirs[0]; i++) {
+        char path[PATH_MAX];
+        if ((size_t)snprintf(path, sizeof path, "%s%s", data_dir, data_subdirs[i]) >= sizeof path)
+            return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data-dir %s: path too long",
+                                data_dir);
+        struct stat st;
+        if (stat(path, &st) != 0) {
+            if (errno == ENOENT && i > 0) continue;
+            return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data-dir %s: %s: %s", data_dir,
+                                path, strerror(errno));
+        }
+        if (!S_ISDIR(st.st_mode))
+            return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
+                                "data-dir %s: %s is not a directory", data_dir,
+                                i ? data_subdirs[i] + 1 : "it");
+        int why = probe_writable(path);
+        if (why)
+            return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
+                                "data-dir %s: cannot write in %s%s%s: %s", data_dir,
+                                i ? data_subdirs[i] + 1 : "it", as_user ? " as user " : "",
+                                as_user ? as_user : "", strerror(why));
+    }
+    return SK_OK;
+}
+
+/* Run check_writable with the effective user and groups of pw, then be
+ * root again (nothing runs in other threads yet). */
+static sk_err check_writable_as(const char *data_dir, const struct passwd *pw, sk_error *err)
+{
+    int nsaved = getgroups(0, NULL);
+    gid_t *saved = nsaved >= 0 ? sk_calloc((size_t)nsaved + 1, sizeof *saved) : NULL;
+    if (!saved) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+    nsaved = getgroups(nsaved, saved);
+    gid_t egid = getegid();
+    if (nsaved < 0 || initgroups(pw->pw_name, pw->pw_gid) != 0 || setegid(pw->pw_gid) != 0 ||
+        seteuid(pw->pw_uid) != 0) {
+        sk_free(saved);
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
+                            "user: cannot take the identity of %s to check %s: %s", pw->pw_name,
+                            data_dir, strerror(errno));
+    }
+    sk_err e = check_writable(data_dir, pw->pw_name, err);
+    int back = seteuid(0) == 0 && setegid(egid) == 0 && setgroups((size_t)nsaved, saved) == 0;
+    sk_free(saved);
+    if (!back)
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
+                            "cannot become root again after checking %s: %s", data_dir,
+                            strerror(errno));
+    return e;
+}
+
+/* The data directory, before any port opens: created when missing (given
+ * to --user when we start as root and switch to it), a directory, and
+ * writable by the user the daemon will run as, with the spool and mailbox
+ * directories already in it. What is wrong with it is configuration
+ * (exit 78), said with the directory and the reason (docs/serve.md). */
+static sk_err check_data_dir(sk_daemon *d, sk_error *err)
+{
+    const char *dir = d->cfg->data_dir;
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data-dir %s: cannot create it: %s%s",
+                            dir, strerror(errno),
+                            errno == ENOENT ? " (its parent directory does not exist)" : "");
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data-dir %s: %s", dir,
+                            strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data-dir %s: not a directory", dir);
+    const char *name = d->cfg->user;
+    if (!name || geteuid() != 0) return check_writable(dir, NULL, err);
+    struct passwd *pw = getpwnam(name);
+    if (!pw) return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "user: no user %s", name);
+    /* The data directory belongs to the user we run as. */
+    if (chown(dir, pw->pw_uid, pw->pw_gid) != 0)
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data-dir %s: cannot chown it: %s",
+                            dir, strerror(errno));
+    return check_writable_as(dir, pw, err);
+}
+
+/* Drop root for the named user once the listeners are bound (the data
+ * directory was given to it by check_data_dir). */
 static sk_err drop_privileges(sk_daemon *d, sk_error *err)
 {
     const char *name = d->cfg->user;
@@ -698,11 +820,6 @@ static sk_err drop_privileges(sk_daemon *d, sk_error *err)
         return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
                             "user: switching to %s needs to be started as root", name);
     }
-    /* The data directory belongs to the user we run as. */
-    if (make_dir(d->cfg->data_dir, err)) return SK_ERR_CONFIG;
-    if (chown(d->cfg->data_dir, pw->pw_uid, pw->pw_gid) != 0)
-        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "cannot chown %s: %s",
-                            d->cfg->data_dir, strerror(errno));
     if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
         setuid(pw->pw_uid) != 0)
         return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "cannot switch to user %s: %s", name,
@@ -763,6 +880,18 @@ static void open_track(sk_daemon *d)
     sk_buf_free(&path);
 }
 
+static sk_err open_spool(sk_daemon *d, sk_error *err)
+{
+    const char *sync = d->cfg->spool_sync;
+    sk_spool_opts so = {.mode = SK_SPOOL_OWNER,
+                        .log = d->log,
+                        .sync = !strcmp(sync, "files") ? SK_SPOOL_SYNC_FILES
+                                : !strcmp(sync, "fs")  ? SK_SPOOL_SYNC_FS
+                                                       : SK_SPOOL_SYNC_LOG};
+    d->spool = sk_spool_open(d->cfg->data_dir, &so, d->base, err);
+    return d->spool ? SK_OK : err && err->err ? err->err : SK_ERR_IO;
+}
+
 /* --rate-limit and --priority values, checked when the config was read. */
 static sk_err parse_rules(const sk_daemon_config *c, sk_queue_opts *qo, sk_queue_rate_rule **rates,
                           sk_queue_priority_rule **prios, sk_error *err)
@@ -795,6 +924,15 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
     if (sk_buf_printf(&dir, "%s/mailboxes", c->data_dir))
         return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data-dir: path too long");
     sk_err e = make_dir(sk_buf_cstr(&dir), err);
+    /* An absolute root, so that the Maildir files named in the tracking
+     * store are found from any directory. */
+    char *abs = e ? NULL : realpath(sk_buf_cstr(&dir), NULL);
+    if (abs) {
+        sk_buf_reset(&dir);
+        e = sk_buf_puts(&dir, abs);
+        free(abs);
+        if (e) e = sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data-dir: path too long");
+    }
     char host[256] = "";
     if (!c->hostname) gethostname(host, sizeof host - 1);
     d->hostname = sk_strdup(c->hostname ? c->hostname : host);
@@ -981,30 +1119,25 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot set up signal handling");
     }
 
-    /* The data directory exists before the ports open, so that a tool run
-     * as soon as the port answers finds it (drop_privileges gives it to
-     * --user). Bind next (ports below 1024 need root), then drop
-     * privileges, then open the spool as the user we run as. */
-    e = make_dir(d->cfg->data_dir, err);
-    /* Without a user to switch to, the tracking store is opened before the
-     * ports too: opening SQLite takes a moment, and sessions should not
-     * wait behind it. */
-    if (!e && !d->cfg->user) {
+    /* The data directory is checked before the ports open, so that a
+     * daemon that cannot keep mail never answers (and a tool run as soon
+     * as the port answers finds it). Without a user to switch to, the
+     * tracking store and the spool (its lock, its recovery) are opened
+     * before the ports too: opening SQLite takes a moment, sessions
+     * should not wait behind it, and a spool locked by another daemon
+     * stops the start before it listens. When starting as root with
+     * --user: bind (ports below 1024 need root), drop privileges, then
+     * open them as the user we run as. */
+    bool drops = d->cfg->user && geteuid() == 0;
+    e = check_data_dir(d, err);
+    if (!e && !drops) {
         open_track(d);
         d->track_opened = true;
+        e = open_spool(d, err);
     }
     if (!e) e = listen_all(d, err);
     if (!e) e = drop_privileges(d, err);
-    if (!e) {
-        const char *sync = d->cfg->spool_sync;
-        sk_spool_opts so = {.mode = SK_SPOOL_OWNER,
-                            .log = d->log,
-                            .sync = !strcmp(sync, "files") ? SK_SPOOL_SYNC_FILES
-                                    : !strcmp(sync, "fs")  ? SK_SPOOL_SYNC_FS
-                                                           : SK_SPOOL_SYNC_LOG};
-        d->spool = sk_spool_open(d->cfg->data_dir, &so, d->base, err);
-        if (!d->spool) e = err && err->err ? err->err : SK_ERR_IO;
-    }
+    if (!e && !d->spool) e = open_spool(d, err);
     if (!e) e = start_delivery(d, err);
     if (e) {
         sk_daemon_free(d);

@@ -56,6 +56,10 @@ typedef struct sk_delivery_result {
     const sk_delivery_rcpt_result *rcpts;
     size_t nrcpts;
     const char *remote_host; /* for tracking; NULL when local */
+    /* Maildir transport: the file each recipient's copy was written to,
+     * in the order of rcpts (NULL for one not delivered); NULL for other
+     * transports. For tracking (docs/tracking.md). */
+    const char *const *files;
     const char *tls;         /* "TLSv1.3 TLS_AES_256_GCM_SHA384" when encrypted, else NULL */
     int tls_verified;        /* 1: the peer's certificate verified (chain and name) */
     const char *destination; /* SMTP transport: the destination key (MX host set or relay host);

@@ -218,11 +218,13 @@ static void log_rcpt(const maildir_transport *t, const sk_delivery *job, const s
     sk_buf_free(&name);
 }
 
-/* Deliver one recipient; returns its result. */
+/* Deliver one recipient; returns its result, and in *file the file it
+ * went to (NULL when it was not delivered, or on no memory). */
 static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delivery *job,
-                                           const sk_delivery_rcpt *rc, note *out_note)
+                                           const sk_delivery_rcpt *rc, note *out_note, char **file)
 {
     *out_note = NOTE_NONE;
+    *file = NULL;
     const char *at = strrchr(rc->addr, '@');
     if (!at || at == rc->addr)
         return make_result(SK_DELIVERY_PERMANENT, 550, "5.1.3", "bad local recipient address");
@@ -257,6 +259,10 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
     }
     if (already_there(folder.data, name.data, job->maybe_delivered)) {
         *out_note = NOTE_ALREADY;
+        sk_buf where = SK_BUF_INIT(PATH_MAX);
+        if (!sk_buf_printf(&where, "%s/new/%s", folder.data, name.data))
+            *file = sk_buf_detach(&where, NULL);
+        sk_buf_free(&where);
         res = make_result(SK_DELIVERY_OK, 250, "2.0.0", "delivered to Maildir (earlier attempt)");
         goto out;
     }
@@ -306,6 +312,7 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
         res = make_result(SK_DELIVERY_TRANSIENT, 451, "4.3.0", "local delivery failed");
     } else {
         *out_note = existed ? NOTE_EXISTED : NOTE_DELIVERED;
+        *file = sk_strdup(dst);
         res = make_result(SK_DELIVERY_OK, 250, "2.0.0", "delivered to Maildir");
     }
 out:
@@ -325,11 +332,15 @@ struct mjob {
     void *ctx;
     sk_delivery_rcpt_result *rs;
     note *notes;
+    char **files; /* per recipient, the file delivered to */
+    size_t nfiles;
     mjob *next;
 };
 
 static void mjob_free(mjob *j)
 {
+    for (size_t i = 0; j->files && i < j->nfiles; i++) sk_free(j->files[i]);
+    sk_free(j->files);
     sk_free(j->rs);
     sk_free(j->notes);
     sk_free(j);
@@ -338,13 +349,16 @@ static void mjob_free(mjob *j)
 static void run_job(maildir_transport *t, mjob *j)
 {
     for (size_t i = 0; i < j->job->nrcpts; i++)
-        j->rs[i] = deliver_one(t, j->job, &j->job->rcpts[i], &j->notes[i]);
+        j->rs[i] = deliver_one(t, j->job, &j->job->rcpts[i], &j->notes[i], &j->files[i]);
 }
 
 static void report(maildir_transport *t, mjob *j)
 {
     for (size_t i = 0; i < j->job->nrcpts; i++) log_rcpt(t, j->job, &j->job->rcpts[i], j->notes[i]);
-    sk_delivery_result res = {.rcpts = j->rs, .nrcpts = j->job->nrcpts, .remote_host = NULL};
+    sk_delivery_result res = {.rcpts = j->rs,
+                              .nrcpts = j->job->nrcpts,
+                              .remote_host = NULL,
+                              .files = (const char *const *)j->files};
     j->done(j->ctx, &res);
     mjob_free(j);
 }
@@ -407,8 +421,10 @@ static void maildir_deliver(sk_transport *base, const sk_delivery *job, sk_deliv
     if (j) {
         j->rs = sk_calloc(n, sizeof *j->rs);
         j->notes = sk_calloc(n, sizeof *j->notes);
+        j->files = sk_calloc(n, sizeof *j->files);
+        j->nfiles = n;
     }
-    if (!j || !j->rs || !j->notes) {
+    if (!j || !j->rs || !j->notes || !j->files) {
         if (j) mjob_free(j);
         /* No results at all: the queue counts every recipient as a
          * transient failure (deliver.h). */

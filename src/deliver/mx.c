@@ -117,9 +117,11 @@ int sk_mx_route_failure(const sk_route *route, sk_reply *out)
     else if (route->status == SK_ROUTE_NO_ADDRESS)
         *out = sk_reply_make(code, enh, "no address for the mail hosts of %s%s%s", d,
                              route->text[0] ? ": " : "", route->text);
+    else if (route->text[0])
+        /* The resolver's text names the lookup, its servers and why. */
+        *out = sk_reply_make(code, enh, "%s", route->text);
     else
-        *out = sk_reply_make(code, enh, "DNS lookup for %s failed%s%s", d,
-                             route->text[0] ? ": " : "", route->text);
+        *out = sk_reply_make(code, enh, "DNS lookup for %s failed", d);
     return 1;
 }
 

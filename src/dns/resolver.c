@@ -130,6 +130,11 @@ sk_resolver *sk_resolver_new_opts(struct event_base *base, const sk_resolver_opt
     /* ARES_FLAG_NOSEARCH: we look up exact names (mail domains are
      * absolute; RFC 5321 5.1 forbids local search-list expansion). */
     ao.flags = ARES_FLAG_NOSEARCH;
+    /* With one server given there is none to fall over to: take its
+     * SERVFAIL or REFUSED as the answer, so that the failure is named as
+     * such (c-ares would report it as ECONNREFUSED once the server is
+     * skipped). With the system's servers, c-ares tries the next one. */
+    if (o->server && o->server[0]) ao.flags |= ARES_FLAG_NOCHECKRESP;
     int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS;
     int st = r->timer ? ares_init_options(&r->ch, &ao, mask) : ARES_ENOMEM;
     if (st != ARES_SUCCESS) {
@@ -192,6 +197,67 @@ static sk_dns_status map_status(int st)
 static int cancelled(int st)
 {
     return st == ARES_EDESTRUCTION || st == ARES_ECANCELLED;
+}
+
+/* Why a query failed, in the words of DNS (RFC 1035 4.1.1 RCODEs) where
+ * there are some. */
+static const char *failure_name(int st)
+{
+    switch (st) {
+    case ARES_ETIMEOUT:
+        return "timeout";
+    case ARES_ESERVFAIL:
+        return "SERVFAIL";
+    case ARES_EREFUSED:
+        return "REFUSED";
+    case ARES_ECONNREFUSED:
+        /* Also what c-ares reports once every server answered SERVFAIL
+         * or REFUSED (they are then skipped). */
+        return "no usable answer (connection refused, SERVFAIL or REFUSED)";
+    case ARES_EBADRESP:
+        return "bad response";
+    case ARES_EFORMERR:
+        return "FORMERR";
+    case ARES_ENOTIMP:
+        return "NOTIMP";
+    default:
+        return ares_strerror(st);
+    }
+}
+
+/* The servers the channel asks, "IP:PORT" ("[IPv6]:PORT"), comma
+ * separated: a DNS failure names where it happened. */
+static void servers_text(sk_resolver *r, char *out, size_t size)
+{
+    struct ares_addr_port_node *servers = NULL;
+    size_t len = 0;
+    out[0] = '\0';
+    if (ares_get_servers_ports(r->ch, &servers) == ARES_SUCCESS) {
+        for (struct ares_addr_port_node *s = servers; s && len < size; s = s->next) {
+            char ip[INET6_ADDRSTRLEN];
+            int v6 = s->family == AF_INET6;
+            if (!inet_ntop(s->family, &s->addr, ip, sizeof ip)) continue;
+            int n = snprintf(out + len, size - len, "%s%s%s%s:%d", len ? ", " : "", v6 ? "[" : "",
+                             ip, v6 ? "]" : "", s->udp_port ? s->udp_port : NS_DEFAULTPORT);
+            if (n < 0) break;
+            len += (size_t)n;
+        }
+        ares_free_data(servers);
+    }
+    if (!out[0]) snprintf(out, size, "no configured server");
+}
+
+static void route_fail(sk_route *rt, sk_route_status st, const char *enhanced, const char *fmt, ...)
+    SK_PRINTF(4, 5);
+
+/* A temporary failure of one query: what was asked, where, and why. */
+static void route_dns_fail(sk_resolver *r, sk_route *rt, const char *type, const char *name,
+                           int status)
+{
+    char servers[256];
+    servers_text(r, servers, sizeof servers);
+    route_fail(rt, SK_ROUTE_TEMPFAIL, "4.4.3", "DNS lookup of %s for %s failed at %s: %s", type,
+               name, servers, failure_name(status));
 }
 
 /* Parse addresses of one family into out[] (at most max). */
@@ -339,6 +405,7 @@ typedef struct host_state {
     sk_dns_addr v4[SK_DNS_ADDRS_PER_HOST_MAX], v6[SK_DNS_ADDRS_PER_HOST_MAX];
     size_t n4, n6;
     sk_dns_status st4, st6;
+    int ares4, ares6; /* c-ares status of each query, for the failure text */
 } host_state;
 
 typedef struct mx_job {
@@ -357,8 +424,6 @@ typedef struct addr_query {
     int family;
 } addr_query;
 
-static void route_fail(sk_route *rt, sk_route_status st, const char *enhanced, const char *fmt, ...)
-    SK_PRINTF(4, 5);
 static void route_fail(sk_route *rt, sk_route_status st, const char *enhanced, const char *fmt, ...)
 {
     rt->status = st;
@@ -402,6 +467,9 @@ static void job_finish(mx_job *job)
 {
     sk_route *rt = job->route;
     int any_temp = 0;
+    /* The first host whose lookup failed for now: the failure text. */
+    char temp_type[8] = "", temp_host[SK_SMTP_DOMAIN_MAX_OCTETS + 1] = "";
+    int temp_status = ARES_ENOMEM;
     size_t kept = 0;
     for (size_t i = 0; i < rt->nhosts; i++) {
         host_state *h = &job->hs[i];
@@ -409,6 +477,12 @@ static void job_finish(mx_job *job)
         mh->status = combine(h->st4, h->st6);
         size_t n = h->n4 + h->n6;
         if (!n) {
+            if (mh->status == SK_DNS_TEMPFAIL && !any_temp) {
+                int v4 = h->st4 == SK_DNS_TEMPFAIL;
+                snprintf(temp_type, sizeof temp_type, "%s", v4 ? "A" : "AAAA");
+                snprintf(temp_host, sizeof temp_host, "%s", mh->name);
+                temp_status = v4 ? h->ares4 : h->ares6;
+            }
             if (mh->status == SK_DNS_TEMPFAIL) any_temp = 1;
             sk_free(mh->name);
             continue;
@@ -432,8 +506,7 @@ static void job_finish(mx_job *job)
     if (kept) {
         rt->status = SK_ROUTE_OK;
     } else if (any_temp) {
-        route_fail(rt, SK_ROUTE_TEMPFAIL, "4.4.3", "temporary DNS failure looking up %s",
-                   rt->implicit_mx ? "the domain's address" : "the MX hosts' addresses");
+        route_dns_fail(job->r, rt, temp_type, temp_host, temp_status);
     } else if (rt->implicit_mx) {
         route_fail(rt, SK_ROUTE_NO_ADDRESS, "5.1.2", "%s has no MX and no address record",
                    rt->domain);
@@ -451,6 +524,10 @@ static void on_addr(void *arg, int status, int timeouts, unsigned char *abuf, in
     if (!job->dead) {
         host_state *h = &job->hs[q->host];
         sk_dns_status st = map_status(status);
+        if (q->family == AF_INET)
+            h->ares4 = status;
+        else
+            h->ares6 = status;
         if (q->family == AF_INET) {
             if (status == ARES_SUCCESS)
                 st = parse_addrs(AF_INET, abuf, alen, h->v4, SK_DNS_ADDRS_PER_HOST_MAX, &h->n4);
@@ -486,6 +563,7 @@ static void start_addr_queries(mx_job *job)
             addr_query *q = sk_calloc(1, sizeof *q);
             if (!q) {
                 job->hs[i].st4 = job->hs[i].st6 = SK_DNS_TEMPFAIL;
+                job->hs[i].ares4 = job->hs[i].ares6 = ARES_ENOMEM;
                 job->pending--;
                 continue;
             }
@@ -520,8 +598,7 @@ static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int 
         job_deliver(job);
         return;
     case SK_DNS_TEMPFAIL:
-        route_fail(rt, SK_ROUTE_TEMPFAIL, "4.4.3", "temporary DNS failure looking up MX of %s",
-                   rt->domain);
+        route_dns_fail(job->r, rt, "MX", rt->domain, status);
         job_deliver(job);
         return;
     case SK_DNS_NODATA:

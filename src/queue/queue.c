@@ -112,6 +112,8 @@ struct qdsn {
     sk_queue *q; /* NULL once the queue is gone */
     sk_spool_envelope *env;
     int priority;
+    char **rcpts; /* whose final outcome it reports (SK_QUEUE_EV_DSN) */
+    size_t nrcpts;
     qdsn *prev, *next;
 };
 
@@ -182,6 +184,11 @@ static void emit(sk_queue *q, sk_queue_event *ev)
         if (!e) e = sk_buf_putc(&b, '"');
     }
     if (!e && ev->remote_host) e = sk_buf_printf(&b, " remote=%s", ev->remote_host);
+    if (!e && ev->mailbox_file) {
+        e = sk_buf_puts(&b, " file=\"");
+        if (!e) e = sk_log_escape(&b, ev->mailbox_file, strlen(ev->mailbox_file));
+        if (!e) e = sk_buf_putc(&b, '"');
+    }
     if (!e && ev->tls) {
         e = sk_buf_puts(&b, " tls=\"");
         if (!e) e = sk_log_escape(&b, ev->tls, strlen(ev->tls));
@@ -681,6 +688,28 @@ static int throttle(sk_queue *q, qdest *d, qmsg *m, const char *rcpt, const sk_r
 
 /* ---- bounces ---- */
 
+static void qdsn_free(qdsn *x)
+{
+    for (size_t i = 0; i < x->nrcpts; i++) sk_free(x->rcpts[i]);
+    sk_free(x->rcpts);
+    sk_spool_envelope_free(x->env);
+    sk_free(x);
+}
+
+/* The recipients of r whose final outcome the DSN reports, for its event
+ * (tracking links each one's bounced, expired or delivered event to the
+ * DSN). On no memory the list stays short: only the link is lost. */
+static void qdsn_set_rcpts(qdsn *x, const sk_bounce_rcpt *r, size_t n)
+{
+    x->rcpts = sk_calloc(n ? n : 1, sizeof *x->rcpts);
+    for (size_t i = 0; x->rcpts && i < n; i++) {
+        if (r[i].action == SK_DSN_DELAYED) continue;
+        char *a = sk_strdup(r[i].rcpt->addr);
+        if (!a) break;
+        x->rcpts[x->nrcpts++] = a;
+    }
+}
+
 static void dsn_done(void *ctx, sk_err err, const char *queue_id)
 {
     qdsn *x = ctx;
@@ -699,12 +728,13 @@ static void dsn_done(void *ctx, sk_err err, const char *queue_id)
                                  .env = x->env,
                                  .attempt = x->env->attempts,
                                  .priority = x->priority,
-                                 .dsn_id = queue_id};
+                                 .dsn_id = queue_id,
+                                 .dsn_rcpts = (const char *const *)x->rcpts,
+                                 .ndsn_rcpts = x->nrcpts};
             emit(q, &ev);
         }
     }
-    sk_spool_envelope_free(x->env);
-    sk_free(x);
+    qdsn_free(x);
 }
 
 /* Spool a DSN about m for the recipients in r that asked for one with
@@ -749,6 +779,7 @@ static void bounce(sk_queue *q, qmsg *m, sk_bounce_rcpt *r, size_t n, int64_t no
         if (x) sk_free(x);
         x = NULL;
     } else {
+        qdsn_set_rcpts(x, r, k);
         x->q = q;
         x->priority = m->priority;
         x->next = q->dsns;
@@ -938,6 +969,9 @@ static void job_done(void *ctx, const sk_delivery_result *res)
                                  .recipient = rc->addr,
                                  .attempt = env->attempts + 1,
                                  .remote_host = res ? res->remote_host : NULL,
+                                 .mailbox_file = res && res->files && r->status == SK_DELIVERY_OK
+                                                     ? res->files[i]
+                                                     : NULL,
                                  .reply = text,
                                  .cls = mt.cls,
                                  .tls = res ? res->tls : NULL,

@@ -11,7 +11,13 @@
 
 /* Bump when the schema changes, and migrate from the older versions in
  * create_schema. */
-#define TRACK_SCHEMA_VERSION 1
+#define TRACK_SCHEMA_VERSION 2
+
+/* A pending entry that is not an event: "the DSN dsn_id reports the
+ * outcome of recipient of queue_id" (sk_track_dsn_sent). It travels in
+ * the same batches as the events, so it is applied after the event it
+ * names even when both are written in one transaction. */
+#define TRACK_DSN_LINK ((sk_track_kind)SK_TRACK__COUNT)
 
 static void stop_writer(sk_track *tr);
 static void hand_over(sk_track *tr);
@@ -98,6 +104,9 @@ static const char schema_v1[] =
     " created INTEGER NOT NULL,"
     " until INTEGER);";
 
+/* Version 2: the queue ID of the DSN that reported an outcome. */
+static const char schema_v2[] = "ALTER TABLE events ADD COLUMN dsn_id TEXT;";
+
 static int user_version(sk_track *tr)
 {
     sqlite3_stmt *st;
@@ -120,12 +129,15 @@ static sk_err create_schema(sk_track *tr, sk_error *err)
                          "tracking store: schema version %d is newer than this program's (%d)", v,
                          TRACK_SCHEMA_VERSION);
     } else if (v < TRACK_SCHEMA_VERSION) {
-        e = sk_track_exec(tr, schema_v1, err);
-        if (!e) e = sk_track_exec(tr, "PRAGMA user_version = 1", err);
+        /* Each step migrates from the version before it. */
+        if (v < 1) e = sk_track_exec(tr, schema_v1, err);
+        if (!e && v < 2) e = sk_track_exec(tr, schema_v2, err);
+        if (!e) e = sk_track_exec(tr, "PRAGMA user_version = 2", err);
     }
     /* Added to version 1 later; a program that does not know the change
      * log still reads and writes the store (its changes are logged too). */
     if (!e) e = sk_track_exec(tr, sk_suppress_schema, err);
+    if (!e) tr->schema = TRACK_SCHEMA_VERSION;
     if (e) {
         sqlite3_exec(tr->db, "ROLLBACK", NULL, NULL, NULL);
         return e;
@@ -199,6 +211,8 @@ sk_track *sk_track_open(const char *path, int readonly, sk_error *err)
             e = sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
                              "tracking store: schema version %d is newer than this program's (%d)",
                              v, TRACK_SCHEMA_VERSION);
+        /* An older store is read as it is (a reader does not migrate). */
+        tr->schema = v;
     }
     if (e) {
         sk_track_free(tr);
@@ -217,6 +231,7 @@ static void ev_clear(sk_track_ev *ev)
     sk_free((char *)ev->reply);
     sk_free((char *)ev->tls);
     sk_free((char *)ev->cls);
+    sk_free((char *)ev->dsn_id);
     memset(ev, 0, sizeof *ev);
 }
 
@@ -345,6 +360,7 @@ static sk_err copy_event(sk_track_ev *dst, const sk_track_ev *src, sk_error *err
     if (!e) e = dup_field(&dst->reply, src->reply, "reply", err);
     if (!e) e = dup_field(&dst->tls, src->tls, "TLS", err);
     if (!e) e = dup_field(&dst->cls, src->cls, "class", err);
+    if (!e) e = dup_field(&dst->dsn_id, src->dsn_id, "DSN ID", err);
     if (e) {
         ev_clear(dst);
         return e;
@@ -357,17 +373,9 @@ static sk_err copy_event(sk_track_ev *dst, const sk_track_ev *src, sk_error *err
     return SK_OK;
 }
 
-sk_err sk_track_event(sk_track *tr, const sk_track_ev *ev, sk_error *err)
+/* Keep ev (an event or a DSN link) for the next batch. */
+static sk_err enqueue(sk_track *tr, const sk_track_ev *ev, sk_error *err)
 {
-    sk_error_clear(err);
-    if (tr->readonly)
-        return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "tracking store opened read-only");
-    if ((unsigned)ev->kind >= SK_TRACK__COUNT)
-        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "tracking event: bad kind %d",
-                            (int)ev->kind);
-    if ((!ev->queue_id || !*ev->queue_id) && (!ev->message_id || !*ev->message_id))
-        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
-                            "tracking event: needs a queue ID or a Message-ID");
     if (tr->npending >= SK_TRACK_PENDING_MAX_EVENTS && tr->writer_started) hand_over(tr);
     if (tr->npending >= SK_TRACK_PENDING_MAX_EVENTS) {
         sk_error fe = {.text = "still failing"};
@@ -402,6 +410,34 @@ sk_err sk_track_event(sk_track *tr, const sk_track_ev *ev, sk_error *err)
     return SK_OK;
 }
 
+sk_err sk_track_event(sk_track *tr, const sk_track_ev *ev, sk_error *err)
+{
+    sk_error_clear(err);
+    if (tr->readonly)
+        return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "tracking store opened read-only");
+    if ((unsigned)ev->kind >= SK_TRACK__COUNT)
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "tracking event: bad kind %d",
+                            (int)ev->kind);
+    if ((!ev->queue_id || !*ev->queue_id) && (!ev->message_id || !*ev->message_id))
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
+                            "tracking event: needs a queue ID or a Message-ID");
+    return enqueue(tr, ev, err);
+}
+
+sk_err sk_track_dsn_sent(sk_track *tr, const char *queue_id, const char *recipient,
+                         const char *dsn_id, sk_error *err)
+{
+    sk_error_clear(err);
+    if (tr->readonly)
+        return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "tracking store opened read-only");
+    if (!queue_id || !*queue_id || !recipient || !dsn_id || !*dsn_id)
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
+                            "tracking: a DSN link needs a queue ID, a recipient and a DSN ID");
+    sk_track_ev link = {
+        .kind = TRACK_DSN_LINK, .queue_id = queue_id, .recipient = recipient, .dsn_id = dsn_id};
+    return enqueue(tr, &link, err);
+}
+
 /* The recipient's domain in lower case, for stats by destination. */
 static char *rcpt_domain(const char *rcpt, int *oom)
 {
@@ -425,11 +461,28 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, const sk_track_ev *evs, size_t n,
-                            sk_error *err)
+/* The DSN link: the recipient's latest final event not linked yet. */
+static sk_err link_dsn(sqlite3 *db, sqlite3_stmt *st, const sk_track_ev *ev, sk_error *err)
+{
+    sqlite3_reset(st);
+    bind_text(st, 1, ev->dsn_id);
+    bind_text(st, 2, ev->queue_id);
+    bind_text(st, 3, ev->recipient);
+    int rc = sqlite3_step(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? SK_OK : db_error(db, err, "linking a DSN");
+}
+
+static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *link,
+                            const sk_track_ev *evs, size_t n, sk_error *err)
 {
     for (size_t i = 0; i < n; i++) {
         const sk_track_ev *ev = &evs[i];
+        if (ev->kind == TRACK_DSN_LINK) {
+            sk_err e = link_dsn(db, link, ev, err);
+            if (e) return e;
+            continue;
+        }
         int oom = 0;
         char *domain = rcpt_domain(ev->recipient, &oom);
         if (oom) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "tracking: out of memory");
@@ -448,6 +501,7 @@ static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, const sk_track_ev *ev
         bind_text(st, 9, ev->reply);
         bind_text(st, 10, ev->tls);
         bind_text(st, 11, ev->cls);
+        bind_text(st, 12, ev->dsn_id);
         int rc = sqlite3_step(st);
         sqlite3_clear_bindings(st);
         sk_free(domain);
@@ -461,16 +515,23 @@ static sk_err write_events(sqlite3 *db, const sk_track_ev *evs, size_t n, sk_err
 {
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_error(db, err, "BEGIN IMMEDIATE");
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = NULL, *link = NULL;
     sk_err e = SK_OK;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO events (time_ms, event, queue_id, message_id, recipient,"
-                           " domain, attempt, remote_host, reply, tls, class)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK)
+                           " domain, attempt, remote_host, reply, tls, class, dsn_id)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+                           "UPDATE events SET dsn_id = ?1 WHERE id = (SELECT id FROM events"
+                           " WHERE queue_id = ?2 AND recipient = ?3 AND dsn_id IS NULL"
+                           " AND event IN ('bounced', 'expired', 'delivered')"
+                           " ORDER BY id DESC LIMIT 1)",
+                           -1, &link, NULL) != SQLITE_OK)
         e = db_error(db, err, "preparing the insert");
-    if (!e) e = insert_events(db, st, evs, n, err);
+    if (!e) e = insert_events(db, st, link, evs, n, err);
     sqlite3_finalize(st);
+    sqlite3_finalize(link);
     if (!e && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         e = db_error(db, err, "COMMIT");
     if (e) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -706,12 +767,17 @@ static sk_err query_text(sk_track *tr, const char *sql, const char *p, char **ou
 static sk_err load_events(sk_track *tr, sk_track_result *r, sk_error *err)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(tr->db,
-                           "SELECT time_ms, event, queue_id, message_id, recipient, attempt,"
-                           " remote_host, reply, tls, class FROM events"
-                           " WHERE queue_id = ?1 OR (queue_id IS NULL AND message_id = ?2)"
-                           " ORDER BY time_ms, id LIMIT ?3",
-                           -1, &st, NULL) != SQLITE_OK)
+    /* A store of version 1 (read, not migrated) has no DSN IDs. */
+    const char *sql = tr->schema >= 2
+                          ? "SELECT time_ms, event, queue_id, message_id, recipient, attempt,"
+                            " remote_host, reply, tls, class, dsn_id FROM events"
+                            " WHERE queue_id = ?1 OR (queue_id IS NULL AND message_id = ?2)"
+                            " ORDER BY time_ms, id LIMIT ?3"
+                          : "SELECT time_ms, event, queue_id, message_id, recipient, attempt,"
+                            " remote_host, reply, tls, class, NULL FROM events"
+                            " WHERE queue_id = ?1 OR (queue_id IS NULL AND message_id = ?2)"
+                            " ORDER BY time_ms, id LIMIT ?3";
+    if (sqlite3_prepare_v2(tr->db, sql, -1, &st, NULL) != SQLITE_OK)
         return sk_track_db_error(tr, err, "preparing a query");
     bind_text(st, 1, r->id);
     bind_text(st, 2, r->message_id);
@@ -738,6 +804,7 @@ static sk_err load_events(sk_track *tr, sk_track_result *r, sk_error *err)
         ev->reply = sk_track_column_dup(st, 7, &oom);
         ev->tls = sk_track_column_dup(st, 8, &oom);
         ev->cls = sk_track_column_dup(st, 9, &oom);
+        ev->dsn_id = sk_track_column_dup(st, 10, &oom);
     }
     sqlite3_finalize(st);
     if (oom) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "tracking: out of memory");
@@ -848,7 +915,11 @@ static sk_err window_counts(sk_track *tr, sk_track_window *w, sk_error *err)
         if (kind < 0) continue; /* written by a newer version */
         w->by_kind[kind] += n;
         w->total += n;
-        if (!domain) continue;
+        if (!domain) {
+            w->no_recipient.by_kind[kind] += n;
+            w->no_recipient.total += n;
+            continue;
+        }
         sk_track_domain_count *d = w->ndomains ? &w->domains[w->ndomains - 1] : NULL;
         if (!d || strcmp(d->domain, domain)) {
             if (w->ndomains == cap) {
@@ -877,8 +948,12 @@ static sk_err window_counts(sk_track *tr, sk_track_window *w, sk_error *err)
     if (rc != SQLITE_DONE) return sk_track_db_error(tr, err, "reading stats");
     if (w->ndomains) qsort(w->domains, w->ndomains, sizeof *w->domains, by_total);
     if (w->ndomains > SK_TRACK_STATS_DOMAINS_MAX) {
-        for (size_t i = SK_TRACK_STATS_DOMAINS_MAX; i < w->ndomains; i++)
-            sk_free(w->domains[i].domain);
+        for (size_t i = SK_TRACK_STATS_DOMAINS_MAX; i < w->ndomains; i++) {
+            const sk_track_domain_count *d = &w->domains[i];
+            for (int k = 0; k < SK_TRACK__COUNT; k++) w->other_domains.by_kind[k] += d->by_kind[k];
+            w->other_domains.total += d->total;
+            sk_free(d->domain);
+        }
         w->domains_omitted = w->ndomains - SK_TRACK_STATS_DOMAINS_MAX;
         w->ndomains = SK_TRACK_STATS_DOMAINS_MAX;
     }

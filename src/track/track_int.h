@@ -12,6 +12,7 @@ struct event;
 struct sk_track {
     sqlite3 *db;
     int readonly;
+    int schema; /* the store's schema version (a reader may find an older one) */
     sk_track_opts opts;
     struct event_base *base;
     struct event *timer; /* flushes pending events on base's loop */

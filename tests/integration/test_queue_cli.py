@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """`smtpkit queue` on a spool made through the library (examples/spool_inject):
-list/show JSON shapes and tables, exit codes (64 bad argument, 65 unknown ID),
+list/show JSON shapes and tables, exit codes (64 bad argument, 65 unknown ID,
+66 no spool),
 flush/release/delete directly on the spool; then the same operations while
 `smtpkit serve --hold` runs on it (requests answered by the daemon)."""
 
@@ -89,10 +90,11 @@ try:
                              (("flush", "extra"), 64, "extra")]:
         r = queue(d, *args, rc=code)
         expect(word in r.stderr, "%r: stderr names %r: %r" % (args, word, r.stderr))
-    r = sktest.smtpkit("queue", "list", timeout=30)
-    expect(r.returncode == 64 and "--data-dir" in r.stderr, "no --data-dir: %r" % r.stderr)
+    # No spool there: 66, naming the directory and where it came from
+    # (the default directory and the environment: test_data_dir.py).
     r = sktest.smtpkit("queue", "--data-dir", tmp.join("empty"), "list", timeout=30)
-    expect(r.returncode == 64 and "no spool" in r.stderr, "no spool: %r" % r.stderr)
+    expect(r.returncode == 66 and "no spool in %s (from --data-dir)" % tmp.join("empty")
+           in r.stderr, "no spool: %r" % r.stderr)
 
     # Operations straight on the spool.
     queue(d, "flush")

@@ -15,7 +15,8 @@ import sktest  # noqa: E402
 
 INJECT = os.path.join(sktest.BUILD_DIR, "example_track_inject")
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-EVENT_FIELDS = ["time", "event", "recipient", "attempt", "remote_host", "reply", "tls", "class"]
+EVENT_FIELDS = ["time", "event", "recipient", "attempt", "remote_host", "reply", "tls", "class",
+                "dsn_id"]
 KINDS = ["received", "queued", "deferred", "delivered", "bounced", "expired", "suppressed",
          "complained"]
 
@@ -109,8 +110,8 @@ try:
     cli("track", "--data-dir", d, "q0000000000000a1", rc=69)  # queue IDs are exact
     r = cli("track", "--data-dir", d, "Q0000000000000A1", "--bogus", rc=64)
     check("--bogus" in r.stderr, "names the bad option: %r" % r.stderr)
-    r = cli("track", "Q0000000000000A1", rc=64)
-    check("--data-dir" in r.stderr, "names the missing option: %r" % r.stderr)
+    r = cli("track", "Q0000000000000A1", "--data-dir", rc=64)
+    check("--data-dir" in r.stderr, "names the option without its value: %r" % r.stderr)
     cli("track", "--data-dir", d, rc=64)
     r = cli("track", "--data-dir", d, "A", "B", rc=64)
     check("'B'" in r.stderr, "names the extra argument: %r" % r.stderr)
@@ -122,8 +123,8 @@ try:
     check(RFC3339.match(s["time"]), "stats time")
     hour, day = s["last_hour"], s["last_day"]
     for w in (hour, day):
-        check(list(w) == ["since", "total", "by_outcome", "by_domain", "domains_omitted"],
-              "window fields: %r" % list(w))
+        check(list(w) == ["since", "total", "by_outcome", "by_domain", "domains_omitted",
+                          "other_domains", "no_recipient"], "window fields: %r" % list(w))
         check(list(w["by_outcome"]) == KINDS, "every outcome listed: %r" % w["by_outcome"])
     check(hour["total"] == 7 and day["total"] == 9, "totals: %d %d" % (hour["total"], day["total"]))
     check(hour["by_outcome"]["delivered"] == 1 and hour["by_outcome"]["queued"] == 2
@@ -138,6 +139,11 @@ try:
     check(doms["example.com"]["by_outcome"]["expired"] == 1
           and doms["example.com"]["by_outcome"]["complained"] == 1, "%r" % doms["example.com"])
     check(doms["example.net"]["total"] == 3, "%r" % doms["example.net"])
+    # The received events have no recipient: their own row, so rows add up.
+    check(day["no_recipient"]["total"] == 2 and day["no_recipient"]["by_outcome"]["received"] == 2
+          and day["other_domains"]["total"] == 0, "rows without a domain: %r" % day)
+    check(sum(x["total"] for x in day["by_domain"]) + day["no_recipient"]["total"]
+          == day["total"], "the day's rows add up: %r" % day)
     r = cli("stats", "--data-dir", d)
     check("LAST HOUR" in r.stdout and "example.net" in r.stdout, r.stdout)
     cli("stats", "--data-dir", d, "extra", rc=64)

@@ -310,6 +310,16 @@ static void test_stats_windows(void **state)
     }
     assert_int_equal(s->hour.ndomains, idx[0]);
     assert_int_equal(s->day.ndomains, idx[1]);
+    /* The event without a recipient has its own row: the rows add up. */
+    assert_int_equal(s->hour.no_recipient.total, 0);
+    assert_int_equal(s->day.no_recipient.total, 1);
+    assert_int_equal(s->day.no_recipient.by_kind[SK_TRACK_RECEIVED], 1);
+    const sk_track_window *ws[] = {&s->hour, &s->day};
+    for (size_t i = 0; i < 2; i++) {
+        uint64_t sum = ws[i]->no_recipient.total + ws[i]->other_domains.total;
+        for (size_t j = 0; j < ws[i]->ndomains; j++) sum += ws[i]->domains[j].total;
+        assert_int_equal(sum, ws[i]->total);
+    }
     sk_track_stats_free(s);
 
     /* An explicit time moves the windows; their end is inclusive. */
@@ -326,6 +336,140 @@ static void test_stats_windows(void **state)
     assert_int_equal(sk_track_stats_query(tr, NOW_MS - 1000, &s, &err), SK_OK);
     assert_int_equal(s->day.total, 7);
     sk_track_stats_free(s);
+    sk_track_free(tr);
+}
+
+/* More domains than stats lists: the rest are counted in other_domains. */
+static void test_stats_other_domains(void **state)
+{
+    fixture *f = *state;
+    sk_track *tr = open_writer(f, 1024, 0);
+    size_t n = SK_TRACK_STATS_DOMAINS_MAX + 3;
+    for (size_t i = 0; i < n; i++) {
+        char rcpt[64];
+        snprintf(rcpt, sizeof rcpt, "u@d%03zu.example", i);
+        /* One domain gets two events, so it is listed first. */
+        for (int k = 0; k < (i == 7 ? 2 : 1); k++)
+            record(tr, &(sk_track_ev){.time_ms = NOW_MS - 10,
+                                      .kind = SK_TRACK_QUEUED,
+                                      .queue_id = "Q",
+                                      .recipient = rcpt});
+    }
+    record(tr, &(sk_track_ev){.time_ms = NOW_MS - 10, .kind = SK_TRACK_RECEIVED, .queue_id = "Q"});
+    sk_error err;
+    sk_track_stats *s;
+    assert_int_equal(sk_track_stats_query(tr, 0, &s, &err), SK_OK);
+    assert_int_equal(s->hour.total, n + 2);
+    assert_int_equal(s->hour.ndomains, SK_TRACK_STATS_DOMAINS_MAX);
+    assert_string_equal(s->hour.domains[0].domain, "d007.example");
+    assert_int_equal(s->hour.domains_omitted, 3);
+    assert_null(s->hour.other_domains.domain);
+    assert_int_equal(s->hour.other_domains.total, 3);
+    assert_int_equal(s->hour.other_domains.by_kind[SK_TRACK_QUEUED], 3);
+    assert_int_equal(s->hour.no_recipient.total, 1);
+    uint64_t sum = s->hour.other_domains.total + s->hour.no_recipient.total;
+    for (size_t j = 0; j < s->hour.ndomains; j++) sum += s->hour.domains[j].total;
+    assert_int_equal(sum, s->hour.total);
+    sk_track_stats_free(s);
+    sk_track_free(tr);
+}
+
+/* sk_track_dsn_sent: the recipient's latest final event without a DSN gets
+ * the DSN's queue ID, whether that event is still pending or written. */
+static void test_dsn_links(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        int link;           /* 1: a link, 0: an event */
+        int flush;          /* flush before this row */
+        sk_track_kind kind; /* events only */
+        const char *rcpt, *dsn;
+    } rows[] = {
+        {0, 0, SK_TRACK_QUEUED, "a@x.test", NULL},
+        {0, 0, SK_TRACK_DEFERRED, "a@x.test", NULL},
+        {0, 0, SK_TRACK_BOUNCED, "a@x.test", NULL},
+        {1, 0, 0, "a@x.test", "DSN1"}, /* the bounce, still pending */
+        {0, 0, SK_TRACK_DELIVERED, "b@x.test", NULL},
+        {0, 1, SK_TRACK_EXPIRED, "c@x.test", NULL},
+        {1, 1, 0, "c@x.test", "DSN2"}, /* the expiry, written already */
+        {1, 0, 0, "b@x.test", "DSN2"}, /* a success DSN */
+        {1, 0, 0, "a@x.test", "DSN3"}, /* a's bounce has one: nothing */
+        {1, 0, 0, "nobody@x.test", "DSN3"},
+    };
+    static const struct {
+        sk_track_kind kind;
+        const char *rcpt, *dsn; /* dsn NULL: none */
+    } want[] = {
+        {SK_TRACK_QUEUED, "a@x.test", NULL},    {SK_TRACK_DEFERRED, "a@x.test", NULL},
+        {SK_TRACK_BOUNCED, "a@x.test", "DSN1"}, {SK_TRACK_DELIVERED, "b@x.test", "DSN2"},
+        {SK_TRACK_EXPIRED, "c@x.test", "DSN2"},
+    };
+    sk_track *tr = open_writer(f, 64, 0);
+    sk_error err;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        if (rows[i].flush) assert_int_equal(sk_track_flush(tr, &err), SK_OK);
+        if (rows[i].link)
+            assert_int_equal(sk_track_dsn_sent(tr, "Q1", rows[i].rcpt, rows[i].dsn, &err), SK_OK);
+        else
+            record(tr, &(sk_track_ev){.time_ms = NOW_MS - 100 + (int64_t)i,
+                                      .kind = rows[i].kind,
+                                      .queue_id = "Q1",
+                                      .recipient = rows[i].rcpt});
+    }
+    /* Links are not events: they are refused without what they need. */
+    assert_int_equal(sk_track_dsn_sent(tr, "Q1", "a@x.test", "", &err), SK_ERR_INVAL);
+    assert_int_equal(sk_track_dsn_sent(tr, NULL, "a@x.test", "D", &err), SK_ERR_INVAL);
+    sk_track_result *r;
+    assert_int_equal(sk_track_query(tr, "Q1", &r, &err), SK_OK);
+    assert_int_equal(r->nevents, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < r->nevents; i++) {
+        assert_int_equal(r->events[i].kind, want[i].kind);
+        assert_string_equal(r->events[i].recipient, want[i].rcpt);
+        if (want[i].dsn)
+            assert_string_equal(r->events[i].dsn_id, want[i].dsn);
+        else
+            assert_null(r->events[i].dsn_id);
+    }
+    sk_track_result_free(r);
+    sk_track_free(tr);
+}
+
+/* A store of schema version 1 is read as it is, and migrated by a writer. */
+static void test_schema_v1(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE events (id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL,"
+                     " event TEXT NOT NULL, queue_id TEXT, message_id TEXT, recipient TEXT,"
+                     " domain TEXT, attempt INTEGER, remote_host TEXT, reply TEXT, tls TEXT,"
+                     " class TEXT);"
+                     "CREATE TABLE suppression (address TEXT PRIMARY KEY, reason TEXT NOT NULL,"
+                     " created INTEGER NOT NULL, until INTEGER);"
+                     "INSERT INTO events (time_ms, event, queue_id, recipient) VALUES"
+                     " (1, 'bounced', 'Q1', 'a@x.test');"
+                     "PRAGMA user_version = 1;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    sk_error err;
+    sk_track_result *r;
+    sk_track *rd = sk_track_open(f->path, 1, &err);
+    assert_non_null(rd);
+    assert_int_equal(sk_track_query(rd, "Q1", &r, &err), SK_OK);
+    assert_int_equal(r->nevents, 1);
+    assert_null(r->events[0].dsn_id);
+    sk_track_result_free(r);
+    sk_track_free(rd);
+
+    sk_track *tr = open_writer(f, 64, 0);
+    assert_int_equal(sk_track_dsn_sent(tr, "Q1", "a@x.test", "DSN1", &err), SK_OK);
+    assert_int_equal(sk_track_query(tr, "Q1", &r, &err), SK_OK);
+    assert_int_equal(r->nevents, 1);
+    assert_string_equal(r->events[0].dsn_id, "DSN1");
+    sk_track_result_free(r);
     sk_track_free(tr);
 }
 
@@ -561,6 +705,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_insert_query_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_id_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_windows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_other_domains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dsn_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_thread, setup, teardown),

@@ -32,6 +32,32 @@ int cli_unknown_option(const char *cmd, const char *arg, const char *const *name
 struct option;
 int cli_unknown_long_option(const char *cmd, const char *arg, const struct option *opts);
 
+/* The data directory of the operator commands (queue, track, stats,
+ * suppress) and of serve, chosen in one order, first found wins:
+ * --data-dir, then the data-dir key of --config FILE (the daemon's config
+ * file), then $SMTPKIT_DATA_DIR, then ./var (serve's embedded default). */
+#define CLI_DATA_DIR_ENV     "SMTPKIT_DATA_DIR"
+#define CLI_DATA_DIR_DEFAULT "./var"
+typedef enum cli_data_dir_source {
+    CLI_DATA_DIR_FLAG,
+    CLI_DATA_DIR_CONFIG,
+    CLI_DATA_DIR_ENV_VAR,
+    CLI_DATA_DIR_BUILT_IN,
+} cli_data_dir_source;
+typedef struct cli_data_dir {
+    char *path; /* sk_free (cli_data_dir_clear) */
+    cli_data_dir_source source;
+    char how[512]; /* how it was chosen, for messages: "the default; set ..." */
+} cli_data_dir;
+/* Resolve the data directory from flag (--data-dir, or NULL) and
+ * config_path (--config, or NULL; read only when there is no flag).
+ * Returns EX_OK, or prints why not and returns the exit code: EX_CONFIG
+ * for a config file that cannot be read or has a mistake and for an empty
+ * SMTPKIT_DATA_DIR, EX_OSERR when out of memory. */
+int cli_data_dir_resolve(const char *cmd, const char *flag, const char *config_path,
+                         cli_data_dir *out);
+void cli_data_dir_clear(cli_data_dir *d);
+
 /* Map a library error to a sysexits.h exit code (DESIGN.md contract). */
 int cli_exit_code(const sk_error *e);
 

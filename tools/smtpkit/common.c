@@ -1,6 +1,8 @@
 /* Helpers shared by the subcommands: errors, exit codes, files, JSON. */
 #include "cli.h"
 
+#include <smtpkit/daemon.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -94,6 +96,82 @@ int cli_unknown_long_option(const char *cmd, const char *arg, const struct optio
     for (; opts && opts[n].name && n < CLI_OPTIONS_MAX; n++) names[n] = opts[n].name;
     names[n] = NULL;
     return cli_unknown_option(cmd, arg, names);
+}
+
+/* The data-dir key of a config file, or NULL when the file has none. */
+static int config_data_dir(const char *cmd, const char *path, char **out)
+{
+    *out = NULL;
+    sk_daemon_config *c = sk_daemon_config_new();
+    if (!c) {
+        cli_warn(cmd, "out of memory");
+        return EX_OSERR;
+    }
+    /* Without the built-in default in the way, a key in the file is what
+     * sets it. */
+    sk_free(c->data_dir);
+    c->data_dir = NULL;
+    sk_error err;
+    if (sk_daemon_config_load(c, path, &err)) {
+        cli_warn(cmd, "--config %s", err.text);
+        sk_daemon_config_free(c);
+        return EX_CONFIG;
+    }
+    *out = c->data_dir;
+    c->data_dir = NULL;
+    sk_daemon_config_free(c);
+    return EX_OK;
+}
+
+int cli_data_dir_resolve(const char *cmd, const char *flag, const char *config_path,
+                         cli_data_dir *out)
+{
+    *out = (cli_data_dir){0};
+    const char *env = getenv(CLI_DATA_DIR_ENV);
+    char *from_config = NULL;
+    if (!flag && config_path) {
+        int rc = config_data_dir(cmd, config_path, &from_config);
+        if (rc) return rc;
+    }
+    const char *path;
+    if (flag) {
+        path = flag;
+        out->source = CLI_DATA_DIR_FLAG;
+        snprintf(out->how, sizeof out->how, "from --data-dir");
+    } else if (from_config) {
+        path = from_config;
+        out->source = CLI_DATA_DIR_CONFIG;
+        snprintf(out->how, sizeof out->how, "from data-dir in %s", config_path);
+    } else if (env) {
+        /* Set but empty is a mistake, not a request for the default. */
+        if (!*env) {
+            cli_warn(cmd, "%s is set but empty; unset it or name a directory", CLI_DATA_DIR_ENV);
+            return EX_CONFIG;
+        }
+        path = env;
+        out->source = CLI_DATA_DIR_ENV_VAR;
+        snprintf(out->how, sizeof out->how, "from %s%s%s%s", CLI_DATA_DIR_ENV,
+                 config_path ? ", as " : "", config_path ? config_path : "",
+                 config_path ? " has no data-dir" : "");
+    } else {
+        path = CLI_DATA_DIR_DEFAULT;
+        out->source = CLI_DATA_DIR_BUILT_IN;
+        snprintf(out->how, sizeof out->how, "the default%s%s%s; set --data-dir or %s",
+                 config_path ? ", as " : "", config_path ? config_path : "",
+                 config_path ? " has no data-dir" : "", CLI_DATA_DIR_ENV);
+    }
+    out->path = from_config ? from_config : sk_strdup(path);
+    if (!out->path) {
+        cli_warn(cmd, "out of memory");
+        return EX_OSERR;
+    }
+    return EX_OK;
+}
+
+void cli_data_dir_clear(cli_data_dir *d)
+{
+    sk_free(d->path);
+    d->path = NULL;
 }
 
 int cli_exit_code(const sk_error *e)

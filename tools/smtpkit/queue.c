@@ -2,29 +2,41 @@
  * or without a daemon running on the spool (docs/queue.md). */
 #include "cli.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define QUEUE_CONTROL_TIMEOUT_MS 10000
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: smtpkit queue --data-dir DIR list [--json]\n"
-               "       smtpkit queue --data-dir DIR show ID [--json]\n"
-               "       smtpkit queue --data-dir DIR flush\n"
-               "       smtpkit queue --data-dir DIR release ID\n"
-               "       smtpkit queue --data-dir DIR delete ID\n"
-               "\n"
-               "list     every queued message: ID, state (active|deferred|hold), attempts, size\n"
-               "show     one message with its recipients and header block\n"
-               "flush    retry deferred messages now\n"
-               "release  move a message from the hold queue to delivery\n"
-               "delete   remove a message from the queue\n"
-               "\n"
-               "Works whether or not 'smtpkit serve' runs on DIR: a running daemon is asked\n"
-               "to do the change. Exit: 0 ok, 64 bad arguments, 65 no such message,\n"
-               "75 the running daemon did not answer, 74 spool I/O error.\n");
+    fprintf(f,
+            "usage: smtpkit queue [--data-dir DIR | --config FILE] list [--json]\n"
+            "       smtpkit queue [--data-dir DIR | --config FILE] show ID [--json]\n"
+            "       smtpkit queue [--data-dir DIR | --config FILE] flush\n"
+            "       smtpkit queue [--data-dir DIR | --config FILE] release ID\n"
+            "       smtpkit queue [--data-dir DIR | --config FILE] delete ID\n"
+            "\n"
+            "list     every queued message: ID, state (active|deferred|hold), attempts, size\n"
+            "show     one message with its recipients and header block\n"
+            "flush    retry deferred messages now\n"
+            "release  move a message from the hold queue to delivery\n"
+            "delete   remove a message from the queue\n"
+            "\n"
+            "--data-dir DIR  the daemon's data directory (holds spool/)\n"
+            "--config FILE   the daemon's config file: its data-dir is used\n"
+            "--json          JSON output (docs/queue.md)\n"
+            "The data directory is --data-dir, else data-dir in --config FILE, else\n"
+            "$%s, else %s (where 'smtpkit serve' keeps it by default).\n"
+            "\n"
+            "Works whether or not 'smtpkit serve' runs on DIR: a running daemon is asked\n"
+            "to do the change. Exit: 0 ok, 64 bad arguments, 65 no such message,\n"
+            "66 no spool in DIR, 74 the spool cannot be read (permission denied, I/O\n"
+            "error), 75 the running daemon did not answer, 78 bad --config file.\n",
+            CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
 }
 
 static void rfc3339_or_null(FILE *f, int64_t t)
@@ -115,11 +127,18 @@ static int do_list(const char *data_dir, int json)
     else
         printf("%-16s  %-8s  %8s  %10s  %-20s  %s\n", "ID", "STATE", "ATTEMPTS", "SIZE", "ARRIVAL",
                "SENDER");
-    size_t shown = 0;
+    size_t shown = 0, unreadable = 0;
     for (size_t i = 0; i < n; i++) {
         sk_spool_envelope *env;
-        /* A message may leave the queue while we read it; skip it. */
-        if (sk_spool_load(s, ids[i], &env, &err)) continue;
+        if (sk_spool_load(s, ids[i], &env, &err)) {
+            /* A message may leave the queue while we read it: skip it. One
+             * we may not read is not silently left out. */
+            if (err.err == SK_ERR_IO) {
+                cli_warn("queue", "%s in %s", err.text, data_dir);
+                unreadable++;
+            }
+            continue;
+        }
         if (json) {
             if (shown) putchar(',');
             print_json(env, NULL);
@@ -135,7 +154,34 @@ static int do_list(const char *data_dir, int json)
         printf("%zu message%s\n", shown, shown == 1 ? "" : "s");
     sk_spool_ids_free(ids, n);
     sk_spool_free(s);
-    return EX_OK;
+    return unreadable ? EX_IOERR : EX_OK;
+}
+
+/* The spool's message directory under dd is there and readable: EX_OK, or
+ * an exit code after a message naming the directory, how it was chosen
+ * and what is wrong. */
+static int check_spool(const cli_data_dir *dd)
+{
+    char msgdir[PATH_MAX];
+    if ((size_t)snprintf(msgdir, sizeof msgdir, "%s/spool/msg", dd->path) >= sizeof msgdir)
+        return cli_usage_error("queue", "data directory '%s' is too long", dd->path);
+    struct stat st;
+    int rc = stat(msgdir, &st);
+    if (rc == 0 && !S_ISDIR(st.st_mode)) {
+        rc = -1;
+        errno = ENOTDIR;
+    }
+    if (rc == 0 && access(msgdir, R_OK | X_OK) == 0) return EX_OK;
+    int why = errno;
+    if (why == ENOENT || why == ENOTDIR) {
+        struct stat dst;
+        int no_dir = stat(dd->path, &dst) != 0 && errno == ENOENT;
+        cli_warn("queue", "no spool in %s (%s)%s", dd->path, dd->how,
+                 no_dir ? ": the directory does not exist" : "");
+        return EX_NOINPUT;
+    }
+    cli_warn("queue", "cannot read the spool in %s (%s): %s", dd->path, dd->how, strerror(why));
+    return EX_IOERR;
 }
 
 static int do_show(const char *data_dir, const char *id, int json)
@@ -190,55 +236,8 @@ static int do_show(const char *data_dir, const char *id, int json)
     return EX_OK;
 }
 
-int cmd_queue(int argc, char **argv)
+static int run_action(const char *data_dir, const char *action, const char *id, int json)
 {
-    const char *data_dir = NULL, *action = NULL, *id = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return EX_OK;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "--data-dir")) {
-            if (++i >= argc) return cli_usage_error("queue", "--data-dir needs a directory");
-            data_dir = argv[i];
-        } else if (!strncmp(a, "--data-dir=", 11)) {
-            data_dir = a + 11;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_unknown_option("queue", a,
-                                      (const char *const[]){"data-dir", "json", "help", NULL});
-        } else if (!action) {
-            action = a;
-        } else if (!id) {
-            id = a;
-        } else {
-            return cli_usage_error("queue", "unexpected argument '%s'", a);
-        }
-    }
-    if (!data_dir) return cli_usage_error("queue", "--data-dir is required");
-    if (!action)
-        return cli_usage_error("queue", "say what to do: list, show, flush, release or delete");
-    static const struct {
-        const char *name;
-        int needs_id;
-    } actions[] = {{"list", 0}, {"show", 1}, {"flush", 0}, {"release", 1}, {"delete", 1}};
-    size_t k = 0;
-    while (k < sizeof actions / sizeof actions[0] && strcmp(actions[k].name, action)) k++;
-    if (k == sizeof actions / sizeof actions[0])
-        return cli_usage_error("queue", "unknown action '%s'", action);
-    if (actions[k].needs_id && !id) return cli_usage_error("queue", "%s needs a queue ID", action);
-    if (!actions[k].needs_id && id) return cli_usage_error("queue", "unexpected argument '%s'", id);
-    if (id && !sk_spool_id_valid(id))
-        return cli_usage_error("queue", "'%s' is not a queue ID (16 characters, like %s)", id,
-                               "01HF3Z4Q7M2ABCDE");
-    char msgdir[4096];
-    struct stat st;
-    snprintf(msgdir, sizeof msgdir, "%s/spool/msg", data_dir);
-    if (stat(msgdir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return cli_usage_error("queue", "--data-dir %s: no spool there", data_dir);
-
     if (!strcmp(action, "list")) return do_list(data_dir, json);
     if (!strcmp(action, "show")) return do_show(data_dir, id, json);
     sk_queue_op op = !strcmp(action, "flush")     ? SK_QUEUE_OP_FLUSH
@@ -259,4 +258,61 @@ int cmd_queue(int argc, char **argv)
         printf("%s%s%s: done\n", action, id ? " " : "", id ? id : "");
     }
     return EX_OK;
+}
+
+int cmd_queue(int argc, char **argv)
+{
+    const char *data_dir = NULL, *config = NULL, *action = NULL, *id = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return EX_OK;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--data-dir") || !strcmp(a, "--config")) {
+            if (++i >= argc)
+                return cli_usage_error("queue", "%s needs a %s", a,
+                                       a[2] == 'd' ? "directory" : "file");
+            *(a[2] == 'd' ? &data_dir : &config) = argv[i];
+        } else if (!strncmp(a, "--data-dir=", 11)) {
+            data_dir = a + 11;
+        } else if (!strncmp(a, "--config=", 9)) {
+            config = a + 9;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_unknown_option(
+                "queue", a, (const char *const[]){"data-dir", "config", "json", "help", NULL});
+        } else if (!action) {
+            action = a;
+        } else if (!id) {
+            id = a;
+        } else {
+            return cli_usage_error("queue", "unexpected argument '%s'", a);
+        }
+    }
+    if ((data_dir && !*data_dir) || (config && !*config))
+        return cli_usage_error("queue", "%s needs a value",
+                               data_dir && !*data_dir ? "--data-dir" : "--config");
+    if (!action)
+        return cli_usage_error("queue", "say what to do: list, show, flush, release or delete");
+    static const struct {
+        const char *name;
+        int needs_id;
+    } actions[] = {{"list", 0}, {"show", 1}, {"flush", 0}, {"release", 1}, {"delete", 1}};
+    size_t k = 0;
+    while (k < sizeof actions / sizeof actions[0] && strcmp(actions[k].name, action)) k++;
+    if (k == sizeof actions / sizeof actions[0])
+        return cli_usage_error("queue", "unknown action '%s'", action);
+    if (actions[k].needs_id && !id) return cli_usage_error("queue", "%s needs a queue ID", action);
+    if (!actions[k].needs_id && id) return cli_usage_error("queue", "unexpected argument '%s'", id);
+    if (id && !sk_spool_id_valid(id))
+        return cli_usage_error("queue", "'%s' is not a queue ID (16 characters, like %s)", id,
+                               "01HF3Z4Q7M2ABCDE");
+    cli_data_dir dd;
+    int rc = cli_data_dir_resolve("queue", data_dir, config, &dd);
+    if (rc == EX_OK) rc = check_spool(&dd);
+    if (rc == EX_OK) rc = run_action(dd.path, action, id, json);
+    cli_data_dir_clear(&dd);
+    return rc;
 }

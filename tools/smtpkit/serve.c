@@ -29,10 +29,17 @@ static void usage(FILE *f)
                 o->kind == SK_DOPT_LIST || o->kind == SK_DOPT_NETS ? "; repeatable" : "");
     }
     fprintf(f, "  %-28s %s\n", "--help", "this text");
+    fprintf(f,
+            "\nThe data directory is --data-dir, else data-dir in the config file, else\n"
+            "$%s, else %s; the operator commands (queue, track, stats,\n"
+            "suppress) look for it in the same order. It is created when missing and\n"
+            "must be writable: checked before any port opens (exit 78 otherwise).\n",
+            CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
     fprintf(f, "\nSignals: SIGTERM/SIGINT stop (sessions in flight finish), SIGHUP reloads\n"
                "the configuration and certificates. Exit codes: 0 stopped cleanly, 64 bad\n"
-               "flag, 78 bad configuration, 71 could not start (address in use, spool\n"
-               "locked by another daemon after a 5 s wait, ...), 70 the event loop failed.\n"
+               "flag, 78 bad configuration (also a data directory that cannot be used),\n"
+               "71 could not start (address in use, spool locked by another daemon after\n"
+               "a 5 s wait, ...), 70 the event loop failed.\n"
                "See docs/serve.md.\n");
 }
 
@@ -192,6 +199,19 @@ int cmd_serve(int argc, char **argv)
         rc = cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
     sk_daemon_config_free(scratch);
 
+    /* The data directory in the order every subcommand uses (cli.h):
+     * SMTPKIT_DATA_DIR comes after the config file's data-dir and before
+     * the built-in ./var, so it is passed on as a flag only when neither
+     * --data-dir nor the file set one. */
+    cli_data_dir dd = {0};
+    bool dir_flag = false;
+    for (size_t i = 0; i < n_flags; i++) dir_flag |= !strcmp(flags[i].key, "data-dir");
+    if (rc == EX_OK && !dir_flag && getenv(CLI_DATA_DIR_ENV)) {
+        rc = cli_data_dir_resolve("serve", NULL, config_path, &dd);
+        if (rc == EX_OK && dd.source == CLI_DATA_DIR_ENV_VAR)
+            flags[n_flags++] = (sk_daemon_setting){"data-dir", dd.path};
+    }
+
     sk_daemon_config *cfg = NULL;
     sk_error err;
     sk_error_clear(&err);
@@ -224,6 +244,7 @@ int cmd_serve(int argc, char **argv)
         rc = EX_SOFTWARE;
     }
     sk_daemon_free(d);
+    cli_data_dir_clear(&dd);
     free(longopts);
     free(flags);
     return rc < 0 ? EX_OK : rc;

@@ -8,18 +8,24 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: smtpkit stats --data-dir DIR [--json]\n"
+            "usage: smtpkit stats [--data-dir DIR | --config FILE] [--json]\n"
             "\n"
             "Counts the tracked events of the last hour and the last day, by outcome\n"
             "(received, queued, deferred, delivered, bounced, expired, suppressed,\n"
-            "complained) and by recipient domain (the %d busiest).\n"
+            "complained) and by recipient domain (the %d busiest, then one row for\n"
+            "the other domains and one for events without a recipient, such as\n"
+            "received: the rows add up to the total).\n"
             "\n"
             "--data-dir DIR  the daemon's data directory (holds track.db)\n"
+            "--config FILE   the daemon's config file: its data-dir is used\n"
             "--json          one JSON object (docs/tracking.md)\n"
+            "The data directory is --data-dir, else data-dir in --config FILE, else\n"
+            "$%s, else %s (where 'smtpkit serve' keeps it by default).\n"
             "\n"
             "Exit: 0 ok, 64 bad arguments, 66 no tracking store in DIR,\n"
-            "74 the store cannot be read, 78 the store is from a newer version.\n",
-            SK_TRACK_STATS_DOMAINS_MAX);
+            "74 the store cannot be read, 78 the store is from a newer version, or a\n"
+            "bad --config file.\n",
+            SK_TRACK_STATS_DOMAINS_MAX, CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
 }
 
 static void json_counts(const uint64_t *by_kind)
@@ -50,7 +56,18 @@ static void json_window(const sk_track_window *w)
         json_counts(d->by_kind);
         putchar('}');
     }
-    printf("],\"domains_omitted\":%zu}", w->domains_omitted);
+    printf("],\"domains_omitted\":%zu", w->domains_omitted);
+    const struct {
+        const char *key;
+        const sk_track_domain_count *c;
+    } rest[] = {{"other_domains", &w->other_domains}, {"no_recipient", &w->no_recipient}};
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
+        printf(",\"%s\":{\"total\":%llu,\"by_outcome\":", rest[i].key,
+               (unsigned long long)rest[i].c->total);
+        json_counts(rest[i].c->by_kind);
+        putchar('}');
+    }
+    putchar('}');
 }
 
 static void print_json(const sk_track_stats *s)
@@ -66,26 +83,31 @@ static void print_json(const sk_track_stats *s)
     printf("}\n");
 }
 
-/* The outcomes of delivery, as table columns per domain. */
-static const sk_track_kind domain_columns[] = {SK_TRACK_DELIVERED,  SK_TRACK_DEFERRED,
-                                               SK_TRACK_BOUNCED,    SK_TRACK_EXPIRED,
-                                               SK_TRACK_SUPPRESSED, SK_TRACK_COMPLAINED};
+/* Every outcome is a column, so that each row's columns add up to its
+ * total and the rows to the window's. */
+static void print_row(const char *name, uint64_t total, const uint64_t *by_kind)
+{
+    printf("%-28s %8llu", name, (unsigned long long)total);
+    for (int k = 0; k < SK_TRACK__COUNT; k++) printf(" %10llu", (unsigned long long)by_kind[k]);
+    putchar('\n');
+}
 
 static void print_domains(const char *title, const sk_track_window *w)
 {
-    printf("\n%s\n%-32s %8s", title, "DOMAIN", "TOTAL");
-    for (size_t c = 0; c < sizeof domain_columns / sizeof domain_columns[0]; c++)
-        printf(" %10s", sk_track_kind_name(domain_columns[c]));
+    printf("\n%s\n%-28s %8s", title, "DOMAIN", "TOTAL");
+    for (int k = 0; k < SK_TRACK__COUNT; k++) printf(" %10s", sk_track_kind_name((sk_track_kind)k));
     putchar('\n');
-    for (size_t i = 0; i < w->ndomains; i++) {
-        const sk_track_domain_count *d = &w->domains[i];
-        printf("%-32s %8llu", d->domain, (unsigned long long)d->total);
-        for (size_t c = 0; c < sizeof domain_columns / sizeof domain_columns[0]; c++)
-            printf(" %10llu", (unsigned long long)d->by_kind[domain_columns[c]]);
-        putchar('\n');
+    for (size_t i = 0; i < w->ndomains; i++)
+        print_row(w->domains[i].domain, w->domains[i].total, w->domains[i].by_kind);
+    if (w->domains_omitted) {
+        char name[64];
+        snprintf(name, sizeof name, "(%zu other domains)", w->domains_omitted);
+        print_row(name, w->other_domains.total, w->other_domains.by_kind);
     }
-    if (!w->ndomains) printf("(none)\n");
-    if (w->domains_omitted) printf("... and %zu more domains\n", w->domains_omitted);
+    /* received, and complaints without a recipient, have no domain. */
+    if (w->no_recipient.total)
+        print_row("(no recipient)", w->no_recipient.total, w->no_recipient.by_kind);
+    print_row("total", w->total, w->by_kind);
 }
 
 static void print_table(const sk_track_stats *s)
@@ -102,38 +124,17 @@ static void print_table(const sk_track_stats *s)
     print_domains("By destination, last day:", &s->day);
 }
 
-int cmd_stats(int argc, char **argv)
+static int show(const cli_data_dir *dd, int json)
 {
-    const char *data_dir = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return EX_OK;
-        } else if (!strcmp(a, "--data-dir")) {
-            if (i + 1 >= argc) return cli_usage_error("stats", "--data-dir needs a directory");
-            data_dir = argv[++i];
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (a[0] == '-') {
-            return cli_unknown_option("stats", a,
-                                      (const char *const[]){"data-dir", "json", "help", NULL});
-        } else {
-            return cli_usage_error("stats", "unexpected argument '%s'", a);
-        }
-    }
-    if (!data_dir) return cli_usage_error("stats", "--data-dir DIR is required");
-
     char path[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", data_dir, SK_TRACK_DB_NAME) >= sizeof path)
-        return cli_usage_error("stats", "--data-dir '%s' is too long", data_dir);
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dd->path, SK_TRACK_DB_NAME) >= sizeof path)
+        return cli_usage_error("stats", "data directory '%s' is too long", dd->path);
     sk_error err;
     sk_track *tr = sk_track_open(path, 1, &err);
     if (!tr) {
         if (err.err == SK_ERR_NOT_FOUND) {
-            cli_warn("stats", "no tracking store in %s (%s): nothing was tracked there", data_dir,
-                     err.text);
+            cli_warn("stats", "no tracking store in %s (%s): nothing was tracked there (%s)",
+                     dd->path, dd->how, err.text);
             return EX_NOINPUT;
         }
         cli_warn("stats", "%s", err.text);
@@ -152,4 +153,34 @@ int cmd_stats(int argc, char **argv)
     sk_track_stats_free(s);
     sk_track_free(tr);
     return EX_OK;
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    const char *data_dir = NULL, *config = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return EX_OK;
+        } else if (!strcmp(a, "--data-dir") || !strcmp(a, "--config")) {
+            if (i + 1 >= argc || !*argv[i + 1])
+                return cli_usage_error("stats", "%s needs a %s", a,
+                                       a[2] == 'd' ? "directory" : "file");
+            *(a[2] == 'd' ? &data_dir : &config) = argv[++i];
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (a[0] == '-') {
+            return cli_unknown_option(
+                "stats", a, (const char *const[]){"data-dir", "config", "json", "help", NULL});
+        } else {
+            return cli_usage_error("stats", "unexpected argument '%s'", a);
+        }
+    }
+    cli_data_dir dd;
+    int rc = cli_data_dir_resolve("stats", data_dir, config, &dd);
+    if (rc == EX_OK) rc = show(&dd, json);
+    cli_data_dir_clear(&dd);
+    return rc;
 }

@@ -8,18 +8,26 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: smtpkit suppress --data-dir DIR list [--json]\n"
-               "       smtpkit suppress --data-dir DIR add ADDR [--reason R] [--for DURATION] "
-               "[--json]\n"
-               "       smtpkit suppress --data-dir DIR remove ADDR [--json]\n"
-               "\n"
-               "list    the recipients mail is not sent to now, and why\n"
-               "add     suppress ADDR; for ever unless --for (e.g. 30d, 12h)\n"
-               "remove  send to ADDR again\n"
-               "\n"
-               "Addresses match with the domain in any case and the local part exactly.\n"
-               "Exit: 0 ok, 64 bad arguments, 65 ADDR is not an address, 66 no such\n"
-               "directory, 69 remove: ADDR was not suppressed, 74 store error.\n");
+    fprintf(f,
+            "usage: smtpkit suppress [--data-dir DIR | --config FILE] list [--json]\n"
+            "       smtpkit suppress [--data-dir DIR | --config FILE] add ADDR [--reason R]\n"
+            "                        [--for DURATION] [--json]\n"
+            "       smtpkit suppress [--data-dir DIR | --config FILE] remove ADDR [--json]\n"
+            "\n"
+            "list    the recipients mail is not sent to now, and why\n"
+            "add     suppress ADDR; for ever unless --for (e.g. 30d, 12h)\n"
+            "remove  send to ADDR again\n"
+            "\n"
+            "--data-dir DIR  the daemon's data directory (holds track.db)\n"
+            "--config FILE   the daemon's config file: its data-dir is used\n"
+            "The data directory is --data-dir, else data-dir in --config FILE, else\n"
+            "$%s, else %s (where 'smtpkit serve' keeps it by default).\n"
+            "\n"
+            "Addresses match with the domain in any case and the local part exactly.\n"
+            "Exit: 0 ok, 64 bad arguments, 65 ADDR is not an address, 66 no such\n"
+            "directory, 69 remove: ADDR was not suppressed, 74 store error, 78 a bad\n"
+            "--config file.\n",
+            CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
 }
 
 static void json_entry(const sk_suppression *s)
@@ -147,34 +155,65 @@ static int do_remove(const char *path, const char *data_dir, const char *addr, i
     return rc;
 }
 
+static int run(const cli_data_dir *dd, const char *cmd, const char *addr, const char *reason,
+               uint64_t for_ms, int json)
+{
+    struct stat sb;
+    if (stat(dd->path, &sb) || !S_ISDIR(sb.st_mode)) {
+        cli_warn("suppress", "no such directory: %s (%s)", dd->path, dd->how);
+        return EX_NOINPUT;
+    }
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dd->path, SK_TRACK_DB_NAME) >= sizeof path)
+        return cli_usage_error("suppress", "data directory '%s' is too long", dd->path);
+    if (!strcmp(cmd, "list")) return do_list(path, json);
+    if (!strcmp(cmd, "add")) {
+        sk_buf norm = SK_BUF_INIT(SK_SMTP_PATH_MAX_OCTETS);
+        sk_err e = sk_suppress_normalize(addr, &norm);
+        sk_buf_free(&norm);
+        if (e) {
+            cli_warn("suppress", "not an address (user@domain): '%s'", addr);
+            return EX_DATAERR;
+        }
+        return do_add(path, addr, reason, for_ms, json);
+    }
+    return do_remove(path, dd->path, addr, json);
+}
+
 int cmd_suppress(int argc, char **argv)
 {
-    const char *data_dir = NULL, *reason = NULL, *for_arg = NULL;
+    const char *data_dir = NULL, *config = NULL, *reason = NULL, *for_arg = NULL;
     const char *words[3] = {NULL, NULL, NULL};
     size_t nwords = 0;
     int json = 0;
+    /* The options that take a value, and where each goes. */
+    static const char *const valued[] = {"--data-dir", "--config", "--reason", "--for"};
+    const char **slots[] = {&data_dir, &config, &reason, &for_arg};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        size_t v = 0;
+        while (v < sizeof valued / sizeof valued[0] && strcmp(a, valued[v])) v++;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return EX_OK;
-        } else if (!strcmp(a, "--data-dir") || !strcmp(a, "--reason") || !strcmp(a, "--for")) {
+        } else if (v < sizeof valued / sizeof valued[0]) {
             if (i + 1 >= argc) return cli_usage_error("suppress", "%s needs a value", a);
-            const char **dst = a[2] == 'd' ? &data_dir : a[2] == 'r' ? &reason : &for_arg;
-            *dst = argv[++i];
+            *slots[v] = argv[++i];
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else if (a[0] == '-') {
             return cli_unknown_option(
                 "suppress", a,
-                (const char *const[]){"data-dir", "reason", "for", "json", "help", NULL});
+                (const char *const[]){"data-dir", "config", "reason", "for", "json", "help", NULL});
         } else if (nwords < 2) {
             words[nwords++] = a;
         } else {
             return cli_usage_error("suppress", "unexpected argument '%s'", a);
         }
     }
-    if (!data_dir) return cli_usage_error("suppress", "--data-dir DIR is required");
+    if ((data_dir && !*data_dir) || (config && !*config))
+        return cli_usage_error("suppress", "%s needs a value",
+                               data_dir && !*data_dir ? "--data-dir" : "--config");
     if (!words[0]) return cli_usage_error("suppress", "a command is required: list, add or remove");
     const char *cmd = words[0], *addr = words[1];
     int is_list = !strcmp(cmd, "list"), is_add = !strcmp(cmd, "add");
@@ -188,25 +227,9 @@ int cmd_suppress(int argc, char **argv)
     if (for_arg && (sk_parse_duration_ms(for_arg, &for_ms) || for_ms == 0))
         return cli_usage_error("suppress", "--for '%s' is not a duration (e.g. 30d, 12h, 90m)",
                                for_arg);
-
-    struct stat sb;
-    if (stat(data_dir, &sb) || !S_ISDIR(sb.st_mode)) {
-        cli_warn("suppress", "--data-dir %s: no such directory", data_dir);
-        return EX_NOINPUT;
-    }
-    char path[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", data_dir, SK_TRACK_DB_NAME) >= sizeof path)
-        return cli_usage_error("suppress", "--data-dir '%s' is too long", data_dir);
-    if (is_list) return do_list(path, json);
-    if (is_add) {
-        sk_buf norm = SK_BUF_INIT(SK_SMTP_PATH_MAX_OCTETS);
-        sk_err e = sk_suppress_normalize(addr, &norm);
-        sk_buf_free(&norm);
-        if (e) {
-            cli_warn("suppress", "not an address (user@domain): '%s'", addr);
-            return EX_DATAERR;
-        }
-        return do_add(path, addr, reason, for_ms, json);
-    }
-    return do_remove(path, data_dir, addr, json);
+    cli_data_dir dd;
+    int rc = cli_data_dir_resolve("suppress", data_dir, config, &dd);
+    if (rc == EX_OK) rc = run(&dd, cmd, addr, reason, for_ms, json);
+    cli_data_dir_clear(&dd);
+    return rc;
 }

@@ -7,18 +7,25 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: smtpkit track --data-dir DIR ID [--json]\n"
-               "\n"
-               "ID is a queue ID (as in '250 2.0.0 Ok: queued as ID') or a Message-ID,\n"
-               "with or without <>. Prints the message's events in time order: received,\n"
-               "queued, deferred, delivered, bounced, expired, suppressed, complained.\n"
-               "\n"
-               "--data-dir DIR  the daemon's data directory (holds track.db)\n"
-               "--json          one JSON object (docs/tracking.md)\n"
-               "\n"
-               "Exit: 0 found, 64 bad arguments, 66 no tracking store in DIR,\n"
-               "69 no events for ID, 74 the store cannot be read, 78 the store is from a\n"
-               "newer version.\n");
+    fprintf(f,
+            "usage: smtpkit track [--data-dir DIR | --config FILE] ID [--json]\n"
+            "\n"
+            "ID is a queue ID (as in '250 2.0.0 Ok: queued as ID') or a Message-ID,\n"
+            "with or without <>. Prints the message's events in time order: received,\n"
+            "queued, deferred, delivered, bounced, expired, suppressed, complained;\n"
+            "a local delivery names the Maildir file, a bounce or expiry the queue ID\n"
+            "of the DSN sent back to the sender.\n"
+            "\n"
+            "--data-dir DIR  the daemon's data directory (holds track.db)\n"
+            "--config FILE   the daemon's config file: its data-dir is used\n"
+            "--json          one JSON object (docs/tracking.md)\n"
+            "The data directory is --data-dir, else data-dir in --config FILE, else\n"
+            "$%s, else %s (where 'smtpkit serve' keeps it by default).\n"
+            "\n"
+            "Exit: 0 found, 64 bad arguments, 66 no tracking store in DIR,\n"
+            "69 no events for ID, 74 the store cannot be read, 78 the store is from a\n"
+            "newer version, or a bad --config file.\n",
+            CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
 }
 
 static void json_event(const sk_track_ev *ev)
@@ -43,6 +50,8 @@ static void json_event(const sk_track_ev *ev)
     json_string(stdout, ev->tls);
     printf(",\"class\":");
     json_string(stdout, ev->cls);
+    printf(",\"dsn_id\":");
+    json_string(stdout, ev->dsn_id);
     putchar('}');
 }
 
@@ -78,55 +87,31 @@ static void print_table(const sk_track_result *r)
             strcpy(attempt, "-");
         printf("%-20s  %-10s  %7s  %-30s  ", when, sk_track_kind_name(ev->kind), attempt,
                ev->recipient ? ev->recipient : "-");
-        const char *parts[] = {ev->remote_host, ev->reply, ev->tls, ev->cls};
+        /* remote_host is the Maildir file of a local delivery. */
+        const char *parts[] = {ev->remote_host, ev->reply, ev->tls, ev->cls, ev->dsn_id};
+        const char *labels[] = {"", "", "", "", "DSN "};
         int shown = 0;
         for (size_t j = 0; j < sizeof parts / sizeof parts[0]; j++) {
             if (!parts[j]) continue;
             /* A multi-line reply stays on one row. */
-            printf("%s", shown++ ? "; " : "");
+            printf("%s%s", shown++ ? "; " : "", labels[j]);
             for (const char *p = parts[j]; *p; p++) putchar(*p == '\n' || *p == '\r' ? ' ' : *p);
         }
         putchar('\n');
     }
 }
 
-int cmd_track(int argc, char **argv)
+static int show(const cli_data_dir *dd, const char *id, int json)
 {
-    const char *data_dir = NULL, *id = NULL;
-    int json = 0, opts_done = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!opts_done && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
-            usage(stdout);
-            return EX_OK;
-        } else if (!opts_done && !strcmp(a, "--data-dir")) {
-            if (i + 1 >= argc) return cli_usage_error("track", "--data-dir needs a directory");
-            data_dir = argv[++i];
-        } else if (!opts_done && !strcmp(a, "--json")) {
-            json = 1;
-        } else if (!opts_done && !strcmp(a, "--")) {
-            opts_done = 1;
-        } else if (!opts_done && a[0] == '-' && a[1]) {
-            return cli_unknown_option("track", a,
-                                      (const char *const[]){"data-dir", "json", "help", NULL});
-        } else if (id) {
-            return cli_usage_error("track", "unexpected argument '%s' (one ID at a time)", a);
-        } else {
-            id = a;
-        }
-    }
-    if (!data_dir) return cli_usage_error("track", "--data-dir DIR is required");
-    if (!id || !*id) return cli_usage_error("track", "an ID (queue ID or Message-ID) is required");
-
     char path[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", data_dir, SK_TRACK_DB_NAME) >= sizeof path)
-        return cli_usage_error("track", "--data-dir '%s' is too long", data_dir);
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dd->path, SK_TRACK_DB_NAME) >= sizeof path)
+        return cli_usage_error("track", "data directory '%s' is too long", dd->path);
     sk_error err;
     sk_track *tr = sk_track_open(path, 1, &err);
     if (!tr) {
         if (err.err == SK_ERR_NOT_FOUND) {
-            cli_warn("track", "no tracking store in %s (%s): nothing was tracked there", data_dir,
-                     err.text);
+            cli_warn("track", "no tracking store in %s (%s): nothing was tracked there (%s)",
+                     dd->path, dd->how, err.text);
             return EX_NOINPUT;
         }
         cli_warn("track", "%s", err.text);
@@ -137,7 +122,7 @@ int cmd_track(int argc, char **argv)
         sk_track_free(tr);
         if (err.err == SK_ERR_NOT_FOUND) {
             cli_warn("track", "no events for '%s' in %s: not a known queue ID or Message-ID", id,
-                     data_dir);
+                     dd->path);
             return EX_UNAVAILABLE;
         }
         if (err.err == SK_ERR_INVAL) return cli_usage_error("track", "bad ID '%s'", id);
@@ -154,4 +139,39 @@ int cmd_track(int argc, char **argv)
     sk_track_result_free(r);
     sk_track_free(tr);
     return EX_OK;
+}
+
+int cmd_track(int argc, char **argv)
+{
+    const char *data_dir = NULL, *config = NULL, *id = NULL;
+    int json = 0, opts_done = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!opts_done && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
+            usage(stdout);
+            return EX_OK;
+        } else if (!opts_done && (!strcmp(a, "--data-dir") || !strcmp(a, "--config"))) {
+            if (i + 1 >= argc || !*argv[i + 1])
+                return cli_usage_error("track", "%s needs a %s", a,
+                                       a[2] == 'd' ? "directory" : "file");
+            *(a[2] == 'd' ? &data_dir : &config) = argv[++i];
+        } else if (!opts_done && !strcmp(a, "--json")) {
+            json = 1;
+        } else if (!opts_done && !strcmp(a, "--")) {
+            opts_done = 1;
+        } else if (!opts_done && a[0] == '-' && a[1]) {
+            return cli_unknown_option(
+                "track", a, (const char *const[]){"data-dir", "config", "json", "help", NULL});
+        } else if (id) {
+            return cli_usage_error("track", "unexpected argument '%s' (one ID at a time)", a);
+        } else {
+            id = a;
+        }
+    }
+    if (!id || !*id) return cli_usage_error("track", "an ID (queue ID or Message-ID) is required");
+    cli_data_dir dd;
+    int rc = cli_data_dir_resolve("track", data_dir, config, &dd);
+    if (rc == EX_OK) rc = show(&dd, id, json);
+    cli_data_dir_clear(&dd);
+    return rc;
 }

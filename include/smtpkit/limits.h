@@ -173,4 +173,8 @@
  * replays. */
 #define SK_SPOOL_JOURNAL_OCTETS (4u * 1024 * 1024)
 
+/* "Did you mean" suggestions (sk_nearest) compare short names: options,
+ * commands and config keys; a longer word gets no suggestion. */
+#define SK_NEAREST_MAX_OCTETS 64
+
 #endif

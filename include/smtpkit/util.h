@@ -161,6 +161,12 @@ int sk_strcaseprefix(const char *s, const char *prefix); /* 1 if s starts with p
 /* Parse a decimal size or duration, e.g. "10M", "5d", "250ms". */
 SK_NODISCARD sk_err sk_parse_size(const char *s, uint64_t *out);
 SK_NODISCARD sk_err sk_parse_duration_ms(const char *s, uint64_t *out);
+/* The name in the NULL-terminated names nearest to word, for "did you
+ * mean" messages: at most a third of word's octets (and at least one) edited
+ * (inserted, deleted, replaced, or swapped with its neighbour), or word is
+ * a prefix (3 octets or more) of the name. NULL when none is that close,
+ * or word is over SK_NEAREST_MAX_OCTETS. */
+const char *sk_nearest(const char *word, const char *const *names);
 /* Random bytes from the OS (getrandom). */
 SK_NODISCARD sk_err sk_random(void *out, size_t n);
 

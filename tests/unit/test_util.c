@@ -120,13 +120,48 @@ static void test_log_escape(void **state)
     sk_buf_free(&b);
 }
 
+/* "Did you mean": edits up to a third of the word, swaps of neighbours
+ * count as one, a prefix of 3 or more is near, short words need an exact
+ * one-edit match, long words get nothing. */
+static void test_nearest(void **state)
+{
+    static const char *const names[] = {"send",       "serve", "queue",  "data-dir", "log-level",
+                                        "log-format", "log",   "listen", NULL};
+    static const struct {
+        const char *word, *want; /* want NULL: no suggestion */
+    } cases[] = {
+        {"send", "send"},
+        {"sned", "send"},  /* swapped neighbours: one edit */
+        {"srve", "serve"}, /* one left out */
+        {"serv", "serve"},
+        {"queu", "queue"},
+        {"qeueu", NULL},      /* two edits in five octets: too far */
+        {"data", "data-dir"}, /* a prefix */
+        {"log-levl", "log-level"},
+        {"log-fromat", "log-format"},
+        {"lsiten", "listen"},
+        {"lg", "log"},
+        {"x", NULL},
+        {"zzzzzzzz", NULL},
+        {"", NULL},
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = sk_nearest(cases[i].word, names);
+        if (cases[i].want == NULL ? got != NULL : (got == NULL || strcmp(got, cases[i].want)))
+            fail_msg("case %zu (%s): got %s, want %s", i, cases[i].word, got ? got : "none",
+                     cases[i].want ? cases[i].want : "none");
+    }
+    assert_null(sk_nearest("send", NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_bounded),    cmocka_unit_test(test_base64_vectors),
         cmocka_unit_test(test_base64_rejects), cmocka_unit_test(test_parse_units),
         cmocka_unit_test(test_enhanced_valid), cmocka_unit_test(test_errors_named),
-        cmocka_unit_test(test_log_escape),
+        cmocka_unit_test(test_log_escape),     cmocka_unit_test(test_nearest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

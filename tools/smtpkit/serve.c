@@ -27,7 +27,7 @@ static void usage(FILE *f)
         fprintf(f, "  %-28s %s%s\n", left, o->help,
                 o->kind == SK_DOPT_LIST || o->kind == SK_DOPT_NETS ? "; repeatable" : "");
     }
-    fprintf(f, "  %-28s %s\n", "--help", "this text");
+    fprintf(f, "  %-28s %s\n", "-h, --help", "this text");
     fprintf(f, "\nSignals: SIGTERM/SIGINT stop (sessions in flight finish), SIGHUP reloads\n"
                "the configuration and certificates. Exit codes: 0 stopped cleanly, 64 bad\n"
                "flag, 78 bad configuration, 71 could not start (address in use, spool\n"

@@ -490,7 +490,9 @@ sk_err sk_daemon_config_set(sk_daemon_config *c, const char *key, const char *va
 /* inih hands us lines through this reader so that we know the line number
  * of every key (the Debian build has no INI_HANDLER_LINENO). Leading
  * blanks are removed so that no line is taken as the continuation of the
- * previous value. */
+ * previous value. Lines inih would take but we do not use are refused here,
+ * with their own line number: a section header (inih reports nothing for
+ * one without keys after it) and "key: value" (inih's other separator). */
 typedef struct load_ctx {
     FILE *f;
     sk_daemon_config *c;
@@ -532,21 +534,47 @@ static char *load_reader(char *str, int num, void *stream)
         p = "\n";
         len = 1;
     }
+    char why[128];
+    if (*p == '[') {
+        int hl = (int)strcspn(p, "\r\n");
+        snprintf(why, sizeof why, "sections are not used (%.*s); keys go at the top level",
+                 hl > 64 ? 64 : hl, p);
+        load_fail(x, SK_ERR_CONFIG, NULL, why);
+        p = "\n";
+        len = 1;
+    } else if (*p != '#' && *p != ';' && p[strspn(p, " \t\r\n")] != '\0' &&
+               p[strcspn(p, "=:")] != '=') {
+        load_fail(x, SK_ERR_CONFIG, NULL, "expected \"key = value\" or a comment");
+        p = "\n";
+        len = 1;
+    }
     memcpy(str, p, len + 1);
     free(line);
     return str;
 }
 
+/* "unknown key 'lisen' (did you mean 'listen'?)": the nearest key that the
+ * file may set. */
+static void unknown_key(load_ctx *x, const char *name, const char *key)
+{
+    const char *names[sizeof options / sizeof options[0]];
+    size_t n = 0;
+    for (const sk_daemon_option *o = options; o->name; o++)
+        if (!o->flag_only) names[n++] = o->name;
+    names[n] = NULL;
+    const char *near = sk_nearest(key, names);
+    char why[256];
+    if (near)
+        snprintf(why, sizeof why, "unknown key '%.64s' (did you mean '%s'?)", name, near);
+    else
+        snprintf(why, sizeof why, "unknown key '%.64s'", name);
+    load_fail(x, SK_ERR_CONFIG, NULL, why);
+}
+
 static int load_handler(void *user, const char *section, const char *name, const char *value)
 {
     load_ctx *x = user;
-    if (section && *section) {
-        char why[128];
-        snprintf(why, sizeof why, "sections are not used ([%.64s]); keys go at the top level",
-                 section);
-        load_fail(x, SK_ERR_CONFIG, NULL, why);
-        return 0;
-    }
+    (void)section; /* always "": the reader refuses section headers */
     /* Also accept "--key" and "key_name" spellings. */
     char key[64];
     const char *k = name;
@@ -555,6 +583,10 @@ static int load_handler(void *user, const char *section, const char *name, const
     if (kl >= sizeof key) kl = sizeof key - 1;
     for (size_t i = 0; i < kl; i++) key[i] = k[i] == '_' ? '-' : (char)tolower((unsigned char)k[i]);
     key[kl] = '\0';
+    if (!sk_daemon_option_find(key)) {
+        unknown_key(x, name, key);
+        return 0;
+    }
     sk_error detail;
     sk_err e = sk_daemon_config_set(x->c, key, value, &detail);
     if (e) {

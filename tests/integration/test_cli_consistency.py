@@ -4,10 +4,12 @@ other arguments) print the usage on stdout and exit 0; `smtpkit help CMD`
 prints the same; `smtpkit --version` and `-V` print the version CMake has;
 an unknown command, and an unknown option of each subcommand, get the
 nearest valid one suggested (exit 64) in one format; an option without its
-value is named (exit 64)."""
+value is named (exit 64); `serve` refuses config-file lines it does not
+understand with the file, the line and a suggestion (exit 78)."""
 
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -127,6 +129,29 @@ for cmd, (others, typo, near, valued) in COMMANDS.items():
                and valued in lines[0] and "needs a" in lines[0]
                and lines[1] == "(see 'smtpkit %s --help')" % cmd,
                "an option without its value: " + describe(args, r))
+
+# serve: config-file lines it does not understand stop it with exit 78.
+CONFIG_CASES = [
+    ("[main]\nhold = yes\n", ":1: sections are not used ([main])"),
+    ("hold = yes\n[main]\n", ":2: sections are not used ([main])"),
+    ("hold = yes\nlsiten = 127.0.0.1:2525\n", ":2: unknown key 'lsiten' (did you mean 'listen'?)"),
+    ("# listen on\nlisten: 127.0.0.1:2525\n", ":2: expected \"key = value\""),
+]
+for i, (text, why) in enumerate(CONFIG_CASES):
+    path = tmp.join("smtpkit-%d.conf" % i)
+    with open(path, "w") as f:
+        f.write(text)
+    args = ["serve", "--config", path, "--data-dir", tmp.join("data"),
+            "--listen", "127.0.0.1:%d" % sktest.free_port()]
+    try:
+        # Refused at once; a server that takes the file runs until killed
+        # (subprocess.run kills it at the timeout).
+        r = sktest.smtpkit(*args, timeout=10, input="")
+    except subprocess.TimeoutExpired:
+        expect(False, "config file: serve started with %r" % text)
+        continue
+    expect(r.returncode == 78 and r.stderr.startswith("smtpkit serve: %s%s" % (path, why))
+           and r.stderr.count("\n") == 1, "config file: " + describe(args, r))
 
 tmp.cleanup()
 if failures:

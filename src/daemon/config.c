@@ -61,6 +61,11 @@ static const sk_daemon_option options[] = {
      OFF(user)},
     {"log", SK_DOPT_STRING, "stderr|syslog", "where log lines go (default stderr)", false,
      OFF(log)},
+    {"log-level", SK_DOPT_STRING, "LEVEL",
+     "log LEVEL and more severe events: error, warning, info (default), debug", false,
+     OFF(log_level)},
+    {"log-format", SK_DOPT_STRING, "text|json",
+     "one line per event as text (default) or as a JSON object", false, OFF(log_format)},
     {"max-connections", SK_DOPT_COUNT, "N", "simultaneous sessions (default 10000)", false,
      OFF(max_connections)},
     {"max-connections-per-ip", SK_DOPT_COUNT, "N", "sessions per client address (default 50)",
@@ -150,8 +155,10 @@ sk_daemon_config *sk_daemon_config_new(void)
     if (!c) return NULL;
     c->data_dir = sk_strdup("./var");
     c->log = sk_strdup("stderr");
+    c->log_level = sk_strdup("info");
+    c->log_format = sk_strdup("text");
     c->spool_sync = sk_strdup("log");
-    if (!c->data_dir || !c->log || !c->spool_sync) {
+    if (!c->data_dir || !c->log || !c->log_level || !c->log_format || !c->spool_sync) {
         sk_daemon_config_free(c);
         return NULL;
     }
@@ -348,6 +355,13 @@ static sk_err check_value(const char *key, const char *v, sk_error *err)
     } else if (!strcmp(key, "log")) {
         if (strcmp(v, "stderr") && strcmp(v, "syslog"))
             return bad(err, key, "\"%s\" is neither stderr nor syslog", v);
+    } else if (!strcmp(key, "log-level")) {
+        sk_log_level level;
+        if (sk_log_level_parse(v, &level))
+            return bad(err, key, "\"%s\" is not error, warning, info or debug", v);
+    } else if (!strcmp(key, "log-format")) {
+        if (strcmp(v, "text") && strcmp(v, "json"))
+            return bad(err, key, "\"%s\" is neither text nor json", v);
     } else if (!strcmp(key, "spool-sync")) {
         if (strcmp(v, "log") && strcmp(v, "fs") && strcmp(v, "files"))
             return bad(err, key, "\"%s\" is not log, fs or files", v);

@@ -136,6 +136,7 @@ CONFIG_CASES = [
     ("hold = yes\n[main]\n", ":2: sections are not used ([main])"),
     ("hold = yes\nlsiten = 127.0.0.1:2525\n", ":2: unknown key 'lsiten' (did you mean 'listen'?)"),
     ("# listen on\nlisten: 127.0.0.1:2525\n", ":2: expected \"key = value\""),
+    ("log-level = loud\n", ":1: log-level: \"loud\" is not error, warning, info or debug"),
 ]
 for i, (text, why) in enumerate(CONFIG_CASES):
     path = tmp.join("smtpkit-%d.conf" % i)

@@ -63,6 +63,15 @@ static const struct {
     {"mx-port", "70000", SK_ERR_CONFIG, "1 to 65535"},
     {"log", "syslog", SK_OK, NULL},
     {"log", "file", SK_ERR_CONFIG, "stderr nor syslog"},
+    {"log-level", "error", SK_OK, NULL},
+    {"log-level", "warning", SK_OK, NULL},
+    {"log-level", "info", SK_OK, NULL},
+    {"log-level", "debug", SK_OK, NULL},
+    {"log-level", "warn", SK_ERR_CONFIG, "not error, warning, info or debug"},
+    {"log-level", "DEBUG", SK_ERR_CONFIG, "not error, warning, info or debug"},
+    {"log-format", "text", SK_OK, NULL},
+    {"log-format", "json", SK_OK, NULL},
+    {"log-format", "xml", SK_ERR_CONFIG, "neither text nor json"},
     {"local-domain", "Example.ORG", SK_OK, NULL},
     {"local-domain", "bad domain", SK_ERR_CONFIG, "domain"},
     {"relay-net", "10.0.0.0/8", SK_OK, NULL},
@@ -148,6 +157,10 @@ static void test_values_stored(void **state)
     assert_int_equal(sk_daemon_config_set(c, "hold", "no", &err), SK_OK);
     assert_false(c->hold);
     assert_int_equal(sk_daemon_config_set(c, "hold", NULL, &err), SK_OK);
+    assert_int_equal(sk_daemon_config_set(c, "log-level", "debug", &err), SK_OK);
+    assert_string_equal(c->log_level, "debug");
+    assert_int_equal(sk_daemon_config_set(c, "log-format", "json", &err), SK_OK);
+    assert_string_equal(c->log_format, "json");
     assert_true(c->hold);
     sk_daemon_config_free(c);
 }
@@ -165,6 +178,8 @@ static void test_defaults(void **state)
     assert_string_equal(c->local_domain.v[0], "localhost");
     assert_int_equal(c->n_relay_net, 2);
     assert_string_equal(c->log, "stderr");
+    assert_string_equal(c->log_level, "info");
+    assert_string_equal(c->log_format, "text");
     assert_false(c->hold);
     assert_null(c->relay_host);
     sk_daemon_config_free(c);
@@ -193,6 +208,8 @@ static const struct {
      ":2: unknown key 'lsiten' (did you mean 'listen'?)", NULL},
     {"retry-shedule = 1m\n", SK_ERR_CONFIG,
      ":1: unknown key 'retry-shedule' (did you mean 'retry-schedule'?)", NULL},
+    {"log-levl = debug\n", SK_ERR_CONFIG, ":1: unknown key 'log-levl' (did you mean 'log-level'?)",
+     NULL},
     {"data = /tmp/x\n", SK_ERR_CONFIG, ":1: unknown key 'data' (did you mean 'data-dir'?)", NULL},
     {"Max_Recipent = 5\n", SK_ERR_CONFIG,
      ":1: unknown key 'Max_Recipent' (did you mean 'max-recipients'?)", NULL},
@@ -206,7 +223,7 @@ static const struct {
     /* The first mistake is the one reported. */
     {"just words\nbogus = 1\n", SK_ERR_CONFIG, ":1: expected \"key = value\"", NULL},
     {"bogus = 1\n[main]\n", SK_ERR_CONFIG, ":1: unknown key 'bogus'", NULL},
-    {"--hold = yes\nmax_recipients = 5\n", SK_OK, NULL, NULL},
+    {"--hold = yes\nlog_level = debug\nlog-format = json\n", SK_OK, NULL, NULL},
     {"listen = 127.0.0.1:2526 ; inline comment\n\t\n  # indented comment\n", SK_OK, NULL, NULL},
     {"config = other.conf\n", SK_ERR_CONFIG, ":1: config: only valid on the command line", NULL},
     {"   local-domain = a.example\n  relay-net = 10.0.0.0/8\n", SK_OK, NULL, NULL},

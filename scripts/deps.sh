@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev \
 libssl-dev libevent-dev libc-ares-dev libsqlite3-dev libcrypt-dev libcmocka-dev \
-libinih-dev \
+libinih-dev libjansson-dev \
 python3 python3-aiosmtpd python3-dnslib swaks libnet-ssleay-perl \
 libio-socket-ssl-perl msmtp curl postfix openssl dnsutils valgrind hyperfine \
 iproute2 procps help2man groff-base man-db systemd python3-seccomp"

@@ -48,6 +48,9 @@ typedef struct sk_daemon_config {
     uint64_t greeting_timeout_ms, command_timeout_ms, data_timeout_ms;
     char *user; /* drop privileges to this user after binding */
     char *log;  /* "stderr" or "syslog" */
+    /* Events up to this level are logged: "error", "warning", "info" or
+     * "debug" (sk_log_level_parse); lines as "text" or "json". */
+    char *log_level, *log_format;
     /* "fs": one syncfs(2) per group commit; "files": fdatasync(2) of each
      * message file and fsync(2) of the directory (docs/queue.md). */
     char *spool_sync;
@@ -153,7 +156,8 @@ typedef struct sk_daemon sk_daemon;
 /* Build the configuration as sk_daemon_config_build does (it is built the
  * same way again on SIGHUP), open the data directory, spool, and bind the
  * listeners; drop privileges when the config names a user. Logs go to
- * log (the caller decides stderr or syslog from sk_daemon_config.log). */
+ * log: the caller decides where they go, up to which level and in which
+ * shape from sk_daemon_config.log, log_level and log_format. */
 SK_NODISCARD sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags,
                                   size_t n_flags, const sk_logger *log, sk_daemon **out,
                                   sk_error *err);

@@ -186,4 +186,14 @@
  * replays. */
 #define SK_SPOOL_JOURNAL_OCTETS (4u * 1024 * 1024)
 
+/* A log line (sk_log) is cut at this many octets; sk_log_record_parse
+ * takes it apart into at most SK_LOG_FIELDS_MAX key=value fields (the
+ * library's lines have a dozen at most; more are kept as text). */
+#define SK_LOG_LINE_MAX_OCTETS 2048
+#define SK_LOG_FIELDS_MAX      64
+
+/* "Did you mean" suggestions (sk_nearest) compare short names: options,
+ * commands and config keys; a longer word gets no suggestion. */
+#define SK_NEAREST_MAX_OCTETS 64
+
 #endif

@@ -141,6 +141,33 @@ typedef struct sk_logger {
     void (*flush)(void *ctx);
 } sk_logger;
 void sk_log(const sk_logger *l, sk_log_level level, const char *fmt, ...) SK_PRINTF(3, 4);
+/* The level's name: "error", "warning", "info" or "debug"; and back
+ * (SK_ERR_SYNTAX for any other word). */
+const char *sk_log_level_name(sk_log_level level);
+SK_NODISCARD sk_err sk_log_level_parse(const char *name, sk_log_level *out);
+/* A log line taken apart (for structured output such as JSON):
+ * "<id> <module> <event> key=value key=\"quoted\" key=<path> word ...".
+ * Quoted and <...> values are unescaped (the escapes of sk_log_escape; a
+ * <...> value keeps its brackets and ends at a '>' before a space or the
+ * end that is not inside an escaped quoted local part), others are taken
+ * as they are. Words that are not key=value, and fields beyond
+ * SK_LOG_FIELDS_MAX, are kept in text, one space apart. Every string points
+ * into the record; "" when absent. */
+typedef struct sk_log_field {
+    const char *key;
+    const char *value;
+    size_t value_len; /* an unescaped value may hold a NUL octet */
+} sk_log_field;
+typedef struct sk_log_record {
+    const char *id, *module, *event;
+    sk_log_field fields[SK_LOG_FIELDS_MAX];
+    size_t n_fields;
+    const char *text;
+    char store[SK_LOG_LINE_MAX_OCTETS + 1];
+    char text_store[SK_LOG_LINE_MAX_OCTETS + 1];
+} sk_log_record;
+/* SK_ERR_TOO_LONG for a line over SK_LOG_LINE_MAX_OCTETS. */
+SK_NODISCARD sk_err sk_log_record_parse(const char *line, sk_log_record *out);
 /* Append s (n octets, from a peer) to b with control and non-ASCII octets
  * escaped as \xHH and '"' and '\\' backslash-escaped. */
 SK_NODISCARD sk_err sk_log_escape(sk_buf *b, const char *s, size_t n);
@@ -161,6 +188,12 @@ int sk_strcaseprefix(const char *s, const char *prefix); /* 1 if s starts with p
 /* Parse a decimal size or duration, e.g. "10M", "5d", "250ms". */
 SK_NODISCARD sk_err sk_parse_size(const char *s, uint64_t *out);
 SK_NODISCARD sk_err sk_parse_duration_ms(const char *s, uint64_t *out);
+/* The name in the NULL-terminated names nearest to word, for "did you
+ * mean" messages: at most a third of word's octets (and at least one) edited
+ * (inserted, deleted, replaced, or swapped with its neighbour), or word is
+ * a prefix (3 octets or more) of the name. NULL when none is that close,
+ * or word is over SK_NEAREST_MAX_OCTETS. */
+const char *sk_nearest(const char *word, const char *const *names);
 /* Random bytes from the OS (getrandom). */
 SK_NODISCARD sk_err sk_random(void *out, size_t n);
 

@@ -64,6 +64,11 @@ static const sk_daemon_option options[] = {
      OFF(user)},
     {"log", SK_DOPT_STRING, "stderr|syslog", "where log lines go (default stderr)", false,
      OFF(log)},
+    {"log-level", SK_DOPT_STRING, "LEVEL",
+     "log LEVEL and more severe events: error, warning, info (default), debug", false,
+     OFF(log_level)},
+    {"log-format", SK_DOPT_STRING, "text|json",
+     "one line per event as text (default) or as a JSON object", false, OFF(log_format)},
     {"max-connections", SK_DOPT_COUNT, "N", "simultaneous sessions (default 10000)", false,
      OFF(max_connections)},
     {"max-connections-per-ip", SK_DOPT_COUNT, "N", "sessions per client address (default 50)",
@@ -153,8 +158,10 @@ sk_daemon_config *sk_daemon_config_new(void)
     if (!c) return NULL;
     c->data_dir = sk_strdup("./var");
     c->log = sk_strdup("stderr");
+    c->log_level = sk_strdup("info");
+    c->log_format = sk_strdup("text");
     c->spool_sync = sk_strdup("log");
-    if (!c->data_dir || !c->log || !c->spool_sync) {
+    if (!c->data_dir || !c->log || !c->log_level || !c->log_format || !c->spool_sync) {
         sk_daemon_config_free(c);
         return NULL;
     }
@@ -351,6 +358,13 @@ static sk_err check_value(const char *key, const char *v, sk_error *err)
     } else if (!strcmp(key, "log")) {
         if (strcmp(v, "stderr") && strcmp(v, "syslog"))
             return bad(err, key, "\"%s\" is neither stderr nor syslog", v);
+    } else if (!strcmp(key, "log-level")) {
+        sk_log_level level;
+        if (sk_log_level_parse(v, &level))
+            return bad(err, key, "\"%s\" is not error, warning, info or debug", v);
+    } else if (!strcmp(key, "log-format")) {
+        if (strcmp(v, "text") && strcmp(v, "json"))
+            return bad(err, key, "\"%s\" is neither text nor json", v);
     } else if (!strcmp(key, "spool-sync")) {
         if (strcmp(v, "log") && strcmp(v, "fs") && strcmp(v, "files"))
             return bad(err, key, "\"%s\" is not log, fs or files", v);
@@ -493,7 +507,9 @@ sk_err sk_daemon_config_set(sk_daemon_config *c, const char *key, const char *va
 /* inih hands us lines through this reader so that we know the line number
  * of every key (the Debian build has no INI_HANDLER_LINENO). Leading
  * blanks are removed so that no line is taken as the continuation of the
- * previous value. */
+ * previous value. Lines inih would take but we do not use are refused here,
+ * with their own line number: a section header (inih reports nothing for
+ * one without keys after it) and "key: value" (inih's other separator). */
 typedef struct load_ctx {
     FILE *f;
     sk_daemon_config *c;
@@ -535,21 +551,47 @@ static char *load_reader(char *str, int num, void *stream)
         p = "\n";
         len = 1;
     }
+    char why[128];
+    if (*p == '[') {
+        int hl = (int)strcspn(p, "\r\n");
+        snprintf(why, sizeof why, "sections are not used (%.*s); keys go at the top level",
+                 hl > 64 ? 64 : hl, p);
+        load_fail(x, SK_ERR_CONFIG, NULL, why);
+        p = "\n";
+        len = 1;
+    } else if (*p != '#' && *p != ';' && p[strspn(p, " \t\r\n")] != '\0' &&
+               p[strcspn(p, "=:")] != '=') {
+        load_fail(x, SK_ERR_CONFIG, NULL, "expected \"key = value\" or a comment");
+        p = "\n";
+        len = 1;
+    }
     memcpy(str, p, len + 1);
     free(line);
     return str;
 }
 
+/* "unknown key 'lisen' (did you mean 'listen'?)": the nearest key that the
+ * file may set. */
+static void unknown_key(load_ctx *x, const char *name, const char *key)
+{
+    const char *names[sizeof options / sizeof options[0]];
+    size_t n = 0;
+    for (const sk_daemon_option *o = options; o->name; o++)
+        if (!o->flag_only) names[n++] = o->name;
+    names[n] = NULL;
+    const char *near = sk_nearest(key, names);
+    char why[256];
+    if (near)
+        snprintf(why, sizeof why, "unknown key '%.64s' (did you mean '%s'?)", name, near);
+    else
+        snprintf(why, sizeof why, "unknown key '%.64s'", name);
+    load_fail(x, SK_ERR_CONFIG, NULL, why);
+}
+
 static int load_handler(void *user, const char *section, const char *name, const char *value)
 {
     load_ctx *x = user;
-    if (section && *section) {
-        char why[128];
-        snprintf(why, sizeof why, "sections are not used ([%.64s]); keys go at the top level",
-                 section);
-        load_fail(x, SK_ERR_CONFIG, NULL, why);
-        return 0;
-    }
+    (void)section; /* always "": the reader refuses section headers */
     /* Also accept "--key" and "key_name" spellings. */
     char key[64];
     const char *k = name;
@@ -558,6 +600,10 @@ static int load_handler(void *user, const char *section, const char *name, const
     if (kl >= sizeof key) kl = sizeof key - 1;
     for (size_t i = 0; i < kl; i++) key[i] = k[i] == '_' ? '-' : (char)tolower((unsigned char)k[i]);
     key[kl] = '\0';
+    if (!sk_daemon_option_find(key)) {
+        unknown_key(x, name, key);
+        return 0;
+    }
     sk_error detail;
     sk_err e = sk_daemon_config_set(x->c, key, value, &detail);
     if (e) {

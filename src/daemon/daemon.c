@@ -582,7 +582,7 @@ static void reload(sk_daemon *d)
     static const char *const restart_only[] = {"listen/submission/smtps",
                                                "data-dir/spool-sync",
                                                "user",
-                                               "log",
+                                               "log/log-level/log-format",
                                                "local-domain",
                                                "relay-host",
                                                "retry-schedule",
@@ -596,7 +596,8 @@ static void reload(sk_daemon *d)
                           !same_list(&old->smtps, &c->smtps),
                       !same(old->data_dir, c->data_dir) || !same(old->spool_sync, c->spool_sync),
                       !same(old->user, c->user),
-                      !same(old->log, c->log),
+                      !same(old->log, c->log) || !same(old->log_level, c->log_level) ||
+                          !same(old->log_format, c->log_format),
                       !same_list(&old->local_domain, &c->local_domain),
                       !same(old->relay_host, c->relay_host),
                       !same(old->retry_schedule, c->retry_schedule),
@@ -630,6 +631,8 @@ static void reload(sk_daemon *d)
     KEEP_STR(spool_sync);
     KEEP_STR(user);
     KEEP_STR(log);
+    KEEP_STR(log_level);
+    KEEP_STR(log_format);
     KEEP_LIST(local_domain);
     KEEP_STR(relay_host);
     KEEP_STR(retry_schedule);

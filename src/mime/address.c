@@ -336,8 +336,17 @@ static sk_err parse_mailbox(lexer *lx, sk_buf *name, sk_buf *addr)
         lx->pos++;
         return SK_OK;
     }
+    size_t phrase_end = lx->pos;
     lx->pos = start;
-    return parse_addr_spec(lx, addr);
+    sk_err e = parse_addr_spec(lx, addr);
+    /* "Name user@example.org": words, then an address without its angle
+     * brackets. The addr-spec parser stops at the second word; say what is
+     * missing rather than "expected '@'". */
+    if (e == SK_ERR_SYNTAX && lx->pos < phrase_end && is_special(&lx->toks[phrase_end], '@') &&
+        lx->toks[lx->pos].ws_before) {
+        lx->why = "expected '<' before the address (\"Name <user@domain>\")";
+    }
+    return e;
 }
 
 static sk_err parse_list(lexer *lx, sk_address_list *out, bool groups)

@@ -63,6 +63,15 @@ static const struct {
     {"mx-port", "70000", SK_ERR_CONFIG, "1 to 65535"},
     {"log", "syslog", SK_OK, NULL},
     {"log", "file", SK_ERR_CONFIG, "stderr nor syslog"},
+    {"log-level", "error", SK_OK, NULL},
+    {"log-level", "warning", SK_OK, NULL},
+    {"log-level", "info", SK_OK, NULL},
+    {"log-level", "debug", SK_OK, NULL},
+    {"log-level", "warn", SK_ERR_CONFIG, "not error, warning, info or debug"},
+    {"log-level", "DEBUG", SK_ERR_CONFIG, "not error, warning, info or debug"},
+    {"log-format", "text", SK_OK, NULL},
+    {"log-format", "json", SK_OK, NULL},
+    {"log-format", "xml", SK_ERR_CONFIG, "neither text nor json"},
     {"local-domain", "Example.ORG", SK_OK, NULL},
     {"local-domain", "bad domain", SK_ERR_CONFIG, "domain"},
     {"relay-net", "10.0.0.0/8", SK_OK, NULL},
@@ -148,6 +157,10 @@ static void test_values_stored(void **state)
     assert_int_equal(sk_daemon_config_set(c, "hold", "no", &err), SK_OK);
     assert_false(c->hold);
     assert_int_equal(sk_daemon_config_set(c, "hold", NULL, &err), SK_OK);
+    assert_int_equal(sk_daemon_config_set(c, "log-level", "debug", &err), SK_OK);
+    assert_string_equal(c->log_level, "debug");
+    assert_int_equal(sk_daemon_config_set(c, "log-format", "json", &err), SK_OK);
+    assert_string_equal(c->log_format, "json");
     assert_true(c->hold);
     sk_daemon_config_free(c);
 }
@@ -165,6 +178,8 @@ static void test_defaults(void **state)
     assert_string_equal(c->local_domain.v[0], "localhost");
     assert_int_equal(c->n_relay_net, 2);
     assert_string_equal(c->log, "stderr");
+    assert_string_equal(c->log_level, "info");
+    assert_string_equal(c->log_format, "text");
     assert_false(c->hold);
     assert_false(c->auth_plaintext_loopback); /* docs/SECURITY.md */
     assert_null(c->relay_host);
@@ -175,19 +190,47 @@ static void test_defaults(void **state)
 static const struct {
     const char *text;
     sk_err err;
-    const char *where; /* ":LINE: reason" fragment */
+    const char *where;  /* ":LINE: reason" fragment */
+    const char *absent; /* a fragment the message must not have */
 } file_cases[] = {
-    {"# comment\n; also\n\nlisten = 127.0.0.1:2526\nhold = yes\n", SK_OK, NULL},
+    {"# comment\n; also\n\nlisten = 127.0.0.1:2526\nhold = yes\n", SK_OK, NULL, NULL},
     {"listen = 127.0.0.1:2526\nmax-message-size = lots\n", SK_ERR_CONFIG,
-     ":2: max-message-size: \"lots\" is not a size"},
-    {"hold = yes\n\n\nbogus = 1\nalso-bogus = 2\n", SK_ERR_CONFIG, ":4: bogus: unknown option"},
-    {"hold = yes\njust words\n", SK_ERR_CONFIG, ":2: expected \"key = value\""},
-    {"[server]\nhold = yes\n", SK_ERR_CONFIG, ":2: sections are not used"},
-    {"config = other.conf\n", SK_ERR_CONFIG, ":1: config: only valid on the command line"},
-    {"   local-domain = a.example\n  relay-net = 10.0.0.0/8\n", SK_OK, NULL},
-    {"tls-cert = /x/cert.pem\n", SK_ERR_CONFIG, "tls-cert and tls-key go together"},
-    {"smtps = 127.0.0.1:4650\n", SK_ERR_CONFIG, "smtps needs a certificate"},
-    {"submission = 127.0.0.1:5870\n", SK_ERR_CONFIG, "submission requires AUTH"},
+     ":2: max-message-size: \"lots\" is not a size", NULL},
+    {"hold = yes\n\n\nbogus = 1\nalso-bogus = 2\n", SK_ERR_CONFIG, ":4: unknown key 'bogus'",
+     "did you mean"},
+    {"hold = yes\njust words\n", SK_ERR_CONFIG, ":2: expected \"key = value\"", NULL},
+    /* A section header is refused on its own line, also with no key after. */
+    {"[server]\nhold = yes\n", SK_ERR_CONFIG, ":1: sections are not used ([server])", NULL},
+    {"hold = yes\n[main]\n", SK_ERR_CONFIG, ":2: sections are not used ([main])", NULL},
+    {"  [main]  \n", SK_ERR_CONFIG, ":1: sections are not used ([main]  )", NULL},
+    {"[unclosed\nhold = yes\n", SK_ERR_CONFIG, ":1: sections are not used", NULL},
+    /* Near-miss keys get the nearest key the file may set. */
+    {"hold = yes\nlsiten = 127.0.0.1:2526\n", SK_ERR_CONFIG,
+     ":2: unknown key 'lsiten' (did you mean 'listen'?)", NULL},
+    {"retry-shedule = 1m\n", SK_ERR_CONFIG,
+     ":1: unknown key 'retry-shedule' (did you mean 'retry-schedule'?)", NULL},
+    {"log-levl = debug\n", SK_ERR_CONFIG, ":1: unknown key 'log-levl' (did you mean 'log-level'?)",
+     NULL},
+    {"data = /tmp/x\n", SK_ERR_CONFIG, ":1: unknown key 'data' (did you mean 'data-dir'?)", NULL},
+    {"Max_Recipent = 5\n", SK_ERR_CONFIG,
+     ":1: unknown key 'Max_Recipent' (did you mean 'max-recipients'?)", NULL},
+    /* "config" is not a key of the file, so it is never suggested. */
+    {"confg = x\n", SK_ERR_CONFIG, ":1: unknown key 'confg'", "did you mean"},
+    {"= 5\n", SK_ERR_CONFIG, ":1: unknown key ''", NULL},
+    /* "key: value" is not the file's syntax, nor is a line without '='. */
+    {"# ok\nlisten: 127.0.0.1:2526\n", SK_ERR_CONFIG, ":2: expected \"key = value\"", NULL},
+    {"hostname: a=b\n", SK_ERR_CONFIG, ":1: expected \"key = value\"", NULL},
+    {"hold\n", SK_ERR_CONFIG, ":1: expected \"key = value\"", NULL},
+    /* The first mistake is the one reported. */
+    {"just words\nbogus = 1\n", SK_ERR_CONFIG, ":1: expected \"key = value\"", NULL},
+    {"bogus = 1\n[main]\n", SK_ERR_CONFIG, ":1: unknown key 'bogus'", NULL},
+    {"--hold = yes\nlog_level = debug\nlog-format = json\n", SK_OK, NULL, NULL},
+    {"listen = 127.0.0.1:2526 ; inline comment\n\t\n  # indented comment\n", SK_OK, NULL, NULL},
+    {"config = other.conf\n", SK_ERR_CONFIG, ":1: config: only valid on the command line", NULL},
+    {"   local-domain = a.example\n  relay-net = 10.0.0.0/8\n", SK_OK, NULL, NULL},
+    {"tls-cert = /x/cert.pem\n", SK_ERR_CONFIG, "tls-cert and tls-key go together", NULL},
+    {"smtps = 127.0.0.1:4650\n", SK_ERR_CONFIG, "smtps needs a certificate", NULL},
+    {"submission = 127.0.0.1:5870\n", SK_ERR_CONFIG, "submission requires AUTH", NULL},
 };
 
 static void test_files(void **state)
@@ -202,6 +245,8 @@ static void test_files(void **state)
         if (file_cases[i].where) {
             if (!strstr(err.text, file_cases[i].where))
                 fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.text, file_cases[i].where);
+            if (file_cases[i].absent && strstr(err.text, file_cases[i].absent))
+                fail_msg("case %zu: \"%s\" has \"%s\"", i, err.text, file_cases[i].absent);
             if (file_cases[i].where[0] == ':') assert_memory_equal(err.text, path, strlen(path));
         } else {
             assert_non_null(c);

@@ -445,6 +445,47 @@ static void test_address_list_parse(void **state)
     }
 }
 
+/* The reason a malformed address gives names what is missing. */
+static void test_address_errors(void **state)
+{
+    static const struct {
+        bool list; /* sk_address_list_parse, else sk_mailbox_parse */
+        const char *in;
+        const char *why;
+    } cases[] = {
+        /* A name and an address without angle brackets. */
+        {false, "Zo\xc3\xab zoe@example.org", "expected '<' before the address"},
+        {false, "Name user@x", "expected '<' before the address"},
+        {false, "\"Zo\xc3\xab\" zoe@example.org", "expected '<' before the address"},
+        {false, "John Q. Public jqp@example.org", "expected '<' before the address"},
+        {false, "John Doe john.doe@example.org", "expected '<' before the address"},
+        {false, "a b@example.org", "expected '<' before the address"},
+        {true, "Name user@x", "expected '<' before the address"},
+        {true, "a@x, Name user@x", "expected '<' before the address"},
+        /* Other mistakes keep their own reason. */
+        {false, "Name <user@x", "expected '>'"},
+        {false, "user", "expected '@'"},
+        {false, "user@", "malformed domain"},
+        {false, "a..b@example.org", "expected a local part"},
+        {true, "a@x b@y", "expected ',' between addresses"},
+    };
+    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+        sk_error err;
+        sk_error_clear(&err);
+        sk_err e;
+        if (cases[i].list) {
+            sk_address_list l;
+            e = sk_address_list_parse(cases[i].in, strlen(cases[i].in), &l, &err);
+        } else {
+            sk_mailbox mb;
+            e = sk_mailbox_parse(cases[i].in, &mb, &err);
+        }
+        assert_int_equal(e, SK_ERR_SYNTAX);
+        if (!strstr(err.text, cases[i].why))
+            fail_msg("case %zu (%s): \"%s\" lacks \"%s\"", i, cases[i].in, err.text, cases[i].why);
+    }
+}
+
 /* What the composer writes, the parser reads back: names and addresses
  * survive a trip through a folded To field. */
 static void test_address_roundtrip(void **state)
@@ -1455,6 +1496,7 @@ int main(void)
         cmocka_unit_test(test_phrase),
         cmocka_unit_test(test_decode_words),
         cmocka_unit_test(test_mailbox_parse),
+        cmocka_unit_test(test_address_errors),
         cmocka_unit_test(test_address_list_parse),
         cmocka_unit_test(test_address_roundtrip),
         cmocka_unit_test(test_parser_noise),

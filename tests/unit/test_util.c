@@ -6,6 +6,8 @@
 #include <cmocka.h>
 
 #include <smtpkit/smtpkit.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void test_buf_bounded(void **state)
@@ -120,13 +122,140 @@ static void test_log_escape(void **state)
     sk_buf_free(&b);
 }
 
+/* "Did you mean": edits up to a third of the word, swaps of neighbours
+ * count as one, a prefix of 3 or more is near, short words need an exact
+ * one-edit match, long words get nothing. */
+static void test_nearest(void **state)
+{
+    static const char *const names[] = {"send",       "serve", "queue",  "data-dir", "log-level",
+                                        "log-format", "log",   "listen", NULL};
+    static const struct {
+        const char *word, *want; /* want NULL: no suggestion */
+    } cases[] = {
+        {"send", "send"},
+        {"sned", "send"},  /* swapped neighbours: one edit */
+        {"srve", "serve"}, /* one left out */
+        {"serv", "serve"},
+        {"queu", "queue"},
+        {"qeueu", NULL},      /* two edits in five octets: too far */
+        {"data", "data-dir"}, /* a prefix */
+        {"log-levl", "log-level"},
+        {"log-fromat", "log-format"},
+        {"lsiten", "listen"},
+        {"lg", "log"},
+        {"x", NULL},
+        {"zzzzzzzz", NULL},
+        {"", NULL},
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = sk_nearest(cases[i].word, names);
+        if (cases[i].want == NULL ? got != NULL : (got == NULL || strcmp(got, cases[i].want)))
+            fail_msg("case %zu (%s): got %s, want %s", i, cases[i].word, got ? got : "none",
+                     cases[i].want ? cases[i].want : "none");
+    }
+    assert_null(sk_nearest("send", NULL));
+}
+
+static void test_log_levels(void **state)
+{
+    static const struct {
+        const char *name;
+        sk_err err;
+        sk_log_level level;
+    } cases[] = {
+        {"error", SK_OK, SK_LOG_ERR}, {"warning", SK_OK, SK_LOG_WARN},
+        {"info", SK_OK, SK_LOG_INFO}, {"debug", SK_OK, SK_LOG_DEBUG},
+        {"warn", SK_ERR_SYNTAX, 0},   {"INFO", SK_ERR_SYNTAX, 0},
+        {"", SK_ERR_SYNTAX, 0},       {"verbose", SK_ERR_SYNTAX, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_log_level l = SK_LOG_DEBUG;
+        assert_int_equal(sk_log_level_parse(cases[i].name, &l), cases[i].err);
+        if (cases[i].err == SK_OK) {
+            assert_int_equal(l, cases[i].level);
+            assert_string_equal(sk_log_level_name(l), cases[i].name);
+        }
+    }
+}
+
+/* Lines of the library's shape taken apart: "FIELDS" is "key=value|..."
+ * with the unescaped values; text is the rest. */
+static void test_log_record_parse(void **state)
+{
+    static const struct {
+        const char *line;
+        const char *id, *module, *event, *fields, *text;
+    } cases[] = {
+        {"b3da9d2b0001 server rcpt addr=<bob@localhost> reply=250", "b3da9d2b0001", "server",
+         "rcpt", "addr=<bob@localhost>|reply=250|", ""},
+        {"- daemon stopped", "-", "daemon", "stopped", "", ""},
+        {"Q1 queue delivered rcpt=\"bob@localhost\" reply=\"250 2.0.0 delivered to Maildir\"", "Q1",
+         "queue", "delivered", "rcpt=bob@localhost|reply=250 2.0.0 delivered to Maildir|", ""},
+        /* Escapes undone: quote, backslash, UTF-8 and control octets. */
+        {"s1 server helo name=\"a\\\"b\\\\c Zo\\xc3\\xab\\x0a\"", "s1", "server", "helo",
+         "name=a\"b\\c Zo\xc3\xab\n|", ""},
+        /* A path with a space (quoted local part) stays one value. */
+        {"s1 server mail addr=<\\\"a b\\\"@x> reply=250", "s1", "server", "mail",
+         "addr=<\"a b\"@x>|reply=250|", ""},
+        {"s1 server mail addr=<> reply=250", "s1", "server", "mail", "addr=<>|reply=250|", ""},
+        /* A '>' in a quoted local part does not end the path. */
+        {"s1 server rcpt addr=<\\\"a> b\\\"@x> reply=250", "s1", "server", "rcpt",
+         "addr=<\"a> b\"@x>|reply=250|", ""},
+        {"- spool journal replayed records=3", "-", "spool", "journal", "records=3|", "replayed"},
+        {"- daemon track-unavailable path=/x error=\"no\" (no tracking, no suppression)", "-",
+         "daemon", "track-unavailable", "path=/x|error=no|", "(no tracking, no suppression)"},
+        {"x m e empty=\"\" k=v=w", "x", "m", "e", "empty=|k=v=w|", ""},
+        /* An unclosed quote: the value is taken as it is, up to a space. */
+        {"x m e k=\"open end", "x", "m", "e", "k=\"open|", "end"},
+        {"only-id", "only-id", "", "", "", ""},
+        {"", "", "", "", "", ""},
+    };
+    sk_log_record *r = malloc(sizeof *r);
+    assert_non_null(r);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(sk_log_record_parse(cases[i].line, r), SK_OK);
+        assert_string_equal(r->id, cases[i].id);
+        assert_string_equal(r->module, cases[i].module);
+        assert_string_equal(r->event, cases[i].event);
+        char joined[512] = "";
+        for (size_t f = 0; f < r->n_fields; f++) {
+            assert_int_equal(strlen(r->fields[f].value), r->fields[f].value_len);
+            strcat(joined, r->fields[f].key);
+            strcat(joined, "=");
+            strcat(joined, r->fields[f].value);
+            strcat(joined, "|");
+        }
+        if (strcmp(joined, cases[i].fields))
+            fail_msg("case %zu: fields \"%s\", want \"%s\"", i, joined, cases[i].fields);
+        assert_string_equal(r->text, cases[i].text);
+    }
+    /* A NUL octet in a value is kept, with its length. */
+    assert_int_equal(sk_log_record_parse("x m e k=\"a\\x00b\"", r), SK_OK);
+    assert_int_equal(r->n_fields, 1);
+    assert_int_equal(r->fields[0].value_len, 3);
+    assert_memory_equal(r->fields[0].value, "a\0b", 3);
+    /* Fields beyond the maximum stay in the text; the longest line fits. */
+    char line[SK_LOG_LINE_MAX_OCTETS + 2];
+    size_t n = (size_t)snprintf(line, sizeof line, "x m e");
+    while (n + 4 <= SK_LOG_LINE_MAX_OCTETS) n += (size_t)snprintf(line + n, 5, " a=1");
+    assert_int_equal(sk_log_record_parse(line, r), SK_OK);
+    assert_int_equal(r->n_fields, SK_LOG_FIELDS_MAX);
+    assert_non_null(strstr(r->text, "a=1 a=1"));
+    memset(line, 'x', sizeof line - 1);
+    line[sizeof line - 1] = '\0';
+    assert_int_equal(sk_log_record_parse(line, r), SK_ERR_TOO_LONG);
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_bounded),    cmocka_unit_test(test_base64_vectors),
         cmocka_unit_test(test_base64_rejects), cmocka_unit_test(test_parse_units),
         cmocka_unit_test(test_enhanced_valid), cmocka_unit_test(test_errors_named),
-        cmocka_unit_test(test_log_escape),
+        cmocka_unit_test(test_log_escape),     cmocka_unit_test(test_nearest),
+        cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_log_record_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,8 +21,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) SK_PRINTF(2, 3);
 /* Print "smtpkit CMD: message" to stderr. */
 void cli_warn(const char *cmd, const char *fmt, ...) SK_PRINTF(2, 3);
 
-/* The closest of the NULL-terminated names to word (edit distance at most
- * a third of its length, and at least 1 allowed), or NULL when none is close. */
+/* The closest of the NULL-terminated names to word, or NULL when none is
+ * close: the library's sk_nearest, so that the CLI and the daemon's config
+ * file suggest alike. */
 const char *cli_nearest(const char *word, const char *const *names);
 /* "smtpkit CMD: unknown option '--x' (did you mean '--y'?)" on stderr, for
  * every subcommand in one format; names is NULL-terminated, without the

@@ -30,55 +30,18 @@ void cli_warn(const char *cmd, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-/* Levenshtein distance, bounded to short words (option and key names). */
-#define CLI_NEAREST_MAX_OCTETS 64
-
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > CLI_NEAREST_MAX_OCTETS || lb > CLI_NEAREST_MAX_OCTETS) return SIZE_MAX;
-    size_t row[CLI_NEAREST_MAX_OCTETS + 1];
-    for (size_t j = 0; j <= lb; j++) row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 const char *cli_nearest(const char *word, const char *const *names)
 {
-    const char *best = NULL;
-    size_t best_d = SIZE_MAX;
-    size_t allowed = strlen(word) / 3;
-    if (allowed < 1) allowed = 1;
-    for (size_t i = 0; names && names[i]; i++) {
-        size_t d = edit_distance(word, names[i]);
-        /* A prefix of a longer name ("--data" for "--data-dir") is close too. */
-        if (d > allowed && strlen(word) >= 3 && !strncmp(names[i], word, strlen(word))) d = allowed;
-        if (d < best_d) {
-            best_d = d;
-            best = names[i];
-        }
-    }
-    return best_d <= allowed ? best : NULL;
+    return sk_nearest(word, names);
 }
 
 int cli_unknown_option(const char *cmd, const char *arg, const char *const *names)
 {
     const char *word = arg;
     while (*word == '-') word++;
-    char name[CLI_NEAREST_MAX_OCTETS + 1];
+    char name[SK_NEAREST_MAX_OCTETS + 1];
     size_t n = strcspn(word, "=");
-    if (n > CLI_NEAREST_MAX_OCTETS) n = CLI_NEAREST_MAX_OCTETS;
+    if (n > SK_NEAREST_MAX_OCTETS) n = SK_NEAREST_MAX_OCTETS;
     memcpy(name, word, n);
     name[n] = '\0';
     const char *near = cli_nearest(name, names);

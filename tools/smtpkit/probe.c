@@ -1070,7 +1070,7 @@ static void usage(FILE *f)
                "  --timeout DURATION            per step, e.g. 2s, 500ms (default 10s)\n"
                "  --json                        print one JSON object with every step\n"
                "  --verbose                     print the SMTP conversation on stderr\n"
-               "  --help                        this text\n"
+               "  -h, --help                    this text\n"
                "\n"
                "Exit codes: 0 all checks passed (warnings allowed); 64 usage; 69 permanent\n"
                "failure (5xx); 75 temporary failure (4xx, DNS, refused, timeout); 76 TLS or not\n"
@@ -1137,7 +1137,7 @@ int cmd_probe(int argc, char **argv)
     int opt;
     opterr = 0; /* our own messages, naming the argument */
     optind = 1;
-    while ((opt = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (opt) {
         case 't':
             tls_set = 1;

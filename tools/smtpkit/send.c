@@ -122,7 +122,7 @@ static const char usage_text[] =
     "Output:\n"
     "  --verbose               print the SMTP conversation on stderr (AUTH masked)\n"
     "  --json                  print one JSON object with the outcome on stdout\n"
-    "  --help                  this text\n"
+    "  -h, --help              this text\n"
     "\n"
     "Exit codes (sysexits.h): 0 sent; 64 usage error; 65 bad input data; 69\n"
     "permanent failure (5xx); 75 temporary failure (4xx, refused connection,\n"
@@ -437,7 +437,7 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
     opterr = 0; /* our own messages, naming the argument */
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
         switch (c) {
         case OPT_SERVER:
             a->server = optarg;
@@ -555,6 +555,7 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
         case OPT_JSON:
             a->json = 1;
             break;
+        case 'h':
         case OPT_HELP:
             fputs(usage_text, stdout);
             return 0;

@@ -1,6 +1,7 @@
 /* smtpkit serve: run the mail server daemon (options from the daemon's
  * option table, so flags and config-file keys are the same). */
 #include "cli.h"
+#include "log_json.h"
 
 #include <smtpkit/daemon.h>
 
@@ -8,8 +9,11 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Log lines waiting for the end of an event-loop pass; a fuller buffer is
  * written out as it fills. */
@@ -28,7 +32,7 @@ static void usage(FILE *f)
         fprintf(f, "  %-28s %s%s\n", left, o->help,
                 o->kind == SK_DOPT_LIST || o->kind == SK_DOPT_NETS ? "; repeatable" : "");
     }
-    fprintf(f, "  %-28s %s\n", "--help", "this text");
+    fprintf(f, "  %-28s %s\n", "-h, --help", "this text");
     fprintf(f,
             "\nThe data directory is --data-dir, else data-dir in the config file, else\n"
             "$%s, else %s; the operator commands (queue, track, stats,\n"
@@ -43,17 +47,35 @@ static void usage(FILE *f)
                "See docs/serve.md.\n");
 }
 
-/* Log lines: to stderr with a UTC timestamp, or to syslog (mail facility).
- * stderr is fully buffered while the daemon runs: the daemon flushes it
- * once per pass of its event loop (sk_logger.flush), so a busy server makes
- * one write for many lines; warnings and errors go out at once. */
-static void log_stderr(void *ctx, sk_log_level level, const char *line)
+/* Log lines: to stderr with a UTC timestamp, or to syslog (mail facility);
+ * as the library's text ("<id> <module> <event> key=value ...") or as one
+ * JSON object each. stderr is fully buffered while the daemon runs: the
+ * daemon flushes it once per pass of its event loop (sk_logger.flush), so
+ * a busy server makes one write for many lines; warnings and errors go out
+ * at once. */
+typedef struct serve_log {
+    bool json;
+    bool to_syslog;
+} serve_log;
+
+static void log_line(void *ctx, sk_log_level level, const char *line)
 {
+    const serve_log *sl = ctx;
     char ts[32];
     sk_time_rfc3339((int64_t)time(NULL), ts);
-    /* One call per line so that lines from worker threads do not mix. */
-    fprintf(stderr, "%s %s\n", ts, line);
-    if (level <= SK_LOG_WARN) fflush(stderr);
+    char *json = sl->json ? cli_log_json(level, line, ts) : NULL;
+    if (sl->to_syslog) {
+        static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+        syslog(prio[level <= SK_LOG_DEBUG ? level : SK_LOG_DEBUG], "%s", json ? json : line);
+    } else {
+        /* One call per line so that lines from worker threads do not mix. */
+        if (json)
+            fprintf(stderr, "%s\n", json);
+        else
+            fprintf(stderr, "%s %s\n", ts, line);
+        if (level <= SK_LOG_WARN) fflush(stderr);
+    }
+    free(json);
 }
 
 static void log_flush(void *ctx)
@@ -62,10 +84,24 @@ static void log_flush(void *ctx)
     fflush(stderr);
 }
 
-static void log_syslog(void *ctx, sk_log_level level, const char *line)
+/* Can syslog(3) reach the log socket? glibc's syslog drops lines without
+ * a word when it cannot, so look first: a datagram socket as glibc tries
+ * first, then a stream one. Returns 0, or an errno value. */
+static int syslog_socket_error(void)
 {
-    static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
-    syslog(prio[level <= SK_LOG_DEBUG ? level : SK_LOG_DEBUG], "%s", line);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", _PATH_LOG);
+    int err = 0;
+    static const int types[] = {SOCK_DGRAM, SOCK_STREAM};
+    for (size_t i = 0; i < 2; i++) {
+        int fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
+        if (fd < 0) return errno;
+        int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+        err = r ? errno : 0;
+        close(fd);
+        if (err != EPROTOTYPE) break;
+    }
+    return err;
 }
 
 /* s as one shell word: as it is when it holds only characters that no
@@ -219,16 +255,36 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "smtpkit serve: %s\n", err.text);
         rc = EX_CONFIG;
     }
+    sk_log_level level = SK_LOG_INFO;
+    /* The option table has checked the name; a level it let through but
+     * the logger does not know would be a bug, not a reason to log less. */
+    if (rc == EX_OK && sk_log_level_parse(cfg->log_level, &level)) {
+        fprintf(stderr, "smtpkit serve: log-level: \"%s\" is not a level\n", cfg->log_level);
+        sk_daemon_config_free(cfg);
+        rc = EX_SOFTWARE;
+    }
     sk_daemon *d = NULL;
     if (rc == EX_OK) {
-        sk_logger log = {log_stderr, NULL, SK_LOG_INFO, log_flush};
+        static serve_log sl;
         static char logbuf[SERVE_LOG_BUFFER_OCTETS];
-        if (!strcmp(cfg->log, "syslog")) {
+        sk_logger log = {log_line, &sl, level, log_flush};
+        sl.json = !strcmp(cfg->log_format, "json");
+        sl.to_syslog = !strcmp(cfg->log, "syslog");
+        int serr = sl.to_syslog ? syslog_socket_error() : 0;
+        if (serr) sl.to_syslog = false;
+        if (sl.to_syslog) {
             openlog("smtpkit", LOG_PID | LOG_NDELAY, LOG_MAIL);
-            log.fn = log_syslog;
             log.flush = NULL;
         } else {
             setvbuf(stderr, logbuf, _IOFBF, sizeof logbuf);
+        }
+        /* Lines that would be lost are not: say so, and where they go. */
+        if (serr) {
+            fprintf(stderr,
+                    "smtpkit serve: warning: cannot reach the syslog socket %s (%s); logging to "
+                    "stderr instead\n",
+                    _PATH_LOG, strerror(serr));
+            fflush(stderr);
         }
         bool hint = cfg->print_usage;
         sk_daemon_config_free(cfg);

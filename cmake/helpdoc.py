@@ -148,7 +148,7 @@ class Help:
             return
         # At the left margin only a line with a text column ("--x DIR  text")
         # defines an option; otherwise it is prose that starts with one.
-        if not m.group("indent") and not re.search(r"\S\s{2,}\S", m.group("rest")):
+        if not m.group("indent") and not re.search(r"\S\s{2,}\S", line.strip()):
             return
         head = re.split(r"\s{2,}", line.strip())[0]
         for item in head.split(", "):

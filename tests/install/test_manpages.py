@@ -64,7 +64,7 @@ def check_page(name, help_text, summary, others):
     check(not missing, "%s.1 lacks options of its --help: %s" % (name, missing))
     # Each entry of a list in --help starts a line of the page (help2man
     # made it a list entry, not words run into a paragraph).
-    starts = {line.split()[0] for line in lines if line.strip()}
+    starts = {line.split()[0].rstrip(",") for line in lines if line.strip()}
     run_in = sorted(set(ENTRY_RE.findall(help_text)) - starts)
     check(not run_in, "%s.1 runs these list entries into its text: %s" % (name, run_in))
     see = text[text.find("SEE ALSO"):]

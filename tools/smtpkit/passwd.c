@@ -14,7 +14,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: smtpkit passwd [USER] < password\n\n"
                "Reads a password (its first line) from standard input and prints its crypt(3)\n"
                "hash (yescrypt, or sha512crypt where yescrypt is missing). With USER, prints\n"
-               "\"USER:HASH\", a line for the file given to smtpkit serve --users.\n");
+               "\"USER:HASH\", a line for the file given to smtpkit serve --users.\n"
+               "\n"
+               "-h, --help  this text\n");
 }
 
 /* Read the first line of stdin; without echo when it is a terminal. */

@@ -19,6 +19,7 @@ static void usage(FILE *f)
             "--data-dir DIR  the daemon's data directory (holds track.db)\n"
             "--config FILE   the daemon's config file: its data-dir is used\n"
             "--json          one JSON object (docs/tracking.md)\n"
+            "-h, --help      this text\n"
             "The data directory is --data-dir, else data-dir in --config FILE, else\n"
             "$%s, else %s (where 'smtpkit serve' keeps it by default).\n"
             "\n"

@@ -29,6 +29,7 @@ enum {
     VERIFY_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20,
     VERIFY_UNABLE_TO_VERIFY_LEAF_SIGNATURE = 21,
     VERIFY_HOSTNAME_MISMATCH = 62,
+    VERIFY_IP_ADDRESS_MISMATCH = 64,
 };
 
 #define PROBE_TIMEOUT_MS_DEFAULT 10000
@@ -517,6 +518,7 @@ static void explain_verify(const probe *p, probe_step *s, const sk_tls_info *ti)
                     "server must send its intermediate certificates too (the full chain)");
         break;
     case VERIFY_HOSTNAME_MISMATCH:
+    case VERIFY_IP_ADDRESS_MISMATCH:
         s->explanation = "the certificate is for another name than the one you connected to";
         step_fix(s,
                  "connect with a name the certificate lists (%s; or give it with "

@@ -529,6 +529,9 @@ sk_err cl_read_reply(sk_client *c, unsigned timeout_ms, sk_step step, sk_reply *
             transcript_raw(c);
             if (e == SK_ERR_TIMEOUT && step == SK_STEP_GREETING && err) {
                 const char *h = cl_silence_hint(c);
+                if (c->tls_tried && c->tls.active)
+                    h = "TLS works, but no SMTP greeting came inside it: is this an SMTP "
+                        "server? (an HTTPS port, too, waits silently for its client)";
                 err->hint = h ? h
                               : "no greeting: a server expecting implicit TLS (port 465) waits "
                                 "silently for the client; try implicit TLS";

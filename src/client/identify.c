@@ -227,7 +227,7 @@ static int identify(sk_client *c, unsigned wait_ms, int watch_fd, sk_peer_info *
     int interrupted = 0;
     for (;;) {
         struct pollfd p[3];
-        int who[3], np = 0, open = 0;
+        int who[3], np = 0, nopen = 0;
         for (int i = 0; i < 2; i++) {
             if (sn[i].state == SN_DONE) {
                 /* A web server that answered the ClientHello answers the
@@ -236,14 +236,14 @@ static int identify(sk_client *c, unsigned wait_ms, int watch_fd, sk_peer_info *
                 if (conclusive(sn[i].kind) && !wait_http) goto decide;
                 continue;
             }
-            open++;
+            nopen++;
             short ev = sn[i].state == SN_LISTENING ? POLLIN : POLLOUT;
             /* OpenSSL may want to read while it says its hello. */
             if (sn[i].state == SN_SPEAKING && sn[i].ssl) ev |= POLLIN;
             p[np] = (struct pollfd){.fd = sn[i].fd, .events = ev};
             who[np++] = i;
         }
-        if (!open) break;
+        if (!nopen) break;
         if (watch_fd >= 0) {
             p[np] = (struct pollfd){.fd = watch_fd, .events = POLLIN};
             who[np++] = -1;

@@ -230,6 +230,23 @@ class RawPeer(sktest.Listener):
                 conn.sendall(b"250 2.0.0 Ok\r\n")
 
 
+class TlsSilent(sktest.Listener):
+    """Completes a TLS handshake (implicit TLS) and then says nothing, as
+    an HTTPS server waiting for its request."""
+
+    def __init__(self, cert):
+        super().__init__(HOST)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert[0], cert[1])
+
+    def handle(self, conn):
+        conn.settimeout(10)
+        try:
+            self.hold(self.ctx.wrap_socket(conn, server_side=True))
+        except (ssl.SSLError, OSError):
+            pass
+
+
 class GreetPause:
     """An SMTP server that greets only after `delay` seconds, as Postfix's
     postscreen or sendmail's greet_pause do to catch clients that talk

@@ -13,8 +13,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
 from probe_peers import Web  # noqa: E402
-from send_peer import (GreetPause, RawPeer, Runner, Smtpd, expect, expect_exit,  # noqa: E402
-                       json_out, run_on_tty, send)
+from send_peer import (GreetPause, RawPeer, Runner, Smtpd, TlsSilent, expect,  # noqa: E402
+                       expect_exit, json_out, run_on_tty, send)
 
 tmp = sktest.TempDir("sk-send-inter-")
 run = Runner()
@@ -103,6 +103,18 @@ def implicit_tls_port_of_smtpkit_serve():
         expect_exit(r, 76)
         expect("use --tls implicit" in r.stderr, "hint names --tls implicit", r)
         expect(took < PROMPT_S, "answered at once (%.1fs)" % took, r)
+
+
+@run.case
+def implicit_tls_without_a_greeting():
+    # TLS comes up, then nothing (an HTTPS port): --tls implicit was right,
+    # the port is not.
+    with TlsSilent(CERT) as p:
+        r = send(*args(p.port, "--tls", "implicit", "--ca-file", ca.cert, "--timeout", "2s"))
+        expect_exit(r, 75)
+        expect("step:   greeting" in r.stderr and
+               "hint:   TLS works, but no SMTP greeting came inside it" in r.stderr,
+               "hint says TLS works but no greeting", r)
 
 
 @run.case

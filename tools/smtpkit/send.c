@@ -298,6 +298,10 @@ static const char *hint_for(const outcome *o, const sk_error *e)
     if (e->step == SK_STEP_TLS && e->err == SK_ERR_UNSUPPORTED)
         return "the server does not offer STARTTLS: try its implicit-TLS port with --tls "
                "implicit (usually 465), or --tls none only on a network you trust";
+    const sk_tls_info *ti = o->client ? sk_client_tls_info(o->client) : NULL;
+    if (e->step == SK_STEP_GREETING && e->err == SK_ERR_TIMEOUT && ti && ti->active)
+        return "TLS works, but no SMTP greeting came inside it: is this an SMTP server? (an "
+               "HTTPS port, too, waits silently for its client) Check the port in --server";
     if (e->step == SK_STEP_GREETING && e->err == SK_ERR_TIMEOUT &&
         !(o->client && sk_client_peer(o->client)))
         return "no greeting: a server expecting implicit TLS (port 465) waits silently; try "

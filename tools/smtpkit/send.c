@@ -463,7 +463,8 @@ static void human_size(uint64_t n, char *out, size_t size)
     static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
     size_t u = 0;
     double v = (double)n;
-    while (v >= 1000 && u + 1 < sizeof units / sizeof units[0]) v /= 1000, u++;
+    /* 999.96 kB would print as "1000 kB": that is 1 MB. */
+    while (v >= 999.95 && u + 1 < sizeof units / sizeof units[0]) v /= 1000, u++;
     if (u == 0) {
         snprintf(out, size, "%llu B", (unsigned long long)n);
         return;
@@ -494,8 +495,8 @@ static void show_progress(void *ctx, uint64_t sent, uint64_t total)
     char done[32], all[32], rate[32] = "";
     human_size(sent, done, sizeof done);
     human_size(total, all, sizeof all);
-    uint64_t ms = now - p->start_ms;
-    if (ms > 0 && sent > 0) {
+    uint64_t ms = now > p->start_ms ? now - p->start_ms : 1;
+    if (sent > 0) {
         human_size(sent * 1000 / ms, rate, sizeof rate);
         size_t l = strlen(rate);
         snprintf(rate + l, sizeof rate - l, "/s");

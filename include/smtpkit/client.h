@@ -35,6 +35,35 @@ typedef void (*sk_transcript_fn)(void *ctx, char dir, const char *line, size_t l
 typedef int (*sk_client_resolve_fn)(void *ctx, const char *host, unsigned short port,
                                     struct sockaddr_storage *addrs, size_t max);
 
+/* Progress of a message's transfer (DATA): sent octets of the message
+ * handed to the network so far, of total. Called with 0 before the first
+ * block, after each block, and last with sent == total. For a progress
+ * display; it must not call back into the client. */
+typedef void (*sk_progress_fn)(void *ctx, uint64_t sent, uint64_t total);
+
+/* What listens on a port that gave no SMTP greeting (sk_client_identify). */
+typedef enum sk_peer_kind {
+    SK_PEER_UNKNOWN = 0, /* not found out (no identification ran, or it was cut short) */
+    SK_PEER_SMTP,        /* answers with SMTP replies (perhaps only later) */
+    SK_PEER_TLS,         /* speaks TLS from the first byte: answers a TLS ClientHello */
+    SK_PEER_HTTP,        /* a web server: answers an HTTP request */
+    SK_PEER_OTHER,       /* says something that is none of these */
+    SK_PEER_SILENT,      /* says nothing, even when spoken to */
+    SK_PEER_CLOSED,      /* closes the connection without a word */
+    SK_PEER__COUNT
+} sk_peer_kind;
+
+typedef struct sk_peer_info {
+    sk_peer_kind kind;
+    /* The start of the first line the peer sent, printable ASCII ('.' for
+     * other octets; TLS records are shown as "(TLS record)"); "" when
+     * nothing came. */
+    char said[96];
+} sk_peer_info;
+
+/* "smtp", "tls", "http", "other", "silent", "closed", "unknown". */
+const char *sk_peer_kind_name(sk_peer_kind k);
+
 typedef struct sk_client_opts {
     const char *host; /* name or address of the server; required */
     /* 0: 465 with SK_TLS_IMPLICIT, 587 otherwise (RFC 6409 submission). */
@@ -76,6 +105,17 @@ typedef struct sk_client_opts {
     sk_transcript_fn transcript; /* NULL: none */
     void *transcript_ctx;
     sk_logger log; /* fn NULL: logging off */
+
+    /* For interactive programs: when the server has said nothing this
+     * long after the TCP connection (no greeting; with implicit TLS, no
+     * answer to the ClientHello), find out on two more connections what
+     * listens there (sk_client_identify). A TLS server or a web server
+     * ends the wait at once (SK_ERR_PROTOCOL at step greeting); anything
+     * else, an SMTP server that greets late included, is waited for until
+     * greeting_timeout_ms. 0: never (the default; what an MTA wants). */
+    unsigned identify_after_ms;
+    sk_progress_fn progress; /* NULL: none */
+    void *progress_ctx;
 } sk_client_opts;
 
 /* ESMTP extensions the server announced (RFC 5321 4.1.1.1), parsed. */
@@ -141,6 +181,21 @@ SK_NODISCARD sk_err sk_client_noop(sk_client *c, sk_error *err);
 sk_err sk_client_quit(sk_client *c, sk_error *err);
 /* Close without QUIT. */
 void sk_client_close(sk_client *c);
+
+/* Find out what listens at the address the client last connected to
+ * (after sk_client_open, successful or not, got a TCP connection): two
+ * connections of its own, one sending a TLS ClientHello and one an HTTP
+ * request (HEAD /), each waiting at most wait_ms for the first answer
+ * (0: SK_CLIENT_IDENTIFY_WAIT_MS). A TLS record is SK_PEER_TLS, an HTTP
+ * response SK_PEER_HTTP, an SMTP reply SK_PEER_SMTP; the client's own
+ * connection is left as it is. The result is also kept for
+ * sk_client_peer. SK_ERR_STATE before any connection. */
+SK_NODISCARD sk_err sk_client_identify(sk_client *c, unsigned wait_ms, sk_peer_info *out,
+                                       sk_error *err);
+/* What the last identification found (opts.identify_after_ms during
+ * sk_client_open, or sk_client_identify); NULL when none ran since the
+ * last sk_client_open. */
+const sk_peer_info *sk_client_peer(const sk_client *c);
 
 /* What the session learned; valid until the next step or sk_client_free.
  * NULL when not reached yet. */

@@ -60,6 +60,13 @@
 #define SK_TIMEOUT_DATA_END_MS   (10 * 60 * 1000)
 /* RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for a command. */
 #define SK_TIMEOUT_SERVER_COMMAND_MS (5 * 60 * 1000)
+/* Client peer identification (sk_client_identify): a TLS server answers a
+ * ClientHello and a web server a request within milliseconds; 3 s leaves
+ * room for a loaded machine. Interactive programs start it after 1 s of
+ * silence: a server greets at once, and a greeting paused on purpose
+ * (Postfix postscreen, sendmail greet_pause) is still waited for. */
+#define SK_CLIENT_IDENTIFY_WAIT_MS  3000
+#define SK_CLIENT_IDENTIFY_AFTER_MS 1000
 
 /* Server defaults (settings; these are the values when unset). */
 #define SK_SERVER_MAX_MESSAGE_OCTETS_DEFAULT     (35u * 1024 * 1024)

@@ -57,12 +57,21 @@ struct sk_client {
     sk_sasl_mech authed;
     char remote[64];
     unsigned short rport;
+    /* The address connected to, for sk_client_identify's connections. */
+    struct sockaddr_storage raddr;
+    socklen_t raddrlen;
+    sk_peer_info peer; /* what identification found */
+    int have_peer;
 };
 
 /* conn.c: the socket, TLS and reply reading. Deadlines are sk_now_ms()
  * values. Transport failures close the connection. */
 sk_err cl_connect_tcp(sk_client *c, sk_error *err);
-sk_err cl_tls_handshake(sk_client *c, sk_error *err);
+/* The handshake, bounded by timeout_ms. first: it is implicit TLS's, the
+ * server's first words (identification may run while it waits). */
+sk_err cl_tls_handshake(sk_client *c, unsigned timeout_ms, int first, sk_error *err);
+/* Wait for events on fd until the deadline (an sk_now_ms() value). */
+sk_err cl_wait_fd(int fd, short events, uint64_t deadline);
 sk_err cl_write(sk_client *c, const char *p, size_t n, unsigned timeout_ms, sk_step step,
                 sk_error *err);
 /* Write a command line (CRLF added), reported on the transcript as shown
@@ -79,7 +88,29 @@ void cl_set_state(sk_client *c, cl_state s);
  * text and hint. Returns the error. */
 sk_err cl_reply_error(sk_error *err, sk_step step, const sk_reply *r, sk_err perm);
 
+/* identify.c. Before the greeting on a plain connection: wait until the
+ * server says something, at most until deadline; after
+ * opts.identify_after_ms of silence identify the peer, and fail
+ * (SK_ERR_PROTOCOL, connection closed) when it is a TLS or web server. */
+sk_err cl_await_greeting(sk_client *c, uint64_t deadline, sk_error *err);
+/* During implicit TLS's handshake, after the ClientHello: the same wait,
+ * failing when the peer is a web server or greets in plain SMTP. */
+sk_err cl_await_handshake(sk_client *c, uint64_t deadline, sk_error *err);
+/* What a peer sent where a TLS handshake was expected: the octets the
+ * BIO kept (OpenSSL reads a record header, 5 octets, before it gives up)
+ * and what is still waiting on the socket. Returns the length. */
+size_t cl_tls_heard(const sk_tls_sock *sock, unsigned char *out, size_t size);
+/* The hint for a greeting that did not come in time, from what
+ * identification found (NULL when it did not run). */
+const char *cl_silence_hint(const sk_client *c);
+
 /* Pure helpers (unit-tested). */
+/* What the first octets a peer sent say it is: SK_PEER_SMTP (a reply
+ * code), SK_PEER_HTTP, SK_PEER_TLS (a record header), else SK_PEER_OTHER;
+ * SK_PEER_UNKNOWN for n == 0. */
+sk_peer_kind cl_classify(const unsigned char *b, size_t n);
+/* The printable start of the first line of b for sk_peer_info.said. */
+void cl_peer_said(const unsigned char *b, size_t n, char *out, size_t size);
 /* Parse the lines of an EHLO reply ('\n'-joined text) into info. */
 void cl_parse_ehlo(const char *lines, sk_ehlo_info *info);
 /* Append data to out dot-stuffed (RFC 5321 4.5.2), lone LF made CRLF,

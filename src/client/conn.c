@@ -68,8 +68,7 @@ static uint64_t deadline_of(unsigned timeout_ms)
     return sk_now_ms() + timeout_ms;
 }
 
-/* Wait for events on the socket until the deadline. */
-static sk_err wait_fd(int fd, short events, uint64_t deadline)
+sk_err cl_wait_fd(int fd, short events, uint64_t deadline)
 {
     for (;;) {
         uint64_t now = sk_now_ms();
@@ -97,7 +96,7 @@ static sk_err connect_one(const struct addrinfo *ai, uint64_t deadline, int *fd_
             close(fd);
             return SK_ERR_CONNECT;
         }
-        sk_err e = wait_fd(fd, POLLOUT, deadline);
+        sk_err e = cl_wait_fd(fd, POLLOUT, deadline);
         int soerr = 0;
         socklen_t sl = sizeof soerr;
         if (e || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
@@ -206,6 +205,8 @@ static sk_err connect_list(sk_client *c, struct addrinfo *res, int from_hook, sk
         last = connect_one(ai, deadline, &fd, &why);
         if (last == SK_OK) {
             c->fd = fd;
+            memcpy(&c->raddr, ai->ai_addr, ai->ai_addrlen);
+            c->raddrlen = (socklen_t)ai->ai_addrlen;
             snprintf(c->remote, sizeof c->remote, "%s", ip);
             c->rport = p;
             cl_info(c, "connected to %s port %u", ip, p);
@@ -248,20 +249,24 @@ static sk_err handshake_failure(sk_client *c, sk_error *err)
 {
     char why[512];
     sk_tls_error_string(why, sizeof why);
-    const unsigned char *f = c->sock.first;
-    size_t n = c->sock.nfirst;
+    unsigned char f[128];
+    size_t n = cl_tls_heard(&c->sock, f, sizeof f);
+    sk_peer_kind kind = cl_classify(f, n);
+    if (kind == SK_PEER_HTTP || kind == SK_PEER_SMTP) {
+        /* What the server said instead of TLS tells what it is. */
+        c->peer.kind = kind;
+        cl_peer_said(f, n, c->peer.said, sizeof c->peer.said);
+        c->have_peer = 1;
+    }
     sk_err e;
-    if (n >= 5 && !memcmp(f, "HTTP/", 5)) {
+    if (kind == SK_PEER_HTTP) {
         e = sk_error_set(err, SK_ERR_PROTOCOL, SK_STEP_TLS, "not an SMTP server (HTTP)");
-    } else if (n >= 3 && f[0] >= '2' && f[0] <= '5' && f[1] >= '0' && f[1] <= '9' && f[2] >= '0' &&
-               f[2] <= '9') {
-        char shown[sizeof c->sock.first + 1];
-        size_t k = 0;
-        while (k < n && f[k] != '\r' && f[k] != '\n') {
-            shown[k] = f[k] >= 0x20 && f[k] < 0x7f ? (char)f[k] : '?';
-            k++;
-        }
-        shown[k] = '\0';
+        if (err)
+            err->hint = "this looks like an HTTP server: check the port (SMTP is on 25, 587 or "
+                        "465)";
+    } else if (kind == SK_PEER_SMTP && n >= 3) {
+        char shown[sizeof c->peer.said];
+        cl_peer_said(f, n, shown, sizeof shown);
         e = sk_error_set(err, SK_ERR_TLS, SK_STEP_TLS,
                          "the server spoke plain SMTP, not TLS: this port expects STARTTLS, "
                          "not implicit TLS (server sent \"%s\")",
@@ -278,7 +283,7 @@ static sk_err handshake_failure(sk_client *c, sk_error *err)
     return e;
 }
 
-sk_err cl_tls_handshake(sk_client *c, sk_error *err)
+sk_err cl_tls_handshake(sk_client *c, unsigned timeout_ms, int first, sk_error *err)
 {
     const char *name = c->o.tls_name ? c->o.tls_name : c->o.host;
     if (!c->ctx && !(c->ctx = sk_tls_client_ctx_new(c->o.ca_file, err))) {
@@ -296,7 +301,8 @@ sk_err cl_tls_handshake(sk_client *c, sk_error *err)
     c->tls_tried = 1;
     memset(&c->tls, 0, sizeof c->tls);
     snprintf(c->tls.sni, sizeof c->tls.sni, "%s", name);
-    uint64_t deadline = deadline_of(c->o.command_timeout_ms);
+    uint64_t deadline = deadline_of(timeout_ms);
+    int identified = !first || !c->o.identify_after_ms;
     for (;;) {
         int r = SSL_connect(c->ssl);
         if (r == 1) break;
@@ -304,7 +310,15 @@ sk_err cl_tls_handshake(sk_client *c, sk_error *err)
         short ev = se == SSL_ERROR_WANT_READ ? POLLIN : se == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
         if (!ev && se == SSL_ERROR_SYSCALL && errno == EINTR) ev = POLLIN | POLLOUT;
         if (!ev) return handshake_failure(c, err);
-        sk_err e = wait_fd(c->fd, ev, deadline);
+        if (ev == POLLIN && !identified) {
+            /* The ClientHello is out: a server that does not answer it
+             * may be no TLS server at all. */
+            identified = 1;
+            sk_err e = cl_await_handshake(c, deadline, err);
+            if (e) return e;
+            continue;
+        }
+        sk_err e = cl_wait_fd(c->fd, ev, deadline);
         if (e) {
             cl_disconnect(c);
             return sk_error_set(err, e, SK_STEP_TLS, "TLS handshake: %s", sk_strerror(e));
@@ -381,7 +395,7 @@ sk_err cl_write(sk_client *c, const char *p, size_t n, unsigned timeout_ms, sk_s
                                 errno == EPIPE || errno == ECONNRESET ? SK_ERR_CLOSED : SK_ERR_IO,
                                 step, "sending", err);
         }
-        sk_err e = wait_fd(c->fd, ev, deadline);
+        sk_err e = cl_wait_fd(c->fd, ev, deadline);
         if (e) return io_error(c, e, step, "sending", err);
     }
     return SK_OK;
@@ -441,7 +455,7 @@ static sk_err read_more(sk_client *c, uint64_t deadline, sk_step step, sk_error 
                 return io_error(c, errno == ECONNRESET ? SK_ERR_CLOSED : SK_ERR_IO, step,
                                 "receiving", err);
         }
-        sk_err e = wait_fd(c->fd, ev, deadline);
+        sk_err e = cl_wait_fd(c->fd, ev, deadline);
         if (e) return io_error(c, e, step, "waiting for the server's reply", err);
     }
 }
@@ -513,9 +527,15 @@ sk_err cl_read_reply(sk_client *c, unsigned timeout_ms, sk_step step, sk_reply *
         sk_err e = read_more(c, deadline, step, err);
         if (e) {
             transcript_raw(c);
-            if (e == SK_ERR_TIMEOUT && step == SK_STEP_GREETING && err)
-                err->hint = "no greeting: a server expecting implicit TLS (port 465) waits "
-                            "silently for the client; try implicit TLS";
+            if (e == SK_ERR_TIMEOUT && step == SK_STEP_GREETING && err) {
+                const char *h = cl_silence_hint(c);
+                if (c->tls_tried && c->tls.active)
+                    h = "TLS works, but no SMTP greeting came inside it: is this an SMTP "
+                        "server? (an HTTPS port, too, waits silently for its client)";
+                err->hint = h ? h
+                              : "no greeting: a server expecting implicit TLS (port 465) waits "
+                                "silently for the client; try implicit TLS";
+            }
             return e;
         }
     }

@@ -111,6 +111,7 @@ static sk_err send_data_body(sk_client *c, const char *data, size_t len, sk_erro
     int bol = 1;
     sk_err e = SK_OK;
     size_t off = 0;
+    if (c->o.progress) c->o.progress(c->o.progress_ctx, 0, len);
     do {
         size_t n = len - off > 32 * 1024 ? 32 * 1024 : len - off;
         int last = off + n == len;
@@ -124,6 +125,7 @@ static sk_err send_data_body(sk_client *c, const char *data, size_t len, sk_erro
         /* RFC 5321 4.5.3.2.5: each block gets the data block timeout. */
         e = cl_write(c, chunk.data, chunk.len, c->o.data_block_timeout_ms, SK_STEP_DATA, err);
         off += n;
+        if (!e && c->o.progress) c->o.progress(c->o.progress_ctx, off, len);
     } while (!e && off < len);
     sk_buf_free(&chunk);
     return e;
@@ -292,6 +294,9 @@ static sk_err preflight(sk_client *c, const char *from, const sk_rcpt_spec *rcpt
         e = sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_MAIL,
                          "the message (%zu octets) exceeds the server's SIZE limit of %llu", len,
                          (unsigned long long)c->ext.size_max);
+        if (err)
+            err->hint = "the server takes no message this large: send less (attachments grow "
+                        "by a third in base64), or ask its operator to raise the limit";
     } else if (!dsn_values_ok(so, rcpts, nrcpt)) {
         e = sk_error_set(
             err, SK_ERR_INVAL, SK_STEP_MAIL,

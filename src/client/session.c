@@ -99,6 +99,9 @@ static void forget_session(sk_client *c)
     memset(&c->tls, 0, sizeof c->tls);
     c->remote[0] = '\0';
     c->rport = 0;
+    c->raddrlen = 0;
+    c->have_peer = 0;
+    memset(&c->peer, 0, sizeof c->peer);
 }
 
 static sk_err need_state(sk_client *c, cl_state s, sk_step step, sk_error *err)
@@ -118,8 +121,18 @@ sk_err sk_client_open(sk_client *c, sk_error *err)
     forget_session(c);
     sk_err e = cl_connect_tcp(c, err);
     if (e) return e;
-    if (c->o.tls == SK_TLS_IMPLICIT && (e = cl_tls_handshake(c, err))) return e;
-    e = cl_read_reply(c, c->o.greeting_timeout_ms, SK_STEP_GREETING, &c->greeting, err);
+    /* With implicit TLS the handshake is the server's first answer, so it
+     * gets the greeting's timeout. */
+    if (c->o.tls == SK_TLS_IMPLICIT && (e = cl_tls_handshake(c, c->o.greeting_timeout_ms, 1, err)))
+        return e;
+    unsigned wait = c->o.greeting_timeout_ms;
+    if (!c->ssl && c->o.identify_after_ms) {
+        uint64_t t0 = sk_now_ms();
+        if ((e = cl_await_greeting(c, t0 + wait, err))) return e;
+        uint64_t used = sk_now_ms() - t0;
+        wait = used >= wait ? 0 : wait - (unsigned)used;
+    }
+    e = cl_read_reply(c, wait, SK_STEP_GREETING, &c->greeting, err);
     if (e) return e;
     c->have_greeting = 1;
     /* RFC 5321 4.2: 220 opens the session; 554 (or 4xx) refuses it, and we
@@ -335,7 +348,7 @@ sk_err sk_client_starttls(sk_client *c, sk_error *err)
         return sk_error_set(err, SK_ERR_PROTOCOL, SK_STEP_TLS,
                             "the server sent data after its STARTTLS reply (possible injection)");
     }
-    e = cl_tls_handshake(c, err);
+    e = cl_tls_handshake(c, c->o.command_timeout_ms, 0, err);
     if (e) return e;
     /* RFC 3207 4.2: forget what was learned before TLS and ask again. */
     c->have_ehlo = 0;
@@ -610,6 +623,11 @@ const char *sk_client_ext_param(const sk_client *c, const char *keyword)
         if (!strcasecmp(c->ext_split.data + c->ext_kw[i], keyword))
             return c->ext_split.data + c->ext_param[i];
     return NULL;
+}
+
+const sk_peer_info *sk_client_peer(const sk_client *c)
+{
+    return c && c->have_peer ? &c->peer : NULL;
 }
 
 const char *sk_client_remote_address(const sk_client *c)

@@ -11,11 +11,16 @@ import email
 import email.policy
 import json
 import os
+import pty
+import select
 import socket
+import socketserver
 import ssl
+import subprocess
 import sys
 import threading
 import logging
+import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -127,7 +132,7 @@ class Smtpd:
     """
 
     def __init__(self, tls=None, cert=None, users=None, auth_require_tls=True, tokens=None,
-                 host=HOST, **recorder_kw):
+                 host=HOST, size_limit=None, **recorder_kw):
         self.recorder = OAuthRecorder(tokens, **recorder_kw) if tokens else Recorder(**recorder_kw)
         self.port = sktest.free_port(host)
         ctx = None
@@ -141,6 +146,8 @@ class Smtpd:
             enable_SMTPUTF8=True,
             auth_require_tls=auth_require_tls,
         )
+        if size_limit is not None:
+            kw["data_size_limit"] = size_limit  # announced as SIZE (RFC 1870)
         if tls == "starttls":
             kw["tls_context"] = ctx
         elif tls == "implicit":
@@ -221,6 +228,129 @@ class RawPeer(sktest.Listener):
                 return
             else:
                 conn.sendall(b"250 2.0.0 Ok\r\n")
+
+
+class TlsSilent(sktest.Listener):
+    """Completes a TLS handshake (implicit TLS) and then says nothing, as
+    an HTTPS server waiting for its request."""
+
+    def __init__(self, cert):
+        super().__init__(HOST)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert[0], cert[1])
+
+    def handle(self, conn):
+        conn.settimeout(10)
+        try:
+            self.hold(self.ctx.wrap_socket(conn, server_side=True))
+        except (ssl.SSLError, OSError):
+            pass
+
+
+class GreetPause:
+    """An SMTP server that greets only after `delay` seconds, as Postfix's
+    postscreen or sendmail's greet_pause do to catch clients that talk
+    first, each connection in its own thread. A connection that sends
+    anything before its greeting is an early talker: it is counted and,
+    with reject_early (sendmail's way), answered 554 and closed; otherwise
+    its words are ignored. The others get "220 pause.test" and a minimal
+    plain-text ESMTP session that accepts one message (.messages)."""
+
+    def __init__(self, delay, reject_early=True):
+        self.delay = delay
+        self.reject_early = reject_early
+        self.early_talkers = 0
+        self.messages = []
+        self.lock = threading.Lock()
+        peer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                peer._serve(self.request)
+
+        self.server = socketserver.ThreadingTCPServer((HOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.1,),
+                                       daemon=True)
+
+    def _serve(self, conn):
+        conn.settimeout(10)
+        ready, _, _ = select.select([conn], [], [], self.delay)
+        if ready:
+            with self.lock:
+                self.early_talkers += 1
+            if self.reject_early:
+                conn.sendall(b"554 5.5.0 pause.test rejecting commands: pre-greeting traffic\r\n")
+                return
+            time.sleep(self.delay)
+        conn.sendall(b"220 pause.test ESMTP\r\n")
+        f = conn.makefile("rb")
+        data = None
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            if data is not None:
+                if line == b".\r\n":
+                    with self.lock:
+                        self.messages.append(b"".join(data))
+                    data = None
+                    conn.sendall(b"250 2.0.0 Ok: queued as PAUSE1\r\n")
+                else:
+                    data.append(line)
+                continue
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                conn.sendall(b"250-pause.test\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                data = []
+                conn.sendall(b"354 go ahead\r\n")
+            elif verb == b"QUIT":
+                conn.sendall(b"221 2.0.0 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 2.0.0 Ok\r\n")
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def run_on_tty(argv, timeout=60):
+    """Run argv with stderr on a pseudo-terminal (stdout a pipe); returns
+    (exit code, stdout, what the terminal showed)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            elif proc.poll() is not None:
+                break
+        out = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return proc.returncode, out.decode("utf-8", "replace"), shown.decode("utf-8", "replace")
 
 
 # Kept here too: the tests import it from this module.

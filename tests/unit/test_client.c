@@ -125,6 +125,51 @@ static void test_queue_id_and_xtext(void **state)
     assert_int_equal(cl_has_8bit("a\xc3\xa9", 3), 1);
 }
 
+/* What a peer's first octets say it is (identification of a port that
+ * does not greet), and how they are quoted. */
+static const struct {
+    const char *in;
+    size_t n; /* 0: strlen(in) */
+    sk_peer_kind kind;
+    const char *said;
+} classify_cases[] = {
+    {"220 mx.test ESMTP\r\n", 0, SK_PEER_SMTP, "220 mx.test ESMTP"},
+    {"220-mx.test teaser\r\n", 0, SK_PEER_SMTP, "220-mx.test teaser"},
+    {"554 5.5.0 pre-greeting traffic\r\n", 0, SK_PEER_SMTP, "554 5.5.0 pre-greeting traffic"},
+    {"22", 0, SK_PEER_SMTP, "22"},
+    {"421\r\n", 0, SK_PEER_SMTP, "421"},
+    {"2200 no", 0, SK_PEER_OTHER, "2200 no"},
+    {"HTTP/1.0 200 OK\r\nServer: x\r\n", 0, SK_PEER_HTTP, "HTTP/1.0 200 OK"},
+    {"HTTP", 0, SK_PEER_HTTP, "HTTP"},
+    {"<!DOCTYPE HTML>\n<html>", 0, SK_PEER_HTTP, "<!DOCTYPE HTML>"},
+    {"<html><body>400</body>", 0, SK_PEER_HTTP, "<html><body>400</body>"},
+    {"\x16\x03\x03\x00\x7a\x02", 6, SK_PEER_TLS, "(a TLS handshake record)"},
+    {"\x15\x03\x01\x00\x02\x02\x46", 7, SK_PEER_TLS, "(a TLS alert)"},
+    {"\x17", 1, SK_PEER_TLS, "(a TLS record)"},
+    {"\x16\x01", 2, SK_PEER_OTHER, ".."},
+    {"SSH-2.0-OpenSSH_9.2\r\n", 0, SK_PEER_OTHER, "SSH-2.0-OpenSSH_9.2"},
+    {"+OK POP3 ready\r\n", 0, SK_PEER_OTHER, "+OK POP3 ready"},
+    {"a\x01\x7f", 3, SK_PEER_OTHER, "a.."},
+    {"", 0, SK_PEER_UNKNOWN, ""},
+};
+
+static void test_classify_peer(void **state)
+{
+    for (size_t i = 0; i < sizeof classify_cases / sizeof classify_cases[0]; i++) {
+        const unsigned char *b = (const unsigned char *)classify_cases[i].in;
+        size_t n = classify_cases[i].n ? classify_cases[i].n : strlen(classify_cases[i].in);
+        char said[96];
+        cl_peer_said(b, n, said, sizeof said);
+        if (cl_classify(b, n) != classify_cases[i].kind ||
+            strcmp(said, classify_cases[i].said) != 0)
+            fail_msg("case %zu: kind %s said \"%s\", expected %s \"%s\"", i,
+                     sk_peer_kind_name(cl_classify(b, n)), said,
+                     sk_peer_kind_name(classify_cases[i].kind), classify_cases[i].said);
+    }
+    assert_string_equal(sk_peer_kind_name(SK_PEER_TLS), "tls");
+    assert_string_equal(sk_peer_kind_name(SK_PEER__COUNT), "unknown");
+}
+
 /* ---- scripted server ----
  * Script lines: "S:text" the server sends text+CRLF; "C:prefix" the next
  * line from the client must start with prefix; "D:body" the client sends
@@ -840,6 +885,75 @@ static void test_send_message(void **state)
     server_finish(&s);
 }
 
+/* The progress callback: 0 first, then after each block of the message
+ * (32 KiB of it), last the whole size. */
+static const char *const script_progress[] = {"S:220 mx.test",
+                                              "C:EHLO client.test",
+                                              "S:250 mx.test",
+                                              "C:MAIL FROM:<a@x.test>",
+                                              "S:250 ok",
+                                              "C:RCPT TO:<b@y.test>",
+                                              "S:250 ok",
+                                              "C:DATA",
+                                              "S:354 go",
+                                              "d:xxxxxxxx",
+                                              "S:250 ok: queued as P1",
+                                              "C:QUIT",
+                                              "S:221 bye",
+                                              NULL};
+
+typedef struct progress_log {
+    uint64_t sent[16], total[16];
+    size_t n;
+} progress_log;
+
+static void on_progress(void *ctx, uint64_t sent, uint64_t total)
+{
+    progress_log *l = ctx;
+    if (l->n < 16) l->sent[l->n] = sent, l->total[l->n] = total;
+    l->n++;
+}
+
+static void test_send_progress(void **state)
+{
+    static const struct {
+        size_t len;
+        size_t ncalls;
+        uint64_t calls[4];
+    } cases[] = {
+        {20, 2, {0, 20}},
+        {60000, 3, {0, 32768, 60000}},
+    };
+    static char data[60000];
+    for (size_t i = 0; i < sizeof data; i += 80) {
+        memset(data + i, 'x', 78);
+        memcpy(data + i + 78, "\r\n", 2);
+    }
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        script_server s;
+        transcript t = {0};
+        progress_log log = {0};
+        server_start(&s, script_progress);
+        sk_client_opts o = opts_for(&s, &t);
+        o.progress = on_progress;
+        o.progress_ctx = &log;
+        sk_client *c = sk_client_new(&o);
+        sk_error err;
+        const char *to[] = {"b@y.test"};
+        assert_int_equal(sk_client_connect(c, &err), SK_OK);
+        assert_int_equal(sk_client_send(c, "a@x.test", to, 1, data, cases[k].len, NULL, NULL, &err),
+                         SK_OK);
+        assert_int_equal(sk_client_quit(c, &err), SK_OK);
+        sk_client_free(c);
+        server_finish(&s);
+        assert_int_equal(log.n, cases[k].ncalls);
+        for (size_t i = 0; i < cases[k].ncalls; i++) {
+            assert_int_equal(log.sent[i], cases[k].calls[i]);
+            assert_int_equal(log.total[i], cases[k].len);
+        }
+    }
+}
+
 /* What the server says instead of a usable greeting. */
 static const char *const script_http[] = {"R:HTTP/1.1 400 Bad Request\r\n\r\n", "X", NULL};
 static const char *const script_tls_bytes[] = {"R:\x16\x03\x01\x02\x00\x01", "X", NULL};
@@ -1242,6 +1356,7 @@ int main(void)
         cmocka_unit_test(test_stuff),
         cmocka_unit_test(test_parse_ehlo),
         cmocka_unit_test(test_queue_id_and_xtext),
+        cmocka_unit_test(test_classify_peer),
         cmocka_unit_test(test_send_pipelined_partial),
         cmocka_unit_test(test_send_all_refused_then_again),
         cmocka_unit_test(test_send_preflight),
@@ -1249,6 +1364,7 @@ int main(void)
         cmocka_unit_test(test_send_orcpt_utf8),
         cmocka_unit_test(test_send_rcpts_invalid),
         cmocka_unit_test(test_send_message),
+        cmocka_unit_test(test_send_progress),
         cmocka_unit_test(test_connect_cases),
         cmocka_unit_test(test_auth_cases),
         cmocka_unit_test(test_state_and_refused),

@@ -29,12 +29,13 @@ enum {
     VERIFY_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20,
     VERIFY_UNABLE_TO_VERIFY_LEAF_SIGNATURE = 21,
     VERIFY_HOSTNAME_MISMATCH = 62,
+    VERIFY_IP_ADDRESS_MISMATCH = 64,
 };
 
 #define PROBE_TIMEOUT_MS_DEFAULT 10000
 /* How long the diagnosis of a silent or odd peer waits for each answer:
  * long enough for a loaded server, short enough to keep a probe quick. */
-#define PROBE_SNIFF_WAIT_MS_MAX 3000
+#define PROBE_SNIFF_WAIT_MS_MAX SK_CLIENT_IDENTIFY_WAIT_MS
 #define PROBE_ADDRS_MAX         16
 #define PROBE_RCPTS_MAX         16
 #define PROBE_STEPS_MAX         (PROBE_ADDRS_MAX + PROBE_RCPTS_MAX + 16)
@@ -66,7 +67,8 @@ typedef struct probe {
     const char *host;
     unsigned short port;
     sk_tls_mode tls;
-    const char *user, *password, *ca_file, *from, *helo;
+    const char *user, *password, *ca_file, *from, *helo, *tls_name;
+    int insecure;
     const char *to[PROBE_RCPTS_MAX];
     size_t nto;
     unsigned timeout_ms;
@@ -345,105 +347,6 @@ static int tcp_connect(const struct sockaddr *sa, socklen_t len, unsigned timeou
     return fd;
 }
 
-/* Read what arrives within wait_ms (one read). Returns bytes, 0 when the
- * peer closed, -1 when nothing came. */
-static ssize_t read_within(int fd, char *buf, size_t n, unsigned wait_ms)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    int r;
-    do r = poll(&pfd, 1, (int)wait_ms);
-    while (r < 0 && errno == EINTR);
-    if (r <= 0) return -1;
-    ssize_t got = recv(fd, buf, n, 0);
-    return got < 0 ? (errno == ECONNRESET ? 0 : -1) : got;
-}
-
-typedef enum peer_kind {
-    PEER_SILENT, /* said nothing, even when spoken to */
-    PEER_CLOSED,
-    PEER_SMTP, /* a plain-text SMTP reply */
-    PEER_HTTP,
-    PEER_TLS, /* a TLS record (an alert, usually) */
-    PEER_OTHER,
-    PEER_UNREACHABLE,
-} peer_kind;
-
-static int contains_nocase(const char *hay, size_t n, const char *needle)
-{
-    size_t m = strlen(needle);
-    for (size_t i = 0; i + m <= n; i++)
-        if (strncasecmp(hay + i, needle, m) == 0) return 1;
-    return 0;
-}
-
-static peer_kind classify(const char *b, size_t n)
-{
-    if (n >= 3 && isdigit((unsigned char)b[0]) && isdigit((unsigned char)b[1]) &&
-        isdigit((unsigned char)b[2]) && (n == 3 || b[3] == ' ' || b[3] == '-' || b[3] == '\r'))
-        return PEER_SMTP;
-    if ((n >= 5 && memcmp(b, "HTTP/", 5) == 0) || contains_nocase(b, n, "<html") ||
-        contains_nocase(b, n, "<!doctype"))
-        return PEER_HTTP;
-    /* RFC 8446 5.1: a record starts with its content type (20-23) and the
-     * legacy version 3.x. */
-    if (n >= 2 && (unsigned char)b[0] >= 20 && (unsigned char)b[0] <= 23 && b[1] == 3)
-        return PEER_TLS;
-    return PEER_OTHER;
-}
-
-/* What is on the other end of a connection that did not give a usable SMTP
- * greeting? Listen first (an SMTP server talks first, RFC 5321 3.1); if
- * it is silent, ask it an HTTP question, since a web server waits for one.
- * first receives the printable start of what the peer said. */
-static peer_kind sniff_peer(const struct sockaddr *sa, socklen_t len, unsigned wait_ms, char *first,
-                            size_t firstsz)
-{
-    int error;
-    first[0] = '\0';
-    int fd = tcp_connect(sa, len, wait_ms, &error);
-    if (fd < 0) return PEER_UNREACHABLE;
-    char buf[512];
-    ssize_t n = read_within(fd, buf, sizeof buf - 1, wait_ms < 1500 ? wait_ms : 1500);
-    if (n < 0) {
-        static const char question[] = "HEAD / HTTP/1.0\r\n\r\n";
-        if (send(fd, question, sizeof question - 1, MSG_NOSIGNAL) < 0) {
-            close(fd);
-            return PEER_CLOSED;
-        }
-        n = read_within(fd, buf, sizeof buf - 1, wait_ms);
-    }
-    close(fd);
-    if (n < 0) return PEER_SILENT;
-    if (n == 0) return PEER_CLOSED;
-    size_t j = 0;
-    for (ssize_t i = 0; i < n && buf[i] != '\r' && buf[i] != '\n' && j + 1 < firstsz; i++)
-        first[j++] = isprint((unsigned char)buf[i]) ? buf[i] : '.';
-    first[j] = '\0';
-    return classify(buf, (size_t)n);
-}
-
-/* Does the server complete a TLS handshake from the first byte (port 465
- * style)? Certificate problems do not matter for this question. */
-static int speaks_implicit_tls(const probe *p, const char *address, unsigned wait_ms)
-{
-    sk_client_opts o = {.host = p->host,
-                        .port = p->port,
-                        .tls = SK_TLS_IMPLICIT,
-                        .insecure = 1,
-                        .connect_address = address,
-                        .connect_timeout_ms = wait_ms,
-                        .greeting_timeout_ms = wait_ms,
-                        .command_timeout_ms = wait_ms};
-    sk_client *c = sk_client_new(&o);
-    if (!c) return 0;
-    sk_error e;
-    sk_err rc = sk_client_open(c, &e);
-    const sk_tls_info *ti = sk_client_tls_info(c);
-    int yes = rc == SK_OK || (ti && ti->active);
-    sk_client_free(c);
-    return yes;
-}
-
 /* ---- the checks ---- */
 
 static int check_dns(probe *p)
@@ -615,14 +518,15 @@ static void explain_verify(const probe *p, probe_step *s, const sk_tls_info *ti)
                     "server must send its intermediate certificates too (the full chain)");
         break;
     case VERIFY_HOSTNAME_MISMATCH:
+    case VERIFY_IP_ADDRESS_MISMATCH:
         s->explanation = "the certificate is for another name than the one you connected to";
         step_fix(s,
-                 "connect with a name the certificate lists (%s), or the operator must "
-                 "add %s to the certificate",
+                 "connect with a name the certificate lists (%s; or give it with "
+                 "--tls-name), or the operator must add %s to the certificate",
                  leaf && leaf->san[0] ? leaf->san
                  : leaf               ? leaf->subject
                                       : "see above",
-                 p->host);
+                 p->tls_name ? p->tls_name : p->host);
         break;
     default:
         s->explanation = "the certificate chain did not verify";
@@ -653,23 +557,40 @@ static int report_tls(probe *p, probe_step *s, const sk_tls_info *ti, sk_err rc,
         step_end(p, s, V_OK);
         return 0;
     }
-    step_detail(s, "%s %s, certificate NOT verified: %s", ti->version, ti->cipher, ti->verify_text);
+    step_detail(s, "%s %s, certificate NOT verified: %s%s", ti->version, ti->cipher,
+                ti->verify_text, p->insecure ? " (--insecure: going on)" : "");
     explain_verify(p, s, ti);
+    if (p->insecure) {
+        /* As `smtpkit send --insecure`: encrypted, not authenticated. */
+        step_end(p, s, V_WARN);
+        return 0;
+    }
     return step_fail(p, s, EX_PROTOCOL);
 }
 
-/* The greeting did not come as SMTP: find out what the peer is. */
-static int diagnose_no_greeting(probe *p, probe_step *s, sk_err rc, const sk_error *e)
+/* The greeting did not come as SMTP: find out what the peer is. The
+ * client may have found out already while it waited (identify_after_ms);
+ * else it is asked now (sk_client_identify, shared with smtpkit send). */
+static int diagnose_no_greeting(probe *p, sk_client *c, probe_step *s, sk_err rc, const sk_error *e)
 {
-    const struct sockaddr *sa = (const struct sockaddr *)&p->addrs[p->reachable];
-    unsigned wait =
-        p->timeout_ms < PROBE_SNIFF_WAIT_MS_MAX ? p->timeout_ms : PROBE_SNIFF_WAIT_MS_MAX;
-    char first[128];
-    peer_kind k = sniff_peer(sa, p->addrlens[p->reachable], wait, first, sizeof first);
-    json_raw(s, ",\"peer_said\":");
+    sk_peer_info peer;
+    memset(&peer, 0, sizeof peer);
+    const sk_peer_info *known = sk_client_peer(c);
+    /* What an implicit-TLS handshake heard holds only its first octets:
+     * ask again for the whole greeting line. */
+    if (known && known->kind != SK_PEER_SMTP) {
+        peer = *known;
+    } else {
+        unsigned wait =
+            p->timeout_ms < PROBE_SNIFF_WAIT_MS_MAX ? p->timeout_ms : PROBE_SNIFF_WAIT_MS_MAX;
+        sk_error ie;
+        if (sk_client_identify(c, wait, &peer, &ie) != SK_OK && known) peer = *known;
+    }
+    const char *first = peer.said;
+    json_raw(s, ",\"peer\":\"%s\",\"peer_said\":", sk_peer_kind_name(peer.kind));
     json_value_str(s, first[0] ? first : NULL);
-    switch (k) {
-    case PEER_SMTP:
+    switch (peer.kind) {
+    case SK_PEER_SMTP:
         if (p->tls == SK_TLS_IMPLICIT) {
             step_detail(s,
                         "the server greets in plain text (\"%s\"): it does not speak TLS from "
@@ -685,51 +606,46 @@ static int diagnose_no_greeting(probe *p, probe_step *s, sk_err rc, const sk_err
                         "operator");
             return step_fail(p, s, EX_PROTOCOL);
         }
-        step_detail(s, "the greeting (\"%s\") came, but not within %u ms", first, p->timeout_ms);
+        step_detail(s,
+                    "the greeting (\"%s\") came on another connection, but not on this one "
+                    "within %u ms",
+                    first, p->timeout_ms);
         step_fix(s, "the server is slow (overloaded, or slow reverse DNS lookups on its side): "
                     "raise --timeout");
         return step_fail(p, s, EX_TEMPFAIL);
-    case PEER_HTTP:
+    case SK_PEER_HTTP:
         step_detail(s, "not an SMTP server: it answered like a web server (\"%s\")", first);
         step_fix(s, "wrong port? SMTP is on 25 (relay), 587 (submission) or 465 (submission "
                     "over TLS)");
         return step_fail(p, s, EX_PROTOCOL);
-    case PEER_OTHER:
+    case SK_PEER_OTHER:
         step_detail(s, "not an SMTP server: it said \"%s\"", first);
         step_fix(s, "wrong port or host? SMTP is on 25, 587 or 465");
         return step_fail(p, s, EX_PROTOCOL);
-    case PEER_TLS:
+    case SK_PEER_TLS:
         if (p->tls != SK_TLS_IMPLICIT) {
             step_detail(s, "the server speaks TLS from the first byte: no plain-text greeting");
             step_fix(s, "use --tls implicit (the usual mode on port 465)");
             return step_fail(p, s, EX_PROTOCOL);
         }
         break;
-    case PEER_SILENT:
-    case PEER_CLOSED:
-    case PEER_UNREACHABLE:
-        if (p->tls != SK_TLS_IMPLICIT &&
-            speaks_implicit_tls(p, s->address[0] ? s->address : "", wait)) {
-            step_detail(s, "the server speaks TLS from the first byte: no plain-text greeting");
-            step_fix(s, "use --tls implicit (the usual mode on port 465)");
-            return step_fail(p, s, EX_PROTOCOL);
-        }
+    default:
         break;
     }
     if (p->tls == SK_TLS_IMPLICIT) {
         step_detail(s, "TLS handshake failed: %s", e->text[0] ? e->text : sk_strerror(rc));
         step_fix(s, "is this port TLS from the first byte? Port 465 usually is; 587 and 25 use "
                     "--tls starttls");
-        return step_fail(p, s, EX_PROTOCOL);
+        return step_fail(p, s, rc == SK_ERR_TIMEOUT ? EX_TEMPFAIL : EX_PROTOCOL);
     }
-    if (rc == SK_ERR_TIMEOUT || k == PEER_SILENT) {
+    if (rc == SK_ERR_TIMEOUT || peer.kind == SK_PEER_SILENT) {
         step_detail(s, "connected, but no greeting within %u ms, and no answer when spoken to",
                     p->timeout_ms);
         step_fix(s, "the server is stuck or overloaded, or this is not a mail server (a proxy or "
                     "tarpit holding the connection); try again later or check the port");
         return step_fail(p, s, EX_TEMPFAIL);
     }
-    if (rc == SK_ERR_CLOSED || k == PEER_CLOSED) {
+    if (rc == SK_ERR_CLOSED || peer.kind == SK_PEER_CLOSED) {
         step_detail(s, "the server closed the connection without a greeting");
         step_fix(s, "it refuses this client (access list, connection limit, or blocklisted "
                     "IP); check the server's log");
@@ -758,7 +674,7 @@ static int check_open(probe *p, sk_client *c)
         if (ti && ti->active) {
             if (report_tls(p, ts, ti, rc, &e) < 0) return -1;
         } else if (rc != SK_OK) {
-            return diagnose_no_greeting(p, ts, rc, &e);
+            return diagnose_no_greeting(p, c, ts, rc, &e);
         }
     }
 
@@ -783,7 +699,7 @@ static int check_open(probe *p, sk_client *c)
                     s->reply.enhanced, s->reply.enhanced[0] ? " " : "", s->reply.text);
         return step_fail(p, s, s->reply.code >= 500 ? EX_UNAVAILABLE : EX_TEMPFAIL);
     }
-    return diagnose_no_greeting(p, s, rc, &e);
+    return diagnose_no_greeting(p, c, s, rc, &e);
 }
 
 static const struct {
@@ -1048,19 +964,29 @@ static int check_envelope(probe *p, sk_client *c)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: smtpkit probe HOST[:PORT] [options]\n"
+               "       smtpkit probe --server HOST[:PORT] [options]\n"
                "\n"
                "Check a mail server step by step and explain what fails and how to fix it:\n"
                "DNS, TCP (each address), greeting, EHLO (extensions explained), TLS (version,\n"
                "cipher, certificate chain and why it does not verify), AUTH, and with --from /\n"
-               "--to the envelope (MAIL, RCPT, then RSET: nothing is sent).\n"
+               "--to the envelope (MAIL, RCPT, then RSET: nothing is sent). A port that does\n"
+               "not greet within 1s is asked what it is on two more connections (a TLS\n"
+               "ClientHello, an HTTP request): a TLS-first port or a web server is named at\n"
+               "once.\n"
                "\n"
                "HOST is a name or an address ([2001:db8::1]:587 for IPv6 with a port).\n"
-               "PORT defaults to 465 with --tls implicit, 587 otherwise.\n"
+               "PORT defaults to 465 with --tls implicit, 587 otherwise. The options that\n"
+               "`smtpkit send` has too mean the same there.\n"
                "\n"
                "options:\n"
+               "  --server HOST[:PORT]          the server (instead of the HOST[:PORT] word)\n"
                "  --tls starttls|implicit|none  TLS mode (default: implicit on port 465,\n"
                "                                starttls elsewhere)\n"
                "  --ca-file FILE                trust the CA certificates in FILE (PEM)\n"
+               "  --insecure                    a certificate that does not verify is a\n"
+               "                                warning, not a failure (still encrypts)\n"
+               "  --tls-name NAME               name to verify the certificate against and\n"
+               "                                send as SNI (default HOST)\n"
                "  --user USER                   authenticate as USER\n"
                "  --password-file FILE          the password is FILE's first line (or set\n"
                "                                SMTPKIT_PASSWORD); never printed\n"
@@ -1073,8 +999,10 @@ static void usage(FILE *f)
                "  -h, --help                    this text\n"
                "\n"
                "Exit codes: 0 all checks passed (warnings allowed); 64 usage; 69 permanent\n"
-               "failure (5xx); 75 temporary failure (4xx, DNS, refused, timeout); 76 TLS or not\n"
-               "an SMTP server; 77 authentication failed; 78 configuration error.\n");
+               "failure (5xx); 75 temporary failure (4xx, DNS, refused, timeout, a port that\n"
+               "never speaks); 76 TLS, or not an SMTP server (a TLS-first port without\n"
+               "--tls implicit, a web server); 77 authentication failed; 78 configuration\n"
+               "error.\n");
 }
 
 static void transcript(void *ctx, char dir, const char *line, size_t len)
@@ -1121,6 +1049,9 @@ int cmd_probe(int argc, char **argv)
         {"from", required_argument, NULL, 'f'},
         {"to", required_argument, NULL, 'r'},
         {"ca-file", required_argument, NULL, 'c'},
+        {"server", required_argument, NULL, 's'},
+        {"insecure", no_argument, NULL, 'k'},
+        {"tls-name", required_argument, NULL, 'N'},
         {"helo", required_argument, NULL, 'H'},
         {"timeout", required_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'j'},
@@ -1133,7 +1064,7 @@ int cmd_probe(int argc, char **argv)
     p.timeout_ms = PROBE_TIMEOUT_MS_DEFAULT;
     p.reachable = -1;
     int tls_set = 0;
-    const char *password_file = NULL;
+    const char *password_file = NULL, *server = NULL;
     int opt;
     opterr = 0; /* our own messages, naming the argument */
     optind = 1;
@@ -1167,6 +1098,15 @@ int cmd_probe(int argc, char **argv)
         case 'c':
             p.ca_file = optarg;
             break;
+        case 's':
+            server = optarg;
+            break;
+        case 'k':
+            p.insecure = 1;
+            break;
+        case 'N':
+            p.tls_name = optarg;
+            break;
         case 'H':
             p.helo = optarg;
             break;
@@ -1192,10 +1132,24 @@ int cmd_probe(int argc, char **argv)
             return cli_unknown_long_option("probe", argv[optind - 1], longopts);
         }
     }
-    if (optind != argc - 1) return cli_usage_error("probe", "give one HOST[:PORT]");
+    /* The server as `smtpkit send` names it (--server), or as a word. */
+    if (server && optind < argc)
+        return cli_usage_error("probe", "give the server once: '%s' or --server '%s'", argv[optind],
+                               server);
+    if (!server && optind == argc)
+        return cli_usage_error("probe", "give the server: HOST[:PORT] or --server HOST[:PORT]");
+    if (optind < argc - 1)
+        return cli_usage_error("probe", "unexpected argument '%s'", argv[optind + 1]);
+    const char *target = server ? server : argv[optind];
+    char target_buf[512];
+    if (strlen(target) >= sizeof target_buf)
+        return cli_usage_error("probe", "%s '%.40s...': too long", server ? "--server" : "server",
+                               target);
+    snprintf(target_buf, sizeof target_buf, "%s", target);
     unsigned port;
-    if (parse_target(argv[optind], &p.host, &port) < 0)
-        return cli_usage_error("probe", "bad target '%s' (HOST[:PORT])", argv[optind]);
+    if (parse_target(target_buf, &p.host, &port) < 0)
+        return cli_usage_error("probe", "bad %s '%s' (HOST[:PORT], [IPv6]:PORT)",
+                               server ? "--server" : "server", target);
     if (!tls_set) p.tls = port == 465 ? SK_TLS_IMPLICIT : SK_TLS_STARTTLS;
     p.port = (unsigned short)(port ? port : p.tls == SK_TLS_IMPLICIT ? 465 : 587);
     if (p.nto && !p.from) return cli_usage_error("probe", "--to needs --from");
@@ -1234,6 +1188,8 @@ int cmd_probe(int argc, char **argv)
         .port = p.port,
         .tls = p.tls,
         .ca_file = p.ca_file,
+        .insecure = p.insecure,
+        .tls_name = p.tls_name,
         .connect_address = address,
         .helo_name = p.helo,
         .user = p.user,
@@ -1244,6 +1200,9 @@ int cmd_probe(int argc, char **argv)
         .mail_timeout_ms = p.timeout_ms,
         .rcpt_timeout_ms = p.timeout_ms,
         .transcript = p.verbose ? transcript : NULL,
+        /* A TLS-first or web server is told at once, not after the
+         * greeting timeout. */
+        .identify_after_ms = SK_CLIENT_IDENTIFY_AFTER_MS,
     };
     c = sk_client_new(&o);
     if (!c) {

@@ -8,9 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CMD "send"
+
+/* A person waits at the terminal: give up on a host that does not answer
+ * within seconds, as swaks, msmtp and curl do, rather than after the
+ * RFC 5321 4.5.3.2 minutes an MTA waits (those remain the library's
+ * defaults, and --timeout sets every step). */
+#define SEND_CONNECT_TIMEOUT_MS  (10 * 1000)
+#define SEND_GREETING_TIMEOUT_MS (15 * 1000)
+/* The progress line: for messages this large (smaller ones go out in a
+ * blink), redrawn at most this often. */
+#define SEND_PROGRESS_MIN_OCTETS  (256u * 1024)
+#define SEND_PROGRESS_INTERVAL_MS 250
 
 enum {
     OPT_SERVER = 256,
@@ -41,6 +53,7 @@ enum {
     OPT_HELO,
     OPT_TIMEOUT,
     OPT_VERBOSE,
+    OPT_QUIET,
     OPT_JSON,
     OPT_HELP,
 };
@@ -74,6 +87,7 @@ static const struct option long_options[] = {
     {"helo", required_argument, NULL, OPT_HELO},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"quiet", no_argument, NULL, OPT_QUIET},
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -91,8 +105,9 @@ static const char usage_text[] =
     "  --insecure              do not verify the certificate (still encrypts)\n"
     "  --tls-name NAME         name to verify the certificate against (default HOST)\n"
     "  --helo NAME             name to greet with (default: this machine's name)\n"
-    "  --timeout DURATION      limit for each step, e.g. 10s, 500ms (default: the\n"
-    "                          RFC 5321 4.5.3.2 values)\n"
+    "  --timeout DURATION      limit for each step, e.g. 10s, 500ms (default: 10s to\n"
+    "                          connect, 15s for the greeting, then the RFC 5321\n"
+    "                          4.5.3.2 values)\n"
     "Authentication:\n"
     "  --user U                authenticate as U\n"
     "  --password-file F       the password is F's first line; otherwise the\n"
@@ -121,15 +136,22 @@ static const char usage_text[] =
     "  --envid ID              RFC 3461 envelope identifier\n"
     "Output:\n"
     "  --verbose               print the SMTP conversation on stderr (AUTH masked)\n"
+    "  --quiet                 print errors only: no warnings, no progress line, no\n"
+    "                          \"sent to\" line\n"
     "  --json                  print one JSON object with the outcome on stdout\n"
     "  -h, --help              this text\n"
     "\n"
     "Exit codes (sysexits.h): 0 sent; 64 usage error; 65 bad input data; 69\n"
     "permanent failure (5xx); 75 temporary failure (4xx, refused connection,\n"
-    "timeout); 76 unusable peer (not SMTP, TLS failed, certificate not trusted);\n"
-    "77 authentication failed; 78 configuration error. When some recipients are\n"
-    "refused the message still goes to the others; the exit code is then 69 if\n"
-    "any refusal was permanent, else 75.\n";
+    "timeout, a port that never speaks); 76 unusable peer (not SMTP: a TLS-first\n"
+    "port without --tls implicit, a web server; TLS failed, certificate not\n"
+    "trusted); 77 authentication failed; 78 configuration error. When some\n"
+    "recipients are refused the message still goes to the others; the exit code\n"
+    "is then 69 if any refusal was permanent, else 75. A message larger than\n"
+    "the server's SIZE limit is not sent (65).\n"
+    "\n"
+    "On a terminal, messages from 256 KiB on show a progress line on stderr\n"
+    "(not with --json, --verbose or --quiet).\n";
 
 /* The whole message as sent; base64 makes attachments a third larger. */
 #define SEND_MESSAGE_MAX_OCTETS (SK_MIME_ATTACHMENT_MAX_OCTETS * 2u)
@@ -164,8 +186,15 @@ typedef struct send_args {
     const char *dsn_ret;
     const char *envid;
     int verbose;
+    int quiet;
     int json;
 } send_args;
+
+/* The progress line's state (stderr is a terminal). */
+typedef struct progress {
+    uint64_t start_ms, last_ms;
+    int open; /* a line is on the screen without its line end */
+} progress;
 
 /* What happened, for the report: filled as far as the attempt got. */
 typedef struct outcome {
@@ -179,6 +208,7 @@ typedef struct outcome {
     const char *const *rcpts; /* the envelope recipients */
     size_t nrcpt;
     char message_id[256];
+    progress prog;
 } outcome;
 
 static void list_add(str_list *l, const char *s)
@@ -223,8 +253,44 @@ static const char *default_hint(sk_err e)
     }
 }
 
-static const char *hint_for(const sk_error *e)
+/* Before any greeting the client may have found out what listens on the
+ * port (opts.identify_after_ms); say it in terms of our options. */
+static const char *peer_hint(const outcome *o, const sk_error *e)
 {
+    if (!o->client || sk_client_greeting(o->client) ||
+        (e->step != SK_STEP_GREETING && e->step != SK_STEP_TLS))
+        return NULL;
+    const sk_peer_info *peer = sk_client_peer(o->client);
+    switch (peer ? peer->kind : SK_PEER_UNKNOWN) {
+    case SK_PEER_TLS:
+        return e->step == SK_STEP_GREETING ? "this port speaks TLS first: use --tls implicit"
+                                           : NULL;
+    case SK_PEER_HTTP:
+        return "this looks like an HTTP server: check the port in --server (SMTP is on 587, "
+               "465 or 25)";
+    case SK_PEER_SMTP:
+        if (e->step == SK_STEP_TLS)
+            return "this port speaks plain SMTP: use --tls starttls (or --tls none), or the "
+                   "implicit-TLS port (usually 465)";
+        return e->err == SK_ERR_TIMEOUT ? "the server greets other connections but not this "
+                                          "one in time: it is slow or overloaded; try again "
+                                          "later, or raise --timeout"
+                                        : NULL;
+    case SK_PEER_SILENT:
+        return e->err == SK_ERR_TIMEOUT
+                   ? "the server accepted the connection but said nothing, not even to a TLS "
+                     "or an HTTP hello: check the host and port in --server, or raise "
+                     "--timeout for a slow server"
+                   : NULL;
+    default:
+        return NULL;
+    }
+}
+
+static const char *hint_for(const outcome *o, const sk_error *e)
+{
+    const char *ph = peer_hint(o, e);
+    if (ph) return ph;
     /* Where the library's hint would point at an option, name it. */
     if (e->step == SK_STEP_AUTH && e->err == SK_ERR_CONFIG)
         return "use TLS (--tls starttls or implicit), or --allow-plaintext-auth on a trusted "
@@ -232,7 +298,12 @@ static const char *hint_for(const sk_error *e)
     if (e->step == SK_STEP_TLS && e->err == SK_ERR_UNSUPPORTED)
         return "the server does not offer STARTTLS: try its implicit-TLS port with --tls "
                "implicit (usually 465), or --tls none only on a network you trust";
-    if (e->step == SK_STEP_GREETING && e->err == SK_ERR_TIMEOUT)
+    const sk_tls_info *ti = o->client ? sk_client_tls_info(o->client) : NULL;
+    if (e->step == SK_STEP_GREETING && e->err == SK_ERR_TIMEOUT && ti && ti->active)
+        return "TLS works, but no SMTP greeting came inside it: is this an SMTP server? (an "
+               "HTTPS port, too, waits silently for its client) Check the port in --server";
+    if (e->step == SK_STEP_GREETING && e->err == SK_ERR_TIMEOUT &&
+        !(o->client && sk_client_peer(o->client)))
         return "no greeting: a server expecting implicit TLS (port 465) waits silently; try "
                "--tls implicit, or check the port";
     if (e->hint) return e->hint;
@@ -265,7 +336,7 @@ static void print_error_block(const outcome *o, const char *what, const sk_error
         print_flat(stderr, e->text);
         fputc('\n', stderr);
     }
-    const char *hint = hint_for(e);
+    const char *hint = hint_for(o, e);
     if (hint) fprintf(stderr, "  hint:   %s\n", hint);
 }
 
@@ -349,7 +420,7 @@ static void json_report(const outcome *o)
         fputs(",\"text\":", f);
         json_string(f, o->err.text);
         fputs(",\"hint\":", f);
-        json_string(f, hint_for(&o->err));
+        json_string(f, hint_for(o, &o->err));
         fputc('}', f);
     }
     fputs("}\n", f);
@@ -383,6 +454,70 @@ static void transcript(void *ctx, char dir, const char *line, size_t len)
 {
     (void)ctx;
     fprintf(stderr, "%c: %.*s\n", dir, (int)len, line);
+}
+
+/* A size for people, in decimal units as disks and mail providers state
+ * them: "850 B", "12.4 MB", "10 MB". */
+static void human_size(uint64_t n, char *out, size_t size)
+{
+    static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+    size_t u = 0;
+    double v = (double)n;
+    /* 999.96 kB would print as "1000 kB": that is 1 MB. */
+    while (v >= 999.95 && u + 1 < sizeof units / sizeof units[0]) v /= 1000, u++;
+    if (u == 0) {
+        snprintf(out, size, "%llu B", (unsigned long long)n);
+        return;
+    }
+    snprintf(out, size, "%.1f", v);
+    size_t l = strlen(out);
+    if (l > 2 && !strcmp(out + l - 2, ".0")) out[l - 2] = '\0';
+    l = strlen(out);
+    snprintf(out + l, size - l, " %s", units[u]);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The progress line on stderr (a terminal), like curl's: octets sent of
+ * the total, the share, the rate; redrawn in place. */
+static void show_progress(void *ctx, uint64_t sent, uint64_t total)
+{
+    progress *p = ctx;
+    uint64_t now = mono_ms();
+    if (sent == 0 || !p->start_ms) p->start_ms = now;
+    if (sent != 0 && sent < total && now - p->last_ms < SEND_PROGRESS_INTERVAL_MS) return;
+    p->last_ms = now;
+    char done[32], all[32], rate[32] = "";
+    human_size(sent, done, sizeof done);
+    human_size(total, all, sizeof all);
+    uint64_t ms = now > p->start_ms ? now - p->start_ms : 1;
+    if (sent > 0) {
+        human_size(sent * 1000 / ms, rate, sizeof rate);
+        size_t l = strlen(rate);
+        snprintf(rate + l, sizeof rate - l, "/s");
+    }
+    /* \033[K clears what a longer earlier line left. */
+    fprintf(stderr, "\rsending: %s of %s (%u%%)%s%s\033[K", done, all,
+            total ? (unsigned)(sent * 100 / total) : 100u, rate[0] ? ", " : "", rate);
+    p->open = 1;
+    if (sent >= total) {
+        fputc('\n', stderr);
+        p->open = 0;
+    }
+    fflush(stderr);
+}
+
+/* End a progress line cut short (an error follows on its own line). */
+static void progress_end(outcome *o)
+{
+    if (!o->prog.open) return;
+    fputc('\n', stderr);
+    o->prog.open = 0;
 }
 
 /* ---- Arguments -------------------------------------------------------- */
@@ -551,6 +686,9 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
             break;
         case OPT_VERBOSE:
             a->verbose = 1;
+            break;
+        case OPT_QUIET:
+            a->quiet = 1;
             break;
         case OPT_JSON:
             a->json = 1;
@@ -909,6 +1047,11 @@ static int deliver(outcome *o, const send_args *a, prepared *p)
 
     sk_client_opts co = {
         .host = host,
+        .connect_timeout_ms = SEND_CONNECT_TIMEOUT_MS,
+        .greeting_timeout_ms = SEND_GREETING_TIMEOUT_MS,
+        /* No greeting: find out at once whether this is a TLS-first or a
+         * web server, rather than wait the whole greeting timeout. */
+        .identify_after_ms = SK_CLIENT_IDENTIFY_AFTER_MS,
         .port = port,
         .tls = a->tls,
         .ca_file = a->ca_file,
@@ -927,6 +1070,13 @@ static int deliver(outcome *o, const send_args *a, prepared *p)
         co.connect_timeout_ms = co.greeting_timeout_ms = co.command_timeout_ms = t;
         co.mail_timeout_ms = co.rcpt_timeout_ms = t;
         co.data_init_timeout_ms = co.data_block_timeout_ms = co.data_end_timeout_ms = t;
+    }
+    /* The progress line only where a person watches and nothing else is
+     * written to stderr in between. */
+    if (!a->json && !a->verbose && !a->quiet && p->data.len >= SEND_PROGRESS_MIN_OCTETS &&
+        isatty(STDERR_FILENO)) {
+        co.progress = show_progress;
+        co.progress_ctx = &o->prog;
     }
     snprintf(o->server, sizeof o->server, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
              port ? port : (a->tls == SK_TLS_IMPLICIT ? 465u : 587u));
@@ -954,6 +1104,18 @@ static int deliver(outcome *o, const send_args *a, prepared *p)
     o->have_res = 1;
     sk_err r = sk_client_send(o->client, from ? from : "", (const char *const *)o->rcpts, o->nrcpt,
                               p->data.data, p->data.len, &so, &o->res, &o->err);
+    progress_end(o);
+    const sk_ehlo_info *ext = sk_client_extensions(o->client);
+    if (r == SK_ERR_TOO_LONG && o->err.step == SK_STEP_MAIL && ext && ext->size_max &&
+        p->data.len > ext->size_max) {
+        /* RFC 1870: refused before sending; say it in sizes people read. */
+        char have[32], most[32];
+        human_size(p->data.len, have, sizeof have);
+        human_size(ext->size_max, most, sizeof most);
+        snprintf(o->err.text, sizeof o->err.text,
+                 "message is %s, the server accepts at most %s (SIZE %llu, RFC 1870)", have, most,
+                 (unsigned long long)ext->size_max);
+    }
     if (r == SK_OK) {
         sk_error_clear(&o->err);
         o->exit_code = refusal_exit_code(&o->res);
@@ -982,7 +1144,7 @@ static int deliver(outcome *o, const send_args *a, prepared *p)
             print_error_block(o, "the message was not sent", &o->err);
         sk_client_close(o->client);
     }
-    if (!a->json && o->res.sent) {
+    if (!a->json && !a->quiet && o->res.sent) {
         printf("sent to %zu of %zu recipient%s: %d %s ", o->res.naccepted, o->nrcpt,
                o->nrcpt == 1 ? "" : "s", o->res.data.code, o->res.data.enhanced);
         print_flat(stdout, o->res.data.text);
@@ -1024,6 +1186,9 @@ int cmd_send(int argc, char **argv)
     rc = a.message ? prepare_raw(&o, &a, &p) : compose(&o, &a, &p);
     if (rc >= 0) goto out;
     if ((rc = flag_envelope(&o, &a, &p)) >= 0) goto out;
+    if (!a.message && !a.text && !a.html && !a.attach.n && !a.quiet)
+        cli_warn(CMD, "warning: the message has no body text (no --text, --html or --attach); "
+                      "it is sent with an empty body");
     o.rcpts = (const char *const *)p.env.recipients;
     o.nrcpt = p.env.recipient_count;
     if (!p.from_addr && !p.env.reverse_path) {

@@ -28,8 +28,8 @@ Consecutive C:/B: lines go out in one write (pipelining); the S: lines that
 follow are the replies expected for them, in order.
 
 What the server did, checked in the order written once the client is done
-and the peers have run. Patterns match a whole line: a log line starts with its time and
-session, so those patterns start with "* ".
+and the peers have run. Patterns match a whole line: a log line starts with
+its time and session, so those patterns start with "* ".
   O: text                    server_print printed this line on stdout
   L: text                    the log (stderr) has this line
   X: text                    no line printed or logged matches

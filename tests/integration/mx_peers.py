@@ -1,9 +1,11 @@
 """Peers and a runner for the MX transport tests: MX hosts on loopback
 addresses that share one port (127.0.0.1, 127.0.0.2, ..., ::1), each
-counting the connections it gets, and the driver built into the test_mx
-unit test binary.
+counting the connections it gets, the driver built into the test_mx
+unit test binary, and the scripted peer of the transcripts
+(TranscriptPeer).
 """
 
+import fnmatch
 import json
 import os
 import socket
@@ -159,3 +161,72 @@ class Closer(sktest.Listener):
                 return
             else:
                 conn.sendall(b"250 2.0.0 Ok\r\n")
+
+
+class TranscriptPeer(sktest.Listener):
+    """A host that plays one script per connection, in order (the PEER:
+    blocks of tests/transcripts). A script is a list of (kind, text, where):
+    "send" a line (CRLF added; consecutive sends go out in one write),
+    "expect" a line that must match text (an fnmatch pattern), "message"
+    the message data up to its lone "." line. The connection is closed when
+    its script runs out. .errors says what went wrong, each with the where
+    of its step: a line that did not match or never came, a connection no
+    script was left for (it gets a 421; named by label); .finished counts
+    the scripts run to their end."""
+
+    #: How long a script waits for each line it expects.
+    line_timeout = 10.0
+
+    def __init__(self, scripts, host="127.0.0.1", port=0, label="peer"):
+        super().__init__(host, port, reuse_addr=True)
+        self.scripts = [list(s) for s in scripts]
+        self.label = label
+        self.finished = 0
+        self.errors = []
+
+    def done(self):
+        """True when every script has run to its end or one failed."""
+        return bool(self.errors) or self.finished >= len(self.scripts)
+
+    def handle(self, conn):
+        n = self.connections
+        if n > len(self.scripts):
+            self.errors.append("%s: connection %d: no script left for it" % (self.label, n))
+            conn.sendall(b"421 4.3.0 no script for this connection\r\n")
+            return
+        conn.settimeout(self.line_timeout)
+        f = conn.makefile("rb")
+        out = b""
+        for kind, text, where in self.scripts[n - 1]:
+            if kind == "send":
+                out += text.encode("utf-8") + b"\r\n"
+                continue
+            if out:
+                conn.sendall(out)
+                out = b""
+            got = self._line(f)
+            if kind == "message":
+                while got not in (".", None):
+                    got = self._line(f)
+                if got is None:
+                    self.errors.append("%s: the message ended without its \".\"" % where)
+                    return
+            elif got is None or not fnmatch.fnmatchcase(got, text):
+                self.errors.append("%s: expected %r, got %s" %
+                                   (where, text, "nothing" if got is None else repr(got)))
+                return
+        if out:
+            conn.sendall(out)
+        self.finished += 1
+
+    @staticmethod
+    def _line(f):
+        """The next line without its CRLF; None at the end or after the
+        line timeout."""
+        try:
+            line = f.readline()
+        except OSError:
+            return None
+        if not line:
+            return None
+        return line.rstrip(b"\r\n").decode("utf-8", "replace")

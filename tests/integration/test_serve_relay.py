@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """`smtpkit serve` relaying: mail for non-local domains goes to --relay-host
 (an aiosmtpd sink here, STARTTLS used when offered) with a Received: line
-added; no open relay: from outside --relay-net without AUTH it is refused
-at RCPT (554 5.7.1), after AUTH it is relayed."""
+added, several messages over one connection; with the relay host down the
+message is deferred. No open relay (554 5.7.1 from outside --relay-net
+without AUTH, relayed after AUTH) and a recipient the relay refuses are the
+transcripts serve_relay_refused.txt and serve_relay_bounce.txt."""
 
 import os
 import smtplib
@@ -11,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
 from send_peer import Smtpd  # noqa: E402
-from serve_peer import HOST, Serve, expect, expect_arrived, make_users, message  # noqa: E402
+from serve_peer import HOST, Serve, expect, expect_arrived, message  # noqa: E402
 
 tmp = sktest.TempDir("sk-serve-relay-")
 
@@ -27,9 +29,7 @@ def wait_messages(sink, n, srv):
 try:
     sink_ca = sktest.TestCA(tmp.join("sink-ca"))
     sink_cert = sink_ca.issue("relay.test")
-    users = make_users(tmp, {"zoe": "relay pw"})
-    with Smtpd(tls="starttls", cert=sink_cert,
-               rcpt_replies={"nobody@remote.example": "550 5.1.1 no such user"}) as sink:
+    with Smtpd(tls="starttls", cert=sink_cert) as sink:
         # 1. From loopback (the default relay networks) without AUTH.
         srv = Serve(tmp, name="trusted",
                     args=["--hostname", "mx.test", "--relay-host", "%s:%d" % (HOST, sink.port)])
@@ -64,51 +64,9 @@ try:
                 wait_messages(sink, i, srv)
             conns = srv.log().count("smtp connected")
             expect(conns == 1, "one relay connection for three messages, got %d" % conns, srv)
-
-            # 3. A recipient the relay refuses permanently: bounced, logged.
-            with smtplib.SMTP(HOST, srv.port, timeout=30) as s:
-                s.sendmail("alice@example.org", ["nobody@remote.example"],
-                           message("refused", to="nobody@remote.example"))
-            sktest.wait_for(lambda: "queue bounced" in srv.log(), timeout=20,
-                            what="bounce logged")
-            line = [ln for ln in srv.log().splitlines() if "queue bounced" in ln][0]
-            expect("nobody@remote.example" in line and "550" in line, "bounce line %r" % line)
         expect(srv.proc.returncode == 0, "exit 0", srv)
 
-        # 4. Outside --relay-net (loopback is not in 10.255.255.0/24).
-        srv = Serve(tmp, name="untrusted", submission=1,
-                    args=["--hostname", "mx.test", "--relay-net", "10.255.255.0/24",
-                          "--relay-host", "%s:%d" % (HOST, sink.port), "--users", users,
-                          "--auth-plaintext-loopback"])
-        before = len(sink.messages)
-        with srv:
-            with smtplib.SMTP(HOST, srv.port, timeout=30) as s:
-                s.ehlo("client.test")
-                s.mail("alice@example.org")
-                code, resp = s.rcpt("victim@remote.example")
-                expect(code == 554 and resp.startswith(b"5.7.1"),
-                       "relay refused: %d %r" % (code, resp), srv)
-                code, resp = s.rcpt("bob@localhost")
-                expect(code == 250, "a local recipient is still accepted: %d" % code, srv)
-                code, resp = s.data(message("local only"))
-                expect(code == 250, "DATA for the local recipient: %d %r" % (code, resp), srv)
-            expect("rcpt addr=<victim@remote.example> reply=554" in srv.log(), "refusal logged",
-                   srv)
-
-            # 5. The same client after AUTH may relay (submission, plain text
-            # AUTH allowed on loopback by --auth-plaintext-loopback).
-            with smtplib.SMTP(HOST, srv.submission_port, timeout=30) as s:
-                s.ehlo("client.test")
-                s.login("zoe", "relay pw")
-                refused = s.sendmail("zoe@example.org", ["friend@remote.example"],
-                                     message("after auth", to="friend@remote.example"))
-                expect(refused == {}, "relayed after AUTH", srv)
-            wait_messages(sink, before + 1, srv)
-            expect(sink.messages[-1]["rcpt_tos"] == ["friend@remote.example"], "relayed rcpt")
-        expect(len(sink.messages) == before + 1, "nothing else reached the relay host")
-        expect(srv.proc.returncode == 0, "exit 0", srv)
-
-    # 6. Relay host down: the message is deferred (4.4.1) and stays queued.
+    # 3. Relay host down: the message is deferred (4.4.1) and stays queued.
     srv = Serve(tmp, name="down",
                 args=["--relay-host", "%s:%d" % (HOST, sktest.free_port(HOST))])
     with srv:

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """AUTH is neither offered nor accepted before TLS on a network port
 (RFC 4954 4, RFC 3207 6); after STARTTLS it is; submission requires it
-before MAIL (RFC 6409 4.3); implicit TLS (RFC 8314); loopback exception only
-when configured."""
+before MAIL (RFC 6409 4.3); implicit TLS (RFC 8314); STARTTLS forgets an
+AUTH made before it. The SASL exchanges themselves (PLAIN, LOGIN, cancel,
+errors) and the loopback exception are tests/transcripts/auth.txt."""
 
 import os
 import smtplib
@@ -38,28 +39,7 @@ def main():
             c.starttls(ctx)
             kw = ehlo_keywords(c)
             sktest.check("AUTH" in kw and "STARTTLS" not in kw, "after TLS: %r" % kw)
-            sh.expect(c.cmd("AUTH PLAIN AHpvZQB3cm9uZw=="), 535, "5.7.8", "bad password")
-            sh.expect(c.cmd("AUTH PLAIN AHpvZQBwYTU1IHdvcmQ="), 235, "2.7.0", "good password")
-            sh.expect(c.cmd("AUTH PLAIN AHpvZQBwYTU1IHdvcmQ="), 503, "5.5.1", "second AUTH")
-            c.close()
-
-            # AUTH LOGIN with its two prompts, and "*" cancels (RFC 4954 4).
-            c = sh.Client(smtp)
-            c.cmd(EHLO)
-            c.starttls(ctx)
-            c.cmd(EHLO)
-            sh.expect(c.cmd("AUTH LOGIN"), 334, None, "LOGIN")
-            sh.expect(c.cmd("*"), 501, "5.0.0", "cancel")
-            sh.expect(c.cmd("AUTH LOGIN em9l"), 334, None, "LOGIN user")
-            sh.expect(c.cmd("cGE1NSB3b3Jk"), 235, "2.7.0", "LOGIN password")
-            sh.expect(c.cmd("AUTH CRAM-MD5"), 503, "5.5.1", "already")
-            c.close()
-            c = sh.Client(smtp)
-            c.cmd(EHLO)
-            c.starttls(ctx)
-            c.cmd(EHLO)
-            sh.expect(c.cmd("AUTH CRAM-MD5"), 504, "5.5.4", "unknown mechanism")
-            sh.expect(c.cmd("AUTH PLAIN !!!"), 501, "5.5.2", "bad base64")
+            sh.expect(c.cmd("AUTH PLAIN AHpvZQBwYTU1IHdvcmQ="), 235, "2.7.0", "AUTH after TLS")
             c.close()
 
             # Submission: TLS first, then AUTH, then MAIL.
@@ -87,14 +67,6 @@ def main():
             s.quit()
             sktest.check(sh.wait_output(srv, b"proto=ESMTPSA tls=1 auth=zoe"), "smtps envelope")
             sktest.check(b"pa55" not in srv.stderr(), "password in the log")
-
-        # The loopback exception, only when asked for.
-        with sh.PrintServer(["--user", "zoe:pw", "--auth-loopback"]) as srv:
-            c = sh.Client(srv.port)
-            kw = ehlo_keywords(c)
-            sktest.check("AUTH" in kw, "loopback plaintext AUTH not offered when enabled")
-            sh.expect(c.cmd("AUTH PLAIN AHpvZQBwdw=="), 235, "2.7.0", "loopback AUTH")
-            c.close()
 
         # RFC 3207 4.2: STARTTLS forgets what came before it, AUTH included.
         opts = ["--tls", cert, key, "--user", "zoe:pw", "--auth-loopback"]

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/classify.h>
 
 #include <stdio.h>
@@ -57,7 +59,7 @@ static void test_default_rules(void **state)
     sk_error err;
     assert_int_equal(sk_rules_default(&rs, &err), SK_OK);
     assert_true(sk_rules_count(rs) > 20);
-    for (size_t i = 0; i < sizeof default_cases / sizeof default_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(default_cases); i++) {
         sk_rule_match m = sk_rules_match(rs, default_cases[i].code, default_cases[i].enhanced,
                                          default_cases[i].text);
         if (m.cls != default_cases[i].cls || m.action.kind != default_cases[i].action)
@@ -75,13 +77,9 @@ static void test_default_matches_file(void **state)
     assert_non_null(src);
     char path[4096];
     snprintf(path, sizeof path, "%s/etc/smtpkit-rules.conf", src);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    static char text[256 * 1024];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
+    char *text = skt_read_file(path, NULL);
     assert_string_equal(text, sk_rules_default_text());
+    free(text);
     sk_rules *rs;
     sk_error err;
     assert_int_equal(sk_rules_load(path, &rs, &err), SK_OK);
@@ -128,7 +126,7 @@ static const struct {
 
 static void test_match(void **state)
 {
-    for (size_t i = 0; i < sizeof match_cases / sizeof match_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(match_cases); i++) {
         sk_rules *rs;
         sk_error err;
         if (sk_rules_parse(match_cases[i].rules, strlen(match_cases[i].rules), "t", &rs, &err))
@@ -158,7 +156,7 @@ static void test_actions(void **state)
          100, 3600000},
         {"class=throttled code=421", SK_TRAFFIC_NONE, 0, 0, 0},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_rules *rs;
         sk_error err;
         if (sk_rules_parse(cases[i].rules, strlen(cases[i].rules), "t", &rs, &err))
@@ -223,7 +221,7 @@ static const struct {
 
 static void test_bad_rules(void **state)
 {
-    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(bad_cases); i++) {
         sk_rules *rs = (sk_rules *)1;
         sk_error err;
         sk_err e =
@@ -254,17 +252,14 @@ static void test_load_errors(void **state)
     sk_error err;
     assert_int_equal(sk_rules_load("/nonexistent/rules.conf", &rs, &err), SK_ERR_IO);
     assert_non_null(strstr(err.text, "/nonexistent/rules.conf"));
-    char path[] = "/tmp/sk-rules-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    fputs("class=bad-mailbox code=550\n\nclass=policy status=5.7\n", f);
-    fclose(f);
+    static const char bad[] = "class=bad-mailbox code=550\n\nclass=policy status=5.7\n";
+    char *path = skt_tmpfile("rules", bad, strlen(bad));
     assert_int_equal(sk_rules_load(path, &rs, &err), SK_ERR_CONFIG);
     char want[128];
     snprintf(want, sizeof want, "%s:3: bad status (want e.g. 5.1.1 or 5.7.*)", path);
     assert_string_equal(err.text, want);
     remove(path);
+    free(path);
 }
 
 static void test_class_names(void **state)
@@ -274,33 +269,15 @@ static void test_class_names(void **state)
     assert_int_equal(sk_class_parse("Bad-Mailbox"), -1);
 }
 
-static long alloc_budget = -1; /* allocations left before failing; -1 = never fail */
-
-static void *fail_malloc(size_t n)
-{
-    if (alloc_budget == 0) return NULL;
-    if (alloc_budget > 0) alloc_budget--;
-    return malloc(n);
-}
-
-static void *fail_realloc(void *p, size_t n)
-{
-    if (alloc_budget == 0) return NULL;
-    if (alloc_budget > 0) alloc_budget--;
-    return realloc(p, n);
-}
-
 /* Every allocation failure while loading is reported, and nothing leaks. */
 static void test_alloc_failures(void **state)
 {
-    static const sk_allocator failing = {fail_malloc, fail_realloc, free};
-    sk_set_allocator(&failing);
     for (long n = 0;; n++) {
         assert_true(n < 10000);
         sk_rules *rs;
-        alloc_budget = n;
+        skt_alloc_fail_from(n);
         sk_err e = sk_rules_default(&rs, NULL);
-        alloc_budget = -1;
+        skt_alloc_end();
         if (e == SK_OK) {
             assert_int_equal(sk_rules_match(rs, 552, "5.2.2", "").cls, SK_CLASS_MAILBOX_FULL);
             sk_rules_free(rs);
@@ -309,7 +286,6 @@ static void test_alloc_failures(void **state)
         assert_int_equal(e, SK_ERR_NOMEM);
         assert_null(rs);
     }
-    sk_set_allocator(NULL);
 }
 
 int main(void)

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include "client/client_int.h"
 
 #include <smtpkit/message.h>
@@ -47,7 +49,7 @@ static const struct {
 
 static void test_stuff(void **state)
 {
-    for (size_t i = 0; i < sizeof stuff_cases / sizeof stuff_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(stuff_cases); i++) {
         /* At once, and one octet per call: the same octets come out. */
         for (int bytewise = 0; bytewise < 2; bytewise++) {
             sk_buf out = SK_BUF_INIT(1024);
@@ -88,7 +90,7 @@ static const struct {
 
 static void test_parse_ehlo(void **state)
 {
-    for (size_t i = 0; i < sizeof ehlo_cases / sizeof ehlo_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(ehlo_cases); i++) {
         sk_ehlo_info info;
         cl_parse_ehlo(ehlo_cases[i].lines, &info);
         print_message("case %zu\n", i);
@@ -112,7 +114,7 @@ static const struct {
 
 static void test_queue_id_and_xtext(void **state)
 {
-    for (size_t i = 0; i < sizeof qid_cases / sizeof qid_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(qid_cases); i++) {
         char id[64];
         cl_queue_id(qid_cases[i].text, id, sizeof id);
         assert_string_equal(id, qid_cases[i].id);
@@ -525,7 +527,7 @@ static void test_send_preflight(void **state)
         {ascii, "x", &bad_notify, SK_ERR_INVAL, SK_STEP_MAIL},
         {ascii, "x", &bad_priority, SK_ERR_INVAL, SK_STEP_MAIL},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_send_result res;
         print_message("case %zu\n", i);
         assert_int_equal(sk_client_send(c, "a@x.test", cases[i].rcpts, 1, cases[i].data,
@@ -627,7 +629,7 @@ static void test_send_rcpts_dsn(void **state)
     };
     const char *const *scripts[] = {script_rcpts_dsn_pipelined, script_rcpts_dsn_plain,
                                     script_rcpts_no_dsn};
-    for (size_t k = 0; k < sizeof scripts / sizeof scripts[0]; k++) {
+    for (size_t k = 0; k < SKT_N(scripts); k++) {
         print_message("script %zu\n", k);
         script_server s;
         transcript t = {0};
@@ -745,7 +747,7 @@ static void test_send_orcpt_utf8(void **state)
         const sk_rcpt_spec *rcpts;
         size_t n;
     } cases[] = {{script_orcpt_utf8, utf8_rcpts, 7}, {script_orcpt_7bit, ascii_rcpts, 4}};
-    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    for (size_t k = 0; k < SKT_N(cases); k++) {
         print_message("case %zu\n", k);
         script_server s;
         transcript t = {0};
@@ -811,7 +813,7 @@ static void test_send_rcpts_invalid(void **state)
         {{"b@y.test", NULL, NULL}, "a+4"},
         {{NULL, NULL, NULL}, NULL},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         print_message("case %zu\n", i);
         sk_send_opts so = {.dsn_envid = cases[i].envid, .dsn_envid_xtext = 1};
         sk_send_result res;
@@ -994,7 +996,7 @@ static const struct {
 
 static void test_connect_cases(void **state)
 {
-    for (size_t i = 0; i < sizeof connect_cases / sizeof connect_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(connect_cases); i++) {
         print_message("case %s\n", connect_cases[i].name);
         script_server s;
         transcript t = {0};
@@ -1089,7 +1091,7 @@ static const struct {
 
 static void test_auth_cases(void **state)
 {
-    for (size_t i = 0; i < sizeof auth_cases / sizeof auth_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(auth_cases); i++) {
         print_message("case %s\n", auth_cases[i].name);
         script_server s;
         transcript t = {0};
@@ -1129,7 +1131,7 @@ static const char *const bad_helo_names[] = {"client.test\r\nRSET", "client.test
 
 static void test_bad_helo_name(void **state)
 {
-    for (size_t i = 0; i < sizeof bad_helo_names / sizeof bad_helo_names[0]; i++) {
+    for (size_t i = 0; i < SKT_N(bad_helo_names); i++) {
         script_server s;
         server_start(&s, script_greet_only);
         transcript t = {0};
@@ -1304,7 +1306,7 @@ static const struct {
 
 static void test_tls_cases(void **state)
 {
-    for (size_t i = 0; i < sizeof tls_cases / sizeof tls_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(tls_cases); i++) {
         print_message("case %s\n", tls_cases[i].name);
         SSL_CTX *sctx = server_ctx(tls_cases[i].expired ? expired_cert : good_cert);
         script_server s;

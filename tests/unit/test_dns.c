@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/dns.h>
 
 #include <event2/event.h>
@@ -33,7 +35,7 @@ static void test_null_mx(void **state)
         {{{0, "."}, {10, "mx.example.org"}}, 2, 0}, /* not a single record */
         {{{0}}, 0, 0},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (size_t i = 0; i < SKT_N(cases); i++)
         if (sk_mx_is_null(cases[i].r, cases[i].n) != cases[i].is_null) fail_msg("case %zu", i);
 }
 
@@ -74,7 +76,7 @@ static void test_mx_order(void **state)
         {"10:a 20:b 30:c", zeros, "a b c", ""},
         {"", zeros, "", ""},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_mx_record recs[8];
         char buf[128], names[8][8];
         size_t n = 0;
@@ -117,7 +119,7 @@ static void test_status_names(void **state)
     sk_error err;
     struct event_base *base = event_base_new();
     static const char *const bad[] = {"not-an-ip", "1.2.3.4:x", "127.0.0.1:53,127.0.0.2:53"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    for (size_t i = 0; i < SKT_N(bad); i++) {
         assert_null(sk_resolver_new(base, bad[i], &err));
         assert_int_equal(err.err, SK_ERR_CONFIG);
     }
@@ -142,7 +144,7 @@ static void test_route_literal(void **state)
         {"[192.0.2.1", SK_ERR_INVAL, 0, NULL},
         {"", SK_ERR_INVAL, 0, NULL},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_route *rt = (sk_route *)1;
         sk_err e = sk_route_from_literal(cases[i].in, &rt);
         if (e != cases[i].e) fail_msg("case %zu: %s", i, sk_strerror(e));
@@ -179,12 +181,9 @@ static int start_server(void **state)
     static server srv;
     const char *src = getenv("SK_SOURCE_DIR");
     assert_non_null(src);
-    char prog[4096], zpath[] = "/tmp/sk-zone-XXXXXX";
+    char prog[4096];
     snprintf(prog, sizeof prog, "%s/tests/integration/dns_server.py", src);
-    int fd = mkstemp(zpath);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, zone, strlen(zone)), (ssize_t)strlen(zone));
-    close(fd);
+    char *zpath = skt_tmpfile("zone", zone, strlen(zone));
     int p[2];
     assert_int_equal(pipe(p), 0);
     srv.pid = fork();
@@ -203,6 +202,7 @@ static int start_server(void **state)
     line[n] = '\0';
     close(p[0]);
     unlink(zpath);
+    free(zpath);
     if (atoi(line) <= 0) {
         kill(srv.pid, SIGKILL);
         waitpid(srv.pid, NULL, 0);

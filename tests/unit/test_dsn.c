@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/dsn.h>
 
 #include <stdio.h>
@@ -37,7 +39,7 @@ static void test_wanted(void **state)
         {"a@example.org", SK_DSN_NOTIFY_FAILURE | SK_DSN_NOTIFY_DELAY, SK_DSN_FAILED, 1},
         {"a@example.org", SK_DSN_NOTIFY_FAILURE | SK_DSN_NOTIFY_DELAY, SK_DSN_DELAYED, 1},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (size_t i = 0; i < SKT_N(cases); i++)
         if (sk_dsn_wanted(cases[i].sender, cases[i].notify, cases[i].action) != cases[i].want)
             fail_msg("case %zu", i);
 }
@@ -54,7 +56,7 @@ static void test_xtext_and_action(void **state)
         {"bad+2", NULL, SK_ERR_SYNTAX},
         {"bad+ZZ", NULL, SK_ERR_SYNTAX},
     };
-    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) {
+    for (size_t i = 0; i < SKT_N(x); i++) {
         char out[64];
         assert_int_equal(sk_xtext_decode(x[i].in, out, sizeof out), x[i].e);
         if (x[i].out) assert_string_equal(out, x[i].out);
@@ -67,7 +69,7 @@ static void test_xtext_and_action(void **state)
     } enc[] = {{"bob@example.net", "bob@example.net"},
                {"a+b=c d\x01\xc3\xa9", "a+2Bb+3Dc+20d+01+C3+A9"},
                {"", ""}};
-    for (size_t i = 0; i < sizeof enc / sizeof enc[0]; i++) {
+    for (size_t i = 0; i < SKT_N(enc); i++) {
         sk_buf b = SK_BUF_INIT(256);
         assert_int_equal(sk_xtext_encode(enc[i].in, &b), SK_OK);
         assert_string_equal(sk_buf_cstr(&b), enc[i].out);
@@ -85,7 +87,7 @@ static void test_xtext_and_action(void **state)
               {SK_DSN_NOTIFY_DELAY | SK_DSN_NOTIFY_FAILURE, "FAILURE,DELAY"},
               {SK_DSN_NOTIFY_SUCCESS | SK_DSN_NOTIFY_FAILURE | SK_DSN_NOTIFY_DELAY,
                "SUCCESS,FAILURE,DELAY"}};
-    for (size_t i = 0; i < sizeof nf / sizeof nf[0]; i++) {
+    for (size_t i = 0; i < SKT_N(nf); i++) {
         char buf[SK_DSN_NOTIFY_TEXT_SIZE];
         const char *t = sk_dsn_notify_format(nf[i].bits, buf);
         if (nf[i].text)
@@ -104,7 +106,7 @@ static void test_xtext_and_action(void **state)
                 {"fail", -1},
                 {"", -1},
                 {NULL, -1}};
-    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+    for (size_t i = 0; i < SKT_N(acts); i++)
         assert_int_equal(sk_dsn_action_parse(acts[i].in), acts[i].a);
 }
 
@@ -149,11 +151,7 @@ static const char py_check[] =
 
 static char *run_python(const char *dsn, size_t len)
 {
-    char path[] = "/tmp/sk-dsn-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, dsn, len), (ssize_t)len);
-    close(fd);
+    char *path = skt_tmpfile("dsn", dsn, len);
     int pipefd[2];
     assert_int_equal(pipe(pipefd), 0);
     pid_t pid = fork();
@@ -174,6 +172,7 @@ static char *run_python(const char *dsn, size_t len)
     int status;
     waitpid(pid, &status, 0);
     unlink(path);
+    free(path);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail_msg("python failed: %s", out);
     return out;
 }
@@ -257,7 +256,7 @@ static const struct {
 
 static void test_build_python(void **state)
 {
-    for (size_t i = 0; i < sizeof build_cases / sizeof build_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(build_cases); i++) {
         sk_dsn_opts o = {.reporting_mta = "mx.example.org",
                          .sender = "alice@example.org",
                          .envid = build_cases[i].envid,
@@ -330,7 +329,7 @@ static void test_build_rejects(void **state)
         size_t n;
     } cases[] = {
         {&good, &bad_status, 1}, {&good, &injected, 1}, {&no_sender, &ok, 1}, {&good, &ok, 0}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf b = SK_BUF_INIT(1 << 16);
         if (sk_dsn_build(cases[i].o, cases[i].r, cases[i].n, "", 0, &b, NULL) != SK_ERR_INVAL)
             fail_msg("case %zu accepted", i);
@@ -545,7 +544,7 @@ static void check_str(const char *what, size_t i, const char *got, const char *w
 
 static void test_parse(void **state)
 {
-    for (size_t i = 0; i < sizeof parse_cases / sizeof parse_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(parse_cases); i++) {
         sk_report *r = NULL;
         sk_error err;
         sk_err e = sk_report_parse(parse_cases[i].msg, strlen(parse_cases[i].msg), &r, &err);
@@ -587,22 +586,6 @@ static void test_parse_arf_fields(void **state)
 
 /* ---- allocation failures: every one is reported, nothing leaks ---- */
 
-static long alloc_budget = -1; /* allocations left before failing; -1 = never fail */
-
-static void *fail_malloc(size_t n)
-{
-    if (alloc_budget == 0) return NULL;
-    if (alloc_budget > 0) alloc_budget--;
-    return malloc(n);
-}
-
-static void *fail_realloc(void *p, size_t n)
-{
-    if (alloc_budget == 0) return NULL;
-    if (alloc_budget > 0) alloc_budget--;
-    return realloc(p, n);
-}
-
 static void summary(const sk_report *r, char *out, size_t size)
 {
     int n = snprintf(out, size, "%d %s %s %s %s %zu", (int)r->type,
@@ -619,8 +602,7 @@ static void summary(const sk_report *r, char *out, size_t size)
 
 static void test_alloc_failures(void **state)
 {
-    static const sk_allocator failing = {fail_malloc, fail_realloc, free};
-    for (size_t i = 0; i < sizeof parse_cases / sizeof parse_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(parse_cases); i++) {
         if (parse_cases[i].err) continue;
         const char *msg = parse_cases[i].msg;
         sk_report *r;
@@ -628,12 +610,11 @@ static void test_alloc_failures(void **state)
         assert_int_equal(sk_report_parse(msg, strlen(msg), &r, NULL), SK_OK);
         summary(r, want, sizeof want);
         sk_report_free(r);
-        sk_set_allocator(&failing);
         for (long n = 0;; n++) {
             assert_true(n < 100000);
-            alloc_budget = n;
+            skt_alloc_fail_from(n);
             sk_err e = sk_report_parse(msg, strlen(msg), &r, NULL);
-            alloc_budget = -1;
+            skt_alloc_end();
             if (e == SK_OK) {
                 summary(r, got, sizeof got);
                 sk_report_free(r);
@@ -645,16 +626,14 @@ static void test_alloc_failures(void **state)
                 fail_msg("%s, allocation %ld: %s", parse_cases[i].name, n, sk_strerror(e));
             assert_null(r);
         }
-        sk_set_allocator(NULL);
     }
     sk_dsn_opts o = {.reporting_mta = "mx.example.org", .sender = "alice@example.org"};
-    sk_set_allocator(&failing);
     for (long n = 0;; n++) {
         assert_true(n < 100000);
         sk_buf b = SK_BUF_INIT(1 << 20);
-        alloc_budget = n;
+        skt_alloc_fail_from(n);
         sk_err e = sk_dsn_build(&o, rcpts_failed, 2, original, strlen(original), &b, NULL);
-        alloc_budget = -1;
+        skt_alloc_end();
         if (e == SK_OK) {
             assert_non_null(strstr(b.data, "Status: 4.4.1"));
             sk_buf_free(&b);
@@ -664,7 +643,6 @@ static void test_alloc_failures(void **state)
         assert_int_equal(b.len, 0);
         sk_buf_free(&b);
     }
-    sk_set_allocator(NULL);
 }
 
 static void test_diagnostic_type(void **state)
@@ -731,8 +709,8 @@ static void test_utf8_recipients(void **state)
     for (size_t n = strlen(long_orcpt); n + 2 < SK_DSN_ORCPT_MAX_OCTETS; n += 2)
         memcpy(long_orcpt + n, "\xc4\x81", 3);
     sk_dsn_opts o = {.reporting_mta = "mx.example.org", .sender = "alice@example.org"};
-    for (size_t i = 0; i <= sizeof cases / sizeof cases[0]; i++) {
-        int last = i == sizeof cases / sizeof cases[0];
+    for (size_t i = 0; i <= SKT_N(cases); i++) {
+        int last = i == SKT_N(cases);
         sk_dsn_rcpt r = {.address = last ? "a@example.net" : cases[i].address,
                          .orcpt = last ? long_orcpt : cases[i].orcpt,
                          .status = "5.1.1"};

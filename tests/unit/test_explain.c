@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/smtpkit.h>
 #include <string.h>
 
@@ -95,7 +97,7 @@ static const struct {
 
 static void test_explain_table(void **state)
 {
-    for (size_t i = 0; i < sizeof explain_cases / sizeof explain_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(explain_cases); i++) {
         const char *got = sk_reply_explain(explain_cases[i].code, explain_cases[i].enhanced,
                                            explain_cases[i].text);
         if (!explain_cases[i].expect) {
@@ -138,7 +140,7 @@ static const struct {
 
 static void test_describe_table(void **state)
 {
-    for (size_t i = 0; i < sizeof describe_cases / sizeof describe_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(describe_cases); i++) {
         const char *got = sk_enhanced_describe(describe_cases[i].status);
         if (!describe_cases[i].name) {
             if (got) fail_msg("case %zu (%s): unexpected '%s'", i, describe_cases[i].status, got);

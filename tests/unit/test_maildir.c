@@ -6,9 +6,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <dirent.h>
 #include <event2/event.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +18,6 @@
 #include <unistd.h>
 
 #include "deliver/deliver.h"
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void rm_tree(const char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static void test_folder_names(void **state)
 {
@@ -46,7 +37,7 @@ static void test_folder_names(void **state)
         {"a\nb", NULL},
         {"x123456789012345678901234567890123456789012345678901234567890abcd", NULL}, /* 65 */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf b = SK_BUF_INIT(256);
         sk_err e = sk_maildir_folder_name(cases[i].in, &b);
         if (cases[i].out) {
@@ -69,7 +60,7 @@ static void test_file_names(void **state)
         {1700000000, 0, "mx.example.org", "1700000000.M01HF3Z4Q7M2ABCDER0.mx.example.org"},
         {1700000001, 12, "a:b/c", "1700000001.M01HF3Z4Q7M2ABCDER12.a\\072b\\057c"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_spool_envelope env = {.id = "01HF3Z4Q7M2ABCDE", .arrival = cases[i].arrival};
         sk_buf b = SK_BUF_INIT(256);
         assert_int_equal(sk_maildir_file_name(&env, cases[i].index, cases[i].host, &b), SK_OK);
@@ -114,7 +105,7 @@ static void test_trace_headers(void **state)
          "\tby mx.example.net with SMTP id 01HF3Z4Q7M2ABCDE\n"
          "\tfor <bob@example.net>; Tue, 14 Nov 2023 22:13:20 +0000\n"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf b = SK_BUF_INIT(4096);
         assert_int_equal(sk_maildir_trace_headers(&cases[i].env, "bob@example.net",
                                                   "mx.example.net", 1700000000, &b),
@@ -140,21 +131,6 @@ static void on_done(void *ctx, const sk_delivery_result *res)
     for (size_t i = 0; i < res->nrcpts && i < 4; i++) rec->r[i] = res->rcpts[i];
 }
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
-    p[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return p;
-}
-
 /* Files in dir (one level), and the name of the last one seen. */
 static int count_dir(const char *dir, char *last, size_t lastsize)
 {
@@ -177,9 +153,7 @@ static void test_deliver_once(void **state)
 {
     int use_worker = *(int *)*state;
     struct event_base *evb = use_worker ? event_base_new() : NULL;
-    char tmpl[] = "/tmp/sk-maildir-XXXXXX";
-    char *root = mkdtemp(tmpl);
-    assert_non_null(root);
+    char *root = skt_tmpdir("maildir");
 
     /* A body that crosses the transport's 64 KiB read size with a CRLF
      * split across it, and has a bare CR that must stay. */
@@ -260,7 +234,7 @@ static void test_deliver_once(void **state)
             char path[900];
             snprintf(path, sizeof path, "%s/%s", newdir, name);
             size_t len;
-            char *got = read_all(path, &len);
+            char *got = skt_read_file(path, &len);
             const char *sep = strstr(got, "Subject: t\n");
             assert_non_null(sep);
             assert_true(!strncmp(got, "Return-Path: <a@example.org>\nReceived: from c ", 46));
@@ -275,21 +249,19 @@ static void test_deliver_once(void **state)
     if (evb) event_base_free(evb);
     free(body);
     free(want_body);
-    rm_tree(root);
+    skt_rmtree(root);
+    free(root);
 }
 
 /* Cancel: jobs queued or in progress report nothing afterwards. */
 static void test_cancel(void **state)
 {
-    char tmpl[] = "/tmp/sk-maildir-XXXXXX";
-    char *root = mkdtemp(tmpl);
-    assert_non_null(root);
+    char *root = skt_tmpdir("maildir");
     char body_path[512], boxes[512];
     snprintf(body_path, sizeof body_path, "%s/body.msg", root);
     snprintf(boxes, sizeof boxes, "%s/mailboxes", root);
-    FILE *f = fopen(body_path, "wb");
-    fputs("Subject: c\r\n\r\nx\r\n", f);
-    fclose(f);
+    static const char body[] = "Subject: c\r\n\r\nx\r\n";
+    skt_write_file(body_path, body, sizeof body - 1);
     struct event_base *evb = event_base_new();
     sk_transport *t = sk_maildir_transport_new(boxes, "mx.test", NULL, NULL);
     assert_int_equal(sk_maildir_transport_start(t, evb, NULL), SK_OK);
@@ -299,7 +271,7 @@ static void test_cancel(void **state)
                              .sender = "",
                              .rcpts = &rc,
                              .nrcpts = 1,
-                             .body_octets = sizeof "Subject: c\r\n\r\nx\r\n" - 1};
+                             .body_octets = sizeof body - 1};
     sk_delivery_rcpt jr = {.addr = "c@localhost"};
     sk_delivery job = {.queue_id = env.id,
                        .env = &env,
@@ -318,7 +290,8 @@ static void test_cancel(void **state)
     assert_int_equal(rec.r[0].status, SK_DELIVERY_OK);
     sk_transport_free(t);
     event_base_free(evb);
-    rm_tree(root);
+    skt_rmtree(root);
+    free(root);
 }
 
 static int sync_mode = 0, worker_mode = 1;

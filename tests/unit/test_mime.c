@@ -7,18 +7,18 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/smtpkit.h>
 #include "mime/mime_int.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
-#define BIG        (16u * 1024 * 1024)
+#define BIG (16u * 1024 * 1024)
 
 static unsigned char all_bytes[256];
 
@@ -78,7 +78,7 @@ static void test_qp_cases(void **state)
         {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa b c", true,
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa =\r\nb c"},
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf b = SK_BUF_INIT(1024);
         size_t n = strlen(cases[i].in);
         assert_int_equal(sk_mime_qp_encode(&b, cases[i].in, n, cases[i].text), SK_OK);
@@ -125,7 +125,7 @@ static void test_base64_lines(void **state)
     static const size_t sizes[] = {0, 1, 56, 57, 58, 114, 256, 1000};
     unsigned char data[1000];
     for (size_t i = 0; i < sizeof data; i++) data[i] = (unsigned char)(i * 7 + 3);
-    for (size_t k = 0; k < N_ELEMS(sizes); k++) {
+    for (size_t k = 0; k < SKT_N(sizes); k++) {
         sk_buf b = SK_BUF_INIT(4096);
         assert_int_equal(sk_mime_base64_lines(&b, data, sizes[k]), SK_OK);
         size_t lines = (sizes[k] + 56) / 57;
@@ -167,7 +167,7 @@ static void test_text_encoding_choice(void **state)
         /* A bare LF is not 7bit data (RFC 2045 2.7). */
         {"a\nb", SK_CTE_QP},
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++)
+    for (size_t i = 0; i < SKT_N(cases); i++)
         if (sk_mime_choose_text_cte(cases[i].in, strlen(cases[i].in)) != cases[i].cte)
             fail_msg("case %zu (%s): wrong encoding", i, cases[i].in);
 }
@@ -243,7 +243,7 @@ static void test_header_exact(void **state)
         {"  spaced   out  ", "Subject: spaced out\r\n"},
         {"", "Subject:\r\n"},
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf b = subject_of(cases[i].in);
         if (strcmp(sk_buf_cstr(&b), cases[i].out) != 0)
             fail_msg("case %zu: got \"%s\" want \"%s\"", i, sk_buf_cstr(&b), cases[i].out);
@@ -271,7 +271,7 @@ static void test_header_folding(void **state)
         "W\xc3\xbcrzburg und L\xc3\xbc"
         "beck \xe2\x80\x94 \xc3\xa0 bient\xc3\xb4t",
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf b = subject_of(cases[i]);
         assert_lines(b.data, b.len, SK_MIME_LINE_SOFT_OCTETS);
         assert_true(sk_mime_is_ascii(b.data, b.len));
@@ -295,7 +295,7 @@ static void test_phrase(void **state)
         {"Zo\xc3\xab", "To: =?UTF-8?Q?Zo=C3=AB?= <a@x>\r\n"},
         {"", "To: a@x\r\n"},
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf b = SK_BUF_INIT(1024);
         sk_hdr_writer w;
         sk_hdr_begin(&w, &b, "To");
@@ -323,7 +323,7 @@ static void test_decode_words(void **state)
         {"=?UTF-8?B?/w==?=", "=?UTF-8?B?/w==?="}, /* not UTF-8 once decoded */
         {"plain", "plain"},
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf b = SK_BUF_INIT(1024);
         assert_int_equal(sk_mime_decode_words(&b, cases[i].in, strlen(cases[i].in)), SK_OK);
         if (strcmp(sk_buf_cstr(&b), cases[i].out) != 0)
@@ -386,7 +386,7 @@ static void test_mailbox_parse(void **state)
         {"a@example.org\n", SK_ERR_INVAL, NULL, NULL},
         {"Name\r <a@example.org>", SK_ERR_INVAL, NULL, NULL},
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_mailbox mb;
         sk_error err;
         sk_err e = sk_mailbox_parse(cases[i].in, &mb, &err);
@@ -428,7 +428,7 @@ static void test_address_list_parse(void **state)
         {"A: B: c@d;;", SK_ERR_SYNTAX, NULL},
         {"Doe, John <jd@x>", SK_ERR_SYNTAX, NULL},
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_address_list l;
         sk_err e = sk_address_list_parse(cases[i].in, strlen(cases[i].in), &l, NULL);
         if (e != cases[i].err)
@@ -515,13 +515,13 @@ static void test_address_roundtrip(void **state)
         "j\xc3\xb6rg@m\xc3\xbcller.example",
         "x@[192.0.2.1]",
     };
-    for (size_t i = 0; i < N_ELEMS(names); i++) {
+    for (size_t i = 0; i < SKT_N(names); i++) {
         sk_buf b = SK_BUF_INIT(4096);
         sk_hdr_writer w;
         sk_hdr_begin(&w, &b, "To");
-        for (size_t k = 0; k < N_ELEMS(addrs); k++) {
+        for (size_t k = 0; k < SKT_N(addrs); k++) {
             sk_mailbox mb = {(char *)names[i], (char *)addrs[k]};
-            sk_hdr_mailbox(&w, &mb, k + 1 < N_ELEMS(addrs) ? "," : "");
+            sk_hdr_mailbox(&w, &mb, k + 1 < SKT_N(addrs) ? "," : "");
         }
         assert_int_equal(sk_hdr_end(&w), SK_OK);
         assert_lines(b.data, b.len, SK_MIME_LINE_SOFT_OCTETS);
@@ -530,7 +530,7 @@ static void test_address_roundtrip(void **state)
         const char *value = b.data + 3;
         if (sk_address_list_parse(value, b.len - 3 - 2, &l, &err) != SK_OK)
             fail_msg("name %zu: %s in %s", i, err.text, b.data);
-        assert_int_equal(l.count, N_ELEMS(addrs));
+        assert_int_equal(l.count, SKT_N(addrs));
         for (size_t k = 0; k < l.count; k++) {
             /* Tabs in names are written as they are and read back. */
             if (strcmp(l.items[k].name, names[i]) != 0)
@@ -560,7 +560,7 @@ static void test_parser_noise(void **state)
         size_t parts = (seed >> 16) % 24;
         for (size_t k = 0; k < parts; k++) {
             seed = seed * 1103515245u + 12345u;
-            const char *a = atoms[(seed >> 16) % N_ELEMS(atoms)];
+            const char *a = atoms[(seed >> 16) % SKT_N(atoms)];
             size_t al = strlen(a);
             if (n + al >= sizeof in) break;
             memcpy(in + n, a, al);
@@ -622,7 +622,7 @@ static void test_injection_refused(void **state)
 {
     static const char *const evil[] = {"x\r\nX-Injected: yes", "x\nX-Injected: yes",
                                        "x\rX-Injected: yes", "\r\n"};
-    for (size_t k = 0; k < N_ELEMS(evil); k++) {
+    for (size_t k = 0; k < SKT_N(evil); k++) {
         char addr[64];
         snprintf(addr, sizeof addr, "a@example.org%s", evil[k]);
         const char *v = evil[k];
@@ -647,7 +647,7 @@ static void test_injection_refused(void **state)
             {"cid", sk_message_add_inline_data(m, v, "i.png", "d", 1, "image/png", &err)},
             {"inline name", sk_message_add_inline_data(m, "i@x", v, "d", 1, "image/png", &err)},
         };
-        for (size_t i = 0; i < N_ELEMS(r); i++)
+        for (size_t i = 0; i < SKT_N(r); i++)
             if (r[i].got != SK_ERR_INVAL)
                 fail_msg("%s with \"%s\": got %s", r[i].what, evil[k], sk_strerror(r[i].got));
         /* Nothing was taken: the message renders as before. */
@@ -666,10 +666,10 @@ static void test_setter_errors(void **state)
     sk_message *m = basic_message();
     static const char *const reserved[] = {"From",         "to",           "BCC",        "Subject",
                                            "Content-Type", "MIME-Version", "Message-Id", "Date"};
-    for (size_t i = 0; i < N_ELEMS(reserved); i++)
+    for (size_t i = 0; i < SKT_N(reserved); i++)
         assert_int_equal(sk_message_add_header(m, reserved[i], "x", NULL), SK_ERR_INVAL);
     static const char *const bad_names[] = {"", "X Test", "X:Test", "X-T\xc3\xa9st", "X\x7f"};
-    for (size_t i = 0; i < N_ELEMS(bad_names); i++)
+    for (size_t i = 0; i < SKT_N(bad_names); i++)
         assert_int_equal(sk_message_add_header(m, bad_names[i], "x", NULL), SK_ERR_INVAL);
     assert_int_equal(sk_message_add_header(m, "X-Ok", "fine", NULL), SK_OK);
     assert_int_equal(sk_message_set_subject(m, "\xc3\x28", NULL), SK_ERR_INVAL); /* not UTF-8 */
@@ -725,11 +725,11 @@ static void test_custom_headers(void **state)
         {"X-Priority", "1", "X-Priority: 1\r\n"},
     };
     sk_message *m = basic_message();
-    for (size_t i = 0; i < N_ELEMS(cases); i++)
+    for (size_t i = 0; i < SKT_N(cases); i++)
         assert_int_equal(sk_message_add_header(m, cases[i].name, cases[i].value, NULL), SK_OK);
     sk_buf out = SK_BUF_INIT(BIG);
     assert_int_equal(sk_message_render(m, &out, NULL), SK_OK);
-    for (size_t i = 0; i < N_ELEMS(cases); i++)
+    for (size_t i = 0; i < SKT_N(cases); i++)
         if (!strstr(out.data, cases[i].line)) fail_msg("case %zu not in:\n%s", i, out.data);
     /* A word that cannot fit a line of 998 octets is refused. */
     char word[1000];
@@ -760,17 +760,17 @@ static void test_bcc_and_envelope(void **state)
     assert_non_null(strstr(out.data, "Cc: Carol <carol@example.net>, Bob@example.net\r\n"));
     static const char *const want[] = {"bob@example.net", "carol@example.net",
                                        "hidden@secret.example", "Bob@example.net"};
-    assert_int_equal(sk_message_recipient_count(m), N_ELEMS(want));
-    for (size_t i = 0; i < N_ELEMS(want); i++)
+    assert_int_equal(sk_message_recipient_count(m), SKT_N(want));
+    for (size_t i = 0; i < SKT_N(want); i++)
         assert_string_equal(sk_message_recipient(m, i), want[i]);
-    assert_null(sk_message_recipient(m, N_ELEMS(want)));
+    assert_null(sk_message_recipient(m, SKT_N(want)));
     assert_string_equal(sk_message_reverse_path(m), "alice@example.org");
     assert_int_equal(sk_message_needs_smtputf8(m), 0);
 
     sk_message_envelope env;
     assert_int_equal(sk_message_get_envelope(m, &env, NULL), SK_OK);
     assert_string_equal(env.reverse_path, "alice@example.org");
-    assert_int_equal(env.recipient_count, N_ELEMS(want));
+    assert_int_equal(env.recipient_count, SKT_N(want));
     assert_string_equal(env.recipients[2], "hidden@secret.example");
     assert_int_equal(env.smtputf8, 0);
     sk_message_envelope_clear(&env);
@@ -888,17 +888,13 @@ static void test_attach_file_and_types(void **state)
         {".hidden", "application/octet-stream"},
         {"weird.xyz", "application/octet-stream"},
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++)
+    for (size_t i = 0; i < SKT_N(cases); i++)
         assert_string_equal(sk_mime_type_for_filename(cases[i].name), cases[i].type);
 
-    char dir[] = "/tmp/sk_mime_XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char *dir = skt_tmpdir("mime");
     char path[128];
     snprintf(path, sizeof path, "%s/r\xc3\xa9sum\xc3\xa9.pdf", dir);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(all_bytes, 1, 256, f), 256);
-    fclose(f);
+    skt_write_file(path, all_bytes, 256);
     sk_message *m = basic_message();
     assert_int_equal(sk_message_attach_file(m, path, NULL, NULL), SK_OK);
     assert_int_equal(sk_message_attach_file(m, path, "application/x-override", NULL), SK_OK);
@@ -909,8 +905,8 @@ static void test_attach_file_and_types(void **state)
     assert_non_null(strstr(out.data, "filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"));
     sk_buf_free(&out);
     sk_message_free(m);
-    unlink(path);
-    rmdir(dir);
+    skt_rmtree(dir);
+    free(dir);
 }
 
 /* ---- Prepared messages ------------------------------------------------------- */
@@ -945,7 +941,7 @@ static void test_parse_envelope(void **state)
          0},
         {"From: a@x.org\nTo: Team: a@b;\nFrom: c@d.org\n\n", SK_OK, "a@x.org", "a@b,", 0, 0},
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_message_envelope env;
         sk_error err;
         sk_err e = sk_message_parse_envelope(cases[i].raw, strlen(cases[i].raw), &env, &err);
@@ -987,7 +983,7 @@ static void test_prepare_raw(void **state)
         {"Bcc: a@x\n\nbody\n", SK_ERR_SYNTAX, NULL},
         {"Bcc: a@x", SK_ERR_SYNTAX, NULL},
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf out = SK_BUF_INIT(BIG);
         sk_err e = sk_message_prepare_raw(cases[i].in, strlen(cases[i].in), &out, NULL);
         if (e != cases[i].err) fail_msg("case %zu: got %s", i, sk_strerror(e));
@@ -1008,39 +1004,6 @@ static void test_prepare_raw(void **state)
 }
 
 /* ---- Allocation failures -------------------------------------------------------- */
-
-/* Test allocator: fails allocation number fail_at (counted from 0), and
- * counts live blocks so that leaks show even without ASan. */
-static long alloc_count, fail_at = -1, live_blocks;
-static bool injected;
-
-static void *t_malloc(size_t n)
-{
-    if (alloc_count++ == fail_at) {
-        injected = true;
-        return NULL;
-    }
-    void *p = malloc(n);
-    if (p) live_blocks++;
-    return p;
-}
-
-static void *t_realloc(void *p, size_t n)
-{
-    if (alloc_count++ == fail_at) {
-        injected = true;
-        return NULL;
-    }
-    void *q = realloc(p, n);
-    if (q && !p) live_blocks++;
-    return q;
-}
-
-static void t_free(void *p)
-{
-    if (p) live_blocks--;
-    free(p);
-}
 
 /* One run of everything that allocates; SK_OK, or the first error. */
 static sk_err compose_all(void)
@@ -1095,32 +1058,20 @@ done:
 
 static void test_alloc_failure_sweep(void **state)
 {
-    static const sk_allocator a = {t_malloc, t_realloc, t_free};
-    sk_set_allocator(&a);
     long n;
     for (n = 0;; n++) {
-        alloc_count = 0;
-        fail_at = n;
-        injected = false;
-        live_blocks = 0;
+        skt_alloc_fail_at(n);
         sk_err e = compose_all();
-        if (live_blocks != 0) {
-            sk_set_allocator(NULL);
-            fail_msg("allocation %ld failed: %ld blocks leaked", n, live_blocks);
-        }
-        if (!injected) {
-            if (e != SK_OK) {
-                sk_set_allocator(NULL);
-                fail_msg("run without failure returned %s", sk_strerror(e));
-            }
+        skt_alloc_end();
+        if (skt_alloc_live() != 0)
+            fail_msg("allocation %ld failed: %ld blocks leaked", n, skt_alloc_live());
+        if (!skt_alloc_failed()) {
+            if (e != SK_OK) fail_msg("run without failure returned %s", sk_strerror(e));
             break;
         }
-        if (e != SK_ERR_NOMEM) {
-            sk_set_allocator(NULL);
+        if (e != SK_ERR_NOMEM)
             fail_msg("failing allocation %ld gave %s, not SK_ERR_NOMEM", n, sk_strerror(e));
-        }
     }
-    sk_set_allocator(NULL);
     assert_true(n > 50); /* the sweep did cover the work */
 }
 
@@ -1294,10 +1245,7 @@ static void write_file(const char *dir, const char *name, const char *data, size
 {
     char path[256];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
+    skt_write_file(path, data, len);
 }
 
 static sk_message *compose_case(const ocase *c)
@@ -1326,21 +1274,6 @@ static sk_message *compose_case(const ocase *c)
     if (c->hname) OK(sk_message_add_header(m, c->hname, c->hvalue, &err));
 #undef OK
     return m;
-}
-
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 static int run_oracle(const char *dir)
@@ -1378,7 +1311,7 @@ static void write_raw_cases(const char *dir)
 {
     sk_buf json = SK_BUF_INIT(BIG);
     assert_int_equal(sk_buf_putc(&json, '['), SK_OK);
-    for (size_t i = 0; i < N_ELEMS(raw_cases); i++) {
+    for (size_t i = 0; i < SKT_N(raw_cases); i++) {
         char name[32];
         snprintf(name, sizeof name, "raw%zu.eml", i);
         write_file(dir, name, raw_cases[i], strlen(raw_cases[i]));
@@ -1405,11 +1338,10 @@ static void write_raw_cases(const char *dir)
 
 static void test_oracle_python(void **state)
 {
-    char dir[] = "/tmp/sk_mime_oracle_XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char *dir = skt_tmpdir("mime-oracle");
     sk_buf json = SK_BUF_INIT(BIG);
     assert_int_equal(sk_buf_putc(&json, '['), SK_OK);
-    for (size_t i = 0; i < N_ELEMS(ocases); i++) {
+    for (size_t i = 0; i < SKT_N(ocases); i++) {
         const ocase *c = &ocases[i];
         sk_message *m = compose_case(c);
         assert_int_equal(sk_message_needs_smtputf8(m), c->smtputf8);
@@ -1477,8 +1409,9 @@ static void test_oracle_python(void **state)
     sk_buf_free(&json);
     write_raw_cases(dir);
     int rc = run_oracle(dir);
-    if (rc == 0) remove_dir(dir); /* kept on failure, for a look */
     if (rc != 0) fail_msg("mime_oracle.py exited with %d (messages kept in %s)", rc, dir);
+    skt_rmtree(dir); /* kept on failure, for a look */
+    free(dir);
 }
 
 int main(void)

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/smtpkit.h>
 
 #include <event2/event.h>
@@ -77,7 +79,7 @@ static void test_destination_key(void **state)
         {SK_ROUTE_NULL_MX, "G.test", 0, {NULL}, "g.test"},
         {SK_ROUTE_TEMPFAIL, "h.test", 0, {NULL}, "h.test"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_route *r = route_of(cases[i].st, cases[i].domain, cases[i].implicit, cases[i].hosts);
         sk_buf key = SK_BUF_INIT(1024);
         assert_int_equal(sk_mx_destination_key(r, &key), SK_OK);
@@ -127,7 +129,7 @@ static void test_tls_required(void **state)
         {"other.test", 0},
         {"", 0},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (size_t i = 0; i < SKT_N(cases); i++)
         if (sk_mx_tls_required(list, 3, cases[i].domain) != cases[i].want)
             fail_msg("case %zu (%s): expected %d", i, cases[i].domain, cases[i].want);
     assert_int_equal(sk_mx_tls_required(NULL, 0, "secure.test"), 0);
@@ -154,7 +156,7 @@ static void test_route_failure(void **state)
         /* A status of the wrong class is not taken. */
         {SK_ROUTE_TEMPFAIL, "5.1.2", 1, 451, "4.4.3"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_route *r = route_of(cases[i].st, "x.test", 0, NULL);
         snprintf(r->enhanced, sizeof r->enhanced, "%s", cases[i].route_enhanced);
         sk_reply rep = {.code = 0};
@@ -186,7 +188,7 @@ static void test_tally_reply(void **state)
         /* Nothing to try at all. */
         {0, 0, 0, 451, "4.4.1"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_mx_tally t;
         memset(&t, 0, sizeof t);
         t.hosts = cases[i].hosts;
@@ -267,19 +269,15 @@ static void test_relay_route(void **state)
         {"LocalHost", AF_INET, "localhost", "other.example"},
         {"::1", AF_INET6, "::1", "[192.0.2.1]"},
     };
-    char body[] = "/tmp/test_mx_relay_XXXXXX";
-    int fd = mkstemp(body);
-    assert_true(fd >= 0);
     static const char msg[] = "Subject: t\r\n\r\nhello\r\n";
-    assert_int_equal(write(fd, msg, sizeof msg - 1), (ssize_t)(sizeof msg - 1));
-    close(fd);
+    char *body = skt_tmpfile("mx-relay", msg, sizeof msg - 1);
     sk_spool_envelope env;
     memset(&env, 0, sizeof env);
     env.sender = (char *)"a@example.org";
     env.helo = (char *)"client.test";
     env.peer = (char *)"127.0.0.1";
     env.body_octets = sizeof msg - 1;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         struct event_base *base = event_base_new();
         assert_non_null(base);
         unsigned short port = closed_port(cases[i].family);
@@ -325,6 +323,7 @@ static void test_relay_route(void **state)
         event_base_free(base);
     }
     unlink(body);
+    free(body);
 }
 
 /* ---- the driver ---- */

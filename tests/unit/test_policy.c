@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/daemon.h>
 
 #include "daemon/daemon_int.h"
@@ -136,16 +138,13 @@ static sk_path path_of(const char *addr)
 static void test_decide(void **state)
 {
     (void)state;
-    char path[] = "/tmp/sk_test_policy_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
     static const char table[] = "# known users\nAlice@List.Example\nbob@list.example\n";
-    assert_int_equal(write(fd, table, sizeof table - 1), (ssize_t)(sizeof table - 1));
-    close(fd);
+    char *path = skt_tmpfile("policy", table, sizeof table - 1);
     sk_recipients rcpts;
     sk_error err;
     assert_int_equal(sk_recipients_load(path, &rcpts, &err), SK_OK);
     unlink(path);
+    free(path);
 
     static const sk_daemon_setting flags[] = {{"local-domain", "list.example"},
                                               {"local-domain", "open.example"},
@@ -164,7 +163,7 @@ static void test_decide(void **state)
         {"bob@list.example", "manual", NOW_S, 0},
         {"any@open.example", "manual", NOW_S, 0},
     };
-    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++)
+    for (size_t i = 0; i < SKT_N(entries); i++)
         assert_int_equal(sk_suppress_set_put(set, &entries[i]), SK_OK);
 
     const sk_rcpt_tables tables[] = {
@@ -172,7 +171,7 @@ static void test_decide(void **state)
         [BARE] = {cfg, NULL, NULL, NULL},
         [DEFAULTS] = {defaults, NULL, NULL, NULL},
     };
-    for (size_t i = 0; i < sizeof decide_cases / sizeof decide_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(decide_cases); i++) {
         sk_path rcpt = path_of(decide_cases[i].rcpt);
         sk_rcpt_query q = {&rcpt, decide_cases[i].peer, decide_cases[i].auth, NOW_S};
         sk_rcpt_decision d = sk_rcpt_decide(&tables[decide_cases[i].tables], &q);
@@ -207,18 +206,14 @@ static void test_recipients_file(void **state)
         {"a@\n", SK_ERR_CONFIG, ":1: expected one address"},
         {"<a@b.example>\n", SK_ERR_CONFIG, ":1: expected one address"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char path[] = "/tmp/sk_test_policy_XXXXXX";
-        int fd = mkstemp(path);
-        assert_true(fd >= 0);
-        size_t n = strlen(cases[i].text);
-        assert_int_equal(write(fd, cases[i].text, n), (ssize_t)n);
-        close(fd);
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        char *path = skt_tmpfile("policy", cases[i].text, strlen(cases[i].text));
         sk_recipients r = {0};
         sk_error err;
         sk_error_clear(&err);
         sk_err e = sk_recipients_load(path, &r, &err);
         unlink(path);
+        free(path);
         if (e != cases[i].err) fail_msg("case %zu: got %d (%s)", i, e, err.text);
         if (cases[i].why && !strstr(err.text, cases[i].why))
             fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.text, cases[i].why);

@@ -6,10 +6,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/smtpkit.h>
 #include <string.h>
-
-#define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static void test_cmd_parse(void **state)
 {
@@ -38,7 +38,7 @@ static void test_cmd_parse(void **state)
         {"", SK_CMD_UNKNOWN, ""},
         {"QUIT:", SK_CMD_UNKNOWN, ""},
     };
-    for (size_t i = 0; i < N(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         const char *args = "unset";
         sk_cmd_verb v = sk_cmd_parse(cases[i].line, &args);
         assert_int_equal(v, cases[i].verb);
@@ -105,7 +105,7 @@ static void test_path_parse(void **state)
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.example",
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "b.example", "", 0},
     };
-    for (size_t i = 0; i < N(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_path p;
         const char *end = NULL;
         sk_err e = sk_path_parse(cases[i].in, cases[i].flags, &p, &end);
@@ -170,7 +170,7 @@ static void test_parse_mail(void **state)
         {"<a@b.example> SMTPUTF8=yes", ALL_EXT, 501, "5.5.4"},
         {"<a@b.example>SIZE=1", ALL_EXT, 501, "5.5.4"},
     };
-    for (size_t i = 0; i < N(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_path from;
         sk_mail_params mp;
         sk_reply why = {0};
@@ -245,7 +245,7 @@ static void test_parse_rcpt(void **state)
         {"<\xc3\xa9@c.example>", 1, 0, 0, ""},
         {"b@c.example", 0, 501, 0, NULL},
     };
-    for (size_t i = 0; i < N(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_path to;
         sk_rcpt_params rp;
         sk_reply why = {0};
@@ -281,7 +281,7 @@ static void test_utf8_addr(void **state)
         {"\xf4\x8f\xbf\xbf@b", "\\x{10FFFF}@b", "\xf4\x8f\xbf\xbf@b"},
         {"\xc2\x85@b", "\\x{85}@b", "\xc2\x85@b"},
     };
-    for (size_t i = 0; i < N(rt); i++) {
+    for (size_t i = 0; i < SKT_N(rt); i++) {
         for (int form = 0; form < 2; form++) {
             const char *want = form ? rt[i].unitext : rt[i].xtext;
             sk_buf b = SK_BUF_INIT(1000);
@@ -306,7 +306,7 @@ static void test_utf8_addr(void **state)
     static const char *const bad_addr[] = {"",           "a\r\nb@c",          "a\tb@c",
                                            "a\x7f@c",    "a\xc3@c",           "\xed\xa0\x80@c",
                                            "\xc0\xaf@c", "\xf4\x90\x80\x80@c"};
-    for (size_t i = 0; i < N(bad_addr); i++) {
+    for (size_t i = 0; i < SKT_N(bad_addr); i++) {
         sk_buf b = SK_BUF_INIT(1000);
         assert_int_equal(sk_buf_puts(&b, "keep"), SK_OK);
         if (sk_utf8_addr_encode(bad_addr[i], SK_UTF8_ADDR_XTEXT, &b) != SK_ERR_SYNTAX)
@@ -349,7 +349,7 @@ static void test_utf8_addr(void **state)
         "a\xe0\x80\x80",
         "a\xed\xa0\x80",
     };
-    for (size_t i = 0; i < N(bad); i++) {
+    for (size_t i = 0; i < SKT_N(bad); i++) {
         char out[64];
         if (sk_utf8_addr_decode(bad[i], strlen(bad[i]), 1, out, sizeof out) != SK_ERR_SYNTAX)
             fail_msg("bad encoding %zu (%s) accepted", i, bad[i]);
@@ -367,7 +367,7 @@ static void test_utf8_addr(void **state)
               {"\\x{E000}", "\xee\x80\x80"},
               {"\\x{10000}", "\xf0\x90\x80\x80"},
               {"\\x{100000}", "\xf4\x80\x80\x80"}};
-    for (size_t i = 0; i < N(ok); i++) {
+    for (size_t i = 0; i < SKT_N(ok); i++) {
         char out[64];
         if (sk_utf8_addr_decode(ok[i].in, strlen(ok[i].in), 0, out, sizeof out) != SK_OK)
             fail_msg("good encoding %zu (%s) refused", i, ok[i].in);
@@ -399,7 +399,7 @@ static void test_orcpt_values(void **state)
         {"rfc822", 0, 0},
         {"utf-8;", 1, 0},
     };
-    for (size_t i = 0; i < N(valid); i++)
+    for (size_t i = 0; i < SKT_N(valid); i++)
         if (sk_orcpt_valid(valid[i].v, strlen(valid[i].v), valid[i].utf8) != valid[i].ok)
             fail_msg("valid case %zu (%s)", i, valid[i].v);
     static const struct {
@@ -412,7 +412,7 @@ static void test_orcpt_values(void **state)
         {"j\xc3\xb6rg@c", 0, "utf-8;j\\x{F6}rg@c"},
         {"j\xc3\xb6rg+1@c", 1, "utf-8;j\\x{F6}rg\\x{2B}1@c"},
     };
-    for (size_t i = 0; i < N(fmt); i++) {
+    for (size_t i = 0; i < SKT_N(fmt); i++) {
         sk_buf b = SK_BUF_INIT(1000);
         assert_int_equal(sk_orcpt_format(fmt[i].addr, fmt[i].utf8, &b), SK_OK);
         assert_string_equal(sk_buf_cstr(&b), fmt[i].want);
@@ -454,7 +454,7 @@ static void test_orcpt_values(void **state)
         {"rfc822;j\xc3\xb6rg@c", 1, NULL},
         {"nothing", 1, NULL},
     };
-    for (size_t i = 0; i < N(pass); i++) {
+    for (size_t i = 0; i < SKT_N(pass); i++) {
         sk_buf p = SK_BUF_INIT(1000);
         sk_err e = sk_orcpt_pass(pass[i].v, pass[i].utf8, &p);
         if (!pass[i].want) {
@@ -473,7 +473,7 @@ static void test_xtext_and_helo(void **state)
         const char *s;
         int ok;
     } xt[] = {{"abc", 1}, {"a+2Bb", 1}, {"a+2b", 0}, {"a+2", 0}, {"a=b", 0}, {"a b", 0}, {"", 1}};
-    for (size_t i = 0; i < N(xt); i++)
+    for (size_t i = 0; i < SKT_N(xt); i++)
         assert_int_equal(sk_xtext_valid(xt[i].s, strlen(xt[i].s)), xt[i].ok);
     static const struct {
         const char *s;
@@ -488,7 +488,7 @@ static void test_xtext_and_helo(void **state)
                 {"", 0},
                 {"[1.2.3]", 0},
                 {"-x.example", 0}};
-    for (size_t i = 0; i < N(helo); i++)
+    for (size_t i = 0; i < SKT_N(helo); i++)
         if (sk_proto_helo_valid(helo[i].s) != helo[i].ok) fail_msg("helo case %zu", i);
 }
 
@@ -576,7 +576,7 @@ static void test_data_decoder(void **state)
         {B("\0"), 1, B("\0"), 0, 0, SK_DATA_NUL},
     };
 #undef B
-    for (size_t i = 0; i < N(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         size_t n = cases[i].in.n;
         for (size_t split = 0; split <= n; split++) {
             char out[64];

@@ -8,9 +8,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <dirent.h>
 #include <event2/event.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,25 +22,6 @@
 
 #include <smtpkit/queue.h>
 #include "deliver/deliver.h"
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static char *temp_dir(void)
-{
-    char tmpl[] = "/tmp/sk-queue-XXXXXX";
-    char *d = mkdtemp(tmpl);
-    assert_non_null(d);
-    return strdup(d);
-}
-
-static void rm_tree(char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
 
 /* A transport whose answer per recipient is scripted: status by local
  * part prefix ("ok", "tmp", "perm"), or held until completed by the test. */
@@ -136,7 +118,7 @@ static const char *const local_domains[] = {"localhost", "example.test"};
 
 static void start(harness *h, const uint64_t *retry, size_t nretry, uint64_t lifetime_ms)
 {
-    if (!h->dir) h->dir = temp_dir();
+    if (!h->dir) h->dir = skt_tmpdir("queue");
     /* Counters are per start. */
     memset(&h->local, 0, sizeof h->local);
     memset(&h->remote, 0, sizeof h->remote);
@@ -267,7 +249,8 @@ static void test_routing_and_results(void **state)
     assert_int_equal(sk_queue_count(h.q), 0);
     assert_null(load(&h, id));
     stop(&h);
-    rm_tree(h.dir);
+    skt_rmtree(h.dir);
+    free(h.dir);
 }
 
 static void test_retry_schedule_and_expiry(void **state)
@@ -283,7 +266,7 @@ static void test_retry_schedule_and_expiry(void **state)
         unsigned attempts;
         int64_t delay_s;
     } steps[] = {{1, 3600}, {2, 7200}, {3, 7200}};
-    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    for (size_t i = 0; i < SKT_N(steps); i++) {
         if (i) assert_int_equal(sk_queue_flush(h.q), SK_OK);
         int64_t before = (int64_t)time(NULL);
         run_until(&h, 0, h.events + (i ? 1 : 2));
@@ -314,7 +297,8 @@ static void test_retry_schedule_and_expiry(void **state)
     assert_int_equal(h.ev[SK_QUEUE_EV_EXPIRED], 1);
     assert_null(load(&h, id));
     stop(&h);
-    rm_tree(h.dir);
+    skt_rmtree(h.dir);
+    free(h.dir);
 }
 
 static void test_hold_release_delete(void **state)
@@ -376,7 +360,8 @@ static void test_hold_release_delete(void **state)
         left += !strncmp(de->d_name, gone, SK_SPOOL_ID_LEN) && !strstr(de->d_name, ".free");
     closedir(dd);
     assert_int_equal(left, 0);
-    rm_tree(h.dir);
+    skt_rmtree(h.dir);
+    free(h.dir);
 }
 
 static void test_in_flight_limit(void **state)
@@ -400,7 +385,8 @@ static void test_in_flight_limit(void **state)
     }
     assert_int_equal(sk_queue_count(h.q), 0);
     stop(&h);
-    rm_tree(h.dir);
+    skt_rmtree(h.dir);
+    free(h.dir);
 }
 
 /* ---- control from another process ---- */
@@ -475,7 +461,7 @@ static void test_control(void **state)
         {SK_QUEUE_OP_DELETE, NULL /* a */, SK_OK},
         {SK_QUEUE_OP_RELEASE, NULL /* b */, SK_OK},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         const char *id = cases[i].id;
         if (i == 3) id = a;
         if (i == 4) id = b;
@@ -496,22 +482,11 @@ static void test_control(void **state)
     assert_int_equal(h.local.calls, 1);
     assert_int_equal(h.local.maybe_delivered_seen, 1);
     stop(&h);
-    rm_tree(h.dir);
+    skt_rmtree(h.dir);
+    free(h.dir);
 }
 
 /* ---- no duplicate after a crash between delivery and its record ---- */
-
-static int count_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)))
-        if (de->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
-}
 
 static void count_ok(void *ctx, const sk_delivery_result *res)
 {
@@ -554,7 +529,7 @@ static void test_maildir_restart_idempotent(void **state)
     sk_spool_envelope_free(env);
     sk_buf_free(&path);
     sk_spool_free(s);
-    assert_int_equal(count_files(newdir), 1);
+    assert_int_equal(skt_count_files(newdir), 1);
     /* The user has even read it meanwhile. */
     DIR *d = opendir(newdir);
     struct dirent *de;
@@ -587,14 +562,15 @@ static void test_maildir_restart_idempotent(void **state)
     memset(h.ev, 0, sizeof h.ev);
     run_until(&h, 1, 0);
     assert_int_equal(h.ev[SK_QUEUE_EV_DELIVERED], 1);
-    assert_int_equal(count_files(newdir) + count_files(curdir), 1);
+    assert_int_equal(skt_count_files(newdir) + skt_count_files(curdir), 1);
     /* The queue, then the transport, then (in stop) the event base. */
     sk_queue_free(h.q);
     h.q = NULL;
     sk_transport_free(md2);
     stop(&h);
     sk_transport_free(md);
-    rm_tree(h.dir);
+    skt_rmtree(h.dir);
+    free(h.dir);
 }
 
 int main(void)

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <string.h>
 
 #include "queue/queue_int.h"
@@ -46,7 +48,7 @@ static const struct {
 
 static void test_bucket(void **state)
 {
-    for (size_t c = 0; c < sizeof bucket_cases / sizeof bucket_cases[0]; c++) {
+    for (size_t c = 0; c < SKT_N(bucket_cases); c++) {
         sk_bucket b = {.rate = bucket_cases[c].rate};
         for (size_t i = 0; i < bucket_cases[c].n; i++) {
             const step *s = &bucket_cases[c].steps[i];
@@ -64,7 +66,7 @@ static void test_bucket(void **state)
 static void test_bucket_long_run(void **state)
 {
     static const sk_queue_rate rates[] = {{10, 1000, 0}, {7, 1000, 0}, {100, 60000, 0}};
-    for (size_t c = 0; c < sizeof rates / sizeof rates[0]; c++) {
+    for (size_t c = 0; c < SKT_N(rates); c++) {
         sk_bucket b = {.rate = rates[c]};
         unsigned sent = 0;
         /* Ten periods, asking every millisecond. */
@@ -105,7 +107,7 @@ static const struct {
 
 static void test_rate_parse(void **state)
 {
-    for (size_t c = 0; c < sizeof parse_cases / sizeof parse_cases[0]; c++) {
+    for (size_t c = 0; c < SKT_N(parse_cases); c++) {
         sk_queue_rate_rule r;
         sk_error err;
         sk_err e = sk_queue_rate_parse(parse_cases[c].in, &r, &err);
@@ -143,7 +145,7 @@ static void test_rate_for(void **state)
         {"sub.big.example", 10, 1000, 0},
         {NULL, 10, 1000, 0},
     };
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    for (size_t c = 0; c < SKT_N(cases); c++) {
         int ov = -1;
         sk_queue_rate r = sk_queue_rate_for(&o, cases[c].domain, &ov);
         assert_int_equal(r.count, cases[c].count);

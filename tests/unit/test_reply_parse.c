@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/smtpkit.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +54,7 @@ static const struct {
 
 static void test_cases(void **state)
 {
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_reply_parser p;
         sk_reply_parser_init(&p);
         sk_reply r;
@@ -160,24 +162,12 @@ static void test_limits(void **state)
 
 /* Fail the Nth allocation for every N: each failure is reported as
  * SK_ERR_NOMEM and nothing leaks (checked under valgrind/ASan). */
-static int fail_at, allocs;
-static void *failing_malloc(size_t n)
-{
-    return ++allocs == fail_at ? NULL : malloc(n);
-}
-static void *failing_realloc(void *p, size_t n)
-{
-    return ++allocs == fail_at ? NULL : realloc(p, n);
-}
-
 static void test_allocation_failures(void **state)
 {
     static const char in[] = "250-mx.example.org\r\n250-PIPELINING\r\n250 2.0.0 SIZE 1\r\n";
-    const sk_allocator a = {failing_malloc, failing_realloc, free};
     int succeeded = 0;
-    for (fail_at = 1; fail_at < 50 && !succeeded; fail_at++) {
-        allocs = 0;
-        sk_set_allocator(&a);
+    for (long n = 0; n < 49 && !succeeded; n++) {
+        skt_alloc_fail_at(n);
         sk_reply_parser p;
         sk_reply_parser_init(&p);
         size_t used;
@@ -185,7 +175,7 @@ static void test_allocation_failures(void **state)
         sk_reply r;
         sk_err e = sk_reply_parser_feed(&p, in, sizeof in - 1, &used, &r, &done);
         sk_reply_parser_free(&p);
-        sk_set_allocator(NULL);
+        skt_alloc_end();
         if (e == SK_OK) {
             assert_int_equal(done, 1);
             succeeded = 1;

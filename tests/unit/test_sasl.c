@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/smtpkit.h>
 #include <string.h>
 
@@ -23,7 +25,7 @@ static const struct {
 
 static void test_plain_rfc4616(void **state)
 {
-    for (size_t i = 0; i < sizeof plain_cases / sizeof plain_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(plain_cases); i++) {
         sk_buf b = SK_BUF_INIT(SK_SASL_MAX_OCTETS), enc = SK_BUF_INIT(SK_SASL_MAX_OCTETS);
         assert_int_equal(sk_sasl_plain_response(&b, plain_cases[i].authzid, plain_cases[i].user,
                                                 plain_cases[i].password),
@@ -97,7 +99,7 @@ static const struct {
 
 static void test_choose(void **state)
 {
-    for (size_t i = 0; i < sizeof choose_cases / sizeof choose_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(choose_cases); i++) {
         print_message("case %zu\n", i);
         assert_int_equal(
             sk_sasl_choose(choose_cases[i].offered, choose_cases[i].wanted, choose_cases[i].token),

@@ -10,8 +10,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <event2/event.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +23,6 @@
 #include "queue/queue_int.h"
 
 #define MAX_JOBS 2048
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
 
 /* A job the fake transport was given. */
 typedef struct fjob {
@@ -150,11 +146,6 @@ static void fake_route_key(sk_transport *t, const char *domain, sk_route_key_fn 
     cb(ctx, domain, NULL);
 }
 
-static int64_t clock_now(void *ctx)
-{
-    return ((harness *)ctx)->now;
-}
-
 static void on_event(void *ctx, const sk_queue_event *ev)
 {
     harness *h = ctx;
@@ -175,9 +166,7 @@ static void on_event(void *ctx, const sk_queue_event *ev)
 static void start(harness *h)
 {
     if (!h->dir) {
-        char tmpl[] = "/tmp/sk-sched-XXXXXX";
-        assert_non_null(mkdtemp(tmpl));
-        h->dir = strdup(tmpl);
+        h->dir = skt_tmpdir("sched");
         h->now = 1700000000000;
     }
     memset(h->ev, 0, sizeof h->ev);
@@ -193,8 +182,8 @@ static void start(harness *h)
     if (o.nlocal_domains) o.local_transport = &h->lt;
     o.on_event = on_event;
     o.event_ctx = h;
-    o.now_ms = clock_now;
-    o.clock_ctx = h;
+    o.now_ms = skt_clock_ms;
+    o.clock_ctx = &h->now;
     o.hostname = "mta.test";
     h->q = sk_queue_new(h->spool, &o, h->base, &err);
     assert_non_null(h->q);
@@ -211,7 +200,7 @@ static void stop(harness *h)
 static void done_all(harness *h)
 {
     stop(h);
-    nftw(h->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    skt_rmtree(h->dir);
     free(h->dir);
     h->dir = NULL;
 }
@@ -360,7 +349,7 @@ static void test_priority_order(void **state)
         {{.sender = "vip@sender.test", .rcpts = {"e@one.test"}, .has_prio = 1, .prio = -5}, 0},
         {{.rcpts = {"f@one.test"}, .has_prio = 1, .prio = -1}, 4},
     };
-    enum { N = sizeof cases / sizeof cases[0] };
+    enum { N = SKT_N(cases) };
     char ids[N][SK_SPOOL_ID_SIZE];
     for (size_t i = 0; i < N; i++) {
         inject(&h, &cases[i].m, ids[i]);
@@ -442,7 +431,7 @@ static void test_priority_parse(void **state)
         {"auth:=1", SK_ERR_SYNTAX, 0, NULL, 0},
         {"example.com", SK_ERR_SYNTAX, 0, NULL, 0},
     };
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    for (size_t c = 0; c < SKT_N(cases); c++) {
         sk_queue_priority_rule r;
         sk_error err;
         sk_err e = sk_queue_priority_parse(cases[c].in, &r, &err);
@@ -543,7 +532,7 @@ static void test_throttle(void **state)
         {"4.7.28 rule", 451, "4.7.28", "unusual rate", 3600 * 1000, 1, 60000},
         {"plain 4xx", 451, "4.3.0", "local problem", 0, 0, 0},
     };
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    for (size_t c = 0; c < SKT_N(cases); c++) {
         harness h = {0};
         h.opts.throttle_suspend_ms = 90 * 1000;
         /* The deferred first message stays out of the way. */
@@ -710,13 +699,8 @@ static char *read_msg(harness *h, const char *id)
 {
     sk_buf p = SK_BUF_INIT(4096);
     assert_int_equal(sk_spool_body_path(h->spool, id, &p), SK_OK);
-    FILE *f = fopen(sk_buf_cstr(&p), "rb");
+    char *s = skt_read_file(sk_buf_cstr(&p), NULL);
     sk_buf_free(&p);
-    assert_non_null(f);
-    char *s = calloc(1, 1 << 20);
-    size_t n = fread(s, 1, (1 << 20) - 1, f);
-    s[n] = '\0';
-    fclose(f);
     return s;
 }
 
@@ -743,7 +727,7 @@ static void test_dsn_on_permanent_failure(void **state)
         {"NOTIFY=NEVER", "alice@sender.test", SK_DSN_NOTIFY_NEVER, 0, 0},
         {"null sender", "", 0, 0, 0},
     };
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    for (size_t c = 0; c < SKT_N(cases); c++) {
         harness h = {0};
         static const script sc[] = {
             {"gone.test", 0, SK_DELIVERY_PERMANENT, 550, "5.1.1", "no such user here"},
@@ -870,7 +854,7 @@ static void test_dsn_on_success(void **state)
         {"null sender relayed", "", "bob@ok.test", SK_DSN_NOTIFY_SUCCESS, 0, NULL},
     };
     static const char *const locals[] = {"here.test"};
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    for (size_t c = 0; c < SKT_N(cases); c++) {
         print_message("%s\n", cases[c].name);
         harness h = {0};
         static const script sc[] = {{"sender.test", 1, 0, 0, NULL, NULL}};

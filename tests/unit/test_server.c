@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/smtpkit.h>
 
 #include <arpa/inet.h>
@@ -17,8 +19,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static void test_listen_addresses(void **state)
 {
@@ -46,7 +46,7 @@ static void test_listen_addresses(void **state)
     sk_server *srv = sk_server_new(&(sk_server_opts){.hostname = "mx.test"}, NULL, &err);
     assert_non_null(srv);
     size_t ok = 0;
-    for (size_t i = 0; i < N(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_err e = sk_server_listen(srv, cases[i].addr, cases[i].kind, &err);
         if (e != cases[i].err) fail_msg("case %zu (%s): %d %s", i, cases[i].addr, e, err.text);
         if (!e) {
@@ -71,7 +71,7 @@ static void test_options(void **state)
         {{.tls_cert_file = "/nonexistent/cert.pem", .tls_key_file = "/nonexistent/key.pem"}, 0},
         {{.tls_key_file = "/nonexistent/key.pem"}, 0},
     };
-    for (size_t i = 0; i < N(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_error err;
         sk_server *srv = sk_server_new(&cases[i].o, NULL, &err);
         if (!!srv != cases[i].ok) fail_msg("case %zu: %s", i, srv ? "accepted" : err.text);
@@ -211,29 +211,13 @@ static void test_async_and_stop(void **state)
     event_base_free(f.base);
 }
 
-static long alloc_left = -1;
-static void *fail_malloc(size_t n)
-{
-    if (alloc_left == 0) return NULL;
-    if (alloc_left > 0) alloc_left--;
-    return malloc(n);
-}
-static void *fail_realloc(void *p, size_t n)
-{
-    if (alloc_left == 0) return NULL;
-    if (alloc_left > 0) alloc_left--;
-    return realloc(p, n);
-}
-
 /* Fail the Nth of our allocations for every N while creating, configuring
  * and freeing a server: every failure is reported, nothing leaks. */
 static void test_alloc_failures(void **state)
 {
-    static const sk_allocator failing = {fail_malloc, fail_realloc, free};
     int done = 0;
     for (long n = 0; n < 50 && !done; n++) {
-        sk_set_allocator(&failing);
-        alloc_left = n;
+        skt_alloc_fail_from(n);
         sk_error err;
         sk_server *srv = sk_server_new(&(sk_server_opts){.hostname = "mx.test"}, NULL, &err);
         if (!srv) {
@@ -246,8 +230,7 @@ static void test_alloc_failures(void **state)
             done = e == SK_OK && r == SK_OK;
             sk_server_free(srv);
         }
-        alloc_left = -1;
-        sk_set_allocator(NULL);
+        skt_alloc_end();
     }
     assert_true(done);
 }

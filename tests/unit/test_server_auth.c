@@ -6,12 +6,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include "sasl/sasl_server.h"
 #include <smtpkit/smtpkit.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static void test_plain(void **state)
 {
@@ -30,7 +30,7 @@ static void test_plain(void **state)
         {"", SK_ERR_SYNTAX, NULL, NULL, NULL},
         {"!!!!", SK_ERR_SYNTAX, NULL, NULL, NULL},
     };
-    for (size_t i = 0; i < N(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf b = SK_BUF_INIT(1000);
         const char *z = NULL, *u = NULL, *p = NULL;
         sk_err e = sk_sasl_server_plain(cases[i].b64, strlen(cases[i].b64), &b, &z, &u, &p);
@@ -56,7 +56,7 @@ static void test_login(void **state)
         {"dQB4", SK_ERR_SYNTAX, NULL},
         {"dXNlcg", SK_ERR_SYNTAX, NULL},
     };
-    for (size_t i = 0; i < N(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf b = SK_BUF_INIT(1000);
         sk_err e = sk_sasl_server_login(cases[i].b64, strlen(cases[i].b64), &b);
         assert_int_equal(e, cases[i].err);
@@ -78,7 +78,7 @@ static void test_crypt(void **state)
         const char *pw;
         int ok;
     } cases[] = {{"s3cret pw", 1}, {"s3cret pw ", 0}, {"", 0}, {"S3cret pw", 0}};
-    for (size_t i = 0; i < N(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         assert_int_equal(sk_sasl_verify_crypt(cases[i].pw, h), cases[i].ok);
         assert_int_equal(sk_sasl_verify_crypt(cases[i].pw, h2), cases[i].ok);
     }
@@ -96,7 +96,7 @@ static void test_crypt(void **state)
         {"password", "", 0},
         {"password", "$6$saltsalt$tampered", 0},
     };
-    for (size_t i = 0; i < N(fixed); i++)
+    for (size_t i = 0; i < SKT_N(fixed); i++)
         if (sk_sasl_verify_crypt(fixed[i].pw, fixed[i].hash) != fixed[i].ok)
             fail_msg("fixed %zu", i);
     sk_free(h);
@@ -105,27 +105,11 @@ static void test_crypt(void **state)
 
 /* Allocation-failure sweep: fail the Nth allocation for every N; each call
  * either works or says SK_ERR_NOMEM (and leaks nothing, under ASan). */
-static long alloc_left = -1;
-static void *fail_malloc(size_t n)
-{
-    if (alloc_left == 0) return NULL;
-    if (alloc_left > 0) alloc_left--;
-    return malloc(n);
-}
-static void *fail_realloc(void *p, size_t n)
-{
-    if (alloc_left == 0) return NULL;
-    if (alloc_left > 0) alloc_left--;
-    return realloc(p, n);
-}
-
 static void test_alloc_failures(void **state)
 {
-    static const sk_allocator failing = {fail_malloc, fail_realloc, free};
-    sk_set_allocator(&failing);
     int done = 0;
     for (long n = 0; n < 50 && !done; n++) {
-        alloc_left = n;
+        skt_alloc_fail_from(n);
         sk_buf b = SK_BUF_INIT(1000);
         const char *z, *u, *p;
         sk_err e1 = sk_sasl_server_plain("AHRpbQB0YW5zdGFhZg==", 20, &b, &z, &u, &p);
@@ -141,9 +125,8 @@ static void test_alloc_failures(void **state)
         int v = h ? sk_sasl_verify_crypt("pw", h) : 0;
         sk_free(h);
         done = e1 == SK_OK && e2 == SK_OK && e3 == SK_OK && v;
+        skt_alloc_end();
     }
-    alloc_left = -1;
-    sk_set_allocator(NULL);
     assert_true(done); /* enough allocations let everything succeed */
 }
 

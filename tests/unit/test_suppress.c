@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/smtpkit.h>
 
 #include <event2/event.h>
@@ -19,26 +21,22 @@
 #define NOW_S 1790000000LL
 
 typedef struct fixture {
-    char dir[64];
+    char *dir;
     char path[96];
+    int64_t now_ms; /* the store's clock */
     sk_track *tr;
 } fixture;
-
-static int64_t fake_clock(void *ctx)
-{
-    return NOW_S * 1000;
-}
 
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/sk-suppress-XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
+    f->dir = skt_tmpdir("suppress");
     snprintf(f->path, sizeof f->path, "%s/track.db", f->dir);
+    f->now_ms = NOW_S * 1000;
     sk_error err;
     f->tr = sk_track_open(f->path, 0, &err);
     if (!f->tr) return -1;
-    sk_track_opts o = {.clock_ms = fake_clock};
+    sk_track_opts o = {.clock_ms = skt_clock_ms, .clock_ctx = &f->now_ms};
     if (sk_track_set_opts(f->tr, &o, NULL, &err)) return -1;
     *state = f;
     return 0;
@@ -48,13 +46,8 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     sk_track_free(f->tr);
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        char p[128];
-        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
+    skt_rmtree(f->dir);
+    free(f->dir);
     free(f);
     return 0;
 }
@@ -81,7 +74,7 @@ static void test_normalize(void **state)
         {"a\r\n@example.com", SK_ERR_INVAL, NULL},
         {NULL, SK_ERR_INVAL, NULL},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_buf b = SK_BUF_INIT(SK_SMTP_PATH_MAX_OCTETS);
         sk_err e = sk_suppress_normalize(cases[i].in, &b);
         if (e != cases[i].err) fail_msg("case %zu: %d", i, e);
@@ -115,7 +108,7 @@ static void test_case_rules(void **state)
         {"Bob@example.org", SK_ERR_NOT_FOUND},
         {"Bob", SK_ERR_INVAL},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_suppression s;
         sk_err e = sk_suppress_check(f->tr, cases[i].addr, 0, &s, &err);
         if (e != cases[i].err) fail_msg("case %zu '%s': %d", i, cases[i].addr, e);
@@ -147,7 +140,7 @@ static void test_expiry(void **state)
         {"b@x.org", 1999, SK_OK},
         {"b@x.org", INT64_MAX, SK_OK}, /* for ever */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_err e = sk_suppress_check(f->tr, cases[i].addr, cases[i].now, NULL, &err);
         if (e != cases[i].err) fail_msg("case %zu: %d", i, e);
     }
@@ -192,7 +185,7 @@ static void test_remove(void **state)
         {"c@example.net", SK_ERR_NOT_FOUND}, /* already gone */
         {"junk", SK_ERR_INVAL},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_err e = sk_suppress_remove(f->tr, cases[i].addr, &err);
         if (e != cases[i].err) fail_msg("case %zu: %d", i, e);
     }
@@ -216,7 +209,7 @@ static void test_after_bounce(void **state)
         {SK_TRACK_BOUNCED, "u5@example.org", NULL, "550 5.0.0 no", 0, NULL},
         {SK_TRACK_DEFERRED, "u6@example.org", "bad-mailbox", "450 4.1.1 later", 0, NULL},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_track_ev ev = {.time_ms = NOW_S * 1000,
                           .kind = cases[i].kind,
                           .queue_id = "Q",
@@ -279,7 +272,7 @@ static void test_set(void **state)
         {"old@x.org", "bad-mailbox", 100, NOW_S},
         {"\"q@p\"@Y.org", NULL, 100, 0},
     };
-    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++)
+    for (size_t i = 0; i < SKT_N(entries); i++)
         assert_int_equal(sk_suppress_set_put(set, &entries[i]), SK_OK);
     assert_int_equal(sk_suppress_set_count(set), 4);
     sk_suppression bad = {"not-an-address", "x", 1, 0};
@@ -303,7 +296,7 @@ static void test_set(void **state)
         {"junk", NOW_S, NULL, NULL},
         {"", NOW_S, NULL, NULL},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         const sk_suppression *e = sk_suppress_set_find(set, cases[i].addr, cases[i].now);
         if (!cases[i].found != !e) fail_msg("case %zu '%s': found %p", i, cases[i].addr, e);
         if (e) {
@@ -415,7 +408,7 @@ static void test_mirror(void **state)
         {"INSERT INTO suppression VALUES ('nonsense', 'x', 1, NULL)", NULL, NULL, NULL, "new@x.org",
          "back"},
     };
-    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    for (size_t i = 0; i < SKT_N(steps); i++) {
         if (steps[i].sql) sql(f->path, steps[i].sql);
         if (steps[i].add)
             assert_int_equal(sk_suppress_add(f->tr, steps[i].add, steps[i].reason, 0, 0, &err),

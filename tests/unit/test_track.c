@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/smtpkit.h>
 
 #include <event2/event.h>
@@ -19,21 +21,15 @@
 #define NOW_MS 1790000000000LL /* 2026-09-21: the injected clock */
 
 typedef struct fixture {
-    char dir[64];
+    char *dir;
     char path[96];
     int64_t clock_ms;
 } fixture;
 
-static int64_t fake_clock(void *ctx)
-{
-    return ((fixture *)ctx)->clock_ms;
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/sk-track-XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
+    f->dir = skt_tmpdir("track");
     snprintf(f->path, sizeof f->path, "%s/track.db", f->dir);
     f->clock_ms = NOW_MS;
     *state = f;
@@ -43,13 +39,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        char p[128];
-        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
+    skt_rmtree(f->dir);
+    free(f->dir);
     free(f);
     return 0;
 }
@@ -63,8 +54,8 @@ static sk_track *open_writer(fixture *f, unsigned batch, unsigned busy_ms)
     sk_track_opts o = {.batch_events = batch,
                        .batch_delay_ms = 3600 * 1000,
                        .busy_timeout_ms = busy_ms,
-                       .clock_ms = fake_clock,
-                       .clock_ctx = f};
+                       .clock_ms = skt_clock_ms,
+                       .clock_ctx = &f->clock_ms};
     assert_int_equal(sk_track_set_opts(tr, &o, NULL, &err), SK_OK);
     return tr;
 }
@@ -86,7 +77,7 @@ static void test_kind_names(void **state)
         {SK_TRACK_BOUNCED, "bounced"},       {SK_TRACK_EXPIRED, "expired"},
         {SK_TRACK_SUPPRESSED, "suppressed"}, {SK_TRACK_COMPLAINED, "complained"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         assert_string_equal(sk_track_kind_name(cases[i].k), cases[i].name);
         assert_int_equal(sk_track_kind_parse(cases[i].name), cases[i].k);
     }
@@ -115,7 +106,7 @@ static void test_insert_query_order(void **state)
 {
     fixture *f = *state;
     sk_track *tr = open_writer(f, 64, 0);
-    size_t n = sizeof order_cases / sizeof order_cases[0];
+    size_t n = SKT_N(order_cases);
     for (size_t i = 0; i < n; i++)
         record(tr, &(sk_track_ev){.time_ms = NOW_MS + order_cases[i].t,
                                   .kind = order_cases[i].k,
@@ -221,7 +212,7 @@ static void test_message_id_lookup(void **state)
             q = sk_track_open(f->path, 1, &err);
             assert_non_null(q);
         }
-        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (size_t i = 0; i < SKT_N(cases); i++) {
             sk_track_result *r = NULL;
             sk_err e = sk_track_query(q, cases[i].key, &r, &err);
             if (e != cases[i].err) fail_msg("case %zu '%s': %d", i, cases[i].key, e);
@@ -262,7 +253,7 @@ static void test_stats_windows(void **state)
         {86400, SK_TRACK_DELIVERED, "g@example.net"}, /* outside the day */
         {-5, SK_TRACK_DELIVERED, "h@example.net"},    /* after now */
     };
-    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+    for (size_t i = 0; i < SKT_N(evs); i++)
         record(tr, &(sk_track_ev){.time_ms = NOW_MS - evs[i].ago_s * 1000,
                                   .kind = evs[i].k,
                                   .queue_id = "Q",
@@ -281,7 +272,7 @@ static void test_stats_windows(void **state)
         {1, SK_TRACK_DEFERRED, 1},  {1, SK_TRACK_BOUNCED, 1},  {1, SK_TRACK_EXPIRED, 1},
         {1, SK_TRACK_RECEIVED, 1},  {1, SK_TRACK_QUEUED, 0},
     };
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    for (size_t i = 0; i < SKT_N(kinds); i++) {
         const sk_track_window *w = kinds[i].day ? &s->day : &s->hour;
         if (w->by_kind[kinds[i].k] != kinds[i].n)
             fail_msg("case %zu: %s %llu", i, sk_track_kind_name(kinds[i].k),
@@ -300,7 +291,7 @@ static void test_stats_windows(void **state)
         {1, "example.net", 2, 2}, {1, "example.com", 1, 1},
     };
     size_t idx[2] = {0, 0};
-    for (size_t i = 0; i < sizeof doms / sizeof doms[0]; i++) {
+    for (size_t i = 0; i < SKT_N(doms); i++) {
         const sk_track_window *w = doms[i].day ? &s->day : &s->hour;
         size_t j = idx[doms[i].day]++;
         assert_true(j < w->ndomains);
@@ -494,7 +485,7 @@ static void test_batching(void **state)
     static const struct {
         size_t written, pending;
     } after[] = {{0, 1}, {0, 2}, {3, 0}, {3, 1}};
-    for (size_t i = 0; i < sizeof after / sizeof after[0]; i++) {
+    for (size_t i = 0; i < SKT_N(after); i++) {
         record(tr, &(sk_track_ev){.kind = SK_TRACK_QUEUED, .queue_id = "QB"});
         assert_int_equal(sk_track_pending(tr), after[i].pending);
         assert_int_equal(count_events(f), after[i].written);
@@ -609,24 +600,19 @@ static void test_reader_beside_locked_writer(void **state)
     sk_track_free(tr);
 }
 
-static void count_warnings(void *ctx, sk_log_level level, const char *line)
-{
-    if (level == SK_LOG_WARN && strstr(line, "flush-failed")) (*(int *)ctx)++;
-}
-
 /* After a failed flush, recording events does not retry at once (each try
  * may wait for the busy timeout); an explicit flush does. */
 static void test_flush_backoff(void **state)
 {
     fixture *f = *state;
-    int warnings = 0;
+    skt_log log = {0};
     sk_error err;
     sk_track *tr = sk_track_open(f->path, 0, &err);
     assert_non_null(tr);
     sk_track_opts o = {.batch_events = 1,
                        .batch_delay_ms = 3600 * 1000,
                        .busy_timeout_ms = 10,
-                       .log = {.fn = count_warnings, .ctx = &warnings, .max_level = SK_LOG_DEBUG}};
+                       .log = {.fn = skt_log_line, .ctx = &log, .max_level = SK_LOG_DEBUG}};
     assert_int_equal(sk_track_set_opts(tr, &o, NULL, &err), SK_OK);
     sqlite3 *other;
     assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
@@ -636,17 +622,18 @@ static void test_flush_backoff(void **state)
         size_t pending;
         int warnings;
     } steps[] = {{0, 1, 1}, {0, 2, 1}, {1, 3, 1}};
-    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    for (size_t i = 0; i < SKT_N(steps); i++) {
         if (steps[i].commit_first)
             assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
         record(tr, &(sk_track_ev){.kind = SK_TRACK_QUEUED, .queue_id = "QR"});
         assert_int_equal(sk_track_pending(tr), steps[i].pending);
-        assert_int_equal(warnings, steps[i].warnings);
+        assert_int_equal(skt_log_count(&log, SK_LOG_WARN, "flush-failed"), steps[i].warnings);
     }
     sqlite3_close(other);
     assert_int_equal(sk_track_flush(tr, &err), SK_OK);
     assert_int_equal(count_events(f), 3);
     sk_track_free(tr);
+    skt_log_free(&log);
 }
 
 static void test_errors(void **state)
@@ -670,7 +657,7 @@ static void test_errors(void **state)
         {{.kind = SK_TRACK__COUNT, .queue_id = "Q"}, SK_ERR_INVAL},
         {{.kind = SK_TRACK_RECEIVED, .message_id = "m@x"}, SK_OK},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (size_t i = 0; i < SKT_N(cases); i++)
         assert_int_equal(sk_track_event(tr, &cases[i].ev, &err), cases[i].err);
     assert_int_equal(
         sk_track_event(tr, &(sk_track_ev){.kind = SK_TRACK_DEFERRED, .queue_id = "Q", .reply = big},

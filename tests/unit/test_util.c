@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sktest.h"
+
 #include <smtpkit/smtpkit.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +49,7 @@ static const struct {
 
 static void test_base64_vectors(void **state)
 {
-    for (size_t i = 0; i < sizeof b64_cases / sizeof b64_cases[0]; i++) {
+    for (size_t i = 0; i < SKT_N(b64_cases); i++) {
         sk_buf b = SK_BUF_INIT(64);
         assert_int_equal(sk_base64_encode(&b, b64_cases[i].plain, strlen(b64_cases[i].plain)),
                          SK_OK);
@@ -64,7 +66,7 @@ static void test_base64_vectors(void **state)
 static void test_base64_rejects(void **state)
 {
     static const char *const bad[] = {"Zg=", "Z===", "Zm9v!A==", "Zh==", "Zg==Zg==", "=Zg="};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    for (size_t i = 0; i < SKT_N(bad); i++) {
         sk_buf b = SK_BUF_INIT(64);
         assert_int_equal(sk_base64_decode(&b, bad[i], strlen(bad[i])), SK_ERR_SYNTAX);
         sk_buf_free(&b);
@@ -80,7 +82,7 @@ static void test_parse_units(void **state)
     } d[] = {{"5d", SK_OK, 5 * 86400000ull}, {"1m", SK_OK, 60000},     {"30", SK_OK, 30000},
              {"250ms", SK_OK, 250},          {"4h", SK_OK, 14400000},  {"x", SK_ERR_SYNTAX, 0},
              {"5y", SK_ERR_SYNTAX, 0},       {"-1s", SK_ERR_SYNTAX, 0}};
-    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
+    for (size_t i = 0; i < SKT_N(d); i++) {
         uint64_t v = 0;
         assert_int_equal(sk_parse_duration_ms(d[i].in, &v), d[i].err);
         if (d[i].err == SK_OK) assert_int_equal(v, d[i].ms);
@@ -99,7 +101,7 @@ static void test_enhanced_valid(void **state)
     } c[] = {{"5.1.1", 550, 1}, {"4.7.0", 421, 1},  {"2.0.0", 250, 1}, {"5.1.10", 550, 1},
              {"4.1.1", 550, 0}, {"3.1.1", 0, 0},    {"5.1", 0, 0},     {"5.1.1.1", 0, 0},
              {"5.01.1", 0, 0},  {"5.1000.1", 0, 0}, {"", 0, 0}};
-    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+    for (size_t i = 0; i < SKT_N(c); i++)
         assert_int_equal(sk_enhanced_valid(c[i].s, c[i].code), c[i].ok);
 }
 

@@ -8,6 +8,8 @@
 #ifndef SK_SPOOL_JOURNAL_H
 #define SK_SPOOL_JOURNAL_H
 
+#include "spool/io.h"
+
 #include <smtpkit/util.h>
 
 #include <sys/types.h>
@@ -31,10 +33,8 @@ typedef struct sk_journal {
      * generation (after a checkpoint) before the next append. */
     int need_reset;
     int created; /* sk_journal_open made the file (it holds no record) */
-    /* Test hooks, as in sk_spool_opts; NULL in production. */
-    ssize_t (*write_fn)(void *ctx, int fd, const void *p, size_t n);
-    int (*sync_fn)(void *ctx, int fd);
-    void *hook_ctx;
+    /* The test hooks of sk_spool_opts; empty in production. */
+    sk_spool_hooks hooks;
 } sk_journal;
 
 /* Called by sk_journal_replay for each live record, in order: content is

@@ -2,6 +2,7 @@
  * by a committer thread, recovered on open (docs/queue.md). */
 #include "spool/spool_int.h"
 
+#include "spool/id.h"
 #include "spool/journal.h"
 
 #include <dirent.h>
@@ -43,9 +44,6 @@
  * (docs/queue.md "No duplicate deliveries"). */
 #define SPOOL_REMOVE_SYNC_DELAY_MS 100
 #define SPOOL_REUSE_EXT            ".free"
-/* IDs of one millisecond compared for uniqueness; past that many the
- * time part moves on to the next millisecond. */
-#define SPOOL_RECENT_IDS 256
 /* How long a checkpoint waits for the materializer to write the files of
  * journaled messages (a retire must not come before them). */
 #define SPOOL_CHECKPOINT_WAIT_MS 10000
@@ -94,9 +92,10 @@ typedef struct sk_spool_orphan {
 
 struct sk_spool {
     sk_spool_opts opts;
-    char *dir;    /* DATA-DIR/spool */
-    char *msgdir; /* DATA-DIR/spool/msg */
-    char *ctldir; /* DATA-DIR/spool/ctl */
+    sk_spool_hooks hooks; /* the test hooks of opts */
+    char *dir;            /* DATA-DIR/spool */
+    char *msgdir;         /* DATA-DIR/spool/msg */
+    char *ctldir;         /* DATA-DIR/spool/ctl */
     int msgdir_fd;
     int lock_fd;
     struct event_base *base;
@@ -169,18 +168,8 @@ struct sk_spool {
     /* The last write failed: a checkpoint does not wait (it fails at
      * once; a group that needs one gets 452 instead of waiting). */
     int mat_failing;
-    /* Queue IDs: the time part never goes back and IDs drawn in the same
-     * millisecond are compared (loop thread), so two messages of this
-     * process never share one (docs/queue.md "On-disk layout"). */
-    uint64_t id_ms;
-    char recent_ids[SPOOL_RECENT_IDS][SK_SPOOL_ID_SIZE];
-    size_t nrecent_ids;
+    sk_spool_idgen ids; /* loop thread */
 };
-
-sk_err sk_spool_errno(int e)
-{
-    return (e == ENOSPC || e == EDQUOT) ? SK_ERR_NOSPACE : SK_ERR_IO;
-}
 
 /* The first k files of freed had their removal made durable by a barrier:
  * they may be written over now. Called with mu held. */
@@ -190,74 +179,6 @@ static void freed_to_reuse(sk_spool *s, size_t k)
     s->nreuse += k;
     s->nfreed -= k;
     memmove(s->freed, s->freed + k, s->nfreed * sizeof *s->freed);
-}
-
-static ssize_t do_write(const sk_spool *s, int fd, const void *p, size_t n)
-{
-    if (s && s->opts.write_fn) return s->opts.write_fn(s->opts.hook_ctx, fd, p, n);
-    return write(fd, p, n);
-}
-
-static int do_sync(const sk_spool *s, int fd)
-{
-    if (s && s->opts.sync_fn) return s->opts.sync_fn(s->opts.hook_ctx, fd);
-    return fdatasync(fd);
-}
-
-/* The group barrier of SK_SPOOL_SYNC_FS: syncfs(2) writes back every dirty
- * inode of the file system and commits its journal, so one call covers the
- * data and directory entries of a whole group. Since Linux 5.8 it also
- * reports writeback errors met since the fd was opened. */
-static sk_err sync_fs(const sk_spool *s, int dfd)
-{
-    int r = s->opts.sync_fn ? s->opts.sync_fn(s->opts.hook_ctx, dfd) : syncfs(dfd);
-    return r ? sk_spool_errno(errno) : SK_OK;
-}
-
-static sk_err write_all(const sk_spool *s, int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = do_write(s, fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return sk_spool_errno(errno);
-        }
-        if (w == 0) return SK_ERR_IO;
-        p += w;
-        n -= (size_t)w;
-    }
-    return SK_OK;
-}
-
-/* The pieces in order, with one writev(2) in the common case (one system
- * call per message file instead of three); piece by piece through the
- * test hook, so that a fault can hit each. */
-static sk_err write_parts(const sk_spool *s, int fd, struct iovec *iov, int n)
-{
-    if (s->opts.write_fn) {
-        for (int i = 0; i < n; i++) {
-            sk_err e = write_all(s, fd, iov[i].iov_base, iov[i].iov_len);
-            if (e) return e;
-        }
-        return SK_OK;
-    }
-    while (n) {
-        ssize_t w = writev(fd, iov, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return sk_spool_errno(errno);
-        size_t k = (size_t)w;
-        while (n && k >= iov->iov_len) {
-            k -= iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n) {
-            if (!w) return SK_ERR_IO;
-            iov->iov_base = (char *)iov->iov_base + k;
-            iov->iov_len -= k;
-        }
-    }
-    return SK_OK;
 }
 
 static char *path_join(const char *a, const char *b)
@@ -275,15 +196,6 @@ static sk_err make_dir(const char *path, sk_error *err)
     if (mkdir(path, 0700) == 0 || errno == EEXIST) return SK_OK;
     return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "cannot create %s: %s", path,
                         strerror(errno));
-}
-
-static sk_err sync_dir_fd(const sk_spool *s, int dfd)
-{
-    /* fsync, not fdatasync: a directory's entries are its data, but some
-     * file systems only honour fsync on directories. */
-    if (s && s->opts.sync_fn)
-        return s->opts.sync_fn(s->opts.hook_ctx, dfd) ? sk_spool_errno(errno) : SK_OK;
-    return fsync(dfd) ? sk_spool_errno(errno) : SK_OK;
 }
 
 static uint64_t journal_size(const sk_spool *s)
@@ -311,32 +223,13 @@ static sk_err checkpoint(sk_spool *s)
         pthread_mutex_unlock(&s->mu);
         if (behind) return SK_ERR_TIMEOUT;
     }
-    sk_err e = sync_fs(s, s->msgdir_fd);
+    sk_err e = sk_spool_sync_fs(&s->hooks, s->msgdir_fd);
     if (e) {
         s->journal.need_reset = 1;
         return e;
     }
     if (s->journal.fd < 0) return SK_OK;
     return sk_journal_new_generation(&s->journal, journal_size(s));
-}
-
-sk_err sk_spool_write_file(int dir_fd, const char *name, const void *data, size_t n, int sync_dir)
-{
-    char tmp[NAME_MAX + 1];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s%s", name, SK_SPOOL_TMP_EXT) >= sizeof tmp)
-        return SK_ERR_INVAL;
-    int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return sk_spool_errno(errno);
-    sk_err e = write_all(NULL, fd, data, n);
-    if (!e && fdatasync(fd)) e = sk_spool_errno(errno);
-    if (close(fd) && !e) e = sk_spool_errno(errno);
-    if (!e && renameat(dir_fd, tmp, dir_fd, name)) e = sk_spool_errno(errno);
-    if (e) {
-        unlinkat(dir_fd, tmp, 0);
-        return e;
-    }
-    if (sync_dir && fsync(dir_fd)) return sk_spool_errno(errno);
-    return SK_OK;
 }
 
 int sk_spool_lock(const char *spool_dir, unsigned wait_ms, long *busy_pid, sk_error *err)
@@ -385,21 +278,6 @@ int sk_spool_lock(const char *spool_dir, unsigned wait_ms, long *busy_pid, sk_er
     return fd;
 }
 
-static sk_err read_at(int dfd, const char *name, sk_buf *out, size_t max_read);
-
-static sk_err pread_all(int fd, char *p, size_t n, uint64_t at)
-{
-    while (n) {
-        ssize_t r = pread(fd, p, n, (off_t)at);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return SK_ERR_IO;
-        p += r;
-        n -= (size_t)r;
-        at += (uint64_t)r;
-    }
-    return SK_OK;
-}
-
 /* Where the envelope kept at the end of message file fd starts (which is
  * also the body's length), from the file's trailer. SK_ERR_NOT_FOUND when
  * the file has no trailer: a message being received, or a file written by
@@ -409,7 +287,7 @@ static sk_err trailer_read(int fd, uint64_t size, uint64_t *env_at)
     const size_t tag = sizeof SK_SPOOL_TRAILER_TAG - 1;
     char t[SK_SPOOL_TRAILER_OCTETS];
     if (size < sizeof t) return SK_ERR_NOT_FOUND;
-    if (pread_all(fd, t, sizeof t, size - sizeof t)) return SK_ERR_IO;
+    if (sk_spool_pread_all(fd, t, sizeof t, size - sizeof t)) return SK_ERR_IO;
     if (memcmp(t, SK_SPOOL_TRAILER_TAG, tag) || t[sizeof t - 1] != '\n') return SK_ERR_NOT_FOUND;
     uint64_t v = 0;
     for (size_t i = tag; i < tag + SK_SPOOL_TRAILER_DIGITS; i++) {
@@ -436,7 +314,8 @@ static sk_err trailer_envelope(int fd, const char *id, sk_spool_envelope **out)
     if (len > SK_SPOOL_ENVELOPE_MAX_OCTETS) return SK_ERR_SYNTAX;
     char *text = sk_malloc(len + 1);
     if (!text) return SK_ERR_NOMEM;
-    e = pread_all(fd, text, (size_t)len, at);
+    e = sk_spool_pread_all(fd, text, (size_t)len, at);
+    if (e == SK_ERR_NOT_FOUND) e = SK_ERR_IO; /* shorter than a moment ago */
     if (!e) e = sk_spool_envelope_parse(text, (size_t)len, out);
     sk_free(text);
     if (!e && (strcmp((*out)->id, id) || (*out)->body_octets != at)) e = SK_ERR_SYNTAX;
@@ -610,15 +489,6 @@ static int rename_ext(const sk_spool *s, const char *id, const char *from, const
     return 0;
 }
 
-/* The milliseconds of an ID's time part (its first 10 characters). */
-static uint64_t id_time_ms(const char *id)
-{
-    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    uint64_t t = 0;
-    for (int i = 0; i < 10; i++) t = t << 5 | (uint64_t)(strchr(alphabet, id[i]) - alphabet);
-    return t;
-}
-
 /* Whether the file fd holds exactly the n octets at p: 1, 0, or -1 on a
  * read error. */
 static int file_holds(int fd, const char *p, size_t n)
@@ -629,7 +499,7 @@ static int file_holds(int fd, const char *p, size_t n)
     char buf[8192];
     for (size_t off = 0; off < n;) {
         size_t k = n - off < sizeof buf ? n - off : sizeof buf;
-        sk_err e = pread_all(fd, buf, k, off);
+        sk_err e = sk_spool_pread_all(fd, buf, k, off);
         if (e) return -1;
         if (memcmp(buf, p + off, k)) return 0;
         off += k;
@@ -667,7 +537,7 @@ static sk_err replay_record(void *ctx, const char *id, const char *content, size
     unlinkat(s->msgdir_fd, name, 0);
     fd = openat(s->msgdir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return sk_spool_errno(errno);
-    sk_err e = write_all(s, fd, content, n);
+    sk_err e = sk_spool_write_all(&s->hooks, fd, content, n);
     if (close(fd) && !e) e = sk_spool_errno(errno);
     /* The checkpoint after the replay makes it durable. */
     if (!e && rename_ext(s, id, SK_SPOOL_NEW_EXT, SK_SPOOL_BODY_EXT, 0)) e = sk_spool_errno(errno);
@@ -815,7 +685,7 @@ static sk_err recover(sk_spool *s, sk_error *err)
         char name[NAME_MAX + 1];
         snprintf(name, sizeof name, "%s%s%s", ids[i], SK_SPOOL_ENV_EXT, SK_SPOOL_TMP_EXT);
         sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
-        const char *why = read_at(s->msgdir_fd, name, &b, 0) ? "unreadable" : NULL;
+        const char *why = sk_spool_read_file(s->msgdir_fd, name, &b) ? "unreadable" : NULL;
         if (!why) why = pair_problem(s, ids[i], &b, 1);
         sk_buf_free(&b);
         if (!why &&
@@ -885,7 +755,7 @@ static sk_err recover(sk_spool *s, sk_error *err)
         removed++;
     }
     /* New IDs come after every stored one, whatever the clock says. */
-    if (n) s->id_ms = id_time_ms(ids[n - 1]) + 1;
+    if (n) sk_spool_id_after(&s->ids, ids[n - 1]);
     sk_spool_ids_free(ids, n);
     if ((removed || promoted) && fsync(s->msgdir_fd))
         return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "fsync %s failed", s->msgdir);
@@ -1035,9 +905,8 @@ sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct 
     if (!s->opts.max_batch) s->opts.max_batch = SPOOL_BATCH_DEFAULT;
     if (!s->opts.lock_wait_ms) s->opts.lock_wait_ms = SPOOL_LOCK_WAIT_MS;
     s->msgdir_fd = s->lock_fd = s->efd = s->journal.fd = -1;
-    s->journal.write_fn = s->opts.write_fn;
-    s->journal.sync_fn = s->opts.sync_fn;
-    s->journal.hook_ctx = s->opts.hook_ctx;
+    s->hooks = (sk_spool_hooks){s->opts.write_fn, s->opts.sync_fn, s->opts.hook_ctx};
+    s->journal.hooks = s->hooks;
     sk_buf_init(&s->jbuf, journal_size(s));
     s->base = base;
     s->pending_tail = &s->pending;
@@ -1158,34 +1027,6 @@ static sk_err create_body(sk_spool_msg *m)
     return SK_OK;
 }
 
-/* A new queue ID no other message of this spool has: the time part never
- * goes back (a clock stepped back, or IDs of messages recovered at open
- * that are ahead of it), and the random part is drawn again when it
- * repeats one of the same millisecond. A journaled message's file is made
- * after its 250, when a name collision could no longer fail the commit,
- * so IDs must be unique before (O_EXCL still guards the files). */
-static sk_err unique_id(sk_spool *s, char id[SK_SPOOL_ID_SIZE])
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-    if (now < s->id_ms) now = s->id_ms;
-    if (now == s->id_ms && s->nrecent_ids == SPOOL_RECENT_IDS) now++;
-    if (now != s->id_ms) {
-        s->id_ms = now;
-        s->nrecent_ids = 0;
-    }
-    for (;;) {
-        sk_err e = sk_spool_id_new(id, now);
-        if (e) return e;
-        size_t i = 0;
-        while (i < s->nrecent_ids && strcmp(s->recent_ids[i], id)) i++;
-        if (i == s->nrecent_ids) break;
-    }
-    memcpy(s->recent_ids[s->nrecent_ids++], id, SK_SPOOL_ID_SIZE);
-    return SK_OK;
-}
-
 sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
 {
     if (s->opts.mode != SK_SPOOL_OWNER) {
@@ -1205,7 +1046,7 @@ sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error
     m->hdr_end = -1;
     sk_buf_init(&m->envtext, SK_SPOOL_ENVELOPE_MAX_OCTETS);
     if (!m->env->arrival) m->env->arrival = (int64_t)time(NULL);
-    sk_err e = unique_id(s, m->id);
+    sk_err e = sk_spool_id_unique(&s->ids, m->id);
     if (e) {
         sk_error_set(err, e, SK_STEP_NONE, "no random bytes");
         msg_free(m);
@@ -1223,7 +1064,7 @@ const char *sk_spool_msg_id(const sk_spool_msg *m)
 static sk_err flush_wbuf(sk_spool_msg *m)
 {
     if (m->err || !m->wbuf.len || create_body(m)) return m->err;
-    m->err = write_all(m->s, m->fd, m->wbuf.data, m->wbuf.len);
+    m->err = sk_spool_write_all(&m->s->hooks, m->fd, m->wbuf.data, m->wbuf.len);
     sk_buf_reset(&m->wbuf);
     return m->err;
 }
@@ -1267,7 +1108,7 @@ sk_err sk_spool_write(sk_spool_msg *m, const void *p, size_t n)
         if (n >= SPOOL_WRITE_CHUNK_OCTETS && !m->wbuf.len) {
             /* Large pieces go straight to the file. */
             if (create_body(m)) return m->err;
-            m->err = write_all(m->s, m->fd, c, n);
+            m->err = sk_spool_write_all(&m->s->hooks, m->fd, c, n);
             return m->err;
         }
         size_t k = n < room ? n : room;
@@ -1309,7 +1150,7 @@ static void write_envelope(sk_spool_msg *m)
     struct iovec iov[] = {{m->wbuf.data, m->wbuf.len},
                           {m->envtext.data, m->envtext.len},
                           {trailer, SK_SPOOL_TRAILER_OCTETS}};
-    m->err = write_parts(s, m->fd, iov, 3);
+    m->err = sk_spool_write_parts(&s->hooks, m->fd, iov, 3);
     /* A reused file is written over, not truncated first (see create_file):
      * cut it to the new length before the barrier. */
     off_t total = (off_t)(m->octets + m->envtext.len + SK_SPOOL_TRAILER_OCTETS);
@@ -1326,7 +1167,7 @@ static void write_envelope(sk_spool_msg *m)
  * file of the group, so the others mostly wait for data already written. */
 static void sync_files(sk_spool_msg *m)
 {
-    if (!m->err && do_sync(m->s, m->fd)) m->err = sk_spool_errno(errno);
+    if (!m->err) m->err = sk_spool_sync_file(&m->s->hooks, m->fd);
 }
 
 /* Phase 3, after the barrier: the message is already durable (as ID.new,
@@ -1426,8 +1267,8 @@ static sk_err commit_batch(sk_spool *s, sk_spool_msg *batch, int dir_dirty)
     if (octets)
         barrier = journal_group(s, batch, octets);
     else if (any_ok || dir_dirty)
-        barrier = s->opts.sync == SK_SPOOL_SYNC_FILES ? sync_dir_fd(s, s->msgdir_fd)
-                                                      : sync_fs(s, s->msgdir_fd);
+        barrier = s->opts.sync == SK_SPOOL_SYNC_FILES ? sk_spool_sync_dir(&s->hooks, s->msgdir_fd)
+                                                      : sk_spool_sync_fs(&s->hooks, s->msgdir_fd);
     for (sk_spool_msg *m = batch; m; m = m->next) {
         /* The state on disk is unknown after a failed barrier: take every
          * message back out so none is delivered. */
@@ -1535,7 +1376,7 @@ static void *committer_main(void *arg)
             /* A barrier for removals alone. */
             removals r = take_removals(s);
             pthread_mutex_unlock(&s->mu);
-            sk_err e = log ? checkpoint(s) : sync_dir_fd(s, s->msgdir_fd);
+            sk_err e = log ? checkpoint(s) : sk_spool_sync_dir(&s->hooks, s->msgdir_fd);
             settle_removals(s, &r, e);
             pthread_mutex_lock(&s->mu);
             continue;
@@ -1630,7 +1471,7 @@ static sk_err materialize(sk_spool_msg *m)
     struct iovec iov[] = {{m->wbuf.data, m->wbuf.len},
                           {m->envtext.data, m->envtext.len},
                           {trailer, SK_SPOOL_TRAILER_OCTETS}};
-    e = write_parts(s, fd, iov, 3);
+    e = sk_spool_write_parts(&s->hooks, fd, iov, 3);
     off_t total = (off_t)(m->octets + m->envtext.len + SK_SPOOL_TRAILER_OCTETS);
     if (!e && reused && ftruncate(fd, total)) e = sk_spool_errno(errno);
     if (close(fd) && !e) e = sk_spool_errno(errno);
@@ -1680,7 +1521,9 @@ static void *materializer_main(void *arg)
          * matter: the checkpoint's own syncfs is what counts. */
         mat_since_sync += n;
         if (mat_since_sync >= SPOOL_MATERIALIZE_SYNC_FILES) {
-            (void)sync_fs(s, s->msgdir_fd);
+            if (sk_spool_sync_fs(&s->hooks, s->msgdir_fd)) {
+                /* Does not matter: see above. */
+            }
             mat_since_sync = 0;
         }
         pthread_mutex_lock(&s->mu);
@@ -1835,30 +1678,6 @@ void sk_spool_ids_free(char **ids, size_t n)
     sk_free(ids);
 }
 
-static sk_err read_at(int dfd, const char *name, sk_buf *out, size_t max_read)
-{
-    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO;
-    char chunk[8192];
-    sk_err e = SK_OK;
-    size_t total = 0;
-    for (;;) {
-        ssize_t r = read(fd, chunk, sizeof chunk);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            e = SK_ERR_IO;
-            break;
-        }
-        if (r == 0) break;
-        e = sk_buf_append(out, chunk, (size_t)r);
-        if (e) break;
-        total += (size_t)r;
-        if (max_read && total >= max_read) break;
-    }
-    close(fd);
-    return e;
-}
-
 /* The envelope of a committed message: ID.env once the queue has saved
  * one, else the one kept in ID.msg since the commit. */
 sk_err sk_spool_load(sk_spool *s, const char *id, sk_spool_envelope **env, sk_error *err)
@@ -1875,7 +1694,7 @@ sk_err sk_spool_load(sk_spool *s, const char *id, sk_spool_envelope **env, sk_er
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, "%s%s", id, SK_SPOOL_ENV_EXT);
     sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
-    if (!e) e = read_at(s->msgdir_fd, name, &b, 0);
+    if (!e) e = sk_spool_read_file(s->msgdir_fd, name, &b);
     if (!e) {
         e = sk_spool_envelope_parse(b.data ? b.data : "", b.len, env);
         if (!e && strcmp((*env)->id, id)) e = SK_ERR_SYNTAX;
@@ -1986,7 +1805,8 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
         return SK_OK;
     }
     /* With the journal, a checkpoint: the message's record goes too. */
-    sk_err e = s->opts.sync == SK_SPOOL_SYNC_LOG ? checkpoint(s) : sync_dir_fd(s, s->msgdir_fd);
+    sk_err e = s->opts.sync == SK_SPOOL_SYNC_LOG ? checkpoint(s)
+                                                 : sk_spool_sync_dir(&s->hooks, s->msgdir_fd);
     if (e) return sk_error_set(err, e, SK_STEP_NONE, "cannot make the removal durable");
     freed_to_reuse(s, s->nfreed); /* no other thread: mu not needed */
     unlink_at(s, id, SK_SPOOL_ENV_EXT);
@@ -2055,7 +1875,8 @@ sk_err sk_spool_read_headers(sk_spool *s, const char *id, sk_buf *out, sk_error 
     if (want > SK_SPOOL_HEADERS_MAX_OCTETS) want = SK_SPOOL_HEADERS_MAX_OCTETS;
     sk_buf b = SK_BUF_INIT(SK_SPOOL_HEADERS_MAX_OCTETS + 1);
     e = sk_buf_reserve(&b, want);
-    if (!e) e = pread_all(fd, b.data, (size_t)want, 0);
+    if (!e) e = sk_spool_pread_all(fd, b.data, (size_t)want, 0);
+    if (e == SK_ERR_NOT_FOUND) e = SK_ERR_IO; /* shorter than its envelope says */
     /* A removed message's file may be reused for a new message (docs/
      * queue.md "Reused files"), but only after its name is gone: if the
      * name still leads to this file now, what was read is this message. */

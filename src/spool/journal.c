@@ -136,21 +136,23 @@ uint64_t sk_journal_record_octets(size_t n)
     return SK_JOURNAL_RECORD_OCTETS + (uint64_t)n;
 }
 
-sk_err sk_journal_record(const sk_journal *j, const char *id, const void *const parts[],
-                         const size_t lens[], size_t nparts, sk_buf *out)
+sk_err sk_journal_record(const sk_journal *j, const char *id, const struct iovec *parts,
+                         size_t nparts, sk_buf *out)
 {
     unsigned char h[SK_JOURNAL_RECORD_OCTETS] = {0};
     uint64_t len = 0;
-    for (size_t i = 0; i < nparts; i++) len += lens[i];
+    for (size_t i = 0; i < nparts; i++) len += parts[i].iov_len;
     memcpy(h, RECORD_MAGIC, MAGIC_OCTETS);
     put64(h + 8, j->gen);
     memcpy(h + 16, id, SK_SPOOL_ID_LEN);
     put64(h + 32, len);
     uint32_t crc = sk_spool_crc32c(0, h, 40);
-    for (size_t i = 0; i < nparts; i++) crc = sk_spool_crc32c(crc, parts[i], lens[i]);
+    for (size_t i = 0; i < nparts; i++)
+        crc = sk_spool_crc32c(crc, parts[i].iov_base, parts[i].iov_len);
     put32(h + 40, crc);
     sk_err e = sk_buf_append(out, h, sizeof h);
-    for (size_t i = 0; !e && i < nparts; i++) e = sk_buf_append(out, parts[i], lens[i]);
+    for (size_t i = 0; !e && i < nparts; i++)
+        e = sk_buf_append(out, parts[i].iov_base, parts[i].iov_len);
     return e;
 }
 

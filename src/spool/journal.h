@@ -61,8 +61,7 @@ uint64_t sk_journal_record_octets(size_t n);
  * sk_journal_append): its header, then the content given in nparts
  * pieces. */
 SK_NODISCARD sk_err sk_journal_record(const sk_journal *j, const char *id,
-                                      const void *const parts[], const size_t lens[], size_t nparts,
-                                      sk_buf *out);
+                                      const struct iovec *parts, size_t nparts, sk_buf *out);
 /* Write the group's records at the tail and fdatasync. On failure sets
  * need_reset. */
 SK_NODISCARD sk_err sk_journal_append(sk_journal *j, const char *p, size_t n);

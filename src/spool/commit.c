@@ -30,44 +30,21 @@ static void rename_new(sk_spool_msg *m)
 }
 
 /* Commit a group: write every message file, then ONE barrier for all of
- * them (the journal's fdatasync, a syncfs, or with SK_SPOOL_SYNC_FILES the
- * per-file fdatasyncs and one directory fsync), then the renames. If the
- * barrier fails, no message of the group is acknowledged. Failed messages
- * are removed. dir_dirty: the barrier must also cover removals (not with
- * the journal). Returns the barrier's result. */
+ * them (the mode's: a syncfs, the journal's fdatasync, or per-file
+ * fdatasyncs and one directory fsync), then the renames. If the barrier
+ * fails, no message of the group is acknowledged. Failed messages are
+ * removed. dir_dirty: the barrier must also cover removals. Returns the
+ * barrier's result. */
 static sk_err commit_batch(sk_spool *s, sk_spool_msg *batch, int dir_dirty)
 {
-    if (s->mat.started && !dir_dirty) {
-        /* With the materializer, a group that fits the journal is made
-         * durable by its records alone; its files are written after the
-         * 250 (materialize.c), off the path every session waits on. */
-        uint64_t octets = sk_spool_journal_octets(s, batch);
-        if (octets) {
-            sk_err barrier = sk_spool_journal_group(s, batch, octets);
-            for (sk_spool_msg *m = batch; m; m = m->next) {
-                if (!m->err) m->err = barrier;
-                m->journaled = !m->err;
-            }
-            return barrier;
-        }
+    const sk_spool_sync_ops *sync = s->sync;
+    sk_err barrier;
+    if (sync->commit_early && sync->commit_early(s, batch, dir_dirty, &barrier)) return barrier;
+    for (sk_spool_msg *m = batch; m; m = m->next) {
+        sk_spool_msg_write_file(m);
+        if (!m->err && sync->file_written) sync->file_written(s, m);
     }
-    int any_ok = 0;
-    for (sk_spool_msg *m = batch; m; m = m->next) sk_spool_msg_write_file(m);
-    /* SK_SPOOL_SYNC_FILES: the file's data durable. On a journalling file
-     * system the first fdatasync commits the transaction that holds every
-     * file of the group, so the others mostly wait for data already
-     * written. */
-    if (s->opts.sync == SK_SPOOL_SYNC_FILES)
-        for (sk_spool_msg *m = batch; m; m = m->next)
-            if (!m->err) m->err = sk_spool_sync_file(&s->hooks, m->fd);
-    for (sk_spool_msg *m = batch; m; m = m->next) any_ok |= !m->err;
-    sk_err barrier = SK_OK;
-    uint64_t octets = any_ok && !dir_dirty ? sk_spool_journal_octets(s, batch) : 0;
-    if (octets)
-        barrier = sk_spool_journal_group(s, batch, octets);
-    else if (any_ok || dir_dirty)
-        barrier = s->opts.sync == SK_SPOOL_SYNC_FILES ? sk_spool_sync_dir(&s->hooks, s->msgdir_fd)
-                                                      : sk_spool_sync_fs(&s->hooks, s->msgdir_fd);
+    barrier = sync->barrier(s, batch, dir_dirty);
     for (sk_spool_msg *m = batch; m; m = m->next) {
         /* The state on disk is unknown after a failed barrier: take every
          * message back out so none is delivered. */
@@ -163,9 +140,9 @@ static void settle_removals(sk_spool *s, removals *r, sk_err barrier)
 static void *committer_main(void *arg)
 {
     sk_spool *s = arg;
-    /* With the journal a group's barrier does not cover the directory:
-     * removals get their own (a checkpoint) after at most the delay. */
-    int log = s->opts.sync == SK_SPOOL_SYNC_LOG;
+    /* When a group's barrier does not cover the directory (the
+     * journal's), removals get their own after at most the delay. */
+    int covered = s->sync->barrier_covers_removals;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->pending && !s->rm.dirty && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
@@ -178,18 +155,18 @@ static void *committer_main(void *arg)
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
             continue;
         }
-        if (!s->pending || (log && removals_due)) {
+        if (!s->pending || (!covered && removals_due)) {
             /* A barrier for removals alone. */
             removals r = take_removals(s);
             pthread_mutex_unlock(&s->mu);
-            sk_err e = log ? sk_spool_checkpoint(s) : sk_spool_sync_dir(&s->hooks, s->msgdir_fd);
+            sk_err e = s->sync->sync_removals(s);
             settle_removals(s, &r, e);
             pthread_mutex_lock(&s->mu);
             continue;
         }
-        /* Removals before this point are covered by the group's barrier
-         * (not by the journal's). */
-        removals r = log ? (removals){0} : take_removals(s);
+        /* Removals before this point are covered by the group's barrier,
+         * when it covers them. */
+        removals r = covered ? take_removals(s) : (removals){0};
         /* Take everything pending now (up to max_batch). */
         sk_spool_msg *batch = s->pending, *last = batch;
         size_t n = 1;
@@ -309,9 +286,7 @@ void sk_spool_commit_msg(sk_spool_msg *m)
 sk_err sk_spool_commit_removal(sk_spool *s, const char *id, int pooled, sk_error *err)
 {
     if (!s->thread_started) {
-        /* With the journal, a checkpoint: the message's record goes too. */
-        sk_err e = s->opts.sync == SK_SPOOL_SYNC_LOG ? sk_spool_checkpoint(s)
-                                                     : sk_spool_sync_dir(&s->hooks, s->msgdir_fd);
+        sk_err e = s->sync->sync_removals(s);
         if (e) return sk_error_set(err, e, SK_STEP_NONE, "cannot make the removal durable");
         sk_spool_freed_to_reuse(s, s->reuse.nfreed); /* no other thread: mu not needed */
         sk_spool_orphan o = {.pooled = pooled};

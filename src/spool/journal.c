@@ -127,7 +127,6 @@ sk_err sk_journal_open(sk_journal *j, int dir_fd, uint64_t size)
         unlinkat(dir_fd, JOURNAL_TMP, 0);
         sk_journal_close(j);
     }
-    j->created = !e;
     return e;
 }
 

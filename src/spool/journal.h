@@ -32,7 +32,6 @@ typedef struct sk_journal {
     /* An append failed: its records may be on disk; start a new
      * generation (after a checkpoint) before the next append. */
     int need_reset;
-    int created; /* sk_journal_open made the file (it holds no record) */
     /* The test hooks of sk_spool_opts; empty in production. */
     sk_spool_hooks hooks;
 } sk_journal;

@@ -174,11 +174,6 @@ void sk_spool_msg_write_file(sk_spool_msg *m)
 {
     if (create_body(m)) return;
     m->err = sk_spool_msgfile_write(m, m->fd, m->body_reused);
-    /* SK_SPOOL_SYNC_FILES: only a hint to start the data writes (and
-     * ext4's block allocation) for the whole group before the first
-     * fdatasync. */
-    if (!m->err && m->s->opts.sync == SK_SPOOL_SYNC_FILES)
-        sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
 /* The length of the header block at the start of the n octets at d,

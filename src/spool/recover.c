@@ -55,51 +55,36 @@ static sk_err replay_record(void *ctx, const char *id, const char *content, size
 
 /* Before anything else in recovery: the journal's live records are
  * messages that were acknowledged, whose files may not be durable; they
- * are written again where needed, then a checkpoint retires them. In the
- * other sync modes an existing journal is replayed the same way (the
- * spool may have been run with the journal before), and then closed. */
+ * are written again where needed, in every sync mode (the spool may have
+ * been run with the journal before). Then the mode keeps the journal or
+ * retires its records and closes it (journal_ready). */
 static sk_err replay_journal(sk_spool *s, sk_error *err)
 {
-    int log = s->opts.sync == SK_SPOOL_SYNC_LOG;
     int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "cannot open %s: %s", s->dir,
                             strerror(errno));
-    sk_err e = sk_journal_open(&s->journal, dfd, log ? sk_spool_journal_size(s) : 0);
-    close(dfd);
-    if (e == SK_ERR_NOSPACE && s->journal.fd < 0) {
-        /* No room to make one (a tiny file system): every group gets a
-         * syncfs instead, as with SK_SPOOL_SYNC_FS; the next start tries
-         * again. */
-        sk_log(&s->opts.log, SK_LOG_WARN, "- spool journal=off error=\"%s\" octets=%llu",
-               sk_strerror(e), (unsigned long long)sk_spool_journal_size(s));
-        return SK_OK;
-    }
-    if (e)
+    sk_err e = sk_journal_open(&s->journal, dfd, 0);
+    if (e) {
+        close(dfd);
         return sk_error_set(err, e, SK_STEP_NONE, "cannot open the journal %s/%s: %s", s->dir,
                             SK_JOURNAL_FILE, sk_strerror(e));
-    if (s->journal.fd < 0) return SK_OK;
+    }
     replay_ctx r = {s, 0, 0};
-    size_t n;
-    e = sk_journal_replay(&s->journal, replay_record, &r, &n);
-    if (e)
+    size_t n = 0;
+    if (s->journal.fd >= 0) e = sk_journal_replay(&s->journal, replay_record, &r, &n);
+    if (e) {
+        close(dfd);
         return sk_error_set(err, e, SK_STEP_NONE, "cannot replay the journal %s/%s (kept): %s",
                             s->dir, SK_JOURNAL_FILE, sk_strerror(e));
-    /* A new generation at every start with the journal, replayed or not:
-     * a crash in the middle of an append may have left records of this
-     * generation past the first torn one (pages reach the disk in any
-     * order), which later appends must not be followed by. */
-    if (n || (log && !s->journal.created)) {
-        e = sk_spool_checkpoint(s);
-        if (e)
-            return sk_error_set(err, e, SK_STEP_NONE, "cannot checkpoint the journal %s/%s: %s",
-                                s->dir, SK_JOURNAL_FILE, sk_strerror(e));
     }
+    e = s->sync->journal_ready(s, dfd, n, err);
+    close(dfd);
+    if (e) return e;
     if (n)
         sk_log(&s->opts.log, SK_LOG_INFO,
                "- spool journal replayed records=%zu rewritten=%zu removed=%zu", n, r.rewritten,
                r.removed);
-    if (!log) sk_journal_close(&s->journal);
     return SK_OK;
 }
 

@@ -124,12 +124,15 @@ typedef struct sk_spool_mat {
     int failing;
 } sk_spool_mat;
 
+typedef struct sk_spool_sync_ops sk_spool_sync_ops;
+
 struct sk_spool {
     sk_spool_opts opts;
-    sk_spool_hooks hooks; /* the test hooks of opts */
-    char *dir;            /* DATA-DIR/spool */
-    char *msgdir;         /* DATA-DIR/spool/msg */
-    char *ctldir;         /* DATA-DIR/spool/ctl */
+    sk_spool_hooks hooks;          /* the test hooks of opts */
+    const sk_spool_sync_ops *sync; /* opts.sync's table (sync.c) */
+    char *dir;                     /* DATA-DIR/spool */
+    char *msgdir;                  /* DATA-DIR/spool/msg */
+    char *ctldir;                  /* DATA-DIR/spool/ctl */
     int msgdir_fd;
     int lock_fd;
     struct event_base *base;
@@ -238,15 +241,41 @@ int sk_spool_drop_file(sk_spool *s, const char *id, int *pooled);
 /* The first k freed files may be written over now (mu held). */
 void sk_spool_freed_to_reuse(sk_spool *s, size_t k);
 
-/* ---- sync.c: the journal's side of group commit ---- */
+/* ---- sync.c: how a group is made durable ---- */
 
+/* One table per sk_spool_sync mode, chosen at open: the steps in which the
+ * modes differ. A NULL step does nothing. A group commit (commit.c) is
+ * commit_early, else: each file written (file_written after each), then
+ * barrier, then the renames. */
+struct sk_spool_sync_ops {
+    /* Recovery, once the records of a journal found at open (replayed of
+     * them; s->journal.fd is -1 without one) were written back: keep the
+     * journal for appends (made in dir_fd when missing) or retire its
+     * records and close it. */
+    sk_err (*journal_ready)(sk_spool *s, int dir_fd, size_t replayed, sk_error *err);
+    /* With an event base, once the committer runs: more threads. */
+    void (*start)(sk_spool *s);
+    /* Before any file of the group is written: make the group durable
+     * without them and return 1 (*barrier and each message's err set), or
+     * 0 to go on. */
+    int (*commit_early)(sk_spool *s, sk_spool_msg *batch, int dir_dirty, sk_err *barrier);
+    /* A message's file was written without error. */
+    void (*file_written)(sk_spool *s, sk_spool_msg *m);
+    /* The group's one barrier once its files are written; a message whose
+     * own step fails gets its err set. dir_dirty: it must also cover the
+     * removals made before it (only asked when barrier_covers_removals). */
+    sk_err (*barrier)(sk_spool *s, sk_spool_msg *batch, int dir_dirty);
+    int barrier_covers_removals;
+    /* A barrier for removals alone. */
+    sk_err (*sync_removals)(sk_spool *s);
+    /* At sk_spool_free, once every commit is reported; unwritten: the
+     * journaled messages whose file could not be written. */
+    void (*close)(sk_spool *s, size_t unwritten);
+};
+
+/* NULL for a value that is not a mode. */
+const sk_spool_sync_ops *sk_spool_sync_ops_for(sk_spool_sync mode);
 uint64_t sk_spool_journal_size(const sk_spool *s);
-SK_NODISCARD sk_err sk_spool_checkpoint(sk_spool *s);
-/* The octets the group's records take in the journal, 0 when the group
- * cannot go there. */
-uint64_t sk_spool_journal_octets(const sk_spool *s, const sk_spool_msg *batch);
-/* Append the group's records and fdatasync the journal. */
-SK_NODISCARD sk_err sk_spool_journal_group(sk_spool *s, sk_spool_msg *batch, uint64_t octets);
 
 /* ---- commit.c: group commit ---- */
 

@@ -28,6 +28,7 @@ static void init(sk_spool *s, const sk_spool_opts *opts, struct event_base *base
     if (!s->opts.lock_wait_ms) s->opts.lock_wait_ms = LOCK_WAIT_MS;
     s->msgdir_fd = s->lock_fd = s->efd = s->journal.fd = -1;
     s->hooks = (sk_spool_hooks){s->opts.write_fn, s->opts.sync_fn, s->opts.hook_ctx};
+    s->sync = sk_spool_sync_ops_for(s->opts.sync);
     s->journal.hooks = s->hooks;
     sk_buf_init(&s->jbuf, sk_spool_journal_size(s));
     s->base = base;
@@ -56,6 +57,11 @@ sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct 
         return NULL;
     }
     init(s, opts, base);
+    if (!s->sync) {
+        sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "unknown spool sync mode %d",
+                     (int)s->opts.sync);
+        goto fail;
+    }
     s->dir = sk_spool_path_join(data_dir, SK_SPOOL_SUBDIR);
     s->msgdir = s->dir ? sk_spool_path_join(s->dir, SK_SPOOL_MSGDIR) : NULL;
     s->ctldir = s->dir ? sk_spool_path_join(s->dir, SK_SPOOL_CTLDIR) : NULL;
@@ -80,7 +86,7 @@ sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct 
     if (sk_spool_recover(s, err)) goto fail;
     if (base) {
         if (sk_spool_committer_start(s, base, err)) goto fail;
-        if (s->opts.sync == SK_SPOOL_SYNC_LOG && s->journal.fd >= 0) sk_spool_materializer_start(s);
+        if (s->sync->start) s->sync->start(s);
         sk_spool_spares_start(s);
     }
     return s;
@@ -98,11 +104,7 @@ void sk_spool_free(sk_spool *s)
     /* Journaled messages whose file could not be written. */
     size_t left = sk_spool_materializer_drop(s);
     sk_spool_spares_stop(s);
-    /* A clean stop leaves no record to replay at the next start. */
-    if (s->journal.fd >= 0 && !left &&
-        (s->journal.tail > SK_JOURNAL_HEAD_OCTETS || s->journal.need_reset) &&
-        sk_spool_checkpoint(s))
-        sk_log(&s->opts.log, SK_LOG_WARN, "- spool checkpoint-failed at=stop");
+    if (s->sync && s->sync->close) s->sync->close(s, left);
     sk_journal_close(&s->journal);
     sk_buf_free(&s->jbuf);
     sk_free(s->rm.orphans); /* none left after the committer stopped, unless a sync failed */

@@ -246,12 +246,7 @@ sk_err sk_spool_committer_start(sk_spool *s, struct event_base *base, sk_error *
 /* Finishes every group asked for and every removal waiting. */
 void sk_spool_committer_stop(sk_spool *s)
 {
-    if (!s->thread_started) return;
-    pthread_mutex_lock(&s->mu);
-    s->stopping = 1;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
+    if (s->thread_started) sk_spool_thread_stop(s, &s->stopping, &s->cv, s->thread);
 }
 
 void sk_spool_commit_msg(sk_spool_msg *m)

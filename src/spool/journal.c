@@ -188,24 +188,34 @@ sk_err sk_journal_replay(sk_journal *j, sk_journal_replay_fn fn, void *ctx, size
     return e == SK_ERR_NOT_FOUND ? SK_OK : e;
 }
 
+/* Write n octets at off and fdatasync. A failure may leave any part of
+ * them on disk: nothing may be appended until a new generation settles
+ * it. */
+static sk_err write_durably(sk_journal *j, const void *p, size_t n, uint64_t off)
+{
+    sk_err e = sk_spool_pwrite_all(&j->hooks, j->fd, p, n, off);
+    if (!e) e = sk_spool_sync_file(&j->hooks, j->fd);
+    if (e) j->need_reset = 1;
+    return e;
+}
+
 sk_err sk_journal_new_generation(sk_journal *j, uint64_t size)
 {
     sk_err e = resize(j, size);
+    if (e) {
+        j->need_reset = 1; /* as after a failed write below */
+        return e;
+    }
     unsigned char h[SLOT_USED_OCTETS] = {0};
     memcpy(h, HEADER_MAGIC, MAGIC_OCTETS);
     put64(h + 8, j->seq + 1);
     put64(h + 16, j->gen + 1);
     put64(h + 24, j->size);
     put32(h + 32, sk_spool_crc32c(0, h, 32));
-    if (!e)
-        e = sk_spool_pwrite_all(&j->hooks, j->fd, h, sizeof h, ((j->seq + 1) % 2) * SLOT_OCTETS);
-    if (!e) e = sk_spool_sync_file(&j->hooks, j->fd);
-    if (e) {
-        /* The slot may hold the new generation or not: no record may be
-         * appended until a later call settles it. */
-        j->need_reset = 1;
-        return e;
-    }
+    /* On failure the slot may hold the new generation or not (need_reset
+     * is set): a later call settles it. */
+    e = write_durably(j, h, sizeof h, ((j->seq + 1) % 2) * SLOT_OCTETS);
+    if (e) return e;
     j->seq++;
     j->gen++;
     j->tail = SK_JOURNAL_HEAD_OCTETS;
@@ -217,12 +227,8 @@ sk_err sk_journal_append(sk_journal *j, const char *p, size_t n)
 {
     if (j->need_reset) return SK_ERR_STATE;
     if (n > j->size - j->tail) return SK_ERR_TOO_LONG;
-    sk_err e = sk_spool_pwrite_all(&j->hooks, j->fd, p, n, j->tail);
-    if (!e) e = sk_spool_sync_file(&j->hooks, j->fd);
-    if (e) {
-        j->need_reset = 1;
-        return e;
-    }
+    sk_err e = write_durably(j, p, n, j->tail);
+    if (e) return e;
     j->tail += n;
     return SK_OK;
 }

@@ -124,21 +124,14 @@ void sk_spool_materializer_start(sk_spool *s)
 {
     /* Without it, journaled groups get their files before the barrier, as
      * without an event base. */
-    if (pthread_create(&s->mat.thread, NULL, materializer_main, s) == 0)
-        s->mat.started = 1;
-    else
-        sk_log(&s->opts.log, SK_LOG_WARN, "- spool materializer=off reason=no-thread");
+    s->mat.started = sk_spool_thread_start(s, &s->mat.thread, materializer_main, "materializer");
 }
 
 /* Writes the files still to do, then stops. */
 void sk_spool_materializer_stop(sk_spool *s)
 {
     if (!s->mat.started) return;
-    pthread_mutex_lock(&s->mu);
-    s->mat.stopping = 1;
-    pthread_cond_signal(&s->mat.cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->mat.thread, NULL);
+    sk_spool_thread_stop(s, &s->mat.stopping, &s->mat.cv, s->mat.thread);
     s->mat.started = 0;
 }
 

@@ -50,10 +50,7 @@ static sk_err create_body(sk_spool_msg *m)
 
 sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
 {
-    if (s->opts.mode != SK_SPOOL_OWNER) {
-        sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "spool opened read-only");
-        return NULL;
-    }
+    if (sk_spool_check_owner(s, err)) return NULL;
     sk_spool_msg *m = sk_calloc(1, sizeof *m);
     if (!m || !(m->env = sk_spool_envelope_dup(env))) {
         sk_free(m);

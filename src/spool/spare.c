@@ -53,20 +53,13 @@ static void *filler_main(void *arg)
 
 void sk_spool_spares_start(sk_spool *s)
 {
-    if (pthread_create(&s->spare.filler, NULL, filler_main, s) == 0)
-        s->spare.started = 1;
-    else
-        sk_log(&s->opts.log, SK_LOG_WARN, "- spool spare-files=off reason=no-thread");
+    s->spare.started = sk_spool_thread_start(s, &s->spare.filler, filler_main, "spare-files");
 }
 
 void sk_spool_spares_stop(sk_spool *s)
 {
     if (s->spare.started) {
-        pthread_mutex_lock(&s->mu);
-        s->stopping = 1;
-        pthread_cond_signal(&s->spare.cv);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->spare.filler, NULL);
+        sk_spool_thread_stop(s, &s->stopping, &s->spare.cv, s->spare.filler);
         s->spare.started = 0;
     }
     for (size_t i = 0; i < s->spare.n; i++) close(s->spare.fd[i]);

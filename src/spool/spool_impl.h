@@ -165,6 +165,36 @@ struct sk_spool {
     sk_spool_idgen ids; /* loop thread */
 };
 
+/* ---- threads of an open spool ---- */
+
+/* Start fn(s) on t: 1, or 0 after the warning that what is off (the spool
+ * works without it). */
+static inline int sk_spool_thread_start(sk_spool *s, pthread_t *t, void *(*fn)(void *),
+                                        const char *what)
+{
+    if (pthread_create(t, NULL, fn, s) == 0) return 1;
+    sk_log(&s->opts.log, SK_LOG_WARN, "- spool %s=off reason=no-thread", what);
+    return 0;
+}
+
+/* Ask the thread t to stop (*stop set under mu, cv signalled) and wait
+ * for it. */
+static inline void sk_spool_thread_stop(sk_spool *s, int *stop, pthread_cond_t *cv, pthread_t t)
+{
+    pthread_mutex_lock(&s->mu);
+    *stop = 1;
+    pthread_cond_signal(cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(t, NULL);
+}
+
+/* Fail with SK_ERR_STATE unless s was opened as SK_SPOOL_OWNER. */
+static inline sk_err sk_spool_check_owner(const sk_spool *s, sk_error *err)
+{
+    if (s->opts.mode == SK_SPOOL_OWNER) return SK_OK;
+    return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "spool opened read-only");
+}
+
 /* ---- dir.c: names in msg/ ---- */
 
 /* A name in msgdir: a queue ID and an ending. */

@@ -183,12 +183,12 @@ sk_err sk_spool_load(sk_spool *s, const char *id, sk_spool_envelope **env, sk_er
 
 sk_err sk_spool_save(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
 {
-    if (s->opts.mode != SK_SPOOL_OWNER)
-        return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "spool opened read-only");
+    sk_err e = sk_spool_check_owner(s, err);
+    if (e) return e;
     if (!sk_spool_id_valid(env->id))
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "bad queue ID");
     sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
-    sk_err e = sk_spool_envelope_serialize(env, &b);
+    e = sk_spool_envelope_serialize(env, &b);
     char name[SK_SPOOL_NAME_SIZE];
     sk_spool_name(name, env->id, SK_SPOOL_ENV_EXT);
     if (!e) e = sk_spool_write_file(s->msgdir_fd, name, b.data, b.len, 1);
@@ -201,8 +201,8 @@ sk_err sk_spool_save(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
 
 sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
 {
-    if (s->opts.mode != SK_SPOOL_OWNER)
-        return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "spool opened read-only");
+    sk_err e = sk_spool_check_owner(s, err);
+    if (e) return e;
     if (!sk_spool_id_valid(id))
         return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s", id);
     /* The message file first: it holds an envelope of its own, while an

@@ -35,7 +35,7 @@ static void *filler_main(void *arg)
         pthread_mutex_lock(&s->mu);
         if (fd < 0) {
             /* ENOSPC may pass; anything else (no O_TMPFILE support) will
-             * not: stop making them and let create_file use openat. */
+             * not: stop making them and let sk_spool_create_file use openat. */
             if (e != ENOSPC && e != EDQUOT) sp->off_errno = e;
             if (!s->stopping && !sp->off_errno) {
                 struct timespec ts;

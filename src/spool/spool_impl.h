@@ -278,10 +278,10 @@ void sk_spool_freed_to_reuse(sk_spool *s, size_t k);
  * commit_early, else: each file written (file_written after each), then
  * barrier, then the renames. */
 struct sk_spool_sync_ops {
-    /* Recovery, once the records of a journal found at open (replayed of
-     * them; s->journal.fd is -1 without one) were written back: keep the
-     * journal for appends (made in dir_fd when missing) or retire its
-     * records and close it. */
+    /* Recovery, after the records of a journal found at open were
+     * written back (replayed: how many; s->journal.fd is -1 when there
+     * was none): keep the journal for appends (made in dir_fd when
+     * missing), or retire its records and close it. */
     sk_err (*journal_ready)(sk_spool *s, int dir_fd, size_t replayed, sk_error *err);
     /* With an event base, once the committer runs: more threads. */
     void (*start)(sk_spool *s);

@@ -927,7 +927,7 @@ static void group_commit_mode(sk_spool_sync mode)
      * file) and one directory sync per batch. */
     int per_msg = mode == SK_SPOOL_SYNC_FILES ? GROUP_N : 0;
     /* SYNC_LOG: the materializer's syncfs every few files written comes
-     * on top (SPOOL_MATERIALIZE_SYNC_FILES, 8). */
+     * on top (MATERIALIZE_SYNC_FILES, 8, in src/spool/materialize.c). */
     int materializer = mode == SK_SPOOL_SYNC_LOG ? GROUP_N / 8 : 0;
     assert_true(sync_calls >= per_msg + 1);
     assert_true(sync_calls <= per_msg + 2 + materializer);
@@ -1730,7 +1730,7 @@ static void test_reuse_after_removal_durable(void **state)
         /* That commit's barrier covered the removal: the file is reused
          * by the message after it. With the journal a group's barrier
          * does not cover the directory: the removal gets a checkpoint of
-         * its own within SPOOL_REMOVE_SYNC_DELAY_MS (waited for here, at
+         * its own within REMOVE_SYNC_DELAY_MS (waited for here, at
          * most 5 s). */
         size_t pool, reused;
         for (int i = 0; cases[c].sync == SK_SPOOL_SYNC_LOG && i < 5000; i++) {

@@ -1,7 +1,5 @@
-/* Group commit (docs/queue.md "Durability order"): the committer thread
- * takes every message pending, writes what the group needs, makes it
- * durable with one barrier and wakes the event loop, which runs each done
- * callback (the 250) and the listener. Removals wait for a barrier too. */
+/* Group commit (docs/queue.md "Durability order"): the committer thread,
+ * one barrier per group, the done callbacks on the loop; removals' barriers. */
 #include "spool/spool_impl.h"
 
 #include <errno.h>

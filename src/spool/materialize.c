@@ -1,8 +1,5 @@
-/* The materializer thread (SK_SPOOL_SYNC_LOG with an event base; docs/
- * queue.md "The journal"): a journaled message was acknowledged once its
- * record was durable, and its file is written here, after the 250, off
- * the path every session waits on. The queue hears of the message only
- * once its file is there. */
+/* The materializer thread (docs/queue.md "The journal"): the files of
+ * journaled messages, written after their 250, off the path to it. */
 #include "spool/spool_impl.h"
 
 #include <errno.h>
@@ -42,9 +39,12 @@ static sk_err materialize(sk_spool_msg *m)
     return e;
 }
 
-/* Files for journaled messages, in order. A failure (no space, EIO) keeps
- * the message (it is durable in the journal) and tries again later; at
- * stop it is left to recovery. */
+/* Files for journaled messages, in order (only with SK_SPOOL_SYNC_LOG and
+ * an event base). Each was acknowledged once its record was durable; the
+ * queue hears of it once its file is here, so delivery never looks for a
+ * file that is not there yet. A failure (no space, EIO) keeps the message
+ * (it is durable in the journal) and tries again later; at stop it is left
+ * to recovery. */
 static void *materializer_main(void *arg)
 {
     sk_spool *s = arg;

@@ -1,6 +1,5 @@
-/* A message being received: its queue ID, its body kept in memory (up to
- * 64 KiB) or written to ID.new as it arrives, its header block captured on
- * the way, and its hand-over to the committer at the end of DATA. */
+/* A message being received: its ID, its body (in memory up to 64 KiB, else
+ * in ID.new), its captured header block, its hand-over to the committer. */
 #include "spool/spool_impl.h"
 
 #include <errno.h>

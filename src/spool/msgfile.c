@@ -1,6 +1,5 @@
-/* A message file (docs/queue.md "Message file"): the body, then the
- * envelope as it was at the commit, then a fixed-width trailer giving where
- * the envelope starts. Writing one, and reading and checking one back. */
+/* The message file (docs/queue.md "Message file"): body, envelope, trailer;
+ * writing one, and reading and checking one back. */
 #include "spool/spool_impl.h"
 
 #include <errno.h>

@@ -1,7 +1,5 @@
 /* Recovery at open (docs/queue.md "Recovery"): replay the journal's live
- * records, then settle every file a crash can leave in msg/. Only what the
- * files hold decides a removal; an error of the moment fails the open and
- * keeps the file. */
+ * records, then settle every file a crash can leave in msg/. */
 #include "spool/spool_impl.h"
 
 #include <errno.h>
@@ -258,7 +256,9 @@ static const struct step {
 
 /* Nothing relies on an order between files: every envelope records its
  * body's size and CRC-32C and ends with "end", and a message file ends
- * with a trailer. */
+ * with a trailer. Only what the files hold decides a removal; an error of
+ * the moment (EIO, no memory) fails the open and keeps the file, which may
+ * hold an acknowledged message. */
 sk_err sk_spool_recover(sk_spool *s, sk_error *err)
 {
     tally t = {0, 0, 0};

@@ -1,8 +1,5 @@
-/* Where a new message file comes from (docs/queue.md "Spare files" and
- * "Reused files"): the file of a removed message renamed to the new name,
- * else a spare file made ahead by the filler thread, else openat(2). Both
- * pools keep inode allocation, the costliest part of a message's file work
- * on a busy ext4, off the path to the 250. */
+/* Where a new message file comes from: a removed message's file, a spare
+ * made ahead by the filler thread, or openat (docs/queue.md "Spare files"). */
 #include "spool/spool_impl.h"
 
 #include <errno.h>
@@ -151,6 +148,9 @@ static int take_spare(sk_spool *s, const char *name, sk_err *err)
     return -1;
 }
 
+/* Both pools keep inode allocation, the costliest part of a message's file
+ * work on a busy ext4, off the path to the 250 (docs/queue.md "Reused
+ * files"). */
 int sk_spool_create_file(sk_spool *s, const char *name, int spare_ok, int *reused, sk_err *err)
 {
     *err = SK_OK;

@@ -1,6 +1,5 @@
-/* The spool's public API (include/smtpkit/spool.h): opening and closing a
- * spool, and the stored messages: list, load, save, remove, read. The
- * steps behind it live in one file each (spool_impl.h lists them). */
+/* The spool's public API (include/smtpkit/spool.h): open and free, and the
+ * stored messages (list, load, save, remove, read). */
 #include "spool/spool_impl.h"
 
 #include <errno.h>

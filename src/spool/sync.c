@@ -1,7 +1,5 @@
-/* The three ways a group is made durable (sk_spool_sync; docs/queue.md
- * "Durability order" and "The journal"), each a table of operations that
- * commit.c, recover.c and store.c call through; the table is chosen once,
- * at open. */
+/* The three ways a group is made durable (sk_spool_sync, docs/queue.md
+ * "Durability order"), one table of operations each, chosen at open. */
 #include "spool/spool_impl.h"
 
 #include <fcntl.h>
@@ -237,7 +235,9 @@ static const sk_spool_sync_ops sync_files = {
     .sync_removals = sync_dir,
 };
 
-/* A mode without a table here fails sk_spool_open. */
+/* commit.c, recover.c and store.c call through these tables, so no other
+ * file asks which mode the spool is in. A mode without a table here fails
+ * sk_spool_open. */
 static const sk_spool_sync_ops *const modes[] = {
     [SK_SPOOL_SYNC_LOG] = &sync_log,
     [SK_SPOOL_SYNC_FS] = &sync_fs,

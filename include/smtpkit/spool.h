@@ -131,7 +131,7 @@ typedef struct sk_spool_opts {
     unsigned lock_wait_ms;    /* 0 = 5000 */
     size_t max_batch;         /* messages per group commit, 0 = 256 */
     uint64_t max_body_octets; /* writes past this fail with SK_ERR_TOO_LONG; 0 = no limit */
-    sk_spool_sync sync;       /* SK_SPOOL_SYNC_LOG by default */
+    sk_spool_sync sync;       /* SK_SPOOL_SYNC_LOG by default; no mode: SK_ERR_INVAL */
     /* Size of the journal (SK_SPOOL_SYNC_LOG): a checkpoint is made when
      * the next group does not fit. 0 = SK_SPOOL_JOURNAL_OCTETS. */
     uint64_t journal_octets;

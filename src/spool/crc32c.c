@@ -1,7 +1,8 @@
 /* CRC-32C (Castagnoli, as in RFC 3720 B.4) of message bodies, so recovery
  * can tell a complete body from a torn one; SSE4.2 when the CPU has it. */
-#include "spool/spool_int.h"
+#include "spool/crc32c.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 

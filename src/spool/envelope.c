@@ -1,48 +1,12 @@
-/* The envelope stored next to each spooled message: queue IDs, copying,
- * and its line-based text form (docs/queue.md "Envelope file"). */
-#include "spool/spool_int.h"
+/* The envelope stored with each spooled message: copying, and its
+ * line-based text form (docs/queue.md "Envelope file"). */
+#include <smtpkit/limits.h>
+#include <smtpkit/spool.h>
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-/* Crockford's base32: no I, L, O, U, so IDs are easy to read aloud. */
-static const char id_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-sk_err sk_spool_id_new(char out[SK_SPOOL_ID_SIZE], uint64_t now_ms)
-{
-    if (!now_ms) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-    }
-    uint32_t rnd;
-    sk_err e = sk_random(&rnd, sizeof rnd);
-    if (e) return e;
-    /* 10 characters of time (50 bits, big end first, so IDs sort by
-     * time) and 6 of randomness (30 bits). */
-    uint64_t t = now_ms & ((1ull << 50) - 1);
-    for (int i = 9; i >= 0; i--) {
-        out[i] = id_alphabet[t & 31];
-        t >>= 5;
-    }
-    for (int i = 15; i >= 10; i--) {
-        out[i] = id_alphabet[rnd & 31];
-        rnd >>= 5;
-    }
-    out[SK_SPOOL_ID_LEN] = '\0';
-    return SK_OK;
-}
-
-int sk_spool_id_valid(const char *s)
-{
-    if (!s || strlen(s) != SK_SPOOL_ID_LEN) return 0;
-    for (size_t i = 0; i < SK_SPOOL_ID_LEN; i++)
-        if (!strchr(id_alphabet, s[i]) || s[i] == '\0') return 0;
-    return 1;
-}
 
 static const char *const state_names[] = {"active", "deferred", "hold"};
 _Static_assert(sizeof state_names / sizeof state_names[0] == SK_SPOOL_STATE__COUNT, "states");

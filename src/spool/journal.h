@@ -8,6 +8,8 @@
 #ifndef SK_SPOOL_JOURNAL_H
 #define SK_SPOOL_JOURNAL_H
 
+#include "spool/io.h"
+
 #include <smtpkit/util.h>
 
 #include <sys/types.h>
@@ -30,11 +32,8 @@ typedef struct sk_journal {
     /* An append failed: its records may be on disk; start a new
      * generation (after a checkpoint) before the next append. */
     int need_reset;
-    int created; /* sk_journal_open made the file (it holds no record) */
-    /* Test hooks, as in sk_spool_opts; NULL in production. */
-    ssize_t (*write_fn)(void *ctx, int fd, const void *p, size_t n);
-    int (*sync_fn)(void *ctx, int fd);
-    void *hook_ctx;
+    /* The test hooks of sk_spool_opts; empty in production. */
+    sk_spool_hooks hooks;
 } sk_journal;
 
 /* Called by sk_journal_replay for each live record, in order: content is
@@ -61,8 +60,7 @@ uint64_t sk_journal_record_octets(size_t n);
  * sk_journal_append): its header, then the content given in nparts
  * pieces. */
 SK_NODISCARD sk_err sk_journal_record(const sk_journal *j, const char *id,
-                                      const void *const parts[], const size_t lens[], size_t nparts,
-                                      sk_buf *out);
+                                      const struct iovec *parts, size_t nparts, sk_buf *out);
 /* Write the group's records at the tail and fdatasync. On failure sets
  * need_reset. */
 SK_NODISCARD sk_err sk_journal_append(sk_journal *j, const char *p, size_t n);

@@ -1,11 +1,14 @@
-/* Private parts of the spool shared with the queue runner: directory names,
- * the lock, and durable small-file writes. */
+/* Private parts of the spool shared with the queue runner and the tests:
+ * directory names, the lock, durable small-file writes (io.h), CRC-32C
+ * (crc32c.h), and counters of the file pools. */
 #ifndef SK_SPOOL_INT_H
 #define SK_SPOOL_INT_H
 
+#include "spool/crc32c.h"
+#include "spool/io.h"
+
 #include <smtpkit/spool.h>
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,23 +30,10 @@
 #define SK_SPOOL_TRAILER_DIGITS 15
 #define SK_SPOOL_TRAILER_OCTETS (sizeof SK_SPOOL_TRAILER_TAG - 1 + SK_SPOOL_TRAILER_DIGITS + 1)
 
-/* Map errno to the library's error (ENOSPC, EDQUOT -> SK_ERR_NOSPACE). */
-sk_err sk_spool_errno(int e);
-
 /* Take the spool lock under spool_dir, waiting up to wait_ms. Returns the
  * lock's fd, or -1 with *busy_pid set (0 if unknown) when another process
  * holds it, or -1 with an error in err. */
 int sk_spool_lock(const char *spool_dir, unsigned wait_ms, long *busy_pid, sk_error *err);
-
-/* Write data to dir_fd/name atomically: name.tmp, fdatasync, rename, and
- * fsync of the directory when sync_dir. */
-sk_err sk_spool_write_file(int dir_fd, const char *name, const void *data, size_t n, int sync_dir);
-
-/* CRC-32C of n octets continuing from crc (0 to start), as stored in the
- * envelope's body-crc32c line. The _soft form never uses the CPU's
- * instruction (tests compare the two). */
-uint32_t sk_spool_crc32c(uint32_t crc, const void *p, size_t n);
-uint32_t sk_spool_crc32c_soft(uint32_t crc, const void *p, size_t n);
 
 /* The spare files (docs/queue.md "Spare files"), for tests: how many are
  * ready, how many were given a message's name, and why they are off (0:

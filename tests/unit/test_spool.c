@@ -554,6 +554,41 @@ static void test_lock_excludes_second_owner(void **state)
     free(dir);
 }
 
+/* Every mode opens; a value that is no mode is refused before anything is
+ * made on disk (no silent fallback to another way of syncing). */
+static void test_open_sync_modes(void **state)
+{
+    static const struct {
+        int sync;
+        sk_err want;
+    } cases[] = {
+        {SK_SPOOL_SYNC_LOG, SK_OK},   {SK_SPOOL_SYNC_FS, SK_OK},
+        {SK_SPOOL_SYNC_FILES, SK_OK}, {SK_SPOOL_SYNC_FILES + 1, SK_ERR_INVAL},
+        {-1, SK_ERR_INVAL},           {99, SK_ERR_INVAL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *dir = temp_dir();
+        sk_error err;
+        sk_spool_opts o = {.sync = (sk_spool_sync)cases[i].sync};
+        sk_spool *s = sk_spool_open(dir, &o, NULL, &err);
+        char spool[512];
+        snprintf(spool, sizeof spool, "%s/spool", dir);
+        struct stat st;
+        if (cases[i].want == SK_OK) {
+            assert_non_null(s);
+            assert_int_equal(stat(spool, &st), 0);
+        } else {
+            assert_null(s);
+            assert_int_equal(err.err, cases[i].want);
+            assert_non_null(strstr(err.text, "sync mode"));
+            assert_int_equal(stat(spool, &st), -1);
+        }
+        sk_spool_free(s);
+        rm_tree(dir);
+        free(dir);
+    }
+}
+
 /* ---- recovery ---- */
 
 static void write_file(const char *path, const char *text)
@@ -892,7 +927,7 @@ static void group_commit_mode(sk_spool_sync mode)
      * file) and one directory sync per batch. */
     int per_msg = mode == SK_SPOOL_SYNC_FILES ? GROUP_N : 0;
     /* SYNC_LOG: the materializer's syncfs every few files written comes
-     * on top (SPOOL_MATERIALIZE_SYNC_FILES, 8). */
+     * on top (MATERIALIZE_SYNC_FILES, 8, in src/spool/materialize.c). */
     int materializer = mode == SK_SPOOL_SYNC_LOG ? GROUP_N / 8 : 0;
     assert_true(sync_calls >= per_msg + 1);
     assert_true(sync_calls <= per_msg + 2 + materializer);
@@ -1695,7 +1730,7 @@ static void test_reuse_after_removal_durable(void **state)
         /* That commit's barrier covered the removal: the file is reused
          * by the message after it. With the journal a group's barrier
          * does not cover the directory: the removal gets a checkpoint of
-         * its own within SPOOL_REMOVE_SYNC_DELAY_MS (waited for here, at
+         * its own within REMOVE_SYNC_DELAY_MS (waited for here, at
          * most 5 s). */
         size_t pool, reused;
         for (int i = 0; cases[c].sync == SK_SPOOL_SYNC_LOG && i < 5000; i++) {
@@ -2242,6 +2277,7 @@ int main(void)
         cmocka_unit_test(test_reused_files),
         cmocka_unit_test(test_reuse_after_removal_durable),
         cmocka_unit_test(test_lock_excludes_second_owner),
+        cmocka_unit_test(test_open_sync_modes),
         cmocka_unit_test(test_recovery),
         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_recovery_rules),

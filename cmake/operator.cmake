@@ -102,6 +102,11 @@ if(SK_TESTS)
     # One at a time: each install writes the build's install_manifest.txt.
     set_tests_properties(install/${name} PROPERTIES LABELS install TIMEOUT 300 RESOURCE_LOCK sk_install
       SKIP_RETURN_CODE 77
-      ENVIRONMENT "SMTPKIT=$<TARGET_FILE:smtpkit_cli>;SK_SOURCE_DIR=${PROJECT_SOURCE_DIR};SK_BUILD_DIR=${PROJECT_BINARY_DIR};CMAKE_COMMAND=${CMAKE_COMMAND};SK_INSTALL_PREFIX=${CMAKE_INSTALL_PREFIX};SK_DOCS=$<BOOL:${SK_DOCS}>;PYTHONDONTWRITEBYTECODE=1")
+      ENVIRONMENT "SMTPKIT=$<TARGET_FILE:smtpkit_cli>;SK_SOURCE_DIR=${PROJECT_SOURCE_DIR};SK_BUILD_DIR=${PROJECT_BINARY_DIR};CMAKE_COMMAND=${CMAKE_COMMAND};SK_INSTALL_PREFIX=${CMAKE_INSTALL_PREFIX};SK_DOCS=$<BOOL:${SK_DOCS}>;PYTHONDONTWRITEBYTECODE=1;SK_CC=${CMAKE_C_COMPILER}")
+    # A program built against the install links as the library was built
+    # (the sanitizer runtime in `make asan`).
+    get_directory_property(sk_link_options DIRECTORY ${PROJECT_SOURCE_DIR} LINK_OPTIONS)
+    list(JOIN sk_link_options " " sk_link_options)
+    set_property(TEST install/${name} APPEND PROPERTY ENVIRONMENT "SK_LINK_OPTIONS=${sk_link_options}")
   endforeach()
 endif()

@@ -9,6 +9,7 @@ with pkg-config, and installing again keeps an edited configuration."""
 
 import glob
 import os
+import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +62,11 @@ def main():
         with open(src, "w") as f:
             f.write(PROGRAM)
         exe = tmp.join("use")
-        cc = run(["cc", "-o", exe, src] + flags.split() + ["-Wl,-rpath," + libdir], timeout=120)
+        # The build's compiler and link options: a sanitizer build's library
+        # needs the sanitizer runtime linked into the program too.
+        cc = run([os.environ.get("SK_CC", "cc"), "-o", exe, src] + flags.split() +
+                 shlex.split(os.environ.get("SK_LINK_OPTIONS", "")) + ["-Wl,-rpath," + libdir],
+                 timeout=120)
         check(cc.returncode == 0, "building against the install failed:\n%s" % cc.stderr)
         r = run([exe], timeout=30)
         check(r.returncode == 0 and r.stdout == "ok\n", "program using the install: %r" % r)

@@ -1,5 +1,5 @@
 /* The SMTP server object: settings snapshots, listeners, graceful stop and
- * reload, and per-address AUTH failure throttling. Sessions: session.c. */
+ * reload. Sessions: session.c; AUTH failure throttling: auth.c. */
 #include "server/server_int.h"
 #include "tls/tls_server.h"
 
@@ -331,46 +331,6 @@ sk_err sk_server_reload(sk_server *srv, const sk_server_opts *o, sk_error *err)
 struct event_base *sk_server_base(const sk_server *srv)
 {
     return srv->base;
-}
-
-/* AUTH failures per client address, within a window (a fixed-size table:
- * the oldest entry makes room for a new address). */
-static auth_fail *auth_find(sk_server *srv, const char *addr, int create)
-{
-    uint64_t now = sk_now_ms();
-    size_t oldest = 0;
-    for (size_t i = 0; i < srv->nauth_fails; i++) {
-        auth_fail *f = &srv->auth_fails[i];
-        if (now - f->first_ms >= srv->cfg->auth_throttle_ms) f->count = 0;
-        if (!strcmp(f->addr, addr)) return f;
-        if (f->first_ms < srv->auth_fails[oldest].first_ms) oldest = i;
-    }
-    if (!create) return NULL;
-    if (!srv->auth_fails) {
-        srv->auth_fails = sk_calloc(SK_SERVER_AUTH_TRACK_MAX, sizeof *srv->auth_fails);
-        if (!srv->auth_fails) return NULL;
-    }
-    auth_fail *f = srv->nauth_fails < SK_SERVER_AUTH_TRACK_MAX
-                       ? &srv->auth_fails[srv->nauth_fails++]
-                       : &srv->auth_fails[oldest];
-    snprintf(f->addr, sizeof f->addr, "%s", addr);
-    f->count = 0;
-    f->first_ms = now;
-    return f;
-}
-
-int sk_server_auth_blocked(sk_server *srv, const char *addr)
-{
-    auth_fail *f = auth_find(srv, addr, 0);
-    return f && f->count >= srv->cfg->auth_failures_max;
-}
-
-void sk_server_auth_failed(sk_server *srv, const char *addr)
-{
-    auth_fail *f = auth_find(srv, addr, 1);
-    if (!f) return;
-    if (!f->count) f->first_ms = sk_now_ms();
-    f->count++;
 }
 
 typedef struct after_call {

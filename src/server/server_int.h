@@ -62,7 +62,7 @@ struct sk_server {
         void *ctx;
     } signals[8];
     size_t nsignals;
-    auth_fail *auth_fails; /* lazily allocated, SK_SERVER_AUTH_TRACK_MAX */
+    auth_fail *auth_fails; /* auth.c; lazily allocated, SK_SERVER_AUTH_TRACK_MAX */
     size_t nauth_fails;
 
     sk_on_connect_fn on_connect;
@@ -98,9 +98,5 @@ void sk_session_destroy(sk_session *s);
 sk_session *sk_session_next(const sk_session *s);
 /* Called by session.c when a session is gone. */
 void sk_server_session_gone(sk_server *srv);
-
-/* AUTH failure bookkeeping per client address (server.c). */
-int sk_server_auth_blocked(sk_server *srv, const char *addr);
-void sk_server_auth_failed(sk_server *srv, const char *addr);
 
 #endif

@@ -1,7 +1,6 @@
 /* One SMTP server session: the command table, the state machine, DATA and
  * BDAT streams, STARTTLS and AUTH, limits and timeouts (RFC 5321 + ESMTP). */
-#include "server/server_int.h"
-#include "sasl/sasl_server.h"
+#include "server/session_int.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -13,84 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum sstate {
-    SS_NEW,       /* accepted, being set up */
-    SS_DELAY,     /* greeting delay: a client that talks now is an early talker */
-    SS_TLS,       /* TLS handshake in progress */
-    SS_CONNECTED, /* banner sent, no HELO/EHLO yet */
-    SS_READY,     /* after HELO/EHLO, no transaction */
-    SS_MAIL,      /* in a transaction (after MAIL) */
-    SS_AUTH,      /* SASL exchange: the next line is a response */
-    SS_DATA,      /* reading the DATA stream */
-    SS_BDAT,      /* reading a BDAT chunk */
-    SS_WAIT,      /* waiting for the program's asynchronous reply */
-    SS_CLOSING,   /* last reply being flushed */
-    SS__COUNT
-} sstate;
-
 static const char *const state_names[] = {"new",  "delay", "tls",  "connected", "ready",  "mail",
                                           "auth", "data",  "bdat", "wait",      "closing"};
 _Static_assert(sizeof state_names / sizeof state_names[0] == SS__COUNT, "one name per state");
-
-/* What became of the message being received. */
-typedef enum msg_state {
-    MSG_NONE,    /* no message open */
-    MSG_OPEN,    /* receiving, all well */
-    MSG_BAD_EOL, /* bare CR or LF seen (RFC 5321 2.3.8) */
-    MSG_BAD_NUL, /* NUL seen (RFC 2045 2.7, 2.8; no BINARYMIME offered) */
-    MSG_TOO_BIG, /* over max_message_size (RFC 1870) */
-    MSG_FAILED,  /* on_data_chunk failed */
-    MSG_REFUSED  /* on_data_start refused (BDAT: its reply is kept) */
-} msg_state;
-
-struct sk_session {
-    sk_session *next, *prev;
-    sk_server *srv;
-    sk_server_cfg *cfg;
-    struct bufferevent *bev;
-    struct event *timer; /* greeting delay; flushing a TLS close */
-    sstate state;
-    sk_listen_kind kind;
-    char id[16];
-    char peer[INET6_ADDRSTRLEN];
-    int port;
-    int loopback;
-    int refused; /* over a connection limit: not counted per address */
-    int gone;    /* client went away while a reply was pending */
-    int discarding, throttled, close_polls;
-    unsigned idle;
-    unsigned commands;
-    char *helo;
-    int esmtp;
-    int tls;
-    char tls_version[16];
-    char tls_cipher[64];
-    char *auth_user;
-    void *user;
-    /* SASL exchange */
-    int sasl_mech;      /* 1 PLAIN, 2 LOGIN */
-    char *pending_user; /* on_auth answers later: who is being checked */
-    sk_buf sasl;        /* LOGIN: the user name between steps */
-    /* transaction */
-    sk_path *from; /* allocated at MAIL: sessions at rest stay small */
-    sk_mail_params *mp;
-    sk_envelope_rcpt *rcpts;
-    size_t nrcpts, cap_rcpts;
-    size_t rcpt_over; /* RCPTs past max_recipients (RFC 5321 4.5.3.1.10) */
-    msg_state msg;
-    void *msg_ctx;
-    int msg_started; /* on_data_start accepted: on_data_end is owed */
-    int bdat_mode;
-    sk_reply *refusal;
-    uint64_t msg_size;
-    sk_buf chunk;
-    sk_data_decoder dec;
-    uint64_t bdat_left;
-    int bdat_last;
-    /* Slow senders: when the pending command line began, when DATA began
-     * and how many octets it has brought (SK_SERVER_DATA_MIN_OCTETS_PER_S). */
-    uint64_t line_started_ms, data_started_ms, data_octets;
-};
 
 /* Commands: what each may do where. A new command is one row. */
 #define CF_PRE_HELO 0x01u /* before HELO/EHLO */
@@ -118,7 +42,6 @@ static void cmd_vrfy(sk_session *s, const char *args);
 static void cmd_expn(sk_session *s, const char *args);
 static void cmd_help(sk_session *s, const char *args);
 static void cmd_starttls(sk_session *s, const char *args);
-static void cmd_auth(sk_session *s, const char *args);
 static void bdat_start(sk_session *s, const char *args, const sk_reply *refuse);
 
 static const cmd_def commands[] = {
@@ -136,21 +59,15 @@ static const cmd_def commands[] = {
     [SK_CMD_EXPN] = {CF_PRE_HELO | CF_IN_TX | CF_IDLE, cmd_expn},
     [SK_CMD_HELP] = {CF_PRE_HELO | CF_PRE_TLS | CF_PRE_AUTH | CF_IN_TX | CF_IDLE, cmd_help},
     [SK_CMD_STARTTLS] = {CF_PRE_TLS | CF_PRE_AUTH | CF_ESMTP, cmd_starttls},
-    [SK_CMD_AUTH] = {CF_PRE_TLS | CF_PRE_AUTH | CF_ESMTP, cmd_auth}, /* checks TLS itself (538) */
+    [SK_CMD_AUTH] = {CF_PRE_TLS | CF_PRE_AUTH | CF_ESMTP,
+                     sk_sess_cmd_auth}, /* checks TLS itself (538) */
 };
 _Static_assert(sizeof commands / sizeof commands[0] == SK_CMD__COUNT, "one row per command");
 
 static void read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
-static void process(sk_session *s);
 static void session_free(sk_session *s);
-static void auth_result(sk_session *s, const char *mech, const char *user, sk_reply r);
-
-static const sk_logger *logger(const sk_session *s)
-{
-    return &s->cfg->logger;
-}
 
 static void set_timeouts(sk_session *s)
 {
@@ -162,7 +79,7 @@ static void set_timeouts(sk_session *s)
 }
 
 /* The one place the session state changes (and it is logged). */
-static void set_state(sk_session *s, sstate to)
+void sk_sess_set_state(sk_session *s, sstate to)
 {
     if (s->state == to) return;
     sk_log(logger(s), SK_LOG_DEBUG, "%s server state from=%s to=%s", s->id, state_names[s->state],
@@ -173,7 +90,7 @@ static void set_state(sk_session *s, sstate to)
 
 /* Write a reply; text lines separated by '\n' become a multi-line reply
  * (RFC 5321 4.2.1). Error replies count against the idle-command limit. */
-static void reply_text(sk_session *s, int code, const char *enh, const char *text)
+void sk_sess_reply_text(sk_session *s, int code, const char *enh, const char *text)
 {
     if (!s->bev) return;
     struct evbuffer *out = bufferevent_get_output(s->bev);
@@ -191,39 +108,38 @@ static void reply_text(sk_session *s, int code, const char *enh, const char *tex
     if (code >= 400) s->idle++;
 }
 
-static void reply(sk_session *s, int code, const char *enh, const char *fmt, ...) SK_PRINTF(4, 5);
-static void reply(sk_session *s, int code, const char *enh, const char *fmt, ...)
+void sk_sess_reply(sk_session *s, int code, const char *enh, const char *fmt, ...)
 {
     char text[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    reply_text(s, code, enh, text);
+    sk_sess_reply_text(s, code, enh, text);
 }
 
-static void reply_r(sk_session *s, const sk_reply *r)
+void sk_sess_reply_r(sk_session *s, const sk_reply *r)
 {
-    reply_text(s, r->code, r->enhanced, r->text);
+    sk_sess_reply_text(s, r->code, r->enhanced, r->text);
 }
 
 /* A hook's answer: 2xx goes on (the caller sends its own success reply),
  * anything else is sent as the refusal. A hook may not answer "later"
  * except on_data_end. */
-static int hook_refused(sk_session *s, sk_reply *r, const char *hook)
+int sk_sess_hook_refused(sk_session *s, sk_reply *r, const char *hook)
 {
     if (r->code == 0 || sk_reply_class_of(r->code) == SK_REPLY_INVALID) {
         sk_log(logger(s), SK_LOG_ERR, "%s server hook-error hook=%s code=%d", s->id, hook, r->code);
         *r = sk_reply_make(451, "4.3.0", "Internal error");
     }
     if (r->code < 400) return 0;
-    reply_r(s, r);
+    sk_sess_reply_r(s, r);
     return 1;
 }
 
-static void close_after_flush(sk_session *s)
+void sk_sess_close_after_flush(sk_session *s)
 {
-    set_state(s, SS_CLOSING);
+    sk_sess_set_state(s, SS_CLOSING);
     bufferevent_disable(s->bev, EV_READ);
     /* Never free here: callers may still look at the session. */
     if (!evbuffer_get_length(bufferevent_get_output(s->bev))) {
@@ -246,7 +162,7 @@ static void msg_abort(sk_session *s)
     sk_buf_free(&s->chunk);
 }
 
-static void tx_reset(sk_session *s)
+void sk_sess_tx_reset(sk_session *s)
 {
     msg_abort(s);
     sk_free(s->from);
@@ -258,18 +174,13 @@ static void tx_reset(sk_session *s)
     s->nrcpts = s->cap_rcpts = s->rcpt_over = 0;
 }
 
-static int in_tx(const sk_session *s)
-{
-    return s->from != NULL;
-}
-
 /* The server is stopping: a session at rest ends now (RFC 5321 3.8). */
 static int maybe_stop(sk_session *s)
 {
     if (!s->srv->stopping || in_tx(s) || (s->state != SS_CONNECTED && s->state != SS_READY))
         return 0;
-    reply(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
-    close_after_flush(s);
+    sk_sess_reply(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
+    sk_sess_close_after_flush(s);
     return 1;
 }
 
@@ -277,8 +188,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static void send_banner(sk_session *s)
 {
-    reply(s, 220, NULL, "%s ESMTP SMTPKit", s->cfg->hostname);
-    set_state(s, SS_CONNECTED);
+    sk_sess_reply(s, 220, NULL, "%s ESMTP SMTPKit", s->cfg->hostname);
+    sk_sess_set_state(s, SS_CONNECTED);
 }
 
 static int addr_is_loopback(const struct sockaddr *sa)
@@ -379,29 +290,30 @@ void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,
     static const char *const kinds[] = {"", "smtp", "submission", "", "smtps"};
     sk_log(logger(s), SK_LOG_INFO, "%s server connect peer=%s port=%d listener=%s", s->id, s->peer,
            s->port, kinds[kind]);
-    set_state(s, kind == SK_LISTEN_SMTPS ? SS_TLS : SS_CONNECTED);
+    sk_sess_set_state(s, kind == SK_LISTEN_SMTPS ? SS_TLS : SS_CONNECTED);
     bufferevent_enable(s->bev, EV_READ);
 
     if (limit) {
         s->refused = 1;
         sk_log(logger(s), SK_LOG_WARN, "%s server refuse peer=%s limit=%s", s->id, s->peer, limit);
-        reply(s, 421, "4.7.0", "%s Too many connections, try again later", s->cfg->hostname);
-        close_after_flush(s);
+        sk_sess_reply(s, 421, "4.7.0", "%s Too many connections, try again later",
+                      s->cfg->hostname);
+        sk_sess_close_after_flush(s);
         return;
     }
     if (srv->on_connect) {
         sk_reply r = srv->on_connect(s, sa, srv->on_connect_ctx);
-        if (hook_refused(s, &r, "connect")) {
+        if (sk_sess_hook_refused(s, &r, "connect")) {
             sk_log(logger(s), SK_LOG_INFO, "%s server refuse peer=%s reply=%d", s->id, s->peer,
                    r.code);
-            close_after_flush(s);
+            sk_sess_close_after_flush(s);
             return;
         }
     }
     if (kind == SK_LISTEN_SMTPS) return; /* the banner follows the handshake */
     if (s->cfg->greeting_delay_ms) {
         /* Early talkers (RFC 5321 4.3.1: the client waits for the banner). */
-        set_state(s, SS_DELAY);
+        sk_sess_set_state(s, SS_DELAY);
         struct timeval tv = {(time_t)(s->cfg->greeting_delay_ms / 1000),
                              (suseconds_t)(s->cfg->greeting_delay_ms % 1000) * 1000};
         evtimer_add(s->timer, &tv);
@@ -415,7 +327,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     sk_session *s = arg;
     if (s->state == SS_DELAY) {
         send_banner(s);
-        process(s);
+        sk_sess_process(s);
         return;
     }
     if (s->state == SS_CLOSING) write_cb(s->bev, s);
@@ -424,7 +336,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 static void session_free(sk_session *s)
 {
     sk_server *srv = s->srv;
-    tx_reset(s);
+    sk_sess_tx_reset(s);
     if (srv->on_disconnect) srv->on_disconnect(s, srv->on_disconnect_ctx);
     sk_log(logger(s), SK_LOG_INFO, "%s server disconnect peer=%s commands=%u", s->id, s->peer,
            s->commands);
@@ -493,7 +405,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
     if (s->throttled) {
         s->throttled = 0;
         bufferevent_enable(s->bev, EV_READ);
-        process(s);
+        sk_sess_process(s);
     }
 }
 
@@ -508,10 +420,10 @@ static void tls_done(sk_session *s)
     if (s->kind == SK_LISTEN_SMTPS)
         send_banner(s);
     else
-        set_state(s, SS_CONNECTED); /* RFC 3207 4.2: start over with EHLO */
+        sk_sess_set_state(s, SS_CONNECTED); /* RFC 3207 4.2: start over with EHLO */
     /* The client's first command may have come with the end of the
      * handshake, before this event. */
-    process(s);
+    sk_sess_process(s);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -535,8 +447,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             return;
         }
         msg_abort(s);
-        reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->cfg->hostname);
-        close_after_flush(s);
+        sk_sess_reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->cfg->hostname);
+        sk_sess_close_after_flush(s);
         return;
     }
     if (what & BEV_EVENT_ERROR) {
@@ -562,13 +474,13 @@ static void too_slow(sk_session *s, const char *what)
     sk_log(logger(s), SK_LOG_INFO, "%s server too-slow peer=%s state=%s what=%s", s->id, s->peer,
            state_names[s->state], what);
     msg_abort(s);
-    reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->cfg->hostname);
-    close_after_flush(s);
+    sk_sess_reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->cfg->hostname);
+    sk_sess_close_after_flush(s);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
-    process(arg);
+    sk_sess_process(arg);
 }
 
 /* ---- message stream ---- */
@@ -625,13 +537,13 @@ static int msg_open(sk_session *s, int bdat)
             if (s->refusal) *s->refusal = r;
             return 1;
         }
-        reply_r(s, &r);
+        sk_sess_reply_r(s, &r);
         return 0;
     }
     if (sk_buf_reserve(&s->chunk, SK_SERVER_CHUNK_OCTETS) != SK_OK) {
         srv->on_data_end(s, s->msg_ctx, 0, srv->on_data_ctx);
         s->msg_ctx = NULL;
-        reply(s, 451, "4.3.0", "Out of memory");
+        sk_sess_reply(s, 451, "4.3.0", "Out of memory");
         return 0;
     }
     s->msg_started = 1;
@@ -781,9 +693,9 @@ static int bdat_consume(sk_session *s, struct evbuffer *in)
         return 1;
     }
     chunk_flush(s);
-    set_state(s, SS_MAIL);
+    sk_sess_set_state(s, SS_MAIL);
     if (s->msg == MSG_OPEN)
-        reply(s, 250, "2.0.0", "%llu octets received", (unsigned long long)s->msg_size);
+        sk_sess_reply(s, 250, "2.0.0", "%llu octets received", (unsigned long long)s->msg_size);
     else
         msg_finish(s); /* the rest of the message is refused the same way */
     return 1;
@@ -791,13 +703,13 @@ static int bdat_consume(sk_session *s, struct evbuffer *in)
 
 static void msg_reply_done(sk_session *s, const sk_reply *r)
 {
-    reply_r(s, r);
+    sk_sess_reply_r(s, r);
     sk_log(logger(s), SK_LOG_INFO, "%s server message size=%llu rcpts=%zu reply=%d", s->id,
            (unsigned long long)s->msg_size, s->nrcpts, r->code);
     if (r->code < 300) s->idle = 0;
     s->msg_started = 0;
-    tx_reset(s);
-    set_state(s, s->helo ? SS_READY : SS_CONNECTED); /* a BDAT refused before EHLO */
+    sk_sess_tx_reset(s);
+    sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED); /* a BDAT refused before EHLO */
     maybe_stop(s);
 }
 
@@ -814,7 +726,7 @@ static void msg_finish(sk_session *s)
         if (r.code == 0) {
             /* Keep reading, so that a client that leaves is noticed, but
              * only a little: pipelined commands wait for the reply. */
-            set_state(s, SS_WAIT);
+            sk_sess_set_state(s, SS_WAIT);
             bufferevent_setwatermark(s->bev, EV_READ, 0, SK_SERVER_WAIT_READ_OCTETS);
             return;
         }
@@ -854,13 +766,9 @@ sk_err sk_session_reply(sk_session *s, const sk_reply *r)
             session_free(s);
             return SK_OK;
         }
-        char *user = s->pending_user;
-        s->pending_user = NULL;
-        set_state(s, SS_READY);
-        auth_result(s, s->sasl_mech == 1 ? "PLAIN" : "LOGIN", user, *r);
-        sk_free(user);
+        sk_sess_auth_answer(s, *r);
         bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
-        if (s->state == SS_READY) process(s);
+        if (s->state == SS_READY) sk_sess_process(s);
         return SK_OK;
     }
     if (s->gone) {
@@ -871,7 +779,7 @@ sk_err sk_session_reply(sk_session *s, const sk_reply *r)
     }
     msg_reply_done(s, &rr);
     bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
-    if (s->state == SS_READY) process(s);
+    if (s->state == SS_READY) sk_sess_process(s);
     return SK_OK;
 }
 
@@ -879,7 +787,7 @@ sk_err sk_session_reply(sk_session *s, const sk_reply *r)
 
 static void handle_line(sk_session *s, char *line, size_t n);
 
-static void process(sk_session *s)
+void sk_sess_process(sk_session *s)
 {
     while (s->bev) {
         struct evbuffer *in = bufferevent_get_input(s->bev);
@@ -895,9 +803,9 @@ static void process(sk_session *s)
             sk_log(logger(s), SK_LOG_INFO, "%s server early-talker peer=%s", s->id, s->peer);
             evtimer_del(s->timer);
             evbuffer_drain(in, avail);
-            reply(s, 554, "5.5.0", "%s Protocol error: talking before the greeting",
-                  s->cfg->hostname);
-            close_after_flush(s);
+            sk_sess_reply(s, 554, "5.5.0", "%s Protocol error: talking before the greeting",
+                          s->cfg->hostname);
+            sk_sess_close_after_flush(s);
             return;
         case SS_DATA:
             if (!data_consume(s, in)) return;
@@ -929,8 +837,8 @@ static void process(sk_session *s)
             } else if (avail >= SK_SMTP_LINE_MAX_OCTETS) {
                 evbuffer_drain(in, avail);
                 s->discarding = 1;
-                reply(s, 500, "5.5.2", "Line too long");
-                if (s->state == SS_AUTH) set_state(s, s->helo ? SS_READY : SS_CONNECTED);
+                sk_sess_reply(s, 500, "5.5.2", "Line too long");
+                if (s->state == SS_AUTH) sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED);
             }
             return;
         }
@@ -943,8 +851,8 @@ static void process(sk_session *s)
         }
         if (n > SK_SMTP_LINE_MAX_OCTETS) {
             evbuffer_drain(in, n);
-            reply(s, 500, "5.5.2", "Line too long");
-            if (s->state == SS_AUTH) set_state(s, s->helo ? SS_READY : SS_CONNECTED);
+            sk_sess_reply(s, 500, "5.5.2", "Line too long");
+            if (s->state == SS_AUTH) sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED);
             continue;
         }
         char line[SK_SMTP_LINE_MAX_OCTETS + 1];
@@ -954,10 +862,10 @@ static void process(sk_session *s)
             OPENSSL_cleanse(line, n);
             sk_log(logger(s), SK_LOG_INFO, "%s server idle-limit peer=%s commands=%u", s->id,
                    s->peer, s->idle);
-            reply(s, 421, "4.7.0", "%s Too many commands without progress, closing",
-                  s->cfg->hostname);
-            tx_reset(s);
-            close_after_flush(s);
+            sk_sess_reply(s, 421, "4.7.0", "%s Too many commands without progress, closing",
+                          s->cfg->hostname);
+            sk_sess_tx_reset(s);
+            sk_sess_close_after_flush(s);
             return;
         }
         handle_line(s, line, n);
@@ -980,25 +888,23 @@ static int tls_required(const sk_session *s)
            !(s->cfg->auth_plaintext_loopback && s->loopback);
 }
 
-static void sasl_line(sk_session *s, const char *line);
-
 static void handle_line(sk_session *s, char *line, size_t n)
 {
     s->commands++;
     /* RFC 5321 2.3.8: lines end with CRLF, and CR or LF never appear alone. */
     if (n < 2 || line[n - 2] != '\r') {
-        reply(s, 500, "5.5.2", "Line must end with CRLF");
-        if (s->state == SS_AUTH) set_state(s, s->helo ? SS_READY : SS_CONNECTED);
+        sk_sess_reply(s, 500, "5.5.2", "Line must end with CRLF");
+        if (s->state == SS_AUTH) sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED);
         return;
     }
     line[n - 2] = '\0';
     if (memchr(line, '\r', n - 2) || strlen(line) != n - 2) {
-        reply(s, 500, "5.5.2", "Bare CR or NUL in command");
-        if (s->state == SS_AUTH) set_state(s, s->helo ? SS_READY : SS_CONNECTED);
+        sk_sess_reply(s, 500, "5.5.2", "Bare CR or NUL in command");
+        if (s->state == SS_AUTH) sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED);
         return;
     }
     if (s->state == SS_AUTH) {
-        sasl_line(s, line);
+        sk_sess_auth_line(s, line);
         return;
     }
     if (maybe_stop(s)) return;
@@ -1012,12 +918,12 @@ static void handle_line(sk_session *s, char *line, size_t n)
         sk_buf_free(&esc);
     }
     if (n > line_limit(s, v)) {
-        reply(s, 500, "5.5.2", "Line too long");
+        sk_sess_reply(s, 500, "5.5.2", "Line too long");
         return;
     }
     const cmd_def *c = &commands[v];
     if (v == SK_CMD_UNKNOWN) {
-        reply(s, 500, "5.5.2", "Command unrecognized");
+        sk_sess_reply(s, 500, "5.5.2", "Command unrecognized");
         return;
     }
     if (c->flags & CF_IDLE) s->idle++;
@@ -1039,17 +945,17 @@ static void handle_line(sk_session *s, char *line, size_t n)
         if (v == SK_CMD_BDAT)
             bdat_start(s, args, &gate);
         else
-            reply_r(s, &gate);
+            sk_sess_reply_r(s, &gate);
         return;
     }
     if (!(c->flags & CF_IN_TX) && in_tx(s)) {
-        reply(s, 503, "5.5.1", "Not allowed in a mail transaction");
+        sk_sess_reply(s, 503, "5.5.1", "Not allowed in a mail transaction");
         return;
     }
     /* RFC 3030 2: after a BDAT, only BDAT, RSET, NOOP and QUIT. */
     if (s->bdat_mode && v != SK_CMD_BDAT && v != SK_CMD_RSET && v != SK_CMD_NOOP &&
         v != SK_CMD_QUIT) {
-        reply(s, 503, "5.5.1", "Only BDAT may follow BDAT");
+        sk_sess_reply(s, 503, "5.5.1", "Only BDAT may follow BDAT");
         return;
     }
     c->handler(s, args);
@@ -1058,15 +964,10 @@ static void handle_line(sk_session *s, char *line, size_t n)
 static int no_args(sk_session *s, const char *args)
 {
     if (args && *args) {
-        reply(s, 501, "5.5.4", "No parameters allowed");
+        sk_sess_reply(s, 501, "5.5.4", "No parameters allowed");
         return 0;
     }
     return 1;
-}
-
-static int auth_offered(const sk_session *s)
-{
-    return s->srv->on_auth && (s->tls || (s->cfg->auth_plaintext_loopback && s->loopback));
 }
 
 static int starttls_offered(const sk_session *s)
@@ -1077,23 +978,23 @@ static int starttls_offered(const sk_session *s)
 static void greet(sk_session *s, const char *args, int esmtp)
 {
     if (!*args) {
-        reply(s, 501, "5.5.4", "Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+        sk_sess_reply(s, 501, "5.5.4", "Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
         return;
     }
     if (!sk_proto_helo_valid(args)) {
-        reply(s, 501, "5.5.4", "Invalid domain name");
+        sk_sess_reply(s, 501, "5.5.4", "Invalid domain name");
         return;
     }
     if (s->srv->on_helo) {
         sk_reply r = s->srv->on_helo(s, args, s->srv->on_helo_ctx);
-        if (hook_refused(s, &r, "helo")) return;
+        if (sk_sess_hook_refused(s, &r, "helo")) return;
     }
-    tx_reset(s); /* RFC 5321 4.1.4: EHLO resets the transaction */
+    sk_sess_tx_reset(s); /* RFC 5321 4.1.4: EHLO resets the transaction */
     if (s->helo) s->idle++;
     sk_free(s->helo);
     s->helo = sk_strdup(args);
     if (!s->helo) {
-        reply(s, 451, "4.3.0", "Out of memory");
+        sk_sess_reply(s, 451, "4.3.0", "Out of memory");
         return;
     }
     s->esmtp = esmtp;
@@ -1102,9 +1003,9 @@ static void greet(sk_session *s, const char *args, int esmtp)
         sk_log(logger(s), SK_LOG_INFO, "%s server helo name=\"%s\" esmtp=%d", s->id,
                sk_buf_cstr(&esc), esmtp);
     sk_buf_free(&esc);
-    set_state(s, SS_READY);
+    sk_sess_set_state(s, SS_READY);
     if (!esmtp) {
-        reply(s, 250, NULL, "%s", s->cfg->hostname);
+        sk_sess_reply(s, 250, NULL, "%s", s->cfg->hostname);
         return;
     }
     char text[512];
@@ -1113,10 +1014,10 @@ static void greet(sk_session *s, const char *args, int esmtp)
                        s->cfg->hostname, (unsigned long long)s->cfg->max_message_size);
     if (starttls_offered(s)) len += snprintf(text + len, sizeof text - (size_t)len, "STARTTLS\n");
     /* RFC 4954 4 / RFC 3207 6: no AUTH in clear text on a network port. */
-    if (auth_offered(s) && !s->auth_user)
+    if (sk_sess_auth_offered(s) && !s->auth_user)
         len += snprintf(text + len, sizeof text - (size_t)len, "AUTH PLAIN LOGIN\n");
     snprintf(text + len, sizeof text - (size_t)len, "CHUNKING\nDSN\nMT-PRIORITY");
-    reply_text(s, 250, NULL, text);
+    sk_sess_reply_text(s, 250, NULL, text);
 }
 
 static void cmd_ehlo(sk_session *s, const char *args)
@@ -1134,7 +1035,7 @@ static unsigned ext_mask(const sk_session *s)
     if (!s->esmtp) return 0;
     unsigned ext =
         SK_EXT_SIZE | SK_EXT_8BITMIME | SK_EXT_SMTPUTF8 | SK_EXT_DSN | SK_EXT_MT_PRIORITY;
-    if (auth_offered(s)) ext |= SK_EXT_AUTH;
+    if (sk_sess_auth_offered(s)) ext |= SK_EXT_AUTH;
     return ext;
 }
 
@@ -1153,20 +1054,20 @@ static void cmd_mail(sk_session *s, const char *args)
     sk_mail_params *mp = sk_malloc(sizeof *mp);
     sk_reply r;
     if (!from || !mp) {
-        reply(s, 451, "4.3.0", "Out of memory");
+        sk_sess_reply(s, 451, "4.3.0", "Out of memory");
         goto out;
     }
     if (sk_proto_parse_mail(args, ext_mask(s), from, mp, &r) != SK_OK) {
-        reply_r(s, &r);
+        sk_sess_reply_r(s, &r);
         goto out;
     }
     if (mp->has_size && mp->size > s->cfg->max_message_size) {
-        reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+        sk_sess_reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
         goto out;
     }
     if (s->srv->on_mail) {
         r = s->srv->on_mail(s, from, mp, s->srv->on_mail_ctx);
-        if (hook_refused(s, &r, "mail")) {
+        if (sk_sess_hook_refused(s, &r, "mail")) {
             log_path(s, "mail", from, r.code);
             goto out;
         }
@@ -1176,8 +1077,8 @@ static void cmd_mail(sk_session *s, const char *args)
     from = NULL;
     mp = NULL;
     log_path(s, "mail", s->from, 250);
-    set_state(s, SS_MAIL);
-    reply(s, 250, "2.1.0", "Ok");
+    sk_sess_set_state(s, SS_MAIL);
+    sk_sess_reply(s, 250, "2.1.0", "Ok");
 out:
     sk_free(from);
     sk_free(mp);
@@ -1186,14 +1087,14 @@ out:
 static void cmd_rcpt(sk_session *s, const char *args)
 {
     if (!in_tx(s)) {
-        reply(s, 503, "5.5.1", "Need MAIL before RCPT");
+        sk_sess_reply(s, 503, "5.5.1", "Need MAIL before RCPT");
         return;
     }
     if (s->nrcpts >= s->cfg->max_recipients) {
         /* RFC 5321 4.5.3.1.10: the client sends the rest in a later
          * transaction, so these are no errors against the idle limit. */
         unsigned idle = s->idle;
-        reply(s, 452, "4.5.3", "Too many recipients");
+        sk_sess_reply(s, 452, "4.5.3", "Too many recipients");
         if (s->rcpt_over++ < SK_SERVER_RCPT_OVERSHOOT_MAX) s->idle = idle;
         return;
     }
@@ -1201,12 +1102,12 @@ static void cmd_rcpt(sk_session *s, const char *args)
     sk_reply r;
     if (sk_proto_parse_rcpt(args, ext_mask(s), s->mp->smtputf8, &rc.path, &rc.params, &r) !=
         SK_OK) {
-        reply_r(s, &r);
+        sk_sess_reply_r(s, &r);
         return;
     }
     if (s->srv->on_rcpt) {
         r = s->srv->on_rcpt(s, &rc.path, &rc.params, s->srv->on_rcpt_ctx);
-        if (hook_refused(s, &r, "rcpt")) {
+        if (sk_sess_hook_refused(s, &r, "rcpt")) {
             log_path(s, "rcpt", &rc.path, r.code);
             return;
         }
@@ -1215,7 +1116,7 @@ static void cmd_rcpt(sk_session *s, const char *args)
         size_t cap = s->cap_rcpts ? s->cap_rcpts * 2 : 4;
         sk_envelope_rcpt *n = sk_realloc(s->rcpts, cap * sizeof *n);
         if (!n) {
-            reply(s, 452, "4.3.1", "Out of memory");
+            sk_sess_reply(s, 452, "4.3.1", "Out of memory");
             return;
         }
         s->rcpts = n;
@@ -1223,17 +1124,17 @@ static void cmd_rcpt(sk_session *s, const char *args)
     }
     s->rcpts[s->nrcpts++] = rc;
     log_path(s, "rcpt", &rc.path, 250);
-    reply(s, 250, "2.1.5", "Ok");
+    sk_sess_reply(s, 250, "2.1.5", "Ok");
 }
 
 static int tx_ready(sk_session *s)
 {
     if (!in_tx(s)) {
-        reply(s, 503, "5.5.1", "Need MAIL command");
+        sk_sess_reply(s, 503, "5.5.1", "Need MAIL command");
         return 0;
     }
     if (!s->nrcpts) {
-        reply(s, 554, "5.5.1", "No valid recipients"); /* RFC 2920 3.1 */
+        sk_sess_reply(s, 554, "5.5.1", "No valid recipients"); /* RFC 2920 3.1 */
         return 0;
     }
     return 1;
@@ -1243,8 +1144,8 @@ static void cmd_data(sk_session *s, const char *args)
 {
     if (!no_args(s, args) || !tx_ready(s)) return;
     if (!msg_open(s, 0)) return;
-    reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-    set_state(s, SS_DATA);
+    sk_sess_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+    sk_sess_set_state(s, SS_DATA);
 }
 
 static void cmd_bdat(sk_session *s, const char *args)
@@ -1272,9 +1173,9 @@ static void bdat_start(sk_session *s, const char *args, const sk_reply *refuse)
     if (!digits || overflow || *p) {
         /* The chunk's length is unknown, so its octets cannot be told
          * from commands: the session cannot go on. */
-        reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]; closing");
-        tx_reset(s);
-        close_after_flush(s);
+        sk_sess_reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]; closing");
+        sk_sess_tx_reset(s);
+        sk_sess_close_after_flush(s);
         return;
     }
     s->bdat_left = size;
@@ -1297,51 +1198,52 @@ static void bdat_start(sk_session *s, const char *args, const sk_reply *refuse)
             s->refusal = NULL;
         }
     }
-    set_state(s, SS_BDAT);
+    sk_sess_set_state(s, SS_BDAT);
     if (!size) bdat_consume(s, bufferevent_get_input(s->bev));
 }
 
 static void cmd_rset(sk_session *s, const char *args)
 {
     if (!no_args(s, args)) return;
-    tx_reset(s);
-    set_state(s, s->helo ? SS_READY : SS_CONNECTED);
-    reply(s, 250, "2.0.0", "Ok");
+    sk_sess_tx_reset(s);
+    sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED);
+    sk_sess_reply(s, 250, "2.0.0", "Ok");
 }
 
 static void cmd_noop(sk_session *s, const char *args)
 {
-    reply(s, 250, "2.0.0", "Ok"); /* RFC 5321 4.1.1.9: a parameter is allowed */
+    sk_sess_reply(s, 250, "2.0.0", "Ok"); /* RFC 5321 4.1.1.9: a parameter is allowed */
 }
 
 static void cmd_quit(sk_session *s, const char *args)
 {
     if (!no_args(s, args)) return;
-    reply(s, 221, "2.0.0", "%s Bye", s->cfg->hostname);
-    tx_reset(s);
-    close_after_flush(s);
+    sk_sess_reply(s, 221, "2.0.0", "%s Bye", s->cfg->hostname);
+    sk_sess_tx_reset(s);
+    sk_sess_close_after_flush(s);
 }
 
 static void cmd_vrfy(sk_session *s, const char *args)
 {
     if (!*args) {
-        reply(s, 501, "5.5.4", "Syntax: VRFY address");
+        sk_sess_reply(s, 501, "5.5.4", "Syntax: VRFY address");
         return;
     }
     /* RFC 5321 3.5.3: 252 when we will not verify. */
-    reply(s, 252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+    sk_sess_reply(s, 252, "2.5.0",
+                  "Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void cmd_expn(sk_session *s, const char *args)
 {
-    reply(s, 502, "5.5.1", "EXPN not implemented");
+    sk_sess_reply(s, 502, "5.5.1", "EXPN not implemented");
 }
 
 static void cmd_help(sk_session *s, const char *args)
 {
-    reply(s, 214, "2.0.0",
-          "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP "
-          "STARTTLS AUTH; see RFC 5321");
+    sk_sess_reply(s, 214, "2.0.0",
+                  "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP "
+                  "STARTTLS AUTH; see RFC 5321");
 }
 
 static void cmd_starttls(sk_session *s, const char *args)
@@ -1350,20 +1252,20 @@ static void cmd_starttls(sk_session *s, const char *args)
      * RFC 3207 4.2), so a known command this session does not implement:
      * 502 (RFC 5321 4.2.4). 454 is kept for a temporary failure. */
     if (s->tls) {
-        reply(s, 502, "5.5.1", "TLS already active");
+        sk_sess_reply(s, 502, "5.5.1", "TLS already active");
         return;
     }
     if (!starttls_offered(s)) {
-        reply(s, 502, "5.5.1", "STARTTLS not available");
+        sk_sess_reply(s, 502, "5.5.1", "STARTTLS not available");
         return;
     }
     if (!no_args(s, args)) return;
     SSL *ssl = SSL_new(s->cfg->ssl);
     if (!ssl) {
-        reply(s, 454, "4.7.0", "TLS not available due to temporary reason");
+        sk_sess_reply(s, 454, "4.7.0", "TLS not available due to temporary reason");
         return;
     }
-    reply(s, 220, "2.0.0", "Ready to start TLS");
+    sk_sess_reply(s, 220, "2.0.0", "Ready to start TLS");
     /* RFC 3207 4.2 / CVE-2011-0411: anything the client sent after STARTTLS
      * in clear text is dropped, never read as if it came over TLS. Bytes
      * that arrive later are fed to the handshake, which then fails. */
@@ -1378,7 +1280,7 @@ static void cmd_starttls(sk_session *s, const char *args)
         s->srv->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (!f) {
         SSL_free(ssl);
-        close_after_flush(s);
+        sk_sess_close_after_flush(s);
         return;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
@@ -1386,179 +1288,14 @@ static void cmd_starttls(sk_session *s, const char *args)
     bufferevent_setcb(f, read_cb, write_cb, event_cb, s);
     /* RFC 3207 4.2: forget what the client said before TLS, its AUTH
      * (clear-text loopback AUTH) too. */
-    tx_reset(s);
+    sk_sess_tx_reset(s);
     sk_free(s->helo);
     s->helo = NULL;
     sk_free(s->auth_user);
     s->auth_user = NULL;
     s->esmtp = 0;
-    set_state(s, SS_TLS);
+    sk_sess_set_state(s, SS_TLS);
     bufferevent_enable(f, EV_READ);
-}
-
-/* ---- AUTH (RFC 4954) ---- */
-
-/* The answer to an AUTH, now or from sk_session_reply. */
-static void auth_result(sk_session *s, const char *mech, const char *user, sk_reply r)
-{
-    sk_server *srv = s->srv;
-    if (r.code == 0 || sk_reply_class_of(r.code) == SK_REPLY_INVALID)
-        r = sk_reply_make(454, "4.7.0", "Temporary authentication failure");
-    sk_buf esc = SK_BUF_INIT(4 * SK_SMTP_LINE_MAX_OCTETS);
-    if (sk_log_escape(&esc, user, strlen(user)) != SK_OK) sk_buf_reset(&esc);
-    if (r.code < 300) {
-        s->auth_user = sk_strdup(user);
-        if (!s->auth_user) {
-            reply(s, 454, "4.7.0", "Temporary authentication failure");
-        } else {
-            s->idle = 0;
-            sk_log(logger(s), SK_LOG_INFO, "%s server auth mech=%s user=\"%s\" result=ok", s->id,
-                   mech, sk_buf_cstr(&esc));
-            reply(s, 235, "2.7.0", "Authentication successful");
-        }
-        sk_buf_free(&esc);
-        return;
-    }
-    sk_log(logger(s), SK_LOG_WARN, "%s server auth-failed peer=%s mech=%s user=\"%s\" reply=%d",
-           s->id, s->peer, mech, sk_buf_cstr(&esc), r.code);
-    sk_buf_free(&esc);
-    if (r.code >= 500) sk_server_auth_failed(srv, s->peer);
-    if (sk_server_auth_blocked(srv, s->peer)) {
-        sk_log(logger(s), SK_LOG_WARN, "%s server auth-throttle peer=%s failures=%u", s->id,
-               s->peer, s->cfg->auth_failures_max);
-        reply(s, 421, "4.7.0", "%s Too many authentication failures, closing", s->cfg->hostname);
-        tx_reset(s);
-        close_after_flush(s);
-        return;
-    }
-    reply_r(s, &r);
-}
-
-static void auth_check(sk_session *s, const char *mech, const char *authzid, const char *user,
-                       const char *password)
-{
-    sk_server *srv = s->srv;
-    set_state(s, SS_READY);
-    sk_reply r = srv->on_auth(s, mech, authzid, user, password, srv->on_auth_ctx);
-    if (r.code == 0) {
-        /* The program checks elsewhere (a slow hash off the loop) and
-         * answers with sk_session_reply. */
-        s->pending_user = sk_strdup(user);
-        if (s->pending_user) {
-            s->sasl_mech = !strcmp(mech, "PLAIN") ? 1 : 2;
-            set_state(s, SS_WAIT);
-            bufferevent_setwatermark(s->bev, EV_READ, 0, SK_SERVER_WAIT_READ_OCTETS);
-            return;
-        }
-    }
-    auth_result(s, mech, user, r);
-}
-
-static void sasl_plain(sk_session *s, const char *b64)
-{
-    const char *authzid, *user, *password;
-    sk_buf dec = SK_BUF_INIT(SK_SMTP_LINE_MAX_OCTETS);
-    if (sk_sasl_server_plain(b64, strlen(b64), &dec, &authzid, &user, &password) != SK_OK) {
-        set_state(s, SS_READY);
-        reply(s, 501, "5.5.2", "Cannot decode AUTH PLAIN response");
-    } else {
-        auth_check(s, "PLAIN", authzid, user, password);
-    }
-    if (dec.data) OPENSSL_cleanse(dec.data, dec.cap);
-    sk_buf_free(&dec);
-}
-
-static void sasl_line(sk_session *s, const char *line)
-{
-    /* RFC 4954 4: "*" cancels. */
-    if (!strcmp(line, "*")) {
-        set_state(s, SS_READY);
-        reply(s, 501, "5.0.0", "Authentication cancelled");
-        return;
-    }
-    if (s->sasl_mech == 1) {
-        sasl_plain(s, line);
-        return;
-    }
-    sk_buf dec = SK_BUF_INIT(SK_SMTP_LINE_MAX_OCTETS);
-    if (sk_sasl_server_login(line, strlen(line), &dec) != SK_OK) {
-        set_state(s, SS_READY);
-        reply(s, 501, "5.5.2", "Cannot decode AUTH LOGIN response");
-    } else if (!s->sasl.len && !s->sasl.data) {
-        if (sk_buf_append(&s->sasl, dec.data ? dec.data : "", dec.len) != SK_OK) {
-            set_state(s, SS_READY);
-            reply(s, 501, "5.5.2", "User name too long");
-        } else {
-            reply(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
-        }
-    } else {
-        auth_check(s, "LOGIN", "", sk_buf_cstr(&s->sasl), sk_buf_cstr(&dec));
-    }
-    if (dec.data) OPENSSL_cleanse(dec.data, dec.cap);
-    sk_buf_free(&dec);
-    if (s->state != SS_AUTH) {
-        if (s->sasl.data) OPENSSL_cleanse(s->sasl.data, s->sasl.cap);
-        sk_buf_free(&s->sasl);
-    }
-}
-
-static void cmd_auth(sk_session *s, const char *args)
-{
-    /* No mechanisms at all: never announced, so 502 (RFC 5321 4.2.4).
-     * Mechanisms that wait for TLS get 538 instead (RFC 4954 6), and a
-     * second AUTH 503 (RFC 4954 4). */
-    if (!s->srv->on_auth) {
-        reply(s, 502, "5.5.1", "AUTH not available");
-        return;
-    }
-    if (!auth_offered(s)) {
-        /* RFC 4954 6: never over an unprotected network connection. */
-        reply(s, 538, "5.7.11", "Encryption required for requested authentication mechanism");
-        return;
-    }
-    if (s->auth_user) {
-        reply(s, 503, "5.5.1", "Already authenticated");
-        return;
-    }
-    if (sk_server_auth_blocked(s->srv, s->peer)) {
-        sk_log(logger(s), SK_LOG_WARN, "%s server auth-throttle peer=%s", s->id, s->peer);
-        reply(s, 454, "4.7.0", "Too many authentication failures, try again later");
-        return;
-    }
-    char mech[32];
-    const char *sp = strchr(args, ' ');
-    size_t ml = sp ? (size_t)(sp - args) : strlen(args);
-    if (!ml || ml >= sizeof mech) {
-        reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
-        return;
-    }
-    memcpy(mech, args, ml);
-    mech[ml] = '\0';
-    const char *initial = sp ? sp + 1 : NULL;
-    sk_buf_free(&s->sasl);
-    sk_buf_init(&s->sasl, SK_SMTP_LINE_MAX_OCTETS);
-    if (!strcasecmp(mech, "PLAIN")) {
-        s->sasl_mech = 1;
-        set_state(s, SS_AUTH);
-        if (!initial) {
-            reply(s, 334, NULL, " ");
-            return;
-        }
-        /* RFC 4954 4: "=" is an empty initial response. */
-        sasl_line(s, strcmp(initial, "=") ? initial : "");
-        return;
-    }
-    if (!strcasecmp(mech, "LOGIN")) {
-        s->sasl_mech = 2;
-        set_state(s, SS_AUTH);
-        if (!initial) {
-            reply(s, 334, NULL, "VXNlcm5hbWU6"); /* "Username:" */
-            return;
-        }
-        sasl_line(s, initial);
-        return;
-    }
-    reply(s, 504, "5.5.4", "Unrecognized authentication mechanism");
 }
 
 /* ---- accessors ---- */

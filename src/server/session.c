@@ -4,9 +4,7 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +39,6 @@ static void cmd_quit(sk_session *s, const char *args);
 static void cmd_vrfy(sk_session *s, const char *args);
 static void cmd_expn(sk_session *s, const char *args);
 static void cmd_help(sk_session *s, const char *args);
-static void cmd_starttls(sk_session *s, const char *args);
 static void bdat_start(sk_session *s, const char *args, const sk_reply *refuse);
 
 static const cmd_def commands[] = {
@@ -58,7 +55,7 @@ static const cmd_def commands[] = {
     [SK_CMD_VRFY] = {CF_PRE_HELO | CF_IN_TX | CF_IDLE, cmd_vrfy},
     [SK_CMD_EXPN] = {CF_PRE_HELO | CF_IN_TX | CF_IDLE, cmd_expn},
     [SK_CMD_HELP] = {CF_PRE_HELO | CF_PRE_TLS | CF_PRE_AUTH | CF_IN_TX | CF_IDLE, cmd_help},
-    [SK_CMD_STARTTLS] = {CF_PRE_TLS | CF_PRE_AUTH | CF_ESMTP, cmd_starttls},
+    [SK_CMD_STARTTLS] = {CF_PRE_TLS | CF_PRE_AUTH | CF_ESMTP, sk_sess_cmd_starttls},
     [SK_CMD_AUTH] = {CF_PRE_TLS | CF_PRE_AUTH | CF_ESMTP,
                      sk_sess_cmd_auth}, /* checks TLS itself (538) */
 };
@@ -266,27 +263,20 @@ void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,
     srv->nsessions++;
 
     evutil_make_socket_nonblocking(fd);
-    if (kind == SK_LISTEN_SMTPS) {
-        SSL *ssl = SSL_new(s->cfg->ssl);
-        if (ssl)
-            s->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                    BEV_OPT_CLOSE_ON_FREE);
-        if (!s->bev) SSL_free(ssl);
-    } else {
-        s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    }
-    if (!s->bev) {
+    struct bufferevent *bev = kind == SK_LISTEN_SMTPS
+                                  ? sk_sess_tls_accept(s, fd)
+                                  : bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
         evutil_closesocket(fd);
         session_free(s);
         return;
     }
+    sk_sess_use_bev(s, bev);
     s->timer = evtimer_new(srv->base, timer_cb, s);
     if (!s->timer) {
         session_free(s);
         return;
     }
-    if (kind == SK_LISTEN_SMTPS) bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-    bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
     static const char *const kinds[] = {"", "smtp", "submission", "", "smtps"};
     sk_log(logger(s), SK_LOG_INFO, "%s server connect peer=%s port=%d listener=%s", s->id, s->peer,
            s->port, kinds[kind]);
@@ -409,14 +399,10 @@ static void write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* The TLS handshake is done, at connect (implicit TLS) or after STARTTLS. */
 static void tls_done(sk_session *s)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-    s->tls = 1;
-    snprintf(s->tls_version, sizeof s->tls_version, "%s", SSL_get_version(ssl));
-    snprintf(s->tls_cipher, sizeof s->tls_cipher, "%s", SSL_get_cipher_name(ssl));
-    sk_log(logger(s), SK_LOG_INFO, "%s server tls version=%s cipher=%s", s->id, s->tls_version,
-           s->tls_cipher);
+    sk_sess_tls_up(s);
     if (s->kind == SK_LISTEN_SMTPS)
         send_banner(s);
     else
@@ -451,16 +437,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         sk_sess_close_after_flush(s);
         return;
     }
-    if (what & BEV_EVENT_ERROR) {
-        unsigned long e = ERR_get_error();
-        if (s->state == SS_TLS || e) {
-            char buf[200] = "";
-            if (e) ERR_error_string_n(e, buf, sizeof buf);
-            ERR_clear_error();
-            sk_log(logger(s), SK_LOG_INFO, "%s server tls-failed peer=%s error=\"%s\"", s->id,
-                   s->peer, buf);
-        }
-    }
+    if (what & BEV_EVENT_ERROR) sk_sess_tls_error(s);
     if (s->state == SS_DATA || s->state == SS_BDAT)
         sk_log(logger(s), SK_LOG_INFO, "%s server lost peer=%s state=%s", s->id, s->peer,
                state_names[s->state]);
@@ -481,6 +458,12 @@ static void too_slow(sk_session *s, const char *what)
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     sk_sess_process(arg);
+}
+
+void sk_sess_use_bev(sk_session *s, struct bufferevent *bev)
+{
+    s->bev = bev;
+    bufferevent_setcb(bev, read_cb, write_cb, event_cb, s);
 }
 
 /* ---- message stream ---- */
@@ -882,12 +865,6 @@ static size_t line_limit(const sk_session *s, sk_cmd_verb v)
     return lim < SK_SMTP_LINE_MAX_OCTETS ? lim : SK_SMTP_LINE_MAX_OCTETS;
 }
 
-static int tls_required(const sk_session *s)
-{
-    return s->kind == SK_LISTEN_SUBMISSION && s->cfg->ssl && !s->tls &&
-           !(s->cfg->auth_plaintext_loopback && s->loopback);
-}
-
 static void handle_line(sk_session *s, char *line, size_t n)
 {
     s->commands++;
@@ -935,7 +912,7 @@ static void handle_line(sk_session *s, char *line, size_t n)
          * known but not implemented in this session, so 502, not 500
          * (RFC 5321 4.2.4); MAIL parameters after HELO get 555 likewise. */
         gate = sk_reply_make(502, "5.5.1", "Command not implemented after HELO; use EHLO");
-    else if (!(c->flags & CF_PRE_TLS) && tls_required(s))
+    else if (!(c->flags & CF_PRE_TLS) && sk_sess_tls_required(s))
         gate = sk_reply_make(530, "5.7.0", "Must issue a STARTTLS command first");
     else if (!(c->flags & CF_PRE_AUTH) && s->kind != SK_LISTEN_SMTP && !s->auth_user)
         gate = sk_reply_make(530, "5.7.0", "Authentication required");
@@ -961,18 +938,13 @@ static void handle_line(sk_session *s, char *line, size_t n)
     c->handler(s, args);
 }
 
-static int no_args(sk_session *s, const char *args)
+int sk_sess_no_args(sk_session *s, const char *args)
 {
     if (args && *args) {
         sk_sess_reply(s, 501, "5.5.4", "No parameters allowed");
         return 0;
     }
     return 1;
-}
-
-static int starttls_offered(const sk_session *s)
-{
-    return s->cfg->ssl && !s->tls && s->kind != SK_LISTEN_SMTPS;
 }
 
 static void greet(sk_session *s, const char *args, int esmtp)
@@ -1012,7 +984,8 @@ static void greet(sk_session *s, const char *args, int esmtp)
     int len = snprintf(text, sizeof text,
                        "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\n",
                        s->cfg->hostname, (unsigned long long)s->cfg->max_message_size);
-    if (starttls_offered(s)) len += snprintf(text + len, sizeof text - (size_t)len, "STARTTLS\n");
+    if (sk_sess_starttls_offered(s))
+        len += snprintf(text + len, sizeof text - (size_t)len, "STARTTLS\n");
     /* RFC 4954 4 / RFC 3207 6: no AUTH in clear text on a network port. */
     if (sk_sess_auth_offered(s) && !s->auth_user)
         len += snprintf(text + len, sizeof text - (size_t)len, "AUTH PLAIN LOGIN\n");
@@ -1142,7 +1115,7 @@ static int tx_ready(sk_session *s)
 
 static void cmd_data(sk_session *s, const char *args)
 {
-    if (!no_args(s, args) || !tx_ready(s)) return;
+    if (!sk_sess_no_args(s, args) || !tx_ready(s)) return;
     if (!msg_open(s, 0)) return;
     sk_sess_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
     sk_sess_set_state(s, SS_DATA);
@@ -1204,7 +1177,7 @@ static void bdat_start(sk_session *s, const char *args, const sk_reply *refuse)
 
 static void cmd_rset(sk_session *s, const char *args)
 {
-    if (!no_args(s, args)) return;
+    if (!sk_sess_no_args(s, args)) return;
     sk_sess_tx_reset(s);
     sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED);
     sk_sess_reply(s, 250, "2.0.0", "Ok");
@@ -1217,7 +1190,7 @@ static void cmd_noop(sk_session *s, const char *args)
 
 static void cmd_quit(sk_session *s, const char *args)
 {
-    if (!no_args(s, args)) return;
+    if (!sk_sess_no_args(s, args)) return;
     sk_sess_reply(s, 221, "2.0.0", "%s Bye", s->cfg->hostname);
     sk_sess_tx_reset(s);
     sk_sess_close_after_flush(s);
@@ -1244,58 +1217,6 @@ static void cmd_help(sk_session *s, const char *args)
     sk_sess_reply(s, 214, "2.0.0",
                   "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP "
                   "STARTTLS AUTH; see RFC 5321");
-}
-
-static void cmd_starttls(sk_session *s, const char *args)
-{
-    /* Not announced here (no certificate, implicit TLS, or TLS already on:
-     * RFC 3207 4.2), so a known command this session does not implement:
-     * 502 (RFC 5321 4.2.4). 454 is kept for a temporary failure. */
-    if (s->tls) {
-        sk_sess_reply(s, 502, "5.5.1", "TLS already active");
-        return;
-    }
-    if (!starttls_offered(s)) {
-        sk_sess_reply(s, 502, "5.5.1", "STARTTLS not available");
-        return;
-    }
-    if (!no_args(s, args)) return;
-    SSL *ssl = SSL_new(s->cfg->ssl);
-    if (!ssl) {
-        sk_sess_reply(s, 454, "4.7.0", "TLS not available due to temporary reason");
-        return;
-    }
-    sk_sess_reply(s, 220, "2.0.0", "Ready to start TLS");
-    /* RFC 3207 4.2 / CVE-2011-0411: anything the client sent after STARTTLS
-     * in clear text is dropped, never read as if it came over TLS. Bytes
-     * that arrive later are fed to the handshake, which then fails. */
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    size_t junk = evbuffer_get_length(in);
-    if (junk) {
-        sk_log(logger(s), SK_LOG_WARN, "%s server starttls-injection peer=%s octets=%zu", s->id,
-               s->peer, junk);
-        evbuffer_drain(in, junk);
-    }
-    struct bufferevent *f = bufferevent_openssl_filter_new(
-        s->srv->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!f) {
-        SSL_free(ssl);
-        sk_sess_close_after_flush(s);
-        return;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
-    s->bev = f;
-    bufferevent_setcb(f, read_cb, write_cb, event_cb, s);
-    /* RFC 3207 4.2: forget what the client said before TLS, its AUTH
-     * (clear-text loopback AUTH) too. */
-    sk_sess_tx_reset(s);
-    sk_free(s->helo);
-    s->helo = NULL;
-    sk_free(s->auth_user);
-    s->auth_user = NULL;
-    s->esmtp = 0;
-    sk_sess_set_state(s, SS_TLS);
-    bufferevent_enable(f, EV_READ);
 }
 
 /* ---- accessors ---- */

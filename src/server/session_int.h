@@ -108,6 +108,10 @@ void sk_sess_close_after_flush(sk_session *s);
 /* Read what the client sent, as far as the state allows. */
 void sk_sess_process(sk_session *s);
 void sk_sess_tx_reset(sk_session *s);
+/* 501 for a command that takes no parameters but was given some: 0. */
+int sk_sess_no_args(sk_session *s, const char *args);
+/* The session reads and writes through bev from now on. */
+void sk_sess_use_bev(sk_session *s, struct bufferevent *bev);
 
 /* ---- auth.c: AUTH (RFC 4954) and its throttling ---- */
 
@@ -119,5 +123,20 @@ void sk_sess_cmd_auth(sk_session *s, const char *args);
 void sk_sess_auth_line(sk_session *s, const char *line);
 /* The program's later answer to AUTH, through sk_session_reply. */
 void sk_sess_auth_answer(sk_session *s, sk_reply r);
+
+/* ---- tls.c: implicit TLS, STARTTLS (RFC 3207) ---- */
+
+/* The bufferevent of an implicit TLS connection (RFC 8314 3.3): the
+ * handshake starts at once; NULL on failure. */
+struct bufferevent *sk_sess_tls_accept(sk_session *s, evutil_socket_t fd);
+/* The handshake is done: note and log the version and cipher. */
+void sk_sess_tls_up(sk_session *s);
+/* The connection failed: log OpenSSL's reason, if it is TLS's doing. */
+void sk_sess_tls_error(sk_session *s);
+int sk_sess_starttls_offered(const sk_session *s);
+/* On a submission listener with a certificate, commands without CF_PRE_TLS
+ * get 530 until STARTTLS (unless clear-text AUTH on loopback is allowed). */
+int sk_sess_tls_required(const sk_session *s);
+void sk_sess_cmd_starttls(sk_session *s, const char *args);
 
 #endif

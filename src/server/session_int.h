@@ -108,6 +108,12 @@ void sk_sess_close_after_flush(sk_session *s);
 /* Read what the client sent, as far as the state allows. */
 void sk_sess_process(sk_session *s);
 void sk_sess_tx_reset(sk_session *s);
+/* The server is stopping: a session at rest says 421 and ends (RFC 5321
+ * 3.8); 1 when it did. */
+int sk_sess_maybe_stop(sk_session *s);
+/* A client trickling octets in keeps the idle timeout from firing: end it
+ * the way a timeout does. */
+void sk_sess_too_slow(sk_session *s, const char *what);
 /* 501 for a command that takes no parameters but was given some: 0. */
 int sk_sess_no_args(sk_session *s, const char *args);
 /* The session reads and writes through bev from now on. */
@@ -123,6 +129,22 @@ void sk_sess_cmd_auth(sk_session *s, const char *args);
 void sk_sess_auth_line(sk_session *s, const char *line);
 /* The program's later answer to AUTH, through sk_session_reply. */
 void sk_sess_auth_answer(sk_session *s, sk_reply r);
+
+/* ---- body.c: DATA and BDAT (RFC 5321 4.1.1.4, RFC 3030) ---- */
+
+void sk_sess_cmd_data(sk_session *s, const char *args);
+void sk_sess_cmd_bdat(sk_session *s, const char *args);
+/* BDAT, or a BDAT refused (with refuse) before it began: either way its
+ * chunk is read, never taken for commands (RFC 3030 2). */
+void sk_sess_bdat_start(sk_session *s, const char *args, const sk_reply *refuse);
+/* Read the stream (states SS_DATA, SS_BDAT); 1 when the caller should look
+ * at the input again. */
+int sk_sess_data_consume(sk_session *s, struct evbuffer *in);
+int sk_sess_bdat_consume(sk_session *s, struct evbuffer *in);
+/* Drop the message being received (the program hears of it). */
+void sk_sess_msg_abort(sk_session *s);
+/* Send the reply to the message and end the transaction. */
+void sk_sess_msg_done(sk_session *s, const sk_reply *r);
 
 /* ---- tls.c: implicit TLS, STARTTLS (RFC 3207) ---- */
 

@@ -107,17 +107,23 @@ int sk_sess_hook_refused(sk_session *s, sk_reply *r, const char *hook);
 void sk_sess_close_after_flush(sk_session *s);
 /* Read what the client sent, as far as the state allows. */
 void sk_sess_process(sk_session *s);
-void sk_sess_tx_reset(sk_session *s);
 /* The server is stopping: a session at rest says 421 and ends (RFC 5321
  * 3.8); 1 when it did. */
 int sk_sess_maybe_stop(sk_session *s);
 /* A client trickling octets in keeps the idle timeout from firing: end it
  * the way a timeout does. */
 void sk_sess_too_slow(sk_session *s, const char *what);
-/* 501 for a command that takes no parameters but was given some: 0. */
-int sk_sess_no_args(sk_session *s, const char *args);
 /* The session reads and writes through bev from now on. */
 void sk_sess_use_bev(sk_session *s, struct bufferevent *bev);
+
+/* ---- commands.c: the command table and the envelope commands ---- */
+
+/* One command line of n octets with its CRLF (not in DATA or BDAT). */
+void sk_sess_handle_line(sk_session *s, char *line, size_t n);
+/* End the transaction: envelope and message. */
+void sk_sess_tx_reset(sk_session *s);
+/* 501 for a command that takes no parameters but was given some: 0. */
+int sk_sess_no_args(sk_session *s, const char *args);
 
 /* ---- auth.c: AUTH (RFC 4954) and its throttling ---- */
 

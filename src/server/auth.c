@@ -4,7 +4,6 @@
 #include "server/session_int.h"
 #include "sasl/sasl_server.h"
 
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -58,7 +57,7 @@ int sk_sess_auth_offered(const sk_session *s)
 static void auth_result(sk_session *s, const char *mech, const char *user, sk_reply r)
 {
     sk_server *srv = s->srv;
-    if (r.code == 0 || sk_reply_class_of(r.code) == SK_REPLY_INVALID)
+    if (sk_reply_class_of(r.code) == SK_REPLY_INVALID)
         r = sk_reply_make(454, "4.7.0", "Temporary authentication failure");
     sk_buf esc = SK_BUF_INIT(4 * SK_SMTP_LINE_MAX_OCTETS);
     if (sk_log_escape(&esc, user, strlen(user)) != SK_OK) sk_buf_reset(&esc);
@@ -82,10 +81,8 @@ static void auth_result(sk_session *s, const char *mech, const char *user, sk_re
     if (auth_blocked(srv, s->peer)) {
         sk_log(logger(s), SK_LOG_WARN, "%s server auth-throttle peer=%s failures=%u", s->id,
                s->peer, s->cfg->auth_failures_max);
-        sk_sess_reply(s, 421, "4.7.0", "%s Too many authentication failures, closing",
-                      s->cfg->hostname);
-        sk_sess_tx_reset(s);
-        sk_sess_close_after_flush(s);
+        sk_sess_end(s, 421, "4.7.0", "%s Too many authentication failures, closing",
+                    s->cfg->hostname);
         return;
     }
     sk_sess_reply_r(s, &r);
@@ -112,12 +109,18 @@ static void auth_check(sk_session *s, const char *mech, const char *authzid, con
         s->pending_user = sk_strdup(user);
         if (s->pending_user) {
             s->sasl_mech = !strcmp(mech, "PLAIN") ? 1 : 2;
-            sk_sess_set_state(s, SS_WAIT);
-            bufferevent_setwatermark(s->bev, EV_READ, 0, SK_SERVER_WAIT_READ_OCTETS);
+            sk_sess_wait(s);
             return;
         }
     }
     auth_result(s, mech, user, r);
+}
+
+/* The exchange ends without a verdict on the password (RFC 4954 4: 501). */
+static void sasl_failed(sk_session *s, const char *enh, const char *text)
+{
+    sk_sess_set_state(s, SS_READY);
+    sk_sess_reply(s, 501, enh, "%s", text);
 }
 
 static void sasl_plain(sk_session *s, const char *b64)
@@ -125,21 +128,18 @@ static void sasl_plain(sk_session *s, const char *b64)
     const char *authzid, *user, *password;
     sk_buf dec = SK_BUF_INIT(SK_SMTP_LINE_MAX_OCTETS);
     if (sk_sasl_server_plain(b64, strlen(b64), &dec, &authzid, &user, &password) != SK_OK) {
-        sk_sess_set_state(s, SS_READY);
-        sk_sess_reply(s, 501, "5.5.2", "Cannot decode AUTH PLAIN response");
+        sasl_failed(s, "5.5.2", "Cannot decode AUTH PLAIN response");
     } else {
         auth_check(s, "PLAIN", authzid, user, password);
     }
-    if (dec.data) OPENSSL_cleanse(dec.data, dec.cap);
-    sk_buf_free(&dec);
+    buf_wipe(&dec);
 }
 
 void sk_sess_auth_line(sk_session *s, const char *line)
 {
     /* RFC 4954 4: "*" cancels. */
     if (!strcmp(line, "*")) {
-        sk_sess_set_state(s, SS_READY);
-        sk_sess_reply(s, 501, "5.0.0", "Authentication cancelled");
+        sasl_failed(s, "5.0.0", "Authentication cancelled");
         return;
     }
     if (s->sasl_mech == 1) {
@@ -148,24 +148,18 @@ void sk_sess_auth_line(sk_session *s, const char *line)
     }
     sk_buf dec = SK_BUF_INIT(SK_SMTP_LINE_MAX_OCTETS);
     if (sk_sasl_server_login(line, strlen(line), &dec) != SK_OK) {
-        sk_sess_set_state(s, SS_READY);
-        sk_sess_reply(s, 501, "5.5.2", "Cannot decode AUTH LOGIN response");
+        sasl_failed(s, "5.5.2", "Cannot decode AUTH LOGIN response");
     } else if (!s->sasl.len && !s->sasl.data) {
         if (sk_buf_append(&s->sasl, dec.data ? dec.data : "", dec.len) != SK_OK) {
-            sk_sess_set_state(s, SS_READY);
-            sk_sess_reply(s, 501, "5.5.2", "User name too long");
+            sasl_failed(s, "5.5.2", "User name too long");
         } else {
             sk_sess_reply(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
         }
     } else {
         auth_check(s, "LOGIN", "", sk_buf_cstr(&s->sasl), sk_buf_cstr(&dec));
     }
-    if (dec.data) OPENSSL_cleanse(dec.data, dec.cap);
-    sk_buf_free(&dec);
-    if (s->state != SS_AUTH) {
-        if (s->sasl.data) OPENSSL_cleanse(s->sasl.data, s->sasl.cap);
-        sk_buf_free(&s->sasl);
-    }
+    buf_wipe(&dec);
+    if (s->state != SS_AUTH) buf_wipe(&s->sasl);
 }
 
 void sk_sess_cmd_auth(sk_session *s, const char *args)

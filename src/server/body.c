@@ -31,6 +31,32 @@ static void envelope_fill(const sk_session *s, sk_envelope *env)
     env->peer_port = s->port;
 }
 
+/* BDAT: the chunk is read all the same and refused at its end (RFC 3030 2),
+ * with r, or with 451 when r is NULL (a reply was sent already) or memory
+ * is short. */
+static void refuse_later(sk_session *s, const sk_reply *r)
+{
+    s->msg = MSG_REFUSED;
+    s->bdat_mode = 1;
+    s->refusal = r ? sk_malloc(sizeof *s->refusal) : NULL;
+    if (s->refusal) *s->refusal = *r;
+}
+
+/* A message needs a transaction with a recipient: 0 and why when not
+ * (RFC 2920 3.1: 554 when every RCPT was refused). */
+static int tx_ready(const sk_session *s, sk_reply *why)
+{
+    if (!in_tx(s)) {
+        *why = sk_reply_make(503, "5.5.1", "Need MAIL command");
+        return 0;
+    }
+    if (!s->nrcpts) {
+        *why = sk_reply_make(554, "5.5.1", "No valid recipients");
+        return 0;
+    }
+    return 1;
+}
+
 /* Open the message with the program. 0 and a reply sent (or kept, for
  * BDAT) when refused. */
 static int msg_open(sk_session *s, int bdat)
@@ -46,17 +72,12 @@ static int msg_open(sk_session *s, int bdat)
         sk_envelope env;
         envelope_fill(s, &env);
         s->msg_ctx = NULL;
-        r = srv->on_data_start(s, &env, &s->msg_ctx, srv->on_data_ctx);
-        if (r.code == 0 || sk_reply_class_of(r.code) == SK_REPLY_INVALID)
-            r = sk_reply_make(451, "4.3.0", "Internal error");
+        r = reply_checked(srv->on_data_start(s, &env, &s->msg_ctx, srv->on_data_ctx));
     }
     if (r.code >= 400) {
         sk_log(logger(s), SK_LOG_INFO, "%s server data-refused reply=%d", s->id, r.code);
         if (bdat) {
-            /* BDAT: the chunk is read first, then refused. */
-            s->msg = MSG_REFUSED;
-            s->refusal = sk_malloc(sizeof *s->refusal);
-            if (s->refusal) *s->refusal = r;
+            refuse_later(s, &r);
             return 1;
         }
         sk_sess_reply_r(s, &r);
@@ -171,7 +192,7 @@ void sk_sess_msg_done(sk_session *s, const sk_reply *r)
     if (r->code < 300) s->idle = 0;
     s->msg_started = 0;
     sk_sess_tx_reset(s);
-    sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED); /* a BDAT refused before EHLO */
+    sk_sess_set_state(s, rest_state(s)); /* SS_CONNECTED: a BDAT refused before EHLO */
     sk_sess_maybe_stop(s);
 }
 
@@ -186,14 +207,10 @@ static void msg_finish(sk_session *s)
         sk_buf_free(&s->chunk);
         r = srv->on_data_end(s, s->msg_ctx, 1, srv->on_data_ctx);
         if (r.code == 0) {
-            /* Keep reading, so that a client that leaves is noticed, but
-             * only a little: pipelined commands wait for the reply. */
-            sk_sess_set_state(s, SS_WAIT);
-            bufferevent_setwatermark(s->bev, EV_READ, 0, SK_SERVER_WAIT_READ_OCTETS);
+            sk_sess_wait(s);
             return;
         }
-        if (sk_reply_class_of(r.code) == SK_REPLY_INVALID)
-            r = sk_reply_make(451, "4.3.0", "Internal error");
+        r = reply_checked(r);
         if (r.code == 250 && !strcmp(r.enhanced, "2.0.0") && !strcmp(r.text, "Ok"))
             r = sk_reply_make(250, "2.0.0", "Ok: message accepted");
         break;
@@ -217,6 +234,25 @@ static void msg_finish(sk_session *s)
     sk_sess_msg_done(s, &r);
 }
 
+/* The message has come in slower than SK_SERVER_DATA_MIN_OCTETS_PER_S
+ * since its start, for longer than a data block's timeout: a client
+ * trickling octets in would otherwise hold the session for ever. */
+static int too_slow(const sk_session *s, uint64_t now)
+{
+    uint64_t ms = now - s->data_started_ms;
+    return ms > s->cfg->data_timeout_ms &&
+           s->data_octets * 1000 / ms < SK_SERVER_DATA_MIN_OCTETS_PER_S;
+}
+
+/* All of the input that could be peeked was decoded: look again when more
+ * is buffered, else wait for the client, handing the program what it has. */
+static int look_again(sk_session *s, struct evbuffer *in)
+{
+    if (evbuffer_get_length(in)) return 1;
+    chunk_flush(s);
+    return 0;
+}
+
 /* DATA: consume input up to the end marker CRLF "." CRLF (RFC 5321 4.1.1.4,
  * 4.5.2). A bare CR or LF never ends a line here (RFC 5321 2.3.8); it marks
  * the message bad, and the whole message is refused at its end: so
@@ -237,15 +273,11 @@ int sk_sess_data_consume(sk_session *s, struct evbuffer *in)
         msg_finish(s);
         return 1;
     }
-    uint64_t ms = now - s->data_started_ms;
-    if (ms > s->cfg->data_timeout_ms &&
-        s->data_octets * 1000 / ms < SK_SERVER_DATA_MIN_OCTETS_PER_S) {
+    if (too_slow(s, now)) {
         sk_sess_too_slow(s, "data");
         return 0;
     }
-    if (evbuffer_get_length(in)) return 1; /* more than the peeked extents */
-    chunk_flush(s);
-    return 0;
+    return look_again(s, in);
 }
 
 /* BDAT: exactly the announced octets (RFC 3030 2); no dot-stuffing, but
@@ -260,17 +292,11 @@ int sk_sess_bdat_consume(sk_session *s, struct evbuffer *in)
     size_t got = decode_input(s, in, want < SIZE_MAX ? (size_t)want : SIZE_MAX, &end);
     s->bdat_left -= got;
     s->data_octets += got;
-    uint64_t ms = now - s->data_started_ms;
-    if ((s->bdat_left || !s->bdat_last) && ms > s->cfg->data_timeout_ms &&
-        s->data_octets * 1000 / ms < SK_SERVER_DATA_MIN_OCTETS_PER_S) {
+    if ((s->bdat_left || !s->bdat_last) && too_slow(s, now)) {
         sk_sess_too_slow(s, "bdat");
         return 0;
     }
-    if (s->bdat_left) {
-        if (evbuffer_get_length(in)) return 1; /* more than the peeked extents */
-        chunk_flush(s);
-        return 0;
-    }
+    if (s->bdat_left) return look_again(s, in);
     if (s->bdat_last) {
         char out[1];
         size_t olen;
@@ -289,29 +315,19 @@ int sk_sess_bdat_consume(sk_session *s, struct evbuffer *in)
     return 1;
 }
 
-static int tx_ready(sk_session *s)
-{
-    if (!in_tx(s)) {
-        sk_sess_reply(s, 503, "5.5.1", "Need MAIL command");
-        return 0;
-    }
-    if (!s->nrcpts) {
-        sk_sess_reply(s, 554, "5.5.1", "No valid recipients"); /* RFC 2920 3.1 */
-        return 0;
-    }
-    return 1;
-}
-
 void sk_sess_cmd_data(sk_session *s, const char *args)
 {
-    if (!sk_sess_no_args(s, args) || !tx_ready(s)) return;
+    sk_reply why;
+    if (!sk_sess_no_args(s, args)) return;
+    if (!tx_ready(s, &why)) {
+        sk_sess_reply_r(s, &why);
+        return;
+    }
     if (!msg_open(s, 0)) return;
     sk_sess_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
     sk_sess_set_state(s, SS_DATA);
 }
 
-/* BDAT, or a BDAT refused (with refuse) before it began: either way its
- * chunk is read. */
 void sk_sess_bdat_start(sk_session *s, const char *args, const sk_reply *refuse)
 {
     /* RFC 3030 2: BDAT chunk-size [ SP "LAST" ]. */
@@ -330,30 +346,19 @@ void sk_sess_bdat_start(sk_session *s, const char *args, const sk_reply *refuse)
     if (!digits || overflow || *p) {
         /* The chunk's length is unknown, so its octets cannot be told
          * from commands: the session cannot go on. */
-        sk_sess_reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]; closing");
-        sk_sess_tx_reset(s);
-        sk_sess_close_after_flush(s);
+        sk_sess_end(s, 501, "5.5.4", "Syntax: BDAT size [LAST]; closing");
         return;
     }
     s->bdat_left = size;
     s->bdat_last = last;
-    if (!s->bdat_mode) {
-        /* A refused BDAT still has its octets read, so they are never taken
-         * for commands. */
-        if (refuse || !in_tx(s) || !s->nrcpts) {
-            s->msg = MSG_REFUSED;
-            s->bdat_mode = 1;
-            s->refusal = sk_malloc(sizeof *s->refusal);
-            if (s->refusal)
-                *s->refusal = refuse     ? *refuse
-                              : in_tx(s) ? sk_reply_make(554, "5.5.1", "No valid recipients")
-                                         : sk_reply_make(503, "5.5.1", "Need MAIL command");
-        } else if (!msg_open(s, 1)) {
-            /* Out of memory; its reply is sent: read and drop the chunk. */
-            s->msg = MSG_REFUSED;
-            s->bdat_mode = 1;
-            s->refusal = NULL;
-        }
+    if (!s->bdat_mode) { /* the message's first chunk */
+        sk_reply why;
+        if (refuse)
+            refuse_later(s, refuse);
+        else if (!tx_ready(s, &why))
+            refuse_later(s, &why);
+        else if (!msg_open(s, 1))
+            refuse_later(s, NULL); /* out of memory, said already: drop the chunk */
     }
     sk_sess_set_state(s, SS_BDAT);
     if (!size) sk_sess_bdat_consume(s, bufferevent_get_input(s->bev));

@@ -84,14 +84,12 @@ void sk_sess_handle_line(sk_session *s, char *line, size_t n)
     s->commands++;
     /* RFC 5321 2.3.8: lines end with CRLF, and CR or LF never appear alone. */
     if (n < 2 || line[n - 2] != '\r') {
-        sk_sess_reply(s, 500, "5.5.2", "Line must end with CRLF");
-        if (s->state == SS_AUTH) sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED);
+        sk_sess_bad_line(s, "Line must end with CRLF");
         return;
     }
     line[n - 2] = '\0';
     if (memchr(line, '\r', n - 2) || strlen(line) != n - 2) {
-        sk_sess_reply(s, 500, "5.5.2", "Bare CR or NUL in command");
-        if (s->state == SS_AUTH) sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED);
+        sk_sess_bad_line(s, "Bare CR or NUL in command");
         return;
     }
     if (s->state == SS_AUTH) {
@@ -309,7 +307,7 @@ static void cmd_rset(sk_session *s, const char *args)
 {
     if (!sk_sess_no_args(s, args)) return;
     sk_sess_tx_reset(s);
-    sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED);
+    sk_sess_set_state(s, rest_state(s));
     sk_sess_reply(s, 250, "2.0.0", "Ok");
 }
 
@@ -321,9 +319,7 @@ static void cmd_noop(sk_session *s, const char *args)
 static void cmd_quit(sk_session *s, const char *args)
 {
     if (!sk_sess_no_args(s, args)) return;
-    sk_sess_reply(s, 221, "2.0.0", "%s Bye", s->cfg->hostname);
-    sk_sess_tx_reset(s);
-    sk_sess_close_after_flush(s);
+    sk_sess_end(s, 221, "2.0.0", "%s Bye", s->cfg->hostname);
 }
 
 static void cmd_vrfy(sk_session *s, const char *args)

@@ -162,8 +162,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     sk_log(&li->srv->cfg->logger, SK_LOG_ERR, "- server accept-error port=%d error=\"%s\"",
            li->port, evutil_socket_error_to_string(e));
     evconnlistener_disable(l);
-    struct timeval tv = {SK_SERVER_ACCEPT_PAUSE_MS / 1000,
-                         (SK_SERVER_ACCEPT_PAUSE_MS % 1000) * 1000};
+    struct timeval tv = sk_server_timeval(SK_SERVER_ACCEPT_PAUSE_MS);
     evtimer_add(li->retry, &tv);
 }
 
@@ -257,10 +256,22 @@ sk_err sk_server_listen(sk_server *srv, const char *addr, sk_listen_kind kind, s
     li->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                  : ((struct sockaddr_in *)&bound)->sin_port);
     srv->nlisteners++;
-    static const char *const names[] = {"", "smtp", "submission", "", "smtps"};
     sk_log(&srv->cfg->logger, SK_LOG_INFO, "- server listen addr=%s port=%d kind=%s", addr,
-           li->port, names[kind]);
+           li->port, sk_server_kind_name(kind));
     return SK_OK;
+}
+
+const char *sk_server_kind_name(sk_listen_kind kind)
+{
+    switch (kind) {
+    case SK_LISTEN_SMTP:
+        return "smtp";
+    case SK_LISTEN_SUBMISSION:
+        return "submission";
+    case SK_LISTEN_SMTPS:
+        return "smtps";
+    }
+    return "";
 }
 
 int sk_server_port(const sk_server *srv, size_t i)
@@ -351,7 +362,7 @@ sk_err sk_server_after(sk_server *srv, unsigned ms, void (*fn)(void *ctx), void 
     if (!c) return SK_ERR_NOMEM;
     c->fn = fn;
     c->ctx = ctx;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    struct timeval tv = sk_server_timeval(ms);
     if (event_base_once(srv->base, -1, EV_TIMEOUT, after_cb, c, &tv) != 0) {
         sk_free(c);
         return SK_ERR_NOMEM;

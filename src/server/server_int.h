@@ -87,6 +87,13 @@ struct sk_server {
 };
 
 void sk_server_cfg_release(sk_server_cfg *c);
+/* "smtp", "submission" or "smtps", for logs. */
+const char *sk_server_kind_name(sk_listen_kind kind);
+
+static inline struct timeval sk_server_timeval(unsigned ms)
+{
+    return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+}
 
 /* Session life, in session.c. */
 void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,

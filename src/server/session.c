@@ -16,13 +16,14 @@ static void read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_free(sk_session *s);
+static void end_timeout(sk_session *s);
 
 static void set_timeouts(sk_session *s)
 {
     unsigned ms = s->cfg->command_timeout_ms;
     if (s->state == SS_CONNECTED) ms = s->cfg->greeting_timeout_ms;
     if (s->state == SS_DATA || s->state == SS_BDAT) ms = s->cfg->data_timeout_ms;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    struct timeval tv = sk_server_timeval(ms);
     bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
 
@@ -56,14 +57,21 @@ void sk_sess_reply_text(sk_session *s, int code, const char *enh, const char *te
     if (code >= 400) s->idle++;
 }
 
-void sk_sess_reply(sk_session *s, int code, const char *enh, const char *fmt, ...)
+static void reply_v(sk_session *s, int code, const char *enh, const char *fmt, va_list ap)
+    SK_PRINTF(4, 0);
+static void reply_v(sk_session *s, int code, const char *enh, const char *fmt, va_list ap)
 {
     char text[512];
+    vsnprintf(text, sizeof text, fmt, ap);
+    sk_sess_reply_text(s, code, enh, text);
+}
+
+void sk_sess_reply(sk_session *s, int code, const char *enh, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
+    reply_v(s, code, enh, fmt, ap);
     va_end(ap);
-    sk_sess_reply_text(s, code, enh, text);
 }
 
 void sk_sess_reply_r(sk_session *s, const sk_reply *r)
@@ -76,9 +84,9 @@ void sk_sess_reply_r(sk_session *s, const sk_reply *r)
  * except on_data_end. */
 int sk_sess_hook_refused(sk_session *s, sk_reply *r, const char *hook)
 {
-    if (r->code == 0 || sk_reply_class_of(r->code) == SK_REPLY_INVALID) {
+    if (sk_reply_class_of(r->code) == SK_REPLY_INVALID) {
         sk_log(logger(s), SK_LOG_ERR, "%s server hook-error hook=%s code=%d", s->id, hook, r->code);
-        *r = sk_reply_make(451, "4.3.0", "Internal error");
+        *r = reply_checked(*r);
     }
     if (r->code < 400) return 0;
     sk_sess_reply_r(s, r);
@@ -96,13 +104,28 @@ void sk_sess_close_after_flush(sk_session *s)
     }
 }
 
+void sk_sess_end(sk_session *s, int code, const char *enh, const char *fmt, ...)
+{
+    sk_sess_tx_reset(s);
+    va_list ap;
+    va_start(ap, fmt);
+    reply_v(s, code, enh, fmt, ap);
+    va_end(ap);
+    sk_sess_close_after_flush(s);
+}
+
+void sk_sess_bad_line(sk_session *s, const char *text)
+{
+    sk_sess_reply(s, 500, "5.5.2", "%s", text);
+    if (s->state == SS_AUTH) sk_sess_set_state(s, rest_state(s));
+}
+
 /* The server is stopping: a session at rest ends now (RFC 5321 3.8). */
 int sk_sess_maybe_stop(sk_session *s)
 {
     if (!s->srv->stopping || in_tx(s) || (s->state != SS_CONNECTED && s->state != SS_READY))
         return 0;
-    sk_sess_reply(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
-    sk_sess_close_after_flush(s);
+    sk_sess_end(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
     return 1;
 }
 
@@ -202,18 +225,15 @@ void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,
         session_free(s);
         return;
     }
-    static const char *const kinds[] = {"", "smtp", "submission", "", "smtps"};
     sk_log(logger(s), SK_LOG_INFO, "%s server connect peer=%s port=%d listener=%s", s->id, s->peer,
-           s->port, kinds[kind]);
+           s->port, sk_server_kind_name(kind));
     sk_sess_set_state(s, kind == SK_LISTEN_SMTPS ? SS_TLS : SS_CONNECTED);
     bufferevent_enable(s->bev, EV_READ);
 
     if (limit) {
         s->refused = 1;
         sk_log(logger(s), SK_LOG_WARN, "%s server refuse peer=%s limit=%s", s->id, s->peer, limit);
-        sk_sess_reply(s, 421, "4.7.0", "%s Too many connections, try again later",
-                      s->cfg->hostname);
-        sk_sess_close_after_flush(s);
+        sk_sess_end(s, 421, "4.7.0", "%s Too many connections, try again later", s->cfg->hostname);
         return;
     }
     if (srv->on_connect) {
@@ -229,8 +249,7 @@ void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,
     if (s->cfg->greeting_delay_ms) {
         /* Early talkers (RFC 5321 4.3.1: the client waits for the banner). */
         sk_sess_set_state(s, SS_DELAY);
-        struct timeval tv = {(time_t)(s->cfg->greeting_delay_ms / 1000),
-                             (suseconds_t)(s->cfg->greeting_delay_ms % 1000) * 1000};
+        struct timeval tv = sk_server_timeval(s->cfg->greeting_delay_ms);
         evtimer_add(s->timer, &tv);
         return;
     }
@@ -263,8 +282,7 @@ static void session_free(sk_session *s)
     srv->nsessions--;
     if (s->timer) event_free(s->timer);
     if (s->bev) bufferevent_free(s->bev);
-    if (s->sasl.data) OPENSSL_cleanse(s->sasl.data, s->sasl.cap);
-    sk_buf_free(&s->sasl);
+    buf_wipe(&s->sasl);
     sk_free(s->helo);
     sk_free(s->auth_user);
     sk_free(s->pending_user);
@@ -300,6 +318,12 @@ static void connection_gone(sk_session *s)
         return;
     }
     session_free(s);
+}
+
+/* RFC 5321 4.5.3.2: the client said nothing, or too little, for too long. */
+static void end_timeout(sk_session *s)
+{
+    sk_sess_end(s, 421, "4.4.2", "%s Timeout, closing connection", s->cfg->hostname);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
@@ -357,9 +381,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             session_free(s);
             return;
         }
-        sk_sess_msg_abort(s);
-        sk_sess_reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->cfg->hostname);
-        sk_sess_close_after_flush(s);
+        end_timeout(s);
         return;
     }
     if (what & BEV_EVENT_ERROR) sk_sess_tls_error(s);
@@ -369,15 +391,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     connection_gone(s);
 }
 
-/* A client trickling octets in keeps the idle timeout from firing: end it
- * the way a timeout does. */
 void sk_sess_too_slow(sk_session *s, const char *what)
 {
     sk_log(logger(s), SK_LOG_INFO, "%s server too-slow peer=%s state=%s what=%s", s->id, s->peer,
            state_names[s->state], what);
-    sk_sess_msg_abort(s);
-    sk_sess_reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->cfg->hostname);
-    sk_sess_close_after_flush(s);
+    end_timeout(s);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -391,29 +409,30 @@ void sk_sess_use_bev(sk_session *s, struct bufferevent *bev)
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, s);
 }
 
+void sk_sess_wait(sk_session *s)
+{
+    sk_sess_set_state(s, SS_WAIT);
+    /* Keep reading, so that a client that leaves is noticed, but only a
+     * little: pipelined commands wait for the reply. */
+    bufferevent_setwatermark(s->bev, EV_READ, 0, SK_SERVER_WAIT_READ_OCTETS);
+}
+
 sk_err sk_session_reply(sk_session *s, const sk_reply *r)
 {
     if (s->state != SS_WAIT) return SK_ERR_STATE;
-    sk_reply rr = *r;
-    if (rr.code == 0 || sk_reply_class_of(rr.code) == SK_REPLY_INVALID)
-        rr = sk_reply_make(451, "4.3.0", "Internal error");
-    if (s->pending_user) {
-        if (s->gone) {
-            session_free(s);
-            return SK_OK;
-        }
-        sk_sess_auth_answer(s, *r);
-        bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
-        if (s->state == SS_READY) sk_sess_process(s);
-        return SK_OK;
-    }
+    sk_reply rr = reply_checked(*r);
     if (s->gone) {
-        sk_log(logger(s), SK_LOG_INFO, "%s server message-reply-lost reply=%d", s->id, rr.code);
-        s->msg_started = 0;
+        if (!s->pending_user) {
+            sk_log(logger(s), SK_LOG_INFO, "%s server message-reply-lost reply=%d", s->id, rr.code);
+            s->msg_started = 0;
+        }
         session_free(s);
         return SK_OK;
     }
-    sk_sess_msg_done(s, &rr);
+    if (s->pending_user)
+        sk_sess_auth_answer(s, *r); /* AUTH has a fallback of its own: 454 */
+    else
+        sk_sess_msg_done(s, &rr);
     bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
     if (s->state == SS_READY) sk_sess_process(s);
     return SK_OK;
@@ -435,9 +454,8 @@ void sk_sess_process(sk_session *s)
             sk_log(logger(s), SK_LOG_INFO, "%s server early-talker peer=%s", s->id, s->peer);
             evtimer_del(s->timer);
             evbuffer_drain(in, avail);
-            sk_sess_reply(s, 554, "5.5.0", "%s Protocol error: talking before the greeting",
-                          s->cfg->hostname);
-            sk_sess_close_after_flush(s);
+            sk_sess_end(s, 554, "5.5.0", "%s Protocol error: talking before the greeting",
+                        s->cfg->hostname);
             return;
         case SS_DATA:
             if (!sk_sess_data_consume(s, in)) return;
@@ -469,8 +487,7 @@ void sk_sess_process(sk_session *s)
             } else if (avail >= SK_SMTP_LINE_MAX_OCTETS) {
                 evbuffer_drain(in, avail);
                 s->discarding = 1;
-                sk_sess_reply(s, 500, "5.5.2", "Line too long");
-                if (s->state == SS_AUTH) sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED);
+                sk_sess_bad_line(s, "Line too long");
             }
             return;
         }
@@ -483,8 +500,7 @@ void sk_sess_process(sk_session *s)
         }
         if (n > SK_SMTP_LINE_MAX_OCTETS) {
             evbuffer_drain(in, n);
-            sk_sess_reply(s, 500, "5.5.2", "Line too long");
-            if (s->state == SS_AUTH) sk_sess_set_state(s, s->helo ? SS_READY : SS_CONNECTED);
+            sk_sess_bad_line(s, "Line too long");
             continue;
         }
         char line[SK_SMTP_LINE_MAX_OCTETS + 1];
@@ -494,10 +510,8 @@ void sk_sess_process(sk_session *s)
             OPENSSL_cleanse(line, n);
             sk_log(logger(s), SK_LOG_INFO, "%s server idle-limit peer=%s commands=%u", s->id,
                    s->peer, s->idle);
-            sk_sess_reply(s, 421, "4.7.0", "%s Too many commands without progress, closing",
-                          s->cfg->hostname);
-            sk_sess_tx_reset(s);
-            sk_sess_close_after_flush(s);
+            sk_sess_end(s, 421, "4.7.0", "%s Too many commands without progress, closing",
+                        s->cfg->hostname);
             return;
         }
         sk_sess_handle_line(s, line, n);

@@ -6,6 +6,8 @@
 
 #include "server/server_int.h"
 
+#include <openssl/crypto.h>
+
 typedef enum sstate {
     SS_NEW,       /* accepted, being set up */
     SS_DELAY,     /* greeting delay: a client that talks now is an early talker */
@@ -92,6 +94,28 @@ static inline int in_tx(const sk_session *s)
     return s->from != NULL;
 }
 
+/* Where a session rests between transactions. */
+static inline sstate rest_state(const sk_session *s)
+{
+    return s->helo ? SS_READY : SS_CONNECTED;
+}
+
+/* The program's reply, or 451 when it is no SMTP reply (out of range, or 0:
+ * "later" where later is not allowed). */
+static inline sk_reply reply_checked(sk_reply r)
+{
+    return sk_reply_class_of(r.code) == SK_REPLY_INVALID
+               ? sk_reply_make(451, "4.3.0", "Internal error")
+               : r;
+}
+
+/* Free a buffer that held AUTH data, overwriting it first. */
+static inline void buf_wipe(sk_buf *b)
+{
+    if (b->data) OPENSSL_cleanse(b->data, b->cap);
+    sk_buf_free(b);
+}
+
 /* ---- session.c: life, I/O, state and replies ---- */
 
 /* The one place the session state changes (and it is logged). */
@@ -105,6 +129,12 @@ void sk_sess_reply_r(sk_session *s, const sk_reply *r);
 int sk_sess_hook_refused(sk_session *s, sk_reply *r, const char *hook);
 /* Stop reading; the session ends once its last reply is sent. */
 void sk_sess_close_after_flush(sk_session *s);
+/* The last reply: end the transaction, say it, close after it. */
+void sk_sess_end(sk_session *s, int code, const char *enh, const char *fmt, ...) SK_PRINTF(4, 5);
+/* 500 for a line that is no command; it also ends a SASL exchange. */
+void sk_sess_bad_line(sk_session *s, const char *text);
+/* The program answers later, through sk_session_reply (on_auth, on_data_end). */
+void sk_sess_wait(sk_session *s);
 /* Read what the client sent, as far as the state allows. */
 void sk_sess_process(sk_session *s);
 /* The server is stopping: a session at rest says 421 and ends (RFC 5321

@@ -1,6 +1,5 @@
-/* AUTH on the server (RFC 4954): the PLAIN and LOGIN exchanges, decoded by
- * the sasl module and checked by the program's on_auth hook, and the
- * throttling of addresses that keep failing. */
+/* AUTH on the server (RFC 4954): PLAIN and LOGIN decoded by the sasl module,
+ * checked by the on_auth hook, and throttling of addresses that keep failing. */
 #include "server/session_int.h"
 #include "sasl/sasl_server.h"
 
@@ -93,7 +92,7 @@ void sk_sess_auth_answer(sk_session *s, sk_reply r)
     char *user = s->pending_user;
     s->pending_user = NULL;
     sk_sess_set_state(s, SS_READY);
-    auth_result(s, s->sasl_mech == 1 ? "PLAIN" : "LOGIN", user, r);
+    auth_result(s, s->mech == MECH_PLAIN ? "PLAIN" : "LOGIN", user, r);
     sk_free(user);
 }
 
@@ -108,7 +107,7 @@ static void auth_check(sk_session *s, const char *mech, const char *authzid, con
          * answers with sk_session_reply. */
         s->pending_user = sk_strdup(user);
         if (s->pending_user) {
-            s->sasl_mech = !strcmp(mech, "PLAIN") ? 1 : 2;
+            s->mech = !strcmp(mech, "PLAIN") ? MECH_PLAIN : MECH_LOGIN;
             sk_sess_wait(s);
             return;
         }
@@ -142,7 +141,7 @@ void sk_sess_auth_line(sk_session *s, const char *line)
         sasl_failed(s, "5.0.0", "Authentication cancelled");
         return;
     }
-    if (s->sasl_mech == 1) {
+    if (s->mech == MECH_PLAIN) {
         sasl_plain(s, line);
         return;
     }
@@ -199,7 +198,7 @@ void sk_sess_cmd_auth(sk_session *s, const char *args)
     sk_buf_free(&s->sasl);
     sk_buf_init(&s->sasl, SK_SMTP_LINE_MAX_OCTETS);
     if (!strcasecmp(mech, "PLAIN")) {
-        s->sasl_mech = 1;
+        s->mech = MECH_PLAIN;
         sk_sess_set_state(s, SS_AUTH);
         if (!initial) {
             sk_sess_reply(s, 334, NULL, " ");
@@ -210,7 +209,7 @@ void sk_sess_cmd_auth(sk_session *s, const char *args)
         return;
     }
     if (!strcasecmp(mech, "LOGIN")) {
-        s->sasl_mech = 2;
+        s->mech = MECH_LOGIN;
         sk_sess_set_state(s, SS_AUTH);
         if (!initial) {
             sk_sess_reply(s, 334, NULL, "VXNlcm5hbWU6"); /* "Username:" */

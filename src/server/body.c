@@ -1,6 +1,5 @@
-/* The message of a session: DATA and BDAT streams fed through the sans-I/O
- * decoder (src/proto/data.c) to the program's on_data hooks, and the reply
- * at the message's end, given now or later. */
+/* The message of a session: DATA and BDAT read through the sans-I/O decoder
+ * (src/proto/data.c) into the on_data hooks, and the reply at its end. */
 #include "server/session_int.h"
 
 #include <event2/buffer.h>
@@ -17,6 +16,7 @@ static void envelope_fill(const sk_session *s, sk_envelope *env)
     env->session_id = s->id;
     env->helo = s->helo ? s->helo : "";
     env->peer_addr = s->peer;
+    /* Received's "with" (RFC 3848; RFC 6531 3.7.3 for the UTF8 ones). */
     static const char *const protos[2][2][2] = {
         {{"ESMTP", "ESMTPA"}, {"ESMTPS", "ESMTPSA"}},
         {{"UTF8SMTP", "UTF8SMTPA"}, {"UTF8SMTPS", "UTF8SMTPSA"}}};

@@ -34,6 +34,9 @@ typedef enum msg_state {
     MSG_REFUSED  /* on_data_start refused (BDAT: its reply is kept) */
 } msg_state;
 
+/* The SASL mechanisms offered (RFC 4616 PLAIN, and LOGIN). */
+typedef enum sasl_mech { MECH_NONE, MECH_PLAIN, MECH_LOGIN } sasl_mech;
+
 struct sk_session {
     sk_session *next, *prev;
     sk_server *srv;
@@ -59,7 +62,7 @@ struct sk_session {
     char *auth_user;
     void *user;
     /* SASL exchange */
-    int sasl_mech;      /* 1 PLAIN, 2 LOGIN */
+    sasl_mech mech;
     char *pending_user; /* on_auth answers later: who is being checked */
     sk_buf sasl;        /* LOGIN: the user name between steps */
     /* transaction */

@@ -72,7 +72,8 @@ static int msg_open(sk_session *s, int bdat)
         sk_envelope env;
         envelope_fill(s, &env);
         s->msg_ctx = NULL;
-        r = reply_checked(srv->on_data_start(s, &env, &s->msg_ctx, srv->on_data_ctx));
+        r = srv->on_data_start(s, &env, &s->msg_ctx, srv->on_data_ctx);
+        reply_check(&r);
     }
     if (r.code >= 400) {
         sk_log(logger(s), SK_LOG_INFO, "%s server data-refused reply=%d", s->id, r.code);
@@ -210,7 +211,7 @@ static void msg_finish(sk_session *s)
             sk_sess_wait(s);
             return;
         }
-        r = reply_checked(r);
+        reply_check(&r);
         if (r.code == 250 && !strcmp(r.enhanced, "2.0.0") && !strcmp(r.text, "Ok"))
             r = sk_reply_make(250, "2.0.0", "Ok: message accepted");
         break;

@@ -86,7 +86,7 @@ int sk_sess_hook_refused(sk_session *s, sk_reply *r, const char *hook)
 {
     if (sk_reply_class_of(r->code) == SK_REPLY_INVALID) {
         sk_log(logger(s), SK_LOG_ERR, "%s server hook-error hook=%s code=%d", s->id, hook, r->code);
-        *r = reply_checked(*r);
+        reply_check(r);
     }
     if (r->code < 400) return 0;
     sk_sess_reply_r(s, r);
@@ -420,7 +420,8 @@ void sk_sess_wait(sk_session *s)
 sk_err sk_session_reply(sk_session *s, const sk_reply *r)
 {
     if (s->state != SS_WAIT) return SK_ERR_STATE;
-    sk_reply rr = reply_checked(*r);
+    sk_reply rr = *r;
+    reply_check(&rr);
     if (s->gone) {
         if (!s->pending_user) {
             sk_log(logger(s), SK_LOG_INFO, "%s server message-reply-lost reply=%d", s->id, rr.code);

@@ -103,13 +103,12 @@ static inline sstate rest_state(const sk_session *s)
     return s->helo ? SS_READY : SS_CONNECTED;
 }
 
-/* The program's reply, or 451 when it is no SMTP reply (out of range, or 0:
- * "later" where later is not allowed). */
-static inline sk_reply reply_checked(sk_reply r)
+/* A program's reply that is no SMTP reply (out of range, or 0: "later"
+ * where later is not allowed) becomes 451. */
+static inline void reply_check(sk_reply *r)
 {
-    return sk_reply_class_of(r.code) == SK_REPLY_INVALID
-               ? sk_reply_make(451, "4.3.0", "Internal error")
-               : r;
+    if (sk_reply_class_of(r->code) == SK_REPLY_INVALID)
+        *r = sk_reply_make(451, "4.3.0", "Internal error");
 }
 
 /* Free a buffer that held AUTH data, overwriting it first. */

@@ -1,6 +1,8 @@
 /* The inside of an SMTP session, shared by the files that run it: its
  * states, its structure, and what each file offers the others (one section
- * per file). Not for server.c, which sees sessions through server_int.h. */
+ * per file). Not for server.c, which sees sessions through server_int.h.
+ * Functions are named sk_sess_*: the public API of a session is sk_session_*
+ * (server.h). */
 #ifndef SK_SERVER_SESSION_INT_H
 #define SK_SERVER_SESSION_INT_H
 
@@ -193,6 +195,7 @@ struct bufferevent *sk_sess_tls_accept(sk_session *s, evutil_socket_t fd);
 void sk_sess_tls_up(sk_session *s);
 /* The connection failed: log OpenSSL's reason, if it is TLS's doing. */
 void sk_sess_tls_error(sk_session *s);
+/* STARTTLS is announced: a certificate, and no TLS yet (RFC 3207 4.2). */
 int sk_sess_starttls_offered(const sk_session *s);
 /* On a submission listener with a certificate, commands without CF_PRE_TLS
  * get 530 until STARTTLS (unless clear-text AUTH on loopback is allowed). */

@@ -1,5 +1,5 @@
 /* The SMTP server object: settings snapshots, listeners, graceful stop and
- * reload, and per-address AUTH failure throttling. Sessions: session.c. */
+ * reload. Sessions: session.c; AUTH failure throttling: auth.c. */
 #include "server/server_int.h"
 #include "tls/tls_server.h"
 
@@ -162,8 +162,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     sk_log(&li->srv->cfg->logger, SK_LOG_ERR, "- server accept-error port=%d error=\"%s\"",
            li->port, evutil_socket_error_to_string(e));
     evconnlistener_disable(l);
-    struct timeval tv = {SK_SERVER_ACCEPT_PAUSE_MS / 1000,
-                         (SK_SERVER_ACCEPT_PAUSE_MS % 1000) * 1000};
+    struct timeval tv = sk_server_timeval(SK_SERVER_ACCEPT_PAUSE_MS);
     evtimer_add(li->retry, &tv);
 }
 
@@ -257,10 +256,22 @@ sk_err sk_server_listen(sk_server *srv, const char *addr, sk_listen_kind kind, s
     li->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                  : ((struct sockaddr_in *)&bound)->sin_port);
     srv->nlisteners++;
-    static const char *const names[] = {"", "smtp", "submission", "", "smtps"};
     sk_log(&srv->cfg->logger, SK_LOG_INFO, "- server listen addr=%s port=%d kind=%s", addr,
-           li->port, names[kind]);
+           li->port, sk_server_kind_name(kind));
     return SK_OK;
+}
+
+const char *sk_server_kind_name(sk_listen_kind kind)
+{
+    switch (kind) {
+    case SK_LISTEN_SMTP:
+        return "smtp";
+    case SK_LISTEN_SUBMISSION:
+        return "submission";
+    case SK_LISTEN_SMTPS:
+        return "smtps";
+    }
+    return "";
 }
 
 int sk_server_port(const sk_server *srv, size_t i)
@@ -333,46 +344,6 @@ struct event_base *sk_server_base(const sk_server *srv)
     return srv->base;
 }
 
-/* AUTH failures per client address, within a window (a fixed-size table:
- * the oldest entry makes room for a new address). */
-static auth_fail *auth_find(sk_server *srv, const char *addr, int create)
-{
-    uint64_t now = sk_now_ms();
-    size_t oldest = 0;
-    for (size_t i = 0; i < srv->nauth_fails; i++) {
-        auth_fail *f = &srv->auth_fails[i];
-        if (now - f->first_ms >= srv->cfg->auth_throttle_ms) f->count = 0;
-        if (!strcmp(f->addr, addr)) return f;
-        if (f->first_ms < srv->auth_fails[oldest].first_ms) oldest = i;
-    }
-    if (!create) return NULL;
-    if (!srv->auth_fails) {
-        srv->auth_fails = sk_calloc(SK_SERVER_AUTH_TRACK_MAX, sizeof *srv->auth_fails);
-        if (!srv->auth_fails) return NULL;
-    }
-    auth_fail *f = srv->nauth_fails < SK_SERVER_AUTH_TRACK_MAX
-                       ? &srv->auth_fails[srv->nauth_fails++]
-                       : &srv->auth_fails[oldest];
-    snprintf(f->addr, sizeof f->addr, "%s", addr);
-    f->count = 0;
-    f->first_ms = now;
-    return f;
-}
-
-int sk_server_auth_blocked(sk_server *srv, const char *addr)
-{
-    auth_fail *f = auth_find(srv, addr, 0);
-    return f && f->count >= srv->cfg->auth_failures_max;
-}
-
-void sk_server_auth_failed(sk_server *srv, const char *addr)
-{
-    auth_fail *f = auth_find(srv, addr, 1);
-    if (!f) return;
-    if (!f->count) f->first_ms = sk_now_ms();
-    f->count++;
-}
-
 typedef struct after_call {
     void (*fn)(void *ctx);
     void *ctx;
@@ -391,7 +362,7 @@ sk_err sk_server_after(sk_server *srv, unsigned ms, void (*fn)(void *ctx), void 
     if (!c) return SK_ERR_NOMEM;
     c->fn = fn;
     c->ctx = ctx;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    struct timeval tv = sk_server_timeval(ms);
     if (event_base_once(srv->base, -1, EV_TIMEOUT, after_cb, c, &tv) != 0) {
         sk_free(c);
         return SK_ERR_NOMEM;

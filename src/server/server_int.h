@@ -62,7 +62,7 @@ struct sk_server {
         void *ctx;
     } signals[8];
     size_t nsignals;
-    auth_fail *auth_fails; /* lazily allocated, SK_SERVER_AUTH_TRACK_MAX */
+    auth_fail *auth_fails; /* auth.c; lazily allocated, SK_SERVER_AUTH_TRACK_MAX */
     size_t nauth_fails;
 
     sk_on_connect_fn on_connect;
@@ -87,6 +87,13 @@ struct sk_server {
 };
 
 void sk_server_cfg_release(sk_server_cfg *c);
+/* "smtp", "submission" or "smtps", for logs. */
+const char *sk_server_kind_name(sk_listen_kind kind);
+
+static inline struct timeval sk_server_timeval(unsigned ms)
+{
+    return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+}
 
 /* Session life, in session.c. */
 void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,
@@ -98,9 +105,5 @@ void sk_session_destroy(sk_session *s);
 sk_session *sk_session_next(const sk_session *s);
 /* Called by session.c when a session is gone. */
 void sk_server_session_gone(sk_server *srv);
-
-/* AUTH failure bookkeeping per client address (server.c). */
-int sk_server_auth_blocked(sk_server *srv, const char *addr);
-void sk_server_auth_failed(sk_server *srv, const char *addr);
 
 #endif

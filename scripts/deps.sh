@@ -5,8 +5,8 @@ set -eu
 
 PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev \
 libssl-dev libevent-dev libc-ares-dev libsqlite3-dev libcrypt-dev libcmocka-dev \
-libinih-dev libjansson-dev \
-python3 python3-aiosmtpd python3-dnslib swaks libnet-ssleay-perl \
+libinih-dev libjansson-dev libpsl-dev publicsuffix libidn2-dev \
+python3 python3-aiosmtpd python3-dnslib python3-authres swaks libnet-ssleay-perl \
 libio-socket-ssl-perl msmtp curl postfix openssl dnsutils valgrind hyperfine \
 iproute2 procps help2man groff-base man-db systemd python3-seccomp"
 

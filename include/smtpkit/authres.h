@@ -70,7 +70,9 @@ typedef struct sk_authres_span {
 SK_NODISCARD sk_err sk_authres_find_ours(const char *headers, size_t len, const char *authserv_id,
                                          sk_authres_span **out, size_t *n);
 /* Append headers[0..len) to out without the fields sk_authres_find_ours
- * finds; *removed (may be NULL) gets their count. */
+ * finds; *removed (may be NULL) gets their count. A lone CR ending the
+ * line before a removed field becomes CRLF when the line after it starts
+ * with LF, so that the two do not join into one line end. */
 SK_NODISCARD sk_err sk_authres_strip(const char *headers, size_t len, const char *authserv_id,
                                      sk_buf *out, size_t *removed);
 

@@ -181,6 +181,12 @@ sk_err sk_authres_strip(const char *headers, size_t len, const char *authserv_id
     for (size_t i = 0; i < n && !e; i++) {
         e = sk_buf_append(out, headers + at, spans[i].offset - at);
         at = spans[i].offset + spans[i].length;
+        /* A lone CR ending the line before a removed field, and an LF
+         * starting the line after it, would join into one CRLF and merge
+         * two lines: end the first with CRLF instead. */
+        if (!e && out->len > 0 && out->data[out->len - 1] == '\r' && at < len &&
+            headers[at] == '\n')
+            e = sk_buf_putc(out, '\n');
     }
     if (!e) e = sk_buf_append(out, headers + at, len - at);
     sk_free(spans);

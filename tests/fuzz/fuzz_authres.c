@@ -3,8 +3,9 @@
  * sk_authres_strip). The first line of the input is the authserv-id to
  * look for, the rest the header block. Properties: an id that parses
  * writes back (sk_authres_build) to a field whose id reads the same; the
- * spans found are whole fields in order; stripping removes exactly them,
- * and stripping again finds nothing. */
+ * spans found are whole fields in order; stripping removes exactly them
+ * (keeping the lines around them apart), and stripping again finds
+ * nothing. */
 #include <smtpkit/authres.h>
 #include <smtpkit/message.h>
 
@@ -68,7 +69,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sk_buf out = SK_BUF_INIT(len + 1);
     size_t removed;
     if (sk_authres_strip(hdr, len, id, &out, &removed) != SK_OK) abort();
-    if (removed != n || out.len != len - removed_octets) abort();
+    /* Removed fields, and a CR made CRLF where lines would join. */
+    if (removed != n || out.len < len - removed_octets || out.len > len - removed_octets + n)
+        abort();
     if (sk_authres_find_ours(out.data ? out.data : "", out.len, id, &spans, &n) != SK_OK) abort();
     if (n != 0) abort();
     sk_buf_free(&out);

@@ -21,9 +21,9 @@
 #define PROPS(...) (const sk_authres_prop[]){__VA_ARGS__}, SKT_N(((sk_authres_prop[]){__VA_ARGS__}))
 
 static const sk_authres_prop typical_dkim[] = {{"header", "d", "example.org"},
-                                                {"header", "i", "@example.org"},
-                                                {"header", "s", "sel2024"},
-                                                {"header", "b", "AbC/d+9="}};
+                                               {"header", "i", "@example.org"},
+                                               {"header", "s", "sel2024"},
+                                               {"header", "b", "AbC/d+9="}};
 static const sk_authres_prop typical_spf[] = {{"smtp", "mailfrom", "bounce@example.org"}};
 static const sk_authres_prop typical_dmarc[] = {{"header", "from", "example.org"}};
 static const sk_authres_result typical[] = {
@@ -288,6 +288,19 @@ static void test_find_ours(void **state)
     assert_int_equal(spans[0].length, 40);
     sk_free(spans);
     assert_int_equal(sk_authres_find_ours(lf, strlen(lf), "", &spans, &n), SK_ERR_INVAL);
+
+    /* A lone CR before a removed field and an LF after it do not join
+     * into one CRLF: the empty line that ends the header stays (found by
+     * fuzz_authres). */
+    static const char cr[] = "A: 1\rAuthentication-Results: x.example; none\r\n\n"
+                             "Authentication-Results: x.example; in the body\r\n";
+    sk_buf o = SK_BUF_INIT(4096);
+    assert_int_equal(sk_authres_strip(cr, strlen(cr), "x.example", &o, &removed), SK_OK);
+    assert_int_equal(removed, 1);
+    assert_string_equal(o.data, "A: 1\r\n\nAuthentication-Results: x.example; in the body\r\n");
+    assert_int_equal(sk_authres_find_ours(o.data, o.len, "x.example", &spans, &n), SK_OK);
+    assert_int_equal(n, 0);
+    sk_buf_free(&o);
 }
 
 /* Allocation failures: every one is reported, nothing leaks. */

@@ -33,6 +33,9 @@ echo "deps.sh: installing:$missing" >&2
 # help2man makes the man pages at build time; groff-base and man-db render
 # and check them in the tests, as systemd's systemd-analyze does the unit;
 # python3-seccomp lets a test run the server under the unit's system call filter.
+# libpsl-dev and publicsuffix give DMARC the Public Suffix List (libidn2-dev,
+# which libpsl-dev needs anyway, its IDN A-labels); python3-authres is the
+# Authentication-Results oracle of the unit tests.
 # Postfix is installed only for its test tools (smtp-source, smtp-sink) and
 # the benchmark: no system mail service is configured or started.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections

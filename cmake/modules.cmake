@@ -42,6 +42,8 @@ sk_module(deliver DEPS util proto mime tls client dns spool PACKAGES LIBEVENT
           INTERNAL_API deliver.h mx.h PUBLIC dsn.h classify.h)
 sk_module(track DEPS util deliver PACKAGES SQLITE LIBEVENT PUBLIC track.h suppress.h)
 sk_module(queue DEPS util proto spool deliver PACKAGES LIBEVENT PUBLIC queue.h)
+sk_module(dmarc DEPS util mime dns PACKAGES PSL IDN2 INTERNAL_API dmarc_int.h PUBLIC dmarc.h)
+sk_module(authres DEPS util mime PUBLIC authres.h)
 sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 

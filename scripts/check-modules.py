@@ -31,6 +31,7 @@ PACKAGE_HEADERS = {
     "JANSSON": ("jansson.h",),
     "CURL": ("curl/",),
     "PSL": ("libpsl.h",),
+    "IDN2": ("idn2.h",),
     "PCRE2": ("pcre2.h",),
 }
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)

@@ -203,4 +203,30 @@
  * commands and config keys; a longer word gets no suggestion. */
 #define SK_NEAREST_MAX_OCTETS 64
 
+/* DMARC (RFC 7489, src/dmarc). A record is one TXT record's strings joined
+ * (RFC 7489 6.1); DNS itself bounds a TXT answer to 64 KiB, real records
+ * are under 1 KiB, so a longer one is refused rather than parsed. */
+#define SK_DMARC_RECORD_MAX_OCTETS 4096
+/* Report URIs kept per rua= or ruf= tag: RFC 7489 6.2 lets a receiver
+ * limit them if it supports at least two. Further URIs are ignored. */
+#define SK_DMARC_URIS_MAX 8
+/* DKIM signatures weighed per message (the caller's list of d= domains);
+ * the DKIM verifier has its own limit of signatures checked. */
+#define SK_DMARC_DKIM_MAX 32
+/* A result's reason text (for Authentication-Results and logs): a
+ * sentence naming up to two domains of SK_SMTP_DOMAIN_MAX_OCTETS. */
+#define SK_DMARC_REASON_OCTETS 768
+/* RFC 7489 6.3 ri= default: one report a day. */
+#define SK_DMARC_RI_DEFAULT_S 86400
+
+/* Authentication-Results (RFC 8601, src/authres). Lines of the header we
+ * write are folded before this many octets where white space allows
+ * (RFC 5322 2.1.1 SHOULD); a header that cannot stay under 998 octets a
+ * line is refused. A header we write, or read to find its authserv-id, is
+ * bounded like any header field. */
+#define SK_AUTHRES_LINE_SOFT_OCTETS  78
+#define SK_AUTHRES_HEADER_MAX_OCTETS (64u * 1024)
+/* RFC 8617 4.2.1: an ARC instance number is 1 to 50. */
+#define SK_ARC_INSTANCE_MAX 50
+
 #endif

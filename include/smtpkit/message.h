@@ -167,6 +167,36 @@ SK_NODISCARD sk_err sk_message_parse_envelope(const char *raw, size_t len, sk_me
  * malformed or has no field but Bcc, or a line is over 998 octets. */
 SK_NODISCARD sk_err sk_message_prepare_raw(const char *raw, size_t len, sk_buf *out, sk_error *err);
 
+/* ---- Header fields of a raw message --------------------------------- */
+
+/* One field of a header block as it stands in the raw text: the name, the
+ * value from just after the colon to the end of its last continuation line
+ * (folding kept, final line end not included), and where the whole field
+ * lies in the block (offset and length with its final line end), so a
+ * caller can copy or drop it. */
+typedef struct sk_header_field {
+    const char *name; /* name_len 0: a line that neither starts a field nor continues one */
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+    size_t offset, length;
+} sk_header_field;
+
+/* The next field of the header block raw[0..len) from *pos (start at 0):
+ * 1 with *f filled and *pos moved past it, 0 at the end of the header (the
+ * first empty line, or the end of raw). Line ends may be LF, CRLF or a
+ * lone CR; a field name is RFC 5322 ftext, with white space before the
+ * colon accepted (RFC 5322 4.5). A line that is neither a field nor a
+ * continuation (and continuation lines before any field) come back as a
+ * field with name_len 0 covering that line, for the caller to judge. */
+int sk_header_next(const char *raw, size_t len, size_t *pos, sk_header_field *f);
+/* 1 when f's name is name (ASCII case-insensitive). */
+int sk_header_is(const sk_header_field *f, const char *name);
+/* Append f's value to out unfolded (RFC 5322 2.2.3: each line end that is
+ * followed by white space removed) and without leading white space.
+ * SK_ERR_TOO_LONG past out's maximum. */
+SK_NODISCARD sk_err sk_header_unfold(const sk_header_field *f, sk_buf *out);
+
 /* ---- Helpers --------------------------------------------------------- */
 
 /* A media type from a file name's extension (case-insensitive), e.g.

@@ -20,5 +20,7 @@
 #include "dsn.h"
 #include "track.h"
 #include "suppress.h"
+#include "dmarc.h"
+#include "authres.h"
 
 #endif

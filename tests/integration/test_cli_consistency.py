@@ -29,6 +29,8 @@ COMMANDS = {
                  "--reason"),
     "probe": (["--tls", "none", "127.0.0.1:1"], "--verbsoe", "--verbose", "--timeout"),
     "passwd": ([], "--hlep", "--help", None),
+    "dmarc": (["--from-domain", "example.org", "--dns-server", "127.0.0.1:1"], "--jsn", "--json",
+              "--spf"),
 }
 
 tmp = sktest.TempDir("sk-cli-consistency-")

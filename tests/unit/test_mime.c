@@ -446,6 +446,51 @@ static void test_address_list_parse(void **state)
 }
 
 /* The reason a malformed address gives names what is missing. */
+/* sk_header_next: fields of a raw header block as they stand, with their
+ * spans; folding kept in the value, removed by sk_header_unfold. */
+static void test_header_next(void **state)
+{
+    static const struct {
+        const char *raw;
+        const char *want; /* "NAME=[VALUE]@OFFSET+LENGTH;" each, "?" for a bad line */
+        const char *unfolded_first;
+    } cases[] = {
+        {"From: a@b\r\nTo: c@d\r\n\r\nBody: no\r\n", "From=[ a@b]@0+11;To=[ c@d]@11+9;", "a@b"},
+        {"Subject: one\r\n two\r\n\tthree\r\nX: y",
+         "Subject=[ one\r\n two\r\n\tthree]@0+28;X=[ y]@28+4;", "one two\tthree"},
+        {"A: 1\nB : 2\rC:\n\n", "A=[ 1]@0+5;B=[ 2]@5+6;C=[]@11+3;", "1"},
+        {" leading\r\nA: 1\r\n", "?=[ leading]@0+10;A=[ 1]@10+6;", NULL},
+        {"no colon here\r\nA: 1\r\n", "?=[no colon here]@0+15;A=[ 1]@15+6;", NULL},
+        {"\r\nA: 1\r\n", "", NULL},
+        {"", "", NULL},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        const char *raw = cases[i].raw;
+        size_t pos = 0, len = strlen(raw);
+        sk_header_field f;
+        char got[256] = "";
+        int first = 1;
+        while (sk_header_next(raw, len, &pos, &f)) {
+            size_t n = strlen(got);
+            snprintf(got + n, sizeof got - n, "%.*s=[%.*s]@%zu+%zu;",
+                     f.name_len ? (int)f.name_len : 1, f.name_len ? f.name : "?", (int)f.value_len,
+                     f.value, f.offset, f.length);
+            if (first && cases[i].unfolded_first) {
+                sk_buf b = SK_BUF_INIT(256);
+                assert_int_equal(sk_header_unfold(&f, &b), SK_OK);
+                if (strcmp(b.data, cases[i].unfolded_first))
+                    fail_msg("case %zu: unfolded [%s]", i, b.data);
+                sk_buf_free(&b);
+            }
+            first = 0;
+        }
+        if (strcmp(got, cases[i].want)) fail_msg("case %zu: %s", i, got);
+    }
+    sk_header_field f = {.name = "from", .name_len = 4};
+    assert_true(sk_header_is(&f, "From"));
+    assert_false(sk_header_is(&f, "Fro"));
+}
+
 static void test_address_errors(void **state)
 {
     static const struct {
@@ -1430,6 +1475,7 @@ int main(void)
         cmocka_unit_test(test_decode_words),
         cmocka_unit_test(test_mailbox_parse),
         cmocka_unit_test(test_address_errors),
+        cmocka_unit_test(test_header_next),
         cmocka_unit_test(test_address_list_parse),
         cmocka_unit_test(test_address_roundtrip),
         cmocka_unit_test(test_parser_noise),

@@ -387,7 +387,12 @@ sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_
     {
         char *text = arena_put_nows(s, t->value, t->value_len);
         size_t want = (size_t)EVP_MD_get_size(dkim_algo_md(s->algo));
-        if (!text || decode_b64(text, s->bh, sizeof s->bh, &s->bh_len) || s->bh_len != want) {
+        sk_err de = text ? decode_b64(text, s->bh, sizeof s->bh, &s->bh_len) : SK_ERR_NOMEM;
+        if (de == SK_ERR_NOMEM) {
+            e = de;
+            goto out;
+        }
+        if (de || s->bh_len != want) {
             why_set(why, whylen, "bh= is not a base64 %s digest",
                     s->algo == SK_DKIM_RSA_SHA1 ? "SHA-1" : "SHA-256");
             goto out;
@@ -395,7 +400,14 @@ sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_
     }
     {
         sk_buf b = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
-        if (!s->b64 || !*s->b64 || sk_base64_decode(&b, s->b64, strlen(s->b64))) {
+        sk_err de =
+            s->b64 && *s->b64 ? sk_base64_decode(&b, s->b64, strlen(s->b64)) : SK_ERR_SYNTAX;
+        if (de == SK_ERR_NOMEM) {
+            sk_buf_free(&b);
+            e = de;
+            goto out;
+        }
+        if (de) {
             sk_buf_free(&b);
             why_set(why, whylen, "b= is not base64");
             goto out;
@@ -537,7 +549,12 @@ sk_err dkim_key_record_parse(const char *txt, size_t n, dkim_key_record *k, char
         e = SK_OK;
         goto key_out;
     }
-    if (sk_base64_decode(&der, text.data, text.len)) {
+    sk_err de = sk_base64_decode(&der, text.data, text.len);
+    if (de == SK_ERR_NOMEM) {
+        e = de;
+        goto key_out;
+    }
+    if (de) {
         why_set(why, whylen, "p= is not base64");
         goto key_out;
     }

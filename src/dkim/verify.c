@@ -311,7 +311,12 @@ static void evaluate(vsig *s, sk_dns_status st, const char *const *records, size
     }
     dkim_key_record k;
     char why[200] = "";
-    if (dkim_key_record_parse(records[0], strlen(records[0]), &k, why, sizeof why)) {
+    sk_err ke = dkim_key_record_parse(records[0], strlen(records[0]), &k, why, sizeof why);
+    if (ke == SK_ERR_NOMEM) {
+        set_status(s, SK_DKIM_TEMPERROR, "out of memory reading the key at %s", s->qname);
+        return;
+    }
+    if (ke) {
         set_status(s, SK_DKIM_PERMERROR, "key syntax error at %s: %s", s->qname, why);
         return;
     }

@@ -29,6 +29,8 @@ COMMANDS = {
                  "--reason"),
     "probe": (["--tls", "none", "127.0.0.1:1"], "--verbsoe", "--verbose", "--timeout"),
     "passwd": ([], "--hlep", "--help", None),
+    "dkim": (["verify", "--dns-server", "127.0.0.1:1"], "--dns-sever", "--dns-server",
+             "--dns-server"),
 }
 
 tmp = sktest.TempDir("sk-cli-consistency-")

@@ -78,13 +78,25 @@ void dkim_body_hash_clear(dkim_body_hash *h)
     h->ctx = NULL;
 }
 
+static void flush_stage(dkim_body_hash *h)
+{
+    if (h->staged && !EVP_DigestUpdate(h->ctx, h->stage, h->staged)) h->failed = 1;
+    h->staged = 0;
+}
+
 /* Canonical octets out: into the hash up to the limit, counted always. */
 static void emit(dkim_body_hash *h, const char *p, size_t n)
 {
     if (h->total < h->limit) {
         uint64_t room = h->limit - h->total;
         size_t take = room < n ? (size_t)room : n;
-        if (take && !EVP_DigestUpdate(h->ctx, p, take)) h->failed = 1;
+        if (h->staged + take > sizeof h->stage) flush_stage(h);
+        if (take > sizeof h->stage) {
+            if (!EVP_DigestUpdate(h->ctx, p, take)) h->failed = 1;
+        } else {
+            memcpy(h->stage + h->staged, p, take);
+            h->staged += take;
+        }
     }
     h->total += n;
 }
@@ -192,6 +204,7 @@ sk_err dkim_body_hash_final(dkim_body_hash *h, unsigned char *out, size_t *len)
      * CRLF; an empty one is CRLF for simple and nothing for relaxed. */
     if (h->content || h->canon == SK_DKIM_CANON_SIMPLE) emit(h, "\r\n", 2);
     h->crlfs_held = 0;
+    flush_stage(h);
     unsigned ol = 0;
     if (h->failed || !EVP_DigestFinal_ex(h->ctx, out, &ol)) return SK_ERR_NOMEM;
     *len = ol;

@@ -99,6 +99,7 @@ SK_NODISCARD sk_err dkim_canon_header(sk_dkim_canon c, const char *field, size_t
  * hash of its first `limit` canonical octets (l=; UINT64_MAX = all).
  * Trailing empty lines are held back until non-empty content follows
  * (3.4.3, 3.4.4). */
+#define DKIM_BODY_STAGE_OCTETS 4096
 typedef struct dkim_body_hash {
     sk_dkim_canon canon;
     const EVP_MD *md;
@@ -110,6 +111,10 @@ typedef struct dkim_body_hash {
     int wsp_held;        /* relaxed: whitespace not yet written */
     int content;         /* something other than line ends was written */
     int failed;          /* a digest call failed */
+    /* Canonical octets gathered for one digest call: relaxed output comes
+     * a word at a time. */
+    size_t staged;
+    char stage[DKIM_BODY_STAGE_OCTETS];
 } dkim_body_hash;
 SK_NODISCARD sk_err dkim_body_hash_init(dkim_body_hash *h, sk_dkim_canon c, const EVP_MD *md,
                                         uint64_t limit);

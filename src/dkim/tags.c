@@ -297,11 +297,10 @@ sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_
     if ((t = dkim_tags_get(tags, "s")))
         s->selector = arena_put(s, t->value, t->value_len > 255 ? 255 : t->value_len);
     if ((t = dkim_tags_get(tags, "b"))) s->b64 = arena_put_nows(s, t->value, t->value_len);
-    if ((t = dkim_tags_get(tags, "i")))
-        s->identity =
-            arena_put(s, t->value,
-                      t->value_len > SK_DKIM_IDENTITY_MAX_OCTETS ? SK_DKIM_IDENTITY_MAX_OCTETS
-                                                                 : t->value_len);
+    /* An i= longer than a mailbox is refused below, never cut: its domain
+     * is at the end. */
+    if ((t = dkim_tags_get(tags, "i")) && t->value_len <= SK_DKIM_IDENTITY_MAX_OCTETS)
+        s->identity = arena_put(s, t->value, t->value_len);
     static const char *const required[] = {"v", "a", "b", "bh", "d", "h", "s"};
     for (size_t k = 0; k < sizeof required / sizeof required[0]; k++)
         if (!dkim_tags_get(tags, required[k])) {
@@ -340,6 +339,10 @@ sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_
     }
     if (!s->selector || !dkim_domain_valid(s->selector, strlen(s->selector))) {
         why_set(why, whylen, "s= is not a selector (dot-separated labels)");
+        goto out;
+    }
+    if (dkim_tags_get(tags, "i") && !s->identity) {
+        why_set(why, whylen, "i= is longer than %d octets", SK_DKIM_IDENTITY_MAX_OCTETS);
         goto out;
     }
     if (s->identity) {

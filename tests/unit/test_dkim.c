@@ -293,7 +293,12 @@ static void test_tags(void **state)
 
 /* ---- DKIM-Signature fields ---- */
 
-#define BH       "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+#define BH "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+#define LONG_LOCAL                                                                                 \
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"     \
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"     \
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"     \
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 #define SIG_BASE "v=1; a=rsa-sha256; d=example.org; s=sel; h=from:to; bh=" BH "; b=dGVzdA=="
 
 static void test_sig_parse(void **state)
@@ -329,6 +334,8 @@ static void test_sig_parse(void **state)
         {SIG_BASE "; i=user@other.org", "i= domain"},
         {SIG_BASE "; i=user@evilexample.org", "i= domain"}, /* the label boundary */
         {SIG_BASE "; i=nobody", "i= is not"},
+        /* too long to hold: refused, not cut (its domain is at the end) */
+        {SIG_BASE "; i=" LONG_LOCAL "@evil.example.com.example.org", "longer than"},
         {"v=1; a=rsa-sha256; d=example.org; s=sel; h=to:subject; bh=" BH "; b=dGVzdA==",
          "From field not signed"},
         {"v=1; a=rsa-sha256; d=example.org; s=sel; h=from::to; bh=" BH "; b=dGVzdA==",

@@ -7,3 +7,4 @@ BUILD=${1:-build}
 "$HERE/send_bench.sh" "$BUILD"
 "$HERE/serve_bench.sh" "$BUILD"
 "$HERE/relay_bench.sh" "$BUILD"
+"$HERE/dkim_bench.sh" "$BUILD"

@@ -8,7 +8,8 @@ libssl-dev libevent-dev libc-ares-dev libsqlite3-dev libcrypt-dev libcmocka-dev 
 libinih-dev libjansson-dev libpsl-dev publicsuffix libidn2-dev \
 python3 python3-aiosmtpd python3-dnslib python3-authres swaks libnet-ssleay-perl \
 libio-socket-ssl-perl msmtp curl postfix openssl dnsutils valgrind hyperfine \
-iproute2 procps help2man groff-base man-db systemd python3-seccomp"
+iproute2 procps help2man groff-base man-db systemd python3-seccomp \
+python3-dkim python3-nacl"
 
 missing=""
 for p in $PKGS; do
@@ -36,6 +37,8 @@ echo "deps.sh: installing:$missing" >&2
 # libpsl-dev and publicsuffix give DMARC the Public Suffix List (libidn2-dev,
 # which libpsl-dev needs anyway, its IDN A-labels); python3-authres is the
 # Authentication-Results oracle of the unit tests.
+# python3-dkim (dkimpy) and python3-nacl (its Ed25519) are the DKIM interop peer
+# and the benchmark's baseline.
 # Postfix is installed only for its test tools (smtp-source, smtp-sink) and
 # the benchmark: no system mail service is configured or started.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections

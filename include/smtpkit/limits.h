@@ -152,6 +152,48 @@
  * kind (an anchor before "(((a*)+)+)+" is enough; found by fuzz_rules). */
 #define SK_RULES_REGEX_REPEAT_DEPTH_MAX 2
 
+/* DKIM (src/dkim). The header block a signer or verifier keeps while the
+ * body streams through its hashes (RFC 5322 sets no bound; the spool reads
+ * headers up to the same size). */
+#define SK_DKIM_HEADER_BLOCK_MAX_OCTETS SK_SPOOL_HEADERS_MAX_OCTETS
+/* DKIM-Signature fields evaluated per message: each costs a key lookup and
+ * a public-key operation, and a hostile message can carry thousands
+ * (RFC 6376 6.1 lets a verifier limit them). The rest are counted. */
+#define SK_DKIM_VERIFY_SIGNATURES_MAX 10
+/* Signatures one signer makes over one message (e.g. RSA + Ed25519 for
+ * the author's domain and for the service's). */
+#define SK_DKIM_SIGN_MAX 8
+/* Tags in one tag list (RFC 6376 3.2): a signature defines 14 and a key
+ * record 7; more is not a real signature, and duplicates are checked
+ * pairwise. */
+#define SK_DKIM_TAGS_MAX 64
+/* Names in h= (RFC 6376 3.5): the default list signs about 30. */
+#define SK_DKIM_SIGNED_HEADERS_MAX 256
+/* A DKIM-Signature field: a 8192-bit RSA signature is 1366 base64
+ * characters, and a long h= a few thousand more. */
+#define SK_DKIM_SIGNATURE_MAX_OCTETS (16u * 1024)
+/* RFC 8301 3.2: RSA keys of 1024 bits or more (signers and verifiers);
+ * keygen makes 2048 by default. Larger than 8192 is refused, bounding the
+ * cost of a verification that a sender's key record chooses. */
+#define SK_DKIM_RSA_BITS_MIN     1024
+#define SK_DKIM_RSA_BITS_DEFAULT 2048
+#define SK_DKIM_RSA_BITS_MAX     8192
+/* A t= this far in the future is refused (clocks differ a little;
+ * RFC 6376 3.5 lets a verifier ignore future time stamps). */
+#define SK_DKIM_CLOCK_SKEW_S 300
+/* RFC 6008 4: header.b carries at least 8 characters of b=, more when
+ * two signatures start alike. */
+#define SK_DKIM_B_PREFIX_MIN_OCTETS 8
+#define SK_DKIM_B_PREFIX_MAX_OCTETS 64
+/* A verification result's reason text. */
+#define SK_DKIM_REASON_OCTETS 256
+/* i= is a mailbox (RFC 6376 3.5: [Local-part] "@" domain-name). */
+#define SK_DKIM_IDENTITY_MAX_OCTETS (SK_SMTP_LOCAL_PART_MAX_OCTETS + 1 + SK_SMTP_DOMAIN_MAX_OCTETS)
+/* RFC 1035 3.3.14: a TXT character-string holds at most 255 octets. */
+#define SK_DKIM_TXT_STRING_MAX_OCTETS 255
+/* A PEM private key file (an 8192-bit RSA key is about 6.5 KiB). */
+#define SK_DKIM_KEY_FILE_MAX_OCTETS (64u * 1024)
+
 /* Tracking store (src/track). Events are batched in memory and written in
  * one transaction: this many, or this long after the first, whichever comes
  * first. Pending events beyond the maximum (the store cannot be written)

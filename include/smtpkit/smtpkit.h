@@ -16,6 +16,7 @@
 #include "message.h"
 #include "daemon.h"
 #include "dns.h"
+#include "dkim.h"
 #include "classify.h"
 #include "dsn.h"
 #include "track.h"

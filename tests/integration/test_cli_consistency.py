@@ -31,6 +31,8 @@ COMMANDS = {
     "passwd": ([], "--hlep", "--help", None),
     "dmarc": (["--from-domain", "example.org", "--dns-server", "127.0.0.1:1"], "--jsn", "--json",
               "--spf"),
+    "dkim": (["verify", "--dns-server", "127.0.0.1:1"], "--dns-sever", "--dns-server",
+             "--dns-server"),
 }
 
 tmp = sktest.TempDir("sk-cli-consistency-")

@@ -23,6 +23,7 @@ static const struct {
     {"probe", cmd_probe, "diagnose a mail server connection step by step"},
     {"passwd", cmd_passwd, "print a crypt(3) hash of a password read from stdin"},
     {"dmarc", cmd_dmarc, "evaluate DMARC for a From domain and SPF/DKIM results"},
+    {"dkim", cmd_dkim, "make a DKIM key and its DNS record; sign or verify a message"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,424 @@
+/* DKIM signing (RFC 6376 5): one or more signatures over a message in one
+ * pass, the body hashed as it streams in. */
+#include "dkim/dkim_int.h"
+
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* RFC 6376 5.4.1's list, and what mail carries today that a replayer
+ * would like to change: MIME structure, list and unsubscribe fields
+ * (RFC 2369, RFC 8058), threading, Feedback-ID. */
+static const char *const default_headers[] = {"From",
+                                              "Reply-To",
+                                              "Subject",
+                                              "Date",
+                                              "To",
+                                              "Cc",
+                                              "Sender",
+                                              "Message-ID",
+                                              "In-Reply-To",
+                                              "References",
+                                              "MIME-Version",
+                                              "Content-Type",
+                                              "Content-Transfer-Encoding",
+                                              "Content-ID",
+                                              "Content-Description",
+                                              "Content-Language",
+                                              "Resent-Date",
+                                              "Resent-From",
+                                              "Resent-Sender",
+                                              "Resent-To",
+                                              "Resent-Cc",
+                                              "Resent-Message-ID",
+                                              "List-Id",
+                                              "List-Help",
+                                              "List-Unsubscribe",
+                                              "List-Unsubscribe-Post",
+                                              "List-Subscribe",
+                                              "List-Post",
+                                              "List-Owner",
+                                              "List-Archive",
+                                              "Feedback-ID",
+                                              "Autocrypt",
+                                              NULL};
+static const char *const default_oversign[] = {"From", NULL};
+
+const char *const *sk_dkim_default_headers(void)
+{
+    return default_headers;
+}
+
+typedef struct sign_item {
+    sk_dkim_key *key;
+    char *domain, *selector, *identity;
+    sk_dkim_canon hcanon, bcanon;
+    char **headers, **oversign; /* NULL-terminated copies */
+    int64_t timestamp;
+    uint64_t expire_s;
+} sign_item;
+
+struct sk_dkim_signer {
+    dkim_msg msg;
+    size_t n;
+    sign_item items[SK_DKIM_SIGN_MAX];
+    dkim_body_hash bh[SK_DKIM_CANON__COUNT];
+    int bh_used[SK_DKIM_CANON__COUNT];
+};
+
+static void on_body(void *ctx, const char *p, size_t n)
+{
+    sk_dkim_signer *s = ctx;
+    for (int c = 0; c < SK_DKIM_CANON__COUNT; c++)
+        if (s->bh_used[c]) dkim_body_hash_feed(&s->bh[c], p, n);
+}
+
+static void free_list(char **l)
+{
+    for (size_t i = 0; l && l[i]; i++) sk_free(l[i]);
+    sk_free(l);
+}
+
+static int name_valid(const char *s)
+{
+    if (!*s) return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e || *s == ':') return 0;
+    return 1;
+}
+
+static sk_err copy_list(const char *const *src, size_t idx, const char *what, char ***out,
+                        sk_error *err)
+{
+    size_t n = 0;
+    *out = NULL;
+    while (src[n]) {
+        if (!name_valid(src[n]))
+            return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
+                                "signature %zu: '%.100s' in %s is not a header field name", idx + 1,
+                                src[n], what);
+        n++;
+    }
+    char **l = sk_calloc(n + 1, sizeof *l);
+    for (size_t i = 0; l && i < n; i++)
+        if (!(l[i] = sk_strdup(src[i]))) {
+            free_list(l);
+            l = NULL;
+        }
+    if (!l) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+    *out = l;
+    return SK_OK;
+}
+
+/* The i= value: [local-part] "@" domain, with no octet the tag list or a
+ * header cannot carry as it is. */
+static int identity_valid(const char *id, const char *domain)
+{
+    const char *at = strrchr(id, '@');
+    if (!at) return 0;
+    for (const char *p = id; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == ';' || *p == 0x7f) return 0;
+    return dkim_domain_valid(at + 1, strlen(at + 1)) &&
+           dkim_domain_within(at + 1, strlen(at + 1), domain, strlen(domain));
+}
+
+static sk_err item_init(sign_item *it, const sk_dkim_sign_opts *o, size_t idx, sk_error *err)
+{
+    if (!o->key)
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "signature %zu: no key", idx + 1);
+    if (!o->domain || !dkim_domain_valid(o->domain, strlen(o->domain)))
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
+                            "signature %zu: '%.100s' is not a domain name", idx + 1,
+                            o->domain ? o->domain : "");
+    if (!o->selector || !dkim_domain_valid(o->selector, strlen(o->selector)))
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
+                            "signature %zu: '%.100s' is not a selector (letters, digits, '-', "
+                            "'_' in dot-separated labels)",
+                            idx + 1, o->selector ? o->selector : "");
+    if (o->identity && !identity_valid(o->identity, o->domain))
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
+                            "signature %zu: identity '%.100s' must be an address at %s or below",
+                            idx + 1, o->identity, o->domain);
+    if ((unsigned)o->header_canon >= SK_DKIM_CANON__COUNT ||
+        (unsigned)o->body_canon >= SK_DKIM_CANON__COUNT)
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
+                            "signature %zu: unknown canonicalization", idx + 1);
+    const char *const *hl = o->headers ? o->headers : default_headers;
+    int from = 0;
+    for (size_t i = 0; hl[i]; i++)
+        if (!strcasecmp(hl[i], "from")) from = 1;
+    if (!from)
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
+                            "signature %zu: the header list must include From (RFC 6376 5.4)",
+                            idx + 1);
+    it->hcanon = o->header_canon;
+    it->bcanon = o->body_canon;
+    it->timestamp = o->timestamp;
+    it->expire_s = o->expire_s;
+    it->domain = sk_strdup(o->domain);
+    it->selector = sk_strdup(o->selector);
+    it->identity = o->identity ? sk_strdup(o->identity) : NULL;
+    if (!it->domain || !it->selector || (o->identity && !it->identity))
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+    sk_err e = copy_list(hl, idx, "the header list", &it->headers, err);
+    if (!e)
+        e = copy_list(o->oversign ? o->oversign : default_oversign, idx, "the over-signed list",
+                      &it->oversign, err);
+    if (e) return e;
+    it->key = sk_dkim_key_ref(o->key);
+    return SK_OK;
+}
+
+void sk_dkim_signer_free(sk_dkim_signer *s)
+{
+    if (!s) return;
+    for (size_t i = 0; i < s->n; i++) {
+        sign_item *it = &s->items[i];
+        sk_dkim_key_free(it->key);
+        sk_free(it->domain);
+        sk_free(it->selector);
+        sk_free(it->identity);
+        free_list(it->headers);
+        free_list(it->oversign);
+    }
+    for (int c = 0; c < SK_DKIM_CANON__COUNT; c++) dkim_body_hash_clear(&s->bh[c]);
+    dkim_msg_clear(&s->msg);
+    sk_free(s);
+}
+
+sk_dkim_signer *sk_dkim_signer_new(const sk_dkim_sign_opts *opts, size_t n, sk_error *err)
+{
+    if (!opts || n == 0 || n > SK_DKIM_SIGN_MAX) {
+        sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "between 1 and %d signatures per message",
+                     SK_DKIM_SIGN_MAX);
+        return NULL;
+    }
+    sk_dkim_signer *s = sk_calloc(1, sizeof *s);
+    if (!s) {
+        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+        return NULL;
+    }
+    dkim_msg_init(&s->msg);
+    s->msg.body_fn = on_body;
+    s->msg.body_ctx = s;
+    for (size_t i = 0; i < n; i++) {
+        s->n = i + 1;
+        if (item_init(&s->items[i], &opts[i], i, err)) {
+            sk_dkim_signer_free(s);
+            return NULL;
+        }
+        sk_dkim_canon c = opts[i].body_canon;
+        if (!s->bh_used[c]) {
+            if (dkim_body_hash_init(&s->bh[c], c, EVP_sha256(), UINT64_MAX)) {
+                sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+                sk_dkim_signer_free(s);
+                return NULL;
+            }
+            s->bh_used[c] = 1;
+        }
+    }
+    return s;
+}
+
+sk_err sk_dkim_signer_feed(sk_dkim_signer *s, const void *bytes, size_t len)
+{
+    return dkim_msg_feed(&s->msg, bytes, len);
+}
+
+/* Folding the DKIM-Signature field: tags go on while the line stays within
+ * SK_MIME_LINE_SOFT_OCTETS, then a new line starts with a TAB. */
+typedef struct folder {
+    sk_buf *b;
+    size_t col;
+} folder;
+
+static sk_err fold_break(folder *f)
+{
+    f->col = 1;
+    return sk_buf_puts(f->b, "\r\n\t");
+}
+
+/* Append piece; sep (" " or "") goes before it unless it starts a line. */
+static sk_err fold_put(folder *f, const char *sep, const char *piece, size_t n)
+{
+    sk_err e = SK_OK;
+    size_t sl = strlen(sep);
+    if (f->col > 1 && f->col + sl + n > SK_MIME_LINE_SOFT_OCTETS) {
+        e = fold_break(f);
+        sl = 0;
+    }
+    if (!e && sl) e = sk_buf_append(f->b, sep, sl);
+    if (!e) e = sk_buf_append(f->b, piece, n);
+    f->col += sl + n;
+    return e;
+}
+
+static sk_err fold_tag(folder *f, const char *name, const char *value)
+{
+    sk_buf t = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
+    sk_err e = sk_buf_printf(&t, "%s=%s;", name, value);
+    if (!e) e = fold_put(f, " ", t.data, t.len);
+    sk_buf_free(&t);
+    return e;
+}
+
+static size_t count_fields(const dkim_msg *m, const char *name)
+{
+    size_t c = 0, nl = strlen(name);
+    for (size_t i = 0; i < m->nfields; i++) c += (size_t)dkim_field_is(m, &m->fields[i], name, nl);
+    return c;
+}
+
+static int in_list(char *const *l, const char *name)
+{
+    for (size_t i = 0; l[i]; i++)
+        if (!strcasecmp(l[i], name)) return 1;
+    return 0;
+}
+
+static sk_err sign_one(sk_dkim_signer *s, sign_item *it, const char *bh64, sk_buf *out,
+                       sk_error *err)
+{
+    sk_dkim_algo algo = sk_dkim_key_type_of(it->key) == SK_DKIM_KEY_ED25519 ? SK_DKIM_ED25519_SHA256
+                                                                            : SK_DKIM_RSA_SHA256;
+    /* h=: every listed field as often as it occurs, the over-signed ones
+     * once more; each name once from the list (the first spelling). */
+    const char **names = sk_calloc(SK_DKIM_SIGNED_HEADERS_MAX, sizeof *names);
+    sk_buf field = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
+    sk_buf sig = SK_BUF_INIT(SK_DKIM_RSA_BITS_MAX / 8 + 64);
+    sk_buf tmp = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    size_t nn = 0;
+    sk_err e = names && md ? SK_OK : SK_ERR_NOMEM;
+    for (size_t i = 0; !e && it->headers[i]; i++) {
+        int dup = 0;
+        for (size_t j = 0; j < i && !dup; j++) dup = !strcasecmp(it->headers[j], it->headers[i]);
+        if (dup) continue;
+        size_t times =
+            count_fields(&s->msg, it->headers[i]) + (size_t)in_list(it->oversign, it->headers[i]);
+        if (nn + times > SK_DKIM_SIGNED_HEADERS_MAX) {
+            e = sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_NONE,
+                             "more than %d header fields to sign", SK_DKIM_SIGNED_HEADERS_MAX);
+            break;
+        }
+        while (times--) names[nn++] = it->headers[i];
+    }
+    int64_t now = (int64_t)time(NULL);
+    int64_t t = it->timestamp == 0 ? now : it->timestamp;
+    folder f = {&field, 0};
+    if (!e) e = sk_buf_puts(&field, "DKIM-Signature:");
+    f.col = field.len;
+    if (!e) e = fold_tag(&f, "v", "1");
+    if (!e) e = fold_tag(&f, "a", sk_dkim_algo_name(algo));
+    if (!e) {
+        char c[32];
+        snprintf(c, sizeof c, "%s/%s", sk_dkim_canon_name(it->hcanon),
+                 sk_dkim_canon_name(it->bcanon));
+        e = fold_tag(&f, "c", c);
+    }
+    if (!e) e = fold_tag(&f, "d", it->domain);
+    if (!e) e = fold_tag(&f, "s", it->selector);
+    if (!e && it->identity) e = fold_tag(&f, "i", it->identity);
+    char num[32];
+    if (!e && it->timestamp >= 0) {
+        snprintf(num, sizeof num, "%lld", (long long)t);
+        e = fold_tag(&f, "t", num);
+    }
+    if (!e && it->expire_s) {
+        snprintf(num, sizeof num, "%lld", (long long)(t + (int64_t)it->expire_s));
+        e = fold_tag(&f, "x", num);
+    }
+    /* h= folds between names (FWS is allowed around the colons). */
+    for (size_t i = 0; !e && i < nn; i++) {
+        sk_buf_reset(&tmp);
+        e = sk_buf_printf(&tmp, "%s", i ? ":" : "h=");
+        for (const char *p = names[i]; !e && *p; p++)
+            e = sk_buf_putc(&tmp, (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p);
+        if (!e && i + 1 == nn) e = sk_buf_putc(&tmp, ';');
+        if (!e) e = fold_put(&f, i ? "" : " ", tmp.data, tmp.len);
+    }
+    if (!e) e = fold_tag(&f, "bh", bh64);
+    if (!e) e = fold_put(&f, " ", "b=", 2);
+    /* The header hash covers the field as it is now, with an empty b=. */
+    if (!e && (!EVP_DigestInit_ex(md, EVP_sha256(), NULL))) e = SK_ERR_NOMEM;
+    if (!e) e = dkim_hash_headers(md, &s->msg, names, nn, it->hcanon, field.data, field.len);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned dlen = 0;
+    if (!e && !EVP_DigestFinal_ex(md, digest, &dlen)) e = SK_ERR_NOMEM;
+    if (!e) e = dkim_sign_digest(dkim_key_pkey(it->key), algo, digest, dlen, &sig);
+    if (!e) {
+        sk_buf_reset(&tmp);
+        e = sk_base64_encode(&tmp, sig.data, sig.len);
+    }
+    /* b= folds anywhere: FWS inside it is part of the value, which the
+     * hash leaves out. */
+    for (size_t i = 0; !e && i < tmp.len;) {
+        if (f.col >= SK_MIME_LINE_SOFT_OCTETS) e = fold_break(&f);
+        size_t room = SK_MIME_LINE_SOFT_OCTETS - f.col, take = tmp.len - i;
+        if (take > room) take = room;
+        if (!e) e = sk_buf_append(&field, tmp.data + i, take);
+        f.col += take;
+        i += take;
+    }
+    if (!e) e = sk_buf_puts(&field, "\r\n");
+    if (!e) e = sk_buf_append(out, field.data, field.len);
+    if (e && err && err->err == SK_OK)
+        sk_error_set(err, e, SK_STEP_NONE, "cannot sign for %s: %s", it->domain, sk_strerror(e));
+    EVP_MD_CTX_free(md);
+    sk_buf_free(&field);
+    sk_buf_free(&sig);
+    sk_buf_free(&tmp);
+    sk_free(names);
+    return e;
+}
+
+sk_err sk_dkim_signer_finish(sk_dkim_signer *s, sk_buf *out, sk_error *err)
+{
+    sk_error_clear(err);
+    sk_err e = dkim_msg_end(&s->msg);
+    if (e == SK_ERR_TOO_LONG)
+        return sk_error_set(err, e, SK_STEP_NONE, "the header block is longer than %u octets",
+                            (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
+    if (e) return sk_error_set(err, e, SK_STEP_NONE, "%s", sk_strerror(e));
+    if (!count_fields(&s->msg, "From"))
+        return sk_error_set(err, SK_ERR_SYNTAX, SK_STEP_NONE,
+                            "the message has no From field, which DKIM must sign (RFC 6376 5.4)");
+    char bh64[SK_DKIM_CANON__COUNT][EVP_MAX_MD_SIZE * 2];
+    for (int c = 0; c < SK_DKIM_CANON__COUNT; c++) {
+        if (!s->bh_used[c]) continue;
+        unsigned char d[EVP_MAX_MD_SIZE];
+        size_t dl;
+        sk_buf b = SK_BUF_INIT(sizeof bh64[c] - 1);
+        e = dkim_body_hash_final(&s->bh[c], d, &dl);
+        if (!e) e = sk_base64_encode(&b, d, dl);
+        if (!e) memcpy(bh64[c], b.data, b.len + 1);
+        sk_buf_free(&b);
+        s->bh_used[c] = 0; /* finished: no more feeding */
+        if (e) return sk_error_set(err, e, SK_STEP_NONE, "body hash: %s", sk_strerror(e));
+    }
+    size_t start = out->len;
+    for (size_t i = 0; i < s->n; i++) {
+        e = sign_one(s, &s->items[i], bh64[s->items[i].bcanon], out, err);
+        if (e) {
+            out->len = start;
+            if (out->data) out->data[start] = '\0';
+            return e;
+        }
+    }
+    return SK_OK;
+}
+
+sk_err sk_dkim_sign(const sk_dkim_sign_opts *opts, size_t n, const void *msg, size_t len,
+                    sk_buf *out, sk_error *err)
+{
+    sk_dkim_signer *s = sk_dkim_signer_new(opts, n, err);
+    if (!s) return err ? err->err : SK_ERR_INVAL;
+    sk_err e = sk_dkim_signer_feed(s, msg, len);
+    if (e)
+        sk_error_set(err, e, SK_STEP_NONE, "the header block is longer than %u octets",
+                     (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
+    else
+        e = sk_dkim_signer_finish(s, out, err);
+    sk_dkim_signer_free(s);
+    return e;
+}

@@ -1,0 +1,510 @@
+/* DKIM verification (RFC 6376 6, RFC 8301, RFC 8463): every signature of
+ * a streamed message up to a limit, keys from DNS through the resolver
+ * (or from the caller), a result and a reason for each. */
+#include "dkim/dkim_int.h"
+
+#include <event2/event.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* A DNS name for a key: selector._domainkey.domain (RFC 6376 3.6.2.1). */
+#define KEY_NAME_MAX_OCTETS 253
+
+enum { SIG_DONE = 0, SIG_WAITING };
+
+typedef struct vsig {
+    sk_dkim_result r;
+    dkim_sig sig;
+    int state;
+    dkim_body_hash *bh; /* shared by signatures hashing the body alike */
+    unsigned char hh[EVP_MAX_MD_SIZE];
+    size_t hh_len;
+    int bh_ok;
+    char qname[KEY_NAME_MAX_OCTETS + 1];
+} vsig;
+
+typedef struct vquery {
+    sk_dkim_verifier *v; /* NULL: the verifier went away; drop the answer */
+    struct vquery *next;
+    char name[KEY_NAME_MAX_OCTETS + 1];
+} vquery;
+
+struct sk_dkim_verifier {
+    dkim_msg msg;
+    int64_t now;
+    size_t max;
+    vsig *sigs;
+    size_t nsigs, skipped;
+    dkim_body_hash *bhs;
+    size_t nbhs;
+    int finished;
+    /* asynchronous lookups */
+    vquery *queries;
+    size_t inflight;
+    int issuing;
+    sk_dkim_done_fn done;
+    void *done_ctx;
+};
+
+static const char *const status_names[] = {"none",   "pass",      "fail",     "neutral",
+                                           "policy", "temperror", "permerror"};
+_Static_assert(sizeof status_names / sizeof status_names[0] == SK_DKIM_STATUS__COUNT,
+               "a name for each status");
+
+const char *sk_dkim_status_name(sk_dkim_status s)
+{
+    return (unsigned)s < SK_DKIM_STATUS__COUNT ? status_names[s] : "?";
+}
+
+static void set_status(vsig *s, sk_dkim_status st, const char *fmt, ...) SK_PRINTF(3, 4);
+static void set_status(vsig *s, sk_dkim_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->r.reason, sizeof s->r.reason, fmt, ap);
+    va_end(ap);
+    s->r.status = st;
+    s->state = SIG_DONE;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    if (!src) {
+        dst[0] = '\0';
+        return;
+    }
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static void body_fn(void *ctx, const char *p, size_t n)
+{
+    sk_dkim_verifier *v = ctx;
+    for (size_t i = 0; i < v->nbhs; i++) dkim_body_hash_feed(&v->bhs[i], p, n);
+}
+
+/* A body hash for this canonicalization, digest and l=: shared when
+ * another signature asks for the same. */
+static dkim_body_hash *body_hash_for(sk_dkim_verifier *v, const dkim_sig *sig)
+{
+    const EVP_MD *md = dkim_algo_md(sig->algo);
+    uint64_t limit = sig->has_l ? sig->l : UINT64_MAX;
+    for (size_t i = 0; i < v->nbhs; i++)
+        if (v->bhs[i].canon == sig->bcanon && v->bhs[i].md == md && v->bhs[i].limit == limit)
+            return &v->bhs[i];
+    dkim_body_hash *h = &v->bhs[v->nbhs];
+    if (dkim_body_hash_init(h, sig->bcanon, md, limit)) return NULL;
+    v->nbhs++;
+    return h;
+}
+
+/* The header block is complete: find the signatures, parse them, and set
+ * up the body hashes they need before the body streams through. */
+static sk_err on_head(void *ctx, dkim_msg *m)
+{
+    sk_dkim_verifier *v = ctx;
+    size_t count = 0;
+    for (size_t i = 0; i < m->nfields; i++)
+        count += (size_t)dkim_field_is(m, &m->fields[i], "DKIM-Signature", 14);
+    size_t take = count < v->max ? count : v->max;
+    v->skipped = count - take;
+    if (!take) return SK_OK;
+    v->sigs = sk_calloc(take, sizeof *v->sigs);
+    v->bhs = sk_calloc(take, sizeof *v->bhs);
+    if (!v->sigs || !v->bhs) return SK_ERR_NOMEM;
+    for (size_t i = 0; i < m->nfields && v->nsigs < take; i++) {
+        dkim_field *f = &m->fields[i];
+        if (!dkim_field_is(m, f, "DKIM-Signature", 14)) continue;
+        vsig *s = &v->sigs[v->nsigs++];
+        const char *raw = m->head.data + f->off;
+        const char *colon = memchr(raw, ':', f->len);
+        size_t vlen = f->len - (size_t)(colon + 1 - raw);
+        /* The value without the field's final CRLF. */
+        const char *val = colon + 1;
+        if (vlen >= 2 && val[vlen - 2] == '\r' && val[vlen - 1] == '\n') vlen -= 2;
+        char why[200] = "";
+        sk_err e = dkim_sig_parse(val, vlen, &s->sig, why, sizeof why);
+        if (e == SK_ERR_NOMEM) return e;
+        dkim_sig *g = &s->sig;
+        copy_str(s->r.domain, sizeof s->r.domain, g->domain);
+        copy_str(s->r.selector, sizeof s->r.selector, g->selector);
+        copy_str(s->r.identity, sizeof s->r.identity, g->identity);
+        copy_str(s->r.b, sizeof s->r.b, g->b64);
+        s->r.header_canon = g->hcanon;
+        s->r.body_canon = g->bcanon;
+        if (e) {
+            set_status(s, SK_DKIM_NEUTRAL, "signature syntax error: %s", why);
+            continue;
+        }
+        copy_str(s->r.algorithm, sizeof s->r.algorithm, sk_dkim_algo_name(g->algo));
+        s->r.t = g->has_t ? g->t : 0;
+        s->r.x = g->has_x ? g->x : 0;
+        s->r.has_l = g->has_l;
+        s->r.l = g->l;
+        s->bh = body_hash_for(v, g);
+        if (!s->bh) return SK_ERR_NOMEM;
+        s->state = SIG_WAITING;
+    }
+    return SK_OK;
+}
+
+sk_dkim_verifier *sk_dkim_verifier_new(const sk_dkim_verify_opts *opts, sk_error *err)
+{
+    sk_dkim_verifier *v = sk_calloc(1, sizeof *v);
+    if (!v) {
+        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+        return NULL;
+    }
+    dkim_msg_init(&v->msg);
+    v->msg.head_fn = on_head;
+    v->msg.head_ctx = v;
+    v->msg.body_fn = body_fn;
+    v->msg.body_ctx = v;
+    v->now = opts && opts->now ? opts->now : (int64_t)time(NULL);
+    v->max = opts && opts->max_signatures && opts->max_signatures < SK_DKIM_VERIFY_SIGNATURES_MAX
+                 ? opts->max_signatures
+                 : SK_DKIM_VERIFY_SIGNATURES_MAX;
+    return v;
+}
+
+sk_err sk_dkim_verifier_feed(sk_dkim_verifier *v, const void *bytes, size_t len)
+{
+    if (v->finished) return SK_ERR_STATE;
+    return dkim_msg_feed(&v->msg, bytes, len);
+}
+
+/* The header hash of one signature: the fields it names and its own field
+ * with the b= value deleted (RFC 6376 3.7). */
+static sk_err header_hash(sk_dkim_verifier *v, vsig *s, const dkim_field *f)
+{
+    const char *raw = v->msg.head.data + f->off;
+    const char *colon = memchr(raw, ':', f->len);
+    size_t voff = (size_t)(colon + 1 - raw);
+    dkim_tags *tags = sk_malloc(sizeof *tags);
+    sk_buf field = SK_BUF_INIT(f->len);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    sk_err e = tags && md ? SK_OK : SK_ERR_NOMEM;
+    size_t vlen = f->len - voff;
+    if (vlen >= 2 && raw[f->len - 2] == '\r' && raw[f->len - 1] == '\n') vlen -= 2;
+    if (!e) e = dkim_tags_parse(raw + voff, vlen, tags, NULL, 0);
+    const dkim_tag *b = e ? NULL : dkim_tags_get(tags, "b");
+    if (!e && !b) e = SK_ERR_SYNTAX;
+    if (!e) e = sk_buf_append(&field, raw, voff + b->region_start);
+    if (!e) e = sk_buf_append(&field, raw + voff + b->region_end, f->len - voff - b->region_end);
+    if (!e && !EVP_DigestInit_ex(md, dkim_algo_md(s->sig.algo), NULL)) e = SK_ERR_NOMEM;
+    if (!e)
+        e = dkim_hash_headers(md, &v->msg, s->sig.h, s->sig.nh, s->sig.hcanon, field.data,
+                              field.len);
+    unsigned hl = 0;
+    if (!e && !EVP_DigestFinal_ex(md, s->hh, &hl)) e = SK_ERR_NOMEM;
+    s->hh_len = hl;
+    EVP_MD_CTX_free(md);
+    sk_buf_free(&field);
+    sk_free(tags);
+    return e;
+}
+
+/* header.b: at least SK_DKIM_B_PREFIX_MIN_OCTETS characters, more while
+ * another signature of the message starts the same (RFC 6008 4). */
+static void b_prefixes(sk_dkim_verifier *v)
+{
+    for (size_t i = 0; i < v->nsigs; i++) {
+        const char *bi = v->sigs[i].sig.b64;
+        if (!bi) continue;
+        size_t len = SK_DKIM_B_PREFIX_MIN_OCTETS;
+        for (size_t j = 0; j < v->nsigs; j++) {
+            const char *bj = v->sigs[j].sig.b64;
+            if (j == i || !bj || !strcmp(bi, bj)) continue;
+            size_t k = 0;
+            while (bi[k] && bi[k] == bj[k]) k++;
+            if (k + 1 > len) len = k + 1;
+        }
+        if (len > SK_DKIM_B_PREFIX_MAX_OCTETS) len = SK_DKIM_B_PREFIX_MAX_OCTETS;
+        if (len > strlen(bi)) len = strlen(bi);
+        memcpy(v->sigs[i].r.b, bi, len);
+        v->sigs[i].r.b[len] = '\0';
+    }
+}
+
+sk_err sk_dkim_verifier_finish(sk_dkim_verifier *v, sk_error *err)
+{
+    if (v->finished) return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "already finished");
+    v->finished = 1;
+    sk_err e = dkim_msg_end(&v->msg);
+    if (e == SK_ERR_TOO_LONG)
+        return sk_error_set(err, e, SK_STEP_NONE, "the header block is longer than %u octets",
+                            (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
+    if (e) return sk_error_set(err, e, SK_STEP_NONE, "%s", sk_strerror(e));
+    /* Each body hash once, then each signature's checks that need no key. */
+    unsigned char digest[SK_DKIM_VERIFY_SIGNATURES_MAX][EVP_MAX_MD_SIZE];
+    size_t dlen[SK_DKIM_VERIFY_SIGNATURES_MAX];
+    for (size_t i = 0; i < v->nbhs; i++)
+        if (dkim_body_hash_final(&v->bhs[i], digest[i], &dlen[i]))
+            return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "body hash failed");
+    size_t k = 0;
+    for (size_t i = 0; i < v->msg.nfields && k < v->nsigs; i++) {
+        const dkim_field *f = &v->msg.fields[i];
+        if (!dkim_field_is(&v->msg, f, "DKIM-Signature", 14)) continue;
+        vsig *s = &v->sigs[k++];
+        if (s->state != SIG_WAITING) continue;
+        dkim_sig *g = &s->sig;
+        size_t bi = (size_t)(s->bh - v->bhs);
+        s->r.body_octets = s->bh->total;
+        s->bh_ok = dlen[bi] == g->bh_len && !memcmp(digest[bi], g->bh, g->bh_len);
+        if (g->algo == SK_DKIM_RSA_SHA1) {
+            set_status(s, SK_DKIM_FAIL, "rsa-sha1 is not accepted (RFC 8301 3.1)");
+            continue;
+        }
+        if (g->has_x && g->x < v->now) {
+            set_status(s, SK_DKIM_FAIL, "signature expired (x=%lld)", (long long)g->x);
+            continue;
+        }
+        if (g->has_t && g->t > v->now + SK_DKIM_CLOCK_SKEW_S) {
+            set_status(s, SK_DKIM_POLICY, "time stamp t=%lld is in the future", (long long)g->t);
+            continue;
+        }
+        int n = snprintf(s->qname, sizeof s->qname, "%s._domainkey.%s", g->selector, g->domain);
+        if (n < 0 || (size_t)n >= sizeof s->qname) {
+            set_status(s, SK_DKIM_PERMERROR, "key name %s._domainkey.%s is too long", g->selector,
+                       g->domain);
+            continue;
+        }
+        for (char *p = s->qname; *p; p++)
+            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+        e = header_hash(v, s, f);
+        if (e) return sk_error_set(err, e, SK_STEP_NONE, "header hash: %s", sk_strerror(e));
+    }
+    b_prefixes(v);
+    return SK_OK;
+}
+
+const char *sk_dkim_verifier_next_query(const sk_dkim_verifier *v)
+{
+    for (size_t i = 0; i < v->nsigs; i++)
+        if (v->sigs[i].state == SIG_WAITING && v->finished) return v->sigs[i].qname;
+    return NULL;
+}
+
+/* RFC 6376 6.1.2 and 6.1.3 for one signature, once its key record is in. */
+static void evaluate(vsig *s, sk_dns_status st, const char *const *records, size_t n)
+{
+    dkim_sig *g = &s->sig;
+    if (st == SK_DNS_TEMPFAIL) {
+        set_status(s, SK_DKIM_TEMPERROR, "key lookup of %s failed for now (DNS)", s->qname);
+        return;
+    }
+    if (st != SK_DNS_OK || n == 0) {
+        set_status(s, SK_DKIM_PERMERROR, "no key for signature at %s", s->qname);
+        return;
+    }
+    if (n > 1) {
+        /* 3.6.2.2: several records for one selector give undefined results. */
+        set_status(s, SK_DKIM_PERMERROR, "%zu TXT records at %s where one key record belongs", n,
+                   s->qname);
+        return;
+    }
+    dkim_key_record k;
+    char why[200] = "";
+    sk_err ke = dkim_key_record_parse(records[0], strlen(records[0]), &k, why, sizeof why);
+    if (ke == SK_ERR_NOMEM) {
+        set_status(s, SK_DKIM_TEMPERROR, "out of memory reading the key at %s", s->qname);
+        return;
+    }
+    if (ke) {
+        set_status(s, SK_DKIM_PERMERROR, "key syntax error at %s: %s", s->qname, why);
+        return;
+    }
+    s->r.key_type = k.type;
+    s->r.key_bits = k.bits;
+    s->r.testing = k.testing;
+    const char *at = strrchr(g->identity, '@');
+    int want_ed = g->algo == SK_DKIM_ED25519_SHA256;
+    if (k.revoked)
+        set_status(s, SK_DKIM_PERMERROR, "key revoked (empty p= at %s)", s->qname);
+    else if (want_ed != (k.type == SK_DKIM_KEY_ED25519))
+        set_status(s, SK_DKIM_PERMERROR, "inappropriate key algorithm: a %s key for %s",
+                   sk_dkim_key_type_name(k.type), sk_dkim_algo_name(g->algo));
+    else if (!k.sha256_ok)
+        set_status(s, SK_DKIM_PERMERROR, "the key's h= does not allow sha256");
+    else if (k.strict && strcasecmp(at + 1, g->domain))
+        set_status(s, SK_DKIM_PERMERROR, "the key says t=s but i= is in a subdomain of %s",
+                   g->domain);
+    else if (k.type == SK_DKIM_KEY_RSA && k.bits < SK_DKIM_RSA_BITS_MIN)
+        set_status(s, SK_DKIM_FAIL, "RSA key of %u bits is under %u (RFC 8301 3.2)", k.bits,
+                   (unsigned)SK_DKIM_RSA_BITS_MIN);
+    else if (k.type == SK_DKIM_KEY_RSA && k.bits > SK_DKIM_RSA_BITS_MAX)
+        set_status(s, SK_DKIM_PERMERROR, "RSA key of %u bits is over %u", k.bits,
+                   (unsigned)SK_DKIM_RSA_BITS_MAX);
+    else if (g->has_l && g->l > s->r.body_octets)
+        set_status(s, SK_DKIM_FAIL, "l=%llu is longer than the body (%llu octets)",
+                   (unsigned long long)g->l, (unsigned long long)s->r.body_octets);
+    else if (!s->bh_ok)
+        set_status(s, SK_DKIM_FAIL, "body hash did not verify");
+    else if (!dkim_verify_digest(k.pkey, g->algo, s->hh, s->hh_len, g->b, g->b_len))
+        set_status(s, SK_DKIM_FAIL, "signature did not verify");
+    else if (g->has_l && g->l < s->r.body_octets)
+        /* RFC 6376 8.2: what follows the signed part could be anything. */
+        set_status(s, SK_DKIM_POLICY,
+                   "verified, but l=%llu signs only part of the body (%llu octets)",
+                   (unsigned long long)g->l, (unsigned long long)s->r.body_octets);
+    else
+        set_status(s, SK_DKIM_PASS, "%s",
+                   k.testing ? "verified (key in testing mode, t=y)" : "verified");
+    dkim_key_record_clear(&k);
+}
+
+/* The number of signatures the answer was for. */
+static int apply_answer(sk_dkim_verifier *v, const char *name, sk_dns_status status,
+                        const char *const *records, size_t n)
+{
+    int any = 0;
+    for (size_t i = 0; i < v->nsigs; i++) {
+        vsig *s = &v->sigs[i];
+        if (s->state != SIG_WAITING || strcasecmp(s->qname, name)) continue;
+        evaluate(s, status, records, n);
+        any++;
+    }
+    return any;
+}
+
+sk_err sk_dkim_verifier_answer(sk_dkim_verifier *v, const char *name, sk_dns_status status,
+                               const char *const *records, size_t n)
+{
+    return apply_answer(v, name, status, records, n) ? SK_OK : SK_ERR_NOT_FOUND;
+}
+
+/* ---- through the resolver ---- */
+
+static void on_key(void *ctx, const sk_dns_result *res)
+{
+    vquery *q = ctx;
+    sk_dkim_verifier *v = q->v;
+    if (!v) {
+        sk_free(q);
+        return;
+    }
+    for (vquery **pp = &v->queries; *pp; pp = &(*pp)->next)
+        if (*pp == q) {
+            *pp = q->next;
+            break;
+        }
+    apply_answer(v, q->name, res->status, (const char *const *)res->values, res->count);
+    sk_free(q);
+    if (--v->inflight == 0 && !v->issuing && v->done) v->done(v->done_ctx, v);
+}
+
+sk_err sk_dkim_verifier_resolve(sk_dkim_verifier *v, sk_resolver *r, sk_dkim_done_fn done,
+                                void *ctx)
+{
+    if (!v->finished || v->issuing || v->inflight) return SK_ERR_STATE;
+    v->done = done;
+    v->done_ctx = ctx;
+    v->issuing = 1;
+    sk_err e = SK_OK;
+    /* Each name once. A name answered at once (c-ares may refuse one
+     * before asking) leaves its signatures done, so they are skipped. */
+    for (size_t i = 0; i < v->nsigs && !e; i++) {
+        vsig *s = &v->sigs[i];
+        if (s->state != SIG_WAITING) continue;
+        int asked = 0;
+        for (vquery *q = v->queries; q && !asked; q = q->next) asked = !strcmp(q->name, s->qname);
+        if (asked) continue;
+        vquery *q = sk_calloc(1, sizeof *q);
+        if (!q) {
+            e = SK_ERR_NOMEM;
+            break;
+        }
+        q->v = v;
+        memcpy(q->name, s->qname, sizeof q->name);
+        q->next = v->queries;
+        v->queries = q;
+        v->inflight++;
+        if (sk_resolver_lookup(r, q->name, SK_DNS_TXT, on_key, q)) {
+            /* Never asked: a failure of the moment for its signatures. */
+            v->queries = q->next;
+            v->inflight--;
+            apply_answer(v, q->name, SK_DNS_TEMPFAIL, NULL, 0);
+            sk_free(q);
+        }
+    }
+    v->issuing = 0;
+    if (e) return e;
+    if (v->inflight == 0 && done) done(ctx, v);
+    return SK_OK;
+}
+
+typedef struct sync_wait {
+    struct event_base *base;
+    int done;
+} sync_wait;
+
+static void sync_done(void *ctx, sk_dkim_verifier *v)
+{
+    sync_wait *w = ctx;
+    w->done = 1;
+    event_base_loopbreak(w->base);
+}
+
+sk_err sk_dkim_verifier_resolve_sync(sk_dkim_verifier *v, const sk_resolver_opts *o, sk_error *err)
+{
+    if (!sk_dkim_verifier_next_query(v)) return SK_OK;
+    sk_resolver_opts dflt = {0};
+    sync_wait w = {0};
+    w.base = event_base_new();
+    if (!w.base) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_DNS, "no event loop");
+    sk_resolver *r = sk_resolver_new_opts(w.base, o ? o : &dflt, err);
+    if (!r) {
+        event_base_free(w.base);
+        return err ? err->err : SK_ERR_CONFIG;
+    }
+    sk_err e = sk_dkim_verifier_resolve(v, r, sync_done, &w);
+    if (!e && !w.done) event_base_dispatch(w.base);
+    sk_resolver_free(r);
+    event_base_free(w.base);
+    if (e) return sk_error_set(err, e, SK_STEP_DNS, "key lookups: %s", sk_strerror(e));
+    if (!w.done) return sk_error_set(err, SK_ERR_STATE, SK_STEP_DNS, "key lookups did not finish");
+    return SK_OK;
+}
+
+size_t sk_dkim_verifier_count(const sk_dkim_verifier *v)
+{
+    return v->nsigs;
+}
+
+const sk_dkim_result *sk_dkim_verifier_result(const sk_dkim_verifier *v, size_t i)
+{
+    return i < v->nsigs ? &v->sigs[i].r : NULL;
+}
+
+size_t sk_dkim_verifier_skipped(const sk_dkim_verifier *v)
+{
+    return v->skipped;
+}
+
+sk_dkim_status sk_dkim_verifier_summary(const sk_dkim_verifier *v)
+{
+    static const sk_dkim_status order[] = {SK_DKIM_PASS,   SK_DKIM_TEMPERROR, SK_DKIM_FAIL,
+                                           SK_DKIM_POLICY, SK_DKIM_PERMERROR, SK_DKIM_NEUTRAL};
+    for (size_t o = 0; o < sizeof order / sizeof order[0]; o++)
+        for (size_t i = 0; i < v->nsigs; i++)
+            if (v->sigs[i].state == SIG_DONE && v->sigs[i].r.status == order[o]) return order[o];
+    return SK_DKIM_NONE;
+}
+
+void sk_dkim_verifier_free(sk_dkim_verifier *v)
+{
+    if (!v) return;
+    for (vquery *q = v->queries; q; q = q->next) q->v = NULL; /* freed by their answers */
+    for (size_t i = 0; i < v->nsigs; i++) dkim_sig_clear(&v->sigs[i].sig);
+    for (size_t i = 0; i < v->nbhs; i++) dkim_body_hash_clear(&v->bhs[i]);
+    sk_free(v->sigs);
+    sk_free(v->bhs);
+    dkim_msg_clear(&v->msg);
+    sk_free(v);
+}

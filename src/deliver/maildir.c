@@ -102,6 +102,13 @@ static sk_delivery_rcpt_result make_result(sk_delivery_status st, int code, cons
     return r;
 }
 
+/* A full disk or quota is transient and named as such (452 4.2.2); any
+ * other failure to write is an I/O error (451 4.3.0). */
+static sk_err write_error(int err)
+{
+    return err == ENOSPC || err == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+}
+
 static sk_err mkdir_p(sk_buf *path)
 {
     /* Create each missing component of path (mode 0700). */
@@ -112,7 +119,7 @@ static sk_err mkdir_p(sk_buf *path)
         int r = mkdir(path->data, 0700);
         int err = errno;
         path->data[i] = save;
-        if (r && err != EEXIST) return err == ENOSPC || err == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+        if (r && err != EEXIST) return write_error(err);
     }
     return SK_OK;
 }
@@ -138,25 +145,29 @@ static int already_there(const char *folder, const char *name, int check_cur)
     return found;
 }
 
-/* Copy the body turning CRLF into LF; a CR not followed by LF is kept. */
-/* Copy body_octets octets of in (the spool file goes on with the message's
- * envelope after them) to out, after head. */
+static sk_err write_all(int fd, const char *p, size_t left)
+{
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return write_error(errno);
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    return SK_OK;
+}
+
+/* Write head, then copy body_octets octets of in (the spool file goes on
+ * with the message's envelope after them) turning CRLF into LF; a CR not
+ * followed by LF is kept. */
 static sk_err copy_body(int in, uint64_t body_octets, int out, const char *head, size_t head_len)
 {
     char ibuf[MAILDIR_CHUNK_OCTETS], obuf[MAILDIR_CHUNK_OCTETS + 1];
     int pending_cr = 0;
-    const char *p = head;
-    size_t left = head_len;
-    for (;;) {
-        while (left) {
-            ssize_t w = write(out, p, left);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                return errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
-            }
-            p += w;
-            left -= (size_t)w;
-        }
+    sk_err e = write_all(out, head, head_len);
+    while (!e) {
         size_t want = body_octets < sizeof ibuf ? (size_t)body_octets : sizeof ibuf;
         ssize_t r = want ? read(in, ibuf, want) : 0;
         if (r < 0) {
@@ -166,10 +177,6 @@ static sk_err copy_body(int in, uint64_t body_octets, int out, const char *head,
         if (r == 0 && body_octets) return SK_ERR_IO; /* shorter than recorded */
         body_octets -= (uint64_t)r;
         size_t o = 0;
-        if (r == 0) {
-            if (pending_cr) obuf[o++] = '\r';
-            pending_cr = 0;
-        }
         for (ssize_t i = 0; i < r; i++) {
             char c = ibuf[i];
             if (pending_cr) {
@@ -181,23 +188,12 @@ static sk_err copy_body(int in, uint64_t body_octets, int out, const char *head,
             else
                 obuf[o++] = c;
         }
-        if (r == 0 && o == 0) return SK_OK;
-        p = obuf;
-        left = o;
-        if (r == 0) {
-            /* Write the last piece, then stop. */
-            while (left) {
-                ssize_t w = write(out, p, left);
-                if (w < 0) {
-                    if (errno == EINTR) continue;
-                    return errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
-                }
-                p += w;
-                left -= (size_t)w;
-            }
-            return SK_OK;
-        }
+        /* The end: a CR left waiting was not followed by LF. */
+        if (r == 0 && pending_cr) obuf[o++] = '\r';
+        e = write_all(out, obuf, o);
+        if (r == 0) break;
     }
+    return e;
 }
 
 /* What to log about a recipient (logging happens on the loop thread: the
@@ -285,10 +281,10 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
     if (!e) {
         /* O_TRUNC: a file left in tmp/ by a crash is simply rewritten. */
         out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (out < 0) e = errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+        if (out < 0) e = write_error(errno);
     }
     if (!e) e = copy_body(in, job->env->body_octets, out, head.data, head.len);
-    if (!e && fsync(out)) e = errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+    if (!e && fsync(out)) e = write_error(errno);
     if (in >= 0) close(in);
     if (out >= 0 && close(out) && !e) e = SK_ERR_IO;
     /* link(), unlike rename(), fails if the name exists: the check above
@@ -298,7 +294,7 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
         if (errno == EEXIST)
             existed = 1;
         else
-            e = errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+            e = write_error(errno);
     }
     unlink(tmp);
     if (!e) {

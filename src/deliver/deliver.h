@@ -115,17 +115,4 @@ sk_transport *sk_maildir_transport_new(const char *mailboxes_dir, const char *ho
  * the transport before evb. */
 sk_err sk_maildir_transport_start(sk_transport *base, struct event_base *evb, sk_error *err);
 
-/* Pieces of the Maildir transport, exposed for unit tests. */
-/* Directory name for a local part: lower-cased, '/' and NUL refused, a
- * leading '.' refused (SK_ERR_INVAL). */
-sk_err sk_maildir_folder_name(const char *local_part, sk_buf *out);
-/* The deterministic file name of recipient index of message queue_id:
- * "ARRIVAL.MQUEUEIDRINDEX.HOSTNAME" (hostname with '/' and ':' escaped as
- * in the Maildir convention). */
-sk_err sk_maildir_file_name(const sk_spool_envelope *env, size_t index, const char *hostname,
-                            sk_buf *out);
-/* The trace headers put at the top: Return-Path: and Received:. */
-sk_err sk_maildir_trace_headers(const sk_spool_envelope *env, const char *rcpt,
-                                const char *hostname, int64_t now, sk_buf *out);
-
 #endif

@@ -1,6 +1,6 @@
 /* Local delivery into Maildir folders: trace headers added, CRLF turned into
  * LF, file names deterministic so a retried delivery is never duplicated. */
-#include "deliver/deliver.h"
+#include "deliver/deliver_int.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -77,20 +77,9 @@ sk_err sk_maildir_file_name(const sk_spool_envelope *env, size_t index, const ch
 sk_err sk_maildir_trace_headers(const sk_spool_envelope *env, const char *rcpt,
                                 const char *hostname, int64_t now, sk_buf *out)
 {
-    char date[40];
-    sk_time_rfc5322(now, date);
-    /* RFC 5321 4.4: Return-Path at final delivery; Received with from
-     * (HELO and TCP-info), by, with (RFC 3848 protocol), id, for. */
+    /* RFC 5321 4.4: Return-Path at final delivery, then our Received. */
     sk_err e = sk_buf_printf(out, "Return-Path: <%s>\n", env->sender ? env->sender : "");
-    if (!e) e = sk_buf_printf(out, "Received: from %s", env->helo ? env->helo : "unknown");
-    if (!e && env->peer) {
-        const char *lit = env->peer;
-        e = sk_buf_printf(out, " (%s%s[%s])", env->peer_name ? env->peer_name : "",
-                          env->peer_name ? " " : "", lit);
-    }
-    if (!e) e = sk_buf_printf(out, "\n\tby %s with %s", hostname, sk_spool_envelope_protocol(env));
-    if (!e && env->tls) e = sk_buf_printf(out, " (%s)", env->tls);
-    if (!e) e = sk_buf_printf(out, " id %s\n\tfor <%s>; %s\n", env->id, rcpt, date);
+    if (!e) e = sk_deliver_received(env, env->id, hostname, rcpt, now, "\n", out);
     return e;
 }
 

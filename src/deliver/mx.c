@@ -3,6 +3,8 @@
  * hosts in order (RFC 5321 section 5), reusing connections per destination. */
 #include "mx.h"
 
+#include "deliver/deliver_int.h"
+
 #include <smtpkit/client.h>
 #include <smtpkit/dsn.h>
 
@@ -290,20 +292,10 @@ static void job_finish(mx_job *j)
 /* RFC 5321 4.4: a relay adds its Received: line at the top. */
 static char *received_header(const mx *m, const sk_delivery *job)
 {
-    const sk_spool_envelope *env = job->env;
-    char date[40];
-    sk_time_rfc5322((int64_t)time(NULL), date);
     sk_buf b = SK_BUF_INIT(4096);
-    sk_err e = sk_buf_printf(&b, "Received: from %s ([%s])\r\n\tby %s with %s",
-                             env->helo && *env->helo ? env->helo : "unknown",
-                             env->peer ? env->peer : "unknown", m->helo_name,
-                             sk_spool_envelope_protocol(env));
-    if (!e && env->tls) e = sk_buf_printf(&b, " (%s)", env->tls);
-    if (!e) e = sk_buf_printf(&b, " id %s", job->queue_id);
-    /* Naming the recipient is only safe when there is one (RFC 5321 7.2). */
-    if (!e && job->nrcpts == 1) e = sk_buf_printf(&b, "\r\n\tfor <%s>", job->rcpts[0].addr);
-    if (!e) e = sk_buf_printf(&b, ";\r\n\t%s\r\n", date);
-    if (e) {
+    if (sk_deliver_received(job->env, job->queue_id, m->helo_name,
+                            job->nrcpts == 1 ? job->rcpts[0].addr : NULL, (int64_t)time(NULL),
+                            "\r\n", &b)) {
         sk_buf_free(&b);
         return NULL;
     }

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deliver/deliver.h"
+#include "deliver/deliver_int.h"
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {

@@ -260,10 +260,26 @@ static void job_free(mx_job *j)
     sk_free(j);
 }
 
+/* A recipient's outcome from the class of its reply (reply.h computes
+ * classes). Anything short of a final 2xx or 5xx, such as no reply at all,
+ * is worth another try. */
 static sk_delivery_status status_of(int code)
 {
-    if (code >= 200 && code < 300) return SK_DELIVERY_OK;
-    return code >= 500 ? SK_DELIVERY_PERMANENT : SK_DELIVERY_TRANSIENT;
+    switch (sk_reply_class_of(code)) {
+    case SK_REPLY_SUCCESS:
+        return SK_DELIVERY_OK;
+    case SK_REPLY_PERMANENT:
+        return SK_DELIVERY_PERMANENT;
+    default:
+        return SK_DELIVERY_TRANSIENT;
+    }
+}
+
+/* A 4xx or 5xx: the host said no (0, no reply, is not a refusal). */
+static bool refused(int code)
+{
+    sk_reply_class c = sk_reply_class_of(code);
+    return c == SK_REPLY_TRANSIENT || c == SK_REPLY_PERMANENT;
 }
 
 static void fill_all(mx_job *j, const sk_reply *reply)
@@ -440,7 +456,8 @@ static mx_conn *connect_route(mx *m, const mx_job *j, sk_mx_tally *tally)
                     continue;
                 }
                 if (j->tls_required && err.step == SK_STEP_TLS) tls_failed = true;
-                if (err.code >= 500 && (err.step == SK_STEP_GREETING || err.step == SK_STEP_EHLO)) {
+                if (sk_reply_class_of(err.code) == SK_REPLY_PERMANENT &&
+                    (err.step == SK_STEP_GREETING || err.step == SK_STEP_EHLO)) {
                     refused_5xx = true;
                     tally->last_5xx =
                         sk_reply_make(err.code, err.enhanced, "%s", tally->last_error);
@@ -468,7 +485,7 @@ static bool connection_lost(sk_err e)
  * limits) rather than from a reply of the host. */
 static sk_reply error_reply(const sk_error *err, const char *label, bool permanent)
 {
-    if (err->code >= 400 && err->code < 600)
+    if (refused(err->code))
         return sk_reply_make(err->code, err->enhanced[0] ? err->enhanced : "", "%s", err->text);
     if (permanent) return sk_reply_make(554, "5.4.0", "%s: %s", label, err->text);
     /* RFC 3463: 4.4.2 bad connection. */
@@ -500,8 +517,8 @@ static bool transact(mx *m, mx_conn *k, mx_job *j, const sk_buf *msg, bool *retr
     snprintf(j->remote_host, sizeof j->remote_host, "%s", k->remote_host);
     snprintf(j->tls, sizeof j->tls, "%s", k->tls);
     j->tls_verified = k->tls_verified;
-    if (res.mail.code >= 400 || res.nrcpt == 0) {
-        sk_reply rep = res.mail.code >= 400
+    if (refused(res.mail.code) || res.nrcpt == 0) {
+        sk_reply rep = refused(res.mail.code)
                            ? res.mail
                            : error_reply(&err, k->remote_host,
                                          e == SK_ERR_TOO_LONG || e == SK_ERR_UNSUPPORTED);
@@ -510,9 +527,10 @@ static bool transact(mx *m, mx_conn *k, mx_job *j, const sk_buf *msg, bool *retr
         /* Per recipient from RCPT; the DATA reply for those accepted. */
         for (size_t i = 0; i < j->nrcpts; i++) {
             sk_delivery_rcpt_result *out = &j->results[i];
-            if (i < res.nrcpt && !res.rcpts[i].accepted && res.rcpts[i].reply.code >= 400)
+            if (i < res.nrcpt && !res.rcpts[i].accepted && refused(res.rcpts[i].reply.code))
                 out->reply = res.rcpts[i].reply;
-            else if (i < res.nrcpt && res.rcpts[i].accepted && res.data.code >= 200)
+            else if (i < res.nrcpt && res.rcpts[i].accepted &&
+                     sk_reply_class_of(res.data.code) != SK_REPLY_INVALID)
                 out->reply = res.data;
             else
                 out->reply = error_reply(&err, k->remote_host, false);

@@ -4,8 +4,6 @@
 #ifndef SK_DELIVER_INT_H
 #define SK_DELIVER_INT_H
 
-#include <stdbool.h>
-
 #include "deliver/deliver.h"
 
 /* Append our Received: header (RFC 5321 4.4) for a message that came in

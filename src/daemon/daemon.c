@@ -10,7 +10,6 @@
 #include <smtpkit/spool.h>
 
 #include "deliver/deliver.h"
-#include "deliver/mx.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -959,19 +958,19 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
         if (sk_daemon_parse_hostport(c->relay_host, rhost, sizeof rhost, &port))
             return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "relay-host: bad HOST:PORT");
         /* The SMTP transport with a fixed route: no MX lookup. */
-        sk_mx_transport_opts so = {
+        sk_smtp_transport_opts so = {
             .relay_host = rhost,
             .port = (unsigned short)port,
             .helo_name = hostname,
             .max_messages_per_connection = c->messages_per_connection,
-            .idle_ms = SK_MX_RELAY_IDLE_MS_DEFAULT,
+            .idle_ms = SK_SMTP_RELAY_IDLE_MS_DEFAULT,
             .log = d->log,
         };
-        d->remote = sk_mx_transport_new(&so, d->base, err);
+        d->remote = sk_smtp_transport_new(&so, d->base, err);
         if (!d->remote) return err && err->err ? err->err : SK_ERR_IO;
     } else {
         /* No relay host: each domain's MX hosts (RFC 5321 5.1). */
-        sk_mx_transport_opts mo = {
+        sk_smtp_transport_opts mo = {
             .dns_server = c->dns_server,
             .port = (unsigned short)c->mx_port,
             .helo_name = hostname,
@@ -980,7 +979,7 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
             .ntls_required = c->tls_required.n,
             .log = d->log,
         };
-        d->remote = sk_mx_transport_new(&mo, d->base, err);
+        d->remote = sk_smtp_transport_new(&mo, d->base, err);
         if (!d->remote) return err && err->err ? err->err : SK_ERR_CONFIG;
     }
     if (parse_retry(c->retry_schedule, &d->retry_ms, &d->nretry))

@@ -1,6 +1,8 @@
-/* The transport interface the queue runner delivers through (Maildir, or
- * SMTP by MX or through a relay host: src/deliver/mx.h), and the Maildir
- * transport. Private to the library. */
+/* The deliver module's internal API, for the queue and the daemon: the
+ * transport interface the queue runner delivers through, and the two
+ * transports, Maildir and SMTP (by MX or through a relay host). Private to
+ * the library; what only the module's own files share is in deliver_int.h
+ * and smtp_int.h. */
 #ifndef SK_DELIVER_H
 #define SK_DELIVER_H
 
@@ -8,6 +10,7 @@
 #include <smtpkit/spool.h>
 
 struct event_base;
+struct sk_resolver;
 
 typedef enum sk_delivery_status {
     SK_DELIVERY_OK = 0,    /* delivered (2xx) */
@@ -115,17 +118,57 @@ sk_transport *sk_maildir_transport_new(const char *mailboxes_dir, const char *ho
  * the transport before evb. */
 sk_err sk_maildir_transport_start(sk_transport *base, struct event_base *evb, sk_error *err);
 
-/* Pieces of the Maildir transport, exposed for unit tests. */
-/* Directory name for a local part: lower-cased, '/' and NUL refused, a
- * leading '.' refused (SK_ERR_INVAL). */
-sk_err sk_maildir_folder_name(const char *local_part, sk_buf *out);
-/* The deterministic file name of recipient index of message queue_id:
- * "ARRIVAL.MQUEUEIDRINDEX.HOSTNAME" (hostname with '/' and ':' escaped as
- * in the Maildir convention). */
-sk_err sk_maildir_file_name(const sk_spool_envelope *env, size_t index, const char *hostname,
-                            sk_buf *out);
-/* The trace headers put at the top: Return-Path: and Received:. */
-sk_err sk_maildir_trace_headers(const sk_spool_envelope *env, const char *rcpt,
-                                const char *hostname, int64_t now, sk_buf *out);
+/* The SMTP transport (smtp_route.c, smtp_pool.c, smtp_txn.c): mail for
+ * remote domains straight to their MX hosts (RFC 5321 section 5), or all
+ * of it to one relay host, with connection reuse per destination
+ * (docs/delivery.md). */
+#define SK_SMTP_MX_PORT_DEFAULT       25 /* RFC 5321 4.5.4 */
+#define SK_SMTP_WORKERS_DEFAULT       8
+#define SK_SMTP_MSGS_PER_CONN_DEFAULT 100
+/* "Idles briefly": long enough for the queue to hand over the next
+ * message to the same destination, short of a receiver's own timeout. */
+#define SK_SMTP_IDLE_MS_DEFAULT 5000
+/* A relay host takes all our mail, so a session to it is kept longer. */
+#define SK_SMTP_RELAY_IDLE_MS_DEFAULT (30 * 1000)
+
+typedef struct sk_smtp_transport_opts {
+    /* The resolver to use (lives on the same event_base; not freed here;
+     * free the transport first). NULL: the transport makes its own from
+     * dns_server ("IP:PORT"; NULL = the system's). */
+    struct sk_resolver *resolver;
+    const char *dns_server;
+    unsigned short port;   /* TCP port of MX hosts; 0 = 25 */
+    const char *helo_name; /* our name for EHLO and Received: */
+    unsigned workers;      /* delivery threads; 0 = SK_SMTP_WORKERS_DEFAULT */
+    /* Messages one connection carries before QUIT, unless the job says
+     * (sk_delivery.max_per_conn); 0 = SK_SMTP_MSGS_PER_CONN_DEFAULT. */
+    unsigned max_messages_per_connection;
+    /* How long a connection waits for another message to its destination
+     * before QUIT; 0 = SK_SMTP_IDLE_MS_DEFAULT. */
+    unsigned idle_ms;
+    /* Client timeouts; 0 = the RFC 5321 4.5.3.2 defaults. */
+    unsigned connect_timeout_ms;
+    unsigned greeting_timeout_ms;
+    unsigned command_timeout_ms;
+    /* Domains whose MX hosts must give verified TLS: "example.com" matches
+     * that domain, ".example.com" its subdomains. Case-insensitive. */
+    const char *const *tls_required;
+    size_t ntls_required;
+    const char *ca_file; /* trust anchors for MX certificates; NULL = system store */
+    /* A relay host (name or numeric address) that takes every job instead
+     * of the domain's MX hosts: a fixed route, no MX lookup, port is its
+     * port. The name is resolved (A and AAAA, /etc/hosts first) by the
+     * system resolver in the worker thread that connects. The transport
+     * is then named "smtp", logs as "smtp", and has no route_key: domains
+     * stay their own destinations in the queue. NULL: MX routing (the
+     * transport is named "mx"). */
+    const char *relay_host;
+    sk_logger log;
+} sk_smtp_transport_opts;
+
+/* Jobs complete on base's loop thread. Strings are copied. NULL on error
+ * (err says why). */
+sk_transport *sk_smtp_transport_new(const sk_smtp_transport_opts *o, struct event_base *base,
+                                    sk_error *err);
 
 #endif

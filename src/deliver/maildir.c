@@ -1,6 +1,6 @@
 /* Local delivery into Maildir folders: trace headers added, CRLF turned into
  * LF, file names deterministic so a retried delivery is never duplicated. */
-#include "deliver/deliver.h"
+#include "deliver/deliver_int.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -77,20 +77,9 @@ sk_err sk_maildir_file_name(const sk_spool_envelope *env, size_t index, const ch
 sk_err sk_maildir_trace_headers(const sk_spool_envelope *env, const char *rcpt,
                                 const char *hostname, int64_t now, sk_buf *out)
 {
-    char date[40];
-    sk_time_rfc5322(now, date);
-    /* RFC 5321 4.4: Return-Path at final delivery; Received with from
-     * (HELO and TCP-info), by, with (RFC 3848 protocol), id, for. */
+    /* RFC 5321 4.4: Return-Path at final delivery, then our Received. */
     sk_err e = sk_buf_printf(out, "Return-Path: <%s>\n", env->sender ? env->sender : "");
-    if (!e) e = sk_buf_printf(out, "Received: from %s", env->helo ? env->helo : "unknown");
-    if (!e && env->peer) {
-        const char *lit = env->peer;
-        e = sk_buf_printf(out, " (%s%s[%s])", env->peer_name ? env->peer_name : "",
-                          env->peer_name ? " " : "", lit);
-    }
-    if (!e) e = sk_buf_printf(out, "\n\tby %s with %s", hostname, sk_spool_envelope_protocol(env));
-    if (!e && env->tls) e = sk_buf_printf(out, " (%s)", env->tls);
-    if (!e) e = sk_buf_printf(out, " id %s\n\tfor <%s>; %s\n", env->id, rcpt, date);
+    if (!e) e = sk_deliver_received(env, env->id, hostname, rcpt, now, "\n", out);
     return e;
 }
 
@@ -100,6 +89,13 @@ static sk_delivery_rcpt_result make_result(sk_delivery_status st, int code, cons
     sk_delivery_rcpt_result r = {.status = st};
     r.reply = sk_reply_make(code, enh, "%s", text);
     return r;
+}
+
+/* A full disk or quota is transient and named as such (452 4.2.2); any
+ * other failure to write is an I/O error (451 4.3.0). */
+static sk_err write_error(int err)
+{
+    return err == ENOSPC || err == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
 }
 
 static sk_err mkdir_p(sk_buf *path)
@@ -112,7 +108,7 @@ static sk_err mkdir_p(sk_buf *path)
         int r = mkdir(path->data, 0700);
         int err = errno;
         path->data[i] = save;
-        if (r && err != EEXIST) return err == ENOSPC || err == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+        if (r && err != EEXIST) return write_error(err);
     }
     return SK_OK;
 }
@@ -138,25 +134,29 @@ static int already_there(const char *folder, const char *name, int check_cur)
     return found;
 }
 
-/* Copy the body turning CRLF into LF; a CR not followed by LF is kept. */
-/* Copy body_octets octets of in (the spool file goes on with the message's
- * envelope after them) to out, after head. */
+static sk_err write_all(int fd, const char *p, size_t left)
+{
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return write_error(errno);
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    return SK_OK;
+}
+
+/* Write head, then copy body_octets octets of in (the spool file goes on
+ * with the message's envelope after them) turning CRLF into LF; a CR not
+ * followed by LF is kept. */
 static sk_err copy_body(int in, uint64_t body_octets, int out, const char *head, size_t head_len)
 {
     char ibuf[MAILDIR_CHUNK_OCTETS], obuf[MAILDIR_CHUNK_OCTETS + 1];
     int pending_cr = 0;
-    const char *p = head;
-    size_t left = head_len;
-    for (;;) {
-        while (left) {
-            ssize_t w = write(out, p, left);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                return errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
-            }
-            p += w;
-            left -= (size_t)w;
-        }
+    sk_err e = write_all(out, head, head_len);
+    while (!e) {
         size_t want = body_octets < sizeof ibuf ? (size_t)body_octets : sizeof ibuf;
         ssize_t r = want ? read(in, ibuf, want) : 0;
         if (r < 0) {
@@ -166,10 +166,6 @@ static sk_err copy_body(int in, uint64_t body_octets, int out, const char *head,
         if (r == 0 && body_octets) return SK_ERR_IO; /* shorter than recorded */
         body_octets -= (uint64_t)r;
         size_t o = 0;
-        if (r == 0) {
-            if (pending_cr) obuf[o++] = '\r';
-            pending_cr = 0;
-        }
         for (ssize_t i = 0; i < r; i++) {
             char c = ibuf[i];
             if (pending_cr) {
@@ -181,23 +177,12 @@ static sk_err copy_body(int in, uint64_t body_octets, int out, const char *head,
             else
                 obuf[o++] = c;
         }
-        if (r == 0 && o == 0) return SK_OK;
-        p = obuf;
-        left = o;
-        if (r == 0) {
-            /* Write the last piece, then stop. */
-            while (left) {
-                ssize_t w = write(out, p, left);
-                if (w < 0) {
-                    if (errno == EINTR) continue;
-                    return errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
-                }
-                p += w;
-                left -= (size_t)w;
-            }
-            return SK_OK;
-        }
+        /* The end: a CR left waiting was not followed by LF. */
+        if (r == 0 && pending_cr) obuf[o++] = '\r';
+        e = write_all(out, obuf, o);
+        if (r == 0) break;
     }
+    return e;
 }
 
 /* What to log about a recipient (logging happens on the loop thread: the
@@ -285,10 +270,10 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
     if (!e) {
         /* O_TRUNC: a file left in tmp/ by a crash is simply rewritten. */
         out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (out < 0) e = errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+        if (out < 0) e = write_error(errno);
     }
     if (!e) e = copy_body(in, job->env->body_octets, out, head.data, head.len);
-    if (!e && fsync(out)) e = errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+    if (!e && fsync(out)) e = write_error(errno);
     if (in >= 0) close(in);
     if (out >= 0 && close(out) && !e) e = SK_ERR_IO;
     /* link(), unlike rename(), fails if the name exists: the check above
@@ -298,7 +283,7 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
         if (errno == EEXIST)
             existed = 1;
         else
-            e = errno == ENOSPC || errno == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
+            e = write_error(errno);
     }
     unlink(tmp);
     if (!e) {

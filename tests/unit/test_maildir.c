@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deliver/deliver.h"
+#include "deliver/deliver_int.h"
 
 static void test_folder_names(void **state)
 {

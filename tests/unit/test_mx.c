@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "deliver/mx.h"
+#include "deliver/smtp_int.h"
 
 /* ---- unit tests ---- */
 
@@ -82,7 +82,7 @@ static void test_destination_key(void **state)
     for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_route *r = route_of(cases[i].st, cases[i].domain, cases[i].implicit, cases[i].hosts);
         sk_buf key = SK_BUF_INIT(1024);
-        assert_int_equal(sk_mx_destination_key(r, &key), SK_OK);
+        assert_int_equal(sk_smtp_destination_key(r, &key), SK_OK);
         if (strcmp(sk_buf_cstr(&key), cases[i].key) != 0)
             fail_msg("case %zu: key \"%s\", expected \"%s\"", i, sk_buf_cstr(&key), cases[i].key);
         sk_buf_free(&key);
@@ -92,7 +92,7 @@ static void test_destination_key(void **state)
     const char *hosts[] = {"mx1.prov.test", "mx2.prov.test", NULL};
     sk_route *r = route_of(SK_ROUTE_OK, "a.test", 0, hosts);
     sk_buf small = SK_BUF_INIT(10);
-    assert_int_equal(sk_mx_destination_key(r, &small), SK_ERR_TOO_LONG);
+    assert_int_equal(sk_smtp_destination_key(r, &small), SK_ERR_TOO_LONG);
     sk_buf_free(&small);
     sk_route_free(r);
 }
@@ -103,7 +103,7 @@ static void test_destination_key_literal(void **state)
     sk_route *r = NULL;
     assert_int_equal(sk_route_from_literal("[127.0.0.1]", &r), SK_OK);
     sk_buf key = SK_BUF_INIT(256);
-    assert_int_equal(sk_mx_destination_key(r, &key), SK_OK);
+    assert_int_equal(sk_smtp_destination_key(r, &key), SK_OK);
     assert_string_equal(sk_buf_cstr(&key), "[127.0.0.1]");
     sk_buf_free(&key);
     sk_route_free(r);
@@ -130,9 +130,9 @@ static void test_tls_required(void **state)
         {"", 0},
     };
     for (size_t i = 0; i < SKT_N(cases); i++)
-        if (sk_mx_tls_required(list, 3, cases[i].domain) != cases[i].want)
+        if (sk_smtp_tls_required(list, 3, cases[i].domain) != cases[i].want)
             fail_msg("case %zu (%s): expected %d", i, cases[i].domain, cases[i].want);
-    assert_int_equal(sk_mx_tls_required(NULL, 0, "secure.test"), 0);
+    assert_int_equal(sk_smtp_tls_required(NULL, 0, "secure.test"), 0);
 }
 
 static void test_route_failure(void **state)
@@ -160,7 +160,7 @@ static void test_route_failure(void **state)
         sk_route *r = route_of(cases[i].st, "x.test", 0, NULL);
         snprintf(r->enhanced, sizeof r->enhanced, "%s", cases[i].route_enhanced);
         sk_reply rep = {.code = 0};
-        assert_int_equal(sk_mx_route_failure(r, &rep), cases[i].fails);
+        assert_int_equal(sk_smtp_route_failure(r, &rep), cases[i].fails);
         assert_int_equal(rep.code, cases[i].code);
         assert_string_equal(rep.enhanced, cases[i].enhanced);
         if (cases[i].fails) assert_non_null(strstr(rep.text, "x.test"));
@@ -189,14 +189,14 @@ static void test_tally_reply(void **state)
         {0, 0, 0, 451, "4.4.1"},
     };
     for (size_t i = 0; i < SKT_N(cases); i++) {
-        sk_mx_tally t;
+        sk_smtp_tally t;
         memset(&t, 0, sizeof t);
         t.hosts = cases[i].hosts;
         t.hosts_5xx = cases[i].hosts_5xx;
         t.hosts_tls = cases[i].hosts_tls;
         t.last_5xx = sk_reply_make(554, "5.7.1", "mx2.x.test[192.0.2.2]:25: greeting: go away");
         snprintf(t.last_error, sizeof t.last_error, "mx2.x.test[192.0.2.2]:25: greeting: go away");
-        sk_reply rep = sk_mx_tally_reply(&t, "x.test");
+        sk_reply rep = sk_smtp_tally_reply(&t, "x.test");
         if (rep.code != cases[i].code || strcmp(rep.enhanced, cases[i].enhanced) != 0)
             fail_msg("case %zu: %d %s, expected %d %s", i, rep.code, rep.enhanced, cases[i].code,
                      cases[i].enhanced);
@@ -281,7 +281,7 @@ static void test_relay_route(void **state)
         struct event_base *base = event_base_new();
         assert_non_null(base);
         unsigned short port = closed_port(cases[i].family);
-        sk_mx_transport_opts o = {
+        sk_smtp_transport_opts o = {
             .relay_host = cases[i].host,
             .port = port,
             .helo_name = "mx.test",
@@ -292,7 +292,7 @@ static void test_relay_route(void **state)
         };
         sk_error err;
         sk_error_clear(&err);
-        sk_transport *t = sk_mx_transport_new(&o, base, &err);
+        sk_transport *t = sk_smtp_transport_new(&o, base, &err);
         assert_non_null(t);
         assert_string_equal(t->name, "smtp");
         assert_null(t->route_key);
@@ -474,7 +474,7 @@ static int usage(void)
 
 static int drive(int argc, char **argv)
 {
-    sk_mx_transport_opts o = {.helo_name = "driver.test", .log = {log_stderr, NULL, SK_LOG_INFO}};
+    sk_smtp_transport_opts o = {.helo_name = "driver.test", .log = {log_stderr, NULL, SK_LOG_INFO}};
     const char *from = NULL, *message = NULL, *alt = NULL;
     const char *rcpts[16], *tls_req[8], *domains[16];
     size_t nrcpts = 0, ntls = 0, ndomains = 0;
@@ -533,7 +533,7 @@ static int drive(int argc, char **argv)
     struct event_base *base = event_base_new();
     sk_error err;
     sk_error_clear(&err);
-    sk_transport *t = base ? sk_mx_transport_new(&o, base, &err) : NULL;
+    sk_transport *t = base ? sk_smtp_transport_new(&o, base, &err) : NULL;
     if (!t) {
         fprintf(stderr, "test_mx: %s\n", err.text);
         return 70;

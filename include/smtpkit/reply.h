@@ -17,6 +17,7 @@ typedef struct sk_reply {
     char text[SK_REPLY_TEXT_MAX_OCTETS];
 } sk_reply;
 
+/* Ordered: a class >= SK_REPLY_TRANSIENT is a failure. */
 typedef enum sk_reply_class {
     SK_REPLY_INVALID = 0,
     SK_REPLY_SUCCESS,      /* 2xx */
@@ -25,8 +26,12 @@ typedef enum sk_reply_class {
     SK_REPLY_PERMANENT     /* 5xx */
 } sk_reply_class;
 
-/* The one place a reply's class is computed. */
+/* The one place a reply's class is computed: from its code (200..599;
+ * anything else is SK_REPLY_INVALID), and from an RFC 3463 enhanced
+ * status by its first digit ("5.1.1": permanent; NULL, "" or another
+ * digit: SK_REPLY_INVALID). */
 sk_reply_class sk_reply_class_of(int code);
+sk_reply_class sk_enhanced_class(const char *enhanced);
 
 /* Build a reply; text is formatted (printf) and truncated to fit. */
 sk_reply sk_reply_make(int code, const char *enhanced, const char *fmt, ...) SK_PRINTF(3, 4);

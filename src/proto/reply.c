@@ -20,6 +20,21 @@ sk_reply_class sk_reply_class_of(int code)
     }
 }
 
+sk_reply_class sk_enhanced_class(const char *enhanced)
+{
+    if (!enhanced) return SK_REPLY_INVALID;
+    switch (enhanced[0]) {
+    case '2':
+        return SK_REPLY_SUCCESS;
+    case '4':
+        return SK_REPLY_TRANSIENT;
+    case '5':
+        return SK_REPLY_PERMANENT;
+    default:
+        return SK_REPLY_INVALID;
+    }
+}
+
 sk_reply sk_reply_make(int code, const char *enhanced, const char *fmt, ...)
 {
     sk_reply r;
@@ -48,7 +63,7 @@ static const char *digits(const char *p, int max)
 int sk_enhanced_valid(const char *s, int code)
 {
     if (!s || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.') return 0;
-    if (code && code / 100 != s[0] - '0') return 0;
+    if (code && sk_reply_class_of(code) != sk_enhanced_class(s)) return 0;
     const char *p = digits(s + 2, 3);
     if (!p || *p != '.') return 0;
     p = digits(p + 1, 3);

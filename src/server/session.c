@@ -188,7 +188,7 @@ static void reply_text(sk_session *s, int code, const char *enh, const char *tex
         if (!nl) break;
         p = nl + 1;
     }
-    if (code >= 400) s->idle++;
+    if (sk_reply_class_of(code) >= SK_REPLY_TRANSIENT) s->idle++;
 }
 
 static void reply(sk_session *s, int code, const char *enh, const char *fmt, ...) SK_PRINTF(4, 5);
@@ -216,7 +216,7 @@ static int hook_refused(sk_session *s, sk_reply *r, const char *hook)
         sk_log(logger(s), SK_LOG_ERR, "%s server hook-error hook=%s code=%d", s->id, hook, r->code);
         *r = sk_reply_make(451, "4.3.0", "Internal error");
     }
-    if (r->code < 400) return 0;
+    if (sk_reply_class_of(r->code) < SK_REPLY_TRANSIENT) return 0;
     reply_r(s, r);
     return 1;
 }
@@ -616,7 +616,7 @@ static int msg_open(sk_session *s, int bdat)
         if (r.code == 0 || sk_reply_class_of(r.code) == SK_REPLY_INVALID)
             r = sk_reply_make(451, "4.3.0", "Internal error");
     }
-    if (r.code >= 400) {
+    if (sk_reply_class_of(r.code) >= SK_REPLY_TRANSIENT) {
         sk_log(logger(s), SK_LOG_INFO, "%s server data-refused reply=%d", s->id, r.code);
         if (bdat) {
             /* BDAT: the chunk is read first, then refused. */
@@ -794,7 +794,7 @@ static void msg_reply_done(sk_session *s, const sk_reply *r)
     reply_r(s, r);
     sk_log(logger(s), SK_LOG_INFO, "%s server message size=%llu rcpts=%zu reply=%d", s->id,
            (unsigned long long)s->msg_size, s->nrcpts, r->code);
-    if (r->code < 300) s->idle = 0;
+    if (sk_reply_class_of(r->code) == SK_REPLY_SUCCESS) s->idle = 0;
     s->msg_started = 0;
     tx_reset(s);
     set_state(s, s->helo ? SS_READY : SS_CONNECTED); /* a BDAT refused before EHLO */
@@ -1406,7 +1406,7 @@ static void auth_result(sk_session *s, const char *mech, const char *user, sk_re
         r = sk_reply_make(454, "4.7.0", "Temporary authentication failure");
     sk_buf esc = SK_BUF_INIT(4 * SK_SMTP_LINE_MAX_OCTETS);
     if (sk_log_escape(&esc, user, strlen(user)) != SK_OK) sk_buf_reset(&esc);
-    if (r.code < 300) {
+    if (sk_reply_class_of(r.code) == SK_REPLY_SUCCESS) {
         s->auth_user = sk_strdup(user);
         if (!s->auth_user) {
             reply(s, 454, "4.7.0", "Temporary authentication failure");
@@ -1422,7 +1422,7 @@ static void auth_result(sk_session *s, const char *mech, const char *user, sk_re
     sk_log(logger(s), SK_LOG_WARN, "%s server auth-failed peer=%s mech=%s user=\"%s\" reply=%d",
            s->id, s->peer, mech, sk_buf_cstr(&esc), r.code);
     sk_buf_free(&esc);
-    if (r.code >= 500) sk_server_auth_failed(srv, s->peer);
+    if (sk_reply_class_of(r.code) == SK_REPLY_PERMANENT) sk_server_auth_failed(srv, s->peer);
     if (sk_server_auth_blocked(srv, s->peer)) {
         sk_log(logger(s), SK_LOG_WARN, "%s server auth-throttle peer=%s failures=%u", s->id,
                s->peer, s->cfg->auth_failures_max);

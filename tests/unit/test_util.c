@@ -101,6 +101,28 @@ static void test_enhanced_valid(void **state)
         assert_int_equal(sk_enhanced_valid(c[i].s, c[i].code), c[i].ok);
 }
 
+/* A reply's class, from its code and from its enhanced status. */
+static void test_reply_class(void **state)
+{
+    static const struct {
+        int code;
+        sk_reply_class cls;
+    } codes[] = {{0, SK_REPLY_INVALID},     {199, SK_REPLY_INVALID},      {200, SK_REPLY_SUCCESS},
+                 {299, SK_REPLY_SUCCESS},   {354, SK_REPLY_INTERMEDIATE}, {421, SK_REPLY_TRANSIENT},
+                 {499, SK_REPLY_TRANSIENT}, {500, SK_REPLY_PERMANENT},    {599, SK_REPLY_PERMANENT},
+                 {600, SK_REPLY_INVALID}};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        assert_int_equal(sk_reply_class_of(codes[i].code), codes[i].cls);
+    static const struct {
+        const char *enhanced;
+        sk_reply_class cls;
+    } enh[] = {{"2.0.0", SK_REPLY_SUCCESS},   {"4.7.1", SK_REPLY_TRANSIENT},
+               {"5.1.1", SK_REPLY_PERMANENT}, {"3.0.0", SK_REPLY_INVALID},
+               {"", SK_REPLY_INVALID},        {NULL, SK_REPLY_INVALID}};
+    for (size_t i = 0; i < sizeof enh / sizeof enh[0]; i++)
+        assert_int_equal(sk_enhanced_class(enh[i].enhanced), enh[i].cls);
+}
+
 static void test_errors_named(void **state)
 {
     for (int e = 0; e < SK_ERR__COUNT; e++) assert_non_null(sk_strerror((sk_err)e));
@@ -125,8 +147,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_bounded),    cmocka_unit_test(test_base64_vectors),
         cmocka_unit_test(test_base64_rejects), cmocka_unit_test(test_parse_units),
-        cmocka_unit_test(test_enhanced_valid), cmocka_unit_test(test_errors_named),
-        cmocka_unit_test(test_log_escape),
+        cmocka_unit_test(test_enhanced_valid), cmocka_unit_test(test_reply_class),
+        cmocka_unit_test(test_errors_named),   cmocka_unit_test(test_log_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

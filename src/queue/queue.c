@@ -23,127 +23,6 @@
 #define QUEUE_IDLE_WAKE_S 60
 /* A route key lookup that failed is tried again after at most this. */
 #define QUEUE_ROUTE_FAIL_TTL_MS 60000
-#define QUEUE_HASH_SIZE         1024
-/* RFC 6710 2: priorities -9..9, one FIFO level each. */
-#define PRIO_MIN    (-9)
-#define PRIO_LEVELS 19
-
-typedef struct qmsg qmsg;
-typedef struct qjob qjob;
-typedef struct qdest qdest;
-typedef struct qroute qroute;
-typedef struct qdsn qdsn;
-
-struct qmsg {
-    sk_spool_envelope *env;
-    int maybe_delivered; /* loaded at start: a crash may have hidden a delivery */
-    unsigned jobs_out;   /* jobs of the attempt not yet reported (+1 while it is set up) */
-    int deleted;
-    /* Deleted while jobs were out: its spool file goes when the last one
-     * reports, since a transport may still be reading it and a removed
-     * file is soon reused for another message (docs/queue.md). */
-    int remove_when_done;
-    int ready; /* on the ready list */
-    int priority;
-    /* Arrival order: stored messages in ID order at start, then commits as
-     * they come (IDs alone do not order messages of the same millisecond). */
-    uint64_t seq;
-    qjob *jobs; /* this attempt's jobs: waiting for a route, queued or running */
-    /* This attempt: recipients that failed permanently, and who said so. */
-    unsigned char *failed_now;
-    char **remote;
-    /* This attempt: recipients delivered (1: by us, 2: relayed to a host
-     * without DSN), for success notifications (RFC 3461 5.2.2, 5.2.3). */
-    unsigned char *success_now;
-    qmsg *prev, *next;
-    TAILQ_ENTRY(qmsg) rlink; /* in q->ready while ready */
-};
-
-typedef enum job_state { JOB_ROUTING = 0, JOB_QUEUED, JOB_RUNNING } job_state;
-
-/* One message to the recipients it has at one domain. */
-struct qjob {
-    sk_queue *q;
-    qmsg *m;
-    job_state state;
-    qdest *d;      /* once routed */
-    qroute *route; /* while waiting for a route key */
-    sk_transport *t;
-    sk_delivery job;
-    sk_delivery_rcpt *rcpts;
-    char *domain;
-    sk_buf body_path;
-    char *sender;        /* VERP sender, NULL when the message's own is used */
-    qjob *prev, *next;   /* the running list, a destination level or a route's waiters */
-    qjob *mprev, *mnext; /* the message's jobs */
-};
-
-/* A destination: a domain, or with provider grouping every domain with the
- * same route key. Its limits hold for all of them together. */
-struct qdest {
-    char *key;
-    int local;
-    sk_bucket bucket; /* the configured rate */
-    int overridden;   /* bucket has a per-domain rate */
-    sk_bucket slow;   /* a rate a rule imposed, until slow_until (ms) */
-    int64_t slow_until;
-    int64_t suspended_until; /* ms */
-    unsigned in_flight;
-    size_t queued;
-    qjob *head[PRIO_LEVELS], *tail[PRIO_LEVELS];
-    int active;               /* on the list of destinations with queued jobs */
-    TAILQ_ENTRY(qdest) alink; /* in q->active while active */
-    qdest *hnext;
-};
-
-/* A domain's route key, as the remote transport found it. */
-struct qroute {
-    sk_queue *q;
-    char *domain;
-    char *key;
-    int64_t expires_ms;
-    int pending;
-    qjob *whead, *wtail; /* jobs waiting for the key */
-    qroute *hnext;
-};
-
-/* A DSN being committed: its event is sent once it is on disk. */
-struct qdsn {
-    sk_queue *q; /* NULL once the queue is gone */
-    sk_spool_envelope *env;
-    int priority;
-    char **rcpts; /* whose final outcome it reports (SK_QUEUE_EV_DSN) */
-    size_t nrcpts;
-    qdsn *prev, *next;
-};
-
-struct sk_queue {
-    sk_spool *spool;
-    sk_queue_opts opts;
-    uint64_t *retry_ms;
-    size_t nretry;
-    sk_rules *own_rules; /* the built-in rules when opts.rules is NULL */
-    struct event_base *base;
-    struct event *kick_ev;  /* coalesced "look for due work" */
-    struct event *timer_ev; /* next retry time */
-    struct event *disp_ev;  /* next time a limited destination may send */
-    struct event *ctl_ev;   /* requests from other processes */
-    qmsg *msgs, *msgs_tail; /* all messages, oldest first */
-    size_t count;
-    /* Messages due now, in the order they became due: commits, releases
-     * and flushes add here directly; the timer adds deferred ones whose
-     * time has come. Only the timer scans the whole queue. */
-    TAILQ_HEAD(, qmsg) ready;
-    int64_t timer_at; /* unix seconds the timer is set for */
-    int64_t disp_at;  /* ms the dispatch timer is set for, 0 = not set */
-    qjob *jobs;       /* running */
-    size_t in_flight;
-    uint64_t seq; /* last arrival number given */
-    qdest *dests[QUEUE_HASH_SIZE];
-    qroute *routes[QUEUE_HASH_SIZE];
-    TAILQ_HEAD(, qdest) active;
-    qdsn *dsns;
-};
 
 static int64_t now_ms(const sk_queue *q)
 {
@@ -399,8 +278,7 @@ static qdest *dest_get(sk_queue *q, const char *key, const char *domain, int loc
 
 static int job_level(const qjob *j)
 {
-    int lv = j->m->priority - PRIO_MIN;
-    return lv < 0 ? 0 : lv >= PRIO_LEVELS ? PRIO_LEVELS - 1 : lv;
+    return sk_queue_priority_level(j->m->priority);
 }
 
 /* Put j in d's queue: after every job of higher priority, and after those
@@ -453,7 +331,7 @@ static void dest_unqueue(qdest *d, qjob *j)
 
 static qjob *dest_pop(qdest *d)
 {
-    for (int lv = PRIO_LEVELS - 1; lv >= 0; lv--) {
+    for (int lv = SK_QUEUE_PRIORITY_LEVELS - 1; lv >= 0; lv--) {
         qjob *j = d->head[lv];
         if (j) {
             dest_unqueue(d, j);
@@ -1509,7 +1387,7 @@ void sk_queue_free(sk_queue *q)
         while (q->dests[h]) {
             qdest *d = q->dests[h];
             q->dests[h] = d->hnext;
-            for (int lv = 0; lv < PRIO_LEVELS; lv++)
+            for (int lv = 0; lv < SK_QUEUE_PRIORITY_LEVELS; lv++)
                 while (d->head[lv]) {
                     qjob *j = d->head[lv];
                     d->head[lv] = j->next;

@@ -1,11 +1,154 @@
-/* Private parts of the queue runner: applying operations, the control
- * directory through which other processes ask a running daemon for them,
- * rate buckets, and bounce building. */
+/* The queue runner's internal API: its structures (messages, jobs,
+ * destinations, route keys, DSNs in flight) and what its files offer each
+ * other; also the control directory, rate buckets and bounce building. */
 #ifndef SK_QUEUE_INT_H
 #define SK_QUEUE_INT_H
 
 #include <smtpkit/dsn.h>
 #include <smtpkit/queue.h>
+
+#include <sys/queue.h>
+
+#include "deliver/deliver.h"
+
+struct event;
+
+/* Buckets of the destination and route key tables. */
+#define QUEUE_HASH_SIZE 1024
+/* RFC 6710 2: priorities run from -9 to 9; a destination keeps one FIFO
+ * level for each. */
+#define SK_QUEUE_PRIORITY_MIN    (-9)
+#define SK_QUEUE_PRIORITY_MAX    9
+#define SK_QUEUE_PRIORITY_LEVELS (SK_QUEUE_PRIORITY_MAX - SK_QUEUE_PRIORITY_MIN + 1)
+
+/* A token bucket as a "theoretical arrival time" (GCRA): every message
+ * moves tat on by per_ms/count milliseconds; a message may go while tat is
+ * no more than burst-1 intervals ahead of now. Kept in units of
+ * 1/count ms so that intervals like 1000/3 ms stay exact. */
+typedef struct sk_bucket {
+    sk_queue_rate rate;
+    int64_t tat; /* in ms * rate.count */
+} sk_bucket;
+
+typedef struct qmsg qmsg;
+typedef struct qjob qjob;
+typedef struct qdest qdest;
+typedef struct qroute qroute;
+typedef struct qdsn qdsn;
+
+struct qmsg {
+    sk_spool_envelope *env;
+    int maybe_delivered; /* loaded at start: a crash may have hidden a delivery */
+    unsigned jobs_out;   /* jobs of the attempt not yet reported (+1 while it is set up) */
+    int deleted;
+    /* Deleted while jobs were out: its spool file goes when the last one
+     * reports, since a transport may still be reading it and a removed
+     * file is soon reused for another message (docs/queue.md). */
+    int remove_when_done;
+    int ready; /* on the ready list */
+    int priority;
+    /* Arrival order: stored messages in ID order at start, then commits as
+     * they come (IDs alone do not order messages of the same millisecond). */
+    uint64_t seq;
+    qjob *jobs; /* this attempt's jobs: waiting for a route, queued or running */
+    /* This attempt: recipients that failed permanently, and who said so. */
+    unsigned char *failed_now;
+    char **remote;
+    /* This attempt: recipients delivered (1: by us, 2: relayed to a host
+     * without DSN), for success notifications (RFC 3461 5.2.2, 5.2.3). */
+    unsigned char *success_now;
+    qmsg *prev, *next;
+    TAILQ_ENTRY(qmsg) rlink; /* in q->ready while ready */
+};
+
+typedef enum job_state { JOB_ROUTING = 0, JOB_QUEUED, JOB_RUNNING } job_state;
+
+/* One message to the recipients it has at one domain. */
+struct qjob {
+    sk_queue *q;
+    qmsg *m;
+    job_state state;
+    qdest *d;      /* once routed */
+    qroute *route; /* while waiting for a route key */
+    sk_transport *t;
+    sk_delivery job;
+    sk_delivery_rcpt *rcpts;
+    char *domain;
+    sk_buf body_path;
+    char *sender;        /* VERP sender, NULL when the message's own is used */
+    qjob *prev, *next;   /* the running list, a destination level or a route's waiters */
+    qjob *mprev, *mnext; /* the message's jobs */
+};
+
+/* A destination: a domain, or with provider grouping every domain with the
+ * same route key. Its limits hold for all of them together. */
+struct qdest {
+    char *key;
+    int local;
+    sk_bucket bucket; /* the configured rate */
+    int overridden;   /* bucket has a per-domain rate */
+    sk_bucket slow;   /* a rate a rule imposed, until slow_until (ms) */
+    int64_t slow_until;
+    int64_t suspended_until; /* ms */
+    unsigned in_flight;
+    size_t queued;
+    qjob *head[SK_QUEUE_PRIORITY_LEVELS], *tail[SK_QUEUE_PRIORITY_LEVELS];
+    int active;               /* on the list of destinations with queued jobs */
+    TAILQ_ENTRY(qdest) alink; /* in q->active while active */
+    qdest *hnext;
+};
+
+/* A domain's route key, as the remote transport found it. */
+struct qroute {
+    sk_queue *q;
+    char *domain;
+    char *key;
+    int64_t expires_ms;
+    int pending;
+    qjob *whead, *wtail; /* jobs waiting for the key */
+    qroute *hnext;
+};
+
+/* A DSN being committed: its event is sent once it is on disk. */
+struct qdsn {
+    sk_queue *q; /* NULL once the queue is gone */
+    sk_spool_envelope *env;
+    int priority;
+    char **rcpts; /* whose final outcome it reports (SK_QUEUE_EV_DSN) */
+    size_t nrcpts;
+    qdsn *prev, *next;
+};
+
+struct sk_queue {
+    sk_spool *spool;
+    sk_queue_opts opts;
+    uint64_t *retry_ms;
+    size_t nretry;
+    sk_rules *own_rules; /* the built-in rules when opts.rules is NULL */
+    struct event_base *base;
+    struct event *kick_ev;  /* coalesced "look for due work" */
+    struct event *timer_ev; /* next retry time */
+    struct event *disp_ev;  /* next time a limited destination may send */
+    struct event *ctl_ev;   /* requests from other processes */
+    qmsg *msgs, *msgs_tail; /* all messages, oldest first */
+    size_t count;
+    /* Messages due now, in the order they became due: commits, releases
+     * and flushes add here directly; the timer adds deferred ones whose
+     * time has come. Only the timer scans the whole queue. */
+    TAILQ_HEAD(, qmsg) ready;
+    int64_t timer_at; /* unix seconds the timer is set for */
+    int64_t disp_at;  /* ms the dispatch timer is set for, 0 = not set */
+    qjob *jobs;       /* running */
+    size_t in_flight;
+    uint64_t seq; /* last arrival number given */
+    qdest *dests[QUEUE_HASH_SIZE];
+    qroute *routes[QUEUE_HASH_SIZE];
+    TAILQ_HEAD(, qdest) active;
+    qdsn *dsns;
+};
+
+/* The level of a priority in a destination's queue: 0 for the lowest. */
+int sk_queue_priority_level(int priority);
 
 /* Apply op to a running queue (loop thread). */
 sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id);
@@ -16,15 +159,6 @@ void sk_queue_control_poll(sk_queue *q, const char *ctl_dir, const sk_logger *lo
 /* Look for due messages and start what the limits allow, now (tests that
  * move an injected clock call this instead of waiting for the timers). */
 void sk_queue_poke(sk_queue *q);
-
-/* A token bucket as a "theoretical arrival time" (GCRA): every message
- * moves tat on by per_ms/count milliseconds; a message may go while tat is
- * no more than burst-1 intervals ahead of now. Kept in units of
- * 1/count ms so that intervals like 1000/3 ms stay exact. */
-typedef struct sk_bucket {
-    sk_queue_rate rate;
-    int64_t tat; /* in ms * rate.count */
-} sk_bucket;
 
 /* 0 when a message may go at now_ms, else how many ms until one may. */
 uint64_t sk_bucket_wait(const sk_bucket *b, int64_t now_ms);

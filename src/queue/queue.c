@@ -502,13 +502,6 @@ static char *reply_text(const sk_reply *r)
     return sk_buf_detach(&b, NULL);
 }
 
-static uint64_t retry_delay_ms(const sk_queue *q, unsigned attempts)
-{
-    size_t i = attempts ? attempts - 1 : 0;
-    if (i >= q->nretry) i = q->nretry - 1;
-    return q->retry_ms[i];
-}
-
 static const sk_rules *rules(const sk_queue *q)
 {
     return q->opts.rules ? q->opts.rules : q->own_rules;
@@ -727,16 +720,13 @@ static void finish_attempt(sk_queue *q, qmsg *m)
     size_t pending = 0;
     for (size_t i = 0; i < env->nrcpts; i++) pending += env->rcpts[i].state == SK_RCPT_PENDING;
     int64_t now = now_s(q);
-    /* An arrival in the future (clock set back) never expires early. */
-    int expired = pending && now > env->arrival &&
-                  (uint64_t)(now - env->arrival) * 1000u >= q->opts.max_lifetime_ms;
+    int expired = pending && sk_retry_expired(&q->retry, env->arrival, now);
     /* RFC 3461 5.2.5, RFC 3464 2.3.3 "delayed": once the message has
      * waited delay_warning_ms, one notice per message to the recipients
      * still pending (not per attempt: envelope's delay_dsn_sent). */
-    int delay_due = pending && !expired && q->opts.delay_warning_ms && !env->delay_dsn_sent &&
-                    now > env->arrival &&
-                    (uint64_t)(now - env->arrival) * 1000u >= q->opts.delay_warning_ms;
-    int64_t retry_until = env->arrival + (int64_t)(q->opts.max_lifetime_ms / 1000);
+    int delay_due = pending && !expired && !env->delay_dsn_sent &&
+                    sk_retry_warn_due(&q->retry, env->arrival, now);
+    int64_t retry_until = sk_retry_until(&q->retry, env->arrival);
     /* One DSN for everything this attempt ended: recipients that failed
      * permanently now, and on expiry every one still pending; recipients
      * delivered now; and the delay notice when it is due. */
@@ -797,7 +787,7 @@ static void finish_attempt(sk_queue *q, qmsg *m)
         return;
     }
     env->state = SK_SPOOL_DEFERRED;
-    env->next_attempt = now + (int64_t)(retry_delay_ms(q, env->attempts) + 999) / 1000;
+    env->next_attempt = sk_retry_next(&q->retry, env->attempts, now);
     save(q, m);
     if (env->next_attempt < q->timer_at) arm(q, env->next_attempt);
 }
@@ -1289,12 +1279,7 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     q->spool = spool;
     q->base = base;
     if (opts) q->opts = *opts;
-    static const uint64_t defaults[] = SK_QUEUE_RETRY_DEFAULT_MS;
-    const uint64_t *src = q->opts.retry_ms && q->opts.nretry ? q->opts.retry_ms : defaults;
-    q->nretry =
-        q->opts.retry_ms && q->opts.nretry ? q->opts.nretry : sizeof defaults / sizeof defaults[0];
-    q->retry_ms = sk_calloc(q->nretry, sizeof *q->retry_ms);
-    if (!q->opts.max_lifetime_ms) q->opts.max_lifetime_ms = SK_QUEUE_LIFETIME_DEFAULT_MS;
+    sk_err retry_err = sk_retry_init(&q->retry, &q->opts);
     if (!q->opts.max_in_flight) q->opts.max_in_flight = QUEUE_MAX_IN_FLIGHT_DEFAULT;
     if (!q->opts.control_poll_ms) q->opts.control_poll_ms = QUEUE_CONTROL_POLL_MS;
     if (!q->opts.dest_max_conns) q->opts.dest_max_conns = SK_QUEUE_DEST_CONNS_DEFAULT;
@@ -1327,14 +1312,13 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     q->timer_ev = event_new(base, -1, 0, on_timer, q);
     q->disp_ev = event_new(base, -1, 0, on_dispatch, q);
     q->ctl_ev = event_new(base, -1, EV_PERSIST, on_control, q);
-    if (!q->retry_ms || !q->kick_ev || !q->timer_ev || !q->disp_ev || !q->ctl_ev ||
+    if (retry_err || !q->kick_ev || !q->timer_ev || !q->disp_ev || !q->ctl_ev ||
         (opts && opts->nrate_rules && opts->rate_rules && !rr) ||
         (opts && opts->npriority_rules && opts->priority_rules && !pr)) {
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
         sk_queue_free(q);
         return NULL;
     }
-    memcpy(q->retry_ms, src, q->nretry * sizeof *q->retry_ms);
 
     /* Everything already on disk: possibly delivered before a crash. */
     char **ids;
@@ -1423,6 +1407,6 @@ void sk_queue_free(sk_queue *q)
     sk_rules_free(q->own_rules);
     sk_free((void *)q->opts.rate_rules);
     sk_free((void *)q->opts.priority_rules);
-    sk_free(q->retry_ms);
+    sk_retry_free(&q->retry);
     sk_free(q);
 }

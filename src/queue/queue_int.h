@@ -30,6 +30,15 @@ typedef struct sk_bucket {
     int64_t tat; /* in ms * rate.count */
 } sk_bucket;
 
+/* The retry schedule and the lifetime of messages (src/queue/retry.c),
+ * copied from the options with their defaults. */
+typedef struct sk_retry {
+    uint64_t *delay_ms; /* waits after the 1st, 2nd, ... failed attempt; the last repeats */
+    size_t n;
+    uint64_t lifetime_ms; /* then the pending recipients expire */
+    uint64_t warning_ms;  /* then a delay notice is due; 0 = never */
+} sk_retry;
+
 typedef struct qmsg qmsg;
 typedef struct qjob qjob;
 typedef struct qdest qdest;
@@ -122,8 +131,7 @@ struct qdsn {
 struct sk_queue {
     sk_spool *spool;
     sk_queue_opts opts;
-    uint64_t *retry_ms;
-    size_t nretry;
+    sk_retry retry;
     sk_rules *own_rules; /* the built-in rules when opts.rules is NULL */
     struct event_base *base;
     struct event *kick_ev;  /* coalesced "look for due work" */
@@ -146,6 +154,22 @@ struct sk_queue {
     TAILQ_HEAD(, qdest) active;
     qdsn *dsns;
 };
+
+/* ---- retry.c: the retry schedule ---- */
+
+SK_NODISCARD sk_err sk_retry_init(sk_retry *r, const sk_queue_opts *o);
+void sk_retry_free(sk_retry *r);
+/* Unix time of the next attempt, after `attempts` attempts, the last of
+ * which ended at now_s. */
+int64_t sk_retry_next(const sk_retry *r, unsigned attempts, int64_t now_s);
+/* Has a message that arrived at arrival (unix seconds) outlived the queue
+ * lifetime at now_s? One that arrived in the future (the clock was set
+ * back) never expires early. */
+int sk_retry_expired(const sk_retry *r, int64_t arrival, int64_t now_s);
+/* Has it waited long enough for a delay notice (RFC 3461 5.2.5)? */
+int sk_retry_warn_due(const sk_retry *r, int64_t arrival, int64_t now_s);
+/* When we give up on it (RFC 3464 2.3.9 Will-Retry-Until), unix seconds. */
+int64_t sk_retry_until(const sk_retry *r, int64_t arrival);
 
 /* The level of a priority in a destination's queue: 0 for the lowest. */
 int sk_queue_priority_level(int priority);

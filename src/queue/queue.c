@@ -253,6 +253,7 @@ static qdest *dest_get(sk_queue *q, const char *key, const char *domain, int loc
     unsigned h = hash_key(key);
     qdest *d = q->dests[h];
     while (d && (d->local != local || strcasecmp(d->key, key))) d = d->hnext;
+    int fresh = 0;
     if (!d) {
         d = sk_calloc(1, sizeof *d);
         if (!d || !(d->key = sk_strdup(key))) {
@@ -263,16 +264,10 @@ static qdest *dest_get(sk_queue *q, const char *key, const char *domain, int loc
         d->hnext = q->dests[h];
         q->dests[h] = d;
         /* Local delivery is not paced: only remote receivers need it. */
-        if (!local) d->bucket.rate = sk_queue_rate_for(&q->opts, domain, &d->overridden);
+        d->pace.unpaced = local;
+        fresh = 1;
     }
-    if (!local && !d->overridden) {
-        int ov;
-        sk_queue_rate r = sk_queue_rate_for(&q->opts, domain, &ov);
-        if (ov) {
-            d->bucket = (sk_bucket){.rate = r};
-            d->overridden = 1;
-        }
-    }
+    sk_pace_join(&d->pace, &q->opts, domain, fresh);
     return d;
 }
 
@@ -519,31 +514,13 @@ static sk_rule_match classify_line(const sk_queue *q, const char *line)
 
 /* ---- throttling ---- */
 
-/* A failure reply from destination d: suspend or slow it when the rules
- * say so, or on 421 (RFC 5321 4.2.3: the service is closing the channel)
- * and 4.7.x (RFC 3463 3.8, which large receivers use for rate limits),
- * unless a rule classed the reply as "other" (the built-in greylisting
- * rule: 451 4.7.1 there wants the normal retry schedule). */
+/* A failure reply from destination d: suspend or slow it as
+ * sk_pace_throttle says, and tell. */
 static int throttle(sk_queue *q, qdest *d, qmsg *m, const char *rcpt, const sk_reply *r,
                     const sk_rule_match *mt, const char *text, int64_t now)
 {
-    uint64_t ms = 0;
-    if (mt->matched && mt->action.kind == SK_TRAFFIC_SUSPEND) {
-        ms = mt->action.duration_ms;
-        if (now + (int64_t)ms > d->suspended_until) d->suspended_until = now + (int64_t)ms;
-    } else if (mt->matched && mt->action.kind == SK_TRAFFIC_RATE && mt->action.rate_count &&
-               mt->action.rate_per_ms) {
-        ms = mt->action.duration_ms;
-        d->slow =
-            (sk_bucket){.rate = {.count = mt->action.rate_count, .per_ms = mt->action.rate_per_ms}};
-        d->slow_until = now + (int64_t)ms;
-    } else if ((r->code == 421 || !strncmp(r->enhanced, "4.7.", 4)) &&
-               !(mt->matched && mt->cls == SK_CLASS_OTHER)) {
-        ms = q->opts.throttle_suspend_ms;
-        if (now + (int64_t)ms > d->suspended_until) d->suspended_until = now + (int64_t)ms;
-    } else {
-        return 0;
-    }
+    uint64_t ms;
+    if (!sk_pace_throttle(&d->pace, r, mt, q->opts.throttle_suspend_ms, now, &ms)) return 0;
     sk_queue_event ev = {.type = SK_QUEUE_EV_THROTTLED,
                          .env = m->env,
                          .recipient = rcpt,
@@ -924,14 +901,7 @@ static void start_job(sk_queue *q, qjob *j)
 static int64_t dest_wait(const sk_queue *q, const qdest *d, int64_t now)
 {
     if (d->in_flight >= q->opts.dest_max_conns) return -1;
-    if (now < d->suspended_until) return d->suspended_until - now;
-    if (d->local) return 0;
-    int64_t w = (int64_t)sk_bucket_wait(&d->bucket, now);
-    if (now < d->slow_until) {
-        int64_t s = (int64_t)sk_bucket_wait(&d->slow, now);
-        if (s > w) w = s;
-    }
-    return w;
+    return sk_pace_wait(&d->pace, now);
 }
 
 /* Start queued jobs, taking destinations in turn, as far as the global and
@@ -953,10 +923,7 @@ static void dispatch(sk_queue *q)
             qjob *j = dest_pop(d);
             if (!d->queued) dest_deactivate(q, d);
             if (!j) continue;
-            if (!d->local) {
-                sk_bucket_take(&d->bucket, now);
-                if (now < d->slow_until) sk_bucket_take(&d->slow, now);
-            }
+            sk_pace_take(&d->pace, now);
             start_job(q, j); /* may report, and change the lists, before it returns */
             progress = 1;
             next = d->active ? TAILQ_NEXT(d, alink) : TAILQ_FIRST(&q->active);
@@ -1115,10 +1082,7 @@ static void collect(sk_queue *q)
     for (size_t h = 0; h < QUEUE_HASH_SIZE; h++) {
         for (qdest **pd = &q->dests[h]; *pd;) {
             qdest *d = *pd;
-            int idle =
-                !d->queued && !d->in_flight && !d->active && now >= d->suspended_until &&
-                now >= d->slow_until &&
-                (!d->bucket.rate.count || d->bucket.tat <= now * (int64_t)d->bucket.rate.count);
+            int idle = !d->queued && !d->in_flight && !d->active && sk_pace_idle(&d->pace, now);
             if (!idle) {
                 pd = &d->hnext;
                 continue;

@@ -32,6 +32,18 @@ typedef struct sk_bucket {
 
 /* The retry schedule and the lifetime of messages (src/queue/retry.c),
  * copied from the options with their defaults. */
+/* How a destination is paced (src/queue/ratelimit.c): its configured
+ * rate, a slower rate a rule imposed for a while, and a suspension. Times
+ * in ms. */
+typedef struct sk_pace {
+    int unpaced;      /* local delivery: only a suspension holds it */
+    sk_bucket bucket; /* the configured rate */
+    int overridden;   /* bucket has a per-domain rate */
+    sk_bucket slow;   /* a rate a rule imposed, until slow_until */
+    int64_t slow_until;
+    int64_t suspended_until;
+} sk_pace;
+
 typedef struct sk_retry {
     uint64_t *delay_ms; /* waits after the 1st, 2nd, ... failed attempt; the last repeats */
     size_t n;
@@ -94,11 +106,7 @@ struct qjob {
 struct qdest {
     char *key;
     int local;
-    sk_bucket bucket; /* the configured rate */
-    int overridden;   /* bucket has a per-domain rate */
-    sk_bucket slow;   /* a rate a rule imposed, until slow_until (ms) */
-    int64_t slow_until;
-    int64_t suspended_until; /* ms */
+    sk_pace pace;
     unsigned in_flight;
     size_t queued;
     qjob *head[SK_QUEUE_PRIORITY_LEVELS], *tail[SK_QUEUE_PRIORITY_LEVELS];
@@ -192,6 +200,25 @@ void sk_bucket_take(sk_bucket *b, int64_t now_ms);
 /* The rate for a destination containing domain: the first rule naming it,
  * else the default. */
 sk_queue_rate sk_queue_rate_for(const sk_queue_opts *o, const char *domain, int *overridden);
+
+/* A domain's job comes to a destination (fresh: the destination is new):
+ * a new one takes the domain's rate; an existing one the rate of the first
+ * domain that has a rule of its own. */
+void sk_pace_join(sk_pace *p, const sk_queue_opts *o, const char *domain, int fresh);
+/* How many ms the destination must wait before its next job (0: none). */
+int64_t sk_pace_wait(const sk_pace *p, int64_t now_ms);
+/* A job starts (after sk_pace_wait said 0). */
+void sk_pace_take(sk_pace *p, int64_t now_ms);
+/* Nothing to remember: no suspension, no imposed rate, an idle bucket. */
+int sk_pace_idle(const sk_pace *p, int64_t now_ms);
+/* A failure reply from the destination: suspend or slow it when the rule
+ * that matched the reply says so, or on 421 (RFC 5321 4.2.3: the service
+ * is closing the channel) and 4.7.x (RFC 3463 3.8, which large receivers
+ * use for rate limits) for default_suspend_ms, unless a rule classed the
+ * reply as "other" (the built-in greylisting rule: 451 4.7.1 there wants
+ * the normal retry schedule). 1 and *for_ms when it did. */
+int sk_pace_throttle(sk_pace *p, const sk_reply *r, const sk_rule_match *mt,
+                     uint64_t default_suspend_ms, int64_t now_ms, uint64_t *for_ms);
 
 /* One recipient reported in a DSN: failed (bounce), delayed, delivered
  * or relayed. */

@@ -21,10 +21,8 @@
 #define QUEUE_CONTROL_POLL_MS       200
 /* Even with nothing due, look again this often (clock changes, flushes). */
 #define QUEUE_IDLE_WAKE_S 60
-/* A route key lookup that failed is tried again after at most this. */
-#define QUEUE_ROUTE_FAIL_TTL_MS 60000
 
-static int64_t now_ms(const sk_queue *q)
+int64_t sk_queue_now_ms(const sk_queue *q)
 {
     if (q->opts.now_ms) return q->opts.now_ms(q->opts.clock_ctx);
     struct timespec ts;
@@ -34,15 +32,7 @@ static int64_t now_ms(const sk_queue *q)
 
 static int64_t now_s(const sk_queue *q)
 {
-    return now_ms(q) / 1000;
-}
-
-static unsigned hash_key(const char *s)
-{
-    /* FNV-1a over the lower-cased key. */
-    uint32_t h = 2166136261u;
-    for (; *s; s++) h = (h ^ (uint32_t)tolower((unsigned char)*s)) * 16777619u;
-    return h % QUEUE_HASH_SIZE;
+    return sk_queue_now_ms(q) / 1000;
 }
 
 static void emit(sk_queue *q, sk_queue_event *ev)
@@ -102,7 +92,7 @@ static void emit_msg(sk_queue *q, sk_queue_event_type type, const qmsg *m)
     emit(q, &ev);
 }
 
-static void kick(sk_queue *q)
+void sk_queue_kick(sk_queue *q)
 {
     event_active(q->kick_ev, EV_TIMEOUT, 0);
 }
@@ -128,17 +118,6 @@ static void arm(sk_queue *q, int64_t at)
     q->timer_at = at;
     struct timeval tv = {.tv_sec = at > now ? at - now : 0};
     event_add(q->timer_ev, &tv);
-}
-
-/* Make the dispatch timer fire at at_ms, unless it fires earlier anyway. */
-static void arm_dispatch(sk_queue *q, int64_t at_ms)
-{
-    if (q->disp_at && q->disp_at <= at_ms && evtimer_pending(q->disp_ev, NULL)) return;
-    int64_t now = now_ms(q);
-    int64_t d = at_ms > now ? at_ms - now : 0;
-    struct timeval tv = {.tv_sec = d / 1000, .tv_usec = (d % 1000) * 1000};
-    q->disp_at = at_ms;
-    event_add(q->disp_ev, &tv);
 }
 
 static qmsg *find(sk_queue *q, const char *id)
@@ -211,9 +190,7 @@ static void save(sk_queue *q, qmsg *m)
 
 /* ---- jobs, destinations and routes ---- */
 
-static void attempt_release(sk_queue *q, qmsg *m);
-
-static void job_free(qjob *j)
+void sk_queue_job_free(qjob *j)
 {
     sk_free(j->rcpts);
     sk_free(j->domain);
@@ -222,7 +199,7 @@ static void job_free(qjob *j)
     sk_free(j);
 }
 
-static void msg_job_del(qmsg *m, qjob *j)
+void sk_queue_job_unlink(qmsg *m, qjob *j)
 {
     if (j->mprev)
         j->mprev->mnext = j->mnext;
@@ -230,229 +207,6 @@ static void msg_job_del(qmsg *m, qjob *j)
         m->jobs = j->mnext;
     if (j->mnext) j->mnext->mprev = j->mprev;
     j->mprev = j->mnext = NULL;
-}
-
-static void dest_activate(sk_queue *q, qdest *d)
-{
-    if (d->active) return;
-    d->active = 1;
-    TAILQ_INSERT_TAIL(&q->active, d, alink);
-}
-
-static void dest_deactivate(sk_queue *q, qdest *d)
-{
-    if (!d->active) return;
-    TAILQ_REMOVE(&q->active, d, alink);
-    d->active = 0;
-}
-
-/* The destination named key, created on first use; domain is the one
- * that brings the job (for per-domain rates). NULL when out of memory. */
-static qdest *dest_get(sk_queue *q, const char *key, const char *domain, int local)
-{
-    unsigned h = hash_key(key);
-    qdest *d = q->dests[h];
-    while (d && (d->local != local || strcasecmp(d->key, key))) d = d->hnext;
-    int fresh = 0;
-    if (!d) {
-        d = sk_calloc(1, sizeof *d);
-        if (!d || !(d->key = sk_strdup(key))) {
-            sk_free(d);
-            return NULL;
-        }
-        d->local = local;
-        d->hnext = q->dests[h];
-        q->dests[h] = d;
-        /* Local delivery is not paced: only remote receivers need it. */
-        d->pace.unpaced = local;
-        fresh = 1;
-    }
-    sk_pace_join(&d->pace, &q->opts, domain, fresh);
-    return d;
-}
-
-static int job_level(const qjob *j)
-{
-    return sk_queue_priority_level(j->m->priority);
-}
-
-/* Put j in d's queue: after every job of higher priority, and after those
- * of its own priority that arrived earlier. New
- * messages belong at the tail and retries of old ones near the head, so
- * the place is looked for from both ends at once. */
-static void dest_enqueue(sk_queue *q, qdest *d, qjob *j)
-{
-    int lv = job_level(j);
-    uint64_t seq = j->m->seq;
-    qjob *after = d->tail[lv], *before = d->head[lv];
-    while (after && after->m->seq > seq) {
-        if (before->m->seq > seq) {
-            after = before->prev;
-            break;
-        }
-        after = after->prev;
-        before = before->next;
-    }
-    j->prev = after;
-    j->next = after ? after->next : d->head[lv];
-    if (j->next)
-        j->next->prev = j;
-    else
-        d->tail[lv] = j;
-    if (after)
-        after->next = j;
-    else
-        d->head[lv] = j;
-    j->d = d;
-    j->state = JOB_QUEUED;
-    d->queued++;
-    dest_activate(q, d);
-}
-
-static void dest_unqueue(qdest *d, qjob *j)
-{
-    int lv = job_level(j);
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        d->head[lv] = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    else
-        d->tail[lv] = j->prev;
-    j->prev = j->next = NULL;
-    d->queued--;
-}
-
-static qjob *dest_pop(qdest *d)
-{
-    for (int lv = SK_QUEUE_PRIORITY_LEVELS - 1; lv >= 0; lv--) {
-        qjob *j = d->head[lv];
-        if (j) {
-            dest_unqueue(d, j);
-            return j;
-        }
-    }
-    return NULL;
-}
-
-static void route_unwait(qroute *r, qjob *j)
-{
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        r->whead = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    else
-        r->wtail = j->prev;
-    j->prev = j->next = NULL;
-    j->route = NULL;
-}
-
-static void job_to_dest(sk_queue *q, qjob *j, const char *key, int local)
-{
-    qdest *d = dest_get(q, key, j->domain, local);
-    if (!d) {
-        /* Out of memory: let the attempt end with this job unstarted. */
-        sk_log(&q->opts.log, SK_LOG_ERR, "%s queue job-failed error=nomem", j->m->env->id);
-        qmsg *m = j->m;
-        msg_job_del(m, j);
-        job_free(j);
-        attempt_release(q, m);
-        return;
-    }
-    dest_enqueue(q, d, j);
-}
-
-static void route_done(void *ctx, const char *domain, const char *key)
-{
-    qroute *r = ctx;
-    sk_queue *q = r->q;
-    r->pending = 0;
-    sk_free(r->key);
-    /* Without a key the domain stands alone, and the lookup is tried again
-     * soon (it failed, or the domain has no MX yet). */
-    r->key = sk_strdup(key ? key : r->domain);
-    uint64_t ttl = q->opts.route_ttl_ms;
-    if (!key && ttl > QUEUE_ROUTE_FAIL_TTL_MS) ttl = QUEUE_ROUTE_FAIL_TTL_MS;
-    r->expires_ms = now_ms(q) + (int64_t)ttl;
-    while (r->whead) {
-        qjob *j = r->whead;
-        route_unwait(r, j);
-        job_to_dest(q, j, r->key ? r->key : r->domain, 0);
-    }
-    kick(q);
-}
-
-static qroute *route_get(sk_queue *q, const char *domain)
-{
-    unsigned h = hash_key(domain);
-    qroute *r = q->routes[h];
-    while (r && strcasecmp(r->domain, domain)) r = r->hnext;
-    if (r) return r;
-    r = sk_calloc(1, sizeof *r);
-    if (!r || !(r->domain = sk_strdup(domain))) {
-        sk_free(r);
-        return NULL;
-    }
-    r->q = q;
-    r->hnext = q->routes[h];
-    q->routes[h] = r;
-    return r;
-}
-
-/* Send j to its destination's queue, finding the route key first when
- * domains are grouped by provider. */
-static void route_job(sk_queue *q, qjob *j)
-{
-    int local = j->t && j->t == q->opts.local_transport;
-    sk_transport *t = j->t;
-    if (local || q->opts.group_by_domain || !t || !t->route_key) {
-        job_to_dest(q, j, j->domain, local);
-        return;
-    }
-    qroute *r = route_get(q, j->domain);
-    if (!r) {
-        job_to_dest(q, j, j->domain, 0);
-        return;
-    }
-    if (r->key && !r->pending && now_ms(q) < r->expires_ms) {
-        job_to_dest(q, j, r->key, 0);
-        return;
-    }
-    j->state = JOB_ROUTING;
-    j->route = r;
-    j->next = NULL;
-    j->prev = r->wtail;
-    if (r->wtail)
-        r->wtail->next = j;
-    else
-        r->whead = j;
-    r->wtail = j;
-    if (!r->pending) {
-        r->pending = 1;
-        t->route_key(t, r->domain, route_done, r); /* may answer at once */
-    }
-}
-
-/* Drop the jobs of m that have not started (it is being removed). */
-static void cancel_waiting_jobs(qmsg *m)
-{
-    qjob *j = m->jobs;
-    while (j) {
-        qjob *next = j->mnext;
-        if (j->state != JOB_RUNNING) {
-            if (j->state == JOB_ROUTING)
-                route_unwait(j->route, j);
-            else
-                dest_unqueue(j->d, j);
-            msg_job_del(m, j);
-            job_free(j);
-            m->jobs_out--;
-        }
-        j = next;
-    }
 }
 
 /* The message leaves the queue (all recipients done, or deleted). */
@@ -474,7 +228,7 @@ static void remove_msg(sk_queue *q, qmsg *m)
 {
     emit_msg(q, SK_QUEUE_EV_REMOVED, m);
     unlink_msg(q, m);
-    cancel_waiting_jobs(m);
+    sk_queue_cancel_waiting(m);
     if (m->jobs_out) {
         m->deleted = 1; /* freed when its last job reports */
         m->remove_when_done = 1;
@@ -769,7 +523,7 @@ static void finish_attempt(sk_queue *q, qmsg *m)
     if (env->next_attempt < q->timer_at) arm(q, env->next_attempt);
 }
 
-static void attempt_release(sk_queue *q, qmsg *m)
+void sk_queue_attempt_release(sk_queue *q, qmsg *m)
 {
     if (--m->jobs_out) return;
     if (m->deleted)
@@ -784,17 +538,11 @@ static void job_done(void *ctx, const sk_delivery_result *res)
     sk_queue *q = j->q;
     qmsg *m = j->m;
     qdest *d = j->d;
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        q->jobs = j->next;
-    if (j->next) j->next->prev = j->prev;
-    q->in_flight--;
-    d->in_flight--;
-    msg_job_del(m, j);
+    sk_queue_job_ended(q, j);
+    sk_queue_job_unlink(m, j);
     if (!m->deleted) {
         sk_spool_envelope *env = m->env;
-        int64_t now = now_ms(q);
+        int64_t now = sk_queue_now_ms(q);
         int throttled = 0;
         int local = j->t && j->t == q->opts.local_transport;
         for (size_t i = 0; i < j->job.nrcpts; i++) {
@@ -865,21 +613,13 @@ static void job_done(void *ctx, const sk_delivery_result *res)
         for (size_t i = 0; i < env->nrcpts; i++) pending += env->rcpts[i].state == SK_RCPT_PENDING;
         if (m->jobs_out > 1 || pending) save(q, m);
     }
-    job_free(j);
-    attempt_release(q, m);
-    kick(q);
+    sk_queue_job_free(j);
+    sk_queue_attempt_release(q, m);
+    sk_queue_kick(q);
 }
 
-/* Start the delivery of a queued job. */
-static void start_job(sk_queue *q, qjob *j)
+void sk_queue_job_deliver(sk_queue *q, qjob *j)
 {
-    j->state = JOB_RUNNING;
-    j->prev = NULL;
-    j->next = q->jobs;
-    if (q->jobs) q->jobs->prev = j;
-    q->jobs = j;
-    q->in_flight++;
-    j->d->in_flight++;
     if (!j->t) {
         /* A configuration gap, not the recipient's fault: keep trying. */
         size_t n = j->job.nrcpts;
@@ -894,42 +634,6 @@ static void start_job(sk_queue *q, qjob *j)
         return;
     }
     j->t->deliver(j->t, &j->job, job_done, j);
-}
-
-/* How long d must wait before its next job: 0 now, -1 until one of its
- * jobs in flight reports. */
-static int64_t dest_wait(const sk_queue *q, const qdest *d, int64_t now)
-{
-    if (d->in_flight >= q->opts.dest_max_conns) return -1;
-    return sk_pace_wait(&d->pace, now);
-}
-
-/* Start queued jobs, taking destinations in turn, as far as the global and
- * per-destination limits allow; then wake when a paced one may go on. */
-static void dispatch(sk_queue *q)
-{
-    int64_t now = now_ms(q);
-    int64_t wake = INT64_MAX;
-    int progress = 1;
-    while (progress && q->in_flight < q->opts.max_in_flight) {
-        progress = 0;
-        qdest *next;
-        for (qdest *d = TAILQ_FIRST(&q->active); d && q->in_flight < q->opts.max_in_flight;
-             d = next) {
-            next = TAILQ_NEXT(d, alink);
-            int64_t w = dest_wait(q, d, now);
-            if (w > 0 && now + w < wake) wake = now + w;
-            if (w) continue;
-            qjob *j = dest_pop(d);
-            if (!d->queued) dest_deactivate(q, d);
-            if (!j) continue;
-            sk_pace_take(&d->pace, now);
-            start_job(q, j); /* may report, and change the lists, before it returns */
-            progress = 1;
-            next = d->active ? TAILQ_NEXT(d, alink) : TAILQ_FIRST(&q->active);
-        }
-    }
-    if (wake != INT64_MAX) arm_dispatch(q, wake);
 }
 
 static int is_local(const sk_queue *q, const char *domain)
@@ -985,12 +689,12 @@ static int make_job(sk_queue *q, qmsg *m, const char *domain, const size_t *idx,
     j->rcpts = sk_calloc(n, sizeof *j->rcpts);
     sk_buf_init(&j->body_path, 4096);
     if (!j->domain || !j->rcpts || sk_spool_body_path(q->spool, m->env->id, &j->body_path)) {
-        job_free(j);
+        sk_queue_job_free(j);
         return 0;
     }
     if (n == 1 && verp_applies(q, m->env, domain) &&
         !(j->sender = verp_sender(q, m->env->id, m->env->rcpts[idx[0]].addr))) {
-        job_free(j);
+        sk_queue_job_free(j);
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1012,7 +716,7 @@ static int make_job(sk_queue *q, qmsg *m, const char *domain, const size_t *idx,
     if (m->jobs) m->jobs->mprev = j;
     m->jobs = j;
     m->jobs_out++;
-    route_job(q, j);
+    sk_queue_route_job(q, j);
     return 1;
 }
 
@@ -1058,7 +762,7 @@ static void start_attempt(sk_queue *q, qmsg *m)
     }
     sk_free(idx);
     sk_free(domains);
-    attempt_release(q, m);
+    sk_queue_attempt_release(q, m);
 }
 
 /* Start attempts for every ready message (their jobs wait in the queues
@@ -1070,46 +774,14 @@ static void run_ready(sk_queue *q)
         ready_del(q, m);
         start_attempt(q, m); /* may finish, and free m, before it returns */
     }
-    dispatch(q);
-}
-
-/* Forget destinations and route keys that hold nothing a fresh one would
- * not: no jobs, no suspension or slow-down, an idle bucket, an expired key.
- * Keeps memory bounded by the domains in use, not all ever seen. */
-static void collect(sk_queue *q)
-{
-    int64_t now = now_ms(q);
-    for (size_t h = 0; h < QUEUE_HASH_SIZE; h++) {
-        for (qdest **pd = &q->dests[h]; *pd;) {
-            qdest *d = *pd;
-            int idle = !d->queued && !d->in_flight && !d->active && sk_pace_idle(&d->pace, now);
-            if (!idle) {
-                pd = &d->hnext;
-                continue;
-            }
-            *pd = d->hnext;
-            sk_free(d->key);
-            sk_free(d);
-        }
-        for (qroute **pr = &q->routes[h]; *pr;) {
-            qroute *r = *pr;
-            if (r->pending || r->whead || now < r->expires_ms) {
-                pr = &r->hnext;
-                continue;
-            }
-            *pr = r->hnext;
-            sk_free(r->domain);
-            sk_free(r->key);
-            sk_free(r);
-        }
-    }
+    sk_queue_dispatch(q);
 }
 
 /* The timer: find deferred messages that are due, then set the timer for
  * the next one. */
 static void scan(sk_queue *q)
 {
-    collect(q);
+    sk_queue_collect(q);
     int64_t now = now_s(q);
     int64_t next = now + QUEUE_IDLE_WAKE_S;
     for (qmsg *m = q->msgs; m; m = m->next) {
@@ -1142,7 +814,7 @@ static void on_dispatch(evutil_socket_t fd, short what, void *arg)
 {
     sk_queue *q = arg;
     q->disp_at = 0;
-    dispatch(q);
+    sk_queue_dispatch(q);
 }
 
 static void on_commit(void *ctx, const sk_spool_envelope *env)
@@ -1162,7 +834,7 @@ static void on_commit(void *ctx, const sk_spool_envelope *env)
         ready_add(q, m);
     else if (copy->next_attempt < q->timer_at)
         arm(q, copy->next_attempt);
-    kick(q);
+    sk_queue_kick(q);
 }
 
 sk_err sk_queue_flush(sk_queue *q)
@@ -1174,7 +846,7 @@ sk_err sk_queue_flush(sk_queue *q)
         save(q, m);
         ready_add(q, m);
     }
-    kick(q);
+    sk_queue_kick(q);
     return SK_OK;
 }
 
@@ -1188,7 +860,7 @@ sk_err sk_queue_release(sk_queue *q, const char *id)
         save(q, m);
         ready_add(q, m);
     }
-    kick(q);
+    sk_queue_kick(q);
     return SK_OK;
 }
 
@@ -1329,34 +1001,9 @@ void sk_queue_free(sk_queue *q)
         /* A message deleted while this job was out is freed with its last
          * job; the others are still on the list below. */
         if (--j->m->jobs_out == 0 && j->m->deleted) free_deleted(q, j->m);
-        job_free(j);
+        sk_queue_job_free(j);
     }
-    for (size_t h = 0; h < QUEUE_HASH_SIZE; h++) {
-        while (q->dests[h]) {
-            qdest *d = q->dests[h];
-            q->dests[h] = d->hnext;
-            for (int lv = 0; lv < SK_QUEUE_PRIORITY_LEVELS; lv++)
-                while (d->head[lv]) {
-                    qjob *j = d->head[lv];
-                    d->head[lv] = j->next;
-                    job_free(j);
-                }
-            sk_free(d->key);
-            sk_free(d);
-        }
-        while (q->routes[h]) {
-            qroute *r = q->routes[h];
-            q->routes[h] = r->hnext;
-            while (r->whead) {
-                qjob *j = r->whead;
-                r->whead = j->next;
-                job_free(j);
-            }
-            sk_free(r->domain);
-            sk_free(r->key);
-            sk_free(r);
-        }
-    }
+    sk_queue_dests_free(q);
     while (q->msgs) {
         qmsg *m = q->msgs;
         q->msgs = m->next;

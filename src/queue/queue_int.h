@@ -182,6 +182,38 @@ int64_t sk_retry_until(const sk_retry *r, int64_t arrival);
 /* The level of a priority in a destination's queue: 0 for the lowest. */
 int sk_queue_priority_level(int priority);
 
+/* ---- queue.c: the runner ---- */
+
+/* The queue's clock: opts.now_ms, else the real time. */
+int64_t sk_queue_now_ms(const sk_queue *q);
+/* Look for due work on the next loop pass (coalesced). */
+void sk_queue_kick(sk_queue *q);
+/* Every job of m's attempt counts here once it has reported or was
+ * dropped; the last one ends the attempt (or frees a deleted message). */
+void sk_queue_attempt_release(sk_queue *q, qmsg *m);
+/* Hand a job that dispatch started to its transport. */
+void sk_queue_job_deliver(sk_queue *q, qjob *j);
+/* Take j off its message's list of jobs; free it. */
+void sk_queue_job_unlink(qmsg *m, qjob *j);
+void sk_queue_job_free(qjob *j);
+
+/* ---- dispatch.c: destinations and dispatch ---- */
+
+/* Send j to its destination's queue, finding the route key first when
+ * domains are grouped by provider. */
+void sk_queue_route_job(sk_queue *q, qjob *j);
+/* Drop the jobs of m that have not started (it is being removed). */
+void sk_queue_cancel_waiting(qmsg *m);
+/* Start queued jobs as far as the limits allow; wake again when a paced
+ * destination may go on. */
+void sk_queue_dispatch(sk_queue *q);
+/* A running job has reported: it no longer counts against the limits. */
+void sk_queue_job_ended(sk_queue *q, qjob *j);
+/* Forget destinations and route keys with nothing left to remember. */
+void sk_queue_collect(sk_queue *q);
+/* Free every destination and route key, with the jobs waiting in them. */
+void sk_queue_dests_free(sk_queue *q);
+
 /* Apply op to a running queue (loop thread). */
 sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id);
 

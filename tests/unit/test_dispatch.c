@@ -1,9 +1,9 @@
-/* Unit tests for queue scheduling and bounces, with a scripted transport
- * and an injected clock: priorities within a destination, per-destination
- * connection limits, independence of destinations, throttling by 421,
- * 4.7.x and rules, provider grouping, priority settings, DSNs on permanent
- * failure and on expiry (NOTIFY, null sender), success and delay DSNs, and
- * retry state across a restart. */
+/* Unit tests for the queue's dispatch (src/queue/dispatch.c) and what it
+ * drives, with a scripted transport and an injected clock: priorities
+ * within a destination, per-destination connection limits, independence
+ * of destinations, throttling by 421, 4.7.x and rules, provider grouping,
+ * priority settings, DSNs on permanent failure and on expiry (NOTIFY, null
+ * sender), success and delay DSNs, and retry state across a restart. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -175,7 +175,7 @@ static void on_event(void *ctx, const sk_queue_event *ev)
 static void start(harness *h)
 {
     if (!h->dir) {
-        char tmpl[] = "/tmp/sk-sched-XXXXXX";
+        char tmpl[] = "/tmp/sk-dispatch-XXXXXX";
         assert_non_null(mkdtemp(tmpl));
         h->dir = strdup(tmpl);
         h->now = 1700000000000;

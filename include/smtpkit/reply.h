@@ -36,6 +36,16 @@ sk_reply_class sk_enhanced_class(const char *enhanced);
 /* Build a reply; text is formatted (printf) and truncated to fit. */
 sk_reply sk_reply_make(int code, const char *enhanced, const char *fmt, ...) SK_PRINTF(3, 4);
 
+/* A reply as one line, "550 5.1.1 text" (the lines of a multi-line reply
+ * joined by spaces), appended to out: how logs and events show a reply and
+ * how the spool keeps a recipient's last one. */
+SK_NODISCARD sk_err sk_reply_to_line(const sk_reply *r, sk_buf *out);
+/* Such a line back into a reply: the code when the line starts with three
+ * digits and a space (or ends there), else 0; the enhanced status after it
+ * when sk_enhanced_valid for that code, else ""; the rest as the text
+ * (truncated to fit). A NULL line gives code 0 and no text. */
+void sk_reply_from_line(const char *line, sk_reply *out);
+
 /* A hook answering this has not answered yet: it will call the session's
  * reply function later (asynchronous completion). */
 #define SK_REPLY_ASYNC ((sk_reply){.code = 0})

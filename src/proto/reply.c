@@ -1,4 +1,4 @@
-/* sk_reply construction and classification. */
+/* sk_reply construction, classification and its one-line text form. */
 #include <smtpkit/reply.h>
 
 #include <ctype.h>
@@ -68,4 +68,39 @@ int sk_enhanced_valid(const char *s, int code)
     if (!p || *p != '.') return 0;
     p = digits(p + 1, 3);
     return p && *p == '\0';
+}
+
+sk_err sk_reply_to_line(const sk_reply *r, sk_buf *out)
+{
+    size_t start = out->len;
+    sk_err e =
+        sk_buf_printf(out, "%d%s%s %s", r->code, r->enhanced[0] ? " " : "", r->enhanced, r->text);
+    /* Multi-line replies are joined by '\n'; keep one line for display. */
+    for (size_t i = start; !e && i < out->len; i++)
+        if (out->data[i] == '\n' || out->data[i] == '\r') out->data[i] = ' ';
+    return e;
+}
+
+void sk_reply_from_line(const char *line, sk_reply *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!line) return;
+    const char *p = line;
+    if (isdigit((unsigned char)p[0]) && isdigit((unsigned char)p[1]) &&
+        isdigit((unsigned char)p[2]) && (p[3] == ' ' || p[3] == '\0')) {
+        out->code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+        p += p[3] ? 4 : 3;
+    }
+    size_t n = strcspn(p, " ");
+    if (n && n < sizeof out->enhanced) {
+        memcpy(out->enhanced, p, n);
+        out->enhanced[n] = '\0';
+        if (sk_enhanced_valid(out->enhanced, out->code)) {
+            p += n;
+            if (*p == ' ') p++;
+        } else {
+            out->enhanced[0] = '\0';
+        }
+    }
+    snprintf(out->text, sizeof out->text, "%s", p);
 }

@@ -1,38 +1,11 @@
 /* DSNs: the RFC 3464 report about recipients that failed permanently or
  * expired, were delayed, delivered or relayed, built from the spooled
  * message (RFC 3461 RET, ENVID, ORCPT). */
-#include <ctype.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "queue/queue_int.h"
-
-void sk_queue_reply_split(const char *line, int *code, char enhanced[16], const char **text)
-{
-    *code = 0;
-    enhanced[0] = '\0';
-    *text = line ? line : "";
-    if (!line) return;
-    const char *p = line;
-    if (isdigit((unsigned char)p[0]) && isdigit((unsigned char)p[1]) &&
-        isdigit((unsigned char)p[2]) && (p[3] == ' ' || p[3] == '\0')) {
-        *code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-        p += p[3] ? 4 : 3;
-    }
-    size_t n = strcspn(p, " ");
-    if (n && n < 16) {
-        char cand[16];
-        memcpy(cand, p, n);
-        cand[n] = '\0';
-        if (sk_enhanced_valid(cand, *code)) {
-            memcpy(enhanced, cand, n + 1);
-            p += n;
-            if (*p == ' ') p++;
-        }
-    }
-    *text = p;
-}
 
 /* The stored message, the first body_octets octets of its file (the
  * envelope follows them), up to max octets; SK_ERR_TOO_LONG when there is

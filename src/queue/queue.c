@@ -144,14 +144,12 @@ static void unlink_msg(sk_queue *q, qmsg *m)
 
 static void attempt_state_free(qmsg *m)
 {
-    if (m->remote)
-        for (size_t i = 0; i < m->env->nrcpts; i++) sk_free(m->remote[i]);
-    sk_free(m->remote);
-    sk_free(m->failed_now);
-    sk_free(m->success_now);
-    m->remote = NULL;
-    m->failed_now = NULL;
-    m->success_now = NULL;
+    for (size_t i = 0; m->rcpts && i < m->env->nrcpts; i++) {
+        sk_free(m->rcpts[i].reply);
+        sk_free(m->rcpts[i].remote);
+    }
+    sk_free(m->rcpts);
+    m->rcpts = NULL;
 }
 
 static void free_msg(qmsg *m)
@@ -238,16 +236,15 @@ static void remove_msg(sk_queue *q, qmsg *m)
     }
 }
 
+/* r as the one line the envelope keeps and events carry; NULL when out of
+ * memory. */
 static char *reply_text(const sk_reply *r)
 {
     sk_buf b = SK_BUF_INIT(SK_REPLY_TEXT_MAX_OCTETS + 32);
-    if (sk_buf_printf(&b, "%d%s%s %s", r->code, r->enhanced[0] ? " " : "", r->enhanced, r->text)) {
+    if (sk_reply_to_line(r, &b)) {
         sk_buf_free(&b);
         return NULL;
     }
-    /* Multi-line replies are joined by '\n'; keep one line for display. */
-    for (size_t i = 0; i < b.len; i++)
-        if (b.data[i] == '\n' || b.data[i] == '\r') b.data[i] = ' ';
     return sk_buf_detach(&b, NULL);
 }
 
@@ -256,14 +253,24 @@ static const sk_rules *rules(const sk_queue *q)
     return q->opts.rules ? q->opts.rules : q->own_rules;
 }
 
-static sk_rule_match classify_line(const sk_queue *q, const char *line)
+/* The rule a reply matches (NULL: no reply); none without rules. */
+static sk_rule_match classify(const sk_queue *q, const sk_reply *r)
 {
-    int code;
-    char enh[16];
-    const char *text;
-    sk_queue_reply_split(line, &code, enh, &text);
     sk_rule_match none = {0};
-    return rules(q) ? sk_rules_match(rules(q), code, enh, text) : none;
+    if (!rules(q)) return none;
+    return r ? sk_rules_match(rules(q), r->code, r->enhanced, r->text)
+             : sk_rules_match(rules(q), 0, "", "");
+}
+
+/* Recipient i's last reply: this attempt's, else the one the envelope kept
+ * from an earlier attempt, read from its text form into *scratch; NULL
+ * when there is none. */
+static const sk_reply *last_reply(const qmsg *m, size_t i, sk_reply *scratch)
+{
+    if (m->rcpts && m->rcpts[i].reply) return m->rcpts[i].reply;
+    if (!m->env->rcpts[i].last_reply) return NULL;
+    sk_reply_from_line(m->env->rcpts[i].last_reply, scratch);
+    return scratch;
 }
 
 /* ---- throttling ---- */
@@ -391,25 +398,29 @@ static void bounce(sk_queue *q, qmsg *m, sk_bounce_rcpt *r, size_t n, int64_t no
     sk_spool_commit(msg, x ? dsn_done : NULL, x);
 }
 
-/* Status, diagnostic and its type for a recipient's last reply, with the
- * classification appended to the reply text. */
-static void describe_failure(const sk_queue *q, const char *line, int expired, char status[16],
-                             sk_buf *diag, const char **diag_type)
+/* The enhanced status of r when it is of class cls and valid for its
+ * code, else NULL. */
+static const char *status_of(const sk_reply *r, sk_reply_class cls)
 {
-    int code;
-    char enh[16];
-    const char *text;
-    sk_queue_reply_split(line, &code, enh, &text);
-    sk_rule_match mt = classify_line(q, line);
+    return r && sk_enhanced_class(r->enhanced) == cls && sk_enhanced_valid(r->enhanced, r->code)
+               ? r->enhanced
+               : NULL;
+}
+
+/* Status, diagnostic and its type for a recipient's last reply r (line:
+ * its text form), with the classification appended to the reply text. */
+static void describe_failure(const sk_queue *q, const sk_reply *r, const char *line, int expired,
+                             char status[16], sk_buf *diag, const char **diag_type)
+{
+    sk_rule_match mt = classify(q, r);
+    const char *enh = status_of(r, SK_REPLY_PERMANENT);
     if (expired)
         snprintf(status, 16, "4.4.7"); /* RFC 3463 3.5: delivery time expired */
-    else if (enh[0] == '5')
-        snprintf(status, 16, "%s", enh);
     else
-        snprintf(status, 16, "5.0.0");
+        snprintf(status, 16, "%s", enh ? enh : "5.0.0");
     *diag_type = NULL;
     sk_err e;
-    if (line && code) {
+    if (line && r && r->code) {
         e = sk_buf_printf(diag, "%s (class %s)", line, sk_class_name(mt.cls));
     } else {
         *diag_type = "X-SMTPKit";
@@ -423,21 +434,17 @@ static void describe_failure(const sk_queue *q, const char *line, int expired, c
 }
 
 /* Status and diagnostic for a recipient reported as delivered, relayed
- * or delayed: the enhanced code of its last reply when it is of the
- * right class (RFC 3464 2.3.4), else X.0.0; the reply itself as
+ * or delayed: the enhanced code of its last reply r when it is of the
+ * right class (RFC 3464 2.3.4), else X.0.0; the reply itself (line) as
  * diagnostic, except for our own local delivery. */
-static void describe_other(const char *line, sk_dsn_action action, char status[16], sk_buf *diag)
+static void describe_other(const sk_reply *r, const char *line, sk_dsn_action action,
+                           char status[16], sk_buf *diag)
 {
-    int code;
-    char enh[16];
-    const char *text;
-    sk_queue_reply_split(line, &code, enh, &text);
-    char cls = action == SK_DSN_DELAYED ? '4' : '2';
-    if (enh[0] == cls)
-        snprintf(status, 16, "%s", enh);
-    else
-        snprintf(status, 16, "%c.0.0", cls);
-    if (action != SK_DSN_DELIVERED && line && code && sk_buf_puts(diag, line)) sk_buf_reset(diag);
+    int delayed = action == SK_DSN_DELAYED;
+    const char *enh = status_of(r, delayed ? SK_REPLY_TRANSIENT : SK_REPLY_SUCCESS);
+    snprintf(status, 16, "%s", enh ? enh : delayed ? "4.0.0" : "2.0.0");
+    if (action != SK_DSN_DELIVERED && line && r && r->code && sk_buf_puts(diag, line))
+        sk_buf_reset(diag);
 }
 
 /* ---- attempts ---- */
@@ -467,12 +474,16 @@ static void finish_attempt(sk_queue *q, qmsg *m)
     sk_buf *diag = sk_calloc(env->nrcpts ? env->nrcpts : 1, sizeof *diag);
     for (size_t i = 0; i < env->nrcpts; i++) {
         sk_spool_rcpt *r = &env->rcpts[i];
-        int failed_now = m->failed_now && m->failed_now[i];
+        qrcpt *qr = m->rcpts ? &m->rcpts[i] : NULL;
+        sk_reply scratch;
+        const sk_reply *reply = last_reply(m, i, &scratch);
+        int failed_now = qr && qr->outcome == QRCPT_FAILED;
         int expiring = expired && r->state == SK_RCPT_PENDING;
         if (expiring) {
             /* RFC 3463 4.4.7: delivery time expired. */
             r->state = SK_RCPT_FAILED;
-            sk_rule_match mt = classify_line(q, r->last_reply);
+            if (qr) qr->outcome = QRCPT_EXPIRED;
+            sk_rule_match mt = classify(q, reply);
             sk_queue_event ev = {.type = SK_QUEUE_EV_EXPIRED,
                                  .env = env,
                                  .recipient = r->addr,
@@ -482,7 +493,7 @@ static void finish_attempt(sk_queue *q, qmsg *m)
                                  .priority = m->priority};
             emit(q, &ev);
         }
-        int succeeded = m->success_now && m->success_now[i];
+        int succeeded = qr && (qr->outcome == QRCPT_DELIVERED || qr->outcome == QRCPT_RELAYED);
         int delayed = delay_due && r->state == SK_RCPT_PENDING;
         if (!br || !status || !diag || (!failed_now && !expiring && !succeeded && !delayed))
             continue;
@@ -490,19 +501,19 @@ static void finish_attempt(sk_queue *q, qmsg *m)
         const char *dt = NULL;
         sk_dsn_action action = SK_DSN_FAILED;
         if (failed_now || expiring) {
-            describe_failure(q, r->last_reply, expiring, status[nb], &diag[nb], &dt);
+            describe_failure(q, reply, r->last_reply, expiring, status[nb], &diag[nb], &dt);
         } else {
-            action = delayed                  ? SK_DSN_DELAYED
-                     : m->success_now[i] == 1 ? SK_DSN_DELIVERED
-                                              : SK_DSN_RELAYED;
-            describe_other(r->last_reply, action, status[nb], &diag[nb]);
+            action = delayed                          ? SK_DSN_DELAYED
+                     : qr->outcome == QRCPT_DELIVERED ? SK_DSN_DELIVERED
+                                                      : SK_DSN_RELAYED;
+            describe_other(reply, r->last_reply, action, status[nb], &diag[nb]);
         }
         br[nb] = (sk_bounce_rcpt){.rcpt = r,
                                   .action = action,
                                   .status = status[nb],
                                   .diagnostic = diag[nb].len ? sk_buf_cstr(&diag[nb]) : NULL,
                                   .diagnostic_type = dt,
-                                  .remote = m->remote ? m->remote[i] : NULL,
+                                  .remote = qr ? qr->remote : NULL,
                                   .retry_until = action == SK_DSN_DELAYED ? retry_until : 0};
         nb++;
     }
@@ -552,12 +563,16 @@ static void job_done(void *ctx, const sk_delivery_result *res)
             const sk_delivery_rcpt_result *r = res && i < res->nrcpts ? &res->rcpts[i] : &fallback;
             size_t idx = j->rcpts[i].index;
             sk_spool_rcpt *rc = &env->rcpts[idx];
+            qrcpt *qr = m->rcpts ? &m->rcpts[idx] : NULL;
             char *text = reply_text(&r->reply);
             sk_free(rc->last_reply);
             rc->last_reply = text;
+            if (qr && (qr->reply || (qr->reply = sk_malloc(sizeof *qr->reply))))
+                *qr->reply = r->reply;
+            if (qr && res && res->remote_host && !qr->remote)
+                qr->remote = sk_strdup(res->remote_host);
             sk_rule_match mt = {0};
-            if (r->status != SK_DELIVERY_OK && rules(q))
-                mt = sk_rules_match(rules(q), r->reply.code, r->reply.enhanced, r->reply.text);
+            if (r->status != SK_DELIVERY_OK) mt = classify(q, &r->reply);
             sk_queue_event ev = {.env = env,
                                  .recipient = rc->addr,
                                  .attempt = env->attempts + 1,
@@ -578,22 +593,16 @@ static void job_done(void *ctx, const sk_delivery_result *res)
                  * reports the success itself; 5.2.2: one without DSN
                  * leaves it to us ("relayed"); 5.2.3: local delivery
                  * ("delivered"). */
-                if (m->success_now && (local || !(res && res->next_hop_dsn)))
-                    m->success_now[idx] = local ? 1 : 2;
-                if (m->remote && res && res->remote_host && !m->remote[idx])
-                    m->remote[idx] = sk_strdup(res->remote_host);
+                if (qr && (local || !(res && res->next_hop_dsn)))
+                    qr->outcome = local ? QRCPT_DELIVERED : QRCPT_RELAYED;
                 break;
             case SK_DELIVERY_PERMANENT:
                 rc->state = SK_RCPT_FAILED;
                 ev.type = SK_QUEUE_EV_BOUNCED;
-                if (m->failed_now) m->failed_now[idx] = 1;
-                if (m->remote && res && res->remote_host && !m->remote[idx])
-                    m->remote[idx] = sk_strdup(res->remote_host);
+                if (qr) qr->outcome = QRCPT_FAILED;
                 break;
             default:
                 ev.type = SK_QUEUE_EV_DEFERRED;
-                if (m->remote && res && res->remote_host && !m->remote[idx])
-                    m->remote[idx] = sk_strdup(res->remote_host);
                 if (text) {
                     sk_free(env->last_reply);
                     env->last_reply = sk_strdup(text);
@@ -731,9 +740,7 @@ static void start_attempt(sk_queue *q, qmsg *m)
     env->state = SK_SPOOL_ACTIVE;
     m->priority = sk_queue_priority_of(env, q->opts.priority_rules, q->opts.npriority_rules);
     attempt_state_free(m);
-    m->failed_now = sk_calloc(nr, 1);
-    m->success_now = sk_calloc(nr, 1);
-    m->remote = sk_calloc(nr, sizeof *m->remote);
+    m->rcpts = sk_calloc(nr, sizeof *m->rcpts);
     m->jobs_out++; /* guard: a job may finish before we return */
     if (idx && domains) {
         for (size_t i = 0; i < env->nrcpts; i++)

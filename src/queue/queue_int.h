@@ -51,6 +51,25 @@ typedef struct sk_retry {
     uint64_t warning_ms;  /* then a delay notice is due; 0 = never */
 } sk_retry;
 
+/* What an attempt ended for one recipient, for the DSN about it. */
+typedef enum qrcpt_outcome {
+    QRCPT_NONE = 0,  /* nothing: still pending, or taken by a next hop that reports itself */
+    QRCPT_FAILED,    /* failed permanently */
+    QRCPT_EXPIRED,   /* still pending at the end of the queue lifetime */
+    QRCPT_DELIVERED, /* delivered by us (RFC 3461 5.2.3) */
+    QRCPT_RELAYED,   /* handed to a next hop without DSN (RFC 3461 5.2.2) */
+} qrcpt_outcome;
+
+/* One recipient in the attempt in progress. Its reply is kept as data from
+ * the transport to the DSN; the envelope keeps the text form for the disk
+ * (sk_reply_to_line), which is read back only for a reply of an earlier
+ * attempt. */
+typedef struct qrcpt {
+    qrcpt_outcome outcome;
+    sk_reply *reply; /* its answer in this attempt, NULL until its job reports */
+    char *remote;    /* the host that gave it, NULL when local or unknown */
+} qrcpt;
+
 typedef struct qmsg qmsg;
 typedef struct qjob qjob;
 typedef struct qdest qdest;
@@ -72,12 +91,9 @@ struct qmsg {
      * they come (IDs alone do not order messages of the same millisecond). */
     uint64_t seq;
     qjob *jobs; /* this attempt's jobs: waiting for a route, queued or running */
-    /* This attempt: recipients that failed permanently, and who said so. */
-    unsigned char *failed_now;
-    char **remote;
-    /* This attempt: recipients delivered (1: by us, 2: relayed to a host
-     * without DSN), for success notifications (RFC 3461 5.2.2, 5.2.3). */
-    unsigned char *success_now;
+    /* This attempt, one per envelope recipient; NULL between attempts (and
+     * when there was no memory for it: then no DSN tells of the attempt). */
+    qrcpt *rcpts;
     qmsg *prev, *next;
     TAILQ_ENTRY(qmsg) rlink; /* in q->ready while ready */
 };
@@ -271,9 +287,5 @@ typedef struct sk_bounce_rcpt {
 SK_NODISCARD sk_err sk_queue_bounce_build(sk_spool *spool, const sk_queue_opts *o,
                                           const sk_spool_envelope *env, const sk_bounce_rcpt *r,
                                           size_t n, int64_t now_s, sk_buf *out, sk_error *err);
-
-/* Split a stored reply line "550 5.1.1 text" into its code (0 when
- * missing), enhanced code ("" when none) and text. */
-void sk_queue_reply_split(const char *line, int *code, char enhanced[16], const char **text);
 
 #endif

@@ -35,7 +35,7 @@ static int64_t now_s(const sk_queue *q)
     return sk_queue_now_ms(q) / 1000;
 }
 
-static void emit(sk_queue *q, sk_queue_event *ev)
+void sk_queue_emit(sk_queue *q, sk_queue_event *ev)
 {
     static const char *const names[] = {"queued",  "delivered", "deferred", "bounced",
                                         "expired", "removed",   "dsn",      "throttled"};
@@ -89,7 +89,7 @@ static void emit_msg(sk_queue *q, sk_queue_event_type type, const qmsg *m)
 {
     sk_queue_event ev = {
         .type = type, .env = m->env, .attempt = m->env->attempts, .priority = m->priority};
-    emit(q, &ev);
+    sk_queue_emit(q, &ev);
 }
 
 void sk_queue_kick(sk_queue *q)
@@ -254,7 +254,7 @@ static const sk_rules *rules(const sk_queue *q)
 }
 
 /* The rule a reply matches (NULL: no reply); none without rules. */
-static sk_rule_match classify(const sk_queue *q, const sk_reply *r)
+sk_rule_match sk_queue_classify(const sk_queue *q, const sk_reply *r)
 {
     sk_rule_match none = {0};
     if (!rules(q)) return none;
@@ -265,7 +265,7 @@ static sk_rule_match classify(const sk_queue *q, const sk_reply *r)
 /* Recipient i's last reply: this attempt's, else the one the envelope kept
  * from an earlier attempt, read from its text form into *scratch; NULL
  * when there is none. */
-static const sk_reply *last_reply(const qmsg *m, size_t i, sk_reply *scratch)
+const sk_reply *sk_queue_last_reply(const qmsg *m, size_t i, sk_reply *scratch)
 {
     if (m->rcpts && m->rcpts[i].reply) return m->rcpts[i].reply;
     if (!m->env->rcpts[i].last_reply) return NULL;
@@ -291,160 +291,8 @@ static int throttle(sk_queue *q, qdest *d, qmsg *m, const char *rcpt, const sk_r
                          .destination = d->key,
                          .priority = m->priority,
                          .throttle_ms = ms};
-    emit(q, &ev);
+    sk_queue_emit(q, &ev);
     return 1;
-}
-
-/* ---- bounces ---- */
-
-static void qdsn_free(qdsn *x)
-{
-    for (size_t i = 0; i < x->nrcpts; i++) sk_free(x->rcpts[i]);
-    sk_free(x->rcpts);
-    sk_spool_envelope_free(x->env);
-    sk_free(x);
-}
-
-/* The recipients of r whose final outcome the DSN reports, for its event
- * (tracking links each one's bounced, expired or delivered event to the
- * DSN). On no memory the list stays short: only the link is lost. */
-static void qdsn_set_rcpts(qdsn *x, const sk_bounce_rcpt *r, size_t n)
-{
-    x->rcpts = sk_calloc(n ? n : 1, sizeof *x->rcpts);
-    for (size_t i = 0; x->rcpts && i < n; i++) {
-        if (r[i].action == SK_DSN_DELAYED) continue;
-        char *a = sk_strdup(r[i].rcpt->addr);
-        if (!a) break;
-        x->rcpts[x->nrcpts++] = a;
-    }
-}
-
-static void dsn_done(void *ctx, sk_err err, const char *queue_id)
-{
-    qdsn *x = ctx;
-    sk_queue *q = x->q;
-    if (q) {
-        if (x->prev)
-            x->prev->next = x->next;
-        else
-            q->dsns = x->next;
-        if (x->next) x->next->prev = x->prev;
-        if (err) {
-            sk_log(&q->opts.log, SK_LOG_ERR, "%s queue dsn-failed error=\"%s\"", x->env->id,
-                   sk_strerror(err));
-        } else {
-            sk_queue_event ev = {.type = SK_QUEUE_EV_DSN,
-                                 .env = x->env,
-                                 .attempt = x->env->attempts,
-                                 .priority = x->priority,
-                                 .dsn_id = queue_id,
-                                 .dsn_rcpts = (const char *const *)x->rcpts,
-                                 .ndsn_rcpts = x->nrcpts};
-            emit(q, &ev);
-        }
-    }
-    qdsn_free(x);
-}
-
-/* Spool a DSN about m for the recipients in r that asked for one with
- * their action (RFC 3461 NOTIFY; never to the null sender, so DSNs cannot
- * loop), from the null sender to the original sender (RFC 3461 6.2). */
-static void bounce(sk_queue *q, qmsg *m, sk_bounce_rcpt *r, size_t n, int64_t now)
-{
-    const sk_spool_envelope *env = m->env;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (sk_dsn_wanted(env->sender, r[i].rcpt->notify, r[i].action)) r[k++] = r[i];
-    if (!k) return;
-    sk_error err;
-    sk_buf out =
-        SK_BUF_INIT(SK_DSN_FULL_MAX_OCTETS_DEFAULT + q->opts.dsn_full_max_octets + (4u << 20));
-    sk_spool_msg *msg = NULL;
-    sk_err e = sk_queue_bounce_build(q->spool, &q->opts, env, r, k, now, &out, &err);
-    if (!e) {
-        sk_spool_rcpt to = {.addr = env->sender};
-        sk_spool_envelope denv = {.arrival = now,
-                                  .sender = "",
-                                  .rcpts = &to,
-                                  .nrcpts = 1,
-                                  .helo =
-                                      (char *)(q->opts.hostname ? q->opts.hostname : "localhost"),
-                                  .esmtp = 1};
-        msg = sk_spool_begin(q->spool, &denv, &err);
-        if (!msg) e = err.err ? err.err : SK_ERR_IO;
-    }
-    if (!e && (e = sk_spool_write(msg, out.data, out.len)))
-        sk_error_set(&err, e, SK_STEP_NONE, "cannot write the DSN");
-    sk_buf_free(&out);
-    if (e) {
-        if (msg) sk_spool_abort(msg);
-        sk_log(&q->opts.log, SK_LOG_ERR, "%s queue dsn-failed error=\"%s\"", env->id, err.text);
-        return;
-    }
-    qdsn *x = sk_calloc(1, sizeof *x);
-    if (x) x->env = sk_spool_envelope_dup(env);
-    if (!x || !x->env) {
-        /* Still send it; only its event is lost. */
-        if (x) sk_free(x);
-        x = NULL;
-    } else {
-        qdsn_set_rcpts(x, r, k);
-        x->q = q;
-        x->priority = m->priority;
-        x->next = q->dsns;
-        if (q->dsns) q->dsns->prev = x;
-        q->dsns = x;
-    }
-    sk_spool_commit(msg, x ? dsn_done : NULL, x);
-}
-
-/* The enhanced status of r when it is of class cls and valid for its
- * code, else NULL. */
-static const char *status_of(const sk_reply *r, sk_reply_class cls)
-{
-    return r && sk_enhanced_class(r->enhanced) == cls && sk_enhanced_valid(r->enhanced, r->code)
-               ? r->enhanced
-               : NULL;
-}
-
-/* Status, diagnostic and its type for a recipient's last reply r (line:
- * its text form), with the classification appended to the reply text. */
-static void describe_failure(const sk_queue *q, const sk_reply *r, const char *line, int expired,
-                             char status[16], sk_buf *diag, const char **diag_type)
-{
-    sk_rule_match mt = classify(q, r);
-    const char *enh = status_of(r, SK_REPLY_PERMANENT);
-    if (expired)
-        snprintf(status, 16, "4.4.7"); /* RFC 3463 3.5: delivery time expired */
-    else
-        snprintf(status, 16, "%s", enh ? enh : "5.0.0");
-    *diag_type = NULL;
-    sk_err e;
-    if (line && r && r->code) {
-        e = sk_buf_printf(diag, "%s (class %s)", line, sk_class_name(mt.cls));
-    } else {
-        *diag_type = "X-SMTPKit";
-        e = sk_buf_printf(diag, "%s (class %s)",
-                          line      ? line
-                          : expired ? "delivery time expired"
-                                    : "failed",
-                          sk_class_name(mt.cls));
-    }
-    if (e) sk_buf_reset(diag);
-}
-
-/* Status and diagnostic for a recipient reported as delivered, relayed
- * or delayed: the enhanced code of its last reply r when it is of the
- * right class (RFC 3464 2.3.4), else X.0.0; the reply itself (line) as
- * diagnostic, except for our own local delivery. */
-static void describe_other(const sk_reply *r, const char *line, sk_dsn_action action,
-                           char status[16], sk_buf *diag)
-{
-    int delayed = action == SK_DSN_DELAYED;
-    const char *enh = status_of(r, delayed ? SK_REPLY_TRANSIENT : SK_REPLY_SUCCESS);
-    snprintf(status, 16, "%s", enh ? enh : delayed ? "4.0.0" : "2.0.0");
-    if (action != SK_DSN_DELIVERED && line && r && r->code && sk_buf_puts(diag, line))
-        sk_buf_reset(diag);
 }
 
 /* ---- attempts ---- */
@@ -464,65 +312,28 @@ static void finish_attempt(sk_queue *q, qmsg *m)
      * still pending (not per attempt: envelope's delay_dsn_sent). */
     int delay_due = pending && !expired && !env->delay_dsn_sent &&
                     sk_retry_warn_due(&q->retry, env->arrival, now);
-    int64_t retry_until = sk_retry_until(&q->retry, env->arrival);
+    for (size_t i = 0; expired && i < env->nrcpts; i++) {
+        sk_spool_rcpt *r = &env->rcpts[i];
+        if (r->state != SK_RCPT_PENDING) continue;
+        /* RFC 3463 4.4.7: delivery time expired. */
+        r->state = SK_RCPT_FAILED;
+        if (m->rcpts) m->rcpts[i].outcome = QRCPT_EXPIRED;
+        sk_reply scratch;
+        sk_rule_match mt = sk_queue_classify(q, sk_queue_last_reply(m, i, &scratch));
+        sk_queue_event ev = {.type = SK_QUEUE_EV_EXPIRED,
+                             .env = env,
+                             .recipient = r->addr,
+                             .attempt = env->attempts,
+                             .reply = r->last_reply,
+                             .cls = mt.cls,
+                             .priority = m->priority};
+        sk_queue_emit(q, &ev);
+    }
+    if (delay_due) env->delay_dsn_sent = 1;
     /* One DSN for everything this attempt ended: recipients that failed
      * permanently now, and on expiry every one still pending; recipients
      * delivered now; and the delay notice when it is due. */
-    size_t nb = 0;
-    sk_bounce_rcpt *br = sk_calloc(env->nrcpts ? env->nrcpts : 1, sizeof *br);
-    char(*status)[16] = sk_calloc(env->nrcpts ? env->nrcpts : 1, sizeof *status);
-    sk_buf *diag = sk_calloc(env->nrcpts ? env->nrcpts : 1, sizeof *diag);
-    for (size_t i = 0; i < env->nrcpts; i++) {
-        sk_spool_rcpt *r = &env->rcpts[i];
-        qrcpt *qr = m->rcpts ? &m->rcpts[i] : NULL;
-        sk_reply scratch;
-        const sk_reply *reply = last_reply(m, i, &scratch);
-        int failed_now = qr && qr->outcome == QRCPT_FAILED;
-        int expiring = expired && r->state == SK_RCPT_PENDING;
-        if (expiring) {
-            /* RFC 3463 4.4.7: delivery time expired. */
-            r->state = SK_RCPT_FAILED;
-            if (qr) qr->outcome = QRCPT_EXPIRED;
-            sk_rule_match mt = classify(q, reply);
-            sk_queue_event ev = {.type = SK_QUEUE_EV_EXPIRED,
-                                 .env = env,
-                                 .recipient = r->addr,
-                                 .attempt = env->attempts,
-                                 .reply = r->last_reply,
-                                 .cls = mt.cls,
-                                 .priority = m->priority};
-            emit(q, &ev);
-        }
-        int succeeded = qr && (qr->outcome == QRCPT_DELIVERED || qr->outcome == QRCPT_RELAYED);
-        int delayed = delay_due && r->state == SK_RCPT_PENDING;
-        if (!br || !status || !diag || (!failed_now && !expiring && !succeeded && !delayed))
-            continue;
-        sk_buf_init(&diag[nb], SK_REPLY_TEXT_MAX_OCTETS + 64);
-        const char *dt = NULL;
-        sk_dsn_action action = SK_DSN_FAILED;
-        if (failed_now || expiring) {
-            describe_failure(q, reply, r->last_reply, expiring, status[nb], &diag[nb], &dt);
-        } else {
-            action = delayed                          ? SK_DSN_DELAYED
-                     : qr->outcome == QRCPT_DELIVERED ? SK_DSN_DELIVERED
-                                                      : SK_DSN_RELAYED;
-            describe_other(reply, r->last_reply, action, status[nb], &diag[nb]);
-        }
-        br[nb] = (sk_bounce_rcpt){.rcpt = r,
-                                  .action = action,
-                                  .status = status[nb],
-                                  .diagnostic = diag[nb].len ? sk_buf_cstr(&diag[nb]) : NULL,
-                                  .diagnostic_type = dt,
-                                  .remote = qr ? qr->remote : NULL,
-                                  .retry_until = action == SK_DSN_DELAYED ? retry_until : 0};
-        nb++;
-    }
-    if (delay_due) env->delay_dsn_sent = 1;
-    if (nb) bounce(q, m, br, nb, now);
-    for (size_t i = 0; diag && i < nb; i++) sk_buf_free(&diag[i]);
-    sk_free(diag);
-    sk_free(status);
-    sk_free(br);
+    sk_queue_dsn_attempt(q, m, delay_due, now);
     attempt_state_free(m);
     if (!pending || expired) {
         remove_msg(q, m);
@@ -572,7 +383,7 @@ static void job_done(void *ctx, const sk_delivery_result *res)
             if (qr && res && res->remote_host && !qr->remote)
                 qr->remote = sk_strdup(res->remote_host);
             sk_rule_match mt = {0};
-            if (r->status != SK_DELIVERY_OK) mt = classify(q, &r->reply);
+            if (r->status != SK_DELIVERY_OK) mt = sk_queue_classify(q, &r->reply);
             sk_queue_event ev = {.env = env,
                                  .recipient = rc->addr,
                                  .attempt = env->attempts + 1,
@@ -609,7 +420,7 @@ static void job_done(void *ctx, const sk_delivery_result *res)
                 }
                 break;
             }
-            emit(q, &ev);
+            sk_queue_emit(q, &ev);
             /* One throttle per job: its recipients got the same answer. */
             if (r->status != SK_DELIVERY_OK && !throttled)
                 throttled = throttle(q, d, m, rc->addr, &r->reply, &mt, text, now);

@@ -1,6 +1,6 @@
 /* The queue runner's internal API: its structures (messages, jobs,
  * destinations, route keys, DSNs in flight) and what its files offer each
- * other; also the control directory, rate buckets and bounce building. */
+ * other. */
 #ifndef SK_QUEUE_INT_H
 #define SK_QUEUE_INT_H
 
@@ -202,6 +202,14 @@ int sk_queue_priority_level(int priority);
 
 /* The queue's clock: opts.now_ms, else the real time. */
 int64_t sk_queue_now_ms(const sk_queue *q);
+/* Log an event and pass it to opts.on_event. */
+void sk_queue_emit(sk_queue *q, sk_queue_event *ev);
+/* The rule a reply matches (NULL: no reply); nothing matched without rules. */
+sk_rule_match sk_queue_classify(const sk_queue *q, const sk_reply *r);
+/* Recipient i's last reply: this attempt's, else the one the envelope kept
+ * from an earlier attempt, read from its text form into *scratch; NULL
+ * when there is none. */
+const sk_reply *sk_queue_last_reply(const qmsg *m, size_t i, sk_reply *scratch);
 /* Look for due work on the next loop pass (coalesced). */
 void sk_queue_kick(sk_queue *q);
 /* Every job of m's attempt counts here once it has reported or was
@@ -229,6 +237,13 @@ void sk_queue_job_ended(sk_queue *q, qjob *j);
 void sk_queue_collect(sk_queue *q);
 /* Free every destination and route key, with the jobs waiting in them. */
 void sk_queue_dests_free(sk_queue *q);
+
+/* ---- dsn.c: the queue's DSNs ---- */
+
+/* m's attempt has ended (expired recipients marked): spool one DSN to the
+ * sender about every recipient whose outcome it reports and whose NOTIFY
+ * asks for it, and about those still pending when delay_due. */
+void sk_queue_dsn_attempt(sk_queue *q, qmsg *m, int delay_due, int64_t now);
 
 /* Apply op to a running queue (loop thread). */
 sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id);
@@ -267,25 +282,5 @@ int sk_pace_idle(const sk_pace *p, int64_t now_ms);
  * the normal retry schedule). 1 and *for_ms when it did. */
 int sk_pace_throttle(sk_pace *p, const sk_reply *r, const sk_rule_match *mt,
                      uint64_t default_suspend_ms, int64_t now_ms, uint64_t *for_ms);
-
-/* One recipient reported in a DSN: failed (bounce), delayed, delivered
- * or relayed. */
-typedef struct sk_bounce_rcpt {
-    const sk_spool_rcpt *rcpt;
-    sk_dsn_action action;
-    const char *status;          /* "5.1.1", "4.4.7", "2.0.0" */
-    const char *diagnostic;      /* reply, or our own text; NULL = none */
-    const char *diagnostic_type; /* NULL = smtp */
-    const char *remote;
-    int64_t retry_until; /* delayed: Will-Retry-Until, unix seconds */
-} sk_bounce_rcpt;
-
-/* Build the DSN about env for these recipients into out (RET and ENVID
- * from env; the message read from the spool). The whole message is
- * returned only when a recipient failed (RFC 3461 4.3: RET applies to
- * failure reports; others carry the headers). */
-SK_NODISCARD sk_err sk_queue_bounce_build(sk_spool *spool, const sk_queue_opts *o,
-                                          const sk_spool_envelope *env, const sk_bounce_rcpt *r,
-                                          size_t n, int64_t now_s, sk_buf *out, sk_error *err);
 
 #endif

@@ -30,8 +30,6 @@ typedef struct sk_bucket {
     int64_t tat; /* in ms * rate.count */
 } sk_bucket;
 
-/* The retry schedule and the lifetime of messages (src/queue/retry.c),
- * copied from the options with their defaults. */
 /* How a destination is paced (src/queue/ratelimit.c): its configured
  * rate, a slower rate a rule imposed for a while, and a suspension. Times
  * in ms. */
@@ -44,6 +42,8 @@ typedef struct sk_pace {
     int64_t suspended_until;
 } sk_pace;
 
+/* The retry schedule and the lifetime of messages (src/queue/retry.c),
+ * copied from the options with their defaults. */
 typedef struct sk_retry {
     uint64_t *delay_ms; /* waits after the 1st, 2nd, ... failed attempt; the last repeats */
     size_t n;
@@ -179,42 +179,60 @@ struct sk_queue {
     qdsn *dsns;
 };
 
-/* ---- retry.c: the retry schedule ---- */
-
-SK_NODISCARD sk_err sk_retry_init(sk_retry *r, const sk_queue_opts *o);
-void sk_retry_free(sk_retry *r);
-/* Unix time of the next attempt, after `attempts` attempts, the last of
- * which ended at now_s. */
-int64_t sk_retry_next(const sk_retry *r, unsigned attempts, int64_t now_s);
-/* Has a message that arrived at arrival (unix seconds) outlived the queue
- * lifetime at now_s? One that arrived in the future (the clock was set
- * back) never expires early. */
-int sk_retry_expired(const sk_retry *r, int64_t arrival, int64_t now_s);
-/* Has it waited long enough for a delay notice (RFC 3461 5.2.5)? */
-int sk_retry_warn_due(const sk_retry *r, int64_t arrival, int64_t now_s);
-/* When we give up on it (RFC 3464 2.3.9 Will-Retry-Until), unix seconds. */
-int64_t sk_retry_until(const sk_retry *r, int64_t arrival);
-
-/* The level of a priority in a destination's queue: 0 for the lowest. */
-int sk_queue_priority_level(int priority);
-
-/* ---- queue.c: the runner ---- */
+/* ---- queue.c: the runner (its loop events, options and entry points) ---- */
 
 /* The queue's clock: opts.now_ms, else the real time. */
 int64_t sk_queue_now_ms(const sk_queue *q);
-/* Log an event and pass it to opts.on_event. */
+int64_t sk_queue_now_s(const sk_queue *q);
+/* Log an event and pass it to opts.on_event; a message event (queued,
+ * removed). */
 void sk_queue_emit(sk_queue *q, sk_queue_event *ev);
+void sk_queue_emit_msg(sk_queue *q, sk_queue_event_type type, const qmsg *m);
+/* Look for due work on the next loop pass (coalesced). */
+void sk_queue_kick(sk_queue *q);
+/* Make the retry timer fire at unix time at (or now, if that has passed). */
+void sk_queue_arm_retry(sk_queue *q, int64_t at);
 /* The rule a reply matches (NULL: no reply); nothing matched without rules. */
 sk_rule_match sk_queue_classify(const sk_queue *q, const sk_reply *r);
+/* Apply op to a running queue (loop thread). */
+sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id);
+/* Look for due messages and start what the limits allow, now (tests that
+ * move an injected clock call this instead of waiting for the timers). */
+void sk_queue_poke(sk_queue *q);
+
+/* ---- message.c: the message table ---- */
+
+/* Append a message (env is taken); the table stays in arrival order. NULL
+ * when out of memory. */
+qmsg *sk_queue_msg_add(sk_queue *q, sk_spool_envelope *env, int maybe_delivered);
+qmsg *sk_queue_msg_find(sk_queue *q, const char *id);
+/* On the list of messages due now, unless it cannot be (held, in an
+ * attempt, deleted); and off it. */
+void sk_queue_msg_ready(sk_queue *q, qmsg *m);
+void sk_queue_msg_unready(sk_queue *q, qmsg *m);
+/* Save its envelope (a failure is logged). */
+void sk_queue_msg_save(sk_queue *q, qmsg *m);
+/* The message leaves the queue (done, or deleted): its jobs not started
+ * are dropped; with jobs running it is freed when the last reports. */
+void sk_queue_msg_remove(sk_queue *q, qmsg *m);
+/* A deleted message whose last job has reported (or was cancelled). */
+void sk_queue_msg_free_deleted(sk_queue *q, qmsg *m);
+void sk_queue_msg_free(qmsg *m);
+
+/* ---- attempt.c: delivery attempts ---- */
+
+/* One delivery attempt for m: a job per destination domain, each routed
+ * to the queue of its destination. */
+void sk_queue_attempt_start(sk_queue *q, qmsg *m);
+/* Every job of m's attempt counts here once it has reported or was
+ * dropped; the last one ends the attempt (or frees a deleted message). */
+void sk_queue_attempt_release(sk_queue *q, qmsg *m);
+/* Forget the attempt's recipient table. */
+void sk_queue_attempt_clear(qmsg *m);
 /* Recipient i's last reply: this attempt's, else the one the envelope kept
  * from an earlier attempt, read from its text form into *scratch; NULL
  * when there is none. */
 const sk_reply *sk_queue_last_reply(const qmsg *m, size_t i, sk_reply *scratch);
-/* Look for due work on the next loop pass (coalesced). */
-void sk_queue_kick(sk_queue *q);
-/* Every job of m's attempt counts here once it has reported or was
- * dropped; the last one ends the attempt (or frees a deleted message). */
-void sk_queue_attempt_release(sk_queue *q, qmsg *m);
 /* Hand a job that dispatch started to its transport. */
 void sk_queue_job_deliver(sk_queue *q, qjob *j);
 /* Take j off its message's list of jobs; free it. */
@@ -238,32 +256,15 @@ void sk_queue_collect(sk_queue *q);
 /* Free every destination and route key, with the jobs waiting in them. */
 void sk_queue_dests_free(sk_queue *q);
 
-/* ---- dsn.c: the queue's DSNs ---- */
-
-/* m's attempt has ended (expired recipients marked): spool one DSN to the
- * sender about every recipient whose outcome it reports and whose NOTIFY
- * asks for it, and about those still pending when delay_due. */
-void sk_queue_dsn_attempt(sk_queue *q, qmsg *m, int delay_due, int64_t now);
-
-/* Apply op to a running queue (loop thread). */
-sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id);
-
-/* Answer every request waiting in ctl_dir (loop thread). */
-void sk_queue_control_poll(sk_queue *q, const char *ctl_dir, const sk_logger *log);
-
-/* Look for due messages and start what the limits allow, now (tests that
- * move an injected clock call this instead of waiting for the timers). */
-void sk_queue_poke(sk_queue *q);
+/* ---- ratelimit.c: throttling and rates ---- */
 
 /* 0 when a message may go at now_ms, else how many ms until one may. */
 uint64_t sk_bucket_wait(const sk_bucket *b, int64_t now_ms);
 /* Take one message's worth (call when sk_bucket_wait said 0). */
 void sk_bucket_take(sk_bucket *b, int64_t now_ms);
-
 /* The rate for a destination containing domain: the first rule naming it,
  * else the default. */
 sk_queue_rate sk_queue_rate_for(const sk_queue_opts *o, const char *domain, int *overridden);
-
 /* A domain's job comes to a destination (fresh: the destination is new):
  * a new one takes the domain's rate; an existing one the rate of the first
  * domain that has a rule of its own. */
@@ -282,5 +283,38 @@ int sk_pace_idle(const sk_pace *p, int64_t now_ms);
  * the normal retry schedule). 1 and *for_ms when it did. */
 int sk_pace_throttle(sk_pace *p, const sk_reply *r, const sk_rule_match *mt,
                      uint64_t default_suspend_ms, int64_t now_ms, uint64_t *for_ms);
+
+/* ---- retry.c: the retry schedule ---- */
+
+SK_NODISCARD sk_err sk_retry_init(sk_retry *r, const sk_queue_opts *o);
+void sk_retry_free(sk_retry *r);
+/* Unix time of the next attempt, after `attempts` attempts, the last of
+ * which ended at now_s. */
+int64_t sk_retry_next(const sk_retry *r, unsigned attempts, int64_t now_s);
+/* Has a message that arrived at arrival (unix seconds) outlived the queue
+ * lifetime at now_s? One that arrived in the future (the clock was set
+ * back) never expires early. */
+int sk_retry_expired(const sk_retry *r, int64_t arrival, int64_t now_s);
+/* Has it waited long enough for a delay notice (RFC 3461 5.2.5)? */
+int sk_retry_warn_due(const sk_retry *r, int64_t arrival, int64_t now_s);
+/* When we give up on it (RFC 3464 2.3.9 Will-Retry-Until), unix seconds. */
+int64_t sk_retry_until(const sk_retry *r, int64_t arrival);
+
+/* ---- priority.c: priorities ---- */
+
+/* The level of a priority in a destination's queue: 0 for the lowest. */
+int sk_queue_priority_level(int priority);
+
+/* ---- dsn.c: the queue's DSNs ---- */
+
+/* m's attempt has ended (expired recipients marked): spool one DSN to the
+ * sender about every recipient whose outcome it reports and whose NOTIFY
+ * asks for it, and about those still pending when delay_due. */
+void sk_queue_dsn_attempt(sk_queue *q, qmsg *m, int delay_due, int64_t now);
+
+/* ---- control.c: requests from other processes ---- */
+
+/* Answer every request waiting in ctl_dir (loop thread). */
+void sk_queue_control_poll(sk_queue *q, const char *ctl_dir, const sk_logger *log);
 
 #endif

@@ -1,0 +1,104 @@
+/* The message table: every message the queue knows, oldest first, with
+ * the list of those due now; adding, finding, saving and removing them. */
+#include <string.h>
+
+#include "queue/queue_int.h"
+
+void sk_queue_msg_ready(sk_queue *q, qmsg *m)
+{
+    if (m->ready || m->deleted || m->jobs_out || m->env->state == SK_SPOOL_HOLD) return;
+    TAILQ_INSERT_TAIL(&q->ready, m, rlink);
+    m->ready = 1;
+}
+
+void sk_queue_msg_unready(sk_queue *q, qmsg *m)
+{
+    if (!m->ready) return;
+    TAILQ_REMOVE(&q->ready, m, rlink);
+    m->ready = 0;
+}
+
+qmsg *sk_queue_msg_find(sk_queue *q, const char *id)
+{
+    for (qmsg *m = q->msgs; m; m = m->next)
+        if (!m->deleted && !strcmp(m->env->id, id)) return m;
+    return NULL;
+}
+
+static void unlink_msg(sk_queue *q, qmsg *m)
+{
+    sk_queue_msg_unready(q, m);
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        q->msgs = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    else
+        q->msgs_tail = m->prev;
+    m->prev = m->next = NULL;
+    q->count--;
+}
+
+void sk_queue_msg_free(qmsg *m)
+{
+    sk_queue_attempt_clear(m);
+    sk_spool_envelope_free(m->env);
+    sk_free(m);
+}
+
+/* Append: the list stays in arrival order, oldest first. NULL when out
+ * of memory. */
+qmsg *sk_queue_msg_add(sk_queue *q, sk_spool_envelope *env, int maybe_delivered)
+{
+    qmsg *m = sk_calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->env = env;
+    m->maybe_delivered = maybe_delivered;
+    m->seq = ++q->seq;
+    m->priority = sk_queue_priority_of(env, q->opts.priority_rules, q->opts.npriority_rules);
+    m->prev = q->msgs_tail;
+    if (q->msgs_tail)
+        q->msgs_tail->next = m;
+    else
+        q->msgs = m;
+    q->msgs_tail = m;
+    q->count++;
+    return m;
+}
+
+void sk_queue_msg_save(sk_queue *q, qmsg *m)
+{
+    sk_error err;
+    if (sk_spool_save(q->spool, m->env, &err))
+        sk_log(&q->opts.log, SK_LOG_ERR, "%s queue save-failed error=\"%s\"", m->env->id, err.text);
+}
+
+/* The message leaves the queue (all recipients done, or deleted). */
+static void spool_remove(sk_queue *q, const char *id)
+{
+    sk_error err;
+    if (sk_spool_remove(q->spool, id, &err) && err.err != SK_ERR_NOT_FOUND)
+        sk_log(&q->opts.log, SK_LOG_ERR, "%s queue remove-failed error=\"%s\"", id, err.text);
+}
+
+/* A deleted message whose last job has reported (or was cancelled). */
+void sk_queue_msg_free_deleted(sk_queue *q, qmsg *m)
+{
+    if (m->remove_when_done) spool_remove(q, m->env->id);
+    sk_queue_msg_free(m);
+}
+
+void sk_queue_msg_remove(sk_queue *q, qmsg *m)
+{
+    sk_queue_emit_msg(q, SK_QUEUE_EV_REMOVED, m);
+    unlink_msg(q, m);
+    sk_queue_cancel_waiting(m);
+    if (m->jobs_out) {
+        m->deleted = 1; /* freed when its last job reports */
+        m->remove_when_done = 1;
+    } else {
+        spool_remove(q, m->env->id);
+        sk_queue_msg_free(m);
+    }
+}

@@ -130,6 +130,7 @@ void sk_queue_attempt_start(sk_queue *q, qmsg *m)
     size_t *idx = sk_calloc(nr, sizeof *idx);
     char **domains = sk_calloc(nr, sizeof *domains);
     env->state = SK_SPOOL_ACTIVE;
+    sk_queue_msg_set_state(q, m, QMSG_DELIVERING);
     m->priority = sk_queue_priority_of(env, q->opts.priority_rules, q->opts.npriority_rules);
     sk_queue_attempt_clear(m);
     m->rcpts = sk_calloc(nr, sizeof *m->rcpts);
@@ -204,7 +205,7 @@ static void job_done(void *ctx, const sk_delivery_result *res)
     qdest *d = j->d;
     sk_queue_job_ended(q, j);
     sk_queue_job_unlink(m, j);
-    if (!m->deleted) {
+    if (m->state != QMSG_DELETED) {
         sk_spool_envelope *env = m->env;
         int64_t now = sk_queue_now_ms(q);
         int throttled = 0;
@@ -353,6 +354,7 @@ static void finish_attempt(sk_queue *q, qmsg *m)
     }
     env->state = SK_SPOOL_DEFERRED;
     env->next_attempt = sk_retry_next(&q->retry, env->attempts, now);
+    sk_queue_msg_set_state(q, m, QMSG_WAITING);
     sk_queue_msg_save(q, m);
     if (env->next_attempt < q->timer_at) sk_queue_arm_retry(q, env->next_attempt);
 }
@@ -360,7 +362,7 @@ static void finish_attempt(sk_queue *q, qmsg *m)
 void sk_queue_attempt_release(sk_queue *q, qmsg *m)
 {
     if (--m->jobs_out) return;
-    if (m->deleted)
+    if (m->state == QMSG_DELETED)
         sk_queue_msg_free_deleted(q, m);
     else
         finish_attempt(q, m);

@@ -4,30 +4,44 @@
 
 #include "queue/queue_int.h"
 
-void sk_queue_msg_ready(sk_queue *q, qmsg *m)
+static const char *const state_names[] = {
+    [QMSG_WAITING] = "waiting",       [QMSG_HELD] = "held",       [QMSG_READY] = "ready",
+    [QMSG_DELIVERING] = "delivering", [QMSG_DELETED] = "deleted", [QMSG_REMOVED] = "removed",
+};
+_Static_assert(sizeof state_names / sizeof state_names[0] == QMSG_STATE__COUNT, "state_names");
+
+void sk_queue_msg_set_state(sk_queue *q, qmsg *m, qmsg_state to)
 {
-    if (m->ready || m->deleted || m->jobs_out || m->env->state == SK_SPOOL_HOLD) return;
-    TAILQ_INSERT_TAIL(&q->ready, m, rlink);
-    m->ready = 1;
+    if (m->state == to) return;
+    sk_log(&q->opts.log, SK_LOG_DEBUG, "%s queue state from=%s to=%s", m->env->id,
+           state_names[m->state], state_names[to]);
+    if (m->state == QMSG_READY) TAILQ_REMOVE(&q->ready, m, rlink);
+    if (to == QMSG_READY) TAILQ_INSERT_TAIL(&q->ready, m, rlink);
+    m->state = to;
 }
 
-void sk_queue_msg_unready(sk_queue *q, qmsg *m)
+void sk_queue_msg_ready(sk_queue *q, qmsg *m)
 {
-    if (!m->ready) return;
-    TAILQ_REMOVE(&q->ready, m, rlink);
-    m->ready = 0;
+    if (m->state == QMSG_WAITING) sk_queue_msg_set_state(q, m, QMSG_READY);
+}
+
+void sk_queue_msg_due_now(sk_queue *q, qmsg *m)
+{
+    m->env->state = SK_SPOOL_ACTIVE;
+    m->env->next_attempt = 0;
+    sk_queue_msg_save(q, m);
+    sk_queue_msg_set_state(q, m, QMSG_READY);
 }
 
 qmsg *sk_queue_msg_find(sk_queue *q, const char *id)
 {
     for (qmsg *m = q->msgs; m; m = m->next)
-        if (!m->deleted && !strcmp(m->env->id, id)) return m;
+        if (!strcmp(m->env->id, id)) return m;
     return NULL;
 }
 
 static void unlink_msg(sk_queue *q, qmsg *m)
 {
-    sk_queue_msg_unready(q, m);
     if (m->prev)
         m->prev->next = m->next;
     else
@@ -54,6 +68,7 @@ qmsg *sk_queue_msg_add(sk_queue *q, sk_spool_envelope *env, int maybe_delivered)
     qmsg *m = sk_calloc(1, sizeof *m);
     if (!m) return NULL;
     m->env = env;
+    m->state = env->state == SK_SPOOL_HOLD ? QMSG_HELD : QMSG_WAITING;
     m->maybe_delivered = maybe_delivered;
     m->seq = ++q->seq;
     m->priority = sk_queue_priority_of(env, q->opts.priority_rules, q->opts.npriority_rules);
@@ -85,7 +100,8 @@ static void spool_remove(sk_queue *q, const char *id)
 /* A deleted message whose last job has reported (or was cancelled). */
 void sk_queue_msg_free_deleted(sk_queue *q, qmsg *m)
 {
-    if (m->remove_when_done) spool_remove(q, m->env->id);
+    spool_remove(q, m->env->id);
+    sk_queue_msg_set_state(q, m, QMSG_REMOVED);
     sk_queue_msg_free(m);
 }
 
@@ -95,9 +111,9 @@ void sk_queue_msg_remove(sk_queue *q, qmsg *m)
     unlink_msg(q, m);
     sk_queue_cancel_waiting(m);
     if (m->jobs_out) {
-        m->deleted = 1; /* freed when its last job reports */
-        m->remove_when_done = 1;
+        sk_queue_msg_set_state(q, m, QMSG_DELETED);
     } else {
+        sk_queue_msg_set_state(q, m, QMSG_REMOVED);
         spool_remove(q, m->env->id);
         sk_queue_msg_free(m);
     }

@@ -116,10 +116,8 @@ sk_rule_match sk_queue_classify(const sk_queue *q, const sk_reply *r)
 static void run_ready(sk_queue *q)
 {
     qmsg *m;
-    while ((m = TAILQ_FIRST(&q->ready))) {
-        sk_queue_msg_unready(q, m);
+    while ((m = TAILQ_FIRST(&q->ready)))
         sk_queue_attempt_start(q, m); /* may finish, and free m, before it returns */
-    }
     sk_queue_dispatch(q);
 }
 
@@ -131,7 +129,7 @@ static void scan(sk_queue *q)
     int64_t now = sk_queue_now_s(q);
     int64_t next = now + QUEUE_IDLE_WAKE_S;
     for (qmsg *m = q->msgs; m; m = m->next) {
-        if (m->jobs_out || m->ready || m->env->state == SK_SPOOL_HOLD) continue;
+        if (m->state != QMSG_WAITING) continue;
         if (m->env->next_attempt <= now)
             sk_queue_msg_ready(q, m);
         else if (m->env->next_attempt < next)
@@ -186,11 +184,9 @@ static void on_commit(void *ctx, const sk_spool_envelope *env)
 sk_err sk_queue_flush(sk_queue *q)
 {
     for (qmsg *m = q->msgs; m; m = m->next) {
-        if (m->deleted || m->jobs_out || m->env->state != SK_SPOOL_DEFERRED) continue;
-        m->env->state = SK_SPOOL_ACTIVE;
-        m->env->next_attempt = 0;
-        sk_queue_msg_save(q, m);
-        sk_queue_msg_ready(q, m);
+        if ((m->state == QMSG_WAITING || m->state == QMSG_READY) &&
+            m->env->state == SK_SPOOL_DEFERRED)
+            sk_queue_msg_due_now(q, m);
     }
     sk_queue_kick(q);
     return SK_OK;
@@ -200,12 +196,7 @@ sk_err sk_queue_release(sk_queue *q, const char *id)
 {
     qmsg *m = sk_queue_msg_find(q, id);
     if (!m) return SK_ERR_NOT_FOUND;
-    if (!m->jobs_out) {
-        m->env->state = SK_SPOOL_ACTIVE;
-        m->env->next_attempt = 0;
-        sk_queue_msg_save(q, m);
-        sk_queue_msg_ready(q, m);
-    }
+    if (m->state != QMSG_DELIVERING) sk_queue_msg_due_now(q, m);
     sk_queue_kick(q);
     return SK_OK;
 }
@@ -346,7 +337,8 @@ void sk_queue_free(sk_queue *q)
         q->jobs = j->next;
         /* A message deleted while this job was out is freed with its last
          * job; the others are still on the list below. */
-        if (--j->m->jobs_out == 0 && j->m->deleted) sk_queue_msg_free_deleted(q, j->m);
+        if (--j->m->jobs_out == 0 && j->m->state == QMSG_DELETED)
+            sk_queue_msg_free_deleted(q, j->m);
         sk_queue_job_free(j);
     }
     sk_queue_dests_free(q);

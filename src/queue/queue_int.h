@@ -70,6 +70,22 @@ typedef struct qrcpt {
     char *remote;    /* the host that gave it, NULL when local or unknown */
 } qrcpt;
 
+/* Where a message stands in the queue (in memory; its envelope's state,
+ * active, deferred or hold, is what the disk keeps). */
+typedef enum qmsg_state {
+    QMSG_WAITING = 0, /* for its next attempt (envelope's next_attempt) */
+    QMSG_HELD,        /* in the hold queue until released */
+    QMSG_READY,       /* due: on the list of messages due now */
+    QMSG_DELIVERING,  /* its attempt's jobs are out */
+    /* Deleted while jobs were out: off the table; it is freed, and its
+     * spool file removed, when the last one reports, since a transport may
+     * still be reading the file and a removed file is soon reused for
+     * another message (docs/queue.md). */
+    QMSG_DELETED,
+    QMSG_REMOVED, /* left the queue; being freed */
+    QMSG_STATE__COUNT
+} qmsg_state;
+
 typedef struct qmsg qmsg;
 typedef struct qjob qjob;
 typedef struct qdest qdest;
@@ -79,13 +95,8 @@ typedef struct qdsn qdsn;
 struct qmsg {
     sk_spool_envelope *env;
     int maybe_delivered; /* loaded at start: a crash may have hidden a delivery */
+    qmsg_state state;    /* changed by sk_queue_msg_set_state only */
     unsigned jobs_out;   /* jobs of the attempt not yet reported (+1 while it is set up) */
-    int deleted;
-    /* Deleted while jobs were out: its spool file goes when the last one
-     * reports, since a transport may still be reading it and a removed
-     * file is soon reused for another message (docs/queue.md). */
-    int remove_when_done;
-    int ready; /* on the ready list */
     int priority;
     /* Arrival order: stored messages in ID order at start, then commits as
      * they come (IDs alone do not order messages of the same millisecond). */
@@ -95,7 +106,7 @@ struct qmsg {
      * when there was no memory for it: then no DSN tells of the attempt). */
     qrcpt *rcpts;
     qmsg *prev, *next;
-    TAILQ_ENTRY(qmsg) rlink; /* in q->ready while ready */
+    TAILQ_ENTRY(qmsg) rlink; /* in q->ready while QMSG_READY */
 };
 
 typedef enum job_state { JOB_ROUTING = 0, JOB_QUEUED, JOB_RUNNING } job_state;
@@ -206,10 +217,13 @@ void sk_queue_poke(sk_queue *q);
  * when out of memory. */
 qmsg *sk_queue_msg_add(sk_queue *q, sk_spool_envelope *env, int maybe_delivered);
 qmsg *sk_queue_msg_find(sk_queue *q, const char *id);
-/* On the list of messages due now, unless it cannot be (held, in an
- * attempt, deleted); and off it. */
+/* The one place a message's state changes: logged (debug), and the list
+ * of messages due now kept to match. */
+void sk_queue_msg_set_state(sk_queue *q, qmsg *m, qmsg_state to);
+/* A waiting message is due now: on the list of messages due now. */
 void sk_queue_msg_ready(sk_queue *q, qmsg *m);
-void sk_queue_msg_unready(sk_queue *q, qmsg *m);
+/* Due now, saved as such (flush, release): active, next attempt 0. */
+void sk_queue_msg_due_now(sk_queue *q, qmsg *m);
 /* Save its envelope (a failure is logged). */
 void sk_queue_msg_save(sk_queue *q, qmsg *m);
 /* The message leaves the queue (done, or deleted): its jobs not started

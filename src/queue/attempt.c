@@ -27,14 +27,9 @@ void sk_queue_job_free(qjob *j)
     sk_free(j);
 }
 
-void sk_queue_job_unlink(qmsg *m, qjob *j)
+void sk_queue_job_unlink(qjob *j)
 {
-    if (j->mprev)
-        j->mprev->mnext = j->mnext;
-    else
-        m->jobs = j->mnext;
-    if (j->mnext) j->mnext->mprev = j->mprev;
-    j->mprev = j->mnext = NULL;
+    LIST_REMOVE(j, mlink);
 }
 
 static int is_local(const sk_queue *q, const char *domain)
@@ -113,9 +108,7 @@ static int make_job(sk_queue *q, qmsg *m, const char *domain, const size_t *idx,
                            .max_per_conn = q->opts.msgs_per_conn,
                            .sender = j->sender};
     j->t = is_local(q, domain) ? q->opts.local_transport : q->opts.remote_transport;
-    j->mnext = m->jobs;
-    if (m->jobs) m->jobs->mprev = j;
-    m->jobs = j;
+    LIST_INSERT_HEAD(&m->jobs, j, mlink);
     m->jobs_out++;
     sk_queue_route_job(q, j);
     return 1;
@@ -204,7 +197,7 @@ static void job_done(void *ctx, const sk_delivery_result *res)
     qmsg *m = j->m;
     qdest *d = j->d;
     sk_queue_job_ended(q, j);
-    sk_queue_job_unlink(m, j);
+    sk_queue_job_unlink(j);
     if (m->state != QMSG_DELETED) {
         sk_spool_envelope *env = m->env;
         int64_t now = sk_queue_now_ms(q);

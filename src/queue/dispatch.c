@@ -59,6 +59,7 @@ static qdest *dest_get(sk_queue *q, const char *key, const char *domain, int loc
             return NULL;
         }
         d->local = local;
+        for (int lv = 0; lv < SK_QUEUE_PRIORITY_LEVELS; lv++) TAILQ_INIT(&d->level[lv]);
         d->hnext = q->dests[h];
         q->dests[h] = d;
         /* Local delivery is not paced: only remote receivers need it. */
@@ -69,9 +70,10 @@ static qdest *dest_get(sk_queue *q, const char *key, const char *domain, int loc
     return d;
 }
 
-static int job_level(const qjob *j)
+/* The FIFO of j's priority in d's queue. */
+static struct qjob_list *job_level(qdest *d, const qjob *j)
 {
-    return sk_queue_priority_level(j->m->priority);
+    return &d->level[sk_queue_priority_level(j->m->priority)];
 }
 
 /* Put j in d's queue: after every job of higher priority, and after those
@@ -80,27 +82,21 @@ static int job_level(const qjob *j)
  * the place is looked for from both ends at once. */
 static void dest_enqueue(sk_queue *q, qdest *d, qjob *j)
 {
-    int lv = job_level(j);
+    struct qjob_list *l = job_level(d, j);
     uint64_t seq = j->m->seq;
-    qjob *after = d->tail[lv], *before = d->head[lv];
+    qjob *after = TAILQ_LAST(l, qjob_list), *before = TAILQ_FIRST(l);
     while (after && after->m->seq > seq) {
         if (before->m->seq > seq) {
-            after = before->prev;
+            after = TAILQ_PREV(before, qjob_list, link);
             break;
         }
-        after = after->prev;
-        before = before->next;
+        after = TAILQ_PREV(after, qjob_list, link);
+        before = TAILQ_NEXT(before, link);
     }
-    j->prev = after;
-    j->next = after ? after->next : d->head[lv];
-    if (j->next)
-        j->next->prev = j;
-    else
-        d->tail[lv] = j;
     if (after)
-        after->next = j;
+        TAILQ_INSERT_AFTER(l, after, j, link);
     else
-        d->head[lv] = j;
+        TAILQ_INSERT_HEAD(l, j, link);
     j->d = d;
     j->state = JOB_QUEUED;
     d->queued++;
@@ -109,23 +105,14 @@ static void dest_enqueue(sk_queue *q, qdest *d, qjob *j)
 
 static void dest_unqueue(qdest *d, qjob *j)
 {
-    int lv = job_level(j);
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        d->head[lv] = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    else
-        d->tail[lv] = j->prev;
-    j->prev = j->next = NULL;
+    TAILQ_REMOVE(job_level(d, j), j, link);
     d->queued--;
 }
 
 static qjob *dest_pop(qdest *d)
 {
     for (int lv = SK_QUEUE_PRIORITY_LEVELS - 1; lv >= 0; lv--) {
-        qjob *j = d->head[lv];
+        qjob *j = TAILQ_FIRST(&d->level[lv]);
         if (j) {
             dest_unqueue(d, j);
             return j;
@@ -136,15 +123,7 @@ static qjob *dest_pop(qdest *d)
 
 static void route_unwait(qroute *r, qjob *j)
 {
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        r->whead = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    else
-        r->wtail = j->prev;
-    j->prev = j->next = NULL;
+    TAILQ_REMOVE(&r->waiting, j, link);
     j->route = NULL;
 }
 
@@ -155,7 +134,7 @@ static void job_to_dest(sk_queue *q, qjob *j, const char *key, int local)
         /* Out of memory: let the attempt end with this job unstarted. */
         sk_log(&q->opts.log, SK_LOG_ERR, "%s queue job-failed error=nomem", j->m->env->id);
         qmsg *m = j->m;
-        sk_queue_job_unlink(m, j);
+        sk_queue_job_unlink(j);
         sk_queue_job_free(j);
         sk_queue_attempt_release(q, m);
         return;
@@ -175,8 +154,8 @@ static void route_done(void *ctx, const char *domain, const char *key)
     uint64_t ttl = q->opts.route_ttl_ms;
     if (!key && ttl > QUEUE_ROUTE_FAIL_TTL_MS) ttl = QUEUE_ROUTE_FAIL_TTL_MS;
     r->expires_ms = sk_queue_now_ms(q) + (int64_t)ttl;
-    while (r->whead) {
-        qjob *j = r->whead;
+    qjob *j;
+    while ((j = TAILQ_FIRST(&r->waiting))) {
         route_unwait(r, j);
         job_to_dest(q, j, r->key ? r->key : r->domain, 0);
     }
@@ -195,6 +174,7 @@ static qroute *route_get(sk_queue *q, const char *domain)
         return NULL;
     }
     r->q = q;
+    TAILQ_INIT(&r->waiting);
     r->hnext = q->routes[h];
     q->routes[h] = r;
     return r;
@@ -221,13 +201,7 @@ void sk_queue_route_job(sk_queue *q, qjob *j)
     }
     j->state = JOB_ROUTING;
     j->route = r;
-    j->next = NULL;
-    j->prev = r->wtail;
-    if (r->wtail)
-        r->wtail->next = j;
-    else
-        r->whead = j;
-    r->wtail = j;
+    TAILQ_INSERT_TAIL(&r->waiting, j, link);
     if (!r->pending) {
         r->pending = 1;
         t->route_key(t, r->domain, route_done, r); /* may answer at once */
@@ -237,19 +211,17 @@ void sk_queue_route_job(sk_queue *q, qjob *j)
 /* Drop the jobs of m that have not started (it is being removed). */
 void sk_queue_cancel_waiting(qmsg *m)
 {
-    qjob *j = m->jobs;
-    while (j) {
-        qjob *next = j->mnext;
-        if (j->state != JOB_RUNNING) {
-            if (j->state == JOB_ROUTING)
-                route_unwait(j->route, j);
-            else
-                dest_unqueue(j->d, j);
-            sk_queue_job_unlink(m, j);
-            sk_queue_job_free(j);
-            m->jobs_out--;
-        }
-        j = next;
+    qjob *next;
+    for (qjob *j = LIST_FIRST(&m->jobs); j; j = next) {
+        next = LIST_NEXT(j, mlink);
+        if (j->state == JOB_RUNNING) continue;
+        if (j->state == JOB_ROUTING)
+            route_unwait(j->route, j);
+        else
+            dest_unqueue(j->d, j);
+        sk_queue_job_unlink(j);
+        sk_queue_job_free(j);
+        m->jobs_out--;
     }
 }
 
@@ -257,10 +229,7 @@ void sk_queue_cancel_waiting(qmsg *m)
 static void start_job(sk_queue *q, qjob *j)
 {
     j->state = JOB_RUNNING;
-    j->prev = NULL;
-    j->next = q->jobs;
-    if (q->jobs) q->jobs->prev = j;
-    q->jobs = j;
+    TAILQ_INSERT_HEAD(&q->running, j, link);
     q->in_flight++;
     j->d->in_flight++;
     sk_queue_job_deliver(q, j);
@@ -268,11 +237,7 @@ static void start_job(sk_queue *q, qjob *j)
 
 void sk_queue_job_ended(sk_queue *q, qjob *j)
 {
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        q->jobs = j->next;
-    if (j->next) j->next->prev = j->prev;
+    TAILQ_REMOVE(&q->running, j, link);
     q->in_flight--;
     j->d->in_flight--;
 }
@@ -333,7 +298,7 @@ void sk_queue_collect(sk_queue *q)
         }
         for (qroute **pr = &q->routes[h]; *pr;) {
             qroute *r = *pr;
-            if (r->pending || r->whead || now < r->expires_ms) {
+            if (r->pending || !TAILQ_EMPTY(&r->waiting) || now < r->expires_ms) {
                 pr = &r->hnext;
                 continue;
             }
@@ -352,9 +317,8 @@ void sk_queue_dests_free(sk_queue *q)
             qdest *d = q->dests[h];
             q->dests[h] = d->hnext;
             for (int lv = 0; lv < SK_QUEUE_PRIORITY_LEVELS; lv++)
-                while (d->head[lv]) {
-                    qjob *j = d->head[lv];
-                    d->head[lv] = j->next;
+                for (qjob *j; (j = TAILQ_FIRST(&d->level[lv]));) {
+                    TAILQ_REMOVE(&d->level[lv], j, link);
                     sk_queue_job_free(j);
                 }
             sk_free(d->key);
@@ -363,9 +327,8 @@ void sk_queue_dests_free(sk_queue *q)
         while (q->routes[h]) {
             qroute *r = q->routes[h];
             q->routes[h] = r->hnext;
-            while (r->whead) {
-                qjob *j = r->whead;
-                r->whead = j->next;
+            for (qjob *j; (j = TAILQ_FIRST(&r->waiting));) {
+                TAILQ_REMOVE(&r->waiting, j, link);
                 sk_queue_job_free(j);
             }
             sk_free(r->domain);

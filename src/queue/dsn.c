@@ -177,11 +177,7 @@ static void dsn_done(void *ctx, sk_err err, const char *queue_id)
     qdsn *x = ctx;
     sk_queue *q = x->q;
     if (q) {
-        if (x->prev)
-            x->prev->next = x->next;
-        else
-            q->dsns = x->next;
-        if (x->next) x->next->prev = x->prev;
+        LIST_REMOVE(x, link);
         if (err) {
             sk_log(&q->opts.log, SK_LOG_ERR, "%s queue dsn-failed error=\"%s\"", x->env->id,
                    sk_strerror(err));
@@ -244,9 +240,7 @@ static void spool_dsn(sk_queue *q, qmsg *m, dsn_rcpt *r, size_t n, int64_t now)
         qdsn_set_rcpts(x, r, k);
         x->q = q;
         x->priority = m->priority;
-        x->next = q->dsns;
-        if (q->dsns) q->dsns->prev = x;
-        q->dsns = x;
+        LIST_INSERT_HEAD(&q->dsns, x, link);
     }
     sk_spool_commit(msg, x ? dsn_done : NULL, x);
 }

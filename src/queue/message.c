@@ -35,22 +35,14 @@ void sk_queue_msg_due_now(sk_queue *q, qmsg *m)
 
 qmsg *sk_queue_msg_find(sk_queue *q, const char *id)
 {
-    for (qmsg *m = q->msgs; m; m = m->next)
+    for (qmsg *m = TAILQ_FIRST(&q->msgs); m; m = TAILQ_NEXT(m, link))
         if (!strcmp(m->env->id, id)) return m;
     return NULL;
 }
 
 static void unlink_msg(sk_queue *q, qmsg *m)
 {
-    if (m->prev)
-        m->prev->next = m->next;
-    else
-        q->msgs = m->next;
-    if (m->next)
-        m->next->prev = m->prev;
-    else
-        q->msgs_tail = m->prev;
-    m->prev = m->next = NULL;
+    TAILQ_REMOVE(&q->msgs, m, link);
     q->count--;
 }
 
@@ -72,12 +64,7 @@ qmsg *sk_queue_msg_add(sk_queue *q, sk_spool_envelope *env, int maybe_delivered)
     m->maybe_delivered = maybe_delivered;
     m->seq = ++q->seq;
     m->priority = sk_queue_priority_of(env, q->opts.priority_rules, q->opts.npriority_rules);
-    m->prev = q->msgs_tail;
-    if (q->msgs_tail)
-        q->msgs_tail->next = m;
-    else
-        q->msgs = m;
-    q->msgs_tail = m;
+    TAILQ_INSERT_TAIL(&q->msgs, m, link);
     q->count++;
     return m;
 }

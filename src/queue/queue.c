@@ -26,45 +26,35 @@ int64_t sk_queue_now_s(const sk_queue *q)
     return sk_queue_now_ms(q) / 1000;
 }
 
+/* " name=\"value\"" with value escaped (it comes from a peer); nothing for
+ * a NULL value. */
+static sk_err put_quoted(sk_buf *b, const char *name, const char *value)
+{
+    if (!value) return SK_OK;
+    sk_err e = sk_buf_printf(b, " %s=\"", name);
+    if (!e) e = sk_log_escape(b, value, strlen(value));
+    if (!e) e = sk_buf_putc(b, '"');
+    return e;
+}
+
 void sk_queue_emit(sk_queue *q, sk_queue_event *ev)
 {
     static const char *const names[] = {"queued",  "delivered", "deferred", "bounced",
                                         "expired", "removed",   "dsn",      "throttled"};
     /* Addresses and replies come from peers: escaped and quoted. */
     sk_buf b = SK_BUF_INIT(4096);
-    sk_err e = SK_OK;
-    if (ev->recipient) {
-        e = sk_buf_puts(&b, " rcpt=\"");
-        if (!e) e = sk_log_escape(&b, ev->recipient, strlen(ev->recipient));
-        if (!e) e = sk_buf_putc(&b, '"');
-    }
-    if (!e && ev->destination) {
-        e = sk_buf_puts(&b, " dest=\"");
-        if (!e) e = sk_log_escape(&b, ev->destination, strlen(ev->destination));
-        if (!e) e = sk_buf_putc(&b, '"');
-    }
+    sk_err e = put_quoted(&b, "rcpt", ev->recipient);
+    if (!e) e = put_quoted(&b, "dest", ev->destination);
     if (!e && ev->remote_host) e = sk_buf_printf(&b, " remote=%s", ev->remote_host);
-    if (!e && ev->mailbox_file) {
-        e = sk_buf_puts(&b, " file=\"");
-        if (!e) e = sk_log_escape(&b, ev->mailbox_file, strlen(ev->mailbox_file));
-        if (!e) e = sk_buf_putc(&b, '"');
-    }
-    if (!e && ev->tls) {
-        e = sk_buf_puts(&b, " tls=\"");
-        if (!e) e = sk_log_escape(&b, ev->tls, strlen(ev->tls));
-        if (!e) e = sk_buf_putc(&b, '"');
-    }
+    if (!e) e = put_quoted(&b, "file", ev->mailbox_file);
+    if (!e) e = put_quoted(&b, "tls", ev->tls);
     if (!e && (ev->type == SK_QUEUE_EV_DEFERRED || ev->type == SK_QUEUE_EV_BOUNCED ||
                ev->type == SK_QUEUE_EV_EXPIRED || ev->type == SK_QUEUE_EV_THROTTLED))
         e = sk_buf_printf(&b, " class=%s", sk_class_name(ev->cls));
     if (!e && ev->type == SK_QUEUE_EV_THROTTLED)
         e = sk_buf_printf(&b, " for_ms=%llu", (unsigned long long)ev->throttle_ms);
     if (!e && ev->dsn_id) e = sk_buf_printf(&b, " dsn=%s", ev->dsn_id);
-    if (!e && ev->reply) {
-        e = sk_buf_puts(&b, " reply=\"");
-        if (!e) e = sk_log_escape(&b, ev->reply, strlen(ev->reply));
-        if (!e) e = sk_buf_putc(&b, '"');
-    }
+    if (!e) e = put_quoted(&b, "reply", ev->reply);
     /* "queued" repeats the daemon's own queued line (or, for a DSN, the
      * bounced line naming it), so it is a debug line; every later event
      * of a message is logged. */
@@ -128,7 +118,7 @@ static void scan(sk_queue *q)
     sk_queue_collect(q);
     int64_t now = sk_queue_now_s(q);
     int64_t next = now + QUEUE_IDLE_WAKE_S;
-    for (qmsg *m = q->msgs; m; m = m->next) {
+    for (qmsg *m = TAILQ_FIRST(&q->msgs); m; m = TAILQ_NEXT(m, link)) {
         if (m->state != QMSG_WAITING) continue;
         if (m->env->next_attempt <= now)
             sk_queue_msg_ready(q, m);
@@ -183,7 +173,7 @@ static void on_commit(void *ctx, const sk_spool_envelope *env)
 
 sk_err sk_queue_flush(sk_queue *q)
 {
-    for (qmsg *m = q->msgs; m; m = m->next) {
+    for (qmsg *m = TAILQ_FIRST(&q->msgs); m; m = TAILQ_NEXT(m, link)) {
         if ((m->state == QMSG_WAITING || m->state == QMSG_READY) &&
             m->env->state == SK_SPOOL_DEFERRED)
             sk_queue_msg_due_now(q, m);
@@ -247,7 +237,9 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
         return NULL;
     }
+    TAILQ_INIT(&q->msgs);
     TAILQ_INIT(&q->ready);
+    TAILQ_INIT(&q->running);
     TAILQ_INIT(&q->active);
     q->spool = spool;
     q->base = base;
@@ -332,9 +324,8 @@ void sk_queue_free(sk_queue *q)
     sk_transport *ts[] = {q->opts.local_transport, q->opts.remote_transport};
     for (size_t i = 0; i < 2; i++)
         if (ts[i] && ts[i]->cancel) ts[i]->cancel(ts[i]);
-    while (q->jobs) {
-        qjob *j = q->jobs;
-        q->jobs = j->next;
+    for (qjob *j; (j = TAILQ_FIRST(&q->running));) {
+        TAILQ_REMOVE(&q->running, j, link);
         /* A message deleted while this job was out is freed with its last
          * job; the others are still on the list below. */
         if (--j->m->jobs_out == 0 && j->m->state == QMSG_DELETED)
@@ -342,13 +333,12 @@ void sk_queue_free(sk_queue *q)
         sk_queue_job_free(j);
     }
     sk_queue_dests_free(q);
-    while (q->msgs) {
-        qmsg *m = q->msgs;
-        q->msgs = m->next;
+    for (qmsg *m; (m = TAILQ_FIRST(&q->msgs));) {
+        TAILQ_REMOVE(&q->msgs, m, link);
         sk_queue_msg_free(m);
     }
     /* DSNs still being committed finish without us. */
-    for (qdsn *x = q->dsns; x; x = x->next) x->q = NULL;
+    for (qdsn *x = LIST_FIRST(&q->dsns); x; x = LIST_NEXT(x, link)) x->q = NULL;
     if (q->kick_ev) event_free(q->kick_ev);
     if (q->timer_ev) event_free(q->timer_ev);
     if (q->disp_ev) event_free(q->disp_ev);

@@ -91,6 +91,7 @@ typedef struct qjob qjob;
 typedef struct qdest qdest;
 typedef struct qroute qroute;
 typedef struct qdsn qdsn;
+TAILQ_HEAD(qjob_list, qjob);
 
 struct qmsg {
     sk_spool_envelope *env;
@@ -101,11 +102,11 @@ struct qmsg {
     /* Arrival order: stored messages in ID order at start, then commits as
      * they come (IDs alone do not order messages of the same millisecond). */
     uint64_t seq;
-    qjob *jobs; /* this attempt's jobs: waiting for a route, queued or running */
+    LIST_HEAD(, qjob) jobs; /* this attempt's: waiting for a route, queued or running */
     /* This attempt, one per envelope recipient; NULL between attempts (and
      * when there was no memory for it: then no DSN tells of the attempt). */
     qrcpt *rcpts;
-    qmsg *prev, *next;
+    TAILQ_ENTRY(qmsg) link;  /* in q->msgs */
     TAILQ_ENTRY(qmsg) rlink; /* in q->ready while QMSG_READY */
 };
 
@@ -123,9 +124,9 @@ struct qjob {
     sk_delivery_rcpt *rcpts;
     char *domain;
     sk_buf body_path;
-    char *sender;        /* VERP sender, NULL when the message's own is used */
-    qjob *prev, *next;   /* the running list, a destination level or a route's waiters */
-    qjob *mprev, *mnext; /* the message's jobs */
+    char *sender;           /* VERP sender, NULL when the message's own is used */
+    TAILQ_ENTRY(qjob) link; /* in the running list, a destination level or a route's waiters */
+    LIST_ENTRY(qjob) mlink; /* in the message's jobs */
 };
 
 /* A destination: a domain, or with provider grouping every domain with the
@@ -136,7 +137,7 @@ struct qdest {
     sk_pace pace;
     unsigned in_flight;
     size_t queued;
-    qjob *head[SK_QUEUE_PRIORITY_LEVELS], *tail[SK_QUEUE_PRIORITY_LEVELS];
+    struct qjob_list level[SK_QUEUE_PRIORITY_LEVELS]; /* queued jobs, FIFO per priority */
     int active;               /* on the list of destinations with queued jobs */
     TAILQ_ENTRY(qdest) alink; /* in q->active while active */
     qdest *hnext;
@@ -149,7 +150,7 @@ struct qroute {
     char *key;
     int64_t expires_ms;
     int pending;
-    qjob *whead, *wtail; /* jobs waiting for the key */
+    struct qjob_list waiting; /* jobs waiting for the key */
     qroute *hnext;
 };
 
@@ -160,7 +161,7 @@ struct qdsn {
     int priority;
     char **rcpts; /* whose final outcome it reports (SK_QUEUE_EV_DSN) */
     size_t nrcpts;
-    qdsn *prev, *next;
+    LIST_ENTRY(qdsn) link; /* in q->dsns */
 };
 
 struct sk_queue {
@@ -169,11 +170,11 @@ struct sk_queue {
     sk_retry retry;
     sk_rules *own_rules; /* the built-in rules when opts.rules is NULL */
     struct event_base *base;
-    struct event *kick_ev;  /* coalesced "look for due work" */
-    struct event *timer_ev; /* next retry time */
-    struct event *disp_ev;  /* next time a limited destination may send */
-    struct event *ctl_ev;   /* requests from other processes */
-    qmsg *msgs, *msgs_tail; /* all messages, oldest first */
+    struct event *kick_ev;   /* coalesced "look for due work" */
+    struct event *timer_ev;  /* next retry time */
+    struct event *disp_ev;   /* next time a limited destination may send */
+    struct event *ctl_ev;    /* requests from other processes */
+    TAILQ_HEAD(, qmsg) msgs; /* all messages, oldest first */
     size_t count;
     /* Messages due now, in the order they became due: commits, releases
      * and flushes add here directly; the timer adds deferred ones whose
@@ -181,13 +182,13 @@ struct sk_queue {
     TAILQ_HEAD(, qmsg) ready;
     int64_t timer_at; /* unix seconds the timer is set for */
     int64_t disp_at;  /* ms the dispatch timer is set for, 0 = not set */
-    qjob *jobs;       /* running */
+    struct qjob_list running;
     size_t in_flight;
     uint64_t seq; /* last arrival number given */
     qdest *dests[QUEUE_HASH_SIZE];
     qroute *routes[QUEUE_HASH_SIZE];
     TAILQ_HEAD(, qdest) active;
-    qdsn *dsns;
+    LIST_HEAD(, qdsn) dsns; /* being committed */
 };
 
 /* ---- queue.c: the runner (its loop events, options and entry points) ---- */
@@ -250,7 +251,7 @@ const sk_reply *sk_queue_last_reply(const qmsg *m, size_t i, sk_reply *scratch);
 /* Hand a job that dispatch started to its transport. */
 void sk_queue_job_deliver(sk_queue *q, qjob *j);
 /* Take j off its message's list of jobs; free it. */
-void sk_queue_job_unlink(qmsg *m, qjob *j);
+void sk_queue_job_unlink(qjob *j);
 void sk_queue_job_free(qjob *j);
 
 /* ---- dispatch.c: destinations and dispatch ---- */

@@ -76,7 +76,7 @@ void sk_queue_msg_save(sk_queue *q, qmsg *m)
         sk_log(&q->opts.log, SK_LOG_ERR, "%s queue save-failed error=\"%s\"", m->env->id, err.text);
 }
 
-/* The message leaves the queue (all recipients done, or deleted). */
+/* Remove the message's files (already gone is no error). */
 static void spool_remove(sk_queue *q, const char *id)
 {
     sk_error err;

@@ -268,7 +268,8 @@ static void inject(harness *h, const msgspec *s, char id[SK_SPOOL_ID_SIZE])
     sk_error err;
     sk_spool_msg *m = sk_spool_begin(h->spool, &env, &err);
     assert_non_null(m);
-    static const char body[] = "Subject: sched test\r\nMessage-ID: <t@sender.test>\r\n\r\nhi\r\n";
+    static const char body[] =
+        "Subject: dispatch test\r\nMessage-ID: <t@sender.test>\r\n\r\nhi\r\n";
     assert_int_equal(sk_spool_write(m, body, sizeof body - 1), SK_OK);
     char tmp[SK_SPOOL_ID_SIZE];
     sk_spool_commit(m, on_commit, id ? id : tmp);
@@ -800,7 +801,7 @@ static void test_dsn_on_permanent_failure(void **state)
         assert_non_null(strstr(dsn, "Status: 5.1.1"));
         assert_non_null(strstr(dsn, "Remote-MTA: dns; mx.fake"));
         assert_non_null(strstr(dsn, "smtp; 550 5.1.1 no such user here (class bad-mailbox)"));
-        assert_non_null(strstr(dsn, "Subject: sched test")); /* the original comes back */
+        assert_non_null(strstr(dsn, "Subject: dispatch test")); /* the original comes back */
         assert_null(strstr(dsn, "carol@ok.test"));
         free(dsn);
         done_all(&h);
@@ -904,7 +905,7 @@ static void test_dsn_on_success(void **state)
         assert_non_null(strstr(dsn, "Subject: Successful Mail Delivery Report"));
         /* RFC 3461 4.3: no failure, so the headers only. */
         assert_non_null(strstr(dsn, "Content-Type: text/rfc822-headers"));
-        assert_non_null(strstr(dsn, "Subject: sched test"));
+        assert_non_null(strstr(dsn, "Subject: dispatch test"));
         assert_null(strstr(dsn, "\r\nhi\r\n"));
         if (!strcmp(cases[c].action, "relayed")) {
             assert_non_null(strstr(dsn, "Remote-MTA: dns; mx.fake"));

@@ -221,7 +221,7 @@ static void inject(harness *h, const char *const *rcpts, size_t n, sk_spool_stat
 {
     sk_spool_rcpt rs[8] = {0};
     for (size_t i = 0; i < n; i++) rs[i].addr = (char *)rcpts[i];
-    /* The null sender: these tests are not about bounces (test_sched is). */
+    /* The null sender: these tests are not about bounces (test_dispatch is). */
     sk_spool_envelope env = {
         .sender = "", .rcpts = rs, .nrcpts = n, .state = st, .arrival = arrival, .esmtp = 1};
     sk_error err;

@@ -26,12 +26,12 @@ int64_t sk_queue_now_s(const sk_queue *q)
     return sk_queue_now_ms(q) / 1000;
 }
 
-/* " name=\"value\"" with value escaped (it comes from a peer); nothing for
- * a NULL value. */
-static sk_err put_quoted(sk_buf *b, const char *name, const char *value)
+/* A field and its value escaped, within quotes (the value comes from a
+ * peer); nothing for a NULL value. field is the start, e.g. " rcpt=\"". */
+static sk_err put_quoted(sk_buf *b, const char *field, const char *value)
 {
     if (!value) return SK_OK;
-    sk_err e = sk_buf_printf(b, " %s=\"", name);
+    sk_err e = sk_buf_puts(b, field);
     if (!e) e = sk_log_escape(b, value, strlen(value));
     if (!e) e = sk_buf_putc(b, '"');
     return e;
@@ -43,18 +43,18 @@ void sk_queue_emit(sk_queue *q, sk_queue_event *ev)
                                         "expired", "removed",   "dsn",      "throttled"};
     /* Addresses and replies come from peers: escaped and quoted. */
     sk_buf b = SK_BUF_INIT(4096);
-    sk_err e = put_quoted(&b, "rcpt", ev->recipient);
-    if (!e) e = put_quoted(&b, "dest", ev->destination);
+    sk_err e = put_quoted(&b, " rcpt=\"", ev->recipient);
+    if (!e) e = put_quoted(&b, " dest=\"", ev->destination);
     if (!e && ev->remote_host) e = sk_buf_printf(&b, " remote=%s", ev->remote_host);
-    if (!e) e = put_quoted(&b, "file", ev->mailbox_file);
-    if (!e) e = put_quoted(&b, "tls", ev->tls);
+    if (!e) e = put_quoted(&b, " file=\"", ev->mailbox_file);
+    if (!e) e = put_quoted(&b, " tls=\"", ev->tls);
     if (!e && (ev->type == SK_QUEUE_EV_DEFERRED || ev->type == SK_QUEUE_EV_BOUNCED ||
                ev->type == SK_QUEUE_EV_EXPIRED || ev->type == SK_QUEUE_EV_THROTTLED))
         e = sk_buf_printf(&b, " class=%s", sk_class_name(ev->cls));
     if (!e && ev->type == SK_QUEUE_EV_THROTTLED)
         e = sk_buf_printf(&b, " for_ms=%llu", (unsigned long long)ev->throttle_ms);
     if (!e && ev->dsn_id) e = sk_buf_printf(&b, " dsn=%s", ev->dsn_id);
-    if (!e) e = put_quoted(&b, "reply", ev->reply);
+    if (!e) e = put_quoted(&b, " reply=\"", ev->reply);
     /* "queued" repeats the daemon's own queued line (or, for a DSN, the
      * bounced line naming it), so it is a debug line; every later event
      * of a message is logged. */

@@ -1,7 +1,5 @@
-/* Delivery attempts: a message's pending recipients grouped into one job
- * per destination domain (one per recipient with VERP), each job's results
- * recorded as they come, and at the end of the attempt what happens next:
- * removal, a DSN, expiry or the next retry. */
+/* Delivery attempts: a message's recipients grouped into jobs by domain,
+ * each result recorded as it comes, then removal, expiry or the next retry. */
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>

@@ -1,5 +1,4 @@
-/* Destinations and dispatch: every job waits in the queue of its
- * destination (a domain, or the domains sharing a route key), ordered by
+/* Destinations and dispatch: each job waits in its destination's queue, by
  * priority then arrival, and starts as far as the limits allow. */
 #include <ctype.h>
 #include <event2/event.h>

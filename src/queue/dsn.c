@@ -1,8 +1,5 @@
-/* The queue's DSNs: after each attempt, which recipients are reported and
- * what is said of each (Action, Status, Diagnostic-Code, Remote-MTA,
- * Will-Retry-Until), what of the message goes back (RET), and the DSN
- * spooled back to the sender; sk_dsn_build (src/deliver/dsn.c) lays it out
- * as RFC 3464 says. */
+/* The queue's DSNs: which recipients each reports and what it says of them,
+ * what of the message goes back, and spooling it to the sender. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -99,8 +96,9 @@ static sk_err read_body(sk_spool *spool, const char *id, uint64_t body_octets, s
     return e;
 }
 
-/* Build the DSN about env for these recipients into out (RET and ENVID
- * from env; the message read from the spool). The whole message is
+/* Build the DSN about env for these recipients into out, laid out by
+ * sk_dsn_build as RFC 3464 says (RET and ENVID from env; the message read
+ * from the spool). The whole message is
  * returned only when a recipient failed (RFC 3461 4.3: RET applies to
  * failure reports; others carry the headers). */
 static sk_err build(sk_spool *spool, const sk_queue_opts *o, const sk_spool_envelope *env,

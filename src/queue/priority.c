@@ -1,6 +1,5 @@
-/* Message priorities: settings per sender or authenticated user, and
- * MT-PRIORITY (RFC 6710) from the envelope; a priority's level in the
- * queue of a destination. */
+/* Message priorities: settings per sender or authenticated user, MT-PRIORITY
+ * (RFC 6710) from the envelope, and a priority's level in a destination. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,5 @@
-/* The queue runner: its start and stop, the loop events that start
- * attempts for due messages, its clock, events and rules, and the
- * operations flush, release and delete. The parts: queue_int.h. */
+/* The queue runner: start and stop, the loop events that start attempts for
+ * due messages, its clock, events and rules; flush, release and delete. */
 #include <event2/event.h>
 #include <string.h>
 #include <time.h>

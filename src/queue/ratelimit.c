@@ -1,6 +1,5 @@
-/* Throttling and rates of destinations: the token bucket the queue paces
- * deliveries with, the --rate-limit syntax ("example.com=100/m",
- * "default=10/s"), and suspending or slowing a destination on its replies. */
+/* Throttling and rates: the token bucket destinations are paced with, the
+ * --rate-limit syntax, and suspending or slowing a destination on replies. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>

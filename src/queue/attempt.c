@@ -202,10 +202,15 @@ static void job_done(void *ctx, const sk_delivery_result *res)
         int throttled = 0;
         int local = j->t && j->t == q->opts.local_transport;
         for (size_t i = 0; i < j->job.nrcpts; i++) {
-            sk_delivery_rcpt_result fallback = {.status = SK_DELIVERY_TRANSIENT};
-            fallback.reply = sk_reply_make(451, "4.3.0", "%s transport gave no result",
-                                           j->t ? j->t->name : "no");
-            const sk_delivery_rcpt_result *r = res && i < res->nrcpts ? &res->rcpts[i] : &fallback;
+            sk_delivery_rcpt_result fallback;
+            const sk_delivery_rcpt_result *r = &fallback;
+            if (res && i < res->nrcpts)
+                r = &res->rcpts[i];
+            else
+                fallback = (sk_delivery_rcpt_result){
+                    .status = SK_DELIVERY_TRANSIENT,
+                    .reply = sk_reply_make(451, "4.3.0", "%s transport gave no result",
+                                           j->t ? j->t->name : "no")};
             size_t idx = j->rcpts[i].index;
             sk_spool_rcpt *rc = &env->rcpts[idx];
             qrcpt *qr = m->rcpts ? &m->rcpts[idx] : NULL;

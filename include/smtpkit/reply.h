@@ -17,6 +17,7 @@ typedef struct sk_reply {
     char text[SK_REPLY_TEXT_MAX_OCTETS];
 } sk_reply;
 
+/* Ordered: a class >= SK_REPLY_TRANSIENT is a failure. */
 typedef enum sk_reply_class {
     SK_REPLY_INVALID = 0,
     SK_REPLY_SUCCESS,      /* 2xx */
@@ -25,11 +26,25 @@ typedef enum sk_reply_class {
     SK_REPLY_PERMANENT     /* 5xx */
 } sk_reply_class;
 
-/* The one place a reply's class is computed. */
+/* The one place a reply's class is computed: from its code (200..599;
+ * anything else is SK_REPLY_INVALID), and from an RFC 3463 enhanced
+ * status by its first digit ("5.1.1": permanent; NULL, "" or another
+ * digit: SK_REPLY_INVALID). */
 sk_reply_class sk_reply_class_of(int code);
+sk_reply_class sk_enhanced_class(const char *enhanced);
 
 /* Build a reply; text is formatted (printf) and truncated to fit. */
 sk_reply sk_reply_make(int code, const char *enhanced, const char *fmt, ...) SK_PRINTF(3, 4);
+
+/* A reply as one line, "550 5.1.1 text" (the lines of a multi-line reply
+ * joined by spaces), appended to out: how logs and events show a reply and
+ * how the spool keeps a recipient's last one. */
+SK_NODISCARD sk_err sk_reply_to_line(const sk_reply *r, sk_buf *out);
+/* Such a line back into a reply: the code when the line starts with three
+ * digits and a space (or ends there), else 0; the enhanced status after it
+ * when sk_enhanced_valid for that code, else ""; the rest as the text
+ * (truncated to fit). A NULL line gives code 0 and no text. */
+void sk_reply_from_line(const char *line, sk_reply *out);
 
 /* A hook answering this has not answered yet: it will call the session's
  * reply function later (asynchronous completion). */

@@ -145,7 +145,7 @@ const char *sk_daemon_verp_report(const sk_verp_ctx *x, const char *addr, const 
                 const char *text;
                 split_reply(b->diagnostic, &code, enhanced, sizeof enhanced, &text);
                 if (!enhanced[0] && b->status) snprintf(enhanced, sizeof enhanced, "%s", b->status);
-                if (!code) code = enhanced[0] == '4' ? 450 : 550;
+                if (!code) code = sk_enhanced_class(enhanced) == SK_REPLY_TRANSIENT ? 450 : 550;
                 sk_rule_match m = sk_rules_match(x->rules, code, enhanced, text);
                 ev.kind = SK_TRACK_BOUNCED;
                 ev.cls = sk_class_name(m.cls);

@@ -356,10 +356,9 @@ static const char *explain_status(const char *enhanced)
 const char *sk_reply_explain(int code, const char *enhanced, const char *text)
 {
     /* Without a code, the enhanced status's class stands for it. */
-    int cls = code                                                ? code / 100
-              : (enhanced && isdigit((unsigned char)enhanced[0])) ? enhanced[0] - '0'
-                                                                  : 0;
-    if (cls != 4 && cls != 5) return NULL;
+    sk_reply_class rc = code ? sk_reply_class_of(code) : sk_enhanced_class(enhanced);
+    if (rc != SK_REPLY_TRANSIENT && rc != SK_REPLY_PERMANENT) return NULL;
+    int cls = rc == SK_REPLY_TRANSIENT ? 4 : 5; /* the tables' first digit */
     if (text)
         for (size_t i = 0; i < sizeof by_phrase / sizeof by_phrase[0]; i++) {
             if (by_phrase[i].cls && by_phrase[i].cls != cls) continue;
@@ -371,7 +370,7 @@ const char *sk_reply_explain(int code, const char *enhanced, const char *text)
      * ("other or undefined", RFC 3463 3) says less than a known code
      * (530 5.7.0 is "authentication required"), so the code goes first. */
     const char *by_enhanced = NULL;
-    if (enhanced && enhanced[0] && enhanced[0] - '0' == cls) {
+    if (sk_enhanced_class(enhanced) == rc) {
         by_enhanced = explain_status(enhanced);
         size_t n = strlen(enhanced);
         int undefined = n >= 2 && enhanced[n - 1] == '0' && enhanced[n - 2] == '.';

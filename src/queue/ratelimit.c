@@ -1,5 +1,5 @@
-/* Per-destination rates: the token bucket the queue paces deliveries with,
- * and the --rate-limit syntax ("example.com=100/m", "default=10/s"). */
+/* Throttling and rates: the token bucket destinations are paced with, the
+ * --rate-limit syntax, and suspending or slowing a destination on replies. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -98,4 +98,69 @@ sk_queue_rate sk_queue_rate_for(const sk_queue_opts *o, const char *domain, int 
     for (size_t i = 0; i < o->nrate_rules; i++)
         if (!o->rate_rules[i].domain[0]) return o->rate_rules[i].rate;
     return o->rate_default;
+}
+
+void sk_pace_join(sk_pace *p, const sk_queue_opts *o, const char *domain, int fresh)
+{
+    if (p->unpaced || p->overridden) return;
+    int ov;
+    sk_queue_rate r = sk_queue_rate_for(o, domain, &ov);
+    if (fresh || ov) {
+        p->bucket = (sk_bucket){.rate = r};
+        p->overridden = ov;
+    }
+}
+
+int64_t sk_pace_wait(const sk_pace *p, int64_t now_ms)
+{
+    if (now_ms < p->suspended_until) return p->suspended_until - now_ms;
+    if (p->unpaced) return 0;
+    int64_t w = (int64_t)sk_bucket_wait(&p->bucket, now_ms);
+    if (now_ms < p->slow_until) {
+        int64_t s = (int64_t)sk_bucket_wait(&p->slow, now_ms);
+        if (s > w) w = s;
+    }
+    return w;
+}
+
+void sk_pace_take(sk_pace *p, int64_t now_ms)
+{
+    if (p->unpaced) return;
+    sk_bucket_take(&p->bucket, now_ms);
+    if (now_ms < p->slow_until) sk_bucket_take(&p->slow, now_ms);
+}
+
+int sk_pace_idle(const sk_pace *p, int64_t now_ms)
+{
+    const sk_bucket *b = &p->bucket;
+    return now_ms >= p->suspended_until && now_ms >= p->slow_until &&
+           (!b->rate.count || b->tat <= now_ms * (int64_t)b->rate.count);
+}
+
+static void suspend(sk_pace *p, uint64_t ms, int64_t now_ms)
+{
+    if (now_ms + (int64_t)ms > p->suspended_until) p->suspended_until = now_ms + (int64_t)ms;
+}
+
+int sk_pace_throttle(sk_pace *p, const sk_reply *r, const sk_rule_match *mt,
+                     uint64_t default_suspend_ms, int64_t now_ms, uint64_t *for_ms)
+{
+    const sk_traffic_action *a = &mt->action;
+    uint64_t ms;
+    if (mt->matched && a->kind == SK_TRAFFIC_SUSPEND) {
+        ms = a->duration_ms;
+        suspend(p, ms, now_ms);
+    } else if (mt->matched && a->kind == SK_TRAFFIC_RATE && a->rate_count && a->rate_per_ms) {
+        ms = a->duration_ms;
+        p->slow = (sk_bucket){.rate = {.count = a->rate_count, .per_ms = a->rate_per_ms}};
+        p->slow_until = now_ms + (int64_t)ms;
+    } else if ((r->code == 421 || !strncmp(r->enhanced, "4.7.", 4)) &&
+               !(mt->matched && mt->cls == SK_CLASS_OTHER)) {
+        ms = default_suspend_ms;
+        suspend(p, ms, now_ms);
+    } else {
+        return 0;
+    }
+    *for_ms = ms;
+    return 1;
 }

@@ -60,7 +60,7 @@ static void auth_result(sk_session *s, const char *mech, const char *user, sk_re
         r = sk_reply_make(454, "4.7.0", "Temporary authentication failure");
     sk_buf esc = SK_BUF_INIT(4 * SK_SMTP_LINE_MAX_OCTETS);
     if (sk_log_escape(&esc, user, strlen(user)) != SK_OK) sk_buf_reset(&esc);
-    if (r.code < 300) {
+    if (sk_reply_class_of(r.code) == SK_REPLY_SUCCESS) {
         s->auth_user = sk_strdup(user);
         if (!s->auth_user) {
             sk_sess_reply(s, 454, "4.7.0", "Temporary authentication failure");
@@ -76,7 +76,7 @@ static void auth_result(sk_session *s, const char *mech, const char *user, sk_re
     sk_log(logger(s), SK_LOG_WARN, "%s server auth-failed peer=%s mech=%s user=\"%s\" reply=%d",
            s->id, s->peer, mech, sk_buf_cstr(&esc), r.code);
     sk_buf_free(&esc);
-    if (r.code >= 500) auth_failed(srv, s->peer);
+    if (sk_reply_class_of(r.code) == SK_REPLY_PERMANENT) auth_failed(srv, s->peer);
     if (auth_blocked(srv, s->peer)) {
         sk_log(logger(s), SK_LOG_WARN, "%s server auth-throttle peer=%s failures=%u", s->id,
                s->peer, s->cfg->auth_failures_max);

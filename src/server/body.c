@@ -75,7 +75,7 @@ static int msg_open(sk_session *s, int bdat)
         r = srv->on_data_start(s, &env, &s->msg_ctx, srv->on_data_ctx);
         reply_check(&r);
     }
-    if (r.code >= 400) {
+    if (sk_reply_class_of(r.code) >= SK_REPLY_TRANSIENT) {
         sk_log(logger(s), SK_LOG_INFO, "%s server data-refused reply=%d", s->id, r.code);
         if (bdat) {
             refuse_later(s, &r);
@@ -190,7 +190,7 @@ void sk_sess_msg_done(sk_session *s, const sk_reply *r)
     sk_sess_reply_r(s, r);
     sk_log(logger(s), SK_LOG_INFO, "%s server message size=%llu rcpts=%zu reply=%d", s->id,
            (unsigned long long)s->msg_size, s->nrcpts, r->code);
-    if (r->code < 300) s->idle = 0;
+    if (sk_reply_class_of(r->code) == SK_REPLY_SUCCESS) s->idle = 0;
     s->msg_started = 0;
     sk_sess_tx_reset(s);
     sk_sess_set_state(s, rest_state(s)); /* SS_CONNECTED: a BDAT refused before EHLO */

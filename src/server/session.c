@@ -54,7 +54,7 @@ void sk_sess_reply_text(sk_session *s, int code, const char *enh, const char *te
         if (!nl) break;
         p = nl + 1;
     }
-    if (code >= 400) s->idle++;
+    if (sk_reply_class_of(code) >= SK_REPLY_TRANSIENT) s->idle++;
 }
 
 static void reply_v(sk_session *s, int code, const char *enh, const char *fmt, va_list ap)
@@ -88,7 +88,7 @@ int sk_sess_hook_refused(sk_session *s, sk_reply *r, const char *hook)
         sk_log(logger(s), SK_LOG_ERR, "%s server hook-error hook=%s code=%d", s->id, hook, r->code);
         reply_check(r);
     }
-    if (r->code < 400) return 0;
+    if (sk_reply_class_of(r->code) < SK_REPLY_TRANSIENT) return 0;
     sk_sess_reply_r(s, r);
     return 1;
 }

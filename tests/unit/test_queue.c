@@ -1,7 +1,8 @@
 /* Unit tests for src/queue: routing to transports, results recorded on
  * disk, retry schedule, expiry, hold/release/flush/delete (in process, on
- * the spool directly, and through a running queue), and no duplicate
- * Maildir delivery after a restart. */
+ * the spool directly, and through a running queue), the states a message
+ * goes through (each change logged), and no duplicate Maildir delivery
+ * after a restart. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -96,7 +97,29 @@ typedef struct harness {
     int events;
     struct event *guard;
     unsigned max_in_flight;
+    char states[4096]; /* "ID from>to\n" for each state change logged */
 } harness;
+
+/* Keep the queue's state changes ("ID queue state from=A to=B"). */
+static void on_log(void *ctx, sk_log_level level, const char *line)
+{
+    harness *h = ctx;
+    char id[SK_SPOOL_ID_SIZE], from[16], to[16];
+    if (sscanf(line, "%16s queue state from=%15s to=%15s", id, from, to) != 3) return;
+    size_t n = strlen(h->states);
+    snprintf(h->states + n, sizeof h->states - n, "%s %s>%s\n", id, from, to);
+}
+
+/* The state changes of message id, "a>b c>d ...". */
+static void states_of(const harness *h, const char *id, char *out, size_t size)
+{
+    out[0] = '\0';
+    for (const char *p = h->states; (p = strstr(p, id)); p += SK_SPOOL_ID_LEN) {
+        const char *change = p + SK_SPOOL_ID_LEN + 1;
+        size_t n = strcspn(change, "\n"), len = strlen(out);
+        snprintf(out + len, size - len, "%s%.*s", len ? " " : "", (int)n, change);
+    }
+}
 
 static void on_event(void *ctx, const sk_queue_event *ev)
 {
@@ -140,7 +163,8 @@ static void start(harness *h, const uint64_t *retry, size_t nretry, uint64_t lif
                        .control_poll_ms = 10,
                        .max_in_flight = h->max_in_flight,
                        .on_event = on_event,
-                       .event_ctx = h};
+                       .event_ctx = h,
+                       .log = {.fn = on_log, .ctx = h, .max_level = SK_LOG_DEBUG}};
     h->q = sk_queue_new(h->spool, &o, h->base, &err);
     assert_non_null(h->q);
     h->guard = evtimer_new(h->base, on_guard, h);
@@ -179,7 +203,7 @@ static void inject(harness *h, const char *const *rcpts, size_t n, sk_spool_stat
 {
     sk_spool_rcpt rs[8] = {0};
     for (size_t i = 0; i < n; i++) rs[i].addr = (char *)rcpts[i];
-    /* The null sender: these tests are not about bounces (test_sched is). */
+    /* The null sender: these tests are not about bounces (test_dispatch is). */
     sk_spool_envelope env = {
         .sender = "", .rcpts = rs, .nrcpts = n, .state = st, .arrival = arrival, .esmtp = 1};
     sk_error err;
@@ -362,6 +386,49 @@ static void test_hold_release_delete(void **state)
     assert_int_equal(left, 0);
     skt_rmtree(h.dir);
     free(h.dir);
+}
+
+/* Every state a message goes through, logged by the one setter. */
+static void test_state_changes(void **state)
+{
+    harness h = {0};
+    static const uint64_t retry[] = {3600 * 1000};
+    start(&h, retry, 1, 0);
+    static const char *const ok[] = {"ok@localhost"}, *const tmp[] = {"tmp@localhost"};
+    char held[SK_SPOOL_ID_SIZE], deferred[SK_SPOOL_ID_SIZE], busy[SK_SPOOL_ID_SIZE];
+    inject(&h, ok, 1, SK_SPOOL_HOLD, 0, held);
+    run_until(&h, 0, 1); /* queued */
+    assert_int_equal(sk_queue_release(h.q, held), SK_OK);
+    run_until(&h, 1, 0);
+    inject(&h, tmp, 1, SK_SPOOL_ACTIVE, 0, deferred);
+    run_until(&h, 0, h.events + 2); /* queued, deferred */
+    assert_int_equal(sk_queue_flush(h.q), SK_OK);
+    run_until(&h, 0, h.events + 1); /* deferred again */
+    h.local.hold_jobs = 1;
+    inject(&h, ok, 1, SK_SPOOL_ACTIVE, 0, busy);
+    while (!h.local.held_done) event_base_loop(h.base, EVLOOP_ONCE);
+    assert_int_equal(sk_queue_delete(h.q, busy), SK_OK);
+    fake_complete_held(&h.local);
+    const struct {
+        const char *name;
+        const char *id;
+        const char *want;
+    } cases[] = {
+        {"held, released, delivered", held, "held>ready ready>delivering delivering>removed"},
+        {"deferred, flushed, deferred again", deferred,
+         "waiting>ready ready>delivering delivering>waiting "
+         "waiting>ready ready>delivering delivering>waiting"},
+        {"deleted while delivering", busy,
+         "waiting>ready ready>delivering delivering>deleted deleted>removed"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char got[512];
+        states_of(&h, cases[i].id, got, sizeof got);
+        if (strcmp(got, cases[i].want))
+            fail_msg("%s: \"%s\", want \"%s\"", cases[i].name, got, cases[i].want);
+    }
+    stop(&h);
+    rm_tree(h.dir);
 }
 
 static void test_in_flight_limit(void **state)
@@ -579,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_routing_and_results),
         cmocka_unit_test(test_retry_schedule_and_expiry),
         cmocka_unit_test(test_hold_release_delete),
+        cmocka_unit_test(test_state_changes),
         cmocka_unit_test(test_in_flight_limit),
         cmocka_unit_test(test_control),
         cmocka_unit_test(test_maildir_restart_idempotent),

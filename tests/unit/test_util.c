@@ -105,6 +105,78 @@ static void test_enhanced_valid(void **state)
         assert_int_equal(sk_enhanced_valid(c[i].s, c[i].code), c[i].ok);
 }
 
+/* A reply's class, from its code and from its enhanced status. */
+static void test_reply_class(void **state)
+{
+    static const struct {
+        int code;
+        sk_reply_class cls;
+    } codes[] = {{0, SK_REPLY_INVALID},     {199, SK_REPLY_INVALID},      {200, SK_REPLY_SUCCESS},
+                 {299, SK_REPLY_SUCCESS},   {354, SK_REPLY_INTERMEDIATE}, {421, SK_REPLY_TRANSIENT},
+                 {499, SK_REPLY_TRANSIENT}, {500, SK_REPLY_PERMANENT},    {599, SK_REPLY_PERMANENT},
+                 {600, SK_REPLY_INVALID}};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        assert_int_equal(sk_reply_class_of(codes[i].code), codes[i].cls);
+    static const struct {
+        const char *enhanced;
+        sk_reply_class cls;
+    } enh[] = {{"2.0.0", SK_REPLY_SUCCESS},   {"4.7.1", SK_REPLY_TRANSIENT},
+               {"5.1.1", SK_REPLY_PERMANENT}, {"3.0.0", SK_REPLY_INVALID},
+               {"", SK_REPLY_INVALID},        {NULL, SK_REPLY_INVALID}};
+    for (size_t i = 0; i < sizeof enh / sizeof enh[0]; i++)
+        assert_int_equal(sk_enhanced_class(enh[i].enhanced), enh[i].cls);
+}
+
+/* A reply's one-line form, and back. */
+static void test_reply_line(void **state)
+{
+    static const struct {
+        sk_reply r;
+        const char *line;
+        sk_reply back; /* what the line reads back as */
+    } c[] = {
+        {{550, "5.1.1", "no such user"}, "550 5.1.1 no such user", {550, "5.1.1", "no such user"}},
+        {{250, "", "ok"}, "250 ok", {250, "", "ok"}},
+        {{451, "4.7.1", "greylisted\ntry later"},
+         "451 4.7.1 greylisted try later",
+         {451, "4.7.1", "greylisted try later"}},
+        /* An enhanced status of another class than the code stays text. */
+        {{550, "4.1.1", "odd"}, "550 4.1.1 odd", {550, "", "4.1.1 odd"}},
+        {{421, "", ""}, "421 ", {421, "", ""}},
+        {{0, "", "no reply"}, "0 no reply", {0, "", "0 no reply"}},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        sk_buf b = SK_BUF_INIT(2048);
+        assert_int_equal(sk_reply_to_line(&c[i].r, &b), SK_OK);
+        assert_string_equal(sk_buf_cstr(&b), c[i].line);
+        sk_reply back;
+        sk_reply_from_line(sk_buf_cstr(&b), &back);
+        assert_int_equal(back.code, c[i].back.code);
+        assert_string_equal(back.enhanced, c[i].back.enhanced);
+        assert_string_equal(back.text, c[i].back.text);
+        sk_buf_free(&b);
+    }
+    static const struct {
+        const char *line;
+        int code;
+        const char *enhanced, *text;
+    } in[] = {{"554", 554, "", ""},
+              {"5.1.1 no code", 0, "5.1.1", "no code"},
+              {"55 short", 0, "", "55 short"},
+              {"550-5.1.1 continued", 0, "", "550-5.1.1 continued"}};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+        sk_reply r;
+        sk_reply_from_line(in[i].line, &r);
+        assert_int_equal(r.code, in[i].code);
+        assert_string_equal(r.enhanced, in[i].enhanced);
+        assert_string_equal(r.text, in[i].text);
+    }
+    sk_reply r = {.code = 1};
+    sk_reply_from_line(NULL, &r);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.text, "");
+}
+
 static void test_errors_named(void **state)
 {
     for (int e = 0; e < SK_ERR__COUNT; e++) assert_non_null(sk_strerror((sk_err)e));
@@ -255,7 +327,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_bounded),    cmocka_unit_test(test_base64_vectors),
         cmocka_unit_test(test_base64_rejects), cmocka_unit_test(test_parse_units),
-        cmocka_unit_test(test_enhanced_valid), cmocka_unit_test(test_errors_named),
+        cmocka_unit_test(test_enhanced_valid), cmocka_unit_test(test_reply_class),
+        cmocka_unit_test(test_reply_line),     cmocka_unit_test(test_errors_named),
         cmocka_unit_test(test_log_escape),     cmocka_unit_test(test_nearest),
         cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_log_record_parse),
     };

@@ -181,7 +181,8 @@ static void step_reply(probe_step *s, const sk_reply *r)
 {
     s->has_reply = 1;
     s->reply = *r;
-    if (r->code >= 400) s->explanation = sk_reply_explain(r->code, r->enhanced, r->text);
+    if (sk_reply_class_of(r->code) >= SK_REPLY_TRANSIENT)
+        s->explanation = sk_reply_explain(r->code, r->enhanced, r->text);
 }
 
 /* The reply an sk_error carries (code, enhanced status, text). */
@@ -233,7 +234,8 @@ static void step_end(probe *p, probe_step *s, verdict v)
             l += n + (nl ? 1 : 0);
         }
     }
-    if (s->has_reply && s->reply.enhanced[0] && s->reply.code >= 400) {
+    if (s->has_reply && s->reply.enhanced[0] &&
+        sk_reply_class_of(s->reply.code) >= SK_REPLY_TRANSIENT) {
         const char *d = sk_enhanced_describe(s->reply.enhanced);
         if (d) {
             char buf[160];
@@ -688,16 +690,19 @@ static int check_open(probe *p, sk_client *c)
         step_end(p, s, V_OK);
         return 0;
     }
-    if (e.code >= 400 || (g && g->code >= 400)) {
+    if (sk_reply_class_of(e.code) >= SK_REPLY_TRANSIENT ||
+        (g && sk_reply_class_of(g->code) >= SK_REPLY_TRANSIENT)) {
         /* RFC 5321 3.1: 554 instead of 220 means "no service for you";
          * 421 means "not now". */
-        if (e.code >= 400)
+        if (sk_reply_class_of(e.code) >= SK_REPLY_TRANSIENT)
             step_error_reply(s, &e);
         else
             step_reply(s, g);
         step_detail(s, "the server refused the session: %d %s%s%s", s->reply.code,
                     s->reply.enhanced, s->reply.enhanced[0] ? " " : "", s->reply.text);
-        return step_fail(p, s, s->reply.code >= 500 ? EX_UNAVAILABLE : EX_TEMPFAIL);
+        return step_fail(p, s,
+                         sk_reply_class_of(s->reply.code) == SK_REPLY_PERMANENT ? EX_UNAVAILABLE
+                                                                                : EX_TEMPFAIL);
     }
     return diagnose_no_greeting(p, c, s, rc, &e);
 }
@@ -855,7 +860,7 @@ static int check_starttls(probe *p, sk_client *c)
     uint64_t t0 = sk_now_ms();
     sk_err rc = sk_client_starttls(c, &e);
     s->elapsed_ms = (long)(sk_now_ms() - t0);
-    if (rc != SK_OK && e.code >= 400 && e.step != SK_STEP_EHLO) {
+    if (rc != SK_OK && sk_reply_class_of(e.code) >= SK_REPLY_TRANSIENT && e.step != SK_STEP_EHLO) {
         step_error_reply(s, &e);
         step_detail(s, "STARTTLS refused: %d %s%s%s", e.code, e.enhanced, e.enhanced[0] ? " " : "",
                     e.text);
@@ -894,9 +899,9 @@ static int check_auth(probe *p, sk_client *c)
             step_fix(s, "probe with --tls starttls or --tls implicit: credentials are never sent "
                         "without TLS");
     }
-    int code = e.code >= 400 && e.code < 500 ? EX_TEMPFAIL
-               : rc == SK_ERR_CONFIG         ? EX_CONFIG
-                                             : EX_NOPERM;
+    int code = sk_reply_class_of(e.code) == SK_REPLY_TRANSIENT ? EX_TEMPFAIL
+               : rc == SK_ERR_CONFIG                           ? EX_CONFIG
+                                                               : EX_NOPERM;
     return step_fail(p, s, code);
 }
 

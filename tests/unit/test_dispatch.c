@@ -1,9 +1,9 @@
-/* Unit tests for queue scheduling and bounces, with a scripted transport
- * and an injected clock: priorities within a destination, per-destination
- * connection limits, independence of destinations, throttling by 421,
- * 4.7.x and rules, provider grouping, priority settings, DSNs on permanent
- * failure and on expiry (NOTIFY, null sender), success and delay DSNs, and
- * retry state across a restart. */
+/* Unit tests for the queue's dispatch (src/queue/dispatch.c) and what it
+ * drives, with a scripted transport and an injected clock: priorities
+ * within a destination, per-destination connection limits, independence
+ * of destinations, throttling by 421, 4.7.x and rules, provider grouping,
+ * priority settings, DSNs on permanent failure and on expiry (NOTIFY, null
+ * sender), success and delay DSNs, and retry state across a restart. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -166,7 +166,7 @@ static void on_event(void *ctx, const sk_queue_event *ev)
 static void start(harness *h)
 {
     if (!h->dir) {
-        h->dir = skt_tmpdir("sched");
+        h->dir = skt_tmpdir("dispatch");
         h->now = 1700000000000;
     }
     memset(h->ev, 0, sizeof h->ev);
@@ -257,7 +257,8 @@ static void inject(harness *h, const msgspec *s, char id[SK_SPOOL_ID_SIZE])
     sk_error err;
     sk_spool_msg *m = sk_spool_begin(h->spool, &env, &err);
     assert_non_null(m);
-    static const char body[] = "Subject: sched test\r\nMessage-ID: <t@sender.test>\r\n\r\nhi\r\n";
+    static const char body[] =
+        "Subject: dispatch test\r\nMessage-ID: <t@sender.test>\r\n\r\nhi\r\n";
     assert_int_equal(sk_spool_write(m, body, sizeof body - 1), SK_OK);
     char tmp[SK_SPOOL_ID_SIZE];
     sk_spool_commit(m, on_commit, id ? id : tmp);
@@ -784,7 +785,7 @@ static void test_dsn_on_permanent_failure(void **state)
         assert_non_null(strstr(dsn, "Status: 5.1.1"));
         assert_non_null(strstr(dsn, "Remote-MTA: dns; mx.fake"));
         assert_non_null(strstr(dsn, "smtp; 550 5.1.1 no such user here (class bad-mailbox)"));
-        assert_non_null(strstr(dsn, "Subject: sched test")); /* the original comes back */
+        assert_non_null(strstr(dsn, "Subject: dispatch test")); /* the original comes back */
         assert_null(strstr(dsn, "carol@ok.test"));
         free(dsn);
         done_all(&h);
@@ -888,7 +889,7 @@ static void test_dsn_on_success(void **state)
         assert_non_null(strstr(dsn, "Subject: Successful Mail Delivery Report"));
         /* RFC 3461 4.3: no failure, so the headers only. */
         assert_non_null(strstr(dsn, "Content-Type: text/rfc822-headers"));
-        assert_non_null(strstr(dsn, "Subject: sched test"));
+        assert_non_null(strstr(dsn, "Subject: dispatch test"));
         assert_null(strstr(dsn, "\r\nhi\r\n"));
         if (!strcmp(cases[c].action, "relayed")) {
             assert_non_null(strstr(dsn, "Remote-MTA: dns; mx.fake"));

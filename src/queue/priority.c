@@ -1,15 +1,11 @@
-/* Message priorities: settings per sender or authenticated user, and
- * MT-PRIORITY (RFC 6710) from the envelope. */
+/* Message priorities: settings per sender or authenticated user, MT-PRIORITY
+ * (RFC 6710) from the envelope, and a priority's level in a destination. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "queue/queue_int.h"
-
-/* RFC 6710 2: priorities run from -9 to 9. */
-#define PRIORITY_MIN (-9)
-#define PRIORITY_MAX 9
 
 sk_err sk_queue_priority_parse(const char *s, sk_queue_priority_rule *out, sk_error *err)
 {
@@ -32,7 +28,7 @@ sk_err sk_queue_priority_parse(const char *s, sk_queue_priority_rule *out, sk_er
     errno = 0;
     char *end;
     long p = strtol(eq + 1, &end, 10);
-    if (errno || end == eq + 1 || *end || p < PRIORITY_MIN || p > PRIORITY_MAX)
+    if (errno || end == eq + 1 || *end || p < SK_QUEUE_PRIORITY_MIN || p > SK_QUEUE_PRIORITY_MAX)
         return sk_error_set(err, SK_ERR_SYNTAX, SK_STEP_NONE,
                             "priority: \"%s\": the value must be from -9 to 9", s);
     out->priority = (int)p;
@@ -56,8 +52,14 @@ int sk_queue_priority_of(const sk_spool_envelope *env, const sk_queue_priority_r
                           : sender_matches(r->match, env->sender);
         if (hit) return r->priority;
     }
-    if (env->mail.has_priority && env->mail.priority >= PRIORITY_MIN &&
-        env->mail.priority <= PRIORITY_MAX)
+    if (env->mail.has_priority && env->mail.priority >= SK_QUEUE_PRIORITY_MIN &&
+        env->mail.priority <= SK_QUEUE_PRIORITY_MAX)
         return env->mail.priority;
     return 0;
+}
+
+int sk_queue_priority_level(int priority)
+{
+    int lv = priority - SK_QUEUE_PRIORITY_MIN;
+    return lv < 0 ? 0 : lv >= SK_QUEUE_PRIORITY_LEVELS ? SK_QUEUE_PRIORITY_LEVELS - 1 : lv;
 }

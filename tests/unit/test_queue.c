@@ -428,7 +428,7 @@ static void test_state_changes(void **state)
             fail_msg("%s: \"%s\", want \"%s\"", cases[i].name, got, cases[i].want);
     }
     stop(&h);
-    rm_tree(h.dir);
+    skt_rmtree(h.dir);
 }
 
 static void test_in_flight_limit(void **state)

@@ -16,6 +16,7 @@
 #include "message.h"
 #include "daemon.h"
 #include "dns.h"
+#include "spf.h"
 #include "classify.h"
 #include "dsn.h"
 #include "track.h"

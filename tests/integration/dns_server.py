@@ -49,7 +49,10 @@ CNAME_HOPS_MAX = 8
 
 
 def _norm(name):
-    return str(name).rstrip(".").lower()
+    """A name as the zone compares it: its labels' octets joined by dots,
+    lowercase (dnslib's text form would escape a space as \\032)."""
+    label = name if isinstance(name, DNSLabel) else DNSLabel(str(name).rstrip("."))
+    return ".".join(part.decode("latin-1") for part in label.label).lower()
 
 
 class Zone:

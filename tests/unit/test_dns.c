@@ -311,43 +311,14 @@ static const char zone[] =
     " \"1.2.0.192.in-addr.arpa\": {\"PTR\": [\"b.cache.test\", \"a.cache.test.\"]}}";
 
 typedef struct server {
-    pid_t pid;
+    int pid;
     char addr[64];
 } server;
 
 static int start_server(void **state)
 {
     static server srv;
-    const char *src = getenv("SK_SOURCE_DIR");
-    assert_non_null(src);
-    char prog[4096];
-    snprintf(prog, sizeof prog, "%s/tests/integration/dns_server.py", src);
-    char *zpath = skt_tmpfile("zone", zone, strlen(zone));
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    srv.pid = fork();
-    assert_true(srv.pid >= 0);
-    if (srv.pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        execl("/usr/bin/python3", "python3", prog, zpath, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    /* The server prints its port once it listens (or exits on failure). */
-    char line[32] = "";
-    size_t n = 0;
-    while (n < sizeof line - 1 && read(p[0], line + n, 1) == 1 && line[n] != '\n') n++;
-    line[n] = '\0';
-    close(p[0]);
-    unlink(zpath);
-    free(zpath);
-    if (atoi(line) <= 0) {
-        kill(srv.pid, SIGKILL);
-        waitpid(srv.pid, NULL, 0);
-        fail_msg("dns_server.py did not start");
-    }
-    snprintf(srv.addr, sizeof srv.addr, "127.0.0.1:%d", atoi(line));
+    srv.pid = skt_dns_start(zone, srv.addr, sizeof srv.addr);
     *state = &srv;
     return 0;
 }
@@ -355,8 +326,7 @@ static int start_server(void **state)
 static int stop_server(void **state)
 {
     server *srv = *state;
-    kill(srv->pid, SIGTERM);
-    waitpid(srv->pid, NULL, 0);
+    skt_dns_stop(srv->pid);
     return 0;
 }
 

@@ -29,6 +29,8 @@ COMMANDS = {
                  "--reason"),
     "probe": (["--tls", "none", "127.0.0.1:1"], "--verbsoe", "--verbose", "--timeout"),
     "passwd": ([], "--hlep", "--help", None),
+    "spf": (["--ip", "192.0.2.1", "--mail-from", "a@example.org"], "--trcae", "--trace",
+            "--dns-server"),
 }
 
 tmp = sktest.TempDir("sk-cli-consistency-")

@@ -15,6 +15,7 @@ int cmd_stats(int argc, char **argv);
 int cmd_suppress(int argc, char **argv);
 int cmd_passwd(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
+int cmd_spf(int argc, char **argv);
 
 /* Print "smtpkit CMD: message" to stderr and return EX_USAGE (64). */
 int cli_usage_error(const char *cmd, const char *fmt, ...) SK_PRINTF(2, 3);

@@ -22,6 +22,7 @@ static const struct {
     {"suppress", cmd_suppress, "list, add or remove suppressed recipients"},
     {"probe", cmd_probe, "diagnose a mail server connection step by step"},
     {"passwd", cmd_passwd, "print a crypt(3) hash of a password read from stdin"},
+    {"spf", cmd_spf, "evaluate SPF for a client address and a MAIL FROM or HELO"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

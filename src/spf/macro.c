@@ -163,6 +163,12 @@ sk_err spf_macro_walk(const char *s, size_t len, sk_spf_macro_mode mode, const s
                       sk_buf *out, size_t *last_macro_end)
 {
     int expand = v && out;
+    /* The whole string is checked first: a syntax error is reported as
+     * such even when the output would overflow before reaching it. */
+    if (expand) {
+        sk_err e = spf_macro_walk(s, len, mode, NULL, NULL, NULL);
+        if (e) return e;
+    }
     if (last_macro_end) *last_macro_end = 0;
     size_t i = 0;
     sk_err e = SK_OK;

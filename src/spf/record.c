@@ -148,7 +148,7 @@ static sk_err parse_mechanism(const char *s, size_t len, sk_spf_term *t, char *w
     const char *term = s;
     size_t tlen = len;
     t->qualifier = SK_SPF_PASS;
-    if (len && strchr("+-~?", s[0])) {
+    if (len && s[0] && strchr("+-~?", s[0])) {
         t->qualifier = s[0] == '+'   ? SK_SPF_PASS
                        : s[0] == '-' ? SK_SPF_FAIL
                        : s[0] == '~' ? SK_SPF_SOFTFAIL
@@ -314,6 +314,15 @@ sk_err sk_spf_record_parse(const char *txt, size_t len, sk_spf_record **out, cha
         const char *s = txt + i;
         size_t n = j - i;
         i = j;
+        /* 4.6.1, 7.1: every term is visible ASCII (a NUL would otherwise
+         * end a name or an address early). */
+        for (size_t k = 0; k < n && !e; k++)
+            if ((unsigned char)s[k] < 0x21 || (unsigned char)s[k] > 0x7e) {
+                char sb[128];
+                e = syntax(why, why_size, "\"%s\": a character outside printable ASCII",
+                           shown(s, n, sb, sizeof sb));
+            }
+        if (e) break;
         /* "=" before any ":" or "/" makes a modifier. */
         size_t k = 0;
         while (k < n && s[k] != '=' && s[k] != ':' && s[k] != '/') k++;

@@ -153,10 +153,17 @@ static void test_record_errors(void **state)
         assert_true(why[0] != '\0');
         for (const char *p = why; *p; p++) assert_true(*p >= 0x20 && *p < 0x7f);
     }
-    /* A NUL inside a record is an error, not its end. */
+    /* A NUL inside a record is an error, not its end, and no qualifier
+     * (found by fuzz_spf_record). */
     static const char nul[] = "v=spf1 a:foo.example.com\0 -all";
+    static const char nul_qualifier[] = "v=spf1 \0a:foo.example.com";
+    static const char nul_ip6[] = "v=spf1 ip6:::\0\0261.1.1/0";
     sk_spf_record *rec;
+    assert_int_equal(sk_spf_record_parse(nul_ip6, sizeof nul_ip6 - 1, &rec, NULL, 0),
+                     SK_ERR_SYNTAX);
     assert_int_equal(sk_spf_record_parse(nul, sizeof nul - 1, &rec, NULL, 0), SK_ERR_SYNTAX);
+    assert_int_equal(sk_spf_record_parse(nul_qualifier, sizeof nul_qualifier - 1, &rec, NULL, 0),
+                     SK_ERR_SYNTAX);
 }
 
 static void test_macros(void **state)
@@ -257,6 +264,11 @@ static void test_macros(void **state)
     sk_buf small = SK_BUF_INIT(10);
     assert_int_equal(sk_spf_macro_expand("%{s}", 4, SK_SPF_MACRO_DOMAIN, &v4, &small),
                      SK_ERR_TOO_LONG);
+    /* ... but a syntax error after the overflow is still a syntax error
+     * (found by fuzz_spf_macro). */
+    sk_buf_reset(&small);
+    assert_int_equal(sk_spf_macro_expand("%{s}%{x}", 8, SK_SPF_MACRO_DOMAIN, &v4, &small),
+                     SK_ERR_SYNTAX);
     sk_buf_free(&small);
 }
 

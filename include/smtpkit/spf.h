@@ -143,7 +143,8 @@ typedef struct sk_spf_outcome {
     const char *property;
     char *property_value;
     /* What the evaluation did, one line per step ("example.org: ip4:192.0.2.0/24
-     * no match"), at most SK_SPF_TRACE_LINES_MAX lines. */
+     * -> no match"), at most SK_SPF_TRACE_LINES_MAX lines (the last then
+     * says the trace was cut). */
     size_t ntrace;
     char **trace;
 } sk_spf_outcome;

@@ -108,10 +108,10 @@ static void trace(sk_spf_check *c, const char *fmt, ...) SK_PRINTF(2, 3);
 static void trace(sk_spf_check *c, const char *fmt, ...)
 {
     sk_spf_outcome *o = c->out;
-    if (o->ntrace > SK_SPF_TRACE_LINES_MAX) return;
+    if (o->ntrace >= SK_SPF_TRACE_LINES_MAX) return;
     sk_buf b = SK_BUF_INIT(SK_LOG_LINE_MAX_OCTETS);
     sk_err e;
-    if (o->ntrace == SK_SPF_TRACE_LINES_MAX) {
+    if (o->ntrace == SK_SPF_TRACE_LINES_MAX - 1) {
         e = sk_buf_puts(&b, "... (trace cut)");
     } else {
         va_list ap;
@@ -962,8 +962,14 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     sk_spf_check *c = arg;
     sk_spf_outcome *o = c->out;
     c->out = NULL;
-    sk_log(&c->log, SK_LOG_DEBUG, "- spf result=%s domain=%s lookups=%u voids=%u",
-           sk_spf_result_name(o->result), o->domain ? o->domain : "", o->lookups, o->void_lookups);
+    /* The domain comes from the peer (MAIL FROM, HELO): escaped. */
+    sk_buf domain = SK_BUF_INIT(SK_LOG_LINE_MAX_OCTETS);
+    const char *shown = o->domain && !sk_log_escape(&domain, o->domain, strlen(o->domain))
+                            ? sk_buf_cstr(&domain)
+                            : "?";
+    sk_log(&c->log, SK_LOG_DEBUG, "- spf result=%s domain=\"%s\" lookups=%u voids=%u",
+           sk_spf_result_name(o->result), shown, o->lookups, o->void_lookups);
+    sk_buf_free(&domain);
     sk_spf_cb cb = c->cb;
     void *ctx = c->ctx;
     check_free(c);

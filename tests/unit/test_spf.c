@@ -300,7 +300,15 @@ typedef struct dns {
 static int start_dns(void **state)
 {
     static dns d;
-    d.pid = skt_dns_start(zone, d.addr, sizeof d.addr);
+    /* The zone, and many.test: 120 ip4 terms (in strings of one record) that
+     * do not match, then -all: more steps than the trace keeps. */
+    static char full[sizeof zone + 120 * 40];
+    size_t n = (size_t)snprintf(full, sizeof full, "%.*s, \"many.test\": {\"TXT\": [[\"v=spf1\"",
+                                (int)(sizeof zone - 2), zone);
+    for (int i = 0; i < 120; i++)
+        n += (size_t)snprintf(full + n, sizeof full - n, ", \" ip4:203.0.113.%d\"", i);
+    snprintf(full + n, sizeof full - n, ", \" -all\"]]}}");
+    d.pid = skt_dns_start(full, d.addr, sizeof d.addr);
     *state = &d;
     return 0;
 }
@@ -425,6 +433,13 @@ static void test_check(void **state)
     o = check(r, SK_SPF_HELO, "203.0.113.5", NULL, "helo.test", &so);
     assert_int_equal(o->result, SK_SPF_FAIL);
     assert_null(o->explanation);
+    sk_spf_outcome_free(o);
+
+    /* The trace keeps SK_SPF_TRACE_LINES_MAX lines, the last saying so. */
+    o = check(r, SK_SPF_MAILFROM, "192.0.2.1", "x@many.test", "helo.test", &so);
+    assert_int_equal(o->result, SK_SPF_FAIL);
+    assert_int_equal(o->ntrace, SK_SPF_TRACE_LINES_MAX);
+    assert_string_equal(o->trace[SK_SPF_TRACE_LINES_MAX - 1], "... (trace cut)");
     sk_spf_outcome_free(o);
 
     /* Bad requests. */

@@ -188,7 +188,8 @@ void sk_route_free(sk_route *route);
  * above are what a daemon uses. *out is released with sk_route_free. */
 SK_NODISCARD sk_err sk_dns_route_sync(const sk_resolver_opts *o, const char *domain, sk_route **out,
                                       sk_error *err);
-/* cb is called once, before this returns. */
+/* cb is called once, before this returns. Any plain type, PTR included
+ * (name from sk_dns_reverse_name). */
 SK_NODISCARD sk_err sk_dns_lookup_sync(const sk_resolver_opts *o, const char *name,
                                        sk_dns_type type, sk_dns_cb cb, void *ctx, sk_error *err);
 

@@ -44,7 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (ch < 0x20 || ch >= 0x7f) abort();
             if (mode == SK_SPF_MACRO_DOMAIN && ch == ' ' && !memchr(spec, '_', len)) abort();
         }
-        if (!memchr(spec, '%', len) && (out.len != len || memcmp(out.data, spec, len))) abort();
+        if (!memchr(spec, '%', len) && (out.len != len || (len && memcmp(out.data, spec, len))))
+            abort();
         if (!sk_spf_macro_uses_p(spec, len)) {
             sk_spf_macro_vars w = v;
             w.ptr_name = v.ptr_name ? NULL : "other.example.com";

@@ -38,6 +38,7 @@ sk_module(client DEPS util proto mime tls sasl PACKAGES OPENSSL PUBLIC client.h)
 sk_module(server DEPS util proto tls sasl PACKAGES OPENSSL LIBEVENT PUBLIC server.h)
 sk_module(dns DEPS util PACKAGES CARES LIBEVENT PUBLIC dns.h)
 sk_module(dkim DEPS util dns PACKAGES OPENSSL LIBEVENT INTERNAL_API dkim_int.h PUBLIC dkim.h)
+sk_module(spf DEPS util dns PACKAGES LIBEVENT PUBLIC spf.h)
 sk_module(spool DEPS util proto PACKAGES LIBEVENT INTERNAL_API spool_int.h PUBLIC spool.h)
 sk_module(deliver DEPS util proto mime tls client dns spool PACKAGES LIBEVENT
           INTERNAL_API deliver.h PUBLIC dsn.h classify.h)

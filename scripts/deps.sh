@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev \
 libssl-dev libevent-dev libc-ares-dev libsqlite3-dev libcrypt-dev libcmocka-dev \
 libinih-dev libjansson-dev libpsl-dev publicsuffix libidn2-dev \
-python3 python3-aiosmtpd python3-dnslib python3-authres swaks libnet-ssleay-perl \
+python3 python3-aiosmtpd python3-dnslib python3-authres python3-spf python3-yaml swaks libnet-ssleay-perl \
 libio-socket-ssl-perl msmtp curl postfix openssl dnsutils valgrind hyperfine \
 iproute2 procps help2man groff-base man-db systemd python3-seccomp \
 python3-dkim python3-nacl"
@@ -39,6 +39,8 @@ echo "deps.sh: installing:$missing" >&2
 # Authentication-Results oracle of the unit tests.
 # python3-dkim (dkimpy) and python3-nacl (its Ed25519) are the DKIM interop peer
 # and the benchmark's baseline.
+# python3-spf ships the RFC 7208 test suite (rfc7208-tests.yml.gz in its
+# documentation) that test_spf_suite.py runs; python3-yaml reads it.
 # Postfix is installed only for its test tools (smtp-source, smtp-sink) and
 # the benchmark: no system mail service is configured or started.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections

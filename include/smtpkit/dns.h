@@ -1,5 +1,6 @@
 /* Asynchronous DNS on a libevent loop: MX routing (RFC 5321 section 5,
- * RFC 7505 null MX) and plain A / AAAA / TXT / MX lookups. */
+ * RFC 7505 null MX), plain A / AAAA / TXT / MX / PTR lookups with their TTLs,
+ * and a small cache of plain answers that honours those TTLs. */
 #ifndef SMTPKIT_DNS_H
 #define SMTPKIT_DNS_H
 
@@ -22,6 +23,14 @@ typedef struct sk_resolver_opts {
     int tries;            /* per server; 0 = SK_DNS_TRIES_DEFAULT */
     int prefer_ipv6;      /* 1: a host's IPv6 addresses come before its IPv4 ones */
     const sk_logger *log; /* may be NULL; copied */
+    /* The cache of plain lookups (sk_resolver_lookup, sk_resolver_query;
+     * MX routing never uses it): answers kept, 0 = SK_DNS_CACHE_ENTRIES_DEFAULT,
+     * negative = no cache. */
+    int cache_entries;
+    /* Monotonic milliseconds for cache expiry; NULL = sk_now_ms. Tests
+     * inject a clock they advance. */
+    int64_t (*clock_ms)(void *ctx);
+    void *clock_ctx;
 } sk_resolver_opts;
 
 /* server: as in sk_resolver_opts (NULL = /etc/resolv.conf). NULL on error
@@ -33,6 +42,9 @@ sk_resolver *sk_resolver_new_opts(struct event_base *base, const sk_resolver_opt
  * from inside one of the resolver's callbacks (the release is then deferred
  * until the callback returns). Accepts NULL. */
 void sk_resolver_free(sk_resolver *r);
+/* The loop the resolver runs on (for callers that add timers beside their
+ * lookups). */
+struct event_base *sk_resolver_base(const sk_resolver *r);
 
 /* Outcome of one lookup. */
 typedef enum sk_dns_status {
@@ -46,27 +58,80 @@ const char *sk_dns_status_name(sk_dns_status s);
 
 typedef enum sk_dns_type {
     SK_DNS_A = 1,
+    SK_DNS_PTR = 12,
     SK_DNS_MX = 15,
     SK_DNS_TXT = 16,
     SK_DNS_AAAA = 28,
 } sk_dns_type;
 
-/* Plain lookup result: values as text. A/AAAA: the address ("192.0.2.1",
- * "2001:db8::1"); TXT: each record's strings concatenated (RFC 7208 3.3);
- * MX: "PREFERENCE HOST" ("." for the null MX host). */
+/* Plain lookup result: values as text, one per record, in the order of
+ * the answer. A/AAAA: the address ("192.0.2.1", "2001:db8::1"); TXT: each
+ * record's strings concatenated (RFC 7208 3.3), which may hold any octet,
+ * NUL included (lengths[] has the length; a record of no strings, invalid
+ * by RFC 1035 3.3.14, is not reported); MX: "PREFERENCE HOST" ("." for
+ * the null MX host); PTR: the host name without its final dot.
+ *
+ * status tells apart what RFC 7208 4.6.4 calls void lookups: SK_DNS_NODATA
+ * (the name exists, no record of the type) and SK_DNS_NXDOMAIN (no such
+ * name), from SK_DNS_OK (count >= 1) and SK_DNS_TEMPFAIL. */
 typedef struct sk_dns_result {
     sk_dns_status status;
     sk_dns_type type;
     const char *name;
     size_t count;
     char **values;
+    const size_t *lengths; /* octets of each value (without the NUL after it) */
+    /* Seconds the answer may still be used: the smallest TTL of the answer's
+     * records (CNAMEs included); for NODATA and NXDOMAIN the negative TTL of
+     * the SOA in the authority section (RFC 2308 5), 0 without one; for a
+     * cached answer what is left of it. 0 for TEMPFAIL. */
+    uint32_t ttl_s;
+    int from_cache; /* 1: served from the resolver's cache */
+    int truncated;  /* 1: the answer had more than SK_DNS_RECORDS_MAX records; the rest were dropped
+                     */
 } sk_dns_result;
-/* Called once per lookup; res is valid only during the call. Usually from
- * the loop; for a name that cannot be queried at all (c-ares rejects it)
- * it may run before sk_resolver_lookup / sk_resolver_mx return. */
+/* Called once per lookup; res is valid only during the call. Always from
+ * the loop, never before sk_resolver_lookup / sk_resolver_query return
+ * (a cached answer, or a name that cannot be queried at all, is delivered
+ * on the loop's next turn). */
 typedef void (*sk_dns_cb)(void *ctx, const sk_dns_result *res);
 SK_NODISCARD sk_err sk_resolver_lookup(sk_resolver *r, const char *name, sk_dns_type type,
                                        sk_dns_cb cb, void *ctx);
+
+/* The same with flags and a handle that cancels the lookup (its callback is
+ * then never called). The handle is valid until the callback has been
+ * called or the lookup cancelled; handle may be NULL. */
+typedef struct sk_dns_query sk_dns_query;
+enum {
+    SK_DNS_NO_CACHE = 1 << 0, /* neither read nor fill the cache */
+};
+SK_NODISCARD sk_err sk_resolver_query(sk_resolver *r, const char *name, sk_dns_type type,
+                                      unsigned flags, sk_dns_cb cb, void *ctx,
+                                      sk_dns_query **handle);
+/* Accepts NULL. Must not be called for a lookup whose callback has run. */
+void sk_dns_query_cancel(sk_dns_query *q);
+
+/* PTR of an address ("192.0.2.1", "2001:db8::1"): a PTR lookup of its
+ * reverse name. SK_ERR_INVAL when ip is not an address. */
+SK_NODISCARD sk_err sk_resolver_ptr(sk_resolver *r, const char *ip, sk_dns_cb cb, void *ctx);
+/* The reverse name of an address: "1.2.0.192.in-addr.arpa" (RFC 1035
+ * 3.5), or 32 nibbles then "ip6.arpa" (RFC 3596 2.5), lowercase, without a
+ * final dot. SK_ERR_INVAL when ip is not an address, SK_ERR_TOO_LONG when
+ * size is under SK_DNS_REVERSE_NAME_OCTETS. */
+#define SK_DNS_REVERSE_NAME_OCTETS 74
+SK_NODISCARD sk_err sk_dns_reverse_name(const char *ip, char *out, size_t size);
+
+/* The cache (see sk_resolver_opts.cache_entries): positive answers are
+ * kept for their TTL up to SK_DNS_CACHE_TTL_MAX_S, NODATA and NXDOMAIN for
+ * their negative TTL up to SK_DNS_CACHE_NEGATIVE_TTL_MAX_S; failures are
+ * never kept. When full, the answer used least recently goes. */
+typedef struct sk_dns_cache_stats {
+    size_t entries, capacity;
+    uint64_t hits, misses, evictions, expired;
+} sk_dns_cache_stats;
+void sk_resolver_cache_stats(const sk_resolver *r, sk_dns_cache_stats *out);
+/* Forget every cached answer. */
+void sk_resolver_cache_clear(sk_resolver *r);
 
 /* MX routing (RFC 5321 section 5.1). */
 typedef struct sk_dns_addr {
@@ -123,7 +188,8 @@ void sk_route_free(sk_route *route);
  * above are what a daemon uses. *out is released with sk_route_free. */
 SK_NODISCARD sk_err sk_dns_route_sync(const sk_resolver_opts *o, const char *domain, sk_route **out,
                                       sk_error *err);
-/* cb is called once, before this returns. */
+/* cb is called once, before this returns. Any plain type, PTR included
+ * (name from sk_dns_reverse_name). */
 SK_NODISCARD sk_err sk_dns_lookup_sync(const sk_resolver_opts *o, const char *name,
                                        sk_dns_type type, sk_dns_cb cb, void *ctx, sk_error *err);
 

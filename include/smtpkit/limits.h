@@ -130,6 +130,47 @@
 /* A route's one-line explanation (sk_route.text): a domain name (RFC 1035
  * 2.3.4: 255 octets), the servers asked and the reason fit. */
 #define SK_DNS_ROUTE_TEXT_OCTETS 512
+/* The resolver's cache of plain lookups (TXT, A, AAAA, MX, PTR: what SPF,
+ * DKIM and DMARC ask). A positive answer is kept for its TTL but at most an
+ * hour, so that a changed SPF or DKIM record is seen within the hour
+ * whatever TTL was published (recursive resolvers cap at a day). A negative
+ * answer (NXDOMAIN, NODATA) is kept for its SOA's negative TTL (RFC 2308 5;
+ * not at all without an SOA) but at most a minute: a record just published
+ * is seen soon. Failures are never kept. 4096 answers of a few hundred
+ * octets each are about a megabyte; the least recently used goes first. */
+#define SK_DNS_CACHE_ENTRIES_DEFAULT    4096
+#define SK_DNS_CACHE_TTL_MAX_S          3600
+#define SK_DNS_CACHE_NEGATIVE_TTL_MAX_S 60
+/* One TXT record (RFC 1035 3.3.14: strings of up to 255 octets in one RR
+ * of at most 65535 octets). */
+#define SK_DNS_TXT_MAX_OCTETS 65535
+
+/* SPF (src/spf, RFC 7208). 4.6.4: at most 10 terms that cause DNS lookups
+ * (include, a, mx, ptr, exists, redirect) per check; at most 10 MX names
+ * resolved by one "mx" (more is a permerror) and 10 PTR names validated by
+ * one "ptr" or %{p} (the rest are ignored); at most 2 void lookups
+ * (NXDOMAIN or no records; the RECOMMENDED default). */
+#define SK_SPF_DNS_LOOKUPS_MAX  10
+#define SK_SPF_MX_NAMES_MAX     10
+#define SK_SPF_PTR_NAMES_MAX    10
+#define SK_SPF_VOID_LOOKUPS_MAX 2
+/* 4.6.4: "MTAs or other processors SHOULD impose a limit on the maximum
+ * amount of elapsed time to evaluate check_host(). Such a limit SHOULD
+ * allow at least 20 seconds"; past it the result is temperror. */
+#define SK_SPF_TIMEOUT_MS_DEFAULT (20 * 1000)
+/* 7.3: a macro-expanded domain name is cut from the left to 253 octets;
+ * RFC 1035 2.3.4: a label is at most 63. */
+#define SK_SPF_DOMAIN_MAX_OCTETS 253
+#define SK_SPF_LABEL_MAX_OCTETS  63
+/* A record or explanation after macro expansion: a TXT record's size. */
+#define SK_SPF_EXPAND_MAX_OCTETS SK_DNS_TXT_MAX_OCTETS
+/* Terms in one record: 10 lookups plus any number of ip4/ip6 could be
+ * long, but a TXT record holds at most 65535 octets, so every term of
+ * even the longest record fits in this many. */
+#define SK_SPF_TERMS_MAX 4096
+/* Lines of an evaluation's trace (sk_spf_outcome.trace): each term
+ * evaluated, 10 lookups with their includes fit many times over. */
+#define SK_SPF_TRACE_LINES_MAX 100
 
 /* DSN and rules (src/deliver). A bounce returns the whole message only up
  * to this size, else its headers (RFC 3461 4.3 lets the MTA cut it): a

@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "dns.h"
 #include "dkim.h"
+#include "spf.h"
 #include "classify.h"
 #include "dsn.h"
 #include "track.h"

@@ -1,6 +1,7 @@
 /* c-ares driven by a libevent loop: socket events and one timer follow what
- * c-ares asks for (ARES_OPT_SOCK_STATE_CB); MX routing is built on it. */
-#include <smtpkit/dns.h>
+ * c-ares asks for (ARES_OPT_SOCK_STATE_CB); plain lookups go through the
+ * cache (cache.c) and are answered on the loop; MX routing is built on it. */
+#include "dns_int.h"
 
 #include <ares.h>
 #include <arpa/inet.h>
@@ -26,10 +27,33 @@ struct sk_resolver {
     sk_logger log;
     int depth;        /* > 0 while c-ares may be calling us back */
     int free_pending; /* sk_resolver_free was called inside a callback */
+    dns_cache *cache; /* NULL: no cache */
+    int64_t (*clock_ms)(void *ctx);
+    void *clock_ctx;
+    /* Lookups whose answer is in and waits for the loop's next turn (from
+     * the cache, or refused by c-ares inside ares_query), oldest first. */
+    struct sk_dns_query *ready_head, *ready_tail;
+    struct event *ready_ev;
+};
+
+/* One plain lookup (sk_resolver_query). */
+struct sk_dns_query {
+    sk_resolver *r;
+    sk_dns_type type;
+    unsigned flags;
+    char *name;
+    sk_dns_cb cb;
+    void *ctx;
+    int cancelled;
+    int submitting; /* inside ares_query: an answer now waits for the loop */
+    int from_cache;
+    dns_answer *answer; /* the answer, once in */
+    sk_dns_query *next_ready;
 };
 
 static void reschedule(sk_resolver *r);
 static void really_free(sk_resolver *r);
+static void on_ready(evutil_socket_t fd, short what, void *arg);
 
 static void enter(sk_resolver *r)
 {
@@ -120,7 +144,21 @@ sk_resolver *sk_resolver_new_opts(struct event_base *base, const sk_resolver_opt
     r->base = base;
     r->prefer_ipv6 = o->prefer_ipv6;
     if (o->log) r->log = *o->log;
+    r->clock_ms = o->clock_ms;
+    r->clock_ctx = o->clock_ctx;
     r->timer = evtimer_new(base, on_timer, r);
+    r->ready_ev = event_new(base, -1, 0, on_ready, r);
+    if (o->cache_entries >= 0) {
+        r->cache = dns_cache_new(o->cache_entries ? (size_t)o->cache_entries
+                                                  : SK_DNS_CACHE_ENTRIES_DEFAULT);
+        if (!r->cache) {
+            sk_error_set(err, SK_ERR_NOMEM, SK_STEP_DNS, "out of memory");
+            if (r->timer) event_free(r->timer);
+            if (r->ready_ev) event_free(r->ready_ev);
+            sk_free(r);
+            return NULL;
+        }
+    }
     struct ares_options ao;
     memset(&ao, 0, sizeof ao);
     ao.sock_state_cb = sock_state;
@@ -136,11 +174,13 @@ sk_resolver *sk_resolver_new_opts(struct event_base *base, const sk_resolver_opt
      * skipped). With the system's servers, c-ares tries the next one. */
     if (o->server && o->server[0]) ao.flags |= ARES_FLAG_NOCHECKRESP;
     int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS;
-    int st = r->timer ? ares_init_options(&r->ch, &ao, mask) : ARES_ENOMEM;
+    int st = r->timer && r->ready_ev ? ares_init_options(&r->ch, &ao, mask) : ARES_ENOMEM;
     if (st != ARES_SUCCESS) {
         sk_error_set(err, st == ARES_ENOMEM ? SK_ERR_NOMEM : SK_ERR_CONFIG, SK_STEP_DNS,
                      "resolver initialisation failed: %s", ares_strerror(st));
         if (r->timer) event_free(r->timer);
+        if (r->ready_ev) event_free(r->ready_ev);
+        dns_cache_free(r->cache);
         sk_free(r);
         return NULL;
     }
@@ -156,6 +196,8 @@ sk_resolver *sk_resolver_new_opts(struct event_base *base, const sk_resolver_opt
     return r;
 }
 
+static void query_free(sk_dns_query *q);
+
 static void really_free(sk_resolver *r)
 {
     r->free_pending = 1; /* callbacks from ares_destroy see it and stay silent */
@@ -163,8 +205,20 @@ static void really_free(sk_resolver *r)
     ares_destroy(r->ch);
     for (size_t i = 0; i < r->nsocks; i++) event_free(r->socks[i].ev);
     sk_free(r->socks);
+    while (r->ready_head) {
+        sk_dns_query *q = r->ready_head;
+        r->ready_head = q->next_ready;
+        query_free(q);
+    }
+    event_free(r->ready_ev);
     event_free(r->timer);
+    dns_cache_free(r->cache);
     sk_free(r);
+}
+
+struct event_base *sk_resolver_base(const sk_resolver *r)
+{
+    return r ? r->base : NULL;
 }
 
 void sk_resolver_free(sk_resolver *r)
@@ -181,17 +235,7 @@ void sk_resolver_free(sk_resolver *r)
 
 static sk_dns_status map_status(int st)
 {
-    switch (st) {
-    case ARES_SUCCESS:
-        return SK_DNS_OK;
-    case ARES_ENODATA:
-        return SK_DNS_NODATA;
-    case ARES_ENOTFOUND:
-    case ARES_EBADNAME: /* a name that cannot exist */
-        return SK_DNS_NXDOMAIN;
-    default: /* ESERVFAIL, EREFUSED, ETIMEOUT, ECONNREFUSED, EBADRESP, ENOMEM */
-        return SK_DNS_TEMPFAIL;
-    }
+    return dns_status_of(st);
 }
 
 static int cancelled(int st)
@@ -292,111 +336,184 @@ static sk_dns_status parse_addrs(int family, const unsigned char *abuf, int alen
 
 /* ---- plain lookups ---- */
 
-typedef struct lookup {
-    sk_resolver *r;
-    sk_dns_type type;
-    char *name;
-    sk_dns_cb cb;
-    void *ctx;
-} lookup;
-
-static sk_err push_value(sk_dns_result *res, char *v)
+static void query_free(sk_dns_query *q)
 {
-    if (!v) return SK_ERR_NOMEM;
-    if (res->count >= SK_DNS_RECORDS_MAX) {
-        sk_free(v);
-        return SK_OK;
-    }
-    res->values[res->count++] = v;
-    return SK_OK;
+    dns_answer_free(q->answer);
+    sk_free(q->name);
+    sk_free(q);
 }
 
-static void fill_result(sk_dns_result *res, const unsigned char *abuf, int alen)
+static int64_t resolver_now(const sk_resolver *r)
 {
-    int st;
-    if (res->type == SK_DNS_A || res->type == SK_DNS_AAAA) {
-        sk_dns_addr a[SK_DNS_RECORDS_MAX];
-        size_t n;
-        res->status = parse_addrs(res->type == SK_DNS_A ? AF_INET : AF_INET6, abuf, alen, a,
-                                  SK_DNS_RECORDS_MAX, &n);
-        for (size_t i = 0; i < n; i++)
-            if (push_value(res, sk_strdup(a[i].ip))) res->status = SK_DNS_TEMPFAIL;
-    } else if (res->type == SK_DNS_MX) {
-        struct ares_mx_reply *mx = NULL;
-        st = ares_parse_mx_reply(abuf, alen, &mx);
-        res->status = map_status(st);
-        for (struct ares_mx_reply *m = mx; m; m = m->next) {
-            sk_buf b = SK_BUF_INIT(SK_SMTP_DOMAIN_MAX_OCTETS + 16);
-            if (sk_buf_printf(&b, "%u %s", m->priority, m->host[0] ? m->host : ".") ||
-                push_value(res, sk_buf_detach(&b, NULL)))
-                res->status = SK_DNS_TEMPFAIL;
-            sk_buf_free(&b);
-        }
-        if (mx) ares_free_data(mx);
-        if (res->status == SK_DNS_OK && !res->count) res->status = SK_DNS_NODATA;
-    } else {
-        struct ares_txt_ext *txt = NULL;
-        st = ares_parse_txt_reply_ext(abuf, alen, &txt);
-        res->status = map_status(st);
-        sk_buf b = SK_BUF_INIT(65535);
-        int open = 0;
-        /* RFC 7208 3.3: a record's strings are joined without separator. */
-        for (struct ares_txt_ext *t = txt; t; t = t->next) {
-            if (t->record_start && open) {
-                if (push_value(res, sk_buf_detach(&b, NULL))) res->status = SK_DNS_TEMPFAIL;
-                open = 0;
-            }
-            if (sk_buf_append(&b, t->txt, t->length)) res->status = SK_DNS_TEMPFAIL;
-            open = 1;
-        }
-        if (open && push_value(res, sk_buf_detach(&b, NULL))) res->status = SK_DNS_TEMPFAIL;
-        sk_buf_free(&b);
-        if (txt) ares_free_data(txt);
-        if (res->status == SK_DNS_OK && !res->count) res->status = SK_DNS_NODATA;
+    return r->clock_ms ? r->clock_ms(r->clock_ctx) : (int64_t)sk_now_ms();
+}
+
+/* Call q's callback with its answer (unless cancelled), then release q. */
+static void deliver(sk_dns_query *q)
+{
+    sk_resolver *r = q->r;
+    static char *no_values[1];
+    static size_t no_lengths[1];
+    dns_answer none = {.status = SK_DNS_TEMPFAIL, .values = no_values, .lengths = no_lengths};
+    const dns_answer *a = q->answer ? q->answer : &none;
+    if (!q->cancelled && !r->free_pending) {
+        sk_dns_result res = {.status = a->status,
+                             .type = q->type,
+                             .name = q->name,
+                             .count = a->count,
+                             .values = a->values,
+                             .lengths = a->lengths,
+                             .ttl_s = a->ttl_s,
+                             .from_cache = q->from_cache,
+                             .truncated = a->truncated};
+        sk_log(&r->log, SK_LOG_DEBUG,
+               "- dns lookup name=%s type=%d status=%s count=%zu ttl=%u cached=%d", q->name,
+               (int)q->type, sk_dns_status_name(a->status), a->count, (unsigned)a->ttl_s,
+               q->from_cache);
+        /* Bracketed by enter/leave by our callers: a sk_resolver_free from
+         * the callback is deferred. */
+        q->cb(q->ctx, &res);
     }
+    query_free(q);
+}
+
+static void on_ready(evutil_socket_t fd, short what, void *arg)
+{
+    sk_resolver *r = arg;
+    sk_dns_query *list = r->ready_head;
+    r->ready_head = r->ready_tail = NULL;
+    enter(r);
+    while (list) {
+        sk_dns_query *q = list;
+        list = q->next_ready;
+        deliver(q);
+    }
+    if (leave(r)) reschedule(r);
+}
+
+/* Hand q to the loop's next turn. */
+static void make_ready(sk_resolver *r, sk_dns_query *q)
+{
+    q->next_ready = NULL;
+    if (r->ready_tail)
+        r->ready_tail->next_ready = q;
+    else
+        r->ready_head = q;
+    r->ready_tail = q;
+    event_active(r->ready_ev, 0, 0);
 }
 
 static void on_lookup(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
-    lookup *l = arg;
-    sk_resolver *r = l->r;
-    if (!cancelled(status) && !r->free_pending) {
-        char *values[SK_DNS_RECORDS_MAX];
-        sk_dns_result res = {
-            .status = map_status(status), .type = l->type, .name = l->name, .values = values};
-        if (status == ARES_SUCCESS) fill_result(&res, abuf, alen);
-        sk_log(&r->log, SK_LOG_DEBUG, "- dns lookup name=%s type=%d status=%s count=%zu", l->name,
-               (int)l->type, sk_dns_status_name(res.status), res.count);
-        /* We run inside ares_process_fd or ares_query, both bracketed by
-         * enter/leave: a sk_resolver_free from the callback is deferred. */
-        l->cb(l->ctx, &res);
-        for (size_t i = 0; i < res.count; i++) sk_free(values[i]);
+    sk_dns_query *q = arg;
+    sk_resolver *r = q->r;
+    if (cancelled(status) || r->free_pending || q->cancelled) {
+        query_free(q);
+        return;
     }
-    sk_free(l->name);
-    sk_free(l);
+    /* Out of memory: q->answer stays NULL and the caller hears TEMPFAIL. */
+    q->answer = dns_answer_new(q->name, q->type, map_status(status));
+    if (q->answer) {
+        dns_answer_parse(q->answer, status, abuf, alen);
+        if (!(q->flags & SK_DNS_NO_CACHE)) dns_cache_put(r->cache, q->answer, resolver_now(r));
+    }
+    if (q->submitting) {
+        /* c-ares answered inside ares_query (a name it cannot send): the
+         * caller has not yet got its handle; answer on the loop. */
+        make_ready(r, q);
+        return;
+    }
+    deliver(q);
+}
+
+sk_err sk_resolver_query(sk_resolver *r, const char *name, sk_dns_type type, unsigned flags,
+                         sk_dns_cb cb, void *ctx, sk_dns_query **handle)
+{
+    if (handle) *handle = NULL;
+    if (!r || !name || !cb || r->free_pending) return SK_ERR_INVAL;
+    if (type != SK_DNS_A && type != SK_DNS_AAAA && type != SK_DNS_TXT && type != SK_DNS_MX &&
+        type != SK_DNS_PTR)
+        return SK_ERR_INVAL;
+    sk_dns_query *q = sk_calloc(1, sizeof *q);
+    if (!q) return SK_ERR_NOMEM;
+    q->name = sk_strdup(name);
+    if (!q->name) {
+        sk_free(q);
+        return SK_ERR_NOMEM;
+    }
+    q->r = r;
+    q->type = type;
+    q->flags = flags;
+    q->cb = cb;
+    q->ctx = ctx;
+    if (handle) *handle = q;
+    if (!(flags & SK_DNS_NO_CACHE)) {
+        q->answer = dns_cache_get(r->cache, name, type, resolver_now(r));
+        if (q->answer) {
+            q->from_cache = 1;
+            make_ready(r, q);
+            return SK_OK;
+        }
+    }
+    enter(r);
+    q->submitting = 1;
+    ares_query(r->ch, name, ns_c_in, (int)type, on_lookup, q);
+    /* q may be on the ready list now (not freed: answers inside
+     * ares_query always wait for the loop). */
+    q->submitting = 0;
+    if (leave(r)) reschedule(r);
+    return SK_OK;
 }
 
 sk_err sk_resolver_lookup(sk_resolver *r, const char *name, sk_dns_type type, sk_dns_cb cb,
                           void *ctx)
 {
-    if (!r || !name || !cb || r->free_pending) return SK_ERR_INVAL;
-    if (type != SK_DNS_A && type != SK_DNS_AAAA && type != SK_DNS_TXT && type != SK_DNS_MX)
-        return SK_ERR_INVAL;
-    lookup *l = sk_calloc(1, sizeof *l);
-    if (!l) return SK_ERR_NOMEM;
-    l->name = sk_strdup(name);
-    if (!l->name) {
-        sk_free(l);
-        return SK_ERR_NOMEM;
+    return sk_resolver_query(r, name, type, 0, cb, ctx, NULL);
+}
+
+void sk_dns_query_cancel(sk_dns_query *q)
+{
+    if (q) q->cancelled = 1;
+}
+
+sk_err sk_dns_reverse_name(const char *ip, char *out, size_t size)
+{
+    unsigned char a[16];
+    if (!ip || !out) return SK_ERR_INVAL;
+    if (size < SK_DNS_REVERSE_NAME_OCTETS) return SK_ERR_TOO_LONG;
+    if (inet_pton(AF_INET, ip, a) == 1) {
+        snprintf(out, size, "%u.%u.%u.%u.in-addr.arpa", a[3], a[2], a[1], a[0]);
+        return SK_OK;
     }
-    l->r = r;
-    l->type = type;
-    l->cb = cb;
-    l->ctx = ctx;
-    enter(r);
-    ares_query(r->ch, name, ns_c_in, (int)type, on_lookup, l);
-    if (leave(r)) reschedule(r);
+    if (inet_pton(AF_INET6, ip, a) != 1) return SK_ERR_INVAL;
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (int i = 15; i >= 0; i--) {
+        out[n++] = hex[a[i] & 0xf];
+        out[n++] = '.';
+        out[n++] = hex[a[i] >> 4];
+        out[n++] = '.';
+    }
+    memcpy(out + n, "ip6.arpa", sizeof "ip6.arpa");
     return SK_OK;
+}
+
+sk_err sk_resolver_ptr(sk_resolver *r, const char *ip, sk_dns_cb cb, void *ctx)
+{
+    char name[SK_DNS_REVERSE_NAME_OCTETS];
+    sk_err e = sk_dns_reverse_name(ip, name, sizeof name);
+    if (e) return e;
+    return sk_resolver_lookup(r, name, SK_DNS_PTR, cb, ctx);
+}
+
+void sk_resolver_cache_stats(const sk_resolver *r, sk_dns_cache_stats *out)
+{
+    dns_cache_stats(r ? r->cache : NULL, out);
+}
+
+void sk_resolver_cache_clear(sk_resolver *r)
+{
+    if (r) dns_cache_clear(r->cache);
 }
 
 /* ---- MX routing ---- */

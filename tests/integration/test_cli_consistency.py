@@ -33,6 +33,8 @@ COMMANDS = {
               "--spf"),
     "dkim": (["verify", "--dns-server", "127.0.0.1:1"], "--dns-sever", "--dns-server",
              "--dns-server"),
+    "spf": (["--ip", "192.0.2.1", "--mail-from", "a@example.org"], "--trcae", "--trace",
+            "--dns-server"),
 }
 
 tmp = sktest.TempDir("sk-cli-consistency-")

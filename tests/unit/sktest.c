@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- files ---- */
@@ -168,6 +170,49 @@ long skt_alloc_live(void)
 int64_t skt_clock_ms(void *ctx)
 {
     return *(const int64_t *)ctx;
+}
+
+/* ---- DNS ---- */
+
+int skt_dns_start(const char *zone_json, char *addr, size_t size)
+{
+    const char *src = getenv("SK_SOURCE_DIR");
+    assert_non_null(src);
+    char prog[4096];
+    snprintf(prog, sizeof prog, "%s/tests/integration/dns_server.py", src);
+    char *zpath = skt_tmpfile("zone", zone_json, strlen(zone_json));
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        execl("/usr/bin/python3", "python3", prog, zpath, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    /* The server prints its port once it listens (or exits on failure). */
+    char line[32] = "";
+    size_t n = 0;
+    while (n < sizeof line - 1 && read(p[0], line + n, 1) == 1 && line[n] != '\n') n++;
+    line[n] = '\0';
+    close(p[0]);
+    unlink(zpath);
+    free(zpath);
+    if (atoi(line) <= 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fail_msg("dns_server.py did not start");
+    }
+    snprintf(addr, size, "127.0.0.1:%d", atoi(line));
+    return (int)pid;
+}
+
+void skt_dns_stop(int pid)
+{
+    kill((pid_t)pid, SIGTERM);
+    waitpid((pid_t)pid, NULL, 0);
 }
 
 /* ---- logging ---- */

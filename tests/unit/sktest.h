@@ -55,6 +55,14 @@ long skt_alloc_live(void);
  * sets and advances. */
 int64_t skt_clock_ms(void *ctx);
 
+/* ---- DNS ---- */
+
+/* tests/integration/dns_server.py (found through SK_SOURCE_DIR) serving
+ * the zone given as JSON (the format of its docstring) on loopback; addr
+ * receives "127.0.0.1:PORT". Returns its process ID for skt_dns_stop. */
+int skt_dns_start(const char *zone_json, char *addr, size_t size);
+void skt_dns_stop(int pid);
+
 /* ---- logging ---- */
 
 /* A log that keeps every line it is given: pass skt_log_line as an

@@ -1,6 +1,7 @@
 /* Unit tests for src/dns: null MX detection and MX ordering (tables, with
- * an injected random function), and the evented resolver against a DNS
- * server on loopback (tests/integration/dns_server.py). */
+ * an injected random function), reverse names, the answer cache (an
+ * injected clock), and the evented resolver against a DNS server on
+ * loopback (tests/integration/dns_server.py). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,8 @@
 #include "sktest.h"
 
 #include <smtpkit/dns.h>
+
+#include "dns/dns_int.h"
 
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -161,6 +164,136 @@ static void test_route_literal(void **state)
     }
 }
 
+static void test_reverse_name(void **state)
+{
+    static const struct {
+        const char *ip;
+        sk_err e;
+        const char *name;
+    } cases[] = {
+        {"192.0.2.1", SK_OK, "1.2.0.192.in-addr.arpa"},
+        {"2001:DB8::CB01", SK_OK,
+         "1.0.b.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"},
+        {"::ffff:1.2.3.4", SK_OK,
+         "4.0.3.0.2.0.1.0.f.f.f.f.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa"},
+        {"1.2.3", SK_ERR_INVAL, NULL},
+        {"example.org", SK_ERR_INVAL, NULL},
+        {"", SK_ERR_INVAL, NULL},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        char out[SK_DNS_REVERSE_NAME_OCTETS];
+        sk_err e = sk_dns_reverse_name(cases[i].ip, out, sizeof out);
+        if (e != cases[i].e) fail_msg("case %zu: %s", i, sk_strerror(e));
+        if (!e) assert_string_equal(out, cases[i].name);
+    }
+    char small[SK_DNS_REVERSE_NAME_OCTETS - 1];
+    assert_int_equal(sk_dns_reverse_name("::1", small, sizeof small), SK_ERR_TOO_LONG);
+}
+
+/* ---- the cache, with a clock the test sets ---- */
+
+static dns_answer *answer(const char *name, sk_dns_type type, sk_dns_status st, uint32_t ttl)
+{
+    dns_answer *a = dns_answer_new(name, type, st);
+    assert_non_null(a);
+    if (st == SK_DNS_OK) assert_int_equal(dns_answer_push(a, "v", 1), SK_OK);
+    a->ttl_s = ttl;
+    return a;
+}
+
+/* Each answer is kept for its TTL within the caps, negative ones for less,
+ * failures and TTL 0 never. */
+static void test_cache_expiry(void **state)
+{
+    static const struct {
+        sk_dns_status st;
+        uint32_t ttl;
+        int64_t at_ms; /* when asked again, after being stored at 0 */
+        int hit;
+        uint32_t left_s; /* TTL the copy carries */
+    } cases[] = {
+        {SK_DNS_OK, 30, 0, 1, 30},
+        {SK_DNS_OK, 30, 10500, 1, 19},
+        {SK_DNS_OK, 30, 29999, 1, 0},
+        {SK_DNS_OK, 30, 30000, 0, 0},
+        /* SK_DNS_CACHE_TTL_MAX_S caps a long TTL. */
+        {SK_DNS_OK, 86400, SK_DNS_CACHE_TTL_MAX_S * 1000 - 1, 1, 0},
+        {SK_DNS_OK, 86400, SK_DNS_CACHE_TTL_MAX_S * 1000, 0, 0},
+        /* Negative answers: their own TTL, capped shorter. */
+        {SK_DNS_NXDOMAIN, 5, 4999, 1, 0},
+        {SK_DNS_NXDOMAIN, 5, 5000, 0, 0},
+        {SK_DNS_NODATA, 300, SK_DNS_CACHE_NEGATIVE_TTL_MAX_S * 1000 - 1, 1, 0},
+        {SK_DNS_NODATA, 300, SK_DNS_CACHE_NEGATIVE_TTL_MAX_S * 1000, 0, 0},
+        /* Not kept: a TTL of 0 (a negative answer without SOA), failures. */
+        {SK_DNS_OK, 0, 0, 0, 0},
+        {SK_DNS_NXDOMAIN, 0, 0, 0, 0},
+        {SK_DNS_TEMPFAIL, 30, 0, 0, 0},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        dns_cache *c = dns_cache_new(8);
+        dns_answer *a = answer("Name.Test.", SK_DNS_TXT, cases[i].st, cases[i].ttl);
+        dns_cache_put(c, a, 0);
+        dns_answer_free(a);
+        dns_answer *got = dns_cache_get(c, "name.test", SK_DNS_TXT, cases[i].at_ms);
+        if (!!got != cases[i].hit) fail_msg("case %zu: hit %d", i, !!got);
+        if (got) {
+            if (got->ttl_s != cases[i].left_s) fail_msg("case %zu: ttl %u", i, got->ttl_s);
+            assert_int_equal(got->status, cases[i].st);
+            assert_string_equal(got->name, "name.test"); /* as asked */
+            dns_answer_free(got);
+        }
+        sk_dns_cache_stats st;
+        dns_cache_stats(c, &st);
+        assert_int_equal(st.hits, cases[i].hit);
+        dns_cache_free(c);
+    }
+}
+
+/* Full: the answer used least recently goes. Names compare without case
+ * or final dot; types apart. */
+static void test_cache_eviction(void **state)
+{
+    dns_cache *c = dns_cache_new(2);
+    const char *names[] = {"a.test", "b.test", "c.test"};
+    dns_answer *a;
+    for (int i = 0; i < 2; i++) {
+        a = answer(names[i], SK_DNS_TXT, SK_DNS_OK, 60);
+        dns_cache_put(c, a, 0);
+        dns_answer_free(a);
+    }
+    a = dns_cache_get(c, "A.TEST.", SK_DNS_TXT, 1); /* a is now the newest */
+    assert_non_null(a);
+    dns_answer_free(a);
+    assert_null(dns_cache_get(c, "a.test", SK_DNS_A, 1));
+    a = answer(names[2], SK_DNS_TXT, SK_DNS_OK, 60);
+    dns_cache_put(c, a, 2);
+    dns_answer_free(a);
+    static const struct {
+        const char *name;
+        int hit;
+    } after[] = {{"b.test", 0}, {"a.test", 1}, {"c.test", 1}};
+    for (size_t i = 0; i < SKT_N(after); i++) {
+        a = dns_cache_get(c, after[i].name, SK_DNS_TXT, 3);
+        if (!!a != after[i].hit) fail_msg("%s: hit %d", after[i].name, !!a);
+        dns_answer_free(a);
+    }
+    /* Storing a name again replaces its answer. */
+    a = answer("c.test", SK_DNS_TXT, SK_DNS_NODATA, 10);
+    dns_cache_put(c, a, 4);
+    dns_answer_free(a);
+    sk_dns_cache_stats st;
+    dns_cache_stats(c, &st);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.evictions, 1);
+    a = dns_cache_get(c, "c.test", SK_DNS_TXT, 5);
+    assert_non_null(a);
+    assert_int_equal(a->status, SK_DNS_NODATA);
+    dns_answer_free(a);
+    dns_cache_clear(c);
+    assert_null(dns_cache_get(c, "a.test", SK_DNS_TXT, 5));
+    dns_cache_free(c);
+}
+
 /* ---- the evented resolver against dns_server.py ---- */
 
 static const char zone[] =
@@ -169,46 +302,23 @@ static const char zone[] =
     " \"mx2.multi.test\": {\"A\": [\"127.0.0.2\"]},"
     " \"null.test\": {\"MX\": [[0, \".\"]]},"
     " \"txt.test\": {\"TXT\": [\"v=spf1 -all\"]},"
-    " \"dangling.test\": {\"MX\": [[10, \"nowhere.test\"]]}}";
+    " \"dangling.test\": {\"MX\": [[10, \"nowhere.test\"]]},"
+    " \"cache.test\": {\"SOA\": [\"ns.cache.test\", \"host.cache.test\", 1, 2, 3, 4, 7],"
+    "     \"TTL\": 30, \"TXT\": [[\"one \", \"record\"], \"nul\\u0000inside\", []]},"
+    " \"alias.cache.test\": {\"CNAME\": \"cache.test\", \"TTL\": 10},"
+    " \"long.cache.test\": {\"A\": [\"192.0.2.7\"], \"TTL\": 86400},"
+    " \"fail.cache.test\": {\"SERVFAIL\": true},"
+    " \"1.2.0.192.in-addr.arpa\": {\"PTR\": [\"b.cache.test\", \"a.cache.test.\"]}}";
 
 typedef struct server {
-    pid_t pid;
+    int pid;
     char addr[64];
 } server;
 
 static int start_server(void **state)
 {
     static server srv;
-    const char *src = getenv("SK_SOURCE_DIR");
-    assert_non_null(src);
-    char prog[4096];
-    snprintf(prog, sizeof prog, "%s/tests/integration/dns_server.py", src);
-    char *zpath = skt_tmpfile("zone", zone, strlen(zone));
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    srv.pid = fork();
-    assert_true(srv.pid >= 0);
-    if (srv.pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        execl("/usr/bin/python3", "python3", prog, zpath, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    /* The server prints its port once it listens (or exits on failure). */
-    char line[32] = "";
-    size_t n = 0;
-    while (n < sizeof line - 1 && read(p[0], line + n, 1) == 1 && line[n] != '\n') n++;
-    line[n] = '\0';
-    close(p[0]);
-    unlink(zpath);
-    free(zpath);
-    if (atoi(line) <= 0) {
-        kill(srv.pid, SIGKILL);
-        waitpid(srv.pid, NULL, 0);
-        fail_msg("dns_server.py did not start");
-    }
-    snprintf(srv.addr, sizeof srv.addr, "127.0.0.1:%d", atoi(line));
+    srv.pid = skt_dns_start(zone, srv.addr, sizeof srv.addr);
     *state = &srv;
     return 0;
 }
@@ -216,8 +326,7 @@ static int start_server(void **state)
 static int stop_server(void **state)
 {
     server *srv = *state;
-    kill(srv->pid, SIGTERM);
-    waitpid(srv->pid, NULL, 0);
+    skt_dns_stop(srv->pid);
     return 0;
 }
 
@@ -318,6 +427,179 @@ static void test_resolver_free(void **state)
     event_base_free(base);
 }
 
+/* ---- plain lookups: values, TTLs, PTR, the cache ---- */
+
+typedef struct seen {
+    int calls, returned; /* returned: sk_resolver_query had returned */
+    sk_dns_result res;
+    char values[8][64];
+    size_t lengths[8];
+    char name[128];
+} seen;
+
+static void keep(void *ctx, const sk_dns_result *res)
+{
+    seen *s = ctx;
+    /* Never called before the call that asked has returned. */
+    assert_true(s->returned);
+    s->calls++;
+    s->res = *res;
+    snprintf(s->name, sizeof s->name, "%s", res->name);
+    for (size_t i = 0; i < res->count && i < 8; i++) {
+        assert_true(res->lengths[i] < sizeof s->values[i]);
+        memcpy(s->values[i], res->values[i], res->lengths[i] + 1);
+        s->lengths[i] = res->lengths[i];
+    }
+}
+
+/* One lookup on its own loop turn: what its callback saw. */
+static seen ask(sk_resolver *r, struct event_base *base, const char *name, sk_dns_type type,
+                unsigned flags)
+{
+    seen s;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(sk_resolver_query(r, name, type, flags, keep, &s, NULL), SK_OK);
+    s.returned = 1;
+    event_base_dispatch(base);
+    assert_int_equal(s.calls, 1);
+    return s;
+}
+
+static void test_resolver_answers(void **state)
+{
+    server *srv = *state;
+    struct event_base *base = event_base_new();
+    int64_t now = 1000;
+    sk_resolver_opts o = {.server = srv->addr, .clock_ms = skt_clock_ms, .clock_ctx = &now};
+    sk_resolver *r = sk_resolver_new_opts(base, &o, NULL);
+    assert_non_null(r);
+
+    /* TXT: one value per record, strings joined, a NUL kept (its length
+     * says so); a record of no string at all (invalid, RFC 1035 3.3.14)
+     * is not reported. The TTL. */
+    seen s = ask(r, base, "cache.test", SK_DNS_TXT, 0);
+    assert_int_equal(s.res.status, SK_DNS_OK);
+    assert_int_equal(s.res.count, 2);
+    assert_string_equal(s.values[0], "one record");
+    assert_int_equal(s.lengths[1], 10);
+    assert_memory_equal(s.values[1], "nul\0inside", 10);
+    assert_int_equal(s.res.ttl_s, 30);
+    assert_int_equal(s.res.from_cache, 0);
+
+    /* Again: from the cache, with what is left of the TTL. */
+    now += 12000;
+    s = ask(r, base, "CACHE.test.", SK_DNS_TXT, 0);
+    assert_int_equal(s.res.from_cache, 1);
+    assert_int_equal(s.res.ttl_s, 18);
+    assert_int_equal(s.res.count, 2);
+    assert_string_equal(s.name, "CACHE.test.");
+    /* Bypassed on request, and gone once its TTL has passed. */
+    assert_int_equal(ask(r, base, "cache.test", SK_DNS_TXT, SK_DNS_NO_CACHE).res.from_cache, 0);
+    now += 18000;
+    assert_int_equal(ask(r, base, "cache.test", SK_DNS_TXT, 0).res.from_cache, 0);
+
+    /* Through an alias: the smallest TTL of the chain. */
+    s = ask(r, base, "alias.cache.test", SK_DNS_TXT, 0);
+    assert_int_equal(s.res.count, 2);
+    assert_int_equal(s.res.ttl_s, 10);
+
+    /* A long TTL is kept only up to the cap. */
+    s = ask(r, base, "long.cache.test", SK_DNS_A, 0);
+    assert_string_equal(s.values[0], "192.0.2.7");
+    assert_int_equal(s.res.ttl_s, 86400);
+    now += SK_DNS_CACHE_TTL_MAX_S * 1000 - 1;
+    assert_int_equal(ask(r, base, "long.cache.test", SK_DNS_A, 0).res.from_cache, 1);
+    now += 1;
+    assert_int_equal(ask(r, base, "long.cache.test", SK_DNS_A, 0).res.from_cache, 0);
+
+    /* Void lookups: NODATA and NXDOMAIN, each cached for the SOA's
+     * negative TTL (min(TTL 60, minimum 7) = 7 s). */
+    static const struct {
+        const char *name;
+        sk_dns_type type;
+        sk_dns_status st;
+    } negative[] = {{"cache.test", SK_DNS_MX, SK_DNS_NODATA},
+                    {"nx.cache.test", SK_DNS_A, SK_DNS_NXDOMAIN}};
+    for (size_t i = 0; i < SKT_N(negative); i++) {
+        s = ask(r, base, negative[i].name, negative[i].type, 0);
+        assert_int_equal(s.res.status, negative[i].st);
+        assert_int_equal(s.res.count, 0);
+        assert_int_equal(s.res.ttl_s, 7);
+        now += 6999;
+        s = ask(r, base, negative[i].name, negative[i].type, 0);
+        assert_int_equal(s.res.from_cache, 1);
+        assert_int_equal(s.res.status, negative[i].st);
+        now += 1;
+        assert_int_equal(ask(r, base, negative[i].name, negative[i].type, 0).res.from_cache, 0);
+    }
+    /* Without SOA: NXDOMAIN with TTL 0, not cached. */
+    assert_int_equal(ask(r, base, "nx.test", SK_DNS_TXT, 0).res.ttl_s, 0);
+    assert_int_equal(ask(r, base, "nx.test", SK_DNS_TXT, 0).res.from_cache, 0);
+    /* A failure is asked again. */
+    assert_int_equal(ask(r, base, "fail.cache.test", SK_DNS_A, 0).res.status, SK_DNS_TEMPFAIL);
+    assert_int_equal(ask(r, base, "fail.cache.test", SK_DNS_A, 0).res.from_cache, 0);
+    /* A name c-ares cannot send (a label over 63 octets) is no such name,
+     * answered on the loop too. */
+    char longname[80];
+    memset(longname, 'x', 64);
+    memcpy(longname + 64, ".test", 6);
+    assert_int_equal(ask(r, base, longname, SK_DNS_A, 0).res.status, SK_DNS_NXDOMAIN);
+
+    /* PTR: names in the answer's order, without the final dot. */
+    memset(&s, 0, sizeof s);
+    assert_int_equal(sk_resolver_ptr(r, "192.0.2.1", keep, &s), SK_OK);
+    s.returned = 1;
+    event_base_dispatch(base);
+    assert_int_equal(s.res.type, SK_DNS_PTR);
+    assert_int_equal(s.res.count, 2);
+    assert_string_equal(s.values[0], "b.cache.test");
+    assert_string_equal(s.values[1], "a.cache.test");
+    assert_int_equal(sk_resolver_ptr(r, "not-an-ip", keep, &s), SK_ERR_INVAL);
+
+    sk_dns_cache_stats st;
+    sk_resolver_cache_stats(r, &st);
+    assert_int_equal(st.capacity, SK_DNS_CACHE_ENTRIES_DEFAULT);
+    assert_int_equal(st.hits, 4);
+    sk_resolver_cache_clear(r);
+    sk_resolver_cache_stats(r, &st);
+    assert_int_equal(st.entries, 0);
+    sk_resolver_free(r);
+
+    /* No cache at all. */
+    o.cache_entries = -1;
+    r = sk_resolver_new_opts(base, &o, NULL);
+    assert_int_equal(ask(r, base, "txt.test", SK_DNS_TXT, 0).res.from_cache, 0);
+    assert_int_equal(ask(r, base, "txt.test", SK_DNS_TXT, 0).res.from_cache, 0);
+    sk_resolver_free(r);
+    event_base_free(base);
+}
+
+static void must_not_answer(void *ctx, const sk_dns_result *res)
+{
+    fail_msg("callback of a cancelled lookup ran");
+}
+
+/* A cancelled lookup is never answered, whether it waits for DNS or for
+ * the loop (a cached answer). */
+static void test_resolver_cancel(void **state)
+{
+    server *srv = *state;
+    struct event_base *base = event_base_new();
+    sk_resolver *r = sk_resolver_new(base, srv->addr, NULL);
+    seen s = ask(r, base, "txt.test", SK_DNS_TXT, 0);
+    assert_int_equal(s.res.status, SK_DNS_OK);
+    sk_dns_query *cached, *asked;
+    assert_int_equal(
+        sk_resolver_query(r, "txt.test", SK_DNS_TXT, 0, must_not_answer, NULL, &cached), SK_OK);
+    assert_int_equal(
+        sk_resolver_query(r, "multi.test", SK_DNS_MX, 0, must_not_answer, NULL, &asked), SK_OK);
+    sk_dns_query_cancel(cached);
+    sk_dns_query_cancel(asked);
+    event_base_dispatch(base);
+    sk_resolver_free(r);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +608,11 @@ int main(void)
         cmocka_unit_test(test_mx_order_default_random),
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_route_literal),
+        cmocka_unit_test(test_reverse_name),
+        cmocka_unit_test(test_cache_expiry),
+        cmocka_unit_test(test_cache_eviction),
+        cmocka_unit_test_setup_teardown(test_resolver_answers, start_server, stop_server),
+        cmocka_unit_test_setup_teardown(test_resolver_cancel, start_server, stop_server),
         cmocka_unit_test_setup_teardown(test_resolver_concurrent, start_server, stop_server),
         cmocka_unit_test_setup_teardown(test_resolver_free, start_server, stop_server),
     };

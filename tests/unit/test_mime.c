@@ -469,7 +469,7 @@ static void test_address_errors(void **state)
         {false, "a..b@example.org", "expected a local part"},
         {true, "a@x b@y", "expected ',' between addresses"},
     };
-    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+    for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_error err;
         sk_error_clear(&err);
         sk_err e;

@@ -42,7 +42,11 @@ sk_module(deliver DEPS util proto mime tls client dns spool PACKAGES LIBEVENT
           INTERNAL_API deliver.h mx.h PUBLIC dsn.h classify.h)
 sk_module(track DEPS util deliver PACKAGES SQLITE LIBEVENT PUBLIC track.h suppress.h)
 sk_module(queue DEPS util proto spool deliver PACKAGES LIBEVENT PUBLIC queue.h)
-sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue
+# The control channel (`smtpkit queue` to a running daemon, or straight on
+# the spool) is a layer on top of the queue's public API: it may not use
+# the queue's private header, and the queue knows nothing of it.
+sk_module(control DEPS util proto spool deliver queue PACKAGES LIBEVENT PUBLIC control.h)
+sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 
 file(WRITE ${PROJECT_BINARY_DIR}/modules.txt "${SK_MODULE_MANIFEST}")

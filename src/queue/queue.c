@@ -18,7 +18,6 @@
 #include "spool/spool_int.h"
 
 #define QUEUE_MAX_IN_FLIGHT_DEFAULT 32
-#define QUEUE_CONTROL_POLL_MS       200
 /* Even with nothing due, look again this often (clock changes, flushes). */
 #define QUEUE_IDLE_WAKE_S 60
 /* A route key lookup that failed is tried again after at most this. */
@@ -127,7 +126,6 @@ struct sk_queue {
     struct event *kick_ev;  /* coalesced "look for due work" */
     struct event *timer_ev; /* next retry time */
     struct event *disp_ev;  /* next time a limited destination may send */
-    struct event *ctl_ev;   /* requests from other processes */
     qmsg *msgs, *msgs_tail; /* all messages, oldest first */
     size_t count;
     /* Messages due now, in the order they became due: commits, releases
@@ -1391,10 +1389,47 @@ sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id)
     return SK_ERR_INVAL;
 }
 
-static void on_control(evutil_socket_t fd, short what, void *arg)
+sk_err sk_queue_apply_filter(sk_queue *q, sk_queue_op op, const sk_queue_filter *f, size_t max,
+                             sk_queue_bulk *b)
 {
-    sk_queue *q = arg;
-    sk_queue_control_poll(q, sk_spool_ctl_dir(q->spool), &q->opts.log);
+    if ((unsigned)op > SK_QUEUE_OP_DELETE || sk_queue_filter_empty(f)) return SK_ERR_INVAL;
+    if (b->done) return SK_OK;
+    if (!b->started) {
+        /* The messages there now; the list is in arrival order. */
+        b->started = 1;
+        b->next_seq = 0;
+        b->last_seq = q->seq;
+    }
+    /* Go on where the last call stopped: messages removed meanwhile are
+     * simply no longer on the list. */
+    qmsg *m = q->msgs;
+    while (m && m->seq < b->next_seq) m = m->next;
+    size_t n = 0;
+    for (qmsg *next; m && m->seq <= b->last_seq; m = next) {
+        next = m->next;
+        if (max && n == max) {
+            kick(q);
+            return SK_OK;
+        }
+        b->next_seq = m->seq + 1;
+        if (!sk_queue_filter_match(f, m->env)) continue;
+        b->matched++;
+        if (op == SK_QUEUE_OP_DELETE) {
+            remove_msg(q, m);
+        } else {
+            if (m->jobs_out || !sk_queue_op_changes(op, m->env->state)) continue;
+            m->env->state = SK_SPOOL_ACTIVE;
+            m->env->next_attempt = 0;
+            save(q, m);
+            ready_add(q, m);
+        }
+        b->changed++;
+        n++;
+        if (f->id[0]) break; /* IDs are unique */
+    }
+    b->done = 1;
+    kick(q);
+    return SK_OK;
 }
 
 sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_base *base,
@@ -1418,7 +1453,6 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     q->retry_ms = sk_calloc(q->nretry, sizeof *q->retry_ms);
     if (!q->opts.max_lifetime_ms) q->opts.max_lifetime_ms = SK_QUEUE_LIFETIME_DEFAULT_MS;
     if (!q->opts.max_in_flight) q->opts.max_in_flight = QUEUE_MAX_IN_FLIGHT_DEFAULT;
-    if (!q->opts.control_poll_ms) q->opts.control_poll_ms = QUEUE_CONTROL_POLL_MS;
     if (!q->opts.dest_max_conns) q->opts.dest_max_conns = SK_QUEUE_DEST_CONNS_DEFAULT;
     if (!q->opts.msgs_per_conn) q->opts.msgs_per_conn = SK_QUEUE_MSGS_PER_CONN_DEFAULT;
     if (!q->opts.route_ttl_ms) q->opts.route_ttl_ms = SK_QUEUE_ROUTE_TTL_MS_DEFAULT;
@@ -1448,8 +1482,7 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     q->kick_ev = event_new(base, -1, 0, on_kick, q);
     q->timer_ev = event_new(base, -1, 0, on_timer, q);
     q->disp_ev = event_new(base, -1, 0, on_dispatch, q);
-    q->ctl_ev = event_new(base, -1, EV_PERSIST, on_control, q);
-    if (!q->retry_ms || !q->kick_ev || !q->timer_ev || !q->disp_ev || !q->ctl_ev ||
+    if (!q->retry_ms || !q->kick_ev || !q->timer_ev || !q->disp_ev ||
         (opts && opts->nrate_rules && opts->rate_rules && !rr) ||
         (opts && opts->npriority_rules && opts->priority_rules && !pr)) {
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
@@ -1483,9 +1516,6 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     sk_spool_ids_free(ids, n);
     sk_log(&q->opts.log, SK_LOG_INFO, "- queue started messages=%zu", q->count);
     sk_spool_set_listener(spool, on_commit, q);
-    struct timeval tv = {.tv_sec = q->opts.control_poll_ms / 1000,
-                         .tv_usec = (q->opts.control_poll_ms % 1000) * 1000};
-    event_add(q->ctl_ev, &tv);
     arm(q, 0); /* the first scan finds what is due */
     return q;
 }
@@ -1541,7 +1571,6 @@ void sk_queue_free(sk_queue *q)
     if (q->kick_ev) event_free(q->kick_ev);
     if (q->timer_ev) event_free(q->timer_ev);
     if (q->disp_ev) event_free(q->disp_ev);
-    if (q->ctl_ev) event_free(q->ctl_ev);
     sk_rules_free(q->own_rules);
     sk_free((void *)q->opts.rate_rules);
     sk_free((void *)q->opts.priority_rules);

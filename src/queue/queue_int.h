@@ -1,17 +1,9 @@
-/* Private parts of the queue runner: applying operations, the control
- * directory through which other processes ask a running daemon for them,
- * rate buckets, and bounce building. */
+/* Private parts of the queue runner: rate buckets and bounce building. */
 #ifndef SK_QUEUE_INT_H
 #define SK_QUEUE_INT_H
 
 #include <smtpkit/dsn.h>
 #include <smtpkit/queue.h>
-
-/* Apply op to a running queue (loop thread). */
-sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id);
-
-/* Answer every request waiting in ctl_dir (loop thread). */
-void sk_queue_control_poll(sk_queue *q, const char *ctl_dir, const sk_logger *log);
 
 /* Look for due messages and start what the limits allow, now (tests that
  * move an injected clock call this instead of waiting for the timers). */

@@ -209,10 +209,11 @@
  * request (one that sends nothing is dropped), and to take each reply
  * line off the socket. */
 #define SK_CONTROL_IO_TIMEOUT_MS 5000
-/* Messages a bulk operation changes per pass of the event loop: each
- * change writes and syncs an envelope (about two fsyncs), so a pass stays
- * short enough that SMTP sessions are served in between. */
-#define SK_CONTROL_BATCH_MESSAGES 32
+/* Messages a bulk operation changes per pass of the event loop: a flush
+ * or release writes and syncs each envelope (a data and a directory
+ * sync, 2-10 ms on a busy disk), so a pass stays within tens of
+ * milliseconds and SMTP sessions are served in between (docs/queue.md). */
+#define SK_CONTROL_BATCH_MESSAGES 8
 /* A bulk operation tells its client how far it got at most this often,
  * so that the client's wait for the next line restarts. */
 #define SK_CONTROL_PROGRESS_MS 1000

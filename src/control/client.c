@@ -69,7 +69,9 @@ static sk_err converse(int fd, const sk_buf *req, unsigned timeout_ms, sk_contro
                        sk_error *err)
 {
     sk_err e = send_all(fd, req->data, req->len, timeout_ms, err);
-    if (e) return e;
+    /* A daemon that refuses us (busy, not our user) answers and closes
+     * without reading: its answer is still there to read. */
+    if (e && e != SK_ERR_CLOSED) return e;
     char line[SK_CONTROL_REPLY_LINE_MAX_OCTETS];
     size_t have = 0;
     uint64_t deadline = sk_now_ms() + timeout_ms;
@@ -103,6 +105,7 @@ static sk_err converse(int fd, const sk_buf *req, unsigned timeout_ms, sk_contro
                                 "the running daemon did not answer within %u ms", timeout_ms);
         ssize_t got = recv(fd, line + have, sizeof line - have, MSG_DONTWAIT);
         if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (got <= 0 && e) return e; /* the send failed, and there is no answer */
         if (got <= 0)
             return sk_error_set(err, SK_ERR_CLOSED, SK_STEP_NONE,
                                 "the daemon closed the connection before it answered%s%s",

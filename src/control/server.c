@@ -13,6 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Closing a UNIX socket with unread input resets it, and the peer may
+ * lose the reply it has not read yet; what has already arrived is read
+ * and dropped first, up to this much (about a socket buffer: a flooding
+ * peer cannot keep the loop reading). */
+#define CONTROL_DRAIN_MAX_OCTETS (64 * 1024)
+
 typedef struct ctl_client ctl_client;
 
 struct sk_control_server {
@@ -52,7 +58,16 @@ static void client_free(ctl_client *c)
         s->clients = c->next;
     if (c->next) c->next->prev = c->prev;
     s->nclients--;
-    if (c->bev) bufferevent_free(c->bev);
+    if (c->bev) {
+        char sink[4096];
+        evutil_socket_t fd = bufferevent_getfd(c->bev);
+        for (size_t n = 0; n < CONTROL_DRAIN_MAX_OCTETS;) {
+            ssize_t r = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+            if (r <= 0) break;
+            n += (size_t)r;
+        }
+        bufferevent_free(c->bev);
+    }
     if (c->deadline) event_free(c->deadline);
     if (c->step) event_free(c->step);
     sk_free(c);

@@ -37,6 +37,7 @@ static void usage(FILE *f)
         "--config FILE   the daemon's config file: its data-dir is used\n"
         "--json          JSON output (docs/queue.md)\n"
         "-h, --help      this text\n"
+        "\n"
         "The data directory is --data-dir, else data-dir in --config FILE, else\n"
         "$%s, else %s (where 'smtpkit serve' keeps it by default).\n"
         "\n"

@@ -83,7 +83,7 @@ static void reply(ctl_client *c, const sk_control_reply *r)
     if (r->kind == SK_CONTROL_PROGRESS) return;
     c->closing = 1;
     bufferevent_disable(c->bev, EV_READ);
-    /* Written at once when the peer reads: on_write closes. */
+    /* on_write frees the client once the line is out. */
     if (!evbuffer_get_length(bufferevent_get_output(c->bev))) client_free(c);
 }
 

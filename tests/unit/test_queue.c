@@ -498,6 +498,8 @@ static void test_apply_filter(void **state)
 
     sk_queue_filter f = {0};
     sk_queue_bulk b;
+    assert_int_equal(sk_queue_apply(h.q, SK_QUEUE_OP_RELEASE, "0000000000000000"),
+                     SK_ERR_NOT_FOUND);
     assert_int_equal(sk_queue_apply_filter(h.q, SK_QUEUE_OP_DELETE, &f, 0, &b), SK_ERR_INVAL);
     assert_int_equal(
         sk_queue_apply_filter(h.q, (sk_queue_op)7, &(sk_queue_filter){.all = 1}, 0, &b),

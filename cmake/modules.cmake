@@ -46,7 +46,11 @@ sk_module(track DEPS util deliver PACKAGES SQLITE LIBEVENT PUBLIC track.h suppre
 sk_module(queue DEPS util proto spool deliver PACKAGES LIBEVENT PUBLIC queue.h)
 sk_module(dmarc DEPS util mime dns PACKAGES PSL IDN2 INTERNAL_API dmarc_int.h PUBLIC dmarc.h)
 sk_module(authres DEPS util mime PUBLIC authres.h)
-sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue
+# The control channel (`smtpkit queue` to a running daemon, or straight on
+# the spool) is a layer on top of the queue's public API: it may not use
+# the queue's private header, and the queue knows nothing of it.
+sk_module(control DEPS util proto spool deliver queue PACKAGES LIBEVENT PUBLIC control.h)
+sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 
 file(WRITE ${PROJECT_BINARY_DIR}/modules.txt "${SK_MODULE_MANIFEST}")

@@ -276,6 +276,31 @@
  * replays. */
 #define SK_SPOOL_JOURNAL_OCTETS (4u * 1024 * 1024)
 
+/* The control socket of `smtpkit serve` (docs/queue.md "Control"). A
+ * request is one line; the longest the grammar allows (a verb, an ID,
+ * "all", a state, and a domain of RFC 5321 4.5.3.1.2 and a path of
+ * 4.5.3.1.3 in xtext, up to 3 octets for each of theirs) is about 1,600
+ * octets. Longer is refused, and nothing more is read. */
+#define SK_CONTROL_REQUEST_MAX_OCTETS 2048
+/* A reply line: two counts, or an error word and a short text. */
+#define SK_CONTROL_REPLY_LINE_MAX_OCTETS 512
+/* Control clients served at once (requests being read and operations
+ * running); one more is answered "busy". An operator runs one command at
+ * a time; a few scripts in parallel fit. */
+#define SK_CONTROL_CLIENTS_MAX 16
+/* A control client has this long from connecting to send its whole
+ * request (one that sends nothing is dropped), and to take each reply
+ * line off the socket. */
+#define SK_CONTROL_IO_TIMEOUT_MS 5000
+/* Messages a bulk operation changes per pass of the event loop: a flush
+ * or release writes and syncs each envelope (a data and a directory
+ * sync, 2-10 ms on a busy disk), so a pass stays within tens of
+ * milliseconds and SMTP sessions are served in between (docs/queue.md). */
+#define SK_CONTROL_BATCH_MESSAGES 8
+/* A bulk operation tells its client how far it got at most this often,
+ * so that the client's wait for the next line restarts. */
+#define SK_CONTROL_PROGRESS_MS 1000
+
 /* A log line (sk_log) is cut at this many octets; sk_log_record_parse
  * takes it apart into at most SK_LOG_FIELDS_MAX key=value fields (the
  * library's lines have a dozen at most; more are kept as text). */

@@ -1,6 +1,7 @@
 /* The queue runner: delivers spooled messages through transports, retries
  * transient failures on a schedule, and obeys hold/release/flush/delete
- * requests, also from `smtpkit queue` while the daemon runs. */
+ * requests, by ID or for every message that matches a filter (the control
+ * channel of `smtpkit queue` is a layer on top of these: control.h). */
 #ifndef SMTPKIT_QUEUE_H
 #define SMTPKIT_QUEUE_H
 
@@ -126,8 +127,7 @@ typedef struct sk_queue_opts {
      * (RFC 3464 "delayed") for its recipients with NOTIFY=DELAY; 0 = none
      * (the daemon's default is SK_QUEUE_DELAY_WARNING_DEFAULT_MS). */
     uint64_t delay_warning_ms;
-    unsigned max_in_flight;   /* delivery jobs at once, 0 = 32 */
-    unsigned control_poll_ms; /* how often requests from the CLI are looked for, 0 = 200 */
+    unsigned max_in_flight; /* delivery jobs at once, 0 = 32 */
     void (*on_event)(void *ctx, const sk_queue_event *ev);
     void *event_ctx;
 
@@ -191,18 +191,60 @@ SK_NODISCARD sk_err sk_queue_delete(sk_queue *q, const char *id);  /* remove */
 size_t sk_queue_count(const sk_queue *q);
 size_t sk_queue_in_flight(const sk_queue *q);
 
-/* The same operations from another process (`smtpkit queue`): when a
- * daemon holds the spool, the request is passed to it through
- * data_dir/spool/ctl and answered within timeout_ms (SK_ERR_TIMEOUT if
- * not); otherwise the spool is locked and changed directly.
- * SK_ERR_NOT_FOUND for an unknown ID. */
+/* The operations, by ID or by filter. */
 typedef enum sk_queue_op {
-    SK_QUEUE_OP_FLUSH = 0,
-    SK_QUEUE_OP_RELEASE,
-    SK_QUEUE_OP_DELETE,
+    SK_QUEUE_OP_FLUSH = 0, /* a deferred message: active and due now */
+    SK_QUEUE_OP_RELEASE,   /* a held or deferred message: active and due now */
+    SK_QUEUE_OP_DELETE,    /* removed from the queue */
 } sk_queue_op;
-SK_NODISCARD sk_err sk_queue_control(const char *data_dir, sk_queue_op op, const char *id,
-                                     unsigned timeout_ms, sk_error *err);
+const char *sk_queue_op_name(sk_queue_op op); /* "flush", "release", "delete" */
+/* Whether op changes a message in state s (a delete changes any). */
+int sk_queue_op_changes(sk_queue_op op, sk_spool_state s);
+
+/* Apply op to one message (loop thread): sk_queue_flush (id ignored),
+ * sk_queue_release or sk_queue_delete. */
+SK_NODISCARD sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id);
+
+/* Which messages a bulk operation applies to: those that match every
+ * field set (AND). A filter with nothing set matches nothing: "every
+ * message" has to be said with all. */
+typedef struct sk_queue_filter {
+    char id[SK_SPOOL_ID_SIZE]; /* this message; "" = any */
+    int all;                   /* 1: every message (with the other fields: every one of those) */
+    /* A recipient still pending at this domain (ASCII letters in any
+     * case); "" = any. */
+    char destination[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
+    /* The envelope sender, its domain in any case and its local part
+     * exactly; with has_sender, "" is the null sender <>. */
+    int has_sender;
+    char sender[SK_SMTP_PATH_MAX_OCTETS + 1];
+    unsigned states; /* 1u << sk_spool_state for each state that matches; 0 = any */
+} sk_queue_filter;
+/* 1 when f sets nothing (and so matches nothing). */
+int sk_queue_filter_empty(const sk_queue_filter *f);
+/* 1 when env matches f. */
+int sk_queue_filter_match(const sk_queue_filter *f, const sk_spool_envelope *env);
+
+/* A bulk operation in progress, kept by the caller between calls to
+ * sk_queue_apply_filter; zero it before the first. It applies to the
+ * messages in the queue at the first call (later arrivals are left
+ * alone), oldest first. */
+typedef struct sk_queue_bulk {
+    size_t matched; /* messages that matched so far */
+    size_t changed; /* of those, the ones op changed */
+    int done;       /* 1 once every message was looked at */
+    /* Where the next call goes on (the queue's arrival numbers). */
+    int started;
+    uint64_t next_seq, last_seq;
+} sk_queue_bulk;
+/* Apply op to the messages matching f (loop thread), changing at most max
+ * of them in this call (0 = no limit), so that a large operation can be
+ * spread over several passes of the event loop: call again until b->done.
+ * A message with a delivery in flight is counted as matched; flush and
+ * release leave it alone, delete removes it once the delivery reports.
+ * SK_ERR_INVAL for an unknown op or an empty filter. */
+SK_NODISCARD sk_err sk_queue_apply_filter(sk_queue *q, sk_queue_op op, const sk_queue_filter *f,
+                                          size_t max, sk_queue_bulk *b);
 
 #ifdef __cplusplus
 }

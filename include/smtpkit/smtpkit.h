@@ -7,6 +7,7 @@
 #include "reply.h"
 #include "spool.h"
 #include "queue.h"
+#include "control.h"
 #include "client.h"
 #include "tls.h"
 #include "sasl.h"

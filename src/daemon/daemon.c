@@ -5,6 +5,7 @@
 #include "authd.h"
 
 #include <smtpkit/auth.h>
+#include <smtpkit/control.h>
 #include <smtpkit/queue.h>
 #include <smtpkit/server.h>
 #include <smtpkit/spool.h>
@@ -58,6 +59,7 @@ struct sk_daemon {
     sk_server *srv;
     sk_spool *spool;
     sk_queue *queue;
+    sk_control_server *control; /* `smtpkit queue` asks here (spool/control.sock) */
     sk_transport *local, *remote;
     uint64_t *retry_ms;
     size_t nretry;
@@ -725,7 +727,7 @@ static int probe_writable(const char *dir)
 
 /* The directories the daemon writes in, below the data directory; those
  * that do not exist yet are made later, in one that was found writable. */
-static const char *const data_subdirs[] = {"", "/spool", "/spool/msg", "/spool/ctl", "/mailboxes"};
+static const char *const data_subdirs[] = {"", "/spool", "/spool/msg", "/mailboxes"};
 
 static sk_err check_writable(const char *data_dir, const char *as_user, sk_error *err)
 {
@@ -1141,6 +1143,10 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
     if (!e) e = drop_privileges(d, err);
     if (!e && !d->spool) e = open_spool(d, err);
     if (!e) e = start_delivery(d, err);
+    /* The control socket last: made by the user we run as, in the spool
+     * whose lock we hold (a socket left there is stale, and replaced). */
+    if (!e && !(d->control = sk_control_server_new(d->queue, d->spool, &d->log, d->base, err)))
+        e = err && err->err ? err->err : SK_ERR_IO;
     if (e) {
         sk_daemon_free(d);
         return e;
@@ -1183,10 +1189,14 @@ void sk_daemon_free(sk_daemon *d)
     if (d->sig_int) event_free(d->sig_int);
     if (d->sig_hup) event_free(d->sig_hup);
     if (d->drain_timer) event_free(d->drain_timer);
-    /* The queue first (it cancels transport jobs), then the transports.
+    /* The control socket first (its operations use the queue; the socket
+     * goes while we still hold the spool lock), then the queue (it
+     * cancels transport jobs), then the transports.
      * Messages still being received are dropped; the spool then finishes
      * commits in flight, whose callbacks answer sessions that are still
      * there; the server goes last. */
+    sk_control_server_free(d->control);
+    d->control = NULL;
     sk_queue_free(d->queue);
     sk_transport_free(d->remote);
     sk_transport_free(d->local);

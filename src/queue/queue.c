@@ -8,7 +8,6 @@
 #include "spool/spool_int.h"
 
 #define QUEUE_MAX_IN_FLIGHT_DEFAULT 32
-#define QUEUE_CONTROL_POLL_MS       200
 /* Even with nothing due, look again this often (clock changes, flushes). */
 #define QUEUE_IDLE_WAKE_S 60
 
@@ -221,10 +220,45 @@ sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id)
     return SK_ERR_INVAL;
 }
 
-static void on_control(evutil_socket_t fd, short what, void *arg)
+sk_err sk_queue_apply_filter(sk_queue *q, sk_queue_op op, const sk_queue_filter *f, size_t max,
+                             sk_queue_bulk *b)
 {
-    sk_queue *q = arg;
-    sk_queue_control_poll(q, sk_spool_ctl_dir(q->spool), &q->opts.log);
+    if ((unsigned)op > SK_QUEUE_OP_DELETE || sk_queue_filter_empty(f)) return SK_ERR_INVAL;
+    if (b->done) return SK_OK;
+    if (!b->started) {
+        /* The messages there now; the table is in arrival order. */
+        b->started = 1;
+        b->next_seq = 0;
+        b->last_seq = q->seq;
+    }
+    /* Go on where the last call stopped: messages removed meanwhile are
+     * simply no longer in the table. */
+    qmsg *m = TAILQ_FIRST(&q->msgs);
+    while (m && m->seq < b->next_seq) m = TAILQ_NEXT(m, link);
+    size_t n = 0;
+    for (qmsg *next; m && m->seq <= b->last_seq; m = next) {
+        next = TAILQ_NEXT(m, link);
+        if (max && n == max) {
+            sk_queue_kick(q);
+            return SK_OK;
+        }
+        b->next_seq = m->seq + 1;
+        if (m->state == QMSG_DELETED || m->state == QMSG_REMOVED) continue;
+        if (!sk_queue_filter_match(f, m->env)) continue;
+        b->matched++;
+        if (op == SK_QUEUE_OP_DELETE) {
+            sk_queue_msg_remove(q, m);
+        } else {
+            if (m->state == QMSG_DELIVERING || !sk_queue_op_changes(op, m->env->state)) continue;
+            sk_queue_msg_due_now(q, m);
+        }
+        b->changed++;
+        n++;
+        if (f->id[0]) break; /* IDs are unique */
+    }
+    b->done = 1;
+    sk_queue_kick(q);
+    return SK_OK;
 }
 
 sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_base *base,
@@ -245,7 +279,6 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     if (opts) q->opts = *opts;
     sk_err retry_err = sk_retry_init(&q->retry, &q->opts);
     if (!q->opts.max_in_flight) q->opts.max_in_flight = QUEUE_MAX_IN_FLIGHT_DEFAULT;
-    if (!q->opts.control_poll_ms) q->opts.control_poll_ms = QUEUE_CONTROL_POLL_MS;
     if (!q->opts.dest_max_conns) q->opts.dest_max_conns = SK_QUEUE_DEST_CONNS_DEFAULT;
     if (!q->opts.msgs_per_conn) q->opts.msgs_per_conn = SK_QUEUE_MSGS_PER_CONN_DEFAULT;
     if (!q->opts.route_ttl_ms) q->opts.route_ttl_ms = SK_QUEUE_ROUTE_TTL_MS_DEFAULT;
@@ -275,8 +308,7 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     q->kick_ev = event_new(base, -1, 0, on_kick, q);
     q->timer_ev = event_new(base, -1, 0, on_timer, q);
     q->disp_ev = event_new(base, -1, 0, on_dispatch, q);
-    q->ctl_ev = event_new(base, -1, EV_PERSIST, on_control, q);
-    if (retry_err || !q->kick_ev || !q->timer_ev || !q->disp_ev || !q->ctl_ev ||
+    if (retry_err || !q->kick_ev || !q->timer_ev || !q->disp_ev ||
         (opts && opts->nrate_rules && opts->rate_rules && !rr) ||
         (opts && opts->npriority_rules && opts->priority_rules && !pr)) {
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
@@ -309,9 +341,6 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     sk_spool_ids_free(ids, n);
     sk_log(&q->opts.log, SK_LOG_INFO, "- queue started messages=%zu", q->count);
     sk_spool_set_listener(spool, on_commit, q);
-    struct timeval tv = {.tv_sec = q->opts.control_poll_ms / 1000,
-                         .tv_usec = (q->opts.control_poll_ms % 1000) * 1000};
-    event_add(q->ctl_ev, &tv);
     sk_queue_arm_retry(q, 0); /* the first scan finds what is due */
     return q;
 }
@@ -341,7 +370,6 @@ void sk_queue_free(sk_queue *q)
     if (q->kick_ev) event_free(q->kick_ev);
     if (q->timer_ev) event_free(q->timer_ev);
     if (q->disp_ev) event_free(q->disp_ev);
-    if (q->ctl_ev) event_free(q->ctl_ev);
     sk_rules_free(q->own_rules);
     sk_free((void *)q->opts.rate_rules);
     sk_free((void *)q->opts.priority_rules);

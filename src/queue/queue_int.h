@@ -173,7 +173,6 @@ struct sk_queue {
     struct event *kick_ev;   /* coalesced "look for due work" */
     struct event *timer_ev;  /* next retry time */
     struct event *disp_ev;   /* next time a limited destination may send */
-    struct event *ctl_ev;    /* requests from other processes */
     TAILQ_HEAD(, qmsg) msgs; /* all messages, oldest first */
     size_t count;
     /* Messages due now, in the order they became due: commits, releases
@@ -206,8 +205,6 @@ void sk_queue_kick(sk_queue *q);
 void sk_queue_arm_retry(sk_queue *q, int64_t at);
 /* The rule a reply matches (NULL: no reply); nothing matched without rules. */
 sk_rule_match sk_queue_classify(const sk_queue *q, const sk_reply *r);
-/* Apply op to a running queue (loop thread). */
-sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id);
 /* Look for due messages and start what the limits allow, now (tests that
  * move an injected clock call this instead of waiting for the timers). */
 void sk_queue_poke(sk_queue *q);
@@ -326,10 +323,5 @@ int sk_queue_priority_level(int priority);
  * sender about every recipient whose outcome it reports and whose NOTIFY
  * asks for it, and about those still pending when delay_due. */
 void sk_queue_dsn_attempt(sk_queue *q, qmsg *m, int delay_due, int64_t now);
-
-/* ---- control.c: requests from other processes ---- */
-
-/* Answer every request waiting in ctl_dir (loop thread). */
-void sk_queue_control_poll(sk_queue *q, const char *ctl_dir, const sk_logger *log);
 
 #endif

@@ -1,8 +1,8 @@
 /* Unit tests for src/queue: routing to transports, results recorded on
- * disk, retry schedule, expiry, hold/release/flush/delete (in process, on
- * the spool directly, and through a running queue), the states a message
- * goes through (each change logged), and no duplicate Maildir delivery
- * after a restart. */
+ * disk, retry schedule, expiry, hold/release/flush/delete (by ID, and by
+ * filter in batches; in process, on the spool directly, and through a
+ * running queue), the states a message goes through (each change logged),
+ * and no duplicate Maildir delivery after a restart. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +13,6 @@
 
 #include <dirent.h>
 #include <event2/event.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +96,8 @@ typedef struct harness {
     int events;
     struct event *guard;
     unsigned max_in_flight;
-    char states[4096]; /* "ID from>to\n" for each state change logged */
+    char states[4096];  /* "ID from>to\n" for each state change logged */
+    const char *sender; /* of injected messages; NULL: the null sender */
 } harness;
 
 /* Keep the queue's state changes ("ID queue state from=A to=B"). */
@@ -160,7 +160,6 @@ static void start(harness *h, const uint64_t *retry, size_t nretry, uint64_t lif
                        .retry_ms = retry,
                        .nretry = nretry,
                        .max_lifetime_ms = lifetime_ms,
-                       .control_poll_ms = 10,
                        .max_in_flight = h->max_in_flight,
                        .on_event = on_event,
                        .event_ctx = h,
@@ -204,8 +203,12 @@ static void inject(harness *h, const char *const *rcpts, size_t n, sk_spool_stat
     sk_spool_rcpt rs[8] = {0};
     for (size_t i = 0; i < n; i++) rs[i].addr = (char *)rcpts[i];
     /* The null sender: these tests are not about bounces (test_dispatch is). */
-    sk_spool_envelope env = {
-        .sender = "", .rcpts = rs, .nrcpts = n, .state = st, .arrival = arrival, .esmtp = 1};
+    sk_spool_envelope env = {.sender = h->sender ? (char *)h->sender : "",
+                             .rcpts = rs,
+                             .nrcpts = n,
+                             .state = st,
+                             .arrival = arrival,
+                             .esmtp = 1};
     sk_error err;
     sk_spool_msg *m = sk_spool_begin(h->spool, &env, &err);
     assert_non_null(m);
@@ -456,98 +459,191 @@ static void test_in_flight_limit(void **state)
     free(h.dir);
 }
 
-/* ---- control from another process ---- */
+/* ---- bulk operations by filter ---- */
 
-typedef struct control_call {
-    const char *dir;
-    sk_queue_op op;
-    char id[SK_SPOOL_ID_SIZE];
-    sk_err result;
-    struct event_base *base;
-} control_call;
-
-static void *control_thread(void *arg)
+static void test_filter_match(void **state)
 {
-    control_call *c = arg;
-    sk_error err;
-    c->result = sk_queue_control(c->dir, c->op, c->id, 10000, &err);
-    event_base_loopbreak(c->base);
-    return NULL;
+    sk_spool_rcpt rs[] = {{.addr = "a@Example.ORG", .state = SK_RCPT_PENDING},
+                          {.addr = "\"x@y\"@done.example", .state = SK_RCPT_DELIVERED},
+                          {.addr = "postmaster", .state = SK_RCPT_PENDING}};
+    sk_spool_envelope env = {.id = "01HF3Z4Q7M2ABCDE",
+                             .sender = "Alice@Mail.Example",
+                             .rcpts = rs,
+                             .nrcpts = 3,
+                             .state = SK_SPOOL_HOLD};
+    sk_spool_envelope null_sender = env;
+    null_sender.sender = "";
+    const unsigned hold = 1u << SK_SPOOL_HOLD, deferred = 1u << SK_SPOOL_DEFERRED;
+    static const struct {
+        const char *id, *destination, *sender;
+        int all;
+        unsigned states;
+        int null_env; /* match against the null sender's copy */
+        int want;
+    } cases[] = {
+        {.want = 0}, /* an empty filter matches nothing */
+        {.all = 1, .want = 1},
+        {.id = "01HF3Z4Q7M2ABCDE", .want = 1},
+        {.id = "01HF3Z4Q7M2ABCDF", .want = 0},
+        {.destination = "example.org", .want = 1},  /* domains in any case */
+        {.destination = "done.example", .want = 0}, /* that recipient is done */
+        {.destination = "y\"@done.example", .want = 0},
+        {.destination = "org", .want = 0},
+        {.sender = "Alice@mail.example", .want = 1}, /* the domain in any case */
+        {.sender = "alice@mail.example", .want = 0}, /* the local part exactly */
+        {.sender = "", .want = 0},
+        {.sender = "", .null_env = 1, .want = 1},
+        {.sender = "Alice@Mail.Example", .null_env = 1, .want = 0},
+        {.states = hold, .want = 1},
+        {.states = deferred, .want = 0},
+        {.states = hold | deferred, .want = 1},
+        {.all = 1, .states = deferred, .want = 0}, /* terms are ANDed */
+        {.destination = "example.org", .sender = "Alice@mail.example", .states = hold, .want = 1},
+        {.destination = "example.org", .sender = "bob@mail.example", .states = hold, .want = 0},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        sk_queue_filter f = {.all = cases[i].all, .states = cases[i].states};
+        if (cases[i].id) snprintf(f.id, sizeof f.id, "%s", cases[i].id);
+        if (cases[i].destination)
+            snprintf(f.destination, sizeof f.destination, "%s", cases[i].destination);
+        if (cases[i].sender) {
+            f.has_sender = 1;
+            snprintf(f.sender, sizeof f.sender, "%s", cases[i].sender);
+        }
+        int got = sk_queue_filter_match(&f, cases[i].null_env ? &null_sender : &env);
+        if (got != cases[i].want) fail_msg("case %zu: match %d, want %d", i, got, cases[i].want);
+    }
+    /* What each operation changes. */
+    static const struct {
+        sk_queue_op op;
+        sk_spool_state st;
+        int want;
+    } ops[] = {
+        {SK_QUEUE_OP_FLUSH, SK_SPOOL_ACTIVE, 0},     {SK_QUEUE_OP_FLUSH, SK_SPOOL_DEFERRED, 1},
+        {SK_QUEUE_OP_FLUSH, SK_SPOOL_HOLD, 0},       {SK_QUEUE_OP_RELEASE, SK_SPOOL_ACTIVE, 0},
+        {SK_QUEUE_OP_RELEASE, SK_SPOOL_DEFERRED, 1}, {SK_QUEUE_OP_RELEASE, SK_SPOOL_HOLD, 1},
+        {SK_QUEUE_OP_DELETE, SK_SPOOL_ACTIVE, 1},    {SK_QUEUE_OP_DELETE, SK_SPOOL_HOLD, 1},
+    };
+    for (size_t i = 0; i < SKT_N(ops); i++)
+        assert_int_equal(sk_queue_op_changes(ops[i].op, ops[i].st), ops[i].want);
 }
 
-/* Run sk_queue_control in a thread while the loop answers (as the CLI
- * and the daemon would, in two processes). */
-static sk_err control_via_daemon(harness *h, sk_queue_op op, const char *id)
+/* Apply a bulk operation max messages at a time, as the control socket
+ * does between loop passes; returns how many calls it took. */
+static size_t bulk(harness *h, sk_queue_op op, const sk_queue_filter *f, size_t max,
+                   sk_queue_bulk *b)
 {
-    control_call c = {.dir = h->dir, .op = op, .base = h->base};
-    snprintf(c.id, sizeof c.id, "%s", id ? id : "");
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, control_thread, &c), 0);
-    event_base_dispatch(h->base);
-    pthread_join(t, NULL);
-    return c.result;
+    memset(b, 0, sizeof *b);
+    size_t calls = 0;
+    while (!b->done) {
+        assert_int_equal(sk_queue_apply_filter(h->q, op, f, max, b), SK_OK);
+        calls++;
+        event_base_loop(h->base, EVLOOP_NONBLOCK);
+    }
+    return calls;
 }
 
-static void test_control(void **state)
+static void test_apply_filter(void **state)
 {
     harness h = {0};
     start(&h, NULL, 0, 0);
-    static const char *const rcpts[] = {"ok@localhost"};
-    char a[SK_SPOOL_ID_SIZE], b[SK_SPOOL_ID_SIZE];
-    inject(&h, rcpts, 1, SK_SPOOL_HOLD, 0, a);
-    inject(&h, rcpts, 1, SK_SPOOL_HOLD, 0, b);
-    run_until(&h, 0, 2);
-
-    /* Through the running queue. */
-    assert_int_equal(control_via_daemon(&h, SK_QUEUE_OP_RELEASE, "0000000000000000"),
-                     SK_ERR_NOT_FOUND);
-    assert_int_equal(control_via_daemon(&h, SK_QUEUE_OP_DELETE, a), SK_OK);
-    assert_null(load(&h, a));
-    assert_int_equal(control_via_daemon(&h, SK_QUEUE_OP_FLUSH, NULL), SK_OK);
-    assert_int_equal(h.local.calls, 0);
-    assert_int_equal(control_via_daemon(&h, SK_QUEUE_OP_RELEASE, b), SK_OK);
-    if (h.ev[SK_QUEUE_EV_REMOVED] < 2) run_until(&h, 2, 0);
-    assert_int_equal(h.local.calls, 1);
-    assert_int_equal(sk_queue_count(h.q), 0);
-
-    /* Directly on the spool, with no daemon. */
-    inject(&h, rcpts, 1, SK_SPOOL_HOLD, 0, a);
-    inject(&h, rcpts, 1, SK_SPOOL_HOLD, 0, b);
-    run_until(&h, 0, h.events + 2);
-    stop(&h);
-    assert_int_equal(h.ev[SK_QUEUE_EV_QUEUED], 4);
-    sk_error err;
-    static const struct {
-        sk_queue_op op;
-        const char *id;
-        sk_err want;
-    } cases[] = {
-        {SK_QUEUE_OP_RELEASE, "0000000000000000", SK_ERR_NOT_FOUND},
-        {SK_QUEUE_OP_DELETE, "not-an-id", SK_ERR_NOT_FOUND},
-        {SK_QUEUE_OP_FLUSH, NULL, SK_OK},
-        {SK_QUEUE_OP_DELETE, NULL /* a */, SK_OK},
-        {SK_QUEUE_OP_RELEASE, NULL /* b */, SK_OK},
-    };
-    for (size_t i = 0; i < SKT_N(cases); i++) {
-        const char *id = cases[i].id;
-        if (i == 3) id = a;
-        if (i == 4) id = b;
-        assert_int_equal(sk_queue_control(h.dir, cases[i].op, id, 1000, &err), cases[i].want);
-    }
-    assert_int_equal(sk_queue_control("/nonexistent/sk", SK_QUEUE_OP_FLUSH, NULL, 1000, &err),
-                     SK_ERR_CONFIG);
-    sk_spool *ro = sk_spool_open(h.dir, &(sk_spool_opts){.mode = SK_SPOOL_READONLY}, NULL, &err);
-    sk_spool_envelope *env;
-    assert_int_equal(sk_spool_load(ro, a, &env, &err), SK_ERR_NOT_FOUND);
-    assert_int_equal(sk_spool_load(ro, b, &env, &err), SK_OK);
-    assert_int_equal(env->state, SK_SPOOL_ACTIVE);
+    /* Held: 5 from alice to localhost, 3 from bob to example.test; and
+     * one from bob delivered to example.test and deferred for
+     * remote.example. */
+    static const char *const to_local[] = {"ok@localhost"};
+    static const char *const to_test[] = {"ok@example.test"};
+    static const char *const to_both[] = {"ok@example.test", "tmp@remote.example"};
+    char ids[9][SK_SPOOL_ID_SIZE];
+    h.sender = "alice@a.example";
+    for (int i = 0; i < 5; i++) inject(&h, to_local, 1, SK_SPOOL_HOLD, 0, ids[i]);
+    h.sender = "bob@b.example";
+    for (int i = 5; i < 8; i++) inject(&h, to_test, 1, SK_SPOOL_HOLD, 0, ids[i]);
+    inject(&h, to_both, 2, SK_SPOOL_ACTIVE, 0, ids[8]);
+    run_until(&h, 0, 11); /* 9 queued, 1 delivered, 1 deferred */
+    sk_spool_envelope *env = load(&h, ids[8]);
+    assert_int_equal(env->state, SK_SPOOL_DEFERRED);
     sk_spool_envelope_free(env);
-    sk_spool_free(ro);
-    /* A restarted queue delivers the released one. */
-    start(&h, NULL, 0, 0);
-    run_until(&h, 1, 0);
-    assert_int_equal(h.local.calls, 1);
-    assert_int_equal(h.local.maybe_delivered_seen, 1);
+
+    sk_queue_filter f = {0};
+    sk_queue_bulk b;
+    assert_int_equal(sk_queue_apply(h.q, SK_QUEUE_OP_RELEASE, "0000000000000000"),
+                     SK_ERR_NOT_FOUND);
+    assert_int_equal(sk_queue_apply_filter(h.q, SK_QUEUE_OP_DELETE, &f, 0, &b), SK_ERR_INVAL);
+    assert_int_equal(
+        sk_queue_apply_filter(h.q, (sk_queue_op)7, &(sk_queue_filter){.all = 1}, 0, &b),
+        SK_ERR_INVAL);
+
+    /* Flush changes no held message, though all match. */
+    f.all = 1;
+    f.states = 1u << SK_SPOOL_HOLD;
+    bulk(&h, SK_QUEUE_OP_FLUSH, &f, 0, &b);
+    assert_int_equal(b.matched, 8);
+    assert_int_equal(b.changed, 0);
+
+    /* Delete by destination, one message per call: 3 of bob's (the
+     * fourth has no recipient left there); new arrivals are not touched. */
+    memset(&f, 0, sizeof f);
+    snprintf(f.destination, sizeof f.destination, "EXAMPLE.test");
+    memset(&b, 0, sizeof b);
+    assert_int_equal(sk_queue_apply_filter(h.q, SK_QUEUE_OP_DELETE, &f, 1, &b), SK_OK);
+    assert_false(b.done);
+    char late[SK_SPOOL_ID_SIZE];
+    inject(&h, to_test, 1, SK_SPOOL_HOLD, 0, late);
+    run_until(&h, 0, h.events + 1);
+    size_t calls = 1;
+    while (!b.done) {
+        assert_int_equal(sk_queue_apply_filter(h.q, SK_QUEUE_OP_DELETE, &f, 1, &b), SK_OK);
+        calls++;
+    }
+    assert_int_equal(b.matched, 3);
+    assert_int_equal(b.changed, 3);
+    assert_true(calls >= 3);
+    for (int i = 5; i < 8; i++) assert_null(load(&h, ids[i]));
+    assert_non_null((env = load(&h, ids[8])));
+    sk_spool_envelope_free(env);
+    assert_int_equal(sk_queue_count(h.q), 7);
+
+    /* Release by sender and state: alice's 5 are delivered. */
+    memset(&f, 0, sizeof f);
+    f.has_sender = 1;
+    snprintf(f.sender, sizeof f.sender, "alice@A.EXAMPLE");
+    f.states = 1u << SK_SPOOL_HOLD;
+    int calls_before = h.local.calls;
+    assert_true(bulk(&h, SK_QUEUE_OP_RELEASE, &f, 2, &b) >= 3);
+    assert_int_equal(b.matched, 5);
+    assert_int_equal(b.changed, 5);
+    if (h.ev[SK_QUEUE_EV_REMOVED] < 8) run_until(&h, 8, 0); /* 3 deleted + 5 delivered */
+    assert_int_equal(h.local.calls, calls_before + 5);
+    assert_int_equal(sk_queue_count(h.q), 2);
+
+    /* By ID: one match at most; an ID not there matches nothing. */
+    memset(&f, 0, sizeof f);
+    snprintf(f.id, sizeof f.id, "%s", late);
+    bulk(&h, SK_QUEUE_OP_DELETE, &f, 0, &b);
+    assert_int_equal(b.matched, 1);
+    assert_int_equal(b.changed, 1);
+    bulk(&h, SK_QUEUE_OP_DELETE, &f, 0, &b);
+    assert_int_equal(b.matched, 0);
+
+    /* A delivery in flight: matched, not released, deleted once it reports. */
+    h.local.hold_jobs = 1;
+    h.sender = NULL;
+    char busy[SK_SPOOL_ID_SIZE];
+    inject(&h, to_local, 1, SK_SPOOL_ACTIVE, 0, busy);
+    while (!h.local.held_done) event_base_loop(h.base, EVLOOP_ONCE);
+    memset(&f, 0, sizeof f);
+    f.all = 1;
+    bulk(&h, SK_QUEUE_OP_RELEASE, &f, 0, &b);
+    assert_int_equal(b.matched, 2); /* bob's deferred one and the busy one */
+    assert_int_equal(b.changed, 1);
+    bulk(&h, SK_QUEUE_OP_DELETE, &f, 0, &b);
+    assert_int_equal(b.matched, 2);
+    assert_int_equal(b.changed, 2);
+    assert_int_equal(sk_queue_count(h.q), 0);
+    assert_non_null((env = load(&h, busy)));
+    sk_spool_envelope_free(env);
+    fake_complete_held(&h.local);
+    assert_null(load(&h, busy));
     stop(&h);
     skt_rmtree(h.dir);
     free(h.dir);
@@ -648,7 +744,8 @@ int main(void)
         cmocka_unit_test(test_hold_release_delete),
         cmocka_unit_test(test_state_changes),
         cmocka_unit_test(test_in_flight_limit),
-        cmocka_unit_test(test_control),
+        cmocka_unit_test(test_filter_match),
+        cmocka_unit_test(test_apply_filter),
         cmocka_unit_test(test_maildir_restart_idempotent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,31 +13,42 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: smtpkit queue [--data-dir DIR | --config FILE] list [--json]\n"
-            "       smtpkit queue [--data-dir DIR | --config FILE] show ID [--json]\n"
-            "       smtpkit queue [--data-dir DIR | --config FILE] flush\n"
-            "       smtpkit queue [--data-dir DIR | --config FILE] release ID\n"
-            "       smtpkit queue [--data-dir DIR | --config FILE] delete ID\n"
-            "\n"
-            "list     every queued message: ID, state (active|deferred|hold), attempts, size\n"
-            "show     one message with its recipients and header block\n"
-            "flush    retry deferred messages now\n"
-            "release  move a message from the hold queue to delivery\n"
-            "delete   remove a message from the queue\n"
-            "\n"
-            "--data-dir DIR  the daemon's data directory (holds spool/)\n"
-            "--config FILE   the daemon's config file: its data-dir is used\n"
-            "--json          JSON output (docs/queue.md)\n"
-            "-h, --help      this text\n"
-            "The data directory is --data-dir, else data-dir in --config FILE, else\n"
-            "$%s, else %s (where 'smtpkit serve' keeps it by default).\n"
-            "\n"
-            "Works whether or not 'smtpkit serve' runs on DIR: a running daemon is asked\n"
-            "to do the change. Exit: 0 ok, 64 bad arguments, 65 no such message,\n"
-            "66 no spool in DIR, 74 the spool cannot be read (permission denied, I/O\n"
-            "error), 75 the running daemon did not answer, 78 bad --config file.\n",
-            CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
+    fprintf(
+        f,
+        "usage: smtpkit queue [--data-dir DIR | --config FILE] list [--json]\n"
+        "       smtpkit queue [--data-dir DIR | --config FILE] show ID [--json]\n"
+        "       smtpkit queue [--data-dir DIR | --config FILE] flush [ID | FILTER...] [--json]\n"
+        "       smtpkit queue [--data-dir DIR | --config FILE] release ID|FILTER... [--json]\n"
+        "       smtpkit queue [--data-dir DIR | --config FILE] delete ID|FILTER... [--json]\n"
+        "\n"
+        "list     every queued message: ID, state (active|deferred|hold), attempts, size\n"
+        "show     one message with its recipients and header block\n"
+        "flush    retry deferred messages now (every one without ID or FILTER)\n"
+        "release  move held (or deferred) messages to delivery now\n"
+        "delete   remove messages from the queue\n"
+        "\n"
+        "A FILTER is one or more of these; a message must match every one given:\n"
+        "--all                         every message\n"
+        "--destination DOMAIN          a recipient at DOMAIN is still to be delivered\n"
+        "--sender ADDR                 the envelope sender ('<>': the null sender)\n"
+        "--state active|deferred|hold  the message's state; repeat for several\n"
+        "\n"
+        "--data-dir DIR  the daemon's data directory (holds spool/)\n"
+        "--config FILE   the daemon's config file: its data-dir is used\n"
+        "--json          JSON output (docs/queue.md)\n"
+        "-h, --help      this text\n"
+        "\n"
+        "The data directory is --data-dir, else data-dir in --config FILE, else\n"
+        "$%s, else %s (where 'smtpkit serve' keeps it by default).\n"
+        "\n"
+        "flush, release and delete work whether or not 'smtpkit serve' runs on DIR:\n"
+        "a running daemon is asked through DIR/spool/%s, else the spool is\n"
+        "changed directly. They print how many messages matched and how many\n"
+        "changed. Exit: 0 ok, 64 bad arguments, 65 no such message, 66 no spool in\n"
+        "DIR, 74 the spool or its socket cannot be used (permission denied, I/O\n"
+        "error), 75 the running daemon did not answer or is busy, 77 the daemon\n"
+        "refused this user, 78 bad --config file.\n",
+        CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT, SK_CONTROL_SOCKET_NAME);
 }
 
 static void rfc3339_or_null(FILE *f, int64_t t)
@@ -237,15 +248,44 @@ static int do_show(const char *data_dir, const char *id, int json)
     return EX_OK;
 }
 
-static int run_action(const char *data_dir, const char *action, const char *id, int json)
+static void print_filter_json(const sk_queue_filter *f)
+{
+    printf("{\"all\":%s,\"destination\":", f->all ? "true" : "false");
+    if (f->destination[0])
+        json_string(stdout, f->destination);
+    else
+        fputs("null", stdout);
+    printf(",\"sender\":");
+    if (f->has_sender)
+        json_string(stdout, f->sender);
+    else
+        fputs("null", stdout);
+    printf(",\"state\":[");
+    for (unsigned s = 0, first = 1; s < SK_SPOOL_STATE__COUNT; s++)
+        if (f->states & (1u << s)) {
+            if (!first) putchar(',');
+            json_string(stdout, sk_spool_state_name((sk_spool_state)s));
+            first = 0;
+        }
+    printf("]}");
+}
+
+static int run_action(const char *data_dir, const char *action, const char *id,
+                      const sk_queue_filter *filter, int json)
 {
     if (!strcmp(action, "list")) return do_list(data_dir, json);
     if (!strcmp(action, "show")) return do_show(data_dir, id, json);
-    sk_queue_op op = !strcmp(action, "flush")     ? SK_QUEUE_OP_FLUSH
-                     : !strcmp(action, "release") ? SK_QUEUE_OP_RELEASE
-                                                  : SK_QUEUE_OP_DELETE;
+    sk_control_request req = {.op = !strcmp(action, "flush")     ? SK_QUEUE_OP_FLUSH
+                                    : !strcmp(action, "release") ? SK_QUEUE_OP_RELEASE
+                                                                 : SK_QUEUE_OP_DELETE,
+                              .filter = *filter};
+    if (id) snprintf(req.filter.id, sizeof req.filter.id, "%s", id);
+    /* flush alone retries every deferred message, as it always did;
+     * release and delete must be told what to apply to. */
+    if (sk_queue_filter_empty(&req.filter)) req.filter.all = 1;
+    sk_control_result res;
     sk_error err;
-    if (sk_queue_control(data_dir, op, id, QUEUE_CONTROL_TIMEOUT_MS, &err)) {
+    if (sk_control_run(data_dir, &req, QUEUE_CONTROL_TIMEOUT_MS, &res, &err)) {
         cli_warn("queue", "%s: %s", action, err.text);
         return cli_exit_code(&err);
     }
@@ -253,17 +293,78 @@ static int run_action(const char *data_dir, const char *action, const char *id, 
         printf("{\"action\":");
         json_string(stdout, action);
         printf(",\"id\":");
-        json_string(stdout, id);
-        printf(",\"ok\":true}\n");
+        if (id)
+            json_string(stdout, id);
+        else
+            fputs("null", stdout);
+        printf(",\"filter\":");
+        if (id)
+            fputs("null", stdout);
+        else
+            print_filter_json(&req.filter);
+        printf(",\"matched\":%zu,\"changed\":%zu,\"daemon\":%s,\"ok\":true}\n", res.matched,
+               res.changed, res.direct ? "false" : "true");
     } else {
-        printf("%s%s%s: done\n", action, id ? " " : "", id ? id : "");
+        printf("%s%s%s: %zu matched, %zu changed\n", action, id ? " " : "", id ? id : "",
+               res.matched, res.changed);
     }
     return EX_OK;
+}
+
+/* The value of --destination: a domain as a recipient address has it. */
+static int set_destination(sk_queue_filter *f, const char *v)
+{
+    size_t n = strlen(v);
+    if (f->destination[0]) return cli_usage_error("queue", "--destination given twice");
+    if (!n || n > SK_SMTP_DOMAIN_MAX_OCTETS || strpbrk(v, "@ <>\t\r\n"))
+        return cli_usage_error("queue", "--destination: '%s' is not a domain", v);
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return cli_usage_error("queue", "--destination: '%s' is not a domain", v);
+    memcpy(f->destination, v, n + 1);
+    return EX_OK;
+}
+
+/* The value of --sender: ADDR or <ADDR>, and '<>' or '' for the null sender. */
+static int set_sender(sk_queue_filter *f, const char *v)
+{
+    if (f->has_sender) return cli_usage_error("queue", "--sender given twice");
+    char path[SK_SMTP_PATH_MAX_OCTETS + 3];
+    const char *inner = v;
+    size_t n = strlen(v);
+    if (n >= 2 && v[0] == '<' && v[n - 1] == '>') {
+        inner = v + 1;
+        n -= 2;
+    }
+    sk_path p;
+    const char *end;
+    if (n > SK_SMTP_PATH_MAX_OCTETS ||
+        (size_t)snprintf(path, sizeof path, "<%.*s>", (int)n, inner) >= sizeof path ||
+        sk_path_parse(path, SK_PATH_NULL_OK | SK_PATH_UTF8_OK, &p, &end) || *end)
+        return cli_usage_error("queue",
+                               "--sender: '%s' is not an address ('<>' for the null "
+                               "sender)",
+                               v);
+    f->has_sender = 1;
+    snprintf(f->sender, sizeof f->sender, "%s", p.mailbox);
+    return EX_OK;
+}
+
+static int add_state(sk_queue_filter *f, const char *v)
+{
+    for (unsigned s = 0; s < SK_SPOOL_STATE__COUNT; s++)
+        if (!strcmp(v, sk_spool_state_name((sk_spool_state)s))) {
+            f->states |= 1u << s;
+            return EX_OK;
+        }
+    return cli_usage_error("queue", "--state: '%s' is not a state (active, deferred or hold)", v);
 }
 
 int cmd_queue(int argc, char **argv)
 {
     const char *data_dir = NULL, *config = NULL, *action = NULL, *id = NULL;
+    const char *filter_opt = NULL; /* the first filter option, for messages */
+    sk_queue_filter filter = {0};
     int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -272,6 +373,16 @@ int cmd_queue(int argc, char **argv)
             return EX_OK;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--all")) {
+            filter.all = 1;
+            if (!filter_opt) filter_opt = a;
+        } else if (!strcmp(a, "--destination") || !strcmp(a, "--sender") || !strcmp(a, "--state")) {
+            if (++i >= argc) return cli_usage_error("queue", "%s needs a value", a);
+            int rc = a[2] == 'd'   ? set_destination(&filter, argv[i])
+                     : a[3] == 'e' ? set_sender(&filter, argv[i])
+                                   : add_state(&filter, argv[i]);
+            if (rc) return rc;
+            if (!filter_opt) filter_opt = a;
         } else if (!strcmp(a, "--data-dir") || !strcmp(a, "--config")) {
             if (++i >= argc)
                 return cli_usage_error("queue", "%s needs a %s", a,
@@ -282,8 +393,10 @@ int cmd_queue(int argc, char **argv)
         } else if (!strncmp(a, "--config=", 9)) {
             config = a + 9;
         } else if (a[0] == '-' && a[1]) {
-            return cli_unknown_option(
-                "queue", a, (const char *const[]){"data-dir", "config", "json", "help", NULL});
+            return cli_unknown_option("queue", a,
+                                      (const char *const[]){"data-dir", "config", "json", "all",
+                                                            "destination", "sender", "state",
+                                                            "help", NULL});
         } else if (!action) {
             action = a;
         } else if (!id) {
@@ -297,23 +410,41 @@ int cmd_queue(int argc, char **argv)
                                data_dir && !*data_dir ? "--data-dir" : "--config");
     if (!action)
         return cli_usage_error("queue", "say what to do: list, show, flush, release or delete");
+    /* What each action takes: an ID (needed, or one of ID and FILTER). */
+    enum { NO_ID, NEEDS_ID, ID_OR_FILTER, ID_FILTER_OR_NONE };
     static const struct {
         const char *name;
-        int needs_id;
-    } actions[] = {{"list", 0}, {"show", 1}, {"flush", 0}, {"release", 1}, {"delete", 1}};
+        int takes;
+    } actions[] = {{"list", NO_ID},
+                   {"show", NEEDS_ID},
+                   {"flush", ID_FILTER_OR_NONE},
+                   {"release", ID_OR_FILTER},
+                   {"delete", ID_OR_FILTER}};
     size_t k = 0;
     while (k < sizeof actions / sizeof actions[0] && strcmp(actions[k].name, action)) k++;
     if (k == sizeof actions / sizeof actions[0])
         return cli_usage_error("queue", "unknown action '%s'", action);
-    if (actions[k].needs_id && !id) return cli_usage_error("queue", "%s needs a queue ID", action);
-    if (!actions[k].needs_id && id) return cli_usage_error("queue", "unexpected argument '%s'", id);
+    int takes = actions[k].takes;
+    if (filter_opt && takes <= NEEDS_ID)
+        return cli_usage_error("queue", "%s applies to flush, release and delete, not %s",
+                               filter_opt, action);
+    if (takes == NEEDS_ID && !id) return cli_usage_error("queue", "%s needs a queue ID", action);
+    if (takes == ID_OR_FILTER && !id && !filter_opt)
+        return cli_usage_error("queue",
+                               "%s needs a queue ID or a filter (--all, --destination, --sender, "
+                               "--state)",
+                               action);
+    if (takes == NO_ID && id) return cli_usage_error("queue", "unexpected argument '%s'", id);
+    if (id && filter_opt)
+        return cli_usage_error("queue", "give %s a queue ID or a filter, not both (%s with %s)",
+                               action, id, filter_opt);
     if (id && !sk_spool_id_valid(id))
         return cli_usage_error("queue", "'%s' is not a queue ID (16 characters, like %s)", id,
                                "01HF3Z4Q7M2ABCDE");
     cli_data_dir dd;
     int rc = cli_data_dir_resolve("queue", data_dir, config, &dd);
     if (rc == EX_OK) rc = check_spool(&dd);
-    if (rc == EX_OK) rc = run_action(dd.path, action, id, json);
+    if (rc == EX_OK) rc = run_action(dd.path, action, id, &filter, json);
     cli_data_dir_clear(&dd);
     return rc;
 }

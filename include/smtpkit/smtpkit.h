@@ -23,5 +23,6 @@
 #include "suppress.h"
 #include "dmarc.h"
 #include "authres.h"
+#include "arc.h"
 
 #endif

@@ -24,6 +24,7 @@ static const struct {
     {"passwd", cmd_passwd, "print a crypt(3) hash of a password read from stdin"},
     {"dmarc", cmd_dmarc, "evaluate DMARC for a From domain and SPF/DKIM results"},
     {"dkim", cmd_dkim, "make a DKIM key and its DNS record; sign or verify a message"},
+    {"arc", cmd_arc, "verify a message's ARC chain, or seal a message being forwarded"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -92,8 +92,8 @@ SK_NODISCARD sk_err sk_arc_verifier_answer(sk_arc_verifier *v, const char *name,
 typedef void (*sk_arc_done_fn)(void *ctx, sk_arc_verifier *v);
 SK_NODISCARD sk_err sk_arc_verifier_resolve(sk_arc_verifier *v, sk_resolver *r, sk_arc_done_fn done,
                                             void *ctx);
-/* Blocking: each lookup through sk_dns_lookup_sync (o: NULL = the
- * system's resolver), for the CLI and programs without a loop. */
+/* Blocking: a private loop and resolver (o: as sk_dns_lookup_sync; NULL =
+ * the system's), for the CLI and programs without a loop. */
 SK_NODISCARD sk_err sk_arc_verifier_resolve_sync(sk_arc_verifier *v, const sk_resolver_opts *o,
                                                  sk_error *err);
 /* The result: final once next_query is NULL after finish. Before that it

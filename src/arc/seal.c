@@ -256,7 +256,10 @@ sk_err sk_arc_sealer_finish(sk_arc_sealer *s, sk_buf *out, sk_error *err)
     if (s->timestamp == 0) s->timestamp = (int64_t)time(NULL);
     arc_chain c;
     e = arc_chain_collect(&c, &s->msg);
-    if (e) return sk_error_set(err, e, SK_STEP_NONE, "out of memory");
+    if (e) {
+        arc_chain_clear(&c);
+        return sk_error_set(err, e, SK_STEP_NONE, "out of memory");
+    }
     e = check_chain(s, &c, err);
     sk_buf aar = SK_BUF_INIT(SK_AUTHRES_HEADER_MAX_OCTETS);
     sk_buf ams = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);

@@ -4,6 +4,8 @@
  * from the caller), and the chain's status, reason and oldest-pass. */
 #include "arc/arc_int.h"
 
+#include <event2/event.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -410,32 +412,37 @@ sk_err sk_arc_verifier_resolve(sk_arc_verifier *v, sk_resolver *r, sk_arc_done_f
     return SK_OK;
 }
 
-typedef struct sync_answer {
-    sk_arc_verifier *v;
-    const char *name;
-    int applied;
-} sync_answer;
+typedef struct sync_wait {
+    struct event_base *base;
+    int done;
+} sync_wait;
 
-static void on_sync_key(void *ctx, const sk_dns_result *res)
+static void sync_done(void *ctx, sk_arc_verifier *v)
 {
-    sync_answer *a = ctx;
-    a->applied =
-        apply_answer(a->v, a->name, res->status, (const char *const *)res->values, res->count);
+    (void)v;
+    sync_wait *w = ctx;
+    w->done = 1;
+    event_base_loopbreak(w->base);
 }
 
 sk_err sk_arc_verifier_resolve_sync(sk_arc_verifier *v, const sk_resolver_opts *o, sk_error *err)
 {
+    if (!sk_arc_verifier_next_query(v)) return SK_OK;
     sk_resolver_opts dflt = {0};
-    const char *name;
-    char copy[KEY_NAME_MAX_OCTETS + 1];
-    while ((name = sk_arc_verifier_next_query(v))) {
-        snprintf(copy, sizeof copy, "%s", name);
-        sync_answer a = {v, copy, 0};
-        sk_err e = sk_dns_lookup_sync(o ? o : &dflt, copy, SK_DNS_TXT, on_sync_key, &a, err);
-        if (e) return e;
-        if (!a.applied)
-            return sk_error_set(err, SK_ERR_STATE, SK_STEP_DNS, "no answer applied for %s", copy);
+    sync_wait w = {0};
+    w.base = event_base_new();
+    if (!w.base) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_DNS, "no event loop");
+    sk_resolver *r = sk_resolver_new_opts(w.base, o ? o : &dflt, err);
+    if (!r) {
+        event_base_free(w.base);
+        return err ? err->err : SK_ERR_CONFIG;
     }
+    sk_err e = sk_arc_verifier_resolve(v, r, sync_done, &w);
+    if (!e && !w.done) event_base_dispatch(w.base);
+    sk_resolver_free(r);
+    event_base_free(w.base);
+    if (e) return sk_error_set(err, e, SK_STEP_DNS, "key lookups: %s", sk_strerror(e));
+    if (!w.done) return sk_error_set(err, SK_ERR_STATE, SK_STEP_DNS, "key lookups did not finish");
     return SK_OK;
 }
 

@@ -33,6 +33,8 @@ COMMANDS = {
               "--spf"),
     "dkim": (["verify", "--dns-server", "127.0.0.1:1"], "--dns-sever", "--dns-server",
              "--dns-server"),
+    "arc": (["verify", "--dns-server", "127.0.0.1:1"], "--remote-pi", "--remote-ip",
+            "--dns-server"),
 }
 
 tmp = sktest.TempDir("sk-cli-consistency-")

@@ -168,7 +168,8 @@ SK_NODISCARD sk_err sk_arc_sealer_feed(sk_arc_sealer *s, const void *bytes, size
  * 5.1 step 1), already has SK_ARC_INSTANCE_MAX sets, or does not fit cv
  * (none with a chain, pass or fail without one, pass on a chain whose
  * sets are not each there once); SK_ERR_SYNTAX when the message has no
- * From field. */
+ * From field or its first line continues a field (starts with white
+ * space), which the new fields would take in. */
 SK_NODISCARD sk_err sk_arc_sealer_finish(sk_arc_sealer *s, sk_buf *out, sk_error *err);
 /* The instance the new set has (after finish). */
 unsigned sk_arc_sealer_instance(const sk_arc_sealer *s);

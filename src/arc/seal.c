@@ -245,6 +245,11 @@ sk_err sk_arc_sealer_finish(sk_arc_sealer *s, sk_buf *out, sk_error *err)
         return sk_error_set(err, e, SK_STEP_NONE, "the header block is longer than %u octets",
                             (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
     if (e) return sk_error_set(err, e, SK_STEP_NONE, "%s", sk_strerror(e));
+    /* Our fields go on top: a first line that continues a field (starts
+     * with white space) would join the last of them and break the seal. */
+    if (s->msg.head.len && (s->msg.head.data[0] == ' ' || s->msg.head.data[0] == '\t'))
+        return sk_error_set(err, SK_ERR_SYNTAX, SK_STEP_NONE,
+                            "the header block starts with a continuation line");
     int from = 0;
     for (size_t i = 0; i < s->msg.nfields && !from; i++)
         from = dkim_field_is(&s->msg, &s->msg.fields[i], "From", 4);

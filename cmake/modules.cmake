@@ -50,7 +50,8 @@ sk_module(authres DEPS util mime PUBLIC authres.h)
 # the spool) is a layer on top of the queue's public API: it may not use
 # the queue's private header, and the queue knows nothing of it.
 sk_module(control DEPS util proto spool deliver queue PACKAGES LIBEVENT PUBLIC control.h)
-sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control
+sk_module(arc DEPS util dns dkim authres PACKAGES OPENSSL LIBEVENT PUBLIC arc.h)
+sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control arc
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 
 file(WRITE ${PROJECT_BINARY_DIR}/modules.txt "${SK_MODULE_MANIFEST}")

@@ -37,8 +37,9 @@ echo "deps.sh: installing:$missing" >&2
 # libpsl-dev and publicsuffix give DMARC the Public Suffix List (libidn2-dev,
 # which libpsl-dev needs anyway, its IDN A-labels); python3-authres is the
 # Authentication-Results oracle of the unit tests.
-# python3-dkim (dkimpy) and python3-nacl (its Ed25519) are the DKIM interop peer
-# and the benchmark's baseline.
+# python3-dkim (dkimpy) and python3-nacl (its Ed25519) are the DKIM and ARC
+# interop peer (dkimpy's ARC sealer also uses python3-authres) and the
+# benchmark's baseline.
 # python3-spf ships the RFC 7208 test suite (rfc7208-tests.yml.gz in its
 # documentation) that test_spf_suite.py runs; python3-yaml reads it.
 # Postfix is installed only for its test tools (smtp-source, smtp-sink) and

@@ -45,6 +45,14 @@ SK_NODISCARD sk_err sk_authres_build(const char *authserv_id, const sk_authres_r
 SK_NODISCARD sk_err sk_authres_build_arc(unsigned instance, const char *authserv_id,
                                          const sk_authres_result *r, size_t n, sk_buf *out,
                                          sk_error *err);
+/* The same with the results given as text, the resinfo list as an
+ * Authentication-Results field carries it after its authserv-id
+ * ("dkim=pass header.d=example.org; spf=pass smtp.mailfrom=..."): written
+ * as it is, folded between words (never inside a quoted string or a
+ * comment), each resinfo after a ';' on a line of its own. SK_ERR_INVAL
+ * for empty text or control characters other than TAB. */
+SK_NODISCARD sk_err sk_authres_build_arc_text(unsigned instance, const char *authserv_id,
+                                              const char *text, sk_buf *out, sk_error *err);
 
 /* The authserv-id of an Authentication-Results value (what follows the
  * colon, folded or not): [CFWS] authserv-id [CFWS version] then ';'.

@@ -336,5 +336,9 @@
 #define SK_AUTHRES_HEADER_MAX_OCTETS (64u * 1024)
 /* RFC 8617 4.2.1: an ARC instance number is 1 to 50. */
 #define SK_ARC_INSTANCE_MAX 50
+/* ARC (src/arc): a chain verification's reason text; it names the
+ * instance and the signature that failed, and the signature's own reason
+ * (SK_DKIM_REASON_OCTETS). */
+#define SK_ARC_REASON_OCTETS 384
 
 #endif

@@ -25,5 +25,6 @@
 #include "suppress.h"
 #include "dmarc.h"
 #include "authres.h"
+#include "arc.h"
 
 #endif

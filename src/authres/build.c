@@ -177,8 +177,42 @@ static void resinfo(writer *w, const sk_authres_result *r, sk_buf *tmp)
     }
 }
 
+/* Text given whole (sk_authres_build_arc_text): placed word by word, a
+ * quoted string or a comment being one word, so that folding never falls
+ * inside one (it would turn a space into a TAB there). Whitespace runs
+ * become one space or a fold. */
+static void text_words(writer *w, const char *text)
+{
+    const char *p = text;
+    for (;;) {
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p) return;
+        const char *start = p;
+        int quoted = 0, depth = 0;
+        while (*p && (quoted || depth || (*p != ' ' && *p != '\t'))) {
+            if (*p == '\\' && (quoted || depth) && p[1]) {
+                p += 2;
+                continue;
+            }
+            if (*p == '"' && !depth) quoted = !quoted;
+            if (!quoted && *p == '(') depth++;
+            if (!quoted && *p == ')' && depth) depth--;
+            p++;
+        }
+        /* After a ';' (the end of a resinfo) the next one starts a line. */
+        int newline = 0;
+        for (const char *q = start; q > text; q--) {
+            if (q[-1] == ' ' || q[-1] == '\t') continue;
+            newline = q[-1] == ';';
+            break;
+        }
+        word(w, start, (size_t)(p - start), newline);
+    }
+}
+
 static sk_err build(const char *name, unsigned instance, const char *authserv_id,
-                    const sk_authres_result *r, size_t n, sk_buf *out, sk_error *err)
+                    const sk_authres_result *r, size_t n, const char *text, sk_buf *out,
+                    sk_error *err)
 {
     if (!authserv_id || !*authserv_id || !is_text(authserv_id))
         return bad(err, "authserv-id", authserv_id);
@@ -197,7 +231,9 @@ static sk_err build(const char *name, unsigned instance, const char *authserv_id
     if (!w.e) w.e = value_text(&tmp, authserv_id, 0);
     if (!w.e) w.e = sk_buf_putc(&tmp, ';');
     if (!w.e) word(&w, tmp.data, tmp.len, 0);
-    if (n == 0) {
+    if (text) {
+        text_words(&w, text);
+    } else if (n == 0) {
         word(&w, "none", 4, 0);
     }
     for (size_t i = 0; i < n; i++) {
@@ -220,7 +256,7 @@ static sk_err build(const char *name, unsigned instance, const char *authserv_id
 sk_err sk_authres_build(const char *authserv_id, const sk_authres_result *r, size_t n, sk_buf *out,
                         sk_error *err)
 {
-    return build("Authentication-Results", 0, authserv_id, r, n, out, err);
+    return build("Authentication-Results", 0, authserv_id, r, n, NULL, out, err);
 }
 
 sk_err sk_authres_build_arc(unsigned instance, const char *authserv_id, const sk_authres_result *r,
@@ -230,5 +266,31 @@ sk_err sk_authres_build_arc(unsigned instance, const char *authserv_id, const sk
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
                             "ARC instance %u is outside 1..%d (RFC 8617 4.2.1)", instance,
                             SK_ARC_INSTANCE_MAX);
-    return build("ARC-Authentication-Results", instance, authserv_id, r, n, out, err);
+    return build("ARC-Authentication-Results", instance, authserv_id, r, n, NULL, out, err);
+}
+
+sk_err sk_authres_build_arc_text(unsigned instance, const char *authserv_id, const char *text,
+                                 sk_buf *out, sk_error *err)
+{
+    if (instance < 1 || instance > SK_ARC_INSTANCE_MAX)
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
+                            "ARC instance %u is outside 1..%d (RFC 8617 4.2.1)", instance,
+                            SK_ARC_INSTANCE_MAX);
+    size_t len = text ? strlen(text) : 0;
+    while (len && (text[len - 1] == ' ' || text[len - 1] == '\t')) len--;
+    /* Tabs are white space here; any other control character (a line
+     * break, which would end the field) is refused. */
+    int blank = 1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) return bad(err, "results text", text);
+        if (c != ' ' && c != '\t') blank = 0;
+    }
+    if (blank) return bad(err, "results text", text);
+    if (len > SK_AUTHRES_HEADER_MAX_OCTETS)
+        return sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_NONE,
+                            "cannot write ARC-Authentication-Results: the results are longer "
+                            "than %u octets",
+                            (unsigned)SK_AUTHRES_HEADER_MAX_OCTETS);
+    return build("ARC-Authentication-Results", instance, authserv_id, NULL, 0, text, out, err);
 }

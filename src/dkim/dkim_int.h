@@ -37,6 +37,14 @@ const dkim_tag *dkim_tags_get(const dkim_tags *t, const char *name);
 
 /* ---- signatures (RFC 6376 3.5) ---- */
 
+/* The fields that share DKIM-Signature's tag grammar: DKIM itself, and
+ * ARC's ARC-Message-Signature and ARC-Seal (RFC 8617 4.1.2, 4.1.3). */
+typedef enum dkim_sig_kind {
+    DKIM_SIG_DKIM = 0,
+    DKIM_SIG_AMS, /* no v= (ignored), i= is the ARC instance, no AUID */
+    DKIM_SIG_AS,  /* i=, cv=, no h= and no body hash; relaxed headers */
+} dkim_sig_kind;
+
 typedef struct dkim_sig {
     sk_dkim_algo algo;
     sk_dkim_canon hcanon, bcanon;
@@ -53,7 +61,9 @@ typedef struct dkim_sig {
     int has_l, has_t, has_x;
     uint64_t l;
     int64_t t, x;
-    char *mem; /* the strings above */
+    unsigned instance; /* ARC: i= (1..SK_ARC_INSTANCE_MAX) */
+    const char *cv;    /* ARC-Seal: cv= ("none", "pass" or "fail") */
+    char *mem;         /* the strings above */
     size_t mem_used, mem_cap;
 } dkim_sig;
 
@@ -64,6 +74,12 @@ typedef struct dkim_sig {
  * known so far are in out even then (for reports); dkim_sig_clear after. */
 SK_NODISCARD sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *out, char *why,
                                    size_t whylen);
+/* The same for any kind. ARC-Message-Signature: the DKIM rules without v=
+ * and with i= the instance (RFC 8617 4.1.2, 4.2.1), ARC-Seal not in h=.
+ * ARC-Seal: a=, b=, cv=, d=, i=, s= required, t= optional, h= refused
+ * (RFC 8617 4.1.3); identity is NULL for both. */
+SK_NODISCARD sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n,
+                                        dkim_sig *out, char *why, size_t whylen);
 void dkim_sig_clear(dkim_sig *s);
 /* SHA-256 or SHA-1 for an algorithm. */
 const EVP_MD *dkim_algo_md(sk_dkim_algo a);
@@ -164,6 +180,73 @@ int dkim_field_is(const dkim_msg *m, const dkim_field *f, const char *name, size
 SK_NODISCARD sk_err dkim_hash_headers(EVP_MD_CTX *md, dkim_msg *m, const char *const *names,
                                       size_t nnames, sk_dkim_canon c, const char *sig_field,
                                       size_t sig_len);
+
+/* The signature field raw[0..len) (name, colon, value; its final CRLF or
+ * not) with the value of its b= tag deleted (RFC 6376 3.7), appended to
+ * out. SK_ERR_SYNTAX when the value is no tag list with a b=. */
+SK_NODISCARD sk_err dkim_field_strip_b(const char *raw, size_t len, sk_buf *out);
+/* The header hash of a signature over the fields it names (h=) and its
+ * own field raw[0..len) with b= deleted, in its c= header
+ * canonicalization, with its algorithm's digest: into out (EVP_MAX_MD_SIZE
+ * room), its length into *out_len. */
+SK_NODISCARD sk_err dkim_sig_header_hash(dkim_msg *m, const dkim_sig *sig, const char *raw,
+                                         size_t len, unsigned char *out, size_t *out_len);
+
+/* ---- verification steps shared with ARC ---- */
+
+/* The key's DNS name, selector._domainkey.domain in lower case, into
+ * out[cap]. 0, or -1 when it does not fit. */
+int dkim_key_name(const dkim_sig *sig, char *out, size_t cap);
+/* What needs no key (RFC 8301 3.1, RFC 6376 3.5 x= and t=): SK_DKIM_NONE
+ * when the signature may go on to its key, else its result, with the
+ * reason in r->reason. */
+sk_dkim_status dkim_sig_precheck(const dkim_sig *sig, int64_t now, sk_dkim_result *r);
+/* RFC 6376 6.1.2 and 6.1.3 once the key record is in: the answer to the
+ * TXT query qname (status, records), the header hash hh, whether the body
+ * hash matched (1 for a signature without one) and the canonical body's
+ * length. Sets r->status and r->reason, and key_type, key_bits, testing
+ * when a key was read. */
+void dkim_sig_evaluate(const dkim_sig *sig, const char *qname, sk_dns_status st,
+                       const char *const *records, size_t n, const unsigned char *hh, size_t hh_len,
+                       int bh_ok, uint64_t body_octets, sk_dkim_result *r);
+
+/* ---- signing steps shared with ARC ---- */
+
+/* Folding a signature field: tags go on while the line stays within
+ * SK_MIME_LINE_SOFT_OCTETS, then a new line starts with a TAB. col is the
+ * current line's length (set it after writing the field name). */
+typedef struct dkim_folder {
+    sk_buf *b;
+    size_t col;
+} dkim_folder;
+/* Append piece; sep (" " or "") goes before it unless it starts a line. */
+SK_NODISCARD sk_err dkim_fold_put(dkim_folder *f, const char *sep, const char *piece, size_t n);
+/* " name=value;" */
+SK_NODISCARD sk_err dkim_fold_tag(dkim_folder *f, const char *name, const char *value);
+/* After "b=" (put with dkim_fold_put, then hashed): the signature
+ * sig[0..len) in base64 as its value, folded anywhere (FWS inside b= is
+ * left out of every hash), then CRLF. */
+SK_NODISCARD sk_err dkim_fold_b(dkim_folder *f, const unsigned char *sig, size_t len);
+
+/* One signature field over the header fields of m (selected as RFC 6376
+ * 5.4.2 says) and a body hash already in base64. */
+typedef struct dkim_sign_spec {
+    const char *field; /* "DKIM-Signature" or "ARC-Message-Signature" */
+    unsigned instance; /* 0: DKIM (v=1, i= the identity); else ARC's i= */
+    sk_dkim_key *key;
+    const char *domain, *selector;
+    const char *identity; /* DKIM only; NULL: none */
+    sk_dkim_canon hcanon, bcanon;
+    const char *const *headers;  /* NULL-terminated, each signed as often as it occurs */
+    const char *const *oversign; /* NULL-terminated, once more than they occur */
+    int64_t timestamp;           /* 0 = now, -1 = no t= */
+    uint64_t expire_s;           /* x= = t= + this; 0 = none */
+} dkim_sign_spec;
+/* Append the field, folded, ending in CRLF. */
+SK_NODISCARD sk_err dkim_sign_field(dkim_msg *m, const dkim_sign_spec *spec, const char *bh64,
+                                    sk_buf *out, sk_error *err);
+/* The algorithm a key signs with (its type gives it). */
+sk_dkim_algo dkim_key_algo(const sk_dkim_key *k);
 
 /* ---- public-key operations ---- */
 

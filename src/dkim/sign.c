@@ -225,26 +225,13 @@ sk_err sk_dkim_signer_feed(sk_dkim_signer *s, const void *bytes, size_t len)
     return dkim_msg_feed(&s->msg, bytes, len);
 }
 
-/* Folding the DKIM-Signature field: tags go on while the line stays within
- * SK_MIME_LINE_SOFT_OCTETS, then a new line starts with a TAB. */
-typedef struct folder {
-    sk_buf *b;
-    size_t col;
-} folder;
-
-static sk_err fold_break(folder *f)
-{
-    f->col = 1;
-    return sk_buf_puts(f->b, "\r\n\t");
-}
-
-/* Append piece; sep (" " or "") goes before it unless it starts a line. */
-static sk_err fold_put(folder *f, const char *sep, const char *piece, size_t n)
+sk_err dkim_fold_put(dkim_folder *f, const char *sep, const char *piece, size_t n)
 {
     sk_err e = SK_OK;
     size_t sl = strlen(sep);
     if (f->col > 1 && f->col + sl + n > SK_MIME_LINE_SOFT_OCTETS) {
-        e = fold_break(f);
+        f->col = 1;
+        e = sk_buf_puts(f->b, "\r\n\t");
         sl = 0;
     }
     if (!e && sl) e = sk_buf_append(f->b, sep, sl);
@@ -253,12 +240,32 @@ static sk_err fold_put(folder *f, const char *sep, const char *piece, size_t n)
     return e;
 }
 
-static sk_err fold_tag(folder *f, const char *name, const char *value)
+sk_err dkim_fold_tag(dkim_folder *f, const char *name, const char *value)
 {
     sk_buf t = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
     sk_err e = sk_buf_printf(&t, "%s=%s;", name, value);
-    if (!e) e = fold_put(f, " ", t.data, t.len);
+    if (!e) e = dkim_fold_put(f, " ", t.data, t.len);
     sk_buf_free(&t);
+    return e;
+}
+
+sk_err dkim_fold_b(dkim_folder *f, const unsigned char *sig, size_t len)
+{
+    sk_buf b64 = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
+    sk_err e = sk_base64_encode(&b64, sig, len);
+    for (size_t i = 0; !e && i < b64.len;) {
+        if (f->col >= SK_MIME_LINE_SOFT_OCTETS) {
+            f->col = 1;
+            e = sk_buf_puts(f->b, "\r\n\t");
+        }
+        size_t room = SK_MIME_LINE_SOFT_OCTETS - f->col, take = b64.len - i;
+        if (take > room) take = room;
+        if (!e) e = sk_buf_append(f->b, b64.data + i, take);
+        f->col += take;
+        i += take;
+    }
+    if (!e) e = sk_buf_puts(f->b, "\r\n");
+    sk_buf_free(&b64);
     return e;
 }
 
@@ -269,18 +276,23 @@ static size_t count_fields(const dkim_msg *m, const char *name)
     return c;
 }
 
-static int in_list(char *const *l, const char *name)
+static int in_list(const char *const *l, const char *name)
 {
     for (size_t i = 0; l[i]; i++)
         if (!strcasecmp(l[i], name)) return 1;
     return 0;
 }
 
-static sk_err sign_one(sk_dkim_signer *s, sign_item *it, const char *bh64, sk_buf *out,
+sk_dkim_algo dkim_key_algo(const sk_dkim_key *k)
+{
+    return sk_dkim_key_type_of(k) == SK_DKIM_KEY_ED25519 ? SK_DKIM_ED25519_SHA256
+                                                         : SK_DKIM_RSA_SHA256;
+}
+
+sk_err dkim_sign_field(dkim_msg *m, const dkim_sign_spec *it, const char *bh64, sk_buf *out,
                        sk_error *err)
 {
-    sk_dkim_algo algo = sk_dkim_key_type_of(it->key) == SK_DKIM_KEY_ED25519 ? SK_DKIM_ED25519_SHA256
-                                                                            : SK_DKIM_RSA_SHA256;
+    sk_dkim_algo algo = dkim_key_algo(it->key);
     /* h=: every listed field as often as it occurs, the over-signed ones
      * once more; each name once from the list (the first spelling). */
     const char **names = sk_calloc(SK_DKIM_SIGNED_HEADERS_MAX, sizeof *names);
@@ -295,7 +307,7 @@ static sk_err sign_one(sk_dkim_signer *s, sign_item *it, const char *bh64, sk_bu
         for (size_t j = 0; j < i && !dup; j++) dup = !strcasecmp(it->headers[j], it->headers[i]);
         if (dup) continue;
         size_t times =
-            count_fields(&s->msg, it->headers[i]) + (size_t)in_list(it->oversign, it->headers[i]);
+            count_fields(m, it->headers[i]) + (size_t)in_list(it->oversign, it->headers[i]);
         if (nn + times > SK_DKIM_SIGNED_HEADERS_MAX) {
             e = sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_NONE,
                              "more than %d header fields to sign", SK_DKIM_SIGNED_HEADERS_MAX);
@@ -305,28 +317,34 @@ static sk_err sign_one(sk_dkim_signer *s, sign_item *it, const char *bh64, sk_bu
     }
     int64_t now = (int64_t)time(NULL);
     int64_t t = it->timestamp == 0 ? now : it->timestamp;
-    folder f = {&field, 0};
-    if (!e) e = sk_buf_puts(&field, "DKIM-Signature:");
+    dkim_folder f = {&field, 0};
+    if (!e) e = sk_buf_printf(&field, "%s:", it->field);
     f.col = field.len;
-    if (!e) e = fold_tag(&f, "v", "1");
-    if (!e) e = fold_tag(&f, "a", sk_dkim_algo_name(algo));
+    char num[32];
+    if (!e && it->instance) {
+        /* RFC 8617 4.1.2: the instance where DKIM has v=, and no AUID. */
+        snprintf(num, sizeof num, "%u", it->instance);
+        e = dkim_fold_tag(&f, "i", num);
+    } else if (!e) {
+        e = dkim_fold_tag(&f, "v", "1");
+    }
+    if (!e) e = dkim_fold_tag(&f, "a", sk_dkim_algo_name(algo));
     if (!e) {
         char c[32];
         snprintf(c, sizeof c, "%s/%s", sk_dkim_canon_name(it->hcanon),
                  sk_dkim_canon_name(it->bcanon));
-        e = fold_tag(&f, "c", c);
+        e = dkim_fold_tag(&f, "c", c);
     }
-    if (!e) e = fold_tag(&f, "d", it->domain);
-    if (!e) e = fold_tag(&f, "s", it->selector);
-    if (!e && it->identity) e = fold_tag(&f, "i", it->identity);
-    char num[32];
+    if (!e) e = dkim_fold_tag(&f, "d", it->domain);
+    if (!e) e = dkim_fold_tag(&f, "s", it->selector);
+    if (!e && it->identity && !it->instance) e = dkim_fold_tag(&f, "i", it->identity);
     if (!e && it->timestamp >= 0) {
         snprintf(num, sizeof num, "%lld", (long long)t);
-        e = fold_tag(&f, "t", num);
+        e = dkim_fold_tag(&f, "t", num);
     }
     if (!e && it->expire_s) {
         snprintf(num, sizeof num, "%lld", (long long)(t + (int64_t)it->expire_s));
-        e = fold_tag(&f, "x", num);
+        e = dkim_fold_tag(&f, "x", num);
     }
     /* h= folds between names (FWS is allowed around the colons). */
     for (size_t i = 0; !e && i < nn; i++) {
@@ -335,32 +353,18 @@ static sk_err sign_one(sk_dkim_signer *s, sign_item *it, const char *bh64, sk_bu
         for (const char *p = names[i]; !e && *p; p++)
             e = sk_buf_putc(&tmp, (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p);
         if (!e && i + 1 == nn) e = sk_buf_putc(&tmp, ';');
-        if (!e) e = fold_put(&f, i ? "" : " ", tmp.data, tmp.len);
+        if (!e) e = dkim_fold_put(&f, i ? "" : " ", tmp.data, tmp.len);
     }
-    if (!e) e = fold_tag(&f, "bh", bh64);
-    if (!e) e = fold_put(&f, " ", "b=", 2);
+    if (!e) e = dkim_fold_tag(&f, "bh", bh64);
+    if (!e) e = dkim_fold_put(&f, " ", "b=", 2);
     /* The header hash covers the field as it is now, with an empty b=. */
     if (!e && (!EVP_DigestInit_ex(md, EVP_sha256(), NULL))) e = SK_ERR_NOMEM;
-    if (!e) e = dkim_hash_headers(md, &s->msg, names, nn, it->hcanon, field.data, field.len);
+    if (!e) e = dkim_hash_headers(md, m, names, nn, it->hcanon, field.data, field.len);
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned dlen = 0;
     if (!e && !EVP_DigestFinal_ex(md, digest, &dlen)) e = SK_ERR_NOMEM;
     if (!e) e = dkim_sign_digest(dkim_key_pkey(it->key), algo, digest, dlen, &sig);
-    if (!e) {
-        sk_buf_reset(&tmp);
-        e = sk_base64_encode(&tmp, sig.data, sig.len);
-    }
-    /* b= folds anywhere: FWS inside it is part of the value, which the
-     * hash leaves out. */
-    for (size_t i = 0; !e && i < tmp.len;) {
-        if (f.col >= SK_MIME_LINE_SOFT_OCTETS) e = fold_break(&f);
-        size_t room = SK_MIME_LINE_SOFT_OCTETS - f.col, take = tmp.len - i;
-        if (take > room) take = room;
-        if (!e) e = sk_buf_append(&field, tmp.data + i, take);
-        f.col += take;
-        i += take;
-    }
-    if (!e) e = sk_buf_puts(&field, "\r\n");
+    if (!e) e = dkim_fold_b(&f, (const unsigned char *)sig.data, sig.len);
     if (!e) e = sk_buf_append(out, field.data, field.len);
     if (e && err && err->err == SK_OK)
         sk_error_set(err, e, SK_STEP_NONE, "cannot sign for %s: %s", it->domain, sk_strerror(e));
@@ -370,6 +374,23 @@ static sk_err sign_one(sk_dkim_signer *s, sign_item *it, const char *bh64, sk_bu
     sk_buf_free(&tmp);
     sk_free(names);
     return e;
+}
+
+static sk_err sign_one(sk_dkim_signer *s, sign_item *it, const char *bh64, sk_buf *out,
+                       sk_error *err)
+{
+    dkim_sign_spec spec = {.field = "DKIM-Signature",
+                           .key = it->key,
+                           .domain = it->domain,
+                           .selector = it->selector,
+                           .identity = it->identity,
+                           .hcanon = it->hcanon,
+                           .bcanon = it->bcanon,
+                           .headers = (const char *const *)it->headers,
+                           .oversign = (const char *const *)it->oversign,
+                           .timestamp = it->timestamp,
+                           .expire_s = it->expire_s};
+    return dkim_sign_field(&s->msg, &spec, bh64, out, err);
 }
 
 sk_err sk_dkim_signer_finish(sk_dkim_signer *s, sk_buf *out, sk_error *err)

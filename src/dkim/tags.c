@@ -276,8 +276,16 @@ void dkim_sig_clear(dkim_sig *s)
 
 sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_t whylen)
 {
+    return dkim_sig_parse_kind(DKIM_SIG_DKIM, value, n, s, why, whylen);
+}
+
+sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim_sig *s, char *why,
+                           size_t whylen)
+{
     memset(s, 0, sizeof *s);
     s->hcanon = s->bcanon = SK_DKIM_CANON_SIMPLE; /* RFC 6376 3.5 c= default */
+    /* RFC 8617 5.1.1: the seal is always over relaxed header fields. */
+    if (kind == DKIM_SIG_AS) s->hcanon = SK_DKIM_CANON_RELAXED;
     if (n > SK_DKIM_SIGNATURE_MAX_OCTETS)
         return why_set(why, whylen, "DKIM-Signature longer than %u octets",
                        (unsigned)SK_DKIM_SIGNATURE_MAX_OCTETS);
@@ -299,17 +307,47 @@ sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_
     if ((t = dkim_tags_get(tags, "b"))) s->b64 = arena_put_nows(s, t->value, t->value_len);
     /* An i= longer than a mailbox is refused below, never cut: its domain
      * is at the end. */
-    if ((t = dkim_tags_get(tags, "i")) && t->value_len <= SK_DKIM_IDENTITY_MAX_OCTETS)
+    if (kind == DKIM_SIG_DKIM && (t = dkim_tags_get(tags, "i")) &&
+        t->value_len <= SK_DKIM_IDENTITY_MAX_OCTETS)
         s->identity = arena_put(s, t->value, t->value_len);
-    static const char *const required[] = {"v", "a", "b", "bh", "d", "h", "s"};
-    for (size_t k = 0; k < sizeof required / sizeof required[0]; k++)
-        if (!dkim_tags_get(tags, required[k])) {
-            why_set(why, whylen, "required tag %s= is missing", required[k]);
+    static const char *const required[][8] = {
+        [DKIM_SIG_DKIM] = {"v", "a", "b", "bh", "d", "h", "s", NULL},
+        [DKIM_SIG_AMS] = {"i", "a", "b", "bh", "d", "h", "s", NULL},
+        [DKIM_SIG_AS] = {"i", "a", "b", "cv", "d", "s", NULL},
+    };
+    for (size_t k = 0; required[kind][k]; k++)
+        if (!dkim_tags_get(tags, required[kind][k])) {
+            why_set(why, whylen, "required tag %s= is missing", required[kind][k]);
             goto out;
         }
-    if (!value_is(dkim_tags_get(tags, "v"), "1")) {
+    /* RFC 8617 4.1.2: an AMS has no v=, and one seen is ignored. */
+    if (kind == DKIM_SIG_DKIM && !value_is(dkim_tags_get(tags, "v"), "1")) {
         why_set(why, whylen, "incompatible version (v= is not 1)");
         goto out;
+    }
+    if (kind != DKIM_SIG_DKIM) {
+        /* RFC 8617 4.2.1: i-value = 1*2DIGIT, from 1 to 50. */
+        uint64_t inst = 0;
+        if (!parse_decimal(dkim_tags_get(tags, "i"), 2, &inst) || inst < 1 ||
+            inst > SK_ARC_INSTANCE_MAX) {
+            why_set(why, whylen, "i= is not an instance from 1 to %d", SK_ARC_INSTANCE_MAX);
+            goto out;
+        }
+        s->instance = (unsigned)inst;
+    }
+    if (kind == DKIM_SIG_AS) {
+        t = dkim_tags_get(tags, "cv");
+        if (!value_is(t, "none") && !value_is(t, "pass") && !value_is(t, "fail")) {
+            why_set(why, whylen, "cv= is not none, pass or fail");
+            goto out;
+        }
+        s->cv = arena_put(s, t->value, t->value_len);
+        /* RFC 8617 4.1.3: the seal names no header fields; it covers the
+         * ARC sets. */
+        if (dkim_tags_get(tags, "h")) {
+            why_set(why, whylen, "h= is not allowed in an ARC-Seal");
+            goto out;
+        }
     }
     t = dkim_tags_get(tags, "a");
     if (value_is(t, "rsa-sha256"))
@@ -323,7 +361,7 @@ sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_
                 (int)(t->value_len > 32 ? 32 : t->value_len), t->value);
         goto out;
     }
-    if ((t = dkim_tags_get(tags, "c"))) {
+    if (kind != DKIM_SIG_AS && (t = dkim_tags_get(tags, "c"))) {
         const char *slash = memchr(t->value, '/', t->value_len);
         size_t hl = slash ? (size_t)(slash - t->value) : t->value_len;
         if (!parse_canon(t->value, hl, &s->hcanon) ||
@@ -341,7 +379,7 @@ sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_
         why_set(why, whylen, "s= is not a selector (dot-separated labels)");
         goto out;
     }
-    if (dkim_tags_get(tags, "i") && !s->identity) {
+    if (kind == DKIM_SIG_DKIM && dkim_tags_get(tags, "i") && !s->identity) {
         why_set(why, whylen, "i= is longer than %d octets", SK_DKIM_IDENTITY_MAX_OCTETS);
         goto out;
     }
@@ -356,16 +394,17 @@ sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_
             why_set(why, whylen, "i= domain %s is not %s or below it", at + 1, s->domain);
             goto out;
         }
-    } else {
+    } else if (kind == DKIM_SIG_DKIM) {
         size_t dl = strlen(s->domain);
         char tmp[SK_SMTP_DOMAIN_MAX_OCTETS + 2];
         tmp[0] = '@';
         memcpy(tmp + 1, s->domain, dl);
         s->identity = arena_put(s, tmp, dl + 1);
     }
-    /* h=: field names, From among them (RFC 6376 6.1.1). */
+    /* h=: field names, From among them (RFC 6376 6.1.1); for an AMS never
+     * ARC-Seal (RFC 8617 4.1.2). */
     t = dkim_tags_get(tags, "h");
-    {
+    if (kind != DKIM_SIG_AS) {
         size_t pos = 0, len;
         const char *it;
         int from = 0;
@@ -379,6 +418,10 @@ sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_
                 goto out;
             }
             if (len == 4 && !strncasecmp(it, "from", 4)) from = 1;
+            if (kind == DKIM_SIG_AMS && len == 8 && !strncasecmp(it, "arc-seal", 8)) {
+                why_set(why, whylen, "an ARC-Message-Signature must not sign ARC-Seal");
+                goto out;
+            }
             s->h[s->nh++] = arena_put(s, it, len);
         }
         if (!from) {
@@ -387,7 +430,7 @@ sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_
         }
     }
     t = dkim_tags_get(tags, "bh");
-    {
+    if (kind != DKIM_SIG_AS) {
         char *text = arena_put_nows(s, t->value, t->value_len);
         size_t want = (size_t)EVP_MD_get_size(dkim_algo_md(s->algo));
         sk_err de = text ? decode_b64(text, s->bh, sizeof s->bh, &s->bh_len) : SK_ERR_NOMEM;
@@ -423,7 +466,7 @@ sk_err dkim_sig_parse(const char *value, size_t n, dkim_sig *s, char *why, size_
             goto out;
         }
     }
-    if ((t = dkim_tags_get(tags, "l"))) {
+    if (kind != DKIM_SIG_AS && (t = dkim_tags_get(tags, "l"))) {
         /* RFC 6376 3.5: 1*76DIGIT; anything past 2^64 is no real body. */
         if (!parse_decimal(t, 76, &s->l)) {
             why_set(why, whylen, "l= is not a body length");

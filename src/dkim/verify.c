@@ -179,35 +179,46 @@ sk_err sk_dkim_verifier_feed(sk_dkim_verifier *v, const void *bytes, size_t len)
     return dkim_msg_feed(&v->msg, bytes, len);
 }
 
+sk_err dkim_field_strip_b(const char *raw, size_t len, sk_buf *out)
+{
+    const char *colon = memchr(raw, ':', len);
+    if (!colon) return SK_ERR_SYNTAX;
+    size_t voff = (size_t)(colon + 1 - raw);
+    size_t vlen = len - voff;
+    if (vlen >= 2 && raw[len - 2] == '\r' && raw[len - 1] == '\n') vlen -= 2;
+    dkim_tags *tags = sk_malloc(sizeof *tags);
+    if (!tags) return SK_ERR_NOMEM;
+    sk_err e = dkim_tags_parse(raw + voff, vlen, tags, NULL, 0);
+    const dkim_tag *b = e ? NULL : dkim_tags_get(tags, "b");
+    if (!e && !b) e = SK_ERR_SYNTAX;
+    if (!e) e = sk_buf_append(out, raw, voff + b->region_start);
+    if (!e) e = sk_buf_append(out, raw + voff + b->region_end, len - voff - b->region_end);
+    sk_free(tags);
+    return e;
+}
+
+sk_err dkim_sig_header_hash(dkim_msg *m, const dkim_sig *sig, const char *raw, size_t len,
+                            unsigned char *out, size_t *out_len)
+{
+    sk_buf field = SK_BUF_INIT(len);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    sk_err e = md ? dkim_field_strip_b(raw, len, &field) : SK_ERR_NOMEM;
+    if (!e && !EVP_DigestInit_ex(md, dkim_algo_md(sig->algo), NULL)) e = SK_ERR_NOMEM;
+    if (!e) e = dkim_hash_headers(md, m, sig->h, sig->nh, sig->hcanon, field.data, field.len);
+    unsigned hl = 0;
+    if (!e && !EVP_DigestFinal_ex(md, out, &hl)) e = SK_ERR_NOMEM;
+    *out_len = hl;
+    EVP_MD_CTX_free(md);
+    sk_buf_free(&field);
+    return e;
+}
+
 /* The header hash of one signature: the fields it names and its own field
  * with the b= value deleted (RFC 6376 3.7). */
 static sk_err header_hash(sk_dkim_verifier *v, vsig *s, const dkim_field *f)
 {
-    const char *raw = v->msg.head.data + f->off;
-    const char *colon = memchr(raw, ':', f->len);
-    size_t voff = (size_t)(colon + 1 - raw);
-    dkim_tags *tags = sk_malloc(sizeof *tags);
-    sk_buf field = SK_BUF_INIT(f->len);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    sk_err e = tags && md ? SK_OK : SK_ERR_NOMEM;
-    size_t vlen = f->len - voff;
-    if (vlen >= 2 && raw[f->len - 2] == '\r' && raw[f->len - 1] == '\n') vlen -= 2;
-    if (!e) e = dkim_tags_parse(raw + voff, vlen, tags, NULL, 0);
-    const dkim_tag *b = e ? NULL : dkim_tags_get(tags, "b");
-    if (!e && !b) e = SK_ERR_SYNTAX;
-    if (!e) e = sk_buf_append(&field, raw, voff + b->region_start);
-    if (!e) e = sk_buf_append(&field, raw + voff + b->region_end, f->len - voff - b->region_end);
-    if (!e && !EVP_DigestInit_ex(md, dkim_algo_md(s->sig.algo), NULL)) e = SK_ERR_NOMEM;
-    if (!e)
-        e = dkim_hash_headers(md, &v->msg, s->sig.h, s->sig.nh, s->sig.hcanon, field.data,
-                              field.len);
-    unsigned hl = 0;
-    if (!e && !EVP_DigestFinal_ex(md, s->hh, &hl)) e = SK_ERR_NOMEM;
-    s->hh_len = hl;
-    EVP_MD_CTX_free(md);
-    sk_buf_free(&field);
-    sk_free(tags);
-    return e;
+    return dkim_sig_header_hash(&v->msg, &s->sig, v->msg.head.data + f->off, f->len, s->hh,
+                                &s->hh_len);
 }
 
 /* header.b: at least SK_DKIM_B_PREFIX_MIN_OCTETS characters, more while
@@ -257,26 +268,15 @@ sk_err sk_dkim_verifier_finish(sk_dkim_verifier *v, sk_error *err)
         size_t bi = (size_t)(s->bh - v->bhs);
         s->r.body_octets = s->bh->total;
         s->bh_ok = dlen[bi] == g->bh_len && !memcmp(digest[bi], g->bh, g->bh_len);
-        if (g->algo == SK_DKIM_RSA_SHA1) {
-            set_status(s, SK_DKIM_FAIL, "rsa-sha1 is not accepted (RFC 8301 3.1)");
+        if (dkim_sig_precheck(g, v->now, &s->r) != SK_DKIM_NONE) {
+            s->state = SIG_DONE;
             continue;
         }
-        if (g->has_x && g->x < v->now) {
-            set_status(s, SK_DKIM_FAIL, "signature expired (x=%lld)", (long long)g->x);
-            continue;
-        }
-        if (g->has_t && g->t > v->now + SK_DKIM_CLOCK_SKEW_S) {
-            set_status(s, SK_DKIM_POLICY, "time stamp t=%lld is in the future", (long long)g->t);
-            continue;
-        }
-        int n = snprintf(s->qname, sizeof s->qname, "%s._domainkey.%s", g->selector, g->domain);
-        if (n < 0 || (size_t)n >= sizeof s->qname) {
+        if (dkim_key_name(g, s->qname, sizeof s->qname)) {
             set_status(s, SK_DKIM_PERMERROR, "key name %s._domainkey.%s is too long", g->selector,
                        g->domain);
             continue;
         }
-        for (char *p = s->qname; *p; p++)
-            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
         e = header_hash(v, s, f);
         if (e) return sk_error_set(err, e, SK_STEP_NONE, "header hash: %s", sk_strerror(e));
     }
@@ -291,72 +291,113 @@ const char *sk_dkim_verifier_next_query(const sk_dkim_verifier *v)
     return NULL;
 }
 
-/* RFC 6376 6.1.2 and 6.1.3 for one signature, once its key record is in. */
-static void evaluate(vsig *s, sk_dns_status st, const char *const *records, size_t n)
+int dkim_key_name(const dkim_sig *g, char *out, size_t cap)
 {
-    dkim_sig *g = &s->sig;
+    int n = snprintf(out, cap, "%s._domainkey.%s", g->selector, g->domain);
+    if (n < 0 || (size_t)n >= cap) return -1;
+    for (char *p = out; *p; p++)
+        if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+    return 0;
+}
+
+static void result_set(sk_dkim_result *r, sk_dkim_status st, const char *fmt, ...) SK_PRINTF(3, 4);
+static void result_set(sk_dkim_result *r, sk_dkim_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->reason, sizeof r->reason, fmt, ap);
+    va_end(ap);
+    r->status = st;
+}
+
+sk_dkim_status dkim_sig_precheck(const dkim_sig *g, int64_t now, sk_dkim_result *r)
+{
+    if (g->algo == SK_DKIM_RSA_SHA1)
+        result_set(r, SK_DKIM_FAIL, "rsa-sha1 is not accepted (RFC 8301 3.1)");
+    else if (g->has_x && g->x < now)
+        result_set(r, SK_DKIM_FAIL, "signature expired (x=%lld)", (long long)g->x);
+    else if (g->has_t && g->t > now + SK_DKIM_CLOCK_SKEW_S)
+        result_set(r, SK_DKIM_POLICY, "time stamp t=%lld is in the future", (long long)g->t);
+    else
+        return SK_DKIM_NONE;
+    return r->status;
+}
+
+void dkim_sig_evaluate(const dkim_sig *g, const char *qname, sk_dns_status st,
+                       const char *const *records, size_t n, const unsigned char *hh, size_t hh_len,
+                       int bh_ok, uint64_t body_octets, sk_dkim_result *r)
+{
     if (st == SK_DNS_TEMPFAIL) {
-        set_status(s, SK_DKIM_TEMPERROR, "key lookup of %s failed for now (DNS)", s->qname);
+        result_set(r, SK_DKIM_TEMPERROR, "key lookup of %s failed for now (DNS)", qname);
         return;
     }
     if (st != SK_DNS_OK || n == 0) {
-        set_status(s, SK_DKIM_PERMERROR, "no key for signature at %s", s->qname);
+        result_set(r, SK_DKIM_PERMERROR, "no key for signature at %s", qname);
         return;
     }
     if (n > 1) {
         /* 3.6.2.2: several records for one selector give undefined results. */
-        set_status(s, SK_DKIM_PERMERROR, "%zu TXT records at %s where one key record belongs", n,
-                   s->qname);
+        result_set(r, SK_DKIM_PERMERROR, "%zu TXT records at %s where one key record belongs", n,
+                   qname);
         return;
     }
     dkim_key_record k;
     char why[200] = "";
     sk_err ke = dkim_key_record_parse(records[0], strlen(records[0]), &k, why, sizeof why);
     if (ke == SK_ERR_NOMEM) {
-        set_status(s, SK_DKIM_TEMPERROR, "out of memory reading the key at %s", s->qname);
+        result_set(r, SK_DKIM_TEMPERROR, "out of memory reading the key at %s", qname);
         return;
     }
     if (ke) {
-        set_status(s, SK_DKIM_PERMERROR, "key syntax error at %s: %s", s->qname, why);
+        result_set(r, SK_DKIM_PERMERROR, "key syntax error at %s: %s", qname, why);
         return;
     }
-    s->r.key_type = k.type;
-    s->r.key_bits = k.bits;
-    s->r.testing = k.testing;
-    const char *at = strrchr(g->identity, '@');
+    r->key_type = k.type;
+    r->key_bits = k.bits;
+    r->testing = k.testing;
+    /* ARC's signatures have no AUID: t=s (which is about i=) cannot apply. */
+    const char *at = g->identity ? strrchr(g->identity, '@') : NULL;
     int want_ed = g->algo == SK_DKIM_ED25519_SHA256;
     if (k.revoked)
-        set_status(s, SK_DKIM_PERMERROR, "key revoked (empty p= at %s)", s->qname);
+        result_set(r, SK_DKIM_PERMERROR, "key revoked (empty p= at %s)", qname);
     else if (want_ed != (k.type == SK_DKIM_KEY_ED25519))
-        set_status(s, SK_DKIM_PERMERROR, "inappropriate key algorithm: a %s key for %s",
+        result_set(r, SK_DKIM_PERMERROR, "inappropriate key algorithm: a %s key for %s",
                    sk_dkim_key_type_name(k.type), sk_dkim_algo_name(g->algo));
     else if (!k.sha256_ok)
-        set_status(s, SK_DKIM_PERMERROR, "the key's h= does not allow sha256");
-    else if (k.strict && strcasecmp(at + 1, g->domain))
-        set_status(s, SK_DKIM_PERMERROR, "the key says t=s but i= is in a subdomain of %s",
+        result_set(r, SK_DKIM_PERMERROR, "the key's h= does not allow sha256");
+    else if (k.strict && at && strcasecmp(at + 1, g->domain))
+        result_set(r, SK_DKIM_PERMERROR, "the key says t=s but i= is in a subdomain of %s",
                    g->domain);
     else if (k.type == SK_DKIM_KEY_RSA && k.bits < SK_DKIM_RSA_BITS_MIN)
-        set_status(s, SK_DKIM_FAIL, "RSA key of %u bits is under %u (RFC 8301 3.2)", k.bits,
+        result_set(r, SK_DKIM_FAIL, "RSA key of %u bits is under %u (RFC 8301 3.2)", k.bits,
                    (unsigned)SK_DKIM_RSA_BITS_MIN);
     else if (k.type == SK_DKIM_KEY_RSA && k.bits > SK_DKIM_RSA_BITS_MAX)
-        set_status(s, SK_DKIM_PERMERROR, "RSA key of %u bits is over %u", k.bits,
+        result_set(r, SK_DKIM_PERMERROR, "RSA key of %u bits is over %u", k.bits,
                    (unsigned)SK_DKIM_RSA_BITS_MAX);
-    else if (g->has_l && g->l > s->r.body_octets)
-        set_status(s, SK_DKIM_FAIL, "l=%llu is longer than the body (%llu octets)",
-                   (unsigned long long)g->l, (unsigned long long)s->r.body_octets);
-    else if (!s->bh_ok)
-        set_status(s, SK_DKIM_FAIL, "body hash did not verify");
-    else if (!dkim_verify_digest(k.pkey, g->algo, s->hh, s->hh_len, g->b, g->b_len))
-        set_status(s, SK_DKIM_FAIL, "signature did not verify");
-    else if (g->has_l && g->l < s->r.body_octets)
+    else if (g->has_l && g->l > body_octets)
+        result_set(r, SK_DKIM_FAIL, "l=%llu is longer than the body (%llu octets)",
+                   (unsigned long long)g->l, (unsigned long long)body_octets);
+    else if (!bh_ok)
+        result_set(r, SK_DKIM_FAIL, "body hash did not verify");
+    else if (!dkim_verify_digest(k.pkey, g->algo, hh, hh_len, g->b, g->b_len))
+        result_set(r, SK_DKIM_FAIL, "signature did not verify");
+    else if (g->has_l && g->l < body_octets)
         /* RFC 6376 8.2: what follows the signed part could be anything. */
-        set_status(s, SK_DKIM_POLICY,
+        result_set(r, SK_DKIM_POLICY,
                    "verified, but l=%llu signs only part of the body (%llu octets)",
-                   (unsigned long long)g->l, (unsigned long long)s->r.body_octets);
+                   (unsigned long long)g->l, (unsigned long long)body_octets);
     else
-        set_status(s, SK_DKIM_PASS, "%s",
+        result_set(r, SK_DKIM_PASS, "%s",
                    k.testing ? "verified (key in testing mode, t=y)" : "verified");
     dkim_key_record_clear(&k);
+}
+
+/* One signature, once its key record is in. */
+static void evaluate(vsig *s, sk_dns_status st, const char *const *records, size_t n)
+{
+    dkim_sig_evaluate(&s->sig, s->qname, st, records, n, s->hh, s->hh_len, s->bh_ok,
+                      s->r.body_octets, &s->r);
+    s->state = SIG_DONE;
 }
 
 /* The number of signatures the answer was for. */

@@ -18,6 +18,7 @@ int cmd_probe(int argc, char **argv);
 int cmd_dmarc(int argc, char **argv);
 int cmd_dkim(int argc, char **argv);
 int cmd_spf(int argc, char **argv);
+int cmd_arc(int argc, char **argv);
 
 /* Print "smtpkit CMD: message" to stderr and return EX_USAGE (64). */
 int cli_usage_error(const char *cmd, const char *fmt, ...) SK_PRINTF(2, 3);
@@ -70,6 +71,25 @@ int cli_exit_code(const sk_error *e);
 char *cli_read_first_line(const char *path);
 /* Read a whole file (or "-" for stdin); NULL on error. */
 char *cli_read_file(const char *path, size_t *len);
+
+/* A message for the authentication commands (dkim, arc), read whole from
+ * a file or standard input (path NULL or "-"). One with LF line ends (no
+ * CRLF at all) is fed to the library as CRLF, as a server would get it. */
+typedef struct cli_message {
+    char *raw; /* as read; free() */
+    size_t len;
+    int lf;
+} cli_message;
+/* EX_OK, or a message naming the file (prefixed "smtpkit CMD:") and
+ * EX_NOINPUT. */
+int cli_message_read(const char *cmd, const char *path, cli_message *m);
+/* The message to fn in pieces of at most CLI_MESSAGE_CHUNK_OCTETS (LF
+ * turned into CRLF when m->lf): the first error fn returns. */
+#define CLI_MESSAGE_CHUNK_OCTETS (64 * 1024)
+typedef sk_err (*cli_feed_fn)(void *obj, const void *p, size_t n);
+sk_err cli_message_feed(const cli_message *m, cli_feed_fn fn, void *obj);
+/* Write fields (CRLF line ends, from the library) in m's line ends. */
+void cli_message_put_fields(const cli_message *m, const char *fields, size_t len, FILE *f);
 
 /* Minimal JSON output: strings escaped per RFC 8259. */
 void json_string(FILE *f, const char *s);

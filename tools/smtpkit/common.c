@@ -197,6 +197,42 @@ char *cli_read_file(const char *path, size_t *len)
     return sk_buf_detach(&b, len);
 }
 
+int cli_message_read(const char *cmd, const char *path, cli_message *m)
+{
+    m->raw = cli_read_file(path ? path : "-", &m->len);
+    if (!m->raw) {
+        cli_warn(cmd, "cannot read %s: %s", path && strcmp(path, "-") ? path : "standard input",
+                 strerror(errno));
+        return EX_NOINPUT;
+    }
+    m->lf = memchr(m->raw, '\n', m->len) && !memmem(m->raw, m->len, "\r\n", 2);
+    return EX_OK;
+}
+
+sk_err cli_message_feed(const cli_message *m, cli_feed_fn fn, void *obj)
+{
+    char buf[CLI_MESSAGE_CHUNK_OCTETS * 2];
+    size_t o = 0;
+    for (size_t i = 0; i < m->len; i++) {
+        if (m->lf && m->raw[i] == '\n') buf[o++] = '\r';
+        buf[o++] = m->raw[i];
+        if (o >= CLI_MESSAGE_CHUNK_OCTETS) {
+            sk_err e = fn(obj, buf, o);
+            if (e) return e;
+            o = 0;
+        }
+    }
+    return o ? fn(obj, buf, o) : SK_OK;
+}
+
+void cli_message_put_fields(const cli_message *m, const char *fields, size_t len, FILE *f)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (m->lf && fields[i] == '\r') continue;
+        fputc(fields[i], f);
+    }
+}
+
 char *cli_read_first_line(const char *path)
 {
     size_t len;

@@ -14,10 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Messages are read whole from a file or standard input; fed to the
- * library in pieces of this size, as a server would. */
-#define DKIM_CLI_CHUNK_OCTETS (64 * 1024)
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -146,44 +142,6 @@ static int do_keygen(const char *domain, const char *selector, sk_dkim_key_type 
     return rc;
 }
 
-/* ---- reading a message ---- */
-
-typedef struct message {
-    char *raw; /* as read */
-    size_t len;
-    int lf; /* LF line ends (no CRLF at all): fed to the library as CRLF */
-} message;
-
-static int read_message(const char *path, message *m)
-{
-    m->raw = cli_read_file(path ? path : "-", &m->len);
-    if (!m->raw) {
-        cli_warn("dkim", "cannot read %s: %s", path ? path : "standard input", strerror(errno));
-        return EX_NOINPUT;
-    }
-    m->lf = memchr(m->raw, '\n', m->len) && !memmem(m->raw, m->len, "\r\n", 2);
-    return EX_OK;
-}
-
-typedef sk_err (*feed_fn)(void *obj, const void *p, size_t n);
-
-/* The message to fn in pieces, LF turned into CRLF when it has LF ends. */
-static sk_err feed_message(const message *m, feed_fn fn, void *obj)
-{
-    char buf[DKIM_CLI_CHUNK_OCTETS * 2];
-    size_t o = 0;
-    for (size_t i = 0; i < m->len; i++) {
-        if (m->lf && m->raw[i] == '\n') buf[o++] = '\r';
-        buf[o++] = m->raw[i];
-        if (o >= DKIM_CLI_CHUNK_OCTETS) {
-            sk_err e = fn(obj, buf, o);
-            if (e) return e;
-            o = 0;
-        }
-    }
-    return o ? fn(obj, buf, o) : SK_OK;
-}
-
 static sk_err signer_feed(void *obj, const void *p, size_t n)
 {
     return sk_dkim_signer_feed(obj, p, n);
@@ -259,15 +217,15 @@ static int do_sign(const sign_spec *specs, size_t n, const int *type, const char
                                       .expire_s = expire_s};
     }
     sk_dkim_signer *s = NULL;
-    message m = {0};
+    cli_message m = {0};
     sk_buf out = SK_BUF_INIT(SK_DKIM_SIGN_MAX * SK_DKIM_SIGNATURE_MAX_OCTETS);
     if (rc == EX_OK && !(s = sk_dkim_signer_new(opts, n, &err))) {
         cli_warn("dkim", "%s", err.text);
         rc = err.err == SK_ERR_NOMEM ? EX_OSERR : EX_USAGE;
     }
-    if (rc == EX_OK) rc = read_message(path, &m);
+    if (rc == EX_OK) rc = cli_message_read("dkim", path, &m);
     if (rc == EX_OK) {
-        sk_err e = feed_message(&m, signer_feed, s);
+        sk_err e = cli_message_feed(&m, signer_feed, s);
         if (e) {
             cli_warn("dkim", "the header block is longer than %u octets",
                      (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
@@ -279,10 +237,7 @@ static int do_sign(const sign_spec *specs, size_t n, const int *type, const char
     }
     if (rc == EX_OK) {
         /* The fields in the message's own line ends, then the message. */
-        for (size_t i = 0; i < out.len; i++) {
-            if (m.lf && out.data[i] == '\r') continue;
-            putchar(out.data[i]);
-        }
+        cli_message_put_fields(&m, out.data, out.len, stdout);
         fwrite(m.raw, 1, m.len, stdout);
         if (fflush(stdout)) rc = EX_IOERR;
     }
@@ -339,8 +294,8 @@ static void print_text(const sk_dkim_verifier *v)
 static int do_verify(const char *dns_server, int json, const char *path)
 {
     sk_error err;
-    message m = {0};
-    int rc = read_message(path, &m);
+    cli_message m = {0};
+    int rc = cli_message_read("dkim", path, &m);
     if (rc) return rc;
     sk_dkim_verifier *v = sk_dkim_verifier_new(NULL, &err);
     if (!v) {
@@ -348,7 +303,7 @@ static int do_verify(const char *dns_server, int json, const char *path)
         cli_warn("dkim", "%s", err.text);
         return EX_OSERR;
     }
-    if (feed_message(&m, verifier_feed, v) || sk_dkim_verifier_finish(v, &err)) {
+    if (cli_message_feed(&m, verifier_feed, v) || sk_dkim_verifier_finish(v, &err)) {
         cli_warn("dkim", "the header block is longer than %u octets",
                  (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
         rc = EX_DATAERR;

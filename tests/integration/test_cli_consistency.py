@@ -34,6 +34,7 @@ COMMANDS = {
     "dkim": (["verify", "--dns-server", "127.0.0.1:1"], "--dns-sever", "--dns-server",
              "--dns-server"),
     "spf": (["--ip", "192.0.2.1", "--mail-from", "a@example.org"], "--trcae", "--trace",
+            "--dns-server"),
     "arc": (["verify", "--dns-server", "127.0.0.1:1"], "--remote-pi", "--remote-ip",
             "--dns-server"),
 }

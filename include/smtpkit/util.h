@@ -4,6 +4,7 @@
 #define SMTPKIT_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -171,6 +172,12 @@ SK_NODISCARD sk_err sk_log_record_parse(const char *line, sk_log_record *out);
 /* Append s (n octets, from a peer) to b with control and non-ASCII octets
  * escaped as \xHH and '"' and '\\' backslash-escaped. */
 SK_NODISCARD sk_err sk_log_escape(sk_buf *b, const char *s, size_t n);
+
+/* Hexadecimal: the value of the digit c (0-9, A-F or a-f), -1 when c is
+ * none; and the n octets at in as 2 * n digits at out (upper or lower
+ * case), followed by a NUL (out holds 2 * n + 1 chars). */
+int sk_hex_value(int c);
+void sk_hex_encode(char *out, const void *in, size_t n, bool upper);
 
 /* Base64 (RFC 4648 section 4), no line breaks. */
 SK_NODISCARD sk_err sk_base64_encode(sk_buf *out, const void *in, size_t n);

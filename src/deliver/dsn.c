@@ -54,14 +54,6 @@ int sk_dsn_wanted(const char *sender, unsigned notify, sk_dsn_action action)
     return 0;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
 sk_err sk_xtext_decode(const char *in, char *out, size_t outsize)
 {
     size_t o = 0;
@@ -70,7 +62,7 @@ sk_err sk_xtext_decode(const char *in, char *out, size_t outsize)
         int c = (unsigned char)*p;
         if (c == '+') {
             /* RFC 3461 4: "+" followed by two upper-case hex digits. */
-            int h = hexval(p[1]), l = h >= 0 ? hexval(p[2]) : -1;
+            int h = sk_hex_value(p[1]), l = h >= 0 ? sk_hex_value(p[2]) : -1;
             if (h < 0 || l < 0) return SK_ERR_SYNTAX;
             c = h * 16 + l;
             p += 2;
@@ -204,7 +196,7 @@ static sk_err random_hex(char *out, size_t nbytes)
     if (nbytes > sizeof r) nbytes = sizeof r;
     sk_err e = sk_random(r, nbytes);
     if (e) return e;
-    for (size_t i = 0; i < nbytes; i++) sprintf(out + 2 * i, "%02x", r[i]);
+    sk_hex_encode(out, r, nbytes, false);
     return SK_OK;
 }
 
@@ -644,9 +636,9 @@ static sk_err decode_body(const fields *h, span body, sk_buf *out)
                 if (body.p[i] == '\r' && i + 1 < body.n && body.p[i + 1] == '\n') i++;
                 continue;
             }
-            if (c == '=' && i + 2 < body.n && hexval(body.p[i + 1]) >= 0 &&
-                hexval(body.p[i + 2]) >= 0) {
-                c = (char)(hexval(body.p[i + 1]) * 16 + hexval(body.p[i + 2]));
+            if (c == '=' && i + 2 < body.n && sk_hex_value(body.p[i + 1]) >= 0 &&
+                sk_hex_value(body.p[i + 2]) >= 0) {
+                c = (char)(sk_hex_value(body.p[i + 1]) * 16 + sk_hex_value(body.p[i + 2]));
                 i += 2;
             }
             e = sk_buf_putc(out, c);

@@ -162,11 +162,6 @@ static int rf_item(span item, void *ctx)
     return 1;
 }
 
-static int is_hex(char c)
-{
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 /* RFC 3986 URI characters: unreserved, reserved and pct-encoded; '!' and
  * ',' must be encoded in a DMARC URI (6.4). */
 static int uri_ok(span u)
@@ -180,7 +175,8 @@ static int uri_ok(span u)
     for (i++; i < u.n; i++) {
         char c = u.p[i];
         if (c == '%') {
-            if (i + 2 >= u.n || !is_hex(u.p[i + 1]) || !is_hex(u.p[i + 2])) return 0;
+            if (i + 2 >= u.n || sk_hex_value(u.p[i + 1]) < 0 || sk_hex_value(u.p[i + 2]) < 0)
+                return 0;
             i += 2;
         } else if (!(is_alpha(c) || is_digit(c) || strchr("-._~:/?#[]@$&'()*+;=", c))) {
             return 0;

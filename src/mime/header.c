@@ -55,7 +55,6 @@ static size_t q_width(unsigned char c)
 
 void sk_hdr_encoded_words(sk_hdr_writer *w, const char *ws, size_t wsn, const char *text, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF";
     size_t qlen = 0;
     for (size_t i = 0; i < n; i++) qlen += q_width((unsigned char)text[i]);
     bool use_q = qlen <= (n + 2) / 3 * 4;
@@ -102,7 +101,8 @@ void sk_hdr_encoded_words(sk_hdr_writer *w, const char *ws, size_t wsn, const ch
                 } else if (q_literal(c)) {
                     e = sk_buf_putc(&word, (char)c);
                 } else {
-                    char esc[3] = {'=', hex[c >> 4], hex[c & 15]};
+                    char esc[4] = {'='};
+                    sk_hex_encode(esc + 1, &c, 1, true);
                     e = sk_buf_append(&word, esc, 3);
                 }
             }
@@ -256,14 +256,6 @@ static void truncate_to(sk_buf *b, size_t len)
     if (b->data) b->data[len] = '\0';
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
 /* Try to decode one encoded word at s (n octets available). On success
  * append its text to out, set *used, return SK_OK; SK_ERR_SYNTAX when s
  * does not start a word we can decode. */
@@ -309,8 +301,8 @@ static sk_err decode_word(sk_buf *out, const char *s, size_t n, size_t *used)
             if (t[j] == '_') {
                 e = sk_buf_putc(&raw, ' ');
             } else if (t[j] == '=') {
-                int hi = j + 2 < t_len ? hexval((unsigned char)t[j + 1]) : -1;
-                int lo = j + 2 < t_len ? hexval((unsigned char)t[j + 2]) : -1;
+                int hi = j + 2 < t_len ? sk_hex_value(t[j + 1]) : -1;
+                int lo = j + 2 < t_len ? sk_hex_value(t[j + 2]) : -1;
                 if (hi < 0 || lo < 0) {
                     e = SK_ERR_SYNTAX;
                 } else {

@@ -64,7 +64,7 @@ sk_message *sk_message_new(void)
         sk_free(m);
         return NULL;
     }
-    for (size_t i = 0; i < sizeof r; i++) snprintf(m->id_random + 2 * i, 3, "%02x", r[i]);
+    sk_hex_encode(m->id_random, r, sizeof r, false);
     return m;
 }
 
@@ -567,7 +567,7 @@ static sk_err new_boundary(char out[40])
      * containing it is not sent as 7bit (sk_mime_choose_text_cte): so the
      * boundary cannot occur in any part (RFC 2046 5.1.1). */
     memcpy(out, "=_sk_", 5);
-    for (size_t i = 0; i < sizeof r; i++) snprintf(out + 5 + 2 * i, 3, "%02x", r[i]);
+    sk_hex_encode(out + 5, r, sizeof r, false);
     return SK_OK;
 }
 
@@ -618,7 +618,6 @@ static void write_param(sk_hdr_writer *w, const char *attr, const char *value)
         sk_buf_free(&tok);
         return;
     }
-    static const char hex[] = "0123456789ABCDEF";
     size_t encoded = 0;
     for (size_t j = 0; j < n; j++) encoded += attr_char((unsigned char)value[j]) ? 1 : 3;
     /* One section when it fits on a line, else numbered ones (RFC 2231 3). */
@@ -639,7 +638,8 @@ static void write_param(sk_hdr_writer *w, const char *attr, const char *value)
                 if (attr_char(c)) {
                     e = sk_buf_putc(&tok, (char)c);
                 } else {
-                    char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+                    char esc[4] = {'%'};
+                    sk_hex_encode(esc + 1, &c, 1, true);
                     e = sk_buf_append(&tok, esc, 3);
                 }
             }

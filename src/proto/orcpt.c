@@ -24,14 +24,6 @@ static int escapable_ascii(unsigned c)
            c == '=' || c == 0x7f || c == '\\';
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10; /* RFC 5234 2.3: "A" matches "a" */
-    return -1;
-}
-
 /* Decode the well-formed UTF-8 sequence at p (RFC 3629 4) into *cp;
  * returns its length, 0 when malformed (overlong, surrogate, past
  * U+10FFFF, cut short). */
@@ -131,11 +123,11 @@ static size_t embedded_char(const char *p, size_t n, uint32_t *cp)
     if (n < 6 || p[0] != '\\' || p[1] != 'x' || p[2] != '{') return 0;
     size_t k = 3;
     uint32_t v = 0;
-    while (k < n && k < 3 + 7 && hexval((unsigned char)p[k]) >= 0)
-        v = v << 4 | (uint32_t)hexval((unsigned char)p[k]), k++;
+    while (k < n && k < 3 + 7 && sk_hex_value(p[k]) >= 0)
+        v = v << 4 | (uint32_t)sk_hex_value(p[k]), k++;
     size_t digits = k - 3;
     if (k >= n || p[k] != '}' || digits < 2 || digits > 6) return 0;
-    int first = hexval((unsigned char)p[3]);
+    int first = sk_hex_value(p[3]);
     /* RFC 6533 3 HEXPOINT: two digits for the xtext-specials, "\" and
      * 80-FF; more digits only without a leading zero, no surrogates, at
      * most 10FFFF. */

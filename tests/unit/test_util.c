@@ -196,6 +196,51 @@ static void test_log_escape(void **state)
     sk_buf_free(&b);
 }
 
+/* Every octet value a hex digit can stand for, in both cases, and the
+ * characters next to the digit ranges. */
+static void test_hex_value(void **state)
+{
+    static const struct {
+        int c, want;
+    } cases[] = {
+        {'0', 0},  {'9', 9},  {'A', 10}, {'F', 15}, {'a', 10},  {'f', 15},
+        {'c', 12}, {'/', -1}, {':', -1}, {'@', -1}, {'G', -1},  {'`', -1},
+        {'g', -1}, {' ', -1}, {0, -1},   {-1, -1},  {0xc3, -1},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++)
+        if (sk_hex_value(cases[i].c) != cases[i].want)
+            fail_msg("case %zu (0x%x): got %d, want %d", i, (unsigned)cases[i].c,
+                     sk_hex_value(cases[i].c), cases[i].want);
+}
+
+static void test_hex_encode(void **state)
+{
+    static const struct {
+        const char *in;
+        size_t n;
+        bool upper;
+        const char *want;
+    } cases[] = {
+        {"", 0, false, ""},
+        {"\x00", 1, true, "00"},
+        {"\xff", 1, false, "ff"},
+        {"\xff", 1, true, "FF"},
+        {"\x01\x23\x45\x67\x89\xab\xcd\xef", 8, false, "0123456789abcdef"},
+        {"\x01\x23\x45\x67\x89\xab\xcd\xef", 8, true, "0123456789ABCDEF"},
+        {"a+b", 3, true, "612B62"},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        char out[2 * 8 + 2];
+        memset(out, 'x', sizeof out);
+        sk_hex_encode(out, cases[i].in, cases[i].n, cases[i].upper);
+        assert_string_equal(out, cases[i].want);
+        assert_int_equal(out[2 * cases[i].n + 1], 'x'); /* nothing past the NUL */
+        for (size_t k = 0; k < cases[i].n; k++)
+            assert_int_equal(sk_hex_value(out[2 * k]) * 16 + sk_hex_value(out[2 * k + 1]),
+                             (unsigned char)cases[i].in[k]);
+    }
+}
+
 /* "Did you mean": edits up to a third of the word, swaps of neighbours
  * count as one, a prefix of 3 or more is near, short words need an exact
  * one-edit match, long words get nothing. */
@@ -331,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_reply_line),     cmocka_unit_test(test_errors_named),
         cmocka_unit_test(test_log_escape),     cmocka_unit_test(test_nearest),
         cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_log_record_parse),
+        cmocka_unit_test(test_hex_value),      cmocka_unit_test(test_hex_encode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

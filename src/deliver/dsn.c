@@ -54,37 +54,6 @@ int sk_dsn_wanted(const char *sender, unsigned notify, sk_dsn_action action)
     return 0;
 }
 
-sk_err sk_xtext_decode(const char *in, char *out, size_t outsize)
-{
-    size_t o = 0;
-    if (!outsize) return SK_ERR_TOO_LONG;
-    for (const char *p = in; *p; p++) {
-        int c = (unsigned char)*p;
-        if (c == '+') {
-            /* RFC 3461 4: "+" followed by two upper-case hex digits. */
-            int h = sk_hex_value(p[1]), l = h >= 0 ? sk_hex_value(p[2]) : -1;
-            if (h < 0 || l < 0) return SK_ERR_SYNTAX;
-            c = h * 16 + l;
-            p += 2;
-        }
-        if (o + 1 >= outsize) return SK_ERR_TOO_LONG;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return SK_OK;
-}
-
-sk_err sk_xtext_encode(const char *s, sk_buf *out)
-{
-    /* RFC 3461 4: "+", "=" and octets outside 33..126 become "+HH". */
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        sk_err e = *p < 33 || *p > 126 || *p == '+' || *p == '=' ? sk_buf_printf(out, "+%02X", *p)
-                                                                 : sk_buf_putc(out, (char)*p);
-        if (e) return e;
-    }
-    return SK_OK;
-}
-
 const char *sk_dsn_notify_format(unsigned notify, char buf[SK_DSN_NOTIFY_TEXT_SIZE])
 {
     if (!notify) return NULL;

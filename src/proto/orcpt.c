@@ -217,9 +217,7 @@ sk_err sk_orcpt_format(const char *addr, int utf8, sk_buf *out)
     if (is_ascii(addr)) {
         /* RFC 3461 4.2: "rfc822" and the address in xtext. */
         e = sk_buf_puts(out, "rfc822;");
-        for (const unsigned char *p = (const unsigned char *)addr; *p && !e; p++)
-            e = *p < 33 || *p > 126 || *p == '+' || *p == '=' ? sk_buf_printf(out, "+%02X", *p)
-                                                              : sk_buf_putc(out, (char)*p);
+        if (!e) e = sk_xtext_encode(addr, out);
     } else {
         /* RFC 6533 3: the UTF-8 as it is (utf-8-addr-unitext) only to a
          * server that takes SMTPUTF8 and for an address without ASCII

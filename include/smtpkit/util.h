@@ -81,6 +81,14 @@ void sk_error_clear(sk_error *e);
  * err so callers can write `return sk_error_set(...)`. */
 sk_err sk_error_set(sk_error *e, sk_err err, sk_step step, const char *fmt, ...) SK_PRINTF(4, 5);
 
+/* The sk_err for errno value e after a failed file operation: ENOSPC and
+ * EDQUOT are SK_ERR_NOSPACE (a full disk or quota, which passes); ENOENT is
+ * SK_ERR_NOT_FOUND when op reads (what was asked for may be absent), and
+ * SK_ERR_IO when op makes or writes a file (its directory went missing);
+ * any other value is SK_ERR_IO. */
+typedef enum sk_file_op { SK_FILE_READ, SK_FILE_WRITE } sk_file_op;
+sk_err sk_err_from_errno(int e, sk_file_op op);
+
 /* Allocation. The allocator is process-wide, like curl_global_init_mem:
  * set it once before any other call (tests use it to fail allocations). */
 typedef struct sk_allocator {

@@ -351,7 +351,7 @@ static sk_err read_file(const char *path, sk_buf *out, sk_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return sk_error_set(err, errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO, SK_STEP_COMPOSE,
+        return sk_error_set(err, sk_err_from_errno(errno, SK_FILE_READ), SK_STEP_COMPOSE,
                             "cannot open \"%s\": %s", path, strerror(errno));
     char chunk[16384];
     size_t n;

@@ -33,7 +33,7 @@ static int has_suffix(const char *s, const char *suf)
 static sk_err read_small(int dfd, const char *name, char *out, size_t size)
 {
     int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO;
+    if (fd < 0) return sk_err_from_errno(errno, SK_FILE_READ);
     ssize_t r = read(fd, out, size - 1);
     close(fd);
     if (r < 0) return SK_ERR_IO;

@@ -24,7 +24,7 @@ static void rename_new(sk_spool_msg *m)
 {
     if (m->err) return;
     if (sk_spool_rename(m->s, m->id, SK_SPOOL_NEW_EXT, SK_SPOOL_BODY_EXT, 1))
-        m->err = errno == EEXIST ? SK_ERR_IO : sk_spool_errno(errno);
+        m->err = errno == EEXIST ? SK_ERR_IO : sk_err_from_errno(errno, SK_FILE_WRITE);
 }
 
 /* Commit a group: write every message file, then ONE barrier for all of

@@ -163,8 +163,8 @@ int sk_spool_lock(const char *spool_dir, unsigned wait_ms, long *busy_pid, sk_er
     }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "cannot open %s: %s", path,
-                     strerror(errno));
+        sk_error_set(err, sk_err_from_errno(errno, SK_FILE_WRITE), SK_STEP_NONE,
+                     "cannot open %s: %s", path, strerror(errno));
         sk_free(path);
         return -1;
     }

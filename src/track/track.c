@@ -161,7 +161,7 @@ sk_track *sk_track_open(const char *path, int readonly, sk_error *err)
     }
     struct stat sb;
     if (readonly && stat(path, &sb) != 0) {
-        sk_error_set(err, errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO, SK_STEP_NONE,
+        sk_error_set(err, sk_err_from_errno(errno, SK_FILE_READ), SK_STEP_NONE,
                      "tracking store %s: %s", path, strerror(errno));
         return NULL;
     }

@@ -8,6 +8,7 @@
 #include "sktest.h"
 
 #include <smtpkit/smtpkit.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,27 @@ static void test_errors_named(void **state)
                      SK_ERR_TIMEOUT);
     assert_true(err.transient);
     assert_string_equal(err.text, "after 3 s");
+}
+
+/* The one errno mapping, both ways a file operation can go. */
+static void test_err_from_errno(void **state)
+{
+    static const struct {
+        int e;
+        sk_file_op op;
+        sk_err want;
+    } cases[] = {
+        {ENOSPC, SK_FILE_WRITE, SK_ERR_NOSPACE},  {EDQUOT, SK_FILE_WRITE, SK_ERR_NOSPACE},
+        {ENOSPC, SK_FILE_READ, SK_ERR_NOSPACE},   {EDQUOT, SK_FILE_READ, SK_ERR_NOSPACE},
+        {ENOENT, SK_FILE_READ, SK_ERR_NOT_FOUND}, {ENOENT, SK_FILE_WRITE, SK_ERR_IO},
+        {EIO, SK_FILE_READ, SK_ERR_IO},           {EIO, SK_FILE_WRITE, SK_ERR_IO},
+        {EACCES, SK_FILE_READ, SK_ERR_IO},        {EEXIST, SK_FILE_WRITE, SK_ERR_IO},
+        {ENOMEM, SK_FILE_WRITE, SK_ERR_IO},       {0, SK_FILE_READ, SK_ERR_IO},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++)
+        if (sk_err_from_errno(cases[i].e, cases[i].op) != cases[i].want)
+            fail_msg("case %zu (%s): got %s", i, strerror(cases[i].e),
+                     sk_strerror(sk_err_from_errno(cases[i].e, cases[i].op)));
 }
 
 static void test_log_escape(void **state)
@@ -377,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_log_escape),     cmocka_unit_test(test_nearest),
         cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_log_record_parse),
         cmocka_unit_test(test_hex_value),      cmocka_unit_test(test_hex_encode),
+        cmocka_unit_test(test_err_from_errno),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

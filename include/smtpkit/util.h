@@ -104,6 +104,21 @@ void sk_free(void *p);
 char *sk_strdup(const char *s);
 char *sk_strndup(const char *s, size_t n);
 
+/* The one way an array grows. arrayp is the address of the array's
+ * pointer (T **, the pointer NULL at first), *cap the elements it has room
+ * for, elem the octets of one. Makes room for need elements: nothing is
+ * done when there is room; else the room doubles (from about
+ * SK_ARRAY_FIRST_OCTETS) until need fits, but never past max elements.
+ * SK_ERR_TOO_LONG when need is over max, SK_ERR_NOMEM when the octets
+ * would overflow size_t or the allocation fails, SK_ERR_INVAL for elem 0;
+ * on an error the array and *cap are as they were. max is the array's
+ * limit (from limits.h or a setting), or SK_ARRAY_UNBOUNDED for an array
+ * that only what fills it bounds (input already bounded, rows of a query,
+ * files of a directory). */
+#define SK_ARRAY_FIRST_OCTETS 64
+#define SK_ARRAY_UNBOUNDED    SIZE_MAX
+SK_NODISCARD sk_err sk_array_grow(void *arrayp, size_t *cap, size_t need, size_t elem, size_t max);
+
 /* The one growable buffer type. A maximum is required: growing past it
  * fails with SK_ERR_TOO_LONG, never truncates. data is always
  * NUL-terminated after a successful append (the NUL is not counted). */

@@ -455,15 +455,11 @@ sk_err sk_rules_parse(const char *text, size_t len, const char *origin, sk_rules
             char *p = line;
             while (isspace((unsigned char)*p)) p++;
             if (!*p || *p == '#') continue;
-            if (rs->n == cap) {
-                cap = cap ? cap * 2 : 32;
-                rule *nr = cap > SK_RULES_MAX ? NULL : sk_realloc(rs->r, cap * sizeof *nr);
-                if (!nr) {
-                    sk_rules_free(rs);
-                    return sk_error_set(err, cap > SK_RULES_MAX ? SK_ERR_TOO_LONG : SK_ERR_NOMEM,
-                                        SK_STEP_NONE, "%s:%zu: too many rules", origin, lineno);
-                }
-                rs->r = nr;
+            sk_err ge = sk_array_grow(&rs->r, &cap, rs->n + 1, sizeof *rs->r, SK_RULES_MAX);
+            if (ge) {
+                sk_rules_free(rs);
+                return sk_error_set(err, ge, SK_STEP_NONE, "%s:%zu: too many rules", origin,
+                                    lineno);
             }
             rule *r = &rs->r[rs->n];
             memset(r, 0, sizeof *r);

@@ -479,14 +479,8 @@ static sk_err parse_fields(const char *s, size_t len, size_t *pos, fields *fs)
         span name = trim((span){line.p, (size_t)(colon - line.p)});
         span value = trim((span){colon + 1, line.n - (size_t)(colon + 1 - line.p)});
         if (!name.n) continue;
-        if (fs->n == fs->cap) {
-            size_t cap = fs->cap ? fs->cap * 2 : 16;
-            if (cap > SK_REPORT_RCPTS_MAX * 16) return SK_ERR_TOO_LONG;
-            field *nf = sk_realloc(fs->f, cap * sizeof *nf);
-            if (!nf) return SK_ERR_NOMEM;
-            fs->f = nf;
-            fs->cap = cap;
-        }
+        sk_err e = sk_array_grow(&fs->f, &fs->cap, fs->n + 1, sizeof *fs->f, SK_REPORT_FIELDS_MAX);
+        if (e) return e;
         field *f = &fs->f[fs->n];
         f->name = sk_strndup(name.p, name.n);
         f->value = sk_strndup(value.p, value.n);

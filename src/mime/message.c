@@ -42,18 +42,6 @@ struct sk_message {
     bool has_date;
 };
 
-/* Grow the array *v of *cap elements of size elem to hold n + 1. */
-static sk_err grow(void **v, size_t *cap, size_t n, size_t elem)
-{
-    if (n < *cap) return SK_OK;
-    size_t ncap = *cap ? *cap * 2 : 4;
-    void *p = sk_realloc(*v, ncap * elem);
-    if (!p) return SK_ERR_NOMEM;
-    *v = p;
-    *cap = ncap;
-    return SK_OK;
-}
-
 sk_message *sk_message_new(void)
 {
     sk_message *m = sk_calloc(1, sizeof *m);
@@ -161,8 +149,10 @@ static sk_err add_recipient(sk_message *m, mbox_vec *v, const char *s, sk_error 
     bool dup = false;
     for (size_t i = 0; i < m->nrcpts && !dup; i++) dup = sk_mime_addr_equal(m->rcpts[i], mb.addr);
     char *copy = dup ? NULL : sk_strdup(mb.addr);
-    if ((!dup && !copy) || grow((void **)&v->v, &v->cap, v->n, sizeof *v->v) ||
-        (!dup && grow((void **)&m->rcpts, &m->rcpts_cap, m->nrcpts, sizeof *m->rcpts))) {
+    if ((!dup && !copy) ||
+        sk_array_grow(&v->v, &v->cap, v->n + 1, sizeof *v->v, SK_ARRAY_UNBOUNDED) ||
+        (!dup && sk_array_grow(&m->rcpts, &m->rcpts_cap, m->nrcpts + 1, sizeof *m->rcpts,
+                               SK_ARRAY_UNBOUNDED))) {
         sk_free(copy);
         sk_mailbox_clear(&mb);
         return nomem(err);
@@ -316,7 +306,7 @@ static sk_err add_part(part **v, size_t *n, size_t *cap, const char *filename, c
     part p = {sk_strdup(filename), sk_strdup(type ? type : sk_mime_type_for_filename(filename)),
               cid ? sk_strndup(cid, cidlen) : NULL, sk_malloc(len), len};
     if (!p.filename || !p.type || (cid && !p.cid) || !p.data ||
-        grow((void **)v, cap, *n, sizeof **v)) {
+        sk_array_grow(v, cap, *n + 1, sizeof **v, SK_ARRAY_UNBOUNDED)) {
         part_clear(&p);
         return nomem(err);
     }
@@ -441,7 +431,8 @@ sk_err sk_message_add_header(sk_message *m, const char *name, const char *value,
         p += strspn(p, " \t");
     }
     field f = {sk_strdup(name), sk_strdup(value)};
-    if (!f.name || !f.value || grow((void **)&m->fields, &m->fields_cap, m->nfields, sizeof f)) {
+    if (!f.name || !f.value ||
+        sk_array_grow(&m->fields, &m->fields_cap, m->nfields + 1, sizeof f, SK_ARRAY_UNBOUNDED)) {
         sk_free(f.name);
         sk_free(f.value);
         return nomem(err);

@@ -52,13 +52,9 @@ static sk_err add_rcpt(env_state *st, const char *addr)
     sk_message_envelope *env = st->env;
     for (size_t i = 0; i < env->recipient_count; i++)
         if (sk_mime_addr_equal(env->recipients[i], addr)) return SK_OK;
-    if (env->recipient_count == st->cap) {
-        size_t ncap = st->cap ? st->cap * 2 : 8;
-        char **p = sk_realloc(env->recipients, ncap * sizeof *p);
-        if (!p) return SK_ERR_NOMEM;
-        env->recipients = p;
-        st->cap = ncap;
-    }
+    sk_err e = sk_array_grow(&env->recipients, &st->cap, env->recipient_count + 1,
+                             sizeof *env->recipients, SK_ARRAY_UNBOUNDED);
+    if (e) return e;
     char *copy = sk_strdup(addr);
     if (!copy) return SK_ERR_NOMEM;
     env->recipients[env->recipient_count++] = copy;

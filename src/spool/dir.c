@@ -105,15 +105,7 @@ sk_err sk_spool_ids_with_ext(const sk_spool *s, const char *ext, char ***out, si
         size_t len = strlen(de->d_name);
         if (len != SK_SPOOL_ID_LEN + strlen(ext) || strcmp(de->d_name + SK_SPOOL_ID_LEN, ext))
             continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **p = sk_realloc(ids, cap * sizeof *ids);
-            if (!p) {
-                e = SK_ERR_NOMEM;
-                break;
-            }
-            ids = p;
-        }
+        if ((e = sk_array_grow(&ids, &cap, n + 1, sizeof *ids, SK_ARRAY_UNBOUNDED))) break;
         if (!(ids[n] = sk_strndup(de->d_name, SK_SPOOL_ID_LEN)))
             e = SK_ERR_NOMEM;
         else if (sk_spool_id_valid(ids[n]))

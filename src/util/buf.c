@@ -31,13 +31,8 @@ sk_err sk_buf_reserve(sk_buf *b, size_t extra)
     if (extra > b->max || b->len > b->max - extra) return SK_ERR_TOO_LONG;
     size_t need = b->len + extra + 1; /* room for the NUL */
     if (need <= b->cap) return SK_OK;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    if (cap > b->max + 1) cap = b->max + 1;
-    char *p = sk_realloc(b->data, cap);
-    if (!p) return SK_ERR_NOMEM;
-    b->data = p;
-    b->cap = cap;
+    sk_err e = sk_array_grow(&b->data, &b->cap, need, 1, b->max + 1);
+    if (e) return e;
     b->data[b->len] = '\0'; /* sk_buf_cstr is valid right after a reserve */
     return SK_OK;
 }

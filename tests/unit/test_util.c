@@ -210,6 +210,84 @@ static void test_err_from_errno(void **state)
                      sk_strerror(sk_err_from_errno(cases[i].e, cases[i].op)));
 }
 
+/* An allocator for sk_array_grow's cases: it records the octets asked
+ * for and refuses anything over a MiB, so that sizes near SIZE_MAX are
+ * never asked of libc (nor of a sanitizer's allocator). */
+static size_t grow_asked;
+static void *grow_realloc(void *p, size_t n)
+{
+    grow_asked = n;
+    return n > (1u << 20) ? NULL : realloc(p, n);
+}
+
+#define U SK_ARRAY_UNBOUNDED
+/* Growth from nothing (about 64 octets, at least one element), doubling,
+ * room already there, the maximum, and sizes whose octets would overflow
+ * (refused before any allocation, or clamped so the octets still fit). */
+static void test_array_grow(void **state)
+{
+    static const struct {
+        size_t cap, need, elem, max;
+        sk_err want;
+        size_t want_cap, want_asked; /* want_asked 0: no allocation */
+    } cases[] = {
+        {0, 1, 1, U, SK_OK, 64, 64},
+        {0, 1, 8, U, SK_OK, 8, 64},
+        {0, 1, 24, U, SK_OK, 2, 48},
+        {0, 1, 100, U, SK_OK, 1, 100},
+        {0, 100, 8, U, SK_OK, 128, 1024},
+        {8, 9, 8, U, SK_OK, 16, 128},
+        {3, 100, 4, U, SK_OK, 192, 768},
+        {8, 8, 8, U, SK_OK, 8, 0},
+        {8, 0, 8, U, SK_OK, 8, 0},
+        {0, 5, 8, 5, SK_OK, 5, 40},
+        {4, 5, 8, 6, SK_OK, 6, 48},
+        {0, 1, 1, 1, SK_OK, 1, 1},
+        {6, 7, 8, 6, SK_ERR_TOO_LONG, 6, 0},
+        {0, 1, 8, 0, SK_ERR_TOO_LONG, 0, 0},
+        {0, 1, 0, U, SK_ERR_INVAL, 0, 0},
+        /* need * elem past SIZE_MAX: refused without asking. */
+        {0, SIZE_MAX / 8 + 1, 8, U, SK_ERR_NOMEM, 0, 0},
+        {0, 3, SIZE_MAX / 2, U, SK_ERR_NOMEM, 0, 0},
+        {0, SIZE_MAX, 2, U, SK_ERR_NOMEM, 0, 0},
+        /* Doubling would pass what fits: the room stops at the most
+         * elements whose octets fit (the allocator says no here). */
+        {SIZE_MAX / 2 + 1, SIZE_MAX / 2 + 2, 1, U, SK_ERR_NOMEM, SIZE_MAX / 2 + 1, SIZE_MAX},
+        {SIZE_MAX / 16 + 1, SIZE_MAX / 16 + 2, 8, U, SK_ERR_NOMEM, SIZE_MAX / 16 + 1,
+         SIZE_MAX / 8 * 8},
+        /* ... or at max, whichever is less. */
+        {SIZE_MAX / 4, SIZE_MAX / 4 + 1, 1, SIZE_MAX / 3, SK_ERR_NOMEM, SIZE_MAX / 4, SIZE_MAX / 3},
+    };
+    sk_set_allocator(&(sk_allocator){malloc, grow_realloc, free});
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        size_t cap = cases[i].cap;
+        /* A real array when its octets are small; else only the count. */
+        char *v = cap && cap * cases[i].elem <= 4096 ? calloc(cap, cases[i].elem) : NULL;
+        char *before = v;
+        grow_asked = 0;
+        sk_err e = sk_array_grow(&v, &cap, cases[i].need, cases[i].elem, cases[i].max);
+        if (e != cases[i].want || cap != cases[i].want_cap || grow_asked != cases[i].want_asked)
+            fail_msg("case %zu: %s, cap %zu, asked %zu", i, sk_strerror(e), cap, grow_asked);
+        if (e) assert_ptr_equal(v, before);
+        if (!e && cases[i].need) memset(v, 0xa5, cases[i].need * cases[i].elem); /* it is there */
+        free(v);
+    }
+    sk_set_allocator(NULL);
+    /* Appending one at a time keeps what was there. */
+    uint32_t *a = NULL;
+    size_t cap = 0;
+    for (uint32_t i = 0; i < 1000; i++) {
+        assert_int_equal(sk_array_grow(&a, &cap, i + 1, sizeof *a, 1000), SK_OK);
+        assert_true(cap >= i + 1 && cap <= 1000);
+        a[i] = i * 7;
+    }
+    assert_int_equal(cap, 1000);
+    for (uint32_t i = 0; i < 1000; i++) assert_int_equal(a[i], i * 7);
+    assert_int_equal(sk_array_grow(&a, &cap, 1001, sizeof *a, 1000), SK_ERR_TOO_LONG);
+    sk_free(a);
+}
+#undef U
+
 static void test_log_escape(void **state)
 {
     sk_buf b = SK_BUF_INIT(64);
@@ -399,7 +477,7 @@ int main(void)
         cmocka_unit_test(test_log_escape),     cmocka_unit_test(test_nearest),
         cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_log_record_parse),
         cmocka_unit_test(test_hex_value),      cmocka_unit_test(test_hex_encode),
-        cmocka_unit_test(test_err_from_errno),
+        cmocka_unit_test(test_err_from_errno), cmocka_unit_test(test_array_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

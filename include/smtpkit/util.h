@@ -136,6 +136,9 @@ typedef struct sk_buf {
 void sk_buf_init(sk_buf *b, size_t max);
 void sk_buf_free(sk_buf *b);  /* releases storage; b can be reused after init */
 void sk_buf_reset(sk_buf *b); /* len = 0, keeps storage */
+/* Cut b back to its first len octets, as when what was appended since is
+ * taken back; keeps storage. A len over b->len changes nothing. */
+void sk_buf_truncate(sk_buf *b, size_t len);
 SK_NODISCARD sk_err sk_buf_reserve(sk_buf *b, size_t extra);
 SK_NODISCARD sk_err sk_buf_append(sk_buf *b, const void *p, size_t n);
 SK_NODISCARD sk_err sk_buf_puts(sk_buf *b, const char *s);

@@ -208,8 +208,7 @@ static sk_err build(const char *name, unsigned instance, const char *authserv_id
     sk_buf_free(&tmp);
     if (!w.e && out->len - w.start > SK_AUTHRES_HEADER_MAX_OCTETS) w.e = SK_ERR_TOO_LONG;
     if (w.e) {
-        out->len = w.start;
-        if (out->data) out->data[out->len] = '\0';
+        sk_buf_truncate(out, w.start);
         return sk_error_set(err, w.e, SK_STEP_NONE, "cannot write %s: %s", name,
                             w.e == SK_ERR_TOO_LONG ? "a word or the field is too long"
                                                    : sk_strerror(w.e));

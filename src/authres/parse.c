@@ -94,8 +94,7 @@ sk_err sk_authres_parse_id(const char *v, size_t n, sk_buf *id, unsigned *versio
 bad:
     e = SK_ERR_SYNTAX;
 fail:
-    id->len = start;
-    if (id->data) id->data[start] = '\0';
+    sk_buf_truncate(id, start);
     return e;
 }
 

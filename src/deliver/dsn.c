@@ -384,8 +384,7 @@ sk_err sk_dsn_build(const sk_dsn_opts *o, const sk_dsn_rcpt *rcpts, size_t n, co
     }
     if (!e) e = sk_buf_printf(out, "\r\n--%s--\r\n", boundary);
     if (e) {
-        out->len = start;
-        if (out->data) out->data[start] = '\0';
+        sk_buf_truncate(out, start);
         return sk_error_set(err, e, SK_STEP_COMPOSE, "cannot build the DSN: %s", sk_strerror(e));
     }
     return SK_OK;

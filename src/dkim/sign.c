@@ -400,8 +400,7 @@ sk_err sk_dkim_signer_finish(sk_dkim_signer *s, sk_buf *out, sk_error *err)
     for (size_t i = 0; i < s->n; i++) {
         e = sign_one(s, &s->items[i], bh64[s->items[i].bcanon], out, err);
         if (e) {
-            out->len = start;
-            if (out->data) out->data[start] = '\0';
+            sk_buf_truncate(out, start);
             return e;
         }
     }

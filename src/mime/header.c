@@ -250,12 +250,6 @@ void sk_hdr_mailbox(sk_hdr_writer *w, const sk_mailbox *mb, const char *sep)
 
 /* ---- Decoding ----------------------------------------------------------- */
 
-static void truncate_to(sk_buf *b, size_t len)
-{
-    b->len = len;
-    if (b->data) b->data[len] = '\0';
-}
-
 /* Try to decode one encoded word at s (n octets available). On success
  * append its text to out, set *used, return SK_OK; SK_ERR_SYNTAX when s
  * does not start a word we can decode. */
@@ -348,7 +342,7 @@ sk_err sk_mime_decode_words(sk_buf *out, const char *s, size_t n)
                 continue;
             }
             if (e != SK_ERR_SYNTAX) return e;
-            truncate_to(out, mark);
+            sk_buf_truncate(out, mark);
             e = SK_OK;
         }
         if (is_wsp(s[i]) && after_word) {

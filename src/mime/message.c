@@ -786,8 +786,7 @@ sk_err sk_message_render(const sk_message *m, sk_buf *out, sk_error *err)
     if (!e && (out->len < 2 || memcmp(out->data + out->len - 2, "\r\n", 2) != 0))
         e = sk_buf_append(out, "\r\n", 2);
     if (!e) return SK_OK;
-    out->len = mark;
-    if (out->data) out->data[mark] = '\0';
+    sk_buf_truncate(out, mark);
     switch (e) {
     case SK_ERR_NOMEM:
         return nomem(err);

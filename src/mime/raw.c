@@ -214,8 +214,7 @@ sk_err sk_message_prepare_raw(const char *raw, size_t len, sk_buf *out, sk_error
         e = SK_ERR_SYNTAX;
     }
     if (!e) return SK_OK;
-    out->len = mark;
-    if (out->data) out->data[mark] = '\0';
+    sk_buf_truncate(out, mark);
     if (e == SK_ERR_SYNTAX)
         return sk_error_set(err, e, SK_STEP_COMPOSE, "line %zu: %s", lineno, why);
     return sk_error_set(err, e, SK_STEP_COMPOSE, "%s", sk_strerror(e));

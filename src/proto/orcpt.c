@@ -109,10 +109,7 @@ sk_err sk_utf8_addr_encode(const char *addr, sk_utf8_addr_form form, sk_buf *out
         }
         i += len ? len : 1;
     }
-    if (e) {
-        out->len = start;
-        if (out->data) out->data[start] = '\0';
-    }
+    if (e) sk_buf_truncate(out, start);
     return e;
 }
 
@@ -228,10 +225,7 @@ sk_err sk_orcpt_format(const char *addr, int utf8, sk_buf *out)
         if (!e) e = sk_utf8_addr_encode(addr, form, out);
     }
     if (!e && out->len - start > SK_DSN_ORCPT_MAX_OCTETS) e = SK_ERR_TOO_LONG;
-    if (e) {
-        out->len = start;
-        if (out->data) out->data[start] = '\0';
-    }
+    if (e) sk_buf_truncate(out, start);
     return e;
 }
 
@@ -251,9 +245,6 @@ sk_err sk_orcpt_pass(const char *v, int utf8, sk_buf *out)
     e = sk_buf_append(out, v, tlen + 1);
     if (!e) e = sk_utf8_addr_encode(addr, SK_UTF8_ADDR_XTEXT, out);
     if (!e && out->len - start > SK_DSN_ORCPT_MAX_OCTETS) e = SK_ERR_TOO_LONG;
-    if (e) {
-        out->len = start;
-        if (out->data) out->data[start] = '\0';
-    }
+    if (e) sk_buf_truncate(out, start);
     return e;
 }

@@ -22,8 +22,14 @@ void sk_buf_free(sk_buf *b)
 
 void sk_buf_reset(sk_buf *b)
 {
-    b->len = 0;
-    if (b->data) b->data[0] = '\0';
+    sk_buf_truncate(b, 0);
+}
+
+void sk_buf_truncate(sk_buf *b, size_t len)
+{
+    if (len > b->len) return;
+    b->len = len;
+    if (b->data) b->data[len] = '\0';
 }
 
 sk_err sk_buf_reserve(sk_buf *b, size_t extra)

@@ -35,6 +35,32 @@ static void test_buf_bounded(void **state)
     sk_buf_free(&b);
 }
 
+/* Taking back what was appended: to a shorter length, to the same one, to
+ * nothing, a length past the end, and an empty buffer never allocated. */
+static void test_buf_truncate(void **state)
+{
+    static const struct {
+        const char *in;
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {"hello", 2, "he"},    {"hello", 5, "hello"}, {"hello", 0, ""},
+        {"hello", 9, "hello"}, {"", 0, ""},           {NULL, 0, ""},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        sk_buf b = SK_BUF_INIT(16);
+        if (cases[i].in) assert_int_equal(sk_buf_puts(&b, cases[i].in), SK_OK);
+        sk_buf_truncate(&b, cases[i].len);
+        assert_string_equal(sk_buf_cstr(&b), cases[i].want);
+        assert_int_equal(b.len, strlen(cases[i].want));
+        /* What comes next is appended at the cut. */
+        assert_int_equal(sk_buf_putc(&b, '!'), SK_OK);
+        assert_int_equal(b.len, strlen(cases[i].want) + 1);
+        assert_int_equal(b.data[b.len - 1], '!');
+        sk_buf_free(&b);
+    }
+}
+
 /* RFC 4648 section 10 test vectors. */
 static const struct {
     const char *plain, *encoded;
@@ -470,14 +496,15 @@ static void test_log_record_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_bounded),    cmocka_unit_test(test_base64_vectors),
-        cmocka_unit_test(test_base64_rejects), cmocka_unit_test(test_parse_units),
-        cmocka_unit_test(test_enhanced_valid), cmocka_unit_test(test_reply_class),
-        cmocka_unit_test(test_reply_line),     cmocka_unit_test(test_errors_named),
-        cmocka_unit_test(test_log_escape),     cmocka_unit_test(test_nearest),
-        cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_log_record_parse),
-        cmocka_unit_test(test_hex_value),      cmocka_unit_test(test_hex_encode),
-        cmocka_unit_test(test_err_from_errno), cmocka_unit_test(test_array_grow),
+        cmocka_unit_test(test_buf_bounded),      cmocka_unit_test(test_buf_truncate),
+        cmocka_unit_test(test_base64_vectors),   cmocka_unit_test(test_base64_rejects),
+        cmocka_unit_test(test_parse_units),      cmocka_unit_test(test_enhanced_valid),
+        cmocka_unit_test(test_reply_class),      cmocka_unit_test(test_reply_line),
+        cmocka_unit_test(test_errors_named),     cmocka_unit_test(test_log_escape),
+        cmocka_unit_test(test_nearest),          cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_log_record_parse), cmocka_unit_test(test_hex_value),
+        cmocka_unit_test(test_hex_encode),       cmocka_unit_test(test_err_from_errno),
+        cmocka_unit_test(test_array_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -151,6 +151,12 @@ void sk_buf_consume(sk_buf *b, size_t n);
 char *sk_buf_detach(sk_buf *b, size_t *len);
 /* Always a valid C string, "" when empty. */
 const char *sk_buf_cstr(const sk_buf *b);
+/* Append what fd reads: up to the end of the file (octets
+ * SK_BUF_READ_ALL), or exactly octets octets. SK_ERR_TOO_LONG past b's
+ * maximum, SK_ERR_IO on a read error (errno says which; EINTR is retried)
+ * or when the file ends short of octets; b is as it was on an error. */
+#define SK_BUF_READ_ALL UINT64_MAX
+SK_NODISCARD sk_err sk_buf_read_fd(sk_buf *b, int fd, uint64_t octets);
 
 /* Logging: the library never prints; it calls the logger it is given. One
  * line per event: "<id> <module> <event> key=value ...". */

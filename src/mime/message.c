@@ -3,10 +3,12 @@
 #include "mime/mime_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct part {
     char *filename; /* UTF-8 */
@@ -339,16 +341,12 @@ sk_err sk_message_add_inline_data(sk_message *m, const char *cid, const char *fi
 /* Read a whole file, bounded by SK_MIME_ATTACHMENT_MAX_OCTETS. */
 static sk_err read_file(const char *path, sk_buf *out, sk_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return sk_error_set(err, sk_err_from_errno(errno, SK_FILE_READ), SK_STEP_COMPOSE,
                             "cannot open \"%s\": %s", path, strerror(errno));
-    char chunk[16384];
-    size_t n;
-    sk_err e = SK_OK;
-    while (!e && (n = fread(chunk, 1, sizeof chunk, f)) > 0) e = sk_buf_append(out, chunk, n);
-    if (!e && ferror(f)) e = SK_ERR_IO;
-    fclose(f);
+    sk_err e = sk_buf_read_fd(out, fd, SK_BUF_READ_ALL);
+    close(fd);
     if (e == SK_ERR_TOO_LONG)
         return sk_error_set(err, e, SK_STEP_COMPOSE, "\"%s\" is over %u octets", path,
                             SK_MIME_ATTACHMENT_MAX_OCTETS);

@@ -99,19 +99,7 @@ sk_err sk_spool_read_file(int dir_fd, const char *name, sk_buf *out)
 {
     int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return sk_err_from_errno(errno, SK_FILE_READ);
-    char chunk[8192];
-    sk_err e = SK_OK;
-    for (;;) {
-        ssize_t r = read(fd, chunk, sizeof chunk);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            e = SK_ERR_IO;
-            break;
-        }
-        if (r == 0) break;
-        e = sk_buf_append(out, chunk, (size_t)r);
-        if (e) break;
-    }
+    sk_err e = sk_buf_read_fd(out, fd, SK_BUF_READ_ALL);
     close(fd);
     return e;
 }

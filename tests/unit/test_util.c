@@ -9,9 +9,11 @@
 
 #include <smtpkit/smtpkit.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void test_buf_bounded(void **state)
 {
@@ -59,6 +61,67 @@ static void test_buf_truncate(void **state)
         assert_int_equal(b.data[b.len - 1], '!');
         sk_buf_free(&b);
     }
+}
+
+/* Reading a file into a buffer: to its end or an exact length, appended
+ * to what is there, within the maximum or not (the buffer is then as it
+ * was), and a file shorter than asked for. */
+static void test_buf_read_fd(void **state)
+{
+    static const struct {
+        const char *file, *before;
+        uint64_t octets;
+        size_t max;
+        sk_err want;
+        const char *after;
+    } cases[] = {
+        {"hello", "", SK_BUF_READ_ALL, 16, SK_OK, "hello"},
+        {"hello", ">", SK_BUF_READ_ALL, 16, SK_OK, ">hello"},
+        {"", "", SK_BUF_READ_ALL, 16, SK_OK, ""},
+        {"hello", "", SK_BUF_READ_ALL, 5, SK_OK, "hello"}, /* exactly full */
+        {"hello", "", SK_BUF_READ_ALL, 4, SK_ERR_TOO_LONG, ""},
+        {"hello", ">", SK_BUF_READ_ALL, 5, SK_ERR_TOO_LONG, ">"},
+        {"hello", "", 3, 16, SK_OK, "hel"},
+        {"hello", ">", 5, 6, SK_OK, ">hello"},
+        {"hello", "", 0, 16, SK_OK, ""},
+        {"hello", "", 6, 16, SK_ERR_IO, ""}, /* shorter than said */
+        {"hello", ">", 5, 5, SK_ERR_TOO_LONG, ">"},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        char *path = skt_tmpfile("readfd", cases[i].file, strlen(cases[i].file));
+        int fd = open(path, O_RDONLY);
+        assert_true(fd >= 0);
+        sk_buf b = SK_BUF_INIT(cases[i].max);
+        assert_int_equal(sk_buf_puts(&b, cases[i].before), SK_OK);
+        sk_err e = sk_buf_read_fd(&b, fd, cases[i].octets);
+        if (e != cases[i].want) fail_msg("case %zu: %s", i, sk_strerror(e));
+        assert_string_equal(sk_buf_cstr(&b), cases[i].after);
+        assert_int_equal(b.len, strlen(cases[i].after));
+        sk_buf_free(&b);
+        close(fd);
+        unlink(path);
+        free(path);
+    }
+    /* A file larger than one read asks for, to its end. */
+    size_t big = 200 * 1024 + 7;
+    char *data = malloc(big);
+    assert_non_null(data);
+    for (size_t i = 0; i < big; i++) data[i] = (char)('a' + i % 26);
+    char *path = skt_tmpfile("readfd", data, big);
+    int fd = open(path, O_RDONLY);
+    sk_buf b = SK_BUF_INIT(big);
+    assert_int_equal(sk_buf_read_fd(&b, fd, SK_BUF_READ_ALL), SK_OK);
+    assert_int_equal(b.len, big);
+    assert_memory_equal(b.data, data, big);
+    close(fd);
+    /* A read error: a descriptor that is not open. */
+    assert_int_equal(sk_buf_read_fd(&b, fd, SK_BUF_READ_ALL), SK_ERR_IO);
+    assert_int_equal(errno, EBADF);
+    assert_int_equal(b.len, big);
+    sk_buf_free(&b);
+    unlink(path);
+    free(path);
+    free(data);
 }
 
 /* RFC 4648 section 10 test vectors. */
@@ -496,15 +559,15 @@ static void test_log_record_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_bounded),      cmocka_unit_test(test_buf_truncate),
-        cmocka_unit_test(test_base64_vectors),   cmocka_unit_test(test_base64_rejects),
-        cmocka_unit_test(test_parse_units),      cmocka_unit_test(test_enhanced_valid),
-        cmocka_unit_test(test_reply_class),      cmocka_unit_test(test_reply_line),
-        cmocka_unit_test(test_errors_named),     cmocka_unit_test(test_log_escape),
-        cmocka_unit_test(test_nearest),          cmocka_unit_test(test_log_levels),
-        cmocka_unit_test(test_log_record_parse), cmocka_unit_test(test_hex_value),
-        cmocka_unit_test(test_hex_encode),       cmocka_unit_test(test_err_from_errno),
-        cmocka_unit_test(test_array_grow),
+        cmocka_unit_test(test_buf_bounded),    cmocka_unit_test(test_buf_truncate),
+        cmocka_unit_test(test_buf_read_fd),    cmocka_unit_test(test_base64_vectors),
+        cmocka_unit_test(test_base64_rejects), cmocka_unit_test(test_parse_units),
+        cmocka_unit_test(test_enhanced_valid), cmocka_unit_test(test_reply_class),
+        cmocka_unit_test(test_reply_line),     cmocka_unit_test(test_errors_named),
+        cmocka_unit_test(test_log_escape),     cmocka_unit_test(test_nearest),
+        cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_log_record_parse),
+        cmocka_unit_test(test_hex_value),      cmocka_unit_test(test_hex_encode),
+        cmocka_unit_test(test_err_from_errno), cmocka_unit_test(test_array_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "limits.h"
 
@@ -205,6 +206,35 @@ SK_NODISCARD sk_err sk_log_record_parse(const char *line, sk_log_record *out);
  * escaped as \xHH and '"' and '\\' backslash-escaped. */
 SK_NODISCARD sk_err sk_log_escape(sk_buf *b, const char *s, size_t n);
 
+/* ASCII characters the same in every locale (<ctype.h>'s follow it), for
+ * parsers that ask per octet: the classes of RFC 5234 B.1 (WSP, ALPHA,
+ * DIGIT, and ALPHA / DIGIT), RFC 5322 3.2.3 atext, and a letter in lower
+ * case (other octets as they are). */
+static inline bool sk_is_wsp(int c)
+{
+    return c == ' ' || c == '\t';
+}
+static inline bool sk_is_alpha(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+static inline bool sk_is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+static inline bool sk_is_alnum(int c)
+{
+    return sk_is_alpha(c) || sk_is_digit(c);
+}
+static inline bool sk_is_atext(int c)
+{
+    return sk_is_alnum(c) || (c > 0 && c < 0x80 && strchr("!#$%&'*+-/=?^_`{|}~", c));
+}
+static inline int sk_to_lower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
 /* Hexadecimal: the value of the digit c (0-9, A-F or a-f), -1 when c is
  * none; and the n octets at in as 2 * n digits at out (upper or lower
  * case), followed by a NUL (out holds 2 * n + 1 chars). */
@@ -224,6 +254,13 @@ void sk_time_rfc5322(int64_t unix_seconds, char out[40]);
 
 /* Strings. */
 int sk_strcaseprefix(const char *s, const char *prefix); /* 1 if s starts with prefix */
+/* s[0..n) with its ASCII letters in lower case (names that compare
+ * without case: domains, hosts, keys). */
+void sk_ascii_lower(char *s, size_t n);
+/* Is s[0..n) a word of letters, digits and '-' that starts and ends with a
+ * letter or digit (RFC 5321 4.1.2 Let-dig [Ldh-str]: a Keyword, a domain
+ * label)? */
+bool sk_is_ldh_word(const char *s, size_t n);
 /* Parse a decimal size or duration, e.g. "10M", "5d", "250ms". */
 SK_NODISCARD sk_err sk_parse_size(const char *s, uint64_t *out);
 SK_NODISCARD sk_err sk_parse_duration_ms(const char *s, uint64_t *out);

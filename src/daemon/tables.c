@@ -30,7 +30,7 @@ static sk_err strset_add(sk_strset *s, const char *str, size_t len)
 {
     char *copy = sk_strndup(str, len);
     if (!copy) return SK_ERR_NOMEM;
-    for (char *p = copy; *p; p++) *p = (char)tolower((unsigned char)*p);
+    sk_ascii_lower(copy, len);
     char **v = sk_realloc(s->v, (s->n + 1) * sizeof *v);
     if (!v) {
         sk_free(copy);

@@ -332,8 +332,7 @@ static sk_err sign_one(sk_dkim_signer *s, sign_item *it, const char *bh64, sk_bu
     for (size_t i = 0; !e && i < nn; i++) {
         sk_buf_reset(&tmp);
         e = sk_buf_printf(&tmp, "%s", i ? ":" : "h=");
-        for (const char *p = names[i]; !e && *p; p++)
-            e = sk_buf_putc(&tmp, (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p);
+        for (const char *p = names[i]; !e && *p; p++) e = sk_buf_putc(&tmp, (char)sk_to_lower(*p));
         if (!e && i + 1 == nn) e = sk_buf_putc(&tmp, ';');
         if (!e) e = fold_put(&f, i ? "" : " ", tmp.data, tmp.len);
     }

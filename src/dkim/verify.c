@@ -275,8 +275,7 @@ sk_err sk_dkim_verifier_finish(sk_dkim_verifier *v, sk_error *err)
                        g->domain);
             continue;
         }
-        for (char *p = s->qname; *p; p++)
-            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+        sk_ascii_lower(s->qname, strlen(s->qname));
         e = header_hash(v, s, f);
         if (e) return sk_error_set(err, e, SK_STEP_NONE, "header hash: %s", sk_strerror(e));
     }

@@ -23,7 +23,7 @@ typedef struct lexer {
 
 static bool is_atom_char(unsigned char c)
 {
-    return c >= 0x80 || sk_mime_is_atext(c); /* RFC 6532 3.2: UTF8-non-ascii */
+    return c >= 0x80 || sk_is_atext(c); /* RFC 6532 3.2: UTF8-non-ascii */
 }
 
 static sk_err push(lexer *lx, tok_type type, const char *p, size_t n, bool ws)

@@ -60,12 +60,6 @@ bool sk_mime_has_crlf(const char *s)
     return strpbrk(s, "\r\n") != NULL;
 }
 
-bool sk_mime_is_atext(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
-}
-
 const char *sk_cte_name(sk_cte c)
 {
     switch (c) {

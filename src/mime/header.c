@@ -124,11 +124,6 @@ void sk_hdr_encoded_words(sk_hdr_writer *w, const char *ws, size_t wsn, const ch
     sk_buf_free(&word);
 }
 
-static bool is_wsp(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
 /* Must this word be encoded? as_given: ASCII words are kept whatever
  * they look like (fields whose syntax the caller owns). */
 static bool word_needs_encoding(const char *p, size_t n, bool as_given)
@@ -149,10 +144,10 @@ void sk_hdr_unstructured(sk_hdr_writer *w, const char *text, bool as_given)
 {
     /* Runs of white space are written as one space (a fold point). */
     const char *p = text;
-    while (is_wsp(*p)) p++;
+    while (sk_is_wsp(*p)) p++;
     while (*p && !w->err) {
         const char *word = p;
-        while (*p && !is_wsp(*p)) p++;
+        while (*p && !sk_is_wsp(*p)) p++;
         if (!word_needs_encoding(word, (size_t)(p - word), as_given)) {
             sk_hdr_token(w, " ", 1, word, (size_t)(p - word));
         } else {
@@ -161,17 +156,17 @@ void sk_hdr_unstructured(sk_hdr_writer *w, const char *text, bool as_given)
             const char *run_end = p;
             const char *q = p;
             for (;;) {
-                while (is_wsp(*q)) q++;
+                while (sk_is_wsp(*q)) q++;
                 if (!*q) break;
                 const char *next = q;
-                while (*q && !is_wsp(*q)) q++;
+                while (*q && !sk_is_wsp(*q)) q++;
                 if (!word_needs_encoding(next, (size_t)(q - next), as_given)) break;
                 run_end = q;
             }
             sk_hdr_encoded_words(w, " ", 1, word, (size_t)(run_end - word));
             p = run_end;
         }
-        while (is_wsp(*p)) p++;
+        while (sk_is_wsp(*p)) p++;
     }
 }
 
@@ -182,7 +177,7 @@ static bool phrase_is_atoms(const char *s)
     for (const char *p = s; *p; p++) {
         if (*p == ' ') {
             if (p[1] == ' ' || p[1] == '\0') return false;
-        } else if (!sk_mime_is_atext((unsigned char)*p)) {
+        } else if (!sk_is_atext((unsigned char)*p)) {
             return false;
         }
     }
@@ -345,10 +340,10 @@ sk_err sk_mime_decode_words(sk_buf *out, const char *s, size_t n)
             sk_buf_truncate(out, mark);
             e = SK_OK;
         }
-        if (is_wsp(s[i]) && after_word) {
+        if (sk_is_wsp(s[i]) && after_word) {
             /* Drop the white space if another encoded word follows it. */
             size_t j = i;
-            while (j < n && is_wsp(s[j])) j++;
+            while (j < n && sk_is_wsp(s[j])) j++;
             size_t used = 0;
             sk_buf probe = SK_BUF_INIT(SK_MIME_HEADER_FIELD_MAX_OCTETS);
             sk_err pe = decode_word(&probe, s + j, n - j, &used);

@@ -261,7 +261,7 @@ static bool msg_id_valid(const char *s, size_t n)
     if (!sk_mime_is_ascii(s, n)) return false;
     bool ok = s[0] != '.' && s[l - 1] != '.';
     for (size_t i = 0; ok && i < l; i++)
-        ok = sk_mime_is_atext((unsigned char)s[i]) || (s[i] == '.' && s[i + 1] != '.');
+        ok = sk_is_atext((unsigned char)s[i]) || (s[i] == '.' && s[i + 1] != '.');
     const char *d = at + 1;
     if (!ok || r == 0) return false;
     if (d[0] == '[') {
@@ -273,7 +273,7 @@ static bool msg_id_valid(const char *s, size_t n)
     }
     if (d[0] == '.' || d[r - 1] == '.') return false;
     for (size_t i = 0; i < r; i++)
-        if (!(sk_mime_is_atext((unsigned char)d[i]) || (d[i] == '.' && d[i + 1] != '.')))
+        if (!(sk_is_atext((unsigned char)d[i]) || (d[i] == '.' && d[i + 1] != '.')))
             return false;
     return true;
 }

@@ -181,7 +181,7 @@ static int split(const char *v, size_t n, size_t *type_len, const char **val, si
     const char *semi = memchr(v, ';', n);
     if (!semi || semi == v || (size_t)(semi - v) + 1 == n) return 0;
     for (const char *q = v; q < semi; q++)
-        if (!isalnum((unsigned char)*q) && !strchr("!#$%&'*+-/=?^_`{|}~", *q)) return 0;
+        if (!sk_is_atext((unsigned char)*q)) return 0;
     *type_len = (size_t)(semi - v);
     *val = semi + 1;
     *val_len = n - *type_len - 1;

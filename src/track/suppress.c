@@ -64,7 +64,7 @@ sk_err sk_suppress_normalize(const char *addr, sk_buf *out)
     sk_buf_reset(out);
     sk_err e = sk_buf_append(out, addr, (size_t)(at - addr) + 1);
     for (const char *p = at + 1; !e && p < addr + n; p++)
-        e = sk_buf_putc(out, (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p);
+        e = sk_buf_putc(out, (char)sk_to_lower(*p));
     return e;
 }
 

@@ -444,8 +444,7 @@ static char *rcpt_domain(const char *rcpt, int *oom)
         *oom = 1;
         return NULL;
     }
-    for (char *p = d; *p; p++)
-        if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+    sk_ascii_lower(d, strlen(d));
     return d;
 }
 

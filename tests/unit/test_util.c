@@ -8,6 +8,7 @@
 #include "sktest.h"
 
 #include <smtpkit/smtpkit.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -276,6 +277,64 @@ static void test_errors_named(void **state)
                      SK_ERR_TIMEOUT);
     assert_true(err.transient);
     assert_string_equal(err.text, "after 3 s");
+}
+
+/* The locale-free classes agree with <ctype.h> in the C locale for
+ * ASCII, and take no octet over 0x7f; a table of the edges besides. */
+static void test_ascii_classes(void **state)
+{
+    for (int c = -128; c < 256; c++) {
+        bool ascii = c >= 0 && c < 0x80;
+        if (sk_is_alpha(c) != (ascii && isalpha(c) != 0)) fail_msg("alpha 0x%x", (unsigned)c);
+        if (sk_is_digit(c) != (ascii && isdigit(c) != 0)) fail_msg("digit 0x%x", (unsigned)c);
+        if (sk_is_alnum(c) != (ascii && isalnum(c) != 0)) fail_msg("alnum 0x%x", (unsigned)c);
+        if (sk_to_lower(c) != (ascii ? tolower(c) : c)) fail_msg("lower 0x%x", (unsigned)c);
+    }
+    static const struct {
+        int c;
+        bool wsp, atext;
+    } cases[] = {
+        {' ', true, false},  {'\t', true, false}, {'\r', false, false}, {'\n', false, false},
+        {'a', false, true},  {'Z', false, true},  {'7', false, true},   {'!', false, true},
+        {'~', false, true},  {'{', false, true},  {'.', false, false},  {'@', false, false},
+        {'"', false, false}, {'(', false, false}, {0, false, false},    {0xe9, false, false},
+        {-23, false, false},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        if (sk_is_wsp(cases[i].c) != cases[i].wsp) fail_msg("wsp, case %zu", i);
+        if (sk_is_atext(cases[i].c) != cases[i].atext) fail_msg("atext, case %zu", i);
+    }
+}
+
+static void test_ascii_words(void **state)
+{
+    static const struct {
+        const char *in, *lower;
+        bool ldh;
+    } cases[] = {
+        {"pass", "pass", true},
+        {"Smtp.MailFrom", "smtp.mailfrom", false},
+        {"MX-1", "mx-1", true},
+        {"a", "a", true},
+        {"9", "9", true},
+        {"-a", "-a", false},
+        {"a-", "a-", false},
+        {"a--b", "a--b", true},
+        {"a_b", "a_b", false},
+        {"", "", false},
+        {"J\xc3\x96RG", "j\xc3\x96rg", false},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        size_t n = strlen(cases[i].in);
+        if (sk_is_ldh_word(cases[i].in, n) != cases[i].ldh) fail_msg("ldh, case %zu", i);
+        char buf[32];
+        memcpy(buf, cases[i].in, n + 1);
+        sk_ascii_lower(buf, n);
+        assert_string_equal(buf, cases[i].lower);
+    }
+    char part[] = "ABCDEF";
+    sk_ascii_lower(part, 3); /* only the first n */
+    assert_string_equal(part, "abcDEF");
 }
 
 /* The one errno mapping, both ways a file operation can go. */
@@ -568,6 +627,7 @@ int main(void)
         cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_log_record_parse),
         cmocka_unit_test(test_hex_value),      cmocka_unit_test(test_hex_encode),
         cmocka_unit_test(test_err_from_errno), cmocka_unit_test(test_array_grow),
+        cmocka_unit_test(test_ascii_classes),  cmocka_unit_test(test_ascii_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,14 +73,6 @@ typedef struct sk_dsn_opts {
 SK_NODISCARD sk_err sk_dsn_build(const sk_dsn_opts *o, const sk_dsn_rcpt *rcpts, size_t n,
                                  const char *msg, size_t msg_len, sk_buf *out, sk_error *err);
 
-/* Decode RFC 3461 4 xtext ("a+2Bb" -> "a+b") into out (NUL-terminated,
- * at most outsize-1 octets). Returns SK_ERR_SYNTAX for bad hex, and
- * SK_ERR_TOO_LONG when it does not fit. */
-SK_NODISCARD sk_err sk_xtext_decode(const char *in, char *out, size_t outsize);
-
-/* Encode s as RFC 3461 4 xtext ("a+b" -> "a+2Bb"), appended to out. */
-SK_NODISCARD sk_err sk_xtext_encode(const char *s, sk_buf *out);
-
 /* The NOTIFY value for a set of SK_DSN_NOTIFY_* bits, as it goes on a RCPT
  * command ("NEVER", "SUCCESS,FAILURE,DELAY"); NULL for 0 (not given).
  * buf holds the text. */

@@ -176,10 +176,12 @@
  * to this size, else its headers (RFC 3461 4.3 lets the MTA cut it): a
  * bounce should not double the traffic of a large message. */
 #define SK_DSN_FULL_MAX_OCTETS_DEFAULT (256u * 1024)
-/* Reports we parse (DSN, ARF): bounded input and recipients. */
+/* Reports we parse (DSN, ARF): bounded input and recipients, and the
+ * fields of one block (a recipient's block has about a dozen). */
 #define SK_REPORT_MAX_OCTETS     (16u * 1024 * 1024)
 #define SK_REPORT_RCPTS_MAX      1000
 #define SK_REPORT_MIME_DEPTH_MAX 5
+#define SK_REPORT_FIELDS_MAX     (SK_REPORT_RCPTS_MAX * 16)
 /* Classification rules file: line length and rule count. */
 #define SK_RULES_LINE_MAX_OCTETS 1024
 #define SK_RULES_MAX             1000

@@ -119,8 +119,16 @@ SK_NODISCARD sk_err sk_proto_parse_mail(const char *args, unsigned ext, sk_path 
 SK_NODISCARD sk_err sk_proto_parse_rcpt(const char *args, unsigned ext, int smtputf8, sk_path *to,
                                         sk_rcpt_params *p, sk_reply *why);
 
-/* Is s valid xtext (RFC 3461 4)? */
+/* ---- xtext (RFC 3461 4): printable ASCII but "+" and "=" as themselves,
+ * any other octet as "+" and two upper-case hex digits. ---- */
+/* Is s[0..n) valid xtext? */
 int sk_xtext_valid(const char *s, size_t n);
+/* Encode s as xtext ("a+b" -> "a+2Bb"), appended to out. */
+SK_NODISCARD sk_err sk_xtext_encode(const char *s, sk_buf *out);
+/* Decode xtext ("a+2Bb" -> "a+b"; lower-case hex digits are taken too) into
+ * out (NUL-terminated, at most outsize-1 octets). SK_ERR_SYNTAX for a "+"
+ * without two hex digits, SK_ERR_TOO_LONG when it does not fit. */
+SK_NODISCARD sk_err sk_xtext_decode(const char *in, char *out, size_t outsize);
 
 /* ---- ORCPT (RFC 3461 4.2): "type;value", at most SK_DSN_ORCPT_MAX_OCTETS.
  * The value is xtext, except for the "utf-8" type of RFC 6533 3, whose

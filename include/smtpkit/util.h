@@ -4,8 +4,10 @@
 #define SMTPKIT_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "limits.h"
 
@@ -80,6 +82,14 @@ void sk_error_clear(sk_error *e);
  * err so callers can write `return sk_error_set(...)`. */
 sk_err sk_error_set(sk_error *e, sk_err err, sk_step step, const char *fmt, ...) SK_PRINTF(4, 5);
 
+/* The sk_err for errno value e after a failed file operation: ENOSPC and
+ * EDQUOT are SK_ERR_NOSPACE (a full disk or quota, which passes); ENOENT is
+ * SK_ERR_NOT_FOUND when op reads (what was asked for may be absent), and
+ * SK_ERR_IO when op makes or writes a file (its directory went missing);
+ * any other value is SK_ERR_IO. */
+typedef enum sk_file_op { SK_FILE_READ, SK_FILE_WRITE } sk_file_op;
+sk_err sk_err_from_errno(int e, sk_file_op op);
+
 /* Allocation. The allocator is process-wide, like curl_global_init_mem:
  * set it once before any other call (tests use it to fail allocations). */
 typedef struct sk_allocator {
@@ -94,6 +104,21 @@ void *sk_realloc(void *p, size_t n);
 void sk_free(void *p);
 char *sk_strdup(const char *s);
 char *sk_strndup(const char *s, size_t n);
+
+/* The one way an array grows. arrayp is the address of the array's
+ * pointer (T **, the pointer NULL at first), *cap the elements it has room
+ * for, elem the octets of one. Makes room for need elements: nothing is
+ * done when there is room; else the room doubles (from about
+ * SK_ARRAY_FIRST_OCTETS) until need fits, but never past max elements.
+ * SK_ERR_TOO_LONG when need is over max, SK_ERR_NOMEM when the octets
+ * would overflow size_t or the allocation fails, SK_ERR_INVAL for elem 0;
+ * on an error the array and *cap are as they were. max is the array's
+ * limit (from limits.h or a setting), or SK_ARRAY_UNBOUNDED for an array
+ * that only what fills it bounds (input already bounded, rows of a query,
+ * files of a directory). */
+#define SK_ARRAY_FIRST_OCTETS 64
+#define SK_ARRAY_UNBOUNDED    SIZE_MAX
+SK_NODISCARD sk_err sk_array_grow(void *arrayp, size_t *cap, size_t need, size_t elem, size_t max);
 
 /* The one growable buffer type. A maximum is required: growing past it
  * fails with SK_ERR_TOO_LONG, never truncates. data is always
@@ -112,6 +137,9 @@ typedef struct sk_buf {
 void sk_buf_init(sk_buf *b, size_t max);
 void sk_buf_free(sk_buf *b);  /* releases storage; b can be reused after init */
 void sk_buf_reset(sk_buf *b); /* len = 0, keeps storage */
+/* Cut b back to its first len octets, as when what was appended since is
+ * taken back; keeps storage. A len over b->len changes nothing. */
+void sk_buf_truncate(sk_buf *b, size_t len);
 SK_NODISCARD sk_err sk_buf_reserve(sk_buf *b, size_t extra);
 SK_NODISCARD sk_err sk_buf_append(sk_buf *b, const void *p, size_t n);
 SK_NODISCARD sk_err sk_buf_puts(sk_buf *b, const char *s);
@@ -124,6 +152,12 @@ void sk_buf_consume(sk_buf *b, size_t n);
 char *sk_buf_detach(sk_buf *b, size_t *len);
 /* Always a valid C string, "" when empty. */
 const char *sk_buf_cstr(const sk_buf *b);
+/* Append what fd reads: up to the end of the file (octets
+ * SK_BUF_READ_ALL), or exactly octets octets. SK_ERR_TOO_LONG past b's
+ * maximum, SK_ERR_IO on a read error (errno says which; EINTR is retried)
+ * or when the file ends short of octets; b is as it was on an error. */
+#define SK_BUF_READ_ALL UINT64_MAX
+SK_NODISCARD sk_err sk_buf_read_fd(sk_buf *b, int fd, uint64_t octets);
 
 /* Logging: the library never prints; it calls the logger it is given. One
  * line per event: "<id> <module> <event> key=value ...". */
@@ -172,6 +206,41 @@ SK_NODISCARD sk_err sk_log_record_parse(const char *line, sk_log_record *out);
  * escaped as \xHH and '"' and '\\' backslash-escaped. */
 SK_NODISCARD sk_err sk_log_escape(sk_buf *b, const char *s, size_t n);
 
+/* ASCII characters the same in every locale (<ctype.h>'s follow it), for
+ * parsers that ask per octet: the classes of RFC 5234 B.1 (WSP, ALPHA,
+ * DIGIT, and ALPHA / DIGIT), RFC 5322 3.2.3 atext, and a letter in lower
+ * case (other octets as they are). */
+static inline bool sk_is_wsp(int c)
+{
+    return c == ' ' || c == '\t';
+}
+static inline bool sk_is_alpha(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+static inline bool sk_is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+static inline bool sk_is_alnum(int c)
+{
+    return sk_is_alpha(c) || sk_is_digit(c);
+}
+static inline bool sk_is_atext(int c)
+{
+    return sk_is_alnum(c) || (c > 0 && c < 0x80 && strchr("!#$%&'*+-/=?^_`{|}~", c));
+}
+static inline int sk_to_lower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+/* Hexadecimal: the value of the digit c (0-9, A-F or a-f), -1 when c is
+ * none; and the n octets at in as 2 * n digits at out (upper or lower
+ * case), followed by a NUL (out holds 2 * n + 1 chars). */
+int sk_hex_value(int c);
+void sk_hex_encode(char *out, const void *in, size_t n, bool upper);
+
 /* Base64 (RFC 4648 section 4), no line breaks. */
 SK_NODISCARD sk_err sk_base64_encode(sk_buf *out, const void *in, size_t n);
 /* Decoding rejects characters outside the alphabet and bad padding
@@ -185,6 +254,13 @@ void sk_time_rfc5322(int64_t unix_seconds, char out[40]);
 
 /* Strings. */
 int sk_strcaseprefix(const char *s, const char *prefix); /* 1 if s starts with prefix */
+/* s[0..n) with its ASCII letters in lower case (names that compare
+ * without case: domains, hosts, keys). */
+void sk_ascii_lower(char *s, size_t n);
+/* Is s[0..n) a word of letters, digits and '-' that starts and ends with a
+ * letter or digit (RFC 5321 4.1.2 Let-dig [Ldh-str]: a Keyword, a domain
+ * label)? */
+bool sk_is_ldh_word(const char *s, size_t n);
 /* Parse a decimal size or duration, e.g. "10M", "5d", "250ms". */
 SK_NODISCARD sk_err sk_parse_size(const char *s, uint64_t *out);
 SK_NODISCARD sk_err sk_parse_duration_ms(const char *s, uint64_t *out);

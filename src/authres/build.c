@@ -35,20 +35,11 @@ static void word(writer *w, const char *s, size_t n, int newline)
     put(w, s, n);
 }
 
-static int is_alnum(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
 /* RFC 5321 Keyword (Ldh-str): what methods, results, ptypes and
  * properties are. */
 static int is_keyword(const char *s)
 {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || !is_alnum((unsigned char)s[0]) || s[n - 1] == '-') return 0;
-    for (size_t i = 1; i < n; i++)
-        if (!is_alnum((unsigned char)s[i]) && s[i] != '-') return 0;
-    return 1;
+    return s && sk_is_ldh_word(s, strlen(s));
 }
 
 /* Text allowed in a quoted string or comment: no control characters
@@ -69,18 +60,12 @@ static int is_token(const char *s)
     return 1;
 }
 
-/* RFC 5322 atext. */
-static int is_atext(unsigned char c)
-{
-    return is_alnum(c) || (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
-}
-
 static int is_dot_atom(const char *s, size_t n)
 {
     if (n == 0 || s[0] == '.' || s[n - 1] == '.') return 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '.' && s[i + 1] == '.') return 0;
-        if (s[i] != '.' && !is_atext((unsigned char)s[i])) return 0;
+        if (s[i] != '.' && !sk_is_atext((unsigned char)s[i])) return 0;
     }
     return 1;
 }
@@ -91,7 +76,7 @@ static int is_domain_name(const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '.' && s[i + 1] == '.') return 0;
-        if (!is_alnum(c) && c != '-' && c != '.' && c != '_') return 0;
+        if (!sk_is_alnum(c) && c != '-' && c != '.' && c != '_') return 0;
     }
     return 1;
 }
@@ -244,8 +229,7 @@ static sk_err build(const char *name, unsigned instance, const char *authserv_id
     sk_buf_free(&tmp);
     if (!w.e && out->len - w.start > SK_AUTHRES_HEADER_MAX_OCTETS) w.e = SK_ERR_TOO_LONG;
     if (w.e) {
-        out->len = w.start;
-        if (out->data) out->data[out->len] = '\0';
+        sk_buf_truncate(out, w.start);
         return sk_error_set(err, w.e, SK_STEP_NONE, "cannot write %s: %s", name,
                             w.e == SK_ERR_TOO_LONG ? "a word or the field is too long"
                                                    : sk_strerror(w.e));

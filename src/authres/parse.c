@@ -94,8 +94,7 @@ sk_err sk_authres_parse_id(const char *v, size_t n, sk_buf *id, unsigned *versio
 bad:
     e = SK_ERR_SYNTAX;
 fail:
-    id->len = start;
-    if (id->data) id->data[start] = '\0';
+    sk_buf_truncate(id, start);
     return e;
 }
 
@@ -148,16 +147,8 @@ sk_err sk_authres_find_ours(const char *headers, size_t len, const char *authser
         else
             ours = first_word_is(f.value, f.value_len, authserv_id);
         if (!ours) continue;
-        if (*n == cap) {
-            size_t ncap = cap ? cap * 2 : 4;
-            sk_authres_span *p = sk_realloc(*out, ncap * sizeof *p);
-            if (!p) {
-                e = SK_ERR_NOMEM;
-                break;
-            }
-            *out = p;
-            cap = ncap;
-        }
+        e = sk_array_grow(out, &cap, *n + 1, sizeof **out, SK_ARRAY_UNBOUNDED);
+        if (e) break;
         (*out)[(*n)++] = (sk_authres_span){f.offset, f.length};
     }
     sk_buf_free(&id);

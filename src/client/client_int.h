@@ -118,8 +118,6 @@ void cl_parse_ehlo(const char *lines, sk_ehlo_info *info);
  * carries the line state between calls (start with 1); last = 1 for the
  * final piece. */
 sk_err cl_stuff(sk_buf *out, const char *data, size_t len, int *at_bol, int last);
-/* RFC 3461 4: xtext-encode s (for ENVID and ORCPT). */
-sk_err cl_xtext(sk_buf *out, const char *s);
 /* Extract the queue ID from a final reply's text ("queued as ID"). */
 void cl_queue_id(const char *text, char *out, size_t size);
 /* 1 when the string has an octet over 127. */

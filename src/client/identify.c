@@ -335,45 +335,31 @@ static int quiet_then_identify(sk_client *c, uint64_t deadline)
     return poll(&p, 1, 0) == 0;
 }
 
-sk_err cl_await_greeting(sk_client *c, uint64_t deadline, sk_error *err)
-{
-    if (!quiet_then_identify(c, deadline)) return SK_OK;
-    sk_err e = SK_OK;
-    if (c->peer.kind == SK_PEER_TLS) {
-        e = sk_error_set(err, SK_ERR_PROTOCOL, SK_STEP_GREETING,
-                         "no greeting, and the server answered a TLS ClientHello on another "
-                         "connection: it speaks TLS from the first byte");
-        if (err) err->hint = "this port expects implicit TLS (RFC 8314; usually port 465)";
-    } else if (c->peer.kind == SK_PEER_HTTP) {
-        e = sk_error_set(err, SK_ERR_PROTOCOL, SK_STEP_GREETING,
-                         "not an SMTP server: no greeting, and it answered an HTTP request on "
-                         "another connection (\"%s\")",
-                         c->peer.said);
-        if (err)
-            err->hint = "this looks like an HTTP server: check the port (SMTP is on 25, 587 or "
-                        "465)";
-    }
-    if (e) {
-        if (err) err->transient = 0;
-        cl_disconnect(c);
-    }
-    return e;
-}
-
-sk_err cl_await_handshake(sk_client *c, uint64_t deadline, sk_error *err)
+/* The port stayed quiet at step (the greeting, or the TLS handshake):
+ * what listens there, found on other connections, names the mistake. An
+ * HTTP server is one at either step; a TLS server when a greeting was
+ * awaited, an SMTP server when a handshake was. */
+static sk_err await_quiet(sk_client *c, uint64_t deadline, sk_step step, sk_error *err)
 {
     if (!quiet_then_identify(c, deadline)) return SK_OK;
     sk_err e = SK_OK;
     if (c->peer.kind == SK_PEER_HTTP) {
-        e = sk_error_set(err, SK_ERR_PROTOCOL, SK_STEP_TLS,
-                         "not an SMTP server: no answer to the TLS ClientHello, and it "
-                         "answered an HTTP request on another connection (\"%s\")",
+        e = sk_error_set(err, SK_ERR_PROTOCOL, step,
+                         "not an SMTP server: %s, and it answered an HTTP request on another "
+                         "connection (\"%s\")",
+                         step == SK_STEP_GREETING ? "no greeting"
+                                                  : "no answer to the TLS ClientHello",
                          c->peer.said);
         if (err)
             err->hint = "this looks like an HTTP server: check the port (SMTP is on 25, 587 or "
                         "465)";
-    } else if (c->peer.kind == SK_PEER_SMTP) {
-        e = sk_error_set(err, SK_ERR_TLS, SK_STEP_TLS,
+    } else if (step == SK_STEP_GREETING && c->peer.kind == SK_PEER_TLS) {
+        e = sk_error_set(err, SK_ERR_PROTOCOL, step,
+                         "no greeting, and the server answered a TLS ClientHello on another "
+                         "connection: it speaks TLS from the first byte");
+        if (err) err->hint = "this port expects implicit TLS (RFC 8314; usually port 465)";
+    } else if (step == SK_STEP_TLS && c->peer.kind == SK_PEER_SMTP) {
+        e = sk_error_set(err, SK_ERR_TLS, step,
                          "the server spoke plain SMTP, not TLS, on another connection "
                          "(\"%s\"): this port expects STARTTLS, not implicit TLS",
                          c->peer.said);
@@ -383,6 +369,16 @@ sk_err cl_await_handshake(sk_client *c, uint64_t deadline, sk_error *err)
         cl_disconnect(c);
     }
     return e;
+}
+
+sk_err cl_await_greeting(sk_client *c, uint64_t deadline, sk_error *err)
+{
+    return await_quiet(c, deadline, SK_STEP_GREETING, err);
+}
+
+sk_err cl_await_handshake(sk_client *c, uint64_t deadline, sk_error *err)
+{
+    return await_quiet(c, deadline, SK_STEP_TLS, err);
 }
 
 const char *cl_silence_hint(const sk_client *c)

@@ -60,17 +60,6 @@ sk_err cl_stuff(sk_buf *out, const char *data, size_t len, int *at_bol, int last
     return e;
 }
 
-sk_err cl_xtext(sk_buf *out, const char *s)
-{
-    /* RFC 3461 4: "+" and "=" and octets outside 33..126 become "+HH". */
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        sk_err e = *p < 33 || *p > 126 || *p == '+' || *p == '=' ? sk_buf_printf(out, "+%02X", *p)
-                                                                 : sk_buf_putc(out, (char)*p);
-        if (e) return e;
-    }
-    return SK_OK;
-}
-
 void cl_queue_id(const char *text, char *out, size_t size)
 {
     out[0] = '\0';
@@ -179,7 +168,7 @@ static sk_err mail_params(sk_client *c, sk_buf *p, size_t len, int eight, int ut
             e = sk_buf_puts(p, " ENVID=");
             if (!e)
                 e = so->dsn_envid_xtext ? sk_buf_puts(p, so->dsn_envid)
-                                        : cl_xtext(p, so->dsn_envid);
+                                        : sk_xtext_encode(so->dsn_envid, p);
         }
     }
     if (!e && so && so->has_priority && (ext & SK_CLIENT_EXT_MT_PRIORITY))

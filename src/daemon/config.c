@@ -1,5 +1,7 @@
 /* Configuration of `smtpkit serve`: one option table shared by the command
  * line and the key = value file (read with libinih), checks and defaults. */
+#include "daemon_int.h"
+
 #include <smtpkit/daemon.h>
 #include <smtpkit/classify.h>
 #include <smtpkit/queue.h>
@@ -121,7 +123,7 @@ const sk_daemon_option *sk_daemon_option_find(const char *name)
     return NULL;
 }
 
-static void strlist_clear(sk_strlist *l)
+void sk_strlist_clear(sk_strlist *l)
 {
     for (size_t i = 0; i < l->n; i++) sk_free(l->v[i]);
     sk_free(l->v);
@@ -129,9 +131,9 @@ static void strlist_clear(sk_strlist *l)
     l->n = 0;
 }
 
-static sk_err strlist_add(sk_strlist *l, const char *s)
+sk_err sk_strlist_add(sk_strlist *l, const char *s, size_t n)
 {
-    char *copy = sk_strdup(s);
+    char *copy = sk_strndup(s, n);
     if (!copy) return SK_ERR_NOMEM;
     char **v = sk_realloc(l->v, (l->n + 1) * sizeof *v);
     if (!v) {
@@ -141,6 +143,11 @@ static sk_err strlist_add(sk_strlist *l, const char *s)
     v[l->n++] = copy;
     l->v = v;
     return SK_OK;
+}
+
+static sk_err strlist_add(sk_strlist *l, const char *s)
+{
+    return sk_strlist_add(l, s, strlen(s));
 }
 
 static sk_err set_string(char **field, const char *s)
@@ -185,7 +192,7 @@ void sk_daemon_config_free(sk_daemon_config *c)
         if (o->flag_only) continue;
         void *field = (char *)c + o->offset;
         if (o->kind == SK_DOPT_STRING) sk_free(*(char **)field);
-        if (o->kind == SK_DOPT_LIST) strlist_clear(field);
+        if (o->kind == SK_DOPT_LIST) sk_strlist_clear(field);
     }
     sk_free(c->relay_net);
     sk_free(c);
@@ -195,7 +202,7 @@ void sk_daemon_config_clear(sk_daemon_config *c, const char *key)
 {
     const sk_daemon_option *o = sk_daemon_option_find(key);
     if (!o || o->flag_only) return;
-    if (o->kind == SK_DOPT_LIST) strlist_clear((sk_strlist *)((char *)c + o->offset));
+    if (o->kind == SK_DOPT_LIST) sk_strlist_clear((sk_strlist *)((char *)c + o->offset));
     if (o->kind == SK_DOPT_NETS) {
         sk_free(c->relay_net);
         c->relay_net = NULL;
@@ -442,12 +449,12 @@ sk_err sk_daemon_config_set(sk_daemon_config *c, const char *key, const char *va
         break;
     case SK_DOPT_LIST:
         if (!strcmp(key, "local-domain")) {
-            char lower[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
+            /* Lower-cased; a trailing dot names the same domain. */
+            sk_strlist *list = field;
             size_t n = strlen(value);
-            for (size_t i = 0; i <= n; i++) lower[i] = (char)tolower((unsigned char)value[i]);
-            /* A trailing dot names the same domain. */
-            if (n > 1 && lower[n - 1] == '.') lower[n - 1] = '\0';
-            e = strlist_add(field, lower);
+            if (n > 1 && value[n - 1] == '.') n--;
+            e = sk_strlist_add(list, value, n);
+            if (!e) sk_ascii_lower(list->v[list->n - 1], n);
         } else {
             e = strlist_add(field, value);
         }

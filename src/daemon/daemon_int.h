@@ -11,13 +11,13 @@
 #include <smtpkit/suppress.h>
 #include <smtpkit/track.h>
 
-/* A sorted set of strings (lower-cased when built so). */
-typedef struct sk_strset {
-    char **v;
-    size_t n;
-} sk_strset;
+/* The configuration's string lists (sk_strlist, daemon.h; config.c):
+ * append a copy of s[0..n), free every string. */
+SK_NODISCARD sk_err sk_strlist_add(sk_strlist *l, const char *s, size_t n);
+void sk_strlist_clear(sk_strlist *l);
 
-void sk_strset_free(sk_strset *s);
+/* A string list kept sorted (lower-cased when built so), for lookups. */
+typedef sk_strlist sk_strset;
 bool sk_strset_has(const sk_strset *s, const char *key);
 
 /* "user:HASH" lines; '#' comments and blank lines are skipped. Errors are

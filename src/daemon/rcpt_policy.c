@@ -48,7 +48,7 @@ static bool unknown_user(const sk_recipients *r, const sk_path *rcpt)
     if (!r) return false;
     char addr[SK_SMTP_PATH_MAX_OCTETS * 2 + 2];
     snprintf(addr, sizeof addr, "%s@%s", rcpt->local, rcpt->domain);
-    for (char *p = addr; *p; p++) *p = (char)tolower((unsigned char)*p);
+    sk_ascii_lower(addr, strlen(addr));
     const char *domain = addr + strlen(rcpt->local) + 1;
     return sk_strset_has(&r->domains, domain) && !sk_strset_has(&r->addrs, addr);
 }

@@ -13,14 +13,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-void sk_strset_free(sk_strset *s)
-{
-    for (size_t i = 0; i < s->n; i++) sk_free(s->v[i]);
-    sk_free(s->v);
-    s->v = NULL;
-    s->n = 0;
-}
-
 bool sk_strset_has(const sk_strset *s, const char *key)
 {
     return s->n && bsearch(&key, s->v, s->n, sizeof *s->v, cmp_str) != NULL;
@@ -28,17 +20,9 @@ bool sk_strset_has(const sk_strset *s, const char *key)
 
 static sk_err strset_add(sk_strset *s, const char *str, size_t len)
 {
-    char *copy = sk_strndup(str, len);
-    if (!copy) return SK_ERR_NOMEM;
-    for (char *p = copy; *p; p++) *p = (char)tolower((unsigned char)*p);
-    char **v = sk_realloc(s->v, (s->n + 1) * sizeof *v);
-    if (!v) {
-        sk_free(copy);
-        return SK_ERR_NOMEM;
-    }
-    v[s->n++] = copy;
-    s->v = v;
-    return SK_OK;
+    sk_err e = sk_strlist_add(s, str, len);
+    if (!e) sk_ascii_lower(s->v[s->n - 1], len);
+    return e;
 }
 
 static void strset_sort(sk_strset *s)
@@ -195,6 +179,6 @@ sk_err sk_recipients_load(const char *path, sk_recipients *out, sk_error *err)
 
 void sk_recipients_free(sk_recipients *r)
 {
-    sk_strset_free(&r->addrs);
-    sk_strset_free(&r->domains);
+    sk_strlist_clear(&r->addrs);
+    sk_strlist_clear(&r->domains);
 }

@@ -6,10 +6,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const class_names[] = {
     [SK_CLASS_OTHER] = "other",
@@ -455,15 +457,11 @@ sk_err sk_rules_parse(const char *text, size_t len, const char *origin, sk_rules
             char *p = line;
             while (isspace((unsigned char)*p)) p++;
             if (!*p || *p == '#') continue;
-            if (rs->n == cap) {
-                cap = cap ? cap * 2 : 32;
-                rule *nr = cap > SK_RULES_MAX ? NULL : sk_realloc(rs->r, cap * sizeof *nr);
-                if (!nr) {
-                    sk_rules_free(rs);
-                    return sk_error_set(err, cap > SK_RULES_MAX ? SK_ERR_TOO_LONG : SK_ERR_NOMEM,
-                                        SK_STEP_NONE, "%s:%zu: too many rules", origin, lineno);
-                }
-                rs->r = nr;
+            sk_err ge = sk_array_grow(&rs->r, &cap, rs->n + 1, sizeof *rs->r, SK_RULES_MAX);
+            if (ge) {
+                sk_rules_free(rs);
+                return sk_error_set(err, ge, SK_STEP_NONE, "%s:%zu: too many rules", origin,
+                                    lineno);
             }
             rule *r = &rs->r[rs->n];
             memset(r, 0, sizeof *r);
@@ -487,18 +485,14 @@ sk_err sk_rules_parse(const char *text, size_t len, const char *origin, sk_rules
 sk_err sk_rules_load(const char *path, sk_rules **out, sk_error *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "%s: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "%s: %s", path, strerror(errno));
     sk_buf b = SK_BUF_INIT((size_t)SK_RULES_MAX * SK_RULES_LINE_MAX_OCTETS);
-    char chunk[4096];
-    size_t n;
-    sk_err e = SK_OK;
-    while (!e && (n = fread(chunk, 1, sizeof chunk, f)) > 0) e = sk_buf_append(&b, chunk, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (e || bad) {
+    sk_err e = sk_buf_read_fd(&b, fd, SK_BUF_READ_ALL);
+    close(fd);
+    if (e) {
         sk_buf_free(&b);
-        return sk_error_set(err, e ? e : SK_ERR_IO, SK_STEP_NONE, "%s: cannot read%s", path,
+        return sk_error_set(err, e, SK_STEP_NONE, "%s: cannot read%s", path,
                             e == SK_ERR_TOO_LONG ? " (too large)" : "");
     }
     e = sk_rules_parse(sk_buf_cstr(&b), b.len, path, out, err);

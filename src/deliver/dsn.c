@@ -54,45 +54,6 @@ int sk_dsn_wanted(const char *sender, unsigned notify, sk_dsn_action action)
     return 0;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
-sk_err sk_xtext_decode(const char *in, char *out, size_t outsize)
-{
-    size_t o = 0;
-    if (!outsize) return SK_ERR_TOO_LONG;
-    for (const char *p = in; *p; p++) {
-        int c = (unsigned char)*p;
-        if (c == '+') {
-            /* RFC 3461 4: "+" followed by two upper-case hex digits. */
-            int h = hexval(p[1]), l = h >= 0 ? hexval(p[2]) : -1;
-            if (h < 0 || l < 0) return SK_ERR_SYNTAX;
-            c = h * 16 + l;
-            p += 2;
-        }
-        if (o + 1 >= outsize) return SK_ERR_TOO_LONG;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return SK_OK;
-}
-
-sk_err sk_xtext_encode(const char *s, sk_buf *out)
-{
-    /* RFC 3461 4: "+", "=" and octets outside 33..126 become "+HH". */
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        sk_err e = *p < 33 || *p > 126 || *p == '+' || *p == '=' ? sk_buf_printf(out, "+%02X", *p)
-                                                                 : sk_buf_putc(out, (char)*p);
-        if (e) return e;
-    }
-    return SK_OK;
-}
-
 const char *sk_dsn_notify_format(unsigned notify, char buf[SK_DSN_NOTIFY_TEXT_SIZE])
 {
     if (!notify) return NULL;
@@ -204,7 +165,7 @@ static sk_err random_hex(char *out, size_t nbytes)
     if (nbytes > sizeof r) nbytes = sizeof r;
     sk_err e = sk_random(r, nbytes);
     if (e) return e;
-    for (size_t i = 0; i < nbytes; i++) sprintf(out + 2 * i, "%02x", r[i]);
+    sk_hex_encode(out, r, nbytes, false);
     return SK_OK;
 }
 
@@ -423,8 +384,7 @@ sk_err sk_dsn_build(const sk_dsn_opts *o, const sk_dsn_rcpt *rcpts, size_t n, co
     }
     if (!e) e = sk_buf_printf(out, "\r\n--%s--\r\n", boundary);
     if (e) {
-        out->len = start;
-        if (out->data) out->data[start] = '\0';
+        sk_buf_truncate(out, start);
         return sk_error_set(err, e, SK_STEP_COMPOSE, "cannot build the DSN: %s", sk_strerror(e));
     }
     return SK_OK;
@@ -518,14 +478,8 @@ static sk_err parse_fields(const char *s, size_t len, size_t *pos, fields *fs)
         span name = trim((span){line.p, (size_t)(colon - line.p)});
         span value = trim((span){colon + 1, line.n - (size_t)(colon + 1 - line.p)});
         if (!name.n) continue;
-        if (fs->n == fs->cap) {
-            size_t cap = fs->cap ? fs->cap * 2 : 16;
-            if (cap > SK_REPORT_RCPTS_MAX * 16) return SK_ERR_TOO_LONG;
-            field *nf = sk_realloc(fs->f, cap * sizeof *nf);
-            if (!nf) return SK_ERR_NOMEM;
-            fs->f = nf;
-            fs->cap = cap;
-        }
+        sk_err e = sk_array_grow(&fs->f, &fs->cap, fs->n + 1, sizeof *fs->f, SK_REPORT_FIELDS_MAX);
+        if (e) return e;
         field *f = &fs->f[fs->n];
         f->name = sk_strndup(name.p, name.n);
         f->value = sk_strndup(value.p, value.n);
@@ -644,9 +598,9 @@ static sk_err decode_body(const fields *h, span body, sk_buf *out)
                 if (body.p[i] == '\r' && i + 1 < body.n && body.p[i + 1] == '\n') i++;
                 continue;
             }
-            if (c == '=' && i + 2 < body.n && hexval(body.p[i + 1]) >= 0 &&
-                hexval(body.p[i + 2]) >= 0) {
-                c = (char)(hexval(body.p[i + 1]) * 16 + hexval(body.p[i + 2]));
+            if (c == '=' && i + 2 < body.n && sk_hex_value(body.p[i + 1]) >= 0 &&
+                sk_hex_value(body.p[i + 2]) >= 0) {
+                c = (char)(sk_hex_value(body.p[i + 1]) * 16 + sk_hex_value(body.p[i + 2]));
                 i += 2;
             }
             e = sk_buf_putc(out, c);

@@ -91,13 +91,6 @@ static sk_delivery_rcpt_result make_result(sk_delivery_status st, int code, cons
     return r;
 }
 
-/* A full disk or quota is transient and named as such (452 4.2.2); any
- * other failure to write is an I/O error (451 4.3.0). */
-static sk_err write_error(int err)
-{
-    return err == ENOSPC || err == EDQUOT ? SK_ERR_NOSPACE : SK_ERR_IO;
-}
-
 static sk_err mkdir_p(sk_buf *path)
 {
     /* Create each missing component of path (mode 0700). */
@@ -108,7 +101,7 @@ static sk_err mkdir_p(sk_buf *path)
         int r = mkdir(path->data, 0700);
         int err = errno;
         path->data[i] = save;
-        if (r && err != EEXIST) return write_error(err);
+        if (r && err != EEXIST) return sk_err_from_errno(err, SK_FILE_WRITE);
     }
     return SK_OK;
 }
@@ -140,7 +133,7 @@ static sk_err write_all(int fd, const char *p, size_t left)
         ssize_t w = write(fd, p, left);
         if (w < 0) {
             if (errno == EINTR) continue;
-            return write_error(errno);
+            return sk_err_from_errno(errno, SK_FILE_WRITE);
         }
         p += w;
         left -= (size_t)w;
@@ -270,10 +263,10 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
     if (!e) {
         /* O_TRUNC: a file left in tmp/ by a crash is simply rewritten. */
         out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (out < 0) e = write_error(errno);
+        if (out < 0) e = sk_err_from_errno(errno, SK_FILE_WRITE);
     }
     if (!e) e = copy_body(in, job->env->body_octets, out, head.data, head.len);
-    if (!e && fsync(out)) e = write_error(errno);
+    if (!e && fsync(out)) e = sk_err_from_errno(errno, SK_FILE_WRITE);
     if (in >= 0) close(in);
     if (out >= 0 && close(out) && !e) e = SK_ERR_IO;
     /* link(), unlike rename(), fails if the name exists: the check above
@@ -283,7 +276,7 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
         if (errno == EEXIST)
             existed = 1;
         else
-            e = write_error(errno);
+            e = sk_err_from_errno(errno, SK_FILE_WRITE);
     }
     unlink(tmp);
     if (!e) {

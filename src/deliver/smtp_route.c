@@ -30,8 +30,7 @@ sk_err sk_smtp_destination_key(const sk_route *route, sk_buf *out)
     if (!route) return SK_ERR_INVAL;
     if (route->status != SK_ROUTE_OK || route->nhosts == 0 || route->implicit_mx) {
         sk_err e = sk_buf_puts(out, route->domain ? route->domain : "");
-        for (size_t i = 0; !e && i < out->len; i++)
-            if (out->data[i] >= 'A' && out->data[i] <= 'Z') out->data[i] += 'a' - 'A';
+        if (!e) sk_ascii_lower(out->data, out->len);
         return e;
     }
     char **names = sk_calloc(route->nhosts, sizeof *names);
@@ -47,8 +46,7 @@ sk_err sk_smtp_destination_key(const sk_route *route, sk_buf *out)
             e = SK_ERR_NOMEM;
             break;
         }
-        for (char *p = names[n]; *p; p++)
-            if (*p >= 'A' && *p <= 'Z') *p += 'a' - 'A';
+        sk_ascii_lower(names[n], strlen(names[n]));
         n++;
     }
     if (!e) qsort(names, n, sizeof *names, cmp_str);
@@ -406,8 +404,7 @@ bool smtp_route_init(smtp *sm, const sk_smtp_transport_opts *o, sk_error *err)
             return false;
         }
         /* Host names are case-insensitive: one destination key for all. */
-        for (char *p = sm->relay_host; *p; p++)
-            if (*p >= 'A' && *p <= 'Z') *p += 'a' - 'A';
+        sk_ascii_lower(sm->relay_host, strlen(sm->relay_host));
         sm->resolver = o->resolver;
         return true;
     }

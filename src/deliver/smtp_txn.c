@@ -193,19 +193,13 @@ sk_err smtp_txn_message(const smtp_job *j, sk_buf *out, sk_error *err)
         e = sk_buf_reserve(out, total);
     }
     if (!e) e = sk_buf_append(out, j->received, hl);
-    while (!e && out->len < total) {
-        ssize_t n = read(fd, out->data + out->len, total - out->len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) e = SK_ERR_IO; /* an error, or shorter than recorded */
-        if (n <= 0) break;
-        out->len += (size_t)n;
-    }
+    /* SK_ERR_IO also when the file is shorter than recorded. */
+    if (!e) e = sk_buf_read_fd(out, fd, j->body_octets);
     close(fd);
     if (e) {
         sk_buf_free(out);
         return sk_error_set(err, e, SK_STEP_DATA, "cannot read %s", j->body_path);
     }
-    out->data[out->len] = '\0';
     return SK_OK;
 }
 

@@ -6,11 +6,6 @@
 #include <string.h>
 #include <strings.h>
 
-static int is_wsp(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
 /* ---- header fields ---- */
 
 sk_err dkim_canon_header(sk_dkim_canon c, const char *field, size_t len, sk_buf *out)
@@ -21,14 +16,11 @@ sk_err dkim_canon_header(sk_dkim_canon c, const char *field, size_t len, sk_buf 
     const char *colon = memchr(field, ':', len);
     size_t nl = colon ? (size_t)(colon - field) : len;
     size_t end = nl;
-    while (end > 0 && is_wsp(field[end - 1])) end--;
+    while (end > 0 && sk_is_wsp(field[end - 1])) end--;
     sk_err e = sk_buf_reserve(out, len + 2);
     if (e) return e;
     char *o = out->data + out->len;
-    for (size_t i = 0; i < end; i++) {
-        char ch = field[i];
-        *o++ = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
-    }
+    for (size_t i = 0; i < end; i++) *o++ = (char)sk_to_lower(field[i]);
     *o++ = ':';
     int space = 0, started = 0;
     for (size_t i = nl + 1; i < len; i++) {
@@ -37,7 +29,7 @@ sk_err dkim_canon_header(sk_dkim_canon c, const char *field, size_t len, sk_buf 
             i++; /* unfold: CRLF goes, the WSP after it stays */
             continue;
         }
-        if (is_wsp(ch)) {
+        if (sk_is_wsp(ch)) {
             space = 1;
             continue;
         }
@@ -178,12 +170,12 @@ void dkim_body_hash_feed(dkim_body_hash *h, const char *p, size_t n)
                 content(h, "\r", 1);
                 i++;
             }
-        } else if (is_wsp(c)) {
+        } else if (sk_is_wsp(c)) {
             h->wsp_held = 1;
             i++;
         } else {
             size_t j = i + 1;
-            while (j < n && p[j] != '\r' && !is_wsp(p[j])) j++;
+            while (j < n && p[j] != '\r' && !sk_is_wsp(p[j])) j++;
             content(h, p + i, j - i);
             i = j;
         }
@@ -243,7 +235,7 @@ static sk_err split_fields(dkim_msg *m)
     while (i < n) {
         const char *nl = memchr(h + i, '\n', n - i);
         size_t end = nl ? (size_t)(nl - h) + 1 : n;
-        if (is_wsp(h[i]) && m->nfields) {
+        if (sk_is_wsp(h[i]) && m->nfields) {
             dkim_field *f = &m->fields[m->nfields - 1];
             f->len = end - f->off;
         } else {
@@ -251,9 +243,9 @@ static sk_err split_fields(dkim_msg *m)
             f->off = i;
             f->len = end - i;
             const char *colon = memchr(h + i, ':', end - i);
-            if (colon && !is_wsp(h[i])) {
+            if (colon && !sk_is_wsp(h[i])) {
                 size_t nlen = (size_t)(colon - (h + i));
-                while (nlen && is_wsp(h[i + nlen - 1])) nlen--;
+                while (nlen && sk_is_wsp(h[i + nlen - 1])) nlen--;
                 f->name_len = nlen;
             }
         }

@@ -350,8 +350,7 @@ sk_err dkim_sign_field(dkim_msg *m, const dkim_sign_spec *it, const char *bh64, 
     for (size_t i = 0; !e && i < nn; i++) {
         sk_buf_reset(&tmp);
         e = sk_buf_printf(&tmp, "%s", i ? ":" : "h=");
-        for (const char *p = names[i]; !e && *p; p++)
-            e = sk_buf_putc(&tmp, (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p);
+        for (const char *p = names[i]; !e && *p; p++) e = sk_buf_putc(&tmp, (char)sk_to_lower(*p));
         if (!e && i + 1 == nn) e = sk_buf_putc(&tmp, ';');
         if (!e) e = dkim_fold_put(&f, i ? "" : " ", tmp.data, tmp.len);
     }
@@ -421,8 +420,7 @@ sk_err sk_dkim_signer_finish(sk_dkim_signer *s, sk_buf *out, sk_error *err)
     for (size_t i = 0; i < s->n; i++) {
         e = sign_one(s, &s->items[i], bh64[s->items[i].bcanon], out, err);
         if (e) {
-            out->len = start;
-            if (out->data) out->data[start] = '\0';
+            sk_buf_truncate(out, start);
             return e;
         }
     }

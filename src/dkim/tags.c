@@ -22,21 +22,6 @@ static sk_err why_set(char *why, size_t whylen, const char *fmt, ...)
     return SK_ERR_SYNTAX;
 }
 
-static int is_wsp(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-static int is_alpha(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static int is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
 /* VALCHAR (%x21-3A / %x3C-7E), and octets of UTF-8 (RFC 8616 allows
  * UTF-8 in tag values, e.g. the local part of i=). */
 static int is_valchar(char ch)
@@ -50,10 +35,10 @@ static int is_valchar(char ch)
 static size_t skip_fws(const char *s, size_t n, size_t i)
 {
     for (;;) {
-        if (i < n && is_wsp(s[i])) {
+        if (i < n && sk_is_wsp(s[i])) {
             i++;
         } else if (i < n && (s[i] == '\r' || s[i] == '\n')) {
-            if (s[i] != '\r' || i + 2 >= n || s[i + 1] != '\n' || !is_wsp(s[i + 2]))
+            if (s[i] != '\r' || i + 2 >= n || s[i + 1] != '\n' || !sk_is_wsp(s[i + 2]))
                 return (size_t)-1;
             i += 3;
         } else {
@@ -73,11 +58,11 @@ sk_err dkim_tags_parse(const char *s, size_t n, dkim_tags *out, char *why, size_
             if (out->n == 0) return why_set(why, whylen, "empty tag list");
             return SK_OK; /* after a final ';' */
         }
-        if (!is_alpha(s[i]))
+        if (!sk_is_alpha(s[i]))
             return why_set(why, whylen, "a tag name must start with a letter (found 0x%02x)",
                            (unsigned char)s[i]);
         size_t name = i;
-        while (i < n && (is_alpha(s[i]) || is_digit(s[i]) || s[i] == '_')) i++;
+        while (i < n && (sk_is_alnum(s[i]) || s[i] == '_')) i++;
         size_t name_len = i - name;
         i = skip_fws(s, n, i);
         if (i == (size_t)-1) return why_set(why, whylen, "a line break that is not folding");
@@ -137,11 +122,12 @@ static int next_item(const dkim_tag *t, size_t *pos, const char **item, size_t *
     const char *v = t->value;
     size_t n = t->value_len, i = *pos;
     if (i > n) return 0;
-    while (i < n && (is_wsp(v[i]) || v[i] == '\r' || v[i] == '\n')) i++;
+    while (i < n && (sk_is_wsp(v[i]) || v[i] == '\r' || v[i] == '\n')) i++;
     size_t start = i;
     while (i < n && v[i] != ':') i++;
     size_t end = i;
-    while (end > start && (is_wsp(v[end - 1]) || v[end - 1] == '\r' || v[end - 1] == '\n')) end--;
+    while (end > start && (sk_is_wsp(v[end - 1]) || v[end - 1] == '\r' || v[end - 1] == '\n'))
+        end--;
     *item = v + start;
     *len = end - start;
     *pos = i + 1; /* past ':' (or past the end) */
@@ -163,7 +149,7 @@ static int parse_decimal(const dkim_tag *t, size_t maxdigits, uint64_t *out)
     if (t->value_len == 0 || t->value_len > maxdigits) return 0;
     uint64_t v = 0;
     for (size_t i = 0; i < t->value_len; i++) {
-        if (!is_digit(t->value[i])) return 0;
+        if (!sk_is_digit(t->value[i])) return 0;
         unsigned d = (unsigned)(t->value[i] - '0');
         if (v > (UINT64_MAX - d) / 10) return 0;
         v = v * 10 + d;
@@ -185,7 +171,7 @@ int dkim_domain_valid(const char *s, size_t n)
         }
         /* Letters, digits, hyphens; underscores too, which DNS allows and
          * some selectors use. A-labels only: a U-label is not looked up. */
-        if (!is_alpha(c) && !is_digit(c) && c != '-' && c != '_') return 0;
+        if (!sk_is_alnum(c) && c != '-' && c != '_') return 0;
         if (c == '-' && label == 0) return 0;
         if (++label > 63) return 0;
     }
@@ -222,7 +208,7 @@ static char *arena_put_nows(dkim_sig *s, const char *p, size_t n)
     if (s->mem_used + n + 1 > s->mem_cap) return NULL;
     char *d = s->mem + s->mem_used, *o = d;
     for (size_t i = 0; i < n; i++)
-        if (!is_wsp(p[i]) && p[i] != '\r' && p[i] != '\n') *o++ = p[i];
+        if (!sk_is_wsp(p[i]) && p[i] != '\r' && p[i] != '\n') *o++ = p[i];
     *o = '\0';
     s->mem_used += (size_t)(o - d) + 1;
     return d;
@@ -585,7 +571,7 @@ sk_err dkim_key_record_parse(const char *txt, size_t n, dkim_key_record *k, char
     sk_buf der = SK_BUF_INIT(t->value_len);
     for (size_t i = 0; i < t->value_len; i++) {
         char c = t->value[i];
-        if (!is_wsp(c) && c != '\r' && c != '\n' && sk_buf_putc(&text, c)) {
+        if (!sk_is_wsp(c) && c != '\r' && c != '\n' && sk_buf_putc(&text, c)) {
             e = SK_ERR_NOMEM;
             goto key_out;
         }

@@ -295,8 +295,7 @@ int dkim_key_name(const dkim_sig *g, char *out, size_t cap)
 {
     int n = snprintf(out, cap, "%s._domainkey.%s", g->selector, g->domain);
     if (n < 0 || (size_t)n >= cap) return -1;
-    for (char *p = out; *p; p++)
-        if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+    sk_ascii_lower(out, (size_t)n);
     return 0;
 }
 

@@ -25,7 +25,7 @@ static sk_err ascii_domain(const char *in, char out[SK_SMTP_DOMAIN_MAX_OCTETS + 
     size_t label = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)in[i];
-        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c - 'A' + 'a');
+        c = (unsigned char)sk_to_lower(c);
         if (c == '.') {
             if (label == 0) return SK_ERR_SYNTAX;
             label = 0;

@@ -6,21 +6,6 @@
 #include <string.h>
 #include <strings.h>
 
-static int is_wsp(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-static int is_alpha(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static int is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
 /* A span of the record. */
 typedef struct span {
     const char *p;
@@ -29,8 +14,8 @@ typedef struct span {
 
 static span trim(const char *p, size_t n)
 {
-    while (n && is_wsp(*p)) p++, n--;
-    while (n && is_wsp(p[n - 1])) n--;
+    while (n && sk_is_wsp(*p)) p++, n--;
+    while (n && sk_is_wsp(p[n - 1])) n--;
     return (span){p, n};
 }
 
@@ -55,17 +40,17 @@ const char *sk_dmarc_policy_name(sk_dmarc_policy p)
 int sk_dmarc_is_record(const char *txt, size_t len)
 {
     size_t i = 0;
-    while (i < len && is_wsp(txt[i])) i++;
+    while (i < len && sk_is_wsp(txt[i])) i++;
     if (i >= len || (txt[i] != 'v' && txt[i] != 'V')) return 0;
     i++;
-    while (i < len && is_wsp(txt[i])) i++;
+    while (i < len && sk_is_wsp(txt[i])) i++;
     if (i >= len || txt[i] != '=') return 0;
     i++;
-    while (i < len && is_wsp(txt[i])) i++;
+    while (i < len && sk_is_wsp(txt[i])) i++;
     /* %x44 %x4d %x41 %x52 %x43 %x31: case-sensitive in the ABNF. */
     if (len - i < 6 || memcmp(txt + i, "DMARC1", 6) != 0) return 0;
     i += 6;
-    return i == len || txt[i] == ';' || is_wsp(txt[i]);
+    return i == len || txt[i] == ';' || sk_is_wsp(txt[i]);
 }
 
 /* RFC 6376 3.2 tval-char (%x21-3A / %x3C-7E) and white space inside. */
@@ -73,7 +58,7 @@ static int value_chars_ok(span v)
 {
     for (size_t i = 0; i < v.n; i++) {
         unsigned char c = (unsigned char)v.p[i];
-        if (!is_wsp((char)c) && (c < 0x21 || c > 0x7e || c == ';')) return 0;
+        if (!sk_is_wsp((char)c) && (c < 0x21 || c > 0x7e || c == ';')) return 0;
     }
     return 1;
 }
@@ -108,7 +93,7 @@ static int parse_uint(span v, size_t max_digits, uint64_t max, uint64_t *out)
     if (v.n == 0 || v.n > max_digits) return 0;
     uint64_t x = 0;
     for (size_t i = 0; i < v.n; i++) {
-        if (!is_digit(v.p[i])) return 0;
+        if (!sk_is_digit(v.p[i])) return 0;
         x = x * 10 + (uint64_t)(v.p[i] - '0');
     }
     if (x > max) return 0;
@@ -154,17 +139,9 @@ static int fo_item(span item, void *ctx)
 static int rf_item(span item, void *ctx)
 {
     unsigned *rf = ctx;
-    if (!is_alpha(item.p[0]) && !is_digit(item.p[0])) return 0;
-    for (size_t i = 1; i < item.n; i++)
-        if (!is_alpha(item.p[i]) && !is_digit(item.p[i]) && item.p[i] != '-') return 0;
-    if (item.p[item.n - 1] == '-') return 0;
+    if (!sk_is_ldh_word(item.p, item.n)) return 0;
     if (span_is(item, "afrf")) *rf |= SK_DMARC_RF_AFRF;
     return 1;
-}
-
-static int is_hex(char c)
-{
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
 /* RFC 3986 URI characters: unreserved, reserved and pct-encoded; '!' and
@@ -172,17 +149,16 @@ static int is_hex(char c)
 static int uri_ok(span u)
 {
     size_t i = 0;
-    if (u.n == 0 || !is_alpha(u.p[0])) return 0;
-    while (i < u.n && (is_alpha(u.p[i]) || is_digit(u.p[i]) || u.p[i] == '+' || u.p[i] == '-' ||
-                       u.p[i] == '.'))
-        i++;
+    if (u.n == 0 || !sk_is_alpha(u.p[0])) return 0;
+    while (i < u.n && (sk_is_alnum(u.p[i]) || u.p[i] == '+' || u.p[i] == '-' || u.p[i] == '.')) i++;
     if (i >= u.n || u.p[i] != ':' || i + 1 >= u.n) return 0;
     for (i++; i < u.n; i++) {
         char c = u.p[i];
         if (c == '%') {
-            if (i + 2 >= u.n || !is_hex(u.p[i + 1]) || !is_hex(u.p[i + 2])) return 0;
+            if (i + 2 >= u.n || sk_hex_value(u.p[i + 1]) < 0 || sk_hex_value(u.p[i + 2]) < 0)
+                return 0;
             i += 2;
-        } else if (!(is_alpha(c) || is_digit(c) || strchr("-._~:/?#[]@$&'()*+;=", c))) {
+        } else if (!(sk_is_alnum(c) || strchr("-._~:/?#[]@$&'()*+;=", c))) {
             return 0;
         }
     }
@@ -210,7 +186,7 @@ static int uri_item(span item, void *ctx)
         /* "!" 1*DIGIT [ "k" / "m" / "g" / "t" ]: the number fits in 64 bits,
          * and so must the product. */
         unsigned shift = 0;
-        if (size.n > 0 && !is_digit(size.p[size.n - 1])) {
+        if (size.n > 0 && !sk_is_digit(size.p[size.n - 1])) {
             switch (size.p[size.n - 1]) {
             case 'k':
             case 'K':
@@ -236,7 +212,7 @@ static int uri_item(span item, void *ctx)
         if (size.n == 0) return 0;
         uint64_t x = 0;
         for (size_t i = 0; i < size.n; i++) {
-            if (!is_digit(size.p[i])) return 0;
+            if (!sk_is_digit(size.p[i])) return 0;
             uint64_t d = (uint64_t)(size.p[i] - '0');
             if (x > (UINT64_MAX - d) / 10) return 0;
             x = x * 10 + d;
@@ -301,11 +277,10 @@ sk_err sk_dmarc_record_parse(const char *txt, size_t len, sk_dmarc_record *out, 
         if (spec.n > 0) {
             /* tag-name = ALPHA *ALNUMPUNC */
             size_t k = 0;
-            if (!is_alpha(spec.p[0])) return fail(out, why, "malformed tag name");
-            while (k < spec.n && (is_alpha(spec.p[k]) || is_digit(spec.p[k]) || spec.p[k] == '_'))
-                k++;
+            if (!sk_is_alpha(spec.p[0])) return fail(out, why, "malformed tag name");
+            while (k < spec.n && (sk_is_alnum(spec.p[k]) || spec.p[k] == '_')) k++;
             span name = {spec.p, k};
-            while (k < spec.n && is_wsp(spec.p[k])) k++;
+            while (k < spec.n && sk_is_wsp(spec.p[k])) k++;
             if (k >= spec.n || spec.p[k] != '=') return fail(out, why, "a tag without '='");
             span v = trim(spec.p + k + 1, spec.n - k - 1);
             int t = -1;

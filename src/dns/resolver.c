@@ -108,13 +108,9 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
         r->socks[i] = r->socks[--r->nsocks];
     }
     if (!readable && !writable) return;
-    if (r->nsocks == r->capsocks) {
-        size_t cap = r->capsocks ? r->capsocks * 2 : 4;
-        sock_watch *p = sk_realloc(r->socks, cap * sizeof *p);
-        if (!p) return; /* the query then times out: reported as TEMPFAIL */
-        r->socks = p;
-        r->capsocks = cap;
-    }
+    /* Out of memory: the query then times out, reported as TEMPFAIL. */
+    if (sk_array_grow(&r->socks, &r->capsocks, r->nsocks + 1, sizeof *r->socks, SK_ARRAY_UNBOUNDED))
+        return;
     short flags = (short)(EV_PERSIST | (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0));
     struct event *ev = event_new(r->base, fd, flags, on_sock, r);
     if (!ev || event_add(ev, NULL) != 0) {

@@ -23,18 +23,14 @@ typedef struct lexer {
 
 static bool is_atom_char(unsigned char c)
 {
-    return c >= 0x80 || sk_mime_is_atext(c); /* RFC 6532 3.2: UTF8-non-ascii */
+    return c >= 0x80 || sk_is_atext(c); /* RFC 6532 3.2: UTF8-non-ascii */
 }
 
 static sk_err push(lexer *lx, tok_type type, const char *p, size_t n, bool ws)
 {
-    if (lx->count == lx->cap) {
-        size_t cap = lx->cap ? lx->cap * 2 : 16;
-        token *t = sk_realloc(lx->toks, cap * sizeof *t);
-        if (!t) return SK_ERR_NOMEM;
-        lx->toks = t;
-        lx->cap = cap;
-    }
+    sk_err e =
+        sk_array_grow(&lx->toks, &lx->cap, lx->count + 1, sizeof *lx->toks, SK_ARRAY_UNBOUNDED);
+    if (e) return e;
     lx->toks[lx->count++] = (token){type, p, n, ws};
     return SK_OK;
 }
@@ -290,13 +286,8 @@ static sk_err phrase_text(const lexer *lx, size_t from, size_t to, sk_buf *out)
 
 static sk_err list_add(sk_address_list *l, size_t *cap, sk_buf *name, sk_buf *addr)
 {
-    if (l->count == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 4;
-        sk_mailbox *p = sk_realloc(l->items, ncap * sizeof *p);
-        if (!p) return SK_ERR_NOMEM;
-        l->items = p;
-        *cap = ncap;
-    }
+    sk_err e = sk_array_grow(&l->items, cap, l->count + 1, sizeof *l->items, SK_ARRAY_UNBOUNDED);
+    if (e) return e;
     sk_mailbox mb = {sk_strdup(sk_buf_cstr(name)), sk_strdup(sk_buf_cstr(addr))};
     if (!mb.name || !mb.addr) {
         sk_mailbox_clear(&mb);

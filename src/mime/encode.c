@@ -60,12 +60,6 @@ bool sk_mime_has_crlf(const char *s)
     return strpbrk(s, "\r\n") != NULL;
 }
 
-bool sk_mime_is_atext(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
-}
-
 const char *sk_cte_name(sk_cte c)
 {
     switch (c) {
@@ -109,7 +103,6 @@ static void qp_put(qp_sink *s, const char *p, size_t n)
 
 static void qp_run(qp_sink *s, const unsigned char *in, size_t n, bool text)
 {
-    static const char hex[] = "0123456789ABCDEF";
     size_t col = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = in[i];
@@ -143,7 +136,8 @@ static void qp_run(qp_sink *s, const unsigned char *in, size_t n, bool text)
                 continue; /* the class of c may differ at the start of a line */
             }
             if (encode) {
-                char esc[3] = {'=', hex[c >> 4], hex[c & 15]};
+                char esc[4] = {'='};
+                sk_hex_encode(esc + 1, &c, 1, true);
                 qp_put(s, esc, 3);
             } else {
                 qp_put(s, (const char *)&c, 1);

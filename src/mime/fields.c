@@ -17,11 +17,6 @@ static size_t line_end(const char *raw, size_t len, size_t i, size_t *next)
     return e;
 }
 
-static int is_wsp(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
 int sk_header_next(const char *raw, size_t len, size_t *pos, sk_header_field *f)
 {
     size_t i = *pos;
@@ -34,13 +29,13 @@ int sk_header_next(const char *raw, size_t len, size_t *pos, sk_header_field *f)
     size_t n = 0;
     while (i + n < e && raw[i + n] >= 33 && raw[i + n] <= 126 && raw[i + n] != ':') n++;
     size_t c = i + n;
-    while (c < e && is_wsp(raw[c])) c++;
+    while (c < e && sk_is_wsp(raw[c])) c++;
     if (n > 0 && c < e && raw[c] == ':') {
         f->name = raw + i;
         f->name_len = n;
         f->value = raw + c + 1;
         /* Continuation lines start with white space. */
-        while (next < len && is_wsp(raw[next])) e = line_end(raw, len, next, &next);
+        while (next < len && sk_is_wsp(raw[next])) e = line_end(raw, len, next, &next);
         f->value_len = (size_t)(raw + e - f->value);
     } else {
         f->name = raw + i;
@@ -62,7 +57,7 @@ sk_err sk_header_unfold(const sk_header_field *f, sk_buf *out)
 {
     size_t i = 0, n = f->value_len;
     const char *v = f->value;
-    while (i < n && (is_wsp(v[i]) || v[i] == '\r' || v[i] == '\n')) i++;
+    while (i < n && (sk_is_wsp(v[i]) || v[i] == '\r' || v[i] == '\n')) i++;
     while (i < n) {
         size_t j = i;
         while (j < n && v[j] != '\r' && v[j] != '\n') j++;

@@ -55,7 +55,6 @@ static size_t q_width(unsigned char c)
 
 void sk_hdr_encoded_words(sk_hdr_writer *w, const char *ws, size_t wsn, const char *text, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF";
     size_t qlen = 0;
     for (size_t i = 0; i < n; i++) qlen += q_width((unsigned char)text[i]);
     bool use_q = qlen <= (n + 2) / 3 * 4;
@@ -102,7 +101,8 @@ void sk_hdr_encoded_words(sk_hdr_writer *w, const char *ws, size_t wsn, const ch
                 } else if (q_literal(c)) {
                     e = sk_buf_putc(&word, (char)c);
                 } else {
-                    char esc[3] = {'=', hex[c >> 4], hex[c & 15]};
+                    char esc[4] = {'='};
+                    sk_hex_encode(esc + 1, &c, 1, true);
                     e = sk_buf_append(&word, esc, 3);
                 }
             }
@@ -122,11 +122,6 @@ void sk_hdr_encoded_words(sk_hdr_writer *w, const char *ws, size_t wsn, const ch
         i = end;
     }
     sk_buf_free(&word);
-}
-
-static bool is_wsp(char c)
-{
-    return c == ' ' || c == '\t';
 }
 
 /* Must this word be encoded? as_given: ASCII words are kept whatever
@@ -149,10 +144,10 @@ void sk_hdr_unstructured(sk_hdr_writer *w, const char *text, bool as_given)
 {
     /* Runs of white space are written as one space (a fold point). */
     const char *p = text;
-    while (is_wsp(*p)) p++;
+    while (sk_is_wsp(*p)) p++;
     while (*p && !w->err) {
         const char *word = p;
-        while (*p && !is_wsp(*p)) p++;
+        while (*p && !sk_is_wsp(*p)) p++;
         if (!word_needs_encoding(word, (size_t)(p - word), as_given)) {
             sk_hdr_token(w, " ", 1, word, (size_t)(p - word));
         } else {
@@ -161,17 +156,17 @@ void sk_hdr_unstructured(sk_hdr_writer *w, const char *text, bool as_given)
             const char *run_end = p;
             const char *q = p;
             for (;;) {
-                while (is_wsp(*q)) q++;
+                while (sk_is_wsp(*q)) q++;
                 if (!*q) break;
                 const char *next = q;
-                while (*q && !is_wsp(*q)) q++;
+                while (*q && !sk_is_wsp(*q)) q++;
                 if (!word_needs_encoding(next, (size_t)(q - next), as_given)) break;
                 run_end = q;
             }
             sk_hdr_encoded_words(w, " ", 1, word, (size_t)(run_end - word));
             p = run_end;
         }
-        while (is_wsp(*p)) p++;
+        while (sk_is_wsp(*p)) p++;
     }
 }
 
@@ -182,7 +177,7 @@ static bool phrase_is_atoms(const char *s)
     for (const char *p = s; *p; p++) {
         if (*p == ' ') {
             if (p[1] == ' ' || p[1] == '\0') return false;
-        } else if (!sk_mime_is_atext((unsigned char)*p)) {
+        } else if (!sk_is_atext((unsigned char)*p)) {
             return false;
         }
     }
@@ -250,20 +245,6 @@ void sk_hdr_mailbox(sk_hdr_writer *w, const sk_mailbox *mb, const char *sep)
 
 /* ---- Decoding ----------------------------------------------------------- */
 
-static void truncate_to(sk_buf *b, size_t len)
-{
-    b->len = len;
-    if (b->data) b->data[len] = '\0';
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
 /* Try to decode one encoded word at s (n octets available). On success
  * append its text to out, set *used, return SK_OK; SK_ERR_SYNTAX when s
  * does not start a word we can decode. */
@@ -309,8 +290,8 @@ static sk_err decode_word(sk_buf *out, const char *s, size_t n, size_t *used)
             if (t[j] == '_') {
                 e = sk_buf_putc(&raw, ' ');
             } else if (t[j] == '=') {
-                int hi = j + 2 < t_len ? hexval((unsigned char)t[j + 1]) : -1;
-                int lo = j + 2 < t_len ? hexval((unsigned char)t[j + 2]) : -1;
+                int hi = j + 2 < t_len ? sk_hex_value(t[j + 1]) : -1;
+                int lo = j + 2 < t_len ? sk_hex_value(t[j + 2]) : -1;
                 if (hi < 0 || lo < 0) {
                     e = SK_ERR_SYNTAX;
                 } else {
@@ -356,13 +337,13 @@ sk_err sk_mime_decode_words(sk_buf *out, const char *s, size_t n)
                 continue;
             }
             if (e != SK_ERR_SYNTAX) return e;
-            truncate_to(out, mark);
+            sk_buf_truncate(out, mark);
             e = SK_OK;
         }
-        if (is_wsp(s[i]) && after_word) {
+        if (sk_is_wsp(s[i]) && after_word) {
             /* Drop the white space if another encoded word follows it. */
             size_t j = i;
-            while (j < n && is_wsp(s[j])) j++;
+            while (j < n && sk_is_wsp(s[j])) j++;
             size_t used = 0;
             sk_buf probe = SK_BUF_INIT(SK_MIME_HEADER_FIELD_MAX_OCTETS);
             sk_err pe = decode_word(&probe, s + j, n - j, &used);

@@ -3,10 +3,12 @@
 #include "mime/mime_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct part {
     char *filename; /* UTF-8 */
@@ -42,18 +44,6 @@ struct sk_message {
     bool has_date;
 };
 
-/* Grow the array *v of *cap elements of size elem to hold n + 1. */
-static sk_err grow(void **v, size_t *cap, size_t n, size_t elem)
-{
-    if (n < *cap) return SK_OK;
-    size_t ncap = *cap ? *cap * 2 : 4;
-    void *p = sk_realloc(*v, ncap * elem);
-    if (!p) return SK_ERR_NOMEM;
-    *v = p;
-    *cap = ncap;
-    return SK_OK;
-}
-
 sk_message *sk_message_new(void)
 {
     sk_message *m = sk_calloc(1, sizeof *m);
@@ -64,7 +54,7 @@ sk_message *sk_message_new(void)
         sk_free(m);
         return NULL;
     }
-    for (size_t i = 0; i < sizeof r; i++) snprintf(m->id_random + 2 * i, 3, "%02x", r[i]);
+    sk_hex_encode(m->id_random, r, sizeof r, false);
     return m;
 }
 
@@ -161,8 +151,10 @@ static sk_err add_recipient(sk_message *m, mbox_vec *v, const char *s, sk_error 
     bool dup = false;
     for (size_t i = 0; i < m->nrcpts && !dup; i++) dup = sk_mime_addr_equal(m->rcpts[i], mb.addr);
     char *copy = dup ? NULL : sk_strdup(mb.addr);
-    if ((!dup && !copy) || grow((void **)&v->v, &v->cap, v->n, sizeof *v->v) ||
-        (!dup && grow((void **)&m->rcpts, &m->rcpts_cap, m->nrcpts, sizeof *m->rcpts))) {
+    if ((!dup && !copy) ||
+        sk_array_grow(&v->v, &v->cap, v->n + 1, sizeof *v->v, SK_ARRAY_UNBOUNDED) ||
+        (!dup && sk_array_grow(&m->rcpts, &m->rcpts_cap, m->nrcpts + 1, sizeof *m->rcpts,
+                               SK_ARRAY_UNBOUNDED))) {
         sk_free(copy);
         sk_mailbox_clear(&mb);
         return nomem(err);
@@ -269,7 +261,7 @@ static bool msg_id_valid(const char *s, size_t n)
     if (!sk_mime_is_ascii(s, n)) return false;
     bool ok = s[0] != '.' && s[l - 1] != '.';
     for (size_t i = 0; ok && i < l; i++)
-        ok = sk_mime_is_atext((unsigned char)s[i]) || (s[i] == '.' && s[i + 1] != '.');
+        ok = sk_is_atext((unsigned char)s[i]) || (s[i] == '.' && s[i + 1] != '.');
     const char *d = at + 1;
     if (!ok || r == 0) return false;
     if (d[0] == '[') {
@@ -281,7 +273,7 @@ static bool msg_id_valid(const char *s, size_t n)
     }
     if (d[0] == '.' || d[r - 1] == '.') return false;
     for (size_t i = 0; i < r; i++)
-        if (!(sk_mime_is_atext((unsigned char)d[i]) || (d[i] == '.' && d[i + 1] != '.')))
+        if (!(sk_is_atext((unsigned char)d[i]) || (d[i] == '.' && d[i + 1] != '.')))
             return false;
     return true;
 }
@@ -316,7 +308,7 @@ static sk_err add_part(part **v, size_t *n, size_t *cap, const char *filename, c
     part p = {sk_strdup(filename), sk_strdup(type ? type : sk_mime_type_for_filename(filename)),
               cid ? sk_strndup(cid, cidlen) : NULL, sk_malloc(len), len};
     if (!p.filename || !p.type || (cid && !p.cid) || !p.data ||
-        grow((void **)v, cap, *n, sizeof **v)) {
+        sk_array_grow(v, cap, *n + 1, sizeof **v, SK_ARRAY_UNBOUNDED)) {
         part_clear(&p);
         return nomem(err);
     }
@@ -349,16 +341,12 @@ sk_err sk_message_add_inline_data(sk_message *m, const char *cid, const char *fi
 /* Read a whole file, bounded by SK_MIME_ATTACHMENT_MAX_OCTETS. */
 static sk_err read_file(const char *path, sk_buf *out, sk_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return sk_error_set(err, errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO, SK_STEP_COMPOSE,
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sk_error_set(err, sk_err_from_errno(errno, SK_FILE_READ), SK_STEP_COMPOSE,
                             "cannot open \"%s\": %s", path, strerror(errno));
-    char chunk[16384];
-    size_t n;
-    sk_err e = SK_OK;
-    while (!e && (n = fread(chunk, 1, sizeof chunk, f)) > 0) e = sk_buf_append(out, chunk, n);
-    if (!e && ferror(f)) e = SK_ERR_IO;
-    fclose(f);
+    sk_err e = sk_buf_read_fd(out, fd, SK_BUF_READ_ALL);
+    close(fd);
     if (e == SK_ERR_TOO_LONG)
         return sk_error_set(err, e, SK_STEP_COMPOSE, "\"%s\" is over %u octets", path,
                             SK_MIME_ATTACHMENT_MAX_OCTETS);
@@ -441,7 +429,8 @@ sk_err sk_message_add_header(sk_message *m, const char *name, const char *value,
         p += strspn(p, " \t");
     }
     field f = {sk_strdup(name), sk_strdup(value)};
-    if (!f.name || !f.value || grow((void **)&m->fields, &m->fields_cap, m->nfields, sizeof f)) {
+    if (!f.name || !f.value ||
+        sk_array_grow(&m->fields, &m->fields_cap, m->nfields + 1, sizeof f, SK_ARRAY_UNBOUNDED)) {
         sk_free(f.name);
         sk_free(f.value);
         return nomem(err);
@@ -567,7 +556,7 @@ static sk_err new_boundary(char out[40])
      * containing it is not sent as 7bit (sk_mime_choose_text_cte): so the
      * boundary cannot occur in any part (RFC 2046 5.1.1). */
     memcpy(out, "=_sk_", 5);
-    for (size_t i = 0; i < sizeof r; i++) snprintf(out + 5 + 2 * i, 3, "%02x", r[i]);
+    sk_hex_encode(out + 5, r, sizeof r, false);
     return SK_OK;
 }
 
@@ -618,7 +607,6 @@ static void write_param(sk_hdr_writer *w, const char *attr, const char *value)
         sk_buf_free(&tok);
         return;
     }
-    static const char hex[] = "0123456789ABCDEF";
     size_t encoded = 0;
     for (size_t j = 0; j < n; j++) encoded += attr_char((unsigned char)value[j]) ? 1 : 3;
     /* One section when it fits on a line, else numbered ones (RFC 2231 3). */
@@ -639,7 +627,8 @@ static void write_param(sk_hdr_writer *w, const char *attr, const char *value)
                 if (attr_char(c)) {
                     e = sk_buf_putc(&tok, (char)c);
                 } else {
-                    char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+                    char esc[4] = {'%'};
+                    sk_hex_encode(esc + 1, &c, 1, true);
                     e = sk_buf_append(&tok, esc, 3);
                 }
             }
@@ -795,8 +784,7 @@ sk_err sk_message_render(const sk_message *m, sk_buf *out, sk_error *err)
     if (!e && (out->len < 2 || memcmp(out->data + out->len - 2, "\r\n", 2) != 0))
         e = sk_buf_append(out, "\r\n", 2);
     if (!e) return SK_OK;
-    out->len = mark;
-    if (out->data) out->data[mark] = '\0';
+    sk_buf_truncate(out, mark);
     switch (e) {
     case SK_ERR_NOMEM:
         return nomem(err);

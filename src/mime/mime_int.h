@@ -16,8 +16,6 @@ bool sk_mime_utf8_valid(const char *s, size_t n);
 size_t sk_mime_utf8_seq_len(const char *s, size_t n);
 bool sk_mime_is_ascii(const char *s, size_t n);
 bool sk_mime_has_crlf(const char *s);
-/* RFC 5322 3.2.3 atext (ASCII only). */
-bool sk_mime_is_atext(unsigned char c);
 
 /* ---- Body encodings (RFC 2045) ----------------------------------------- */
 

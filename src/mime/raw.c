@@ -52,13 +52,9 @@ static sk_err add_rcpt(env_state *st, const char *addr)
     sk_message_envelope *env = st->env;
     for (size_t i = 0; i < env->recipient_count; i++)
         if (sk_mime_addr_equal(env->recipients[i], addr)) return SK_OK;
-    if (env->recipient_count == st->cap) {
-        size_t ncap = st->cap ? st->cap * 2 : 8;
-        char **p = sk_realloc(env->recipients, ncap * sizeof *p);
-        if (!p) return SK_ERR_NOMEM;
-        env->recipients = p;
-        st->cap = ncap;
-    }
+    sk_err e = sk_array_grow(&env->recipients, &st->cap, env->recipient_count + 1,
+                             sizeof *env->recipients, SK_ARRAY_UNBOUNDED);
+    if (e) return e;
     char *copy = sk_strdup(addr);
     if (!copy) return SK_ERR_NOMEM;
     env->recipients[env->recipient_count++] = copy;
@@ -218,8 +214,7 @@ sk_err sk_message_prepare_raw(const char *raw, size_t len, sk_buf *out, sk_error
         e = SK_ERR_SYNTAX;
     }
     if (!e) return SK_OK;
-    out->len = mark;
-    if (out->data) out->data[mark] = '\0';
+    sk_buf_truncate(out, mark);
     if (e == SK_ERR_SYNTAX)
         return sk_error_set(err, e, SK_STEP_COMPOSE, "line %zu: %s", lineno, why);
     return sk_error_set(err, e, SK_STEP_COMPOSE, "%s", sk_strerror(e));

@@ -1,5 +1,5 @@
-/* Server-side parsing of SMTP paths (RFC 5321 4.1.2, RFC 6531 3.3), HELO
- * arguments and xtext (RFC 3461 4). Sans I/O: strings in, structures out. */
+/* Server-side parsing of SMTP paths (RFC 5321 4.1.2, RFC 6531 3.3) and HELO
+ * arguments. Sans I/O: strings in, structures out. */
 #include <smtpkit/proto.h>
 
 #include <arpa/inet.h>
@@ -190,26 +190,6 @@ sk_err sk_path_parse(const char *s, unsigned flags, sk_path *out, const char **e
     out->utf8 = utf8;
     *end = de + 1;
     return SK_OK;
-}
-
-int sk_xtext_valid(const char *s, size_t n)
-{
-    /* RFC 3461 4: xchar is "!".."~" except "+" and "="; "+" HEXCHAR
-     * HEXCHAR encodes any octet (upper-case hex). */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '+') {
-            if (i + 2 >= n) return 0;
-            for (int k = 1; k <= 2; k++) {
-                unsigned char h = (unsigned char)s[i + (size_t)k];
-                if (!(isdigit(h) || (h >= 'A' && h <= 'F'))) return 0;
-            }
-            i += 2;
-        } else if (c < 33 || c > 126 || c == '=') {
-            return 0;
-        }
-    }
-    return 1;
 }
 
 int sk_proto_helo_valid(const char *s)

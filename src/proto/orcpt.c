@@ -24,14 +24,6 @@ static int escapable_ascii(unsigned c)
            c == '=' || c == 0x7f || c == '\\';
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10; /* RFC 5234 2.3: "A" matches "a" */
-    return -1;
-}
-
 /* Decode the well-formed UTF-8 sequence at p (RFC 3629 4) into *cp;
  * returns its length, 0 when malformed (overlong, surrogate, past
  * U+10FFFF, cut short). */
@@ -117,10 +109,7 @@ sk_err sk_utf8_addr_encode(const char *addr, sk_utf8_addr_form form, sk_buf *out
         }
         i += len ? len : 1;
     }
-    if (e) {
-        out->len = start;
-        if (out->data) out->data[start] = '\0';
-    }
+    if (e) sk_buf_truncate(out, start);
     return e;
 }
 
@@ -131,11 +120,11 @@ static size_t embedded_char(const char *p, size_t n, uint32_t *cp)
     if (n < 6 || p[0] != '\\' || p[1] != 'x' || p[2] != '{') return 0;
     size_t k = 3;
     uint32_t v = 0;
-    while (k < n && k < 3 + 7 && hexval((unsigned char)p[k]) >= 0)
-        v = v << 4 | (uint32_t)hexval((unsigned char)p[k]), k++;
+    while (k < n && k < 3 + 7 && sk_hex_value(p[k]) >= 0)
+        v = v << 4 | (uint32_t)sk_hex_value(p[k]), k++;
     size_t digits = k - 3;
     if (k >= n || p[k] != '}' || digits < 2 || digits > 6) return 0;
-    int first = hexval((unsigned char)p[3]);
+    int first = sk_hex_value(p[3]);
     /* RFC 6533 3 HEXPOINT: two digits for the xtext-specials, "\" and
      * 80-FF; more digits only without a leading zero, no surrogates, at
      * most 10FFFF. */
@@ -192,7 +181,7 @@ static int split(const char *v, size_t n, size_t *type_len, const char **val, si
     const char *semi = memchr(v, ';', n);
     if (!semi || semi == v || (size_t)(semi - v) + 1 == n) return 0;
     for (const char *q = v; q < semi; q++)
-        if (!isalnum((unsigned char)*q) && !strchr("!#$%&'*+-/=?^_`{|}~", *q)) return 0;
+        if (!sk_is_atext((unsigned char)*q)) return 0;
     *type_len = (size_t)(semi - v);
     *val = semi + 1;
     *val_len = n - *type_len - 1;
@@ -225,9 +214,7 @@ sk_err sk_orcpt_format(const char *addr, int utf8, sk_buf *out)
     if (is_ascii(addr)) {
         /* RFC 3461 4.2: "rfc822" and the address in xtext. */
         e = sk_buf_puts(out, "rfc822;");
-        for (const unsigned char *p = (const unsigned char *)addr; *p && !e; p++)
-            e = *p < 33 || *p > 126 || *p == '+' || *p == '=' ? sk_buf_printf(out, "+%02X", *p)
-                                                              : sk_buf_putc(out, (char)*p);
+        if (!e) e = sk_xtext_encode(addr, out);
     } else {
         /* RFC 6533 3: the UTF-8 as it is (utf-8-addr-unitext) only to a
          * server that takes SMTPUTF8 and for an address without ASCII
@@ -238,10 +225,7 @@ sk_err sk_orcpt_format(const char *addr, int utf8, sk_buf *out)
         if (!e) e = sk_utf8_addr_encode(addr, form, out);
     }
     if (!e && out->len - start > SK_DSN_ORCPT_MAX_OCTETS) e = SK_ERR_TOO_LONG;
-    if (e) {
-        out->len = start;
-        if (out->data) out->data[start] = '\0';
-    }
+    if (e) sk_buf_truncate(out, start);
     return e;
 }
 
@@ -261,9 +245,6 @@ sk_err sk_orcpt_pass(const char *v, int utf8, sk_buf *out)
     e = sk_buf_append(out, v, tlen + 1);
     if (!e) e = sk_utf8_addr_encode(addr, SK_UTF8_ADDR_XTEXT, out);
     if (!e && out->len - start > SK_DSN_ORCPT_MAX_OCTETS) e = SK_ERR_TOO_LONG;
-    if (e) {
-        out->len = start;
-        if (out->data) out->data[start] = '\0';
-    }
+    if (e) sk_buf_truncate(out, start);
     return e;
 }

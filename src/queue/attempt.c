@@ -44,8 +44,7 @@ static char *rcpt_domain(const sk_queue *q, const char *addr)
     const char *at = strrchr(addr, '@');
     const char *d = at ? at + 1 : (q->opts.nlocal_domains ? q->opts.local_domains[0] : "");
     char *s = sk_strdup(d);
-    if (s)
-        for (char *p = s; *p; p++) *p = (char)tolower((unsigned char)*p);
+    if (s) sk_ascii_lower(s, strlen(s));
     return s;
 }
 

@@ -80,18 +80,7 @@ static sk_err read_body(sk_spool *spool, const char *id, uint64_t body_octets, s
     int fd = e ? -1 : open(sk_buf_cstr(&path), O_RDONLY | O_CLOEXEC);
     sk_buf_free(&path);
     if (fd < 0) return e ? e : SK_ERR_IO;
-    char chunk[16384];
-    for (;;) {
-        size_t left = (size_t)body_octets - out->len;
-        ssize_t r = left ? read(fd, chunk, left < sizeof chunk ? left : sizeof chunk) : 0;
-        if (r < 0 || (r == 0 && left)) {
-            e = SK_ERR_IO;
-            break;
-        }
-        if (r == 0) break;
-        e = sk_buf_append(out, chunk, (size_t)r);
-        if (e) break;
-    }
+    e = sk_buf_read_fd(out, fd, body_octets);
     close(fd);
     return e;
 }

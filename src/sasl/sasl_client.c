@@ -97,13 +97,11 @@ sk_err sk_sasl_cram_md5_response(sk_buf *out, const char *user, const char *pass
     if (!HMAC(EVP_md5(), password, (int)strlen(password), (const unsigned char *)challenge,
               challenge_len, mac, &maclen))
         return SK_ERR_UNSUPPORTED;
-    static const char hex[] = "0123456789abcdef";
+    char digest[2 * EVP_MAX_MD_SIZE + 1];
+    sk_hex_encode(digest, mac, maclen, false);
     sk_err e = sk_buf_puts(out, user);
     if (!e) e = sk_buf_putc(out, ' ');
-    for (unsigned i = 0; !e && i < maclen; i++) {
-        char h[2] = {hex[mac[i] >> 4], hex[mac[i] & 15]};
-        e = sk_buf_append(out, h, 2);
-    }
+    if (!e) e = sk_buf_puts(out, digest);
     return e;
 }
 

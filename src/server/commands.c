@@ -288,15 +288,10 @@ static void cmd_rcpt(sk_session *s, const char *args)
             return;
         }
     }
-    if (s->nrcpts == s->cap_rcpts) {
-        size_t cap = s->cap_rcpts ? s->cap_rcpts * 2 : 4;
-        sk_envelope_rcpt *n = sk_realloc(s->rcpts, cap * sizeof *n);
-        if (!n) {
-            sk_sess_reply(s, 452, "4.3.1", "Out of memory");
-            return;
-        }
-        s->rcpts = n;
-        s->cap_rcpts = cap;
+    if (sk_array_grow(&s->rcpts, &s->cap_rcpts, s->nrcpts + 1, sizeof *s->rcpts,
+                      s->cfg->max_recipients)) {
+        sk_sess_reply(s, 452, "4.3.1", "Out of memory");
+        return;
     }
     s->rcpts[s->nrcpts++] = rc;
     log_path(s, "rcpt", &rc.path, 250);

@@ -24,7 +24,7 @@ static void rename_new(sk_spool_msg *m)
 {
     if (m->err) return;
     if (sk_spool_rename(m->s, m->id, SK_SPOOL_NEW_EXT, SK_SPOOL_BODY_EXT, 1))
-        m->err = errno == EEXIST ? SK_ERR_IO : sk_spool_errno(errno);
+        m->err = errno == EEXIST ? SK_ERR_IO : sk_err_from_errno(errno, SK_FILE_WRITE);
 }
 
 /* Commit a group: write every message file, then ONE barrier for all of
@@ -289,17 +289,10 @@ sk_err sk_spool_commit_removal(sk_spool *s, const char *id, int pooled, sk_error
     }
     pthread_mutex_lock(&s->mu);
     sk_spool_removals *rm = &s->rm;
-    if (rm->norphans == rm->cap) {
-        size_t cap = rm->cap ? 2 * rm->cap : 64;
-        void *p = sk_realloc(rm->orphans, cap * sizeof *rm->orphans);
-        if (p) {
-            rm->orphans = p;
-            rm->cap = cap;
-        }
-    }
     /* Out of memory: the ID.env (and ID.free) stay until recovery
      * removes them. */
-    if (rm->norphans < rm->cap) {
+    if (!sk_array_grow(&rm->orphans, &rm->cap, rm->norphans + 1, sizeof *rm->orphans,
+                       SK_ARRAY_UNBOUNDED)) {
         memcpy(rm->orphans[rm->norphans].id, id, SK_SPOOL_ID_SIZE);
         rm->orphans[rm->norphans++].pooled = pooled;
     }

@@ -105,15 +105,7 @@ sk_err sk_spool_ids_with_ext(const sk_spool *s, const char *ext, char ***out, si
         size_t len = strlen(de->d_name);
         if (len != SK_SPOOL_ID_LEN + strlen(ext) || strcmp(de->d_name + SK_SPOOL_ID_LEN, ext))
             continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **p = sk_realloc(ids, cap * sizeof *ids);
-            if (!p) {
-                e = SK_ERR_NOMEM;
-                break;
-            }
-            ids = p;
-        }
+        if ((e = sk_array_grow(&ids, &cap, n + 1, sizeof *ids, SK_ARRAY_UNBOUNDED))) break;
         if (!(ids[n] = sk_strndup(de->d_name, SK_SPOOL_ID_LEN)))
             e = SK_ERR_NOMEM;
         else if (sk_spool_id_valid(ids[n]))
@@ -163,8 +155,8 @@ int sk_spool_lock(const char *spool_dir, unsigned wait_ms, long *busy_pid, sk_er
     }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "cannot open %s: %s", path,
-                     strerror(errno));
+        sk_error_set(err, sk_err_from_errno(errno, SK_FILE_WRITE), SK_STEP_NONE,
+                     "cannot open %s: %s", path, strerror(errno));
         sk_free(path);
         return -1;
     }

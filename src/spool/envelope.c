@@ -118,13 +118,13 @@ sk_spool_envelope *sk_spool_envelope_dup(const sk_spool_envelope *src)
 
 static sk_err put_str(sk_buf *b, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
     if (!s) return sk_buf_putc(b, '-');
     sk_err e = sk_buf_putc(b, '=');
     for (; !e && *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c <= 0x20 || c == 0x7f || c == '%') {
-            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            char esc[4] = {'%'};
+            sk_hex_encode(esc + 1, &c, 1, true);
             e = sk_buf_append(b, esc, 3);
         } else {
             e = sk_buf_putc(b, (char)c);
@@ -190,14 +190,6 @@ sk_err sk_spool_envelope_serialize(const sk_spool_envelope *env, sk_buf *out)
     return e;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
 /* Decode one string token [p, end); *out NULL for "-". */
 static sk_err get_str(const char *p, const char *end, char **out)
 {
@@ -210,7 +202,8 @@ static sk_err get_str(const char *p, const char *end, char **out)
     size_t n = 0;
     while (p < end) {
         if (*p == '%') {
-            int hi = end - p >= 3 ? hexval(p[1]) : -1, lo = end - p >= 3 ? hexval(p[2]) : -1;
+            int hi = end - p >= 3 ? sk_hex_value(p[1]) : -1;
+            int lo = end - p >= 3 ? sk_hex_value(p[2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 sk_free(s);
                 return SK_ERR_SYNTAX;
@@ -357,7 +350,7 @@ static sk_err parse_line(sk_spool_envelope *env, const char *p, const char *end)
         if (te[1] - tok[1] != 8) return SK_ERR_SYNTAX;
         uint32_t c = 0;
         for (const char *q = tok[1]; q < te[1]; q++) {
-            int d = hexval(*q);
+            int d = sk_hex_value(*q);
             if (d < 0 || (*q >= 'A' && *q <= 'F')) return SK_ERR_SYNTAX;
             c = c << 4 | (uint32_t)d;
         }

@@ -21,9 +21,6 @@ typedef struct sk_spool_hooks {
     void *ctx;
 } sk_spool_hooks;
 
-/* Map errno to the library's error (ENOSPC, EDQUOT -> SK_ERR_NOSPACE). */
-sk_err sk_spool_errno(int e);
-
 /* Write all n octets at the file position. */
 SK_NODISCARD sk_err sk_spool_write_all(const sk_spool_hooks *h, int fd, const void *p, size_t n);
 /* The pieces in order (iov is changed); one writev(2) without a write

@@ -86,7 +86,7 @@ static sk_err resize(sk_journal *j, uint64_t size)
     if (size == j->size) return SK_OK;
     if (size < j->size) {
         /* Only at a new generation: no record beyond size is needed. */
-        if (ftruncate(j->fd, (off_t)size)) return sk_spool_errno(errno);
+        if (ftruncate(j->fd, (off_t)size)) return sk_err_from_errno(errno, SK_FILE_WRITE);
         j->size = size;
         return SK_OK;
     }
@@ -107,22 +107,23 @@ sk_err sk_journal_open(sk_journal *j, int dir_fd, uint64_t size)
     j->fd = openat(dir_fd, SK_JOURNAL_FILE, O_RDWR | O_CLOEXEC);
     if (j->fd >= 0) {
         struct stat st;
-        if (fstat(j->fd, &st)) return sk_spool_errno(errno);
+        if (fstat(j->fd, &st)) return sk_err_from_errno(errno, SK_FILE_WRITE);
         j->size = (uint64_t)st.st_size;
         j->tail = SK_JOURNAL_HEAD_OCTETS;
         return read_header(j);
     }
-    if (errno != ENOENT) return sk_spool_errno(errno);
+    if (errno != ENOENT) return sk_err_from_errno(errno, SK_FILE_WRITE);
     if (!size) return SK_OK;
     /* Made whole under another name, so a crash never leaves a journal
      * without its header. */
     unlinkat(dir_fd, JOURNAL_TMP, 0);
     j->fd = openat(dir_fd, JOURNAL_TMP, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (j->fd < 0) return sk_spool_errno(errno);
+    if (j->fd < 0) return sk_err_from_errno(errno, SK_FILE_WRITE);
     j->size = j->seq = j->gen = 0;
     sk_err e = sk_journal_new_generation(j, size);
-    if (!e && renameat(dir_fd, JOURNAL_TMP, dir_fd, SK_JOURNAL_FILE)) e = sk_spool_errno(errno);
-    if (!e && fsync(dir_fd)) e = sk_spool_errno(errno);
+    if (!e && renameat(dir_fd, JOURNAL_TMP, dir_fd, SK_JOURNAL_FILE))
+        e = sk_err_from_errno(errno, SK_FILE_WRITE);
+    if (!e && fsync(dir_fd)) e = sk_err_from_errno(errno, SK_FILE_WRITE);
     if (e) {
         unlinkat(dir_fd, JOURNAL_TMP, 0);
         sk_journal_close(j);

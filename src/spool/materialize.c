@@ -34,7 +34,7 @@ static sk_err materialize(sk_spool_msg *m)
     int fd = sk_spool_create_file(s, name, 0, &reused, &e);
     if (fd < 0) return e;
     e = sk_spool_msgfile_write(m, fd, reused);
-    if (close(fd) && !e) e = sk_spool_errno(errno);
+    if (close(fd) && !e) e = sk_err_from_errno(errno, SK_FILE_WRITE);
     if (e) unlinkat(s->msgdir_fd, name, 0);
     return e;
 }

@@ -35,7 +35,7 @@ sk_err sk_spool_msgfile_write(const sk_spool_msg *m, int fd, int reused)
      * makes ext4 write the file back at close, auto_da_alloc): cut it to
      * the new length before the barrier. */
     off_t total = (off_t)(m->octets + m->envtext.len + SK_SPOOL_TRAILER_OCTETS);
-    if (!e && reused && ftruncate(fd, total)) e = sk_spool_errno(errno);
+    if (!e && reused && ftruncate(fd, total)) e = sk_err_from_errno(errno, SK_FILE_WRITE);
     return e;
 }
 

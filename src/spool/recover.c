@@ -26,7 +26,7 @@ static sk_err replay_record(void *ctx, const char *id, const char *content, size
         if (same < 0) return SK_ERR_IO;
         if (same) return SK_OK;
     } else if (errno != ENOENT) {
-        return sk_spool_errno(errno);
+        return sk_err_from_errno(errno, SK_FILE_WRITE);
     } else if (sk_spool_exists(s, id, SK_SPOOL_REUSE_EXT)) {
         /* Removed (sk_spool_drop_file) since: not brought back. */
         r->removed++;
@@ -36,12 +36,12 @@ static sk_err replay_record(void *ctx, const char *id, const char *content, size
     sk_spool_name(name, id, SK_SPOOL_NEW_EXT);
     unlinkat(s->msgdir_fd, name, 0);
     fd = openat(s->msgdir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return sk_spool_errno(errno);
+    if (fd < 0) return sk_err_from_errno(errno, SK_FILE_WRITE);
     sk_err e = sk_spool_write_all(&s->hooks, fd, content, n);
-    if (close(fd) && !e) e = sk_spool_errno(errno);
+    if (close(fd) && !e) e = sk_err_from_errno(errno, SK_FILE_WRITE);
     /* The checkpoint after the replay makes it durable. */
     if (!e && sk_spool_rename(s, id, SK_SPOOL_NEW_EXT, SK_SPOOL_BODY_EXT, 0))
-        e = sk_spool_errno(errno);
+        e = sk_err_from_errno(errno, SK_FILE_WRITE);
     if (e) {
         unlinkat(s->msgdir_fd, name, 0);
         return e;
@@ -60,8 +60,8 @@ static sk_err replay_journal(sk_spool *s, sk_error *err)
 {
     int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
-        return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "cannot open %s: %s", s->dir,
-                            strerror(errno));
+        return sk_error_set(err, sk_err_from_errno(errno, SK_FILE_WRITE), SK_STEP_NONE,
+                            "cannot open %s: %s", s->dir, strerror(errno));
     sk_err e = sk_journal_open(&s->journal, dfd, 0);
     if (e) {
         close(dfd);
@@ -123,7 +123,7 @@ static sk_err recover_new(sk_spool *s, const char *id, tally *t, sk_error *err)
     const char *why = NULL;
     if (fd < 0) {
         fail_errno = errno;
-        fail = errno == ENOENT ? SK_OK : sk_spool_errno(errno);
+        fail = errno == ENOENT ? SK_OK : sk_err_from_errno(errno, SK_FILE_WRITE);
         why = "gone";
     }
     sk_err te = fd < 0 ? SK_OK : sk_spool_msgfile_envelope(fd, id, &env);
@@ -150,7 +150,7 @@ static sk_err recover_new(sk_spool *s, const char *id, tally *t, sk_error *err)
          * acknowledged: its own commit's rename failed the same way). */
         if (errno != EEXIST) {
             fail_errno = errno;
-            fail = sk_spool_errno(errno);
+            fail = sk_err_from_errno(errno, SK_FILE_WRITE);
         }
         why = "id-taken";
     }
@@ -223,7 +223,7 @@ static sk_err recover_msg(sk_spool *s, const char *id, tally *t, sk_error *err)
         if (fd < 0 && errno != ENOENT) {
             int e = errno;
             sk_spool_envelope_free(env);
-            return sk_error_set(err, sk_spool_errno(e), SK_STEP_NONE,
+            return sk_error_set(err, sk_err_from_errno(e, SK_FILE_WRITE), SK_STEP_NONE,
                                 "cannot open %s/%s%s (kept): %s", s->msgdir, id, SK_SPOOL_BODY_EXT,
                                 strerror(e));
         }
@@ -277,7 +277,8 @@ sk_err sk_spool_recover(sk_spool *s, sk_error *err)
         if (e) return e;
     }
     if ((t.removed || t.promoted) && fsync(s->msgdir_fd))
-        return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "fsync %s failed", s->msgdir);
+        return sk_error_set(err, sk_err_from_errno(errno, SK_FILE_WRITE), SK_STEP_NONE,
+                            "fsync %s failed", s->msgdir);
     sk_log(&s->opts.log, SK_LOG_INFO, "- spool recovered messages=%zu removed=%zu", t.kept,
            t.removed);
     return SK_OK;

@@ -98,7 +98,7 @@ static int take_reused(sk_spool *s, const char *name, sk_err *err)
                 pthread_mutex_unlock(&s->mu);
                 return fd;
             }
-            *err = sk_spool_errno(errno);
+            *err = sk_err_from_errno(errno, SK_FILE_WRITE);
             unlinkat(s->msgdir_fd, name, 0);
             return -1;
         }
@@ -135,7 +135,7 @@ static int take_spare(sk_spool *s, const char *name, sk_err *err)
     int e = errno;
     close(fd);
     if (e == EEXIST || e == ENOSPC || e == EDQUOT) {
-        *err = e == EEXIST ? SK_ERR_IO : sk_spool_errno(e);
+        *err = e == EEXIST ? SK_ERR_IO : sk_err_from_errno(e, SK_FILE_WRITE);
         return -1;
     }
     /* No /proc (a chroot) or a file system that refuses: the message
@@ -162,7 +162,7 @@ int sk_spool_create_file(sk_spool *s, const char *name, int spare_ok, int *reuse
         if (fd >= 0 || *err) return fd;
     }
     fd = openat(s->msgdir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) *err = errno == EEXIST ? SK_ERR_IO : sk_spool_errno(errno);
+    if (fd < 0) *err = errno == EEXIST ? SK_ERR_IO : sk_err_from_errno(errno, SK_FILE_WRITE);
     return fd;
 }
 

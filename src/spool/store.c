@@ -15,8 +15,8 @@
 static sk_err make_dir(const char *path, sk_error *err)
 {
     if (mkdir(path, 0700) == 0 || errno == EEXIST) return SK_OK;
-    return sk_error_set(err, sk_spool_errno(errno), SK_STEP_NONE, "cannot create %s: %s", path,
-                        strerror(errno));
+    return sk_error_set(err, sk_err_from_errno(errno, SK_FILE_WRITE), SK_STEP_NONE,
+                        "cannot create %s: %s", path, strerror(errno));
 }
 
 /* Everything sk_spool_free may look at, before anything can fail. */
@@ -74,7 +74,7 @@ sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct 
         goto fail;
     s->msgdir_fd = open(s->msgdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->msgdir_fd < 0) {
-        sk_error_set(err, errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO, SK_STEP_NONE,
+        sk_error_set(err, sk_err_from_errno(errno, SK_FILE_READ), SK_STEP_NONE,
                      "cannot open spool %s: %s", s->msgdir, strerror(errno));
         goto fail;
     }
@@ -238,7 +238,7 @@ sk_err sk_spool_read_headers(sk_spool *s, const char *id, sk_buf *out, sk_error 
      * the envelope). */
     int fd = sk_spool_open_msg_file(s, id, SK_SPOOL_BODY_EXT);
     if (fd < 0)
-        return sk_error_set(err, errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO, SK_STEP_NONE,
+        return sk_error_set(err, sk_err_from_errno(errno, SK_FILE_READ), SK_STEP_NONE,
                             "no message %s in the queue", id);
     sk_spool_envelope *env;
     e = sk_spool_load(s, id, &env, err);

@@ -64,7 +64,7 @@ sk_err sk_suppress_normalize(const char *addr, sk_buf *out)
     sk_buf_reset(out);
     sk_err e = sk_buf_append(out, addr, (size_t)(at - addr) + 1);
     for (const char *p = at + 1; !e && p < addr + n; p++)
-        e = sk_buf_putc(out, (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p);
+        e = sk_buf_putc(out, (char)sk_to_lower(*p));
     return e;
 }
 
@@ -241,17 +241,11 @@ sk_err sk_suppress_list(sk_track *tr, int64_t now_s, sk_suppression **out, size_
         return sk_track_db_error(tr, err, "preparing");
     sqlite3_bind_int64(st, 1, now_or_clock(tr, now_s));
     sk_suppression *list = NULL;
-    size_t count = 0;
+    size_t count = 0, cap = 0;
     int rc, oom = 0;
     while (!oom && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count % 16 == 0) {
-            sk_suppression *p = sk_realloc(list, (count + 16) * sizeof *p);
-            if (!p) {
-                oom = 1;
-                break;
-            }
-            list = p;
-        }
+        oom = sk_array_grow(&list, &cap, count + 1, sizeof *list, SK_ARRAY_UNBOUNDED) != SK_OK;
+        if (oom) break;
         list[count] = (sk_suppression){0};
         oom = row_to_entry(st, &list[count]);
         count++;

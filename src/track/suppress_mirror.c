@@ -99,16 +99,9 @@ static sk_err load_changes(sk_suppress_mirror *m, mirror_batch *b, sk_error *err
     size_t cap = 0;
     int rc = SQLITE_DONE, oom = 0;
     while (!oom && (rc = sqlite3_step(m->changed)) == SQLITE_ROW) {
-        if (b->n == cap) {
-            size_t ncap = cap ? 2 * cap : 16;
-            sk_suppression *p = sk_realloc(b->changes, ncap * sizeof *p);
-            if (!p) {
-                oom = 1;
-                break;
-            }
-            b->changes = p;
-            cap = ncap;
-        }
+        oom = sk_array_grow(&b->changes, &cap, b->n + 1, sizeof *b->changes, SK_ARRAY_UNBOUNDED) !=
+              SK_OK;
+        if (oom) break;
         sk_suppression *s = &b->changes[b->n++];
         *s = (sk_suppression){0};
         s->address = sk_track_column_dup(m->changed, 0, &oom);

@@ -161,7 +161,7 @@ sk_track *sk_track_open(const char *path, int readonly, sk_error *err)
     }
     struct stat sb;
     if (readonly && stat(path, &sb) != 0) {
-        sk_error_set(err, errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO, SK_STEP_NONE,
+        sk_error_set(err, sk_err_from_errno(errno, SK_FILE_READ), SK_STEP_NONE,
                      "tracking store %s: %s", path, strerror(errno));
         return NULL;
     }
@@ -386,13 +386,9 @@ static sk_err enqueue(sk_track *tr, const sk_track_ev *ev, sk_error *err)
                                 "tracking store cannot be written (%s); event dropped", fe.text);
         }
     }
-    if (tr->npending == tr->cap) {
-        size_t cap = tr->cap ? tr->cap * 2 : 16;
-        sk_track_ev *p = sk_realloc(tr->pending, cap * sizeof *p);
-        if (!p) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "tracking: out of memory");
-        tr->pending = p;
-        tr->cap = cap;
-    }
+    if (sk_array_grow(&tr->pending, &tr->cap, tr->npending + 1, sizeof *tr->pending,
+                      SK_TRACK_PENDING_MAX_EVENTS))
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "tracking: out of memory");
     sk_track_ev *dst = &tr->pending[tr->npending];
     sk_err e = copy_event(dst, ev, err);
     if (e) return e;
@@ -448,8 +444,7 @@ static char *rcpt_domain(const char *rcpt, int *oom)
         *oom = 1;
         return NULL;
     }
-    for (char *p = d; *p; p++)
-        if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+    sk_ascii_lower(d, strlen(d));
     return d;
 }
 
@@ -783,15 +778,11 @@ static sk_err load_events(sk_track *tr, sk_track_result *r, sk_error *err)
     bind_text(st, 2, r->message_id);
     sqlite3_bind_int(st, 3, SK_TRACK_QUERY_EVENTS_MAX);
     int rc, oom = 0;
+    size_t cap = 0;
     while (!oom && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (r->nevents % 16 == 0) {
-            sk_track_ev *p = sk_realloc(r->events, (r->nevents + 16) * sizeof *p);
-            if (!p) {
-                oom = 1;
-                break;
-            }
-            r->events = p;
-        }
+        oom = sk_array_grow(&r->events, &cap, r->nevents + 1, sizeof *r->events,
+                            SK_TRACK_QUERY_EVENTS_MAX) != SK_OK;
+        if (oom) break;
         sk_track_ev *ev = &r->events[r->nevents++];
         int kind = sk_track_kind_parse((const char *)sqlite3_column_text(st, 1));
         *ev = (sk_track_ev){.time_ms = sqlite3_column_int64(st, 0),
@@ -922,16 +913,9 @@ static sk_err window_counts(sk_track *tr, sk_track_window *w, sk_error *err)
         }
         sk_track_domain_count *d = w->ndomains ? &w->domains[w->ndomains - 1] : NULL;
         if (!d || strcmp(d->domain, domain)) {
-            if (w->ndomains == cap) {
-                size_t ncap = cap ? cap * 2 : 16;
-                sk_track_domain_count *p = sk_realloc(w->domains, ncap * sizeof *p);
-                if (!p) {
-                    oom = 1;
-                    break;
-                }
-                w->domains = p;
-                cap = ncap;
-            }
+            oom = sk_array_grow(&w->domains, &cap, w->ndomains + 1, sizeof *w->domains,
+                                SK_ARRAY_UNBOUNDED) != SK_OK;
+            if (oom) break;
             d = &w->domains[w->ndomains];
             *d = (sk_track_domain_count){.domain = sk_strdup(domain)};
             if (!d->domain) {

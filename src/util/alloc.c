@@ -1,4 +1,5 @@
-/* Allocation through a replaceable allocator (tests fail allocations). */
+/* Allocation through a replaceable allocator (tests fail allocations), and
+ * the growth of arrays. */
 #include <smtpkit/util.h>
 
 #include <stdlib.h>
@@ -49,4 +50,27 @@ char *sk_strndup(const char *s, size_t n)
 char *sk_strdup(const char *s)
 {
     return s ? sk_strndup(s, strlen(s)) : NULL;
+}
+
+sk_err sk_array_grow(void *arrayp, size_t *cap, size_t need, size_t elem, size_t max)
+{
+    if (need <= *cap) return SK_OK;
+    if (!elem) return SK_ERR_INVAL;
+    if (need > max) return SK_ERR_TOO_LONG;
+    size_t most = SIZE_MAX / elem; /* elements whose octets fit in a size_t */
+    if (need > most) return SK_ERR_NOMEM;
+    if (max > most) max = most;
+    size_t ncap = *cap ? *cap : SK_ARRAY_FIRST_OCTETS / elem;
+    if (!ncap) ncap = 1;
+    while (ncap < need) ncap = ncap > max / 2 ? max : ncap * 2;
+    if (ncap > max) ncap = max;
+    /* The pointer is read and written as octets: arrayp may point to any
+     * object pointer type. */
+    void *old;
+    memcpy(&old, arrayp, sizeof old);
+    void *p = sk_realloc(old, ncap * elem);
+    if (!p) return SK_ERR_NOMEM;
+    memcpy(arrayp, &p, sizeof p);
+    *cap = ncap;
+    return SK_OK;
 }

@@ -1,8 +1,13 @@
 /* sk_buf: the one growable, bounded byte buffer. */
 #include <smtpkit/util.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+/* What one read(2) asks for when reading to the end of a file. */
+#define READ_CHUNK_OCTETS (64 * 1024)
 
 void sk_buf_init(sk_buf *b, size_t max)
 {
@@ -22,8 +27,14 @@ void sk_buf_free(sk_buf *b)
 
 void sk_buf_reset(sk_buf *b)
 {
-    b->len = 0;
-    if (b->data) b->data[0] = '\0';
+    sk_buf_truncate(b, 0);
+}
+
+void sk_buf_truncate(sk_buf *b, size_t len)
+{
+    if (len > b->len) return;
+    b->len = len;
+    if (b->data) b->data[len] = '\0';
 }
 
 sk_err sk_buf_reserve(sk_buf *b, size_t extra)
@@ -31,13 +42,8 @@ sk_err sk_buf_reserve(sk_buf *b, size_t extra)
     if (extra > b->max || b->len > b->max - extra) return SK_ERR_TOO_LONG;
     size_t need = b->len + extra + 1; /* room for the NUL */
     if (need <= b->cap) return SK_OK;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    if (cap > b->max + 1) cap = b->max + 1;
-    char *p = sk_realloc(b->data, cap);
-    if (!p) return SK_ERR_NOMEM;
-    b->data = p;
-    b->cap = cap;
+    sk_err e = sk_array_grow(&b->data, &b->cap, need, 1, b->max + 1);
+    if (e) return e;
     b->data[b->len] = '\0'; /* sk_buf_cstr is valid right after a reserve */
     return SK_OK;
 }
@@ -110,4 +116,50 @@ char *sk_buf_detach(sk_buf *b, size_t *len)
 const char *sk_buf_cstr(const sk_buf *b)
 {
     return b->data ? b->data : "";
+}
+
+sk_err sk_buf_read_fd(sk_buf *b, int fd, uint64_t octets)
+{
+    bool all = octets == SK_BUF_READ_ALL;
+    size_t start = b->len;
+    sk_err e = SK_OK;
+    for (uint64_t got = 0; !e && (all || got < octets);) {
+        /* A known length is made room for at once; the end of a file is
+         * read for in chunks, and a full buffer reads one octet more only
+         * to learn whether the file ends there. */
+        uint64_t want = all ? READ_CHUNK_OCTETS : octets - got;
+        size_t room = b->max - b->len;
+        if (want > room && !all) {
+            e = SK_ERR_TOO_LONG;
+            break;
+        }
+        if (want > room) want = room;
+        char probe;
+        char *dst = &probe;
+        if (want) {
+            if ((e = sk_buf_reserve(b, (size_t)want))) break;
+            dst = b->data + b->len;
+        } else {
+            want = 1;
+        }
+        ssize_t r = read(fd, dst, (size_t)want);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 || (r == 0 && !all)) {
+            e = SK_ERR_IO;
+        } else if (r == 0) {
+            break;
+        } else if (dst == &probe) {
+            e = SK_ERR_TOO_LONG;
+        } else {
+            b->len += (size_t)r;
+            b->data[b->len] = '\0';
+            got += (uint64_t)r;
+        }
+    }
+    if (e) {
+        int saved = errno;
+        sk_buf_truncate(b, start);
+        errno = saved;
+    }
+    return e;
 }

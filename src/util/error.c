@@ -1,6 +1,8 @@
-/* The library's error enum, step names and sk_error filling. */
+/* The library's error enum, step names, sk_error filling and the one errno
+ * mapping. */
 #include <smtpkit/util.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,4 +72,11 @@ sk_err sk_error_set(sk_error *e, sk_err err, sk_step step, const char *fmt, ...)
         va_end(ap);
     }
     return err;
+}
+
+sk_err sk_err_from_errno(int e, sk_file_op op)
+{
+    if (e == ENOSPC || e == EDQUOT) return SK_ERR_NOSPACE;
+    if (e == ENOENT && op == SK_FILE_READ) return SK_ERR_NOT_FOUND;
+    return SK_ERR_IO;
 }

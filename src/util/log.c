@@ -38,7 +38,6 @@ sk_err sk_log_level_parse(const char *name, sk_log_level *out)
 
 sk_err sk_log_escape(sk_buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         sk_err e;
@@ -46,7 +45,8 @@ sk_err sk_log_escape(sk_buf *b, const char *s, size_t n)
             char esc[2] = {'\\', (char)c};
             e = sk_buf_append(b, esc, 2);
         } else if (c < 0x20 || c >= 0x7f) {
-            char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            char esc[5] = {'\\', 'x'};
+            sk_hex_encode(esc + 2, &c, 1, false);
             e = sk_buf_append(b, esc, 4);
         } else {
             e = sk_buf_putc(b, (char)c);
@@ -54,14 +54,6 @@ sk_err sk_log_escape(sk_buf *b, const char *s, size_t n)
         if (e) return e;
     }
     return SK_OK;
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
 }
 
 /* Undo sk_log_escape on s[0..n) into out; returns the octets written (never
@@ -72,9 +64,9 @@ static size_t unescape(const char *s, size_t n, char *out)
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '\\' && i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\')) {
             out[o++] = s[++i];
-        } else if (s[i] == '\\' && i + 3 < n && s[i + 1] == 'x' && hex_value(s[i + 2]) >= 0 &&
-                   hex_value(s[i + 3]) >= 0) {
-            out[o++] = (char)(hex_value(s[i + 2]) * 16 + hex_value(s[i + 3]));
+        } else if (s[i] == '\\' && i + 3 < n && s[i + 1] == 'x' && sk_hex_value(s[i + 2]) >= 0 &&
+                   sk_hex_value(s[i + 3]) >= 0) {
+            out[o++] = (char)(sk_hex_value(s[i + 2]) * 16 + sk_hex_value(s[i + 3]));
             i += 3;
         } else {
             out[o++] = s[i];

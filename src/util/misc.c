@@ -47,6 +47,19 @@ int sk_strcaseprefix(const char *s, const char *prefix)
     return strncasecmp(s, prefix, strlen(prefix)) == 0;
 }
 
+void sk_ascii_lower(char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) s[i] = (char)sk_to_lower((unsigned char)s[i]);
+}
+
+bool sk_is_ldh_word(const char *s, size_t n)
+{
+    if (n == 0 || !sk_is_alnum(s[0]) || !sk_is_alnum(s[n - 1])) return false;
+    for (size_t i = 1; i < n; i++)
+        if (!sk_is_alnum(s[i]) && s[i] != '-') return false;
+    return true;
+}
+
 static sk_err parse_scaled(const char *s, uint64_t *out, const char *const *units,
                            const uint64_t *scales, size_t nunits)
 {

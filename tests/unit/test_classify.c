@@ -262,6 +262,37 @@ static void test_load_errors(void **state)
     free(path);
 }
 
+/* Up to SK_RULES_MAX rules load; one more is refused on its line. */
+static void test_rules_count(void **state)
+{
+    static const struct {
+        size_t n;
+        sk_err want;
+    } cases[] = {{1, SK_OK}, {SK_RULES_MAX, SK_OK}, {SK_RULES_MAX + 1, SK_ERR_TOO_LONG}};
+    static const char line[] = "class=other code=550\n";
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        size_t len = cases[i].n * (sizeof line - 1);
+        char *text = malloc(len + 1);
+        assert_non_null(text);
+        for (size_t k = 0; k < cases[i].n; k++)
+            memcpy(text + k * (sizeof line - 1), line, sizeof line);
+        sk_rules *rs;
+        sk_error err;
+        sk_err e = sk_rules_parse(text, len, "f.conf", &rs, &err);
+        free(text);
+        if (e != cases[i].want)
+            fail_msg("%zu rules: %s (%s)", cases[i].n, sk_strerror(e), err.text);
+        if (e) {
+            char want[64];
+            snprintf(want, sizeof want, "f.conf:%zu: too many rules", cases[i].n);
+            assert_string_equal(err.text, want);
+            assert_null(rs);
+        } else {
+            sk_rules_free(rs);
+        }
+    }
+}
+
 static void test_class_names(void **state)
 {
     for (int c = 0; c < SK_CLASS__COUNT; c++)
@@ -295,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_match),         cmocka_unit_test(test_actions),
         cmocka_unit_test(test_bad_rules),     cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_class_names),   cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_rules_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

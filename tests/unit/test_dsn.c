@@ -44,40 +44,8 @@ static void test_wanted(void **state)
             fail_msg("case %zu", i);
 }
 
-static void test_xtext_and_action(void **state)
+static void test_notify_and_action(void **state)
 {
-    static const struct {
-        const char *in, *out;
-        sk_err e;
-    } x[] = {
-        {"bob@example.net", "bob@example.net", SK_OK},
-        {"a+2Bb@c", "a+b@c", SK_OK},
-        {"x+3Dy+20z", "x=y z", SK_OK},
-        {"bad+2", NULL, SK_ERR_SYNTAX},
-        {"bad+ZZ", NULL, SK_ERR_SYNTAX},
-    };
-    for (size_t i = 0; i < SKT_N(x); i++) {
-        char out[64];
-        assert_int_equal(sk_xtext_decode(x[i].in, out, sizeof out), x[i].e);
-        if (x[i].out) assert_string_equal(out, x[i].out);
-    }
-    char small[4];
-    assert_int_equal(sk_xtext_decode("abcd", small, sizeof small), SK_ERR_TOO_LONG);
-    /* Encoding: what decodes back, with "+" "=" and non-printables as +HH. */
-    static const struct {
-        const char *in, *out;
-    } enc[] = {{"bob@example.net", "bob@example.net"},
-               {"a+b=c d\x01\xc3\xa9", "a+2Bb+3Dc+20d+01+C3+A9"},
-               {"", ""}};
-    for (size_t i = 0; i < SKT_N(enc); i++) {
-        sk_buf b = SK_BUF_INIT(256);
-        assert_int_equal(sk_xtext_encode(enc[i].in, &b), SK_OK);
-        assert_string_equal(sk_buf_cstr(&b), enc[i].out);
-        char back[64];
-        assert_int_equal(sk_xtext_decode(sk_buf_cstr(&b), back, sizeof back), SK_OK);
-        assert_string_equal(back, enc[i].in);
-        sk_buf_free(&b);
-    }
     static const struct {
         unsigned bits;
         const char *text;
@@ -755,7 +723,7 @@ static void test_utf8_recipients(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wanted),           cmocka_unit_test(test_xtext_and_action),
+        cmocka_unit_test(test_wanted),           cmocka_unit_test(test_notify_and_action),
         cmocka_unit_test(test_build_python),     cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_build_rejects),    cmocka_unit_test(test_parse),
         cmocka_unit_test(test_parse_arf_fields), cmocka_unit_test(test_alloc_failures),

@@ -467,14 +467,58 @@ static void test_orcpt_values(void **state)
     }
 }
 
-static void test_xtext_and_helo(void **state)
+/* RFC 3461 4 xtext. A row with plain is a round trip: plain encodes to
+ * xtext, which is valid and decodes back; a row without is text that is
+ * not valid xtext, which decodes to want (lenient: lower-case digits) or
+ * fails with err. */
+static void test_xtext(void **state)
 {
     static const struct {
-        const char *s;
-        int ok;
-    } xt[] = {{"abc", 1}, {"a+2Bb", 1}, {"a+2b", 0}, {"a+2", 0}, {"a=b", 0}, {"a b", 0}, {"", 1}};
-    for (size_t i = 0; i < SKT_N(xt); i++)
-        assert_int_equal(sk_xtext_valid(xt[i].s, strlen(xt[i].s)), xt[i].ok);
+        const char *plain, *xtext, *want;
+        sk_err err;
+    } cases[] = {
+        {"bob@example.net", "bob@example.net", NULL, SK_OK},
+        {"", "", NULL, SK_OK},
+        {"a+b@c", "a+2Bb@c", NULL, SK_OK},
+        {"x=y z", "x+3Dy+20z", NULL, SK_OK},
+        {"a+b=c d\x01\xc3\xa9", "a+2Bb+3Dc+20d+01+C3+A9", NULL, SK_OK},
+        {"~!\x7f\t", "~!+7F+09", NULL, SK_OK},
+        {NULL, "a+2bc", "a+c", SK_OK}, /* lower-case digits: not xtext, decoded all the same */
+        {NULL, "a+2", NULL, SK_ERR_SYNTAX},
+        {NULL, "a+", NULL, SK_ERR_SYNTAX},
+        {NULL, "bad+ZZ", NULL, SK_ERR_SYNTAX},
+        {NULL, "a+G0", NULL, SK_ERR_SYNTAX},
+        {NULL, "a=b", "a=b", SK_OK}, /* "=" and SP are not xchars; the decoder keeps them */
+        {NULL, "a b", "a b", SK_OK},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        const char *x = cases[i].xtext;
+        if (sk_xtext_valid(x, strlen(x)) != (cases[i].plain != NULL))
+            fail_msg("valid, case %zu", i);
+        char out[64];
+        sk_err e = sk_xtext_decode(x, out, sizeof out);
+        if (e != cases[i].err) fail_msg("decode, case %zu: %s", i, sk_strerror(e));
+        const char *want = cases[i].plain ? cases[i].plain : cases[i].want;
+        if (want) assert_string_equal(out, want);
+        if (!cases[i].plain) continue;
+        sk_buf b = SK_BUF_INIT(64);
+        assert_int_equal(sk_xtext_encode(cases[i].plain, &b), SK_OK);
+        assert_string_equal(sk_buf_cstr(&b), x);
+        sk_buf_free(&b);
+    }
+    /* Bounds: the NUL needs room; an encoding past the buffer's maximum. */
+    char small[4];
+    assert_int_equal(sk_xtext_decode("abc", small, sizeof small), SK_OK);
+    assert_int_equal(sk_xtext_decode("abcd", small, sizeof small), SK_ERR_TOO_LONG);
+    assert_int_equal(sk_xtext_decode("ab+2B", small, 3), SK_ERR_TOO_LONG);
+    assert_int_equal(sk_xtext_decode("", small, 0), SK_ERR_TOO_LONG);
+    sk_buf b = SK_BUF_INIT(5);
+    assert_int_equal(sk_xtext_encode("abc+", &b), SK_ERR_TOO_LONG);
+    sk_buf_free(&b);
+}
+
+static void test_helo(void **state)
+{
     static const struct {
         const char *s;
         int ok;
@@ -599,8 +643,9 @@ int main(void)
         cmocka_unit_test(test_cmd_parse),      cmocka_unit_test(test_path_parse),
         cmocka_unit_test(test_label_too_long), cmocka_unit_test(test_parse_mail),
         cmocka_unit_test(test_mail_values),    cmocka_unit_test(test_parse_rcpt),
-        cmocka_unit_test(test_xtext_and_helo), cmocka_unit_test(test_utf8_addr),
-        cmocka_unit_test(test_orcpt_values),   cmocka_unit_test(test_data_decoder),
+        cmocka_unit_test(test_xtext),          cmocka_unit_test(test_helo),
+        cmocka_unit_test(test_utf8_addr),      cmocka_unit_test(test_orcpt_values),
+        cmocka_unit_test(test_data_decoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

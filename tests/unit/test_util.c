@@ -8,9 +8,13 @@
 #include "sktest.h"
 
 #include <smtpkit/smtpkit.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void test_buf_bounded(void **state)
 {
@@ -32,6 +36,93 @@ static void test_buf_bounded(void **state)
     assert_int_equal(sk_buf_reserve(&b, 4), SK_OK);
     assert_string_equal(sk_buf_cstr(&b), "");
     sk_buf_free(&b);
+}
+
+/* Taking back what was appended: to a shorter length, to the same one, to
+ * nothing, a length past the end, and an empty buffer never allocated. */
+static void test_buf_truncate(void **state)
+{
+    static const struct {
+        const char *in;
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {"hello", 2, "he"},    {"hello", 5, "hello"}, {"hello", 0, ""},
+        {"hello", 9, "hello"}, {"", 0, ""},           {NULL, 0, ""},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        sk_buf b = SK_BUF_INIT(16);
+        if (cases[i].in) assert_int_equal(sk_buf_puts(&b, cases[i].in), SK_OK);
+        sk_buf_truncate(&b, cases[i].len);
+        assert_string_equal(sk_buf_cstr(&b), cases[i].want);
+        assert_int_equal(b.len, strlen(cases[i].want));
+        /* What comes next is appended at the cut. */
+        assert_int_equal(sk_buf_putc(&b, '!'), SK_OK);
+        assert_int_equal(b.len, strlen(cases[i].want) + 1);
+        assert_int_equal(b.data[b.len - 1], '!');
+        sk_buf_free(&b);
+    }
+}
+
+/* Reading a file into a buffer: to its end or an exact length, appended
+ * to what is there, within the maximum or not (the buffer is then as it
+ * was), and a file shorter than asked for. */
+static void test_buf_read_fd(void **state)
+{
+    static const struct {
+        const char *file, *before;
+        uint64_t octets;
+        size_t max;
+        sk_err want;
+        const char *after;
+    } cases[] = {
+        {"hello", "", SK_BUF_READ_ALL, 16, SK_OK, "hello"},
+        {"hello", ">", SK_BUF_READ_ALL, 16, SK_OK, ">hello"},
+        {"", "", SK_BUF_READ_ALL, 16, SK_OK, ""},
+        {"hello", "", SK_BUF_READ_ALL, 5, SK_OK, "hello"}, /* exactly full */
+        {"hello", "", SK_BUF_READ_ALL, 4, SK_ERR_TOO_LONG, ""},
+        {"hello", ">", SK_BUF_READ_ALL, 5, SK_ERR_TOO_LONG, ">"},
+        {"hello", "", 3, 16, SK_OK, "hel"},
+        {"hello", ">", 5, 6, SK_OK, ">hello"},
+        {"hello", "", 0, 16, SK_OK, ""},
+        {"hello", "", 6, 16, SK_ERR_IO, ""}, /* shorter than said */
+        {"hello", ">", 5, 5, SK_ERR_TOO_LONG, ">"},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        char *path = skt_tmpfile("readfd", cases[i].file, strlen(cases[i].file));
+        int fd = open(path, O_RDONLY);
+        assert_true(fd >= 0);
+        sk_buf b = SK_BUF_INIT(cases[i].max);
+        assert_int_equal(sk_buf_puts(&b, cases[i].before), SK_OK);
+        sk_err e = sk_buf_read_fd(&b, fd, cases[i].octets);
+        if (e != cases[i].want) fail_msg("case %zu: %s", i, sk_strerror(e));
+        assert_string_equal(sk_buf_cstr(&b), cases[i].after);
+        assert_int_equal(b.len, strlen(cases[i].after));
+        sk_buf_free(&b);
+        close(fd);
+        unlink(path);
+        free(path);
+    }
+    /* A file larger than one read asks for, to its end. */
+    size_t big = 200 * 1024 + 7;
+    char *data = malloc(big);
+    assert_non_null(data);
+    for (size_t i = 0; i < big; i++) data[i] = (char)('a' + i % 26);
+    char *path = skt_tmpfile("readfd", data, big);
+    int fd = open(path, O_RDONLY);
+    sk_buf b = SK_BUF_INIT(big);
+    assert_int_equal(sk_buf_read_fd(&b, fd, SK_BUF_READ_ALL), SK_OK);
+    assert_int_equal(b.len, big);
+    assert_memory_equal(b.data, data, big);
+    close(fd);
+    /* A read error: a descriptor that is not open. */
+    assert_int_equal(sk_buf_read_fd(&b, fd, SK_BUF_READ_ALL), SK_ERR_IO);
+    assert_int_equal(errno, EBADF);
+    assert_int_equal(b.len, big);
+    sk_buf_free(&b);
+    unlink(path);
+    free(path);
+    free(data);
 }
 
 /* RFC 4648 section 10 test vectors. */
@@ -188,12 +279,214 @@ static void test_errors_named(void **state)
     assert_string_equal(err.text, "after 3 s");
 }
 
+/* The locale-free classes agree with <ctype.h> in the C locale for
+ * ASCII, and take no octet over 0x7f; a table of the edges besides. */
+static void test_ascii_classes(void **state)
+{
+    for (int c = -128; c < 256; c++) {
+        bool ascii = c >= 0 && c < 0x80;
+        if (sk_is_alpha(c) != (ascii && isalpha(c) != 0)) fail_msg("alpha 0x%x", (unsigned)c);
+        if (sk_is_digit(c) != (ascii && isdigit(c) != 0)) fail_msg("digit 0x%x", (unsigned)c);
+        if (sk_is_alnum(c) != (ascii && isalnum(c) != 0)) fail_msg("alnum 0x%x", (unsigned)c);
+        if (sk_to_lower(c) != (ascii ? tolower(c) : c)) fail_msg("lower 0x%x", (unsigned)c);
+    }
+    static const struct {
+        int c;
+        bool wsp, atext;
+    } cases[] = {
+        {' ', true, false},  {'\t', true, false}, {'\r', false, false}, {'\n', false, false},
+        {'a', false, true},  {'Z', false, true},  {'7', false, true},   {'!', false, true},
+        {'~', false, true},  {'{', false, true},  {'.', false, false},  {'@', false, false},
+        {'"', false, false}, {'(', false, false}, {0, false, false},    {0xe9, false, false},
+        {-23, false, false},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        if (sk_is_wsp(cases[i].c) != cases[i].wsp) fail_msg("wsp, case %zu", i);
+        if (sk_is_atext(cases[i].c) != cases[i].atext) fail_msg("atext, case %zu", i);
+    }
+}
+
+static void test_ascii_words(void **state)
+{
+    static const struct {
+        const char *in, *lower;
+        bool ldh;
+    } cases[] = {
+        {"pass", "pass", true},
+        {"Smtp.MailFrom", "smtp.mailfrom", false},
+        {"MX-1", "mx-1", true},
+        {"a", "a", true},
+        {"9", "9", true},
+        {"-a", "-a", false},
+        {"a-", "a-", false},
+        {"a--b", "a--b", true},
+        {"a_b", "a_b", false},
+        {"", "", false},
+        {"J\xc3\x96RG", "j\xc3\x96rg", false},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        size_t n = strlen(cases[i].in);
+        if (sk_is_ldh_word(cases[i].in, n) != cases[i].ldh) fail_msg("ldh, case %zu", i);
+        char buf[32];
+        memcpy(buf, cases[i].in, n + 1);
+        sk_ascii_lower(buf, n);
+        assert_string_equal(buf, cases[i].lower);
+    }
+    char part[] = "ABCDEF";
+    sk_ascii_lower(part, 3); /* only the first n */
+    assert_string_equal(part, "abcDEF");
+}
+
+/* The one errno mapping, both ways a file operation can go. */
+static void test_err_from_errno(void **state)
+{
+    static const struct {
+        int e;
+        sk_file_op op;
+        sk_err want;
+    } cases[] = {
+        {ENOSPC, SK_FILE_WRITE, SK_ERR_NOSPACE},  {EDQUOT, SK_FILE_WRITE, SK_ERR_NOSPACE},
+        {ENOSPC, SK_FILE_READ, SK_ERR_NOSPACE},   {EDQUOT, SK_FILE_READ, SK_ERR_NOSPACE},
+        {ENOENT, SK_FILE_READ, SK_ERR_NOT_FOUND}, {ENOENT, SK_FILE_WRITE, SK_ERR_IO},
+        {EIO, SK_FILE_READ, SK_ERR_IO},           {EIO, SK_FILE_WRITE, SK_ERR_IO},
+        {EACCES, SK_FILE_READ, SK_ERR_IO},        {EEXIST, SK_FILE_WRITE, SK_ERR_IO},
+        {ENOMEM, SK_FILE_WRITE, SK_ERR_IO},       {0, SK_FILE_READ, SK_ERR_IO},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++)
+        if (sk_err_from_errno(cases[i].e, cases[i].op) != cases[i].want)
+            fail_msg("case %zu (%s): got %s", i, strerror(cases[i].e),
+                     sk_strerror(sk_err_from_errno(cases[i].e, cases[i].op)));
+}
+
+/* An allocator for sk_array_grow's cases: it records the octets asked
+ * for and refuses anything over a MiB, so that sizes near SIZE_MAX are
+ * never asked of libc (nor of a sanitizer's allocator). */
+static size_t grow_asked;
+static void *grow_realloc(void *p, size_t n)
+{
+    grow_asked = n;
+    return n > (1u << 20) ? NULL : realloc(p, n);
+}
+
+#define U SK_ARRAY_UNBOUNDED
+/* Growth from nothing (about 64 octets, at least one element), doubling,
+ * room already there, the maximum, and sizes whose octets would overflow
+ * (refused before any allocation, or clamped so the octets still fit). */
+static void test_array_grow(void **state)
+{
+    static const struct {
+        size_t cap, need, elem, max;
+        sk_err want;
+        size_t want_cap, want_asked; /* want_asked 0: no allocation */
+    } cases[] = {
+        {0, 1, 1, U, SK_OK, 64, 64},
+        {0, 1, 8, U, SK_OK, 8, 64},
+        {0, 1, 24, U, SK_OK, 2, 48},
+        {0, 1, 100, U, SK_OK, 1, 100},
+        {0, 100, 8, U, SK_OK, 128, 1024},
+        {8, 9, 8, U, SK_OK, 16, 128},
+        {3, 100, 4, U, SK_OK, 192, 768},
+        {8, 8, 8, U, SK_OK, 8, 0},
+        {8, 0, 8, U, SK_OK, 8, 0},
+        {0, 5, 8, 5, SK_OK, 5, 40},
+        {4, 5, 8, 6, SK_OK, 6, 48},
+        {0, 1, 1, 1, SK_OK, 1, 1},
+        {6, 7, 8, 6, SK_ERR_TOO_LONG, 6, 0},
+        {0, 1, 8, 0, SK_ERR_TOO_LONG, 0, 0},
+        {0, 1, 0, U, SK_ERR_INVAL, 0, 0},
+        /* need * elem past SIZE_MAX: refused without asking. */
+        {0, SIZE_MAX / 8 + 1, 8, U, SK_ERR_NOMEM, 0, 0},
+        {0, 3, SIZE_MAX / 2, U, SK_ERR_NOMEM, 0, 0},
+        {0, SIZE_MAX, 2, U, SK_ERR_NOMEM, 0, 0},
+        /* Doubling would pass what fits: the room stops at the most
+         * elements whose octets fit (the allocator says no here). */
+        {SIZE_MAX / 2 + 1, SIZE_MAX / 2 + 2, 1, U, SK_ERR_NOMEM, SIZE_MAX / 2 + 1, SIZE_MAX},
+        {SIZE_MAX / 16 + 1, SIZE_MAX / 16 + 2, 8, U, SK_ERR_NOMEM, SIZE_MAX / 16 + 1,
+         SIZE_MAX / 8 * 8},
+        /* ... or at max, whichever is less. */
+        {SIZE_MAX / 4, SIZE_MAX / 4 + 1, 1, SIZE_MAX / 3, SK_ERR_NOMEM, SIZE_MAX / 4, SIZE_MAX / 3},
+    };
+    sk_set_allocator(&(sk_allocator){malloc, grow_realloc, free});
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        size_t cap = cases[i].cap;
+        /* A real array when its octets are small; else only the count. */
+        char *v = cap && cap * cases[i].elem <= 4096 ? calloc(cap, cases[i].elem) : NULL;
+        char *before = v;
+        grow_asked = 0;
+        sk_err e = sk_array_grow(&v, &cap, cases[i].need, cases[i].elem, cases[i].max);
+        if (e != cases[i].want || cap != cases[i].want_cap || grow_asked != cases[i].want_asked)
+            fail_msg("case %zu: %s, cap %zu, asked %zu", i, sk_strerror(e), cap, grow_asked);
+        if (e) assert_ptr_equal(v, before);
+        if (!e && cases[i].need) memset(v, 0xa5, cases[i].need * cases[i].elem); /* it is there */
+        free(v);
+    }
+    sk_set_allocator(NULL);
+    /* Appending one at a time keeps what was there. */
+    uint32_t *a = NULL;
+    size_t cap = 0;
+    for (uint32_t i = 0; i < 1000; i++) {
+        assert_int_equal(sk_array_grow(&a, &cap, i + 1, sizeof *a, 1000), SK_OK);
+        assert_true(cap >= i + 1 && cap <= 1000);
+        a[i] = i * 7;
+    }
+    assert_int_equal(cap, 1000);
+    for (uint32_t i = 0; i < 1000; i++) assert_int_equal(a[i], i * 7);
+    assert_int_equal(sk_array_grow(&a, &cap, 1001, sizeof *a, 1000), SK_ERR_TOO_LONG);
+    sk_free(a);
+}
+#undef U
+
 static void test_log_escape(void **state)
 {
     sk_buf b = SK_BUF_INIT(64);
     assert_int_equal(sk_log_escape(&b, "a\r\n\"\\\xc3", 6), SK_OK);
     assert_string_equal(sk_buf_cstr(&b), "a\\x0d\\x0a\\\"\\\\\\xc3");
     sk_buf_free(&b);
+}
+
+/* Every octet value a hex digit can stand for, in both cases, and the
+ * characters next to the digit ranges. */
+static void test_hex_value(void **state)
+{
+    static const struct {
+        int c, want;
+    } cases[] = {
+        {'0', 0},  {'9', 9},  {'A', 10}, {'F', 15}, {'a', 10},  {'f', 15},
+        {'c', 12}, {'/', -1}, {':', -1}, {'@', -1}, {'G', -1},  {'`', -1},
+        {'g', -1}, {' ', -1}, {0, -1},   {-1, -1},  {0xc3, -1},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++)
+        if (sk_hex_value(cases[i].c) != cases[i].want)
+            fail_msg("case %zu (0x%x): got %d, want %d", i, (unsigned)cases[i].c,
+                     sk_hex_value(cases[i].c), cases[i].want);
+}
+
+static void test_hex_encode(void **state)
+{
+    static const struct {
+        const char *in;
+        size_t n;
+        bool upper;
+        const char *want;
+    } cases[] = {
+        {"", 0, false, ""},
+        {"\x00", 1, true, "00"},
+        {"\xff", 1, false, "ff"},
+        {"\xff", 1, true, "FF"},
+        {"\x01\x23\x45\x67\x89\xab\xcd\xef", 8, false, "0123456789abcdef"},
+        {"\x01\x23\x45\x67\x89\xab\xcd\xef", 8, true, "0123456789ABCDEF"},
+        {"a+b", 3, true, "612B62"},
+    };
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        char out[2 * 8 + 2];
+        memset(out, 'x', sizeof out);
+        sk_hex_encode(out, cases[i].in, cases[i].n, cases[i].upper);
+        assert_string_equal(out, cases[i].want);
+        assert_int_equal(out[2 * cases[i].n + 1], 'x'); /* nothing past the NUL */
+        for (size_t k = 0; k < cases[i].n; k++)
+            assert_int_equal(sk_hex_value(out[2 * k]) * 16 + sk_hex_value(out[2 * k + 1]),
+                             (unsigned char)cases[i].in[k]);
+    }
 }
 
 /* "Did you mean": edits up to a third of the word, swaps of neighbours
@@ -325,12 +618,16 @@ static void test_log_record_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_bounded),    cmocka_unit_test(test_base64_vectors),
+        cmocka_unit_test(test_buf_bounded),    cmocka_unit_test(test_buf_truncate),
+        cmocka_unit_test(test_buf_read_fd),    cmocka_unit_test(test_base64_vectors),
         cmocka_unit_test(test_base64_rejects), cmocka_unit_test(test_parse_units),
         cmocka_unit_test(test_enhanced_valid), cmocka_unit_test(test_reply_class),
         cmocka_unit_test(test_reply_line),     cmocka_unit_test(test_errors_named),
         cmocka_unit_test(test_log_escape),     cmocka_unit_test(test_nearest),
         cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_log_record_parse),
+        cmocka_unit_test(test_hex_value),      cmocka_unit_test(test_hex_encode),
+        cmocka_unit_test(test_err_from_errno), cmocka_unit_test(test_array_grow),
+        cmocka_unit_test(test_ascii_classes),  cmocka_unit_test(test_ascii_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,10 +4,12 @@
 #include <smtpkit/daemon.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -174,24 +176,14 @@ int cli_exit_code(const sk_error *e)
 
 char *cli_read_file(const char *path, size_t *len)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f) return NULL;
+    int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
     sk_buf b = SK_BUF_INIT((size_t)1 << 31);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (sk_buf_append(&b, chunk, n)) {
-            sk_buf_free(&b);
-            if (f != stdin) fclose(f);
-            errno = EFBIG;
-            return NULL;
-        }
-    }
-    int failed = ferror(f);
-    if (f != stdin) fclose(f);
-    if (failed) {
+    sk_err e = sk_buf_read_fd(&b, fd, SK_BUF_READ_ALL);
+    if (fd != STDIN_FILENO) close(fd);
+    if (e) {
         sk_buf_free(&b);
-        errno = EIO;
+        errno = e == SK_ERR_IO ? EIO : EFBIG;
         return NULL;
     }
     return sk_buf_detach(&b, len);

@@ -8,6 +8,7 @@ restarted daemon writes them all back byte for byte from the journal, and
 that they are then delivered once each."""
 
 import os
+import re
 import signal
 import smtplib
 import sys
@@ -53,8 +54,25 @@ try:
             t.join(timeout=60)
         expect(not errors, "every message accepted: %r" % errors, srv)
         expect(os.path.getsize(os.path.join(data, "spool", "journal")) > 0, "a journal", srv)
-        # Files are written just after each 250, by another thread.
-        sktest.wait_for(lambda: len(files()) == N, timeout=10)
+        # Files are written just after each 250, by another thread, under
+        # their final names: wait until each ends with its trailer (the
+        # last thing written, docs/queue.md "Message file"), so that the
+        # copies taken below are whole.
+        trailer = re.compile(rb"smtpkit-envelope-at \d{15}\n\Z")
+
+        def complete():
+            names = files()
+            if len(names) != N:
+                return False
+            for n in names:
+                with open(os.path.join(msgdir, n), "rb") as f:
+                    f.seek(0, os.SEEK_END)
+                    f.seek(max(0, f.tell() - 64))
+                    if not trailer.search(f.read()):
+                        return False
+            return True
+
+        sktest.wait_for(complete, timeout=10)
         names = files()
         expect(len(names) == N, "one file per accepted message: %r" % names, srv)
         before = {}

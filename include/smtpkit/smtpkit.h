@@ -24,5 +24,6 @@
 #include "suppress.h"
 #include "dmarc.h"
 #include "authres.h"
+#include "mtasts.h"
 
 #endif

@@ -35,6 +35,8 @@ COMMANDS = {
              "--dns-server"),
     "spf": (["--ip", "192.0.2.1", "--mail-from", "a@example.org"], "--trcae", "--trace",
             "--dns-server"),
+    "check": (["example.org", "--dns-server", "127.0.0.1:1"], "--selecotr", "--selector",
+              "--selector"),
 }
 
 tmp = sktest.TempDir("sk-cli-consistency-")

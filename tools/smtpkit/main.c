@@ -25,6 +25,7 @@ static const struct {
     {"dmarc", cmd_dmarc, "evaluate DMARC for a From domain and SPF/DKIM results"},
     {"dkim", cmd_dkim, "make a DKIM key and its DNS record; sign or verify a message"},
     {"spf", cmd_spf, "evaluate SPF for a client address and a MAIL FROM or HELO"},
+    {"check", cmd_check, "check a domain's MX, SPF, DKIM, DMARC, MTA-STS set-up, or a message"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

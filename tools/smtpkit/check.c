@@ -183,6 +183,14 @@ static json_t *jstr(const char *s)
     return j;
 }
 
+/* A JSON string of our own text (line ends and tabs kept), or escaped as
+ * jstr when it holds octets that are not UTF-8. */
+static json_t *jtext(const char *s)
+{
+    json_t *j = json_stringn(s, strlen(s));
+    return j ? j : jstr(s);
+}
+
 /* ---- items ---- */
 
 static item *add(run *r, const char *check, verdict v, const char *fmt, ...) SK_PRINTF(4, 5);
@@ -1796,8 +1804,8 @@ static int run_message(message_run *m, sk_buf *header)
             it = add(r, "dmarc", V_OK, "pass: From %s; %s", from, dr.reason);
             break;
         case SK_DMARC_FAIL:
-            it = add(r, "dmarc", V_FAIL, "fail: From %s; %s; %s=%s, so the receiver is asked to %s",
-                     from, dr.reason, dr.policy_tag, sk_dmarc_policy_name(dr.policy),
+            it = add(r, "dmarc", V_FAIL, "fail: From %s; %s: the receiver is asked to %s", from,
+                     dr.reason,
                      dr.disposition == SK_DMARC_POLICY_REJECT       ? "refuse it"
                      : dr.disposition == SK_DMARC_POLICY_QUARANTINE ? "treat it as spam"
                                                                     : "deliver it");
@@ -2272,7 +2280,7 @@ int cmd_check(int argc, char **argv)
             json_object_set_new(root, "warnings", json_integer((json_int_t)warnings));
             json_object_set_new(root, "checks", items_json(&r));
             json_object_set_new(root, "authentication_results",
-                                header.len ? jstr(header.data) : json_null());
+                                header.len ? jtext(header.data) : json_null());
             emit_json(root);
         } else {
             print_items(&r);

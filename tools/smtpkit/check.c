@@ -1308,8 +1308,9 @@ static void check_mtasts(domain_run *d)
             it = add(r, "mta-sts", enforce ? V_FAIL : V_WARN,
                      "MX host%s %s match%s no mx pattern of the policy: senders %s",
                      unmatched == 1 ? "" : "s", sk_buf_cstr(&list), unmatched == 1 ? "es" : "",
-                     enforce ? "that enforce MTA-STS will not deliver there"
-                             : "will report failures for them");
+                     enforce          ? "that enforce MTA-STS will not deliver there"
+                     : unmatched == 1 ? "will report failures for it"
+                                      : "will report failures for them");
             fix(it,
                 "add mx: lines for them (or a *.domain pattern) to the policy and change the "
                 "id= of %s; or fix the MX records if they are wrong",

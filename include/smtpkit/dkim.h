@@ -77,6 +77,29 @@ void sk_dkim_key_free(sk_dkim_key *k);
  * quoted strings separated by spaces: "\"v=DKIM1; ...\" \"...\"". */
 SK_NODISCARD sk_err sk_dkim_txt_strings(const char *value, sk_buf *out);
 
+/* ---- published key records ---- */
+
+/* What a key record (the TXT record at SELECTOR._domainkey.DOMAIN) holds,
+ * as the verifier reads it (RFC 6376 3.6.1, RFC 8463 4): for checking
+ * what a domain publishes (`smtpkit check --selector`). */
+typedef struct sk_dkim_key_info {
+    sk_dkim_key_type type; /* k= (rsa when absent) */
+    unsigned bits;         /* the RSA modulus, 256 for Ed25519; 0 when revoked */
+    int revoked;           /* p= is empty: signatures with this key fail */
+    int testing;           /* t=y: the domain is testing DKIM */
+    int strict;            /* t=s: i= must be exactly d= */
+    int sha256_ok;         /* h= absent or listing sha256 (what rsa-sha256 needs) */
+} sk_dkim_key_info;
+
+/* Read one key record with the verifier's own parser, strictly. SK_OK with
+ * *out filled (a record can parse and still be unusable: see revoked,
+ * sha256_ok, and RSA bits under SK_DKIM_RSA_BITS_MIN or over
+ * SK_DKIM_RSA_BITS_MAX, which verification refuses); SK_ERR_SYNTAX with
+ * why (may be NULL) when a verifier would find a key syntax error;
+ * SK_ERR_NOMEM. */
+SK_NODISCARD sk_err sk_dkim_key_record_inspect(const char *txt, size_t len, sk_dkim_key_info *out,
+                                               char *why, size_t why_size);
+
 /* ---- signing ---- */
 
 /* One signature to make. domain, selector and key are required; the rest

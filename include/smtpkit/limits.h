@@ -329,6 +329,26 @@
 /* RFC 7489 6.3 ri= default: one report a day. */
 #define SK_DMARC_RI_DEFAULT_S 86400
 
+/* MTA-STS (RFC 8461, src/mtasts). 3.3: "a suggested timeout is one minute,
+ * and a suggested maximum policy size is 64 kilobytes"; a policy fetch
+ * past either fails. 3.2: max_age is at most 31557600 seconds (a year);
+ * 3.1: an id is 1 to 32 letters and digits. The mx patterns one policy may
+ * hold: far above any real domain's (a few), a bound on what a hostile
+ * 64 KiB file makes us keep. The connection itself is bounded too, so
+ * that an address that drops packets does not take the whole minute. */
+#define SK_MTASTS_FETCH_TIMEOUT_MS_DEFAULT (60 * 1000)
+#define SK_MTASTS_CONNECT_TIMEOUT_MS       (10 * 1000)
+#define SK_MTASTS_POLICY_MAX_OCTETS        (64u * 1024)
+#define SK_MTASTS_MAX_AGE_MAX_S            31557600u
+#define SK_MTASTS_ID_MAX_OCTETS            32
+#define SK_MTASTS_MX_MAX                   256
+/* A policy fetch's one-line explanation: the URL (a 253-octet host name
+ * and the well-known path) and libcurl's message fit. */
+#define SK_MTASTS_ERROR_OCTETS 768
+/* TLS-RPT (RFC 8460 3): report URIs kept from one rua= (the RFC sets no
+ * bound; a record names one or two). Further URIs are an error. */
+#define SK_TLSRPT_URIS_MAX 16
+
 /* Authentication-Results (RFC 8601, src/authres). Lines of the header we
  * write are folded before this many octets where white space allows
  * (RFC 5322 2.1.1 SHOULD); a header that cannot stay under 998 octets a

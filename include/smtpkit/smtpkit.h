@@ -26,5 +26,6 @@
 #include "dmarc.h"
 #include "authres.h"
 #include "arc.h"
+#include "mtasts.h"
 
 #endif

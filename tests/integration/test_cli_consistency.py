@@ -37,6 +37,8 @@ COMMANDS = {
             "--dns-server"),
     "arc": (["verify", "--dns-server", "127.0.0.1:1"], "--remote-pi", "--remote-ip",
             "--dns-server"),
+    "check": (["example.org", "--dns-server", "127.0.0.1:1"], "--selecotr", "--selector",
+              "--selector"),
 }
 
 tmp = sktest.TempDir("sk-cli-consistency-")

@@ -26,6 +26,7 @@ static const struct {
     {"dkim", cmd_dkim, "make a DKIM key and its DNS record; sign or verify a message"},
     {"spf", cmd_spf, "evaluate SPF for a client address and a MAIL FROM or HELO"},
     {"arc", cmd_arc, "verify a message's ARC chain, or seal a message being forwarded"},
+    {"check", cmd_check, "check a domain's MX, SPF, DKIM, DMARC, MTA-STS set-up, or a message"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -432,6 +432,7 @@ static void test_state_changes(void **state)
     }
     stop(&h);
     skt_rmtree(h.dir);
+    free(h.dir);
 }
 
 static void test_in_flight_limit(void **state)

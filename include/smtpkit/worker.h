@@ -42,6 +42,7 @@ typedef struct sk_job {
     sk_job_done_fn done;
     void *ctx;
     int cancelled;
+    int woken; /* sk_workers_wake since its last pause */
 } sk_job;
 
 void sk_job_init(sk_job *job, sk_job_run_fn run, sk_job_done_fn done, void *ctx);
@@ -80,9 +81,14 @@ size_t sk_workers_drain(sk_workers *w);
  * event_new(base, sk_workers_fd(w), EV_READ | EV_PERSIST, sk_workers_drain_cb, w). */
 void sk_workers_drain_cb(int fd, short what, void *arg);
 
-/* In a job: sleep for at most ms; returns true, at once or as soon as it
- * happens, when the group is asked to stop. */
-bool sk_workers_pause(sk_workers *w, uint64_t ms);
+/* In a job: sleep for at most ms, or until self (the job that runs, or
+ * NULL) is woken by sk_workers_wake; a wake since self's last pause ends
+ * this one at once. Returns true, at once or as soon as it happens, when
+ * the group is asked to stop: the one wait a job that runs for a while
+ * (retries, a service that gathers work) needs. */
+bool sk_workers_pause(sk_workers *w, sk_job *self, uint64_t ms);
+/* From any thread: end job's pause, or its next one. */
+void sk_workers_wake(sk_workers *w, sk_job *job);
 /* Whether the group has been asked to stop. */
 bool sk_workers_stopping(sk_workers *w);
 

@@ -592,7 +592,7 @@ static void write_batches(void *arg)
         snprintf(tr->werr_text, sizeof tr->werr_text, "%s", err.text);
         pthread_cond_broadcast(&tr->idle_cv);
         pthread_mutex_unlock(&tr->mu);
-        bool stopping = sk_workers_pause(tr->writer, tr->opts.batch_delay_ms);
+        bool stopping = sk_workers_pause(tr->writer, NULL, tr->opts.batch_delay_ms);
         pthread_mutex_lock(&tr->mu);
         if (stopping && stop_tries++) break;
     }

@@ -228,7 +228,7 @@ sk_err sk_workers_submit(sk_workers *w, sk_job *job)
         return SK_ERR_STATE;
     }
     job->next = NULL;
-    job->cancelled = 0;
+    job->cancelled = job->woken = 0;
     *w->queue_tail = job;
     w->queue_tail = &job->next;
     pthread_cond_signal(&w->work_cv);
@@ -283,16 +283,26 @@ void sk_workers_drain_cb(int fd, short what, void *arg)
     (void)sk_workers_drain(arg);
 }
 
-bool sk_workers_pause(sk_workers *w, uint64_t ms)
+bool sk_workers_pause(sk_workers *w, sk_job *self, uint64_t ms)
 {
     struct timespec until = deadline_after(ms);
     pthread_mutex_lock(&w->mu);
-    while (w->state == RUNNING &&
+    while (w->state == RUNNING && !(self && self->woken) &&
            pthread_cond_timedwait(&w->pause_cv, &w->mu, &until) != ETIMEDOUT) {
     }
+    if (self) self->woken = 0;
     bool stopping = w->state != RUNNING;
     pthread_mutex_unlock(&w->mu);
     return stopping;
+}
+
+void sk_workers_wake(sk_workers *w, sk_job *job)
+{
+    pthread_mutex_lock(&w->mu);
+    job->woken = 1;
+    /* Every pause of the group wakes; the others sleep on. */
+    pthread_cond_broadcast(&w->pause_cv);
+    pthread_mutex_unlock(&w->mu);
 }
 
 bool sk_workers_stopping(sk_workers *w)

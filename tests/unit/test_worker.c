@@ -165,7 +165,7 @@ static void run_until_stop(void *ctx)
 {
     tjob *t = ctx;
     note_start(t);
-    while (!sk_workers_pause(t->b->w, 60000)) {
+    while (!sk_workers_pause(t->b->w, NULL, 60000)) {
     }
     pthread_mutex_lock(&t->b->mu);
     t->b->stop_seen = 1;
@@ -493,6 +493,68 @@ static void test_cancel(void **state)
     }
 }
 
+/* A service: pauses until woken, counts its wakes, ends after three.
+ * The owner wakes it only once it is pausing, or before (a wake before a
+ * pause ends that pause at once): none is lost either way. */
+typedef struct service {
+    sk_job job;
+    bench *b;
+    int wakes;
+} service;
+
+static void run_service(void *ctx)
+{
+    service *sv = ctx;
+    while (sv->wakes < 3) {
+        if (sk_workers_pause(sv->b->w, &sv->job, 60000)) {
+            fail_in_thread(sv->b);
+            return;
+        }
+        pthread_mutex_lock(&sv->b->mu);
+        sv->wakes++;
+        pthread_cond_broadcast(&sv->b->cv);
+        pthread_mutex_unlock(&sv->b->mu);
+    }
+}
+
+static void on_service_done(void *ctx, sk_job_end end)
+{
+    service *sv = ctx;
+    sv->b->done[sv->b->ndone++] = 0;
+    sv->b->how[0] = end;
+}
+
+static void test_pause_and_wake(void **state)
+{
+    bench b;
+    bench_init(&b);
+    b.w = group("service", 1);
+    service sv = {.b = &b};
+    sk_job_init(&sv.job, run_service, on_service_done, &sv);
+    assert_int_equal(sk_workers_submit(b.w, &sv.job), SK_OK);
+    /* Maybe before its first pause: that pause ends at once. */
+    sk_workers_wake(b.w, &sv.job);
+    for (int want = 2; want <= 3; want++) {
+        /* The last wake was taken: the next one ends the next pause. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += WAIT_BOUND_MS / 1000;
+        bool ok = true;
+        pthread_mutex_lock(&b.mu);
+        while (sv.wakes < want - 1 && ok)
+            ok = pthread_cond_timedwait(&b.cv, &b.mu, &until) != ETIMEDOUT;
+        pthread_mutex_unlock(&b.mu);
+        assert_true(ok);
+        sk_workers_wake(b.w, &sv.job);
+    }
+    assert_true(drain_until(&b, 1));
+    assert_int_equal(sv.wakes, 3);
+    assert_int_equal(b.how[0], SK_JOB_DONE);
+    assert_int_equal(b.failures, 0);
+    sk_workers_free(b.w);
+    bench_free(&b);
+}
+
 static void test_thread_names(void **state)
 {
     static const struct {
@@ -599,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_stop_limit),
         cmocka_unit_test(test_stop_limit_running),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_pause_and_wake),
         cmocka_unit_test(test_thread_names),
         cmocka_unit_test(test_resubmit_without_done),
         cmocka_unit_test(test_bad_options),

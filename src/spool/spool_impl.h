@@ -8,6 +8,8 @@
 #include "spool/journal.h"
 #include "spool/spool_int.h"
 
+#include <smtpkit/worker.h>
+
 #include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -136,18 +138,23 @@ struct sk_spool {
     int msgdir_fd;
     int lock_fd;
     struct event_base *base;
-    /* Group commit (commit.c): sessions append to pending; the committer
-     * thread takes all of it, makes it durable and moves it to finished;
-     * the loop thread is woken through efd and runs the done callbacks. */
+    /* The spool's background threads (with an event base): one sk_workers
+     * group, whose ends and posts the loop drains through ev. */
+    sk_workers *workers;
+    struct event *ev;
+    /* Group commit (commit.c): sessions append to pending and queue the
+     * commit job unless it is already (committing); the job takes all of
+     * it, makes it durable and moves it to finished, then posts report
+     * (unless reported: posted and not run yet), whose done runs on the
+     * loop thread: the done callbacks. While only removals wait for a
+     * group the job pauses (commit_pausing), and a new message wakes it.
+     * Guarded by mu. */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pthread_t thread;
-    int thread_started;
+    sk_job commit_job, report;
+    int committing, commit_pausing, reported;
     int stopping;
     sk_spool_msg *pending, **pending_tail;
     sk_spool_msg *finished, **finished_tail;
-    int efd;
-    struct event *ev;
     sk_spool_listener_fn listener;
     void *listener_ctx;
     /* The message whose done callback and listener are running (loop
@@ -309,7 +316,9 @@ uint64_t sk_spool_journal_size(const sk_spool *s);
 
 /* ---- commit.c: group commit ---- */
 
+/* The spool's worker group and the committer (with an event base). */
 SK_NODISCARD sk_err sk_spool_committer_start(sk_spool *s, struct event_base *base, sk_error *err);
+/* Finish every commit asked for and every removal waiting. */
 void sk_spool_committer_stop(sk_spool *s);
 /* Loop thread: run the done callbacks and the listener of finished
  * commits. */
@@ -317,7 +326,7 @@ void sk_spool_run_finished(sk_spool *s);
 /* Hand m (its envelope serialized) to the committer, or commit it at
  * once without one. */
 void sk_spool_commit_msg(sk_spool_msg *m);
-/* Wake the loop thread to run sk_spool_run_finished. */
+/* Have the loop thread run sk_spool_run_finished (mu held). */
 void sk_spool_wake_loop(sk_spool *s);
 /* Make the removal of id's ID.msg durable (pooled: its ID.free joined the
  * reuse pool), then unlink its ID.env: by the committer later, or at once

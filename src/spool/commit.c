@@ -239,8 +239,12 @@ static void on_report(void *arg, sk_job_end end)
 
 sk_err sk_spool_committer_start(sk_spool *s, struct event_base *base, sk_error *err)
 {
+    /* A thread for the committer, and one for the materializer when
+     * there is a journal: each has at most one job at a time, so neither
+     * waits for the other's thread. */
+    unsigned threads = 1 + (s->journal.fd >= 0);
     sk_error e;
-    s->workers = sk_workers_new(&(sk_workers_opts){.name = "spool", .threads = 1}, &e);
+    s->workers = sk_workers_new(&(sk_workers_opts){.name = "spool", .threads = threads}, &e);
     if (!s->workers) return sk_error_set(err, e.err, SK_STEP_NONE, "spool: %s", e.text);
     sk_job_init(&s->commit_job, commit_run, NULL, s);
     sk_job_init(&s->report, NULL, on_report, s);

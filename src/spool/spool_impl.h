@@ -108,15 +108,18 @@ typedef struct sk_spool_reuse {
     size_t reused; /* files given a message's name */
 } sk_spool_reuse;
 
-/* The materializer thread (materialize.c; SK_SPOOL_SYNC_LOG with an event
- * base): writes the files of journaled messages after their 250. Guarded
- * by mu: q (to write), written (for the loop thread), unwritten
+/* The materializer (materialize.c; SK_SPOOL_SYNC_LOG with an event base):
+ * a job of the spool's group that writes the files of journaled messages
+ * after their 250. Guarded by mu: q (to write), running (the job is
+ * queued or running), written (for the loop thread), unwritten
  * (journaled, file not written yet; a checkpoint waits for 0 on
  * done_cv). */
 typedef struct sk_spool_mat {
-    pthread_t thread;
-    int started, stopping, stop_tries;
-    pthread_cond_t cv, done_cv;
+    int started;
+    sk_job job;
+    int running;
+    size_t since_sync; /* files written since the last syncfs (the job's) */
+    pthread_cond_t done_cv;
     sk_spool_msg *q, **tail;
     sk_spool_msg *written, **written_tail;
     size_t unwritten;
@@ -336,8 +339,6 @@ SK_NODISCARD sk_err sk_spool_commit_removal(sk_spool *s, const char *id, int poo
 /* ---- materialize.c: files of journaled messages, after their 250 ---- */
 
 void sk_spool_materializer_start(sk_spool *s);
-/* Join the thread (it writes what it can first). */
-void sk_spool_materializer_stop(sk_spool *s);
 /* After the last finished commits ran: free the messages whose file could
  * not be written (they stay in the journal); how many. */
 size_t sk_spool_materializer_drop(sk_spool *s);

@@ -39,7 +39,6 @@ static void init(sk_spool *s, const sk_spool_opts *opts, struct event_base *base
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the clock of sk_now_ms */
-    pthread_cond_init(&s->mat.cv, &ca);
     pthread_cond_init(&s->mat.done_cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&s->spare.cv, NULL);
@@ -96,8 +95,9 @@ fail:
 void sk_spool_free(sk_spool *s)
 {
     if (!s) return;
+    /* The files of the journaled messages too: the materializer's jobs
+     * run in the same stop. */
     sk_spool_committer_stop(s);
-    sk_spool_materializer_stop(s);
     /* Every thread has stopped: what they finished since the last drain. */
     if (s->workers) sk_spool_run_finished(s);
     /* The event before the group: it watches the group's eventfd. */
@@ -114,7 +114,6 @@ void sk_spool_free(sk_spool *s)
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the lock */
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->spare.cv);
-    pthread_cond_destroy(&s->mat.cv);
     pthread_cond_destroy(&s->mat.done_cv);
     sk_free(s->dir);
     sk_free(s->msgdir);

@@ -239,10 +239,11 @@ static void on_report(void *arg, sk_job_end end)
 
 sk_err sk_spool_committer_start(sk_spool *s, struct event_base *base, sk_error *err)
 {
-    /* A thread for the committer, and one for the materializer when
-     * there is a journal: each has at most one job at a time, so neither
-     * waits for the other's thread. */
-    unsigned threads = 1 + (s->journal.fd >= 0);
+    /* A thread for the committer, one for the spare-file filler, and one
+     * for the materializer when there is a journal: each has at most one
+     * job at a time, so none waits for another's thread (the committer may
+     * wait in a checkpoint for the materializer). */
+    unsigned threads = 2 + (s->journal.fd >= 0);
     sk_error e;
     s->workers = sk_workers_new(&(sk_workers_opts){.name = "spool", .threads = threads}, &e);
     if (!s->workers) return sk_error_set(err, e.err, SK_STEP_NONE, "spool: %s", e.text);

@@ -31,7 +31,7 @@ static sk_err materialize(sk_spool_msg *m)
     /* Not a spare: this thread is off the path to the 250 and can
      * allocate the inode itself; spares stay for the files made on that
      * path (large bodies during DATA, groups that do not go to the
-     * journal), and the filler thread mostly sleeps. */
+     * journal), and the filler mostly has nothing to do. */
     int fd = sk_spool_create_file(s, name, 0, &reused, &e);
     if (fd < 0) return e;
     e = sk_spool_msgfile_write(m, fd, reused);

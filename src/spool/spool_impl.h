@@ -81,13 +81,14 @@ typedef struct sk_spool_removals {
 } sk_spool_removals;
 
 /* Spare files (spare.c): unnamed files (O_TMPFILE) made ahead of need by
- * the filler thread and given their name with linkat(2), so that inode
- * allocation, which costs up to milliseconds of CPU on a busy ext4, is not
- * on the path to the 250. Guarded by mu. */
+ * the filler (a job of the spool's group, queued when a spare is taken
+ * and it is not queued or running: filling) and given their name with
+ * linkat(2), so that inode allocation, which costs up to milliseconds of
+ * CPU on a busy ext4, is not on the path to the 250. Guarded by mu. */
 typedef struct sk_spool_spares {
-    pthread_t filler;
     int started;
-    pthread_cond_t cv;
+    sk_job job;
+    int filling;
     int fd[SK_SPOOL_SPARES];
     size_t n;
     size_t used;   /* linked under a message's name */
@@ -175,28 +176,7 @@ struct sk_spool {
     sk_spool_idgen ids; /* loop thread */
 };
 
-/* ---- threads of an open spool ---- */
-
-/* Start fn(s) on t: 1, or 0 after the warning that what is off (the spool
- * works without it). */
-static inline int sk_spool_thread_start(sk_spool *s, pthread_t *t, void *(*fn)(void *),
-                                        const char *what)
-{
-    if (pthread_create(t, NULL, fn, s) == 0) return 1;
-    sk_log(&s->opts.log, SK_LOG_WARN, "- spool %s=off reason=no-thread", what);
-    return 0;
-}
-
-/* Ask the thread t to stop (*stop set under mu, cv signalled) and wait
- * for it. */
-static inline void sk_spool_thread_stop(sk_spool *s, int *stop, pthread_cond_t *cv, pthread_t t)
-{
-    pthread_mutex_lock(&s->mu);
-    *stop = 1;
-    pthread_cond_signal(cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(t, NULL);
-}
+/* ---- checks ---- */
 
 /* Fail with SK_ERR_STATE unless s was opened as SK_SPOOL_OWNER. */
 static inline sk_err sk_spool_check_owner(const sk_spool *s, sk_error *err)
@@ -271,8 +251,9 @@ size_t sk_spool_header_block_len(const char *d, size_t n);
 /* Create msgdir/name for writing, failing if it exists (IDs stay unique):
  * a reused file (*reused set), else a spare when spare_ok, else openat. */
 int sk_spool_create_file(sk_spool *s, const char *name, int spare_ok, int *reused, sk_err *err);
-/* The filler thread, with an event base. */
+/* The filler, with an event base (once the worker group runs). */
 void sk_spool_spares_start(sk_spool *s);
+/* Close the spares left (the group has stopped). */
 void sk_spool_spares_stop(sk_spool *s);
 /* Loop thread: log once that spare files were turned off. */
 void sk_spool_spares_log_off(sk_spool *s);

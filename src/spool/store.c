@@ -41,7 +41,6 @@ static void init(sk_spool *s, const sk_spool_opts *opts, struct event_base *base
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the clock of sk_now_ms */
     pthread_cond_init(&s->mat.done_cv, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_cond_init(&s->spare.cv, NULL);
 }
 
 sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct event_base *base,
@@ -113,7 +112,6 @@ void sk_spool_free(sk_spool *s)
     if (s->msgdir_fd >= 0) close(s->msgdir_fd);
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the lock */
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->spare.cv);
     pthread_cond_destroy(&s->mat.done_cv);
     sk_free(s->dir);
     sk_free(s->msgdir);

@@ -51,8 +51,9 @@ typedef struct sk_workers_opts {
     /* Names the threads ("NAME", or "NAME/I" with more than one) as top -H
      * and /proc show them; cut to fit SK_WORKERS_NAME_MAX_OCTETS. */
     const char *name;
-    /* Threads (0: 1). One thread runs the jobs one at a time in the order
-     * they were submitted; more run them in that order of start. */
+    /* Threads (0: 1; at most SK_WORKERS_THREADS_MAX). One thread runs the
+     * jobs one at a time in the order they were submitted; more start them
+     * in that order. */
     unsigned threads;
 } sk_workers_opts;
 

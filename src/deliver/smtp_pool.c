@@ -158,7 +158,9 @@ static void arm_expiry(smtp *sm)
     if (sm->stopping || evtimer_pending(sm->expiry, NULL)) return;
     uint64_t next = pool_next_expiry(sm), now = sk_now_ms();
     if (!next) return;
-    uint64_t ms = next > now ? next - now : 0;
+    /* A millisecond more: a timer due on the deadline itself may find the
+     * session not yet past it. */
+    uint64_t ms = (next > now ? next - now : 0) + 1;
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (long)(ms % 1000) * 1000};
     evtimer_add(sm->expiry, &tv);
 }

@@ -539,8 +539,9 @@ static sk_err write_events(sqlite3 *db, const sk_track_ev *evs, size_t n, sk_err
 /* The writer, a job on its group's thread while there are batches to
  * write: writes them in order. A failed batch (the lock held by another
  * writer past the busy timeout, disk full) stays first in line and is
- * tried again after batch_delay_ms; at stop, once more, then its events
- * are lost (logged by stop_writer). */
+ * tried again after batch_delay_ms, or as soon as the loop hands more
+ * over; at stop, once more, then its events are lost (logged by
+ * stop_writer). */
 static void write_batches(void *arg)
 {
     sk_track *tr = arg;
@@ -592,7 +593,7 @@ static void write_batches(void *arg)
         snprintf(tr->werr_text, sizeof tr->werr_text, "%s", err.text);
         pthread_cond_broadcast(&tr->idle_cv);
         pthread_mutex_unlock(&tr->mu);
-        bool stopping = sk_workers_pause(tr->writer, NULL, tr->opts.batch_delay_ms);
+        bool stopping = sk_workers_pause(tr->writer, &tr->write_job, tr->opts.batch_delay_ms);
         pthread_mutex_lock(&tr->mu);
         if (stopping && stop_tries++) break;
     }
@@ -622,8 +623,11 @@ static void hand_over(sk_track *tr)
         memcpy(tr->wq + tr->nwq, tr->pending, tr->npending * sizeof *tr->pending);
         tr->nwq += tr->npending;
         tr->npending = 0;
-        /* Stopped (only while being freed): stop_writer reports them. */
-        if (!tr->writer_busy && sk_workers_submit(tr->writer, &tr->write_job) == SK_OK)
+        /* Stopped (only while being freed): stop_writer reports them. A
+         * writer pausing after a failure tries again at once. */
+        if (tr->writer_busy)
+            sk_workers_wake(tr->writer, &tr->write_job);
+        else if (sk_workers_submit(tr->writer, &tr->write_job) == SK_OK)
             tr->writer_busy = 1;
     }
     pthread_mutex_unlock(&tr->mu);

@@ -36,8 +36,15 @@ asan: deps
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
-# Integration tests with smtpkit under valgrind memcheck (errors and leaks).
+# Unit tests that start threads (the background workers) and integration
+# tests with smtpkit under valgrind memcheck (errors and leaks).
+VALGRIND_UNIT ?= test_worker
 valgrind: build
+	@for t in $(VALGRIND_UNIT); do \
+	  echo "valgrind $$t"; \
+	  valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    $(BUILD)/tests/$$t >/dev/null || exit 1; \
+	done
 	./scripts/valgrind-integration.sh $(BUILD) $(VALGRIND_TESTS)
 
 bench: build

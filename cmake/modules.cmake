@@ -28,7 +28,7 @@ function(sk_module name)
   set(SK_MODULE_MANIFEST "${SK_MODULE_MANIFEST}${name}|${deps}|${pkgs}|${api}|${pub}\n" PARENT_SCOPE)
 endfunction()
 
-sk_module(util PUBLIC util.h limits.h)
+sk_module(util PUBLIC util.h limits.h worker.h)
 sk_module(proto DEPS util PUBLIC reply.h proto.h)
 sk_module(mime DEPS util proto PUBLIC message.h)
 sk_module(tls DEPS util PACKAGES OPENSSL INTERNAL_API tls_int.h tls_server.h PUBLIC tls.h)

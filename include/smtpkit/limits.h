@@ -312,6 +312,12 @@
 /* "Did you mean" suggestions (sk_nearest) compare short names: options,
  * commands and config keys; a longer word gets no suggestion. */
 #define SK_NEAREST_MAX_OCTETS 64
+/* A background thread's name (sk_workers, pthread_setname_np): Linux
+ * keeps 16 octets with the NUL (TASK_COMM_LEN). */
+#define SK_WORKERS_NAME_MAX_OCTETS 15
+/* Threads of one background group: more would be a configuration mistake
+ * (each has its stack) rather than a need. */
+#define SK_WORKERS_THREADS_MAX 1024
 
 /* DMARC (RFC 7489, src/dmarc). A record is one TXT record's strings joined
  * (RFC 7489 6.1); DNS itself bounds a TXT answer to 64 KiB, real records

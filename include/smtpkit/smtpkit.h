@@ -4,6 +4,7 @@
 
 #include "limits.h"
 #include "util.h"
+#include "worker.h"
 #include "reply.h"
 #include "spool.h"
 #include "queue.h"

@@ -78,8 +78,9 @@ size_t sk_suppress_set_count(const sk_suppress_set *set);
  * (table "suppression_log", filled by triggers; docs/tracking.md); the
  * mirror loads the whole list once, then reads only the changes since the
  * last number it saw, on a connection of its own.
- * With an event base, a thread of the mirror reads them every refresh_ms,
- * or at once after sk_suppress_mirror_poke, and the set is updated on
+ * With an event base, a job on a background thread of the mirror's
+ * (sk_workers) reads them every refresh_ms, or at once after
+ * sk_suppress_mirror_poke, and the set is updated on
  * base's loop: the loop never waits for SQLite. Without one, the caller
  * reads them with sk_suppress_mirror_refresh. */
 typedef struct sk_suppress_mirror sk_suppress_mirror;
@@ -91,7 +92,7 @@ typedef struct sk_suppress_mirror_opts {
  * read, or was never opened read-write by this version: no change log). */
 sk_suppress_mirror *sk_suppress_mirror_new(const char *path, const sk_suppress_mirror_opts *o,
                                            struct event_base *base, sk_error *err);
-/* Stops the thread; call it on the loop's thread, before freeing base. */
+/* Stops its thread; call it on the loop's thread, before freeing base. */
 void sk_suppress_mirror_free(sk_suppress_mirror *m);
 /* The set as of the last refresh applied; with an event base, read it on
  * base's loop only. */

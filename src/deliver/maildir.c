@@ -7,10 +7,9 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <smtpkit/worker.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,16 +23,10 @@ typedef struct maildir_transport {
     char *root; /* DATA-DIR/mailboxes */
     char *hostname;
     sk_logger log;
-    /* With a worker (sk_maildir_transport_start): jobs queue in pending,
-     * the worker delivers one at a time (fsync and all) and moves it to
-     * finished, and the loop thread, woken through efd, reports it. */
-    pthread_mutex_t mu;
-    pthread_cond_t cv, idle_cv;
-    pthread_t thread;
-    int thread_started, stopping, busy;
-    mjob *pending, **pending_tail;
-    mjob *finished, **finished_tail;
-    int efd;
+    /* With a worker (sk_maildir_transport_start): one thread delivers the
+     * jobs one at a time in order (fsync and all), and the loop thread
+     * reports each as its end is drained. */
+    sk_workers *workers;
     struct event *ev;
 } maildir_transport;
 
@@ -305,6 +298,8 @@ out:
 /* A job: its results are filled by whoever delivers it (the caller, or
  * the worker thread), then reported on the loop thread. */
 struct mjob {
+    sk_job work;
+    maildir_transport *t;
     const sk_delivery *job;
     sk_delivery_done_fn done;
     void *ctx;
@@ -312,7 +307,6 @@ struct mjob {
     note *notes;
     char **files; /* per recipient, the file delivered to */
     size_t nfiles;
-    mjob *next;
 };
 
 static void mjob_free(mjob *j)
@@ -341,53 +335,22 @@ static void report(maildir_transport *t, mjob *j)
     mjob_free(j);
 }
 
-static void *worker_main(void *arg)
+/* On the worker thread. */
+static void work(void *arg)
 {
-    maildir_transport *t = arg;
-    pthread_mutex_lock(&t->mu);
-    for (;;) {
-        while (!t->pending && !t->stopping) pthread_cond_wait(&t->cv, &t->mu);
-        if (t->stopping) break;
-        mjob *j = t->pending;
-        t->pending = j->next;
-        if (!t->pending) t->pending_tail = &t->pending;
-        j->next = NULL;
-        t->busy = 1;
-        pthread_mutex_unlock(&t->mu);
-
-        run_job(t, j);
-
-        pthread_mutex_lock(&t->mu);
-        t->busy = 0;
-        *t->finished_tail = j;
-        t->finished_tail = &j->next;
-        uint64_t one = 1;
-        if (write(t->efd, &one, sizeof one) < 0) {
-            /* EAGAIN: already signalled */
-        }
-        pthread_cond_broadcast(&t->idle_cv);
-    }
-    pthread_mutex_unlock(&t->mu);
-    return NULL;
+    mjob *j = arg;
+    run_job(j->t, j);
 }
 
-static void on_finished(evutil_socket_t fd, short what, void *arg)
+/* On the loop thread; a cancelled job is dropped without a word to the
+ * queue (deliver.h). */
+static void worked(void *arg, sk_job_end end)
 {
-    maildir_transport *t = arg;
-    uint64_t v;
-    if (read(fd, &v, sizeof v) < 0) {
-        /* EAGAIN: drained by an earlier wake-up */
-    }
-    pthread_mutex_lock(&t->mu);
-    mjob *list = t->finished;
-    t->finished = NULL;
-    t->finished_tail = &t->finished;
-    pthread_mutex_unlock(&t->mu);
-    while (list) {
-        mjob *next = list->next;
-        report(t, list);
-        list = next;
-    }
+    mjob *j = arg;
+    if (end == SK_JOB_DONE)
+        report(j->t, j);
+    else
+        mjob_free(j);
 }
 
 static void maildir_deliver(sk_transport *base, const sk_delivery *job, sk_delivery_done_fn done,
@@ -410,19 +373,17 @@ static void maildir_deliver(sk_transport *base, const sk_delivery *job, sk_deliv
         done(ctx, &none);
         return;
     }
+    j->t = t;
     j->job = job;
     j->done = done;
     j->ctx = ctx;
-    if (!t->thread_started) {
+    sk_job_init(&j->work, work, worked, j);
+    /* Without a worker, or past its stop (the transport is going away),
+     * the delivery is made here. */
+    if (!t->workers || sk_workers_submit(t->workers, &j->work)) {
         run_job(t, j);
         report(t, j);
-        return;
     }
-    pthread_mutex_lock(&t->mu);
-    *t->pending_tail = j;
-    t->pending_tail = &j->next;
-    pthread_cond_signal(&t->cv);
-    pthread_mutex_unlock(&t->mu);
 }
 
 /* Drop queued and finished jobs and wait for the one being delivered: after
@@ -430,39 +391,20 @@ static void maildir_deliver(sk_transport *base, const sk_delivery *job, sk_deliv
 static void maildir_cancel(sk_transport *base)
 {
     maildir_transport *t = (maildir_transport *)base;
-    if (!t->thread_started) return;
-    pthread_mutex_lock(&t->mu);
-    while (t->busy) pthread_cond_wait(&t->idle_cv, &t->mu);
-    mjob *lists[2] = {t->pending, t->finished};
-    t->pending = t->finished = NULL;
-    t->pending_tail = &t->pending;
-    t->finished_tail = &t->finished;
-    pthread_mutex_unlock(&t->mu);
-    for (int i = 0; i < 2; i++) {
-        while (lists[i]) {
-            mjob *next = lists[i]->next;
-            mjob_free(lists[i]);
-            lists[i] = next;
-        }
-    }
+    if (t->workers) sk_workers_cancel(t->workers, true);
 }
 
 static void maildir_free(sk_transport *base)
 {
     maildir_transport *t = (maildir_transport *)base;
-    if (t->thread_started) {
-        maildir_cancel(base);
-        pthread_mutex_lock(&t->mu);
-        t->stopping = 1;
-        pthread_cond_signal(&t->cv);
-        pthread_mutex_unlock(&t->mu);
-        pthread_join(t->thread, NULL);
-    }
+    /* The event before the group: it watches the group's eventfd. */
     if (t->ev) event_free(t->ev);
-    if (t->efd >= 0) close(t->efd);
-    pthread_mutex_destroy(&t->mu);
-    pthread_cond_destroy(&t->cv);
-    pthread_cond_destroy(&t->idle_cv);
+    if (t->workers) {
+        /* Nothing is running or waiting after the cancel: the stop only
+         * joins the thread. */
+        maildir_cancel(base);
+        sk_workers_free(t->workers);
+    }
     sk_free(t->root);
     sk_free(t->hostname);
     sk_free(t);
@@ -480,12 +422,6 @@ sk_transport *sk_maildir_transport_new(const char *mailboxes_dir, const char *ho
     t->base.deliver = maildir_deliver;
     t->base.cancel = maildir_cancel;
     t->base.free = maildir_free;
-    t->efd = -1;
-    t->pending_tail = &t->pending;
-    t->finished_tail = &t->finished;
-    pthread_mutex_init(&t->mu, NULL);
-    pthread_cond_init(&t->cv, NULL);
-    pthread_cond_init(&t->idle_cv, NULL);
     t->root = sk_strdup(mailboxes_dir);
     t->hostname = sk_strdup(hostname && *hostname ? hostname : "localhost");
     if (log) t->log = *log;
@@ -500,15 +436,19 @@ sk_transport *sk_maildir_transport_new(const char *mailboxes_dir, const char *ho
 sk_err sk_maildir_transport_start(sk_transport *base, struct event_base *evb, sk_error *err)
 {
     maildir_transport *t = (maildir_transport *)base;
-    if (t->thread_started) return SK_OK;
-    t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (t->efd < 0)
-        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "eventfd: %s", strerror(errno));
-    t->ev = event_new(evb, t->efd, EV_READ | EV_PERSIST, on_finished, t);
-    if (!t->ev || event_add(t->ev, NULL))
+    if (t->workers) return SK_OK;
+    /* One thread: a recipient's messages are written in the order queued. */
+    sk_error e;
+    sk_workers *w = sk_workers_new(&(sk_workers_opts){.name = "maildir", .threads = 1}, &e);
+    if (!w) return sk_error_set(err, e.err, SK_STEP_NONE, "Maildir worker: %s", e.text);
+    struct event *ev =
+        event_new(evb, sk_workers_fd(w), EV_READ | EV_PERSIST, sk_workers_drain_cb, w);
+    if (!ev || event_add(ev, NULL)) {
+        if (ev) event_free(ev);
+        sk_workers_free(w);
         return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot add event");
-    if (pthread_create(&t->thread, NULL, worker_main, t))
-        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot start the Maildir worker");
-    t->thread_started = 1;
+    }
+    t->ev = ev;
+    t->workers = w;
     return SK_OK;
 }

@@ -16,13 +16,14 @@
 #include <smtpkit/client.h>
 #include <smtpkit/dns.h>
 #include <smtpkit/dsn.h>
+#include <smtpkit/worker.h>
 
 #include <pthread.h>
 #include <stdbool.h>
 
 #include "deliver/deliver.h"
 
-/* How long freeing the transport waits for a worker in a delivery. */
+/* How long freeing the transport waits for the workers in deliveries. */
 #define SK_SMTP_JOIN_WAIT_MS 5000
 
 /* ---- pure parts (smtp_route.c, smtp_txn.c), exposed for unit tests ---- */
@@ -67,9 +68,10 @@ typedef struct smtp smtp;
 
 /* One delivery job, from the queue's call to its done callback. */
 typedef struct smtp_job {
-    struct smtp_job *next;
-    uint64_t generation; /* results of an older generation were cancelled */
-    smtp *owner;         /* NULL: orphaned lookup (the transport is gone) */
+    sk_job work;           /* in the workers (smtp_pool.c) */
+    struct smtp_job *next; /* in the lookups in flight (smtp_route.c) */
+    uint64_t generation;   /* results of an older generation were cancelled */
+    smtp *owner;           /* NULL: orphaned lookup (the transport is gone) */
     /* Copies: the queue's sk_delivery may be gone once a job is cancelled. */
     char *queue_id;
     char *domain;
@@ -127,22 +129,24 @@ struct smtp {
     sk_logger log;
 
     struct event_base *base;
-    struct event *wake;
-    int pipe_fd[2];
     /* Loop thread only: lookups in flight (for cancel and free). */
     smtp_job *lookups;
     smtp_keyreq *keyreqs;
-
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    smtp_job *pending, *pending_tail;
-    smtp_job *finished;
-    smtp_conn *idle; /* newest first */
-    size_t nidle, max_idle;
-    uint64_t generation;
+    uint64_t generation; /* results of an older generation were cancelled */
     bool stopping;
-    pthread_t *threads;
-    size_t nthreads;
+
+    /* The workers run jobs (blocking client sessions) and hand them back
+     * through wake; expiry fires when the earliest idle session is due,
+     * and quit_job then closes the expired ones on a worker. */
+    sk_workers *workers;
+    struct event *wake, *expiry;
+    sk_job quit_job;
+    bool quit_queued; /* loop thread */
+
+    pthread_mutex_t mu; /* guards the sessions below */
+    smtp_conn *idle;    /* newest first */
+    size_t nidle, max_idle;
+    smtp_conn *quitting; /* expired, for quit_job */
 };
 
 /* ---- smtp_route.c ---- */

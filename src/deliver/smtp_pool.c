@@ -1,15 +1,11 @@
 /* SMTP transport connection pool: sessions kept per destination for reuse,
- * the worker threads that run the blocking client sessions, and the
+ * the worker group that runs the blocking client sessions, and the
  * transport's life (new, cancel, free). */
 #include "deliver/smtp_int.h"
 
-#include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 /* ---- sessions ---- */
 
@@ -135,12 +131,7 @@ static void run_job(smtp *sm, smtp_job *j)
             break;
         }
         pthread_mutex_lock(&sm->mu);
-        bool was_empty = sm->idle == NULL;
         smtp_conn *old = pool_put(sm, k);
-        /* Only a first idle session brings the earliest idle deadline
-         * forward (later ones expire after the sessions already there):
-         * one waiting worker is enough to watch it. */
-        if (was_empty) pthread_cond_signal(&sm->cond);
         pthread_mutex_unlock(&sm->mu);
         smtp_conn_free(old, true);
         break;
@@ -148,104 +139,104 @@ static void run_job(smtp *sm, smtp_job *j)
     sk_buf_free(&msg);
 }
 
-static void notify_loop(smtp *sm)
+/* The earliest moment an idle session expires, 0 when none is idle. */
+static uint64_t pool_next_expiry(smtp *sm)
 {
-    char one = 1;
-    ssize_t n;
-    do n = write(sm->pipe_fd[1], &one, 1);
-    while (n < 0 && errno == EINTR);
-    /* EAGAIN: the pipe is full of wake-ups already, which is enough. */
+    uint64_t next = 0;
+    pthread_mutex_lock(&sm->mu);
+    for (const smtp_conn *k = sm->idle; k; k = k->next)
+        if (!next || k->idle_until_ms < next) next = k->idle_until_ms;
+    pthread_mutex_unlock(&sm->mu);
+    return next;
 }
 
-static void *worker(void *arg)
+/* Loop thread: watch the earliest idle deadline. Sessions go idle only at
+ * the end of a job, whose end is drained after that, and each expires
+ * after those already idle: a timer already set is early enough. */
+static void arm_expiry(smtp *sm)
+{
+    if (sm->stopping || evtimer_pending(sm->expiry, NULL)) return;
+    uint64_t next = pool_next_expiry(sm), now = sk_now_ms();
+    if (!next) return;
+    /* A millisecond more: a timer due on the deadline itself may find the
+     * session not yet past it. */
+    uint64_t ms = (next > now ? next - now : 0) + 1;
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (long)(ms % 1000) * 1000};
+    evtimer_add(sm->expiry, &tv);
+}
+
+/* A worker: say goodbye to the expired sessions (RFC 5321 4.1.1.10); QUIT
+ * waits for the host, so not on the loop. */
+static void quit_expired(void *arg)
 {
     smtp *sm = arg;
     pthread_mutex_lock(&sm->mu);
-    while (!sm->stopping) {
-        if (!sm->pending) {
-            uint64_t next_ms;
-            smtp_conn *expired = pool_expired(sm, sk_now_ms(), &next_ms);
-            if (expired) {
-                /* Idle for long enough: say goodbye properly (RFC 5321
-                 * 4.1.1.10), outside the lock. */
-                pthread_mutex_unlock(&sm->mu);
-                while (expired) {
-                    smtp_conn *next = expired->next;
-                    smtp_conn_free(expired, true);
-                    expired = next;
-                }
-                pthread_mutex_lock(&sm->mu);
-                continue;
-            }
-            if (next_ms) {
-                uint64_t wait_ms = next_ms - sk_now_ms() + 1;
-                struct timespec until;
-                clock_gettime(CLOCK_REALTIME, &until);
-                until.tv_sec += (time_t)(wait_ms / 1000);
-                until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-                if (until.tv_nsec >= 1000000000L) {
-                    until.tv_sec++;
-                    until.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&sm->cond, &sm->mu, &until);
-            } else {
-                pthread_cond_wait(&sm->cond, &sm->mu);
-            }
-            continue;
-        }
-        smtp_job *j = sm->pending;
-        sm->pending = j->next;
-        if (!sm->pending) sm->pending_tail = NULL;
-        j->next = NULL;
-        pthread_mutex_unlock(&sm->mu);
-        run_job(sm, j);
-        pthread_mutex_lock(&sm->mu);
-        j->next = sm->finished;
-        sm->finished = j;
-        pthread_mutex_unlock(&sm->mu);
-        notify_loop(sm);
-        pthread_mutex_lock(&sm->mu);
-    }
+    smtp_conn *list = sm->quitting;
+    sm->quitting = NULL;
     pthread_mutex_unlock(&sm->mu);
-    return NULL;
+    while (list) {
+        smtp_conn *next = list->next;
+        smtp_conn_free(list, true);
+        list = next;
+    }
+}
+
+/* Cancelled: what it did not take stays in quitting for the next time. */
+static void quit_done(void *arg, sk_job_end end)
+{
+    smtp *sm = arg;
+    (void)end;
+    sm->quit_queued = false;
+}
+
+/* Loop thread: the earliest idle deadline passed. */
+static void on_expiry(evutil_socket_t fd, short what, void *arg)
+{
+    smtp *sm = arg;
+    (void)fd;
+    (void)what;
+    uint64_t next;
+    pthread_mutex_lock(&sm->mu);
+    smtp_conn *expired = pool_expired(sm, sk_now_ms(), &next);
+    while (expired) {
+        smtp_conn *k = expired;
+        expired = k->next;
+        k->next = sm->quitting;
+        sm->quitting = k;
+    }
+    bool quit = sm->quitting && !sm->quit_queued;
+    pthread_mutex_unlock(&sm->mu);
+    if (quit && sk_workers_submit(sm->workers, &sm->quit_job) == SK_OK) sm->quit_queued = true;
+    arm_expiry(sm);
+}
+
+/* A worker runs one job. */
+static void work(void *arg)
+{
+    smtp_job *j = arg;
+    run_job(j->owner, j);
+}
+
+/* On the loop thread: hand a finished job back to the queue, unless it was
+ * cancelled (the generation covers jobs cancelled while routed). */
+static void worked(void *arg, sk_job_end end)
+{
+    smtp_job *j = arg;
+    smtp *sm = j->owner;
+    if (end == SK_JOB_DONE && j->generation == sm->generation) smtp_job_finish(j);
+    smtp_job_free(j);
+    arm_expiry(sm);
 }
 
 void smtp_pool_submit(smtp *sm, smtp_job *j)
 {
-    pthread_mutex_lock(&sm->mu);
-    if (sm->pending_tail)
-        sm->pending_tail->next = j;
-    else
-        sm->pending = j;
-    sm->pending_tail = j;
-    pthread_cond_signal(&sm->cond); /* one job, one worker */
-    pthread_mutex_unlock(&sm->mu);
-}
-
-/* On the loop thread: hand finished jobs back to the queue. */
-static void on_wake(evutil_socket_t fd, short what, void *arg)
-{
-    smtp *sm = arg;
-    char drain[256];
-    while (read(fd, drain, sizeof drain) > 0) continue;
-    pthread_mutex_lock(&sm->mu);
-    smtp_job *list = sm->finished;
-    sm->finished = NULL;
-    uint64_t gen = sm->generation;
-    pthread_mutex_unlock(&sm->mu);
-    smtp_job *rev = NULL; /* the list is newest first */
-    while (list) {
-        smtp_job *next = list->next;
-        list->next = rev;
-        rev = list;
-        list = next;
-    }
-    while (rev) {
-        smtp_job *j = rev;
-        rev = j->next;
-        if (j->generation == gen) smtp_job_finish(j);
-        smtp_job_free(j);
-    }
+    sk_job_init(&j->work, work, worked, j);
+    if (sk_workers_submit(sm->workers, &j->work) == SK_OK) return;
+    /* Only once the transport is being freed. */
+    sk_reply rep = sk_reply_make(451, "4.3.0", "delivery is stopping");
+    smtp_job_fail(j, &rep);
+    smtp_job_finish(j);
+    smtp_job_free(j);
 }
 
 /* ---- the transport's life ---- */
@@ -253,17 +244,20 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 static void smtp_cancel(sk_transport *t)
 {
     smtp *sm = (smtp *)t;
-    pthread_mutex_lock(&sm->mu);
     /* Jobs not started are dropped; those in a worker finish, and their
-     * results (like lookups in flight) are dropped by the generation. */
-    smtp_job *p = sm->pending;
-    sm->pending = sm->pending_tail = NULL;
+     * results are dropped; lookups in flight are dropped by the
+     * generation. */
+    if (sm->workers) sk_workers_cancel(sm->workers, false);
     sm->generation++;
-    pthread_mutex_unlock(&sm->mu);
-    while (p) {
-        smtp_job *next = p->next;
-        smtp_job_free(p);
-        p = next;
+}
+
+static void free_conns(smtp_conn *list)
+{
+    /* Stopping: close without QUIT so that exit is not held up. */
+    while (list) {
+        smtp_conn *next = list->next;
+        smtp_conn_free(list, false);
+        list = next;
     }
 }
 
@@ -272,45 +266,28 @@ static void smtp_free(sk_transport *t)
     smtp *sm = (smtp *)t;
     smtp_cancel(t);
     smtp_route_free(sm);
-    pthread_mutex_lock(&sm->mu);
     sm->stopping = true;
-    pthread_cond_broadcast(&sm->cond);
-    pthread_mutex_unlock(&sm->mu);
-    bool all_joined = true;
-    for (size_t i = 0; i < sm->nthreads; i++) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += SK_SMTP_JOIN_WAIT_MS / 1000;
-        if (pthread_timedjoin_np(sm->threads[i], NULL, &until) != 0) {
-            pthread_detach(sm->threads[i]);
-            all_joined = false;
-        }
-    }
-    if (!all_joined) {
-        /* A worker is still talking to a host and uses this structure
-         * until it returns, so it is left behind (the process is exiting). */
-        sk_log(&sm->log, SK_LOG_WARN, "- mx stop-timeout workers_busy=yes");
-        return;
-    }
+    /* The events before the group: one watches its eventfd. */
+    if (sm->expiry) event_free(sm->expiry);
     if (sm->wake) event_free(sm->wake);
-    while (sm->finished) {
-        smtp_job *next = sm->finished->next;
-        smtp_job_free(sm->finished);
-        sm->finished = next;
+    if (sm->workers) {
+        sk_workers_stop_report r;
+        if (sk_workers_stop(sm->workers, SK_WORKERS_CANCEL, SK_SMTP_JOIN_WAIT_MS, &r)) {
+            /* A worker is still talking to a host and uses this structure
+             * until it returns, so it is left behind (the process is
+             * exiting). */
+            sk_log(&sm->log, SK_LOG_WARN, "- mx stop-timeout workers_busy=yes busy=%zu", r.running);
+            sk_workers_free(sm->workers);
+            return;
+        }
+        /* Ends not drained yet: freed (cancelled by the generation). */
+        sk_workers_free(sm->workers);
     }
-    /* Stopping: close without QUIT so that exit is not held up. */
-    while (sm->idle) {
-        smtp_conn *next = sm->idle->next;
-        smtp_conn_free(sm->idle, false);
-        sm->idle = next;
-    }
-    if (sm->pipe_fd[0] >= 0) close(sm->pipe_fd[0]);
-    if (sm->pipe_fd[1] >= 0) close(sm->pipe_fd[1]);
+    free_conns(sm->idle);
+    free_conns(sm->quitting);
     pthread_mutex_destroy(&sm->mu);
-    pthread_cond_destroy(&sm->cond);
     for (size_t i = 0; i < sm->ntls_required; i++) sk_free(sm->tls_required[i]);
     sk_free(sm->tls_required);
-    sk_free(sm->threads);
     sk_free(sm->helo_name);
     sk_free(sm->ca_file);
     sk_free(sm->relay_host);
@@ -327,7 +304,6 @@ sk_transport *sk_smtp_transport_new(const sk_smtp_transport_opts *o, struct even
     }
     /* deliver and route_key: smtp_route_init. */
     sm->t = (sk_transport){.name = "mx", .cancel = smtp_cancel, .free = smtp_free};
-    sm->pipe_fd[0] = sm->pipe_fd[1] = -1;
     sm->base = base;
     sm->port = o->port ? o->port : SK_SMTP_MX_PORT_DEFAULT;
     sm->idle_ms = o->idle_ms ? o->idle_ms : SK_SMTP_IDLE_MS_DEFAULT;
@@ -338,21 +314,20 @@ sk_transport *sk_smtp_transport_new(const sk_smtp_transport_opts *o, struct even
     sm->command_timeout_ms = o->command_timeout_ms;
     sm->log = o->log;
     pthread_mutex_init(&sm->mu, NULL);
-    pthread_cond_init(&sm->cond, NULL);
-    size_t n = o->workers ? o->workers : SK_SMTP_WORKERS_DEFAULT;
+    sk_job_init(&sm->quit_job, quit_expired, quit_done, sm);
+    unsigned n = o->workers ? o->workers : SK_SMTP_WORKERS_DEFAULT;
     /* As many idle sessions as workers: each worker can pick one up. */
     sm->max_idle = n;
     sm->helo_name = sk_strdup(o->helo_name ? o->helo_name : "localhost");
     sm->ca_file = o->ca_file ? sk_strdup(o->ca_file) : NULL;
-    sm->threads = sk_calloc(n, sizeof *sm->threads);
     sm->tls_required = sk_calloc(o->ntls_required ? o->ntls_required : 1, sizeof *sm->tls_required);
-    bool ok = sm->helo_name && (!o->ca_file || sm->ca_file) && sm->threads && sm->tls_required;
+    bool ok = sm->helo_name && (!o->ca_file || sm->ca_file) && sm->tls_required;
     for (size_t i = 0; ok && i < o->ntls_required; i++) {
         sm->tls_required[i] = sk_strdup(o->tls_required[i]);
         sm->ntls_required = i + 1;
         ok = sm->tls_required[i] != NULL;
     }
-    if (!ok || pipe2(sm->pipe_fd, O_NONBLOCK | O_CLOEXEC)) {
+    if (!ok) {
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot set up the MX transport");
         smtp_free(&sm->t);
         return NULL;
@@ -361,20 +336,22 @@ sk_transport *sk_smtp_transport_new(const sk_smtp_transport_opts *o, struct even
         smtp_free(&sm->t);
         return NULL;
     }
-    /* Workers hand finished jobs to the loop thread through the pipe. */
-    sm->wake = event_new(base, sm->pipe_fd[0], EV_READ | EV_PERSIST, on_wake, sm);
-    if (!sm->wake || event_add(sm->wake, NULL)) {
-        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot set up the MX transport");
+    /* The workers hand finished jobs to the loop thread through their
+     * group's eventfd. */
+    sk_error e;
+    sm->workers = sk_workers_new(&(sk_workers_opts){.name = "smtp", .threads = n}, &e);
+    if (!sm->workers) {
+        sk_error_set(err, e.err, SK_STEP_NONE, "cannot start MX workers: %s", e.text);
         smtp_free(&sm->t);
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (pthread_create(&sm->threads[i], NULL, worker, sm) != 0) {
-            sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot start MX workers");
-            smtp_free(&sm->t);
-            return NULL;
-        }
-        sm->nthreads++;
+    sm->wake = event_new(base, sk_workers_fd(sm->workers), EV_READ | EV_PERSIST,
+                         sk_workers_drain_cb, sm->workers);
+    sm->expiry = evtimer_new(base, on_expiry, sm);
+    if (!sm->wake || event_add(sm->wake, NULL) || !sm->expiry) {
+        sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot set up the MX transport");
+        smtp_free(&sm->t);
+        return NULL;
     }
     return &sm->t;
 }

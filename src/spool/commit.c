@@ -1,12 +1,11 @@
-/* Group commit (docs/queue.md "Durability order"): the committer thread,
- * one barrier per group, the done callbacks on the loop; removals' barriers. */
+/* Group commit (docs/queue.md "Durability order"): the commit job on the
+ * spool's worker group, one barrier per group, the done callbacks on the
+ * loop; removals' barriers. */
 #include "spool/spool_impl.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 /* How long a removal may wait for its directory fsync: a group commit in
@@ -83,13 +82,19 @@ static void finish(sk_spool_msg *m, int steps)
     if (steps & FINISH_STORED) sk_spool_msg_free(m);
 }
 
-/* mu held or not. */
+/* One post reports whatever finished until the loop runs it. A failed
+ * post (the group has stopped: sk_spool_free) leaves it to sk_spool_free's
+ * last sk_spool_run_finished. */
 void sk_spool_wake_loop(sk_spool *s)
 {
-    uint64_t one = 1;
-    if (write(s->efd, &one, sizeof one) < 0) {
-        /* EAGAIN: the counter is already non-zero, the loop will wake. */
-    }
+    if (!s->reported && sk_workers_post(s->workers, &s->report) == SK_OK) s->reported = 1;
+}
+
+/* Queue the commit job unless it is queued or running (mu held). It is
+ * refused only once the group has stopped, when nothing calls this. */
+static void kick(sk_spool *s)
+{
+    if (!s->committing && sk_workers_submit(s->workers, &s->commit_job) == SK_OK) s->committing = 1;
 }
 
 /* Removals waiting for a barrier, taken by the committer (with mu held)
@@ -135,7 +140,10 @@ static void settle_removals(sk_spool *s, removals *r, sk_err barrier)
     pthread_mutex_unlock(&s->mu);
 }
 
-static void *committer_main(void *arg)
+/* The commit job: groups until none is pending, and removals once due.
+ * Messages that arrive meanwhile make the next group: the gathering of a
+ * group commit is the time the last one took. */
+static void commit_run(void *arg)
 {
     sk_spool *s = arg;
     /* When a group's barrier does not cover the directory (the
@@ -143,14 +151,16 @@ static void *committer_main(void *arg)
     int covered = s->sync->barrier_covers_removals;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->pending && !s->rm.dirty && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
-        if (!s->pending && !s->rm.dirty && s->stopping) break;
-        uint64_t due = s->rm.since_ms + REMOVE_SYNC_DELAY_MS;
-        int removals_due = s->rm.dirty && (s->stopping || sk_now_ms() >= due);
+        uint64_t due = s->rm.since_ms + REMOVE_SYNC_DELAY_MS, now = sk_now_ms();
+        int removals_due = s->rm.dirty && (s->stopping || now >= due);
+        if (!s->pending && !s->rm.dirty) break;
         if (!s->pending && !removals_due) {
             /* Only removals: give a group the chance to carry them. */
-            struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+            s->commit_pausing = 1;
+            pthread_mutex_unlock(&s->mu);
+            (void)sk_workers_pause(s->workers, &s->commit_job, due - now);
+            pthread_mutex_lock(&s->mu);
+            s->commit_pausing = 0;
             continue;
         }
         if (!s->pending || (!covered && removals_due)) {
@@ -186,8 +196,9 @@ static void *committer_main(void *arg)
         s->finished_tail = &last->next;
         sk_spool_wake_loop(s);
     }
+    /* From here on a new message or a due removal queues the job again. */
+    s->committing = 0;
     pthread_mutex_unlock(&s->mu);
-    return NULL;
 }
 
 void sk_spool_run_finished(sk_spool *s)
@@ -196,6 +207,7 @@ void sk_spool_run_finished(sk_spool *s)
      * record, so when it is in stored its done step is in list or was
      * run before. */
     pthread_mutex_lock(&s->mu);
+    s->reported = 0;
     sk_spool_msg *list = s->finished;
     s->finished = NULL;
     s->finished_tail = &s->finished;
@@ -218,39 +230,50 @@ void sk_spool_run_finished(sk_spool *s)
     }
 }
 
-static void on_finished(evutil_socket_t fd, short what, void *arg)
+/* The loop thread, when the report posted by a job is drained. */
+static void on_report(void *arg, sk_job_end end)
 {
-    uint64_t v;
-    if (read(fd, &v, sizeof v) < 0) {
-        /* EAGAIN: another wake-up already drained it. */
-    }
+    (void)end;
     sk_spool_run_finished(arg);
 }
 
 sk_err sk_spool_committer_start(sk_spool *s, struct event_base *base, sk_error *err)
 {
-    s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (s->efd < 0)
-        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "eventfd: %s", strerror(errno));
-    s->ev = event_new(base, s->efd, EV_READ | EV_PERSIST, on_finished, s);
+    /* A thread for the committer, one for the spare-file filler, and one
+     * for the materializer when there is a journal: each has at most one
+     * job at a time, so none waits for another's thread (the committer may
+     * wait in a checkpoint for the materializer). */
+    unsigned threads = 2 + (s->journal.fd >= 0);
+    sk_error e;
+    s->workers = sk_workers_new(&(sk_workers_opts){.name = "spool", .threads = threads}, &e);
+    if (!s->workers) return sk_error_set(err, e.err, SK_STEP_NONE, "spool: %s", e.text);
+    sk_job_init(&s->commit_job, commit_run, NULL, s);
+    sk_job_init(&s->report, NULL, on_report, s);
+    s->ev = event_new(base, sk_workers_fd(s->workers), EV_READ | EV_PERSIST, sk_workers_drain_cb,
+                      s->workers);
     if (!s->ev || event_add(s->ev, NULL))
         return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot add event");
-    if (pthread_create(&s->thread, NULL, committer_main, s))
-        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot start the committer thread");
-    s->thread_started = 1;
     return SK_OK;
 }
 
-/* Finishes every group asked for and every removal waiting. */
 void sk_spool_committer_stop(sk_spool *s)
 {
-    if (s->thread_started) sk_spool_thread_stop(s, &s->stopping, &s->cv, s->thread);
+    if (!s->workers) return;
+    pthread_mutex_lock(&s->mu);
+    /* Removals are due now (the job takes them with s->stopping set; the
+     * stop ends a pause). */
+    s->stopping = 1;
+    if (s->pending || s->rm.dirty) kick(s);
+    pthread_mutex_unlock(&s->mu);
+    if (sk_workers_stop(s->workers, SK_WORKERS_FINISH, SK_WORKERS_NO_LIMIT, NULL)) {
+        /* Without a limit it returns once every thread is joined. */
+    }
 }
 
 void sk_spool_commit_msg(sk_spool_msg *m)
 {
     sk_spool *s = m->s;
-    if (!s->thread_started) {
+    if (!s->workers) {
         (void)commit_batch(s, m, 0);
         finish(m, FINISH_ALL);
         return;
@@ -267,18 +290,21 @@ void sk_spool_commit_msg(sk_spool_msg *m)
     } else {
         *s->pending_tail = m;
         s->pending_tail = &m->next;
-        pthread_cond_signal(&s->cv);
+        if (s->commit_pausing)
+            sk_workers_wake(s->workers, &s->commit_job);
+        else
+            kick(s);
     }
     pthread_mutex_unlock(&s->mu);
 }
 
 /* With the committer, the loop thread does not wait for the disk: the
- * directory fsync comes with its next group, and ID.env is unlinked after
- * it. Losing the removal in a crash only brings back a message whose
- * recipients are done (with its last saved envelope). */
+ * directory fsync comes with its next group (or its own once the delay is
+ * over), and ID.env is unlinked after it. Losing the removal in a crash only brings back a
+ * message whose recipients are done (with its last saved envelope). */
 sk_err sk_spool_commit_removal(sk_spool *s, const char *id, int pooled, sk_error *err)
 {
-    if (!s->thread_started) {
+    if (!s->workers) {
         sk_err e = s->sync->sync_removals(s);
         if (e) return sk_error_set(err, e, SK_STEP_NONE, "cannot make the removal durable");
         sk_spool_freed_to_reuse(s, s->reuse.nfreed); /* no other thread: mu not needed */
@@ -300,7 +326,9 @@ sk_err sk_spool_commit_removal(sk_spool *s, const char *id, int pooled, sk_error
     rm->dirty = 1;
     int failed = rm->sync_failed;
     rm->sync_failed = 0;
-    pthread_cond_signal(&s->cv);
+    /* A group within the delay carries it; else the job, pausing until
+     * then, makes a barrier of its own. */
+    kick(s);
     pthread_mutex_unlock(&s->mu);
     if (failed)
         sk_log(&s->opts.log, SK_LOG_ERR,

@@ -1,5 +1,6 @@
-/* The materializer thread (docs/queue.md "The journal"): the files of
- * journaled messages, written after their 250, off the path to it. */
+/* The materializer (docs/queue.md "The journal"): the files of journaled
+ * messages, written after their 250 by a job of the spool's worker group,
+ * off the path to it. */
 #include "spool/spool_impl.h"
 
 #include <errno.h>
@@ -30,7 +31,7 @@ static sk_err materialize(sk_spool_msg *m)
     /* Not a spare: this thread is off the path to the 250 and can
      * allocate the inode itself; spares stay for the files made on that
      * path (large bodies during DATA, groups that do not go to the
-     * journal), and the filler thread mostly sleeps. */
+     * journal), and the filler mostly has nothing to do. */
     int fd = sk_spool_create_file(s, name, 0, &reused, &e);
     if (fd < 0) return e;
     e = sk_spool_msgfile_write(m, fd, reused);
@@ -40,20 +41,19 @@ static sk_err materialize(sk_spool_msg *m)
 }
 
 /* Files for journaled messages, in order (only with SK_SPOOL_SYNC_LOG and
- * an event base). Each was acknowledged once its record was durable; the
- * queue hears of it once its file is here, so delivery never looks for a
- * file that is not there yet. A failure (no space, EIO) keeps the message
- * (it is durable in the journal) and tries again later; at stop it is left
- * to recovery. */
-static void *materializer_main(void *arg)
+ * an event base), while there are some to write. Each was acknowledged
+ * once its record was durable; the queue hears of it once its file is
+ * here, so delivery never looks for a file that is not there yet. A
+ * failure (no space, EIO) keeps the message (it is durable in the
+ * journal) and tries again after a pause; at stop once more, then it is
+ * left to recovery. */
+static void materialize_run(void *arg)
 {
     sk_spool *s = arg;
     sk_spool_mat *mt = &s->mat;
-    size_t since_sync = 0;
+    int stop_tries = 0;
     pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!mt->q && !mt->stopping) pthread_cond_wait(&mt->cv, &s->mu);
-        if (!mt->q) break;
+    while (mt->q) {
         sk_spool_msg *list = mt->q;
         mt->q = NULL;
         mt->tail = &mt->q;
@@ -82,13 +82,13 @@ static void *materializer_main(void *arg)
          * freed in the last 5 minutes while their inode table block is
          * dirty (recently_deleted()), which makes creating files costly
          * unless those blocks are written out often. */
-        since_sync += n;
-        if (since_sync >= MATERIALIZE_SYNC_FILES) {
+        mt->since_sync += n;
+        if (mt->since_sync >= MATERIALIZE_SYNC_FILES) {
             if (sk_spool_sync_fs(&s->hooks, s->msgdir_fd)) {
                 /* Does not matter: the checkpoint's own syncfs is what
                  * counts. */
             }
-            since_sync = 0;
+            mt->since_sync = 0;
         }
         pthread_mutex_lock(&s->mu);
         mt->failing = failed != NULL;
@@ -109,30 +109,24 @@ static void *materializer_main(void *arg)
             mt->q = failed;
             if (mt->err_no != err) mt->logged = 0;
             mt->err_no = err;
-            /* At stop, one more try after the pause, then recovery. */
-            if (mt->stopping && mt->stop_tries++) break;
-            uint64_t at = sk_now_ms() + MATERIALIZE_RETRY_MS;
-            struct timespec ts = {(time_t)(at / 1000), (long)(at % 1000) * 1000000L};
-            pthread_cond_timedwait(&mt->cv, &s->mu, &ts);
+            pthread_mutex_unlock(&s->mu);
+            /* At stop, one more try (at once), then recovery. */
+            int stopping = sk_workers_pause(s->workers, NULL, MATERIALIZE_RETRY_MS);
+            pthread_mutex_lock(&s->mu);
+            if (stopping && stop_tries++) break;
         }
     }
+    /* From here on a journaled message queues the job again. */
+    mt->running = 0;
     pthread_mutex_unlock(&s->mu);
-    return NULL;
 }
 
 void sk_spool_materializer_start(sk_spool *s)
 {
     /* Without it, journaled groups get their files before the barrier, as
      * without an event base. */
-    s->mat.started = sk_spool_thread_start(s, &s->mat.thread, materializer_main, "materializer");
-}
-
-/* Writes the files still to do, then stops. */
-void sk_spool_materializer_stop(sk_spool *s)
-{
-    if (!s->mat.started) return;
-    sk_spool_thread_stop(s, &s->mat.stopping, &s->mat.cv, s->mat.thread);
-    s->mat.started = 0;
+    sk_job_init(&s->mat.job, materialize_run, NULL, s);
+    s->mat.started = s->workers != NULL;
 }
 
 size_t sk_spool_materializer_drop(sk_spool *s)
@@ -156,8 +150,10 @@ void sk_spool_materialize_later(sk_spool *s, sk_spool_msg *batch)
         *s->mat.tail = m;
         s->mat.tail = &m->mnext;
         s->mat.unwritten++;
-        pthread_cond_signal(&s->mat.cv);
     }
+    /* Refused only once the group has stopped, when no commit runs. */
+    if (s->mat.q && !s->mat.running && sk_workers_submit(s->workers, &s->mat.job) == SK_OK)
+        s->mat.running = 1;
 }
 
 sk_spool_msg *sk_spool_materialized_take(sk_spool *s, int *err_to_log)

@@ -1,64 +1,69 @@
 /* Where a new message file comes from: a removed message's file, a spare
- * made ahead by the filler thread, or openat (docs/queue.md "Spare files"). */
+ * made ahead by the filler job, or openat (docs/queue.md "Spare files"). */
 #include "spool/spool_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* After a failed O_TMPFILE open (no space), the filler tries again after
  * this. */
-#define FILLER_RETRY_S 1
+#define FILLER_RETRY_MS 1000
 
-/* Keep the spare files topped up. The file is created outside the lock:
+/* Top the spare files up, then end. The file is created outside the lock:
  * O_TMPFILE does not take the directory's lock either, so the committer's
  * links and renames in msgdir do not wait for it. */
-static void *filler_main(void *arg)
+static void fill_run(void *arg)
 {
     sk_spool *s = arg;
     sk_spool_spares *sp = &s->spare;
     pthread_mutex_lock(&s->mu);
-    while (!s->stopping && !sp->off_errno) {
-        if (sp->n == SK_SPOOL_SPARES) {
-            pthread_cond_wait(&sp->cv, &s->mu);
-            continue;
-        }
+    while (!s->stopping && !sp->off_errno && sp->n < SK_SPOOL_SPARES) {
         pthread_mutex_unlock(&s->mu);
         int fd = openat(s->msgdir_fd, ".", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
         int e = errno;
         pthread_mutex_lock(&s->mu);
-        if (fd < 0) {
-            /* ENOSPC may pass; anything else (no O_TMPFILE support) will
-             * not: stop making them and let sk_spool_create_file use openat. */
-            if (e != ENOSPC && e != EDQUOT) sp->off_errno = e;
-            if (!s->stopping && !sp->off_errno) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += FILLER_RETRY_S;
-                pthread_cond_timedwait(&sp->cv, &s->mu, &ts);
-            }
+        if (fd >= 0) {
+            sp->fd[sp->n++] = fd;
             continue;
         }
-        sp->fd[sp->n++] = fd;
+        /* ENOSPC may pass; anything else (no O_TMPFILE support) will not:
+         * stop making them and let sk_spool_create_file use openat. */
+        if (e != ENOSPC && e != EDQUOT) sp->off_errno = e;
+        if (sp->off_errno) break;
+        pthread_mutex_unlock(&s->mu);
+        int stopping = sk_workers_pause(s->workers, NULL, FILLER_RETRY_MS);
+        pthread_mutex_lock(&s->mu);
+        if (stopping) break;
     }
+    /* From here on taking a spare queues the job again. */
+    sp->filling = 0;
     pthread_mutex_unlock(&s->mu);
-    return NULL;
+}
+
+/* Queue the filler unless it is queued or running (mu held). */
+static void kick_filler(sk_spool *s)
+{
+    sk_spool_spares *sp = &s->spare;
+    if (sp->started && !sp->filling && !sp->off_errno && sp->n < SK_SPOOL_SPARES &&
+        sk_workers_submit(s->workers, &sp->job) == SK_OK)
+        sp->filling = 1;
 }
 
 void sk_spool_spares_start(sk_spool *s)
 {
-    s->spare.started = sk_spool_thread_start(s, &s->spare.filler, filler_main, "spare-files");
+    sk_job_init(&s->spare.job, fill_run, NULL, s);
+    pthread_mutex_lock(&s->mu);
+    s->spare.started = 1;
+    kick_filler(s);
+    pthread_mutex_unlock(&s->mu);
 }
 
 void sk_spool_spares_stop(sk_spool *s)
 {
-    if (s->spare.started) {
-        sk_spool_thread_stop(s, &s->stopping, &s->spare.cv, s->spare.filler);
-        s->spare.started = 0;
-    }
+    s->spare.started = 0;
     for (size_t i = 0; i < s->spare.n; i++) close(s->spare.fd[i]);
     s->spare.n = 0;
 }
@@ -121,7 +126,7 @@ static int take_spare(sk_spool *s, const char *name, sk_err *err)
     int fd = -1;
     pthread_mutex_lock(&s->mu);
     if (s->spare.n) fd = s->spare.fd[--s->spare.n];
-    pthread_cond_signal(&s->spare.cv);
+    kick_filler(s);
     pthread_mutex_unlock(&s->mu);
     if (fd < 0) return -1;
     char proc[64];
@@ -143,7 +148,6 @@ static int take_spare(sk_spool *s, const char *name, sk_err *err)
      * thread). */
     pthread_mutex_lock(&s->mu);
     s->spare.off_errno = e;
-    pthread_cond_signal(&s->spare.cv);
     pthread_mutex_unlock(&s->mu);
     return -1;
 }

@@ -8,6 +8,8 @@
 #include "spool/journal.h"
 #include "spool/spool_int.h"
 
+#include <smtpkit/worker.h>
+
 #include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -79,13 +81,14 @@ typedef struct sk_spool_removals {
 } sk_spool_removals;
 
 /* Spare files (spare.c): unnamed files (O_TMPFILE) made ahead of need by
- * the filler thread and given their name with linkat(2), so that inode
- * allocation, which costs up to milliseconds of CPU on a busy ext4, is not
- * on the path to the 250. Guarded by mu. */
+ * the filler (a job of the spool's group, queued when a spare is taken
+ * and it is not queued or running: filling) and given their name with
+ * linkat(2), so that inode allocation, which costs up to milliseconds of
+ * CPU on a busy ext4, is not on the path to the 250. Guarded by mu. */
 typedef struct sk_spool_spares {
-    pthread_t filler;
     int started;
-    pthread_cond_t cv;
+    sk_job job;
+    int filling;
     int fd[SK_SPOOL_SPARES];
     size_t n;
     size_t used;   /* linked under a message's name */
@@ -106,15 +109,18 @@ typedef struct sk_spool_reuse {
     size_t reused; /* files given a message's name */
 } sk_spool_reuse;
 
-/* The materializer thread (materialize.c; SK_SPOOL_SYNC_LOG with an event
- * base): writes the files of journaled messages after their 250. Guarded
- * by mu: q (to write), written (for the loop thread), unwritten
+/* The materializer (materialize.c; SK_SPOOL_SYNC_LOG with an event base):
+ * a job of the spool's group that writes the files of journaled messages
+ * after their 250. Guarded by mu: q (to write), running (the job is
+ * queued or running), written (for the loop thread), unwritten
  * (journaled, file not written yet; a checkpoint waits for 0 on
  * done_cv). */
 typedef struct sk_spool_mat {
-    pthread_t thread;
-    int started, stopping, stop_tries;
-    pthread_cond_t cv, done_cv;
+    int started;
+    sk_job job;
+    int running;
+    size_t since_sync; /* files written since the last syncfs (the job's) */
+    pthread_cond_t done_cv;
     sk_spool_msg *q, **tail;
     sk_spool_msg *written, **written_tail;
     size_t unwritten;
@@ -136,18 +142,23 @@ struct sk_spool {
     int msgdir_fd;
     int lock_fd;
     struct event_base *base;
-    /* Group commit (commit.c): sessions append to pending; the committer
-     * thread takes all of it, makes it durable and moves it to finished;
-     * the loop thread is woken through efd and runs the done callbacks. */
+    /* The spool's background threads (with an event base): one sk_workers
+     * group, whose ends and posts the loop drains through ev. */
+    sk_workers *workers;
+    struct event *ev;
+    /* Group commit (commit.c): sessions append to pending and queue the
+     * commit job unless it is already (committing); the job takes all of
+     * it, makes it durable and moves it to finished, then posts report
+     * (unless reported: posted and not run yet), whose done runs on the
+     * loop thread: the done callbacks. While only removals wait for a
+     * group the job pauses (commit_pausing), and a new message wakes it.
+     * Guarded by mu. */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pthread_t thread;
-    int thread_started;
+    sk_job commit_job, report;
+    int committing, commit_pausing, reported;
     int stopping;
     sk_spool_msg *pending, **pending_tail;
     sk_spool_msg *finished, **finished_tail;
-    int efd;
-    struct event *ev;
     sk_spool_listener_fn listener;
     void *listener_ctx;
     /* The message whose done callback and listener are running (loop
@@ -165,28 +176,7 @@ struct sk_spool {
     sk_spool_idgen ids; /* loop thread */
 };
 
-/* ---- threads of an open spool ---- */
-
-/* Start fn(s) on t: 1, or 0 after the warning that what is off (the spool
- * works without it). */
-static inline int sk_spool_thread_start(sk_spool *s, pthread_t *t, void *(*fn)(void *),
-                                        const char *what)
-{
-    if (pthread_create(t, NULL, fn, s) == 0) return 1;
-    sk_log(&s->opts.log, SK_LOG_WARN, "- spool %s=off reason=no-thread", what);
-    return 0;
-}
-
-/* Ask the thread t to stop (*stop set under mu, cv signalled) and wait
- * for it. */
-static inline void sk_spool_thread_stop(sk_spool *s, int *stop, pthread_cond_t *cv, pthread_t t)
-{
-    pthread_mutex_lock(&s->mu);
-    *stop = 1;
-    pthread_cond_signal(cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(t, NULL);
-}
+/* ---- checks ---- */
 
 /* Fail with SK_ERR_STATE unless s was opened as SK_SPOOL_OWNER. */
 static inline sk_err sk_spool_check_owner(const sk_spool *s, sk_error *err)
@@ -261,8 +251,9 @@ size_t sk_spool_header_block_len(const char *d, size_t n);
 /* Create msgdir/name for writing, failing if it exists (IDs stay unique):
  * a reused file (*reused set), else a spare when spare_ok, else openat. */
 int sk_spool_create_file(sk_spool *s, const char *name, int spare_ok, int *reused, sk_err *err);
-/* The filler thread, with an event base. */
+/* The filler, with an event base (once the worker group runs). */
 void sk_spool_spares_start(sk_spool *s);
+/* Close the spares left (the group has stopped). */
 void sk_spool_spares_stop(sk_spool *s);
 /* Loop thread: log once that spare files were turned off. */
 void sk_spool_spares_log_off(sk_spool *s);
@@ -309,7 +300,9 @@ uint64_t sk_spool_journal_size(const sk_spool *s);
 
 /* ---- commit.c: group commit ---- */
 
+/* The spool's worker group and the committer (with an event base). */
 SK_NODISCARD sk_err sk_spool_committer_start(sk_spool *s, struct event_base *base, sk_error *err);
+/* Finish every commit asked for and every removal waiting. */
 void sk_spool_committer_stop(sk_spool *s);
 /* Loop thread: run the done callbacks and the listener of finished
  * commits. */
@@ -317,7 +310,7 @@ void sk_spool_run_finished(sk_spool *s);
 /* Hand m (its envelope serialized) to the committer, or commit it at
  * once without one. */
 void sk_spool_commit_msg(sk_spool_msg *m);
-/* Wake the loop thread to run sk_spool_run_finished. */
+/* Have the loop thread run sk_spool_run_finished (mu held). */
 void sk_spool_wake_loop(sk_spool *s);
 /* Make the removal of id's ID.msg durable (pooled: its ID.free joined the
  * reuse pool), then unlink its ID.env: by the committer later, or at once
@@ -327,8 +320,6 @@ SK_NODISCARD sk_err sk_spool_commit_removal(sk_spool *s, const char *id, int poo
 /* ---- materialize.c: files of journaled messages, after their 250 ---- */
 
 void sk_spool_materializer_start(sk_spool *s);
-/* Join the thread (it writes what it can first). */
-void sk_spool_materializer_stop(sk_spool *s);
 /* After the last finished commits ran: free the messages whose file could
  * not be written (they stay in the journal); how many. */
 size_t sk_spool_materializer_drop(sk_spool *s);

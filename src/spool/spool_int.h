@@ -37,7 +37,7 @@ int sk_spool_lock(const char *spool_dir, unsigned wait_ms, long *busy_pid, sk_er
 
 /* The spare files (docs/queue.md "Spare files"), for tests: how many are
  * ready, how many were given a message's name, and why they are off (0:
- * on; -1: no filler thread, as without an event base). */
+ * on; -1: no filler, as without an event base). */
 void sk_spool_spare_stats(sk_spool *s, size_t *ready, size_t *used, int *off_errno);
 /* Files of removed messages kept for reuse (docs/queue.md "Reused
  * files"), for tests: how many are waiting, how many were reused. */

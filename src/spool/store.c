@@ -25,7 +25,7 @@ static void init(sk_spool *s, const sk_spool_opts *opts, struct event_base *base
     if (opts) s->opts = *opts;
     if (!s->opts.max_batch) s->opts.max_batch = BATCH_DEFAULT;
     if (!s->opts.lock_wait_ms) s->opts.lock_wait_ms = LOCK_WAIT_MS;
-    s->msgdir_fd = s->lock_fd = s->efd = s->journal.fd = -1;
+    s->msgdir_fd = s->lock_fd = s->journal.fd = -1;
     s->hooks = (sk_spool_hooks){s->opts.write_fn, s->opts.sync_fn, s->opts.hook_ctx};
     s->sync = sk_spool_sync_ops_for(s->opts.sync);
     s->journal.hooks = s->hooks;
@@ -39,11 +39,8 @@ static void init(sk_spool *s, const sk_spool_opts *opts, struct event_base *base
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the clock of sk_now_ms */
-    pthread_cond_init(&s->cv, &ca);
-    pthread_cond_init(&s->mat.cv, &ca);
     pthread_cond_init(&s->mat.done_cv, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_cond_init(&s->spare.cv, NULL);
 }
 
 sk_spool *sk_spool_open(const char *data_dir, const sk_spool_opts *opts, struct event_base *base,
@@ -97,9 +94,14 @@ fail:
 void sk_spool_free(sk_spool *s)
 {
     if (!s) return;
+    /* The files of the journaled messages too: the materializer's jobs
+     * run in the same stop. */
     sk_spool_committer_stop(s);
-    sk_spool_materializer_stop(s);
-    if (s->thread_started) sk_spool_run_finished(s);
+    /* Every thread has stopped: what they finished since the last drain. */
+    if (s->workers) sk_spool_run_finished(s);
+    /* The event before the group: it watches the group's eventfd. */
+    if (s->ev) event_free(s->ev);
+    sk_workers_free(s->workers);
     /* Journaled messages whose file could not be written. */
     size_t left = sk_spool_materializer_drop(s);
     sk_spool_spares_stop(s);
@@ -107,14 +109,9 @@ void sk_spool_free(sk_spool *s)
     sk_journal_close(&s->journal);
     sk_buf_free(&s->jbuf);
     sk_free(s->rm.orphans); /* none left after the committer stopped, unless a sync failed */
-    if (s->ev) event_free(s->ev);
-    if (s->efd >= 0) close(s->efd);
     if (s->msgdir_fd >= 0) close(s->msgdir_fd);
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the lock */
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    pthread_cond_destroy(&s->spare.cv);
-    pthread_cond_destroy(&s->mat.cv);
     pthread_cond_destroy(&s->mat.done_cv);
     sk_free(s->dir);
     sk_free(s->msgdir);

@@ -1,16 +1,14 @@
 /* A suppression set kept equal to the store's list: loaded once, then
  * updated from the numbered changes in suppression_log (suppress.c), read
- * on a thread of its own so that an event loop never waits for SQLite. */
+ * by a job on a background thread so that an event loop never waits for
+ * SQLite. */
 #include <smtpkit/suppress.h>
 
 #include "track_int.h"
 
-#include <errno.h>
 #include <event2/event.h>
+#include <smtpkit/worker.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
 
 /* What one read found: a whole new set, or the entries of the addresses
  * that changed (reason NULL: the address is no longer on the list). */
@@ -24,23 +22,27 @@ struct sk_suppress_mirror {
     sk_suppress_mirror_opts opts;
     sk_suppress_set *set; /* the loop's (or the caller's without a base) */
 
-    /* The reading side: the thread's once it runs, else the caller's. */
+    /* The reading side: the refresh job's once there is one, else the
+     * caller's. */
     sqlite3 *db;
     sqlite3_stmt *top, *bottom, *all, *changed;
     int64_t seq; /* the last change read */
     int failing; /* the last read failed (logged once per run of failures) */
 
-    /* With an event base. mu guards stop, poked, ready and retired. */
+    /* With an event base: the refresh job runs on a one-thread group every
+     * refresh_ms (tick) or when poked, one at a time: busy from its
+     * submission until its end was drained on the loop. mu guards busy,
+     * poked and stopping. The job fills ready, which its end applies;
+     * retired (a set replaced by a full load) is handed to the next job to
+     * free. */
     struct event_base *base;
-    struct event *ev;
-    int efd;
-    pthread_t thread;
-    int started;
+    sk_workers *workers;
+    struct event *ev, *tick;
+    sk_job refresh;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop, poked;
-    mirror_batch *ready;      /* read, not yet applied by the loop */
-    sk_suppress_set *retired; /* replaced by a full load; the thread frees it */
+    int busy, poked, stopping;
+    mirror_batch *ready;
+    sk_suppress_set *retired;
 };
 
 static void batch_free(mirror_batch *b)
@@ -188,79 +190,80 @@ static void note_result(sk_suppress_mirror *m, sk_err e, const sk_error *err)
     m->failing = e != SK_OK;
 }
 
-static void deadline_after(struct timespec *ts, unsigned ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    uint64_t ns = (uint64_t)ts->tv_nsec + (uint64_t)ms * 1000000u;
-    ts->tv_sec += (time_t)(ns / 1000000000u);
-    ts->tv_nsec = (long)(ns % 1000000000u);
-}
-
-/* The thread: every refresh_ms, or when poked, read the changes and hand
- * them to the loop; one batch at a time (while the loop has not applied
- * the last one, a poke waits for it). */
-static void *mirror_main(void *arg)
+/* The job: free what the loop retired, read the changes. */
+static void refresh_run(void *arg)
 {
     sk_suppress_mirror *m = arg;
-    struct timespec next;
-    deadline_after(&next, m->opts.refresh_ms);
-    pthread_mutex_lock(&m->mu);
-    for (;;) {
-        int timed_out = 0;
-        while (!m->stop && !(m->poked && !m->ready) && !timed_out)
-            timed_out = pthread_cond_timedwait(&m->cv, &m->mu, &next) == ETIMEDOUT;
-        if (m->stop) break;
-        sk_suppress_set *old = m->retired;
-        m->retired = NULL;
-        int busy = m->ready != NULL;
-        if (!busy) m->poked = 0;
-        pthread_mutex_unlock(&m->mu);
-        sk_suppress_set_free(old);
-        mirror_batch *b = NULL;
-        if (!busy) {
-            sk_error err;
-            sk_err e = read_changes(m, 0, &b, &err);
-            note_result(m, e, &err);
-        }
-        deadline_after(&next, m->opts.refresh_ms);
-        pthread_mutex_lock(&m->mu);
-        if (b) {
-            m->ready = b;
-            uint64_t one = 1;
-            if (write(m->efd, &one, sizeof one) < 0) {
-                /* EAGAIN: the counter is already non-zero, the loop will wake. */
-            }
-        }
+    sk_suppress_set_free(m->retired);
+    m->retired = NULL;
+    sk_error err;
+    sk_err e = read_changes(m, 0, &m->ready, &err);
+    note_result(m, e, &err);
+}
+
+/* Queue the job unless one is on its way (mu held). */
+static void refresh_soon(sk_suppress_mirror *m)
+{
+    if (m->busy) {
+        m->poked = 1;
+        return;
     }
-    pthread_mutex_unlock(&m->mu);
-    return NULL;
+    if (sk_workers_submit(m->workers, &m->refresh) == SK_OK) m->busy = 1;
 }
 
-/* The loop: apply what the thread read. */
-static void on_ready(evutil_socket_t fd, short what, void *arg)
+/* The loop: apply what the job read, then a poke that came meanwhile. */
+static void refresh_done(void *arg, sk_job_end end)
 {
     sk_suppress_mirror *m = arg;
-    (void)what;
-    uint64_t n;
-    if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN) return;
-    pthread_mutex_lock(&m->mu);
     mirror_batch *b = m->ready;
     m->ready = NULL;
-    if (m->poked) pthread_cond_signal(&m->cv);
+    pthread_mutex_lock(&m->mu);
+    int stopping = m->stopping;
     pthread_mutex_unlock(&m->mu);
-    if (!b) return;
-    sk_suppress_set *old;
-    apply(m, b, &old);
-    batch_free(b);
-    if (old) {
-        /* A whole list is freed off the loop. */
-        pthread_mutex_lock(&m->mu);
-        sk_suppress_set *prev = m->retired;
-        m->retired = old;
-        pthread_cond_signal(&m->cv);
-        pthread_mutex_unlock(&m->mu);
-        sk_suppress_set_free(prev);
+    if (b && end == SK_JOB_DONE && !stopping) {
+        sk_suppress_set *old;
+        apply(m, b, &old);
+        /* A whole list is freed off the loop, by the next job. */
+        if (old) m->retired = old;
     }
+    batch_free(b);
+    pthread_mutex_lock(&m->mu);
+    m->busy = 0;
+    if (m->poked && !m->stopping) {
+        m->poked = 0;
+        refresh_soon(m);
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* The loop, every refresh_ms. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    sk_suppress_mirror *m = arg;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&m->mu);
+    if (!m->busy) refresh_soon(m);
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* The refresh job, its group and the loop's events. */
+static sk_err start(sk_suppress_mirror *m, struct event_base *base, sk_error *err)
+{
+    m->base = base;
+    sk_job_init(&m->refresh, refresh_run, refresh_done, m);
+    sk_error e;
+    m->workers = sk_workers_new(&(sk_workers_opts){.name = "suppress", .threads = 1}, &e);
+    if (!m->workers)
+        return sk_error_set(err, e.err, SK_STEP_NONE, "suppression mirror: %s", e.text);
+    struct timeval tv = {.tv_sec = m->opts.refresh_ms / 1000,
+                         .tv_usec = (m->opts.refresh_ms % 1000) * 1000};
+    m->ev = event_new(base, sk_workers_fd(m->workers), EV_READ | EV_PERSIST, sk_workers_drain_cb,
+                      m->workers);
+    m->tick = event_new(base, -1, EV_PERSIST, on_tick, m);
+    if (!m->ev || event_add(m->ev, NULL) || !m->tick || event_add(m->tick, &tv))
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "suppression: out of memory");
+    return SK_OK;
 }
 
 static sk_err prepare(sk_suppress_mirror *m, const char *sql, sqlite3_stmt **st, sk_error *err)
@@ -304,13 +307,7 @@ sk_suppress_mirror *sk_suppress_mirror_new(const char *path, const sk_suppress_m
     }
     if (o) m->opts = *o;
     if (!m->opts.refresh_ms) m->opts.refresh_ms = SK_SUPPRESS_REFRESH_MS_DEFAULT;
-    m->efd = -1;
     pthread_mutex_init(&m->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->cv, &ca);
-    pthread_condattr_destroy(&ca);
     mirror_batch *b = NULL;
     sk_err e = open_db(m, path, err);
     if (!e) e = read_changes(m, 1, &b, err);
@@ -319,20 +316,7 @@ sk_suppress_mirror *sk_suppress_mirror_new(const char *path, const sk_suppress_m
         b->full = NULL;
         batch_free(b);
     }
-    if (!e && base) {
-        m->base = base;
-        m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (m->efd < 0)
-            e = sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "eventfd: %s", strerror(errno));
-        else if (!(m->ev = event_new(base, m->efd, EV_READ | EV_PERSIST, on_ready, m)) ||
-                 event_add(m->ev, NULL))
-            e = sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "suppression: out of memory");
-        else if (pthread_create(&m->thread, NULL, mirror_main, m))
-            e = sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE,
-                             "suppression mirror: cannot start a thread");
-        else
-            m->started = 1;
-    }
+    if (!e && base) e = start(m, base, err);
     if (e) {
         sk_suppress_mirror_free(m);
         return NULL;
@@ -343,15 +327,17 @@ sk_suppress_mirror *sk_suppress_mirror_new(const char *path, const sk_suppress_m
 void sk_suppress_mirror_free(sk_suppress_mirror *m)
 {
     if (!m) return;
-    if (m->started) {
-        pthread_mutex_lock(&m->mu);
-        m->stop = 1;
-        pthread_cond_signal(&m->cv);
-        pthread_mutex_unlock(&m->mu);
-        pthread_join(m->thread, NULL);
-    }
+    /* The events before the group: one watches its eventfd. */
+    if (m->tick) event_free(m->tick);
     if (m->ev) event_free(m->ev);
-    if (m->efd >= 0) close(m->efd);
+    if (m->workers) {
+        pthread_mutex_lock(&m->mu);
+        m->stopping = 1;
+        pthread_mutex_unlock(&m->mu);
+        /* A read under way ends (SQLite's busy timeout bounds it); a job's
+         * end not applied yet is dropped. */
+        sk_workers_free(m->workers);
+    }
     batch_free(m->ready);
     sk_suppress_set_free(m->retired);
     sk_suppress_set_free(m->set);
@@ -360,7 +346,6 @@ void sk_suppress_mirror_free(sk_suppress_mirror *m)
     sqlite3_finalize(m->all);
     sqlite3_finalize(m->changed);
     sqlite3_close_v2(m->db);
-    pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     sk_free(m);
 }
@@ -372,10 +357,9 @@ const sk_suppress_set *sk_suppress_mirror_set(const sk_suppress_mirror *m)
 
 void sk_suppress_mirror_poke(sk_suppress_mirror *m)
 {
-    if (!m || !m->started) return;
+    if (!m || !m->workers) return;
     pthread_mutex_lock(&m->mu);
-    m->poked = 1;
-    pthread_cond_signal(&m->cv);
+    if (!m->stopping) refresh_soon(m);
     pthread_mutex_unlock(&m->mu);
 }
 

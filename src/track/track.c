@@ -173,7 +173,6 @@ sk_track *sk_track_open(const char *path, int readonly, sk_error *err)
     tr->readonly = readonly;
     apply_defaults(&tr->opts);
     pthread_mutex_init(&tr->mu, NULL);
-    pthread_cond_init(&tr->cv, NULL);
     pthread_cond_init(&tr->idle_cv, NULL);
     tr->path = sk_strdup(path);
     if (!tr->path) {
@@ -258,7 +257,6 @@ void sk_track_free(sk_track *tr)
     sqlite3_finalize(tr->suppress_check);
     sqlite3_close_v2(tr->db);
     pthread_mutex_destroy(&tr->mu);
-    pthread_cond_destroy(&tr->cv);
     pthread_cond_destroy(&tr->idle_cv);
     sk_free(tr->path);
     sk_free(tr);
@@ -269,7 +267,7 @@ void sk_track_free(sk_track *tr)
 static void flush_or_log(sk_track *tr)
 {
     sk_error e;
-    if (tr->writer_started) {
+    if (tr->writer) {
         hand_over(tr);
         return;
     }
@@ -376,11 +374,11 @@ static sk_err copy_event(sk_track_ev *dst, const sk_track_ev *src, sk_error *err
 /* Keep ev (an event or a DSN link) for the next batch. */
 static sk_err enqueue(sk_track *tr, const sk_track_ev *ev, sk_error *err)
 {
-    if (tr->npending >= SK_TRACK_PENDING_MAX_EVENTS && tr->writer_started) hand_over(tr);
+    if (tr->npending >= SK_TRACK_PENDING_MAX_EVENTS && tr->writer) hand_over(tr);
     if (tr->npending >= SK_TRACK_PENDING_MAX_EVENTS) {
         sk_error fe = {.text = "still failing"};
         /* With the writer, the events it holds are what is failing. */
-        if (tr->writer_started || sk_now_ms() < tr->retry_mono_ms || sk_track_flush(tr, &fe)) {
+        if (tr->writer || sk_now_ms() < tr->retry_mono_ms || sk_track_flush(tr, &fe)) {
             tr->dropped++;
             return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE,
                                 "tracking store cannot be written (%s); event dropped", fe.text);
@@ -533,17 +531,18 @@ static sk_err write_events(sqlite3 *db, const sk_track_ev *evs, size_t n, sk_err
     return e;
 }
 
-/* The writer thread: writes the batches handed over, in order. A failed
- * batch (the lock held by another writer past the busy timeout, disk
- * full) stays first in line and is tried again after batch_delay_ms; at
- * stop, once more, then its events are lost (logged by stop_writer). */
-static void *writer_main(void *arg)
+/* The writer, a job on its group's thread while there are batches to
+ * write: writes them in order. A failed batch (the lock held by another
+ * writer past the busy timeout, disk full) stays first in line and is
+ * tried again after batch_delay_ms, or as soon as the loop hands more
+ * over; at stop, once more, then its events are lost (logged by
+ * stop_writer). */
+static void write_batches(void *arg)
 {
     sk_track *tr = arg;
+    int stop_tries = 0;
     pthread_mutex_lock(&tr->mu);
-    for (;;) {
-        while (!tr->nwq && !tr->writer_stop) pthread_cond_wait(&tr->cv, &tr->mu);
-        if (!tr->nwq) break;
+    while (tr->nwq) {
         sk_track_ev *batch = tr->wq;
         size_t n = tr->nwq, cap = tr->wq_cap;
         tr->wq = NULL;
@@ -559,45 +558,43 @@ static void *writer_main(void *arg)
         }
         pthread_mutex_lock(&tr->mu);
         tr->writing = 0;
-        if (e) {
-            /* Back in front of what came meanwhile. */
-            if (tr->nwq) {
-                sk_track_ev *all = sk_realloc(batch, (n + tr->nwq) * sizeof *all);
-                if (all) {
-                    memcpy(all + n, tr->wq, tr->nwq * sizeof *all);
-                    sk_free(tr->wq);
-                    batch = all;
-                    cap = n + tr->nwq;
-                    n += tr->nwq;
-                } else {
-                    /* No memory to join them: the newer ones are lost. */
-                    for (size_t i = 0; i < tr->nwq; i++) ev_clear(&tr->wq[i]);
-                    sk_free(tr->wq);
-                }
-            }
-            tr->wq = batch;
-            tr->nwq = n;
-            tr->wq_cap = cap;
-            if (!tr->werr)
-                sk_log(&tr->opts.log, SK_LOG_WARN, "- track flush-failed pending=%zu error=\"%s\"",
-                       n, err.text);
-            tr->werr = e;
-            snprintf(tr->werr_text, sizeof tr->werr_text, "%s", err.text);
+        if (!e) {
+            tr->werr = SK_OK;
             pthread_cond_broadcast(&tr->idle_cv);
-            if (tr->writer_stop && tr->writer_stop_tries++) break;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)tr->opts.batch_delay_ms * 1000000u;
-            ts.tv_sec += (time_t)(ns / 1000000000u);
-            ts.tv_nsec = (long)(ns % 1000000000u);
-            pthread_cond_timedwait(&tr->cv, &tr->mu, &ts);
             continue;
         }
-        tr->werr = SK_OK;
+        /* Back in front of what came meanwhile. */
+        if (tr->nwq) {
+            sk_track_ev *all = sk_realloc(batch, (n + tr->nwq) * sizeof *all);
+            if (all) {
+                memcpy(all + n, tr->wq, tr->nwq * sizeof *all);
+                sk_free(tr->wq);
+                batch = all;
+                cap = n + tr->nwq;
+                n += tr->nwq;
+            } else {
+                /* No memory to join them: the newer ones are lost. */
+                for (size_t i = 0; i < tr->nwq; i++) ev_clear(&tr->wq[i]);
+                sk_free(tr->wq);
+            }
+        }
+        tr->wq = batch;
+        tr->nwq = n;
+        tr->wq_cap = cap;
+        if (!tr->werr)
+            sk_log(&tr->opts.log, SK_LOG_WARN, "- track flush-failed pending=%zu error=\"%s\"", n,
+                   err.text);
+        tr->werr = e;
+        snprintf(tr->werr_text, sizeof tr->werr_text, "%s", err.text);
         pthread_cond_broadcast(&tr->idle_cv);
+        pthread_mutex_unlock(&tr->mu);
+        bool stopping = sk_workers_pause(tr->writer, &tr->write_job, tr->opts.batch_delay_ms);
+        pthread_mutex_lock(&tr->mu);
+        if (stopping && stop_tries++) break;
     }
+    /* From here on hand_over queues the job again. */
+    tr->writer_busy = 0;
     pthread_mutex_unlock(&tr->mu);
-    return NULL;
 }
 
 /* Loop thread: give the pending events to the writer (kept pending when
@@ -621,7 +618,12 @@ static void hand_over(sk_track *tr)
         memcpy(tr->wq + tr->nwq, tr->pending, tr->npending * sizeof *tr->pending);
         tr->nwq += tr->npending;
         tr->npending = 0;
-        pthread_cond_signal(&tr->cv);
+        /* Stopped (only while being freed): stop_writer reports them. A
+         * writer pausing after a failure tries again at once. */
+        if (tr->writer_busy)
+            sk_workers_wake(tr->writer, &tr->write_job);
+        else if (sk_workers_submit(tr->writer, &tr->write_job) == SK_OK)
+            tr->writer_busy = 1;
     }
     pthread_mutex_unlock(&tr->mu);
     if (ok && tr->timer) evtimer_del(tr->timer);
@@ -629,13 +631,12 @@ static void hand_over(sk_track *tr)
 
 static void stop_writer(sk_track *tr)
 {
-    if (!tr->writer_started) return;
-    pthread_mutex_lock(&tr->mu);
-    tr->writer_stop = 1;
-    pthread_cond_signal(&tr->cv);
-    pthread_mutex_unlock(&tr->mu);
-    pthread_join(tr->writer, NULL);
-    tr->writer_started = 0;
+    if (!tr->writer) return;
+    /* Finish: the batches handed over are written first. */
+    if (sk_workers_stop(tr->writer, SK_WORKERS_FINISH, SK_WORKERS_NO_LIMIT, NULL)) {
+    }
+    sk_workers_free(tr->writer);
+    tr->writer = NULL;
     if (tr->nwq)
         sk_log(&tr->opts.log, SK_LOG_WARN, "- track lost events=%zu error=\"%s\"", tr->nwq,
                tr->werr_text);
@@ -651,7 +652,7 @@ static void stop_writer(sk_track *tr)
  * them (no memory, no thread) the loop keeps writing as before. */
 static void start_writer(sk_track *tr)
 {
-    if (tr->writer_started) return;
+    if (tr->writer) return;
     if (sqlite3_open_v2(tr->path, &tr->wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
         sqlite3_exec(tr->wdb, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
@@ -662,13 +663,16 @@ static void start_writer(sk_track *tr)
         return;
     }
     sqlite3_busy_timeout(tr->wdb, (int)tr->opts.busy_timeout_ms);
-    if (pthread_create(&tr->writer, NULL, writer_main, tr)) {
-        sk_log(&tr->opts.log, SK_LOG_WARN, "- track writer=off reason=no-thread");
+    /* One thread: batches are written in the order handed over. */
+    sk_error err;
+    tr->writer = sk_workers_new(&(sk_workers_opts){.name = "track", .threads = 1}, &err);
+    if (!tr->writer) {
+        sk_log(&tr->opts.log, SK_LOG_WARN, "- track writer=off error=\"%s\"", err.text);
         sqlite3_close_v2(tr->wdb);
         tr->wdb = NULL;
         return;
     }
-    tr->writer_started = 1;
+    sk_job_init(&tr->write_job, write_batches, NULL, tr);
 }
 
 /* Keep the events and try again after a delay: each attempt may wait for
@@ -683,7 +687,7 @@ static sk_err flush_failed(sk_track *tr, sk_err e)
 sk_err sk_track_flush(sk_track *tr, sk_error *err)
 {
     sk_error_clear(err);
-    if (tr->writer_started) {
+    if (tr->writer) {
         /* Everything handed over, then wait until the writer has written
          * it or failed. */
         hand_over(tr);

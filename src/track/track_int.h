@@ -4,6 +4,7 @@
 #define SK_TRACK_INT_H
 
 #include <smtpkit/track.h>
+#include <smtpkit/worker.h>
 #include <pthread.h>
 #include <sqlite3.h>
 
@@ -23,18 +24,20 @@ struct sk_track {
     uint64_t dropped;               /* events lost since the last log line */
     /* sk_suppress_check, prepared once (suppress.c), reset after each use. */
     sqlite3_stmt *suppress_check;
-    /* With an event base, a writer thread with a connection of its own
-     * (wdb) writes the batches the loop hands over in wq, so the loop
-     * thread runs neither SQLite's inserts nor its WAL checkpoints
-     * (docs/tracking.md). Guarded by mu; idle_cv is signalled after each
-     * batch. */
+    /* With an event base, a writer (a job of a one-thread sk_workers
+     * group) with a connection of its own (wdb) writes the batches the
+     * loop hands over in wq, so the loop thread runs neither SQLite's
+     * inserts nor its WAL checkpoints (docs/tracking.md). Guarded by mu:
+     * wq, writing, writer_busy (the job is queued or running), werr;
+     * idle_cv is signalled after each batch. */
     char *path;
     sqlite3 *wdb;
-    pthread_t writer;
-    int writer_started, writer_stop, writer_stop_tries;
+    sk_workers *writer;
+    sk_job write_job;
+    int writer_busy;
     size_t writing; /* events of the batch being written */
     pthread_mutex_t mu;
-    pthread_cond_t cv, idle_cv;
+    pthread_cond_t idle_cv;
     sk_track_ev *wq;
     size_t nwq, wq_cap;
     sk_err werr; /* the last batch failed with this (0: it did not) */

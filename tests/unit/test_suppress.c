@@ -437,6 +437,46 @@ static void test_mirror(void **state)
     assert_null(sk_suppress_mirror_new("/nonexistent/track.db", NULL, NULL, &err));
 }
 
+/* Run base's loop until addr is in m's set, or a bound passes; whether
+ * it got there. */
+static bool loop_until_in(struct event_base *base, const sk_suppress_mirror *m, const char *addr)
+{
+    for (int i = 0; i < 20000; i++) {
+        if (sk_suppress_set_find(sk_suppress_mirror_set(m), addr, NOW_S)) return true;
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    return false;
+}
+
+/* With an event base the set follows the store by itself: at the next
+ * tick (refresh_ms), or at once when poked (a tick that never comes). */
+static void test_mirror_on_loop(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        unsigned refresh_ms;
+        bool poke;
+    } cases[] = {{5, false}, {3600 * 1000, true}};
+    for (size_t c = 0; c < SKT_N(cases); c++) {
+        struct event_base *base = event_base_new();
+        assert_non_null(base);
+        sk_error err;
+        sk_suppress_mirror_opts o = {.refresh_ms = cases[c].refresh_ms};
+        sk_suppress_mirror *m = sk_suppress_mirror_new(f->path, &o, base, &err);
+        assert_non_null(m);
+        char addr[64];
+        for (int i = 0; i < 3; i++) {
+            snprintf(addr, sizeof addr, "loop%zu-%d@x.org", c, i);
+            assert_int_equal(sk_suppress_add(f->tr, addr, "manual", 0, 0, &err), SK_OK);
+            if (cases[c].poke) sk_suppress_mirror_poke(m);
+            assert_true(loop_until_in(base, m, addr));
+        }
+        sk_suppress_mirror_free(m);
+        event_base_free(base);
+    }
+}
+
 /* The log keeps the last SK_SUPPRESS_LOG_KEEP_ROWS changes; a mirror
  * further behind than that, or looking at a store numbered anew, reads the
  * whole list again and ends up equal to it. */
@@ -541,6 +581,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_after_bounce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
         cmocka_unit_test(test_set),
+        cmocka_unit_test_setup_teardown(test_mirror_on_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror_catch_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror_thread, setup, teardown),

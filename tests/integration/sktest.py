@@ -37,6 +37,39 @@ def check(cond, msg):
         fail(msg)
 
 
+# How much of a server's log a failed expect() shows (its end, where the
+# failure usually is).
+LOG_TAIL = 5000
+
+
+def _context(item):
+    """What one context item of expect() adds to a failure message."""
+    if hasattr(item, "log") and callable(item.log):
+        return "--- server log ---\n" + item.log()[-LOG_TAIL:]
+    if hasattr(item, "returncode"):
+        return "exit %d\nstdout: %s\nstderr: %s" % (item.returncode, item.stdout, item.stderr)
+    return str(item)
+
+
+def expect(cond, msg, *context, failures=None):
+    """The one assertion helper of the integration tests.
+
+    When cond is false the failure is msg followed by what each context item
+    tells: a server (anything with .log()) adds the end of its log, a finished
+    command (anything with .returncode) its exit code and output, anything
+    else its text. Without failures the test ends there (fail()); with a list
+    the failure is printed and appended to it, for tests that report every
+    failed check at their end."""
+    if cond:
+        return
+    parts = [msg] + [_context(c) for c in context if c is not None]
+    text = "\n".join(parts)
+    if failures is None:
+        fail(text)
+    failures.append(text)
+    print("FAIL: " + text, flush=True)
+
+
 def free_port(host="127.0.0.1"):
     """A TCP port that was free on host a moment ago."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -272,11 +272,17 @@ class Peer:
         with self.handler.lock:
             return list(self.handler.lines)
 
-    def __enter__(self):
+    def start(self):
         self.controller.start()
         # start() connects once to see that the server is up: not a client.
         self.controller.conn_times.clear()
         return self
 
-    def __exit__(self, *exc):
+    def stop(self):
         self.controller.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -7,131 +7,39 @@ Every process is started here or by the test and stopped by PID; every wait
 is bounded.
 """
 
-import asyncio
 import email
 import email.policy
 import json
-import logging
 import os
 import smtplib
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
 from serve_peer import HOST, Serve  # noqa: E402
 
-from aiosmtpd.controller import Controller  # noqa: E402
-
-logging.getLogger("mail.log").setLevel(logging.ERROR)
+from aiosmtpd_peer import Peer, PeerHandler, _Controller  # noqa: E402,F401
 
 # The local domain of every test server: senders there receive their DSNs
 # in DATA-DIR/mailboxes/local.test/LOCALPART/new.
 LOCAL = "local.test"
 
 
-class Handler:
-    """aiosmtpd handler for a scripted MX host.
-
-    rcpt_script maps a recipient (or "@domain" for every recipient there)
-    to a list of replies given to its successive RCPT commands; None in the
-    list, or the list running out, accepts. data_script does the same for
-    the reply after DATA, keyed by the message's first recipient.
-    """
-
-    def __init__(self, rcpt_script=None, data_script=None):
-        self.rcpt_script = {k.lower(): list(v) for k, v in (rcpt_script or {}).items()}
-        self.data_script = {k.lower(): list(v) for k, v in (data_script or {}).items()}
-        self.lock = threading.Lock()
-        self.messages = []  # accepted transactions
-        self.rcpts = []  # (time, address, reply) of every RCPT
-
-    def _next(self, script, addr):
-        a = addr.lower()
-        for key in (a, "@" + a.rpartition("@")[2]):
-            seq = script.get(key)
-            if seq:
-                return seq.pop(0)
-        return None
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        # When the transaction began: on a reused connection that follows
-        # the sender's decision to send with the least delay (the DATA
-        # phase adds round trips whose timing varies with the load).
-        envelope.sk_mail_time = time.monotonic()
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 Ok"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        with self.lock:
-            reply = self._next(self.rcpt_script, address)
-            self.rcpts.append((time.monotonic(), address, reply or "250"))
-        if reply:
-            if reply.startswith("421"):
-                # RFC 5321 3.8: 421 closes the channel; close it after the
-                # reply is written (transport.close flushes first).
-                asyncio.get_running_loop().call_soon(server.transport.close)
-            return reply
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            reply = self._next(self.data_script, envelope.rcpt_tos[0])
-            if reply is None:
-                self.messages.append({
-                    "time": time.monotonic(),
-                    "mail_time": getattr(envelope, "sk_mail_time", None),
-                    "wall": time.time(),
-                    "mail_from": envelope.mail_from,
-                    "rcpt_tos": list(envelope.rcpt_tos),
-                    "data": bytes(envelope.original_content),
-                })
-        return reply or "250 2.0.0 Ok: queued"
+# The aiosmtpd handler and controller under the names tests import from here.
+Handler = PeerHandler
 
 
-class _Controller(Controller):
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.conn_times = []
-
-    def factory(self):
-        self.conn_times.append(time.monotonic())
-        return super().factory()
-
-
-class MX:
-    """A scripted MX host on host:port (see Handler)."""
-
-    def __init__(self, host, port, name="mx.test", **script):
-        self.handler = Handler(**script)
-        self.controller = _Controller(self.handler, hostname=host, port=port,
-                                      server_hostname=name)
-
-    @property
-    def messages(self):
-        with self.handler.lock:
-            return list(self.handler.messages)
-
-    @property
-    def conn_times(self):
-        return list(self.controller.conn_times)
-
-    def to(self, addr):
-        """Accepted messages that had addr among their recipients."""
-        return [m for m in self.messages if addr in m["rcpt_tos"]]
-
-    def __enter__(self):
-        self.controller.start()
-        # start() connects once to see that the server is up: not a client.
-        self.controller.conn_times.clear()
-        return self
-
-    def __exit__(self, *exc):
-        self.controller.stop()
+def MX(host, port, name="mx.test", rcpt_script=None, data_script=None, smtputf8=False, **kw):
+    """A scripted MX host on host:port (aiosmtpd_peer.Peer, SMTPUTF8
+    announced only when smtputf8). rcpt_script maps a recipient (or "@domain" for every
+    recipient there) to a list of replies given to its successive RCPT
+    commands; None in the list, or the list running out, accepts.
+    data_script does the same for the reply after DATA, keyed by the
+    message's first recipient. A 421 reply closes the connection."""
+    return Peer(host=host, port=port, name=name, smtputf8=smtputf8, rcpt_replies=rcpt_script,
+                data_replies=data_script, **kw)
 
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -207,11 +115,8 @@ def send_on(s, sender, rcpts, msg, mail_options=()):
     return text.rsplit("queued as ", 1)[1].split()[0]
 
 
-def expect(cond, msg, srv=None):
-    if not cond:
-        if srv is not None:
-            msg += "\n--- server log ---\n" + srv.log()[-5000:]
-        sktest.fail(msg)
+# The shared assertion helper, re-exported for the tests that import it from here.
+expect = sktest.expect
 
 
 def wait(pred, timeout, what, srv=None):

@@ -4,8 +4,6 @@ the connection), and process facts read from /proc."""
 
 import base64
 import os
-import socket
-import struct
 import sys
 import time
 
@@ -15,60 +13,11 @@ import sktest  # noqa: E402
 HOST = "127.0.0.1"
 
 
-class Raw:
-    """One SMTP connection on a plain socket; replies are read whole."""
-
-    def __init__(self, port, timeout=10.0, host=HOST):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.buf = b""
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def reply(self):
-        """(code, text of all lines); (None, what came) when the server
-        closed or reset the connection."""
-        lines = []
-        while True:
-            while b"\r\n" not in self.buf:
-                try:
-                    chunk = self.sock.recv(65536)
-                except ConnectionResetError:
-                    chunk = b""
-                if not chunk:
-                    return None, b"".join(lines)
-                self.buf += chunk
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            lines.append(line + b"\n")
-            if len(line) < 4 or line[3:4] != b"-":
-                return int(line[:3]), b"".join(lines)
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-        return self.reply()
-
-    def reset(self):
-        """Close with RST instead of FIN (SO_LINGER with a zero timeout)."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
-
-    def close(self):
-        self.sock.close()
-
-    def closed_by_peer(self, timeout=10.0):
-        """True when the server has closed the connection (EOF or reset)."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                d = self.sock.recv(65536)
-                if not d:
-                    return True
-        except ConnectionResetError:
-            return True
-        except socket.timeout:
-            return False
+def Raw(port, timeout=10.0, host=HOST):
+    """One SMTP connection on a plain socket (sktest.SMTPClient): no banner
+    read on connect, replies read whole as bytes, (None, what came) when the
+    server closed or reset the connection."""
+    return sktest.SMTPClient(port, host=host, timeout=timeout, greet=False, replies="bytes")
 
 
 def auth_plain(user, password):

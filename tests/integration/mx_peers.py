@@ -9,59 +9,20 @@ import fnmatch
 import json
 import os
 import socket
-import ssl
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
-from send_peer import Recorder  # noqa: E402
-
-from aiosmtpd.controller import Controller  # noqa: E402
+from aiosmtpd_peer import Peer  # noqa: E402
 
 DRIVER = os.path.join(sktest.BUILD_DIR, "tests", "test_mx")
 
 
-class _CountingController(Controller):
-    """Controller whose factory (called once per connection) counts."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.connections = 0
-
-    def factory(self):
-        self.connections += 1
-        return super().factory()
-
-
-class MXHost:
-    """A recording aiosmtpd MX host on host:port, STARTTLS offered when
-    cert=(cert, key) is given."""
-
-    def __init__(self, host, port, name="mx.test", cert=None, **recorder_kw):
-        self.recorder = Recorder(**recorder_kw)
-        kw = dict(hostname=host, port=port, server_hostname=name, enable_SMTPUTF8=True)
-        if cert:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(cert[0], cert[1])
-            kw["tls_context"] = ctx
-        self.controller = _CountingController(self.recorder, **kw)
-
-    @property
-    def messages(self):
-        return self.recorder.messages
-
-    @property
-    def connections(self):
-        return self.controller.connections
-
-    def __enter__(self):
-        self.controller.start()
-        # start() connects once to see the server is up; that one is ours.
-        self.controller.connections = 0
-        return self
-
-    def __exit__(self, *exc):
-        self.controller.stop()
+def MXHost(host, port, name="mx.test", cert=None, **handler_kw):
+    """A recording aiosmtpd MX host on host:port (aiosmtpd_peer.Peer),
+    STARTTLS offered when cert=(cert, key) is given."""
+    return Peer(host=host, port=port, name=name, tls="starttls" if cert else None, cert=cert,
+                **handler_kw)
 
 
 class Greeter(sktest.Listener):

@@ -10,69 +10,30 @@ block that started them; every probe run is bounded by a timeout.
 import http.server
 import json
 import os
-import ssl
 import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
 
-from aiosmtpd.controller import Controller  # noqa: E402
-from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
+from aiosmtpd_peer import Peer  # noqa: E402
 
 HOST = "127.0.0.1"
 UNKNOWN = "nobody@example.org"
 USER, PASSWORD = "alice", "correct horse battery staple"
 
 
-class Handler:
-    """Accepts every envelope except UNKNOWN, which does not exist."""
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address == UNKNOWN:
-            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
-
-    async def handle_DATA(self, server, session, envelope):
-        # The probe must never send a message.
-        self.got_data = True
-        return "554 5.5.0 the probe must not send DATA"
-
-
-def _authenticator(server, session, envelope, mechanism, auth_data):
-    if not isinstance(auth_data, LoginPassword):
-        return AuthResult(success=False, handled=False)
-    ok = auth_data.login == USER.encode() and auth_data.password == PASSWORD.encode()
-    # handled=False: aiosmtpd then sends the 535 itself (handled=True means
-    # the authenticator replied, and nothing would be sent).
-    return AuthResult(success=ok, handled=False)
-
-
-class Smtpd:
-    """aiosmtpd on a free port. tls: None, "starttls" or "implicit";
+def Smtpd(tls=None, cert=None, auth=False):
+    """aiosmtpd (aiosmtpd_peer.Peer) on a free port, greeting as
+    mx.probe.test: every recipient but UNKNOWN accepted, DATA refused (the
+    probe must never send a message; peer.handler.got_data tells), AUTH
+    PLAIN/LOGIN for USER when auth. tls: None, "starttls" or "implicit";
     cert: (cert_path, key_path) when tls is set."""
-
-    def __init__(self, tls=None, cert=None, auth=False):
-        self.handler = Handler()
-        self.handler.got_data = False
-        self.port = sktest.free_port(HOST)
-        kw = dict(hostname=HOST, port=self.port, server_hostname="mx.probe.test",
-                  enable_SMTPUTF8=True)
-        if tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(cert[0], cert[1])
-            kw["tls_context" if tls == "starttls" else "ssl_context"] = ctx
-        if auth:
-            kw["authenticator"] = _authenticator
-        self.controller = Controller(self.handler, **kw)
-
-    def __enter__(self):
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.controller.stop()
+    return Peer(host=HOST, name="mx.probe.test", tls=tls, cert=cert,
+                users={USER: PASSWORD} if auth else None,
+                rcpt_replies={UNKNOWN: "550 5.1.1 <%s>: Recipient address rejected: User unknown"
+                              % UNKNOWN},
+                data_reply="554 5.5.0 the probe must not send DATA")
 
 
 class Silent(sktest.Listener):

@@ -146,11 +146,8 @@ class Serve:
         return box[0]
 
 
-def expect(cond, msg, server=None):
-    if not cond:
-        if server is not None:
-            msg += "\n--- server log ---\n" + server.log()[-4000:]
-        sktest.fail(msg)
+# The shared assertion helper, re-exported for the tests that import it from here.
+expect = sktest.expect
 
 
 def stored_body(path):

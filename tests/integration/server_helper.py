@@ -3,7 +3,6 @@ dynamic loopback port and talk raw SMTP to it (plain or TLS)."""
 
 import os
 import re
-import socket
 import ssl
 import subprocess
 import sys
@@ -84,77 +83,20 @@ class PrintServer:
         self.stop()
 
 
-class Client:
-    """A raw SMTP client: send exact bytes, read replies."""
-
-    def __init__(self, port, host="127.0.0.1", timeout=10.0, tls_context=None, greet=True):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.buf = b""
-        if tls_context is not None:
-            self.sock = tls_context.wrap_socket(self.sock, server_hostname="mx.test")
-        self.banner = self.reply() if greet else None
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def cmd(self, line):
-        self.send(line.encode() + b"\r\n" if isinstance(line, str) else line + b"\r\n")
-        return self.reply()
-
-    def readline(self):
-        while b"\n" not in self.buf:
-            b = self.sock.recv(65536)
-            if not b:
-                raise EOFError("connection closed; have %r" % self.buf)
-            self.buf += b
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.rstrip(b"\r").decode("utf-8", "replace")
-
-    def reply(self):
-        """(code, [lines]) of one reply; lines without the code."""
-        lines = []
-        while True:
-            line = self.readline()
-            if len(line) < 4 or not line[:3].isdigit():
-                raise ValueError("not a reply line: %r" % line)
-            lines.append(line[4:])
-            if line[3] == " ":
-                return int(line[:3]), lines
-
-    def closed(self, timeout=5.0):
-        """True when the server closes the connection within timeout."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                b = self.sock.recv(65536)
-                if not b:
-                    return True
-                self.buf += b
-        except (ConnectionResetError, ssl.SSLError):
-            return True
-        except socket.timeout:
-            return False
-
-    def starttls(self, ctx):
-        code, _ = self.cmd("STARTTLS")
-        if code != 220:
-            raise RuntimeError("STARTTLS refused: %d" % code)
-        self.sock = ctx.wrap_socket(self.sock, server_hostname="mx.test")
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+# The raw SMTP client (sktest.SMTPClient) under the name the server tests use.
+Client = sktest.SMTPClient
 
 
-def expect(got, code, enh=None, what=""):
-    """Check a (code, lines) reply."""
+def expect_reply(got, code, enh=None, what="", server=None):
+    """Check a (code, lines) reply: the code, and the enhanced status code
+    when enh is given; a server as context adds its log to a failure."""
     c, lines = got
-    if c != code or (enh and not lines[-1].startswith(enh + " ")):
-        sktest.fail("%s: expected %d %s, got %d %r" % (what, code, enh or "", c, lines))
+    sktest.expect(c == code and (not enh or lines[-1].startswith(enh + " ")),
+                  "%s: expected %d %s, got %d %r" % (what, code, enh or "", c, lines), server)
+
+
+# The name existing tests use.
+expect = expect_reply
 
 
 def tls_setup(tmp):

@@ -10,6 +10,8 @@ import os
 import shutil
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,39 @@ def fail(msg):
 def check(cond, msg):
     if not cond:
         fail(msg)
+
+
+# How much of a server's log a failed expect() shows (its end, where the
+# failure usually is).
+LOG_TAIL = 5000
+
+
+def _context(item):
+    """What one context item of expect() adds to a failure message."""
+    if hasattr(item, "log") and callable(item.log):
+        return "--- server log ---\n" + item.log()[-LOG_TAIL:]
+    if hasattr(item, "returncode"):
+        return "exit %d\nstdout: %s\nstderr: %s" % (item.returncode, item.stdout, item.stderr)
+    return str(item)
+
+
+def expect(cond, msg, *context, failures=None):
+    """The one assertion helper of the integration tests.
+
+    When cond is false the failure is msg followed by what each context item
+    tells: a server (anything with .log()) adds the end of its log, a finished
+    command (anything with .returncode) its exit code and output, anything
+    else its text. Without failures the test ends there (fail()); with a list
+    the failure is printed and appended to it, for tests that report every
+    failed check at their end."""
+    if cond:
+        return
+    parts = [msg] + [_context(c) for c in context if c is not None]
+    text = "\n".join(parts)
+    if failures is None:
+        fail(text)
+    failures.append(text)
+    print("FAIL: " + text, flush=True)
 
 
 def free_port(host="127.0.0.1"):
@@ -91,6 +126,114 @@ def settle(pred, timeout=10.0, interval=0.05):
         if v or time.monotonic() >= deadline:
             return v
         time.sleep(interval)
+
+
+class SMTPClient:
+    """The one raw SMTP client of the tests: a socket that sends exact bytes
+    and reads replies, so a test can write anything (floods, dripped bytes,
+    injected commands) and see every reply line.
+
+    replies="lines": reply() gives (code, [texts after the code]), and
+    raises EOFError when the server closes. replies="bytes": reply() gives
+    (code, the whole reply, each line ending in LF), or (None, what came)
+    when the server closed or reset the connection. greet reads the banner
+    into .banner on connect; tls_context makes it implicit TLS."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, tls_context=None, greet=True,
+                 replies="lines", server_hostname="mx.test"):
+        if replies not in ("lines", "bytes"):
+            raise ValueError("replies must be 'lines' or 'bytes', not %r" % replies)
+        self.replies = replies
+        self.server_hostname = server_hostname
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        if tls_context is not None:
+            self.sock = tls_context.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.banner = self.reply() if greet else None
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def cmd(self, line):
+        """Send one command line (CRLF added) and read its reply."""
+        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        return self.reply()
+
+    def readline(self):
+        """One reply line without its line end (lines mode: LF ends a line)."""
+        while b"\n" not in self.buf:
+            b = self.sock.recv(65536)
+            if not b:
+                raise EOFError("connection closed; have %r" % self.buf)
+            self.buf += b
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+    def reply(self):
+        return self._reply_lines() if self.replies == "lines" else self._reply_bytes()
+
+    def _reply_lines(self):
+        lines = []
+        while True:
+            line = self.readline()
+            if len(line) < 4 or not line[:3].isdigit():
+                raise ValueError("not a reply line: %r" % line)
+            lines.append(line[4:])
+            if line[3] == " ":
+                return int(line[:3]), lines
+
+    def _reply_bytes(self):
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                try:
+                    chunk = self.sock.recv(65536)
+                except ConnectionResetError:
+                    chunk = b""
+                if not chunk:
+                    return None, b"".join(lines)
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line + b"\n")
+            if len(line) < 4 or line[3:4] != b"-":
+                return int(line[:3]), b"".join(lines)
+
+    def closed(self, timeout=5.0):
+        """True when the server closes (or resets) the connection within
+        timeout; what it sends meanwhile is kept in .buf."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                b = self.sock.recv(65536)
+                if not b:
+                    return True
+                self.buf += b
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+        except socket.timeout:
+            return False
+
+    def closed_by_peer(self, timeout=10.0):
+        return self.closed(timeout)
+
+    def starttls(self, ctx):
+        code = self.cmd("STARTTLS")[0]
+        if code != 220:
+            raise RuntimeError("STARTTLS refused: %r" % code)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=self.server_hostname)
+
+    def reset(self):
+        """Close with RST instead of FIN (SO_LINGER with a zero timeout)."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 class Listener:

@@ -14,6 +14,7 @@ seals after), a DNS failure that stops it from sealing, --cv, --json,
 --remote-ip, LF line ends, and its argument errors."""
 
 import base64
+import functools
 import json
 import os
 import re
@@ -37,10 +38,8 @@ LIST = "lists.example.net"
 failures = []
 
 
-def expect(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL: " + msg, flush=True)
+# Every failed check is collected and reported at the end.
+expect = functools.partial(sktest.expect, failures=failures)
 
 
 def openssl(*args, input=None):

@@ -12,6 +12,7 @@ once, with its fix, and nothing else. --json carries the same checks. No
 real block list is ever asked: every run with --ip names test zones."""
 
 import base64
+import functools
 import http.server
 import json
 import os
@@ -29,9 +30,8 @@ tmp = sktest.TempDir("sk-check-domain-")
 failures = []
 
 
-def expect(cond, msg):
-    if not cond:
-        failures.append(msg)
+# Every failed check is collected and reported at the end.
+expect = functools.partial(sktest.expect, failures=failures)
 
 
 def strings(record):

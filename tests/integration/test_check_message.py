@@ -8,6 +8,7 @@ address fails DKIM and DMARC, with the reason and the fix; --json carries
 the same; an Authentication-Results field already claiming our name is
 noted; usage errors name the argument."""
 
+import functools
 import json
 import os
 import re
@@ -21,9 +22,8 @@ tmp = sktest.TempDir("sk-check-message-")
 failures = []
 
 
-def expect(cond, msg):
-    if not cond:
-        failures.append(msg)
+# Every failed check is collected and reported at the end.
+expect = functools.partial(sktest.expect, failures=failures)
 
 
 key = tmp.join("s1.pem")

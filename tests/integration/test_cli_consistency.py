@@ -7,6 +7,7 @@ nearest valid one suggested (exit 64) in one format; an option without its
 value is named (exit 64); `serve` refuses config-file lines it does not
 understand with the file, the line and a suggestion (exit 78)."""
 
+import functools
 import os
 import re
 import subprocess
@@ -45,9 +46,8 @@ tmp = sktest.TempDir("sk-cli-consistency-")
 failures = []
 
 
-def expect(cond, msg):
-    if not cond:
-        failures.append(msg)
+# Every failed check is collected and reported at the end.
+expect = functools.partial(sktest.expect, failures=failures)
 
 
 def run(*args):

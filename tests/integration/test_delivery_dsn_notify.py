@@ -23,12 +23,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
-from delivery_peers import (LOCAL, MX, Handler, _Controller, delivery_status, dsns,  # noqa: E402
+from delivery_peers import (LOCAL, MX, delivery_status, dsns,  # noqa: E402
                             events, expect, serve, wait, wait_event)
 from dns_server import DNSTestServer  # noqa: E402
 from serve_peer import HOST  # noqa: E402
-
-from aiosmtpd.smtp import SMTP  # noqa: E402
 
 ZONE = {
     "dsn.test": {"MX": [[10, "mx.dsn.test"]]},
@@ -39,60 +37,12 @@ ZONE = {
 DSN_PARAMS = ("RET", "ENVID", "NOTIFY", "ORCPT")
 
 
-class RawHandler(Handler):
-    """Handler that announces DSN (or not) and keeps the raw MAIL/RCPT lines."""
-
-    def __init__(self, dsn, **script):
-        super().__init__(**script)
-        self.dsn = dsn
-        self.lines = []
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        session.host_name = hostname
-        if self.dsn:
-            # Before the last line ("250 HELP").
-            responses = responses[:-1] + ["250-DSN"] + responses[-1:]
-        return responses
-
-
-class RawSMTP(SMTP):
-    """Records each MAIL and RCPT argument as received; with DSN announced,
-    drops the DSN parameters before aiosmtpd (which knows none) sees them."""
-
-    async def _raw(self, verb, arg, parent):
-        h = self.event_handler
-        with h.lock:
-            h.lines.append("%s %s" % (verb, arg))
-        if h.dsn and arg:
-            arg = " ".join(t for t in arg.split(" ")
-                           if t.split("=", 1)[0].upper() not in DSN_PARAMS)
-        return await parent(arg)
-
-    async def smtp_MAIL(self, arg):
-        return await self._raw("MAIL", arg, super().smtp_MAIL)
-
-    async def smtp_RCPT(self, arg):
-        return await self._raw("RCPT", arg, super().smtp_RCPT)
-
-
-class RawController(_Controller):
-    def factory(self):
-        self.conn_times.append(time.monotonic())
-        return RawSMTP(self.handler, **self.SMTP_kwargs)
-
-
-class RawMX(MX):
-    """delivery_peers.MX with the recording server above."""
-
-    def __init__(self, host, port, name, dsn):
-        super().__init__(host, port, name)
-        self.handler = RawHandler(dsn)
-        self.controller = RawController(self.handler, hostname=host, port=port,
-                                        server_hostname=name)
-
-    def lines(self):
-        with self.handler.lock:
-            return list(self.handler.lines)
+def RawMX(host, port, name, dsn):
+    """An MX host (delivery_peers.MX) that keeps each MAIL and RCPT argument
+    as received (peer.lines()); with dsn it announces DSN and drops the DSN
+    parameters before aiosmtpd (which knows none) sees them."""
+    return MX(host, port, name, record_lines=True, ehlo_extra=["DSN"] if dsn else [],
+              strip_params=DSN_PARAMS if dsn else ())
 
 
 def submit(srv, sender, rcpts, mail_options=(), subject="dsn"):

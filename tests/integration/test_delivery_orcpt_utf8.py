@@ -23,12 +23,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
-from delivery_peers import (LOCAL, MX, Handler, _Controller, delivery_status, dsns,  # noqa: E402
+from delivery_peers import (LOCAL, MX, delivery_status, dsns,  # noqa: E402
                             expect, serve, wait, wait_event)
 from dns_server import DNSTestServer  # noqa: E402
 from serve_peer import HOST  # noqa: E402
-
-from aiosmtpd.smtp import SMTP  # noqa: E402
 
 ZONE = {
     "utf.test": {"MX": [[10, "mx.utf.test"]]},
@@ -39,49 +37,25 @@ ZONE = {
 DSN_PARAMS = ("NOTIFY", "ORCPT", "RET", "ENVID")
 
 
-class RawHandler(Handler):
-    """Announces DSN (aiosmtpd knows it not) and keeps the raw RCPT lines."""
-
-    def __init__(self, **script):
-        super().__init__(**script)
-        self.lines = []
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        session.host_name = hostname
-        return responses[:-1] + ["250-DSN"] + responses[-1:]
-
-
-class RawSMTP(SMTP):
-    async def smtp_RCPT(self, arg):
-        h = self.event_handler
-        with h.lock:
-            h.lines.append(arg)
-        arg = " ".join(t for t in arg.split(" ") if t.split("=", 1)[0].upper() not in DSN_PARAMS)
-        return await super().smtp_RCPT(arg)
+def orcpts(mx):
+    """{recipient: ORCPT value or None} from the RCPT lines mx recorded."""
+    out = {}
+    for ln in mx.lines():
+        if not ln.startswith("RCPT "):
+            continue
+        toks = ln[len("RCPT "):].split(" ")
+        rcpt = toks[0][len("TO:<"):-1]
+        out[rcpt] = next((t.split("=", 1)[1] for t in toks[1:]
+                          if t.upper().startswith("ORCPT=")), None)
+    return out
 
 
-class RawController(_Controller):
-    def factory(self):
-        return RawSMTP(self.handler, **self.SMTP_kwargs)
-
-
-class RawMX(MX):
-    def __init__(self, host, port, name, utf8, **script):
-        super().__init__(host, port, name)
-        self.handler = RawHandler(**script)
-        self.controller = RawController(self.handler, hostname=host, port=port,
-                                        server_hostname=name, enable_SMTPUTF8=utf8)
-
-    def orcpts(self):
-        """{recipient: ORCPT value or None} from the recorded RCPT lines."""
-        out = {}
-        with self.handler.lock:
-            for ln in self.handler.lines:
-                toks = ln.split(" ")
-                rcpt = toks[0][len("TO:<"):-1]
-                out[rcpt] = next((t.split("=", 1)[1] for t in toks[1:]
-                                  if t.upper().startswith("ORCPT=")), None)
-        return out
+def RawMX(host, port, name, utf8, **script):
+    """An MX host (delivery_peers.MX) that announces DSN (aiosmtpd knows it
+    not), keeps the raw RCPT lines and drops the DSN parameters before
+    aiosmtpd sees them; SMTPUTF8 announced when utf8."""
+    return MX(host, port, name, smtputf8=utf8, record_lines=True, ehlo_extra=["DSN"],
+              strip_params=DSN_PARAMS, **script)
 
 
 def submit(srv, rcpts, subject):
@@ -131,7 +105,7 @@ try:
             wait(lambda: dsns(srv, "alice"), 20, "the bounce for nope@utf.test", srv)
 
             # (a)
-            got = mxu.orcpts()
+            got = orcpts(mxu)
             want = {"j\u00f6rg@utf.test": "utf-8;j\u00f6rg@utf.test",
                     "zo\u00eb+tag@utf.test": "utf-8;zo\\x{EB}\\x{2B}tag@utf.test",
                     "bob@utf.test": "utf-8;c\u00e4cilie@old.test",
@@ -140,7 +114,7 @@ try:
                     "nope@utf.test": "utf-8;n\u00f6pe@old.test"}
             expect(got == want, "a: ORCPTs %r, want %r" % (got, want), srv)
             # (b)
-            got = mxp.orcpts()
+            got = orcpts(mxp)
             want = {"erin@plain.test": "utf-8;c\\x{E4}cilie@old.test"}
             expect(got == want, "b: ORCPTs %r, want %r" % (got, want), srv)
             expect(len(mxp.to("erin@plain.test")) == 1, "b: delivered", srv)

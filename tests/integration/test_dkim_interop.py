@@ -12,6 +12,7 @@ rsa-sha1 and a 512-bit key (RFC 8301), revoked and missing keys, a DNS
 failure, LF line ends, and keygen's file and record."""
 
 import base64
+import functools
 import os
 import re
 import stat
@@ -34,10 +35,8 @@ DOMAIN = "example.org"
 failures = []
 
 
-def expect(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL: " + msg, flush=True)
+# Every failed check is collected and reported at the end.
+expect = functools.partial(sktest.expect, failures=failures)
 
 
 def openssl(*args, input=None):

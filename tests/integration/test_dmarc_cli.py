@@ -31,17 +31,17 @@ def dmarc(dns, *args, input=None):
     return sktest.smtpkit("dmarc", "--dns-server", dns.address, *args, timeout=60, input=input)
 
 
-def expect(r, rc, *needles):
-    sktest.check(r.returncode == rc, "exit %d, want %d\nstdout: %s\nstderr: %s"
-                 % (r.returncode, rc, r.stdout, r.stderr))
+def expect_run(r, rc, *needles):
+    """Exit code rc, and every needle in stdout."""
+    sktest.expect(r.returncode == rc, "exit %d, want %d" % (r.returncode, rc), r)
     for n in needles:
-        sktest.check(n in r.stdout, "%r not in output:\n%s" % (n, r.stdout))
+        sktest.expect(n in r.stdout, "%r not in output:\n%s" % (n, r.stdout))
 
 
 with DNSTestServer(ZONE) as dns:
     # SPF aligned through the organizational domain's record, with sp=.
     r = dmarc(dns, "--from-domain", "News.Example.ORG", "--spf", "pass:bounce.example.org")
-    expect(r, 0, "dmarc=pass (sp=quarantine, disposition none)",
+    expect_run(r, 0, "dmarc=pass (sp=quarantine, disposition none)",
            "_dmarc.example.org: p=reject sp=quarantine", "spf:          pass bounce.example.org (aligned)")
     sktest.check(dns.queries()[-2:] == [("_dmarc.news.example.org", "TXT"),
                                         ("_dmarc.example.org", "TXT")],
@@ -50,7 +50,7 @@ with DNSTestServer(ZONE) as dns:
     # Nothing aligned: p=reject applies.
     r = dmarc(dns, "--from-domain", "example.org", "--spf", "pass:example.net",
               "--dkim", "pass:esp.example", "--dkim", "fail:example.org", "--json")
-    expect(r, 1)
+    expect_run(r, 1)
     j = json.loads(r.stdout)
     sktest.check(j["result"] == "fail" and j["policy"] == "reject" and j["disposition"] == "reject"
                  and j["policy_tag"] == "p" and j["record"]["rua"] == ["mailto:d@example.org"],
@@ -59,33 +59,33 @@ with DNSTestServer(ZONE) as dns:
     # The PSL: mail.example.co.uk's organizational domain is example.co.uk
     # (not co.uk); its record is two strings; adkim=s wants the exact d=.
     r = dmarc(dns, "--from-domain", "mail.example.co.uk", "--dkim", "pass:example.co.uk", "--json")
-    expect(r, 1)
+    expect_run(r, 1)
     j = json.loads(r.stdout)
     sktest.check(j["org_domain"] == "example.co.uk" and j["record"]["domain"] == "example.co.uk"
                  and j["record"]["adkim"] == "s" and j["disposition"] == "quarantine", "json: %s" % j)
     r = dmarc(dns, "--from-domain", "mail.example.co.uk", "--dkim", "pass:mail.example.co.uk")
-    expect(r, 0, "dkim:         pass d=mail.example.co.uk (aligned)")
+    expect_run(r, 0, "dkim:         pass d=mail.example.co.uk (aligned)")
 
     # pct=0: the next lower policy.
     r = dmarc(dns, "--from-domain", "zero.test", "--json")
-    expect(r, 1)
+    expect_run(r, 1)
     j = json.loads(r.stdout)
     sktest.check(j["disposition"] == "quarantine" and j["sampled_out"], "json: %s" % j)
 
     # No record, several records, an unusable record, a DNS failure.
-    expect(dmarc(dns, "--from-domain", "a.nothing.test"), 2, "dmarc=none",
+    expect_run(dmarc(dns, "--from-domain", "a.nothing.test"), 2, "dmarc=none",
            "no DMARC record at _dmarc.a.nothing.test nor _dmarc.nothing.test")
-    expect(dmarc(dns, "--from-domain", "two.test"), 2, "several DMARC records at _dmarc.two.test")
-    expect(dmarc(dns, "--from-domain", "broken.test"), 65, "dmarc=permerror", "a tag given twice")
-    expect(dmarc(dns, "--from-domain", "down.test", "--spf", "pass:down.test"), 75,
+    expect_run(dmarc(dns, "--from-domain", "two.test"), 2, "several DMARC records at _dmarc.two.test")
+    expect_run(dmarc(dns, "--from-domain", "broken.test"), 65, "dmarc=permerror", "a tag given twice")
+    expect_run(dmarc(dns, "--from-domain", "down.test", "--spf", "pass:down.test"), 75,
            "dmarc=temperror")
 
     # The From field of a saved message, and of one with two From fields.
     msg = os.path.join(tmp.path, "m.eml")
     with open(msg, "w") as f:
         f.write("From: Zoe <zoe@example.org>\r\nSubject: hi\r\n\r\nFrom: x@evil.example\r\n")
-    expect(dmarc(dns, "--message", msg, "--dkim", "pass:example.org"), 0, "dmarc=pass")
-    expect(dmarc(dns, "--message", "-", input="From: a@example.org\nFrom: b@evil.example\n\n"), 65,
+    expect_run(dmarc(dns, "--message", msg, "--dkim", "pass:example.org"), 0, "dmarc=pass")
+    expect_run(dmarc(dns, "--message", "-", input="From: a@example.org\nFrom: b@evil.example\n\n"), 65,
            "dmarc=permerror", "several From fields")
     r = dmarc(dns, "--message", os.path.join(tmp.path, "missing.eml"))
     sktest.check(r.returncode == 66 and "cannot read" in r.stderr, "missing file: %s" % r.stderr)

@@ -30,18 +30,12 @@ def ehlo(c, srv):
     return {l.split()[0]: l.split()[1:] for l in lines[1:]}
 
 
-def expect_reply(srv, got, code, enh, what):
-    c, lines = got
-    expect(c == code and lines[-1].startswith(enh + " "),
-           "%s: expected %d %s, got %d %r" % (what, code, enh, c, lines), srv)
-
-
 def no_plain_auth(srv, port, what):
     """Loopback without TLS: AUTH not announced, and refused with 538."""
     c = sh.Client(port)
     kw = ehlo(c, srv)
     expect("AUTH" not in kw, "%s: AUTH announced without TLS: %r" % (what, kw), srv)
-    expect_reply(srv, c.cmd(GOOD), 538, "5.7.11", what + ": AUTH PLAIN without TLS")
+    sh.expect_reply(c.cmd(GOOD), 538, "5.7.11", what + ": AUTH PLAIN without TLS", srv)
     sh.expect(c.cmd("NOOP"), 250, "2.0.0", what + ": session goes on")
     c.cmd("QUIT")
     c.close()
@@ -52,8 +46,8 @@ def plain_auth(srv, port, what):
     c = sh.Client(port)
     kw = ehlo(c, srv)
     expect(kw.get("AUTH") == ["PLAIN", "LOGIN"], "%s: AUTH PLAIN LOGIN: %r" % (what, kw), srv)
-    expect_reply(srv, c.cmd(BAD), 535, "5.7.8", what + ": wrong password")
-    expect_reply(srv, c.cmd(GOOD), 235, "2.7.0", what + ": AUTH PLAIN")
+    sh.expect_reply(c.cmd(BAD), 535, "5.7.8", what + ": wrong password", srv)
+    sh.expect_reply(c.cmd(GOOD), 235, "2.7.0", what + ": AUTH PLAIN", srv)
     return c
 
 
@@ -109,11 +103,11 @@ def main():
                 kw = ehlo(c, srv)
                 expect("STARTTLS" in kw and "AUTH" not in kw, "%s before TLS: %r" % (what, kw),
                        srv)
-                expect_reply(srv, c.cmd(GOOD), 538, "5.7.11", what + ": AUTH before STARTTLS")
+                sh.expect_reply(c.cmd(GOOD), 538, "5.7.11", what + ": AUTH before STARTTLS", srv)
                 c.starttls(ctx)
                 kw = ehlo(c, srv)
                 expect(kw.get("AUTH") == ["PLAIN", "LOGIN"], "%s after TLS: %r" % (what, kw), srv)
-                expect_reply(srv, c.cmd(GOOD), 235, "2.7.0", what + ": AUTH after STARTTLS")
+                sh.expect_reply(c.cmd(GOOD), 235, "2.7.0", what + ": AUTH after STARTTLS", srv)
                 send(srv, c, "auth after starttls on " + what.split()[1])
             files = srv.wait_maildir("localhost", "bob", 2)
             expect(len(files) == 2, "both messages arrived: %r" % files, srv)

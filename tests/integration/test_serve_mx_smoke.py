@@ -9,25 +9,14 @@ verify: deferred with 4.7.10."""
 import json
 import os
 import smtplib
-import ssl
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
-from aiosmtpd.controller import Controller  # noqa: E402
+from aiosmtpd_peer import Peer  # noqa: E402
 from dns_server import DNSTestServer  # noqa: E402
 from serve_peer import HOST, Serve, expect  # noqa: E402
-
-
-class Sink:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                              bytes(envelope.original_content), session.ssl is not None))
-        return "250 2.0.0 Ok: taken"
 
 
 def track(data_dir, qid):
@@ -44,12 +33,9 @@ def kinds(obj):
 tmp = sktest.TempDir("sk-serve-mx-smoke-")
 try:
     cert, key = sktest.TestCA.self_signed(tmp.join("tls"), "mx.remote.test")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
     mx_port = sktest.free_port()
-    sink = Sink()
-    mx = Controller(sink, hostname="127.0.0.1", port=mx_port, tls_context=ctx,
-                    require_starttls=False, server_hostname="mx.remote.test")
+    mx = Peer(port=mx_port, name="mx.remote.test", tls="starttls", cert=(cert, key),
+              smtputf8=False)
     zone = {"remote.test": {"MX": [[10, "mx.remote.test"]]},
             "strict.test": {"MX": [[10, "mx.remote.test"]]},
             "mx.remote.test": {"A": ["127.0.0.1"]}}
@@ -69,8 +55,9 @@ try:
                                         b"Subject: smoke\r\n\r\nHello by MX.\r\n")
                 expect(code == 250, "DATA accepted: %d %r" % (code, resp), srv)
                 qid = resp.decode().rsplit(" ", 1)[-1]
-                sktest.wait_for(lambda: sink.messages, 20, what="the MX host got the message")
-                sender, rcpts, data, tls = sink.messages[0]
+                sktest.wait_for(lambda: mx.messages, 20, what="the MX host got the message")
+                m = mx.messages[0]
+                sender, rcpts, data, tls = m["mail_from"], m["rcpt_tos"], m["data"], m["tls"]
                 expect(sender == "alice@localhost" and rcpts == ["bob@remote.test"],
                        "envelope at the MX: %r %r" % (sender, rcpts), srv)
                 expect(b"Hello by MX." in data, "body arrived", srv)
@@ -99,7 +86,7 @@ try:
                 ev = [e for e in track(srv.data_dir, strict)["events"] if e["event"] == "deferred"]
                 expect(ev and "4.7.10" in (ev[0].get("reply") or ""),
                        "--tls-required defers: %r" % ev, srv)
-                expect(len(sink.messages) == 1, "the peer got nothing for strict.test", srv)
+                expect(len(mx.messages) == 1, "the peer got nothing for strict.test", srv)
             # After the server stopped, the same story is on disk.
             obj = track(srv.data_dir, qid)
             got = kinds(obj)

@@ -16,6 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
+from fault_util import Raw  # noqa: E402
 from serve_peer import HOST, Serve, expect, expect_arrived, message  # noqa: E402
 
 tmp = sktest.TempDir("sk-serve-ops-")
@@ -23,32 +24,6 @@ tmp = sktest.TempDir("sk-serve-ops-")
 
 def serve_rc(*args, timeout=30):
     return sktest.smtpkit("serve", "--data-dir", tmp.join("never"), *args, timeout=timeout)
-
-
-class Raw:
-    """A line-at-a-time SMTP client on a socket, for sessions kept open."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection((HOST, port), timeout=20)
-        self.f = self.sock.makefile("rb")
-
-    def reply(self):
-        lines = []
-        while True:
-            line = self.f.readline()
-            if not line:
-                raise EOFError("connection closed")
-            lines.append(line)
-            if line[3:4] != b"-":
-                return int(line[:3]), b"".join(lines)
-
-    def cmd(self, line):
-        self.sock.sendall(line.encode() + b"\r\n")
-        return self.reply()
-
-    def close(self):
-        self.f.close()
-        self.sock.close()
 
 
 try:
@@ -159,7 +134,7 @@ try:
     srv = Serve(tmp, name="term")
     srv.start()
     try:
-        c = Raw(srv.port)
+        c = Raw(srv.port, timeout=20)
         expect(c.reply()[0] == 220, "greeting")
         expect(c.cmd("EHLO client.test")[0] == 250, "EHLO")
         expect(c.cmd("MAIL FROM:<alice@example.org>")[0] == 250, "MAIL")

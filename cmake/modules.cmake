@@ -46,7 +46,7 @@ sk_module(track DEPS util deliver PACKAGES SQLITE LIBEVENT PUBLIC track.h suppre
 sk_module(queue DEPS util proto spool deliver PACKAGES LIBEVENT PUBLIC queue.h)
 sk_module(dmarc DEPS util mime dns PACKAGES PSL IDN2 INTERNAL_API dmarc_int.h PUBLIC dmarc.h)
 sk_module(authres DEPS util mime PUBLIC authres.h)
-sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue
+sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue dkim spf dmarc authres
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 
 file(WRITE ${PROJECT_BINARY_DIR}/modules.txt "${SK_MODULE_MANIFEST}")

@@ -85,10 +85,13 @@ struct sk_daemon {
      * signers hold their own references), the checks of mail from
      * outside. */
     sk_dkim_keyring *keys;
+    sk_sign_pool *signpool;
     sk_inbound *inbound;
 
     struct daemon_msg *receiving; /* between data start and end */
-    struct daemon_msg *checking;  /* after the end, while their checks run */
+    /* After the end, before the commit: checks running or signatures
+     * being made. */
+    struct daemon_msg *finishing;
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     uint64_t stop_started_ms;
     bool stopping;
@@ -103,7 +106,7 @@ typedef enum msg_auth {
 
 /* One message being received: the spool's handle and what the log needs. */
 typedef struct daemon_msg {
-    struct daemon_msg *prev, *next; /* in d->receiving, then in d->checking */
+    struct daemon_msg *prev, *next; /* in d->receiving, then in d->finishing */
     sk_daemon *d;
     sk_session *s;
     sk_spool_msg *m;
@@ -313,37 +316,15 @@ static void scan_done(sk_daemon *d, daemon_msg *dm)
     if (dm->auth == MSG_AUTH_SIGN) sign_start(d, dm);
 }
 
-/* The fields a message to sign gets: its DKIM-Signature fields, in the
- * order of the keys. (ARC sealing of a message we checked and pass on,
- * RFC 8617 5.1, would add its set here, above them.) */
-static sk_err sign_finish(sk_daemon *d, daemon_msg *dm)
+static void msg_refuse(daemon_msg *dm, const sk_reply *r);
+static void on_committed(void *ctx, sk_err e, const char *queue_id);
+
+static void log_unsigned(const sk_daemon *d, const daemon_msg *dm, const char *why)
 {
-    if (!dm->signer) {
-        /* Mail from domains we hold no key for is common (a relay for
-         * many): said at debug level only. */
-        if (dm->unsigned_why)
-            sk_log(&d->log, dm->unsigned_why == no_key ? SK_LOG_DEBUG : SK_LOG_INFO,
-                   "%s daemon dkim-unsigned session=%s reason=\"%s\"", dm->id, sk_session_id(dm->s),
-                   dm->unsigned_why);
-        return SK_OK;
-    }
-    sk_buf fields = SK_BUF_INIT(SK_DKIM_SIGN_MAX * SK_DKIM_SIGNATURE_MAX_OCTETS);
-    sk_error err;
-    sk_err e = sk_dkim_signer_finish(dm->signer, &fields, &err);
-    if (e == SK_ERR_NOMEM) {
-        sk_buf_free(&fields);
-        return e;
-    }
-    if (e) {
-        /* Not signable (RFC 6376 5.4: no From to sign): sent as it is. */
-        sk_log(&d->log, SK_LOG_INFO, "%s daemon dkim-unsigned session=%s reason=\"%s\"", dm->id,
-               sk_session_id(dm->s), err.text);
-        sk_buf_free(&fields);
-        return SK_OK;
-    }
-    e = sk_spool_msg_prepend(dm->m, fields.data, fields.len);
-    sk_buf_free(&fields);
-    return e;
+    /* Mail from domains we hold no key for is common (a relay for many):
+     * said at debug level only. */
+    sk_log(&d->log, why == no_key ? SK_LOG_DEBUG : SK_LOG_INFO,
+           "%s daemon dkim-unsigned session=%s reason=\"%s\"", dm->id, sk_session_id(dm->s), why);
 }
 
 /* The recipient decision is rcpt_policy.c's; here only its side effect:
@@ -576,6 +557,30 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
     msg_free(dm);
 }
 
+/* A message to sign: its DKIM-Signature fields, in the order of the keys,
+ * are in (made on a signing thread). They go on top of it, then it is
+ * stored. (ARC sealing of a message we checked and pass on, RFC 8617 5.1,
+ * would add its set here, above them.) */
+static void on_signed(void *ctx, sk_err e, sk_buf *fields, const sk_error *err)
+{
+    daemon_msg *dm = ctx;
+    sk_daemon *d = dm->d;
+    msg_unlink(&d->finishing, dm);
+    if (e == SK_OK) {
+        e = sk_spool_msg_prepend(dm->m, fields->data, fields->len);
+    } else if (e != SK_ERR_NOMEM) {
+        /* Not signable (RFC 6376 5.4: no From to sign): stored as it is. */
+        log_unsigned(d, dm, err->text);
+        e = SK_OK;
+    }
+    if (e) {
+        sk_reply r = sk_reply_make(452, "4.3.1", "insufficient system resources");
+        msg_refuse(dm, &r);
+        return;
+    }
+    sk_spool_commit(dm->m, on_committed, dm);
+}
+
 /* A message that will not be stored: the session gets r. */
 static void msg_refuse(daemon_msg *dm, const sk_reply *r)
 {
@@ -593,7 +598,7 @@ static void on_checked(void *ctx, const sk_auth_results *res)
 {
     daemon_msg *dm = ctx;
     sk_daemon *d = dm->d;
-    msg_unlink(&d->checking, dm);
+    msg_unlink(&d->finishing, dm);
     const char *pol = d->cfg->dmarc_policy;
     sk_auth_policy policy = {.enforce = pol && !strcmp(pol, "enforce"),
                              .spf_reject_fail = d->cfg->spf_reject_fail};
@@ -658,15 +663,21 @@ static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
     }
     if (dm->auth == MSG_AUTH_CHECK) {
         /* on_checked answers once the checks are in. */
-        msg_link(&d->checking, dm);
+        msg_link(&d->finishing, dm);
         sk_inbound_msg_finish(dm->check, &dm->scan.from, dm->scan.from_overflow, on_checked, dm);
         return SK_REPLY_ASYNC;
     }
-    if (dm->auth == MSG_AUTH_SIGN && sign_finish(d, dm)) {
-        sk_spool_abort(dm->m);
-        msg_free(dm);
-        return sk_reply_make(452, "4.3.1", "insufficient system resources");
+    if (dm->signer) {
+        /* on_signed stores it once the signatures are made. */
+        if (sk_sign_pool_submit(d->signpool, dm->signer, on_signed, dm)) {
+            sk_spool_abort(dm->m);
+            msg_free(dm);
+            return sk_reply_make(452, "4.3.1", "insufficient system resources");
+        }
+        msg_link(&d->finishing, dm);
+        return SK_REPLY_ASYNC;
     }
+    if (dm->unsigned_why) log_unsigned(d, dm, dm->unsigned_why);
     /* RFC 5321 4.1.1.4 / DESIGN.md: 250 only once the message is on disk
      * (the fields added above with it); the spool's commit callback
      * answers. */
@@ -1441,6 +1452,8 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
     if (!e && !d->spool) e = open_spool(d, err);
     if (!e && !d->keys) e = sk_dkim_keyring_load(&d->cfg->dkim, &d->keys, err);
     if (!e) e = start_delivery(d, err);
+    if (!e && !(d->signpool = sk_sign_pool_new(d->base, err)))
+        e = err && err->err ? err->err : SK_ERR_NOMEM;
     if (!e) {
         /* The checks of mail from outside; our host name is the
          * authserv-id of their Authentication-Results (RFC 8601 2.5). */
@@ -1511,11 +1524,14 @@ void sk_daemon_free(sk_daemon *d)
         if (m->m) sk_spool_abort(m->m);
         m->m = NULL;
     }
-    /* Messages whose checks are still running are dropped (their sessions
-     * go with the server below: no reply). */
-    while (d->checking) {
-        daemon_msg *m = d->checking;
-        msg_unlink(&d->checking, m);
+    /* Messages whose checks are still running or whose signatures are
+     * being made are dropped (their sessions go with the server below: no
+     * reply); the signing threads finish what they are doing first. */
+    sk_sign_pool_free(d->signpool);
+    d->signpool = NULL;
+    while (d->finishing) {
+        daemon_msg *m = d->finishing;
+        msg_unlink(&d->finishing, m);
         sk_spool_abort(m->m);
         msg_free(m);
     }

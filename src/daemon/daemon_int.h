@@ -1,8 +1,9 @@
 /* Private pieces of the daemon, exposed for unit tests: the users and
  * local-recipients tables (tables.c), the recipient decision
  * (rcpt_policy.c), and authenticated mail: the header scanner
- * (hdrscan.c), the DKIM signing keys (signing.c), the checks of mail from
- * outside (inbound.c) and what they lead to (verdict.c). */
+ * (hdrscan.c), the DKIM signing keys (signing.c) and threads (signpool.c),
+ * the checks of mail from outside (inbound.c) and what they lead to
+ * (verdict.c). */
 #ifndef SK_DAEMON_INT_H
 #define SK_DAEMON_INT_H
 
@@ -172,6 +173,22 @@ size_t sk_dkim_keyring_count(const sk_dkim_keyring *r);
  * (the signer copies what it keeps); 0 when no key applies. */
 size_t sk_dkim_keyring_pick(const sk_dkim_keyring *r, const char *from_domain,
                             sk_dkim_sign_opts *opts, size_t max);
+
+/* The end of a signer (header hash, private-key operation) on a few
+ * threads (signpool.c), at most this many: one per processor. */
+#define SK_DAEMON_SIGN_THREADS_MAX 4
+typedef struct sk_sign_pool sk_sign_pool;
+sk_sign_pool *sk_sign_pool_new(struct event_base *base, sk_error *err);
+/* Called on the loop with what sk_dkim_signer_finish gave: e, the fields
+ * (the callee may take their storage with sk_buf_detach) and err. */
+typedef void (*sk_sign_done_fn)(void *ctx, sk_err e, sk_buf *fields, const sk_error *err);
+/* Finish s on a worker thread; the caller leaves s alone until done is
+ * called. SK_ERR_NOMEM. */
+SK_NODISCARD sk_err sk_sign_pool_submit(sk_sign_pool *p, sk_dkim_signer *s, sk_sign_done_fn done,
+                                        void *ctx);
+/* Waits for the signatures being made; those not delivered yet are
+ * dropped without their callback (their callers free their signers). */
+void sk_sign_pool_free(sk_sign_pool *p);
 
 /* What the checks of a message from outside found (inbound.c), as
  * verdict.c weighs and records it. NULL pointers: not evaluated. */

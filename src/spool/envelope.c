@@ -117,18 +117,26 @@ sk_spool_envelope *sk_spool_envelope_dup(const sk_spool_envelope *src)
  * spaces and any octet survives the round trip. */
 #define ENV_MAGIC "smtpkit-envelope 1"
 
+static int escaped(unsigned char c)
+{
+    return c <= 0x20 || c == 0x7f || c == '%';
+}
+
 static sk_err put_str(sk_buf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     if (!s) return sk_buf_putc(b, '-');
     sk_err e = sk_buf_putc(b, '=');
-    for (; !e && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c <= 0x20 || c == 0x7f || c == '%') {
+    while (!e && *s) {
+        /* Octets that stand for themselves go in runs (header fields
+         * added at acceptance are long). */
+        const char *run = s;
+        while (*s && !escaped((unsigned char)*s)) s++;
+        if (s > run) e = sk_buf_append(b, run, (size_t)(s - run));
+        if (!e && *s) {
+            unsigned char c = (unsigned char)*s++;
             char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
             e = sk_buf_append(b, esc, 3);
-        } else {
-            e = sk_buf_putc(b, (char)c);
         }
     }
     return e;

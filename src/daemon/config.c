@@ -78,7 +78,7 @@ static const sk_daemon_option options[] = {
      OFF(max_recipients)},
     {"print-usage", SK_DOPT_BOOL, NULL, "print how to send a test message at start", false,
      OFF(print_usage)},
-    {"dns-server", SK_DOPT_STRING, "IP:PORT", "resolver for MX lookups (default: the system's)",
+    {"dns-server", SK_DOPT_STRING, "IP:PORT", "resolver for MX lookups and mail checks (default: the system's)",
      false, OFF(dns_server)},
     {"mx-port", SK_DOPT_COUNT, "PORT", "port for MX delivery (default 25)", false, OFF(mx_port)},
     {"retry-schedule", SK_DOPT_STRING, "LIST", "e.g. 1m,5m,15m,1h,4h (the last repeats)", false,

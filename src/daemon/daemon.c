@@ -438,8 +438,13 @@ static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg,
     dm->nrcpts = nspool;
     snprintf(dm->id, sizeof dm->id, "%s", sk_spool_msg_id(m));
     if (from_outside(d, s)) {
-        /* The session's checks began at MAIL (on_mail). */
+        /* The session's checks began at MAIL (on_mail), unless the client
+         * was not from outside then (a SIGHUP changed --relay-net). */
         sk_inbound_sess *st = sk_session_user(s);
+        if (!st && (st = sk_inbound_sess_new(d->inbound, sk_session_id(s), env->peer_addr))) {
+            sk_session_set_user(s, st);
+            sk_inbound_mail(st, env->helo, env->from.mailbox);
+        }
         dm->check = st ? sk_inbound_msg_new(st) : NULL;
         if (!dm->check) {
             sk_spool_abort(dm->m);

@@ -101,14 +101,18 @@ sk_err sk_dkim_keyring_load(const sk_strlist *specs, sk_dkim_keyring **out, sk_e
             if (!strcmp(r->v[j].selector, k->selector)) {
                 sk_dkim_keyring_free(r);
                 return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
-                                    "dkim: selector %s of %s is given twice", specs->v[j],
-                                    specs->v[i]);
+                                    "dkim: \"%s\" and \"%s\" name one selector of a domain "
+                                    "twice",
+                                    specs->v[j], specs->v[i]);
             }
         }
         if (same_domain >= SK_DKIM_SIGN_MAX) {
+            /* The message names the domain before the keyring (which holds
+             * it) goes. */
+            sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "dkim: more than %d keys for %s",
+                         SK_DKIM_SIGN_MAX, k->domain);
             sk_dkim_keyring_free(r);
-            return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "dkim: more than %d keys for %s",
-                                SK_DKIM_SIGN_MAX, k->domain);
+            return SK_ERR_CONFIG;
         }
     }
     *out = r;

@@ -232,7 +232,7 @@ static void test_keyring(void **state)
     snprintf(specs[1], sizeof specs[1], "example.org:S1:%s", ed);
     l.n = 2;
     assert_int_equal(sk_dkim_keyring_load(&l, &r, &err), SK_ERR_CONFIG);
-    assert_non_null(strstr(err.text, "given twice"));
+    assert_non_null(strstr(err.text, "one selector of a domain twice"));
     snprintf(specs[0], sizeof specs[0], "example.org:s1:/nonexistent/key.pem");
     l.n = 1;
     assert_int_equal(sk_dkim_keyring_load(&l, &r, &err), SK_ERR_CONFIG);

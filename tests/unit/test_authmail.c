@@ -424,7 +424,8 @@ static void test_record(void **state)
         memset(many[i].domain, 'a', 250);
         many[i].domain[250] = '\0';
         memcpy(many[i].domain + 240, ".example", 9);
-        snprintf(many[i].identity, sizeof many[i].identity, "@%s", many[i].domain);
+        many[i].identity[0] = '@';
+        memcpy(many[i].identity + 1, many[i].domain, strlen(many[i].domain) + 1);
     }
     sk_auth_results lots = {.dkim = many, .n_dkim = SKT_N(many), .dmarc = &dm};
     sk_buf_reset(&fields);

@@ -137,22 +137,25 @@ static void on_spf_helo(void *ctx, sk_spf_outcome *o)
     spf_done(s, &s->helo_spf, o);
 }
 
-/* Start one identity's check. A check that cannot start (an address or
- * name the evaluator refuses) is recorded as its outcome would be: none. */
+/* Start one identity's check. One that cannot start is recorded as its
+ * outcome: none when the evaluator refuses the request (no address, no
+ * HELO name to check), temperror when memory ran short. */
 static void slot_start(sk_inbound_sess *s, spf_slot *sl, const sk_spf_request *req, sk_spf_cb cb)
 {
     sl->started = true;
     sk_spf_opts o = {.receiver = s->in->authserv_id, .log = &s->in->log};
-    if (sk_spf_check_start(s->in->resolver, req, &o, cb, s, &sl->check) == SK_OK) return;
+    sk_err e = sk_spf_check_start(s->in->resolver, req, &o, cb, s, &sl->check);
+    if (e == SK_OK) return;
     sl->check = NULL;
     sk_spf_outcome *out = sk_calloc(1, sizeof *out);
     if (out) {
-        out->result = SK_SPF_NONE;
+        out->result = e == SK_ERR_INVAL ? SK_SPF_NONE : SK_SPF_TEMPERROR;
         out->identity = req->identity;
-        out->reason = sk_strdup("the identity cannot be checked");
+        out->reason =
+            sk_strdup(e == SK_ERR_INVAL ? "the identity cannot be checked" : "out of memory");
     }
     sl->out = out;
-    if (!out) sl->started = false; /* out of memory: not evaluated */
+    if (!out) sl->started = false; /* not evaluated at all */
 }
 
 void sk_inbound_mail(sk_inbound_sess *s, const char *helo, const char *mail_from)

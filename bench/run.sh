@@ -8,3 +8,4 @@ BUILD=${1:-build}
 "$HERE/serve_bench.sh" "$BUILD"
 "$HERE/relay_bench.sh" "$BUILD"
 "$HERE/dkim_bench.sh" "$BUILD"
+"$HERE/sign_bench.sh" "$BUILD"

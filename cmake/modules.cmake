@@ -52,7 +52,7 @@ sk_module(authres DEPS util mime PUBLIC authres.h)
 sk_module(control DEPS util proto spool deliver queue PACKAGES LIBEVENT PUBLIC control.h)
 sk_module(arc DEPS util dns dkim authres PACKAGES OPENSSL LIBEVENT PUBLIC arc.h)
 sk_module(mtasts DEPS util PACKAGES CURL PUBLIC mtasts.h)
-sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control arc
+sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control dkim spf dmarc authres arc
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 
 file(WRITE ${PROJECT_BINARY_DIR}/modules.txt "${SK_MODULE_MANIFEST}")

@@ -81,6 +81,14 @@ typedef struct sk_daemon_config {
     /* Was --relay-net given ("none" gives an empty list)? Otherwise the
      * default networks apply. */
     bool relay_net_given;
+    /* Authenticated mail (docs/authentication.md "In smtpkit serve"):
+     * DKIM keys "DOMAIN:SELECTOR:KEYFILE" that sign mail from
+     * authenticated users and relay networks; what DMARC failures of mail
+     * from outside get ("enforce" or "report"; NULL = report); SPF fail
+     * refused on its own. */
+    sk_strlist dkim;
+    char *dmarc_policy;
+    bool spf_reject_fail;
 } sk_daemon_config;
 
 /* What an option takes. */

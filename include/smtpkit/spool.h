@@ -84,6 +84,12 @@ typedef struct sk_spool_envelope {
      * written before it was recorded. */
     uint32_t body_crc32c;
     int has_body_crc32c;
+    /* Header fields the receiving server added at acceptance (its
+     * DKIM-Signature and Authentication-Results fields), CRLF line ends:
+     * part of the message, kept apart from the stored body because they
+     * are known only once the body has been read. The transports deliver
+     * them first, below their own Return-Path and Received. NULL: none. */
+    char *prepend;
 } sk_spool_envelope;
 
 void sk_spool_envelope_free(sk_spool_envelope *env); /* accepts NULL */
@@ -165,6 +171,13 @@ const char *sk_spool_msg_id(const sk_spool_msg *m);
  * Call as often as data arrives. An error is also remembered and reported
  * by the commit. */
 sk_err sk_spool_write(sk_spool_msg *m, const void *p, size_t n);
+/* Header fields (CRLF line ends, each ending in CRLF) to put before the
+ * body, known only at its end: a DKIM signature, Authentication-Results.
+ * Appended to what was given before; stored in the envelope (its
+ * "prepend" line), so the commit makes them durable with the body.
+ * Call before sk_spool_commit. SK_ERR_NOMEM; SK_ERR_SYNTAX when fields is
+ * empty or does not end in CRLF. */
+SK_NODISCARD sk_err sk_spool_msg_prepend(sk_spool_msg *m, const char *fields, size_t len);
 
 /* Completion of a commit: SK_OK once the message and its envelope are on
  * disk and fsync'd (then, and only then, answer 250); SK_ERR_NOSPACE or

@@ -51,6 +51,11 @@ typedef struct sk_track_ev {
      * (bounced, expired, delivered with NOTIFY=SUCCESS); set by
      * sk_track_dsn_sent once the DSN is spooled, NULL when none. */
     const char *dsn_id;
+    /* received, from outside: the DKIM, SPF and DMARC results on one
+     * line ("dkim=pass header.d=example.org header.s=s1; spf=pass
+     * smtp.mailfrom=a@example.org; dmarc=pass header.from=example.org"),
+     * as in the message's Authentication-Results; NULL: not checked. */
+    const char *auth;
 } sk_track_ev;
 
 /* An open store: one connection. Not thread-safe; use it from one thread

@@ -79,7 +79,7 @@ static const sk_daemon_option options[] = {
      OFF(max_recipients)},
     {"print-usage", SK_DOPT_BOOL, NULL, "print how to send a test message at start", false,
      OFF(print_usage)},
-    {"dns-server", SK_DOPT_STRING, "IP:PORT", "resolver for MX lookups (default: the system's)",
+    {"dns-server", SK_DOPT_STRING, "IP:PORT", "resolver for MX lookups and mail checks (default: the system's)",
      false, OFF(dns_server)},
     {"mx-port", SK_DOPT_COUNT, "PORT", "port for MX delivery (default 25)", false, OFF(mx_port)},
     {"retry-schedule", SK_DOPT_STRING, "LIST", "e.g. 1m,5m,15m,1h,4h (the last repeats)", false,
@@ -108,6 +108,14 @@ static const sk_daemon_option options[] = {
      false, OFF(verp)},
     {"suppress-for", SK_DOPT_DURATION, "D", "how long a hard bounce suppresses (default 30d)",
      false, OFF(suppress_for_ms)},
+    {"dkim", SK_DOPT_LIST, "DOMAIN:SELECTOR:KEYFILE",
+     "sign users' and relay networks' mail From DOMAIN or below it", false, OFF(dkim)},
+    {"dmarc-policy", SK_DOPT_STRING, "enforce|report",
+     "mail from outside failing DMARC: apply its policy, or only record (default)", false,
+     OFF(dmarc_policy)},
+    {"spf-reject-fail", SK_DOPT_BOOL, NULL,
+     "refuse mail from outside failing SPF (550 5.7.23) unless DMARC passes", false,
+     OFF(spf_reject_fail)},
     {NULL, 0, NULL, NULL, false, 0},
 };
 
@@ -419,6 +427,16 @@ static sk_err check_value(const char *key, const char *v, sk_error *err)
             ok = isalnum(ch) || ch == '-' || ch == '.' || ch >= 0x80;
         }
         if (!ok) return bad(err, key, "\"%s\" is not a domain name", v);
+    } else if (!strcmp(key, "dkim")) {
+        /* The key file is read when the daemon starts (and on SIGHUP): an
+         * unreadable or unusable one is a configuration error naming it. */
+        char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1], selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
+        const char *file, *why = NULL;
+        if (sk_daemon_dkim_spec_parse(v, domain, selector, &file, &why))
+            return bad(err, key, "\"%s\" is not DOMAIN:SELECTOR:KEYFILE (%s)", v, why);
+    } else if (!strcmp(key, "dmarc-policy")) {
+        if (strcmp(v, "enforce") && strcmp(v, "report"))
+            return bad(err, key, "\"%s\" is neither enforce nor report", v);
     } else if (!strcmp(key, "rules")) {
         /* Read the file now, so that a mistake in it stops the start with
          * its line number rather than surfacing at the first bounce. */

@@ -6,6 +6,7 @@
 
 #include <smtpkit/auth.h>
 #include <smtpkit/control.h>
+#include <smtpkit/authres.h>
 #include <smtpkit/queue.h>
 #include <smtpkit/server.h>
 #include <smtpkit/spool.h>
@@ -36,6 +37,13 @@
 /* How much of a message's header block is read for its Message-ID (the
  * field is near the top in practice; RFC 5322 sets no limit). */
 #define SK_DAEMON_HEADERS_MAX_OCTETS (256 * 1024)
+/* What the header scanner passes on from one piece of DATA: the piece
+ * itself (SK_SERVER_CHUNK_OCTETS at most) and a held
+ * Authentication-Results field; the bound is generous. */
+#define SK_DAEMON_SCAN_OUT_MAX_OCTETS (4u * 1024 * 1024)
+/* The fields added to a message we checked: our Authentication-Results
+ * and the quarantine mark. */
+#define SK_DAEMON_ADDED_MAX_OCTETS (SK_AUTHRES_HEADER_MAX_OCTETS + 256)
 
 struct sk_daemon {
     /* What to build the configuration from again on SIGHUP. */
@@ -75,15 +83,32 @@ struct sk_daemon {
     bool track_opened; /* tried already (before the ports opened) */
     int64_t suppress_for_s;
 
+    /* Authenticated mail: the keys that sign (--dkim; replaced on SIGHUP,
+     * signers hold their own references), the checks of mail from
+     * outside. */
+    sk_dkim_keyring *keys;
+    sk_sign_pool *signpool;
+    sk_inbound *inbound;
+
     struct daemon_msg *receiving; /* between data start and end */
+    /* After the end, before the commit: checks running or signatures
+     * being made. */
+    struct daemon_msg *finishing;
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     uint64_t stop_started_ms;
     bool stopping;
 };
 
+/* What is done about authentication to a message. */
+typedef enum msg_auth {
+    MSG_AUTH_NONE = 0,
+    MSG_AUTH_SIGN,  /* from a user or a relay network: DKIM-signed */
+    MSG_AUTH_CHECK, /* from outside: checked, forged results removed */
+} msg_auth;
+
 /* One message being received: the spool's handle and what the log needs. */
 typedef struct daemon_msg {
-    struct daemon_msg *prev, *next; /* messages not committed yet */
+    struct daemon_msg *prev, *next; /* in d->receiving, then in d->finishing */
     sk_daemon *d;
     sk_session *s;
     sk_spool_msg *m;
@@ -97,6 +122,20 @@ typedef struct daemon_msg {
     size_t nverp;
     sk_buf report;
     bool report_truncated;
+    /* Authenticated mail: the header block as it streams in (until the
+     * body starts), what of it goes to the spool; signing: the header
+     * block kept for the signer, created once the From field is known,
+     * then fed the body; checking: the checks, and their one-line
+     * summary for tracking. */
+    msg_auth auth;
+    bool scanning;
+    sk_hdrscan scan;
+    sk_buf scan_out;
+    sk_buf hdr;
+    sk_dkim_signer *signer;
+    const char *unsigned_why; /* why a message to sign is not (static text) */
+    sk_inbound_msg *check;
+    char *auth_summary;
 } daemon_msg;
 
 static void msg_free(daemon_msg *dm)
@@ -104,6 +143,12 @@ static void msg_free(daemon_msg *dm)
     for (size_t i = 0; i < dm->nverp; i++) sk_free(dm->verp[i]);
     sk_free(dm->verp);
     sk_buf_free(&dm->report);
+    sk_hdrscan_free(&dm->scan);
+    sk_buf_free(&dm->scan_out);
+    sk_buf_free(&dm->hdr);
+    sk_dkim_signer_free(dm->signer);
+    sk_inbound_msg_free(dm->check);
+    sk_free(dm->auth_summary);
     sk_free(dm);
 }
 
@@ -131,20 +176,20 @@ static void log_escaped(sk_buf *b, const char *key, const char *value)
         return;
 }
 
-static void msg_link(sk_daemon *d, struct daemon_msg *m)
+static void msg_link(struct daemon_msg **list, struct daemon_msg *m)
 {
     m->prev = NULL;
-    m->next = d->receiving;
-    if (d->receiving) d->receiving->prev = m;
-    d->receiving = m;
+    m->next = *list;
+    if (*list) (*list)->prev = m;
+    *list = m;
 }
 
-static void msg_unlink(sk_daemon *d, struct daemon_msg *m)
+static void msg_unlink(struct daemon_msg **list, struct daemon_msg *m)
 {
     if (m->prev)
         m->prev->next = m->next;
-    else if (d->receiving == m)
-        d->receiving = m->next;
+    else if (*list == m)
+        *list = m->next;
     if (m->next) m->next->prev = m->prev;
     m->prev = m->next = NULL;
 }
@@ -176,6 +221,112 @@ static sk_reply on_auth(sk_session *s, const char *mech, const char *authzid, co
     if (sk_authd_check(d->authd, user, password, on_auth_checked, s) != SK_OK)
         return sk_reply_make(454, "4.7.0", "temporary authentication failure");
     return SK_REPLY_ASYNC;
+}
+
+/* --- authenticated mail (docs/authentication.md "In smtpkit serve") ------- */
+
+/* Mail from outside: on the SMTP listener, not authenticated, not from a
+ * relay network. It is checked (DKIM, SPF, DMARC). */
+static bool from_outside(const sk_daemon *d, const sk_session *s)
+{
+    return sk_session_kind(s) == SK_LISTEN_SMTP && !sk_session_auth_user(s)[0] &&
+           !sk_cidr_match_str(d->cfg->relay_net, d->cfg->n_relay_net, sk_session_peer(s));
+}
+
+/* Mail we send for our users: authenticated, or from a relay network. It
+ * is signed when a key applies. */
+static bool ours_to_sign(const sk_daemon *d, const sk_session *s)
+{
+    return sk_session_auth_user(s)[0] ||
+           sk_cidr_match_str(d->cfg->relay_net, d->cfg->n_relay_net, sk_session_peer(s));
+}
+
+/* MAIL from outside: SPF starts now, so that it runs while the message
+ * comes in. The session's checks live until it ends (on_disconnect). */
+static sk_reply on_mail(sk_session *s, const sk_path *from, const sk_mail_params *p, void *ctx)
+{
+    sk_daemon *d = ctx;
+    (void)p;
+    if (!from_outside(d, s)) return SK_REPLY_OK;
+    sk_inbound_sess *st = sk_session_user(s);
+    if (!st) {
+        st = sk_inbound_sess_new(d->inbound, sk_session_id(s), sk_session_peer(s));
+        if (!st) return sk_reply_make(451, "4.3.0", "insufficient system resources");
+        sk_session_set_user(s, st);
+    }
+    sk_inbound_mail(st, sk_session_helo(s), from->mailbox);
+    return SK_REPLY_OK;
+}
+
+static void on_disconnect(sk_session *s, void *ctx)
+{
+    (void)ctx;
+    sk_inbound_sess_free(sk_session_user(s));
+    sk_session_set_user(s, NULL);
+}
+
+/* The header block is known: the signer for its From domain, fed the
+ * header block kept so far (the body follows as it comes). */
+static const char *const no_key = "no key for the From domain";
+
+static void sign_start(sk_daemon *d, daemon_msg *dm)
+{
+    char from[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
+    const char *why = NULL;
+    sk_dkim_sign_opts opts[SK_DKIM_SIGN_MAX];
+    size_t n = 0;
+    sk_error err;
+    if (dm->unsigned_why)
+        why = dm->unsigned_why;
+    else if (dm->scan.from_overflow)
+        why = "From field too long";
+    else if (sk_dmarc_from_domain(dm->scan.from.data ? dm->scan.from.data : "", dm->scan.from.len,
+                                  from, &why) != SK_OK)
+        why = why ? why : "no single From domain";
+    else if ((n = sk_dkim_keyring_pick(d->keys, from, opts, SK_DKIM_SIGN_MAX)) == 0)
+        why = no_key;
+    else if (!(dm->signer = sk_dkim_signer_new(opts, n, &err)) ||
+             sk_dkim_signer_feed(dm->signer, dm->hdr.data, dm->hdr.len))
+        why = "out of memory";
+    dm->unsigned_why = why;
+    sk_buf_free(&dm->hdr);
+    if (why) {
+        sk_dkim_signer_free(dm->signer);
+        dm->signer = NULL;
+    }
+}
+
+/* Header octets that go on to the spool (and, to sign, to the signer). */
+static void scan_flush(daemon_msg *dm)
+{
+    if (!dm->scan_out.len) return;
+    /* As in on_data_chunk: a write error is reported by the commit. */
+    (void)sk_spool_write(dm->m, dm->scan_out.data, dm->scan_out.len);
+    if (dm->auth == MSG_AUTH_SIGN && !dm->unsigned_why &&
+        sk_buf_append(&dm->hdr, dm->scan_out.data, dm->scan_out.len))
+        dm->unsigned_why = "header block too long";
+    sk_buf_reset(&dm->scan_out);
+}
+
+/* The message's header block has ended (or the message did). */
+static void scan_done(sk_daemon *d, daemon_msg *dm)
+{
+    dm->scanning = false;
+    if (dm->scan.removed)
+        sk_log(&d->log, SK_LOG_INFO, "%s daemon authres-removed session=%s count=%zu", dm->id,
+               sk_session_id(dm->s), dm->scan.removed);
+    if (dm->auth == MSG_AUTH_SIGN) sign_start(d, dm);
+}
+
+static void msg_refuse(daemon_msg *dm, const sk_reply *r);
+static void on_committed(void *ctx, sk_err e, const char *queue_id);
+
+static void log_unsigned(const sk_daemon *d, const daemon_msg *dm, const char *why)
+{
+    /* Mail from domains we hold no key for is common (a relay for many):
+     * said at debug level only. */
+    sk_log(&d->log, why == no_key ? SK_LOG_DEBUG : SK_LOG_INFO,
+           "%s daemon dkim-unsigned session=%s reason=\"%s\"", dm->id, sk_session_id(dm->s), why);
 }
 
 /* The recipient decision is rcpt_policy.c's; here only its side effect:
@@ -255,7 +406,7 @@ static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg,
     if (nspool == 0) {
         /* Only reports for us: read in memory at the end of DATA. */
         sk_free(rcpts);
-        msg_link(d, dm);
+        msg_link(&d->receiving, dm);
         *msg = dm;
         return SK_REPLY_OK;
     }
@@ -288,7 +439,33 @@ static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg,
     dm->m = m;
     dm->nrcpts = nspool;
     snprintf(dm->id, sizeof dm->id, "%s", sk_spool_msg_id(m));
-    msg_link(d, dm);
+    if (from_outside(d, s)) {
+        /* The session's checks began at MAIL (on_mail), unless the client
+         * was not from outside then (a SIGHUP changed --relay-net). */
+        sk_inbound_sess *st = sk_session_user(s);
+        if (!st && (st = sk_inbound_sess_new(d->inbound, sk_session_id(s), env->peer_addr))) {
+            sk_session_set_user(s, st);
+            sk_inbound_mail(st, env->helo, env->from.mailbox);
+        }
+        dm->check = st ? sk_inbound_msg_new(st) : NULL;
+        if (!dm->check) {
+            sk_spool_abort(dm->m);
+            msg_free(dm);
+            return sk_reply_make(452, "4.3.1", "insufficient system resources");
+        }
+        dm->auth = MSG_AUTH_CHECK;
+        /* RFC 8601 5: results claiming to be ours are removed on the way in. */
+        sk_hdrscan_init(&dm->scan, d->hostname);
+    } else if (sk_dkim_keyring_count(d->keys) && ours_to_sign(d, s)) {
+        dm->auth = MSG_AUTH_SIGN;
+        sk_hdrscan_init(&dm->scan, NULL);
+        sk_buf_init(&dm->hdr, SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
+    }
+    if (dm->auth != MSG_AUTH_NONE) {
+        dm->scanning = true;
+        sk_buf_init(&dm->scan_out, SK_DAEMON_SCAN_OUT_MAX_OCTETS);
+    }
+    msg_link(&d->receiving, dm);
     *msg = dm;
     return SK_REPLY_OK;
 }
@@ -301,10 +478,27 @@ static sk_err on_data_chunk(sk_session *s, void *msg, const char *bytes, size_t 
     /* A report larger than we accept as a message is not one we read. */
     if (dm->nverp && sk_buf_append(&dm->report, bytes, len)) dm->report_truncated = true;
     if (!dm->m) return SK_OK;
+    /* DKIM verification sees the message as it came (ours removed or not). */
+    if (dm->check) sk_inbound_msg_feed(dm->check, bytes, len);
+    if (dm->scanning) {
+        size_t used = 0;
+        if (sk_hdrscan_feed(&dm->scan, bytes, len, &dm->scan_out, &used)) return SK_ERR_NOMEM;
+        scan_flush(dm);
+        if (sk_hdrscan_in_body(&dm->scan)) scan_done(dm->d, dm);
+        bytes += used;
+        len -= used;
+        if (!len) return SK_OK;
+    }
     /* A write error (disk full) is remembered by the spool and reported by
      * the commit, which answers 452 4.3.1; failing here would make the
      * server answer 451 instead. */
     (void)sk_spool_write(dm->m, bytes, len);
+    /* The body is hashed as it passes: signing needs no second pass. */
+    if (dm->signer && sk_dkim_signer_feed(dm->signer, bytes, len)) {
+        sk_dkim_signer_free(dm->signer);
+        dm->signer = NULL;
+        dm->unsigned_why = "out of memory";
+    }
     return SK_OK;
 }
 
@@ -352,8 +546,10 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
             if (sk_spool_read_headers(d->spool, queue_id, &h, &herr) == SK_OK)
                 sk_daemon_message_id(h.data ? h.data : "", h.len, mid, sizeof mid);
             sk_buf_free(&h);
-            sk_track_ev ev = {
-                .kind = SK_TRACK_RECEIVED, .queue_id = queue_id, .message_id = mid[0] ? mid : NULL};
+            sk_track_ev ev = {.kind = SK_TRACK_RECEIVED,
+                              .queue_id = queue_id,
+                              .message_id = mid[0] ? mid : NULL,
+                              .auth = dm->auth_summary};
             track(d, &ev);
         }
     } else {
@@ -368,14 +564,92 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
     msg_free(dm);
 }
 
+/* A message to sign: its DKIM-Signature fields, in the order of the keys,
+ * are in (made on a signing thread). They go on top of it, then it is
+ * stored. (ARC sealing of a message we checked and pass on, RFC 8617 5.1,
+ * would add its set here, above them.) */
+static void on_signed(void *ctx, sk_err e, sk_buf *fields, const sk_error *err)
+{
+    daemon_msg *dm = ctx;
+    sk_daemon *d = dm->d;
+    msg_unlink(&d->finishing, dm);
+    if (e == SK_OK) {
+        e = sk_spool_msg_prepend(dm->m, fields->data, fields->len);
+    } else if (e != SK_ERR_NOMEM) {
+        /* Not signable (RFC 6376 5.4: no From to sign): stored as it is. */
+        log_unsigned(d, dm, err->text);
+        e = SK_OK;
+    }
+    if (e) {
+        sk_reply r = sk_reply_make(452, "4.3.1", "insufficient system resources");
+        msg_refuse(dm, &r);
+        return;
+    }
+    sk_spool_commit(dm->m, on_committed, dm);
+}
+
+/* A message that will not be stored: the session gets r. */
+static void msg_refuse(daemon_msg *dm, const sk_reply *r)
+{
+    sk_spool_abort(dm->m);
+    dm->m = NULL;
+    if (sk_session_reply(dm->s, r) != SK_OK)
+        sk_log(&dm->d->log, SK_LOG_WARN, "%s daemon reply-failed session=%s", dm->id,
+               sk_session_id(dm->s));
+    msg_free(dm);
+}
+
+/* The checks of a message from outside are in: refuse it, or record them
+ * on top of it and store it. */
+static void on_checked(void *ctx, const sk_auth_results *res)
+{
+    daemon_msg *dm = ctx;
+    sk_daemon *d = dm->d;
+    msg_unlink(&d->finishing, dm);
+    const char *pol = d->cfg->dmarc_policy;
+    sk_auth_policy policy = {.enforce = pol && !strcmp(pol, "enforce"),
+                             .spf_reject_fail = d->cfg->spf_reject_fail};
+    sk_auth_verdict v = sk_auth_decide(&policy, res);
+    sk_buf fields = SK_BUF_INIT(SK_DAEMON_ADDED_MAX_OCTETS);
+    sk_buf summary = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS);
+    sk_error err;
+    sk_err e = sk_auth_record(d->hostname, res, &v, &fields, &summary, &err);
+    /* res is the checks': they go before the session can (sk_session_reply
+     * may end it). */
+    sk_inbound_msg_free(dm->check);
+    dm->check = NULL;
+    sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
+    log_escaped(&b, "results", e ? "" : sk_buf_cstr(&summary));
+    sk_log(&d->log, SK_LOG_INFO, "%s daemon auth session=%s action=%s%s", dm->id,
+           sk_session_id(dm->s), sk_auth_action_name(v.action), sk_buf_cstr(&b));
+    sk_buf_free(&b);
+    if (!e && v.action != SK_AUTH_REFUSE && v.action != SK_AUTH_DEFER)
+        e = sk_spool_msg_prepend(dm->m, fields.data, fields.len);
+    if (!e && !(dm->auth_summary = sk_buf_detach(&summary, NULL))) e = SK_ERR_NOMEM;
+    sk_buf_free(&fields);
+    sk_buf_free(&summary);
+    if (e) {
+        sk_log(&d->log, SK_LOG_ERR, "%s daemon auth-record-failed session=%s error=\"%s\"", dm->id,
+               sk_session_id(dm->s), e == SK_ERR_NOMEM ? "out of memory" : err.text);
+        v.action = SK_AUTH_DEFER;
+        v.reply = sk_reply_make(451, "4.3.0", "local error in processing");
+    }
+    if (v.action == SK_AUTH_REFUSE || v.action == SK_AUTH_DEFER) {
+        msg_refuse(dm, &v.reply);
+        return;
+    }
+    sk_spool_commit(dm->m, on_committed, dm);
+}
+
 static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
 {
     daemon_msg *dm = msg;
     if (!dm) return sk_reply_make(451, "4.3.0", "message not stored");
-    msg_unlink(dm->d, dm);
+    sk_daemon *d = dm->d;
+    msg_unlink(&d->receiving, dm);
     if (ok && !dm->m && dm->nverp) {
         /* Only reports: nothing to store. */
-        read_reports(dm->d, dm);
+        read_reports(d, dm);
         msg_free(dm);
         return sk_reply_make(250, "2.0.0", "Ok: report received");
     }
@@ -384,8 +658,36 @@ static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
         msg_free(dm);
         return sk_reply_make(451, "4.3.0", "message not stored");
     }
-    /* RFC 5321 4.1.1.4 / DESIGN.md: 250 only once the message is on disk;
-     * the spool's commit callback answers. */
+    if (dm->scanning) {
+        /* No body, or none after the header block. */
+        if (sk_hdrscan_end(&dm->scan, &dm->scan_out)) {
+            sk_spool_abort(dm->m);
+            msg_free(dm);
+            return sk_reply_make(451, "4.3.0", "insufficient system resources");
+        }
+        scan_flush(dm);
+        scan_done(d, dm);
+    }
+    if (dm->auth == MSG_AUTH_CHECK) {
+        /* on_checked answers once the checks are in. */
+        msg_link(&d->finishing, dm);
+        sk_inbound_msg_finish(dm->check, &dm->scan.from, dm->scan.from_overflow, on_checked, dm);
+        return SK_REPLY_ASYNC;
+    }
+    if (dm->signer) {
+        /* on_signed stores it once the signatures are made. */
+        if (sk_sign_pool_submit(d->signpool, dm->signer, on_signed, dm)) {
+            sk_spool_abort(dm->m);
+            msg_free(dm);
+            return sk_reply_make(452, "4.3.1", "insufficient system resources");
+        }
+        msg_link(&d->finishing, dm);
+        return SK_REPLY_ASYNC;
+    }
+    if (dm->unsigned_why) log_unsigned(d, dm, dm->unsigned_why);
+    /* RFC 5321 4.1.1.4 / DESIGN.md: 250 only once the message is on disk
+     * (the fields added above with it); the spool's commit callback
+     * answers. */
     sk_spool_commit(dm->m, on_committed, dm);
     return SK_REPLY_ASYNC;
 }
@@ -571,15 +873,21 @@ static void reload(sk_daemon *d)
         sk_daemon_config_free(c);
         return;
     }
+    /* The DKIM keys are read again (a replaced key file takes effect);
+     * messages being signed keep the keys they started with. */
+    sk_dkim_keyring *keys = NULL;
     sk_server_opts o;
     server_opts_from(d, c, &o);
-    if (sk_server_reload(d->srv, &o, &err)) {
+    if (sk_dkim_keyring_load(&c->dkim, &keys, &err) || sk_server_reload(d->srv, &o, &err)) {
         sk_log(&d->log, SK_LOG_ERR, "- daemon reload-failed error=\"%s\"", err.text);
+        sk_dkim_keyring_free(keys);
         sk_users_free(&users);
         sk_recipients_free(&rcpts);
         sk_daemon_config_free(c);
         return;
     }
+    sk_dkim_keyring_free(d->keys);
+    d->keys = keys;
     static const char *const restart_only[] = {"listen/submission/smtps",
                                                "data-dir/spool-sync",
                                                "user",
@@ -651,7 +959,9 @@ static void reload(sk_daemon *d)
     d->have_recipients = have_rcpts;
     /* The helper reads the users file again and logs how that went. */
     sk_authd_reload(d->authd);
-    sk_log(&d->log, SK_LOG_INFO, "- daemon reload-done hold=%s", c->hold ? "yes" : "no");
+    sk_log(&d->log, SK_LOG_INFO, "- daemon reload-done hold=%s dkim_keys=%zu dmarc_policy=%s",
+           c->hold ? "yes" : "no", sk_dkim_keyring_count(d->keys),
+           c->dmarc_policy ? c->dmarc_policy : "report");
 }
 
 /* --- signals and stopping ------------------------------------------------ */
@@ -1105,7 +1415,9 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         sk_daemon_free(d);
         return err && err->err ? err->err : SK_ERR_IO;
     }
+    sk_server_on_mail(d->srv, on_mail, d);
     sk_server_on_rcpt(d->srv, on_rcpt, d);
+    sk_server_on_disconnect(d->srv, on_disconnect, d);
     sk_server_on_data(d->srv, on_data_start, on_data_chunk, on_data_end, d);
 
     /* Signals are caught before the ports open: a SIGTERM or SIGHUP sent
@@ -1138,11 +1450,26 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         open_track(d);
         d->track_opened = true;
         e = open_spool(d, err);
+        /* The DKIM keys are read as the user that reads them again on
+         * SIGHUP: before the ports open here, after the switch below. */
+        if (!e) e = sk_dkim_keyring_load(&d->cfg->dkim, &d->keys, err);
     }
     if (!e) e = listen_all(d, err);
     if (!e) e = drop_privileges(d, err);
     if (!e && !d->spool) e = open_spool(d, err);
+    if (!e && !d->keys) e = sk_dkim_keyring_load(&d->cfg->dkim, &d->keys, err);
     if (!e) e = start_delivery(d, err);
+    if (!e && !(d->signpool = sk_sign_pool_new(d->base, err)))
+        e = err && err->err ? err->err : SK_ERR_NOMEM;
+    if (!e) {
+        /* The checks of mail from outside; our host name is the
+         * authserv-id of their Authentication-Results (RFC 8601 2.5). */
+        sk_inbound_opts io = {.base = d->base,
+                              .dns_server = d->cfg->dns_server,
+                              .authserv_id = d->hostname,
+                              .log = d->log};
+        if (!(d->inbound = sk_inbound_new(&io, err))) e = err && err->err ? err->err : SK_ERR_NOMEM;
+    }
     /* The control socket last: made by the user we run as, in the spool
      * whose lock we hold (a socket left there is stale, and replaced). */
     if (!e && !(d->control = sk_control_server_new(d->queue, d->spool, &d->log, d->base, err)))
@@ -1154,11 +1481,13 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
 
     sk_log(&d->log, SK_LOG_INFO,
            "- daemon started data_dir=%s hold=%s relay_host=%s delivery=%s dns_server=%s "
-           "mx_port=%u verp=%s tracking=%s",
+           "mx_port=%u verp=%s tracking=%s dkim_keys=%zu dmarc_policy=%s spf_reject_fail=%s",
            d->cfg->data_dir, d->cfg->hold ? "yes" : "no",
            d->cfg->relay_host ? d->cfg->relay_host : "-", d->cfg->relay_host ? "relay" : "mx",
            d->cfg->dns_server ? d->cfg->dns_server : "system", d->cfg->mx_port,
-           d->verp_domain ? "yes" : "no", d->track ? "yes" : "no");
+           d->verp_domain ? "yes" : "no", d->track ? "yes" : "no", sk_dkim_keyring_count(d->keys),
+           d->cfg->dmarc_policy ? d->cfg->dmarc_policy : "report",
+           d->cfg->spf_reject_fail ? "yes" : "no");
     *out = d;
     return SK_OK;
 }
@@ -1210,12 +1539,26 @@ void sk_daemon_free(sk_daemon *d)
         if (m->m) sk_spool_abort(m->m);
         m->m = NULL;
     }
+    /* Messages whose checks are still running or whose signatures are
+     * being made are dropped (their sessions go with the server below: no
+     * reply); the signing threads finish what they are doing first. */
+    sk_sign_pool_free(d->signpool);
+    d->signpool = NULL;
+    while (d->finishing) {
+        daemon_msg *m = d->finishing;
+        msg_unlink(&d->finishing, m);
+        sk_spool_abort(m->m);
+        msg_free(m);
+    }
     sk_spool_free(d->spool);
     d->spool = NULL;
     /* Checks still waiting for the helper are answered before the server
      * and its sessions go. */
     sk_authd_free(d->authd);
     sk_server_free(d->srv);
+    /* After the sessions (on_disconnect cancels their SPF checks). */
+    sk_inbound_free(d->inbound);
+    sk_dkim_keyring_free(d->keys);
     /* From here on lines are flushed as they come (log_batched). */
     if (d->log_flush_ev) event_free(d->log_flush_ev);
     d->log_flush_ev = NULL;

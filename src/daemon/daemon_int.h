@@ -1,11 +1,17 @@
 /* Private pieces of the daemon, exposed for unit tests: the users and
- * local-recipients tables (tables.c) and the recipient decision
- * (rcpt_policy.c). */
+ * local-recipients tables (tables.c), the recipient decision
+ * (rcpt_policy.c), and authenticated mail: the header scanner
+ * (hdrscan.c), the DKIM signing keys (signing.c) and threads (signpool.c),
+ * the checks of mail from outside (inbound.c) and what they lead to
+ * (verdict.c). */
 #ifndef SK_DAEMON_INT_H
 #define SK_DAEMON_INT_H
 
 #include <smtpkit/classify.h>
 #include <smtpkit/daemon.h>
+#include <smtpkit/dkim.h>
+#include <smtpkit/dmarc.h>
+#include <smtpkit/spf.h>
 #include <smtpkit/proto.h>
 #include <smtpkit/reply.h>
 #include <smtpkit/suppress.h>
@@ -108,5 +114,170 @@ typedef struct sk_verp_ctx {
  * or why nothing was recorded ("unmatched-queue-id", "not-a-report", ...). */
 const char *sk_daemon_verp_report(const sk_verp_ctx *x, const char *addr, const char *msg,
                                   size_t len);
+
+/* ---- authenticated mail (docs/authentication.md "In smtpkit serve") ---- */
+
+/* The longest header field name the scanner reads as a name (RFC 5322
+ * sets none; a longer "name" is passed on as it is, being no field we
+ * look for), and the most octets of From fields kept for DMARC and the
+ * choice of signing keys (a From longer than that is a permerror). */
+#define SK_DAEMON_FIELD_NAME_MAX_OCTETS  256
+#define SK_DAEMON_FROM_FIELDS_MAX_OCTETS (64u * 1024)
+
+/* The header block of a message as it streams in: fed the message in any
+ * pieces, it passes the header block on to out (less the
+ * Authentication-Results fields bearing strip_id, when it is not NULL:
+ * RFC 8601 5), keeps a copy of the From fields (from), and stops at the
+ * empty line that ends the header block (RFC 5322 2.1): what follows is
+ * the body, which the caller passes on itself. Only an
+ * Authentication-Results field is held, until its end (at most
+ * SK_AUTHRES_HEADER_MAX_OCTETS; a longer one is judged by its start). */
+typedef struct sk_hdrscan {
+    const char *strip_id;
+    int state, kind;
+    sk_buf name, held, from;
+    bool dropping;      /* the rest of an over-long field of ours */
+    bool from_overflow; /* From fields past SK_DAEMON_FROM_FIELDS_MAX_OCTETS */
+    size_t removed;     /* Authentication-Results fields removed */
+} sk_hdrscan;
+void sk_hdrscan_init(sk_hdrscan *h, const char *strip_id);
+void sk_hdrscan_free(sk_hdrscan *h);
+/* Read up to n octets; *used is how many belong to the header block (all
+ * of them until the body starts). Header octets that go on are appended
+ * to out. SK_ERR_NOMEM, or SK_ERR_TOO_LONG when out is full. */
+SK_NODISCARD sk_err sk_hdrscan_feed(sk_hdrscan *h, const char *p, size_t n, sk_buf *out,
+                                    size_t *used);
+/* The message ended: a field still held goes on (or not). */
+SK_NODISCARD sk_err sk_hdrscan_end(sk_hdrscan *h, sk_buf *out);
+bool sk_hdrscan_in_body(const sk_hdrscan *h);
+
+/* --dkim DOMAIN:SELECTOR:KEYFILE: the domain and selector as DNS names
+ * (lower case, no final dot) and the file; SK_ERR_SYNTAX and why. */
+SK_NODISCARD sk_err sk_daemon_dkim_spec_parse(const char *spec,
+                                              char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1],
+                                              char selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1],
+                                              const char **file, const char **why);
+/* The signing keys: every --dkim entry with its key loaded. A file that
+ * cannot be read or holds no usable key (RSA under 1024 bits included),
+ * a selector given twice for a domain or more than SK_DKIM_SIGN_MAX keys
+ * for one are SK_ERR_CONFIG, the text naming the file or entry. */
+typedef struct sk_dkim_keyring sk_dkim_keyring;
+SK_NODISCARD sk_err sk_dkim_keyring_load(const sk_strlist *specs, sk_dkim_keyring **out,
+                                         sk_error *err);
+void sk_dkim_keyring_free(sk_dkim_keyring *r);
+size_t sk_dkim_keyring_count(const sk_dkim_keyring *r);
+/* The signatures for mail whose From domain (normalized) is from_domain:
+ * one per key of the most specific configured domain that is from_domain
+ * or a parent of it (a key for example.org signs news.example.org; one
+ * for news.example.org wins there). opts[0..n) point into the keyring
+ * (the signer copies what it keeps); 0 when no key applies. */
+size_t sk_dkim_keyring_pick(const sk_dkim_keyring *r, const char *from_domain,
+                            sk_dkim_sign_opts *opts, size_t max);
+
+/* The end of a signer (header hash, private-key operation) on a few
+ * threads (signpool.c), at most this many: one per processor. */
+#define SK_DAEMON_SIGN_THREADS_MAX 4
+typedef struct sk_sign_pool sk_sign_pool;
+sk_sign_pool *sk_sign_pool_new(struct event_base *base, sk_error *err);
+/* Called on the loop with what sk_dkim_signer_finish gave: e, the fields
+ * (the callee may take their storage with sk_buf_detach) and err. */
+typedef void (*sk_sign_done_fn)(void *ctx, sk_err e, sk_buf *fields, const sk_error *err);
+/* Finish s on a worker thread; the caller leaves s alone until done is
+ * called. SK_ERR_NOMEM. */
+SK_NODISCARD sk_err sk_sign_pool_submit(sk_sign_pool *p, sk_dkim_signer *s, sk_sign_done_fn done,
+                                        void *ctx);
+/* Waits for the signatures being made; those not delivered yet are
+ * dropped without their callback (their callers free their signers). */
+void sk_sign_pool_free(sk_sign_pool *p);
+
+/* What the checks of a message from outside found (inbound.c), as
+ * verdict.c weighs and records it. NULL pointers: not evaluated. */
+typedef struct sk_auth_results {
+    const sk_dkim_result *dkim; /* one per DKIM-Signature, from the top */
+    size_t n_dkim;
+    const char *dkim_error;             /* no result could be had (why), or NULL */
+    const sk_spf_outcome *spf_mailfrom; /* MAIL FROM identity (HELO's for <>) */
+    const sk_spf_outcome *spf_helo;
+    const sk_dmarc_result *dmarc;
+    const char *peer; /* the client's address */
+} sk_auth_results;
+
+/* What the daemon does about them: --dmarc-policy enforce, --spf-reject-fail. */
+typedef struct sk_auth_policy {
+    bool enforce;
+    bool spf_reject_fail;
+} sk_auth_policy;
+
+typedef enum sk_auth_action {
+    SK_AUTH_ACCEPT = 0,
+    SK_AUTH_QUARANTINE, /* accepted, marked for the mailbox's filters */
+    SK_AUTH_REFUSE,     /* 550 */
+    SK_AUTH_DEFER,      /* 451: a DNS failure, when enforcing */
+} sk_auth_action;
+const char *sk_auth_action_name(sk_auth_action a);
+
+typedef struct sk_auth_verdict {
+    sk_auth_action action;
+    sk_reply reply; /* for REFUSE and DEFER */
+} sk_auth_verdict;
+
+/* The one decision (docs/authentication.md "In smtpkit serve"): enforcing,
+ * a DMARC fail whose disposition (after pct) is reject gets 550 5.7.1, one
+ * whose disposition is quarantine is accepted and marked, a DMARC
+ * temperror gets 451 4.7.0; with spf_reject_fail an SPF fail gets 550
+ * 5.7.23 and an SPF temperror 451 4.7.24 (RFC 7372), unless DMARC passed.
+ * Anything else, and everything in report mode, is accepted. Pure. */
+sk_auth_verdict sk_auth_decide(const sk_auth_policy *p, const sk_auth_results *r);
+
+/* The field a quarantined message gets, for the mailbox's filters. */
+#define SK_DAEMON_QUARANTINE_FIELD "X-SMTPKit-Quarantine: dmarc\r\n"
+
+/* Append the fields to put on top of the accepted message: our
+ * Authentication-Results (authserv_id; dkim, spf, dmarc with their
+ * properties), then SK_DAEMON_QUARANTINE_FIELD when quarantined; and to
+ * summary the results on one line for the tracking store and the log
+ * ("dkim=pass header.d=example.org header.s=s1; spf=pass ...").
+ * SK_ERR_NOMEM, or SK_ERR_TOO_LONG when fields is too small. */
+SK_NODISCARD sk_err sk_auth_record(const char *authserv_id, const sk_auth_results *r,
+                                   const sk_auth_verdict *v, sk_buf *fields, sk_buf *summary,
+                                   sk_error *err);
+
+/* The checks of mail from outside, on the daemon's loop (inbound.c): SPF
+ * of the MAIL FROM and HELO identities started at MAIL, so that they run
+ * while the message comes in; DKIM (every signature) fed as it streams in;
+ * DMARC once those are in. */
+typedef struct sk_inbound sk_inbound;
+typedef struct sk_inbound_sess sk_inbound_sess;
+typedef struct sk_inbound_msg sk_inbound_msg;
+typedef struct sk_inbound_opts {
+    struct event_base *base;
+    const char *dns_server; /* NULL: the system's resolver */
+    const char *authserv_id;
+    sk_logger log;
+} sk_inbound_opts;
+sk_inbound *sk_inbound_new(const sk_inbound_opts *o, sk_error *err);
+/* After every session and message of it is freed. */
+void sk_inbound_free(sk_inbound *in);
+
+/* One per session from outside. */
+sk_inbound_sess *sk_inbound_sess_new(sk_inbound *in, const char *session_id, const char *peer);
+/* MAIL FROM (mail_from "" for the null sender) after HELO/EHLO helo:
+ * starts SPF for both identities (HELO's once per name and session). */
+void sk_inbound_mail(sk_inbound_sess *s, const char *helo, const char *mail_from);
+/* Cancels what is in flight. A message of the session must be freed first. */
+void sk_inbound_sess_free(sk_inbound_sess *s);
+
+/* One per message of a session, fed as sk_dkim_verifier_feed is. */
+sk_inbound_msg *sk_inbound_msg_new(sk_inbound_sess *s);
+void sk_inbound_msg_feed(sk_inbound_msg *m, const char *p, size_t n);
+/* The message is complete; from: its From fields (sk_hdrscan's copy;
+ * from_overflow when they were too long). done is called once, from the
+ * loop (never inside this call), with everything evaluated; res is valid
+ * during the call. Then free the message. */
+typedef void (*sk_inbound_done_fn)(void *ctx, const sk_auth_results *res);
+void sk_inbound_msg_finish(sk_inbound_msg *m, const sk_buf *from, bool from_overflow,
+                           sk_inbound_done_fn done, void *ctx);
+/* Cancels what is in flight (done is then not called). Accepts NULL. */
+void sk_inbound_msg_free(sk_inbound_msg *m);
 
 #endif

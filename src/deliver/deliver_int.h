@@ -14,6 +14,12 @@
 SK_NODISCARD sk_err sk_deliver_received(const sk_spool_envelope *env, const char *id,
                                         const char *by, const char *rcpt, int64_t now,
                                         const char *eol, sk_buf *out);
+/* Append the header fields the server added at acceptance (env->prepend:
+ * its DKIM-Signature, Authentication-Results), each line ended by eol.
+ * Both transports put them right below their Received:. Nothing when
+ * there are none. */
+SK_NODISCARD sk_err sk_deliver_added_fields(const sk_spool_envelope *env, const char *eol,
+                                            sk_buf *out);
 
 /* Pieces of the Maildir transport, exposed for unit tests. */
 /* Directory name for a local part: lower-cased, '/' and NUL refused, a
@@ -24,8 +30,8 @@ sk_err sk_maildir_folder_name(const char *local_part, sk_buf *out);
  * in the Maildir convention). */
 sk_err sk_maildir_file_name(const sk_spool_envelope *env, size_t index, const char *hostname,
                             sk_buf *out);
-/* The trace headers put at the top: Return-Path: and Received: (LF line
- * ends, as the whole file). */
+/* The trace headers put at the top: Return-Path: and Received:, then the
+ * fields added at acceptance (LF line ends, as the whole file). */
 sk_err sk_maildir_trace_headers(const sk_spool_envelope *env, const char *rcpt,
                                 const char *hostname, int64_t now, sk_buf *out);
 

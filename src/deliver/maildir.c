@@ -70,9 +70,11 @@ sk_err sk_maildir_file_name(const sk_spool_envelope *env, size_t index, const ch
 sk_err sk_maildir_trace_headers(const sk_spool_envelope *env, const char *rcpt,
                                 const char *hostname, int64_t now, sk_buf *out)
 {
-    /* RFC 5321 4.4: Return-Path at final delivery, then our Received. */
+    /* RFC 5321 4.4: Return-Path at final delivery, then our Received,
+     * then what was added at acceptance (Authentication-Results...). */
     sk_err e = sk_buf_printf(out, "Return-Path: <%s>\n", env->sender ? env->sender : "");
     if (!e) e = sk_deliver_received(env, env->id, hostname, rcpt, now, "\n", out);
+    if (!e) e = sk_deliver_added_fields(env, "\n", out);
     return e;
 }
 
@@ -202,7 +204,7 @@ static sk_delivery_rcpt_result deliver_one(maildir_transport *t, const sk_delive
     sk_buf local = SK_BUF_INIT(SK_SMTP_LOCAL_PART_MAX_OCTETS * 2);
     sk_buf folder = SK_BUF_INIT(PATH_MAX);
     sk_buf name = SK_BUF_INIT(NAME_MAX);
-    sk_buf head = SK_BUF_INIT(8192);
+    sk_buf head = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS); /* trace + added fields */
     sk_delivery_rcpt_result res;
     char *lp = sk_strndup(rc->addr, (size_t)(at - rc->addr));
     sk_err e = lp ? SK_OK : SK_ERR_NOMEM;

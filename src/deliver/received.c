@@ -1,6 +1,9 @@
 /* The Received: header both transports put on top of a message (RFC 5321
- * 4.4): one builder, so a Maildir file and a relayed message say the same. */
+ * 4.4): one builder, so a Maildir file and a relayed message say the same;
+ * and the fields added at acceptance, which go right below it. */
 #include "deliver/deliver_int.h"
+
+#include <string.h>
 
 /* Append the strings of a NULL-terminated list. The header is made for
  * every message, from pieces rather than printf formats: formatting it
@@ -37,4 +40,19 @@ sk_err sk_deliver_received(const sk_spool_envelope *env, const char *id, const c
      * of its own. */
     if (rcpt) return put(out, (const char *[]){eol, "\tfor <", rcpt, ">; ", date, eol, NULL});
     return put(out, (const char *[]){";", eol, "\t", date, eol, NULL});
+}
+
+sk_err sk_deliver_added_fields(const sk_spool_envelope *env, const char *eol, sk_buf *out)
+{
+    /* Stored with CRLF line ends (sk_spool_msg_prepend checks them). */
+    const char *p = env->prepend;
+    sk_err e = SK_OK;
+    while (!e && p && *p) {
+        const char *crlf = strstr(p, "\r\n");
+        size_t n = crlf ? (size_t)(crlf - p) : strlen(p);
+        e = sk_buf_append(out, p, n);
+        if (!e) e = sk_buf_puts(out, eol);
+        p = crlf ? crlf + 2 : p + n;
+    }
+    return e;
 }

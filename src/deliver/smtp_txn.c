@@ -91,13 +91,15 @@ void smtp_job_free(smtp_job *j)
     sk_free(j);
 }
 
-/* RFC 5321 4.4: a relay adds its Received: line at the top. */
+/* RFC 5321 4.4: a relay adds its Received: line at the top; the fields
+ * added at acceptance (a DKIM signature) follow it. */
 static char *received_header(const smtp *sm, const sk_delivery *job)
 {
-    sk_buf b = SK_BUF_INIT(4096);
+    sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
     if (sk_deliver_received(job->env, job->queue_id, sm->helo_name,
                             job->nrcpts == 1 ? job->rcpts[0].addr : NULL, (int64_t)time(NULL),
-                            "\r\n", &b)) {
+                            "\r\n", &b) ||
+        sk_deliver_added_fields(job->env, "\r\n", &b)) {
         sk_buf_free(&b);
         return NULL;
     }

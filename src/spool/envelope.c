@@ -50,6 +50,7 @@ void sk_spool_envelope_free(sk_spool_envelope *env)
     sk_free(env->tls);
     sk_free(env->auth_user);
     sk_free(env->last_reply);
+    sk_free(env->prepend);
     sk_free(env);
 }
 
@@ -70,8 +71,8 @@ sk_spool_envelope *sk_spool_envelope_dup(const sk_spool_envelope *src)
     env->nrcpts = 0;
     /* Copy the strings in place; on failure the ones not yet copied still
      * point into src, so they are cleared before freeing. */
-    char **fields[] = {&env->sender, &env->helo,      &env->peer,      &env->peer_name,
-                       &env->tls,    &env->auth_user, &env->last_reply};
+    char **fields[] = {&env->sender, &env->helo,      &env->peer,       &env->peer_name,
+                       &env->tls,    &env->auth_user, &env->last_reply, &env->prepend};
     size_t nf = sizeof fields / sizeof fields[0];
     for (size_t i = 0; i < nf; i++) {
         if (!dup_in_place(fields[i])) {
@@ -116,18 +117,26 @@ sk_spool_envelope *sk_spool_envelope_dup(const sk_spool_envelope *src)
  * spaces and any octet survives the round trip. */
 #define ENV_MAGIC "smtpkit-envelope 1"
 
+static int escaped(unsigned char c)
+{
+    return c <= 0x20 || c == 0x7f || c == '%';
+}
+
 static sk_err put_str(sk_buf *b, const char *s)
 {
     if (!s) return sk_buf_putc(b, '-');
     sk_err e = sk_buf_putc(b, '=');
-    for (; !e && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c <= 0x20 || c == 0x7f || c == '%') {
+    while (!e && *s) {
+        /* Octets that stand for themselves go in runs (header fields
+         * added at acceptance are long). */
+        const char *run = s;
+        while (*s && !escaped((unsigned char)*s)) s++;
+        if (s > run) e = sk_buf_append(b, run, (size_t)(s - run));
+        if (!e && *s) {
+            unsigned char c = (unsigned char)*s++;
             char esc[4] = {'%'};
             sk_hex_encode(esc + 1, &c, 1, true);
             e = sk_buf_append(b, esc, 3);
-        } else {
-            e = sk_buf_putc(b, (char)c);
         }
     }
     return e;
@@ -185,6 +194,8 @@ sk_err sk_spool_envelope_serialize(const sk_spool_envelope *env, sk_buf *out)
         e = sk_buf_printf(out, "body-crc32c %08" PRIx32 "\n", env->body_crc32c);
     /* Written only once set, so envelopes without it stay as they were. */
     if (!e && env->delay_dsn_sent) e = sk_buf_puts(out, "delay-dsn 1\n");
+    /* Likewise: only messages that had fields added carry the line. */
+    if (!e && env->prepend) e = put_kv_str(out, "prepend", env->prepend);
     /* The trailer tells a complete file from a cut one. */
     if (!e) e = sk_buf_puts(out, "end\n");
     return e;
@@ -335,9 +346,14 @@ static sk_err parse_line(sk_spool_envelope *env, const char *p, const char *end)
         const char *key;
         char **field;
     } strs[] = {
-        {"sender", &env->sender},         {"helo", &env->helo}, {"peer", &env->peer},
-        {"peer-name", &env->peer_name},   {"tls", &env->tls},   {"auth-user", &env->auth_user},
+        {"sender", &env->sender},
+        {"helo", &env->helo},
+        {"peer", &env->peer},
+        {"peer-name", &env->peer_name},
+        {"tls", &env->tls},
+        {"auth-user", &env->auth_user},
         {"last-reply", &env->last_reply},
+        {"prepend", &env->prepend},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (klen == strlen(strs[i].key) && !memcmp(tok[0], strs[i].key, klen)) {

@@ -138,6 +138,19 @@ sk_err sk_spool_write(sk_spool_msg *m, const void *p, size_t n)
     return SK_OK;
 }
 
+sk_err sk_spool_msg_prepend(sk_spool_msg *m, const char *fields, size_t len)
+{
+    if (len < 2 || fields[len - 2] != '\r' || fields[len - 1] != '\n' || memchr(fields, '\0', len))
+        return SK_ERR_SYNTAX;
+    size_t old = m->env->prepend ? strlen(m->env->prepend) : 0;
+    char *p = sk_realloc(m->env->prepend, old + len + 1);
+    if (!p) return SK_ERR_NOMEM;
+    memcpy(p + old, fields, len);
+    p[old + len] = '\0';
+    m->env->prepend = p;
+    return SK_OK;
+}
+
 void sk_spool_abort(sk_spool_msg *m)
 {
     if (!m) return;

@@ -11,7 +11,7 @@
 
 /* Bump when the schema changes, and migrate from the older versions in
  * create_schema. */
-#define TRACK_SCHEMA_VERSION 2
+#define TRACK_SCHEMA_VERSION 3
 
 /* A pending entry that is not an event: "the DSN dsn_id reports the
  * outcome of recipient of queue_id" (sk_track_dsn_sent). It travels in
@@ -106,6 +106,8 @@ static const char schema_v1[] =
 
 /* Version 2: the queue ID of the DSN that reported an outcome. */
 static const char schema_v2[] = "ALTER TABLE events ADD COLUMN dsn_id TEXT;";
+/* Version 3: the authentication results of a message received from outside. */
+static const char schema_v3[] = "ALTER TABLE events ADD COLUMN auth TEXT;";
 
 static int user_version(sk_track *tr)
 {
@@ -132,7 +134,8 @@ static sk_err create_schema(sk_track *tr, sk_error *err)
         /* Each step migrates from the version before it. */
         if (v < 1) e = sk_track_exec(tr, schema_v1, err);
         if (!e && v < 2) e = sk_track_exec(tr, schema_v2, err);
-        if (!e) e = sk_track_exec(tr, "PRAGMA user_version = 2", err);
+        if (!e && v < 3) e = sk_track_exec(tr, schema_v3, err);
+        if (!e) e = sk_track_exec(tr, "PRAGMA user_version = 3", err);
     }
     /* Added to version 1 later; a program that does not know the change
      * log still reads and writes the store (its changes are logged too). */
@@ -231,6 +234,7 @@ static void ev_clear(sk_track_ev *ev)
     sk_free((char *)ev->tls);
     sk_free((char *)ev->cls);
     sk_free((char *)ev->dsn_id);
+    sk_free((char *)ev->auth);
     memset(ev, 0, sizeof *ev);
 }
 
@@ -359,6 +363,7 @@ static sk_err copy_event(sk_track_ev *dst, const sk_track_ev *src, sk_error *err
     if (!e) e = dup_field(&dst->tls, src->tls, "TLS", err);
     if (!e) e = dup_field(&dst->cls, src->cls, "class", err);
     if (!e) e = dup_field(&dst->dsn_id, src->dsn_id, "DSN ID", err);
+    if (!e) e = dup_field(&dst->auth, src->auth, "authentication results", err);
     if (e) {
         ev_clear(dst);
         return e;
@@ -495,6 +500,7 @@ static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *link,
         bind_text(st, 10, ev->tls);
         bind_text(st, 11, ev->cls);
         bind_text(st, 12, ev->dsn_id);
+        bind_text(st, 13, ev->auth);
         int rc = sqlite3_step(st);
         sqlite3_clear_bindings(st);
         sk_free(domain);
@@ -512,8 +518,8 @@ static sk_err write_events(sqlite3 *db, const sk_track_ev *evs, size_t n, sk_err
     sk_err e = SK_OK;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO events (time_ms, event, queue_id, message_id, recipient,"
-                           " domain, attempt, remote_host, reply, tls, class, dsn_id)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " domain, attempt, remote_host, reply, tls, class, dsn_id, auth)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            -1, &st, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db,
                            "UPDATE events SET dsn_id = ?1 WHERE id = (SELECT id FROM events"
@@ -766,14 +772,19 @@ static sk_err query_text(sk_track *tr, const char *sql, const char *p, char **ou
 static sk_err load_events(sk_track *tr, sk_track_result *r, sk_error *err)
 {
     sqlite3_stmt *st;
-    /* A store of version 1 (read, not migrated) has no DSN IDs. */
-    const char *sql = tr->schema >= 2
-                          ? "SELECT time_ms, event, queue_id, message_id, recipient, attempt,"
-                            " remote_host, reply, tls, class, dsn_id FROM events"
+    /* A store of an older version (read, not migrated) lacks the later
+     * columns: version 1 DSN IDs, version 2 authentication results. */
+    const char *sql =
+        tr->schema >= 3   ? "SELECT time_ms, event, queue_id, message_id, recipient, attempt,"
+                            " remote_host, reply, tls, class, dsn_id, auth FROM events"
+                            " WHERE queue_id = ?1 OR (queue_id IS NULL AND message_id = ?2)"
+                            " ORDER BY time_ms, id LIMIT ?3"
+        : tr->schema == 2 ? "SELECT time_ms, event, queue_id, message_id, recipient, attempt,"
+                            " remote_host, reply, tls, class, dsn_id, NULL FROM events"
                             " WHERE queue_id = ?1 OR (queue_id IS NULL AND message_id = ?2)"
                             " ORDER BY time_ms, id LIMIT ?3"
                           : "SELECT time_ms, event, queue_id, message_id, recipient, attempt,"
-                            " remote_host, reply, tls, class, NULL FROM events"
+                            " remote_host, reply, tls, class, NULL, NULL FROM events"
                             " WHERE queue_id = ?1 OR (queue_id IS NULL AND message_id = ?2)"
                             " ORDER BY time_ms, id LIMIT ?3";
     if (sqlite3_prepare_v2(tr->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -800,6 +811,7 @@ static sk_err load_events(sk_track *tr, sk_track_result *r, sk_error *err)
         ev->tls = sk_track_column_dup(st, 8, &oom);
         ev->cls = sk_track_column_dup(st, 9, &oom);
         ev->dsn_id = sk_track_column_dup(st, 10, &oom);
+        ev->auth = sk_track_column_dup(st, 11, &oom);
     }
     sqlite3_finalize(st);
     if (oom) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "tracking: out of memory");

@@ -16,7 +16,7 @@ import sktest  # noqa: E402
 INJECT = os.path.join(sktest.BUILD_DIR, "example_track_inject")
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 EVENT_FIELDS = ["time", "event", "recipient", "attempt", "remote_host", "reply", "tls", "class",
-                "dsn_id"]
+                "dsn_id", "auth"]
 KINDS = ["received", "queued", "deferred", "delivered", "bounced", "expired", "suppressed",
          "complained"]
 

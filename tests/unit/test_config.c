@@ -113,6 +113,18 @@ static const struct {
     {"delay-warning", "later", SK_ERR_CONFIG, "duration"},
     {"verp", NULL, SK_OK, NULL},
     {"verp", "sometimes", SK_ERR_CONFIG, "yes or no"},
+    {"dkim", "example.org:s2025:/etc/smtpkit/dkim/s2025.pem", SK_OK, NULL},
+    {"dkim", "Example.ORG.:sel.sub:/k:with:colons.pem", SK_OK, NULL},
+    {"dkim", "example.org:/etc/k.pem", SK_ERR_CONFIG, "three parts"},
+    {"dkim", "example.org:s1:", SK_ERR_CONFIG, "no key file"},
+    {"dkim", "exa mple.org:s1:/k.pem", SK_ERR_CONFIG, "domain"},
+    {"dkim", ":s1:/k.pem", SK_ERR_CONFIG, "domain"},
+    {"dkim", "example.org:s 1:/k.pem", SK_ERR_CONFIG, "selector"},
+    {"dmarc-policy", "enforce", SK_OK, NULL},
+    {"dmarc-policy", "report", SK_OK, NULL},
+    {"dmarc-policy", "reject", SK_ERR_CONFIG, "neither enforce nor report"},
+    {"spf-reject-fail", NULL, SK_OK, NULL},
+    {"spf-reject-fail", "perhaps", SK_ERR_CONFIG, "yes or no"},
     {"dns-server", "127.0.0.1:5353", SK_OK, NULL},
     {"dns-server", "127.0.0.1", SK_ERR_CONFIG, "HOST:PORT"},
     {"tls-cert", "", SK_ERR_CONFIG, "empty"},
@@ -183,6 +195,10 @@ static void test_defaults(void **state)
     assert_false(c->hold);
     assert_false(c->auth_plaintext_loopback); /* docs/SECURITY.md */
     assert_null(c->relay_host);
+    /* Authenticated mail: nothing signed, DMARC only reported. */
+    assert_int_equal(c->dkim.n, 0);
+    assert_null(c->dmarc_policy);
+    assert_false(c->spf_reject_fail);
     sk_daemon_config_free(c);
 }
 

@@ -92,11 +92,31 @@ static void test_received_bounded(void **state)
     sk_buf_free(&b);
 }
 
+/* The fields added at acceptance, with each transport's line ends. */
+static void test_added_fields(void **state)
+{
+    (void)state;
+    sk_spool_envelope env = {.prepend =
+                                 "DKIM-Signature: v=1; d=example.org;\r\n\tb=abc\r\nX-A: 1\r\n"};
+    sk_buf b = SK_BUF_INIT(4096);
+    assert_int_equal(sk_deliver_added_fields(&env, "\n", &b), SK_OK);
+    assert_string_equal(sk_buf_cstr(&b), "DKIM-Signature: v=1; d=example.org;\n\tb=abc\nX-A: 1\n");
+    sk_buf_reset(&b);
+    assert_int_equal(sk_deliver_added_fields(&env, "\r\n", &b), SK_OK);
+    assert_string_equal(sk_buf_cstr(&b), env.prepend);
+    sk_buf_reset(&b);
+    env.prepend = NULL;
+    assert_int_equal(sk_deliver_added_fields(&env, "\n", &b), SK_OK);
+    assert_int_equal(b.len, 0);
+    sk_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_received),
         cmocka_unit_test(test_received_bounded),
+        cmocka_unit_test(test_added_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

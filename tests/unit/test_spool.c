@@ -185,6 +185,7 @@ static void assert_env_equal(const sk_spool_envelope *a, const sk_spool_envelope
     assert_int_equal(a->has_body_crc32c, b->has_body_crc32c);
     if (a->has_body_crc32c) assert_int_equal(a->body_crc32c, b->body_crc32c);
     assert_int_equal(a->delay_dsn_sent, b->delay_dsn_sent);
+    assert_str_eq_null(a->prepend, b->prepend);
 }
 
 static void test_envelope_round_trip(void **state)
@@ -224,6 +225,9 @@ static void test_envelope_round_trip(void **state)
     cases[3].helo = cases[3].peer = NULL;
     cases[3].esmtp = 0;
     cases[3].delay_dsn_sent = 1;
+    /* Fields added at acceptance: folded, with spaces, tabs and '%'. */
+    cases[2].prepend = "DKIM-Signature: v=1; a=rsa-sha256; d=example.org;\r\n"
+                       "\tb=AbC/d+9=\r\nAuthentication-Results: mx.test; spf=pass (100%)\r\n";
     for (size_t i = 0; i < 4; i++) {
         assert_int_equal(sk_spool_id_new(cases[i].id, 0), SK_OK);
         cases[i].arrival = 1700000000 + (int64_t)i;
@@ -531,6 +535,48 @@ static void test_commit_load_save_remove(void **state)
     sk_buf_free(&bp);
     assert_int_equal(sk_spool_remove(s, rb.id, &err), SK_OK);
     assert_int_equal(count_files(dir), 0);
+    sk_spool_free(s);
+    rm_tree(dir);
+    free(dir);
+}
+
+/* Fields known only at the end of the body (a DKIM signature) go into the
+ * envelope with the commit, and come back with the message. */
+static void test_prepend(void **state)
+{
+    char *dir = temp_dir();
+    sk_error err;
+    sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+    assert_non_null(s);
+    sk_spool_envelope e = test_env();
+    sk_spool_msg *m = sk_spool_begin(s, &e, NULL);
+    assert_non_null(m);
+    assert_int_equal(sk_spool_write(m, body, strlen(body)), SK_OK);
+    static const char *const bad[] = {"X-A: 1", "X-A: 1\n", "\r", "X-A: 1\r\nX-B: 2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(sk_spool_msg_prepend(m, bad[i], strlen(bad[i])), SK_ERR_SYNTAX);
+    assert_int_equal(sk_spool_msg_prepend(m, "", 0), SK_ERR_SYNTAX);
+    const char *one = "DKIM-Signature: v=1; d=example.org;\r\n\tb=x\r\n";
+    const char *two = "Authentication-Results: mx.test; none\r\n";
+    assert_int_equal(sk_spool_msg_prepend(m, one, strlen(one)), SK_OK);
+    assert_int_equal(sk_spool_msg_prepend(m, two, strlen(two)), SK_OK);
+    done_rec r = {0};
+    sk_spool_commit(m, on_done, &r);
+    assert_int_equal(r.err, SK_OK);
+    sk_spool_envelope *env;
+    assert_int_equal(sk_spool_load(s, r.id, &env, &err), SK_OK);
+    assert_string_equal(env->prepend, "DKIM-Signature: v=1; d=example.org;\r\n\tb=x\r\n"
+                                      "Authentication-Results: mx.test; none\r\n");
+    /* The body is what was written: the fields are not in it. */
+    assert_int_equal(env->body_octets, strlen(body));
+    /* A saved envelope keeps them. */
+    env->attempts = 2;
+    assert_int_equal(sk_spool_save(s, env, &err), SK_OK);
+    sk_spool_envelope_free(env);
+    assert_int_equal(sk_spool_load(s, r.id, &env, &err), SK_OK);
+    assert_int_equal(env->attempts, 2);
+    assert_non_null(strstr(env->prepend, "Authentication-Results: mx.test; none\r\n"));
+    sk_spool_envelope_free(env);
     sk_spool_free(s);
     rm_tree(dir);
     free(dir);
@@ -2271,6 +2317,7 @@ int main(void)
         cmocka_unit_test(test_envelope_alloc_failures),
         cmocka_unit_test(test_protocol_names),
         cmocka_unit_test(test_commit_load_save_remove),
+        cmocka_unit_test(test_prepend),
         cmocka_unit_test(test_headers_captured),
         cmocka_unit_test(test_read_headers_from_file),
         cmocka_unit_test(test_read_headers_reused_underneath),

@@ -460,6 +460,50 @@ static void test_schema_v1(void **state)
     assert_int_equal(sk_track_query(tr, "Q1", &r, &err), SK_OK);
     assert_int_equal(r->nevents, 1);
     assert_string_equal(r->events[0].dsn_id, "DSN1");
+    assert_null(r->events[0].auth);
+    sk_track_result_free(r);
+    sk_track_free(tr);
+}
+
+/* A store of version 2 (no authentication results) likewise; once
+ * migrated, a received event keeps its results. */
+static void test_schema_v2(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE events (id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL,"
+                     " event TEXT NOT NULL, queue_id TEXT, message_id TEXT, recipient TEXT,"
+                     " domain TEXT, attempt INTEGER, remote_host TEXT, reply TEXT, tls TEXT,"
+                     " class TEXT, dsn_id TEXT);"
+                     "CREATE TABLE suppression (address TEXT PRIMARY KEY, reason TEXT NOT NULL,"
+                     " created INTEGER NOT NULL, until INTEGER);"
+                     "INSERT INTO events (time_ms, event, queue_id, dsn_id) VALUES"
+                     " (1, 'received', 'Q2', NULL);"
+                     "PRAGMA user_version = 2;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    sk_error err;
+    sk_track_result *r;
+    sk_track *rd = sk_track_open(f->path, 1, &err);
+    assert_non_null(rd);
+    assert_int_equal(sk_track_query(rd, "Q2", &r, &err), SK_OK);
+    assert_int_equal(r->nevents, 1);
+    assert_null(r->events[0].auth);
+    sk_track_result_free(r);
+    sk_track_free(rd);
+
+    sk_track *tr = open_writer(f, 64, 0);
+    const char *auth = "dkim=pass header.d=example.org header.s=s1; spf=pass "
+                       "smtp.mailfrom=a@example.org; dmarc=pass header.from=example.org";
+    record(tr, &(sk_track_ev){.kind = SK_TRACK_RECEIVED, .queue_id = "Q3", .auth = auth});
+    assert_int_equal(sk_track_flush(tr, &err), SK_OK);
+    assert_int_equal(sk_track_query(tr, "Q3", &r, &err), SK_OK);
+    assert_int_equal(r->nevents, 1);
+    assert_string_equal(r->events[0].auth, auth);
     sk_track_result_free(r);
     sk_track_free(tr);
 }
@@ -695,6 +739,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stats_other_domains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dsn_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_v2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_thread, setup, teardown),

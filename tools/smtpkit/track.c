@@ -53,6 +53,8 @@ static void json_event(const sk_track_ev *ev)
     json_string(stdout, ev->cls);
     printf(",\"dsn_id\":");
     json_string(stdout, ev->dsn_id);
+    printf(",\"auth\":");
+    json_string(stdout, ev->auth);
     putchar('}');
 }
 
@@ -89,8 +91,8 @@ static void print_table(const sk_track_result *r)
         printf("%-20s  %-10s  %7s  %-30s  ", when, sk_track_kind_name(ev->kind), attempt,
                ev->recipient ? ev->recipient : "-");
         /* remote_host is the Maildir file of a local delivery. */
-        const char *parts[] = {ev->remote_host, ev->reply, ev->tls, ev->cls, ev->dsn_id};
-        const char *labels[] = {"", "", "", "", "DSN "};
+        const char *parts[] = {ev->remote_host, ev->reply, ev->tls, ev->cls, ev->dsn_id, ev->auth};
+        const char *labels[] = {"", "", "", "", "DSN ", ""};
         int shown = 0;
         for (size_t j = 0; j < sizeof parts / sizeof parts[0]; j++) {
             if (!parts[j]) continue;

@@ -10,6 +10,7 @@
 #include <smtpkit/classify.h>
 #include <smtpkit/daemon.h>
 #include <smtpkit/dkim.h>
+#include <smtpkit/arc.h>
 #include <smtpkit/dmarc.h>
 #include <smtpkit/spf.h>
 #include <smtpkit/proto.h>
@@ -199,7 +200,9 @@ typedef struct sk_auth_results {
     const sk_spf_outcome *spf_mailfrom; /* MAIL FROM identity (HELO's for <>) */
     const sk_spf_outcome *spf_helo;
     const sk_dmarc_result *dmarc;
-    const char *peer; /* the client's address */
+    const sk_arc_result *arc; /* the ARC chain (RFC 8617) */
+    const char *arc_error;    /* the chain could not be evaluated (why), or NULL */
+    const char *peer;         /* the client's address */
 } sk_auth_results;
 
 /* What the daemon does about them: --dmarc-policy enforce, --spf-reject-fail. */

@@ -1,6 +1,7 @@
 /* The checks of mail from outside, on the daemon's event loop through one
  * resolver (and its cache): SPF of MAIL FROM and HELO from the MAIL
- * command on, DKIM as the message streams in, DMARC once both are in. */
+ * command on, DKIM and ARC as the message streams in, DMARC once SPF and
+ * DKIM are in. */
 #include "daemon_int.h"
 
 #include <event2/event.h>
@@ -38,6 +39,9 @@ struct sk_inbound_msg {
     sk_dkim_verifier *v;
     bool dkim_done;
     char dkim_error[256];
+    sk_arc_verifier *arc; /* the ARC chain (RFC 8617), alongside DKIM */
+    bool arc_done;
+    char arc_error[256];
     sk_buf from;
     bool from_overflow;
     sk_dmarc_job *job;
@@ -187,6 +191,8 @@ static void on_done_ev(evutil_socket_t fd, short what, void *arg)
         .spf_mailfrom = s ? s->mailfrom.out : NULL,
         .spf_helo = s ? s->helo_spf.out : NULL,
         .dmarc = m->dmarc_done ? &m->dmarc : NULL,
+        .arc = m->arc && !m->arc_error[0] ? sk_arc_verifier_result(m->arc) : NULL,
+        .arc_error = m->arc_error[0] ? m->arc_error : NULL,
         .peer = s ? s->peer : NULL,
     };
     sk_dkim_result *copy = NULL;
@@ -216,8 +222,9 @@ sk_inbound_msg *sk_inbound_msg_new(sk_inbound_sess *s)
     sk_buf_init(&m->from, SK_DAEMON_FROM_FIELDS_MAX_OCTETS);
     sk_error err;
     m->v = sk_dkim_verifier_new(NULL, &err);
+    m->arc = sk_arc_verifier_new(NULL, &err);
     m->done_ev = event_new(m->in->base, -1, 0, on_done_ev, m);
-    if (!m->v || !m->done_ev) {
+    if (!m->v || !m->arc || !m->done_ev) {
         sk_inbound_msg_free(m);
         return NULL;
     }
@@ -226,8 +233,13 @@ sk_inbound_msg *sk_inbound_msg_new(sk_inbound_sess *s)
 
 void sk_inbound_msg_feed(sk_inbound_msg *m, const char *p, size_t n)
 {
-    /* SK_ERR_TOO_LONG: the verifier keeps it, and finish says so again. */
-    if (m->v && sk_dkim_verifier_feed(m->v, p, n) != SK_OK) return;
+    /* SK_ERR_TOO_LONG: each verifier keeps it, and finish says so again. */
+    if (m->v && sk_dkim_verifier_feed(m->v, p, n) != SK_OK) {
+        /* said again by sk_dkim_verifier_finish */
+    }
+    if (m->arc && sk_arc_verifier_feed(m->arc, p, n) != SK_OK) {
+        /* said again by sk_arc_verifier_finish */
+    }
 }
 
 void sk_inbound_msg_free(sk_inbound_msg *m)
@@ -236,6 +248,7 @@ void sk_inbound_msg_free(sk_inbound_msg *m)
     if (m->s && m->s->waiting == m) m->s->waiting = NULL;
     sk_dmarc_cancel(m->job);
     sk_dkim_verifier_free(m->v);
+    sk_arc_verifier_free(m->arc);
     if (m->done_ev) event_free(m->done_ev);
     sk_buf_free(&m->from);
     sk_free(m);
@@ -314,7 +327,9 @@ static void dmarc_start(sk_inbound_msg *m)
 static void msg_step(sk_inbound_msg *m)
 {
     sk_inbound_sess *s = m->s;
-    if (!m->dkim_done || (s && (slot_pending(&s->mailfrom) || slot_pending(&s->helo_spf)))) return;
+    if (!m->dkim_done || !m->arc_done ||
+        (s && (slot_pending(&s->mailfrom) || slot_pending(&s->helo_spf))))
+        return;
     if (s && s->waiting == m) s->waiting = NULL;
     if (!m->dmarc_started) dmarc_start(m);
     if (!m->dmarc_done) return;
@@ -329,6 +344,30 @@ static void on_dkim(void *ctx, sk_dkim_verifier *v)
     msg_step(m);
 }
 
+static void on_arc(void *ctx, sk_arc_verifier *v)
+{
+    sk_inbound_msg *m = ctx;
+    (void)v;
+    m->arc_done = true;
+    msg_step(m);
+}
+
+/* The ARC chain's keys are looked up alongside DKIM's; a chain that needs
+ * no key (none, or a fail of its shape) is done at once. */
+static void arc_start(sk_inbound_msg *m)
+{
+    sk_error err;
+    if (sk_arc_verifier_finish(m->arc, &err) != SK_OK) {
+        snprintf(m->arc_error, sizeof m->arc_error, "%.200s", err.text);
+        m->arc_done = true;
+        return;
+    }
+    if (sk_arc_verifier_resolve(m->arc, m->in->resolver, on_arc, m) != SK_OK) {
+        snprintf(m->arc_error, sizeof m->arc_error, "key lookups could not start");
+        m->arc_done = true;
+    }
+}
+
 void sk_inbound_msg_finish(sk_inbound_msg *m, const sk_buf *from, bool from_overflow,
                            sk_inbound_done_fn done, void *ctx)
 {
@@ -337,6 +376,9 @@ void sk_inbound_msg_finish(sk_inbound_msg *m, const sk_buf *from, bool from_over
     m->from_overflow =
         from_overflow || (from->len && sk_buf_append(&m->from, from->data, from->len));
     if (m->s) m->s->waiting = m;
+    /* ARC first: its done may come at once, and msg_step waits for DKIM
+     * all the same. */
+    arc_start(m);
     sk_error err;
     if (sk_dkim_verifier_finish(m->v, &err) != SK_OK) {
         /* No signature can be evaluated (a header block over the limit). */

@@ -65,10 +65,12 @@ sk_auth_verdict sk_auth_decide(const sk_auth_policy *p, const sk_auth_results *r
 /* ---- recording ---------------------------------------------------------- */
 
 /* The most results one field carries: the signatures verified, two SPF
- * identities, DMARC (and ARC, once it is checked). */
+ * identities, DMARC and ARC. */
 #define RESULTS_MAX (SK_DKIM_VERIFY_SIGNATURES_MAX + 4)
 #define PROPS_MAX   (RESULTS_MAX * 5)
 #define TEXT_OCTETS 1024
+/* Reasons, comments and the ARC values: DMARC has two, ARC three. */
+#define TEXTS_MAX (RESULTS_MAX + 4)
 
 /* Reasons come from the checks, some with names the sender chose: no
  * control characters reach the header (sk_authres_build refuses them). */
@@ -88,7 +90,7 @@ typedef struct ar_set {
     sk_authres_result r[RESULTS_MAX];
     sk_authres_prop p[PROPS_MAX];
     size_t nr, np;
-    char text[RESULTS_MAX][TEXT_OCTETS]; /* reasons and comments */
+    char text[TEXTS_MAX][TEXT_OCTETS]; /* reasons and comments */
     size_t nt;
 } ar_set;
 
@@ -109,7 +111,7 @@ static void prop(ar_set *a, sk_authres_result *r, const char *ptype, const char 
 
 static const char *text(ar_set *a, const char *s)
 {
-    return a->nt < RESULTS_MAX ? clean(a->text[a->nt++], s) : NULL;
+    return a->nt < TEXTS_MAX ? clean(a->text[a->nt++], s) : NULL;
 }
 
 static void add_spf(ar_set *a, const sk_spf_outcome *o)
@@ -161,9 +163,24 @@ static void collect(const sk_auth_results *res, const sk_auth_verdict *v, ar_set
             r->reason = text(a, dm->reason);
         prop(a, r, "header", "from", dm->from_domain);
     }
-    /* ARC (RFC 8617): the chain's result joins here as an "arc" result
-     * (with smtp.remote-ip and header.oldest-pass) once inbound mail is
-     * checked for it. */
+    /* ARC (RFC 8617 10.1): arc= with header.oldest-pass and
+     * smtp.remote-ip. A chain that could not be read at all (its header
+     * block over the limit) is a fail: RFC 8617 has no permerror. */
+    if (res->arc_error) {
+        sk_authres_result *r = add(a, "arc", "fail");
+        r->reason = text(a, res->arc_error);
+        prop(a, r, "smtp", "remote-ip", res->peer);
+    } else if (res->arc) {
+        sk_arc_authres ar;
+        sk_arc_authres_result(res->arc, res->peer, &ar);
+        sk_authres_result *r = add(a, "arc", ar.result.result);
+        if (ar.result.reason) r->reason = text(a, ar.result.reason);
+        for (size_t i = 0; i < ar.result.n_props; i++) {
+            /* ar's strings end with it: the values are kept in a's text. */
+            const sk_authres_prop *p = &ar.result.props[i];
+            prop(a, r, p->ptype, p->property, text(a, p->value));
+        }
+    }
 }
 
 /* One result on one line, without header.b (a log is read by people). */

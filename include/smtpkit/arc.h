@@ -161,6 +161,11 @@ typedef struct sk_arc_sealer sk_arc_sealer;
 sk_arc_sealer *sk_arc_sealer_new(const sk_arc_seal_opts *opts, sk_error *err);
 /* SK_ERR_TOO_LONG when the header block grows past its limit. */
 SK_NODISCARD sk_err sk_arc_sealer_feed(sk_arc_sealer *s, const void *bytes, size_t len);
+/* A server that checks the message as it receives it knows its results
+ * and the chain's status only at the end: these replace opts' results
+ * (as results_text, copied) and cv. Before finish. */
+SK_NODISCARD sk_err sk_arc_sealer_set_results(sk_arc_sealer *s, const char *results_text,
+                                              sk_arc_status cv, sk_error *err);
 /* Append "ARC-Seal: ...", "ARC-Message-Signature: ..." and
  * "ARC-Authentication-Results: ..." (each folded, ending in CRLF; in that
  * order: prepend them to the message as they are). Refused (SK_ERR_STATE,

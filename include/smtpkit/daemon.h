@@ -89,6 +89,9 @@ typedef struct sk_daemon_config {
     sk_strlist dkim;
     char *dmarc_policy;
     bool spf_reject_fail;
+    /* "DOMAIN:SELECTOR:KEYFILE": the key that adds an ARC set (RFC 8617)
+     * to mail from outside once it is checked; NULL = no sealing. */
+    char *arc_seal;
 } sk_daemon_config;
 
 /* What an option takes. */

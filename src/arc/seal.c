@@ -158,6 +158,23 @@ sk_err sk_arc_sealer_feed(sk_arc_sealer *s, const void *bytes, size_t len)
     return dkim_msg_feed(&s->msg, bytes, len);
 }
 
+sk_err sk_arc_sealer_set_results(sk_arc_sealer *s, const char *results_text, sk_arc_status cv,
+                                 sk_error *err)
+{
+    if (!results_text || (unsigned)cv >= SK_ARC_STATUS__COUNT)
+        return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "ARC: %s",
+                            results_text ? "an unknown cv" : "no results for the AAR");
+    char *t = sk_strdup(results_text);
+    if (!t) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+    sk_free(s->results_text);
+    s->results_text = t;
+    sk_free(s->results);
+    s->results = NULL;
+    s->n_results = 0;
+    s->cv = cv;
+    return SK_OK;
+}
+
 unsigned sk_arc_sealer_instance(const sk_arc_sealer *s)
 {
     return s->instance;

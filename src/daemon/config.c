@@ -79,8 +79,8 @@ static const sk_daemon_option options[] = {
      OFF(max_recipients)},
     {"print-usage", SK_DOPT_BOOL, NULL, "print how to send a test message at start", false,
      OFF(print_usage)},
-    {"dns-server", SK_DOPT_STRING, "IP:PORT", "resolver for MX lookups and mail checks (default: the system's)",
-     false, OFF(dns_server)},
+    {"dns-server", SK_DOPT_STRING, "IP:PORT",
+     "resolver for MX lookups and mail checks (default: the system's)", false, OFF(dns_server)},
     {"mx-port", SK_DOPT_COUNT, "PORT", "port for MX delivery (default 25)", false, OFF(mx_port)},
     {"retry-schedule", SK_DOPT_STRING, "LIST", "e.g. 1m,5m,15m,1h,4h (the last repeats)", false,
      OFF(retry_schedule)},
@@ -116,6 +116,8 @@ static const sk_daemon_option options[] = {
     {"spf-reject-fail", SK_DOPT_BOOL, NULL,
      "refuse mail from outside failing SPF (550 5.7.23) unless DMARC passes", false,
      OFF(spf_reject_fail)},
+    {"arc-seal", SK_DOPT_STRING, "DOMAIN:SELECTOR:KEYFILE",
+     "add an ARC set to mail from outside once checked (RFC 8617)", false, OFF(arc_seal)},
     {NULL, 0, NULL, NULL, false, 0},
 };
 
@@ -430,6 +432,12 @@ static sk_err check_value(const char *key, const char *v, sk_error *err)
     } else if (!strcmp(key, "dkim")) {
         /* The key file is read when the daemon starts (and on SIGHUP): an
          * unreadable or unusable one is a configuration error naming it. */
+        char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1], selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
+        const char *file, *why = NULL;
+        if (sk_daemon_dkim_spec_parse(v, domain, selector, &file, &why))
+            return bad(err, key, "\"%s\" is not DOMAIN:SELECTOR:KEYFILE (%s)", v, why);
+    } else if (!strcmp(key, "arc-seal")) {
+        /* The key file is read when the daemon starts (exit 78 naming it). */
         char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1], selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
         const char *file, *why = NULL;
         if (sk_daemon_dkim_spec_parse(v, domain, selector, &file, &why))

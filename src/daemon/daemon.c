@@ -87,6 +87,10 @@ struct sk_daemon {
      * signers hold their own references), the checks of mail from
      * outside. */
     sk_dkim_keyring *keys;
+    /* --arc-seal: the key, domain and selector of the ARC sets added to
+     * mail from outside (read at start). */
+    sk_dkim_key *arc_key;
+    char arc_domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1], arc_selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
     sk_sign_pool *signpool;
     sk_inbound *inbound;
 
@@ -135,6 +139,7 @@ typedef struct daemon_msg {
     sk_dkim_signer *signer;
     const char *unsigned_why; /* why a message to sign is not (static text) */
     sk_inbound_msg *check;
+    sk_arc_sealer *sealer; /* --arc-seal: fed the message as it came */
     char *auth_summary;
 } daemon_msg;
 
@@ -148,6 +153,7 @@ static void msg_free(daemon_msg *dm)
     sk_buf_free(&dm->hdr);
     sk_dkim_signer_free(dm->signer);
     sk_inbound_msg_free(dm->check);
+    sk_arc_sealer_free(dm->sealer);
     sk_free(dm->auth_summary);
     sk_free(dm);
 }
@@ -224,6 +230,34 @@ static sk_reply on_auth(sk_session *s, const char *mech, const char *authzid, co
 }
 
 /* --- authenticated mail (docs/authentication.md "In smtpkit serve") ------- */
+
+/* The sealer of a message from outside (--arc-seal): its results and cv
+ * are set once the checks are in (arc_seal). */
+static sk_arc_sealer *arc_sealer_new(sk_daemon *d)
+{
+    sk_arc_seal_opts o = {.domain = d->arc_domain,
+                          .selector = d->arc_selector,
+                          .key = d->arc_key,
+                          .authserv_id = d->hostname,
+                          .results_text = "none",
+                          .cv = SK_ARC_NONE};
+    sk_error err;
+    return sk_arc_sealer_new(&o, &err);
+}
+
+/* Read the --arc-seal key: exit 78 naming the file when it cannot be. */
+static sk_err arc_key_load(sk_daemon *d, sk_error *err)
+{
+    const char *spec = d->cfg->arc_seal, *file, *why = NULL;
+    if (!spec || d->arc_key) return SK_OK;
+    if (sk_daemon_dkim_spec_parse(spec, d->arc_domain, d->arc_selector, &file, &why))
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
+                            "arc-seal: \"%s\" is not DOMAIN:SELECTOR:KEYFILE (%s)", spec, why);
+    sk_error kerr;
+    if (sk_dkim_key_load(file, &d->arc_key, &kerr))
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "arc-seal: %s", kerr.text);
+    return SK_OK;
+}
 
 /* Mail from outside: on the SMTP listener, not authenticated, not from a
  * relay network. It is checked (DKIM, SPF, DMARC). */
@@ -454,6 +488,11 @@ static sk_reply on_data_start(sk_session *s, const sk_envelope *env, void **msg,
             return sk_reply_make(452, "4.3.1", "insufficient system resources");
         }
         dm->auth = MSG_AUTH_CHECK;
+        if (d->arc_key && !(dm->sealer = arc_sealer_new(d))) {
+            sk_spool_abort(dm->m);
+            msg_free(dm);
+            return sk_reply_make(452, "4.3.1", "insufficient system resources");
+        }
         /* RFC 8601 5: results claiming to be ours are removed on the way in. */
         sk_hdrscan_init(&dm->scan, d->hostname);
     } else if (sk_dkim_keyring_count(d->keys) && ours_to_sign(d, s)) {
@@ -480,6 +519,13 @@ static sk_err on_data_chunk(sk_session *s, void *msg, const char *bytes, size_t 
     if (!dm->m) return SK_OK;
     /* DKIM verification sees the message as it came (ours removed or not). */
     if (dm->check) sk_inbound_msg_feed(dm->check, bytes, len);
+    /* Too long: sk_arc_sealer_finish says so again, and it goes unsealed. */
+    if (dm->sealer && sk_arc_sealer_feed(dm->sealer, bytes, len) != SK_OK) {
+        sk_arc_sealer_free(dm->sealer);
+        dm->sealer = NULL;
+        sk_log(&dm->d->log, SK_LOG_INFO, "%s daemon arc-unsealed why=\"header block too long\"",
+               dm->id);
+    }
     if (dm->scanning) {
         size_t used = 0;
         if (sk_hdrscan_feed(&dm->scan, bytes, len, &dm->scan_out, &used)) return SK_ERR_NOMEM;
@@ -599,6 +645,36 @@ static void msg_refuse(daemon_msg *dm, const sk_reply *r)
     msg_free(dm);
 }
 
+/* --arc-seal (RFC 8617 5.1): the new set on top of the message, with our
+ * results as its AAR and the chain's status as cv. A message the module
+ * will not seal (a chain ending in cv=fail, no From...) is stored as it is
+ * and the log says why; only memory running out stops it. */
+static sk_err arc_seal(sk_daemon *d, daemon_msg *dm, const sk_auth_results *res,
+                       const sk_auth_verdict *v)
+{
+    sk_arc_status cv = res->arc_error ? SK_ARC_FAIL : res->arc ? res->arc->status : SK_ARC_NONE;
+    sk_buf text = SK_BUF_INIT(SK_AUTHRES_HEADER_MAX_OCTETS);
+    sk_buf set = SK_BUF_INIT(SK_DAEMON_ADDED_MAX_OCTETS);
+    sk_error err = {0};
+    sk_err e = sk_auth_resinfo(res, v, &text);
+    if (!e) e = sk_arc_sealer_set_results(dm->sealer, sk_buf_cstr(&text), cv, &err);
+    if (!e) e = sk_arc_sealer_finish(dm->sealer, &set, &err);
+    if (!e) {
+        e = sk_spool_msg_prepend(dm->m, set.data, set.len);
+        sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-sealed instance=%u cv=%s", dm->id,
+               sk_arc_sealer_instance(dm->sealer), sk_arc_status_name(cv));
+    } else if (e != SK_ERR_NOMEM) {
+        sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
+        log_escaped(&b, "why", err.text[0] ? err.text : sk_strerror(e));
+        sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-unsealed%s", dm->id, sk_buf_cstr(&b));
+        sk_buf_free(&b);
+        e = SK_OK;
+    }
+    sk_buf_free(&text);
+    sk_buf_free(&set);
+    return e;
+}
+
 /* The checks of a message from outside are in: refuse it, or record them
  * on top of it and store it. */
 static void on_checked(void *ctx, const sk_auth_results *res)
@@ -623,8 +699,10 @@ static void on_checked(void *ctx, const sk_auth_results *res)
     sk_log(&d->log, SK_LOG_INFO, "%s daemon auth session=%s action=%s%s", dm->id,
            sk_session_id(dm->s), sk_auth_action_name(v.action), sk_buf_cstr(&b));
     sk_buf_free(&b);
-    if (!e && v.action != SK_AUTH_REFUSE && v.action != SK_AUTH_DEFER)
+    if (!e && v.action != SK_AUTH_REFUSE && v.action != SK_AUTH_DEFER) {
         e = sk_spool_msg_prepend(dm->m, fields.data, fields.len);
+        if (!e && dm->sealer) e = arc_seal(d, dm, res, &v);
+    }
     if (!e && !(dm->auth_summary = sk_buf_detach(&summary, NULL))) e = SK_ERR_NOMEM;
     sk_buf_free(&fields);
     sk_buf_free(&summary);
@@ -898,7 +976,8 @@ static void reload(sk_daemon *d)
                                                "max-queue-lifetime",
                                                "delay-warning",
                                                "users",
-                                               "delivery"};
+                                               "delivery",
+                                               "arc-seal"};
     const sk_daemon_config *old = d->cfg;
     bool changed[] = {!same_list(&old->listen, &c->listen) ||
                           !same_list(&old->submission, &c->submission) ||
@@ -913,7 +992,8 @@ static void reload(sk_daemon *d)
                       old->max_queue_lifetime_ms != c->max_queue_lifetime_ms,
                       old->delay_warning_ms != c->delay_warning_ms,
                       !same(old->users, c->users),
-                      delivery_changed(old, c)};
+                      delivery_changed(old, c),
+                      !same(old->arc_seal, c->arc_seal)};
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++)
         if (changed[i])
             sk_log(&d->log, SK_LOG_WARN, "- daemon reload-needs-restart option=%s",
@@ -1453,11 +1533,13 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         /* The DKIM keys are read as the user that reads them again on
          * SIGHUP: before the ports open here, after the switch below. */
         if (!e) e = sk_dkim_keyring_load(&d->cfg->dkim, &d->keys, err);
+        if (!e) e = arc_key_load(d, err);
     }
     if (!e) e = listen_all(d, err);
     if (!e) e = drop_privileges(d, err);
     if (!e && !d->spool) e = open_spool(d, err);
     if (!e && !d->keys) e = sk_dkim_keyring_load(&d->cfg->dkim, &d->keys, err);
+    if (!e) e = arc_key_load(d, err);
     if (!e) e = start_delivery(d, err);
     if (!e && !(d->signpool = sk_sign_pool_new(d->base, err)))
         e = err && err->err ? err->err : SK_ERR_NOMEM;
@@ -1559,6 +1641,7 @@ void sk_daemon_free(sk_daemon *d)
     /* After the sessions (on_disconnect cancels their SPF checks). */
     sk_inbound_free(d->inbound);
     sk_dkim_keyring_free(d->keys);
+    sk_dkim_key_free(d->arc_key);
     /* From here on lines are flushed as they come (log_batched). */
     if (d->log_flush_ev) event_free(d->log_flush_ev);
     d->log_flush_ev = NULL;

@@ -235,6 +235,12 @@ sk_auth_verdict sk_auth_decide(const sk_auth_policy *p, const sk_auth_results *r
 /* The field a quarantined message gets, for the mailbox's filters. */
 #define SK_DAEMON_QUARANTINE_FIELD "X-SMTPKit-Quarantine: dmarc\r\n"
 
+/* The results sk_auth_record writes, as one resinfo list ("dkim=pass ...; spf=..."),
+ * without reasons and header.b: the ARC-Authentication-Results text of an
+ * ARC set we add (RFC 8617 4.1.1). */
+SK_NODISCARD sk_err sk_auth_resinfo(const sk_auth_results *res, const sk_auth_verdict *v,
+                                    sk_buf *out);
+
 /* Append the fields to put on top of the accepted message: our
  * Authentication-Results (authserv_id; dkim, spf, dmarc with their
  * properties), then SK_DAEMON_QUARANTINE_FIELD when quarantined; and to

@@ -214,6 +214,16 @@ static sk_err summary_all(const ar_set *a, sk_buf *out)
     return SK_OK;
 }
 
+sk_err sk_auth_resinfo(const sk_auth_results *res, const sk_auth_verdict *v, sk_buf *out)
+{
+    ar_set *a = sk_malloc(sizeof *a);
+    if (!a) return SK_ERR_NOMEM;
+    collect(res, v, a);
+    sk_err e = summary_all(a, out);
+    sk_free(a);
+    return e;
+}
+
 sk_err sk_auth_record(const char *authserv_id, const sk_auth_results *res, const sk_auth_verdict *v,
                       sk_buf *fields, sk_buf *summary, sk_error *err)
 {

@@ -7,7 +7,15 @@ A mailing list's server (lists.example.net) has sealed a message with
 none) verifies the chain as the message comes in and writes arc=pass with
 header.oldest-pass and smtp.remote-ip into its Authentication-Results and
 the tracking record; the same message with its body changed after the
-seal gets arc=fail, and one without a chain arc=none."""
+seal gets arc=fail, and one without a chain arc=none.
+
+Then a serve with --arc-seal (fwd.example.net) takes the sealed message
+from outside and adds its own set (i=2, cv=pass): forwarded from its
+Maildir to the next serve, the chain gives arc=pass there, and dkimpy's
+arc_verify agrees; changed after our seal, arc=fail. A chain that fails
+at the sealing serve is sealed with cv=fail, and nothing is sealed over
+that. A key file that cannot be read stops the start with exit 78 naming
+it."""
 
 import email.utils
 import os
@@ -19,8 +27,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
+from dnslib import DNSRecord  # noqa: E402
 from dns_server import DNSTestServer  # noqa: E402
 from serve_peer import HOST, Serve, expect  # noqa: E402
+
+try:
+    import dkim
+except ImportError as e:
+    print("needs python3-dkim: %s" % e)
+    sys.exit(sktest.SKIP)
 
 tmp = sktest.TempDir("sk-serve-arc-")
 AUTHSERV = "mx.test"
@@ -36,8 +51,11 @@ def keygen(domain, selector):
 
 
 list_pem, list_rec = keygen(LIST, "arc")
+FWD = "fwd.example.net"
+fwd_pem, fwd_rec = keygen(FWD, "seal")
 ZONE = {
     "arc._domainkey." + LIST: {"TXT": [list_rec]},
+    "seal._domainkey." + FWD: {"TXT": [fwd_rec]},
     LIST: {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]},
     "client.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]},
 }
@@ -64,6 +82,14 @@ def head(path):
     with open(path, "rb") as f:
         block = f.read().decode("utf-8", "replace").split("\n\n", 1)[0]
     return re.sub(r"\n[ \t]+", " ", block).split("\n")
+
+
+def forwarded(path):
+    """A Maildir file as a forwarder sends it on: CRLF, without the
+    Return-Path the delivery added."""
+    with open(path, "rb") as f:
+        data = f.read().replace(b"\n", b"\r\n")
+    return re.sub(rb"^Return-Path:[^\r]*\r\n", b"", data)
 
 
 def ours(path):
@@ -104,5 +130,73 @@ with DNSTestServer(ZONE) as dns:
                 what="the received event of " + qid)  # noqa: B023
             expect(want[0] in track.stdout,
                    "%s: %s in track --json: %s" % (name, want, track.stdout))
+
+    # A key that cannot be read: exit 78 naming the file.
+    missing = tmp.join("no-such-key.pem")
+    r = sktest.smtpkit("serve", "--data-dir", tmp.join("bad-data"),
+                       "--arc-seal", "%s:seal:%s" % (FWD, missing))
+    expect(r.returncode == 78 and missing in r.stderr and "arc-seal" in r.stderr,
+           "exit 78 naming the key: %d %s" % (r.returncode, r.stderr))
+    r = sktest.smtpkit("serve", "--arc-seal", "nocolons")
+    expect(r.returncode == 64 and "arc-seal" in r.stderr,
+           "a bad --arc-seal is a bad flag: %d %s" % (r.returncode, r.stderr))
+
+    def dnsfunc(name, timeout=5):
+        q = DNSRecord.question(name.decode().rstrip("."), "TXT")
+        reply = DNSRecord.parse(q.send("127.0.0.1", dns.port, tcp=True, timeout=timeout))
+        for rr in reply.rr:
+            if rr.rtype == 16:
+                return b"".join(rr.rdata.data)
+        return None
+
+    common = ["--hostname", AUTHSERV, "--local-domain", "dest.test", "--relay-net", "none",
+              "--dns-server", dns.address]
+    fwd = Serve(tmp, name="fwd", args=["--hostname", "mx." + FWD, "--local-domain", "dest.test",
+                                        "--relay-net", "none", "--dns-server", dns.address,
+                                        "--arc-seal", "%s:seal:%s" % (FWD, fwd_pem)])
+    nxt = Serve(tmp, name="next", args=common)
+    with fwd, nxt:
+        fseen, nseen = [], []
+
+        def through(srv, seen, m, what):
+            code, text = send(srv.port, m)
+            expect(code == 250, "%s: accepted: %d %s" % (what, code, text), srv)
+            files = srv.wait_maildir("dest.test", "bob", len(seen) + 1)
+            path = [f for f in files if f not in seen][0]
+            seen.append(path)
+            return path
+
+        # Sealed by the list, then by fwd (cv=pass), then checked by next.
+        path = through(fwd, fseen, seal(message("forwarded one")), "fwd")
+        hs = head(path)
+        expect(any(h.startswith("ARC-Seal: i=2;") and "cv=pass" in h and "d=" + FWD in h
+                   for h in hs), "fwd added i=2 with cv=pass: %r" % hs, fwd)
+        aar = [h for h in hs if h.startswith("ARC-Authentication-Results: i=2;")]
+        expect(len(aar) == 1 and "mx." + FWD in aar[0] and "arc=pass" in aar[0],
+               "the AAR carries fwd's results: %r" % aar, fwd)
+        expect("arc-sealed instance=2 cv=pass" in fwd.log(), "logged:\n" + fwd.log()[-2000:])
+        m = forwarded(path)
+        cv, _, reason = dkim.arc_verify(m, dnsfunc=dnsfunc)
+        expect(cv == b"pass", "dkimpy arc_verify: %r %s" % (cv, reason))
+        npath = through(nxt, nseen, m, "next")
+        ar = ours(npath)
+        expect(len(ar) == 1 and "arc=pass" in ar[0] and "header.oldest-pass=0" in ar[0],
+               "arc=pass at the next hop: %r" % ar, nxt)
+        # Changed after fwd sealed it.
+        npath = through(nxt, nseen, m.replace(b"Hello list.", b"Hello lost."), "tampered")
+        ar = ours(npath)
+        expect(len(ar) == 1 and "arc=fail" in ar[0], "arc=fail after tampering: %r" % ar, nxt)
+
+        # A chain that fails at fwd: sealed with cv=fail; fwd then seals
+        # nothing over it.
+        bad = seal(message("broken one")) + b"Appended after sealing.\r\n"
+        path = through(fwd, fseen, bad, "broken")
+        expect(any(h.startswith("ARC-Seal: i=2;") and "cv=fail" in h for h in head(path)),
+               "sealed with cv=fail: %r" % head(path), fwd)
+        path = through(fwd, fseen, forwarded(path), "over cv=fail")
+        expect(not any(h.startswith("ARC-Seal: i=3;") for h in head(path)),
+               "nothing sealed over cv=fail: %r" % head(path), fwd)
+        expect("arc-unsealed" in fwd.log() and "cv=fail" in fwd.log(),
+               "the refusal logged:\n" + fwd.log()[-2000:])
 
 print("ok")

@@ -612,8 +612,7 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
 
 /* A message to sign: its DKIM-Signature fields, in the order of the keys,
  * are in (made on a signing thread). They go on top of it, then it is
- * stored. (ARC sealing of a message we checked and pass on, RFC 8617 5.1,
- * would add its set here, above them.) */
+ * stored. (ARC sets go on mail from outside once checked: arc_seal.) */
 static void on_signed(void *ctx, sk_err e, sk_buf *fields, const sk_error *err)
 {
     daemon_msg *dm = ctx;

@@ -644,6 +644,56 @@ static void test_aar_forms(void **state)
     sk_buf_free(&b);
 }
 
+/* Results and cv known only at the end, as a server that checks while it
+ * receives has them: set before finish, they replace the options'. */
+static void test_set_results(void **state)
+{
+    (void)state;
+    char *m = chain("r");
+    sk_arc_seal_opts o = {.domain = "example.org",
+                          .selector = "ed",
+                          .key = ed_key,
+                          .authserv_id = "mx.example.net",
+                          .results_text = "none",
+                          .cv = SK_ARC_NONE,
+                          .timestamp = fixed_time};
+    sk_error err;
+    sk_arc_sealer *s = sk_arc_sealer_new(&o, &err);
+    assert_non_null(s);
+    size_t len = strlen(m);
+    for (size_t i = 0; i < len; i += 7) {
+        size_t n = len - i < 7 ? len - i : 7;
+        assert_int_equal(sk_arc_sealer_feed(s, m + i, n), 0);
+    }
+    static const struct {
+        const char *text;
+        sk_arc_status cv;
+        sk_err want;
+    } bad[] = {{NULL, SK_ARC_PASS, SK_ERR_INVAL}, {"spf=pass", SK_ARC_STATUS__COUNT, SK_ERR_INVAL}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(sk_arc_sealer_set_results(s, bad[i].text, bad[i].cv, &err), bad[i].want);
+    assert_int_equal(sk_arc_sealer_set_results(s, "spf=pass smtp.mailfrom=example.org; arc=pass",
+                                               SK_ARC_PASS, &err),
+                     0);
+    sk_buf out = SK_BUF_INIT(1u << 22);
+    assert_int_equal(sk_arc_sealer_finish(s, &out, &err), 0);
+    assert_int_equal(sk_arc_sealer_instance(s), 2);
+    assert_non_null(strstr(out.data, "cv=pass"));
+    assert_non_null(strstr(out.data, "ARC-Authentication-Results: i=2; mx.example.net;"));
+    assert_non_null(strstr(out.data, "spf=pass"));
+    assert_non_null(strstr(out.data, "smtp.mailfrom=example.org;"));
+    assert_non_null(strstr(out.data, "arc=pass\r\n"));
+    assert_null(strstr(out.data, "; none")); /* the text of the options is gone */
+    assert_int_equal(sk_buf_puts(&out, m), 0);
+    sk_arc_verifier *v = verify(out.data);
+    assert_int_equal(sk_arc_verifier_result(v)->status, SK_ARC_PASS);
+    assert_int_equal(sk_arc_verifier_result(v)->instances, 2);
+    sk_arc_verifier_free(v);
+    sk_buf_free(&out);
+    sk_arc_sealer_free(s);
+    free(m);
+}
+
 /* ---- through a resolver ---- */
 
 static void on_done(void *ctx, sk_arc_verifier *v)
@@ -767,6 +817,7 @@ int main(void)
         cmocka_unit_test(test_fifty),
         cmocka_unit_test(test_seal_refusals),
         cmocka_unit_test(test_aar_forms),
+        cmocka_unit_test(test_set_results),
         cmocka_unit_test(test_resolver),
         cmocka_unit_test(test_alloc_failures),
     };

@@ -58,8 +58,8 @@ static int verify_once(const char *msg, size_t len, const char *record)
     const char *q;
     while ((q = sk_dkim_verifier_next_query(v)))
         if (sk_dkim_verifier_answer(v, q, SK_DNS_OK, &record, 1)) return -1;
-    int ok = sk_dkim_verifier_count(v) == 1 &&
-             sk_dkim_verifier_result(v, 0)->status == SK_DKIM_PASS;
+    int ok =
+        sk_dkim_verifier_count(v) == 1 && sk_dkim_verifier_result(v, 0)->status == SK_DKIM_PASS;
     sk_dkim_verifier_free(v);
     return ok ? 0 : -1;
 }

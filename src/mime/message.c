@@ -273,8 +273,7 @@ static bool msg_id_valid(const char *s, size_t n)
     }
     if (d[0] == '.' || d[r - 1] == '.') return false;
     for (size_t i = 0; i < r; i++)
-        if (!(sk_is_atext((unsigned char)d[i]) || (d[i] == '.' && d[i + 1] != '.')))
-            return false;
+        if (!(sk_is_atext((unsigned char)d[i]) || (d[i] == '.' && d[i + 1] != '.'))) return false;
     return true;
 }
 

@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *const state_names[] = {"new",  "delay", "tls",  "connected", "ready",  "mail",
                                           "auth", "data",  "bdat", "wait",      "closing"};
@@ -507,7 +508,10 @@ void sk_sess_process(sk_session *s)
         char line[SK_SMTP_LINE_MAX_OCTETS + 1];
         evbuffer_remove(in, line, n);
         line[n] = '\0';
-        if (s->idle >= s->cfg->max_idle_commands && s->state != SS_AUTH) {
+        /* RFC 5321 4.1.1.10: QUIT gets its 221 even past the idle limit. */
+        int quit = !strncasecmp(line, "QUIT", 4) &&
+                   (line[4] == '\0' || line[4] == '\r' || line[4] == '\n' || line[4] == ' ');
+        if (s->idle >= s->cfg->max_idle_commands && s->state != SS_AUTH && !quit) {
             OPENSSL_cleanse(line, n);
             sk_log(logger(s), SK_LOG_INFO, "%s server idle-limit peer=%s commands=%u", s->id,
                    s->peer, s->idle);

@@ -689,19 +689,21 @@ static void on_checked(void *ctx, const sk_auth_results *res)
     sk_buf summary = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS);
     sk_error err;
     sk_err e = sk_auth_record(d->hostname, res, &v, &fields, &summary, &err);
-    /* res is the checks': they go before the session can (sk_session_reply
-     * may end it). */
-    sk_inbound_msg_free(dm->check);
-    dm->check = NULL;
-    sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
-    log_escaped(&b, "results", e ? "" : sk_buf_cstr(&summary));
-    sk_log(&d->log, SK_LOG_INFO, "%s daemon auth session=%s action=%s%s", dm->id,
-           sk_session_id(dm->s), sk_auth_action_name(v.action), sk_buf_cstr(&b));
-    sk_buf_free(&b);
+    bool recorded = !e;
     if (!e && v.action != SK_AUTH_REFUSE && v.action != SK_AUTH_DEFER) {
         e = sk_spool_msg_prepend(dm->m, fields.data, fields.len);
         if (!e && dm->sealer) e = arc_seal(d, dm, res, &v);
     }
+    /* res is the checks': they go once used, and before the session can
+     * (sk_session_reply may end it). */
+    sk_inbound_msg_free(dm->check);
+    dm->check = NULL;
+    res = NULL;
+    sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
+    log_escaped(&b, "results", recorded ? sk_buf_cstr(&summary) : "");
+    sk_log(&d->log, SK_LOG_INFO, "%s daemon auth session=%s action=%s%s", dm->id,
+           sk_session_id(dm->s), sk_auth_action_name(v.action), sk_buf_cstr(&b));
+    sk_buf_free(&b);
     if (!e && !(dm->auth_summary = sk_buf_detach(&summary, NULL))) e = SK_ERR_NOMEM;
     sk_buf_free(&fields);
     sk_buf_free(&summary);

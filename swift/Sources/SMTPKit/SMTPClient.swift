@@ -143,6 +143,9 @@ public struct SMTPClient: Sendable {
         /// The name the certificate must carry, sent as SNI; nil: ``host``.
         public var tlsServerName: String?
         public var credentials: Credentials?
+        /// The SASL mechanism ("PLAIN", "LOGIN", "XOAUTH2"); nil: the
+        /// strongest the server offers that fits the credentials.
+        public var authenticationMechanism: String?
         /// Send credentials over a connection without TLS (never by default,
         /// RFC 4954 4, RFC 8314 3).
         public var allowPlaintextAuthentication: Bool
@@ -312,6 +315,7 @@ final class CClient: @unchecked Sendable {
             o.user = strings.add(user)
             o.oauth_token = strings.add(token)
         }
+        o.auth_mech = strings.add(cfg.authenticationMechanism)
         o.allow_plaintext_auth = cfg.allowPlaintextAuthentication ? 1 : 0
         o.helo_name = strings.add(cfg.heloName)
         let t = cfg.timeouts

@@ -528,8 +528,7 @@ sk_err sk_client_send_message(sk_client *c, const sk_message *m, const sk_send_o
     /* The server's SIZE bounds what is worth rendering; else the default. */
     _Static_assert(SK_MESSAGE_RENDER_MAX_OCTETS == 2 * SK_SERVER_MAX_MESSAGE_OCTETS_DEFAULT,
                    "message.h: twice the server's default");
-    size_t max = c->ext.size_max ? (size_t)c->ext.size_max + 1
-                                 : SK_MESSAGE_RENDER_MAX_OCTETS;
+    size_t max = c->ext.size_max ? (size_t)c->ext.size_max + 1 : SK_MESSAGE_RENDER_MAX_OCTETS;
     sk_buf body = SK_BUF_INIT(max);
     e = sk_message_render(m, &body, err);
     if (e == SK_ERR_TOO_LONG && c->ext.size_max) {

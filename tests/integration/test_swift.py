@@ -27,6 +27,11 @@ if not SWIFT or SWIFT.endswith("NOTFOUND") or not os.access(SWIFT, os.X_OK):
     print("SKIP: no Swift toolchain (looked for swift in /opt/swift/usr/bin and PATH)")
     sys.exit(77)
 
+if os.environ.get("SK_SANITIZED") == "1":
+    print("SKIP: the sanitizer build (make asan) is C-only; SwiftPM builds without sanitizers "
+          "(docs/swift.md)")
+    sys.exit(77)
+
 SOURCE = os.environ["SK_SOURCE_DIR"]
 # The whole `swift build` + `swift test` on 2 busy cores stays well inside it.
 SWIFT_TIMEOUT = 900

@@ -36,5 +36,5 @@ final class CStrings {
     }
 }
 
-/// A C string with a one-line reply's text: `nil` for an empty one.
+/// nil for an empty string (an absent enhanced status or queue ID).
 func nonEmpty(_ s: String) -> String? { s.isEmpty ? nil : s }

@@ -83,13 +83,11 @@ public struct Probe: Sendable, Hashable {
         let implicit: Bool
         let plain: Bool
         let authenticate: Bool
-        let insecure: Bool
 
         init(_ c: SMTPClient.Configuration) {
             implicit = c.security == .implicitTLS || (c.security == nil && c.port == 465)
             plain = c.security == Security.none
             authenticate = c.credentials != nil
-            insecure = c.verification == .insecure
         }
     }
 

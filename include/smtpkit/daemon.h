@@ -97,7 +97,7 @@ typedef struct sk_daemon_config {
     char *http;
     bool http_tls;
     uint64_t http_max_request_size, http_max_header_size, http_request_timeout_ms;
-    unsigned http_max_requests, http_max_connections, http_queue_limit;
+    unsigned http_max_requests, http_queue_limit;
 } sk_daemon_config;
 
 /* What an option takes. */

@@ -124,9 +124,10 @@ typedef struct sk_http_opts {
     bool hold;                   /* new messages go to the hold queue */
     uint64_t max_request_octets; /* 0: SK_HTTP_REQUEST_MAX_OCTETS_DEFAULT */
     uint64_t max_header_octets;  /* 0: SK_HTTP_HEADER_MAX_OCTETS_DEFAULT */
-    uint64_t request_timeout_ms; /* 0: SK_HTTP_REQUEST_TIMEOUT_MS_DEFAULT */
+    /* A connection that sends nothing (or takes nothing of the answer) for
+     * this long is closed; 0: SK_HTTP_REQUEST_TIMEOUT_MS_DEFAULT. */
+    uint64_t request_timeout_ms;
     unsigned max_requests;       /* in progress at once; 0: SK_HTTP_REQUESTS_MAX_DEFAULT */
-    unsigned max_connections;    /* 0: SK_HTTP_CONNECTIONS_MAX_DEFAULT */
     uint64_t queue_limit;        /* messages queued past which sending gets 429; 0: none */
     uint64_t max_message_octets; /* 0: no limit beyond the request's */
     sk_logger log;

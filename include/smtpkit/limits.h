@@ -372,10 +372,10 @@
 /* The HTTP API (src/http, docs/http-api.md). Defaults of serve's settings:
  * a request (headers and body) of 10 MiB holds a message near the default
  * --max-message-size once base64 in JSON (4/3) is counted; 16 KiB of
- * header fields is what nginx and Apache take by default; a whole request
- * must arrive within 30 s of the connection's start or of the previous
- * response (what cuts a slow client off); requests being handled at once
- * and connections are bounded like SMTP sessions. */
+ * header fields is what nginx and Apache take by default; a client that
+ * sends nothing for 30 s while a request is due is cut off (and an idle
+ * kept-alive connection closed); requests being handled at once are
+ * bounded like SMTP sessions. */
 #define SK_HTTP_REQUEST_MAX_OCTETS_DEFAULT (10u * 1024 * 1024)
 #define SK_HTTP_HEADER_MAX_OCTETS_DEFAULT  (16u * 1024)
 #define SK_HTTP_REQUEST_TIMEOUT_MS_DEFAULT (30 * 1000)

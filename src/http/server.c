@@ -22,15 +22,6 @@
 /* How often old idempotency answers are forgotten. */
 #define HTTP_PRUNE_INTERVAL_S 3600
 
-/* One connection: the deadline by which its next request must have come
- * in whole (from its start, then from each response). */
-typedef struct http_conn {
-    struct http_conn *prev, *next;
-    sk_http *h;
-    struct bufferevent *bev; /* the filter evhttp reads from */
-    struct event *deadline;
-} http_conn;
-
 /* A failed-key count for one client address (SMTP AUTH's throttle). */
 typedef struct auth_fail {
     char peer[64];
@@ -67,114 +58,22 @@ struct sk_http {
     sk_idem *idem;
     auth_fail *fails;
     size_t nfails, capfails;
-    http_conn *conns;
-    unsigned nconns;
     sk_http_req *pending;
     unsigned nrequests;
     struct event *prune;
 };
 
-/* ---- connections ---- */
-
-static void conn_free(void *arg)
-{
-    http_conn *c = arg;
-    sk_http *h = c->h;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        h->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
-    h->nconns--;
-    event_free(c->deadline);
-    sk_free(c);
-}
-
-static void conn_arm(http_conn *c)
-{
-    struct timeval tv = {.tv_sec = (time_t)(c->h->o.request_timeout_ms / 1000),
-                         .tv_usec = (suseconds_t)(c->h->o.request_timeout_ms % 1000) * 1000};
-    event_add(c->deadline, &tv);
-}
-
-/* The request did not come in time: evhttp is told its connection timed
- * out while reading, and closes it (a slow client is cut off). */
-static void conn_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    http_conn *c = arg;
-    (void)fd;
-    (void)what;
-    sk_log(&c->h->o.log, SK_LOG_INFO, "- http request-timeout");
-    bufferevent_trigger_event(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
-}
-
-static enum bufferevent_filter_result pass(struct evbuffer *src, struct evbuffer *dst,
-                                           ev_ssize_t limit, enum bufferevent_flush_mode mode,
-                                           void *ctx)
-{
-    (void)limit;
-    (void)mode;
-    (void)ctx;
-    return evbuffer_add_buffer(dst, src) == 0 ? BEV_OK : BEV_ERROR;
-}
-
-/* evhttp asks for a connection's bufferevent: the socket's (TLS when
- * configured) under a pass-through filter, whose free hook tells us when
- * evhttp is done with the connection. NULL refuses it (over the limit). */
+/* evhttp asks for a connection's bufferevent: TLS when configured (the
+ * handshake as the server, on the socket evhttp sets). */
 static struct bufferevent *make_bev(struct event_base *base, void *arg)
 {
     sk_http *h = arg;
-    if (h->nconns >= h->o.max_connections) {
-        sk_log(&h->o.log, SK_LOG_WARN, "- http connection-refused reason=limit limit=%u",
-               h->o.max_connections);
-        return NULL;
-    }
-    struct bufferevent *under;
-    if (h->ssl) {
-        SSL *ssl = SSL_new(h->ssl);
-        if (!ssl) return NULL;
-        under = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                               BEV_OPT_CLOSE_ON_FREE);
-        if (!under) SSL_free(ssl);
-    } else {
-        under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    }
-    if (!under) return NULL;
-    http_conn *c = sk_calloc(1, sizeof *c);
-    if (c) c->deadline = evtimer_new(base, conn_deadline, c);
-    struct bufferevent *f =
-        c && c->deadline
-            ? bufferevent_filter_new(under, pass, pass, BEV_OPT_CLOSE_ON_FREE, conn_free, c)
-            : NULL;
-    if (!f) {
-        if (c && c->deadline) event_free(c->deadline);
-        sk_free(c);
-        bufferevent_free(under);
-        return NULL;
-    }
-    c->h = h;
-    c->bev = f;
-    c->next = h->conns;
-    if (h->conns) h->conns->prev = c;
-    h->conns = c;
-    h->nconns++;
-    conn_arm(c);
-    return f;
-}
-
-static http_conn *conn_of(sk_http *h, struct evhttp_request *ev)
-{
-    struct evhttp_connection *evc = evhttp_request_get_connection(ev);
-    struct bufferevent *b = evc ? evhttp_connection_get_bufferevent(evc) : NULL;
-    for (http_conn *c = h->conns; b && c; c = c->next)
-        if (c->bev == b) return c;
-    return NULL;
-}
-
-static void on_complete(struct evhttp_request *ev, void *arg)
-{
-    (void)ev;
-    conn_arm(arg);
+    SSL *ssl = SSL_new(h->ssl);
+    if (!ssl) return NULL;
+    struct bufferevent *b = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                           BEV_OPT_CLOSE_ON_FREE);
+    if (!b) SSL_free(ssl);
+    return b;
 }
 
 /* ---- answers ---- */
@@ -528,11 +427,6 @@ static bool replay(sk_http *h, sk_http_req *r)
 static void dispatch(struct evhttp_request *ev, void *arg)
 {
     sk_http *h = arg;
-    http_conn *c = conn_of(h, ev);
-    if (c) {
-        event_del(c->deadline);
-        evhttp_request_set_on_complete_cb(ev, on_complete, c);
-    }
     sk_http_req *r = sk_calloc(1, sizeof *r);
     if (!r) {
         evhttp_send_error(ev, 500, NULL);
@@ -664,7 +558,6 @@ sk_http *sk_http_new(const sk_http_opts *o, const sk_http_deps *deps, struct eve
     if (!h->o.max_header_octets) h->o.max_header_octets = SK_HTTP_HEADER_MAX_OCTETS_DEFAULT;
     if (!h->o.request_timeout_ms) h->o.request_timeout_ms = SK_HTTP_REQUEST_TIMEOUT_MS_DEFAULT;
     if (!h->o.max_requests) h->o.max_requests = SK_HTTP_REQUESTS_MAX_DEFAULT;
-    if (!h->o.max_connections) h->o.max_connections = SK_HTTP_CONNECTIONS_MAX_DEFAULT;
     sk_err e = oom ? sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory") : SK_OK;
     if (!e && (!h->listen || !h->data_dir))
         e = sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "--http needs ADDR:PORT");
@@ -705,7 +598,7 @@ sk_http *sk_http_new(const sk_http_opts *o, const sk_http_deps *deps, struct eve
         evhttp_set_timeout_tv(h->http, &tv);
         evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                                 EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
-        evhttp_set_bevcb(h->http, make_bev, h);
+        if (h->ssl) evhttp_set_bevcb(h->http, make_bev, h);
         evhttp_set_gencb(h->http, dispatch, h);
         evhttp_set_default_content_type(h->http, "application/json");
         if (!(bound = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port)))

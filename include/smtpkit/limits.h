@@ -402,6 +402,9 @@
 /* API keys: the secret's random octets (256 bits) and a name's length. */
 #define SK_APIKEY_SECRET_OCTETS   32
 #define SK_APIKEY_NAME_MAX_OCTETS 64
+/* A message or text the builder makes when no --max-message-size bounds
+ * it: twice the largest attachment the composer takes. */
+#define SK_HTTP_BUILD_MAX_OCTETS (2u * SK_MIME_ATTACHMENT_MAX_OCTETS)
 /* Rows a list route answers at most per page (events, suppressions). */
 #define SK_HTTP_PAGE_MAX 1000
 

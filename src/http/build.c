@@ -88,7 +88,7 @@ static sk_http_out *add_out(sk_http_build *b, size_t *cap, uint64_t max_octets)
     if (sk_array_grow(&b->msgs, cap, b->n + 1, sizeof *b->msgs, SK_HTTP_BATCH_MAX)) return NULL;
     sk_http_out *o = &b->msgs[b->n++];
     memset(o, 0, sizeof *o);
-    sk_buf_init(&o->data, max_octets ? max_octets : SIZE_MAX);
+    sk_buf_init(&o->data, max_octets ? max_octets : SK_HTTP_BUILD_MAX_OCTETS);
     return o;
 }
 
@@ -275,7 +275,7 @@ static sk_err set_text(sk_http_build *b, sk_message *m, const char *field, const
                        const json_t *vars, const char *vars_path, add_fn set)
 {
     if (!text) return SK_OK;
-    sk_buf s = SK_BUF_INIT(SIZE_MAX);
+    sk_buf s = SK_BUF_INIT(SK_HTTP_BUILD_MAX_OCTETS);
     const char *use = text;
     if (vars) {
         size_t bad = 0;
@@ -510,7 +510,7 @@ static sk_err build_raw(sk_http_build *b, const json_t *body, uint64_t max_octet
     b64 = bv ? json_string_value(bv) : NULL;
     if (!text == !b64)
         return fail(b, SK_ERR_INVAL, "message", "give one of message and message_base64");
-    sk_buf raw = SK_BUF_INIT(max_octets ? max_octets : SIZE_MAX);
+    sk_buf raw = SK_BUF_INIT(max_octets ? max_octets : SK_HTTP_BUILD_MAX_OCTETS);
     const char *msg = text;
     size_t len = text ? strlen(text) : 0;
     if (b64) {

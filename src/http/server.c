@@ -4,6 +4,8 @@
  * router over the table in api.c, and JSON answers. */
 #include "http_int.h"
 
+#include <smtpkit/track.h>
+
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -232,6 +234,11 @@ const sk_logger *sk_http_log(const sk_http *h)
 
 sk_track *sk_http_track_reader(sk_http *h)
 {
+    /* Events are written in batches: what was recorded so far is made
+     * visible to the query first. */
+    sk_error err;
+    if (h->deps.track && sk_track_pending(h->deps.track) && sk_track_flush(h->deps.track, &err))
+        sk_log(&h->o.log, SK_LOG_WARN, "- http track-flush-failed error=\"%s\"", err.text);
     return h->deps.track;
 }
 

@@ -267,6 +267,12 @@ static void on_log_flush(evutil_socket_t fd, short what, void *arg)
     d->user_log.flush(d->user_log.ctx);
 }
 
+/* A suppression added or removed through the HTTP API is in force at once. */
+static void poke_suppress(void *ctx)
+{
+    sk_suppress_mirror_poke(((sk_daemon *)ctx)->suppress);
+}
+
 sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, size_t n_flags,
                      const sk_logger *log, sk_daemon **out, sk_error *err)
 {
@@ -384,6 +390,10 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
      * whose lock we hold (a socket left there is stale, and replaced). */
     if (!e && !(d->control = sk_control_server_new(d->queue, d->spool, &d->log, d->base, err)))
         e = err && err->err ? err->err : SK_ERR_IO;
+    sk_http_deps hd = {d->spool, d->queue, d->track, poke_suppress, d};
+    if (!e && d->cfg->http &&
+        !(d->http = sk_daemon_http_start(d->cfg, d->hostname, d->base, &hd, &d->log, err)))
+        e = err && err->err ? err->err : SK_ERR_IO;
     if (e) {
         sk_daemon_free(d);
         return e;
@@ -434,6 +444,8 @@ void sk_daemon_free(sk_daemon *d)
      * Messages still being received are dropped; the spool then finishes
      * commits in flight, whose callbacks answer sessions that are still
      * there; the server goes last. */
+    sk_http_free(d->http);
+    d->http = NULL;
     sk_control_server_free(d->control);
     d->control = NULL;
     sk_queue_free(d->queue);

@@ -9,6 +9,7 @@
 #include "authd.h"
 
 #include <smtpkit/control.h>
+#include <smtpkit/http.h>
 #include <smtpkit/queue.h>
 #include <smtpkit/server.h>
 #include <smtpkit/spool.h>
@@ -47,6 +48,7 @@ struct sk_daemon {
     sk_spool *spool;
     sk_queue *queue;
     sk_control_server *control; /* `smtpkit queue` asks here (spool/control.sock) */
+    sk_http *http;              /* --http: the HTTP API (http_api.c); NULL when off */
     sk_transport *local, *remote;
     uint64_t *retry_ms;
     size_t nretry;

@@ -291,4 +291,13 @@ void sk_inbound_msg_finish(sk_inbound_msg *m, const sk_buf *from, bool from_over
 /* Cancels what is in flight (done is then not called). Accepts NULL. */
 void sk_inbound_msg_free(sk_inbound_msg *m);
 
+/* The HTTP API of the configuration c on base (http_api.c); NULL with err
+ * set when it cannot start. */
+struct event_base;
+typedef struct sk_http sk_http;
+typedef struct sk_http_deps sk_http_deps;
+sk_http *sk_daemon_http_start(const sk_daemon_config *c, const char *hostname,
+                              struct event_base *base, const sk_http_deps *deps,
+                              const sk_logger *log, sk_error *err);
+
 #endif

@@ -30,6 +30,7 @@ endfunction()
 
 sk_module(util PUBLIC util.h limits.h worker.h)
 sk_module(proto DEPS util PUBLIC reply.h proto.h)
+sk_module(metrics DEPS util PUBLIC metrics.h)
 sk_module(mime DEPS util proto PUBLIC message.h)
 sk_module(tls DEPS util PACKAGES OPENSSL INTERNAL_API tls_int.h tls_server.h PUBLIC tls.h)
 sk_module(sasl DEPS util tls PACKAGES OPENSSL CRYPT INTERNAL_API sasl_server.h

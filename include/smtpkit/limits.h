@@ -369,4 +369,16 @@
  * (SK_DKIM_REASON_OCTETS). */
 #define SK_ARC_REASON_OCTETS 384
 
+/* Metrics (src/metrics). Labelled series per family: label values beyond
+ * this go to the series "other", so a family's size stays bounded what
+ * ever the traffic (Prometheus stores every series it sees). Histogram
+ * buckets per family: a fixed list each. The exposition of a running
+ * daemon is bounded too (a scrape is one reply of the control socket). */
+#define SK_METRICS_SERIES_MAX    64
+#define SK_METRICS_BUCKETS_MAX   24
+#define SK_METRICS_TEXT_MAX_OCTETS (1024u * 1024)
+/* The destinations named in the queue-depth gauge: the busiest this many,
+ * the rest summed as "other". */
+#define SK_METRICS_DESTINATIONS_TOP 20
+
 #endif

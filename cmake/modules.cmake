@@ -54,6 +54,7 @@ sk_module(control DEPS util proto spool deliver queue PACKAGES LIBEVENT PUBLIC c
 sk_module(arc DEPS util dns dkim authres PACKAGES OPENSSL LIBEVENT PUBLIC arc.h)
 sk_module(mtasts DEPS util PACKAGES CURL PUBLIC mtasts.h)
 sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control dkim spf dmarc authres arc
+          metrics
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 
 file(WRITE ${PROJECT_BINARY_DIR}/modules.txt "${SK_MODULE_MANIFEST}")

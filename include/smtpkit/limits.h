@@ -302,6 +302,12 @@
 /* A bulk operation tells its client how far it got at most this often,
  * so that the client's wait for the next line restarts. */
 #define SK_CONTROL_PROGRESS_MS 1000
+/* A read request's answer (`smtpkit stats --metrics`: the exposition;
+ * the webhooks' state): one block of text, at most this long (the
+ * exposition is bounded by SK_METRICS_TEXT_MAX_OCTETS). Read requests a
+ * daemon answers: at most this many verbs. */
+#define SK_CONTROL_DATA_MAX_OCTETS (1024u * 1024)
+#define SK_CONTROL_DATA_VERBS_MAX  4
 
 /* A log line (sk_log) is cut at this many octets; sk_log_record_parse
  * takes it apart into at most SK_LOG_FIELDS_MAX key=value fields (the

@@ -3,6 +3,7 @@
 #include "daemon_int.h"
 
 #include "authd.h"
+#include "dmetrics.h"
 
 #include <smtpkit/auth.h>
 #include <smtpkit/control.h>
@@ -101,6 +102,7 @@ struct sk_daemon {
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     uint64_t stop_started_ms;
     bool stopping;
+    sk_dmetrics *metrics; /* `smtpkit stats --metrics` (docs/metrics.md) */
 };
 
 /* What is done about authentication to a message. */
@@ -141,6 +143,7 @@ typedef struct daemon_msg {
     sk_inbound_msg *check;
     sk_arc_sealer *sealer; /* --arc-seal: fed the message as it came */
     char *auth_summary;
+    uint64_t commit_ms; /* when the commit was asked for (metrics) */
 } daemon_msg;
 
 static void msg_free(daemon_msg *dm)
@@ -294,7 +297,8 @@ static sk_reply on_mail(sk_session *s, const sk_path *from, const sk_mail_params
 
 static void on_disconnect(sk_session *s, void *ctx)
 {
-    (void)ctx;
+    sk_daemon *d = ctx;
+    sk_dmetrics_session(d->metrics, sk_session_age_ms(s));
     sk_inbound_sess_free(sk_session_user(s));
     sk_session_set_user(s, NULL);
 }
@@ -584,6 +588,7 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
                (unsigned long long)dm->octets, d->cfg->hold ? " state=hold" : "");
         sk_buf_free(&b);
         r = sk_reply_make(250, "2.0.0", "Ok: queued as %s", queue_id);
+        sk_dmetrics_committed(d->metrics, dm->octets, sk_now_ms() - dm->commit_ms);
         if (d->track) {
             /* The Message-ID lets `smtpkit track` find the message by it. */
             char mid[SK_TRACK_FIELD_MAX_OCTETS + 1] = "";
@@ -630,6 +635,7 @@ static void on_signed(void *ctx, sk_err e, sk_buf *fields, const sk_error *err)
         msg_refuse(dm, &r);
         return;
     }
+    dm->commit_ms = sk_now_ms();
     sk_spool_commit(dm->m, on_committed, dm);
 }
 
@@ -717,6 +723,7 @@ static void on_checked(void *ctx, const sk_auth_results *res)
         msg_refuse(dm, &v.reply);
         return;
     }
+    dm->commit_ms = sk_now_ms();
     sk_spool_commit(dm->m, on_committed, dm);
 }
 
@@ -767,6 +774,7 @@ static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
     /* RFC 5321 4.1.1.4 / DESIGN.md: 250 only once the message is on disk
      * (the fields added above with it); the spool's commit callback
      * answers. */
+    dm->commit_ms = sk_now_ms();
     sk_spool_commit(dm->m, on_committed, dm);
     return SK_REPLY_ASYNC;
 }
@@ -775,6 +783,7 @@ static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
 static void on_queue_event(void *ctx, const sk_queue_event *qe)
 {
     sk_daemon *d = ctx;
+    if (qe->type == SK_QUEUE_EV_DELIVERED) sk_dmetrics_delivered(d->metrics, qe->env->arrival);
     if (!d->track) return;
     sk_track_ev ev = {.queue_id = qe->env->id,
                       .recipient = qe->recipient,
@@ -1258,7 +1267,7 @@ static void open_track(sk_daemon *d)
         return;
     }
     d->track = sk_track_open(sk_buf_cstr(&path), 0, &err);
-    sk_track_opts to = {.log = d->log};
+    sk_track_opts to = {.log = d->log, .on_event = sk_dmetrics_on_track, .event_ctx = d->metrics};
     if (d->track && sk_track_set_opts(d->track, &to, d->base, &err)) {
         sk_track_free(d->track);
         d->track = NULL;
@@ -1425,6 +1434,14 @@ static void log_batched(void *ctx, sk_log_level level, const char *line)
 
 /* Loop thread: the lines of this pass go out in one write. The flag is
  * cleared first, so a line logged meanwhile schedules another flush. */
+/* `smtpkit stats --metrics` (the control socket's "metrics"). */
+static sk_err render_metrics(void *ctx, sk_buf *out)
+{
+    sk_daemon *d = ctx;
+    sk_dmetrics_sources src = {.queue = d->queue, .srv = d->srv, .remote = d->remote};
+    return sk_dmetrics_render(d->metrics, &src, out);
+}
+
 static void on_log_flush(evutil_socket_t fd, short what, void *arg)
 {
     sk_daemon *d = arg;
@@ -1469,6 +1486,10 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
     if (d->cfg->users && !(d->authd = sk_authd_start(d->cfg->users, &d->log, err))) {
         sk_daemon_free(d);
         return err && err->err ? err->err : SK_ERR_CONFIG;
+    }
+    if (!(d->metrics = sk_dmetrics_new(err))) {
+        sk_daemon_free(d);
+        return err && err->err ? err->err : SK_ERR_NOMEM;
     }
     /* The SMTP transport completes jobs from worker threads. */
     evthread_use_pthreads();
@@ -1557,6 +1578,8 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
      * whose lock we hold (a socket left there is stale, and replaced). */
     if (!e && !(d->control = sk_control_server_new(d->queue, d->spool, &d->log, d->base, err)))
         e = err && err->err ? err->err : SK_ERR_IO;
+    if (!e && sk_control_server_on_data(d->control, "metrics", render_metrics, d))
+        e = sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "control: metrics");
     if (e) {
         sk_daemon_free(d);
         return e;
@@ -1639,6 +1662,7 @@ void sk_daemon_free(sk_daemon *d)
      * and its sessions go. */
     sk_authd_free(d->authd);
     sk_server_free(d->srv);
+    sk_dmetrics_free(d->metrics); /* after the sessions: on_disconnect counts */
     /* After the sessions (on_disconnect cancels their SPF checks). */
     sk_inbound_free(d->inbound);
     sk_dkim_keyring_free(d->keys);

@@ -420,7 +420,9 @@ sk_err sk_track_event(sk_track *tr, const sk_track_ev *ev, sk_error *err)
     if ((!ev->queue_id || !*ev->queue_id) && (!ev->message_id || !*ev->message_id))
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
                             "tracking event: needs a queue ID or a Message-ID");
-    return enqueue(tr, ev, err);
+    sk_err e = enqueue(tr, ev, err);
+    if (!e && tr->opts.on_event) tr->opts.on_event(tr->opts.event_ctx, ev);
+    return e;
 }
 
 sk_err sk_track_dsn_sent(sk_track *tr, const char *queue_id, const char *recipient,

@@ -8,7 +8,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: smtpkit stats [--data-dir DIR | --config FILE] [--json]\n"
+            "usage: smtpkit stats [--data-dir DIR | --config FILE] [--json | --metrics]\n"
             "\n"
             "Counts the tracked events of the last hour and the last day, by outcome\n"
             "(received, queued, deferred, delivered, bounced, expired, suppressed,\n"
@@ -19,13 +19,15 @@ static void usage(FILE *f)
             "--data-dir DIR  the daemon's data directory (holds track.db)\n"
             "--config FILE   the daemon's config file: its data-dir is used\n"
             "--json          one JSON object (docs/tracking.md)\n"
+            "--metrics       instead: the running daemon's metrics in the Prometheus\n"
+            "                text format, through its control socket (docs/metrics.md)\n"
             "-h, --help      this text\n"
             "The data directory is --data-dir, else data-dir in --config FILE, else\n"
             "$%s, else %s (where 'smtpkit serve' keeps it by default).\n"
             "\n"
             "Exit: 0 ok, 64 bad arguments, 66 no tracking store in DIR,\n"
             "74 the store cannot be read, 78 the store is from a newer version, or a\n"
-            "bad --config file.\n",
+            "bad --config file; with --metrics, 69 when no daemon runs on DIR.\n",
             SK_TRACK_STATS_DOMAINS_MAX, CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
 }
 
@@ -156,10 +158,29 @@ static int show(const cli_data_dir *dd, int json)
     return EX_OK;
 }
 
+/* The running daemon's exposition, as it sends it. */
+static int show_metrics(const cli_data_dir *dd)
+{
+    sk_buf text = SK_BUF_INIT(SK_CONTROL_DATA_MAX_OCTETS);
+    sk_error err;
+    sk_err e = sk_control_fetch(dd->path, "metrics", SK_CONTROL_IO_TIMEOUT_MS, &text, &err);
+    if (!e) fwrite(text.data ? text.data : "", 1, text.len, stdout);
+    sk_buf_free(&text);
+    if (e == SK_ERR_NOT_FOUND) {
+        cli_warn("stats", "no daemon runs on %s (%s): %s", dd->path, dd->how, err.text);
+        return EX_UNAVAILABLE;
+    }
+    if (e) {
+        cli_warn("stats", "%s", err.text);
+        return cli_exit_code(&err);
+    }
+    return EX_OK;
+}
+
 int cmd_stats(int argc, char **argv)
 {
     const char *data_dir = NULL, *config = NULL;
-    int json = 0;
+    int json = 0, metrics = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -172,16 +193,20 @@ int cmd_stats(int argc, char **argv)
             *(a[2] == 'd' ? &data_dir : &config) = argv[++i];
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--metrics")) {
+            metrics = 1;
         } else if (a[0] == '-') {
             return cli_unknown_option(
-                "stats", a, (const char *const[]){"data-dir", "config", "json", "help", NULL});
+                "stats", a,
+                (const char *const[]){"data-dir", "config", "json", "metrics", "help", NULL});
         } else {
             return cli_usage_error("stats", "unexpected argument '%s'", a);
         }
     }
+    if (json && metrics) return cli_usage_error("stats", "--metrics and --json do not go together");
     cli_data_dir dd;
     int rc = cli_data_dir_resolve("stats", data_dir, config, &dd);
-    if (rc == EX_OK) rc = show(&dd, json);
+    if (rc == EX_OK) rc = metrics ? show_metrics(&dd) : show(&dd, json);
     cli_data_dir_clear(&dd);
     return rc;
 }

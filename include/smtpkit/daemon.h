@@ -92,6 +92,11 @@ typedef struct sk_daemon_config {
     /* "DOMAIN:SELECTOR:KEYFILE": the key that adds an ARC set (RFC 8617)
      * to mail from outside once it is checked; NULL = no sealing. */
     char *arc_seal;
+    /* Webhooks (docs/webhooks.md): "URL SECRET [EVENTS]" endpoints that
+     * tracking events are POSTed to, read at start; how long an event is
+     * retried (0 = 3 days). */
+    sk_strlist webhook;
+    uint64_t webhook_max_age_ms;
 } sk_daemon_config;
 
 /* What an option takes. */

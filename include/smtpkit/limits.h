@@ -387,4 +387,35 @@
  * the rest summed as "other". */
 #define SK_METRICS_DESTINATIONS_TOP 20
 
+/* Webhooks (src/webhook, docs/webhooks.md). A signature header value:
+ * "v1," and the base64 of a SHA-256 HMAC (44), with room. The secret's
+ * key: Standard Webhooks asks for 24 to 64 random octets. */
+#define SK_WEBHOOK_SIGNATURE_OCTETS  64
+#define SK_WEBHOOK_KEY_MIN_OCTETS    24
+#define SK_WEBHOOK_KEY_MAX_OCTETS    64
+#define SK_WEBHOOK_URL_MAX_OCTETS    2048
+#define SK_WEBHOOKS_MAX              32
+/* Requests in flight per endpoint (HTTP/1.1 connections kept alive to
+ * it): enough for thousands of events a second to a near receiver. */
+#define SK_WEBHOOK_CONCURRENCY_DEFAULT 32
+#define SK_WEBHOOK_CONCURRENCY_MAX     256
+/* One request's whole time, connect included; a receiver should answer
+ * at once (Standard Webhooks suggests 15 s at most). */
+#define SK_WEBHOOK_TIMEOUT_MS 10000
+/* Retries: the first after SK_WEBHOOK_RETRY_MIN_MS, doubling up to
+ * SK_WEBHOOK_RETRY_MAX_MS, until the event is older than the maximum age
+ * (--webhook-max-age, default 3 days, as common providers retry). */
+#define SK_WEBHOOK_RETRY_MIN_MS       1000
+#define SK_WEBHOOK_RETRY_MAX_MS       (3600u * 1000)
+#define SK_WEBHOOK_MAX_AGE_MS_DEFAULT (3ull * 24 * 3600 * 1000)
+/* How often an idle sender looks for new events in the outbox (the
+ * tracking store writes them in batches every 100 ms or so), and how
+ * fresh the backlog counts of the metrics are. */
+#define SK_WEBHOOK_POLL_MS    50
+#define SK_WEBHOOK_BACKLOG_MS 1000
+/* Rows read from the outbox per endpoint in one pass. */
+#define SK_WEBHOOK_FETCH_MAX 512
+/* An error kept for `smtpkit stats`. */
+#define SK_WEBHOOK_ERROR_OCTETS 256
+
 #endif

@@ -29,5 +29,7 @@
 #include "arc.h"
 #include "mtasts.h"
 #include "metrics.h"
+#include "outbox.h"
+#include "webhook.h"
 
 #endif

@@ -11,6 +11,7 @@
 #include <smtpkit/queue.h>
 #include <smtpkit/server.h>
 #include <smtpkit/spool.h>
+#include <smtpkit/webhook.h>
 
 #include "deliver/deliver.h"
 
@@ -102,7 +103,8 @@ struct sk_daemon {
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     uint64_t stop_started_ms;
     bool stopping;
-    sk_dmetrics *metrics; /* `smtpkit stats --metrics` (docs/metrics.md) */
+    sk_dmetrics *metrics;  /* `smtpkit stats --metrics` (docs/metrics.md) */
+    sk_webhooks *webhooks; /* docs/webhooks.md; NULL without a tracking store */
 };
 
 /* What is done about authentication to a message. */
@@ -1434,12 +1436,52 @@ static void log_batched(void *ctx, sk_log_level level, const char *line)
 
 /* Loop thread: the lines of this pass go out in one write. The flag is
  * cleared first, so a line logged meanwhile schedules another flush. */
+/* The webhooks' backlog gauge, per endpoint. */
+static void backlog_one(void *ctx, const char *url, uint64_t n)
+{
+    sk_metric_set(ctx, url, (double)n);
+}
+static void webhook_backlog(void *ctx, sk_metric *gauge)
+{
+    sk_webhooks_backlog(ctx, backlog_one, gauge);
+}
+
 /* `smtpkit stats --metrics` (the control socket's "metrics"). */
 static sk_err render_metrics(void *ctx, sk_buf *out)
 {
     sk_daemon *d = ctx;
-    sk_dmetrics_sources src = {.queue = d->queue, .srv = d->srv, .remote = d->remote};
+    sk_dmetrics_sources src = {.queue = d->queue,
+                               .srv = d->srv,
+                               .remote = d->remote,
+                               .webhooks = d->webhooks ? webhook_backlog : NULL,
+                               .webhooks_ctx = d->webhooks};
     return sk_dmetrics_render(d->metrics, &src, out);
+}
+
+/* The webhooks' sender, on the tracking store, with the configuration's
+ * endpoints (and those added at run time before). */
+static sk_err start_webhooks(sk_daemon *d, sk_error *err)
+{
+    if (!d->track) return SK_OK;
+    sk_buf path = SK_BUF_INIT(4096);
+    if (sk_buf_printf(&path, "%s/%s", d->cfg->data_dir, SK_TRACK_DB_NAME))
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data directory too long");
+    sk_webhooks_opts o = {
+        .track_path = sk_buf_cstr(&path), .max_age_ms = d->cfg->webhook_max_age_ms, .log = d->log};
+    d->webhooks = sk_webhooks_new(&o, d->base, err);
+    sk_buf_free(&path);
+    if (!d->webhooks) return err && err->err ? err->err : SK_ERR_IO;
+    size_t n = d->cfg->webhook.n;
+    sk_webhook_endpoint eps[SK_WEBHOOKS_MAX + 1];
+    char *bufs[SK_WEBHOOKS_MAX + 1] = {0};
+    sk_err e = n > SK_WEBHOOKS_MAX ? sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
+                                                  "more than %d webhooks", SK_WEBHOOKS_MAX)
+                                   : SK_OK;
+    for (size_t i = 0; !e && i < n; i++)
+        e = sk_webhook_spec_parse(d->cfg->webhook.v[i], &bufs[i], &eps[i], err);
+    if (!e) e = sk_webhooks_configure(d->webhooks, eps, n, err);
+    for (size_t i = 0; i < n && i <= SK_WEBHOOKS_MAX; i++) sk_free(bufs[i]);
+    return e ? SK_ERR_CONFIG : SK_OK;
 }
 
 static void on_log_flush(evutil_socket_t fd, short what, void *arg)
@@ -1578,6 +1620,7 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
      * whose lock we hold (a socket left there is stale, and replaced). */
     if (!e && !(d->control = sk_control_server_new(d->queue, d->spool, &d->log, d->base, err)))
         e = err && err->err ? err->err : SK_ERR_IO;
+    if (!e) e = start_webhooks(d, err);
     if (!e && sk_control_server_on_data(d->control, "metrics", render_metrics, d))
         e = sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "control: metrics");
     if (e) {
@@ -1637,6 +1680,8 @@ void sk_daemon_free(sk_daemon *d)
     sk_transport_free(d->local);
     sk_suppress_mirror_free(d->suppress);
     d->suppress = NULL;
+    sk_webhooks_free(d->webhooks); /* before the store it reads */
+    d->webhooks = NULL;
     /* Events not written yet are flushed by sk_track_free. */
     sk_track_free(d->track);
     d->track = NULL;

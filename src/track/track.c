@@ -2,6 +2,8 @@
  * SQLite (WAL) in one transaction at a time; queries by message and stats. */
 #include "track/track_int.h"
 
+#include <smtpkit/outbox.h>
+
 #include <errno.h>
 #include <event2/event.h>
 #include <stdlib.h>
@@ -140,6 +142,7 @@ static sk_err create_schema(sk_track *tr, sk_error *err)
     /* Added to version 1 later; a program that does not know the change
      * log still reads and writes the store (its changes are logged too). */
     if (!e) e = sk_track_exec(tr, sk_suppress_schema, err);
+    if (!e) e = sk_track_exec(tr, sk_outbox_schema, err); /* webhooks (outbox.c) */
     if (!e) tr->schema = TRACK_SCHEMA_VERSION;
     if (e) {
         sqlite3_exec(tr->db, "ROLLBACK", NULL, NULL, NULL);
@@ -473,7 +476,7 @@ static sk_err link_dsn(sqlite3 *db, sqlite3_stmt *st, const sk_track_ev *ev, sk_
     return rc == SQLITE_DONE ? SK_OK : db_error(db, err, "linking a DSN");
 }
 
-static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *link,
+static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *link, sqlite3_stmt *outbox,
                             const sk_track_ev *evs, size_t n, sk_error *err)
 {
     for (size_t i = 0; i < n; i++) {
@@ -507,6 +510,8 @@ static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *link,
         sqlite3_clear_bindings(st);
         sk_free(domain);
         if (rc != SQLITE_DONE) return db_error(db, err, "writing an event");
+        if (sk_outbox_add(outbox, sqlite3_last_insert_rowid(db), ev, ev->time_ms))
+            return db_error(db, err, "writing the event's webhook rows");
     }
     return SK_OK;
 }
@@ -516,7 +521,7 @@ static sk_err write_events(sqlite3 *db, const sk_track_ev *evs, size_t n, sk_err
 {
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_error(db, err, "BEGIN IMMEDIATE");
-    sqlite3_stmt *st = NULL, *link = NULL;
+    sqlite3_stmt *st = NULL, *link = NULL, *outbox = NULL;
     sk_err e = SK_OK;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO events (time_ms, event, queue_id, message_id, recipient,"
@@ -528,9 +533,11 @@ static sk_err write_events(sqlite3 *db, const sk_track_ev *evs, size_t n, sk_err
                            " WHERE queue_id = ?2 AND recipient = ?3 AND dsn_id IS NULL"
                            " AND event IN ('bounced', 'expired', 'delivered')"
                            " ORDER BY id DESC LIMIT 1)",
-                           -1, &link, NULL) != SQLITE_OK)
+                           -1, &link, NULL) != SQLITE_OK ||
+        sk_outbox_prepare(db, &outbox))
         e = db_error(db, err, "preparing the insert");
-    if (!e) e = insert_events(db, st, link, evs, n, err);
+    if (!e) e = insert_events(db, st, link, outbox, evs, n, err);
+    sqlite3_finalize(outbox);
     sqlite3_finalize(st);
     sqlite3_finalize(link);
     if (!e && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)

@@ -14,7 +14,9 @@ static void usage(FILE *f)
             "(received, queued, deferred, delivered, bounced, expired, suppressed,\n"
             "complained) and by recipient domain (the %d busiest, then one row for\n"
             "the other domains and one for events without a recipient, such as\n"
-            "received: the rows add up to the total).\n"
+            "received: the rows add up to the total); then each webhook endpoint's\n"
+            "state: events not sent yet, sent, failed attempts, given up, and since\n"
+            "when it fails (docs/webhooks.md).\n"
             "\n"
             "--data-dir DIR  the daemon's data directory (holds track.db)\n"
             "--config FILE   the daemon's config file: its data-dir is used\n"
@@ -73,7 +75,62 @@ static void json_window(const sk_track_window *w)
     putchar('}');
 }
 
-static void print_json(const sk_track_stats *s)
+/* A time in ms as JSON: RFC 3339, or null for 0. */
+static void json_time_ms(int64_t ms)
+{
+    char t[32];
+    if (!ms) {
+        printf("null");
+        return;
+    }
+    sk_time_rfc3339(ms / 1000, t);
+    json_string(stdout, t);
+}
+
+static void json_webhooks(const sk_webhook_state *h, size_t n)
+{
+    printf(",\"webhooks\":[");
+    for (size_t i = 0; i < n; i++) {
+        printf("%s{\"url\":", i ? "," : "");
+        json_string(stdout, h[i].url);
+        printf(",\"events\":");
+        json_string(stdout, h[i].events ? h[i].events : "*");
+        printf(",\"source\":");
+        json_string(stdout, h[i].source ? h[i].source : "");
+        printf(",\"backlog\":%llu,\"oldest\":", (unsigned long long)h[i].backlog);
+        json_time_ms(h[i].oldest_ms);
+        printf(",\"delivered\":%llu,\"failures\":%llu,\"dropped\":%llu,\"last_ok\":",
+               (unsigned long long)h[i].delivered, (unsigned long long)h[i].failures,
+               (unsigned long long)h[i].dropped);
+        json_time_ms(h[i].last_ok_ms);
+        printf(",\"failing_since\":");
+        json_time_ms(h[i].failing_since_ms);
+        printf(",\"last_error\":");
+        if (h[i].last_error)
+            json_string(stdout, h[i].last_error);
+        else
+            printf("null");
+        putchar('}');
+    }
+    putchar(']');
+}
+
+static void print_webhooks(const sk_webhook_state *h, size_t n)
+{
+    if (!n) return;
+    printf("\nWebhooks:\n");
+    for (size_t i = 0; i < n; i++) {
+        char since[32] = "";
+        if (h[i].failing_since_ms) sk_time_rfc3339(h[i].failing_since_ms / 1000, since);
+        printf("%s  backlog=%llu delivered=%llu failures=%llu dropped=%llu %s%s%s%s%s\n", h[i].url,
+               (unsigned long long)h[i].backlog, (unsigned long long)h[i].delivered,
+               (unsigned long long)h[i].failures, (unsigned long long)h[i].dropped,
+               h[i].failing_since_ms ? "failing since " : "ok", since, h[i].last_error ? " (" : "",
+               h[i].last_error ? h[i].last_error : "", h[i].last_error ? ")" : "");
+    }
+}
+
+static void print_json(const sk_track_stats *s, const sk_webhook_state *h, size_t nh)
 {
     char now[32];
     sk_time_rfc3339(s->now_ms / 1000, now);
@@ -83,6 +140,7 @@ static void print_json(const sk_track_stats *s)
     json_window(&s->hour);
     printf(",\"last_day\":");
     json_window(&s->day);
+    json_webhooks(h, nh);
     printf("}\n");
 }
 
@@ -149,10 +207,17 @@ static int show(const cli_data_dir *dd, int json)
         sk_track_free(tr);
         return cli_exit_code(&err);
     }
-    if (json)
-        print_json(s);
-    else
+    /* The webhooks' endpoints and their outbox (docs/webhooks.md). */
+    sk_webhook_state *h = NULL;
+    size_t nh = 0;
+    if (sk_webhooks_list(path, &h, &nh, &err)) cli_warn("stats", "%s", err.text);
+    if (json) {
+        print_json(s, h, nh);
+    } else {
         print_table(s);
+        print_webhooks(h, nh);
+    }
+    sk_webhook_states_free(h, nh);
     sk_track_stats_free(s);
     sk_track_free(tr);
     return EX_OK;

@@ -30,6 +30,7 @@ endfunction()
 
 sk_module(util PUBLIC util.h limits.h worker.h)
 sk_module(proto DEPS util PUBLIC reply.h proto.h)
+sk_module(metrics DEPS util PUBLIC metrics.h)
 sk_module(mime DEPS util proto PUBLIC message.h)
 sk_module(tls DEPS util PACKAGES OPENSSL INTERNAL_API tls_int.h tls_server.h PUBLIC tls.h)
 sk_module(sasl DEPS util tls PACKAGES OPENSSL CRYPT INTERNAL_API sasl_server.h
@@ -42,7 +43,7 @@ sk_module(spf DEPS util dns PACKAGES LIBEVENT PUBLIC spf.h)
 sk_module(spool DEPS util proto PACKAGES LIBEVENT INTERNAL_API spool_int.h PUBLIC spool.h)
 sk_module(deliver DEPS util proto mime tls client dns spool PACKAGES LIBEVENT
           INTERNAL_API deliver.h PUBLIC dsn.h classify.h)
-sk_module(track DEPS util deliver PACKAGES SQLITE LIBEVENT PUBLIC track.h suppress.h)
+sk_module(track DEPS util deliver PACKAGES SQLITE LIBEVENT PUBLIC track.h suppress.h outbox.h)
 sk_module(queue DEPS util proto spool deliver PACKAGES LIBEVENT PUBLIC queue.h)
 sk_module(dmarc DEPS util mime dns PACKAGES PSL IDN2 INTERNAL_API dmarc_int.h PUBLIC dmarc.h)
 sk_module(authres DEPS util mime PUBLIC authres.h)
@@ -56,7 +57,9 @@ sk_module(mtasts DEPS util PACKAGES CURL PUBLIC mtasts.h)
 # tracking store, as the CLI uses them.
 sk_module(http DEPS util proto mime spool deliver queue track PACKAGES OPENSSL LIBEVENT JANSSON SQLITE
           PUBLIC http.h)
-sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control dkim spf dmarc authres arc http
+sk_module(webhook DEPS util deliver track PACKAGES SQLITE CURL LIBEVENT OPENSSL JANSSON PUBLIC webhook.h)
+sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control dkim spf dmarc authres arc
+          http metrics webhook
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 
 file(WRITE ${PROJECT_BINARY_DIR}/modules.txt "${SK_MODULE_MANIFEST}")

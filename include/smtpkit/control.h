@@ -94,6 +94,21 @@ void sk_control_server_free(sk_control_server *s);
 /* Clients connected or with an operation running (tests, status). */
 size_t sk_control_server_clients(const sk_control_server *s);
 
+/* Read requests: a line that is only verb (lower-case letters, not one of
+ * the operations) is answered with the text fn appends to out, as
+ * "data N" LF, N octets, then the status line. At most
+ * SK_CONTROL_DATA_VERBS_MAX verbs; SK_ERR_INVAL past that or for a bad
+ * verb. `smtpkit stats --metrics` asks "metrics". */
+typedef sk_err (*sk_control_data_fn)(void *ctx, sk_buf *out);
+SK_NODISCARD sk_err sk_control_server_on_data(sk_control_server *s, const char *verb,
+                                              sk_control_data_fn fn, void *ctx);
+/* The client's side: ask the daemon running on data_dir for verb's text,
+ * appended to out (bounded by SK_CONTROL_DATA_MAX_OCTETS). SK_ERR_NOT_FOUND
+ * when no daemon answers there (none runs); the daemon's error otherwise
+ * (SK_ERR_SYNTAX for a verb it does not know). */
+SK_NODISCARD sk_err sk_control_fetch(const char *data_dir, const char *verb, unsigned timeout_ms,
+                                     sk_buf *out, sk_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -98,6 +98,11 @@ typedef struct sk_daemon_config {
     bool http_tls;
     uint64_t http_max_request_size, http_max_header_size, http_request_timeout_ms;
     unsigned http_max_requests, http_queue_limit;
+    /* Webhooks (docs/webhooks.md): "URL SECRET [EVENTS]" endpoints that
+     * tracking events are POSTed to, read at start; how long an event is
+     * retried (0 = 3 days). */
+    sk_strlist webhook;
+    uint64_t webhook_max_age_ms;
 } sk_daemon_config;
 
 /* What an option takes. */

@@ -302,6 +302,12 @@
 /* A bulk operation tells its client how far it got at most this often,
  * so that the client's wait for the next line restarts. */
 #define SK_CONTROL_PROGRESS_MS 1000
+/* A read request's answer (`smtpkit stats --metrics`: the exposition;
+ * the webhooks' state): one block of text, at most this long (the
+ * exposition is bounded by SK_METRICS_TEXT_MAX_OCTETS). Read requests a
+ * daemon answers: at most this many verbs. */
+#define SK_CONTROL_DATA_MAX_OCTETS (1024u * 1024)
+#define SK_CONTROL_DATA_VERBS_MAX  4
 
 /* A log line (sk_log) is cut at this many octets; sk_log_record_parse
  * takes it apart into at most SK_LOG_FIELDS_MAX key=value fields (the
@@ -407,5 +413,47 @@
 #define SK_HTTP_BUILD_MAX_OCTETS (2u * SK_MIME_ATTACHMENT_MAX_OCTETS)
 /* Rows a list route answers at most per page (events, suppressions). */
 #define SK_HTTP_PAGE_MAX 1000
+/* Metrics (src/metrics). Labelled series per family: label values beyond
+ * this go to the series "other", so a family's size stays bounded what
+ * ever the traffic (Prometheus stores every series it sees). Histogram
+ * buckets per family: a fixed list each. The exposition of a running
+ * daemon is bounded too (a scrape is one reply of the control socket). */
+#define SK_METRICS_SERIES_MAX    64
+#define SK_METRICS_BUCKETS_MAX   24
+#define SK_METRICS_TEXT_MAX_OCTETS (1024u * 1024)
+/* The destinations named in the queue-depth gauge: the busiest this many,
+ * the rest summed as "other". */
+#define SK_METRICS_DESTINATIONS_TOP 20
+
+/* Webhooks (src/webhook, docs/webhooks.md). A signature header value:
+ * "v1," and the base64 of a SHA-256 HMAC (44), with room. The secret's
+ * key: Standard Webhooks asks for 24 to 64 random octets. */
+#define SK_WEBHOOK_SIGNATURE_OCTETS  64
+#define SK_WEBHOOK_KEY_MIN_OCTETS    24
+#define SK_WEBHOOK_KEY_MAX_OCTETS    64
+#define SK_WEBHOOK_URL_MAX_OCTETS    2048
+#define SK_WEBHOOKS_MAX              32
+/* Requests in flight per endpoint (HTTP/1.1 connections kept alive to
+ * it): enough for thousands of events a second to a near receiver. */
+#define SK_WEBHOOK_CONCURRENCY_DEFAULT 32
+#define SK_WEBHOOK_CONCURRENCY_MAX     256
+/* One request's whole time, connect included; a receiver should answer
+ * at once (Standard Webhooks suggests 15 s at most). */
+#define SK_WEBHOOK_TIMEOUT_MS 10000
+/* Retries: the first after SK_WEBHOOK_RETRY_MIN_MS, doubling up to
+ * SK_WEBHOOK_RETRY_MAX_MS, until the event is older than the maximum age
+ * (--webhook-max-age, default 3 days, as common providers retry). */
+#define SK_WEBHOOK_RETRY_MIN_MS       1000
+#define SK_WEBHOOK_RETRY_MAX_MS       (3600u * 1000)
+#define SK_WEBHOOK_MAX_AGE_MS_DEFAULT (3ull * 24 * 3600 * 1000)
+/* How often an idle sender looks for new events in the outbox (the
+ * tracking store writes them in batches every 100 ms or so), and how
+ * fresh the backlog counts of the metrics are. */
+#define SK_WEBHOOK_POLL_MS    50
+#define SK_WEBHOOK_BACKLOG_MS 1000
+/* Rows read from the outbox per endpoint in one pass. */
+#define SK_WEBHOOK_FETCH_MAX 512
+/* An error kept for `smtpkit stats`. */
+#define SK_WEBHOOK_ERROR_OCTETS 256
 
 #endif

@@ -190,6 +190,12 @@ SK_NODISCARD sk_err sk_queue_delete(sk_queue *q, const char *id);  /* remove */
 /* Messages known and deliveries in flight (tests, status). */
 size_t sk_queue_count(const sk_queue *q);
 size_t sk_queue_in_flight(const sk_queue *q);
+/* The recipients still to be delivered, by recipient domain (lower case),
+ * over every message in the queue (held ones too), for metrics (loop
+ * thread): fn is called once per domain, in no set order, and the total
+ * is returned. Costs a sort of the pending recipients. */
+typedef void (*sk_queue_depth_fn)(void *ctx, const char *domain, size_t recipients);
+size_t sk_queue_depth(const sk_queue *q, sk_queue_depth_fn fn, void *ctx);
 
 /* The operations, by ID or by filter. */
 typedef enum sk_queue_op {

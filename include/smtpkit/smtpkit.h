@@ -29,5 +29,8 @@
 #include "arc.h"
 #include "mtasts.h"
 #include "http.h"
+#include "metrics.h"
+#include "outbox.h"
+#include "webhook.h"
 
 #endif

@@ -77,6 +77,10 @@ typedef struct sk_track_opts {
     /* Wall clock in Unix ms, for tests; NULL: the system clock. */
     int64_t (*clock_ms)(void *ctx);
     void *clock_ctx;
+    /* Told of every event sk_track_event accepts, on the caller's thread
+     * (metrics count them); NULL: nobody. */
+    void (*on_event)(void *ctx, const sk_track_ev *ev);
+    void *event_ctx;
 } sk_track_opts;
 /* Change the options. With base, a timer on that loop flushes pending
  * events batch_delay_ms after the first; without one, they are flushed

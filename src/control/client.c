@@ -20,8 +20,7 @@ static int remaining_ms(uint64_t deadline)
     return now >= deadline ? 0 : (int)(deadline - now);
 }
 
-/* Connect to the socket in spool_dir: the connected fd, or -1 with errno. */
-static int connect_socket(const char *spool_dir)
+int sk_control_connect(const char *spool_dir)
 {
     struct sockaddr_un sa;
     socklen_t len;
@@ -144,7 +143,7 @@ sk_err sk_control_run(const char *data_dir, const sk_control_request *r, unsigne
     sk_err e;
     uint64_t deadline = sk_now_ms() + timeout_ms;
     for (;;) {
-        int fd = connect_socket(spool_dir);
+        int fd = sk_control_connect(spool_dir);
         if (fd >= 0) {
             e = converse(fd, &req, timeout_ms, res, err);
             close(fd);

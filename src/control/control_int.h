@@ -13,6 +13,10 @@
  * caller closes it once it has bound or connected. -1 with errno set. */
 int sk_control_sockaddr(const char *spool_dir, struct sockaddr_un *sa, socklen_t *len, int *dir_fd);
 
+/* Connect to the socket in spool_dir: the connected fd, or -1 with errno
+ * (client.c). */
+int sk_control_connect(const char *spool_dir);
+
 /* Do r directly on s, a spool opened as its owner (no daemon runs). */
 SK_NODISCARD sk_err sk_control_direct(sk_spool *s, const sk_control_request *r,
                                       sk_control_result *res, sk_error *err);

@@ -32,6 +32,13 @@ struct sk_control_server {
     uid_t uid; /* our effective user: it and root may use the socket */
     ctl_client *clients;
     size_t nclients;
+    /* Read requests (sk_control_server_on_data). */
+    struct {
+        char verb[16];
+        sk_control_data_fn fn;
+        void *ctx;
+    } data[SK_CONTROL_DATA_VERBS_MAX];
+    size_t ndata;
 };
 
 struct ctl_client {
@@ -48,6 +55,8 @@ struct ctl_client {
     uint64_t started_ms, progress_ms;
     ctl_client *prev, *next;
 };
+
+static bool answer_data(ctl_client *c, const char *line, size_t n);
 
 static void client_free(ctl_client *c)
 {
@@ -193,6 +202,7 @@ static void on_read(struct bufferevent *bev, void *arg)
     size_t n = (size_t)eol.pos;
     char *line = (char *)evbuffer_pullup(in, (ev_ssize_t)n);
     if (n && line[n - 1] == '\r') n--;
+    if (answer_data(c, line, n)) return;
     sk_error err;
     sk_err e =
         (size_t)eol.pos + 1 > SK_CONTROL_REQUEST_MAX_OCTETS
@@ -214,6 +224,34 @@ static void on_read(struct bufferevent *bev, void *arg)
     c->running = 1;
     c->started_ms = c->progress_ms = sk_now_ms();
     on_step(-1, 0, c);
+}
+
+/* A read request: the text, then the status line. */
+static bool answer_data(ctl_client *c, const char *line, size_t n)
+{
+    sk_control_server *s = c->srv;
+    size_t i = 0;
+    while (i < s->ndata && (strlen(s->data[i].verb) != n || memcmp(s->data[i].verb, line, n))) i++;
+    if (i == s->ndata) return false;
+    evbuffer_drain(bufferevent_get_input(c->bev),
+                   evbuffer_get_length(bufferevent_get_input(c->bev)));
+    event_del(c->deadline);
+    bufferevent_disable(c->bev, EV_READ);
+    sk_buf text = SK_BUF_INIT(SK_CONTROL_DATA_MAX_OCTETS);
+    sk_err e = s->data[i].fn(s->data[i].ctx, &text);
+    if (e) {
+        sk_log(&s->log, SK_LOG_WARN, "- control %s uid=%u pid=%ld error=%s", s->data[i].verb,
+               (unsigned)c->uid, (long)c->pid, sk_strerror(e));
+        reply_error(c, e, sk_strerror(e));
+    } else {
+        char head[32];
+        int hn = snprintf(head, sizeof head, "data %zu\n", text.len);
+        bufferevent_write(c->bev, head, (size_t)hn);
+        if (text.len) bufferevent_write(c->bev, text.data, text.len);
+        reply(c, &(sk_control_reply){.kind = SK_CONTROL_OK});
+    }
+    sk_buf_free(&text);
+    return true;
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
@@ -405,6 +443,21 @@ fail:
     sk_free(s->path);
     sk_free(s);
     return NULL;
+}
+
+sk_err sk_control_server_on_data(sk_control_server *s, const char *verb, sk_control_data_fn fn,
+                                 void *ctx)
+{
+    size_t n = verb ? strlen(verb) : 0;
+    bool ok = n && n < sizeof s->data[0].verb && fn && s->ndata < SK_CONTROL_DATA_VERBS_MAX;
+    for (size_t i = 0; ok && i < n; i++) ok = verb[i] >= 'a' && verb[i] <= 'z';
+    for (int op = 0; ok && op <= SK_QUEUE_OP_DELETE; op++)
+        ok = strcmp(verb, sk_queue_op_name((sk_queue_op)op)) != 0;
+    if (!ok) return SK_ERR_INVAL;
+    snprintf(s->data[s->ndata].verb, sizeof s->data[0].verb, "%s", verb);
+    s->data[s->ndata].fn = fn;
+    s->data[s->ndata++].ctx = ctx;
+    return SK_OK;
 }
 
 size_t sk_control_server_clients(const sk_control_server *s)

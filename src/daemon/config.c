@@ -5,6 +5,7 @@
 #include <smtpkit/daemon.h>
 #include <smtpkit/classify.h>
 #include <smtpkit/queue.h>
+#include <smtpkit/webhook.h>
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -108,6 +109,11 @@ static const sk_daemon_option options[] = {
      false, OFF(verp)},
     {"suppress-for", SK_DOPT_DURATION, "D", "how long a hard bounce suppresses (default 30d)",
      false, OFF(suppress_for_ms)},
+    {"webhook", SK_DOPT_LIST, "'URL SECRET [EVENTS]'",
+     "POST tracking events to URL, signed with SECRET (whsec_...); docs/webhooks.md", false,
+     OFF(webhook)},
+    {"webhook-max-age", SK_DOPT_DURATION, "D", "retry a webhook event this long (default 3d)",
+     false, OFF(webhook_max_age_ms)},
     {"dkim", SK_DOPT_LIST, "DOMAIN:SELECTOR:KEYFILE",
      "sign users' and relay networks' mail From DOMAIN or below it", false, OFF(dkim)},
     {"dmarc-policy", SK_DOPT_STRING, "enforce|report",
@@ -445,6 +451,13 @@ static sk_err check_value(const char *key, const char *v, sk_error *err)
             ok = isalnum(ch) || ch == '-' || ch == '.' || ch >= 0x80;
         }
         if (!ok) return bad(err, key, "\"%s\" is not a domain name", v);
+    } else if (!strcmp(key, "webhook")) {
+        char *buf;
+        sk_webhook_endpoint ep;
+        sk_error we;
+        sk_err e = sk_webhook_spec_parse(v, &buf, &ep, &we);
+        sk_free(buf);
+        if (e) return bad(err, key, "%s", we.text);
     } else if (!strcmp(key, "dkim")) {
         /* The key file is read when the daemon starts (and on SIGHUP): an
          * unreadable or unusable one is a configuration error naming it. */

@@ -91,7 +91,7 @@ static void open_track(sk_daemon *d)
         return;
     }
     d->track = sk_track_open(sk_buf_cstr(&path), 0, &err);
-    sk_track_opts to = {.log = d->log};
+    sk_track_opts to = {.log = d->log, .on_event = sk_dmetrics_on_track, .event_ctx = d->metrics};
     if (d->track && sk_track_set_opts(d->track, &to, d->base, &err)) {
         sk_track_free(d->track);
         d->track = NULL;
@@ -267,6 +267,54 @@ static void on_log_flush(evutil_socket_t fd, short what, void *arg)
     d->user_log.flush(d->user_log.ctx);
 }
 
+/* The webhooks' backlog gauge, per endpoint. */
+static void backlog_one(void *ctx, const char *url, uint64_t n)
+{
+    sk_metric_set(ctx, url, (double)n);
+}
+static void webhook_backlog(void *ctx, sk_metric *gauge)
+{
+    sk_webhooks_backlog(ctx, backlog_one, gauge);
+}
+
+/* `smtpkit stats --metrics` (the control socket's "metrics"). */
+static sk_err render_metrics(void *ctx, sk_buf *out)
+{
+    sk_daemon *d = ctx;
+    sk_dmetrics_sources src = {.queue = d->queue,
+                               .srv = d->srv,
+                               .remote = d->remote,
+                               .webhooks = d->webhooks ? webhook_backlog : NULL,
+                               .webhooks_ctx = d->webhooks};
+    return sk_dmetrics_render(d->metrics, &src, out);
+}
+
+/* The webhooks' sender, on the tracking store, with the configuration's
+ * endpoints (and those added at run time before). */
+static sk_err start_webhooks(sk_daemon *d, sk_error *err)
+{
+    if (!d->track) return SK_OK;
+    sk_buf path = SK_BUF_INIT(4096);
+    if (sk_buf_printf(&path, "%s/%s", d->cfg->data_dir, SK_TRACK_DB_NAME))
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data directory too long");
+    sk_webhooks_opts o = {
+        .track_path = sk_buf_cstr(&path), .max_age_ms = d->cfg->webhook_max_age_ms, .log = d->log};
+    d->webhooks = sk_webhooks_new(&o, d->base, err);
+    sk_buf_free(&path);
+    if (!d->webhooks) return err && err->err ? err->err : SK_ERR_IO;
+    size_t n = d->cfg->webhook.n;
+    sk_webhook_endpoint eps[SK_WEBHOOKS_MAX + 1];
+    char *bufs[SK_WEBHOOKS_MAX + 1] = {0};
+    sk_err e = n > SK_WEBHOOKS_MAX ? sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
+                                                  "more than %d webhooks", SK_WEBHOOKS_MAX)
+                                   : SK_OK;
+    for (size_t i = 0; !e && i < n; i++)
+        e = sk_webhook_spec_parse(d->cfg->webhook.v[i], &bufs[i], &eps[i], err);
+    if (!e) e = sk_webhooks_configure(d->webhooks, eps, n, err);
+    for (size_t i = 0; i < n && i <= SK_WEBHOOKS_MAX; i++) sk_free(bufs[i]);
+    return e ? SK_ERR_CONFIG : SK_OK;
+}
+
 /* A suppression added or removed through the HTTP API is in force at once. */
 static void poke_suppress(void *ctx)
 {
@@ -308,6 +356,10 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
     if (d->cfg->users && !(d->authd = sk_authd_start(d->cfg->users, &d->log, err))) {
         sk_daemon_free(d);
         return err && err->err ? err->err : SK_ERR_CONFIG;
+    }
+    if (!(d->metrics = sk_dmetrics_new(err))) {
+        sk_daemon_free(d);
+        return err && err->err ? err->err : SK_ERR_NOMEM;
     }
     /* The SMTP transport completes jobs from worker threads. */
     evthread_use_pthreads();
@@ -390,6 +442,9 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
      * whose lock we hold (a socket left there is stale, and replaced). */
     if (!e && !(d->control = sk_control_server_new(d->queue, d->spool, &d->log, d->base, err)))
         e = err && err->err ? err->err : SK_ERR_IO;
+    if (!e) e = start_webhooks(d, err);
+    if (!e && sk_control_server_on_data(d->control, "metrics", render_metrics, d))
+        e = sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "control: metrics");
     sk_http_deps hd = {d->spool, d->queue, d->track, poke_suppress, d};
     if (!e && d->cfg->http &&
         !(d->http = sk_daemon_http_start(d->cfg, d->hostname, d->base, &hd, &d->log, err)))
@@ -453,6 +508,8 @@ void sk_daemon_free(sk_daemon *d)
     sk_transport_free(d->local);
     sk_suppress_mirror_free(d->suppress);
     d->suppress = NULL;
+    sk_webhooks_free(d->webhooks); /* before the store it reads */
+    d->webhooks = NULL;
     /* Events not written yet are flushed by sk_track_free. */
     sk_track_free(d->track);
     d->track = NULL;
@@ -470,6 +527,7 @@ void sk_daemon_free(sk_daemon *d)
      * and its sessions go. */
     sk_authd_free(d->authd);
     sk_server_free(d->srv);
+    sk_dmetrics_free(d->metrics); /* after the sessions: on_disconnect counts */
     /* After the sessions (on_disconnect cancels their SPF checks). */
     sk_inbound_free(d->inbound);
     sk_dkim_keyring_free(d->keys);

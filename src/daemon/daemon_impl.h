@@ -5,11 +5,13 @@
 #define SK_DAEMON_IMPL_H
 
 #include "daemon_int.h"
+#include "dmetrics.h"
 
 #include "authd.h"
 
 #include <smtpkit/control.h>
 #include <smtpkit/http.h>
+#include <smtpkit/webhook.h>
 #include <smtpkit/queue.h>
 #include <smtpkit/server.h>
 #include <smtpkit/spool.h>
@@ -49,6 +51,8 @@ struct sk_daemon {
     sk_queue *queue;
     sk_control_server *control; /* `smtpkit queue` asks here (spool/control.sock) */
     sk_http *http;              /* --http: the HTTP API (http_api.c); NULL when off */
+    sk_dmetrics *metrics;       /* `smtpkit stats --metrics` (docs/metrics.md) */
+    sk_webhooks *webhooks;      /* docs/webhooks.md; NULL without a tracking store */
     sk_transport *local, *remote;
     uint64_t *retry_ms;
     size_t nretry;

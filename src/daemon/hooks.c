@@ -39,6 +39,7 @@ typedef struct daemon_msg {
     sk_spool_msg *m;
     char id[SK_SPOOL_ID_SIZE];
     uint64_t octets;
+    uint64_t commit_ms; /* when the commit was asked for (metrics) */
     size_t nrcpts;
     char from[SK_SMTP_PATH_MAX_OCTETS + 1];
     /* Recipients that are our VERP addresses: the message is read as a
@@ -199,7 +200,8 @@ static sk_reply on_mail(sk_session *s, const sk_path *from, const sk_mail_params
 
 static void on_disconnect(sk_session *s, void *ctx)
 {
-    (void)ctx;
+    sk_daemon *d = ctx;
+    sk_dmetrics_session(d->metrics, sk_session_age_ms(s));
     sk_inbound_sess_free(sk_session_user(s));
     sk_session_set_user(s, NULL);
 }
@@ -489,6 +491,7 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
                (unsigned long long)dm->octets, d->cfg->hold ? " state=hold" : "");
         sk_buf_free(&b);
         r = sk_reply_make(250, "2.0.0", "Ok: queued as %s", queue_id);
+        sk_dmetrics_committed(d->metrics, dm->octets, sk_now_ms() - dm->commit_ms);
         if (d->track) {
             /* The Message-ID lets `smtpkit track` find the message by it. */
             char mid[SK_TRACK_FIELD_MAX_OCTETS + 1] = "";
@@ -535,6 +538,7 @@ static void on_signed(void *ctx, sk_err e, sk_buf *fields, const sk_error *err)
         msg_refuse(dm, &r);
         return;
     }
+    dm->commit_ms = sk_now_ms();
     sk_spool_commit(dm->m, on_committed, dm);
 }
 
@@ -622,6 +626,7 @@ static void on_checked(void *ctx, const sk_auth_results *res)
         msg_refuse(dm, &v.reply);
         return;
     }
+    dm->commit_ms = sk_now_ms();
     sk_spool_commit(dm->m, on_committed, dm);
 }
 
@@ -672,6 +677,7 @@ static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
     /* RFC 5321 4.1.1.4 / DESIGN.md: 250 only once the message is on disk
      * (the fields added above with it); the spool's commit callback
      * answers. */
+    dm->commit_ms = sk_now_ms();
     sk_spool_commit(dm->m, on_committed, dm);
     return SK_REPLY_ASYNC;
 }
@@ -680,6 +686,7 @@ static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
 void sk_daemon_on_queue_event(void *ctx, const sk_queue_event *qe)
 {
     sk_daemon *d = ctx;
+    if (qe->type == SK_QUEUE_EV_DELIVERED) sk_dmetrics_delivered(d->metrics, qe->env->arrival);
     if (!d->track) return;
     sk_track_ev ev = {.queue_id = qe->env->id,
                       .recipient = qe->recipient,

@@ -100,6 +100,9 @@ struct sk_transport {
      * that groups domains served by the same provider, so the queue shapes
      * them as one (docs/queue.md "Scheduling"). */
     void (*route_key)(sk_transport *t, const char *domain, sk_route_key_fn cb, void *ctx);
+    /* Optional (NULL: none): connections open now, in use or idle, for
+     * metrics; any thread. */
+    size_t (*connections)(sk_transport *t);
 };
 
 static inline void sk_transport_free(sk_transport *t)

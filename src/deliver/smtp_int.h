@@ -19,6 +19,7 @@
 #include <smtpkit/worker.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "deliver/deliver.h"
@@ -111,6 +112,7 @@ typedef struct smtp_conn {
     char remote_host[320];
     char tls[96];
     int tls_verified;
+    atomic_size_t *open; /* the transport's count of open connections */
 } smtp_conn;
 
 typedef struct smtp_keyreq smtp_keyreq; /* a route_key request (smtp_route.c) */
@@ -147,6 +149,8 @@ struct smtp {
     smtp_conn *idle;    /* newest first */
     size_t nidle, max_idle;
     smtp_conn *quitting; /* expired, for quit_job */
+    /* Connections open now, in use or idle (metrics: sk_transport.connections). */
+    atomic_size_t open_conns;
 };
 
 /* ---- smtp_route.c ---- */
@@ -169,7 +173,7 @@ smtp_conn *smtp_route_connect(smtp *sm, const smtp_job *j, sk_smtp_tally *tally)
 void smtp_pool_submit(smtp *sm, smtp_job *j);
 /* A session for key on the connected client c, which it then owns; NULL
  * when out of memory (c is still the caller's). */
-smtp_conn *smtp_conn_new(sk_client *c, const char *key);
+smtp_conn *smtp_conn_new(sk_client *c, const char *key, atomic_size_t *open);
 /* Close a session, with QUIT first when quit (RFC 5321 4.1.1.10). */
 void smtp_conn_free(smtp_conn *k, bool quit);
 

@@ -9,7 +9,7 @@
 
 /* ---- sessions ---- */
 
-smtp_conn *smtp_conn_new(sk_client *c, const char *key)
+smtp_conn *smtp_conn_new(sk_client *c, const char *key, atomic_size_t *open)
 {
     smtp_conn *k = sk_calloc(1, sizeof *k);
     if (k) k->key = sk_strdup(key);
@@ -18,6 +18,8 @@ smtp_conn *smtp_conn_new(sk_client *c, const char *key)
         return NULL;
     }
     k->c = c;
+    k->open = open;
+    atomic_fetch_add(open, 1);
     return k;
 }
 
@@ -26,6 +28,7 @@ void smtp_conn_free(smtp_conn *k, bool quit)
     if (!k) return;
     if (quit) (void)sk_client_quit(k->c, NULL);
     sk_client_free(k->c);
+    atomic_fetch_sub(k->open, 1);
     sk_free(k->key);
     sk_free(k);
 }
@@ -241,6 +244,11 @@ void smtp_pool_submit(smtp *sm, smtp_job *j)
 
 /* ---- the transport's life ---- */
 
+static size_t smtp_connections(sk_transport *t)
+{
+    return atomic_load(&((smtp *)t)->open_conns);
+}
+
 static void smtp_cancel(sk_transport *t)
 {
     smtp *sm = (smtp *)t;
@@ -303,7 +311,8 @@ sk_transport *sk_smtp_transport_new(const sk_smtp_transport_opts *o, struct even
         return NULL;
     }
     /* deliver and route_key: smtp_route_init. */
-    sm->t = (sk_transport){.name = "mx", .cancel = smtp_cancel, .free = smtp_free};
+    sm->t = (sk_transport){
+        .name = "mx", .cancel = smtp_cancel, .free = smtp_free, .connections = smtp_connections};
     sm->base = base;
     sm->port = o->port ? o->port : SK_SMTP_MX_PORT_DEFAULT;
     sm->idle_ms = o->idle_ms ? o->idle_ms : SK_SMTP_IDLE_MS_DEFAULT;

@@ -173,7 +173,7 @@ smtp_conn *smtp_route_connect(smtp *sm, const smtp_job *j, sk_smtp_tally *tally)
                 sk_error err;
                 sk_error_clear(&err);
                 if (sk_client_connect(c, &err) == SK_OK) {
-                    smtp_conn *k = smtp_conn_new(c, j->key);
+                    smtp_conn *k = smtp_conn_new(c, j->key, &sm->open_conns);
                     if (!k) {
                         sk_client_free(c);
                         snprintf(tally->last_error, sizeof tally->last_error, "out of memory");

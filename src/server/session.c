@@ -180,6 +180,7 @@ void sk_session_start(sk_server *srv, sk_listen_kind kind, evutil_socket_t fd,
     s->cfg = srv->cfg;
     s->cfg->refs++;
     s->kind = kind;
+    s->accepted_ms = sk_now_ms();
     sk_buf_init(&s->sasl, SK_SMTP_LINE_MAX_OCTETS);
     sk_buf_init(&s->chunk, SK_SERVER_CHUNK_OCTETS);
     unsigned char rnd[4] = {0};
@@ -537,6 +538,10 @@ const char *sk_session_peer(const sk_session *s)
 int sk_session_peer_port(const sk_session *s)
 {
     return s->port;
+}
+uint64_t sk_session_age_ms(const sk_session *s)
+{
+    return sk_now_ms() - s->accepted_ms;
 }
 const char *sk_session_helo(const sk_session *s)
 {

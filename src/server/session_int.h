@@ -86,6 +86,7 @@ struct sk_session {
     /* Slow senders: when the pending command line began, when DATA began
      * and how many octets it has brought (SK_SERVER_DATA_MIN_OCTETS_PER_S). */
     uint64_t line_started_ms, data_started_ms, data_octets;
+    uint64_t accepted_ms; /* monotonic: the session's length (sk_session_age_ms) */
 };
 
 static inline const sk_logger *logger(const sk_session *s)

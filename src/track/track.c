@@ -3,6 +3,8 @@
  * writer.c, read back by query.c. */
 #include "track/track_int.h"
 
+#include <smtpkit/outbox.h>
+
 #include <errno.h>
 #include <event2/event.h>
 #include <stdlib.h>
@@ -139,6 +141,7 @@ static sk_err create_schema(sk_track *tr, sk_error *err)
     /* Added to version 1 later; a program that does not know the change
      * log still reads and writes the store (its changes are logged too). */
     if (!e) e = sk_track_exec(tr, sk_suppress_schema, err);
+    if (!e) e = sk_track_exec(tr, sk_outbox_schema, err); /* webhooks (outbox.c) */
     if (!e) tr->schema = TRACK_SCHEMA_VERSION;
     if (e) {
         sqlite3_exec(tr->db, "ROLLBACK", NULL, NULL, NULL);

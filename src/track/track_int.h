@@ -49,6 +49,13 @@ struct sk_track {
  * before it existed get it too. */
 extern const char sk_suppress_schema[];
 
+/* The webhooks' outbox (outbox.c): the statement that adds an event's
+ * rows (one per endpoint that wants it) in the event's transaction, and
+ * its use for the event just inserted as event_id. */
+sk_err sk_outbox_prepare(sqlite3 *db, sqlite3_stmt **st);
+sk_err sk_outbox_add(sqlite3_stmt *st, sqlite3_int64 event_id, const sk_track_ev *ev,
+                     int64_t now_ms);
+
 /* Fill err from the connection's last error. */
 sk_err sk_track_db_error(sk_track *tr, sk_error *err, const char *what);
 /* Run one statement without results. */

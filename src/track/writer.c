@@ -166,7 +166,9 @@ sk_err sk_track_event(sk_track *tr, const sk_track_ev *ev, sk_error *err)
     if ((!ev->queue_id || !*ev->queue_id) && (!ev->message_id || !*ev->message_id))
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
                             "tracking event: needs a queue ID or a Message-ID");
-    return enqueue(tr, ev, err);
+    sk_err e = enqueue(tr, ev, err);
+    if (!e && tr->opts.on_event) tr->opts.on_event(tr->opts.event_ctx, ev);
+    return e;
 }
 
 sk_err sk_track_dsn_sent(sk_track *tr, const char *queue_id, const char *recipient,
@@ -209,7 +211,7 @@ static sk_err link_dsn(sqlite3 *db, sqlite3_stmt *st, const sk_track_ev *ev, sk_
     return rc == SQLITE_DONE ? SK_OK : sk_track_conn_error(db, err, "linking a DSN");
 }
 
-static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *link,
+static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *link, sqlite3_stmt *outbox,
                             const sk_track_ev *evs, size_t n, sk_error *err)
 {
     for (size_t i = 0; i < n; i++) {
@@ -243,6 +245,8 @@ static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *link,
         sqlite3_clear_bindings(st);
         sk_free(domain);
         if (rc != SQLITE_DONE) return sk_track_conn_error(db, err, "writing an event");
+        if (sk_outbox_add(outbox, sqlite3_last_insert_rowid(db), ev, ev->time_ms))
+            return sk_track_conn_error(db, err, "writing the event's webhook rows");
     }
     return SK_OK;
 }
@@ -252,7 +256,7 @@ static sk_err write_events(sqlite3 *db, const sk_track_ev *evs, size_t n, sk_err
 {
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return sk_track_conn_error(db, err, "BEGIN IMMEDIATE");
-    sqlite3_stmt *st = NULL, *link = NULL;
+    sqlite3_stmt *st = NULL, *link = NULL, *outbox = NULL;
     sk_err e = SK_OK;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO events (time_ms, event, queue_id, message_id, recipient,"
@@ -264,9 +268,11 @@ static sk_err write_events(sqlite3 *db, const sk_track_ev *evs, size_t n, sk_err
                            " WHERE queue_id = ?2 AND recipient = ?3 AND dsn_id IS NULL"
                            " AND event IN ('bounced', 'expired', 'delivered')"
                            " ORDER BY id DESC LIMIT 1)",
-                           -1, &link, NULL) != SQLITE_OK)
+                           -1, &link, NULL) != SQLITE_OK ||
+        sk_outbox_prepare(db, &outbox))
         e = sk_track_conn_error(db, err, "preparing the insert");
-    if (!e) e = insert_events(db, st, link, evs, n, err);
+    if (!e) e = insert_events(db, st, link, outbox, evs, n, err);
+    sqlite3_finalize(outbox);
     sqlite3_finalize(st);
     sqlite3_finalize(link);
     if (!e && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)

@@ -119,7 +119,8 @@ try:
 
     # --- stats --json ---------------------------------------------------------
     s = json.loads(cli("stats", "--data-dir", d, "--json").stdout)
-    check(list(s) == ["time", "last_hour", "last_day"], "stats fields: %r" % list(s))
+    check(list(s) == ["time", "last_hour", "last_day", "webhooks"], "stats fields: %r" % list(s))
+    check(s["webhooks"] == [], "no webhook endpoints: %r" % s["webhooks"])
     check(RFC3339.match(s["time"]), "stats time")
     hour, day = s["last_hour"], s["last_day"]
     for w in (hour, day):

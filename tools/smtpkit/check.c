@@ -4,13 +4,7 @@
  * fix in plain words. With --message, the checks a receiver makes on a
  * saved message (DKIM, SPF, DMARC) and the Authentication-Results field it
  * would add. */
-/* cli.h's json_string (common.c's writer to a FILE) has the name of
- * jansson's constructor: its declaration is renamed here, and since the
- * program's own definition is the one that links, jansson's strings are
- * made with json_stringn only. */
-#define json_string cli_json_string_writer
 #include "cli.h"
-#undef json_string
 
 #include <smtpkit/authres.h>
 #include <smtpkit/dkim.h>

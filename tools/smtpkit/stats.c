@@ -8,24 +8,28 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: smtpkit stats [--data-dir DIR | --config FILE] [--json]\n"
+            "usage: smtpkit stats [--data-dir DIR | --config FILE] [--json | --metrics]\n"
             "\n"
             "Counts the tracked events of the last hour and the last day, by outcome\n"
             "(received, queued, deferred, delivered, bounced, expired, suppressed,\n"
             "complained) and by recipient domain (the %d busiest, then one row for\n"
             "the other domains and one for events without a recipient, such as\n"
-            "received: the rows add up to the total).\n"
+            "received: the rows add up to the total); then each webhook endpoint's\n"
+            "state: events not sent yet, sent, failed attempts, given up, and since\n"
+            "when it fails (docs/webhooks.md).\n"
             "\n"
             "--data-dir DIR  the daemon's data directory (holds track.db)\n"
             "--config FILE   the daemon's config file: its data-dir is used\n"
             "--json          one JSON object (docs/tracking.md)\n"
+            "--metrics       instead: the running daemon's metrics in the Prometheus\n"
+            "                text format, through its control socket (docs/metrics.md)\n"
             "-h, --help      this text\n"
             "The data directory is --data-dir, else data-dir in --config FILE, else\n"
             "$%s, else %s (where 'smtpkit serve' keeps it by default).\n"
             "\n"
             "Exit: 0 ok, 64 bad arguments, 66 no tracking store in DIR,\n"
             "74 the store cannot be read, 78 the store is from a newer version, or a\n"
-            "bad --config file.\n",
+            "bad --config file; with --metrics, 69 when no daemon runs on DIR.\n",
             SK_TRACK_STATS_DOMAINS_MAX, CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
 }
 
@@ -71,7 +75,62 @@ static void json_window(const sk_track_window *w)
     putchar('}');
 }
 
-static void print_json(const sk_track_stats *s)
+/* A time in ms as JSON: RFC 3339, or null for 0. */
+static void json_time_ms(int64_t ms)
+{
+    char t[32];
+    if (!ms) {
+        printf("null");
+        return;
+    }
+    sk_time_rfc3339(ms / 1000, t);
+    cli_json_string(stdout, t);
+}
+
+static void json_webhooks(const sk_webhook_state *h, size_t n)
+{
+    printf(",\"webhooks\":[");
+    for (size_t i = 0; i < n; i++) {
+        printf("%s{\"url\":", i ? "," : "");
+        cli_json_string(stdout, h[i].url);
+        printf(",\"events\":");
+        cli_json_string(stdout, h[i].events ? h[i].events : "*");
+        printf(",\"source\":");
+        cli_json_string(stdout, h[i].source ? h[i].source : "");
+        printf(",\"backlog\":%llu,\"oldest\":", (unsigned long long)h[i].backlog);
+        json_time_ms(h[i].oldest_ms);
+        printf(",\"delivered\":%llu,\"failures\":%llu,\"dropped\":%llu,\"last_ok\":",
+               (unsigned long long)h[i].delivered, (unsigned long long)h[i].failures,
+               (unsigned long long)h[i].dropped);
+        json_time_ms(h[i].last_ok_ms);
+        printf(",\"failing_since\":");
+        json_time_ms(h[i].failing_since_ms);
+        printf(",\"last_error\":");
+        if (h[i].last_error)
+            cli_json_string(stdout, h[i].last_error);
+        else
+            printf("null");
+        putchar('}');
+    }
+    putchar(']');
+}
+
+static void print_webhooks(const sk_webhook_state *h, size_t n)
+{
+    if (!n) return;
+    printf("\nWebhooks:\n");
+    for (size_t i = 0; i < n; i++) {
+        char since[32] = "";
+        if (h[i].failing_since_ms) sk_time_rfc3339(h[i].failing_since_ms / 1000, since);
+        printf("%s  backlog=%llu delivered=%llu failures=%llu dropped=%llu %s%s%s%s%s\n", h[i].url,
+               (unsigned long long)h[i].backlog, (unsigned long long)h[i].delivered,
+               (unsigned long long)h[i].failures, (unsigned long long)h[i].dropped,
+               h[i].failing_since_ms ? "failing since " : "ok", since, h[i].last_error ? " (" : "",
+               h[i].last_error ? h[i].last_error : "", h[i].last_error ? ")" : "");
+    }
+}
+
+static void print_json(const sk_track_stats *s, const sk_webhook_state *h, size_t nh)
 {
     char now[32];
     sk_time_rfc3339(s->now_ms / 1000, now);
@@ -81,6 +140,7 @@ static void print_json(const sk_track_stats *s)
     json_window(&s->hour);
     printf(",\"last_day\":");
     json_window(&s->day);
+    json_webhooks(h, nh);
     printf("}\n");
 }
 
@@ -147,19 +207,45 @@ static int show(const cli_data_dir *dd, int json)
         sk_track_free(tr);
         return cli_exit_code(&err);
     }
-    if (json)
-        print_json(s);
-    else
+    /* The webhooks' endpoints and their outbox (docs/webhooks.md). */
+    sk_webhook_state *h = NULL;
+    size_t nh = 0;
+    if (sk_webhooks_list(path, &h, &nh, &err)) cli_warn("stats", "%s", err.text);
+    if (json) {
+        print_json(s, h, nh);
+    } else {
         print_table(s);
+        print_webhooks(h, nh);
+    }
+    sk_webhook_states_free(h, nh);
     sk_track_stats_free(s);
     sk_track_free(tr);
+    return EX_OK;
+}
+
+/* The running daemon's exposition, as it sends it. */
+static int show_metrics(const cli_data_dir *dd)
+{
+    sk_buf text = SK_BUF_INIT(SK_CONTROL_DATA_MAX_OCTETS);
+    sk_error err;
+    sk_err e = sk_control_fetch(dd->path, "metrics", SK_CONTROL_IO_TIMEOUT_MS, &text, &err);
+    if (!e) fwrite(text.data ? text.data : "", 1, text.len, stdout);
+    sk_buf_free(&text);
+    if (e == SK_ERR_NOT_FOUND) {
+        cli_warn("stats", "no daemon runs on %s (%s): %s", dd->path, dd->how, err.text);
+        return EX_UNAVAILABLE;
+    }
+    if (e) {
+        cli_warn("stats", "%s", err.text);
+        return cli_exit_code(&err);
+    }
     return EX_OK;
 }
 
 int cmd_stats(int argc, char **argv)
 {
     const char *data_dir = NULL, *config = NULL;
-    int json = 0;
+    int json = 0, metrics = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -172,16 +258,20 @@ int cmd_stats(int argc, char **argv)
             *(a[2] == 'd' ? &data_dir : &config) = argv[++i];
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--metrics")) {
+            metrics = 1;
         } else if (a[0] == '-') {
             return cli_unknown_option(
-                "stats", a, (const char *const[]){"data-dir", "config", "json", "help", NULL});
+                "stats", a,
+                (const char *const[]){"data-dir", "config", "json", "metrics", "help", NULL});
         } else {
             return cli_usage_error("stats", "unexpected argument '%s'", a);
         }
     }
+    if (json && metrics) return cli_usage_error("stats", "--metrics and --json do not go together");
     cli_data_dir dd;
     int rc = cli_data_dir_resolve("stats", data_dir, config, &dd);
-    if (rc == EX_OK) rc = show(&dd, json);
+    if (rc == EX_OK) rc = metrics ? show_metrics(&dd) : show(&dd, json);
     cli_data_dir_clear(&dd);
     return rc;
 }

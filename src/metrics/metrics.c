@@ -204,7 +204,7 @@ void sk_metric_set_top(sk_metric *f, const char *const *labels, const double *va
     ranked *r = n ? sk_calloc(n, sizeof *r) : NULL;
     if (n && !r) return;
     for (size_t i = 0; i < n; i++) r[i] = (ranked){labels[i], values[i]};
-    qsort(r, n, sizeof *r, by_value);
+    if (n) qsort(r, n, sizeof *r, by_value);
     double rest = 0;
     bool other = false;
     for (size_t i = 0; i < n; i++) {

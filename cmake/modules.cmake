@@ -40,7 +40,7 @@ sk_module(dns DEPS util PACKAGES CARES LIBEVENT PUBLIC dns.h)
 sk_module(dkim DEPS util dns PACKAGES OPENSSL LIBEVENT INTERNAL_API dkim_int.h PUBLIC dkim.h)
 sk_module(spf DEPS util dns PACKAGES LIBEVENT PUBLIC spf.h)
 sk_module(spool DEPS util proto PACKAGES LIBEVENT INTERNAL_API spool_int.h PUBLIC spool.h)
-sk_module(deliver DEPS util proto mime tls client dns spool PACKAGES LIBEVENT
+sk_module(deliver DEPS util proto mime tls client dns spool PACKAGES LIBEVENT PCRE2
           INTERNAL_API deliver.h PUBLIC dsn.h classify.h)
 sk_module(track DEPS util deliver PACKAGES SQLITE LIBEVENT PUBLIC track.h suppress.h)
 sk_module(queue DEPS util proto spool deliver PACKAGES LIBEVENT PUBLIC queue.h)

@@ -46,6 +46,9 @@ typedef struct sk_rule_match {
     sk_class cls;
     sk_traffic_action action;
     size_t line; /* line of the rule that matched, for logs */
+    /* Rules skipped because their regex reached a match, depth or heap
+     * limit (SK_RULES_REGEX_*) or memory ran out: worth a log line. */
+    unsigned undecided;
 } sk_rule_match;
 
 /* A compiled rule list. Opaque; read-only once loaded, so one list can be

@@ -1,17 +1,20 @@
 /* Reply classification rules: a small line format users extend, compiled
- * once (POSIX regex) and matched first-match-wins on code, enhanced status
- * and text. The built-in set is etc/smtpkit-rules.conf. */
+ * once (PCRE2, with match, depth and heap limits: rules files come from
+ * users and reply texts from anyone) and matched first-match-wins on code,
+ * enhanced status and text. The built-in set is etc/smtpkit-rules.conf. */
 #include <smtpkit/classify.h>
 #include <smtpkit/reply.h>
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 static const char *const class_names[] = {
     [SK_CLASS_OTHER] = "other",
@@ -44,14 +47,19 @@ typedef struct rule {
     char code[4];    /* "550", "5xx", "" = any */
     char status[16]; /* "5.1.1", "5.7." (prefix from "5.7.*"), "" = any */
     int status_prefix;
-    int has_regex;
-    regex_t re;
+    pcre2_code *re; /* NULL: no text= */
     sk_traffic_action action;
 } rule;
 
 struct sk_rules {
     rule *r;
     size_t n;
+    /* PCRE2's allocations go through sk_malloc (allocation-failure
+     * sweeps); the match context carries the limits. Both are only read
+     * once the rules are loaded, so threads may share them. */
+    pcre2_general_context *gc;
+    pcre2_compile_context *cc;
+    pcre2_match_context *mc;
 };
 
 /* The same text as etc/smtpkit-rules.conf (test_classify checks it). */
@@ -137,9 +145,11 @@ size_t sk_rules_count(const sk_rules *r)
 void sk_rules_free(sk_rules *r)
 {
     if (!r) return;
-    for (size_t i = 0; i < r->n; i++)
-        if (r->r[i].has_regex) regfree(&r->r[i].re);
+    for (size_t i = 0; i < r->n; i++) pcre2_code_free(r->r[i].re);
     sk_free(r->r);
+    pcre2_match_context_free(r->mc);
+    pcre2_compile_context_free(r->cc);
+    pcre2_general_context_free(r->gc);
     sk_free(r);
 }
 
@@ -206,149 +216,57 @@ static const char *parse_action(const char *v, const char *for_dur, sk_traffic_a
     return "unknown action (want suspend:DURATION or rate:N/UNIT for DURATION)";
 }
 
-/* glibc's regcomp copies a sub-expression for each repetition it unrolls
- * ("a+" becomes "aa*", "a{3}" becomes "aaa"), so repetitions that nest or
- * follow one another ("u+++++...", "((a*)+)+") grow its tree
- * exponentially; when the repeated part can match the empty string
- * ("(()+)+"), the closures it computes over that tree grow with the
- * square. A 50-octet rule can take seconds and gigabytes. Estimate that
- * work first and refuse what is past SK_RULES_REGEX_COST_MAX. (POSIX
- * 9.4.6 leaves adjacent duplication symbols undefined anyway.) The scan
- * follows the ERE grammar loosely; regcomp still reports syntax errors. */
-typedef struct re_cost {
-    uint64_t cost; /* nodes once unrolled, capped just past the maximum */
-    int empty;     /* can match the empty string */
-    int depth;     /* repetitions inside repetitions (SK_RULES_REGEX_REPEAT_DEPTH_MAX) */
-} re_cost;
-
-typedef struct re_scan {
-    const char *p;
-    int depth;
-} re_scan;
-
-static uint64_t re_cap(uint64_t v)
+static void *pcre_alloc(PCRE2_SIZE n, void *ctx)
 {
-    return v > SK_RULES_REGEX_COST_MAX ? SK_RULES_REGEX_COST_MAX + 1 : v;
+    (void)ctx;
+    return sk_malloc(n);
 }
 
-static re_cost re_alternation(re_scan *s);
-
-/* One atom: a group, a bracket expression, an anchor, an octet. */
-static re_cost re_atom(re_scan *s)
+static void pcre_free(void *p, void *ctx)
 {
-    char c = *s->p;
-    if (c == '(') {
-        s->p++;
-        /* Bound the recursion: deeper groups are refused outright. */
-        if (++s->depth > 32) return (re_cost){SK_RULES_REGEX_COST_MAX + 1, 0, 0};
-        re_cost g = re_alternation(s);
-        s->depth--;
-        if (*s->p == ')') s->p++;
-        g.cost = re_cap(g.cost + 1);
-        return g;
-    }
-    if (c == '[') {
-        s->p++;
-        if (*s->p == '^') s->p++;
-        if (*s->p == ']') s->p++;
-        while (*s->p && *s->p != ']') {
-            /* "[:alpha:]", "[.x.]", "[=e=]" may hold a ']'. */
-            if (s->p[0] == '[' && s->p[1] && strchr(":.=", s->p[1])) {
-                char end = s->p[1];
-                s->p += 2;
-                while (*s->p && !(s->p[0] == end && s->p[1] == ']')) s->p++;
-                if (*s->p) s->p += 2;
-            } else {
-                s->p++;
-            }
-        }
-        if (*s->p) s->p++;
-        return (re_cost){1, 0, 0};
-    }
-    if (c == '\\' && s->p[1]) s->p++;
-    s->p++;
-    return (re_cost){1, c == '^' || c == '$', 0};
+    (void)ctx;
+    sk_free(p);
 }
 
-/* Copies of the atom a repetition operator at s->p makes, and whether the
- * result can be empty; 0 when there is no operator. */
-static uint64_t re_repeat(re_scan *s, int *empty)
+/* An empty list with PCRE2's contexts and limits set. */
+static sk_rules *rules_new(void)
 {
-    char c = *s->p;
-    if (c == '*' || c == '?' || c == '+') {
-        s->p++;
-        if (c != '+') *empty = 1;
-        return 2;
+    sk_rules *rs = sk_calloc(1, sizeof *rs);
+    if (!rs) return NULL;
+    rs->gc = pcre2_general_context_create(pcre_alloc, pcre_free, NULL);
+    if (rs->gc) rs->cc = pcre2_compile_context_create(rs->gc);
+    if (rs->cc) rs->mc = pcre2_match_context_create(rs->gc);
+    if (!rs->mc) {
+        sk_rules_free(rs);
+        return NULL;
     }
-    if (c != '{' || !isdigit((unsigned char)s->p[1])) return 0;
-    /* {m}, {m,} and {m,n}: up to max(m, n) + 1 copies. */
-    char *end;
-    unsigned long m = strtoul(s->p + 1, &end, 10), n = m;
-    if (*end == ',') {
-        end++;
-        if (isdigit((unsigned char)*end)) n = strtoul(end, &end, 10);
-    }
-    if (*end != '}') return 0;
-    s->p = end + 1;
-    if (m == 0) *empty = 1;
-    unsigned long most = m > n ? m : n;
-    return most >= SK_RULES_REGEX_COST_MAX ? SK_RULES_REGEX_COST_MAX + 1 : (uint64_t)most + 1;
+    pcre2_set_parens_nest_limit(rs->cc, SK_RULES_REGEX_PARENS_NEST_MAX);
+    pcre2_set_match_limit(rs->mc, SK_RULES_REGEX_MATCH_LIMIT);
+    pcre2_set_depth_limit(rs->mc, SK_RULES_REGEX_DEPTH_LIMIT);
+    pcre2_set_heap_limit(rs->mc, SK_RULES_REGEX_HEAP_LIMIT_KIB);
+    return rs;
 }
 
-/* A branch: pieces (an atom and its repetitions) one after another. */
-static re_cost re_branch(re_scan *s)
+/* 1 match, 0 no match, -1 not decided (a limit was reached, or no memory
+ * for the match data): the rule is skipped, and the caller told. */
+static int regex_matches(const sk_rules *rs, const pcre2_code *re, const char *text)
 {
-    re_cost b = {0, 1, 0};
-    while (*s->p && *s->p != '|' && *s->p != ')') {
-        re_cost a = re_atom(s);
-        uint64_t k;
-        int empty = a.empty, ops = 0;
-        while ((k = re_repeat(s, &empty)) != 0) {
-            /* Repeating what can be empty costs the square (closures). */
-            a.cost = re_cap(a.cost * (a.empty ? k * k : k));
-            a.empty = empty;
-            /* One level per repetition; a second operator right after the
-             * first ("a**", "a+?") is refused outright. */
-            a.depth = ops++ ? SK_RULES_REGEX_REPEAT_DEPTH_MAX + 1 : a.depth + 1;
-        }
-        b.cost = re_cap(b.cost + a.cost);
-        b.empty &= a.empty;
-        if (a.depth > b.depth) b.depth = a.depth;
-    }
-    return b;
+    pcre2_match_data *md = pcre2_match_data_create(1, rs->gc);
+    if (!md) return -1;
+    int rc = pcre2_match(re, (PCRE2_SPTR)text, strlen(text), 0, 0, md, rs->mc);
+    pcre2_match_data_free(md);
+    if (rc >= 0) return 1;
+    return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
 }
 
-static re_cost re_alternation(re_scan *s)
-{
-    re_cost t = re_branch(s);
-    while (*s->p == '|') {
-        s->p++;
-        re_cost b = re_branch(s);
-        t.cost = re_cap(t.cost + b.cost);
-        t.empty |= b.empty;
-        if (b.depth > t.depth) t.depth = b.depth;
-    }
-    return t;
-}
-
-/* 1 when the regex is cheap enough to compile. */
-static int re_affordable(const char *re)
-{
-    re_scan s = {re, 0};
-    uint64_t total = 0;
-    int depth = 0;
-    while (*s.p) {
-        re_cost c = re_alternation(&s);
-        total = re_cap(total + c.cost);
-        if (c.depth > depth) depth = c.depth;
-        if (*s.p == ')') s.p++; /* unbalanced: regcomp will say so */
-    }
-    return total <= SK_RULES_REGEX_COST_MAX && depth <= SK_RULES_REGEX_REPEAT_DEPTH_MAX;
-}
+/* parse_rule's answer when memory ran out (SK_ERR_NOMEM, not a mistake
+ * in the file). */
+static const char out_of_memory[] = "out of memory";
 
 /* One rule line into out; returns NULL or what is wrong. buf is the line
  * (modified in place). */
-static const char *parse_rule(char *p, rule *out, char *regerr, size_t regerr_size)
+static const char *parse_rule(char *p, rule *out, pcre2_compile_context *cc, char *regerr,
+                              size_t regerr_size)
 {
     int have_class = 0, have_code = 0, have_status = 0, have_action = 0;
     while (*p) {
@@ -360,16 +278,16 @@ static const char *parse_rule(char *p, rule *out, char *regerr, size_t regerr_si
         *p++ = '\0';
         char *val = p;
         if (strcmp(key, "text") == 0) {
-            if (out->has_regex) return "text given twice";
+            if (out->re) return "text given twice";
             if (*val != '/') return "text must be /REGEX/ or /REGEX/i";
             char *q = val + 1;
             while (*q && *q != '/') q += (*q == '\\' && q[1]) ? 2 : 1;
             if (*q != '/') return "text regex has no closing /";
             *q++ = '\0';
-            int flags = REG_EXTENDED | REG_NOSUB;
+            uint32_t opts = 0;
             while (*q && !isspace((unsigned char)*q)) {
                 if (*q != 'i') return "unknown regex flag (only i)";
-                flags |= REG_ICASE;
+                opts |= PCRE2_CASELESS;
                 q++;
             }
             /* "\/" stands for "/" inside the delimiters. */
@@ -379,14 +297,19 @@ static const char *parse_rule(char *p, rule *out, char *regerr, size_t regerr_si
                 *w++ = *r;
             }
             *w = '\0';
-            if (!re_affordable(val + 1))
-                return "text regex too complex (nested or stacked repetition)";
-            int rc = regcomp(&out->re, val + 1, flags);
-            if (rc) {
-                regerror(rc, &out->re, regerr, regerr_size);
+            int rc;
+            PCRE2_SIZE off;
+            out->re =
+                pcre2_compile((PCRE2_SPTR)(val + 1), PCRE2_ZERO_TERMINATED, opts, &rc, &off, cc);
+            if (!out->re && (rc == PCRE2_ERROR_HEAP_FAILED || rc == PCRE2_ERROR_NOMEMORY))
+                return out_of_memory;
+            if (!out->re) {
+                char msg[120];
+                if (pcre2_get_error_message(rc, (PCRE2_UCHAR *)msg, sizeof msg) < 0)
+                    snprintf(msg, sizeof msg, "error %d", rc);
+                snprintf(regerr, regerr_size, "text regex: %s at offset %zu", msg, (size_t)off);
                 return regerr;
             }
-            out->has_regex = 1;
             p = q;
             continue;
         }
@@ -425,7 +348,7 @@ static const char *parse_rule(char *p, rule *out, char *regerr, size_t regerr_si
         }
     }
     if (!have_class) return "no class=";
-    if (!have_code && !have_status && !out->has_regex)
+    if (!have_code && !have_status && !out->re)
         return "a rule needs at least one of code=, status=, text=";
     return NULL;
 }
@@ -434,7 +357,7 @@ sk_err sk_rules_parse(const char *text, size_t len, const char *origin, sk_rules
                       sk_error *err)
 {
     *out = NULL;
-    sk_rules *rs = sk_calloc(1, sizeof *rs);
+    sk_rules *rs = rules_new();
     if (!rs) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
     size_t pos = 0, lineno = 0, cap = 0;
     while (pos < len) {
@@ -466,14 +389,17 @@ sk_err sk_rules_parse(const char *text, size_t len, const char *origin, sk_rules
             rule *r = &rs->r[rs->n];
             memset(r, 0, sizeof *r);
             r->line = lineno;
-            why = parse_rule(p, r, regerr, sizeof regerr);
+            why = parse_rule(p, r, rs->cc, regerr, sizeof regerr);
             if (!why)
                 rs->n++;
-            else if (r->has_regex)
-                regfree(&r->re);
+            else
+                pcre2_code_free(r->re);
         }
         if (why) {
             sk_rules_free(rs);
+            if (why == out_of_memory)
+                return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "%s:%zu: out of memory",
+                                    origin, lineno);
             return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "%s:%zu: %s", origin, lineno,
                                 why);
         }
@@ -530,7 +456,11 @@ sk_rule_match sk_rules_match(const sk_rules *rs, int code, const char *enhanced,
     for (size_t i = 0; rs && i < rs->n; i++) {
         const rule *r = &rs->r[i];
         if (!code_matches(r->code, code) || !status_matches(r, enhanced)) continue;
-        if (r->has_regex && regexec(&r->re, text ? text : "", 0, NULL, 0) != 0) continue;
+        if (r->re) {
+            int rc = regex_matches(rs, r->re, text ? text : "");
+            if (rc < 0) m.undecided++;
+            if (rc != 1) continue;
+        }
         m.matched = 1;
         m.cls = r->cls;
         m.action = r->action;

@@ -26,12 +26,27 @@ static const char *const class_names[] = {
     [SK_CLASS_THROTTLED] = "throttled",
     [SK_CLASS_MESSAGE_TOO_BIG] = "message-too-big",
     [SK_CLASS_AUTH] = "auth",
+    [SK_CLASS_EXPIRED] = "expired",
+    [SK_CLASS_BLOCKED] = "blocked",
+    [SK_CLASS_CONTENT] = "content",
+    [SK_CLASS_VIRUS] = "virus",
+    [SK_CLASS_AUTH_FAILURE] = "auth-failure",
+    [SK_CLASS_MAILBOX_DISABLED] = "mailbox-disabled",
+    [SK_CLASS_SYSTEM_ERROR] = "system-error",
+    [SK_CLASS_UNDETERMINED] = "undetermined",
 };
 _Static_assert(sizeof class_names / sizeof class_names[0] == SK_CLASS__COUNT, "class_names");
 
 const char *sk_class_name(sk_class c)
 {
     return (unsigned)c < SK_CLASS__COUNT ? class_names[c] : "unknown";
+}
+
+int sk_class_is_temporary(sk_class c)
+{
+    /* A slow-down or a give-up after retries says nothing about the
+     * address: never a suppression, whatever a rules file says. */
+    return c == SK_CLASS_THROTTLED || c == SK_CLASS_EXPIRED;
 }
 
 int sk_class_parse(const char *name)
@@ -60,6 +75,7 @@ struct sk_rules {
     pcre2_general_context *gc;
     pcre2_compile_context *cc;
     pcre2_match_context *mc;
+    sk_class_policy policy[SK_CLASS__COUNT]; /* from define lines */
 };
 
 /* The same text as etc/smtpkit-rules.conf (test_classify checks it). */
@@ -70,21 +86,72 @@ static const char default_rules[] =
     "# that matches a reply wins, so specific rules come before general ones.\n"
     "#   code=550 | code=5xx | code=45x    reply code, exact or with x wildcards\n"
     "#   status=5.1.1 | status=5.7.*        enhanced status, exact or prefix\n"
-    "#   text=/REGEX/ or text=/REGEX/i      POSIX extended regex on the reply text\n"
-    "#   class=NAME                         bad-mailbox, mailbox-full,\n"
-    "#                                      domain-not-found, policy, tls-required,\n"
-    "#                                      throttled, message-too-big, auth, other\n"
+    "#   text=/REGEX/ or text=/REGEX/i      PCRE2 regex on the reply text\n"
+    "#   class=NAME                         a class named by a define line below\n"
     "#   action=suspend:DURATION            stop sending to the destination a while\n"
     "#   action=rate:N/UNIT for DURATION    at most N messages per s|m|h|d\n"
+    "# A define line says what a class means for the recipient:\n"
+    "#   define class=NAME suppress=no|DURATION [evidence=strong|any]\n"
+    "# A permanent failure of a class with suppress=DURATION puts the recipient\n"
+    "# on the suppression list for that long; with evidence=strong (the\n"
+    "# default) only when the answer came from the servers of the recipient's\n"
+    "# own domain, or the same class came back twice for the address.\n"
+    "# Temporary classes (throttled, expired) never suppress.\n"
     "# Copy this file, edit it, and point the server at it to change the rules.\n"
+    "\n"
+    "define class=bad-mailbox suppress=30d\n"
+    "define class=mailbox-disabled suppress=90d\n"
+    "define class=domain-not-found suppress=7d\n"
+    "define class=mailbox-full suppress=no\n"
+    "define class=message-too-big suppress=no\n"
+    "define class=throttled suppress=no\n"
+    "define class=expired suppress=no\n"
+    "define class=policy suppress=no\n"
+    "define class=blocked suppress=no\n"
+    "define class=content suppress=no\n"
+    "define class=virus suppress=no\n"
+    "define class=auth-failure suppress=no\n"
+    "define class=auth suppress=no\n"
+    "define class=tls-required suppress=no\n"
+    "define class=system-error suppress=no\n"
+    "define class=undetermined suppress=no\n"
+    "define class=other suppress=no\n"
     "\n"
     "# Greylisting is a plain \"try again later\": retry on the normal schedule.\n"
     "class=other code=4xx text=/grey ?list/i\n"
+    "\n"
+    "# Providers whose reply texts say more than their codes (the texts their\n"
+    "# postmaster pages publish). Gmail's 4.2.1/5.2.1 rate reply is not a bad\n"
+    "# mailbox; its disabled and unknown accounts say so in words.\n"
+    "class=throttled text=/receiving mail (at a rate|too quickly)|rate that prevents additional "
+    "messages/i action=rate:10/m for 30m\n"
+    "class=mailbox-disabled text=/account that you tried to reach (is|has been) "
+    "(disabled|inactive)/i\n"
+    "class=bad-mailbox text=/account that you tried to reach does not exist/i\n"
+    "# Yahoo: \"This user doesn't have a yahoo.com account\" is a bad mailbox\n"
+    "# whatever the status; [TS01]..[TSS04] deferrals are volume limits; 5.7.9\n"
+    "# \"not accepted for policy reasons\" is policy, not authentication.\n"
+    "class=bad-mailbox text=/(doesn.?t|does not) have an? [a-z0-9.-]+ account/i\n"
+    "class=throttled code=4xx text=/\\[TSS?0[1-4]\\]|unexpected volume|user complaints/i "
+    "action=suspend:30m\n"
+    "class=policy status=5.7.9 text=/policy reasons/i\n"
+    "# Microsoft: directory-based edge blocking answers 5.4.1 for unknown\n"
+    "# recipients; banned sending addresses are reputation blocks.\n"
+    "class=bad-mailbox status=5.4.1 text=/recipient address rejected: access denied/i\n"
+    "class=blocked text=/banned sending "
+    "ip|\\bS3(140|150)\\b|\\b5\\.7\\.(60[6-9]|6[1-4][0-9])\\b/i\n"
     "\n"
     "# Encryption and authentication (checked before the 5.7.* policy rules).\n"
     "class=tls-required status=5.7.10\n"
     "class=tls-required code=530 text=/starttls|tls|encrypt/i\n"
     "class=tls-required text=/must issue a starttls|tls (is )?required|encryption required/i\n"
+    "# The sender's domain failed SPF, DKIM or DMARC (RFC 7372 5.7.23, 5.7.24;\n"
+    "# Gmail's 5.7.26).\n"
+    "class=auth-failure status=5.7.23\n"
+    "class=auth-failure status=5.7.24\n"
+    "class=auth-failure status=5.7.26\n"
+    "class=auth-failure code=5xx text=/\\b(spf|dkim|dmarc)\\b|unauthenticated "
+    "(e-?mail|message)|fails? to pass authentication/i\n"
     "class=auth status=5.7.8\n"
     "class=auth status=5.7.9\n"
     "class=auth status=5.7.11\n"
@@ -100,34 +167,64 @@ static const char default_rules[] =
     ".*limit/i action=rate:10/m for 30m\n"
     "class=throttled code=421 action=suspend:2m\n"
     "\n"
+    "# Given up after retries (RFC 3463 X.4.7, and the words MTAs use).\n"
+    "class=expired status=4.4.7\n"
+    "class=expired status=5.4.7\n"
+    "class=expired text=/retry time(out)? (not reached|exceeded)|delivery time expired|message "
+    "expired|could not be delivered for [0-9.]+ (days|hours)|gave up|giving up/i\n"
+    "\n"
     "# Message size.\n"
     "class=message-too-big status=5.3.4\n"
     "class=message-too-big status=5.2.3\n"
     "class=message-too-big code=552 text=/size|too (big|large)/i\n"
+    "class=message-too-big text=/message (size )?(exceeds|is too (big|large))|too large for/i\n"
     "\n"
     "# Mailbox full (permanent or temporary).\n"
     "class=mailbox-full status=5.2.2\n"
     "class=mailbox-full status=4.2.2\n"
-    "class=mailbox-full text=/(mailbox|quota|storage).*(full|exceeded)|over ?quota|insufficient "
-    "(storage|disk)/i\n"
+    "class=mailbox-full text=/(mailbox|quota|storage|inbox).{0,20}(full|exceeded)|over "
+    "?quota|insufficient (storage|disk)|exceeded (the )?(storage|quota)/i\n"
     "\n"
-    "# The address does not exist or no longer takes mail.\n"
+    "# The mailbox exists no more, or takes no mail (RFC 3463 X.2.1).\n"
+    "class=mailbox-disabled status=5.2.1\n"
+    "class=mailbox-disabled text=/(account|mailbox|user) (is |has been "
+    ")?(disabled|deactivated|suspended|inactive|locked)|no longer (active|in use|available)/i\n"
+    "\n"
+    "# The address does not exist.\n"
     "class=bad-mailbox status=5.1.1\n"
     "class=bad-mailbox status=5.1.6\n"
-    "class=bad-mailbox status=5.2.1\n"
-    "class=bad-mailbox code=5xx text=/(no such|unknown|invalid) "
-    "(user|recipient|mailbox|address)|user unknown|(address|mailbox|user|recipient) does not "
-    "exist|mailbox unavailable|recipient (address )?rejected/i\n"
+    "class=bad-mailbox code=5xx text=/(no such|unknown|invalid|non-?existent) "
+    "(user|recipient|mailbox|address|account)|user "
+    "unknown|(address|mailbox|user|recipient|account) (does not|doesn.?t) exist|mailbox "
+    "unavailable|recipient (address )?rejected|no mailbox here|not a valid "
+    "(mailbox|recipient)|unknown local part|user not found|no such person/i\n"
+    "class=bad-mailbox text=/(benutzer|empf.nger|adresse) (unbekannt|existiert "
+    "nicht)|(utilisateur|destinataire|adresse) (inconnu|inexistant)|n.existe "
+    "pas|(usuario|destinatario) (desconocido|no existe)|utente sconosciuto|non esiste/i\n"
     "\n"
     "# The domain has no route.\n"
     "class=domain-not-found status=5.1.2\n"
     "class=domain-not-found status=5.1.10\n"
     "class=domain-not-found status=5.4.4\n"
-    "class=domain-not-found text=/(host|domain) (not found|unknown)|no such domain|domain does not "
-    "exist|null mx/i\n"
+    "class=domain-not-found text=/(host|domain)( name)? (not found|unknown)|no such domain|domain "
+    "does not exist|null mx|unrouteable address|couldn.?t find any host|no mx (record|host)|mx "
+    "records point to non-?existent hosts/i\n"
     "\n"
-    "# Spam and reputation blocks, and other policy refusals.\n"
-    "class=policy text=/spam|blocked|block ?list|black ?list|reputation|dnsbl|rbl|spamhaus/i\n"
+    "# Viruses, then spam and reputation blocks, then other policy refusals.\n"
+    "class=virus text=/virus|malware|infected|trojan/i\n"
+    "class=blocked text=/block ?list|black "
+    "?list|reputation|dnsbl|\\brbl\\b|spamhaus|spamcop|barracuda|blocked using|listed "
+    "(at|on|in)|poor sender|ip (address )?(is )?blocked/i\n"
+    "class=content text=/spam|content (filter|rejected)|message content|phish|suspicious|bulk "
+    "mail|not accepted due to content/i\n"
+    "class=policy text=/blocked|relay(ing)? (access )?denied|not permitted|refused/i\n"
+    "\n"
+    "# Local trouble at the receiving side.\n"
+    "class=system-error status=5.3.*\n"
+    "class=system-error status=5.4.6\n"
+    "class=system-error text=/mail loop|loops back|too many hops|routing loop|local (configuration "
+    ")?error|internal (server )?error|system (error|failure)/i\n"
+    "\n"
     "class=policy status=5.7.*\n"
     "class=policy status=4.7.*\n"
     "class=policy code=554\n";
@@ -259,6 +356,91 @@ static int regex_matches(const sk_rules *rs, const pcre2_code *re, const char *t
     return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
 }
 
+/* "define class=NAME suppress=no|DURATION [evidence=strong|any]" (p is
+ * after "define"; modified in place) into pol[]; NULL or what is wrong. */
+static const char *parse_define(char *p, sk_class_policy *pol)
+{
+    int cls = -1, have_suppress = 0, have_evidence = 0;
+    sk_class_policy d = {.defined = 1};
+    while (*p) {
+        while (isspace((unsigned char)*p)) p++;
+        if (!*p) break;
+        char *key = p;
+        while (*p && *p != '=' && !isspace((unsigned char)*p)) p++;
+        if (*p != '=') return "expected key=value";
+        *p++ = '\0';
+        char *val = p;
+        while (*p && !isspace((unsigned char)*p)) p++;
+        if (*p) *p++ = '\0';
+        if (strcmp(key, "class") == 0) {
+            if (cls >= 0) return "class given twice";
+            cls = sk_class_parse(val);
+            if (cls < 0) return "unknown class";
+        } else if (strcmp(key, "suppress") == 0) {
+            if (have_suppress++) return "suppress given twice";
+            uint64_t ms = 0;
+            if (strcmp(val, "no") != 0) {
+                if (sk_parse_duration_ms(val, &ms) || ms < 1000)
+                    return "bad suppress (want no or a duration, e.g. suppress=30d)";
+                d.suppress = 1;
+                d.suppress_s = ms / 1000;
+            }
+        } else if (strcmp(key, "evidence") == 0) {
+            if (have_evidence++) return "evidence given twice";
+            if (strcmp(val, "any") == 0)
+                d.evidence_any = 1;
+            else if (strcmp(val, "strong") != 0)
+                return "bad evidence (want strong or any)";
+        } else {
+            return "unknown key in define (want class, suppress, evidence)";
+        }
+    }
+    if (cls < 0) return "define needs class=";
+    if (!have_suppress) return "define needs suppress=";
+    if (d.suppress && sk_class_is_temporary((sk_class)cls))
+        return "a temporary class never suppresses (want suppress=no)";
+    if (pol[cls].defined) return "class defined twice";
+    pol[cls] = d;
+    return NULL;
+}
+
+/* 1 when line p (after leading space) is a define line; p then points
+ * past the keyword. */
+static int is_define(char **p)
+{
+    if (strncmp(*p, "define", 6) != 0 || !isspace((unsigned char)(*p)[6])) return 0;
+    *p += 6;
+    return 1;
+}
+
+/* Classes the file does not define take the built-in definitions: a rules
+ * file written before define lines existed keeps the suppressions it had. */
+static void builtin_policies(sk_class_policy *pol)
+{
+    const char *t = default_rules;
+    while (*t) {
+        const char *nl = strchr(t, '\n');
+        size_t n = nl ? (size_t)(nl - t) : strlen(t);
+        char line[SK_RULES_LINE_MAX_OCTETS + 1];
+        if (n < sizeof line) {
+            memcpy(line, t, n);
+            line[n] = '\0';
+            char *p = line;
+            sk_class_policy one[SK_CLASS__COUNT] = {0};
+            if (is_define(&p) && !parse_define(p, one))
+                for (int c = 0; c < SK_CLASS__COUNT; c++)
+                    if (one[c].defined && !pol[c].defined) pol[c] = one[c];
+        }
+        t += n + (nl ? 1 : 0);
+    }
+}
+
+sk_class_policy sk_rules_class_policy(const sk_rules *r, sk_class c)
+{
+    if (!r || (unsigned)c >= SK_CLASS__COUNT) return (sk_class_policy){0};
+    return r->policy[c];
+}
+
 /* parse_rule's answer when memory ran out (SK_ERR_NOMEM, not a mistake
  * in the file). */
 static const char out_of_memory[] = "out of memory";
@@ -376,10 +558,15 @@ sk_err sk_rules_parse(const char *text, size_t len, const char *origin, sk_rules
             if (n && line[n - 1] == '\r') line[n - 1] = '\0';
         }
         pos = nl ? end + 1 : len;
+        int defined_line = 0;
+        char *p = line;
         if (!why) {
-            char *p = line;
             while (isspace((unsigned char)*p)) p++;
             if (!*p || *p == '#') continue;
+            defined_line = is_define(&p);
+            if (defined_line) why = parse_define(p, rs->policy);
+        }
+        if (!why && !defined_line) {
             sk_err ge = sk_array_grow(&rs->r, &cap, rs->n + 1, sizeof *rs->r, SK_RULES_MAX);
             if (ge) {
                 sk_rules_free(rs);
@@ -404,6 +591,7 @@ sk_err sk_rules_parse(const char *text, size_t len, const char *origin, sk_rules
                                 why);
         }
     }
+    builtin_policies(rs->policy);
     *out = rs;
     return SK_OK;
 }

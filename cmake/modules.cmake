@@ -42,7 +42,7 @@ sk_module(spf DEPS util dns PACKAGES LIBEVENT PUBLIC spf.h)
 sk_module(spool DEPS util proto PACKAGES LIBEVENT INTERNAL_API spool_int.h PUBLIC spool.h)
 sk_module(deliver DEPS util proto mime tls client dns spool PACKAGES LIBEVENT PCRE2
           INTERNAL_API deliver.h PUBLIC dsn.h classify.h)
-sk_module(track DEPS util deliver PACKAGES SQLITE LIBEVENT PUBLIC track.h suppress.h)
+sk_module(track DEPS util deliver bounce PACKAGES SQLITE LIBEVENT PUBLIC track.h suppress.h)
 sk_module(queue DEPS util proto spool deliver PACKAGES LIBEVENT PUBLIC queue.h)
 sk_module(dmarc DEPS util mime dns PACKAGES PSL IDN2 INTERNAL_API dmarc_int.h PUBLIC dmarc.h)
 sk_module(authres DEPS util mime PUBLIC authres.h)
@@ -52,7 +52,10 @@ sk_module(authres DEPS util mime PUBLIC authres.h)
 sk_module(control DEPS util proto spool deliver queue PACKAGES LIBEVENT PUBLIC control.h)
 sk_module(arc DEPS util dns dkim authres PACKAGES OPENSSL LIBEVENT PUBLIC arc.h)
 sk_module(mtasts DEPS util PACKAGES CURL PUBLIC mtasts.h)
-sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control dkim spf dmarc authres arc
+# Reading bounces: standard reports and the text formats of MTAs and
+# providers, one detector per family, classified by the deliver rules.
+sk_module(bounce DEPS util proto mime deliver queue PUBLIC bounce.h)
+sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control dkim spf dmarc authres arc bounce
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 
 file(WRITE ${PROJECT_BINARY_DIR}/modules.txt "${SK_MODULE_MANIFEST}")

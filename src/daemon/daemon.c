@@ -827,7 +827,12 @@ static void on_queue_event(void *ctx, const sk_queue_event *qe)
         /* A hard bounce (bad mailbox, domain not found) suppresses. */
         sk_error err;
         int added = 0;
-        if (sk_suppress_after_bounce(d->track, &ev, d->suppress_for_s, &added, &err))
+        /* Our own delivery's answer comes from the recipient domain's own
+         * servers (its MX, or our mailbox) unless a relay host gave it. */
+        sk_suppress_evidence how = {.rules = d->rules,
+                                    .from_recipient_domain = !d->cfg->relay_host,
+                                    .for_s = d->suppress_for_s};
+        if (sk_suppress_after_bounce(d->track, &ev, &how, &added, &err))
             sk_log(&d->log, SK_LOG_ERR, "%s daemon suppress-failed error=\"%s\"", ev.queue_id,
                    err.text);
         else if (added) {
@@ -1342,7 +1347,7 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
     if (c->rules ? sk_rules_load(c->rules, &d->rules, err) : sk_rules_default(&d->rules, err))
         return SK_ERR_CONFIG;
     d->suppress_for_s =
-        c->suppress_for_ms ? (int64_t)(c->suppress_for_ms / 1000) : SK_SUPPRESS_DURATION_S_DEFAULT;
+        c->suppress_for_ms ? (int64_t)(c->suppress_for_ms / 1000) : 0; /* 0: the class's (rules) */
     if (c->verp) d->verp_domain = d->hostname;
     if (!d->track_opened) open_track(d);
     if (c->relay_host) {

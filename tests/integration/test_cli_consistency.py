@@ -40,6 +40,7 @@ COMMANDS = {
             "--dns-server"),
     "check": (["example.org", "--dns-server", "127.0.0.1:1"], "--selecotr", "--selector",
               "--selector"),
+    "bounce": (["/nonexistent"], "--josn", "--json", "--rules"),
 }
 
 tmp = sktest.TempDir("sk-cli-consistency-")

@@ -182,6 +182,14 @@
 #define SK_REPORT_RCPTS_MAX      1000
 #define SK_REPORT_MIME_DEPTH_MAX 5
 #define SK_REPORT_FIELDS_MAX     (SK_REPORT_RCPTS_MAX * 16)
+/* Bounces (src/bounce): the human-readable text the detectors read, from
+ * the start of the bounce's text parts. A bounce's own words are a few
+ * KiB; what follows is the returned message, and searching all of it for
+ * each recipient would make the cost grow with the square of the input. */
+#define SK_BOUNCE_TEXT_MAX_OCTETS (256u * 1024)
+/* Addresses that are never the failed recipient (the bounce's and the
+ * returned message's From, Sender, Return-Path), kept once per bounce. */
+#define SK_BOUNCE_NOT_RCPT_MAX 6
 /* Classification rules file: line length and rule count. */
 #define SK_RULES_LINE_MAX_OCTETS 1024
 #define SK_RULES_MAX             1000

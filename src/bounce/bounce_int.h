@@ -17,6 +17,9 @@ typedef struct bn_msg {
     sk_buf orig;       /* the returned message's header block, when found */
     sk_buf attached;   /* the first attached message/rfc822, whole */
     sk_report *report; /* the RFC 3464 status part, NULL when none */
+    /* Addresses that are never the failed recipient (bn_not_recipient). */
+    char not_rcpt[SK_BOUNCE_NOT_RCPT_MAX][SK_SMTP_PATH_MAX_OCTETS + 1];
+    size_t n_not_rcpt;
 } bn_msg;
 
 /* A detector: SK_OK with b->detector set when it read m, SK_OK with

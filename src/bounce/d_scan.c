@@ -29,8 +29,7 @@ static const char *const phrases[] = {
     "n'a pas pu",
     "impossible de remettre",
     "echec de la remise",
-    "\xc3\xa9"
-    "chec de la remise",
+    "\303\251chec de la remise",
     "no se pudo entregar",
     "no pudo ser entregado",
     "error de entrega",

@@ -73,6 +73,10 @@ static sk_err decode(const char *cte, const char *p, size_t n, sk_buf *out)
  * commonest entities read (the words, not the page, are wanted). */
 static sk_err add_text(sk_buf *out, const char *p, size_t n, int html)
 {
+    /* Past SK_BOUNCE_TEXT_MAX_OCTETS the text is the returned message's,
+     * not the bounce's: not read. */
+    if (out->len >= SK_BOUNCE_TEXT_MAX_OCTETS) return SK_OK;
+    if (n > SK_BOUNCE_TEXT_MAX_OCTETS - out->len) n = SK_BOUNCE_TEXT_MAX_OCTETS - out->len;
     sk_err e = SK_OK;
     int in_tag = 0;
     for (size_t i = 0; i < n && !e; i++) {
@@ -205,6 +209,17 @@ sk_err bn_msg_read(const char *msg, size_t len, bn_msg *m)
     sk_buf_init(&m->attached, SK_REPORT_MAX_OCTETS);
     sk_err e = sk_buf_append(&m->top, msg, header_end(msg, len));
     if (!e) e = walk(m, msg, len, 0, 0);
+    /* The senders of the bounce and of the returned message. */
+    static const char *const fields[] = {"From", "Return-Path", "Sender"};
+    const sk_buf *blocks[] = {&m->top, &m->orig};
+    for (size_t k = 0; !e && k < 2; k++)
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+            char v[1024];
+            if (m->n_not_rcpt < SK_BOUNCE_NOT_RCPT_MAX &&
+                bn_header(blocks[k], fields[i], v, sizeof v) &&
+                bn_address(v, strlen(v), m->not_rcpt[m->n_not_rcpt], sizeof m->not_rcpt[0]))
+                m->n_not_rcpt++;
+        }
     if (!e) {
         sk_error err;
         e = sk_report_parse(msg, len, &m->report, &err);

@@ -168,6 +168,9 @@ static char *dup_or_null(const char *s, int *oom)
 sk_err bn_add(sk_bounce *b, const char *addr, int action, const char *status, const char *reply,
               const char *remote)
 {
+    /* What a report names may be anything: only an address is one. */
+    const char *at = addr ? strrchr(addr, '@') : NULL;
+    if (addr && (!at || at == addr || !at[1])) addr = NULL;
     for (size_t i = 0; addr && i < b->nrcpts; i++) {
         sk_bounce_rcpt *r = &b->rcpts[i];
         if (!r->reported || strcasecmp(r->reported, addr) != 0) continue;
@@ -208,16 +211,8 @@ int bn_not_recipient(const bn_msg *m, const char *addr)
                                          "abuse@"};
     for (size_t i = 0; i < sizeof locals / sizeof locals[0]; i++)
         if (!strncasecmp(addr, locals[i], strlen(locals[i]))) return 1;
-    char v[1024], a[SK_SMTP_PATH_MAX_OCTETS + 1];
-    static const char *const fields[] = {"From", "Return-Path", "Sender"};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        if (bn_header(&m->top, fields[i], v, sizeof v) && bn_address(v, strlen(v), a, sizeof a) &&
-            !strcasecmp(a, addr))
-            return 1;
-        if (bn_header(&m->orig, fields[i], v, sizeof v) && bn_address(v, strlen(v), a, sizeof a) &&
-            !strcasecmp(a, addr))
-            return 1;
-    }
+    for (size_t i = 0; i < m->n_not_rcpt; i++)
+        if (!strcasecmp(m->not_rcpt[i], addr)) return 1;
     return 0;
 }
 

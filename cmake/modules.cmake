@@ -41,9 +41,9 @@ sk_module(dns DEPS util PACKAGES CARES LIBEVENT PUBLIC dns.h)
 sk_module(dkim DEPS util dns PACKAGES OPENSSL LIBEVENT INTERNAL_API dkim_int.h PUBLIC dkim.h)
 sk_module(spf DEPS util dns PACKAGES LIBEVENT PUBLIC spf.h)
 sk_module(spool DEPS util proto PACKAGES LIBEVENT INTERNAL_API spool_int.h PUBLIC spool.h)
-sk_module(deliver DEPS util proto mime tls client dns spool PACKAGES LIBEVENT
+sk_module(deliver DEPS util proto mime tls client dns spool PACKAGES LIBEVENT PCRE2
           INTERNAL_API deliver.h PUBLIC dsn.h classify.h)
-sk_module(track DEPS util deliver PACKAGES SQLITE LIBEVENT PUBLIC track.h suppress.h outbox.h)
+sk_module(track DEPS util deliver bounce PACKAGES SQLITE LIBEVENT PUBLIC track.h suppress.h outbox.h)
 sk_module(queue DEPS util proto spool deliver PACKAGES LIBEVENT PUBLIC queue.h)
 sk_module(dmarc DEPS util mime dns PACKAGES PSL IDN2 INTERNAL_API dmarc_int.h PUBLIC dmarc.h)
 sk_module(authres DEPS util mime PUBLIC authres.h)
@@ -57,8 +57,11 @@ sk_module(mtasts DEPS util PACKAGES CURL PUBLIC mtasts.h)
 # tracking store, as the CLI uses them.
 sk_module(http DEPS util proto mime spool deliver queue track PACKAGES OPENSSL LIBEVENT JANSSON SQLITE
           PUBLIC http.h)
+# Reading bounces: standard reports and the text formats of MTAs and
+# providers, one detector per family, classified by the deliver rules.
+sk_module(bounce DEPS util proto mime deliver queue PUBLIC bounce.h)
 sk_module(webhook DEPS util deliver track PACKAGES SQLITE CURL LIBEVENT OPENSSL JANSSON PUBLIC webhook.h)
-sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control dkim spf dmarc authres arc
+sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control dkim spf dmarc authres arc bounce
           http metrics webhook
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 

@@ -42,6 +42,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "track_inject: %s\n", err.text);
         return 74;
     }
+    sk_rules *rules;
+    if (sk_rules_default(&rules, &err)) {
+        fprintf(stderr, "track_inject: %s\n", err.text);
+        sk_track_free(tr);
+        return 70;
+    }
     int64_t now_ms = sk_track_now_ms(tr);
     char line[8192];
     int lineno = 0, rc = 0;
@@ -79,8 +85,12 @@ int main(int argc, char **argv)
                           .tls = field(f[8]),
                           .cls = field(f[9])};
         int added = 0;
+        /* The events stand for our own deliveries to the recipients' MXes:
+         * their answers are strong evidence (the recipient's own domain). */
+        sk_suppress_evidence how = {
+            .rules = rules, .from_recipient_domain = 1, .for_s = suppress_for};
         if (sk_track_event(tr, &ev, &err) ||
-            (suppress_for && sk_suppress_after_bounce(tr, &ev, suppress_for, &added, &err))) {
+            (suppress_for && sk_suppress_after_bounce(tr, &ev, &how, &added, &err))) {
             fprintf(stderr, "track_inject: line %d: %s\n", lineno, err.text);
             rc = 65;
         }
@@ -91,5 +101,6 @@ int main(int argc, char **argv)
         rc = 74;
     }
     sk_track_free(tr);
+    sk_rules_free(rules);
     return rc;
 }

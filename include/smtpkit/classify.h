@@ -21,11 +21,31 @@ typedef enum sk_class {
     SK_CLASS_TLS_REQUIRED,     /* the peer wants encryption */
     SK_CLASS_THROTTLED,        /* too many connections or messages: slow down */
     SK_CLASS_MESSAGE_TOO_BIG,
-    SK_CLASS_AUTH, /* authentication needed or refused */
+    SK_CLASS_AUTH,             /* SMTP authentication needed or refused */
+    SK_CLASS_EXPIRED,          /* given up after retries (queue lifetime) */
+    SK_CLASS_BLOCKED,          /* the sending IP or domain is on a block list, bad reputation */
+    SK_CLASS_CONTENT,          /* the message was taken for spam or its content refused */
+    SK_CLASS_VIRUS,            /* a virus or malware was found */
+    SK_CLASS_AUTH_FAILURE,     /* the sender failed SPF, DKIM or DMARC */
+    SK_CLASS_MAILBOX_DISABLED, /* the mailbox exists but takes no mail (X.2.1) */
+    SK_CLASS_SYSTEM_ERROR,     /* trouble at the receiving side (loops, local errors) */
+    SK_CLASS_UNDETERMINED,     /* a failure no rule explains */
     SK_CLASS__COUNT
 } sk_class;
 const char *sk_class_name(sk_class c); /* "bad-mailbox", ... (the rules file's names) */
 int sk_class_parse(const char *name);  /* -1 when unknown */
+/* 1 for throttled and expired: classes that never suppress a recipient,
+ * whatever a rules file says. */
+int sk_class_is_temporary(sk_class c);
+
+/* What a class means for the recipient, from the rules file's define
+ * lines (docs/delivery.md). */
+typedef struct sk_class_policy {
+    int defined;         /* a define line names the class */
+    int suppress;        /* a permanent failure of the class suppresses */
+    uint64_t suppress_s; /* for this long (seconds) */
+    int evidence_any;    /* 0: strong evidence only (the default); 1: one bounce */
+} sk_class_policy;
 
 /* What to do about the destination (the MX or relay) after such a reply. */
 typedef enum sk_traffic_kind {
@@ -46,6 +66,9 @@ typedef struct sk_rule_match {
     sk_class cls;
     sk_traffic_action action;
     size_t line; /* line of the rule that matched, for logs */
+    /* Rules skipped because their regex reached a match, depth or heap
+     * limit (SK_RULES_REGEX_*) or memory ran out: worth a log line. */
+    unsigned undecided;
 } sk_rule_match;
 
 /* A compiled rule list. Opaque; read-only once loaded, so one list can be
@@ -63,6 +86,9 @@ SK_NODISCARD sk_err sk_rules_parse(const char *text, size_t len, const char *ori
 SK_NODISCARD sk_err sk_rules_default(sk_rules **out, sk_error *err);
 const char *sk_rules_default_text(void);
 size_t sk_rules_count(const sk_rules *r);
+/* The policy of class c (all zero when no define line names it, or r is
+ * NULL). */
+sk_class_policy sk_rules_class_policy(const sk_rules *r, sk_class c);
 void sk_rules_free(sk_rules *r);
 
 /* First rule that matches a reply wins. code: 3-digit reply code;

@@ -96,6 +96,9 @@ typedef struct sk_report_rcpt {
     char *status;     /* "5.1.1" (comments dropped) */
     char *diagnostic; /* Diagnostic-Code without its type: "550 5.1.1 ..." */
     char *remote_mta; /* Remote-MTA without its type */
+    /* The comment of the Status line ("5.0.0 (user unknown)"): some MTAs
+     * give their reason only there. */
+    char *status_comment;
 } sk_report_rcpt;
 
 typedef struct sk_report {
@@ -117,10 +120,16 @@ typedef struct sk_report {
 } sk_report;
 
 /* Parse a report (a whole message, CRLF or LF). Tolerant of common
- * variants: missing report-type, a report nested in multipart/mixed,
- * base64 or quoted-printable parts, LF line ends, folded fields, address
- * fields without type. SK_OK with type NONE when the message is not a
- * report; SK_ERR_SYNTAX when it claims to be one but has no status part.
+ * variants: missing report-type, a report nested in multipart/mixed or a
+ * status part straight inside one, a bounce forwarded as an attached
+ * message/rfc822, base64 or quoted-printable parts, LF line ends, folded
+ * fields, address fields without type, per-recipient blocks without the
+ * empty line between them, Action values outside RFC 3464 ("expired",
+ * "failure"), a block with Status but no recipient field (final_recipient
+ * NULL: the address is in the text). SK_OK with type NONE when the
+ * message is not a report, or is a report of another report-type (RFC
+ * 6522: a quota notice, say); SK_ERR_SYNTAX when it claims to be a DSN
+ * but has no status part.
  * *out is released with sk_report_free. */
 SK_NODISCARD sk_err sk_report_parse(const char *msg, size_t len, sk_report **out, sk_error *err);
 void sk_report_free(sk_report *r);

@@ -182,18 +182,28 @@
 #define SK_REPORT_RCPTS_MAX      1000
 #define SK_REPORT_MIME_DEPTH_MAX 5
 #define SK_REPORT_FIELDS_MAX     (SK_REPORT_RCPTS_MAX * 16)
+/* Bounces (src/bounce): the human-readable text the detectors read, from
+ * the start of the bounce's text parts. A bounce's own words are a few
+ * KiB; what follows is the returned message, and searching all of it for
+ * each recipient would make the cost grow with the square of the input. */
+#define SK_BOUNCE_TEXT_MAX_OCTETS (256u * 1024)
+/* Addresses that are never the failed recipient (the bounce's and the
+ * returned message's From, Sender, Return-Path), kept once per bounce. */
+#define SK_BOUNCE_NOT_RCPT_MAX 6
 /* Classification rules file: line length and rule count. */
 #define SK_RULES_LINE_MAX_OCTETS 1024
 #define SK_RULES_MAX             1000
-/* A rule's regex, as copies of its parts once repetitions are unrolled
- * (src/deliver/classify.c): far above any useful pattern, far below what
- * makes regcomp take seconds or gigabytes. */
-#define SK_RULES_REGEX_COST_MAX 10000
-/* Repetitions inside repetitions: "(a*)+" is 2 deep. A third level, or an
- * operator right after another ("a**", undefined in POSIX 9.4.6), is
- * refused: glibc's regcomp can take minutes on a few dozen octets of that
- * kind (an anchor before "(((a*)+)+)+" is enough; found by fuzz_rules). */
-#define SK_RULES_REGEX_REPEAT_DEPTH_MAX 2
+/* A rule's regex runs on PCRE2 with its limits set, since rules files
+ * come from users and reply texts from anyone: backtracking steps per
+ * match (PCRE2's default is 10 million; a rule on a reply of a few
+ * hundred octets needs thousands), nested backtracking depth, and the
+ * heap a match may use (KiB). A match that reaches one is "undecided"
+ * and the rule is skipped. Groups may nest this deep in a pattern (PCRE2
+ * default 250). */
+#define SK_RULES_REGEX_MATCH_LIMIT     100000
+#define SK_RULES_REGEX_DEPTH_LIMIT     1000
+#define SK_RULES_REGEX_HEAP_LIMIT_KIB  1024
+#define SK_RULES_REGEX_PARENS_NEST_MAX 32
 
 /* DKIM (src/dkim). The header block a signer or verifier keeps while the
  * body streams through its hashes (RFC 5322 sets no bound; the spool reads

@@ -32,5 +32,6 @@
 #include "metrics.h"
 #include "outbox.h"
 #include "webhook.h"
+#include "bounce.h"
 
 #endif

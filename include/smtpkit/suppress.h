@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "classify.h"
 #include "track.h"
 #include "util.h"
 
@@ -21,6 +22,15 @@ typedef struct sk_suppression {
     char *reason;      /* "bad-mailbox: 550 5.1.1 no such user", "manual" */
     int64_t created_s; /* Unix seconds */
     int64_t until_s;   /* Unix seconds; 0: does not expire */
+    /* The bounce that caused it (all NULL for a manual entry, a
+     * complaint, or a store from before causes were kept): the queue ID
+     * of the message that bounced, the reply, the detector that read it
+     * ("smtp-reply" for our own delivery's answer) and the evidence
+     * ("recipient-domain", "repeated" or "any"). */
+    char *queue_id;
+    char *bounce;
+    char *detector;
+    char *evidence;
 } sk_suppression;
 void sk_suppression_clear(sk_suppression *s);
 
@@ -46,12 +56,28 @@ SK_NODISCARD sk_err sk_suppress_list(sk_track *tr, int64_t now_s, sk_suppression
                                      sk_error *err);
 void sk_suppress_list_free(sk_suppression *list, size_t n);
 
-/* After a bounce: if ev is a bounced event whose class is a hard one
- * (bad-mailbox, domain-not-found), suppress its recipient for for_s seconds
- * (0: SK_SUPPRESS_DURATION_S_DEFAULT) with the class and reply as reason.
- * *added (may be NULL) says whether it did. */
-SK_NODISCARD sk_err sk_suppress_after_bounce(sk_track *tr, const sk_track_ev *ev, int64_t for_s,
-                                             int *added, sk_error *err);
+/* What a bounce is worth as evidence against its recipient. */
+typedef struct sk_suppress_evidence {
+    const sk_rules *rules; /* the class policies (define lines); NULL: nothing suppresses */
+    /* The answer came from the servers of the recipient's own domain (our
+     * delivery to its MX, or a report whose remote MTA is in the domain:
+     * sk_bounce_host_in_domain). */
+    int from_recipient_domain;
+    const char *detector; /* the bounce detector; NULL: our delivery's SMTP reply */
+    int64_t for_s;        /* 0: the class's duration; else the operator's */
+} sk_suppress_evidence;
+
+/* After a bounce: if ev (a bounced event, recorded with sk_track_event)
+ * has a class whose policy suppresses, and a permanent reply, suppress
+ * its recipient, recording the bounce as the cause. A class with
+ * evidence=strong needs the answer from the recipient's own domain, or
+ * bounced events of that class for the recipient from two messages
+ * within the class's duration (pending events are flushed to count).
+ * Temporary classes and 4xx replies never suppress. *added (may be NULL)
+ * says whether it did. */
+SK_NODISCARD sk_err sk_suppress_after_bounce(sk_track *tr, const sk_track_ev *ev,
+                                             const sk_suppress_evidence *how, int *added,
+                                             sk_error *err);
 
 /* An in-memory set of entries, keyed by the stored address form: lookups
  * that must not wait for the database (an SMTP server's RCPT) use it. Fill

@@ -175,7 +175,7 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
     if (c->rules ? sk_rules_load(c->rules, &d->rules, err) : sk_rules_default(&d->rules, err))
         return SK_ERR_CONFIG;
     d->suppress_for_s =
-        c->suppress_for_ms ? (int64_t)(c->suppress_for_ms / 1000) : SK_SUPPRESS_DURATION_S_DEFAULT;
+        c->suppress_for_ms ? (int64_t)(c->suppress_for_ms / 1000) : 0; /* 0: the class's (rules) */
     if (c->verp) d->verp_domain = d->hostname;
     if (!d->track_opened) open_track(d);
     if (c->relay_host) {

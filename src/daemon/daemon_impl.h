@@ -66,7 +66,7 @@ struct sk_daemon {
      * without a tracking store. */
     sk_suppress_mirror *suppress;
     bool track_opened; /* tried already (before the ports opened) */
-    int64_t suppress_for_s;
+    int64_t suppress_for_s; /* --suppress-for; 0: each class's duration (rules) */
 
     /* Authenticated mail: the keys that sign (--dkim; replaced on SIGHUP,
      * signers hold their own references), the checks of mail from

@@ -104,7 +104,7 @@ void sk_daemon_message_id(const char *headers, size_t len, char *out, size_t out
 typedef struct sk_verp_ctx {
     sk_track *track;
     const sk_rules *rules;
-    int64_t suppress_for_s;
+    int64_t suppress_for_s; /* --suppress-for; 0: each class's duration (rules) */
     const sk_logger *log;
 } sk_verp_ctx;
 /* A message that arrived for the VERP address addr: a DSN about the

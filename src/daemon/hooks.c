@@ -739,7 +739,12 @@ void sk_daemon_on_queue_event(void *ctx, const sk_queue_event *qe)
         /* A hard bounce (bad mailbox, domain not found) suppresses. */
         sk_error err;
         int added = 0;
-        if (sk_suppress_after_bounce(d->track, &ev, d->suppress_for_s, &added, &err))
+        /* Our own delivery's answer comes from the recipient domain's own
+         * servers (its MX, or our mailbox) unless a relay host gave it. */
+        sk_suppress_evidence how = {.rules = d->rules,
+                                    .from_recipient_domain = !d->cfg->relay_host,
+                                    .for_s = d->suppress_for_s};
+        if (sk_suppress_after_bounce(d->track, &ev, &how, &added, &err))
             sk_log(&d->log, SK_LOG_ERR, "%s daemon suppress-failed error=\"%s\"", ev.queue_id,
                    err.text);
         else if (added) {

@@ -2,6 +2,7 @@
  * of received mail, and recording DSNs (RFC 3464) and complaints (RFC 5965). */
 #include "daemon_int.h"
 
+#include <smtpkit/bounce.h>
 #include <smtpkit/dsn.h>
 #include <smtpkit/queue.h>
 
@@ -67,39 +68,17 @@ void sk_daemon_message_id(const char *headers, size_t len, char *out, size_t out
     }
 }
 
-/* "550 5.1.1 text" -> code, enhanced status, text (for the rules). */
-static void split_reply(const char *s, int *code, char *enhanced, size_t esize, const char **text)
+/* The result of the bounce about rcpt: by its recipient or the address
+ * it reports, else the only one. */
+static const sk_bounce_rcpt *bounce_rcpt(const sk_bounce *b, const char *rcpt)
 {
-    *code = 0;
-    enhanced[0] = '\0';
-    *text = s ? s : "";
-    if (!s) return;
-    if (isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
-        isdigit((unsigned char)s[2]) && (s[3] == ' ' || s[3] == '-' || s[3] == '\0')) {
-        *code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
-        s += s[3] ? 4 : 3;
+    for (size_t i = 0; i < b->nrcpts; i++) {
+        const sk_bounce_rcpt *r = &b->rcpts[i];
+        if ((r->recipient && !strcasecmp(r->recipient, rcpt)) ||
+            (r->reported && !strcasecmp(r->reported, rcpt)))
+            return r;
     }
-    size_t n = strcspn(s, " ");
-    if (n > 0 && n < esize && isdigit((unsigned char)s[0]) && s[1] == '.') {
-        memcpy(enhanced, s, n);
-        enhanced[n] = '\0';
-        s += n;
-        while (*s == ' ') s++;
-    }
-    *text = s;
-}
-
-/* The block of the report about rcpt: by Final- or Original-Recipient,
- * else the only one. */
-static const sk_report_rcpt *report_rcpt(const sk_report *r, const char *rcpt)
-{
-    for (size_t i = 0; i < r->nrcpts; i++) {
-        const sk_report_rcpt *b = &r->rcpts[i];
-        if ((b->final_recipient && !strcasecmp(b->final_recipient, rcpt)) ||
-            (b->original_recipient && !strcasecmp(b->original_recipient, rcpt)))
-            return b;
-    }
-    return r->nrcpts == 1 ? &r->rcpts[0] : NULL;
+    return b->nrcpts == 1 ? &b->rcpts[0] : NULL;
 }
 
 const char *sk_daemon_verp_report(const sk_verp_ctx *x, const char *addr, const char *msg,
@@ -116,11 +95,10 @@ const char *sk_daemon_verp_report(const sk_verp_ctx *x, const char *addr, const 
     if (sk_track_query(x->track, id, &known, &err)) return "unmatched-queue-id";
     sk_track_ev ev = {.queue_id = id, .message_id = known->message_id, .recipient = rcpt};
     sk_report *r = NULL;
+    sk_bounce *bn = NULL;
     const char *outcome;
     char reason[SK_REPLY_TEXT_MAX_OCTETS];
-    if (sk_report_parse(msg, len, &r, &err) || r->type == SK_REPORT_NONE) {
-        outcome = "not-a-report";
-    } else if (r->type == SK_REPORT_ARF) {
+    if (sk_report_parse(msg, len, &r, &err) == SK_OK && r->type == SK_REPORT_ARF) {
         /* RFC 5965: the recipient said it is unwanted; stop sending. */
         ev.kind = SK_TRACK_COMPLAINED;
         ev.reply = r->feedback_type;
@@ -130,28 +108,26 @@ const char *sk_daemon_verp_report(const sk_verp_ctx *x, const char *addr, const 
         snprintf(reason, sizeof reason, "complaint: %s",
                  r->feedback_type ? r->feedback_type : "abuse");
         int64_t now_s = sk_track_now_ms(x->track) / 1000;
-        if (sk_suppress_add(x->track, rcpt, reason, now_s, now_s + x->suppress_for_s, &err))
+        int64_t for_s = x->suppress_for_s ? x->suppress_for_s : SK_SUPPRESS_DURATION_S_DEFAULT;
+        if (sk_suppress_add(x->track, rcpt, reason, now_s, now_s + for_s, &err))
             sk_log(x->log, SK_LOG_ERR, "%s daemon suppress-failed error=\"%s\"", id, err.text);
+    } else if (sk_bounce_read(msg, len, &bn, &err) || !bn->detector) {
+        outcome = "not-a-report";
     } else {
-        const sk_report_rcpt *b = report_rcpt(r, rcpt);
+        /* A standard DSN or the text bounce of an MTA (src/bounce). */
+        const sk_bounce_rcpt *b = bounce_rcpt(bn, rcpt);
         outcome = "unmatched-recipient";
+        sk_bounce_verdict v = {0};
         if (b) {
-            ev.reply = b->diagnostic ? b->diagnostic : b->status;
+            v = sk_bounce_classify(b, x->rules);
+            ev.reply = b->reply ? b->reply : b->status;
             ev.remote_host = b->remote_mta;
             switch (b->action) {
-            case SK_DSN_FAILED: {
-                int code;
-                char enhanced[16];
-                const char *text;
-                split_reply(b->diagnostic, &code, enhanced, sizeof enhanced, &text);
-                if (!enhanced[0] && b->status) snprintf(enhanced, sizeof enhanced, "%s", b->status);
-                if (!code) code = sk_enhanced_class(enhanced) == SK_REPLY_TRANSIENT ? 450 : 550;
-                sk_rule_match m = sk_rules_match(x->rules, code, enhanced, text);
+            case SK_DSN_FAILED:
                 ev.kind = SK_TRACK_BOUNCED;
-                ev.cls = sk_class_name(m.cls);
+                ev.cls = sk_class_name(v.cls);
                 outcome = "bounced";
                 break;
-            }
             case SK_DSN_DELAYED:
                 ev.kind = SK_TRACK_DEFERRED;
                 outcome = "deferred";
@@ -170,12 +146,20 @@ const char *sk_daemon_verp_report(const sk_verp_ctx *x, const char *addr, const 
         if (b) {
             if (sk_track_event(x->track, &ev, &err))
                 sk_log(x->log, SK_LOG_ERR, "%s daemon track-failed error=\"%s\"", id, err.text);
+            const char *domain = strrchr(rcpt, '@');
+            const char *answered = b->remote_mta ? b->remote_mta : bn->reporting_mta;
+            sk_suppress_evidence how = {
+                .rules = x->rules,
+                .from_recipient_domain = domain && sk_bounce_host_in_domain(answered, domain + 1),
+                .detector = bn->detector,
+                .for_s = x->suppress_for_s};
             int added = 0;
             if (ev.kind == SK_TRACK_BOUNCED &&
-                sk_suppress_after_bounce(x->track, &ev, x->suppress_for_s, &added, &err))
+                sk_suppress_after_bounce(x->track, &ev, &how, &added, &err))
                 sk_log(x->log, SK_LOG_ERR, "%s daemon suppress-failed error=\"%s\"", id, err.text);
         }
     }
+    sk_bounce_free(bn);
     sk_report_free(r);
     sk_track_result_free(known);
     return outcome;

@@ -1,17 +1,20 @@
 /* Reply classification rules: a small line format users extend, compiled
- * once (POSIX regex) and matched first-match-wins on code, enhanced status
- * and text. The built-in set is etc/smtpkit-rules.conf. */
+ * once (PCRE2, with match, depth and heap limits: rules files come from
+ * users and reply texts from anyone) and matched first-match-wins on code,
+ * enhanced status and text. The built-in set is etc/smtpkit-rules.conf. */
 #include <smtpkit/classify.h>
 #include <smtpkit/reply.h>
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 static const char *const class_names[] = {
     [SK_CLASS_OTHER] = "other",
@@ -23,12 +26,27 @@ static const char *const class_names[] = {
     [SK_CLASS_THROTTLED] = "throttled",
     [SK_CLASS_MESSAGE_TOO_BIG] = "message-too-big",
     [SK_CLASS_AUTH] = "auth",
+    [SK_CLASS_EXPIRED] = "expired",
+    [SK_CLASS_BLOCKED] = "blocked",
+    [SK_CLASS_CONTENT] = "content",
+    [SK_CLASS_VIRUS] = "virus",
+    [SK_CLASS_AUTH_FAILURE] = "auth-failure",
+    [SK_CLASS_MAILBOX_DISABLED] = "mailbox-disabled",
+    [SK_CLASS_SYSTEM_ERROR] = "system-error",
+    [SK_CLASS_UNDETERMINED] = "undetermined",
 };
 _Static_assert(sizeof class_names / sizeof class_names[0] == SK_CLASS__COUNT, "class_names");
 
 const char *sk_class_name(sk_class c)
 {
     return (unsigned)c < SK_CLASS__COUNT ? class_names[c] : "unknown";
+}
+
+int sk_class_is_temporary(sk_class c)
+{
+    /* A slow-down or a give-up after retries says nothing about the
+     * address: never a suppression, whatever a rules file says. */
+    return c == SK_CLASS_THROTTLED || c == SK_CLASS_EXPIRED;
 }
 
 int sk_class_parse(const char *name)
@@ -44,14 +62,20 @@ typedef struct rule {
     char code[4];    /* "550", "5xx", "" = any */
     char status[16]; /* "5.1.1", "5.7." (prefix from "5.7.*"), "" = any */
     int status_prefix;
-    int has_regex;
-    regex_t re;
+    pcre2_code *re; /* NULL: no text= */
     sk_traffic_action action;
 } rule;
 
 struct sk_rules {
     rule *r;
     size_t n;
+    /* PCRE2's allocations go through sk_malloc (allocation-failure
+     * sweeps); the match context carries the limits. Both are only read
+     * once the rules are loaded, so threads may share them. */
+    pcre2_general_context *gc;
+    pcre2_compile_context *cc;
+    pcre2_match_context *mc;
+    sk_class_policy policy[SK_CLASS__COUNT]; /* from define lines */
 };
 
 /* The same text as etc/smtpkit-rules.conf (test_classify checks it). */
@@ -62,21 +86,76 @@ static const char default_rules[] =
     "# that matches a reply wins, so specific rules come before general ones.\n"
     "#   code=550 | code=5xx | code=45x    reply code, exact or with x wildcards\n"
     "#   status=5.1.1 | status=5.7.*        enhanced status, exact or prefix\n"
-    "#   text=/REGEX/ or text=/REGEX/i      POSIX extended regex on the reply text\n"
-    "#   class=NAME                         bad-mailbox, mailbox-full,\n"
-    "#                                      domain-not-found, policy, tls-required,\n"
-    "#                                      throttled, message-too-big, auth, other\n"
+    "#   text=/REGEX/ or text=/REGEX/i      PCRE2 regex on the reply text\n"
+    "#   class=NAME                         a class named by a define line below\n"
     "#   action=suspend:DURATION            stop sending to the destination a while\n"
     "#   action=rate:N/UNIT for DURATION    at most N messages per s|m|h|d\n"
+    "# A define line says what a class means for the recipient:\n"
+    "#   define class=NAME suppress=no|DURATION [evidence=strong|any]\n"
+    "# A permanent failure of a class with suppress=DURATION puts the recipient\n"
+    "# on the suppression list for that long; with evidence=strong (the\n"
+    "# default) only when the answer came from the servers of the recipient's\n"
+    "# own domain, or the same class came back twice for the address.\n"
+    "# Temporary classes (throttled, expired) never suppress.\n"
     "# Copy this file, edit it, and point the server at it to change the rules.\n"
+    "\n"
+    "define class=bad-mailbox suppress=30d\n"
+    "define class=mailbox-disabled suppress=90d\n"
+    "define class=domain-not-found suppress=7d\n"
+    "define class=mailbox-full suppress=no\n"
+    "define class=message-too-big suppress=no\n"
+    "define class=throttled suppress=no\n"
+    "define class=expired suppress=no\n"
+    "define class=policy suppress=no\n"
+    "define class=blocked suppress=no\n"
+    "define class=content suppress=no\n"
+    "define class=virus suppress=no\n"
+    "define class=auth-failure suppress=no\n"
+    "define class=auth suppress=no\n"
+    "define class=tls-required suppress=no\n"
+    "define class=system-error suppress=no\n"
+    "define class=undetermined suppress=no\n"
+    "define class=other suppress=no\n"
     "\n"
     "# Greylisting is a plain \"try again later\": retry on the normal schedule.\n"
     "class=other code=4xx text=/grey ?list/i\n"
+    "\n"
+    "# Providers whose reply texts say more than their codes (the texts their\n"
+    "# postmaster pages publish). Gmail's 4.2.1/5.2.1 rate reply is not a bad\n"
+    "# mailbox; its disabled and unknown accounts say so in words.\n"
+    "class=throttled text=/receiving mail (at a rate|too quickly)|rate that prevents additional "
+    "messages/i action=rate:10/m for 30m\n"
+    "class=mailbox-disabled text=/account that you tried to reach (is|has been) "
+    "(disabled|inactive)/i\n"
+    "class=bad-mailbox text=/account that you tried to reach does not exist/i\n"
+    "# Yahoo: \"This user doesn't have a yahoo.com account\" is a bad mailbox\n"
+    "# whatever the status; [TS01]..[TSS04] deferrals are volume limits; 5.7.9\n"
+    "# \"not accepted for policy reasons\" is policy, not authentication.\n"
+    "class=bad-mailbox text=/(doesn.?t|does not) have an? [a-z0-9.-]+ account/i\n"
+    "class=throttled code=4xx text=/\\[TSS?0[1-4]\\]|unexpected volume|user complaints/i "
+    "action=suspend:30m\n"
+    "class=policy status=5.7.9 text=/policy reasons/i\n"
+    "# Microsoft: directory-based edge blocking answers 5.4.1 for unknown\n"
+    "# recipients; banned sending addresses are reputation blocks.\n"
+    "class=bad-mailbox status=5.4.1 text=/recipient address rejected: access denied/i\n"
+    "class=blocked text=/banned sending "
+    "ip|\\bS3(140|150)\\b|\\b5\\.7\\.(60[6-9]|6[1-4][0-9])\\b/i\n"
+    "# Exchange answers 5.1.10 (null MX in RFC 7505) for a recipient its\n"
+    "# directory does not know; Domino says the user is not in its directory.\n"
+    "class=bad-mailbox text=/RESOLVER\\.ADR\\.Recip(ient)?NotFound|not listed in (the )?(Domino "
+    "Directory|public name)/i\n"
     "\n"
     "# Encryption and authentication (checked before the 5.7.* policy rules).\n"
     "class=tls-required status=5.7.10\n"
     "class=tls-required code=530 text=/starttls|tls|encrypt/i\n"
     "class=tls-required text=/must issue a starttls|tls (is )?required|encryption required/i\n"
+    "# The sender's domain failed SPF, DKIM or DMARC (RFC 7372 5.7.23, 5.7.24;\n"
+    "# Gmail's 5.7.26).\n"
+    "class=auth-failure status=5.7.23\n"
+    "class=auth-failure status=5.7.24\n"
+    "class=auth-failure status=5.7.26\n"
+    "class=auth-failure code=5xx text=/\\b(spf|dkim|dmarc)\\b|unauthenticated "
+    "(e-?mail|message)|fails? to pass authentication/i\n"
     "class=auth status=5.7.8\n"
     "class=auth status=5.7.9\n"
     "class=auth status=5.7.11\n"
@@ -92,34 +171,64 @@ static const char default_rules[] =
     ".*limit/i action=rate:10/m for 30m\n"
     "class=throttled code=421 action=suspend:2m\n"
     "\n"
+    "# Given up after retries (RFC 3463 X.4.7, and the words MTAs use).\n"
+    "class=expired status=4.4.7\n"
+    "class=expired status=5.4.7\n"
+    "class=expired text=/retry time(out)? (not reached|exceeded)|delivery time expired|message "
+    "expired|could not be delivered for [0-9.]+ (days|hours)/i\n"
+    "\n"
     "# Message size.\n"
     "class=message-too-big status=5.3.4\n"
     "class=message-too-big status=5.2.3\n"
     "class=message-too-big code=552 text=/size|too (big|large)/i\n"
+    "class=message-too-big text=/message (size )?(exceeds|is too (big|large))|too large for/i\n"
     "\n"
     "# Mailbox full (permanent or temporary).\n"
     "class=mailbox-full status=5.2.2\n"
     "class=mailbox-full status=4.2.2\n"
-    "class=mailbox-full text=/(mailbox|quota|storage).*(full|exceeded)|over ?quota|insufficient "
-    "(storage|disk)/i\n"
+    "class=mailbox-full text=/(mailbox|quota|storage|inbox).{0,20}(full|exceeded)|over "
+    "?quota|insufficient (storage|disk)|exceeded (the )?(storage|quota)/i\n"
     "\n"
-    "# The address does not exist or no longer takes mail.\n"
+    "# The mailbox exists no more, or takes no mail (RFC 3463 X.2.1).\n"
+    "class=mailbox-disabled status=5.2.1\n"
+    "class=mailbox-disabled text=/(account|mailbox|user) (is |has been "
+    ")?(disabled|deactivated|suspended|inactive|locked)|no longer (active|in use|available)/i\n"
+    "\n"
+    "# The address does not exist.\n"
     "class=bad-mailbox status=5.1.1\n"
     "class=bad-mailbox status=5.1.6\n"
-    "class=bad-mailbox status=5.2.1\n"
-    "class=bad-mailbox code=5xx text=/(no such|unknown|invalid) "
-    "(user|recipient|mailbox|address)|user unknown|(address|mailbox|user|recipient) does not "
-    "exist|mailbox unavailable|recipient (address )?rejected/i\n"
+    "class=bad-mailbox code=5xx text=/(no such|unknown|invalid|non-?existent) "
+    "(user|recipient|mailbox|address|account)|user "
+    "unknown|(address|mailbox|user|recipient|account) (does not|doesn.?t) exist|mailbox "
+    "unavailable|recipient (address )?rejected|no mailbox here|not a valid "
+    "(mailbox|recipient)|unknown local part|user not found|no such person/i\n"
+    "class=bad-mailbox text=/(benutzer|empf.nger|adresse) (unbekannt|existiert "
+    "nicht)|(utilisateur|destinataire|adresse) (inconnu|inexistant)|n.existe "
+    "pas|(usuario|destinatario) (desconocido|no existe)|utente sconosciuto|non esiste/i\n"
     "\n"
     "# The domain has no route.\n"
     "class=domain-not-found status=5.1.2\n"
     "class=domain-not-found status=5.1.10\n"
     "class=domain-not-found status=5.4.4\n"
-    "class=domain-not-found text=/(host|domain) (not found|unknown)|no such domain|domain does not "
-    "exist|null mx/i\n"
+    "class=domain-not-found text=/(host|domain)( name)? (not found|unknown)|no such domain|domain "
+    "does not exist|null mx|unrouteable address|couldn.?t find any host|no mx (record|host)|mx "
+    "records point to non-?existent hosts/i\n"
     "\n"
-    "# Spam and reputation blocks, and other policy refusals.\n"
-    "class=policy text=/spam|blocked|block ?list|black ?list|reputation|dnsbl|rbl|spamhaus/i\n"
+    "# Viruses, then spam and reputation blocks, then other policy refusals.\n"
+    "class=virus text=/virus|malware|infected|trojan/i\n"
+    "class=blocked text=/block ?list|black "
+    "?list|reputation|dnsbl|\\brbl\\b|spamhaus|spamcop|barracuda|blocked using|listed "
+    "(at|on|in)|poor sender|ip (address )?(is )?blocked/i\n"
+    "class=content text=/spam|content (filter|rejected)|message content|phish|suspicious|bulk "
+    "mail|not accepted due to content/i\n"
+    "class=policy text=/blocked|relay(ing)? (access )?denied|not permitted|refused/i\n"
+    "\n"
+    "# Local trouble at the receiving side.\n"
+    "class=system-error status=5.3.*\n"
+    "class=system-error status=5.4.6\n"
+    "class=system-error text=/mail loop|loops back|too many hops|routing loop|local (configuration "
+    ")?error|internal (server )?error|system (error|failure)/i\n"
+    "\n"
     "class=policy status=5.7.*\n"
     "class=policy status=4.7.*\n"
     "class=policy code=554\n";
@@ -137,9 +246,11 @@ size_t sk_rules_count(const sk_rules *r)
 void sk_rules_free(sk_rules *r)
 {
     if (!r) return;
-    for (size_t i = 0; i < r->n; i++)
-        if (r->r[i].has_regex) regfree(&r->r[i].re);
+    for (size_t i = 0; i < r->n; i++) pcre2_code_free(r->r[i].re);
     sk_free(r->r);
+    pcre2_match_context_free(r->mc);
+    pcre2_compile_context_free(r->cc);
+    pcre2_general_context_free(r->gc);
     sk_free(r);
 }
 
@@ -206,149 +317,142 @@ static const char *parse_action(const char *v, const char *for_dur, sk_traffic_a
     return "unknown action (want suspend:DURATION or rate:N/UNIT for DURATION)";
 }
 
-/* glibc's regcomp copies a sub-expression for each repetition it unrolls
- * ("a+" becomes "aa*", "a{3}" becomes "aaa"), so repetitions that nest or
- * follow one another ("u+++++...", "((a*)+)+") grow its tree
- * exponentially; when the repeated part can match the empty string
- * ("(()+)+"), the closures it computes over that tree grow with the
- * square. A 50-octet rule can take seconds and gigabytes. Estimate that
- * work first and refuse what is past SK_RULES_REGEX_COST_MAX. (POSIX
- * 9.4.6 leaves adjacent duplication symbols undefined anyway.) The scan
- * follows the ERE grammar loosely; regcomp still reports syntax errors. */
-typedef struct re_cost {
-    uint64_t cost; /* nodes once unrolled, capped just past the maximum */
-    int empty;     /* can match the empty string */
-    int depth;     /* repetitions inside repetitions (SK_RULES_REGEX_REPEAT_DEPTH_MAX) */
-} re_cost;
-
-typedef struct re_scan {
-    const char *p;
-    int depth;
-} re_scan;
-
-static uint64_t re_cap(uint64_t v)
+static void *pcre_alloc(PCRE2_SIZE n, void *ctx)
 {
-    return v > SK_RULES_REGEX_COST_MAX ? SK_RULES_REGEX_COST_MAX + 1 : v;
+    (void)ctx;
+    return sk_malloc(n);
 }
 
-static re_cost re_alternation(re_scan *s);
-
-/* One atom: a group, a bracket expression, an anchor, an octet. */
-static re_cost re_atom(re_scan *s)
+static void pcre_free(void *p, void *ctx)
 {
-    char c = *s->p;
-    if (c == '(') {
-        s->p++;
-        /* Bound the recursion: deeper groups are refused outright. */
-        if (++s->depth > 32) return (re_cost){SK_RULES_REGEX_COST_MAX + 1, 0, 0};
-        re_cost g = re_alternation(s);
-        s->depth--;
-        if (*s->p == ')') s->p++;
-        g.cost = re_cap(g.cost + 1);
-        return g;
+    (void)ctx;
+    sk_free(p);
+}
+
+/* An empty list with PCRE2's contexts and limits set. */
+static sk_rules *rules_new(void)
+{
+    sk_rules *rs = sk_calloc(1, sizeof *rs);
+    if (!rs) return NULL;
+    rs->gc = pcre2_general_context_create(pcre_alloc, pcre_free, NULL);
+    if (rs->gc) rs->cc = pcre2_compile_context_create(rs->gc);
+    if (rs->cc) rs->mc = pcre2_match_context_create(rs->gc);
+    if (!rs->mc) {
+        sk_rules_free(rs);
+        return NULL;
     }
-    if (c == '[') {
-        s->p++;
-        if (*s->p == '^') s->p++;
-        if (*s->p == ']') s->p++;
-        while (*s->p && *s->p != ']') {
-            /* "[:alpha:]", "[.x.]", "[=e=]" may hold a ']'. */
-            if (s->p[0] == '[' && s->p[1] && strchr(":.=", s->p[1])) {
-                char end = s->p[1];
-                s->p += 2;
-                while (*s->p && !(s->p[0] == end && s->p[1] == ']')) s->p++;
-                if (*s->p) s->p += 2;
-            } else {
-                s->p++;
+    pcre2_set_parens_nest_limit(rs->cc, SK_RULES_REGEX_PARENS_NEST_MAX);
+    pcre2_set_match_limit(rs->mc, SK_RULES_REGEX_MATCH_LIMIT);
+    pcre2_set_depth_limit(rs->mc, SK_RULES_REGEX_DEPTH_LIMIT);
+    pcre2_set_heap_limit(rs->mc, SK_RULES_REGEX_HEAP_LIMIT_KIB);
+    return rs;
+}
+
+/* 1 match, 0 no match, -1 not decided (a limit was reached, or no memory
+ * for the match data): the rule is skipped, and the caller told. */
+static int regex_matches(const sk_rules *rs, const pcre2_code *re, const char *text)
+{
+    pcre2_match_data *md = pcre2_match_data_create(1, rs->gc);
+    if (!md) return -1;
+    int rc = pcre2_match(re, (PCRE2_SPTR)text, strlen(text), 0, 0, md, rs->mc);
+    pcre2_match_data_free(md);
+    if (rc >= 0) return 1;
+    return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
+}
+
+/* "define class=NAME suppress=no|DURATION [evidence=strong|any]" (p is
+ * after "define"; modified in place) into pol[]; NULL or what is wrong. */
+static const char *parse_define(char *p, sk_class_policy *pol)
+{
+    int cls = -1, have_suppress = 0, have_evidence = 0;
+    sk_class_policy d = {.defined = 1};
+    while (*p) {
+        while (isspace((unsigned char)*p)) p++;
+        if (!*p) break;
+        char *key = p;
+        while (*p && *p != '=' && !isspace((unsigned char)*p)) p++;
+        if (*p != '=') return "expected key=value";
+        *p++ = '\0';
+        char *val = p;
+        while (*p && !isspace((unsigned char)*p)) p++;
+        if (*p) *p++ = '\0';
+        if (strcmp(key, "class") == 0) {
+            if (cls >= 0) return "class given twice";
+            cls = sk_class_parse(val);
+            if (cls < 0) return "unknown class";
+        } else if (strcmp(key, "suppress") == 0) {
+            if (have_suppress++) return "suppress given twice";
+            uint64_t ms = 0;
+            if (strcmp(val, "no") != 0) {
+                if (sk_parse_duration_ms(val, &ms) || ms < 1000)
+                    return "bad suppress (want no or a duration, e.g. suppress=30d)";
+                d.suppress = 1;
+                d.suppress_s = ms / 1000;
             }
+        } else if (strcmp(key, "evidence") == 0) {
+            if (have_evidence++) return "evidence given twice";
+            if (strcmp(val, "any") == 0)
+                d.evidence_any = 1;
+            else if (strcmp(val, "strong") != 0)
+                return "bad evidence (want strong or any)";
+        } else {
+            return "unknown key in define (want class, suppress, evidence)";
         }
-        if (*s->p) s->p++;
-        return (re_cost){1, 0, 0};
     }
-    if (c == '\\' && s->p[1]) s->p++;
-    s->p++;
-    return (re_cost){1, c == '^' || c == '$', 0};
+    if (cls < 0) return "define needs class=";
+    if (!have_suppress) return "define needs suppress=";
+    if (d.suppress && sk_class_is_temporary((sk_class)cls))
+        return "a temporary class never suppresses (want suppress=no)";
+    if (pol[cls].defined) return "class defined twice";
+    pol[cls] = d;
+    return NULL;
 }
 
-/* Copies of the atom a repetition operator at s->p makes, and whether the
- * result can be empty; 0 when there is no operator. */
-static uint64_t re_repeat(re_scan *s, int *empty)
+/* 1 when line p (after leading space) is a define line; p then points
+ * past the keyword. */
+static int is_define(char **p)
 {
-    char c = *s->p;
-    if (c == '*' || c == '?' || c == '+') {
-        s->p++;
-        if (c != '+') *empty = 1;
-        return 2;
-    }
-    if (c != '{' || !isdigit((unsigned char)s->p[1])) return 0;
-    /* {m}, {m,} and {m,n}: up to max(m, n) + 1 copies. */
-    char *end;
-    unsigned long m = strtoul(s->p + 1, &end, 10), n = m;
-    if (*end == ',') {
-        end++;
-        if (isdigit((unsigned char)*end)) n = strtoul(end, &end, 10);
-    }
-    if (*end != '}') return 0;
-    s->p = end + 1;
-    if (m == 0) *empty = 1;
-    unsigned long most = m > n ? m : n;
-    return most >= SK_RULES_REGEX_COST_MAX ? SK_RULES_REGEX_COST_MAX + 1 : (uint64_t)most + 1;
+    if (strncmp(*p, "define", 6) != 0 || !isspace((unsigned char)(*p)[6])) return 0;
+    *p += 6;
+    return 1;
 }
 
-/* A branch: pieces (an atom and its repetitions) one after another. */
-static re_cost re_branch(re_scan *s)
+/* Classes the file does not define take the built-in definitions: a rules
+ * file written before define lines existed keeps the suppressions it had. */
+static void builtin_policies(sk_class_policy *pol)
 {
-    re_cost b = {0, 1, 0};
-    while (*s->p && *s->p != '|' && *s->p != ')') {
-        re_cost a = re_atom(s);
-        uint64_t k;
-        int empty = a.empty, ops = 0;
-        while ((k = re_repeat(s, &empty)) != 0) {
-            /* Repeating what can be empty costs the square (closures). */
-            a.cost = re_cap(a.cost * (a.empty ? k * k : k));
-            a.empty = empty;
-            /* One level per repetition; a second operator right after the
-             * first ("a**", "a+?") is refused outright. */
-            a.depth = ops++ ? SK_RULES_REGEX_REPEAT_DEPTH_MAX + 1 : a.depth + 1;
+    const char *t = default_rules;
+    while (*t) {
+        const char *nl = strchr(t, '\n');
+        size_t n = nl ? (size_t)(nl - t) : strlen(t);
+        char line[SK_RULES_LINE_MAX_OCTETS + 1];
+        if (n < sizeof line) {
+            memcpy(line, t, n);
+            line[n] = '\0';
+            char *p = line;
+            sk_class_policy one[SK_CLASS__COUNT] = {0};
+            if (is_define(&p) && !parse_define(p, one))
+                for (int c = 0; c < SK_CLASS__COUNT; c++)
+                    if (one[c].defined && !pol[c].defined) pol[c] = one[c];
         }
-        b.cost = re_cap(b.cost + a.cost);
-        b.empty &= a.empty;
-        if (a.depth > b.depth) b.depth = a.depth;
+        t += n + (nl ? 1 : 0);
     }
-    return b;
 }
 
-static re_cost re_alternation(re_scan *s)
+sk_class_policy sk_rules_class_policy(const sk_rules *r, sk_class c)
 {
-    re_cost t = re_branch(s);
-    while (*s->p == '|') {
-        s->p++;
-        re_cost b = re_branch(s);
-        t.cost = re_cap(t.cost + b.cost);
-        t.empty |= b.empty;
-        if (b.depth > t.depth) t.depth = b.depth;
-    }
-    return t;
+    if (!r || (unsigned)c >= SK_CLASS__COUNT) return (sk_class_policy){0};
+    return r->policy[c];
 }
 
-/* 1 when the regex is cheap enough to compile. */
-static int re_affordable(const char *re)
-{
-    re_scan s = {re, 0};
-    uint64_t total = 0;
-    int depth = 0;
-    while (*s.p) {
-        re_cost c = re_alternation(&s);
-        total = re_cap(total + c.cost);
-        if (c.depth > depth) depth = c.depth;
-        if (*s.p == ')') s.p++; /* unbalanced: regcomp will say so */
-    }
-    return total <= SK_RULES_REGEX_COST_MAX && depth <= SK_RULES_REGEX_REPEAT_DEPTH_MAX;
-}
+/* parse_rule's answer when memory ran out (SK_ERR_NOMEM, not a mistake
+ * in the file). */
+static const char out_of_memory[] = "out of memory";
 
 /* One rule line into out; returns NULL or what is wrong. buf is the line
  * (modified in place). */
-static const char *parse_rule(char *p, rule *out, char *regerr, size_t regerr_size)
+static const char *parse_rule(char *p, rule *out, pcre2_compile_context *cc, char *regerr,
+                              size_t regerr_size)
 {
     int have_class = 0, have_code = 0, have_status = 0, have_action = 0;
     while (*p) {
@@ -360,16 +464,16 @@ static const char *parse_rule(char *p, rule *out, char *regerr, size_t regerr_si
         *p++ = '\0';
         char *val = p;
         if (strcmp(key, "text") == 0) {
-            if (out->has_regex) return "text given twice";
+            if (out->re) return "text given twice";
             if (*val != '/') return "text must be /REGEX/ or /REGEX/i";
             char *q = val + 1;
             while (*q && *q != '/') q += (*q == '\\' && q[1]) ? 2 : 1;
             if (*q != '/') return "text regex has no closing /";
             *q++ = '\0';
-            int flags = REG_EXTENDED | REG_NOSUB;
+            uint32_t opts = 0;
             while (*q && !isspace((unsigned char)*q)) {
                 if (*q != 'i') return "unknown regex flag (only i)";
-                flags |= REG_ICASE;
+                opts |= PCRE2_CASELESS;
                 q++;
             }
             /* "\/" stands for "/" inside the delimiters. */
@@ -379,14 +483,19 @@ static const char *parse_rule(char *p, rule *out, char *regerr, size_t regerr_si
                 *w++ = *r;
             }
             *w = '\0';
-            if (!re_affordable(val + 1))
-                return "text regex too complex (nested or stacked repetition)";
-            int rc = regcomp(&out->re, val + 1, flags);
-            if (rc) {
-                regerror(rc, &out->re, regerr, regerr_size);
+            int rc;
+            PCRE2_SIZE off;
+            out->re =
+                pcre2_compile((PCRE2_SPTR)(val + 1), PCRE2_ZERO_TERMINATED, opts, &rc, &off, cc);
+            if (!out->re && (rc == PCRE2_ERROR_HEAP_FAILED || rc == PCRE2_ERROR_NOMEMORY))
+                return out_of_memory;
+            if (!out->re) {
+                char msg[120];
+                if (pcre2_get_error_message(rc, (PCRE2_UCHAR *)msg, sizeof msg) < 0)
+                    snprintf(msg, sizeof msg, "error %d", rc);
+                snprintf(regerr, regerr_size, "text regex: %s at offset %zu", msg, (size_t)off);
                 return regerr;
             }
-            out->has_regex = 1;
             p = q;
             continue;
         }
@@ -425,7 +534,7 @@ static const char *parse_rule(char *p, rule *out, char *regerr, size_t regerr_si
         }
     }
     if (!have_class) return "no class=";
-    if (!have_code && !have_status && !out->has_regex)
+    if (!have_code && !have_status && !out->re)
         return "a rule needs at least one of code=, status=, text=";
     return NULL;
 }
@@ -434,7 +543,7 @@ sk_err sk_rules_parse(const char *text, size_t len, const char *origin, sk_rules
                       sk_error *err)
 {
     *out = NULL;
-    sk_rules *rs = sk_calloc(1, sizeof *rs);
+    sk_rules *rs = rules_new();
     if (!rs) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
     size_t pos = 0, lineno = 0, cap = 0;
     while (pos < len) {
@@ -453,10 +562,15 @@ sk_err sk_rules_parse(const char *text, size_t len, const char *origin, sk_rules
             if (n && line[n - 1] == '\r') line[n - 1] = '\0';
         }
         pos = nl ? end + 1 : len;
+        int defined_line = 0;
+        char *p = line;
         if (!why) {
-            char *p = line;
             while (isspace((unsigned char)*p)) p++;
             if (!*p || *p == '#') continue;
+            defined_line = is_define(&p);
+            if (defined_line) why = parse_define(p, rs->policy);
+        }
+        if (!why && !defined_line) {
             sk_err ge = sk_array_grow(&rs->r, &cap, rs->n + 1, sizeof *rs->r, SK_RULES_MAX);
             if (ge) {
                 sk_rules_free(rs);
@@ -466,18 +580,22 @@ sk_err sk_rules_parse(const char *text, size_t len, const char *origin, sk_rules
             rule *r = &rs->r[rs->n];
             memset(r, 0, sizeof *r);
             r->line = lineno;
-            why = parse_rule(p, r, regerr, sizeof regerr);
+            why = parse_rule(p, r, rs->cc, regerr, sizeof regerr);
             if (!why)
                 rs->n++;
-            else if (r->has_regex)
-                regfree(&r->re);
+            else
+                pcre2_code_free(r->re);
         }
         if (why) {
             sk_rules_free(rs);
+            if (why == out_of_memory)
+                return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "%s:%zu: out of memory",
+                                    origin, lineno);
             return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "%s:%zu: %s", origin, lineno,
                                 why);
         }
     }
+    builtin_policies(rs->policy);
     *out = rs;
     return SK_OK;
 }
@@ -530,7 +648,11 @@ sk_rule_match sk_rules_match(const sk_rules *rs, int code, const char *enhanced,
     for (size_t i = 0; rs && i < rs->n; i++) {
         const rule *r = &rs->r[i];
         if (!code_matches(r->code, code) || !status_matches(r, enhanced)) continue;
-        if (r->has_regex && regexec(&r->re, text ? text : "", 0, NULL, 0) != 0) continue;
+        if (r->re) {
+            int rc = regex_matches(rs, r->re, text ? text : "");
+            if (rc < 0) m.undecided++;
+            if (rc != 1) continue;
+        }
         m.matched = 1;
         m.cls = r->cls;
         m.action = r->action;

@@ -297,6 +297,42 @@ static sk_err set_str(char **dst, char *v, const char *src)
     return SK_OK;
 }
 
+/* RFC 3464 2.3.3 names five actions; MTAs write others ("expired",
+ * "failure", "Failed " ...). Read the meaning, not the spelling. */
+static int action_value(const char *v)
+{
+    int a = sk_dsn_action_parse(v);
+    if (a >= 0 || !v) return a;
+    while (isspace((unsigned char)*v)) v++;
+    static const struct {
+        const char *word;
+        sk_dsn_action action;
+    } words[] = {
+        {"fail", SK_DSN_FAILED},       {"failure", SK_DSN_FAILED}, {"expired", SK_DSN_FAILED},
+        {"bounce", SK_DSN_FAILED},     {"bounced", SK_DSN_FAILED}, {"undeliverable", SK_DSN_FAILED},
+        {"rejected", SK_DSN_FAILED},   {"error", SK_DSN_FAILED},   {"delay", SK_DSN_DELAYED},
+        {"deferred", SK_DSN_DELAYED},  {"retry", SK_DSN_DELAYED},  {"retrying", SK_DSN_DELAYED},
+        {"success", SK_DSN_DELIVERED}, {"sent", SK_DSN_DELIVERED},
+    };
+    size_t n = 0;
+    while (isalpha((unsigned char)v[n])) n++;
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (n == strlen(words[i].word) && strncasecmp(v, words[i].word, n) == 0)
+            return (int)words[i].action;
+    return -1;
+}
+
+/* "5.1.1 (user unknown)" -> "user unknown": some MTAs give the reason
+ * only as a comment on the Status line. NULL when there is none. */
+static char *status_comment(const char *v)
+{
+    const char *open = v ? strchr(v, '(') : NULL;
+    const char *close = open ? strrchr(open, ')') : NULL;
+    if (!close) return NULL;
+    span c = trim((span){open + 1, (size_t)(close - open - 1)});
+    return c.n ? sk_strndup(c.p, c.n) : NULL;
+}
+
 static sk_err add_rcpt(sk_report *r, const fields *g)
 {
     if (r->nrcpts >= SK_REPORT_RCPTS_MAX) return SK_OK;
@@ -308,8 +344,12 @@ static sk_err add_rcpt(sk_report *r, const fields *g)
     const char *fr = fields_get(g, "Final-Recipient"), *orr = fields_get(g, "Original-Recipient");
     const char *st = fields_get(g, "Status"), *dc = fields_get(g, "Diagnostic-Code");
     const char *rm = fields_get(g, "Remote-MTA");
-    rc->action = sk_dsn_action_parse(fields_get(g, "Action"));
+    rc->action = action_value(fields_get(g, "Action"));
     sk_err e = set_str(&rc->final_recipient, address_value(fr), fr);
+    if (!e && st && strchr(st, '(')) {
+        char *c = status_comment(st);
+        e = set_str(&rc->status_comment, c, c);
+    }
     if (!e) e = set_str(&rc->original_recipient, address_value(orr), orr);
     if (!e) e = set_str(&rc->status, status_value(st), st);
     if (!e) e = set_str(&rc->diagnostic, typed_value(dc), dc);
@@ -320,6 +360,40 @@ static sk_err add_rcpt(sk_report *r, const fields *g)
 static int is_rcpt_group(const fields *g)
 {
     return fields_get(g, "Final-Recipient") || fields_get(g, "Original-Recipient");
+}
+
+/* A block with a Status or Action but no recipient field: the address is
+ * in the human-readable part (sk_bounce finds it there). */
+static int is_status_group(const fields *g)
+{
+    return fields_get(g, "Status") || fields_get(g, "Action");
+}
+
+/* Per-recipient blocks written without the empty line between them: a
+ * recipient field (Final- or Original-Recipient) that the block already
+ * has starts the next one. Moves the fields of g into one group after
+ * another. */
+static sk_err add_rcpts(sk_report *r, fields *g)
+{
+    fields cur = {0};
+    sk_err e = SK_OK;
+    for (size_t i = 0; i < g->n && !e; i++) {
+        const char *name = g->f[i].name;
+        int is_rcpt_field =
+            !strcasecmp(name, "Final-Recipient") || !strcasecmp(name, "Original-Recipient");
+        if (is_rcpt_field && fields_get(&cur, name)) {
+            e = add_rcpt(r, &cur);
+            fields_free(&cur);
+            if (e) break;
+        }
+        e = sk_array_grow(&cur.f, &cur.cap, cur.n + 1, sizeof *cur.f, SK_REPORT_FIELDS_MAX);
+        if (e) break;
+        cur.f[cur.n++] = g->f[i];
+        g->f[i] = (field){0};
+    }
+    if (!e && cur.n) e = add_rcpt(r, &cur);
+    fields_free(&cur);
+    return e;
 }
 
 /* RFC 3464 2.1: per-message fields, then per-recipient groups, separated
@@ -340,7 +414,10 @@ static sk_err parse_status(sk_report *r, const char *s, size_t len)
                 if (!e) e = set_str(&r->envid, env ? sk_strdup(env) : NULL, env);
             }
             /* Some MTAs omit the empty line after the per-message fields. */
-            if (!e && (!first || is_rcpt_group(&g))) e = add_rcpt(r, &g);
+            if (!e && (!first || is_rcpt_group(&g))) e = add_rcpts(r, &g);
+            /* ...or every per-recipient field but Status and Action. */
+            else if (!e && first && is_status_group(&g))
+                e = add_rcpt(r, &g);
             first = 0;
         }
         fields_free(&g);
@@ -393,10 +470,17 @@ static sk_err original_id(sk_report *r, const char *s, size_t len)
 
 typedef struct walk_state {
     sk_report *r;
-    int saw_report; /* a multipart/report was found */
+    int saw_report;   /* a multipart/report was found */
+    int other_report; /* a multipart/report of another report-type */
 } walk_state;
 
 static sk_err walk(walk_state *w, const char *s, size_t len, int depth);
+
+static int is_status_type(const char *type)
+{
+    return strcmp(type, "message/delivery-status") == 0 ||
+           strcmp(type, "message/global-delivery-status") == 0; /* RFC 6533 */
+}
 
 static sk_err report_part(walk_state *w, span part)
 {
@@ -409,8 +493,7 @@ static sk_err report_part(walk_state *w, span part)
     if (!e) e = decode_body(&h, (span){part.p + pos, part.n - pos}, &body);
     if (e) {
         /* nothing more to do */
-    } else if (strcmp(type, "message/delivery-status") == 0 ||
-               strcmp(type, "message/global-delivery-status") == 0) { /* RFC 6533 */
+    } else if (is_status_type(type)) {
         if (w->r->type == SK_REPORT_NONE) e = parse_status(w->r, body.data, body.len);
     } else if (strcmp(type, "message/feedback-report") == 0) {
         if (w->r->type == SK_REPORT_NONE) e = parse_arf(w->r, body.data, body.len);
@@ -433,21 +516,41 @@ static sk_err walk(walk_state *w, const char *s, size_t len, int depth)
     const char *ct = fields_get(&h, "Content-Type");
     char type[64];
     media_type(ct, type, sizeof type);
-    char *boundary = NULL;
+    char *boundary = NULL, *rtype = NULL;
     if (!e && strncmp(type, "multipart/", 10) == 0) e = media_param(ct, "boundary", &boundary);
+    if (!e && strcmp(type, "multipart/report") == 0) e = media_param(ct, "report-type", &rtype);
     if (!e && boundary && boundary[0]) {
         span parts[64];
         size_t n = split_parts(s + pos, len - pos, boundary, parts, 64);
         int is_report = strcmp(type, "multipart/report") == 0;
-        w->saw_report |= is_report;
+        /* RFC 6522: a report of another type (a quota notice, say) is read
+         * for what its parts say, not refused. */
+        if (is_report && rtype && strcasecmp(rtype, "delivery-status") &&
+            strcasecmp(rtype, "feedback-report"))
+            w->other_report = 1;
+        else
+            w->saw_report |= is_report;
         for (size_t i = 0; i < n && !e; i++) {
             if (is_report)
                 e = report_part(w, parts[i]);
             else if (w->r->type == SK_REPORT_NONE)
                 e = walk(w, parts[i].p, parts[i].n, depth + 1);
         }
+    } else if (!e && depth > 0 && w->r->type == SK_REPORT_NONE && is_status_type(type)) {
+        /* A status part inside multipart/mixed (OpenSMTPD and several
+         * gateways send reports that way). */
+        w->saw_report = 1;
+        e = report_part(w, (span){s, len});
+    } else if (!e && depth > 0 && w->r->type == SK_REPORT_NONE &&
+               (strcmp(type, "message/rfc822") == 0 || strcmp(type, "message/global") == 0)) {
+        /* A bounce forwarded as an attached message. */
+        sk_buf body = SK_BUF_INIT(SK_REPORT_MAX_OCTETS);
+        e = decode_body(&h, (span){s + pos, len - pos}, &body);
+        if (!e) e = walk(w, body.data ? body.data : "", body.len, depth + 1);
+        sk_buf_free(&body);
     }
     sk_free(boundary);
+    sk_free(rtype);
     fields_free(&h);
     return e;
 }
@@ -485,6 +588,7 @@ void sk_report_free(sk_report *r)
         sk_free(rc->status);
         sk_free(rc->diagnostic);
         sk_free(rc->remote_mta);
+        sk_free(rc->status_comment);
     }
     sk_free(r->rcpts);
     char **strs[] = {&r->reporting_mta,      &r->envid,

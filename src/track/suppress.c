@@ -1,5 +1,6 @@
 /* The suppression list: recipients not to send to, in the tracking store's
  * database (table "suppression"), written at once rather than batched. */
+#include <smtpkit/bounce.h>
 #include <smtpkit/classify.h>
 #include <smtpkit/suppress.h>
 
@@ -29,13 +30,32 @@ const char sk_suppress_schema[] =
     "CREATE TRIGGER IF NOT EXISTS suppression_log_delete AFTER DELETE ON suppression BEGIN"
     " INSERT INTO suppression_log (address) VALUES (old.address); END;"
     "CREATE TRIGGER IF NOT EXISTS suppression_log_trim AFTER INSERT ON suppression_log BEGIN"
-    " DELETE FROM suppression_log WHERE seq <= new.seq - " STR(SK_SUPPRESS_LOG_KEEP_ROWS) "; END;";
+    " DELETE FROM suppression_log WHERE seq <= new.seq - " STR(
+        SK_SUPPRESS_LOG_KEEP_ROWS) "; END;"
+                                   /* The bounce that caused an entry (none for a manual one or a
+                                    * complaint): gone with its entry. A table of its own rather
+                                    * than columns of suppression, so that older programs keep
+                                    * reading the store. */
+                                   "CREATE TABLE IF NOT EXISTS suppression_cause ("
+                                   " address TEXT PRIMARY KEY,"
+                                   " queue_id TEXT,"
+                                   " bounce TEXT,"
+                                   " detector TEXT,"
+                                   " evidence TEXT);"
+                                   "CREATE TRIGGER IF NOT EXISTS suppression_cause_delete AFTER "
+                                   "DELETE ON suppression BEGIN"
+                                   " DELETE FROM suppression_cause WHERE address = old.address; "
+                                   "END;";
 
 void sk_suppression_clear(sk_suppression *s)
 {
     if (!s) return;
     sk_free(s->address);
     sk_free(s->reason);
+    sk_free(s->queue_id);
+    sk_free(s->bounce);
+    sk_free(s->detector);
+    sk_free(s->evidence);
     memset(s, 0, sizeof *s);
 }
 
@@ -83,8 +103,22 @@ static int64_t now_or_clock(sk_track *tr, int64_t now_s)
     return now_s ? now_s : sk_track_now_ms(tr) / 1000;
 }
 
+/* What caused an entry; NULL: an operator or a complaint did. */
+typedef struct cause {
+    const char *queue_id, *bounce, *detector, *evidence;
+} cause;
+
+static sk_err add_entry(sk_track *tr, const char *addr, const char *reason, int64_t now_s,
+                        int64_t until_s, const cause *why, sk_error *err);
+
 sk_err sk_suppress_add(sk_track *tr, const char *addr, const char *reason, int64_t now_s,
                        int64_t until_s, sk_error *err)
+{
+    return add_entry(tr, addr, reason, now_s, until_s, NULL, err);
+}
+
+static sk_err add_entry(sk_track *tr, const char *addr, const char *reason, int64_t now_s,
+                        int64_t until_s, const cause *why, sk_error *err)
 {
     sk_error_clear(err);
     if (tr->readonly)
@@ -132,6 +166,30 @@ sk_err sk_suppress_add(sk_track *tr, const char *addr, const char *reason, int64
     }
     sqlite3_finalize(st);
     st = NULL;
+    /* The entry's cause replaces an earlier one (or none: manual). */
+    if (sqlite3_prepare_v2(tr->db,
+                           why ? "INSERT OR REPLACE INTO suppression_cause"
+                                 " (address, queue_id, bounce, detector, evidence)"
+                                 " VALUES (?, ?, ?, ?, ?)"
+                               : "DELETE FROM suppression_cause WHERE address = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        st = NULL;
+        e = sk_track_db_error(tr, err, "preparing");
+        goto rollback;
+    }
+    sqlite3_bind_text(st, 1, sk_buf_cstr(&a), -1, SQLITE_STATIC);
+    if (why) {
+        sqlite3_bind_text(st, 2, why->queue_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, why->bounce, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, why->detector, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, why->evidence, -1, SQLITE_STATIC);
+    }
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        e = sk_track_db_error(tr, err, "recording the cause of a suppression");
+        goto rollback;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
     e = sk_track_exec(tr, "COMMIT", err);
     if (!e) goto out;
 rollback:
@@ -143,7 +201,29 @@ out:
     return e;
 }
 
-/* Fill s from a row (address, reason, created, until). */
+/* A store written by an older program, opened read-only, has no
+ * suppression_cause table: its entries have no recorded cause. */
+static int has_causes(sk_track *tr)
+{
+    sqlite3_stmt *st;
+    int yes = 0;
+    if (sqlite3_prepare_v2(tr->db,
+                           "SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                           " AND name = 'suppression_cause'",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    yes = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return yes;
+}
+
+#define SELECT_ENTRY "SELECT s.address, s.reason, s.created, s.until"
+#define SELECT_CAUSE                                                                               \
+    ", c.queue_id, c.bounce, c.detector, c.evidence FROM suppression AS s"                         \
+    " LEFT JOIN suppression_cause AS c ON c.address = s.address"
+#define SELECT_PLAIN " FROM suppression AS s"
+
+/* Fill s from a row (address, reason, created, until[, cause columns]). */
 static int row_to_entry(sqlite3_stmt *st, sk_suppression *s)
 {
     int oom = 0;
@@ -151,6 +231,12 @@ static int row_to_entry(sqlite3_stmt *st, sk_suppression *s)
     s->reason = sk_track_column_dup(st, 1, &oom);
     s->created_s = sqlite3_column_int64(st, 2);
     s->until_s = sqlite3_column_int64(st, 3); /* NULL reads as 0: no expiry */
+    if (sqlite3_column_count(st) > 4) {
+        s->queue_id = sk_track_column_dup(st, 4, &oom);
+        s->bounce = sk_track_column_dup(st, 5, &oom);
+        s->detector = sk_track_column_dup(st, 6, &oom);
+        s->evidence = sk_track_column_dup(st, 7, &oom);
+    }
     return oom;
 }
 
@@ -164,8 +250,10 @@ sk_err sk_suppress_check(sk_track *tr, const char *addr, int64_t now_s, sk_suppr
     if (e) return e;
     if (!tr->suppress_check &&
         sqlite3_prepare_v3(tr->db,
-                           "SELECT address, reason, created, until FROM suppression"
-                           " WHERE address = ?1 AND (until IS NULL OR until > ?2)",
+                           has_causes(tr) ? SELECT_ENTRY SELECT_CAUSE
+                               " WHERE s.address = ?1 AND (s.until IS NULL OR s.until > ?2)"
+                                          : SELECT_ENTRY SELECT_PLAIN
+                               " WHERE s.address = ?1 AND (s.until IS NULL OR s.until > ?2)",
                            -1, SQLITE_PREPARE_PERSISTENT, &tr->suppress_check, NULL) != SQLITE_OK) {
         sk_buf_free(&a);
         return sk_track_db_error(tr, err, "preparing");
@@ -235,8 +323,10 @@ sk_err sk_suppress_list(sk_track *tr, int64_t now_s, sk_suppression **out, size_
     *n = 0;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(tr->db,
-                           "SELECT address, reason, created, until FROM suppression"
-                           " WHERE until IS NULL OR until > ? ORDER BY address",
+                           has_causes(tr) ? SELECT_ENTRY SELECT_CAUSE
+                               " WHERE s.until IS NULL OR s.until > ? ORDER BY s.address"
+                                          : SELECT_ENTRY SELECT_PLAIN
+                               " WHERE s.until IS NULL OR s.until > ? ORDER BY s.address",
                            -1, &st, NULL) != SQLITE_OK)
         return sk_track_db_error(tr, err, "preparing");
     sqlite3_bind_int64(st, 1, now_or_clock(tr, now_s));
@@ -261,18 +351,60 @@ sk_err sk_suppress_list(sk_track *tr, int64_t now_s, sk_suppression **out, size_
     return SK_OK;
 }
 
-sk_err sk_suppress_after_bounce(sk_track *tr, const sk_track_ev *ev, int64_t for_s, int *added,
-                                sk_error *err)
+/* Distinct messages that bounced for recipient with class cls since
+ * since_ms (recorded events only). -1 on a database error. */
+static int64_t bounces_of(sk_track *tr, const char *recipient, const char *cls, int64_t since_ms)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(tr->db,
+                           "SELECT COUNT(DISTINCT COALESCE(queue_id, message_id)) FROM events"
+                           " WHERE event = 'bounced' AND recipient = ? AND class = ?"
+                           " AND time_ms > ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, recipient, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, cls, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, since_ms);
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    return n;
+}
+
+sk_err sk_suppress_after_bounce(sk_track *tr, const sk_track_ev *ev,
+                                const sk_suppress_evidence *how, int *added, sk_error *err)
 {
     sk_error_clear(err);
     if (added) *added = 0;
-    /* Only failures that say the address itself is wrong: a full mailbox or
-     * a policy refusal may pass. */
-    if (ev->kind != SK_TRACK_BOUNCED || !ev->recipient || !ev->cls) return SK_OK;
+    if (ev->kind != SK_TRACK_BOUNCED || !ev->recipient || !ev->cls || !how) return SK_OK;
     int cls = sk_class_parse(ev->cls);
-    if (cls != SK_CLASS_BAD_MAILBOX && cls != SK_CLASS_DOMAIN_NOT_FOUND) return SK_OK;
-    if (!for_s) for_s = SK_SUPPRESS_DURATION_S_DEFAULT;
-    int64_t now_s = ev->time_ms ? ev->time_ms / 1000 : sk_track_now_ms(tr) / 1000;
+    if (cls < 0 || sk_class_is_temporary((sk_class)cls)) return SK_OK;
+    /* A bounce of a temporary kind never suppresses: the reply must be a
+     * permanent one (when it has a code or enhanced status at all). */
+    int code;
+    char enhanced[16];
+    const char *text;
+    sk_bounce_split_reply(ev->reply, &code, enhanced, sizeof enhanced, &text);
+    if ((code >= 400 && code < 500) || enhanced[0] == '4') return SK_OK;
+    sk_class_policy pol = sk_rules_class_policy(how->rules, (sk_class)cls);
+    if (!pol.suppress) return SK_OK;
+    int64_t for_s = how->for_s ? how->for_s : (int64_t)pol.suppress_s;
+    int64_t now_ms = ev->time_ms ? ev->time_ms : sk_track_now_ms(tr);
+    const char *evidence = "any";
+    if (!pol.evidence_any) {
+        /* One misread bounce must not block a working address: the
+         * recipient's own domain's servers said so, or the same class
+         * came back for two messages. */
+        if (how->from_recipient_domain) {
+            evidence = "recipient-domain";
+        } else {
+            sk_err e = sk_track_flush(tr, err);
+            if (e) return e;
+            int64_t n = bounces_of(tr, ev->recipient, ev->cls, now_ms - for_s * 1000);
+            if (n < 0) return sk_track_db_error(tr, err, "counting bounces");
+            if (n < 2) return SK_OK;
+            evidence = "repeated";
+        }
+    }
     sk_buf reason = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS);
     sk_err e = sk_buf_printf(&reason, "%s", ev->cls);
     /* The reply is informative only: a reason cut at the bound is fine. */
@@ -284,7 +416,12 @@ sk_err sk_suppress_after_bounce(sk_track *tr, const sk_track_ev *ev, int64_t for
         sk_buf_free(&reason);
         return sk_error_set(err, e, SK_STEP_NONE, "suppression: out of memory");
     }
-    e = sk_suppress_add(tr, ev->recipient, sk_buf_cstr(&reason), now_s, now_s + for_s, err);
+    cause why = {.queue_id = ev->queue_id ? ev->queue_id : ev->message_id,
+                 .bounce = ev->reply,
+                 .detector = how->detector ? how->detector : "smtp-reply",
+                 .evidence = evidence};
+    int64_t now_s = now_ms / 1000;
+    e = add_entry(tr, ev->recipient, sk_buf_cstr(&reason), now_s, now_s + for_s, &why, err);
     sk_buf_free(&reason);
     if (!e && added) *added = 1;
     return e;

@@ -41,6 +41,7 @@ COMMANDS = {
     "check": (["example.org", "--dns-server", "127.0.0.1:1"], "--selecotr", "--selector",
               "--selector"),
     "apikey": (["--data-dir", "/nonexistent", "list"], "--scoep", "--scope", "--name"),
+    "bounce": (["/nonexistent"], "--josn", "--json", "--rules"),
 }
 
 tmp = sktest.TempDir("sk-cli-consistency-")

@@ -3,9 +3,14 @@
 relayed mail carries the queue ID and recipient; a DSN (RFC 3464, built
 here with Python's email package) sent later to that address is matched to
 the message and recipient, classified and recorded: `smtpkit track` shows
-the recipient `bounced` with class bad-mailbox."""
+the recipient `bounced` with class bad-mailbox, and since the Remote-MTA
+is in the recipient's domain, the recipient is suppressed with that bounce
+as the cause. A Postfix text bounce (no status part) from a host outside
+the recipient's domain is read too and recorded, but one such bounce is
+not evidence enough to suppress."""
 
 import email.policy
+import json
 import os
 import smtplib
 import sys
@@ -49,6 +54,15 @@ def build_dsn(to, rcpt, qid):
     return report.as_bytes(policy=email.policy.SMTP)  # CRLF line ends
 
 
+def build_text_bounce(to, rcpt):
+    """Postfix's human-readable bounce alone, as some gateways forward it."""
+    return ("From: MAILER-DAEMON@relay.other.test (Mail Delivery System)\r\n"
+            "To: %s\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n"
+            "This is the mail system at host relay.other.test.\r\n\r\n"
+            "<%s>: host mx.other.test[192.0.2.9] said: 550 5.1.1 User unknown\r\n"
+            "    (in reply to RCPT TO command)\r\n" % (to, rcpt)).encode()
+
+
 tmp = sktest.TempDir("sk-delivery-verp-")
 try:
     port = sktest.free_port()
@@ -83,6 +97,33 @@ try:
             r = sktest.smtpkit("track", "--data-dir", srv.data_dir, qid, timeout=30)
             expect(r.returncode == 0 and "bounced" in r.stdout and "bad-mailbox" in r.stdout,
                    "smtpkit track table: %s" % r.stdout, srv)
+            # Strong evidence (the Remote-MTA is in far.test): suppressed,
+            # with the bounce that caused it.
+            lst = [e for e in json.loads(sktest.smtpkit(
+                "suppress", "--data-dir", srv.data_dir, "list", "--json", timeout=30).stdout)
+                if e["address"] == "bob@far.test"]
+            expect(len(lst) == 1 and lst[0]["queue_id"] == qid
+                   and lst[0]["detector"] == "rfc3464"
+                   and lst[0]["evidence"] == "recipient-domain"
+                   and "5.1.1" in (lst[0]["bounce"] or ""), "bob suppressed: %r" % lst, srv)
+
+            # A text bounce for carol from outside far.test: read and
+            # recorded, not suppressed on its own.
+            verp_c = by_rcpt["carol@far.test"]
+            with smtplib.SMTP(HOST, srv.port, timeout=30) as s:
+                refused = s.sendmail("", [verp_c], build_text_bounce(verp_c, "carol@far.test"))
+                expect(refused == {}, "text bounce accepted: %r" % refused, srv)
+            wait(lambda: any(e["recipient"] == "carol@far.test"
+                             for e in events(srv.data_dir, qid, "bounced")), 20,
+                 "carol's bounce recorded", srv)
+            c = [e for e in events(srv.data_dir, qid, "bounced")
+                 if e["recipient"] == "carol@far.test"]
+            expect(c[0]["class"] == "bad-mailbox" and "User unknown" in (c[0]["reply"] or ""),
+                   "carol's text bounce: %r" % c, srv)
+            lst = json.loads(sktest.smtpkit("suppress", "--data-dir", srv.data_dir, "list",
+                                            "--json", timeout=30).stdout)
+            expect(not any(e["address"] == "carol@far.test" for e in lst),
+                   "one bounce from outside the domain does not suppress: %r" % lst, srv)
             # The report was consumed, not delivered to anyone's mailbox.
             expect(not srv.maildir("local.test", "alice"), "no mail to the sender", srv)
     print("ok")

@@ -74,7 +74,14 @@ try:
     # --- track --json -------------------------------------------------------
     for key in ["Q0000000000000A1", "m1@example.org", "<m1@example.org>"]:
         t = json.loads(cli("track", "--data-dir", d, key, "--json").stdout)
-        check(list(t) == ["id", "message_id", "events"], "top-level fields: %r" % list(t))
+        check(list(t) == ["id", "message_id", "events", "suppressions"],
+              "top-level fields: %r" % list(t))
+        # The suppression its hard bounce caused, with that bounce.
+        sup = t["suppressions"]
+        check(len(sup) == 1 and sup[0]["address"] == "b@example.org"
+              and sup[0]["bounce"] == "550 5.1.1 no such user"
+              and sup[0]["detector"] == "smtp-reply" and sup[0]["evidence"] == "recipient-domain"
+              and RFC3339.match(sup[0]["until"]), "%s: suppressions: %r" % (key, sup))
         check(t["id"] == "Q0000000000000A1" and t["message_id"] == "m1@example.org",
               "%s: id and Message-ID: %r" % (key, t))
         evs = t["events"]
@@ -101,6 +108,8 @@ try:
     # The table names the message and each event.
     r = cli("track", "--data-dir", d, "Q0000000000000A1")
     check("Q0000000000000A1" in r.stdout and "<m1@example.org>" in r.stdout, r.stdout)
+    check("Suppressed because of this message's bounces:" in r.stdout
+          and "b@example.org until" in r.stdout and "evidence recipient-domain" in r.stdout, r.stdout)
     rows = [ln for ln in r.stdout.splitlines() if RFC3339.match(ln.split(" ")[0] or "-")]
     check(len(rows) == 6 and "delivered" in rows[5] and TLS in rows[5], "table rows: %r" % rows)
 
@@ -153,10 +162,17 @@ try:
     lst = json.loads(cli("suppress", "--data-dir", d, "list", "--json").stdout)
     check(len(lst) == 1 and lst[0]["address"] == "b@example.org"
           and lst[0]["reason"] == "bad-mailbox: 550 5.1.1 no such user"
+          and lst[0]["queue_id"] == "Q0000000000000A1" and lst[0]["evidence"] == "recipient-domain"
+          and lst[0]["bounce"] == "550 5.1.1 no such user"
           and RFC3339.match(lst[0]["until"]), "bounce entry: %r" % lst)
+    r = cli("suppress", "--data-dir", d, "list")
+    check("caused by Q0000000000000A1 (detector smtp-reply, evidence recipient-domain)"
+          in r.stdout, r.stdout)
     e = json.loads(cli("suppress", "--data-dir", d, "add", "<Zed@Example.COM>", "--reason",
                        "complaint", "--for", "2d", "--json").stdout)
-    check(list(e) == ["address", "reason", "created", "until"], "entry fields: %r" % list(e))
+    check(list(e) == ["address", "reason", "created", "until", "queue_id", "bounce", "detector",
+                      "evidence"], "entry fields: %r" % list(e))
+    check(e["queue_id"] is None and e["bounce"] is None, "a manual entry has no bounce: %r" % e)
     check(e["address"] == "Zed@example.com" and e["reason"] == "complaint", "%r" % e)
     e = json.loads(cli("suppress", "--data-dir", d, "add", "ops@example.net", "--json").stdout)
     check(e["until"] is None and e["reason"] == "manual", "for ever: %r" % e)

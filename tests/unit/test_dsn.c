@@ -454,6 +454,29 @@ typedef struct want_rcpt {
     int action;
 } want_rcpt;
 
+/* Variants real MTAs send (docs/delivery.md "Reading reports"). */
+static const char lenient_mixed[] =
+    "Content-Type: multipart/mixed; boundary=\"m\"\n\n--m\nContent-Type: text/plain\n\nx\n"
+    "--m\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; o.example\n\n"
+    "Final-Recipient: rfc822; a@example.com\nAction: failure\nStatus: 5.1.1\n--m--\n";
+static const char lenient_noblank[] =
+    "Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\n\n--r\n"
+    "Content-Type: message/delivery-status\n\nReporting-MTA: dns; g.example\n"
+    "Final-Recipient: rfc822; b@example.com\nAction: Failed \nStatus: 5.0.0 (user unknown)\n"
+    "Final-Recipient: rfc822; c@example.com\nAction: EXPIRED\nStatus: 4.4.7\n--r--\n";
+static const char lenient_forwarded[] =
+    "Content-Type: multipart/mixed; boundary=\"o\"\n\n--o\nContent-Type: message/rfc822\n\n"
+    "Content-Type: multipart/report; report-type=delivery-status; boundary=\"i\"\n\n--i\n"
+    "Content-Type: message/delivery-status\n\nReporting-MTA: dns; f.example\n\n"
+    "Final-Recipient: rfc822; d@example.com\nAction: deferred\nStatus: 4.2.0\n--i--\n--o--\n";
+static const char lenient_no_rcpt[] =
+    "Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\n\n--r\n"
+    "Content-Type: message/delivery-status\n\nReporting-MTA: dns; n.example\nAction: failed\n"
+    "Status: 5.2.2\n--r--\n";
+static const char other_report_type[] =
+    "Content-Type: multipart/report; report-type=quota-notice; boundary=\"q\"\n\n--q\n"
+    "Content-Type: text/plain\n\nover quota\n--q--\n";
+
 static const struct {
     const char *name, *msg;
     sk_err err;
@@ -501,6 +524,40 @@ static const struct {
      {{0}}},
     {"plain", plain_message, SK_OK, SK_REPORT_NONE, NULL, NULL, 0, {{0}}},
     {"no status part", report_without_status, SK_ERR_SYNTAX, SK_REPORT_NONE, NULL, NULL, 0, {{0}}},
+    {"status part in multipart/mixed",
+     lenient_mixed,
+     SK_OK,
+     SK_REPORT_DSN,
+     "o.example",
+     NULL,
+     1,
+     {{"a@example.com", NULL, "5.1.1", NULL, NULL, SK_DSN_FAILED}}},
+    {"blocks without empty lines, odd actions",
+     lenient_noblank,
+     SK_OK,
+     SK_REPORT_DSN,
+     "g.example",
+     NULL,
+     2,
+     {{"b@example.com", NULL, "5.0.0", NULL, NULL, SK_DSN_FAILED},
+      {"c@example.com", NULL, "4.4.7", NULL, NULL, SK_DSN_FAILED}}},
+    {"forwarded as message/rfc822",
+     lenient_forwarded,
+     SK_OK,
+     SK_REPORT_DSN,
+     "f.example",
+     NULL,
+     1,
+     {{"d@example.com", NULL, "4.2.0", NULL, NULL, SK_DSN_DELAYED}}},
+    {"status without recipient fields",
+     lenient_no_rcpt,
+     SK_OK,
+     SK_REPORT_DSN,
+     "n.example",
+     NULL,
+     1,
+     {{NULL, NULL, "5.2.2", NULL, NULL, SK_DSN_FAILED}}},
+    {"another report-type", other_report_type, SK_OK, SK_REPORT_NONE, NULL, NULL, 0, {{0}}},
 };
 
 static void check_str(const char *what, size_t i, const char *got, const char *want)
@@ -524,7 +581,8 @@ static void test_parse(void **state)
         assert_int_equal(r->type, parse_cases[i].type);
         check_str("reporting-mta", i, r->reporting_mta, parse_cases[i].reporting_mta);
         check_str("message-id", i, r->original_message_id, parse_cases[i].message_id);
-        assert_int_equal(r->nrcpts, parse_cases[i].nrcpts);
+        if (r->nrcpts != parse_cases[i].nrcpts)
+            fail_msg("case %s: %zu recipients", parse_cases[i].name, r->nrcpts);
         for (size_t k = 0; k < r->nrcpts; k++) {
             const want_rcpt *w = &parse_cases[i].r[k];
             check_str("final", i, r->rcpts[k].final_recipient, w->final);
@@ -536,6 +594,17 @@ static void test_parse(void **state)
         }
         sk_report_free(r);
     }
+}
+
+/* The reason given only as a comment on the Status line. */
+static void test_status_comment(void **state)
+{
+    (void)state;
+    sk_report *r;
+    assert_int_equal(sk_report_parse(lenient_noblank, strlen(lenient_noblank), &r, NULL), SK_OK);
+    assert_string_equal(r->rcpts[0].status_comment, "user unknown");
+    assert_null(r->rcpts[1].status_comment);
+    sk_report_free(r);
 }
 
 static void test_parse_arf_fields(void **state)
@@ -726,8 +795,9 @@ int main(void)
         cmocka_unit_test(test_wanted),           cmocka_unit_test(test_notify_and_action),
         cmocka_unit_test(test_build_python),     cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_build_rejects),    cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_parse_arf_fields), cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_diagnostic_type),  cmocka_unit_test(test_utf8_recipients),
+        cmocka_unit_test(test_parse_arf_fields), cmocka_unit_test(test_status_comment),
+        cmocka_unit_test(test_alloc_failures),   cmocka_unit_test(test_diagnostic_type),
+        cmocka_unit_test(test_utf8_recipients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -157,11 +157,20 @@ static void test_decide(void **state)
     sk_suppress_set *set = sk_suppress_set_new();
     assert_non_null(set);
     static const sk_suppression entries[] = {
-        {"gone@far.example", "bad-mailbox: 550 5.1.1 no such user", NOW_S, NOW_S + 86400},
-        {"later@far.example", "complaint: abuse", NOW_S - 86400, NOW_S + 1},
-        {"old@far.example", "bad-mailbox", NOW_S - 86400, NOW_S},
-        {"bob@list.example", "manual", NOW_S, 0},
-        {"any@open.example", "manual", NOW_S, 0},
+        {.address = "gone@far.example",
+         .reason = "bad-mailbox: 550 5.1.1 no such user",
+         .created_s = NOW_S,
+         .until_s = NOW_S + 86400},
+        {.address = "later@far.example",
+         .reason = "complaint: abuse",
+         .created_s = NOW_S - 86400,
+         .until_s = NOW_S + 1},
+        {.address = "old@far.example",
+         .reason = "bad-mailbox",
+         .created_s = NOW_S - 86400,
+         .until_s = NOW_S},
+        {.address = "bob@list.example", .reason = "manual", .created_s = NOW_S},
+        {.address = "any@open.example", .reason = "manual", .created_s = NOW_S},
     };
     for (size_t i = 0; i < SKT_N(entries); i++)
         assert_int_equal(sk_suppress_set_put(set, &entries[i]), SK_OK);

@@ -192,57 +192,108 @@ static void test_remove(void **state)
     assert_int_equal(sk_suppress_check(f->tr, "c@example.net", 0, NULL, &err), SK_ERR_NOT_FOUND);
 }
 
+/* Which bounces suppress: the class's policy (rules), a permanent
+ * reply, and strong evidence (the recipient's own domain answered, or two
+ * messages bounced with the same class). Every suppression records its
+ * bounce. */
 static void test_after_bounce(void **state)
 {
     fixture *f = *state;
+    sk_rules *rules;
+    assert_int_equal(sk_rules_default(&rules, NULL), SK_OK);
     static const struct {
         sk_track_kind kind;
-        const char *rcpt, *cls, *reply;
+        const char *queue_id, *rcpt, *cls, *reply;
+        int from_domain, for_s;
         int added;
-        const char *reason;
+        const char *reason, *evidence;
+        int64_t until_s; /* after NOW_S */
     } cases[] = {
-        {SK_TRACK_BOUNCED, "u1@example.org", "bad-mailbox", "550 5.1.1 no such user", 1,
-         "bad-mailbox: 550 5.1.1 no such user"},
-        {SK_TRACK_BOUNCED, "u2@example.org", "domain-not-found", NULL, 1, "domain-not-found"},
-        {SK_TRACK_BOUNCED, "u3@example.org", "mailbox-full", "552 5.2.2 full", 0, NULL},
-        {SK_TRACK_BOUNCED, "u4@example.org", "policy", "550 5.7.1 spam", 0, NULL},
-        {SK_TRACK_BOUNCED, "u5@example.org", NULL, "550 5.0.0 no", 0, NULL},
-        {SK_TRACK_DEFERRED, "u6@example.org", "bad-mailbox", "450 4.1.1 later", 0, NULL},
+        {SK_TRACK_BOUNCED, "Q1", "u1@example.org", "bad-mailbox", "550 5.1.1 no such user", 1, 3600,
+         1, "bad-mailbox: 550 5.1.1 no such user", "recipient-domain", 3600},
+        /* 0: the class's duration from the rules (7 days, 90 days). */
+        {SK_TRACK_BOUNCED, "Q1", "u2@example.org", "domain-not-found", NULL, 1, 0, 1,
+         "domain-not-found", "recipient-domain", 7 * 86400},
+        {SK_TRACK_BOUNCED, "Q1", "u8@example.org", "mailbox-disabled", "550 5.2.1 disabled", 1, 0,
+         1, "mailbox-disabled: 550 5.2.1 disabled", "recipient-domain", 90 * 86400},
+        {SK_TRACK_BOUNCED, "Q1", "u3@example.org", "mailbox-full", "552 5.2.2 full", 1, 0, 0, NULL,
+         NULL, 0},
+        {SK_TRACK_BOUNCED, "Q1", "u4@example.org", "policy", "550 5.7.1 spam", 1, 0, 0, NULL, NULL,
+         0},
+        {SK_TRACK_BOUNCED, "Q1", "u5@example.org", NULL, "550 5.0.0 no", 1, 0, 0, NULL, NULL, 0},
+        {SK_TRACK_DEFERRED, "Q1", "u6@example.org", "bad-mailbox", "450 4.1.1 later", 1, 0, 0, NULL,
+         NULL, 0},
+        /* Temporary kinds never suppress, whatever the class says. */
+        {SK_TRACK_BOUNCED, "Q1", "t1@example.org", "bad-mailbox", "450 4.1.1 try later", 1, 0, 0,
+         NULL, NULL, 0},
+        {SK_TRACK_BOUNCED, "Q1", "t2@example.org", "throttled", "550 5.7.1 rate", 1, 0, 0, NULL,
+         NULL, 0},
+        {SK_TRACK_BOUNCED, "Q1", "t3@example.org", "expired", "retry timeout exceeded", 1, 0, 0,
+         NULL, NULL, 0},
+        /* Not from the recipient's domain: once is not enough... */
+        {SK_TRACK_BOUNCED, "Q1", "w@example.org", "bad-mailbox", "550 5.1.1 unknown", 0, 0, 0, NULL,
+         NULL, 0},
+        /* ...nor the same message reported again... */
+        {SK_TRACK_BOUNCED, "Q1", "w@example.org", "bad-mailbox", "550 5.1.1 unknown", 0, 0, 0, NULL,
+         NULL, 0},
+        /* ...a second message with the same class is. */
+        {SK_TRACK_BOUNCED, "Q2", "w@example.org", "bad-mailbox", "550 5.1.1 unknown", 0, 0, 1,
+         "bad-mailbox: 550 5.1.1 unknown", "repeated", 30 * 86400},
     };
     for (size_t i = 0; i < SKT_N(cases); i++) {
         sk_track_ev ev = {.time_ms = NOW_S * 1000,
                           .kind = cases[i].kind,
-                          .queue_id = "Q",
+                          .queue_id = cases[i].queue_id,
                           .recipient = cases[i].rcpt,
                           .cls = cases[i].cls,
                           .reply = cases[i].reply};
         sk_error err;
         int added = -1;
-        assert_int_equal(sk_suppress_after_bounce(f->tr, &ev, 3600, &added, &err), SK_OK);
+        sk_suppress_evidence how = {.rules = rules,
+                                    .from_recipient_domain = cases[i].from_domain,
+                                    .detector = cases[i].from_domain ? NULL : "rfc3464",
+                                    .for_s = cases[i].for_s};
+        assert_int_equal(sk_track_event(f->tr, &ev, &err), SK_OK);
+        assert_int_equal(sk_suppress_after_bounce(f->tr, &ev, &how, &added, &err), SK_OK);
         if (added != cases[i].added) fail_msg("case %zu: added %d", i, added);
         sk_suppression s;
         sk_err e = sk_suppress_check(f->tr, cases[i].rcpt, NOW_S + 10, &s, &err);
         assert_int_equal(e, cases[i].added ? SK_OK : SK_ERR_NOT_FOUND);
         if (!e) {
             assert_string_equal(s.reason, cases[i].reason);
-            assert_int_equal(s.until_s, NOW_S + 3600);
+            assert_int_equal(s.until_s, NOW_S + cases[i].until_s);
+            assert_string_equal(s.queue_id, cases[i].queue_id);
+            assert_string_equal(s.evidence, cases[i].evidence);
+            assert_string_equal(s.detector, cases[i].from_domain ? "smtp-reply" : "rfc3464");
+            if (cases[i].reply)
+                assert_string_equal(s.bounce, cases[i].reply);
+            else
+                assert_null(s.bounce);
             sk_suppression_clear(&s);
             /* Gone when the time is up. */
-            assert_int_equal(sk_suppress_check(f->tr, cases[i].rcpt, NOW_S + 3600, NULL, &err),
-                             SK_ERR_NOT_FOUND);
+            assert_int_equal(
+                sk_suppress_check(f->tr, cases[i].rcpt, NOW_S + cases[i].until_s, NULL, &err),
+                SK_ERR_NOT_FOUND);
         }
     }
-    /* 0: the default duration. */
+    /* A manual entry replaces the bounce's, and its cause with it. */
+    sk_error err;
+    assert_int_equal(sk_suppress_add(f->tr, "u1@example.org", "manual", 0, 0, &err), SK_OK);
+    sk_suppression s;
+    assert_int_equal(sk_suppress_check(f->tr, "u1@example.org", 0, &s, &err), SK_OK);
+    assert_null(s.queue_id);
+    assert_null(s.bounce);
+    sk_suppression_clear(&s);
+    /* Without rules nothing suppresses. */
     sk_track_ev ev = {.kind = SK_TRACK_BOUNCED,
-                      .queue_id = "Q",
+                      .queue_id = "Q3",
                       .recipient = "u7@example.org",
                       .cls = "bad-mailbox"};
-    sk_error err;
-    assert_int_equal(sk_suppress_after_bounce(f->tr, &ev, 0, NULL, &err), SK_OK);
-    sk_suppression s;
-    assert_int_equal(sk_suppress_check(f->tr, "u7@example.org", 0, &s, &err), SK_OK);
-    assert_int_equal(s.until_s, NOW_S + SK_SUPPRESS_DURATION_S_DEFAULT);
-    sk_suppression_clear(&s);
+    sk_suppress_evidence none = {.from_recipient_domain = 1};
+    int added = -1;
+    assert_int_equal(sk_suppress_after_bounce(f->tr, &ev, &none, &added, &err), SK_OK);
+    assert_int_equal(added, 0);
+    sk_rules_free(rules);
 }
 
 static void test_readonly(void **state)
@@ -267,15 +318,18 @@ static void test_set(void **state)
     assert_non_null(set);
     assert_null(sk_suppress_set_find(set, "a@x.org", NOW_S));
     static const sk_suppression entries[] = {
-        {"Bob@Example.COM", "manual", 100, 0},
-        {"<gone@x.org>", "bad-mailbox: 550 5.1.1 no such user", 100, NOW_S + 60},
-        {"old@x.org", "bad-mailbox", 100, NOW_S},
-        {"\"q@p\"@Y.org", NULL, 100, 0},
+        {.address = "Bob@Example.COM", .reason = "manual", .created_s = 100},
+        {.address = "<gone@x.org>",
+         .reason = "bad-mailbox: 550 5.1.1 no such user",
+         .created_s = 100,
+         .until_s = NOW_S + 60},
+        {.address = "old@x.org", .reason = "bad-mailbox", .created_s = 100, .until_s = NOW_S},
+        {.address = "\"q@p\"@Y.org", .created_s = 100},
     };
     for (size_t i = 0; i < SKT_N(entries); i++)
         assert_int_equal(sk_suppress_set_put(set, &entries[i]), SK_OK);
     assert_int_equal(sk_suppress_set_count(set), 4);
-    sk_suppression bad = {"not-an-address", "x", 1, 0};
+    sk_suppression bad = {.address = "not-an-address", .reason = "x", .created_s = 1};
     assert_int_equal(sk_suppress_set_put(set, &bad), SK_ERR_INVAL);
     static const struct {
         const char *addr;
@@ -306,7 +360,10 @@ static void test_set(void **state)
         }
     }
     /* A put for the same address replaces the entry. */
-    sk_suppression again = {"Bob@example.COM", "complaint: abuse", 200, NOW_S + 5};
+    sk_suppression again = {.address = "Bob@example.COM",
+                            .reason = "complaint: abuse",
+                            .created_s = 200,
+                            .until_s = NOW_S + 5};
     assert_int_equal(sk_suppress_set_put(set, &again), SK_OK);
     assert_int_equal(sk_suppress_set_count(set), 4);
     const sk_suppression *e = sk_suppress_set_find(set, "Bob@example.com", NOW_S);

@@ -21,6 +21,7 @@ int cmd_spf(int argc, char **argv);
 int cmd_arc(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_apikey(int argc, char **argv);
+int cmd_bounce(int argc, char **argv);
 
 /* Print "smtpkit CMD: message" to stderr and return EX_USAGE (64). */
 int cli_usage_error(const char *cmd, const char *fmt, ...) SK_PRINTF(2, 3);

@@ -28,6 +28,7 @@ static const struct {
     {"arc", cmd_arc, "verify a message's ARC chain, or seal a message being forwarded"},
     {"check", cmd_check, "check a domain's MX, SPF, DKIM, DMARC, MTA-STS set-up, or a message"},
     {"apikey", cmd_apikey, "create, list or revoke keys of the HTTP API"},
+    {"bounce", cmd_bounce, "read saved bounces: recipient, class, suppress or not, detector"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

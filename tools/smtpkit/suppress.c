@@ -14,7 +14,9 @@ static void usage(FILE *f)
             "                        [--for DURATION] [--json]\n"
             "       smtpkit suppress [--data-dir DIR | --config FILE] remove ADDR [--json]\n"
             "\n"
-            "list    the recipients mail is not sent to now, and why\n"
+            "list    the recipients mail is not sent to now, and why (for a bounce: the\n"
+            "        queue ID of the message that bounced, the detector that read\n"
+            "        the bounce and the evidence)\n"
             "add     suppress ADDR; for ever unless --for (e.g. 30d, 12h)\n"
             "remove  send to ADDR again\n"
             "\n"
@@ -49,6 +51,15 @@ static void json_entry(const sk_suppression *s)
     } else {
         printf("null");
     }
+    /* The bounce that caused it (null for manual entries, complaints). */
+    printf(",\"queue_id\":");
+    cli_json_string(stdout, s->queue_id);
+    printf(",\"bounce\":");
+    cli_json_string(stdout, s->bounce);
+    printf(",\"detector\":");
+    cli_json_string(stdout, s->detector);
+    printf(",\"evidence\":");
+    cli_json_string(stdout, s->evidence);
     putchar('}');
 }
 
@@ -61,6 +72,9 @@ static void print_entry(const sk_suppression *s)
     else
         strcpy(until, "never");
     printf("%-40s  %-20s  %-20s  %s\n", s->address, created, until, s->reason);
+    if (s->queue_id)
+        printf("%-40s  caused by %s (detector %s, evidence %s)\n", "", s->queue_id,
+               s->detector ? s->detector : "-", s->evidence ? s->evidence : "-");
 }
 
 static int fail(const sk_error *err)

@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <string.h>
+#include <strings.h>
 
 static void usage(FILE *f)
 {
@@ -14,7 +15,9 @@ static void usage(FILE *f)
             "with or without <>. Prints the message's events in time order: received,\n"
             "queued, deferred, delivered, bounced, expired, suppressed, complained;\n"
             "a local delivery names the Maildir file, a bounce or expiry the queue ID\n"
-            "of the DSN sent back to the sender.\n"
+            "of the DSN sent back to the sender. Recipients suppressed because of\n"
+            "this message's bounces are listed after the events, with the bounce\n"
+            "and the evidence.\n"
             "\n"
             "--data-dir DIR  the daemon's data directory (holds track.db)\n"
             "--config FILE   the daemon's config file: its data-dir is used\n"
@@ -58,7 +61,79 @@ static void json_event(const sk_track_ev *ev)
     putchar('}');
 }
 
-static void print_json(const sk_track_result *r)
+/* The suppressions this message's bounces caused (still in force): the
+ * recipients of its bounced events whose entry names its queue ID. */
+typedef struct caused {
+    sk_suppression *e;
+    size_t n;
+} caused;
+
+static void caused_by(sk_track *tr, const sk_track_result *r, caused *out)
+{
+    out->e = NULL;
+    out->n = 0;
+    if (!r->id) return;
+    for (size_t i = 0; i < r->nevents; i++) {
+        const sk_track_ev *ev = &r->events[i];
+        if (ev->kind != SK_TRACK_BOUNCED || !ev->recipient) continue;
+        int seen = 0;
+        for (size_t k = 0; k < out->n && !seen; k++)
+            seen = !strcasecmp(out->e[k].address, ev->recipient);
+        sk_suppression s;
+        sk_error err;
+        if (seen || sk_suppress_check(tr, ev->recipient, 0, &s, &err)) continue;
+        sk_suppression *grown = sk_realloc(out->e, (out->n + 1) * sizeof *grown);
+        if (!s.queue_id || strcmp(s.queue_id, r->id) || !grown) {
+            if (grown) out->e = grown;
+            sk_suppression_clear(&s);
+            continue;
+        }
+        out->e = grown;
+        out->e[out->n++] = s;
+    }
+}
+
+static void json_caused(const caused *c)
+{
+    printf(",\"suppressions\":[");
+    for (size_t i = 0; i < c->n; i++) {
+        const sk_suppression *s = &c->e[i];
+        char t[32];
+        printf("%s{\"address\":", i ? "," : "");
+        cli_json_string(stdout, s->address);
+        printf(",\"reason\":");
+        cli_json_string(stdout, s->reason);
+        printf(",\"until\":");
+        if (s->until_s) {
+            sk_time_rfc3339(s->until_s, t);
+            cli_json_string(stdout, t);
+        } else {
+            printf("null");
+        }
+        printf(",\"bounce\":");
+        cli_json_string(stdout, s->bounce);
+        printf(",\"detector\":");
+        cli_json_string(stdout, s->detector);
+        printf(",\"evidence\":");
+        cli_json_string(stdout, s->evidence);
+        putchar('}');
+    }
+    putchar(']');
+}
+
+static void print_caused(const caused *c)
+{
+    if (c->n) printf("\nSuppressed because of this message's bounces:\n");
+    for (size_t i = 0; i < c->n; i++) {
+        const sk_suppression *s = &c->e[i];
+        char t[32] = "never";
+        if (s->until_s) sk_time_rfc3339(s->until_s, t);
+        printf("  %s until %s (%s; detector %s, evidence %s)\n", s->address, t, s->reason,
+               s->detector ? s->detector : "-", s->evidence ? s->evidence : "-");
+    }
+}
+
+static void print_json(const sk_track_result *r, const caused *c)
 {
     printf("{\"id\":");
     cli_json_string(stdout, r->id);
@@ -69,10 +144,12 @@ static void print_json(const sk_track_result *r)
         if (i) putchar(',');
         json_event(&r->events[i]);
     }
-    printf("]}\n");
+    putchar(']');
+    json_caused(c);
+    printf("}\n");
 }
 
-static void print_table(const sk_track_result *r)
+static void print_table(const sk_track_result *r, const caused *c)
 {
     printf("Queue ID:   %s\n", r->id ? r->id : "-");
     if (r->message_id)
@@ -102,6 +179,7 @@ static void print_table(const sk_track_result *r)
         }
         putchar('\n');
     }
+    print_caused(c);
 }
 
 static int show(const cli_data_dir *dd, const char *id, int json)
@@ -135,10 +213,13 @@ static int show(const cli_data_dir *dd, const char *id, int json)
     if (r->other_ids)
         cli_warn("track", "%zu other queue ID%s carry this Message-ID; showing the latest, %s",
                  r->other_ids, r->other_ids == 1 ? "" : "s", r->id);
+    caused c;
+    caused_by(tr, r, &c);
     if (json)
-        print_json(r);
+        print_json(r, &c);
     else
-        print_table(r);
+        print_table(r, &c);
+    sk_suppress_list_free(c.e, c.n);
     sk_track_result_free(r);
     sk_track_free(tr);
     return EX_OK;

@@ -1,0 +1,44 @@
+/* Detector "rfc3464": standard delivery status notifications (RFC 3464
+ * inside RFC 6522 multipart/report, read leniently by sk_report_parse:
+ * also inside multipart/mixed, forwarded, blocks without separating empty
+ * lines, non-standard Action values). Marks: a message/delivery-status
+ * part with at least one per-recipient block. */
+#include "bounce_int.h"
+
+#include <string.h>
+
+sk_err bn_rfc3464(const bn_msg *m, sk_bounce *b)
+{
+    const sk_report *r = m->report;
+    if (!r || r->type != SK_REPORT_DSN || !r->nrcpts) return SK_OK;
+    sk_err e = bn_set_mta(b, r->reporting_mta);
+    for (size_t i = 0; i < r->nrcpts && !e; i++) {
+        const sk_report_rcpt *rc = &r->rcpts[i];
+        const char *reply = rc->diagnostic ? rc->diagnostic : rc->status_comment;
+        char addr[SK_SMTP_PATH_MAX_OCTETS + 1];
+        const char *fr = rc->final_recipient;
+        if (!fr && !rc->original_recipient) {
+            /* A block without recipient fields: the address is in the
+             * human-readable part, in the first line that holds one. */
+            size_t pos = 0;
+            const char *line;
+            size_t len;
+            while (!fr && bn_next_line(&m->text, &pos, &line, &len))
+                if (bn_address(line, len, addr, sizeof addr) && !bn_not_recipient(m, addr))
+                    fr = addr;
+        }
+        if (!fr) fr = rc->original_recipient;
+        /* A block with neither address nor anything else is no result;
+         * one with a status keeps its place (X-Failed-Recipients may
+         * name it, read.c). */
+        if (!fr && !rc->status && rc->action < 0) continue;
+        size_t before = b->nrcpts;
+        e = bn_add(b, fr, rc->action, rc->status, reply, rc->remote_mta);
+        /* RFC 3464 2.3.1: Original-Recipient is the envelope recipient. */
+        if (!e && b->nrcpts > before && rc->original_recipient) {
+            b->rcpts[b->nrcpts - 1].recipient = sk_strdup(rc->original_recipient);
+            if (!b->rcpts[b->nrcpts - 1].recipient) e = SK_ERR_NOMEM;
+        }
+    }
+    return e;
+}

@@ -1,0 +1,240 @@
+/* A bounce taken apart once for the detectors: its header block, its
+ * human-readable text (decoded, HTML reduced to text), the header block
+ * of the message it returns, and its RFC 3464 status part. */
+#include "bounce_int.h"
+
+#include <smtpkit/message.h>
+
+#include <string.h>
+#include <strings.h>
+
+/* The media type of a Content-Type value, lower case, into out. */
+static void media_type(const char *v, char *out, size_t outsize)
+{
+    size_t o = 0;
+    if (!*v) v = "text/plain"; /* RFC 2045 5.2 default */
+    while (sk_is_wsp(*v)) v++;
+    for (; *v && *v != ';' && !sk_is_wsp(*v) && o + 1 < outsize; v++)
+        out[o++] = (char)sk_to_lower(*v);
+    out[o] = '\0';
+}
+
+/* The boundary parameter (RFC 2046 5.1.1), quoted or not. */
+static int boundary_of(const char *ct, char *out, size_t outsize)
+{
+    const char *p = bn_find(ct, strlen(ct), "boundary=");
+    if (!p) return 0;
+    p += 9;
+    size_t o = 0;
+    if (*p == '"') {
+        for (p++; *p && *p != '"' && o + 1 < outsize; p++) out[o++] = *p;
+    } else {
+        for (; *p && *p != ';' && !sk_is_wsp(*p) && o + 1 < outsize; p++) out[o++] = *p;
+    }
+    out[o] = '\0';
+    return o > 0;
+}
+
+/* Undo the transfer encoding of body into out (RFC 2045 6). */
+static sk_err decode(const char *cte, const char *p, size_t n, sk_buf *out)
+{
+    if (bn_find(cte, strlen(cte), "base64")) {
+        sk_buf clean = SK_BUF_INIT(n + 1);
+        sk_err e = SK_OK;
+        for (size_t i = 0; i < n && !e; i++)
+            if (!sk_is_wsp(p[i]) && p[i] != '\r' && p[i] != '\n') e = sk_buf_putc(&clean, p[i]);
+        size_t before = out->len;
+        if (!e) e = sk_base64_decode(out, clean.data ? clean.data : "", clean.len);
+        sk_buf_free(&clean);
+        if (e != SK_ERR_SYNTAX) return e;
+        sk_buf_truncate(out, before); /* not base64 after all: keep it as it is */
+    } else if (bn_find(cte, strlen(cte), "quoted-printable")) {
+        sk_err e = SK_OK;
+        for (size_t i = 0; i < n && !e; i++) {
+            char c = p[i];
+            if (c == '=' && i + 1 < n && (p[i + 1] == '\r' || p[i + 1] == '\n')) {
+                i++;
+                if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n') i++;
+                continue;
+            }
+            if (c == '=' && i + 2 < n && sk_hex_value(p[i + 1]) >= 0 &&
+                sk_hex_value(p[i + 2]) >= 0) {
+                c = (char)(sk_hex_value(p[i + 1]) * 16 + sk_hex_value(p[i + 2]));
+                i += 2;
+            }
+            e = sk_buf_putc(out, c);
+        }
+        return e;
+    }
+    return sk_buf_append(out, p, n);
+}
+
+/* Append text to out with LF line ends; HTML tags dropped and the
+ * commonest entities read (the words, not the page, are wanted). */
+static sk_err add_text(sk_buf *out, const char *p, size_t n, int html)
+{
+    /* Past SK_BOUNCE_TEXT_MAX_OCTETS the text is the returned message's,
+     * not the bounce's: not read. */
+    if (out->len >= SK_BOUNCE_TEXT_MAX_OCTETS) return SK_OK;
+    if (n > SK_BOUNCE_TEXT_MAX_OCTETS - out->len) n = SK_BOUNCE_TEXT_MAX_OCTETS - out->len;
+    sk_err e = SK_OK;
+    int in_tag = 0;
+    for (size_t i = 0; i < n && !e; i++) {
+        char c = p[i];
+        if (c == '\r') continue;
+        if (html) {
+            if (c == '<') {
+                /* Block elements end lines; others vanish. */
+                if (i + 3 < n && (!strncasecmp(p + i, "<br", 3) || !strncasecmp(p + i, "<p", 2) ||
+                                  !strncasecmp(p + i, "</p", 3) || !strncasecmp(p + i, "<div", 4) ||
+                                  !strncasecmp(p + i, "<tr", 3) || !strncasecmp(p + i, "<li", 3)))
+                    e = sk_buf_putc(out, '\n');
+                in_tag = 1;
+                continue;
+            }
+            if (in_tag) {
+                if (c == '>') in_tag = 0;
+                continue;
+            }
+            if (c == '&') {
+                static const struct {
+                    const char *name;
+                    char c;
+                } ents[] = {{"&lt;", '<'},   {"&gt;", '>'},   {"&amp;", '&'},
+                            {"&nbsp;", ' '}, {"&quot;", '"'}, {"&#39;", '\''}};
+                size_t k = 0;
+                while (k < sizeof ents / sizeof ents[0] &&
+                       (n - i < strlen(ents[k].name) ||
+                        strncasecmp(p + i, ents[k].name, strlen(ents[k].name))))
+                    k++;
+                if (k < sizeof ents / sizeof ents[0]) {
+                    e = sk_buf_putc(out, ents[k].c);
+                    i += strlen(ents[k].name) - 1;
+                    continue;
+                }
+            }
+        }
+        e = sk_buf_putc(out, c);
+    }
+    if (!e && out->len && out->data[out->len - 1] != '\n') e = sk_buf_putc(out, '\n');
+    return e;
+}
+
+static sk_err walk(bn_msg *m, const char *s, size_t len, int depth, int returned);
+
+/* The header block of raw[0..len): where it ends (after the empty line). */
+static size_t header_end(const char *raw, size_t len)
+{
+    size_t pos = 0;
+    sk_header_field f;
+    while (sk_header_next(raw, len, &pos, &f)) {
+    }
+    return pos;
+}
+
+static sk_err entity(bn_msg *m, const char *s, size_t len, int depth, int returned)
+{
+    size_t hend = header_end(s, len);
+    sk_buf h = SK_BUF_INIT(hend + 1);
+    sk_err e = sk_buf_append(&h, s, hend);
+    char ct[512], cte[64], type[64];
+    if (!e) {
+        bn_header(&h, "Content-Type", ct, sizeof ct);
+        bn_header(&h, "Content-Transfer-Encoding", cte, sizeof cte);
+        media_type(ct, type, sizeof type);
+    }
+    if (e) goto out;
+    if (!strncmp(type, "multipart/", 10)) {
+        char bd[200];
+        if (!boundary_of(ct, bd, sizeof bd)) {
+            e = add_text(&m->text, s + hend, len - hend, 0);
+            goto out;
+        }
+        /* Parts between "--boundary" lines (RFC 2046 5.1.1). */
+        size_t blen = strlen(bd), pos = hend, start = 0;
+        int in_part = 0;
+        while (pos < len && !e) {
+            const char *line = s + pos;
+            const char *nl = memchr(line, '\n', len - pos);
+            size_t ll = nl ? (size_t)(nl - line) : len - pos;
+            size_t next = pos + ll + (nl ? 1 : 0);
+            if (ll >= blen + 2 && line[0] == '-' && line[1] == '-' && !memcmp(line + 2, bd, blen)) {
+                int close = ll >= blen + 4 && line[blen + 2] == '-' && line[blen + 3] == '-';
+                if (in_part && pos > start)
+                    e = walk(m, s + start, pos - start, depth + 1, returned);
+                in_part = !close;
+                start = next;
+                if (close) break;
+            }
+            pos = next;
+        }
+        if (!e && in_part && start < len) e = walk(m, s + start, len - start, depth + 1, returned);
+        goto out;
+    }
+    sk_buf body = SK_BUF_INIT(SK_REPORT_MAX_OCTETS);
+    e = decode(cte, s + hend, len - hend, &body);
+    const char *bp = body.data ? body.data : "";
+    if (e) {
+    } else if (!strcmp(type, "message/rfc822") || !strcmp(type, "message/global")) {
+        /* The returned message (or a forwarded bounce, read as one). */
+        if (!m->orig.len) e = sk_buf_append(&m->orig, bp, header_end(bp, body.len));
+        /* Kept whole: when the outer message is no bounce, it may be a
+         * bounce forwarded as an attachment (read.c reads it then). */
+        if (!e && !returned && !m->attached.len) e = sk_buf_append(&m->attached, bp, body.len);
+    } else if (!strcmp(type, "text/rfc822-headers") || !strcmp(type, "message/global-headers")) {
+        if (!m->orig.len) e = sk_buf_append(&m->orig, bp, body.len);
+    } else if (!strcmp(type, "text/plain") && !returned) {
+        e = add_text(&m->text, bp, body.len, 0);
+    } else if (!strcmp(type, "text/html") && !returned && !m->text.len) {
+        e = add_text(&m->text, bp, body.len, 1);
+    }
+    sk_buf_free(&body);
+out:
+    sk_buf_free(&h);
+    return e;
+}
+
+static sk_err walk(bn_msg *m, const char *s, size_t len, int depth, int returned)
+{
+    if (depth > SK_REPORT_MIME_DEPTH_MAX) return SK_OK;
+    return entity(m, s, len, depth, returned);
+}
+
+sk_err bn_msg_read(const char *msg, size_t len, bn_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    sk_buf_init(&m->top, SK_REPORT_MAX_OCTETS);
+    sk_buf_init(&m->text, SK_REPORT_MAX_OCTETS);
+    sk_buf_init(&m->orig, SK_REPORT_MAX_OCTETS);
+    sk_buf_init(&m->attached, SK_REPORT_MAX_OCTETS);
+    sk_err e = sk_buf_append(&m->top, msg, header_end(msg, len));
+    if (!e) e = walk(m, msg, len, 0, 0);
+    /* The senders of the bounce and of the returned message. */
+    static const char *const fields[] = {"From", "Return-Path", "Sender"};
+    const sk_buf *blocks[] = {&m->top, &m->orig};
+    for (size_t k = 0; !e && k < 2; k++)
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+            char v[1024];
+            if (m->n_not_rcpt < SK_BOUNCE_NOT_RCPT_MAX &&
+                bn_header(blocks[k], fields[i], v, sizeof v) &&
+                bn_address(v, strlen(v), m->not_rcpt[m->n_not_rcpt], sizeof m->not_rcpt[0]))
+                m->n_not_rcpt++;
+        }
+    if (!e) {
+        sk_error err;
+        e = sk_report_parse(msg, len, &m->report, &err);
+        /* A report that claims to be one and is not: read for its text. */
+        if (e == SK_ERR_SYNTAX) e = SK_OK;
+    }
+    return e;
+}
+
+void bn_msg_clear(bn_msg *m)
+{
+    sk_buf_free(&m->top);
+    sk_buf_free(&m->text);
+    sk_buf_free(&m->orig);
+    sk_buf_free(&m->attached);
+    sk_report_free(m->report);
+    memset(m, 0, sizeof *m);
+}

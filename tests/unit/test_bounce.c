@@ -1,0 +1,290 @@
+/* Unit tests for src/bounce: each detector on a minimal message of its
+ * family (marks, recipient, status, reply, action), the recipient put back
+ * to the envelope recipient, what is not a bounce, the classification of
+ * outcomes into classes and suppressions, the helpers, and an
+ * allocation-failure sweep. Whole real bounces are in tests/bounces. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "sktest.h"
+
+#include <smtpkit/bounce.h>
+#include <smtpkit/dsn.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One message per detector, with what it must find. */
+static const struct {
+    const char *name, *msg;
+    const char *detector, *recipient, *reported, *status, *reply_has;
+    int action;
+} cases[] = {
+    {"rfc3464",
+     "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\n\n--b\n"
+     "Content-Type: text/plain\n\nfailed\n--b\nContent-Type: message/delivery-status\n\n"
+     "Reporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; a@example.com\n"
+     "Original-Recipient: rfc822; orig@example.com\nAction: failed\nStatus: 5.1.1\n"
+     "Diagnostic-Code: smtp; 550 5.1.1 no such user\n--b--\n",
+     "rfc3464", "orig@example.com", "a@example.com", "5.1.1", "no such user", SK_DSN_FAILED},
+    {"rfc3464 status comment",
+     "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\n\n--b\n"
+     "Content-Type: message/delivery-status\n\nReporting-MTA: dns; x.example\n\n"
+     "Final-Recipient: rfc822; c@example.com\nAction: FAILURE\nStatus: 5.2.2 (over quota)\n--b--\n",
+     "rfc3464", "c@example.com", "c@example.com", "5.2.2", "over quota", SK_DSN_FAILED},
+    {"postfix",
+     "From: MAILER-DAEMON@mx.example.net\nSubject: Undelivered Mail\n\n"
+     "This is the mail system at host mx.example.net.\n\n"
+     "<b@example.com>: host mx.example.com[192.0.2.1] said: 550 5.1.1 <b@example.com>:\n"
+     "    Recipient address rejected (in reply to RCPT TO command)\n",
+     "postfix", "b@example.com", "b@example.com", "5.1.1", "Recipient address rejected",
+     SK_DSN_FAILED},
+    {"postfix alias",
+     "Subject: Undelivered Mail\n\nThis is the mail system at host mx.example.net.\n\n"
+     "<user@local.example>: (expanded from <alias@example.org>): unknown user: \"user\"\n",
+     "postfix", "alias@example.org", "user@local.example", NULL, "unknown user", SK_DSN_FAILED},
+    {"exim",
+     "From: Mail Delivery System <Mailer-Daemon@mx.example.net>\n\n"
+     "This message was created automatically by mail delivery software.\n\n"
+     "A message that you sent could not be delivered to one or more of its\nrecipients. "
+     "This is a permanent error. The following address(es) failed:\n\n  d@example.com\n"
+     "    Unrouteable address\n",
+     "exim", "d@example.com", "d@example.com", NULL, "Unrouteable address", SK_DSN_FAILED},
+    {"qmail",
+     "Subject: failure notice\n\nHi. This is the qmail-send program at q.example.com.\n"
+     "I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
+     "<e@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+     "--- Below this line is a copy of the message.\n\nTo: x@example.net\n",
+     "qmail", "e@example.com", "e@example.com", "5.1.1", "no mailbox here", SK_DSN_FAILED},
+    {"sendmail delay",
+     "Subject: Warning: could not send message for past 4 hours\n\n"
+     "    ----- The following addresses had transient non-fatal errors -----\n<f@example.com>\n\n"
+     "    ----- Transcript of session follows -----\n<f@example.com>... Deferred: Connection "
+     "timed out\n",
+     "sendmail", "f@example.com", "f@example.com", NULL, NULL, SK_DSN_DELAYED},
+    {"exchange",
+     "Subject: Undeliverable: x\n\nDelivery has failed to these recipients or groups:\n\n"
+     "g@example.com\nThe email address couldn't be found.\n\n"
+     "Diagnostic information for administrators:\n\nGenerating server: ex.example.com\n\n"
+     "g@example.com\nRemote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound; not found'\n",
+     "exchange", "g@example.com", "g@example.com", "5.1.1", "RecipNotFound", SK_DSN_FAILED},
+    {"yahoo",
+     "Subject: Failure Notice\n\nSorry, we were unable to deliver your message to the "
+     "following address.\n\n<h@yahoo.example>:\nRemote host said: 554 delivery error: dd This "
+     "user doesn't have a yahoo.example account\n",
+     "yahoo", "h@yahoo.example", "h@yahoo.example", NULL, "doesn't have", SK_DSN_FAILED},
+    {"groupwise",
+     "Subject: undeliverable\n\nThe message that you sent was undeliverable to the following:\n"
+     "\ti@gw.example (user not found)\n\nPossible causes:\n",
+     "groupwise", "i@gw.example", "i@gw.example", NULL, "user not found", SK_DSN_FAILED},
+    {"domino",
+     "Subject: DELIVERY FAILURE\n\nYour message\n\n  Subject: x\n\nwas not delivered to:\n\n"
+     "  j@notes.example\n\nbecause:\n\n  User j not listed in Domino Directory\n",
+     "domino", "j@notes.example", "j@notes.example", NULL, "not listed", SK_DSN_FAILED},
+    {"courier",
+     "Subject: NOTICE\n\nThis is a delivery status notification from c.example,\nrunning the "
+     "Courier mail server, version 1.1.\n\n<k@example.com>:\n<<< 550 5.1.1 unknown user\n",
+     "courier", "k@example.com", "k@example.com", "5.1.1", "unknown user", SK_DSN_FAILED},
+    {"gateway",
+     "Subject: Delivery Problem\n\n--- The following addresses had delivery problems ---\n\n"
+     "<l@example.com>   (Permanent error: 550 5.1.1 unknown)\n",
+     "gateway", "l@example.com", "l@example.com", "5.1.1", "unknown", SK_DSN_FAILED},
+    {"scan, Dutch",
+     "Subject: Onbestelbaar: x\n\nUw bericht kon niet worden bezorgd aan:\n\nm@example.nl\n"
+     "Reden: 550 mailbox onbekend\n",
+     "scan", "m@example.nl", "m@example.nl", NULL, "550 mailbox onbekend", SK_DSN_FAILED},
+    {"scan, X-Failed-Recipients",
+     "Subject: Returned mail\nX-Failed-Recipients: n@example.com\n\nDelivery failed.\n", "scan",
+     "n@example.com", "n@example.com", NULL, NULL, SK_DSN_FAILED},
+    {"VERP",
+     "To: bounces+01ABC=o=example.com@mta.example.org\nSubject: Returned mail\n\n"
+     "This is the mail system at host mx.example.net.\n\n<o.fwd@example.net>: unknown user\n",
+     "postfix", "o@example.com", "o.fwd@example.net", NULL, "unknown user", SK_DSN_FAILED},
+    {"forwarded",
+     "Subject: Fwd: bounce\nContent-Type: multipart/mixed; boundary=\"o\"\n\n--o\n"
+     "Content-Type: text/plain\n\nsee below\n--o\nContent-Type: message/rfc822\n\n"
+     "Subject: failure notice\n\nHi. This is the qmail-send program at q.example.com.\n\n"
+     "<p@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n--o--\n",
+     "qmail", "p@example.com", "p@example.com", "5.1.1", NULL, SK_DSN_FAILED},
+    {"html only",
+     "Subject: Undeliverable\nContent-Type: text/html\n\n<html><body><p>Delivery has failed to "
+     "these recipients or groups:</p><p>q@example.com</p><p>The mailbox is disabled.</p>"
+     "</body></html>\n",
+     "exchange", "q@example.com", "q@example.com", NULL, "disabled", SK_DSN_FAILED},
+    /* Not bounces. */
+    {"plain mail", "Subject: hi\n\nWrite to r@example.com about lunch.\n", NULL, NULL, NULL, NULL,
+     NULL, 0},
+    {"failure words, no address", "Subject: Delivery failed\n\nSomething could not be delivered.\n",
+     NULL, NULL, NULL, NULL, NULL, 0},
+    {"empty", "", NULL, NULL, NULL, NULL, NULL, 0},
+};
+
+static void check_str(size_t i, const char *what, const char *got, const char *want)
+{
+    if ((!got) != (!want) || (got && strcmp(got, want)))
+        fail_msg("case %s %s: got \"%s\" want \"%s\"", cases[i].name, what, got ? got : "(null)",
+                 want ? want : "(null)");
+}
+
+static void test_detectors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        sk_bounce *b = NULL;
+        sk_error err;
+        assert_int_equal(sk_bounce_read(cases[i].msg, strlen(cases[i].msg), &b, &err), SK_OK);
+        check_str(i, "detector", b->detector, cases[i].detector);
+        if (!cases[i].detector) {
+            assert_int_equal(b->nrcpts, 0);
+            sk_bounce_free(b);
+            continue;
+        }
+        if (b->nrcpts != 1) fail_msg("case %s: %zu recipients", cases[i].name, b->nrcpts);
+        const sk_bounce_rcpt *r = &b->rcpts[0];
+        check_str(i, "recipient", r->recipient, cases[i].recipient);
+        check_str(i, "reported", r->reported, cases[i].reported);
+        if (cases[i].status) check_str(i, "status", r->status, cases[i].status);
+        if (cases[i].reply_has && (!r->reply || !strstr(r->reply, cases[i].reply_has)))
+            fail_msg("case %s: reply \"%s\"", cases[i].name, r->reply ? r->reply : "(null)");
+        if (r->action != cases[i].action) fail_msg("case %s: action %d", cases[i].name, r->action);
+        sk_bounce_free(b);
+    }
+}
+
+/* The detectors' names, in their order, end with the scanner. */
+static void test_detector_list(void **state)
+{
+    (void)state;
+    const char *const *n = sk_bounce_detectors();
+    size_t k = 0;
+    while (n[k]) k++;
+    assert_true(k >= 12);
+    assert_string_equal(n[0], "rfc3464");
+    assert_string_equal(n[k - 1], "scan");
+}
+
+/* Outcomes into classes: the reply decides through the rules; delays and
+ * temporary failures never suppress. */
+static const struct {
+    int action;
+    const char *status, *reply;
+    sk_class cls;
+    int permanent, suppress;
+} verdicts[] = {
+    {SK_DSN_FAILED, "5.1.1", "550 5.1.1 no such user", SK_CLASS_BAD_MAILBOX, 1, 1},
+    {SK_DSN_FAILED, "5.1.1", NULL, SK_CLASS_BAD_MAILBOX, 1, 1},
+    {SK_DSN_FAILED, NULL, "550 Benutzer unbekannt", SK_CLASS_BAD_MAILBOX, 1, 1},
+    {SK_DSN_FAILED, "5.2.1",
+     "550-5.2.1 The email account that you tried to reach is receiving "
+     "mail at a rate that prevents additional messages",
+     SK_CLASS_THROTTLED, 1, 0},
+    {SK_DSN_FAILED, "5.2.2", "552 5.2.2 mailbox full", SK_CLASS_MAILBOX_FULL, 1, 0},
+    {SK_DSN_FAILED, "4.4.7", NULL, SK_CLASS_EXPIRED, 0, 0},
+    /* A failure whose last reply was temporary: given up, not bad. */
+    {SK_DSN_FAILED, "4.1.1", "450 4.1.1 mailbox unknown, try later", SK_CLASS_EXPIRED, 0, 0},
+    {SK_DSN_DELAYED, "4.4.1", "connection timed out", SK_CLASS_OTHER, 0, 0},
+    {SK_DSN_DELAYED, "5.1.1", "550 5.1.1 unknown", SK_CLASS_BAD_MAILBOX, 0, 0},
+    {SK_DSN_DELIVERED, "2.0.0", NULL, SK_CLASS_OTHER, 0, 0},
+    {SK_DSN_FAILED, "5.7.1", "554 5.7.1 blocked using zen.spamhaus.org", SK_CLASS_BLOCKED, 1, 0},
+    {SK_DSN_FAILED, NULL, "something odd happened", SK_CLASS_UNDETERMINED, 1, 0},
+    {-1, "5.1.2", NULL, SK_CLASS_DOMAIN_NOT_FOUND, 1, 1},
+};
+
+static void test_classify(void **state)
+{
+    (void)state;
+    sk_rules *rules;
+    assert_int_equal(sk_rules_default(&rules, NULL), SK_OK);
+    for (size_t i = 0; i < SKT_N(verdicts); i++) {
+        sk_bounce_rcpt r = {.action = verdicts[i].action,
+                            .status = (char *)verdicts[i].status,
+                            .reply = (char *)verdicts[i].reply};
+        sk_bounce_verdict v = sk_bounce_classify(&r, rules);
+        if (v.cls != verdicts[i].cls || v.permanent != verdicts[i].permanent ||
+            v.suppress != verdicts[i].suppress)
+            fail_msg("verdict %zu: %s permanent %d suppress %d", i, sk_class_name(v.cls),
+                     v.permanent, v.suppress);
+        if (v.suppress && !v.suppress_s) fail_msg("verdict %zu: no duration", i);
+    }
+    sk_rules_free(rules);
+}
+
+static void test_helpers(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *host, *domain;
+        int in;
+    } hosts[] = {
+        {"mx.example.com", "example.com", 1},
+        {"MX1.Example.COM[192.0.2.1]:25", "example.com", 1},
+        {"example.com", "example.com", 1},
+        {"mx.example.com.", "example.com", 1},
+        {"badexample.com", "example.com", 0},
+        {"gmail-smtp-in.l.google.com", "gmail.com", 0},
+        {"", "example.com", 0},
+        {NULL, "example.com", 0},
+    };
+    for (size_t i = 0; i < SKT_N(hosts); i++)
+        if (sk_bounce_host_in_domain(hosts[i].host, hosts[i].domain) != hosts[i].in)
+            fail_msg("host %zu", i);
+    static const struct {
+        const char *s;
+        int code;
+        const char *enhanced, *text;
+    } replies[] = {
+        {"550 5.1.1 no such user", 550, "5.1.1", "no such user"},
+        {"550-5.2.1 rate", 550, "5.2.1", "rate"},
+        {"554 delivery error", 554, "", "delivery error"},
+        {"5.1.1 (no code)", 0, "5.1.1", "(no code)"},
+        {"no code at all", 0, "", "no code at all"},
+    };
+    for (size_t i = 0; i < SKT_N(replies); i++) {
+        int code;
+        char enh[16];
+        const char *text;
+        sk_bounce_split_reply(replies[i].s, &code, enh, sizeof enh, &text);
+        if (code != replies[i].code || strcmp(enh, replies[i].enhanced) ||
+            strcmp(text, replies[i].text))
+            fail_msg("reply %zu: %d '%s' '%s'", i, code, enh, text);
+    }
+}
+
+/* Every allocation failure is reported, and nothing leaks. */
+static void test_alloc_failures(void **state)
+{
+    (void)state;
+    const size_t picks[] = {0, 2, 4, 15, 17};
+    for (size_t k = 0; k < SKT_N(picks); k++) {
+        const char *msg = cases[picks[k]].msg;
+        for (long n = 0;; n++) {
+            assert_true(n < 100000);
+            sk_bounce *b = NULL;
+            sk_error err;
+            skt_alloc_fail_from(n);
+            sk_err e = sk_bounce_read(msg, strlen(msg), &b, &err);
+            skt_alloc_end();
+            if (e == SK_OK) {
+                assert_string_equal(b->detector, cases[picks[k]].detector);
+                sk_bounce_free(b);
+                break;
+            }
+            assert_int_equal(e, SK_ERR_NOMEM);
+            assert_null(b);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_detectors),      cmocka_unit_test(test_detector_list),
+        cmocka_unit_test(test_classify),       cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_alloc_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

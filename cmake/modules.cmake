@@ -35,7 +35,7 @@ sk_module(mime DEPS util proto PUBLIC message.h)
 sk_module(tls DEPS util PACKAGES OPENSSL INTERNAL_API tls_int.h tls_server.h PUBLIC tls.h)
 sk_module(sasl DEPS util tls PACKAGES OPENSSL CRYPT INTERNAL_API sasl_server.h
           PUBLIC sasl.h auth.h)
-sk_module(client DEPS util proto mime tls sasl PACKAGES OPENSSL PUBLIC client.h)
+sk_module(client DEPS util proto mime tls sasl PACKAGES OPENSSL PUBLIC client.h probe.h)
 sk_module(server DEPS util proto tls sasl PACKAGES OPENSSL LIBEVENT PUBLIC server.h)
 sk_module(dns DEPS util PACKAGES CARES LIBEVENT PUBLIC dns.h)
 sk_module(dkim DEPS util dns PACKAGES OPENSSL LIBEVENT INTERNAL_API dkim_int.h PUBLIC dkim.h)

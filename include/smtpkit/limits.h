@@ -67,6 +67,15 @@
  * (Postfix postscreen, sendmail greet_pause) is still waited for. */
 #define SK_CLIENT_IDENTIFY_WAIT_MS  3000
 #define SK_CLIENT_IDENTIFY_AFTER_MS 1000
+/* The probe checklist (sk_client_probe): the addresses of a name it tries
+ * one by one (more than any real MX host publishes), the recipients it
+ * tries (a probe, not a mailing), and so its steps: one per address and
+ * recipient plus the fixed ones (dns, tls, greeting, two ehlo, auth, mail,
+ * rset, a summary) with room to spare. A step's hint is one sentence. */
+#define SK_PROBE_ADDRS_MAX       16
+#define SK_PROBE_RCPTS_MAX       16
+#define SK_PROBE_STEPS_MAX       (SK_PROBE_ADDRS_MAX + SK_PROBE_RCPTS_MAX + 16)
+#define SK_PROBE_HINT_MAX_OCTETS 512
 
 /* Server defaults (settings; these are the values when unset). */
 #define SK_SERVER_MAX_MESSAGE_OCTETS_DEFAULT     (35u * 1024 * 1024)

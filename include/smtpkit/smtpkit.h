@@ -10,6 +10,7 @@
 #include "queue.h"
 #include "control.h"
 #include "client.h"
+#include "probe.h"
 #include "tls.h"
 #include "sasl.h"
 #include "proto.h"

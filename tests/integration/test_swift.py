@@ -3,7 +3,8 @@
 started here on loopback -- aiosmtpd plain, with STARTTLS and with implicit
 TLS (a test CA), with AUTH, with a refused recipient, with a certificate for
 another name; `smtpkit serve` with STARTTLS; a port that accepts and never
-speaks; a server that stops reading in the middle of the message; a closed
+speaks; the implicit-TLS peer probed with STARTTLS (a TLS-first port, silent to
+a plain client); a server that stops reading in the middle of the message; a closed
 port. Their ports go to the Swift tests by environment (SK_SWIFT_*); what
 the peers received is checked here afterwards.
 

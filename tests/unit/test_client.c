@@ -12,6 +12,7 @@
 #include "client/client_int.h"
 
 #include <smtpkit/message.h>
+#include <smtpkit/probe.h>
 #include <smtpkit/proto.h>
 
 #include <arpa/inet.h>
@@ -186,6 +187,7 @@ typedef struct script_server {
     pthread_t thread;
     char failure[512];
     int steps_done;
+    int skip; /* connections to accept and close first (a probe's TCP check) */
 } script_server;
 
 static ssize_t srv_recv(script_server *s, int fd, void *p, size_t n)
@@ -220,6 +222,14 @@ static void *server_main(void *ctx)
 {
     script_server *s = ctx;
     struct pollfd p = {.fd = s->lfd, .events = POLLIN};
+    for (int i = 0; i < s->skip; i++) {
+        if (poll(&p, 1, 10000) != 1) {
+            snprintf(s->failure, sizeof s->failure, "no connection to skip");
+            return NULL;
+        }
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd >= 0) close(fd);
+    }
     if (poll(&p, 1, 10000) != 1) {
         snprintf(s->failure, sizeof s->failure, "no connection");
         return NULL;
@@ -297,9 +307,10 @@ static void *server_main(void *ctx)
     return NULL;
 }
 
-static void server_start_tls(script_server *s, const char *const *script, SSL_CTX *tls)
+static void server_start_skip(script_server *s, const char *const *script, SSL_CTX *tls, int skip)
 {
     memset(s, 0, sizeof *s);
+    s->skip = skip;
     s->tls = tls;
     s->script = script;
     s->lfd = socket(AF_INET, SOCK_STREAM, 0);
@@ -311,6 +322,11 @@ static void server_start_tls(script_server *s, const char *const *script, SSL_CT
     assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &sl), 0);
     s->port = ntohs(a.sin_port);
     assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
+}
+
+static void server_start_tls(script_server *s, const char *const *script, SSL_CTX *tls)
+{
+    server_start_skip(s, script, tls, 0);
 }
 
 static void server_start(script_server *s, const char *const *script)
@@ -1418,6 +1434,198 @@ static void test_tls_cases(void **state)
     }
 }
 
+/* ---- the probe checklist (sk_client_probe) against scripted servers ---- */
+
+static const char *const probe_plain[] = {"S:220 mx.test ESMTP", "C:EHLO client.test",
+                                          "S:250-mx.test",       "S:250-SIZE 35882577",
+                                          "S:250 STARTTLS",      "C:MAIL FROM:<a@x.test>",
+                                          "S:250 2.1.0 ok",      "C:RCPT TO:<b@y.test>",
+                                          "S:250 2.1.5 ok",      "C:RSET",
+                                          "S:250 2.0.0 ok",      "C:QUIT",
+                                          "S:221 bye",           NULL};
+static const char *const probe_rcpt_refused[] = {"S:220 mx.test ESMTP",
+                                                 "C:EHLO client.test",
+                                                 "S:250 mx.test",
+                                                 "C:MAIL FROM:<a@x.test>",
+                                                 "S:250 2.1.0 ok",
+                                                 "C:RCPT TO:<b@y.test>",
+                                                 "S:550 5.1.1 no such user",
+                                                 "C:QUIT",
+                                                 "S:221 bye",
+                                                 NULL};
+static const char *const probe_cleartext_auth[] = {"S:220 mx.test",
+                                                   "C:EHLO client.test",
+                                                   "S:250-mx.test",
+                                                   "S:250 AUTH PLAIN LOGIN",
+                                                   "C:QUIT",
+                                                   "S:221 bye",
+                                                   NULL};
+
+static const sk_option_names cli_names = {
+    .tls_starttls = "--tls starttls", .tls_implicit = "--tls implicit", .tls_none = "--tls none"};
+
+static const struct {
+    const char *name;
+    const char *const *script; /* NULL: a closed port */
+    sk_tls_mode tls;
+    const char *user;
+    int envelope; /* MAIL FROM:<a@x.test>, RCPT TO b@y.test and c@y.test (or only b) */
+    size_t nto;
+    const sk_option_names *names;
+    sk_err want;
+    const char *steps; /* check=verdict ... */
+    size_t hint_step;  /* a step whose hint (or detail) holds hint */
+    const char *hint;
+} probe_cases[] = {
+    {"plain, envelope", probe_plain, SK_TLS_NONE, NULL, 1, 1, NULL, SK_OK,
+     "dns=pass tcp=pass greeting=pass ehlo=pass tls=warn mail=pass rcpt=pass rset=pass", 4,
+     "use STARTTLS: without TLS"},
+    {"plain, the caller's names", probe_plain, SK_TLS_NONE, NULL, 1, 1, &cli_names, SK_OK,
+     "dns=pass tcp=pass greeting=pass ehlo=pass tls=warn mail=pass rcpt=pass rset=pass", 4,
+     "use --tls starttls: without TLS"},
+    {"554 greeting", script_refused, SK_TLS_NONE, NULL, 0, 0, NULL, SK_ERR_PERMFAIL,
+     "dns=pass tcp=pass greeting=fail ehlo=skip tls=skip", 2, "the server refused the session"},
+    {"HELO fallback", script_helo_fallback, SK_TLS_NONE, NULL, 0, 0, NULL, SK_OK,
+     "dns=pass tcp=pass greeting=pass ehlo=warn tls=warn", 3, "an old or minimal server"},
+    {"no STARTTLS", script_no_starttls, SK_TLS_STARTTLS, "zoe", 1, 1, &cli_names,
+     SK_ERR_UNSUPPORTED,
+     "dns=pass tcp=pass greeting=pass ehlo=pass tls=fail ehlo=skip auth=skip mail=skip rcpt=skip "
+     "rset=skip",
+     4, "on port 465 use --tls implicit"},
+    {"cleartext AUTH offered", probe_cleartext_auth, SK_TLS_NONE, NULL, 0, 0, NULL, SK_OK,
+     "dns=pass tcp=pass greeting=pass ehlo=warn tls=warn", 3, "only after STARTTLS"},
+    {"second recipient refused", probe_rcpt_refused, SK_TLS_NONE, NULL, 1, 2, NULL, SK_ERR_PERMFAIL,
+     "dns=pass tcp=pass greeting=pass ehlo=pass tls=warn mail=pass rcpt=fail "
+     "rcpt=skip rset=skip",
+     6, "RCPT TO:<b@y.test> refused: 550 5.1.1 no such user"},
+    {"closed port", NULL, SK_TLS_NONE, NULL, 0, 0, NULL, SK_ERR_CONNECT,
+     "dns=pass tcp=fail greeting=skip ehlo=skip tls=skip", 1, "nothing is listening"},
+};
+
+static void count_step(void *ctx, const sk_probe_step *s)
+{
+    (void)s;
+    ++*(size_t *)ctx;
+}
+
+static void test_probe_cases(void **state)
+{
+    static const char *const to[] = {"b@y.test", "c@y.test"};
+    for (size_t i = 0; i < SKT_N(probe_cases); i++) {
+        print_message("case %s\n", probe_cases[i].name);
+        script_server s;
+        transcript t = {0};
+        if (probe_cases[i].script) {
+            /* The probe's TCP check connects first, then the session. */
+            server_start_skip(&s, probe_cases[i].script, NULL, 1);
+        } else {
+            /* A port where nothing listens: bound, then closed. */
+            memset(&s, 0, sizeof s);
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in a = {.sin_family = AF_INET,
+                                    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+            socklen_t sl = sizeof a;
+            assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+            assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &sl), 0);
+            s.port = ntohs(a.sin_port);
+            close(fd);
+        }
+        sk_client_opts o = opts_for(&s, &t);
+        o.tls = probe_cases[i].tls;
+        o.user = probe_cases[i].user;
+        o.password = "secret";
+        sk_client *c = sk_client_new(&o);
+        size_t calls = 0;
+        sk_probe_opts po = {.from = probe_cases[i].envelope ? "a@x.test" : NULL,
+                            .to = to,
+                            .nto = probe_cases[i].nto,
+                            .names = probe_cases[i].names,
+                            .on_step = count_step,
+                            .on_step_ctx = &calls};
+        sk_probe *p = NULL;
+        sk_error err;
+        sk_err e = sk_client_probe(c, &po, &p, &err);
+        assert_non_null(p);
+        if (e != probe_cases[i].want)
+            fail_msg("returned %s, wanted %s", sk_strerror(e), sk_strerror(probe_cases[i].want));
+        char got[512] = "";
+        size_t used = 0;
+        for (size_t k = 0; k < sk_probe_count(p); k++) {
+            const sk_probe_step *st = sk_probe_step_at(p, k);
+            used += (size_t)snprintf(got + used, sizeof got - used, "%s%s=%s", k ? " " : "",
+                                     sk_probe_check_name(st->check),
+                                     sk_probe_verdict_name(st->verdict));
+        }
+        if (strcmp(got, probe_cases[i].steps)) fail_msg("steps \"%s\"", got);
+        assert_int_equal(calls, sk_probe_count(p));
+        const sk_probe_step *h = sk_probe_step_at(p, probe_cases[i].hint_step);
+        if (!strstr(h->hint, probe_cases[i].hint) && !strstr(h->detail, probe_cases[i].hint))
+            fail_msg("step %zu: detail \"%s\" hint \"%s\"", probe_cases[i].hint_step, h->detail,
+                     h->hint);
+        const sk_probe_step *f = sk_probe_failure(p);
+        if (e) {
+            assert_non_null(f);
+            assert_int_equal(f->error.err, e);
+            assert_int_equal(err.err, e);
+            assert_int_equal(sk_probe_overall(p), SK_PROBE_FAIL);
+        } else {
+            assert_null(f);
+        }
+        assert_int_equal(sk_probe_step_at(p, 0)->naddresses, 1);
+        assert_string_equal(sk_probe_step_at(p, 0)->addresses[0], "127.0.0.1");
+        sk_probe_free(p);
+        /* The client is closed again and can be used (and probed) anew. */
+        assert_int_equal(c->state, CL_CLOSED);
+        sk_client_free(c);
+        if (probe_cases[i].script) server_finish(&s);
+        assert_null(strstr(t.text, "secret"));
+    }
+}
+
+/* What the probe found is kept as data: the extensions explained, the
+ * replies and the recipients. */
+static void test_probe_data(void **state)
+{
+    static const char *const to[] = {"b@y.test"};
+    script_server s;
+    transcript t = {0};
+    server_start_skip(&s, probe_plain, NULL, 1);
+    sk_client_opts o = opts_for(&s, &t);
+    sk_client *c = sk_client_new(&o);
+    sk_probe_opts po = {.from = "a@x.test", .to = to, .nto = 1};
+    sk_probe *p = NULL;
+    sk_error err;
+    assert_int_equal(sk_client_probe(c, &po, &p, &err), SK_OK);
+    const sk_probe_step *ehlo = sk_probe_step_at(p, 3);
+    assert_int_equal(ehlo->check, SK_PROBE_EHLO);
+    assert_string_equal(ehlo->server_name, "mx.test");
+    assert_int_equal(ehlo->esmtp, 1);
+    assert_int_equal(ehlo->nextensions, 2);
+    assert_string_equal(ehlo->extensions[0].keyword, "SIZE");
+    assert_string_equal(ehlo->extensions[0].params, "35882577");
+    assert_string_equal(ehlo->extensions[0].meaning,
+                        "messages up to 35.9 MB (35882577 octets, RFC 1870)");
+    assert_string_equal(ehlo->extensions[1].keyword, "STARTTLS");
+    const sk_probe_step *rcpt = sk_probe_step_at(p, 6);
+    assert_int_equal(rcpt->check, SK_PROBE_RCPT);
+    assert_string_equal(rcpt->recipient, "b@y.test");
+    assert_int_equal(rcpt->has_reply, 1);
+    assert_int_equal(rcpt->reply.code, 250);
+    assert_string_equal(rcpt->reply.enhanced, "2.1.5");
+    assert_int_equal(rcpt->error.step, SK_STEP_RCPT);
+    assert_int_equal(rcpt->error.err, SK_OK);
+    const sk_probe_step *g = sk_probe_step_at(p, 2);
+    assert_string_equal(g->address, "127.0.0.1");
+    assert_true(g->elapsed_ms >= 0);
+    sk_probe_free(p);
+    /* Recipients without a sender, or too many, are refused up front. */
+    sk_probe_opts bad = {.to = to, .nto = 1};
+    assert_int_equal(sk_client_probe(c, &bad, &p, &err), SK_ERR_INVAL);
+    assert_null(p);
+    sk_client_free(c);
+    server_finish(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1439,6 +1647,8 @@ int main(void)
         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_bad_helo_name),
         cmocka_unit_test(test_tls_cases),
+        cmocka_unit_test(test_probe_cases),
+        cmocka_unit_test(test_probe_data),
     };
     return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
 }

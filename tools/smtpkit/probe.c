@@ -1,89 +1,30 @@
 /* smtpkit probe: check a mail server one step at a time (DNS, TCP, greeting,
- * EHLO, TLS, AUTH, envelope) and say what is wrong and how to fix it. */
+ * EHLO, TLS, AUTH, envelope) and say what is wrong and how to fix it. The
+ * checks are the library's (sk_client_probe); this prints their steps. */
 #include "cli.h"
 
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-/* The OpenSSL X509_V_ERR_* values sk_tls_info.verify_code carries
- * (openssl/x509_vfy.h; stable across OpenSSL releases). That header is not
- * included: its sk_free and sk_new macros collide with SMTPKit's names. */
-enum {
-    VERIFY_UNABLE_TO_GET_ISSUER_CERT = 2,
-    VERIFY_CERT_NOT_YET_VALID = 9,
-    VERIFY_CERT_HAS_EXPIRED = 10,
-    VERIFY_DEPTH_ZERO_SELF_SIGNED_CERT = 18,
-    VERIFY_SELF_SIGNED_CERT_IN_CHAIN = 19,
-    VERIFY_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20,
-    VERIFY_UNABLE_TO_VERIFY_LEAF_SIGNATURE = 21,
-    VERIFY_HOSTNAME_MISMATCH = 62,
-    VERIFY_IP_ADDRESS_MISMATCH = 64,
+#define PROBE_TIMEOUT_MS_DEFAULT 10000
+
+/* The probe's hints name our options. */
+static const sk_option_names probe_option_names = {
+    .tls_starttls = "--tls starttls",
+    .tls_implicit = "--tls implicit",
+    .tls_none = "--tls none",
+    .ca_file = "--ca-file",
+    .insecure = "--insecure",
+    .tls_name = "--tls-name",
+    .timeout = "--timeout",
 };
 
-#define PROBE_TIMEOUT_MS_DEFAULT 10000
-/* How long the diagnosis of a silent or odd peer waits for each answer:
- * long enough for a loaded server, short enough to keep a probe quick. */
-#define PROBE_SNIFF_WAIT_MS_MAX SK_CLIENT_IDENTIFY_WAIT_MS
-#define PROBE_ADDRS_MAX         16
-#define PROBE_RCPTS_MAX         16
-#define PROBE_STEPS_MAX         (PROBE_ADDRS_MAX + PROBE_RCPTS_MAX + 16)
-
-typedef enum verdict { V_OK, V_WARN, V_FAIL } verdict;
-static const char *const verdict_names[] = {"ok", "warn", "fail"};
 static const char *const verdict_marks[] = {"[ OK ]", "[WARN]", "[FAIL]"};
-
-/* One line of the checklist, and one object of the JSON output. */
-typedef struct probe_step {
-    const char *name;
-    verdict status;
-    char detail[SK_REPLY_TEXT_MAX_OCTETS + 64];
-    const char *explanation; /* static storage, from sk_reply_explain or here */
-    char fix[512];
-    int has_reply;
-    sk_reply reply;
-    char address[INET6_ADDRSTRLEN];
-    long elapsed_ms; /* -1: not measured */
-    /* The extras below are far smaller than their buffers' bounds; should
-     * one overflow, the step's extras are left out whole (never a broken
-     * line or JSON value) and marked "truncated". */
-    int overflow;
-    sk_buf lines; /* more lines for people (extensions, certificates) */
-    sk_buf json;  /* more JSON members, each starting with ',' */
-} probe_step;
-
-typedef struct probe {
-    const char *host;
-    unsigned short port;
-    sk_tls_mode tls;
-    const char *user, *password, *ca_file, *from, *helo, *tls_name;
-    int insecure;
-    const char *to[PROBE_RCPTS_MAX];
-    size_t nto;
-    unsigned timeout_ms;
-    int json, verbose;
-
-    struct sockaddr_storage addrs[PROBE_ADDRS_MAX];
-    socklen_t addrlens[PROBE_ADDRS_MAX];
-    size_t naddrs;
-    int reachable; /* index into addrs of the first address that connected */
-
-    probe_step steps[PROBE_STEPS_MAX];
-    size_t nsteps;
-    int exit_code;
-    const char *failed_step;
-} probe;
+/* The JSON names of the verdicts (docs/probe.md). */
+static const char *const verdict_json[] = {"ok", "warn", "fail"};
 
 static const char *tls_mode_label(sk_tls_mode m)
 {
@@ -97,100 +38,7 @@ static const char *tls_mode_label(sk_tls_mode m)
     }
 }
 
-/* ---- steps: recording and printing ---- */
-
-static probe_step *step_begin(probe *p, const char *name)
-{
-    if (p->nsteps == PROBE_STEPS_MAX) return &p->steps[PROBE_STEPS_MAX - 1];
-    probe_step *s = &p->steps[p->nsteps++];
-    memset(s, 0, sizeof *s);
-    s->name = name;
-    s->elapsed_ms = -1;
-    sk_buf_init(&s->lines, 64 * 1024);
-    sk_buf_init(&s->json, 64 * 1024);
-    return s;
-}
-
-static void step_detail(probe_step *s, const char *fmt, ...) SK_PRINTF(2, 3);
-static void step_detail(probe_step *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->detail, sizeof s->detail, fmt, ap);
-    va_end(ap);
-}
-
-static void step_fix(probe_step *s, const char *fmt, ...) SK_PRINTF(2, 3);
-static void step_fix(probe_step *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->fix, sizeof s->fix, fmt, ap);
-    va_end(ap);
-}
-
-/* Extra lines and JSON are best effort: a full buffer only shortens them. */
-static void step_line(probe_step *s, const char *fmt, ...) SK_PRINTF(2, 3);
-static void step_line(probe_step *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (sk_buf_vprintf(&s->lines, fmt, ap) != SK_OK || sk_buf_putc(&s->lines, '\n') != SK_OK)
-        s->overflow = 1;
-    va_end(ap);
-}
-
-/* JSON strings go through json_string, which writes to a FILE; a memory
- * stream lets the same escaping fill a step's JSON buffer. */
-static void json_member_str(probe_step *s, const char *key, const char *val)
-{
-    char *mem = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&mem, &len);
-    if (!f) return;
-    fprintf(f, ",\"%s\":", key);
-    cli_json_string(f, val);
-    fclose(f);
-    if (sk_buf_append(&s->json, mem, len) != SK_OK) s->overflow = 1;
-    free(mem);
-}
-
-static void json_raw(probe_step *s, const char *fmt, ...) SK_PRINTF(2, 3);
-static void json_raw(probe_step *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (sk_buf_vprintf(&s->json, fmt, ap) != SK_OK) s->overflow = 1;
-    va_end(ap);
-}
-
-/* A JSON string into the step's buffer, without a key (inside arrays). */
-static void json_value_str(probe_step *s, const char *val)
-{
-    char *mem = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&mem, &len);
-    if (!f) return;
-    cli_json_string(f, val);
-    fclose(f);
-    if (sk_buf_append(&s->json, mem, len) != SK_OK) s->overflow = 1;
-    free(mem);
-}
-
-static void step_reply(probe_step *s, const sk_reply *r)
-{
-    s->has_reply = 1;
-    s->reply = *r;
-    if (sk_reply_class_of(r->code) >= SK_REPLY_TRANSIENT)
-        s->explanation = sk_reply_explain(r->code, r->enhanced, r->text);
-}
-
-/* The reply an sk_error carries (code, enhanced status, text). */
-static void step_error_reply(probe_step *s, const sk_error *e)
-{
-    sk_reply r = sk_reply_make(e->code, e->enhanced, "%s", e->text);
-    step_reply(s, &r);
-}
+/* ---- the checklist for people ---- */
 
 /* Print n octets of text that may come from the peer on one line: control
  * characters (a terminal would act on escape sequences) are shown as '?'. */
@@ -212,28 +60,52 @@ static void print_indented(const char *label, const char *text)
     putchar('\n');
 }
 
-static void step_end(probe *p, probe_step *s, verdict v)
+static void print_more(const char *fmt, ...) SK_PRINTF(1, 2);
+static void print_more(const char *fmt, ...)
 {
-    s->status = v;
-    if (v == V_FAIL && !p->failed_step) p->failed_step = s->name;
-    if (p->json) return;
-    printf("  %s %-9s ", verdict_marks[v], s->name);
+    char line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    printf("                   ");
+    print_clean(line, strlen(line));
+    putchar('\n');
+}
+
+/* The lines under a step: the certificate chain, the extensions. */
+static void print_step_lines(const sk_probe_step *s)
+{
+    if (s->tls) {
+        for (size_t i = 0; i < s->tls->chain_len; i++) {
+            const sk_tls_cert *c = &s->tls->chain[i];
+            char nb[32], na[32];
+            sk_time_rfc3339(c->not_before, nb);
+            sk_time_rfc3339(c->not_after, na);
+            print_more("cert %zu: subject %s", i, c->subject);
+            print_more("        issuer  %s%s", c->issuer, c->self_signed ? " (self-signed)" : "");
+            print_more("        valid   %s to %s", nb, na);
+            if (c->san[0]) print_more("        names   %s", c->san);
+        }
+    }
+    for (size_t i = 0; i < s->nextensions; i++)
+        print_more("%-20s %s", s->extensions[i].keyword, s->extensions[i].meaning);
+}
+
+/* One step as it ends (sk_probe_opts.on_step); skipped steps are not
+ * shown: the checklist stops at the failure. */
+static void print_step(void *ctx, const sk_probe_step *s)
+{
+    (void)ctx;
+    if (s->verdict == SK_PROBE_SKIP) return;
+    printf("  %s %-9s ", verdict_marks[s->verdict], sk_probe_check_name(s->check));
     print_clean(s->detail, strlen(s->detail));
     if (s->elapsed_ms >= 0) printf(" (%ld ms)", s->elapsed_ms);
     putchar('\n');
-    if (s->overflow) {
+    if (s->truncated)
         printf("                   (details left out: too long)\n");
-    } else if (s->lines.len) {
-        const char *l = sk_buf_cstr(&s->lines);
-        while (*l) {
-            const char *nl = strchr(l, '\n');
-            size_t n = nl ? (size_t)(nl - l) : strlen(l);
-            printf("                   ");
-            print_clean(l, n);
-            putchar('\n');
-            l += n + (nl ? 1 : 0);
-        }
-    }
+    else
+        print_step_lines(s);
     if (s->has_reply && s->reply.enhanced[0] &&
         sk_reply_class_of(s->reply.code) >= SK_REPLY_TRANSIENT) {
         const char *d = sk_enhanced_describe(s->reply.enhanced);
@@ -244,727 +116,120 @@ static void step_end(probe *p, probe_step *s, verdict v)
         }
     }
     if (s->explanation) print_indented("meaning", s->explanation);
-    if (s->fix[0]) print_indented("fix", s->fix);
+    if (s->hint[0]) print_indented("fix", s->hint);
     fflush(stdout);
 }
 
-/* Fail the probe at step s with an exit code (sysexits.h, as `smtpkit send`). */
-static int step_fail(probe *p, probe_step *s, int exit_code)
+/* ---- the checklist as JSON (docs/probe.md): all of it here ---- */
+
+static void json_key_str(const char *key, const char *val)
 {
-    p->exit_code = exit_code;
-    step_end(p, s, V_FAIL);
-    return -1;
+    printf(",\"%s\":", key);
+    cli_json_string(stdout, val);
 }
 
-static void print_json(const probe *p)
+static void json_step_extras(const sk_probe_step *s)
 {
-    verdict worst = V_OK;
-    for (size_t i = 0; i < p->nsteps; i++)
-        if (p->steps[i].status > worst) worst = p->steps[i].status;
-    printf("{\"host\":");
-    cli_json_string(stdout, p->host);
-    printf(",\"port\":%u,\"tls\":\"%s\",\"status\":\"%s\",\"exit_code\":%d,\"failed_step\":",
-           p->port, tls_mode_label(p->tls), verdict_names[worst], p->exit_code);
-    cli_json_string(stdout, p->failed_step);
-    printf(",\"steps\":[");
-    for (size_t i = 0; i < p->nsteps; i++) {
-        const probe_step *s = &p->steps[i];
-        printf("%s{\"step\":\"%s\",\"status\":\"%s\",\"detail\":", i ? "," : "", s->name,
-               verdict_names[s->status]);
-        cli_json_string(stdout, s->detail);
-        if (s->address[0]) {
-            printf(",\"address\":");
-            cli_json_string(stdout, s->address);
+    if (s->addresses) {
+        printf(",\"addresses\":[");
+        for (size_t i = 0; i < s->naddresses; i++) {
+            if (i) putchar(',');
+            cli_json_string(stdout, s->addresses[i]);
         }
+        putchar(']');
+    }
+    if (s->tls) {
+        const sk_tls_info *ti = s->tls;
+        printf(",\"version\":\"%s\",\"cipher\":\"%s\",\"verified\":%s", ti->version, ti->cipher,
+               ti->verified ? "true" : "false");
+        json_key_str("verify_error", ti->verified ? NULL : ti->verify_text);
+        printf(",\"chain\":[");
+        for (size_t i = 0; i < ti->chain_len; i++) {
+            const sk_tls_cert *c = &ti->chain[i];
+            char nb[32], na[32];
+            sk_time_rfc3339(c->not_before, nb);
+            sk_time_rfc3339(c->not_after, na);
+            printf("%s{\"subject\":", i ? "," : "");
+            cli_json_string(stdout, c->subject);
+            json_key_str("issuer", c->issuer);
+            printf(",\"not_before\":\"%s\",\"not_after\":\"%s\"", nb, na);
+            json_key_str("names", c->san);
+            printf(",\"self_signed\":%s}", c->self_signed ? "true" : "false");
+        }
+        putchar(']');
+    }
+    if (s->peer) {
+        printf(",\"peer\":\"%s\"", sk_peer_kind_name(s->peer->kind));
+        json_key_str("peer_said", s->peer->said[0] ? s->peer->said : NULL);
+    }
+    if (s->check == SK_PROBE_EHLO && s->verdict != SK_PROBE_FAIL) {
+        json_key_str("server_name", s->server_name);
+        printf(",\"esmtp\":%s,\"extensions\":[", s->esmtp ? "true" : "false");
+        for (size_t i = 0; i < s->nextensions; i++) {
+            const sk_probe_ext *x = &s->extensions[i];
+            printf("%s{\"keyword\":", i ? "," : "");
+            cli_json_string(stdout, x->keyword);
+            json_key_str("params", x->params);
+            json_key_str("meaning", x->meaning);
+            putchar('}');
+        }
+        putchar(']');
+    }
+    if (s->mechanism) json_key_str("mechanism", s->mechanism);
+    if (s->check == SK_PROBE_RCPT) json_key_str("recipient", s->recipient);
+}
+
+static void print_json(const char *host, unsigned port, sk_tls_mode tls, const sk_probe *p,
+                       int exit_code)
+{
+    const sk_probe_step *failed = sk_probe_failure(p);
+    printf("{\"host\":");
+    cli_json_string(stdout, host);
+    printf(",\"port\":%u,\"tls\":\"%s\",\"status\":\"%s\",\"exit_code\":%d", port,
+           tls_mode_label(tls), verdict_json[p ? sk_probe_overall(p) : SK_PROBE_PASS], exit_code);
+    json_key_str("failed_step", failed ? sk_probe_check_name(failed->check) : NULL);
+    printf(",\"steps\":[");
+    int first = 1;
+    for (size_t i = 0; i < sk_probe_count(p); i++) {
+        const sk_probe_step *s = sk_probe_step_at(p, i);
+        if (s->verdict == SK_PROBE_SKIP) continue;
+        printf("%s{\"step\":\"%s\",\"status\":\"%s\"", first ? "" : ",",
+               sk_probe_check_name(s->check), verdict_json[s->verdict]);
+        first = 0;
+        json_key_str("detail", s->detail);
+        if (s->address[0]) json_key_str("address", s->address);
         if (s->elapsed_ms >= 0) printf(",\"elapsed_ms\":%ld", s->elapsed_ms);
         if (s->has_reply) {
-            printf(",\"code\":%d,\"enhanced\":", s->reply.code);
-            cli_json_string(stdout, s->reply.enhanced);
-            printf(",\"text\":");
-            cli_json_string(stdout, s->reply.text);
-            if (s->reply.enhanced[0]) {
-                printf(",\"enhanced_meaning\":");
-                cli_json_string(stdout, sk_enhanced_describe(s->reply.enhanced));
-            }
+            printf(",\"code\":%d", s->reply.code);
+            json_key_str("enhanced", s->reply.enhanced);
+            json_key_str("text", s->reply.text);
+            if (s->reply.enhanced[0])
+                json_key_str("enhanced_meaning", sk_enhanced_describe(s->reply.enhanced));
         }
-        if (s->explanation) {
-            printf(",\"explanation\":");
-            cli_json_string(stdout, s->explanation);
-        }
-        if (s->fix[0]) {
-            printf(",\"fix\":");
-            cli_json_string(stdout, s->fix);
-        }
-        if (s->overflow)
+        if (s->explanation) json_key_str("explanation", s->explanation);
+        if (s->hint[0]) json_key_str("fix", s->hint);
+        if (s->truncated)
             printf(",\"truncated\":true");
         else
-            fwrite(s->json.data ? s->json.data : "", 1, s->json.len, stdout);
+            json_step_extras(s);
         putchar('}');
     }
     printf("]}\n");
 }
 
-/* ---- sockets for the checks the client library does not make ---- */
-
-static void addr_string(const struct sockaddr *sa, char *out, size_t n)
-{
-    const void *a = sa->sa_family == AF_INET6
-                        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-                        : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-    if (!inet_ntop(sa->sa_family, a, out, (socklen_t)n)) snprintf(out, n, "?");
-}
-
-/* Connect with a timeout. Returns the socket (blocking) or -1 with *error
- * set (ETIMEDOUT when the timeout passed). */
-static int tcp_connect(const struct sockaddr *sa, socklen_t len, unsigned timeout_ms, int *error)
-{
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        *error = errno;
-        return -1;
-    }
-    if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
-        *error = errno;
-        close(fd);
-        return -1;
-    }
-    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-    int n;
-    do n = poll(&pfd, 1, (int)timeout_ms);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0) {
-        *error = n == 0 ? ETIMEDOUT : errno;
-        close(fd);
-        return -1;
-    }
-    int soerr = 0;
-    socklen_t sl = sizeof soerr;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) soerr = errno;
-    if (soerr) {
-        *error = soerr;
-        close(fd);
-        return -1;
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    return fd;
-}
-
-/* ---- the checks ---- */
-
-static int check_dns(probe *p)
-{
-    probe_step *s = step_begin(p, "dns");
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    char port[8];
-    snprintf(port, sizeof port, "%u", p->port);
-    uint64_t t0 = sk_now_ms();
-    int rc = getaddrinfo(p->host, port, &hints, &res);
-    s->elapsed_ms = (long)(sk_now_ms() - t0);
-    if (rc != 0) {
-        step_detail(s, "%s does not resolve: %s", p->host, gai_strerror(rc));
-        if (rc == EAI_NONAME)
-            step_fix(s,
-                     "check the name for typos; 'dig %s A' and 'dig %s AAAA' show what DNS "
-                     "says",
-                     p->host, p->host);
-        else
-            step_fix(s, "the resolver failed (%s): check /etc/resolv.conf and the network",
-                     gai_strerror(rc));
-        return step_fail(p, s, EX_TEMPFAIL);
-    }
-    json_raw(s, ",\"addresses\":[");
-    sk_buf list = SK_BUF_INIT(4096);
-    for (struct addrinfo *ai = res; ai && p->naddrs < PROBE_ADDRS_MAX; ai = ai->ai_next) {
-        int dup = 0;
-        for (size_t i = 0; i < p->naddrs; i++)
-            dup |= p->addrlens[i] == ai->ai_addrlen &&
-                   memcmp(&p->addrs[i], ai->ai_addr, ai->ai_addrlen) == 0;
-        if (dup) continue;
-        memcpy(&p->addrs[p->naddrs], ai->ai_addr, ai->ai_addrlen);
-        p->addrlens[p->naddrs] = ai->ai_addrlen;
-        char a[INET6_ADDRSTRLEN];
-        addr_string(ai->ai_addr, a, sizeof a);
-        if (sk_buf_printf(&list, "%s%s", p->naddrs ? ", " : "", a) != SK_OK) s->overflow = 1;
-        if (p->naddrs) json_raw(s, ",");
-        json_value_str(s, a);
-        p->naddrs++;
-    }
-    json_raw(s, "]");
-    freeaddrinfo(res);
-    struct in6_addr tmp6;
-    struct in_addr tmp4;
-    if (inet_pton(AF_INET, p->host, &tmp4) == 1 || inet_pton(AF_INET6, p->host, &tmp6) == 1)
-        step_detail(s, "%s is an address; nothing to resolve", p->host);
-    else
-        step_detail(s, "%s resolves to %s", p->host, sk_buf_cstr(&list));
-    sk_buf_free(&list);
-    step_end(p, s, V_OK);
-    return 0;
-}
-
-static int check_tcp(probe *p)
-{
-    int refused = 0, timedout = 0, other = 0;
-    p->reachable = -1;
-    for (size_t i = 0; i < p->naddrs; i++) {
-        probe_step *s = step_begin(p, "tcp");
-        const struct sockaddr *sa = (const struct sockaddr *)&p->addrs[i];
-        addr_string(sa, s->address, sizeof s->address);
-        char where[INET6_ADDRSTRLEN + 10];
-        int v6 = sa->sa_family == AF_INET6;
-        snprintf(where, sizeof where, "%s%s%s:%u", v6 ? "[" : "", s->address, v6 ? "]" : "",
-                 p->port);
-        int error = 0;
-        uint64_t t0 = sk_now_ms();
-        int fd = tcp_connect(sa, p->addrlens[i], p->timeout_ms, &error);
-        s->elapsed_ms = (long)(sk_now_ms() - t0);
-        if (fd >= 0) {
-            close(fd);
-            step_detail(s, "%s connected", where);
-            if (p->reachable < 0) p->reachable = (int)i;
-            step_end(p, s, V_OK);
-            continue;
-        }
-        if (error == ECONNREFUSED) {
-            refused++;
-            step_detail(s, "%s refused: nothing is listening on port %u there", where, p->port);
-            step_fix(s, "wrong port? (SMTP: 25 relay, 587 submission, 465 submission over "
-                        "TLS) or the server is not running");
-        } else if (error == ETIMEDOUT) {
-            timedout++;
-            step_detail(s, "%s timed out after %u ms: no answer at all", where, p->timeout_ms);
-            step_fix(s,
-                     "packets are dropped on the way: a firewall, or an ISP blocking port "
-                     "%u; check from another network",
-                     p->port);
-        } else {
-            other++;
-            step_detail(s, "%s failed: %s", where, strerror(error));
-            step_fix(s, "check the route to %s (ip route get %s)", s->address, s->address);
-        }
-        /* An unreachable address is only a warning while another works. */
-        step_end(p, s, p->naddrs > 1 ? V_WARN : V_FAIL);
-    }
-    if (p->reachable >= 0) return 0;
-    if (p->naddrs > 1) {
-        probe_step *s = step_begin(p, "tcp");
-        step_detail(s,
-                    "no address of %s accepted a connection on port %u (%d refused, %d timed "
-                    "out, %d other)",
-                    p->host, p->port, refused, timedout, other);
-        step_fix(s, "%s",
-                 refused ? "check the port, and that the server runs"
-                         : "check firewalls between here and the server");
-        return step_fail(p, s, EX_TEMPFAIL);
-    }
-    p->exit_code = EX_TEMPFAIL;
-    p->failed_step = "tcp";
-    return -1;
-}
-
-/* The certificate chain as lines and JSON. */
-static void describe_chain(probe_step *s, const sk_tls_info *ti)
-{
-    json_raw(s, ",\"chain\":[");
-    for (size_t i = 0; i < ti->chain_len; i++) {
-        const sk_tls_cert *c = &ti->chain[i];
-        char nb[32], na[32];
-        sk_time_rfc3339(c->not_before, nb);
-        sk_time_rfc3339(c->not_after, na);
-        step_line(s, "cert %zu: subject %s", i, c->subject);
-        step_line(s, "        issuer  %s%s", c->issuer, c->self_signed ? " (self-signed)" : "");
-        step_line(s, "        valid   %s to %s", nb, na);
-        if (c->san[0]) step_line(s, "        names   %s", c->san);
-        json_raw(s, "%s{\"subject\":", i ? "," : "");
-        json_value_str(s, c->subject);
-        json_raw(s, ",\"issuer\":");
-        json_value_str(s, c->issuer);
-        json_raw(s, ",\"not_before\":\"%s\",\"not_after\":\"%s\",\"names\":", nb, na);
-        json_value_str(s, c->san);
-        json_raw(s, ",\"self_signed\":%s}", c->self_signed ? "true" : "false");
-    }
-    json_raw(s, "]");
-}
-
-/* Why a certificate did not verify, and what to do about it. */
-static void explain_verify(const probe *p, probe_step *s, const sk_tls_info *ti)
-{
-    const sk_tls_cert *leaf = ti->chain_len ? &ti->chain[0] : NULL;
-    char when[32] = "";
-    switch (ti->verify_code) {
-    case VERIFY_CERT_HAS_EXPIRED:
-        if (leaf) sk_time_rfc3339(leaf->not_after, when);
-        s->explanation = "the server's certificate has expired";
-        step_fix(s,
-                 "the server's operator must renew the certificate (it expired %s) and "
-                 "reload the server",
-                 when[0] ? when : "already");
-        break;
-    case VERIFY_CERT_NOT_YET_VALID:
-        if (leaf) sk_time_rfc3339(leaf->not_before, when);
-        s->explanation = "the server's certificate is not valid yet";
-        step_fix(s, "it becomes valid %s: check the clocks of this machine and the server", when);
-        break;
-    case VERIFY_DEPTH_ZERO_SELF_SIGNED_CERT:
-        s->explanation = "the certificate is self-signed: no authority vouches for it";
-        step_fix(s, "use a certificate from a CA (e.g. Let's Encrypt); if you trust this one, "
-                    "pass it with --ca-file");
-        break;
-    case VERIFY_SELF_SIGNED_CERT_IN_CHAIN:
-    case VERIFY_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case VERIFY_UNABLE_TO_GET_ISSUER_CERT:
-    case VERIFY_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-        s->explanation = "the certificate was issued by an authority this machine does not "
-                         "trust (unknown issuer)";
-        step_fix(s, "a private CA: pass its certificate with --ca-file; a public CA: the "
-                    "server must send its intermediate certificates too (the full chain)");
-        break;
-    case VERIFY_HOSTNAME_MISMATCH:
-    case VERIFY_IP_ADDRESS_MISMATCH:
-        s->explanation = "the certificate is for another name than the one you connected to";
-        step_fix(s,
-                 "connect with a name the certificate lists (%s; or give it with "
-                 "--tls-name), or the operator must add %s to the certificate",
-                 leaf && leaf->san[0] ? leaf->san
-                 : leaf               ? leaf->subject
-                                      : "see above",
-                 p->tls_name ? p->tls_name : p->host);
-        break;
-    default:
-        s->explanation = "the certificate chain did not verify";
-        step_fix(s, "see the reason above; --ca-file names the authority to trust");
-    }
-}
-
-/* Report the TLS session of the client (after implicit TLS or STARTTLS). */
-static int report_tls(probe *p, probe_step *s, const sk_tls_info *ti, sk_err rc, const sk_error *e)
-{
-    if (!ti || !ti->active) {
-        step_detail(s, "TLS handshake failed: %s", e->text[0] ? e->text : sk_strerror(rc));
-        s->explanation = e->hint;
-        step_fix(s,
-                 "the server may not support a TLS version or cipher we accept (TLS 1.2 or "
-                 "later); 'openssl s_client -connect %s:%u%s' shows more",
-                 p->host, p->port, p->tls == SK_TLS_IMPLICIT ? "" : " -starttls smtp");
-        return step_fail(p, s, EX_PROTOCOL);
-    }
-    json_raw(s,
-             ",\"version\":\"%s\",\"cipher\":\"%s\",\"verified\":%s,\"verify_error\":", ti->version,
-             ti->cipher, ti->verified ? "true" : "false");
-    json_value_str(s, ti->verified ? NULL : ti->verify_text);
-    describe_chain(s, ti);
-    if (ti->verified) {
-        step_detail(s, "%s %s, certificate verified for %s", ti->version, ti->cipher,
-                    ti->sni[0] ? ti->sni : p->host);
-        step_end(p, s, V_OK);
-        return 0;
-    }
-    step_detail(s, "%s %s, certificate NOT verified: %s%s", ti->version, ti->cipher,
-                ti->verify_text, p->insecure ? " (--insecure: going on)" : "");
-    explain_verify(p, s, ti);
-    if (p->insecure) {
-        /* As `smtpkit send --insecure`: encrypted, not authenticated. */
-        step_end(p, s, V_WARN);
-        return 0;
-    }
-    return step_fail(p, s, EX_PROTOCOL);
-}
-
-/* The greeting did not come as SMTP: find out what the peer is. The
- * client may have found out already while it waited (identify_after_ms);
- * else it is asked now (sk_client_identify, shared with smtpkit send). */
-static int diagnose_no_greeting(probe *p, sk_client *c, probe_step *s, sk_err rc, const sk_error *e)
-{
-    sk_peer_info peer;
-    memset(&peer, 0, sizeof peer);
-    const sk_peer_info *known = sk_client_peer(c);
-    /* What an implicit-TLS handshake heard holds only its first octets:
-     * ask again for the whole greeting line. */
-    if (known && known->kind != SK_PEER_SMTP) {
-        peer = *known;
-    } else {
-        unsigned wait =
-            p->timeout_ms < PROBE_SNIFF_WAIT_MS_MAX ? p->timeout_ms : PROBE_SNIFF_WAIT_MS_MAX;
-        sk_error ie;
-        if (sk_client_identify(c, wait, &peer, &ie) != SK_OK && known) peer = *known;
-    }
-    const char *first = peer.said;
-    json_raw(s, ",\"peer\":\"%s\",\"peer_said\":", sk_peer_kind_name(peer.kind));
-    json_value_str(s, first[0] ? first : NULL);
-    switch (peer.kind) {
-    case SK_PEER_SMTP:
-        if (p->tls == SK_TLS_IMPLICIT) {
-            step_detail(s,
-                        "the server greets in plain text (\"%s\"): it does not speak TLS from "
-                        "the first byte",
-                        first);
-            step_fix(s, "use --tls starttls (usually port 587 or 25), or --tls none");
-            return step_fail(p, s, EX_PROTOCOL);
-        }
-        if (rc != SK_ERR_TIMEOUT) {
-            step_detail(s, "the greeting (\"%s\") cannot be used: %s", first,
-                        e->text[0] ? e->text : sk_strerror(rc));
-            step_fix(s, "the server breaks the SMTP reply syntax (RFC 5321 4.2); tell its "
-                        "operator");
-            return step_fail(p, s, EX_PROTOCOL);
-        }
-        step_detail(s,
-                    "the greeting (\"%s\") came on another connection, but not on this one "
-                    "within %u ms",
-                    first, p->timeout_ms);
-        step_fix(s, "the server is slow (overloaded, or slow reverse DNS lookups on its side): "
-                    "raise --timeout");
-        return step_fail(p, s, EX_TEMPFAIL);
-    case SK_PEER_HTTP:
-        step_detail(s, "not an SMTP server: it answered like a web server (\"%s\")", first);
-        step_fix(s, "wrong port? SMTP is on 25 (relay), 587 (submission) or 465 (submission "
-                    "over TLS)");
-        return step_fail(p, s, EX_PROTOCOL);
-    case SK_PEER_OTHER:
-        step_detail(s, "not an SMTP server: it said \"%s\"", first);
-        step_fix(s, "wrong port or host? SMTP is on 25, 587 or 465");
-        return step_fail(p, s, EX_PROTOCOL);
-    case SK_PEER_TLS:
-        if (p->tls != SK_TLS_IMPLICIT) {
-            step_detail(s, "the server speaks TLS from the first byte: no plain-text greeting");
-            step_fix(s, "use --tls implicit (the usual mode on port 465)");
-            return step_fail(p, s, EX_PROTOCOL);
-        }
-        break;
-    default:
-        break;
-    }
-    if (p->tls == SK_TLS_IMPLICIT) {
-        step_detail(s, "TLS handshake failed: %s", e->text[0] ? e->text : sk_strerror(rc));
-        step_fix(s, "is this port TLS from the first byte? Port 465 usually is; 587 and 25 use "
-                    "--tls starttls");
-        return step_fail(p, s, rc == SK_ERR_TIMEOUT ? EX_TEMPFAIL : EX_PROTOCOL);
-    }
-    if (rc == SK_ERR_TIMEOUT || peer.kind == SK_PEER_SILENT) {
-        step_detail(s, "connected, but no greeting within %u ms, and no answer when spoken to",
-                    p->timeout_ms);
-        step_fix(s, "the server is stuck or overloaded, or this is not a mail server (a proxy or "
-                    "tarpit holding the connection); try again later or check the port");
-        return step_fail(p, s, EX_TEMPFAIL);
-    }
-    if (rc == SK_ERR_CLOSED || peer.kind == SK_PEER_CLOSED) {
-        step_detail(s, "the server closed the connection without a greeting");
-        step_fix(s, "it refuses this client (access list, connection limit, or blocklisted "
-                    "IP); check the server's log");
-        return step_fail(p, s, EX_TEMPFAIL);
-    }
-    step_detail(s, "no usable greeting: %s", e->text[0] ? e->text : sk_strerror(rc));
-    return step_fail(p, s, EX_PROTOCOL);
-}
-
-static int check_open(probe *p, sk_client *c)
-{
-    /* With implicit TLS the handshake comes first, then the greeting. */
-    probe_step *ts = p->tls == SK_TLS_IMPLICIT ? step_begin(p, "tls") : NULL;
-    sk_error e;
-    sk_error_clear(&e);
-    uint64_t t0 = sk_now_ms();
-    sk_err rc = sk_client_open(c, &e);
-    long elapsed = (long)(sk_now_ms() - t0);
-    const sk_tls_info *ti = sk_client_tls_info(c);
-
-    if (ts) {
-        char a[INET6_ADDRSTRLEN];
-        addr_string((const struct sockaddr *)&p->addrs[p->reachable], a, sizeof a);
-        snprintf(ts->address, sizeof ts->address, "%s", a);
-        ts->elapsed_ms = elapsed;
-        if (ti && ti->active) {
-            if (report_tls(p, ts, ti, rc, &e) < 0) return -1;
-        } else if (rc != SK_OK) {
-            return diagnose_no_greeting(p, c, ts, rc, &e);
-        }
-    }
-
-    probe_step *s = step_begin(p, "greeting");
-    addr_string((const struct sockaddr *)&p->addrs[p->reachable], s->address, sizeof s->address);
-    s->elapsed_ms = elapsed;
-    const sk_reply *g = sk_client_greeting(c);
-    if (rc == SK_OK && g) {
-        step_reply(s, g);
-        step_detail(s, "%d %s", g->code, g->text);
-        step_end(p, s, V_OK);
-        return 0;
-    }
-    if (sk_reply_class_of(e.code) >= SK_REPLY_TRANSIENT ||
-        (g && sk_reply_class_of(g->code) >= SK_REPLY_TRANSIENT)) {
-        /* RFC 5321 3.1: 554 instead of 220 means "no service for you";
-         * 421 means "not now". */
-        if (sk_reply_class_of(e.code) >= SK_REPLY_TRANSIENT)
-            step_error_reply(s, &e);
-        else
-            step_reply(s, g);
-        step_detail(s, "the server refused the session: %d %s%s%s", s->reply.code,
-                    s->reply.enhanced, s->reply.enhanced[0] ? " " : "", s->reply.text);
-        return step_fail(p, s,
-                         sk_reply_class_of(s->reply.code) == SK_REPLY_PERMANENT ? EX_UNAVAILABLE
-                                                                                : EX_TEMPFAIL);
-    }
-    return diagnose_no_greeting(p, c, s, rc, &e);
-}
-
-static const struct {
-    const char *keyword, *meaning;
-} ext_meanings[] = {
-    {"PIPELINING", "commands can be sent in batches (RFC 2920): faster sending"},
-    {"SMTPUTF8", "UTF-8 addresses and headers accepted (RFC 6531)"},
-    {"STARTTLS", "the connection can be upgraded to TLS (RFC 3207)"},
-    {"CHUNKING", "BDAT transfers without dot-stuffing (RFC 3030)"},
-    {"BINARYMIME", "binary message bodies (RFC 3030)"},
-    {"DSN", "delivery status notifications on request (RFC 3461)"},
-    {"8BITMIME", "8-bit message bodies (RFC 6152)"},
-    {"ENHANCEDSTATUSCODES", "replies carry x.y.z status codes (RFC 2034, RFC 3463)"},
-    {"MT-PRIORITY", "message priorities (RFC 6710)"},
-    {"REQUIRETLS", "messages can demand TLS on every hop (RFC 8689)"},
-    {"VRFY", "addresses can be verified (RFC 5321 3.5)"},
-    {"ETRN", "remote queue start (RFC 1985)"},
-    {"HELP", "help text"},
-    {"DELIVERBY", "delivery deadlines (RFC 2852)"},
-};
-
-/* One extension line ("SIZE 35882577") explained. */
-static void explain_extension(probe_step *s, const char *line, size_t n, int tls_active)
-{
-    char kw[64], params[256];
-    size_t k = 0;
-    while (k < n && line[k] != ' ' && k + 1 < sizeof kw) {
-        kw[k] = (char)toupper((unsigned char)line[k]);
-        k++;
-    }
-    kw[k] = '\0';
-    while (k < n && line[k] == ' ') k++;
-    snprintf(params, sizeof params, "%.*s", (int)(n - k), line + k);
-    char meaning[320];
-    if (!strcmp(kw, "SIZE")) {
-        unsigned long long sz = strtoull(params, NULL, 10);
-        if (sz)
-            snprintf(meaning, sizeof meaning, "messages up to %.1f MB (%llu octets, RFC 1870)",
-                     (double)sz / 1e6, sz);
-        else
-            snprintf(meaning, sizeof meaning, "no fixed message size limit announced (RFC 1870)");
-    } else if (!strcmp(kw, "AUTH")) {
-        snprintf(meaning, sizeof meaning, "login with %s (RFC 4954)%s", params,
-                 tls_active ? "" : "; offered before TLS");
-    } else {
-        snprintf(meaning, sizeof meaning, "not explained here");
-        for (size_t i = 0; i < sizeof ext_meanings / sizeof ext_meanings[0]; i++)
-            if (!strcmp(kw, ext_meanings[i].keyword))
-                snprintf(meaning, sizeof meaning, "%s", ext_meanings[i].meaning);
-    }
-    step_line(s, "%-20s %s", line[0] ? kw : "?", meaning);
-    json_raw(s, "%s{\"keyword\":", s->json.len && s->json.data[s->json.len - 1] != '[' ? "," : "");
-    json_value_str(s, kw);
-    json_raw(s, ",\"params\":");
-    json_value_str(s, params);
-    json_raw(s, ",\"meaning\":");
-    json_value_str(s, meaning);
-    json_raw(s, "}");
-}
-
-/* Does a space-separated AUTH list hold a mechanism that sends the password
- * itself (RFC 4616 PLAIN, LOGIN)? */
-static int offers_cleartext_auth(const char *mechs)
-{
-    char buf[sizeof((sk_ehlo_info *)0)->auth];
-    snprintf(buf, sizeof buf, "%s", mechs);
-    char *save = NULL;
-    for (char *m = strtok_r(buf, " ", &save); m; m = strtok_r(NULL, " ", &save))
-        if (!strcasecmp(m, "PLAIN") || !strcasecmp(m, "LOGIN")) return 1;
-    return 0;
-}
-
-static int check_ehlo(probe *p, sk_client *c, const char *name, int after_tls, sk_err rc,
-                      const sk_error *e)
-{
-    probe_step *s = step_begin(p, name);
-    if (rc != SK_OK) {
-        if (e->code) {
-            step_error_reply(s, e);
-            step_detail(s, "%d %s%s%s", e->code, e->enhanced, e->enhanced[0] ? " " : "", e->text);
-        } else {
-            step_detail(s, "EHLO failed: %s", e->text[0] ? e->text : sk_strerror(rc));
-            s->explanation = e->hint;
-        }
-        return step_fail(p, s, cli_exit_code(e));
-    }
-    const sk_ehlo_info *x = sk_client_extensions(c);
-    const char *lines = sk_client_ehlo_lines(c);
-    const char *nl = strchr(lines, '\n');
-    int count = 0;
-    json_raw(s, ",\"server_name\":");
-    json_value_str(s, x ? x->domain : "");
-    json_raw(s, ",\"esmtp\":%s,\"extensions\":[", x && x->esmtp ? "true" : "false");
-    for (const char *l = nl ? nl + 1 : ""; *l;) {
-        const char *end = strchr(l, '\n');
-        size_t n = end ? (size_t)(end - l) : strlen(l);
-        if (n) {
-            explain_extension(s, l, n, sk_client_is_tls(c));
-            count++;
-        }
-        l += n + (end ? 1 : 0);
-    }
-    json_raw(s, "]");
-    if (x && !x->esmtp) {
-        step_detail(s, "EHLO refused, HELO accepted: no ESMTP, so no STARTTLS, AUTH or SIZE");
-        step_fix(s, "an old or minimal server; sending may work, but without TLS");
-        step_end(p, s, V_WARN);
-        return 0;
-    }
-    step_detail(s, "%s offers %d extension%s%s", x && x->domain[0] ? x->domain : "the server",
-                count, count == 1 ? "" : "s", after_tls ? " after TLS" : "");
-    if (x && !sk_client_is_tls(c) && offers_cleartext_auth(x->auth)) {
-        /* RFC 4954 4: servers must be able to withhold plaintext password
-         * mechanisms until TLS protects the session. */
-        s->explanation = "AUTH with PLAIN or LOGIN is offered on a connection without TLS: a "
-                         "client that uses it sends the password in clear";
-        step_fix(s, "the server should offer these mechanisms only after STARTTLS (or on "
-                    "implicit TLS, port 465)");
-        step_end(p, s, V_WARN);
-        return 0;
-    }
-    step_end(p, s, V_OK);
-    return 0;
-}
-
-static int check_starttls(probe *p, sk_client *c)
-{
-    const sk_ehlo_info *x = sk_client_extensions(c);
-    int offered = x && (x->ext & SK_CLIENT_EXT_STARTTLS);
-    if (p->tls == SK_TLS_NONE) {
-        probe_step *s = step_begin(p, "tls");
-        if (offered) {
-            step_detail(s, "not tried (--tls none), but the server offers STARTTLS");
-            step_fix(s, "use --tls starttls: without TLS, mail and passwords cross the network "
-                        "in clear");
-        } else {
-            step_detail(s, "no TLS: the server does not offer STARTTLS");
-            step_fix(s, "fine on a trusted network only; the operator should configure a "
-                        "certificate");
-        }
-        step_end(p, s, V_WARN);
-        return 0;
-    }
-    probe_step *s = step_begin(p, "tls");
-    if (!offered) {
-        step_detail(s, "the server does not offer STARTTLS");
-        step_fix(s, "on port 465 use --tls implicit; otherwise the operator must configure a "
-                    "certificate (--tls none only on a trusted network)");
-        return step_fail(p, s, EX_PROTOCOL);
-    }
-    sk_error e;
-    sk_error_clear(&e);
-    uint64_t t0 = sk_now_ms();
-    sk_err rc = sk_client_starttls(c, &e);
-    s->elapsed_ms = (long)(sk_now_ms() - t0);
-    if (rc != SK_OK && sk_reply_class_of(e.code) >= SK_REPLY_TRANSIENT && e.step != SK_STEP_EHLO) {
-        step_error_reply(s, &e);
-        step_detail(s, "STARTTLS refused: %d %s%s%s", e.code, e.enhanced, e.enhanced[0] ? " " : "",
-                    e.text);
-        return step_fail(p, s, cli_exit_code(&e));
-    }
-    const sk_tls_info *ti = sk_client_tls_info(c);
-    if (report_tls(p, s, ti, rc, &e) < 0) return -1;
-    /* RFC 3207 4.2: the client must EHLO again; the library did, and its
-     * failure is reported as that step's. */
-    return check_ehlo(p, c, "ehlo", 1, rc, &e);
-}
-
-static int check_auth(probe *p, sk_client *c)
-{
-    probe_step *s = step_begin(p, "auth");
-    sk_error e;
-    sk_error_clear(&e);
-    uint64_t t0 = sk_now_ms();
-    sk_err rc = sk_client_authenticate(c, &e);
-    s->elapsed_ms = (long)(sk_now_ms() - t0);
-    if (rc == SK_OK) {
-        const char *mech = sk_sasl_mech_name(sk_client_auth_mech(c));
-        step_detail(s, "credentials accepted (mechanism %s)", mech);
-        json_member_str(s, "mechanism", mech);
-        step_end(p, s, V_OK);
-        return 0;
-    }
-    if (e.code) {
-        step_error_reply(s, &e);
-        step_detail(s, "credentials not accepted: %d %s%s%s", e.code, e.enhanced,
-                    e.enhanced[0] ? " " : "", e.text);
-    } else {
-        step_detail(s, "authentication not possible: %s", e.text[0] ? e.text : sk_strerror(rc));
-        s->explanation = e.hint;
-        if (!sk_client_is_tls(c))
-            step_fix(s, "probe with --tls starttls or --tls implicit: credentials are never sent "
-                        "without TLS");
-    }
-    int code = sk_reply_class_of(e.code) == SK_REPLY_TRANSIENT ? EX_TEMPFAIL
-               : rc == SK_ERR_CONFIG                           ? EX_CONFIG
-                                                               : EX_NOPERM;
-    return step_fail(p, s, code);
-}
-
-static int check_envelope(probe *p, sk_client *c)
-{
-    sk_reply r;
-    sk_error e;
-    probe_step *s = step_begin(p, "mail");
-    memset(&r, 0, sizeof r);
-    sk_error_clear(&e);
-    sk_err rc = sk_client_mail(c, p->from, NULL, &r, &e);
-    if (rc != SK_OK) {
-        if (r.code)
-            step_reply(s, &r);
-        else if (e.code)
-            step_error_reply(s, &e);
-        step_detail(s, "MAIL FROM:<%s> refused: %d %s%s%s", p->from, s->reply.code,
-                    s->reply.enhanced, s->reply.enhanced[0] ? " " : "", s->reply.text);
-        if (!s->reply.code) step_detail(s, "MAIL FROM:<%s> failed: %s", p->from, e.text);
-        return step_fail(p, s, cli_exit_code(&e));
-    }
-    step_reply(s, &r);
-    step_detail(s, "MAIL FROM:<%s>: %d %s%s%s", p->from, r.code, r.enhanced,
-                r.enhanced[0] ? " " : "", r.text);
-    step_end(p, s, V_OK);
-
-    for (size_t i = 0; i < p->nto; i++) {
-        s = step_begin(p, "rcpt");
-        memset(&r, 0, sizeof r);
-        sk_error_clear(&e);
-        rc = sk_client_rcpt(c, p->to[i], NULL, &r, &e);
-        json_member_str(s, "recipient", p->to[i]);
-        if (rc != SK_OK) {
-            if (r.code)
-                step_reply(s, &r);
-            else if (e.code)
-                step_error_reply(s, &e);
-            step_detail(s, "RCPT TO:<%s> refused: %d %s%s%s", p->to[i], s->reply.code,
-                        s->reply.enhanced, s->reply.enhanced[0] ? " " : "", s->reply.text);
-            if (!s->reply.code) step_detail(s, "RCPT TO:<%s> failed: %s", p->to[i], e.text);
-            return step_fail(p, s, cli_exit_code(&e));
-        }
-        step_reply(s, &r);
-        step_detail(s, "RCPT TO:<%s>: %d %s%s%s", p->to[i], r.code, r.enhanced,
-                    r.enhanced[0] ? " " : "", r.text);
-        step_end(p, s, V_OK);
-    }
-
-    /* Nothing is sent: the transaction is reset (RFC 5321 4.1.1.5). */
-    s = step_begin(p, "rset");
-    sk_error_clear(&e);
-    rc = sk_client_rset(c, &e);
-    if (rc != SK_OK) {
-        if (e.code) step_error_reply(s, &e);
-        step_detail(s, "RSET failed: %s", e.text);
-        return step_fail(p, s, cli_exit_code(&e));
-    }
-    step_detail(s, "transaction reset; nothing was sent");
-    step_end(p, s, V_OK);
-    return 0;
-}
-
 /* ---- command line ---- */
+
+typedef struct probe_args {
+    const char *host;
+    unsigned short port;
+    sk_tls_mode tls;
+    const char *user, *password, *ca_file, *from, *helo, *tls_name;
+    int insecure;
+    const char *to[SK_PROBE_RCPTS_MAX];
+    size_t nto;
+    unsigned timeout_ms;
+    int json, verbose;
+} probe_args;
 
 static void usage(FILE *f)
 {
@@ -1064,10 +329,9 @@ int cmd_probe(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    probe p;
+    probe_args p;
     memset(&p, 0, sizeof p);
     p.timeout_ms = PROBE_TIMEOUT_MS_DEFAULT;
-    p.reachable = -1;
     int tls_set = 0;
     const char *password_file = NULL, *server = NULL;
     int opt;
@@ -1096,8 +360,8 @@ int cmd_probe(int argc, char **argv)
             p.from = optarg;
             break;
         case 'r':
-            if (p.nto == PROBE_RCPTS_MAX)
-                return cli_usage_error("probe", "at most %d --to", PROBE_RCPTS_MAX);
+            if (p.nto == SK_PROBE_RCPTS_MAX)
+                return cli_usage_error("probe", "at most %d --to", SK_PROBE_RCPTS_MAX);
             p.to[p.nto++] = optarg;
             break;
         case 'c':
@@ -1183,11 +447,6 @@ int cmd_probe(int argc, char **argv)
 
     if (!p.json)
         printf("smtpkit probe %s port %u, TLS %s\n", p.host, p.port, tls_mode_label(p.tls));
-    sk_client *c = NULL;
-    if (check_dns(&p) < 0 || check_tcp(&p) < 0) goto done;
-
-    char address[INET6_ADDRSTRLEN];
-    addr_string((const struct sockaddr *)&p.addrs[p.reachable], address, sizeof address);
     sk_client_opts o = {
         .host = p.host,
         .port = p.port,
@@ -1195,7 +454,6 @@ int cmd_probe(int argc, char **argv)
         .ca_file = p.ca_file,
         .insecure = p.insecure,
         .tls_name = p.tls_name,
-        .connect_address = address,
         .helo_name = p.helo,
         .user = p.user,
         .password = p.password,
@@ -1209,46 +467,42 @@ int cmd_probe(int argc, char **argv)
          * greeting timeout. */
         .identify_after_ms = SK_CLIENT_IDENTIFY_AFTER_MS,
     };
-    c = sk_client_new(&o);
-    if (!c) {
-        cli_warn("probe", "out of memory");
-        p.exit_code = EX_SOFTWARE;
-        goto done;
-    }
-    if (check_open(&p, c) < 0) goto done;
+    sk_probe_opts po = {
+        .from = p.from,
+        .to = p.to,
+        .nto = p.nto,
+        .names = &probe_option_names,
+        .on_step = p.json ? NULL : print_step,
+    };
+    sk_client *c = sk_client_new(&o);
+    sk_probe *res = NULL;
     sk_error e;
     sk_error_clear(&e);
-    sk_err rc = sk_client_ehlo(c, &e);
-    if (check_ehlo(&p, c, "ehlo", p.tls == SK_TLS_IMPLICIT, rc, &e) < 0) goto done;
-    if (p.tls != SK_TLS_IMPLICIT && check_starttls(&p, c) < 0) goto done;
-    if (p.user && check_auth(&p, c) < 0) goto done;
-    if (p.from && check_envelope(&p, c) < 0) goto done;
-
-done:
-    if (c) {
-        sk_error qe;
-        (void)sk_client_quit(c, &qe);
-        sk_client_free(c);
+    int exit_code = EX_OK;
+    if (!c || sk_client_probe(c, &po, &res, &e) != SK_OK) exit_code = cli_exit_code(&e);
+    sk_client_free(c);
+    if (password) {
+        explicit_bzero(password, strlen(password));
+        sk_free(password);
     }
+    if (!res) {
+        cli_warn("probe", "%s", c ? e.text : "out of memory");
+        return c ? exit_code : EX_SOFTWARE;
+    }
+    const sk_probe_step *failed = sk_probe_failure(res);
     if (p.json) {
-        print_json(&p);
-    } else if (p.failed_step) {
-        printf("result: FAIL at %s (exit %d)\n", p.failed_step, p.exit_code);
+        print_json(p.host, p.port, p.tls, res, exit_code);
+    } else if (failed) {
+        printf("result: FAIL at %s (exit %d)\n", sk_probe_check_name(failed->check), exit_code);
     } else {
         int warns = 0;
-        for (size_t i = 0; i < p.nsteps; i++) warns += p.steps[i].status == V_WARN;
+        for (size_t i = 0; i < sk_probe_count(res); i++)
+            warns += sk_probe_step_at(res, i)->verdict == SK_PROBE_WARN;
         if (warns)
             printf("result: OK with %d warning%s\n", warns, warns == 1 ? "" : "s");
         else
             printf("result: OK\n");
     }
-    for (size_t i = 0; i < p.nsteps; i++) {
-        sk_buf_free(&p.steps[i].lines);
-        sk_buf_free(&p.steps[i].json);
-    }
-    if (password) {
-        explicit_bzero(password, strlen(password));
-        sk_free(password);
-    }
-    return p.exit_code;
+    sk_probe_free(res);
+    return exit_code;
 }

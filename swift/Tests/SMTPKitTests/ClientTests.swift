@@ -212,18 +212,48 @@ final class ClientTests: XCTestCase {
     func testProbeClosedPort() async throws {
         let p = await Probe.run(config(try port("CLOSED"), .none))
         XCTAssertFalse(p.passed)
-        XCTAssertEqual(p.failure?.step, .connect)
-        XCTAssertEqual(p.failure?.error?.kind, .connect)
-        XCTAssertEqual(p.steps.count, 1)
+        XCTAssertEqual(p.steps.map(\.name), ["dns", "tcp", "greeting", "ehlo", "tls"])
+        XCTAssertEqual(p.steps.map(\.verdict), [.ok, .failure, .skipped, .skipped, .skipped])
+        let f = try XCTUnwrap(p.failure)
+        XCTAssertEqual(f.step, .connect)
+        XCTAssertEqual(f.error?.kind, .connect)
+        XCTAssertEqual(f.address, "127.0.0.1")
+        XCTAssertTrue(f.detail.contains("refused"), f.detail)
+        XCTAssertNotNil(f.hint)
+        XCTAssertEqual(p.steps[0].addresses, ["127.0.0.1"])
     }
 
     func testProbeWrongNameCertificate() async throws {
         let p = await Probe.run(config(try port("WRONGNAME"), .startTLS, try ca))
-        XCTAssertEqual(p.steps.map(\.step), [.connect, .greeting, .ehlo, .tls])
-        XCTAssertEqual(p.steps.map(\.verdict), [.ok, .ok, .ok, .failure])
+        XCTAssertEqual(p.steps.map(\.name), ["dns", "tcp", "greeting", "ehlo", "tls", "ehlo"])
+        XCTAssertEqual(p.steps.map(\.verdict), [.ok, .ok, .ok, .ok, .failure, .skipped])
         let f = try XCTUnwrap(p.failure)
         XCTAssertEqual(f.error?.kind, .certificate)
-        XCTAssertTrue(f.detail.contains("wrong.example"), f.detail)
+        XCTAssertTrue(f.detail.contains("NOT verified"), f.detail)
+        XCTAssertEqual(f.explanation,
+                       "the certificate is for another name than the one you connected to")
+        let hint = try XCTUnwrap(f.hint)
+        XCTAssertTrue(hint.contains("DNS:wrong.example") && hint.contains("tlsServerName"), hint)
+        let tls = try XCTUnwrap(f.tls)
+        XCTAssertFalse(tls.verified)
+        XCTAssertEqual(tls.certificates.first?.names, "DNS:wrong.example")
+        XCTAssertTrue(p.steps[3].extensions.contains { $0.keyword == "STARTTLS" })
+    }
+
+    /// A port that speaks TLS from the first byte says nothing to a plain
+    /// client: the probe asks it what it is and names the setting to use.
+    func testProbeTLSFirstSilentPort() async throws {
+        let start = ContinuousClock.now
+        let p = await Probe.run(config(try port("IMPLICIT"), .startTLS, try ca))
+        XCTAssertEqual(p.steps.map(\.name), ["dns", "tcp", "greeting", "ehlo", "tls", "ehlo"])
+        XCTAssertEqual(p.steps.map(\.verdict), [.ok, .ok, .failure, .skipped, .skipped, .skipped])
+        let f = try XCTUnwrap(p.failure)
+        XCTAssertEqual(f.peer, "tls")
+        XCTAssertEqual(f.error?.kind, .notSMTP)
+        XCTAssertTrue(f.detail.contains("speaks TLS from the first byte"), f.detail)
+        XCTAssertEqual(f.hint, "use security .implicitTLS (the usual mode on port 465)")
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(15),
+                          "identified, not waited out (the greeting timeout is 20 s)")
     }
 
     func testProbeGoodServerWithEnvelope() async throws {
@@ -231,11 +261,19 @@ final class ClientTests: XCTestCase {
         cfg.credentials = password
         let p = await Probe.run(cfg, from: "zoe@example.org", to: ["bob@example.net"])
         XCTAssertTrue(p.passed, "\(p.steps)")
+        XCTAssertEqual(p.steps.map(\.name),
+                       ["dns", "tcp", "greeting", "ehlo", "tls", "ehlo", "auth", "mail", "rcpt",
+                        "rset"])
         XCTAssertEqual(p.steps.map(\.step),
-                       [.connect, .greeting, .ehlo, .tls, .ehlo, .auth, .mail, .rcpt, .rset])
-        XCTAssertTrue(p.steps[3].detail.contains("verified"), p.steps[3].detail)
+                       [.dns, .connect, .greeting, .ehlo, .tls, .ehlo, .auth, .mail, .rcpt, .rset])
+        XCTAssertTrue(p.steps[4].detail.contains("verified"), p.steps[4].detail)
+        XCTAssertEqual(p.steps[4].tls?.verified, true)
+        XCTAssertNotNil(p.steps[6].mechanism)
+        XCTAssertEqual(p.steps[8].recipient, "bob@example.net")
+        XCTAssertEqual(p.steps[8].reply?.code, 250)
         let plain = await Probe.run(config(try port("PLAIN"), .none))
         XCTAssertTrue(plain.passed)
+        XCTAssertEqual(plain.steps.last?.name, "tls")
         XCTAssertEqual(plain.steps.last?.verdict, .warning, "no TLS is a warning")
     }
 }

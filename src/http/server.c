@@ -100,11 +100,11 @@ static void req_unlink(sk_http_req *r)
     h->nrequests--;
 }
 
-static void send_text(sk_http *h, sk_http_req *r, int status, const char *text, size_t len,
-                      unsigned retry_after_s)
+static void send_text(sk_http *h, sk_http_req *r, int status, const char *ctype, const char *text,
+                      size_t len, unsigned retry_after_s)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
-    if (len) evhttp_add_header(out, "Content-Type", "application/json");
+    if (len) evhttp_add_header(out, "Content-Type", ctype);
     if (retry_after_s) {
         char v[32];
         snprintf(v, sizeof v, "%u", retry_after_s);
@@ -126,12 +126,25 @@ static void send_text(sk_http *h, sk_http_req *r, int status, const char *text, 
            r->key ? " key=" : "", r->key ? r->key->id : "");
 }
 
-static void finish(sk_http_req *r, int status, const char *text, size_t len, unsigned retry)
+static void finish_as(sk_http_req *r, int status, const char *ctype, const char *text, size_t len,
+                      unsigned retry)
 {
     sk_http *h = r->h;
-    if (h && r->ev) send_text(h, r, status, text, len, retry);
+    if (h && r->ev) send_text(h, r, status, ctype, text, len, retry);
     req_unlink(r);
     req_free(r);
+}
+
+static void finish(sk_http_req *r, int status, const char *text, size_t len, unsigned retry)
+{
+    finish_as(r, status, "application/json", text, len, retry);
+}
+
+void sk_http_reply_text(sk_http *h, sk_http_req *r, int status, const char *content_type,
+                        const char *text, size_t len)
+{
+    (void)h;
+    finish_as(r, status, content_type, text, len, 0);
 }
 
 void sk_http_reply(sk_http *h, sk_http_req *r, int status, json_t *body)
@@ -485,8 +498,10 @@ static void dispatch(struct evhttp_request *ev, void *arg)
             sk_http_reply_error(h, r, 404, "not_found", NULL, "no such route");
         return;
     }
-    if (r->route->scope >= 0 && !authenticate(h, r)) return;
-    if (r->route->scope >= 0 && !strcmp(method, "POST") && replay(h, r)) return;
+    bool open = r->route->scope < 0 ||
+                ((r->route->flags & SK_HTTP_ROUTE_METRICS) && h->o.metrics_public);
+    if (!open && !authenticate(h, r)) return;
+    if (!open && !strcmp(method, "POST") && replay(h, r)) return;
     r->route->fn(h, r);
 }
 

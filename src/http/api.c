@@ -282,9 +282,9 @@ json_t *sk_http_event_json(const sk_track_ev *ev)
     return json_pack("{s:s,s:s,s:o,s:o,s:o,s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "time", when, "event",
                      sk_track_kind_name(ev->kind), "queue_id", str_or_null(ev->queue_id),
                      "message_id", str_or_null(ev->message_id), "recipient",
-                     str_or_null(ev->recipient), "attempt", (json_int_t)ev->attempt,
-                     "remote_host", str_or_null(ev->remote_host), "reply", str_or_null(ev->reply),
-                     "tls", str_or_null(ev->tls), "class", str_or_null(ev->cls), "tags",
+                     str_or_null(ev->recipient), "attempt", (json_int_t)ev->attempt, "remote_host",
+                     str_or_null(ev->remote_host), "reply", str_or_null(ev->reply), "tls",
+                     str_or_null(ev->tls), "class", str_or_null(ev->cls), "tags",
                      kept_json(ev->tags, true), "metadata", kept_json(ev->metadata, false));
 }
 

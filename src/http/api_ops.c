@@ -163,11 +163,11 @@ void sk_http_add_webhook(sk_http *h, sk_http_req *r)
     }
     json_t *url = json_object_get(root, "url"), *secret = json_object_get(root, "secret");
     json_t *events = json_object_get(root, "events");
-    const char *bad = !json_is_string(url)                            ? "url"
-                      : !json_is_string(secret)                       ? "secret"
-                      : events && !json_is_array(events)              ? "events"
+    const char *bad = !json_is_string(url)                                  ? "url"
+                      : !json_is_string(secret)                             ? "secret"
+                      : events && !json_is_array(events)                    ? "events"
                       : events && json_array_size(events) > SK_TRACK__COUNT ? "events"
-                                                                      : NULL;
+                                                                            : NULL;
     sk_buf list = SK_BUF_INIT(1024);
     size_t i;
     json_array_foreach(bad ? NULL : events, i, v)

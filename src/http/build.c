@@ -14,11 +14,11 @@
 
 /* Fields a compose body may have; anything else is refused by name. */
 static const char *const compose_fields[] = {
-    "from",        "to",     "cc",      "bcc",      "reply_to",      "subject",    "text", "html",
-    "attachments", "inline", "headers", "priority", "envelope_from", "recipients", "tags",
-    "metadata",    NULL};
-static const char *const raw_fields[] = {"envelope", "message", "message_base64", "tags",
-                                         "metadata", NULL};
+    "from",          "to",         "cc",          "bcc",      "reply_to", "subject",
+    "text",          "html",       "attachments", "inline",   "headers",  "priority",
+    "envelope_from", "recipients", "tags",        "metadata", NULL};
+static const char *const raw_fields[] = {"envelope", "message",  "message_base64",
+                                         "tags",     "metadata", NULL};
 
 static sk_err fail(sk_http_build *b, sk_err e, const char *field, const char *fmt, ...)
     SK_PRINTF(4, 5);
@@ -128,8 +128,7 @@ static sk_err take_tags(sk_http_build *b, const json_t *body)
         json_object_foreach(md, key, v)
         {
             snprintf(path, sizeof path, "metadata.%.100s", key);
-            if (!json_is_string(v) ||
-                !plain_text(json_string_value(v), json_string_length(v)) ||
+            if (!json_is_string(v) || !plain_text(json_string_value(v), json_string_length(v)) ||
                 !plain_text(key, strlen(key)))
                 return fail(b, SK_ERR_INVAL, path, "must be a string without control characters");
         }

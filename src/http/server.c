@@ -498,8 +498,8 @@ static void dispatch(struct evhttp_request *ev, void *arg)
             sk_http_reply_error(h, r, 404, "not_found", NULL, "no such route");
         return;
     }
-    bool open = r->route->scope < 0 ||
-                ((r->route->flags & SK_HTTP_ROUTE_METRICS) && h->o.metrics_public);
+    bool open =
+        r->route->scope < 0 || ((r->route->flags & SK_HTTP_ROUTE_METRICS) && h->o.metrics_public);
     if (!open && !authenticate(h, r)) return;
     if (!open && !strcmp(method, "POST") && replay(h, r)) return;
     r->route->fn(h, r);

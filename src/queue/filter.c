@@ -7,8 +7,7 @@
 #include <strings.h>
 
 static const char *const op_names[] = {"flush", "release", "delete", "hold"};
-_Static_assert(sizeof op_names / sizeof op_names[0] == SK_QUEUE_OP_HOLD + 1,
-               "an op without name");
+_Static_assert(sizeof op_names / sizeof op_names[0] == SK_QUEUE_OP_HOLD + 1, "an op without name");
 
 const char *sk_queue_op_name(sk_queue_op op)
 {

@@ -187,15 +187,14 @@ static sk_err window_counts(sk_track *tr, sk_track_window *w, const char *tag, s
     sqlite3_stmt *st;
     /* A store older than tags (read-only, version 3 or less) has no tag
      * table: no message is tagged there. */
-    const char *sql = !tag ? "SELECT event, domain, count(*) FROM events"
-                             " WHERE time_ms > ?1 AND time_ms <= ?2"
-                             " GROUP BY domain, event ORDER BY domain"
-                      : tr->schema >= 4
-                          ? "SELECT event, domain, count(*) FROM events"
-                            " WHERE time_ms > ?1 AND time_ms <= ?2 AND queue_id IN"
-                            " (SELECT queue_id FROM message_tags WHERE tag = ?3)"
-                            " GROUP BY domain, event ORDER BY domain"
-                          : NULL;
+    const char *sql = !tag              ? "SELECT event, domain, count(*) FROM events"
+                                          " WHERE time_ms > ?1 AND time_ms <= ?2"
+                                          " GROUP BY domain, event ORDER BY domain"
+                      : tr->schema >= 4 ? "SELECT event, domain, count(*) FROM events"
+                                          " WHERE time_ms > ?1 AND time_ms <= ?2 AND queue_id IN"
+                                          " (SELECT queue_id FROM message_tags WHERE tag = ?3)"
+                                          " GROUP BY domain, event ORDER BY domain"
+                                        : NULL;
     if (!sql) return SK_OK;
     if (sqlite3_prepare_v2(tr->db, sql, -1, &st, NULL) != SQLITE_OK)
         return sk_track_db_error(tr, err, "preparing the stats query");
@@ -254,8 +253,8 @@ sk_err sk_track_stats_query(sk_track *tr, int64_t now_ms, sk_track_stats **out, 
     return sk_track_stats_query_tag(tr, now_ms, NULL, out, err);
 }
 
-sk_err sk_track_stats_query_tag(sk_track *tr, int64_t now_ms, const char *tag,
-                                sk_track_stats **out, sk_error *err)
+sk_err sk_track_stats_query_tag(sk_track *tr, int64_t now_ms, const char *tag, sk_track_stats **out,
+                                sk_error *err)
 {
     sk_error_clear(err);
     *out = NULL;

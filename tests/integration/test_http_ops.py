@@ -12,6 +12,7 @@ import http.client
 import http.server
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -84,8 +85,55 @@ try:
     hook_url = "http://%s:%d/hook" % (HOST, recv.server_address[1])
     hport = sktest.free_port(HOST)
     srv = Serve(tmp, data_dir=data, args=["--local-domain", "localhost",
-                                          "--http", "%s:%d" % (HOST, hport)])
+                                          "--http", "%s:%d" % (HOST, hport),
+                                          "--http-request-timeout", "2s",
+                                          "--http-max-connections", "4"])
     with srv:
+        # A request dripping a byte every 0.4 s is cut off (408) at its deadline,
+        # though the connection is never silent for the idle timeout.
+        s = socket.create_connection((HOST, hport), timeout=10)
+        req = b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n" + b"x" * 50
+        t0, got = time.monotonic(), b""
+        for i in range(len(req)):
+            try:
+                s.sendall(req[i:i + 1])
+            except OSError:
+                break
+            time.sleep(0.4)
+            s.setblocking(False)
+            try:
+                got += s.recv(4096)
+            except (BlockingIOError, OSError):
+                pass
+            s.setblocking(True)
+            if got:
+                break
+        waited = time.monotonic() - t0
+        s.close()
+        expect(got.startswith(b"HTTP/1.1 408") and b'"code":"timeout"' in got and waited < 5,
+               "dripping request: %r after %.1fs" % (got[:200], waited), srv)
+        # Four connections open; a fifth is answered 503 and closed.
+        held = [socket.create_connection((HOST, hport), timeout=10) for _ in range(4)]
+        time.sleep(0.3)
+        extra = socket.create_connection((HOST, hport), timeout=10)
+        ans = b""
+        try:
+            while True:
+                b = extra.recv(4096)
+                if not b:
+                    break
+                ans += b
+        except OSError:
+            pass
+        extra.close()
+        expect(ans.startswith(b"HTTP/1.1 503") and b'"code":"busy"' in ans,
+               "over the connection cap: %r" % ans[:200], srv)
+        for x in held:
+            x.close()
+        time.sleep(0.3)
+        st, doc, _ = call(hport, "GET", "/v1/health")
+        expect(st == 200, "after the cap: %d" % st, srv)
+
         # Webhooks: added, listed with their state, refused twice, bad fields named.
         st, doc, _ = call(hport, "POST", "/v1/webhooks", {"url": hook_url, "secret": SECRET,
                                                           "events": ["received", "delivered"]},

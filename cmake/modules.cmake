@@ -53,14 +53,15 @@ sk_module(authres DEPS util mime PUBLIC authres.h)
 sk_module(control DEPS util proto spool deliver queue PACKAGES LIBEVENT PUBLIC control.h)
 sk_module(arc DEPS util dns dkim authres PACKAGES OPENSSL LIBEVENT PUBLIC arc.h)
 sk_module(mtasts DEPS util PACKAGES CURL PUBLIC mtasts.h)
-# The HTTP API (listener, API keys, routes) on the spool, queue and
-# tracking store, as the CLI uses them.
-sk_module(http DEPS util proto mime spool deliver queue track PACKAGES OPENSSL LIBEVENT JANSSON SQLITE
-          PUBLIC http.h)
 # Reading bounces: standard reports and the text formats of MTAs and
 # providers, one detector per family, classified by the deliver rules.
 sk_module(bounce DEPS util proto mime deliver queue PUBLIC bounce.h)
 sk_module(webhook DEPS util deliver track PACKAGES SQLITE CURL LIBEVENT OPENSSL JANSSON PUBLIC webhook.h)
+# The HTTP API (listener, API keys, routes) on the spool, queue and
+# tracking store as the CLI uses them, the webhooks' endpoints and the
+# metrics' exposition.
+sk_module(http DEPS util proto mime spool deliver queue track webhook metrics
+          PACKAGES OPENSSL LIBEVENT JANSSON SQLITE PUBLIC http.h)
 sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control dkim spf dmarc authres arc bounce
           http metrics webhook
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)

@@ -97,7 +97,8 @@ typedef struct sk_daemon_config {
     char *http;
     bool http_tls;
     uint64_t http_max_request_size, http_max_header_size, http_request_timeout_ms;
-    unsigned http_max_requests, http_queue_limit;
+    unsigned http_max_requests, http_queue_limit, http_max_connections;
+    bool http_metrics_public;
     /* Webhooks (docs/webhooks.md): "URL SECRET [EVENTS]" endpoints that
      * tracking events are POSTed to, read at start; how long an event is
      * retried (0 = 3 days). */

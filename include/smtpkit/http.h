@@ -17,6 +17,7 @@ struct event_base;
 typedef struct sk_spool sk_spool;
 typedef struct sk_queue sk_queue;
 typedef struct sk_track sk_track;
+typedef struct sk_webhooks sk_webhooks;
 
 /* ---- API keys (DATA-DIR/apikeys) ---------------------------------------
  * A key is "skk_" ID "_" SECRET (ID: SK_APIKEY_ID_LEN hex digits, SECRET:
@@ -99,6 +100,9 @@ typedef struct sk_http_build {
      * whole, and why. */
     char field[SK_HTTP_FIELD_PATH_OCTETS];
     char message[SK_HTTP_ERROR_TEXT_OCTETS];
+    /* The request's tags (a JSON array of strings) and metadata (a JSON
+     * object of strings), for every message of it; NULL: none. */
+    char *tags, *metadata;
 } sk_http_build;
 
 /* Which body: a message to compose, or a prepared one. */
@@ -124,10 +128,16 @@ typedef struct sk_http_opts {
     bool hold;                   /* new messages go to the hold queue */
     uint64_t max_request_octets; /* 0: SK_HTTP_REQUEST_MAX_OCTETS_DEFAULT */
     uint64_t max_header_octets;  /* 0: SK_HTTP_HEADER_MAX_OCTETS_DEFAULT */
-    /* A connection that sends nothing (or takes nothing of the answer) for
-     * this long is closed; 0: SK_HTTP_REQUEST_TIMEOUT_MS_DEFAULT. */
+    /* A request must arrive whole (headers and body) within this long of
+     * its first octet, and a connection that sends nothing (or takes
+     * nothing of the answer) for this long is closed; 0:
+     * SK_HTTP_REQUEST_TIMEOUT_MS_DEFAULT. */
     uint64_t request_timeout_ms;
-    unsigned max_requests;       /* in progress at once; 0: SK_HTTP_REQUESTS_MAX_DEFAULT */
+    unsigned max_requests;    /* in progress at once; 0: SK_HTTP_REQUESTS_MAX_DEFAULT */
+    unsigned max_connections; /* open at once; 0: SK_HTTP_CONNECTIONS_MAX_DEFAULT */
+    /* GET /metrics without a key (scrapers on a private network); else it
+     * needs a key of scope read. */
+    bool metrics_public;
     uint64_t queue_limit;        /* messages queued past which sending gets 429; 0: none */
     uint64_t max_message_octets; /* 0: no limit beyond the request's */
     sk_logger log;
@@ -143,6 +153,11 @@ typedef struct sk_http_deps {
      * daemon pokes its mirror); NULL: nobody. */
     void (*suppress_changed)(void *ctx);
     void *ctx;
+    /* GET /metrics: append the Prometheus exposition (the control
+     * socket's "metrics" render) to out; NULL: no metrics (404). */
+    sk_err (*metrics)(void *ctx, sk_buf *out);
+    /* The webhooks' sender (GET, POST, DELETE /v1/webhooks); NULL: none. */
+    sk_webhooks *webhooks;
 } sk_http_deps;
 
 typedef struct sk_http sk_http;

@@ -272,6 +272,8 @@
 /* Events returned for one message, and domains listed by stats. */
 #define SK_TRACK_QUERY_EVENTS_MAX  10000
 #define SK_TRACK_STATS_DOMAINS_MAX 50
+/* Events on one page of sk_track_events_list: the API's page bound. */
+#define SK_TRACK_PAGE_MAX 1000
 /* A hard bounce suppresses its recipient this long (a mailbox that does
  * not exist rarely comes back within a month). */
 #define SK_SUPPRESS_DURATION_S_DEFAULT (30 * 86400)
@@ -430,15 +432,31 @@
 /* A message or text the builder makes when no --max-message-size bounds
  * it: twice the largest attachment the composer takes. */
 #define SK_HTTP_BUILD_MAX_OCTETS (2u * SK_MIME_ATTACHMENT_MAX_OCTETS)
-/* Rows a list route answers at most per page (events, suppressions). */
-#define SK_HTTP_PAGE_MAX 1000
+/* Rows a list route answers at most per page (events, suppressions), and
+ * by default. */
+#define SK_HTTP_PAGE_MAX     1000
+#define SK_HTTP_PAGE_DEFAULT 100
+/* Tags and metadata of a message sent through the API (docs/http-api.md):
+ * as many tags as SendGrid's categories (10), each short enough for a
+ * label; metadata (string values) as JSON within one tracking field
+ * (SK_TRACK_FIELD_MAX_OCTETS), so that every event can carry it. */
+#define SK_HTTP_TAGS_MAX            10
+#define SK_HTTP_TAG_MAX_OCTETS      64
+#define SK_HTTP_METADATA_MAX_OCTETS 2048
+/* A request being read (headers and body) is cut off this long after its
+ * first octet at the latest (--http-request-timeout); an answer to a
+ * refused request (413, 408, 503 over the connection cap) is followed by
+ * reading and dropping what the client still sends, for at most this
+ * long, so that closing does not reset the connection before the client
+ * read the answer (as evhttp's lingering close). */
+#define SK_HTTP_LINGER_MS 2000
 /* Metrics (src/metrics). Labelled series per family: label values beyond
  * this go to the series "other", so a family's size stays bounded what
  * ever the traffic (Prometheus stores every series it sees). Histogram
  * buckets per family: a fixed list each. The exposition of a running
  * daemon is bounded too (a scrape is one reply of the control socket). */
-#define SK_METRICS_SERIES_MAX    64
-#define SK_METRICS_BUCKETS_MAX   24
+#define SK_METRICS_SERIES_MAX      64
+#define SK_METRICS_BUCKETS_MAX     24
 #define SK_METRICS_TEXT_MAX_OCTETS (1024u * 1024)
 /* The destinations named in the queue-depth gauge: the busiest this many,
  * the rest summed as "other". */
@@ -447,11 +465,11 @@
 /* Webhooks (src/webhook, docs/webhooks.md). A signature header value:
  * "v1," and the base64 of a SHA-256 HMAC (44), with room. The secret's
  * key: Standard Webhooks asks for 24 to 64 random octets. */
-#define SK_WEBHOOK_SIGNATURE_OCTETS  64
-#define SK_WEBHOOK_KEY_MIN_OCTETS    24
-#define SK_WEBHOOK_KEY_MAX_OCTETS    64
-#define SK_WEBHOOK_URL_MAX_OCTETS    2048
-#define SK_WEBHOOKS_MAX              32
+#define SK_WEBHOOK_SIGNATURE_OCTETS 64
+#define SK_WEBHOOK_KEY_MIN_OCTETS   24
+#define SK_WEBHOOK_KEY_MAX_OCTETS   64
+#define SK_WEBHOOK_URL_MAX_OCTETS   2048
+#define SK_WEBHOOKS_MAX             32
 /* Requests in flight per endpoint (HTTP/1.1 connections kept alive to
  * it): enough for thousands of events a second to a near receiver. */
 #define SK_WEBHOOK_CONCURRENCY_DEFAULT 32

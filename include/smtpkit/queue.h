@@ -197,13 +197,43 @@ size_t sk_queue_in_flight(const sk_queue *q);
 typedef void (*sk_queue_depth_fn)(void *ctx, const char *domain, size_t recipients);
 size_t sk_queue_depth(const sk_queue *q, sk_queue_depth_fn fn, void *ctx);
 
+/* Where the queue stands for one recipient domain (GET /v1/queue). */
+typedef struct sk_queue_dest_info {
+    const char *domain;    /* lower case */
+    const char *queue_key; /* the destination queue it goes to (the domain, or its
+                              provider's MX set); NULL until a delivery was routed */
+    size_t recipients;     /* still to be delivered there */
+    size_t messages;       /* messages with such recipients */
+    size_t held;           /* of those, in the hold queue */
+    size_t delivering;     /* of those, with an attempt under way */
+    int64_t oldest_s;      /* the oldest one's arrival, Unix s */
+    /* The earliest next attempt of those not held (Unix s; now for one
+     * due or under way); 0: every one is held. */
+    int64_t next_attempt_s;
+    /* The destination queue's state: delivery jobs running, jobs waiting
+     * for the limits, suspended (after 421 or 4.7.x, or a rule) or slowed
+     * to an imposed rate until then (Unix ms; 0: not). */
+    unsigned in_flight;
+    size_t waiting_jobs;
+    int64_t suspended_until_ms, throttled_until_ms;
+} sk_queue_dest_info;
+typedef void (*sk_queue_dest_fn)(void *ctx, const sk_queue_dest_info *d);
+/* fn once per recipient domain with pending recipients, the domains in
+ * order (loop thread); how many. SK_ERR_NOMEM: none reported. */
+SK_NODISCARD sk_err sk_queue_destinations(const sk_queue *q, sk_queue_dest_fn fn, void *ctx,
+                                          size_t *n);
+
 /* The operations, by ID or by filter. */
 typedef enum sk_queue_op {
     SK_QUEUE_OP_FLUSH = 0, /* a deferred message: active and due now */
     SK_QUEUE_OP_RELEASE,   /* a held or deferred message: active and due now */
     SK_QUEUE_OP_DELETE,    /* removed from the queue */
+    /* An active or deferred message into the hold queue (kept until
+     * released); one being delivered is left alone. Not a request of the
+     * control socket (its verbs are the three above). */
+    SK_QUEUE_OP_HOLD,
 } sk_queue_op;
-const char *sk_queue_op_name(sk_queue_op op); /* "flush", "release", "delete" */
+const char *sk_queue_op_name(sk_queue_op op); /* "flush", "release", "delete", "hold" */
 /* Whether op changes a message in state s (a delete changes any). */
 int sk_queue_op_changes(sk_queue_op op, sk_spool_state s);
 

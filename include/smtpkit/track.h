@@ -56,6 +56,12 @@ typedef struct sk_track_ev {
      * smtp.mailfrom=a@example.org; dmarc=pass header.from=example.org"),
      * as in the message's Authentication-Results; NULL: not checked. */
     const char *auth;
+    /* The message's tags (a JSON array of strings) and metadata (a JSON
+     * object of strings), as the HTTP API took them; given with its
+     * received event, kept once per queue ID (every event of the message
+     * is read back with them, and webhooks carry them). NULL: none. */
+    const char *tags;
+    const char *metadata;
 } sk_track_ev;
 
 /* An open store: one connection. Not thread-safe; use it from one thread
@@ -151,6 +157,32 @@ typedef struct sk_track_stats {
 /* Summarise the last hour and day before now_ms (0: the store's clock). */
 SK_NODISCARD sk_err sk_track_stats_query(sk_track *tr, int64_t now_ms, sk_track_stats **out,
                                          sk_error *err);
+/* The same, counting only the events of messages tagged tag (NULL: all). */
+SK_NODISCARD sk_err sk_track_stats_query_tag(sk_track *tr, int64_t now_ms, const char *tag,
+                                             sk_track_stats **out, sk_error *err);
+
+/* Events of every message, oldest recorded first, a page at a time. A
+ * page goes on after the event numbered after_id (0: from the first):
+ * events recorded later are numbered higher, so a cursor is stable while
+ * events are added. Fields set filter (AND). */
+typedef struct sk_track_filter {
+    int kind;              /* an sk_track_kind; -1: any */
+    const char *recipient; /* this recipient (ASCII case ignored); NULL: any */
+    const char *tag;       /* events of messages with this tag; NULL: any */
+    int64_t since_ms;      /* time_ms >= since_ms; 0: no bound */
+    int64_t until_ms;      /* time_ms < until_ms; 0: no bound */
+    int64_t after_id;      /* the cursor */
+    size_t limit;          /* events on the page (1 to SK_TRACK_PAGE_MAX) */
+} sk_track_filter;
+typedef struct sk_track_page {
+    sk_track_ev *events; /* with tags and metadata */
+    int64_t *ids;        /* each event's number */
+    size_t n;
+    int64_t next_after; /* the cursor of the next page; 0: this was the last */
+} sk_track_page;
+SK_NODISCARD sk_err sk_track_events_list(sk_track *tr, const sk_track_filter *f, sk_track_page *out,
+                                         sk_error *err);
+void sk_track_page_free(sk_track_page *p);
 void sk_track_stats_free(sk_track_stats *s);
 
 #ifdef __cplusplus

@@ -90,6 +90,11 @@ typedef struct sk_webhook_state {
 SK_NODISCARD sk_err sk_webhooks_list(const char *track_path, sk_webhook_state **out, size_t *n,
                                      sk_error *err);
 void sk_webhook_states_free(sk_webhook_state *s, size_t n);
+/* When the next request of each endpoint of s (from sk_webhooks_list)
+ * is due, Unix ms, into next_ms[i]: the earliest of its events not being
+ * sent (0: none waits). */
+SK_NODISCARD sk_err sk_webhooks_next_attempts(const char *track_path, const sk_webhook_state *s,
+                                              size_t n, int64_t *next_ms, sk_error *err);
 /* For metrics: fn(ctx, url, backlog) per endpoint, from the counts the
  * sender last read (at most SK_WEBHOOK_BACKLOG_MS old). */
 void sk_webhooks_backlog(const sk_webhooks *w, void (*fn)(void *ctx, const char *url, uint64_t n),

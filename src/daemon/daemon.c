@@ -445,7 +445,13 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
     if (!e) e = start_webhooks(d, err);
     if (!e && sk_control_server_on_data(d->control, "metrics", render_metrics, d))
         e = sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "control: metrics");
-    sk_http_deps hd = {d->spool, d->queue, d->track, poke_suppress, d};
+    sk_http_deps hd = {.spool = d->spool,
+                       .queue = d->queue,
+                       .track = d->track,
+                       .suppress_changed = poke_suppress,
+                       .ctx = d,
+                       .metrics = render_metrics,
+                       .webhooks = d->webhooks};
     if (!e && d->cfg->http &&
         !(d->http = sk_daemon_http_start(d->cfg, d->hostname, d->base, &hd, &d->log, err)))
         e = err && err->err ? err->err : SK_ERR_IO;

@@ -51,7 +51,8 @@ static void send_state_free(void *p)
     sk_free(s);
 }
 
-static void track_received(sk_http *h, const char *id, const char *message_id)
+static void track_received(sk_http *h, const char *id, const char *message_id,
+                           const sk_http_build *b)
 {
     sk_track *t = sk_http_get_deps(h)->track;
     if (!t) return;
@@ -64,7 +65,11 @@ static void track_received(sk_http *h, const char *id, const char *message_id)
             mid[n - 2] = '\0';
         }
     }
-    sk_track_ev ev = {.kind = SK_TRACK_RECEIVED, .queue_id = id, .message_id = mid[0] ? mid : NULL};
+    sk_track_ev ev = {.kind = SK_TRACK_RECEIVED,
+                      .queue_id = id,
+                      .message_id = mid[0] ? mid : NULL,
+                      .tags = b->tags,
+                      .metadata = b->metadata};
     sk_error err;
     if (sk_track_event(t, &ev, &err))
         sk_log(sk_http_log(h), SK_LOG_ERR, "%s http track-failed error=\"%s\"", id, err.text);
@@ -122,7 +127,7 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
         if (strcmp(s->ids[i], queue_id) != 0) continue;
         s->results[i] = e;
         if (!e && !sk_http_req_orphaned(s->r)) {
-            track_received(s->h, queue_id, s->b.msgs[i].message_id);
+            track_received(s->h, queue_id, s->b.msgs[i].message_id, &s->b);
             sk_log(sk_http_log(s->h), SK_LOG_INFO, "%s http queued nrcpt=%zu size=%zu key=%s",
                    queue_id, s->b.msgs[i].nrcpts, s->b.msgs[i].data.len, sk_http_req_key(s->r)->id);
         }
@@ -261,6 +266,28 @@ static json_t *str_or_null(const char *s)
     return s ? json_string(s) : json_null();
 }
 
+/* Tags or metadata as kept (JSON text), or empty. */
+static json_t *kept_json(const char *text, bool array)
+{
+    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    if (v && (array ? json_is_array(v) : json_is_object(v))) return v;
+    json_decref(v);
+    return array ? json_array() : json_object();
+}
+
+json_t *sk_http_event_json(const sk_track_ev *ev)
+{
+    char when[32];
+    sk_time_rfc3339(ev->time_ms / 1000, when);
+    return json_pack("{s:s,s:s,s:o,s:o,s:o,s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "time", when, "event",
+                     sk_track_kind_name(ev->kind), "queue_id", str_or_null(ev->queue_id),
+                     "message_id", str_or_null(ev->message_id), "recipient",
+                     str_or_null(ev->recipient), "attempt", (json_int_t)ev->attempt, "remote_host",
+                     str_or_null(ev->remote_host), "reply", str_or_null(ev->reply), "tls",
+                     str_or_null(ev->tls), "class", str_or_null(ev->cls), "tags",
+                     kept_json(ev->tags, true), "metadata", kept_json(ev->metadata, false));
+}
+
 static void get_message(sk_http *h, sk_http_req *r)
 {
     sk_track *t = sk_http_track_reader(h);
@@ -283,14 +310,7 @@ static void get_message(sk_http *h, sk_http_req *r)
     const char *status = "received";
     for (size_t i = 0; evs && i < res->nevents; i++) {
         const sk_track_ev *ev = &res->events[i];
-        char when[32];
-        sk_time_rfc3339(ev->time_ms / 1000, when);
-        json_array_append_new(
-            evs, json_pack("{s:s,s:s,s:o,s:I,s:o,s:o,s:o,s:o}", "time", when, "event",
-                           sk_track_kind_name(ev->kind), "recipient", str_or_null(ev->recipient),
-                           "attempt", (json_int_t)ev->attempt, "remote_host",
-                           str_or_null(ev->remote_host), "reply", str_or_null(ev->reply), "tls",
-                           str_or_null(ev->tls), "class", str_or_null(ev->cls)));
+        json_array_append_new(evs, sk_http_event_json(ev));
         status = sk_track_kind_name(ev->kind);
     }
     json_t *out = json_pack("{s:o,s:o,s:s,s:o}", "id", str_or_null(res->id), "message_id",
@@ -337,12 +357,13 @@ static void get_stats(sk_http *h, sk_http_req *r)
     }
     sk_track_stats *st = NULL;
     sk_error err = {0};
-    if (sk_track_stats_query(t, 0, &st, &err)) {
+    const char *tag = sk_http_req_query(r, "tag");
+    if (sk_track_stats_query_tag(t, 0, tag, &st, &err)) {
         sk_http_reply_error(h, r, 500, "internal", NULL, "%s", err.text);
         return;
     }
-    json_t *out =
-        json_pack("{s:o,s:o}", "hour", window_json(&st->hour), "day", window_json(&st->day));
+    json_t *out = json_pack("{s:o,s:o,s:o}", "hour", window_json(&st->hour), "day",
+                            window_json(&st->day), "tag", str_or_null(tag));
     sk_track_stats_free(st);
     sk_http_reply(h, r, 200, out);
 }
@@ -544,20 +565,32 @@ static void queue_delete(sk_http *h, sk_http_req *r)
     queue_op(h, r, SK_QUEUE_OP_DELETE);
 }
 
+static void queue_hold(sk_http *h, sk_http_req *r)
+{
+    queue_op(h, r, SK_QUEUE_OP_HOLD);
+}
+
 /* The router's table: a route is one row (docs/openapi.yaml documents
  * every one; test_http_openapi.py keeps the two equal). */
 const sk_http_route sk_http_routes[] = {
-    {"GET", "/v1/health", -1, health},
-    {"POST", "/v1/messages", SK_APIKEY_SEND, post_message},
-    {"POST", "/v1/messages/raw", SK_APIKEY_SEND, post_raw},
-    {"GET", "/v1/messages/{id}", SK_APIKEY_READ, get_message},
-    {"GET", "/v1/stats", SK_APIKEY_READ, get_stats},
-    {"GET", "/v1/suppressions", SK_APIKEY_READ, list_suppressions},
-    {"GET", "/v1/suppressions/{address}", SK_APIKEY_READ, get_suppression},
-    {"PUT", "/v1/suppressions/{address}", SK_APIKEY_ADMIN, put_suppression},
-    {"DELETE", "/v1/suppressions/{address}", SK_APIKEY_ADMIN, delete_suppression},
-    {"POST", "/v1/queue/{id}/release", SK_APIKEY_ADMIN, queue_release},
-    {"POST", "/v1/queue/{id}/retry", SK_APIKEY_ADMIN, queue_retry},
-    {"DELETE", "/v1/queue/{id}", SK_APIKEY_ADMIN, queue_delete},
-    {NULL, NULL, 0, NULL},
+    {"GET", "/v1/health", -1, health, 0},
+    {"POST", "/v1/messages", SK_APIKEY_SEND, post_message, 0},
+    {"POST", "/v1/messages/raw", SK_APIKEY_SEND, post_raw, 0},
+    {"GET", "/v1/messages/{id}", SK_APIKEY_READ, get_message, 0},
+    {"GET", "/v1/events", SK_APIKEY_READ, sk_http_list_events, 0},
+    {"GET", "/v1/stats", SK_APIKEY_READ, get_stats, 0},
+    {"GET", "/v1/suppressions", SK_APIKEY_READ, list_suppressions, 0},
+    {"GET", "/v1/suppressions/{address}", SK_APIKEY_READ, get_suppression, 0},
+    {"PUT", "/v1/suppressions/{address}", SK_APIKEY_ADMIN, put_suppression, 0},
+    {"DELETE", "/v1/suppressions/{address}", SK_APIKEY_ADMIN, delete_suppression, 0},
+    {"GET", "/v1/queue", SK_APIKEY_READ, sk_http_list_queue, 0},
+    {"POST", "/v1/queue/{id}/hold", SK_APIKEY_ADMIN, queue_hold, 0},
+    {"POST", "/v1/queue/{id}/release", SK_APIKEY_ADMIN, queue_release, 0},
+    {"POST", "/v1/queue/{id}/retry", SK_APIKEY_ADMIN, queue_retry, 0},
+    {"DELETE", "/v1/queue/{id}", SK_APIKEY_ADMIN, queue_delete, 0},
+    {"GET", "/v1/webhooks", SK_APIKEY_READ, sk_http_list_webhooks, 0},
+    {"POST", "/v1/webhooks", SK_APIKEY_ADMIN, sk_http_add_webhook, 0},
+    {"DELETE", "/v1/webhooks/{id}", SK_APIKEY_ADMIN, sk_http_delete_webhook, 0},
+    {"GET", "/metrics", SK_APIKEY_READ, sk_http_get_metrics, SK_HTTP_ROUTE_METRICS},
+    {NULL, NULL, 0, NULL, 0},
 };

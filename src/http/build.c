@@ -8,14 +8,17 @@
 #include <smtpkit/message.h>
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 /* Fields a compose body may have; anything else is refused by name. */
 static const char *const compose_fields[] = {
-    "from",        "to",     "cc",      "bcc",      "reply_to",      "subject",    "text", "html",
-    "attachments", "inline", "headers", "priority", "envelope_from", "recipients", NULL};
-static const char *const raw_fields[] = {"envelope", "message", "message_base64", NULL};
+    "from",          "to",         "cc",          "bcc",      "reply_to", "subject",
+    "text",          "html",       "attachments", "inline",   "headers",  "priority",
+    "envelope_from", "recipients", "tags",        "metadata", NULL};
+static const char *const raw_fields[] = {"envelope", "message",  "message_base64",
+                                         "tags",     "metadata", NULL};
 
 static sk_err fail(sk_http_build *b, sk_err e, const char *field, const char *fmt, ...)
     SK_PRINTF(4, 5);
@@ -81,6 +84,61 @@ void sk_http_build_free(sk_http_build *b)
     sk_free(b->msgs);
     b->msgs = NULL;
     b->n = 0;
+    free(b->tags);
+    free(b->metadata);
+    b->tags = b->metadata = NULL;
+}
+
+/* A tag or a metadata value: UTF-8 text without control characters. */
+static bool plain_text(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
+    return true;
+}
+
+/* "tags" and "metadata" (docs/http-api.md), kept as compact JSON for the
+ * tracking store (jansson's json_dumps: freed with free). */
+static sk_err take_tags(sk_http_build *b, const json_t *body)
+{
+    json_t *tags = json_object_get(body, "tags"), *md = json_object_get(body, "metadata");
+    char path[SK_HTTP_FIELD_PATH_OCTETS];
+    if (tags) {
+        if (!json_is_array(tags) || json_array_size(tags) > SK_HTTP_TAGS_MAX)
+            return fail(b, SK_ERR_INVAL, "tags", "must be an array of at most %d strings",
+                        SK_HTTP_TAGS_MAX);
+        size_t i;
+        json_t *t;
+        json_array_foreach(tags, i, t)
+        {
+            snprintf(path, sizeof path, "tags[%zu]", i);
+            size_t n = json_is_string(t) ? json_string_length(t) : 0;
+            if (!n || n > SK_HTTP_TAG_MAX_OCTETS || !plain_text(json_string_value(t), n))
+                return fail(b, SK_ERR_INVAL, path,
+                            "must be a string of 1 to %d octets without control characters",
+                            SK_HTTP_TAG_MAX_OCTETS);
+        }
+        if (json_array_size(tags) && !(b->tags = json_dumps(tags, JSON_COMPACT)))
+            return SK_ERR_NOMEM;
+    }
+    if (md) {
+        if (!json_is_object(md)) return fail(b, SK_ERR_INVAL, "metadata", "must be an object");
+        const char *key;
+        json_t *v;
+        json_object_foreach(md, key, v)
+        {
+            snprintf(path, sizeof path, "metadata.%.100s", key);
+            if (!json_is_string(v) || !plain_text(json_string_value(v), json_string_length(v)) ||
+                !plain_text(key, strlen(key)))
+                return fail(b, SK_ERR_INVAL, path, "must be a string without control characters");
+        }
+        if (json_object_size(md) && !(b->metadata = json_dumps(md, JSON_COMPACT | JSON_SORT_KEYS)))
+            return SK_ERR_NOMEM;
+        if (b->metadata && strlen(b->metadata) > SK_HTTP_METADATA_MAX_OCTETS)
+            return fail(b, SK_ERR_INVAL, "metadata", "at most %d octets as JSON",
+                        SK_HTTP_METADATA_MAX_OCTETS);
+    }
+    return SK_OK;
 }
 
 static sk_http_out *add_out(sk_http_build *b, size_t *cap, uint64_t max_octets)
@@ -617,6 +675,7 @@ sk_err sk_http_build_messages(sk_http_body_kind kind, const char *body, size_t l
     else
         e = kind == SK_HTTP_RAW ? build_raw(out, root, max_octets)
                                 : build_compose(out, root, max_octets);
+    if (!e) e = take_tags(out, root);
     json_decref(root);
     if (e == SK_ERR_NOMEM) fail(out, e, "", "out of memory");
     if (e) sk_http_build_free(out);

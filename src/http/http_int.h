@@ -5,6 +5,7 @@
 #define SK_HTTP_INT_H
 
 #include <smtpkit/http.h>
+#include <smtpkit/track.h>
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -43,12 +44,14 @@ typedef void (*sk_http_handler)(sk_http *h, sk_http_req *r);
 
 /* A route is one row: method, path pattern ("/v1/messages/{id}": a
  * {name} segment matches one non-empty segment), the scope a key needs
- * (-1: no key), and the handler. */
+ * (-1: no key), the handler, and flags. */
+#define SK_HTTP_ROUTE_METRICS 1u /* no key with sk_http_opts.metrics_public */
 struct sk_http_route {
     const char *method;
     const char *pattern;
     int scope;
     sk_http_handler fn;
+    unsigned flags;
 };
 /* The router's table, ended by a row with method NULL (api.c). */
 extern const sk_http_route sk_http_routes[];
@@ -79,6 +82,9 @@ bool sk_http_req_orphaned(const sk_http_req *r);
 void sk_http_reply(sk_http *h, sk_http_req *r, int status, json_t *body);
 void sk_http_reply_error(sk_http *h, sk_http_req *r, int status, const char *code,
                          const char *field, const char *fmt, ...) SK_PRINTF(6, 7);
+/* Any text of content_type (text, len copied). */
+void sk_http_reply_text(sk_http *h, sk_http_req *r, int status, const char *content_type,
+                        const char *text, size_t len);
 /* With a Retry-After header (429, 503). */
 void sk_http_reply_retry(sk_http *h, sk_http_req *r, int status, unsigned retry_after_s,
                          const char *code, const char *message);
@@ -91,5 +97,15 @@ const sk_logger *sk_http_log(const sk_http *h);
 /* The daemon's tracking store, for queries and suppressions (the loop
  * thread's, as the SMTP side uses it); NULL without one. */
 sk_track *sk_http_track_reader(sk_http *h);
+
+/* ---- The routes beyond sending (api_ops.c) ---- */
+void sk_http_get_metrics(sk_http *h, sk_http_req *r);
+void sk_http_list_webhooks(sk_http *h, sk_http_req *r);
+void sk_http_add_webhook(sk_http *h, sk_http_req *r);
+void sk_http_delete_webhook(sk_http *h, sk_http_req *r);
+void sk_http_list_events(sk_http *h, sk_http_req *r);
+void sk_http_list_queue(sk_http *h, sk_http_req *r);
+/* An event as the API shows it (GET /v1/messages/{id}, /v1/events). */
+json_t *sk_http_event_json(const sk_track_ev *ev);
 
 #endif

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 /* How often old idempotency answers are forgotten. */
@@ -46,7 +47,33 @@ struct sk_http_req {
     /* The routes' own state for answers given later (api.c). */
     void *state;
     void (*state_free)(void *state);
+    struct hconn *conn; /* its connection's record; NULL once it closed */
 };
+
+/* A connection, as the listener watches it beside evhttp: the octets and
+ * the time of the request being read (evhttp's limits answer with HTML
+ * and its timeout is an idle one), and the cap on connections. */
+typedef enum hconn_state {
+    HC_NEW = 0, /* accepted; evhttp's connection not known yet */
+    HC_IDLE,    /* between requests */
+    HC_READING, /* a request is arriving: octets counted, deadline armed */
+    HC_BUSY,    /* a request is with its handler */
+    HC_REFUSED, /* answered by us (413, 408, 503) and closing */
+} hconn_state;
+
+typedef struct hconn {
+    struct hconn *prev, *next;
+    sk_http *h;
+    struct bufferevent *bev;
+    struct evhttp_connection *evc;
+    struct event *timer; /* attach, then the request's deadline, then the linger */
+    hconn_state state;
+    bool ref;                /* we hold a reference on bev (until attached) */
+    uint64_t octets;         /* of the request being read */
+    unsigned line_ends;      /* header block scanner: line ends in a row */
+    bool in_body;            /* the header block is over */
+    struct sk_http_req *req; /* with its handler (HC_BUSY) */
+} hconn;
 
 struct sk_http {
     sk_http_opts o;
@@ -63,18 +90,238 @@ struct sk_http {
     sk_http_req *pending;
     unsigned nrequests;
     struct event *prune;
+    hconn *conns;
+    unsigned nconns;
 };
+
+/* ---- connections ---- */
+
+static void conn_arm(hconn *c, uint64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void conn_release(hconn *c)
+{
+    sk_http *h = c->h;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    h->nconns--;
+    if (c->req) c->req->conn = NULL;
+    evbuffer_remove_cb(bufferevent_get_input(c->bev), NULL, NULL);
+    event_free(c->timer);
+    if (c->ref) bufferevent_decref(c->bev);
+    sk_free(c);
+}
+
+/* evhttp closes the connection (or the listener goes). */
+static void on_conn_close(struct evhttp_connection *evc, void *arg)
+{
+    (void)evc;
+    conn_release(arg);
+}
+
+static void refused_read(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void refused_written(struct bufferevent *bev, void *arg)
+{
+    hconn *c = arg;
+    /* The answer is out: no more from us; what the client still sends is
+     * read and dropped until it closes or the linger ends. */
+    if (!c->h->ssl) shutdown(bufferevent_getfd(bev), SHUT_WR);
+}
+
+static void refused_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what;
+    hconn *c = arg;
+    /* Closed, failed or timed out: closed on the next loop pass. */
+    event_active(c->timer, EV_TIMEOUT, 0);
+}
+
+/* Answer status with the JSON error ourselves and close: the connection
+ * is taken from evhttp, whose request is dropped unanswered. */
+static void conn_refuse(hconn *c, int status, const char *reason, const char *code,
+                        const char *message, unsigned retry_after_s)
+{
+    sk_http *h = c->h;
+    c->state = HC_REFUSED;
+    evtimer_del(c->timer);
+    json_t *b = json_pack("{s:{s:s,s:s,s:n}}", "error", "code", code, "message", message, "field");
+    char *text = b ? json_dumps(b, JSON_COMPACT) : NULL;
+    json_decref(b);
+    char retry[48] = "";
+    if (retry_after_s) snprintf(retry, sizeof retry, "Retry-After: %u\r\n", retry_after_s);
+    bufferevent_setcb(c->bev, refused_read, refused_written, refused_event, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: "
+                        "%zu\r\n%sConnection: close\r\n\r\n%s",
+                        status, reason, text ? strlen(text) : 0, retry, text ? text : "");
+    free(text);
+    refused_read(c->bev, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    conn_arm(c, SK_HTTP_LINGER_MS);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (c->evc) evhttp_connection_get_peer(c->evc, &addr, &port);
+    sk_log(&h->o.log, SK_LOG_INFO, "- http refused peer=%s status=%d code=%s", addr ? addr : "-",
+           status, code);
+}
+
+/* The octets of a request that arrived (n of them, from pos on): counted,
+ * and the end of its header block looked for. Too many: 413. */
+static void conn_count(hconn *c, struct evbuffer *in, size_t from, size_t n)
+{
+    sk_http *h = c->h;
+    c->octets += n;
+    if (!c->in_body) {
+        struct evbuffer_ptr pos;
+        struct evbuffer_iovec v[16];
+        if (evbuffer_ptr_set(in, &pos, from, EVBUFFER_PTR_SET) == 0) {
+            int nv = evbuffer_peek(in, (ev_ssize_t)n, &pos, v, 16);
+            for (int i = 0; i < nv && i < 16 && !c->in_body; i++)
+                for (size_t k = 0; k < v[i].iov_len && !c->in_body; k++) {
+                    char ch = ((const char *)v[i].iov_base)[k];
+                    if (ch == '\n')
+                        c->in_body = ++c->line_ends == 2;
+                    else if (ch != '\r')
+                        c->line_ends = 0;
+                }
+        }
+    }
+    if ((!c->in_body && c->octets > h->o.max_header_octets) ||
+        c->octets > h->o.max_request_octets)
+        conn_refuse(c, 413, "Payload Too Large", "too_large",
+                    c->in_body ? "the request is larger than allowed (--http-max-request-size)"
+                               : "the request header is larger than allowed "
+                                 "(--http-max-header-size)",
+                    0);
+}
+
+/* A request starts with the octets in the buffer from `from` on. */
+static void conn_start(hconn *c, struct evbuffer *in, size_t from)
+{
+    c->state = HC_READING;
+    c->octets = 0;
+    c->line_ends = 0;
+    c->in_body = false;
+    conn_arm(c, c->h->o.request_timeout_ms);
+    conn_count(c, in, from, evbuffer_get_length(in) - from);
+}
+
+static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
+{
+    hconn *c = arg;
+    if (!info->n_added) return;
+    size_t len = evbuffer_get_length(in), from = len - info->n_added;
+    switch (c->state) {
+    case HC_NEW:
+    case HC_IDLE:
+        conn_start(c, in, from);
+        break;
+    case HC_READING:
+        conn_count(c, in, from, info->n_added);
+        break;
+    case HC_BUSY:    /* the next request, counted when this one is answered */
+    case HC_REFUSED: /* dropped by refused_read */
+        break;
+    }
+}
+
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hconn *c = arg;
+    sk_http *h = c->h;
+    switch (c->state) {
+    case HC_NEW: {
+        /* evhttp made its connection in the accept that made bev: its
+         * callbacks' argument is it (none: it failed and let bev go). */
+        void *evc = NULL;
+        bufferevent_getcb(c->bev, NULL, NULL, NULL, &evc);
+        if (!evc) {
+            conn_release(c);
+            return;
+        }
+        c->evc = evc;
+        bufferevent_decref(c->bev);
+        c->ref = false;
+        evhttp_connection_set_closecb(c->evc, on_conn_close, c);
+        if (h->nconns > h->o.max_connections) {
+            conn_refuse(c, 503, "Service Unavailable", "busy", "too many connections", 1);
+            return;
+        }
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        if (evbuffer_get_length(in))
+            conn_start(c, in, 0);
+        else
+            c->state = HC_IDLE;
+        return;
+    }
+    case HC_READING:
+        /* A request still not whole: cut off, however slowly it comes. */
+        conn_refuse(c, 408, "Request Timeout", "timeout",
+                    "the request did not arrive in time (--http-request-timeout)", 0);
+        return;
+    case HC_REFUSED:
+        if (c->evc) evhttp_connection_free(c->evc); /* on_conn_close frees c */
+        return;
+    default:
+        return;
+    }
+}
 
 /* evhttp asks for a connection's bufferevent: TLS when configured (the
  * handshake as the server, on the socket evhttp sets). */
+/* evhttp asks for a connection's bufferevent (plain, or TLS as the
+ * server on the socket evhttp sets): made here so that the connection is
+ * watched (hconn) from its start. NULL lets evhttp make a plain one. */
 static struct bufferevent *make_bev(struct event_base *base, void *arg)
 {
     sk_http *h = arg;
-    SSL *ssl = SSL_new(h->ssl);
-    if (!ssl) return NULL;
-    struct bufferevent *b = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                           BEV_OPT_CLOSE_ON_FREE);
-    if (!b) SSL_free(ssl);
+    struct bufferevent *b = NULL;
+    if (h->ssl) {
+        SSL *ssl = SSL_new(h->ssl);
+        if (!ssl) return NULL;
+        b = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                           BEV_OPT_CLOSE_ON_FREE);
+        if (!b) SSL_free(ssl);
+    } else {
+        b = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
+    hconn *c = b ? sk_calloc(1, sizeof *c) : NULL;
+    if (c) c->timer = evtimer_new(base, on_conn_timer, c);
+    if (!c || !c->timer) {
+        /* Unwatched, the connection is refused rather than let past the
+         * limits. */
+        if (c) sk_free(c);
+        if (b) bufferevent_free(b);
+        return NULL;
+    }
+    c->h = h;
+    c->bev = b;
+    /* Held until evhttp's connection is known (on the next loop pass). */
+    bufferevent_incref(b);
+    c->ref = true;
+    c->next = h->conns;
+    if (h->conns) h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
+    evbuffer_add_cb(bufferevent_get_input(b), on_input, c);
+    event_active(c->timer, EV_TIMEOUT, 0);
     return b;
 }
 
@@ -82,6 +329,7 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
 
 static void req_free(sk_http_req *r)
 {
+    if (r->conn) r->conn->req = NULL;
     if (r->state_free) r->state_free(r->state);
     if (r->has_query) evhttp_clear_headers(&r->query);
     sk_free(r->key_copy.name);
@@ -100,11 +348,11 @@ static void req_unlink(sk_http_req *r)
     h->nrequests--;
 }
 
-static void send_text(sk_http *h, sk_http_req *r, int status, const char *text, size_t len,
-                      unsigned retry_after_s)
+static void send_text(sk_http *h, sk_http_req *r, int status, const char *ctype, const char *text,
+                      size_t len, unsigned retry_after_s)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
-    if (len) evhttp_add_header(out, "Content-Type", "application/json");
+    if (len) evhttp_add_header(out, "Content-Type", ctype);
     if (retry_after_s) {
         char v[32];
         snprintf(v, sizeof v, "%u", retry_after_s);
@@ -120,18 +368,40 @@ static void send_text(sk_http *h, sk_http_req *r, int status, const char *text, 
             sk_log(&h->o.log, SK_LOG_ERR, "- http idempotency-store-failed");
     }
     evhttp_send_reply(r->ev, status, NULL, b);
+    hconn *c = r->conn;
+    if (c) {
+        /* The next request may have begun arriving meanwhile. */
+        c->req = NULL;
+        r->conn = NULL;
+        c->state = HC_IDLE;
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        if (evbuffer_get_length(in)) conn_start(c, in, 0);
+    }
     if (b) evbuffer_free(b);
     sk_log(&h->o.log, SK_LOG_INFO, "- http request peer=%s method=%s route=%s status=%d%s%s",
            r->peer, r->route ? r->route->method : "-", r->route ? r->route->pattern : "-", status,
            r->key ? " key=" : "", r->key ? r->key->id : "");
 }
 
-static void finish(sk_http_req *r, int status, const char *text, size_t len, unsigned retry)
+static void finish_as(sk_http_req *r, int status, const char *ctype, const char *text, size_t len,
+                      unsigned retry)
 {
     sk_http *h = r->h;
-    if (h && r->ev) send_text(h, r, status, text, len, retry);
+    if (h && r->ev) send_text(h, r, status, ctype, text, len, retry);
     req_unlink(r);
     req_free(r);
+}
+
+static void finish(sk_http_req *r, int status, const char *text, size_t len, unsigned retry)
+{
+    finish_as(r, status, "application/json", text, len, retry);
+}
+
+void sk_http_reply_text(sk_http *h, sk_http_req *r, int status, const char *content_type,
+                        const char *text, size_t len)
+{
+    (void)h;
+    finish_as(r, status, content_type, text, len, 0);
 }
 
 void sk_http_reply(sk_http *h, sk_http_req *r, int status, json_t *body)
@@ -450,6 +720,14 @@ static void dispatch(struct evhttp_request *ev, void *arg)
     ev_uint16_t port = 0;
     if (evc) evhttp_connection_get_peer(evc, &addr, &port);
     snprintf(r->peer, sizeof r->peer, "%s", addr ? addr : "-");
+    for (hconn *c = h->conns; evc && c; c = c->next) {
+        if (c->evc != evc) continue;
+        c->state = HC_BUSY;
+        evtimer_del(c->timer);
+        c->req = r;
+        r->conn = c;
+        break;
+    }
 
     if (h->nrequests > h->o.max_requests) {
         sk_http_reply_retry(h, r, 503, 1, "busy", "too many requests in progress");
@@ -485,8 +763,10 @@ static void dispatch(struct evhttp_request *ev, void *arg)
             sk_http_reply_error(h, r, 404, "not_found", NULL, "no such route");
         return;
     }
-    if (r->route->scope >= 0 && !authenticate(h, r)) return;
-    if (r->route->scope >= 0 && !strcmp(method, "POST") && replay(h, r)) return;
+    bool open =
+        r->route->scope < 0 || ((r->route->flags & SK_HTTP_ROUTE_METRICS) && h->o.metrics_public);
+    if (!open && !authenticate(h, r)) return;
+    if (!open && !strcmp(method, "POST") && replay(h, r)) return;
     r->route->fn(h, r);
 }
 
@@ -565,6 +845,7 @@ sk_http *sk_http_new(const sk_http_opts *o, const sk_http_deps *deps, struct eve
     if (!h->o.max_header_octets) h->o.max_header_octets = SK_HTTP_HEADER_MAX_OCTETS_DEFAULT;
     if (!h->o.request_timeout_ms) h->o.request_timeout_ms = SK_HTTP_REQUEST_TIMEOUT_MS_DEFAULT;
     if (!h->o.max_requests) h->o.max_requests = SK_HTTP_REQUESTS_MAX_DEFAULT;
+    if (!h->o.max_connections) h->o.max_connections = SK_HTTP_CONNECTIONS_MAX_DEFAULT;
     sk_err e = oom ? sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory") : SK_OK;
     if (!e && (!h->listen || !h->data_dir))
         e = sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "--http needs ADDR:PORT");
@@ -598,14 +879,16 @@ sk_http *sk_http_new(const sk_http_opts *o, const sk_http_deps *deps, struct eve
     }
     struct evhttp_bound_socket *bound = NULL;
     if (!e) {
-        evhttp_set_max_body_size(h->http, (ev_ssize_t)h->o.max_request_octets);
-        evhttp_set_max_headers_size(h->http, (ev_ssize_t)h->o.max_header_octets);
+        /* The sizes are checked as the octets arrive (conn_count), which
+         * answers in JSON; evhttp's own checks would answer in HTML. */
+        evhttp_set_max_body_size(h->http, EV_SSIZE_MAX);
+        evhttp_set_max_headers_size(h->http, EV_SSIZE_MAX);
         struct timeval tv = {.tv_sec = (time_t)(h->o.request_timeout_ms / 1000),
                              .tv_usec = (suseconds_t)(h->o.request_timeout_ms % 1000) * 1000};
         evhttp_set_timeout_tv(h->http, &tv);
         evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                                 EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
-        if (h->ssl) evhttp_set_bevcb(h->http, make_bev, h);
+        evhttp_set_bevcb(h->http, make_bev, h);
         evhttp_set_gencb(h->http, dispatch, h);
         evhttp_set_default_content_type(h->http, "application/json");
         if (!(bound = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port)))
@@ -656,6 +939,8 @@ void sk_http_free(sk_http *h)
     }
     h->pending = NULL;
     if (h->http) evhttp_free(h->http);
+    /* Connections evhttp never took up. */
+    while (h->conns) conn_release(h->conns);
     if (h->prune) event_free(h->prune);
     if (h->ssl) SSL_CTX_free(h->ssl);
     sk_apikey_store_free(h->keys);

@@ -309,6 +309,16 @@ void sk_queue_collect(sk_queue *q)
     }
 }
 
+const qdest *sk_queue_dest_of(const sk_queue *q, const char *domain)
+{
+    const char *key = domain;
+    for (const qroute *r = q->routes[hash_key(domain)]; r; r = r->hnext)
+        if (!strcasecmp(r->domain, domain) && r->key) key = r->key;
+    for (const qdest *d = q->dests[hash_key(key)]; d; d = d->hnext)
+        if (!strcasecmp(d->key, key)) return d;
+    return NULL;
+}
+
 void sk_queue_dests_free(sk_queue *q)
 {
     for (size_t h = 0; h < QUEUE_HASH_SIZE; h++) {

@@ -6,13 +6,12 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const op_names[] = {"flush", "release", "delete"};
-_Static_assert(sizeof op_names / sizeof op_names[0] == SK_QUEUE_OP_DELETE + 1,
-               "an op without name");
+static const char *const op_names[] = {"flush", "release", "delete", "hold"};
+_Static_assert(sizeof op_names / sizeof op_names[0] == SK_QUEUE_OP_HOLD + 1, "an op without name");
 
 const char *sk_queue_op_name(sk_queue_op op)
 {
-    return (unsigned)op <= SK_QUEUE_OP_DELETE ? op_names[op] : "?";
+    return (unsigned)op <= SK_QUEUE_OP_HOLD ? op_names[op] : "?";
 }
 
 int sk_queue_op_changes(sk_queue_op op, sk_spool_state s)
@@ -24,6 +23,8 @@ int sk_queue_op_changes(sk_queue_op op, sk_spool_state s)
         return s == SK_SPOOL_DEFERRED || s == SK_SPOOL_HOLD;
     case SK_QUEUE_OP_DELETE:
         return 1;
+    case SK_QUEUE_OP_HOLD:
+        return s == SK_SPOOL_ACTIVE || s == SK_SPOOL_DEFERRED;
     }
     return 0;
 }

@@ -33,6 +33,13 @@ void sk_queue_msg_due_now(sk_queue *q, qmsg *m)
     sk_queue_msg_set_state(q, m, QMSG_READY);
 }
 
+void sk_queue_msg_hold(sk_queue *q, qmsg *m)
+{
+    m->env->state = SK_SPOOL_HOLD;
+    sk_queue_msg_save(q, m);
+    sk_queue_msg_set_state(q, m, QMSG_HELD);
+}
+
 qmsg *sk_queue_msg_find(sk_queue *q, const char *id)
 {
     for (qmsg *m = TAILQ_FIRST(&q->msgs); m; m = TAILQ_NEXT(m, link))

@@ -216,6 +216,12 @@ sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id)
         return sk_queue_release(q, id);
     case SK_QUEUE_OP_DELETE:
         return sk_queue_delete(q, id);
+    case SK_QUEUE_OP_HOLD: {
+        qmsg *m = sk_queue_msg_find(q, id);
+        if (!m) return SK_ERR_NOT_FOUND;
+        if (m->state != QMSG_DELIVERING) sk_queue_msg_hold(q, m);
+        return SK_OK;
+    }
     }
     return SK_ERR_INVAL;
 }
@@ -223,7 +229,7 @@ sk_err sk_queue_apply(sk_queue *q, sk_queue_op op, const char *id)
 sk_err sk_queue_apply_filter(sk_queue *q, sk_queue_op op, const sk_queue_filter *f, size_t max,
                              sk_queue_bulk *b)
 {
-    if ((unsigned)op > SK_QUEUE_OP_DELETE || sk_queue_filter_empty(f)) return SK_ERR_INVAL;
+    if ((unsigned)op > SK_QUEUE_OP_HOLD || sk_queue_filter_empty(f)) return SK_ERR_INVAL;
     if (b->done) return SK_OK;
     if (!b->started) {
         /* The messages there now; the table is in arrival order. */
@@ -250,7 +256,10 @@ sk_err sk_queue_apply_filter(sk_queue *q, sk_queue_op op, const sk_queue_filter 
             sk_queue_msg_remove(q, m);
         } else {
             if (m->state == QMSG_DELIVERING || !sk_queue_op_changes(op, m->env->state)) continue;
-            sk_queue_msg_due_now(q, m);
+            if (op == SK_QUEUE_OP_HOLD)
+                sk_queue_msg_hold(q, m);
+            else
+                sk_queue_msg_due_now(q, m);
         }
         b->changed++;
         n++;

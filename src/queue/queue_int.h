@@ -222,6 +222,8 @@ void sk_queue_msg_set_state(sk_queue *q, qmsg *m, qmsg_state to);
 void sk_queue_msg_ready(sk_queue *q, qmsg *m);
 /* Due now, saved as such (flush, release): active, next attempt 0. */
 void sk_queue_msg_due_now(sk_queue *q, qmsg *m);
+/* Into the hold queue, saved as such (not while delivering). */
+void sk_queue_msg_hold(sk_queue *q, qmsg *m);
 /* Save its envelope (a failure is logged). */
 void sk_queue_msg_save(sk_queue *q, qmsg *m);
 /* The message leaves the queue (done, or deleted): its jobs not started
@@ -265,6 +267,9 @@ void sk_queue_dispatch(sk_queue *q);
 void sk_queue_job_ended(sk_queue *q, qjob *j);
 /* Forget destinations and route keys with nothing left to remember. */
 void sk_queue_collect(sk_queue *q);
+/* The destination queue recipients at domain go to, when one exists
+ * (their route key known, or the domain's own); NULL otherwise. */
+const qdest *sk_queue_dest_of(const sk_queue *q, const char *domain);
 /* Free every destination and route key, with the jobs waiting in them. */
 void sk_queue_dests_free(sk_queue *q);
 

@@ -47,16 +47,22 @@ static sk_err load_events(sk_track *tr, sk_track_result *r, sk_error *err)
     /* A store of an older version (read, not migrated) lacks the later
      * columns: version 1 DSN IDs, version 2 authentication results. */
     const char *sql =
-        tr->schema >= 3   ? "SELECT time_ms, event, queue_id, message_id, recipient, attempt,"
-                            " remote_host, reply, tls, class, dsn_id, auth FROM events"
+        tr->schema >= 4   ? "SELECT e.time_ms, e.event, e.queue_id, e.message_id, e.recipient,"
+                            " e.attempt, e.remote_host, e.reply, e.tls, e.class, e.dsn_id, e.auth,"
+                            " m.tags, m.metadata FROM events e"
+                            " LEFT JOIN message_meta m ON m.queue_id = e.queue_id"
+                            " WHERE e.queue_id = ?1 OR (e.queue_id IS NULL AND e.message_id = ?2)"
+                            " ORDER BY e.time_ms, e.id LIMIT ?3"
+        : tr->schema == 3 ? "SELECT time_ms, event, queue_id, message_id, recipient, attempt,"
+                            " remote_host, reply, tls, class, dsn_id, auth, NULL, NULL FROM events"
                             " WHERE queue_id = ?1 OR (queue_id IS NULL AND message_id = ?2)"
                             " ORDER BY time_ms, id LIMIT ?3"
         : tr->schema == 2 ? "SELECT time_ms, event, queue_id, message_id, recipient, attempt,"
-                            " remote_host, reply, tls, class, dsn_id, NULL FROM events"
+                            " remote_host, reply, tls, class, dsn_id, NULL, NULL, NULL FROM events"
                             " WHERE queue_id = ?1 OR (queue_id IS NULL AND message_id = ?2)"
                             " ORDER BY time_ms, id LIMIT ?3"
                           : "SELECT time_ms, event, queue_id, message_id, recipient, attempt,"
-                            " remote_host, reply, tls, class, NULL, NULL FROM events"
+                            " remote_host, reply, tls, class, NULL, NULL, NULL, NULL FROM events"
                             " WHERE queue_id = ?1 OR (queue_id IS NULL AND message_id = ?2)"
                             " ORDER BY time_ms, id LIMIT ?3";
     if (sqlite3_prepare_v2(tr->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -84,6 +90,8 @@ static sk_err load_events(sk_track *tr, sk_track_result *r, sk_error *err)
         ev->cls = sk_track_column_dup(st, 9, &oom);
         ev->dsn_id = sk_track_column_dup(st, 10, &oom);
         ev->auth = sk_track_column_dup(st, 11, &oom);
+        ev->tags = sk_track_column_dup(st, 12, &oom);
+        ev->metadata = sk_track_column_dup(st, 13, &oom);
     }
     sqlite3_finalize(st);
     if (oom) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "tracking: out of memory");
@@ -174,17 +182,25 @@ static int by_total(const void *a, const void *b)
     return strcmp(x->domain, y->domain);
 }
 
-static sk_err window_counts(sk_track *tr, sk_track_window *w, sk_error *err)
+static sk_err window_counts(sk_track *tr, sk_track_window *w, const char *tag, sk_error *err)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(tr->db,
-                           "SELECT event, domain, count(*) FROM events"
-                           " WHERE time_ms > ?1 AND time_ms <= ?2"
-                           " GROUP BY domain, event ORDER BY domain",
-                           -1, &st, NULL) != SQLITE_OK)
+    /* A store older than tags (read-only, version 3 or less) has no tag
+     * table: no message is tagged there. */
+    const char *sql = !tag              ? "SELECT event, domain, count(*) FROM events"
+                                          " WHERE time_ms > ?1 AND time_ms <= ?2"
+                                          " GROUP BY domain, event ORDER BY domain"
+                      : tr->schema >= 4 ? "SELECT event, domain, count(*) FROM events"
+                                          " WHERE time_ms > ?1 AND time_ms <= ?2 AND queue_id IN"
+                                          " (SELECT queue_id FROM message_tags WHERE tag = ?3)"
+                                          " GROUP BY domain, event ORDER BY domain"
+                                        : NULL;
+    if (!sql) return SK_OK;
+    if (sqlite3_prepare_v2(tr->db, sql, -1, &st, NULL) != SQLITE_OK)
         return sk_track_db_error(tr, err, "preparing the stats query");
     sqlite3_bind_int64(st, 1, w->since_ms);
     sqlite3_bind_int64(st, 2, w->until_ms);
+    if (tag) sqlite3_bind_text(st, 3, tag, -1, SQLITE_STATIC);
     int rc, oom = 0;
     size_t cap = 0;
     while (!oom && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -234,6 +250,12 @@ static sk_err window_counts(sk_track *tr, sk_track_window *w, sk_error *err)
 
 sk_err sk_track_stats_query(sk_track *tr, int64_t now_ms, sk_track_stats **out, sk_error *err)
 {
+    return sk_track_stats_query_tag(tr, now_ms, NULL, out, err);
+}
+
+sk_err sk_track_stats_query_tag(sk_track *tr, int64_t now_ms, const char *tag, sk_track_stats **out,
+                                sk_error *err)
+{
     sk_error_clear(err);
     *out = NULL;
     sk_track_flush_or_log(tr);
@@ -245,8 +267,8 @@ sk_err sk_track_stats_query(sk_track *tr, int64_t now_ms, sk_track_stats **out, 
     s->day.since_ms = s->now_ms - 86400 * 1000;
     /* One read transaction: both windows see the same events. */
     sk_err e = sk_track_exec(tr, "BEGIN", err);
-    if (!e) e = window_counts(tr, &s->hour, err);
-    if (!e) e = window_counts(tr, &s->day, err);
+    if (!e) e = window_counts(tr, &s->hour, tag, err);
+    if (!e) e = window_counts(tr, &s->day, tag, err);
     sqlite3_exec(tr->db, "COMMIT", NULL, NULL, NULL);
     if (e) {
         sk_track_stats_free(s);

@@ -14,7 +14,7 @@
 
 /* Bump when the schema changes, and migrate from the older versions in
  * create_schema. */
-#define TRACK_SCHEMA_VERSION 3
+#define TRACK_SCHEMA_VERSION 4
 
 static const char *const kind_names[] = {
     [SK_TRACK_RECEIVED] = "received",     [SK_TRACK_QUEUED] = "queued",
@@ -109,6 +109,14 @@ static const char schema_v1[] =
 static const char schema_v2[] = "ALTER TABLE events ADD COLUMN dsn_id TEXT;";
 /* Version 3: the authentication results of a message received from outside. */
 static const char schema_v3[] = "ALTER TABLE events ADD COLUMN auth TEXT;";
+/* Version 4: the tags and metadata of messages sent through the HTTP API,
+ * once per queue ID (every event of the message reads them back), and
+ * the tags one a row, for filtering by tag. */
+static const char schema_v4[] =
+    "CREATE TABLE IF NOT EXISTS message_meta ("
+    " queue_id TEXT PRIMARY KEY, tags TEXT, metadata TEXT);"
+    "CREATE TABLE IF NOT EXISTS message_tags ("
+    " tag TEXT NOT NULL, queue_id TEXT NOT NULL, PRIMARY KEY (tag, queue_id)) WITHOUT ROWID;";
 
 static int user_version(sk_track *tr)
 {
@@ -136,7 +144,8 @@ static sk_err create_schema(sk_track *tr, sk_error *err)
         if (v < 1) e = sk_track_exec(tr, schema_v1, err);
         if (!e && v < 2) e = sk_track_exec(tr, schema_v2, err);
         if (!e && v < 3) e = sk_track_exec(tr, schema_v3, err);
-        if (!e) e = sk_track_exec(tr, "PRAGMA user_version = 3", err);
+        if (!e && v < 4) e = sk_track_exec(tr, schema_v4, err);
+        if (!e) e = sk_track_exec(tr, "PRAGMA user_version = 4", err);
     }
     /* Added to version 1 later; a program that does not know the change
      * log still reads and writes the store (its changes are logged too). */
@@ -237,6 +246,8 @@ void sk_track_ev_clear(sk_track_ev *ev)
     sk_free((char *)ev->cls);
     sk_free((char *)ev->dsn_id);
     sk_free((char *)ev->auth);
+    sk_free((char *)ev->tags);
+    sk_free((char *)ev->metadata);
     memset(ev, 0, sizeof *ev);
 }
 
@@ -283,5 +294,13 @@ sk_err sk_track_prune(sk_track *tr, int64_t before_ms, sk_error *err)
     sqlite3_bind_int64(st, 1, before_ms);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? SK_OK : sk_track_db_error(tr, err, "pruning events");
+    if (rc != SQLITE_DONE) return sk_track_db_error(tr, err, "pruning events");
+    /* The tags and metadata of messages with no event left. */
+    if (tr->schema < 4) return SK_OK;
+    return sk_track_exec(tr,
+                         "DELETE FROM message_meta WHERE queue_id NOT IN (SELECT queue_id FROM"
+                         " events WHERE queue_id IS NOT NULL);"
+                         "DELETE FROM message_tags WHERE queue_id NOT IN (SELECT queue_id FROM"
+                         " message_meta)",
+                         err);
 }

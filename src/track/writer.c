@@ -110,6 +110,8 @@ static sk_err copy_event(sk_track_ev *dst, const sk_track_ev *src, sk_error *err
     if (!e) e = dup_field(&dst->cls, src->cls, "class", err);
     if (!e) e = dup_field(&dst->dsn_id, src->dsn_id, "DSN ID", err);
     if (!e) e = dup_field(&dst->auth, src->auth, "authentication results", err);
+    if (!e) e = dup_field(&dst->tags, src->tags, "tags", err);
+    if (!e) e = dup_field(&dst->metadata, src->metadata, "metadata", err);
     if (e) {
         sk_track_ev_clear(dst);
         return e;
@@ -211,8 +213,27 @@ static sk_err link_dsn(sqlite3 *db, sqlite3_stmt *st, const sk_track_ev *ev, sk_
     return rc == SQLITE_DONE ? SK_OK : sk_track_conn_error(db, err, "linking a DSN");
 }
 
+/* The message's tags and metadata, once per queue ID (the first given
+ * stay), with one row per tag for filtering. */
+static sk_err add_meta(sqlite3 *db, sqlite3_stmt *const meta[2], const sk_track_ev *ev,
+                       sk_error *err)
+{
+    for (size_t i = 0; i < 2; i++) {
+        sqlite3_stmt *st = meta[i];
+        sqlite3_reset(st);
+        sk_track_bind_text(st, 1, ev->queue_id);
+        sk_track_bind_text(st, 2, ev->tags);
+        if (i == 0) sk_track_bind_text(st, 3, ev->metadata);
+        int rc = sqlite3_step(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE) return sk_track_conn_error(db, err, "writing tags and metadata");
+    }
+    return SK_OK;
+}
+
 static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *link, sqlite3_stmt *outbox,
-                            const sk_track_ev *evs, size_t n, sk_error *err)
+                            sqlite3_stmt *const meta[2], const sk_track_ev *evs, size_t n,
+                            sk_error *err)
 {
     for (size_t i = 0; i < n; i++) {
         const sk_track_ev *ev = &evs[i];
@@ -245,6 +266,10 @@ static sk_err insert_events(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *link, s
         sqlite3_clear_bindings(st);
         sk_free(domain);
         if (rc != SQLITE_DONE) return sk_track_conn_error(db, err, "writing an event");
+        if (ev->queue_id && (ev->tags || ev->metadata)) {
+            sk_err e = add_meta(db, meta, ev, err);
+            if (e) return e;
+        }
         if (sk_outbox_add(outbox, sqlite3_last_insert_rowid(db), ev, ev->time_ms))
             return sk_track_conn_error(db, err, "writing the event's webhook rows");
     }
@@ -256,7 +281,7 @@ static sk_err write_events(sqlite3 *db, const sk_track_ev *evs, size_t n, sk_err
 {
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return sk_track_conn_error(db, err, "BEGIN IMMEDIATE");
-    sqlite3_stmt *st = NULL, *link = NULL, *outbox = NULL;
+    sqlite3_stmt *st = NULL, *link = NULL, *outbox = NULL, *meta[2] = {NULL, NULL};
     sk_err e = SK_OK;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO events (time_ms, event, queue_id, message_id, recipient,"
@@ -269,9 +294,19 @@ static sk_err write_events(sqlite3 *db, const sk_track_ev *evs, size_t n, sk_err
                            " AND event IN ('bounced', 'expired', 'delivered')"
                            " ORDER BY id DESC LIMIT 1)",
                            -1, &link, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+                           "INSERT OR IGNORE INTO message_meta (queue_id, tags, metadata)"
+                           " VALUES (?1, ?2, ?3)",
+                           -1, &meta[0], NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+                           "INSERT OR IGNORE INTO message_tags (tag, queue_id)"
+                           " SELECT value, ?1 FROM json_each(coalesce(?2, '[]'))",
+                           -1, &meta[1], NULL) != SQLITE_OK ||
         sk_outbox_prepare(db, &outbox))
         e = sk_track_conn_error(db, err, "preparing the insert");
-    if (!e) e = insert_events(db, st, link, outbox, evs, n, err);
+    if (!e) e = insert_events(db, st, link, outbox, meta, evs, n, err);
+    sqlite3_finalize(meta[0]);
+    sqlite3_finalize(meta[1]);
     sqlite3_finalize(outbox);
     sqlite3_finalize(st);
     sqlite3_finalize(link);

@@ -140,6 +140,14 @@ sk_err sk_webhook_event_json(const sk_track_ev *ev, sk_buf *out)
     bad = bad || set_str(data, "reply", ev->reply);
     bad = bad || set_str(data, "tls", ev->tls);
     bad = bad || set_str(data, "class", ev->cls);
+    /* The message's tags and metadata (JSON kept by the tracking store),
+     * as the sender gave them. */
+    const char *names[] = {"tags", "metadata"}, *texts[] = {ev->tags, ev->metadata};
+    for (size_t i = 0; !bad && i < 2; i++) {
+        json_t *v = texts[i] ? json_loads(texts[i], JSON_DECODE_ANY, NULL) : NULL;
+        if (!v) v = i == 0 ? json_array() : json_object();
+        bad = json_object_set_new(data, names[i], v);
+    }
     bad = bad || set_str(root, "type", type);
     bad = bad || set_str(root, "timestamp", when);
     if (!bad) {

@@ -64,8 +64,9 @@ static const char *const sqls[] = {
      * earlier one, sent or not, holds the later ones back), with their
      * event; a row whose event was pruned comes with NULLs. */
     "SELECT o.id, o.created_ms, o.attempts, e.id, e.time_ms, e.event, e.queue_id, e.message_id,"
-    " e.recipient, e.attempt, e.remote_host, e.reply, e.tls, e.class"
+    " e.recipient, e.attempt, e.remote_host, e.reply, e.tls, e.class, m.tags, m.metadata"
     " FROM webhook_outbox o LEFT JOIN events e ON e.id = o.event_id"
+    " LEFT JOIN message_meta m ON m.queue_id = e.queue_id"
     " WHERE o.endpoint = ?1 AND o.leased = 0 AND o.next_ms <= ?2 AND NOT EXISTS"
     " (SELECT 1 FROM webhook_outbox p WHERE p.endpoint = o.endpoint AND p.msg_key = o.msg_key"
     " AND p.id < o.id) ORDER BY o.id LIMIT ?3",
@@ -160,7 +161,9 @@ static bool fetch(stmts *s, wh_pass *p, size_t i, int64_t now, wh_item ***tail)
                               .remote_host = col(s->fetch, 10),
                               .reply = col(s->fetch, 11),
                               .tls = col(s->fetch, 12),
-                              .cls = col(s->fetch, 13)};
+                              .cls = col(s->fetch, 13),
+                              .tags = col(s->fetch, 14),
+                              .metadata = col(s->fetch, 15)};
             /* The event's row and time: the same event always has the
              * same ID, whatever the endpoint or the attempt (receivers
              * deduplicate by it). */

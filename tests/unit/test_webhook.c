@@ -9,6 +9,7 @@
 
 #include "sktest.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <smtpkit/webhook.h>
@@ -88,24 +89,41 @@ static void test_spec(void **state)
     }
 }
 
+/* The event's JSON: without tags and metadata they are empty; with them
+ * (as the tracking store keeps them) they are the sender's. */
+static const struct {
+    const char *tags, *metadata, *tail;
+} json_cases[] = {
+    {NULL, NULL, "\"tags\":[],\"metadata\":{}}}"},
+    {"[\"welcome\",\"ü\"]", "{\"order\":\"42\"}",
+     "\"tags\":[\"welcome\",\"\\u00FC\"],\"metadata\":{\"order\":\"42\"}}}"},
+};
+
 static void test_event_json(void **state)
 {
     (void)state;
-    sk_track_ev ev = {.time_ms = 1740823202123,
-                      .kind = SK_TRACK_BOUNCED,
-                      .queue_id = "01ABC",
-                      .recipient = "b\"ob@example.net",
-                      .attempt = 2,
-                      .cls = "bad-mailbox"};
-    sk_buf b = SK_BUF_INIT(4096);
-    assert_int_equal(sk_webhook_event_json(&ev, &b), SK_OK);
-    assert_string_equal(
-        sk_buf_cstr(&b),
-        "{\"type\":\"message.bounced\",\"timestamp\":\"2025-03-01T10:00:02Z\",\"data\":{"
-        "\"event\":\"bounced\",\"queue_id\":\"01ABC\",\"message_id\":null,"
-        "\"recipient\":\"b\\\"ob@example.net\",\"time_ms\":1740823202123,\"attempt\":2,"
-        "\"remote_host\":null,\"reply\":null,\"tls\":null,\"class\":\"bad-mailbox\"}}");
-    sk_buf_free(&b);
+    for (size_t c = 0; c < SKT_N(json_cases); c++) {
+        sk_track_ev ev = {.time_ms = 1740823202123,
+                          .kind = SK_TRACK_BOUNCED,
+                          .queue_id = "01ABC",
+                          .recipient = "b\"ob@example.net",
+                          .attempt = 2,
+                          .cls = "bad-mailbox",
+                          .tags = json_cases[c].tags,
+                          .metadata = json_cases[c].metadata};
+        sk_buf b = SK_BUF_INIT(4096);
+        assert_int_equal(sk_webhook_event_json(&ev, &b), SK_OK);
+        char want[1024];
+        snprintf(want, sizeof want, "%s%s",
+                 "{\"type\":\"message.bounced\",\"timestamp\":\"2025-03-01T10:00:02Z\","
+                 "\"data\":{\"event\":\"bounced\",\"queue_id\":\"01ABC\",\"message_id\":null,"
+                 "\"recipient\":\"b\\\"ob@example.net\",\"time_ms\":1740823202123,"
+                 "\"attempt\":2,\"remote_host\":null,\"reply\":null,\"tls\":null,"
+                 "\"class\":\"bad-mailbox\",",
+                 json_cases[c].tail);
+        assert_string_equal(sk_buf_cstr(&b), want);
+        sk_buf_free(&b);
+    }
 }
 
 int main(void)

@@ -234,6 +234,9 @@
 #define SK_DKIM_IDENTITY_MAX_OCTETS (SK_SMTP_LOCAL_PART_MAX_OCTETS + 1 + SK_SMTP_DOMAIN_MAX_OCTETS)
 /* RFC 1035 3.3.14: a TXT character-string holds at most 255 octets. */
 #define SK_DKIM_TXT_STRING_MAX_OCTETS 255
+/* A key's DNS name, selector._domainkey.domain (RFC 6376 3.6.2.1): a
+ * domain name, at most 253 octets in text form (RFC 1035 2.3.4). */
+#define SK_DKIM_KEY_NAME_MAX_OCTETS 253
 /* A PEM private key file (an 8192-bit RSA key is about 6.5 KiB). */
 #define SK_DKIM_KEY_FILE_MAX_OCTETS (64u * 1024)
 

@@ -22,9 +22,16 @@ build: deps $(BUILD)/CMakeCache.txt
 
 # Start the server on its embedded default: 127.0.0.1:2525, data under ./var,
 # local domain localhost, relaying only from loopback; AUTH allowed without
-# TLS on loopback, to try it locally (RUN_ARGS="--users FILE" adds accounts).
+# TLS on loopback, to try it locally (RUN_ARGS="--users FILE" adds accounts);
+# the HTTP API on 127.0.0.1:8025 with a new admin key (the previous one that
+# make run made is revoked), printed here.
 run: build
-	@exec ./$(BUILD)/smtpkit serve --data-dir ./var --auth-plaintext-loopback --print-usage $(RUN_ARGS)
+	@mkdir -p ./var
+	@./$(BUILD)/smtpkit apikey --data-dir ./var revoke make-run >/dev/null 2>&1 || true
+	@echo "HTTP API on http://127.0.0.1:8025 (docs/http-api.md); key for this run:"
+	@./$(BUILD)/smtpkit apikey --data-dir ./var create --name make-run --scope admin | sed -n 's/^key /  /p'
+	@exec ./$(BUILD)/smtpkit serve --data-dir ./var --auth-plaintext-loopback --print-usage \
+	  --http 127.0.0.1:8025 $(RUN_ARGS)
 
 check: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)

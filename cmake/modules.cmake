@@ -52,7 +52,11 @@ sk_module(authres DEPS util mime PUBLIC authres.h)
 sk_module(control DEPS util proto spool deliver queue PACKAGES LIBEVENT PUBLIC control.h)
 sk_module(arc DEPS util dns dkim authres PACKAGES OPENSSL LIBEVENT PUBLIC arc.h)
 sk_module(mtasts DEPS util PACKAGES CURL PUBLIC mtasts.h)
-sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control dkim spf dmarc authres arc
+# The HTTP API (listener, API keys, routes) on the spool, queue and
+# tracking store, as the CLI uses them.
+sk_module(http DEPS util proto mime spool deliver queue track PACKAGES OPENSSL LIBEVENT JANSSON SQLITE
+          PUBLIC http.h)
+sk_module(daemon DEPS util proto mime tls sasl server dns spool track deliver queue control dkim spf dmarc authres arc http
           PACKAGES LIBEVENT INIH PUBLIC daemon.h)
 
 file(WRITE ${PROJECT_BINARY_DIR}/modules.txt "${SK_MODULE_MANIFEST}")

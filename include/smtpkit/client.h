@@ -146,6 +146,17 @@ typedef struct sk_ehlo_info {
 sk_client *sk_client_new(const sk_client_opts *opts);
 /* Closes the connection (without QUIT) and releases everything; NULL ok. */
 void sk_client_free(sk_client *c);
+/* End what c is doing, from any thread (or a signal handler), while
+ * another thread may be inside a call on c: that call returns at once
+ * (its next wait for the network, at most one TLS record later) with
+ * SK_ERR_STATE, "aborted", and the connection closed without QUIT, so a
+ * message whose end (CRLF.CRLF) was not sent is not delivered (RFC 5321
+ * 4.1.1.4). Name resolution (getaddrinfo) is not interrupted: it ends
+ * when the resolver answers. An aborted client stays so: every later call
+ * fails the same way; free it and make a new one. For bindings that map a
+ * cancelled task onto the blocking calls (Swift, docs/swift.md). Must
+ * not race with sk_client_free. */
+void sk_client_abort(sk_client *c);
 
 /* Everything up to ready-to-send: resolve; try each A/AAAA address in turn;
  * TCP; implicit TLS; greeting; EHLO (HELO fallback); STARTTLS and EHLO

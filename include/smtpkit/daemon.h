@@ -92,6 +92,12 @@ typedef struct sk_daemon_config {
     /* "DOMAIN:SELECTOR:KEYFILE": the key that adds an ARC set (RFC 8617)
      * to mail from outside once it is checked; NULL = no sealing. */
     char *arc_seal;
+    /* The HTTP API (docs/http-api.md): "ADDR:PORT" (NULL: off), over TLS
+     * with tls_cert/tls_key, and its limits (0: the defaults of limits.h). */
+    char *http;
+    bool http_tls;
+    uint64_t http_max_request_size, http_max_header_size, http_request_timeout_ms;
+    unsigned http_max_requests, http_queue_limit;
 } sk_daemon_config;
 
 /* What an option takes. */

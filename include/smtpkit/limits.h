@@ -372,4 +372,43 @@
  * (SK_DKIM_REASON_OCTETS). */
 #define SK_ARC_REASON_OCTETS 384
 
+/* The HTTP API (src/http, docs/http-api.md). Defaults of serve's settings:
+ * a request (headers and body) of 10 MiB holds a message near the default
+ * --max-message-size once base64 in JSON (4/3) is counted; 16 KiB of
+ * header fields is what nginx and Apache take by default; a client that
+ * sends nothing for 30 s while a request is due is cut off (and an idle
+ * kept-alive connection closed); requests being handled at once are
+ * bounded like SMTP sessions. */
+#define SK_HTTP_REQUEST_MAX_OCTETS_DEFAULT (10u * 1024 * 1024)
+#define SK_HTTP_HEADER_MAX_OCTETS_DEFAULT  (16u * 1024)
+#define SK_HTTP_REQUEST_TIMEOUT_MS_DEFAULT (30 * 1000)
+#define SK_HTTP_REQUESTS_MAX_DEFAULT       256
+#define SK_HTTP_CONNECTIONS_MAX_DEFAULT    1024
+/* Failed API-key attempts per client address before 429, and the window
+ * they are counted in: SMTP AUTH's (SK_SERVER_AUTH_FAILURES_MAX). The
+ * addresses remembered at once (oldest forgotten first). */
+#define SK_HTTP_AUTH_FAILURES_MAX SK_SERVER_AUTH_FAILURES_MAX
+#define SK_HTTP_AUTH_THROTTLE_MS  SK_SERVER_AUTH_THROTTLE_MS
+#define SK_HTTP_AUTH_PEERS_MAX    4096
+/* Recipients of one batch request (one message each): a bound on the work
+ * and the reply of one request. */
+#define SK_HTTP_BATCH_MAX 1000
+/* An error's field path ("recipients[12].substitutions.name") and text. */
+#define SK_HTTP_FIELD_PATH_OCTETS 128
+#define SK_HTTP_ERROR_TEXT_OCTETS 256
+/* Idempotency-Key (docs/http-api.md): up to 255 printable octets, as
+ * Stripe and the IETF draft allow; answers kept at least 24 h. */
+#define SK_HTTP_IDEMPOTENCY_KEY_MAX_OCTETS 255
+#define SK_HTTP_IDEMPOTENCY_KEEP_S         (24 * 3600)
+/* The seconds a 429 for a full queue asks the client to wait. */
+#define SK_HTTP_RETRY_AFTER_S 30
+/* API keys: the secret's random octets (256 bits) and a name's length. */
+#define SK_APIKEY_SECRET_OCTETS   32
+#define SK_APIKEY_NAME_MAX_OCTETS 64
+/* A message or text the builder makes when no --max-message-size bounds
+ * it: twice the largest attachment the composer takes. */
+#define SK_HTTP_BUILD_MAX_OCTETS (2u * SK_MIME_ATTACHMENT_MAX_OCTETS)
+/* Rows a list route answers at most per page (events, suppressions). */
+#define SK_HTTP_PAGE_MAX 1000
+
 #endif

@@ -111,6 +111,12 @@ SK_NODISCARD sk_err sk_message_set_message_id(sk_message *m, const char *id, sk_
 /* Date (RFC 5322 3.3); when not set, the time of rendering. */
 void sk_message_set_date(sk_message *m, int64_t unix_seconds);
 
+/* The bound on a rendered message when no server's SIZE gives one: twice
+ * the size a server of ours accepts by default, so what a server may take
+ * is never refused here (sk_client_send_message; bindings' rendering). An
+ * enum constant, not a macro, so that Swift imports it. */
+enum { SK_MESSAGE_RENDER_MAX_OCTETS = 70 * 1024 * 1024 };
+
 /* Append the whole message (RFC 5322, MIME 1.0) to out, lines ended by
  * CRLF, none over 998 octets. From is required (SK_ERR_INVAL without it).
  * Only 7-bit octets are produced, except raw UTF-8 addr-specs when

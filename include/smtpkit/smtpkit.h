@@ -28,5 +28,6 @@
 #include "authres.h"
 #include "arc.h"
 #include "mtasts.h"
+#include "http.h"
 
 #endif

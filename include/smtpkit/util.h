@@ -81,6 +81,10 @@ void sk_error_clear(sk_error *e);
 /* Set e (if non-NULL) to err at step with a formatted description; returns
  * err so callers can write `return sk_error_set(...)`. */
 sk_err sk_error_set(sk_error *e, sk_err err, sk_step step, const char *fmt, ...) SK_PRINTF(4, 5);
+/* The reason a record or header parser refuses its input: fmt into why
+ * (when why is not NULL and size > 0); returns SK_ERR_SYNTAX so parsers
+ * can write `return sk_syntax_why(...)`. */
+sk_err sk_syntax_why(char *why, size_t size, const char *fmt, ...) SK_PRINTF(3, 4);
 
 /* The sk_err for errno value e after a failed file operation: ENOSPC and
  * EDQUOT are SK_ERR_NOSPACE (a full disk or quota, which passes); ENOENT is

@@ -12,6 +12,7 @@
 
 #include <openssl/ssl.h>
 #include <smtpkit/client.h>
+#include <stdatomic.h>
 
 #include "tls/tls_int.h"
 
@@ -62,6 +63,13 @@ struct sk_client {
     socklen_t raddrlen;
     sk_peer_info peer; /* what identification found */
     int have_peer;
+
+    /* sk_client_abort, from any thread: the flag, and a pipe whose read end
+     * every wait polls with the socket (one octet is written to it), so a
+     * call blocked in poll returns at once. Made at sk_client_new, closed
+     * at sk_client_free only: another thread may write to it any time. */
+    atomic_int aborted;
+    int abort_rd, abort_wr;
 };
 
 /* conn.c: the socket, TLS and reply reading. Deadlines are sk_now_ms()
@@ -70,8 +78,11 @@ sk_err cl_connect_tcp(sk_client *c, sk_error *err);
 /* The handshake, bounded by timeout_ms. first: it is implicit TLS's, the
  * server's first words (identification may run while it waits). */
 sk_err cl_tls_handshake(sk_client *c, unsigned timeout_ms, int first, sk_error *err);
-/* Wait for events on fd until the deadline (an sk_now_ms() value). */
-sk_err cl_wait_fd(int fd, short events, uint64_t deadline);
+/* Wait for events on fd until the deadline (an sk_now_ms() value).
+ * SK_ERR_STATE once sk_client_abort was called on c. */
+sk_err cl_wait_fd(const sk_client *c, int fd, short events, uint64_t deadline);
+/* 1 once sk_client_abort was called on c. */
+int cl_aborted(const sk_client *c);
 sk_err cl_write(sk_client *c, const char *p, size_t n, unsigned timeout_ms, sk_step step,
                 sk_error *err);
 /* Write a command line (CRLF added), reported on the transcript as shown

@@ -68,22 +68,29 @@ static uint64_t deadline_of(unsigned timeout_ms)
     return sk_now_ms() + timeout_ms;
 }
 
-sk_err cl_wait_fd(int fd, short events, uint64_t deadline)
+int cl_aborted(const sk_client *c)
+{
+    return atomic_load(&c->aborted) != 0;
+}
+
+sk_err cl_wait_fd(const sk_client *c, int fd, short events, uint64_t deadline)
 {
     for (;;) {
+        if (cl_aborted(c)) return SK_ERR_STATE;
         uint64_t now = sk_now_ms();
         if (now >= deadline) return SK_ERR_TIMEOUT;
         uint64_t left = deadline - now;
-        struct pollfd p = {.fd = fd, .events = events};
-        int r = poll(&p, 1, left > 60000 ? 60000 : (int)left);
-        if (r > 0) return SK_OK;
+        struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = c->abort_rd, .events = POLLIN}};
+        int r = poll(p, c->abort_rd >= 0 ? 2 : 1, left > 60000 ? 60000 : (int)left);
+        if (r > 0 && (p[0].revents || cl_aborted(c))) return cl_aborted(c) ? SK_ERR_STATE : SK_OK;
         if (r < 0 && errno != EINTR) return SK_ERR_IO;
     }
 }
 
 /* ---- connecting ---- */
 
-static sk_err connect_one(const struct addrinfo *ai, uint64_t deadline, int *fd_out, int *why)
+static sk_err connect_one(const sk_client *c, const struct addrinfo *ai, uint64_t deadline,
+                          int *fd_out, int *why)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
@@ -96,7 +103,11 @@ static sk_err connect_one(const struct addrinfo *ai, uint64_t deadline, int *fd_
             close(fd);
             return SK_ERR_CONNECT;
         }
-        sk_err e = cl_wait_fd(fd, POLLOUT, deadline);
+        sk_err e = cl_wait_fd(c, fd, POLLOUT, deadline);
+        if (e == SK_ERR_STATE) {
+            close(fd);
+            return e;
+        }
         int soerr = 0;
         socklen_t sl = sizeof soerr;
         if (e || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
@@ -202,7 +213,8 @@ static sk_err connect_list(sk_client *c, struct addrinfo *res, int from_hook, sk
         /* Each address gets the full connect timeout (RFC 5321 5.1: try
          * the addresses in turn). */
         if (ai != res) deadline = deadline_of(c->o.connect_timeout_ms);
-        last = connect_one(ai, deadline, &fd, &why);
+        last = connect_one(c, ai, deadline, &fd, &why);
+        if (last == SK_ERR_STATE) break; /* aborted */
         if (last == SK_OK) {
             c->fd = fd;
             memcpy(&c->raddr, ai->ai_addr, ai->ai_addrlen);
@@ -221,6 +233,9 @@ static sk_err connect_list(sk_client *c, struct addrinfo *res, int from_hook, sk
         }
     }
     if (!from_hook) freeaddrinfo(res);
+    if (last == SK_ERR_STATE)
+        return sk_error_set(err, last, SK_STEP_CONNECT,
+                            "connecting to %s: aborted (sk_client_abort)", c->o.host);
     return sk_error_set(err, last, SK_STEP_CONNECT, "cannot connect to %s port %u (%s)", c->o.host,
                         c->o.port, tried);
 }
@@ -230,6 +245,9 @@ sk_err cl_connect_tcp(sk_client *c, sk_error *err)
     struct sockaddr_storage hook_ss[SK_DNS_ADDRS_PER_HOST_MAX];
     struct addrinfo hook_ai[SK_DNS_ADDRS_PER_HOST_MAX];
     struct addrinfo *res = NULL;
+    if (cl_aborted(c))
+        return sk_error_set(err, SK_ERR_STATE, SK_STEP_CONNECT,
+                            "the client was aborted (sk_client_abort): make a new one");
     int from_hook = c->o.resolve && !c->o.connect_address;
     if (from_hook) {
         memset(hook_ss, 0, sizeof hook_ss);
@@ -318,10 +336,11 @@ sk_err cl_tls_handshake(sk_client *c, unsigned timeout_ms, int first, sk_error *
             if (e) return e;
             continue;
         }
-        sk_err e = cl_wait_fd(c->fd, ev, deadline);
+        sk_err e = cl_wait_fd(c, c->fd, ev, deadline);
         if (e) {
             cl_disconnect(c);
-            return sk_error_set(err, e, SK_STEP_TLS, "TLS handshake: %s", sk_strerror(e));
+            return sk_error_set(err, e, SK_STEP_TLS, "TLS handshake: %s",
+                                e == SK_ERR_STATE ? "aborted (sk_client_abort)" : sk_strerror(e));
         }
     }
     sk_tls_info_fill(c->ssl, name, c->o.insecure, &c->tls);
@@ -354,6 +373,8 @@ static sk_err io_error(sk_client *c, sk_err e, sk_step step, const char *what, s
     char why[256] = "";
     if (e == SK_ERR_TLS) sk_tls_error_string(why, sizeof why);
     cl_disconnect(c);
+    if (e == SK_ERR_STATE && cl_aborted(c))
+        return sk_error_set(err, e, step, "%s: aborted (sk_client_abort)", what);
     return sk_error_set(err, e, step, "%s: %s%s%s", what, sk_strerror(e), why[0] ? ": " : "", why);
 }
 
@@ -395,7 +416,7 @@ sk_err cl_write(sk_client *c, const char *p, size_t n, unsigned timeout_ms, sk_s
                                 errno == EPIPE || errno == ECONNRESET ? SK_ERR_CLOSED : SK_ERR_IO,
                                 step, "sending", err);
         }
-        sk_err e = cl_wait_fd(c->fd, ev, deadline);
+        sk_err e = cl_wait_fd(c, c->fd, ev, deadline);
         if (e) return io_error(c, e, step, "sending", err);
     }
     return SK_OK;
@@ -455,7 +476,7 @@ static sk_err read_more(sk_client *c, uint64_t deadline, sk_step step, sk_error 
                 return io_error(c, errno == ECONNRESET ? SK_ERR_CLOSED : SK_ERR_IO, step,
                                 "receiving", err);
         }
-        sk_err e = cl_wait_fd(c->fd, ev, deadline);
+        sk_err e = cl_wait_fd(c, c->fd, ev, deadline);
         if (e) return io_error(c, e, step, "waiting for the server's reply", err);
     }
 }

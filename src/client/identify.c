@@ -315,7 +315,8 @@ sk_err sk_client_identify(sk_client *c, unsigned wait_ms, sk_peer_info *out, sk_
 static int quiet_then_identify(sk_client *c, uint64_t deadline)
 {
     uint64_t quiet = sk_now_ms() + c->o.identify_after_ms;
-    if (cl_wait_fd(c->fd, POLLIN, quiet < deadline ? quiet : deadline) != SK_ERR_TIMEOUT) return 0;
+    if (cl_wait_fd(c, c->fd, POLLIN, quiet < deadline ? quiet : deadline) != SK_ERR_TIMEOUT)
+        return 0;
     uint64_t now = sk_now_ms();
     if (now >= deadline) return 0;
     uint64_t left = deadline - now;

@@ -526,8 +526,9 @@ sk_err sk_client_send_message(sk_client *c, const sk_message *m, const sk_send_o
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_COMPOSE, "the message has no recipients");
     }
     /* The server's SIZE bounds what is worth rendering; else the default. */
-    size_t max = c->ext.size_max ? (size_t)c->ext.size_max + 1
-                                 : (size_t)SK_SERVER_MAX_MESSAGE_OCTETS_DEFAULT * 2;
+    _Static_assert(SK_MESSAGE_RENDER_MAX_OCTETS == 2 * SK_SERVER_MAX_MESSAGE_OCTETS_DEFAULT,
+                   "message.h: twice the server's default");
+    size_t max = c->ext.size_max ? (size_t)c->ext.size_max + 1 : SK_MESSAGE_RENDER_MAX_OCTETS;
     sk_buf body = SK_BUF_INIT(max);
     e = sk_message_render(m, &body, err);
     if (e == SK_ERR_TOO_LONG && c->ext.size_max) {

@@ -5,6 +5,8 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,20 @@ sk_client *sk_client_new(const sk_client_opts *opts)
     if (!c) return NULL;
     c->o = *opts;
     c->fd = -1;
+    c->abort_rd = c->abort_wr = -1;
+    atomic_init(&c->aborted, 0);
+    int ends[2];
+    if (pipe(ends) < 0) {
+        sk_free(c);
+        return NULL;
+    }
+    c->abort_rd = ends[0];
+    c->abort_wr = ends[1];
+    for (int i = 0; i < 2; i++) {
+        /* Non-blocking: abort never waits (one octet fits in any pipe). */
+        (void)fcntl(ends[i], F_SETFD, FD_CLOEXEC);
+        (void)fcntl(ends[i], F_SETFL, O_NONBLOCK);
+    }
     int ok = keep(c, &c->o.host) && keep(c, &c->o.ca_file) && keep(c, &c->o.tls_name) &&
              keep(c, &c->o.connect_address) && keep(c, &c->o.helo_name) && keep(c, &c->o.user) &&
              keep(c, &c->o.password) && keep(c, &c->o.oauth_token) && keep(c, &c->o.auth_mech);
@@ -83,7 +99,20 @@ void sk_client_free(sk_client *c)
     sk_buf_free(&c->raw);
     sk_buf_free(&c->ehlo_lines);
     sk_buf_free(&c->ext_split);
+    if (c->abort_rd >= 0) close(c->abort_rd);
+    if (c->abort_wr >= 0) close(c->abort_wr);
     sk_free(c);
+}
+
+void sk_client_abort(sk_client *c)
+{
+    if (!c) return;
+    /* The flag first: a wait that starts after the write still sees it. */
+    atomic_store(&c->aborted, 1);
+    const char one = 1;
+    ssize_t w;
+    do w = write(c->abort_wr, &one, 1);
+    while (w < 0 && errno == EINTR);
 }
 
 static void forget_session(sk_client *c)

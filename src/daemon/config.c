@@ -118,6 +118,22 @@ static const sk_daemon_option options[] = {
      OFF(spf_reject_fail)},
     {"arc-seal", SK_DOPT_STRING, "DOMAIN:SELECTOR:KEYFILE",
      "add an ARC set to mail from outside once checked (RFC 8617)", false, OFF(arc_seal)},
+    {"http", SK_DOPT_STRING, "ADDR:PORT",
+     "serve the HTTP API there (docs/http-api.md; default off)", false, OFF(http)},
+    {"http-tls", SK_DOPT_BOOL, NULL, "the HTTP API over TLS with --tls-cert and --tls-key", false,
+     OFF(http_tls)},
+    {"http-max-request-size", SK_DOPT_SIZE, "N",
+     "largest HTTP request, headers and body (default 10M)", false, OFF(http_max_request_size)},
+    {"http-max-header-size", SK_DOPT_SIZE, "N", "largest HTTP request header (default 16K)", false,
+     OFF(http_max_header_size)},
+    {"http-request-timeout", SK_DOPT_DURATION, "D",
+     "close an HTTP connection silent for this long (default 30s)", false,
+     OFF(http_request_timeout_ms)},
+    {"http-max-requests", SK_DOPT_COUNT, "N", "HTTP requests in progress at once (default 256)",
+     false, OFF(http_max_requests)},
+    {"http-queue-limit", SK_DOPT_COUNT, "N",
+     "messages queued past which the API answers 429 (default: no limit)", false,
+     OFF(http_queue_limit)},
     {NULL, 0, NULL, NULL, false, 0},
 };
 
@@ -692,6 +708,9 @@ sk_err sk_daemon_config_finish(sk_daemon_config *c, sk_error *err)
     if (c->smtps.n && !c->tls_cert)
         return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
                             "smtps needs a certificate: set tls-cert and tls-key");
+    if (c->http_tls && (!c->http || !c->tls_cert))
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
+                            "http-tls needs http and a certificate: set tls-cert and tls-key");
     if (c->submission.n && !c->users)
         return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
                             "submission requires AUTH: set users (a \"user:HASH\" file)");

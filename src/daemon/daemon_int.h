@@ -175,8 +175,9 @@ size_t sk_dkim_keyring_count(const sk_dkim_keyring *r);
 size_t sk_dkim_keyring_pick(const sk_dkim_keyring *r, const char *from_domain,
                             sk_dkim_sign_opts *opts, size_t max);
 
-/* The end of a signer (header hash, private-key operation) on a few
- * threads (signpool.c), at most this many: one per processor. */
+/* The end of a signer (header hash, private-key operation) on a group of
+ * background workers named "sign" (signpool.c, sk_workers), at most this
+ * many threads: one per processor. */
 #define SK_DAEMON_SIGN_THREADS_MAX 4
 typedef struct sk_sign_pool sk_sign_pool;
 sk_sign_pool *sk_sign_pool_new(struct event_base *base, sk_error *err);
@@ -184,7 +185,8 @@ sk_sign_pool *sk_sign_pool_new(struct event_base *base, sk_error *err);
  * (the callee may take their storage with sk_buf_detach) and err. */
 typedef void (*sk_sign_done_fn)(void *ctx, sk_err e, sk_buf *fields, const sk_error *err);
 /* Finish s on a worker thread; the caller leaves s alone until done is
- * called. SK_ERR_NOMEM. */
+ * called (on the loop, when it drains the group). SK_ERR_NOMEM, or
+ * SK_ERR_STATE when the group is stopping. */
 SK_NODISCARD sk_err sk_sign_pool_submit(sk_sign_pool *p, sk_dkim_signer *s, sk_sign_done_fn done,
                                         void *ctx);
 /* Waits for the signatures being made; those not delivered yet are
@@ -288,5 +290,14 @@ void sk_inbound_msg_finish(sk_inbound_msg *m, const sk_buf *from, bool from_over
                            sk_inbound_done_fn done, void *ctx);
 /* Cancels what is in flight (done is then not called). Accepts NULL. */
 void sk_inbound_msg_free(sk_inbound_msg *m);
+
+/* The HTTP API of the configuration c on base (http_api.c); NULL with err
+ * set when it cannot start. */
+struct event_base;
+typedef struct sk_http sk_http;
+typedef struct sk_http_deps sk_http_deps;
+sk_http *sk_daemon_http_start(const sk_daemon_config *c, const char *hostname,
+                              struct event_base *base, const sk_http_deps *deps,
+                              const sk_logger *log, sk_error *err);
 
 #endif

@@ -5,22 +5,8 @@
 
 #include <openssl/x509.h>
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
-
-static sk_err why_set(char *why, size_t whylen, const char *fmt, ...) SK_PRINTF(3, 4);
-static sk_err why_set(char *why, size_t whylen, const char *fmt, ...)
-{
-    if (why && whylen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
-    }
-    return SK_ERR_SYNTAX;
-}
 
 /* VALCHAR (%x21-3A / %x3C-7E), and octets of UTF-8 (RFC 8616 allows
  * UTF-8 in tag values, e.g. the local part of i=). */
@@ -53,43 +39,45 @@ sk_err dkim_tags_parse(const char *s, size_t n, dkim_tags *out, char *why, size_
     size_t i = 0;
     for (;;) {
         i = skip_fws(s, n, i);
-        if (i == (size_t)-1) return why_set(why, whylen, "a line break that is not folding");
+        if (i == (size_t)-1) return sk_syntax_why(why, whylen, "a line break that is not folding");
         if (i == n) {
-            if (out->n == 0) return why_set(why, whylen, "empty tag list");
+            if (out->n == 0) return sk_syntax_why(why, whylen, "empty tag list");
             return SK_OK; /* after a final ';' */
         }
         if (!sk_is_alpha(s[i]))
-            return why_set(why, whylen, "a tag name must start with a letter (found 0x%02x)",
-                           (unsigned char)s[i]);
+            return sk_syntax_why(why, whylen, "a tag name must start with a letter (found 0x%02x)",
+                                 (unsigned char)s[i]);
         size_t name = i;
         while (i < n && (sk_is_alnum(s[i]) || s[i] == '_')) i++;
         size_t name_len = i - name;
         i = skip_fws(s, n, i);
-        if (i == (size_t)-1) return why_set(why, whylen, "a line break that is not folding");
+        if (i == (size_t)-1) return sk_syntax_why(why, whylen, "a line break that is not folding");
         if (i == n || s[i] != '=')
-            return why_set(why, whylen, "tag %.*s has no '='", (int)(name_len > 32 ? 32 : name_len),
-                           s + name);
+            return sk_syntax_why(why, whylen, "tag %.*s has no '='",
+                                 (int)(name_len > 32 ? 32 : name_len), s + name);
         i++;
         size_t region = i;
         i = skip_fws(s, n, i);
-        if (i == (size_t)-1) return why_set(why, whylen, "a line break that is not folding");
+        if (i == (size_t)-1) return sk_syntax_why(why, whylen, "a line break that is not folding");
         size_t vstart = i, vend = i;
         while (i < n && is_valchar(s[i])) {
             while (i < n && is_valchar(s[i])) i++;
             vend = i;
             size_t j = skip_fws(s, n, i);
-            if (j == (size_t)-1) return why_set(why, whylen, "a line break that is not folding");
+            if (j == (size_t)-1)
+                return sk_syntax_why(why, whylen, "a line break that is not folding");
             i = j;
         }
         if (i < n && s[i] != ';')
-            return why_set(why, whylen, "tag %.*s: octet 0x%02x is not allowed in a value",
-                           (int)(name_len > 32 ? 32 : name_len), s + name, (unsigned char)s[i]);
+            return sk_syntax_why(why, whylen, "tag %.*s: octet 0x%02x is not allowed in a value",
+                                 (int)(name_len > 32 ? 32 : name_len), s + name,
+                                 (unsigned char)s[i]);
         for (size_t k = 0; k < out->n; k++)
             if (out->tag[k].name_len == name_len && !memcmp(out->tag[k].name, s + name, name_len))
-                return why_set(why, whylen, "tag %.*s appears twice",
-                               (int)(name_len > 32 ? 32 : name_len), s + name);
+                return sk_syntax_why(why, whylen, "tag %.*s appears twice",
+                                     (int)(name_len > 32 ? 32 : name_len), s + name);
         if (out->n == SK_DKIM_TAGS_MAX)
-            return why_set(why, whylen, "more than %d tags", SK_DKIM_TAGS_MAX);
+            return sk_syntax_why(why, whylen, "more than %d tags", SK_DKIM_TAGS_MAX);
         out->tag[out->n++] = (dkim_tag){.name = s + name,
                                         .name_len = name_len,
                                         .value = s + vstart,
@@ -273,8 +261,8 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
     /* RFC 8617 5.1.1: the seal is always over relaxed header fields. */
     if (kind == DKIM_SIG_AS) s->hcanon = SK_DKIM_CANON_RELAXED;
     if (n > SK_DKIM_SIGNATURE_MAX_OCTETS)
-        return why_set(why, whylen, "DKIM-Signature longer than %u octets",
-                       (unsigned)SK_DKIM_SIGNATURE_MAX_OCTETS);
+        return sk_syntax_why(why, whylen, "DKIM-Signature longer than %u octets",
+                             (unsigned)SK_DKIM_SIGNATURE_MAX_OCTETS);
     s->mem_cap = 3 * n + SK_SMTP_DOMAIN_MAX_OCTETS + 64; /* strings, NULs, decoded b= */
     s->mem = sk_malloc(s->mem_cap);
     if (!s->mem) return SK_ERR_NOMEM;
@@ -303,12 +291,12 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
     };
     for (size_t k = 0; required[kind][k]; k++)
         if (!dkim_tags_get(tags, required[kind][k])) {
-            why_set(why, whylen, "required tag %s= is missing", required[kind][k]);
+            sk_syntax_why(why, whylen, "required tag %s= is missing", required[kind][k]);
             goto out;
         }
     /* RFC 8617 4.1.2: an AMS has no v=, and one seen is ignored. */
     if (kind == DKIM_SIG_DKIM && !value_is(dkim_tags_get(tags, "v"), "1")) {
-        why_set(why, whylen, "incompatible version (v= is not 1)");
+        sk_syntax_why(why, whylen, "incompatible version (v= is not 1)");
         goto out;
     }
     if (kind != DKIM_SIG_DKIM) {
@@ -316,7 +304,7 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
         uint64_t inst = 0;
         if (!parse_decimal(dkim_tags_get(tags, "i"), 2, &inst) || inst < 1 ||
             inst > SK_ARC_INSTANCE_MAX) {
-            why_set(why, whylen, "i= is not an instance from 1 to %d", SK_ARC_INSTANCE_MAX);
+            sk_syntax_why(why, whylen, "i= is not an instance from 1 to %d", SK_ARC_INSTANCE_MAX);
             goto out;
         }
         s->instance = (unsigned)inst;
@@ -324,14 +312,14 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
     if (kind == DKIM_SIG_AS) {
         t = dkim_tags_get(tags, "cv");
         if (!value_is(t, "none") && !value_is(t, "pass") && !value_is(t, "fail")) {
-            why_set(why, whylen, "cv= is not none, pass or fail");
+            sk_syntax_why(why, whylen, "cv= is not none, pass or fail");
             goto out;
         }
         s->cv = arena_put(s, t->value, t->value_len);
         /* RFC 8617 4.1.3: the seal names no header fields; it covers the
          * ARC sets. */
         if (dkim_tags_get(tags, "h")) {
-            why_set(why, whylen, "h= is not allowed in an ARC-Seal");
+            sk_syntax_why(why, whylen, "h= is not allowed in an ARC-Seal");
             goto out;
         }
     }
@@ -343,8 +331,8 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
     else if (value_is(t, "rsa-sha1"))
         s->algo = SK_DKIM_RSA_SHA1;
     else {
-        why_set(why, whylen, "unknown algorithm a=%.*s",
-                (int)(t->value_len > 32 ? 32 : t->value_len), t->value);
+        sk_syntax_why(why, whylen, "unknown algorithm a=%.*s",
+                      (int)(t->value_len > 32 ? 32 : t->value_len), t->value);
         goto out;
     }
     if (kind != DKIM_SIG_AS && (t = dkim_tags_get(tags, "c"))) {
@@ -352,32 +340,32 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
         size_t hl = slash ? (size_t)(slash - t->value) : t->value_len;
         if (!parse_canon(t->value, hl, &s->hcanon) ||
             (slash && !parse_canon(slash + 1, t->value_len - hl - 1, &s->bcanon))) {
-            why_set(why, whylen, "unknown canonicalization c=%.*s",
-                    (int)(t->value_len > 32 ? 32 : t->value_len), t->value);
+            sk_syntax_why(why, whylen, "unknown canonicalization c=%.*s",
+                          (int)(t->value_len > 32 ? 32 : t->value_len), t->value);
             goto out;
         }
     }
     if (!s->domain || !dkim_domain_valid(s->domain, strlen(s->domain))) {
-        why_set(why, whylen, "d= is not a domain name");
+        sk_syntax_why(why, whylen, "d= is not a domain name");
         goto out;
     }
     if (!s->selector || !dkim_domain_valid(s->selector, strlen(s->selector))) {
-        why_set(why, whylen, "s= is not a selector (dot-separated labels)");
+        sk_syntax_why(why, whylen, "s= is not a selector (dot-separated labels)");
         goto out;
     }
     if (kind == DKIM_SIG_DKIM && dkim_tags_get(tags, "i") && !s->identity) {
-        why_set(why, whylen, "i= is longer than %d octets", SK_DKIM_IDENTITY_MAX_OCTETS);
+        sk_syntax_why(why, whylen, "i= is longer than %d octets", SK_DKIM_IDENTITY_MAX_OCTETS);
         goto out;
     }
     if (s->identity) {
         const char *at = strrchr(s->identity, '@');
         if (!at || !dkim_domain_valid(at + 1, strlen(at + 1))) {
-            why_set(why, whylen, "i= is not [local-part]@domain");
+            sk_syntax_why(why, whylen, "i= is not [local-part]@domain");
             goto out;
         }
         /* RFC 6376 6.1.1: d= is the same as or a parent of i='s domain. */
         if (!dkim_domain_within(at + 1, strlen(at + 1), s->domain, strlen(s->domain))) {
-            why_set(why, whylen, "i= domain %s is not %s or below it", at + 1, s->domain);
+            sk_syntax_why(why, whylen, "i= domain %s is not %s or below it", at + 1, s->domain);
             goto out;
         }
     } else if (kind == DKIM_SIG_DKIM) {
@@ -396,22 +384,23 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
         int from = 0;
         while (next_item(t, &pos, &it, &len)) {
             if (!field_name_valid(it, len)) {
-                why_set(why, whylen, "h= holds something that is not a field name");
+                sk_syntax_why(why, whylen, "h= holds something that is not a field name");
                 goto out;
             }
             if (s->nh == SK_DKIM_SIGNED_HEADERS_MAX) {
-                why_set(why, whylen, "h= names more than %d fields", SK_DKIM_SIGNED_HEADERS_MAX);
+                sk_syntax_why(why, whylen, "h= names more than %d fields",
+                              SK_DKIM_SIGNED_HEADERS_MAX);
                 goto out;
             }
             if (len == 4 && !strncasecmp(it, "from", 4)) from = 1;
             if (kind == DKIM_SIG_AMS && len == 8 && !strncasecmp(it, "arc-seal", 8)) {
-                why_set(why, whylen, "an ARC-Message-Signature must not sign ARC-Seal");
+                sk_syntax_why(why, whylen, "an ARC-Message-Signature must not sign ARC-Seal");
                 goto out;
             }
             s->h[s->nh++] = arena_put(s, it, len);
         }
         if (!from) {
-            why_set(why, whylen, "From field not signed (h= lacks from)");
+            sk_syntax_why(why, whylen, "From field not signed (h= lacks from)");
             goto out;
         }
     }
@@ -425,8 +414,8 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
             goto out;
         }
         if (de || s->bh_len != want) {
-            why_set(why, whylen, "bh= is not a base64 %s digest",
-                    s->algo == SK_DKIM_RSA_SHA1 ? "SHA-1" : "SHA-256");
+            sk_syntax_why(why, whylen, "bh= is not a base64 %s digest",
+                          s->algo == SK_DKIM_RSA_SHA1 ? "SHA-1" : "SHA-256");
             goto out;
         }
     }
@@ -441,7 +430,7 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
         }
         if (de) {
             sk_buf_free(&b);
-            why_set(why, whylen, "b= is not base64");
+            sk_syntax_why(why, whylen, "b= is not base64");
             goto out;
         }
         s->b = (unsigned char *)arena_put(s, b.data, b.len);
@@ -455,19 +444,19 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
     if (kind != DKIM_SIG_AS && (t = dkim_tags_get(tags, "l"))) {
         /* RFC 6376 3.5: 1*76DIGIT; anything past 2^64 is no real body. */
         if (!parse_decimal(t, 76, &s->l)) {
-            why_set(why, whylen, "l= is not a body length");
+            sk_syntax_why(why, whylen, "l= is not a body length");
             goto out;
         }
         s->has_l = 1;
     }
     if ((t = dkim_tags_get(tags, "q")) && !list_has(t, "dns/txt")) {
-        why_set(why, whylen, "q= does not offer dns/txt");
+        sk_syntax_why(why, whylen, "q= does not offer dns/txt");
         goto out;
     }
     uint64_t v;
     if ((t = dkim_tags_get(tags, "t"))) {
         if (!parse_decimal(t, 12, &v)) { /* 3.5: 1*12DIGIT */
-            why_set(why, whylen, "t= is not a time stamp");
+            sk_syntax_why(why, whylen, "t= is not a time stamp");
             goto out;
         }
         s->t = (int64_t)v;
@@ -475,7 +464,7 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
     }
     if ((t = dkim_tags_get(tags, "x"))) {
         if (!parse_decimal(t, 12, &v)) {
-            why_set(why, whylen, "x= is not a time stamp");
+            sk_syntax_why(why, whylen, "x= is not a time stamp");
             goto out;
         }
         s->x = (int64_t)v;
@@ -483,7 +472,7 @@ sk_err dkim_sig_parse_kind(dkim_sig_kind kind, const char *value, size_t n, dkim
     }
     /* 3.5: x= MUST be greater than t=. */
     if (s->has_t && s->has_x && s->x <= s->t) {
-        why_set(why, whylen, "x= is not later than t=");
+        sk_syntax_why(why, whylen, "x= is not later than t=");
         goto out;
     }
     e = SK_OK;
@@ -530,12 +519,12 @@ sk_err dkim_key_record_parse(const char *txt, size_t n, dkim_key_record *k, char
     /* 3.6.1 v=: when present, DKIM1 and the first tag. */
     if ((t = dkim_tags_get(tags, "v"))) {
         if (t != &tags->tag[0]) {
-            why_set(why, whylen, "v= is not the first tag");
+            sk_syntax_why(why, whylen, "v= is not the first tag");
             goto out;
         }
         if (!value_is(t, "DKIM1")) {
-            why_set(why, whylen, "unknown version v=%.*s",
-                    (int)(t->value_len > 16 ? 16 : t->value_len), t->value);
+            sk_syntax_why(why, whylen, "unknown version v=%.*s",
+                          (int)(t->value_len > 16 ? 16 : t->value_len), t->value);
             goto out;
         }
     }
@@ -549,13 +538,13 @@ sk_err dkim_key_record_parse(const char *txt, size_t n, dkim_key_record *k, char
         if (value_is(t, "ed25519"))
             k->type = SK_DKIM_KEY_ED25519;
         else if (!value_is(t, "rsa")) {
-            why_set(why, whylen, "unknown key type k=%.*s",
-                    (int)(t->value_len > 16 ? 16 : t->value_len), t->value);
+            sk_syntax_why(why, whylen, "unknown key type k=%.*s",
+                          (int)(t->value_len > 16 ? 16 : t->value_len), t->value);
             goto out;
         }
     }
     if ((t = dkim_tags_get(tags, "s")) && !list_has(t, "*") && !list_has(t, "email")) {
-        why_set(why, whylen, "service type s= does not include email");
+        sk_syntax_why(why, whylen, "service type s= does not include email");
         goto out;
     }
     if ((t = dkim_tags_get(tags, "t"))) {
@@ -563,7 +552,7 @@ sk_err dkim_key_record_parse(const char *txt, size_t n, dkim_key_record *k, char
         k->strict = list_has(t, "s");
     }
     if (!(t = dkim_tags_get(tags, "p"))) {
-        why_set(why, whylen, "required tag p= is missing");
+        sk_syntax_why(why, whylen, "required tag p= is missing");
         goto out;
     }
     /* base64 with FWS allowed inside (3.6.1). */
@@ -587,26 +576,26 @@ sk_err dkim_key_record_parse(const char *txt, size_t n, dkim_key_record *k, char
         goto key_out;
     }
     if (de) {
-        why_set(why, whylen, "p= is not base64");
+        sk_syntax_why(why, whylen, "p= is not base64");
         goto key_out;
     }
     if (k->type == SK_DKIM_KEY_ED25519) {
         /* RFC 8463 4: the raw 32-octet public key, not a DER structure. */
         if (der.len != 32) {
-            why_set(why, whylen, "an Ed25519 p= must be 32 octets, not %zu", der.len);
+            sk_syntax_why(why, whylen, "an Ed25519 p= must be 32 octets, not %zu", der.len);
             goto key_out;
         }
         k->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL,
                                               (const unsigned char *)der.data, der.len);
         if (!k->pkey) {
-            why_set(why, whylen, "p= is not an Ed25519 public key");
+            sk_syntax_why(why, whylen, "p= is not an Ed25519 public key");
             goto key_out;
         }
         k->bits = 256;
     } else {
         k->pkey = rsa_from_der((const unsigned char *)der.data, der.len);
         if (!k->pkey) {
-            why_set(why, whylen, "p= is not an RSA public key");
+            sk_syntax_why(why, whylen, "p= is not an RSA public key");
             goto key_out;
         }
         k->bits = (unsigned)EVP_PKEY_get_bits(k->pkey);

@@ -5,8 +5,6 @@
 
 #include <smtpkit/mtasts.h>
 
-/* Write a reason into why (when not NULL); returns SK_ERR_SYNTAX. */
-sk_err mts_why(char *why, size_t why_size, const char *fmt, ...) SK_PRINTF(3, 4);
 /* Up to max octets of s as printable ASCII for a reason ('?' for the
  * rest, "..." when cut), into out (at least max + 4 octets). */
 const char *mts_quote(const char *s, size_t n, char *out, size_t max);

@@ -105,15 +105,15 @@ static sk_err parse_line(sk_mtasts_policy *p, const char *l, size_t n, size_t li
                          unsigned *seen, char *why, size_t why_size)
 {
     char q[QUOTE_OCTETS + 4];
-    if (n == 0) return mts_why(why, why_size, "line %zu: empty", lineno);
+    if (n == 0) return sk_syntax_why(why, why_size, "line %zu: empty", lineno);
     size_t c = 0;
     while (c < n && l[c] != ':') c++;
     if (c == n)
-        return mts_why(why, why_size, "line %zu: \"%s\" is not name: value", lineno,
-                       mts_quote(l, n, q, QUOTE_OCTETS));
+        return sk_syntax_why(why, why_size, "line %zu: \"%s\" is not name: value", lineno,
+                             mts_quote(l, n, q, QUOTE_OCTETS));
     if (!mts_ext_name_valid(l, c))
-        return mts_why(why, why_size, "line %zu: \"%s\" is not a field name", lineno,
-                       mts_quote(l, c, q, QUOTE_OCTETS));
+        return sk_syntax_why(why, why_size, "line %zu: \"%s\" is not a field name", lineno,
+                             mts_quote(l, c, q, QUOTE_OCTETS));
     size_t vs = c + 1, ve = n;
     while (vs < n && mts_is_wsp((unsigned char)l[vs])) vs++;
     while (ve > vs && mts_is_wsp((unsigned char)l[ve - 1])) ve--;
@@ -122,12 +122,14 @@ static sk_err parse_line(sk_mtasts_policy *p, const char *l, size_t n, size_t li
     const char *shown = mts_quote(v, vn, q, QUOTE_OCTETS);
     if (is_known(l, c, "version")) {
         if (*seen & SEEN_VERSION)
-            return mts_why(why, why_size, "line %zu: a second version", lineno);
+            return sk_syntax_why(why, why_size, "line %zu: a second version", lineno);
         *seen |= SEEN_VERSION;
         if (vn != 5 || memcmp(v, "STSv1", 5))
-            return mts_why(why, why_size, "line %zu: version \"%s\" is not STSv1", lineno, shown);
+            return sk_syntax_why(why, why_size, "line %zu: version \"%s\" is not STSv1", lineno,
+                                 shown);
     } else if (is_known(l, c, "mode")) {
-        if (*seen & SEEN_MODE) return mts_why(why, why_size, "line %zu: a second mode", lineno);
+        if (*seen & SEEN_MODE)
+            return sk_syntax_why(why, why_size, "line %zu: a second mode", lineno);
         *seen |= SEEN_MODE;
         if (vn == 7 && !memcmp(v, "enforce", 7))
             p->mode = SK_MTASTS_MODE_ENFORCE;
@@ -136,43 +138,45 @@ static sk_err parse_line(sk_mtasts_policy *p, const char *l, size_t n, size_t li
         else if (vn == 4 && !memcmp(v, "none", 4))
             p->mode = SK_MTASTS_MODE_NONE;
         else
-            return mts_why(why, why_size, "line %zu: mode \"%s\" is not enforce, testing or none",
-                           lineno, shown);
+            return sk_syntax_why(why, why_size,
+                                 "line %zu: mode \"%s\" is not enforce, testing or none", lineno,
+                                 shown);
     } else if (is_known(l, c, "max_age")) {
         if (*seen & SEEN_MAX_AGE)
-            return mts_why(why, why_size, "line %zu: a second max_age", lineno);
+            return sk_syntax_why(why, why_size, "line %zu: a second max_age", lineno);
         *seen |= SEEN_MAX_AGE;
         uint64_t age = 0;
         if (vn == 0 || vn > MAX_AGE_DIGITS_MAX)
-            return mts_why(why, why_size, "line %zu: max_age \"%s\" is not 1 to %d digits", lineno,
-                           shown, MAX_AGE_DIGITS_MAX);
+            return sk_syntax_why(why, why_size, "line %zu: max_age \"%s\" is not 1 to %d digits",
+                                 lineno, shown, MAX_AGE_DIGITS_MAX);
         for (size_t i = 0; i < vn; i++) {
             if (!mts_is_digit((unsigned char)v[i]))
-                return mts_why(why, why_size, "line %zu: max_age \"%s\" is not a number", lineno,
-                               shown);
+                return sk_syntax_why(why, why_size, "line %zu: max_age \"%s\" is not a number",
+                                     lineno, shown);
             age = age * 10 + (uint64_t)(v[i] - '0');
         }
         if (age > SK_MTASTS_MAX_AGE_MAX_S)
-            return mts_why(why, why_size,
-                           "line %zu: max_age %llu is over %u seconds (a year, RFC 8461 3.2)",
-                           lineno, (unsigned long long)age, SK_MTASTS_MAX_AGE_MAX_S);
+            return sk_syntax_why(why, why_size,
+                                 "line %zu: max_age %llu is over %u seconds (a year, RFC 8461 3.2)",
+                                 lineno, (unsigned long long)age, SK_MTASTS_MAX_AGE_MAX_S);
         p->max_age_s = (uint32_t)age;
     } else if (is_known(l, c, "mx")) {
         int wild = vn >= 2 && v[0] == '*' && v[1] == '.';
         if (!mts_domain_valid(v + (wild ? 2 : 0), vn - (wild ? 2 : 0)))
-            return mts_why(why, why_size,
-                           "line %zu: mx \"%s\" is not a host name or *. and a domain (without a "
-                           "final dot)",
-                           lineno, shown);
+            return sk_syntax_why(
+                why, why_size,
+                "line %zu: mx \"%s\" is not a host name or *. and a domain (without a "
+                "final dot)",
+                lineno, shown);
         sk_err e = add_mx(p, v, vn);
         if (e == SK_ERR_TOO_LONG)
-            return mts_why(why, why_size, "line %zu: more than %d mx patterns", lineno,
-                           SK_MTASTS_MX_MAX);
+            return sk_syntax_why(why, why_size, "line %zu: more than %d mx patterns", lineno,
+                                 SK_MTASTS_MX_MAX);
         if (e) return e;
     } else {
         if (!ext_value_valid(v, vn))
-            return mts_why(why, why_size, "line %zu: the value of %s is not text", lineno,
-                           mts_quote(l, c, q, QUOTE_OCTETS));
+            return sk_syntax_why(why, why_size, "line %zu: the value of %s is not text", lineno,
+                                 mts_quote(l, c, q, QUOTE_OCTETS));
         p->extensions++;
     }
     return SK_OK;
@@ -183,7 +187,7 @@ sk_err sk_mtasts_policy_parse(const char *text, size_t len, sk_mtasts_policy *ou
 {
     memset(out, 0, sizeof *out);
     if (why && why_size) why[0] = '\0';
-    if (!text || len == 0) return mts_why(why, why_size, "the policy is empty");
+    if (!text || len == 0) return sk_syntax_why(why, why_size, "the policy is empty");
     unsigned seen = 0;
     size_t lineno = 0, i = 0;
     sk_err e = SK_OK;
@@ -193,12 +197,12 @@ sk_err sk_mtasts_policy_parse(const char *text, size_t len, sk_mtasts_policy *ou
         while (i < len && text[i] != '\n' && text[i] != '\r' && text[i] != '\0') i++;
         size_t end = i;
         if (i < len && text[i] == '\0') {
-            e = mts_why(why, why_size, "line %zu: a NUL octet", lineno);
+            e = sk_syntax_why(why, why_size, "line %zu: a NUL octet", lineno);
             break;
         }
         if (i < len && text[i] == '\r') {
             if (i + 1 >= len || text[i + 1] != '\n') {
-                e = mts_why(why, why_size, "line %zu: a CR not followed by LF", lineno);
+                e = sk_syntax_why(why, why_size, "line %zu: a CR not followed by LF", lineno);
                 break;
             }
             i++;
@@ -208,14 +212,14 @@ sk_err sk_mtasts_policy_parse(const char *text, size_t len, sk_mtasts_policy *ou
     }
     if (!e) {
         if (!(seen & SEEN_VERSION))
-            e = mts_why(why, why_size, "no version field (version: STSv1)");
+            e = sk_syntax_why(why, why_size, "no version field (version: STSv1)");
         else if (!(seen & SEEN_MODE))
-            e = mts_why(why, why_size, "no mode field (mode: enforce, testing or none)");
+            e = sk_syntax_why(why, why_size, "no mode field (mode: enforce, testing or none)");
         else if (!(seen & SEEN_MAX_AGE))
-            e = mts_why(why, why_size, "no max_age field");
+            e = sk_syntax_why(why, why_size, "no max_age field");
         else if (out->n_mx == 0 && out->mode != SK_MTASTS_MODE_NONE)
-            e = mts_why(why, why_size, "no mx field (mode %s needs at least one)",
-                        sk_mtasts_mode_name(out->mode));
+            e = sk_syntax_why(why, why_size, "no mx field (mode %s needs at least one)",
+                              sk_mtasts_mode_name(out->mode));
     }
     if (e) sk_mtasts_policy_clear(out);
     return e;

@@ -2,19 +2,6 @@
  * classes, domain names and extension names. */
 #include "mtasts_int.h"
 
-#include <stdarg.h>
-#include <stdio.h>
-
-sk_err mts_why(char *why, size_t why_size, const char *fmt, ...)
-{
-    if (why && why_size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_size, fmt, ap);
-        va_end(ap);
-    }
-    return SK_ERR_SYNTAX;
-}
 
 const char *mts_quote(const char *s, size_t n, char *out, size_t max)
 {

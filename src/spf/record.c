@@ -4,7 +4,6 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -36,18 +35,6 @@ void sk_spf_record_free(sk_spf_record *rec)
     sk_free(rec->redirect);
     sk_free(rec->exp);
     sk_free(rec);
-}
-
-static sk_err syntax(char *why, size_t size, const char *fmt, ...) SK_PRINTF(3, 4);
-static sk_err syntax(char *why, size_t size, const char *fmt, ...)
-{
-    if (why && size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, size, fmt, ap);
-        va_end(ap);
-    }
-    return SK_ERR_SYNTAX;
 }
 
 /* A term as messages show it: at most 80 octets, anything outside
@@ -162,7 +149,8 @@ static sk_err parse_mechanism(const char *s, size_t len, sk_spf_term *t, char *w
     for (int k = 0; k < SK_SPF_MECH__COUNT; k++)
         if (strlen(mech_names[k]) == nlen && !strncasecmp(s, mech_names[k], nlen)) m = k;
     if (m < 0)
-        return syntax(why, wsize, "unknown mechanism \"%s\"", shown(term, tlen, sb, sizeof sb));
+        return sk_syntax_why(why, wsize, "unknown mechanism \"%s\"",
+                             shown(term, tlen, sb, sizeof sb));
     t->mech = (sk_spf_mech)m;
     t->cidr4 = 32;
     t->cidr6 = 128;
@@ -171,16 +159,16 @@ static sk_err parse_mechanism(const char *s, size_t len, sk_spf_term *t, char *w
     switch (t->mech) {
     case SK_SPF_ALL:
         if (rlen)
-            return syntax(why, wsize, "\"%s\": all takes no argument",
-                          shown(term, tlen, sb, sizeof sb));
+            return sk_syntax_why(why, wsize, "\"%s\": all takes no argument",
+                                 shown(term, tlen, sb, sizeof sb));
         break;
     case SK_SPF_INCLUDE:
     case SK_SPF_EXISTS:
     case SK_SPF_PTR:
         if (!rlen && t->mech == SK_SPF_PTR) break;
         if (!rlen || rest[0] != ':' || !domain_spec_ok(rest + 1, rlen - 1))
-            return syntax(why, wsize, "\"%s\": %s needs \":\" and a valid domain-spec",
-                          shown(term, tlen, sb, sizeof sb), mech_names[m]);
+            return sk_syntax_why(why, wsize, "\"%s\": %s needs \":\" and a valid domain-spec",
+                                 shown(term, tlen, sb, sizeof sb), mech_names[m]);
         t->domain_spec = sk_strndup(rest + 1, rlen - 1);
         if (!t->domain_spec) return SK_ERR_NOMEM;
         break;
@@ -191,22 +179,22 @@ static sk_err parse_mechanism(const char *s, size_t len, sk_spf_term *t, char *w
         if (c6) {
             t->cidr6 = cidr_value(rest + rlen - c6 + 2, c6 - 2, 128);
             if (t->cidr6 < 0)
-                return syntax(why, wsize, "\"%s\": bad IPv6 prefix length",
-                              shown(term, tlen, sb, sizeof sb));
+                return sk_syntax_why(why, wsize, "\"%s\": bad IPv6 prefix length",
+                                     shown(term, tlen, sb, sizeof sb));
             rlen -= c6;
         }
         size_t c4 = trailing_cidr(rest, rlen, 0);
         if (c4) {
             t->cidr4 = cidr_value(rest + rlen - c4 + 1, c4 - 1, 32);
             if (t->cidr4 < 0)
-                return syntax(why, wsize, "\"%s\": bad IPv4 prefix length",
-                              shown(term, tlen, sb, sizeof sb));
+                return sk_syntax_why(why, wsize, "\"%s\": bad IPv4 prefix length",
+                                     shown(term, tlen, sb, sizeof sb));
             rlen -= c4;
         }
         if (!rlen) break;
         if (rest[0] != ':' || !domain_spec_ok(rest + 1, rlen - 1))
-            return syntax(why, wsize, "\"%s\": not a valid domain-spec or prefix length",
-                          shown(term, tlen, sb, sizeof sb));
+            return sk_syntax_why(why, wsize, "\"%s\": not a valid domain-spec or prefix length",
+                                 shown(term, tlen, sb, sizeof sb));
         t->domain_spec = sk_strndup(rest + 1, rlen - 1);
         if (!t->domain_spec) return SK_ERR_NOMEM;
         break;
@@ -214,8 +202,8 @@ static sk_err parse_mechanism(const char *s, size_t len, sk_spf_term *t, char *w
     case SK_SPF_IP4:
     case SK_SPF_IP6: {
         if (!rlen || rest[0] != ':')
-            return syntax(why, wsize, "\"%s\": %s needs \":\" and a network",
-                          shown(term, tlen, sb, sizeof sb), mech_names[m]);
+            return sk_syntax_why(why, wsize, "\"%s\": %s needs \":\" and a network",
+                                 shown(term, tlen, sb, sizeof sb), mech_names[m]);
         rest++;
         rlen--;
         int v4 = t->mech == SK_SPF_IP4, bits = v4 ? 32 : 128;
@@ -224,8 +212,8 @@ static sk_err parse_mechanism(const char *s, size_t len, sk_spf_term *t, char *w
         if (slash) {
             bits = cidr_value(slash + 1, rlen - alen - 1, v4 ? 32 : 128);
             if (bits < 0)
-                return syntax(why, wsize, "\"%s\": bad prefix length",
-                              shown(term, tlen, sb, sizeof sb));
+                return sk_syntax_why(why, wsize, "\"%s\": bad prefix length",
+                                     shown(term, tlen, sb, sizeof sb));
         }
         int ok;
         if (v4) {
@@ -240,8 +228,8 @@ static sk_err parse_mechanism(const char *s, size_t len, sk_spf_term *t, char *w
             }
         }
         if (!ok)
-            return syntax(why, wsize, "\"%s\": not an %s network", shown(term, tlen, sb, sizeof sb),
-                          v4 ? "IPv4" : "IPv6");
+            return sk_syntax_why(why, wsize, "\"%s\": not an %s network",
+                                 shown(term, tlen, sb, sizeof sb), v4 ? "IPv4" : "IPv6");
         if (v4)
             t->cidr4 = bits;
         else
@@ -272,23 +260,24 @@ static sk_err parse_modifier(sk_spf_record *rec, const char *s, size_t len, size
     const char *val = s + eq + 1;
     size_t vlen = len - eq - 1;
     if (!modifier_name_ok(s, eq))
-        return syntax(why, wsize, "\"%s\": bad modifier name", shown(s, len, sb, sizeof sb));
+        return sk_syntax_why(why, wsize, "\"%s\": bad modifier name", shown(s, len, sb, sizeof sb));
     int redirect = eq == 8 && !strncasecmp(s, "redirect", 8);
     int exp = eq == 3 && !strncasecmp(s, "exp", 3);
     if (redirect || exp) {
         char **slot = redirect ? &rec->redirect : &rec->exp;
         /* 6: each at most once. */
-        if (*slot) return syntax(why, wsize, "%s= appears twice", redirect ? "redirect" : "exp");
+        if (*slot)
+            return sk_syntax_why(why, wsize, "%s= appears twice", redirect ? "redirect" : "exp");
         if (!domain_spec_ok(val, vlen))
-            return syntax(why, wsize, "\"%s\": not a valid domain-spec",
-                          shown(s, len, sb, sizeof sb));
+            return sk_syntax_why(why, wsize, "\"%s\": not a valid domain-spec",
+                                 shown(s, len, sb, sizeof sb));
         *slot = sk_strndup(val, vlen);
         return *slot ? SK_OK : SK_ERR_NOMEM;
     }
     /* A-3, 6: unknown modifiers are ignored, but their value must be a
      * macro-string. */
     if (spf_macro_walk(val, vlen, SK_SPF_MACRO_EXPLAIN, NULL, NULL, NULL))
-        return syntax(why, wsize, "\"%s\": bad macro-string", shown(s, len, sb, sizeof sb));
+        return sk_syntax_why(why, wsize, "\"%s\": bad macro-string", shown(s, len, sb, sizeof sb));
     return SK_OK;
 }
 
@@ -298,7 +287,7 @@ sk_err sk_spf_record_parse(const char *txt, size_t len, sk_spf_record **out, cha
     *out = NULL;
     if (why && why_size) why[0] = '\0';
     if (!txt || !sk_spf_is_record(txt, len))
-        return syntax(why, why_size, "not an SPF record (no \"v=spf1\")");
+        return sk_syntax_why(why, why_size, "not an SPF record (no \"v=spf1\")");
     sk_spf_record *rec = sk_calloc(1, sizeof *rec);
     if (!rec) return SK_ERR_NOMEM;
     sk_err e = SK_OK;
@@ -319,8 +308,8 @@ sk_err sk_spf_record_parse(const char *txt, size_t len, sk_spf_record **out, cha
         for (size_t k = 0; k < n && !e; k++)
             if ((unsigned char)s[k] < 0x21 || (unsigned char)s[k] > 0x7e) {
                 char sb[128];
-                e = syntax(why, why_size, "\"%s\": a character outside printable ASCII",
-                           shown(s, n, sb, sizeof sb));
+                e = sk_syntax_why(why, why_size, "\"%s\": a character outside printable ASCII",
+                                  shown(s, n, sb, sizeof sb));
             }
         if (e) break;
         /* "=" before any ":" or "/" makes a modifier. */
@@ -331,7 +320,7 @@ sk_err sk_spf_record_parse(const char *txt, size_t len, sk_spf_record **out, cha
             continue;
         }
         if (rec->nterms == SK_SPF_TERMS_MAX) {
-            e = syntax(why, why_size, "more than %d terms", SK_SPF_TERMS_MAX);
+            e = sk_syntax_why(why, why_size, "more than %d terms", SK_SPF_TERMS_MAX);
             break;
         }
         if (rec->nterms == cap) {

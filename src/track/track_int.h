@@ -1,5 +1,5 @@
-/* Private to the tracking store and the suppression list that shares its
- * database (src/track/suppress.c). */
+/* Private to the tracking store (track.c, writer.c, query.c) and the
+ * suppression list that shares its database (src/track/suppress.c). */
 #ifndef SK_TRACK_INT_H
 #define SK_TRACK_INT_H
 
@@ -55,5 +55,30 @@ sk_err sk_track_db_error(sk_track *tr, sk_error *err, const char *what);
 sk_err sk_track_exec(sk_track *tr, const char *sql, sk_error *err);
 /* A column as a new string (NULL for SQL NULL), or fail with *oom set. */
 char *sk_track_column_dup(sqlite3_stmt *st, int col, int *oom);
+
+/* ---- track.c: the store ---- */
+
+/* Fill err from a connection's last error (the writer's has its own). */
+sk_err sk_track_conn_error(sqlite3 *db, sk_error *err, const char *what);
+/* The options' defaults where they are 0. */
+void sk_track_opts_defaults(sk_track_opts *o);
+/* Free the strings of an event the store owns, and zero it. */
+void sk_track_ev_clear(sk_track_ev *ev);
+/* Bind s as text, or NULL when s is. */
+void sk_track_bind_text(sqlite3_stmt *st, int i, const char *s);
+/* A Message-ID without surrounding blanks and angle brackets, in place. */
+char *sk_track_strip_angles(char *s);
+
+/* ---- writer.c: the events written ---- */
+
+/* Write the pending events (hand them to the writer job when there is
+ * one) where a failure is no caller's business: they stay pending and
+ * are retried; the log says why. */
+void sk_track_flush_or_log(sk_track *tr);
+/* Forget the pending events (after they were written, or at free). */
+void sk_track_pending_drop(sk_track *tr);
+/* Stop the writer job after it wrote what it was handed (at free); what
+ * it could not write is logged as lost. */
+void sk_track_writer_stop(sk_track *tr);
 
 #endif

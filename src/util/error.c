@@ -74,6 +74,17 @@ sk_err sk_error_set(sk_error *e, sk_err err, sk_step step, const char *fmt, ...)
     return err;
 }
 
+sk_err sk_syntax_why(char *why, size_t size, const char *fmt, ...)
+{
+    if (why && size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, size, fmt, ap);
+        va_end(ap);
+    }
+    return SK_ERR_SYNTAX;
+}
+
 sk_err sk_err_from_errno(int e, sk_file_op op)
 {
     if (e == ENOSPC || e == EDQUOT) return SK_ERR_NOSPACE;

@@ -40,6 +40,7 @@ COMMANDS = {
             "--dns-server"),
     "check": (["example.org", "--dns-server", "127.0.0.1:1"], "--selecotr", "--selector",
               "--selector"),
+    "apikey": (["--data-dir", "/nonexistent", "list"], "--scoep", "--scope", "--name"),
 }
 
 tmp = sktest.TempDir("sk-cli-consistency-")

@@ -1,8 +1,9 @@
 /* Unit tests for authenticated mail in `smtpkit serve` (src/daemon): the
  * header scanner that removes forged Authentication-Results as the message
  * streams in (hdrscan.c), the --dkim keys and which of them sign
- * (signing.c), the one decision under --dmarc-policy and --spf-reject-fail
- * and the Authentication-Results it records (verdict.c). */
+ * (signing.c), the pool that signs off the loop (signpool.c), the one
+ * decision under --dmarc-policy and --spf-reject-fail and the
+ * Authentication-Results it records (verdict.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,9 @@
 
 #include "daemon/daemon_int.h"
 
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,6 +441,84 @@ static void test_record(void **state)
     sk_buf_free(&summary);
 }
 
+/* ---- the signing pool --------------------------------------------------- */
+
+typedef struct sign_seen {
+    int calls;
+    sk_err e;
+    bool signature;   /* the fields are a DKIM-Signature */
+    bool on_the_loop; /* called on the thread that runs the loop */
+} sign_seen;
+
+static pthread_t loop_thread;
+
+static void signed_cb(void *ctx, sk_err e, sk_buf *fields, const sk_error *err)
+{
+    sign_seen *s = ctx;
+    (void)err;
+    s->calls++;
+    s->e = e;
+    s->signature = fields->len && !strncmp(fields->data, "DKIM-Signature:", 15);
+    s->on_the_loop = pthread_equal(pthread_self(), loop_thread);
+}
+
+static sk_dkim_signer *pool_signer(sk_dkim_key *key)
+{
+    static const char msg[] = "From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n";
+    sk_dkim_sign_opts o = {.domain = "example.org", .selector = "s1", .key = key};
+    sk_error err;
+    sk_dkim_signer *s = sk_dkim_signer_new(&o, 1, &err);
+    assert_non_null(s);
+    assert_int_equal(sk_dkim_signer_feed(s, msg, sizeof msg - 1), SK_OK);
+    return s;
+}
+
+/* Every message submitted comes back once, signed, on the loop; freeing
+ * the pool drops what the loop has not taken yet without a callback. */
+static void test_sign_pool(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t n;          /* messages submitted */
+        bool run_the_loop; /* else the pool is freed at once */
+    } cases[] = {{1, true}, {16, true}, {16, false}};
+    sk_dkim_key *key = NULL;
+    sk_error err;
+    assert_int_equal(sk_dkim_key_generate(SK_DKIM_KEY_ED25519, 0, &key, &err), SK_OK);
+    loop_thread = pthread_self();
+    for (size_t c = 0; c < SKT_N(cases); c++) {
+        struct event_base *base = event_base_new();
+        assert_non_null(base);
+        sk_sign_pool *p = sk_sign_pool_new(base, &err);
+        assert_non_null(p);
+        sk_dkim_signer *signers[16];
+        sign_seen seen[16] = {0};
+        for (size_t i = 0; i < cases[c].n; i++) {
+            signers[i] = pool_signer(key);
+            assert_int_equal(sk_sign_pool_submit(p, signers[i], signed_cb, &seen[i]), SK_OK);
+        }
+        size_t done = 0;
+        while (cases[c].run_the_loop && done < cases[c].n) {
+            assert_true(event_base_loop(base, EVLOOP_ONCE) >= 0);
+            done = 0;
+            for (size_t i = 0; i < cases[c].n; i++) done += seen[i].calls > 0;
+        }
+        sk_sign_pool_free(p);
+        for (size_t i = 0; i < cases[c].n; i++) {
+            assert_int_equal(seen[i].calls, cases[c].run_the_loop ? 1 : 0);
+            if (cases[c].run_the_loop) {
+                assert_int_equal(seen[i].e, SK_OK);
+                assert_true(seen[i].signature);
+                assert_true(seen[i].on_the_loop);
+            }
+            /* The signers are the caller's, whatever became of the jobs. */
+            sk_dkim_signer_free(signers[i]);
+        }
+        event_base_free(base);
+    }
+    sk_dkim_key_free(key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -446,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_keyring),
         cmocka_unit_test(test_decide),
         cmocka_unit_test(test_record),
+        cmocka_unit_test(test_sign_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1168,6 +1168,76 @@ static void test_state_and_refused(void **state)
     assert_null(sk_client_new(&(sk_client_opts){.host = NULL}));
 }
 
+/* sk_client_abort from another thread while a call waits for the server:
+ * the call returns SK_ERR_STATE ("aborted") and closes the connection;
+ * the client stays aborted. The server answers the greeting and then
+ * nothing, and the command timeout is far beyond the test's: without the
+ * abort the call would end only at that timeout, as SK_ERR_TIMEOUT. */
+typedef struct abort_run {
+    sk_client *c;
+    sk_err rc;
+    sk_error err;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int ehlo_sent;
+} abort_run;
+
+static void abort_on_line(void *ctx, char dir, const char *line, size_t len)
+{
+    abort_run *r = ctx;
+    if (dir != 'C' || len < 4 || memcmp(line, "EHLO", 4)) return;
+    pthread_mutex_lock(&r->mu);
+    r->ehlo_sent = 1;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void *abort_connect(void *ctx)
+{
+    abort_run *r = ctx;
+    r->rc = sk_client_connect(r->c, &r->err);
+    return NULL;
+}
+
+static void test_abort(void **state)
+{
+    static const char *const script[] = {"S:220 mx.test ESMTP", "C:EHLO", "W", NULL};
+    script_server s;
+    server_start(&s, script);
+    abort_run r = {.rc = SK_OK};
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    sk_client_opts o = {.host = "localhost",
+                        .connect_address = "127.0.0.1",
+                        .port = s.port,
+                        .tls = SK_TLS_NONE,
+                        .helo_name = "client.test",
+                        .command_timeout_ms = 600000,
+                        .transcript = abort_on_line,
+                        .transcript_ctx = &r};
+    r.c = sk_client_new(&o);
+    assert_non_null(r.c);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, abort_connect, &r), 0);
+    pthread_mutex_lock(&r.mu);
+    while (!r.ehlo_sent) pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+    sk_client_abort(r.c);
+    pthread_join(t, NULL);
+    assert_int_equal(r.rc, SK_ERR_STATE);
+    assert_int_equal(r.err.step, SK_STEP_EHLO);
+    assert_non_null(strstr(r.err.text, "aborted"));
+    server_finish(&s); /* the server saw the connection close */
+    /* Aborted for good: the next call fails before connecting. */
+    sk_error err;
+    assert_int_equal(sk_client_connect(r.c, &err), SK_ERR_STATE);
+    assert_non_null(strstr(err.text, "aborted"));
+    sk_client_free(r.c);
+    sk_client_abort(NULL);
+    pthread_cond_destroy(&r.cv);
+    pthread_mutex_destroy(&r.mu);
+}
+
 /* ---- TLS: certificates made here, verification outcomes ---- */
 
 static EVP_PKEY *ca_key, *srv_key;
@@ -1366,6 +1436,7 @@ int main(void)
         cmocka_unit_test(test_connect_cases),
         cmocka_unit_test(test_auth_cases),
         cmocka_unit_test(test_state_and_refused),
+        cmocka_unit_test(test_abort),
         cmocka_unit_test(test_bad_helo_name),
         cmocka_unit_test(test_tls_cases),
     };

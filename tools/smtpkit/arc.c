@@ -94,11 +94,11 @@ static void print_sig_json(const char *domain, const char *selector, sk_dkim_sta
                            const char *reason)
 {
     printf("{\"domain\":");
-    json_string(stdout, domain);
+    cli_json_string(stdout, domain);
     printf(",\"selector\":");
-    json_string(stdout, selector);
+    cli_json_string(stdout, selector);
     printf(",\"result\":\"%s\",\"reason\":", sk_dkim_status_name(st));
-    json_string(stdout, reason);
+    cli_json_string(stdout, reason);
     printf("}");
 }
 
@@ -106,7 +106,7 @@ static void print_json(const sk_arc_verifier *v, const char *remote_ip)
 {
     const sk_arc_result *r = sk_arc_verifier_result(v);
     printf("{\"result\":\"%s\",\"reason\":", sk_arc_status_name(r->status));
-    json_string(stdout, r->reason);
+    cli_json_string(stdout, r->reason);
     printf(",\"instances\":%u", r->instances);
     if (r->status == SK_ARC_PASS) printf(",\"oldest_pass\":%u", r->oldest_pass);
     if (r->status == SK_ARC_FAIL)
@@ -114,7 +114,7 @@ static void print_json(const sk_arc_verifier *v, const char *remote_ip)
                r->temporary ? "true" : "false");
     if (remote_ip) {
         printf(",\"remote_ip\":");
-        json_string(stdout, remote_ip);
+        cli_json_string(stdout, remote_ip);
     }
     printf(",\"sets\":[");
     for (unsigned i = 1; i <= sk_arc_verifier_sets(v); i++) {

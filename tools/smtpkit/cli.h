@@ -20,6 +20,7 @@ int cmd_dkim(int argc, char **argv);
 int cmd_spf(int argc, char **argv);
 int cmd_arc(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_apikey(int argc, char **argv);
 
 /* Print "smtpkit CMD: message" to stderr and return EX_USAGE (64). */
 int cli_usage_error(const char *cmd, const char *fmt, ...) SK_PRINTF(2, 3);
@@ -96,8 +97,8 @@ sk_err cli_message_head(const cli_message *m, sk_buf *out);
 /* Write fields (CRLF line ends, from the library) in m's line ends. */
 void cli_message_put_fields(const cli_message *m, const char *fields, size_t len, FILE *f);
 
-/* Minimal JSON output: strings escaped per RFC 8259. */
-void json_string(FILE *f, const char *s);
-void json_string_n(FILE *f, const char *s, size_t n);
+/* A JSON string (jansson's encoding; "null" for NULL) written to f. */
+void cli_json_string(FILE *f, const char *s);
+void cli_json_string_n(FILE *f, const char *s, size_t n);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -253,41 +254,24 @@ char *cli_read_first_line(const char *path)
     return s;
 }
 
-void json_string_n(FILE *f, const char *s, size_t n)
+void cli_json_string_n(FILE *f, const char *s, size_t n)
 {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (c < 0x20)
-                fprintf(f, "\\u%04x", c);
-            else
-                fputc(c, f);
-        }
+    /* jansson escapes (RFC 8259 7); it takes only UTF-8, so text that is
+     * not (a peer's bytes) keeps \xHH escapes of the log's escaping. */
+    json_t *v = json_stringn(s, n);
+    if (!v) {
+        sk_buf esc = SK_BUF_INIT(4 * n + 1);
+        if (sk_log_escape(&esc, s, n) == SK_OK) v = json_stringn(sk_buf_cstr(&esc), esc.len);
+        sk_buf_free(&esc);
     }
-    fputc('"', f);
+    if (!v || json_dumpf(v, f, JSON_ENCODE_ANY) != 0) fputs("null", f);
+    json_decref(v);
 }
 
-void json_string(FILE *f, const char *s)
+void cli_json_string(FILE *f, const char *s)
 {
     if (!s)
         fputs("null", f);
     else
-        json_string_n(f, s, strlen(s));
+        cli_json_string_n(f, s, strlen(s));
 }

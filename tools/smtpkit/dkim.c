@@ -256,17 +256,17 @@ static void print_json(const sk_dkim_verifier *v)
     for (size_t i = 0; i < sk_dkim_verifier_count(v); i++) {
         const sk_dkim_result *r = sk_dkim_verifier_result(v, i);
         printf("%s{\"result\":\"%s\",\"reason\":", i ? "," : "", sk_dkim_status_name(r->status));
-        json_string(stdout, r->reason);
+        cli_json_string(stdout, r->reason);
         printf(",\"domain\":");
-        json_string(stdout, r->domain);
+        cli_json_string(stdout, r->domain);
         printf(",\"identity\":");
-        json_string(stdout, r->identity);
+        cli_json_string(stdout, r->identity);
         printf(",\"selector\":");
-        json_string(stdout, r->selector);
+        cli_json_string(stdout, r->selector);
         printf(",\"algorithm\":");
-        json_string(stdout, r->algorithm);
+        cli_json_string(stdout, r->algorithm);
         printf(",\"b\":");
-        json_string(stdout, r->b);
+        cli_json_string(stdout, r->b);
         printf(",\"key_bits\":%u,\"testing\":%s}", r->key_bits, r->testing ? "true" : "false");
     }
     printf("],\"skipped\":%zu}\n", sk_dkim_verifier_skipped(v));

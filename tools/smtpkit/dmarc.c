@@ -99,7 +99,7 @@ static void print_uris(FILE *f, const sk_dmarc_uri *u, size_t n, int json)
     for (size_t i = 0; i < n; i++) {
         if (json) {
             fputs(i ? ", " : "", f);
-            json_string(f, u[i].uri);
+            cli_json_string(f, u[i].uri);
         } else {
             fprintf(f, "%s%s", i ? ", " : "", u[i].uri);
         }
@@ -142,23 +142,23 @@ static void print_text(const sk_dmarc_result *r, const sk_dmarc_input *in)
 static void print_json(const sk_dmarc_result *r)
 {
     printf("{\"result\": ");
-    json_string(stdout, sk_dmarc_status_name(r->status));
+    cli_json_string(stdout, sk_dmarc_status_name(r->status));
     printf(", \"from_domain\": ");
-    json_string(stdout, r->from_domain);
+    cli_json_string(stdout, r->from_domain);
     printf(", \"org_domain\": ");
-    json_string(stdout, r->org_domain);
+    cli_json_string(stdout, r->org_domain);
     printf(", \"policy_tag\": ");
-    json_string(stdout, r->policy_tag);
+    cli_json_string(stdout, r->policy_tag);
     printf(", \"policy\": ");
-    json_string(stdout, sk_dmarc_policy_name(r->policy));
+    cli_json_string(stdout, sk_dmarc_policy_name(r->policy));
     printf(", \"disposition\": ");
-    json_string(stdout, sk_dmarc_policy_name(r->disposition));
+    cli_json_string(stdout, sk_dmarc_policy_name(r->disposition));
     printf(", \"sampled_out\": %s, \"spf_aligned\": %s, \"dkim_aligned\": %s, \"dkim_domain\": ",
            r->sampled_out ? "true" : "false", r->spf_aligned ? "true" : "false",
            r->dkim_aligned ? "true" : "false");
-    json_string(stdout, r->dkim_domain);
+    cli_json_string(stdout, r->dkim_domain);
     printf(", \"reason\": ");
-    json_string(stdout, r->reason);
+    cli_json_string(stdout, r->reason);
     printf(", \"record\": ");
     if (!r->has_record) {
         printf("null}\n");
@@ -166,7 +166,7 @@ static void print_json(const sk_dmarc_result *r)
     }
     const sk_dmarc_record *d = &r->record;
     printf("{\"domain\": ");
-    json_string(stdout, r->record_domain);
+    cli_json_string(stdout, r->record_domain);
     printf(", \"p\": \"%s\", \"sp\": \"%s\", \"np\": \"%s\", \"adkim\": \"%s\", \"aspf\": \"%s\", "
            "\"pct\": %u, \"rua\": [",
            sk_dmarc_policy_name(d->p), sk_dmarc_policy_name(d->sp), sk_dmarc_policy_name(d->np),

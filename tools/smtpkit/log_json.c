@@ -1,6 +1,5 @@
 /* `smtpkit serve --log-format json`: a log line of the library as one JSON
- * object (jansson). Apart from the other files, whose small JSON writer
- * shares names with jansson. */
+ * object (jansson). */
 #include "log_json.h"
 
 #include <jansson.h>

@@ -27,6 +27,7 @@ static const struct {
     {"spf", cmd_spf, "evaluate SPF for a client address and a MAIL FROM or HELO"},
     {"arc", cmd_arc, "verify a message's ARC chain, or seal a message being forwarded"},
     {"check", cmd_check, "check a domain's MX, SPF, DKIM, DMARC, MTA-STS set-up, or a message"},
+    {"apikey", cmd_apikey, "create, list or revoke keys of the HTTP API"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -149,7 +149,7 @@ static void json_member_str(probe_step *s, const char *key, const char *val)
     FILE *f = open_memstream(&mem, &len);
     if (!f) return;
     fprintf(f, ",\"%s\":", key);
-    json_string(f, val);
+    cli_json_string(f, val);
     fclose(f);
     if (sk_buf_append(&s->json, mem, len) != SK_OK) s->overflow = 1;
     free(mem);
@@ -171,7 +171,7 @@ static void json_value_str(probe_step *s, const char *val)
     size_t len = 0;
     FILE *f = open_memstream(&mem, &len);
     if (!f) return;
-    json_string(f, val);
+    cli_json_string(f, val);
     fclose(f);
     if (sk_buf_append(&s->json, mem, len) != SK_OK) s->overflow = 1;
     free(mem);
@@ -262,38 +262,38 @@ static void print_json(const probe *p)
     for (size_t i = 0; i < p->nsteps; i++)
         if (p->steps[i].status > worst) worst = p->steps[i].status;
     printf("{\"host\":");
-    json_string(stdout, p->host);
+    cli_json_string(stdout, p->host);
     printf(",\"port\":%u,\"tls\":\"%s\",\"status\":\"%s\",\"exit_code\":%d,\"failed_step\":",
            p->port, tls_mode_label(p->tls), verdict_names[worst], p->exit_code);
-    json_string(stdout, p->failed_step);
+    cli_json_string(stdout, p->failed_step);
     printf(",\"steps\":[");
     for (size_t i = 0; i < p->nsteps; i++) {
         const probe_step *s = &p->steps[i];
         printf("%s{\"step\":\"%s\",\"status\":\"%s\",\"detail\":", i ? "," : "", s->name,
                verdict_names[s->status]);
-        json_string(stdout, s->detail);
+        cli_json_string(stdout, s->detail);
         if (s->address[0]) {
             printf(",\"address\":");
-            json_string(stdout, s->address);
+            cli_json_string(stdout, s->address);
         }
         if (s->elapsed_ms >= 0) printf(",\"elapsed_ms\":%ld", s->elapsed_ms);
         if (s->has_reply) {
             printf(",\"code\":%d,\"enhanced\":", s->reply.code);
-            json_string(stdout, s->reply.enhanced);
+            cli_json_string(stdout, s->reply.enhanced);
             printf(",\"text\":");
-            json_string(stdout, s->reply.text);
+            cli_json_string(stdout, s->reply.text);
             if (s->reply.enhanced[0]) {
                 printf(",\"enhanced_meaning\":");
-                json_string(stdout, sk_enhanced_describe(s->reply.enhanced));
+                cli_json_string(stdout, sk_enhanced_describe(s->reply.enhanced));
             }
         }
         if (s->explanation) {
             printf(",\"explanation\":");
-            json_string(stdout, s->explanation);
+            cli_json_string(stdout, s->explanation);
         }
         if (s->fix[0]) {
             printf(",\"fix\":");
-            json_string(stdout, s->fix);
+            cli_json_string(stdout, s->fix);
         }
         if (s->overflow)
             printf(",\"truncated\":true");

@@ -59,46 +59,46 @@ static void rfc3339_or_null(FILE *f, int64_t t)
     }
     char buf[32];
     sk_time_rfc3339(t, buf);
-    json_string(f, buf);
+    cli_json_string(f, buf);
 }
 
 static void print_json(const sk_spool_envelope *env, const char *headers)
 {
     printf("{\"id\":");
-    json_string(stdout, env->id);
+    cli_json_string(stdout, env->id);
     printf(",\"sender\":");
-    json_string(stdout, env->sender);
+    cli_json_string(stdout, env->sender);
     printf(",\"recipients\":[");
     for (size_t i = 0; i < env->nrcpts; i++) {
         if (i) putchar(',');
-        json_string(stdout, env->rcpts[i].addr);
+        cli_json_string(stdout, env->rcpts[i].addr);
     }
     printf("],\"size\":%llu,\"arrival\":", (unsigned long long)env->body_octets);
     rfc3339_or_null(stdout, env->arrival);
     printf(",\"state\":");
-    json_string(stdout, sk_spool_state_name(env->state));
+    cli_json_string(stdout, sk_spool_state_name(env->state));
     printf(",\"attempts\":%u,\"next_attempt\":", env->attempts);
     rfc3339_or_null(stdout, env->next_attempt);
     printf(",\"last_reply\":");
-    json_string(stdout, env->last_reply);
+    cli_json_string(stdout, env->last_reply);
     if (headers) {
         printf(",\"recipient_status\":[");
         for (size_t i = 0; i < env->nrcpts; i++) {
             const sk_spool_rcpt *r = &env->rcpts[i];
             printf("%s{\"address\":", i ? "," : "");
-            json_string(stdout, r->addr);
+            cli_json_string(stdout, r->addr);
             printf(",\"state\":");
-            json_string(stdout, sk_rcpt_state_name(r->state));
+            cli_json_string(stdout, sk_rcpt_state_name(r->state));
             printf(",\"last_reply\":");
-            json_string(stdout, r->last_reply);
+            cli_json_string(stdout, r->last_reply);
             putchar('}');
         }
         printf("],\"helo\":");
-        json_string(stdout, env->helo);
+        cli_json_string(stdout, env->helo);
         printf(",\"peer\":");
-        json_string(stdout, env->peer);
+        cli_json_string(stdout, env->peer);
         printf(",\"headers\":");
-        json_string(stdout, headers);
+        cli_json_string(stdout, headers);
     }
     putchar('}');
 }
@@ -252,19 +252,19 @@ static void print_filter_json(const sk_queue_filter *f)
 {
     printf("{\"all\":%s,\"destination\":", f->all ? "true" : "false");
     if (f->destination[0])
-        json_string(stdout, f->destination);
+        cli_json_string(stdout, f->destination);
     else
         fputs("null", stdout);
     printf(",\"sender\":");
     if (f->has_sender)
-        json_string(stdout, f->sender);
+        cli_json_string(stdout, f->sender);
     else
         fputs("null", stdout);
     printf(",\"state\":[");
     for (unsigned s = 0, first = 1; s < SK_SPOOL_STATE__COUNT; s++)
         if (f->states & (1u << s)) {
             if (!first) putchar(',');
-            json_string(stdout, sk_spool_state_name((sk_spool_state)s));
+            cli_json_string(stdout, sk_spool_state_name((sk_spool_state)s));
             first = 0;
         }
     printf("]}");
@@ -291,10 +291,10 @@ static int run_action(const char *data_dir, const char *action, const char *id,
     }
     if (json) {
         printf("{\"action\":");
-        json_string(stdout, action);
+        cli_json_string(stdout, action);
         printf(",\"id\":");
         if (id)
-            json_string(stdout, id);
+            cli_json_string(stdout, id);
         else
             fputs("null", stdout);
         printf(",\"filter\":");

@@ -347,9 +347,9 @@ static void json_reply(FILE *f, const sk_reply *r)
         return;
     }
     fprintf(f, "{\"code\":%d,\"enhanced\":", r->code);
-    json_string(f, r->enhanced[0] ? r->enhanced : NULL);
+    cli_json_string(f, r->enhanced[0] ? r->enhanced : NULL);
     fputs(",\"text\":", f);
-    json_string(f, r->text);
+    cli_json_string(f, r->text);
     fputc('}', f);
 }
 
@@ -359,45 +359,45 @@ static void json_report(const outcome *o)
     fprintf(f, "{\"ok\":%s,\"exit_code\":%d,\"sent\":%s,\"server\":",
             o->exit_code == 0 ? "true" : "false", o->exit_code,
             o->have_res && o->res.sent ? "true" : "false");
-    json_string(f, o->server[0] ? o->server : NULL);
+    cli_json_string(f, o->server[0] ? o->server : NULL);
     fputs(",\"remote_address\":", f);
     const char *ra = o->client ? sk_client_remote_address(o->client) : "";
-    json_string(f, ra[0] ? ra : NULL);
+    cli_json_string(f, ra[0] ? ra : NULL);
     fputs(",\"tls\":", f);
     const sk_tls_info *ti = o->client ? sk_client_tls_info(o->client) : NULL;
     if (ti && ti->active) {
         fputs("{\"version\":", f);
-        json_string(f, ti->version);
+        cli_json_string(f, ti->version);
         fputs(",\"cipher\":", f);
-        json_string(f, ti->cipher);
+        cli_json_string(f, ti->cipher);
         fprintf(f, ",\"verified\":%s}", ti->verified ? "true" : "false");
     } else {
         fputs("null", f);
     }
     fputs(",\"auth\":", f);
     sk_sasl_mech mech = o->client ? sk_client_auth_mech(o->client) : SK_SASL_NONE;
-    json_string(f, mech != SK_SASL_NONE ? sk_sasl_mech_name(mech) : NULL);
+    cli_json_string(f, mech != SK_SASL_NONE ? sk_sasl_mech_name(mech) : NULL);
     fputs(",\"message_id\":", f);
-    json_string(f, o->message_id[0] ? o->message_id : NULL);
+    cli_json_string(f, o->message_id[0] ? o->message_id : NULL);
     fputs(",\"reply\":", f);
     json_reply(f, o->have_res ? &o->res.data : NULL);
     fputs(",\"queue_id\":", f);
-    json_string(f, o->have_res && o->res.queue_id[0] ? o->res.queue_id : NULL);
+    cli_json_string(f, o->have_res && o->res.queue_id[0] ? o->res.queue_id : NULL);
     fputs(",\"recipients\":[", f);
     for (size_t i = 0; i < o->nrcpt; i++) {
         const sk_rcpt_result *rr = o->have_res && i < o->res.nrcpt ? &o->res.rcpts[i] : NULL;
         const sk_reply *r = rr && rr->reply.code ? &rr->reply : NULL;
         fputs(i ? ",{\"address\":" : "{\"address\":", f);
-        json_string(f, o->rcpts[i]);
+        cli_json_string(f, o->rcpts[i]);
         fprintf(f, ",\"accepted\":%s,\"code\":", rr && rr->accepted ? "true" : "false");
         if (r)
             fprintf(f, "%d", r->code);
         else
             fputs("null", f);
         fputs(",\"enhanced\":", f);
-        json_string(f, r && r->enhanced[0] ? r->enhanced : NULL);
+        cli_json_string(f, r && r->enhanced[0] ? r->enhanced : NULL);
         fputs(",\"text\":", f);
-        json_string(f, r ? r->text : NULL);
+        cli_json_string(f, r ? r->text : NULL);
         fputc('}', f);
     }
     fputs("],\"error\":", f);
@@ -405,22 +405,22 @@ static void json_report(const outcome *o)
         fputs("null", f);
     } else {
         fputs("{\"step\":", f);
-        json_string(f, o->exit_code == EX_USAGE ? "usage" : sk_step_name(o->err.step));
+        cli_json_string(f, o->exit_code == EX_USAGE ? "usage" : sk_step_name(o->err.step));
         fputs(",\"reason\":", f);
-        json_string(f, sk_strerror(o->err.err));
+        cli_json_string(f, sk_strerror(o->err.err));
         fputs(",\"argument\":", f);
-        json_string(f, o->bad_arg);
+        cli_json_string(f, o->bad_arg);
         fputs(",\"code\":", f);
         if (o->err.code)
             fprintf(f, "%d", o->err.code);
         else
             fputs("null", f);
         fputs(",\"enhanced\":", f);
-        json_string(f, o->err.enhanced[0] ? o->err.enhanced : NULL);
+        cli_json_string(f, o->err.enhanced[0] ? o->err.enhanced : NULL);
         fputs(",\"text\":", f);
-        json_string(f, o->err.text);
+        cli_json_string(f, o->err.text);
         fputs(",\"hint\":", f);
-        json_string(f, hint_for(o, &o->err));
+        cli_json_string(f, hint_for(o, &o->err));
         fputc('}', f);
     }
     fputs("}\n", f);

@@ -63,29 +63,29 @@ static int exit_for(sk_spf_result r)
 static void print_json(const sk_spf_outcome *o)
 {
     printf("{\"result\":");
-    json_string(stdout, sk_spf_result_name(o->result));
+    cli_json_string(stdout, sk_spf_result_name(o->result));
     printf(",\"identity\":\"%s\",\"domain\":", o->identity == SK_SPF_HELO ? "helo" : "mailfrom");
-    json_string(stdout, o->domain);
+    cli_json_string(stdout, o->domain);
     printf(",\"sender\":");
-    json_string(stdout, o->sender);
+    cli_json_string(stdout, o->sender);
     printf(",\"reason\":");
-    json_string(stdout, o->reason);
+    cli_json_string(stdout, o->reason);
     printf(",\"explanation\":");
-    json_string(stdout, o->explanation);
+    cli_json_string(stdout, o->explanation);
     printf(",\"mechanism\":");
-    json_string(stdout, o->mechanism);
+    cli_json_string(stdout, o->mechanism);
     printf(",\"mechanism_domain\":");
-    json_string(stdout, o->mechanism_domain);
+    cli_json_string(stdout, o->mechanism_domain);
     printf(",\"lookups\":%u,\"lookups_max\":%d,\"void_lookups\":%u,\"void_lookups_max\":%d",
            o->lookups, SK_SPF_DNS_LOOKUPS_MAX, o->void_lookups, SK_SPF_VOID_LOOKUPS_MAX);
     printf(",\"property\":");
-    json_string(stdout, o->property);
+    cli_json_string(stdout, o->property);
     printf(",\"property_value\":");
-    json_string(stdout, o->property_value);
+    cli_json_string(stdout, o->property_value);
     printf(",\"trace\":[");
     for (size_t i = 0; i < o->ntrace; i++) {
         if (i) putchar(',');
-        json_string(stdout, o->trace[i]);
+        cli_json_string(stdout, o->trace[i]);
     }
     printf("]}\n");
 }

@@ -34,7 +34,7 @@ static void json_counts(const uint64_t *by_kind)
     putchar('{');
     for (int k = 0; k < SK_TRACK__COUNT; k++) {
         if (k) putchar(',');
-        json_string(stdout, sk_track_kind_name((sk_track_kind)k));
+        cli_json_string(stdout, sk_track_kind_name((sk_track_kind)k));
         printf(":%llu", (unsigned long long)by_kind[k]);
     }
     putchar('}');
@@ -45,14 +45,14 @@ static void json_window(const sk_track_window *w)
     char since[32];
     sk_time_rfc3339(w->since_ms / 1000, since);
     printf("{\"since\":");
-    json_string(stdout, since);
+    cli_json_string(stdout, since);
     printf(",\"total\":%llu,\"by_outcome\":", (unsigned long long)w->total);
     json_counts(w->by_kind);
     printf(",\"by_domain\":[");
     for (size_t i = 0; i < w->ndomains; i++) {
         const sk_track_domain_count *d = &w->domains[i];
         printf("%s{\"domain\":", i ? "," : "");
-        json_string(stdout, d->domain);
+        cli_json_string(stdout, d->domain);
         printf(",\"total\":%llu,\"by_outcome\":", (unsigned long long)d->total);
         json_counts(d->by_kind);
         putchar('}');
@@ -76,7 +76,7 @@ static void print_json(const sk_track_stats *s)
     char now[32];
     sk_time_rfc3339(s->now_ms / 1000, now);
     printf("{\"time\":");
-    json_string(stdout, now);
+    cli_json_string(stdout, now);
     printf(",\"last_hour\":");
     json_window(&s->hour);
     printf(",\"last_day\":");

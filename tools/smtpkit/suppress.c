@@ -36,16 +36,16 @@ static void json_entry(const sk_suppression *s)
 {
     char t[32];
     printf("{\"address\":");
-    json_string(stdout, s->address);
+    cli_json_string(stdout, s->address);
     printf(",\"reason\":");
-    json_string(stdout, s->reason);
+    cli_json_string(stdout, s->reason);
     sk_time_rfc3339(s->created_s, t);
     printf(",\"created\":");
-    json_string(stdout, t);
+    cli_json_string(stdout, t);
     printf(",\"until\":");
     if (s->until_s) {
         sk_time_rfc3339(s->until_s, t);
-        json_string(stdout, t);
+        cli_json_string(stdout, t);
     } else {
         printf("null");
     }
@@ -147,7 +147,7 @@ static int do_remove(const char *path, const char *data_dir, const char *addr, i
         }
     } else if (json) {
         printf("{\"address\":");
-        json_string(stdout, sk_buf_cstr(&norm));
+        cli_json_string(stdout, sk_buf_cstr(&norm));
         printf(",\"removed\":true}\n");
     } else {
         printf("removed %s\n", sk_buf_cstr(&norm));

@@ -34,36 +34,36 @@ static void json_event(const sk_track_ev *ev)
     char when[32];
     sk_time_rfc3339(ev->time_ms / 1000, when);
     printf("{\"time\":");
-    json_string(stdout, when);
+    cli_json_string(stdout, when);
     printf(",\"event\":");
-    json_string(stdout, sk_track_kind_name(ev->kind));
+    cli_json_string(stdout, sk_track_kind_name(ev->kind));
     printf(",\"recipient\":");
-    json_string(stdout, ev->recipient);
+    cli_json_string(stdout, ev->recipient);
     if (ev->attempt)
         printf(",\"attempt\":%u", ev->attempt);
     else
         printf(",\"attempt\":null");
     printf(",\"remote_host\":");
-    json_string(stdout, ev->remote_host);
+    cli_json_string(stdout, ev->remote_host);
     printf(",\"reply\":");
-    json_string(stdout, ev->reply);
+    cli_json_string(stdout, ev->reply);
     printf(",\"tls\":");
-    json_string(stdout, ev->tls);
+    cli_json_string(stdout, ev->tls);
     printf(",\"class\":");
-    json_string(stdout, ev->cls);
+    cli_json_string(stdout, ev->cls);
     printf(",\"dsn_id\":");
-    json_string(stdout, ev->dsn_id);
+    cli_json_string(stdout, ev->dsn_id);
     printf(",\"auth\":");
-    json_string(stdout, ev->auth);
+    cli_json_string(stdout, ev->auth);
     putchar('}');
 }
 
 static void print_json(const sk_track_result *r)
 {
     printf("{\"id\":");
-    json_string(stdout, r->id);
+    cli_json_string(stdout, r->id);
     printf(",\"message_id\":");
-    json_string(stdout, r->message_id);
+    cli_json_string(stdout, r->message_id);
     printf(",\"events\":[");
     for (size_t i = 0; i < r->nevents; i++) {
         if (i) putchar(',');

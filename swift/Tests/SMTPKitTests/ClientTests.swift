@@ -1,0 +1,241 @@
+// SMTPClient and Probe against the peers tests/integration/test_swift.py
+// starts (their ports come by environment; without them these tests are
+// skipped, and the driver fails a run that skips any).
+import Foundation
+import XCTest
+
+@testable import SMTPKit
+
+/// The lines a transcript hook received, for checks after the fact.
+final class Lines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [TranscriptLine] = []
+    func add(_ l: TranscriptLine) { lock.withLock { lines.append(l) } }
+    var all: [TranscriptLine] { lock.withLock { lines } }
+    var text: String { all.map(\.description).joined(separator: "\n") }
+}
+
+final class ClientTests: XCTestCase {
+    let env = ProcessInfo.processInfo.environment
+
+    func port(_ name: String) throws -> Int {
+        guard let v = env["SK_SWIFT_\(name)_PORT"], let p = Int(v) else {
+            throw XCTSkip("no SK_SWIFT_\(name)_PORT: run through tests/integration/test_swift.py")
+        }
+        return p
+    }
+
+    var ca: CertificateVerification {
+        get throws {
+            guard let v = env["SK_SWIFT_CA"] else { throw XCTSkip("no SK_SWIFT_CA") }
+            return .caFile(URL(fileURLWithPath: v))
+        }
+    }
+
+    var password: Credentials {
+        .password(user: env["SK_SWIFT_USER"] ?? "", password: env["SK_SWIFT_PASSWORD"] ?? "")
+    }
+
+    /// A configuration for 127.0.0.1 (certificates name it) with short
+    /// bounds, so that a failure shows quickly.
+    func config(_ port: Int, _ security: Security, _ v: CertificateVerification = .system)
+        -> SMTPClient.Configuration
+    {
+        SMTPClient.Configuration(host: "127.0.0.1", port: port, security: security,
+                                 verification: v, timeouts: .all(.seconds(20)),
+                                 heloName: "client.test")
+    }
+
+    func message(_ subject: String, to: [String] = ["bob@example.net"]) -> Message {
+        Message(from: "Zoë <zoe@example.org>", to: to, subject: subject, text: "Hello\n")
+    }
+
+    func testPlainWithARefusedRecipientAndTranscript() async throws {
+        let lines = Lines()
+        var cfg = config(try port("PLAIN"), .none)
+        cfg.transcript = { lines.add($0) }
+        let r = try await SMTPClient(cfg).send(
+            message("plain", to: ["bob@example.net", "nobody@example.net"]))
+        XCTAssertEqual(r.accepted.map(\.address), ["bob@example.net"])
+        XCTAssertEqual(r.refused.map(\.address), ["nobody@example.net"])
+        XCTAssertEqual(r.refused.first?.reply.code, 550)
+        XCTAssertEqual(r.refused.first?.reply.enhancedStatus, "5.1.1")
+        XCTAssertEqual(r.reply.code, 250)
+        XCTAssertEqual(r.queueID, "SKTEST42")
+        let t = lines.text
+        XCTAssertTrue(t.contains("C: MAIL FROM:<zoe@example.org>"), t)
+        XCTAssertTrue(t.contains("S: 250"), t)
+        XCTAssertTrue(lines.all.contains { $0.direction == .info }, t)
+        XCTAssertFalse(t.contains("Hello"), "the message's content is not in the transcript")
+    }
+
+    func testAllRecipientsRefusedThrowsWithResults() async throws {
+        let client = SMTPClient(config(try port("PLAIN"), .none))
+        do {
+            _ = try await client.send(message("refused", to: ["nobody@example.net"]))
+            XCTFail("sent")
+        } catch let e as SMTPError {
+            XCTAssertEqual(e.step, .rcpt)
+            XCTAssertEqual(e.kind, .permanentFailure)
+            XCTAssertEqual(e.code, 550)
+            XCTAssertFalse(e.isTransient)
+            XCTAssertEqual(e.recipients.map(\.accepted), [false])
+            XCTAssertTrue(e.description.contains("  step:   RCPT\n"), e.description)
+            XCTAssertTrue(e.description.contains("  reply:  550 5.1.1 no such user here\n"),
+                          e.description)
+        }
+    }
+
+    func testSessionReusesOneConnection() async throws {
+        let client = SMTPClient(config(try port("PLAIN"), .none))
+        let lines = Lines()
+        var cfg = client.configuration
+        cfg.transcript = { lines.add($0) }
+        let results = try await SMTPClient(cfg).withSession { s in
+            [try await s.send(message("session message 1")),
+             try await s.send(message("session message 2"))]
+        }
+        XCTAssertEqual(results.map(\.reply.code), [250, 250])
+        XCTAssertEqual(lines.all.filter { $0.text.hasPrefix("EHLO") }.count, 1, lines.text)
+    }
+
+    func testStartTLSWithAuthPlainAndLogin() async throws {
+        for mech in ["PLAIN", "LOGIN"] {
+            let lines = Lines()
+            var cfg = config(try port("STARTTLS"), .startTLS, try ca)
+            cfg.credentials = password
+            cfg.authenticationMechanism = mech
+            cfg.transcript = { lines.add($0) }
+            let r = try await SMTPClient(cfg).send(message("starttls \(mech)"))
+            XCTAssertEqual(r.reply.code, 250)
+            let t = lines.text
+            XCTAssertTrue(t.contains("C: STARTTLS"), t)
+            XCTAssertTrue(t.contains("C: AUTH \(mech)"), t)
+            let pw = env["SK_SWIFT_PASSWORD"] ?? "-"
+            XCTAssertFalse(t.contains(pw), "password not in the transcript")
+            XCTAssertFalse(t.contains(Data(pw.utf8).base64EncodedString()), "nor in base64")
+            XCTAssertFalse(t.contains(Data("\0zoe\0\(pw)".utf8).base64EncodedString()), t)
+        }
+    }
+
+    func testImplicitTLS() async throws {
+        // (aiosmtpd offers AUTH only after its own STARTTLS, not over
+        // implicit TLS: AUTH is tested above.)
+        let cfg = config(try port("IMPLICIT"), .implicitTLS, try ca)
+        let r = try await SMTPClient(cfg).send(message("implicit"))
+        XCTAssertEqual(r.reply.code, 250)
+    }
+
+    func testWrongPassword() async throws {
+        var cfg = config(try port("STARTTLS"), .startTLS, try ca)
+        cfg.credentials = .password(user: "zoe", password: "not the password")
+        do {
+            _ = try await SMTPClient(cfg).send(message("wrong password"))
+            XCTFail("sent")
+        } catch let e as SMTPError {
+            XCTAssertEqual(e.step, .auth)
+            XCTAssertEqual(e.kind, .authentication)
+            XCTAssertEqual(e.code, 535)
+            XCTAssertNotNil(e.hint)
+            XCTAssertTrue(e.description.contains("  step:   AUTH\n"), e.description)
+            XCTAssertTrue(e.description.contains("  hint:   "), e.description)
+            XCTAssertFalse(e.description.contains("not the password"))
+        }
+    }
+
+    func testCertificateForAnotherName() async throws {
+        let cfg = config(try port("WRONGNAME"), .startTLS, try ca)
+        do {
+            _ = try await SMTPClient(cfg).send(message("wrong name"))
+            XCTFail("sent")
+        } catch let e as SMTPError {
+            XCTAssertEqual(e.step, .tls)
+            XCTAssertEqual(e.kind, .certificate)
+        }
+    }
+
+    func testServerThatNeverAnswersTimesOut() async throws {
+        var cfg = config(try port("SILENT"), .none)
+        cfg.timeouts = Timeouts(connect: .seconds(5), greeting: .seconds(1))
+        let start = ContinuousClock.now
+        do {
+            _ = try await SMTPClient(cfg).send(message("silent"))
+            XCTFail("sent")
+        } catch let e as SMTPError {
+            XCTAssertEqual(e.kind, .timeout)
+            XCTAssertEqual(e.step, .greeting)
+            XCTAssertTrue(e.isTransient)
+        }
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(15))
+    }
+
+    func testCancelledTaskAbortsMidSend() async throws {
+        // The peer stops reading after 354: with 8 MB to send the client
+        // blocks in the middle of the message until the task is cancelled.
+        let lines = Lines()
+        var cfg = config(try port("STALL"), .none)
+        cfg.timeouts = .all(.seconds(120))
+        cfg.transcript = { lines.add($0) }
+        var m = message("stalled")
+        m.attachments = [.data(Data(repeating: 0x41, count: 8 << 20), filename: "big.bin")]
+        let client = SMTPClient(cfg)
+        let task = Task { try await client.send(m) }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !lines.all.contains(where: { $0.text.hasPrefix("354") }),
+              ContinuousClock.now < deadline
+        {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        XCTAssertTrue(lines.all.contains { $0.text.hasPrefix("354") }, lines.text)
+        try await Task.sleep(for: .milliseconds(300))  // now blocked in the message
+        let start = ContinuousClock.now
+        task.cancel()
+        do {
+            _ = try await task.value
+            XCTFail("sent")
+        } catch is CancellationError {
+        } catch {
+            XCTFail("not a CancellationError: \(error)")
+        }
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(10), "ended promptly")
+    }
+
+    func testSendToSmtpkitServe() async throws {
+        let cfg = config(try port("SERVE"), .startTLS, try ca)
+        let r = try await SMTPClient(cfg).send(
+            Message(from: "zoe@example.org", to: ["bob@example.test"],
+                    subject: "from Swift to serve", text: "hi\n"))
+        XCTAssertEqual(r.reply.code, 250)
+        XCTAssertNotNil(r.queueID)
+    }
+
+    func testProbeClosedPort() async throws {
+        let p = await Probe.run(config(try port("CLOSED"), .none))
+        XCTAssertFalse(p.passed)
+        XCTAssertEqual(p.failure?.step, .connect)
+        XCTAssertEqual(p.failure?.error?.kind, .connect)
+        XCTAssertEqual(p.steps.count, 1)
+    }
+
+    func testProbeWrongNameCertificate() async throws {
+        let p = await Probe.run(config(try port("WRONGNAME"), .startTLS, try ca))
+        XCTAssertEqual(p.steps.map(\.step), [.connect, .greeting, .ehlo, .tls])
+        XCTAssertEqual(p.steps.map(\.verdict), [.ok, .ok, .ok, .failure])
+        let f = try XCTUnwrap(p.failure)
+        XCTAssertEqual(f.error?.kind, .certificate)
+        XCTAssertTrue(f.detail.contains("wrong.example"), f.detail)
+    }
+
+    func testProbeGoodServerWithEnvelope() async throws {
+        var cfg = config(try port("STARTTLS"), .startTLS, try ca)
+        cfg.credentials = password
+        let p = await Probe.run(cfg, from: "zoe@example.org", to: ["bob@example.net"])
+        XCTAssertTrue(p.passed, "\(p.steps)")
+        XCTAssertEqual(p.steps.map(\.step),
+                       [.connect, .greeting, .ehlo, .tls, .ehlo, .auth, .mail, .rcpt, .rset])
+        XCTAssertTrue(p.steps[3].detail.contains("verified"), p.steps[3].detail)
+        let plain = await Probe.run(config(try port("PLAIN"), .none))
+        XCTAssertTrue(plain.passed)
+        XCTAssertEqual(plain.steps.last?.verdict, .warning, "no TLS is a warning")
+    }
+}

@@ -61,6 +61,7 @@ typedef struct daemon_msg {
     const char *unsigned_why; /* why a message to sign is not (static text) */
     sk_inbound_msg *check;
     sk_arc_sealer *sealer; /* --arc-seal: fed the message as it came */
+    sk_arc_status seal_cv; /* the cv= it seals with, for the log */
     char *auth_summary;
 } daemon_msg;
 
@@ -549,33 +550,61 @@ static void msg_refuse(daemon_msg *dm, const sk_reply *r)
     msg_free(dm);
 }
 
+static void log_unsealed(const sk_daemon *d, const daemon_msg *dm, const char *why)
+{
+    sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
+    log_escaped(&b, "why", why);
+    sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-unsealed%s", dm->id, sk_buf_cstr(&b));
+    sk_buf_free(&b);
+}
+
+/* The ARC set is made (on a signing thread): it goes on top of the
+ * message, which is then stored. */
+static void on_sealed(void *ctx, sk_err e, sk_buf *set, const sk_error *err)
+{
+    daemon_msg *dm = ctx;
+    sk_daemon *d = dm->d;
+    msg_unlink(&d->finishing, dm);
+    if (e == SK_OK) {
+        e = sk_spool_msg_prepend(dm->m, set->data, set->len);
+        sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-sealed instance=%u cv=%s", dm->id,
+               sk_arc_sealer_instance(dm->sealer), sk_arc_status_name(dm->seal_cv));
+    } else if (e != SK_ERR_NOMEM) {
+        log_unsealed(d, dm, err->text[0] ? err->text : sk_strerror(e));
+        e = SK_OK;
+    }
+    if (e) {
+        sk_reply r = sk_reply_make(452, "4.3.1", "insufficient system resources");
+        msg_refuse(dm, &r);
+        return;
+    }
+    sk_spool_commit(dm->m, on_committed, dm);
+}
+
 /* --arc-seal (RFC 8617 5.1): the new set on top of the message, with our
- * results as its AAR and the chain's status as cv. A message the module
- * will not seal (a chain ending in cv=fail, no From...) is stored as it is
- * and the log says why; only memory running out stops it. */
+ * results as its AAR and the chain's status as cv, made on a signing
+ * thread like DKIM signatures (two private-key operations: the AMS and
+ * the seal); on_sealed stores the message then, and *sealing says it
+ * will. A message the module will not seal (a chain ending in cv=fail,
+ * no From...) is stored as it is and the log says why; only memory
+ * running out (or a stopping pool) stops it. */
 static sk_err arc_seal(sk_daemon *d, daemon_msg *dm, const sk_auth_results *res,
-                       const sk_auth_verdict *v)
+                       const sk_auth_verdict *v, bool *sealing)
 {
     sk_arc_status cv = res->arc_error ? SK_ARC_FAIL : res->arc ? res->arc->status : SK_ARC_NONE;
     sk_buf text = SK_BUF_INIT(SK_AUTHRES_HEADER_MAX_OCTETS);
-    sk_buf set = SK_BUF_INIT(SK_DAEMON_ADDED_MAX_OCTETS);
     sk_error err = {0};
     sk_err e = sk_auth_resinfo(res, v, &text);
     if (!e) e = sk_arc_sealer_set_results(dm->sealer, sk_buf_cstr(&text), cv, &err);
-    if (!e) e = sk_arc_sealer_finish(dm->sealer, &set, &err);
-    if (!e) {
-        e = sk_spool_msg_prepend(dm->m, set.data, set.len);
-        sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-sealed instance=%u cv=%s", dm->id,
-               sk_arc_sealer_instance(dm->sealer), sk_arc_status_name(cv));
-    } else if (e != SK_ERR_NOMEM) {
-        sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
-        log_escaped(&b, "why", err.text[0] ? err.text : sk_strerror(e));
-        sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-unsealed%s", dm->id, sk_buf_cstr(&b));
-        sk_buf_free(&b);
-        e = SK_OK;
-    }
     sk_buf_free(&text);
-    sk_buf_free(&set);
+    if (e == SK_ERR_NOMEM) return e;
+    if (e) {
+        log_unsealed(d, dm, err.text[0] ? err.text : sk_strerror(e));
+        return SK_OK;
+    }
+    dm->seal_cv = cv;
+    e = sk_sign_pool_submit_seal(d->signpool, dm->sealer, on_sealed, dm);
+    *sealing = !e;
     return e;
 }
 
@@ -594,22 +623,23 @@ static void on_checked(void *ctx, const sk_auth_results *res)
     sk_buf summary = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS);
     sk_error err;
     sk_err e = sk_auth_record(d->hostname, res, &v, &fields, &summary, &err);
-    bool recorded = !e;
-    if (!e && v.action != SK_AUTH_REFUSE && v.action != SK_AUTH_DEFER) {
-        e = sk_spool_msg_prepend(dm->m, fields.data, fields.len);
-        if (!e && dm->sealer) e = arc_seal(d, dm, res, &v);
-    }
-    /* res is the checks': they go once used, and before the session can
-     * (sk_session_reply may end it). */
-    sk_inbound_msg_free(dm->check);
-    dm->check = NULL;
-    res = NULL;
+    bool recorded = !e, sealing = false;
     sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
     log_escaped(&b, "results", recorded ? sk_buf_cstr(&summary) : "");
     sk_log(&d->log, SK_LOG_INFO, "%s daemon auth session=%s action=%s%s", dm->id,
            sk_session_id(dm->s), sk_auth_action_name(v.action), sk_buf_cstr(&b));
     sk_buf_free(&b);
     if (!e && !(dm->auth_summary = sk_buf_detach(&summary, NULL))) e = SK_ERR_NOMEM;
+    /* The seal starts last: once it is on a thread, nothing here may fail. */
+    if (!e && v.action != SK_AUTH_REFUSE && v.action != SK_AUTH_DEFER) {
+        e = sk_spool_msg_prepend(dm->m, fields.data, fields.len);
+        if (!e && dm->sealer) e = arc_seal(d, dm, res, &v, &sealing);
+    }
+    /* res is the checks': they go once used, and before the session can
+     * (sk_session_reply may end it). */
+    sk_inbound_msg_free(dm->check);
+    dm->check = NULL;
+    res = NULL;
     sk_buf_free(&fields);
     sk_buf_free(&summary);
     if (e) {
@@ -620,6 +650,11 @@ static void on_checked(void *ctx, const sk_auth_results *res)
     }
     if (v.action == SK_AUTH_REFUSE || v.action == SK_AUTH_DEFER) {
         msg_refuse(dm, &v.reply);
+        return;
+    }
+    if (sealing) {
+        /* on_sealed stores it once the set is made. */
+        msg_link(&d->finishing, dm);
         return;
     }
     sk_spool_commit(dm->m, on_committed, dm);

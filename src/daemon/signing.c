@@ -55,6 +55,21 @@ sk_err sk_daemon_dkim_spec_parse(const char *spec, char domain[SK_SMTP_DOMAIN_MA
     return SK_OK;
 }
 
+sk_err sk_daemon_arc_key_load(const char *spec, sk_dkim_key **key,
+                              char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1],
+                              char selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1], sk_error *err)
+{
+    const char *file, *why = NULL;
+    *key = NULL;
+    if (sk_daemon_dkim_spec_parse(spec, domain, selector, &file, &why))
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
+                            "arc-seal: \"%s\" is not DOMAIN:SELECTOR:KEYFILE (%s)", spec, why);
+    sk_error kerr;
+    if (sk_dkim_key_load(file, key, &kerr))
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "arc-seal: %s", kerr.text);
+    return SK_OK;
+}
+
 void sk_dkim_keyring_free(sk_dkim_keyring *r)
 {
     if (!r) return;

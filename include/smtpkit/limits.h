@@ -176,6 +176,9 @@
  * to this size, else its headers (RFC 3461 4.3 lets the MTA cut it): a
  * bounce should not double the traffic of a large message. */
 #define SK_DSN_FULL_MAX_OCTETS_DEFAULT (256u * 1024)
+/* Header fields a server puts on top of a DSN it sends (smtpkit serve:
+ * the DKIM signatures of the DSN's From domain, SK_DKIM_SIGN_MAX at most). */
+#define SK_DSN_ADDED_FIELDS_MAX_OCTETS (SK_DKIM_SIGN_MAX * SK_DKIM_SIGNATURE_MAX_OCTETS)
 /* Reports we parse (DSN, ARF): bounded input and recipients, and the
  * fields of one block (a recipient's block has about a dozen). */
 #define SK_REPORT_MAX_OCTETS     (16u * 1024 * 1024)

@@ -516,29 +516,6 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
     msg_free(dm);
 }
 
-/* A message to sign: its DKIM-Signature fields, in the order of the keys,
- * are in (made on a signing thread). They go on top of it, then it is
- * stored. (ARC sets go on mail from outside once checked: arc_seal.) */
-static void on_signed(void *ctx, sk_err e, sk_buf *fields, const sk_error *err)
-{
-    daemon_msg *dm = ctx;
-    sk_daemon *d = dm->d;
-    msg_unlink(&d->finishing, dm);
-    if (e == SK_OK) {
-        e = sk_spool_msg_prepend(dm->m, fields->data, fields->len);
-    } else if (e != SK_ERR_NOMEM) {
-        /* Not signable (RFC 6376 5.4: no From to sign): stored as it is. */
-        log_unsigned(d, dm, err->text);
-        e = SK_OK;
-    }
-    if (e) {
-        sk_reply r = sk_reply_make(452, "4.3.1", "insufficient system resources");
-        msg_refuse(dm, &r);
-        return;
-    }
-    sk_spool_commit(dm->m, on_committed, dm);
-}
-
 /* A message that will not be stored: the session gets r. */
 static void msg_refuse(daemon_msg *dm, const sk_reply *r)
 {
@@ -558,19 +535,28 @@ static void log_unsealed(const sk_daemon *d, const daemon_msg *dm, const char *w
     sk_buf_free(&b);
 }
 
-/* The ARC set is made (on a signing thread): it goes on top of the
- * message, which is then stored. */
-static void on_sealed(void *ctx, sk_err e, sk_buf *set, const sk_error *err)
+/* Fields made on a signing thread are in: the DKIM-Signature fields of a
+ * message to sign (in the order of the keys), or the ARC set of a message
+ * from outside (--arc-seal). They go on top of it, then it is stored. A
+ * message they could not be made for (RFC 6376 5.4: no From to sign; a
+ * chain the arc module will not seal) is stored as it is and the log says
+ * why; only memory running out refuses it. */
+static void on_signed(void *ctx, sk_err e, sk_buf *fields, const sk_error *err)
 {
     daemon_msg *dm = ctx;
     sk_daemon *d = dm->d;
+    bool sealed = dm->auth == MSG_AUTH_CHECK;
     msg_unlink(&d->finishing, dm);
     if (e == SK_OK) {
-        e = sk_spool_msg_prepend(dm->m, set->data, set->len);
-        sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-sealed instance=%u cv=%s", dm->id,
-               sk_arc_sealer_instance(dm->sealer), sk_arc_status_name(dm->seal_cv));
+        e = sk_spool_msg_prepend(dm->m, fields->data, fields->len);
+        if (sealed)
+            sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-sealed instance=%u cv=%s", dm->id,
+                   sk_arc_sealer_instance(dm->sealer), sk_arc_status_name(dm->seal_cv));
     } else if (e != SK_ERR_NOMEM) {
-        log_unsealed(d, dm, err->text[0] ? err->text : sk_strerror(e));
+        if (sealed)
+            log_unsealed(d, dm, err->text[0] ? err->text : sk_strerror(e));
+        else
+            log_unsigned(d, dm, err->text);
         e = SK_OK;
     }
     if (e) {
@@ -584,7 +570,7 @@ static void on_sealed(void *ctx, sk_err e, sk_buf *set, const sk_error *err)
 /* --arc-seal (RFC 8617 5.1): the new set on top of the message, with our
  * results as its AAR and the chain's status as cv, made on a signing
  * thread like DKIM signatures (two private-key operations: the AMS and
- * the seal); on_sealed stores the message then, and *sealing says it
+ * the seal); on_signed stores the message then, and *sealing says it
  * will. A message the module will not seal (a chain ending in cv=fail,
  * no From...) is stored as it is and the log says why; only memory
  * running out (or a stopping pool) stops it. */
@@ -603,7 +589,7 @@ static sk_err arc_seal(sk_daemon *d, daemon_msg *dm, const sk_auth_results *res,
         return SK_OK;
     }
     dm->seal_cv = cv;
-    e = sk_sign_pool_submit_seal(d->signpool, dm->sealer, on_sealed, dm);
+    e = sk_sign_pool_submit_seal(d->signpool, dm->sealer, on_signed, dm);
     *sealing = !e;
     return e;
 }
@@ -653,7 +639,7 @@ static void on_checked(void *ctx, const sk_auth_results *res)
         return;
     }
     if (sealing) {
-        /* on_sealed stores it once the set is made. */
+        /* on_signed stores it once the set is made. */
         msg_link(&d->finishing, dm);
         return;
     }

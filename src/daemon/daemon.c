@@ -222,8 +222,8 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
         .rules = d->rules,
         .throttle_suspend_ms = c->throttle_suspend_ms,
         .hostname = d->hostname,
-        .dsn_fields = sk_daemon_dsn_fields,
-        .dsn_ctx = d,
+        .dsn_fields = sk_daemon_dsn_sign,
+        .dsn_ctx = &d->keys, /* replaced on SIGHUP */
         .verp_host = d->verp_domain,
     };
     sk_queue_rate_rule *rates = NULL;

@@ -89,9 +89,6 @@ struct sk_daemon {
 /* Set the server's hooks (AUTH only with an AUTH helper, MAIL, RCPT, the
  * message, the end of a session) on d->srv. */
 void sk_daemon_hooks_set(sk_daemon *d);
-/* The queue's dsn_fields hook: the DKIM signatures of a DSN whose From
- * domain has --dkim keys (none otherwise). */
-sk_err sk_daemon_dsn_fields(void *ctx, const char *msg, size_t len, sk_buf *fields, sk_error *err);
 /* The queue's on_event hook: what it reports, into the tracking store. */
 void sk_daemon_on_queue_event(void *ctx, const sk_queue_event *qe);
 /* Stopping: the messages being received lose their spool handles (their

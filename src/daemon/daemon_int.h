@@ -181,6 +181,13 @@ size_t sk_dkim_keyring_count(const sk_dkim_keyring *r);
 size_t sk_dkim_keyring_pick(const sk_dkim_keyring *r, const char *from_domain,
                             sk_dkim_sign_opts *opts, size_t max);
 
+/* The queue's dsn_fields hook (keys: the daemon's sk_dkim_keyring *, read
+ * at each call: SIGHUP replaces it): a DSN whose From domain (MAILER-DAEMON
+ * at our hostname) has keys (sk_dkim_keyring_pick) gets their DKIM
+ * signatures, so that bounces from us pass DMARC at the receiver; other
+ * DSNs get none. */
+sk_err sk_daemon_dsn_sign(void *keys, const char *msg, size_t len, sk_buf *fields, sk_error *err);
+
 /* The end of a signer or an ARC sealer (header hashes, private-key
  * operations) on a group of background workers named "sign" (signpool.c,
  * sk_workers), at most this many threads: one per processor. */

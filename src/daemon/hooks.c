@@ -697,25 +697,6 @@ static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
     return SK_REPLY_ASYNC;
 }
 
-/* The queue's dsn_fields hook: a DSN whose From domain (MAILER-DAEMON at
- * our hostname) has --dkim keys is signed with them, so that bounces from
- * us pass DMARC at the receiver. Signed here, on the loop, not on the
- * signing threads: the queue builds and spools a DSN in one step, DSNs
- * are few (one per message that failed, was delayed or asked for one)
- * and each costs one signature per key (0.2 ms for RSA-2048). */
-sk_err sk_daemon_dsn_fields(void *ctx, const char *msg, size_t len, sk_buf *fields, sk_error *err)
-{
-    sk_daemon *d = ctx;
-    const char *end = memmem(msg, len, "\r\n\r\n", 4);
-    char from[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
-    if (sk_dmarc_from_domain(msg, end ? (size_t)(end - msg) + 2 : len, from, NULL) != SK_OK)
-        return SK_OK;
-    sk_dkim_sign_opts opts[SK_DKIM_SIGN_MAX];
-    size_t n = sk_dkim_keyring_pick(d->keys, from, opts, SK_DKIM_SIGN_MAX);
-    if (!n) return SK_OK;
-    return sk_dkim_sign(opts, n, msg, len, fields, err);
-}
-
 /* What the queue reports, into the tracking store (docs/tracking.md). */
 void sk_daemon_on_queue_event(void *ctx, const sk_queue_event *qe)
 {

@@ -445,9 +445,16 @@ static sk_err check_value(const char *key, const char *v, sk_error *err)
             ok = isalnum(ch) || ch == '-' || ch == '.' || ch >= 0x80;
         }
         if (!ok) return bad(err, key, "\"%s\" is not a domain name", v);
-    } else if (!strcmp(key, "dkim") || !strcmp(key, "arc-seal")) {
-        /* The key file is read when the daemon starts and on SIGHUP: an
+    } else if (!strcmp(key, "dkim")) {
+        /* The key file is read when the daemon starts (and on SIGHUP): an
          * unreadable or unusable one is a configuration error naming it. */
+        char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1], selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
+        const char *file, *why = NULL;
+        if (sk_daemon_dkim_spec_parse(v, domain, selector, &file, &why))
+            return bad(err, key, "\"%s\" is not DOMAIN:SELECTOR:KEYFILE (%s)", v, why);
+    } else if (!strcmp(key, "arc-seal")) {
+        /* The key file is read when the daemon starts (exit 78 naming it)
+         * and on SIGHUP. */
         char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1], selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
         const char *file, *why = NULL;
         if (sk_daemon_dkim_spec_parse(v, domain, selector, &file, &why))

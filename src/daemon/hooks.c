@@ -516,17 +516,6 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
     msg_free(dm);
 }
 
-/* A message that will not be stored: the session gets r. */
-static void msg_refuse(daemon_msg *dm, const sk_reply *r)
-{
-    sk_spool_abort(dm->m);
-    dm->m = NULL;
-    if (sk_session_reply(dm->s, r) != SK_OK)
-        sk_log(&dm->d->log, SK_LOG_WARN, "%s daemon reply-failed session=%s", dm->id,
-               sk_session_id(dm->s));
-    msg_free(dm);
-}
-
 static void log_unsealed(const sk_daemon *d, const daemon_msg *dm, const char *why)
 {
     sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
@@ -565,6 +554,17 @@ static void on_signed(void *ctx, sk_err e, sk_buf *fields, const sk_error *err)
         return;
     }
     sk_spool_commit(dm->m, on_committed, dm);
+}
+
+/* A message that will not be stored: the session gets r. */
+static void msg_refuse(daemon_msg *dm, const sk_reply *r)
+{
+    sk_spool_abort(dm->m);
+    dm->m = NULL;
+    if (sk_session_reply(dm->s, r) != SK_OK)
+        sk_log(&dm->d->log, SK_LOG_WARN, "%s daemon reply-failed session=%s", dm->id,
+               sk_session_id(dm->s));
+    msg_free(dm);
 }
 
 /* --arc-seal (RFC 8617 5.1): the new set on top of the message, with our
@@ -634,13 +634,13 @@ static void on_checked(void *ctx, const sk_auth_results *res)
         v.action = SK_AUTH_DEFER;
         v.reply = sk_reply_make(451, "4.3.0", "local error in processing");
     }
-    if (v.action == SK_AUTH_REFUSE || v.action == SK_AUTH_DEFER) {
-        msg_refuse(dm, &v.reply);
-        return;
-    }
     if (sealing) {
         /* on_signed stores it once the set is made. */
         msg_link(&d->finishing, dm);
+        return;
+    }
+    if (v.action == SK_AUTH_REFUSE || v.action == SK_AUTH_DEFER) {
+        msg_refuse(dm, &v.reply);
         return;
     }
     sk_spool_commit(dm->m, on_committed, dm);

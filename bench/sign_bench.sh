@@ -6,9 +6,11 @@
 # turn, ROUNDS times, the order rotated each round, so that each round
 # compares runs taken seconds apart on a machine whose speed drifts; the
 # report gives each variant's median rate, the spread, and the medians of
-# the per-round ratios to the unsigned run. Also the server's CPU time per
-# message (user + system, from /proc). Everything on loopback; every
-# process started here is stopped by PID.
+# the per-round ratios to the unsigned run. Also the CPU time per message
+# (user + system) of the server (from /proc; its event loop thread apart)
+# and of smtp-source, and how many CPUs the two kept busy: the figures
+# for the arithmetic of what two cores can sign (docs/BENCHMARKS.md).
+# Everything on loopback; every process started here is stopped by PID.
 # Usage: bench/sign_bench.sh [BUILD_DIR]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -32,16 +34,19 @@ declare -A OPTS=(
 )
 VARIANTS=(off rsa ed25519)
 
-# user + system CPU seconds of a process so far
-cpu_s() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+# user + system CPU seconds so far of a process (or, with a second
+# argument, of that thread of it)
+cpu_s() {
+    awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1${2:+/task/$2}/stat"
+}
 
+# smtp-source's run: "elapsed-seconds cpu-seconds" (bash's time keyword:
+# real, then user + system of the child)
 run_source() {
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$SOURCE" -d -s "$SESSIONS" -m "$MSGS" -l "$LEN" -f sender@example.org \
-        -t rcpt@localhost "127.0.0.1:$PORT"
-    t1=$(date +%s.%N)
-    $PY -c "print('%.0f' % ($MSGS / ($t1 - $t0)))"
+    local TIMEFORMAT='%R %U %S' t
+    t=$( { time "$SOURCE" -d -s "$SESSIONS" -m "$MSGS" -l "$LEN" -f sender@example.org \
+        -t rcpt@localhost "127.0.0.1:$PORT" >/dev/null 2>"$TMP/source.err"; } 2>&1)
+    echo "$t" | awk '{print $1, $2 + $3}'
 }
 
 LOAD_BEFORE=$(uptime)
@@ -53,13 +58,16 @@ for R in $(seq 1 "$ROUNDS"); do
         v=${VARIANTS[$(((i + R) % n))]}
         # shellcheck disable=SC2086  # the options are words
         start_smtpkit --hold ${OPTS[$v]}
-        rate=$(run_source)
+        read -r elapsed src_cpu < <(run_source)
         cpu=$(cpu_s "$SERVER_PID")
+        loop_cpu=$(cpu_s "$SERVER_PID" "$SERVER_PID")
         stop_smtpkit
+        rate=$($PY -c "print('%.0f' % ($MSGS / $elapsed))")
         # Every message signed (or none): the spool's envelopes say.
         signed=$( (grep -l '^prepend =DKIM-Signature' "$TMP"/sk/spool/msg/*.msg 2>/dev/null || true) | wc -l)
-        echo "$R $v $rate $cpu $signed" >>"$RESULTS"
-        echo "round=$R $v: ${rate}/s cpu=${cpu}s signed=$signed" >&2
+        echo "$R $v $rate $cpu $signed $src_cpu $loop_cpu $elapsed" >>"$RESULTS"
+        echo "round=$R $v: ${rate}/s server=${cpu}s (loop ${loop_cpu}s) source=${src_cpu}s" \
+            "in ${elapsed}s signed=$signed" >&2
     done
 done
 
@@ -69,20 +77,24 @@ import statistics, sys
 msgs = int(sys.argv[2])
 runs = {}
 for line in open(sys.argv[1]):
-    r, v, rate, cpu, signed = line.split()
-    runs.setdefault(v, {})[int(r)] = (int(rate), float(cpu), int(signed))
+    r, v, rate, cpu, signed, src, loop, elapsed = line.split()
+    runs.setdefault(v, {})[int(r)] = dict(rate=int(rate), cpu=float(cpu), signed=int(signed),
+                                          src=float(src), loop=float(loop),
+                                          elapsed=float(elapsed))
 med = statistics.median
 off = runs["off"]
-print("| signing | rounds | msg/s median | msg/s min-max | ratio to off (median of rounds) | ratios per round | server CPU ms/msg (median) | signed |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| signing | rounds | msg/s median | msg/s min-max | ratio to off (median of rounds) | ratios per round | server CPU ms/msg | of it the loop | smtp-source CPU ms/msg | CPUs busy | signed |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for v in ("off", "rsa", "ed25519"):
     rs = runs[v]
-    rates = [x[0] for x in rs.values()]
-    ratios = [rs[r][0] / off[r][0] for r in sorted(rs)]
-    print("| %s | %d | %d | %d-%d | **%.2f** | %s | %.3f | %s |" % (
+    rates = [x["rate"] for x in rs.values()]
+    ratios = [rs[r]["rate"] / off[r]["rate"] for r in sorted(rs)]
+    per = lambda k: med([x[k] for x in rs.values()]) * 1000 / msgs
+    busy = med([(x["cpu"] + x["src"]) / x["elapsed"] for x in rs.values()])
+    print("| %s | %d | %d | %d-%d | **%.2f** | %s | %.3f | %.3f | %.3f | %.2f | %s |" % (
         v, len(rs), med(rates), min(rates), max(rates), med(ratios),
-        " ".join("%.2f" % x for x in ratios), med([x[1] for x in rs.values()]) * 1000 / msgs,
-        "/".join(sorted({str(x[2]) for x in rs.values()}))))
+        " ".join("%.2f" % x for x in ratios), per("cpu"), per("loop"), per("src"), busy,
+        "/".join(sorted({str(x["signed"]) for x in rs.values()}))))
 EOF
 echo
 echo "Load before: $LOAD_BEFORE"

@@ -185,6 +185,9 @@
  * to this size, else its headers (RFC 3461 4.3 lets the MTA cut it): a
  * bounce should not double the traffic of a large message. */
 #define SK_DSN_FULL_MAX_OCTETS_DEFAULT (256u * 1024)
+/* Header fields a server puts on top of a DSN it sends (smtpkit serve:
+ * the DKIM signatures of the DSN's From domain, SK_DKIM_SIGN_MAX at most). */
+#define SK_DSN_ADDED_FIELDS_MAX_OCTETS (SK_DKIM_SIGN_MAX * SK_DKIM_SIGNATURE_MAX_OCTETS)
 /* Reports we parse (DSN, ARF): bounded input and recipients, and the
  * fields of one block (a recipient's block has about a dozen). */
 #define SK_REPORT_MAX_OCTETS     (16u * 1024 * 1024)
@@ -253,6 +256,9 @@
 #define SK_DKIM_IDENTITY_MAX_OCTETS (SK_SMTP_LOCAL_PART_MAX_OCTETS + 1 + SK_SMTP_DOMAIN_MAX_OCTETS)
 /* RFC 1035 3.3.14: a TXT character-string holds at most 255 octets. */
 #define SK_DKIM_TXT_STRING_MAX_OCTETS 255
+/* A key's DNS name, selector._domainkey.domain (RFC 6376 3.6.2.1): a
+ * domain name, at most 253 octets in text form (RFC 1035 2.3.4). */
+#define SK_DKIM_KEY_NAME_MAX_OCTETS 253
 /* A PEM private key file (an 8192-bit RSA key is about 6.5 KiB). */
 #define SK_DKIM_KEY_FILE_MAX_OCTETS (64u * 1024)
 

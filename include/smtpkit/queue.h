@@ -162,6 +162,13 @@ typedef struct sk_queue_opts {
     /* Our host name: Reporting-MTA and From of DSNs; NULL = "localhost". */
     const char *hostname;
     size_t dsn_full_max_octets; /* RET=FULL up to this size, 0 = SK_DSN_FULL_MAX_OCTETS_DEFAULT */
+    /* Called on the loop with each DSN as built (the whole message, CRLF
+     * line ends) before it is spooled: header fields it appends to fields
+     * (each ending in CRLF) go on top of the DSN. An error is logged and
+     * the DSN goes without them. NULL: none. (`smtpkit serve` signs its
+     * DSNs with DKIM here.) */
+    sk_err (*dsn_fields)(void *ctx, const char *msg, size_t len, sk_buf *fields, sk_error *err);
+    void *dsn_ctx;
     /* VERP: when set, remote jobs of a message with a sender carry one
      * recipient each, from SK_QUEUE_VERP_PREFIX "ID=LOCAL=DOMAIN@" verp_host,
      * so that a bounce names the message and recipient it is about. */

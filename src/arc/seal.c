@@ -13,8 +13,6 @@
  * the message carries, besides what DKIM signs. */
 #define ARC_EXTRA_HEADERS 1
 
-static const char *const default_oversign[] = {"From", NULL};
-
 struct sk_arc_sealer {
     dkim_msg msg;
     dkim_body_hash bh;
@@ -53,14 +51,6 @@ static void on_body(void *ctx, const char *p, size_t n)
     dkim_body_hash_feed(&s->bh, p, n);
 }
 
-static int name_valid(const char *s)
-{
-    if (!*s) return 0;
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e || *s == ':') return 0;
-    return 1;
-}
-
 /* The AMS's header list: the caller's (checked) or the default, copied. */
 static sk_err take_headers(sk_arc_sealer *s, const char *const *hl, sk_error *err)
 {
@@ -68,7 +58,7 @@ static sk_err take_headers(sk_arc_sealer *s, const char *const *hl, sk_error *er
     size_t n = 0;
     int from = 0;
     for (; src[n]; n++) {
-        if (!name_valid(src[n]))
+        if (!dkim_header_name_valid(src[n]))
             return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
                                 "ARC: '%.100s' is not a header field name", src[n]);
         if (!strcasecmp(src[n], "ARC-Seal") || !strcasecmp(src[n], "Authentication-Results"))
@@ -121,9 +111,7 @@ sk_arc_sealer *sk_arc_sealer_new(const sk_arc_seal_opts *o, sk_error *err)
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
         return NULL;
     }
-    dkim_msg_init(&s->msg);
-    s->msg.body_fn = on_body;
-    s->msg.body_ctx = s;
+    dkim_msg_init(&s->msg, NULL, NULL, on_body, s);
     s->key = sk_dkim_key_ref(o->key);
     s->cv = o->cv;
     s->hcanon = o->header_canon;
@@ -210,58 +198,54 @@ static sk_err check_chain(sk_arc_sealer *s, const arc_chain *c, sk_error *err)
     return SK_OK;
 }
 
-/* The ARC-Seal: its tags with an empty b=, hashed after the sets it
- * covers, then signed (RFC 8617 4.1.3, 5.1.1). */
+/* What the ARC-Seal covers (RFC 8617 5.1.1): the sets before ours (none
+ * on a failed chain, 5.1.2), our AAR and AMS, then the seal itself. */
+typedef struct seal_hash {
+    const sk_arc_sealer *s;
+    const arc_chain *c;
+    const char *aar, *ams;
+    size_t aar_len, ams_len;
+    sk_buf *scratch;
+} seal_hash;
+
+static sk_err hash_seal(void *ctx, EVP_MD_CTX *md, const char *field, size_t len)
+{
+    seal_hash *h = ctx;
+    sk_err e = SK_OK;
+    if (h->s->cv != SK_ARC_FAIL) e = arc_seal_hash_sets(md, h->c, &h->s->msg, h->c->n, h->scratch);
+    if (!e) e = arc_seal_hash_field(md, h->aar, h->aar_len, 0, h->scratch);
+    if (!e) e = arc_seal_hash_field(md, h->ams, h->ams_len, 0, h->scratch);
+    if (!e) e = arc_seal_hash_field(md, field, len, 1, h->scratch);
+    return e;
+}
+
+/* The ARC-Seal: its tags (RFC 8617 4.1.3), then its b=. */
 static sk_err make_seal(sk_arc_sealer *s, const arc_chain *c, const char *aar, size_t aar_len,
                         const char *ams, size_t ams_len, sk_buf *out)
 {
-    sk_dkim_algo algo = dkim_key_algo(s->key);
     sk_buf field = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
     sk_buf scratch = SK_BUF_INIT(SK_DKIM_HEADER_BLOCK_MAX_OCTETS + 4);
-    sk_buf sig = SK_BUF_INIT(SK_DKIM_RSA_BITS_MAX / 8 + 64);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    dkim_folder f = {&field, 0};
-    char num[32];
-    sk_err e = md ? sk_buf_puts(&field, "ARC-Seal:") : SK_ERR_NOMEM;
-    f.col = field.len;
-    snprintf(num, sizeof num, "%u", s->instance);
-    if (!e) e = dkim_fold_tag(&f, "i", num);
-    if (!e) e = dkim_fold_tag(&f, "a", sk_dkim_algo_name(algo));
+    dkim_folder f;
+    sk_err e = dkim_fold_start(&f, &field, "ARC-Seal");
+    if (!e) e = dkim_fold_num(&f, "i", s->instance);
+    if (!e) e = dkim_fold_tag(&f, "a", sk_dkim_algo_name(dkim_key_algo(s->key)));
     if (!e) e = dkim_fold_tag(&f, "cv", sk_arc_status_name(s->cv));
     if (!e) e = dkim_fold_tag(&f, "d", s->domain);
     if (!e) e = dkim_fold_tag(&f, "s", s->selector);
-    if (!e && s->timestamp >= 0) {
-        snprintf(num, sizeof num, "%lld", (long long)s->timestamp);
-        e = dkim_fold_tag(&f, "t", num);
-    }
-    if (!e) e = dkim_fold_put(&f, " ", "b=", 2);
-    if (!e && !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) e = SK_ERR_NOMEM;
-    /* RFC 8617 5.1.2: on a failed chain the seal covers only our set. */
-    if (!e && s->cv != SK_ARC_FAIL) e = arc_seal_hash_sets(md, c, &s->msg, c->n, &scratch);
-    if (!e) e = arc_seal_hash_field(md, aar, aar_len, 0, &scratch);
-    if (!e) e = arc_seal_hash_field(md, ams, ams_len, 0, &scratch);
-    if (!e) e = arc_seal_hash_field(md, field.data, field.len, 1, &scratch);
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned dlen = 0;
-    if (!e && !EVP_DigestFinal_ex(md, digest, &dlen)) e = SK_ERR_NOMEM;
-    if (!e) e = dkim_sign_digest(dkim_key_pkey(s->key), algo, digest, dlen, &sig);
-    if (!e) e = dkim_fold_b(&f, (const unsigned char *)sig.data, sig.len);
+    if (!e && s->timestamp >= 0) e = dkim_fold_num(&f, "t", s->timestamp);
+    seal_hash h = {s, c, aar, ams, aar_len, ams_len, &scratch};
+    if (!e) e = dkim_fold_sign(&f, s->key, hash_seal, &h);
     if (!e) e = sk_buf_append(out, field.data, field.len);
-    EVP_MD_CTX_free(md);
     sk_buf_free(&field);
     sk_buf_free(&scratch);
-    sk_buf_free(&sig);
     return e;
 }
 
 sk_err sk_arc_sealer_finish(sk_arc_sealer *s, sk_buf *out, sk_error *err)
 {
     sk_error_clear(err);
-    sk_err e = dkim_msg_end(&s->msg);
-    if (e == SK_ERR_TOO_LONG)
-        return sk_error_set(err, e, SK_STEP_NONE, "the header block is longer than %u octets",
-                            (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
-    if (e) return sk_error_set(err, e, SK_STEP_NONE, "%s", sk_strerror(e));
+    sk_err e = dkim_msg_finish(&s->msg, err);
+    if (e) return e;
     /* Our fields go on top: a first line that continues a field (starts
      * with white space) would join the last of them and break the seal. */
     if (s->msg.head.len && (s->msg.head.data[0] == ' ' || s->msg.head.data[0] == '\t'))
@@ -305,7 +289,7 @@ sk_err sk_arc_sealer_finish(sk_arc_sealer *s, sk_buf *out, sk_error *err)
                                .hcanon = s->hcanon,
                                .bcanon = s->bcanon,
                                .headers = s->headers,
-                               .oversign = default_oversign,
+                               .oversign = dkim_default_oversign,
                                .timestamp = s->timestamp};
         if (!e) e = dkim_sign_field(&s->msg, &spec, bh64.data, &ams, err);
         sk_buf_free(&bh64);
@@ -335,8 +319,7 @@ sk_err sk_arc_seal(const sk_arc_seal_opts *opts, const void *msg, size_t len, sk
     if (!s) return err ? err->err : SK_ERR_INVAL;
     sk_err e = sk_arc_sealer_feed(s, msg, len);
     if (e)
-        sk_error_set(err, e, SK_STEP_NONE, "the header block is longer than %u octets",
-                     (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
+        dkim_msg_error(e, err);
     else
         e = sk_arc_sealer_finish(s, out, err);
     sk_arc_sealer_free(s);

@@ -4,16 +4,11 @@
  * from the caller), and the chain's status, reason and oldest-pass. */
 #include "arc/arc_int.h"
 
-#include <event2/event.h>
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-/* A DNS name for a key: selector._domainkey.domain (RFC 6376 3.6.2.1). */
-#define KEY_NAME_MAX_OCTETS 253
 
 enum { SIG_IDLE = 0, SIG_WAITING, SIG_DONE };
 
@@ -26,14 +21,8 @@ typedef struct asig {
     size_t hh_len;
     int bh_ok; /* AMS: the body hash matched; AS: 1 */
     uint64_t body_octets;
-    char qname[KEY_NAME_MAX_OCTETS + 1];
+    char qname[SK_DKIM_KEY_NAME_MAX_OCTETS + 1];
 } asig;
-
-typedef struct aquery {
-    sk_arc_verifier *v; /* NULL: the verifier went away; drop the answer */
-    struct aquery *next;
-    char name[KEY_NAME_MAX_OCTETS + 1];
-} aquery;
 
 struct sk_arc_verifier {
     dkim_msg msg;
@@ -41,17 +30,13 @@ struct sk_arc_verifier {
     arc_chain chain;
     /* [instance][0 = AMS, 1 = AS], instances 1..chain.n */
     asig (*sigs)[2];
-    dkim_body_hash *bhs; /* one per body canonicalization, digest and l= */
-    size_t nbhs;
-    size_t *bh_of; /* [instance]: index in bhs of its AMS's body hash */
+    dkim_body_checks bhs;    /* one per body canonicalization, digest and l= */
+    dkim_body_check **bh_of; /* [instance]: its AMS's body hash */
     int finished;
     int decided;
     sk_arc_result result;
     sk_arc_set_info *info; /* [instance] */
-    /* asynchronous lookups */
-    aquery *queries;
-    size_t inflight;
-    int issuing;
+    dkim_lookups lookups;  /* signature i: sigs[i / 2 + 1][i % 2] */
     sk_arc_done_fn done;
     void *done_ctx;
 };
@@ -78,20 +63,6 @@ static void decide(sk_arc_verifier *v, sk_arc_status st, unsigned at, const char
     v->decided = 1;
 }
 
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-    size_t n = src ? strlen(src) : 0;
-    if (n >= cap) n = cap - 1;
-    if (n) memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
-static void body_fn(void *ctx, const char *p, size_t n)
-{
-    sk_arc_verifier *v = ctx;
-    for (size_t i = 0; i < v->nbhs; i++) dkim_body_hash_feed(&v->bhs[i], p, n);
-}
-
 /* The header block is in: collect the chain, decide what its shape
  * decides (RFC 8617 5.2 steps 1 to 3), and set up the body hashes the
  * AMSes need before the body streams through. */
@@ -115,12 +86,12 @@ static sk_err on_head(void *ctx, dkim_msg *m)
             in->instance = i;
             in->cv = arc_chain_cv(c, i);
             if (s->ams) {
-                copy_str(in->ams_domain, sizeof in->ams_domain, s->ams->domain);
-                copy_str(in->ams_selector, sizeof in->ams_selector, s->ams->selector);
+                dkim_copy_str(in->ams_domain, sizeof in->ams_domain, s->ams->domain);
+                dkim_copy_str(in->ams_selector, sizeof in->ams_selector, s->ams->selector);
             }
             if (s->as) {
-                copy_str(in->as_domain, sizeof in->as_domain, s->as->domain);
-                copy_str(in->as_selector, sizeof in->as_selector, s->as->selector);
+                dkim_copy_str(in->as_domain, sizeof in->as_domain, s->as->domain);
+                dkim_copy_str(in->as_selector, sizeof in->as_selector, s->as->selector);
             }
         }
     }
@@ -145,27 +116,20 @@ static sk_err on_head(void *ctx, dkim_msg *m)
         }
     }
     v->sigs = sk_calloc(c->n + 1, sizeof *v->sigs);
-    v->bhs = sk_calloc(c->n, sizeof *v->bhs);
     v->bh_of = sk_calloc(c->n + 1, sizeof *v->bh_of);
-    if (!v->sigs || !v->bhs || !v->bh_of) return SK_ERR_NOMEM;
+    if (!v->sigs || !v->bh_of || dkim_body_checks_init(&v->bhs, c->n)) return SK_ERR_NOMEM;
     for (unsigned i = 1; i <= c->n; i++) {
         const dkim_sig *g = c->sets[i].ams;
-        const EVP_MD *md = dkim_algo_md(g->algo);
-        uint64_t limit = g->has_l ? g->l : UINT64_MAX;
-        size_t k = 0;
-        while (k < v->nbhs &&
-               !(v->bhs[k].canon == g->bcanon && v->bhs[k].md == md && v->bhs[k].limit == limit))
-            k++;
-        if (k == v->nbhs) {
-            if (dkim_body_hash_init(&v->bhs[k], g->bcanon, md, limit)) return SK_ERR_NOMEM;
-            v->nbhs++;
-        }
-        v->bh_of[i] = k;
+        if (!(v->bh_of[i] = dkim_body_checks_for(&v->bhs, g))) return SK_ERR_NOMEM;
         v->sigs[i][0].sig = g;
         v->sigs[i][1].sig = c->sets[i].as;
     }
     return SK_OK;
 }
+
+static const char *waiting_for(void *owner, size_t i);
+static void apply_answer(void *owner, const char *name, sk_dns_status st,
+                         const char *const *records, size_t n);
 
 sk_arc_verifier *sk_arc_verifier_new(const sk_arc_verify_opts *opts, sk_error *err)
 {
@@ -174,11 +138,8 @@ sk_arc_verifier *sk_arc_verifier_new(const sk_arc_verify_opts *opts, sk_error *e
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
         return NULL;
     }
-    dkim_msg_init(&v->msg);
-    v->msg.head_fn = on_head;
-    v->msg.head_ctx = v;
-    v->msg.body_fn = body_fn;
-    v->msg.body_ctx = v;
+    dkim_msg_init(&v->msg, on_head, v, dkim_body_checks_feed, &v->bhs);
+    dkim_lookups_init(&v->lookups, v, waiting_for, apply_answer);
     v->now = opts && opts->now ? opts->now : (int64_t)time(NULL);
     v->result.status = SK_ARC_FAIL;
     snprintf(v->result.reason, sizeof v->result.reason, "not finished");
@@ -198,8 +159,8 @@ static void conclude(sk_arc_verifier *v)
     for (unsigned i = 1; i <= n; i++) {
         v->info[i].ams = v->sigs[i][0].r.status;
         v->info[i].as = v->sigs[i][1].r.status;
-        copy_str(v->info[i].ams_reason, sizeof v->info[i].ams_reason, v->sigs[i][0].r.reason);
-        copy_str(v->info[i].as_reason, sizeof v->info[i].as_reason, v->sigs[i][1].r.reason);
+        dkim_copy_str(v->info[i].ams_reason, sizeof v->info[i].ams_reason, v->sigs[i][0].r.reason);
+        dkim_copy_str(v->info[i].as_reason, sizeof v->info[i].as_reason, v->sigs[i][1].r.reason);
     }
     const sk_dkim_result *last = &v->sigs[n][0].r;
     if (last->status != SK_DKIM_PASS) {
@@ -287,25 +248,15 @@ sk_err sk_arc_verifier_finish(sk_arc_verifier *v, sk_error *err)
 {
     if (v->finished) return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "already finished");
     v->finished = 1;
-    sk_err e = dkim_msg_end(&v->msg);
-    if (e == SK_ERR_TOO_LONG)
-        return sk_error_set(err, e, SK_STEP_NONE, "the header block is longer than %u octets",
-                            (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
-    if (e) return sk_error_set(err, e, SK_STEP_NONE, "%s", sk_strerror(e));
+    sk_err e = dkim_msg_finish(&v->msg, err);
+    if (e) return e;
     if (v->decided) return SK_OK;
-    unsigned char digest[SK_ARC_INSTANCE_MAX][EVP_MAX_MD_SIZE];
-    size_t dlen[SK_ARC_INSTANCE_MAX];
-    uint64_t total[SK_ARC_INSTANCE_MAX];
-    for (size_t i = 0; i < v->nbhs; i++) {
-        if (dkim_body_hash_final(&v->bhs[i], digest[i], &dlen[i]))
-            return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "body hash failed");
-        total[i] = v->bhs[i].total;
-    }
+    if (dkim_body_checks_final(&v->bhs))
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "body hash failed");
     for (unsigned i = 1; i <= v->chain.n; i++) {
         asig *ams = &v->sigs[i][0], *as = &v->sigs[i][1];
-        size_t b = v->bh_of[i];
-        ams->body_octets = total[b];
-        ams->bh_ok = dlen[b] == ams->sig->bh_len && !memcmp(digest[b], ams->sig->bh, dlen[b]);
+        ams->body_octets = v->bh_of[i]->h.total;
+        ams->bh_ok = dkim_body_check_matches(v->bh_of[i], ams->sig);
         const dkim_field *f = &v->msg.fields[v->chain.sets[i].field[ARC_AMS] - 1];
         e = dkim_sig_header_hash(&v->msg, ams->sig, v->msg.head.data + f->off, f->len, ams->hh,
                                  &ams->hh_len);
@@ -328,8 +279,8 @@ const char *sk_arc_verifier_next_query(const sk_arc_verifier *v)
     return NULL;
 }
 
-static int apply_answer(sk_arc_verifier *v, const char *name, sk_dns_status status,
-                        const char *const *records, size_t n)
+static int answer_sigs(sk_arc_verifier *v, const char *name, sk_dns_status status,
+                       const char *const *records, size_t n)
 {
     int any = 0;
     for (unsigned i = 1; v->sigs && i <= v->chain.n; i++)
@@ -345,105 +296,52 @@ static int apply_answer(sk_arc_verifier *v, const char *name, sk_dns_status stat
     return any;
 }
 
+/* The lookups' view of the signatures. */
+static const char *waiting_for(void *owner, size_t i)
+{
+    const sk_arc_verifier *v = owner;
+    const asig *s = &v->sigs[i / 2 + 1][i % 2];
+    return s->state == SIG_WAITING ? s->qname : NULL;
+}
+
+static void apply_answer(void *owner, const char *name, sk_dns_status st,
+                         const char *const *records, size_t n)
+{
+    (void)answer_sigs(owner, name, st, records, n);
+}
+
 sk_err sk_arc_verifier_answer(sk_arc_verifier *v, const char *name, sk_dns_status status,
                               const char *const *records, size_t n)
 {
-    return apply_answer(v, name, status, records, n) ? SK_OK : SK_ERR_NOT_FOUND;
+    return answer_sigs(v, name, status, records, n) ? SK_OK : SK_ERR_NOT_FOUND;
 }
 
 /* ---- through the resolver ---- */
 
-static void on_key(void *ctx, const sk_dns_result *res)
+/* Signatures 0..count-1 of the lookups. */
+static size_t sig_count(const sk_arc_verifier *v)
 {
-    aquery *q = ctx;
-    sk_arc_verifier *v = q->v;
-    if (!v) {
-        sk_free(q);
-        return;
-    }
-    for (aquery **pp = &v->queries; *pp; pp = &(*pp)->next)
-        if (*pp == q) {
-            *pp = q->next;
-            break;
-        }
-    apply_answer(v, q->name, res->status, (const char *const *)res->values, res->count);
-    sk_free(q);
-    if (--v->inflight == 0 && !v->issuing && v->done) v->done(v->done_ctx, v);
+    return v->sigs ? 2 * (size_t)v->chain.n : 0;
+}
+
+static void resolved(void *ctx)
+{
+    sk_arc_verifier *v = ctx;
+    v->done(v->done_ctx, v);
 }
 
 sk_err sk_arc_verifier_resolve(sk_arc_verifier *v, sk_resolver *r, sk_arc_done_fn done, void *ctx)
 {
-    if (!v->finished || v->issuing || v->inflight) return SK_ERR_STATE;
+    if (!v->finished || dkim_lookups_busy(&v->lookups)) return SK_ERR_STATE;
     v->done = done;
     v->done_ctx = ctx;
-    v->issuing = 1;
-    sk_err e = SK_OK;
-    /* Each name once; one answered at once (c-ares may refuse a name
-     * before asking) leaves its signatures done, so they are skipped. */
-    for (unsigned i = 1; v->sigs && i <= v->chain.n && !e; i++)
-        for (int k = 0; k < 2 && !e; k++) {
-            asig *s = &v->sigs[i][k];
-            if (s->state != SIG_WAITING) continue;
-            int asked = 0;
-            for (aquery *q = v->queries; q && !asked; q = q->next)
-                asked = !strcmp(q->name, s->qname);
-            if (asked) continue;
-            aquery *q = sk_calloc(1, sizeof *q);
-            if (!q) {
-                e = SK_ERR_NOMEM;
-                break;
-            }
-            q->v = v;
-            memcpy(q->name, s->qname, sizeof q->name);
-            q->next = v->queries;
-            v->queries = q;
-            v->inflight++;
-            if (sk_resolver_lookup(r, q->name, SK_DNS_TXT, on_key, q)) {
-                /* Never asked: a failure of the moment for its signatures. */
-                v->queries = q->next;
-                v->inflight--;
-                apply_answer(v, q->name, SK_DNS_TEMPFAIL, NULL, 0);
-                sk_free(q);
-            }
-        }
-    v->issuing = 0;
-    if (e) return e;
-    if (v->inflight == 0 && done) done(ctx, v);
-    return SK_OK;
-}
-
-typedef struct sync_wait {
-    struct event_base *base;
-    int done;
-} sync_wait;
-
-static void sync_done(void *ctx, sk_arc_verifier *v)
-{
-    (void)v;
-    sync_wait *w = ctx;
-    w->done = 1;
-    event_base_loopbreak(w->base);
+    return dkim_lookups_resolve(&v->lookups, r, sig_count(v), done ? resolved : NULL, v);
 }
 
 sk_err sk_arc_verifier_resolve_sync(sk_arc_verifier *v, const sk_resolver_opts *o, sk_error *err)
 {
-    if (!sk_arc_verifier_next_query(v)) return SK_OK;
-    sk_resolver_opts dflt = {0};
-    sync_wait w = {0};
-    w.base = event_base_new();
-    if (!w.base) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_DNS, "no event loop");
-    sk_resolver *r = sk_resolver_new_opts(w.base, o ? o : &dflt, err);
-    if (!r) {
-        event_base_free(w.base);
-        return err ? err->err : SK_ERR_CONFIG;
-    }
-    sk_err e = sk_arc_verifier_resolve(v, r, sync_done, &w);
-    if (!e && !w.done) event_base_dispatch(w.base);
-    sk_resolver_free(r);
-    event_base_free(w.base);
-    if (e) return sk_error_set(err, e, SK_STEP_DNS, "key lookups: %s", sk_strerror(e));
-    if (!w.done) return sk_error_set(err, SK_ERR_STATE, SK_STEP_DNS, "key lookups did not finish");
-    return SK_OK;
+    if (!v->finished) return SK_OK;
+    return dkim_lookups_resolve_sync(&v->lookups, sig_count(v), o, err);
 }
 
 const sk_arc_result *sk_arc_verifier_result(const sk_arc_verifier *v)
@@ -464,9 +362,8 @@ const sk_arc_set_info *sk_arc_verifier_set(const sk_arc_verifier *v, unsigned in
 void sk_arc_verifier_free(sk_arc_verifier *v)
 {
     if (!v) return;
-    for (aquery *q = v->queries; q; q = q->next) q->v = NULL; /* freed by their answers */
-    for (size_t i = 0; i < v->nbhs; i++) dkim_body_hash_clear(&v->bhs[i]);
-    sk_free(v->bhs);
+    dkim_lookups_detach(&v->lookups);
+    dkim_body_checks_clear(&v->bhs);
     sk_free(v->bh_of);
     sk_free(v->sigs);
     sk_free(v->info);
@@ -484,10 +381,10 @@ void sk_arc_authres_result(const sk_arc_result *r, const char *remote_ip, sk_arc
         out->props[np++] = (sk_authres_prop){"header", "oldest-pass", out->oldest_pass};
     }
     if (remote_ip && *remote_ip) {
-        copy_str(out->remote_ip, sizeof out->remote_ip, remote_ip);
+        dkim_copy_str(out->remote_ip, sizeof out->remote_ip, remote_ip);
         out->props[np++] = (sk_authres_prop){"smtp", "remote-ip", out->remote_ip};
     }
-    copy_str(out->reason, sizeof out->reason, r->reason);
+    dkim_copy_str(out->reason, sizeof out->reason, r->reason);
     out->result = (sk_authres_result){.method = "arc",
                                       .result = sk_arc_status_name(r->status),
                                       .reason = out->reason[0] ? out->reason : NULL,

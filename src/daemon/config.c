@@ -474,7 +474,8 @@ static sk_err check_value(const char *key, const char *v, sk_error *err)
         if (sk_daemon_dkim_spec_parse(v, domain, selector, &file, &why))
             return bad(err, key, "\"%s\" is not DOMAIN:SELECTOR:KEYFILE (%s)", v, why);
     } else if (!strcmp(key, "arc-seal")) {
-        /* The key file is read when the daemon starts (exit 78 naming it). */
+        /* The key file is read when the daemon starts (exit 78 naming it)
+         * and on SIGHUP. */
         char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1], selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
         const char *file, *why = NULL;
         if (sk_daemon_dkim_spec_parse(v, domain, selector, &file, &why))

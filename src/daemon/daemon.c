@@ -18,15 +18,9 @@
 /* Read the --arc-seal key: exit 78 naming the file when it cannot be. */
 static sk_err arc_key_load(sk_daemon *d, sk_error *err)
 {
-    const char *spec = d->cfg->arc_seal, *file, *why = NULL;
-    if (!spec || d->arc_key) return SK_OK;
-    if (sk_daemon_dkim_spec_parse(spec, d->arc_domain, d->arc_selector, &file, &why))
-        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
-                            "arc-seal: \"%s\" is not DOMAIN:SELECTOR:KEYFILE (%s)", spec, why);
-    sk_error kerr;
-    if (sk_dkim_key_load(file, &d->arc_key, &kerr))
-        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "arc-seal: %s", kerr.text);
-    return SK_OK;
+    if (!d->cfg->arc_seal || d->arc_key) return SK_OK;
+    return sk_daemon_arc_key_load(d->cfg->arc_seal, &d->arc_key, d->arc_domain, d->arc_selector,
+                                  err);
 }
 
 static sk_err make_dir(const char *path, sk_error *err)
@@ -228,6 +222,8 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
         .rules = d->rules,
         .throttle_suspend_ms = c->throttle_suspend_ms,
         .hostname = d->hostname,
+        .dsn_fields = sk_daemon_dsn_sign,
+        .dsn_ctx = &d->keys, /* replaced on SIGHUP */
         .verp_host = d->verp_domain,
     };
     sk_queue_rate_rule *rates = NULL;

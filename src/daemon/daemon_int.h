@@ -158,6 +158,12 @@ SK_NODISCARD sk_err sk_daemon_dkim_spec_parse(const char *spec,
                                               char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1],
                                               char selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1],
                                               const char **file, const char **why);
+/* The --arc-seal key, DOMAIN:SELECTOR:KEYFILE as --dkim: read at start
+ * and on SIGHUP. SK_ERR_CONFIG naming the file or the mistake. */
+SK_NODISCARD sk_err sk_daemon_arc_key_load(const char *spec, sk_dkim_key **key,
+                                           char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1],
+                                           char selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1],
+                                           sk_error *err);
 /* The signing keys: every --dkim entry with its key loaded. A file that
  * cannot be read or holds no usable key (RSA under 1024 bits included),
  * a selector given twice for a domain or more than SK_DKIM_SIGN_MAX keys
@@ -175,22 +181,35 @@ size_t sk_dkim_keyring_count(const sk_dkim_keyring *r);
 size_t sk_dkim_keyring_pick(const sk_dkim_keyring *r, const char *from_domain,
                             sk_dkim_sign_opts *opts, size_t max);
 
-/* The end of a signer (header hash, private-key operation) on a group of
- * background workers named "sign" (signpool.c, sk_workers), at most this
- * many threads: one per processor. */
+/* The queue's dsn_fields hook (keys: the daemon's sk_dkim_keyring *, read
+ * at each call: SIGHUP replaces it): a DSN whose From domain (MAILER-DAEMON
+ * at our hostname) has keys (sk_dkim_keyring_pick) gets their DKIM
+ * signatures, so that bounces from us pass DMARC at the receiver; other
+ * DSNs get none. */
+sk_err sk_daemon_dsn_sign(void *keys, const char *msg, size_t len, sk_buf *fields, sk_error *err);
+
+/* The end of a signer or an ARC sealer (header hashes, private-key
+ * operations) on a group of background workers named "sign" (signpool.c,
+ * sk_workers), at most this many threads: one per processor. */
 #define SK_DAEMON_SIGN_THREADS_MAX 4
 typedef struct sk_sign_pool sk_sign_pool;
 sk_sign_pool *sk_sign_pool_new(struct event_base *base, sk_error *err);
-/* Called on the loop with what sk_dkim_signer_finish gave: e, the fields
- * (the callee may take their storage with sk_buf_detach) and err. */
+/* Called on the loop with what sk_dkim_signer_finish (or
+ * sk_arc_sealer_finish) gave: e, the fields (the callee may take their
+ * storage with sk_buf_detach) and err. */
 typedef void (*sk_sign_done_fn)(void *ctx, sk_err e, sk_buf *fields, const sk_error *err);
 /* Finish s on a worker thread; the caller leaves s alone until done is
  * called (on the loop, when it drains the group). SK_ERR_NOMEM, or
  * SK_ERR_STATE when the group is stopping. */
 SK_NODISCARD sk_err sk_sign_pool_submit(sk_sign_pool *p, sk_dkim_signer *s, sk_sign_done_fn done,
                                         void *ctx);
+/* The same for an ARC sealer whose results are set: the set is made by
+ * sk_arc_sealer_finish on a worker thread. */
+SK_NODISCARD sk_err sk_sign_pool_submit_seal(sk_sign_pool *p, sk_arc_sealer *s,
+                                             sk_sign_done_fn done, void *ctx);
 /* Waits for the signatures being made; those not delivered yet are
- * dropped without their callback (their callers free their signers). */
+ * dropped without their callback (their callers free their signers and
+ * sealers). */
 void sk_sign_pool_free(sk_sign_pool *p);
 
 /* What the checks of a message from outside found (inbound.c), as

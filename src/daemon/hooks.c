@@ -62,6 +62,7 @@ typedef struct daemon_msg {
     const char *unsigned_why; /* why a message to sign is not (static text) */
     sk_inbound_msg *check;
     sk_arc_sealer *sealer; /* --arc-seal: fed the message as it came */
+    sk_arc_status seal_cv; /* the cv= it seals with, for the log */
     char *auth_summary;
 } daemon_msg;
 
@@ -518,19 +519,36 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
     msg_free(dm);
 }
 
-/* A message to sign: its DKIM-Signature fields, in the order of the keys,
- * are in (made on a signing thread). They go on top of it, then it is
- * stored. (ARC sets go on mail from outside once checked: arc_seal.) */
+static void log_unsealed(const sk_daemon *d, const daemon_msg *dm, const char *why)
+{
+    sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
+    log_escaped(&b, "why", why);
+    sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-unsealed%s", dm->id, sk_buf_cstr(&b));
+    sk_buf_free(&b);
+}
+
+/* Fields made on a signing thread are in: the DKIM-Signature fields of a
+ * message to sign (in the order of the keys), or the ARC set of a message
+ * from outside (--arc-seal). They go on top of it, then it is stored. A
+ * message they could not be made for (RFC 6376 5.4: no From to sign; a
+ * chain the arc module will not seal) is stored as it is and the log says
+ * why; only memory running out refuses it. */
 static void on_signed(void *ctx, sk_err e, sk_buf *fields, const sk_error *err)
 {
     daemon_msg *dm = ctx;
     sk_daemon *d = dm->d;
+    bool sealed = dm->auth == MSG_AUTH_CHECK;
     msg_unlink(&d->finishing, dm);
     if (e == SK_OK) {
         e = sk_spool_msg_prepend(dm->m, fields->data, fields->len);
+        if (sealed)
+            sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-sealed instance=%u cv=%s", dm->id,
+                   sk_arc_sealer_instance(dm->sealer), sk_arc_status_name(dm->seal_cv));
     } else if (e != SK_ERR_NOMEM) {
-        /* Not signable (RFC 6376 5.4: no From to sign): stored as it is. */
-        log_unsigned(d, dm, err->text);
+        if (sealed)
+            log_unsealed(d, dm, err->text[0] ? err->text : sk_strerror(e));
+        else
+            log_unsigned(d, dm, err->text);
         e = SK_OK;
     }
     if (e) {
@@ -554,32 +572,29 @@ static void msg_refuse(daemon_msg *dm, const sk_reply *r)
 }
 
 /* --arc-seal (RFC 8617 5.1): the new set on top of the message, with our
- * results as its AAR and the chain's status as cv. A message the module
- * will not seal (a chain ending in cv=fail, no From...) is stored as it is
- * and the log says why; only memory running out stops it. */
+ * results as its AAR and the chain's status as cv, made on a signing
+ * thread like DKIM signatures (two private-key operations: the AMS and
+ * the seal); on_signed stores the message then, and *sealing says it
+ * will. A message the module will not seal (a chain ending in cv=fail,
+ * no From...) is stored as it is and the log says why; only memory
+ * running out (or a stopping pool) stops it. */
 static sk_err arc_seal(sk_daemon *d, daemon_msg *dm, const sk_auth_results *res,
-                       const sk_auth_verdict *v)
+                       const sk_auth_verdict *v, bool *sealing)
 {
     sk_arc_status cv = res->arc_error ? SK_ARC_FAIL : res->arc ? res->arc->status : SK_ARC_NONE;
     sk_buf text = SK_BUF_INIT(SK_AUTHRES_HEADER_MAX_OCTETS);
-    sk_buf set = SK_BUF_INIT(SK_DAEMON_ADDED_MAX_OCTETS);
     sk_error err = {0};
     sk_err e = sk_auth_resinfo(res, v, &text);
     if (!e) e = sk_arc_sealer_set_results(dm->sealer, sk_buf_cstr(&text), cv, &err);
-    if (!e) e = sk_arc_sealer_finish(dm->sealer, &set, &err);
-    if (!e) {
-        e = sk_spool_msg_prepend(dm->m, set.data, set.len);
-        sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-sealed instance=%u cv=%s", dm->id,
-               sk_arc_sealer_instance(dm->sealer), sk_arc_status_name(cv));
-    } else if (e != SK_ERR_NOMEM) {
-        sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
-        log_escaped(&b, "why", err.text[0] ? err.text : sk_strerror(e));
-        sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-unsealed%s", dm->id, sk_buf_cstr(&b));
-        sk_buf_free(&b);
-        e = SK_OK;
-    }
     sk_buf_free(&text);
-    sk_buf_free(&set);
+    if (e == SK_ERR_NOMEM) return e;
+    if (e) {
+        log_unsealed(d, dm, err.text[0] ? err.text : sk_strerror(e));
+        return SK_OK;
+    }
+    dm->seal_cv = cv;
+    e = sk_sign_pool_submit_seal(d->signpool, dm->sealer, on_signed, dm);
+    *sealing = !e;
     return e;
 }
 
@@ -598,22 +613,23 @@ static void on_checked(void *ctx, const sk_auth_results *res)
     sk_buf summary = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS);
     sk_error err;
     sk_err e = sk_auth_record(d->hostname, res, &v, &fields, &summary, &err);
-    bool recorded = !e;
-    if (!e && v.action != SK_AUTH_REFUSE && v.action != SK_AUTH_DEFER) {
-        e = sk_spool_msg_prepend(dm->m, fields.data, fields.len);
-        if (!e && dm->sealer) e = arc_seal(d, dm, res, &v);
-    }
-    /* res is the checks': they go once used, and before the session can
-     * (sk_session_reply may end it). */
-    sk_inbound_msg_free(dm->check);
-    dm->check = NULL;
-    res = NULL;
+    bool recorded = !e, sealing = false;
     sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
     log_escaped(&b, "results", recorded ? sk_buf_cstr(&summary) : "");
     sk_log(&d->log, SK_LOG_INFO, "%s daemon auth session=%s action=%s%s", dm->id,
            sk_session_id(dm->s), sk_auth_action_name(v.action), sk_buf_cstr(&b));
     sk_buf_free(&b);
     if (!e && !(dm->auth_summary = sk_buf_detach(&summary, NULL))) e = SK_ERR_NOMEM;
+    /* The seal starts last: once it is on a thread, nothing here may fail. */
+    if (!e && v.action != SK_AUTH_REFUSE && v.action != SK_AUTH_DEFER) {
+        e = sk_spool_msg_prepend(dm->m, fields.data, fields.len);
+        if (!e && dm->sealer) e = arc_seal(d, dm, res, &v, &sealing);
+    }
+    /* res is the checks': they go once used, and before the session can
+     * (sk_session_reply may end it). */
+    sk_inbound_msg_free(dm->check);
+    dm->check = NULL;
+    res = NULL;
     sk_buf_free(&fields);
     sk_buf_free(&summary);
     if (e) {
@@ -621,6 +637,11 @@ static void on_checked(void *ctx, const sk_auth_results *res)
                sk_session_id(dm->s), e == SK_ERR_NOMEM ? "out of memory" : err.text);
         v.action = SK_AUTH_DEFER;
         v.reply = sk_reply_make(451, "4.3.0", "local error in processing");
+    }
+    if (sealing) {
+        /* on_signed stores it once the set is made. */
+        msg_link(&d->finishing, dm);
+        return;
     }
     if (v.action == SK_AUTH_REFUSE || v.action == SK_AUTH_DEFER) {
         msg_refuse(dm, &v.reply);

@@ -96,14 +96,21 @@ static void reload(sk_daemon *d)
         sk_daemon_config_free(c);
         return;
     }
-    /* The DKIM keys are read again (a replaced key file takes effect);
-     * messages being signed keep the keys they started with. */
+    /* The DKIM keys and the --arc-seal key are read again (a replaced key
+     * file takes effect); messages being signed or sealed keep the keys
+     * they started with. */
     sk_dkim_keyring *keys = NULL;
+    sk_dkim_key *arc_key = NULL;
+    char arc_domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1], arc_selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
     sk_server_opts o;
     sk_daemon_server_opts(d, c, &o);
-    if (sk_dkim_keyring_load(&c->dkim, &keys, &err) || sk_server_reload(d->srv, &o, &err)) {
+    if (sk_dkim_keyring_load(&c->dkim, &keys, &err) ||
+        (c->arc_seal &&
+         sk_daemon_arc_key_load(c->arc_seal, &arc_key, arc_domain, arc_selector, &err)) ||
+        sk_server_reload(d->srv, &o, &err)) {
         sk_log(&d->log, SK_LOG_ERR, "- daemon reload-failed error=\"%s\"", err.text);
         sk_dkim_keyring_free(keys);
+        sk_dkim_key_free(arc_key);
         sk_users_free(&users);
         sk_recipients_free(&rcpts);
         sk_daemon_config_free(c);
@@ -111,6 +118,12 @@ static void reload(sk_daemon *d)
     }
     sk_dkim_keyring_free(d->keys);
     d->keys = keys;
+    sk_dkim_key_free(d->arc_key);
+    d->arc_key = arc_key;
+    if (arc_key) {
+        memcpy(d->arc_domain, arc_domain, sizeof arc_domain);
+        memcpy(d->arc_selector, arc_selector, sizeof arc_selector);
+    }
     static const char *const restart_only[] = {"listen/submission/smtps",
                                                "data-dir/spool-sync",
                                                "user",
@@ -121,8 +134,7 @@ static void reload(sk_daemon *d)
                                                "max-queue-lifetime",
                                                "delay-warning",
                                                "users",
-                                               "delivery",
-                                               "arc-seal"};
+                                               "delivery"};
     const sk_daemon_config *old = d->cfg;
     bool changed[] = {!same_list(&old->listen, &c->listen) ||
                           !same_list(&old->submission, &c->submission) ||
@@ -137,8 +149,7 @@ static void reload(sk_daemon *d)
                       old->max_queue_lifetime_ms != c->max_queue_lifetime_ms,
                       old->delay_warning_ms != c->delay_warning_ms,
                       !same(old->users, c->users),
-                      delivery_changed(old, c),
-                      !same(old->arc_seal, c->arc_seal)};
+                      delivery_changed(old, c)};
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++)
         if (changed[i])
             sk_log(&d->log, SK_LOG_WARN, "- daemon reload-needs-restart option=%s",
@@ -184,8 +195,9 @@ static void reload(sk_daemon *d)
     d->have_recipients = have_rcpts;
     /* The helper reads the users file again and logs how that went. */
     sk_authd_reload(d->authd);
-    sk_log(&d->log, SK_LOG_INFO, "- daemon reload-done hold=%s dkim_keys=%zu dmarc_policy=%s",
-           c->hold ? "yes" : "no", sk_dkim_keyring_count(d->keys),
+    sk_log(&d->log, SK_LOG_INFO,
+           "- daemon reload-done hold=%s dkim_keys=%zu arc_seal=%s dmarc_policy=%s",
+           c->hold ? "yes" : "no", sk_dkim_keyring_count(d->keys), d->arc_key ? "yes" : "no",
            c->dmarc_policy ? c->dmarc_policy : "report");
 }
 

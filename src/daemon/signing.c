@@ -1,5 +1,6 @@
 /* DKIM signing in `smtpkit serve`: the --dkim keys (DOMAIN:SELECTOR:KEYFILE),
- * loaded at start and on SIGHUP, and which of them sign a message. */
+ * loaded at start and on SIGHUP, which of them sign a message, and the
+ * signatures of the DSNs the queue sends; the --arc-seal key. */
 #include "daemon_int.h"
 
 #include <ctype.h>
@@ -52,6 +53,21 @@ sk_err sk_daemon_dkim_spec_parse(const char *spec, char domain[SK_SMTP_DOMAIN_MA
         return SK_ERR_SYNTAX;
     }
     *file = c2 + 1;
+    return SK_OK;
+}
+
+sk_err sk_daemon_arc_key_load(const char *spec, sk_dkim_key **key,
+                              char domain[SK_SMTP_DOMAIN_MAX_OCTETS + 1],
+                              char selector[SK_SMTP_DOMAIN_MAX_OCTETS + 1], sk_error *err)
+{
+    const char *file, *why = NULL;
+    *key = NULL;
+    if (sk_daemon_dkim_spec_parse(spec, domain, selector, &file, &why))
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
+                            "arc-seal: \"%s\" is not DOMAIN:SELECTOR:KEYFILE (%s)", spec, why);
+    sk_error kerr;
+    if (sk_dkim_key_load(file, key, &kerr))
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "arc-seal: %s", kerr.text);
     return SK_OK;
 }
 
@@ -144,4 +160,20 @@ size_t sk_dkim_keyring_pick(const sk_dkim_keyring *r, const char *from_domain,
             .domain = r->v[i].domain, .selector = r->v[i].selector, .key = r->v[i].key};
     }
     return n;
+}
+
+/* Signed here, on the loop, not on the signing threads: the queue builds
+ * and spools a DSN in one step, DSNs are few (one per message that failed,
+ * was delayed or asked for one) and each costs one signature per key
+ * (0.2 ms for RSA-2048). */
+sk_err sk_daemon_dsn_sign(void *keys, const char *msg, size_t len, sk_buf *fields, sk_error *err)
+{
+    const sk_dkim_keyring *r = *(sk_dkim_keyring *const *)keys;
+    const char *end = memmem(msg, len, "\r\n\r\n", 4);
+    char from[SK_SMTP_DOMAIN_MAX_OCTETS + 1];
+    if (sk_dmarc_from_domain(msg, end ? (size_t)(end - msg) + 2 : len, from, NULL) != SK_OK)
+        return SK_OK;
+    sk_dkim_sign_opts opts[SK_DKIM_SIGN_MAX];
+    size_t n = sk_dkim_keyring_pick(r, from, opts, SK_DKIM_SIGN_MAX);
+    return n ? sk_dkim_sign(opts, n, msg, len, fields, err) : SK_OK;
 }

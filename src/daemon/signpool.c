@@ -1,7 +1,8 @@
-/* DKIM signatures made off the event loop: the end of a signer (the header
- * hash and the private-key operation, about 0.2 ms for RSA-2048 and
- * 0.02 ms for Ed25519) runs as a job of a "sign" group of background
- * workers (src/util/worker.c), so the loop goes on with the other sessions
+/* DKIM signatures and ARC sets made off the event loop: the end of a
+ * signer or a sealer (the header hashes and the private-key operations,
+ * about 0.2 ms each for RSA-2048 and 0.02 ms for Ed25519; a seal makes
+ * two) runs as a job of a "sign" group of background workers
+ * (src/util/worker.c), so the loop goes on with the other sessions
  * meanwhile; the fields come back to the loop when it drains the group. */
 #include "daemon_int.h"
 
@@ -13,7 +14,9 @@
 
 typedef struct sign_job {
     sk_job job;
-    sk_dkim_signer *signer; /* the caller's; not touched by it meanwhile */
+    /* The caller's signer or sealer; not touched by it meanwhile. */
+    sk_dkim_signer *signer;
+    sk_arc_sealer *sealer;
     sk_buf fields;
     sk_err e;
     sk_error err;
@@ -37,7 +40,8 @@ static void sign_run(void *arg)
 {
     sign_job *j = arg;
     sk_error_clear(&j->err);
-    j->e = sk_dkim_signer_finish(j->signer, &j->fields, &j->err);
+    j->e = j->signer ? sk_dkim_signer_finish(j->signer, &j->fields, &j->err)
+                     : sk_arc_sealer_finish(j->sealer, &j->fields, &j->err);
 }
 
 /* Loop thread: hand the finished job to its caller. A job cancelled by
@@ -77,19 +81,34 @@ sk_sign_pool *sk_sign_pool_new(struct event_base *base, sk_error *err)
     return p;
 }
 
-sk_err sk_sign_pool_submit(sk_sign_pool *p, sk_dkim_signer *s, sk_sign_done_fn done, void *ctx)
+static sk_err submit(sk_sign_pool *p, sk_dkim_signer *signer, sk_arc_sealer *sealer,
+                     sk_sign_done_fn done, void *ctx)
 {
     sign_job *j = sk_calloc(1, sizeof *j);
     if (!j) return SK_ERR_NOMEM;
-    j->signer = s;
-    /* The fields of SK_DKIM_SIGN_MAX signatures at most. */
-    sk_buf_init(&j->fields, SK_DKIM_SIGN_MAX * SK_DKIM_SIGNATURE_MAX_OCTETS);
+    j->signer = signer;
+    j->sealer = sealer;
+    /* The fields of SK_DKIM_SIGN_MAX signatures at most; a set is an
+     * ARC-Authentication-Results and two signatures. */
+    sk_buf_init(&j->fields, signer
+                                ? SK_DKIM_SIGN_MAX * SK_DKIM_SIGNATURE_MAX_OCTETS
+                                : SK_AUTHRES_HEADER_MAX_OCTETS + 2 * SK_DKIM_SIGNATURE_MAX_OCTETS);
     j->done = done;
     j->ctx = ctx;
     sk_job_init(&j->job, sign_run, sign_ended, j);
     sk_err e = sk_workers_submit(p->workers, &j->job);
     if (e) job_free(j);
     return e;
+}
+
+sk_err sk_sign_pool_submit(sk_sign_pool *p, sk_dkim_signer *s, sk_sign_done_fn done, void *ctx)
+{
+    return submit(p, s, NULL, done, ctx);
+}
+
+sk_err sk_sign_pool_submit_seal(sk_sign_pool *p, sk_arc_sealer *s, sk_sign_done_fn done, void *ctx)
+{
+    return submit(p, NULL, s, done, ctx);
 }
 
 void sk_sign_pool_free(sk_sign_pool *p)

@@ -205,9 +205,14 @@ sk_err dkim_body_hash_final(dkim_body_hash *h, unsigned char *out, size_t *len)
 
 /* ---- the message ---- */
 
-void dkim_msg_init(dkim_msg *m)
+void dkim_msg_init(dkim_msg *m, sk_err (*head_fn)(void *ctx, dkim_msg *m), void *head_ctx,
+                   dkim_body_fn body_fn, void *body_ctx)
 {
     memset(m, 0, sizeof *m);
+    m->head_fn = head_fn;
+    m->head_ctx = head_ctx;
+    m->body_fn = body_fn;
+    m->body_ctx = body_ctx;
     sk_buf_init(&m->head, SK_DKIM_HEADER_BLOCK_MAX_OCTETS + 4);
     m->eol = 2; /* as if after a CRLF: a message starting with CRLF has no header */
 }
@@ -319,6 +324,20 @@ sk_err dkim_msg_end(dkim_msg *m)
     sk_err e = head_done(m);
     if (e) m->err = e;
     return e;
+}
+
+sk_err dkim_msg_error(sk_err e, sk_error *err)
+{
+    if (e == SK_ERR_TOO_LONG)
+        return sk_error_set(err, e, SK_STEP_NONE, "the header block is longer than %u octets",
+                            (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
+    return sk_error_set(err, e, SK_STEP_NONE, "%s", sk_strerror(e));
+}
+
+sk_err dkim_msg_finish(dkim_msg *m, sk_error *err)
+{
+    sk_err e = dkim_msg_end(m);
+    return e ? dkim_msg_error(e, err) : SK_OK;
 }
 
 int dkim_field_is(const dkim_msg *m, const dkim_field *f, const char *name, size_t nlen)

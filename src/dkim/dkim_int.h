@@ -165,10 +165,16 @@ typedef struct dkim_msg {
     sk_err (*head_fn)(void *ctx, struct dkim_msg *m);
     void *head_ctx;
 } dkim_msg;
-void dkim_msg_init(dkim_msg *m);
+/* The hooks may be NULL (body_fn may also be set later, in head_fn). */
+void dkim_msg_init(dkim_msg *m, sk_err (*head_fn)(void *ctx, dkim_msg *m), void *head_ctx,
+                   dkim_body_fn body_fn, void *body_ctx);
 SK_NODISCARD sk_err dkim_msg_feed(dkim_msg *m, const char *p, size_t n);
 /* End of message: a message without an empty line is all header. */
 SK_NODISCARD sk_err dkim_msg_end(dkim_msg *m);
+/* dkim_msg_end with what went wrong said in err. */
+SK_NODISCARD sk_err dkim_msg_finish(dkim_msg *m, sk_error *err);
+/* err says what e (from dkim_msg_feed or dkim_msg_end) means; returns e. */
+sk_err dkim_msg_error(sk_err e, sk_error *err);
 void dkim_msg_clear(dkim_msg *m);
 /* The field's name matches name (case-insensitive, RFC 6376 6.1.3). */
 int dkim_field_is(const dkim_msg *m, const dkim_field *f, const char *name, size_t nlen);
@@ -210,6 +216,69 @@ void dkim_sig_evaluate(const dkim_sig *sig, const char *qname, sk_dns_status st,
                        const char *const *records, size_t n, const unsigned char *hh, size_t hh_len,
                        int bh_ok, uint64_t body_octets, sk_dkim_result *r);
 
+/* dst[cap] gets src (NULL: empty), cut to fit. */
+void dkim_copy_str(char *dst, size_t cap, const char *src);
+
+/* The body hashes a verifier's signatures ask for: one per body
+ * canonicalization, digest and l=, shared by the signatures that ask for
+ * the same, fed as the body streams (dkim_body_checks_feed is a
+ * dkim_body_fn; its ctx is the set), then finished once. */
+typedef struct dkim_body_check {
+    dkim_body_hash h;
+    unsigned char digest[EVP_MAX_MD_SIZE]; /* after dkim_body_checks_final */
+    size_t digest_len;
+} dkim_body_check;
+typedef struct dkim_body_checks {
+    dkim_body_check *c;
+    size_t n, cap;
+} dkim_body_checks;
+/* Room for cap different hashes (one per signature is always enough). */
+SK_NODISCARD sk_err dkim_body_checks_init(dkim_body_checks *s, size_t cap);
+/* The hash sig's body hash is checked against, added when new; NULL when
+ * out of memory or room. */
+dkim_body_check *dkim_body_checks_for(dkim_body_checks *s, const dkim_sig *sig);
+void dkim_body_checks_feed(void *ctx, const char *p, size_t n);
+SK_NODISCARD sk_err dkim_body_checks_final(dkim_body_checks *s);
+/* After dkim_body_checks_final: sig's bh= is c's digest. */
+int dkim_body_check_matches(const dkim_body_check *c, const dkim_sig *sig);
+void dkim_body_checks_clear(dkim_body_checks *s);
+
+/* The key lookups of a verifier (DKIM's or ARC's) through the resolver.
+ * The owner numbers its signatures 0..count-1; name gives the key name a
+ * signature still waits for (NULL when it waits for none), apply hands an
+ * answer to every signature waiting for that name (which then waits for
+ * none). Each name is asked once; done runs when every answer is in. */
+typedef const char *(*dkim_lookup_name_fn)(void *owner, size_t i);
+typedef void (*dkim_lookup_apply_fn)(void *owner, const char *name, sk_dns_status st,
+                                     const char *const *records, size_t n);
+typedef struct dkim_lookup dkim_lookup;
+typedef struct dkim_lookups {
+    void *owner;
+    dkim_lookup_name_fn name;
+    dkim_lookup_apply_fn apply;
+    dkim_lookup *queries; /* in flight */
+    size_t inflight;
+    int issuing;
+    void (*done)(void *ctx);
+    void *done_ctx;
+} dkim_lookups;
+void dkim_lookups_init(dkim_lookups *l, void *owner, dkim_lookup_name_fn name,
+                       dkim_lookup_apply_fn apply);
+/* Lookups are being issued or are in flight. */
+int dkim_lookups_busy(const dkim_lookups *l);
+/* Ask for every key name signatures 0..count-1 wait for. A name the
+ * resolver refuses at once is a temporary failure for its signatures.
+ * done(ctx) runs when all are in (at once when none was needed), and not
+ * after an error. SK_ERR_STATE while busy. */
+SK_NODISCARD sk_err dkim_lookups_resolve(dkim_lookups *l, sk_resolver *r, size_t count,
+                                         void (*done)(void *ctx), void *ctx);
+/* The same on an event loop and resolver of its own, waiting until every
+ * answer is in (for the CLI and tests). */
+SK_NODISCARD sk_err dkim_lookups_resolve_sync(dkim_lookups *l, size_t count,
+                                              const sk_resolver_opts *o, sk_error *err);
+/* The owner goes away: answers still to come are dropped. */
+void dkim_lookups_detach(dkim_lookups *l);
+
 /* ---- signing steps shared with ARC ---- */
 
 /* Folding a signature field: tags go on while the line stays within
@@ -219,14 +288,35 @@ typedef struct dkim_folder {
     sk_buf *b;
     size_t col;
 } dkim_folder;
+/* Start the field "name:" in b. */
+SK_NODISCARD sk_err dkim_fold_start(dkim_folder *f, sk_buf *b, const char *name);
 /* Append piece; sep (" " or "") goes before it unless it starts a line. */
 SK_NODISCARD sk_err dkim_fold_put(dkim_folder *f, const char *sep, const char *piece, size_t n);
 /* " name=value;" */
 SK_NODISCARD sk_err dkim_fold_tag(dkim_folder *f, const char *name, const char *value);
+/* " name=value;" with a decimal value */
+SK_NODISCARD sk_err dkim_fold_num(dkim_folder *f, const char *name, long long value);
 /* After "b=" (put with dkim_fold_put, then hashed): the signature
  * sig[0..len) in base64 as its value, folded anywhere (FWS inside b= is
  * left out of every hash), then CRLF. */
 SK_NODISCARD sk_err dkim_fold_b(dkim_folder *f, const unsigned char *sig, size_t len);
+
+/* What a signature covers, added to md: the fields it signs, then its own
+ * field[0..len) as it stands (b= empty) in the signature's canonical form. */
+typedef sk_err (*dkim_sign_hash_fn)(void *ctx, EVP_MD_CTX *md, const char *field, size_t len);
+/* End the signature field being folded in f: " b=", the hash of what it
+ * covers (hash) with the key's algorithm's digest, signed with key, as the
+ * folded b= value, then CRLF (dkim_fold_b). The one place a DKIM-Signature,
+ * an ARC-Message-Signature and an ARC-Seal get their b=. */
+SK_NODISCARD sk_err dkim_fold_sign(dkim_folder *f, sk_dkim_key *key, dkim_sign_hash_fn hash,
+                                   void *ctx);
+
+/* A header field name a signer may list: printable ASCII but ':', at
+ * least one octet (RFC 5322 2.2). */
+int dkim_header_name_valid(const char *s);
+/* The fields signed once more than they occur unless the caller says
+ * otherwise: From (RFC 6376 8.15). NULL-terminated. */
+extern const char *const dkim_default_oversign[];
 
 /* One signature field over the header fields of m (selected as RFC 6376
  * 5.4.2 says) and a body hash already in base64. */

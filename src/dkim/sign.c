@@ -2,6 +2,7 @@
  * pass, the body hashed as it streams in. */
 #include "dkim/dkim_int.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -42,7 +43,7 @@ static const char *const default_headers[] = {"From",
                                               "Feedback-ID",
                                               "Autocrypt",
                                               NULL};
-static const char *const default_oversign[] = {"From", NULL};
+const char *const dkim_default_oversign[] = {"From", NULL};
 
 const char *const *sk_dkim_default_headers(void)
 {
@@ -79,7 +80,7 @@ static void free_list(char **l)
     sk_free(l);
 }
 
-static int name_valid(const char *s)
+int dkim_header_name_valid(const char *s)
 {
     if (!*s) return 0;
     for (; *s; s++)
@@ -93,7 +94,7 @@ static sk_err copy_list(const char *const *src, size_t idx, const char *what, ch
     size_t n = 0;
     *out = NULL;
     while (src[n]) {
-        if (!name_valid(src[n]))
+        if (!dkim_header_name_valid(src[n]))
             return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
                                 "signature %zu: '%.100s' in %s is not a header field name", idx + 1,
                                 src[n], what);
@@ -162,8 +163,8 @@ static sk_err item_init(sign_item *it, const sk_dkim_sign_opts *o, size_t idx, s
         return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
     sk_err e = copy_list(hl, idx, "the header list", &it->headers, err);
     if (!e)
-        e = copy_list(o->oversign ? o->oversign : default_oversign, idx, "the over-signed list",
-                      &it->oversign, err);
+        e = copy_list(o->oversign ? o->oversign : dkim_default_oversign, idx,
+                      "the over-signed list", &it->oversign, err);
     if (e) return e;
     it->key = sk_dkim_key_ref(o->key);
     return SK_OK;
@@ -198,9 +199,7 @@ sk_dkim_signer *sk_dkim_signer_new(const sk_dkim_sign_opts *opts, size_t n, sk_e
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
         return NULL;
     }
-    dkim_msg_init(&s->msg);
-    s->msg.body_fn = on_body;
-    s->msg.body_ctx = s;
+    dkim_msg_init(&s->msg, NULL, NULL, on_body, s);
     for (size_t i = 0; i < n; i++) {
         s->n = i + 1;
         if (item_init(&s->items[i], &opts[i], i, err)) {
@@ -223,6 +222,14 @@ sk_dkim_signer *sk_dkim_signer_new(const sk_dkim_sign_opts *opts, size_t n, sk_e
 sk_err sk_dkim_signer_feed(sk_dkim_signer *s, const void *bytes, size_t len)
 {
     return dkim_msg_feed(&s->msg, bytes, len);
+}
+
+sk_err dkim_fold_start(dkim_folder *f, sk_buf *b, const char *name)
+{
+    f->b = b;
+    sk_err e = sk_buf_printf(b, "%s:", name);
+    f->col = b->len;
+    return e;
 }
 
 sk_err dkim_fold_put(dkim_folder *f, const char *sep, const char *piece, size_t n)
@@ -249,6 +256,13 @@ sk_err dkim_fold_tag(dkim_folder *f, const char *name, const char *value)
     return e;
 }
 
+sk_err dkim_fold_num(dkim_folder *f, const char *name, long long value)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%lld", value);
+    return dkim_fold_tag(f, name, num);
+}
+
 sk_err dkim_fold_b(dkim_folder *f, const unsigned char *sig, size_t len)
 {
     sk_buf b64 = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
@@ -266,6 +280,25 @@ sk_err dkim_fold_b(dkim_folder *f, const unsigned char *sig, size_t len)
     }
     if (!e) e = sk_buf_puts(f->b, "\r\n");
     sk_buf_free(&b64);
+    return e;
+}
+
+sk_err dkim_fold_sign(dkim_folder *f, sk_dkim_key *key, dkim_sign_hash_fn hash, void *ctx)
+{
+    sk_dkim_algo algo = dkim_key_algo(key);
+    sk_buf sig = SK_BUF_INIT(SK_DKIM_RSA_BITS_MAX / 8 + 64);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    sk_err e = md ? dkim_fold_put(f, " ", "b=", 2) : SK_ERR_NOMEM;
+    /* The hash covers the field as it is now, with an empty b=. */
+    if (!e && !EVP_DigestInit_ex(md, dkim_algo_md(algo), NULL)) e = SK_ERR_NOMEM;
+    if (!e) e = hash(ctx, md, f->b->data, f->b->len);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned dlen = 0;
+    if (!e && !EVP_DigestFinal_ex(md, digest, &dlen)) e = SK_ERR_NOMEM;
+    if (!e) e = dkim_sign_digest(dkim_key_pkey(key), algo, digest, dlen, &sig);
+    if (!e) e = dkim_fold_b(f, (const unsigned char *)sig.data, sig.len);
+    EVP_MD_CTX_free(md);
+    sk_buf_free(&sig);
     return e;
 }
 
@@ -289,6 +322,21 @@ sk_dkim_algo dkim_key_algo(const sk_dkim_key *k)
                                                          : SK_DKIM_RSA_SHA256;
 }
 
+/* What a DKIM-Signature or an ARC-Message-Signature covers: the fields
+ * it names, then its own. */
+typedef struct field_hash {
+    dkim_msg *m;
+    const char **names;
+    size_t n;
+    sk_dkim_canon c;
+} field_hash;
+
+static sk_err hash_fields(void *ctx, EVP_MD_CTX *md, const char *field, size_t len)
+{
+    field_hash *h = ctx;
+    return dkim_hash_headers(md, h->m, h->names, h->n, h->c, field, len);
+}
+
 sk_err dkim_sign_field(dkim_msg *m, const dkim_sign_spec *it, const char *bh64, sk_buf *out,
                        sk_error *err)
 {
@@ -297,11 +345,9 @@ sk_err dkim_sign_field(dkim_msg *m, const dkim_sign_spec *it, const char *bh64, 
      * once more; each name once from the list (the first spelling). */
     const char **names = sk_calloc(SK_DKIM_SIGNED_HEADERS_MAX, sizeof *names);
     sk_buf field = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
-    sk_buf sig = SK_BUF_INIT(SK_DKIM_RSA_BITS_MAX / 8 + 64);
     sk_buf tmp = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
     size_t nn = 0;
-    sk_err e = names && md ? SK_OK : SK_ERR_NOMEM;
+    sk_err e = names ? SK_OK : SK_ERR_NOMEM;
     for (size_t i = 0; !e && it->headers[i]; i++) {
         int dup = 0;
         for (size_t j = 0; j < i && !dup; j++) dup = !strcasecmp(it->headers[j], it->headers[i]);
@@ -317,17 +363,10 @@ sk_err dkim_sign_field(dkim_msg *m, const dkim_sign_spec *it, const char *bh64, 
     }
     int64_t now = (int64_t)time(NULL);
     int64_t t = it->timestamp == 0 ? now : it->timestamp;
-    dkim_folder f = {&field, 0};
-    if (!e) e = sk_buf_printf(&field, "%s:", it->field);
-    f.col = field.len;
-    char num[32];
-    if (!e && it->instance) {
-        /* RFC 8617 4.1.2: the instance where DKIM has v=, and no AUID. */
-        snprintf(num, sizeof num, "%u", it->instance);
-        e = dkim_fold_tag(&f, "i", num);
-    } else if (!e) {
-        e = dkim_fold_tag(&f, "v", "1");
-    }
+    dkim_folder f;
+    if (!e) e = dkim_fold_start(&f, &field, it->field);
+    /* RFC 8617 4.1.2: ARC has the instance where DKIM has v=, and no AUID. */
+    if (!e) e = it->instance ? dkim_fold_num(&f, "i", it->instance) : dkim_fold_tag(&f, "v", "1");
     if (!e) e = dkim_fold_tag(&f, "a", sk_dkim_algo_name(algo));
     if (!e) {
         char c[32];
@@ -338,14 +377,8 @@ sk_err dkim_sign_field(dkim_msg *m, const dkim_sign_spec *it, const char *bh64, 
     if (!e) e = dkim_fold_tag(&f, "d", it->domain);
     if (!e) e = dkim_fold_tag(&f, "s", it->selector);
     if (!e && it->identity && !it->instance) e = dkim_fold_tag(&f, "i", it->identity);
-    if (!e && it->timestamp >= 0) {
-        snprintf(num, sizeof num, "%lld", (long long)t);
-        e = dkim_fold_tag(&f, "t", num);
-    }
-    if (!e && it->expire_s) {
-        snprintf(num, sizeof num, "%lld", (long long)(t + (int64_t)it->expire_s));
-        e = dkim_fold_tag(&f, "x", num);
-    }
+    if (!e && it->timestamp >= 0) e = dkim_fold_num(&f, "t", t);
+    if (!e && it->expire_s) e = dkim_fold_num(&f, "x", t + (int64_t)it->expire_s);
     /* h= folds between names (FWS is allowed around the colons). */
     for (size_t i = 0; !e && i < nn; i++) {
         sk_buf_reset(&tmp);
@@ -355,21 +388,12 @@ sk_err dkim_sign_field(dkim_msg *m, const dkim_sign_spec *it, const char *bh64, 
         if (!e) e = dkim_fold_put(&f, i ? "" : " ", tmp.data, tmp.len);
     }
     if (!e) e = dkim_fold_tag(&f, "bh", bh64);
-    if (!e) e = dkim_fold_put(&f, " ", "b=", 2);
-    /* The header hash covers the field as it is now, with an empty b=. */
-    if (!e && (!EVP_DigestInit_ex(md, EVP_sha256(), NULL))) e = SK_ERR_NOMEM;
-    if (!e) e = dkim_hash_headers(md, m, names, nn, it->hcanon, field.data, field.len);
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned dlen = 0;
-    if (!e && !EVP_DigestFinal_ex(md, digest, &dlen)) e = SK_ERR_NOMEM;
-    if (!e) e = dkim_sign_digest(dkim_key_pkey(it->key), algo, digest, dlen, &sig);
-    if (!e) e = dkim_fold_b(&f, (const unsigned char *)sig.data, sig.len);
+    field_hash h = {m, names, nn, it->hcanon};
+    if (!e) e = dkim_fold_sign(&f, it->key, hash_fields, &h);
     if (!e) e = sk_buf_append(out, field.data, field.len);
     if (e && err && err->err == SK_OK)
         sk_error_set(err, e, SK_STEP_NONE, "cannot sign for %s: %s", it->domain, sk_strerror(e));
-    EVP_MD_CTX_free(md);
     sk_buf_free(&field);
-    sk_buf_free(&sig);
     sk_buf_free(&tmp);
     sk_free(names);
     return e;
@@ -395,11 +419,8 @@ static sk_err sign_one(sk_dkim_signer *s, sign_item *it, const char *bh64, sk_bu
 sk_err sk_dkim_signer_finish(sk_dkim_signer *s, sk_buf *out, sk_error *err)
 {
     sk_error_clear(err);
-    sk_err e = dkim_msg_end(&s->msg);
-    if (e == SK_ERR_TOO_LONG)
-        return sk_error_set(err, e, SK_STEP_NONE, "the header block is longer than %u octets",
-                            (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
-    if (e) return sk_error_set(err, e, SK_STEP_NONE, "%s", sk_strerror(e));
+    sk_err e = dkim_msg_finish(&s->msg, err);
+    if (e) return e;
     if (!count_fields(&s->msg, "From"))
         return sk_error_set(err, SK_ERR_SYNTAX, SK_STEP_NONE,
                             "the message has no From field, which DKIM must sign (RFC 6376 5.4)");
@@ -434,8 +455,7 @@ sk_err sk_dkim_sign(const sk_dkim_sign_opts *opts, size_t n, const void *msg, si
     if (!s) return err ? err->err : SK_ERR_INVAL;
     sk_err e = sk_dkim_signer_feed(s, msg, len);
     if (e)
-        sk_error_set(err, e, SK_STEP_NONE, "the header block is longer than %u octets",
-                     (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
+        dkim_msg_error(e, err);
     else
         e = sk_dkim_signer_finish(s, out, err);
     sk_dkim_signer_free(s);

@@ -3,16 +3,11 @@
  * (or from the caller), a result and a reason for each. */
 #include "dkim/dkim_int.h"
 
-#include <event2/event.h>
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-/* A DNS name for a key: selector._domainkey.domain (RFC 6376 3.6.2.1). */
-#define KEY_NAME_MAX_OCTETS 253
 
 enum { SIG_DONE = 0, SIG_WAITING };
 
@@ -20,18 +15,12 @@ typedef struct vsig {
     sk_dkim_result r;
     dkim_sig sig;
     int state;
-    dkim_body_hash *bh; /* shared by signatures hashing the body alike */
+    dkim_body_check *bh; /* shared by signatures hashing the body alike */
     unsigned char hh[EVP_MAX_MD_SIZE];
     size_t hh_len;
     int bh_ok;
-    char qname[KEY_NAME_MAX_OCTETS + 1];
+    char qname[SK_DKIM_KEY_NAME_MAX_OCTETS + 1];
 } vsig;
-
-typedef struct vquery {
-    sk_dkim_verifier *v; /* NULL: the verifier went away; drop the answer */
-    struct vquery *next;
-    char name[KEY_NAME_MAX_OCTETS + 1];
-} vquery;
 
 struct sk_dkim_verifier {
     dkim_msg msg;
@@ -39,13 +28,9 @@ struct sk_dkim_verifier {
     size_t max;
     vsig *sigs;
     size_t nsigs, skipped;
-    dkim_body_hash *bhs;
-    size_t nbhs;
+    dkim_body_checks bhs;
     int finished;
-    /* asynchronous lookups */
-    vquery *queries;
-    size_t inflight;
-    int issuing;
+    dkim_lookups lookups;
     sk_dkim_done_fn done;
     void *done_ctx;
 };
@@ -71,39 +56,6 @@ static void set_status(vsig *s, sk_dkim_status st, const char *fmt, ...)
     s->state = SIG_DONE;
 }
 
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-    if (!src) {
-        dst[0] = '\0';
-        return;
-    }
-    size_t n = strlen(src);
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
-static void body_fn(void *ctx, const char *p, size_t n)
-{
-    sk_dkim_verifier *v = ctx;
-    for (size_t i = 0; i < v->nbhs; i++) dkim_body_hash_feed(&v->bhs[i], p, n);
-}
-
-/* A body hash for this canonicalization, digest and l=: shared when
- * another signature asks for the same. */
-static dkim_body_hash *body_hash_for(sk_dkim_verifier *v, const dkim_sig *sig)
-{
-    const EVP_MD *md = dkim_algo_md(sig->algo);
-    uint64_t limit = sig->has_l ? sig->l : UINT64_MAX;
-    for (size_t i = 0; i < v->nbhs; i++)
-        if (v->bhs[i].canon == sig->bcanon && v->bhs[i].md == md && v->bhs[i].limit == limit)
-            return &v->bhs[i];
-    dkim_body_hash *h = &v->bhs[v->nbhs];
-    if (dkim_body_hash_init(h, sig->bcanon, md, limit)) return NULL;
-    v->nbhs++;
-    return h;
-}
-
 /* The header block is complete: find the signatures, parse them, and set
  * up the body hashes they need before the body streams through. */
 static sk_err on_head(void *ctx, dkim_msg *m)
@@ -116,8 +68,7 @@ static sk_err on_head(void *ctx, dkim_msg *m)
     v->skipped = count - take;
     if (!take) return SK_OK;
     v->sigs = sk_calloc(take, sizeof *v->sigs);
-    v->bhs = sk_calloc(take, sizeof *v->bhs);
-    if (!v->sigs || !v->bhs) return SK_ERR_NOMEM;
+    if (!v->sigs || dkim_body_checks_init(&v->bhs, take)) return SK_ERR_NOMEM;
     for (size_t i = 0; i < m->nfields && v->nsigs < take; i++) {
         dkim_field *f = &m->fields[i];
         if (!dkim_field_is(m, f, "DKIM-Signature", 14)) continue;
@@ -132,27 +83,31 @@ static sk_err on_head(void *ctx, dkim_msg *m)
         sk_err e = dkim_sig_parse(val, vlen, &s->sig, why, sizeof why);
         if (e == SK_ERR_NOMEM) return e;
         dkim_sig *g = &s->sig;
-        copy_str(s->r.domain, sizeof s->r.domain, g->domain);
-        copy_str(s->r.selector, sizeof s->r.selector, g->selector);
-        copy_str(s->r.identity, sizeof s->r.identity, g->identity);
-        copy_str(s->r.b, sizeof s->r.b, g->b64);
+        dkim_copy_str(s->r.domain, sizeof s->r.domain, g->domain);
+        dkim_copy_str(s->r.selector, sizeof s->r.selector, g->selector);
+        dkim_copy_str(s->r.identity, sizeof s->r.identity, g->identity);
+        dkim_copy_str(s->r.b, sizeof s->r.b, g->b64);
         s->r.header_canon = g->hcanon;
         s->r.body_canon = g->bcanon;
         if (e) {
             set_status(s, SK_DKIM_NEUTRAL, "signature syntax error: %s", why);
             continue;
         }
-        copy_str(s->r.algorithm, sizeof s->r.algorithm, sk_dkim_algo_name(g->algo));
+        dkim_copy_str(s->r.algorithm, sizeof s->r.algorithm, sk_dkim_algo_name(g->algo));
         s->r.t = g->has_t ? g->t : 0;
         s->r.x = g->has_x ? g->x : 0;
         s->r.has_l = g->has_l;
         s->r.l = g->l;
-        s->bh = body_hash_for(v, g);
+        s->bh = dkim_body_checks_for(&v->bhs, g);
         if (!s->bh) return SK_ERR_NOMEM;
         s->state = SIG_WAITING;
     }
     return SK_OK;
 }
+
+static const char *waiting_for(void *owner, size_t i);
+static void apply_answer(void *owner, const char *name, sk_dns_status st,
+                         const char *const *records, size_t n);
 
 sk_dkim_verifier *sk_dkim_verifier_new(const sk_dkim_verify_opts *opts, sk_error *err)
 {
@@ -161,12 +116,9 @@ sk_dkim_verifier *sk_dkim_verifier_new(const sk_dkim_verify_opts *opts, sk_error
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
         return NULL;
     }
-    dkim_msg_init(&v->msg);
-    v->msg.head_fn = on_head;
-    v->msg.head_ctx = v;
-    v->msg.body_fn = body_fn;
-    v->msg.body_ctx = v;
+    dkim_msg_init(&v->msg, on_head, v, dkim_body_checks_feed, &v->bhs);
     v->now = opts && opts->now ? opts->now : (int64_t)time(NULL);
+    dkim_lookups_init(&v->lookups, v, waiting_for, apply_answer);
     v->max = opts && opts->max_signatures && opts->max_signatures < SK_DKIM_VERIFY_SIGNATURES_MAX
                  ? opts->max_signatures
                  : SK_DKIM_VERIFY_SIGNATURES_MAX;
@@ -247,17 +199,11 @@ sk_err sk_dkim_verifier_finish(sk_dkim_verifier *v, sk_error *err)
 {
     if (v->finished) return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "already finished");
     v->finished = 1;
-    sk_err e = dkim_msg_end(&v->msg);
-    if (e == SK_ERR_TOO_LONG)
-        return sk_error_set(err, e, SK_STEP_NONE, "the header block is longer than %u octets",
-                            (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
-    if (e) return sk_error_set(err, e, SK_STEP_NONE, "%s", sk_strerror(e));
+    sk_err e = dkim_msg_finish(&v->msg, err);
+    if (e) return e;
     /* Each body hash once, then each signature's checks that need no key. */
-    unsigned char digest[SK_DKIM_VERIFY_SIGNATURES_MAX][EVP_MAX_MD_SIZE];
-    size_t dlen[SK_DKIM_VERIFY_SIGNATURES_MAX];
-    for (size_t i = 0; i < v->nbhs; i++)
-        if (dkim_body_hash_final(&v->bhs[i], digest[i], &dlen[i]))
-            return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "body hash failed");
+    if (dkim_body_checks_final(&v->bhs))
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "body hash failed");
     size_t k = 0;
     for (size_t i = 0; i < v->msg.nfields && k < v->nsigs; i++) {
         const dkim_field *f = &v->msg.fields[i];
@@ -265,9 +211,8 @@ sk_err sk_dkim_verifier_finish(sk_dkim_verifier *v, sk_error *err)
         vsig *s = &v->sigs[k++];
         if (s->state != SIG_WAITING) continue;
         dkim_sig *g = &s->sig;
-        size_t bi = (size_t)(s->bh - v->bhs);
-        s->r.body_octets = s->bh->total;
-        s->bh_ok = dlen[bi] == g->bh_len && !memcmp(digest[bi], g->bh, g->bh_len);
+        s->r.body_octets = s->bh->h.total;
+        s->bh_ok = dkim_body_check_matches(s->bh, g);
         if (dkim_sig_precheck(g, v->now, &s->r) != SK_DKIM_NONE) {
             s->state = SIG_DONE;
             continue;
@@ -400,8 +345,8 @@ static void evaluate(vsig *s, sk_dns_status st, const char *const *records, size
 }
 
 /* The number of signatures the answer was for. */
-static int apply_answer(sk_dkim_verifier *v, const char *name, sk_dns_status status,
-                        const char *const *records, size_t n)
+static int answer_sigs(sk_dkim_verifier *v, const char *name, sk_dns_status status,
+                       const char *const *records, size_t n)
 {
     int any = 0;
     for (size_t i = 0; i < v->nsigs; i++) {
@@ -413,103 +358,46 @@ static int apply_answer(sk_dkim_verifier *v, const char *name, sk_dns_status sta
     return any;
 }
 
+/* The lookups' view of the signatures. */
+static const char *waiting_for(void *owner, size_t i)
+{
+    const sk_dkim_verifier *v = owner;
+    return v->sigs[i].state == SIG_WAITING ? v->sigs[i].qname : NULL;
+}
+
+static void apply_answer(void *owner, const char *name, sk_dns_status st,
+                         const char *const *records, size_t n)
+{
+    (void)answer_sigs(owner, name, st, records, n);
+}
+
 sk_err sk_dkim_verifier_answer(sk_dkim_verifier *v, const char *name, sk_dns_status status,
                                const char *const *records, size_t n)
 {
-    return apply_answer(v, name, status, records, n) ? SK_OK : SK_ERR_NOT_FOUND;
+    return answer_sigs(v, name, status, records, n) ? SK_OK : SK_ERR_NOT_FOUND;
 }
 
 /* ---- through the resolver ---- */
 
-static void on_key(void *ctx, const sk_dns_result *res)
+static void resolved(void *ctx)
 {
-    vquery *q = ctx;
-    sk_dkim_verifier *v = q->v;
-    if (!v) {
-        sk_free(q);
-        return;
-    }
-    for (vquery **pp = &v->queries; *pp; pp = &(*pp)->next)
-        if (*pp == q) {
-            *pp = q->next;
-            break;
-        }
-    apply_answer(v, q->name, res->status, (const char *const *)res->values, res->count);
-    sk_free(q);
-    if (--v->inflight == 0 && !v->issuing && v->done) v->done(v->done_ctx, v);
+    sk_dkim_verifier *v = ctx;
+    v->done(v->done_ctx, v);
 }
 
 sk_err sk_dkim_verifier_resolve(sk_dkim_verifier *v, sk_resolver *r, sk_dkim_done_fn done,
                                 void *ctx)
 {
-    if (!v->finished || v->issuing || v->inflight) return SK_ERR_STATE;
+    if (!v->finished || dkim_lookups_busy(&v->lookups)) return SK_ERR_STATE;
     v->done = done;
     v->done_ctx = ctx;
-    v->issuing = 1;
-    sk_err e = SK_OK;
-    /* Each name once. A name answered at once (c-ares may refuse one
-     * before asking) leaves its signatures done, so they are skipped. */
-    for (size_t i = 0; i < v->nsigs && !e; i++) {
-        vsig *s = &v->sigs[i];
-        if (s->state != SIG_WAITING) continue;
-        int asked = 0;
-        for (vquery *q = v->queries; q && !asked; q = q->next) asked = !strcmp(q->name, s->qname);
-        if (asked) continue;
-        vquery *q = sk_calloc(1, sizeof *q);
-        if (!q) {
-            e = SK_ERR_NOMEM;
-            break;
-        }
-        q->v = v;
-        memcpy(q->name, s->qname, sizeof q->name);
-        q->next = v->queries;
-        v->queries = q;
-        v->inflight++;
-        if (sk_resolver_lookup(r, q->name, SK_DNS_TXT, on_key, q)) {
-            /* Never asked: a failure of the moment for its signatures. */
-            v->queries = q->next;
-            v->inflight--;
-            apply_answer(v, q->name, SK_DNS_TEMPFAIL, NULL, 0);
-            sk_free(q);
-        }
-    }
-    v->issuing = 0;
-    if (e) return e;
-    if (v->inflight == 0 && done) done(ctx, v);
-    return SK_OK;
-}
-
-typedef struct sync_wait {
-    struct event_base *base;
-    int done;
-} sync_wait;
-
-static void sync_done(void *ctx, sk_dkim_verifier *v)
-{
-    sync_wait *w = ctx;
-    w->done = 1;
-    event_base_loopbreak(w->base);
+    return dkim_lookups_resolve(&v->lookups, r, v->nsigs, done ? resolved : NULL, v);
 }
 
 sk_err sk_dkim_verifier_resolve_sync(sk_dkim_verifier *v, const sk_resolver_opts *o, sk_error *err)
 {
-    if (!sk_dkim_verifier_next_query(v)) return SK_OK;
-    sk_resolver_opts dflt = {0};
-    sync_wait w = {0};
-    w.base = event_base_new();
-    if (!w.base) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_DNS, "no event loop");
-    sk_resolver *r = sk_resolver_new_opts(w.base, o ? o : &dflt, err);
-    if (!r) {
-        event_base_free(w.base);
-        return err ? err->err : SK_ERR_CONFIG;
-    }
-    sk_err e = sk_dkim_verifier_resolve(v, r, sync_done, &w);
-    if (!e && !w.done) event_base_dispatch(w.base);
-    sk_resolver_free(r);
-    event_base_free(w.base);
-    if (e) return sk_error_set(err, e, SK_STEP_DNS, "key lookups: %s", sk_strerror(e));
-    if (!w.done) return sk_error_set(err, SK_ERR_STATE, SK_STEP_DNS, "key lookups did not finish");
-    return SK_OK;
+    if (!v->finished) return SK_OK;
+    return dkim_lookups_resolve_sync(&v->lookups, v->nsigs, o, err);
 }
 
 size_t sk_dkim_verifier_count(const sk_dkim_verifier *v)
@@ -540,11 +428,10 @@ sk_dkim_status sk_dkim_verifier_summary(const sk_dkim_verifier *v)
 void sk_dkim_verifier_free(sk_dkim_verifier *v)
 {
     if (!v) return;
-    for (vquery *q = v->queries; q; q = q->next) q->v = NULL; /* freed by their answers */
+    dkim_lookups_detach(&v->lookups);
     for (size_t i = 0; i < v->nsigs; i++) dkim_sig_clear(&v->sigs[i].sig);
-    for (size_t i = 0; i < v->nbhs; i++) dkim_body_hash_clear(&v->bhs[i]);
+    dkim_body_checks_clear(&v->bhs);
     sk_free(v->sigs);
-    sk_free(v->bhs);
     dkim_msg_clear(&v->msg);
     sk_free(v);
 }

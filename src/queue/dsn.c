@@ -209,8 +209,21 @@ static void spool_dsn(sk_queue *q, qmsg *m, dsn_rcpt *r, size_t n, int64_t now)
         msg = sk_spool_begin(q->spool, &denv, &err);
         if (!msg) e = err.err ? err.err : SK_ERR_IO;
     }
+    sk_buf fields = SK_BUF_INIT(SK_DSN_ADDED_FIELDS_MAX_OCTETS);
+    if (!e && q->opts.dsn_fields) {
+        sk_error ferr;
+        sk_error_clear(&ferr);
+        if (q->opts.dsn_fields(q->opts.dsn_ctx, out.data, out.len, &fields, &ferr)) {
+            sk_log(&q->opts.log, SK_LOG_WARN, "%s queue dsn-fields-failed error=\"%s\"", env->id,
+                   ferr.text[0] ? ferr.text : "out of memory");
+            sk_buf_reset(&fields);
+        }
+    }
+    if (!e && fields.len && (e = sk_spool_write(msg, fields.data, fields.len)))
+        sk_error_set(&err, e, SK_STEP_NONE, "cannot write the DSN");
     if (!e && (e = sk_spool_write(msg, out.data, out.len)))
         sk_error_set(&err, e, SK_STEP_NONE, "cannot write the DSN");
+    sk_buf_free(&fields);
     sk_buf_free(&out);
     if (e) {
         if (msg) sk_spool_abort(msg);

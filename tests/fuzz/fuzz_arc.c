@@ -22,7 +22,7 @@ static const int64_t fuzz_time = 1764583200;
 static void check_chain(const char *s, size_t n)
 {
     dkim_msg m;
-    dkim_msg_init(&m);
+    dkim_msg_init(&m, NULL, NULL, NULL, NULL);
     if (dkim_msg_feed(&m, s, n) == SK_OK && dkim_msg_end(&m) == SK_OK) {
         arc_chain c;
         if (arc_chain_collect(&c, &m) == SK_OK) {
@@ -99,7 +99,7 @@ static void check_seal(const char *s, size_t n)
     char *rec;
     sk_dkim_key *key = fuzz_key(&rec);
     dkim_msg m;
-    dkim_msg_init(&m);
+    dkim_msg_init(&m, NULL, NULL, NULL, NULL);
     int plain = 0;
     if (dkim_msg_feed(&m, s, n) == SK_OK && dkim_msg_end(&m) == SK_OK) {
         int from = 0, arc = 0;

@@ -15,11 +15,17 @@ Maildir to the next serve, the chain gives arc=pass there, and dkimpy's
 arc_verify agrees; changed after our seal, arc=fail. A chain that fails
 at the sealing serve is sealed with cv=fail, and nothing is sealed over
 that. A key file that cannot be read stops the start with exit 78 naming
-it."""
+it. The key file replaced and SIGHUP: the next set is sealed with the new
+key (dkimpy verifies it with the new record, not the old); a key file that
+cannot be read on SIGHUP is a reload-failed naming it, and the key in use
+stays. The sets are made on the signing threads ("sign/N"), not on the
+event loop: a serve sealing with a 4096-bit key shows their CPU time."""
 
 import email.utils
+import glob
 import os
 import re
+import signal
 import smtplib
 import subprocess
 import sys
@@ -42,10 +48,10 @@ AUTHSERV = "mx.test"
 LIST = "lists.example.net"
 
 
-def keygen(domain, selector):
-    path = tmp.join("%s-%s.pem" % (selector, domain))
+def keygen(domain, selector, path=None, *extra):
+    path = path or tmp.join("%s-%s.pem" % (selector, domain))
     r = sktest.smtpkit("dkim", "keygen", "--domain", domain, "--selector", selector,
-                       "--out", path, check_rc=0)
+                       "--out", path, "--force", *extra, check_rc=0)
     value = re.search(r"^value: (.*)$", r.stdout, re.M).group(1)
     return path, re.findall(r'"([^"]*)"', value)
 
@@ -90,6 +96,22 @@ def forwarded(path):
     with open(path, "rb") as f:
         data = f.read().replace(b"\n", b"\r\n")
     return re.sub(rb"^Return-Path:[^\r]*\r\n", b"", data)
+
+
+def sign_threads_cpu(pid):
+    """CPU seconds (user + system) of the server's signing threads."""
+    ticks = 0
+    for task in glob.glob("/proc/%d/task/*" % pid):
+        try:
+            with open(task + "/comm") as f:
+                if not f.read().startswith("sign/"):
+                    continue
+            with open(task + "/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except OSError:
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def ours(path):
@@ -198,5 +220,54 @@ with DNSTestServer(ZONE) as dns:
                "nothing sealed over cv=fail: %r" % head(path), fwd)
         expect("arc-unsealed" in fwd.log() and "cv=fail" in fwd.log(),
                "the refusal logged:\n" + fwd.log()[-2000:])
+
+        # The key file replaced, then SIGHUP: sealed with the new key.
+        def verify_with(m, record):
+            def lookup(name, timeout=5):
+                if name.decode().rstrip(".") == "seal._domainkey." + FWD:
+                    return "".join(record).encode()
+                return dnsfunc(name, timeout)
+            return dkim.arc_verify(m, dnsfunc=lookup)[0]
+
+        _, new_rec = keygen(FWD, "seal", fwd_pem)
+        mark = len(fwd.log())
+        fwd.proc.send_signal(signal.SIGHUP)
+        sktest.wait_for(lambda: "reload-done" in fwd.log()[mark:], what="reload-done\n" +
+                        fwd.log())
+        expect("arc_seal=yes" in fwd.log()[mark:], "reload-done says it seals:\n" +
+               fwd.log()[mark:])
+        expect("reload-needs-restart option=arc-seal" not in fwd.log(),
+               "arc-seal needs no restart:\n" + fwd.log()[mark:])
+        m = forwarded(through(fwd, fseen, seal(message("after reload")), "after reload"))
+        expect(verify_with(m, new_rec) == b"pass", "sealed with the new key after SIGHUP")
+        expect(verify_with(m, fwd_rec) == b"fail", "the old key no longer verifies the seal")
+        # A key file that cannot be read: reload-failed naming it; the key
+        # in use stays.
+        with open(fwd_pem, "w") as f:
+            f.write("not a key\n")
+        mark = len(fwd.log())
+        fwd.proc.send_signal(signal.SIGHUP)
+        sktest.wait_for(lambda: "reload-failed" in fwd.log()[mark:], what="reload-failed\n" +
+                        fwd.log())
+        expect(fwd_pem in fwd.log()[mark:] and "arc-seal" in fwd.log()[mark:],
+               "the failure names the key file:\n" + fwd.log()[mark:])
+        m = forwarded(through(fwd, fseen, seal(message("bad reload")), "after a bad reload"))
+        expect(verify_with(m, new_rec) == b"pass", "still sealing with the key in use")
+
+    # Sealing off the event loop: a 4096-bit key's signatures (two per set)
+    # show as CPU time of the signing threads.
+    big_pem, _ = keygen(FWD, "big", None, "--bits", "4096")
+    big = Serve(tmp, name="big", args=["--hostname", "mx." + FWD, "--local-domain",
+                                        "dest.test", "--relay-net", "none", "--dns-server",
+                                        dns.address, "--arc-seal", "%s:big:%s" % (FWD, big_pem)])
+    with big:
+        before = sign_threads_cpu(big.proc.pid)
+        bseen = []
+        for i in range(20):
+            path = through(big, bseen, message("big %d" % i), "big %d" % i)
+        expect(any(h.startswith("ARC-Seal: i=1;") and "s=big" in h for h in head(path)),
+               "sealed with the 4096-bit key: %r" % head(path), big)
+        used = sign_threads_cpu(big.proc.pid) - before
+        expect(used > 0, "the signing threads made the seals (%.3f s of CPU)" % used, big)
 
 print("ok")

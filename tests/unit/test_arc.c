@@ -431,7 +431,7 @@ static void test_keys(void **state)
 static void check_lone_seal(const char *msg, unsigned instance)
 {
     dkim_msg dm;
-    dkim_msg_init(&dm);
+    dkim_msg_init(&dm, NULL, NULL, NULL, NULL);
     assert_int_equal(dkim_msg_feed(&dm, msg, strlen(msg)), 0);
     assert_int_equal(dkim_msg_end(&dm), 0);
     arc_chain c;

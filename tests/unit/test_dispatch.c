@@ -792,6 +792,67 @@ static void test_dsn_on_permanent_failure(void **state)
     }
 }
 
+/* The dsn_fields hook (smtpkit serve signs DSNs there): it sees the whole
+ * DSN, what it adds goes on top, and a failing hook leaves the DSN as it
+ * was, still sent. */
+typedef struct fields_hook {
+    const char *add; /* appended to fields */
+    sk_err fail;     /* returned after appending nothing */
+    int calls;
+    int saw_report; /* the message it got was the whole DSN */
+} fields_hook;
+
+static sk_err add_fields(void *ctx, const char *msg, size_t len, sk_buf *fields, sk_error *err)
+{
+    fields_hook *f = ctx;
+    f->calls++;
+    f->saw_report = len > 5 && !strncmp(msg, "From:", 5) &&
+                    memmem(msg, len, "report-type=delivery-status", 27) &&
+                    memmem(msg, len, "Final-Recipient: rfc822; bob@gone.test", 38);
+    if (f->fail) return sk_error_set(err, f->fail, SK_STEP_NONE, "cannot sign");
+    return sk_buf_puts(fields, f->add);
+}
+
+static void test_dsn_fields(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *add;
+        sk_err fail;
+        const char *want_top; /* what the stored DSN starts with */
+    } cases[] = {
+        {"a field", "X-Added: one\r\n", SK_OK, "X-Added: one\r\nFrom: "},
+        {"two", "X-Added: one\r\nX-Added: two\r\n", SK_OK,
+         "X-Added: one\r\nX-Added: two\r\nFrom: "},
+        {"nothing", "", SK_OK, "From: "},
+        {"the hook fails", "", SK_ERR_INVAL, "From: "},
+    };
+    for (size_t c = 0; c < SKT_N(cases); c++) {
+        harness h = {0};
+        static const script sc[] = {
+            {"gone.test", 0, SK_DELIVERY_PERMANENT, 550, "5.1.1", "no such user here"},
+            {"sender.test", 1, 0, 0, NULL, NULL}};
+        h.scripts = sc;
+        h.nscripts = 2;
+        fields_hook f = {.add = cases[c].add, .fail = cases[c].fail};
+        h.opts.dsn_fields = add_fields;
+        h.opts.dsn_ctx = &f;
+        start(&h);
+        msgspec m = {.sender = "alice@sender.test", .rcpts = {"bob@gone.test"}};
+        inject(&h, &m, NULL);
+        pump(&h);
+        if (h.ev[SK_QUEUE_EV_DSN] != 1 || f.calls != 1 || !f.saw_report)
+            fail_msg("%s: %d DSNs, %d calls, whole DSN seen %d", cases[c].name,
+                     h.ev[SK_QUEUE_EV_DSN], f.calls, f.saw_report);
+        char *dsn = read_msg(&h, h.dsn_ids[0]);
+        if (strncmp(dsn, cases[c].want_top, strlen(cases[c].want_top)))
+            fail_msg("%s: the DSN starts %.80s", cases[c].name, dsn);
+        assert_int_equal(count_str(dsn, "X-Added:"), count_str(cases[c].add, "X-Added:"));
+        free(dsn);
+        done_all(&h);
+    }
+}
+
 static void test_dsn_once_on_expiry(void **state)
 {
     harness h = {0};
@@ -1036,6 +1097,7 @@ int main(void)
         cmocka_unit_test(test_rate_per_domain),
         cmocka_unit_test(test_provider_grouping),
         cmocka_unit_test(test_dsn_on_permanent_failure),
+        cmocka_unit_test(test_dsn_fields),
         cmocka_unit_test(test_dsn_once_on_expiry),
         cmocka_unit_test(test_dsn_on_success),
         cmocka_unit_test(test_dsn_delay_once),

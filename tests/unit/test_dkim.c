@@ -198,11 +198,7 @@ static void test_msg_split(void **state)
         for (size_t cut = 0; cut <= n; cut++) {
             split_out o = {SK_BUF_INIT(4096), 0};
             dkim_msg m;
-            dkim_msg_init(&m);
-            m.body_fn = split_body;
-            m.body_ctx = &o;
-            m.head_fn = split_head;
-            m.head_ctx = &o;
+            dkim_msg_init(&m, split_head, &o, split_body, &o);
             assert_int_equal(dkim_msg_feed(&m, cases[i].msg, cut), 0);
             assert_int_equal(dkim_msg_feed(&m, cases[i].msg + cut, n - cut), 0);
             assert_int_equal(dkim_msg_end(&m), 0);
@@ -220,7 +216,7 @@ static void test_msg_split(void **state)
 static void test_header_block_limit(void **state)
 {
     dkim_msg m;
-    dkim_msg_init(&m);
+    dkim_msg_init(&m, NULL, NULL, NULL, NULL);
     char line[1000];
     memset(line, 'x', sizeof line);
     memcpy(line, "X-Long: ", 8);

@@ -1544,36 +1544,16 @@ static void check_dnsbl(domain_run *d)
 /* check --message                                                         */
 /* ====================================================================== */
 
-/* Message bytes fed to a verifier at a time. */
-#define CHECK_FEED_OCTETS 65536
-
 typedef struct message_run {
     run *r;
     const char *path, *ip, *helo, *mail_from, *authserv_id;
-    char *raw; /* CRLF line ends */
-    size_t len, head_len;
+    cli_message msg; /* as read */
+    sk_buf head;     /* its header block, CRLF line ends */
 } message_run;
 
-/* The message with LF line ends made CRLF (as `smtpkit dkim` reads it). */
-static void crlf_message(message_run *m, char *raw, size_t len)
+static sk_err verifier_feed(void *obj, const void *p, size_t n)
 {
-    int lf = memchr(raw, '\n', len) && !memmem(raw, len, "\r\n", 2);
-    if (!lf) {
-        m->raw = raw;
-        m->len = len;
-    } else {
-        size_t n = len;
-        for (size_t i = 0; i < len; i++) n += raw[i] == '\n';
-        m->raw = xcalloc(n + 1, 1);
-        for (size_t i = 0, o = 0; i < len; i++) {
-            if (raw[i] == '\n') m->raw[o++] = '\r';
-            m->raw[o++] = raw[i];
-        }
-        m->len = n;
-        sk_free(raw);
-    }
-    const char *end = memmem(m->raw, m->len, "\r\n\r\n", 4);
-    m->head_len = end ? (size_t)(end - m->raw) + 2 : m->len;
+    return sk_dkim_verifier_feed(obj, p, n);
 }
 
 static verdict dkim_verdict(sk_dkim_status s)
@@ -1694,11 +1674,12 @@ static int run_message(message_run *m, sk_buf *header)
     /* DKIM: every signature (up to the verifier's limit). */
     sk_dkim_verifier *v = sk_dkim_verifier_new(NULL, &err);
     if (!v) out_of_memory();
-    sk_err e = SK_OK;
-    for (size_t o = 0; o < m->len && !e; o += CHECK_FEED_OCTETS)
-        e = sk_dkim_verifier_feed(v, m->raw + o,
-                                  m->len - o < CHECK_FEED_OCTETS ? m->len - o : CHECK_FEED_OCTETS);
+    sk_err e = cli_message_feed(&m->msg, verifier_feed, v);
     if (!e) e = sk_dkim_verifier_finish(v, &err);
+    /* The header block for DMARC and Authentication-Results: within the
+     * verifier's bound once it took the message. */
+    if (!e) e = cli_message_head(&m->msg, &m->head);
+    if (e == SK_ERR_NOMEM) out_of_memory();
     if (e) {
         add(r, "dkim", V_FAIL, "the header block is over %u octets: the message cannot be checked",
             (unsigned)SK_DKIM_HEADER_BLOCK_MAX_OCTETS);
@@ -1778,7 +1759,7 @@ static int run_message(message_run *m, sk_buf *header)
     }
 
     /* DMARC, from the From field, SPF's MAIL FROM result and the DKIM d=. */
-    sk_dmarc_input in = {.headers = m->raw, .headers_len = m->head_len};
+    sk_dmarc_input in = {.headers = m->head.data, .headers_len = m->head.len};
     const char *at = m->mail_from[0] ? strrchr(m->mail_from, '@') : NULL;
     in.spf.domain = m->mail_from[0] ? (at ? at + 1 : m->mail_from) : m->helo;
     in.spf.result = mf ? dmarc_auth_of_spf(mf->result) : SK_DMARC_AUTH_TEMPERROR;
@@ -1866,7 +1847,7 @@ static int run_message(message_run *m, sk_buf *header)
     }
     size_t nours = 0;
     sk_authres_span *spans = NULL;
-    if (sk_authres_find_ours(m->raw, m->head_len, m->authserv_id, &spans, &nours) == SK_OK &&
+    if (sk_authres_find_ours(m->head.data, m->head.len, m->authserv_id, &spans, &nours) == SK_OK &&
         nours) {
         item *it = add(r, "authres", V_INFO,
                        "the message already has %zu Authentication-Results field%s claiming to be "
@@ -2235,22 +2216,15 @@ int cmd_check(int argc, char **argv)
             host[sizeof host - 1] = '\0';
             authserv_id = host;
         }
-        size_t len = 0;
-        errno = 0;
-        char *raw = cli_read_file(message, &len);
-        if (!raw) {
-            cli_warn(cmd, "cannot read %s: %s", strcmp(message, "-") ? message : "standard input",
-                     errno ? strerror(errno) : "it is empty");
-            rc = EX_NOINPUT;
-            goto out;
-        }
         message_run m = {.r = &r,
                          .path = message,
                          .ip = ip,
                          .helo = helo,
                          .mail_from = mail_from,
-                         .authserv_id = authserv_id};
-        crlf_message(&m, raw, len);
+                         .authserv_id = authserv_id,
+                         .head = SK_BUF_INIT(SK_DKIM_HEADER_BLOCK_MAX_OCTETS + 4)};
+        rc = cli_message_read(cmd, message, &m.msg);
+        if (rc != EX_OK) goto out;
         sk_buf header = SK_BUF_INIT(SK_AUTHRES_HEADER_MAX_OCTETS);
         if (!json)
             printf("smtpkit check --message %s: client %s, HELO %s, MAIL FROM <%s>\n", message, ip,
@@ -2292,7 +2266,8 @@ int cmd_check(int argc, char **argv)
             print_result(problems, warnings, temporary, rc);
         }
         sk_buf_free(&header);
-        sk_free(m.raw);
+        sk_buf_free(&m.head);
+        free(m.msg.raw);
         run_free(&r);
         goto out;
     }

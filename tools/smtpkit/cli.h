@@ -91,6 +91,10 @@ int cli_message_read(const char *cmd, const char *path, cli_message *m);
 #define CLI_MESSAGE_CHUNK_OCTETS (64 * 1024)
 typedef sk_err (*cli_feed_fn)(void *obj, const void *p, size_t n);
 sk_err cli_message_feed(const cli_message *m, cli_feed_fn fn, void *obj);
+/* The header block (its fields with their line ends, not the empty line
+ * after them; the whole message when it has none) in CRLF, appended to
+ * out. */
+sk_err cli_message_head(const cli_message *m, sk_buf *out);
 /* Write fields (CRLF line ends, from the library) in m's line ends. */
 void cli_message_put_fields(const cli_message *m, const char *fields, size_t len, FILE *f);
 

@@ -218,6 +218,25 @@ sk_err cli_message_feed(const cli_message *m, cli_feed_fn fn, void *obj)
     return o ? fn(obj, buf, o) : SK_OK;
 }
 
+static sk_err append(void *obj, const void *p, size_t n)
+{
+    return sk_buf_append(obj, p, n);
+}
+
+sk_err cli_message_head(const cli_message *m, sk_buf *out)
+{
+    /* The empty line: two line ends in a row, in the file's own form. */
+    const char *eol = m->lf ? "\n" : "\r\n";
+    size_t el = strlen(eol);
+    char sep[4];
+    memcpy(sep, eol, el);
+    memcpy(sep + el, eol, el);
+    const char *end = memmem(m->raw, m->len, sep, 2 * el);
+    cli_message head = *m;
+    head.len = end ? (size_t)(end - m->raw) + el : m->len;
+    return cli_message_feed(&head, append, out);
+}
+
 void cli_message_put_fields(const cli_message *m, const char *fields, size_t len, FILE *f)
 {
     for (size_t i = 0; i < len; i++) {

@@ -40,11 +40,11 @@ static void usage(FILE *f)
             "must be writable: checked before any port opens (exit 78 otherwise).\n",
             CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
     fprintf(f, "\nSignals: SIGTERM/SIGINT stop (sessions in flight finish), SIGHUP reloads\n"
-               "the configuration, certificates and DKIM keys. Exit codes: 0 stopped\n"
+               "the configuration, certificates, DKIM and ARC keys. Exit codes: 0 stopped\n"
                "cleanly, 64 bad flag, 78 bad configuration (also a data directory that\n"
-               "cannot be used, a --dkim key file that cannot be used), 71 could not\n"
-               "start (address in use, spool locked by another daemon after a 5 s wait,\n"
-               "...), 70 the event loop failed.\n"
+               "cannot be used, a --dkim or --arc-seal key file that cannot be used), 71\n"
+               "could not start (address in use, spool locked by another daemon after a\n"
+               "5 s wait, ...), 70 the event loop failed.\n"
                "See docs/serve.md.\n");
 }
 

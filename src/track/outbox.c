@@ -31,7 +31,9 @@ const char sk_outbox_schema[] =
     " leased INTEGER NOT NULL DEFAULT 0,"
     " created_ms INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox(endpoint, leased, next_ms);"
-    "CREATE INDEX IF NOT EXISTS webhook_outbox_msg ON webhook_outbox(endpoint, msg_key, id);";
+    "CREATE INDEX IF NOT EXISTS webhook_outbox_msg ON webhook_outbox(endpoint, msg_key, id);"
+    /* sk_track_prune keeps the events that still have rows. */
+    "CREATE INDEX IF NOT EXISTS webhook_outbox_event ON webhook_outbox(event_id);";
 
 sk_err sk_outbox_prepare(sqlite3 *db, sqlite3_stmt **st)
 {

@@ -90,6 +90,9 @@ static void pass_done(void *ctx, sk_job_end end)
             continue;
         }
         if (it->orphan) {
+            sk_log(&w->o.log, SK_LOG_WARN,
+                   "- webhook dropped url=\"%s\" row=%lld reason=\"its event is gone\"", it->url,
+                   (long long)it->row);
             it->next = w->results;
             w->results = it;
             continue;

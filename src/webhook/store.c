@@ -50,7 +50,7 @@ sk_err wh_store_unlease(sqlite3 *db, sk_error *err)
 }
 
 typedef struct stmts {
-    sqlite3_stmt *del, *retry, *ok, *fail, *fetch, *lease, *backlog;
+    sqlite3_stmt *del, *retry, *ok, *fail, *fetch, *lease, *backlog, *gone;
 } stmts;
 
 static const char *const sqls[] = {
@@ -71,6 +71,9 @@ static const char *const sqls[] = {
     " AND p.id < o.id) ORDER BY o.id LIMIT ?3",
     "UPDATE webhook_outbox SET leased = 1 WHERE id = ?1",
     "SELECT count(*) FROM webhook_outbox WHERE endpoint = ?1",
+    /* A row whose event is gone (removed by hand: sk_track_prune keeps
+     * the events the outbox has) cannot be sent: counted as given up. */
+    "UPDATE webhook_endpoints SET dropped = dropped + 1 WHERE url = ?1",
 };
 
 static void finalize(stmts *s)
@@ -111,7 +114,11 @@ static bool apply(stmts *s, const wh_pass *p, int64_t now)
             sqlite3_bind_int(s->retry, 3, (int)attempts);
             if (!step_done(s->retry)) return false;
         }
-        if (it->orphan) continue;
+        if (it->orphan) {
+            sqlite3_bind_text(s->gone, 1, it->url, -1, SQLITE_STATIC);
+            if (!step_done(s->gone)) return false;
+            continue;
+        }
         sqlite3_stmt *st = it->ok ? s->ok : s->fail;
         sqlite3_bind_text(st, 1, it->url, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, now);

@@ -20,7 +20,7 @@ typedef struct wh_item {
     char id[64];        /* webhook-id */
     char *body;
     size_t len;
-    bool orphan; /* its event is gone (pruned): remove the row */
+    bool orphan; /* its event is gone: remove the row, count it dropped */
     /* The result: answered 2xx, or why not. */
     bool ok;
     char err[SK_WEBHOOK_ERROR_OCTETS];

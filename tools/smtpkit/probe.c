@@ -60,7 +60,8 @@ typedef struct probe_step {
      * line or JSON value) and marked "truncated". */
     int overflow;
     sk_buf lines; /* more lines for people (extensions, certificates) */
-    sk_buf json;  /* more JSON members, each starting with ',' */
+    json_t *data; /* more JSON members of the step's object */
+    json_t *exts; /* the EHLO step's "extensions" array (in data) */
 } probe_step;
 
 typedef struct probe {
@@ -107,7 +108,7 @@ static probe_step *step_begin(probe *p, const char *name)
     s->name = name;
     s->elapsed_ms = -1;
     sk_buf_init(&s->lines, 64 * 1024);
-    sk_buf_init(&s->json, 64 * 1024);
+    s->data = cli_jobj();
     return s;
 }
 
@@ -140,41 +141,15 @@ static void step_line(probe_step *s, const char *fmt, ...)
     va_end(ap);
 }
 
-/* JSON strings go through json_string, which writes to a FILE; a memory
- * stream lets the same escaping fill a step's JSON buffer. */
+/* A member of the step's JSON object (v taken over). */
+static void json_member(probe_step *s, const char *key, json_t *v)
+{
+    cli_jset(s->data, key, v);
+}
+
 static void json_member_str(probe_step *s, const char *key, const char *val)
 {
-    char *mem = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&mem, &len);
-    if (!f) return;
-    fprintf(f, ",\"%s\":", key);
-    cli_json_string(f, val);
-    fclose(f);
-    if (sk_buf_append(&s->json, mem, len) != SK_OK) s->overflow = 1;
-    free(mem);
-}
-
-static void json_raw(probe_step *s, const char *fmt, ...) SK_PRINTF(2, 3);
-static void json_raw(probe_step *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (sk_buf_vprintf(&s->json, fmt, ap) != SK_OK) s->overflow = 1;
-    va_end(ap);
-}
-
-/* A JSON string into the step's buffer, without a key (inside arrays). */
-static void json_value_str(probe_step *s, const char *val)
-{
-    char *mem = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&mem, &len);
-    if (!f) return;
-    cli_json_string(f, val);
-    fclose(f);
-    if (sk_buf_append(&s->json, mem, len) != SK_OK) s->overflow = 1;
-    free(mem);
+    json_member(s, key, cli_jstr(val));
 }
 
 static void step_reply(probe_step *s, const sk_reply *r)
@@ -261,47 +236,39 @@ static void print_json(const probe *p)
     verdict worst = V_OK;
     for (size_t i = 0; i < p->nsteps; i++)
         if (p->steps[i].status > worst) worst = p->steps[i].status;
-    printf("{\"host\":");
-    cli_json_string(stdout, p->host);
-    printf(",\"port\":%u,\"tls\":\"%s\",\"status\":\"%s\",\"exit_code\":%d,\"failed_step\":",
-           p->port, tls_mode_label(p->tls), verdict_names[worst], p->exit_code);
-    cli_json_string(stdout, p->failed_step);
-    printf(",\"steps\":[");
+    json_t *j = cli_jobj();
+    cli_jset(j, "host", cli_jstr(p->host));
+    cli_jset(j, "port", cli_jint(p->port));
+    cli_jset(j, "tls", cli_jstr(tls_mode_label(p->tls)));
+    cli_jset(j, "status", cli_jstr(verdict_names[worst]));
+    cli_jset(j, "exit_code", cli_jint(p->exit_code));
+    cli_jset(j, "failed_step", cli_jstr(p->failed_step));
+    json_t *steps = cli_jarr();
     for (size_t i = 0; i < p->nsteps; i++) {
         const probe_step *s = &p->steps[i];
-        printf("%s{\"step\":\"%s\",\"status\":\"%s\",\"detail\":", i ? "," : "", s->name,
-               verdict_names[s->status]);
-        cli_json_string(stdout, s->detail);
-        if (s->address[0]) {
-            printf(",\"address\":");
-            cli_json_string(stdout, s->address);
-        }
-        if (s->elapsed_ms >= 0) printf(",\"elapsed_ms\":%ld", s->elapsed_ms);
+        json_t *o = cli_jobj();
+        cli_jset(o, "step", cli_jstr(s->name));
+        cli_jset(o, "status", cli_jstr(verdict_names[s->status]));
+        cli_jset(o, "detail", cli_jstr(s->detail));
+        if (s->address[0]) cli_jset(o, "address", cli_jstr(s->address));
+        if (s->elapsed_ms >= 0) cli_jset(o, "elapsed_ms", cli_jint(s->elapsed_ms));
         if (s->has_reply) {
-            printf(",\"code\":%d,\"enhanced\":", s->reply.code);
-            cli_json_string(stdout, s->reply.enhanced);
-            printf(",\"text\":");
-            cli_json_string(stdout, s->reply.text);
-            if (s->reply.enhanced[0]) {
-                printf(",\"enhanced_meaning\":");
-                cli_json_string(stdout, sk_enhanced_describe(s->reply.enhanced));
-            }
+            cli_jset(o, "code", cli_jint(s->reply.code));
+            cli_jset(o, "enhanced", cli_jstr(s->reply.enhanced));
+            cli_jset(o, "text", cli_jstr(s->reply.text));
+            if (s->reply.enhanced[0])
+                cli_jset(o, "enhanced_meaning", cli_jstr(sk_enhanced_describe(s->reply.enhanced)));
         }
-        if (s->explanation) {
-            printf(",\"explanation\":");
-            cli_json_string(stdout, s->explanation);
-        }
-        if (s->fix[0]) {
-            printf(",\"fix\":");
-            cli_json_string(stdout, s->fix);
-        }
+        if (s->explanation) cli_jset(o, "explanation", cli_jstr(s->explanation));
+        if (s->fix[0]) cli_jset(o, "fix", cli_jstr(s->fix));
         if (s->overflow)
-            printf(",\"truncated\":true");
-        else
-            fwrite(s->json.data ? s->json.data : "", 1, s->json.len, stdout);
-        putchar('}');
+            cli_jset(o, "truncated", cli_jbool(1));
+        else if (s->data && json_object_update(o, s->data))
+            cli_jset(o, "truncated", cli_jbool(1));
+        cli_jpush(steps, o);
     }
-    printf("]}\n");
+    cli_jset(j, "steps", steps);
+    cli_json_print(j);
 }
 
 /* ---- sockets for the checks the client library does not make ---- */
@@ -372,7 +339,8 @@ static int check_dns(probe *p)
                      gai_strerror(rc));
         return step_fail(p, s, EX_TEMPFAIL);
     }
-    json_raw(s, ",\"addresses\":[");
+    json_t *addrs = cli_jarr();
+    json_member(s, "addresses", addrs);
     sk_buf list = SK_BUF_INIT(4096);
     for (struct addrinfo *ai = res; ai && p->naddrs < PROBE_ADDRS_MAX; ai = ai->ai_next) {
         int dup = 0;
@@ -385,11 +353,9 @@ static int check_dns(probe *p)
         char a[INET6_ADDRSTRLEN];
         addr_string(ai->ai_addr, a, sizeof a);
         if (sk_buf_printf(&list, "%s%s", p->naddrs ? ", " : "", a) != SK_OK) s->overflow = 1;
-        if (p->naddrs) json_raw(s, ",");
-        json_value_str(s, a);
+        cli_jpush(addrs, cli_jstr(a));
         p->naddrs++;
     }
-    json_raw(s, "]");
     freeaddrinfo(res);
     struct in6_addr tmp6;
     struct in_addr tmp4;
@@ -465,7 +431,8 @@ static int check_tcp(probe *p)
 /* The certificate chain as lines and JSON. */
 static void describe_chain(probe_step *s, const sk_tls_info *ti)
 {
-    json_raw(s, ",\"chain\":[");
+    json_t *chain = cli_jarr();
+    json_member(s, "chain", chain);
     for (size_t i = 0; i < ti->chain_len; i++) {
         const sk_tls_cert *c = &ti->chain[i];
         char nb[32], na[32];
@@ -475,15 +442,15 @@ static void describe_chain(probe_step *s, const sk_tls_info *ti)
         step_line(s, "        issuer  %s%s", c->issuer, c->self_signed ? " (self-signed)" : "");
         step_line(s, "        valid   %s to %s", nb, na);
         if (c->san[0]) step_line(s, "        names   %s", c->san);
-        json_raw(s, "%s{\"subject\":", i ? "," : "");
-        json_value_str(s, c->subject);
-        json_raw(s, ",\"issuer\":");
-        json_value_str(s, c->issuer);
-        json_raw(s, ",\"not_before\":\"%s\",\"not_after\":\"%s\",\"names\":", nb, na);
-        json_value_str(s, c->san);
-        json_raw(s, ",\"self_signed\":%s}", c->self_signed ? "true" : "false");
+        json_t *o = cli_jobj();
+        cli_jset(o, "subject", cli_jstr(c->subject));
+        cli_jset(o, "issuer", cli_jstr(c->issuer));
+        cli_jset(o, "not_before", cli_jstr(nb));
+        cli_jset(o, "not_after", cli_jstr(na));
+        cli_jset(o, "names", cli_jstr(c->san));
+        cli_jset(o, "self_signed", cli_jbool(c->self_signed));
+        cli_jpush(chain, o);
     }
-    json_raw(s, "]");
 }
 
 /* Why a certificate did not verify, and what to do about it. */
@@ -548,10 +515,10 @@ static int report_tls(probe *p, probe_step *s, const sk_tls_info *ti, sk_err rc,
                  p->host, p->port, p->tls == SK_TLS_IMPLICIT ? "" : " -starttls smtp");
         return step_fail(p, s, EX_PROTOCOL);
     }
-    json_raw(s,
-             ",\"version\":\"%s\",\"cipher\":\"%s\",\"verified\":%s,\"verify_error\":", ti->version,
-             ti->cipher, ti->verified ? "true" : "false");
-    json_value_str(s, ti->verified ? NULL : ti->verify_text);
+    json_member_str(s, "version", ti->version);
+    json_member_str(s, "cipher", ti->cipher);
+    json_member(s, "verified", cli_jbool(ti->verified));
+    json_member_str(s, "verify_error", ti->verified ? NULL : ti->verify_text);
     describe_chain(s, ti);
     if (ti->verified) {
         step_detail(s, "%s %s, certificate verified for %s", ti->version, ti->cipher,
@@ -589,8 +556,8 @@ static int diagnose_no_greeting(probe *p, sk_client *c, probe_step *s, sk_err rc
         if (sk_client_identify(c, wait, &peer, &ie) != SK_OK && known) peer = *known;
     }
     const char *first = peer.said;
-    json_raw(s, ",\"peer\":\"%s\",\"peer_said\":", sk_peer_kind_name(peer.kind));
-    json_value_str(s, first[0] ? first : NULL);
+    json_member_str(s, "peer", sk_peer_kind_name(peer.kind));
+    json_member_str(s, "peer_said", first[0] ? first : NULL);
     switch (peer.kind) {
     case SK_PEER_SMTP:
         if (p->tls == SK_TLS_IMPLICIT) {
@@ -756,13 +723,11 @@ static void explain_extension(probe_step *s, const char *line, size_t n, int tls
                 snprintf(meaning, sizeof meaning, "%s", ext_meanings[i].meaning);
     }
     step_line(s, "%-20s %s", line[0] ? kw : "?", meaning);
-    json_raw(s, "%s{\"keyword\":", s->json.len && s->json.data[s->json.len - 1] != '[' ? "," : "");
-    json_value_str(s, kw);
-    json_raw(s, ",\"params\":");
-    json_value_str(s, params);
-    json_raw(s, ",\"meaning\":");
-    json_value_str(s, meaning);
-    json_raw(s, "}");
+    json_t *o = cli_jobj();
+    cli_jset(o, "keyword", cli_jstr(kw));
+    cli_jset(o, "params", cli_jstr(params));
+    cli_jset(o, "meaning", cli_jstr(meaning));
+    cli_jpush(s->exts, o);
 }
 
 /* Does a space-separated AUTH list hold a mechanism that sends the password
@@ -795,9 +760,10 @@ static int check_ehlo(probe *p, sk_client *c, const char *name, int after_tls, s
     const char *lines = sk_client_ehlo_lines(c);
     const char *nl = strchr(lines, '\n');
     int count = 0;
-    json_raw(s, ",\"server_name\":");
-    json_value_str(s, x ? x->domain : "");
-    json_raw(s, ",\"esmtp\":%s,\"extensions\":[", x && x->esmtp ? "true" : "false");
+    json_member_str(s, "server_name", x ? x->domain : "");
+    json_member(s, "esmtp", cli_jbool(x && x->esmtp));
+    s->exts = cli_jarr();
+    json_member(s, "extensions", s->exts);
     for (const char *l = nl ? nl + 1 : ""; *l;) {
         const char *end = strchr(l, '\n');
         size_t n = end ? (size_t)(end - l) : strlen(l);
@@ -807,7 +773,6 @@ static int check_ehlo(probe *p, sk_client *c, const char *name, int after_tls, s
         }
         l += n + (end ? 1 : 0);
     }
-    json_raw(s, "]");
     if (x && !x->esmtp) {
         step_detail(s, "EHLO refused, HELO accepted: no ESMTP, so no STARTTLS, AUTH or SIZE");
         step_fix(s, "an old or minimal server; sending may work, but without TLS");
@@ -1244,7 +1209,7 @@ done:
     }
     for (size_t i = 0; i < p.nsteps; i++) {
         sk_buf_free(&p.steps[i].lines);
-        sk_buf_free(&p.steps[i].json);
+        json_decref(p.steps[i].data);
     }
     if (password) {
         explicit_bzero(password, strlen(password));

@@ -29,47 +29,33 @@ static void usage(FILE *f)
             CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
 }
 
-static void json_event(const sk_track_ev *ev)
+static json_t *json_event(const sk_track_ev *ev)
 {
     char when[32];
     sk_time_rfc3339(ev->time_ms / 1000, when);
-    printf("{\"time\":");
-    cli_json_string(stdout, when);
-    printf(",\"event\":");
-    cli_json_string(stdout, sk_track_kind_name(ev->kind));
-    printf(",\"recipient\":");
-    cli_json_string(stdout, ev->recipient);
-    if (ev->attempt)
-        printf(",\"attempt\":%u", ev->attempt);
-    else
-        printf(",\"attempt\":null");
-    printf(",\"remote_host\":");
-    cli_json_string(stdout, ev->remote_host);
-    printf(",\"reply\":");
-    cli_json_string(stdout, ev->reply);
-    printf(",\"tls\":");
-    cli_json_string(stdout, ev->tls);
-    printf(",\"class\":");
-    cli_json_string(stdout, ev->cls);
-    printf(",\"dsn_id\":");
-    cli_json_string(stdout, ev->dsn_id);
-    printf(",\"auth\":");
-    cli_json_string(stdout, ev->auth);
-    putchar('}');
+    json_t *o = cli_jobj();
+    cli_jset(o, "time", cli_jstr(when));
+    cli_jset(o, "event", cli_jstr(sk_track_kind_name(ev->kind)));
+    cli_jset(o, "recipient", cli_jstr(ev->recipient));
+    cli_jset(o, "attempt", ev->attempt ? cli_jint(ev->attempt) : cli_jnull());
+    cli_jset(o, "remote_host", cli_jstr(ev->remote_host));
+    cli_jset(o, "reply", cli_jstr(ev->reply));
+    cli_jset(o, "tls", cli_jstr(ev->tls));
+    cli_jset(o, "class", cli_jstr(ev->cls));
+    cli_jset(o, "dsn_id", cli_jstr(ev->dsn_id));
+    cli_jset(o, "auth", cli_jstr(ev->auth));
+    return o;
 }
 
 static void print_json(const sk_track_result *r)
 {
-    printf("{\"id\":");
-    cli_json_string(stdout, r->id);
-    printf(",\"message_id\":");
-    cli_json_string(stdout, r->message_id);
-    printf(",\"events\":[");
-    for (size_t i = 0; i < r->nevents; i++) {
-        if (i) putchar(',');
-        json_event(&r->events[i]);
-    }
-    printf("]}\n");
+    json_t *o = cli_jobj();
+    cli_jset(o, "id", cli_jstr(r->id));
+    cli_jset(o, "message_id", cli_jstr(r->message_id));
+    json_t *evs = cli_jarr();
+    for (size_t i = 0; i < r->nevents; i++) cli_jpush(evs, json_event(&r->events[i]));
+    cli_jset(o, "events", evs);
+    cli_json_print(o);
 }
 
 static void print_table(const sk_track_result *r)

@@ -9,3 +9,4 @@ BUILD=${1:-build}
 "$HERE/relay_bench.sh" "$BUILD"
 "$HERE/dkim_bench.sh" "$BUILD"
 "$HERE/sign_bench.sh" "$BUILD"
+"$HERE/webhook_bench.sh" "$BUILD"

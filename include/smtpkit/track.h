@@ -110,7 +110,9 @@ SK_NODISCARD sk_err sk_track_dsn_sent(sk_track *tr, const char *queue_id, const 
  * held the lock past the busy timeout, disk full) they stay pending. */
 SK_NODISCARD sk_err sk_track_flush(sk_track *tr, sk_error *err);
 size_t sk_track_pending(const sk_track *tr);
-/* Delete events older than before_ms. */
+/* Delete events older than before_ms, except those the webhooks' outbox
+ * still has to send (outbox.h): they go with a later prune, once their
+ * rows are sent or given up. */
 SK_NODISCARD sk_err sk_track_prune(sk_track *tr, int64_t before_ms, sk_error *err);
 /* The store's clock (sk_track_opts.clock_ms or the system's), Unix ms. */
 int64_t sk_track_now_ms(const sk_track *tr);

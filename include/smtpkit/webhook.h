@@ -55,24 +55,47 @@ typedef struct sk_webhooks_opts {
     uint64_t max_age_ms;    /* retried this long after the event; 0: default */
     /* Requests in flight per endpoint; 0: SK_WEBHOOK_CONCURRENCY_DEFAULT. */
     unsigned concurrency;
+    /* The configuration's endpoints, set at start as sk_webhooks_configure
+     * sets them (read during sk_webhooks_new only). */
+    const sk_webhook_endpoint *endpoints;
+    size_t nendpoints;
     sk_logger log;
 } sk_webhooks_opts;
 /* Start sending on base's loop (a thread of its own reads and updates the
- * outbox). Endpoints leased by a process that died are due again. */
+ * outbox). Endpoints leased by a process that died are due again. The
+ * configuration's endpoints are written before it returns (the loop is
+ * not running yet); an error in them or in the store fails the start. */
 sk_webhooks *sk_webhooks_new(const sk_webhooks_opts *o, struct event_base *base, sk_error *err);
-/* Requests in flight are dropped (their events are sent again later). */
+/* Requests in flight are dropped (their events are sent again later).
+ * Endpoint changes asked for are made first, without their callbacks. */
 void sk_webhooks_free(sk_webhooks *w);
 
-/* The endpoints of the configuration replace those from it before (an
- * endpoint of the configuration that was added at run time becomes the
- * configuration's). Checked first; nothing changes on error. */
+/* The end of an endpoint change, on the loop's thread: e is SK_OK or the
+ * error, err->text says why (never a secret). */
+typedef void (*sk_webhooks_done_fn)(void *ctx, sk_err e, const sk_error *err);
+
+/* Endpoint changes run on the sender's thread (SQLite stays off the
+ * loop), in the order asked, each in one transaction (nothing changes on
+ * error); then, on the loop, the sender uses the endpoints the store
+ * holds and done (may be NULL) is called once. Each call checks its
+ * endpoints first: an error there, or no memory, is returned at once and
+ * done is not called.
+ * configure: the configuration's endpoints replace those it named before
+ * (an endpoint added at run time with the same URL becomes the
+ * configuration's; a secret or event list that changed is taken; one no
+ * longer named is removed with its events not sent). SIGHUP calls it. */
 SK_NODISCARD sk_err sk_webhooks_configure(sk_webhooks *w, const sk_webhook_endpoint *eps, size_t n,
-                                          sk_error *err);
+                                          sk_webhooks_done_fn done, void *ctx, sk_error *err);
 /* At run time (the HTTP API): add an endpoint, kept in the data directory
- * across restarts (SK_ERR_STATE when its URL is known), or remove one and
- * its events not sent (SK_ERR_NOT_FOUND). */
-SK_NODISCARD sk_err sk_webhooks_add(sk_webhooks *w, const sk_webhook_endpoint *ep, sk_error *err);
-SK_NODISCARD sk_err sk_webhooks_remove(sk_webhooks *w, const char *url, sk_error *err);
+ * across restarts (done gets SK_ERR_STATE when its URL is known,
+ * SK_ERR_TOO_LONG past SK_WEBHOOKS_MAX), or remove one and its events not
+ * sent (SK_ERR_NOT_FOUND). */
+SK_NODISCARD sk_err sk_webhooks_add(sk_webhooks *w, const sk_webhook_endpoint *ep,
+                                    sk_webhooks_done_fn done, void *ctx, sk_error *err);
+SK_NODISCARD sk_err sk_webhooks_remove(sk_webhooks *w, const char *url, sk_webhooks_done_fn done,
+                                       void *ctx, sk_error *err);
+/* How long an event is retried from now on (0: the default). */
+void sk_webhooks_set_max_age(sk_webhooks *w, uint64_t max_age_ms);
 
 /* An endpoint's state (no secret). */
 typedef struct sk_webhook_state {

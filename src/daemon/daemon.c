@@ -285,30 +285,57 @@ static sk_err render_metrics(void *ctx, sk_buf *out)
     return sk_dmetrics_render(d->metrics, &src, out);
 }
 
+sk_err sk_daemon_webhook_specs(const sk_daemon_config *c, sk_webhook_endpoint eps[SK_WEBHOOKS_MAX],
+                               char *bufs[SK_WEBHOOKS_MAX], size_t *n, sk_error *err)
+{
+    memset(bufs, 0, SK_WEBHOOKS_MAX * sizeof *bufs);
+    *n = 0;
+    if (c->webhook.n > SK_WEBHOOKS_MAX)
+        return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "more than %d webhooks",
+                            SK_WEBHOOKS_MAX);
+    for (size_t i = 0; i < c->webhook.n; i++) {
+        if (sk_webhook_spec_parse(c->webhook.v[i], &bufs[i], &eps[i], err)) {
+            sk_daemon_webhooks_free(bufs);
+            return SK_ERR_CONFIG;
+        }
+    }
+    *n = c->webhook.n;
+    return SK_OK;
+}
+
+void sk_daemon_webhooks_free(char *bufs[SK_WEBHOOKS_MAX])
+{
+    for (size_t i = 0; i < SK_WEBHOOKS_MAX; i++) {
+        if (bufs[i]) explicit_bzero(bufs[i], strlen(bufs[i])); /* holds a secret */
+        sk_free(bufs[i]);
+        bufs[i] = NULL;
+    }
+}
+
 /* The webhooks' sender, on the tracking store, with the configuration's
  * endpoints (and those added at run time before). */
 static sk_err start_webhooks(sk_daemon *d, sk_error *err)
 {
     if (!d->track) return SK_OK;
+    sk_webhook_endpoint eps[SK_WEBHOOKS_MAX];
+    char *bufs[SK_WEBHOOKS_MAX];
+    size_t n;
+    if (sk_daemon_webhook_specs(d->cfg, eps, bufs, &n, err)) return SK_ERR_CONFIG;
     sk_buf path = SK_BUF_INIT(4096);
-    if (sk_buf_printf(&path, "%s/%s", d->cfg->data_dir, SK_TRACK_DB_NAME))
+    if (sk_buf_printf(&path, "%s/%s", d->cfg->data_dir, SK_TRACK_DB_NAME)) {
+        sk_daemon_webhooks_free(bufs);
         return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "data directory too long");
-    sk_webhooks_opts o = {
-        .track_path = sk_buf_cstr(&path), .max_age_ms = d->cfg->webhook_max_age_ms, .log = d->log};
+    }
+    sk_webhooks_opts o = {.track_path = sk_buf_cstr(&path),
+                          .max_age_ms = d->cfg->webhook_max_age_ms,
+                          .endpoints = eps,
+                          .nendpoints = n,
+                          .log = d->log};
     d->webhooks = sk_webhooks_new(&o, d->base, err);
     sk_buf_free(&path);
-    if (!d->webhooks) return err && err->err ? err->err : SK_ERR_IO;
-    size_t n = d->cfg->webhook.n;
-    sk_webhook_endpoint eps[SK_WEBHOOKS_MAX + 1];
-    char *bufs[SK_WEBHOOKS_MAX + 1] = {0};
-    sk_err e = n > SK_WEBHOOKS_MAX ? sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE,
-                                                  "more than %d webhooks", SK_WEBHOOKS_MAX)
-                                   : SK_OK;
-    for (size_t i = 0; !e && i < n; i++)
-        e = sk_webhook_spec_parse(d->cfg->webhook.v[i], &bufs[i], &eps[i], err);
-    if (!e) e = sk_webhooks_configure(d->webhooks, eps, n, err);
-    for (size_t i = 0; i < n && i <= SK_WEBHOOKS_MAX; i++) sk_free(bufs[i]);
-    return e ? SK_ERR_CONFIG : SK_OK;
+    sk_daemon_webhooks_free(bufs);
+    if (!d->webhooks) return err && err->err == SK_ERR_IO ? SK_ERR_IO : SK_ERR_CONFIG;
+    return SK_OK;
 }
 
 /* A suppression added or removed through the HTTP API is in force at once. */

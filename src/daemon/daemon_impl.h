@@ -107,6 +107,12 @@ void sk_daemon_finishing_drop(sk_daemon *d);
 /* The server's options from a configuration. */
 void sk_daemon_server_opts(const sk_daemon *d, const sk_daemon_config *c, sk_server_opts *o);
 /* Load the tables a configuration names (users, local recipients). */
+/* The configuration's --webhook specs parsed into eps (pointing into
+ * bufs[i], which the caller frees with sk_daemon_webhooks_free). */
+SK_NODISCARD sk_err sk_daemon_webhook_specs(const sk_daemon_config *c,
+                                            sk_webhook_endpoint eps[SK_WEBHOOKS_MAX],
+                                            char *bufs[SK_WEBHOOKS_MAX], size_t *n, sk_error *err);
+void sk_daemon_webhooks_free(char *bufs[SK_WEBHOOKS_MAX]);
 SK_NODISCARD sk_err sk_daemon_load_tables(const sk_daemon_config *c, sk_users *users,
                                           sk_recipients *rcpts, bool *have_rcpts, sk_error *err);
 /* The signal events' callback (SIGHUP, SIGTERM, SIGINT), and the timer's

@@ -76,9 +76,34 @@ static bool delivery_changed(const sk_daemon_config *a, const sk_daemon_config *
            a->suppress_for_ms != b->suppress_for_ms || !same(a->hostname, b->hostname);
 }
 
+/* The end of the webhook endpoints' reload (the sender logs it). */
+static void webhooks_reloaded(void *ctx, sk_err e, const sk_error *err)
+{
+    sk_daemon *d = ctx;
+    if (e)
+        sk_log(&d->log, SK_LOG_ERR, "- daemon reload-failed what=webhooks error=\"%s\"", err->text);
+}
+
+/* The webhook endpoints of c replace the running ones, on the sender's
+ * thread; its maximum age applies from now on. */
+static void reload_webhooks(sk_daemon *d, const sk_daemon_config *c)
+{
+    if (!d->webhooks) return;
+    sk_webhook_endpoint eps[SK_WEBHOOKS_MAX];
+    char *bufs[SK_WEBHOOKS_MAX];
+    size_t n;
+    sk_error err;
+    if (sk_daemon_webhook_specs(c, eps, bufs, &n, &err) ||
+        sk_webhooks_configure(d->webhooks, eps, n, webhooks_reloaded, d, &err))
+        sk_log(&d->log, SK_LOG_ERR, "- daemon reload-failed what=webhooks error=\"%s\"", err.text);
+    sk_daemon_webhooks_free(bufs);
+    sk_webhooks_set_max_age(d->webhooks, c->webhook_max_age_ms);
+}
+
 /* SIGHUP: build the configuration again and apply what can change while
  * running: certificates and server settings (for new sessions), users,
- * local recipients, relay networks. What needs a restart is logged. */
+ * local recipients, relay networks, webhook endpoints. What needs a
+ * restart is logged. */
 static void reload(sk_daemon *d)
 {
     sk_error err;
@@ -195,6 +220,7 @@ static void reload(sk_daemon *d)
     d->have_recipients = have_rcpts;
     /* The helper reads the users file again and logs how that went. */
     sk_authd_reload(d->authd);
+    reload_webhooks(d, c);
     sk_log(&d->log, SK_LOG_INFO,
            "- daemon reload-done hold=%s dkim_keys=%zu arc_seal=%s dmarc_policy=%s",
            c->hold ? "yes" : "no", sk_dkim_keyring_count(d->keys), d->arc_key ? "yes" : "no",

@@ -135,6 +135,73 @@ void sk_http_list_webhooks(sk_http *h, sk_http_req *r)
 }
 
 /* POST body: {"url", "secret", "events": [names]}; 201 with the endpoint. */
+/* An endpoint change asked of the webhooks' sender: answered when it is
+ * made (on the loop), or at once when refused by its check. */
+typedef struct webhook_change {
+    sk_http *h;
+    sk_http_req *r;
+    char *url;
+} webhook_change;
+
+static void webhook_change_free(void *p)
+{
+    webhook_change *c = p;
+    sk_free(c->url);
+    sk_free(c);
+}
+
+static void on_webhook_added(void *ctx, sk_err e, const sk_error *err)
+{
+    webhook_change *c = ctx;
+    sk_http *h = c->h;
+    sk_http_req *r = c->r;
+    if (sk_http_req_orphaned(r)) {
+        sk_http_reply(h, r, 0, NULL);
+        return;
+    }
+    if (e == SK_ERR_SYNTAX) {
+        /* The check's text names the part at fault; the secret is not in it. */
+        const char *field = strstr(err->text, "secret")       ? "secret"
+                            : strstr(err->text, "event name") ? "events"
+                                                              : "url";
+        sk_http_reply_error(h, r, 400, "invalid_field", field, "%s", err->text);
+        return;
+    }
+    if (e == SK_ERR_STATE || e == SK_ERR_TOO_LONG) {
+        sk_http_reply_error(h, r, 409, "conflict", "url", "%s", err->text);
+        return;
+    }
+    if (e) {
+        sk_http_reply_error(h, r, 500, "internal", NULL, "webhooks: %s",
+                            err->text[0] ? err->text : sk_strerror(e));
+        return;
+    }
+    sk_log(sk_http_log(h), SK_LOG_INFO, "- http webhook-added key=%s", sk_http_req_key(r)->id);
+    char id[17];
+    webhook_id(c->url, id);
+    json_t *arr = webhooks_read(h, r, id, NULL);
+    if (!arr) return;
+    json_t *one = json_array_get(arr, 0);
+    json_incref(one);
+    json_decref(arr);
+    sk_http_reply(h, r, 201, one);
+}
+
+static void on_webhook_removed(void *ctx, sk_err e, const sk_error *err)
+{
+    webhook_change *c = ctx;
+    sk_http *h = c->h;
+    sk_http_req *r = c->r;
+    if (sk_http_req_orphaned(r))
+        sk_http_reply(h, r, 0, NULL);
+    else if (e == SK_ERR_NOT_FOUND)
+        sk_http_reply_error(h, r, 404, "not_found", "id", "no webhook with this id");
+    else if (e)
+        sk_http_reply_error(h, r, 500, "internal", NULL, "webhooks: %s", err->text);
+    else
+        sk_http_reply(h, r, 204, NULL);
+}
+
 void sk_http_add_webhook(sk_http *h, sk_http_req *r)
 {
     const sk_http_deps *d = sk_http_get_deps(h);
@@ -185,39 +252,23 @@ void sk_http_add_webhook(sk_http *h, sk_http_req *r)
     sk_webhook_endpoint ep = {.url = json_string_value(url),
                               .secret = json_string_value(secret),
                               .events = list.len ? sk_buf_cstr(&list) : NULL};
+    webhook_change *c = sk_calloc(1, sizeof *c);
+    if (!c || !(c->url = sk_strdup(ep.url))) {
+        if (c) sk_free(c);
+        sk_buf_free(&list);
+        json_decref(root);
+        sk_http_reply_error(h, r, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    c->h = h;
+    c->r = r;
+    sk_http_req_set_state(r, c, webhook_change_free);
     sk_error err = {0};
-    sk_err e = sk_webhooks_add(d->webhooks, &ep, &err);
-    char *added = e ? NULL : sk_strdup(ep.url);
+    sk_err e = sk_webhooks_add(d->webhooks, &ep, on_webhook_added, c, &err);
     sk_buf_free(&list);
     json_decref(root);
-    if (e == SK_ERR_SYNTAX) {
-        /* The check's text names the part at fault; the secret is not in it. */
-        const char *field = strstr(err.text, "secret")       ? "secret"
-                            : strstr(err.text, "event name") ? "events"
-                                                             : "url";
-        sk_http_reply_error(h, r, 400, "invalid_field", field, "%s", err.text);
-        return;
-    }
-    if (e == SK_ERR_STATE || e == SK_ERR_TOO_LONG) {
-        sk_http_reply_error(h, r, 409, "conflict", "url", "%s", err.text);
-        return;
-    }
-    if (e || !added) {
-        sk_free(added);
-        sk_http_reply_error(h, r, 500, "internal", NULL, "webhooks: %s",
-                            err.text[0] ? err.text : sk_strerror(e ? e : SK_ERR_NOMEM));
-        return;
-    }
-    sk_log(sk_http_log(h), SK_LOG_INFO, "- http webhook-added key=%s", sk_http_req_key(r)->id);
-    char id[17];
-    webhook_id(added, id);
-    sk_free(added);
-    json_t *arr = webhooks_read(h, r, id, NULL);
-    if (!arr) return;
-    json_t *one = json_array_get(arr, 0);
-    json_incref(one);
-    json_decref(arr);
-    sk_http_reply(h, r, 201, one);
+    /* An endpoint refused by its check: answered now, done not called. */
+    if (e) on_webhook_added(c, e, &err);
 }
 
 void sk_http_delete_webhook(sk_http *h, sk_http_req *r)
@@ -232,15 +283,19 @@ void sk_http_delete_webhook(sk_http *h, sk_http_req *r)
         sk_http_reply_error(h, r, 404, "not_found", "id", "no webhook with this id");
         return;
     }
+    webhook_change *c = sk_calloc(1, sizeof *c);
+    if (!c) {
+        sk_free(url);
+        sk_http_reply_error(h, r, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    c->h = h;
+    c->r = r;
+    c->url = url;
+    sk_http_req_set_state(r, c, webhook_change_free);
     sk_error err = {0};
-    sk_err e = sk_webhooks_remove(sk_http_get_deps(h)->webhooks, url, &err);
-    sk_free(url);
-    if (e == SK_ERR_NOT_FOUND)
-        sk_http_reply_error(h, r, 404, "not_found", "id", "no webhook with this id");
-    else if (e)
-        sk_http_reply_error(h, r, 500, "internal", NULL, "webhooks: %s", err.text);
-    else
-        sk_http_reply(h, r, 204, NULL);
+    sk_err e = sk_webhooks_remove(sk_http_get_deps(h)->webhooks, url, on_webhook_removed, c, &err);
+    if (e) on_webhook_removed(c, e, &err);
 }
 
 /* ---- GET /v1/events ---- */

@@ -288,8 +288,13 @@ sk_err sk_track_prune(sk_track *tr, int64_t before_ms, sk_error *err)
 {
     sk_error_clear(err);
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(tr->db, "DELETE FROM events WHERE time_ms < ?", -1, &st, NULL) !=
-        SQLITE_OK)
+    /* An event still in the webhooks' outbox stays until its rows are done
+     * (sent, given up after the maximum age, or their endpoint removed):
+     * the sender builds the request body from the event. */
+    if (sqlite3_prepare_v2(tr->db,
+                           "DELETE FROM events WHERE time_ms < ?1 AND NOT EXISTS"
+                           " (SELECT 1 FROM webhook_outbox o WHERE o.event_id = events.id)",
+                           -1, &st, NULL) != SQLITE_OK)
         return sk_track_db_error(tr, err, "preparing the prune");
     sqlite3_bind_int64(st, 1, before_ms);
     int rc = sqlite3_step(st);

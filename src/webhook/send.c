@@ -2,7 +2,9 @@
  * (store.c), POSTed with libcurl's multi interface on the daemon's
  * libevent loop (connections kept alive per endpoint, up to
  * `concurrency` requests in flight each), results applied by the next
- * pass. Endpoints are added and removed on the loop thread. */
+ * pass. Endpoints are changed by jobs on the store's thread too, their
+ * ends (the endpoints the sender then uses, the caller's callback) on the
+ * loop. */
 #include "webhook/webhook_int.h"
 
 #include <smtpkit/outbox.h>
@@ -20,12 +22,33 @@ typedef struct wh_endpoint {
     uint64_t backlog;
 } wh_endpoint;
 
+/* An endpoint change on the store's thread, then its end on the loop. */
+typedef enum wh_change_kind { WH_CONFIGURE, WH_ADD, WH_REMOVE } wh_change_kind;
+typedef struct wh_change {
+    sk_job job;
+    struct wh_change *next, *prev; /* submitted, not ended */
+    sk_webhooks *w;
+    wh_change_kind kind;
+    /* The endpoints (one for add; remove: url only), copies. */
+    sk_webhook_endpoint eps[SK_WEBHOOKS_MAX];
+    wh_ep copies[SK_WEBHOOKS_MAX];
+    char *events[SK_WEBHOOKS_MAX];
+    size_t n;
+    sk_webhooks_done_fn done;
+    void *ctx;
+    /* Out: the outcome, and the endpoints in the store after it. */
+    sk_err e;
+    sk_error err;
+    wh_ep now[SK_WEBHOOKS_MAX];
+    size_t nnow;
+    bool loaded;
+} wh_change;
+
 struct sk_webhooks {
     sk_webhooks_opts o;
     char *path;
     struct event_base *base;
-    sqlite3 *db;  /* the loop's: endpoints added and removed */
-    sqlite3 *wdb; /* the store thread's */
+    sqlite3 *wdb; /* the store thread's (and at start, before it runs) */
     sk_workers *workers;
     struct event *drain_ev, *poll_ev, *curl_timer;
     CURLM *multi;
@@ -39,6 +62,8 @@ struct sk_webhooks {
     wh_item *results;  /* ended since the pass was handed over */
     wh_item *inflight; /* requests running */
     uint64_t backlog_at_ms;
+    wh_change *changes; /* submitted, not ended */
+    bool freeing;       /* in sk_webhooks_free: ends without callbacks */
 };
 
 static int64_t wall_ms(void)
@@ -90,6 +115,9 @@ static void pass_done(void *ctx, sk_job_end end)
             continue;
         }
         if (it->orphan) {
+            sk_log(&w->o.log, SK_LOG_WARN,
+                   "- webhook dropped url=\"%s\" row=%lld reason=\"its event is gone\"", it->url,
+                   (long long)it->row);
             it->next = w->results;
             w->results = it;
             continue;
@@ -331,175 +359,162 @@ static void endpoints_clear(sk_webhooks *w)
     w->neps = 0;
 }
 
-/* The endpoints from the store; requests in flight keep their counts. */
-static sk_err load_endpoints(sk_webhooks *w, sk_error *err)
+/* The endpoints read from the store (taken over) become the sender's;
+ * requests in flight keep their counts. */
+static void endpoints_set(sk_webhooks *w, wh_ep *now, size_t n)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(w->db,
-                           "SELECT url, secret FROM webhook_endpoints ORDER BY created_ms, url", -1,
-                           &st, NULL) != SQLITE_OK)
-        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "webhooks: %s", sqlite3_errmsg(w->db));
     wh_endpoint eps[SK_WEBHOOKS_MAX] = {0};
-    size_t n = 0;
-    sk_err e = SK_OK;
-    while (!e && sqlite3_step(st) == SQLITE_ROW) {
-        if (n == SK_WEBHOOKS_MAX) {
-            e = sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_NONE, "webhooks: more than %d endpoints",
-                             SK_WEBHOOKS_MAX);
-            break;
-        }
-        eps[n].url = sk_strdup((const char *)sqlite3_column_text(st, 0));
-        eps[n].secret = sk_strdup((const char *)sqlite3_column_text(st, 1));
-        if (!eps[n].url || !eps[n].secret)
-            e = sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "webhooks: out of memory");
-        wh_endpoint *old = eps[n].url ? endpoint_of(w, eps[n].url) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        eps[i].url = now[i].url;
+        eps[i].secret = now[i].secret;
+        now[i] = (wh_ep){0};
+        wh_endpoint *old = endpoint_of(w, eps[i].url);
         if (old) {
-            eps[n].inflight = old->inflight;
-            eps[n].backlog = old->backlog;
+            eps[i].inflight = old->inflight;
+            eps[i].backlog = old->backlog;
         }
-        n++;
-    }
-    sqlite3_finalize(st);
-    if (e) {
-        for (size_t i = 0; i < n; i++) {
-            sk_free(eps[i].url);
-            sk_free(eps[i].secret);
-        }
-        return e;
     }
     endpoints_clear(w);
     memcpy(w->eps, eps, sizeof eps);
     w->neps = n;
+}
+
+static void change_free(wh_change *c)
+{
+    wh_eps_clear(c->copies, c->n);
+    for (size_t i = 0; i < c->n; i++) sk_free(c->events[i]);
+    wh_eps_clear(c->now, c->nnow);
+    OPENSSL_cleanse(c, sizeof *c);
+    sk_free(c);
+}
+
+/* On the store's thread, between passes (one thread: they never overlap,
+ * and both use its connection). */
+static void change_run(void *ctx)
+{
+    wh_change *c = ctx;
+    sqlite3 *db = c->w->wdb;
+    switch (c->kind) {
+    case WH_CONFIGURE:
+        c->e = wh_store_configure(db, c->eps, c->n, &c->err);
+        break;
+    case WH_ADD:
+        c->e = wh_store_add(db, &c->eps[0], &c->err);
+        break;
+    case WH_REMOVE:
+        c->e = wh_store_remove(db, c->eps[0].url, &c->err);
+        break;
+    }
+    /* What the store holds now, whatever the outcome. */
+    sk_error lerr;
+    c->loaded = wh_store_endpoints(db, c->now, &c->nnow, &lerr) == SK_OK;
+    if (!c->loaded && !c->e) c->e = sk_error_set(&c->err, lerr.err, SK_STEP_NONE, "%s", lerr.text);
+}
+
+static const char *const change_names[] = {"configured", "added", "removed"};
+
+/* On the loop: the sender takes the endpoints, then the caller hears. */
+static void change_done(void *ctx, sk_job_end end)
+{
+    wh_change *c = ctx;
+    sk_webhooks *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->changes = c->next;
+    if (c->next) c->next->prev = c->prev;
+    if (end != SK_JOB_DONE && !c->e)
+        c->e = sk_error_set(&c->err, SK_ERR_STATE, SK_STEP_NONE, "webhooks: stopped");
+    if (end == SK_JOB_DONE && c->loaded) endpoints_set(w, c->now, c->nnow);
+    if (c->e)
+        sk_log(&w->o.log, SK_LOG_WARN, "- webhook change-failed error=\"%s\"", c->err.text);
+    else if (c->kind == WH_CONFIGURE)
+        sk_log(&w->o.log, SK_LOG_INFO, "- webhook configured endpoints=%zu", w->neps);
+    else
+        sk_log(&w->o.log, SK_LOG_INFO, "- webhook %s url=\"%s\"", change_names[c->kind],
+               c->eps[0].url);
+    if (c->done && !w->freeing) c->done(c->ctx, c->e, &c->err);
+    change_free(c);
+    if (!w->freeing) kick(w, true);
+}
+
+/* Copies of eps (secrets too) into a new change of that kind. */
+static wh_change *change_new(sk_webhooks *w, wh_change_kind kind, const sk_webhook_endpoint *eps,
+                             size_t n, sk_webhooks_done_fn done, void *ctx)
+{
+    wh_change *c = sk_calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->w = w;
+    c->kind = kind;
+    c->done = done;
+    c->ctx = ctx;
+    for (size_t i = 0; i < n; i++) {
+        c->n = i + 1;
+        if (!(c->copies[i].url = sk_strdup(eps[i].url)) ||
+            (eps[i].secret && !(c->copies[i].secret = sk_strdup(eps[i].secret))) ||
+            (eps[i].events && !(c->events[i] = sk_strdup(eps[i].events)))) {
+            change_free(c);
+            return NULL;
+        }
+        c->eps[i] = (sk_webhook_endpoint){
+            .url = c->copies[i].url, .secret = c->copies[i].secret, .events = c->events[i]};
+    }
+    sk_job_init(&c->job, change_run, change_done, c);
+    return c;
+}
+
+static sk_err change_submit(sk_webhooks *w, wh_change_kind kind, const sk_webhook_endpoint *eps,
+                            size_t n, sk_webhooks_done_fn done, void *ctx, sk_error *err)
+{
+    wh_change *c = change_new(w, kind, eps, n, done, ctx);
+    if (!c) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "webhooks: out of memory");
+    if (sk_workers_submit(w->workers, &c->job) != SK_OK) {
+        change_free(c);
+        return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "webhooks: stopping");
+    }
+    c->next = w->changes;
+    if (c->next) c->next->prev = c;
+    w->changes = c;
     return SK_OK;
 }
 
-static sk_err db_fail(sk_webhooks *w, sk_error *err)
+static sk_err check_all(const sk_webhook_endpoint *eps, size_t n, sk_error *err)
 {
-    sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "webhooks: %s", sqlite3_errmsg(w->db));
-    sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
-    return SK_ERR_IO;
-}
-
-/* ",a,b," for the events column ("*" for all). */
-static char *events_column(const char *events)
-{
-    if (!events || !*events) return sk_strdup("*");
-    sk_buf b = SK_BUF_INIT(1024);
-    if (sk_buf_printf(&b, ",%s,", events)) {
-        sk_buf_free(&b);
-        return NULL;
-    }
-    return sk_buf_detach(&b, NULL);
-}
-
-static sk_err upsert(sk_webhooks *w, const sk_webhook_endpoint *ep, const char *source,
-                     bool replace, sk_error *err)
-{
-    sqlite3_stmt *st;
-    const char *sql = replace ? "INSERT INTO webhook_endpoints (url, secret, events, source,"
-                                " created_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(url) DO"
-                                " UPDATE SET secret = ?2, events = ?3, source = ?4"
-                              : "INSERT INTO webhook_endpoints (url, secret, events, source,"
-                                " created_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
-    char *events = events_column(ep->events);
-    if (!events) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
-    if (sqlite3_prepare_v2(w->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        sk_free(events);
-        return db_fail(w, err);
-    }
-    sqlite3_bind_text(st, 1, ep->url, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, ep->secret, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, events, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, wall_ms());
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    sk_free(events);
-    if (rc == SQLITE_CONSTRAINT)
-        return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "webhook %s exists already", ep->url);
-    return rc == SQLITE_DONE ? SK_OK : db_fail(w, err);
-}
-
-static sk_err drop_endpoint(sk_webhooks *w, const char *url, const char *source_only,
-                            size_t *dropped, sk_error *err)
-{
-    const char *sqls[] = {"DELETE FROM webhook_outbox WHERE endpoint = ?1",
-                          "DELETE FROM webhook_endpoints WHERE url = ?1"};
-    for (size_t i = 0; i < 2; i++) {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(w->db, sqls[i], -1, &st, NULL) != SQLITE_OK) return db_fail(w, err);
-        sqlite3_bind_text(st, 1, url, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE) return db_fail(w, err);
-        if (i == 1 && dropped) *dropped += (size_t)sqlite3_changes(w->db);
-    }
-    (void)source_only;
-    return SK_OK;
-}
-
-sk_err sk_webhooks_configure(sk_webhooks *w, const sk_webhook_endpoint *eps, size_t n,
-                             sk_error *err)
-{
-    sk_error_clear(err);
     if (n > SK_WEBHOOKS_MAX)
         return sk_error_set(err, SK_ERR_CONFIG, SK_STEP_NONE, "more than %d webhooks",
                             SK_WEBHOOKS_MAX);
     for (size_t i = 0; i < n; i++)
         if (sk_webhook_endpoint_check(&eps[i], err)) return err ? err->err : SK_ERR_SYNTAX;
-    if (sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(w, err);
-    /* The configuration's endpoints that it no longer names go, with
-     * their events. */
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(w->db, "SELECT url FROM webhook_endpoints WHERE source = 'config'", -1,
-                           &st, NULL) != SQLITE_OK)
-        return db_fail(w, err);
-    char *gone[SK_WEBHOOKS_MAX];
-    size_t ngone = 0;
-    while (sqlite3_step(st) == SQLITE_ROW && ngone < SK_WEBHOOKS_MAX) {
-        const char *u = (const char *)sqlite3_column_text(st, 0);
-        bool kept = false;
-        for (size_t i = 0; i < n && !kept; i++) kept = !strcmp(eps[i].url, u);
-        if (!kept && (gone[ngone] = sk_strdup(u))) ngone++;
-    }
-    sqlite3_finalize(st);
-    sk_err e = SK_OK;
-    for (size_t i = 0; i < ngone; i++) {
-        if (!e) e = drop_endpoint(w, gone[i], "config", NULL, err);
-        sk_free(gone[i]);
-    }
-    for (size_t i = 0; !e && i < n; i++) e = upsert(w, &eps[i], "config", true, err);
-    if (e) return e; /* rolled back */
-    if (sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) return db_fail(w, err);
-    return load_endpoints(w, err);
+    return SK_OK;
 }
 
-sk_err sk_webhooks_add(sk_webhooks *w, const sk_webhook_endpoint *ep, sk_error *err)
+sk_err sk_webhooks_configure(sk_webhooks *w, const sk_webhook_endpoint *eps, size_t n,
+                             sk_webhooks_done_fn done, void *ctx, sk_error *err)
 {
     sk_error_clear(err);
-    if (sk_webhook_endpoint_check(ep, err)) return err ? err->err : SK_ERR_SYNTAX;
-    if (w->neps >= SK_WEBHOOKS_MAX)
-        return sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_NONE, "more than %d webhooks",
-                            SK_WEBHOOKS_MAX);
-    sk_err e = upsert(w, ep, "api", false, err);
-    if (!e) e = load_endpoints(w, err);
-    if (!e) sk_log(&w->o.log, SK_LOG_INFO, "- webhook added url=\"%s\"", ep->url);
-    return e;
+    sk_err e = check_all(eps, n, err);
+    return e ? e : change_submit(w, WH_CONFIGURE, eps, n, done, ctx, err);
 }
 
-sk_err sk_webhooks_remove(sk_webhooks *w, const char *url, sk_error *err)
+sk_err sk_webhooks_add(sk_webhooks *w, const sk_webhook_endpoint *ep, sk_webhooks_done_fn done,
+                       void *ctx, sk_error *err)
 {
     sk_error_clear(err);
-    size_t n = 0;
-    if (sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(w, err);
-    sk_err e = drop_endpoint(w, url ? url : "", NULL, &n, err);
-    if (e) return e;
-    if (sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) return db_fail(w, err);
-    if (!n) return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no webhook %s", url);
-    sk_log(&w->o.log, SK_LOG_INFO, "- webhook removed url=\"%s\"", url);
-    return load_endpoints(w, err);
+    sk_err e = check_all(ep, 1, err);
+    return e ? e : change_submit(w, WH_ADD, ep, 1, done, ctx, err);
+}
+
+sk_err sk_webhooks_remove(sk_webhooks *w, const char *url, sk_webhooks_done_fn done, void *ctx,
+                          sk_error *err)
+{
+    sk_error_clear(err);
+    if (!url || !*url) return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "webhooks: no URL");
+    return change_submit(w, WH_REMOVE, &(sk_webhook_endpoint){.url = url}, 1, done, ctx, err);
+}
+
+void sk_webhooks_set_max_age(sk_webhooks *w, uint64_t max_age_ms)
+{
+    w->o.max_age_ms = max_age_ms ? max_age_ms : SK_WEBHOOK_MAX_AGE_MS_DEFAULT;
 }
 
 void sk_webhooks_backlog(const sk_webhooks *w, void (*fn)(void *ctx, const char *url, uint64_t n),
@@ -529,9 +544,19 @@ sk_webhooks *sk_webhooks_new(const sk_webhooks_opts *o, struct event_base *base,
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "webhooks: out of memory");
         goto fail;
     }
-    if (!(w->db = wh_store_open(w->path, err)) || !(w->wdb = wh_store_open(w->path, err)) ||
-        wh_store_unlease(w->db, err) || load_endpoints(w, err))
+    /* At start, before the store's thread runs: leases cleared, the
+     * configuration's endpoints, then those the store holds. */
+    wh_ep now[SK_WEBHOOKS_MAX];
+    size_t nnow = 0;
+    if (check_all(o->endpoints, o->nendpoints, err) || !(w->wdb = wh_store_open(w->path, err)) ||
+        wh_store_unlease(w->wdb, err) ||
+        wh_store_configure(w->wdb, o->endpoints, o->nendpoints, err) ||
+        wh_store_endpoints(w->wdb, now, &nnow, err))
         goto fail;
+    endpoints_set(w, now, nnow);
+    sk_log(&w->o.log, SK_LOG_INFO, "- webhook configured endpoints=%zu", w->neps);
+    w->o.endpoints = NULL; /* the caller's */
+    w->o.nendpoints = 0;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(w->multi = curl_multi_init())) {
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "webhooks: libcurl did not start");
         goto fail;
@@ -562,8 +587,11 @@ fail:
 void sk_webhooks_free(sk_webhooks *w)
 {
     if (!w) return;
+    w->freeing = true;
     if (w->workers) {
-        /* The pass running finishes (its leases stay until the next start). */
+        /* The pass running finishes (its leases stay until the next start),
+         * and the endpoint changes asked for are made (their callbacks are
+         * not called). */
         if (sk_workers_stop(w->workers, SK_WORKERS_FINISH, SK_WORKERS_NO_LIMIT, NULL)) {
         }
         sk_workers_drain(w->workers);
@@ -592,7 +620,6 @@ void sk_webhooks_free(sk_webhooks *w)
     if (w->poll_ev) event_free(w->poll_ev);
     if (w->curl_timer) event_free(w->curl_timer);
     endpoints_clear(w);
-    sqlite3_close_v2(w->db);
     sqlite3_close_v2(w->wdb);
     sk_free(w->path);
     sk_free(w);

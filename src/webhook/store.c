@@ -4,6 +4,7 @@
 
 #include <smtpkit/outbox.h>
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,7 @@ sk_err wh_store_unlease(sqlite3 *db, sk_error *err)
 }
 
 typedef struct stmts {
-    sqlite3_stmt *del, *retry, *ok, *fail, *fetch, *lease, *backlog;
+    sqlite3_stmt *del, *retry, *ok, *fail, *fetch, *lease, *backlog, *gone;
 } stmts;
 
 static const char *const sqls[] = {
@@ -72,6 +73,9 @@ static const char *const sqls[] = {
     " AND p.id < o.id) ORDER BY o.id LIMIT ?3",
     "UPDATE webhook_outbox SET leased = 1 WHERE id = ?1",
     "SELECT count(*) FROM webhook_outbox WHERE endpoint = ?1",
+    /* A row whose event is gone (removed by hand: sk_track_prune keeps
+     * the events the outbox has) cannot be sent: counted as given up. */
+    "UPDATE webhook_endpoints SET dropped = dropped + 1 WHERE url = ?1",
 };
 
 static void finalize(stmts *s)
@@ -112,7 +116,11 @@ static bool apply(stmts *s, const wh_pass *p, int64_t now)
             sqlite3_bind_int(s->retry, 3, (int)attempts);
             if (!step_done(s->retry)) return false;
         }
-        if (it->orphan) continue;
+        if (it->orphan) {
+            sqlite3_bind_text(s->gone, 1, it->url, -1, SQLITE_STATIC);
+            if (!step_done(s->gone)) return false;
+            continue;
+        }
         sqlite3_stmt *st = it->ok ? s->ok : s->fail;
         sqlite3_bind_text(st, 1, it->url, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, now);
@@ -220,6 +228,193 @@ void wh_store_pass(sqlite3 *db, wh_pass *p)
         }
     }
     finalize(&s);
+}
+
+/* ---- endpoints: changed on the store's thread (or at start) ----------- */
+
+static int64_t wall_ms(void)
+{
+    return now_ms();
+}
+
+static sk_err db_fail(sqlite3 *db, sk_error *err)
+{
+    sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "webhooks: %s", sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return SK_ERR_IO;
+}
+
+/* ",a,b," for the events column ("*" for all). */
+static char *events_column(const char *events)
+{
+    if (!events || !*events) return sk_strdup("*");
+    sk_buf b = SK_BUF_INIT(1024);
+    if (sk_buf_printf(&b, ",%s,", events)) {
+        sk_buf_free(&b);
+        return NULL;
+    }
+    return sk_buf_detach(&b, NULL);
+}
+
+/* In a transaction: insert the endpoint, or (replace) update the one with
+ * its URL. Without replace, a known URL is SK_ERR_STATE. */
+static sk_err upsert(sqlite3 *db, const sk_webhook_endpoint *ep, const char *source, bool replace,
+                     sk_error *err)
+{
+    sqlite3_stmt *st;
+    const char *sql = replace ? "INSERT INTO webhook_endpoints (url, secret, events, source,"
+                                " created_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(url) DO"
+                                " UPDATE SET secret = ?2, events = ?3, source = ?4"
+                              : "INSERT INTO webhook_endpoints (url, secret, events, source,"
+                                " created_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
+    char *events = events_column(ep->events);
+    if (!events) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "webhooks: out of memory");
+    }
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sk_free(events);
+        return db_fail(db, err);
+    }
+    sqlite3_bind_text(st, 1, ep->url, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, ep->secret, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, events, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, wall_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    sk_free(events);
+    if (rc == SQLITE_CONSTRAINT) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return sk_error_set(err, SK_ERR_STATE, SK_STEP_NONE, "webhook %s exists already", ep->url);
+    }
+    return rc == SQLITE_DONE ? SK_OK : db_fail(db, err);
+}
+
+/* In a transaction: the endpoint and its events not sent; *dropped
+ * counts the endpoints removed. */
+static sk_err drop_endpoint(sqlite3 *db, const char *url, size_t *dropped, sk_error *err)
+{
+    const char *drops[] = {"DELETE FROM webhook_outbox WHERE endpoint = ?1",
+                           "DELETE FROM webhook_endpoints WHERE url = ?1"};
+    for (size_t i = 0; i < 2; i++) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(db, drops[i], -1, &st, NULL) != SQLITE_OK) return db_fail(db, err);
+        sqlite3_bind_text(st, 1, url, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) return db_fail(db, err);
+        if (i == 1 && dropped) *dropped += (size_t)sqlite3_changes(db);
+    }
+    return SK_OK;
+}
+
+sk_err wh_store_configure(sqlite3 *db, const sk_webhook_endpoint *eps, size_t n, sk_error *err)
+{
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, err);
+    /* The configuration's endpoints that it no longer names go, with
+     * their events. */
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT url FROM webhook_endpoints WHERE source = 'config'", -1, &st,
+                           NULL) != SQLITE_OK)
+        return db_fail(db, err);
+    char *gone[SK_WEBHOOKS_MAX];
+    size_t ngone = 0;
+    bool oom = false;
+    while (!oom && sqlite3_step(st) == SQLITE_ROW && ngone < SK_WEBHOOKS_MAX) {
+        const char *u = (const char *)sqlite3_column_text(st, 0);
+        bool kept = false;
+        for (size_t i = 0; i < n && !kept; i++) kept = !strcmp(eps[i].url, u);
+        if (!kept && !(gone[ngone++] = sk_strdup(u))) oom = true;
+    }
+    sqlite3_finalize(st);
+    sk_err e = SK_OK;
+    if (oom) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        e = sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "webhooks: out of memory");
+    }
+    for (size_t i = 0; i < ngone; i++) {
+        if (!e && gone[i]) e = drop_endpoint(db, gone[i], NULL, err);
+        sk_free(gone[i]);
+    }
+    for (size_t i = 0; !e && i < n; i++) e = upsert(db, &eps[i], "config", true, err);
+    if (e) return e; /* rolled back */
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, err);
+    return SK_OK;
+}
+
+sk_err wh_store_add(sqlite3 *db, const sk_webhook_endpoint *ep, sk_error *err)
+{
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, err);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM webhook_endpoints", -1, &st, NULL) !=
+        SQLITE_OK)
+        return db_fail(db, err);
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (n < 0) return db_fail(db, err);
+    if (n >= SK_WEBHOOKS_MAX) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_NONE, "more than %d webhooks",
+                            SK_WEBHOOKS_MAX);
+    }
+    sk_err e = upsert(db, ep, "api", false, err);
+    if (e) return e; /* rolled back */
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, err);
+    return SK_OK;
+}
+
+sk_err wh_store_remove(sqlite3 *db, const char *url, sk_error *err)
+{
+    size_t n = 0;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, err);
+    sk_err e = drop_endpoint(db, url, &n, err);
+    if (e) return e; /* rolled back */
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, err);
+    if (!n) return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no webhook %s", url);
+    return SK_OK;
+}
+
+void wh_eps_clear(wh_ep *eps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sk_free(eps[i].url);
+        if (eps[i].secret) OPENSSL_cleanse(eps[i].secret, strlen(eps[i].secret));
+        sk_free(eps[i].secret);
+        eps[i] = (wh_ep){0};
+    }
+}
+
+sk_err wh_store_endpoints(sqlite3 *db, wh_ep eps[SK_WEBHOOKS_MAX], size_t *n, sk_error *err)
+{
+    *n = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT url, secret FROM webhook_endpoints ORDER BY created_ms, url",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "webhooks: %s", sqlite3_errmsg(db));
+    sk_err e = SK_OK;
+    int rc;
+    while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == SK_WEBHOOKS_MAX) {
+            e = sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_NONE, "webhooks: more than %d endpoints",
+                             SK_WEBHOOKS_MAX);
+            break;
+        }
+        wh_ep *x = &eps[(*n)++];
+        *x = (wh_ep){0};
+        x->url = sk_strdup((const char *)sqlite3_column_text(st, 0));
+        x->secret = sk_strdup((const char *)sqlite3_column_text(st, 1));
+        if (!x->url || !x->secret)
+            e = sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "webhooks: out of memory");
+    }
+    if (!e && rc != SQLITE_DONE)
+        e = sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "webhooks: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    if (e) {
+        wh_eps_clear(eps, *n);
+        *n = 0;
+    }
+    return e;
 }
 
 static char *dup_col(sqlite3_stmt *st, int i, bool *oom)

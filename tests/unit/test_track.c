@@ -330,6 +330,71 @@ static void test_stats_windows(void **state)
     sk_track_free(tr);
 }
 
+static int64_t count_rows(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void exec_sql(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* Pruning keeps an old event while the webhooks' outbox still has a row
+ * for it (the request's body is made from it), and removes it once the
+ * row is done. */
+static void test_prune_keeps_outbox(void **state)
+{
+    fixture *f = *state;
+    sk_track *tr = open_writer(f, 64, 0);
+    sk_error err;
+    /* Two endpoints: one takes every event, one only bounces. */
+    exec_sql(f->path, "INSERT INTO webhook_endpoints (url, secret, events, source, created_ms)"
+                      " VALUES ('http://127.0.0.1:1/a', 'whsec_x', '*', 'api', 0),"
+                      " ('http://127.0.0.1:1/b', 'whsec_x', ',bounced,', 'api', 0)");
+    static const struct {
+        int64_t age_ms;
+        sk_track_kind k;
+    } evs[] = {
+        {2 * 86400 * 1000, SK_TRACK_RECEIVED}, /* old, rows for a */
+        {2 * 86400 * 1000, SK_TRACK_BOUNCED},  /* old, rows for a and b */
+        {1000, SK_TRACK_QUEUED},               /* recent */
+    };
+    for (size_t i = 0; i < SKT_N(evs); i++)
+        record(tr, &(sk_track_ev){.time_ms = NOW_MS - evs[i].age_ms,
+                                  .kind = evs[i].k,
+                                  .queue_id = "P1",
+                                  .recipient = "bob@example.net"});
+    assert_int_equal(sk_track_flush(tr, &err), SK_OK);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM webhook_outbox"), 4);
+
+    static const struct {
+        const char *sql; /* what is done before the prune */
+        int64_t events;  /* left after it */
+    } steps[] = {
+        {NULL, 3},                                                                 /* all unsent */
+        {"DELETE FROM webhook_outbox WHERE endpoint = 'http://127.0.0.1:1/a'", 2}, /* a sent */
+        {"DELETE FROM webhook_outbox", 1},                                         /* b given up */
+    };
+    for (size_t i = 0; i < SKT_N(steps); i++) {
+        if (steps[i].sql) exec_sql(f->path, steps[i].sql);
+        assert_int_equal(sk_track_prune(tr, NOW_MS - 86400 * 1000, &err), SK_OK);
+        assert_int_equal(count_rows(f->path, "SELECT count(*) FROM events"), steps[i].events);
+    }
+    sk_track_free(tr);
+}
+
 /* More domains than stats lists: the rest are counted in other_domains. */
 static void test_stats_other_domains(void **state)
 {
@@ -737,6 +802,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_message_id_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_other_domains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_keeps_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dsn_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v2, setup, teardown),

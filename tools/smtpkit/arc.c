@@ -90,43 +90,42 @@ static int run_verifier(const cli_message *m, const char *dns_server, sk_arc_ver
     return EX_OK;
 }
 
-static void print_sig_json(const char *domain, const char *selector, sk_dkim_status st,
-                           const char *reason)
+static json_t *sig_json(const char *domain, const char *selector, sk_dkim_status st,
+                        const char *reason)
 {
-    printf("{\"domain\":");
-    cli_json_string(stdout, domain);
-    printf(",\"selector\":");
-    cli_json_string(stdout, selector);
-    printf(",\"result\":\"%s\",\"reason\":", sk_dkim_status_name(st));
-    cli_json_string(stdout, reason);
-    printf("}");
+    json_t *o = cli_jobj();
+    cli_jset(o, "domain", cli_jstr(domain));
+    cli_jset(o, "selector", cli_jstr(selector));
+    cli_jset(o, "result", cli_jstr(sk_dkim_status_name(st)));
+    cli_jset(o, "reason", cli_jstr(reason));
+    return o;
 }
 
 static void print_json(const sk_arc_verifier *v, const char *remote_ip)
 {
     const sk_arc_result *r = sk_arc_verifier_result(v);
-    printf("{\"result\":\"%s\",\"reason\":", sk_arc_status_name(r->status));
-    cli_json_string(stdout, r->reason);
-    printf(",\"instances\":%u", r->instances);
-    if (r->status == SK_ARC_PASS) printf(",\"oldest_pass\":%u", r->oldest_pass);
-    if (r->status == SK_ARC_FAIL)
-        printf(",\"failed_instance\":%u,\"temporary\":%s", r->failed_instance,
-               r->temporary ? "true" : "false");
-    if (remote_ip) {
-        printf(",\"remote_ip\":");
-        cli_json_string(stdout, remote_ip);
+    json_t *j = cli_jobj();
+    cli_jset(j, "result", cli_jstr(sk_arc_status_name(r->status)));
+    cli_jset(j, "reason", cli_jstr(r->reason));
+    cli_jset(j, "instances", cli_jint(r->instances));
+    if (r->status == SK_ARC_PASS) cli_jset(j, "oldest_pass", cli_jint(r->oldest_pass));
+    if (r->status == SK_ARC_FAIL) {
+        cli_jset(j, "failed_instance", cli_jint(r->failed_instance));
+        cli_jset(j, "temporary", cli_jbool(r->temporary));
     }
-    printf(",\"sets\":[");
+    if (remote_ip) cli_jset(j, "remote_ip", cli_jstr(remote_ip));
+    json_t *sets = cli_jarr();
     for (unsigned i = 1; i <= sk_arc_verifier_sets(v); i++) {
         const sk_arc_set_info *s = sk_arc_verifier_set(v, i);
-        printf("%s{\"instance\":%u,\"cv\":\"%s\",\"ams\":", i > 1 ? "," : "", s->instance,
-               sk_arc_status_name(s->cv));
-        print_sig_json(s->ams_domain, s->ams_selector, s->ams, s->ams_reason);
-        printf(",\"as\":");
-        print_sig_json(s->as_domain, s->as_selector, s->as, s->as_reason);
-        printf("}");
+        json_t *o = cli_jobj();
+        cli_jset(o, "instance", cli_jint(s->instance));
+        cli_jset(o, "cv", cli_jstr(sk_arc_status_name(s->cv)));
+        cli_jset(o, "ams", sig_json(s->ams_domain, s->ams_selector, s->ams, s->ams_reason));
+        cli_jset(o, "as", sig_json(s->as_domain, s->as_selector, s->as, s->as_reason));
+        cli_jpush(sets, o);
     }
-    printf("]}\n");
+    cli_jset(j, "sets", sets);
+    cli_json_print(j);
 }
 
 static void print_text(const sk_arc_verifier *v, const char *remote_ip)

@@ -34,30 +34,22 @@ static const char *action_name(int a)
     return a >= 0 && a < SK_DSN_ACTION__COUNT ? sk_dsn_action_name((sk_dsn_action)a) : NULL;
 }
 
-static void json_rcpt(const sk_bounce_rcpt *r, const sk_bounce_verdict *v)
+static json_t *json_rcpt(const sk_bounce_rcpt *r, const sk_bounce_verdict *v)
 {
-    printf("{\"recipient\":");
-    cli_json_string(stdout, r->recipient);
-    printf(",\"reported\":");
-    cli_json_string(stdout, r->reported);
-    printf(",\"action\":");
-    cli_json_string(stdout, action_name(r->action));
-    printf(",\"status\":");
-    cli_json_string(stdout, r->status);
-    printf(",\"reply\":");
-    cli_json_string(stdout, r->reply);
-    printf(",\"remote_mta\":");
-    cli_json_string(stdout, r->remote_mta);
-    printf(",\"class\":");
-    cli_json_string(stdout, sk_class_name(v->cls));
-    printf(",\"permanent\":%s,\"suppress\":%s", v->permanent ? "true" : "false",
-           v->suppress ? "true" : "false");
-    if (v->suppress)
-        printf(",\"suppress_for_s\":%llu,\"evidence\":\"%s\"", (unsigned long long)v->suppress_s,
-               v->evidence_any ? "any" : "strong");
-    else
-        printf(",\"suppress_for_s\":null,\"evidence\":null");
-    putchar('}');
+    json_t *o = cli_jobj();
+    cli_jset(o, "recipient", cli_jstr(r->recipient));
+    cli_jset(o, "reported", cli_jstr(r->reported));
+    cli_jset(o, "action", cli_jstr(action_name(r->action)));
+    cli_jset(o, "status", cli_jstr(r->status));
+    cli_jset(o, "reply", cli_jstr(r->reply));
+    cli_jset(o, "remote_mta", cli_jstr(r->remote_mta));
+    cli_jset(o, "class", cli_jstr(sk_class_name(v->cls)));
+    cli_jset(o, "permanent", cli_jbool(v->permanent));
+    cli_jset(o, "suppress", cli_jbool(v->suppress));
+    cli_jset(o, "suppress_for_s", v->suppress ? cli_jint((long long)v->suppress_s) : cli_jnull());
+    cli_jset(o, "evidence",
+             v->suppress ? cli_jstr(v->evidence_any ? "any" : "strong") : cli_jnull());
+    return o;
 }
 
 static void text_rcpt(const sk_bounce_rcpt *r, const sk_bounce_verdict *v)
@@ -77,18 +69,19 @@ static void text_rcpt(const sk_bounce_rcpt *r, const sk_bounce_verdict *v)
     if (r->remote_mta) printf("    remote MTA: %s\n", r->remote_mta);
 }
 
-static void print_one(const char *file, const sk_bounce *b, const sk_rules *rules, int json)
+/* One file's result: printed as text, or added to out (--json). */
+static void print_one(const char *file, const sk_bounce *b, const sk_rules *rules, json_t *out)
 {
-    if (json) {
-        printf("{\"file\":");
-        cli_json_string(stdout, file);
-        printf(",\"detector\":");
-        cli_json_string(stdout, b->detector);
-        printf(",\"reporting_mta\":");
-        cli_json_string(stdout, b->reporting_mta);
-        printf(",\"original_message_id\":");
-        cli_json_string(stdout, b->original_message_id);
-        printf(",\"recipients\":[");
+    json_t *rcpts = NULL;
+    if (out) {
+        json_t *o = cli_jobj();
+        cli_jset(o, "file", cli_jstr(file));
+        cli_jset(o, "detector", cli_jstr(b->detector));
+        cli_jset(o, "reporting_mta", cli_jstr(b->reporting_mta));
+        cli_jset(o, "original_message_id", cli_jstr(b->original_message_id));
+        rcpts = cli_jarr();
+        cli_jset(o, "recipients", rcpts);
+        cli_jpush(out, o);
     } else if (!b->detector) {
         printf("%s: not a bounce SMTPKit recognises\n", file);
         return;
@@ -98,14 +91,11 @@ static void print_one(const char *file, const sk_bounce *b, const sk_rules *rule
     }
     for (size_t i = 0; i < b->nrcpts; i++) {
         sk_bounce_verdict v = sk_bounce_classify(&b->rcpts[i], rules);
-        if (json) {
-            if (i) putchar(',');
-            json_rcpt(&b->rcpts[i], &v);
-        } else {
+        if (rcpts)
+            cli_jpush(rcpts, json_rcpt(&b->rcpts[i], &v));
+        else
             text_rcpt(&b->rcpts[i], &v);
-        }
     }
-    if (json) printf("]}");
 }
 
 int cmd_bounce(int argc, char **argv)
@@ -141,8 +131,8 @@ int cmd_bounce(int argc, char **argv)
         cli_warn("bounce", "%s", err.text);
         return err.err == SK_ERR_NOMEM ? EX_OSERR : EX_CONFIG;
     }
-    int rc = EX_OK, first = 1;
-    if (json) putchar('[');
+    int rc = EX_OK;
+    json_t *out = json ? cli_jarr() : NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) continue;
@@ -162,15 +152,13 @@ int cmd_bounce(int argc, char **argv)
             cli_warn("bounce", "%s: %s", a, err.text);
             if (rc == EX_OK) rc = EX_DATAERR;
         } else {
-            if (json && !first) putchar(',');
-            first = 0;
-            print_one(a, b, rules, json);
+            print_one(a, b, rules, out);
             if (!b->detector && rc == EX_OK) rc = EX_DATAERR;
         }
         sk_bounce_free(b);
         sk_free(msg);
     }
-    if (json) printf("]\n");
+    if (out) cli_json_print(out);
     sk_rules_free(rules);
     return rc;
 }

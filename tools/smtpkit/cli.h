@@ -2,6 +2,7 @@
 #ifndef SMTPKIT_CLI_H
 #define SMTPKIT_CLI_H
 
+#include <jansson.h>
 #include <smtpkit/smtpkit.h>
 #include <stdio.h>
 #include <sysexits.h>
@@ -98,8 +99,20 @@ sk_err cli_message_head(const cli_message *m, sk_buf *out);
 /* Write fields (CRLF line ends, from the library) in m's line ends. */
 void cli_message_put_fields(const cli_message *m, const char *fields, size_t len, FILE *f);
 
-/* A JSON string (jansson's encoding; "null" for NULL) written to f. */
-void cli_json_string(FILE *f, const char *s);
-void cli_json_string_n(FILE *f, const char *s, size_t n);
+/* --json output: a jansson value built whole, then dumped once by
+ * cli_json_print (compact, keys in the order they were set, a newline;
+ * the value is freed). Out of memory ends the program (EX_OSERR). A
+ * string: NULL gives null; text that is not UTF-8 keeps the log's \xHH
+ * escapes. cli_jset and cli_jpush take v over. */
+json_t *cli_jstr(const char *s);
+json_t *cli_jstrn(const char *s, size_t n);
+json_t *cli_jnull(void);
+json_t *cli_jint(long long n);
+json_t *cli_jbool(int b);
+json_t *cli_jobj(void);
+json_t *cli_jarr(void);
+void cli_jset(json_t *obj, const char *key, json_t *v);
+void cli_jpush(json_t *arr, json_t *v);
+void cli_json_print(json_t *v);
 
 #endif

@@ -254,7 +254,13 @@ char *cli_read_first_line(const char *path)
     return s;
 }
 
-void cli_json_string_n(FILE *f, const char *s, size_t n)
+static void json_out_of_memory(void)
+{
+    fputs("smtpkit: out of memory\n", stderr);
+    exit(EX_OSERR);
+}
+
+json_t *cli_jstrn(const char *s, size_t n)
 {
     /* jansson escapes (RFC 8259 7); it takes only UTF-8, so text that is
      * not (a peer's bytes) keeps \xHH escapes of the log's escaping. */
@@ -264,14 +270,60 @@ void cli_json_string_n(FILE *f, const char *s, size_t n)
         if (sk_log_escape(&esc, s, n) == SK_OK) v = json_stringn(sk_buf_cstr(&esc), esc.len);
         sk_buf_free(&esc);
     }
-    if (!v || json_dumpf(v, f, JSON_ENCODE_ANY) != 0) fputs("null", f);
-    json_decref(v);
+    if (!v) json_out_of_memory();
+    return v;
 }
 
-void cli_json_string(FILE *f, const char *s)
+json_t *cli_jstr(const char *s)
 {
-    if (!s)
-        fputs("null", f);
-    else
-        cli_json_string_n(f, s, strlen(s));
+    return s ? cli_jstrn(s, strlen(s)) : cli_jnull();
+}
+
+json_t *cli_jnull(void)
+{
+    return json_null();
+}
+
+json_t *cli_jint(long long n)
+{
+    json_t *v = json_integer((json_int_t)n);
+    if (!v) json_out_of_memory();
+    return v;
+}
+
+json_t *cli_jbool(int b)
+{
+    return json_boolean(b);
+}
+
+json_t *cli_jobj(void)
+{
+    json_t *v = json_object();
+    if (!v) json_out_of_memory();
+    return v;
+}
+
+json_t *cli_jarr(void)
+{
+    json_t *v = json_array();
+    if (!v) json_out_of_memory();
+    return v;
+}
+
+void cli_jset(json_t *obj, const char *key, json_t *v)
+{
+    if (json_object_set_new(obj, key, v)) json_out_of_memory();
+}
+
+void cli_jpush(json_t *arr, json_t *v)
+{
+    if (json_array_append_new(arr, v)) json_out_of_memory();
+}
+
+void cli_json_print(json_t *v)
+{
+    if (json_dumpf(v, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) != 0)
+        json_out_of_memory();
+    putchar('\n');
+    json_decref(v);
 }

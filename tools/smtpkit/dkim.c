@@ -252,24 +252,26 @@ static int do_sign(const sign_spec *specs, size_t n, const int *type, const char
 
 static void print_json(const sk_dkim_verifier *v)
 {
-    printf("{\"result\":\"%s\",\"signatures\":[", sk_dkim_status_name(sk_dkim_verifier_summary(v)));
+    json_t *j = cli_jobj();
+    cli_jset(j, "result", cli_jstr(sk_dkim_status_name(sk_dkim_verifier_summary(v))));
+    json_t *sigs = cli_jarr();
     for (size_t i = 0; i < sk_dkim_verifier_count(v); i++) {
         const sk_dkim_result *r = sk_dkim_verifier_result(v, i);
-        printf("%s{\"result\":\"%s\",\"reason\":", i ? "," : "", sk_dkim_status_name(r->status));
-        cli_json_string(stdout, r->reason);
-        printf(",\"domain\":");
-        cli_json_string(stdout, r->domain);
-        printf(",\"identity\":");
-        cli_json_string(stdout, r->identity);
-        printf(",\"selector\":");
-        cli_json_string(stdout, r->selector);
-        printf(",\"algorithm\":");
-        cli_json_string(stdout, r->algorithm);
-        printf(",\"b\":");
-        cli_json_string(stdout, r->b);
-        printf(",\"key_bits\":%u,\"testing\":%s}", r->key_bits, r->testing ? "true" : "false");
+        json_t *o = cli_jobj();
+        cli_jset(o, "result", cli_jstr(sk_dkim_status_name(r->status)));
+        cli_jset(o, "reason", cli_jstr(r->reason));
+        cli_jset(o, "domain", cli_jstr(r->domain));
+        cli_jset(o, "identity", cli_jstr(r->identity));
+        cli_jset(o, "selector", cli_jstr(r->selector));
+        cli_jset(o, "algorithm", cli_jstr(r->algorithm));
+        cli_jset(o, "b", cli_jstr(r->b));
+        cli_jset(o, "key_bits", cli_jint(r->key_bits));
+        cli_jset(o, "testing", cli_jbool(r->testing));
+        cli_jpush(sigs, o);
     }
-    printf("],\"skipped\":%zu}\n", sk_dkim_verifier_skipped(v));
+    cli_jset(j, "signatures", sigs);
+    cli_jset(j, "skipped", cli_jint((long long)sk_dkim_verifier_skipped(v)));
+    cli_json_print(j);
 }
 
 static void print_text(const sk_dkim_verifier *v)

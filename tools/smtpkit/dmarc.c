@@ -94,16 +94,16 @@ static const char *auth_name(sk_dmarc_auth a)
     return "none";
 }
 
-static void print_uris(FILE *f, const sk_dmarc_uri *u, size_t n, int json)
+static void print_uris(FILE *f, const sk_dmarc_uri *u, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (json) {
-            fputs(i ? ", " : "", f);
-            cli_json_string(f, u[i].uri);
-        } else {
-            fprintf(f, "%s%s", i ? ", " : "", u[i].uri);
-        }
-    }
+    for (size_t i = 0; i < n; i++) fprintf(f, "%s%s", i ? ", " : "", u[i].uri);
+}
+
+static json_t *uris_json(const sk_dmarc_uri *u, size_t n)
+{
+    json_t *a = cli_jarr();
+    for (size_t i = 0; i < n; i++) cli_jpush(a, cli_jstr(u[i].uri));
+    return a;
 }
 
 static void print_text(const sk_dmarc_result *r, const sk_dmarc_input *in)
@@ -123,7 +123,7 @@ static void print_text(const sk_dmarc_result *r, const sk_dmarc_input *in)
                d->aspf == SK_DMARC_ALIGN_STRICT ? "s" : "r", d->pct);
         if (d->n_rua) {
             printf("  reports to:   ");
-            print_uris(stdout, d->rua, d->n_rua, 0);
+            print_uris(stdout, d->rua, d->n_rua);
             printf("\n");
         }
     }
@@ -141,41 +141,35 @@ static void print_text(const sk_dmarc_result *r, const sk_dmarc_input *in)
 
 static void print_json(const sk_dmarc_result *r)
 {
-    printf("{\"result\": ");
-    cli_json_string(stdout, sk_dmarc_status_name(r->status));
-    printf(", \"from_domain\": ");
-    cli_json_string(stdout, r->from_domain);
-    printf(", \"org_domain\": ");
-    cli_json_string(stdout, r->org_domain);
-    printf(", \"policy_tag\": ");
-    cli_json_string(stdout, r->policy_tag);
-    printf(", \"policy\": ");
-    cli_json_string(stdout, sk_dmarc_policy_name(r->policy));
-    printf(", \"disposition\": ");
-    cli_json_string(stdout, sk_dmarc_policy_name(r->disposition));
-    printf(", \"sampled_out\": %s, \"spf_aligned\": %s, \"dkim_aligned\": %s, \"dkim_domain\": ",
-           r->sampled_out ? "true" : "false", r->spf_aligned ? "true" : "false",
-           r->dkim_aligned ? "true" : "false");
-    cli_json_string(stdout, r->dkim_domain);
-    printf(", \"reason\": ");
-    cli_json_string(stdout, r->reason);
-    printf(", \"record\": ");
-    if (!r->has_record) {
-        printf("null}\n");
-        return;
+    json_t *j = cli_jobj();
+    cli_jset(j, "result", cli_jstr(sk_dmarc_status_name(r->status)));
+    cli_jset(j, "from_domain", cli_jstr(r->from_domain));
+    cli_jset(j, "org_domain", cli_jstr(r->org_domain));
+    cli_jset(j, "policy_tag", cli_jstr(r->policy_tag));
+    cli_jset(j, "policy", cli_jstr(sk_dmarc_policy_name(r->policy)));
+    cli_jset(j, "disposition", cli_jstr(sk_dmarc_policy_name(r->disposition)));
+    cli_jset(j, "sampled_out", cli_jbool(r->sampled_out));
+    cli_jset(j, "spf_aligned", cli_jbool(r->spf_aligned));
+    cli_jset(j, "dkim_aligned", cli_jbool(r->dkim_aligned));
+    cli_jset(j, "dkim_domain", cli_jstr(r->dkim_domain));
+    cli_jset(j, "reason", cli_jstr(r->reason));
+    json_t *rec = cli_jnull();
+    if (r->has_record) {
+        const sk_dmarc_record *d = &r->record;
+        rec = cli_jobj();
+        cli_jset(rec, "domain", cli_jstr(r->record_domain));
+        cli_jset(rec, "p", cli_jstr(sk_dmarc_policy_name(d->p)));
+        cli_jset(rec, "sp", cli_jstr(sk_dmarc_policy_name(d->sp)));
+        cli_jset(rec, "np", cli_jstr(sk_dmarc_policy_name(d->np)));
+        cli_jset(rec, "adkim", cli_jstr(d->adkim == SK_DMARC_ALIGN_STRICT ? "s" : "r"));
+        cli_jset(rec, "aspf", cli_jstr(d->aspf == SK_DMARC_ALIGN_STRICT ? "s" : "r"));
+        cli_jset(rec, "pct", cli_jint(d->pct));
+        cli_jset(rec, "rua", uris_json(d->rua, d->n_rua));
+        cli_jset(rec, "ruf", uris_json(d->ruf, d->n_ruf));
+        cli_jset(rec, "problems", cli_jint(d->problems));
     }
-    const sk_dmarc_record *d = &r->record;
-    printf("{\"domain\": ");
-    cli_json_string(stdout, r->record_domain);
-    printf(", \"p\": \"%s\", \"sp\": \"%s\", \"np\": \"%s\", \"adkim\": \"%s\", \"aspf\": \"%s\", "
-           "\"pct\": %u, \"rua\": [",
-           sk_dmarc_policy_name(d->p), sk_dmarc_policy_name(d->sp), sk_dmarc_policy_name(d->np),
-           d->adkim == SK_DMARC_ALIGN_STRICT ? "s" : "r",
-           d->aspf == SK_DMARC_ALIGN_STRICT ? "s" : "r", d->pct);
-    print_uris(stdout, d->rua, d->n_rua, 1);
-    printf("], \"ruf\": [");
-    print_uris(stdout, d->ruf, d->n_ruf, 1);
-    printf("], \"problems\": %u}}\n", d->problems);
+    cli_jset(j, "record", rec);
+    cli_json_print(j);
 }
 
 int cmd_dmarc(int argc, char **argv)

@@ -122,99 +122,96 @@ static void print_step(void *ctx, const sk_probe_step *s)
 
 /* ---- the checklist as JSON (docs/probe.md): all of it here ---- */
 
-static void json_key_str(const char *key, const char *val)
-{
-    printf(",\"%s\":", key);
-    cli_json_string(stdout, val);
-}
-
-static void json_step_extras(const sk_probe_step *s)
+static void json_step_extras(json_t *o, const sk_probe_step *s)
 {
     if (s->addresses) {
-        printf(",\"addresses\":[");
-        for (size_t i = 0; i < s->naddresses; i++) {
-            if (i) putchar(',');
-            cli_json_string(stdout, s->addresses[i]);
-        }
-        putchar(']');
+        json_t *a = cli_jarr();
+        for (size_t i = 0; i < s->naddresses; i++) cli_jpush(a, cli_jstr(s->addresses[i]));
+        cli_jset(o, "addresses", a);
     }
     if (s->tls) {
         const sk_tls_info *ti = s->tls;
-        printf(",\"version\":\"%s\",\"cipher\":\"%s\",\"verified\":%s", ti->version, ti->cipher,
-               ti->verified ? "true" : "false");
-        json_key_str("verify_error", ti->verified ? NULL : ti->verify_text);
-        printf(",\"chain\":[");
+        cli_jset(o, "version", cli_jstr(ti->version));
+        cli_jset(o, "cipher", cli_jstr(ti->cipher));
+        cli_jset(o, "verified", cli_jbool(ti->verified));
+        cli_jset(o, "verify_error", cli_jstr(ti->verified ? NULL : ti->verify_text));
+        json_t *chain = cli_jarr();
         for (size_t i = 0; i < ti->chain_len; i++) {
             const sk_tls_cert *c = &ti->chain[i];
             char nb[32], na[32];
             sk_time_rfc3339(c->not_before, nb);
             sk_time_rfc3339(c->not_after, na);
-            printf("%s{\"subject\":", i ? "," : "");
-            cli_json_string(stdout, c->subject);
-            json_key_str("issuer", c->issuer);
-            printf(",\"not_before\":\"%s\",\"not_after\":\"%s\"", nb, na);
-            json_key_str("names", c->san);
-            printf(",\"self_signed\":%s}", c->self_signed ? "true" : "false");
+            json_t *cert = cli_jobj();
+            cli_jset(cert, "subject", cli_jstr(c->subject));
+            cli_jset(cert, "issuer", cli_jstr(c->issuer));
+            cli_jset(cert, "not_before", cli_jstr(nb));
+            cli_jset(cert, "not_after", cli_jstr(na));
+            cli_jset(cert, "names", cli_jstr(c->san));
+            cli_jset(cert, "self_signed", cli_jbool(c->self_signed));
+            cli_jpush(chain, cert);
         }
-        putchar(']');
+        cli_jset(o, "chain", chain);
     }
     if (s->peer) {
-        printf(",\"peer\":\"%s\"", sk_peer_kind_name(s->peer->kind));
-        json_key_str("peer_said", s->peer->said[0] ? s->peer->said : NULL);
+        cli_jset(o, "peer", cli_jstr(sk_peer_kind_name(s->peer->kind)));
+        cli_jset(o, "peer_said", cli_jstr(s->peer->said[0] ? s->peer->said : NULL));
     }
     if (s->check == SK_PROBE_EHLO && s->verdict != SK_PROBE_FAIL) {
-        json_key_str("server_name", s->server_name);
-        printf(",\"esmtp\":%s,\"extensions\":[", s->esmtp ? "true" : "false");
+        cli_jset(o, "server_name", cli_jstr(s->server_name));
+        cli_jset(o, "esmtp", cli_jbool(s->esmtp));
+        json_t *exts = cli_jarr();
         for (size_t i = 0; i < s->nextensions; i++) {
             const sk_probe_ext *x = &s->extensions[i];
-            printf("%s{\"keyword\":", i ? "," : "");
-            cli_json_string(stdout, x->keyword);
-            json_key_str("params", x->params);
-            json_key_str("meaning", x->meaning);
-            putchar('}');
+            json_t *e = cli_jobj();
+            cli_jset(e, "keyword", cli_jstr(x->keyword));
+            cli_jset(e, "params", cli_jstr(x->params));
+            cli_jset(e, "meaning", cli_jstr(x->meaning));
+            cli_jpush(exts, e);
         }
-        putchar(']');
+        cli_jset(o, "extensions", exts);
     }
-    if (s->mechanism) json_key_str("mechanism", s->mechanism);
-    if (s->check == SK_PROBE_RCPT) json_key_str("recipient", s->recipient);
+    if (s->mechanism) cli_jset(o, "mechanism", cli_jstr(s->mechanism));
+    if (s->check == SK_PROBE_RCPT) cli_jset(o, "recipient", cli_jstr(s->recipient));
 }
 
 static void print_json(const char *host, unsigned port, sk_tls_mode tls, const sk_probe *p,
                        int exit_code)
 {
     const sk_probe_step *failed = sk_probe_failure(p);
-    printf("{\"host\":");
-    cli_json_string(stdout, host);
-    printf(",\"port\":%u,\"tls\":\"%s\",\"status\":\"%s\",\"exit_code\":%d", port,
-           tls_mode_label(tls), verdict_json[p ? sk_probe_overall(p) : SK_PROBE_PASS], exit_code);
-    json_key_str("failed_step", failed ? sk_probe_check_name(failed->check) : NULL);
-    printf(",\"steps\":[");
-    int first = 1;
+    json_t *root = cli_jobj();
+    cli_jset(root, "host", cli_jstr(host));
+    cli_jset(root, "port", cli_jint(port));
+    cli_jset(root, "tls", cli_jstr(tls_mode_label(tls)));
+    cli_jset(root, "status", cli_jstr(verdict_json[p ? sk_probe_overall(p) : SK_PROBE_PASS]));
+    cli_jset(root, "exit_code", cli_jint(exit_code));
+    cli_jset(root, "failed_step", cli_jstr(failed ? sk_probe_check_name(failed->check) : NULL));
+    json_t *steps = cli_jarr();
     for (size_t i = 0; i < sk_probe_count(p); i++) {
         const sk_probe_step *s = sk_probe_step_at(p, i);
         if (s->verdict == SK_PROBE_SKIP) continue;
-        printf("%s{\"step\":\"%s\",\"status\":\"%s\"", first ? "" : ",",
-               sk_probe_check_name(s->check), verdict_json[s->verdict]);
-        first = 0;
-        json_key_str("detail", s->detail);
-        if (s->address[0]) json_key_str("address", s->address);
-        if (s->elapsed_ms >= 0) printf(",\"elapsed_ms\":%ld", s->elapsed_ms);
+        json_t *o = cli_jobj();
+        cli_jset(o, "step", cli_jstr(sk_probe_check_name(s->check)));
+        cli_jset(o, "status", cli_jstr(verdict_json[s->verdict]));
+        cli_jset(o, "detail", cli_jstr(s->detail));
+        if (s->address[0]) cli_jset(o, "address", cli_jstr(s->address));
+        if (s->elapsed_ms >= 0) cli_jset(o, "elapsed_ms", cli_jint(s->elapsed_ms));
         if (s->has_reply) {
-            printf(",\"code\":%d", s->reply.code);
-            json_key_str("enhanced", s->reply.enhanced);
-            json_key_str("text", s->reply.text);
+            cli_jset(o, "code", cli_jint(s->reply.code));
+            cli_jset(o, "enhanced", cli_jstr(s->reply.enhanced));
+            cli_jset(o, "text", cli_jstr(s->reply.text));
             if (s->reply.enhanced[0])
-                json_key_str("enhanced_meaning", sk_enhanced_describe(s->reply.enhanced));
+                cli_jset(o, "enhanced_meaning", cli_jstr(sk_enhanced_describe(s->reply.enhanced)));
         }
-        if (s->explanation) json_key_str("explanation", s->explanation);
-        if (s->hint[0]) json_key_str("fix", s->hint);
+        if (s->explanation) cli_jset(o, "explanation", cli_jstr(s->explanation));
+        if (s->hint[0]) cli_jset(o, "fix", cli_jstr(s->hint));
         if (s->truncated)
-            printf(",\"truncated\":true");
+            cli_jset(o, "truncated", cli_jbool(1));
         else
-            json_step_extras(s);
-        putchar('}');
+            json_step_extras(o, s);
+        cli_jpush(steps, o);
     }
-    printf("]}\n");
+    cli_jset(root, "steps", steps);
+    cli_json_print(root);
 }
 
 /* ---- command line ---- */

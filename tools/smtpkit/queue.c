@@ -51,56 +51,44 @@ static void usage(FILE *f)
         CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT, SK_CONTROL_SOCKET_NAME);
 }
 
-static void rfc3339_or_null(FILE *f, int64_t t)
+static json_t *rfc3339_or_null(int64_t t)
 {
-    if (!t) {
-        fputs("null", f);
-        return;
-    }
+    if (!t) return cli_jnull();
     char buf[32];
     sk_time_rfc3339(t, buf);
-    cli_json_string(f, buf);
+    return cli_jstr(buf);
 }
 
-static void print_json(const sk_spool_envelope *env, const char *headers)
+static json_t *env_json(const sk_spool_envelope *env, const char *headers)
 {
-    printf("{\"id\":");
-    cli_json_string(stdout, env->id);
-    printf(",\"sender\":");
-    cli_json_string(stdout, env->sender);
-    printf(",\"recipients\":[");
-    for (size_t i = 0; i < env->nrcpts; i++) {
-        if (i) putchar(',');
-        cli_json_string(stdout, env->rcpts[i].addr);
-    }
-    printf("],\"size\":%llu,\"arrival\":", (unsigned long long)env->body_octets);
-    rfc3339_or_null(stdout, env->arrival);
-    printf(",\"state\":");
-    cli_json_string(stdout, sk_spool_state_name(env->state));
-    printf(",\"attempts\":%u,\"next_attempt\":", env->attempts);
-    rfc3339_or_null(stdout, env->next_attempt);
-    printf(",\"last_reply\":");
-    cli_json_string(stdout, env->last_reply);
+    json_t *o = cli_jobj();
+    cli_jset(o, "id", cli_jstr(env->id));
+    cli_jset(o, "sender", cli_jstr(env->sender));
+    json_t *rcpts = cli_jarr();
+    for (size_t i = 0; i < env->nrcpts; i++) cli_jpush(rcpts, cli_jstr(env->rcpts[i].addr));
+    cli_jset(o, "recipients", rcpts);
+    cli_jset(o, "size", cli_jint((long long)env->body_octets));
+    cli_jset(o, "arrival", rfc3339_or_null(env->arrival));
+    cli_jset(o, "state", cli_jstr(sk_spool_state_name(env->state)));
+    cli_jset(o, "attempts", cli_jint(env->attempts));
+    cli_jset(o, "next_attempt", rfc3339_or_null(env->next_attempt));
+    cli_jset(o, "last_reply", cli_jstr(env->last_reply));
     if (headers) {
-        printf(",\"recipient_status\":[");
+        json_t *st = cli_jarr();
         for (size_t i = 0; i < env->nrcpts; i++) {
             const sk_spool_rcpt *r = &env->rcpts[i];
-            printf("%s{\"address\":", i ? "," : "");
-            cli_json_string(stdout, r->addr);
-            printf(",\"state\":");
-            cli_json_string(stdout, sk_rcpt_state_name(r->state));
-            printf(",\"last_reply\":");
-            cli_json_string(stdout, r->last_reply);
-            putchar('}');
+            json_t *x = cli_jobj();
+            cli_jset(x, "address", cli_jstr(r->addr));
+            cli_jset(x, "state", cli_jstr(sk_rcpt_state_name(r->state)));
+            cli_jset(x, "last_reply", cli_jstr(r->last_reply));
+            cli_jpush(st, x);
         }
-        printf("],\"helo\":");
-        cli_json_string(stdout, env->helo);
-        printf(",\"peer\":");
-        cli_json_string(stdout, env->peer);
-        printf(",\"headers\":");
-        cli_json_string(stdout, headers);
+        cli_jset(o, "recipient_status", st);
+        cli_jset(o, "helo", cli_jstr(env->helo));
+        cli_jset(o, "peer", cli_jstr(env->peer));
+        cli_jset(o, "headers", cli_jstr(headers));
     }
-    putchar('}');
+    return o;
 }
 
 static void print_row(const sk_spool_envelope *env)
@@ -134,9 +122,8 @@ static int do_list(const char *data_dir, int json)
         sk_spool_free(s);
         return cli_exit_code(&err);
     }
-    if (json)
-        putchar('[');
-    else
+    json_t *all = json ? cli_jarr() : NULL;
+    if (!json)
         printf("%-16s  %-8s  %8s  %10s  %-20s  %s\n", "ID", "STATE", "ATTEMPTS", "SIZE", "ARRIVAL",
                "SENDER");
     size_t shown = 0, unreadable = 0;
@@ -152,8 +139,7 @@ static int do_list(const char *data_dir, int json)
             continue;
         }
         if (json) {
-            if (shown) putchar(',');
-            print_json(env, NULL);
+            cli_jpush(all, env_json(env, NULL));
         } else {
             print_row(env);
         }
@@ -161,7 +147,7 @@ static int do_list(const char *data_dir, int json)
         sk_spool_envelope_free(env);
     }
     if (json)
-        printf("]\n");
+        cli_json_print(all);
     else
         printf("%zu message%s\n", shown, shown == 1 ? "" : "s");
     sk_spool_ids_free(ids, n);
@@ -218,8 +204,7 @@ static int do_show(const char *data_dir, const char *id, int json)
         return cli_exit_code(&err);
     }
     if (json) {
-        print_json(env, sk_buf_cstr(&headers));
-        putchar('\n');
+        cli_json_print(env_json(env, sk_buf_cstr(&headers)));
     } else {
         char t[32];
         sk_time_rfc3339(env->arrival, t);
@@ -248,26 +233,18 @@ static int do_show(const char *data_dir, const char *id, int json)
     return EX_OK;
 }
 
-static void print_filter_json(const sk_queue_filter *f)
+static json_t *filter_json(const sk_queue_filter *f)
 {
-    printf("{\"all\":%s,\"destination\":", f->all ? "true" : "false");
-    if (f->destination[0])
-        cli_json_string(stdout, f->destination);
-    else
-        fputs("null", stdout);
-    printf(",\"sender\":");
-    if (f->has_sender)
-        cli_json_string(stdout, f->sender);
-    else
-        fputs("null", stdout);
-    printf(",\"state\":[");
-    for (unsigned s = 0, first = 1; s < SK_SPOOL_STATE__COUNT; s++)
-        if (f->states & (1u << s)) {
-            if (!first) putchar(',');
-            cli_json_string(stdout, sk_spool_state_name((sk_spool_state)s));
-            first = 0;
-        }
-    printf("]}");
+    json_t *o = cli_jobj();
+    cli_jset(o, "all", cli_jbool(f->all));
+    cli_jset(o, "destination", f->destination[0] ? cli_jstr(f->destination) : cli_jnull());
+    cli_jset(o, "sender", f->has_sender ? cli_jstr(f->sender) : cli_jnull());
+    json_t *states = cli_jarr();
+    for (unsigned s = 0; s < SK_SPOOL_STATE__COUNT; s++)
+        if (f->states & (1u << s))
+            cli_jpush(states, cli_jstr(sk_spool_state_name((sk_spool_state)s)));
+    cli_jset(o, "state", states);
+    return o;
 }
 
 static int run_action(const char *data_dir, const char *action, const char *id,
@@ -290,20 +267,15 @@ static int run_action(const char *data_dir, const char *action, const char *id,
         return cli_exit_code(&err);
     }
     if (json) {
-        printf("{\"action\":");
-        cli_json_string(stdout, action);
-        printf(",\"id\":");
-        if (id)
-            cli_json_string(stdout, id);
-        else
-            fputs("null", stdout);
-        printf(",\"filter\":");
-        if (id)
-            fputs("null", stdout);
-        else
-            print_filter_json(&req.filter);
-        printf(",\"matched\":%zu,\"changed\":%zu,\"daemon\":%s,\"ok\":true}\n", res.matched,
-               res.changed, res.direct ? "false" : "true");
+        json_t *o = cli_jobj();
+        cli_jset(o, "action", cli_jstr(action));
+        cli_jset(o, "id", cli_jstr(id));
+        cli_jset(o, "filter", id ? cli_jnull() : filter_json(&req.filter));
+        cli_jset(o, "matched", cli_jint((long long)res.matched));
+        cli_jset(o, "changed", cli_jint((long long)res.changed));
+        cli_jset(o, "daemon", cli_jbool(!res.direct));
+        cli_jset(o, "ok", cli_jbool(1));
+        cli_json_print(o);
     } else {
         printf("%s%s%s: %zu matched, %zu changed\n", action, id ? " " : "", id ? id : "",
                res.matched, res.changed);

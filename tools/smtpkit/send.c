@@ -340,91 +340,73 @@ static void print_error_block(const outcome *o, const char *what, const sk_error
     if (hint) fprintf(stderr, "  hint:   %s\n", hint);
 }
 
-static void json_reply(FILE *f, const sk_reply *r)
+static json_t *json_reply(const sk_reply *r)
 {
-    if (!r || r->code == 0) {
-        fputs("null", f);
-        return;
-    }
-    fprintf(f, "{\"code\":%d,\"enhanced\":", r->code);
-    cli_json_string(f, r->enhanced[0] ? r->enhanced : NULL);
-    fputs(",\"text\":", f);
-    cli_json_string(f, r->text);
-    fputc('}', f);
+    if (!r || r->code == 0) return cli_jnull();
+    json_t *o = cli_jobj();
+    cli_jset(o, "code", cli_jint(r->code));
+    cli_jset(o, "enhanced", cli_jstr(r->enhanced[0] ? r->enhanced : NULL));
+    cli_jset(o, "text", cli_jstr(r->text));
+    return o;
+}
+
+/* A string member that is null when empty. */
+static json_t *jstr_or_null(const char *s)
+{
+    return cli_jstr(s && s[0] ? s : NULL);
 }
 
 static void json_report(const outcome *o)
 {
-    FILE *f = stdout;
-    fprintf(f, "{\"ok\":%s,\"exit_code\":%d,\"sent\":%s,\"server\":",
-            o->exit_code == 0 ? "true" : "false", o->exit_code,
-            o->have_res && o->res.sent ? "true" : "false");
-    cli_json_string(f, o->server[0] ? o->server : NULL);
-    fputs(",\"remote_address\":", f);
-    const char *ra = o->client ? sk_client_remote_address(o->client) : "";
-    cli_json_string(f, ra[0] ? ra : NULL);
-    fputs(",\"tls\":", f);
+    json_t *j = cli_jobj();
+    cli_jset(j, "ok", cli_jbool(o->exit_code == 0));
+    cli_jset(j, "exit_code", cli_jint(o->exit_code));
+    cli_jset(j, "sent", cli_jbool(o->have_res && o->res.sent));
+    cli_jset(j, "server", jstr_or_null(o->server));
+    cli_jset(j, "remote_address",
+             jstr_or_null(o->client ? sk_client_remote_address(o->client) : ""));
     const sk_tls_info *ti = o->client ? sk_client_tls_info(o->client) : NULL;
+    json_t *tls = cli_jnull();
     if (ti && ti->active) {
-        fputs("{\"version\":", f);
-        cli_json_string(f, ti->version);
-        fputs(",\"cipher\":", f);
-        cli_json_string(f, ti->cipher);
-        fprintf(f, ",\"verified\":%s}", ti->verified ? "true" : "false");
-    } else {
-        fputs("null", f);
+        tls = cli_jobj();
+        cli_jset(tls, "version", cli_jstr(ti->version));
+        cli_jset(tls, "cipher", cli_jstr(ti->cipher));
+        cli_jset(tls, "verified", cli_jbool(ti->verified));
     }
-    fputs(",\"auth\":", f);
+    cli_jset(j, "tls", tls);
     sk_sasl_mech mech = o->client ? sk_client_auth_mech(o->client) : SK_SASL_NONE;
-    cli_json_string(f, mech != SK_SASL_NONE ? sk_sasl_mech_name(mech) : NULL);
-    fputs(",\"message_id\":", f);
-    cli_json_string(f, o->message_id[0] ? o->message_id : NULL);
-    fputs(",\"reply\":", f);
-    json_reply(f, o->have_res ? &o->res.data : NULL);
-    fputs(",\"queue_id\":", f);
-    cli_json_string(f, o->have_res && o->res.queue_id[0] ? o->res.queue_id : NULL);
-    fputs(",\"recipients\":[", f);
+    cli_jset(j, "auth", cli_jstr(mech != SK_SASL_NONE ? sk_sasl_mech_name(mech) : NULL));
+    cli_jset(j, "message_id", jstr_or_null(o->message_id));
+    cli_jset(j, "reply", json_reply(o->have_res ? &o->res.data : NULL));
+    cli_jset(j, "queue_id", o->have_res ? jstr_or_null(o->res.queue_id) : cli_jnull());
+    json_t *rcpts = cli_jarr();
     for (size_t i = 0; i < o->nrcpt; i++) {
         const sk_rcpt_result *rr = o->have_res && i < o->res.nrcpt ? &o->res.rcpts[i] : NULL;
         const sk_reply *r = rr && rr->reply.code ? &rr->reply : NULL;
-        fputs(i ? ",{\"address\":" : "{\"address\":", f);
-        cli_json_string(f, o->rcpts[i]);
-        fprintf(f, ",\"accepted\":%s,\"code\":", rr && rr->accepted ? "true" : "false");
-        if (r)
-            fprintf(f, "%d", r->code);
-        else
-            fputs("null", f);
-        fputs(",\"enhanced\":", f);
-        cli_json_string(f, r && r->enhanced[0] ? r->enhanced : NULL);
-        fputs(",\"text\":", f);
-        cli_json_string(f, r ? r->text : NULL);
-        fputc('}', f);
+        json_t *x = cli_jobj();
+        cli_jset(x, "address", cli_jstr(o->rcpts[i]));
+        cli_jset(x, "accepted", cli_jbool(rr && rr->accepted));
+        cli_jset(x, "code", r ? cli_jint(r->code) : cli_jnull());
+        cli_jset(x, "enhanced", r ? jstr_or_null(r->enhanced) : cli_jnull());
+        cli_jset(x, "text", cli_jstr(r ? r->text : NULL));
+        cli_jpush(rcpts, x);
     }
-    fputs("],\"error\":", f);
-    if (o->err.err == SK_OK) {
-        fputs("null", f);
-    } else {
-        fputs("{\"step\":", f);
-        cli_json_string(f, o->exit_code == EX_USAGE ? "usage" : sk_step_name(o->err.step));
-        fputs(",\"reason\":", f);
-        cli_json_string(f, sk_strerror(o->err.err));
-        fputs(",\"argument\":", f);
-        cli_json_string(f, o->bad_arg);
-        fputs(",\"code\":", f);
-        if (o->err.code)
-            fprintf(f, "%d", o->err.code);
-        else
-            fputs("null", f);
-        fputs(",\"enhanced\":", f);
-        cli_json_string(f, o->err.enhanced[0] ? o->err.enhanced : NULL);
-        fputs(",\"text\":", f);
-        cli_json_string(f, o->err.text);
-        fputs(",\"hint\":", f);
-        cli_json_string(f, hint_for(o, &o->err));
-        fputc('}', f);
+    cli_jset(j, "recipients", rcpts);
+    json_t *err = cli_jnull();
+    if (o->err.err != SK_OK) {
+        err = cli_jobj();
+        cli_jset(err, "step",
+                 cli_jstr(o->exit_code == EX_USAGE ? "usage" : sk_step_name(o->err.step)));
+        cli_jset(err, "reason", cli_jstr(sk_strerror(o->err.err)));
+        cli_jset(err, "argument", cli_jstr(o->bad_arg));
+        cli_jset(err, "code", o->err.code ? cli_jint(o->err.code) : cli_jnull());
+        cli_jset(err, "enhanced", jstr_or_null(o->err.enhanced));
+        cli_jset(err, "text", cli_jstr(o->err.text));
+        cli_jset(err, "hint", cli_jstr(hint_for(o, &o->err)));
     }
-    fputs("}\n", f);
-    fflush(f);
+    cli_jset(j, "error", err);
+    cli_json_print(j);
+    fflush(stdout);
 }
 
 /* A usage (64), data (65) or configuration (78) error found before

@@ -62,32 +62,25 @@ static int exit_for(sk_spf_result r)
 
 static void print_json(const sk_spf_outcome *o)
 {
-    printf("{\"result\":");
-    cli_json_string(stdout, sk_spf_result_name(o->result));
-    printf(",\"identity\":\"%s\",\"domain\":", o->identity == SK_SPF_HELO ? "helo" : "mailfrom");
-    cli_json_string(stdout, o->domain);
-    printf(",\"sender\":");
-    cli_json_string(stdout, o->sender);
-    printf(",\"reason\":");
-    cli_json_string(stdout, o->reason);
-    printf(",\"explanation\":");
-    cli_json_string(stdout, o->explanation);
-    printf(",\"mechanism\":");
-    cli_json_string(stdout, o->mechanism);
-    printf(",\"mechanism_domain\":");
-    cli_json_string(stdout, o->mechanism_domain);
-    printf(",\"lookups\":%u,\"lookups_max\":%d,\"void_lookups\":%u,\"void_lookups_max\":%d",
-           o->lookups, SK_SPF_DNS_LOOKUPS_MAX, o->void_lookups, SK_SPF_VOID_LOOKUPS_MAX);
-    printf(",\"property\":");
-    cli_json_string(stdout, o->property);
-    printf(",\"property_value\":");
-    cli_json_string(stdout, o->property_value);
-    printf(",\"trace\":[");
-    for (size_t i = 0; i < o->ntrace; i++) {
-        if (i) putchar(',');
-        cli_json_string(stdout, o->trace[i]);
-    }
-    printf("]}\n");
+    json_t *j = cli_jobj();
+    cli_jset(j, "result", cli_jstr(sk_spf_result_name(o->result)));
+    cli_jset(j, "identity", cli_jstr(o->identity == SK_SPF_HELO ? "helo" : "mailfrom"));
+    cli_jset(j, "domain", cli_jstr(o->domain));
+    cli_jset(j, "sender", cli_jstr(o->sender));
+    cli_jset(j, "reason", cli_jstr(o->reason));
+    cli_jset(j, "explanation", cli_jstr(o->explanation));
+    cli_jset(j, "mechanism", cli_jstr(o->mechanism));
+    cli_jset(j, "mechanism_domain", cli_jstr(o->mechanism_domain));
+    cli_jset(j, "lookups", cli_jint(o->lookups));
+    cli_jset(j, "lookups_max", cli_jint(SK_SPF_DNS_LOOKUPS_MAX));
+    cli_jset(j, "void_lookups", cli_jint(o->void_lookups));
+    cli_jset(j, "void_lookups_max", cli_jint(SK_SPF_VOID_LOOKUPS_MAX));
+    cli_jset(j, "property", cli_jstr(o->property));
+    cli_jset(j, "property_value", cli_jstr(o->property_value));
+    json_t *t = cli_jarr();
+    for (size_t i = 0; i < o->ntrace; i++) cli_jpush(t, cli_jstr(o->trace[i]));
+    cli_jset(j, "trace", t);
+    cli_json_print(j);
 }
 
 static void print_text(const sk_spf_outcome *o, int with_trace)

@@ -33,86 +33,68 @@ static void usage(FILE *f)
             SK_TRACK_STATS_DOMAINS_MAX, CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
 }
 
-static void json_counts(const uint64_t *by_kind)
+static json_t *json_counts(const uint64_t *by_kind)
 {
-    putchar('{');
-    for (int k = 0; k < SK_TRACK__COUNT; k++) {
-        if (k) putchar(',');
-        cli_json_string(stdout, sk_track_kind_name((sk_track_kind)k));
-        printf(":%llu", (unsigned long long)by_kind[k]);
-    }
-    putchar('}');
+    json_t *o = cli_jobj();
+    for (int k = 0; k < SK_TRACK__COUNT; k++)
+        cli_jset(o, sk_track_kind_name((sk_track_kind)k), cli_jint((long long)by_kind[k]));
+    return o;
 }
 
-static void json_window(const sk_track_window *w)
+static json_t *json_count(const sk_track_domain_count *c, bool named)
+{
+    json_t *o = cli_jobj();
+    if (named) cli_jset(o, "domain", cli_jstr(c->domain));
+    cli_jset(o, "total", cli_jint((long long)c->total));
+    cli_jset(o, "by_outcome", json_counts(c->by_kind));
+    return o;
+}
+
+static json_t *json_window(const sk_track_window *w)
 {
     char since[32];
     sk_time_rfc3339(w->since_ms / 1000, since);
-    printf("{\"since\":");
-    cli_json_string(stdout, since);
-    printf(",\"total\":%llu,\"by_outcome\":", (unsigned long long)w->total);
-    json_counts(w->by_kind);
-    printf(",\"by_domain\":[");
-    for (size_t i = 0; i < w->ndomains; i++) {
-        const sk_track_domain_count *d = &w->domains[i];
-        printf("%s{\"domain\":", i ? "," : "");
-        cli_json_string(stdout, d->domain);
-        printf(",\"total\":%llu,\"by_outcome\":", (unsigned long long)d->total);
-        json_counts(d->by_kind);
-        putchar('}');
-    }
-    printf("],\"domains_omitted\":%zu", w->domains_omitted);
-    const struct {
-        const char *key;
-        const sk_track_domain_count *c;
-    } rest[] = {{"other_domains", &w->other_domains}, {"no_recipient", &w->no_recipient}};
-    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
-        printf(",\"%s\":{\"total\":%llu,\"by_outcome\":", rest[i].key,
-               (unsigned long long)rest[i].c->total);
-        json_counts(rest[i].c->by_kind);
-        putchar('}');
-    }
-    putchar('}');
+    json_t *o = cli_jobj();
+    cli_jset(o, "since", cli_jstr(since));
+    cli_jset(o, "total", cli_jint((long long)w->total));
+    cli_jset(o, "by_outcome", json_counts(w->by_kind));
+    json_t *doms = cli_jarr();
+    for (size_t i = 0; i < w->ndomains; i++) cli_jpush(doms, json_count(&w->domains[i], true));
+    cli_jset(o, "by_domain", doms);
+    cli_jset(o, "domains_omitted", cli_jint((long long)w->domains_omitted));
+    cli_jset(o, "other_domains", json_count(&w->other_domains, false));
+    cli_jset(o, "no_recipient", json_count(&w->no_recipient, false));
+    return o;
 }
 
 /* A time in ms as JSON: RFC 3339, or null for 0. */
-static void json_time_ms(int64_t ms)
+static json_t *json_time_ms(int64_t ms)
 {
     char t[32];
-    if (!ms) {
-        printf("null");
-        return;
-    }
+    if (!ms) return cli_jnull();
     sk_time_rfc3339(ms / 1000, t);
-    cli_json_string(stdout, t);
+    return cli_jstr(t);
 }
 
-static void json_webhooks(const sk_webhook_state *h, size_t n)
+static json_t *json_webhooks(const sk_webhook_state *h, size_t n)
 {
-    printf(",\"webhooks\":[");
+    json_t *a = cli_jarr();
     for (size_t i = 0; i < n; i++) {
-        printf("%s{\"url\":", i ? "," : "");
-        cli_json_string(stdout, h[i].url);
-        printf(",\"events\":");
-        cli_json_string(stdout, h[i].events ? h[i].events : "*");
-        printf(",\"source\":");
-        cli_json_string(stdout, h[i].source ? h[i].source : "");
-        printf(",\"backlog\":%llu,\"oldest\":", (unsigned long long)h[i].backlog);
-        json_time_ms(h[i].oldest_ms);
-        printf(",\"delivered\":%llu,\"failures\":%llu,\"dropped\":%llu,\"last_ok\":",
-               (unsigned long long)h[i].delivered, (unsigned long long)h[i].failures,
-               (unsigned long long)h[i].dropped);
-        json_time_ms(h[i].last_ok_ms);
-        printf(",\"failing_since\":");
-        json_time_ms(h[i].failing_since_ms);
-        printf(",\"last_error\":");
-        if (h[i].last_error)
-            cli_json_string(stdout, h[i].last_error);
-        else
-            printf("null");
-        putchar('}');
+        json_t *o = cli_jobj();
+        cli_jset(o, "url", cli_jstr(h[i].url));
+        cli_jset(o, "events", cli_jstr(h[i].events ? h[i].events : "*"));
+        cli_jset(o, "source", cli_jstr(h[i].source ? h[i].source : ""));
+        cli_jset(o, "backlog", cli_jint((long long)h[i].backlog));
+        cli_jset(o, "oldest", json_time_ms(h[i].oldest_ms));
+        cli_jset(o, "delivered", cli_jint((long long)h[i].delivered));
+        cli_jset(o, "failures", cli_jint((long long)h[i].failures));
+        cli_jset(o, "dropped", cli_jint((long long)h[i].dropped));
+        cli_jset(o, "last_ok", json_time_ms(h[i].last_ok_ms));
+        cli_jset(o, "failing_since", json_time_ms(h[i].failing_since_ms));
+        cli_jset(o, "last_error", cli_jstr(h[i].last_error));
+        cli_jpush(a, o);
     }
-    putchar(']');
+    return a;
 }
 
 static void print_webhooks(const sk_webhook_state *h, size_t n)
@@ -134,14 +116,12 @@ static void print_json(const sk_track_stats *s, const sk_webhook_state *h, size_
 {
     char now[32];
     sk_time_rfc3339(s->now_ms / 1000, now);
-    printf("{\"time\":");
-    cli_json_string(stdout, now);
-    printf(",\"last_hour\":");
-    json_window(&s->hour);
-    printf(",\"last_day\":");
-    json_window(&s->day);
-    json_webhooks(h, nh);
-    printf("}\n");
+    json_t *o = cli_jobj();
+    cli_jset(o, "time", cli_jstr(now));
+    cli_jset(o, "last_hour", json_window(&s->hour));
+    cli_jset(o, "last_day", json_window(&s->day));
+    cli_jset(o, "webhooks", json_webhooks(h, nh));
+    cli_json_print(o);
 }
 
 /* Every outcome is a column, so that each row's columns add up to its

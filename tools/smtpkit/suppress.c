@@ -34,33 +34,22 @@ static void usage(FILE *f)
             CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
 }
 
-static void json_entry(const sk_suppression *s)
+static json_t *json_entry(const sk_suppression *s)
 {
     char t[32];
-    printf("{\"address\":");
-    cli_json_string(stdout, s->address);
-    printf(",\"reason\":");
-    cli_json_string(stdout, s->reason);
+    json_t *o = cli_jobj();
+    cli_jset(o, "address", cli_jstr(s->address));
+    cli_jset(o, "reason", cli_jstr(s->reason));
     sk_time_rfc3339(s->created_s, t);
-    printf(",\"created\":");
-    cli_json_string(stdout, t);
-    printf(",\"until\":");
-    if (s->until_s) {
-        sk_time_rfc3339(s->until_s, t);
-        cli_json_string(stdout, t);
-    } else {
-        printf("null");
-    }
+    cli_jset(o, "created", cli_jstr(t));
+    if (s->until_s) sk_time_rfc3339(s->until_s, t);
+    cli_jset(o, "until", s->until_s ? cli_jstr(t) : cli_jnull());
     /* The bounce that caused it (null for manual entries, complaints). */
-    printf(",\"queue_id\":");
-    cli_json_string(stdout, s->queue_id);
-    printf(",\"bounce\":");
-    cli_json_string(stdout, s->bounce);
-    printf(",\"detector\":");
-    cli_json_string(stdout, s->detector);
-    printf(",\"evidence\":");
-    cli_json_string(stdout, s->evidence);
-    putchar('}');
+    cli_jset(o, "queue_id", cli_jstr(s->queue_id));
+    cli_jset(o, "bounce", cli_jstr(s->bounce));
+    cli_jset(o, "detector", cli_jstr(s->detector));
+    cli_jset(o, "evidence", cli_jstr(s->evidence));
+    return o;
 }
 
 static void print_entry(const sk_suppression *s)
@@ -96,12 +85,9 @@ static int do_list(const char *path, int json)
         return fail(&err);
     }
     if (json) {
-        putchar('[');
-        for (size_t i = 0; i < n; i++) {
-            if (i) putchar(',');
-            json_entry(&list[i]);
-        }
-        printf("]\n");
+        json_t *a = cli_jarr();
+        for (size_t i = 0; i < n; i++) cli_jpush(a, json_entry(&list[i]));
+        cli_json_print(a);
     } else {
         printf("%-40s  %-20s  %-20s  %s\n", "ADDRESS", "SINCE", "UNTIL", "REASON");
         for (size_t i = 0; i < n; i++) print_entry(&list[i]);
@@ -125,8 +111,7 @@ static int do_add(const char *path, const char *addr, const char *reason, uint64
         sk_suppress_check(tr, addr, now, &s, &err)) {
         rc = fail(&err);
     } else if (json) {
-        json_entry(&s);
-        putchar('\n');
+        cli_json_print(json_entry(&s));
     } else {
         char t[32];
         if (until) sk_time_rfc3339(until, t);
@@ -160,9 +145,10 @@ static int do_remove(const char *path, const char *data_dir, const char *addr, i
             rc = fail(&err);
         }
     } else if (json) {
-        printf("{\"address\":");
-        cli_json_string(stdout, sk_buf_cstr(&norm));
-        printf(",\"removed\":true}\n");
+        json_t *o = cli_jobj();
+        cli_jset(o, "address", cli_jstr(sk_buf_cstr(&norm)));
+        cli_jset(o, "removed", cli_jbool(1));
+        cli_json_print(o);
     } else {
         printf("removed %s\n", sk_buf_cstr(&norm));
     }

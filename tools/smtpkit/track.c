@@ -32,33 +32,22 @@ static void usage(FILE *f)
             CLI_DATA_DIR_ENV, CLI_DATA_DIR_DEFAULT);
 }
 
-static void json_event(const sk_track_ev *ev)
+static json_t *json_event(const sk_track_ev *ev)
 {
     char when[32];
     sk_time_rfc3339(ev->time_ms / 1000, when);
-    printf("{\"time\":");
-    cli_json_string(stdout, when);
-    printf(",\"event\":");
-    cli_json_string(stdout, sk_track_kind_name(ev->kind));
-    printf(",\"recipient\":");
-    cli_json_string(stdout, ev->recipient);
-    if (ev->attempt)
-        printf(",\"attempt\":%u", ev->attempt);
-    else
-        printf(",\"attempt\":null");
-    printf(",\"remote_host\":");
-    cli_json_string(stdout, ev->remote_host);
-    printf(",\"reply\":");
-    cli_json_string(stdout, ev->reply);
-    printf(",\"tls\":");
-    cli_json_string(stdout, ev->tls);
-    printf(",\"class\":");
-    cli_json_string(stdout, ev->cls);
-    printf(",\"dsn_id\":");
-    cli_json_string(stdout, ev->dsn_id);
-    printf(",\"auth\":");
-    cli_json_string(stdout, ev->auth);
-    putchar('}');
+    json_t *o = cli_jobj();
+    cli_jset(o, "time", cli_jstr(when));
+    cli_jset(o, "event", cli_jstr(sk_track_kind_name(ev->kind)));
+    cli_jset(o, "recipient", cli_jstr(ev->recipient));
+    cli_jset(o, "attempt", ev->attempt ? cli_jint(ev->attempt) : cli_jnull());
+    cli_jset(o, "remote_host", cli_jstr(ev->remote_host));
+    cli_jset(o, "reply", cli_jstr(ev->reply));
+    cli_jset(o, "tls", cli_jstr(ev->tls));
+    cli_jset(o, "class", cli_jstr(ev->cls));
+    cli_jset(o, "dsn_id", cli_jstr(ev->dsn_id));
+    cli_jset(o, "auth", cli_jstr(ev->auth));
+    return o;
 }
 
 /* The suppressions this message's bounces caused (still in force): the
@@ -93,32 +82,23 @@ static void caused_by(sk_track *tr, const sk_track_result *r, caused *out)
     }
 }
 
-static void json_caused(const caused *c)
+static json_t *json_caused(const caused *c)
 {
-    printf(",\"suppressions\":[");
+    json_t *a = cli_jarr();
     for (size_t i = 0; i < c->n; i++) {
         const sk_suppression *s = &c->e[i];
         char t[32];
-        printf("%s{\"address\":", i ? "," : "");
-        cli_json_string(stdout, s->address);
-        printf(",\"reason\":");
-        cli_json_string(stdout, s->reason);
-        printf(",\"until\":");
-        if (s->until_s) {
-            sk_time_rfc3339(s->until_s, t);
-            cli_json_string(stdout, t);
-        } else {
-            printf("null");
-        }
-        printf(",\"bounce\":");
-        cli_json_string(stdout, s->bounce);
-        printf(",\"detector\":");
-        cli_json_string(stdout, s->detector);
-        printf(",\"evidence\":");
-        cli_json_string(stdout, s->evidence);
-        putchar('}');
+        json_t *o = cli_jobj();
+        cli_jset(o, "address", cli_jstr(s->address));
+        cli_jset(o, "reason", cli_jstr(s->reason));
+        if (s->until_s) sk_time_rfc3339(s->until_s, t);
+        cli_jset(o, "until", s->until_s ? cli_jstr(t) : cli_jnull());
+        cli_jset(o, "bounce", cli_jstr(s->bounce));
+        cli_jset(o, "detector", cli_jstr(s->detector));
+        cli_jset(o, "evidence", cli_jstr(s->evidence));
+        cli_jpush(a, o);
     }
-    putchar(']');
+    return a;
 }
 
 static void print_caused(const caused *c)
@@ -135,18 +115,14 @@ static void print_caused(const caused *c)
 
 static void print_json(const sk_track_result *r, const caused *c)
 {
-    printf("{\"id\":");
-    cli_json_string(stdout, r->id);
-    printf(",\"message_id\":");
-    cli_json_string(stdout, r->message_id);
-    printf(",\"events\":[");
-    for (size_t i = 0; i < r->nevents; i++) {
-        if (i) putchar(',');
-        json_event(&r->events[i]);
-    }
-    putchar(']');
-    json_caused(c);
-    printf("}\n");
+    json_t *o = cli_jobj();
+    cli_jset(o, "id", cli_jstr(r->id));
+    cli_jset(o, "message_id", cli_jstr(r->message_id));
+    json_t *evs = cli_jarr();
+    for (size_t i = 0; i < r->nevents; i++) cli_jpush(evs, json_event(&r->events[i]));
+    cli_jset(o, "events", evs);
+    cli_jset(o, "suppressions", json_caused(c));
+    cli_json_print(o);
 }
 
 static void print_table(const sk_track_result *r, const caused *c)

@@ -311,6 +311,40 @@ SK_NODISCARD sk_err sk_client_send_message(sk_client *c, const sk_message *m,
                                            sk_error *err);
 void sk_send_result_free(sk_send_result *res);
 
+/* How hints name the settings they point at: the caller's words for them
+ * (`smtpkit send` says "--tls implicit", the Swift package its own
+ * property names). A NULL member, or NULL for the whole, uses plain words
+ * ("implicit TLS", "the timeout"). Used by sk_client_hint and by the probe
+ * checklist (probe.h). */
+typedef struct sk_option_names {
+    const char *tls_starttls; /* "--tls starttls" */
+    const char *tls_implicit; /* "--tls implicit" */
+    const char *tls_none;     /* "--tls none" */
+    const char *ca_file;      /* "--ca-file" */
+    const char *insecure;     /* "--insecure" */
+    const char *tls_name;     /* "--tls-name" */
+    const char *timeout;      /* "--timeout" */
+    const char *server;       /* where host and port are set: "--server" */
+    /* The user and password, as one phrase ("check %s"): "--user and the
+     * password (--password-file or SMTPKIT_PASSWORD)". */
+    const char *credentials;
+    const char *allow_plaintext_auth; /* "--allow-plaintext-auth" */
+} sk_option_names;
+
+/* What to do about err, an error of c's session, for people: one line
+ * naming settings as names says. The choice uses what c learned (the
+ * greeting, what identification found on a silent port, the TLS session),
+ * then err (its step and kind, the library's hint, the reply explained by
+ * sk_reply_explain), then the kind of error alone. c may be NULL (an error
+ * of no session, or one already freed): err alone then. The line is
+ * written to out (at most size - 1 octets; SK_CLIENT_HINT_MAX_OCTETS holds
+ * every hint with names of up to SK_CLIENT_HINT_NAME_MAX_OCTETS); returns
+ * out, or NULL with out "" when there is nothing to say (no error, or
+ * nothing known about it). Reads c only: call it before sk_client_open,
+ * sk_client_connect or sk_client_free change what c learned. */
+const char *sk_client_hint(const sk_client *c, const sk_error *err, const sk_option_names *names,
+                           char *out, size_t size);
+
 /* One shot: connect, send m, QUIT. */
 SK_NODISCARD sk_err sk_send(const sk_client_opts *opts, const sk_message *m, sk_error *err);
 

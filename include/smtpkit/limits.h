@@ -76,6 +76,11 @@
 #define SK_PROBE_RCPTS_MAX       16
 #define SK_PROBE_STEPS_MAX       (SK_PROBE_ADDRS_MAX + SK_PROBE_RCPTS_MAX + 16)
 #define SK_PROBE_HINT_MAX_OCTETS 512
+/* A client error's hint (sk_client_hint): one sentence of at most about
+ * 250 octets of our words with up to three of the caller's setting names,
+ * each a short phrase ("--tls implicit", "security: .implicitTLS"). */
+#define SK_CLIENT_HINT_NAME_MAX_OCTETS 64
+#define SK_CLIENT_HINT_MAX_OCTETS      512
 
 /* Server defaults (settings; these are the values when unset). */
 #define SK_SERVER_MAX_MESSAGE_OCTETS_DEFAULT     (35u * 1024 * 1024)

@@ -40,20 +40,6 @@ typedef enum sk_probe_check {
 /* "dns", "tcp", "tls", "greeting", "ehlo", "auth", "mail", "rcpt", "rset". */
 const char *sk_probe_check_name(sk_probe_check c);
 
-/* How hints name the settings they point at: the caller's words for them
- * (`smtpkit probe` says "--tls implicit", a binding its own property
- * names). A NULL member, or NULL for the whole, uses plain words
- * ("implicit TLS", "the timeout"). */
-typedef struct sk_option_names {
-    const char *tls_starttls; /* "--tls starttls" */
-    const char *tls_implicit; /* "--tls implicit" */
-    const char *tls_none;     /* "--tls none" */
-    const char *ca_file;      /* "--ca-file" */
-    const char *insecure;     /* "--insecure" */
-    const char *tls_name;     /* "--tls-name" */
-    const char *timeout;      /* "--timeout" */
-} sk_option_names;
-
 /* One extension of an EHLO reply, explained. */
 typedef struct sk_probe_ext {
     char keyword[64];  /* upper case: "SIZE" */

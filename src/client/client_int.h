@@ -115,6 +115,38 @@ size_t cl_tls_heard(const sk_tls_sock *sock, unsigned char *out, size_t size);
  * identification found (NULL when it did not run). */
 const char *cl_silence_hint(const sk_client *c);
 
+/* hint.c. The hints that name the caller's settings, one text each: what
+ * sk_client_hint chooses from, and what the probe checklist shares. */
+typedef enum cl_hint {
+    CL_HINT_NONE = 0,
+    CL_HINT_TLS_FIRST,       /* a greeting awaited, the port speaks TLS first */
+    CL_HINT_HTTP,            /* a web server */
+    CL_HINT_PLAIN_SMTP,      /* implicit TLS tried, the port speaks plain SMTP */
+    CL_HINT_GREETS_OTHERS,   /* greets other connections, not this one in time */
+    CL_HINT_SILENT,          /* says nothing even when spoken to */
+    CL_HINT_AUTH_NEEDS_TLS,  /* credentials withheld without TLS */
+    CL_HINT_NO_STARTTLS,     /* STARTTLS required, not offered */
+    CL_HINT_TLS_NO_GREETING, /* TLS works, no greeting inside it */
+    CL_HINT_NO_GREETING,     /* no greeting, nothing identified */
+    /* By the kind of error alone. */
+    CL_HINT_CONNECT,
+    CL_HINT_DNS,
+    CL_HINT_TIMEOUT,
+    CL_HINT_CLOSED,
+    CL_HINT_NOT_SMTP,
+    CL_HINT_TLS,
+    CL_HINT_TLS_VERIFY,
+    CL_HINT_UNSUPPORTED,
+    CL_HINT_AUTH,
+    CL_HINT_TEMPFAIL,
+    CL_HINT_PERMFAIL,
+    CL_HINT_CONFIG,
+} cl_hint;
+/* in's names, with plain words where in (or a member) is NULL. */
+void cl_names_resolve(const sk_option_names *in, sk_option_names *out);
+/* Hint h with the names n (resolved: no NULL member) into out. */
+void cl_hint_format(cl_hint h, const sk_option_names *n, char *out, size_t size);
+
 /* Pure helpers (unit-tested). */
 /* What the first octets a peer sent say it is: SK_PEER_SMTP (a reply
  * code), SK_PEER_HTTP, SK_PEER_TLS (a record header), else SK_PEER_OTHER;

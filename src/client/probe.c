@@ -67,16 +67,6 @@ typedef struct run {
     char reach_addr[INET6_ADDRSTRLEN];
 } run;
 
-static const sk_option_names plain_words = {
-    .tls_starttls = "STARTTLS",
-    .tls_implicit = "implicit TLS",
-    .tls_none = "no TLS",
-    .ca_file = "the CA file setting",
-    .insecure = "verification off",
-    .tls_name = "the TLS name setting",
-    .timeout = "the timeout",
-};
-
 /* ---- steps ---- */
 
 static sk_probe_step *step_begin(run *r, sk_probe_check check)
@@ -109,6 +99,13 @@ static void step_hint(sk_probe_step *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->hint, sizeof s->hint, fmt, ap);
     va_end(ap);
+}
+
+/* One of the hints the client's errors share (hint.c), in the caller's
+ * words. */
+static void step_hint_shared(const run *r, sk_probe_step *s, cl_hint h)
+{
+    cl_hint_format(h, &r->names, s->hint, sizeof s->hint);
 }
 
 static void step_reply(sk_probe_step *s, const sk_reply *r)
@@ -478,7 +475,7 @@ static int diagnose_no_greeting(run *r, sk_probe_step *s, sk_err rc, const sk_er
                         "the server greets in plain text (\"%s\"): it does not speak TLS from "
                         "the first byte",
                         first);
-            step_hint(s, "use %s (usually port 587 or 25), or %s", n->tls_starttls, n->tls_none);
+            step_hint_shared(r, s, CL_HINT_PLAIN_SMTP);
             return step_fail(r, s, e, SK_ERR_PROTOCOL);
         }
         if (rc != SK_ERR_TIMEOUT) {
@@ -492,15 +489,11 @@ static int diagnose_no_greeting(run *r, sk_probe_step *s, sk_err rc, const sk_er
                     "the greeting (\"%s\") came on another connection, but not on this one "
                     "within %u ms",
                     first, timeout);
-        step_hint(s,
-                  "the server is slow (overloaded, or slow reverse DNS lookups on its side): "
-                  "raise %s",
-                  n->timeout);
+        step_hint_shared(r, s, CL_HINT_GREETS_OTHERS);
         return step_fail(r, s, e, SK_ERR_TIMEOUT);
     case SK_PEER_HTTP:
         step_detail(s, "not an SMTP server: it answered like a web server (\"%s\")", first);
-        step_hint(s, "wrong port? SMTP is on 25 (relay), 587 (submission) or 465 (submission "
-                     "over TLS)");
+        step_hint_shared(r, s, CL_HINT_HTTP);
         return step_fail(r, s, e, SK_ERR_PROTOCOL);
     case SK_PEER_OTHER:
         step_detail(s, "not an SMTP server: it said \"%s\"", first);
@@ -509,7 +502,7 @@ static int diagnose_no_greeting(run *r, sk_probe_step *s, sk_err rc, const sk_er
     case SK_PEER_TLS:
         if (!implicit) {
             step_detail(s, "the server speaks TLS from the first byte: no plain-text greeting");
-            step_hint(s, "use %s (the usual mode on port 465)", n->tls_implicit);
+            step_hint_shared(r, s, CL_HINT_TLS_FIRST);
             return step_fail(r, s, e, SK_ERR_PROTOCOL);
         }
         break;
@@ -527,8 +520,12 @@ static int diagnose_no_greeting(run *r, sk_probe_step *s, sk_err rc, const sk_er
     if (rc == SK_ERR_TIMEOUT || peer.kind == SK_PEER_SILENT) {
         step_detail(s, "connected, but no greeting within %u ms, and no answer when spoken to",
                     timeout);
-        step_hint(s, "the server is stuck or overloaded, or this is not a mail server (a proxy or "
-                     "tarpit holding the connection); try again later or check the port");
+        if (peer.kind == SK_PEER_SILENT)
+            step_hint_shared(r, s, CL_HINT_SILENT);
+        else
+            step_hint(s, "the server is stuck or overloaded, or this is not a mail server (a "
+                         "proxy or tarpit holding the connection); try again later or check "
+                         "the port");
         return step_fail(r, s, e, SK_ERR_TIMEOUT);
     }
     if (rc == SK_ERR_CLOSED || peer.kind == SK_PEER_CLOSED) {
@@ -754,10 +751,7 @@ static int check_starttls(run *r)
             return 0;
         }
         step_detail(s, "the server does not offer STARTTLS");
-        step_hint(s,
-                  "on port 465 use %s; otherwise the operator must configure a "
-                  "certificate (%s only on a trusted network)",
-                  n->tls_implicit, n->tls_none);
+        step_hint_shared(r, s, CL_HINT_NO_STARTTLS);
         return step_fail(r, s, NULL, SK_ERR_UNSUPPORTED);
     }
     sk_error e;
@@ -912,11 +906,6 @@ static void skip_rest(run *r)
 
 /* ---- the probe ---- */
 
-static const char *name_or(const char *set, const char *plain)
-{
-    return set ? set : plain;
-}
-
 sk_err sk_client_probe(sk_client *c, const sk_probe_opts *opts, sk_probe **out, sk_error *err)
 {
     static const sk_probe_opts none;
@@ -939,16 +928,7 @@ sk_err sk_client_probe(sk_client *c, const sk_probe_opts *opts, sk_probe **out, 
     }
     p->failed = -1;
     run r = {.c = c, .po = opts, .p = p, .reachable = -1};
-    const sk_option_names *on = opts->names;
-    r.names = (sk_option_names){
-        .tls_starttls = name_or(on ? on->tls_starttls : NULL, plain_words.tls_starttls),
-        .tls_implicit = name_or(on ? on->tls_implicit : NULL, plain_words.tls_implicit),
-        .tls_none = name_or(on ? on->tls_none : NULL, plain_words.tls_none),
-        .ca_file = name_or(on ? on->ca_file : NULL, plain_words.ca_file),
-        .insecure = name_or(on ? on->insecure : NULL, plain_words.insecure),
-        .tls_name = name_or(on ? on->tls_name : NULL, plain_words.tls_name),
-        .timeout = name_or(on ? on->timeout : NULL, plain_words.timeout),
-    };
+    cl_names_resolve(opts->names, &r.names);
 
     /* For the probe, the client connects to the address that answered
      * and identifies a silent port soon (a person is waiting); both are

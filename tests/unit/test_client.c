@@ -1491,7 +1491,7 @@ static const struct {
      SK_ERR_UNSUPPORTED,
      "dns=pass tcp=pass greeting=pass ehlo=pass tls=fail ehlo=skip auth=skip mail=skip rcpt=skip "
      "rset=skip",
-     4, "on port 465 use --tls implicit"},
+     4, "implicit-TLS port with --tls implicit"},
     {"cleartext AUTH offered", probe_cleartext_auth, SK_TLS_NONE, NULL, 0, 0, NULL, SK_OK,
      "dns=pass tcp=pass greeting=pass ehlo=warn tls=warn", 3, "only after STARTTLS"},
     {"second recipient refused", probe_rcpt_refused, SK_TLS_NONE, NULL, 1, 2, NULL, SK_ERR_PERMFAIL,
@@ -1626,6 +1626,175 @@ static void test_probe_data(void **state)
     server_finish(&s);
 }
 
+/* sk_client_hint: what the session learned and the error, to the hint in
+ * the caller's words. */
+static const sk_option_names hint_cli = {
+    .tls_starttls = "--tls starttls",
+    .tls_implicit = "--tls implicit",
+    .tls_none = "--tls none",
+    .ca_file = "--ca-file",
+    .insecure = "--insecure",
+    .tls_name = "--tls-name",
+    .timeout = "--timeout",
+    .server = "--server",
+    .credentials = "--user and the password (--password-file or SMTPKIT_PASSWORD)",
+    .allow_plaintext_auth = "--allow-plaintext-auth",
+};
+static const sk_option_names hint_swift = {
+    .tls_starttls = "security: .startTLS",
+    .tls_implicit = "security: .implicitTLS",
+    .tls_none = "security: .none",
+    .timeout = "timeouts",
+    .server = "host/port",
+};
+static const sk_option_names hint_only_implicit = {.tls_implicit = "IMPLICIT"};
+
+enum { NO_PEER = -1 };
+
+static const struct {
+    const char *name;
+    int client;  /* 0: no client (NULL) */
+    int peer;    /* an sk_peer_kind identification found, or NO_PEER */
+    int greeted; /* 1: the greeting came */
+    int tls;     /* 1: a TLS session is up */
+    sk_err err;
+    sk_step step;
+    int code;
+    const char *lib_hint; /* what the library put in the error */
+    const sk_option_names *names;
+    const char *want; /* NULL: no hint */
+} hint_cases[] = {
+    {"TLS-first port, caller's names", 1, SK_PEER_TLS, 0, 0, SK_ERR_PROTOCOL, SK_STEP_GREETING, 0,
+     "this port expects implicit TLS (RFC 8314; usually port 465)", &hint_cli,
+     "this port speaks TLS first: use --tls implicit"},
+    {"TLS-first port, plain words", 1, SK_PEER_TLS, 0, 0, SK_ERR_PROTOCOL, SK_STEP_GREETING, 0,
+     NULL, NULL, "this port speaks TLS first: use implicit TLS"},
+    {"TLS-first port, Swift names", 1, SK_PEER_TLS, 0, 0, SK_ERR_TIMEOUT, SK_STEP_GREETING, 0, NULL,
+     &hint_swift, "this port speaks TLS first: use security: .implicitTLS"},
+    {"TLS peer at the TLS step: the kind's hint", 1, SK_PEER_TLS, 0, 0, SK_ERR_TLS, SK_STEP_TLS, 0,
+     NULL, &hint_cli,
+     "the TLS handshake failed; check the TLS mode: --tls implicit on 465, --tls starttls on "
+     "587"},
+    {"web server", 1, SK_PEER_HTTP, 0, 0, SK_ERR_PROTOCOL, SK_STEP_GREETING, 0,
+     "this looks like an HTTP server: check the port (SMTP is on 25, 587 or 465)", &hint_swift,
+     "this looks like an HTTP server: check the port in host/port (SMTP is on 587, 465 or 25)"},
+    {"plain SMTP where implicit TLS was tried", 1, SK_PEER_SMTP, 0, 0, SK_ERR_TLS, SK_STEP_TLS, 0,
+     NULL, &hint_cli,
+     "this port speaks plain SMTP: use --tls starttls (or --tls none), or the implicit-TLS "
+     "port (usually 465)"},
+    {"greets others, not this one", 1, SK_PEER_SMTP, 0, 0, SK_ERR_TIMEOUT, SK_STEP_GREETING, 0,
+     NULL, NULL,
+     "the server greets other connections but not this one in time: it is slow or overloaded; "
+     "try again later, or raise the timeout"},
+    {"SMTP peer, closed: the kind's hint", 1, SK_PEER_SMTP, 0, 0, SK_ERR_CLOSED, SK_STEP_GREETING,
+     0, NULL, &hint_cli, "the server closed the connection; try again later"},
+    {"silent port, caller's names", 1, SK_PEER_SILENT, 0, 0, SK_ERR_TIMEOUT, SK_STEP_GREETING, 0,
+     "the server accepted the connection but sent no greeting", &hint_cli,
+     "the server accepted the connection but said nothing, not even to a TLS or an HTTP hello: "
+     "check the host and port in --server, or raise --timeout for a slow server"},
+    {"silent port, Swift names", 1, SK_PEER_SILENT, 0, 0, SK_ERR_TIMEOUT, SK_STEP_GREETING, 0, NULL,
+     &hint_swift,
+     "the server accepted the connection but said nothing, not even to a TLS or an HTTP hello: "
+     "check the host and port in host/port, or raise timeouts for a slow server"},
+    {"after the greeting the peer does not matter", 1, SK_PEER_TLS, 1, 0, SK_ERR_TIMEOUT,
+     SK_STEP_GREETING, 0, NULL, &hint_cli,
+     "the server did not answer in time; check the port and firewalls, or raise --timeout"},
+    {"no greeting, nothing identified", 1, NO_PEER, 0, 0, SK_ERR_TIMEOUT, SK_STEP_GREETING, 0,
+     "no greeting: a server expecting implicit TLS (port 465) waits silently", &hint_cli,
+     "no greeting: a server expecting implicit TLS (port 465) waits silently; try --tls "
+     "implicit, or check the port"},
+    {"no greeting, no client", 0, NO_PEER, 0, 0, SK_ERR_TIMEOUT, SK_STEP_GREETING, 0, NULL,
+     &hint_swift,
+     "no greeting: a server expecting implicit TLS (port 465) waits silently; try security: "
+     ".implicitTLS, or check the port"},
+    {"no greeting inside TLS", 1, NO_PEER, 0, 1, SK_ERR_TIMEOUT, SK_STEP_GREETING, 0, NULL,
+     &hint_cli,
+     "TLS works, but no SMTP greeting came inside it: is this an SMTP server? (an HTTPS port, "
+     "too, waits silently for its client) Check the port in --server"},
+    {"closed without a word: the library's hint", 1, SK_PEER_CLOSED, 0, 0, SK_ERR_TIMEOUT,
+     SK_STEP_GREETING, 0, "it refuses this client", &hint_cli, "it refuses this client"},
+    {"AUTH without TLS, caller's names", 1, NO_PEER, 1, 0, SK_ERR_CONFIG, SK_STEP_AUTH, 0,
+     "use TLS (STARTTLS or implicit), or allow plain-text AUTH", &hint_cli,
+     "use TLS (--tls starttls or --tls implicit), or --allow-plaintext-auth on a trusted "
+     "network"},
+    {"AUTH without TLS, plain words", 1, NO_PEER, 1, 0, SK_ERR_CONFIG, SK_STEP_AUTH, 0, NULL, NULL,
+     "use TLS (STARTTLS or implicit TLS), or allow plain-text AUTH on a trusted network"},
+    {"no STARTTLS", 1, NO_PEER, 1, 0, SK_ERR_UNSUPPORTED, SK_STEP_TLS, 0,
+     "the server offers no TLS here", &hint_cli,
+     "the server does not offer STARTTLS: try its implicit-TLS port with --tls implicit "
+     "(usually 465), or --tls none only on a network you trust"},
+    {"a refusal: the library's hint", 1, NO_PEER, 1, 0, SK_ERR_PERMFAIL, SK_STEP_RCPT, 550,
+     "the mailbox does not exist", &hint_cli, "the mailbox does not exist"},
+    {"a reply without a hint: explained", 1, NO_PEER, 1, 0, SK_ERR_PERMFAIL, SK_STEP_DATA, 599,
+     NULL, &hint_cli,
+     "permanent failure: retrying the same thing will fail the same way; read the server's "
+     "text"},
+    {"a refusal without a reply: the kind's", 1, NO_PEER, 1, 0, SK_ERR_PERMFAIL, SK_STEP_DATA, 0,
+     NULL, &hint_cli, "a permanent refusal: sending again as is will fail the same way"},
+    {"wrong password", 1, NO_PEER, 1, 1, SK_ERR_AUTH, SK_STEP_AUTH, 0, NULL, &hint_cli,
+     "check --user and the password (--password-file or SMTPKIT_PASSWORD)"},
+    {"wrong password, plain words", 1, NO_PEER, 1, 1, SK_ERR_AUTH, SK_STEP_AUTH, 0, NULL, NULL,
+     "check the user name and password"},
+    {"refused connection", 0, NO_PEER, 0, 0, SK_ERR_CONNECT, SK_STEP_CONNECT, 0, NULL, &hint_cli,
+     "is the server running and listening on that port? (check the port in --server)"},
+    {"name does not resolve", 1, NO_PEER, 0, 0, SK_ERR_DNS, SK_STEP_DNS, 0, NULL, &hint_swift,
+     "the server's name did not resolve; check host/port"},
+    {"certificate, plain words", 1, NO_PEER, 1, 1, SK_ERR_TLS_VERIFY, SK_STEP_TLS, 0, NULL, NULL,
+     "the certificate is not trusted or names another host: give the CA with the CA file "
+     "setting (or verification off, for tests only)"},
+    {"one name given, plain words for the rest", 1, NO_PEER, 1, 0, SK_ERR_PROTOCOL, SK_STEP_EHLO, 0,
+     NULL, &hint_only_implicit,
+     "the peer does not speak SMTP there; check the port and the TLS mode: IMPLICIT on 465, "
+     "STARTTLS on 587"},
+    {"nothing to say", 1, NO_PEER, 1, 0, SK_ERR_NOMEM, SK_STEP_DATA, 0, NULL, &hint_cli, NULL},
+    {"no error", 1, NO_PEER, 1, 0, SK_OK, SK_STEP_NONE, 0, NULL, &hint_cli, NULL},
+};
+
+static void test_hint_cases(void **state)
+{
+    (void)state;
+    sk_client_opts o = {.host = "mx.test"};
+    for (size_t i = 0; i < SKT_N(hint_cases); i++) {
+        print_message("case %s\n", hint_cases[i].name);
+        sk_client *c = hint_cases[i].client ? sk_client_new(&o) : NULL;
+        if (c) {
+            c->have_peer = hint_cases[i].peer != NO_PEER;
+            c->peer.kind = c->have_peer ? (sk_peer_kind)hint_cases[i].peer : SK_PEER_UNKNOWN;
+            c->have_greeting = hint_cases[i].greeted;
+            if (c->have_greeting) c->greeting = sk_reply_make(220, "", "mx.test ready");
+            c->tls_tried = hint_cases[i].tls;
+            c->tls.active = hint_cases[i].tls;
+        }
+        sk_error e;
+        sk_error_clear(&e);
+        if (hint_cases[i].err != SK_OK)
+            (void)sk_error_set(&e, hint_cases[i].err, hint_cases[i].step, "what happened");
+        e.code = hint_cases[i].code;
+        e.hint = hint_cases[i].lib_hint;
+        char out[SK_CLIENT_HINT_MAX_OCTETS];
+        memset(out, 'x', sizeof out);
+        const char *got = sk_client_hint(c, &e, hint_cases[i].names, out, sizeof out);
+        if (!hint_cases[i].want) {
+            if (got) fail_msg("hint \"%s\", wanted none", got);
+            assert_string_equal(out, "");
+        } else {
+            if (!got) fail_msg("no hint, wanted \"%s\"", hint_cases[i].want);
+            assert_ptr_equal(got, out);
+            assert_string_equal(got, hint_cases[i].want);
+        }
+        sk_client_free(c);
+    }
+    /* The buffer bounds what is written; none at all, nothing. */
+    sk_error e;
+    (void)sk_error_set(&e, SK_ERR_AUTH, SK_STEP_AUTH, "no");
+    char small[8];
+    assert_ptr_equal(sk_client_hint(NULL, &e, NULL, small, sizeof small), small);
+    assert_string_equal(small, "check t");
+    assert_null(sk_client_hint(NULL, &e, NULL, small, 0));
+    assert_null(sk_client_hint(NULL, NULL, NULL, small, sizeof small));
+    assert_string_equal(small, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1649,6 +1818,7 @@ int main(void)
         cmocka_unit_test(test_tls_cases),
         cmocka_unit_test(test_probe_cases),
         cmocka_unit_test(test_probe_data),
+        cmocka_unit_test(test_hint_cases),
     };
     return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
 }

@@ -20,6 +20,8 @@ static const sk_option_names probe_option_names = {
     .insecure = "--insecure",
     .tls_name = "--tls-name",
     .timeout = "--timeout",
+    .server = "--server",
+    .credentials = "--user and the password (--password-file or SMTPKIT_PASSWORD)",
 };
 
 static const char *const verdict_marks[] = {"[ OK ]", "[WARN]", "[FAIL]"};

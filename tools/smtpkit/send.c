@@ -218,97 +218,27 @@ static void list_add(str_list *l, const char *s)
 
 /* ---- Reporting -------------------------------------------------------- */
 
-static const char *default_hint(sk_err e)
-{
-    switch (e) {
-    case SK_ERR_CONNECT:
-        return "is the server running and listening on that port? (--server HOST:PORT)";
-    case SK_ERR_DNS:
-        return "the server's name did not resolve; check --server";
-    case SK_ERR_TIMEOUT:
-        return "the server did not answer in time; check the port and firewalls, or raise "
-               "--timeout";
-    case SK_ERR_CLOSED:
-        return "the server closed the connection; try again later";
-    case SK_ERR_PROTOCOL:
-        return "the peer does not speak SMTP there; check the port and --tls "
-               "(implicit on 465, starttls on 587)";
-    case SK_ERR_TLS:
-        return "the TLS handshake failed; check --tls (implicit on 465, starttls on 587)";
-    case SK_ERR_TLS_VERIFY:
-        return "the certificate is not trusted or names another host: give the CA with "
-               "--ca-file (or --insecure, for tests only)";
-    case SK_ERR_UNSUPPORTED:
-        return "the server does not offer what this needs (e.g. STARTTLS, SMTPUTF8)";
-    case SK_ERR_AUTH:
-        return "check --user and the password (--password-file or SMTPKIT_PASSWORD)";
-    case SK_ERR_TEMPFAIL:
-        return "a temporary refusal: trying again later may work";
-    case SK_ERR_PERMFAIL:
-        return "a permanent refusal: sending again as is will fail the same way";
-    case SK_ERR_CONFIG:
-        return "check the options";
-    default:
-        return NULL;
-    }
-}
+/* The library's hints (sk_client_hint) name our options. */
+static const sk_option_names send_option_names = {
+    .tls_starttls = "--tls starttls",
+    .tls_implicit = "--tls implicit",
+    .tls_none = "--tls none",
+    .ca_file = "--ca-file",
+    .insecure = "--insecure",
+    .tls_name = "--tls-name",
+    .timeout = "--timeout",
+    .server = "--server",
+    .credentials = "--user and the password (--password-file or SMTPKIT_PASSWORD)",
+    .allow_plaintext_auth = "--allow-plaintext-auth",
+};
 
-/* Before any greeting the client may have found out what listens on the
- * port (opts.identify_after_ms); say it in terms of our options. */
-static const char *peer_hint(const outcome *o, const sk_error *e)
-{
-    if (!o->client || sk_client_greeting(o->client) ||
-        (e->step != SK_STEP_GREETING && e->step != SK_STEP_TLS))
-        return NULL;
-    const sk_peer_info *peer = sk_client_peer(o->client);
-    switch (peer ? peer->kind : SK_PEER_UNKNOWN) {
-    case SK_PEER_TLS:
-        return e->step == SK_STEP_GREETING ? "this port speaks TLS first: use --tls implicit"
-                                           : NULL;
-    case SK_PEER_HTTP:
-        return "this looks like an HTTP server: check the port in --server (SMTP is on 587, "
-               "465 or 25)";
-    case SK_PEER_SMTP:
-        if (e->step == SK_STEP_TLS)
-            return "this port speaks plain SMTP: use --tls starttls (or --tls none), or the "
-                   "implicit-TLS port (usually 465)";
-        return e->err == SK_ERR_TIMEOUT ? "the server greets other connections but not this "
-                                          "one in time: it is slow or overloaded; try again "
-                                          "later, or raise --timeout"
-                                        : NULL;
-    case SK_PEER_SILENT:
-        return e->err == SK_ERR_TIMEOUT
-                   ? "the server accepted the connection but said nothing, not even to a TLS "
-                     "or an HTTP hello: check the host and port in --server, or raise "
-                     "--timeout for a slow server"
-                   : NULL;
-    default:
-        return NULL;
-    }
-}
-
+/* The hint for e, from what the session learned, in our options' words;
+ * NULL when there is none. The text stays valid until the next call: the
+ * command reports one error, from one thread. */
 static const char *hint_for(const outcome *o, const sk_error *e)
 {
-    const char *ph = peer_hint(o, e);
-    if (ph) return ph;
-    /* Where the library's hint would point at an option, name it. */
-    if (e->step == SK_STEP_AUTH && e->err == SK_ERR_CONFIG)
-        return "use TLS (--tls starttls or implicit), or --allow-plaintext-auth on a trusted "
-               "network";
-    if (e->step == SK_STEP_TLS && e->err == SK_ERR_UNSUPPORTED)
-        return "the server does not offer STARTTLS: try its implicit-TLS port with --tls "
-               "implicit (usually 465), or --tls none only on a network you trust";
-    const sk_tls_info *ti = o->client ? sk_client_tls_info(o->client) : NULL;
-    if (e->step == SK_STEP_GREETING && e->err == SK_ERR_TIMEOUT && ti && ti->active)
-        return "TLS works, but no SMTP greeting came inside it: is this an SMTP server? (an "
-               "HTTPS port, too, waits silently for its client) Check the port in --server";
-    if (e->step == SK_STEP_GREETING && e->err == SK_ERR_TIMEOUT &&
-        !(o->client && sk_client_peer(o->client)))
-        return "no greeting: a server expecting implicit TLS (port 465) waits silently; try "
-               "--tls implicit, or check the port";
-    if (e->hint) return e->hint;
-    const char *h = e->code ? sk_reply_explain(e->code, e->enhanced, e->text) : NULL;
-    return h ? h : default_hint(e->err);
+    static char hint[SK_CLIENT_HINT_MAX_OCTETS];
+    return sk_client_hint(o->client, e, &send_option_names, hint, sizeof hint);
 }
 
 /* Multi-line replies are joined by '\n'; for one-line output use ' / '. */

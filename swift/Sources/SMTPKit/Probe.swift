@@ -145,7 +145,7 @@ public struct Probe: Sendable, Hashable {
     {
         let strings = CStrings()
         let rcpts = to.map { strings.add($0) }
-        var names = optionNames
+        var names = swiftOptionNames
         var result: OpaquePointer?
         var err = sk_error()
         rcpts.withUnsafeBufferPointer { rp in
@@ -167,20 +167,6 @@ public struct Probe: Sendable, Hashable {
         }
     }
 }
-
-/// How the library's hints name the settings: as ``SMTPClient/Configuration``
-/// spells them. Allocated once, never freed.
-nonisolated(unsafe) private let optionNames: sk_option_names = {
-    var n = sk_option_names()
-    n.tls_starttls = UnsafePointer(strdup("security .startTLS"))
-    n.tls_implicit = UnsafePointer(strdup("security .implicitTLS"))
-    n.tls_none = UnsafePointer(strdup("security .none"))
-    n.ca_file = UnsafePointer(strdup("verification .caFile"))
-    n.insecure = UnsafePointer(strdup("verification .insecure"))
-    n.tls_name = UnsafePointer(strdup("tlsServerName"))
-    n.timeout = UnsafePointer(strdup("the timeouts"))
-    return n
-}()
 
 extension Probe.Verdict {
     init(_ v: sk_probe_verdict) {

@@ -150,6 +150,13 @@ public struct SMTPClient: Sendable {
         /// RFC 4954 4, RFC 8314 3).
         public var allowPlaintextAuthentication: Bool
         public var timeouts: Timeouts
+        /// When the server has said nothing this long after the connection,
+        /// find out on two more connections what listens there (a TLS-first
+        /// port, a web server, a silent one), as `smtpkit send` does: a
+        /// TLS-first or web server fails at once, and the error's hint says
+        /// what to change. nil: wait for the greeting alone, as an MTA does.
+        /// Default 1 s.
+        public var identifyAfter: Duration?
         /// The name sent in EHLO; nil: this machine's name.
         public var heloName: String?
         /// Called with each line of the conversation, on the session's
@@ -161,6 +168,7 @@ public struct SMTPClient: Sendable {
                     tlsServerName: String? = nil, credentials: Credentials? = nil,
                     allowPlaintextAuthentication: Bool = false, timeouts: Timeouts = Timeouts(),
                     heloName: String? = nil,
+                    identifyAfter: Duration? = .milliseconds(Int(SK_CLIENT_IDENTIFY_AFTER_MS)),
                     transcript: (@Sendable (TranscriptLine) -> Void)? = nil)
         {
             self.host = host
@@ -172,6 +180,7 @@ public struct SMTPClient: Sendable {
             self.allowPlaintextAuthentication = allowPlaintextAuthentication
             self.timeouts = timeouts
             self.heloName = heloName
+            self.identifyAfter = identifyAfter
             self.transcript = transcript
         }
     }
@@ -236,7 +245,8 @@ public final class Session: Sendable {
         let e: SMTPError? = await c.run { p in
             var err = sk_error()
             if sk_client_connect(p, &err) == SK_OK { return nil }
-            return SMTPError(err, server: server, context: "could not get ready to send")
+            return SMTPError(err, server: server, context: "could not get ready to send",
+                             client: p)
         }
         try Task.checkCancellation()
         if let e { throw e }
@@ -259,7 +269,7 @@ public final class Session: Sendable {
             }
             if rc != SK_OK {
                 return .failure(SMTPError(err, server: server, context: "the message was not sent",
-                                          recipients: rcpts))
+                                          recipients: rcpts, client: p))
             }
             let qid = string(fromCArray: res.queue_id)
             return .success(SendResult(recipients: rcpts, reply: Reply(res.data),
@@ -325,6 +335,7 @@ final class CClient: @unchecked Sendable {
                    \.data_init_timeout_ms] { o[keyPath: kp] = Self.ms(t.command) }
         o.data_block_timeout_ms = Self.ms(t.data)
         o.data_end_timeout_ms = Self.ms(t.data)
+        o.identify_after_ms = Self.ms(cfg.identifyAfter)
         if let fn = cfg.transcript {
             let sink = TranscriptSink(fn)
             transcript = sink

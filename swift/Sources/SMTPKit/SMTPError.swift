@@ -1,5 +1,6 @@
 // Errors of the SMTP exchange, as the C library reports them (sk_error).
 import CSMTPKit
+import Foundation
 
 /// A server's reply: code, RFC 3463 enhanced status and text.
 public struct Reply: Sendable, Hashable, CustomStringConvertible {
@@ -132,9 +133,11 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
     public let text: String
     /// Trying again later may work.
     public let isTransient: Bool
-    /// One line for people on what it means and what to do: the C
-    /// library's hint for this error, else its explanation of the reply
-    /// (`sk_reply_explain`); nil when neither knows more.
+    /// One line for people on what it means and what to do, as
+    /// `smtpkit send` says it but naming this package's settings
+    /// (`security: .implicitTLS`, `timeouts`, ...): the C library's
+    /// `sk_client_hint` for the error and what the session learned; nil
+    /// when nothing more is known.
     public let hint: String?
     /// "host:port" of the server.
     public let server: String
@@ -146,7 +149,12 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The C library's words for the error (`sk_strerror`).
     let errorName: String
 
-    init(_ e: sk_error, server: String, context: String, recipients: [RecipientResult] = []) {
+    /// `client`: the session the error is of, while its thread holds it;
+    /// what it learned (a silent port identified, a TLS session) chooses
+    /// the hint.
+    init(_ e: sk_error, server: String, context: String, recipients: [RecipientResult] = [],
+         client: OpaquePointer? = nil)
+    {
         kind = Kind(e.err)
         step = Step(e.step)
         code = e.code != 0 ? Int(e.code) : nil
@@ -154,19 +162,23 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
         let t = string(fromCArray: e.text)
         text = t.isEmpty ? String(cString: sk_strerror(e.err)) : t
         isTransient = e.transient != 0
-        if let h = e.hint {
-            hint = String(cString: h)
-        } else if e.code != 0, let h = withUnsafePointer(to: e.enhanced, { en in
-            en.withMemoryRebound(to: CChar.self, capacity: 16) { sk_reply_explain(e.code, $0, t) }
-        }) {
-            hint = String(cString: h)
-        } else {
-            hint = nil
-        }
+        hint = Self.hint(e, client: client)
         self.server = server
         self.context = context
         self.recipients = recipients
         errorName = String(cString: sk_strerror(e.err))
+    }
+
+    /// The C library's hint (`sk_client_hint`), naming this package's
+    /// settings.
+    private static func hint(_ e: sk_error, client: OpaquePointer?) -> String? {
+        withUnsafePointer(to: e) { ep in
+            withUnsafePointer(to: swiftOptionNames) { np in
+                var buf = [CChar](repeating: 0, count: Int(SK_CLIENT_HINT_MAX_OCTETS))
+                guard sk_client_hint(client, ep, np, &buf, buf.count) != nil else { return nil }
+                return String(cString: buf)
+            }
+        }
     }
 
     /// `smtpkit send`'s name of a step ("RCPT", "TLS").
@@ -205,3 +217,21 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
         return s
     }
 }
+
+/// How the C library's hints name the settings: as ``SMTPClient/Configuration``
+/// spells them (for ``SMTPError/hint`` and ``Probe``). Allocated once, never
+/// freed.
+nonisolated(unsafe) let swiftOptionNames: sk_option_names = {
+    var n = sk_option_names()
+    n.tls_starttls = UnsafePointer(strdup("security: .startTLS"))
+    n.tls_implicit = UnsafePointer(strdup("security: .implicitTLS"))
+    n.tls_none = UnsafePointer(strdup("security: .none"))
+    n.ca_file = UnsafePointer(strdup("verification: .caFile"))
+    n.insecure = UnsafePointer(strdup("verification: .insecure"))
+    n.tls_name = UnsafePointer(strdup("tlsServerName"))
+    n.timeout = UnsafePointer(strdup("timeouts"))
+    n.server = UnsafePointer(strdup("host/port"))
+    n.credentials = UnsafePointer(strdup("credentials"))
+    n.allow_plaintext_auth = UnsafePointer(strdup("allowPlaintextAuthentication"))
+    return n
+}()

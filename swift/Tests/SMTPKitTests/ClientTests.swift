@@ -169,6 +169,46 @@ final class ClientTests: XCTestCase {
         XCTAssertLessThan(ContinuousClock.now - start, .seconds(15))
     }
 
+    /// A port that accepts and never speaks, even when spoken to: the
+    /// error's hint is `smtpkit send`'s, naming this package's settings.
+    func testSilentPortErrorHintNamesSwiftSettings() async throws {
+        var cfg = config(try port("SILENT"), .none)
+        cfg.timeouts = Timeouts(connect: .seconds(5), greeting: .seconds(4))
+        do {
+            _ = try await SMTPClient(cfg).send(message("silent, identified"))
+            XCTFail("sent")
+        } catch let e as SMTPError {
+            XCTAssertEqual(e.kind, .timeout)
+            XCTAssertEqual(e.step, .greeting)
+            let want = "the server accepted the connection but said nothing, not even to a TLS "
+                + "or an HTTP hello: check the host and port in host/port, or raise timeouts for "
+                + "a slow server"
+            XCTAssertEqual(e.hint, want)
+            XCTAssertTrue(e.description.hasSuffix("  hint:   \(want)\n"), e.description)
+        }
+    }
+
+    /// STARTTLS asked of a port that speaks TLS from the first byte: found
+    /// out after 1 s, and the hint names `security: .implicitTLS`.
+    func testTLSFirstPortErrorHintNamesSwiftSettings() async throws {
+        var cfg = config(try port("IMPLICIT"), .startTLS, try ca)
+        cfg.timeouts = Timeouts(connect: .seconds(5), greeting: .seconds(20))
+        let start = ContinuousClock.now
+        do {
+            _ = try await SMTPClient(cfg).send(message("TLS-first port"))
+            XCTFail("sent")
+        } catch let e as SMTPError {
+            XCTAssertEqual(e.kind, .notSMTP)
+            XCTAssertEqual(e.step, .greeting)
+            XCTAssertEqual(e.hint, "this port speaks TLS first: use security: .implicitTLS")
+            XCTAssertTrue(e.description.contains(
+                "  hint:   this port speaks TLS first: use security: .implicitTLS\n"),
+                e.description)
+        }
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(15),
+                          "identified, not waited out")
+    }
+
     func testCancelledTaskAbortsMidSend() async throws {
         // The peer stops reading after 354: with 8 MB to send the client
         // blocks in the middle of the message until the task is cancelled.
@@ -251,7 +291,7 @@ final class ClientTests: XCTestCase {
         XCTAssertEqual(f.peer, "tls")
         XCTAssertEqual(f.error?.kind, .notSMTP)
         XCTAssertTrue(f.detail.contains("speaks TLS from the first byte"), f.detail)
-        XCTAssertEqual(f.hint, "use security .implicitTLS (the usual mode on port 465)")
+        XCTAssertEqual(f.hint, "this port speaks TLS first: use security: .implicitTLS")
         XCTAssertLessThan(ContinuousClock.now - start, .seconds(15),
                           "identified, not waited out (the greeting timeout is 20 s)")
     }

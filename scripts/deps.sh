@@ -9,7 +9,8 @@ libinih-dev libjansson-dev libpsl-dev publicsuffix libidn2-dev \
 python3 python3-aiosmtpd python3-dnslib python3-authres python3-spf python3-yaml swaks libnet-ssleay-perl \
 libio-socket-ssl-perl msmtp curl postfix openssl dnsutils valgrind hyperfine \
 iproute2 procps help2man groff-base man-db systemd python3-seccomp \
-python3-dkim python3-nacl libcurl4-openssl-dev prometheus libpcre2-dev"
+python3-dkim python3-nacl libcurl4-openssl-dev prometheus libpcre2-dev \
+python3-flufl.bounce"
 
 missing=""
 for p in $PKGS; do
@@ -47,6 +48,9 @@ echo "deps.sh: installing:$missing" >&2
 # prometheus: only for promtool, which checks `smtpkit stats --metrics`
 # (Debian ships promtool in no smaller package); its service is not started.
 # libpcre2-dev: the rules' regular expressions, with match and depth limits.
+# python3-flufl.bounce (Mailman's bounce detectors) ships about a hundred
+# real bounces from many MTAs with the addresses its detectors must find:
+# test_bounce_flufl.py reads them in place as an outside oracle.
 # Postfix is installed only for its test tools (smtp-source, smtp-sink) and
 # the benchmark: no system mail service is configured or started.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections

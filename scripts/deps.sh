@@ -9,7 +9,8 @@ libinih-dev libjansson-dev libpsl-dev publicsuffix libidn2-dev \
 python3 python3-aiosmtpd python3-dnslib python3-authres python3-spf python3-yaml swaks libnet-ssleay-perl \
 libio-socket-ssl-perl msmtp curl postfix openssl dnsutils valgrind hyperfine \
 iproute2 procps help2man groff-base man-db systemd python3-seccomp \
-python3-dkim python3-nacl libcurl4-openssl-dev prometheus libpcre2-dev python3-jsonschema wrk sqlite3"
+python3-dkim python3-nacl libcurl4-openssl-dev prometheus libpcre2-dev python3-jsonschema wrk sqlite3 \
+python3-flufl.bounce"
 
 missing=""
 for p in $PKGS; do
@@ -17,7 +18,7 @@ for p in $PKGS; do
         missing="$missing $p"
     fi
 done
-[ -z "$missing" ] && exit 0
+if [ -n "$missing" ]; then
 
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
@@ -49,6 +50,9 @@ echo "deps.sh: installing:$missing" >&2
 # libpcre2-dev: the rules' regular expressions, with match and depth limits.
 # python3-jsonschema checks the HTTP API's answers against docs/openapi.yaml
 # (test_http_openapi.py); wrk drives bench/http_bench.sh.
+# python3-flufl.bounce (Mailman's bounce detectors) ships about a hundred
+# real bounces from many MTAs with the addresses its detectors must find:
+# test_bounce_flufl.py reads them in place as an outside oracle.
 # Postfix is installed only for its test tools (smtp-source, smtp-sink) and
 # the benchmark: no system mail service is configured or started.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
@@ -63,4 +67,24 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 if [ "$created_policy" = 1 ]; then
     $SUDO rm -f "$policy_rc"
+fi
+fi
+
+# Exim cannot be installed beside Postfix (each is the machine's MTA), so its
+# Debian package is fetched and unpacked without installing it: the tests
+# run that binary with a configuration of their own (test_bounce_exim.py)
+# to make real Exim bounces. It runs as the Debian-exim user it is built
+# for, created here as the package's installation would. Needs the mirror,
+# so it is done here (as root) and not in the tests; idempotent.
+MTA_CACHE=/var/cache/smtpkit-test/mta
+if [ "$(id -u)" -eq 0 ] && [ ! -x "$MTA_CACHE/exim/usr/sbin/exim4" ]; then
+    mkdir -p "$MTA_CACHE/debs"
+    (cd "$MTA_CACHE/debs" && apt-get download -q exim4-daemon-light exim4-base >/dev/null 2>&1)
+    for deb in "$MTA_CACHE"/debs/exim4-daemon-light_*.deb "$MTA_CACHE"/debs/exim4-base_*.deb; do
+        dpkg-deb -x "$deb" "$MTA_CACHE/exim"
+    done
+fi
+if [ "$(id -u)" -eq 0 ] && ! getent passwd Debian-exim >/dev/null; then
+    adduser --system --group --quiet --allow-bad-names --no-create-home \
+        --home "$MTA_CACHE/exim" Debian-exim
 fi

@@ -207,6 +207,17 @@
 /* Addresses that are never the failed recipient (the bounce's and the
  * returned message's From, Sender, Return-Path), kept once per bounce. */
 #define SK_BOUNCE_NOT_RCPT_MAX 6
+/* The longest line kept as the mark that starts a returned message inside
+ * a bounce's text ("------ This is a copy of the message, including all
+ * the headers. ------"); longer lines are cut, they are only compared. */
+#define SK_BOUNCE_MARK_MAX_OCTETS 120
+/* How many lines after its failure words (the last place they are said)
+ * the last-resort scanner looks for the failed address: the notices it reads name it within a few lines;
+ * further down, explanations name addresses of their own. */
+#define SK_BOUNCE_SCAN_LINES 12
+/* When no line there starts with an address, the scanner takes one from
+ * within the words' own line and the few after it only. */
+#define SK_BOUNCE_SCAN_NEAR_LINES 4
 /* Classification rules file: line length and rule count. */
 #define SK_RULES_LINE_MAX_OCTETS 1024
 #define SK_RULES_MAX             1000

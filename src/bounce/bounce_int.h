@@ -17,6 +17,10 @@ typedef struct bn_msg {
     sk_buf orig;       /* the returned message's header block, when found */
     sk_buf attached;   /* the first attached message/rfc822, whole */
     sk_report *report; /* the RFC 3464 status part, NULL when none */
+    /* The line that starts a copy of the returned message inside the text
+     * ("--- Below this line is a copy of the message."), "" when none; the
+     * text stops before it (msg.c). */
+    char returned_mark[SK_BOUNCE_MARK_MAX_OCTETS + 1];
     /* Addresses that are never the failed recipient (bn_not_recipient). */
     char not_rcpt[SK_BOUNCE_NOT_RCPT_MAX][SK_SMTP_PATH_MAX_OCTETS + 1];
     size_t n_not_rcpt;
@@ -94,6 +98,9 @@ int bn_delayed(const bn_msg *m);
  * rest of it and the lines after it (to a blank line) are its reason,
  * from which the reply, status and remote host are taken. */
 sk_err bn_blocks(const bn_msg *m, const char *from, const char *stop, sk_bounce *b, int action);
+/* The same over at most maxlines lines. */
+sk_err bn_blocks_n(const bn_msg *m, const char *from, const char *stop, size_t maxlines,
+                   sk_bounce *b, int action);
 /* The word after mark in t ("at host X"), into out ("" when absent). */
 void bn_word_after(const sk_buf *t, const char *mark, char *out, size_t outsize);
 

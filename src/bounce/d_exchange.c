@@ -2,11 +2,11 @@
  * reports in their text form. Marks: "Delivery has failed to these
  * recipients or groups:" (Exchange 2007 and later, Office 365), "Your
  * message did not reach some or all of the intended recipients."
- * (Exchange 2000/2003), "Your message to ADDR couldn't be delivered."
- * (Office 365 since 2017). The recipients follow the mark; the remote
- * reply is in "Diagnostic information for administrators:" as "Remote
- * Server returned '550 5.1.1 ...'" or "#550 5.1.1 ...##", or, in the
- * older form, "<host #5.1.1>" after the address. */
+ * (Exchange 2000/2003), "did not reach the following recipient(s):"
+ * (Exchange 5.5, its recipients in X.400 form with an SMTP part), "Your message to ADDR couldn't be
+ * delivered." (Office 365 since 2017). The recipients follow the mark; the remote reply is in
+ * "Diagnostic information for administrators:" as "Remote Server returned '550 5.1.1 ...'" or
+ * "#550 5.1.1 ...##", or, in the older form, "<host #5.1.1>" after the address. */
 #include "bounce_int.h"
 
 #include <string.h>
@@ -18,15 +18,18 @@ sk_err bn_exchange(const bn_msg *m, sk_bounce *b)
         "did not reach some or all of the intended recipients",
         "couldn't be delivered",
         "could not be delivered to the following recipients",
+        "did not reach the following recipient",
     };
     const char *p = NULL;
     for (size_t i = 0; i < sizeof marks / sizeof marks[0] && !p; i++)
         p = bn_find_buf(&m->text, marks[i]);
     if (!p) return SK_OK;
+    /* Exchange's delay notices use the same words. */
+    int action = bn_delayed(m) ? SK_DSN_DELAYED : SK_DSN_FAILED;
     const char *diag = bn_find_buf(&m->text, "Diagnostic information for administrators");
     sk_err e = bn_blocks(
         m, p, diag ? "Diagnostic information for administrators" : "Original message headers", b,
-        SK_DSN_FAILED);
+        action);
     /* "Your message to a@b couldn't be delivered." names the address on
      * the mark's own line. */
     if (!e && !b->nrcpts) {
@@ -35,7 +38,7 @@ sk_err bn_exchange(const bn_msg *m, sk_bounce *b)
         char addr[SK_SMTP_PATH_MAX_OCTETS + 1];
         bn_line_of(&m->text, p, &ls, &ll);
         if (bn_address(ls, ll, addr, sizeof addr) && !bn_not_recipient(m, addr))
-            e = bn_add(b, addr, SK_DSN_FAILED, NULL, NULL, NULL);
+            e = bn_add(b, addr, action, NULL, NULL, NULL);
     }
     if (!diag) return e;
     char gen[256];

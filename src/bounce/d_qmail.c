@@ -1,16 +1,48 @@
 /* Detector "qmail": qmail-send's bounce (qmail 1.03, netqmail, notqmail
- * and its descendants; also vpopmail's). Marks: "Hi. This is the
- * qmail-send program at HOST." and "I'm afraid I wasn't able to deliver
- * your message to the following addresses."; each recipient as "<addr>:"
- * followed by the reason, which ends in "(#5.1.1)" style status. Ends at
- * "--- Below this line is a copy of the message." */
+ * and its descendants; also vpopmail's, and the gateways that reuse its
+ * layout with their own greeting, as messagelabs.com or hosting
+ * providers do). Marks: "Hi. This is the qmail-send program at HOST." and
+ * "I'm afraid I wasn't able to deliver your message to the following
+ * addresses."; or, with another greeting, qmail's fixed parts: the
+ * subject "failure notice" or the line "--- Below this line is a copy of
+ * the message." ("--- Enclosed are the original headers of the
+ * message.", Yahoo's "--- Original message follows."). Each recipient as "<addr>:" at the start of
+ * a line, followed by the reason, which may end in "(#5.1.1)" style status. */
 #include "bounce_int.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* A line of the text that is "<addr>:" with nothing else: qmail's way of
+ * naming a recipient. */
+static const char *angle_line(const bn_msg *m)
+{
+    size_t pos = 0, len;
+    const char *line;
+    while (bn_next_line(&m->text, &pos, &line, &len)) {
+        while (len && (line[len - 1] == ' ' || line[len - 1] == '\t')) len--;
+        if (len > 4 && line[0] == '<' && line[len - 1] == ':' && line[len - 2] == '>' &&
+            memchr(line, '@', len))
+            return line;
+    }
+    return NULL;
+}
 
 sk_err bn_qmail(const bn_msg *m, sk_bounce *b)
 {
     const char *p = bn_find_buf(&m->text, "This is the qmail-send program at");
     const char *q = bn_find_buf(&m->text, "wasn't able to deliver your message to the following");
-    if (!p && !q) return SK_OK;
+    if (!p && !q) {
+        char subject[64];
+        bn_header(&m->top, "Subject", subject, sizeof subject);
+        /* qmail's separator is three dashes and a space ("--- Below this
+         * line is a copy of the message.", Yahoo's "--- Original message
+         * follows."); other MTAs draw longer lines. */
+        int marked =
+            !strcasecmp(subject, "failure notice") || !strncmp(m->returned_mark, "--- ", 4);
+        /* Without qmail-send's greeting, its "<addr>:" lines must be there. */
+        if (!marked || !(p = angle_line(m))) return SK_OK;
+    }
     char host[256];
     bn_word_after(&m->text, "qmail-send program at", host, sizeof host);
     sk_err e = bn_set_mta(b, host);

@@ -200,6 +200,55 @@ static sk_err walk(bn_msg *m, const char *s, size_t len, int depth, int returned
     return entity(m, s, len, depth, returned);
 }
 
+/* Where a copy of the returned message starts inside the text. Bounces
+ * in one text part quote the message they return after a line that says
+ * so; addresses in that copy (its list headers, its Received lines) are
+ * not the failed recipients. A mark is either a whole sentence that only
+ * such a line says, or a line decorated with dashes, equals signs or bars
+ * that names the message. Session transcripts ("----- Transcript of
+ * session follows -----") and recipient lists name no message and stay. */
+static void cut_returned(bn_msg *m)
+{
+    static const char *const sentences[] = {
+        "below this line is a copy of the message",
+        "this is a copy of the message",
+        "original message follows",
+        "returned message follows",
+        "returned mail follows",
+        "start of returned message",
+        "original message as received",
+        "message text follows",
+        "header of the source mail",
+        "enclosed are the original headers",
+        "of the message follows",
+        "undelivered message follows",
+    };
+    static const char *const decorated[] = {
+        "original message", "returned message",    "returned mail",       "message header",
+        "message text",     "undelivered message", "copy of the message", "source mail",
+    };
+    size_t pos = 0, len;
+    const char *line;
+    while (bn_next_line(&m->text, &pos, &line, &len)) {
+        size_t i = 0;
+        while (i < len && sk_is_wsp(line[i])) i++;
+        int deco = i + 1 < len &&
+                   (line[i] == '-' || line[i] == '=' || line[i] == '|' || line[i] == '*') &&
+                   line[i + 1] == line[i];
+        int hit = 0;
+        for (size_t k = 0; k < sizeof sentences / sizeof sentences[0] && !hit; k++)
+            hit = bn_find(line, len, sentences[k]) != NULL;
+        for (size_t k = 0; deco && k < sizeof decorated / sizeof decorated[0] && !hit; k++)
+            hit = bn_find(line, len, decorated[k]) != NULL;
+        if (!hit || len > 2 * SK_BOUNCE_MARK_MAX_OCTETS) continue;
+        size_t k = len - i < SK_BOUNCE_MARK_MAX_OCTETS ? len - i : SK_BOUNCE_MARK_MAX_OCTETS;
+        memcpy(m->returned_mark, line + i, k);
+        m->returned_mark[k] = '\0';
+        sk_buf_truncate(&m->text, (size_t)(line - m->text.data));
+        return;
+    }
+}
+
 sk_err bn_msg_read(const char *msg, size_t len, bn_msg *m)
 {
     memset(m, 0, sizeof *m);
@@ -209,6 +258,7 @@ sk_err bn_msg_read(const char *msg, size_t len, bn_msg *m)
     sk_buf_init(&m->attached, SK_REPORT_MAX_OCTETS);
     sk_err e = sk_buf_append(&m->top, msg, header_end(msg, len));
     if (!e) e = walk(m, msg, len, 0, 0);
+    if (!e) cut_returned(m);
     /* The senders of the bounce and of the returned message. */
     static const char *const fields[] = {"From", "Return-Path", "Sender"};
     const sk_buf *blocks[] = {&m->top, &m->orig};

@@ -12,12 +12,14 @@
 
 /* Standard reports first (they say the most, in fields), then the
  * families whose marks are specific, then the last-resort scanner. A
- * detector runs only when every one before it found nothing. */
+ * detector runs only when every one before it found nothing. Yahoo's
+ * layout is qmail's with its own words: it runs before qmail's, whose
+ * marks it also has. */
 static const bn_detector detectors[] = {
-    {"rfc3464", bn_rfc3464}, {"postfix", bn_postfix},     {"exim", bn_exim},
-    {"qmail", bn_qmail},     {"sendmail", bn_sendmail},   {"exchange", bn_exchange},
-    {"yahoo", bn_yahoo},     {"groupwise", bn_groupwise}, {"domino", bn_domino},
-    {"courier", bn_courier}, {"gateway", bn_gateway},     {"scan", bn_scan},
+    {"rfc3464", bn_rfc3464},   {"postfix", bn_postfix},     {"exim", bn_exim},
+    {"yahoo", bn_yahoo},       {"qmail", bn_qmail},         {"sendmail", bn_sendmail},
+    {"exchange", bn_exchange}, {"groupwise", bn_groupwise}, {"domino", bn_domino},
+    {"courier", bn_courier},   {"gateway", bn_gateway},     {"scan", bn_scan},
 };
 #define N_DETECTORS (sizeof detectors / sizeof detectors[0])
 

@@ -4,6 +4,7 @@
 
 #include <smtpkit/message.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -47,17 +48,28 @@ static int addr_char(char c)
     return sk_is_alnum(c) || (c && strchr(".!#$%&'*+/=?^_`{|}~-", c)) || (unsigned char)c >= 0x80;
 }
 
+/* A domain holds letters, digits, dots and hyphens (RFC 5321 4.1.2), or
+ * an address literal in brackets: "a@b.example?subject=x" (a mailto:
+ * link) ends at the '?'. */
+static int domain_char(char c)
+{
+    return sk_is_alnum(c) || c == '.' || c == '-' || c == '_' || c == '[' || c == ']' || c == ':' ||
+           (unsigned char)c >= 0x80;
+}
+
 const char *bn_address(const char *p, size_t n, char *out, size_t outsize)
 {
     for (size_t i = 0; i < n; i++) {
         if (p[i] != '@') continue;
         size_t s = i, e = i + 1;
         while (s > 0 && addr_char(p[s - 1])) s--;
-        while (e < n && (addr_char(p[e]) || p[e] == '[' || p[e] == ']' || p[e] == ':')) e++;
+        while (e < n && domain_char(p[e])) e++;
         /* Trailing dots and colons belong to the sentence, not the domain. */
         while (e > i + 1 && (p[e - 1] == '.' || p[e - 1] == ':' || p[e - 1] == ']')) e--;
         /* "mailto:" glued to the local part (Exchange's "<mailto:a@b>"). */
         if (i - s > 7 && strncasecmp(p + s, "mailto:", 7) == 0) s += 7;
+        /* An X.400 address's SMTP part (old Exchange: "dda:SMTP=a@b"). */
+        if (i - s > 5 && strncasecmp(p + s, "smtp=", 5) == 0) s += 5;
         while (s < i && (p[s] == '.' || p[s] == '\'')) s++;
         if (s == i || e == i + 1 || !memchr(p + i + 1, '.', e - i - 1)) continue;
         if (e - s >= outsize || e - s > SK_SMTP_PATH_MAX_OCTETS) continue;
@@ -228,6 +240,13 @@ int bn_delayed(const bn_msg *m)
         "delayed mail",
         "warning: message",
         "has been delayed",
+        "delivery attempts will continue",
+        "will continue to attempt",
+        "will be retried",
+        "warning message only",
+        "just a warning",
+        "has been postponed",
+        "will continue to try",
     };
     char subject[512];
     bn_header(&m->top, "Subject", subject, sizeof subject);
@@ -267,9 +286,16 @@ static int address_line(const char *line, size_t len, char *addr, size_t asize, 
 {
     size_t i = 0;
     while (i < len && (sk_is_wsp(line[i]) || line[i] == '<' || line[i] == '"' || line[i] == '-' ||
-                       line[i] == '*' || line[i] == '\''))
+                       line[i] == '*' || line[i] == '\'' || line[i] == '>'))
         i++;
     if (i == len) return 0;
+    /* An X.400 address with an SMTP part ("c=US;a= ;p=ORG;dda:SMTP=a@b;",
+     * old Exchange): the SMTP part is the address. */
+    if (len - i > 2 && !strncasecmp(line + i, "c=", 2)) {
+        const char *smtp = bn_find(line + i, len - i, "smtp=");
+        if (!smtp) return 0;
+        i = (size_t)(smtp + 5 - line);
+    }
     const char *end = bn_address(line + i, len - i, addr, asize);
     if (!end) return 0;
     /* The address must start the content: its first octet at line[i]. */
@@ -280,6 +306,12 @@ static int address_line(const char *line, size_t len, char *addr, size_t asize, 
 }
 
 sk_err bn_blocks(const bn_msg *m, const char *from, const char *stop, sk_bounce *b, int action)
+{
+    return bn_blocks_n(m, from, stop, SIZE_MAX, b, action);
+}
+
+sk_err bn_blocks_n(const bn_msg *m, const char *from, const char *stop, size_t maxlines,
+                   sk_bounce *b, int action)
 {
     const sk_buf *t = &m->text;
     if (!from) return SK_OK;
@@ -293,7 +325,8 @@ sk_err bn_blocks(const bn_msg *m, const char *from, const char *stop, sk_bounce 
     sk_err e = SK_OK;
     int blank_after = 0;
     size_t indent = 0; /* of the current address line */
-    while (!e && bn_next_line(t, &pos, &line, &len)) {
+    size_t nlines = 0;
+    while (!e && nlines++ < maxlines && bn_next_line(t, &pos, &line, &len)) {
         if (stop && bn_find(line, len, stop)) break;
         const char *after;
         size_t ind = 0;

@@ -115,7 +115,47 @@ static const struct {
      "these recipients or groups:</p><p>q@example.com</p><p>The mailbox is disabled.</p>"
      "</body></html>\n",
      "exchange", "q@example.com", "q@example.com", NULL, "disabled", SK_DSN_FAILED},
+    {"qmail layout, another greeting",
+     "Subject: failure notice\n\nThis is the mail delivery agent at gw.example.net.\n"
+     "I was not able to deliver your message to the following addresses.\n\n"
+     "<s@example.com>:\n192.0.2.7 does not like recipient.\n"
+     "Remote host said: 550 5.1.1 no such user\n\n--- Below this line is a copy of the message.\n"
+     "\nTo: list@lists.example.org\n",
+     "qmail", "s@example.com", "s@example.com", "5.1.1", "no such user", SK_DSN_FAILED},
+    {"exchange 5.5, X.400",
+     "Subject: Undeliverable: hi\n\nYour message\n\n  To:      list@lists.example.org\n\n"
+     "did not reach the following recipient(s):\n\n"
+     "c=US;a= ;p=ORG;o=Srv;dda:SMTP=t@example.com; on Fri, 4 Oct 2002 17:12:28 -0400\n"
+     "    The recipient name is not recognized\n",
+     "exchange", "t@example.com", "t@example.com", NULL, "not recognized", SK_DSN_FAILED},
+    {"exim, undisclosed address",
+     "From: Mail Delivery System <Mailer-Daemon@mx.example.net>\n\n"
+     "This message was created automatically by mail delivery software.\n\n"
+     "A message that you sent could not be delivered to one or more of its\nrecipients. "
+     "This is a permanent error. The following address(es) failed:\n\n"
+     "  an undisclosed address\n    (generated from u@example.com)\n",
+     "exim", "u@example.com", "u@example.com", NULL, NULL, SK_DSN_FAILED},
+    {"scan, labelled",
+     "Subject: Undeliverable Mail\n\nUnknown user: v@example.net\n\n"
+     "RCPT TO generated following response:\n553 5.3.0 <v@example.net>... Addressee unknown\n\n"
+     "Original message follows.\n\nTo: w@example.org\n",
+     "scan", "v@example.net", "v@example.net", "5.3.0", "Addressee unknown", SK_DSN_FAILED},
+    {"scan, warning",
+     "Subject: Mail Delivery Warning\n\nThis is an advisory-only email.\n\n"
+     "Delivery of email to this address\n\n\"x@example.com\"\n\n"
+     "has been postponed due to a full mailbox.\n",
+     "scan", "x@example.com", "x@example.com", NULL, NULL, SK_DSN_DELAYED},
+    {"scan, address in the sentence above the words",
+     "Subject: Warning: message has not yet been delivered\n\nYour message to:\n"
+     "\ty@example.com\nhas not yet been delivered because the server did not respond.\n",
+     "scan", "y@example.com", "y@example.com", NULL, NULL, SK_DSN_DELAYED},
     /* Not bounces. */
+    {"returned list headers only",
+     "Subject: Mail Error\n\nYour mail cannot be delivered to the following address(es):\n"
+     " dylan \"(0), mail box space not enough\"\n"
+     "---- Header of the source mail attached ----\n"
+     "List-Subscribe: <mailto:list-request@lists.example.org?subject=subscribe>\n",
+     NULL, NULL, NULL, NULL, NULL, 0},
     {"plain mail", "Subject: hi\n\nWrite to r@example.com about lunch.\n", NULL, NULL, NULL, NULL,
      NULL, 0},
     {"failure words, no address", "Subject: Delivery failed\n\nSomething could not be delivered.\n",

@@ -11,7 +11,10 @@ already running there. Each command under "Send a test message" is run
 with /bin/sh from that directory, with a PATH that has no smtpkit on it;
 each must exit 0 and the messages must appear where the hint says. Then
 the same with --hold, started through a path that needs shell quoting: the
-queue command it prints lists the message held.
+queue command it prints lists the message held. Last, the README's curl
+command for the HTTP API that `make run` also serves (a key made with
+`smtpkit apikey create` as `make run` makes it, the port a free one
+instead of 8025): the message appears in the same Maildir.
 """
 
 import os
@@ -91,6 +94,35 @@ def send_commands(srv):
     return [line.strip() for line in m.group(1).splitlines()]
 
 
+def readme_curl(tmp, build):
+    with open(os.path.join(sktest.SOURCE_DIR, "README.md")) as f:
+        readme = f.read()
+    m = re.search(r"the same message through it:\n\n```sh\n(curl .*?)\n```", readme, re.S)
+    if not m:
+        sktest.fail("README: no curl block after \"the same message through it\"")
+    cmd = m.group(1)
+    os.makedirs(tmp.join("var3"))
+    r = subprocess.run([sktest.SMTPKIT, "apikey", "--data-dir", tmp.join("var3"), "create",
+                        "--name", "make-run", "--scope", "admin"], capture_output=True, text=True,
+                       timeout=30)
+    key = re.search(r"^key (\S+)$", r.stdout, re.M)
+    if r.returncode != 0 or not key:
+        sktest.fail("apikey create: %d %s" % (r.returncode, r.stderr))
+    http = sktest.free_port()
+    if "127.0.0.1:8025" not in cmd:
+        sktest.fail("README's curl command names 127.0.0.1:8025, as make run serves: %s" % cmd)
+    cmd = cmd.replace("127.0.0.1:8025", "127.0.0.1:%d" % http)
+    args = ["--data-dir", "./var3", "--http", "127.0.0.1:%d" % http]
+    with Hinted(tmp, tmp.path, "./build/smtpkit", args, "http") as srv:
+        r = subprocess.run(["/bin/sh", "-c", cmd], cwd=tmp.path, capture_output=True, text=True,
+                           timeout=60, env=dict(os.environ, PATH=PATH, KEY=key.group(1)))
+        if r.returncode != 0 or '"messages"' not in r.stdout:
+            srv.fail("README's curl exited %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        new = tmp.join("var3", "mailboxes", "localhost", "anyone", "new")
+        if not sktest.settle(lambda: os.path.isdir(new) and len(os.listdir(new)) == 1):
+            srv.fail("the message in %s" % new)
+
+
 def main():
     build = os.path.dirname(os.path.abspath(sktest.SMTPKIT))
     tmp = sktest.TempDir("sk-usage-hint-")
@@ -142,6 +174,7 @@ def main():
             if r.returncode != 0 or qid.group(1) not in r.stdout:
                 srv.fail("printed queue command %s (exit %d) lists %s:\n%s%s" %
                          (m.group(1), r.returncode, qid.group(1), r.stdout, r.stderr))
+        readme_curl(tmp, build)
         print("ok")
     finally:
         tmp.cleanup()

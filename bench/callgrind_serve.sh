@@ -13,7 +13,8 @@
 #      MODES (default "relay hold"), BENCH_DIR (scratch, default /tmp),
 #      CALLGRIND=0 to run the daemon without callgrind and print only the
 #      rate (messages per second, the 250s for hold; noisy on a shared
-#      machine).
+#      machine); CG_KEEP=DIR copies each mode's callgrind output there
+#      (cg.relay, cg.hold) for callgrind_annotate.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(cd "${1:-build}" && pwd)
@@ -113,6 +114,7 @@ for mode in $MODES; do
         $PY -c "print('mode=%s messages=%d rate=%.0f/s' % ('$mode', $MSGS, $MSGS / ($t1 - $t0)))"
         continue
     fi
+    [ -n "${CG_KEEP:-}" ] && cp "$TMP/cg.$mode" "$CG_KEEP/cg.$mode"
     ir=$(callgrind_annotate "$TMP/cg.$mode" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}')
     $PY -c "
 n, ir, t = $MSGS, $ir, $t1 - $t0

@@ -85,8 +85,12 @@ void smtp_job_free(smtp_job *j)
     sk_free(j->specs);
     sk_free(j->body_path);
     sk_free(j->received);
-    sk_route_free(j->route);
-    sk_free(j->key);
+    if (j->cached) {
+        smtp_route_unref(j->cached);
+    } else {
+        sk_route_free(j->route);
+        sk_free(j->key);
+    }
     sk_free(j->results);
     sk_free(j);
 }
@@ -146,6 +150,7 @@ smtp_job *smtp_job_new(smtp *sm, const sk_delivery *job, sk_delivery_done_fn don
     size_t n = job->nrcpts ? job->nrcpts : 1;
     j->owner = sm;
     j->generation = sm->generation;
+    j->spread = sm->spread++;
     j->queue_id = sk_strdup(job->queue_id);
     j->domain = sk_strdup(job->domain);
     j->sender = sk_strdup(job->sender ? job->sender : job->env->sender ? job->env->sender : "");
@@ -237,9 +242,10 @@ bool smtp_txn_send(smtp *sm, smtp_conn *k, smtp_job *j, const sk_buf *msg, bool 
     const sk_ehlo_info *ext = sk_client_extensions(k->c);
     j->next_hop_dsn = ext && (ext->ext & SK_CLIENT_EXT_DSN);
     *retry = false;
-    if (!alive && k->messages > 0 && res.mail.code == 0) {
+    if (!alive && k->messages > 0 && (res.mail.code == 0 || res.mail.code == 421)) {
         /* A reused session the host closed meanwhile, before it took
-         * anything: worth a new connection. */
+         * anything (no reply to MAIL, or the 421 of a host closing an
+         * idle session, RFC 5321 3.8): worth a new connection. */
         *retry = true;
         sk_send_result_free(&res);
         return false;

@@ -7,7 +7,8 @@
 #include "queue/queue_int.h"
 #include "spool/spool_int.h"
 
-#define QUEUE_MAX_IN_FLIGHT_DEFAULT 32
+/* The SMTP transport's threads: a job started is a job running. */
+#define QUEUE_MAX_IN_FLIGHT_DEFAULT SK_SMTP_WORKERS_DEFAULT
 /* Even with nothing due, look again this often (clock changes, flushes). */
 #define QUEUE_IDLE_WAKE_S 60
 

@@ -1336,6 +1336,8 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
     if (!e) {
         d->local = sk_maildir_transport_new(sk_buf_cstr(&dir), hostname, &d->log, err);
         if (!d->local) e = err ? err->err : SK_ERR_IO;
+        /* Its writes and fsyncs on a thread of their own, not the loop's. */
+        if (!e) e = sk_maildir_transport_start(d->local, d->base, err);
     }
     sk_buf_free(&dir);
     if (e) return e;

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <dirent.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -253,6 +255,51 @@ static void test_envelope_round_trip(void **state)
             assert_int_not_equal(sk_spool_envelope_parse(b.data, cut, &back), SK_OK);
             assert_null(back);
         }
+        sk_buf_free(&b);
+    }
+}
+
+/* The numbers of the text form, written without printf, read exactly as
+ * printf writes them (the envelopes already on disk). */
+static void test_envelope_numbers(void **state)
+{
+    static const struct {
+        int64_t arrival, next_attempt;
+        unsigned attempts, notify;
+        uint64_t body_octets, size;
+        int priority;
+    } cases[] = {
+        {0, 0, 0, 0, 0, 0, 0},
+        {1700000000, -1, 7, 15, 1024, 123456789012ull, -9},
+        {INT64_MAX, INT64_MIN, UINT_MAX, 1, UINT64_MAX, UINT64_MAX, 9},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_spool_envelope env = test_env();
+        snprintf(env.id, sizeof env.id, "%s", "0000000000000000");
+        env.arrival = cases[i].arrival;
+        env.next_attempt = cases[i].next_attempt;
+        env.attempts = cases[i].attempts;
+        env.body_octets = cases[i].body_octets;
+        env.mail.has_size = 1;
+        env.mail.size = cases[i].size;
+        env.mail.has_priority = 1;
+        env.mail.priority = cases[i].priority;
+        sk_spool_rcpt r = {.addr = "b@example.net", .notify = cases[i].notify};
+        env.rcpts = &r;
+        env.nrcpts = 1;
+        char want[1024];
+        snprintf(want, sizeof want,
+                 "smtpkit-envelope 1\nid 0000000000000000\narrival %" PRId64
+                 "\nstate active\nattempts %u\nnext-attempt %" PRId64 "\nbody-octets %" PRIu64
+                 "\nsize 1 %" PRIu64 "\nbody 0\nsmtputf8 0\nret 0\npriority 1 %d\nesmtp 1\n"
+                 "envid =\nauth-param =\nsender =alice@example.org\nhelo =client.example.org\n"
+                 "peer =127.0.0.1\npeer-name -\ntls -\nauth-user -\nlast-reply -\n"
+                 "rcpt pending %u =b@example.net - -\nend\n",
+                 cases[i].arrival, cases[i].attempts, cases[i].next_attempt, cases[i].body_octets,
+                 cases[i].size, cases[i].priority, cases[i].notify);
+        sk_buf b = SK_BUF_INIT(4096);
+        assert_int_equal(sk_spool_envelope_serialize(&env, &b), SK_OK);
+        assert_string_equal(sk_buf_cstr(&b), want);
         sk_buf_free(&b);
     }
 }
@@ -2313,6 +2360,7 @@ int main(void)
         cmocka_unit_test(test_id_sorts_by_time),
         cmocka_unit_test(test_id_valid),
         cmocka_unit_test(test_envelope_round_trip),
+        cmocka_unit_test(test_envelope_numbers),
         cmocka_unit_test(test_envelope_rejects),
         cmocka_unit_test(test_envelope_alloc_failures),
         cmocka_unit_test(test_protocol_names),

@@ -740,6 +740,63 @@ static void test_recovery(void **state)
     free(dir);
 }
 
+/* With an event base, the envelopes recovery read are handed over once,
+ * oldest first, and only while the spool is as recovery found it: after a
+ * message is begun, an envelope saved or a message removed they are not
+ * (the queue then lists and loads). Without an event base there is no
+ * list. */
+static void test_recovered_handover(void **state)
+{
+    static const char *const changes[] = {"none", "begin", "save", "remove"};
+    for (size_t c = 0; c < sizeof changes / sizeof changes[0]; c++) {
+        done_rec r1 = {0}, r2 = {0};
+        char *dir = dir_with_message(&r1);
+        sk_error err;
+        sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+        assert_non_null(s);
+        commit_sync(s, body, strlen(body), &r2);
+        assert_int_equal(r2.err, SK_OK);
+        sk_spool_envelope **envs = NULL;
+        size_t n = 0;
+        assert_false(sk_spool_take_recovered(s, &envs, &n)); /* no event base */
+        sk_spool_free(s);
+
+        struct event_base *base = event_base_new();
+        s = sk_spool_open(dir, NULL, base, &err);
+        assert_non_null(s);
+        if (!strcmp(changes[c], "begin")) {
+            sk_spool_envelope e = test_env();
+            sk_spool_msg *m = sk_spool_begin(s, &e, NULL);
+            assert_non_null(m);
+            sk_spool_abort(m);
+        } else if (!strcmp(changes[c], "save")) {
+            sk_spool_envelope *env;
+            assert_int_equal(sk_spool_load(s, r1.id, &env, &err), SK_OK);
+            assert_int_equal(sk_spool_save(s, env, &err), SK_OK);
+            sk_spool_envelope_free(env);
+        } else if (!strcmp(changes[c], "remove")) {
+            assert_int_equal(sk_spool_remove(s, r2.id, &err), SK_OK);
+        }
+        bool got = sk_spool_take_recovered(s, &envs, &n);
+        assert_int_equal(got, !strcmp(changes[c], "none"));
+        if (got) {
+            assert_int_equal(n, 2);
+            assert_string_equal(envs[0]->id, r1.id);
+            assert_string_equal(envs[1]->id, r2.id);
+            assert_int_equal(envs[1]->body_octets, strlen(body));
+            assert_string_equal(envs[1]->sender, "alice@example.org");
+            for (size_t i = 0; i < n; i++) sk_spool_envelope_free(envs[i]);
+            sk_free(envs);
+            /* Once. */
+            assert_false(sk_spool_take_recovered(s, &envs, &n));
+        }
+        sk_spool_free(s);
+        event_base_free(base);
+        rm_tree(dir);
+        free(dir);
+    }
+}
+
 /* Recovery removes what a crash left half done, never a message because
  * of an error of the moment: a complete message whose file cannot be
  * renamed (ENOSPC: the directory may need a block) or whose envelope
@@ -2374,6 +2431,7 @@ int main(void)
         cmocka_unit_test(test_lock_excludes_second_owner),
         cmocka_unit_test(test_open_sync_modes),
         cmocka_unit_test(test_recovery),
+        cmocka_unit_test(test_recovered_handover),
         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_recovery_rules),
         cmocka_unit_test(test_recovery_keeps_on_error),

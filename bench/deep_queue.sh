@@ -18,7 +18,10 @@
 # the data directories are removed at the end.
 # Usage: bench/deep_queue.sh [BUILD_DIR]
 # Env: N (default 1000000), DOMAINS (default 1000), BENCH_DIR (scratch,
-#      default /tmp; N messages take about 5 KiB each of disk).
+#      default /tmp; N messages take about 5 KiB each of disk), COMPARE
+#      (another build directory: its smtpkit and this build's restarted
+#      on the same spool in turn, ROUNDS times (default 2), for a
+#      before/after in one run).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(cd "${1:-build}" && pwd)
@@ -41,6 +44,7 @@ trap cleanup EXIT
 # shellcheck disable=SC2046
 cc -O2 -o "$TMP/spool_fill" "$HERE/spool_fill.c" \
     $(PKG_CONFIG_PATH="$BUILD" pkg-config --cflags --libs smtpkit libevent)
+ROUNDS=${ROUNDS:-2}
 
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
@@ -51,16 +55,20 @@ t=$(now)
 "$TMP/spool_fill" "$TMP/full" "$N" "$DOMAINS"
 echo "filled: $N messages over $DOMAINS domains in $(since "$t") s;" \
     "spool $(du -sh "$TMP/full/spool" | cut -f1)"
+# The fill's dirty pages on disk first, or the first start competes with
+# their writeback.
+sync
 mkdir -p "$TMP/empty"
 
-# Start serve on DIR; prints "accept_s scheduled_s rss_kib" once the
-# queue has started, and leaves the daemon running (its PID in $TMP/pid).
+# run_serve PROGRAM DIR: start PROGRAM serve on DIR; prints "accept_s
+# scheduled_s rss_kib" once the queue has started, and leaves the daemon
+# running (its PID in $TMP/pid).
 run_serve() {
-    local dir=$1 port
+    local prog=$1 dir=$2 port
     port=$(free_port)
     local t0
     t0=$(now)
-    "$SMTPKIT" serve --data-dir "$dir" --listen "127.0.0.1:$port" --hostname deep.test \
+    "$prog" serve --data-dir "$dir" --listen "127.0.0.1:$port" --hostname deep.test \
         --relay-host "127.0.0.1:9" --log-level info 2>"$dir.log" &
     local pid=$!
     STARTED+=("$pid")
@@ -103,14 +111,31 @@ stop_serve() {
     wait "$pid" 2>/dev/null || true
 }
 
-read -r e_acc e_sched e_rss < <(run_serve "$TMP/empty")
-stop_serve
-echo "empty spool: accepting after ${e_acc} s, queue started after ${e_sched} s, VmRSS ${e_rss} KiB"
-read -r acc sched rss < <(run_serve "$TMP/full")
-echo "$N messages: accepting after ${acc} s, queue started after ${sched} s, VmRSS ${rss} KiB"
-grep -m1 "spool recovered" "$TMP/full.log" || true
-grep -m1 "queue started" "$TMP/full.log" || true
-$PY -c "print('resident memory per queued message: %.0f octets' % (($rss - $e_rss) * 1024.0 / $N))"
+# restart PROGRAM LABEL: the empty spool, then the full one (left running).
+restart() {
+    local e_acc e_sched e_rss acc sched rss
+    read -r e_acc e_sched e_rss < <(run_serve "$1" "$TMP/empty")
+    stop_serve
+    echo "$2: empty spool: accepting after ${e_acc} s, queue started after ${e_sched} s," \
+        "VmRSS ${e_rss} KiB"
+    read -r acc sched rss < <(run_serve "$1" "$TMP/full")
+    echo "$2: $N messages: accepting after ${acc} s, queue started after ${sched} s," \
+        "VmRSS ${rss} KiB"
+    grep -m1 "spool recovered" "$TMP/full.log" || true
+    grep -m1 "queue started" "$TMP/full.log" || true
+    $PY -c "print('$2: resident memory per queued message: %.0f octets' % (($rss - $e_rss) * 1024.0 / $N))"
+}
+
+if [ -n "${COMPARE:-}" ]; then
+    for r in $(seq 1 "$ROUNDS"); do
+        restart "$(cd "$COMPARE" && pwd)/smtpkit" "round $r compare"
+        stop_serve
+        restart "$SMTPKIT" "round $r this build"
+        if [ "$r" -lt "$ROUNDS" ]; then stop_serve; fi
+    done
+else
+    restart "$SMTPKIT" "this build"
+fi
 t=$(now)
 "$SMTPKIT" queue --data-dir "$TMP/full" list >/dev/null
 echo "queue list ($N messages): $(since "$t") s"

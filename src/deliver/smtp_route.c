@@ -329,8 +329,9 @@ static void unlink_lookup(smtp *sm, smtp_job *j)
         }
 }
 
-/* The route is in (from DNS when cache): fail at once, or hand the job to
- * the workers, keeping a complete route from DNS for the next jobs. */
+/* The route is in: fail at once, or hand the job to the workers. cache:
+ * the route came from DNS, and once complete it is kept for the next jobs
+ * to the domain. */
 static void route_ready(smtp *sm, smtp_job *j, sk_route *route, bool cache)
 {
     j->route = route;

@@ -258,23 +258,6 @@ static sk_err recover_msg(sk_spool *s, const char *id, tally *t, sk_error *err)
     return SK_OK;
 }
 
-/* The steps, in this order: each name is looked at with the files the
- * steps before left. */
-static const struct step {
-    const char *ext;
-    sk_err (*fn)(sk_spool *s, const char *id, tally *t, sk_error *err);
-} steps[] = {
-    {SK_SPOOL_NEW_EXT, recover_new},
-    {SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT, recover_env_tmp},
-    {SK_SPOOL_ENV_EXT, recover_env},
-    {SK_SPOOL_BODY_EXT, recover_msg},
-};
-
-/* Nothing relies on an order between files: every envelope records its
- * body's size and CRC-32C and ends with "end", and a message file ends
- * with a trailer. Only what the files hold decides a removal; an error of
- * the moment (EIO, no memory) fails the open and keeps the file, which may
- * hold an acknowledged message. */
 void sk_spool_recovered_drop(sk_spool *s)
 {
     if (s->recovered_lost) return;
@@ -296,6 +279,23 @@ bool sk_spool_take_recovered(sk_spool *s, sk_spool_envelope ***envs, size_t *n)
     return true;
 }
 
+/* The steps, in this order: each name is looked at with the files the
+ * steps before left. */
+static const struct step {
+    const char *ext;
+    sk_err (*fn)(sk_spool *s, const char *id, tally *t, sk_error *err);
+} steps[] = {
+    {SK_SPOOL_NEW_EXT, recover_new},
+    {SK_SPOOL_ENV_EXT SK_SPOOL_TMP_EXT, recover_env_tmp},
+    {SK_SPOOL_ENV_EXT, recover_env},
+    {SK_SPOOL_BODY_EXT, recover_msg},
+};
+
+/* Nothing relies on an order between files: every envelope records its
+ * body's size and CRC-32C and ends with "end", and a message file ends
+ * with a trailer. Only what the files hold decides a removal; an error of
+ * the moment (EIO, no memory) fails the open and keeps the file, which may
+ * hold an acknowledged message. */
 sk_err sk_spool_recover(sk_spool *s, sk_error *err)
 {
     tally t = {0, 0, 0};

@@ -176,8 +176,9 @@ struct sk_spool {
     sk_spool_idgen ids; /* loop thread */
     /* With an event base: the envelope of every message recovery kept,
      * oldest first, for the queue to take (sk_spool_take_recovered)
-     * instead of reading each file again. recovered_lost: memory ran
-     * short, the list is incomplete and is not handed over. */
+     * instead of reading each file again. recovered_lost: there is no
+     * list to hand over (no event base, memory ran short, the spool
+     * changed since, or it was handed over). */
     sk_spool_envelope **recovered;
     size_t nrecovered, recovered_cap;
     bool recovered_lost;

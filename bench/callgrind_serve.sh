@@ -113,7 +113,12 @@ for mode in $MODES; do
         [ "$(sink_count)" = "$MSGS" ] || { echo "sink counted $(sink_count) of $MSGS" >&2; exit 1; }
     fi
     t1=$(date +%s.%N)
-    kill -TERM "$SK_PID"
+    if [ "${CALLGRIND:-1}" = 0 ] && [ "${PERF_STAT:-0}" = 1 ]; then
+        # perf stat passes no signal on: the daemon is its child.
+        kill -TERM "$(ps -o pid= --ppid "$SK_PID" | head -n 1)"
+    else
+        kill -TERM "$SK_PID"
+    fi
     wait_gone "$SK_PID"
     [ "$SINK_PID" -ne 0 ] && kill -TERM "$SINK_PID" && wait_gone "$SINK_PID"
     if [ "${CALLGRIND:-1}" = 0 ]; then

@@ -237,12 +237,13 @@ bool smtp_txn_send(smtp *sm, smtp_conn *k, smtp_job *j, const sk_buf *msg, bool 
     sk_error_clear(&err);
     sk_err e = sk_client_send_rcpts(k->c, j->sender, j->specs, j->nrcpts, msg->data, msg->len,
                                     &j->send_opts, &res, &err);
-    bool alive = !connection_lost(e);
+    /* RFC 5321 3.8: a host that says 421 closes the session. */
+    bool alive = !connection_lost(e) && res.mail.code != 421 && res.data.code != 421;
     /* The client sends DSN parameters only to a host that announced DSN. */
     const sk_ehlo_info *ext = sk_client_extensions(k->c);
     j->next_hop_dsn = ext && (ext->ext & SK_CLIENT_EXT_DSN);
     *retry = false;
-    if (!alive && k->messages > 0 && (res.mail.code == 0 || res.mail.code == 421)) {
+    if (k->messages > 0 && (res.mail.code == 421 || (!alive && res.mail.code == 0))) {
         /* A reused session the host closed meanwhile, before it took
          * anything (no reply to MAIL, or the 421 of a host closing an
          * idle session, RFC 5321 3.8): worth a new connection. */

@@ -7,7 +7,7 @@ Covers opportunistic STARTTLS recorded with version and cipher (verified
 or not), plain text after a failed opportunistic handshake, TLS required for a domain (next MX, or 4.7.10 when no host gives
 it), several jobs over one connection (counted at the peer), the
 messages-per-connection limit, the idle timeout, a kept connection the
-host closed, two domains with the same MX host set sharing a
+host closed (or answered with 421), two domains with the same MX host set sharing a
 connection, a domain's route looked up once for several jobs, and jobs
 spread over MX hosts of equal preference with that route kept.
 """
@@ -42,6 +42,8 @@ ZONE = {
     "mx.closer.test": {"A": ["127.0.0.8"]},
     "badtls.test": {"MX": [[10, "mx.badtls.test"]]},
     "mx.badtls.test": {"A": ["127.0.0.10"]},
+    "idle.test": {"MX": [[10, "mx.idle.test"]]},
+    "mx.idle.test": {"A": ["127.0.0.12"]},
     "even.test": {"MX": [[10, "mx1.even.test"], [10, "mx2.even.test"]]},
     "mx1.even.test": {"A": ["127.0.0.1"]},
     "mx2.even.test": {"A": ["127.0.0.11"]},
@@ -64,6 +66,7 @@ def main():
                 MXHost("127.0.0.7", port, "mx.tls.test", cert=cert) as tls, \
                 MXHost("127.0.0.11", port, "mx2.even.test") as even2, \
                 Closer("127.0.0.8", port) as closer, \
+                Closer("127.0.0.12", port, idle_421=True) as idle, \
                 Closer("127.0.0.10", port, broken_tls=True) as badtls:
 
             def go(rcpts, *extra):
@@ -178,6 +181,15 @@ def main():
                 expect([j["rcpts"][0]["status"] for j in res] == ["ok"] * 3, "delivered", r)
                 expect(closer.messages == 3 and closer.connections == 3,
                        "%d messages over %d connections" % (closer.messages, closer.connections))
+
+            @run.case
+            def reused_connection_421_by_host():
+                # The 421 of a host that closed the kept session is no
+                # answer about the message: a new connection, no failure.
+                res, r = go(["u@idle.test"], "--jobs", "3")
+                expect([j["rcpts"][0]["status"] for j in res] == ["ok"] * 3, "delivered", r)
+                expect(idle.messages == 3 and idle.connections == 3,
+                       "%d messages over %d connections" % (idle.messages, idle.connections))
 
             @run.case
             def same_destination_shares_connection():

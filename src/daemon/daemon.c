@@ -20,6 +20,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1425,6 +1426,17 @@ static void log_batched(void *ctx, sk_log_level level, const char *line)
         event_active(ev, EV_TIMEOUT, 0);
 }
 
+/* Block or unblock, in the calling thread, the signals the loop handles. */
+static void stop_signals(int how)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(how, &set, NULL);
+}
+
 /* Loop thread: the lines of this pass go out in one write. The flag is
  * cleared first, so a line logged meanwhile schedules another flush. */
 static void on_log_flush(evutil_socket_t fd, short what, void *arg)
@@ -1517,6 +1529,10 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         sk_daemon_free(d);
         return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot set up signal handling");
     }
+    /* Held back until the loop runs (sk_daemon_run): the threads started
+     * below inherit the block, so these signals only ever reach this
+     * thread, and none reaches a thread after the handlers are gone. */
+    stop_signals(SIG_BLOCK);
 
     /* The data directory is checked before the ports open, so that a
      * daemon that cannot keep mail never answers (and a tool run as soon
@@ -1589,6 +1605,7 @@ int sk_daemon_port(const sk_daemon *d, size_t i)
 
 sk_err sk_daemon_run(sk_daemon *d, sk_error *err)
 {
+    stop_signals(SIG_UNBLOCK); /* those sent meanwhile arrive now */
     if (event_base_dispatch(d->base) < 0)
         return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "event loop failed");
     sk_log(&d->log, SK_LOG_INFO, "- daemon stopped");
@@ -1599,6 +1616,10 @@ sk_err sk_daemon_run(sk_daemon *d, sk_error *err)
 void sk_daemon_free(sk_daemon *d)
 {
     if (!d) return;
+    /* One more SIGTERM while stopping waits, blocked, instead of ending the
+     * process once the handlers below are gone: the exit status stays the
+     * daemon's (docs/serve.md). */
+    stop_signals(SIG_BLOCK);
     if (d->sig_term) event_free(d->sig_term);
     if (d->sig_int) event_free(d->sig_int);
     if (d->sig_hup) event_free(d->sig_hup);

@@ -13,7 +13,11 @@
 #      MODES (default "relay hold"), BENCH_DIR (scratch, default /tmp),
 #      CALLGRIND=0 to run the daemon without callgrind and print only the
 #      rate (messages per second, the 250s for hold; noisy on a shared
-#      machine).
+#      machine); CG_KEEP=DIR copies each mode's callgrind output there
+#      (cg.relay, cg.hold) for callgrind_annotate; with CALLGRIND=0,
+#      PERF_STAT=1 runs the daemon under `perf stat` and prints its CPU
+#      time and context switches per message (software counters, which a
+#      virtual machine without hardware counters still has).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(cd "${1:-build}" && pwd)
@@ -86,7 +90,10 @@ for mode in $MODES; do
     else
         args+=(--hold)
     fi
-    if [ "${CALLGRIND:-1}" = 0 ]; then
+    if [ "${CALLGRIND:-1}" = 0 ] && [ "${PERF_STAT:-0}" = 1 ]; then
+        perf stat -x, -e task-clock,context-switches -o "$TMP/perf.$mode" \
+            "$SMTPKIT" serve "${args[@]}" 2>"$TMP/sk.$mode.log" &
+    elif [ "${CALLGRIND:-1}" = 0 ]; then
         "$SMTPKIT" serve "${args[@]}" 2>"$TMP/sk.$mode.log" &
     else
         valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.$mode" \
@@ -106,13 +113,32 @@ for mode in $MODES; do
         [ "$(sink_count)" = "$MSGS" ] || { echo "sink counted $(sink_count) of $MSGS" >&2; exit 1; }
     fi
     t1=$(date +%s.%N)
-    kill -TERM "$SK_PID"
+    if [ "${CALLGRIND:-1}" = 0 ] && [ "${PERF_STAT:-0}" = 1 ]; then
+        # perf stat passes no signal on: the daemon is its child.
+        kill -TERM "$(ps -o pid= --ppid "$SK_PID" | head -n 1)"
+    else
+        kill -TERM "$SK_PID"
+    fi
     wait_gone "$SK_PID"
     [ "$SINK_PID" -ne 0 ] && kill -TERM "$SINK_PID" && wait_gone "$SINK_PID"
     if [ "${CALLGRIND:-1}" = 0 ]; then
         $PY -c "print('mode=%s messages=%d rate=%.0f/s' % ('$mode', $MSGS, $MSGS / ($t1 - $t0)))"
+        if [ "${PERF_STAT:-0}" = 1 ]; then
+            $PY - "$TMP/perf.$mode" "$MSGS" "$mode" <<'EOF'
+import sys
+vals = {}
+for line in open(sys.argv[1]):
+    f = line.strip().split(",")
+    if len(f) > 2 and f[0] and not line.startswith("#"):
+        vals[f[2]] = float(f[0])
+n = int(sys.argv[2])
+print("mode=%s cpu_us_per_message=%.0f context_switches_per_message=%.1f"
+      % (sys.argv[3], vals.get("task-clock", 0) * 1000 / n, vals.get("context-switches", 0) / n))
+EOF
+        fi
         continue
     fi
+    [ -n "${CG_KEEP:-}" ] && cp "$TMP/cg.$mode" "$CG_KEEP/cg.$mode"
     ir=$(callgrind_annotate "$TMP/cg.$mode" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}')
     $PY -c "
 n, ir, t = $MSGS, $ir, $t1 - $t0

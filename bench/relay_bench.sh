@@ -5,8 +5,10 @@
 # instance (relayhost = [127.0.0.1]:SINKPORT, see docs/BENCHMARKS.md), one
 # after the other in one run. Both keep their queues durable (fsync before
 # 250). The rate is N / (time from starting the injection until smtp-sink
-# has counted all N messages). Everything on loopback, free ports; every
-# process started here is stopped by PID.
+# has counted all N messages). In the same run, SMTPKit's durable
+# acceptance (`smtpkit serve --hold`, the same injection, the rate of the
+# 250s) for the ratio of what comes out to what goes in. Everything on
+# loopback, free ports; every process started here is stopped by PID.
 # Usage: bench/relay_bench.sh [BUILD_DIR]
 # Env: MSGS (default 5000), SESSIONS (default "20"), LEN (default 1024),
 #      SK_ARGS (extra `smtpkit serve` options), PERF_OUT (perf record of
@@ -72,6 +74,20 @@ print("%.0f %.0f" % (n / t, n / t_inj))
 EOF
 }
 
+# hold_run SESSIONS -> prints the injection rate into a daemon that only
+# keeps the mail (--hold): SMTPKit's durable acceptance.
+hold_run() {
+    $PY - "$MSGS" "$1" "$LEN" "$PORT" "$SOURCE" <<'EOF'
+import subprocess, sys, time
+n, sess, length, port, source = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+t0 = time.monotonic()
+subprocess.run([source, "-d", "-s", sess, "-m", str(n), "-l", length, "-f", "sender@bench.test",
+                "-t", "rcpt@sink.test", "-M", "client.test", "127.0.0.1:" + port],
+               check=True, timeout=600)
+print("%.0f" % (n / (time.monotonic() - t0)))
+EOF
+}
+
 RESULTS=$TMP/results
 : >"$RESULTS"
 for S in $SESSIONS; do
@@ -96,15 +112,20 @@ for S in $SESSIONS; do
     stop_postfix
     stop_pid "$SINK_PID"
 
-    echo "$S $sk_rate $sk_inj $pf_rate $pf_inj" >>"$RESULTS"
+    # shellcheck disable=SC2086
+    start_smtpkit --hostname relay.test --hold $SK_ARGS
+    read -r sk_hold < <(hold_run "$S")
+    stop_smtpkit
+
+    echo "$S $sk_rate $sk_inj $pf_rate $pf_inj $sk_hold" >>"$RESULTS"
     echo "sessions=$S: smtpkit ${sk_rate}/s (injection ${sk_inj}/s)" \
-         "postfix ${pf_rate}/s (injection ${pf_inj}/s)" >&2
+         "postfix ${pf_rate}/s (injection ${pf_inj}/s) smtpkit --hold ${sk_hold}/s" >&2
 done
 
 echo
-echo "| message | sessions | messages | smtpkit msg/s | Postfix msg/s | smtpkit/Postfix | smtpkit injection msg/s | Postfix injection msg/s |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-while read -r s sk ski pf pfi; do
+echo "| message | sessions | messages | smtpkit msg/s | Postfix msg/s | smtpkit/Postfix | smtpkit injection msg/s | Postfix injection msg/s | smtpkit durable acceptance msg/s | relay/acceptance |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+while read -r s sk ski pf pfi hold; do
     $PY -c "
-print('| %d B | %d | %d | %d | %d | %.2f | %d | %d |' % ($LEN, $s, $MSGS, $sk, $pf, $sk / $pf, $ski, $pfi))"
+print('| %d B | %d | %d | %d | %d | %.2f | %d | %d | %d | %.2f |' % ($LEN, $s, $MSGS, $sk, $pf, $sk / $pf, $ski, $pfi, $hold, $sk / $hold))"
 done <"$RESULTS"

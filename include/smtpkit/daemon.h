@@ -190,8 +190,13 @@ int sk_daemon_port(const sk_daemon *d, size_t i);
 /* The configuration in effect. */
 const sk_daemon_config *sk_daemon_get_config(const sk_daemon *d);
 /* Run until SIGTERM or SIGINT (then: stop accepting, finish the sessions
- * in flight, return SK_OK). SIGHUP reloads the configuration. */
+ * in flight, return SK_OK). SIGHUP reloads the configuration. From
+ * sk_daemon_new to sk_daemon_run the calling thread (and every thread the
+ * daemon starts) has SIGTERM, SIGINT and SIGHUP blocked; one sent then is
+ * handled once the loop runs. */
 SK_NODISCARD sk_err sk_daemon_run(sk_daemon *d, sk_error *err);
+/* Stop: the calling thread keeps SIGTERM, SIGINT and SIGHUP blocked from
+ * here on, so one sent while stopping does not end the process. */
 void sk_daemon_free(sk_daemon *d);
 
 #ifdef __cplusplus

@@ -139,6 +139,15 @@
  * client limit the hosts it tries). */
 #define SK_DNS_MX_HOSTS_MAX       16
 #define SK_DNS_ADDRS_PER_HOST_MAX 16
+/* The SMTP transport keeps a domain's route (its MX hosts and their
+ * addresses) for the next messages to it instead of three lookups (MX, A,
+ * AAAA) before each one. An sk_route carries no TTL, so a fixed minute:
+ * a changed MX or address is followed within it, and a busy destination
+ * costs one route a minute. Only complete routes are kept, never
+ * failures. 4096 domains of a few hundred octets each; the oldest goes
+ * first when full. */
+#define SK_SMTP_ROUTE_CACHE_MS  (60 * 1000)
+#define SK_SMTP_ROUTE_CACHE_MAX 4096
 /* Records kept from one plain lookup (TXT, A, AAAA, MX). */
 #define SK_DNS_RECORDS_MAX 64
 /* A route's one-line explanation (sk_route.text): a domain name (RFC 1035

@@ -4,6 +4,7 @@
 #include "client/client_int.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -13,9 +14,25 @@
 
 int cl_has_8bit(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    /* Eight octets at a time: a message body is mostly ASCII. */
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, sizeof w);
+        if (w & UINT64_C(0x8080808080808080)) return 1;
+    }
+    for (; i < n; i++)
         if ((unsigned char)s[i] & 0x80) return 1;
     return 0;
+}
+
+/* The next CR or LF in data[i, len), len when none. */
+static size_t next_eol(const char *data, size_t i, size_t len)
+{
+    const char *lf = memchr(data + i, '\n', len - i);
+    size_t end = lf ? (size_t)(lf - data) : len;
+    const char *cr = memchr(data + i, '\r', end - i);
+    return cr ? (size_t)(cr - data) : end;
 }
 
 sk_err cl_stuff(sk_buf *out, const char *data, size_t len, int *at_bol, int last)
@@ -48,6 +65,11 @@ sk_err cl_stuff(sk_buf *out, const char *data, size_t len, int *at_bol, int last
         /* at_bol: 1 at a line start, 2 right after a CR (for a CRLF split
          * across calls), 0 elsewhere. */
         *at_bol = ch == '\n' ? 1 : ch == '\r' ? 2 : 0;
+        /* Inside a line nothing changes until its end: skip to it. */
+        if (*at_bol == 0 && i + 1 < len) {
+            size_t eol = next_eol(data, i + 1, len);
+            if (eol > i + 1) i = eol - 1;
+        }
     }
     if (!e) e = sk_buf_append(out, data + start, len - start);
     if (!e && last) {

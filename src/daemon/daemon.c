@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,8 @@ static sk_err start_delivery(sk_daemon *d, sk_error *err)
     if (!e) {
         d->local = sk_maildir_transport_new(sk_buf_cstr(&dir), hostname, &d->log, err);
         if (!d->local) e = err ? err->err : SK_ERR_IO;
+        /* Its writes and fsyncs on a thread of their own, not the loop's. */
+        if (!e) e = sk_maildir_transport_start(d->local, d->base, err);
     }
     sk_buf_free(&dir);
     if (e) return e;
@@ -344,6 +347,17 @@ static void poke_suppress(void *ctx)
     sk_suppress_mirror_poke(((sk_daemon *)ctx)->suppress);
 }
 
+/* Block or unblock, in the calling thread, the signals the loop handles. */
+static void stop_signals(int how)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(how, &set, NULL);
+}
+
 sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, size_t n_flags,
                      const sk_logger *log, sk_daemon **out, sk_error *err)
 {
@@ -423,6 +437,10 @@ sk_err sk_daemon_new(const char *config_path, const sk_daemon_setting *flags, si
         sk_daemon_free(d);
         return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "cannot set up signal handling");
     }
+    /* Held back until the loop runs (sk_daemon_run): the threads started
+     * below inherit the block, so these signals only ever reach this
+     * thread, and none reaches a thread after the handlers are gone. */
+    stop_signals(SIG_BLOCK);
 
     /* The data directory is checked before the ports open, so that a
      * daemon that cannot keep mail never answers (and a tool run as soon
@@ -508,6 +526,7 @@ int sk_daemon_port(const sk_daemon *d, size_t i)
 
 sk_err sk_daemon_run(sk_daemon *d, sk_error *err)
 {
+    stop_signals(SIG_UNBLOCK); /* those sent meanwhile arrive now */
     if (event_base_dispatch(d->base) < 0)
         return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "event loop failed");
     sk_log(&d->log, SK_LOG_INFO, "- daemon stopped");
@@ -518,6 +537,10 @@ sk_err sk_daemon_run(sk_daemon *d, sk_error *err)
 void sk_daemon_free(sk_daemon *d)
 {
     if (!d) return;
+    /* One more SIGTERM while stopping waits, blocked, instead of ending the
+     * process once the handlers below are gone: the exit status stays the
+     * daemon's (docs/serve.md). */
+    stop_signals(SIG_BLOCK);
     if (d->sig_term) event_free(d->sig_term);
     if (d->sig_int) event_free(d->sig_int);
     if (d->sig_hup) event_free(d->sig_hup);

@@ -125,8 +125,13 @@ sk_err sk_maildir_transport_start(sk_transport *base, struct event_base *evb, sk
  * remote domains straight to their MX hosts (RFC 5321 section 5), or all
  * of it to one relay host, with connection reuse per destination
  * (docs/delivery.md). */
-#define SK_SMTP_MX_PORT_DEFAULT       25 /* RFC 5321 4.5.4 */
-#define SK_SMTP_WORKERS_DEFAULT       8
+#define SK_SMTP_MX_PORT_DEFAULT 25 /* RFC 5321 4.5.4 */
+/* Delivery threads: as many as the queue starts jobs at once (its
+ * max_in_flight default is this), so a job never waits in the transport
+ * for a thread. With fewer, the sessions of one slow destination (up to
+ * its SK_QUEUE_DEST_CONNS_DEFAULT) could hold every thread while the jobs
+ * of healthy destinations wait behind them. */
+#define SK_SMTP_WORKERS_DEFAULT       32
 #define SK_SMTP_MSGS_PER_CONN_DEFAULT 100
 /* "Idles briefly": long enough for the queue to hand over the next
  * message to the same destination, short of a receiver's own timeout. */

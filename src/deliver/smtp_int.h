@@ -21,8 +21,12 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/queue.h>
 
 #include "deliver/deliver.h"
+
+/* Buckets of the route cache's table (SK_SMTP_ROUTE_CACHE_MAX entries). */
+#define SMTP_RCACHE_BUCKETS 1024
 
 /* How long freeing the transport waits for the workers in deliveries. */
 #define SK_SMTP_JOIN_WAIT_MS 5000
@@ -66,6 +70,7 @@ int sk_smtp_tls_required(const char *const *list, size_t n, const char *domain);
 /* ---- the transport's state ---- */
 
 typedef struct smtp smtp;
+typedef struct smtp_rcache smtp_rcache; /* a cached route (smtp_route.c) */
 
 /* One delivery job, from the queue's call to its done callback. */
 typedef struct smtp_job {
@@ -93,6 +98,13 @@ typedef struct smtp_job {
     int next_hop_dsn; /* the host announced DSN and got the parameters */
     sk_route *route;
     char *key; /* destination key (sk_smtp_destination_key) */
+    /* Non-NULL: route and key are this cache entry's, borrowed (one of its
+     * references), not the job's own. */
+    smtp_rcache *cached;
+    /* Where among hosts of equal preference this job starts (RFC 5321
+     * 5.1: spread the load), so that a cached route does not send every
+     * message to the same one. */
+    unsigned spread;
     sk_delivery_done_fn done;
     void *ctx;
     sk_delivery_rcpt_result *results;
@@ -136,6 +148,12 @@ struct smtp {
     smtp_keyreq *keyreqs;
     uint64_t generation; /* results of an older generation were cancelled */
     bool stopping;
+    /* Loop thread only: routes kept per domain (SK_SMTP_ROUTE_CACHE_MS),
+     * by domain and in the order cached, and the jobs' spread counter. */
+    smtp_rcache *rcache[SMTP_RCACHE_BUCKETS];
+    TAILQ_HEAD(smtp_rcache_list, smtp_rcache) rcache_order;
+    size_t nrcache;
+    unsigned spread;
 
     /* The workers run jobs (blocking client sessions) and hand them back
      * through wake; expiry fires when the earliest idle session is due,
@@ -163,6 +181,11 @@ bool smtp_route_init(smtp *sm, const sk_smtp_transport_opts *o, sk_error *err);
  * resolver is freed and the lookups in flight with it; lookups in a shared
  * resolver are orphaned (they clean up when it calls back). */
 void smtp_route_free(smtp *sm);
+/* Let go of the cached route a job borrowed (loop thread). */
+void smtp_route_unref(smtp_rcache *c);
+/* Empty the route cache (loop thread; jobs still holding an entry keep it
+ * until they are freed). */
+void smtp_route_cache_clear(smtp *sm);
 /* Open a session with the first host of the job's route that takes one
  * (RFC 5321 5.1), in a worker thread. NULL when none did; tally says why. */
 smtp_conn *smtp_route_connect(smtp *sm, const smtp_job *j, sk_smtp_tally *tally);

@@ -105,11 +105,10 @@ static void run_job(smtp *sm, smtp_job *j)
         pthread_mutex_lock(&sm->mu);
         smtp_conn *k = attempt == 0 ? pool_take(sm, j) : NULL;
         pthread_mutex_unlock(&sm->mu);
-        /* RFC 5321 4.1.1.5: RSET checks a kept session is still there. */
-        if (k && sk_client_rset(k->c, NULL) != SK_OK) {
-            smtp_conn_free(k, false);
-            k = NULL;
-        }
+        /* A kept session ended its last transaction, so it is ready for
+         * MAIL (RFC 5321 4.1.4) without an RSET round trip first; one the
+         * host closed meanwhile fails before taking anything, and the
+         * transaction says so (retry below). */
         if (!k) {
             sk_smtp_tally tally;
             memset(&tally, 0, sizeof tally);
@@ -291,6 +290,7 @@ static void smtp_free(sk_transport *t)
         /* Ends not drained yet: freed (cancelled by the generation). */
         sk_workers_free(sm->workers);
     }
+    smtp_route_cache_clear(sm);
     free_conns(sm->idle);
     free_conns(sm->quitting);
     pthread_mutex_destroy(&sm->mu);
@@ -314,6 +314,7 @@ sk_transport *sk_smtp_transport_new(const sk_smtp_transport_opts *o, struct even
     sm->t = (sk_transport){
         .name = "mx", .cancel = smtp_cancel, .free = smtp_free, .connections = smtp_connections};
     sm->base = base;
+    TAILQ_INIT(&sm->rcache_order);
     sm->port = o->port ? o->port : SK_SMTP_MX_PORT_DEFAULT;
     sm->idle_ms = o->idle_ms ? o->idle_ms : SK_SMTP_IDLE_MS_DEFAULT;
     sm->max_per_conn = o->max_messages_per_connection ? o->max_messages_per_connection

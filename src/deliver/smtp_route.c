@@ -126,12 +126,25 @@ static void host_label(char *out, size_t n, const char *name, const char *ip, un
         snprintf(out, n, "%s[%s]:%u", name, ip, port);
 }
 
+/* The host to try i-th: the route's order of preference, but within a run
+ * of equal preference starting spread places further on (RFC 5321 5.1:
+ * spread the load among equals; a fresh route is already shuffled, a
+ * cached one would otherwise send everything to one host). */
+static size_t host_at(const sk_route *r, size_t i, unsigned spread)
+{
+    size_t first = i, last = i;
+    while (first > 0 && r->hosts[first - 1].preference == r->hosts[i].preference) first--;
+    while (last + 1 < r->nhosts && r->hosts[last + 1].preference == r->hosts[i].preference) last++;
+    size_t n = last - first + 1;
+    return first + (i - first + spread % n) % n;
+}
+
 smtp_conn *smtp_route_connect(smtp *sm, const smtp_job *j, sk_smtp_tally *tally)
 {
     /* Hosts in the resolver's order, each host's addresses in turn. */
     const sk_route *r = j->route;
-    for (size_t h = 0; h < r->nhosts; h++) {
-        const sk_mx_host *host = &r->hosts[h];
+    for (size_t i = 0; i < r->nhosts; i++) {
+        const sk_mx_host *host = &r->hosts[host_at(r, i, j->spread)];
         bool refused_5xx = false, tls_failed = false;
         tally->hosts++;
         if (host->naddrs == 0 && !sm->relay_host) {
@@ -219,6 +232,91 @@ smtp_conn *smtp_route_connect(smtp *sm, const smtp_job *j, sk_smtp_tally *tally)
     return NULL;
 }
 
+/* ---- routes kept for the next messages (loop thread) ---- */
+
+struct smtp_rcache {
+    smtp_rcache *hnext;            /* in its bucket */
+    TAILQ_ENTRY(smtp_rcache) link; /* in the order cached, oldest first */
+    char *domain;
+    sk_route *route;
+    char *key;
+    uint64_t expires_ms;
+    unsigned refs; /* the cache's own while listed, and one per job */
+};
+
+static unsigned rcache_hash(const char *domain)
+{
+    /* FNV-1a; domains arrive lower-cased (sk_delivery.domain). */
+    uint32_t h = 2166136261u;
+    for (; *domain; domain++) h = (h ^ (unsigned char)*domain) * 16777619u;
+    return h % SMTP_RCACHE_BUCKETS;
+}
+
+void smtp_route_unref(smtp_rcache *c)
+{
+    if (!c || --c->refs) return;
+    sk_route_free(c->route);
+    sk_free(c->key);
+    sk_free(c->domain);
+    sk_free(c);
+}
+
+/* Take c out of the cache; the jobs that hold it keep it. */
+static void rcache_drop(smtp *sm, smtp_rcache *c)
+{
+    for (smtp_rcache **pp = &sm->rcache[rcache_hash(c->domain)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == c) {
+            *pp = c->hnext;
+            break;
+        }
+    TAILQ_REMOVE(&sm->rcache_order, c, link);
+    sm->nrcache--;
+    smtp_route_unref(c);
+}
+
+/* The fresh route kept for domain, NULL when none (an expired one is
+ * dropped). */
+static smtp_rcache *rcache_find(smtp *sm, const char *domain)
+{
+    smtp_rcache *c = sm->rcache[rcache_hash(domain)];
+    while (c && strcmp(c->domain, domain) != 0) c = c->hnext;
+    if (c && c->expires_ms <= sk_now_ms()) {
+        rcache_drop(sm, c);
+        c = NULL;
+    }
+    return c;
+}
+
+/* Keep j's route (complete, just looked up) for the next jobs to its
+ * domain: the cache takes the route and key over and j borrows them. When
+ * out of memory, or another lookup got there first, j keeps its own. */
+static void rcache_put(smtp *sm, smtp_job *j)
+{
+    if (rcache_find(sm, j->domain)) return;
+    smtp_rcache *c = sk_calloc(1, sizeof *c);
+    if (c) c->domain = sk_strdup(j->domain);
+    if (!c || !c->domain) {
+        sk_free(c);
+        return;
+    }
+    if (sm->nrcache >= SK_SMTP_ROUTE_CACHE_MAX) rcache_drop(sm, TAILQ_FIRST(&sm->rcache_order));
+    c->route = j->route;
+    c->key = j->key;
+    c->expires_ms = sk_now_ms() + SK_SMTP_ROUTE_CACHE_MS;
+    c->refs = 2;
+    unsigned h = rcache_hash(c->domain);
+    c->hnext = sm->rcache[h];
+    sm->rcache[h] = c;
+    TAILQ_INSERT_TAIL(&sm->rcache_order, c, link);
+    sm->nrcache++;
+    j->cached = c;
+}
+
+void smtp_route_cache_clear(smtp *sm)
+{
+    while (!TAILQ_EMPTY(&sm->rcache_order)) rcache_drop(sm, TAILQ_FIRST(&sm->rcache_order));
+}
+
 /* ---- finding the route (loop thread) ---- */
 
 static void unlink_lookup(smtp *sm, smtp_job *j)
@@ -231,21 +329,12 @@ static void unlink_lookup(smtp *sm, smtp_job *j)
         }
 }
 
-/* The route is in: fail at once, or hand the job to the workers. */
-static void on_route(void *ctx, sk_route *route)
+/* The route is in: fail at once, or hand the job to the workers. cache:
+ * the route came from DNS, and once complete it is kept for the next jobs
+ * to the domain. */
+static void route_ready(smtp *sm, smtp_job *j, sk_route *route, bool cache)
 {
-    smtp_job *j = ctx;
-    smtp *sm = j->owner;
     j->route = route;
-    if (!sm) { /* the transport was freed meanwhile */
-        smtp_job_free(j);
-        return;
-    }
-    unlink_lookup(sm, j);
-    if (j->generation != sm->generation) {
-        smtp_job_free(j);
-        return;
-    }
     sk_buf key = SK_BUF_INIT(SK_DNS_MX_HOSTS_MAX * 256);
     sk_err e = route ? sk_smtp_destination_key(route, &key) : SK_ERR_NOMEM;
     j->key = e ? NULL : sk_buf_detach(&key, NULL);
@@ -268,7 +357,27 @@ static void on_route(void *ctx, sk_route *route)
         smtp_job_free(j);
         return;
     }
+    if (cache) rcache_put(sm, j);
     smtp_pool_submit(sm, j);
+}
+
+/* The resolver's answer for a job. */
+static void on_route(void *ctx, sk_route *route)
+{
+    smtp_job *j = ctx;
+    smtp *sm = j->owner;
+    if (!sm) { /* the transport was freed meanwhile */
+        j->route = route;
+        smtp_job_free(j);
+        return;
+    }
+    unlink_lookup(sm, j);
+    if (j->generation != sm->generation) {
+        j->route = route;
+        smtp_job_free(j);
+        return;
+    }
+    route_ready(sm, j, route, true);
 }
 
 /* The relay's route: one host, its name to be resolved when connecting,
@@ -299,15 +408,24 @@ static void smtp_deliver(sk_transport *t, const sk_delivery *job, sk_delivery_do
         return;
     }
     if (sm->relay_host) {
-        /* on_route answers out of memory for a NULL route. */
-        on_route(j, relay_route(sm));
+        /* route_ready answers out of memory for a NULL route. */
+        route_ready(sm, j, relay_route(sm), false);
         return;
     }
     /* RFC 5321 4.1.3: an address literal names the host, no DNS. */
     sk_route *lit = NULL;
     sk_err e = sk_route_from_literal(job->domain, &lit);
     if (e == SK_OK) {
-        on_route(j, lit);
+        route_ready(sm, j, lit, false);
+        return;
+    }
+    smtp_rcache *c = e == SK_ERR_INVAL ? rcache_find(sm, job->domain) : NULL;
+    if (c) {
+        c->refs++;
+        j->cached = c;
+        j->route = c->route;
+        j->key = c->key;
+        smtp_pool_submit(sm, j);
         return;
     }
     if (e == SK_ERR_SYNTAX) {

@@ -85,8 +85,12 @@ void smtp_job_free(smtp_job *j)
     sk_free(j->specs);
     sk_free(j->body_path);
     sk_free(j->received);
-    sk_route_free(j->route);
-    sk_free(j->key);
+    if (j->cached) {
+        smtp_route_unref(j->cached);
+    } else {
+        sk_route_free(j->route);
+        sk_free(j->key);
+    }
     sk_free(j->results);
     sk_free(j);
 }
@@ -146,6 +150,7 @@ smtp_job *smtp_job_new(smtp *sm, const sk_delivery *job, sk_delivery_done_fn don
     size_t n = job->nrcpts ? job->nrcpts : 1;
     j->owner = sm;
     j->generation = sm->generation;
+    j->spread = sm->spread++;
     j->queue_id = sk_strdup(job->queue_id);
     j->domain = sk_strdup(job->domain);
     j->sender = sk_strdup(job->sender ? job->sender : job->env->sender ? job->env->sender : "");
@@ -232,14 +237,16 @@ bool smtp_txn_send(smtp *sm, smtp_conn *k, smtp_job *j, const sk_buf *msg, bool 
     sk_error_clear(&err);
     sk_err e = sk_client_send_rcpts(k->c, j->sender, j->specs, j->nrcpts, msg->data, msg->len,
                                     &j->send_opts, &res, &err);
-    bool alive = !connection_lost(e);
+    /* RFC 5321 3.8: a host that says 421 closes the session. */
+    bool alive = !connection_lost(e) && res.mail.code != 421 && res.data.code != 421;
     /* The client sends DSN parameters only to a host that announced DSN. */
     const sk_ehlo_info *ext = sk_client_extensions(k->c);
     j->next_hop_dsn = ext && (ext->ext & SK_CLIENT_EXT_DSN);
     *retry = false;
-    if (!alive && k->messages > 0 && res.mail.code == 0) {
+    if (k->messages > 0 && (res.mail.code == 421 || (!alive && res.mail.code == 0))) {
         /* A reused session the host closed meanwhile, before it took
-         * anything: worth a new connection. */
+         * anything (no reply to MAIL, or the 421 of a host closing an
+         * idle session, RFC 5321 3.8): worth a new connection. */
         *retry = true;
         sk_send_result_free(&res);
         return false;

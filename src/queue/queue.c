@@ -7,7 +7,8 @@
 #include "queue/queue_int.h"
 #include "spool/spool_int.h"
 
-#define QUEUE_MAX_IN_FLIGHT_DEFAULT 32
+/* The SMTP transport's threads: a job started is a job running. */
+#define QUEUE_MAX_IN_FLIGHT_DEFAULT SK_SMTP_WORKERS_DEFAULT
 /* Even with nothing due, look again this often (clock changes, flushes). */
 #define QUEUE_IDLE_WAKE_S 60
 
@@ -270,6 +271,42 @@ sk_err sk_queue_apply_filter(sk_queue *q, sk_queue_op op, const sk_queue_filter 
     return SK_OK;
 }
 
+/* Every message in the spool into the table, oldest first: the envelopes
+ * the spool's recovery read at open, else each one listed and loaded.
+ * false when out of memory (err says so). */
+static bool load_all(sk_queue *q, sk_error *err)
+{
+    sk_spool_envelope **envs;
+    size_t n;
+    if (sk_spool_take_recovered(q->spool, &envs, &n)) {
+        size_t i = 0;
+        while (i < n && sk_queue_msg_add(q, envs[i], 1)) i++;
+        bool ok = i == n;
+        for (; i < n; i++) sk_spool_envelope_free(envs[i]);
+        sk_free(envs);
+        if (!ok) sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+        return ok;
+    }
+    char **ids;
+    if (sk_spool_list(q->spool, &ids, &n, err)) return false;
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++) {
+        sk_spool_envelope *env;
+        sk_error e2;
+        if (sk_spool_load(q->spool, ids[i], &env, &e2)) {
+            sk_log(&q->opts.log, SK_LOG_ERR, "%s queue load-failed error=\"%s\"", ids[i], e2.text);
+            continue;
+        }
+        if (!sk_queue_msg_add(q, env, 1)) {
+            sk_spool_envelope_free(env);
+            sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+            ok = false;
+        }
+    }
+    sk_spool_ids_free(ids, n);
+    return ok;
+}
+
 sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_base *base,
                        sk_error *err)
 {
@@ -326,28 +363,10 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     }
 
     /* Everything already on disk: possibly delivered before a crash. */
-    char **ids;
-    size_t n;
-    if (sk_spool_list(spool, &ids, &n, err)) {
+    if (!load_all(q, err)) {
         sk_queue_free(q);
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        sk_spool_envelope *env;
-        sk_error e2;
-        if (sk_spool_load(spool, ids[i], &env, &e2)) {
-            sk_log(&q->opts.log, SK_LOG_ERR, "%s queue load-failed error=\"%s\"", ids[i], e2.text);
-            continue;
-        }
-        if (!sk_queue_msg_add(q, env, 1)) {
-            sk_spool_envelope_free(env);
-            sk_spool_ids_free(ids, n);
-            sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
-            sk_queue_free(q);
-            return NULL;
-        }
-    }
-    sk_spool_ids_free(ids, n);
     sk_log(&q->opts.log, SK_LOG_INFO, "- queue started messages=%zu", q->count);
     sk_spool_set_listener(spool, on_commit, q);
     sk_queue_arm_retry(q, 0); /* the first scan finds what is due */

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 static const char *const state_names[] = {"active", "deferred", "hold"};
@@ -144,8 +145,52 @@ static sk_err put_str(sk_buf *b, const char *s)
 
 static sk_err put_kv_str(sk_buf *b, const char *key, const char *s)
 {
-    sk_err e = sk_buf_printf(b, "%s ", key);
+    sk_err e = sk_buf_puts(b, key);
+    if (!e) e = sk_buf_putc(b, ' ');
     if (!e) e = put_str(b, s);
+    if (!e) e = sk_buf_putc(b, '\n');
+    return e;
+}
+
+/* " N" (" -N" when negative) in decimal: written for every message
+ * committed, so without the cost of printf. */
+static sk_err put_num(sk_buf *b, uint64_t magnitude, bool negative)
+{
+    char d[22];
+    size_t i = sizeof d;
+    do {
+        d[--i] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (negative) d[--i] = '-';
+    d[--i] = ' ';
+    return sk_buf_append(b, d + i, sizeof d - i);
+}
+
+static sk_err put_u64(sk_buf *b, uint64_t v)
+{
+    return put_num(b, v, false);
+}
+
+static sk_err put_i64(sk_buf *b, int64_t v)
+{
+    /* The magnitude of INT64_MIN fits in a uint64_t. */
+    return v < 0 ? put_num(b, (uint64_t)0 - (uint64_t)v, true) : put_num(b, (uint64_t)v, false);
+}
+
+/* "key N\n" */
+static sk_err put_kv_u64(sk_buf *b, const char *key, uint64_t v)
+{
+    sk_err e = sk_buf_puts(b, key);
+    if (!e) e = put_u64(b, v);
+    if (!e) e = sk_buf_putc(b, '\n');
+    return e;
+}
+
+static sk_err put_kv_i64(sk_buf *b, const char *key, int64_t v)
+{
+    sk_err e = sk_buf_puts(b, key);
+    if (!e) e = put_i64(b, v);
     if (!e) e = sk_buf_putc(b, '\n');
     return e;
 }
@@ -153,24 +198,25 @@ static sk_err put_kv_str(sk_buf *b, const char *key, const char *s)
 sk_err sk_spool_envelope_serialize(const sk_spool_envelope *env, sk_buf *out)
 {
     const sk_mail_params *m = &env->mail;
-    sk_err e =
-        sk_buf_printf(out,
-                      ENV_MAGIC "\n"
-                                "id %s\n"
-                                "arrival %" PRId64 "\n"
-                                "state %s\n"
-                                "attempts %u\n"
-                                "next-attempt %" PRId64 "\n"
-                                "body-octets %" PRIu64 "\n"
-                                "size %d %" PRIu64 "\n"
-                                "body %d\n"
-                                "smtputf8 %d\n"
-                                "ret %d\n"
-                                "priority %d %d\n"
-                                "esmtp %d\n",
-                      env->id, env->arrival, sk_spool_state_name(env->state), env->attempts,
-                      env->next_attempt, env->body_octets, m->has_size, m->size, (int)m->body,
-                      m->smtputf8, (int)m->ret, m->has_priority, m->priority, env->esmtp);
+    /* The same text as one printf of the fields would give. */
+    sk_err e = sk_buf_puts(out, ENV_MAGIC "\nid ");
+    if (!e) e = sk_buf_puts(out, env->id);
+    if (!e) e = put_kv_i64(out, "\narrival", env->arrival);
+    if (!e) e = sk_buf_puts(out, "state ");
+    if (!e) e = sk_buf_puts(out, sk_spool_state_name(env->state));
+    if (!e) e = put_kv_u64(out, "\nattempts", env->attempts);
+    if (!e) e = put_kv_i64(out, "next-attempt", env->next_attempt);
+    if (!e) e = put_kv_u64(out, "body-octets", env->body_octets);
+    if (!e) e = sk_buf_puts(out, "size");
+    if (!e) e = put_i64(out, m->has_size);
+    if (!e) e = put_kv_u64(out, "", m->size);
+    if (!e) e = put_kv_i64(out, "body", (int)m->body);
+    if (!e) e = put_kv_i64(out, "smtputf8", m->smtputf8);
+    if (!e) e = put_kv_i64(out, "ret", (int)m->ret);
+    if (!e) e = sk_buf_puts(out, "priority");
+    if (!e) e = put_i64(out, m->has_priority);
+    if (!e) e = put_kv_i64(out, "", m->priority);
+    if (!e) e = put_kv_i64(out, "esmtp", env->esmtp);
     if (!e) e = put_kv_str(out, "envid", m->envid);
     if (!e) e = put_kv_str(out, "auth-param", m->auth);
     if (!e) e = put_kv_str(out, "sender", env->sender);
@@ -182,7 +228,10 @@ sk_err sk_spool_envelope_serialize(const sk_spool_envelope *env, sk_buf *out)
     if (!e) e = put_kv_str(out, "last-reply", env->last_reply);
     for (size_t i = 0; !e && i < env->nrcpts; i++) {
         const sk_spool_rcpt *r = &env->rcpts[i];
-        e = sk_buf_printf(out, "rcpt %s %u ", sk_rcpt_state_name(r->state), r->notify);
+        e = sk_buf_puts(out, "rcpt ");
+        if (!e) e = sk_buf_puts(out, sk_rcpt_state_name(r->state));
+        if (!e) e = put_u64(out, r->notify);
+        if (!e) e = sk_buf_putc(out, ' ');
         if (!e) e = put_str(out, r->addr);
         if (!e) e = sk_buf_putc(out, ' ');
         if (!e) e = put_str(out, r->orcpt);

@@ -199,6 +199,21 @@ static sk_err recover_env(sk_spool *s, const char *id, tally *t, sk_error *err)
     return SK_OK;
 }
 
+/* A kept message's envelope, for the queue (sk_spool_take_recovered);
+ * takes env. */
+static void keep_envelope(sk_spool *s, sk_spool_envelope *env)
+{
+    if (!s->base || s->recovered_lost ||
+        (s->nrecovered == s->recovered_cap &&
+         sk_array_grow(&s->recovered, &s->recovered_cap, s->nrecovered + 1, sizeof *s->recovered,
+                       SIZE_MAX / sizeof *s->recovered))) {
+        sk_spool_envelope_free(env);
+        sk_spool_recovered_drop(s);
+        return;
+    }
+    s->recovered[s->nrecovered++] = env;
+}
+
 /* 4. ID.msg whose envelope (ID.env, else its trailer) is unreadable or
  * disagrees with the file's size: cannot happen with the write order;
  * removed with a warning if it does. */
@@ -230,16 +245,38 @@ static sk_err recover_msg(sk_spool *s, const char *id, tally *t, sk_error *err)
         why = sk_spool_msgfile_problem(fd, env, 0);
         if (fd >= 0) close(fd);
     }
-    sk_spool_envelope_free(env);
     if (!why) {
         t->kept++;
+        keep_envelope(s, env);
         return SK_OK;
     }
+    sk_spool_envelope_free(env);
     sk_log(&s->opts.log, SK_LOG_WARN, "%s spool recover removed=%s", id, why);
     sk_spool_unlink(s, id, SK_SPOOL_BODY_EXT);
     sk_spool_unlink(s, id, SK_SPOOL_ENV_EXT);
     t->removed++;
     return SK_OK;
+}
+
+void sk_spool_recovered_drop(sk_spool *s)
+{
+    if (s->recovered_lost) return;
+    for (size_t i = 0; i < s->nrecovered; i++) sk_spool_envelope_free(s->recovered[i]);
+    sk_free(s->recovered);
+    s->recovered = NULL;
+    s->nrecovered = s->recovered_cap = 0;
+    s->recovered_lost = true;
+}
+
+bool sk_spool_take_recovered(sk_spool *s, sk_spool_envelope ***envs, size_t *n)
+{
+    if (!s->base || s->recovered_lost) return false;
+    *envs = s->recovered;
+    *n = s->nrecovered;
+    s->recovered = NULL;
+    s->nrecovered = s->recovered_cap = 0;
+    s->recovered_lost = true; /* handed over: a second call gets nothing */
+    return true;
 }
 
 /* The steps, in this order: each name is looked at with the files the

@@ -9,6 +9,7 @@
 
 #include <smtpkit/spool.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,13 @@ void sk_spool_spare_stats(sk_spool *s, size_t *ready, size_t *used, int *off_err
 /* Files of removed messages kept for reuse (docs/queue.md "Reused
  * files"), for tests: how many are waiting, how many were reused. */
 void sk_spool_reuse_stats(sk_spool *s, size_t *pool, size_t *reused);
+
+/* The envelopes of the messages recovery found, read once at open (with
+ * an event base), oldest first: handed over to the caller, who owns the
+ * array (sk_free) and each envelope. false (and nothing handed over) when
+ * there is no such list: no event base, taken already, or memory ran
+ * short while recovering; the caller then lists and loads. */
+bool sk_spool_take_recovered(sk_spool *s, sk_spool_envelope ***envs, size_t *n);
 
 /* The control directory for requests from other processes. */
 const char *sk_spool_ctl_dir(const sk_spool *s);

@@ -8,6 +8,9 @@
 
 /* What one read(2) asks for when reading to the end of a file. */
 #define READ_CHUNK_OCTETS (64 * 1024)
+/* What sk_buf_vprintf formats on the stack before it needs the buffer's
+ * own room: more than the usual log line, reply or path. */
+#define PRINTF_SMALL_OCTETS 512
 
 void sk_buf_init(sk_buf *b, size_t max)
 {
@@ -70,11 +73,15 @@ sk_err sk_buf_putc(sk_buf *b, char c)
 
 sk_err sk_buf_vprintf(sk_buf *b, const char *fmt, va_list ap)
 {
+    /* Formatted once into a buffer on the stack when it fits (nearly
+     * always), instead of once to measure and once to write. */
+    char small[PRINTF_SMALL_OCTETS];
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(small, sizeof small, fmt, ap2);
     va_end(ap2);
     if (n < 0) return SK_ERR_INVAL;
+    if ((size_t)n < sizeof small) return sk_buf_append(b, small, (size_t)n);
     sk_err e = sk_buf_reserve(b, (size_t)n);
     if (e) return e;
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);

@@ -83,11 +83,15 @@ class Closer(sktest.Listener):
     """A minimal SMTP host that drops the connection (no 221) right after
     answering each message, as a receiver with a short idle timeout would
     before the next one; counts connections and messages. broken_tls:
-    offer STARTTLS, say 220 to it, then answer the handshake with junk."""
+    offer STARTTLS, say 220 to it, then answer the handshake with junk.
+    idle_421: keep the connection after a message, then answer the next
+    command with 421 and close (RFC 5321 3.8), as a receiver whose idle
+    timer ran out would."""
 
-    def __init__(self, host, port, broken_tls=False):
+    def __init__(self, host, port, broken_tls=False, idle_421=False):
         super().__init__(host, port, reuse_addr=True)
         self.broken_tls = broken_tls
+        self.idle_421 = idle_421
         self.starttls = 0
         self.messages = 0
 
@@ -115,6 +119,10 @@ class Closer(sktest.Listener):
                     pass
                 self.messages += 1
                 conn.sendall(b"250 2.0.0 Ok: queued as CLOSER\r\n")
+                if self.idle_421:
+                    if f.readline():
+                        conn.sendall(b"421 4.4.2 closer.test idle too long\r\n")
+                    return
                 conn.shutdown(socket.SHUT_RDWR)
                 return
             elif verb == b"QUIT":

@@ -7,8 +7,9 @@ Covers opportunistic STARTTLS recorded with version and cipher (verified
 or not), plain text after a failed opportunistic handshake, TLS required for a domain (next MX, or 4.7.10 when no host gives
 it), several jobs over one connection (counted at the peer), the
 messages-per-connection limit, the idle timeout, a kept connection the
-host closed, and two domains with the same MX host set sharing a
-connection.
+host closed (or answered with 421), two domains with the same MX host set sharing a
+connection, a domain's route looked up once for several jobs, and jobs
+spread over MX hosts of equal preference with that route kept.
 """
 
 import os
@@ -41,6 +42,11 @@ ZONE = {
     "mx.closer.test": {"A": ["127.0.0.8"]},
     "badtls.test": {"MX": [[10, "mx.badtls.test"]]},
     "mx.badtls.test": {"A": ["127.0.0.10"]},
+    "idle.test": {"MX": [[10, "mx.idle.test"]]},
+    "mx.idle.test": {"A": ["127.0.0.12"]},
+    "even.test": {"MX": [[10, "mx1.even.test"], [10, "mx2.even.test"]]},
+    "mx1.even.test": {"A": ["127.0.0.1"]},
+    "mx2.even.test": {"A": ["127.0.0.11"]},
 }
 
 TLS_DESC = re.compile(r"^TLSv1\.[23] [A-Z0-9_-]+$")
@@ -58,7 +64,9 @@ def main():
         with DNSTestServer(ZONE) as dns, \
                 MXHost("127.0.0.1", port, "plain.req.test") as plain, \
                 MXHost("127.0.0.7", port, "mx.tls.test", cert=cert) as tls, \
+                MXHost("127.0.0.11", port, "mx2.even.test") as even2, \
                 Closer("127.0.0.8", port) as closer, \
+                Closer("127.0.0.12", port, idle_421=True) as idle, \
                 Closer("127.0.0.10", port, broken_tls=True) as badtls:
 
             def go(rcpts, *extra):
@@ -175,6 +183,15 @@ def main():
                        "%d messages over %d connections" % (closer.messages, closer.connections))
 
             @run.case
+            def reused_connection_421_by_host():
+                # The 421 of a host that closed the kept session is no
+                # answer about the message: a new connection, no failure.
+                res, r = go(["u@idle.test"], "--jobs", "3")
+                expect([j["rcpts"][0]["status"] for j in res] == ["ok"] * 3, "delivered", r)
+                expect(idle.messages == 3 and idle.connections == 3,
+                       "%d messages over %d connections" % (idle.messages, idle.connections))
+
+            @run.case
             def same_destination_shares_connection():
                 c, n = plain.connections, len(plain.messages)
                 res, r = go(["u@a.prov.test"], "--alt-rcpt", "v@b.prov.test", "--jobs", "2")
@@ -184,6 +201,27 @@ def main():
                        "both domains", r)
                 expect(len(plain.messages) == n + 2 and plain.connections == c + 1,
                        "two domains over one connection: %d" % (plain.connections - c), r)
+
+            @run.case
+            def route_looked_up_once_for_several_jobs():
+                def mx_queries():
+                    return sum(1 for q in dns.queries() if q == ("reuse.test", "MX"))
+                before = mx_queries()
+                res, r = go(["u@reuse.test"], "--jobs", "3")
+                expect([j["rcpts"][0]["status"] for j in res] == ["ok"] * 3, "delivered", r)
+                expect(mx_queries() == before + 1,
+                       "one MX lookup for three jobs: %d" % (mx_queries() - before), r)
+
+            @run.case
+            def equal_preference_hosts_share_the_jobs():
+                # RFC 5321 5.1: the load spread over hosts of equal
+                # preference, also when the route is the one kept.
+                n1, n2 = len(plain.messages), len(even2.messages)
+                res, r = go(["u@even.test"], "--jobs", "4", "--max-per-conn", "1")
+                expect([j["rcpts"][0]["status"] for j in res] == ["ok"] * 4, "delivered", r)
+                expect(len(plain.messages) - n1 == 2 and len(even2.messages) - n2 == 2,
+                       "two each: %d and %d" % (len(plain.messages) - n1,
+                                                len(even2.messages) - n2), r)
     finally:
         tmp.cleanup()
     run.finish()

@@ -2,12 +2,14 @@
 """Signals that arrive while `smtpkit serve` is still starting: its port
 already answers, but it is still recovering a spool of many messages.
 SIGTERM then still means "stop cleanly, exit 0" and SIGHUP "reload" (the
-daemon keeps running), as docs/serve.md says; no message is lost."""
+daemon keeps running), as docs/serve.md says; no message is lost. So does
+a SIGTERM sent again and again until the process has gone."""
 
 import os
 import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
@@ -43,6 +45,19 @@ try:
         rc = proc.stop(signal.SIGTERM, timeout=30)
         sktest.check(rc == 0, "SIGTERM during start-up: exit 0, got %r\n%s" % (rc, log_of(log)))
 
+    # SIGTERM again and again until the process is gone: one that comes
+    # while the daemon is being freed, its handlers gone, still ends in
+    # exit 0, not death by the signal.
+    for i in range(TRIES):
+        proc, log = start(TRIES + 1 + i)
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            os.kill(proc.pid, signal.SIGTERM)
+            time.sleep(0.001)
+        rc = proc.stop(signal.SIGTERM, timeout=30)
+        sktest.check(rc == 0, "SIGTERM repeated while stopping: exit 0, got %r\n%s"
+                     % (rc, log_of(log)))
+
     proc, log = start(TRIES)
     os.kill(proc.pid, signal.SIGHUP)
     sktest.wait_for(lambda: "daemon started" in log_of(log), timeout=30,
@@ -54,6 +69,7 @@ try:
     r = sktest.smtpkit("queue", "--data-dir", data, "list", "--json", timeout=60)
     sktest.check(r.returncode == 0 and r.stdout.count('"id"') == N,
                  "all %d messages still held (%d)" % (N, r.stdout.count('"id"')))
-    print("ok: %d early SIGTERMs and one SIGHUP with %d messages to recover" % (TRIES, N))
+    print("ok: %d early SIGTERMs, %d repeated, and one SIGHUP with %d messages to recover"
+          % (TRIES, TRIES, N))
 finally:
     tmp.cleanup()

@@ -59,6 +59,13 @@ def serve_session(name, *args):
             mailbox = os.path.join(data_dir, "mailboxes", "localhost", "bob", "new")
             sktest.wait_for(lambda: os.path.isdir(mailbox) and os.listdir(mailbox), timeout=15,
                             what="%s: delivery to bob@localhost" % name)
+            # The Maildir worker writes the file; the loop then hears of
+            # the delivery, logs it and removes the message from the spool.
+            # A stop in between drops the report (the next start finds the
+            # file: already delivered), so wait for the removal.
+            msgdir = os.path.join(data_dir, "spool", "msg")
+            sktest.wait_for(lambda: not any(f.endswith(".msg") for f in os.listdir(msgdir)),
+                            timeout=15, what="%s: the message off the queue" % name)
             rc = proc.stop(signal.SIGTERM, timeout=20)
             sktest.check(rc == 0, "%s: serve exited %s" % (name, rc))
         finally:

@@ -46,6 +46,9 @@ static const struct {
     {"a\r.\r\nb", "a\r\n..\r\nb\r\n.\r\n"},
     {"a\r\rb", "a\r\n\r\nb\r\n.\r\n"},
     {"Subject: \xc3\xa9\r\n\r\nbody", "Subject: \xc3\xa9\r\n\r\nbody\r\n.\r\n"},
+    /* Long runs inside lines (skipped to their ends), each kind of end. */
+    {"abcdefghij\r\n.k\nlmnop\r.q", "abcdefghij\r\n..k\r\nlmnop\r\n..q\r\n.\r\n"},
+    {"0123456789abcdef.\r\n", "0123456789abcdef.\r\n.\r\n"},
 };
 
 static void test_stuff(void **state)
@@ -122,6 +125,10 @@ static void test_queue_id_and_8bit(void **state)
     }
     assert_int_equal(cl_has_8bit("abc", 3), 0);
     assert_int_equal(cl_has_8bit("a\xc3\xa9", 3), 1);
+    /* Whole words, then the tail. */
+    assert_int_equal(cl_has_8bit("abcdefgh\x80ijklmnop", 17), 1);
+    assert_int_equal(cl_has_8bit("abcdefghijklmnop\xc3", 17), 1);
+    assert_int_equal(cl_has_8bit("abcdefghijklmnopq", 17), 0);
 }
 
 /* What a peer's first octets say it is (identification of a port that

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <dirent.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -253,6 +255,51 @@ static void test_envelope_round_trip(void **state)
             assert_int_not_equal(sk_spool_envelope_parse(b.data, cut, &back), SK_OK);
             assert_null(back);
         }
+        sk_buf_free(&b);
+    }
+}
+
+/* The numbers of the text form, written without printf, read exactly as
+ * printf writes them (the envelopes already on disk). */
+static void test_envelope_numbers(void **state)
+{
+    static const struct {
+        int64_t arrival, next_attempt;
+        unsigned attempts, notify;
+        uint64_t body_octets, size;
+        int priority;
+    } cases[] = {
+        {0, 0, 0, 0, 0, 0, 0},
+        {1700000000, -1, 7, 15, 1024, 123456789012ull, -9},
+        {INT64_MAX, INT64_MIN, UINT_MAX, 1, UINT64_MAX, UINT64_MAX, 9},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_spool_envelope env = test_env();
+        snprintf(env.id, sizeof env.id, "%s", "0000000000000000");
+        env.arrival = cases[i].arrival;
+        env.next_attempt = cases[i].next_attempt;
+        env.attempts = cases[i].attempts;
+        env.body_octets = cases[i].body_octets;
+        env.mail.has_size = 1;
+        env.mail.size = cases[i].size;
+        env.mail.has_priority = 1;
+        env.mail.priority = cases[i].priority;
+        sk_spool_rcpt r = {.addr = "b@example.net", .notify = cases[i].notify};
+        env.rcpts = &r;
+        env.nrcpts = 1;
+        char want[1024];
+        snprintf(want, sizeof want,
+                 "smtpkit-envelope 1\nid 0000000000000000\narrival %" PRId64
+                 "\nstate active\nattempts %u\nnext-attempt %" PRId64 "\nbody-octets %" PRIu64
+                 "\nsize 1 %" PRIu64 "\nbody 0\nsmtputf8 0\nret 0\npriority 1 %d\nesmtp 1\n"
+                 "envid =\nauth-param =\nsender =alice@example.org\nhelo =client.example.org\n"
+                 "peer =127.0.0.1\npeer-name -\ntls -\nauth-user -\nlast-reply -\n"
+                 "rcpt pending %u =b@example.net - -\nend\n",
+                 cases[i].arrival, cases[i].attempts, cases[i].next_attempt, cases[i].body_octets,
+                 cases[i].size, cases[i].priority, cases[i].notify);
+        sk_buf b = SK_BUF_INIT(4096);
+        assert_int_equal(sk_spool_envelope_serialize(&env, &b), SK_OK);
+        assert_string_equal(sk_buf_cstr(&b), want);
         sk_buf_free(&b);
     }
 }
@@ -691,6 +738,63 @@ static void test_recovery(void **state)
     sk_spool_free(s);
     rm_tree(dir);
     free(dir);
+}
+
+/* With an event base, the envelopes recovery read are handed over once,
+ * oldest first, and only while the spool is as recovery found it: after a
+ * message is begun, an envelope saved or a message removed they are not
+ * (the queue then lists and loads). Without an event base there is no
+ * list. */
+static void test_recovered_handover(void **state)
+{
+    static const char *const changes[] = {"none", "begin", "save", "remove"};
+    for (size_t c = 0; c < sizeof changes / sizeof changes[0]; c++) {
+        done_rec r1 = {0}, r2 = {0};
+        char *dir = dir_with_message(&r1);
+        sk_error err;
+        sk_spool *s = sk_spool_open(dir, NULL, NULL, &err);
+        assert_non_null(s);
+        commit_sync(s, body, strlen(body), &r2);
+        assert_int_equal(r2.err, SK_OK);
+        sk_spool_envelope **envs = NULL;
+        size_t n = 0;
+        assert_false(sk_spool_take_recovered(s, &envs, &n)); /* no event base */
+        sk_spool_free(s);
+
+        struct event_base *base = event_base_new();
+        s = sk_spool_open(dir, NULL, base, &err);
+        assert_non_null(s);
+        if (!strcmp(changes[c], "begin")) {
+            sk_spool_envelope e = test_env();
+            sk_spool_msg *m = sk_spool_begin(s, &e, NULL);
+            assert_non_null(m);
+            sk_spool_abort(m);
+        } else if (!strcmp(changes[c], "save")) {
+            sk_spool_envelope *env;
+            assert_int_equal(sk_spool_load(s, r1.id, &env, &err), SK_OK);
+            assert_int_equal(sk_spool_save(s, env, &err), SK_OK);
+            sk_spool_envelope_free(env);
+        } else if (!strcmp(changes[c], "remove")) {
+            assert_int_equal(sk_spool_remove(s, r2.id, &err), SK_OK);
+        }
+        bool got = sk_spool_take_recovered(s, &envs, &n);
+        assert_int_equal(got, !strcmp(changes[c], "none"));
+        if (got) {
+            assert_int_equal(n, 2);
+            assert_string_equal(envs[0]->id, r1.id);
+            assert_string_equal(envs[1]->id, r2.id);
+            assert_int_equal(envs[1]->body_octets, strlen(body));
+            assert_string_equal(envs[1]->sender, "alice@example.org");
+            for (size_t i = 0; i < n; i++) sk_spool_envelope_free(envs[i]);
+            sk_free(envs);
+            /* Once. */
+            assert_false(sk_spool_take_recovered(s, &envs, &n));
+        }
+        sk_spool_free(s);
+        event_base_free(base);
+        rm_tree(dir);
+        free(dir);
+    }
 }
 
 /* Recovery removes what a crash left half done, never a message because
@@ -2313,6 +2417,7 @@ int main(void)
         cmocka_unit_test(test_id_sorts_by_time),
         cmocka_unit_test(test_id_valid),
         cmocka_unit_test(test_envelope_round_trip),
+        cmocka_unit_test(test_envelope_numbers),
         cmocka_unit_test(test_envelope_rejects),
         cmocka_unit_test(test_envelope_alloc_failures),
         cmocka_unit_test(test_protocol_names),
@@ -2326,6 +2431,7 @@ int main(void)
         cmocka_unit_test(test_lock_excludes_second_owner),
         cmocka_unit_test(test_open_sync_modes),
         cmocka_unit_test(test_recovery),
+        cmocka_unit_test(test_recovered_handover),
         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_recovery_rules),
         cmocka_unit_test(test_recovery_keeps_on_error),

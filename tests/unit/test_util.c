@@ -32,6 +32,22 @@ static void test_buf_bounded(void **state)
     assert_int_equal(sk_buf_printf(&b, "%d", 4), SK_ERR_TOO_LONG);
     sk_buf_free(&b);
     assert_string_equal(sk_buf_cstr(&b), "");
+    /* Formatted text of every size around the stack buffer's (512). */
+    static const size_t widths[] = {0, 1, 510, 511, 512, 513, 4000};
+    for (size_t i = 0; i < SKT_N(widths); i++) {
+        sk_buf w = SK_BUF_INIT(8192);
+        assert_int_equal(sk_buf_puts(&w, "<"), SK_OK);
+        assert_int_equal(sk_buf_printf(&w, "%*s|%d", (int)widths[i], "x", 7), SK_OK);
+        assert_int_equal(w.len, 1 + (widths[i] ? widths[i] : 1) + 2);
+        assert_int_equal(w.data[w.len - 3], 'x');
+        assert_string_equal(w.data + w.len - 2, "|7");
+        /* Over the maximum: an error, and nothing appended. */
+        sk_buf small = SK_BUF_INIT(widths[i] + 1);
+        assert_int_equal(sk_buf_printf(&small, "%*s|%d", (int)widths[i], "x", 7), SK_ERR_TOO_LONG);
+        assert_int_equal(small.len, 0);
+        sk_buf_free(&small);
+        sk_buf_free(&w);
+    }
     /* A reserve on an empty buffer leaves a valid empty string. */
     assert_int_equal(sk_buf_reserve(&b, 4), SK_OK);
     assert_string_equal(sk_buf_cstr(&b), "");

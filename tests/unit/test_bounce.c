@@ -166,6 +166,15 @@ static const struct {
      "following reason for rejecting your request:\n\n\"Off topic\"\n\n"
      "Any questions or comments should be directed to the list administrator\n",
      "list", "dev@lists.example.org", "dev@lists.example.org", NULL, "Off topic", SK_DSN_FAILED},
+    {"sendmail warning, no address list",
+     "From: Mail Delivery Subsystem <MAILER-DAEMON@mta.example.net>\n"
+     "Subject: Warning: could not send message for past 4 hours\n\n"
+     "    **      THIS IS A WARNING MESSAGE ONLY      **\n\n"
+     "   ----- Transcript of session follows -----\n... while talking to mx.example.com.:\n"
+     ">>> RCPT To:<z@example.com>\n<<< 451 4.3.0 try again later\n"
+     "z@example.com... Deferred: 451 4.3.0 try again later\n"
+     "Warning: message still undelivered after 4 hours\n",
+     "sendmail", "z@example.com", "z@example.com", "4.3.0", "try again later", SK_DSN_DELAYED},
     /* A list's own mail: never a bounce, even with a bounce inside. */
     {"list, ezmlm warning with the member's bounce",
      "From: team-help@lists.example.org\nTo: alice@example.com\n"

@@ -10,7 +10,7 @@ python3 python3-aiosmtpd python3-dnslib python3-authres python3-spf python3-yaml
 libio-socket-ssl-perl msmtp curl postfix openssl dnsutils valgrind hyperfine \
 iproute2 procps help2man groff-base man-db systemd python3-seccomp \
 python3-dkim python3-nacl libcurl4-openssl-dev prometheus libpcre2-dev python3-jsonschema wrk sqlite3 \
-python3-flufl.bounce"
+python3-flufl.bounce m4 libwrap0"
 
 missing=""
 for p in $PKGS; do
@@ -87,4 +87,14 @@ fi
 if [ "$(id -u)" -eq 0 ] && ! getent passwd Debian-exim >/dev/null; then
     adduser --system --group --quiet --allow-bad-names --no-create-home \
         --home "$MTA_CACHE/exim" Debian-exim
+fi
+# Sendmail, the same way (it too would replace Postfix): sendmail-bin's
+# binary and sendmail-cf's m4 macros, from which test_bounce_sendmail.py
+# makes its own configuration (m4 above; libwrap0 is the binary's library).
+if [ "$(id -u)" -eq 0 ] && [ ! -x "$MTA_CACHE/sendmail/usr/libexec/sendmail/sendmail" ]; then
+    mkdir -p "$MTA_CACHE/debs"
+    (cd "$MTA_CACHE/debs" && apt-get download -q sendmail-bin sendmail-cf >/dev/null 2>&1)
+    for deb in "$MTA_CACHE"/debs/sendmail-bin_*.deb "$MTA_CACHE"/debs/sendmail-cf_*.deb; do
+        dpkg-deb -x "$deb" "$MTA_CACHE/sendmail"
+    done
 fi

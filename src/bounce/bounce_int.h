@@ -35,6 +35,7 @@ typedef struct bn_detector {
 } bn_detector;
 
 sk_err bn_rfc3464(const bn_msg *m, sk_bounce *b);
+sk_err bn_list(const bn_msg *m, sk_bounce *b);
 sk_err bn_postfix(const bn_msg *m, sk_bounce *b);
 sk_err bn_exim(const bn_msg *m, sk_bounce *b);
 sk_err bn_qmail(const bn_msg *m, sk_bounce *b);
@@ -46,6 +47,10 @@ sk_err bn_domino(const bn_msg *m, sk_bounce *b);
 sk_err bn_courier(const bn_msg *m, sk_bounce *b);
 sk_err bn_gateway(const bn_msg *m, sk_bounce *b);
 sk_err bn_scan(const bn_msg *m, sk_bounce *b);
+
+/* 1 when m is a mailing list's own mail (a probe, a warning about bounces
+ * it received, a digest; d_list.c): nothing in it is read. */
+int bn_list_own(const bn_msg *m);
 
 /* Take msg apart into m (bn_msg_clear frees it). */
 sk_err bn_msg_read(const char *msg, size_t len, bn_msg *m);

@@ -14,12 +14,15 @@
  * families whose marks are specific, then the last-resort scanner. A
  * detector runs only when every one before it found nothing. Yahoo's
  * layout is qmail's with its own words: it runs before qmail's, whose
- * marks it also has. */
+ * marks it also has. A list manager's notice about a post comes right
+ * after the standard reports: its words are specific, and it may quote a
+ * bounce-like text the later detectors would misread. */
 static const bn_detector detectors[] = {
-    {"rfc3464", bn_rfc3464},   {"postfix", bn_postfix},     {"exim", bn_exim},
-    {"yahoo", bn_yahoo},       {"qmail", bn_qmail},         {"sendmail", bn_sendmail},
-    {"exchange", bn_exchange}, {"groupwise", bn_groupwise}, {"domino", bn_domino},
-    {"courier", bn_courier},   {"gateway", bn_gateway},     {"scan", bn_scan},
+    {"rfc3464", bn_rfc3464},   {"list", bn_list},         {"postfix", bn_postfix},
+    {"exim", bn_exim},         {"yahoo", bn_yahoo},       {"qmail", bn_qmail},
+    {"sendmail", bn_sendmail}, {"exchange", bn_exchange}, {"groupwise", bn_groupwise},
+    {"domino", bn_domino},     {"courier", bn_courier},   {"gateway", bn_gateway},
+    {"scan", bn_scan},
 };
 #define N_DETECTORS (sizeof detectors / sizeof detectors[0])
 
@@ -125,11 +128,14 @@ static sk_err read_depth(const char *msg, size_t len, sk_bounce *b, int depth)
 {
     bn_msg m;
     sk_err e = bn_msg_read(msg, len, &m);
-    for (size_t i = 0; i < N_DETECTORS && !e && !b->detector; i++) {
+    /* A list's probe, warning or digest: read nothing, not even what it
+     * attaches (the bounce of a member's address). */
+    int own = !e && bn_list_own(&m);
+    for (size_t i = 0; !own && i < N_DETECTORS && !e && !b->detector; i++) {
         e = detectors[i].fn(&m, b);
         if (!e && b->nrcpts) b->detector = detectors[i].name;
     }
-    if (!e && !b->detector && m.attached.len && depth < 1)
+    if (!e && !own && !b->detector && m.attached.len && depth < 1)
         e = read_depth(m.attached.data, m.attached.len, b, depth + 1);
     if (!e && b->detector && depth == 0) e = recipients(&m, b);
     if (!e && b->detector && !b->original_message_id) {

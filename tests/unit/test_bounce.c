@@ -149,6 +149,54 @@ static const struct {
      "Subject: Warning: message has not yet been delivered\n\nYour message to:\n"
      "\ty@example.com\nhas not yet been delivered because the server did not respond.\n",
      "scan", "y@example.com", "y@example.com", NULL, NULL, SK_DSN_DELAYED},
+    {"list, held for moderation (Mailman)",
+     "From: team-bounces@lists.example.org\nTo: alice@example.com\n"
+     "Subject: Your message to Team awaits moderator approval\n\n"
+     "Your mail to 'Team' with the subject\n\n    Plans\n\n"
+     "Is being held until the list moderator can review it for approval.\n\n"
+     "The reason it is being held:\n\n    Post by non-member to a members-only list\n\n"
+     "Either the message will get posted to the list, or you will receive\n"
+     "notification of the moderator's decision.\n",
+     "list", "team@lists.example.org", "team@lists.example.org", NULL, "non-member",
+     SK_DSN_DELAYED},
+    {"list, refused by the moderator (Mailman)",
+     "From: dev-owner@lists.example.org\nSubject: Request to mailing list dev rejected\n\n"
+     "Your request to the dev mailing list\n\n    Posting of your message titled \"Hi\"\n\n"
+     "has been rejected by the list moderator.  The moderator gave the\n"
+     "following reason for rejecting your request:\n\n\"Off topic\"\n\n"
+     "Any questions or comments should be directed to the list administrator\n",
+     "list", "dev@lists.example.org", "dev@lists.example.org", NULL, "Off topic", SK_DSN_FAILED},
+    {"sendmail warning, no address list",
+     "From: Mail Delivery Subsystem <MAILER-DAEMON@mta.example.net>\n"
+     "Subject: Warning: could not send message for past 4 hours\n\n"
+     "    **      THIS IS A WARNING MESSAGE ONLY      **\n\n"
+     "   ----- Transcript of session follows -----\n... while talking to mx.example.com.:\n"
+     ">>> RCPT To:<z@example.com>\n<<< 451 4.3.0 try again later\n"
+     "z@example.com... Deferred: 451 4.3.0 try again later\n"
+     "Warning: message still undelivered after 4 hours\n",
+     "sendmail", "z@example.com", "z@example.com", "4.3.0", "try again later", SK_DSN_DELAYED},
+    /* A list's own mail: never a bounce, even with a bounce inside. */
+    {"list, ezmlm warning with the member's bounce",
+     "From: team-help@lists.example.org\nTo: alice@example.com\n"
+     "Subject: ezmlm warning\n\nHi! This is the ezmlm program. I'm managing the\n"
+     "team@lists.example.org mailing list.\n\nMessages to you from the team mailing list seem\n"
+     "to have been bouncing. A copy of the first bounce follows.\n\n"
+     "Hi. This is the qmail-send program at mx.example.com.\n"
+     "I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
+     "<alice@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n",
+     NULL, NULL, NULL, NULL, NULL, 0},
+    {"list, Mailman probe",
+     "From: team-bounces@lists.example.org\nSubject: Team mailing list probe message\n\n"
+     "This is a probe message.  You can ignore this message.\n\nThe team mailing list has "
+     "received a number of bounces from you,\nindicating that there may be a problem "
+     "delivering messages to\nalice@example.com.\n",
+     NULL, NULL, NULL, NULL, NULL, 0},
+    {"list, digest quoting a bounce",
+     "From: team-request@lists.example.org\nSubject: Team Digest, Vol 3, Issue 7\n\n"
+     "Today's Topics:\n\n   1. Undelivered Mail Returned to Sender\n\n"
+     "This is the mail system at host mx.example.net.\n\n"
+     "<carol@example.net>: host mx.example.net said: 550 5.1.1 unknown user\n",
+     NULL, NULL, NULL, NULL, NULL, 0},
     /* Not bounces. */
     {"returned list headers only",
      "Subject: Mail Error\n\nYour mail cannot be delivered to the following address(es):\n"
@@ -202,8 +250,9 @@ static void test_detector_list(void **state)
     const char *const *n = sk_bounce_detectors();
     size_t k = 0;
     while (n[k]) k++;
-    assert_true(k >= 12);
+    assert_true(k >= 13);
     assert_string_equal(n[0], "rfc3464");
+    assert_string_equal(n[1], "list");
     assert_string_equal(n[k - 1], "scan");
 }
 
@@ -231,6 +280,8 @@ static const struct {
     {SK_DSN_DELIVERED, "2.0.0", NULL, SK_CLASS_OTHER, 0, 0},
     {SK_DSN_FAILED, "5.7.1", "554 5.7.1 blocked using zen.spamhaus.org", SK_CLASS_BLOCKED, 1, 0},
     {SK_DSN_FAILED, NULL, "something odd happened", SK_CLASS_UNDETERMINED, 1, 0},
+    /* A list moderator's refusal: policy, the list's address is fine. */
+    {SK_DSN_FAILED, NULL, "rejected by the list moderator: Off topic", SK_CLASS_POLICY, 1, 0},
     {-1, "5.1.2", NULL, SK_CLASS_DOMAIN_NOT_FOUND, 1, 1},
 };
 

@@ -13,7 +13,8 @@
 # process started here is stopped by PID.
 # Usage: bench/callgrind_serve.sh [BUILD_DIR]
 # Env: MSGS (default 2000), SESSIONS (default 20), LEN (default 1024),
-#      MODES (default "relay hold"; also hold-rsa, hold-ed25519), BENCH_DIR (scratch, default /tmp),
+#      MODES (default "relay hold"; also hold-rsa, hold-ed25519),
+#      BENCH_DIR (scratch, default /tmp),
 #      CALLGRIND=0 to run the daemon without callgrind and print only the
 #      rate (messages per second, the 250s for hold; noisy on a shared
 #      machine); KEEP=1 keeps the scratch directory (the callgrind.out files)

@@ -5,12 +5,16 @@
 #   relay: Postfix's smtp-source -> smtpkit serve -> smtp-sink (MX found
 #          through a loopback DNS server, tests/integration/dns_server.py)
 #   hold:  smtp-source -> smtpkit serve --hold (accepted, made durable, kept)
+#   hold-rsa, hold-ed25519: hold with every message DKIM-signed (--dkim
+#          with an RSA-2048 or an Ed25519 key from `smtpkit dkim keygen`;
+#          smtp-source's From is in the key's domain)
 # The count covers the whole life of the daemon (start, the messages, the
 # stop on SIGTERM), every thread of it. Loopback only, free ports; every
 # process started here is stopped by PID.
 # Usage: bench/callgrind_serve.sh [BUILD_DIR]
 # Env: MSGS (default 2000), SESSIONS (default 20), LEN (default 1024),
-#      MODES (default "relay hold"), BENCH_DIR (scratch, default /tmp),
+#      MODES (default "relay hold"; also hold-rsa, hold-ed25519),
+#      BENCH_DIR (scratch, default /tmp),
 #      CALLGRIND=0 to run the daemon without callgrind and print only the
 #      rate (messages per second, the 250s for hold; noisy on a shared
 #      machine); CG_KEEP=DIR copies each mode's callgrind output there
@@ -18,6 +22,8 @@
 #      PERF_STAT=1 runs the daemon under `perf stat` and prints its CPU
 #      time and context switches per message (software counters, which a
 #      virtual machine without hardware counters still has).
+#      KEEP=1 keeps the scratch directory (the callgrind.out files)
+#      for callgrind_annotate.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(cd "${1:-build}" && pwd)
@@ -42,6 +48,7 @@ cleanup() {
     for pid in "${STARTED[@]:-}"; do
         [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
     done
+    [ -n "${KEEP:-}" ] && echo "kept $TMP" >&2 && return
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -72,6 +79,8 @@ $PY "$DNS" "$TMP/zone.json" >"$TMP/dns.port" 2>"$TMP/dns.log" &
 STARTED+=($!)
 for _ in $(seq 1 100); do [ -s "$TMP/dns.port" ] && break; sleep 0.05; done
 DNS_PORT=$(head -n 1 "$TMP/dns.port")
+"$SMTPKIT" dkim keygen --domain bench.test --selector rsa --bits 2048 --out "$TMP/rsa.pem" >/dev/null
+"$SMTPKIT" dkim keygen --domain bench.test --selector ed --type ed25519 --out "$TMP/ed.pem" >/dev/null
 
 for mode in $MODES; do
     rm -rf "$TMP/sk"
@@ -90,6 +99,10 @@ for mode in $MODES; do
     else
         args+=(--hold)
     fi
+    case $mode in
+    hold-rsa) args+=(--dkim "bench.test:rsa:$TMP/rsa.pem") ;;
+    hold-ed25519) args+=(--dkim "bench.test:ed:$TMP/ed.pem") ;;
+    esac
     if [ "${CALLGRIND:-1}" = 0 ] && [ "${PERF_STAT:-0}" = 1 ]; then
         perf stat -x, -e task-clock,context-switches -o "$TMP/perf.$mode" \
             "$SMTPKIT" serve "${args[@]}" 2>"$TMP/sk.$mode.log" &
@@ -121,6 +134,13 @@ for mode in $MODES; do
     fi
     wait_gone "$SK_PID"
     [ "$SINK_PID" -ne 0 ] && kill -TERM "$SINK_PID" && wait_gone "$SINK_PID"
+    case $mode in
+    hold-*)
+        # every message signed: the spool's envelopes say
+        signed=$( (grep -l '^prepend =DKIM-Signature' "$TMP"/sk/spool/msg/*.msg 2>/dev/null || true) | wc -l)
+        [ "$signed" -ge "$MSGS" ] || { echo "$mode: $signed of $MSGS messages signed" >&2; exit 1; }
+        ;;
+    esac
     if [ "${CALLGRIND:-1}" = 0 ]; then
         $PY -c "print('mode=%s messages=%d rate=%.0f/s' % ('$mode', $MSGS, $MSGS / ($t1 - $t0)))"
         if [ "${PERF_STAT:-0}" = 1 ]; then

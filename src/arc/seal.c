@@ -128,7 +128,8 @@ sk_arc_sealer *sk_arc_sealer_new(const sk_arc_seal_opts *o, sk_error *err)
         s->n_results = o->n_results;
         nomem |= !s->results;
     }
-    if (!nomem && dkim_body_hash_init(&s->bh, s->bcanon, EVP_sha256(), UINT64_MAX)) nomem = 1;
+    if (!nomem && dkim_body_hash_init(&s->bh, s->bcanon, dkim_key_sha256(s->key), UINT64_MAX))
+        nomem = 1;
     if (nomem) {
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
         sk_arc_sealer_free(s);

@@ -49,10 +49,14 @@ sk_err dkim_canon_header(sk_dkim_canon c, const char *field, size_t len, sk_buf 
 
 sk_err dkim_body_hash_init(dkim_body_hash *h, sk_dkim_canon c, const EVP_MD *md, uint64_t limit)
 {
-    memset(h, 0, sizeof *h);
+    /* Field by field: zeroing the whole structure would clear its 4 KiB
+     * stage for every message. */
     h->canon = c;
     h->md = md;
     h->limit = limit;
+    h->total = h->crlfs_held = 0;
+    h->cr_held = h->wsp_held = h->content = h->failed = 0;
+    h->staged = 0;
     h->ctx = EVP_MD_CTX_new();
     if (!h->ctx) return SK_ERR_NOMEM;
     if (!EVP_DigestInit_ex(h->ctx, md, NULL)) {

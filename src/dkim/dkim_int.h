@@ -342,11 +342,13 @@ sk_dkim_algo dkim_key_algo(const sk_dkim_key *k);
 
 /* Sign / verify the digest of the header data: RSASSA-PKCS1-v1_5 over it
  * for rsa-*, Ed25519 over the SHA-256 digest itself (RFC 8463 3). */
-SK_NODISCARD sk_err dkim_sign_digest(EVP_PKEY *key, sk_dkim_algo a, const unsigned char *digest,
-                                     size_t dlen, sk_buf *sig);
+SK_NODISCARD sk_err dkim_sign_digest(const sk_dkim_key *key, sk_dkim_algo a,
+                                     const unsigned char *digest, size_t dlen, sk_buf *sig);
 int dkim_verify_digest(EVP_PKEY *key, sk_dkim_algo a, const unsigned char *digest, size_t dlen,
                        const unsigned char *sig, size_t slen);
 EVP_PKEY *dkim_key_pkey(const sk_dkim_key *k);
+/* SHA-256, fetched once for the key: for the hashes of what it signs. */
+const EVP_MD *dkim_key_sha256(const sk_dkim_key *k);
 
 /* Domain-name checks shared with ARC. */
 int dkim_domain_valid(const char *s, size_t n);

@@ -20,7 +20,41 @@ struct sk_dkim_key {
     sk_dkim_key_type type;
     unsigned bits;
     int refs; /* atomic */
+    /* Set up once when the key is made and only read afterwards (by any
+     * number of signing threads): SHA-256 fetched from the provider (an
+     * EVP_sha256() would be looked up again at every EVP_DigestInit_ex),
+     * and a signing context initialized for the key, copied for each
+     * signature (about 0.1 us against 1.3 us for Ed25519's
+     * EVP_DigestSignInit and 2.2 us for RSA's init and settings). RSA
+     * blinding stays as OpenSSL sets it. */
+    EVP_MD *sha256;
+    EVP_MD_CTX *ed_tmpl;
+    EVP_PKEY_CTX *rsa_tmpl;
 };
+
+/* The context every signature with k starts from. */
+static int sign_template(sk_dkim_key *k)
+{
+    k->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!k->sha256) return 0;
+    if (k->type == SK_DKIM_KEY_ED25519) {
+        k->ed_tmpl = EVP_MD_CTX_new();
+        return k->ed_tmpl && EVP_DigestSignInit(k->ed_tmpl, NULL, NULL, NULL, k->pkey) == 1;
+    }
+    k->rsa_tmpl = EVP_PKEY_CTX_new(k->pkey, NULL);
+    return k->rsa_tmpl && EVP_PKEY_sign_init(k->rsa_tmpl) == 1 &&
+           EVP_PKEY_CTX_set_rsa_padding(k->rsa_tmpl, RSA_PKCS1_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_signature_md(k->rsa_tmpl, k->sha256) == 1;
+}
+
+static void key_release(sk_dkim_key *k)
+{
+    EVP_MD_CTX_free(k->ed_tmpl);
+    EVP_PKEY_CTX_free(k->rsa_tmpl);
+    EVP_MD_free(k->sha256);
+    EVP_PKEY_free(k->pkey);
+    sk_free(k);
+}
 
 const char *sk_dkim_key_type_name(sk_dkim_key_type t)
 {
@@ -97,6 +131,12 @@ static sk_err wrap(EVP_PKEY *pkey, const char *name, sk_dkim_key **out, sk_error
     k->type = type;
     k->bits = bits;
     k->refs = 1;
+    if (!sign_template(k)) {
+        key_release(k);
+        ERR_clear_error();
+        return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE,
+                            "%s: cannot set up signing with the key", name);
+    }
     *out = k;
     return SK_OK;
 }
@@ -270,8 +310,12 @@ sk_dkim_key *sk_dkim_key_ref(sk_dkim_key *k)
 void sk_dkim_key_free(sk_dkim_key *k)
 {
     if (!k || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
-    EVP_PKEY_free(k->pkey);
-    sk_free(k);
+    key_release(k);
+}
+
+const EVP_MD *dkim_key_sha256(const sk_dkim_key *k)
+{
+    return k->sha256;
 }
 
 EVP_PKEY *dkim_key_pkey(const sk_dkim_key *k)
@@ -287,16 +331,16 @@ static int key_suits(EVP_PKEY *key, sk_dkim_algo a)
     return a == SK_DKIM_ED25519_SHA256 ? id == EVP_PKEY_ED25519 : id == EVP_PKEY_RSA;
 }
 
-sk_err dkim_sign_digest(EVP_PKEY *key, sk_dkim_algo a, const unsigned char *digest, size_t dlen,
-                        sk_buf *sig)
+sk_err dkim_sign_digest(const sk_dkim_key *k, sk_dkim_algo a, const unsigned char *digest,
+                        size_t dlen, sk_buf *sig)
 {
-    if (!key_suits(key, a)) return SK_ERR_INVAL;
+    if (!key_suits(k->pkey, a) || a == SK_DKIM_RSA_SHA1) return SK_ERR_INVAL;
     sk_err e = SK_ERR_NOMEM;
     size_t slen = 0;
     if (a == SK_DKIM_ED25519_SHA256) {
         /* RFC 8463 3: PureEd25519 over the SHA-256 digest of the data. */
         EVP_MD_CTX *c = EVP_MD_CTX_new();
-        if (c && EVP_DigestSignInit(c, NULL, NULL, NULL, key) == 1 &&
+        if (c && EVP_MD_CTX_copy_ex(c, k->ed_tmpl) == 1 &&
             EVP_DigestSign(c, NULL, &slen, digest, dlen) == 1 && !sk_buf_reserve(sig, slen) &&
             EVP_DigestSign(c, (unsigned char *)sig->data + sig->len, &slen, digest, dlen) == 1) {
             sig->len += slen;
@@ -304,11 +348,8 @@ sk_err dkim_sign_digest(EVP_PKEY *key, sk_dkim_algo a, const unsigned char *dige
         }
         EVP_MD_CTX_free(c);
     } else {
-        EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(key, NULL);
-        if (c && EVP_PKEY_sign_init(c) == 1 &&
-            EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) == 1 &&
-            EVP_PKEY_CTX_set_signature_md(c, dkim_algo_md(a)) == 1 &&
-            EVP_PKEY_sign(c, NULL, &slen, digest, dlen) == 1 && !sk_buf_reserve(sig, slen) &&
+        EVP_PKEY_CTX *c = EVP_PKEY_CTX_dup(k->rsa_tmpl);
+        if (c && EVP_PKEY_sign(c, NULL, &slen, digest, dlen) == 1 && !sk_buf_reserve(sig, slen) &&
             EVP_PKEY_sign(c, (unsigned char *)sig->data + sig->len, &slen, digest, dlen) == 1) {
             sig->len += slen;
             e = SK_OK;

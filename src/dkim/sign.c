@@ -2,6 +2,7 @@
  * pass, the body hashed as it streams in. */
 #include "dkim/dkim_int.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -54,7 +55,10 @@ typedef struct sign_item {
     sk_dkim_key *key;
     char *domain, *selector, *identity;
     sk_dkim_canon hcanon, bcanon;
-    char **headers, **oversign; /* NULL-terminated copies */
+    /* NULL-terminated: the caller's lists copied, or the defaults (static,
+     * not copied: the common case, once per message). */
+    const char *const *headers, *const *oversign;
+    char **headers_own, **oversign_own;
     int64_t timestamp;
     uint64_t expire_s;
 } sign_item;
@@ -63,8 +67,10 @@ struct sk_dkim_signer {
     dkim_msg msg;
     size_t n;
     sign_item items[SK_DKIM_SIGN_MAX];
-    dkim_body_hash bh[SK_DKIM_CANON__COUNT];
     int bh_used[SK_DKIM_CANON__COUNT];
+    /* Last: not zeroed when the signer is made (their stages are 8 KiB);
+     * dkim_body_hash_init sets up the ones used. */
+    dkim_body_hash bh[SK_DKIM_CANON__COUNT];
 };
 
 static void on_body(void *ctx, const char *p, size_t n)
@@ -111,6 +117,20 @@ static sk_err copy_list(const char *const *src, size_t idx, const char *what, ch
     return SK_OK;
 }
 
+/* A caller's list is checked and copied; a default one only taken. */
+static sk_err take_list(const char *const *src, const char *const *dflt, size_t idx,
+                        const char *what, const char *const **use, char ***own, sk_error *err)
+{
+    *own = NULL;
+    if (!src) {
+        *use = dflt;
+        return SK_OK;
+    }
+    sk_err e = copy_list(src, idx, what, own, err);
+    *use = (const char *const *)*own;
+    return e;
+}
+
 /* The i= value: [local-part] "@" domain, with no octet the tag list or a
  * header cannot carry as it is. */
 static int identity_valid(const char *id, const char *domain)
@@ -145,8 +165,8 @@ static sk_err item_init(sign_item *it, const sk_dkim_sign_opts *o, size_t idx, s
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
                             "signature %zu: unknown canonicalization", idx + 1);
     const char *const *hl = o->headers ? o->headers : default_headers;
-    int from = 0;
-    for (size_t i = 0; hl[i]; i++)
+    int from = !o->headers; /* the default list has From */
+    for (size_t i = 0; !from && hl[i]; i++)
         if (!strcasecmp(hl[i], "from")) from = 1;
     if (!from)
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE,
@@ -161,10 +181,11 @@ static sk_err item_init(sign_item *it, const sk_dkim_sign_opts *o, size_t idx, s
     it->identity = o->identity ? sk_strdup(o->identity) : NULL;
     if (!it->domain || !it->selector || (o->identity && !it->identity))
         return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
-    sk_err e = copy_list(hl, idx, "the header list", &it->headers, err);
+    sk_err e = take_list(o->headers, default_headers, idx, "the header list", &it->headers,
+                         &it->headers_own, err);
     if (!e)
-        e = copy_list(o->oversign ? o->oversign : dkim_default_oversign, idx,
-                      "the over-signed list", &it->oversign, err);
+        e = take_list(o->oversign, dkim_default_oversign, idx, "the over-signed list",
+                      &it->oversign, &it->oversign_own, err);
     if (e) return e;
     it->key = sk_dkim_key_ref(o->key);
     return SK_OK;
@@ -179,8 +200,8 @@ void sk_dkim_signer_free(sk_dkim_signer *s)
         sk_free(it->domain);
         sk_free(it->selector);
         sk_free(it->identity);
-        free_list(it->headers);
-        free_list(it->oversign);
+        free_list(it->headers_own);
+        free_list(it->oversign_own);
     }
     for (int c = 0; c < SK_DKIM_CANON__COUNT; c++) dkim_body_hash_clear(&s->bh[c]);
     dkim_msg_clear(&s->msg);
@@ -194,11 +215,13 @@ sk_dkim_signer *sk_dkim_signer_new(const sk_dkim_sign_opts *opts, size_t n, sk_e
                      SK_DKIM_SIGN_MAX);
         return NULL;
     }
-    sk_dkim_signer *s = sk_calloc(1, sizeof *s);
+    sk_dkim_signer *s = sk_malloc(sizeof *s);
     if (!s) {
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
         return NULL;
     }
+    memset(s, 0, offsetof(sk_dkim_signer, bh));
+    for (int c = 0; c < SK_DKIM_CANON__COUNT; c++) s->bh[c].ctx = NULL; /* for the free */
     dkim_msg_init(&s->msg, NULL, NULL, on_body, s);
     for (size_t i = 0; i < n; i++) {
         s->n = i + 1;
@@ -208,7 +231,7 @@ sk_dkim_signer *sk_dkim_signer_new(const sk_dkim_sign_opts *opts, size_t n, sk_e
         }
         sk_dkim_canon c = opts[i].body_canon;
         if (!s->bh_used[c]) {
-            if (dkim_body_hash_init(&s->bh[c], c, EVP_sha256(), UINT64_MAX)) {
+            if (dkim_body_hash_init(&s->bh[c], c, dkim_key_sha256(opts[i].key), UINT64_MAX)) {
                 sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
                 sk_dkim_signer_free(s);
                 return NULL;
@@ -249,10 +272,19 @@ sk_err dkim_fold_put(dkim_folder *f, const char *sep, const char *piece, size_t 
 
 sk_err dkim_fold_tag(dkim_folder *f, const char *name, const char *value)
 {
-    sk_buf t = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
-    sk_err e = sk_buf_printf(&t, "%s=%s;", name, value);
-    if (!e) e = dkim_fold_put(f, " ", t.data, t.len);
-    sk_buf_free(&t);
+    /* name=value; as one piece (no line break inside a tag), built on the
+     * stack when it fits: a tag is short, and this runs for every tag of
+     * every signature. */
+    char small[256];
+    size_t nl = strlen(name), vl = strlen(value), n = nl + vl + 2;
+    char *t = n <= sizeof small ? small : sk_malloc(n);
+    if (!t) return SK_ERR_NOMEM;
+    memcpy(t, name, nl);
+    t[nl] = '=';
+    memcpy(t + nl + 1, value, vl);
+    t[n - 1] = ';';
+    sk_err e = dkim_fold_put(f, " ", t, n);
+    if (t != small) sk_free(t);
     return e;
 }
 
@@ -290,29 +322,30 @@ sk_err dkim_fold_sign(dkim_folder *f, sk_dkim_key *key, dkim_sign_hash_fn hash, 
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     sk_err e = md ? dkim_fold_put(f, " ", "b=", 2) : SK_ERR_NOMEM;
     /* The hash covers the field as it is now, with an empty b=. */
-    if (!e && !EVP_DigestInit_ex(md, dkim_algo_md(algo), NULL)) e = SK_ERR_NOMEM;
+    /* Both algorithms we sign with hash with SHA-256 (RFC 8301, 8463). */
+    if (!e && !EVP_DigestInit_ex(md, dkim_key_sha256(key), NULL)) e = SK_ERR_NOMEM;
     if (!e) e = hash(ctx, md, f->b->data, f->b->len);
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned dlen = 0;
     if (!e && !EVP_DigestFinal_ex(md, digest, &dlen)) e = SK_ERR_NOMEM;
-    if (!e) e = dkim_sign_digest(dkim_key_pkey(key), algo, digest, dlen, &sig);
+    if (!e) e = dkim_sign_digest(key, algo, digest, dlen, &sig);
     if (!e) e = dkim_fold_b(f, (const unsigned char *)sig.data, sig.len);
     EVP_MD_CTX_free(md);
     sk_buf_free(&sig);
     return e;
 }
 
-static size_t count_fields(const dkim_msg *m, const char *name)
+static size_t count_fields(const dkim_msg *m, const char *name, size_t nl)
 {
-    size_t c = 0, nl = strlen(name);
+    size_t c = 0;
     for (size_t i = 0; i < m->nfields; i++) c += (size_t)dkim_field_is(m, &m->fields[i], name, nl);
     return c;
 }
 
-static int in_list(const char *const *l, const char *name)
+static int in_list(const char *const *l, const char *name, size_t nl)
 {
     for (size_t i = 0; l[i]; i++)
-        if (!strcasecmp(l[i], name)) return 1;
+        if (strlen(l[i]) == nl && !strncasecmp(l[i], name, nl)) return 1;
     return 0;
 }
 
@@ -343,17 +376,21 @@ sk_err dkim_sign_field(dkim_msg *m, const dkim_sign_spec *it, const char *bh64, 
     sk_dkim_algo algo = dkim_key_algo(it->key);
     /* h=: every listed field as often as it occurs, the over-signed ones
      * once more; each name once from the list (the first spelling). */
-    const char **names = sk_calloc(SK_DKIM_SIGNED_HEADERS_MAX, sizeof *names);
+    const char **names = sk_malloc(SK_DKIM_SIGNED_HEADERS_MAX * sizeof *names); /* nn set */
     sk_buf field = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
     sk_buf tmp = SK_BUF_INIT(SK_DKIM_SIGNATURE_MAX_OCTETS);
     size_t nn = 0;
     sk_err e = names ? SK_OK : SK_ERR_NOMEM;
     for (size_t i = 0; !e && it->headers[i]; i++) {
+        /* Names are compared by length first: a list of 32 names would
+         * otherwise take 500 strcasecmp calls for its duplicates. */
+        const char *name = it->headers[i];
+        size_t nl = strlen(name);
         int dup = 0;
-        for (size_t j = 0; j < i && !dup; j++) dup = !strcasecmp(it->headers[j], it->headers[i]);
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = strlen(it->headers[j]) == nl && !strncasecmp(it->headers[j], name, nl);
         if (dup) continue;
-        size_t times =
-            count_fields(m, it->headers[i]) + (size_t)in_list(it->oversign, it->headers[i]);
+        size_t times = count_fields(m, name, nl) + (size_t)in_list(it->oversign, name, nl);
         if (nn + times > SK_DKIM_SIGNED_HEADERS_MAX) {
             e = sk_error_set(err, SK_ERR_TOO_LONG, SK_STEP_NONE,
                              "more than %d header fields to sign", SK_DKIM_SIGNED_HEADERS_MAX);
@@ -382,8 +419,11 @@ sk_err dkim_sign_field(dkim_msg *m, const dkim_sign_spec *it, const char *bh64, 
     /* h= folds between names (FWS is allowed around the colons). */
     for (size_t i = 0; !e && i < nn; i++) {
         sk_buf_reset(&tmp);
-        e = sk_buf_printf(&tmp, "%s", i ? ":" : "h=");
-        for (const char *p = names[i]; !e && *p; p++) e = sk_buf_putc(&tmp, (char)sk_to_lower(*p));
+        size_t nl = strlen(names[i]);
+        e = sk_buf_reserve(&tmp, nl + 4);
+        if (e) break;
+        e = sk_buf_append(&tmp, i ? ":" : "h=", i ? 1 : 2);
+        for (size_t k = 0; !e && k < nl; k++) tmp.data[tmp.len++] = (char)sk_to_lower(names[i][k]);
         if (!e && i + 1 == nn) e = sk_buf_putc(&tmp, ';');
         if (!e) e = dkim_fold_put(&f, i ? "" : " ", tmp.data, tmp.len);
     }
@@ -421,7 +461,7 @@ sk_err sk_dkim_signer_finish(sk_dkim_signer *s, sk_buf *out, sk_error *err)
     sk_error_clear(err);
     sk_err e = dkim_msg_finish(&s->msg, err);
     if (e) return e;
-    if (!count_fields(&s->msg, "From"))
+    if (!count_fields(&s->msg, "From", 4))
         return sk_error_set(err, SK_ERR_SYNTAX, SK_STEP_NONE,
                             "the message has no From field, which DKIM must sign (RFC 6376 5.4)");
     char bh64[SK_DKIM_CANON__COUNT][EVP_MAX_MD_SIZE * 2];

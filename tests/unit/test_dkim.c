@@ -15,6 +15,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -625,6 +626,53 @@ static sk_dkim_verifier *verify_msg(const char *msg, size_t len, const zone *z, 
     return v;
 }
 
+/* A key's signing context is set up once and copied by every signature,
+ * from any thread: signatures made at once on several threads are the
+ * ones made alone (RSASSA-PKCS1-v1_5 and Ed25519 are deterministic). */
+#define SHARED_THREADS 4
+#define SHARED_ROUNDS  25
+typedef struct shared_job {
+    sk_dkim_key *key;
+    sk_buf out[SHARED_ROUNDS];
+    sk_err e[SHARED_ROUNDS];
+} shared_job;
+
+static void *shared_sign(void *arg)
+{
+    shared_job *j = arg;
+    for (int r = 0; r < SHARED_ROUNDS; r++) {
+        sk_buf_init(&j->out[r], 65536);
+        j->e[r] = sign_msg(message, strlen(message), j->key, SK_DKIM_CANON_RELAXED, &j->out[r]);
+    }
+    return NULL;
+}
+
+static void test_sign_shared_key(void **state)
+{
+    sk_dkim_key *keys[] = {rsa_key, ed_key};
+    for (size_t k = 0; k < SKT_N(keys); k++) {
+        sk_buf alone = SK_BUF_INIT(65536);
+        assert_int_equal(sign_msg(message, strlen(message), keys[k], SK_DKIM_CANON_RELAXED, &alone),
+                         0);
+        static shared_job jobs[SHARED_THREADS];
+        pthread_t t[SHARED_THREADS];
+        for (int i = 0; i < SHARED_THREADS; i++) {
+            jobs[i].key = keys[k];
+            assert_int_equal(pthread_create(&t[i], NULL, shared_sign, &jobs[i]), 0);
+        }
+        for (int i = 0; i < SHARED_THREADS; i++) assert_int_equal(pthread_join(t[i], NULL), 0);
+        for (int i = 0; i < SHARED_THREADS; i++)
+            for (int r = 0; r < SHARED_ROUNDS; r++) {
+                assert_int_equal(jobs[i].e[r], SK_OK);
+                if (jobs[i].out[r].len != alone.len ||
+                    memcmp(jobs[i].out[r].data, alone.data, alone.len))
+                    fail_msg("key %zu thread %d round %d: %s", k, i, r, jobs[i].out[r].data);
+                sk_buf_free(&jobs[i].out[r]);
+            }
+        sk_buf_free(&alone);
+    }
+}
+
 static void test_sign_verify(void **state)
 {
     char *rsa = record_of(rsa_key), *ed = record_of(ed_key);
@@ -937,9 +985,9 @@ int main(void)
         cmocka_unit_test(test_header_block_limit), cmocka_unit_test(test_tags),
         cmocka_unit_test(test_sig_parse),          cmocka_unit_test(test_key_record),
         cmocka_unit_test(test_txt_strings),        cmocka_unit_test(test_key_load),
-        cmocka_unit_test(test_sign_verify),        cmocka_unit_test(test_sign_chunks),
-        cmocka_unit_test(test_sign_errors),        cmocka_unit_test(test_verify_refusals),
-        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_sign_verify),        cmocka_unit_test(test_sign_shared_key),
+        cmocka_unit_test(test_sign_chunks),        cmocka_unit_test(test_sign_errors),
+        cmocka_unit_test(test_verify_refusals),    cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, make_keys, free_keys);
 }

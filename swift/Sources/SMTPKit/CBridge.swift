@@ -13,6 +13,13 @@ func string<T>(fromCArray tuple: T) -> String {
     }
 }
 
+/// The text of a NUL-terminated C string written into `buffer` (the whole
+/// buffer when it has no NUL).
+func string(fromCBuffer buffer: [CChar]) -> String {
+    let end = buffer.firstIndex(of: 0) ?? buffer.count
+    return String(decoding: buffer[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
 /// Copies of Swift strings as C strings, freed when the holder goes away:
 /// for C calls that take several `const char *` at once (the C side copies
 /// what it keeps).

@@ -176,7 +176,7 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
             withUnsafePointer(to: swiftOptionNames) { np in
                 var buf = [CChar](repeating: 0, count: Int(SK_CLIENT_HINT_MAX_OCTETS))
                 guard sk_client_hint(client, ep, np, &buf, buf.count) != nil else { return nil }
-                return String(cString: buf)
+                return string(fromCBuffer: buf)
             }
         }
     }

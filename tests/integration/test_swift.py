@@ -224,7 +224,27 @@ try:
     # The example program, built by `swift test` above (all products).
     r = subprocess.run([SWIFT, "build", "--package-path", SOURCE, "--show-bin-path"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
-    example = os.path.join(r.stdout.decode().strip().splitlines()[-1], "smtpkit-swift-send")
+    bin_path = r.stdout.decode().strip().splitlines()[-1]
+    example = os.path.join(bin_path, "smtpkit-swift-send")
+
+    # The Swift examples of README and docs/swift.md type-check against the
+    # module just built (they are not run: they name smtp.example.org).
+    swiftc = os.path.join(os.path.dirname(os.path.realpath(SWIFT)), "swiftc")
+    for doc, heading in (("README.md", "## Sending from Swift"), ("docs/swift.md", "")):
+        with open(os.path.join(SOURCE, doc), encoding="utf-8") as f:
+            text = f.read().split(heading, 1)[1] if heading else f.read()
+        snippet = text.split("```swift\n", 1)[1].split("```", 1)[0]
+        path = tmp.join("snippet-%s.swift" % os.path.basename(doc).split(".")[0].lower())
+        with open(path, "w", encoding="utf-8") as f:
+            f.write('let pw = "not used"\n' + snippet)
+        r = subprocess.run([swiftc, "-typecheck", "-swift-version", "6", "-I",
+                            os.path.join(bin_path, "Modules"), "-Xcc",
+                            "-fmodule-map-file=" + os.path.join(
+                                SOURCE, "swift/CSMTPKit/include/module.modulemap"),
+                            "-Xcc", "-I" + os.path.join(SOURCE, "include"), path],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        sktest.expect(r.returncode == 0, "the Swift example of %s compiles" % doc,
+                      r.stdout.decode("utf-8", "replace")[-3000:], failures=failures)
     sktest.expect(os.access(example, os.X_OK), "example program built", example,
                   failures=failures)
 

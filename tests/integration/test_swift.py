@@ -221,6 +221,35 @@ try:
                       "smtpkit serve: logged AUTH %s" % mech, failures=failures)
     sktest.expect(USERS["zoe"] not in serve.log(), "smtpkit serve: no password in its log",
                   failures=failures)
+    # SMTPError's description is the block `smtpkit send` prints for the
+    # same failure (hints that name a setting would differ: these do not).
+    def smtpkit_send(port, password, *args):
+        env = dict(os.environ, SMTPKIT_PASSWORD=password)
+        with open(tmp.join("body.txt"), "w") as f:
+            f.write("Hello\n")
+        return subprocess.run([sktest.SMTPKIT, "send", "--server", "127.0.0.1:%d" % port,
+                               "--helo", "client.test", "--from", "Zoë <zoe@example.org>",
+                               "--subject", "compared", "--text", tmp.join("body.txt")] +
+                              list(args), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=60)
+
+    for name, r in (
+            ("refused", smtpkit_send(plain.port, "", "--tls", "none",
+                                     "--to", "nobody@example.net")),
+            ("wrong-password", smtpkit_send(starttls.port, "not the password",
+                                            "--ca-file", ca.cert, "--user", "zoe",
+                                            "--to", "bob@example.net"))):
+        try:
+            with open(tmp.join(name + ".txt"), encoding="utf-8") as f:
+                swift_block = f.read()
+        except OSError:
+            swift_block = ""
+        cli = r.stderr.decode("utf-8", "replace")
+        sktest.expect(r.returncode in (69, 77) and cli == swift_block,
+                      "%s: SMTPError.description is what smtpkit send prints" % name,
+                      "smtpkit send (exit %d):\n%sSMTPError.description:\n%s" %
+                      (r.returncode, cli, swift_block), failures=failures)
+
     # The example program, built by `swift test` above (all products).
     r = subprocess.run([SWIFT, "build", "--package-path", SOURCE, "--show-bin-path"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)

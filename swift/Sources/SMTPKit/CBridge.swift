@@ -13,6 +13,17 @@ func string<T>(fromCArray tuple: T) -> String {
     }
 }
 
+/// Copies `s` into a `char[N]` member of a C struct, cut to fit, NUL
+/// terminated.
+func copy<T>(_ s: String, into tuple: inout T) {
+    withUnsafeMutableBytes(of: &tuple) { raw in
+        guard raw.count > 0 else { return }
+        let bytes = Array(s.utf8.prefix(raw.count - 1))
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+}
+
 /// The text of a NUL-terminated C string written into `buffer` (the whole
 /// buffer when it has no NUL).
 func string(fromCBuffer buffer: [CChar]) -> String {

@@ -69,6 +69,14 @@ final class ClientTests: XCTestCase {
         XCTAssertFalse(t.contains("Hello"), "the message's content is not in the transcript")
     }
 
+    /// Keeps an error's description for the driver, which compares it with
+    /// what `smtpkit send` prints for the same failure.
+    func keep(_ e: SMTPError, as name: String) throws {
+        guard let dir = env["SK_SWIFT_TMP"] else { return }
+        try Data(e.description.utf8).write(to: URL(fileURLWithPath: dir)
+            .appendingPathComponent("\(name).txt"))
+    }
+
     func testAllRecipientsRefusedThrowsWithResults() async throws {
         let client = SMTPClient(config(try port("PLAIN"), .none))
         do {
@@ -80,6 +88,7 @@ final class ClientTests: XCTestCase {
             XCTAssertEqual(e.code, 550)
             XCTAssertFalse(e.isTransient)
             XCTAssertEqual(e.recipients.map(\.accepted), [false])
+            try keep(e, as: "refused")
             XCTAssertTrue(e.description.contains("  step:   RCPT\n"), e.description)
             XCTAssertTrue(e.description.contains("  reply:  550 5.1.1 no such user here\n"),
                           e.description)
@@ -220,6 +229,7 @@ final class ClientTests: XCTestCase {
             XCTAssertTrue(e.description.contains("  step:   AUTH\n"), e.description)
             XCTAssertTrue(e.description.contains("  hint:   "), e.description)
             XCTAssertFalse(e.description.contains("not the password"))
+            try keep(e, as: "wrong-password")
         }
     }
 

@@ -13,6 +13,24 @@ func string<T>(fromCArray tuple: T) -> String {
     }
 }
 
+/// Copies `s` into a `char[N]` member of a C struct, cut to fit, NUL
+/// terminated.
+func copy<T>(_ s: String, into tuple: inout T) {
+    withUnsafeMutableBytes(of: &tuple) { raw in
+        guard raw.count > 0 else { return }
+        let bytes = Array(s.utf8.prefix(raw.count - 1))
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+}
+
+/// The text of a NUL-terminated C string written into `buffer` (the whole
+/// buffer when it has no NUL).
+func string(fromCBuffer buffer: [CChar]) -> String {
+    let end = buffer.firstIndex(of: 0) ?? buffer.count
+    return String(decoding: buffer[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
 /// Copies of Swift strings as C strings, freed when the holder goes away:
 /// for C calls that take several `const char *` at once (the C side copies
 /// what it keeps).

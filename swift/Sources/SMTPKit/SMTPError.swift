@@ -148,6 +148,9 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
     public let recipients: [RecipientResult]
     /// The C library's words for the error (`sk_strerror`).
     let errorName: String
+    /// Every recipient refused: per refused recipient, the block `smtpkit
+    /// send` prints ("recipient <ADDR> refused", its reply and hint).
+    let refusals: [String]
 
     /// `client`: the session the error is of, while its thread holds it;
     /// what it learned (a silent port identified, a TLS session) chooses
@@ -167,6 +170,20 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
         self.context = context
         self.recipients = recipients
         errorName = String(cString: sk_strerror(e.err))
+        refusals = e.step != SK_STEP_RCPT ? [] : recipients.compactMap { r in
+            guard !r.accepted, r.reply.code != 0 else { return nil }
+            var re = sk_error()
+            re.err = sk_reply_class_of(Int32(r.reply.code)) == SK_REPLY_PERMANENT
+                ? SK_ERR_PERMFAIL : SK_ERR_TEMPFAIL
+            re.step = SK_STEP_RCPT
+            re.code = Int32(r.reply.code)
+            copy(r.reply.enhancedStatus ?? "", into: &re.enhanced)
+            copy(r.reply.text, into: &re.text)
+            return Self.block("recipient <\(r.address)> refused", step: "RCPT", server: server,
+                              reply: r.reply.code, enhanced: r.reply.enhancedStatus,
+                              text: r.reply.text, errorName: "",
+                              hint: Self.hint(re, client: client))
+        }
     }
 
     /// The C library's hint (`sk_client_hint`), naming this package's
@@ -176,7 +193,7 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
             withUnsafePointer(to: swiftOptionNames) { np in
                 var buf = [CChar](repeating: 0, count: Int(SK_CLIENT_HINT_MAX_OCTETS))
                 guard sk_client_hint(client, ep, np, &buf, buf.count) != nil else { return nil }
-                return String(cString: buf)
+                return string(fromCBuffer: buf)
             }
         }
     }
@@ -204,12 +221,24 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// When every recipient was refused, a block per refused recipient,
+    /// as `smtpkit send` prints them.
     public var description: String {
+        if !refusals.isEmpty { return refusals.joined() }
+        return Self.block(context, step: stepName, server: server, reply: code,
+                          enhanced: enhancedStatus, text: text, errorName: errorName, hint: hint)
+    }
+
+    /// One block as `smtpkit send` prints it (tools/smtpkit/send.c).
+    private static func block(_ what: String, step: String, server: String, reply: Int?,
+                              enhanced: String?, text: String, errorName: String,
+                              hint: String?) -> String
+    {
         let flat = text.replacingOccurrences(of: "\n", with: " / ")
-        var s = "smtpkit send: \(context)\n  step:   \(stepName)\n"
+        var s = "smtpkit send: \(what)\n  step:   \(step)\n"
         if !server.isEmpty { s += "  server: \(server)\n" }
-        if let code {
-            s += "  reply:  \(code)\(enhancedStatus.map { " " + $0 } ?? "") \(flat)\n"
+        if let reply {
+            s += "  reply:  \(reply)\(enhanced.map { " " + $0 } ?? "") \(flat)\n"
         } else {
             s += "  error:  \(errorName): \(flat)\n"
         }

@@ -69,6 +69,14 @@ final class ClientTests: XCTestCase {
         XCTAssertFalse(t.contains("Hello"), "the message's content is not in the transcript")
     }
 
+    /// Keeps an error's description for the driver, which compares it with
+    /// what `smtpkit send` prints for the same failure.
+    func keep(_ e: SMTPError, as name: String) throws {
+        guard let dir = env["SK_SWIFT_TMP"] else { return }
+        try Data(e.description.utf8).write(to: URL(fileURLWithPath: dir)
+            .appendingPathComponent("\(name).txt"))
+    }
+
     func testAllRecipientsRefusedThrowsWithResults() async throws {
         let client = SMTPClient(config(try port("PLAIN"), .none))
         do {
@@ -80,16 +88,19 @@ final class ClientTests: XCTestCase {
             XCTAssertEqual(e.code, 550)
             XCTAssertFalse(e.isTransient)
             XCTAssertEqual(e.recipients.map(\.accepted), [false])
+            try keep(e, as: "refused")
             XCTAssertTrue(e.description.contains("  step:   RCPT\n"), e.description)
             XCTAssertTrue(e.description.contains("  reply:  550 5.1.1 no such user here\n"),
                           e.description)
         }
     }
 
+    /// Two messages over one session; the peer (its own, so that nothing
+    /// else connects to it) counts the connections: the driver checks it
+    /// saw one, with both messages.
     func testSessionReusesOneConnection() async throws {
-        let client = SMTPClient(config(try port("PLAIN"), .none))
         let lines = Lines()
-        var cfg = client.configuration
+        var cfg = config(try port("SESSION"), .none)
         cfg.transcript = { lines.add($0) }
         let results = try await SMTPClient(cfg).withSession { s in
             [try await s.send(message("session message 1")),
@@ -97,6 +108,36 @@ final class ClientTests: XCTestCase {
         }
         XCTAssertEqual(results.map(\.reply.code), [250, 250])
         XCTAssertEqual(lines.all.filter { $0.text.hasPrefix("EHLO") }.count, 1, lines.text)
+    }
+
+    /// What the transcript shows of an AUTH exchange: the command, and the
+    /// credentials masked (PLAIN: one line; LOGIN: user and password lines);
+    /// neither the password nor the user name, plain or base64, appear.
+    func checkAuthMasked(_ lines: Lines, _ mech: String, secret: String,
+                         file: StaticString = #filePath, line: UInt = #line)
+    {
+        let t = lines.text
+        let client = lines.all.filter { $0.direction == .client }.map(\.text)
+        let user = env["SK_SWIFT_USER"] ?? "-"
+        switch mech {
+        case "PLAIN":
+            XCTAssertTrue(client.contains("AUTH PLAIN ****"), t, file: file, line: line)
+            XCTAssertFalse(t.contains(Data("\0\(user)\0\(secret)".utf8).base64EncodedString()),
+                           t, file: file, line: line)
+        case "LOGIN":
+            let i = try? XCTUnwrap(client.firstIndex(of: "AUTH LOGIN"), t, file: file, line: line)
+            if let i {
+                XCTAssertEqual(Array(client[(i + 1)...].prefix(2)), ["****", "****"], t,
+                               file: file, line: line)
+            }
+            XCTAssertFalse(t.contains(Data(user.utf8).base64EncodedString()), t,
+                           file: file, line: line)
+        default:
+            XCTAssertTrue(client.contains("AUTH \(mech) ****"), t, file: file, line: line)
+        }
+        XCTAssertFalse(t.contains(secret), "secret not in the transcript", file: file, line: line)
+        XCTAssertFalse(t.contains(Data(secret.utf8).base64EncodedString()), "nor in base64",
+                       file: file, line: line)
     }
 
     func testStartTLSWithAuthPlainAndLogin() async throws {
@@ -108,19 +149,67 @@ final class ClientTests: XCTestCase {
             cfg.transcript = { lines.add($0) }
             let r = try await SMTPClient(cfg).send(message("starttls \(mech)"))
             XCTAssertEqual(r.reply.code, 250)
-            let t = lines.text
-            XCTAssertTrue(t.contains("C: STARTTLS"), t)
-            XCTAssertTrue(t.contains("C: AUTH \(mech)"), t)
-            let pw = env["SK_SWIFT_PASSWORD"] ?? "-"
-            XCTAssertFalse(t.contains(pw), "password not in the transcript")
-            XCTAssertFalse(t.contains(Data(pw.utf8).base64EncodedString()), "nor in base64")
-            XCTAssertFalse(t.contains(Data("\0zoe\0\(pw)".utf8).base64EncodedString()), t)
+            XCTAssertTrue(lines.text.contains("C: STARTTLS"), lines.text)
+            checkAuthMasked(lines, mech, secret: env["SK_SWIFT_PASSWORD"] ?? "-")
         }
+    }
+
+    /// AUTH over implicit TLS (port 465 style), to `smtpkit serve`'s smtps
+    /// listener with a --users file: the driver checks serve logged both
+    /// mechanisms and delivered both messages.
+    func testImplicitTLSWithAuthPlainAndLoginToServe() async throws {
+        for mech in ["PLAIN", "LOGIN"] {
+            let lines = Lines()
+            var cfg = config(try port("SERVE_SMTPS"), .implicitTLS, try ca)
+            cfg.credentials = password
+            cfg.authenticationMechanism = mech
+            cfg.transcript = { lines.add($0) }
+            let r = try await SMTPClient(cfg).send(
+                Message(from: "zoe@example.org", to: ["dave@example.test"],
+                        subject: "implicit TLS AUTH \(mech)", text: "hi\n"))
+            XCTAssertEqual(r.reply.code, 250)
+            XCTAssertNotNil(r.queueID)
+            XCTAssertFalse(lines.text.contains("STARTTLS"), lines.text)
+            XCTAssertTrue(lines.all.contains { $0.direction == .server && $0.text.hasPrefix("235") },
+                          lines.text)
+            checkAuthMasked(lines, mech, secret: env["SK_SWIFT_PASSWORD"] ?? "-")
+        }
+    }
+
+    /// An OAuth2 bearer token (XOAUTH2, the strongest the peer offers).
+    func testOAuth2Token() async throws {
+        let lines = Lines()
+        let token = try XCTUnwrap(env["SK_SWIFT_TOKEN"])
+        var cfg = config(try port("STARTTLS"), .startTLS, try ca)
+        cfg.credentials = .oauth2(user: env["SK_SWIFT_USER"] ?? "", token: token)
+        cfg.transcript = { lines.add($0) }
+        let r = try await SMTPClient(cfg).send(message("oauth2"))
+        XCTAssertEqual(r.reply.code, 250)
+        checkAuthMasked(lines, "XOAUTH2", secret: token)
+    }
+
+    /// The certificate is verified against the system store unless another
+    /// CA is named; `.insecure` skips that only when asked.
+    func testVerificationIsOnUnlessInsecureIsAsked() async throws {
+        XCTAssertEqual(SMTPClient.Configuration(host: "h").verification, .system)
+        XCTAssertNil(SMTPClient.Configuration(host: "h").security, "STARTTLS required")
+        do {
+            _ = try await SMTPClient(config(try port("SERVE"), .startTLS)).send(
+                Message(from: "zoe@example.org", to: ["bob@example.test"], subject: "untrusted"))
+            XCTFail("sent with a certificate the system does not trust")
+        } catch let e as SMTPError {
+            XCTAssertEqual(e.step, .tls)
+            XCTAssertEqual(e.kind, .certificate)
+        }
+        let r = try await SMTPClient(config(try port("SERVE"), .startTLS, .insecure)).send(
+            Message(from: "zoe@example.org", to: ["bob@example.test"], subject: "insecure asked",
+                    text: "hi\n"))
+        XCTAssertEqual(r.reply.code, 250)
     }
 
     func testImplicitTLS() async throws {
         // (aiosmtpd offers AUTH only after its own STARTTLS, not over
-        // implicit TLS: AUTH is tested above.)
+        // implicit TLS: AUTH over implicit TLS goes to smtpkit serve, below.)
         let cfg = config(try port("IMPLICIT"), .implicitTLS, try ca)
         let r = try await SMTPClient(cfg).send(message("implicit"))
         XCTAssertEqual(r.reply.code, 250)
@@ -140,6 +229,7 @@ final class ClientTests: XCTestCase {
             XCTAssertTrue(e.description.contains("  step:   AUTH\n"), e.description)
             XCTAssertTrue(e.description.contains("  hint:   "), e.description)
             XCTAssertFalse(e.description.contains("not the password"))
+            try keep(e, as: "wrong-password")
         }
     }
 

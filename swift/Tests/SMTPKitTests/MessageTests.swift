@@ -89,6 +89,167 @@ final class MessageTests: XCTestCase {
                         "hidden@example.net"])
     }
 
+    /// One case for the C tests' oracle (tests/unit/mime_oracle.py): the
+    /// message and what the oracle must find in its rendering.
+    struct OracleCase {
+        let message: Message
+        /// [display name, addr-spec] of From, and of Sender and Reply-To.
+        let from: [String]
+        var sender: [String]? = nil
+        var replyTo: [String]? = nil
+        let to: [[String]]
+        var cc: [[String]] = []
+        var headers: [String: String] = [:]
+        /// The top-level content type.
+        let structure: String
+        /// (file name, type, bytes) of each attachment, in order.
+        var attachments: [(String, String, Data)] = []
+        /// (Content-ID, file name, type, bytes) of each inline part.
+        var inline: [(String, String, String, Data)] = []
+    }
+
+    /// The composer's output through the oracle the C composer's tests use
+    /// (test_mime.c): every message parses without defects, and Python reads
+    /// back the addresses, subject, bodies, attachments (bytes, names,
+    /// types) and inline parts (Content-ID, inside multipart/related) that
+    /// were put in, and the envelope recipients Python computes.
+    func testComposerOutputPassesTheCTestsOracle() throws {
+        let allBytes = Data((0...255).map { UInt8($0) })
+        let png = Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0xFF])
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("smtpkit-swift-oracle-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fileURL = dir.appendingPathComponent("notes.txt")
+        try Data("from a file\r\n".utf8).write(to: fileURL)
+
+        let cases: [OracleCase] = [
+            OracleCase(message: Message(from: "a@example.org", to: ["b@example.org"],
+                                        subject: "Text only", text: "Hello\n"),
+                       from: ["", "a@example.org"], to: [["", "b@example.org"]],
+                       structure: "text/plain"),
+            OracleCase(message: Message {
+                           From("a@example.org")
+                           To("b@example.org")
+                           Subject("Text and HTML")
+                           TextBody("Plain\nand a last line without a line end")
+                           HTMLBody("<p>Caf\u{e9} &amp; cr\u{e8}me</p>\n")
+                       },
+                       from: ["", "a@example.org"], to: [["", "b@example.org"]],
+                       structure: "multipart/alternative"),
+            OracleCase(message: Message {
+                           From("a@example.org")
+                           To("b@example.org")
+                           Subject("Attachments")
+                           TextBody("See the attachments.\n")
+                           Attachment.data(allBytes, filename: "all-bytes.bin")
+                           Attachment.data(allBytes.prefix(100), filename: "r\u{e9}sum\u{e9}.pdf")
+                           Attachment.data(Data("a,b\r\n".utf8), filename: "my \"quoted\" report.csv",
+                                           contentType: "text/x-custom")
+                           Attachment.file(fileURL)
+                       },
+                       from: ["", "a@example.org"], to: [["", "b@example.org"]],
+                       structure: "multipart/mixed",
+                       attachments: [("all-bytes.bin", "application/octet-stream", allBytes),
+                                     ("r\u{e9}sum\u{e9}.pdf", "application/pdf",
+                                      allBytes.prefix(100)),
+                                     ("my \"quoted\" report.csv", "text/x-custom",
+                                      Data("a,b\r\n".utf8)),
+                                     ("notes.txt", "text/plain", Data("from a file\r\n".utf8))]),
+            OracleCase(message: Message {
+                           From("Zo\u{eb} Gr\u{fc}n <zoe@example.org>")
+                           To("bob@example.net", "Ann <ann@example.net>")
+                           Cc("carol@example.net")
+                           Subject("Inline images")
+                           TextBody("Plain version\n")
+                           HTMLBody("<p><img src=\"cid:logo@example.org\"> and "
+                                    + "<img src=\"cid:chart@example.org\"></p>\n")
+                           Attachment.inline(.data(png, filename: "logo.png"),
+                                             contentID: "logo@example.org")
+                           Attachment.inline(.data(allBytes, filename: "chart.gif"),
+                                             contentID: "chart@example.org", contentType: "image/gif")
+                           Attachment.data(Data(), filename: "empty.dat")
+                       },
+                       from: ["Zo\u{eb} Gr\u{fc}n", "zoe@example.org"],
+                       to: [["", "bob@example.net"], ["Ann", "ann@example.net"]],
+                       cc: [["", "carol@example.net"]], structure: "multipart/mixed",
+                       attachments: [("empty.dat", "application/octet-stream", Data())],
+                       inline: [("logo@example.org", "logo.png", "image/png", png),
+                                ("chart@example.org", "chart.gif", "image/gif", allBytes)]),
+            OracleCase(message: Message {
+                           From("a@example.org")
+                           To("b@example.org")
+                           Subject("HTML only with an image")
+                           HTMLBody("<p><img src=\"cid:logo@example.org\"></p>\n")
+                           Attachment.inline(.file(fileURL), contentID: "logo@example.org",
+                                             contentType: "image/png")
+                       },
+                       from: ["", "a@example.org"], to: [["", "b@example.org"]],
+                       structure: "multipart/related",
+                       inline: [("logo@example.org", "notes.txt", "image/png",
+                                 Data("from a file\r\n".utf8))]),
+            OracleCase(message: Message {
+                           From("Info <info@example.org>")
+                           Sender("Mailer <mailer@example.org>")
+                           ReplyTo("Support Team <support@example.org>")
+                           To("b@example.org")
+                           Subject("Gr\u{fc}\u{df}e: headers")
+                           TextBody("x\n")
+                           Header("X-Campaign", "\u{c9}t\u{e9} 2024 \u{2014} summer")
+                       },
+                       from: ["Info", "info@example.org"],
+                       sender: ["Mailer", "mailer@example.org"],
+                       replyTo: ["Support Team", "support@example.org"],
+                       to: [["", "b@example.org"]],
+                       headers: ["X-Campaign": "\u{c9}t\u{e9} 2024 \u{2014} summer"],
+                       structure: "text/plain"),
+        ]
+
+        var expected: [[String: Any]] = []
+        var envelopes: [[String: Any]] = []
+        for (i, c) in cases.enumerated() {
+            let file = "case\(i).eml"
+            try c.message.rendered().write(to: dir.appendingPathComponent(file))
+            var e: [String: Any] = ["file": file, "structure": c.structure, "from": c.from,
+                                    "to": c.to, "cc": c.cc, "headers": c.headers]
+            e["subject"] = c.message.subject
+            e["text"] = c.message.text.map { $0.replacingOccurrences(of: "\r\n", with: "\n") }
+            e["html"] = c.message.html
+            e["sender"] = c.sender
+            e["reply_to"] = c.replyTo
+            e["attachments"] = c.attachments.map {
+                ["filename": $0.0, "type": $0.1, "data": $0.2.base64EncodedString()]
+            }
+            e["inline"] = c.inline.map {
+                ["cid": $0.0, "filename": $0.1, "type": $0.2, "data": $0.3.base64EncodedString()]
+            }
+            expected.append(e)
+            envelopes.append(["file": file, "reverse_path": (c.sender ?? c.from)[1],
+                              "recipients": try c.message.envelopeRecipients()])
+        }
+        for (name, value) in [("expected.json", expected), ("envelopes.json", envelopes)] {
+            try JSONSerialization.data(withJSONObject: value)
+                .write(to: dir.appendingPathComponent(name))
+        }
+
+        let source = ProcessInfo.processInfo.environment["SK_SOURCE_DIR"].map {
+            URL(fileURLWithPath: $0)
+        } ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let python = ProcessInfo.processInfo.environment["SK_SWIFT_PYTHON"] ?? "/usr/bin/python3"
+        let proc = Process()
+        proc.executableURL = URL(fileURLWithPath: python)
+        proc.arguments = [source.appendingPathComponent("tests/unit/mime_oracle.py").path, dir.path]
+        let output = Pipe()
+        proc.standardError = output
+        try proc.run()
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        proc.waitUntilExit()
+        XCTAssertEqual(proc.terminationStatus, 0, out)
+        XCTAssertTrue(out.contains("\(cases.count) messages, \(cases.count) envelopes, 0 failures"),
+                      out)
+    }
+
     func testFileAttachmentAndFixedID() throws {
         let dir = FileManager.default.temporaryDirectory
         let url = dir.appendingPathComponent("smtpkit-swift-\(getpid())-report.pdf")

@@ -122,32 +122,11 @@ int cmd_apikey(int argc, char **argv)
 {
     const char *data_dir = NULL, *config = NULL, *name = NULL, *scope = NULL;
     const char *words[2] = {NULL, NULL};
-    size_t nwords = 0;
     int json = 0;
     static const char *const valued[] = {"--data-dir", "--config", "--name", "--scope"};
     const char **slots[] = {&data_dir, &config, &name, &scope};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        size_t v = 0;
-        while (v < sizeof valued / sizeof valued[0] && strcmp(a, valued[v])) v++;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return EX_OK;
-        } else if (v < sizeof valued / sizeof valued[0]) {
-            if (i + 1 >= argc) return cli_usage_error("apikey", "%s needs a value", a);
-            *slots[v] = argv[++i];
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (a[0] == '-') {
-            return cli_unknown_option(
-                "apikey", a,
-                (const char *const[]){"data-dir", "config", "name", "scope", "json", "help", NULL});
-        } else if (nwords < 2) {
-            words[nwords++] = a;
-        } else {
-            return cli_usage_error("apikey", "unexpected argument '%s'", a);
-        }
-    }
+    int parsed = cli_parse_words("apikey", argc, argv, valued, slots, 4, &json, words, 2, usage);
+    if (parsed >= 0) return parsed;
     if ((data_dir && !*data_dir) || (config && !*config))
         return cli_usage_error("apikey", "%s needs a value",
                                data_dir && !*data_dir ? "--data-dir" : "--config");

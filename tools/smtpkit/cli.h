@@ -37,6 +37,19 @@ const char *cli_nearest(const char *word, const char *const *names);
  * every subcommand in one format; names is NULL-terminated, without the
  * leading "--". Returns EX_USAGE. */
 int cli_unknown_option(const char *cmd, const char *arg, const char *const *names);
+/* The arguments of a subcommand made of words and options (`smtpkit
+ * suppress add ADDR --for 30d`): -h/--help prints usage to stdout; each of
+ * the nvalued options ("--name" in valued[i]) stores its value in
+ * *slots[i]; --json sets *json; the other arguments are words, at most
+ * max_words. Returns -1 when the command goes on, else the exit code
+ * (EX_OK after --help, EX_USAGE with the reason on stderr). */
+#define CLI_WORD_OPTIONS_MAX 8
+int cli_parse_words(const char *cmd, int argc, char **argv, const char *const *valued,
+                    const char **const *slots, size_t nvalued, int *json, const char **words,
+                    size_t max_words, void (*usage)(FILE *));
+/* The library's hints (sk_client_hint, sk_client_probe) in our options'
+ * words; send adds --allow-plaintext-auth, which probe does not have. */
+extern const sk_option_names cli_option_names;
 /* The same from a getopt_long table (names are the table's long options). */
 struct option;
 int cli_unknown_long_option(const char *cmd, const char *arg, const struct option *opts);

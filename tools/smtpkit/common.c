@@ -38,6 +38,53 @@ const char *cli_nearest(const char *word, const char *const *names)
     return sk_nearest(word, names);
 }
 
+const sk_option_names cli_option_names = {
+    .tls_starttls = "--tls starttls",
+    .tls_implicit = "--tls implicit",
+    .tls_none = "--tls none",
+    .ca_file = "--ca-file",
+    .insecure = "--insecure",
+    .tls_name = "--tls-name",
+    .timeout = "--timeout",
+    .server = "--server",
+    .credentials = "--user and the password (--password-file or SMTPKIT_PASSWORD)",
+};
+
+int cli_parse_words(const char *cmd, int argc, char **argv, const char *const *valued,
+                    const char **const *slots, size_t nvalued, int *json, const char **words,
+                    size_t max_words, void (*usage)(FILE *))
+{
+    size_t nwords = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        size_t v = 0;
+        while (v < nvalued && strcmp(a, valued[v])) v++;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return EX_OK;
+        } else if (v < nvalued) {
+            if (i + 1 >= argc) return cli_usage_error(cmd, "%s needs a value", a);
+            *slots[v] = argv[++i];
+        } else if (!strcmp(a, "--json")) {
+            *json = 1;
+        } else if (a[0] == '-') {
+            const char *names[CLI_WORD_OPTIONS_MAX + 3];
+            size_t n = 0;
+            for (size_t k = 0; k < nvalued && k < CLI_WORD_OPTIONS_MAX; k++)
+                names[n++] = valued[k] + 2;
+            names[n++] = "json";
+            names[n++] = "help";
+            names[n] = NULL;
+            return cli_unknown_option(cmd, a, names);
+        } else if (nwords < max_words) {
+            words[nwords++] = a;
+        } else {
+            return cli_usage_error(cmd, "unexpected argument '%s'", a);
+        }
+    }
+    return -1;
+}
+
 int cli_unknown_option(const char *cmd, const char *arg, const char *const *names)
 {
     const char *word = arg;

@@ -11,19 +11,6 @@
 
 #define PROBE_TIMEOUT_MS_DEFAULT 10000
 
-/* The probe's hints name our options. */
-static const sk_option_names probe_option_names = {
-    .tls_starttls = "--tls starttls",
-    .tls_implicit = "--tls implicit",
-    .tls_none = "--tls none",
-    .ca_file = "--ca-file",
-    .insecure = "--insecure",
-    .tls_name = "--tls-name",
-    .timeout = "--timeout",
-    .server = "--server",
-    .credentials = "--user and the password (--password-file or SMTPKIT_PASSWORD)",
-};
-
 static const char *const verdict_marks[] = {"[ OK ]", "[WARN]", "[FAIL]"};
 /* The JSON names of the verdicts (docs/probe.md). */
 static const char *const verdict_json[] = {"ok", "warn", "fail"};
@@ -470,7 +457,7 @@ int cmd_probe(int argc, char **argv)
         .from = p.from,
         .to = p.to,
         .nto = p.nto,
-        .names = &probe_option_names,
+        .names = &cli_option_names,
         .on_step = p.json ? NULL : print_step,
     };
     sk_client *c = sk_client_new(&o);

@@ -218,27 +218,15 @@ static void list_add(str_list *l, const char *s)
 
 /* ---- Reporting -------------------------------------------------------- */
 
-/* The library's hints (sk_client_hint) name our options. */
-static const sk_option_names send_option_names = {
-    .tls_starttls = "--tls starttls",
-    .tls_implicit = "--tls implicit",
-    .tls_none = "--tls none",
-    .ca_file = "--ca-file",
-    .insecure = "--insecure",
-    .tls_name = "--tls-name",
-    .timeout = "--timeout",
-    .server = "--server",
-    .credentials = "--user and the password (--password-file or SMTPKIT_PASSWORD)",
-    .allow_plaintext_auth = "--allow-plaintext-auth",
-};
-
 /* The hint for e, from what the session learned, in our options' words;
  * NULL when there is none. The text stays valid until the next call: the
  * command reports one error, from one thread. */
 static const char *hint_for(const outcome *o, const sk_error *e)
 {
     static char hint[SK_CLIENT_HINT_MAX_OCTETS];
-    return sk_client_hint(o->client, e, &send_option_names, hint, sizeof hint);
+    sk_option_names names = cli_option_names;
+    names.allow_plaintext_auth = "--allow-plaintext-auth";
+    return sk_client_hint(o->client, e, &names, hint, sizeof hint);
 }
 
 /* Multi-line replies are joined by '\n'; for one-line output use ' / '. */

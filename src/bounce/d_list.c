@@ -134,7 +134,8 @@ sk_err bn_list(const bn_msg *m, sk_bounce *b)
         action = SK_DSN_FAILED;
         list_name(&m->text, "your request to the", name, sizeof name);
         const char *r = bn_find(p, (size_t)(m->text.data + m->text.len - p), "reason");
-        char why[SK_REPLY_TEXT_MAX_OCTETS] = "";
+        /* Room left in reason after its fixed words. */
+        char why[SK_REPLY_TEXT_MAX_OCTETS - 64] = "";
         if (r) {
             r = memchr(r, '\n', (size_t)(m->text.data + m->text.len - r));
             while (r && r < m->text.data + m->text.len && (*r == '\n' || sk_is_wsp(*r))) r++;

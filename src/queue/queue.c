@@ -326,7 +326,13 @@ static bool load_batch(sk_queue *q)
         event_add(q->load_ev, &tv);
         return true;
     }
-    if (more) event_active(q->load_ev, 0, 0);
+    if (more) {
+        /* A timer of zero, not event_active: an event activated from a
+         * callback runs in the same pass, before the loop polls the
+         * sockets again, which would hold sessions until the last batch. */
+        struct timeval now = {0, 0};
+        event_add(q->load_ev, &now);
+    }
     return more;
 }
 

@@ -329,6 +329,14 @@
  * so this bounds both the work of one checkpoint and what recovery
  * replays. */
 #define SK_SPOOL_JOURNAL_OCTETS (4u * 1024 * 1024)
+/* Stored messages the queue takes in per loop pass after a start, as the
+ * spool's recovery checks them (one envelope read each, some 20-50 us
+ * warm): about 10-25 ms of the loop, so sessions accepted meanwhile are
+ * answered promptly, and 1,000,000 messages take 4,000 passes. After an
+ * error of the moment (EIO, no memory) the same message is tried again
+ * this many seconds later. */
+#define SK_QUEUE_RECOVER_BATCH   256
+#define SK_QUEUE_RECOVER_RETRY_S 5
 
 /* The control socket of `smtpkit serve` (docs/queue.md "Control"). A
  * request is one line; the longest the grammar allows (a verb, an ID,

@@ -271,21 +271,96 @@ sk_err sk_queue_apply_filter(sk_queue *q, sk_queue_op op, const sk_queue_filter 
     return SK_OK;
 }
 
-/* Every message in the spool into the table, oldest first: the envelopes
- * the spool's recovery read at open, else each one listed and loaded.
- * false when out of memory (err says so). */
-static bool load_all(sk_queue *q, sk_error *err)
+/* Recovered messages into the table, and those due now into the ready
+ * list; the retry timer moved earlier if one of them is due before it. */
+static bool add_recovered(sk_queue *q, sk_spool_envelope **envs, size_t n)
+{
+    int64_t now = sk_queue_now_s(q), next = INT64_MAX;
+    size_t i = 0;
+    for (; i < n; i++) {
+        qmsg *m = sk_queue_msg_add(q, envs[i], 1);
+        if (!m) break;
+        /* Arrived before everything accepted since the start. */
+        m->seq = ++q->load_seq;
+        if (m->state != QMSG_WAITING) continue;
+        if (m->env->next_attempt <= now)
+            sk_queue_msg_ready(q, m);
+        else if (m->env->next_attempt < next)
+            next = m->env->next_attempt;
+    }
+    bool ok = i == n;
+    for (; i < n; i++) sk_spool_envelope_free(envs[i]);
+    sk_free(envs);
+    if (next != INT64_MAX && (!evtimer_pending(q->timer_ev, NULL) || next < q->timer_at))
+        sk_queue_arm_retry(q, next);
+    return ok;
+}
+
+static void load_done(sk_queue *q)
+{
+    q->loading = false;
+    sk_log(&q->opts.log, SK_LOG_INFO, "- queue started messages=%zu", q->count);
+}
+
+/* One batch of the spool's recovery into the table; false when done
+ * (or given up), true while more are left or a retry is armed. */
+static bool load_batch(sk_queue *q)
 {
     sk_spool_envelope **envs;
     size_t n;
-    if (sk_spool_take_recovered(q->spool, &envs, &n)) {
-        size_t i = 0;
-        while (i < n && sk_queue_msg_add(q, envs[i], 1)) i++;
-        bool ok = i == n;
-        for (; i < n; i++) sk_spool_envelope_free(envs[i]);
-        sk_free(envs);
-        if (!ok) sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
-        return ok;
+    bool more;
+    sk_error err;
+    sk_err e = sk_spool_recover_next(q->spool, SK_QUEUE_RECOVER_BATCH, &envs, &n, &more, &err);
+    if (!add_recovered(q, envs, n)) {
+        /* The rest stays on disk for the next start. */
+        sk_log(&q->opts.log, SK_LOG_ERR, "- queue load-failed error=\"out of memory\" left=%zu",
+               sk_spool_unchecked_count(q->spool));
+        return false;
+    }
+    if (e) {
+        /* An error of the moment on one message's files: logged, tried
+         * again after a pause (the files are kept). */
+        sk_log(&q->opts.log, SK_LOG_ERR, "- queue load-failed error=\"%s\" left=%zu", err.text,
+               sk_spool_unchecked_count(q->spool));
+        struct timeval tv = {.tv_sec = SK_QUEUE_RECOVER_RETRY_S};
+        event_add(q->load_ev, &tv);
+        return true;
+    }
+    if (more) {
+        /* A timer of zero, not event_active: an event activated from a
+         * callback runs in the same pass, before the loop polls the
+         * sockets again, which would hold sessions until the last batch. */
+        struct timeval now = {0, 0};
+        event_add(q->load_ev, &now);
+    }
+    return more;
+}
+
+/* The next batch, once per loop pass: sessions, commits and deliveries
+ * run between batches, so a deep spool does not hold the daemon's start
+ * (docs/queue.md "Recovery"). */
+static void on_load(evutil_socket_t fd, short what, void *arg)
+{
+    sk_queue *q = arg;
+    bool more = load_batch(q);
+    run_ready(q);
+    if (!more) load_done(q);
+}
+
+/* Every message in the spool into the table: with a spool opened on an
+ * event base, in batches as its recovery checks them (the first one now,
+ * the others by on_load), else each one listed and loaded now. false when out of memory (err says
+ * so). */
+static bool load_all(sk_queue *q, sk_error *err)
+{
+    size_t n = sk_spool_unchecked_count(q->spool);
+    if (n) {
+        /* Mail accepted meanwhile gets arrival numbers after theirs. The
+         * first batch now: a spool of a few messages is loaded before the
+         * queue starts, as without an event base. */
+        q->seq = n;
+        q->loading = load_batch(q);
+        return true;
     }
     char **ids;
     if (sk_spool_list(q->spool, &ids, &n, err)) return false;
@@ -354,7 +429,8 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
     q->kick_ev = event_new(base, -1, 0, on_kick, q);
     q->timer_ev = event_new(base, -1, 0, on_timer, q);
     q->disp_ev = event_new(base, -1, 0, on_dispatch, q);
-    if (retry_err || !q->kick_ev || !q->timer_ev || !q->disp_ev ||
+    q->load_ev = event_new(base, -1, 0, on_load, q);
+    if (retry_err || !q->kick_ev || !q->timer_ev || !q->disp_ev || !q->load_ev ||
         (opts && opts->nrate_rules && opts->rate_rules && !rr) ||
         (opts && opts->npriority_rules && opts->priority_rules && !pr)) {
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
@@ -367,7 +443,7 @@ sk_queue *sk_queue_new(sk_spool *spool, const sk_queue_opts *opts, struct event_
         sk_queue_free(q);
         return NULL;
     }
-    sk_log(&q->opts.log, SK_LOG_INFO, "- queue started messages=%zu", q->count);
+    if (!q->loading) load_done(q);
     sk_spool_set_listener(spool, on_commit, q);
     sk_queue_arm_retry(q, 0); /* the first scan finds what is due */
     return q;
@@ -398,6 +474,7 @@ void sk_queue_free(sk_queue *q)
     if (q->kick_ev) event_free(q->kick_ev);
     if (q->timer_ev) event_free(q->timer_ev);
     if (q->disp_ev) event_free(q->disp_ev);
+    if (q->load_ev) event_free(q->load_ev);
     sk_rules_free(q->own_rules);
     sk_free((void *)q->opts.rate_rules);
     sk_free((void *)q->opts.priority_rules);

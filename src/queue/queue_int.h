@@ -170,9 +170,14 @@ struct sk_queue {
     sk_retry retry;
     sk_rules *own_rules; /* the built-in rules when opts.rules is NULL */
     struct event_base *base;
-    struct event *kick_ev;   /* coalesced "look for due work" */
-    struct event *timer_ev;  /* next retry time */
-    struct event *disp_ev;   /* next time a limited destination may send */
+    struct event *kick_ev;  /* coalesced "look for due work" */
+    struct event *timer_ev; /* next retry time */
+    struct event *disp_ev;  /* next time a limited destination may send */
+    /* The spool's recovery after a start: a batch of old messages taken
+     * in per loop pass while new mail is accepted (load.c). */
+    struct event *load_ev;
+    bool loading;
+    uint64_t load_seq;       /* arrival numbers of recovered messages: 1..N */
     TAILQ_HEAD(, qmsg) msgs; /* all messages, oldest first */
     size_t count;
     /* Messages due now, in the order they became due: commits, releases

@@ -50,7 +50,6 @@ static sk_err create_body(sk_spool_msg *m)
 sk_spool_msg *sk_spool_begin(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
 {
     if (sk_spool_check_owner(s, err)) return NULL;
-    sk_spool_recovered_drop(s);
     sk_spool_msg *m = sk_calloc(1, sizeof *m);
     if (!m || !(m->env = sk_spool_envelope_dup(env))) {
         sk_free(m);

@@ -199,34 +199,20 @@ static sk_err recover_env(sk_spool *s, const char *id, tally *t, sk_error *err)
     return SK_OK;
 }
 
-/* A kept message's envelope, for the queue (sk_spool_take_recovered);
- * takes env. */
-static void keep_envelope(sk_spool *s, sk_spool_envelope *env)
-{
-    if (!s->base || s->recovered_lost ||
-        (s->nrecovered == s->recovered_cap &&
-         sk_array_grow(&s->recovered, &s->recovered_cap, s->nrecovered + 1, sizeof *s->recovered,
-                       SIZE_MAX / sizeof *s->recovered))) {
-        sk_spool_envelope_free(env);
-        sk_spool_recovered_drop(s);
-        return;
-    }
-    s->recovered[s->nrecovered++] = env;
-}
-
 /* 4. ID.msg whose envelope (ID.env, else its trailer) is unreadable or
  * disagrees with the file's size: cannot happen with the write order;
  * removed with a warning if it does. */
-static sk_err recover_msg(sk_spool *s, const char *id, tally *t, sk_error *err)
+static sk_err check_msg(sk_spool *s, const char *id, tally *t, sk_spool_envelope **kept,
+                        sk_error *err)
 {
-    /* New IDs come after every stored one, whatever the clock says (the
-     * IDs come sorted: the last call counts). */
-    sk_spool_id_after(&s->ids, id);
+    *kept = NULL;
     sk_spool_envelope *env = NULL;
     const char *why = NULL;
     /* A message is only ever renamed to ID.msg once durable, so the size
      * is enough here; reading every body would slow the start. */
     sk_err le = sk_spool_load(s, id, &env, NULL);
+    if (le == SK_ERR_NOT_FOUND && !sk_spool_exists(s, id, SK_SPOOL_BODY_EXT))
+        return SK_OK; /* removed since it was listed (sk_spool_remove) */
     if (le == SK_ERR_IO || le == SK_ERR_NOMEM)
         /* Not what the files hold: keep the message, fail the open. */
         return sk_error_set(err, le, SK_STEP_NONE, "cannot read the envelope of %s in %s (kept)",
@@ -247,7 +233,7 @@ static sk_err recover_msg(sk_spool *s, const char *id, tally *t, sk_error *err)
     }
     if (!why) {
         t->kept++;
-        keep_envelope(s, env);
+        *kept = env;
         return SK_OK;
     }
     sk_spool_envelope_free(env);
@@ -258,25 +244,59 @@ static sk_err recover_msg(sk_spool *s, const char *id, tally *t, sk_error *err)
     return SK_OK;
 }
 
-void sk_spool_recovered_drop(sk_spool *s)
+/* 4. at open, without an event base: every message checked now. */
+static sk_err recover_msg(sk_spool *s, const char *id, tally *t, sk_error *err)
 {
-    if (s->recovered_lost) return;
-    for (size_t i = 0; i < s->nrecovered; i++) sk_spool_envelope_free(s->recovered[i]);
-    sk_free(s->recovered);
-    s->recovered = NULL;
-    s->nrecovered = s->recovered_cap = 0;
-    s->recovered_lost = true;
+    sk_spool_envelope *env;
+    sk_err e = check_msg(s, id, t, &env, err);
+    sk_spool_envelope_free(env);
+    return e;
 }
 
-bool sk_spool_take_recovered(sk_spool *s, sk_spool_envelope ***envs, size_t *n)
+void sk_spool_unchecked_free(sk_spool *s)
 {
-    if (!s->base || s->recovered_lost) return false;
-    *envs = s->recovered;
-    *n = s->nrecovered;
-    s->recovered = NULL;
-    s->nrecovered = s->recovered_cap = 0;
-    s->recovered_lost = true; /* handed over: a second call gets nothing */
-    return true;
+    sk_spool_ids_free(s->unchecked, s->nunchecked);
+    s->unchecked = NULL;
+    s->nunchecked = s->unchecked_next = 0;
+}
+
+sk_err sk_spool_recover_next(sk_spool *s, size_t max, sk_spool_envelope ***envs, size_t *n,
+                             bool *more, sk_error *err)
+{
+    *envs = NULL;
+    *n = 0;
+    *more = false;
+    size_t left = s->nunchecked - s->unchecked_next;
+    if (!left) {
+        sk_spool_unchecked_free(s);
+        return SK_OK;
+    }
+    size_t want = left < max ? left : max;
+    sk_spool_envelope **out = sk_calloc(want ? want : 1, sizeof *out);
+    if (!out) return sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
+    tally t = {0, 0, 0};
+    sk_err e = SK_OK;
+    size_t k = 0;
+    while (!e && k < want) {
+        sk_spool_envelope *env;
+        e = check_msg(s, s->unchecked[s->unchecked_next], &t, &env, err);
+        if (e) break;
+        s->unchecked_next++;
+        k++;
+        if (env) out[(*n)++] = env;
+    }
+    /* An error of the moment keeps the message's files and leaves it
+     * unchecked: the caller may try again. The removals need no fsync of
+     * their own: one undone by a crash is found and done again. */
+    *envs = out;
+    *more = s->unchecked_next < s->nunchecked;
+    if (!*more && !e) sk_spool_unchecked_free(s);
+    return e;
+}
+
+size_t sk_spool_unchecked_count(const sk_spool *s)
+{
+    return s->nunchecked - s->unchecked_next;
 }
 
 /* The steps, in this order: each name is looked at with the files the
@@ -309,6 +329,18 @@ sk_err sk_spool_recover(sk_spool *s, sk_error *err)
         size_t n;
         if (sk_spool_ids_with_ext(s, steps[k].ext, &ids, &n))
             return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "cannot read %s", s->msgdir);
+        /* New IDs come after every stored one, whatever the clock says
+         * (the IDs come sorted). */
+        if (steps[k].fn == recover_msg && n) sk_spool_id_after(&s->ids, ids[n - 1]);
+        if (steps[k].fn == recover_msg && s->base) {
+            /* With an event base the messages are checked after the open,
+             * in batches on the loop while new mail comes in
+             * (sk_spool_recover_next): the start does not wait for them. */
+            s->unchecked = ids;
+            s->nunchecked = n;
+            s->unchecked_next = 0;
+            break;
+        }
         for (size_t i = 0; !e && i < n; i++) e = steps[k].fn(s, ids[i], &t, err);
         sk_spool_ids_free(ids, n);
         if (e) return e;
@@ -316,7 +348,11 @@ sk_err sk_spool_recover(sk_spool *s, sk_error *err)
     if ((t.removed || t.promoted) && fsync(s->msgdir_fd))
         return sk_error_set(err, sk_err_from_errno(errno, SK_FILE_WRITE), SK_STEP_NONE,
                             "fsync %s failed", s->msgdir);
-    sk_log(&s->opts.log, SK_LOG_INFO, "- spool recovered messages=%zu removed=%zu", t.kept,
-           t.removed);
+    if (s->unchecked)
+        sk_log(&s->opts.log, SK_LOG_INFO, "- spool recovered unchecked=%zu removed=%zu",
+               s->nunchecked, t.removed);
+    else
+        sk_log(&s->opts.log, SK_LOG_INFO, "- spool recovered messages=%zu removed=%zu", t.kept,
+               t.removed);
     return SK_OK;
 }

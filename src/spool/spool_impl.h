@@ -174,14 +174,11 @@ struct sk_spool {
     sk_buf jbuf;
     sk_spool_mat mat;
     sk_spool_idgen ids; /* loop thread */
-    /* With an event base: the envelope of every message recovery kept,
-     * oldest first, for the queue to take (sk_spool_take_recovered)
-     * instead of reading each file again. recovered_lost: there is no
-     * list to hand over (no event base, memory ran short, the spool
-     * changed since, or it was handed over). */
-    sk_spool_envelope **recovered;
-    size_t nrecovered, recovered_cap;
-    bool recovered_lost;
+    /* With an event base: the IDs of the ID.msg files recovery has still
+     * to check, oldest first, from unchecked_next on (loop thread;
+     * sk_spool_recover_next). The rest of recovery is done at open. */
+    char **unchecked;
+    size_t nunchecked, unchecked_next;
 };
 
 /* ---- checks ---- */
@@ -344,9 +341,8 @@ SK_NODISCARD sk_err sk_spool_materializer_wait(sk_spool *s);
 
 /* Settle what a crash left (docs/queue.md "Recovery"). */
 SK_NODISCARD sk_err sk_spool_recover(sk_spool *s, sk_error *err);
-/* Free the envelopes recovery kept for the queue and hand none over: the
- * spool changed since (a message begun, an envelope saved, a message
- * removed), or it is being freed. */
-void sk_spool_recovered_drop(sk_spool *s);
+/* Forget the messages recovery has not checked (the spool is being
+ * freed: they stay on disk for the next open). */
+void sk_spool_unchecked_free(sk_spool *s);
 
 #endif

@@ -44,12 +44,22 @@ void sk_spool_spare_stats(sk_spool *s, size_t *ready, size_t *used, int *off_err
  * files"), for tests: how many are waiting, how many were reused. */
 void sk_spool_reuse_stats(sk_spool *s, size_t *pool, size_t *reused);
 
-/* The envelopes of the messages recovery found, read once at open (with
- * an event base), oldest first: handed over to the caller, who owns the
- * array (sk_free) and each envelope. false (and nothing handed over) when
- * there is no such list: no event base, taken already, or memory ran
- * short while recovering; the caller then lists and loads. */
-bool sk_spool_take_recovered(sk_spool *s, sk_spool_envelope ***envs, size_t *n);
+/* The messages recovery has still to check. With an event base,
+ * sk_spool_open settles everything a crash can leave and lists the stored
+ * messages (new IDs come after them) but leaves checking each one (its
+ * envelope read, its file's size against it) to these calls, so that the
+ * daemon accepts mail while the queue takes the old messages in. Each
+ * call checks up to max of them, oldest first, removes the broken ones
+ * (logged) and hands over the envelopes of those kept: the caller owns
+ * the array (sk_free) and each envelope; *more says whether any are left.
+ * A message removed meanwhile (sk_spool_remove) is skipped. An error of
+ * the moment (EIO, no memory) keeps the files and returns the error with
+ * that message still first (what was checked before it is handed over).
+ * Without an event base every message is checked at open and there is
+ * nothing left here. */
+SK_NODISCARD sk_err sk_spool_recover_next(sk_spool *s, size_t max, sk_spool_envelope ***envs,
+                                          size_t *n, bool *more, sk_error *err);
+size_t sk_spool_unchecked_count(const sk_spool *s);
 
 /* The control directory for requests from other processes. */
 const char *sk_spool_ctl_dir(const sk_spool *s);

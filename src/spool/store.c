@@ -109,7 +109,7 @@ void sk_spool_free(sk_spool *s)
     sk_journal_close(&s->journal);
     sk_buf_free(&s->jbuf);
     sk_free(s->rm.orphans); /* none left after the committer stopped, unless a sync failed */
-    sk_spool_recovered_drop(s);
+    sk_spool_unchecked_free(s);
     if (s->msgdir_fd >= 0) close(s->msgdir_fd);
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the lock */
     pthread_mutex_destroy(&s->mu);
@@ -184,7 +184,6 @@ sk_err sk_spool_save(sk_spool *s, const sk_spool_envelope *env, sk_error *err)
     if (e) return e;
     if (!sk_spool_id_valid(env->id))
         return sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "bad queue ID");
-    sk_spool_recovered_drop(s);
     sk_buf b = SK_BUF_INIT(SK_SPOOL_ENVELOPE_MAX_OCTETS);
     e = sk_spool_envelope_serialize(env, &b);
     char name[SK_SPOOL_NAME_SIZE];
@@ -203,7 +202,6 @@ sk_err sk_spool_remove(sk_spool *s, const char *id, sk_error *err)
     if (e) return e;
     if (!sk_spool_id_valid(id))
         return sk_error_set(err, SK_ERR_NOT_FOUND, SK_STEP_NONE, "no message %s", id);
-    sk_spool_recovered_drop(s);
     /* The message file first: it holds an envelope of its own, while an
      * ID.env left alone by a crash is removed by recovery, so a crash in
      * between leaves nothing deliverable. */

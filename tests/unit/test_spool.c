@@ -740,14 +740,15 @@ static void test_recovery(void **state)
     free(dir);
 }
 
-/* With an event base, the envelopes recovery read are handed over once,
- * oldest first, and only while the spool is as recovery found it: after a
- * message is begun, an envelope saved or a message removed they are not
- * (the queue then lists and loads). Without an event base there is no
- * list. */
-static void test_recovered_handover(void **state)
+/* With an event base, sk_spool_open leaves checking the stored messages
+ * to sk_spool_recover_next: each one handed over once, oldest first, in
+ * batches, while the spool takes new mail (whose IDs come after theirs
+ * and which is never handed over); one removed meanwhile is skipped; a
+ * broken one is removed. Without an event base they are all checked at
+ * open and nothing is left. */
+static void test_recover_batches(void **state)
 {
-    static const char *const changes[] = {"none", "begin", "save", "remove"};
+    static const char *const changes[] = {"none", "commit", "remove", "broken"};
     for (size_t c = 0; c < sizeof changes / sizeof changes[0]; c++) {
         done_rec r1 = {0}, r2 = {0};
         char *dir = dir_with_message(&r1);
@@ -758,38 +759,65 @@ static void test_recovered_handover(void **state)
         assert_int_equal(r2.err, SK_OK);
         sk_spool_envelope **envs = NULL;
         size_t n = 0;
-        assert_false(sk_spool_take_recovered(s, &envs, &n)); /* no event base */
+        bool more = true;
+        assert_int_equal(sk_spool_unchecked_count(s), 0); /* no event base */
+        assert_int_equal(sk_spool_recover_next(s, 8, &envs, &n, &more, &err), SK_OK);
+        assert_int_equal(n, 0);
+        assert_false(more);
+        sk_free(envs);
         sk_spool_free(s);
+        if (!strcmp(changes[c], "broken")) {
+            /* r1's envelope no longer matches its file. */
+            sk_buf path = SK_BUF_INIT(4096);
+            assert_int_equal(sk_buf_printf(&path, "%s/spool/msg/%s.msg", dir, r1.id), SK_OK);
+            assert_int_equal(truncate(sk_buf_cstr(&path), 10), 0);
+            sk_buf_free(&path);
+        }
 
         struct event_base *base = event_base_new();
         s = sk_spool_open(dir, NULL, base, &err);
         assert_non_null(s);
-        if (!strcmp(changes[c], "begin")) {
-            sk_spool_envelope e = test_env();
-            sk_spool_msg *m = sk_spool_begin(s, &e, NULL);
-            assert_non_null(m);
-            sk_spool_abort(m);
-        } else if (!strcmp(changes[c], "save")) {
-            sk_spool_envelope *env;
-            assert_int_equal(sk_spool_load(s, r1.id, &env, &err), SK_OK);
-            assert_int_equal(sk_spool_save(s, env, &err), SK_OK);
-            sk_spool_envelope_free(env);
+        assert_int_equal(sk_spool_unchecked_count(s), 2);
+        done_rec r3 = {0};
+        if (!strcmp(changes[c], "commit")) {
+            commit_sync(s, body, strlen(body), &r3);
+            event_base_loop(base, EVLOOP_ONCE);
+            assert_int_equal(r3.calls, 1);
+            assert_int_equal(r3.err, SK_OK);
+            assert_true(strcmp(r3.id, r2.id) > 0);
         } else if (!strcmp(changes[c], "remove")) {
-            assert_int_equal(sk_spool_remove(s, r2.id, &err), SK_OK);
+            assert_int_equal(sk_spool_remove(s, r1.id, &err), SK_OK);
         }
-        bool got = sk_spool_take_recovered(s, &envs, &n);
-        assert_int_equal(got, !strcmp(changes[c], "none"));
-        if (got) {
-            assert_int_equal(n, 2);
-            assert_string_equal(envs[0]->id, r1.id);
-            assert_string_equal(envs[1]->id, r2.id);
-            assert_int_equal(envs[1]->body_octets, strlen(body));
-            assert_string_equal(envs[1]->sender, "alice@example.org");
-            for (size_t i = 0; i < n; i++) sk_spool_envelope_free(envs[i]);
+        const char *want[2];
+        size_t nwant = 0;
+        if (strcmp(changes[c], "remove") && strcmp(changes[c], "broken")) want[nwant++] = r1.id;
+        want[nwant++] = r2.id;
+        size_t got = 0;
+        for (size_t call = 0; call < 2; call++) {
+            assert_int_equal(sk_spool_recover_next(s, 1, &envs, &n, &more, &err), SK_OK);
+            assert_int_equal(more, call == 0);
+            assert_true(n <= 1);
+            for (size_t i = 0; i < n; i++) {
+                assert_true(got < nwant);
+                assert_string_equal(envs[i]->id, want[got]);
+                assert_int_equal(envs[i]->body_octets, strlen(body));
+                assert_string_equal(envs[i]->sender, "alice@example.org");
+                got++;
+                sk_spool_envelope_free(envs[i]);
+            }
             sk_free(envs);
-            /* Once. */
-            assert_false(sk_spool_take_recovered(s, &envs, &n));
         }
+        assert_int_equal(got, nwant);
+        assert_int_equal(sk_spool_unchecked_count(s), 0);
+        assert_int_equal(sk_spool_recover_next(s, 1, &envs, &n, &more, &err), SK_OK);
+        assert_int_equal(n, 0);
+        assert_false(more);
+        sk_free(envs);
+        /* What is stored: the broken message is gone, the new one kept. */
+        char **ids;
+        assert_int_equal(sk_spool_list(s, &ids, &n, &err), SK_OK);
+        assert_int_equal(n, nwant + (r3.calls ? 1 : 0));
+        sk_spool_ids_free(ids, n);
         sk_spool_free(s);
         event_base_free(base);
         rm_tree(dir);
@@ -2431,7 +2459,7 @@ int main(void)
         cmocka_unit_test(test_lock_excludes_second_owner),
         cmocka_unit_test(test_open_sync_modes),
         cmocka_unit_test(test_recovery),
-        cmocka_unit_test(test_recovered_handover),
+        cmocka_unit_test(test_recover_batches),
         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_recovery_rules),
         cmocka_unit_test(test_recovery_keeps_on_error),

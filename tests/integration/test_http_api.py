@@ -268,6 +268,10 @@ try:
         st, doc, _ = call(hport, "POST", "/v1/queue/%s/release" % qid, key=hkey)
         expect(st == 200 and doc["changed"] is True, "release: %d %r" % (st, doc), srv)
         srv.wait_maildir("localhost", "held", 1)
+        # The Maildir file is written on the transport's thread; the queue
+        # lets the message go when the loop takes that result, just after.
+        sktest.wait_for(lambda: not any(m["id"] == qid for m in srv.queue_list()),
+                        what="%s to leave the queue" % qid)
         expect_error(call(hport, "DELETE", "/v1/queue/" + qid, key=hkey), 404, "id", srv,
                      "gone from the queue")
 

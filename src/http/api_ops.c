@@ -333,6 +333,64 @@ static bool parse_time(const char *s, int64_t *out_ms)
     return true;
 }
 
+/* A page of events read on a worker: the filter's strings copied in. */
+typedef struct events_query {
+    sk_http_work w; /* first */
+    sk_http *h;
+    sk_http_req *r;
+    sk_track_filter f;
+    char *recipient, *tag;
+    sk_err e;
+    sk_error err;
+    sk_track_page p;
+} events_query;
+
+static void events_query_free(void *ptr)
+{
+    events_query *q = ptr;
+    sk_free(q->recipient);
+    sk_free(q->tag);
+    sk_track_page_free(&q->p);
+    sk_free(q);
+}
+
+static void events_run(sk_http_work *w, sk_http_pool *pool, sk_http_conns *c)
+{
+    events_query *q = (events_query *)w;
+    sk_track *t = sk_http_conns_track(pool, c, &q->err);
+    q->e = t ? sk_track_events_list(t, &q->f, &q->p, &q->err) : SK_ERR_IO;
+}
+
+static void events_done(sk_http_work *w)
+{
+    events_query *q = (events_query *)w;
+    sk_http *h = q->h;
+    sk_http_req *r = q->r;
+    if (w->cancelled) {
+        sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
+        return;
+    }
+    if (q->e) {
+        sk_http_reply_error(h, r, 500, "internal", NULL, "%s",
+                            q->err.text[0] ? q->err.text : sk_strerror(q->e));
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < q->p.n; i++) {
+        json_t *ev = sk_http_event_json(&q->p.events[i]);
+        char id[24];
+        snprintf(id, sizeof id, "%lld", (long long)q->p.ids[i]);
+        if (ev) json_object_set_new(ev, "id", json_string(id));
+        json_array_append_new(arr, ev);
+    }
+    char next[24];
+    int64_t after = q->p.next_after;
+    snprintf(next, sizeof next, "%lld", (long long)after);
+    sk_http_reply(h, r, 200,
+                  json_pack("{s:o,s:o}", "events", arr ? arr : json_null(), "next_cursor",
+                            after ? json_string(next) : json_null()));
+}
+
 void sk_http_list_events(sk_http *h, sk_http_req *r)
 {
     sk_track_filter f = {.kind = -1, .limit = SK_HTTP_PAGE_DEFAULT};
@@ -341,8 +399,6 @@ void sk_http_list_events(sk_http *h, sk_http_req *r)
         sk_http_reply_error(h, r, 400, "invalid_query", "type", "type: not an event name");
         return;
     }
-    f.recipient = sk_http_req_query(r, "recipient");
-    f.tag = sk_http_req_query(r, "tag");
     if ((v = sk_http_req_query(r, "since")) && !parse_time(v, &f.since_ms)) {
         sk_http_reply_error(h, r, 400, "invalid_query", "since",
                             "since: Unix seconds or an RFC 3339 time");
@@ -372,32 +428,23 @@ void sk_http_list_events(sk_http *h, sk_http_req *r)
         }
         f.after_id = n;
     }
-    sk_track *t = sk_http_track_reader(h);
-    if (!t) {
+    if (!sk_http_track_sync(h)) {
         sk_http_reply_error(h, r, 503, "unavailable", NULL, "the tracking store is not open");
         return;
     }
-    sk_track_page p;
-    sk_error err = {0};
-    if (sk_track_events_list(t, &f, &p, &err)) {
-        sk_http_reply_error(h, r, 500, "internal", NULL, "%s", err.text);
+    events_query *q = sk_calloc(1, sizeof *q);
+    const char *rcpt = sk_http_req_query(r, "recipient"), *tag = sk_http_req_query(r, "tag");
+    if (q) sk_http_req_set_state(r, q, events_query_free);
+    if (!q || (rcpt && !(q->recipient = sk_strdup(rcpt))) || (tag && !(q->tag = sk_strdup(tag)))) {
+        sk_http_reply_error(h, r, 500, "internal", NULL, "out of memory");
         return;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < p.n; i++) {
-        json_t *ev = sk_http_event_json(&p.events[i]);
-        char id[24];
-        snprintf(id, sizeof id, "%lld", (long long)p.ids[i]);
-        if (ev) json_object_set_new(ev, "id", json_string(id));
-        json_array_append_new(arr, ev);
-    }
-    char next[24];
-    int64_t after = p.next_after;
-    snprintf(next, sizeof next, "%lld", (long long)after);
-    sk_track_page_free(&p);
-    sk_http_reply(h, r, 200,
-                  json_pack("{s:o,s:o}", "events", arr ? arr : json_null(), "next_cursor",
-                            after ? json_string(next) : json_null()));
+    q->h = h;
+    q->r = r;
+    q->f = f;
+    q->f.recipient = q->recipient;
+    q->f.tag = q->tag;
+    (void)sk_http_req_work(h, r, &q->w, events_run, events_done);
 }
 
 /* ---- GET /v1/queue ---- */

@@ -453,8 +453,8 @@
  * each with connections of its own: two, so that one slow query (stats
  * over a large store) does not hold up the idempotency checks of sends.
  * At shutdown the jobs in flight get this long to finish: above the
- * stores' busy timeouts (5 s), so a write waiting for another process's
- * lock still ends. */
+ * stores' busy timeouts (http.db 5 s, track.db 2 s), so a write waiting
+ * for another process's lock still ends. */
 #define SK_HTTP_WORKER_THREADS  2
 #define SK_HTTP_WORKERS_STOP_MS 10000
 /* API keys: the secret's random octets (256 bits) and a name's length. */

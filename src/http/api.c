@@ -369,7 +369,10 @@ static void track_query_done(sk_http_work *w);
  * memory, stopping). */
 static track_query *track_query_start(sk_http *h, sk_http_req *r, track_op op, const char *arg)
 {
-    if (!sk_http_track_sync(h)) {
+    /* Reads of events see those recorded so far; the suppression list
+     * is written at once, not batched, and needs no such wait. */
+    bool events = op == Q_MESSAGE || op == Q_STATS;
+    if (!(events ? sk_http_track_sync(h) : sk_http_get_deps(h)->track != NULL)) {
         sk_http_reply_error(h, r, 503, "unavailable", NULL, "the tracking store is not open");
         return NULL;
     }

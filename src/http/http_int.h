@@ -131,7 +131,6 @@ sk_idem *sk_http_conns_idem(sk_http_pool *p, sk_http_conns *c, sk_error *err);
 /* What the routes work on. */
 const sk_http_opts *sk_http_get_opts(const sk_http *h);
 const sk_http_deps *sk_http_get_deps(const sk_http *h);
-sk_http_pool *sk_http_get_pool(const sk_http *h);
 const sk_logger *sk_http_log(const sk_http *h);
 /* Before a read of the tracking store on a worker: the events the loop
  * recorded so far are handed to the store's writer and written (so that

@@ -549,11 +549,6 @@ const sk_http_deps *sk_http_get_deps(const sk_http *h)
     return &h->deps;
 }
 
-sk_http_pool *sk_http_get_pool(const sk_http *h)
-{
-    return h->pool;
-}
-
 bool sk_http_req_work(sk_http *h, sk_http_req *r, sk_http_work *w, sk_http_work_run_fn run,
                       sk_http_work_done_fn done)
 {

@@ -10,3 +10,4 @@ BUILD=${1:-build}
 "$HERE/dkim_bench.sh" "$BUILD"
 "$HERE/sign_bench.sh" "$BUILD"
 "$HERE/webhook_bench.sh" "$BUILD"
+"$HERE/http_bench.sh" "$BUILD"

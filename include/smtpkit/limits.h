@@ -221,8 +221,8 @@
  * the headers. ------"); longer lines are cut, they are only compared. */
 #define SK_BOUNCE_MARK_MAX_OCTETS 120
 /* How many lines after its failure words (the last place they are said)
- * the last-resort scanner looks for the failed address: the notices it reads name it within a few lines;
- * further down, explanations name addresses of their own. */
+ * the last-resort scanner looks for the failed address: the notices it reads name it within a few
+ * lines; further down, explanations name addresses of their own. */
 #define SK_BOUNCE_SCAN_LINES 12
 /* When no line there starts with an address, the scanner takes one from
  * within the words' own line and the few after it only. */
@@ -465,6 +465,15 @@
 #define SK_HTTP_IDEMPOTENCY_KEEP_S         (24 * 3600)
 /* The seconds a 429 for a full queue asks the client to wait. */
 #define SK_HTTP_RETRY_AFTER_S 30
+/* The HTTP API's SQLite work (the idempotency store, the tracking store's
+ * queries and suppression changes) runs on a group of worker threads,
+ * each with connections of its own: two, so that one slow query (stats
+ * over a large store) does not hold up the idempotency checks of sends.
+ * At shutdown the jobs in flight get this long to finish: above the
+ * stores' busy timeouts (http.db 5 s, track.db 2 s), so a write waiting
+ * for another process's lock still ends. */
+#define SK_HTTP_WORKER_THREADS  2
+#define SK_HTTP_WORKERS_STOP_MS 10000
 /* API keys: the secret's random octets (256 bits) and a name's length. */
 #define SK_APIKEY_SECRET_OCTETS   32
 #define SK_APIKEY_NAME_MAX_OCTETS 64

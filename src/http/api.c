@@ -288,24 +288,120 @@ json_t *sk_http_event_json(const sk_track_ev *ev)
                      kept_json(ev->tags, true), "metadata", kept_json(ev->metadata, false));
 }
 
+/* A query of the tracking store, run on a worker (work.c): what it asks
+ * is copied in, what it found is kept until the answer. */
+typedef enum track_op {
+    Q_MESSAGE,
+    Q_STATS,
+    Q_SUPPRESS_LIST,
+    Q_SUPPRESS_GET,
+    Q_SUPPRESS_PUT,
+    Q_SUPPRESS_DELETE,
+} track_op;
+
+typedef struct track_query {
+    sk_http_work w; /* first: the job's record is the query's */
+    sk_http *h;
+    sk_http_req *r;
+    track_op op;
+    char *arg;    /* the message ID, tag or address */
+    char *reason; /* PUT */
+    int64_t until_s;
+    sk_err e;
+    sk_error err;
+    sk_track_result *res;
+    sk_track_stats *st;
+    sk_suppression *list;
+    size_t n;
+    sk_suppression one;
+} track_query;
+
+static void track_query_free(void *p)
+{
+    track_query *q = p;
+    sk_free(q->arg);
+    sk_free(q->reason);
+    sk_track_result_free(q->res);
+    sk_track_stats_free(q->st);
+    if (q->list) sk_suppress_list_free(q->list, q->n);
+    sk_suppression_clear(&q->one);
+    sk_free(q);
+}
+
+/* Worker thread: the query on this thread's connection. */
+static void track_query_run(sk_http_work *w, sk_http_pool *p, sk_http_conns *c)
+{
+    track_query *q = (track_query *)w;
+    sk_track *t = sk_http_conns_track(p, c, &q->err);
+    if (!t) {
+        q->e = q->err.err ? q->err.err : SK_ERR_IO;
+        return;
+    }
+    switch (q->op) {
+    case Q_MESSAGE:
+        q->e = sk_track_query(t, q->arg, &q->res, &q->err);
+        break;
+    case Q_STATS:
+        q->e = sk_track_stats_query_tag(t, 0, q->arg, &q->st, &q->err);
+        break;
+    case Q_SUPPRESS_LIST:
+        q->e = sk_suppress_list(t, 0, &q->list, &q->n, &q->err);
+        break;
+    case Q_SUPPRESS_PUT:
+        q->e = sk_suppress_add(t, q->arg, q->reason, 0, q->until_s, &q->err);
+        if (q->e) break;
+        /* The entry as stored, for the answer. */
+        q->e = sk_suppress_check(t, q->arg, 0, &q->one, &q->err);
+        break;
+    case Q_SUPPRESS_GET:
+        q->e = sk_suppress_check(t, q->arg, 0, &q->one, &q->err);
+        break;
+    case Q_SUPPRESS_DELETE:
+        q->e = sk_suppress_remove(t, q->arg, &q->err);
+        break;
+    }
+}
+
+static void track_query_done(sk_http_work *w);
+
+/* Hand op on arg (copied; NULL: none) to a worker; the answer comes from
+ * track_query_done. NULL when r was answered already (no store, no
+ * memory, stopping). */
+static track_query *track_query_start(sk_http *h, sk_http_req *r, track_op op, const char *arg)
+{
+    /* Reads of events see those recorded so far; the suppression list
+     * is written at once, not batched, and needs no such wait. */
+    bool events = op == Q_MESSAGE || op == Q_STATS;
+    if (!(events ? sk_http_track_sync(h) : sk_http_get_deps(h)->track != NULL)) {
+        sk_http_reply_error(h, r, 503, "unavailable", NULL, "the tracking store is not open");
+        return NULL;
+    }
+    track_query *q = sk_calloc(1, sizeof *q);
+    if (!q || (arg && !(q->arg = sk_strdup(arg)))) {
+        sk_free(q);
+        sk_http_reply_error(h, r, 500, "internal", NULL, "out of memory");
+        return NULL;
+    }
+    q->h = h;
+    q->r = r;
+    q->op = op;
+    sk_http_req_set_state(r, q, track_query_free);
+    return q;
+}
+
+static void track_query_submit(track_query *q)
+{
+    (void)sk_http_req_work(q->h, q->r, &q->w, track_query_run, track_query_done);
+}
+
 static void get_message(sk_http *h, sk_http_req *r)
 {
-    sk_track *t = sk_http_track_reader(h);
-    if (!t) {
-        sk_http_reply_error(h, r, 503, "unavailable", NULL, "the tracking store is not open");
-        return;
-    }
-    sk_track_result *res = NULL;
-    sk_error err = {0};
-    sk_err e = sk_track_query(t, sk_http_req_param(r, 0), &res, &err);
-    if (e == SK_ERR_NOT_FOUND) {
-        sk_http_reply_error(h, r, 404, "not_found", "id", "no message with this ID");
-        return;
-    }
-    if (e) {
-        sk_http_reply_error(h, r, 500, "internal", NULL, "%s", err.text);
-        return;
-    }
+    track_query *q = track_query_start(h, r, Q_MESSAGE, sk_http_req_param(r, 0));
+    if (q) track_query_submit(q);
+}
+
+static void answer_message(sk_http *h, sk_http_req *r, const sk_track_result *res)
+{
     json_t *evs = json_array();
     const char *status = "received";
     for (size_t i = 0; evs && i < res->nevents; i++) {
@@ -313,11 +409,10 @@ static void get_message(sk_http *h, sk_http_req *r)
         json_array_append_new(evs, sk_http_event_json(ev));
         status = sk_track_kind_name(ev->kind);
     }
-    json_t *out = json_pack("{s:o,s:o,s:s,s:o}", "id", str_or_null(res->id), "message_id",
+    sk_http_reply(h, r, 200,
+                  json_pack("{s:o,s:o,s:s,s:o}", "id", str_or_null(res->id), "message_id",
                             str_or_null(res->message_id), "status", status, "events",
-                            evs ? evs : json_null());
-    sk_track_result_free(res);
-    sk_http_reply(h, r, 200, out);
+                            evs ? evs : json_null()));
 }
 
 /* ---- GET /v1/stats ---- */
@@ -350,22 +445,8 @@ static json_t *window_json(const sk_track_window *w)
 
 static void get_stats(sk_http *h, sk_http_req *r)
 {
-    sk_track *t = sk_http_track_reader(h);
-    if (!t) {
-        sk_http_reply_error(h, r, 503, "unavailable", NULL, "the tracking store is not open");
-        return;
-    }
-    sk_track_stats *st = NULL;
-    sk_error err = {0};
-    const char *tag = sk_http_req_query(r, "tag");
-    if (sk_track_stats_query_tag(t, 0, tag, &st, &err)) {
-        sk_http_reply_error(h, r, 500, "internal", NULL, "%s", err.text);
-        return;
-    }
-    json_t *out = json_pack("{s:o,s:o,s:o}", "hour", window_json(&st->hour), "day",
-                            window_json(&st->day), "tag", str_or_null(tag));
-    sk_track_stats_free(st);
-    sk_http_reply(h, r, 200, out);
+    track_query *q = track_query_start(h, r, Q_STATS, sk_http_req_query(r, "tag"));
+    if (q) track_query_submit(q);
 }
 
 /* ---- suppressions ---- */
@@ -380,52 +461,16 @@ static json_t *suppression_json(const sk_suppression *s)
                      s->until_s ? json_string(until) : json_null());
 }
 
-static sk_track *suppress_store(sk_http *h, sk_http_req *r)
-{
-    sk_track *t = sk_http_track_reader(h);
-    if (!t) sk_http_reply_error(h, r, 503, "unavailable", NULL, "the tracking store is not open");
-    return t;
-}
-
 static void list_suppressions(sk_http *h, sk_http_req *r)
 {
-    sk_track *t = suppress_store(h, r);
-    if (!t) return;
-    sk_suppression *list = NULL;
-    size_t n = 0;
-    sk_error err = {0};
-    if (sk_suppress_list(t, 0, &list, &n, &err)) {
-        sk_http_reply_error(h, r, 500, "internal", NULL, "%s", err.text);
-        return;
-    }
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++) json_array_append_new(arr, suppression_json(&list[i]));
-    sk_suppress_list_free(list, n);
-    sk_http_reply(h, r, 200, json_pack("{s:o}", "suppressions", arr ? arr : json_null()));
+    track_query *q = track_query_start(h, r, Q_SUPPRESS_LIST, NULL);
+    if (q) track_query_submit(q);
 }
 
 static void get_suppression(sk_http *h, sk_http_req *r)
 {
-    sk_track *t = suppress_store(h, r);
-    if (!t) return;
-    sk_suppression s = {0};
-    sk_error err = {0};
-    sk_err e = sk_suppress_check(t, sk_http_req_param(r, 0), 0, &s, &err);
-    if (e == SK_ERR_NOT_FOUND) {
-        sk_http_reply_error(h, r, 404, "not_found", "address", "not suppressed");
-        return;
-    }
-    if (e == SK_ERR_INVAL) {
-        sk_http_reply_error(h, r, 400, "invalid_field", "address", "not an address");
-        return;
-    }
-    if (e) {
-        sk_http_reply_error(h, r, 500, "internal", NULL, "%s", err.text);
-        return;
-    }
-    json_t *out = suppression_json(&s);
-    sk_suppression_clear(&s);
-    sk_http_reply(h, r, 200, out);
+    track_query *q = track_query_start(h, r, Q_SUPPRESS_GET, sk_http_req_param(r, 0));
+    if (q) track_query_submit(q);
 }
 
 static void changed(sk_http *h)
@@ -437,8 +482,6 @@ static void changed(sk_http *h)
 /* PUT body: {"reason": "...", "until": Unix seconds or absent}. */
 static void put_suppression(sk_http *h, sk_http_req *r)
 {
-    sk_track *t = suppress_store(h, r);
-    if (!t) return;
     size_t len = 0;
     const char *body = sk_http_req_body(r, &len);
     const char *reason = "api";
@@ -477,41 +520,81 @@ static void put_suppression(sk_http *h, sk_http_req *r)
         if (rv) reason = json_string_value(rv);
         if (uv) until = (int64_t)json_integer_value(uv);
     }
-    sk_error err = {0};
-    sk_err e = sk_suppress_add(t, sk_http_req_param(r, 0), reason, 0, until, &err);
+    track_query *q = track_query_start(h, r, Q_SUPPRESS_PUT, sk_http_req_param(r, 0));
+    if (q && !(q->reason = sk_strdup(reason))) {
+        sk_http_reply_error(h, r, 500, "internal", NULL, "out of memory");
+        q = NULL;
+    }
     json_decref(root);
-    if (e == SK_ERR_INVAL || e == SK_ERR_SYNTAX) {
-        sk_http_reply_error(h, r, 400, "invalid_field", "address", "not an address");
-        return;
-    }
-    if (e) {
-        sk_http_reply_error(h, r, 500, "internal", NULL, "%s", err.text);
-        return;
-    }
-    changed(h);
-    get_suppression(h, r);
+    if (!q) return;
+    q->until_s = until;
+    track_query_submit(q);
 }
 
 static void delete_suppression(sk_http *h, sk_http_req *r)
 {
-    sk_track *t = suppress_store(h, r);
-    if (!t) return;
-    sk_error err = {0};
-    sk_err e = sk_suppress_remove(t, sk_http_req_param(r, 0), &err);
-    if (e == SK_ERR_NOT_FOUND) {
+    track_query *q = track_query_start(h, r, Q_SUPPRESS_DELETE, sk_http_req_param(r, 0));
+    if (q) track_query_submit(q);
+}
+
+/* Loop: the query's answer. */
+static void track_query_done(sk_http_work *w)
+{
+    track_query *q = (track_query *)w;
+    sk_http *h = q->h;
+    sk_http_req *r = q->r;
+    if (w->cancelled) {
+        sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
+        return;
+    }
+    bool by_address = q->op != Q_MESSAGE && q->op != Q_STATS && q->op != Q_SUPPRESS_LIST;
+    if (q->e == SK_ERR_NOT_FOUND && q->op == Q_MESSAGE) {
+        sk_http_reply_error(h, r, 404, "not_found", "id", "no message with this ID");
+        return;
+    }
+    if (q->e == SK_ERR_NOT_FOUND && by_address) {
         sk_http_reply_error(h, r, 404, "not_found", "address", "not suppressed");
         return;
     }
-    if (e == SK_ERR_INVAL) {
+    if ((q->e == SK_ERR_INVAL || (q->e == SK_ERR_SYNTAX && q->op == Q_SUPPRESS_PUT)) &&
+        by_address) {
         sk_http_reply_error(h, r, 400, "invalid_field", "address", "not an address");
         return;
     }
-    if (e) {
-        sk_http_reply_error(h, r, 500, "internal", NULL, "%s", err.text);
+    if (q->e) {
+        sk_http_reply_error(h, r, 500, "internal", NULL, "%s",
+                            q->err.text[0] ? q->err.text : sk_strerror(q->e));
         return;
     }
-    changed(h);
-    sk_http_reply(h, r, 204, NULL);
+    switch (q->op) {
+    case Q_MESSAGE:
+        answer_message(h, r, q->res);
+        return;
+    case Q_STATS:
+        sk_http_reply(h, r, 200,
+                      json_pack("{s:o,s:o,s:o}", "hour", window_json(&q->st->hour), "day",
+                                window_json(&q->st->day), "tag", str_or_null(q->arg)));
+        return;
+    case Q_SUPPRESS_LIST: {
+        json_t *arr = json_array();
+        for (size_t i = 0; arr && i < q->n; i++)
+            json_array_append_new(arr, suppression_json(&q->list[i]));
+        sk_http_reply(h, r, 200, json_pack("{s:o}", "suppressions", arr ? arr : json_null()));
+        return;
+    }
+    case Q_SUPPRESS_PUT:
+        /* In force for RCPT at once: the mirror is told on the loop. */
+        changed(h);
+        sk_http_reply(h, r, 200, suppression_json(&q->one));
+        return;
+    case Q_SUPPRESS_GET:
+        sk_http_reply(h, r, 200, suppression_json(&q->one));
+        return;
+    case Q_SUPPRESS_DELETE:
+        changed(h);
+        sk_http_reply(h, r, 204, NULL);
+        return;
+    }
 }
 
 /* ---- per-message queue operations ---- */

@@ -92,69 +92,138 @@ static json_t *webhook_json(const sk_webhook_state *s, int64_t next_ms)
                      str_or_null(s->last_error));
 }
 
-/* The endpoints as JSON; with want_id only the one with that id
- * (*url: its URL, sk_free). NULL and the answer given on failure. */
-static json_t *webhooks_read(sk_http *h, sk_http_req *r, const char *want_id, char **url)
+/* A route on the webhooks' endpoints: their state read on a worker (from
+ * track.db, on a connection of that read's own), then, on the loop, the
+ * answer, or a change asked of the webhooks' sender (answered from its
+ * completion, after which the endpoint is read again for the answer). */
+typedef struct webhook_op webhook_op;
+struct webhook_op {
+    sk_http_work w; /* first */
+    sk_http *h;
+    sk_http_req *r;
+    char *path;                               /* track.db */
+    char want_id[SK_HTTP_PARAM_OCTETS];       /* "": every endpoint */
+    char *url;                                /* the endpoint's, once known */
+    void (*then)(webhook_op *o, json_t *arr); /* loop: the endpoints read */
+    sk_err e;
+    sk_error err;
+    sk_webhook_state *s;
+    size_t n;
+    int64_t *next;
+};
+
+static void webhook_op_free(void *p)
+{
+    webhook_op *o = p;
+    sk_webhook_states_free(o->s, o->n);
+    sk_free(o->next);
+    sk_free(o->path);
+    sk_free(o->url);
+    sk_free(o);
+}
+
+/* A new operation for r (its state), or NULL with r answered. */
+static webhook_op *webhook_op_new(sk_http *h, sk_http_req *r)
 {
     const sk_http_deps *d = sk_http_get_deps(h);
     if (!d->webhooks) {
         sk_http_reply_error(h, r, 503, "unavailable", NULL, "webhooks need the tracking store");
         return NULL;
     }
-    char *path = track_path(h);
-    sk_webhook_state *s = NULL;
-    size_t n = 0;
-    int64_t *next = NULL;
-    sk_error err = {0};
-    sk_err e = path ? sk_webhooks_list(path, &s, &n, &err) : SK_ERR_NOMEM;
-    if (!e && n && !(next = sk_calloc(n, sizeof *next))) e = SK_ERR_NOMEM;
-    if (!e) e = sk_webhooks_next_attempts(path, s, n, next, &err);
-    json_t *arr = e ? NULL : json_array();
-    for (size_t i = 0; arr && i < n; i++) {
-        if (want_id) {
-            char id[17];
-            webhook_id(s[i].url, id);
-            if (strcmp(id, want_id)) continue;
-            if (url) *url = sk_strdup(s[i].url);
-        }
-        json_array_append_new(arr, webhook_json(&s[i], next[i]));
+    webhook_op *o = sk_calloc(1, sizeof *o);
+    if (o) sk_http_req_set_state(r, o, webhook_op_free);
+    if (!o || !(o->path = track_path(h))) {
+        sk_http_reply_error(h, r, 500, "internal", NULL, "out of memory");
+        return NULL;
     }
-    sk_webhook_states_free(s, n);
-    sk_free(next);
-    sk_free(path);
-    if (!arr)
+    o->h = h;
+    o->r = r;
+    return o;
+}
+
+static void webhooks_read_run(sk_http_work *w, sk_http_pool *p, sk_http_conns *c)
+{
+    (void)p;
+    (void)c;
+    webhook_op *o = (webhook_op *)w;
+    sk_webhook_states_free(o->s, o->n);
+    sk_free(o->next);
+    o->s = NULL;
+    o->next = NULL;
+    o->n = 0;
+    o->e = sk_webhooks_list(o->path, &o->s, &o->n, &o->err);
+    if (!o->e && o->n && !(o->next = sk_calloc(o->n, sizeof *o->next))) o->e = SK_ERR_NOMEM;
+    if (!o->e) o->e = sk_webhooks_next_attempts(o->path, o->s, o->n, o->next, &o->err);
+}
+
+static void webhooks_read_done(sk_http_work *w)
+{
+    webhook_op *o = (webhook_op *)w;
+    sk_http *h = o->h;
+    sk_http_req *r = o->r;
+    if (w->cancelled) {
+        sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
+        return;
+    }
+    json_t *arr = o->e ? NULL : json_array();
+    for (size_t i = 0; arr && i < o->n; i++) {
+        if (o->want_id[0]) {
+            char id[17];
+            webhook_id(o->s[i].url, id);
+            if (strcmp(id, o->want_id)) continue;
+            if (!o->url && !(o->url = sk_strdup(o->s[i].url))) {
+                json_decref(arr);
+                arr = NULL;
+                o->e = SK_ERR_NOMEM;
+                break;
+            }
+        }
+        json_array_append_new(arr, webhook_json(&o->s[i], o->next[i]));
+    }
+    if (!arr) {
         sk_http_reply_error(h, r, 500, "internal", NULL, "webhooks: %s",
-                            err.text[0] ? err.text : sk_strerror(e ? e : SK_ERR_NOMEM));
-    return arr;
+                            o->err.text[0] ? o->err.text : sk_strerror(o->e ? o->e : SK_ERR_NOMEM));
+        return;
+    }
+    o->then(o, arr);
+}
+
+/* Read the endpoints (want_id: only that one) on a worker, then o->then. */
+static void webhooks_read(webhook_op *o, const char *want_id, void (*then)(webhook_op *, json_t *))
+{
+    snprintf(o->want_id, sizeof o->want_id, "%s", want_id ? want_id : "");
+    o->then = then;
+    (void)sk_http_req_work(o->h, o->r, &o->w, webhooks_read_run, webhooks_read_done);
+}
+
+static void list_answer(webhook_op *o, json_t *arr)
+{
+    sk_http_reply(o->h, o->r, 200, json_pack("{s:o}", "webhooks", arr));
 }
 
 void sk_http_list_webhooks(sk_http *h, sk_http_req *r)
 {
-    json_t *arr = webhooks_read(h, r, NULL, NULL);
-    if (arr) sk_http_reply(h, r, 200, json_pack("{s:o}", "webhooks", arr));
+    webhook_op *o = webhook_op_new(h, r);
+    if (o) webhooks_read(o, NULL, list_answer);
 }
 
-/* POST body: {"url", "secret", "events": [names]}; 201 with the endpoint. */
-/* An endpoint change asked of the webhooks' sender: answered when it is
- * made (on the loop), or at once when refused by its check. */
-typedef struct webhook_change {
-    sk_http *h;
-    sk_http_req *r;
-    char *url;
-} webhook_change;
-
-static void webhook_change_free(void *p)
+static void added_answer(webhook_op *o, json_t *arr)
 {
-    webhook_change *c = p;
-    sk_free(c->url);
-    sk_free(c);
+    json_t *one = json_array_get(arr, 0);
+    json_incref(one);
+    json_decref(arr);
+    if (!one) {
+        sk_http_reply_error(o->h, o->r, 500, "internal", NULL, "webhooks: the endpoint is gone");
+        return;
+    }
+    sk_http_reply(o->h, o->r, 201, one);
 }
 
 static void on_webhook_added(void *ctx, sk_err e, const sk_error *err)
 {
-    webhook_change *c = ctx;
-    sk_http *h = c->h;
-    sk_http_req *r = c->r;
+    webhook_op *o = ctx;
+    sk_http *h = o->h;
+    sk_http_req *r = o->r;
     if (sk_http_req_orphaned(r)) {
         sk_http_reply(h, r, 0, NULL);
         return;
@@ -178,20 +247,17 @@ static void on_webhook_added(void *ctx, sk_err e, const sk_error *err)
     }
     sk_log(sk_http_log(h), SK_LOG_INFO, "- http webhook-added key=%s", sk_http_req_key(r)->id);
     char id[17];
-    webhook_id(c->url, id);
-    json_t *arr = webhooks_read(h, r, id, NULL);
-    if (!arr) return;
-    json_t *one = json_array_get(arr, 0);
-    json_incref(one);
-    json_decref(arr);
-    sk_http_reply(h, r, 201, one);
+    webhook_id(o->url, id);
+    sk_free(o->url);
+    o->url = NULL;
+    webhooks_read(o, id, added_answer);
 }
 
 static void on_webhook_removed(void *ctx, sk_err e, const sk_error *err)
 {
-    webhook_change *c = ctx;
-    sk_http *h = c->h;
-    sk_http_req *r = c->r;
+    webhook_op *o = ctx;
+    sk_http *h = o->h;
+    sk_http_req *r = o->r;
     if (sk_http_req_orphaned(r))
         sk_http_reply(h, r, 0, NULL);
     else if (e == SK_ERR_NOT_FOUND)
@@ -202,13 +268,9 @@ static void on_webhook_removed(void *ctx, sk_err e, const sk_error *err)
         sk_http_reply(h, r, 204, NULL);
 }
 
+/* POST body: {"url", "secret", "events": [names]}; 201 with the endpoint. */
 void sk_http_add_webhook(sk_http *h, sk_http_req *r)
 {
-    const sk_http_deps *d = sk_http_get_deps(h);
-    if (!d->webhooks) {
-        sk_http_reply_error(h, r, 503, "unavailable", NULL, "webhooks need the tracking store");
-        return;
-    }
     size_t len = 0;
     const char *body = sk_http_req_body(r, &len);
     json_error_t jerr;
@@ -252,50 +314,43 @@ void sk_http_add_webhook(sk_http *h, sk_http_req *r)
     sk_webhook_endpoint ep = {.url = json_string_value(url),
                               .secret = json_string_value(secret),
                               .events = list.len ? sk_buf_cstr(&list) : NULL};
-    webhook_change *c = sk_calloc(1, sizeof *c);
-    if (!c || !(c->url = sk_strdup(ep.url))) {
-        if (c) sk_free(c);
+    webhook_op *o = webhook_op_new(h, r);
+    if (o && !(o->url = sk_strdup(ep.url))) {
+        sk_http_reply_error(h, r, 500, "internal", NULL, "out of memory");
+        o = NULL;
+    }
+    if (!o) {
         sk_buf_free(&list);
         json_decref(root);
-        sk_http_reply_error(h, r, 500, "internal", NULL, "out of memory");
         return;
     }
-    c->h = h;
-    c->r = r;
-    sk_http_req_set_state(r, c, webhook_change_free);
     sk_error err = {0};
-    sk_err e = sk_webhooks_add(d->webhooks, &ep, on_webhook_added, c, &err);
+    sk_err e = sk_webhooks_add(sk_http_get_deps(h)->webhooks, &ep, on_webhook_added, o, &err);
     sk_buf_free(&list);
     json_decref(root);
     /* An endpoint refused by its check: answered now, done not called. */
-    if (e) on_webhook_added(c, e, &err);
+    if (e) on_webhook_added(o, e, &err);
+}
+
+/* The endpoint found (or not): removed by the sender. */
+static void delete_found(webhook_op *o, json_t *arr)
+{
+    size_t found = json_array_size(arr);
+    json_decref(arr);
+    if (!found || !o->url) {
+        sk_http_reply_error(o->h, o->r, 404, "not_found", "id", "no webhook with this id");
+        return;
+    }
+    sk_error err = {0};
+    sk_err e =
+        sk_webhooks_remove(sk_http_get_deps(o->h)->webhooks, o->url, on_webhook_removed, o, &err);
+    if (e) on_webhook_removed(o, e, &err);
 }
 
 void sk_http_delete_webhook(sk_http *h, sk_http_req *r)
 {
-    char *url = NULL;
-    json_t *arr = webhooks_read(h, r, sk_http_req_param(r, 0), &url);
-    if (!arr) return;
-    size_t found = json_array_size(arr);
-    json_decref(arr);
-    if (!found || !url) {
-        sk_free(url);
-        sk_http_reply_error(h, r, 404, "not_found", "id", "no webhook with this id");
-        return;
-    }
-    webhook_change *c = sk_calloc(1, sizeof *c);
-    if (!c) {
-        sk_free(url);
-        sk_http_reply_error(h, r, 500, "internal", NULL, "out of memory");
-        return;
-    }
-    c->h = h;
-    c->r = r;
-    c->url = url;
-    sk_http_req_set_state(r, c, webhook_change_free);
-    sk_error err = {0};
-    sk_err e = sk_webhooks_remove(sk_http_get_deps(h)->webhooks, url, on_webhook_removed, c, &err);
-    if (e) on_webhook_removed(c, e, &err);
+    webhook_op *o = webhook_op_new(h, r);
+    if (o) webhooks_read(o, sk_http_req_param(r, 0), delete_found);
 }
 
 /* ---- GET /v1/events ---- */
@@ -333,6 +388,64 @@ static bool parse_time(const char *s, int64_t *out_ms)
     return true;
 }
 
+/* A page of events read on a worker: the filter's strings copied in. */
+typedef struct events_query {
+    sk_http_work w; /* first */
+    sk_http *h;
+    sk_http_req *r;
+    sk_track_filter f;
+    char *recipient, *tag;
+    sk_err e;
+    sk_error err;
+    sk_track_page p;
+} events_query;
+
+static void events_query_free(void *ptr)
+{
+    events_query *q = ptr;
+    sk_free(q->recipient);
+    sk_free(q->tag);
+    sk_track_page_free(&q->p);
+    sk_free(q);
+}
+
+static void events_run(sk_http_work *w, sk_http_pool *pool, sk_http_conns *c)
+{
+    events_query *q = (events_query *)w;
+    sk_track *t = sk_http_conns_track(pool, c, &q->err);
+    q->e = t ? sk_track_events_list(t, &q->f, &q->p, &q->err) : SK_ERR_IO;
+}
+
+static void events_done(sk_http_work *w)
+{
+    events_query *q = (events_query *)w;
+    sk_http *h = q->h;
+    sk_http_req *r = q->r;
+    if (w->cancelled) {
+        sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
+        return;
+    }
+    if (q->e) {
+        sk_http_reply_error(h, r, 500, "internal", NULL, "%s",
+                            q->err.text[0] ? q->err.text : sk_strerror(q->e));
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < q->p.n; i++) {
+        json_t *ev = sk_http_event_json(&q->p.events[i]);
+        char id[24];
+        snprintf(id, sizeof id, "%lld", (long long)q->p.ids[i]);
+        if (ev) json_object_set_new(ev, "id", json_string(id));
+        json_array_append_new(arr, ev);
+    }
+    char next[24];
+    int64_t after = q->p.next_after;
+    snprintf(next, sizeof next, "%lld", (long long)after);
+    sk_http_reply(h, r, 200,
+                  json_pack("{s:o,s:o}", "events", arr ? arr : json_null(), "next_cursor",
+                            after ? json_string(next) : json_null()));
+}
+
 void sk_http_list_events(sk_http *h, sk_http_req *r)
 {
     sk_track_filter f = {.kind = -1, .limit = SK_HTTP_PAGE_DEFAULT};
@@ -341,8 +454,6 @@ void sk_http_list_events(sk_http *h, sk_http_req *r)
         sk_http_reply_error(h, r, 400, "invalid_query", "type", "type: not an event name");
         return;
     }
-    f.recipient = sk_http_req_query(r, "recipient");
-    f.tag = sk_http_req_query(r, "tag");
     if ((v = sk_http_req_query(r, "since")) && !parse_time(v, &f.since_ms)) {
         sk_http_reply_error(h, r, 400, "invalid_query", "since",
                             "since: Unix seconds or an RFC 3339 time");
@@ -372,32 +483,23 @@ void sk_http_list_events(sk_http *h, sk_http_req *r)
         }
         f.after_id = n;
     }
-    sk_track *t = sk_http_track_reader(h);
-    if (!t) {
+    if (!sk_http_track_sync(h)) {
         sk_http_reply_error(h, r, 503, "unavailable", NULL, "the tracking store is not open");
         return;
     }
-    sk_track_page p;
-    sk_error err = {0};
-    if (sk_track_events_list(t, &f, &p, &err)) {
-        sk_http_reply_error(h, r, 500, "internal", NULL, "%s", err.text);
+    events_query *q = sk_calloc(1, sizeof *q);
+    const char *rcpt = sk_http_req_query(r, "recipient"), *tag = sk_http_req_query(r, "tag");
+    if (q) sk_http_req_set_state(r, q, events_query_free);
+    if (!q || (rcpt && !(q->recipient = sk_strdup(rcpt))) || (tag && !(q->tag = sk_strdup(tag)))) {
+        sk_http_reply_error(h, r, 500, "internal", NULL, "out of memory");
         return;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < p.n; i++) {
-        json_t *ev = sk_http_event_json(&p.events[i]);
-        char id[24];
-        snprintf(id, sizeof id, "%lld", (long long)p.ids[i]);
-        if (ev) json_object_set_new(ev, "id", json_string(id));
-        json_array_append_new(arr, ev);
-    }
-    char next[24];
-    int64_t after = p.next_after;
-    snprintf(next, sizeof next, "%lld", (long long)after);
-    sk_track_page_free(&p);
-    sk_http_reply(h, r, 200,
-                  json_pack("{s:o,s:o}", "events", arr ? arr : json_null(), "next_cursor",
-                            after ? json_string(next) : json_null()));
+    q->h = h;
+    q->r = r;
+    q->f = f;
+    q->f.recipient = q->recipient;
+    q->f.tag = q->tag;
+    (void)sk_http_req_work(h, r, &q->w, events_run, events_done);
 }
 
 /* ---- GET /v1/queue ---- */

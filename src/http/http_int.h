@@ -6,9 +6,12 @@
 
 #include <smtpkit/http.h>
 #include <smtpkit/track.h>
+#include <smtpkit/worker.h>
 
 #include <jansson.h>
 #include <stdbool.h>
+
+struct event_base;
 
 /* `{{name}}` substitution (docs/http-api.md "Batch sending"): every
  * {{name}} in text whose name (letters, digits, '_', '-', '.') is a key of
@@ -89,14 +92,54 @@ void sk_http_reply_text(sk_http *h, sk_http_req *r, int status, const char *cont
 void sk_http_reply_retry(sk_http *h, sk_http_req *r, int status, unsigned retry_after_s,
                          const char *code, const char *message);
 
+/* ---- SQLite off the loop (work.c) ----
+ * The idempotency store and the tracking store's queries and suppression
+ * changes run on the API's group of worker threads ("http"); each thread
+ * has its own connections (sk_http_conns), opened by it on first use. A
+ * route hands a job (sk_http_work, kept in its request's state) and
+ * answers from the job's completion, on the loop. */
+typedef struct sk_http_pool sk_http_pool;
+typedef struct sk_http_conns sk_http_conns;
+typedef struct sk_http_work sk_http_work;
+/* Worker thread: the job's SQLite work, with this thread's connections. */
+typedef void (*sk_http_work_run_fn)(sk_http_work *w, sk_http_pool *p, sk_http_conns *c);
+/* Loop: answer the request (w->cancelled: the job did not run). */
+typedef void (*sk_http_work_done_fn)(sk_http_work *w);
+struct sk_http_work {
+    sk_job job;
+    sk_http_pool *pool;
+    sk_http_work_run_fn run;
+    sk_http_work_done_fn done;
+    bool cancelled;
+};
+sk_http_pool *sk_http_pool_new(struct event_base *base, const char *data_dir, bool track,
+                               const sk_logger *log, sk_error *err);
+/* The jobs in flight finish (up to SK_HTTP_WORKERS_STOP_MS) and their
+ * completions run, then the connections close. */
+void sk_http_pool_free(sk_http_pool *p);
+/* Queue w (false when the pool is stopping: answer the request now). */
+SK_NODISCARD bool sk_http_work_submit(sk_http_pool *p, sk_http_work *w, sk_http_work_run_fn run,
+                                      sk_http_work_done_fn done);
+bool sk_http_pool_stopping(const sk_http_pool *p);
+/* Forget old idempotency answers (a job; one at a time). */
+void sk_http_pool_prune(sk_http_pool *p);
+/* Worker thread: this thread's connection to track.db (read-write, for
+ * the suppression changes) or to http.db; NULL and err on failure. */
+sk_track *sk_http_conns_track(sk_http_pool *p, sk_http_conns *c, sk_error *err);
+sk_idem *sk_http_conns_idem(sk_http_pool *p, sk_http_conns *c, sk_error *err);
+
 /* What the routes work on. */
 const sk_http_opts *sk_http_get_opts(const sk_http *h);
 const sk_http_deps *sk_http_get_deps(const sk_http *h);
-sk_idem *sk_http_get_idem(const sk_http *h);
 const sk_logger *sk_http_log(const sk_http *h);
-/* The daemon's tracking store, for queries and suppressions (the loop
- * thread's, as the SMTP side uses it); NULL without one. */
-sk_track *sk_http_track_reader(sk_http *h);
+/* Before a read of the tracking store on a worker: the events the loop
+ * recorded so far are handed to the store's writer and written (so that
+ * a read sees them). False when there is no tracking store. */
+bool sk_http_track_sync(sk_http *h);
+/* Queue w for r on the pool; when the pool no longer takes jobs, r is
+ * answered 503 and false returned (done is not called). */
+bool sk_http_req_work(sk_http *h, sk_http_req *r, sk_http_work *w, sk_http_work_run_fn run,
+                      sk_http_work_done_fn done);
 
 /* ---- The routes beyond sending (api_ops.c) ---- */
 void sk_http_get_metrics(sk_http *h, sk_http_req *r);

@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -44,6 +45,21 @@ struct sk_http_req {
     const sk_apikey *key;
     sk_apikey key_copy; /* the key's fields, kept for a later answer */
     char idem_key[SK_HTTP_IDEMPOTENCY_KEY_MAX_OCTETS + 1];
+    /* Set from the Idempotency-Key check until the request is answered:
+     * no other request with the same key pair runs meanwhile (409). */
+    bool idem_claim;
+    /* The idempotency store's work on a worker: the lookup before the
+     * route runs, then keeping the answer before it is sent. */
+    sk_http_work idem_work;
+    sk_err idem_err;
+    int idem_status;
+    char *idem_body;
+    /* The answer being kept (idem_work), sent from its completion. */
+    int ans_status;
+    char ans_ctype[64];
+    char *ans_text;
+    size_t ans_len;
+    unsigned ans_retry;
     /* The routes' own state for answers given later (api.c). */
     void *state;
     void (*state_free)(void *state);
@@ -84,7 +100,7 @@ struct sk_http {
     int port;
     SSL_CTX *ssl;
     sk_apikey_store *keys;
-    sk_idem *idem;
+    sk_http_pool *pool;
     auth_fail *fails;
     size_t nfails, capfails;
     sk_http_req *pending;
@@ -201,8 +217,7 @@ static void conn_count(hconn *c, struct evbuffer *in, size_t from, size_t n)
                 }
         }
     }
-    if ((!c->in_body && c->octets > h->o.max_header_octets) ||
-        c->octets > h->o.max_request_octets)
+    if ((!c->in_body && c->octets > h->o.max_header_octets) || c->octets > h->o.max_request_octets)
         conn_refuse(c, 413, "Payload Too Large", "too_large",
                     c->in_body ? "the request is larger than allowed (--http-max-request-size)"
                                : "the request header is larger than allowed "
@@ -333,6 +348,8 @@ static void req_free(sk_http_req *r)
     if (r->state_free) r->state_free(r->state);
     if (r->has_query) evhttp_clear_headers(&r->query);
     sk_free(r->key_copy.name);
+    sk_free(r->idem_body);
+    sk_free(r->ans_text);
     sk_free(r);
 }
 
@@ -360,13 +377,6 @@ static void send_text(sk_http *h, sk_http_req *r, int status, const char *ctype,
     }
     struct evbuffer *b = evbuffer_new();
     if (b && len) evbuffer_add(b, text, len);
-    /* An Idempotency-Key's first answer is kept (durably) before it is
-     * sent; answers that say nothing was done (4xx but 409, 5xx) are not,
-     * so that the client may try again with the same key. */
-    if (r->idem_key[0] && h->idem && status < 300 && r->key) {
-        if (sk_idem_put(h->idem, r->key->id, r->idem_key, status, len ? text : ""))
-            sk_log(&h->o.log, SK_LOG_ERR, "- http idempotency-store-failed");
-    }
     evhttp_send_reply(r->ev, status, NULL, b);
     hconn *c = r->conn;
     if (c) {
@@ -383,13 +393,60 @@ static void send_text(sk_http *h, sk_http_req *r, int status, const char *ctype,
            r->key ? " key=" : "", r->key ? r->key->id : "");
 }
 
+static void done_with(sk_http_req *r)
+{
+    req_unlink(r);
+    req_free(r);
+}
+
+/* Worker: keep the answer under its Idempotency-Key (the first stays). */
+static void keep_run(sk_http_work *w, sk_http_pool *p, sk_http_conns *c)
+{
+    sk_http_req *r = (sk_http_req *)((char *)w - offsetof(sk_http_req, idem_work));
+    sk_error err = {0};
+    sk_idem *db = sk_http_conns_idem(p, c, &err);
+    r->idem_err = db ? sk_idem_put(db, r->key_copy.id, r->idem_key, r->ans_status,
+                                   r->ans_text ? r->ans_text : "")
+                     : (err.err ? err.err : SK_ERR_IO);
+}
+
+/* Loop: the answer is kept (or could not be): now it is sent. */
+static void keep_done(sk_http_work *w)
+{
+    sk_http_req *r = (sk_http_req *)((char *)w - offsetof(sk_http_req, idem_work));
+    sk_http *h = r->h;
+    if (h && (w->cancelled || r->idem_err))
+        sk_log(&h->o.log, SK_LOG_ERR, "- http idempotency-store-failed error=\"%s\"",
+               w->cancelled ? "cancelled" : sk_strerror(r->idem_err));
+    if (h && r->ev)
+        send_text(h, r, r->ans_status, r->ans_ctype, r->ans_text ? r->ans_text : "", r->ans_len,
+                  r->ans_retry);
+    done_with(r);
+}
+
 static void finish_as(sk_http_req *r, int status, const char *ctype, const char *text, size_t len,
                       unsigned retry)
 {
     sk_http *h = r->h;
+    /* An Idempotency-Key's first answer is kept (durably, on a worker)
+     * before it is sent; answers that say nothing was done (4xx, 5xx)
+     * are not, so that the client may try again with the same key. */
+    if (h && r->ev && r->idem_claim && status < 300) {
+        r->ans_status = status;
+        snprintf(r->ans_ctype, sizeof r->ans_ctype, "%s", ctype);
+        r->ans_len = len;
+        r->ans_retry = retry;
+        r->ans_text = sk_malloc(len + 1);
+        if (r->ans_text) {
+            memcpy(r->ans_text, text, len);
+            r->ans_text[len] = '\0';
+            if (sk_http_work_submit(h->pool, &r->idem_work, keep_run, keep_done)) return;
+        }
+        sk_log(&h->o.log, SK_LOG_ERR, "- http idempotency-store-failed error=\"%s\"",
+               r->ans_text ? "stopping" : "out of memory");
+    }
     if (h && r->ev) send_text(h, r, status, ctype, text, len, retry);
-    req_unlink(r);
-    req_free(r);
+    done_with(r);
 }
 
 static void finish(sk_http_req *r, int status, const char *text, size_t len, unsigned retry)
@@ -492,9 +549,12 @@ const sk_http_deps *sk_http_get_deps(const sk_http *h)
     return &h->deps;
 }
 
-sk_idem *sk_http_get_idem(const sk_http *h)
+bool sk_http_req_work(sk_http *h, sk_http_req *r, sk_http_work *w, sk_http_work_run_fn run,
+                      sk_http_work_done_fn done)
 {
-    return h->idem;
+    if (sk_http_work_submit(h->pool, w, run, done)) return true;
+    sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
+    return false;
 }
 
 const sk_logger *sk_http_log(const sk_http *h)
@@ -502,14 +562,15 @@ const sk_logger *sk_http_log(const sk_http *h)
     return &h->o.log;
 }
 
-sk_track *sk_http_track_reader(sk_http *h)
+bool sk_http_track_sync(sk_http *h)
 {
-    /* Events are written in batches: what was recorded so far is made
-     * visible to the query first. */
+    /* Events are written in batches by the store's writer thread: what
+     * was recorded so far is handed to it and written before the query
+     * (the loop waits for that batch only when events are pending). */
     sk_error err;
     if (h->deps.track && sk_track_pending(h->deps.track) && sk_track_flush(h->deps.track, &err))
         sk_log(&h->o.log, SK_LOG_WARN, "- http track-flush-failed error=\"%s\"", err.text);
-    return h->deps.track;
+    return h->deps.track != NULL;
 }
 
 /* ---- routing ---- */
@@ -669,8 +730,49 @@ static bool authenticate(sk_http *h, sk_http_req *r)
     return true;
 }
 
-/* An Idempotency-Key seen before: its first answer again. */
-static bool replay(sk_http *h, sk_http_req *r)
+/* Worker: the answer kept for the request's key pair, if any. */
+static void lookup_run(sk_http_work *w, sk_http_pool *p, sk_http_conns *c)
+{
+    sk_http_req *r = (sk_http_req *)((char *)w - offsetof(sk_http_req, idem_work));
+    sk_error err = {0};
+    sk_idem *db = sk_http_conns_idem(p, c, &err);
+    r->idem_err = db ? sk_idem_get(db, r->key_copy.id, r->idem_key, &r->idem_status, &r->idem_body)
+                     : SK_ERR_IO;
+}
+
+/* Loop: a key seen before gets its first answer again; a new one runs
+ * the route. */
+static void lookup_done(sk_http_work *w)
+{
+    sk_http_req *r = (sk_http_req *)((char *)w - offsetof(sk_http_req, idem_work));
+    sk_http *h = r->h;
+    if (!h || !r->ev) {
+        done_with(r);
+        return;
+    }
+    if (w->cancelled || sk_http_pool_stopping(h->pool)) {
+        r->idem_claim = false;
+        sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
+        return;
+    }
+    if (r->idem_err == SK_OK) {
+        r->idem_claim = false; /* kept already */
+        evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Idempotent-Replayed", "true");
+        finish(r, r->idem_status, r->idem_body, strlen(r->idem_body), 0);
+        return;
+    }
+    if (r->idem_err != SK_ERR_NOT_FOUND) {
+        r->idem_claim = false;
+        sk_http_reply_error(h, r, 503, "unavailable", NULL, "the idempotency store cannot be read");
+        return;
+    }
+    r->route->fn(h, r);
+}
+
+/* An Idempotency-Key on a POST: checked, claimed, and looked up on a
+ * worker (the route runs from lookup_done). True when it took the
+ * request. */
+static bool idempotent(sk_http *h, sk_http_req *r)
 {
     const char *k = sk_http_req_header(r, "Idempotency-Key");
     if (!k) return false;
@@ -684,21 +786,21 @@ static bool replay(sk_http *h, sk_http_req *r)
                             SK_HTTP_IDEMPOTENCY_KEY_MAX_OCTETS);
         return true;
     }
-    int status = 0;
-    char *body = NULL;
-    sk_err e = h->idem ? sk_idem_get(h->idem, r->key->id, k, &status, &body) : SK_ERR_IO;
-    if (e == SK_OK) {
-        evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Idempotent-Replayed", "true");
-        finish(r, status, body, strlen(body), 0);
-        sk_free(body);
-        return true;
-    }
-    if (e != SK_ERR_NOT_FOUND) {
-        sk_http_reply_error(h, r, 503, "unavailable", NULL, "the idempotency store cannot be read");
-        return true;
-    }
+    /* The same key pair still being answered: the first request has not
+     * said what it did yet, so this one can neither run nor replay it
+     * (draft-ietf-httpapi-idempotency-key-header: 409). */
+    for (sk_http_req *o = h->pending; o; o = o->next)
+        if (o != r && o->idem_claim && !strcmp(o->key_copy.id, r->key_copy.id) &&
+            !strcmp(o->idem_key, k)) {
+            sk_http_reply_error(h, r, 409, "idempotency_key_in_use", "Idempotency-Key",
+                                "a request with this Idempotency-Key is still in progress");
+            return true;
+        }
     memcpy(r->idem_key, k, n + 1);
-    return false;
+    r->idem_claim = true;
+    /* Refused (stopping): answered 503, which is not kept. */
+    (void)sk_http_req_work(h, r, &r->idem_work, lookup_run, lookup_done);
+    return true;
 }
 
 static void dispatch(struct evhttp_request *ev, void *arg)
@@ -766,7 +868,7 @@ static void dispatch(struct evhttp_request *ev, void *arg)
     bool open =
         r->route->scope < 0 || ((r->route->flags & SK_HTTP_ROUTE_METRICS) && h->o.metrics_public);
     if (!open && !authenticate(h, r)) return;
-    if (!open && !strcmp(method, "POST") && replay(h, r)) return;
+    if (!open && !strcmp(method, "POST") && idempotent(h, r)) return;
     r->route->fn(h, r);
 }
 
@@ -788,8 +890,7 @@ static void on_prune(evutil_socket_t fd, short what, void *arg)
     sk_http *h = arg;
     (void)fd;
     (void)what;
-    if (h->idem && sk_idem_prune(h->idem, (int64_t)time(NULL)))
-        sk_log(&h->o.log, SK_LOG_WARN, "- http idempotency-prune-failed");
+    sk_http_pool_prune(h->pool);
 }
 
 static sk_err tls_setup(sk_http *h, sk_error *err)
@@ -852,7 +953,13 @@ sk_http *sk_http_new(const sk_http_opts *o, const sk_http_deps *deps, struct eve
     if (!e && o->tls) e = tls_setup(h, err);
     if (!e && !(h->keys = sk_apikey_store_new(h->data_dir)))
         e = sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
-    if (!e && !(h->idem = sk_idem_open(h->data_dir, err))) e = err ? err->err : SK_ERR_IO;
+    /* http.db is made (and checked) here, where a failure stops the
+     * start; the workers then open their own connections to it. */
+    sk_idem *idem = e ? NULL : sk_idem_open(h->data_dir, err);
+    if (!e && !idem) e = err && err->err ? err->err : SK_ERR_IO;
+    sk_idem_free(idem);
+    if (!e && !(h->pool = sk_http_pool_new(base, h->data_dir, deps->track != NULL, &h->o.log, err)))
+        e = err && err->err ? err->err : SK_ERR_NOMEM;
     if (!e && !(h->http = evhttp_new(base)))
         e = sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "out of memory");
     char host[256];
@@ -928,6 +1035,10 @@ int sk_http_port(const sk_http *h)
 void sk_http_free(sk_http *h)
 {
     if (!h) return;
+    /* The workers' jobs finish, and their completions answer (or let go)
+     * their requests while the listener is still here. */
+    sk_http_pool_free(h->pool);
+    h->pool = NULL;
     /* Requests whose answers wait on a commit are left to it: they
      * answer nobody (evhttp frees its side with the connections). */
     for (sk_http_req *r = h->pending; r;) {
@@ -944,7 +1055,6 @@ void sk_http_free(sk_http *h)
     if (h->prune) event_free(h->prune);
     if (h->ssl) SSL_CTX_free(h->ssl);
     sk_apikey_store_free(h->keys);
-    sk_idem_free(h->idem);
     sk_free(h->fails);
     sk_free(h->listen);
     sk_free(h->data_dir);

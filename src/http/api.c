@@ -51,20 +51,25 @@ static void send_state_free(void *p)
     sk_free(s);
 }
 
+/* A Message-ID as the API and the tracking store show it: without its
+ * angle brackets ("" when there is none or it does not fit). */
+static void bare_message_id(const char *message_id, char *out, size_t size)
+{
+    out[0] = '\0';
+    size_t n = message_id ? strlen(message_id) : 0;
+    if (n >= 2 && message_id[0] == '<' && message_id[n - 1] == '>' && n - 2 < size) {
+        memcpy(out, message_id + 1, n - 2);
+        out[n - 2] = '\0';
+    }
+}
+
 static void track_received(sk_http *h, const char *id, const char *message_id,
                            const sk_http_build *b)
 {
     sk_track *t = sk_http_get_deps(h)->track;
     if (!t) return;
-    char mid[SK_TRACK_FIELD_MAX_OCTETS + 1] = "";
-    if (message_id) {
-        /* Stored without its angle brackets. */
-        size_t n = strlen(message_id);
-        if (n >= 2 && message_id[0] == '<' && message_id[n - 1] == '>' && n - 2 < sizeof mid) {
-            memcpy(mid, message_id + 1, n - 2);
-            mid[n - 2] = '\0';
-        }
-    }
+    char mid[SK_TRACK_FIELD_MAX_OCTETS + 1];
+    bare_message_id(message_id, mid, sizeof mid);
     sk_track_ev ev = {.kind = SK_TRACK_RECEIVED,
                       .queue_id = id,
                       .message_id = mid[0] ? mid : NULL,
@@ -113,8 +118,11 @@ static void send_answer(send_state *s)
         json_t *rc = json_array();
         for (size_t k = 0; rc && k < o->nrcpts; k++)
             json_array_append_new(rc, json_string(o->rcpts[k]));
-        json_array_append_new(msgs, json_pack("{s:s,s:s?,s:o}", "id", s->ids[i], "message_id",
-                                              o->message_id, "recipients", rc ? rc : json_null()));
+        char mid[SK_TRACK_FIELD_MAX_OCTETS + 1];
+        bare_message_id(o->message_id, mid, sizeof mid);
+        json_array_append_new(msgs,
+                              json_pack("{s:s,s:s?,s:o}", "id", s->ids[i], "message_id",
+                                        mid[0] ? mid : NULL, "recipients", rc ? rc : json_null()));
     }
     sk_http_reply(h, r, 202, json_pack("{s:o}", "messages", msgs ? msgs : json_null()));
 }

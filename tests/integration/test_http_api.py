@@ -101,6 +101,7 @@ try:
                                  "content": "aGVsbG8gYXR0YWNobWVudA=="}]}, key=sender)
             expect(st == 202, "compose: %d %r" % (st, doc), srv)
             mid = doc["messages"][0]["id"]
+            msgid = doc["messages"][0]["message_id"]
             expect(doc["messages"][0]["recipients"] == ["bob@localhost"], "recipients %r" % doc)
             files = srv.wait_maildir("localhost", "bob", 1)
             body = stored_body(files[0])
@@ -188,6 +189,10 @@ try:
             expect(st == 200 and doc["id"] == mid and
                    any(e["event"] == "delivered" for e in doc["events"]),
                    "message status: %d %r" % (st, doc), srv)
+            # The Message-ID as the 202 gave it, without angle brackets, as
+            # the events show it.
+            expect(msgid and "<" not in msgid and doc["message_id"] == msgid,
+                   "message_id %r in the 202, %r in the status" % (msgid, doc["message_id"]), srv)
             expect_error(call(hport, "GET", "/v1/messages/00000000000000ZZ", key=reader), 404,
                          "id", srv, "unknown message")
             st, doc, _ = call(hport, "GET", "/v1/stats", key=reader)

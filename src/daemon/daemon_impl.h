@@ -65,7 +65,7 @@ struct sk_daemon {
     /* The suppression list in memory, for RCPT (docs/tracking.md); NULL
      * without a tracking store. */
     sk_suppress_mirror *suppress;
-    bool track_opened; /* tried already (before the ports opened) */
+    bool track_opened;      /* tried already (before the ports opened) */
     int64_t suppress_for_s; /* --suppress-for; 0: each class's duration (rules) */
 
     /* Authenticated mail: the keys that sign (--dkim; replaced on SIGHUP,
@@ -88,18 +88,25 @@ struct sk_daemon {
     bool stopping;
 };
 
-/* ---- hooks.c: one SMTP transaction, and the queue's events ---- */
+/* ---- hooks.c: one SMTP transaction ---- */
 
 /* Set the server's hooks (AUTH only with an AUTH helper, MAIL, RCPT, the
  * message, the end of a session) on d->srv. */
 void sk_daemon_hooks_set(sk_daemon *d);
-/* The queue's on_event hook: what it reports, into the tracking store. */
-void sk_daemon_on_queue_event(void *ctx, const sk_queue_event *qe);
 /* Stopping: the messages being received lose their spool handles (their
  * sessions get no 250), and those whose checks or signatures are still
  * being made are dropped (after the signing pool has stopped). */
 void sk_daemon_receiving_abort(sk_daemon *d);
 void sk_daemon_finishing_drop(sk_daemon *d);
+
+/* ---- queue_events.c: the queue's events, and helpers of hooks.c ---- */
+
+/* The queue's on_event hook: what it reports, into the tracking store. */
+void sk_daemon_on_queue_event(void *ctx, const sk_queue_event *qe);
+/* Record ev in the tracking store (if any); a failure is logged. */
+void sk_daemon_track(sk_daemon *d, const sk_track_ev *ev);
+/* Append ` key="value"` to a log line, value escaped (best effort). */
+void sk_daemon_log_escaped(sk_buf *b, const char *key, const char *value);
 
 /* ---- reload.c: the configuration applied again on SIGHUP, and stopping
  * on SIGTERM or SIGINT ---- */

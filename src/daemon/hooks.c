@@ -1,7 +1,7 @@
 /* `smtpkit serve`, one SMTP transaction: the server's hooks (AUTH, MAIL,
  * RCPT, the message as it streams in, its end), the signing or the checks
- * of the message and the ARC set, the commit and its 250, reports to VERP
- * addresses, and the queue's events into the tracking store. */
+ * of the message and the ARC set, the commit and its 250, and reports to
+ * VERP addresses. The queue's events are in queue_events.c. */
 #include "daemon_impl.h"
 
 #include <smtpkit/auth.h>
@@ -81,28 +81,12 @@ static void msg_free(daemon_msg *dm)
     sk_free(dm);
 }
 
-static void track(sk_daemon *d, const sk_track_ev *ev)
-{
-    sk_error err;
-    if (d->track && sk_track_event(d->track, ev, &err))
-        sk_log(&d->log, SK_LOG_ERR, "%s daemon track-failed error=\"%s\"",
-               ev->queue_id ? ev->queue_id : "-", err.text);
-}
-
 /* Is rcpt one of our VERP addresses (bounces+...@HOSTNAME)? */
 static bool is_verp(const sk_daemon *d, const sk_path *rcpt)
 {
     char id[SK_SPOOL_ID_SIZE], addr[SK_SMTP_PATH_MAX_OCTETS + 1];
     return d->verp_domain && rcpt->domain[0] && strcasecmp(rcpt->domain, d->verp_domain) == 0 &&
            sk_daemon_verp_parse(rcpt->mailbox, id, sizeof id, addr, sizeof addr) == SK_OK;
-}
-
-static void log_escaped(sk_buf *b, const char *key, const char *value)
-{
-    /* Log lines are best effort: a failed append only shortens the line. */
-    if (sk_buf_printf(b, " %s=\"", key) || sk_log_escape(b, value, strlen(value)) ||
-        sk_buf_putc(b, '"'))
-        return;
 }
 
 static void msg_link(struct daemon_msg **list, struct daemon_msg *m)
@@ -297,7 +281,7 @@ static sk_reply on_rcpt(sk_session *s, const sk_path *rcpt, const sk_rcpt_params
                           .queue_id = sk_session_id(s),
                           .recipient = rcpt->mailbox,
                           .reply = dec.suppressed->reason};
-        track(d, &ev);
+        sk_daemon_track(d, &ev);
     }
     return dec.reply;
 }
@@ -469,8 +453,8 @@ static void read_reports(sk_daemon *d, daemon_msg *dm)
                                         dm->report.len)
                 : "too-large";
         sk_buf b = SK_BUF_INIT(1024);
-        log_escaped(&b, "to", dm->verp[i]);
-        log_escaped(&b, "from", dm->from);
+        sk_daemon_log_escaped(&b, "to", dm->verp[i]);
+        sk_daemon_log_escaped(&b, "from", dm->from);
         sk_log(&d->log, SK_LOG_INFO, "%s daemon report session=%s%s outcome=%s",
                dm->m || dm->id[0] ? dm->id : "-", sk_session_id(dm->s), sk_buf_cstr(&b), outcome);
         sk_buf_free(&b);
@@ -486,7 +470,7 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
     sk_reply r;
     if (e == SK_OK) {
         sk_buf b = SK_BUF_INIT(1024);
-        log_escaped(&b, "from", dm->from);
+        sk_daemon_log_escaped(&b, "from", dm->from);
         sk_log(&d->log, SK_LOG_INFO, "%s daemon queued session=%s%s nrcpt=%zu size=%llu%s",
                queue_id, sk_session_id(dm->s), sk_buf_cstr(&b), dm->nrcpts,
                (unsigned long long)dm->octets, d->cfg->hold ? " state=hold" : "");
@@ -505,7 +489,7 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
                               .queue_id = queue_id,
                               .message_id = mid[0] ? mid : NULL,
                               .auth = dm->auth_summary};
-            track(d, &ev);
+            sk_daemon_track(d, &ev);
         }
     } else {
         sk_log(&d->log, SK_LOG_ERR, "%s daemon spool-error step=commit session=%s error=\"%s\"",
@@ -522,7 +506,7 @@ static void on_committed(void *ctx, sk_err e, const char *queue_id)
 static void log_unsealed(const sk_daemon *d, const daemon_msg *dm, const char *why)
 {
     sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
-    log_escaped(&b, "why", why);
+    sk_daemon_log_escaped(&b, "why", why);
     sk_log(&d->log, SK_LOG_INFO, "%s daemon arc-unsealed%s", dm->id, sk_buf_cstr(&b));
     sk_buf_free(&b);
 }
@@ -615,7 +599,7 @@ static void on_checked(void *ctx, const sk_auth_results *res)
     sk_err e = sk_auth_record(d->hostname, res, &v, &fields, &summary, &err);
     bool recorded = !e, sealing = false;
     sk_buf b = SK_BUF_INIT(SK_TRACK_FIELD_MAX_OCTETS + 64);
-    log_escaped(&b, "results", recorded ? sk_buf_cstr(&summary) : "");
+    sk_daemon_log_escaped(&b, "results", recorded ? sk_buf_cstr(&summary) : "");
     sk_log(&d->log, SK_LOG_INFO, "%s daemon auth session=%s action=%s%s", dm->id,
            sk_session_id(dm->s), sk_auth_action_name(v.action), sk_buf_cstr(&b));
     sk_buf_free(&b);
@@ -701,82 +685,6 @@ static sk_reply on_data_end(sk_session *s, void *msg, int ok, void *ctx)
     dm->commit_ms = sk_now_ms();
     sk_spool_commit(dm->m, on_committed, dm);
     return SK_REPLY_ASYNC;
-}
-
-/* What the queue reports, into the tracking store (docs/tracking.md). */
-void sk_daemon_on_queue_event(void *ctx, const sk_queue_event *qe)
-{
-    sk_daemon *d = ctx;
-    if (qe->type == SK_QUEUE_EV_DELIVERED) sk_dmetrics_delivered(d->metrics, qe->env->arrival);
-    if (!d->track) return;
-    sk_track_ev ev = {.queue_id = qe->env->id,
-                      .recipient = qe->recipient,
-                      .attempt = qe->attempt,
-                      .remote_host = qe->remote_host,
-                      .reply = qe->reply};
-    switch (qe->type) {
-    case SK_QUEUE_EV_QUEUED:
-        /* One queued event per recipient still to be delivered. */
-        ev.kind = SK_TRACK_QUEUED;
-        ev.attempt = 0;
-        for (size_t i = 0; i < qe->env->nrcpts; i++) {
-            if (qe->env->rcpts[i].state != SK_RCPT_PENDING) continue;
-            ev.recipient = qe->env->rcpts[i].addr;
-            track(d, &ev);
-        }
-        return;
-    case SK_QUEUE_EV_DELIVERED:
-        ev.kind = SK_TRACK_DELIVERED;
-        ev.tls = qe->tls;
-        /* docs/tracking.md: a local delivery names its Maildir file. */
-        if (qe->mailbox_file) ev.remote_host = qe->mailbox_file;
-        break;
-    case SK_QUEUE_EV_DEFERRED:
-        ev.kind = SK_TRACK_DEFERRED;
-        ev.cls = sk_class_name(qe->cls);
-        break;
-    case SK_QUEUE_EV_BOUNCED:
-        ev.kind = SK_TRACK_BOUNCED;
-        ev.cls = sk_class_name(qe->cls);
-        break;
-    case SK_QUEUE_EV_EXPIRED:
-        ev.kind = SK_TRACK_EXPIRED;
-        ev.cls = sk_class_name(qe->cls);
-        break;
-    case SK_QUEUE_EV_DSN:
-        /* The DSN is on disk: each outcome it reports names it. */
-        for (size_t i = 0; i < qe->ndsn_rcpts; i++) {
-            sk_error err;
-            if (sk_track_dsn_sent(d->track, qe->env->id, qe->dsn_rcpts[i], qe->dsn_id, &err))
-                sk_log(&d->log, SK_LOG_WARN, "%s daemon track-failed dsn=%s error=\"%s\"",
-                       qe->env->id, qe->dsn_id, err.text);
-        }
-        return;
-    default:
-        return;
-    }
-    track(d, &ev);
-    if (ev.kind == SK_TRACK_BOUNCED) {
-        /* A hard bounce (bad mailbox, domain not found) suppresses. */
-        sk_error err;
-        int added = 0;
-        /* Our own delivery's answer comes from the recipient domain's own
-         * servers (its MX, or our mailbox) unless a relay host gave it. */
-        sk_suppress_evidence how = {.rules = d->rules,
-                                    .from_recipient_domain = !d->cfg->relay_host,
-                                    .for_s = d->suppress_for_s};
-        if (sk_suppress_after_bounce(d->track, &ev, &how, &added, &err))
-            sk_log(&d->log, SK_LOG_ERR, "%s daemon suppress-failed error=\"%s\"", ev.queue_id,
-                   err.text);
-        else if (added) {
-            sk_suppress_mirror_poke(d->suppress);
-            sk_buf b = SK_BUF_INIT(1024);
-            log_escaped(&b, "rcpt", ev.recipient ? ev.recipient : "");
-            sk_log(&d->log, SK_LOG_INFO, "%s daemon suppressed%s class=%s", ev.queue_id,
-                   sk_buf_cstr(&b), ev.cls);
-            sk_buf_free(&b);
-        }
-    }
 }
 
 void sk_daemon_hooks_set(sk_daemon *d)

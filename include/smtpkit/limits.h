@@ -338,6 +338,13 @@
 #define SK_QUEUE_RECOVER_BATCH   256
 #define SK_QUEUE_RECOVER_RETRY_S 5
 
+/* `smtpkit queue summary` lists at most this many recipient domains (the
+ * most messages first; how many were left out is said): a domain's entry
+ * is at most about 350 octets of JSON (a 255-octet domain, RFC 5321
+ * 4.5.3.1.2, and three numbers), so the answer stays well within
+ * SK_CONTROL_DATA_MAX_OCTETS. */
+#define SK_QUEUE_SUMMARY_DOMAINS_MAX 1000
+
 /* The control socket of `smtpkit serve` (docs/queue.md "Control"). A
  * request is one line; the longest the grammar allows (a verb, an ID,
  * "all", a state, and a domain of RFC 5321 4.5.3.1.2 and a path of
@@ -359,6 +366,10 @@
  * sync, 2-10 ms on a busy disk), so a pass stays within tens of
  * milliseconds and SMTP sessions are served in between (docs/queue.md). */
 #define SK_CONTROL_BATCH_MESSAGES 8
+/* While the queue is still loading the spool's stored messages after a
+ * start, a bulk operation waits for the end of the load, looking again
+ * this often (a million messages load in tens of seconds). */
+#define SK_CONTROL_LOAD_WAIT_MS 20
 /* A bulk operation tells its client how far it got at most this often,
  * so that the client's wait for the next line restarts. */
 #define SK_CONTROL_PROGRESS_MS 1000

@@ -11,7 +11,8 @@
 #     message loaded, with its timer);
 #   - resident memory (VmRSS) once scheduled, against the same daemon on an
 #     empty spool: the difference per queued message;
-#   - `smtpkit queue list` (every message, text) and `queue delete
+#   - `smtpkit queue list` (every message, text), `queue summary` (counts
+#     by state and domain from the daemon's table, text and JSON) and `queue delete
 #     --destination` of a domain with no mail (a filtered pass over the
 #     queue through the daemon's control socket), timed.
 # Loopback only, free ports; every process started here is stopped by PID;
@@ -141,6 +142,13 @@ fi
 t=$(now)
 "$SMTPKIT" queue --data-dir "$TMP/full" list >/dev/null
 echo "queue list ($N messages): $(since "$t") s"
+t=$(now)
+"$SMTPKIT" queue --data-dir "$TMP/full" summary >"$TMP/summary.txt"
+echo "queue summary ($N messages, from the daemon's table): $(since "$t") s"
+head -4 "$TMP/summary.txt"
+t=$(now)
+"$SMTPKIT" queue --data-dir "$TMP/full" summary --json >/dev/null
+echo "queue summary --json: $(since "$t") s"
 t=$(now)
 "$SMTPKIT" queue --data-dir "$TMP/full" delete --destination nomail.deep.test >/dev/null || true
 echo "queue delete --destination (no match, through the daemon): $(since "$t") s"

@@ -338,6 +338,19 @@
 #define SK_QUEUE_RECOVER_BATCH   256
 #define SK_QUEUE_RECOVER_RETRY_S 5
 
+/* Fair shares of the queue's delivery slots (max_in_flight; docs/queue.md
+ * "Scheduling"). A delivery holds its slot for as long as the destination
+ * takes to answer, so slow destinations at their connection limit could
+ * hold every slot. While other destinations have work that could start, a
+ * destination takes a new slot only below an equal share of them all;
+ * and while more than one destination has deliveries in flight, the last
+ * 1/SK_QUEUE_FAIR_RESERVE_DIV of the slots (8 of 32) is kept for
+ * destinations holding fewer than 1/SK_QUEUE_FAIR_SMALL_DIV of them (4 of
+ * 32), so that four slow destinations at the default 8 connections each
+ * leave room for a healthy one that comes after them. */
+#define SK_QUEUE_FAIR_RESERVE_DIV 4
+#define SK_QUEUE_FAIR_SMALL_DIV   8
+
 /* `smtpkit queue summary` lists at most this many recipient domains (the
  * most messages first; how many were left out is said): a domain's entry
  * is at most about 350 octets of JSON (a 255-octet domain, RFC 5321

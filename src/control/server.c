@@ -11,6 +11,7 @@
 #include <event2/listener.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Closing a UNIX socket with unread input resets it, and the peer may
@@ -282,8 +283,8 @@ static sk_err summary_data(void *ctx, sk_buf *out)
     sk_queue_summary sum;
     sk_err e = sk_queue_summarize(s->q, &sum);
     if (e) return e;
-    e = sk_queue_summary_json(&sum, (int64_t)(sk_now_ms() / 1000), SK_QUEUE_SUMMARY_DOMAINS_MAX,
-                              out);
+    /* Ages against the wall clock, as arrivals are kept. */
+    e = sk_queue_summary_json(&sum, (int64_t)time(NULL), SK_QUEUE_SUMMARY_DOMAINS_MAX, out);
     sk_queue_summary_free(&sum);
     return e;
 }

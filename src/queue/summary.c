@@ -149,6 +149,8 @@ sk_err sk_queue_summarize(const sk_queue *q, sk_queue_summary *out)
     const qmsg *m;
     TAILQ_FOREACH(m, &q->msgs, link)
     {
+        /* Leaving the queue: not counted. */
+        if (m->state == QMSG_DELETED || m->state == QMSG_REMOVED) continue;
         sk_queue_summary_state st = m->state == QMSG_DELIVERING ? SK_QUEUE_SUM_DELIVERING
                                     : m->state == QMSG_HELD
                                         ? SK_QUEUE_SUM_HOLD

@@ -1,4 +1,4 @@
-/* smtpkit queue: list, show, flush, release or delete queued messages, with
+/* smtpkit queue: list, summarize, show, flush, release or delete queued messages, with
  * or without a daemon running on the spool (docs/queue.md). */
 #include "cli.h"
 
@@ -189,7 +189,8 @@ static int print_summary(const char *text, size_t n, int daemon)
     json_t *o = json_loadb(text, n, 0, &jerr);
     const json_t *states = json_object_get(o, "states"), *domains = json_object_get(o, "domains");
     if (!json_is_object(o) || !json_is_object(states) || !json_is_array(domains)) {
-        cli_warn("queue", "summary: the answer cannot be read (%s)", jerr.text);
+        cli_warn("queue", "summary: the answer cannot be read (%s)",
+                 o ? "not a summary" : jerr.text);
         json_decref(o);
         return EX_PROTOCOL;
     }

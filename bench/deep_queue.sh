@@ -11,7 +11,8 @@
 #     message loaded, with its timer);
 #   - resident memory (VmRSS) once scheduled, against the same daemon on an
 #     empty spool: the difference per queued message;
-#   - `smtpkit queue list` (every message, text) and `queue delete
+#   - `smtpkit queue list` (every message, text), `queue summary` (counts
+#     by state and domain from the daemon's table, text and JSON) and `queue delete
 #     --destination` of a domain with no mail (a filtered pass over the
 #     queue through the daemon's control socket), timed.
 # Loopback only, free ports; every process started here is stopped by PID;
@@ -41,9 +42,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Against this build's library and headers (smtpkit.pc names the installed
+# prefix, which need not exist).
 # shellcheck disable=SC2046
-cc -O2 -o "$TMP/spool_fill" "$HERE/spool_fill.c" \
-    $(PKG_CONFIG_PATH="$BUILD" pkg-config --cflags --libs smtpkit libevent)
+cc -O2 -o "$TMP/spool_fill" "$HERE/spool_fill.c" -I"$HERE/../include" \
+    -L"$BUILD" -Wl,-rpath,"$BUILD" -lsmtpkit $(pkg-config --cflags --libs libevent)
 ROUNDS=${ROUNDS:-2}
 
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -139,6 +142,13 @@ fi
 t=$(now)
 "$SMTPKIT" queue --data-dir "$TMP/full" list >/dev/null
 echo "queue list ($N messages): $(since "$t") s"
+t=$(now)
+"$SMTPKIT" queue --data-dir "$TMP/full" summary >"$TMP/summary.txt"
+echo "queue summary ($N messages, from the daemon's table): $(since "$t") s"
+head -4 "$TMP/summary.txt"
+t=$(now)
+"$SMTPKIT" queue --data-dir "$TMP/full" summary --json >/dev/null
+echo "queue summary --json: $(since "$t") s"
 t=$(now)
 "$SMTPKIT" queue --data-dir "$TMP/full" delete --destination nomail.deep.test >/dev/null || true
 echo "queue delete --destination (no match, through the daemon): $(since "$t") s"

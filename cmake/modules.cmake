@@ -44,7 +44,7 @@ sk_module(spool DEPS util proto PACKAGES LIBEVENT INTERNAL_API spool_int.h PUBLI
 sk_module(deliver DEPS util proto mime tls client dns spool PACKAGES LIBEVENT PCRE2
           INTERNAL_API deliver.h PUBLIC dsn.h classify.h)
 sk_module(track DEPS util deliver bounce PACKAGES SQLITE LIBEVENT PUBLIC track.h suppress.h outbox.h)
-sk_module(queue DEPS util proto spool deliver PACKAGES LIBEVENT PUBLIC queue.h)
+sk_module(queue DEPS util proto spool deliver PACKAGES LIBEVENT JANSSON PUBLIC queue.h)
 sk_module(dmarc DEPS util mime dns PACKAGES PSL IDN2 INTERNAL_API dmarc_int.h PUBLIC dmarc.h)
 sk_module(authres DEPS util mime PUBLIC authres.h)
 # The control channel (`smtpkit queue` to a running daemon, or straight on

@@ -85,14 +85,22 @@ SK_NODISCARD sk_err sk_control_run(const char *data_dir, const sk_control_reques
  * other daemon runs on it). The socket is made mode 0600, and a peer
  * whose user (SO_PEERCRED) is neither root nor this process's effective
  * user is refused. Requests are answered on base's loop, bulk operations
- * spread over its passes (SK_CONTROL_BATCH_MESSAGES). Free before the
- * queue; the socket is removed. */
+ * spread over its passes (SK_CONTROL_BATCH_MESSAGES). An operation that
+ * comes while the queue is still loading the spool's stored messages
+ * after the start (sk_queue_loading) waits for the end of the load, with
+ * progress lines meanwhile, so that it applies to every message. The
+ * server answers SK_CONTROL_SUMMARY_VERB itself. Free before the queue;
+ * the socket is removed. */
 typedef struct sk_control_server sk_control_server;
 sk_control_server *sk_control_server_new(sk_queue *q, sk_spool *spool, const sk_logger *log,
                                          struct event_base *base, sk_error *err);
 void sk_control_server_free(sk_control_server *s);
 /* Clients connected or with an operation running (tests, status). */
 size_t sk_control_server_clients(const sk_control_server *s);
+
+/* The read request every daemon answers with the queue's summary, as
+ * JSON (sk_queue_summary_json; docs/queue.md "Summary"). */
+#define SK_CONTROL_SUMMARY_VERB "summary"
 
 /* Read requests: a line that is only verb (lower-case letters, not one of
  * the operations) is answered with the text fn appends to out, as

@@ -338,6 +338,26 @@
 #define SK_QUEUE_RECOVER_BATCH   256
 #define SK_QUEUE_RECOVER_RETRY_S 5
 
+/* Fair shares of the queue's delivery slots (max_in_flight; docs/queue.md
+ * "Scheduling"). A delivery holds its slot for as long as the destination
+ * takes to answer, so slow destinations at their connection limit could
+ * hold every slot. While other destinations have work that could start, a
+ * destination takes a new slot only below an equal share of them all;
+ * and while more than one destination has deliveries in flight, the last
+ * 1/SK_QUEUE_FAIR_RESERVE_DIV of the slots (8 of 32) is kept for
+ * destinations holding fewer than 1/SK_QUEUE_FAIR_SMALL_DIV of them (4 of
+ * 32), so that four slow destinations at the default 8 connections each
+ * leave room for a healthy one that comes after them. */
+#define SK_QUEUE_FAIR_RESERVE_DIV 4
+#define SK_QUEUE_FAIR_SMALL_DIV   8
+
+/* `smtpkit queue summary` lists at most this many recipient domains (the
+ * most messages first; how many were left out is said): a domain's entry
+ * is at most about 350 octets of JSON (a 255-octet domain, RFC 5321
+ * 4.5.3.1.2, and three numbers), so the answer stays well within
+ * SK_CONTROL_DATA_MAX_OCTETS. */
+#define SK_QUEUE_SUMMARY_DOMAINS_MAX 1000
+
 /* The control socket of `smtpkit serve` (docs/queue.md "Control"). A
  * request is one line; the longest the grammar allows (a verb, an ID,
  * "all", a state, and a domain of RFC 5321 4.5.3.1.2 and a path of
@@ -359,6 +379,10 @@
  * sync, 2-10 ms on a busy disk), so a pass stays within tens of
  * milliseconds and SMTP sessions are served in between (docs/queue.md). */
 #define SK_CONTROL_BATCH_MESSAGES 8
+/* While the queue is still loading the spool's stored messages after a
+ * start, a bulk operation waits for the end of the load, looking again
+ * this often (a million messages load in tens of seconds). */
+#define SK_CONTROL_LOAD_WAIT_MS 20
 /* A bulk operation tells its client how far it got at most this often,
  * so that the client's wait for the next line restarts. */
 #define SK_CONTROL_PROGRESS_MS 1000

@@ -230,6 +230,65 @@ typedef void (*sk_queue_dest_fn)(void *ctx, const sk_queue_dest_info *d);
 SK_NODISCARD sk_err sk_queue_destinations(const sk_queue *q, sk_queue_dest_fn fn, void *ctx,
                                           size_t *n);
 
+/* A summary of the queue, as Postfix's qshape gives one: messages by
+ * state, and by recipient domain the messages and recipients still to be
+ * delivered there with the oldest arrival. Built by the running daemon
+ * from its table (sk_queue_summarize, `smtpkit queue summary` through the
+ * control socket), or from envelopes one by one (sk_queue_summary_add:
+ * the same on a spool without a daemon). */
+typedef enum sk_queue_summary_state {
+    SK_QUEUE_SUM_ACTIVE = 0,  /* to be delivered now */
+    SK_QUEUE_SUM_DELIVERING,  /* an attempt under way */
+    SK_QUEUE_SUM_DEFERRED,    /* waiting for its next attempt */
+    SK_QUEUE_SUM_HOLD,        /* in the hold queue */
+    SK_QUEUE_SUM__COUNT
+} sk_queue_summary_state;
+/* "active", "delivering", "deferred", "hold". */
+const char *sk_queue_summary_state_name(sk_queue_summary_state s);
+/* A message not being delivered counts under its envelope's state. */
+sk_queue_summary_state sk_queue_summary_state_of(sk_spool_state s);
+
+typedef struct sk_queue_summary_domain {
+    char *domain;      /* lower case */
+    size_t messages;   /* with a recipient still to be delivered there */
+    size_t recipients; /* still to be delivered there */
+    int64_t oldest_s;  /* the oldest such message's arrival, Unix s */
+    size_t mark;       /* internal: the last message counted here */
+} sk_queue_summary_domain;
+
+typedef struct sk_queue_summary {
+    size_t messages;
+    size_t by_state[SK_QUEUE_SUM__COUNT];
+    size_t recipients; /* still to be delivered */
+    int64_t oldest_s;  /* the oldest message's arrival, Unix s; 0: none */
+    /* The daemon is still checking the spool's messages after its start:
+     * `unchecked` of them are not counted yet. */
+    int loading;
+    size_t unchecked;
+    /* After sk_queue_summary_finish: by messages (most first), then name. */
+    sk_queue_summary_domain *domains;
+    size_t ndomains;
+    /* internal: the domains' hash index (slots of domains + 1, 0 = free) */
+    size_t *slots, nslots, cap;
+} sk_queue_summary;
+
+/* Count one envelope, in state st (zero *s first). SK_ERR_NOMEM. */
+SK_NODISCARD sk_err sk_queue_summary_add(sk_queue_summary *s, const sk_spool_envelope *env,
+                                         sk_queue_summary_state st);
+/* Sort the domains (after the last add). */
+void sk_queue_summary_finish(sk_queue_summary *s);
+void sk_queue_summary_free(sk_queue_summary *s);
+/* The running queue's summary from its table (loop thread); one pass over
+ * the messages in memory, no file read. SK_ERR_NOMEM. */
+SK_NODISCARD sk_err sk_queue_summarize(const sk_queue *q, sk_queue_summary *out);
+/* As JSON (docs/queue.md "Summary"): now_s for the ages, at most
+ * max_domains domains (the rest counted in "domains_left_out"). */
+SK_NODISCARD sk_err sk_queue_summary_json(const sk_queue_summary *s, int64_t now_s,
+                                          size_t max_domains, sk_buf *out);
+/* Still checking the spool's stored messages after the start (bulk
+ * operations wait for the end of it: control.h). */
+int sk_queue_loading(const sk_queue *q);
+
 /* The operations, by ID or by filter. */
 typedef enum sk_queue_op {
     SK_QUEUE_OP_FLUSH = 0, /* a deferred message: active and due now */

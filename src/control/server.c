@@ -11,6 +11,7 @@
 #include <event2/listener.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Closing a UNIX socket with unread input resets it, and the peer may
@@ -53,6 +54,7 @@ struct ctl_client {
     sk_control_request req;
     sk_queue_bulk bulk;
     uint64_t started_ms, progress_ms;
+    int waited; /* the operation waited for the queue's load to end */
     ctl_client *prev, *next;
 };
 
@@ -134,6 +136,25 @@ static void on_step(evutil_socket_t fd, short what, void *arg)
     sk_control_server *s = c->srv;
     (void)fd;
     (void)what;
+    if (!c->bulk.started && sk_queue_loading(s->q)) {
+        /* The queue is still taking in the spool's stored messages after
+         * the start: an operation now would miss those not loaded yet
+         * (a filter) or not find its message (an ID). It starts once the
+         * load is over; meanwhile the client hears that it waits. */
+        uint64_t now = sk_now_ms();
+        if (!c->waited)
+            sk_log(&s->log, SK_LOG_INFO, "- control %s uid=%u pid=%ld waiting=queue-load",
+                   sk_queue_op_name(c->req.op), (unsigned)c->uid, (long)c->pid);
+        c->waited = 1;
+        struct timeval tv = {0, SK_CONTROL_LOAD_WAIT_MS * 1000};
+        evtimer_add(c->step, &tv);
+        if (c->bev && now - c->progress_ms >= SK_CONTROL_PROGRESS_MS &&
+            !evbuffer_get_length(bufferevent_get_output(c->bev))) {
+            c->progress_ms = now;
+            reply(c, &(sk_control_reply){.kind = SK_CONTROL_PROGRESS});
+        }
+        return;
+    }
     sk_err e =
         sk_queue_apply_filter(s->q, c->req.op, &c->req.filter, SK_CONTROL_BATCH_MESSAGES, &c->bulk);
     uint64_t now = sk_now_ms();
@@ -157,9 +178,10 @@ static void on_step(evutil_socket_t fd, short what, void *arg)
     sk_buf b = SK_BUF_INIT(SK_LOG_LINE_MAX_OCTETS);
     log_filter(&b, &c->req.filter);
     sk_log(&s->log, e || not_found ? SK_LOG_WARN : SK_LOG_INFO,
-           "- control %s uid=%u pid=%ld%s matched=%zu changed=%zu ms=%llu%s%s",
+           "- control %s uid=%u pid=%ld%s matched=%zu changed=%zu ms=%llu%s%s%s",
            sk_queue_op_name(c->req.op), (unsigned)c->uid, (long)c->pid, sk_buf_cstr(&b),
            c->bulk.matched, c->bulk.changed, (unsigned long long)(now - c->started_ms),
+           c->waited ? " waited=queue-load" : "",
            e           ? " error="
            : not_found ? " error=not-found"
                        : "",
@@ -252,6 +274,19 @@ static bool answer_data(ctl_client *c, const char *line, size_t n)
     }
     sk_buf_free(&text);
     return true;
+}
+
+/* "summary": the queue's summary from its table (`smtpkit queue summary`). */
+static sk_err summary_data(void *ctx, sk_buf *out)
+{
+    sk_control_server *s = ctx;
+    sk_queue_summary sum;
+    sk_err e = sk_queue_summarize(s->q, &sum);
+    if (e) return e;
+    /* Ages against the wall clock, as arrivals are kept. */
+    e = sk_queue_summary_json(&sum, (int64_t)time(NULL), SK_QUEUE_SUMMARY_DOMAINS_MAX, out);
+    sk_queue_summary_free(&sum);
+    return e;
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
@@ -435,6 +470,11 @@ sk_control_server *sk_control_server_new(sk_queue *q, sk_spool *spool, const sk_
     fd = -1;
     evconnlistener_set_error_cb(s->lis, on_accept_error);
     if (dir_fd >= 0) close(dir_fd);
+    if (sk_control_server_on_data(s, SK_CONTROL_SUMMARY_VERB, summary_data, s)) {
+        sk_error_set(err, SK_ERR_INVAL, SK_STEP_NONE, "cannot register the summary request");
+        sk_control_server_free(s);
+        return NULL;
+    }
     sk_log(&s->log, SK_LOG_INFO, "- control listening path=%s", s->path);
     return s;
 fail:

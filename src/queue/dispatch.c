@@ -230,7 +230,7 @@ static void start_job(sk_queue *q, qjob *j)
     j->state = JOB_RUNNING;
     TAILQ_INSERT_HEAD(&q->running, j, link);
     q->in_flight++;
-    j->d->in_flight++;
+    if (j->d->in_flight++ == 0) q->dests_in_flight++;
     sk_queue_job_deliver(q, j);
 }
 
@@ -238,7 +238,19 @@ void sk_queue_job_ended(sk_queue *q, qjob *j)
 {
     TAILQ_REMOVE(&q->running, j, link);
     q->in_flight--;
-    j->d->in_flight--;
+    if (--j->d->in_flight == 0) q->dests_in_flight--;
+}
+
+/* Whether d would take more than its fair share of the delivery slots by
+ * starting a job now (limits.h SK_QUEUE_FAIR_RESERVE_DIV): ready is how
+ * many destinations have jobs that could start now. */
+static int over_share(const sk_queue *q, const qdest *d, size_t ready)
+{
+    size_t max = q->opts.max_in_flight;
+    if (ready > 1 && d->in_flight >= (max + ready - 1) / ready) return 1;
+    size_t reserve = max / SK_QUEUE_FAIR_RESERVE_DIV;
+    size_t others = q->dests_in_flight - (d->in_flight ? 1 : 0);
+    return others && q->in_flight + reserve >= max && d->in_flight >= max / SK_QUEUE_FAIR_SMALL_DIV;
 }
 
 /* How long d must wait before its next job: 0 now, -1 until one of its
@@ -258,13 +270,17 @@ void sk_queue_dispatch(sk_queue *q)
     int progress = 1;
     while (progress && q->in_flight < q->opts.max_in_flight) {
         progress = 0;
+        /* Destinations with jobs that could start now, for the shares. */
+        size_t ready = 0;
+        for (qdest *d = TAILQ_FIRST(&q->active); d; d = TAILQ_NEXT(d, alink))
+            ready += dest_wait(q, d, now) == 0;
         qdest *next;
         for (qdest *d = TAILQ_FIRST(&q->active); d && q->in_flight < q->opts.max_in_flight;
              d = next) {
             next = TAILQ_NEXT(d, alink);
             int64_t w = dest_wait(q, d, now);
             if (w > 0 && now + w < wake) wake = now + w;
-            if (w) continue;
+            if (w || over_share(q, d, ready)) continue;
             qjob *j = dest_pop(d);
             if (!d->queued) dest_deactivate(q, d);
             if (!j) continue;

@@ -188,6 +188,7 @@ struct sk_queue {
     int64_t disp_at;  /* ms the dispatch timer is set for, 0 = not set */
     struct qjob_list running;
     size_t in_flight;
+    size_t dests_in_flight; /* destinations with a job in flight */
     uint64_t seq; /* last arrival number given */
     qdest *dests[QUEUE_HASH_SIZE];
     qroute *routes[QUEUE_HASH_SIZE];

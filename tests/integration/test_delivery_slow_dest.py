@@ -13,6 +13,14 @@ healthy message must be delivered while the slow host has still not
 finished a single transaction and the refused messages are deferred, not
 delivered. Then the slow host is let go and gets all of its mail; the
 refused messages stay queued.
+
+Then fair shares of the 32 delivery slots (docs/queue.md "Scheduling"):
+four slow destinations, each at its limit of 8 connections, would hold
+all 32 with sessions that do not answer. Their mail goes in first, then
+a healthy destination's: every healthy message must be delivered while
+the four slow hosts have not finished one transaction, and they hold at
+most 32 - 4 connections between them (the last quarter of the slots is
+kept for destinations holding fewer than 4).
 """
 
 import os
@@ -34,6 +42,15 @@ ZONE = {
     "refused.test": {"MX": [[10, "mx.refused.test"]]},
     "mx.refused.test": {"A": ["127.0.0.4"]},
 }
+# The four slow destinations of the second part, each its own MX host.
+SLOW4 = ["slow%d.test" % i for i in range(1, 5)]
+SLOW4_IPS = ["127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8"]
+for _d, _ip in zip(SLOW4, SLOW4_IPS):
+    ZONE[_d] = {"MX": [[10, "mx." + _d]]}
+    ZONE["mx." + _d] = {"A": [_ip]}
+SLOTS = 32          # the queue's deliveries in flight (SK_SMTP_WORKERS_DEFAULT)
+SMALL = SLOTS // 8  # a destination holding fewer may take the reserved slots
+N_HEALTHY4 = 40
 N_SLOW = 24      # three times the connections a destination may have
 N_REFUSED = 24
 N_HEALTHY = 120
@@ -152,6 +169,35 @@ try:
                  "only the refused.test messages left in the queue", srv)
             expect(all(m["recipients"] == ["reader@refused.test"] for m in srv.queue_list()),
                    "what stays queued is for refused.test", srv)
+
+    # Four slow destinations at their connection limit, then a healthy one.
+    with DNSTestServer(ZONE) as dns, MX("127.0.0.2", port, "mx.healthy.test") as healthy, \
+            SlowMX(SLOW4_IPS[0], port) as s1, SlowMX(SLOW4_IPS[1], port) as s2, \
+            SlowMX(SLOW4_IPS[2], port) as s3, SlowMX(SLOW4_IPS[3], port) as s4:
+        slows = [s1, s2, s3, s4]
+        srv = serve(tmp, dns, port, name="serve4", retry="1s,2s", lifetime="10m")
+        with srv:
+            for d in SLOW4:
+                p = source(srv, N_SLOW, "news@local.test", "reader@" + d, sessions=4)
+                finish(p, 60, "smtp-source to " + d, srv)
+            wait(lambda: sum(x.connections for x in slows) >= SLOTS - 2 * SMALL, 30,
+                 "the slow hosts holding most of the slots", srv)
+            h = source(srv, N_HEALTHY4, "news@local.test", "reader@healthy.test", sessions=4)
+            finish(h, 60, "smtp-source to healthy.test", srv)
+            wait(lambda: len(healthy.messages) >= N_HEALTHY4, 60,
+                 "healthy.test messages while four slow hosts hold their connections", srv)
+            held = [x.connections for x in slows]
+            print("healthy.test: %d messages while the slow hosts held %r connections"
+                  % (N_HEALTHY4, held))
+            expect(sum(x.messages for x in slows) == 0,
+                   "the slow hosts finished transactions before they were let go", srv)
+            expect(sum(held) <= SLOTS - SMALL,
+                   "the slow hosts hold %d connections, more than %d" % (sum(held), SLOTS - SMALL),
+                   srv)
+            for x in slows:
+                x.go.set()
+            wait(lambda: all(x.messages >= N_SLOW for x in slows), 120,
+                 "the slow hosts' messages once let go", srv)
     print("ok")
 finally:
     tmp.cleanup()

@@ -24,7 +24,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <smtpkit/control.h>
+#include <time.h>
+
+#include "deliver/deliver.h"
 
 /* ---- request lines ---- */
 
@@ -505,6 +509,234 @@ static void test_channel(void **state)
     free(d.dir);
 }
 
+/* ---- the summary and a bulk operation during the load ---- */
+
+static int no_sync(void *ctx, int fd)
+{
+    (void)ctx;
+    (void)fd;
+    return 0; /* nothing here needs the disk's durability */
+}
+
+/* n copies of env into the spool under dir (no daemon runs meanwhile). */
+static void inject_env(const char *dir, const sk_spool_envelope *env, int n)
+{
+    sk_error err;
+    sk_spool *s = sk_spool_open(dir, &(sk_spool_opts){.sync_fn = no_sync}, NULL, &err);
+    assert_non_null(s);
+    for (int i = 0; i < n; i++) {
+        sk_spool_msg *m = sk_spool_begin(s, env, &err);
+        assert_non_null(m);
+        assert_int_equal(sk_spool_write(m, "Subject: c\r\n\r\nx\r\n", 17), SK_OK);
+        int done = 0;
+        sk_spool_commit(m, on_committed, &done);
+        assert_true(done);
+    }
+    sk_spool_free(s);
+}
+
+/* A transport whose deliveries never end: their messages stay delivering. */
+static void deliver_forever(sk_transport *t, const sk_delivery *job, sk_delivery_done_fn done,
+                            void *ctx)
+{
+    (void)t;
+    (void)job;
+    (void)done;
+    (void)ctx;
+}
+
+/* Send line on a new connection to d's control socket and run d's loop
+ * until the status line has come; everything read, as a string. */
+static char *converse_raw(fake_daemon *d, const char *line)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/spool/%s", d->dir, SK_CONTROL_SOCKET_NAME);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(send(fd, line, strlen(line), 0), (ssize_t)strlen(line));
+    sk_buf in = SK_BUF_INIT(SK_CONTROL_DATA_MAX_OCTETS * 2);
+    for (;;) {
+        event_base_loop(d->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        char chunk[4096];
+        ssize_t n = recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        if (n == 0) break; /* the server closes after the status line */
+        if (n > 0) assert_int_equal(sk_buf_append(&in, chunk, (size_t)n), SK_OK);
+        if (n < 0) assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    close(fd);
+    assert_int_equal(sk_buf_putc(&in, '\0'), SK_OK);
+    return sk_buf_detach(&in, NULL);
+}
+
+static size_t json_count(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v)) fail_msg("no count %s", key);
+    return (size_t)json_integer_value(v);
+}
+
+static void test_summary(void **state)
+{
+    fake_daemon d = {.dir = skt_tmpdir("control-summary")};
+    int64_t now = (int64_t)time(NULL);
+    /* The messages by state, each to its own domain; one with two
+     * recipients at the same domain (in two cases) and one already
+     * delivered elsewhere. */
+    sk_spool_rcpt one[] = {{.addr = "r@Act.example"}};
+    sk_spool_rcpt two[] = {{.addr = "a@def.example"},
+                           {.addr = "b@DEF.example"},
+                           {.addr = "c@gone.example", .state = SK_RCPT_DELIVERED}};
+    sk_spool_rcpt held[] = {{.addr = "r@hold.example"}};
+    sk_spool_rcpt later[] = {{.addr = "r@later.example"}};
+    static const struct {
+        int n;
+        sk_spool_state st;
+        int rcpts; /* 0: one, 1: two, 2: held, 3: later */
+        int in_future;
+    } cases[] = {
+        {2, SK_SPOOL_ACTIVE, 0, 0},
+        {3, SK_SPOOL_DEFERRED, 1, 1},
+        {4, SK_SPOOL_HOLD, 2, 0},
+        {5, SK_SPOOL_DEFERRED, 3, 0}, /* due now: to be delivering */
+    };
+    sk_spool_rcpt *lists[] = {one, two, held, later};
+    size_t nlists[] = {1, 3, 1, 1};
+    for (size_t i = 0; i < SKT_N(cases); i++) {
+        sk_spool_envelope env = {.sender = "s@x.example",
+                                 .rcpts = lists[cases[i].rcpts],
+                                 .nrcpts = nlists[cases[i].rcpts],
+                                 .state = cases[i].st,
+                                 .attempts = cases[i].st == SK_SPOOL_DEFERRED,
+                                 .next_attempt = cases[i].in_future ? now + 3600 : 0,
+                                 .esmtp = 1};
+        inject_env(d.dir, &env, cases[i].n);
+    }
+    sk_transport forever = {.name = "smtp", .deliver = deliver_forever};
+    sk_error err;
+    d.base = event_base_new();
+    d.spool = sk_spool_open(d.dir, NULL, d.base, &err);
+    assert_non_null(d.spool);
+    d.q = sk_queue_new(d.spool, &(sk_queue_opts){.remote_transport = &forever}, d.base, &err);
+    assert_non_null(d.q);
+    d.srv = sk_control_server_new(d.q, d.spool, NULL, d.base, &err);
+    assert_non_null(d.srv);
+    d.guard = evtimer_new(d.base, on_guard, &d);
+    struct timeval tv = {60, 0};
+    evtimer_add(d.guard, &tv);
+
+    /* Loaded, nothing started yet: the envelopes' states. */
+    sk_queue_summary sum;
+    assert_int_equal(sk_queue_summarize(d.q, &sum), SK_OK);
+    assert_int_equal(sum.messages, 14);
+    assert_int_equal(sum.by_state[SK_QUEUE_SUM_ACTIVE], 2);
+    assert_int_equal(sum.by_state[SK_QUEUE_SUM_DEFERRED], 8);
+    assert_int_equal(sum.by_state[SK_QUEUE_SUM_HOLD], 4);
+    assert_int_equal(sum.by_state[SK_QUEUE_SUM_DELIVERING], 0);
+    assert_int_equal(sum.recipients, 2 + 6 + 4 + 5);
+    assert_false(sum.loading);
+    /* By messages, most first; domains in lower case, a message once per
+     * domain, delivered recipients not counted. */
+    static const struct {
+        const char *domain;
+        size_t messages, recipients;
+    } want[] = {{"later.example", 5, 5},
+                {"hold.example", 4, 4},
+                {"def.example", 3, 6},
+                {"act.example", 2, 2}};
+    assert_int_equal(sum.ndomains, SKT_N(want));
+    for (size_t i = 0; i < SKT_N(want); i++) {
+        assert_string_equal(sum.domains[i].domain, want[i].domain);
+        assert_int_equal(sum.domains[i].messages, want[i].messages);
+        assert_int_equal(sum.domains[i].recipients, want[i].recipients);
+        assert_true(sum.domains[i].oldest_s >= now - 5 && sum.domains[i].oldest_s <= now + 5);
+    }
+    sk_queue_summary_free(&sum);
+
+    /* Once the loop ran: those due are delivering (and stay so). */
+    while (sk_queue_in_flight(d.q) < 7) event_base_loop(d.base, EVLOOP_ONCE);
+    static const struct {
+        const char *state;
+        size_t n;
+    } states[] = {{"active", 0}, {"delivering", 7}, {"deferred", 3}, {"hold", 4}};
+    /* Through the socket, as JSON; a limit on the domains listed. */
+    char *got = converse_raw(&d, SK_CONTROL_SUMMARY_VERB "\n");
+    const char *body = strchr(got, '\n');
+    assert_non_null(body);
+    assert_int_equal(strncmp(got, "data ", 5), 0);
+    json_error_t jerr;
+    json_t *o = json_loadb(body + 1, strtoul(got + 5, NULL, 10), 0, &jerr);
+    if (!o) fail_msg("summary JSON: %s in %s", jerr.text, got);
+    assert_int_equal(json_count(o, "messages"), 14);
+    for (size_t i = 0; i < SKT_N(states); i++)
+        if (json_count(json_object_get(o, "states"), states[i].state) != states[i].n)
+            fail_msg("state %s: %zu, want %zu", states[i].state,
+                     json_count(json_object_get(o, "states"), states[i].state), states[i].n);
+    assert_int_equal(json_count(o, "domains_total"), 4);
+    assert_int_equal(json_array_size(json_object_get(o, "domains")), 4);
+    assert_false(json_is_true(json_object_get(o, "loading")));
+    assert_non_null(strstr(got, "\nok matched=0 changed=0\n"));
+    json_decref(o);
+    free(got);
+
+    assert_int_equal(sk_queue_summarize(d.q, &sum), SK_OK);
+    sk_buf b = SK_BUF_INIT(SK_CONTROL_DATA_MAX_OCTETS);
+    assert_int_equal(sk_queue_summary_json(&sum, now, 2, &b), SK_OK);
+    o = json_loadb(b.data, b.len, 0, &jerr);
+    assert_non_null(o);
+    assert_int_equal(json_array_size(json_object_get(o, "domains")), 2);
+    assert_int_equal(json_count(o, "domains_left_out"), 2);
+    json_decref(o);
+    sk_buf_free(&b);
+    sk_queue_summary_free(&sum);
+    daemon_stop(&d);
+    skt_rmtree(d.dir);
+    free(d.dir);
+}
+
+/* A bulk operation asked for while the queue is still loading a spool of
+ * many of its batches waits for the end of the load, and so applies to
+ * every stored message, not only to those loaded when it came: here the
+ * only ones that match are the last stored, loaded last (without the
+ * wait the operation would be over, having matched none, before their
+ * batch). */
+static void test_bulk_waits_for_load(void **state)
+{
+    enum { EARLY = 7 * SK_QUEUE_RECOVER_BATCH, LATE = SK_QUEUE_RECOVER_BATCH };
+    fake_daemon d = {.dir = skt_tmpdir("control-load")};
+    sk_spool_rcpt r = {.addr = "r@y.example"};
+    sk_spool_envelope env = {
+        .sender = "s@x.example", .rcpts = &r, .nrcpts = 1, .state = SK_SPOOL_HOLD, .esmtp = 1};
+    inject_env(d.dir, &env, EARLY);
+    r.addr = "r@z.example";
+    inject_env(d.dir, &env, LATE);
+    daemon_start(&d, 1);
+    /* The first batch was loaded at the start, the others follow on the
+     * loop: the request is read one pass after the connection is
+     * accepted, long before the eighth batch. */
+    assert_true(sk_queue_loading(d.q));
+    assert_true(sk_queue_count(d.q) < EARLY);
+    char *got = converse_raw(&d, "release destination=z.example\n");
+    char want[64];
+    snprintf(want, sizeof want, "ok matched=%d changed=%d\n", LATE, LATE);
+    if (!strstr(got, want)) fail_msg("release during the load: %s", got);
+    free(got);
+    assert_false(sk_queue_loading(d.q));
+    assert_int_equal(skt_log_count(&d.log, SK_LOG_INFO, "waiting=queue-load"), 1);
+    assert_int_equal(skt_log_count(&d.log, SK_LOG_INFO, "waited=queue-load"), 1);
+    /* Once loaded, the summary counts them all. */
+    sk_queue_summary sum;
+    assert_int_equal(sk_queue_summarize(d.q, &sum), SK_OK);
+    assert_int_equal(sum.messages, EARLY + LATE);
+    assert_int_equal(sum.by_state[SK_QUEUE_SUM_HOLD], EARLY);
+    sk_queue_summary_free(&sum);
+    daemon_stop(&d);
+    skt_log_free(&d.log);
+    skt_rmtree(d.dir);
+    free(d.dir);
+}
+
 /* A data directory deeper than sun_path's 108 octets. */
 static void test_deep_data_dir(void **state)
 {
@@ -532,9 +764,10 @@ int main(void)
     /* The client thread breaks the loop when it is done. */
     evthread_use_pthreads();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request_parse), cmocka_unit_test(test_request_round_trip),
-        cmocka_unit_test(test_reply_lines),   cmocka_unit_test(test_channel),
-        cmocka_unit_test(test_deep_data_dir),
+        cmocka_unit_test(test_request_parse),       cmocka_unit_test(test_request_round_trip),
+        cmocka_unit_test(test_reply_lines),         cmocka_unit_test(test_channel),
+        cmocka_unit_test(test_deep_data_dir),       cmocka_unit_test(test_summary),
+        cmocka_unit_test(test_bulk_waits_for_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

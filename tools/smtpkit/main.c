@@ -16,7 +16,7 @@ static const struct {
 } commands[] = {
     {"send", cmd_send, "compose and send a message over SMTP"},
     {"serve", cmd_serve, "run the SMTP server"},
-    {"queue", cmd_queue, "list, show, flush, release or delete queued messages"},
+    {"queue", cmd_queue, "list, summarize, show, flush, release or delete queued messages"},
     {"track", cmd_track, "show the delivery events of a message"},
     {"stats", cmd_stats, "count delivery outcomes of the last hour and day"},
     {"suppress", cmd_suppress, "list, add or remove suppressed recipients"},

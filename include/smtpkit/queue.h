@@ -237,10 +237,10 @@ SK_NODISCARD sk_err sk_queue_destinations(const sk_queue *q, sk_queue_dest_fn fn
  * control socket), or from envelopes one by one (sk_queue_summary_add:
  * the same on a spool without a daemon). */
 typedef enum sk_queue_summary_state {
-    SK_QUEUE_SUM_ACTIVE = 0,  /* to be delivered now */
-    SK_QUEUE_SUM_DELIVERING,  /* an attempt under way */
-    SK_QUEUE_SUM_DEFERRED,    /* waiting for its next attempt */
-    SK_QUEUE_SUM_HOLD,        /* in the hold queue */
+    SK_QUEUE_SUM_ACTIVE = 0, /* to be delivered now */
+    SK_QUEUE_SUM_DELIVERING, /* an attempt under way */
+    SK_QUEUE_SUM_DEFERRED,   /* waiting for its next attempt */
+    SK_QUEUE_SUM_HOLD,       /* in the hold queue */
     SK_QUEUE_SUM__COUNT
 } sk_queue_summary_state;
 /* "active", "delivering", "deferred", "hold". */

@@ -163,7 +163,7 @@ const char *sk_session_id(const sk_session *s);
  * ([::], ::ffff:192.0.2.1) is named by its IPv4 address, 192.0.2.1. */
 const char *sk_session_peer(const sk_session *s);
 int sk_session_peer_port(const sk_session *s);
-uint64_t sk_session_age_ms(const sk_session *s); /* since the connection was accepted */
+uint64_t sk_session_age_ms(const sk_session *s);  /* since the connection was accepted */
 const char *sk_session_helo(const sk_session *s); /* "" before HELO/EHLO */
 int sk_session_tls(const sk_session *s);
 const char *sk_session_tls_version(const sk_session *s); /* "" without TLS */

@@ -2,7 +2,6 @@
  * classes, domain names and extension names. */
 #include "mtasts_int.h"
 
-
 const char *mts_quote(const char *s, size_t n, char *out, size_t max)
 {
     size_t o = 0;

@@ -189,7 +189,7 @@ struct sk_queue {
     struct qjob_list running;
     size_t in_flight;
     size_t dests_in_flight; /* destinations with a job in flight */
-    uint64_t seq; /* last arrival number given */
+    uint64_t seq;           /* last arrival number given */
     qdest *dests[QUEUE_HASH_SIZE];
     qroute *routes[QUEUE_HASH_SIZE];
     TAILQ_HEAD(, qdest) active;

@@ -293,11 +293,11 @@ static int do_summary(const char *data_dir, int json)
             if (!json_is_object(o)) {
                 cli_warn("queue", "summary: the answer cannot be read (%s)", jerr.text);
                 rc = EX_PROTOCOL;
+                json_decref(o);
             } else {
                 json_object_set_new(o, "daemon", json_boolean(daemon));
-                cli_json_print(o);
+                cli_json_print(o); /* frees o */
             }
-            if (!json_is_object(o)) json_decref(o);
         } else {
             int prc = print_summary(text.data ? text.data : "", text.len, daemon);
             if (prc) rc = prc;

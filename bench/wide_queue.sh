@@ -25,6 +25,7 @@
 # Usage: bench/wide_queue.sh [BUILD_DIR]   (as root: smtp-sink runs as nobody)
 # Env: DOMAINS (10000), PER_DOMAIN (2), BAD_DOMAINS (40 of each kind),
 #      BAD_PER_DOMAIN (25), SLOW_DELAY (0.5 s), THROTTLE (5/s), ROUNDS (2),
+#      KINDS (which of "slow fail thr" run B adds; default all three),
 #      SK_ARGS (more serve options), BENCH_DIR (scratch, default /tmp),
 #      LOGS (a directory to keep each run's serve log in).
 set -euo pipefail
@@ -147,7 +148,7 @@ run() {
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "sizes: DOMAINS=${DOMAINS:-10000} PER_DOMAIN=${PER_DOMAIN:-2} ($N_HEALTHY healthy messages)," \
     "B adds BAD_DOMAINS=${BAD_DOMAINS:-40} x BAD_PER_DOMAIN=${BAD_PER_DOMAIN:-25} of each of slow" \
-    "(delay ${SLOW_DELAY}s), 4xx, throttled (${THROTTLE:-5/s})" >&2
+    "(delay ${SLOW_DELAY}s), 4xx, throttled (${THROTTLE:-5/s}); kinds: ${KINDS:-slow fail thr}" >&2
 RESULTS=$TMP/results
 : >"$RESULTS"
 for r in $(seq 1 "$ROUNDS"); do

@@ -140,6 +140,11 @@ def main():
     if not shutil.which("m4") or not shutil.which("unshare"):
         print("SKIP: needs m4 and unshare")
         sys.exit(sktest.SKIP)
+    # A container may refuse new namespaces even to root: say so.
+    probe = subprocess.run(["unshare", "-u", "true"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        print("SKIP: unshare -u refused here: %s" % probe.stderr.decode(errors="replace").strip())
+        sys.exit(sktest.SKIP)
     tmp = sktest.TempDir("sk-bounce-sendmail-")
     rcpt_replies = {k: v[0] for k, v in CASES.items() if not k.startswith("big@")}
     rcpt_replies[DELAYED] = DELAYED_REPLY

@@ -348,7 +348,7 @@ static void finish_attempt(sk_queue *q, qmsg *m)
         return;
     }
     env->state = SK_SPOOL_DEFERRED;
-    env->next_attempt = sk_retry_next(&q->retry, env->attempts, now);
+    env->next_attempt = sk_retry_next(&q->retry, env->attempts, sk_queue_now_ms(q));
     sk_queue_msg_set_state(q, m, QMSG_WAITING);
     sk_queue_msg_save(q, m);
     if (env->next_attempt < q->timer_at) sk_queue_arm_retry(q, env->next_attempt);

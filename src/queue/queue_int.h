@@ -313,7 +313,7 @@ SK_NODISCARD sk_err sk_retry_init(sk_retry *r, const sk_queue_opts *o);
 void sk_retry_free(sk_retry *r);
 /* Unix time of the next attempt, after `attempts` attempts, the last of
  * which ended at now_s. */
-int64_t sk_retry_next(const sk_retry *r, unsigned attempts, int64_t now_s);
+int64_t sk_retry_next(const sk_retry *r, unsigned attempts, int64_t now_ms);
 /* Has a message that arrived at arrival (unix seconds) outlived the queue
  * lifetime at now_s? One that arrived in the future (the clock was set
  * back) never expires early. */

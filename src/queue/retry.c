@@ -27,12 +27,14 @@ void sk_retry_free(sk_retry *r)
     r->n = 0;
 }
 
-int64_t sk_retry_next(const sk_retry *r, unsigned attempts, int64_t now_s)
+int64_t sk_retry_next(const sk_retry *r, unsigned attempts, int64_t now_ms)
 {
     size_t i = attempts ? attempts - 1 : 0;
     if (i >= r->n) i = r->n - 1;
-    /* Rounded up: never earlier than the schedule says. */
-    return now_s + (int64_t)(r->delay_ms[i] + 999) / 1000;
+    /* In whole seconds, rounded up from the moment itself: never earlier
+     * than the schedule says (from now_ms rounded down, a 1 s wait could
+     * be over at once). */
+    return (now_ms + (int64_t)r->delay_ms[i] + 999) / 1000;
 }
 
 /* Has a message that arrived at arrival waited at least ms by now? An

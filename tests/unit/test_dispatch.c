@@ -396,7 +396,9 @@ static void test_retry_keeps_arrival_order(void **state)
     finish(open_job(&h, "one.test"), SK_DELIVERY_TRANSIENT, 451, "4.3.0", "later");
     pump(&h);
     assert_string_equal(open_job(&h, "one.test")->id, ids[1]);
-    advance(&h, 60 * 1000);
+    /* The retry time is a whole second, rounded up from the failure's
+     * millisecond: 60 s and a part of one. */
+    advance(&h, 61 * 1000);
     static const int order[] = {0, 2, 3, 4};
     for (size_t k = 0; k < 4; k++) {
         finish(open_job(&h, "one.test"), SK_DELIVERY_OK, 250, "2.0.0", "ok");

@@ -37,12 +37,20 @@ static void test_next_attempt(void **state)
         sk_queue_opts o = {.retry_ms = cases[i].retry_ms, .nretry = cases[i].nretry};
         sk_retry r;
         assert_int_equal(sk_retry_init(&r, &o), SK_OK);
-        int64_t got = sk_retry_next(&r, cases[i].attempts, NOW);
+        int64_t got = sk_retry_next(&r, cases[i].attempts, (int64_t)NOW * 1000);
         if (got != NOW + cases[i].wait_s)
             fail_msg("%s: next attempt in %lld s, want %lld", cases[i].name, (long long)(got - NOW),
                      (long long)cases[i].wait_s);
         sk_retry_free(&r);
     }
+    /* Late in a second: the wait still counts from the moment itself. */
+    const uint64_t one[] = {1000};
+    sk_queue_opts o = {.retry_ms = one, .nretry = 1};
+    sk_retry r;
+    assert_int_equal(sk_retry_init(&r, &o), SK_OK);
+    assert_int_equal(sk_retry_next(&r, 1, (int64_t)NOW * 1000 + 990), NOW + 2);
+    assert_int_equal(sk_retry_next(&r, 1, (int64_t)NOW * 1000), NOW + 1);
+    sk_retry_free(&r);
 }
 
 static void test_expiry_and_warning(void **state)

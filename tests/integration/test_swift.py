@@ -33,6 +33,11 @@ from serve_peer import Serve, make_users  # noqa: E402
 
 SWIFT = os.environ.get("SK_SWIFT", "")
 if not SWIFT or SWIFT.endswith("NOTFOUND") or not os.access(SWIFT, os.X_OK):
+    if os.environ.get("SK_REQUIRE_SWIFT") == "1":
+        # CI and `make swift-test`: the package must be tested, not skipped.
+        print("FAIL: SK_REQUIRE_SWIFT=1 but no Swift toolchain (looked for swift in "
+              "/opt/swift/usr/bin and PATH)")
+        sys.exit(1)
     print("SKIP: no Swift toolchain (looked for swift in /opt/swift/usr/bin and PATH)")
     sys.exit(77)
 

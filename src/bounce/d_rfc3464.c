@@ -1,17 +1,56 @@
 /* Detector "rfc3464": standard delivery status notifications (RFC 3464
  * inside RFC 6522 multipart/report, read leniently by sk_report_parse:
  * also inside multipart/mixed, forwarded, blocks without separating empty
- * lines, non-standard Action values). Marks: a message/delivery-status
- * part with at least one per-recipient block. */
+ * lines, non-standard Action values, a reply given only in the
+ * human-readable part). Marks: a message/delivery-status part with at
+ * least one per-recipient block. */
 #include "bounce_int.h"
 
 #include <string.h>
+#include <strings.h>
+
+/* The replies the blocks from first on give neither as Diagnostic-Code nor
+ * as a comment on their Status, from the human-readable part: a line that
+ * starts with the block's address (after blanks, in angle brackets or
+ * not) and holds an SMTP reply after it, of the class of the block's
+ * Status when it has one (OpenSMTPD writes "ADDR: 550 5.1.1 ..." there
+ * and only a generic 5.0.0 in the status part). One pass over the text. */
+static sk_err text_replies(const bn_msg *m, sk_bounce *b, size_t first)
+{
+    size_t missing = 0;
+    for (size_t i = first; i < b->nrcpts; i++)
+        if (!b->rcpts[i].reply && b->rcpts[i].reported) missing++;
+    size_t pos = 0, len;
+    const char *line;
+    char reply[SK_REPLY_TEXT_MAX_OCTETS];
+    while (missing && bn_next_line(&m->text, &pos, &line, &len)) {
+        size_t k = 0;
+        while (k < len && (line[k] == ' ' || line[k] == '\t')) k++;
+        if (k < len && line[k] == '<') k++;
+        for (size_t i = first; i < b->nrcpts; i++) {
+            sk_bounce_rcpt *r = &b->rcpts[i];
+            if (r->reply || !r->reported) continue;
+            size_t n = strlen(r->reported);
+            if (len - k <= n || strncasecmp(line + k, r->reported, n) != 0) continue;
+            char c = line[k + n];
+            if (c != '>' && c != ':' && c != ' ' && c != '\t') continue;
+            if (!bn_smtp_reply(line + k + n, len - k - n, reply, sizeof reply)) break;
+            if (r->status && r->status[0] && r->status[0] != reply[0]) break;
+            r->reply = sk_strdup(reply);
+            if (!r->reply) return SK_ERR_NOMEM;
+            missing--;
+            break;
+        }
+    }
+    return SK_OK;
+}
 
 sk_err bn_rfc3464(const bn_msg *m, sk_bounce *b)
 {
     const sk_report *r = m->report;
     if (!r || r->type != SK_REPORT_DSN || !r->nrcpts) return SK_OK;
     sk_err e = bn_set_mta(b, r->reporting_mta);
+    size_t first = b->nrcpts;
     for (size_t i = 0; i < r->nrcpts && !e; i++) {
         const sk_report_rcpt *rc = &r->rcpts[i];
         const char *reply = rc->diagnostic ? rc->diagnostic : rc->status_comment;
@@ -40,5 +79,5 @@ sk_err bn_rfc3464(const bn_msg *m, sk_bounce *b)
             if (!b->rcpts[b->nrcpts - 1].recipient) e = SK_ERR_NOMEM;
         }
     }
-    return e;
+    return e ? e : text_replies(m, b, first);
 }

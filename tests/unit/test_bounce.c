@@ -243,6 +243,74 @@ static void test_detectors(void **state)
     }
 }
 
+/* The reply a status part does not give, taken from the human-readable
+ * part: only from a line that starts with the block's own address and
+ * holds a reply of its Status's class (OpenSMTPD's layout). */
+#define TR_MIXED(text, blocks)                                                                     \
+    "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\n"           \
+    "An error has occurred while attempting to deliver a message for\n"                            \
+    "the following list of recipients:\n\n" text "\n--b\n"                                         \
+    "Content-Type: message/delivery-status\n\nReporting-MTA: dns; mta.example.net\n\n" blocks      \
+    "--b--\n"
+#define TR_BLOCK(addr, action, status)                                                             \
+    "Final-Recipient: rfc822; " addr "\nAction: " action "\nStatus: " status "\n\n"
+static const struct {
+    const char *name, *msg;
+    const char *reply[2]; /* of the first and second recipient; NULL: none */
+} text_replies[] = {
+    {"the reply of the line naming the recipient",
+     TR_MIXED("a@example.com: 550 5.1.1 <a@example.com>: User unknown\n",
+              TR_BLOCK("a@example.com", "failed", "5.0.0")),
+     {"550 5.1.1 <a@example.com>: User unknown", NULL}},
+    {"two recipients, lines in another order",
+     TR_MIXED("b@example.com: 552 5.2.2 Mailbox full\na@example.com: 550 5.1.1 unknown\n",
+              TR_BLOCK("a@example.com", "failed", "5.0.0")
+                  TR_BLOCK("b@example.com", "failed", "5.0.0")),
+     {"550 5.1.1 unknown", "552 5.2.2 Mailbox full"}},
+    {"a reply of another class than the Status is not taken",
+     TR_MIXED("a@example.com: 451 4.3.0 try again later\n",
+              TR_BLOCK("a@example.com", "failed", "5.0.0")),
+     {NULL, NULL}},
+    {"a line about another address is not taken",
+     TR_MIXED("b@example.com: 550 5.1.1 unknown\n", TR_BLOCK("a@example.com", "failed", "5.0.0")),
+     {NULL, NULL}},
+    {"an address quoted after the start of the line is not taken",
+     TR_MIXED("Note: a@example.com: 550 5.1.1 unknown\n",
+              TR_BLOCK("a@example.com", "failed", "5.0.0")),
+     {NULL, NULL}},
+    {"a delay notice's reply",
+     TR_MIXED("a@example.com: 451 4.3.0 try again later\n",
+              TR_BLOCK("a@example.com", "delayed", "4.0.0")),
+     {"451 4.3.0 try again later", NULL}},
+    {"a Diagnostic-Code stays",
+     TR_MIXED("a@example.com: 550 5.1.1 unknown\n",
+              "Final-Recipient: rfc822; a@example.com\nAction: failed\nStatus: 5.2.2\n"
+              "Diagnostic-Code: smtp; 552 5.2.2 over quota\n\n"),
+     {"552 5.2.2 over quota", NULL}},
+};
+
+static void test_text_replies(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < SKT_N(text_replies); i++) {
+        const char *msg = text_replies[i].msg;
+        sk_bounce *b = NULL;
+        sk_error err;
+        assert_int_equal(sk_bounce_read(msg, strlen(msg), &b, &err), SK_OK);
+        if (!b->detector || strcmp(b->detector, "rfc3464") != 0)
+            fail_msg("%s: detector %s", text_replies[i].name, b->detector ? b->detector : "none");
+        size_t want = text_replies[i].reply[1] ? 2 : 1;
+        if (b->nrcpts != want) fail_msg("%s: %zu recipients", text_replies[i].name, b->nrcpts);
+        for (size_t k = 0; k < want; k++) {
+            const char *got = b->rcpts[k].reply, *w = text_replies[i].reply[k];
+            if ((!got) != (!w) || (got && strcmp(got, w) != 0))
+                fail_msg("%s: recipient %zu reply \"%s\"", text_replies[i].name, k,
+                         got ? got : "(null)");
+        }
+        sk_bounce_free(b);
+    }
+}
+
 /* The detectors' names, in their order, end with the scanner. */
 static void test_detector_list(void **state)
 {
@@ -375,7 +443,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_detectors),      cmocka_unit_test(test_detector_list),
         cmocka_unit_test(test_classify),       cmocka_unit_test(test_helpers),
-        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_text_replies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

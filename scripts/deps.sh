@@ -10,7 +10,8 @@ python3 python3-aiosmtpd python3-dnslib python3-authres python3-spf python3-yaml
 libio-socket-ssl-perl msmtp curl postfix openssl dnsutils valgrind hyperfine \
 iproute2 procps help2man groff-base man-db systemd python3-seccomp \
 python3-dkim python3-nacl libcurl4-openssl-dev prometheus libpcre2-dev python3-jsonschema wrk sqlite3 \
-python3-flufl.bounce m4 libwrap0"
+python3-flufl.bounce m4 libwrap0 \
+libdb5.3 libevent-2.1-7 libpam0g libssl3 zlib1g libcrypt1"
 
 missing=""
 for p in $PKGS; do
@@ -53,6 +54,8 @@ echo "deps.sh: installing:$missing" >&2
 # python3-flufl.bounce (Mailman's bounce detectors) ships about a hundred
 # real bounces from many MTAs with the addresses its detectors must find:
 # test_bounce_flufl.py reads them in place as an outside oracle.
+# libdb5.3, libevent-2.1-7, libpam0g, libssl3, zlib1g and libcrypt1 are
+# the libraries of the unpacked OpenSMTPD (below).
 # Postfix is installed only for its test tools (smtp-source, smtp-sink) and
 # the benchmark: no system mail service is configured or started.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
@@ -96,5 +99,30 @@ if [ "$(id -u)" -eq 0 ] && [ ! -x "$MTA_CACHE/sendmail/usr/libexec/sendmail/send
     (cd "$MTA_CACHE/debs" && apt-get download -q sendmail-bin sendmail-cf >/dev/null 2>&1)
     for deb in "$MTA_CACHE"/debs/sendmail-bin_*.deb "$MTA_CACHE"/debs/sendmail-cf_*.deb; do
         dpkg-deb -x "$deb" "$MTA_CACHE/sendmail"
+    done
+fi
+# OpenSMTPD, the same way (it too would replace Postfix):
+# test_bounce_opensmtpd.py runs the unpacked smtpd in a mount namespace of
+# its own, with private directories bound over /var/spool, /var/lib and
+# /run, where the paths built into it are (the spool /var/spool/smtpd, the
+# chroot /var/lib/opensmtpd/empty, the control socket /run/smtpd.sock).
+# Its libraries (libdb5.3 ... libcrypt1 in PKGS) do not conflict with
+# Postfix. Debian builds it to run as the opensmtpd and
+# opensmtpq users (upstream's _smtpd and _smtpq), created here as the
+# package's installation would.
+if [ "$(id -u)" -eq 0 ] && [ ! -x "$MTA_CACHE/opensmtpd/usr/sbin/smtpd" ]; then
+    mkdir -p "$MTA_CACHE/debs"
+    (cd "$MTA_CACHE/debs" && apt-get download -q opensmtpd >/dev/null 2>&1)
+    for deb in "$MTA_CACHE"/debs/opensmtpd_*.deb; do
+        dpkg-deb -x "$deb" "$MTA_CACHE/opensmtpd"
+    done
+fi
+if [ "$(id -u)" -eq 0 ]; then
+    for u in opensmtpd opensmtpq; do
+        if ! getent passwd "$u" >/dev/null; then
+            getent group "$u" >/dev/null || addgroup --system --quiet "$u"
+            adduser --system --quiet --no-create-home --disabled-password \
+                --home /var/lib/opensmtpd/empty --ingroup "$u" "$u"
+        fi
     done
 fi

@@ -345,11 +345,10 @@
  * destination takes a new slot only below an equal share of them all;
  * and while more than one destination has deliveries in flight, the last
  * 1/SK_QUEUE_FAIR_RESERVE_DIV of the slots (8 of 32) is kept for
- * destinations holding fewer than 1/SK_QUEUE_FAIR_SMALL_DIV of them (4 of
- * 32), so that four slow destinations at the default 8 connections each
- * leave room for a healthy one that comes after them. */
+ * destinations holding none, so that a destination that comes after slow
+ * ones have filled theirs starts at once instead of waiting for one of
+ * their deliveries to end. */
 #define SK_QUEUE_FAIR_RESERVE_DIV 4
-#define SK_QUEUE_FAIR_SMALL_DIV   8
 
 /* `smtpkit queue summary` lists at most this many recipient domains (the
  * most messages first; how many were left out is said): a domain's entry

@@ -1,6 +1,7 @@
 /* Destinations and dispatch: each job waits in its destination's queue, by
  * priority then arrival, and starts as far as the limits allow. */
 #include <ctype.h>
+#include <limits.h>
 #include <event2/event.h>
 #include <string.h>
 #include <strings.h>
@@ -243,14 +244,15 @@ void sk_queue_job_ended(sk_queue *q, qjob *j)
 
 /* Whether d would take more than its fair share of the delivery slots by
  * starting a job now (limits.h SK_QUEUE_FAIR_RESERVE_DIV): ready is how
- * many destinations have jobs that could start now. */
+ * many destinations have jobs that could start now. The reserved slots go
+ * only to destinations holding none. */
 static int over_share(const sk_queue *q, const qdest *d, size_t ready)
 {
     size_t max = q->opts.max_in_flight;
     if (ready > 1 && d->in_flight >= (max + ready - 1) / ready) return 1;
     size_t reserve = max / SK_QUEUE_FAIR_RESERVE_DIV;
     size_t others = q->dests_in_flight - (d->in_flight ? 1 : 0);
-    return others && q->in_flight + reserve >= max && d->in_flight >= max / SK_QUEUE_FAIR_SMALL_DIV;
+    return others && q->in_flight + reserve >= max && d->in_flight > 0;
 }
 
 /* How long d must wait before its next job: 0 now, -1 until one of its
@@ -261,34 +263,52 @@ static int64_t dest_wait(const sk_queue *q, const qdest *d, int64_t now)
     return sk_pace_wait(&d->pace, now);
 }
 
-/* Start queued jobs, taking destinations in turn, as far as the global and
- * per-destination limits allow; then wake when a paced one may go on. */
+/* Start queued jobs as far as the global and per-destination limits
+ * allow; then wake when a paced one may go on. Slots go level by level:
+ * a pass starts one job for each ready destination holding the fewest
+ * jobs in flight, and a destination that starts one goes to the back of
+ * the line. A slot is held as long as its destination takes to answer,
+ * so a freed slot goes to the destination holding least: one whose
+ * deliveries are quick holds few and gets it, instead of the slow ones
+ * that came first refilling theirs (docs/queue.md "Scheduling"). */
 void sk_queue_dispatch(sk_queue *q)
 {
     int64_t now = sk_queue_now_ms(q);
     int64_t wake = INT64_MAX;
-    int progress = 1;
-    while (progress && q->in_flight < q->opts.max_in_flight) {
-        progress = 0;
-        /* Destinations with jobs that could start now, for the shares. */
-        size_t ready = 0;
-        for (qdest *d = TAILQ_FIRST(&q->active); d; d = TAILQ_NEXT(d, alink))
-            ready += dest_wait(q, d, now) == 0;
-        qdest *next;
-        for (qdest *d = TAILQ_FIRST(&q->active); d && q->in_flight < q->opts.max_in_flight;
-             d = next) {
-            next = TAILQ_NEXT(d, alink);
+    while (q->in_flight < q->opts.max_in_flight) {
+        /* Destinations with jobs that could start now (for the shares),
+         * and the fewest jobs in flight any of them holds. */
+        size_t ready = 0, n = 0;
+        unsigned level = UINT_MAX;
+        for (qdest *d = TAILQ_FIRST(&q->active); d; d = TAILQ_NEXT(d, alink)) {
+            n++;
             int64_t w = dest_wait(q, d, now);
             if (w > 0 && now + w < wake) wake = now + w;
-            if (w || over_share(q, d, ready)) continue;
+            if (w) continue;
+            ready++;
+            if (d->in_flight < level) level = d->in_flight;
+        }
+        if (!ready) break;
+        int progress = 0;
+        qdest *next;
+        /* At most n visits: a destination sent to the back is not met
+         * again in this pass. */
+        for (qdest *d = TAILQ_FIRST(&q->active); d && n-- && q->in_flight < q->opts.max_in_flight;
+             d = next) {
+            next = TAILQ_NEXT(d, alink);
+            if (d->in_flight != level || dest_wait(q, d, now) || over_share(q, d, ready)) continue;
             qjob *j = dest_pop(d);
-            if (!d->queued) dest_deactivate(q, d);
+            /* To the back of the line (out of it when nothing is left). */
+            dest_deactivate(q, d);
+            if (d->queued) dest_activate(q, d);
             if (!j) continue;
             sk_pace_take(&d->pace, now);
-            start_job(q, j); /* may report, and change the lists, before it returns */
+            /* May report before it returns; a report changes no
+             * destination's place in the list (only this loop does). */
+            start_job(q, j);
             progress = 1;
-            next = d->active ? TAILQ_NEXT(d, alink) : TAILQ_FIRST(&q->active);
         }
+        if (!progress) break;
     }
     if (wake != INT64_MAX) arm_dispatch(q, wake);
 }

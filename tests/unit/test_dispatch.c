@@ -515,6 +515,90 @@ static void test_failing_dest_isolated(void **state)
     done_all(&h);
 }
 
+/* Fair shares of the 32 slots (docs/queue.md "Scheduling"): eight slow
+ * destinations whose deliveries never end, with their mail queued first. */
+#define FAIR_SLOW 8
+static const script fair_scripts[] = {
+    {"s0.test", 1, 0, 0, NULL, NULL},   {"s1.test", 1, 0, 0, NULL, NULL},
+    {"s2.test", 1, 0, 0, NULL, NULL},   {"s3.test", 1, 0, 0, NULL, NULL},
+    {"s4.test", 1, 0, 0, NULL, NULL},   {"s5.test", 1, 0, 0, NULL, NULL},
+    {"s6.test", 1, 0, 0, NULL, NULL},   {"s7.test", 1, 0, 0, NULL, NULL},
+    {"quick.test", 1, 0, 0, NULL, NULL}};
+
+/* Queue 10 messages to each slow destination; they take every slot but
+ * the reserved quarter, 3 each (levels filled one job at a time). */
+static void fair_start(harness *h, size_t nscripts)
+{
+    h->scripts = fair_scripts;
+    h->nscripts = nscripts;
+    start(h);
+    for (int i = 0; i < 10; i++)
+        for (int k = 0; k < FAIR_SLOW; k++) {
+            char rcpt[32];
+            snprintf(rcpt, sizeof rcpt, "x@s%d.test", k);
+            msgspec m = {.rcpts = {rcpt}};
+            inject(h, &m, NULL);
+        }
+    pump(h);
+    for (int k = 0; k < FAIR_SLOW; k++) assert_int_equal(started(h, fair_scripts[k].domain), 3);
+    assert_int_equal(sk_queue_in_flight(h->q), 24);
+}
+
+/* A destination that comes after them takes a reserved slot at once: the
+ * reserve is kept for destinations holding none (with a reserve open to
+ * any holding fewer than 4, eight slow ones at 4 each would fill it). */
+static void test_fair_reserve(void **state)
+{
+    harness h = {0};
+    fair_start(&h, FAIR_SLOW); /* quick.test answers at once */
+    for (int i = 0; i < 20; i++) {
+        msgspec m = {.rcpts = {"y@quick.test"}};
+        inject(&h, &m, NULL);
+    }
+    pump(&h);
+    assert_int_equal(started(&h, "quick.test"), 20);
+    assert_int_equal(h.ev[SK_QUEUE_EV_DELIVERED], 20);
+    for (int k = 0; k < FAIR_SLOW; k++) assert_int_equal(started(&h, fair_scripts[k].domain), 3);
+    done_all(&h);
+}
+
+/* A freed slot goes to the destination holding the fewest, not back to
+ * the slow one listed first. */
+static void test_fair_fewest_first(void **state)
+{
+    harness h = {0};
+    fair_start(&h, FAIR_SLOW + 1); /* quick.test held too */
+    for (int i = 0; i < 10; i++) {
+        msgspec m = {.rcpts = {"y@quick.test"}};
+        inject(&h, &m, NULL);
+    }
+    pump(&h);
+    /* From the reserve: one, as it then holds one. */
+    assert_int_equal(started(&h, "quick.test"), 1);
+    assert_int_equal(sk_queue_in_flight(h.q), 25);
+    /* s0 ends one: 24 in flight, all the unreserved slots, so nothing
+     * starts; s1 ends one: the slot goes to quick.test (holding 1), not to
+     * s0 or s1 (holding 2 each, listed before it). */
+    finish(open_job(&h, "s0.test"), SK_DELIVERY_OK, 250, "2.0.0", "ok");
+    pump(&h);
+    assert_int_equal(sk_queue_in_flight(h.q), 24);
+    finish(open_job(&h, "s1.test"), SK_DELIVERY_OK, 250, "2.0.0", "ok");
+    pump(&h);
+    assert_int_equal(started(&h, "quick.test"), 2);
+    assert_int_equal(started(&h, "s0.test"), 3);
+    assert_int_equal(started(&h, "s1.test"), 3);
+    assert_int_equal(sk_queue_in_flight(h.q), 24);
+    /* quick.test's jobs end as they start: every freed slot is its own
+     * again, and its ten messages go while the slow ones still hold. */
+    while (started(&h, "quick.test") < 10) {
+        finish(open_job(&h, "quick.test"), SK_DELIVERY_OK, 250, "2.0.0", "ok");
+        pump(&h);
+    }
+    assert_int_equal(started(&h, "s0.test"), 3);
+    assert_int_equal(started(&h, "s1.test"), 3);
+    done_all(&h);
+}
+
 /* A throttling reply suspends or slows its destination only, for the time
  * the rule (or the default for 421 / 4.7.x) says. */
 static void test_throttle(void **state)
@@ -1095,6 +1179,8 @@ int main(void)
         cmocka_unit_test(test_retry_keeps_arrival_order),
         cmocka_unit_test(test_dest_concurrency),
         cmocka_unit_test(test_failing_dest_isolated),
+        cmocka_unit_test(test_fair_reserve),
+        cmocka_unit_test(test_fair_fewest_first),
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_rate_per_domain),
         cmocka_unit_test(test_provider_grouping),

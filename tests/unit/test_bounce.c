@@ -175,6 +175,15 @@ static const struct {
      "z@example.com... Deferred: 451 4.3.0 try again later\n"
      "Warning: message still undelivered after 4 hours\n",
      "sendmail", "z@example.com", "z@example.com", "4.3.0", "try again later", SK_DSN_DELAYED},
+    {"sendmail, an alias's expansion",
+     "From: Mail Delivery Subsystem <MAILER-DAEMON@mta.example.net>\n"
+     "Subject: Returned mail: see transcript for details\n\n"
+     "   ----- The following addresses had permanent fatal errors -----\n"
+     "<bob@mx.example.com>\n    (reason: 550 5.1.1 <bob@mx.example.com>... User unknown)\n"
+     "    (expanded from: <alias@example.org>)\n\n"
+     "   ----- Transcript of session follows -----\n... while talking to mx.example.com.:\n"
+     ">>> RCPT To:<bob@mx.example.com>\n<<< 550 5.1.1 <bob@mx.example.com>... User unknown\n",
+     "sendmail", "alias@example.org", "bob@mx.example.com", "5.1.1", "User unknown", SK_DSN_FAILED},
     /* A list's own mail: never a bounce, even with a bounce inside. */
     {"list, ezmlm warning with the member's bounce",
      "From: team-help@lists.example.org\nTo: alice@example.com\n"
@@ -239,6 +248,84 @@ static void test_detectors(void **state)
         if (cases[i].reply_has && (!r->reply || !strstr(r->reply, cases[i].reply_has)))
             fail_msg("case %s: reply \"%s\"", cases[i].name, r->reply ? r->reply : "(null)");
         if (r->action != cases[i].action) fail_msg("case %s: action %d", cases[i].name, r->action);
+        sk_bounce_free(b);
+    }
+}
+
+/* Bounces naming several recipients: each one read with its own reason,
+ * nothing else taken. Written from each family's layout. */
+static const struct {
+    const char *name, *msg, *detector;
+    size_t n;
+    struct {
+        const char *recipient, *reported, *reply_has;
+    } r[3];
+} several[] = {
+    /* EarthLink's notice (flufl.bounce's simple_14 is one of them): a
+     * paragraph per address, the reply indented under it, the copy after
+     * "A copy of the original message below this line:". */
+    {"earthlink, one paragraph per address",
+     "From: MAILER-DAEMON@mx.example.net\nSubject: failure notice\n\n"
+     "Sorry, unable to deliver your message to ann@example.com for\nthe following reason:\n\n"
+     " 552 Quota violation for ann@example.com\n\n"
+     "Sorry, unable to deliver your message to ben@example.com for\nthe following reason:\n\n"
+     " 550 No such user ben@example.com\n\n"
+     "A copy of the original message below this line:\n\nTo: list@lists.example.org\n",
+     "scan",
+     2,
+     {{"ann@example.com", "ann@example.com", "552 Quota violation"},
+      {"ben@example.com", "ben@example.com", "550 No such user"}}},
+    /* qmail-send's layout in another language: only its Received field
+     * ("invoked for bounce"), its "<addr>:" lines and its "--- "
+     * separator are qmail's. */
+    {"qmail, translated text",
+     "Received: (qmail 4242 invoked for bounce); 3 Apr 2002 15:55:44 -0000\n"
+     "From: MAILER-DAEMON@mx.example.cn\nSubject: =?utf-8?B?6YKu5Lu25Lyg6L6T5aSx6LSl?=\n\n"
+     "mx.example.cn.\nIhre Nachricht konnte nicht zugestellt werden.\n\n"
+     "<cho@example.cn>:\n550 5.1.1 mailbox unavailable\n\n<dai@example.cn>:\n"
+     "552 5.2.2 over quota\n\n--- Eine Kopie der Nachricht ist angehängt.\n\n"
+     "<eve@example.org>:\n",
+     "qmail",
+     2,
+     {{"cho@example.cn", "cho@example.cn", "mailbox unavailable"},
+      {"dai@example.cn", "dai@example.cn", "over quota"}}},
+    /* Sendmail: an address list with an alias's expansion under one. */
+    {"sendmail, one address expanded",
+     "From: Mail Delivery Subsystem <MAILER-DAEMON@mta.example.net>\n"
+     "Subject: Returned mail: see transcript for details\n\n"
+     "   ----- The following addresses had permanent fatal errors -----\n"
+     "<fay@example.net>\n    (reason: 550 5.1.1 User unknown)\n"
+     "gus@mx.example.com\n    (reason: 550 5.1.1 User unknown)\n"
+     "    (expanded from: gus@example.org)\n\n"
+     "   ----- Transcript of session follows -----\n"
+     "550 5.1.1 <fay@example.net>... User unknown\n"
+     "550 5.1.1 <gus@mx.example.com>... User unknown\n",
+     "sendmail",
+     2,
+     {{"fay@example.net", "fay@example.net", "<fay@example.net>... User unknown"},
+      {"gus@example.org", "gus@mx.example.com", "<gus@mx.example.com>... User unknown"}}},
+};
+
+static void test_several(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < SKT_N(several); i++) {
+        sk_bounce *b = NULL;
+        sk_error err;
+        assert_int_equal(sk_bounce_read(several[i].msg, strlen(several[i].msg), &b, &err), SK_OK);
+        if (!b->detector || strcmp(b->detector, several[i].detector) || b->nrcpts != several[i].n)
+            fail_msg("case %s: detector %s, %zu recipients", several[i].name,
+                     b->detector ? b->detector : "(null)", b->nrcpts);
+        for (size_t k = 0; k < several[i].n; k++) {
+            const sk_bounce_rcpt *r = &b->rcpts[k];
+            if (!r->recipient || strcmp(r->recipient, several[i].r[k].recipient) || !r->reported ||
+                strcmp(r->reported, several[i].r[k].reported) || !r->reply ||
+                !strstr(r->reply, several[i].r[k].reply_has) || r->action != SK_DSN_FAILED)
+                fail_msg("case %s, recipient %zu: %s (reported %s) reply \"%s\" action %d",
+                         several[i].name, k, r->recipient ? r->recipient : "(null)",
+                         r->reported ? r->reported : "(null)", r->reply ? r->reply : "(null)",
+                         r->action);
+        }
         sk_bounce_free(b);
     }
 }
@@ -373,9 +460,9 @@ static void test_alloc_failures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_detectors),      cmocka_unit_test(test_detector_list),
-        cmocka_unit_test(test_classify),       cmocka_unit_test(test_helpers),
-        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_detectors),     cmocka_unit_test(test_several),
+        cmocka_unit_test(test_detector_list), cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_helpers),       cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

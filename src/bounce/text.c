@@ -307,23 +307,32 @@ static int address_line(const char *line, size_t len, char *addr, size_t asize, 
 
 /* One block read: the address and its reason. A reason that says the
  * address was "expanded from" another (Postfix: "(expanded from
- * <alias@x>)", Sendmail: "(expanded from: alias@x)") names the envelope
- * recipient, the alias the message was sent to. */
+ * <alias@x>): reason", Sendmail: "(expanded from: alias@x)" on a line of
+ * its own) names the envelope recipient, the alias the message was sent
+ * to; the note is no part of the reply. */
 static sk_err add_block(sk_bounce *b, const char *addr, const char *reason, int action)
 {
+    char why[SK_REPLY_TEXT_MAX_OCTETS], alias[SK_SMTP_PATH_MAX_OCTETS + 1] = "";
+    snprintf(why, sizeof why, "%s", reason);
+    char *x = (char *)bn_find(why, strlen(why), "expanded from");
+    const char *end = x ? bn_address(x, strlen(x), alias, sizeof alias) : NULL;
+    if (end) {
+        char *s = x > why && x[-1] == '(' ? x - 1 : x;
+        const char *close = *s == '(' ? strchr(end, ')') : NULL;
+        if (close) end = close + 1;
+        while (*end == ':' || *end == '>' || sk_is_wsp(*end)) end++;
+        memmove(s, end, strlen(end) + 1);
+    }
     char reply[SK_REPLY_TEXT_MAX_OCTETS], status[16], remote[256];
-    reason_parts(reason, reply, sizeof reply, status, remote, sizeof remote);
+    reason_parts(why, reply, sizeof reply, status, remote, sizeof remote);
     sk_err e = bn_add(b, addr, action, status, reply[0] ? reply : NULL, remote);
-    const char *x = bn_find(reason, strlen(reason), "expanded from");
-    char alias[SK_SMTP_PATH_MAX_OCTETS + 1];
-    if (e || !x || !bn_address(x, strlen(x), alias, sizeof alias)) return e;
-    for (size_t i = 0; i < b->nrcpts; i++) {
+    for (size_t i = 0; !e && alias[0] && i < b->nrcpts; i++) {
         sk_bounce_rcpt *r = &b->rcpts[i];
         if (r->recipient || !r->reported || strcasecmp(r->reported, addr) != 0) continue;
         r->recipient = sk_strdup(alias);
         return r->recipient ? SK_OK : SK_ERR_NOMEM;
     }
-    return SK_OK;
+    return e;
 }
 
 sk_err bn_blocks(const bn_msg *m, const char *from, const char *stop, sk_bounce *b, int action)

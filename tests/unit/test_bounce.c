@@ -230,6 +230,12 @@ static const struct {
      NULL, 0},
     {"failure words, no address", "Subject: Delivery failed\n\nSomething could not be delivered.\n",
      NULL, NULL, NULL, NULL, NULL, 0},
+    /* The only address follows "from": the sender, not a recipient (the
+     * recipient is a name without a domain). */
+    {"failure words, only the sender's address",
+     "Subject: Mail Delivery Problem\n\nYour mail to the following recipients could not be "
+     "delivered because\nthey are not accepting mail from list@lists.example.org:\n\tcarl\n",
+     NULL, NULL, NULL, NULL, NULL, 0},
     {"empty", "", NULL, NULL, NULL, NULL, NULL, 0},
 };
 

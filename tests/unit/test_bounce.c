@@ -380,12 +380,16 @@ static const struct {
     {SK_DSN_FAILED, "5.2.2", "552 5.2.2 mailbox full", SK_CLASS_MAILBOX_FULL, 1, 0},
     /* Real MTAs' full mailboxes, whatever else their words say: Exim's
      * own quota failure (5.0.0, test_bounce_exim), Postfix local(8) at
-     * its mailbox_size_limit (the file size error, 5.2.2), an X.2.2 that
+     * its mailbox_size_limit (the file size error, 5.2.2 in its report,
+     * no status in its text; test_bounce_postfix), an X.2.2 that
      * names a size, Sendmail's and Dovecot's texts. Given up after a
      * temporary one: expired. */
     {SK_DSN_FAILED, "5.0.0", "mailbox is full: retry timeout exceeded", SK_CLASS_MAILBOX_FULL, 1,
      0},
     {SK_DSN_FAILED, "5.2.2",
+     "cannot update mailbox /var/mail/bob for user bob. error writing message: File too large",
+     SK_CLASS_MAILBOX_FULL, 1, 0},
+    {SK_DSN_FAILED, NULL,
      "cannot update mailbox /var/mail/bob for user bob. error writing message: File too large",
      SK_CLASS_MAILBOX_FULL, 1, 0},
     {SK_DSN_FAILED, "5.2.2", "552 5.2.2 Mailbox size limit exceeded", SK_CLASS_MAILBOX_FULL, 1, 0},

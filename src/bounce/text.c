@@ -317,6 +317,15 @@ static sk_err add_block(sk_bounce *b, const char *addr, const char *reason, int 
     char *x = (char *)bn_find(why, strlen(why), "expanded from");
     const char *end = x ? bn_address(x, strlen(x), alias, sizeof alias) : NULL;
     if (end) {
+        /* The alias right after the words, not an address further on. */
+        for (const char *c = x + strlen("expanded from"); c < end - strlen(alias); c++)
+            if (!sk_is_wsp(*c) && *c != ':' && *c != '<') {
+                end = NULL;
+                alias[0] = '\0';
+                break;
+            }
+    }
+    if (end) {
         char *s = x > why && x[-1] == '(' ? x - 1 : x;
         const char *close = *s == '(' ? strchr(end, ')') : NULL;
         if (close) end = close + 1;

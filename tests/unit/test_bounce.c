@@ -184,6 +184,14 @@ static const struct {
      "   ----- Transcript of session follows -----\n... while talking to mx.example.com.:\n"
      ">>> RCPT To:<bob@mx.example.com>\n<<< 550 5.1.1 <bob@mx.example.com>... User unknown\n",
      "sendmail", "alias@example.org", "bob@mx.example.com", "5.1.1", "User unknown", SK_DSN_FAILED},
+    /* An expansion note that names no address: the recipient is the one
+     * the bounce names, not an address further on in the reason. */
+    {"postfix, expansion note without an address",
+     "Subject: Undelivered Mail\n\nThis is the mail system at host mx.example.net.\n\n"
+     "<user@local.example>: (expanded from a local alias): mailbox unavailable,\n"
+     "    write to help@example.org\n",
+     "postfix", "user@local.example", "user@local.example", NULL, "mailbox unavailable",
+     SK_DSN_FAILED},
     /* A report without Diagnostic-Code (a failure of the reporting MTA
      * itself; Exim's layout): the reason under the address in the text. */
     {"rfc3464, reason only in the text",

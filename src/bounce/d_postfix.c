@@ -4,7 +4,7 @@
  * "This is the Postfix program at host HOST." (older); one recipient a
  * line, "<addr>: reason", the reason folded onto indented lines, "host X
  * said: 550 ..." for a remote reply, "(expanded from <alias>)" for an
- * alias. */
+ * alias (the envelope recipient, taken by bn_blocks). */
 #include "bounce_int.h"
 
 #include <string.h>
@@ -22,16 +22,6 @@ sk_err bn_postfix(const bn_msg *m, sk_bounce *b)
         if (!e)
             e = bn_blocks(m, p, "Content-Description:", b,
                           bn_delayed(m) ? SK_DSN_DELAYED : SK_DSN_FAILED);
-        /* "(expanded from <alias@x>)": the envelope recipient is the alias. */
-        for (size_t k = 0; !e && k < b->nrcpts; k++) {
-            const char *r = b->rcpts[k].reply;
-            const char *x = r ? bn_find(r, strlen(r), "expanded from") : NULL;
-            char alias[SK_SMTP_PATH_MAX_OCTETS + 1];
-            if (x && bn_address(x, strlen(x), alias, sizeof alias) && !b->rcpts[k].recipient) {
-                b->rcpts[k].recipient = sk_strdup(alias);
-                if (!b->rcpts[k].recipient) e = SK_ERR_NOMEM;
-            }
-        }
         return e;
     }
     return SK_OK;

@@ -6,8 +6,10 @@
  * recipient: a@b", "(Originally addressed to a@b)"), the label form of
  * many small MTAs (SMTP32/IMail, LISTSERV, USA.NET, Dovecot's rejects);
  * else on a line that starts with an address, from a few lines before
- * the words on; else named by X-Failed-Recipients, or the single To of
- * the returned message (read.c). */
+ * the words on; else the first address near the words that is not a
+ * sender's (one after "from": "not accepting mail from a@b"); else named
+ * by X-Failed-Recipients, or the single To of the returned message
+ * (read.c). */
 #include "bounce_int.h"
 
 #include <string.h>
@@ -125,6 +127,24 @@ static sk_err by_labels(const bn_msg *m, sk_bounce *b, int action)
     return e;
 }
 
+/* The address that ends at end (found from q on) follows the word "from"
+ * ("not accepting mail from a@b", "a message from a@b"): a sender, never
+ * the failed recipient. An alias's "expanded from" or "generated from"
+ * names the recipient the message was sent to, and stays. */
+static int after_from(const char *q, const char *end, const char *addr)
+{
+    const char *p = end - strlen(addr);
+    while (p > q && (sk_is_wsp(p[-1]) || p[-1] == '<' || p[-1] == ':' || p[-1] == '"')) p--;
+    if (p - q < 4 || strncasecmp(p - 4, "from", 4) != 0 || (p - q > 4 && sk_is_alnum(p[-5])))
+        return 0;
+    static const char *const alias[] = {"expanded from", "generated from"};
+    for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++) {
+        size_t k = strlen(alias[i]);
+        if ((size_t)(p - q) >= k && !strncasecmp(p - k, alias[i], k)) return 0;
+    }
+    return 1;
+}
+
 sk_err bn_scan(const bn_msg *m, sk_bounce *b)
 {
     char subject[512];
@@ -176,7 +196,7 @@ sk_err bn_scan(const bn_msg *m, sk_bounce *b)
             size_t n = len;
             const char *next;
             while ((next = bn_address(q, n, addr, sizeof addr)) != NULL) {
-                if (!bn_not_recipient(m, addr)) {
+                if (!bn_not_recipient(m, addr) && !after_from(q, next, addr)) {
                     char reply[SK_REPLY_TEXT_MAX_OCTETS], status[16] = "";
                     const char *rest = first;
                     size_t rn = (size_t)(m->text.data + m->text.len - rest);

@@ -1,7 +1,9 @@
 /* Detector "sendmail": Sendmail's text bounce (before and besides its
  * DSNs). Marks: "----- The following addresses had permanent fatal
  * errors -----" (failures) or "... transient non-fatal errors -----"
- * (delays), the addresses on the lines after it; the reason in the
+ * (delays), the addresses on the lines after it, an alias's expansion
+ * under its address ("    (expanded from: alias@x)": the envelope
+ * recipient is the alias, bn_blocks); the reason in the
  * "----- Transcript of session follows -----" part: "<<< 550 5.1.1
  * ... User unknown" or "550 5.1.1 <addr>... User unknown". A warning of
  * Sendmail 8.14 and later has no address list: "**  THIS IS A WARNING

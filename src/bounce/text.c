@@ -305,6 +305,45 @@ static int address_line(const char *line, size_t len, char *addr, size_t asize, 
     return 1;
 }
 
+/* One block read: the address and its reason. A reason that says the
+ * address was "expanded from" another (Postfix: "(expanded from
+ * <alias@x>): reason", Sendmail: "(expanded from: alias@x)" on a line of
+ * its own) names the envelope recipient, the alias the message was sent
+ * to; the note is no part of the reply. */
+static sk_err add_block(sk_bounce *b, const char *addr, const char *reason, int action)
+{
+    char why[SK_REPLY_TEXT_MAX_OCTETS], alias[SK_SMTP_PATH_MAX_OCTETS + 1] = "";
+    snprintf(why, sizeof why, "%s", reason);
+    char *x = (char *)bn_find(why, strlen(why), "expanded from");
+    const char *end = x ? bn_address(x, strlen(x), alias, sizeof alias) : NULL;
+    if (end) {
+        /* The alias right after the words, not an address further on. */
+        for (const char *c = x + strlen("expanded from"); c < end - strlen(alias); c++)
+            if (!sk_is_wsp(*c) && *c != ':' && *c != '<') {
+                end = NULL;
+                alias[0] = '\0';
+                break;
+            }
+    }
+    if (end) {
+        char *s = x > why && x[-1] == '(' ? x - 1 : x;
+        const char *close = *s == '(' ? strchr(end, ')') : NULL;
+        if (close) end = close + 1;
+        while (*end == ':' || *end == '>' || sk_is_wsp(*end)) end++;
+        memmove(s, end, strlen(end) + 1);
+    }
+    char reply[SK_REPLY_TEXT_MAX_OCTETS], status[16], remote[256];
+    reason_parts(why, reply, sizeof reply, status, remote, sizeof remote);
+    sk_err e = bn_add(b, addr, action, status, reply[0] ? reply : NULL, remote);
+    for (size_t i = 0; !e && alias[0] && i < b->nrcpts; i++) {
+        sk_bounce_rcpt *r = &b->rcpts[i];
+        if (r->recipient || !r->reported || strcasecmp(r->reported, addr) != 0) continue;
+        r->recipient = sk_strdup(alias);
+        return r->recipient ? SK_OK : SK_ERR_NOMEM;
+    }
+    return e;
+}
+
 sk_err bn_blocks(const bn_msg *m, const char *from, const char *stop, sk_bounce *b, int action)
 {
     return bn_blocks_n(m, from, stop, SIZE_MAX, b, action);
@@ -338,11 +377,7 @@ sk_err bn_blocks_n(const bn_msg *m, const char *from, const char *stop, size_t m
         if (!continues && address_line(line, len, addr, sizeof addr, &after) &&
             !bn_not_recipient(m, addr)) {
             indent = ind;
-            if (cur[0]) {
-                char reply[SK_REPLY_TEXT_MAX_OCTETS], status[16], remote[256];
-                reason_parts(reason, reply, sizeof reply, status, remote, sizeof remote);
-                e = bn_add(b, cur, action, status, reply[0] ? reply : NULL, remote);
-            }
+            if (cur[0]) e = add_block(b, cur, reason, action);
             snprintf(cur, sizeof cur, "%s", addr);
             rlen = rlines = 0;
             reason[0] = '\0';
@@ -371,11 +406,7 @@ sk_err bn_blocks_n(const bn_msg *m, const char *from, const char *stop, size_t m
         reason[rlen] = '\0';
         rlines++;
     }
-    if (!e && cur[0]) {
-        char reply[SK_REPLY_TEXT_MAX_OCTETS], status[16], remote[256];
-        reason_parts(reason, reply, sizeof reply, status, remote, sizeof remote);
-        e = bn_add(b, cur, action, status, reply[0] ? reply : NULL, remote);
-    }
+    if (!e && cur[0]) e = add_block(b, cur, reason, action);
     return e;
 }
 

@@ -48,10 +48,10 @@ CASES = {
                      "message-too-big", False, "failed"),
     "later@far.test": ("451 4.3.0 <later@far.test>: try again later", "expired", False,
                        "failed"),
-    # Exim's own quota failure: its report says only 5.0.0 and its text
-    # "mailbox is full: retry timeout exceeded"; the class is not checked
-    # (a known gap, docs/delivery.md), that it never suppresses is.
-    "quota@local.test": (None, None, False, "failed"),
+    # Exim's own quota failure: its report says only 5.0.0, without a
+    # Diagnostic-Code, and its text "mailbox is full: retry timeout
+    # exceeded": the text's reason gives the class, which does not suppress.
+    "quota@local.test": (None, "mailbox-full", False, "failed"),
     # Held by a temporary refusal: first a delay warning, then given up.
     "slow@far.test": (None, "expired", False, "failed"),
 }

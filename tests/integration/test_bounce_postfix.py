@@ -5,7 +5,8 @@ A private Postfix instance on loopback relays mail for far.test to an
 aiosmtpd peer that refuses some recipients (unknown user, full mailbox,
 disabled mailbox, a block list, a message too large, a temporary refusal
 that Postfix gives up on at once with maximal_queue_lifetime = 0) and
-delivers locally for local.test, where the user does not exist. The
+delivers locally for local.test, where one user does not exist and
+another's mailbox is full (mailbox_size_limit). The
 bounces Postfix sends back to the sender (through the same peer) are read
 with `smtpkit bounce --json`: the detector, the recipient, the class and
 whether it suppresses must be right. The same bounces with their status
@@ -46,7 +47,14 @@ CASES = {
                      "message-too-big", False),
     "later@far.test": ("450 4.2.0 <later@far.test>: try again later", "expired", False),
     "nosuchuser@local.test": (None, "bad-mailbox", True),
+    # Postfix's own full mailbox: local(8) writing past mailbox_size_limit
+    # (the mailbox is filled nearly to it first) says "cannot update
+    # mailbox ... error writing message: File too large" with 5.2.2.
+    "nobody@local.test": (None, "mailbox-full", False),
 }
+# The local user whose mailbox is full, and the limit.
+FULL_USER = "nobody"
+MAILBOX_LIMIT = 20480
 
 
 def main():
@@ -93,10 +101,17 @@ def bounces(peer):
 
 def start_postfix(root, relay_port):
     os.chmod(root, 0o755)  # the postfix user reaches its data directory
-    conf, queue, data = (os.path.join(root, d) for d in ("conf", "queue", "data"))
-    for d in (conf, queue, data):
+    conf, queue, data, spool = (os.path.join(root, d) for d in ("conf", "queue", "data", "spool"))
+    for d in (conf, queue, data, spool):
         os.makedirs(d)
     shutil.chown(data, "postfix")
+    os.chmod(spool, 0o1777)  # local(8) locks mailboxes there as the user
+    mbox = os.path.join(spool, FULL_USER)
+    with open(mbox, "wb") as f:
+        head = b"From alice@origin.test Mon Dec  7 00:00:00 2026\nSubject: filler\n\n"
+        f.write(head + b"x" * (MAILBOX_LIMIT - 100 - len(head)) + b"\n\n")
+    shutil.chown(mbox, FULL_USER)
+    os.chmod(mbox, 0o600)
     port = sktest.free_port()
     with open(os.path.join(conf, "main.cf"), "w") as f:
         f.write("""compatibility_level = 3.6
@@ -124,7 +139,10 @@ smtputf8_enable = no
 biff = no
 maximal_queue_lifetime = 0
 bounce_queue_lifetime = 0
-""".format(conf=conf, queue=queue, data=data, relay=relay_port))
+mail_spool_directory = {spool}
+mailbox_size_limit = {limit}
+message_size_limit = {limit}
+""".format(conf=conf, queue=queue, data=data, relay=relay_port, spool=spool, limit=MAILBOX_LIMIT))
     with open(os.path.join(conf, "master.cf"), "w") as f:
         f.write("""127.0.0.1:{port} inet n - n - - smtpd
 pickup    unix n - n 60 1 pickup

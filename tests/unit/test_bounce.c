@@ -175,6 +175,36 @@ static const struct {
      "z@example.com... Deferred: 451 4.3.0 try again later\n"
      "Warning: message still undelivered after 4 hours\n",
      "sendmail", "z@example.com", "z@example.com", "4.3.0", "try again later", SK_DSN_DELAYED},
+    {"sendmail, an alias's expansion",
+     "From: Mail Delivery Subsystem <MAILER-DAEMON@mta.example.net>\n"
+     "Subject: Returned mail: see transcript for details\n\n"
+     "   ----- The following addresses had permanent fatal errors -----\n"
+     "<bob@mx.example.com>\n    (reason: 550 5.1.1 <bob@mx.example.com>... User unknown)\n"
+     "    (expanded from: <alias@example.org>)\n\n"
+     "   ----- Transcript of session follows -----\n... while talking to mx.example.com.:\n"
+     ">>> RCPT To:<bob@mx.example.com>\n<<< 550 5.1.1 <bob@mx.example.com>... User unknown\n",
+     "sendmail", "alias@example.org", "bob@mx.example.com", "5.1.1", "User unknown", SK_DSN_FAILED},
+    /* An expansion note that names no address: the recipient is the one
+     * the bounce names, not an address further on in the reason. */
+    {"postfix, expansion note without an address",
+     "Subject: Undelivered Mail\n\nThis is the mail system at host mx.example.net.\n\n"
+     "<user@local.example>: (expanded from a local alias): mailbox unavailable,\n"
+     "    write to help@example.org\n",
+     "postfix", "user@local.example", "user@local.example", NULL, "mailbox unavailable",
+     SK_DSN_FAILED},
+    /* A report without Diagnostic-Code (a failure of the reporting MTA
+     * itself; Exim's layout): the reason under the address in the text. */
+    {"rfc3464, reason only in the text",
+     "From: Mail Delivery System <Mailer-Daemon@mta.example.net>\n"
+     "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\n\n--b\n"
+     "Content-Type: text/plain\n\nThis message was created automatically by mail delivery "
+     "software.\n\nA message that you sent could not be delivered to one or more of its\n"
+     "recipients. This is a permanent error. The following address(es) failed:\n\n"
+     "  quota@example.com\n    mailbox is full: retry timeout exceeded\n\n--b\n"
+     "Content-Type: message/delivery-status\n\nReporting-MTA: dns; mta.example.net\n\n"
+     "Action: failed\nFinal-Recipient: rfc822;quota@example.com\nStatus: 5.0.0\n--b--\n",
+     "rfc3464", "quota@example.com", "quota@example.com", "5.0.0", "mailbox is full",
+     SK_DSN_FAILED},
     /* A list's own mail: never a bounce, even with a bounce inside. */
     {"list, ezmlm warning with the member's bounce",
      "From: team-help@lists.example.org\nTo: alice@example.com\n"
@@ -207,6 +237,12 @@ static const struct {
     {"plain mail", "Subject: hi\n\nWrite to r@example.com about lunch.\n", NULL, NULL, NULL, NULL,
      NULL, 0},
     {"failure words, no address", "Subject: Delivery failed\n\nSomething could not be delivered.\n",
+     NULL, NULL, NULL, NULL, NULL, 0},
+    /* The only address follows "from": the sender, not a recipient (the
+     * recipient is a name without a domain). */
+    {"failure words, only the sender's address",
+     "Subject: Mail Delivery Problem\n\nYour mail to the following recipients could not be "
+     "delivered because\nthey are not accepting mail from list@lists.example.org:\n\tcarl\n",
      NULL, NULL, NULL, NULL, NULL, 0},
     {"empty", "", NULL, NULL, NULL, NULL, NULL, 0},
 };
@@ -311,6 +347,84 @@ static void test_text_replies(void **state)
     }
 }
 
+/* Bounces naming several recipients: each one read with its own reason,
+ * nothing else taken. Written from each family's layout. */
+static const struct {
+    const char *name, *msg, *detector;
+    size_t n;
+    struct {
+        const char *recipient, *reported, *reply_has;
+    } r[3];
+} several[] = {
+    /* EarthLink's notice (flufl.bounce's simple_14 is one of them): a
+     * paragraph per address, the reply indented under it, the copy after
+     * "A copy of the original message below this line:". */
+    {"earthlink, one paragraph per address",
+     "From: MAILER-DAEMON@mx.example.net\nSubject: failure notice\n\n"
+     "Sorry, unable to deliver your message to ann@example.com for\nthe following reason:\n\n"
+     " 552 Quota violation for ann@example.com\n\n"
+     "Sorry, unable to deliver your message to ben@example.com for\nthe following reason:\n\n"
+     " 550 No such user ben@example.com\n\n"
+     "A copy of the original message below this line:\n\nTo: list@lists.example.org\n",
+     "scan",
+     2,
+     {{"ann@example.com", "ann@example.com", "552 Quota violation"},
+      {"ben@example.com", "ben@example.com", "550 No such user"}}},
+    /* qmail-send's layout in another language: only its Received field
+     * ("invoked for bounce"), its "<addr>:" lines and its "--- "
+     * separator are qmail's. */
+    {"qmail, translated text",
+     "Received: (qmail 4242 invoked for bounce); 3 Apr 2002 15:55:44 -0000\n"
+     "From: MAILER-DAEMON@mx.example.cn\nSubject: =?utf-8?B?6YKu5Lu25Lyg6L6T5aSx6LSl?=\n\n"
+     "mx.example.cn.\nIhre Nachricht konnte nicht zugestellt werden.\n\n"
+     "<cho@example.cn>:\n550 5.1.1 mailbox unavailable\n\n<dai@example.cn>:\n"
+     "552 5.2.2 over quota\n\n--- Eine Kopie der Nachricht ist angehängt.\n\n"
+     "<eve@example.org>:\n",
+     "qmail",
+     2,
+     {{"cho@example.cn", "cho@example.cn", "mailbox unavailable"},
+      {"dai@example.cn", "dai@example.cn", "over quota"}}},
+    /* Sendmail: an address list with an alias's expansion under one. */
+    {"sendmail, one address expanded",
+     "From: Mail Delivery Subsystem <MAILER-DAEMON@mta.example.net>\n"
+     "Subject: Returned mail: see transcript for details\n\n"
+     "   ----- The following addresses had permanent fatal errors -----\n"
+     "<fay@example.net>\n    (reason: 550 5.1.1 User unknown)\n"
+     "gus@mx.example.com\n    (reason: 550 5.1.1 User unknown)\n"
+     "    (expanded from: gus@example.org)\n\n"
+     "   ----- Transcript of session follows -----\n"
+     "550 5.1.1 <fay@example.net>... User unknown\n"
+     "550 5.1.1 <gus@mx.example.com>... User unknown\n",
+     "sendmail",
+     2,
+     {{"fay@example.net", "fay@example.net", "<fay@example.net>... User unknown"},
+      {"gus@example.org", "gus@mx.example.com", "<gus@mx.example.com>... User unknown"}}},
+};
+
+static void test_several(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < SKT_N(several); i++) {
+        sk_bounce *b = NULL;
+        sk_error err;
+        assert_int_equal(sk_bounce_read(several[i].msg, strlen(several[i].msg), &b, &err), SK_OK);
+        if (!b->detector || strcmp(b->detector, several[i].detector) || b->nrcpts != several[i].n)
+            fail_msg("case %s: detector %s, %zu recipients", several[i].name,
+                     b->detector ? b->detector : "(null)", b->nrcpts);
+        for (size_t k = 0; k < several[i].n; k++) {
+            const sk_bounce_rcpt *r = &b->rcpts[k];
+            if (!r->recipient || strcmp(r->recipient, several[i].r[k].recipient) || !r->reported ||
+                strcmp(r->reported, several[i].r[k].reported) || !r->reply ||
+                !strstr(r->reply, several[i].r[k].reply_has) || r->action != SK_DSN_FAILED)
+                fail_msg("case %s, recipient %zu: %s (reported %s) reply \"%s\" action %d",
+                         several[i].name, k, r->recipient ? r->recipient : "(null)",
+                         r->reported ? r->reported : "(null)", r->reply ? r->reply : "(null)",
+                         r->action);
+        }
+        sk_bounce_free(b);
+    }
+}
+
 /* The detectors' names, in their order, end with the scanner. */
 static void test_detector_list(void **state)
 {
@@ -340,6 +454,27 @@ static const struct {
      "mail at a rate that prevents additional messages",
      SK_CLASS_THROTTLED, 1, 0},
     {SK_DSN_FAILED, "5.2.2", "552 5.2.2 mailbox full", SK_CLASS_MAILBOX_FULL, 1, 0},
+    /* Real MTAs' full mailboxes, whatever else their words say: Exim's
+     * own quota failure (5.0.0, test_bounce_exim), Postfix local(8) at
+     * its mailbox_size_limit (the file size error, 5.2.2 in its report,
+     * no status in its text; test_bounce_postfix), an X.2.2 that
+     * names a size, Sendmail's and Dovecot's texts. Given up after a
+     * temporary one: expired. */
+    {SK_DSN_FAILED, "5.0.0", "mailbox is full: retry timeout exceeded", SK_CLASS_MAILBOX_FULL, 1,
+     0},
+    {SK_DSN_FAILED, "5.2.2",
+     "cannot update mailbox /var/mail/bob for user bob. error writing message: File too large",
+     SK_CLASS_MAILBOX_FULL, 1, 0},
+    {SK_DSN_FAILED, NULL,
+     "cannot update mailbox /var/mail/bob for user bob. error writing message: File too large",
+     SK_CLASS_MAILBOX_FULL, 1, 0},
+    {SK_DSN_FAILED, "5.2.2", "552 5.2.2 Mailbox size limit exceeded", SK_CLASS_MAILBOX_FULL, 1, 0},
+    {SK_DSN_FAILED, NULL, "552 5.2.2 <bob@example.com>... Mailbox full", SK_CLASS_MAILBOX_FULL, 1,
+     0},
+    {SK_DSN_FAILED, NULL, "552 5.2.2 <bob@example.com> Quota exceeded (mailbox for user is full)",
+     SK_CLASS_MAILBOX_FULL, 1, 0},
+    {SK_DSN_FAILED, "4.2.2", "452 4.2.2 mailbox is full: retry timeout exceeded", SK_CLASS_EXPIRED,
+     0, 0},
     {SK_DSN_FAILED, "4.4.7", NULL, SK_CLASS_EXPIRED, 0, 0},
     /* A failure whose last reply was temporary: given up, not bad. */
     {SK_DSN_FAILED, "4.1.1", "450 4.1.1 mailbox unknown, try later", SK_CLASS_EXPIRED, 0, 0},
@@ -417,9 +552,18 @@ static void test_helpers(void **state)
 static void test_alloc_failures(void **state)
 {
     (void)state;
-    const size_t picks[] = {0, 2, 4, 15, 17};
+    static const char *const picks[] = {"rfc3464",
+                                        "postfix",
+                                        "exim",
+                                        "VERP",
+                                        "html only",
+                                        "rfc3464, reason only in the text",
+                                        "sendmail, an alias's expansion"};
     for (size_t k = 0; k < SKT_N(picks); k++) {
-        const char *msg = cases[picks[k]].msg;
+        size_t c = 0;
+        while (c < SKT_N(cases) && strcmp(cases[c].name, picks[k]) != 0) c++;
+        assert_true(c < SKT_N(cases));
+        const char *msg = cases[c].msg;
         for (long n = 0;; n++) {
             assert_true(n < 100000);
             sk_bounce *b = NULL;
@@ -428,7 +572,7 @@ static void test_alloc_failures(void **state)
             sk_err e = sk_bounce_read(msg, strlen(msg), &b, &err);
             skt_alloc_end();
             if (e == SK_OK) {
-                assert_string_equal(b->detector, cases[picks[k]].detector);
+                assert_string_equal(b->detector, cases[c].detector);
                 sk_bounce_free(b);
                 break;
             }
@@ -441,9 +585,10 @@ static void test_alloc_failures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_detectors),      cmocka_unit_test(test_detector_list),
-        cmocka_unit_test(test_classify),       cmocka_unit_test(test_helpers),
-        cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_text_replies),
+        cmocka_unit_test(test_detectors),     cmocka_unit_test(test_several),
+        cmocka_unit_test(test_detector_list), cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_helpers),       cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_text_replies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,7 @@ python3 python3-aiosmtpd python3-dnslib python3-authres python3-spf python3-yaml
 libio-socket-ssl-perl msmtp curl postfix openssl dnsutils valgrind hyperfine \
 iproute2 procps help2man groff-base man-db systemd python3-seccomp \
 python3-dkim python3-nacl libcurl4-openssl-dev prometheus libpcre2-dev python3-jsonschema wrk sqlite3 \
-python3-flufl.bounce m4 libwrap0"
+python3-flufl.bounce m4 libwrap0 courier-authlib libcourier-unicode4"
 
 missing=""
 for p in $PKGS; do
@@ -53,6 +53,8 @@ echo "deps.sh: installing:$missing" >&2
 # python3-flufl.bounce (Mailman's bounce detectors) ships about a hundred
 # real bounces from many MTAs with the addresses its detectors must find:
 # test_bounce_flufl.py reads them in place as an outside oracle.
+# courier-authlib and libcourier-unicode4 are the libraries of the
+# unpacked Courier below (only libraries: no daemon, no conflict).
 # Postfix is installed only for its test tools (smtp-source, smtp-sink) and
 # the benchmark: no system mail service is configured or started.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
@@ -97,4 +99,21 @@ if [ "$(id -u)" -eq 0 ] && [ ! -x "$MTA_CACHE/sendmail/usr/libexec/sendmail/send
     for deb in "$MTA_CACHE"/debs/sendmail-bin_*.deb "$MTA_CACHE"/debs/sendmail-cf_*.deb; do
         dpkg-deb -x "$deb" "$MTA_CACHE/sendmail"
     done
+fi
+# Courier, the same way (courier-mta conflicts with every other mail
+# transport agent): courier-base's and courier-mta's programs, which
+# test_bounce_courier.py runs in a mount namespace of its own where
+# overlays put the unpacked tree at the paths Courier is built for
+# (/usr/lib/courier, /etc/courier, /var/lib/courier). Its libraries are
+# installed above; its queue and modules run as the courier user, created
+# here as courier-base's installation would.
+if [ "$(id -u)" -eq 0 ] && [ ! -x "$MTA_CACHE/courier/usr/lib/courier/courier/courierd" ]; then
+    mkdir -p "$MTA_CACHE/debs"
+    (cd "$MTA_CACHE/debs" && apt-get download -q courier-base courier-mta >/dev/null 2>&1)
+    for deb in "$MTA_CACHE"/debs/courier-base_*.deb "$MTA_CACHE"/debs/courier-mta_*.deb; do
+        dpkg-deb -x "$deb" "$MTA_CACHE/courier"
+    done
+fi
+if [ "$(id -u)" -eq 0 ] && ! getent passwd courier >/dev/null; then
+    adduser --system --group --quiet --no-create-home --home /var/lib/courier courier
 fi

@@ -100,6 +100,9 @@ exec "$@"
 """
 UNSHARE = ["unshare", "--mount", "--pid", "--fork", "--kill-child=SIGKILL", "/bin/sh", "-c",
            MOUNT_SH, "sh"]
+# Should this test itself be killed (a ctest timeout), unshare gets SIGKILL
+# from the kernel, and with it courierd and its namespace.
+PDEATHSIG = ["setpriv", "--pdeathsig", "KILL"]
 UPPER_DIRS = ("etc", "etc.work", "varlib", "varlib.work", "run", "run.work")
 # courierd started the way Courier's own courierctl.start does: from /usr,
 # with the environment /etc/courier/courierd sets and nothing else.
@@ -202,7 +205,7 @@ class Courier:
     def start(self):
         self.log = open(os.path.join(self.root, "courierd.log"), "wb")
         self.proc = subprocess.Popen(
-            UNSHARE + [self.root, COURIER_DIR, "/bin/sh", "-c", COURIERD_SH],
+            PDEATHSIG + UNSHARE + [self.root, COURIER_DIR, "/bin/sh", "-c", COURIERD_SH],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         # Up once its delivery modules run: a message submitted before
@@ -314,8 +317,8 @@ def skip_unless_usable(root):
     except KeyError:
         print("SKIP: no %s user (scripts/deps.sh creates it)" % COURIER_USER)
         sys.exit(sktest.SKIP)
-    if not shutil.which("unshare") or not shutil.which("nsenter"):
-        print("SKIP: needs unshare and nsenter")
+    if not all(shutil.which(p) for p in ("unshare", "nsenter", "setpriv")):
+        print("SKIP: needs unshare, nsenter and setpriv")
         sys.exit(sktest.SKIP)
     # A container may refuse mount namespaces or overlays even to root:
     # the same mounts, in a namespace that ends at once, say so.

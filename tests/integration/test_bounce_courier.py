@@ -220,9 +220,10 @@ class Courier:
                 self.init = first[0]
                 return
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                code = self.proc.returncode
                 self.stop()
                 sktest.fail("courierd did not start its modules (exit %r): %s" % (
-                    self.proc.returncode, self.output()))
+                    code, self.output()))
             time.sleep(0.1)
 
     def output(self):
@@ -238,7 +239,7 @@ class Courier:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            # courierd stops its modules on SIGTERM.
+            # The whole group: unshare, courierd and its modules.
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:

@@ -11,7 +11,8 @@ libio-socket-ssl-perl msmtp curl postfix openssl dnsutils valgrind hyperfine \
 iproute2 procps help2man groff-base man-db systemd python3-seccomp \
 python3-dkim python3-nacl libcurl4-openssl-dev prometheus libpcre2-dev python3-jsonschema wrk sqlite3 \
 python3-flufl.bounce m4 libwrap0 \
-libdb5.3 libevent-2.1-7 libpam0g libssl3 zlib1g libcrypt1"
+libdb5.3 libevent-2.1-7 libpam0g libssl3 zlib1g libcrypt1 \
+courier-authlib libcourier-unicode4"
 
 missing=""
 for p in $PKGS; do
@@ -56,6 +57,8 @@ echo "deps.sh: installing:$missing" >&2
 # test_bounce_flufl.py reads them in place as an outside oracle.
 # libdb5.3, libevent-2.1-7, libpam0g, libssl3, zlib1g and libcrypt1 are
 # the libraries of the unpacked OpenSMTPD (below).
+# courier-authlib and libcourier-unicode4 are the libraries of the
+# unpacked Courier below (only libraries: no daemon, no conflict).
 # Postfix is installed only for its test tools (smtp-source, smtp-sink) and
 # the benchmark: no system mail service is configured or started.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
@@ -125,4 +128,21 @@ if [ "$(id -u)" -eq 0 ]; then
                 --home /var/lib/opensmtpd/empty --ingroup "$u" "$u"
         fi
     done
+fi
+# Courier, the same way (courier-mta conflicts with every other mail
+# transport agent): courier-base's and courier-mta's programs, which
+# test_bounce_courier.py runs in a mount namespace of its own where
+# overlays put the unpacked tree at the paths Courier is built for
+# (/usr/lib/courier, /etc/courier, /var/lib/courier). Its libraries are
+# installed above; its queue and modules run as the courier user, created
+# here as courier-base's installation would.
+if [ "$(id -u)" -eq 0 ] && [ ! -x "$MTA_CACHE/courier/usr/lib/courier/courier/courierd" ]; then
+    mkdir -p "$MTA_CACHE/debs"
+    (cd "$MTA_CACHE/debs" && apt-get download -q courier-base courier-mta >/dev/null 2>&1)
+    for deb in "$MTA_CACHE"/debs/courier-base_*.deb "$MTA_CACHE"/debs/courier-mta_*.deb; do
+        dpkg-deb -x "$deb" "$MTA_CACHE/courier"
+    done
+fi
+if [ "$(id -u)" -eq 0 ] && ! getent passwd courier >/dev/null; then
+    adduser --system --group --quiet --no-create-home --home /var/lib/courier courier
 fi

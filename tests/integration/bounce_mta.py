@@ -40,6 +40,23 @@ PEER_NAME = "mx.far.test"
 # The case the peer refuses after DATA (the message too large); the other
 # cases' replies come at RCPT.
 BIG = "big@far.test"
+# The refusals every test's peer makes, recipient: (the peer's reply; the
+# class and the suppression the report must get). A test's CASES add its
+# own.
+REFUSALS = {
+    "unknown@far.test": ("550 5.1.1 <unknown@far.test>: Recipient address rejected: User unknown",
+                         "bad-mailbox", True),
+    "full@far.test": ("552 5.2.2 <full@far.test>: Mailbox full", "mailbox-full", False),
+    BIG: ("552 5.3.4 Message size exceeds fixed maximum message size", "message-too-big", False),
+}
+# Refused until the MTA gives up on it (its report says expired).
+LATER = "later@far.test"
+LATER_REPLY = "451 4.3.0 <later@far.test>: try again later"
+GIVEN_UP = {LATER: (LATER_REPLY, "expired", False)}
+# Refused until the MTA warns that it is delayed (release() then lets it
+# through, where the test does).
+HELD = "slow@far.test"
+HELD_REPLY = "451 4.3.0 <slow@far.test>: try again later"
 
 FAILED = "failed"
 DELAYED = "delayed"

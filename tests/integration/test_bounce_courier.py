@@ -68,19 +68,13 @@ START_SECONDS = 20
 # remote one that talks to the peer and the one that writes the reports.
 MODULES = {"courieresmtp", "courierdsn"}
 
-# recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress).
-CASES = {
-    "unknown@far.test": ("550 5.1.1 <unknown@far.test>: Recipient address rejected: User unknown",
-                         "bad-mailbox", True),
-    "full@far.test": ("552 5.2.2 <full@far.test>: Mailbox full", "mailbox-full", False),
-    "big@far.test": ("552 5.3.4 Message size exceeds fixed maximum message size",
-                     "message-too-big", False),
-    # Refused for longer than queuetime: given up.
-    "later@far.test": ("451 4.3.0 <later@far.test>: try again later", "expired", False),
-}
+# recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress):
+# the peer's refusals, and later@ refused for longer than queuetime: given
+# up.
+CASES = dict(bounce_mta.REFUSALS, **bounce_mta.GIVEN_UP)
 # Refused until Courier warns that it is delayed, then accepted.
-DELAYED = "slow@far.test"
-DELAYED_REPLY = "451 4.3.0 <slow@far.test>: try again later"
+DELAYED = bounce_mta.HELD
+DELAYED_REPLY = bounce_mta.HELD_REPLY
 
 # Run in the new namespaces: the overlays, then the rest of the arguments.
 # $1 the scratch directory (upper layers), $2 the unpacked tree.

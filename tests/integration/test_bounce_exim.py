@@ -34,25 +34,20 @@ EXIM = os.path.join(EXIM_DIR, "usr", "sbin", "exim4")
 # the package's own installation would).
 EXIM_USER = "Debian-exim"
 
-# recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress).
-# local.test is delivered by Exim itself.
-CASES = {
-    "unknown@far.test": ("550 5.1.1 <unknown@far.test>: Recipient address rejected: User unknown",
-                         "bad-mailbox", True),
-    "full@far.test": ("552 5.2.2 <full@far.test>: Mailbox full", "mailbox-full", False),
-    "big@far.test": ("552 5.3.4 Message size exceeds fixed maximum message size",
-                     "message-too-big", False),
-    "later@far.test": ("451 4.3.0 <later@far.test>: try again later", "expired", False),
+# recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress):
+# the peer's refusals, later@ given up when its retry time runs out, and
+# Exim's cases. local.test is delivered by Exim itself.
+CASES = dict(bounce_mta.REFUSALS, **bounce_mta.GIVEN_UP, **{
     # Exim's own quota failure: its report says only 5.0.0, without a
     # Diagnostic-Code, and its text "mailbox is full: retry timeout
     # exceeded": the text's reason gives the class, which does not suppress.
     "quota@local.test": (None, "mailbox-full", False),
     # Held by a temporary refusal: first a delay warning, then given up.
-    "slow@far.test": (None, "expired", False),
-}
+    bounce_mta.HELD: (None, "expired", False),
+})
 # Held by a temporary refusal until Exim warns that it is delayed.
-DELAYED = "slow@far.test"
-DELAYED_REPLY = "451 4.3.0 <slow@far.test>: try again later"
+DELAYED = bounce_mta.HELD
+DELAYED_REPLY = bounce_mta.HELD_REPLY
 
 
 def config(root, peer_port):

@@ -55,16 +55,10 @@ WARN_S = 2
 WAIT_S = TTL_S + 52
 
 # recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress).
-CASES = {
-    "unknown@far.test": ("550 5.1.1 <unknown@far.test>: Recipient address rejected: User unknown",
-                         "bad-mailbox", True),
-    "full@far.test": ("552 5.2.2 <full@far.test>: Mailbox full", "mailbox-full", False),
-    "big@far.test": ("552 5.3.4 Message size exceeds fixed maximum message size",
-                     "message-too-big", False),
-}
+CASES = dict(bounce_mta.REFUSALS)
 # Refused until the ttl runs out: a delay warning, then the expiry notice.
-LATER = "later@far.test"
-LATER_REPLY = "451 4.3.0 <later@far.test>: try again later"
+LATER = bounce_mta.LATER
+LATER_REPLY = bounce_mta.LATER_REPLY
 
 # The mounts, then OpenSMTPD in the foreground: $1 smtpd, $2 its
 # configuration, $3-$5 the directories bound over /var/spool, /var/lib

@@ -29,24 +29,20 @@ import sktest  # noqa: E402
 POSTFIX = "/usr/sbin/postfix"
 
 # recipient: (the peer's reply at RCPT, or at DATA for big@, the class
-# and suppression the bounce must get). None: Postfix itself refuses.
-CASES = {
-    "unknown@far.test": ("550 5.1.1 <unknown@far.test>: Recipient address rejected: User unknown",
-                         "bad-mailbox", True),
-    "full@far.test": ("552 5.2.2 <full@far.test>: Mailbox full", "mailbox-full", False),
+# and suppression the bounce must get). None: Postfix itself refuses. The
+# peer's refusals, and Postfix's cases.
+CASES = dict(bounce_mta.REFUSALS, **{
     "disabled@far.test": ("550 5.2.1 <disabled@far.test>: mailbox disabled, not accepting "
                           "messages", "mailbox-disabled", True),
     "blocked@far.test": ("554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using "
                          "zen.spamhaus.org", "blocked", False),
-    "big@far.test": ("552 5.3.4 Message size exceeds fixed maximum message size",
-                     "message-too-big", False),
     "later@far.test": ("450 4.2.0 <later@far.test>: try again later", "expired", False),
     "nosuchuser@local.test": (None, "bad-mailbox", True),
     # Postfix's own full mailbox: local(8) writing past mailbox_size_limit
     # (the mailbox is filled nearly to it first) says "cannot update
     # mailbox ... error writing message: File too large" with 5.2.2.
     "nobody@local.test": (None, "mailbox-full", False),
-}
+})
 # The local user whose mailbox is full, and the limit.
 FULL_USER = "nobody"
 MAILBOX_LIMIT = 20480

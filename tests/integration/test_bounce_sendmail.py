@@ -35,19 +35,13 @@ SENDMAIL = os.path.join(SM_DIR, "usr", "libexec", "sendmail", "sendmail")
 CF_M4 = os.path.join(SM_DIR, "usr", "share", "sendmail", "cf", "m4", "cf.m4")
 HOSTNAME = "mta.origin.test"
 
-# recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress).
-CASES = {
-    "unknown@far.test": ("550 5.1.1 <unknown@far.test>: Recipient address rejected: User unknown",
-                         "bad-mailbox", True),
-    "full@far.test": ("552 5.2.2 <full@far.test>: Mailbox full", "mailbox-full", False),
-    "big@far.test": ("552 5.3.4 Message size exceeds fixed maximum message size",
-                     "message-too-big", False),
-    # Refused for longer than Timeout.queuereturn: given up.
-    "later@far.test": ("451 4.3.0 <later@far.test>: try again later", "expired", False),
-}
+# recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress):
+# the peer's refusals, and later@ refused for longer than
+# Timeout.queuereturn: given up.
+CASES = dict(bounce_mta.REFUSALS, **bounce_mta.GIVEN_UP)
 # Refused until Sendmail warns that it is delayed, then accepted.
-DELAYED = "slow@far.test"
-DELAYED_REPLY = "451 4.3.0 <slow@far.test>: try again later"
+DELAYED = bounce_mta.HELD
+DELAYED_REPLY = bounce_mta.HELD_REPLY
 
 
 def mc(root, port):

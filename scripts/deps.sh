@@ -76,73 +76,72 @@ if [ "$created_policy" = 1 ]; then
 fi
 fi
 
-# Exim cannot be installed beside Postfix (each is the machine's MTA), so its
-# Debian package is fetched and unpacked without installing it: the tests
-# run that binary with a configuration of their own (test_bounce_exim.py)
-# to make real Exim bounces. It runs as the Debian-exim user it is built
-# for, created here as the package's installation would. Needs the mirror,
-# so it is done here (as root) and not in the tests; idempotent.
-MTA_CACHE=/var/cache/smtpkit-test/mta
-if [ "$(id -u)" -eq 0 ] && [ ! -x "$MTA_CACHE/exim/usr/sbin/exim4" ]; then
+# The other MTAs cannot be installed beside Postfix (each would be the
+# machine's MTA), so their Debian packages are fetched and unpacked without
+# installing them, into $MTA_CACHE/NAME, and the tests run those binaries
+# with configurations of their own. They run as the users the packages are
+# built for, created here as the packages' installations would. Needs the
+# mirror, so it is done here (as root) and not in the tests; idempotent.
+# MTA_CACHE may be set to unpack elsewhere (the tests' SK_EXIM_DIR,
+# SK_SENDMAIL_DIR, SK_OPENSMTPD_DIR and SK_COURIER_DIR then point there).
+MTA_CACHE=${MTA_CACHE:-/var/cache/smtpkit-test/mta}
+
+# unpack_debs NAME CHECK_PATH PACKAGE...: download the packages into
+# $MTA_CACHE/debs and unpack them, in that order, into $MTA_CACHE/NAME,
+# unless $MTA_CACHE/NAME/CHECK_PATH is already an executable.
+unpack_debs() {
+    dir=$MTA_CACHE/$1
+    check=$2
+    shift 2
+    if [ -x "$dir/$check" ]; then
+        return 0
+    fi
     mkdir -p "$MTA_CACHE/debs"
-    (cd "$MTA_CACHE/debs" && apt-get download -q exim4-daemon-light exim4-base >/dev/null 2>&1)
-    for deb in "$MTA_CACHE"/debs/exim4-daemon-light_*.deb "$MTA_CACHE"/debs/exim4-base_*.deb; do
-        dpkg-deb -x "$deb" "$MTA_CACHE/exim"
+    (cd "$MTA_CACHE/debs" && apt-get download -q "$@" >/dev/null 2>&1)
+    for pkg in "$@"; do
+        for deb in "$MTA_CACHE"/debs/"$pkg"_*.deb; do
+            dpkg-deb -x "$deb" "$dir"
+        done
     done
-fi
-if [ "$(id -u)" -eq 0 ] && ! getent passwd Debian-exim >/dev/null; then
-    adduser --system --group --quiet --allow-bad-names --no-create-home \
-        --home "$MTA_CACHE/exim" Debian-exim
-fi
-# Sendmail, the same way (it too would replace Postfix): sendmail-bin's
-# binary and sendmail-cf's m4 macros, from which test_bounce_sendmail.py
-# makes its own configuration (m4 above; libwrap0 is the binary's library).
-if [ "$(id -u)" -eq 0 ] && [ ! -x "$MTA_CACHE/sendmail/usr/libexec/sendmail/sendmail" ]; then
-    mkdir -p "$MTA_CACHE/debs"
-    (cd "$MTA_CACHE/debs" && apt-get download -q sendmail-bin sendmail-cf >/dev/null 2>&1)
-    for deb in "$MTA_CACHE"/debs/sendmail-bin_*.deb "$MTA_CACHE"/debs/sendmail-cf_*.deb; do
-        dpkg-deb -x "$deb" "$MTA_CACHE/sendmail"
-    done
-fi
-# OpenSMTPD, the same way (it too would replace Postfix):
-# test_bounce_opensmtpd.py runs the unpacked smtpd in a mount namespace of
-# its own, with private directories bound over /var/spool, /var/lib and
-# /run, where the paths built into it are (the spool /var/spool/smtpd, the
-# chroot /var/lib/opensmtpd/empty, the control socket /run/smtpd.sock).
-# Its libraries (libdb5.3 ... libcrypt1 in PKGS) do not conflict with
-# Postfix. Debian builds it to run as the opensmtpd and
-# opensmtpq users (upstream's _smtpd and _smtpq), created here as the
-# package's installation would.
-if [ "$(id -u)" -eq 0 ] && [ ! -x "$MTA_CACHE/opensmtpd/usr/sbin/smtpd" ]; then
-    mkdir -p "$MTA_CACHE/debs"
-    (cd "$MTA_CACHE/debs" && apt-get download -q opensmtpd >/dev/null 2>&1)
-    for deb in "$MTA_CACHE"/debs/opensmtpd_*.deb; do
-        dpkg-deb -x "$deb" "$MTA_CACHE/opensmtpd"
-    done
-fi
+}
+
+# system_user NAME HOME: the system user NAME, in a system group of the
+# same name, with HOME as its home (not created), unless it exists.
+# --allow-bad-names: Debian's Exim user is Debian-exim.
+system_user() {
+    if getent passwd "$1" >/dev/null; then
+        return 0
+    fi
+    getent group "$1" >/dev/null || addgroup --system --quiet --allow-bad-names "$1"
+    adduser --system --quiet --allow-bad-names --no-create-home --disabled-password \
+        --home "$2" --ingroup "$1" "$1"
+}
+
 if [ "$(id -u)" -eq 0 ]; then
-    for u in opensmtpd opensmtpq; do
-        if ! getent passwd "$u" >/dev/null; then
-            getent group "$u" >/dev/null || addgroup --system --quiet "$u"
-            adduser --system --quiet --no-create-home --disabled-password \
-                --home /var/lib/opensmtpd/empty --ingroup "$u" "$u"
-        fi
-    done
-fi
-# Courier, the same way (courier-mta conflicts with every other mail
-# transport agent): courier-base's and courier-mta's programs, which
-# test_bounce_courier.py runs in a mount namespace of its own where
-# overlays put the unpacked tree at the paths Courier is built for
-# (/usr/lib/courier, /etc/courier, /var/lib/courier). Its libraries are
-# installed above; its queue and modules run as the courier user, created
-# here as courier-base's installation would.
-if [ "$(id -u)" -eq 0 ] && [ ! -x "$MTA_CACHE/courier/usr/lib/courier/courier/courierd" ]; then
-    mkdir -p "$MTA_CACHE/debs"
-    (cd "$MTA_CACHE/debs" && apt-get download -q courier-base courier-mta >/dev/null 2>&1)
-    for deb in "$MTA_CACHE"/debs/courier-base_*.deb "$MTA_CACHE"/debs/courier-mta_*.deb; do
-        dpkg-deb -x "$deb" "$MTA_CACHE/courier"
-    done
-fi
-if [ "$(id -u)" -eq 0 ] && ! getent passwd courier >/dev/null; then
-    adduser --system --group --quiet --no-create-home --home /var/lib/courier courier
+    # Exim (test_bounce_exim.py): Debian's exim4-daemon-light, as the
+    # Debian-exim user.
+    unpack_debs exim usr/sbin/exim4 exim4-daemon-light exim4-base
+    system_user Debian-exim "$MTA_CACHE/exim"
+    # Sendmail: sendmail-bin's binary and sendmail-cf's m4 macros, from
+    # which test_bounce_sendmail.py makes its own configuration (m4 above;
+    # libwrap0 is the binary's library).
+    unpack_debs sendmail usr/libexec/sendmail/sendmail sendmail-bin sendmail-cf
+    # OpenSMTPD: test_bounce_opensmtpd.py runs the unpacked smtpd in a mount
+    # namespace of its own, with private directories bound over /var/spool,
+    # /var/lib and /run, where the paths built into it are (the spool
+    # /var/spool/smtpd, the chroot /var/lib/opensmtpd/empty, the control
+    # socket /run/smtpd.sock). Its libraries (libdb5.3 ... libcrypt1 in PKGS)
+    # do not conflict with Postfix. Debian builds it to run as the opensmtpd
+    # and opensmtpq users (upstream's _smtpd and _smtpq).
+    unpack_debs opensmtpd usr/sbin/smtpd opensmtpd
+    system_user opensmtpd /var/lib/opensmtpd/empty
+    system_user opensmtpq /var/lib/opensmtpd/empty
+    # Courier (courier-mta conflicts with every other mail transport agent):
+    # courier-base's and courier-mta's programs, which test_bounce_courier.py
+    # runs in a mount namespace of its own where overlays put the unpacked
+    # tree at the paths Courier is built for (/usr/lib/courier, /etc/courier,
+    # /var/lib/courier). Its libraries are installed above; its queue and
+    # modules run as the courier user.
+    unpack_debs courier usr/lib/courier/courier/courierd courier-base courier-mta
+    system_user courier /var/lib/courier
 fi

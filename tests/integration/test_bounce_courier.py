@@ -34,11 +34,8 @@ made that way). Exits 77 (skipped) when the unpacked Courier or the courier
 user is absent, not run as root, or the machine refuses the namespace or
 the overlays."""
 
-import email
-import json
 import os
 import pwd
-import re
 import shutil
 import signal
 import subprocess
@@ -46,8 +43,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bounce_mta  # noqa: E402
 import sktest  # noqa: E402
-from aiosmtpd_peer import Peer  # noqa: E402
 
 COURIER_DIR = os.environ.get("SK_COURIER_DIR", "/var/cache/smtpkit-test/mta/courier")
 COURIERD = os.path.join(COURIER_DIR, "usr", "lib", "courier", "courier", "courierd")
@@ -71,19 +68,13 @@ START_SECONDS = 20
 # remote one that talks to the peer and the one that writes the reports.
 MODULES = {"courieresmtp", "courierdsn"}
 
-# recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress).
-CASES = {
-    "unknown@far.test": ("550 5.1.1 <unknown@far.test>: Recipient address rejected: User unknown",
-                         "bad-mailbox", True),
-    "full@far.test": ("552 5.2.2 <full@far.test>: Mailbox full", "mailbox-full", False),
-    "big@far.test": ("552 5.3.4 Message size exceeds fixed maximum message size",
-                     "message-too-big", False),
-    # Refused for longer than queuetime: given up.
-    "later@far.test": ("451 4.3.0 <later@far.test>: try again later", "expired", False),
-}
+# recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress):
+# the peer's refusals, and later@ refused for longer than queuetime: given
+# up.
+CASES = dict(bounce_mta.REFUSALS, **bounce_mta.GIVEN_UP)
 # Refused until Courier warns that it is delayed, then accepted.
-DELAYED = "slow@far.test"
-DELAYED_REPLY = "451 4.3.0 <slow@far.test>: try again later"
+DELAYED = bounce_mta.HELD
+DELAYED_REPLY = bounce_mta.HELD_REPLY
 
 # Run in the new namespaces: the overlays, then the rest of the arguments.
 # $1 the scratch directory (upper layers), $2 the unpacked tree.
@@ -266,61 +257,17 @@ class Courier:
         self.log.close()
 
 
-def message(rcpt):
-    return (b"From: alice@origin.test\nTo: %s\nSubject: test %s\n"
-            b"Message-ID: <%s@origin.test>\n\nHello.\n" % (
-                rcpt.encode(), rcpt.encode(), rcpt.split("@")[0].encode()))
-
-
-def bounces(peer):
-    return [m for m in peer.messages if m["mail_from"] in ("", "<>")]
-
-
-def is_warning(m):
-    """Courier's delay warnings: its dsnsubjectwarn.txt, "WARNING: delayed mail."."""
-    return (email.message_from_bytes(m["data"])["Subject"] or "").startswith("WARNING:")
-
-
-def about(data):
-    """The recipient a report is about: the To of the returned message."""
-    m = email.message_from_bytes(data)
-    for part in m.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            payload = part.get_payload()
-            inner = payload[0] if isinstance(payload, list) else email.message_from_string(payload)
-            return inner["To"]
-    return None
-
-
-def done(peer):
-    got = bounces(peer)
-    failed = {about(m["data"]) for m in got if not is_warning(m)}
-    warned = {about(m["data"]) for m in got if is_warning(m)}
-    return set(CASES) <= failed and DELAYED in warned
-
-
-def strip_status(data):
-    text = data.decode("utf-8", "replace")
-    m = re.search(r'boundary="?([^";\s]+)"?', text)
-    boundary = "--" + m.group(1)
-    parts = text.split(boundary)
-    kept = [p for p in parts if "message/delivery-status" not in p.split("\n\n", 1)[0].lower()]
-    return boundary.join(kept).encode()
+# Courier's delay warnings: its dsnsubjectwarn.txt, "WARNING: delayed mail.".
+classify = bounce_mta.by_subject("WARNING:")
+# The names of tests/bounces/courier.
+SUFFIXES = {bounce_mta.FAILED: "", bounce_mta.DELAYED: "-delay"}
 
 
 def skip_unless_usable(root):
-    if os.geteuid() != 0 or not os.access(COURIERD, os.X_OK):
-        print("SKIP: needs root and the unpacked Courier (%s; scripts/deps.sh unpacks it)"
-              % COURIERD)
-        sys.exit(sktest.SKIP)
-    try:
-        pwd.getpwnam(COURIER_USER)
-    except KeyError:
-        print("SKIP: no %s user (scripts/deps.sh creates it)" % COURIER_USER)
-        sys.exit(sktest.SKIP)
-    if not all(shutil.which(p) for p in ("unshare", "nsenter", "setpriv")):
-        print("SKIP: needs unshare, nsenter and setpriv")
-        sys.exit(sktest.SKIP)
+    bounce_mta.need_root(COURIERD, "the unpacked Courier (%s; scripts/deps.sh unpacks it)"
+                         % COURIERD)
+    bounce_mta.need_users(COURIER_USER)
+    bounce_mta.need_programs("unshare", "nsenter", "setpriv")
     # A container may refuse mount namespaces or overlays even to root:
     # the same mounts, in a namespace that ends at once, say so.
     probe = os.path.join(root, "probe")
@@ -328,106 +275,48 @@ def skip_unless_usable(root):
         os.makedirs(os.path.join(probe, d))
     r = subprocess.run(UNSHARE + [probe, COURIER_DIR, "true"], capture_output=True, timeout=30)
     if r.returncode != 0:
-        print("SKIP: the mount namespace or its overlays were refused here: %s"
-              % r.stderr.decode(errors="replace").strip())
-        sys.exit(sktest.SKIP)
+        bounce_mta.skip("the mount namespace or its overlays were refused here: %s"
+                        % r.stderr.decode(errors="replace").strip())
     shutil.rmtree(probe)
 
 
 def main():
-    write_dir = None
-    if len(sys.argv) == 3 and sys.argv[1] == "--write":
-        write_dir = sys.argv[2]
-    elif len(sys.argv) != 1:
-        sys.stderr.write("usage: test_bounce_courier.py [--write DIR]\n")
-        sys.exit(64)
-    tmp = sktest.TempDir("sk-bounce-courier-")
-    rcpt_replies = {k: v[0] for k, v in CASES.items() if not k.startswith("big@")}
-    rcpt_replies[DELAYED] = DELAYED_REPLY
-    peer = Peer(name="mx.far.test", rcpt_replies=rcpt_replies,
-                data_replies={"big@far.test": [CASES["big@far.test"][0]]})
-    courier = None
-    failures = []
-    got = []
-    try:
-        skip_unless_usable(tmp.path)
-        root = os.path.join(tmp.path, "ns")
-        with peer:
-            prepare(root, peer.port)
-            courier = Courier(root)
-            courier.start()
-            for rcpt in list(CASES) + [DELAYED]:
-                r = courier.run(SENDMAIL, "-f", "alice@origin.test", rcpt, input=message(rcpt))
-                sktest.check(r.returncode == 0, "sendmail %s: exit %d: %s" % (
-                    rcpt, r.returncode, r.stderr.decode(errors="replace")))
-            # Courier retries on its own: past warntime the warnings, past
-            # queuetime later@ given up. slow@ is let through once it has
-            # been warned about.
-            deadline = time.monotonic() + RUN_SECONDS
-            while not done(peer) and time.monotonic() < deadline:
-                time.sleep(0.5)
-                if DELAYED in {about(m["data"]) for m in bounces(peer) if is_warning(m)}:
-                    peer.handler.rcpt_replies.pop(DELAYED, None)
-            got = bounces(peer)
-            sktest.check(done(peer), "want a failure for each of %s and a warning for %s, got %r;"
-                         " courierd said: %s" % (
-                             sorted(CASES), DELAYED,
-                             [(about(m["data"]), is_warning(m)) for m in got], courier.output()))
-            courier.stop()
-            courier = None
-        files = []
-        for i, m in enumerate(got):
-            rcpt = about(m["data"])
-            name = "%s%s.eml" % (re.sub(r"[^a-z0-9]+", "-", (rcpt or "unknown-%d" % i)
-                                        .split("@")[0]),
-                                 "-delay" if is_warning(m) else "")
-            path = os.path.join(tmp.path, name)
-            with open(path, "wb") as f:
-                f.write(m["data"])
-            text = os.path.join(tmp.path, "text-" + name)
-            with open(text, "wb") as f:
-                f.write(strip_status(m["data"]))
-            files += [(rcpt, path, "rfc3464", is_warning(m)),
-                      (rcpt, text, "courier", is_warning(m))]
-            if write_dir:
-                shutil.copy(path, os.path.join(write_dir, name))
-        r = sktest.smtpkit("bounce", "--json", *[f[1] for f in files], timeout=60)
-        sktest.check(r.returncode == 0, "smtpkit bounce: exit %d: %s %s" % (
-            r.returncode, r.stdout, r.stderr))
-        seen = set()
-        for (rcpt, path, detector, warning), res in zip(files, json.loads(r.stdout)):
-            rs = res["recipients"]
-            if warning:
-                want_cls, want_suppress, want_action = None, False, "delayed"
-            elif rcpt in CASES:
-                want_cls, want_suppress = CASES[rcpt][1:]
-                want_action = "failed"
-            else:
-                failures.append("%s: a report about %r" % (os.path.basename(path), rcpt))
-                continue
-            seen.add(rcpt + (" (warning)" if warning else ""))
-            ok = (res["detector"] == detector and len(rs) == 1 and rs[0]["recipient"] == rcpt
-                  and rs[0]["action"] == want_action and rs[0]["suppress"] == want_suppress
-                  and (want_cls is None or rs[0]["class"] == want_cls)
-                  and res["reporting_mta"] == HOSTNAME)
-            if not ok:
-                failures.append("%s (%s): want %s %s %s %s suppress=%s, got %s" % (
-                    os.path.basename(path), rcpt, detector, rcpt, want_action, want_cls,
-                    want_suppress, json.dumps(res)))
-        missing = set(CASES) | {DELAYED + " (warning)"}
-        missing -= seen
-        if missing:
-            failures.append("no report for %s" % sorted(missing))
-    finally:
-        if courier is not None:
-            courier.stop()
-        if os.environ.get("SK_KEEP_TMP"):
-            print("kept", tmp.path)
-        else:
-            tmp.cleanup()
-    if failures:
-        sktest.fail("\n".join(failures))
-    print("ok: %d Courier reports read, each with and without its status part" % len(got))
+    write_dir = bounce_mta.parse_args("test_bounce_courier.py")
+    # Every failure, and the warning about the held message; later@ is
+    # warned about as well before it is given up.
+    wants = bounce_mta.failures_of(CASES)
+    wants[(DELAYED, bounce_mta.DELAYED)] = bounce_mta.WARNING
+    with bounce_mta.scratch("sk-bounce-courier-") as tmp:
+        courier = None
+        try:
+            skip_unless_usable(tmp.path)
+            root = os.path.join(tmp.path, "ns")
+            with bounce_mta.peer(CASES, held={DELAYED: DELAYED_REPLY}) as peer:
+                prepare(root, peer.port)
+                courier = Courier(root)
+                courier.start()
+                for rcpt in list(CASES) + [DELAYED]:
+                    r = courier.run(SENDMAIL, "-f", bounce_mta.SENDER, rcpt,
+                                    input=bounce_mta.message(rcpt, eol=b"\n"))
+                    sktest.check(r.returncode == 0, "sendmail %s: exit %d: %s" % (
+                        rcpt, r.returncode, r.stderr.decode(errors="replace")))
+                # Courier retries on its own: past warntime the warnings, past
+                # queuetime later@ given up. slow@ is let through once it has
+                # been warned about.
+                got = bounce_mta.wait_reports(
+                    peer, classify, wants, timeout=RUN_SECONDS, interval=0.5,
+                    each=lambda: bounce_mta.release(peer, DELAYED, classify),
+                    log=courier.output)
+                courier.stop()
+                courier = None
+            n = bounce_mta.check_reports(tmp.path, got, classify, wants, HOSTNAME,
+                                         text_detector="courier",
+                                         optional=bounce_mta.warnings_about(CASES),
+                                         suffixes=SUFFIXES, write_dir=write_dir)
+        finally:
+            if courier is not None:
+                courier.stop()
+    print("ok: %d Courier reports read, each with and without its status part" % n)
 
 
 if __name__ == "__main__":

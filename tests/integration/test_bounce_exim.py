@@ -15,21 +15,18 @@ the same peer; `smtpkit bounce --json` must name the recipient and give the
 class, and never suppress on the temporary ones. The same bounces with their
 status part removed are read again, by the Exim text detector.
 
-Exits 77 (skipped) when the unpacked Exim is absent or not run as root."""
+With --write DIR the bounces are also saved there; otherwise nothing is
+kept. Exits 77 (skipped) when the unpacked Exim or its user is absent or
+not run as root."""
 
-import email
-import json
 import os
-import pwd
-import re
 import shutil
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bounce_mta  # noqa: E402
 import sktest  # noqa: E402
-from aiosmtpd_peer import Peer  # noqa: E402
 
 EXIM_DIR = os.environ.get("SK_EXIM_DIR", "/var/cache/smtpkit-test/mta/exim")
 EXIM = os.path.join(EXIM_DIR, "usr", "sbin", "exim4")
@@ -37,27 +34,20 @@ EXIM = os.path.join(EXIM_DIR, "usr", "sbin", "exim4")
 # the package's own installation would).
 EXIM_USER = "Debian-exim"
 
-# recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress;
-# action). local.test is delivered by Exim itself.
-CASES = {
-    "unknown@far.test": ("550 5.1.1 <unknown@far.test>: Recipient address rejected: User unknown",
-                         "bad-mailbox", True, "failed"),
-    "full@far.test": ("552 5.2.2 <full@far.test>: Mailbox full", "mailbox-full", False,
-                      "failed"),
-    "big@far.test": ("552 5.3.4 Message size exceeds fixed maximum message size",
-                     "message-too-big", False, "failed"),
-    "later@far.test": ("451 4.3.0 <later@far.test>: try again later", "expired", False,
-                       "failed"),
+# recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress):
+# the peer's refusals, later@ given up when its retry time runs out, and
+# Exim's cases. local.test is delivered by Exim itself.
+CASES = dict(bounce_mta.REFUSALS, **bounce_mta.GIVEN_UP, **{
     # Exim's own quota failure: its report says only 5.0.0, without a
     # Diagnostic-Code, and its text "mailbox is full: retry timeout
     # exceeded": the text's reason gives the class, which does not suppress.
-    "quota@local.test": (None, "mailbox-full", False, "failed"),
+    "quota@local.test": (None, "mailbox-full", False),
     # Held by a temporary refusal: first a delay warning, then given up.
-    "slow@far.test": (None, "expired", False, "failed"),
-}
+    bounce_mta.HELD: (None, "expired", False),
+})
 # Held by a temporary refusal until Exim warns that it is delayed.
-DELAYED = "slow@far.test"
-DELAYED_REPLY = "451 4.3.0 <slow@far.test>: try again later"
+DELAYED = bounce_mta.HELD
+DELAYED_REPLY = bounce_mta.HELD_REPLY
 
 
 def config(root, peer_port):
@@ -115,145 +105,59 @@ def exim(conf, *args, input=None, timeout=60):
                           timeout=timeout)
 
 
-def message(rcpt, size=0):
-    body = b"Hello.\r\n" + (b"x" * 70 + b"\r\n") * (size // 72)
-    return (b"From: alice@origin.test\r\nTo: %s\r\nSubject: test %s\r\n"
-            b"Message-ID: <%s@origin.test>\r\n\r\n" % (rcpt.encode(), rcpt.encode(),
-                                                        rcpt.split("@")[0].encode())) + body
-
-
-def bounces(peer):
-    return [m for m in peer.messages if m["mail_from"] in ("", "<>")]
-
-
-def is_warning(m):
-    """Exim's delay warnings: "Warning: message ... delayed ..."."""
-    return (email.message_from_bytes(m["data"])["Subject"] or "").startswith("Warning:")
-
-
-def done(peer):
-    got = bounces(peer)
-    failed = {about(m["data"]) for m in got if not is_warning(m)}
-    warned = {about(m["data"]) for m in got if is_warning(m)}
-    return set(CASES) <= failed and DELAYED in warned
-
-
-def about(data):
-    """The recipient a bounce is about: the To of the returned message."""
-    m = email.message_from_bytes(data)
-    for part in m.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            payload = part.get_payload()
-            inner = payload[0] if isinstance(payload, list) else email.message_from_string(payload)
-            return inner["To"]
-    return None
-
-
-def strip_status(data):
-    text = data.decode("utf-8", "replace")
-    m = re.search(r'boundary="?([^";\s]+)"?', text)
-    boundary = "--" + m.group(1)
-    parts = text.split(boundary)
-    kept = [p for p in parts if "message/delivery-status" not in p.split("\n\n", 1)[0].lower()]
-    return boundary.join(kept).encode()
+# Exim's delay warnings: "Warning: message ... delayed ...".
+classify = bounce_mta.by_subject("Warning:")
 
 
 def main():
-    try:
-        pwd.getpwnam(EXIM_USER)
-    except KeyError:
-        print("SKIP: no %s user (scripts/deps.sh creates it)" % EXIM_USER)
-        sys.exit(sktest.SKIP)
-    if os.geteuid() != 0 or not os.access(EXIM, os.X_OK):
-        print("SKIP: needs root and the unpacked Exim (%s; scripts/deps.sh unpacks it)" % EXIM)
-        sys.exit(sktest.SKIP)
-    tmp = sktest.TempDir("sk-bounce-exim-")
-    rcpt_replies = {k: v[0] for k, v in CASES.items() if v[0] and not k.startswith("big@")}
-    rcpt_replies[DELAYED] = DELAYED_REPLY
-    peer = Peer(name="mx.far.test", rcpt_replies=rcpt_replies,
-                data_replies={"big@far.test": [CASES["big@far.test"][0]]})
-    failures = []
-    try:
+    write_dir = bounce_mta.parse_args("test_bounce_exim.py")
+    bounce_mta.need_users(EXIM_USER)
+    bounce_mta.need_root(EXIM, "the unpacked Exim (%s; scripts/deps.sh unpacks it)" % EXIM)
+    # Every failure, and the warning about the held message; a recipient
+    # deferred a while (later@, quota@) may be warned about as well.
+    wants = bounce_mta.failures_of(CASES)
+    wants[(DELAYED, bounce_mta.DELAYED)] = bounce_mta.WARNING
+    with bounce_mta.scratch("sk-bounce-exim-") as tmp:
         root = tmp.path
         os.chmod(root, 0o755)  # Exim's user reaches its spool
         for d in ("spool", "log", "mail"):
             os.makedirs(os.path.join(root, d))
             shutil.chown(os.path.join(root, d), EXIM_USER, EXIM_USER)
         conf = os.path.join(root, "exim.conf")
-        with peer:
+        with bounce_mta.peer(CASES, held={DELAYED: DELAYED_REPLY}) as peer:
             with open(conf, "w") as f:
                 f.write(config(root, peer.port))
             os.chmod(conf, 0o644)
-            for rcpt in list(CASES) + [DELAYED]:
+            for rcpt in CASES:
                 size = 2000 if rcpt.startswith("quota@") else 0
-                r = exim(conf, "-odi", "-oi", "-f", "alice@origin.test", rcpt,
-                         input=message(rcpt, size))
+                r = exim(conf, "-odi", "-oi", "-f", bounce_mta.SENDER, rcpt,
+                         input=bounce_mta.message(rcpt, size))
                 sktest.check(r.returncode == 0, "exim %s: exit %d: %s" % (
                     rcpt, r.returncode, r.stderr.decode(errors="replace")))
             # Past the retry rule's 3s and the delay warning's 2s, queue
             # runs give up on later@ and warn about slow@.
-            deadline = time.monotonic() + 30
-            want = len(CASES) + 1
-            while not done(peer) and time.monotonic() < deadline:
-                time.sleep(1.5)
-                exim(conf, "-qff")
-            got = bounces(peer)
+            got = bounce_mta.wait_reports(peer, classify, wants, timeout=30, interval=1.5,
+                                          each=lambda: exim(conf, "-qff"),
+                                          log=lambda: exim_log(root))
             # Let the delayed message go and clear the queue.
             peer.handler.rcpt_replies.pop(DELAYED, None)
-        log = ""
-        for name in ("mainlog", "paniclog", "rejectlog"):
-            p = os.path.join(root, "log", name)
-            if os.path.exists(p):
-                log += open(p, errors="replace").read()
-        sktest.check(done(peer), "want %d bounces, got %d: %r\n%s" % (
-            want, len(got), [about(m["data"]) for m in got], log[-3000:]))
-        files = []
-        for i, m in enumerate(got):
-            rcpt = about(m["data"])
-            path = os.path.join(root, "b%d.eml" % i)
-            with open(path, "wb") as f:
-                f.write(m["data"])
-            text = os.path.join(root, "t%d.eml" % i)
-            with open(text, "wb") as f:
-                f.write(strip_status(m["data"]))
-            files += [(rcpt, path, "rfc3464", is_warning(m)), (rcpt, text, "exim", is_warning(m))]
-        r = sktest.smtpkit("bounce", "--json", *[f[1] for f in files], timeout=60)
-        sktest.check(r.returncode == 0, "smtpkit bounce: exit %d: %s %s" % (
-            r.returncode, r.stdout, r.stderr))
-        seen = set()
-        for (rcpt, path, detector, warning), res in zip(files, json.loads(r.stdout)):
-            rs = res["recipients"]
-            if warning:
-                want_cls, want_suppress, want_action = None, False, "delayed"
-            elif rcpt in CASES:
-                want_cls, want_suppress, want_action = CASES[rcpt][1:]
-            else:
-                failures.append("%s: a bounce about %r" % (os.path.basename(path), rcpt))
-                continue
-            seen.add(rcpt + (" (warning)" if warning else ""))
-            ok = (res["detector"] == detector and len(rs) == 1 and rs[0]["recipient"] == rcpt
-                  and rs[0]["action"] == want_action and rs[0]["suppress"] == want_suppress
-                  and (want_cls is None or rs[0]["class"] == want_cls)
-                  # Exim's From is Mailer-Daemon@ its qualify_domain, all
-                  # the text tells of the reporting MTA.
-                  and res["reporting_mta"] == ("mta.origin.test" if detector == "rfc3464"
-                                               else "origin.test"))
-            if not ok:
-                failures.append("%s (%s): want %s %s %s %s suppress=%s, got %s" % (
-                    os.path.basename(path), rcpt, detector, rcpt, want_action, want_cls,
-                    want_suppress, json.dumps(res)))
-        missing = set(CASES) | {DELAYED + " (warning)"}
-        missing -= seen
-        if missing:
-            failures.append("no bounce for %s" % sorted(missing))
-    finally:
-        if os.environ.get("SK_KEEP_TMP"):
-            print("kept", tmp.path)
-        else:
-            tmp.cleanup()
-    if failures:
-        sktest.fail("\n".join(failures))
-    print("ok: %d Exim bounces read, each with and without its status part" % len(got))
+        # Exim's From is Mailer-Daemon@ its qualify_domain, all the text
+        # tells of the reporting MTA.
+        n = bounce_mta.check_reports(root, got, classify, wants, "mta.origin.test",
+                                     text_detector="exim", text_reporting_mta="origin.test",
+                                     optional=bounce_mta.warnings_about(CASES),
+                                     write_dir=write_dir)
+    print("ok: %d Exim bounces read, each with and without its status part" % n)
+
+
+def exim_log(root):
+    log = ""
+    for name in ("mainlog", "paniclog", "rejectlog"):
+        p = os.path.join(root, "log", name)
+        if os.path.exists(p):
+            with open(p, errors="replace") as f:
+                log += f.read()
+    return log[-3000:]
 
 
 if __name__ == "__main__":

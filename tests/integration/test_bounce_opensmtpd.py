@@ -30,18 +30,14 @@ unpacked OpenSMTPD or its users are absent, when not run as root, or when
 this machine refuses the namespaces."""
 
 import email
-import json
 import os
-import pwd
 import re
-import shutil
-import smtplib
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bounce_mta  # noqa: E402
 import sktest  # noqa: E402
-from aiosmtpd_peer import Peer  # noqa: E402
 
 SMTPD_DIR = os.environ.get("SK_OPENSMTPD_DIR", "/var/cache/smtpkit-test/mta/opensmtpd")
 SMTPD = os.path.join(SMTPD_DIR, "usr", "sbin", "smtpd")
@@ -59,16 +55,10 @@ WARN_S = 2
 WAIT_S = TTL_S + 52
 
 # recipient: (peer's RCPT reply, or DATA reply for big@; class; suppress).
-CASES = {
-    "unknown@far.test": ("550 5.1.1 <unknown@far.test>: Recipient address rejected: User unknown",
-                         "bad-mailbox", True),
-    "full@far.test": ("552 5.2.2 <full@far.test>: Mailbox full", "mailbox-full", False),
-    "big@far.test": ("552 5.3.4 Message size exceeds fixed maximum message size",
-                     "message-too-big", False),
-}
+CASES = dict(bounce_mta.REFUSALS)
 # Refused until the ttl runs out: a delay warning, then the expiry notice.
-LATER = "later@far.test"
-LATER_REPLY = "451 4.3.0 <later@far.test>: try again later"
+LATER = bounce_mta.LATER
+LATER_REPLY = bounce_mta.LATER_REPLY
 
 # The mounts, then OpenSMTPD in the foreground: $1 smtpd, $2 its
 # configuration, $3-$5 the directories bound over /var/spool, /var/lib
@@ -85,16 +75,6 @@ def config(port, peer_port):
             'match from any for any action "peer"\n' % (TTL_S, WARN_S, port, peer_port))
 
 
-def message(rcpt):
-    return (b"From: alice@origin.test\r\nTo: %s\r\nSubject: test %s\r\n"
-            b"Message-ID: <%s@origin.test>\r\n\r\nHello.\r\n" % (
-                rcpt.encode(), rcpt.encode(), rcpt.split("@")[0].encode()))
-
-
-def bounces(peer):
-    return [m for m in peer.messages if m["mail_from"] in ("", "<>")]
-
-
 def status_part(data):
     """The fields of the first per-recipient block of the status part."""
     m = email.message_from_bytes(data)
@@ -106,38 +86,38 @@ def status_part(data):
     return {}
 
 
-def about(data):
-    """(recipient, kind) of a bounce: its Final-Recipient, and failed,
-    warning (a delay notice) or expired (Status X.4.7: given up)."""
-    fields = status_part(data)
+def classify(m):
+    """(recipient, kind) of a bounce: its Final-Recipient, and FAILED,
+    DELAYED (a delay notice) or EXPIRED (Status X.4.7: given up)."""
+    fields = status_part(m["data"])
     rcpt = fields.get("final-recipient", "").partition(";")[2].strip() or None
     if re.fullmatch(r"[45]\.4\.7", fields.get("status", "")):
-        return rcpt, "expired"
-    return rcpt, "warning" if fields.get("action", "").lower() == "delayed" else "failed"
+        return rcpt, bounce_mta.EXPIRED
+    delayed = fields.get("action", "").lower() == "delayed"
+    return rcpt, bounce_mta.DELAYED if delayed else bounce_mta.FAILED
 
 
-WANT = {(r, "failed") for r in CASES} | {(LATER, "warning"), (LATER, "expired")}
+def expiry(data):
+    """The expiry notice: the class expired, with the Action the notice
+    gives (6.8.0p2: delayed)."""
+    return bounce_mta.Want(status_part(data).get("action", "").lower(), "expired", False)
 
 
-def done(peer):
-    return WANT <= {about(m["data"]) for m in bounces(peer)}
-
-
-def skip(why):
-    print("SKIP: " + why)
-    sys.exit(sktest.SKIP)
+# Each failure with the remote reply, which OpenSMTPD gives only in its
+# text; the warning about later@, then its expiry.
+WANTS = {(rcpt, bounce_mta.FAILED): bounce_mta.Want("failed", c[1], c[2], c[0])
+         for rcpt, c in CASES.items()}
+WANTS[(LATER, bounce_mta.DELAYED)] = bounce_mta.WARNING
+WANTS[(LATER, bounce_mta.EXPIRED)] = expiry
+# The names of tests/bounces/opensmtpd.
+SUFFIXES = {bounce_mta.FAILED: "", bounce_mta.DELAYED: "-warning", bounce_mta.EXPIRED: "-expired"}
 
 
 def check_machine(tmp):
-    if os.geteuid() != 0 or not os.access(SMTPD, os.X_OK):
-        skip("needs root and the unpacked OpenSMTPD (%s; scripts/deps.sh unpacks it)" % SMTPD)
-    for user in USERS:
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            skip("no user %s (scripts/deps.sh creates it)" % user)
-    if not shutil.which("unshare"):
-        skip("needs unshare")
+    bounce_mta.need_root(SMTPD, "the unpacked OpenSMTPD (%s; scripts/deps.sh unpacks it)"
+                         % SMTPD)
+    bounce_mta.need_users(*USERS)
+    bounce_mta.need_programs("unshare")
     # A container may refuse new namespaces or mounts even to root: say so.
     a, b = tmp.join("probe-a"), tmp.join("probe-b")
     os.makedirs(a)
@@ -145,117 +125,53 @@ def check_machine(tmp):
     probe = subprocess.run(["unshare", "-m", "-u", "mount", "--bind", a, b], capture_output=True,
                            timeout=30)
     if probe.returncode != 0:
-        skip("unshare -m -u with a bind mount refused here: %s"
-             % probe.stderr.decode(errors="replace").strip())
+        bounce_mta.skip("unshare -m -u with a bind mount refused here: %s"
+                        % probe.stderr.decode(errors="replace").strip())
 
 
 def main():
-    write_dir = None
-    if len(sys.argv) == 3 and sys.argv[1] == "--write":
-        write_dir = sys.argv[2]
-    elif len(sys.argv) != 1:
-        sys.exit("usage: test_bounce_opensmtpd.py [--write DIR]")
-    tmp = sktest.TempDir("sk-bounce-opensmtpd-")
-    smtpd = None
-    got = []
-    try:
-        check_machine(tmp)
-        root = tmp.path
-        dirs = [os.path.join(root, d) for d in ("spool", "lib", "run")]
-        for d in dirs:
-            os.makedirs(d)
-        os.makedirs(os.path.join(root, "lib", "opensmtpd", "empty"))
-        rcpt_replies = {k: v[0] for k, v in CASES.items() if not k.startswith("big@")}
-        rcpt_replies[LATER] = LATER_REPLY
-        peer = Peer(name="mx.far.test", rcpt_replies=rcpt_replies,
-                    data_replies={"big@far.test": [CASES["big@far.test"][0]]})
-        with peer:
-            port = sktest.free_port()
-            conf = os.path.join(root, "smtpd.conf")
-            with open(conf, "w") as f:
-                f.write(config(port, peer.port))
-            log = open(os.path.join(root, "smtpd.log"), "wb")
-            smtpd = sktest.Proc(["unshare", "-m", "-u", "sh", "-c", RUN, "sh", SMTPD, conf]
-                                + dirs + [HOSTNAME], stdout=log, stderr=subprocess.STDOUT)
-            log.close()
-            sktest.wait_port(port, timeout=20, proc=smtpd)
-            with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
-                for rcpt in list(CASES) + [LATER]:
-                    c.sendmail("alice@origin.test", [rcpt], message(rcpt))
-            sktest.settle(lambda: done(peer), timeout=WAIT_S, interval=0.5)
-            got = bounces(peer)
-            if not done(peer):
-                sktest.fail("want %s, got %s\n--- smtpd log ---\n%s" % (
-                    sorted(WANT), sorted(about(m["data"]) for m in got),
-                    smtpd_log(root)))
-            smtpd.stop()
-            sktest.check(smtpd.returncode is not None, "smtpd did not stop")
-        check_bounces(root, got, write_dir)
-        # The binds ended with the namespace: nothing of OpenSMTPD's here.
-        for path in ("/var/spool/smtpd", "/run/smtpd.sock", "/var/lib/opensmtpd"):
-            sktest.check(not os.path.lexists(path), "%s exists outside the namespace" % path)
-        sktest.check(os.path.isdir(os.path.join(root, "spool", "smtpd")),
-                     "the private spool was not used")
-    finally:
-        if smtpd:
-            smtpd.stop()
-        if os.environ.get("SK_KEEP_TMP"):
-            print("kept", tmp.path)
-        else:
-            tmp.cleanup()
-    print("ok: %d OpenSMTPD bounces read" % len(got))
+    write_dir = bounce_mta.parse_args("test_bounce_opensmtpd.py")
+    with bounce_mta.scratch("sk-bounce-opensmtpd-") as tmp:
+        smtpd = None
+        try:
+            check_machine(tmp)
+            root = tmp.path
+            dirs = [os.path.join(root, d) for d in ("spool", "lib", "run")]
+            for d in dirs:
+                os.makedirs(d)
+            os.makedirs(os.path.join(root, "lib", "opensmtpd", "empty"))
+            with bounce_mta.peer(CASES, held={LATER: LATER_REPLY}) as peer:
+                port = sktest.free_port()
+                conf = os.path.join(root, "smtpd.conf")
+                with open(conf, "w") as f:
+                    f.write(config(port, peer.port))
+                log = open(os.path.join(root, "smtpd.log"), "wb")
+                smtpd = sktest.Proc(["unshare", "-m", "-u", "sh", "-c", RUN, "sh", SMTPD, conf]
+                                    + dirs + [HOSTNAME], stdout=log, stderr=subprocess.STDOUT)
+                log.close()
+                sktest.wait_port(port, timeout=20, proc=smtpd)
+                bounce_mta.submit_smtp(port, list(CASES) + [LATER])
+                got = bounce_mta.wait_reports(peer, classify, WANTS, timeout=WAIT_S,
+                                              interval=0.5, log=lambda: smtpd_log(root))
+                smtpd.stop()
+                sktest.check(smtpd.returncode is not None, "smtpd did not stop")
+            # A second warning, if the machine was slow, is read as well.
+            n = bounce_mta.check_reports(root, got, classify, WANTS, HOSTNAME,
+                                         suffixes=SUFFIXES, write_dir=write_dir)
+            # The binds ended with the namespace: nothing of OpenSMTPD's here.
+            for path in ("/var/spool/smtpd", "/run/smtpd.sock", "/var/lib/opensmtpd"):
+                sktest.check(not os.path.lexists(path), "%s exists outside the namespace" % path)
+            sktest.check(os.path.isdir(os.path.join(root, "spool", "smtpd")),
+                         "the private spool was not used")
+        finally:
+            if smtpd:
+                smtpd.stop()
+    print("ok: %d OpenSMTPD bounces read" % n)
 
 
 def smtpd_log(root):
     with open(os.path.join(root, "smtpd.log"), "rb") as f:
         return f.read()[-4000:].decode(errors="replace")
-
-
-def check_bounces(root, got, write_dir):
-    failures = []
-    files = []
-    seen = set()
-    for m in got:
-        rcpt, kind = about(m["data"])
-        if (rcpt, kind) in seen:
-            continue  # a second warning, if the machine was slow: the first is checked
-        seen.add((rcpt, kind))
-        name = "%s%s.eml" % ((rcpt or "none").split("@")[0],
-                             "" if kind == "failed" else "-" + kind)
-        path = os.path.join(root, name)
-        with open(path, "wb") as f:
-            f.write(m["data"])
-        files.append((rcpt, kind, path, status_part(m["data"]).get("action", "").lower()))
-        if write_dir:
-            shutil.copy(path, os.path.join(write_dir, name))
-    r = sktest.smtpkit("bounce", "--json", *[f[2] for f in files], timeout=60)
-    sktest.check(r.returncode == 0, "smtpkit bounce: exit %d: %s %s" % (
-        r.returncode, r.stdout, r.stderr))
-    for (rcpt, kind, path, action), res in zip(files, json.loads(r.stdout)):
-        rs = res["recipients"]
-        if kind == "failed" and rcpt in CASES:
-            want_action, (want_cls, want_suppress) = "failed", CASES[rcpt][1:]
-        elif kind == "warning" and rcpt == LATER:
-            want_action, want_cls, want_suppress = "delayed", None, False
-        elif kind == "expired" and rcpt == LATER:
-            # The Action the notice gives (6.8.0p2: delayed).
-            want_action, want_cls, want_suppress = action, "expired", False
-        else:
-            failures.append("%s: a bounce about %r (%s)" % (os.path.basename(path), rcpt, kind))
-            continue
-        ok = (res["detector"] == "rfc3464" and len(rs) == 1 and rs[0]["recipient"] == rcpt
-              and rs[0]["action"] == want_action and rs[0]["suppress"] == want_suppress
-              and (want_cls is None or rs[0]["class"] == want_cls)
-              and res["reporting_mta"] == HOSTNAME)
-        # The remote reply, which OpenSMTPD gives only in its text.
-        if ok and kind == "failed" and rs[0]["reply"] != CASES[rcpt][0]:
-            ok = False
-        if not ok:
-            failures.append("%s (%s, %s): want %s %s suppress=%s, got %s" % (
-                os.path.basename(path), rcpt, kind, want_action, want_cls, want_suppress,
-                json.dumps(res)))
-    if failures:
-        sktest.fail("\n".join(failures))
 
 
 if __name__ == "__main__":

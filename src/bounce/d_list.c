@@ -76,8 +76,11 @@ sk_err bn_list_addresses(bn_msg *m)
         char v[1024], addr[SK_SMTP_PATH_MAX_OCTETS + 1], base[SK_SMTP_PATH_MAX_OCTETS + 1];
         for (size_t i = 0; i < sizeof named / sizeof named[0] && !e; i++) {
             if (!bn_header(blocks[k], named[i], v, sizeof v)) continue;
-            for (const char *p = v; !e && (p = bn_address(p, strlen(p), addr, sizeof addr));)
+            /* A role address there ("LIST-request@") names the list too. */
+            for (const char *p = v; !e && (p = bn_address(p, strlen(p), addr, sizeof addr));) {
                 e = add_list(m, addr, strlen(addr));
+                if (!e && role_base(addr, base, sizeof base)) e = add_list(m, base, strlen(base));
+            }
         }
         /* RFC 2919 2: List-Id: "phrase <list-label.host>". */
         if (!e && bn_header(blocks[k], "List-Id", v, sizeof v)) {

@@ -205,14 +205,34 @@ static sk_err walk(bn_msg *m, const char *s, size_t len, int depth, int returned
     return entity(m, s, len, depth, returned);
 }
 
+/* The header block of the copy that starts at pos in the text (after
+ * blank lines) into m->orig, when no part gave one: only a block whose
+ * first line is a header field, not indented (a quote or a sentence is
+ * no header block). */
+static sk_err quoted_headers(bn_msg *m, size_t pos)
+{
+    if (m->orig.len) return SK_OK;
+    const char *line;
+    size_t len, start = pos;
+    while (bn_next_line(&m->text, &pos, &line, &len) && bn_blank(line, len)) start = pos;
+    const char *raw = m->text.data + start;
+    size_t n = m->text.len - start, at = 0;
+    sk_header_field f;
+    if (!n || sk_is_wsp(raw[0]) || !sk_header_next(raw, n, &at, &f) || !f.name_len) return SK_OK;
+    return sk_buf_append(&m->orig, raw, header_end(raw, n));
+}
+
 /* Where a copy of the returned message starts inside the text. Bounces
  * in one text part quote the message they return after a line that says
  * so; addresses in that copy (its list headers, its Received lines) are
  * not the failed recipients. A mark is either a whole sentence that only
  * such a line says, or a line decorated with dashes, equals signs or bars
  * that names the message. Session transcripts ("----- Transcript of
- * session follows -----") and recipient lists name no message and stay. */
-static void cut_returned(bn_msg *m)
+ * session follows -----") and recipient lists name no message and stay.
+ * The copy's header block, when it starts right after the mark, is the
+ * returned message's (its Message-ID, its To), unless a MIME part gave
+ * one. */
+static sk_err cut_returned(bn_msg *m)
 {
     static const char *const sentences[] = {
         "below this line is a copy of the message",
@@ -249,9 +269,11 @@ static void cut_returned(bn_msg *m)
         size_t k = len - i < SK_BOUNCE_MARK_MAX_OCTETS ? len - i : SK_BOUNCE_MARK_MAX_OCTETS;
         memcpy(m->returned_mark, line + i, k);
         m->returned_mark[k] = '\0';
+        sk_err e = quoted_headers(m, pos);
         sk_buf_truncate(&m->text, (size_t)(line - m->text.data));
-        return;
+        return e;
     }
+    return SK_OK;
 }
 
 /* 1 when the returned message's To or Cc names addr. */
@@ -277,7 +299,7 @@ sk_err bn_msg_read(const char *msg, size_t len, bn_msg *m)
     sk_buf_init(&m->lists, SK_REPORT_MAX_OCTETS);
     sk_err e = sk_buf_append(&m->top, msg, header_end(msg, len));
     if (!e) e = walk(m, msg, len, 0, 0);
-    if (!e) cut_returned(m);
+    if (!e) e = cut_returned(m);
     if (!e) e = bn_list_addresses(m);
     /* The senders of the bounce and of the returned message; not a sender
      * of the returned message that it was also sent to (a message to

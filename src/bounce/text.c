@@ -233,6 +233,9 @@ int bn_not_recipient(const bn_msg *m, const char *addr)
 int bn_returned_to(const bn_msg *m, char *out, size_t outsize)
 {
     char to[1024], other[SK_SMTP_PATH_MAX_OCTETS + 1];
+    /* A list's post: its To is whom the author wrote to (the list, or
+     * someone with the list in Cc), not the member it failed for. */
+    if (m->lists.len) return 0;
     if (!bn_header(&m->orig, "To", to, sizeof to)) return 0;
     const char *next = bn_address(to, strlen(to), out, outsize);
     /* Several addresses: the bounce does not say which one failed. */

@@ -488,6 +488,10 @@ static const struct {
      RET_TEXT RET_POST "Sender: dev-bounces@lists.example.org\n\nx\n--b--\n", NULL, NULL, NULL},
     {"list post, the bounce sent to the list's admin address",
      "To: dev-admin@lists.example.org\n" RET_TEXT RET_POST "\nx\n--b--\n", NULL, NULL, NULL},
+    {"list post, To someone else, the list in Cc",
+     RET_TEXT "Message-ID: <m9@origin.example>\nFrom: ann@example.com\nTo: hal@example.com\n"
+              "Cc: dev@lists.example.org\nList-Post: <mailto:dev@lists.example.org>\n\nx\n--b--\n",
+     NULL, NULL, NULL},
     {"list post, list headers on the bounce only",
      "List-Post: <mailto:dev@lists.example.org>\n" RET_TEXT RET_POST "\nx\n--b--\n", NULL, NULL,
      NULL},
@@ -505,6 +509,30 @@ static const struct {
      "gus@example.net\n\n--b\nContent-Type: message/rfc822\n\n" RET_POST
      "List-Post: <mailto:dev@lists.example.org>\n\nx\n--b--\n",
      "scan", "gus@example.net", "<post@lists.example.org>"},
+    /* A copy quoted in the text after the line that starts it: its header
+     * block is the returned message's, unless a part gave one. */
+    {"quoted copy after qmail's mark",
+     "Subject: failure notice\n\nHi. This is the qmail-send program at q.example.com.\n"
+     "I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
+     "<e@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+     "--- Below this line is a copy of the message.\n\nReturn-Path: <me@origin.example>\n"
+     "Message-ID: <q1@origin.example>\nTo: e@example.com\n\nhello\n",
+     "qmail", "e@example.com", "<q1@origin.example>"},
+    {"quoted copy, its To the recipient",
+     "Subject: Undeliverable\n\nYour message could not be delivered.\n\n"
+     "Original message follows.\n\nMessage-ID: <q2@origin.example>\nTo: ivy@example.com\n\nhi\n",
+     "scan", "ivy@example.com", "<q2@origin.example>"},
+    {"quoted copy, indented: no header block",
+     "Subject: failure notice\n\nHi. This is the qmail-send program at q.example.com.\n\n"
+     "<e@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+     "--- Below this line is a copy of the message.\n\n   Message-ID: <q3@origin.example>\n",
+     "qmail", "e@example.com", NULL},
+    {"quoted copy and a returned part: the part's",
+     "Subject: Mail could not be delivered\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n"
+     "Content-Type: text/plain\n\nThe following mail could not be delivered:\n"
+     "jo@example.com\n\nOriginal message follows.\n\nMessage-ID: <q4@origin.example>\n\n--b\n"
+     "Content-Type: message/rfc822\n\nMessage-ID: <q5@origin.example>\n\nx\n--b--\n",
+     "scan", "jo@example.com", "<q5@origin.example>"},
     /* The list's notice about a post to it names the list, from the
      * returned message's To. */
     {"list notice, the post returned",

@@ -722,6 +722,30 @@ static void test_alloc_failures(void **state)
             assert_null(b);
         }
     }
+    /* The returned message's headers and a list's addresses. */
+    static const char *const returned_picks[] = {"message/rfc822", "list post, List-Post",
+                                                 "quoted copy after qmail's mark"};
+    for (size_t k = 0; k < SKT_N(returned_picks); k++) {
+        size_t c = 0;
+        while (c < SKT_N(returned) && strcmp(returned[c].name, returned_picks[k]) != 0) c++;
+        assert_true(c < SKT_N(returned));
+        const char *msg = returned[c].msg;
+        for (long n = 0;; n++) {
+            assert_true(n < 100000);
+            sk_bounce *b = NULL;
+            sk_error err;
+            skt_alloc_fail_from(n);
+            sk_err e = sk_bounce_read(msg, strlen(msg), &b, &err);
+            skt_alloc_end();
+            if (e == SK_OK) {
+                if ((!b->detector) != (!returned[c].detector)) fail_msg("%s", returned[c].name);
+                sk_bounce_free(b);
+                break;
+            }
+            assert_int_equal(e, SK_ERR_NOMEM);
+            assert_null(b);
+        }
+    }
 }
 
 int main(void)

@@ -108,8 +108,8 @@ void bn_reason(const char *p, size_t n, size_t maxlines, char *out, size_t outsi
  * address). */
 int bn_not_recipient(const bn_msg *m, const char *addr);
 /* The returned message's To when it names one address that may be the
- * failed recipient (not bn_not_recipient, and the message passed through
- * no mailing list), into out; 0 otherwise. */
+ * failed recipient (not bn_not_recipient, and the message was not posted
+ * to a mailing list: no list in its To or Cc), into out; 0 otherwise. */
 int bn_returned_to(const bn_msg *m, char *out, size_t outsize);
 /* 1 when the text says the message is still being tried (a delay
  * notice, not a failure). */

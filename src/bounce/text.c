@@ -233,9 +233,16 @@ int bn_not_recipient(const bn_msg *m, const char *addr)
 int bn_returned_to(const bn_msg *m, char *out, size_t outsize)
 {
     char to[1024], other[SK_SMTP_PATH_MAX_OCTETS + 1];
-    /* A list's post: its To is whom the author wrote to (the list, or
-     * someone with the list in Cc), not the member it failed for. */
-    if (m->lists.len) return 0;
+    /* A post to a list (its To or Cc names the list): its To is whom the
+     * author wrote to, not the member it failed for. A sender's own list
+     * headers (a newsletter's List-Unsubscribe, List-Id) do not make its
+     * To a list's. */
+    static const char *const fields[] = {"To", "Cc"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (!bn_header(&m->orig, fields[i], to, sizeof to)) continue;
+        for (const char *p = to; (p = bn_address(p, strlen(p), other, sizeof other)) != NULL;)
+            if (bn_list_address(m, other)) return 0;
+    }
     if (!bn_header(&m->orig, "To", to, sizeof to)) return 0;
     const char *next = bn_address(to, strlen(to), out, outsize);
     /* Several addresses: the bounce does not say which one failed. */

@@ -492,6 +492,12 @@ static const struct {
      RET_TEXT "Message-ID: <m9@origin.example>\nFrom: ann@example.com\nTo: hal@example.com\n"
               "Cc: dev@lists.example.org\nList-Post: <mailto:dev@lists.example.org>\n\nx\n--b--\n",
      NULL, NULL, NULL},
+    /* A sender's own list headers: the To is still the subscriber. */
+    {"newsletter, List-Unsubscribe and List-Id",
+     RET_TEXT "Message-ID: <n1@news.example>\nFrom: news@news.example\nTo: kim@example.com\n"
+              "List-Unsubscribe: <mailto:unsubscribe+k1@news.example>\n"
+              "List-Id: News <news.news.example>\n\nx\n--b--\n",
+     "scan", "kim@example.com", "<n1@news.example>"},
     {"list post, list headers on the bounce only",
      "List-Post: <mailto:dev@lists.example.org>\n" RET_TEXT RET_POST "\nx\n--b--\n", NULL, NULL,
      NULL},

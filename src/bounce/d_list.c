@@ -133,18 +133,9 @@ static int list_from_sender(const bn_msg *m, char *out, size_t outsize)
     if (!bn_header(&m->top, "From", from, sizeof from) ||
         !bn_address(from, strlen(from), addr, sizeof addr))
         return 0;
-    char *at = strrchr(addr, '@');
-    size_t local = (size_t)(at - addr);
-    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
-        size_t rn = strlen(roles[i]);
-        if (local <= rn || strncasecmp(at - rn, roles[i], rn) != 0) continue;
-        /* Not checked against the name the text gives: Mailman 2 names the
-         * list by its display name, which may differ from its address. */
-        size_t base = local - rn;
-        int n = snprintf(out, outsize, "%.*s%s", (int)base, addr, at);
-        return n > 0 && (size_t)n < outsize;
-    }
-    return 0;
+    /* Not checked against the name the text gives: Mailman 2 names the
+     * list by its display name, which may differ from its address. */
+    return role_base(addr, out, outsize);
 }
 
 /* The returned message's To or Cc address whose local part is the list's

@@ -21,6 +21,10 @@ typedef struct bn_msg {
      * ("--- Below this line is a copy of the message."), "" when none; the
      * text stops before it (msg.c). */
     char returned_mark[SK_BOUNCE_MARK_MAX_OCTETS + 1];
+    /* The mailing lists the bounce or the returned message passed through
+     * (bn_list_addresses): their addresses and RFC 2919 list-ids, one a
+     * line. Never the failed recipient (bn_not_recipient). */
+    sk_buf lists;
     /* Addresses that are never the failed recipient (bn_not_recipient). */
     char not_rcpt[SK_BOUNCE_NOT_RCPT_MAX][SK_SMTP_PATH_MAX_OCTETS + 1];
     size_t n_not_rcpt;
@@ -51,6 +55,13 @@ sk_err bn_scan(const bn_msg *m, sk_bounce *b);
 /* 1 when m is a mailing list's own mail (a probe, a warning about bounces
  * it received, a digest; d_list.c): nothing in it is read. */
 int bn_list_own(const bn_msg *m);
+
+/* Fill m->lists from the header blocks of the bounce and of the returned
+ * message (d_list.c). */
+sk_err bn_list_addresses(bn_msg *m);
+/* 1 when addr is an address of a list in m->lists, or one of its role
+ * addresses (LIST-bounces@, LIST-owner@, LIST-request@, LIST-admin@). */
+int bn_list_address(const bn_msg *m, const char *addr);
 
 /* Take msg apart into m (bn_msg_clear frees it). */
 sk_err bn_msg_read(const char *msg, size_t len, bn_msg *m);
@@ -93,8 +104,13 @@ sk_err bn_set_mta(sk_bounce *b, const char *mta);
 void bn_reason(const char *p, size_t n, size_t maxlines, char *out, size_t outsize);
 
 /* 1 when addr is never the failed recipient (the bounce's own sender,
- * postmaster, the returned message's sender). */
+ * postmaster, the returned message's sender, a mailing list's own
+ * address). */
 int bn_not_recipient(const bn_msg *m, const char *addr);
+/* The returned message's To when it names one address that may be the
+ * failed recipient (not bn_not_recipient, and the message was not posted
+ * to a mailing list: no list in its To or Cc), into out; 0 otherwise. */
+int bn_returned_to(const bn_msg *m, char *out, size_t outsize);
 /* 1 when the text says the message is still being tried (a delay
  * notice, not a failure). */
 int bn_delayed(const bn_msg *m);

@@ -19,7 +19,14 @@
  * its notices to members and owners about bounces it received, and
  * digests (a multipart/digest, or Mailman's and ezmlm's digest subjects).
  * They quote or attach bounces of mail *to* the list's members: nothing
- * in them is a recipient of ours, so nothing is read from them at all. */
+ * in them is a recipient of ours, so nothing is read from them at all.
+ *
+ * The addresses of the lists a bounce or its returned message passed
+ * through (bn_list_addresses), which are never the failed recipient: a
+ * list hands a post on to its members, and a bounce about one of them
+ * carries the list's headers and the list's address as the returned
+ * message's To. Only the notices above, about a post the list itself
+ * held or refused, name the list (they do not ask bn_not_recipient). */
 #include "bounce_int.h"
 
 #include <stdio.h>
@@ -29,6 +36,95 @@
 /* Mailman's role addresses beside the posting address. */
 static const char *const roles[] = {"-bounces", "-owner", "-admin", "-request"};
 
+/* The base of a role address: "name-bounces@host" gives "name@host" in
+ * out; 0 when addr is no role address. */
+static int role_base(const char *addr, char *out, size_t outsize)
+{
+    const char *at = strrchr(addr, '@');
+    if (!at) return 0;
+    size_t local = (size_t)(at - addr);
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
+        size_t rn = strlen(roles[i]);
+        if (local <= rn || strncasecmp(at - rn, roles[i], rn) != 0) continue;
+        int n = snprintf(out, outsize, "%.*s%s", (int)(local - rn), addr, at);
+        return n > 0 && (size_t)n < outsize;
+    }
+    return 0;
+}
+
+/* One entry of m->lists. */
+static sk_err add_list(bn_msg *m, const char *s, size_t n)
+{
+    sk_err e = sk_buf_append(&m->lists, s, n);
+    return e ? e : sk_buf_putc(&m->lists, '\n');
+}
+
+sk_err bn_list_addresses(bn_msg *m)
+{
+    /* RFC 2369 3: the list's own mailto: addresses (posting, requests,
+     * owner); Mailman's X-BeenThere: the posting address. */
+    static const char *const named[] = {"List-Post",        "List-Help",  "List-Subscribe",
+                                        "List-Unsubscribe", "List-Owner", "X-BeenThere"};
+    /* Where a list's role address shows: the bounce sent to the list's
+     * bounce address, the returned message sent by the list. */
+    static const char *const top_roles[] = {"To",     "X-Original-To", "Delivered-To",
+                                            "Sender", "Errors-To",     "Return-Path"};
+    static const char *const orig_roles[] = {"Sender", "Errors-To", "Return-Path"};
+    const sk_buf *blocks[] = {&m->top, &m->orig};
+    sk_err e = SK_OK;
+    for (size_t k = 0; k < 2 && !e; k++) {
+        char v[1024], addr[SK_SMTP_PATH_MAX_OCTETS + 1], base[SK_SMTP_PATH_MAX_OCTETS + 1];
+        for (size_t i = 0; i < sizeof named / sizeof named[0] && !e; i++) {
+            if (!bn_header(blocks[k], named[i], v, sizeof v)) continue;
+            /* A role address there ("LIST-request@") names the list too. */
+            for (const char *p = v; !e && (p = bn_address(p, strlen(p), addr, sizeof addr));) {
+                e = add_list(m, addr, strlen(addr));
+                if (!e && role_base(addr, base, sizeof base)) e = add_list(m, base, strlen(base));
+            }
+        }
+        /* RFC 2919 2: List-Id: "phrase <list-label.host>". */
+        if (!e && bn_header(blocks[k], "List-Id", v, sizeof v)) {
+            const char *lt = strrchr(v, '<'), *gt = lt ? strchr(lt, '>') : NULL;
+            if (gt && gt > lt + 1 && memchr(lt, '.', (size_t)(gt - lt)))
+                e = add_list(m, lt + 1, (size_t)(gt - lt - 1));
+        }
+        const char *const *roles_in = k ? orig_roles : top_roles;
+        size_t n_roles =
+            k ? sizeof orig_roles / sizeof orig_roles[0] : sizeof top_roles / sizeof top_roles[0];
+        for (size_t i = 0; i < n_roles && !e; i++)
+            if (bn_header(blocks[k], roles_in[i], v, sizeof v) &&
+                bn_address(v, strlen(v), addr, sizeof addr) && role_base(addr, base, sizeof base))
+                e = add_list(m, base, strlen(base));
+    }
+    return e;
+}
+
+/* 1 when the entry line[0..n) names addr: the same address, or the
+ * list-id its local part and host make ("list@host" is "list.host"). */
+static int names(const char *line, size_t n, const char *addr)
+{
+    size_t an = strlen(addr);
+    if (n != an) return 0;
+    const char *at = strrchr(addr, '@');
+    if (memchr(line, '@', n)) return !strncasecmp(line, addr, n);
+    size_t local = (size_t)(at - addr);
+    return line[local] == '.' && !strncasecmp(line, addr, local) &&
+           !strncasecmp(line + local + 1, at + 1, n - local - 1);
+}
+
+int bn_list_address(const bn_msg *m, const char *addr)
+{
+    char base[SK_SMTP_PATH_MAX_OCTETS + 1];
+    const char *forms[2] = {addr, role_base(addr, base, sizeof base) ? base : NULL};
+    size_t pos = 0, len;
+    const char *line;
+    if (!strchr(addr, '@')) return 0;
+    while (bn_next_line(&m->lists, &pos, &line, &len))
+        for (size_t i = 0; i < 2; i++)
+            if (forms[i] && len && names(line, len, forms[i])) return 1;
+    return 0;
+}
+
 /* The posting address of the list from the From of the notice:
  * "name-bounces@host" gives "name@host". 0 when From is no role address. */
 static int list_from_sender(const bn_msg *m, char *out, size_t outsize)
@@ -37,18 +133,9 @@ static int list_from_sender(const bn_msg *m, char *out, size_t outsize)
     if (!bn_header(&m->top, "From", from, sizeof from) ||
         !bn_address(from, strlen(from), addr, sizeof addr))
         return 0;
-    char *at = strrchr(addr, '@');
-    size_t local = (size_t)(at - addr);
-    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
-        size_t rn = strlen(roles[i]);
-        if (local <= rn || strncasecmp(at - rn, roles[i], rn) != 0) continue;
-        /* Not checked against the name the text gives: Mailman 2 names the
-         * list by its display name, which may differ from its address. */
-        size_t base = local - rn;
-        int n = snprintf(out, outsize, "%.*s%s", (int)base, addr, at);
-        return n > 0 && (size_t)n < outsize;
-    }
-    return 0;
+    /* Not checked against the name the text gives: Mailman 2 names the
+     * list by its display name, which may differ from its address. */
+    return role_base(addr, out, outsize);
 }
 
 /* The returned message's To or Cc address whose local part is the list's

@@ -9,7 +9,7 @@
  * the words on; else the first address near the words that is not a
  * sender's (one after "from": "not accepting mail from a@b"); else named
  * by X-Failed-Recipients, or the single To of the returned message
- * (read.c). */
+ * when that is not a list's or a sender's address (read.c). */
 #include "bounce_int.h"
 
 #include <string.h>
@@ -215,9 +215,9 @@ sk_err bn_scan(const bn_msg *m, sk_bounce *b)
         /* Failure words but no address in the text: X-Failed-Recipients
          * or the returned message's To names it (read.c), when there is
          * one of them. */
-        char v[16], to[8];
+        char v[16], to[SK_SMTP_PATH_MAX_OCTETS + 1];
         if (bn_header(&m->top, "X-Failed-Recipients", v, sizeof v) ||
-            bn_header(&m->orig, "To", to, sizeof to)) {
+            bn_returned_to(m, to, sizeof to)) {
             char reply[SK_REPLY_TEXT_MAX_OCTETS] = "", status[16] = "";
             if (first) {
                 size_t rn = (size_t)(m->text.data + m->text.len - first);

@@ -122,13 +122,18 @@ static sk_err add_text(sk_buf *out, const char *p, size_t n, int html)
 
 static sk_err walk(bn_msg *m, const char *s, size_t len, int depth, int returned);
 
-/* The header block of raw[0..len): where it ends (after the empty line). */
+/* The header block of raw[0..len): where it ends, past the empty line
+ * that ends it (RFC 5322 2.1), so that what follows is the body.
+ * sk_header_next stops at the start of that line: its line end (LF, CRLF
+ * or a lone CR) is stepped over here. */
 static size_t header_end(const char *raw, size_t len)
 {
     size_t pos = 0;
     sk_header_field f;
     while (sk_header_next(raw, len, &pos, &f)) {
     }
+    if (pos < len && raw[pos] == '\r') pos++;
+    if (pos < len && raw[pos] == '\n') pos++;
     return pos;
 }
 
@@ -200,14 +205,34 @@ static sk_err walk(bn_msg *m, const char *s, size_t len, int depth, int returned
     return entity(m, s, len, depth, returned);
 }
 
+/* The header block of the copy that starts at pos in the text (after
+ * blank lines) into m->orig, when no part gave one: only a block whose
+ * first line is a header field, not indented (a quote or a sentence is
+ * no header block). */
+static sk_err quoted_headers(bn_msg *m, size_t pos)
+{
+    if (m->orig.len) return SK_OK;
+    const char *line;
+    size_t len, start = pos;
+    while (bn_next_line(&m->text, &pos, &line, &len) && bn_blank(line, len)) start = pos;
+    const char *raw = m->text.data + start;
+    size_t n = m->text.len - start, at = 0;
+    sk_header_field f;
+    if (!n || sk_is_wsp(raw[0]) || !sk_header_next(raw, n, &at, &f) || !f.name_len) return SK_OK;
+    return sk_buf_append(&m->orig, raw, header_end(raw, n));
+}
+
 /* Where a copy of the returned message starts inside the text. Bounces
  * in one text part quote the message they return after a line that says
  * so; addresses in that copy (its list headers, its Received lines) are
  * not the failed recipients. A mark is either a whole sentence that only
  * such a line says, or a line decorated with dashes, equals signs or bars
  * that names the message. Session transcripts ("----- Transcript of
- * session follows -----") and recipient lists name no message and stay. */
-static void cut_returned(bn_msg *m)
+ * session follows -----") and recipient lists name no message and stay.
+ * The copy's header block, when it starts right after the mark, is the
+ * returned message's (its Message-ID, its To), unless a MIME part gave
+ * one. */
+static sk_err cut_returned(bn_msg *m)
 {
     static const char *const sentences[] = {
         "below this line is a copy of the message",
@@ -244,9 +269,24 @@ static void cut_returned(bn_msg *m)
         size_t k = len - i < SK_BOUNCE_MARK_MAX_OCTETS ? len - i : SK_BOUNCE_MARK_MAX_OCTETS;
         memcpy(m->returned_mark, line + i, k);
         m->returned_mark[k] = '\0';
+        sk_err e = quoted_headers(m, pos);
         sk_buf_truncate(&m->text, (size_t)(line - m->text.data));
-        return;
+        return e;
     }
+    return SK_OK;
+}
+
+/* 1 when the returned message's To or Cc names addr. */
+static int addressed_to(const bn_msg *m, const char *addr)
+{
+    static const char *const fields[] = {"To", "Cc"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        char v[1024], a[SK_SMTP_PATH_MAX_OCTETS + 1];
+        if (!bn_header(&m->orig, fields[i], v, sizeof v)) continue;
+        for (const char *p = v; (p = bn_address(p, strlen(p), a, sizeof a)) != NULL;)
+            if (!strcasecmp(a, addr)) return 1;
+    }
+    return 0;
 }
 
 sk_err bn_msg_read(const char *msg, size_t len, bn_msg *m)
@@ -256,18 +296,24 @@ sk_err bn_msg_read(const char *msg, size_t len, bn_msg *m)
     sk_buf_init(&m->text, SK_REPORT_MAX_OCTETS);
     sk_buf_init(&m->orig, SK_REPORT_MAX_OCTETS);
     sk_buf_init(&m->attached, SK_REPORT_MAX_OCTETS);
+    sk_buf_init(&m->lists, SK_REPORT_MAX_OCTETS);
     sk_err e = sk_buf_append(&m->top, msg, header_end(msg, len));
     if (!e) e = walk(m, msg, len, 0, 0);
-    if (!e) cut_returned(m);
-    /* The senders of the bounce and of the returned message. */
+    if (!e) e = cut_returned(m);
+    if (!e) e = bn_list_addresses(m);
+    /* The senders of the bounce and of the returned message; not a sender
+     * of the returned message that it was also sent to (a message to
+     * oneself, or to one's own alias, bounces for that address). */
     static const char *const fields[] = {"From", "Return-Path", "Sender"};
     const sk_buf *blocks[] = {&m->top, &m->orig};
     for (size_t k = 0; !e && k < 2; k++)
         for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+            if (m->n_not_rcpt >= SK_BOUNCE_NOT_RCPT_MAX) break;
             char v[1024];
-            if (m->n_not_rcpt < SK_BOUNCE_NOT_RCPT_MAX &&
-                bn_header(blocks[k], fields[i], v, sizeof v) &&
-                bn_address(v, strlen(v), m->not_rcpt[m->n_not_rcpt], sizeof m->not_rcpt[0]))
+            char *a = m->not_rcpt[m->n_not_rcpt];
+            if (bn_header(blocks[k], fields[i], v, sizeof v) &&
+                bn_address(v, strlen(v), a, sizeof m->not_rcpt[0]) &&
+                !(k == 1 && addressed_to(m, a)))
                 m->n_not_rcpt++;
         }
     if (!e) {
@@ -285,6 +331,7 @@ void bn_msg_clear(bn_msg *m)
     sk_buf_free(&m->text);
     sk_buf_free(&m->orig);
     sk_buf_free(&m->attached);
+    sk_buf_free(&m->lists);
     sk_report_free(m->report);
     memset(m, 0, sizeof *m);
 }

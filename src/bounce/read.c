@@ -87,7 +87,8 @@ static sk_err set_recipient(sk_bounce_rcpt *r, const char *addr)
  * stays; else the VERP address the bounce came back to (when it reports
  * on one recipient), else X-Failed-Recipients for a result without an
  * address, else the address the bounce names; when nothing names one,
- * the returned message's single To. */
+ * the returned message's single To unless that is a sender's or a list's
+ * own address (bn_returned_to). */
 static sk_err recipients(const bn_msg *m, sk_bounce *b)
 {
     char verp[SK_SMTP_PATH_MAX_OCTETS + 1] = "", failed[1024] = "",
@@ -107,18 +108,11 @@ static sk_err recipients(const bn_msg *m, sk_bounce *b)
         if (b->nrcpts == 1 && verp[0]) e = set_recipient(r, verp);
         if (!e) e = set_recipient(r, r->reported);
     }
-    if (!e && b->nrcpts == 1 && !b->rcpts[0].recipient) {
-        char to[1024];
-        if (bn_header(&m->orig, "To", to, sizeof to)) {
-            const char *next = bn_address(to, strlen(to), addr, sizeof addr);
-            char other[SK_SMTP_PATH_MAX_OCTETS + 1];
-            if (next && !bn_address(next, strlen(next), other, sizeof other)) {
-                e = set_recipient(&b->rcpts[0], addr);
-                if (!e && !b->rcpts[0].reported) {
-                    b->rcpts[0].reported = sk_strdup(addr);
-                    if (!b->rcpts[0].reported) e = SK_ERR_NOMEM;
-                }
-            }
+    if (!e && b->nrcpts == 1 && !b->rcpts[0].recipient && bn_returned_to(m, addr, sizeof addr)) {
+        e = set_recipient(&b->rcpts[0], addr);
+        if (!e && !b->rcpts[0].reported) {
+            b->rcpts[0].reported = sk_strdup(addr);
+            if (!b->rcpts[0].reported) e = SK_ERR_NOMEM;
         }
     }
     return e;

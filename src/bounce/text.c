@@ -216,7 +216,9 @@ sk_err bn_set_mta(sk_bounce *b, const char *mta)
 }
 
 /* Addresses that are never the failed recipient: the daemon that wrote
- * the bounce, postmasters, and the sender of the returned message. */
+ * the bounce, postmasters, the sender of the returned message, and the
+ * addresses of a mailing list the message passed through (a list hands
+ * the message on to its members: one of them failed, not the list). */
 int bn_not_recipient(const bn_msg *m, const char *addr)
 {
     static const char *const locals[] = {"mailer-daemon@", "postmaster@", "noreply@", "no-reply@",
@@ -225,7 +227,27 @@ int bn_not_recipient(const bn_msg *m, const char *addr)
         if (!strncasecmp(addr, locals[i], strlen(locals[i]))) return 1;
     for (size_t i = 0; i < m->n_not_rcpt; i++)
         if (!strcasecmp(m->not_rcpt[i], addr)) return 1;
-    return 0;
+    return bn_list_address(m, addr);
+}
+
+int bn_returned_to(const bn_msg *m, char *out, size_t outsize)
+{
+    char to[1024], other[SK_SMTP_PATH_MAX_OCTETS + 1];
+    /* A post to a list (its To or Cc names the list): its To is whom the
+     * author wrote to, not the member it failed for. A sender's own list
+     * headers (a newsletter's List-Unsubscribe, List-Id) do not make its
+     * To a list's. */
+    static const char *const fields[] = {"To", "Cc"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (!bn_header(&m->orig, fields[i], to, sizeof to)) continue;
+        for (const char *p = to; (p = bn_address(p, strlen(p), other, sizeof other)) != NULL;)
+            if (bn_list_address(m, other)) return 0;
+    }
+    if (!bn_header(&m->orig, "To", to, sizeof to)) return 0;
+    const char *next = bn_address(to, strlen(to), out, outsize);
+    /* Several addresses: the bounce does not say which one failed. */
+    if (!next || bn_address(next, strlen(next), other, sizeof other)) return 0;
+    return !bn_not_recipient(m, out);
 }
 
 int bn_delayed(const bn_msg *m)

@@ -3,11 +3,14 @@
 must give the detector, recipients, actions, classes and suppressions of
 expected.tsv, and a message that is no bounce must be said to be none (exit
 65). Prints recognition and class agreement by family (the figures of
-docs/delivery.md); any disagreement fails the test. Also: `--rules` with a
-file whose define lines differ changes the suppression, and a missing file
-exits 66."""
+docs/delivery.md); any disagreement fails the test. Where a bounce carries
+the returned message or its header block as a MIME part, its
+original_message_id must be that part's Message-ID as Python's email package
+reads it (null when the part has none). Also: `--rules` with a file whose
+define lines differ changes the suppression, and a missing file exits 66."""
 
 import collections
+import email
 import json
 import os
 import sys
@@ -29,6 +32,32 @@ def load_expected():
             rows.append(dict(file=file, family=family, detector=detector, recipient=rcpt,
                              action=action, cls=cls, suppress=suppress))
     return rows
+
+
+RETURNED_TYPES = ("message/rfc822", "message/global")
+HEADER_TYPES = ("text/rfc822-headers", "message/global-headers")
+
+
+def returned_message_id(msg, depth=0):
+    """The Message-ID of the first returned message or header block part of
+    msg ("" when it has none), None when msg carries neither. A returned
+    message that itself carries one is a forwarded bounce: its own returned
+    message's (the reader reads the bounce inside then)."""
+    for part in msg.get_payload() if msg.is_multipart() else []:
+        ctype = part.get_content_type()
+        if ctype in RETURNED_TYPES:
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) else email.message_from_string(inner)
+            deeper = returned_message_id(inner, depth + 1) if depth < 1 else None
+            return deeper if deeper is not None else inner.get("Message-ID", "").strip()
+        if ctype in HEADER_TYPES:
+            text = part.get_payload(decode=True).decode("utf-8", "replace")
+            return email.message_from_string(text).get("Message-ID", "").strip()
+        if part.is_multipart():
+            found = returned_message_id(part, depth)
+            if found is not None:
+                return found
+    return None
 
 
 def main():
@@ -72,6 +101,20 @@ def main():
         extra = [x["recipient"] for x in res["recipients"] if x["recipient"] not in want]
         if extra:
             failures.append("%s: recipients not expected: %r" % (f, extra))
+    # The returned message's Message-ID, where the bounce carries it.
+    with_id = 0
+    for f, res in sorted(got.items()):
+        with open(os.path.join(CORPUS, f), "rb") as fh:
+            want = returned_message_id(email.message_from_bytes(fh.read()))
+        if want is None:
+            continue
+        with_id += 1 if want else 0
+        if res.get("original_message_id") != (want or None):
+            failures.append("%s: original_message_id %r, want %r"
+                            % (f, res.get("original_message_id"), want or None))
+    print("original_message_id: %d bounces return a message with a Message-ID" % with_id)
+    if not with_id:
+        failures.append("no bounce in the corpus returns a message with a Message-ID")
     for f in none_files:
         r = sktest.smtpkit("bounce", os.path.join(CORPUS, f), timeout=30)
         if r.returncode != 65 or "not a bounce SMTPKit recognises" not in r.stdout:

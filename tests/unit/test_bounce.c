@@ -425,6 +425,154 @@ static void test_several(void **state)
     }
 }
 
+/* The returned message's headers: its Message-ID is the result's
+ * original_message_id, its single To the recipient when the bounce names
+ * none, unless that To is the returned message's sender or a mailing
+ * list's own address (the list handed the post on to a member: the member
+ * failed, not the list). */
+#define RET_TEXT                                                                                   \
+    "Subject: Mail could not be delivered\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n" \
+    "Content-Type: text/plain\n\nThe following mail could not be delivered.\n"                     \
+    "Reason: Exceeded Maximum Delivery Attempts.\n\n--b\nContent-Type: message/rfc822\n\n"
+#define RET_POST                                                                                   \
+    "Message-ID: <post@lists.example.org>\nFrom: ann@example.com\nTo: dev@lists.example.org\n"
+static const struct {
+    const char *name, *msg;
+    const char *detector, *recipient, *message_id; /* detector NULL: no result */
+} returned[] = {
+    {"message/rfc822",
+     RET_TEXT "Message-ID: <m1@origin.example>\nFrom: me@origin.example\nTo: bob@example.com\n"
+              "Subject: hi\n\nhello\n--b--\n",
+     "scan", "bob@example.com", "<m1@origin.example>"},
+    {"message/rfc822, CRLF line ends",
+     "Subject: Mail could not be delivered\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n"
+     "\r\n--b\r\nContent-Type: text/plain\r\n\r\nThe following mail could not be delivered.\r\n"
+     "\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nMessage-ID: <m2@origin.example>\r\n"
+     "From: me@origin.example\r\nTo: <bob@example.com>\r\n\r\nhello\r\n--b--\r\n",
+     "scan", "bob@example.com", "<m2@origin.example>"},
+    {"text/rfc822-headers in a report",
+     "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\n\n--b\n"
+     "Content-Type: text/plain\n\nfailed\n--b\nContent-Type: message/delivery-status\n\n"
+     "Reporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; cy@example.com\n"
+     "Action: failed\nStatus: 5.1.1\n\n--b\nContent-Type: text/rfc822-headers\n\n"
+     "Message-ID: <m3@origin.example>\nFrom: me@origin.example\nTo: cy@example.com\n--b--\n",
+     "rfc3464", "cy@example.com", "<m3@origin.example>"},
+    {"base64 message/rfc822",
+     "Subject: Mail could not be delivered\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n"
+     "Content-Type: text/plain\n\nThe following mail could not be delivered.\n\n--b\n"
+     "Content-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n"
+     /* "Message-ID: <m4@origin.example>\nTo: dee@example.com\n\nhi\n" */
+     "TWVzc2FnZS1JRDogPG00QG9yaWdpbi5leGFtcGxlPgpUbzogZGVlQGV4YW1wbGUuY29tCgpoaQo=\n--b--\n",
+     "scan", "dee@example.com", "<m4@origin.example>"},
+    /* Its own sender stays a recipient when it was sent to itself. */
+    {"sent to its own sender",
+     RET_TEXT "Message-ID: <m5@origin.example>\nFrom: eve@example.com\nTo: eve@example.com\n\n"
+              "test\n--b--\n",
+     "scan", "eve@example.com", "<m5@origin.example>"},
+    {"sent by its To",
+     RET_TEXT "Message-ID: <m6@origin.example>\nFrom: eve@example.com\nSender: fay@example.com\n"
+              "To: fay@example.com\n\ntest\n--b--\n",
+     "scan", "fay@example.com", "<m6@origin.example>"},
+    {"several To: none taken",
+     RET_TEXT "Message-ID: <m7@origin.example>\nTo: a@example.com, b@example.com\n\nx\n--b--\n",
+     NULL, NULL, NULL},
+    /* A list's post returned: its To is the list. */
+    {"list post, List-Post",
+     RET_TEXT RET_POST "List-Post: <mailto:dev@lists.example.org>\n\nx\n--b--\n", NULL, NULL, NULL},
+    {"list post, List-Id",
+     RET_TEXT RET_POST "List-Id: Developers <dev.lists.example.org>\n\nx\n--b--\n", NULL, NULL,
+     NULL},
+    {"list post, X-BeenThere", RET_TEXT RET_POST "X-BeenThere: dev@lists.example.org\n\nx\n--b--\n",
+     NULL, NULL, NULL},
+    {"list post, sent by the list's bounce address",
+     RET_TEXT RET_POST "Sender: dev-bounces@lists.example.org\n\nx\n--b--\n", NULL, NULL, NULL},
+    {"list post, the bounce sent to the list's admin address",
+     "To: dev-admin@lists.example.org\n" RET_TEXT RET_POST "\nx\n--b--\n", NULL, NULL, NULL},
+    {"list post, To someone else, the list in Cc",
+     RET_TEXT "Message-ID: <m9@origin.example>\nFrom: ann@example.com\nTo: hal@example.com\n"
+              "Cc: dev@lists.example.org\nList-Post: <mailto:dev@lists.example.org>\n\nx\n--b--\n",
+     NULL, NULL, NULL},
+    /* A sender's own list headers: the To is still the subscriber. */
+    {"newsletter, List-Unsubscribe and List-Id",
+     RET_TEXT "Message-ID: <n1@news.example>\nFrom: news@news.example\nTo: kim@example.com\n"
+              "List-Unsubscribe: <mailto:unsubscribe+k1@news.example>\n"
+              "List-Id: News <news.news.example>\n\nx\n--b--\n",
+     "scan", "kim@example.com", "<n1@news.example>"},
+    {"list post, list headers on the bounce only",
+     "List-Post: <mailto:dev@lists.example.org>\n" RET_TEXT RET_POST "\nx\n--b--\n", NULL, NULL,
+     NULL},
+    /* The list's request address in the text is no recipient either. */
+    {"list post, the list's request address named",
+     "Subject: Mail could not be delivered\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n"
+     "Content-Type: text/plain\n\nThe following mail could not be delivered:\n"
+     "dev-request@lists.example.org\n\n--b\nContent-Type: message/rfc822\n\n" RET_POST
+     "List-Help: <mailto:dev-request@lists.example.org?subject=help>\n\nx\n--b--\n",
+     NULL, NULL, NULL},
+    /* A member's address the bounce names is read as before. */
+    {"list post, the member named",
+     "Subject: Mail could not be delivered\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n"
+     "Content-Type: text/plain\n\nThe following mail could not be delivered:\n"
+     "gus@example.net\n\n--b\nContent-Type: message/rfc822\n\n" RET_POST
+     "List-Post: <mailto:dev@lists.example.org>\n\nx\n--b--\n",
+     "scan", "gus@example.net", "<post@lists.example.org>"},
+    /* A copy quoted in the text after the line that starts it: its header
+     * block is the returned message's, unless a part gave one. */
+    {"quoted copy after qmail's mark",
+     "Subject: failure notice\n\nHi. This is the qmail-send program at q.example.com.\n"
+     "I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
+     "<e@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+     "--- Below this line is a copy of the message.\n\nReturn-Path: <me@origin.example>\n"
+     "Message-ID: <q1@origin.example>\nTo: e@example.com\n\nhello\n",
+     "qmail", "e@example.com", "<q1@origin.example>"},
+    {"quoted copy, its To the recipient",
+     "Subject: Undeliverable\n\nYour message could not be delivered.\n\n"
+     "Original message follows.\n\nMessage-ID: <q2@origin.example>\nTo: ivy@example.com\n\nhi\n",
+     "scan", "ivy@example.com", "<q2@origin.example>"},
+    {"quoted copy, indented: no header block",
+     "Subject: failure notice\n\nHi. This is the qmail-send program at q.example.com.\n\n"
+     "<e@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+     "--- Below this line is a copy of the message.\n\n   Message-ID: <q3@origin.example>\n",
+     "qmail", "e@example.com", NULL},
+    {"quoted copy and a returned part: the part's",
+     "Subject: Mail could not be delivered\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n"
+     "Content-Type: text/plain\n\nThe following mail could not be delivered:\n"
+     "jo@example.com\n\nOriginal message follows.\n\nMessage-ID: <q4@origin.example>\n\n--b\n"
+     "Content-Type: message/rfc822\n\nMessage-ID: <q5@origin.example>\n\nx\n--b--\n",
+     "scan", "jo@example.com", "<q5@origin.example>"},
+    /* The list's notice about a post to it names the list, from the
+     * returned message's To. */
+    {"list notice, the post returned",
+     "From: team-bounces@lists.example.org\nSubject: Your message to Team awaits moderator "
+     "approval\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\n"
+     "Your mail to 'team' with the subject\n\n    Plans\n\n"
+     "Is being held until the list moderator can review it for approval.\n\n--b\n"
+     "Content-Type: message/rfc822\n\nMessage-ID: <m8@origin.example>\nFrom: ann@example.com\n"
+     "To: Team <team@lists.example.org>\n\nx\n--b--\n",
+     "list", "team@lists.example.org", "<m8@origin.example>"},
+};
+
+static void test_returned(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < SKT_N(returned); i++) {
+        sk_bounce *b = NULL;
+        sk_error err;
+        const char *msg = returned[i].msg;
+        assert_int_equal(sk_bounce_read(msg, strlen(msg), &b, &err), SK_OK);
+        const char *rcpt = b->nrcpts ? b->rcpts[0].recipient : NULL;
+        if ((!b->detector) != (!returned[i].detector) ||
+            (b->detector && strcmp(b->detector, returned[i].detector)) ||
+            b->nrcpts != (returned[i].detector ? 1u : 0u) || (!rcpt) != (!returned[i].recipient) ||
+            (rcpt && strcmp(rcpt, returned[i].recipient)))
+            fail_msg("%s: detector %s, %zu recipients, first %s", returned[i].name,
+                     b->detector ? b->detector : "(null)", b->nrcpts, rcpt ? rcpt : "(null)");
+        const char *mid = b->original_message_id;
+        if ((!mid) != (!returned[i].message_id) || (mid && strcmp(mid, returned[i].message_id)))
+            fail_msg("%s: original_message_id %s", returned[i].name, mid ? mid : "(null)");
+        sk_bounce_free(b);
+    }
+}
+
 /* The detectors' names, in their order, end with the scanner. */
 static void test_detector_list(void **state)
 {
@@ -580,6 +728,30 @@ static void test_alloc_failures(void **state)
             assert_null(b);
         }
     }
+    /* The returned message's headers and a list's addresses. */
+    static const char *const returned_picks[] = {"message/rfc822", "list post, List-Post",
+                                                 "quoted copy after qmail's mark"};
+    for (size_t k = 0; k < SKT_N(returned_picks); k++) {
+        size_t c = 0;
+        while (c < SKT_N(returned) && strcmp(returned[c].name, returned_picks[k]) != 0) c++;
+        assert_true(c < SKT_N(returned));
+        const char *msg = returned[c].msg;
+        for (long n = 0;; n++) {
+            assert_true(n < 100000);
+            sk_bounce *b = NULL;
+            sk_error err;
+            skt_alloc_fail_from(n);
+            sk_err e = sk_bounce_read(msg, strlen(msg), &b, &err);
+            skt_alloc_end();
+            if (e == SK_OK) {
+                if ((!b->detector) != (!returned[c].detector)) fail_msg("%s", returned[c].name);
+                sk_bounce_free(b);
+                break;
+            }
+            assert_int_equal(e, SK_ERR_NOMEM);
+            assert_null(b);
+        }
+    }
 }
 
 int main(void)
@@ -588,7 +760,7 @@ int main(void)
         cmocka_unit_test(test_detectors),     cmocka_unit_test(test_several),
         cmocka_unit_test(test_detector_list), cmocka_unit_test(test_classify),
         cmocka_unit_test(test_helpers),       cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_text_replies),
+        cmocka_unit_test(test_text_replies),  cmocka_unit_test(test_returned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

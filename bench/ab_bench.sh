@@ -21,29 +21,12 @@ ROUNDS=${ROUNDS:-5}
 MSGS=${MSGS:-3000}
 SESSIONS=${SESSIONS:-20}
 LEN=${LEN:-1024}
-PY=/usr/bin/python3
 SOURCE=/usr/sbin/smtp-source
 SINK=/usr/sbin/smtp-sink
 DNS=$HERE/../tests/integration/dns_server.py
-TMP=$(mktemp -d "${BENCH_DIR:-/tmp}/ab-bench.XXXXXX")
-STARTED=()
-cleanup() {
-    for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 200); do
-        $PY -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "ab_bench: nothing listens on port $1" >&2
-    return 1
-}
-stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+BENCH_NAME=ab_bench
+# shellcheck source-path=SCRIPTDIR source=bench_lib.sh
+. "$HERE/bench_lib.sh"
 
 cat >"$TMP/zone.json" <<'EOF'
 {"sink.test": {"MX": [[10, "mx.sink.test"]]}, "mx.sink.test": {"A": ["127.0.0.1"]}}

@@ -45,7 +45,7 @@ trap cleanup EXIT
 # Against this build's library and headers (smtpkit.pc names the installed
 # prefix, which need not exist).
 # shellcheck disable=SC2046
-cc -O2 -o "$TMP/spool_fill" "$HERE/spool_fill.c" -I"$HERE/../include" \
+cc -O2 -o "$TMP/spool_fill" "$HERE/spool_fill.c" "$HERE/fill_common.c" -I"$HERE/../include" \
     -L"$BUILD" -Wl,-rpath,"$BUILD" -lsmtpkit $(pkg-config --cflags --libs libevent)
 ROUNDS=${ROUNDS:-2}
 

@@ -30,29 +30,14 @@ DURATION=${DURATION:-3}
 ROUNDS=${ROUNDS:-3}
 SK_ARGS=${SK_ARGS:-}
 CLIENTS=20
-PY=/usr/bin/python3
 SOURCE=/usr/sbin/smtp-source
 WRK=/usr/bin/wrk
 for t in "$SOURCE" "$WRK"; do
     [ -x "$t" ] || { echo "http_bench: $t is missing (scripts/deps.sh installs it)" >&2; exit 69; }
 done
-TMP=$(mktemp -d "${BENCH_DIR:-/tmp}/http-bench.XXXXXX")
-SPID=
-cleanup() {
-    if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 200); do
-        $PY -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "http_bench: nothing listens on port $1" >&2
-    return 1
-}
+BENCH_NAME=http_bench
+# shellcheck source-path=SCRIPTDIR source=bench_lib.sh
+. "$HERE/bench_lib.sh"
 held() { find "$TMP/data/spool/msg" -name '*.msg' 2>/dev/null | wc -l; }
 # With the spool's journal the files are written just after the answers:
 # the count once it no longer moves.
@@ -98,7 +83,7 @@ HPORT=$(free_port)
 "$SK" serve --data-dir "$TMP/data" --hold --listen "127.0.0.1:$SPORT" \
     --http "127.0.0.1:$HPORT" --hostname bench.test --local-domain bench.test \
     --max-connections 20000 --max-connections-per-ip 20000 $SK_ARGS 2>>"$TMP/serve.log" &
-SPID=$!
+STARTED+=("$!")
 wait_port "$SPORT"
 wait_port "$HPORT"
 

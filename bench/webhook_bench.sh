@@ -28,29 +28,12 @@ MSGS=${MSGS:-5000}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
 SK_ARGS=${SK_ARGS:-}
-PY=/usr/bin/python3
 SOURCE=/usr/sbin/smtp-source
 RECV=$HERE/webhook_receiver.py
 SECRET="whsec_$(head -c 32 /dev/urandom | base64)"
-TMP=$(mktemp -d "${BENCH_DIR:-/tmp}/webhook-bench.XXXXXX")
-STARTED=()
-cleanup() {
-    for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 200); do
-        $PY -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "webhook_bench: nothing listens on port $1" >&2
-    return 1
-}
-stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+BENCH_NAME=webhook_bench
+# shellcheck source-path=SCRIPTDIR source=bench_lib.sh
+. "$HERE/bench_lib.sh"
 
 # receiver EXPECT -> starts one; sets RPID and RPORT; its report goes to
 # $TMP/recv.json.

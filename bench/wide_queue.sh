@@ -44,7 +44,7 @@ WQ="$PY $HERE/wide_queue.py"
 RUN_TIMEOUT=600
 
 # shellcheck disable=SC2046
-cc -O2 -o "$TMP/wide_fill" "$HERE/wide_fill.c" -I"$HERE/../include" \
+cc -O2 -o "$TMP/wide_fill" "$HERE/wide_fill.c" "$HERE/fill_common.c" -I"$HERE/../include" \
     -L"$BUILD" -Wl,-rpath,"$BUILD" -lsmtpkit $(pkg-config --cflags --libs libevent)
 $WQ plan "$TMP" >&2
 

@@ -18,19 +18,26 @@ def make_key(data_dir, name, scope):
     return json.loads(r.stdout)
 
 
-def call(port, method, path, body=None, key=None, headers=None):
-    """(status, the body as JSON or bytes, the response)."""
+def request(port, method, path, body=None, key=None, headers=None, raw=None):
+    """(the response, its body as bytes): body is sent as JSON, raw (bytes)
+    as it is, both with the JSON content type."""
     c = http.client.HTTPConnection(HOST, port, timeout=30)
     h = dict(headers or {})
     if key:
         h["Authorization"] = "Bearer " + key
-    data = json.dumps(body).encode() if body is not None else None
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     if data is not None:
         h["Content-Type"] = "application/json"
     c.request(method, path, body=data, headers=h)
     r = c.getresponse()
     text = r.read()
     c.close()
+    return r, text
+
+
+def call(port, method, path, body=None, key=None, headers=None, raw=None):
+    """(status, the body as JSON or bytes, the response)."""
+    r, text = request(port, method, path, body, key, headers, raw)
     try:
         doc = json.loads(text) if text else None
     except ValueError:

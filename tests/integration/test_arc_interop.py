@@ -18,7 +18,6 @@ import functools
 import json
 import os
 import re
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +30,7 @@ try:
 except ImportError as e:
     print("needs python3-dkim and python3-authres: %s" % e)
     sys.exit(sktest.SKIP)
-from dnslib import DNSRecord
+from dkimpy_util import msg, openssl, sk, txt_lookup  # noqa: E402
 
 DOMAIN = "example.org"
 LIST = "lists.example.net"
@@ -40,16 +39,6 @@ failures = []
 
 # Every failed check is collected and reported at the end.
 expect = functools.partial(sktest.expect, failures=failures)
-
-
-def openssl(*args, input=None):
-    return subprocess.run(["openssl"] + list(args), input=input, capture_output=True,
-                          check=True, timeout=60).stdout
-
-
-def sk(*args, input=b""):
-    return subprocess.run([sktest.SMTPKIT] + list(args), input=input, capture_output=True,
-                          timeout=60)
 
 
 tmp = sktest.TempDir("sk-arc-interop-")
@@ -82,10 +71,6 @@ OURS = {"r": (rsa_pem, DOMAIN, "rsa", "mx.example.org"),
 # dkimpy's: (PKCS#1 key, domain, selector, authserv-id).
 THEIRS = {"R": (rsa_pkcs1, DOMAIN, "rsa", "relay.example.org"),
           "L": (list_pkcs1, LIST, "arc", "in.lists.example.net")}
-
-
-def msg(headers, body):
-    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
 
 
 ATTACHMENT = base64.encodebytes(bytes(range(256)) * 4).replace(b"\n", b"\r\n")
@@ -140,13 +125,7 @@ TAMPERS = (("body", tamper_body), ("Subject", tamper_header), ("AAR 1", tamper_a
            ("AMS 1", tamper_ams1), ("AS 1", tamper_as1))
 
 with DNSTestServer(zone) as dns:
-    def dnsfunc(name, timeout=5):
-        q = DNSRecord.question(name.decode().rstrip("."), "TXT")
-        reply = DNSRecord.parse(q.send("127.0.0.1", dns.port, tcp=True, timeout=timeout))
-        for rr in reply.rr:
-            if rr.rtype == 16:
-                return b"".join(rr.rdata.data)
-        return None
+    dnsfunc = txt_lookup(dns.port)
 
     def dkimpy_verify(m):
         cv, _, reason = dkim.arc_verify(m, dnsfunc=dnsfunc)

@@ -16,7 +16,6 @@ import functools
 import os
 import re
 import stat
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +28,7 @@ try:
 except ImportError as e:
     print("needs python3-dkim and python3-nacl: %s" % e)
     sys.exit(sktest.SKIP)
-from dnslib import DNSRecord
+from dkimpy_util import msg, openssl, sk, txt_lookup  # noqa: E402
 
 DOMAIN = "example.org"
 failures = []
@@ -37,16 +36,6 @@ failures = []
 
 # Every failed check is collected and reported at the end.
 expect = functools.partial(sktest.expect, failures=failures)
-
-
-def openssl(*args, input=None):
-    return subprocess.run(["openssl"] + list(args), input=input, capture_output=True,
-                          check=True, timeout=60).stdout
-
-
-def sk(*args, input=b""):
-    return subprocess.run([sktest.SMTPKIT] + list(args), input=input, capture_output=True,
-                          timeout=60)
 
 
 tmp = sktest.TempDir("sk-dkim-interop-")
@@ -99,10 +88,6 @@ KEYS = {  # selector: (our key file, dkimpy's key, dkimpy's algorithm)
 }
 
 
-def msg(headers, body):
-    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
-
-
 ATTACHMENT = base64.encodebytes(bytes(range(256)) * 8).replace(b"\n", b"\r\n")
 MESSAGES = {
     "plain": msg(["From: Zoe <zoe@example.org>", "To: bob@example.net", "Subject: Hello",
@@ -150,13 +135,7 @@ def tamper_header(m):
 
 
 with DNSTestServer(zone) as dns:
-    def dnsfunc(name, timeout=5):
-        q = DNSRecord.question(name.decode().rstrip("."), "TXT")
-        reply = DNSRecord.parse(q.send("127.0.0.1", dns.port, tcp=True, timeout=timeout))
-        for rr in reply.rr:
-            if rr.rtype == 16:
-                return b"".join(rr.rdata.data)
-        return None
+    dnsfunc = txt_lookup(dns.port)
 
     def dkimpy_verify(m, idx=0):
         try:

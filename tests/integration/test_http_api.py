@@ -7,7 +7,6 @@ queue and for failed keys, 503 for a full disk when root may mount a tmpfs),
 idempotency across a restart, tracking, suppressions and queue operations,
 and a silent client cut off."""
 
-import http.client
 import json
 import os
 import socket
@@ -19,35 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
 from aiosmtpd_peer import Peer  # noqa: E402
 from serve_peer import HOST, Serve, as_stored, expect, stored_body  # noqa: E402
+from http_client import call, make_key  # noqa: E402
 
 tmp = sktest.TempDir("sk-http-")
-
-
-def make_key(data_dir, name, scope):
-    os.makedirs(data_dir, exist_ok=True)
-    r = sktest.smtpkit("apikey", "--data-dir", data_dir, "create", "--name", name, "--scope",
-                       scope, "--json")
-    expect(r.returncode == 0, "apikey create: %s" % r.stderr)
-    return json.loads(r.stdout)
-
-
-def call(port, method, path, body=None, key=None, headers=None, raw=None):
-    c = http.client.HTTPConnection(HOST, port, timeout=30)
-    h = dict(headers or {})
-    if key:
-        h["Authorization"] = "Bearer " + key
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    if data is not None:
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=data, headers=h)
-    r = c.getresponse()
-    text = r.read()
-    c.close()
-    try:
-        doc = json.loads(text) if text else None
-    except ValueError:
-        doc = text
-    return r.status, doc, r
 
 
 def expect_error(got, status, field, srv, what):

@@ -7,7 +7,6 @@ the document gives for its route and status (python3-jsonschema, JSON
 Schema 2020-12 as OpenAPI 3.1 uses): a status the document does not list
 for the route fails too."""
 
-import http.client
 import json
 import os
 import re
@@ -19,6 +18,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
 from serve_peer import HOST, Serve, expect  # noqa: E402
+from http_client import make_key, request  # noqa: E402
 
 src = os.environ.get("SK_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 with open(os.path.join(src, "src", "http", "api.c")) as f:
@@ -68,15 +68,7 @@ def pattern_of(path):
 
 
 def call(port, method, path, body=None, key=None, raw=None, srv=None):
-    c = http.client.HTTPConnection(HOST, port, timeout=30)
-    h = {"Authorization": "Bearer " + key} if key else {}
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    if data is not None:
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=data, headers=h)
-    r = c.getresponse()
-    text = r.read()
-    c.close()
+    r, text = request(port, method, path, body=body, key=key, raw=raw)
     p = pattern_of(path)
     expect(p is not None, "%s %s: no documented path" % (method, path), srv)
     op = doc["paths"][p][method.lower()]
@@ -102,19 +94,11 @@ def call(port, method, path, body=None, key=None, raw=None, srv=None):
     return r.status, (json.loads(text) if text and "application/json" in content else text)
 
 
-def make_key(data_dir, name, scope):
-    os.makedirs(data_dir, exist_ok=True)
-    r = sktest.smtpkit("apikey", "--data-dir", data_dir, "create", "--name", name, "--scope",
-                       scope, "--json")
-    expect(r.returncode == 0, "apikey create: %s" % r.stderr)
-    return json.loads(r.stdout)["key"]
-
-
 tmp = sktest.TempDir("sk-openapi-")
 try:
     data = tmp.join("data")
-    admin = make_key(data, "admin", "admin")
-    reader = make_key(data, "reader", "read")
+    admin = make_key(data, "admin", "admin")["key"]
+    reader = make_key(data, "reader", "read")["key"]
     port = sktest.free_port(HOST)
     srv = Serve(tmp, data_dir=data, args=[
         "--local-domain", "localhost", "--relay-host", "%s:%d" % (HOST, sktest.free_port(HOST)),

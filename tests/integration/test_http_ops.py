@@ -8,7 +8,6 @@ DELETE; GET /v1/events filters by type, recipient, tag and time and pages
 with a cursor that stays right while events are added; GET /v1/stats by tag;
 GET /v1/queue per destination; POST /v1/queue/{id}/hold."""
 
-import http.client
 import http.server
 import json
 import os
@@ -22,6 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
 from serve_peer import HOST, Serve, expect  # noqa: E402
+from http_client import call, make_key  # noqa: E402
 
 tmp = sktest.TempDir("sk-httpops-")
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -41,31 +41,6 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *a):
         pass
-
-
-def make_key(data_dir, name, scope):
-    os.makedirs(data_dir, exist_ok=True)
-    r = sktest.smtpkit("apikey", "--data-dir", data_dir, "create", "--name", name, "--scope",
-                       scope, "--json")
-    expect(r.returncode == 0, "apikey create: %s" % r.stderr)
-    return json.loads(r.stdout)
-
-
-def call(port, method, path, body=None, key=None):
-    c = http.client.HTTPConnection(HOST, port, timeout=30)
-    h = {"Authorization": "Bearer " + key} if key else {}
-    data = json.dumps(body).encode() if body is not None else None
-    if data is not None:
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=data, headers=h)
-    r = c.getresponse()
-    text = r.read()
-    c.close()
-    try:
-        doc = json.loads(text) if text else None
-    except ValueError:
-        doc = text
-    return r.status, doc, r
 
 
 def metric(text, name):

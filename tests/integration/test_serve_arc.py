@@ -33,7 +33,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
-from dnslib import DNSRecord  # noqa: E402
 from dns_server import DNSTestServer  # noqa: E402
 from serve_peer import HOST, Serve, expect  # noqa: E402
 
@@ -42,6 +41,7 @@ try:
 except ImportError as e:
     print("needs python3-dkim: %s" % e)
     sys.exit(sktest.SKIP)
+from dkimpy_util import txt_lookup  # noqa: E402
 
 tmp = sktest.TempDir("sk-serve-arc-")
 AUTHSERV = "mx.test"
@@ -163,13 +163,7 @@ with DNSTestServer(ZONE) as dns:
     expect(r.returncode == 64 and "arc-seal" in r.stderr,
            "a bad --arc-seal is a bad flag: %d %s" % (r.returncode, r.stderr))
 
-    def dnsfunc(name, timeout=5):
-        q = DNSRecord.question(name.decode().rstrip("."), "TXT")
-        reply = DNSRecord.parse(q.send("127.0.0.1", dns.port, tcp=True, timeout=timeout))
-        for rr in reply.rr:
-            if rr.rtype == 16:
-                return b"".join(rr.rdata.data)
-        return None
+    dnsfunc = txt_lookup(dns.port)
 
     common = ["--hostname", AUTHSERV, "--local-domain", "dest.test", "--relay-net", "none",
               "--dns-server", dns.address]

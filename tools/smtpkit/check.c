@@ -2149,11 +2149,8 @@ int cmd_check(int argc, char **argv)
         case 'j':
             json = 1;
             break;
-        case ':':
-            rc = cli_usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
-            break;
         default:
-            rc = cli_unknown_long_option(cmd, argv[optind - 1], longopts);
+            rc = cli_getopt_error(cmd, opt, argv, longopts);
             break;
         }
         if (rc) goto out;

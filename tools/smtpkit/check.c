@@ -1943,6 +1943,21 @@ static json_t *items_json(const run *r)
     return a;
 }
 
+/* The run's verdict in the --json output: status, exit code, counts, and
+ * every check. */
+static void json_verdict(json_t *root, const run *r, int rc, size_t problems, size_t warnings,
+                         size_t temporary)
+{
+    json_object_set_new(root, "status",
+                        json_stringn_z(problems || temporary ? "fail"
+                                       : warnings            ? "warn"
+                                                             : "ok"));
+    json_object_set_new(root, "exit_code", json_integer(rc));
+    json_object_set_new(root, "problems", json_integer((json_int_t)problems));
+    json_object_set_new(root, "warnings", json_integer((json_int_t)warnings));
+    json_object_set_new(root, "checks", items_json(r));
+}
+
 static void emit_json(json_t *root)
 {
     if (json_dumpf(root, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER)) out_of_memory();
@@ -2232,14 +2247,7 @@ int cmd_check(int argc, char **argv)
             json_object_set_new(root, "helo", jstr(helo));
             json_object_set_new(root, "mail_from", jstr(mail_from));
             json_object_set_new(root, "authserv_id", jstr(authserv_id));
-            json_object_set_new(root, "status",
-                                json_stringn_z(problems || temporary ? "fail"
-                                               : warnings            ? "warn"
-                                                                     : "ok"));
-            json_object_set_new(root, "exit_code", json_integer(rc));
-            json_object_set_new(root, "problems", json_integer((json_int_t)problems));
-            json_object_set_new(root, "warnings", json_integer((json_int_t)warnings));
-            json_object_set_new(root, "checks", items_json(&r));
+            json_verdict(root, &r, rc, problems, warnings, temporary);
             json_object_set_new(root, "authentication_results",
                                 header.len ? jtext(header.data) : json_null());
             emit_json(root);
@@ -2311,14 +2319,7 @@ int cmd_check(int argc, char **argv)
         json_object_set_new(root, "ip", ip ? jstr(ip) : json_null());
         json_object_set_new(root, "selectors", json_strings((char *const *)selectors, n_sel));
         json_object_set_new(root, "dnsbl", json_strings((char *const *)d.dnsbl, d.n_dnsbl));
-        json_object_set_new(root, "status",
-                            json_stringn_z(problems || temporary ? "fail"
-                                           : warnings            ? "warn"
-                                                                 : "ok"));
-        json_object_set_new(root, "exit_code", json_integer(rc));
-        json_object_set_new(root, "problems", json_integer((json_int_t)problems));
-        json_object_set_new(root, "warnings", json_integer((json_int_t)warnings));
-        json_object_set_new(root, "checks", items_json(&r));
+        json_verdict(root, &r, rc, problems, warnings, temporary);
         emit_json(root);
     } else {
         print_items(&r);

@@ -224,8 +224,20 @@ bool sk_http_req_work(sk_http *h, sk_http_req *r, sk_http_work *w, sk_http_work_
                       sk_http_work_done_fn done)
 {
     if (sk_http_work_submit(h->pool, w, run, done)) return true;
-    sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
+    sk_http_reply_stopping(h, r);
     return false;
+}
+
+void sk_http_reply_stopping(sk_http *h, sk_http_req *r)
+{
+    sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
+}
+
+bool sk_http_work_stopped(sk_http *h, sk_http_req *r, const sk_http_work *w)
+{
+    if (!w->cancelled) return false;
+    sk_http_reply_stopping(h, r);
+    return true;
 }
 
 const sk_logger *sk_http_log(const sk_http *h)

@@ -80,6 +80,17 @@ static void track_received(sk_http *h, const char *id, const char *message_id,
         sk_log(sk_http_log(h), SK_LOG_ERR, "%s http track-failed error=\"%s\"", id, err.text);
 }
 
+/* Nothing of the request was queued: the spool's failure, to try again. */
+static void reply_not_queued(sk_http *h, sk_http_req *r, sk_err e)
+{
+    if (e == SK_ERR_NOSPACE)
+        sk_http_reply_retry(h, r, 503, SK_HTTP_RETRY_AFTER_S, "insufficient_storage",
+                            "the spool's disk is full; nothing was queued");
+    else
+        sk_http_reply_retry(h, r, 503, SK_HTTP_RETRY_AFTER_S, "spool_error",
+                            "the message could not be stored; nothing was queued");
+}
+
 /* Every message of the request is committed or failed: 202 with the IDs,
  * or, when one failed, what was committed of the request is deleted again
  * (nothing half-queued) and the answer says why. */
@@ -104,12 +115,7 @@ static void send_answer(send_state *s)
                 sk_log(sk_http_log(h), SK_LOG_INFO, "%s http undone reason=batch-failed",
                        s->ids[i]);
         }
-        if (bad == SK_ERR_NOSPACE)
-            sk_http_reply_retry(h, r, 503, SK_HTTP_RETRY_AFTER_S, "insufficient_storage",
-                                "the spool's disk is full; nothing was queued");
-        else
-            sk_http_reply_retry(h, r, 503, SK_HTTP_RETRY_AFTER_S, "spool_error",
-                                "the message could not be stored; nothing was queued");
+        reply_not_queued(h, r, bad);
         return;
     }
     json_t *msgs = json_array();
@@ -243,12 +249,7 @@ static void send_messages(sk_http *h, sk_http_req *r, sk_http_body_kind kind)
         sk_free(ms);
         sk_log(sk_http_log(h), SK_LOG_ERR, "- http spool-error step=begin error=\"%s\"",
                err.text[0] ? err.text : sk_strerror(e));
-        if (e == SK_ERR_NOSPACE)
-            sk_http_reply_retry(h, r, 503, SK_HTTP_RETRY_AFTER_S, "insufficient_storage",
-                                "the spool's disk is full; nothing was queued");
-        else
-            sk_http_reply_retry(h, r, 503, SK_HTTP_RETRY_AFTER_S, "spool_error",
-                                "the message could not be stored; nothing was queued");
+        reply_not_queued(h, r, e);
         return;
     }
     /* 202 only once every message is durable: the commits answer. */
@@ -551,10 +552,7 @@ static void track_query_done(sk_http_work *w)
     track_query *q = (track_query *)w;
     sk_http *h = q->h;
     sk_http_req *r = q->r;
-    if (w->cancelled) {
-        sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
-        return;
-    }
+    if (sk_http_work_stopped(h, r, w)) return;
     bool by_address = q->op != Q_MESSAGE && q->op != Q_STATS && q->op != Q_SUPPRESS_LIST;
     if (q->e == SK_ERR_NOT_FOUND && q->op == Q_MESSAGE) {
         sk_http_reply_error(h, r, 404, "not_found", "id", "no message with this ID");

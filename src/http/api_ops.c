@@ -161,10 +161,7 @@ static void webhooks_read_done(sk_http_work *w)
     webhook_op *o = (webhook_op *)w;
     sk_http *h = o->h;
     sk_http_req *r = o->r;
-    if (w->cancelled) {
-        sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
-        return;
-    }
+    if (sk_http_work_stopped(h, r, w)) return;
     json_t *arr = o->e ? NULL : json_array();
     for (size_t i = 0; arr && i < o->n; i++) {
         if (o->want_id[0]) {
@@ -421,10 +418,7 @@ static void events_done(sk_http_work *w)
     events_query *q = (events_query *)w;
     sk_http *h = q->h;
     sk_http_req *r = q->r;
-    if (w->cancelled) {
-        sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
-        return;
-    }
+    if (sk_http_work_stopped(h, r, w)) return;
     if (q->e) {
         sk_http_reply_error(h, r, 500, "internal", NULL, "%s",
                             q->err.text[0] ? q->err.text : sk_strerror(q->e));

@@ -140,6 +140,12 @@ bool sk_http_track_sync(sk_http *h);
  * answered 503 and false returned (done is not called). */
 bool sk_http_req_work(sk_http *h, sk_http_req *r, sk_http_work *w, sk_http_work_run_fn run,
                       sk_http_work_done_fn done);
+/* Answer r 503 "the server is stopping": the pool took no job, or did not
+ * run the one it took. */
+void sk_http_reply_stopping(sk_http *h, sk_http_req *r);
+/* In a job's done: true when it did not run (the server is stopping), r
+ * being answered so; the done returns at once. */
+bool sk_http_work_stopped(sk_http *h, sk_http_req *r, const sk_http_work *w);
 
 /* ---- The routes beyond sending (api_ops.c) ---- */
 void sk_http_get_metrics(sk_http *h, sk_http_req *r);

@@ -92,7 +92,7 @@ static void lookup_done(sk_http_work *w)
     }
     if (w->cancelled || sk_http_pool_stopping(h->pool)) {
         r->idem_claim = false;
-        sk_http_reply_retry(h, r, 503, 1, "unavailable", "the server is stopping");
+        sk_http_reply_stopping(h, r);
         return;
     }
     if (r->idem_err == SK_OK) {

@@ -1,6 +1,7 @@
 /* The two TXT records: _mta-sts (RFC 8461 3.1) and _smtp._tls (RFC 8460
  * 3). Both are a version followed by name=value fields separated by
- * *WSP ";" *WSP, read here by one cursor with a value reader per field. */
+ * *WSP ";" *WSP, one of them required, read here by one cursor; each
+ * record brings only the reader of its required field's value. */
 #include "mtasts_int.h"
 
 #include <string.h>
@@ -11,10 +12,19 @@
 /* How much of an offending field a reason quotes. */
 #define QUOTE_OCTETS 40
 
-/* A field's value is read by one of these from txt[*i]; it leaves *i just
- * after the value. */
-typedef sk_err (*value_fn)(void *ctx, const char *name, size_t name_len, const char *txt,
-                           size_t len, size_t *i, char *why, size_t why_size);
+/* The value of a record's own field is read by one of these from txt[*i];
+ * it leaves *i just after the value. */
+typedef sk_err (*value_fn)(void *ctx, const char *txt, size_t len, size_t *i, char *why,
+                           size_t why_size);
+
+/* What tells the two records apart: the version they begin with, the one
+ * field each requires (given once), and the reader of its value. Other
+ * fields are extensions, checked and counted. */
+typedef struct record_kind {
+    const char *version;
+    const char *field;
+    value_fn read;
+} record_kind;
 
 static int begins_with_version(const char *txt, size_t len, const char *version)
 {
@@ -38,39 +48,6 @@ int sk_tlsrpt_is_record(const char *txt, size_t len)
 static int name_char(unsigned char c)
 {
     return mts_is_alpha(c) || mts_is_digit(c) || c == '_' || c == '-' || c == '.';
-}
-
-/* version 1*(delim field) [delim], delim = *WSP ";" *WSP. */
-static sk_err parse_fields(const char *txt, size_t len, const char *version, value_fn fn, void *ctx,
-                           char *why, size_t why_size)
-{
-    char q[QUOTE_OCTETS + 4];
-    size_t vl = strlen(version);
-    if (len < vl || memcmp(txt, version, vl))
-        return sk_syntax_why(why, why_size, "does not begin with %s", version);
-    size_t i = vl, fields = 0;
-    for (;;) {
-        if (i == len) break;
-        size_t j = i;
-        while (j < len && mts_is_wsp((unsigned char)txt[j])) j++;
-        if (j == len || txt[j] != ';')
-            return sk_syntax_why(why, why_size, "expected ';' before \"%s\"",
-                                 mts_quote(txt + j, len - j, q, QUOTE_OCTETS));
-        j++;
-        while (j < len && mts_is_wsp((unsigned char)txt[j])) j++;
-        if (j == len) break; /* a final delimiter */
-        size_t k = j;
-        while (k < len && name_char((unsigned char)txt[k])) k++;
-        if (k == len || txt[k] != '=' || !mts_ext_name_valid(txt + j, k - j))
-            return sk_syntax_why(why, why_size, "\"%s\" is not a field (name=value)",
-                                 mts_quote(txt + j, len - j, q, QUOTE_OCTETS));
-        i = k + 1;
-        sk_err e = fn(ctx, txt + j, k - j, txt, len, &i, why, why_size);
-        if (e) return e;
-        fields++;
-    }
-    if (fields == 0) return sk_syntax_why(why, why_size, "no field after %s", version);
-    return SK_OK;
 }
 
 static int name_is(const char *name, size_t n, const char *want)
@@ -103,24 +80,67 @@ static sk_err ext_value(const char *name, size_t name_len, const char *txt, size
     return SK_OK;
 }
 
-/* ---- _mta-sts ---- */
-
-typedef struct sts_ctx {
-    sk_mtasts_record *rec;
-    int have_id;
-} sts_ctx;
-
-static sk_err sts_field(void *ctx, const char *name, size_t name_len, const char *txt, size_t len,
-                        size_t *i, char *why, size_t why_size)
+/* A field of the record: its own (once), a second v=, or an extension. */
+static sk_err field(const record_kind *kind, void *ctx, unsigned *extensions, int *have,
+                    const char *name, size_t name_len, const char *txt, size_t len, size_t *i,
+                    char *why, size_t why_size)
 {
-    sts_ctx *c = ctx;
-    char q[QUOTE_OCTETS + 4];
     if (name_is(name, name_len, "v")) return sk_syntax_why(why, why_size, "v= is given twice");
-    if (!name_is(name, name_len, "id")) {
-        c->rec->extensions++;
+    if (!name_is(name, name_len, kind->field)) {
+        (*extensions)++;
         return ext_value(name, name_len, txt, len, i, why, why_size);
     }
-    if (c->have_id) return sk_syntax_why(why, why_size, "id= is given twice");
+    if (*have) return sk_syntax_why(why, why_size, "%s= is given twice", kind->field);
+    *have = 1;
+    return kind->read(ctx, txt, len, i, why, why_size);
+}
+
+/* version 1*(delim field) [delim], delim = *WSP ";" *WSP, with the kind's
+ * own field required. */
+static sk_err parse_record(const char *txt, size_t len, const record_kind *kind, void *ctx,
+                           unsigned *extensions, char *why, size_t why_size)
+{
+    char q[QUOTE_OCTETS + 4];
+    if (why && why_size) why[0] = '\0';
+    if (!txt) return sk_syntax_why(why, why_size, "no record");
+    const char *version = kind->version;
+    size_t vl = strlen(version);
+    if (len < vl || memcmp(txt, version, vl))
+        return sk_syntax_why(why, why_size, "does not begin with %s", version);
+    size_t i = vl, fields = 0;
+    int have = 0;
+    for (;;) {
+        if (i == len) break;
+        size_t j = i;
+        while (j < len && mts_is_wsp((unsigned char)txt[j])) j++;
+        if (j == len || txt[j] != ';')
+            return sk_syntax_why(why, why_size, "expected ';' before \"%s\"",
+                                 mts_quote(txt + j, len - j, q, QUOTE_OCTETS));
+        j++;
+        while (j < len && mts_is_wsp((unsigned char)txt[j])) j++;
+        if (j == len) break; /* a final delimiter */
+        size_t k = j;
+        while (k < len && name_char((unsigned char)txt[k])) k++;
+        if (k == len || txt[k] != '=' || !mts_ext_name_valid(txt + j, k - j))
+            return sk_syntax_why(why, why_size, "\"%s\" is not a field (name=value)",
+                                 mts_quote(txt + j, len - j, q, QUOTE_OCTETS));
+        i = k + 1;
+        sk_err e = field(kind, ctx, extensions, &have, txt + j, k - j, txt, len, &i, why, why_size);
+        if (e) return e;
+        fields++;
+    }
+    if (fields == 0) return sk_syntax_why(why, why_size, "no field after %s", version);
+    if (!have) return sk_syntax_why(why, why_size, "the required %s= is missing", kind->field);
+    return SK_OK;
+}
+
+/* ---- _mta-sts ---- */
+
+/* id = 1*32(ALPHA / DIGIT) */
+static sk_err sts_id(void *ctx, const char *txt, size_t len, size_t *i, char *why, size_t why_size)
+{
+    sk_mtasts_record *rec = ctx;
+    char q[QUOTE_OCTETS + 4];
     size_t s = *i;
     while (*i < len &&
            (mts_is_alpha((unsigned char)txt[*i]) || mts_is_digit((unsigned char)txt[*i])))
@@ -133,21 +153,18 @@ static sk_err sts_field(void *ctx, const char *name, size_t name_len, const char
     if (n > SK_MTASTS_ID_MAX_OCTETS)
         return sk_syntax_why(why, why_size, "id= is %zu characters long; at most %d are allowed", n,
                              SK_MTASTS_ID_MAX_OCTETS);
-    memcpy(c->rec->id, txt + s, n);
-    c->rec->id[n] = '\0';
-    c->have_id = 1;
+    memcpy(rec->id, txt + s, n);
+    rec->id[n] = '\0';
     return SK_OK;
 }
+
+static const record_kind mtasts_kind = {MTASTS_VERSION, "id", sts_id};
 
 sk_err sk_mtasts_record_parse(const char *txt, size_t len, sk_mtasts_record *out, char *why,
                               size_t why_size)
 {
     memset(out, 0, sizeof *out);
-    if (why && why_size) why[0] = '\0';
-    if (!txt) return sk_syntax_why(why, why_size, "no record");
-    sts_ctx c = {.rec = out};
-    sk_err e = parse_fields(txt, len, MTASTS_VERSION, sts_field, &c, why, why_size);
-    if (!e && !c.have_id) e = sk_syntax_why(why, why_size, "the required id= is missing");
+    sk_err e = parse_record(txt, len, &mtasts_kind, out, &out->extensions, why, why_size);
     if (e) memset(out, 0, sizeof *out);
     return e;
 }
@@ -201,23 +218,10 @@ static sk_err check_uri(const char *u, size_t n, sk_tlsrpt_scheme *scheme, char 
     return SK_OK;
 }
 
-typedef struct rpt_ctx {
-    sk_tlsrpt_record *rec;
-    int have_rua;
-} rpt_ctx;
-
-static sk_err rpt_field(void *ctx, const char *name, size_t name_len, const char *txt, size_t len,
-                        size_t *i, char *why, size_t why_size)
+static sk_err rpt_rua(void *ctx, const char *txt, size_t len, size_t *i, char *why, size_t why_size)
 {
-    rpt_ctx *c = ctx;
+    sk_tlsrpt_record *rec = ctx;
     char q[QUOTE_OCTETS + 4];
-    if (name_is(name, name_len, "v")) return sk_syntax_why(why, why_size, "v= is given twice");
-    if (!name_is(name, name_len, "rua")) {
-        c->rec->extensions++;
-        return ext_value(name, name_len, txt, len, i, why, why_size);
-    }
-    if (c->have_rua) return sk_syntax_why(why, why_size, "rua= is given twice");
-    c->have_rua = 1;
     /* tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri) */
     for (;;) {
         size_t s = *i;
@@ -230,13 +234,13 @@ static sk_err rpt_field(void *ctx, const char *name, size_t name_len, const char
         sk_tlsrpt_scheme scheme = SK_TLSRPT_OTHER;
         sk_err e = check_uri(txt + s, *i - s, &scheme, why, why_size);
         if (e) return e;
-        if (c->rec->n_rua == SK_TLSRPT_URIS_MAX)
+        if (rec->n_rua == SK_TLSRPT_URIS_MAX)
             return sk_syntax_why(why, why_size, "rua: more than %d URIs", SK_TLSRPT_URIS_MAX);
-        sk_tlsrpt_uri *u = &c->rec->rua[c->rec->n_rua];
+        sk_tlsrpt_uri *u = &rec->rua[rec->n_rua];
         u->uri = sk_strndup(txt + s, *i - s);
         if (!u->uri) return SK_ERR_NOMEM;
         u->scheme = scheme;
-        c->rec->n_rua++;
+        rec->n_rua++;
         size_t j = *i;
         while (j < len && mts_is_wsp((unsigned char)txt[j])) j++;
         if (j == len || txt[j] != ',') return SK_OK; /* *i stays before the white space */
@@ -245,6 +249,8 @@ static sk_err rpt_field(void *ctx, const char *name, size_t name_len, const char
         *i = j;
     }
 }
+
+static const record_kind tlsrpt_kind = {TLSRPT_VERSION, "rua", rpt_rua};
 
 void sk_tlsrpt_record_clear(sk_tlsrpt_record *r)
 {
@@ -257,11 +263,7 @@ sk_err sk_tlsrpt_record_parse(const char *txt, size_t len, sk_tlsrpt_record *out
                               size_t why_size)
 {
     memset(out, 0, sizeof *out);
-    if (why && why_size) why[0] = '\0';
-    if (!txt) return sk_syntax_why(why, why_size, "no record");
-    rpt_ctx c = {.rec = out};
-    sk_err e = parse_fields(txt, len, TLSRPT_VERSION, rpt_field, &c, why, why_size);
-    if (!e && !c.have_rua) e = sk_syntax_why(why, why_size, "the required rua= is missing");
+    sk_err e = parse_record(txt, len, &tlsrpt_kind, out, &out->extensions, why, why_size);
     if (e) sk_tlsrpt_record_clear(out);
     return e;
 }

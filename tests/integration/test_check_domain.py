@@ -347,6 +347,18 @@ def main():
                and "         retry   try again later" in r.stdout,
                "servfail: exit %d\n%s" % (r.returncode, r.stdout))
         dns.load(ZONE)
+        # Likewise each TXT lookup of a check (the SPF record, a DKIM key, MTA-STS, TLS-RPT).
+        for name, what in [("clean.test", "SPF"), ("s1._domainkey.clean.test", "DKIM key"),
+                           ("_mta-sts.clean.test", "MTA-STS"),
+                           ("_smtp._tls.clean.test", "TLS-RPT")]:
+            dns.load(dict(ZONE, **{name: {"SERVFAIL": True}}))
+            r = check(dns, "clean.test", "--json")
+            items = [c for c in json.loads(r.stdout)["checks"]
+                     if c["temporary"] and c["detail"].startswith(
+                         "%s: the DNS lookup of TXT %s failed" % (what, name))]
+            expect(r.returncode == 75 and len(items) == 1,
+                   "servfail %s: exit %d\n%s" % (name, r.returncode, r.stdout))
+        dns.load(ZONE)
 
         # No real block list was asked (every --ip run named test zones).
         asked = [q for q, _ in dns.queries() if "spamhaus" in q or "spamcop" in q]

@@ -142,6 +142,27 @@ for cmd, (others, typo, near, valued) in COMMANDS.items():
                and lines[1] == "(see 'smtpkit %s --help')" % cmd,
                "an option without its value: " + describe(args, r))
 
+# dkim and arc ask for the domain and selector of a signature in the same words.
+SELECTOR_WORDS = "letters, digits, '-' and '_' in labels separated by dots"
+NAME_CASES = [
+    (["dkim", "keygen", "--selector", "s", "--out", "k"], "keygen needs --domain"),
+    (["dkim", "keygen", "--domain", "example.org", "--out", "k"], "keygen needs --selector"),
+    (["dkim", "sign", "--key", "k", "--domain", "a b", "--selector", "s"],
+     "--domain 'a b' is not a domain name"),
+    (["dkim", "sign", "--key", "k", "--domain", "example.org", "--selector", "a b"],
+     "--selector 'a b': " + SELECTOR_WORDS),
+    (["arc", "seal", "--key", "k", "--selector", "s"], "seal needs --domain"),
+    (["arc", "seal", "--key", "k", "--domain", "example.org"], "seal needs --selector"),
+    (["arc", "seal", "--key", "k", "--domain", "a b", "--selector", "s"],
+     "--domain 'a b' is not a domain name"),
+    (["arc", "seal", "--key", "k", "--domain", "example.org", "--selector", "a b"],
+     "--selector 'a b': " + SELECTOR_WORDS),
+]
+for args, why in NAME_CASES:
+    r = run(*args)
+    expect(r.returncode == 64 and r.stderr == "smtpkit %s: %s\n(see 'smtpkit %s --help')\n"
+           % (args[0], why, args[0]), "domain and selector: " + describe(args, r))
+
 # serve: config-file lines it does not understand stop it with exit 78.
 CONFIG_CASES = [
     ("[main]\nhold = yes\n", ":1: sections are not used ([main])"),

@@ -279,12 +279,10 @@ int cmd_arc(int argc, char **argv)
     const char *key = NULL, *domain = NULL, *selector = NULL, *authserv_id = NULL, *ar = NULL,
                *cv = NULL, *dns_server = NULL, *remote_ip = NULL;
     int json = 0;
-    /* --help wins wherever it is, before anything else is looked at. */
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return EX_OK;
-        }
+    if (cli_help_asked(argc, argv)) {
+        usage(stdout);
+        return EX_OK;
+    }
     int opt, rc = EX_OK;
     opterr = 0;
     optind = 1;
@@ -317,11 +315,8 @@ int cmd_arc(int argc, char **argv)
         case 'j':
             json = 1;
             break;
-        case ':':
-            rc = cli_usage_error("arc", "option '%s' needs a value", argv[optind - 1]);
-            break;
         default:
-            rc = cli_unknown_long_option("arc", argv[optind - 1], longopts);
+            rc = cli_getopt_error("arc", opt, argv, longopts);
         }
     }
     const char *action = rc == EX_OK && optind < argc ? argv[optind++] : NULL;
@@ -356,19 +351,11 @@ int cmd_arc(int argc, char **argv)
         if (belongs[i].given && !ok)
             rc = cli_usage_error("arc", "%s does not go with %s", belongs[i].name, action);
     }
+    if (rc == EX_OK && is_seal && (!key || !*key))
+        rc = cli_usage_error("arc", "seal needs --key FILE");
+    if (rc == EX_OK && is_seal) rc = cli_dkim_names("arc", action, domain, selector);
     if (rc == EX_OK && is_seal) {
-        if (!key || !*key)
-            rc = cli_usage_error("arc", "seal needs --key FILE");
-        else if (!domain || !sk_dkim_name_valid(domain))
-            rc = domain ? cli_usage_error("arc", "--domain '%s' is not a domain name", domain)
-                        : cli_usage_error("arc", "seal needs --domain");
-        else if (!selector || !sk_dkim_name_valid(selector))
-            rc = selector ? cli_usage_error("arc",
-                                            "--selector '%s': letters, digits, '-' and '_' in "
-                                            "labels separated by dots",
-                                            selector)
-                          : cli_usage_error("arc", "seal needs --selector");
-        else if (!authserv_id || !*authserv_id)
+        if (!authserv_id || !*authserv_id)
             rc = cli_usage_error("arc", "seal needs --authserv-id ID (this host's name)");
         else if (!ar || !*ar)
             rc = cli_usage_error("arc", "seal needs --ar RESULTS (e.g. 'dkim=pass "

@@ -302,6 +302,19 @@ static void dns(run *r, const char *name, sk_dns_type type, answer *a)
     if (e == SK_ERR_NOMEM) out_of_memory();
 }
 
+/* The TXT records at NAME for the check CHECK (WHAT names them for people).
+ * When the lookup failed for now, a is freed and the temporary item added is
+ * returned: the check ends there. NULL when there is an answer. */
+static item *txt_or_temporary(run *r, const char *name, const char *check, const char *what,
+                              answer *a)
+{
+    dns(r, name, SK_DNS_TXT, a);
+    if (a->status != SK_DNS_TEMPFAIL) return NULL;
+    item *it = add_temporary(r, check, what, name, "TXT");
+    answer_free(a);
+    return it;
+}
+
 /* The addresses (A, then AAAA) of a name; status the better of the two. */
 typedef struct addrs {
     sk_dns_status status;
@@ -568,12 +581,7 @@ static void check_spf(domain_run *d)
 {
     run *r = d->r;
     answer a;
-    dns(r, d->domain, SK_DNS_TXT, &a);
-    if (a.status == SK_DNS_TEMPFAIL) {
-        add_temporary(r, "spf", "SPF", d->domain, "TXT");
-        answer_free(&a);
-        return;
-    }
+    if (txt_or_temporary(r, d->domain, "spf", "SPF", &a)) return;
     size_t found = 0, which = 0;
     for (size_t i = 0; i < a.n; i++)
         if (sk_spf_is_record(a.v[i], a.len[i])) {
@@ -790,12 +798,9 @@ static void check_dkim_selector(domain_run *d, const char *sel)
     char name[SK_SMTP_DOMAIN_MAX_OCTETS * 2 + 16];
     snprintf(name, sizeof name, "%s._domainkey.%s", sel, d->domain);
     answer a;
-    dns(r, name, SK_DNS_TXT, &a);
-    item *it;
-    if (a.status == SK_DNS_TEMPFAIL) {
-        it = add_temporary(r, "dkim", "DKIM key", name, "TXT");
+    item *it = txt_or_temporary(r, name, "dkim", "DKIM key", &a);
+    if (it) {
         jset(it, "selector", jstr(sel));
-        answer_free(&a);
         return;
     }
     if (a.n == 0) {
@@ -1125,13 +1130,8 @@ static void check_mtasts(domain_run *d)
     char name[SK_SMTP_DOMAIN_MAX_OCTETS + 16];
     snprintf(name, sizeof name, "_mta-sts.%s", d->domain);
     answer a;
-    dns(r, name, SK_DNS_TXT, &a);
+    if (txt_or_temporary(r, name, "mta-sts", "MTA-STS", &a)) return;
     item *it;
-    if (a.status == SK_DNS_TEMPFAIL) {
-        add_temporary(r, "mta-sts", "MTA-STS", name, "TXT");
-        answer_free(&a);
-        return;
-    }
     size_t found = 0, which = 0, lookalike = 0;
     for (size_t i = 0; i < a.n; i++) {
         if (sk_mtasts_is_record(a.v[i], a.len[i])) {
@@ -1327,13 +1327,8 @@ static void check_tlsrpt(domain_run *d, int have_mtasts)
     char name[SK_SMTP_DOMAIN_MAX_OCTETS + 16];
     snprintf(name, sizeof name, "_smtp._tls.%s", d->domain);
     answer a;
-    dns(r, name, SK_DNS_TXT, &a);
+    if (txt_or_temporary(r, name, "tls-rpt", "TLS-RPT", &a)) return;
     item *it;
-    if (a.status == SK_DNS_TEMPFAIL) {
-        add_temporary(r, "tls-rpt", "TLS-RPT", name, "TXT");
-        answer_free(&a);
-        return;
-    }
     size_t found = 0, which = 0;
     for (size_t i = 0; i < a.n; i++)
         if (sk_tlsrpt_is_record(a.v[i], a.len[i])) {
@@ -1948,6 +1943,21 @@ static json_t *items_json(const run *r)
     return a;
 }
 
+/* The run's verdict in the --json output: status, exit code, counts, and
+ * every check. */
+static void json_verdict(json_t *root, const run *r, int rc, size_t problems, size_t warnings,
+                         size_t temporary)
+{
+    json_object_set_new(root, "status",
+                        json_stringn_z(problems || temporary ? "fail"
+                                       : warnings            ? "warn"
+                                                             : "ok"));
+    json_object_set_new(root, "exit_code", json_integer(rc));
+    json_object_set_new(root, "problems", json_integer((json_int_t)problems));
+    json_object_set_new(root, "warnings", json_integer((json_int_t)warnings));
+    json_object_set_new(root, "checks", items_json(r));
+}
+
 static void emit_json(json_t *root)
 {
     if (json_dumpf(root, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER)) out_of_memory();
@@ -2154,11 +2164,8 @@ int cmd_check(int argc, char **argv)
         case 'j':
             json = 1;
             break;
-        case ':':
-            rc = cli_usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
-            break;
         default:
-            rc = cli_unknown_long_option(cmd, argv[optind - 1], longopts);
+            rc = cli_getopt_error(cmd, opt, argv, longopts);
             break;
         }
         if (rc) goto out;
@@ -2240,14 +2247,7 @@ int cmd_check(int argc, char **argv)
             json_object_set_new(root, "helo", jstr(helo));
             json_object_set_new(root, "mail_from", jstr(mail_from));
             json_object_set_new(root, "authserv_id", jstr(authserv_id));
-            json_object_set_new(root, "status",
-                                json_stringn_z(problems || temporary ? "fail"
-                                               : warnings            ? "warn"
-                                                                     : "ok"));
-            json_object_set_new(root, "exit_code", json_integer(rc));
-            json_object_set_new(root, "problems", json_integer((json_int_t)problems));
-            json_object_set_new(root, "warnings", json_integer((json_int_t)warnings));
-            json_object_set_new(root, "checks", items_json(&r));
+            json_verdict(root, &r, rc, problems, warnings, temporary);
             json_object_set_new(root, "authentication_results",
                                 header.len ? jtext(header.data) : json_null());
             emit_json(root);
@@ -2319,14 +2319,7 @@ int cmd_check(int argc, char **argv)
         json_object_set_new(root, "ip", ip ? jstr(ip) : json_null());
         json_object_set_new(root, "selectors", json_strings((char *const *)selectors, n_sel));
         json_object_set_new(root, "dnsbl", json_strings((char *const *)d.dnsbl, d.n_dnsbl));
-        json_object_set_new(root, "status",
-                            json_stringn_z(problems || temporary ? "fail"
-                                           : warnings            ? "warn"
-                                                                 : "ok"));
-        json_object_set_new(root, "exit_code", json_integer(rc));
-        json_object_set_new(root, "problems", json_integer((json_int_t)problems));
-        json_object_set_new(root, "warnings", json_integer((json_int_t)warnings));
-        json_object_set_new(root, "checks", items_json(&r));
+        json_verdict(root, &r, rc, problems, warnings, temporary);
         emit_json(root);
     } else {
         print_items(&r);

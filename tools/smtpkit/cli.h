@@ -53,6 +53,15 @@ extern const sk_option_names cli_option_names;
 /* The same from a getopt_long table (names are the table's long options). */
 struct option;
 int cli_unknown_long_option(const char *cmd, const char *arg, const struct option *opts);
+/* What getopt_long's ':' (a value missing) or '?' (an unknown option) says
+ * for the option just read, argv[optind - 1]. Returns EX_USAGE. */
+int cli_getopt_error(const char *cmd, int opt, char **argv, const struct option *opts);
+/* Whether -h or --help stands anywhere in the arguments: it wins before any
+ * other argument is looked at. */
+int cli_help_asked(int argc, char **argv);
+/* The --domain and --selector of a DKIM or ARC signature that ACTION of CMD
+ * needs: EX_OK, or EX_USAGE with a message naming the argument. */
+int cli_dkim_names(const char *cmd, const char *action, const char *domain, const char *selector);
 
 /* The data directory of the operator commands (queue, track, stats,
  * suppress) and of serve, chosen in one order, first found wins:

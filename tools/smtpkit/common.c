@@ -111,6 +111,33 @@ int cli_unknown_long_option(const char *cmd, const char *arg, const struct optio
     return cli_unknown_option(cmd, arg, names);
 }
 
+int cli_getopt_error(const char *cmd, int opt, char **argv, const struct option *opts)
+{
+    if (opt == ':') return cli_usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+    return cli_unknown_long_option(cmd, argv[optind - 1], opts);
+}
+
+int cli_help_asked(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
+int cli_dkim_names(const char *cmd, const char *action, const char *domain, const char *selector)
+{
+    if (!domain || !*domain) return cli_usage_error(cmd, "%s needs --domain", action);
+    if (!selector || !*selector) return cli_usage_error(cmd, "%s needs --selector", action);
+    if (!sk_dkim_name_valid(domain))
+        return cli_usage_error(cmd, "--domain '%s' is not a domain name", domain);
+    if (!sk_dkim_name_valid(selector))
+        return cli_usage_error(cmd,
+                               "--selector '%s': letters, digits, '-' and '_' in labels "
+                               "separated by dots",
+                               selector);
+    return EX_OK;
+}
+
 /* The data-dir key of a config file, or NULL when the file has none. */
 static int config_data_dir(const char *cmd, const char *path, char **out)
 {

@@ -365,12 +365,10 @@ int cmd_dkim(int argc, char **argv)
     sign_spec more[DKIM_CLI_SIGNATURES_MAX];
     char *more_store[DKIM_CLI_SIGNATURES_MAX] = {0};
     size_t nmore = 0;
-    /* --help wins wherever it is, before anything else is looked at. */
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return EX_OK;
-        }
+    if (cli_help_asked(argc, argv)) {
+        usage(stdout);
+        return EX_OK;
+    }
     int opt, rc = EX_OK;
     opterr = 0;
     optind = 1;
@@ -432,11 +430,8 @@ int cmd_dkim(int argc, char **argv)
             more[nmore++] = (sign_spec){c, s1 + 1, s2 + 1};
             break;
         }
-        case ':':
-            rc = cli_usage_error("dkim", "option '%s' needs a value", argv[optind - 1]);
-            break;
         default:
-            rc = cli_unknown_long_option("dkim", argv[optind - 1], longopts);
+            rc = cli_getopt_error("dkim", opt, argv, longopts);
         }
     }
     const char *action = rc == EX_OK && optind < argc ? argv[optind++] : NULL;
@@ -481,19 +476,8 @@ int cmd_dkim(int argc, char **argv)
     sk_dkim_key_type type = SK_DKIM_KEY_RSA;
     if (rc == EX_OK && type_arg && sk_dkim_key_type_parse(type_arg, &type))
         rc = cli_usage_error("dkim", "--type '%s': rsa or ed25519", type_arg);
-    if (rc == EX_OK && (is_keygen || (is_sign && (key || domain || selector)))) {
-        if (!domain || !*domain)
-            rc = cli_usage_error("dkim", "%s needs --domain", action);
-        else if (!selector || !*selector)
-            rc = cli_usage_error("dkim", "%s needs --selector", action);
-        else if (!sk_dkim_name_valid(domain))
-            rc = cli_usage_error("dkim", "--domain '%s' is not a domain name", domain);
-        else if (!sk_dkim_name_valid(selector))
-            rc = cli_usage_error("dkim",
-                                 "--selector '%s': letters, digits, '-' and '_' in labels "
-                                 "separated by dots",
-                                 selector);
-    }
+    if (rc == EX_OK && (is_keygen || (is_sign && (key || domain || selector))))
+        rc = cli_dkim_names("dkim", action, domain, selector);
     if (rc == EX_OK && is_keygen) {
         unsigned long bits = 0;
         char *end = NULL;

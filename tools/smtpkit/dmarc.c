@@ -220,10 +220,8 @@ int cmd_dmarc(int argc, char **argv)
         case 'h':
             usage(stdout);
             return EX_OK;
-        case ':':
-            return cli_usage_error("dmarc", "option '%s' needs a value", argv[optind - 1]);
         default:
-            return cli_unknown_long_option("dmarc", argv[optind - 1], longopts);
+            return cli_getopt_error("dmarc", opt, argv, longopts);
         }
     }
     if (optind < argc) return cli_usage_error("dmarc", "unexpected argument '%s'", argv[optind]);

@@ -381,10 +381,8 @@ int cmd_probe(int argc, char **argv)
         case 'h':
             usage(stdout);
             return EX_OK;
-        case ':':
-            return cli_usage_error("probe", "option '%s' needs a value", argv[optind - 1]);
         default:
-            return cli_unknown_long_option("probe", argv[optind - 1], longopts);
+            return cli_getopt_error("probe", opt, argv, longopts);
         }
     }
     /* The server as `smtpkit send` names it (--server), or as a word. */

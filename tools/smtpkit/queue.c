@@ -116,37 +116,60 @@ static void print_row(const sk_spool_envelope *env)
     if (env->last_reply) printf("%18s   last reply: %s\n", "", env->last_reply);
 }
 
-static int do_list(const char *data_dir, int json)
+/* The spool at data_dir, read-only: EX_OK, or the exit code with the reason
+ * said. */
+static int spool_open_ro(const char *data_dir, sk_spool **s)
 {
     sk_error err;
-    sk_spool *s = sk_spool_open(data_dir, &(sk_spool_opts){.mode = SK_SPOOL_READONLY}, NULL, &err);
-    if (!s) {
-        cli_warn("queue", "%s", err.text);
-        return cli_exit_code(&err);
+    *s = sk_spool_open(data_dir, &(sk_spool_opts){.mode = SK_SPOOL_READONLY}, NULL, &err);
+    if (*s) return EX_OK;
+    cli_warn("queue", "%s", err.text);
+    return cli_exit_code(&err);
+}
+
+/* The spool, read-only, and the IDs of its messages (sk_spool_ids_free). */
+static int spool_listed(const char *data_dir, sk_spool **s, char ***ids, size_t *n)
+{
+    int rc = spool_open_ro(data_dir, s);
+    if (rc != EX_OK) return rc;
+    sk_error err;
+    if (!sk_spool_list(*s, ids, n, &err)) return EX_OK;
+    cli_warn("queue", "%s", err.text);
+    sk_spool_free(*s);
+    *s = NULL;
+    return cli_exit_code(&err);
+}
+
+/* A listed message, or NULL: one that left the queue while we read is
+ * skipped; one we may not read is said and counted, not silently left out. */
+static sk_spool_envelope *load_listed(sk_spool *s, const char *data_dir, const char *id,
+                                      size_t *unreadable)
+{
+    sk_spool_envelope *env;
+    sk_error err;
+    if (!sk_spool_load(s, id, &env, &err)) return env;
+    if (err.err == SK_ERR_IO) {
+        cli_warn("queue", "%s in %s", err.text, data_dir);
+        (*unreadable)++;
     }
+    return NULL;
+}
+
+static int do_list(const char *data_dir, int json)
+{
+    sk_spool *s;
     char **ids;
     size_t n;
-    if (sk_spool_list(s, &ids, &n, &err)) {
-        cli_warn("queue", "%s", err.text);
-        sk_spool_free(s);
-        return cli_exit_code(&err);
-    }
+    int rc = spool_listed(data_dir, &s, &ids, &n);
+    if (rc != EX_OK) return rc;
     json_t *all = json ? cli_jarr() : NULL;
     if (!json)
         printf("%-16s  %-8s  %8s  %10s  %-20s  %s\n", "ID", "STATE", "ATTEMPTS", "SIZE", "ARRIVAL",
                "SENDER");
     size_t shown = 0, unreadable = 0;
     for (size_t i = 0; i < n; i++) {
-        sk_spool_envelope *env;
-        if (sk_spool_load(s, ids[i], &env, &err)) {
-            /* A message may leave the queue while we read it: skip it. One
-             * we may not read is not silently left out. */
-            if (err.err == SK_ERR_IO) {
-                cli_warn("queue", "%s in %s", err.text, data_dir);
-                unreadable++;
-            }
-            continue;
-        }
+        sk_spool_envelope *env = load_listed(s, data_dir, ids[i], &unreadable);
+        if (!env) continue;
         if (json) {
             cli_jpush(all, env_json(env, NULL));
         } else {
@@ -227,32 +250,17 @@ static int print_summary(const char *text, size_t n, int daemon)
 /* The summary read from the spool's files, when no daemon runs on it. */
 static int summary_from_spool(const char *data_dir, sk_buf *out)
 {
-    sk_error err;
-    sk_spool *s = sk_spool_open(data_dir, &(sk_spool_opts){.mode = SK_SPOOL_READONLY}, NULL, &err);
-    if (!s) {
-        cli_warn("queue", "%s", err.text);
-        return cli_exit_code(&err);
-    }
+    sk_spool *s;
     char **ids;
     size_t n;
-    if (sk_spool_list(s, &ids, &n, &err)) {
-        cli_warn("queue", "%s", err.text);
-        sk_spool_free(s);
-        return cli_exit_code(&err);
-    }
+    int rc = spool_listed(data_dir, &s, &ids, &n);
+    if (rc != EX_OK) return rc;
     sk_queue_summary sum = {0};
     sk_err e = SK_OK;
     size_t unreadable = 0;
     for (size_t i = 0; !e && i < n; i++) {
-        sk_spool_envelope *env;
-        if (sk_spool_load(s, ids[i], &env, &err)) {
-            /* Gone meanwhile: skipped; unreadable: said. */
-            if (err.err == SK_ERR_IO) {
-                cli_warn("queue", "%s in %s", err.text, data_dir);
-                unreadable++;
-            }
-            continue;
-        }
+        sk_spool_envelope *env = load_listed(s, data_dir, ids[i], &unreadable);
+        if (!env) continue;
         e = sk_queue_summary_add(&sum, env, sk_queue_summary_state_of(env->state));
         sk_spool_envelope_free(env);
     }
@@ -336,12 +344,10 @@ static int check_spool(const cli_data_dir *dd)
 
 static int do_show(const char *data_dir, const char *id, int json)
 {
+    sk_spool *s;
+    int rc = spool_open_ro(data_dir, &s);
+    if (rc != EX_OK) return rc;
     sk_error err;
-    sk_spool *s = sk_spool_open(data_dir, &(sk_spool_opts){.mode = SK_SPOOL_READONLY}, NULL, &err);
-    if (!s) {
-        cli_warn("queue", "%s", err.text);
-        return cli_exit_code(&err);
-    }
     sk_spool_envelope *env;
     if (sk_spool_load(s, id, &env, &err)) {
         cli_warn("queue", "%s", err.text);

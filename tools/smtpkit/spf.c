@@ -161,10 +161,8 @@ int cmd_spf(int argc, char **argv)
         case 'h':
             usage(stdout);
             return EX_OK;
-        case ':':
-            return cli_usage_error("spf", "option '%s' needs a value", argv[optind - 1]);
         default:
-            return cli_unknown_long_option("spf", argv[optind - 1], longopts);
+            return cli_getopt_error("spf", opt, argv, longopts);
         }
     }
     if (optind < argc) return cli_usage_error("spf", "unexpected argument '%s'", argv[optind]);

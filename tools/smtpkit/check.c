@@ -89,22 +89,22 @@ static void print_result(size_t problems, size_t warnings, size_t temporary, int
 static json_t *items_json(const run *r)
 {
     json_t *a = json_array();
-    if (!a) out_of_memory();
+    if (!a) ck_out_of_memory();
     for (size_t i = 0; i < r->n; i++) {
         const item *it = &r->items[i];
         json_t *o = json_object();
-        if (!o || json_array_append_new(a, o)) out_of_memory();
-        json_object_set_new(o, "check", json_stringn_z(it->check));
-        json_object_set_new(o, "status", json_stringn_z(verdict_names[it->v]));
-        json_object_set_new(o, "detail", jstr(it->detail));
-        json_object_set_new(o, "fix", jstr(it->fix));
+        if (!o || json_array_append_new(a, o)) ck_out_of_memory();
+        json_object_set_new(o, "check", ck_json_stringn_z(it->check));
+        json_object_set_new(o, "status", ck_json_stringn_z(verdict_names[it->v]));
+        json_object_set_new(o, "detail", ck_jstr(it->detail));
+        json_object_set_new(o, "fix", ck_jstr(it->fix));
         json_object_set_new(o, "temporary", json_boolean(it->temporary));
         json_t *lines = json_array();
         const char *l = sk_buf_cstr(&it->more);
         while (*l) {
             size_t n = strcspn(l, "\n");
-            char *line = printable(l, n);
-            json_array_append_new(lines, json_stringn_z(line));
+            char *line = ck_printable(l, n);
+            json_array_append_new(lines, ck_json_stringn_z(line));
             sk_free(line);
             l += n + (l[n] == '\n');
         }
@@ -120,9 +120,9 @@ static void json_verdict(json_t *root, const run *r, int rc, size_t problems, si
                          size_t temporary)
 {
     json_object_set_new(root, "status",
-                        json_stringn_z(problems || temporary ? "fail"
-                                       : warnings            ? "warn"
-                                                             : "ok"));
+                        ck_json_stringn_z(problems || temporary ? "fail"
+                                          : warnings            ? "warn"
+                                                                : "ok"));
     json_object_set_new(root, "exit_code", json_integer(rc));
     json_object_set_new(root, "problems", json_integer((json_int_t)problems));
     json_object_set_new(root, "warnings", json_integer((json_int_t)warnings));
@@ -131,7 +131,7 @@ static void json_verdict(json_t *root, const run *r, int rc, size_t problems, si
 
 static void emit_json(json_t *root)
 {
-    if (json_dumpf(root, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER)) out_of_memory();
+    if (json_dumpf(root, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER)) ck_out_of_memory();
     putchar('\n');
     json_decref(root);
 }
@@ -288,7 +288,7 @@ int cmd_check(int argc, char **argv)
                 rc = cli_usage_error(cmd, "at most %d --dnsbl", CHECK_DNSBL_MAX);
                 break;
             }
-            zones[n_zones] = xcalloc(SK_SMTP_DOMAIN_MAX_OCTETS + 1, 1);
+            zones[n_zones] = ck_xcalloc(SK_SMTP_DOMAIN_MAX_OCTETS + 1, 1);
             if (sk_dmarc_domain_normalize(optarg, zones[n_zones]) != SK_OK) {
                 sk_free(zones[n_zones]);
                 rc = cli_usage_error(cmd, "--dnsbl '%s' is not a DNS zone", optarg);
@@ -407,20 +407,20 @@ int cmd_check(int argc, char **argv)
         if (!json)
             printf("smtpkit check --message %s: client %s, HELO %s, MAIL FROM <%s>\n", message, ip,
                    helo, mail_from);
-        run_message(&m, &header);
+        ck_run_message(&m, &header);
         size_t problems, warnings, temporary;
         rc = exit_code(&r, &problems, &warnings, &temporary);
         if (json) {
             json_t *root = json_object();
-            if (!root) out_of_memory();
-            json_object_set_new(root, "message", jstr(message));
-            json_object_set_new(root, "ip", jstr(ip));
-            json_object_set_new(root, "helo", jstr(helo));
-            json_object_set_new(root, "mail_from", jstr(mail_from));
-            json_object_set_new(root, "authserv_id", jstr(authserv_id));
+            if (!root) ck_out_of_memory();
+            json_object_set_new(root, "message", ck_jstr(message));
+            json_object_set_new(root, "ip", ck_jstr(ip));
+            json_object_set_new(root, "helo", ck_jstr(helo));
+            json_object_set_new(root, "mail_from", ck_jstr(mail_from));
+            json_object_set_new(root, "authserv_id", ck_jstr(authserv_id));
             json_verdict(root, &r, rc, problems, warnings, temporary);
             json_object_set_new(root, "authentication_results",
-                                header.len ? jtext(header.data) : json_null());
+                                header.len ? ck_jtext(header.data) : json_null());
             emit_json(root);
         } else {
             print_items(&r);
@@ -485,11 +485,11 @@ int cmd_check(int argc, char **argv)
     rc = exit_code(&r, &problems, &warnings, &temporary);
     if (json) {
         json_t *root = json_object();
-        if (!root) out_of_memory();
-        json_object_set_new(root, "domain", jstr(domain));
-        json_object_set_new(root, "ip", ip ? jstr(ip) : json_null());
-        json_object_set_new(root, "selectors", json_strings((char *const *)selectors, n_sel));
-        json_object_set_new(root, "dnsbl", json_strings((char *const *)d.dnsbl, d.n_dnsbl));
+        if (!root) ck_out_of_memory();
+        json_object_set_new(root, "domain", ck_jstr(domain));
+        json_object_set_new(root, "ip", ip ? ck_jstr(ip) : json_null());
+        json_object_set_new(root, "selectors", ck_json_strings((char *const *)selectors, n_sel));
+        json_object_set_new(root, "dnsbl", ck_json_strings((char *const *)d.dnsbl, d.n_dnsbl));
         json_verdict(root, &r, rc, problems, warnings, temporary);
         emit_json(root);
     } else {

@@ -40,63 +40,63 @@ void check_mx(domain_run *d)
 {
     run *r = d->r;
     answer a;
-    dns(r, d->domain, SK_DNS_MX, &a);
+    ck_dns(r, d->domain, SK_DNS_MX, &a);
     if (a.status == SK_DNS_TEMPFAIL) {
-        add_temporary(r, "mx", "MX records", d->domain, "MX");
-        answer_free(&a);
+        ck_add_temporary(r, "mx", "MX records", d->domain, "MX");
+        ck_answer_free(&a);
         return;
     }
     if (a.status == SK_DNS_NXDOMAIN) {
-        item *it = add(r, "mx", V_FAIL, "%s does not exist in DNS (NXDOMAIN)", d->domain);
-        fix(it, "check the spelling; a domain that sends or receives mail must exist in DNS");
-        answer_free(&a);
+        item *it = ck_add(r, "mx", V_FAIL, "%s does not exist in DNS (NXDOMAIN)", d->domain);
+        ck_fix(it, "check the spelling; a domain that sends or receives mail must exist in DNS");
+        ck_answer_free(&a);
         return;
     }
     if (a.n == 0) {
         /* RFC 5321 5.1: without MX records the domain itself is the host. */
         addrs x;
-        lookup_addrs(r, d->domain, &x);
+        ck_lookup_addrs(r, d->domain, &x);
         item *it;
         if (x.status == SK_DNS_TEMPFAIL) {
-            add_temporary(r, "mx", "the implicit MX", d->domain, "A/AAAA");
+            ck_add_temporary(r, "mx", "the implicit MX", d->domain, "A/AAAA");
         } else if (x.n) {
-            it = add(r, "mx", V_WARN,
-                     "%s has no MX record: mail goes to its own address (implicit MX, RFC 5321 "
-                     "5.1)",
-                     d->domain);
-            more(it, "%s", d->domain);
-            for (size_t i = 0; i < x.n; i++) more(it, "  %s", x.ip[i]);
-            fix(it,
-                "publish an MX record naming your mail server (%s. MX 10 mail.%s.); a domain "
-                "that receives no mail publishes a null MX (%s. MX 0 .)",
-                d->domain, d->domain, d->domain);
-            jset(it, "implicit_mx", json_true());
-            jset(it, "addresses", json_strings(x.ip, x.n));
-            d->mx = xcalloc(1, sizeof *d->mx);
-            d->mx[0] = xstrdup(d->domain);
+            it = ck_add(r, "mx", V_WARN,
+                        "%s has no MX record: mail goes to its own address (implicit MX, RFC 5321 "
+                        "5.1)",
+                        d->domain);
+            ck_more(it, "%s", d->domain);
+            for (size_t i = 0; i < x.n; i++) ck_more(it, "  %s", x.ip[i]);
+            ck_fix(it,
+                   "publish an MX record naming your mail server (%s. MX 10 mail.%s.); a domain "
+                   "that receives no mail publishes a null MX (%s. MX 0 .)",
+                   d->domain, d->domain, d->domain);
+            ck_jset(it, "implicit_mx", json_true());
+            ck_jset(it, "addresses", ck_json_strings(x.ip, x.n));
+            d->mx = ck_xcalloc(1, sizeof *d->mx);
+            d->mx[0] = ck_xstrdup(d->domain);
             d->n_mx = 1;
             d->mx_known = 1;
         } else {
-            it = add(r, "mx", V_FAIL,
-                     "%s has no MX record and no address: mail to it cannot be delivered",
-                     d->domain);
-            fix(it,
-                "publish MX records for your mail servers (%s. MX 10 mail.%s.), or a null MX "
-                "(%s. MX 0 .) if %s receives no mail",
-                d->domain, d->domain, d->domain, d->domain);
+            it = ck_add(r, "mx", V_FAIL,
+                        "%s has no MX record and no address: mail to it cannot be delivered",
+                        d->domain);
+            ck_fix(it,
+                   "publish MX records for your mail servers (%s. MX 10 mail.%s.), or a null MX "
+                   "(%s. MX 0 .) if %s receives no mail",
+                   d->domain, d->domain, d->domain, d->domain);
         }
-        addrs_free(&x);
-        answer_free(&a);
+        ck_addrs_free(&x);
+        ck_answer_free(&a);
         return;
     }
-    mx_rec *recs = xcalloc(a.n, sizeof *recs);
-    sk_mx_record *plain = xcalloc(a.n, sizeof *plain);
+    mx_rec *recs = ck_xcalloc(a.n, sizeof *recs);
+    sk_mx_record *plain = ck_xcalloc(a.n, sizeof *plain);
     size_t n = 0;
     for (size_t i = 0; i < a.n; i++) {
         char *sp = strchr(a.v[i], ' ');
         if (!sp) continue;
         recs[n].pref = (unsigned)strtoul(a.v[i], NULL, 10);
-        recs[n].host = xstrdup(sp + 1);
+        recs[n].host = ck_xstrdup(sp + 1);
         for (char *p = recs[n].host; *p; p++)
             if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
         plain[n].preference = recs[n].pref;
@@ -105,18 +105,18 @@ void check_mx(domain_run *d)
     }
     qsort(recs, n, sizeof *recs, mx_cmp);
     if (sk_mx_is_null(plain, n)) {
-        item *it =
-            add(r, "mx", V_OK, "%s receives no mail: it publishes a null MX (RFC 7505)", d->domain);
-        jset(it, "null_mx", json_true());
+        item *it = ck_add(r, "mx", V_OK, "%s receives no mail: it publishes a null MX (RFC 7505)",
+                          d->domain);
+        ck_jset(it, "null_mx", json_true());
         d->null_mx = 1;
         d->mx_known = 1;
         goto out;
     }
     json_t *hosts = json_array();
-    if (!hosts) out_of_memory();
+    if (!hosts) ck_out_of_memory();
     size_t bad = 0, null_among = 0, checked = 0;
     sk_buf lines = SK_BUF_INIT(CHECK_TEXT_MAX_OCTETS);
-    d->mx = xcalloc(n, sizeof *d->mx);
+    d->mx = ck_xcalloc(n, sizeof *d->mx);
     int temp = 0;
     for (size_t i = 0; i < n; i++) {
         const char *h = recs[i].host;
@@ -124,97 +124,98 @@ void check_mx(domain_run *d)
             null_among++;
             continue;
         }
-        d->mx[d->n_mx++] = xstrdup(h);
+        d->mx[d->n_mx++] = ck_xstrdup(h);
         if (checked == SK_DNS_MX_HOSTS_MAX) continue;
         checked++;
         json_t *jh = json_object();
-        if (!jh || json_array_append_new(hosts, jh)) out_of_memory();
-        json_object_set_new(jh, "name", jstr(h));
+        if (!jh || json_array_append_new(hosts, jh)) ck_out_of_memory();
+        json_object_set_new(jh, "name", ck_jstr(h));
         json_object_set_new(jh, "preference", json_integer(recs[i].pref));
         unsigned char tmp[16];
         if (inet_pton(AF_INET, h, tmp) == 1 || inet_pton(AF_INET6, h, tmp) == 1) {
             bad++;
-            must(sk_buf_printf(&lines,
-                               "%u %s: an address, not a host name (RFC 5321 5.1 wants a "
-                               "name)\n",
-                               recs[i].pref, h));
-            json_object_set_new(jh, "problem", jstr("an address, not a host name"));
+            ck_must(sk_buf_printf(&lines,
+                                  "%u %s: an address, not a host name (RFC 5321 5.1 wants a "
+                                  "name)\n",
+                                  recs[i].pref, h));
+            json_object_set_new(jh, "problem", ck_jstr("an address, not a host name"));
             continue;
         }
         addrs x;
-        lookup_addrs(r, h, &x);
-        json_object_set_new(jh, "addresses", json_strings(x.ip, x.n));
+        ck_lookup_addrs(r, h, &x);
+        json_object_set_new(jh, "addresses", ck_json_strings(x.ip, x.n));
         if (x.n) {
-            must(sk_buf_printf(&lines, "%u %s", recs[i].pref, h));
-            for (size_t k = 0; k < x.n; k++) must(sk_buf_printf(&lines, " %s", x.ip[k]));
-            must(sk_buf_putc(&lines, '\n'));
+            ck_must(sk_buf_printf(&lines, "%u %s", recs[i].pref, h));
+            for (size_t k = 0; k < x.n; k++) ck_must(sk_buf_printf(&lines, " %s", x.ip[k]));
+            ck_must(sk_buf_putc(&lines, '\n'));
         } else {
             bad++;
             if (x.status == SK_DNS_TEMPFAIL) temp = 1;
             const char *why = x.status == SK_DNS_TEMPFAIL   ? "its address lookups failed for now"
                               : x.status == SK_DNS_NXDOMAIN ? "the name does not exist"
                                                             : "no A or AAAA record";
-            must(sk_buf_printf(&lines, "%u %s: %s\n", recs[i].pref, h, why));
-            json_object_set_new(jh, "problem", jstr(why));
+            ck_must(sk_buf_printf(&lines, "%u %s: %s\n", recs[i].pref, h, why));
+            json_object_set_new(jh, "problem", ck_jstr(why));
         }
-        addrs_free(&x);
+        ck_addrs_free(&x);
     }
     d->mx_known = 1;
     item *it;
     size_t usable = checked - bad;
     if (null_among) {
-        it = add(r, "mx", V_FAIL, "%s has a null MX (\".\") among other MX records", d->domain);
-        fix(it,
-            "a null MX must be the only MX record (RFC 7505 3): remove it, or remove the "
-            "others if %s receives no mail",
-            d->domain);
+        it = ck_add(r, "mx", V_FAIL, "%s has a null MX (\".\") among other MX records", d->domain);
+        ck_fix(it,
+               "a null MX must be the only MX record (RFC 7505 3): remove it, or remove the "
+               "others if %s receives no mail",
+               d->domain);
     } else if (bad == 0) {
-        it = add(r, "mx", V_OK, "%s: %zu MX host%s, each with an address", d->domain, checked,
-                 checked == 1 ? "" : "s");
+        it = ck_add(r, "mx", V_OK, "%s: %zu MX host%s, each with an address", d->domain, checked,
+                    checked == 1 ? "" : "s");
     } else if (temp && usable == 0) {
-        it = add(r, "mx", V_FAIL, "%s: the addresses of its MX hosts could not be looked up",
-                 d->domain);
+        it = ck_add(r, "mx", V_FAIL, "%s: the addresses of its MX hosts could not be looked up",
+                    d->domain);
         it->temporary = 1;
-        fix(it, "try again later");
+        ck_fix(it, "try again later");
     } else {
-        it = add(r, "mx", usable ? V_WARN : V_FAIL, "%s: %zu of %zu MX hosts cannot receive mail",
-                 d->domain, bad, checked);
-        fix(it, "publish an A or AAAA record for each MX host (a host name, not an address), or "
-                "remove the MX records of hosts that are gone");
+        it = ck_add(r, "mx", usable ? V_WARN : V_FAIL,
+                    "%s: %zu of %zu MX hosts cannot receive mail", d->domain, bad, checked);
+        ck_fix(it, "publish an A or AAAA record for each MX host (a host name, not an address), or "
+                   "remove the MX records of hosts that are gone");
     }
     if (n - null_among > SK_DNS_MX_HOSTS_MAX)
-        more(it, "(%zu MX hosts; the first %d were checked)", n - null_among, SK_DNS_MX_HOSTS_MAX);
+        ck_more(it, "(%zu MX hosts; the first %d were checked)", n - null_among,
+                SK_DNS_MX_HOSTS_MAX);
     if (lines.len) {
         char *l = lines.data;
         while (*l) {
             char *nl = strchr(l, '\n');
             *nl = '\0';
-            more(it, "%s", l);
+            ck_more(it, "%s", l);
             l = nl + 1;
         }
     }
     sk_buf_free(&lines);
-    jset(it, "hosts", hosts);
+    ck_jset(it, "hosts", hosts);
 out:
     for (size_t i = 0; i < n; i++) sk_free(recs[i].host);
     sk_free(recs);
     sk_free(plain);
-    answer_free(&a);
+    ck_answer_free(&a);
 }
 
 /* ---- SPF (RFC 7208) ---- */
 
 static void spf_trace(item *it, const sk_spf_outcome *o)
 {
-    json_t *t = json_strings(o->trace, o->ntrace);
-    jset(it, "trace", t);
+    json_t *t = ck_json_strings(o->trace, o->ntrace);
+    ck_jset(it, "trace", t);
 }
 
 void check_spf(domain_run *d)
 {
     run *r = d->r;
     answer a;
-    if (txt_or_temporary(r, d->domain, "spf", "SPF", &a)) return;
+    if (ck_txt_or_temporary(r, d->domain, "spf", "SPF", &a)) return;
     size_t found = 0, which = 0;
     for (size_t i = 0; i < a.n; i++)
         if (sk_spf_is_record(a.v[i], a.len[i])) {
@@ -223,52 +224,54 @@ void check_spf(domain_run *d)
         }
     const char *ipmech = d->ip && strchr(d->ip, ':') ? "ip6" : "ip4";
     if (found == 0) {
-        item *it = add(r, "spf", V_FAIL,
-                       "no SPF record at %s: receivers cannot tell who may send "
-                       "as %s",
-                       d->domain, d->domain);
+        item *it = ck_add(r, "spf", V_FAIL,
+                          "no SPF record at %s: receivers cannot tell who may send "
+                          "as %s",
+                          d->domain, d->domain);
         if (d->ip)
-            fix(it,
-                "publish one TXT record at %s: \"v=spf1 %s:%s -all\" (every address mail "
-                "leaves from)",
-                d->domain, ipmech, d->ip);
+            ck_fix(it,
+                   "publish one TXT record at %s: \"v=spf1 %s:%s -all\" (every address mail "
+                   "leaves from)",
+                   d->domain, ipmech, d->ip);
         else
-            fix(it,
-                "publish one TXT record at %s: \"v=spf1 ip4:ADDRESS -all\" with the addresses "
-                "mail leaves from (\"v=spf1 -all\" if %s sends no mail)",
-                d->domain, d->domain);
-        answer_free(&a);
+            ck_fix(it,
+                   "publish one TXT record at %s: \"v=spf1 ip4:ADDRESS -all\" with the addresses "
+                   "mail leaves from (\"v=spf1 -all\" if %s sends no mail)",
+                   d->domain, d->domain);
+        ck_answer_free(&a);
         return;
     }
     if (found > 1) {
-        item *it = add(r, "spf", V_FAIL,
-                       "%zu SPF records at %s: every receiver's check ends in permerror (RFC 7208 "
-                       "4.5)",
-                       found, d->domain);
+        item *it =
+            ck_add(r, "spf", V_FAIL,
+                   "%zu SPF records at %s: every receiver's check ends in permerror (RFC 7208 "
+                   "4.5)",
+                   found, d->domain);
         for (size_t i = 0; i < a.n; i++)
-            if (sk_spf_is_record(a.v[i], a.len[i])) more(it, "%s", a.v[i]);
-        fix(it, "merge them into one TXT record starting with v=spf1");
-        answer_free(&a);
+            if (sk_spf_is_record(a.v[i], a.len[i])) ck_more(it, "%s", a.v[i]);
+        ck_fix(it, "merge them into one TXT record starting with v=spf1");
+        ck_answer_free(&a);
         return;
     }
     sk_spf_record *rec = NULL;
     char why[256] = "";
     sk_err pe = sk_spf_record_parse(a.v[which], a.len[which], &rec, why, sizeof why);
-    must(pe);
+    ck_must(pe);
     if (pe) {
-        item *it = add(r, "spf", V_FAIL, "the SPF record at %s does not parse: %s", d->domain, why);
-        more(it, "%s", a.v[which]);
-        jset(it, "record", jstr(a.v[which]));
-        fix(it, "correct the record (RFC 7208 4.6): receivers treat it as a permanent error and "
-                "ignore it");
-        answer_free(&a);
+        item *it =
+            ck_add(r, "spf", V_FAIL, "the SPF record at %s does not parse: %s", d->domain, why);
+        ck_more(it, "%s", a.v[which]);
+        ck_jset(it, "record", ck_jstr(a.v[which]));
+        ck_fix(it, "correct the record (RFC 7208 4.6): receivers treat it as a permanent error and "
+                   "ignore it");
+        ck_answer_free(&a);
         return;
     }
     sk_spf_record_free(rec);
-    item *it = add(r, "spf", V_OK, "one SPF record at %s", d->domain);
-    more(it, "%s", a.v[which]);
-    jset(it, "record", jstr(a.v[which]));
-    answer_free(&a);
+    item *it = ck_add(r, "spf", V_OK, "one SPF record at %s", d->domain);
+    ck_more(it, "%s", a.v[which]);
+    ck_jset(it, "record", ck_jstr(a.v[which]));
+    ck_answer_free(&a);
 
     /* The evaluation a stranger gets: the lookups and the final "all". */
     char postmaster[SK_SMTP_DOMAIN_MAX_OCTETS + 16];
@@ -282,16 +285,16 @@ void check_spf(domain_run *d)
     sk_error err;
     sk_error_clear(&err);
     sk_err e = sk_spf_check_sync(&r->ro, &req, &so, &o, &err);
-    if (e == SK_ERR_CONFIG) dns_config_error(r, &err);
+    if (e == SK_ERR_CONFIG) ck_dns_config_error(r, &err);
     if (e) {
-        it = add(r, "spf", V_FAIL, "SPF could not be evaluated: %s", err.text);
+        it = ck_add(r, "spf", V_FAIL, "SPF could not be evaluated: %s", err.text);
         it->temporary = 1;
         return;
     }
     if (o->result == SK_SPF_TEMPERROR) {
-        it = add(r, "spf", V_FAIL, "the SPF evaluation failed for now: %s", o->reason);
+        it = ck_add(r, "spf", V_FAIL, "the SPF evaluation failed for now: %s", o->reason);
         it->temporary = 1;
-        fix(it, "try again later; if it persists, a name the record uses is not answering");
+        ck_fix(it, "try again later; if it persists, a name the record uses is not answering");
         spf_trace(it, o);
         sk_spf_outcome_free(o);
         return;
@@ -303,37 +306,38 @@ void check_spf(domain_run *d)
                  : o->void_lookups                         ? V_WARN
                                                            : V_OK;
     if (o->lookups > SK_SPF_DNS_LOOKUPS_MAX)
-        it = add(r, "spf", V_FAIL,
-                 "more than %d DNS lookups: every receiver's check ends in "
-                 "permerror (RFC 7208 4.6.4)",
-                 SK_SPF_DNS_LOOKUPS_MAX);
+        it = ck_add(r, "spf", V_FAIL,
+                    "more than %d DNS lookups: every receiver's check ends in "
+                    "permerror (RFC 7208 4.6.4)",
+                    SK_SPF_DNS_LOOKUPS_MAX);
     else
-        it = add(r, "spf", lv, "%u of %d DNS lookups", o->lookups, SK_SPF_DNS_LOOKUPS_MAX);
+        it = ck_add(r, "spf", lv, "%u of %d DNS lookups", o->lookups, SK_SPF_DNS_LOOKUPS_MAX);
     if (lv == V_FAIL)
-        fix(it, "use fewer include:, a, mx, ptr and exists terms (each costs a lookup, includes "
-                "count with theirs): replace a and mx with ip4:/ip6: networks, drop includes of "
-                "services you no longer use");
+        ck_fix(it, "use fewer include:, a, mx, ptr and exists terms (each costs a lookup, includes "
+                   "count with theirs): replace a and mx with ip4:/ip6: networks, drop includes of "
+                   "services you no longer use");
     else if (lv == V_WARN)
-        fix(it, "one or two more lookups make the record fail everywhere: replace a and mx with "
-                "ip4:/ip6: where you can");
-    jset(it, "lookups", json_integer(o->lookups));
-    jset(it, "lookups_max", json_integer(SK_SPF_DNS_LOOKUPS_MAX));
+        ck_fix(it, "one or two more lookups make the record fail everywhere: replace a and mx with "
+                   "ip4:/ip6: where you can");
+    ck_jset(it, "lookups", json_integer(o->lookups));
+    ck_jset(it, "lookups_max", json_integer(SK_SPF_DNS_LOOKUPS_MAX));
     if (vv != V_OK || lv == V_FAIL) spf_trace(it, o);
     if (lv != V_FAIL) {
-        item *vi = add(r, "spf", vv,
-                       "%u of %d void lookups (names that do not exist or have no "
-                       "record)",
-                       o->void_lookups, SK_SPF_VOID_LOOKUPS_MAX);
-        jset(vi, "void_lookups", json_integer(o->void_lookups));
-        jset(vi, "void_lookups_max", json_integer(SK_SPF_VOID_LOOKUPS_MAX));
+        item *vi = ck_add(r, "spf", vv,
+                          "%u of %d void lookups (names that do not exist or have no "
+                          "record)",
+                          o->void_lookups, SK_SPF_VOID_LOOKUPS_MAX);
+        ck_jset(vi, "void_lookups", json_integer(o->void_lookups));
+        ck_jset(vi, "void_lookups_max", json_integer(SK_SPF_VOID_LOOKUPS_MAX));
         if (vv != V_OK) {
             for (size_t i = 0; i < o->ntrace; i++)
                 if (strstr(o->trace[i], "(nxdomain)") || strstr(o->trace[i], "(nodata)"))
-                    more(vi, "%s", o->trace[i]);
-            fix(vi, vv == V_FAIL ? "more than 2 void lookups end every check in permerror: remove "
-                                   "the terms that name domains without records"
-                                 : "a term names a domain without records (a service you left?): "
-                                   "remove it; a third void lookup makes the record fail");
+                    ck_more(vi, "%s", o->trace[i]);
+            ck_fix(vi, vv == V_FAIL
+                           ? "more than 2 void lookups end every check in permerror: remove "
+                             "the terms that name domains without records"
+                           : "a term names a domain without records (a service you left?): "
+                             "remove it; a third void lookup makes the record fail");
         }
     }
     /* What the record says about everyone else. */
@@ -342,40 +346,41 @@ void check_spf(domain_run *d)
         const char *where = o->mechanism_domain ? o->mechanism_domain : d->domain;
         switch (o->result) {
         case SK_SPF_FAIL:
-            it = add(r, "spf", V_OK, "other addresses fail (%s in %s)", mech, where);
+            it = ck_add(r, "spf", V_OK, "other addresses fail (%s in %s)", mech, where);
             break;
         case SK_SPF_SOFTFAIL:
-            it = add(r, "spf", V_OK,
-                     "other addresses soft-fail (%s in %s): receivers take their mail but mark it; "
-                     "DMARC decides",
-                     mech, where);
+            it = ck_add(
+                r, "spf", V_OK,
+                "other addresses soft-fail (%s in %s): receivers take their mail but mark it; "
+                "DMARC decides",
+                mech, where);
             break;
         case SK_SPF_NEUTRAL:
-            it = add(r, "spf", V_WARN,
-                     "other addresses get neutral (%s): SPF says nothing about "
-                     "mail from them",
-                     o->mechanism ? mech : "no all term");
-            fix(it, "end the record with -all (or ~all while you are not sure of the list)");
+            it = ck_add(r, "spf", V_WARN,
+                        "other addresses get neutral (%s): SPF says nothing about "
+                        "mail from them",
+                        o->mechanism ? mech : "no all term");
+            ck_fix(it, "end the record with -all (or ~all while you are not sure of the list)");
             break;
         case SK_SPF_PASS:
-            it = add(r, "spf", V_FAIL, "any address passes (%s in %s): anyone may send as %s", mech,
-                     where, d->domain);
-            fix(it, "remove +all (or the network that holds every address) and end with -all");
+            it = ck_add(r, "spf", V_FAIL, "any address passes (%s in %s): anyone may send as %s",
+                        mech, where, d->domain);
+            ck_fix(it, "remove +all (or the network that holds every address) and end with -all");
             break;
         case SK_SPF_PERMERROR:
-            it = add(r, "spf", V_FAIL, "the evaluation ends in permerror: %s", o->reason);
-            fix(it, "fix what the reason names: receivers treat the record as broken");
+            it = ck_add(r, "spf", V_FAIL, "the evaluation ends in permerror: %s", o->reason);
+            ck_fix(it, "fix what the reason names: receivers treat the record as broken");
             spf_trace(it, o);
             break;
         default:
-            it = add(r, "spf", V_FAIL, "the evaluation gives %s: %s", sk_spf_result_name(o->result),
-                     o->reason);
+            it = ck_add(r, "spf", V_FAIL, "the evaluation gives %s: %s",
+                        sk_spf_result_name(o->result), o->reason);
             spf_trace(it, o);
             break;
         }
-        jset(it, "result_for_others", jstr(sk_spf_result_name(o->result)));
-        jset(it, "mechanism", jstr(o->mechanism));
-        jset(it, "mechanism_domain", jstr(o->mechanism_domain));
+        ck_jset(it, "result_for_others", ck_jstr(sk_spf_result_name(o->result)));
+        ck_jset(it, "mechanism", ck_jstr(o->mechanism));
+        ck_jset(it, "mechanism_domain", ck_jstr(o->mechanism_domain));
     }
     sk_spf_outcome_free(o);
 
@@ -384,34 +389,35 @@ void check_spf(domain_run *d)
     o = NULL;
     sk_error_clear(&err);
     e = sk_spf_check_sync(&r->ro, &req, &so, &o, &err);
-    if (e == SK_ERR_CONFIG) dns_config_error(r, &err);
+    if (e == SK_ERR_CONFIG) ck_dns_config_error(r, &err);
     if (e) {
-        it = add(r, "spf", V_FAIL, "SPF could not be evaluated for %s: %s", d->ip, err.text);
+        it = ck_add(r, "spf", V_FAIL, "SPF could not be evaluated for %s: %s", d->ip, err.text);
         it->temporary = 1;
         return;
     }
     switch (o->result) {
     case SK_SPF_PASS:
-        it = add(r, "spf", V_OK, "%s may send as %s (%s in %s)", d->ip, d->domain,
-                 o->mechanism ? o->mechanism : "", o->mechanism_domain ? o->mechanism_domain : "");
+        it = ck_add(r, "spf", V_OK, "%s may send as %s (%s in %s)", d->ip, d->domain,
+                    o->mechanism ? o->mechanism : "",
+                    o->mechanism_domain ? o->mechanism_domain : "");
         break;
     case SK_SPF_TEMPERROR:
-        it = add(r, "spf", V_FAIL, "whether %s may send as %s is unknown for now: %s", d->ip,
-                 d->domain, o->reason);
+        it = ck_add(r, "spf", V_FAIL, "whether %s may send as %s is unknown for now: %s", d->ip,
+                    d->domain, o->reason);
         it->temporary = 1;
         break;
     default:
-        it = add(r, "spf", V_FAIL, "%s may not send as %s: SPF gives %s (%s)", d->ip, d->domain,
-                 sk_spf_result_name(o->result), o->reason);
-        fix(it,
-            "add %s:%s to the SPF record of %s (or the include: of the service that sends "
-            "from it)",
-            ipmech, d->ip, d->domain);
+        it = ck_add(r, "spf", V_FAIL, "%s may not send as %s: SPF gives %s (%s)", d->ip, d->domain,
+                    sk_spf_result_name(o->result), o->reason);
+        ck_fix(it,
+               "add %s:%s to the SPF record of %s (or the include: of the service that sends "
+               "from it)",
+               ipmech, d->ip, d->domain);
         spf_trace(it, o);
         break;
     }
-    jset(it, "ip", jstr(d->ip));
-    jset(it, "result", jstr(sk_spf_result_name(o->result)));
+    ck_jset(it, "ip", ck_jstr(d->ip));
+    ck_jset(it, "result", ck_jstr(sk_spf_result_name(o->result)));
     sk_spf_outcome_free(o);
 }
 
@@ -419,10 +425,10 @@ void check_spf(domain_run *d)
 
 static void regen_fix(item *it, const char *domain)
 {
-    fix(it,
-        "make a new key (smtpkit dkim keygen --domain %s --selector NEW --out FILE), publish "
-        "the record it prints, then sign with it",
-        domain);
+    ck_fix(it,
+           "make a new key (smtpkit dkim keygen --domain %s --selector NEW --out FILE), publish "
+           "the record it prints, then sign with it",
+           domain);
 }
 
 static void check_dkim_selector(domain_run *d, const char *sel)
@@ -431,102 +437,104 @@ static void check_dkim_selector(domain_run *d, const char *sel)
     char name[SK_SMTP_DOMAIN_MAX_OCTETS * 2 + 16];
     snprintf(name, sizeof name, "%s._domainkey.%s", sel, d->domain);
     answer a;
-    item *it = txt_or_temporary(r, name, "dkim", "DKIM key", &a);
+    item *it = ck_txt_or_temporary(r, name, "dkim", "DKIM key", &a);
     if (it) {
-        jset(it, "selector", jstr(sel));
+        ck_jset(it, "selector", ck_jstr(sel));
         return;
     }
     if (a.n == 0) {
-        it = add(r, "dkim", V_FAIL, "no key at %s: signatures with selector %s fail (permerror)",
-                 name, sel);
-        fix(it, "publish the record `smtpkit dkim keygen` printed, as a TXT record at %s", name);
+        it = ck_add(r, "dkim", V_FAIL, "no key at %s: signatures with selector %s fail (permerror)",
+                    name, sel);
+        ck_fix(it, "publish the record `smtpkit dkim keygen` printed, as a TXT record at %s", name);
     } else if (a.n > 1) {
-        it = add(r, "dkim", V_FAIL,
-                 "%zu TXT records at %s: a verifier cannot tell which is the "
-                 "key (RFC 6376 3.6.2.2)",
-                 a.n, name);
-        for (size_t i = 0; i < a.n; i++) more(it, "%s", a.v[i]);
-        fix(it, "keep exactly one TXT record at %s", name);
+        it = ck_add(r, "dkim", V_FAIL,
+                    "%zu TXT records at %s: a verifier cannot tell which is the "
+                    "key (RFC 6376 3.6.2.2)",
+                    a.n, name);
+        for (size_t i = 0; i < a.n; i++) ck_more(it, "%s", a.v[i]);
+        ck_fix(it, "keep exactly one TXT record at %s", name);
     } else {
         sk_dkim_key_info k;
         char why[256] = "";
         sk_err e = sk_dkim_key_record_inspect(a.v[0], a.len[0], &k, why, sizeof why);
-        must(e);
+        ck_must(e);
         if (e) {
-            it = add(r, "dkim", V_FAIL, "the key record at %s does not parse: %s", name, why);
-            more(it, "%s", a.v[0]);
-            fix(it,
-                "publish the record exactly as `smtpkit dkim keygen` prints it (v=DKIM1; k=rsa; "
-                "p=...)");
+            it = ck_add(r, "dkim", V_FAIL, "the key record at %s does not parse: %s", name, why);
+            ck_more(it, "%s", a.v[0]);
+            ck_fix(it,
+                   "publish the record exactly as `smtpkit dkim keygen` prints it (v=DKIM1; k=rsa; "
+                   "p=...)");
         } else if (k.revoked) {
-            it = add(r, "dkim", V_FAIL,
-                     "the key at %s is revoked (empty p=): signatures with "
-                     "selector %s fail",
-                     name, sel);
-            fix(it,
-                "if you still sign with %s, publish its key; if %s is retired, sign with "
-                "another selector",
-                sel, sel);
+            it = ck_add(r, "dkim", V_FAIL,
+                        "the key at %s is revoked (empty p=): signatures with "
+                        "selector %s fail",
+                        name, sel);
+            ck_fix(it,
+                   "if you still sign with %s, publish its key; if %s is retired, sign with "
+                   "another selector",
+                   sel, sel);
         } else if (!k.sha256_ok) {
-            it = add(r, "dkim", V_FAIL,
-                     "the key at %s allows no sha256 (h=): rsa-sha256 "
-                     "signatures fail",
-                     name);
-            fix(it, "remove h= from the record");
+            it = ck_add(r, "dkim", V_FAIL,
+                        "the key at %s allows no sha256 (h=): rsa-sha256 "
+                        "signatures fail",
+                        name);
+            ck_fix(it, "remove h= from the record");
         } else if (k.type == SK_DKIM_KEY_ED25519) {
-            it = add(r, "dkim", V_OK,
-                     "%s: an Ed25519 key (RFC 8463); some receivers do not check Ed25519 yet, so "
-                     "sign with an RSA key too",
-                     name);
+            it =
+                ck_add(r, "dkim", V_OK,
+                       "%s: an Ed25519 key (RFC 8463); some receivers do not check Ed25519 yet, so "
+                       "sign with an RSA key too",
+                       name);
         } else if (k.bits < SK_DKIM_RSA_BITS_MIN) {
-            it = add(r, "dkim", V_FAIL,
-                     "%s: an RSA key of %u bits: under %d bits verifiers refuse "
-                     "the signature (RFC 8301 3.2)",
-                     name, k.bits, SK_DKIM_RSA_BITS_MIN);
+            it = ck_add(r, "dkim", V_FAIL,
+                        "%s: an RSA key of %u bits: under %d bits verifiers refuse "
+                        "the signature (RFC 8301 3.2)",
+                        name, k.bits, SK_DKIM_RSA_BITS_MIN);
             regen_fix(it, d->domain);
         } else if (k.bits > SK_DKIM_RSA_BITS_MAX) {
-            it = add(r, "dkim", V_FAIL,
-                     "%s: an RSA key of %u bits: over %d bits verifiers refuse "
-                     "it",
-                     name, k.bits, SK_DKIM_RSA_BITS_MAX);
+            it = ck_add(r, "dkim", V_FAIL,
+                        "%s: an RSA key of %u bits: over %d bits verifiers refuse "
+                        "it",
+                        name, k.bits, SK_DKIM_RSA_BITS_MAX);
             regen_fix(it, d->domain);
         } else if (k.bits < CHECK_DKIM_RSA_BITS_GOOD) {
-            it = add(r, "dkim", V_WARN,
-                     "%s: an RSA key of %u bits: accepted, but weaker than the "
-                     "%d bits receivers expect",
-                     name, k.bits, CHECK_DKIM_RSA_BITS_GOOD);
+            it = ck_add(r, "dkim", V_WARN,
+                        "%s: an RSA key of %u bits: accepted, but weaker than the "
+                        "%d bits receivers expect",
+                        name, k.bits, CHECK_DKIM_RSA_BITS_GOOD);
             regen_fix(it, d->domain);
         } else {
-            it = add(r, "dkim", V_OK, "%s: an RSA key of %u bits", name, k.bits);
+            it = ck_add(r, "dkim", V_OK, "%s: an RSA key of %u bits", name, k.bits);
         }
         if (!e) {
-            jset(it, "key_type", jstr(sk_dkim_key_type_name(k.type)));
-            jset(it, "key_bits", json_integer(k.bits));
-            jset(it, "revoked", json_boolean(k.revoked));
-            jset(it, "testing", json_boolean(k.testing));
+            ck_jset(it, "key_type", ck_jstr(sk_dkim_key_type_name(k.type)));
+            ck_jset(it, "key_bits", json_integer(k.bits));
+            ck_jset(it, "revoked", json_boolean(k.revoked));
+            ck_jset(it, "testing", json_boolean(k.testing));
         }
-        jset(it, "record", jstr(a.v[0]));
+        ck_jset(it, "record", ck_jstr(a.v[0]));
         if (!e && k.testing && !k.revoked) {
-            item *t = add(r, "dkim", V_WARN,
-                          "%s says t=y (testing): receivers may treat its signatures as if there "
-                          "were none",
-                          name);
-            fix(t, "remove t=y from the record once signing works");
-            jset(t, "selector", jstr(sel));
-            jset(t, "testing", json_true());
+            item *t =
+                ck_add(r, "dkim", V_WARN,
+                       "%s says t=y (testing): receivers may treat its signatures as if there "
+                       "were none",
+                       name);
+            ck_fix(t, "remove t=y from the record once signing works");
+            ck_jset(t, "selector", ck_jstr(sel));
+            ck_jset(t, "testing", json_true());
         }
     }
-    jset(it, "selector", jstr(sel));
-    answer_free(&a);
+    ck_jset(it, "selector", ck_jstr(sel));
+    ck_answer_free(&a);
 }
 
 void check_dkim(domain_run *d)
 {
     if (d->n_selectors == 0) {
-        item *it = add(d->r, "dkim", V_INFO,
-                       "no selector given: DKIM keys were not checked (DNS cannot list them)");
-        fix(it, "give --selector S for each selector you sign with (the s= of your "
-                "DKIM-Signature fields)");
+        item *it = ck_add(d->r, "dkim", V_INFO,
+                          "no selector given: DKIM keys were not checked (DNS cannot list them)");
+        ck_fix(it, "give --selector S for each selector you sign with (the s= of your "
+                   "DKIM-Signature fields)");
         return;
     }
     for (size_t i = 0; i < d->n_selectors; i++) check_dkim_selector(d, d->selectors[i]);
@@ -569,18 +577,18 @@ static void check_rua_authorised(run *r, item *it, const char *policy_domain, co
     char name[SK_SMTP_DOMAIN_MAX_OCTETS * 2 + 32];
     snprintf(name, sizeof name, "%s._report._dmarc.%s", policy_domain, norm);
     answer a;
-    dns(r, name, SK_DNS_TXT, &a);
+    ck_dns(r, name, SK_DNS_TXT, &a);
     int ok = 0;
     for (size_t i = 0; i < a.n; i++) ok |= sk_dmarc_is_record(a.v[i], a.len[i]);
     if (!ok && a.status != SK_DNS_TEMPFAIL) {
         if (it->v < V_WARN) it->v = V_WARN;
-        more(it,
-             "%s is in another domain that does not say it takes reports for %s: receivers "
-             "send nothing there (RFC 7489 7.1)",
-             u->uri, policy_domain);
-        fix(it, "%s must publish TXT \"v=DMARC1\" at %s", norm, name);
+        ck_more(it,
+                "%s is in another domain that does not say it takes reports for %s: receivers "
+                "send nothing there (RFC 7489 7.1)",
+                u->uri, policy_domain);
+        ck_fix(it, "%s must publish TXT \"v=DMARC1\" at %s", norm, name);
     }
-    answer_free(&a);
+    ck_answer_free(&a);
 }
 
 void check_dmarc(domain_run *d)
@@ -591,40 +599,41 @@ void check_dmarc(domain_run *d)
     sk_error err;
     sk_error_clear(&err);
     sk_err e = sk_dmarc_check_sync(&r->ro, NULL, &in, &res, &err);
-    if (e == SK_ERR_CONFIG) dns_config_error(r, &err);
+    if (e == SK_ERR_CONFIG) ck_dns_config_error(r, &err);
     if (e) {
-        item *it = add(r, "dmarc", V_FAIL, "DMARC could not be checked: %s",
-                       err.text[0] ? err.text : sk_strerror(e));
+        item *it = ck_add(r, "dmarc", V_FAIL, "DMARC could not be checked: %s",
+                          err.text[0] ? err.text : sk_strerror(e));
         it->temporary = 1;
         return;
     }
     item *it;
     switch (res.status) {
     case SK_DMARC_TEMPERROR:
-        it = add(r, "dmarc", V_FAIL, "the DMARC lookup failed for now: %s", res.reason);
+        it = ck_add(r, "dmarc", V_FAIL, "the DMARC lookup failed for now: %s", res.reason);
         it->temporary = 1;
-        fix(it, "try again later");
+        ck_fix(it, "try again later");
         sk_dmarc_result_clear(&res);
         return;
     case SK_DMARC_NONE:
-        it = add(r, "dmarc", V_FAIL,
-                 "%s: receivers apply no policy to mail that fails SPF and "
-                 "DKIM",
-                 res.reason);
+        it = ck_add(r, "dmarc", V_FAIL,
+                    "%s: receivers apply no policy to mail that fails SPF and "
+                    "DKIM",
+                    res.reason);
         if (strstr(res.reason, "several"))
-            fix(it, "keep exactly one TXT record starting with v=DMARC1 at _dmarc.%s",
-                res.record_domain[0] ? res.record_domain : d->domain);
+            ck_fix(it, "keep exactly one TXT record starting with v=DMARC1 at _dmarc.%s",
+                   res.record_domain[0] ? res.record_domain : d->domain);
         else
-            fix(it,
-                "publish TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@%s\" at _dmarc.%s to "
-                "start, then move to p=quarantine and p=reject as the reports allow",
-                d->domain, d->domain);
+            ck_fix(it,
+                   "publish TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@%s\" at _dmarc.%s to "
+                   "start, then move to p=quarantine and p=reject as the reports allow",
+                   d->domain, d->domain);
         sk_dmarc_result_clear(&res);
         return;
     case SK_DMARC_PERMERROR:
-        it = add(r, "dmarc", V_FAIL, "%s", res.reason);
-        fix(it, "correct the record: \"v=DMARC1; p=none|quarantine|reject; rua=mailto:...\" with "
-                "p= right after v=");
+        it = ck_add(r, "dmarc", V_FAIL, "%s", res.reason);
+        ck_fix(it,
+               "correct the record: \"v=DMARC1; p=none|quarantine|reject; rua=mailto:...\" with "
+               "p= right after v=");
         sk_dmarc_result_clear(&res);
         return;
     default:
@@ -636,93 +645,95 @@ void check_dmarc(domain_run *d)
     const char *pol = sk_dmarc_policy_name(res.policy);
     int own = !strcmp(res.record_domain, d->domain);
     if (res.policy == SK_DMARC_POLICY_NONE) {
-        it = add(r, "dmarc", V_WARN,
-                 "%s=none: receivers only report; mail forged as %s is "
-                 "delivered",
-                 res.policy_tag, d->domain);
-        fix(it, "read the reports, make every sender you use pass SPF or DKIM aligned, then move "
-                "to p=quarantine and p=reject");
+        it = ck_add(r, "dmarc", V_WARN,
+                    "%s=none: receivers only report; mail forged as %s is "
+                    "delivered",
+                    res.policy_tag, d->domain);
+        ck_fix(it,
+               "read the reports, make every sender you use pass SPF or DKIM aligned, then move "
+               "to p=quarantine and p=reject");
     } else {
-        it = add(r, "dmarc", V_OK, "%s=%s: mail that fails DMARC as %s is %s", res.policy_tag, pol,
-                 d->domain,
-                 res.policy == SK_DMARC_POLICY_REJECT ? "refused" : "put in the spam folder");
+        it = ck_add(r, "dmarc", V_OK, "%s=%s: mail that fails DMARC as %s is %s", res.policy_tag,
+                    pol, d->domain,
+                    res.policy == SK_DMARC_POLICY_REJECT ? "refused" : "put in the spam folder");
     }
     answer txt;
     char qname[SK_SMTP_DOMAIN_MAX_OCTETS + 8];
     snprintf(qname, sizeof qname, "_dmarc.%s", res.record_domain);
-    dns(r, qname, SK_DNS_TXT, &txt);
+    ck_dns(r, qname, SK_DNS_TXT, &txt);
     for (size_t i = 0; i < txt.n; i++)
         if (sk_dmarc_is_record(txt.v[i], txt.len[i])) {
-            more(it, "%s: %s", qname, txt.v[i]);
-            jset(it, "record", jstr(txt.v[i]));
+            ck_more(it, "%s: %s", qname, txt.v[i]);
+            ck_jset(it, "record", ck_jstr(txt.v[i]));
         }
-    answer_free(&txt);
-    jset(it, "record_domain", jstr(res.record_domain));
-    jset(it, "policy", jstr(pol));
-    jset(it, "policy_tag", jstr(res.policy_tag));
-    jset(it, "p", jstr(sk_dmarc_policy_name(rec->p)));
-    jset(it, "sp", jstr(sk_dmarc_policy_name(rec->sp)));
-    jset(it, "np", jstr(sk_dmarc_policy_name(rec->np)));
-    jset(it, "pct", json_integer(rec->pct));
+    ck_answer_free(&txt);
+    ck_jset(it, "record_domain", ck_jstr(res.record_domain));
+    ck_jset(it, "policy", ck_jstr(pol));
+    ck_jset(it, "policy_tag", ck_jstr(res.policy_tag));
+    ck_jset(it, "p", ck_jstr(sk_dmarc_policy_name(rec->p)));
+    ck_jset(it, "sp", ck_jstr(sk_dmarc_policy_name(rec->sp)));
+    ck_jset(it, "np", ck_jstr(sk_dmarc_policy_name(rec->np)));
+    ck_jset(it, "pct", json_integer(rec->pct));
     if (!own) {
-        item *o = add(r, "dmarc", V_INFO,
-                      "%s has no DMARC record of its own: the record of its organizational "
-                      "domain %s applies, with its %s=",
-                      d->domain, res.record_domain, res.policy_tag);
-        jset(o, "org_domain", jstr(res.org_domain));
+        item *o = ck_add(r, "dmarc", V_INFO,
+                         "%s has no DMARC record of its own: the record of its organizational "
+                         "domain %s applies, with its %s=",
+                         d->domain, res.record_domain, res.policy_tag);
+        ck_jset(o, "org_domain", ck_jstr(res.org_domain));
     } else if (rec->has_sp && rec->sp < rec->p) {
-        item *s = add(r, "dmarc", V_WARN,
-                      "sp=%s is weaker than p=%s: mail forged from made-up subdomains of %s gets "
-                      "%s",
-                      sk_dmarc_policy_name(rec->sp), sk_dmarc_policy_name(rec->p), d->domain,
-                      sk_dmarc_policy_name(rec->sp));
-        fix(s, "drop sp= (subdomains then follow p=) unless a subdomain still needs time");
+        item *s =
+            ck_add(r, "dmarc", V_WARN,
+                   "sp=%s is weaker than p=%s: mail forged from made-up subdomains of %s gets "
+                   "%s",
+                   sk_dmarc_policy_name(rec->sp), sk_dmarc_policy_name(rec->p), d->domain,
+                   sk_dmarc_policy_name(rec->sp));
+        ck_fix(s, "drop sp= (subdomains then follow p=) unless a subdomain still needs time");
     } else if (rec->has_np) {
-        add(r, "dmarc", V_INFO, "np=%s: the policy for subdomains that do not exist (RFC 9091)",
-            sk_dmarc_policy_name(rec->np));
+        ck_add(r, "dmarc", V_INFO, "np=%s: the policy for subdomains that do not exist (RFC 9091)",
+               sk_dmarc_policy_name(rec->np));
     }
     if (rec->pct < 100)
-        add(r, "dmarc", V_INFO,
-            "pct=%u: the policy applies to %u%% of failing mail; the rest gets the next lower "
-            "policy",
-            rec->pct, rec->pct);
+        ck_add(r, "dmarc", V_INFO,
+               "pct=%u: the policy applies to %u%% of failing mail; the rest gets the next lower "
+               "policy",
+               rec->pct, rec->pct);
     /* Reports. */
     item *rp;
     if (rec->n_rua == 0) {
-        rp = add(r, "dmarc", V_WARN,
-                 "no rua=: you get no aggregate reports, so you cannot see who "
-                 "sends as %s",
-                 d->domain);
-        fix(rp, "add rua=mailto:dmarc-reports@%s to the record", d->domain);
+        rp = ck_add(r, "dmarc", V_WARN,
+                    "no rua=: you get no aggregate reports, so you cannot see who "
+                    "sends as %s",
+                    d->domain);
+        ck_fix(rp, "add rua=mailto:dmarc-reports@%s to the record", d->domain);
     } else {
         sk_buf list = SK_BUF_INIT(CHECK_TEXT_MAX_OCTETS);
         for (size_t i = 0; i < rec->n_rua; i++)
-            must(sk_buf_printf(&list, "%s%s", i ? ", " : "", rec->rua[i].uri));
-        rp = add(r, "dmarc", V_OK, "aggregate reports go to %s", sk_buf_cstr(&list));
+            ck_must(sk_buf_printf(&list, "%s%s", i ? ", " : "", rec->rua[i].uri));
+        rp = ck_add(r, "dmarc", V_OK, "aggregate reports go to %s", sk_buf_cstr(&list));
         sk_buf_free(&list);
         for (size_t i = 0; i < rec->n_rua; i++)
             check_rua_authorised(r, rp, res.record_domain, &rec->rua[i]);
     }
     json_t *rua = json_array(), *ruf = json_array();
-    if (!rua || !ruf) out_of_memory();
-    for (size_t i = 0; i < rec->n_rua; i++) json_array_append_new(rua, jstr(rec->rua[i].uri));
-    for (size_t i = 0; i < rec->n_ruf; i++) json_array_append_new(ruf, jstr(rec->ruf[i].uri));
-    jset(rp, "rua", rua);
-    jset(rp, "ruf", ruf);
+    if (!rua || !ruf) ck_out_of_memory();
+    for (size_t i = 0; i < rec->n_rua; i++) json_array_append_new(rua, ck_jstr(rec->rua[i].uri));
+    for (size_t i = 0; i < rec->n_ruf; i++) json_array_append_new(ruf, ck_jstr(rec->ruf[i].uri));
+    ck_jset(rp, "rua", rua);
+    ck_jset(rp, "ruf", ruf);
     if (rec->n_ruf) {
         sk_buf list = SK_BUF_INIT(CHECK_TEXT_MAX_OCTETS);
         for (size_t i = 0; i < rec->n_ruf; i++)
-            must(sk_buf_printf(&list, "%s%s", i ? ", " : "", rec->ruf[i].uri));
-        add(r, "dmarc", V_INFO,
-            "failure reports (ruf=) go to %s; few receivers send them, and they hold message "
-            "content",
-            sk_buf_cstr(&list));
+            ck_must(sk_buf_printf(&list, "%s%s", i ? ", " : "", rec->ruf[i].uri));
+        ck_add(r, "dmarc", V_INFO,
+               "failure reports (ruf=) go to %s; few receivers send them, and they hold message "
+               "content",
+               sk_buf_cstr(&list));
         sk_buf_free(&list);
     }
     for (size_t b = 0; b < sizeof dmarc_problems / sizeof dmarc_problems[0]; b++)
         if (rec->problems & (1u << b)) {
-            item *p = add(r, "dmarc", V_WARN, "%s", dmarc_problems[b]);
-            fix(p, "correct the record at _dmarc.%s", res.record_domain);
+            item *p = ck_add(r, "dmarc", V_WARN, "%s", dmarc_problems[b]);
+            ck_fix(p, "correct the record at _dmarc.%s", res.record_domain);
         }
     sk_dmarc_result_clear(&res);
 }

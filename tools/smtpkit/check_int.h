@@ -67,35 +67,35 @@ typedef struct message_run {
 /* ---- helpers (check_item.c) ---- */
 
 /* "out of memory" on stderr, and exit EX_OSERR. */
-void out_of_memory(void);
-void *xcalloc(size_t n, size_t size);
-char *xstrdup(const char *s);
+void ck_out_of_memory(void);
+void *ck_xcalloc(size_t n, size_t size);
+char *ck_xstrdup(const char *s);
 /* SK_ERR_NOMEM ends the run (out_of_memory); other results are the caller's. */
-void must(sk_err e);
+void ck_must(sk_err e);
 /* Text from outside made safe to print and to put in JSON (sk_free). */
-char *printable(const char *s, size_t n);
+char *ck_printable(const char *s, size_t n);
 /* A JSON string of text that is already UTF-8. */
-json_t *json_stringn_z(const char *s);
+json_t *ck_json_stringn_z(const char *s);
 /* A JSON string of text that may come from outside. */
-json_t *jstr(const char *s);
+json_t *ck_jstr(const char *s);
 /* A JSON string of our own text, or escaped as jstr. */
-json_t *jtext(const char *s);
+json_t *ck_jtext(const char *s);
 /* A JSON array of the strings, each as jstr. */
-json_t *json_strings(char *const *v, size_t n);
+json_t *ck_json_strings(char *const *v, size_t n);
 
 /* ---- items (check_item.c) ---- */
 
 /* A new item of the checklist: its check, verdict and detail. */
-item *add(run *r, const char *check, verdict v, const char *fmt, ...) SK_PRINTF(4, 5);
-/* The item's fix (replaces one given before). */
-void fix(item *it, const char *fmt, ...) SK_PRINTF(2, 3);
+item *ck_add(run *r, const char *check, verdict v, const char *fmt, ...) SK_PRINTF(4, 5);
+/* The item's ck_fix (replaces one given before). */
+void ck_fix(item *it, const char *fmt, ...) SK_PRINTF(2, 3);
 /* One more line of detail. */
-void more(item *it, const char *fmt, ...) SK_PRINTF(2, 3);
+void ck_more(item *it, const char *fmt, ...) SK_PRINTF(2, 3);
 /* A member of the item's JSON object (v is taken). */
-void jset(item *it, const char *key, json_t *v);
+void ck_jset(item *it, const char *key, json_t *v);
 /* A check that a DNS failure kept from an answer. */
-item *add_temporary(run *r, const char *check, const char *what, const char *name,
-                    const char *type);
+item *ck_add_temporary(run *r, const char *check, const char *what, const char *name,
+                       const char *type);
 
 /* ---- DNS (check_item.c) ---- */
 
@@ -107,15 +107,15 @@ typedef struct answer {
     size_t *len;
 } answer;
 
-void answer_free(answer *a);
+void ck_answer_free(answer *a);
 /* A resolver that cannot be used (a bad --dns-server) ends the run. */
-void dns_config_error(run *r, const sk_error *err);
+void ck_dns_config_error(run *r, const sk_error *err);
 /* The records of TYPE at NAME into a (status SK_DNS_TEMPFAIL when the
  * lookup failed). */
-void dns(run *r, const char *name, sk_dns_type type, answer *a);
+void ck_dns(run *r, const char *name, sk_dns_type type, answer *a);
 /* The TXT records at NAME; when the lookup failed for now, the temporary
  * item added (a is freed), NULL when there is an answer. */
-item *txt_or_temporary(run *r, const char *name, const char *check, const char *what, answer *a);
+item *ck_txt_or_temporary(run *r, const char *name, const char *check, const char *what, answer *a);
 
 /* The addresses (A, then AAAA) of a name; status the better of the two. */
 typedef struct addrs {
@@ -124,10 +124,10 @@ typedef struct addrs {
     char **ip;
 } addrs;
 
-void addrs_free(addrs *x);
-void lookup_addrs(run *r, const char *name, addrs *out);
+void ck_addrs_free(addrs *x);
+void ck_lookup_addrs(run *r, const char *name, addrs *out);
 /* Two addresses in text form are the same address. */
-int same_ip(const char *a, const char *b);
+int ck_same_ip(const char *a, const char *b);
 
 /* ---- the checks of a domain, in the order they run ---- */
 void check_mx(domain_run *d);                      /* check_dns.c */
@@ -142,6 +142,6 @@ void check_dnsbl(domain_run *d);                   /* check_ip.c */
 /* ---- check --message (check_message.c) ---- */
 /* The checks of m's message as items of m->r, and in header the
  * Authentication-Results field a receiver would add. */
-int run_message(message_run *m, sk_buf *header);
+int ck_run_message(message_run *m, sk_buf *header);
 
 #endif

@@ -9,29 +9,29 @@
 
 /* ---- small helpers ---- */
 
-void out_of_memory(void)
+void ck_out_of_memory(void)
 {
     fprintf(stderr, "smtpkit check: out of memory\n");
     exit(EX_OSERR);
 }
 
-void *xcalloc(size_t n, size_t size)
+void *ck_xcalloc(size_t n, size_t size)
 {
     void *p = sk_calloc(n ? n : 1, size ? size : 1);
-    if (!p) out_of_memory();
+    if (!p) ck_out_of_memory();
     return p;
 }
 
-char *xstrdup(const char *s)
+char *ck_xstrdup(const char *s)
 {
     char *p = sk_strdup(s ? s : "");
-    if (!p) out_of_memory();
+    if (!p) ck_out_of_memory();
     return p;
 }
 
-void must(sk_err e)
+void ck_must(sk_err e)
 {
-    if (e == SK_ERR_NOMEM) out_of_memory();
+    if (e == SK_ERR_NOMEM) ck_out_of_memory();
 }
 
 /* UTF-8 character length at s (RFC 3629), 0 when s does not start one. */
@@ -54,25 +54,25 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 /* Text from outside (DNS, a web server, a message) made safe to print and
  * to put in JSON: control characters and octets that are not UTF-8 become
  * \xNN. Idempotent. */
-char *printable(const char *s, size_t n)
+char *ck_printable(const char *s, size_t n)
 {
     sk_buf b = SK_BUF_INIT(n * 4 + 1);
-    must(sk_buf_reserve(&b, n + 1));
+    ck_must(sk_buf_reserve(&b, n + 1));
     for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
         size_t k = c >= 0x80 ? utf8_len((const unsigned char *)s + i, n - i) : 0;
         if (k) {
-            must(sk_buf_append(&b, s + i, k));
+            ck_must(sk_buf_append(&b, s + i, k));
             i += k;
         } else if (c < 0x20 || c == 0x7f || c >= 0x80) {
-            must(sk_buf_printf(&b, "\\x%02x", c));
+            ck_must(sk_buf_printf(&b, "\\x%02x", c));
             i++;
         } else {
-            must(sk_buf_putc(&b, (char)c));
+            ck_must(sk_buf_putc(&b, (char)c));
             i++;
         }
     }
-    must(sk_buf_reserve(&b, 1));
+    ck_must(sk_buf_reserve(&b, 1));
     char *r = sk_buf_detach(&b, NULL);
     return r;
 }
@@ -82,49 +82,49 @@ static char *vformat(const char *fmt, va_list ap)
 {
     sk_buf b = SK_BUF_INIT(CHECK_TEXT_MAX_OCTETS);
     sk_err e = sk_buf_vprintf(&b, fmt, ap);
-    must(e);
-    must(sk_buf_reserve(&b, 1));
+    ck_must(e);
+    ck_must(sk_buf_reserve(&b, 1));
     char *raw = sk_buf_detach(&b, NULL);
-    char *clean = printable(raw, strlen(raw));
+    char *clean = ck_printable(raw, strlen(raw));
     sk_free(raw);
     return clean;
 }
 
 /* A JSON string of text that is already UTF-8. */
-json_t *json_stringn_z(const char *s)
+json_t *ck_json_stringn_z(const char *s)
 {
     json_t *j = json_stringn(s, strlen(s));
-    if (!j) out_of_memory();
+    if (!j) ck_out_of_memory();
     return j;
 }
 
 /* A JSON string of text that may come from outside. */
-json_t *jstr(const char *s)
+json_t *ck_jstr(const char *s)
 {
     if (!s) return json_null();
-    char *p = printable(s, strlen(s));
-    json_t *j = json_stringn_z(p);
+    char *p = ck_printable(s, strlen(s));
+    json_t *j = ck_json_stringn_z(p);
     sk_free(p);
-    if (!j) out_of_memory();
+    if (!j) ck_out_of_memory();
     return j;
 }
 
 /* A JSON string of our own text (line ends and tabs kept), or escaped as
  * jstr when it holds octets that are not UTF-8. */
-json_t *jtext(const char *s)
+json_t *ck_jtext(const char *s)
 {
     json_t *j = json_stringn(s, strlen(s));
-    return j ? j : jstr(s);
+    return j ? j : ck_jstr(s);
 }
 
 /* ---- items ---- */
 
-item *add(run *r, const char *check, verdict v, const char *fmt, ...)
+item *ck_add(run *r, const char *check, verdict v, const char *fmt, ...)
 {
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 32;
         item *n = sk_realloc(r->items, cap * sizeof *n);
-        if (!n) out_of_memory();
+        if (!n) ck_out_of_memory();
         r->items = n;
         r->cap = cap;
     }
@@ -138,11 +138,11 @@ item *add(run *r, const char *check, verdict v, const char *fmt, ...)
     it->detail = vformat(fmt, ap);
     va_end(ap);
     it->data = json_object();
-    if (!it->data) out_of_memory();
+    if (!it->data) ck_out_of_memory();
     return it;
 }
 
-void fix(item *it, const char *fmt, ...)
+void ck_fix(item *it, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -152,7 +152,7 @@ void fix(item *it, const char *fmt, ...)
 }
 
 /* One more line of detail. Lines past the item's bound are left out. */
-void more(item *it, const char *fmt, ...)
+void ck_more(item *it, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -162,21 +162,23 @@ void more(item *it, const char *fmt, ...)
     sk_free(line);
 }
 
-void jset(item *it, const char *key, json_t *v)
+void ck_jset(item *it, const char *key, json_t *v)
 {
-    if (!v || json_object_set_new(it->data, key, v)) out_of_memory();
+    if (!v || json_object_set_new(it->data, key, v)) ck_out_of_memory();
 }
 
 /* A check that a DNS failure kept from an answer. */
-item *add_temporary(run *r, const char *check, const char *what, const char *name, const char *type)
+item *ck_add_temporary(run *r, const char *check, const char *what, const char *name,
+                       const char *type)
 {
-    item *it = add(r, check, V_FAIL,
-                   "%s: the DNS lookup of %s %s failed (server failure or "
-                   "timeout)",
-                   what, type, name);
+    item *it = ck_add(r, check, V_FAIL,
+                      "%s: the DNS lookup of %s %s failed (server failure or "
+                      "timeout)",
+                      what, type, name);
     it->temporary = 1;
-    fix(it, "try again later; if it persists, the domain's name servers are not answering for %s",
-        name);
+    ck_fix(it,
+           "try again later; if it persists, the domain's name servers are not answering for %s",
+           name);
     return it;
 }
 
@@ -187,17 +189,17 @@ static void on_answer(void *ctx, const sk_dns_result *res)
     answer *a = ctx;
     a->status = res->status;
     a->n = res->status == SK_DNS_OK ? res->count : 0;
-    a->v = xcalloc(a->n, sizeof *a->v);
-    a->len = xcalloc(a->n, sizeof *a->len);
+    a->v = ck_xcalloc(a->n, sizeof *a->v);
+    a->len = ck_xcalloc(a->n, sizeof *a->len);
     for (size_t i = 0; i < a->n; i++) {
         size_t n = res->lengths ? res->lengths[i] : strlen(res->values[i]);
-        a->v[i] = xcalloc(n + 1, 1);
+        a->v[i] = ck_xcalloc(n + 1, 1);
         memcpy(a->v[i], res->values[i], n);
         a->len[i] = n;
     }
 }
 
-void answer_free(answer *a)
+void ck_answer_free(answer *a)
 {
     for (size_t i = 0; i < a->n; i++) sk_free(a->v[i]);
     sk_free(a->v);
@@ -206,51 +208,51 @@ void answer_free(answer *a)
 }
 
 /* A resolver that cannot be used (a bad --dns-server) ends the run. */
-void dns_config_error(run *r, const sk_error *err)
+void ck_dns_config_error(run *r, const sk_error *err)
 {
     cli_warn(r->cmd, "%s", err->text[0] ? err->text : "the resolver cannot be used");
     exit(EX_CONFIG);
 }
 
-void dns(run *r, const char *name, sk_dns_type type, answer *a)
+void ck_dns(run *r, const char *name, sk_dns_type type, answer *a)
 {
     memset(a, 0, sizeof *a);
     a->status = SK_DNS_TEMPFAIL;
     sk_error err;
     sk_error_clear(&err);
     sk_err e = sk_dns_lookup_sync(&r->ro, name, type, on_answer, a, &err);
-    if (e == SK_ERR_CONFIG) dns_config_error(r, &err);
-    if (e == SK_ERR_NOMEM) out_of_memory();
+    if (e == SK_ERR_CONFIG) ck_dns_config_error(r, &err);
+    if (e == SK_ERR_NOMEM) ck_out_of_memory();
 }
 
 /* The TXT records at NAME for the check CHECK (WHAT names them for people).
  * When the lookup failed for now, a is freed and the temporary item added is
  * returned: the check ends there. NULL when there is an answer. */
-item *txt_or_temporary(run *r, const char *name, const char *check, const char *what, answer *a)
+item *ck_txt_or_temporary(run *r, const char *name, const char *check, const char *what, answer *a)
 {
-    dns(r, name, SK_DNS_TXT, a);
+    ck_dns(r, name, SK_DNS_TXT, a);
     if (a->status != SK_DNS_TEMPFAIL) return NULL;
-    item *it = add_temporary(r, check, what, name, "TXT");
-    answer_free(a);
+    item *it = ck_add_temporary(r, check, what, name, "TXT");
+    ck_answer_free(a);
     return it;
 }
 
-void addrs_free(addrs *x)
+void ck_addrs_free(addrs *x)
 {
     for (size_t i = 0; i < x->n; i++) sk_free(x->ip[i]);
     sk_free(x->ip);
     memset(x, 0, sizeof *x);
 }
 
-void lookup_addrs(run *r, const char *name, addrs *out)
+void ck_lookup_addrs(run *r, const char *name, addrs *out)
 {
     answer a4, a6;
-    dns(r, name, SK_DNS_A, &a4);
-    dns(r, name, SK_DNS_AAAA, &a6);
+    ck_dns(r, name, SK_DNS_A, &a4);
+    ck_dns(r, name, SK_DNS_AAAA, &a6);
     memset(out, 0, sizeof *out);
-    out->ip = xcalloc(a4.n + a6.n, sizeof *out->ip);
-    for (size_t i = 0; i < a4.n; i++) out->ip[out->n++] = xstrdup(a4.v[i]);
-    for (size_t i = 0; i < a6.n; i++) out->ip[out->n++] = xstrdup(a6.v[i]);
+    out->ip = ck_xcalloc(a4.n + a6.n, sizeof *out->ip);
+    for (size_t i = 0; i < a4.n; i++) out->ip[out->n++] = ck_xstrdup(a4.v[i]);
+    for (size_t i = 0; i < a6.n; i++) out->ip[out->n++] = ck_xstrdup(a6.v[i]);
     if (out->n)
         out->status = SK_DNS_OK;
     else if (a4.status == SK_DNS_TEMPFAIL || a6.status == SK_DNS_TEMPFAIL)
@@ -259,21 +261,21 @@ void lookup_addrs(run *r, const char *name, addrs *out)
         out->status = SK_DNS_NXDOMAIN;
     else
         out->status = SK_DNS_NODATA;
-    answer_free(&a4);
-    answer_free(&a6);
+    ck_answer_free(&a4);
+    ck_answer_free(&a6);
 }
 
-json_t *json_strings(char *const *v, size_t n)
+json_t *ck_json_strings(char *const *v, size_t n)
 {
     json_t *a = json_array();
-    if (!a) out_of_memory();
+    if (!a) ck_out_of_memory();
     for (size_t i = 0; i < n; i++)
-        if (json_array_append_new(a, jstr(v[i]))) out_of_memory();
+        if (json_array_append_new(a, ck_jstr(v[i]))) ck_out_of_memory();
     return a;
 }
 
 /* Two addresses in text form are the same address. */
-int same_ip(const char *a, const char *b)
+int ck_same_ip(const char *a, const char *b)
 {
     unsigned char x[16], y[16];
     int fa = strchr(a, ':') ? AF_INET6 : AF_INET, fb = strchr(b, ':') ? AF_INET6 : AF_INET;

@@ -218,8 +218,8 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
             else if (!strcmp(optarg, "none"))
                 a->tls = SK_TLS_NONE;
             else
-                return fail_early(o, a, EX_USAGE, "--tls", SK_STEP_NONE,
-                                  "--tls '%s': expected starttls, implicit or none", optarg);
+                return sn_fail_early(o, a, EX_USAGE, "--tls", SK_STEP_NONE,
+                                     "--tls '%s': expected starttls, implicit or none", optarg);
             break;
         case OPT_CA_FILE:
             a->ca_file = optarg;
@@ -241,9 +241,9 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
             break;
         case OPT_AUTH:
             if (sk_sasl_mech_parse(optarg) == SK_SASL_NONE)
-                return fail_early(o, a, EX_USAGE, "--auth", SK_STEP_NONE,
-                                  "--auth '%s': expected PLAIN, LOGIN, CRAM-MD5 or XOAUTH2",
-                                  optarg);
+                return sn_fail_early(o, a, EX_USAGE, "--auth", SK_STEP_NONE,
+                                     "--auth '%s': expected PLAIN, LOGIN, CRAM-MD5 or XOAUTH2",
+                                     optarg);
             a->auth = optarg;
             break;
         case OPT_ALLOW_PLAINTEXT_AUTH:
@@ -275,14 +275,14 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
             break;
         case OPT_INLINE:
             if (!strchr(optarg, '=') || optarg[0] == '=')
-                return fail_early(o, a, EX_USAGE, "--inline", SK_STEP_NONE,
-                                  "--inline '%s': expected CID=FILE", optarg);
+                return sn_fail_early(o, a, EX_USAGE, "--inline", SK_STEP_NONE,
+                                     "--inline '%s': expected CID=FILE", optarg);
             list_add(&a->inline_parts, optarg);
             break;
         case OPT_HEADER:
             if (!strchr(optarg, ':') || optarg[0] == ':')
-                return fail_early(o, a, EX_USAGE, "--header", SK_STEP_NONE,
-                                  "--header '%s': expected 'Name: value'", optarg);
+                return sn_fail_early(o, a, EX_USAGE, "--header", SK_STEP_NONE,
+                                     "--header '%s': expected 'Name: value'", optarg);
             list_add(&a->headers, optarg);
             break;
         case OPT_MESSAGE:
@@ -291,8 +291,8 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
         case OPT_PRIORITY:
             /* RFC 6710 2: priorities run from -9 to 9. */
             if (!parse_int(optarg, -9, 9, &a->priority))
-                return fail_early(o, a, EX_USAGE, "--priority", SK_STEP_NONE,
-                                  "--priority '%s': expected a number from -9 to 9", optarg);
+                return sn_fail_early(o, a, EX_USAGE, "--priority", SK_STEP_NONE,
+                                     "--priority '%s': expected a number from -9 to 9", optarg);
             a->has_priority = 1;
             break;
         case OPT_DSN_NOTIFY:
@@ -300,8 +300,8 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
             break;
         case OPT_DSN_RET:
             if (strcasecmp(optarg, "FULL") && strcasecmp(optarg, "HDRS"))
-                return fail_early(o, a, EX_USAGE, "--dsn-ret", SK_STEP_NONE,
-                                  "--dsn-ret '%s': expected FULL or HDRS", optarg);
+                return sn_fail_early(o, a, EX_USAGE, "--dsn-ret", SK_STEP_NONE,
+                                     "--dsn-ret '%s': expected FULL or HDRS", optarg);
             a->dsn_ret = optarg;
             break;
         case OPT_ENVID:
@@ -313,9 +313,9 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
         case OPT_TIMEOUT:
             if (sk_parse_duration_ms(optarg, &a->timeout_ms) || a->timeout_ms == 0 ||
                 a->timeout_ms > 24u * 3600 * 1000)
-                return fail_early(o, a, EX_USAGE, "--timeout", SK_STEP_NONE,
-                                  "--timeout '%s': expected a duration such as 30s or 500ms",
-                                  optarg);
+                return sn_fail_early(o, a, EX_USAGE, "--timeout", SK_STEP_NONE,
+                                     "--timeout '%s': expected a duration such as 30s or 500ms",
+                                     optarg);
             break;
         case OPT_VERBOSE:
             a->verbose = 1;
@@ -331,8 +331,8 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
             fputs(usage_text, stdout);
             return 0;
         case ':':
-            return fail_early(o, a, EX_USAGE, argv[optind - 1], SK_STEP_NONE,
-                              "option '%s' needs a value", argv[optind - 1]);
+            return sn_fail_early(o, a, EX_USAGE, argv[optind - 1], SK_STEP_NONE,
+                                 "option '%s' needs a value", argv[optind - 1]);
         default: {
             const char *bad = argv[optind - 1];
             const char *names[sizeof long_options / sizeof long_options[0]];
@@ -343,17 +343,17 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
                      bad + strspn(bad, "-"));
             const char *near = cli_nearest(word, names);
             if (near)
-                return fail_early(o, a, EX_USAGE, bad, SK_STEP_NONE,
-                                  "unknown option '%s' (did you mean '--%s'?)", bad, near);
-            return fail_early(o, a, EX_USAGE, bad, SK_STEP_NONE, "unknown option '%s'", bad);
+                return sn_fail_early(o, a, EX_USAGE, bad, SK_STEP_NONE,
+                                     "unknown option '%s' (did you mean '--%s'?)", bad, near);
+            return sn_fail_early(o, a, EX_USAGE, bad, SK_STEP_NONE, "unknown option '%s'", bad);
         }
         }
     }
     if (optind < argc)
-        return fail_early(o, a, EX_USAGE, argv[optind], SK_STEP_NONE, "unexpected argument '%s'",
-                          argv[optind]);
+        return sn_fail_early(o, a, EX_USAGE, argv[optind], SK_STEP_NONE, "unexpected argument '%s'",
+                             argv[optind]);
     if (!a->server)
-        return fail_early(o, a, EX_USAGE, "--server", SK_STEP_NONE, "--server is required");
+        return sn_fail_early(o, a, EX_USAGE, "--server", SK_STEP_NONE, "--server is required");
     if (a->message) {
         const char *clash = a->subject          ? "--subject"
                             : a->text           ? "--text"
@@ -363,22 +363,22 @@ static int parse_args(int argc, char **argv, send_args *a, outcome *o)
                             : a->headers.n      ? "--header"
                                                 : NULL;
         if (clash)
-            return fail_early(o, a, EX_USAGE, clash, SK_STEP_NONE,
-                              "%s cannot be combined with --message (the message is sent as is)",
-                              clash);
+            return sn_fail_early(o, a, EX_USAGE, clash, SK_STEP_NONE,
+                                 "%s cannot be combined with --message (the message is sent as is)",
+                                 clash);
     } else {
         if (!a->from)
-            return fail_early(o, a, EX_USAGE, "--from", SK_STEP_NONE, "--from is required");
+            return sn_fail_early(o, a, EX_USAGE, "--from", SK_STEP_NONE, "--from is required");
         if (a->to.n + a->cc.n + a->bcc.n == 0)
-            return fail_early(o, a, EX_USAGE, "--to", SK_STEP_NONE,
-                              "at least one --to, --cc or --bcc is required");
+            return sn_fail_early(o, a, EX_USAGE, "--to", SK_STEP_NONE,
+                                 "at least one --to, --cc or --bcc is required");
     }
     if (a->password_file && !a->user)
-        return fail_early(o, a, EX_USAGE, "--password-file", SK_STEP_NONE,
-                          "--password-file needs --user");
+        return sn_fail_early(o, a, EX_USAGE, "--password-file", SK_STEP_NONE,
+                             "--password-file needs --user");
     if (a->oauth_token_file && !a->user)
-        return fail_early(o, a, EX_USAGE, "--oauth-token-file", SK_STEP_NONE,
-                          "--oauth-token-file needs --user");
+        return sn_fail_early(o, a, EX_USAGE, "--oauth-token-file", SK_STEP_NONE,
+                             "--oauth-token-file needs --user");
     return -1;
 }
 
@@ -413,7 +413,7 @@ static void report_refusals(const outcome *o)
         snprintf(e.text, sizeof e.text, "%s", rr->reply.text);
         char what[SK_SMTP_PATH_MAX_OCTETS + 64];
         snprintf(what, sizeof what, "recipient <%s> refused", rr->address);
-        print_error_block(o, what, &e);
+        sn_print_error_block(o, what, &e);
     }
 }
 
@@ -422,8 +422,8 @@ static int read_secret(outcome *o, const send_args *a, const char *opt, const ch
 {
     *out = cli_read_first_line(path);
     if (!*out)
-        return fail_early(o, a, EX_CONFIG, opt, SK_STEP_NONE, "%s '%s': %s", opt, path,
-                          strerror(errno));
+        return sn_fail_early(o, a, EX_CONFIG, opt, SK_STEP_NONE, "%s '%s': %s", opt, path,
+                             strerror(errno));
     return -1;
 }
 
@@ -432,11 +432,11 @@ static int deliver(outcome *o, const send_args *a, prepared *p)
     char host[256];
     unsigned short port;
     if (!parse_server(a->server, host, sizeof host, &port))
-        return fail_early(o, a, EX_USAGE, "--server", SK_STEP_NONE,
-                          "--server '%s': expected HOST, HOST:PORT or [IPv6]:PORT", a->server);
+        return sn_fail_early(o, a, EX_USAGE, "--server", SK_STEP_NONE,
+                             "--server '%s': expected HOST, HOST:PORT or [IPv6]:PORT", a->server);
     if (a->ca_file && access(a->ca_file, R_OK) != 0)
-        return fail_early(o, a, EX_CONFIG, "--ca-file", SK_STEP_NONE, "--ca-file '%s': %s",
-                          a->ca_file, strerror(errno));
+        return sn_fail_early(o, a, EX_CONFIG, "--ca-file", SK_STEP_NONE, "--ca-file '%s': %s",
+                             a->ca_file, strerror(errno));
 
     int rc = -1;
     char *password = NULL, *token = NULL;
@@ -449,8 +449,8 @@ static int deliver(outcome *o, const send_args *a, prepared *p)
     const char *env_pw = getenv("SMTPKIT_PASSWORD");
     if (a->user && !password && !token) {
         if (!env_pw) {
-            rc = fail_early(o, a, EX_USAGE, "--user", SK_STEP_NONE,
-                            "--user needs a password: --password-file F or SMTPKIT_PASSWORD");
+            rc = sn_fail_early(o, a, EX_USAGE, "--user", SK_STEP_NONE,
+                               "--user needs a password: --password-file F or SMTPKIT_PASSWORD");
             goto out;
         }
     }
@@ -473,7 +473,7 @@ static int deliver(outcome *o, const send_args *a, prepared *p)
         .oauth_token = token,
         .auth_mech = a->auth,
         .allow_plaintext_auth = a->allow_plaintext_auth,
-        .transcript = a->verbose ? transcript : NULL,
+        .transcript = a->verbose ? sn_transcript : NULL,
     };
     if (a->timeout_ms) {
         unsigned t = (unsigned)a->timeout_ms;
@@ -485,7 +485,7 @@ static int deliver(outcome *o, const send_args *a, prepared *p)
      * written to stderr in between. */
     if (!a->json && !a->verbose && !a->quiet && p->data.len >= SEND_PROGRESS_MIN_OCTETS &&
         isatty(STDERR_FILENO)) {
-        co.progress = show_progress;
+        co.progress = sn_show_progress;
         co.progress_ctx = &o->prog;
     }
     snprintf(o->server, sizeof o->server, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
@@ -493,12 +493,12 @@ static int deliver(outcome *o, const send_args *a, prepared *p)
 
     o->client = sk_client_new(&co);
     if (!o->client) {
-        rc = fail_early(o, a, EX_OSERR, NULL, SK_STEP_NONE, "out of memory");
+        rc = sn_fail_early(o, a, EX_OSERR, NULL, SK_STEP_NONE, "out of memory");
         goto out;
     }
     if (sk_client_connect(o->client, &o->err) != SK_OK) {
         o->exit_code = cli_exit_code(&o->err);
-        print_error_block(o, "could not get ready to send", &o->err);
+        sn_print_error_block(o, "could not get ready to send", &o->err);
         rc = o->exit_code;
         goto out;
     }
@@ -514,14 +514,14 @@ static int deliver(outcome *o, const send_args *a, prepared *p)
     o->have_res = 1;
     sk_err r = sk_client_send(o->client, from ? from : "", (const char *const *)o->rcpts, o->nrcpt,
                               p->data.data, p->data.len, &so, &o->res, &o->err);
-    progress_end(o);
+    sn_progress_end(o);
     const sk_ehlo_info *ext = sk_client_extensions(o->client);
     if (r == SK_ERR_TOO_LONG && o->err.step == SK_STEP_MAIL && ext && ext->size_max &&
         p->data.len > ext->size_max) {
         /* RFC 1870: refused before sending; say it in sizes people read. */
         char have[32], most[32];
-        human_size(p->data.len, have, sizeof have);
-        human_size(ext->size_max, most, sizeof most);
+        sn_human_size(p->data.len, have, sizeof have);
+        sn_human_size(ext->size_max, most, sizeof most);
         snprintf(o->err.text, sizeof o->err.text,
                  "message is %s, the server accepts at most %s (SIZE %llu, RFC 1870)", have, most,
                  (unsigned long long)ext->size_max);
@@ -551,13 +551,13 @@ static int deliver(outcome *o, const send_args *a, prepared *p)
         if (o->err.step == SK_STEP_RCPT)
             report_refusals(o);
         else
-            print_error_block(o, "the message was not sent", &o->err);
+            sn_print_error_block(o, "the message was not sent", &o->err);
         sk_client_close(o->client);
     }
     if (!a->json && !a->quiet && o->res.sent) {
         printf("sent to %zu of %zu recipient%s: %d %s ", o->res.naccepted, o->nrcpt,
                o->nrcpt == 1 ? "" : "s", o->res.data.code, o->res.data.enhanced);
-        print_flat(stdout, o->res.data.text);
+        sn_print_flat(stdout, o->res.data.text);
         putchar('\n');
     }
     rc = o->exit_code;
@@ -593,21 +593,21 @@ int cmd_send(int argc, char **argv)
 
     int rc = parse_args(argc, argv, &a, &o);
     if (rc >= 0) goto out;
-    rc = a.message ? prepare_raw(&o, &a, &p) : compose(&o, &a, &p);
+    rc = a.message ? sn_prepare_raw(&o, &a, &p) : sn_compose(&o, &a, &p);
     if (rc >= 0) goto out;
-    if ((rc = flag_envelope(&o, &a, &p)) >= 0) goto out;
+    if ((rc = sn_flag_envelope(&o, &a, &p)) >= 0) goto out;
     if (!a.message && !a.text && !a.html && !a.attach.n && !a.quiet)
         cli_warn(CMD, "warning: the message has no body text (no --text, --html or --attach); "
                       "it is sent with an empty body");
     o.rcpts = (const char *const *)p.env.recipients;
     o.nrcpt = p.env.recipient_count;
     if (!p.from_addr && !p.env.reverse_path) {
-        rc = fail_early(&o, &a, EX_USAGE, "--from", SK_STEP_NONE,
-                        "--from is required (the message has no From field)");
+        rc = sn_fail_early(&o, &a, EX_USAGE, "--from", SK_STEP_NONE,
+                           "--from is required (the message has no From field)");
         goto out;
     }
     rc = deliver(&o, &a, &p);
-    if (a.json && o.client) json_report(&o);
+    if (a.json && o.client) sn_json_report(&o);
 out:
     if (o.have_res) sk_send_result_free(&o.res);
     sk_client_free(o.client);

@@ -12,8 +12,8 @@ static int compose_error(outcome *o, const send_args *a, const char *opt, const 
                          const sk_error *e)
 {
     int code = e->err == SK_ERR_NOMEM ? EX_OSERR : EX_DATAERR;
-    return fail_early(o, a, code, opt, SK_STEP_COMPOSE, "%s '%s': %s", opt, value,
-                      e->text[0] ? e->text : sk_strerror(e->err));
+    return sn_fail_early(o, a, code, opt, SK_STEP_COMPOSE, "%s '%s': %s", opt, value,
+                         e->text[0] ? e->text : sk_strerror(e->err));
 }
 
 /* Read a body file (or "-"); unreadable input is bad data (65). */
@@ -22,11 +22,11 @@ static int read_body(outcome *o, const send_args *a, const char *opt, const char
     size_t len;
     *out = cli_read_file(path, &len);
     if (!*out)
-        return fail_early(o, a, EX_DATAERR, opt, SK_STEP_COMPOSE, "%s '%s': %s", opt, path,
-                          strerror(errno));
+        return sn_fail_early(o, a, EX_DATAERR, opt, SK_STEP_COMPOSE, "%s '%s': %s", opt, path,
+                             strerror(errno));
     if (strlen(*out) != len)
-        return fail_early(o, a, EX_DATAERR, opt, SK_STEP_COMPOSE, "%s '%s': contains a NUL octet",
-                          opt, path);
+        return sn_fail_early(o, a, EX_DATAERR, opt, SK_STEP_COMPOSE,
+                             "%s '%s': contains a NUL octet", opt, path);
     return -1;
 }
 
@@ -41,10 +41,10 @@ static int add_addresses(outcome *o, const send_args *a, sk_message *m, const ch
     return -1;
 }
 
-int compose(outcome *o, const send_args *a, prepared *p)
+int sn_compose(outcome *o, const send_args *a, prepared *p)
 {
     sk_message *m = sk_message_new();
-    if (!m) return fail_early(o, a, EX_OSERR, NULL, SK_STEP_COMPOSE, "out of memory");
+    if (!m) return sn_fail_early(o, a, EX_OSERR, NULL, SK_STEP_COMPOSE, "out of memory");
     int rc = -1;
     char *text = NULL, *html = NULL;
     sk_error e;
@@ -111,9 +111,9 @@ int compose(outcome *o, const send_args *a, prepared *p)
     }
     if (sk_message_render(m, &p->data, &e) != SK_OK ||
         sk_message_get_envelope(m, &p->env, &e) != SK_OK) {
-        rc = fail_early(o, a, e.err == SK_ERR_NOMEM ? EX_OSERR : EX_DATAERR, NULL, SK_STEP_COMPOSE,
-                        "could not compose the message: %s",
-                        e.text[0] ? e.text : sk_strerror(e.err));
+        rc = sn_fail_early(o, a, e.err == SK_ERR_NOMEM ? EX_OSERR : EX_DATAERR, NULL,
+                           SK_STEP_COMPOSE, "could not compose the message: %s",
+                           e.text[0] ? e.text : sk_strerror(e.err));
         goto out;
     }
     sk_buf id = SK_BUF_INIT(sizeof o->message_id - 1);
@@ -150,13 +150,13 @@ static void find_message_id(const char *raw, size_t len, char *out, size_t outsz
     }
 }
 
-int prepare_raw(outcome *o, const send_args *a, prepared *p)
+int sn_prepare_raw(outcome *o, const send_args *a, prepared *p)
 {
     size_t len;
     char *raw = cli_read_file(a->message, &len);
     if (!raw)
-        return fail_early(o, a, EX_DATAERR, "--message", SK_STEP_COMPOSE, "--message '%s': %s",
-                          a->message, strerror(errno));
+        return sn_fail_early(o, a, EX_DATAERR, "--message", SK_STEP_COMPOSE, "--message '%s': %s",
+                             a->message, strerror(errno));
     int rc = -1;
     sk_error e;
     sk_error_clear(&e);
@@ -166,8 +166,9 @@ int prepare_raw(outcome *o, const send_args *a, prepared *p)
         goto out;
     }
     if (need_rcpts && p->env.recipient_count == 0) {
-        rc = fail_early(o, a, EX_DATAERR, "--message", SK_STEP_COMPOSE,
-                        "--message '%s': no recipients in To, Cc or Bcc (give --to)", a->message);
+        rc =
+            sn_fail_early(o, a, EX_DATAERR, "--message", SK_STEP_COMPOSE,
+                          "--message '%s': no recipients in To, Cc or Bcc (give --to)", a->message);
         goto out;
     }
     if (sk_message_prepare_raw(raw, len, &p->data, &e) != SK_OK) {
@@ -182,7 +183,7 @@ out:
 
 /* Envelope addresses given on the command line (--from with --message,
  * and --to/--cc/--bcc): their addr-specs. */
-int flag_envelope(outcome *o, const send_args *a, prepared *p)
+int sn_flag_envelope(outcome *o, const send_args *a, prepared *p)
 {
     sk_error e;
     sk_mailbox mb;
@@ -192,7 +193,7 @@ int flag_envelope(outcome *o, const send_args *a, prepared *p)
             return compose_error(o, a, "--from", a->from, &e);
         p->from_addr = sk_strdup(mb.addr);
         sk_mailbox_clear(&mb);
-        if (!p->from_addr) return fail_early(o, a, EX_OSERR, NULL, SK_STEP_COMPOSE, "no memory");
+        if (!p->from_addr) return sn_fail_early(o, a, EX_OSERR, NULL, SK_STEP_COMPOSE, "no memory");
     }
     size_t n = a->to.n + a->cc.n + a->bcc.n;
     if (n == 0) return -1;
@@ -201,7 +202,8 @@ int flag_envelope(outcome *o, const send_args *a, prepared *p)
     sk_free(p->env.recipients);
     p->env.recipients = sk_calloc(n, sizeof *p->env.recipients);
     p->env.recipient_count = 0;
-    if (!p->env.recipients) return fail_early(o, a, EX_OSERR, NULL, SK_STEP_COMPOSE, "no memory");
+    if (!p->env.recipients)
+        return sn_fail_early(o, a, EX_OSERR, NULL, SK_STEP_COMPOSE, "no memory");
     const str_list *lists[] = {&a->to, &a->cc, &a->bcc};
     const char *names[] = {"--to", "--cc", "--bcc"};
     for (size_t l = 0; l < 3; l++)

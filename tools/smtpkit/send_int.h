@@ -82,32 +82,32 @@ typedef struct prepared {
 /* ---- the report (send_report.c) ---- */
 
 /* Multi-line replies on one line, to f. */
-void print_flat(FILE *f, const char *s);
+void sn_print_flat(FILE *f, const char *s);
 /* What went wrong (e) at the step `what`, for people, on stderr. */
-void print_error_block(const outcome *o, const char *what, const sk_error *e);
+void sn_print_error_block(const outcome *o, const char *what, const sk_error *e);
 /* The outcome as one JSON object on stdout (--json). */
-void json_report(const outcome *o);
+void sn_json_report(const outcome *o);
 /* A usage (64), data (65) or configuration (78) error found before
  * connecting: one line naming the argument, and the JSON object if asked. */
-int fail_early(outcome *o, const send_args *a, int code, const char *arg, sk_step step,
-               const char *fmt, ...) SK_PRINTF(6, 7);
+int sn_fail_early(outcome *o, const send_args *a, int code, const char *arg, sk_step step,
+                  const char *fmt, ...) SK_PRINTF(6, 7);
 /* --verbose: the session's lines on stderr. */
-void transcript(void *ctx, char dir, const char *line, size_t len);
+void sn_transcript(void *ctx, char dir, const char *line, size_t len);
 /* A size for people, in decimal units. */
-void human_size(uint64_t n, char *out, size_t size);
+void sn_human_size(uint64_t n, char *out, size_t size);
 /* The progress line (the library's progress callback; ctx the
  * outcome's progress) and its end. */
-void show_progress(void *ctx, uint64_t sent, uint64_t total);
-void progress_end(outcome *o);
+void sn_show_progress(void *ctx, uint64_t sent, uint64_t total);
+void sn_progress_end(outcome *o);
 
 /* ---- the message (send_compose.c); each returns -1 to go on, or the
  * exit code after reporting the error ---- */
 
 /* The message from --from, --to, --subject, --text and the others. */
-int compose(outcome *o, const send_args *a, prepared *p);
+int sn_compose(outcome *o, const send_args *a, prepared *p);
 /* The message of --message, as given. */
-int prepare_raw(outcome *o, const send_args *a, prepared *p);
+int sn_prepare_raw(outcome *o, const send_args *a, prepared *p);
 /* The envelope addresses given on the command line. */
-int flag_envelope(outcome *o, const send_args *a, prepared *p);
+int sn_flag_envelope(outcome *o, const send_args *a, prepared *p);
 
 #endif

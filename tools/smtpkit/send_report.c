@@ -20,7 +20,7 @@ static const char *hint_for(const outcome *o, const sk_error *e)
 }
 
 /* Multi-line replies are joined by '\n'; for one-line output use ' / '. */
-void print_flat(FILE *f, const char *s)
+void sn_print_flat(FILE *f, const char *s)
 {
     for (; *s; s++) {
         if (*s == '\n')
@@ -30,18 +30,18 @@ void print_flat(FILE *f, const char *s)
     }
 }
 
-void print_error_block(const outcome *o, const char *what, const sk_error *e)
+void sn_print_error_block(const outcome *o, const char *what, const sk_error *e)
 {
     fprintf(stderr, "smtpkit send: %s\n", what);
     fprintf(stderr, "  step:   %s\n", sk_step_name(e->step));
     if (o->server[0]) fprintf(stderr, "  server: %s\n", o->server);
     if (e->code) {
         fprintf(stderr, "  reply:  %d%s%s ", e->code, e->enhanced[0] ? " " : "", e->enhanced);
-        print_flat(stderr, e->text);
+        sn_print_flat(stderr, e->text);
         fputc('\n', stderr);
     } else {
         fprintf(stderr, "  error:  %s: ", sk_strerror(e->err));
-        print_flat(stderr, e->text);
+        sn_print_flat(stderr, e->text);
         fputc('\n', stderr);
     }
     const char *hint = hint_for(o, e);
@@ -64,7 +64,7 @@ static json_t *jstr_or_null(const char *s)
     return cli_jstr(s && s[0] ? s : NULL);
 }
 
-void json_report(const outcome *o)
+void sn_json_report(const outcome *o)
 {
     json_t *j = cli_jobj();
     cli_jset(j, "ok", cli_jbool(o->exit_code == 0));
@@ -119,8 +119,8 @@ void json_report(const outcome *o)
 
 /* A usage (64), data (65) or configuration (78) error found before
  * connecting: one line naming the argument, and the JSON object if asked. */
-int fail_early(outcome *o, const send_args *a, int code, const char *arg, sk_step step,
-               const char *fmt, ...)
+int sn_fail_early(outcome *o, const send_args *a, int code, const char *arg, sk_step step,
+                  const char *fmt, ...)
 {
     char msg[SK_REPLY_TEXT_MAX_OCTETS];
     va_list ap;
@@ -134,11 +134,11 @@ int fail_early(outcome *o, const send_args *a, int code, const char *arg, sk_ste
     o->exit_code = code;
     o->bad_arg = arg;
     sk_error_set(&o->err, code == EX_CONFIG ? SK_ERR_CONFIG : SK_ERR_INVAL, step, "%s", msg);
-    if (a->json) json_report(o);
+    if (a->json) sn_json_report(o);
     return code;
 }
 
-void transcript(void *ctx, char dir, const char *line, size_t len)
+void sn_transcript(void *ctx, char dir, const char *line, size_t len)
 {
     (void)ctx;
     fprintf(stderr, "%c: %.*s\n", dir, (int)len, line);
@@ -146,7 +146,7 @@ void transcript(void *ctx, char dir, const char *line, size_t len)
 
 /* A size for people, in decimal units as disks and mail providers state
  * them: "850 B", "12.4 MB", "10 MB". */
-void human_size(uint64_t n, char *out, size_t size)
+void sn_human_size(uint64_t n, char *out, size_t size)
 {
     static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
     size_t u = 0;
@@ -173,7 +173,7 @@ static uint64_t mono_ms(void)
 
 /* The progress line on stderr (a terminal), like curl's: octets sent of
  * the total, the share, the rate; redrawn in place. */
-void show_progress(void *ctx, uint64_t sent, uint64_t total)
+void sn_show_progress(void *ctx, uint64_t sent, uint64_t total)
 {
     progress *p = ctx;
     uint64_t now = mono_ms();
@@ -181,11 +181,11 @@ void show_progress(void *ctx, uint64_t sent, uint64_t total)
     if (sent != 0 && sent < total && now - p->last_ms < SEND_PROGRESS_INTERVAL_MS) return;
     p->last_ms = now;
     char done[32], all[32], rate[32] = "";
-    human_size(sent, done, sizeof done);
-    human_size(total, all, sizeof all);
+    sn_human_size(sent, done, sizeof done);
+    sn_human_size(total, all, sizeof all);
     uint64_t ms = now > p->start_ms ? now - p->start_ms : 1;
     if (sent > 0) {
-        human_size(sent * 1000 / ms, rate, sizeof rate);
+        sn_human_size(sent * 1000 / ms, rate, sizeof rate);
         size_t l = strlen(rate);
         snprintf(rate + l, sizeof rate - l, "/s");
     }
@@ -201,7 +201,7 @@ void show_progress(void *ctx, uint64_t sent, uint64_t total)
 }
 
 /* End a progress line cut short (an error follows on its own line). */
-void progress_end(outcome *o)
+void sn_progress_end(outcome *o)
 {
     if (!o->prog.open) return;
     fputc('\n', stderr);

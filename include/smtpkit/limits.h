@@ -296,6 +296,12 @@
 #define SK_TRACK_PENDING_MAX_EVENTS     10000
 /* How long a writer waits for another (sqlite3_busy_timeout). */
 #define SK_TRACK_BUSY_TIMEOUT_MS_DEFAULT 2000
+/* How long sk_track_wait waits, at most, for the writer to reach a ticket
+ * (an HTTP read of events waits so, on a worker thread): a batch takes
+ * milliseconds, and a batch that cannot be written is reported after the
+ * busy timeout, so this bound is met only by a writer stuck past both;
+ * the read then answers from what is written. */
+#define SK_TRACK_WAIT_MAX_MS 5000
 /* One field of an event: a reply text is bounded by SK_REPLY_TEXT_MAX_OCTETS,
  * addresses by RFC 5321 4.5.3.1.3, and the Maildir file of a local delivery
  * (in remote_host) by Linux's PATH_MAX, which is the larger. */

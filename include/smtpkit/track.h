@@ -109,6 +109,20 @@ SK_NODISCARD sk_err sk_track_dsn_sent(sk_track *tr, const char *queue_id, const 
 /* Write pending events now, in one transaction. On failure (another writer
  * held the lock past the busy timeout, disk full) they stay pending. */
 SK_NODISCARD sk_err sk_track_flush(sk_track *tr, sk_error *err);
+/* Hand the pending events to the store's writer thread without waiting
+ * for them to be written; *ticket names them for sk_track_wait. Without a
+ * writer (no event base given) this is sk_track_flush and *ticket is one
+ * already reached. On an error (the flush failed; events the writer could
+ * not take, its queue being full, stay pending) *ticket is still set: it
+ * names what was handed over. */
+SK_NODISCARD sk_err sk_track_ticket(sk_track *tr, uint64_t *ticket, sk_error *err);
+/* The one call any thread may make on a store used by the loop thread:
+ * wait until the writer has written the events of ticket (SK_OK), or
+ * reports a failure of a batch after the call began, or lost them (an
+ * error: the writer's), or timeout_ms pass (0: SK_TRACK_WAIT_MAX_MS;
+ * SK_ERR_TIMEOUT). The store must outlive the call. */
+SK_NODISCARD sk_err sk_track_wait(sk_track *tr, uint64_t ticket, unsigned timeout_ms,
+                                  sk_error *err);
 size_t sk_track_pending(const sk_track *tr);
 /* Delete events older than before_ms, except those the webhooks' outbox
  * still has to send (outbox.h): they go with a later prune, once their

@@ -245,13 +245,15 @@ const sk_logger *sk_http_log(const sk_http *h)
     return &h->o.log;
 }
 
-bool sk_http_track_sync(sk_http *h)
+bool sk_http_track_sync(sk_http *h, sk_http_work *w)
 {
     /* Events are written in batches by the store's writer thread: what
-     * was recorded so far is handed to it and written before the query
-     * (the loop waits for that batch only when events are pending). */
+     * was recorded so far is handed to it here, and the worker waits for
+     * that batch before the query (work.c); the loop never waits. */
+    if (!h->deps.track) return false;
     sk_error err;
-    if (h->deps.track && sk_track_pending(h->deps.track) && sk_track_flush(h->deps.track, &err))
+    if (sk_track_ticket(h->deps.track, &w->track_ticket, &err))
         sk_log(&h->o.log, SK_LOG_WARN, "- http track-flush-failed error=\"%s\"", err.text);
-    return h->deps.track != NULL;
+    w->track = h->deps.track;
+    return true;
 }

@@ -378,10 +378,7 @@ static void track_query_done(sk_http_work *w);
  * memory, stopping). */
 static track_query *track_query_start(sk_http *h, sk_http_req *r, track_op op, const char *arg)
 {
-    /* Reads of events see those recorded so far; the suppression list
-     * is written at once, not batched, and needs no such wait. */
-    bool events = op == Q_MESSAGE || op == Q_STATS;
-    if (!(events ? sk_http_track_sync(h) : sk_http_get_deps(h)->track != NULL)) {
+    if (!sk_http_get_deps(h)->track) {
         sk_http_reply_error(h, r, 503, "unavailable", NULL, "the tracking store is not open");
         return NULL;
     }
@@ -391,6 +388,9 @@ static track_query *track_query_start(sk_http *h, sk_http_req *r, track_op op, c
         sk_http_reply_error(h, r, 500, "internal", NULL, "out of memory");
         return NULL;
     }
+    /* Reads of events see those recorded so far; the suppression list
+     * is written at once, not batched, and needs no such wait. */
+    if (op == Q_MESSAGE || op == Q_STATS) (void)sk_http_track_sync(h, &q->w);
     q->h = h;
     q->r = r;
     q->op = op;

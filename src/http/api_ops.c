@@ -477,7 +477,7 @@ void sk_http_list_events(sk_http *h, sk_http_req *r)
         }
         f.after_id = n;
     }
-    if (!sk_http_track_sync(h)) {
+    if (!sk_http_get_deps(h)->track) {
         sk_http_reply_error(h, r, 503, "unavailable", NULL, "the tracking store is not open");
         return;
     }
@@ -493,6 +493,7 @@ void sk_http_list_events(sk_http *h, sk_http_req *r)
     q->f = f;
     q->f.recipient = q->recipient;
     q->f.tag = q->tag;
+    (void)sk_http_track_sync(h, &q->w);
     (void)sk_http_req_work(h, r, &q->w, events_run, events_done);
 }
 

@@ -111,6 +111,12 @@ struct sk_http_work {
     sk_http_work_run_fn run;
     sk_http_work_done_fn done;
     bool cancelled;
+    /* A read of events (sk_http_track_sync): before run, the worker waits
+     * until the store's writer reached track_ticket; a failed or timed out
+     * wait is kept in track_err and logged by the completion. NULL: none. */
+    sk_track *track;
+    uint64_t track_ticket;
+    sk_error track_err;
 };
 sk_http_pool *sk_http_pool_new(struct event_base *base, const char *data_dir, bool track,
                                const sk_logger *log, sk_error *err);
@@ -132,10 +138,12 @@ sk_idem *sk_http_conns_idem(sk_http_pool *p, sk_http_conns *c, sk_error *err);
 const sk_http_opts *sk_http_get_opts(const sk_http *h);
 const sk_http_deps *sk_http_get_deps(const sk_http *h);
 const sk_logger *sk_http_log(const sk_http *h);
-/* Before a read of the tracking store on a worker: the events the loop
- * recorded so far are handed to the store's writer and written (so that
- * a read sees them). False when there is no tracking store. */
-bool sk_http_track_sync(sk_http *h);
+/* Loop, before w, a read of the tracking store, is queued: the events
+ * recorded so far are handed to the store's writer, without waiting, and
+ * w waits on its worker until they are written (so that the read sees
+ * them; bounded: SK_TRACK_WAIT_MAX_MS). False when there is no tracking
+ * store. */
+bool sk_http_track_sync(sk_http *h, sk_http_work *w);
 /* Queue w for r on the pool; when the pool no longer takes jobs, r is
  * answered 503 and false returned (done is not called). */
 bool sk_http_req_work(sk_http *h, sk_http_req *r, sk_http_work *w, sk_http_work_run_fn run,

@@ -86,6 +86,12 @@ sk_idem *sk_http_conns_idem(sk_http_pool *p, sk_http_conns *c, sk_error *err)
 static void work_run(void *ctx)
 {
     sk_http_work *w = ctx;
+    /* A read of events waits for those recorded before it; failing that,
+     * it answers from what is written. */
+    sk_error_clear(&w->track_err);
+    if (w->track && sk_track_wait(w->track, w->track_ticket, 0, &w->track_err)) {
+        /* Logged by work_done, on the loop. */
+    }
     w->run(w, w->pool, conns_of_thread(w->pool));
 }
 
@@ -93,6 +99,9 @@ static void work_done(void *ctx, sk_job_end end)
 {
     sk_http_work *w = ctx;
     w->cancelled = end != SK_JOB_DONE;
+    if (!w->cancelled && w->track_err.err)
+        sk_log(&w->pool->log, SK_LOG_WARN, "- http track-flush-failed error=\"%s\"",
+               w->track_err.text);
     w->done(w);
 }
 

@@ -187,7 +187,12 @@ sk_track *sk_track_open(const char *path, int readonly, sk_error *err)
     tr->readonly = readonly;
     sk_track_opts_defaults(&tr->opts);
     pthread_mutex_init(&tr->mu, NULL);
-    pthread_cond_init(&tr->idle_cv, NULL);
+    /* sk_track_wait's bound is on the monotonic clock. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&tr->idle_cv, &ca);
+    pthread_condattr_destroy(&ca);
     tr->path = sk_strdup(path);
     if (!tr->path) {
         sk_error_set(err, SK_ERR_NOMEM, SK_STEP_NONE, "tracking store: out of memory");

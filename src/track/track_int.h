@@ -28,8 +28,14 @@ struct sk_track {
      * group) with a connection of its own (wdb) writes the batches the
      * loop hands over in wq, so the loop thread runs neither SQLite's
      * inserts nor its WAL checkpoints (docs/tracking.md). Guarded by mu:
-     * wq, writing, writer_busy (the job is queued or running), werr;
-     * idle_cv is signalled after each batch. */
+     * wq, writing, writer_busy (the job is queued or running), werr,
+     * handed, written, failures; idle_cv is broadcast after each batch
+     * (written or failed) and when the writer stops.
+     * handed counts the events given to the writer, written those it has
+     * written, in the order handed over: wq and the batch being written
+     * are always events written+1 .. handed. Events the writer loses (no
+     * memory to keep them after a failure, or at stop) are taken off
+     * handed, so that written can reach the tickets handed out after. */
     char *path;
     sqlite3 *wdb;
     sk_workers *writer;
@@ -41,6 +47,8 @@ struct sk_track {
     sk_track_ev *wq;
     size_t nwq, wq_cap;
     sk_err werr; /* the last batch failed with this (0: it did not) */
+    uint64_t handed, written;
+    uint64_t failures; /* batches that failed, for sk_track_wait */
     char werr_text[sizeof(((sk_error *)0)->text)];
 };
 

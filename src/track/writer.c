@@ -4,10 +4,12 @@
  * connection of its own (docs/tracking.md). */
 #include "track/track_int.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* A pending entry that is not an event: "the DSN dsn_id reports the
  * outcome of recipient of queue_id" (sk_track_dsn_sent). It travels in
@@ -345,6 +347,7 @@ static void write_batches(void *arg)
         tr->writing = 0;
         if (!e) {
             tr->werr = SK_OK;
+            tr->written += n;
             pthread_cond_broadcast(&tr->idle_cv);
             continue;
         }
@@ -358,7 +361,9 @@ static void write_batches(void *arg)
                 cap = n + tr->nwq;
                 n += tr->nwq;
             } else {
-                /* No memory to join them: the newer ones are lost. */
+                /* No memory to join them: the newer ones are lost (and
+                 * taken off handed: the batch is written+1 .. handed). */
+                tr->handed -= tr->nwq;
                 for (size_t i = 0; i < tr->nwq; i++) sk_track_ev_clear(&tr->wq[i]);
                 sk_free(tr->wq);
             }
@@ -370,6 +375,7 @@ static void write_batches(void *arg)
             sk_log(&tr->opts.log, SK_LOG_WARN, "- track flush-failed pending=%zu error=\"%s\"", n,
                    err.text);
         tr->werr = e;
+        tr->failures++;
         snprintf(tr->werr_text, sizeof tr->werr_text, "%s", err.text);
         pthread_cond_broadcast(&tr->idle_cv);
         pthread_mutex_unlock(&tr->mu);
@@ -379,6 +385,7 @@ static void write_batches(void *arg)
     }
     /* From here on hand_over queues the job again. */
     tr->writer_busy = 0;
+    pthread_cond_broadcast(&tr->idle_cv);
     pthread_mutex_unlock(&tr->mu);
 }
 
@@ -402,6 +409,7 @@ static void hand_over(sk_track *tr)
     if (ok) {
         memcpy(tr->wq + tr->nwq, tr->pending, tr->npending * sizeof *tr->pending);
         tr->nwq += tr->npending;
+        tr->handed += tr->npending;
         tr->npending = 0;
         /* Stopped (only while being freed): sk_track_writer_stop reports them. A
          * writer pausing after a failure tries again at once. */
@@ -422,6 +430,11 @@ void sk_track_writer_stop(sk_track *tr)
     }
     sk_workers_free(tr->writer);
     tr->writer = NULL;
+    /* What is left is lost: nobody waits for it any longer. */
+    pthread_mutex_lock(&tr->mu);
+    tr->handed -= tr->nwq;
+    pthread_cond_broadcast(&tr->idle_cv);
+    pthread_mutex_unlock(&tr->mu);
     if (tr->nwq)
         sk_log(&tr->opts.log, SK_LOG_WARN, "- track lost events=%zu error=\"%s\"", tr->nwq,
                tr->werr_text);
@@ -498,4 +511,62 @@ sk_err sk_track_flush(sk_track *tr, sk_error *err)
         tr->dropped = 0;
     }
     return SK_OK;
+}
+
+sk_err sk_track_ticket(sk_track *tr, uint64_t *ticket, sk_error *err)
+{
+    sk_error_clear(err);
+    if (!tr->writer) {
+        /* No writer thread: written here, and the ticket is one reached. */
+        pthread_mutex_lock(&tr->mu);
+        *ticket = tr->written;
+        pthread_mutex_unlock(&tr->mu);
+        return sk_track_flush(tr, err);
+    }
+    hand_over(tr);
+    pthread_mutex_lock(&tr->mu);
+    *ticket = tr->handed;
+    pthread_mutex_unlock(&tr->mu);
+    if (tr->npending)
+        return sk_error_set(err, SK_ERR_IO, SK_STEP_NONE,
+                            "tracking: backlog (%zu events not taken by the writer)", tr->npending);
+    return SK_OK;
+}
+
+sk_err sk_track_wait(sk_track *tr, uint64_t ticket, unsigned timeout_ms, sk_error *err)
+{
+    sk_error_clear(err);
+    if (!timeout_ms) timeout_ms = SK_TRACK_WAIT_MAX_MS;
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += timeout_ms / 1000;
+    end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    sk_err e = SK_OK;
+    pthread_mutex_lock(&tr->mu);
+    uint64_t failures = tr->failures;
+    while (tr->written < ticket) {
+        if (ticket > tr->handed) {
+            /* Some of its events were lost (see track_int.h). */
+            e = sk_error_set(err, SK_ERR_IO, SK_STEP_NONE, "tracking: events lost (%s)",
+                             tr->werr_text[0] ? tr->werr_text : "the writer stopped");
+            break;
+        }
+        if (tr->failures != failures) {
+            e = sk_error_set(err, tr->werr ? tr->werr : SK_ERR_IO, SK_STEP_NONE, "%s",
+                             tr->werr_text);
+            break;
+        }
+        if (pthread_cond_timedwait(&tr->idle_cv, &tr->mu, &end) == ETIMEDOUT &&
+            tr->written < ticket) {
+            e = sk_error_set(err, SK_ERR_TIMEOUT, SK_STEP_NONE,
+                             "tracking: events not written after %u ms", timeout_ms);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&tr->mu);
+    return e;
 }

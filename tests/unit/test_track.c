@@ -663,6 +663,72 @@ static void test_writer_thread(void **state)
     event_base_free(base);
 }
 
+/* sk_track_ticket hands the pending events to the writer without waiting;
+ * sk_track_wait returns once they are written, when the writer reports a
+ * failure (another writer held the lock past the busy timeout), or at its
+ * bound (the writer still waiting for the lock). Without an event base
+ * there is no writer thread: the ticket is taken after a flush, reached. */
+static void test_writer_ticket(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        int base;              /* with an event base: a writer thread */
+        int locked;            /* another writer holds the lock */
+        unsigned busy_ms;      /* the store's busy timeout */
+        unsigned wait_ms;      /* sk_track_wait's bound; 0: the default */
+        int want;              /* 0: reached, 1: a failure, 2: timed out */
+        size_t written_before; /* events in the file before the unlock */
+    } rows[] = {
+        {1, 0, 20, 0, 0, 1},
+        {1, 1, 20, 0, 1, 0},
+        {1, 1, 60000, 50, 2, 0},
+        {0, 0, 20, 0, 0, 1},
+    };
+    for (size_t i = 0; i < SKT_N(rows); i++) {
+        snprintf(f->path, sizeof f->path, "%s/ticket%zu.db", f->dir, i);
+        struct event_base *base = rows[i].base ? event_base_new() : NULL;
+        sk_error err;
+        sk_track *tr = sk_track_open(f->path, 0, &err);
+        assert_non_null(tr);
+        sk_track_opts o = {
+            .batch_events = 100, .batch_delay_ms = 20, .busy_timeout_ms = rows[i].busy_ms};
+        assert_int_equal(sk_track_set_opts(tr, &o, base, &err), SK_OK);
+        sqlite3 *other = NULL;
+        if (rows[i].locked) {
+            assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+            assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        }
+        record(tr, &(sk_track_ev){.kind = SK_TRACK_RECEIVED, .queue_id = "QK"});
+        uint64_t ticket = 0;
+        /* Taken at once even while the writer waits for the lock (with a
+         * busy timeout of 60 s, a ticket that waited would show). */
+        assert_int_equal(sk_track_ticket(tr, &ticket, &err), SK_OK);
+        assert_int_equal(ticket, rows[i].base ? 1 : 0);
+        sk_err e = sk_track_wait(tr, ticket, rows[i].wait_ms, &err);
+        if (rows[i].want == 0) assert_int_equal(e, SK_OK);
+        if (rows[i].want == 1) assert_true(e != SK_OK && e != SK_ERR_TIMEOUT);
+        if (rows[i].want == 2) assert_int_equal(e, SK_ERR_TIMEOUT);
+        assert_int_equal(count_events(f), rows[i].written_before);
+        if (other) {
+            assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+            sqlite3_close(other);
+            /* The writer tries again (after its delay, or as soon as the
+             * lock is free): the same ticket is reached. */
+            assert_int_equal(sk_track_wait(tr, ticket, 0, &err), SK_OK);
+            assert_int_equal(count_events(f), 1);
+        }
+        /* A later ticket counts on from the first. */
+        record(tr, &(sk_track_ev){.kind = SK_TRACK_QUEUED, .queue_id = "QK"});
+        assert_int_equal(sk_track_ticket(tr, &ticket, &err), SK_OK);
+        assert_int_equal(ticket, rows[i].base ? 2 : 0);
+        assert_int_equal(sk_track_wait(tr, ticket, 0, &err), SK_OK);
+        assert_int_equal(count_events(f), 2);
+        assert_int_equal(sk_track_pending(tr), 0);
+        sk_track_free(tr);
+        if (base) event_base_free(base);
+    }
+}
+
 static void test_reader_beside_locked_writer(void **state)
 {
     fixture *f = *state;
@@ -809,6 +875,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_ticket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_beside_locked_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_backoff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),

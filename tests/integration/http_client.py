@@ -1,9 +1,11 @@
 """The HTTP API's client side for tests: API keys made with `smtpkit
-apikey`, and one request on a connection of its own."""
+apikey`, one request on a connection of its own, and a request on a thread
+of its own for tests of what happens while it waits."""
 
 import http.client
 import json
 import os
+import threading
 
 import sktest
 from serve_peer import HOST, expect
@@ -43,3 +45,19 @@ def call(port, method, path, body=None, key=None, headers=None, raw=None):
     except ValueError:
         doc = text
     return r.status, doc, r
+
+
+def in_thread(fn, *args, **kw):
+    """Run fn (a request that is to wait) on a thread of its own: returns the
+    thread and a dict that gets "r" (what fn returned) or "e" (what it
+    raised)."""
+    out = {}
+
+    def run():
+        try:
+            out["r"] = fn(*args, **kw)
+        except Exception as e:  # noqa: BLE001 (reported by the caller)
+            out["e"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out

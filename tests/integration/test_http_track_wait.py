@@ -11,13 +11,12 @@ HTTP answer includes the event."""
 import os
 import sqlite3
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
 from serve_peer import HOST, Serve, expect, message  # noqa: E402
-from http_client import call, make_key  # noqa: E402
+from http_client import call, in_thread, make_key  # noqa: E402
 
 tmp = sktest.TempDir("sk-httptw-")
 
@@ -26,19 +25,6 @@ tmp = sktest.TempDir("sk-httptw-")
 # writer's busy timeout (2 s, docs/tracking.md): past it the writer reports
 # a failure and the read answers from what is written, without the event.
 SMTP_WAIT_S = 1.2
-
-
-def in_thread(fn, *args, **kw):
-    out = {}
-
-    def run():
-        try:
-            out["r"] = fn(*args, **kw)
-        except Exception as e:  # noqa: BLE001 (reported by the caller)
-            out["e"] = e
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
 
 
 try:

@@ -12,13 +12,12 @@ import json
 import os
 import sqlite3
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sktest  # noqa: E402
 from serve_peer import HOST, Serve, expect  # noqa: E402
-from http_client import call, make_key  # noqa: E402
+from http_client import call, in_thread, make_key  # noqa: E402
 
 tmp = sktest.TempDir("sk-httpw-")
 
@@ -41,19 +40,6 @@ class Locker:
             self.db.execute("ROLLBACK")
             self.db.close()
             self.db = None
-
-
-def in_thread(fn, *args, **kw):
-    out = {}
-
-    def run():
-        try:
-            out["r"] = fn(*args, **kw)
-        except Exception as e:  # noqa: BLE001 (reported by the caller)
-            out["e"] = e
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
 
 
 def timed(fn, *args, **kw):

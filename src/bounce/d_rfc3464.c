@@ -4,8 +4,9 @@
  * lines, non-standard Action values). Marks: a message/delivery-status
  * part with at least one per-recipient block. A block without a
  * Diagnostic-Code takes its reason from the human-readable part: the
- * reason the text detectors read under its address, else a line that
- * starts with its address and holds an SMTP reply. */
+ * reason the text detectors read under its address ("ADDR: 550 5.1.1 ..."
+ * in OpenSMTPD's, the lines under it in Exim's), when it is not a reply of
+ * another class than the block's Status. */
 #include "bounce_int.h"
 
 #include <stdio.h>
@@ -39,48 +40,11 @@ static sk_err text_reason(const bn_msg *m, sk_bounce **text, const char *addr, c
     return SK_OK;
 }
 
-/* The replies the blocks from first on give neither as Diagnostic-Code nor
- * as a comment on their Status, from the human-readable part: a line that
- * starts with the block's address (after blanks, in angle brackets or
- * not) and holds an SMTP reply after it, of the class of the block's
- * Status when it has one (OpenSMTPD writes "ADDR: 550 5.1.1 ..." there
- * and only a generic 5.0.0 in the status part). One pass over the text. */
-static sk_err text_replies(const bn_msg *m, sk_bounce *b, size_t first)
-{
-    size_t missing = 0;
-    for (size_t i = first; i < b->nrcpts; i++)
-        if (!b->rcpts[i].reply && b->rcpts[i].reported) missing++;
-    size_t pos = 0, len;
-    const char *line;
-    char reply[SK_REPLY_TEXT_MAX_OCTETS];
-    while (missing && bn_next_line(&m->text, &pos, &line, &len)) {
-        size_t k = 0;
-        while (k < len && (line[k] == ' ' || line[k] == '\t')) k++;
-        if (k < len && line[k] == '<') k++;
-        for (size_t i = first; i < b->nrcpts; i++) {
-            sk_bounce_rcpt *r = &b->rcpts[i];
-            if (r->reply || !r->reported) continue;
-            size_t n = strlen(r->reported);
-            if (len - k <= n || strncasecmp(line + k, r->reported, n) != 0) continue;
-            char c = line[k + n];
-            if (c != '>' && c != ':' && c != ' ' && c != '\t') continue;
-            if (!bn_smtp_reply(line + k + n, len - k - n, reply, sizeof reply)) break;
-            if (r->status && r->status[0] && r->status[0] != reply[0]) break;
-            r->reply = sk_strdup(reply);
-            if (!r->reply) return SK_ERR_NOMEM;
-            missing--;
-            break;
-        }
-    }
-    return SK_OK;
-}
-
 sk_err bn_rfc3464(const bn_msg *m, sk_bounce *b)
 {
     const sk_report *r = m->report;
     if (!r || r->type != SK_REPORT_DSN || !r->nrcpts) return SK_OK;
     sk_err e = bn_set_mta(b, r->reporting_mta);
-    size_t first = b->nrcpts;
     sk_bounce *text = NULL;
     for (size_t i = 0; i < r->nrcpts && !e; i++) {
         const sk_report_rcpt *rc = &r->rcpts[i];
@@ -120,5 +84,5 @@ sk_err bn_rfc3464(const bn_msg *m, sk_bounce *b)
         }
     }
     sk_bounce_free(text);
-    return e ? e : text_replies(m, b, first);
+    return e;
 }

@@ -35,12 +35,13 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
+wait_port() { # PORT [HOST, default 127.0.0.1]
+    local host=${2:-127.0.0.1}
     for _ in $(seq 1 200); do
-        $PY -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),timeout=0.2).close()" 2>/dev/null && return 0
+        $PY -c "import socket,sys; socket.create_connection(('$host',$1),timeout=0.2).close()" 2>/dev/null && return 0
         sleep 0.05
     done
-    echo "nothing listening on port $1" >&2
+    echo "nothing listening on $host:$1" >&2
     return 1
 }
 stop_pid() { # PID: SIGTERM, wait until it is gone (at most 20 s)

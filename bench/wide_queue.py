@@ -24,10 +24,8 @@
 import asyncio
 import json
 import os
-import signal
 import socket
 import sys
-import threading
 
 # The daemon asks for thousands of MX records at once when a wide queue
 # starts; the test server's default UDP receive buffer (212 KiB) drops
@@ -141,20 +139,13 @@ async def slow(port, delay, ips):
 def dns(zone_file):
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, os.path.join(here, "..", "tests", "integration"))
-    from dns_server import DNSTestServer
+    from dns_server import DNSTestServer, serve_until_signalled
 
     with open(zone_file) as f:
         records = json.load(f)
     srv = DNSTestServer(records)
     srv.udp.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DNS_RCVBUF)
-    srv.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    print(srv.port, flush=True)
-    while not stop.wait(0.5):
-        pass
-    srv.stop()
+    serve_until_signalled(srv.start())
 
 
 def percentile(values, p):

@@ -75,15 +75,6 @@ for _ in $(seq 1 200); do [ -s "$TMP/dns.port" ] && break; sleep 0.05; done
 DNS_PORT=$(head -n 1 "$TMP/dns.port")
 [ -n "$DNS_PORT" ] || { echo "DNS server did not start" >&2; cat "$TMP/dns.log" >&2; exit 1; }
 
-wait_addr() { # IP PORT
-    for _ in $(seq 1 200); do
-        $PY -c "import socket; socket.create_connection(('$1',$2),timeout=0.2).close()" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listening on $1:$2" >&2
-    return 1
-}
-
 # The peers that stay up for the whole benchmark: slow, failing, throttled.
 $PY -u "$HERE/wide_queue.py" slow "$MX_PORT" "$SLOW_DELAY" 127.0.0.{10..17} >"$TMP/slow.out" 2>&1 &
 STARTED+=("$!")
@@ -95,7 +86,7 @@ for ip in 127.0.0.{30..31}; do
     "$SINK" -u nobody -4 "$ip:$MX_PORT" 256 >/dev/null 2>&1 &
     STARTED+=("$!")
 done
-for ip in 127.0.0.{10..17} 127.0.0.{20..23} 127.0.0.{30..31}; do wait_addr "$ip" "$MX_PORT"; done
+for ip in 127.0.0.{10..17} 127.0.0.{20..23} 127.0.0.{30..31}; do wait_port "$MX_PORT" "$ip"; done
 read -r -a LIMITS <"$TMP/rate_limits"
 RATE_ARGS=()
 for l in "${LIMITS[@]}"; do RATE_ARGS+=(--rate-limit "$l"); done
@@ -117,7 +108,7 @@ run() {
         STARTED+=("$!")
         dumps+=("$dir/dump$i")
     done
-    for i in 1 2 3; do wait_addr "127.0.0.$i" "$MX_PORT"; done
+    for i in 1 2 3; do wait_port "$MX_PORT" "127.0.0.$i"; done
     local port t0 pid
     port=$(free_port)
     t0=$(date +%s.%N)

@@ -264,14 +264,9 @@ class DNSTestServer:
         self.stop()
 
 
-def main():
-    if len(sys.argv) < 2:
-        print("usage: dns_server.py ZONE.json [--host IP]", file=sys.stderr)
-        return 64
-    with open(sys.argv[1]) as f:
-        records = json.load(f)
-    host = sys.argv[sys.argv.index("--host") + 1] if "--host" in sys.argv else "127.0.0.1"
-    srv = DNSTestServer(records, host).start()
+def serve_until_signalled(srv):
+    """Print the port of srv (started) and answer until SIGTERM or SIGINT,
+    then stop it: the server as a process of its own."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
@@ -279,6 +274,16 @@ def main():
     while not stop.wait(0.5):
         pass
     srv.stop()
+
+
+def main():
+    if len(sys.argv) < 2:
+        print("usage: dns_server.py ZONE.json [--host IP]", file=sys.stderr)
+        return 64
+    with open(sys.argv[1]) as f:
+        records = json.load(f)
+    host = sys.argv[sys.argv.index("--host") + 1] if "--host" in sys.argv else "127.0.0.1"
+    serve_until_signalled(DNSTestServer(records, host).start())
     return 0
 
 

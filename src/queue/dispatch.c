@@ -280,7 +280,15 @@ void sk_queue_dispatch(sk_queue *q)
          * and the fewest jobs in flight any of them holds. */
         size_t ready = 0, n = 0;
         unsigned level = UINT_MAX;
-        for (qdest *d = TAILQ_FIRST(&q->active); d; d = TAILQ_NEXT(d, alink)) {
+        qdest *next;
+        for (qdest *d = TAILQ_FIRST(&q->active); d; d = next) {
+            next = TAILQ_NEXT(d, alink);
+            /* Emptied by a removal (sk_queue_cancel_waiting): it would set
+             * a level no job can start at. */
+            if (!d->queued) {
+                dest_deactivate(q, d);
+                continue;
+            }
             n++;
             int64_t w = dest_wait(q, d, now);
             if (w > 0 && now + w < wake) wake = now + w;
@@ -290,7 +298,6 @@ void sk_queue_dispatch(sk_queue *q)
         }
         if (!ready) break;
         int progress = 0;
-        qdest *next;
         /* At most n visits: a destination sent to the back is not met
          * again in this pass. */
         for (qdest *d = TAILQ_FIRST(&q->active); d && n-- && q->in_flight < q->opts.max_in_flight;

@@ -599,6 +599,44 @@ static void test_fair_fewest_first(void **state)
     done_all(&h);
 }
 
+/* A destination whose only queued job was removed holds nothing and
+ * waits for nothing: a freed slot still goes to one that has work, in the
+ * same dispatch (the job's report wakes the queue once). */
+static void test_fair_emptied_dest(void **state)
+{
+    harness h = {0};
+    h.opts.max_in_flight = 2;
+    h.opts.dest_max_conns = 2;
+    static const script sc[] = {{"a.test", 1, 0, 0, NULL, NULL},
+                                {"b.test", 1, 0, 0, NULL, NULL},
+                                {"c.test", 1, 0, 0, NULL, NULL}};
+    h.scripts = sc;
+    h.nscripts = 3;
+    start(&h);
+    msgspec mb = {.rcpts = {"x@b.test"}};
+    inject(&h, &mb, NULL);
+    pump(&h);
+    msgspec ma = {.rcpts = {"x@a.test"}};
+    inject(&h, &ma, NULL);
+    inject(&h, &ma, NULL);
+    pump(&h);
+    assert_int_equal(started(&h, "b.test"), 1);
+    assert_int_equal(started(&h, "a.test"), 1);
+    /* c.test's message waits for a slot, then is removed. */
+    msgspec mc = {.rcpts = {"x@c.test"}};
+    char idc[SK_SPOOL_ID_SIZE];
+    inject(&h, &mc, idc);
+    pump(&h);
+    assert_int_equal(started(&h, "c.test"), 0);
+    assert_int_equal(sk_queue_delete(h.q, idc), SK_OK);
+    /* b.test's job ends: its report's one wake-up starts a.test's second. */
+    finish(open_job(&h, "b.test"), SK_DELIVERY_OK, 250, "2.0.0", "ok");
+    for (int i = 0; i < 4; i++) event_base_loop(h.base, EVLOOP_NONBLOCK);
+    assert_int_equal(started(&h, "a.test"), 2);
+    assert_int_equal(started(&h, "c.test"), 0);
+    done_all(&h);
+}
+
 /* A throttling reply suspends or slows its destination only, for the time
  * the rule (or the default for 421 / 4.7.x) says. */
 static void test_throttle(void **state)
@@ -1181,6 +1219,7 @@ int main(void)
         cmocka_unit_test(test_failing_dest_isolated),
         cmocka_unit_test(test_fair_reserve),
         cmocka_unit_test(test_fair_fewest_first),
+        cmocka_unit_test(test_fair_emptied_dest),
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_rate_per_domain),
         cmocka_unit_test(test_provider_grouping),
